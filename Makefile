@@ -1,0 +1,29 @@
+# Thin wrapper around CMake. `make demo` and `make test` do all the set-up on a fresh
+# Debian 12 machine (scripts/install-deps.sh installs what is missing).
+BUILD ?= build
+JOBS  ?= $(shell nproc)
+CMAKE_FLAGS ?=
+RUVLLM_MODEL ?= $(abspath ../shared/models/stories260K.gguf)
+
+.PHONY: all deps build test demo clean fuzz-long
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+demo: build
+	@test -f "$(RUVLLM_MODEL)" || { echo "demo: model not found: $(RUVLLM_MODEL) (set RUVLLM_MODEL)"; exit 1; }
+	$(BUILD)/ruvllm info "$(RUVLLM_MODEL)"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,78 @@
+/*
+ * test.h - a minimal table-friendly test harness. A test program defines tests with
+ * TEST(name) and lists them in main via RUN(name); failures print file:line and the
+ * failing expression, and the program exits non-zero if any check failed.
+ * A test that cannot run (data missing, CPU lacks an ISA) calls SKIP(reason): the
+ * program then exits with 77, which CTest reports as skipped, never passed.
+ */
+#ifndef RL_TEST_H
+#define RL_TEST_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern int rl_test_failures;
+extern int rl_test_checks;
+extern int rl_test_skipped;
+extern const char *rl_test_current;
+
+#define TEST(name) static void name(void)
+#define RUN(name)                                                                          \
+    do {                                                                                   \
+        rl_test_current = #name;                                                           \
+        int f0_ = rl_test_failures;                                                        \
+        name();                                                                            \
+        fprintf(stderr, "%s %s\n", rl_test_failures == f0_ ? "ok  " : "FAIL", #name);     \
+    } while (0)
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        rl_test_checks++;                                                                  \
+        if (!(cond)) {                                                                     \
+            rl_test_failures++;                                                            \
+            fprintf(stderr, "%s:%d: %s: check failed: %s\n", __FILE__, __LINE__,           \
+                    rl_test_current, #cond);                                               \
+        }                                                                                  \
+    } while (0)
+
+#define CHECKF(cond, ...)                                                                  \
+    do {                                                                                   \
+        rl_test_checks++;                                                                  \
+        if (!(cond)) {                                                                     \
+            rl_test_failures++;                                                            \
+            fprintf(stderr, "%s:%d: %s: check failed: %s: ", __FILE__, __LINE__,           \
+                    rl_test_current, #cond);                                               \
+            fprintf(stderr, __VA_ARGS__);                                                  \
+            fputc('\n', stderr);                                                           \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                                 \
+    CHECKF((long long)(a) == (long long)(b), "%lld != %lld", (long long)(a), (long long)(b))
+#define CHECK_STR(a, b) CHECKF(strcmp((a), (b)) == 0, "\"%s\" != \"%s\"", (a), (b))
+#define CHECK_NEAR(a, b, tol)                                                              \
+    CHECKF(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g (tol %g)", (double)(a), \
+           (double)(b), (double)(tol))
+
+/* Mark the current program skipped (exit 77 at the end unless something failed). */
+#define SKIP(...)                                                                          \
+    do {                                                                                   \
+        fprintf(stderr, "skip %s: ", rl_test_current);                                     \
+        fprintf(stderr, __VA_ARGS__);                                                      \
+        fputc('\n', stderr);                                                               \
+        rl_test_skipped++;                                                                 \
+        return;                                                                            \
+    } while (0)
+
+/* Exit code for main: 1 on failure, 77 when skipped and nothing was checked, else 0. */
+int rl_test_finish(void);
+
+/* Path under RUVLLM_TESTDATA (default ../shared): returns a static buffer per call slot. */
+const char *rl_test_data(const char *rel);
+/* Whole file into memory (malloc'd; *len set); NULL if unreadable. */
+unsigned char *rl_test_read_file(const char *path, size_t *len);
+
+#endif /* RL_TEST_H */

@@ -1,0 +1,19 @@
+/*
+ * cli.h - the ruvllm command-line tool. Each command lives in its own cmd_<name>.c
+ * and uses only the public header. Commands return a process exit status:
+ * 0 success, 1 runtime failure, 2 usage error.
+ */
+#ifndef RL_CLI_H
+#define RL_CLI_H
+
+#include "ruvllm.h"
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv); /* argv[0] is the command name */
+} cli_command;
+
+int cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,37 @@
+/* main.c - `ruvllm COMMAND ...`: dispatch to the commands of cli.h. */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const cli_command g_commands[] = {
+    {"info", "print a GGUF file's metadata and tensor table", cmd_info},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "ruvllm %s - LLM inference for GGUF models\n\nusage: ruvllm COMMAND [ARGS]\n\ncommands:\n",
+            rl_version());
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        fprintf(f, "  %-14s %s\n", g_commands[i].name, g_commands[i].summary);
+    fprintf(f, "\n`ruvllm COMMAND --help` describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("ruvllm %s\n", rl_version());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof g_commands / sizeof g_commands[0]; i++)
+        if (!strcmp(argv[1], g_commands[i].name)) return g_commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ruvllm: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
