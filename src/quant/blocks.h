@@ -18,6 +18,10 @@
 #define K_SCALE_SIZE 12
 #define QK4_NL 32
 #define QK_MXFP4 32
+#define QK_NVFP4 64
+#define QK_NVFP4_SUB 16
+#define QK1_0 128
+#define QK2_0 64
 
 /* d: scale; qs: 32 x 4-bit, low nibbles are elements 0..15, high nibbles 16..31. x = d*(q-8) */
 typedef struct { rl_fp16 d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
@@ -57,6 +61,13 @@ typedef struct { uint8_t qs[QK_K / 4]; rl_fp16 d; } block_tq2_0;
 
 /* mxfp4: e is an E8M0 shared exponent; qs are E2M1 codes, low nibbles first half */
 typedef struct { uint8_t e; uint8_t qs[QK_MXFP4 / 2]; } block_mxfp4;
+/* nvfp4: d[s] is the UE4M3 scale of sub-block s (16 elements); qs as mxfp4 per sub-block */
+typedef struct { uint8_t d[QK_NVFP4 / QK_NVFP4_SUB]; uint8_t qs[QK_NVFP4 / 2]; } block_nvfp4;
+
+/* q1_0: bit j of qs (LSB first) is the sign of element j. x = bit ? d : -d */
+typedef struct { rl_fp16 d; uint8_t qs[QK1_0 / 8]; } block_q1_0;
+/* q2_0: 2-bit codes, element j at bits 2*(j%4) of qs[j/4]. x = d*(q-1) */
+typedef struct { rl_fp16 d; uint8_t qs[QK2_0 / 4]; } block_q2_0;
 
 _Static_assert(sizeof(block_q4_0) == 18, "q4_0");
 _Static_assert(sizeof(block_q4_1) == 20, "q4_1");
@@ -82,5 +93,8 @@ _Static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs");
 _Static_assert(sizeof(block_tq1_0) == 54, "tq1_0");
 _Static_assert(sizeof(block_tq2_0) == 66, "tq2_0");
 _Static_assert(sizeof(block_mxfp4) == 17, "mxfp4");
+_Static_assert(sizeof(block_nvfp4) == 36, "nvfp4");
+_Static_assert(sizeof(block_q1_0) == 18, "q1_0");
+_Static_assert(sizeof(block_q2_0) == 18, "q2_0");
 
 #endif /* RL_QUANT_BLOCKS_H */
