@@ -237,8 +237,11 @@ RL_API const char *rl_gguf_type_name(rl_gguf_type t);
 
 /* Map and validate the file at path. On success *out is the handle. On failure *out is
  * NULL, the status is RL_ERR_BAD_FILE (malformed: err names the field and its byte
- * offset), RL_ERR_IO (cannot open or map) or RL_ERR_NOMEM, and err (when err_size > 0)
- * holds a one-line message. */
+ * offset), RL_ERR_IO (cannot open or map), RL_ERR_LIMIT (well-formed but past a limit
+ * that guards against hostile files: a string over 1 GiB, an array over 2^30 elements,
+ * arrays nested deeper than 16, over 1 GiB of metadata in memory) or RL_ERR_NOMEM, and
+ * err (when err_size > 0) holds a one-line message. Tensor dims may be 0 (as in ggml);
+ * n_dims is 1..4; tensor offsets are aligned, in file order and non-overlapping. */
 RL_API rl_status rl_gguf_open(const char *path, rl_gguf **out, char *err, size_t err_size);
 /* The same over a caller's buffer, which is not copied and must outlive the handle. */
 RL_API rl_status rl_gguf_open_memory(const void *data, size_t size, rl_gguf **out, char *err,
@@ -275,9 +278,39 @@ RL_API rl_status rl_gguf_get_arr_info(const rl_gguf *g, int64_t i, rl_gguf_type 
 /* Numeric or bool elements as a native, aligned array of n values of elem_type (bool as
  * uint8 0/1). RL_ERR_INVALID_ARG for arrays of strings or arrays. */
 RL_API rl_status rl_gguf_get_arr_data(const rl_gguf *g, int64_t i, const void **data);
-/* Element j of an array of strings. */
+/* Element j of an array of strings (RL_ERR_RANGE when j >= n). */
 RL_API rl_status rl_gguf_get_arr_str(const rl_gguf *g, int64_t i, uint64_t j, const char **s,
                                      size_t *len);
+
+/* Any metadata value, nested arrays included, as a plain view. A STRING has n bytes at
+ * v.str followed by a NUL. An ARRAY has n elements of elem_type: numbers and bools as a
+ * native, aligned C array at v.arr (bool as uint8 0/1); strings and arrays as n values at
+ * v.vals, each of type elem_type (an inner array has its own elem_type and n). The reader
+ * hands out views into the handle; the writer takes views built by the caller. */
+typedef struct rl_gguf_value {
+    rl_gguf_type type;
+    rl_gguf_type elem_type; /* ARRAY only */
+    uint64_t n;             /* STRING: bytes without the NUL; ARRAY: element count */
+    union {
+        uint8_t u8;
+        int8_t i8;
+        uint16_t u16;
+        int16_t i16;
+        uint32_t u32;
+        int32_t i32;
+        uint64_t u64;
+        int64_t i64;
+        float f32;
+        double f64;
+        bool b;
+        const char *str;
+        const void *arr;
+        const struct rl_gguf_value *vals;
+    } v;
+} rl_gguf_value;
+
+/* The value of kv i, valid while the handle lives; NULL for a bad index. */
+RL_API const rl_gguf_value *rl_gguf_kv_value(const rl_gguf *g, int64_t i);
 
 /* --- tensors, indexed 0..n_tensors-1 in file order --- */
 #define RL_GGUF_MAX_DIMS 4
@@ -296,7 +329,211 @@ RL_API int64_t rl_gguf_n_tensors(const rl_gguf *g);
 RL_API int64_t rl_gguf_find_tensor(const rl_gguf *g, const char *name);
 RL_API rl_status rl_gguf_tensor(const rl_gguf *g, int64_t i, rl_gguf_tensor_info *out);
 
+/* --- writer: builds a GGUF v3 file (the layout llama.cpp writes and loads) ---
+ * Metadata is written in the order keys were first set; setting a key again replaces its
+ * value in place. Keys, strings and values are copied at once; tensor data is borrowed or
+ * produced by a callback at write time. Every tensor's data is padded to the alignment
+ * (general.alignment, default 32). A writer is used by one thread at a time. Functions
+ * return RL_ERR_INVALID_ARG (bad key, name, type, shape, value) or RL_ERR_NOMEM, and leave
+ * a message in rl_gguf_writer_errmsg. */
+typedef struct rl_gguf_writer rl_gguf_writer;
+
+RL_API rl_status rl_gguf_writer_create(rl_gguf_writer **out);
+RL_API void rl_gguf_writer_free(rl_gguf_writer *w);
+/* The last error's message ("" when none); valid until the next call on w. */
+RL_API const char *rl_gguf_writer_errmsg(const rl_gguf_writer *w);
+
+/* Scalars. key: non-empty, at most 65535 bytes. */
+RL_API rl_status rl_gguf_writer_set_u8(rl_gguf_writer *w, const char *key, uint8_t v);
+RL_API rl_status rl_gguf_writer_set_i8(rl_gguf_writer *w, const char *key, int8_t v);
+RL_API rl_status rl_gguf_writer_set_u16(rl_gguf_writer *w, const char *key, uint16_t v);
+RL_API rl_status rl_gguf_writer_set_i16(rl_gguf_writer *w, const char *key, int16_t v);
+RL_API rl_status rl_gguf_writer_set_u32(rl_gguf_writer *w, const char *key, uint32_t v);
+RL_API rl_status rl_gguf_writer_set_i32(rl_gguf_writer *w, const char *key, int32_t v);
+RL_API rl_status rl_gguf_writer_set_u64(rl_gguf_writer *w, const char *key, uint64_t v);
+RL_API rl_status rl_gguf_writer_set_i64(rl_gguf_writer *w, const char *key, int64_t v);
+RL_API rl_status rl_gguf_writer_set_f32(rl_gguf_writer *w, const char *key, float v);
+RL_API rl_status rl_gguf_writer_set_f64(rl_gguf_writer *w, const char *key, double v);
+RL_API rl_status rl_gguf_writer_set_bool(rl_gguf_writer *w, const char *key, bool v);
+/* A NUL-terminated string. */
+RL_API rl_status rl_gguf_writer_set_str(rl_gguf_writer *w, const char *key, const char *s);
+/* n numbers or bools of elem_type (a native C array; bool as one byte each). */
+RL_API rl_status rl_gguf_writer_set_arr(rl_gguf_writer *w, const char *key,
+                                        rl_gguf_type elem_type, const void *data, uint64_t n);
+/* n NUL-terminated strings. */
+RL_API rl_status rl_gguf_writer_set_arr_str(rl_gguf_writer *w, const char *key,
+                                            const char *const *strs, uint64_t n);
+/* Any value, nested arrays included (deep copy; nesting at most 16 deep). */
+RL_API rl_status rl_gguf_writer_set_value(rl_gguf_writer *w, const char *key,
+                                          const rl_gguf_value *v);
+/* Copy kv i of a reader (key and value). */
+RL_API rl_status rl_gguf_writer_copy_kv(rl_gguf_writer *w, const rl_gguf *g, int64_t i);
+/* Data alignment, a power of two up to 2^20; sets general.alignment (uint32) unless it
+ * is the default 32 and the key is unset. Setting general.alignment directly is the same. */
+RL_API rl_status rl_gguf_writer_set_alignment(rl_gguf_writer *w, size_t alignment);
+
+/* A tensor: name unique, 1..63 bytes (llama.cpp's limit); n_dims 1..4; ne[d] >= 0 and
+ * ne[0] a multiple of the type's block size. data holds the tensor's bytes (as
+ * rl_type_row_bytes(type, ne[0]) * ne[1] * ne[2] * ne[3]) and must stay valid until
+ * rl_gguf_writer_write* returns or the writer is freed. Tensors are laid out in the
+ * order added. */
+RL_API rl_status rl_gguf_writer_add_tensor(rl_gguf_writer *w, const char *name, rl_type type,
+                                           uint32_t n_dims, const int64_t *ne,
+                                           const void *data);
+
+/* Produces rows [row0, row0 + n_rows) of a tensor (a row is ne[0] elements; rows run over
+ * ne[1], ne[2], ne[3]) into dst, which holds n_rows * rl_type_row_bytes(type, ne[0])
+ * bytes. Rows are asked for in order, in chunks of about 16 MiB (at least one row).
+ * Returning anything but RL_OK stops the write with that status. */
+typedef rl_status (*rl_gguf_rows_fn)(void *user, int64_t row0, int64_t n_rows, void *dst);
+
+/* A tensor whose data fn produces at write time, so that a writer can stream a model of
+ * any size. user is passed back to fn. */
+RL_API rl_status rl_gguf_writer_add_tensor_fn(rl_gguf_writer *w, const char *name,
+                                              rl_type type, uint32_t n_dims, const int64_t *ne,
+                                              rl_gguf_rows_fn fn, void *user);
+
+/* Receives the file's bytes in order; anything but RL_OK stops the write. */
+typedef rl_status (*rl_gguf_sink_fn)(void *user, const void *buf, size_t n);
+
+/* Write the file to path atomically: a temporary file in the same folder, fsync, rename.
+ * On failure path is untouched and no temporary is left. RL_ERR_IO names the system
+ * error; a producer's status is passed through. */
+RL_API rl_status rl_gguf_writer_write(rl_gguf_writer *w, const char *path);
+/* Write the file's bytes to a sink (a pipe, a memory buffer). */
+RL_API rl_status rl_gguf_writer_write_to(rl_gguf_writer *w, rl_gguf_sink_fn sink, void *user);
+
 /* ===== end section: gguf ===== */
+
+/* ===== section: tokenizer (vocabularies, tokenize, detokenize) ===== */
+
+/* A token id, 0..n_tokens-1; RL_TOKEN_NULL means "none". */
+typedef int32_t rl_token;
+#define RL_TOKEN_NULL ((rl_token)-1)
+
+/* A vocabulary and its tokenizer, built from the tokenizer.ggml.* metadata of a GGUF file
+ * the way llama.cpp reads it. Immutable after load: any number of threads may tokenize and
+ * detokenize with one vocabulary at the same time. It copies what it keeps: the rl_gguf
+ * may be freed after rl_vocab_load. */
+typedef struct rl_vocab rl_vocab;
+
+typedef enum rl_vocab_type {
+    RL_VOCAB_TYPE_NONE = 0, /* "no_vocab": ids only, nothing to tokenize */
+    RL_VOCAB_TYPE_SPM = 1,  /* SentencePiece BPE with byte fallback ("llama") */
+    RL_VOCAB_TYPE_BPE = 2,  /* BPE with a regex pre-tokenizer ("gpt2", "gemma4") */
+    RL_VOCAB_TYPE_WPM = 3   /* WordPiece ("bert") */
+} rl_vocab_type;
+
+/* Token attributes, a bit set (tokenizer.ggml.token_type plus llama.cpp's per-model rules). */
+typedef enum rl_token_attr {
+    RL_TOKEN_ATTR_UNDEFINED = 0,
+    RL_TOKEN_ATTR_UNKNOWN = 1 << 0,
+    RL_TOKEN_ATTR_UNUSED = 1 << 1,
+    RL_TOKEN_ATTR_NORMAL = 1 << 2,
+    RL_TOKEN_ATTR_CONTROL = 1 << 3,      /* BOS, EOS, <|im_end|>: only from parse_special */
+    RL_TOKEN_ATTR_USER_DEFINED = 1 << 4, /* added tokens: matched in any text */
+    RL_TOKEN_ATTR_BYTE = 1 << 5,         /* <0xXX> byte-fallback tokens */
+    RL_TOKEN_ATTR_LSTRIP = 1 << 7,       /* when matched in text, eats whitespace on its left */
+    RL_TOKEN_ATTR_RSTRIP = 1 << 8        /* ... and on its right */
+} rl_token_attr;
+
+/* Build the vocabulary of g. Failure: RL_ERR_BAD_FILE (missing or mistyped key, duplicate
+ * token: err names the key), RL_ERR_UNSUPPORTED (tokenizer.ggml.model or .pre this library
+ * does not implement, e.g. "t5", "rwkv"), RL_ERR_NOMEM; *out is then NULL. */
+RL_API rl_status rl_vocab_load(const rl_gguf *g, rl_vocab **out, char *err, size_t err_size);
+RL_API void rl_vocab_free(rl_vocab *v);
+
+RL_API rl_vocab_type rl_vocab_get_type(const rl_vocab *v);
+/* tokenizer.ggml.model as in the file, and the pre-tokenizer in use ("llama-bpe", "qwen2",
+ * "default", ...). Never NULL. */
+RL_API const char *rl_vocab_model_name(const rl_vocab *v);
+RL_API const char *rl_vocab_pre_name(const rl_vocab *v);
+RL_API int32_t rl_vocab_n_tokens(const rl_vocab *v);
+
+/* Special tokens, RL_TOKEN_NULL when the vocabulary has none. eot: end of turn
+ * (<|eot_id|>, <|im_end|>, <end_of_turn>, ...); nl: the token of "\n". */
+RL_API rl_token rl_vocab_bos(const rl_vocab *v);
+RL_API rl_token rl_vocab_eos(const rl_vocab *v);
+RL_API rl_token rl_vocab_eot(const rl_vocab *v);
+RL_API rl_token rl_vocab_eom(const rl_vocab *v);
+RL_API rl_token rl_vocab_unk(const rl_vocab *v);
+RL_API rl_token rl_vocab_sep(const rl_vocab *v);
+RL_API rl_token rl_vocab_pad(const rl_vocab *v);
+RL_API rl_token rl_vocab_nl(const rl_vocab *v);
+/* Whether RL_TOKENIZE_ADD_SPECIAL adds BOS / EOS (tokenizer.ggml.add_bos_token, ...). */
+RL_API bool rl_vocab_add_bos(const rl_vocab *v);
+RL_API bool rl_vocab_add_eos(const rl_vocab *v);
+
+/* Attributes of t (rl_token_attr bits); 0 for ids out of range. */
+RL_API uint32_t rl_vocab_token_attr(const rl_vocab *v, rl_token t);
+/* True when t ends generation (EOS, EOT, EOM and the end tokens llama.cpp knows by text). */
+RL_API bool rl_vocab_is_eog(const rl_vocab *v, rl_token t);
+RL_API bool rl_vocab_is_control(const rl_vocab *v, rl_token t);
+/* The raw text of t as stored (byte-level BPE: GPT-2's byte alphabet, SentencePiece: U+2581
+ * for spaces), NUL-terminated, living as long as v; NULL for ids out of range. len may be
+ * NULL. */
+RL_API const char *rl_vocab_token_text(const rl_vocab *v, rl_token t, size_t *len);
+RL_API float rl_vocab_token_score(const rl_vocab *v, rl_token t);
+/* The token whose raw text is exactly s[0..len), or RL_TOKEN_NULL. */
+RL_API rl_token rl_vocab_find(const rl_vocab *v, const char *s, size_t len);
+
+/* rl_tokenize flags. */
+#define RL_TOKENIZE_ADD_SPECIAL 1u   /* add BOS / EOS (WordPiece: CLS and SEP) per the metadata */
+#define RL_TOKENIZE_PARSE_SPECIAL 2u /* control tokens written in the text become those tokens;
+                                        without it they are tokenized as plain text */
+
+/* Tokenize text[0..len) (any bytes; invalid UTF-8 is tokenized as U+FFFD or, for
+ * SentencePiece, byte tokens) into tokens[0..n_max). *n_out is the number of tokens. When
+ * n_max is too small, returns RL_ERR_RANGE with *n_out the number needed (tokens may then
+ * be NULL with n_max 0 to ask for the count). Other errors: RL_ERR_INVALID_ARG (NULL text
+ * with len > 0, NULL n_out), RL_ERR_UNSUPPORTED (RL_VOCAB_TYPE_NONE), RL_ERR_LIMIT (a
+ * pre-tokenizer regex hit its match limit), RL_ERR_NOMEM. Time and memory are linear in len
+ * up to log factors. Thread-safe. */
+RL_API rl_status rl_tokenize(const rl_vocab *v, const char *text, size_t len, uint32_t flags,
+                             rl_token *tokens, size_t n_max, size_t *n_out);
+
+/* Flags of rl_token_to_piece, rl_detokenize and the streaming detokenizer. */
+#define RL_DETOK_SPECIAL 1u        /* show control and unknown tokens' text (else they give "") */
+#define RL_DETOK_REMOVE_SPECIAL 2u /* drop a leading BOS / trailing EOS the vocabulary adds */
+#define RL_DETOK_NO_CLEANUP 4u     /* keep the spaces clean_up_tokenization_spaces removes
+                                      (" ." -> "."): byte-exact inverse of rl_tokenize */
+#define RL_DETOK_KEEP_LEADING_SPACE 8u /* SentencePiece: keep the space the tokenizer put in
+                                          front of the text (for text that continues a prompt) */
+
+/* The text of one token (SentencePiece U+2581 and GPT-2 bytes decoded, byte tokens as their
+ * byte; may be part of a UTF-8 character) into buf[0..size); *n_out bytes, no NUL added.
+ * RL_ERR_RANGE when size is too small (*n_out = bytes needed), RL_ERR_INVALID_ARG for an id
+ * out of range. Only RL_DETOK_SPECIAL is looked at. Thread-safe. */
+RL_API rl_status rl_token_to_piece(const rl_vocab *v, rl_token t, uint32_t flags, char *buf,
+                                   size_t size, size_t *n_out);
+
+/* The text of tokens[0..n) into buf[0..size), as llama.cpp's llama_detokenize: the leading
+ * space SentencePiece added is removed (unless RL_DETOK_KEEP_LEADING_SPACE), and the
+ * model's clean_up_tokenization_spaces applied (unless RL_DETOK_NO_CLEANUP). *n_out bytes,
+ * no NUL added. RL_ERR_RANGE when size is too small (*n_out = a size that suffices),
+ * RL_ERR_INVALID_ARG for an id out of range. Thread-safe. */
+RL_API rl_status rl_detokenize(const rl_vocab *v, const rl_token *tokens, size_t n,
+                               uint32_t flags, char *buf, size_t size, size_t *n_out);
+
+/* Streaming detokenizer: feed tokens one at a time, get text that is always whole UTF-8
+ * characters. Bytes that end in an unfinished character are held until the next token
+ * completes it; bytes that cannot become valid UTF-8 come out as U+FFFD. With
+ * RL_DETOK_NO_CLEANUP the concatenated output equals rl_detokenize of all tokens pushed
+ * (for valid UTF-8); clean-up of spaces, which looks across tokens, is not done. Flags as
+ * rl_detokenize (RL_DETOK_REMOVE_SPECIAL drops a first BOS only). One thread at a time per
+ * rl_detok; it keeps a pointer to v, which must outlive it. */
+typedef struct rl_detok rl_detok;
+RL_API rl_status rl_detok_create(const rl_vocab *v, uint32_t flags, rl_detok **out);
+/* Add token t. *text / *len: the complete characters now available (possibly none), valid
+ * until the next call on d. RL_ERR_INVALID_ARG for an id out of range (d unchanged). */
+RL_API rl_status rl_detok_push(rl_detok *d, rl_token t, const char **text, size_t *len);
+/* End of stream: held bytes of an unfinished character come out as U+FFFD. */
+RL_API rl_status rl_detok_flush(rl_detok *d, const char **text, size_t *len);
+/* Start a new text (the next token is first again). */
+RL_API void rl_detok_reset(rl_detok *d);
+RL_API void rl_detok_free(rl_detok *d);
+
+/* ===== end section: tokenizer ===== */
 
 #ifdef __cplusplus
 }
