@@ -1,0 +1,415 @@
+/*
+ * dot_k_avx512.c - AVX-512 (F/BW/VL + VNNI) dot products of the k-quants Q2_K..Q6_K and
+ * IQ4_XS with Q8_K activations, and of IQ4_NL with Q8_0 activations.
+ *
+ * The block formats are ggml's (blocks.h; each kernel restates the part it decodes).
+ * The scheme shared by the k-quants:
+ *  - the weight codes of 64 consecutive elements are unpacked with shifts and masks into
+ *    one zmm of unsigned bytes (0..63) in element order, so that they line up with one
+ *    plain 64-byte load of the int8 activations;
+ *  - vpmaddubsw multiplies codes by activations into int16 pairs (|pair| <= 2*63*128, no
+ *    saturation) and vpdpwssd multiplies the pairs by the sub-block scales (spread over
+ *    the words with vpermw) and accumulates int32;
+ *  - the constant offsets that make the codes unsigned (-32 in Q6_K, -4 in Q3_K) and the
+ *    sub-block minimums (Q2_K, Q4_K, Q5_K) are folded in once per super-block through the
+ *    Q8_K bsums (sums of 16 activations): sum(s*(q-o)*y) = sum(s*q*y) - o*sum(s*bsum);
+ *  - the int32 super-block sum is exact; one float FMA per super-block applies d_x*d_y.
+ * IQ4_NL/IQ4_XS codes index a signed 16-entry table; these kernels look up value+128
+ * (unsigned) with vpshufb, multiply with vpdpbusd and subtract 128*sum(y), which is exact
+ * for every int8 activation. Results equal the plain-C references up to the order of the
+ * float additions.
+ */
+#include "cpu.h"
+
+#include <immintrin.h>
+
+static inline float fp16_f32(rl_fp16 h) { return _cvtsh_ss(h); }
+
+static inline float hsum_ps256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* vpermw indices that spread 16 int16 sub-block scales over the 32 words that hold
+ * elements 64m..64m+63: for 16-element sub-blocks (k16_perm[m]) word j takes scale
+ * 4m + j/8, for 32-element sub-blocks (k32_perm[m]) scale 2m + j/16. */
+#define R8(v) v, v, v, v, v, v, v, v
+static const uint16_t k16_perm[4][32] __attribute__((aligned(64))) = {
+    {R8(0), R8(1), R8(2), R8(3)},
+    {R8(4), R8(5), R8(6), R8(7)},
+    {R8(8), R8(9), R8(10), R8(11)},
+    {R8(12), R8(13), R8(14), R8(15)},
+};
+static const uint16_t k32_perm[4][32] __attribute__((aligned(64))) = {
+    {R8(0), R8(0), R8(1), R8(1)},
+    {R8(2), R8(2), R8(3), R8(3)},
+    {R8(4), R8(4), R8(5), R8(5)},
+    {R8(6), R8(6), R8(7), R8(7)},
+};
+#undef R8
+
+/* The IQ4_NL/IQ4_XS values (kvalues_iq4nl of ggml-common.h, MIT licence; see NOTICE)
+ * plus 128, as unsigned bytes: -127 -104 -83 -65 -49 -35 -22 -10 1 13 25 38 53 69 89 113. */
+static const uint8_t k_iq4_u8[16] __attribute__((aligned(16))) = {
+    1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241,
+};
+
+static inline __m512i load_perm(const uint16_t p[32]) { return _mm512_load_si512(p); }
+
+/* Two 32-byte halves into one zmm: a in bytes 0..31, b in bytes 32..63. */
+static inline __m512i join256(__m256i a, __m256i b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+/* 8 bytes of v (each byte duplicated) as 16 int16: zero- or sign-extended. The copies
+ * line up a per-32-element value with the two bsums of its sub-block. */
+static inline __m256i dup8_epu8_epi16(uint64_t v) {
+    __m128i b = _mm_cvtsi64_si128((long long)v);
+    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));
+}
+static inline __m256i dup8_epi8_epi16(__m128i b) {
+    return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(b, b));
+}
+
+/* (a & c) | b and a | (b & c), bytewise, as vpternlogd immediates
+ * (a = 0xf0, b = 0xcc, c = 0xaa). */
+#define TL_AC_OR_B 0xec
+#define TL_A_OR_BC 0xf8
+
+/* ---- Q4_K / Q5_K ---------------------------------------------------------------------
+ * 8 sub-blocks of 32 elements; 6-bit scale sc[j] and min m[j] packed in 12 bytes b: for
+ * j < 4, sc = b[j] & 63 and m = b[j+4] & 63; for j >= 4, sc = (b[j+4] & 15) | (b[j-4] >> 6)
+ * << 4 and m = (b[j+4] >> 4) | (b[j] >> 6) << 4. Element value x = d*sc*q - dmin*m.
+ * Chunk c (elements 64c..64c+63) is qs[32c..32c+31]: the low nibbles are elements 64c..,
+ * the high nibbles 64c+32... Q5_K adds bit 2c (low nibble) or 2c+1 (high nibble) of
+ * qh[l] as the code's fifth bit. */
+static inline void k4_scales(const uint8_t b[12], uint64_t *sc, uint64_t *mn) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, b, 4);
+    memcpy(&u1, b + 4, 4);
+    memcpy(&u2, b + 8, 4);
+    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
+    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
+    *sc = (u0 & 0x3f3f3f3fu) | ((uint64_t)sc_hi << 32);
+    *mn = (u1 & 0x3f3f3f3fu) | ((uint64_t)mn_hi << 32);
+}
+
+/* The scale words of the k32 layout: scale j in word j (j < 8). */
+static inline __m512i k4_scale_words(uint64_t sc) {
+    return _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+}
+
+float rl__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i p0 = load_perm(k32_perm[0]), p1 = load_perm(k32_perm[1]);
+    const __m512i p2 = load_perm(k32_perm[2]), p3 = load_perm(k32_perm[3]);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint64_t sc, mn;
+        k4_scales(x[i].scales, &sc, &mn);
+        const __m512i scw = k4_scale_words(sc);
+        const uint8_t *q = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m512i sum = _mm512_setzero_si512();
+#define Q4K_CHUNK(c, perm)                                                                 \
+    {                                                                                      \
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * (c)));             \
+        const __m512i w = _mm512_and_si512(join256(b, _mm256_srli_epi16(b, 4)), m4);      \
+        const __m512i pr = _mm512_maddubs_epi16(w, _mm512_loadu_si512(q8 + 64 * (c)));    \
+        sum = _mm512_dpwssd_epi32(sum, pr, _mm512_permutexvar_epi16(perm, scw));           \
+    }
+        Q4K_CHUNK(0, p0) Q4K_CHUNK(1, p1) Q4K_CHUNK(2, p2) Q4K_CHUNK(3, p3)
+#undef Q4K_CHUNK
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
+                               _mm256_set1_ps(fp16_f32(x[i].dmin) * y[i].d), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum_ps256(accm);
+}
+
+float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i m16 = _mm512_set1_epi8(0x10);
+    const __m512i p0 = load_perm(k32_perm[0]), p1 = load_perm(k32_perm[1]);
+    const __m512i p2 = load_perm(k32_perm[2]), p3 = load_perm(k32_perm[3]);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint64_t sc, mn;
+        k4_scales(x[i].scales, &sc, &mn);
+        const __m512i scw = k4_scale_words(sc);
+        const uint8_t *q = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        /* Bit 2c+1 of each byte of hb is the fifth bit of chunk c: the low half holds
+         * qh << 1 (bit 2c of qh, low nibbles), the high half qh (bit 2c+1, high nibbles).
+         * Shifting it to bit 4 stays inside the byte for the bits that are kept. */
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const __m512i hb = join256(_mm256_slli_epi16(qh, 1), qh);
+        __m512i sum = _mm512_setzero_si512();
+#define Q5K_CHUNK(c, perm, hshift)                                                         \
+    {                                                                                      \
+        const __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * (c)));             \
+        __m512i w = _mm512_and_si512(join256(b, _mm256_srli_epi16(b, 4)), m4);            \
+        w = _mm512_ternarylogic_epi32(w, hshift, m16, TL_A_OR_BC);                         \
+        const __m512i pr = _mm512_maddubs_epi16(w, _mm512_loadu_si512(q8 + 64 * (c)));    \
+        sum = _mm512_dpwssd_epi32(sum, pr, _mm512_permutexvar_epi16(perm, scw));           \
+    }
+        Q5K_CHUNK(0, p0, _mm512_slli_epi16(hb, 3))
+        Q5K_CHUNK(1, p1, _mm512_slli_epi16(hb, 1))
+        Q5K_CHUNK(2, p2, _mm512_srli_epi16(hb, 1))
+        Q5K_CHUNK(3, p3, _mm512_srli_epi16(hb, 3))
+#undef Q5K_CHUNK
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
+                               _mm256_set1_ps(fp16_f32(x[i].dmin) * y[i].d), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum_ps256(accm);
+}
+
+/* ---- 16-element sub-blocks: Q2_K, Q3_K, Q6_K -------------------------------------------
+ * 16 scales per super-block, one per 16 elements, given as 16 int16 (sc16). Adds
+ * sum_k sc[k] * dot(codes, y) over the 4 zmm of codes w[0..3] (elements 0..255) to sum. */
+static inline __m512i dot16_4(__m512i sum, const __m512i w[4], const int8_t *q8,
+                              __m256i sc16) {
+    const __m512i scw = _mm512_castsi256_si512(sc16);
+    for (int m = 0; m < 4; m++) {
+        const __m512i pr = _mm512_maddubs_epi16(w[m], _mm512_loadu_si512(q8 + 64 * m));
+        sum = _mm512_dpwssd_epi32(sum, pr, _mm512_permutexvar_epi16(load_perm(k16_perm[m]), scw));
+    }
+    return sum;
+}
+
+/* Q2_K: scales[k] holds the 4-bit scale (low nibble) and min (high nibble) of sub-block k.
+ * Element 128h + 32j + l (h < 2, j < 4, l < 32) is (qs[32h + l] >> 2j) & 3;
+ * x = d*sc*q - dmin*m. */
+float rl__vec_dot_q2_K_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q2_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m128i m4x = _mm_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m128i s = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4x));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4x));
+        __m512i w[4];
+        for (int h = 0; h < 2; h++) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const __m512i bz = join256(b, _mm256_srli_epi16(b, 2));
+            w[2 * h] = _mm512_and_si512(bz, m3);
+            w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(bz, 4), m3);
+        }
+        const __m512i sum = dot16_4(_mm512_setzero_si512(), w, y[i].qs, sc16);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i msum = _mm256_madd_epi16(bs, mn16);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
+                               _mm256_set1_ps(fp16_f32(x[i].dmin) * y[i].d), accm);
+    }
+    return _mm512_reduce_add_ps(acc) - hsum_ps256(accm);
+}
+
+/* Q3_K: 16 signed 6-bit scales (stored + 32) in 12 bytes b: the low 4 bits of scale k are
+ * the low nibble of b[k] (k < 8) or the high nibble of b[k-8]; the top 2 bits are bits
+ * 2(k/4)..2(k/4)+1 of b[8 + k%4]. Element 128h + 32j + l has the low bits
+ * (qs[32h + l] >> 2j) & 3 and the high bit (hmask[l] >> (4h + j)) & 1; its value is
+ * d*(sc-32)*(code - 4) with code = low | high << 2 in 0..7. Returns the 16 scales - 32. */
+static inline __m128i q3k_scales(const uint8_t b[12]) {
+    uint32_t a0, a1, a2;
+    memcpy(&a0, b, 4);
+    memcpy(&a1, b + 4, 4);
+    memcpy(&a2, b + 8, 4);
+    const uint32_t s0 = (a0 & 0x0f0f0f0fu) | ((a2 & 0x03030303u) << 4);
+    const uint32_t s1 = (a1 & 0x0f0f0f0fu) | (((a2 >> 2) & 0x03030303u) << 4);
+    const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((a2 >> 4) & 0x03030303u) << 4);
+    const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((a2 >> 6) & 0x03030303u) << 4);
+    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
+}
+
+float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q3_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i m4b = _mm512_set1_epi8(4);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(x[i].scales));
+        /* Bit 4h + 2p of each byte of hb is the high bit of the zmm w[2h + p]: the low
+         * half holds hmask (j = 2p), the high half hmask >> 1 (j = 2p + 1). */
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        const __m512i hb = join256(hm, _mm256_srli_epi16(hm, 1));
+        __m512i w[4];
+        for (int h = 0; h < 2; h++) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const __m512i bz = join256(b, _mm256_srli_epi16(b, 2));
+            w[2 * h] = _mm512_and_si512(bz, m3);
+            w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(bz, 4), m3);
+        }
+        w[0] = _mm512_ternarylogic_epi32(w[0], _mm512_slli_epi16(hb, 2), m4b, TL_A_OR_BC);
+        w[1] = _mm512_ternarylogic_epi32(w[1], hb, m4b, TL_A_OR_BC);
+        w[2] = _mm512_ternarylogic_epi32(w[2], _mm512_srli_epi16(hb, 2), m4b, TL_A_OR_BC);
+        w[3] = _mm512_ternarylogic_epi32(w[3], _mm512_srli_epi16(hb, 4), m4b, TL_A_OR_BC);
+        __m512i sum = dot16_4(_mm512_setzero_si512(), w, y[i].qs, sc16);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2); /* 4*sc*bsum */
+        sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* Q6_K: 16 int8 scales. For h < 2 and l < 32, with L = ql + 64h and H = qh + 32h:
+ * element 128h + l      = (L[l] & 15)      | (H[l] & 3) << 4,
+ *         128h + 32 + l = (L[32 + l] & 15) | (H[l] >> 2 & 3) << 4,
+ *         128h + 64 + l = (L[l] >> 4)      | (H[l] >> 4 & 3) << 4,
+ *         128h + 96 + l = (L[32 + l] >> 4) | (H[l] >> 6 & 3) << 4;
+ * x = d*sc*(code - 32). */
+float rl__vec_dot_q6_K_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i m30 = _mm512_set1_epi8(0x30);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        __m512i w[4];
+        for (int h = 0; h < 2; h++) {
+            const __m512i l = _mm512_loadu_si512(x[i].ql + 64 * h);
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            /* hz: qh in the low half, qh >> 2 in the high half; bits 0-1 of each byte are
+             * the top bits of w[2h], bits 4-5 those of w[2h + 1]. */
+            const __m512i hz = join256(b, _mm256_srli_epi16(b, 2));
+            const __m512i hlo = _mm512_and_si512(_mm512_slli_epi16(hz, 4), m30);
+            const __m512i hhi = _mm512_and_si512(hz, m30);
+            w[2 * h] = _mm512_ternarylogic_epi32(l, hlo, m4, TL_AC_OR_B);
+            w[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), hhi, m4, TL_AC_OR_B);
+        }
+        __m512i sum = dot16_4(_mm512_setzero_si512(), w, y[i].qs, sc16);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5); /* 32*sc*bsum */
+        sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- IQ4_XS ------------------------------------------------------------------------------
+ * 8 sub-blocks of 32; 6-bit scale ls[ib] = (scales_l[ib/2] >> 4(ib%2) & 15) |
+ * (scales_h >> 2ib & 3) << 4; sub-block ib is qs[16ib..16ib+15], low nibbles first, then
+ * high nibbles; x = d*(ls - 32)*kvalues[code]. */
+float rl__vec_dot_iq4_xs_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_iq4_xs *x = vx;
+    const block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k_iq4_u8));
+    /* Interleave the low- and high-nibble values of sub-blocks a, b into element order. */
+    const __m512i ilv0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i ilv1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    /* vpermd indices: sub-block 2m in dwords 0..7, 2m + 1 in 8..15. */
+    const __m512i sel0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i two = _mm512_set1_epi32(2);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint32_t sl;
+        memcpy(&sl, x[i].scales_l, 4);
+        const uint64_t ls = _pdep_u64(sl, 0x0f0f0f0f0f0f0f0full) |
+                            _pdep_u64(x[i].scales_h, 0x3030303030303030ull);
+        const __m128i ls8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)ls), _mm_set1_epi8(32));
+        const __m512i ls32 = _mm512_castsi256_si512(_mm256_cvtepi8_epi32(ls8));
+        const int8_t *q8 = y[i].qs;
+        __m512i sum = _mm512_setzero_si512();
+        __m512i sel = sel0;
+        for (int m = 0; m < 2; m++) {
+            const __m512i b = _mm512_loadu_si512(x[i].qs + 64 * m);
+            const __m512i vl = _mm512_shuffle_epi8(tbl, _mm512_and_si512(b, m4));
+            const __m512i vh = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(b, 4), m4));
+            const __m512i v0 = _mm512_permutex2var_epi64(vl, ilv0, vh);
+            const __m512i v1 = _mm512_permutex2var_epi64(vl, ilv1, vh);
+            const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0,
+                                                   _mm512_loadu_si512(q8 + 128 * m));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(d0, _mm512_permutexvar_epi32(sel, ls32)));
+            sel = _mm512_add_epi32(sel, two);
+            const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v1,
+                                                   _mm512_loadu_si512(q8 + 128 * m + 64));
+            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(d1, _mm512_permutexvar_epi32(sel, ls32)));
+            sel = _mm512_add_epi32(sel, two);
+        }
+        /* The table is offset by 128: subtract 128 * sum_ib (ls - 32) * sum(y of ib). */
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, dup8_epi8_epi16(ls8)), 7);
+        sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ---- IQ4_NL ------------------------------------------------------------------------------
+ * Blocks of 32 against Q8_0: qs low nibbles are elements 0..15, high nibbles 16..31;
+ * x = d*kvalues[code]. Two blocks per zmm: bytes [qA, qA >> 4, qB, qB >> 4] line up with
+ * the activations of both blocks loaded back to back. */
+float rl__vec_dot_iq4_nl_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_iq4_nl *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK4_NL;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k_iq4_u8));
+    const __m512i dupq = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
+    __m512 acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        const __m256i qab = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qs)),
+            _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);
+        __m512i b = _mm512_permutexvar_epi64(dupq, _mm512_castsi256_si512(qab));
+        b = _mm512_mask_srli_epi16(b, 0xff00ff00u, b, 4);
+        const __m512i v = _mm512_shuffle_epi8(tbl, _mm512_and_si512(b, m4));
+        const __m512i yy = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),
+                                   _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        const __m512i s = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v, yy),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, yy));
+        const float da = fp16_f32(x[i].d) * fp16_f32(y[i].d);
+        const float db = fp16_f32(x[i + 1].d) * fp16_f32(y[i + 1].d);
+        const __m512 dv = _mm512_insertf32x8(_mm512_set1_ps(da), _mm256_set1_ps(db), 1);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dv, acc);
+    }
+    float tail = 0.0f;
+    if (i < nb) {
+        const __m128i q = _mm_loadu_si128((const __m128i *)x[i].qs);
+        const __m256i b = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+            _mm256_set1_epi8(0x0f));
+        const __m256i v = _mm256_shuffle_epi8(_mm512_castsi512_si256(tbl), b);
+        const __m256i yy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        const __m256i s =
+            _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), v, yy),
+                             _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                                 _mm512_castsi512_si256(c128), yy));
+        tail = hsum_ps256(_mm256_cvtepi32_ps(s)) * (fp16_f32(x[i].d) * fp16_f32(y[i].d));
+    }
+    return _mm512_reduce_add_ps(acc) + tail;
+}
