@@ -430,6 +430,7 @@ static bool out_flush(wout *o) {
 
 static bool out_bytes(wout *o, const void *p, size_t n) {
     if (o->st != RL_OK) return false;
+    if (n == 0) return true;
     o->total += n;
     if (o->len + n > OUT_BUF_BYTES && !out_flush(o)) return false;
     if (n >= OUT_BUF_BYTES) { /* large: straight through */
