@@ -21,4 +21,29 @@ typedef float (*rl__vec_dot_fn)(int64_t n, const void *x, const void *y);
 RL_QUANT_TYPES(RL__DECL_DOTS)
 #undef RL__DECL_DOTS
 
+/* ---- ISA detection (isa.c) ------------------------------------------------------ */
+/* True when the CPU and OS support every instruction the path needs (cpuid + xgetbv). */
+bool rl__cpu_isa_supported(rl_cpu_isa isa);
+/* AVX512-BF16 (vdpbf16ps) usable: the avx512 BF16 dot uses it when true. */
+bool rl__cpu_has_avx512bf16(void);
+
+/* ---- dispatch (dispatch.c) ------------------------------------------------------ */
+/* Dot kernel of weight type t on path isa. A path without its own kernel for t falls
+ * back to the next lower one (avx512 -> avx2 -> ref). NULL when t has no dot at all
+ * (Q8_1, Q8_K, integers) or its kernels are not linked in. */
+rl__vec_dot_fn rl__vec_dot_get(rl_type t, rl_cpu_isa isa);
+
+/* Activation quantizers: one f32 row of n elements (a multiple of the block size) to
+ * the vec_dot type, byte-identical to the reference rl__quant_<t> (tested). */
+typedef void (*rl__act_quant_fn)(const float *x, void *y, int64_t n);
+#define RL__ACT_TYPES(X) X(Q8_0, q8_0) X(Q8_1, q8_1) X(Q8_K, q8_K) X(F16, f16) X(BF16, bf16)
+#define RL__DECL_ACT(E, s)                                                                 \
+    void rl__act_quant_##s##_avx2(const float *x, void *y, int64_t n);                     \
+    void rl__act_quant_##s##_avx512(const float *x, void *y, int64_t n);
+RL__ACT_TYPES(RL__DECL_ACT)
+#undef RL__DECL_ACT
+/* Quantizer of activation type vdt on path isa (with the same fallback as the dots);
+ * NULL for F32 (used as is) and for types that are not an activation type. */
+rl__act_quant_fn rl__act_quant_get(rl_type vdt, rl_cpu_isa isa);
+
 #endif /* RL_BACKEND_CPU_H */

@@ -1,0 +1,117 @@
+/*
+ * act_avx512.c - AVX-512 activation quantizers, byte-identical to the reference
+ * quantizers rl__quant_<t>; the arithmetic is described in act_avx2.c. A 16-lane
+ * register is exactly one 16-element bsums group of Q8_K and half a Q8_0 block, and
+ * vpmovsdb packs to bytes in order.
+ */
+#include "cpu.h"
+
+#include <immintrin.h>
+
+static inline __m512i round_away(__m512 v) {
+    __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    __mmask16 ge = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    __m512 step = _mm512_or_ps(_mm512_and_ps(v, _mm512_set1_ps(-0.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_cvttps_epi32(_mm512_mask_add_ps(t, ge, t, step));
+}
+
+static inline float q8_block(const float *x, int8_t *qs, int *sum) {
+    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m512 vid = _mm512_set1_ps(id);
+    __m512i i0 = round_away(_mm512_mul_ps(v0, vid)), i1 = round_away(_mm512_mul_ps(v1, vid));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(i0));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(i1));
+    if (sum) *sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+    return d;
+}
+
+void rl__act_quant_q8_0_avx512(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t b = 0; b < n / QK8_0; b++) {
+        float d = q8_block(x + b * QK8_0, y[b].qs, NULL);
+        y[b].d = rl__fp32_to_fp16(d);
+    }
+}
+
+void rl__act_quant_q8_1_avx512(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    for (int64_t b = 0; b < n / QK8_1; b++) {
+        int sum;
+        float d = q8_block(x + b * QK8_1, y[b].qs, &sum);
+        y[b].d = rl__fp32_to_fp16(d);
+        y[b].s = rl__fp32_to_fp16((float)sum * d);
+    }
+}
+
+void rl__act_quant_q8_K_avx512(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        __m512 m = _mm512_setzero_ps();
+        for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        const float amax = _mm512_reduce_max_ps(m);
+        if (amax == 0.0f) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        float max = 0;
+        const __m512 va = _mm512_set1_ps(amax);
+        for (int i = 0; i < QK_K; i += 16) {
+            __mmask16 k = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + i)), va, _CMP_EQ_OQ);
+            if (k) {
+                max = x[i + __builtin_ctz((unsigned)k)];
+                break;
+            }
+        }
+        const float iscale = -127.0f / max;
+        const __m512 vs = _mm512_set1_ps(iscale);
+        const __m512i lim = _mm512_set1_epi32(127);
+        for (int g = 0; g < QK_K / 16; g++) {
+            __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vs)), lim);
+            _mm_storeu_si128((__m128i *)(y[b].qs + 16 * g), _mm512_cvtsepi32_epi8(q));
+            y[b].bsums[g] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[b].d = 1.0f / iscale;
+    }
+}
+
+/* fp16 of the reference quantizer: every NaN becomes 0x7e00 with the input's sign. */
+static inline rl_fp16 f16_ref(float f) {
+    uint32_t u = rl__f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (rl_fp16)(((u >> 16) & 0x8000u) | 0x7e00u);
+    return rl__fp32_to_fp16(f);
+}
+
+void rl__act_quant_f16_avx512(const float *x, void *vy, int64_t n) {
+    rl_fp16 *y = vy;
+    int64_t i = 0;
+    const __m256i qnan = _mm256_set1_epi16(0x7e00), sgn = _mm256_set1_epi16((short)0x8000);
+    for (; i + 16 <= n; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        h = _mm256_mask_mov_epi16(h, nan, _mm256_or_si256(_mm256_and_si256(h, sgn), qnan));
+        _mm256_storeu_si256((__m256i *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = f16_ref(x[i]);
+}
+
+/* Not vcvtneps2bf16: it flushes subnormal inputs to zero, the reference does not. */
+void rl__act_quant_bf16_avx512(const float *x, void *vy, int64_t n) {
+    rl_bf16 *y = vy;
+    int64_t i = 0;
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    for (; i + 16 <= n; i += 16) {
+        __m512i u = _mm512_castps_si512(_mm512_loadu_ps(x + i));
+        __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, absm), inf);
+        __m512i rnd = _mm512_add_epi32(bias, _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+        __m512i v = _mm512_srli_epi32(_mm512_add_epi32(u, rnd), 16);
+        v = _mm512_mask_or_epi32(v, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(64));
+        _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(v));
+    }
+    for (; i < n; i++) y[i] = rl__fp32_to_bf16(x[i]);
+}

@@ -1,0 +1,291 @@
+/*
+ * dot_avx512.c - AVX-512 (F/BW/DQ/VL + VNNI, BF16 when present) dot products of the
+ * float and legacy quantized types (cpu.h names the contract; dot_ref.c defines the
+ * results).
+ *
+ * Quantized types take two 32-element blocks per 512-bit register: bytes 0..31 are
+ * block b, bytes 32..63 block b+1, each in element order, so that the 16 i32 lanes of
+ * vpdpbusd (u8 x s8, four products per lane, no saturation) split 8/8 between the two
+ * blocks and one FMA with [scale_b x8, scale_b+1 x8] finishes both. Weights are made
+ * unsigned: Q4_0 and Q5_0 subtract offset * sum(y) (a second vpdpbusd with the
+ * offset as u8), Q8_0 uses |x| and y with x's sign (vpabsb, a masked negation), which
+ * is exact because activations from our quantizers are never -128.
+ */
+#include "cpu.h"
+
+#include <immintrin.h>
+
+static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
+
+float rl__vec_dot_f32_avx512(int64_t n, const void *vx, const void *vy) {
+    const float *x = vx, *y = vy;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static inline __m512 load_f16x16(const rl_fp16 *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+float rl__vec_dot_f16_avx512(int64_t n, const void *vx, const void *vy) {
+    const rl_fp16 *x = vx, *y = vy;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
+        a1 = _mm512_fmadd_ps(load_f16x16(x + i + 16), load_f16x16(y + i + 16), a1);
+        a2 = _mm512_fmadd_ps(load_f16x16(x + i + 32), load_f16x16(y + i + 32), a2);
+        a3 = _mm512_fmadd_ps(load_f16x16(x + i + 48), load_f16x16(y + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 xv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, x + i));
+        __m512 yv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, y + i));
+        a1 = _mm512_fmadd_ps(xv, yv, a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static inline __m512 bf16x16_to_f32(__m256i v) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
+/* With AVX512-BF16, vdpbf16ps multiplies 32 bf16 pairs into 16 f32 lanes (products of
+ * bf16 are exact in f32; it treats bf16 subnormals as zero, which moves a dot of
+ * normal data by nothing). Without it, widen by shifting and use FMA. */
+float rl__vec_dot_bf16_avx512(int64_t n, const void *vx, const void *vy) {
+    const rl_bf16 *x = vx, *y = vy;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    if (rl__cpu_has_avx512bf16()) {
+        for (; i + 64 <= n; i += 64) {
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x + i),
+                                  (__m512bh)_mm512_loadu_si512(y + i));
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x + i + 32),
+                                  (__m512bh)_mm512_loadu_si512(y + i + 32));
+        }
+        for (; i < n; i += 32) {
+            __mmask32 m = n - i >= 32 ? 0xffffffffu : (__mmask32)((1u << (n - i)) - 1);
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_maskz_loadu_epi16(m, x + i),
+                                  (__m512bh)_mm512_maskz_loadu_epi16(m, y + i));
+        }
+    } else {
+        for (; i + 16 <= n; i += 16) {
+            __m512 xv = bf16x16_to_f32(_mm256_loadu_si256((const __m256i *)(x + i)));
+            __m512 yv = bf16x16_to_f32(_mm256_loadu_si256((const __m256i *)(y + i)));
+            a0 = _mm512_fmadd_ps(xv, yv, a0);
+        }
+        if (i < n) {
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+            __m512 xv = bf16x16_to_f32(_mm256_maskz_loadu_epi16(m, x + i));
+            __m512 yv = bf16x16_to_f32(_mm256_maskz_loadu_epi16(m, y + i));
+            a1 = _mm512_fmadd_ps(xv, yv, a1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* ---- quantized: two blocks per register ------------------------------------------ */
+
+/* Two 16-byte nibble arrays -> 64 bytes 0..15 in element order: [lo(a), hi(a), lo(b),
+ * hi(b)]. The 128-bit lanes are [a, a, b, b]; the odd lanes are shifted right by 4. */
+static inline __m512i unpack_nibbles2(const uint8_t *qa, const uint8_t *qb) {
+    __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qa)),
+                                        _mm_loadu_si128((const __m128i *)qb), 1);
+    __m512i z = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0),
+                                         _mm512_castsi256_si512(t));
+    z = _mm512_mask_srli_epi16(z, (__mmask32)0xff00ff00u, z, 4);
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+static inline __m512i load2x32(const int8_t *a, const int8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* [sa x8, sb x8] */
+static inline __m512 scale2(float sa, float sb) {
+    return _mm512_insertf32x8(_mm512_set1_ps(sa), _mm256_set1_ps(sb), 1);
+}
+
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* One block on 256 bits for odd block counts: 8 x i32 of q * y - off * sum(y). */
+static inline __m256i dot1_u8(__m256i q, __m256i y, __m256i off) {
+    __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
+    return _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), off, y));
+}
+
+static inline __m256i unpack_nibbles1(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+}
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+float rl__vec_dot_q4_0_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK4_0;
+    const __m512i eight = _mm512_set1_epi8(8);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m512i y0 = load2x32(y[b].qs, y[b + 1].qs), y1 = load2x32(y[b + 2].qs, y[b + 3].qs);
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(x[b].qs, x[b + 1].qs), y0);
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(x[b + 2].qs, x[b + 3].qs), y1);
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y0));
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y1));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0),
+                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
+                               scale2(h2f(x[b + 2].d) * h2f(y[b + 2].d), h2f(x[b + 3].d) * h2f(y[b + 3].d)), acc1);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (; b < nb; b++) {
+        __m256i p = dot1_u8(unpack_nibbles1(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs),
+                            _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
+}
+
+float rl__vec_dot_q4_1_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q4_1 *x = vx;
+    const block_q8_1 *y = vy;
+    const int64_t nb = n / QK4_1;
+    __m512 acc0 = _mm512_setzero_ps();
+    float summ = 0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(x[b].qs, x[b + 1].qs),
+                                        load2x32(y[b].qs, y[b + 1].qs));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
+        summ += h2f(x[b].m) * h2f(y[b].s) + h2f(x[b + 1].m) * h2f(y[b + 1].s);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (; b < nb; b++) {
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles1(x[b].qs),
+                                        _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
+        summ += h2f(x[b].m) * h2f(y[b].s);
+    }
+    return _mm512_reduce_add_ps(acc0) + hsum8(acc) + summ;
+}
+
+/* Q5: the 5th bits of two blocks form one 64-bit mask in element order; add 16 there. */
+static inline __m512i unpack_q5_2(const uint8_t *qsa, const uint8_t *qha, const uint8_t *qsb,
+                                  const uint8_t *qhb) {
+    __mmask64 k = (__mmask64)load_u32(qha) | ((__mmask64)load_u32(qhb) << 32);
+    __m512i z = unpack_nibbles2(qsa, qsb);
+    return _mm512_mask_add_epi8(z, k, z, _mm512_set1_epi8(16));
+}
+
+static inline __m256i unpack_q5_1(const uint8_t *qs, const uint8_t *qh) {
+    __m256i z = unpack_nibbles1(qs);
+    return _mm256_mask_add_epi8(z, (__mmask32)load_u32(qh), z, _mm256_set1_epi8(16));
+}
+
+float rl__vec_dot_q5_0_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q5_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK5_0;
+    const __m512i sixteen = _mm512_set1_epi8(16);
+    __m512 acc0 = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i yv = load2x32(y[b].qs, y[b + 1].qs);
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                        unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), yv);
+        p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, yv));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (; b < nb; b++) {
+        __m256i p = dot1_u8(unpack_q5_1(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs),
+                            _mm256_set1_epi8(16));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
+    }
+    return _mm512_reduce_add_ps(acc0) + hsum8(acc);
+}
+
+float rl__vec_dot_q5_1_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q5_1 *x = vx;
+    const block_q8_1 *y = vy;
+    const int64_t nb = n / QK5_1;
+    __m512 acc0 = _mm512_setzero_ps();
+    float summ = 0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                        unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh),
+                                        load2x32(y[b].qs, y[b + 1].qs));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
+        summ += h2f(x[b].m) * h2f(y[b].s) + h2f(x[b + 1].m) * h2f(y[b + 1].s);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (; b < nb; b++) {
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q5_1(x[b].qs, x[b].qh),
+                                        _mm256_loadu_si256((const __m256i *)y[b].qs));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
+        summ += h2f(x[b].m) * h2f(y[b].s);
+    }
+    return _mm512_reduce_add_ps(acc0) + hsum8(acc) + summ;
+}
+
+/* sum x * y for signed x, y: |x| as u8 against y negated where x < 0. */
+static inline __m512i dot_s8_2(__m512i x, __m512i y) {
+    __m512i sy = _mm512_mask_sub_epi8(y, _mm512_movepi8_mask(x), _mm512_setzero_si512(), y);
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(x), sy);
+}
+
+float rl__vec_dot_q8_0_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q8_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK8_0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), load2x32(y[b].qs, y[b + 1].qs));
+        __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), load2x32(y[b + 2].qs, y[b + 3].qs));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0),
+                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
+                               scale2(h2f(x[b + 2].d) * h2f(y[b + 2].d), h2f(x[b + 3].d) * h2f(y[b + 3].d)), acc1);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (; b < nb; b++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
+        __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
+        __m256i sy = _mm256_mask_sub_epi8(yv, _mm256_movepi8_mask(xv), _mm256_setzero_si256(), yv);
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
+}

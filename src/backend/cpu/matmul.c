@@ -1,0 +1,105 @@
+/*
+ * matmul.c - y = W x over quantized weights on the thread pool (rl_matmul).
+ *
+ * The activations are converted once per call to the weight type's vec_dot type, in
+ * pool-owned scratch (for several tokens the conversion is split across the threads).
+ * The weight rows are cut into chunks of about RL_MM_CHUNK_BYTES that the threads
+ * take from a shared counter, so a thread slowed by other load does less of the work.
+ * A chunk is contiguous in memory (the hardware prefetcher streams it) and small
+ * enough to stay in L2 while every token is multiplied with it: the weights, which
+ * dominate the traffic, are read from memory once per call whatever n_tok is, and each
+ * activation row is reused from L1 across the rows of the chunk.
+ */
+#include "cpu.h"
+#include "threadpool.h"
+
+#include <stdatomic.h>
+
+#define RL_MM_CHUNK_BYTES (32 * 1024)
+#define RL_MM_MIN_CHUNKS_PER_THREAD 4
+
+typedef struct mm_job {
+    rl__vec_dot_fn dot;
+    const uint8_t *w;     /* [rows][w_row_bytes] */
+    size_t w_row_bytes;
+    int64_t rows, cols, n_tok;
+    const uint8_t *xq;    /* [n_tok][x_row_bytes] in the vec_dot type */
+    size_t x_row_bytes;
+    float *y;             /* [n_tok][rows] */
+    int64_t chunk_rows, n_chunks;
+    _Atomic int64_t next; /* next chunk to take */
+    /* conversion phase */
+    rl__act_quant_fn quant;
+    const float *x;       /* [n_tok][cols] */
+    uint8_t *xq_out;
+} mm_job;
+
+static void quant_task(void *p, int ith, int nth) {
+    mm_job *j = p;
+    for (int64_t t = ith; t < j->n_tok; t += nth)
+        j->quant(j->x + t * j->cols, j->xq_out + (size_t)t * j->x_row_bytes, j->cols);
+}
+
+static void dot_task(void *p, int ith, int nth) {
+    mm_job *j = p;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->n_chunks) break;
+        int64_t r0 = c * j->chunk_rows;
+        int64_t r1 = RL_MIN(r0 + j->chunk_rows, j->rows);
+        for (int64_t t = 0; t < j->n_tok; t++) {
+            const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
+            float *yt = j->y + t * j->rows;
+            const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
+            for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes) yt[r] = j->dot(j->cols, wr, xt);
+        }
+    }
+}
+
+RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64_t rows,
+                           int64_t cols, const float *x, int64_t n_tok, float *y) {
+    const rl__type_traits *tr = rl__type_traits_get(wt);
+    if (!pool || !tr || rows < 0 || cols < 0 || n_tok < 0) return RL_ERR_INVALID_ARG;
+    rl_cpu_isa isa = rl_cpu_isa_active();
+    rl__vec_dot_fn dot = rl__vec_dot_get(wt, isa);
+    if (!dot) return RL_ERR_UNSUPPORTED;
+    rl_type vdt = tr->vec_dot_type;
+    size_t w_row_bytes, x_row_bytes, w_bytes, x_bytes;
+    if (rl_type_row_bytes(wt, cols, &w_row_bytes) != RL_OK) return RL_ERR_INVALID_ARG;
+    if (rl_type_row_bytes(vdt, cols, &x_row_bytes) != RL_OK) return RL_ERR_INVALID_ARG;
+    if (!rl__mul_size(w_row_bytes, (size_t)rows, &w_bytes) ||
+        !rl__mul_size(x_row_bytes, (size_t)n_tok, &x_bytes) ||
+        !rl__mul_size((size_t)rows, (size_t)n_tok, &(size_t){0}))
+        return RL_ERR_RANGE;
+    if (rows == 0 || n_tok == 0) return RL_OK;
+    if (!w || !x || !y) return RL_ERR_INVALID_ARG;
+
+    mm_job j = {
+        .dot = dot, .w = w, .w_row_bytes = w_row_bytes, .rows = rows, .cols = cols,
+        .n_tok = n_tok, .x_row_bytes = x_row_bytes, .y = y, .x = x,
+    };
+    if (vdt == RL_TYPE_F32) {
+        j.xq = (const uint8_t *)x;
+    } else {
+        j.quant = rl__act_quant_get(vdt, isa);
+        if (!j.quant) return RL_ERR_UNSUPPORTED;
+        j.xq_out = rl__threadpool_scratch(pool, x_bytes);
+        if (!j.xq_out) return RL_ERR_NOMEM;
+        if (n_tok == 1 || rl_threadpool_n_threads(pool) == 1) quant_task(&j, 0, 1);
+        else rl__threadpool_run(pool, quant_task, &j);
+        j.xq = j.xq_out;
+    }
+
+    int nth = rl_threadpool_n_threads(pool);
+    int64_t chunk = (int64_t)(RL_MM_CHUNK_BYTES / (w_row_bytes ? w_row_bytes : 1));
+    int64_t max_chunk = (rows + (int64_t)nth * RL_MM_MIN_CHUNKS_PER_THREAD - 1) /
+                        ((int64_t)nth * RL_MM_MIN_CHUNKS_PER_THREAD);
+    chunk = RL_MAX(1, RL_MIN(chunk, max_chunk));
+    j.chunk_rows = chunk;
+    j.n_chunks = (rows + chunk - 1) / chunk;
+    atomic_init(&j.next, 0);
+    rl__threadpool_run(pool, dot_task, &j);
+    return RL_OK;
+}

@@ -1,0 +1,158 @@
+/*
+ * threadpool.c - a fixed set of worker threads that run one job at a time.
+ *
+ * Why futexes: a decode step issues hundreds of short jobs, so a job must start and
+ * finish in microseconds, yet idle workers must cost nothing (the machine is shared,
+ * and spinning workers steal the cores the caller's next job needs). Workers sleep in
+ * FUTEX_WAIT on a generation counter; starting a job bumps it and wakes them all. The
+ * caller, which runs part 0 itself, waits for the last worker on a second futex word
+ * after a short bounded spin (the other parts usually end at about the same time).
+ */
+#include "threadpool.h"
+
+#include <errno.h>
+#include <immintrin.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define RL_THREADPOOL_MAX 512
+#define RL_SPIN_WAIT 4000 /* pause iterations before the caller sleeps (a few us) */
+
+struct rl_threadpool {
+    int n_threads;
+    pthread_t *threads; /* [n_threads - 1] workers */
+    int n_started;
+
+    _Atomic uint32_t gen;     /* job generation: workers sleep while it is unchanged */
+    _Atomic int pending;      /* workers that have not finished the current job */
+    _Atomic uint32_t done;    /* 1 once pending reached 0 (futex word of the caller) */
+    _Atomic bool stop;
+    rl__task_fn fn;
+    void *ctx;
+
+    void *scratch; /* [scratch_size] bytes, 64-byte aligned */
+    size_t scratch_size;
+};
+
+typedef struct worker_arg {
+    rl_threadpool *pool;
+    int ith;
+} worker_arg;
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr, int n) {
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
+static void *worker_main(void *p) {
+    worker_arg a = *(worker_arg *)p;
+    rl__free(p);
+    rl_threadpool *pool = a.pool;
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t g;
+        while ((g = atomic_load_explicit(&pool->gen, memory_order_acquire)) == seen)
+            futex_wait(&pool->gen, seen);
+        seen = g;
+        if (atomic_load_explicit(&pool->stop, memory_order_acquire)) break;
+        pool->fn(pool->ctx, a.ith, pool->n_threads);
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+            atomic_store_explicit(&pool->done, 1, memory_order_release);
+            futex_wake(&pool->done, 1);
+        }
+    }
+    return NULL;
+}
+
+static void stop_workers(rl_threadpool *pool) {
+    atomic_store_explicit(&pool->stop, true, memory_order_release);
+    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_acq_rel);
+    futex_wake(&pool->gen, INT_MAX);
+    for (int i = 0; i < pool->n_started; i++) pthread_join(pool->threads[i], NULL);
+    pool->n_started = 0;
+}
+
+RL_API rl_status rl_threadpool_create(int n_threads, rl_threadpool **out) {
+    if (!out) return RL_ERR_INVALID_ARG;
+    *out = NULL;
+    if (n_threads <= 0) n_threads = rl_cpu_physical_cores();
+    if (n_threads > RL_THREADPOOL_MAX) return RL_ERR_INVALID_ARG;
+
+    rl_threadpool *pool = rl__calloc(1, sizeof *pool);
+    if (!pool) goto fail_pool;
+    pool->n_threads = n_threads;
+    if (n_threads > 1) {
+        pool->threads = rl__calloc((size_t)n_threads - 1, sizeof *pool->threads);
+        if (!pool->threads) goto fail_threads;
+    }
+    for (int i = 1; i < n_threads; i++) {
+        worker_arg *a = rl__malloc(sizeof *a);
+        if (!a) goto fail_start;
+        a->pool = pool;
+        a->ith = i;
+        if (pthread_create(&pool->threads[i - 1], NULL, worker_main, a) != 0) {
+            rl__free(a);
+            goto fail_start;
+        }
+        pool->n_started++;
+    }
+    *out = pool;
+    return RL_OK;
+
+fail_start:
+    stop_workers(pool);
+    rl__free(pool->threads);
+fail_threads:
+    rl__free(pool);
+fail_pool:
+    return RL_ERR_NOMEM;
+}
+
+RL_API void rl_threadpool_free(rl_threadpool *pool) {
+    if (!pool) return;
+    stop_workers(pool);
+    rl__free(pool->threads);
+    rl__aligned_free(pool->scratch);
+    rl__free(pool);
+}
+
+RL_API int rl_threadpool_n_threads(const rl_threadpool *pool) { return pool ? pool->n_threads : 0; }
+
+void rl__threadpool_run(rl_threadpool *pool, rl__task_fn fn, void *ctx) {
+    if (pool->n_threads == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool->fn = fn;
+    pool->ctx = ctx;
+    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->gen, 1, memory_order_acq_rel); /* publishes fn, ctx */
+    futex_wake(&pool->gen, INT_MAX);
+
+    fn(ctx, 0, pool->n_threads);
+
+    for (int i = 0; i < RL_SPIN_WAIT; i++) {
+        if (atomic_load_explicit(&pool->done, memory_order_acquire)) return;
+        _mm_pause();
+    }
+    while (!atomic_load_explicit(&pool->done, memory_order_acquire)) futex_wait(&pool->done, 0);
+}
+
+void *rl__threadpool_scratch(rl_threadpool *pool, size_t bytes) {
+    if (bytes <= pool->scratch_size && pool->scratch) return pool->scratch;
+    size_t want = bytes < 4096 ? 4096 : bytes;
+    void *p = rl__aligned_alloc(64, want);
+    if (!p) return NULL;
+    rl__aligned_free(pool->scratch);
+    pool->scratch = p;
+    pool->scratch_size = want;
+    return p;
+}

@@ -1,0 +1,27 @@
+/*
+ * threadpool.h - internal interface of the CPU thread pool (the public handle is
+ * rl_threadpool in ruvllm.h). The model code runs its multi-threaded steps through
+ * rl__threadpool_run; rl_matmul is built on it.
+ */
+#ifndef RL_BACKEND_CPU_THREADPOOL_H
+#define RL_BACKEND_CPU_THREADPOOL_H
+
+#include "../../util/util.h"
+
+/* One job: every thread of the pool calls fn(ctx, ith, nth) once, ith in [0, nth),
+ * the calling thread as ith 0. */
+typedef void (*rl__task_fn)(void *ctx, int ith, int nth);
+
+/* Run fn on every thread of pool and return when all have returned (a full barrier:
+ * what the threads wrote is visible to the caller afterwards). Workers sleep on a
+ * futex between jobs; they do not spin. Not reentrant: fn must not call run on the
+ * same pool, and one thread at a time may use a pool. */
+void rl__threadpool_run(rl_threadpool *pool, rl__task_fn fn, void *ctx);
+
+/* Scratch memory owned by the pool, at least bytes long, 64-byte aligned. It is grown
+ * (never shrunk) and reused, so a steady-state caller allocates nothing. Contents are
+ * unspecified and the pointer is valid until the next call of this function on the
+ * pool (rl_matmul calls it). NULL when out of memory. */
+void *rl__threadpool_scratch(rl_threadpool *pool, size_t bytes);
+
+#endif /* RL_BACKEND_CPU_THREADPOOL_H */

@@ -1,0 +1,306 @@
+/* rl_matmul against a naive loop of rl_vec_dot, the thread pool, and the SIMD activation
+ * quantizers against the reference quantizers (byte for byte).
+ *
+ * The naive loop quantizes each activation row with the REFERENCE quantizer and calls
+ * rl_vec_dot on the active path; rl_matmul uses the SIMD quantizer and the same dot
+ * kernel, so the results must be bit-identical, whatever the thread count or tiling. */
+#include "test.h"
+#include "backend/cpu/cpu.h"
+#include "backend/cpu/threadpool.h"
+
+#include <stdatomic.h>
+#include <time.h>
+
+static uint64_t g_rng = 0x0bad5eed12345678ull;
+static uint64_t rnd64(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float rnd_unit(void) { return (float)((rnd64() >> 11) * 0x1.0p-53); }
+static float gauss(void) {
+    float u1 = rnd_unit(), u2 = rnd_unit();
+    if (u1 < 1e-12f) u1 = 1e-12f;
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+
+static size_t row_bytes(rl_type t, int64_t n) {
+    size_t b = 0;
+    rl_type_row_bytes(t, n, &b);
+    return b;
+}
+
+/* Naive y[t][r] = rl_vec_dot(w[r], ref_quant(x[t])). */
+static void naive(rl_type wt, const uint8_t *w, int64_t rows, int64_t cols, const float *x,
+                  int64_t n_tok, float *y) {
+    rl_type vt = rl_type_vec_dot_type(wt);
+    size_t xb = row_bytes(vt, cols), wb = row_bytes(wt, cols);
+    uint8_t *xq = malloc(xb ? xb : 1);
+    for (int64_t t = 0; t < n_tok; t++) {
+        if (vt == RL_TYPE_F32) memcpy(xq, x + t * cols, xb);
+        else rl__act_quant_get(vt, RL_CPU_ISA_REF)(x + t * cols, xq, cols);
+        for (int64_t r = 0; r < rows; r++)
+            CHECK(rl_vec_dot(wt, cols, w + r * wb, xq, &y[t * rows + r]) == RL_OK);
+    }
+    free(xq);
+}
+
+static const rl_type k_types[] = {
+    RL_TYPE_F32,  RL_TYPE_F16,  RL_TYPE_BF16,   RL_TYPE_Q4_0,   RL_TYPE_Q4_1, RL_TYPE_Q5_0,
+    RL_TYPE_Q5_1, RL_TYPE_Q8_0, RL_TYPE_Q2_K,   RL_TYPE_Q3_K,   RL_TYPE_Q4_K, RL_TYPE_Q5_K,
+    RL_TYPE_Q6_K, RL_TYPE_IQ4_NL, RL_TYPE_IQ4_XS, RL_TYPE_IQ3_S, RL_TYPE_TQ2_0, RL_TYPE_MXFP4,
+};
+
+static void run_case(rl_threadpool *pool, rl_type wt, int64_t rows, int64_t cols, int64_t n_tok) {
+    size_t wb = row_bytes(wt, cols);
+    float *wf = malloc((size_t)(rows * cols) * 4 + 4);
+    uint8_t *w = malloc(wb * (size_t)rows + 1);
+    float *x = malloc((size_t)(n_tok * cols) * 4 + 4);
+    float *y = malloc((size_t)(n_tok * rows) * 4 + 4), *yr = malloc((size_t)(n_tok * rows) * 4 + 4);
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = gauss();
+    for (int64_t i = 0; i < n_tok * cols; i++) x[i] = gauss();
+    rl_status st = rl_quantize(wt, wf, w, rows, cols, NULL);
+    CHECKF(st == RL_OK, "%s: quantize %s", rl_type_name(wt), rl_status_str(st));
+    for (int64_t i = 0; i < n_tok * rows; i++) y[i] = NAN;
+    st = rl_matmul(pool, wt, w, rows, cols, x, n_tok, y);
+    CHECKF(st == RL_OK, "%s: rl_matmul %s", rl_type_name(wt), rl_status_str(st));
+    naive(wt, w, rows, cols, x, n_tok, yr);
+    int bad = 0;
+    for (int64_t i = 0; i < n_tok * rows; i++) bad += memcmp(&y[i], &yr[i], 4) != 0;
+    CHECKF(bad == 0, "%s %lldx%lld n_tok=%lld threads=%d: %d results differ (first: %g vs %g)",
+           rl_type_name(wt), (long long)rows, (long long)cols, (long long)n_tok,
+           rl_threadpool_n_threads(pool), bad, y[0], yr[0]);
+    free(wf);
+    free(w);
+    free(x);
+    free(y);
+    free(yr);
+}
+
+TEST(matmul_vs_naive) {
+    const int threads[] = {1, 2, 3, 5};
+    for (size_t ti = 0; ti < RL_ARRAY_LEN(threads); ti++) {
+        rl_threadpool *pool = NULL;
+        CHECK(rl_threadpool_create(threads[ti], &pool) == RL_OK);
+        CHECK_EQ_INT(rl_threadpool_n_threads(pool), threads[ti]);
+        for (size_t k = 0; k < RL_ARRAY_LEN(k_types); k++) {
+            rl_type wt = k_types[k];
+            int64_t bs = RL_MAX(rl_type_block_size(wt), rl_type_block_size(rl_type_vec_dot_type(wt)));
+            bs = RL_MAX(bs, 32);
+            run_case(pool, wt, 1, bs, 1);
+            run_case(pool, wt, 37, 2 * bs, 1);
+            run_case(pool, wt, 5, bs, 7);
+            if (ti == 1 || ti == 3) {
+                run_case(pool, wt, 300, 8 * bs, 1);
+                run_case(pool, wt, 130, 4 * bs, 9);
+            }
+        }
+        rl_threadpool_free(pool);
+    }
+}
+
+/* One larger matrix-vector and matrix-matrix product per core type on the default pool. */
+TEST(matmul_larger) {
+    rl_threadpool *pool = NULL;
+    CHECK(rl_threadpool_create(0, &pool) == RL_OK);
+    CHECK_EQ_INT(rl_threadpool_n_threads(pool), rl_cpu_physical_cores());
+    const rl_type ts[] = {RL_TYPE_Q4_0, RL_TYPE_Q8_0, RL_TYPE_Q4_K, RL_TYPE_F16};
+    for (size_t k = 0; k < RL_ARRAY_LEN(ts); k++) {
+        run_case(pool, ts[k], 1024, 2048, 1);
+        run_case(pool, ts[k], 256, 1024, 33);
+    }
+    rl_threadpool_free(pool);
+}
+
+TEST(matmul_args_and_scratch) {
+    rl_threadpool *pool = NULL;
+    CHECK(rl_threadpool_create(2, &pool) == RL_OK);
+    block_q8_0 w[4] = {0};
+    float x[128] = {0}, y[4];
+    CHECK_EQ_INT(rl_matmul(NULL, RL_TYPE_Q8_0, w, 1, 32, x, 1, y), RL_ERR_INVALID_ARG);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q8_0, w, 1, 48, x, 1, y), RL_ERR_INVALID_ARG);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q8_0, w, -1, 32, x, 1, y), RL_ERR_INVALID_ARG);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q8_0, NULL, 1, 32, x, 1, y), RL_ERR_INVALID_ARG);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q8_K, w, 1, 256, x, 1, y), RL_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_I8, w, 1, 32, x, 1, y), RL_ERR_UNSUPPORTED);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q8_0, w, 0, 32, x, 1, y), RL_OK);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q8_0, w, 2, 64, x, 2, y), RL_OK);
+    CHECK(y[0] == 0 && y[3] == 0);
+
+    /* after one call of a shape, further calls allocate nothing */
+    const int64_t rows = 64, cols = 1024, n_tok = 4;
+    float *wf = calloc((size_t)(rows * cols), 4), *xx = calloc((size_t)(64 * cols), 4);
+    float *yy = malloc((size_t)(64 * rows) * 4);
+    void *wq = malloc(row_bytes(RL_TYPE_Q4_K, cols) * rows);
+    CHECK(rl_quantize(RL_TYPE_Q4_K, wf, wq, rows, cols, NULL) == RL_OK);
+    CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, n_tok, yy) == RL_OK);
+    long allocs = rl__alloc_count();
+    size_t in_use = rl_mem_in_use();
+    for (int i = 0; i < 10; i++) CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, n_tok, yy) == RL_OK);
+    CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, 1, yy) == RL_OK);
+    CHECK_EQ_INT(rl__alloc_count(), allocs);
+    CHECK_EQ_INT(rl_mem_in_use(), in_use);
+    /* out of memory growing the scratch is reported, not a crash */
+    rl__alloc_fail_after(1);
+    CHECK_EQ_INT(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, 64, yy), RL_ERR_NOMEM);
+    rl__alloc_fail_after(0);
+    free(wf);
+    free(xx);
+    free(yy);
+    free(wq);
+    rl_threadpool_free(pool);
+}
+
+/* ---- thread pool ------------------------------------------------------------------- */
+
+typedef struct count_ctx {
+    _Atomic int calls[8];
+    _Atomic long total;
+    int nth_seen;
+} count_ctx;
+
+static void count_task(void *p, int ith, int nth) {
+    count_ctx *c = p;
+    atomic_fetch_add(&c->calls[ith], 1);
+    atomic_fetch_add(&c->total, ith + 1);
+    c->nth_seen = nth;
+}
+
+TEST(threadpool_runs) {
+    for (int n = 1; n <= 8; n++) {
+        rl_threadpool *pool = NULL;
+        CHECK(rl_threadpool_create(n, &pool) == RL_OK);
+        count_ctx c;
+        memset(&c, 0, sizeof c);
+        const int runs = 2000;
+        for (int r = 0; r < runs; r++) rl__threadpool_run(pool, count_task, &c);
+        for (int i = 0; i < n; i++) CHECK_EQ_INT(atomic_load(&c.calls[i]), runs);
+        CHECK_EQ_INT(atomic_load(&c.total), (long)runs * n * (n + 1) / 2);
+        CHECK_EQ_INT(c.nth_seen, n);
+        rl_threadpool_free(pool);
+    }
+    rl_threadpool_free(NULL);
+    CHECK_EQ_INT(rl_threadpool_n_threads(NULL), 0);
+    rl_threadpool *pool = (rl_threadpool *)1;
+    CHECK_EQ_INT(rl_threadpool_create(100000, &pool), RL_ERR_INVALID_ARG);
+    CHECK(pool == NULL);
+    CHECK_EQ_INT(rl_threadpool_create(2, NULL), RL_ERR_INVALID_ARG);
+    /* every allocation of create failing in turn unwinds cleanly */
+    size_t base = rl_mem_in_use();
+    for (long k = 1; k <= 4; k++) {
+        rl__alloc_fail_after(k);
+        rl_status st = rl_threadpool_create(3, &pool);
+        rl__alloc_fail_after(0);
+        if (st == RL_OK) rl_threadpool_free(pool);
+        else CHECK_EQ_INT(st, RL_ERR_NOMEM);
+        CHECK_EQ_INT(rl_mem_in_use(), base);
+    }
+}
+
+/* Idle workers sleep: a pool left alone uses (almost) no CPU time. */
+TEST(threadpool_idle_workers_sleep) {
+    rl_threadpool *pool = NULL;
+    CHECK(rl_threadpool_create(4, &pool) == RL_OK);
+    count_ctx c;
+    memset(&c, 0, sizeof c);
+    rl__threadpool_run(pool, count_task, &c);
+    struct timespec t0, t1, s = {0, 200 * 1000 * 1000};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    nanosleep(&s, NULL);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t1);
+    double cpu = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    CHECKF(cpu < 0.02, "idle pool used %.3f s of CPU in 0.2 s", cpu);
+    rl_threadpool_free(pool);
+}
+
+/* ---- activation quantizers ----------------------------------------------------------- */
+
+static void fill_special(float *x, int64_t n, int kind) {
+    for (int64_t i = 0; i < n; i++) x[i] = gauss() * (kind == 1 ? 1e-3f : 1.0f);
+    if (kind == 2) { /* exact ties: amax 127 makes d = 1, id = 1, so x = k + 0.5 rounds */
+        for (int64_t b = 0; b < n / 32; b++) {
+            x[32 * b] = 127.0f;
+            for (int j = 1; j < 32; j++) x[32 * b + j] = (float)((int)(rnd64() % 253) - 126) + 0.5f;
+        }
+    }
+    if (kind == 3) { /* equal +- extremes: Q8_K takes the first */
+        for (int64_t b = 0; b < n / 256; b++) {
+            x[256 * b + 3 + b] = -(b & 1 ? 9.0f : 5.0f);
+            x[256 * b + 200] = b & 1 ? 9.0f : 5.0f;
+        }
+    }
+    if (kind == 4) { /* zero blocks, and a zero super-block */
+        for (int64_t i = 0; i < RL_MIN(n, 256); i++) x[i] = 0.0f;
+        for (int64_t i = 256; i + 32 <= n && i < 320; i++) x[i] = 0.0f;
+    }
+    if (kind == 5) { /* subnormals, near-overflow, mixed magnitudes */
+        for (int64_t i = 0; i < n; i += 3) x[i] = 1e-39f * (float)(i % 7);
+        for (int64_t i = 1; i < n; i += 17) x[i] = 6.0e4f * (i & 2 ? -1.0f : 1.0f);
+    }
+}
+
+TEST(act_quant_simd_equals_ref) {
+    const rl_type vts[] = {RL_TYPE_Q8_0, RL_TYPE_Q8_1, RL_TYPE_Q8_K, RL_TYPE_F16, RL_TYPE_BF16};
+    const int64_t lens[] = {256, 512, 4096, 11008};
+    for (size_t v = 0; v < RL_ARRAY_LEN(vts); v++) {
+        rl_type vt = vts[v];
+        rl__act_quant_fn ref = rl__act_quant_get(vt, RL_CPU_ISA_REF);
+        CHECKF(ref != NULL, "%s: no reference quantizer", rl_type_name(vt));
+        if (!ref) continue;
+        for (int isa = RL_CPU_ISA_AVX2; isa < RL_CPU_ISA_COUNT; isa++) {
+            if (!rl__cpu_isa_supported((rl_cpu_isa)isa)) continue;
+            rl__act_quant_fn fn = rl__act_quant_get(vt, (rl_cpu_isa)isa);
+            CHECK(fn != NULL && fn != ref);
+            for (size_t li = 0; li < RL_ARRAY_LEN(lens); li++) {
+                int64_t n = lens[li];
+                if (n % rl_type_block_size(vt)) continue;
+                float *x = malloc((size_t)n * 4);
+                size_t nb = row_bytes(vt, n);
+                uint8_t *a = malloc(nb), *b = malloc(nb);
+                for (int kind = 0; kind < 6; kind++) {
+                    fill_special(x, n, kind);
+                    memset(a, 0xaa, nb);
+                    memset(b, 0x55, nb);
+                    ref(x, a, n);
+                    fn(x, b, n);
+                    size_t first = 0;
+                    while (first < nb && a[first] == b[first]) first++;
+                    CHECKF(first == nb, "%s %s n=%lld kind %d: bytes differ from %zu", rl_type_name(vt),
+                           rl_cpu_isa_name((rl_cpu_isa)isa), (long long)n, kind, first);
+                }
+                if (vt == RL_TYPE_F16 || vt == RL_TYPE_BF16) { /* NaN, inf, odd lengths */
+                    for (int64_t i = 0; i < n; i++) x[i] = gauss();
+                    x[5] = NAN;
+                    x[6] = -NAN;
+                    x[7] = INFINITY;
+                    x[20] = -INFINITY;
+                    uint32_t sn = 0x7f800123u, qn = 0xffc00001u;
+                    memcpy(&x[21], &sn, 4);
+                    memcpy(&x[40], &qn, 4);
+                    x[41] = 65519.0f;
+                    x[42] = 65520.0f;
+                    for (int64_t m = n - 5; m <= n; m++) {
+                        ref(x, a, m);
+                        fn(x, b, m);
+                        CHECKF(memcmp(a, b, (size_t)m * 2) == 0, "%s %s specials n=%lld", rl_type_name(vt),
+                               rl_cpu_isa_name((rl_cpu_isa)isa), (long long)m);
+                    }
+                }
+                free(x);
+                free(a);
+                free(b);
+            }
+        }
+    }
+}
+
+int main(void) {
+    RUN(threadpool_runs);
+    RUN(threadpool_idle_workers_sleep);
+    RUN(act_quant_simd_equals_ref);
+    RUN(matmul_args_and_scratch);
+    RUN(matmul_vs_naive);
+    RUN(matmul_larger);
+    return rl_test_finish();
+}
