@@ -156,7 +156,10 @@ RL_API rl_status rl_quantize(rl_type t, const float *src, void *dst, int64_t nro
 /* ===== section: cpu kernels (vec_dot, ISA dispatch, thread pool, matmul) ===== */
 
 /* Instruction-set paths of the CPU kernels. One binary holds all; the best one the CPU
- * supports is chosen at start, or the one RUVLLM_CPU_ISA=ref|avx2|avx512 names. */
+ * supports is chosen at start, or the one RUVLLM_CPU_ISA=ref|avx2|avx512 names (read once,
+ * case-insensitive). An unknown value, or a path this CPU cannot run, prints one
+ * "ruvllm: error: ..." line on stderr and the best supported path is used. A type
+ * without its own kernel on a path uses the next lower path's kernel. */
 typedef enum rl_cpu_isa {
     RL_CPU_ISA_REF = 0,    /* plain C: the reference every other path is tested against */
     RL_CPU_ISA_AVX2 = 1,   /* AVX2 + FMA + F16C */
