@@ -667,10 +667,14 @@ static bool place_data(parser *P) {
         P->name = ti->name;
         if (i > 0 && ti->offset < prev_end) {
             const rl_gguf_tensor_info *pt = &g->tensors[i - 1].info;
+            char prev[128];
+            size_t pos = 0;
+            prev[0] = 0;
+            put_name(prev, sizeof prev, &pos, pt->name);
             return fail(P, RL_ERR_BAD_FILE,
                         "data offset %" PRIu64 " overlaps or precedes tensor %" PRId64
-                        " '%.64s' [offset %" PRIu64 ", %zu bytes]; data must follow file order",
-                        ti->offset, i - 1, pt->name, pt->offset, pt->nbytes);
+                        " '%s' [offset %" PRIu64 ", %zu bytes]; data must follow file order",
+                        ti->offset, i - 1, prev, pt->offset, pt->nbytes);
         }
         uint64_t abs_off, end;
         if (__builtin_add_overflow((uint64_t)g->data_offset, ti->offset, &abs_off) ||
