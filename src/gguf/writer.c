@@ -88,6 +88,9 @@ RL_API const char *rl_gguf_writer_errmsg(const rl_gguf_writer *w) { return w ? w
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
+/* Non-NULL data of empty arrays, as the reader hands out. */
+static const uint64_t g_empty[1];
+
 /* Checks that v is a well-formed value and adds to *bytes the memory its deep copy
  * needs beyond the top rl_gguf_value. */
 static rl_status value_measure(rl_gguf_writer *w, const char *key, const rl_gguf_value *v,
@@ -146,6 +149,10 @@ static void value_copy(const rl_gguf_value *src, rl_gguf_value *dst, unsigned ch
     }
     if (src->type != RL_GGUF_TYPE_ARRAY) return;
     size_t n = (size_t)src->n;
+    if (n == 0) { /* nothing to copy; *mem may be NULL when the whole copy is empty */
+        dst->v.arr = g_empty;
+        return;
+    }
     if (rl__gguf_is_plain(src->elem_type)) {
         size_t bytes = n * rl__gguf_scalar_size(src->elem_type);
         unsigned char *d = *mem;
