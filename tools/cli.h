@@ -15,5 +15,6 @@ typedef struct cli_command {
 } cli_command;
 
 int cmd_info(int argc, char **argv);
+int cmd_tensor(int argc, char **argv);
 
 #endif

@@ -6,6 +6,7 @@
 
 static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
+    {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
 };
 
 static void usage(FILE *f) {
