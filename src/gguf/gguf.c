@@ -756,7 +756,7 @@ RL_API rl_status rl_gguf_open(const char *path, rl_gguf **out, char *err, size_t
         rl__fmt(err, err_size, "gguf: invalid argument (NULL path or out)");
         return RL_ERR_INVALID_ARG;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
     if (fd < 0) {
         rl__fmt(err, err_size, "gguf: cannot open '%s': %s", path, strerror(errno));
         return RL_ERR_IO;
