@@ -32,23 +32,24 @@ static inline float hsum_ps256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* vpermw indices that spread 16 int16 sub-block scales over the 32 words that hold
- * elements 64m..64m+63: for 16-element sub-blocks (k16_perm[m]) word j takes scale
- * 4m + j/8, for 32-element sub-blocks (k32_perm[m]) scale 2m + j/16. */
-#define R8(v) v, v, v, v, v, v, v, v
-static const uint16_t k16_perm[4][32] __attribute__((aligned(64))) = {
-    {R8(0), R8(1), R8(2), R8(3)},
-    {R8(4), R8(5), R8(6), R8(7)},
-    {R8(8), R8(9), R8(10), R8(11)},
-    {R8(12), R8(13), R8(14), R8(15)},
+/* The k-quant sums go through int16: vpdpbusd gives one int32 per 4 consecutive elements
+ * (|sum| <= 4*63*128 < 2^15), vpackssdw packs the dwords of two zmm into words without
+ * saturating, and vpdpwssd multiplies adjacent word pairs (same sub-block) by the scale.
+ * After packing zmm a (elements 0..63 of a 128-element half) with zmm b (64..127), the
+ * words of 128-bit lane L are: 0..3 from lane L of a, 4..7 from lane L of b. The vpermw
+ * indices below place the matching scale in each word: for 16-element sub-blocks
+ * (k16_pack[p], half p) scale 8p + L, then 8p + 4 + L; for 32-element sub-blocks
+ * (k32_pack[p]) scale 4p + L/2, then 4p + 2 + L/2. */
+#define R4(v) v, v, v, v
+static const uint16_t k16_pack[2][32] __attribute__((aligned(64))) = {
+    {R4(0), R4(4), R4(1), R4(5), R4(2), R4(6), R4(3), R4(7)},
+    {R4(8), R4(12), R4(9), R4(13), R4(10), R4(14), R4(11), R4(15)},
 };
-static const uint16_t k32_perm[4][32] __attribute__((aligned(64))) = {
-    {R8(0), R8(0), R8(1), R8(1)},
-    {R8(2), R8(2), R8(3), R8(3)},
-    {R8(4), R8(4), R8(5), R8(5)},
-    {R8(6), R8(6), R8(7), R8(7)},
+static const uint16_t k32_pack[2][32] __attribute__((aligned(64))) = {
+    {R4(0), R4(2), R4(0), R4(2), R4(1), R4(3), R4(1), R4(3)},
+    {R4(4), R4(6), R4(4), R4(6), R4(5), R4(7), R4(5), R4(7)},
 };
-#undef R8
+#undef R4
 
 /* The IQ4_NL/IQ4_XS values (kvalues_iq4nl of ggml-common.h, MIT licence; see NOTICE)
  * plus 128, as unsigned bytes: -127 -104 -83 -65 -49 -35 -22 -10 1 13 25 38 53 69 89 113. */
@@ -78,6 +79,20 @@ static inline __m256i dup8_epi8_epi16(__m128i b) {
 #define TL_AC_OR_B 0xec
 #define TL_A_OR_BC 0xf8
 
+/* Code bytes w (element order) times the activations at q8: 16 int32, each the sum of 4
+ * consecutive products. */
+static inline __m512i dot4(__m512i w, const int8_t *q8) {
+    return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, _mm512_loadu_si512(q8));
+}
+
+/* sum over the four 64-element parts r0..r3 of a super-block of scale * part, with the
+ * scale words sa (for r0, r1) and sb (r2, r3) laid out as described above. */
+static inline __m512i scale_sum(__m512i r0, __m512i r1, __m512i r2, __m512i r3, __m512i sa,
+                                __m512i sb) {
+    const __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_packs_epi32(r0, r1), sa);
+    return _mm512_dpwssd_epi32(s, _mm512_packs_epi32(r2, r3), sb);
+}
+
 /* ---- Q4_K / Q5_K ---------------------------------------------------------------------
  * 8 sub-blocks of 32 elements; 6-bit scale sc[j] and min m[j] packed in 12 bytes b: for
  * j < 4, sc = b[j] & 63 and m = b[j+4] & 63; for j >= 4, sc = (b[j+4] & 15) | (b[j-4] >> 6)
@@ -96,9 +111,15 @@ static inline void k4_scales(const uint8_t b[12], uint64_t *sc, uint64_t *mn) {
     *mn = (u1 & 0x3f3f3f3fu) | ((uint64_t)mn_hi << 32);
 }
 
-/* The scale words of the k32 layout: scale j in word j (j < 8). */
+/* The 8 scales as words 0..7. */
 static inline __m512i k4_scale_words(uint64_t sc) {
     return _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
+}
+
+/* The nibbles of qs[32c..32c+31] in element order (low nibbles, then high nibbles). */
+static inline __m512i k4_nibbles(const uint8_t *qs, int c, __m512i m4) {
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+    return _mm512_and_si512(join256(b, _mm256_srli_epi16(b, 4)), m4);
 }
 
 float rl__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy) {
@@ -106,26 +127,20 @@ float rl__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy) {
     const block_q8_K *y = vy;
     const int64_t nb = n / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const __m512i p0 = load_perm(k32_perm[0]), p1 = load_perm(k32_perm[1]);
-    const __m512i p2 = load_perm(k32_perm[2]), p3 = load_perm(k32_perm[3]);
+    const __m512i pa = load_perm(k32_pack[0]), pb = load_perm(k32_pack[1]);
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         uint64_t sc, mn;
         k4_scales(x[i].scales, &sc, &mn);
         const __m512i scw = k4_scale_words(sc);
-        const uint8_t *q = x[i].qs;
         const int8_t *q8 = y[i].qs;
-        __m512i sum = _mm512_setzero_si512();
-#define Q4K_CHUNK(c, perm)                                                                 \
-    {                                                                                      \
-        const __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * (c)));             \
-        const __m512i w = _mm512_and_si512(join256(b, _mm256_srli_epi16(b, 4)), m4);      \
-        const __m512i pr = _mm512_maddubs_epi16(w, _mm512_loadu_si512(q8 + 64 * (c)));    \
-        sum = _mm512_dpwssd_epi32(sum, pr, _mm512_permutexvar_epi16(perm, scw));           \
-    }
-        Q4K_CHUNK(0, p0) Q4K_CHUNK(1, p1) Q4K_CHUNK(2, p2) Q4K_CHUNK(3, p3)
-#undef Q4K_CHUNK
+        const __m512i r0 = dot4(k4_nibbles(x[i].qs, 0, m4), q8);
+        const __m512i r1 = dot4(k4_nibbles(x[i].qs, 1, m4), q8 + 64);
+        const __m512i r2 = dot4(k4_nibbles(x[i].qs, 2, m4), q8 + 128);
+        const __m512i r3 = dot4(k4_nibbles(x[i].qs, 3, m4), q8 + 192);
+        const __m512i sum = scale_sum(r0, r1, r2, r3, _mm512_permutexvar_epi16(pa, scw),
+                                      _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
@@ -142,35 +157,28 @@ float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
     const int64_t nb = n / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i m16 = _mm512_set1_epi8(0x10);
-    const __m512i p0 = load_perm(k32_perm[0]), p1 = load_perm(k32_perm[1]);
-    const __m512i p2 = load_perm(k32_perm[2]), p3 = load_perm(k32_perm[3]);
+    const __m512i pa = load_perm(k32_pack[0]), pb = load_perm(k32_pack[1]);
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         uint64_t sc, mn;
         k4_scales(x[i].scales, &sc, &mn);
         const __m512i scw = k4_scale_words(sc);
-        const uint8_t *q = x[i].qs;
         const int8_t *q8 = y[i].qs;
         /* Bit 2c+1 of each byte of hb is the fifth bit of chunk c: the low half holds
          * qh << 1 (bit 2c of qh, low nibbles), the high half qh (bit 2c+1, high nibbles).
          * Shifting it to bit 4 stays inside the byte for the bits that are kept. */
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
         const __m512i hb = join256(_mm256_slli_epi16(qh, 1), qh);
-        __m512i sum = _mm512_setzero_si512();
-#define Q5K_CHUNK(c, perm, hshift)                                                         \
-    {                                                                                      \
-        const __m256i b = _mm256_loadu_si256((const __m256i *)(q + 32 * (c)));             \
-        __m512i w = _mm512_and_si512(join256(b, _mm256_srli_epi16(b, 4)), m4);            \
-        w = _mm512_ternarylogic_epi32(w, hshift, m16, TL_A_OR_BC);                         \
-        const __m512i pr = _mm512_maddubs_epi16(w, _mm512_loadu_si512(q8 + 64 * (c)));    \
-        sum = _mm512_dpwssd_epi32(sum, pr, _mm512_permutexvar_epi16(perm, scw));           \
-    }
-        Q5K_CHUNK(0, p0, _mm512_slli_epi16(hb, 3))
-        Q5K_CHUNK(1, p1, _mm512_slli_epi16(hb, 1))
-        Q5K_CHUNK(2, p2, _mm512_srli_epi16(hb, 1))
-        Q5K_CHUNK(3, p3, _mm512_srli_epi16(hb, 3))
-#undef Q5K_CHUNK
+#define Q5K_CODES(c, h5)                                                                   \
+    _mm512_ternarylogic_epi32(k4_nibbles(x[i].qs, c, m4), h5, m16, TL_A_OR_BC)
+        const __m512i r0 = dot4(Q5K_CODES(0, _mm512_slli_epi16(hb, 3)), q8);
+        const __m512i r1 = dot4(Q5K_CODES(1, _mm512_slli_epi16(hb, 1)), q8 + 64);
+        const __m512i r2 = dot4(Q5K_CODES(2, _mm512_srli_epi16(hb, 1)), q8 + 128);
+        const __m512i r3 = dot4(Q5K_CODES(3, _mm512_srli_epi16(hb, 3)), q8 + 192);
+#undef Q5K_CODES
+        const __m512i sum = scale_sum(r0, r1, r2, r3, _mm512_permutexvar_epi16(pa, scw),
+                                      _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
@@ -182,16 +190,15 @@ float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
 }
 
 /* ---- 16-element sub-blocks: Q2_K, Q3_K, Q6_K -------------------------------------------
- * 16 scales per super-block, one per 16 elements, given as 16 int16 (sc16). Adds
- * sum_k sc[k] * dot(codes, y) over the 4 zmm of codes w[0..3] (elements 0..255) to sum. */
-static inline __m512i dot16_4(__m512i sum, const __m512i w[4], const int8_t *q8,
-                              __m256i sc16) {
-    const __m512i scw = _mm512_castsi256_si512(sc16);
-    for (int m = 0; m < 4; m++) {
-        const __m512i pr = _mm512_maddubs_epi16(w[m], _mm512_loadu_si512(q8 + 64 * m));
-        sum = _mm512_dpwssd_epi32(sum, pr, _mm512_permutexvar_epi16(load_perm(k16_perm[m]), scw));
-    }
-    return sum;
+ * 16 scales per super-block, one per 16 elements, as words 0..15 of scw. */
+
+/* Q2_K / Q3_K low bits: the 2-bit fields of qs[32h..32h+31] as codes of elements
+ * 128h..128h+63 (lo: fields 0, 1) and 128h+64..128h+127 (hi: fields 2, 3). */
+static inline void k2_fields(const uint8_t *qs, int h, __m512i m3, __m512i *lo, __m512i *hi) {
+    const __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+    const __m512i bz = join256(b, _mm256_srli_epi16(b, 2));
+    *lo = _mm512_and_si512(bz, m3);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(bz, 4), m3);
 }
 
 /* Q2_K: scales[k] holds the 4-bit scale (low nibble) and min (high nibble) of sub-block k.
@@ -203,20 +210,20 @@ float rl__vec_dot_q2_K_avx512(int64_t n, const void *vx, const void *vy) {
     const int64_t nb = n / QK_K;
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m128i m4x = _mm_set1_epi8(0x0f);
+    const __m512i pa = load_perm(k16_pack[0]), pb = load_perm(k16_pack[1]);
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const __m128i s = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s, m4x));
+        const __m512i scw = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(s, m4x)));
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4x));
-        __m512i w[4];
-        for (int h = 0; h < 2; h++) {
-            const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            const __m512i bz = join256(b, _mm256_srli_epi16(b, 2));
-            w[2 * h] = _mm512_and_si512(bz, m3);
-            w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(bz, 4), m3);
-        }
-        const __m512i sum = dot16_4(_mm512_setzero_si512(), w, y[i].qs, sc16);
+        const int8_t *q8 = y[i].qs;
+        __m512i w0, w1, w2, w3;
+        k2_fields(x[i].qs, 0, m3, &w0, &w1);
+        k2_fields(x[i].qs, 1, m3, &w2, &w3);
+        const __m512i sum = scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128),
+                                      dot4(w3, q8 + 192), _mm512_permutexvar_epi16(pa, scw),
+                                      _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, mn16);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
@@ -250,25 +257,26 @@ float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
     const int64_t nb = n / QK_K;
     const __m512i m3 = _mm512_set1_epi8(3);
     const __m512i m4b = _mm512_set1_epi8(4);
+    const __m512i pa = load_perm(k16_pack[0]), pb = load_perm(k16_pack[1]);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(q3k_scales(x[i].scales));
-        /* Bit 4h + 2p of each byte of hb is the high bit of the zmm w[2h + p]: the low
+        const __m512i scw = _mm512_castsi256_si512(sc16);
+        const int8_t *q8 = y[i].qs;
+        /* Bit 4h + 2p of each byte of hb is the high bit of the codes w(2h + p): the low
          * half holds hmask (j = 2p), the high half hmask >> 1 (j = 2p + 1). */
         const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
         const __m512i hb = join256(hm, _mm256_srli_epi16(hm, 1));
-        __m512i w[4];
-        for (int h = 0; h < 2; h++) {
-            const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            const __m512i bz = join256(b, _mm256_srli_epi16(b, 2));
-            w[2 * h] = _mm512_and_si512(bz, m3);
-            w[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(bz, 4), m3);
-        }
-        w[0] = _mm512_ternarylogic_epi32(w[0], _mm512_slli_epi16(hb, 2), m4b, TL_A_OR_BC);
-        w[1] = _mm512_ternarylogic_epi32(w[1], hb, m4b, TL_A_OR_BC);
-        w[2] = _mm512_ternarylogic_epi32(w[2], _mm512_srli_epi16(hb, 2), m4b, TL_A_OR_BC);
-        w[3] = _mm512_ternarylogic_epi32(w[3], _mm512_srli_epi16(hb, 4), m4b, TL_A_OR_BC);
-        __m512i sum = dot16_4(_mm512_setzero_si512(), w, y[i].qs, sc16);
+        __m512i w0, w1, w2, w3;
+        k2_fields(x[i].qs, 0, m3, &w0, &w1);
+        k2_fields(x[i].qs, 1, m3, &w2, &w3);
+        w0 = _mm512_ternarylogic_epi32(w0, _mm512_slli_epi16(hb, 2), m4b, TL_A_OR_BC);
+        w1 = _mm512_ternarylogic_epi32(w1, hb, m4b, TL_A_OR_BC);
+        w2 = _mm512_ternarylogic_epi32(w2, _mm512_srli_epi16(hb, 2), m4b, TL_A_OR_BC);
+        w3 = _mm512_ternarylogic_epi32(w3, _mm512_srli_epi16(hb, 4), m4b, TL_A_OR_BC);
+        __m512i sum = scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128),
+                                dot4(w3, q8 + 192), _mm512_permutexvar_epi16(pa, scw),
+                                _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2); /* 4*sc*bsum */
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
@@ -283,29 +291,38 @@ float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
  *         128h + 32 + l = (L[32 + l] & 15) | (H[l] >> 2 & 3) << 4,
  *         128h + 64 + l = (L[l] >> 4)      | (H[l] >> 4 & 3) << 4,
  *         128h + 96 + l = (L[32 + l] >> 4) | (H[l] >> 6 & 3) << 4;
- * x = d*sc*(code - 32). */
+ * x = d*sc*(code - 32). Codes of elements 128h.. (lo) and 128h+64.. (hi): */
+static inline void q6k_codes(const block_q6_K *b, int h, __m512i m4, __m512i m30, __m512i *lo,
+                             __m512i *hi) {
+    const __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    /* hz: qh in the low half, qh >> 2 in the high half; bits 0-1 of each byte are the
+     * top bits of lo, bits 4-5 those of hi. */
+    const __m512i hz = join256(q, _mm256_srli_epi16(q, 2));
+    const __m512i hlo = _mm512_and_si512(_mm512_slli_epi16(hz, 4), m30);
+    const __m512i hhi = _mm512_and_si512(hz, m30);
+    *lo = _mm512_ternarylogic_epi32(l, hlo, m4, TL_AC_OR_B);
+    *hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), hhi, m4, TL_AC_OR_B);
+}
+
 float rl__vec_dot_q6_K_avx512(int64_t n, const void *vx, const void *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
     const int64_t nb = n / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i m30 = _mm512_set1_epi8(0x30);
+    const __m512i pa = load_perm(k16_pack[0]), pb = load_perm(k16_pack[1]);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        __m512i w[4];
-        for (int h = 0; h < 2; h++) {
-            const __m512i l = _mm512_loadu_si512(x[i].ql + 64 * h);
-            const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            /* hz: qh in the low half, qh >> 2 in the high half; bits 0-1 of each byte are
-             * the top bits of w[2h], bits 4-5 those of w[2h + 1]. */
-            const __m512i hz = join256(b, _mm256_srli_epi16(b, 2));
-            const __m512i hlo = _mm512_and_si512(_mm512_slli_epi16(hz, 4), m30);
-            const __m512i hhi = _mm512_and_si512(hz, m30);
-            w[2 * h] = _mm512_ternarylogic_epi32(l, hlo, m4, TL_AC_OR_B);
-            w[2 * h + 1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), hhi, m4, TL_AC_OR_B);
-        }
-        __m512i sum = dot16_4(_mm512_setzero_si512(), w, y[i].qs, sc16);
+        const __m512i scw = _mm512_castsi256_si512(sc16);
+        const int8_t *q8 = y[i].qs;
+        __m512i w0, w1, w2, w3;
+        q6k_codes(&x[i], 0, m4, m30, &w0, &w1);
+        q6k_codes(&x[i], 1, m4, m30, &w2, &w3);
+        __m512i sum = scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128),
+                                dot4(w3, q8 + 192), _mm512_permutexvar_epi16(pa, scw),
+                                _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5); /* 32*sc*bsum */
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
