@@ -98,6 +98,7 @@ float rl__vec_dot_q4_K_avx2(int64_t n, const void *vx, const void *vy) {
         k4_scales(x[i].scales, &sc, &mn);
         const __m256i scw = k4_scale_words(sc);
         __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int c = 0; c < 4; c++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
             const __m256i lo = _mm256_and_si256(b, m4);
@@ -132,6 +133,7 @@ float rl__vec_dot_q5_K_avx2(int64_t n, const void *vx, const void *vy) {
         const __m256i scw = k4_scale_words(sc);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
         __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int c = 0; c < 4; c++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
             /* bit 2c (2c+1) of qh to bit 4; the kept bit never crosses a byte. */
@@ -167,9 +169,11 @@ float rl__vec_dot_q2_K_avx2(int64_t n, const void *vx, const void *vy) {
         const __m256i sc_eo = even_odd_epi16(_mm_and_si128(s, m4x));
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4x));
         __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
             const int8_t *q8 = y[i].qs + 128 * h;
+#pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
                 const __m256i w = _mm256_and_si256(_mm256_srli_epi16(b, 2 * j), m3);
                 sum = _mm256_add_epi32(sum, dot32_sc(w, q8 + 32 * j, sc_eo, 4 * h + j));
@@ -214,9 +218,11 @@ float rl__vec_dot_q3_K_avx2(int64_t n, const void *vx, const void *vy) {
         const __m256i sc_eo = even_odd_epi16(s8);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
         __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
             const int8_t *q8 = y[i].qs + 128 * h;
+#pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
                 /* bit 4h + j of hmask to bit 2 */
                 const __m256i hb = _mm256_and_si256(shift_epi16(hm, 2 - 4 * h - j), m4b);
@@ -250,6 +256,7 @@ float rl__vec_dot_q6_K_avx2(int64_t n, const void *vx, const void *vy) {
         const __m128i s8 = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i sc_eo = even_odd_epi16(s8);
         __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int h = 0; h < 2; h++) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
             const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
@@ -310,6 +317,7 @@ float rl__vec_dot_iq4_xs_avx2(int64_t n, const void *vx, const void *vy) {
         const __m256i ls_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(ls8, eo));
         const int8_t *q8 = y[i].qs;
         __m256i sum = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int m = 0; m < 4; m++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * m));
             const __m256i vl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(b, m4));
