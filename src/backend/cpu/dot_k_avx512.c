@@ -100,26 +100,46 @@ static inline __m512i scale_sum(__m512i r0, __m512i r1, __m512i r2, __m512i r3, 
  * Chunk c (elements 64c..64c+63) is qs[32c..32c+31]: the low nibbles are elements 64c..,
  * the high nibbles 64c+32... Q5_K adds bit 2c (low nibble) or 2c+1 (high nibble) of
  * qh[l] as the code's fifth bit. */
-static inline void k4_scales(const uint8_t b[12], uint64_t *sc, uint64_t *mn) {
-    uint32_t u0, u1, u2;
-    memcpy(&u0, b, 4);
-    memcpy(&u1, b + 4, 4);
-    memcpy(&u2, b + 8, 4);
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
-    const uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
-    *sc = (u0 & 0x3f3f3f3fu) | ((uint64_t)sc_hi << 32);
-    *mn = (u1 & 0x3f3f3f3fu) | ((uint64_t)mn_hi << 32);
-}
-
-/* The 8 scales as words 0..7. */
-static inline __m512i k4_scale_words(uint64_t sc) {
-    return _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)sc)));
-}
-
-/* The nibbles of qs[32c..32c+31] in element order (low nibbles, then high nibbles). */
 static inline __m512i k4_nibbles(const uint8_t *qs, int c, __m512i m4) {
-    const __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
-    return _mm512_and_si512(join256(b, _mm256_srli_epi16(b, 4)), m4);
+    const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+    return _mm512_and_si512(_mm512_mask_srli_epi16(b, 0xffff0000u, b, 4), m4);
+}
+
+/* The 8 scales and 8 mins as words 0..7 and 8..15, from the 12 bytes at b (16 bytes are
+ * read; the 4 after the scales are the block's next field). With the bytes
+ * P = [b0..3, b8..11, b4..7, b8..11] (the last four shifted right by 4) and
+ * Q = [0, b0..3, 0, b4..7]: words = (P & [63, 15, 63, 15]) | ((Q >> 2) & 0x30). */
+typedef struct k4_consts {
+    __m128i ctl_p, ctl_q, cnt_p, m_p, m30;
+} k4_consts;
+
+static inline k4_consts k4_consts_init(void) {
+    k4_consts k;
+    k.ctl_p = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    k.ctl_q = _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7);
+    k.cnt_p = _mm_setr_epi16(0, 0, 0, 0, 0, 0, 4, 4);
+    k.m_p = _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15);
+    k.m30 = _mm_set1_epi8(0x30);
+    return k;
+}
+
+static inline __m256i k4_scale_min_words(const uint8_t *b, const k4_consts *k) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)b);
+    const __m128i p = _mm_srlv_epi16(_mm_shuffle_epi8(v, k->ctl_p), k->cnt_p);
+    const __m128i q = _mm_and_si128(_mm_srli_epi16(_mm_shuffle_epi8(v, k->ctl_q), 2), k->m30);
+    return _mm256_cvtepu8_epi16(_mm_ternarylogic_epi32(p, k->m_p, q, 0xea)); /* (a&b)|c */
+}
+
+/* [d*yd, dmin*yd] for a block whose fp16 d and dmin are adjacent at dd. */
+static inline __m128 k_d_dmin(const rl_fp16 *dd, float yd) {
+    uint32_t u;
+    memcpy(&u, dd, 4);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)u)), _mm_set1_ps(yd));
+}
+
+/* vpermw index that puts min j (word 8 + j) next to both bsums of sub-block j. */
+static inline __m256i k4_min_dup(void) {
+    return _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
 }
 
 float rl__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy) {
@@ -128,12 +148,13 @@ float rl__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy) {
     const int64_t nb = n / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i pa = load_perm(k32_pack[0]), pb = load_perm(k32_pack[1]);
+    const __m256i mdup = k4_min_dup();
+    const k4_consts kc = k4_consts_init();
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        uint64_t sc, mn;
-        k4_scales(x[i].scales, &sc, &mn);
-        const __m512i scw = k4_scale_words(sc);
+        const __m256i sm = k4_scale_min_words(x[i].scales, &kc);
+        const __m512i scw = _mm512_castsi256_si512(sm);
         const int8_t *q8 = y[i].qs;
         const __m512i r0 = dot4(k4_nibbles(x[i].qs, 0, m4), q8);
         const __m512i r1 = dot4(k4_nibbles(x[i].qs, 1, m4), q8 + 64);
@@ -142,11 +163,11 @@ float rl__vec_dot_q4_K_avx512(int64_t n, const void *vx, const void *vy) {
         const __m512i sum = scale_sum(r0, r1, r2, r3, _mm512_permutexvar_epi16(pa, scw),
                                       _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
-                               _mm256_set1_ps(fp16_f32(x[i].dmin) * y[i].d), accm);
+        const __m256i msum = _mm256_madd_epi16(bs, _mm256_permutexvar_epi16(mdup, sm));
+        const __m128 dm = k_d_dmin(&x[i].d, y[i].d);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(dm), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)),
+                               accm);
     }
     return _mm512_reduce_add_ps(acc) - hsum_ps256(accm);
 }
@@ -158,18 +179,19 @@ float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i m16 = _mm512_set1_epi8(0x10);
     const __m512i pa = load_perm(k32_pack[0]), pb = load_perm(k32_pack[1]);
+    const __m256i mdup = k4_min_dup();
+    const k4_consts kc = k4_consts_init();
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        uint64_t sc, mn;
-        k4_scales(x[i].scales, &sc, &mn);
-        const __m512i scw = k4_scale_words(sc);
+        const __m256i sm = k4_scale_min_words(x[i].scales, &kc);
+        const __m512i scw = _mm512_castsi256_si512(sm);
         const int8_t *q8 = y[i].qs;
         /* Bit 2c+1 of each byte of hb is the fifth bit of chunk c: the low half holds
          * qh << 1 (bit 2c of qh, low nibbles), the high half qh (bit 2c+1, high nibbles).
          * Shifting it to bit 4 stays inside the byte for the bits that are kept. */
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        const __m512i hb = join256(_mm256_slli_epi16(qh, 1), qh);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[i].qh));
+        const __m512i hb = _mm512_mask_slli_epi16(qh, 0x0000ffffu, qh, 1);
 #define Q5K_CODES(c, h5)                                                                   \
     _mm512_ternarylogic_epi32(k4_nibbles(x[i].qs, c, m4), h5, m16, TL_A_OR_BC)
         const __m512i r0 = dot4(Q5K_CODES(0, _mm512_slli_epi16(hb, 3)), q8);
@@ -180,11 +202,11 @@ float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
         const __m512i sum = scale_sum(r0, r1, r2, r3, _mm512_permutexvar_epi16(pa, scw),
                                       _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
-        const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
-                               _mm256_set1_ps(fp16_f32(x[i].dmin) * y[i].d), accm);
+        const __m256i msum = _mm256_madd_epi16(bs, _mm256_permutexvar_epi16(mdup, sm));
+        const __m128 dm = k_d_dmin(&x[i].d, y[i].d);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(dm), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)),
+                               accm);
     }
     return _mm512_reduce_add_ps(acc) - hsum_ps256(accm);
 }
