@@ -16,5 +16,6 @@ typedef struct cli_command {
 
 int cmd_info(int argc, char **argv);
 int cmd_tensor(int argc, char **argv);
+int cmd_bench_kernels(int argc, char **argv);
 
 #endif

@@ -7,6 +7,8 @@
 static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
+    {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",
+     cmd_bench_kernels},
 };
 
 static void usage(FILE *f) {

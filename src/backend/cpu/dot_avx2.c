@@ -117,6 +117,47 @@ static inline __m256i dot32_u8_nooff(__m256i q, __m256i y) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, y), _mm256_set1_epi16(1));
 }
 
+/* Products of four fp16 pairs: the fp16 at pa + i*sa times the one at pb + i*sb, packed
+ * in general registers and converted at once (cheaper than eight scalar conversions). */
+static inline uint64_t pack4_h(const uint8_t *p, size_t stride) {
+    uint16_t v0, v1, v2, v3;
+    memcpy(&v0, p, 2);
+    memcpy(&v1, p + stride, 2);
+    memcpy(&v2, p + 2 * stride, 2);
+    memcpy(&v3, p + 3 * stride, 2);
+    return (uint64_t)v0 | (uint64_t)v1 << 16 | (uint64_t)v2 << 32 | (uint64_t)v3 << 48;
+}
+
+static inline __m128 scales4(const void *pa, size_t sa, const void *pb, size_t sb) {
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pa, sa))),
+                      _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pb, sb))));
+}
+
+/* Lane i of s in all 8 lanes. */
+static inline __m256 lane(__m128 s, int i) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(s), _mm256_set1_epi32(i));
+}
+
+static inline float hsum4(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Four blocks per step: P(b) gives the 8 x i32 partial sums of block b. */
+#define DOT4_LOOP(P)                                                                       \
+    for (; b + 4 <= nb; b += 4) {                                                          \
+        __m128 s4 = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);                   \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b)), lane(s4, 0), acc0);               \
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 1)), lane(s4, 1), acc1);           \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 2)), lane(s4, 2), acc0);           \
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 3)), lane(s4, 3), acc1);           \
+    }                                                                                      \
+    for (; b < nb; b++)                                                                    \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b)), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc0);
+
+static inline __m256i load_y(const int8_t *qs) { return _mm256_loadu_si256((const __m256i *)qs); }
+
 float rl__vec_dot_q4_0_avx2(int64_t n, const void *vx, const void *vy) {
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
@@ -124,18 +165,9 @@ float rl__vec_dot_q4_0_avx2(int64_t n, const void *vx, const void *vy) {
     const __m256i eight = _mm256_set1_epi8(8);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256i p0 = dot32_u8(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs), eight);
-        __m256i p1 = dot32_u8(unpack_nibbles(x[b + 1].qs),
-                              _mm256_loadu_si256((const __m256i *)y[b + 1].qs), eight);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                               _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc1);
-    }
-    for (; b < nb; b++) {
-        __m256i p = dot32_u8(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs), eight);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc0);
-    }
+#define P(i) dot32_u8(unpack_nibbles(x[i].qs), load_y(y[i].qs), eight)
+    DOT4_LOOP(P)
+#undef P
     return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
@@ -143,14 +175,16 @@ float rl__vec_dot_q4_1_avx2(int64_t n, const void *vx, const void *vy) {
     const block_q4_1 *x = vx;
     const block_q8_1 *y = vy;
     const int64_t nb = n / QK4_1;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    __m128 accm = _mm_setzero_ps();
     float summ = 0;
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i p = dot32_u8_nooff(unpack_nibbles(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-        summ += h2f(x[b].m) * h2f(y[b].s);
-    }
-    return hsum8(acc) + summ;
+    for (int64_t i = 0; i + 4 <= nb; i += 4) accm = _mm_add_ps(accm, scales4(&x[i].m, sizeof x[0], &y[i].s, sizeof y[0]));
+    for (int64_t i = nb - nb % 4; i < nb; i++) summ += h2f(x[i].m) * h2f(y[i].s);
+    int64_t b = 0;
+#define P(i) dot32_u8_nooff(unpack_nibbles(x[i].qs), load_y(y[i].qs))
+    DOT4_LOOP(P)
+#undef P
+    return hsum8(_mm256_add_ps(acc0, acc1)) + hsum4(accm) + summ;
 }
 
 static inline __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh) {
@@ -163,26 +197,28 @@ float rl__vec_dot_q5_0_avx2(int64_t n, const void *vx, const void *vy) {
     const block_q8_0 *y = vy;
     const int64_t nb = n / QK5_0;
     const __m256i sixteen = _mm256_set1_epi8(16);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i p = dot32_u8(unpack_q5(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs), sixteen);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-    }
-    return hsum8(acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t b = 0;
+#define P(i) dot32_u8(unpack_q5(x[i].qs, x[i].qh), load_y(y[i].qs), sixteen)
+    DOT4_LOOP(P)
+#undef P
+    return hsum8(_mm256_add_ps(acc0, acc1));
 }
 
 float rl__vec_dot_q5_1_avx2(int64_t n, const void *vx, const void *vy) {
     const block_q5_1 *x = vx;
     const block_q8_1 *y = vy;
     const int64_t nb = n / QK5_1;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    __m128 accm = _mm_setzero_ps();
     float summ = 0;
-    for (int64_t b = 0; b < nb; b++) {
-        __m256i p = dot32_u8_nooff(unpack_q5(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-        summ += h2f(x[b].m) * h2f(y[b].s);
-    }
-    return hsum8(acc) + summ;
+    for (int64_t i = 0; i + 4 <= nb; i += 4) accm = _mm_add_ps(accm, scales4(&x[i].m, sizeof x[0], &y[i].s, sizeof y[0]));
+    for (int64_t i = nb - nb % 4; i < nb; i++) summ += h2f(x[i].m) * h2f(y[i].s);
+    int64_t b = 0;
+#define P(i) dot32_u8_nooff(unpack_q5(x[i].qs, x[i].qh), load_y(y[i].qs))
+    DOT4_LOOP(P)
+#undef P
+    return hsum8(_mm256_add_ps(acc0, acc1)) + hsum4(accm) + summ;
 }
 
 static inline __m256i dot32_s8(__m256i x, __m256i y) {
@@ -196,19 +232,8 @@ float rl__vec_dot_q8_0_avx2(int64_t n, const void *vx, const void *vy) {
     const int64_t nb = n / QK8_0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m256i p0 = dot32_s8(_mm256_loadu_si256((const __m256i *)x[b].qs),
-                              _mm256_loadu_si256((const __m256i *)y[b].qs));
-        __m256i p1 = dot32_s8(_mm256_loadu_si256((const __m256i *)x[b + 1].qs),
-                              _mm256_loadu_si256((const __m256i *)y[b + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1),
-                               _mm256_set1_ps(h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc1);
-    }
-    for (; b < nb; b++) {
-        __m256i p = dot32_s8(_mm256_loadu_si256((const __m256i *)x[b].qs),
-                             _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc0);
-    }
+#define P(i) dot32_s8(load_y(x[i].qs), load_y(y[i].qs))
+    DOT4_LOOP(P)
+#undef P
     return hsum8(_mm256_add_ps(acc0, acc1));
 }

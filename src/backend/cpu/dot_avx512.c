@@ -146,23 +146,80 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Products of four fp16 pairs: the fp16 at pa + i*sa times the one at pb + i*sb. The
+ * halves are packed in general registers (idle in these loops) and converted at once,
+ * instead of eight scalar conversions on the vector ports. */
+static inline uint64_t pack4_h(const uint8_t *p, size_t stride) {
+    uint16_t v0, v1, v2, v3;
+    memcpy(&v0, p, 2);
+    memcpy(&v1, p + stride, 2);
+    memcpy(&v2, p + 2 * stride, 2);
+    memcpy(&v3, p + 3 * stride, 2);
+    return (uint64_t)v0 | (uint64_t)v1 << 16 | (uint64_t)v2 << 32 | (uint64_t)v3 << 48;
+}
+
+static inline __m128 scales4(const void *pa, size_t sa, const void *pb, size_t sb) {
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pa, sa))),
+                      _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pb, sb))));
+}
+
+/* [s0 x8, s1 x8] and [s2 x8, s3 x8] */
+static inline __m512 spread01(__m128 s) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(s));
+}
+static inline __m512 spread23(__m128 s) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                                 _mm512_castps128_ps512(s));
+}
+
+/* Bytes lo in 128-bit lanes 0 and 2, hi in lanes 1 and 3. */
+static inline __m512i lanes_lo_hi(uint8_t lo, uint8_t hi) {
+    const long long l = (long long)(0x0101010101010101ull * lo), h = (long long)(0x0101010101010101ull * hi);
+    return _mm512_setr_epi64(l, l, h, h, l, l, h, h);
+}
+
+/* Q4_0/Q4_1 weights of two blocks without unpacking the nibbles: 128-bit lanes
+ * [qa & 0x0f, qa & 0xf0, qb & 0x0f, qb & 0xf0], which line up with the activations
+ * [ya[0..15], ya[16..31], yb[0..15], yb[16..31]]. The high-nibble lanes hold 16 q, so
+ * their dot products are 16x; the scales of those lanes carry the 1/16 (exact: a power
+ * of two), which saves the shift and the lane permutation of an unpack. */
+static inline __m512i nibbles2_x16(const uint8_t *qa, const uint8_t *qb) {
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    return _mm512_and_si512(z, lanes_lo_hi(0x0f, 0xf0));
+}
+
+/* Scales for nibbles2_x16 products: [s0 x4, s0/16 x4, s1 x4, s1/16 x4] and the same for
+ * s2, s3. */
+static inline void spread_x16(__m128 s, __m512 *s01, __m512 *s23) {
+    __m256 t = _mm256_permutexvar_ps(_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_castps128_ps256(s));
+    t = _mm256_mul_ps(t, _mm256_setr_ps(1, 0.0625f, 1, 0.0625f, 1, 0.0625f, 1, 0.0625f));
+    __m512 z = _mm512_castps256_ps512(t);
+    *s01 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), z);
+    *s23 = _mm512_permutexvar_ps(_mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7), z);
+}
+
+/* Q4_0: sum (q - 8) y = sum q y - 8 sum y. With the x16 layout the offset is 8 on the
+ * low lanes and 16 * 8 = 128 on the high lanes, one vpdpbusd for both. */
 float rl__vec_dot_q4_0_avx512(int64_t n, const void *vx, const void *vy) {
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
     const int64_t nb = n / QK4_0;
-    const __m512i eight = _mm512_set1_epi8(8);
+    const __m512i off = lanes_lo_hi(8, 128);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
         __m512i y0 = load2x32(y[b].qs, y[b + 1].qs), y1 = load2x32(y[b + 2].qs, y[b + 3].qs);
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(x[b].qs, x[b + 1].qs), y0);
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(x[b + 2].qs, x[b + 3].qs), y1);
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y0));
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), eight, y1));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0),
-                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
-                               scale2(h2f(x[b + 2].d) * h2f(y[b + 2].d), h2f(x[b + 3].d) * h2f(y[b + 3].d)), acc1);
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1);
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y0));
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y1));
+        __m512 s01, s23;
+        spread_x16(scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]), &s01, &s23);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);
     }
     __m256 acc = _mm256_setzero_ps();
     for (; b < nb; b++) {
@@ -173,28 +230,36 @@ float rl__vec_dot_q4_0_avx512(int64_t n, const void *vx, const void *vy) {
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
 }
 
+/* Q4_1: sum (d q + m) dy y = d dy sum q y + m s (s: the Q8_1 block's fp16 sum). */
 float rl__vec_dot_q4_1_avx512(int64_t n, const void *vx, const void *vy) {
     const block_q4_1 *x = vx;
     const block_q8_1 *y = vy;
     const int64_t nb = n / QK4_1;
-    __m512 acc0 = _mm512_setzero_ps();
-    float summ = 0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    __m128 accm = _mm_setzero_ps();
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), unpack_nibbles2(x[b].qs, x[b + 1].qs),
-                                        load2x32(y[b].qs, y[b + 1].qs));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
-        summ += h2f(x[b].m) * h2f(y[b].s) + h2f(x[b + 1].m) * h2f(y[b + 1].s);
+    for (; b + 4 <= nb; b += 4) {
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs),
+                                         load2x32(y[b].qs, y[b + 1].qs));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs),
+                                         load2x32(y[b + 2].qs, y[b + 3].qs));
+        __m512 s01, s23;
+        spread_x16(scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]), &s01, &s23);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);
+        accm = _mm_add_ps(accm, scales4(&x[b].m, sizeof x[0], &y[b].s, sizeof y[0]));
     }
     __m256 acc = _mm256_setzero_ps();
+    float summ = 0;
     for (; b < nb; b++) {
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles1(x[b].qs),
                                         _mm256_loadu_si256((const __m256i *)y[b].qs));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
         summ += h2f(x[b].m) * h2f(y[b].s);
     }
-    return _mm512_reduce_add_ps(acc0) + hsum8(acc) + summ;
+    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + _mm_cvtss_f32(accm);
 }
 
 /* Q5: the 5th bits of two blocks form one 64-bit mask in element order; add 16 there. */
@@ -215,15 +280,19 @@ float rl__vec_dot_q5_0_avx512(int64_t n, const void *vx, const void *vy) {
     const block_q8_0 *y = vy;
     const int64_t nb = n / QK5_0;
     const __m512i sixteen = _mm512_set1_epi8(16);
-    __m512 acc0 = _mm512_setzero_ps();
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i yv = load2x32(y[b].qs, y[b + 1].qs);
-        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                        unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), yv);
-        p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, yv));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
+    for (; b + 4 <= nb; b += 4) {
+        __m512i y0 = load2x32(y[b].qs, y[b + 1].qs), y1 = load2x32(y[b + 2].qs, y[b + 3].qs);
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0);
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), y1);
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y0));
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y1));
+        __m128 s = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);
     }
     __m256 acc = _mm256_setzero_ps();
     for (; b < nb; b++) {
@@ -231,32 +300,39 @@ float rl__vec_dot_q5_0_avx512(int64_t n, const void *vx, const void *vy) {
                             _mm256_set1_epi8(16));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
     }
-    return _mm512_reduce_add_ps(acc0) + hsum8(acc);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
 }
 
 float rl__vec_dot_q5_1_avx512(int64_t n, const void *vx, const void *vy) {
     const block_q5_1 *x = vx;
     const block_q8_1 *y = vy;
     const int64_t nb = n / QK5_1;
-    __m512 acc0 = _mm512_setzero_ps();
-    float summ = 0;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
+    __m128 accm = _mm_setzero_ps();
     int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                        unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh),
-                                        load2x32(y[b].qs, y[b + 1].qs));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
-        summ += h2f(x[b].m) * h2f(y[b].s) + h2f(x[b + 1].m) * h2f(y[b + 1].s);
+    for (; b + 4 <= nb; b += 4) {
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh),
+                                         load2x32(y[b].qs, y[b + 1].qs));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
+                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh),
+                                         load2x32(y[b + 2].qs, y[b + 3].qs));
+        __m128 s = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);
+        accm = _mm_add_ps(accm, scales4(&x[b].m, sizeof x[0], &y[b].s, sizeof y[0]));
     }
     __m256 acc = _mm256_setzero_ps();
+    float summ = 0;
     for (; b < nb; b++) {
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q5_1(x[b].qs, x[b].qh),
                                         _mm256_loadu_si256((const __m256i *)y[b].qs));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
         summ += h2f(x[b].m) * h2f(y[b].s);
     }
-    return _mm512_reduce_add_ps(acc0) + hsum8(acc) + summ;
+    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + _mm_cvtss_f32(accm);
 }
 
 /* sum x * y for signed x, y: |x| as u8 against y negated where x < 0. */
@@ -274,10 +350,9 @@ float rl__vec_dot_q8_0_avx512(int64_t n, const void *vx, const void *vy) {
     for (; b + 4 <= nb; b += 4) {
         __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), load2x32(y[b].qs, y[b + 1].qs));
         __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), load2x32(y[b + 2].qs, y[b + 3].qs));
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0),
-                               scale2(h2f(x[b].d) * h2f(y[b].d), h2f(x[b + 1].d) * h2f(y[b + 1].d)), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
-                               scale2(h2f(x[b + 2].d) * h2f(y[b + 2].d), h2f(x[b + 3].d) * h2f(y[b + 3].d)), acc1);
+        __m128 s = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);
     }
     __m256 acc = _mm256_setzero_ps();
     for (; b < nb; b++) {

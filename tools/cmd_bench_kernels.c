@@ -1,0 +1,425 @@
+/*
+ * cmd_bench_kernels.c - `ruvllm bench-kernels`: matrix-vector throughput of each weight
+ * type next to the memory bandwidth of the machine, measured in the same run.
+ *
+ * A matrix-vector product over a matrix far larger than the last-level cache reads every
+ * weight byte once from memory and does little arithmetic per byte, so its floor is the
+ * memory bandwidth: the figure that matters is the ratio of the two. The bandwidth is a
+ * STREAM-like copy (c = a, 2 x N x 4 bytes counted) and triad (a = b + s*c, 3 x N x 4),
+ * over arrays of at least 256 MiB on all threads, best of several runs; "bandwidth" is
+ * the larger of the two and the ratio is matvec GB/s / bandwidth. A read-only pass is
+ * shown too (a matvec only reads). Weights: a few rows quantized from random data,
+ * replicated to fill the matrix (content does not change the speed of these kernels).
+ * Only the public API is used: rl_matmul, rl_quantize, rl_threadpool_*.
+ */
+#include "cli.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIB (1024.0 * 1024.0)
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Largest unified/data cache of cpu0 in bytes (the LLC), from sysfs; 32 MiB if unknown. */
+static size_t llc_bytes(void) {
+    size_t best = 0;
+    for (int i = 0; i < 8; i++) {
+        char path[128], buf[64];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(buf, sizeof buf, f)) {
+            char *end;
+            unsigned long v = strtoul(buf, &end, 10);
+            if (*end == 'K') v *= 1024;
+            else if (*end == 'M') v *= 1024 * 1024;
+            if (v > best) best = v;
+        }
+        fclose(f);
+    }
+    return best ? best : (size_t)32 << 20;
+}
+
+/* Page-aligned anonymous memory, with transparent huge pages asked for when hp. */
+static void *big_alloc(size_t bytes, bool hp) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    if (hp) madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
+/* ---- STREAM-like bandwidth ---------------------------------------------------------- */
+
+enum { K_INIT, K_COPY, K_TRIAD, K_READ };
+
+typedef struct stream_arg {
+    float *a, *b, *c;
+    size_t lo, hi;
+    int kernel;
+    uint64_t sink;
+} stream_arg;
+
+static void stream_kernel(stream_arg *s) {
+    float *restrict a = s->a, *restrict b = s->b, *restrict c = s->c;
+    switch (s->kernel) {
+    case K_INIT:
+        for (size_t i = s->lo; i < s->hi; i++) {
+            a[i] = 1.0f;
+            b[i] = 2.0f;
+            c[i] = 0.5f;
+        }
+        break;
+    case K_COPY:
+        for (size_t i = s->lo; i < s->hi; i++) c[i] = a[i];
+        break;
+    case K_TRIAD:
+        for (size_t i = s->lo; i < s->hi; i++) a[i] = b[i] + 3.0f * c[i];
+        break;
+    case K_READ: {
+        const uint64_t *p = (const uint64_t *)a;
+        uint64_t x0 = 0, x1 = 0, x2 = 0, x3 = 0;
+        for (size_t i = s->lo / 2; i + 4 <= s->hi / 2; i += 4) {
+            x0 ^= p[i];
+            x1 ^= p[i + 1];
+            x2 ^= p[i + 2];
+            x3 ^= p[i + 3];
+        }
+        s->sink = x0 ^ x1 ^ x2 ^ x3;
+        break;
+    }
+    }
+}
+
+typedef struct stream_job {
+    stream_arg *args;
+    int nth;
+    pthread_barrier_t start, end;
+    int kernel;
+    int quit;
+} stream_job;
+
+typedef struct stream_thread {
+    stream_job *job;
+    int ith;
+} stream_thread;
+
+static void *stream_worker(void *p) {
+    stream_thread *t = p;
+    stream_job *j = t->job;
+    for (;;) {
+        pthread_barrier_wait(&j->start);
+        if (j->quit) break;
+        j->args[t->ith].kernel = j->kernel;
+        stream_kernel(&j->args[t->ith]);
+        pthread_barrier_wait(&j->end);
+    }
+    return NULL;
+}
+
+/* Time one kernel on all threads (the caller is thread 0): start barrier to end barrier. */
+static double stream_run(stream_job *j, int kernel) {
+    j->kernel = kernel;
+    double t0 = now_s();
+    pthread_barrier_wait(&j->start);
+    j->args[0].kernel = kernel;
+    stream_kernel(&j->args[0]);
+    pthread_barrier_wait(&j->end);
+    return now_s() - t0;
+}
+
+typedef struct bandwidth {
+    double copy, triad, read; /* GB/s, best of reps */
+    size_t array_bytes;
+} bandwidth;
+
+static int measure_bandwidth(int nth, size_t array_bytes, int reps, bool hp, bandwidth *out) {
+    size_t n = array_bytes / sizeof(float);
+    n -= n % 64;
+    float *a = big_alloc(n * 4, hp), *b = big_alloc(n * 4, hp), *c = big_alloc(n * 4, hp);
+    stream_job j;
+    memset(&j, 0, sizeof j);
+    j.nth = nth;
+    j.args = calloc((size_t)nth, sizeof *j.args);
+    stream_thread *th = calloc((size_t)nth, sizeof *th);
+    pthread_t *tid = calloc((size_t)nth, sizeof *tid);
+    int rc = 1;
+    if (!a || !b || !c || !j.args || !th || !tid) goto done;
+    pthread_barrier_init(&j.start, NULL, (unsigned)nth);
+    pthread_barrier_init(&j.end, NULL, (unsigned)nth);
+    for (int i = 0; i < nth; i++) {
+        /* per-thread ranges, multiples of 64 floats */
+        size_t lo = n / 64 * (size_t)i / (size_t)nth * 64, hi = n / 64 * (size_t)(i + 1) / (size_t)nth * 64;
+        j.args[i] = (stream_arg){.a = a, .b = b, .c = c, .lo = lo, .hi = hi};
+        th[i] = (stream_thread){&j, i};
+    }
+    for (int i = 1; i < nth; i++) pthread_create(&tid[i], NULL, stream_worker, &th[i]);
+    stream_run(&j, K_INIT); /* first touch by the thread that streams the range */
+    out->copy = out->triad = out->read = 0;
+    for (int r = 0; r < reps; r++) {
+        double t = stream_run(&j, K_COPY);
+        out->copy = fmax(out->copy, 2.0 * (double)n * 4 / t / 1e9);
+        t = stream_run(&j, K_TRIAD);
+        out->triad = fmax(out->triad, 3.0 * (double)n * 4 / t / 1e9);
+        t = stream_run(&j, K_READ);
+        out->read = fmax(out->read, (double)n * 4 / t / 1e9);
+    }
+    j.quit = 1;
+    pthread_barrier_wait(&j.start);
+    for (int i = 1; i < nth; i++) pthread_join(tid[i], NULL);
+    pthread_barrier_destroy(&j.start);
+    pthread_barrier_destroy(&j.end);
+    out->array_bytes = n * 4;
+    rc = 0;
+done:
+    if (a) munmap(a, n * 4);
+    if (b) munmap(b, n * 4);
+    if (c) munmap(c, n * 4);
+    free(j.args);
+    free(th);
+    free(tid);
+    return rc;
+}
+
+/* ---- matrix-vector ------------------------------------------------------------------ */
+
+typedef struct mv_result {
+    rl_type type;
+    int64_t rows, cols;
+    size_t bytes;
+    double best_s, mean_s;
+    rl_status status;
+} mv_result;
+
+static uint64_t g_rng = 0x5eedbe4c4b1e7ull;
+static float rnd_gauss(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    double u1 = ((z >> 11) + 0.5) * 0x1.0p-53, u2 = ((z & 0x7ff) + 0.5) / 2048.0;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static void bench_matvec(rl_threadpool *pool, rl_type t, int64_t cols, size_t target_bytes,
+                         int reps, bool hp, mv_result *res) {
+    memset(res, 0, sizeof *res);
+    res->type = t;
+    res->cols = cols;
+    size_t rb;
+    if (rl_type_row_bytes(t, cols, &rb) != RL_OK) {
+        res->status = RL_ERR_INVALID_ARG;
+        return;
+    }
+    const int64_t seed_rows = 64;
+    int64_t rows = (int64_t)(target_bytes / rb);
+    rows -= rows % seed_rows;
+    if (rows < seed_rows) rows = seed_rows;
+    res->rows = rows;
+    res->bytes = rb * (size_t)rows;
+
+    float *src = malloc((size_t)(seed_rows * cols) * sizeof(float));
+    float *imx = malloc((size_t)cols * sizeof(float));
+    float *x = malloc((size_t)cols * sizeof(float));
+    float *y = malloc((size_t)rows * sizeof(float));
+    uint8_t *w = big_alloc(res->bytes, hp);
+    if (!src || !imx || !x || !y || !w) {
+        res->status = RL_ERR_NOMEM;
+        goto done;
+    }
+    for (int64_t i = 0; i < seed_rows * cols; i++) src[i] = rnd_gauss();
+    for (int64_t i = 0; i < cols; i++) {
+        x[i] = rnd_gauss();
+        imx[i] = 1.0f;
+    }
+    res->status = rl_quantize(t, src, w, seed_rows, cols, rl_type_needs_imatrix(t) ? imx : NULL);
+    if (res->status != RL_OK) goto done;
+    for (int64_t r = seed_rows; r < rows; r += seed_rows)
+        memcpy(w + (size_t)r * rb, w, rb * (size_t)seed_rows);
+
+    res->status = rl_matmul(pool, t, w, rows, cols, x, 1, y); /* warm-up */
+    if (res->status != RL_OK) goto done;
+    res->best_s = INFINITY;
+    double total = 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        rl_matmul(pool, t, w, rows, cols, x, 1, y);
+        double dt = now_s() - t0;
+        total += dt;
+        res->best_s = fmin(res->best_s, dt);
+    }
+    res->mean_s = total / reps;
+done:
+    free(src);
+    free(imx);
+    free(x);
+    free(y);
+    if (w) munmap(w, res->bytes);
+}
+
+/* ---- command ------------------------------------------------------------------------ */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: ruvllm bench-kernels [--json] [-t N] [--types LIST] [--isa ref|avx2|avx512]\n"
+            "                            [--mib M] [--reps R] [--no-hugepages]\n"
+            "  Matrix-vector GB/s of weight bytes for each weight type (LIST: comma-separated\n"
+            "  names; default every type with a dot product) over a matrix of M MiB (default\n"
+            "  256, at least 4x the last-level cache), next to the memory bandwidth measured in\n"
+            "  the same run (STREAM-like copy and triad on all threads, best of R runs, R = 5).\n"
+            "  ratio = matvec GB/s / max(copy, triad). -t: threads (default: physical cores).\n"
+            "  Buffers ask for transparent huge pages unless --no-hugepages.\n");
+}
+
+static bool has_dot(rl_type t) {
+    float out;
+    return rl_type_valid((int)t) && rl_vec_dot(t, 0, NULL, NULL, &out) == RL_OK;
+}
+
+int cmd_bench_kernels(int argc, char **argv) {
+    bool json = false, hp = true;
+    int nth = 0, reps = 5;
+    double mib = 256;
+    const char *types_arg = NULL, *isa_arg = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool more = i + 1 < argc;
+        if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--no-hugepages")) hp = false;
+        else if (!strcmp(a, "-t") && more) nth = atoi(argv[++i]);
+        else if (!strcmp(a, "--types") && more) types_arg = argv[++i];
+        else if (!strcmp(a, "--isa") && more) isa_arg = argv[++i];
+        else if (!strcmp(a, "--mib") && more) mib = atof(argv[++i]);
+        else if (!strcmp(a, "--reps") && more) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "bench-kernels: unknown or incomplete argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (nth < 0 || nth > 512 || reps < 1 || reps > 1000 || !(mib >= 1 && mib <= 65536)) {
+        fprintf(stderr, "bench-kernels: -t must be 0..512, --reps 1..1000, --mib 1..65536\n");
+        return 2;
+    }
+    if (isa_arg) {
+        int want = -1;
+        for (int i = 0; i < RL_CPU_ISA_COUNT; i++)
+            if (!strcasecmp(isa_arg, rl_cpu_isa_name((rl_cpu_isa)i))) want = i;
+        if (want < 0) {
+            fprintf(stderr, "bench-kernels: --isa must be ref, avx2 or avx512\n");
+            return 2;
+        }
+        if (rl_cpu_isa_set((rl_cpu_isa)want) != RL_OK) {
+            fprintf(stderr, "bench-kernels: this CPU cannot run the %s path\n", isa_arg);
+            return 1;
+        }
+    }
+    rl_type types[RL_TYPE_COUNT];
+    int n_types = 0;
+    if (types_arg) {
+        char *list = strdup(types_arg), *save = NULL;
+        for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            rl_type t;
+            if (rl_type_from_name(tok, &t) != RL_OK || !has_dot(t)) {
+                fprintf(stderr, "bench-kernels: '%s' is not a weight type with a dot product\n", tok);
+                free(list);
+                return 2;
+            }
+            if (n_types < RL_TYPE_COUNT) types[n_types++] = t;
+        }
+        free(list);
+    } else {
+        for (int t = 0; t < RL_TYPE_COUNT; t++)
+            if (has_dot((rl_type)t)) types[n_types++] = (rl_type)t;
+    }
+
+    rl_threadpool *pool = NULL;
+    rl_status st = rl_threadpool_create(nth, &pool);
+    if (st != RL_OK) {
+        fprintf(stderr, "bench-kernels: thread pool: %s\n", rl_status_str(st));
+        return 1;
+    }
+    nth = rl_threadpool_n_threads(pool);
+    const size_t llc = llc_bytes();
+    size_t target = (size_t)(mib * MIB);
+    size_t array_bytes = (size_t)256 << 20;
+    if (array_bytes < 8 * llc) array_bytes = 8 * llc;
+
+    if (!json) {
+        printf("ruvllm bench-kernels: %d threads, isa %s, last-level cache %.0f MiB\n", nth,
+               rl_cpu_isa_name(rl_cpu_isa_active()), llc / MIB);
+        fflush(stdout);
+    }
+    bandwidth bw = {0};
+    if (measure_bandwidth(nth, array_bytes, reps, hp, &bw) != 0) {
+        fprintf(stderr, "bench-kernels: out of memory for the bandwidth arrays\n");
+        rl_threadpool_free(pool);
+        return 1;
+    }
+    const double peak = fmax(bw.copy, bw.triad);
+    if (!json) {
+        printf("memory bandwidth (3 arrays of %.0f MiB, best of %d): copy %.1f GB/s, triad %.1f GB/s"
+               " -> bandwidth %.1f GB/s (read-only pass %.1f GB/s)\n\n",
+               bw.array_bytes / MIB, reps, bw.copy, bw.triad, peak, bw.read);
+        printf("matrix-vector, 1 token, best of %d:\n", reps);
+        printf("%-8s %8s %6s %8s %9s %8s %7s %10s\n", "type", "rows", "cols", "MiB", "ms", "GB/s",
+               "ratio", "ratio_read");
+        fflush(stdout);
+    }
+    json_t *jres = json_array();
+    int rc = 0;
+    for (int k = 0; k < n_types; k++) {
+        rl_type t = types[k];
+        /* 4096 columns: a row length every type (block 32..256) divides */
+        mv_result r;
+        bench_matvec(pool, t, 4096, target, reps, hp, &r);
+        if (r.status != RL_OK) {
+            fprintf(stderr, "bench-kernels: %s: %s\n", rl_type_name(t), rl_status_str(r.status));
+            rc = 1;
+            continue;
+        }
+        double gbps = (double)r.bytes / r.best_s / 1e9;
+        if (!json) {
+            printf("%-8s %8lld %6lld %8.1f %9.3f %8.1f %7.2f %10.2f\n", rl_type_name(t),
+                   (long long)r.rows, (long long)r.cols, r.bytes / MIB, r.best_s * 1e3, gbps,
+                   gbps / peak, gbps / bw.read);
+            fflush(stdout);
+        }
+        json_array_append_new(jres, json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}",
+                                              "type", rl_type_name(t), "rows", (json_int_t)r.rows,
+                                              "cols", (json_int_t)r.cols, "bytes", (json_int_t)r.bytes,
+                                              "best_s", r.best_s, "mean_s", r.mean_s, "gbps", gbps,
+                                              "ratio", gbps / peak, "ratio_read", gbps / bw.read));
+    }
+    if (json) {
+        json_t *root = json_pack("{s:i, s:s, s:I, s:i, s:b, s:{s:I, s:f, s:f, s:f, s:f}, s:o}",
+                                 "threads", nth, "isa", rl_cpu_isa_name(rl_cpu_isa_active()),
+                                 "llc_bytes", (json_int_t)llc, "reps", reps, "hugepages", hp,
+                                 "bandwidth", "array_bytes", (json_int_t)bw.array_bytes, "copy_gbps",
+                                 bw.copy, "triad_gbps", bw.triad, "read_gbps", bw.read,
+                                 "bandwidth_gbps", peak, "matvec", jres);
+        char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        puts(s);
+        free(s);
+        json_decref(root);
+    } else {
+        json_decref(jres);
+    }
+    rl_threadpool_free(pool);
+    return rc;
+}
