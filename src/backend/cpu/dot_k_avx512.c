@@ -408,8 +408,22 @@ float rl__vec_dot_iq4_xs_avx512(int64_t n, const void *vx, const void *vy) {
 
 /* ---- IQ4_NL ------------------------------------------------------------------------------
  * Blocks of 32 against Q8_0: qs low nibbles are elements 0..15, high nibbles 16..31;
- * x = d*kvalues[code]. Two blocks per zmm: bytes [qA, qA >> 4, qB, qB >> 4] line up with
- * the activations of both blocks loaded back to back. */
+ * x = d*kvalues[code]. Four blocks per step: the four qs go into one zmm, the values of
+ * the low and high nibbles are interleaved back into element order (two blocks per zmm)
+ * to line up with the activations of two blocks loaded back to back. The eight fp16
+ * scales are picked out of the blocks with vpermw. */
+static inline __m256i iq4nl_one(const block_iq4_nl *x, const block_q8_0 *y, __m256i tbl,
+                                __m256i c128) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)x->qs);
+    const __m256i b = _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
+        _mm256_set1_epi8(0x0f));
+    const __m256i v = _mm256_shuffle_epi8(tbl, b);
+    const __m256i yy = _mm256_loadu_si256((const __m256i *)y->qs);
+    return _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), v, yy),
+                            _mm256_dpbusd_epi32(_mm256_setzero_si256(), c128, yy));
+}
+
 float rl__vec_dot_iq4_nl_avx512(int64_t n, const void *vx, const void *vy) {
     const block_iq4_nl *x = vx;
     const block_q8_0 *y = vy;
@@ -417,38 +431,50 @@ float rl__vec_dot_iq4_nl_avx512(int64_t n, const void *vx, const void *vy) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __m512i c128 = _mm512_set1_epi8((char)0x80);
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_load_si128((const __m128i *)k_iq4_u8));
-    const __m512i dupq = _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3);
-    __m512 acc = _mm512_setzero_ps();
+    const __m512i ilv0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+    const __m512i ilv1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    /* word indices of d in four consecutive blocks: x (18-byte blocks) in its first 64
+     * bytes, y (34-byte blocks) in its first 128 */
+    const __m512i ixd = _mm512_setr_epi32(0 | 9 << 16, 18 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0);
+    const __m512i iyd = _mm512_setr_epi32(0 | 17 << 16, 34 | 51 << 16, 0, 0, 0, 0, 0, 0, 0, 0,
+                                          0, 0, 0, 0, 0, 0);
+    const __m512i sel01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    const __m512i sel23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     int64_t i = 0;
-    for (; i + 1 < nb; i += 2) {
-        const __m256i qab = _mm256_inserti128_si256(
-            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qs)),
-            _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);
-        __m512i b = _mm512_permutexvar_epi64(dupq, _mm512_castsi256_si512(qab));
-        b = _mm512_mask_srli_epi16(b, 0xff00ff00u, b, 4);
-        const __m512i v = _mm512_shuffle_epi8(tbl, _mm512_and_si512(b, m4));
-        const __m512i yy = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),
-                                   _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
-        const __m512i s = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v, yy),
-                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, yy));
-        const float da = fp16_f32(x[i].d) * fp16_f32(y[i].d);
-        const float db = fp16_f32(x[i + 1].d) * fp16_f32(y[i + 1].d);
-        const __m512 dv = _mm512_insertf32x8(_mm512_set1_ps(da), _mm256_set1_ps(db), 1);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dv, acc);
+    for (; i + 3 < nb; i += 4) {
+        __m512i q = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)x[i].qs));
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)x[i + 2].qs), 2);
+        q = _mm512_inserti32x4(q, _mm_loadu_si128((const __m128i *)x[i + 3].qs), 3);
+        const __m512i vl = _mm512_shuffle_epi8(tbl, _mm512_and_si512(q, m4));
+        const __m512i vh = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+        const __m512i v01 = _mm512_permutex2var_epi64(vl, ilv0, vh);
+        const __m512i v23 = _mm512_permutex2var_epi64(vl, ilv1, vh);
+        const __m512i y01 = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),
+                                    _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+        const __m512i y23 = join256(_mm256_loadu_si256((const __m256i *)y[i + 2].qs),
+                                    _mm256_loadu_si256((const __m256i *)y[i + 3].qs));
+        /* values carry +128: subtract 128 * sum(y) per block */
+        const __m512i t01 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v01, y01),
+                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, y01));
+        const __m512i t23 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v23, y23),
+                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, y23));
+        const __m512i xd = _mm512_permutexvar_epi16(ixd, _mm512_loadu_si512(&x[i]));
+        const __m512i yd = _mm512_permutex2var_epi16(
+            _mm512_loadu_si512(&y[i]), iyd, _mm512_loadu_si512((const uint8_t *)&y[i] + 64));
+        const __m512 d4 = _mm512_castps128_ps512(_mm_mul_ps(
+            _mm_cvtph_ps(_mm512_castsi512_si128(xd)), _mm_cvtph_ps(_mm512_castsi512_si128(yd))));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t01), _mm512_permutexvar_ps(sel01, d4), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t23), _mm512_permutexvar_ps(sel23, d4), acc1);
     }
-    float tail = 0.0f;
-    if (i < nb) {
-        const __m128i q = _mm_loadu_si128((const __m128i *)x[i].qs);
-        const __m256i b = _mm256_and_si256(
-            _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
-            _mm256_set1_epi8(0x0f));
-        const __m256i v = _mm256_shuffle_epi8(_mm512_castsi512_si256(tbl), b);
-        const __m256i yy = _mm256_loadu_si256((const __m256i *)y[i].qs);
-        const __m256i s =
-            _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), v, yy),
-                             _mm256_dpbusd_epi32(_mm256_setzero_si256(),
-                                                 _mm512_castsi512_si256(c128), yy));
-        tail = hsum_ps256(_mm256_cvtepi32_ps(s)) * (fp16_f32(x[i].d) * fp16_f32(y[i].d));
+    __m256 acct = _mm256_setzero_ps();
+    for (; i < nb; i++) {
+        const __m256i s = iq4nl_one(&x[i], &y[i], _mm512_castsi512_si256(tbl),
+                                    _mm512_castsi512_si256(c128));
+        acct = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),
+                               _mm256_set1_ps(fp16_f32(x[i].d) * fp16_f32(y[i].d)), acct);
     }
-    return _mm512_reduce_add_ps(acc) + tail;
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum_ps256(acct);
 }
