@@ -217,10 +217,15 @@ float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
 /* Q2_K / Q3_K low bits: the 2-bit fields of qs[32h..32h+31] as codes of elements
  * 128h..128h+63 (lo: fields 0, 1) and 128h+64..128h+127 (hi: fields 2, 3). */
 static inline void k2_fields(const uint8_t *qs, int h, __m512i m3, __m512i *lo, __m512i *hi) {
-    const __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
-    const __m512i bz = join256(b, _mm256_srli_epi16(b, 2));
+    const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * h)));
+    const __m512i bz = _mm512_mask_srli_epi16(b, 0xffff0000u, b, 2);
     *lo = _mm512_and_si512(bz, m3);
     *hi = _mm512_and_si512(_mm512_srli_epi16(bz, 4), m3);
+}
+
+/* d * yd in all 16 lanes. */
+static inline __m512 bcast_d(const rl_fp16 *d, float yd) {
+    return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_set1_epi16((short)*d)), _mm512_set1_ps(yd));
 }
 
 /* Q2_K: scales[k] holds the 4-bit scale (low nibble) and min (high nibble) of sub-block k.
@@ -248,10 +253,10 @@ float rl__vec_dot_q2_K_avx512(int64_t n, const void *vx, const void *vy) {
                                       _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, mn16);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
-                               _mm256_set1_ps(fp16_f32(x[i].dmin) * y[i].d), accm);
+        const __m128 dm = k_d_dmin(&x[i].d, y[i].d);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(dm), acc);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)),
+                               accm);
     }
     return _mm512_reduce_add_ps(acc) - hsum_ps256(accm);
 }
@@ -262,15 +267,21 @@ float rl__vec_dot_q2_K_avx512(int64_t n, const void *vx, const void *vy) {
  * (qs[32h + l] >> 2j) & 3 and the high bit (hmask[l] >> (4h + j)) & 1; its value is
  * d*(sc-32)*(code - 4) with code = low | high << 2 in 0..7. Returns the 16 scales - 32. */
 static inline __m128i q3k_scales(const uint8_t b[12]) {
-    uint32_t a0, a1, a2;
-    memcpy(&a0, b, 4);
-    memcpy(&a1, b + 4, 4);
-    memcpy(&a2, b + 8, 4);
-    const uint32_t s0 = (a0 & 0x0f0f0f0fu) | ((a2 & 0x03030303u) << 4);
-    const uint32_t s1 = (a1 & 0x0f0f0f0fu) | (((a2 >> 2) & 0x03030303u) << 4);
-    const uint32_t s2 = ((a0 >> 4) & 0x0f0f0f0fu) | (((a2 >> 4) & 0x03030303u) << 4);
-    const uint32_t s3 = ((a1 >> 4) & 0x0f0f0f0fu) | (((a2 >> 6) & 0x03030303u) << 4);
-    return _mm_sub_epi8(_mm_setr_epi32((int)s0, (int)s1, (int)s2, (int)s3), _mm_set1_epi8(32));
+    /* 16 bytes ending with the scales (the 4 before them are the end of qs): b[k] is byte
+     * k + 4. Low 4 bits: bytes 0..7 low nibbles, then high nibbles; top 2 bits: bytes
+     * 8..11 shifted right by 0, 2, 4, 6 for k/4 = 0..3. */
+    const __m128i v = _mm_loadu_si128((const __m128i *)(b - 4));
+    const __m128i lo = _mm_and_si128(
+        _mm_srlv_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9,
+                                                         10, 11)),
+                       _mm_setr_epi16(0, 0, 0, 0, 4, 4, 4, 4)),
+        _mm_set1_epi8(0x0f));
+    const __m128i hi = _mm_and_si128(
+        _mm_srlv_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14,
+                                                         15, 12, 13, 14, 15)),
+                       _mm_setr_epi16(0, 0, 2, 2, 4, 4, 6, 6)),
+        _mm_set1_epi8(3));
+    return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
 }
 
 float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
@@ -287,8 +298,8 @@ float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
         const int8_t *q8 = y[i].qs;
         /* Bit 4h + 2p of each byte of hb is the high bit of the codes w(2h + p): the low
          * half holds hmask (j = 2p), the high half hmask >> 1 (j = 2p + 1). */
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
-        const __m512i hb = join256(hm, _mm256_srli_epi16(hm, 1));
+        const __m512i hm = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[i].hmask));
+        const __m512i hb = _mm512_mask_srli_epi16(hm, 0xffff0000u, hm, 1);
         __m512i w0, w1, w2, w3;
         k2_fields(x[i].qs, 0, m3, &w0, &w1);
         k2_fields(x[i].qs, 1, m3, &w2, &w3);
@@ -302,8 +313,7 @@ float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2); /* 4*sc*bsum */
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), bcast_d(&x[i].d, y[i].d), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
@@ -317,10 +327,10 @@ float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
 static inline void q6k_codes(const block_q6_K *b, int h, __m512i m4, __m512i m30, __m512i *lo,
                              __m512i *hi) {
     const __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
-    const __m256i q = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
     /* hz: qh in the low half, qh >> 2 in the high half; bits 0-1 of each byte are the
      * top bits of lo, bits 4-5 those of hi. */
-    const __m512i hz = join256(q, _mm256_srli_epi16(q, 2));
+    const __m512i hz = _mm512_mask_srli_epi16(q, 0xffff0000u, q, 2);
     const __m512i hlo = _mm512_and_si512(_mm512_slli_epi16(hz, 4), m30);
     const __m512i hhi = _mm512_and_si512(hz, m30);
     *lo = _mm512_ternarylogic_epi32(l, hlo, m4, TL_AC_OR_B);
@@ -348,8 +358,7 @@ float rl__vec_dot_q6_K_avx512(int64_t n, const void *vx, const void *vy) {
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5); /* 32*sc*bsum */
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), bcast_d(&x[i].d, y[i].d), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
@@ -400,8 +409,7 @@ float rl__vec_dot_iq4_xs_avx512(int64_t n, const void *vx, const void *vy) {
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, dup8_epi8_epi16(ls8)), 7);
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
-                              _mm512_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), bcast_d(&x[i].d, y[i].d), acc);
     }
     return _mm512_reduce_add_ps(acc);
 }
