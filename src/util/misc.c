@@ -35,8 +35,8 @@ float rl__fp16_to_fp32_slow(rl_fp16 h) {
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t man = h & 0x3ffu;
     uint32_t bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
+    if (exp == 0x1f) { /* inf, or NaN made quiet as F16C's vcvtph2ps does */
+        bits = sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0);
     } else if (exp != 0) {
         bits = sign | ((exp + 112) << 23) | (man << 13);
     } else if (man == 0) {

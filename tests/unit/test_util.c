@@ -54,6 +54,8 @@ TEST(fp16_conversions) {
     CHECK(rl__fp16_to_fp32(0x0001) == 5.9604644775390625e-08f);
     CHECK(rl__fp32_to_fp16(65520.0f) == 0x7c00);      /* rounds to inf */
     CHECK(rl__fp32_to_fp16(65519.0f) == 0x7bff);      /* largest finite */
+    CHECK(rl__f32_bits(rl__fp16_to_fp32(0x7c01)) == 0x7fc02000u); /* sNaN comes back quiet */
+    CHECK(rl__f32_bits(rl__fp16_to_fp32(0xfe00)) == 0xffc00000u);
     CHECK(rl__fp32_to_fp16(2.98023224e-08f) == 0x0000); /* exactly half the smallest: even */
     CHECK(rl__fp32_to_fp16(2.98023259e-08f) == 0x0001);
 }
