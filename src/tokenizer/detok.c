@@ -90,7 +90,7 @@ RL_API rl_status rl_detokenize(const rl_vocab *v, const rl_token *tokens, size_t
         size_t k;
         const char *p = piece(v, tokens[i], special, remove_space, &k);
         remove_space = false;
-        if (total + k <= size) memcpy(buf + total, p, k);
+        if (k && total + k <= size) memcpy(buf + total, p, k);
         total += k;
     }
     *n_out = total;
@@ -188,7 +188,7 @@ static bool drain(rl_detok *d, bool final) {
             break;
         }
     }
-    memmove(d->pend.p, d->pend.p + i, n - i);
+    if (i && n > i) memmove(d->pend.p, d->pend.p + i, n - i);
     d->pend.n = n - i;
     return true;
 }

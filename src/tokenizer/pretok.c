@@ -288,7 +288,7 @@ rl_status rl__pretok_create(rl_vocab *v, const char *pre, bool gemma4_model, cha
                     (const char *)msg, (size_t)eoff);
             pcre2_compile_context_free(cctx);
             rl__pretok_free(p);
-            return RL_ERR_INTERNAL;
+            return ecode == PCRE2_ERROR_HEAP_FAILED ? RL_ERR_NOMEM : RL_ERR_INTERNAL;
         }
         p->re[p->n++] = re;
         /* JIT is an optimization: without it (no JIT support) the interpreter runs. */
@@ -327,9 +327,10 @@ static bool spans_push(spans *s, size_t a, size_t b) {
 }
 
 typedef struct matcher {
+    pcre2_general_context *gctx;
     pcre2_match_data *md;
     pcre2_match_context *mctx;
-    pcre2_jit_stack *jstack;
+    pcre2_jit_stack *jstack; /* made when the default 32 KiB JIT stack is too small */
 } matcher;
 
 static void matcher_free(matcher *m) {
@@ -340,30 +341,37 @@ static void matcher_free(matcher *m) {
 
 static bool matcher_init(matcher *m, const rl__pretok *p) {
     memset(m, 0, sizeof(*m));
+    m->gctx = p->gctx;
     m->md = pcre2_match_data_create(1, p->gctx);
     m->mctx = pcre2_match_context_create(p->gctx);
-    m->jstack = pcre2_jit_stack_create(32 * 1024, JIT_STACK_MAX, p->gctx);
-    if (!m->md || !m->mctx || !m->jstack) {
+    if (!m->md || !m->mctx) {
         matcher_free(m);
         return false;
     }
     pcre2_set_match_limit(m->mctx, MATCH_LIMIT);
     pcre2_set_depth_limit(m->mctx, DEPTH_LIMIT);
     pcre2_set_heap_limit(m->mctx, HEAP_LIMIT_KIB);
-    pcre2_jit_stack_assign(m->mctx, NULL, m->jstack);
     return true;
 }
 
 /* One match of re in subject[0..n) from off: 1 and [*ms, *me) on a match, 0 on none,
- * RL_ERR_LIMIT when a limit stopped it (after a retry without JIT, whose stack is the
- * tighter bound). */
+ * -1 when a limit stopped it, -2 out of memory. JIT code first runs on the default 32 KiB
+ * stack; when that is too small, on a JIT stack of up to 8 MiB, then in the interpreter
+ * (whose heap limit is the wider bound). */
 static int match_one(const pcre2_code *re, matcher *m, const char *subject, size_t n,
                      size_t off, size_t *ms, size_t *me) {
     int rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK, m->md, m->mctx);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !m->jstack) {
+        m->jstack = pcre2_jit_stack_create(32 * 1024, JIT_STACK_MAX, m->gctx);
+        if (!m->jstack) return -2;
+        pcre2_jit_stack_assign(m->mctx, NULL, m->jstack);
+        rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK, m->md, m->mctx);
+    }
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
         rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
                          m->md, m->mctx);
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc == PCRE2_ERROR_NOMEMORY) return -2;
     if (rc < 0) return -1;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(m->md);
     *ms = ov[0];
@@ -414,7 +422,7 @@ rl_status rl__pretok_split(const rl__pretok *p, const char *text, size_t len, rl
                 size_t ms, me;
                 int rc = match_one(p->re[r], &m, sub, sublen, off, &ms, &me);
                 if (rc < 0) {
-                    st = RL_ERR_LIMIT;
+                    st = rc == -2 ? RL_ERR_NOMEM : RL_ERR_LIMIT;
                     goto done;
                 }
                 if (rc == 0) break;

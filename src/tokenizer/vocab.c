@@ -656,6 +656,10 @@ RL_API rl_status rl_vocab_load(const rl_gguf *g, rl_vocab **out, char *err, size
         rl_token t[4];
         size_t nt = 0;
         rl_status ts = rl_tokenize(v, "\n", 1, 0, t, 4, &nt);
+        if (ts == RL_ERR_NOMEM) {
+            st = ts;
+            goto fail;
+        }
         v->nl = (ts == RL_OK && nt > 0) ? t[0] : v->pad;
     }
     *out = v;
