@@ -7,9 +7,10 @@
  *  - the weight codes of 64 consecutive elements are unpacked with shifts and masks into
  *    one zmm of unsigned bytes (0..63) in element order, so that they line up with one
  *    plain 64-byte load of the int8 activations;
- *  - vpmaddubsw multiplies codes by activations into int16 pairs (|pair| <= 2*63*128, no
- *    saturation) and vpdpwssd multiplies the pairs by the sub-block scales (spread over
- *    the words with vpermw) and accumulates int32;
+ *  - vpdpbusd multiplies codes by activations and sums each 4 products into an int32
+ *    (|sum| <= 4*63*128 < 2^15); vpackssdw packs two such zmm into int16 words (no
+ *    saturation), and vpdpwssd multiplies the words by their sub-block scales (spread over
+ *    the words with vpermw) and accumulates int32: 1.5 multiplies per 64 elements;
  *  - the constant offsets that make the codes unsigned (-32 in Q6_K, -4 in Q3_K) and the
  *    sub-block minimums (Q2_K, Q4_K, Q5_K) are folded in once per super-block through the
  *    Q8_K bsums (sums of 16 activations): sum(s*(q-o)*y) = sum(s*q*y) - o*sum(s*bsum);
@@ -64,12 +65,8 @@ static inline __m512i join256(__m256i a, __m256i b) {
     return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
 }
 
-/* 8 bytes of v (each byte duplicated) as 16 int16: zero- or sign-extended. The copies
- * line up a per-32-element value with the two bsums of its sub-block. */
-static inline __m256i dup8_epu8_epi16(uint64_t v) {
-    __m128i b = _mm_cvtsi64_si128((long long)v);
-    return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(b, b));
-}
+/* 8 signed bytes, each duplicated, as 16 int16: lines a per-32-element value up with the
+ * two bsums of its sub-block. */
 static inline __m256i dup8_epi8_epi16(__m128i b) {
     return _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(b, b));
 }
