@@ -538,6 +538,60 @@ RL_API void rl_detok_free(rl_detok *d);
 
 /* ===== end section: tokenizer ===== */
 
+/* ===== section: chat templates ===== */
+
+/* A chat template (the Jinja text of `tokenizer.chat_template`), compiled by a Jinja
+ * subset interpreter that renders the way Hugging Face's apply_chat_template does
+ * (jinja2 sandbox, trim_blocks, lstrip_blocks, loop controls, tojson with json.dumps
+ * formatting, raise_exception, strftime_now). A compiled template is immutable: any
+ * number of threads may render it at once. */
+typedef struct rl_chat_template rl_chat_template;
+
+typedef struct rl_chat_template_params {
+    bool add_generation_prompt;
+    const char *bos_token;  /* NULL: not passed (undefined in the template) */
+    const char *eos_token;  /* NULL: not passed */
+    const char *extra_json; /* NULL, or a JSON object whose members become variables */
+    int64_t now;            /* strftime_now's clock: seconds since the epoch, shown as the
+                             * UTC wall-clock time; < 0: the current local time */
+    /* Limits against hostile templates (0: the default). Past one, rendering stops with
+     * RL_ERR_LIMIT and a message. */
+    uint64_t max_steps;     /* nodes run plus bulk work; default 50,000,000 */
+    size_t max_memory;      /* bytes of values alive at once; default 512 MiB */
+    size_t max_output;      /* bytes of any one string, the output included; default 64 MiB */
+    int max_depth;          /* nested macro calls; default 100 */
+} rl_chat_template_params;
+
+/* add_generation_prompt true, no bos/eos, no extras, now = -1, default limits. */
+RL_API rl_chat_template_params rl_chat_template_default_params(void);
+
+/* Compile len bytes of src (UTF-8). On failure *out is NULL and err holds
+ * "line L, column C: message": RL_ERR_BAD_FILE for syntax errors (an unknown filter or
+ * test outside an if, as jinja2), RL_ERR_UNSUPPORTED for constructs this interpreter
+ * does not implement (extends, include, import, recursive loops, ...), RL_ERR_LIMIT for
+ * nesting deeper than 200, RL_ERR_NOMEM. */
+RL_API rl_status rl_chat_template_compile(const char *src, size_t len, rl_chat_template **out,
+                                          char *err, size_t err_size);
+
+/* Render t with messages_json (a JSON array, as text) and tools_json (JSON text, or NULL
+ * for tools=None); documents is None. On success *out is a NUL-terminated string the
+ * caller frees with rl_free_string, *out_len (when not NULL) its length. On failure *out
+ * is NULL and err holds "line L: message": RL_ERR_INVALID_ARG for bad JSON and for errors
+ * the template raises (raise_exception's text, or Python's error such as "'NoneType'
+ * object is not iterable"), RL_ERR_LIMIT past a limit, RL_ERR_UNSUPPORTED for features
+ * not implemented, RL_ERR_NOMEM. p may be NULL (defaults). Reentrant. */
+RL_API rl_status rl_chat_template_render(const rl_chat_template *t, const char *messages_json,
+                                         const char *tools_json,
+                                         const rl_chat_template_params *p, char **out,
+                                         size_t *out_len, char *err, size_t err_size);
+
+RL_API void rl_chat_template_free(rl_chat_template *t);
+
+/* Free a string the library returned (rl_chat_template_render's output). NULL is a no-op. */
+RL_API void rl_free_string(char *s);
+
+/* ===== end section: chat templates ===== */
+
 #ifdef __cplusplus
 }
 #endif
