@@ -214,6 +214,48 @@ TEST(simd_matches_reference) {
     }
 }
 
+/* The matmul fast path (gemv, activations split into codes and float scales) gives the
+ * vec_dot kernel's result bit for bit, on every path and block count. */
+TEST(gemv_equals_vec_dot) {
+    const rl_type ts[] = {RL_TYPE_Q4_0, RL_TYPE_Q4_1, RL_TYPE_Q5_0, RL_TYPE_Q5_1, RL_TYPE_Q8_0};
+    int n_gemv = 0;
+    for (size_t k = 0; k < RL_ARRAY_LEN(ts); k++) {
+        const rl_type t = ts[k], vt = rl_type_vec_dot_type(t);
+        for (int64_t nb = 1; nb <= 19; nb++) {
+            const int64_t n = 32 * nb;
+            void *x = malloc(row_bytes(t, n)), *y = malloc(row_bytes(vt, n));
+            int8_t *qs = malloc((size_t)n);
+            float *d = malloc((size_t)nb * 4), *sm = malloc((size_t)nb * 4);
+            randomize_raw(t, x, n);
+            randomize_act(vt, y, n);
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = (const uint8_t *)y + (size_t)b * rl_type_block_bytes(vt);
+                rl_fp16 hd, hs;
+                memcpy(&hd, blk, 2);
+                memcpy(&hs, blk + 2, 2);
+                d[b] = rl__fp16_to_fp32(hd);
+                sm[b] = vt == RL_TYPE_Q8_1 ? rl__fp16_to_fp32(hs) : 0.0f;
+                memcpy(qs + 32 * b, blk + (vt == RL_TYPE_Q8_1 ? 4 : 2), 32);
+            }
+            for (int isa = 0; isa < RL_CPU_ISA_COUNT; isa++) {
+                if (!rl__cpu_isa_supported((rl_cpu_isa)isa)) continue;
+                rl__gemv_fn g = rl__gemv_get(t, (rl_cpu_isa)isa);
+                if (!g) continue;
+                n_gemv++;
+                float a = rl__vec_dot_get(t, (rl_cpu_isa)isa)(n, x, y), c = g(n, x, qs, d, sm);
+                CHECKF(memcmp(&a, &c, 4) == 0, "%s %s nb=%lld: gemv %.9g vs vec_dot %.9g",
+                       rl_type_name(t), rl_cpu_isa_name((rl_cpu_isa)isa), (long long)nb, c, a);
+            }
+            free(x);
+            free(y);
+            free(qs);
+            free(d);
+            free(sm);
+        }
+    }
+    if (rl_cpu_isa_best() >= RL_CPU_ISA_AVX2) CHECK(n_gemv > 0);
+}
+
 /* ---- quant zoo ------------------------------------------------------------------------ */
 
 static const void *zoo_tensor(rl_gguf *g, const char *name, rl_type want, int64_t *ne0) {
@@ -368,6 +410,7 @@ int main(int argc, char **argv) {
     RUN(api_contract);
     RUN(env_forcing);
     RUN(simd_matches_reference);
+    RUN(gemv_equals_vec_dot);
     RUN(quant_zoo_vec_dot);
     return rl_test_finish();
 }

@@ -21,6 +21,24 @@ typedef float (*rl__vec_dot_fn)(int64_t n, const void *x, const void *y);
 RL_QUANT_TYPES(RL__DECL_DOTS)
 #undef RL__DECL_DOTS
 
+/* ---- matrix-vector fast path ------------------------------------------------------
+ * rl__gemv_<t>_<isa> is the vec_dot of t with the activation row given "split": its
+ * codes contiguous (yqs[n]) and its scales already float (yd[n/32]; for Q8_1 also the
+ * block sums ys[n/32]), each the exact value of the block's fp16 field. In a matvec all
+ * weight rows meet the same activations, so matmul converts them once and the kernel
+ * does no fp16 work for them. A gemv kernel shares its body with the vec_dot kernel of
+ * the same type and path: the results are bit-identical. */
+typedef float (*rl__gemv_fn)(int64_t n, const void *x, const int8_t *yqs, const float *yd,
+                             const float *ys);
+#define RL__GEMV_TYPES(X) X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q5_0, q5_0) X(Q5_1, q5_1) X(Q8_0, q8_0)
+#define RL__DECL_GEMV(E, s)                                                                \
+    float rl__gemv_##s##_avx2(int64_t n, const void *x, const int8_t *yqs, const float *yd, \
+                              const float *ys);                                            \
+    float rl__gemv_##s##_avx512(int64_t n, const void *x, const int8_t *yqs, const float *yd, \
+                                const float *ys);
+RL__GEMV_TYPES(RL__DECL_GEMV)
+#undef RL__DECL_GEMV
+
 /* ---- ISA detection (isa.c) ------------------------------------------------------ */
 /* True when the CPU and OS support every instruction the path needs (cpuid + xgetbv). */
 bool rl__cpu_isa_supported(rl_cpu_isa isa);
@@ -45,5 +63,7 @@ RL__ACT_TYPES(RL__DECL_ACT)
 /* Quantizer of activation type vdt on path isa (with the same fallback as the dots);
  * NULL for F32 (used as is) and for types that are not an activation type. */
 rl__act_quant_fn rl__act_quant_get(rl_type vdt, rl_cpu_isa isa);
+/* The gemv kernel matching rl__vec_dot_get(t, isa) bit for bit, or NULL (use vec_dot). */
+rl__gemv_fn rl__gemv_get(rl_type t, rl_cpu_isa isa);
 
 #endif /* RL_BACKEND_CPU_H */

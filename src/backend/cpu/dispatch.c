@@ -67,6 +67,18 @@ static const rl__vec_dot_fn g_dots[RL_TYPE_COUNT][RL_CPU_ISA_COUNT] = {
     [RL_TYPE_Q2_0] = REF_ONLY(q2_0),
 };
 
+#define GEMV_ROW(E, s) [RL_TYPE_##E] = {NULL, rl__gemv_##s##_avx2, rl__gemv_##s##_avx512},
+static const rl__gemv_fn g_gemv[RL_TYPE_COUNT][RL_CPU_ISA_COUNT] = {RL__GEMV_TYPES(GEMV_ROW)};
+#undef GEMV_ROW
+
+rl__gemv_fn rl__gemv_get(rl_type t, rl_cpu_isa isa) {
+    if ((int)t < 0 || t >= RL_TYPE_COUNT || (int)isa < 0 || isa >= RL_CPU_ISA_COUNT)
+        return NULL;
+    for (int i = (int)isa; i >= 0; i--) /* the level whose dot kernel vec_dot uses */
+        if (g_dots[t][i]) return g_gemv[t][i];
+    return NULL;
+}
+
 rl__vec_dot_fn rl__vec_dot_get(rl_type t, rl_cpu_isa isa) {
     if ((int)t < 0 || t >= RL_TYPE_COUNT || (int)isa < 0 || isa >= RL_CPU_ISA_COUNT)
         return NULL;

@@ -128,9 +128,10 @@ static inline uint64_t pack4_h(const uint8_t *p, size_t stride) {
     return (uint64_t)v0 | (uint64_t)v1 << 16 | (uint64_t)v2 << 32 | (uint64_t)v3 << 48;
 }
 
-static inline __m128 scales4(const void *pa, size_t sa, const void *pb, size_t sb) {
-    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pa, sa))),
-                      _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pb, sb))));
+/* Four fp16 at p + i*stride as floats, gathered in general registers and converted at
+ * once (cheaper than four scalar conversions). */
+static inline __m128 h4f(const void *p, size_t stride) {
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(p, stride)));
 }
 
 /* Lane i of s in all 8 lanes. */
@@ -144,96 +145,110 @@ static inline float hsum4(__m128 s) {
     return _mm_cvtss_f32(s);
 }
 
-/* Four blocks per step: P(b) gives the 8 x i32 partial sums of block b. */
-#define DOT4_LOOP(P)                                                                       \
+static inline __m256i load32(const int8_t *qs) { return _mm256_loadu_si256((const __m256i *)qs); }
+
+/* Activation sources, as in dot_avx512.c: YB reads Q8_0/Q8_1 blocks (vec_dot), YS a split
+ * row (gemv); the numbers are the same, so the two kernels agree bit for bit. */
+#define YB_QS(b) (y[b].qs)
+#define YB_D4(b) h4f(&y[b].d, sizeof y[0])
+#define YB_D1(b) h2f(y[b].d)
+#define YB_S4(b) h4f(&y[b].s, sizeof y[0])
+#define YB_S1(b) h2f(y[b].s)
+#define YS_QS(b) (yqs + 32 * (b))
+#define YS_D4(b) _mm_loadu_ps(yd + (b))
+#define YS_D1(b) (yd[b])
+#define YS_S4(b) _mm_loadu_ps(ys + (b))
+#define YS_S1(b) (ys[b])
+
+/* Four blocks per step: P(b, Y) gives the 8 x i32 partial sums of block b; one FMA per
+ * block with its scale dx * dy. */
+#define DOT4_LOOP(P, Y)                                                                    \
     for (; b + 4 <= nb; b += 4) {                                                          \
-        __m128 s4 = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);                   \
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b)), lane(s4, 0), acc0);               \
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 1)), lane(s4, 1), acc1);           \
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 2)), lane(s4, 2), acc0);           \
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 3)), lane(s4, 3), acc1);           \
+        __m128 s4 = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                      \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)), lane(s4, 0), acc0);            \
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 1, Y)), lane(s4, 1), acc1);        \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 2, Y)), lane(s4, 2), acc0);        \
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 3, Y)), lane(s4, 3), acc1);        \
     }                                                                                      \
     for (; b < nb; b++)                                                                    \
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b)), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc0);
 
-static inline __m256i load_y(const int8_t *qs) { return _mm256_loadu_si256((const __m256i *)qs); }
+/* The sum of m * s over the blocks of Q4_1/Q5_1, four at a time. */
+#define MIN_SUM(Y)                                                                         \
+    __m128 accm = _mm_setzero_ps();                                                        \
+    float summ = 0;                                                                        \
+    for (int64_t i = 0; i + 4 <= nb; i += 4)                                               \
+        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[i].m, sizeof x[0]), Y##_S4(i)));         \
+    for (int64_t i = nb - nb % 4; i < nb; i++) summ += h2f(x[i].m) * Y##_S1(i);
 
-float rl__vec_dot_q4_0_avx2(int64_t n, const void *vx, const void *vy) {
-    const block_q4_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK4_0;
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-#define P(i) dot32_u8(unpack_nibbles(x[i].qs), load_y(y[i].qs), eight)
-    DOT4_LOOP(P)
-#undef P
+#define Q4_0_BODY(Y)                                                                       \
+    const int64_t nb = n / QK4_0;                                                          \
+    const __m256i eight = _mm256_set1_epi8(8);                                             \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
+    int64_t b = 0;                                                                         \
+    DOT4_LOOP(P4_0, Y)                                                                     \
     return hsum8(_mm256_add_ps(acc0, acc1));
-}
+#define P4_0(i, Y) dot32_u8(unpack_nibbles(x[i].qs), load32(Y##_QS(i)), eight)
 
-float rl__vec_dot_q4_1_avx2(int64_t n, const void *vx, const void *vy) {
-    const block_q4_1 *x = vx;
-    const block_q8_1 *y = vy;
-    const int64_t nb = n / QK4_1;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    __m128 accm = _mm_setzero_ps();
-    float summ = 0;
-    for (int64_t i = 0; i + 4 <= nb; i += 4) accm = _mm_add_ps(accm, scales4(&x[i].m, sizeof x[0], &y[i].s, sizeof y[0]));
-    for (int64_t i = nb - nb % 4; i < nb; i++) summ += h2f(x[i].m) * h2f(y[i].s);
-    int64_t b = 0;
-#define P(i) dot32_u8_nooff(unpack_nibbles(x[i].qs), load_y(y[i].qs))
-    DOT4_LOOP(P)
-#undef P
+#define Q4_1_BODY(Y)                                                                       \
+    const int64_t nb = n / QK4_1;                                                          \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
+    MIN_SUM(Y)                                                                             \
+    int64_t b = 0;                                                                         \
+    DOT4_LOOP(P4_1, Y)                                                                     \
     return hsum8(_mm256_add_ps(acc0, acc1)) + hsum4(accm) + summ;
-}
+#define P4_1(i, Y) dot32_u8_nooff(unpack_nibbles(x[i].qs), load32(Y##_QS(i)))
 
 static inline __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh) {
     __m256i hb = _mm256_and_si256(bits_to_bytes(load_u32(qh)), _mm256_set1_epi8(0x10));
     return _mm256_or_si256(unpack_nibbles(qs), hb);
 }
 
-float rl__vec_dot_q5_0_avx2(int64_t n, const void *vx, const void *vy) {
-    const block_q5_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK5_0;
-    const __m256i sixteen = _mm256_set1_epi8(16);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-#define P(i) dot32_u8(unpack_q5(x[i].qs, x[i].qh), load_y(y[i].qs), sixteen)
-    DOT4_LOOP(P)
-#undef P
+#define Q5_0_BODY(Y)                                                                       \
+    const int64_t nb = n / QK5_0;                                                          \
+    const __m256i sixteen = _mm256_set1_epi8(16);                                          \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
+    int64_t b = 0;                                                                         \
+    DOT4_LOOP(P5_0, Y)                                                                     \
     return hsum8(_mm256_add_ps(acc0, acc1));
-}
+#define P5_0(i, Y) dot32_u8(unpack_q5(x[i].qs, x[i].qh), load32(Y##_QS(i)), sixteen)
 
-float rl__vec_dot_q5_1_avx2(int64_t n, const void *vx, const void *vy) {
-    const block_q5_1 *x = vx;
-    const block_q8_1 *y = vy;
-    const int64_t nb = n / QK5_1;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    __m128 accm = _mm_setzero_ps();
-    float summ = 0;
-    for (int64_t i = 0; i + 4 <= nb; i += 4) accm = _mm_add_ps(accm, scales4(&x[i].m, sizeof x[0], &y[i].s, sizeof y[0]));
-    for (int64_t i = nb - nb % 4; i < nb; i++) summ += h2f(x[i].m) * h2f(y[i].s);
-    int64_t b = 0;
-#define P(i) dot32_u8_nooff(unpack_q5(x[i].qs, x[i].qh), load_y(y[i].qs))
-    DOT4_LOOP(P)
-#undef P
+#define Q5_1_BODY(Y)                                                                       \
+    const int64_t nb = n / QK5_1;                                                          \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
+    MIN_SUM(Y)                                                                             \
+    int64_t b = 0;                                                                         \
+    DOT4_LOOP(P5_1, Y)                                                                     \
     return hsum8(_mm256_add_ps(acc0, acc1)) + hsum4(accm) + summ;
-}
+#define P5_1(i, Y) dot32_u8_nooff(unpack_q5(x[i].qs, x[i].qh), load32(Y##_QS(i)))
 
 static inline __m256i dot32_s8(__m256i x, __m256i y) {
     __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-float rl__vec_dot_q8_0_avx2(int64_t n, const void *vx, const void *vy) {
-    const block_q8_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-#define P(i) dot32_s8(load_y(x[i].qs), load_y(y[i].qs))
-    DOT4_LOOP(P)
-#undef P
+#define Q8_0_BODY(Y)                                                                       \
+    const int64_t nb = n / QK8_0;                                                          \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
+    int64_t b = 0;                                                                         \
+    DOT4_LOOP(P8_0, Y)                                                                     \
     return hsum8(_mm256_add_ps(acc0, acc1));
-}
+#define P8_0(i, Y) dot32_s8(load32(x[i].qs), load32(Y##_QS(i)))
+
+#define DEFINE_KERNELS(s, XT, YT, BODY)                                                    \
+    float rl__vec_dot_##s##_avx2(int64_t n, const void *vx, const void *vy) {             \
+        const XT *x = vx;                                                                  \
+        const YT *y = vy;                                                                  \
+        BODY(YB)                                                                           \
+    }                                                                                      \
+    float rl__gemv_##s##_avx2(int64_t n, const void *vx, const int8_t *yqs, const float *yd, \
+                              const float *ys) {                                           \
+        const XT *x = vx;                                                                  \
+        (void)ys;                                                                          \
+        BODY(YS)                                                                           \
+    }
+DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)
+DEFINE_KERNELS(q4_1, block_q4_1, block_q8_1, Q4_1_BODY)
+DEFINE_KERNELS(q5_0, block_q5_0, block_q8_0, Q5_0_BODY)
+DEFINE_KERNELS(q5_1, block_q5_1, block_q8_1, Q5_1_BODY)
+DEFINE_KERNELS(q8_0, block_q8_0, block_q8_0, Q8_0_BODY)

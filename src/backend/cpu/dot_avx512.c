@@ -117,11 +117,6 @@ static inline __m512i load2x32(const int8_t *a, const int8_t *b) {
                               _mm256_loadu_si256((const __m256i *)b), 1);
 }
 
-/* [sa x8, sb x8] */
-static inline __m512 scale2(float sa, float sb) {
-    return _mm512_insertf32x8(_mm512_set1_ps(sa), _mm256_set1_ps(sb), 1);
-}
-
 static inline uint32_t load_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -146,9 +141,7 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Products of four fp16 pairs: the fp16 at pa + i*sa times the one at pb + i*sb. The
- * halves are packed in general registers (idle in these loops) and converted at once,
- * instead of eight scalar conversions on the vector ports. */
+/* Four fp16 at p + i*stride, packed into 64 bits. */
 static inline uint64_t pack4_h(const uint8_t *p, size_t stride) {
     uint16_t v0, v1, v2, v3;
     memcpy(&v0, p, 2);
@@ -156,11 +149,6 @@ static inline uint64_t pack4_h(const uint8_t *p, size_t stride) {
     memcpy(&v2, p + 2 * stride, 2);
     memcpy(&v3, p + 3 * stride, 2);
     return (uint64_t)v0 | (uint64_t)v1 << 16 | (uint64_t)v2 << 32 | (uint64_t)v3 << 48;
-}
-
-static inline __m128 scales4(const void *pa, size_t sa, const void *pb, size_t sb) {
-    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pa, sa))),
-                      _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(pb, sb))));
 }
 
 /* [s0 x8, s1 x8] and [s2 x8, s3 x8] */
@@ -201,66 +189,87 @@ static inline void spread_x16(__m128 s, __m512 *s01, __m512 *s23) {
     *s23 = _mm512_permutexvar_ps(_mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7), z);
 }
 
-/* Q4_0: sum (q - 8) y = sum q y - 8 sum y. With the x16 layout the offset is 8 on the
- * low lanes and 16 * 8 = 128 on the high lanes, one vpdpbusd for both. */
-float rl__vec_dot_q4_0_avx512(int64_t n, const void *vx, const void *vy) {
-    const block_q4_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK4_0;
-    const __m512i off = lanes_lo_hi(8, 128);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m512i y0 = load2x32(y[b].qs, y[b + 1].qs), y1 = load2x32(y[b + 2].qs, y[b + 3].qs);
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1);
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y0));
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y1));
-        __m512 s01, s23;
-        spread_x16(scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]), &s01, &s23);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);
-    }
-    __m256 acc = _mm256_setzero_ps();
-    for (; b < nb; b++) {
-        __m256i p = dot1_u8(unpack_nibbles1(x[b].qs), _mm256_loadu_si256((const __m256i *)y[b].qs),
-                            _mm256_set1_epi8(8));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
+/* ---- kernel bodies, shared by vec_dot and gemv ----------------------------------------
+ * An activation source Y supplies: Y_LOAD2(b) the codes of blocks b, b+1 (64 bytes),
+ * Y_QS(b) a pointer to block b's 32 codes, Y_D4(b) the float scales of blocks b..b+3,
+ * Y_D1(b) that of block b, and for Q8_1 Y_S4/Y_S1 its fp16 sums as floats. YB reads
+ * Q8_0/Q8_1 blocks (vec_dot); YS reads a split row (gemv, cpu.h): the same numbers, so
+ * both give bit-identical results. */
+#define YB_LOAD2(b) load2x32(y[b].qs, y[(b) + 1].qs)
+#define YB_QS(b) (y[b].qs)
+#define YB_D4(b) h4f(&y[b].d, sizeof y[0])
+#define YB_D1(b) h2f(y[b].d)
+#define YB_S4(b) h4f(&y[b].s, sizeof y[0])
+#define YB_S1(b) h2f(y[b].s)
+#define YS_LOAD2(b) _mm512_loadu_si512(yqs + 32 * (b))
+#define YS_QS(b) (yqs + 32 * (b))
+#define YS_D4(b) _mm_loadu_ps(yd + (b))
+#define YS_D1(b) (yd[b])
+#define YS_S4(b) _mm_loadu_ps(ys + (b))
+#define YS_S1(b) (ys[b])
+
+/* Four fp16 at p + i*stride as floats: gathered in general registers (idle in these
+ * loops) and converted at once. */
+static inline __m128 h4f(const void *p, size_t stride) {
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(p, stride)));
 }
 
-/* Q4_1: sum (d q + m) dy y = d dy sum q y + m s (s: the Q8_1 block's fp16 sum). */
-float rl__vec_dot_q4_1_avx512(int64_t n, const void *vx, const void *vy) {
-    const block_q4_1 *x = vx;
-    const block_q8_1 *y = vy;
-    const int64_t nb = n / QK4_1;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    __m128 accm = _mm_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs),
-                                         load2x32(y[b].qs, y[b + 1].qs));
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs),
-                                         load2x32(y[b + 2].qs, y[b + 3].qs));
-        __m512 s01, s23;
-        spread_x16(scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]), &s01, &s23);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);
-        accm = _mm_add_ps(accm, scales4(&x[b].m, sizeof x[0], &y[b].s, sizeof y[0]));
-    }
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0;
-    for (; b < nb; b++) {
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles1(x[b].qs),
-                                        _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-        summ += h2f(x[b].m) * h2f(y[b].s);
-    }
-    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + _mm_cvtss_f32(accm);
+static inline float hsum4(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
 }
+
+/* Q4_0: sum (q - 8) y = sum q y - 8 sum y. With the x16 layout the offset is 8 on the
+ * low lanes and 16 * 8 = 128 on the high lanes, one vpdpbusd for both. */
+#define Q4_0_BODY(Y)                                                                       \
+    const int64_t nb = n / QK4_0;                                                          \
+    const __m512i off = lanes_lo_hi(8, 128);                                               \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
+    int64_t b = 0;                                                                         \
+    for (; b + 4 <= nb; b += 4) {                                                          \
+        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                  \
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), y0); \
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1); \
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y0));   \
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y1));   \
+        __m512 s01, s23;                                                                   \
+        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);          \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                         \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                         \
+    }                                                                                      \
+    __m256 acc = _mm256_setzero_ps();                                                      \
+    for (; b < nb; b++) {                                                                  \
+        __m256i p = dot1_u8(unpack_nibbles1(x[b].qs), _mm256_loadu_si256((const __m256i *)Y##_QS(b)), \
+                            _mm256_set1_epi8(8));                                          \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
+    }                                                                                      \
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
+
+/* Q4_1: sum (d q + m) dy y = d dy sum q y + m s (s: the Q8_1 block's fp16 sum). */
+#define Q4_1_BODY(Y)                                                                       \
+    const int64_t nb = n / QK4_1;                                                          \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
+    __m128 accm = _mm_setzero_ps();                                                        \
+    int64_t b = 0;                                                                         \
+    for (; b + 4 <= nb; b += 4) {                                                          \
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), Y##_LOAD2(b)); \
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2)); \
+        __m512 s01, s23;                                                                   \
+        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);          \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                         \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                         \
+        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[b].m, sizeof x[0]), Y##_S4(b)));         \
+    }                                                                                      \
+    __m256 acc = _mm256_setzero_ps();                                                      \
+    float summ = 0;                                                                        \
+    for (; b < nb; b++) {                                                                  \
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles1(x[b].qs),  \
+                                        _mm256_loadu_si256((const __m256i *)Y##_QS(b)));   \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
+        summ += h2f(x[b].m) * Y##_S1(b);                                                   \
+    }                                                                                      \
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + hsum4(accm);
 
 /* Q5: the 5th bits of two blocks form one 64-bit mask in element order; add 16 there. */
 static inline __m512i unpack_q5_2(const uint8_t *qsa, const uint8_t *qha, const uint8_t *qsb,
@@ -275,65 +284,56 @@ static inline __m256i unpack_q5_1(const uint8_t *qs, const uint8_t *qh) {
     return _mm256_mask_add_epi8(z, (__mmask32)load_u32(qh), z, _mm256_set1_epi8(16));
 }
 
-float rl__vec_dot_q5_0_avx512(int64_t n, const void *vx, const void *vy) {
-    const block_q5_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK5_0;
-    const __m512i sixteen = _mm512_set1_epi8(16);
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m512i y0 = load2x32(y[b].qs, y[b + 1].qs), y1 = load2x32(y[b + 2].qs, y[b + 3].qs);
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0);
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), y1);
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y0));
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y1));
-        __m128 s = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);
-    }
-    __m256 acc = _mm256_setzero_ps();
-    for (; b < nb; b++) {
-        __m256i p = dot1_u8(unpack_q5_1(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)y[b].qs),
-                            _mm256_set1_epi8(16));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-    }
+#define Q5_0_BODY(Y)                                                                       \
+    const int64_t nb = n / QK5_0;                                                          \
+    const __m512i sixteen = _mm512_set1_epi8(16);                                          \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
+    int64_t b = 0;                                                                         \
+    for (; b + 4 <= nb; b += 4) {                                                          \
+        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                  \
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
+                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0); \
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
+                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), y1); \
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y0)); \
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y1)); \
+        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                       \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                 \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                 \
+    }                                                                                      \
+    __m256 acc = _mm256_setzero_ps();                                                      \
+    for (; b < nb; b++) {                                                                  \
+        __m256i p = dot1_u8(unpack_q5_1(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)Y##_QS(b)), \
+                            _mm256_set1_epi8(16));                                         \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
+    }                                                                                      \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
-}
 
-float rl__vec_dot_q5_1_avx512(int64_t n, const void *vx, const void *vy) {
-    const block_q5_1 *x = vx;
-    const block_q8_1 *y = vy;
-    const int64_t nb = n / QK5_1;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    __m128 accm = _mm_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh),
-                                         load2x32(y[b].qs, y[b + 1].qs));
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),
-                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh),
-                                         load2x32(y[b + 2].qs, y[b + 3].qs));
-        __m128 s = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);
-        accm = _mm_add_ps(accm, scales4(&x[b].m, sizeof x[0], &y[b].s, sizeof y[0]));
-    }
-    __m256 acc = _mm256_setzero_ps();
-    float summ = 0;
-    for (; b < nb; b++) {
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q5_1(x[b].qs, x[b].qh),
-                                        _mm256_loadu_si256((const __m256i *)y[b].qs));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-        summ += h2f(x[b].m) * h2f(y[b].s);
-    }
-    accm = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    accm = _mm_add_ss(accm, _mm_movehdup_ps(accm));
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + _mm_cvtss_f32(accm);
-}
+#define Q5_1_BODY(Y)                                                                       \
+    const int64_t nb = n / QK5_1;                                                          \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
+    __m128 accm = _mm_setzero_ps();                                                        \
+    int64_t b = 0;                                                                         \
+    for (; b + 4 <= nb; b += 4) {                                                          \
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
+                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), Y##_LOAD2(b)); \
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
+                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), \
+                                         Y##_LOAD2(b + 2));                                \
+        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                       \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                 \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                 \
+        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[b].m, sizeof x[0]), Y##_S4(b)));         \
+    }                                                                                      \
+    __m256 acc = _mm256_setzero_ps();                                                      \
+    float summ = 0;                                                                        \
+    for (; b < nb; b++) {                                                                  \
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q5_1(x[b].qs, x[b].qh), \
+                                        _mm256_loadu_si256((const __m256i *)Y##_QS(b)));   \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
+        summ += h2f(x[b].m) * Y##_S1(b);                                                   \
+    }                                                                                      \
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + hsum4(accm);
 
 /* sum x * y for signed x, y: |x| as u8 against y negated where x < 0. */
 static inline __m512i dot_s8_2(__m512i x, __m512i y) {
@@ -341,26 +341,42 @@ static inline __m512i dot_s8_2(__m512i x, __m512i y) {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(x), sy);
 }
 
-float rl__vec_dot_q8_0_avx512(int64_t n, const void *vx, const void *vy) {
-    const block_q8_0 *x = vx;
-    const block_q8_0 *y = vy;
-    const int64_t nb = n / QK8_0;
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), load2x32(y[b].qs, y[b + 1].qs));
-        __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), load2x32(y[b + 2].qs, y[b + 3].qs));
-        __m128 s = scales4(&x[b].d, sizeof x[0], &y[b].d, sizeof y[0]);
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);
-    }
-    __m256 acc = _mm256_setzero_ps();
-    for (; b < nb; b++) {
-        __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        __m256i yv = _mm256_loadu_si256((const __m256i *)y[b].qs);
-        __m256i sy = _mm256_mask_sub_epi8(yv, _mm256_movepi8_mask(xv), _mm256_setzero_si256(), yv);
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * h2f(y[b].d)), acc);
-    }
+#define Q8_0_BODY(Y)                                                                       \
+    const int64_t nb = n / QK8_0;                                                          \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
+    int64_t b = 0;                                                                         \
+    for (; b + 4 <= nb; b += 4) {                                                          \
+        __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), Y##_LOAD2(b));               \
+        __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2));       \
+        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                       \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                 \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                 \
+    }                                                                                      \
+    __m256 acc = _mm256_setzero_ps();                                                      \
+    for (; b < nb; b++) {                                                                  \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);                         \
+        __m256i yv = _mm256_loadu_si256((const __m256i *)Y##_QS(b));                       \
+        __m256i sy = _mm256_mask_sub_epi8(yv, _mm256_movepi8_mask(xv), _mm256_setzero_si256(), yv); \
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);  \
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
+    }                                                                                      \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
-}
+
+/* ---- the kernels ---------------------------------------------------------------------- */
+#define DEFINE_KERNELS(s, XT, YT, BODY)                                                    \
+    float rl__vec_dot_##s##_avx512(int64_t n, const void *vx, const void *vy) {           \
+        const XT *x = vx;                                                                  \
+        const YT *y = vy;                                                                  \
+        BODY(YB)                                                                           \
+    }                                                                                      \
+    float rl__gemv_##s##_avx512(int64_t n, const void *vx, const int8_t *yqs, const float *yd, \
+                                const float *ys) {                                         \
+        const XT *x = vx;                                                                  \
+        (void)ys;                                                                          \
+        BODY(YS)                                                                           \
+    }
+DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)
+DEFINE_KERNELS(q4_1, block_q4_1, block_q8_1, Q4_1_BODY)
+DEFINE_KERNELS(q5_0, block_q5_0, block_q8_0, Q5_0_BODY)
+DEFINE_KERNELS(q5_1, block_q5_1, block_q8_1, Q5_1_BODY)
+DEFINE_KERNELS(q8_0, block_q8_0, block_q8_0, Q8_0_BODY)

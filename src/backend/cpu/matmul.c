@@ -9,6 +9,10 @@
  * enough to stay in L2 while every token is multiplied with it: the weights, which
  * dominate the traffic, are read from memory once per call whatever n_tok is, and each
  * activation row is reused from L1 across the rows of the chunk.
+ *
+ * Where the weight type has a gemv kernel (cpu.h), the quantized activations are also
+ * split (codes contiguous, scales as float) so that the per-row kernel does no fp16 work
+ * for them; its results are bit-identical to rl_vec_dot's.
  */
 #include "cpu.h"
 #include "threadpool.h"
@@ -20,11 +24,15 @@
 
 typedef struct mm_job {
     rl__vec_dot_fn dot;
+    rl__gemv_fn gemv;     /* NULL: use dot on xq */
     const uint8_t *w;     /* [rows][w_row_bytes] */
     size_t w_row_bytes;
     int64_t rows, cols, n_tok;
     const uint8_t *xq;    /* [n_tok][x_row_bytes] in the vec_dot type */
     size_t x_row_bytes;
+    uint8_t *xs;          /* gemv: [n_tok][xs_stride]: codes [cols], d [cols/32], s [cols/32] */
+    size_t xs_stride;
+    rl_type vdt;
     float *y;             /* [n_tok][rows] */
     int64_t chunk_rows, n_chunks;
     _Atomic int64_t next; /* next chunk to take */
@@ -34,10 +42,39 @@ typedef struct mm_job {
     uint8_t *xq_out;
 } mm_job;
 
+static inline int8_t *split_qs(const mm_job *j, int64_t t) {
+    return (int8_t *)(j->xs + (size_t)t * j->xs_stride);
+}
+static inline float *split_d(const mm_job *j, int64_t t) {
+    return (float *)(j->xs + (size_t)t * j->xs_stride + (size_t)j->cols);
+}
+static inline float *split_s(const mm_job *j, int64_t t) { return split_d(j, t) + j->cols / 32; }
+
+/* Q8_0/Q8_1 row -> codes, d and (Q8_1) s as float. */
+static void split_row(const mm_job *j, int64_t t) {
+    const uint8_t *row = j->xq_out + (size_t)t * j->x_row_bytes;
+    int8_t *qs = split_qs(j, t);
+    float *d = split_d(j, t), *s = split_s(j, t);
+    for (int64_t b = 0; b < j->cols / 32; b++) {
+        if (j->vdt == RL_TYPE_Q8_0) {
+            const block_q8_0 *blk = (const block_q8_0 *)row + b;
+            memcpy(qs + 32 * b, blk->qs, 32);
+            d[b] = rl__fp16_to_fp32(blk->d);
+        } else {
+            const block_q8_1 *blk = (const block_q8_1 *)row + b;
+            memcpy(qs + 32 * b, blk->qs, 32);
+            d[b] = rl__fp16_to_fp32(blk->d);
+            s[b] = rl__fp16_to_fp32(blk->s);
+        }
+    }
+}
+
 static void quant_task(void *p, int ith, int nth) {
     mm_job *j = p;
-    for (int64_t t = ith; t < j->n_tok; t += nth)
+    for (int64_t t = ith; t < j->n_tok; t += nth) {
         j->quant(j->x + t * j->cols, j->xq_out + (size_t)t * j->x_row_bytes, j->cols);
+        if (j->gemv) split_row(j, t);
+    }
 }
 
 static void dot_task(void *p, int ith, int nth) {
@@ -50,10 +87,18 @@ static void dot_task(void *p, int ith, int nth) {
         int64_t r0 = c * j->chunk_rows;
         int64_t r1 = RL_MIN(r0 + j->chunk_rows, j->rows);
         for (int64_t t = 0; t < j->n_tok; t++) {
-            const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
             float *yt = j->y + t * j->rows;
             const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
-            for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes) yt[r] = j->dot(j->cols, wr, xt);
+            if (j->gemv) {
+                const int8_t *qs = split_qs(j, t);
+                const float *d = split_d(j, t), *s = split_s(j, t);
+                for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
+                    yt[r] = j->gemv(j->cols, wr, qs, d, s);
+            } else {
+                const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
+                for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
+                    yt[r] = j->dot(j->cols, wr, xt);
+            }
         }
     }
 }
@@ -78,15 +123,25 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
 
     mm_job j = {
         .dot = dot, .w = w, .w_row_bytes = w_row_bytes, .rows = rows, .cols = cols,
-        .n_tok = n_tok, .x_row_bytes = x_row_bytes, .y = y, .x = x,
+        .n_tok = n_tok, .x_row_bytes = x_row_bytes, .y = y, .x = x, .vdt = vdt,
     };
     if (vdt == RL_TYPE_F32) {
         j.xq = (const uint8_t *)x;
     } else {
         j.quant = rl__act_quant_get(vdt, isa);
         if (!j.quant) return RL_ERR_UNSUPPORTED;
-        j.xq_out = rl__threadpool_scratch(pool, x_bytes);
+        j.gemv = rl__gemv_get(wt, isa);
+        size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
+        if (j.gemv) {
+            /* codes, then d and s: cols + 2 * (cols / 32) * 4 bytes, 64-byte aligned rows */
+            j.xs_stride = ((size_t)cols + (size_t)cols / 4 + 63) & ~(size_t)63;
+            if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &scratch) ||
+                !rl__add_size(scratch, x_bytes_al, &scratch))
+                return RL_ERR_RANGE;
+        }
+        j.xq_out = rl__threadpool_scratch(pool, scratch);
         if (!j.xq_out) return RL_ERR_NOMEM;
+        j.xs = j.xq_out + x_bytes_al;
         if (n_tok == 1 || rl_threadpool_n_threads(pool) == 1) quant_task(&j, 0, 1);
         else rl__threadpool_run(pool, quant_task, &j);
         j.xq = j.xq_out;
