@@ -107,8 +107,8 @@ float rl__vec_dot_q4_K_avx2(int64_t n, const void *vx, const void *vy) {
         }
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                              _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d),
+                              acc);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
                               _mm256_set1_ps(-(fp16_f32(x[i].dmin) * y[i].d)), acc);
     }
@@ -145,8 +145,8 @@ float rl__vec_dot_q5_K_avx2(int64_t n, const void *vx, const void *vy) {
         }
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, dup8_epu8_epi16(mn));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                              _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d),
+                              acc);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
                               _mm256_set1_ps(-(fp16_f32(x[i].dmin) * y[i].d)), acc);
     }
@@ -181,8 +181,8 @@ float rl__vec_dot_q2_K_avx2(int64_t n, const void *vx, const void *vy) {
         }
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, mn16);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                              _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d),
+                              acc);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
                               _mm256_set1_ps(-(fp16_f32(x[i].dmin) * y[i].d)), acc);
     }
@@ -226,15 +226,16 @@ float rl__vec_dot_q3_K_avx2(int64_t n, const void *vx, const void *vy) {
             for (int j = 0; j < 4; j++) {
                 /* bit 4h + j of hmask to bit 2 */
                 const __m256i hb = _mm256_and_si256(shift_epi16(hm, 2 - 4 * h - j), m4b);
-                const __m256i w = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 2 * j), m3), hb);
+                const __m256i w =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 2 * j), m3), hb);
                 sum = _mm256_add_epi32(sum, dot32_sc(w, q8 + 32 * j, sc_eo, 4 * h + j));
             }
         }
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(s8)), 2);
         sum = _mm256_sub_epi32(sum, off);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                              _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d),
+                              acc);
     }
     return hsum_ps256(acc);
 }
@@ -278,8 +279,8 @@ float rl__vec_dot_q6_K_avx2(int64_t n, const void *vx, const void *vy) {
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, _mm256_cvtepi8_epi16(s8)), 5);
         sum = _mm256_sub_epi32(sum, off);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                              _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d),
+                              acc);
     }
     return hsum_ps256(acc);
 }
@@ -310,8 +311,8 @@ float rl__vec_dot_iq4_xs_avx2(int64_t n, const void *vx, const void *vy) {
     for (int64_t i = 0; i < nb; i++) {
         uint32_t sl;
         memcpy(&sl, x[i].scales_l, 4);
-        const uint64_t ls = _pdep_u64(sl, 0x0f0f0f0f0f0f0f0full) |
-                            _pdep_u64(x[i].scales_h, 0x3030303030303030ull);
+        const uint64_t ls =
+            _pdep_u64(sl, 0x0f0f0f0f0f0f0f0full) | _pdep_u64(x[i].scales_h, 0x3030303030303030ull);
         const __m128i ls8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)ls), _mm_set1_epi8(32));
         /* word m of the low lane: ls[2m] - 32; of the high lane: ls[2m + 1] - 32 */
         const __m256i ls_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(ls8, eo));
@@ -321,7 +322,8 @@ float rl__vec_dot_iq4_xs_avx2(int64_t n, const void *vx, const void *vy) {
         for (int m = 0; m < 4; m++) {
             const __m256i b = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * m));
             const __m256i vl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(b, m4));
-            const __m256i vh = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
+            const __m256i vh =
+                _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(b, 4), m4));
             const __m256i y0 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * m));
             const __m256i y1 = _mm256_loadu_si256((const __m256i *)(q8 + 64 * m + 32));
             const __m256i ylo = _mm256_permute2x128_si256(y0, y1, 0x20);
@@ -330,14 +332,16 @@ float rl__vec_dot_iq4_xs_avx2(int64_t n, const void *vx, const void *vy) {
             sum = _mm256_add_epi32(sum, _mm256_madd_epi16(mul_signed(vl, ylo), s));
             sum = _mm256_add_epi32(sum, _mm256_madd_epi16(mul_signed(vh, yhi), s));
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum),
-                              _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_set1_ps(fp16_f32(x[i].d) * y[i].d),
+                              acc);
     }
     return hsum_ps256(acc);
 }
 
 /* IQ4_NL: blocks of 32 against Q8_0; qs low nibbles are elements 0..15, high nibbles
- * 16..31; x = d*kvalues[code]. */
+ * 16..31; x = d*kvalues[code]. Two blocks per step, one per 128-bit lane: the low-nibble
+ * values of both blocks meet the first 16 activations of each, the high-nibble values
+ * the last 16. */
 float rl__vec_dot_iq4_nl_avx2(int64_t n, const void *vx, const void *vy) {
     const block_iq4_nl *x = vx;
     const block_q8_0 *y = vy;
@@ -345,24 +349,36 @@ float rl__vec_dot_iq4_nl_avx2(int64_t n, const void *vx, const void *vy) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i tbl = _mm256_load_si256((const __m256i *)k_iq4_values);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i sel01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-#define IQ4NL_BLOCK(k, acc)                                                                \
-    {                                                                                      \
-        const __m128i q = _mm_loadu_si128((const __m128i *)x[k].qs);                       \
-        const __m256i b = _mm256_and_si256(                                                \
-            _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1), m4); \
-        const __m256i v = _mm256_shuffle_epi8(tbl, b);                                     \
-        const __m256i yy = _mm256_loadu_si256((const __m256i *)y[k].qs);                   \
-        const __m256i s = _mm256_madd_epi16(mul_signed(v, yy), ones);                      \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),                                       \
-                              _mm256_set1_ps(fp16_f32(x[k].d) * fp16_f32(y[k].d)), acc);   \
-    }
     for (; i + 1 < nb; i += 2) {
-        IQ4NL_BLOCK(i, acc0)
-        IQ4NL_BLOCK(i + 1, acc1)
+        const __m256i q = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)x[i].qs)),
+            _mm_loadu_si128((const __m128i *)x[i + 1].qs), 1);
+        const __m256i vl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(q, m4));
+        const __m256i vh = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+        const __m256i ya = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        const __m256i yb = _mm256_loadu_si256((const __m256i *)y[i + 1].qs);
+        const __m256i ylo = _mm256_permute2x128_si256(ya, yb, 0x20);
+        const __m256i yhi = _mm256_permute2x128_si256(ya, yb, 0x31);
+        const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(mul_signed(vl, ylo), ones),
+                                           _mm256_madd_epi16(mul_signed(vh, yhi), ones));
+        /* [dxa, dxb, dya, dyb] -> dxa*dya in lanes 0..3, dxb*dyb in lanes 4..7 */
+        const __m128 f = _mm_cvtph_ps(_mm_setr_epi16((short)x[i].d, (short)x[i + 1].d,
+                                                     (short)y[i].d, (short)y[i + 1].d, 0, 0, 0, 0));
+        const __m256 d = _mm256_permutevar8x32_ps(
+            _mm256_castps128_ps256(_mm_mul_ps(f, _mm_movehl_ps(f, f))), sel01);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
     }
-    if (i < nb) IQ4NL_BLOCK(i, acc0)
-#undef IQ4NL_BLOCK
-    return hsum_ps256(_mm256_add_ps(acc0, acc1));
+    float sum = hsum_ps256(acc);
+    if (i < nb) {
+        const __m128i q = _mm_loadu_si128((const __m128i *)x[i].qs);
+        const __m256i b = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1), m4);
+        const __m256i yy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        const __m256i s = _mm256_madd_epi16(mul_signed(_mm256_shuffle_epi8(tbl, b), yy), ones);
+        sum += hsum_ps256(_mm256_cvtepi32_ps(s)) * (fp16_f32(x[i].d) * fp16_f32(y[i].d));
+    }
+    return sum;
 }

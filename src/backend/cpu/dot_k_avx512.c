@@ -189,8 +189,7 @@ float rl__vec_dot_q5_K_avx512(int64_t n, const void *vx, const void *vy) {
          * Shifting it to bit 4 stays inside the byte for the bits that are kept. */
         const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x[i].qh));
         const __m512i hb = _mm512_mask_slli_epi16(qh, 0x0000ffffu, qh, 1);
-#define Q5K_CODES(c, h5)                                                                   \
-    _mm512_ternarylogic_epi32(k4_nibbles(x[i].qs, c, m4), h5, m16, TL_A_OR_BC)
+#define Q5K_CODES(c, h5) _mm512_ternarylogic_epi32(k4_nibbles(x[i].qs, c, m4), h5, m16, TL_A_OR_BC)
         const __m512i r0 = dot4(Q5K_CODES(0, _mm512_slli_epi16(hb, 3)), q8);
         const __m512i r1 = dot4(Q5K_CODES(1, _mm512_slli_epi16(hb, 1)), q8 + 64);
         const __m512i r2 = dot4(Q5K_CODES(2, _mm512_srli_epi16(hb, 1)), q8 + 128);
@@ -245,9 +244,9 @@ float rl__vec_dot_q2_K_avx512(int64_t n, const void *vx, const void *vy) {
         __m512i w0, w1, w2, w3;
         k2_fields(x[i].qs, 0, m3, &w0, &w1);
         k2_fields(x[i].qs, 1, m3, &w2, &w3);
-        const __m512i sum = scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128),
-                                      dot4(w3, q8 + 192), _mm512_permutexvar_epi16(pa, scw),
-                                      _mm512_permutexvar_epi16(pb, scw));
+        const __m512i sum =
+            scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128), dot4(w3, q8 + 192),
+                      _mm512_permutexvar_epi16(pa, scw), _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i msum = _mm256_madd_epi16(bs, mn16);
         const __m128 dm = k_d_dmin(&x[i].d, y[i].d);
@@ -268,16 +267,15 @@ static inline __m128i q3k_scales(const uint8_t b[12]) {
      * k + 4. Low 4 bits: bytes 0..7 low nibbles, then high nibbles; top 2 bits: bytes
      * 8..11 shifted right by 0, 2, 4, 6 for k/4 = 0..3. */
     const __m128i v = _mm_loadu_si128((const __m128i *)(b - 4));
-    const __m128i lo = _mm_and_si128(
-        _mm_srlv_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9,
-                                                         10, 11)),
-                       _mm_setr_epi16(0, 0, 0, 0, 4, 4, 4, 4)),
-        _mm_set1_epi8(0x0f));
-    const __m128i hi = _mm_and_si128(
-        _mm_srlv_epi16(_mm_shuffle_epi8(v, _mm_setr_epi8(12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14,
-                                                         15, 12, 13, 14, 15)),
-                       _mm_setr_epi16(0, 0, 2, 2, 4, 4, 6, 6)),
-        _mm_set1_epi8(3));
+    const __m128i ctl_lo = _mm_setr_epi8(4, 5, 6, 7, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    const __m128i ctl_hi =
+        _mm_setr_epi8(12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14, 15, 12, 13, 14, 15);
+    const __m128i cnt_lo = _mm_setr_epi16(0, 0, 0, 0, 4, 4, 4, 4);
+    const __m128i cnt_hi = _mm_setr_epi16(0, 0, 2, 2, 4, 4, 6, 6);
+    const __m128i lo =
+        _mm_and_si128(_mm_srlv_epi16(_mm_shuffle_epi8(v, ctl_lo), cnt_lo), _mm_set1_epi8(0x0f));
+    const __m128i hi =
+        _mm_and_si128(_mm_srlv_epi16(_mm_shuffle_epi8(v, ctl_hi), cnt_hi), _mm_set1_epi8(3));
     return _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
 }
 
@@ -304,9 +302,9 @@ float rl__vec_dot_q3_K_avx512(int64_t n, const void *vx, const void *vy) {
         w1 = _mm512_ternarylogic_epi32(w1, hb, m4b, TL_A_OR_BC);
         w2 = _mm512_ternarylogic_epi32(w2, _mm512_srli_epi16(hb, 2), m4b, TL_A_OR_BC);
         w3 = _mm512_ternarylogic_epi32(w3, _mm512_srli_epi16(hb, 4), m4b, TL_A_OR_BC);
-        __m512i sum = scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128),
-                                dot4(w3, q8 + 192), _mm512_permutexvar_epi16(pa, scw),
-                                _mm512_permutexvar_epi16(pb, scw));
+        __m512i sum =
+            scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128), dot4(w3, q8 + 192),
+                      _mm512_permutexvar_epi16(pa, scw), _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 2); /* 4*sc*bsum */
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
@@ -349,9 +347,9 @@ float rl__vec_dot_q6_K_avx512(int64_t n, const void *vx, const void *vy) {
         __m512i w0, w1, w2, w3;
         q6k_codes(&x[i], 0, m4, m30, &w0, &w1);
         q6k_codes(&x[i], 1, m4, m30, &w2, &w3);
-        __m512i sum = scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128),
-                                dot4(w3, q8 + 192), _mm512_permutexvar_epi16(pa, scw),
-                                _mm512_permutexvar_epi16(pb, scw));
+        __m512i sum =
+            scale_sum(dot4(w0, q8), dot4(w1, q8 + 64), dot4(w2, q8 + 128), dot4(w3, q8 + 192),
+                      _mm512_permutexvar_epi16(pa, scw), _mm512_permutexvar_epi16(pb, scw));
         const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
         const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5); /* 32*sc*bsum */
         sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
@@ -380,8 +378,8 @@ float rl__vec_dot_iq4_xs_avx512(int64_t n, const void *vx, const void *vy) {
     for (int64_t i = 0; i < nb; i++) {
         uint32_t sl;
         memcpy(&sl, x[i].scales_l, 4);
-        const uint64_t ls = _pdep_u64(sl, 0x0f0f0f0f0f0f0f0full) |
-                            _pdep_u64(x[i].scales_h, 0x3030303030303030ull);
+        const uint64_t ls =
+            _pdep_u64(sl, 0x0f0f0f0f0f0f0f0full) | _pdep_u64(x[i].scales_h, 0x3030303030303030ull);
         const __m128i ls8 = _mm_sub_epi8(_mm_cvtsi64_si128((long long)ls), _mm_set1_epi8(32));
         const __m512i ls32 = _mm512_castsi256_si512(_mm256_cvtepi8_epi32(ls8));
         const int8_t *q8 = y[i].qs;
@@ -390,16 +388,19 @@ float rl__vec_dot_iq4_xs_avx512(int64_t n, const void *vx, const void *vy) {
         for (int m = 0; m < 2; m++) {
             const __m512i b = _mm512_loadu_si512(x[i].qs + 64 * m);
             const __m512i vl = _mm512_shuffle_epi8(tbl, _mm512_and_si512(b, m4));
-            const __m512i vh = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(b, 4), m4));
+            const __m512i vh =
+                _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(b, 4), m4));
             const __m512i v0 = _mm512_permutex2var_epi64(vl, ilv0, vh);
             const __m512i v1 = _mm512_permutex2var_epi64(vl, ilv1, vh);
-            const __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0,
-                                                   _mm512_loadu_si512(q8 + 128 * m));
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(d0, _mm512_permutexvar_epi32(sel, ls32)));
+            const __m512i d0 =
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0, _mm512_loadu_si512(q8 + 128 * m));
+            sum =
+                _mm512_add_epi32(sum, _mm512_mullo_epi32(d0, _mm512_permutexvar_epi32(sel, ls32)));
             sel = _mm512_add_epi32(sel, two);
             const __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v1,
                                                    _mm512_loadu_si512(q8 + 128 * m + 64));
-            sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(d1, _mm512_permutexvar_epi32(sel, ls32)));
+            sum =
+                _mm512_add_epi32(sum, _mm512_mullo_epi32(d1, _mm512_permutexvar_epi32(sel, ls32)));
             sel = _mm512_add_epi32(sel, two);
         }
         /* The table is offset by 128: subtract 128 * sum_ib (ls - 32) * sum(y of ib). */
@@ -440,10 +441,10 @@ float rl__vec_dot_iq4_nl_avx512(int64_t n, const void *vx, const void *vy) {
     const __m512i ilv1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
     /* word indices of d in four consecutive blocks: x (18-byte blocks) in its first 64
      * bytes, y (34-byte blocks) in its first 128 */
-    const __m512i ixd = _mm512_setr_epi32(0 | 9 << 16, 18 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 0);
-    const __m512i iyd = _mm512_setr_epi32(0 | 17 << 16, 34 | 51 << 16, 0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 0);
+    const __m512i ixd =
+        _mm512_setr_epi32(0 | 9 << 16, 18 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i iyd =
+        _mm512_setr_epi32(0 | 17 << 16, 34 | 51 << 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i sel01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
     const __m512i sel23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
@@ -462,10 +463,12 @@ float rl__vec_dot_iq4_nl_avx512(int64_t n, const void *vx, const void *vy) {
         const __m512i y23 = join256(_mm256_loadu_si256((const __m256i *)y[i + 2].qs),
                                     _mm256_loadu_si256((const __m256i *)y[i + 3].qs));
         /* values carry +128: subtract 128 * sum(y) per block */
-        const __m512i t01 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v01, y01),
-                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, y01));
-        const __m512i t23 = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v23, y23),
-                                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, y23));
+        const __m512i t01 =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v01, y01),
+                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, y01));
+        const __m512i t23 =
+            _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), v23, y23),
+                             _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, y23));
         const __m512i xd = _mm512_permutexvar_epi16(ixd, _mm512_loadu_si512(&x[i]));
         const __m512i yd = _mm512_permutex2var_epi16(
             _mm512_loadu_si512(&y[i]), iyd, _mm512_loadu_si512((const uint8_t *)&y[i] + 64));
@@ -476,8 +479,8 @@ float rl__vec_dot_iq4_nl_avx512(int64_t n, const void *vx, const void *vy) {
     }
     __m256 acct = _mm256_setzero_ps();
     for (; i < nb; i++) {
-        const __m256i s = iq4nl_one(&x[i], &y[i], _mm512_castsi512_si256(tbl),
-                                    _mm512_castsi512_si256(c128));
+        const __m256i s =
+            iq4nl_one(&x[i], &y[i], _mm512_castsi512_si256(tbl), _mm512_castsi512_si256(c128));
         acct = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s),
                                _mm256_set1_ps(fp16_f32(x[i].d) * fp16_f32(y[i].d)), acct);
     }
