@@ -15,6 +15,8 @@ typedef struct cli_command {
 } cli_command;
 
 int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
 int cmd_tensor(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 

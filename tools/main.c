@@ -6,6 +6,8 @@
 
 static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
+    {"tokenize", "text to token ids with a model's vocabulary", cmd_tokenize},
+    {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
     {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",
      cmd_bench_kernels},
