@@ -18,10 +18,36 @@ enum { X_OK = 0, X_BREAK = 1, X_CONTINUE = 2 };
 
 enum { B_RANGE, B_NAMESPACE, B_DICT, B_RAISE, B_STRFTIME, B_JOINER, B_CYCLER };
 
-static int ev(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out);
+static int ev_node(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out);
+static int ex_node(tpl_ctx *c, tpl_scope *sc, const tpl_node *n);
 static int ex_body(tpl_ctx *c, tpl_scope *sc, const tpl_nodes *b);
 
 #define MAX_CALL_ARGS 64
+
+/* Nesting of ev/ex (and filter chains) is bounded: a template like a+a+a+...+a is a
+ * left-deep tree as deep as it is long, and recursion on it must not exhaust the C stack. */
+static int enter(tpl_ctx *c, const tpl_node *n) {
+    c->line = n->line;
+    if (c->nest >= TPL_MAX_NEST)
+        return rl__tpl_fail(c, RL_ERR_LIMIT, "expressions and statements nested deeper than %d", TPL_MAX_NEST);
+    if (rl__tpl_charge(c, 1)) return -1;
+    c->nest++;
+    return 0;
+}
+
+static int ev(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
+    if (enter(c, n)) return -1;
+    int r = ev_node(c, sc, n, out);
+    c->nest--;
+    return r;
+}
+
+static int ex(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
+    if (enter(c, n)) return -1;
+    int r = ex_node(c, sc, n);
+    c->nest--;
+    return r;
+}
 
 /* ---- arithmetic -------------------------------------------------------------- */
 
@@ -147,7 +173,7 @@ int rl__tpl_binop(tpl_ctx *c, int op, tpl_val a, tpl_val b, tpl_val *out) {
         case OP_FLOORDIV: case OP_MOD:
             if (ints) {
                 if (y == 0)
-                    return rl__tpl_fail(c, RL_ERR_INVALID_ARG, op == OP_MOD ? "integer division or modulo by zero"
+                    return rl__tpl_fail(c, RL_ERR_INVALID_ARG, op == OP_MOD ? "integer modulo by zero"
                                                                             : "integer division or modulo by zero");
                 if (x == INT64_MIN && y == -1) return overflow(c);
                 int64_t q = x / y, m = x % y;
@@ -371,20 +397,20 @@ static bool norm_index(int64_t *i, size_t n) {
 int rl__tpl_getitem(tpl_ctx *c, tpl_val obj, tpl_val key, tpl_val *out) {
     if (obj.t == TV_UNDEF) return rl__tpl_fail_undef(c, obj);
     const char *hint = key.t == TV_STR && TV_S(key)->h.rc == TPL_IMMORTAL ? TV_S(key)->s : NULL;
-    if (obj.t == TV_LIST && (obj.sub == LS_LIST || obj.sub == LS_TUPLE) && is_intlike(key)) {
+    if (obj.t == TV_LIST && (obj.sub == LS_LIST || obj.sub == LS_TUPLE || obj.sub == LS_RANGE) && is_intlike(key)) {
         int64_t i = as_int(key);
         if (norm_index(&i, TV_L(obj)->n)) {
             *out = tv_ref(TV_L(obj)->v[i]);
             return 0;
         }
-        *out = tv_undef_msg(UH_ELEM, rl__tpl_type_code(obj), NULL);
+        *out = tv_undef_index(rl__tpl_type_code(obj), as_int(key));
         return 0;
     }
     if (obj.t == TV_STR && is_intlike(key)) {
         tpl_str *s = TV_S(obj);
         int64_t i = as_int(key);
         if (!norm_index(&i, s->ncp)) {
-            *out = tv_undef_msg(UH_ELEM, rl__tpl_type_code(obj), NULL);
+            *out = tv_undef_index(rl__tpl_type_code(obj), as_int(key));
             return 0;
         }
         size_t a = rl__tpl_cp_offset(s, i), b = a;
@@ -418,7 +444,8 @@ int rl__tpl_getitem(tpl_ctx *c, tpl_val obj, tpl_val key, tpl_val *out) {
         }
         return getattr_impl(c, obj, TV_S(key)->s, TV_S(key)->len, hint, out);
     }
-    *out = tv_undef_msg(UH_ELEM, rl__tpl_type_code(obj), NULL);
+    *out = is_intlike(key) ? tv_undef_index(rl__tpl_type_code(obj), as_int(key))
+                           : tv_undef_msg(UH_ELEM, rl__tpl_type_code(obj), NULL);
     return 0;
 }
 
@@ -447,7 +474,7 @@ static int do_slice(tpl_ctx *c, tpl_val obj, tpl_val a, tpl_val b, tpl_val s, tp
     if (obj.t == TV_UNDEF) return rl__tpl_fail_undef(c, obj);
     bool ok = (a.t == TV_NONE || is_intlike(a)) && (b.t == TV_NONE || is_intlike(b)) &&
               (s.t == TV_NONE || is_intlike(s));
-    bool seq = obj.t == TV_STR || (obj.t == TV_LIST && (obj.sub == LS_LIST || obj.sub == LS_TUPLE));
+    bool seq = obj.t == TV_STR || (obj.t == TV_LIST && (obj.sub == LS_LIST || obj.sub == LS_TUPLE || obj.sub == LS_RANGE));
     if (!ok || !seq) {
         *out = tv_undef_msg(UH_ELEM, rl__tpl_type_code(obj), NULL);
         return 0;
@@ -493,45 +520,74 @@ static int do_slice(tpl_ctx *c, tpl_val obj, tpl_val a, tpl_val b, tpl_val s, tp
     tpl_list *r = rl__tpl_list_new(c, TV_LIST, cnt);
     if (!r) return -1;
     for (size_t j = 0; j < cnt; j++) r->v[r->n++] = tv_ref(l->v[start + (int64_t)j * step]);
-    *out = tv_obj(TV_LIST, obj.sub, r);
+    *out = tv_obj(TV_LIST, obj.sub, r); /* a slice of a range is a range (with items) */
     return rl__tpl_charge(c, cnt / 16);
 }
 
 /* ---- calls --------------------------------------------------------------------- */
 
+/* Arguments of one call: a few inline, more on the heap (keeps ev's frames small, which
+ * bounds the C stack a deeply nested template can take). */
+#define INLINE_ARGS 6
 typedef struct argbuf {
     tpl_args a;
-    tpl_val pos[MAX_CALL_ARGS];
-    tpl_val kwv[MAX_CALL_ARGS];
-    const tpl_str *kwn[MAX_CALL_ARGS];
+    tpl_val pos_in[INLINE_ARGS], kwv_in[INLINE_ARGS];
+    const tpl_str *kwn_in[INLINE_ARGS];
+    uint32_t cap_pos, cap_kw;
 } argbuf;
 
 static void args_drop(tpl_ctx *c, argbuf *ab) {
-    for (uint32_t i = 0; i < ab->a.npos; i++) rl__tpl_decref(c, ab->pos[i]);
-    for (uint32_t i = 0; i < ab->a.nkw; i++) rl__tpl_decref(c, ab->kwv[i]);
+    for (uint32_t i = 0; i < ab->a.npos; i++) rl__tpl_decref(c, ab->a.pos[i]);
+    for (uint32_t i = 0; i < ab->a.nkw; i++) rl__tpl_decref(c, ab->a.kwv[i]);
+    if (ab->a.pos != ab->pos_in) rl__tpl_dealloc(c, ab->a.pos, ab->cap_pos * sizeof(tpl_val));
+    if (ab->a.kwv != ab->kwv_in) {
+        rl__tpl_dealloc(c, ab->a.kwv, ab->cap_kw * sizeof(tpl_val));
+        rl__tpl_dealloc(c, (void *)ab->a.kwn, ab->cap_kw * sizeof(tpl_str *));
+    }
+    ab->a.pos = ab->pos_in;
+    ab->a.kwv = ab->kwv_in;
+    ab->a.kwn = ab->kwn_in;
     ab->a.npos = ab->a.nkw = 0;
 }
 
-static int eval_args(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, argbuf *ab, uint32_t skip_first) {
-    ab->a.pos = ab->pos;
-    ab->a.kwv = ab->kwv;
-    ab->a.kwn = ab->kwn;
+/* extra: room for one more keyword argument (a call block's caller). */
+static int eval_args(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, argbuf *ab, uint32_t extra) {
+    ab->a.pos = ab->pos_in;
+    ab->a.kwv = ab->kwv_in;
+    ab->a.kwn = ab->kwn_in;
     ab->a.npos = ab->a.nkw = 0;
-    if (n->l1.n + skip_first > MAX_CALL_ARGS || n->l2.n > MAX_CALL_ARGS)
-        return rl__tpl_fail(c, RL_ERR_LIMIT, "too many arguments in a call");
+    ab->cap_pos = n->l1.n;
+    ab->cap_kw = n->l2.n + extra;
+    if (n->l1.n > MAX_CALL_ARGS || n->l2.n > MAX_CALL_ARGS)
+        return rl__tpl_fail(c, RL_ERR_LIMIT, "too many arguments in a call (limit %d)", MAX_CALL_ARGS);
+    if (ab->cap_pos > INLINE_ARGS) {
+        ab->a.pos = rl__tpl_alloc(c, ab->cap_pos * sizeof(tpl_val));
+        if (!ab->a.pos) return ab->a.pos = ab->pos_in, -1;
+    }
+    if (ab->cap_kw > INLINE_ARGS) {
+        tpl_val *kv = rl__tpl_alloc(c, ab->cap_kw * sizeof(tpl_val));
+        const tpl_str **kn = kv ? rl__tpl_alloc(c, ab->cap_kw * sizeof(tpl_str *)) : NULL;
+        if (!kn) {
+            rl__tpl_dealloc(c, kv, ab->cap_kw * sizeof(tpl_val));
+            args_drop(c, ab);
+            return -1;
+        }
+        ab->a.kwv = kv;
+        ab->a.kwn = kn;
+    }
     for (uint32_t i = 0; i < n->l1.n; i++) {
-        if (ev(c, sc, n->l1.v[i], &ab->pos[skip_first + ab->a.npos])) {
+        if (ev(c, sc, n->l1.v[i], &ab->a.pos[ab->a.npos])) {
             args_drop(c, ab);
             return -1;
         }
         ab->a.npos++;
     }
     for (uint32_t i = 0; i < n->l2.n; i++) {
-        if (ev(c, sc, n->l2.v[i], &ab->kwv[ab->a.nkw])) {
+        if (ev(c, sc, n->l2.v[i], &ab->a.kwv[ab->a.nkw])) {
             args_drop(c, ab);
             return -1;
         }
-        ab->kwn[ab->a.nkw] = n->names[i];
+        ab->a.kwn[ab->a.nkw] = n->names[i];
         ab->a.nkw++;
     }
     return 0;
@@ -739,7 +795,7 @@ static int call_builtin(tpl_ctx *c, int id, const tpl_args *a, tpl_val *out) {
         tpl_list *l = rl__tpl_list_new(c, TV_LIST, (size_t)len);
         if (!l) return -1;
         for (size_t i = 0; i < (size_t)len; i++) l->v[l->n++] = tv_int(start + (int64_t)i * step);
-        *out = tv_obj(TV_LIST, LS_LIST, l);
+        *out = tv_obj(TV_LIST, LS_RANGE, l);
         return rl__tpl_charge(c, l->n / 16);
     }
     case B_NAMESPACE: return dict_from_args(c, a, TV_NS, "namespace", out);
@@ -815,18 +871,18 @@ static int ev_call(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out, t
     } else {
         if (ev(c, sc, callee, &fv)) return -1;
     }
-    if (eval_args(c, sc, n, &ab, 0)) {
+    if (eval_args(c, sc, n, &ab, extra_caller.t == TV_FUNC)) {
         rl__tpl_decref(c, fv);
         return -1;
     }
     if (extra_caller.t == TV_FUNC) {
-        if (ab.a.nkw >= MAX_CALL_ARGS || !c->n_caller) {
+        if (!c->n_caller) {
             args_drop(c, &ab);
             rl__tpl_decref(c, fv);
             return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "cannot pass caller");
         }
-        ab.kwn[ab.a.nkw] = c->n_caller;
-        ab.kwv[ab.a.nkw++] = tv_ref(extra_caller);
+        ab.a.kwn[ab.a.nkw] = c->n_caller;
+        ab.a.kwv[ab.a.nkw++] = tv_ref(extra_caller);
     }
     c->line = n->line;
     int r = rl__tpl_call_value(c, fv, &ab.a, out);
@@ -849,7 +905,10 @@ static int run_filter(tpl_ctx *c, tpl_scope *sc, const tpl_node *f, tpl_val in, 
 static int apply_chain(tpl_ctx *c, tpl_scope *sc, const tpl_node *f, tpl_val in, tpl_val *out) {
     tpl_val inner;
     if (f->a) {
-        if (apply_chain(c, sc, f->a, in, &inner)) return -1;
+        if (enter(c, f)) return -1;
+        int r = apply_chain(c, sc, f->a, in, &inner);
+        c->nest--;
+        if (r) return -1;
     } else {
         inner = tv_ref(in);
     }
@@ -859,6 +918,24 @@ static int apply_chain(tpl_ctx *c, tpl_scope *sc, const tpl_node *f, tpl_val in,
 }
 
 /* ---- expressions ----------------------------------------------------------------- */
+
+static __attribute__((noinline)) int ev_test(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
+    if (n->id == 0xffff) return rl__tpl_fail(c, RL_ERR_BAD_FILE, "No test named '%s' found.", n->name->s);
+    tpl_val in;
+    if (ev(c, sc, n->a, &in)) return -1;
+    argbuf ab;
+    if (eval_args(c, sc, n, &ab, 0)) {
+        rl__tpl_decref(c, in);
+        return -1;
+    }
+    bool res;
+    c->line = n->line;
+    int r = rl__tpl_call_test(c, n->id, in, &ab.a, &res);
+    args_drop(c, &ab);
+    rl__tpl_decref(c, in);
+    if (!r) *out = tv_bool(res);
+    return r;
+}
 
 static int ev_list(tpl_ctx *c, tpl_scope *sc, const tpl_nodes *items, uint8_t sub, tpl_val *out) {
     tpl_list *l = rl__tpl_list_new(c, TV_LIST, items->n);
@@ -874,9 +951,7 @@ static int ev_list(tpl_ctx *c, tpl_scope *sc, const tpl_nodes *items, uint8_t su
     return 0;
 }
 
-static int ev(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
-    c->line = n->line;
-    if (rl__tpl_charge(c, 1)) return -1;
+static int ev_node(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
     switch (n->kind) {
     case N_CONST:
         *out = n->k;
@@ -951,23 +1026,7 @@ static int ev(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
         rl__tpl_decref(c, in);
         return r;
     }
-    case N_TEST: {
-        if (n->id == 0xffff) return rl__tpl_fail(c, RL_ERR_BAD_FILE, "No test named '%s' found.", n->name->s);
-        tpl_val in;
-        if (ev(c, sc, n->a, &in)) return -1;
-        argbuf ab;
-        if (eval_args(c, sc, n, &ab, 0)) {
-            rl__tpl_decref(c, in);
-            return -1;
-        }
-        bool res;
-        c->line = n->line;
-        int r = rl__tpl_call_test(c, n->id, in, &ab.a, &res);
-        args_drop(c, &ab);
-        rl__tpl_decref(c, in);
-        if (!r) *out = tv_bool(res);
-        return r;
-    }
+    case N_TEST: return ev_test(c, sc, n, out);
     case N_NEG: case N_POS: {
         tpl_val v;
         if (ev(c, sc, n->a, &v)) return -1;
@@ -1163,6 +1222,9 @@ static int ex_for(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
             lv = tv_obj(TV_LOOP, 0, lo);
             if (rl__tpl_scope_set(c, ls, c->n_loop, lv)) goto fail;
         }
+        /* jinja2 runs the else block unless some iteration finished its body: a
+         * break or continue before the end leaves the "not iterated" flag set */
+        bool completed = false;
         for (size_t i = 0; i < items->n; i++) {
             c->line = n->line;
             if (rl__tpl_charge(c, 1)) goto fail;
@@ -1171,8 +1233,9 @@ static int ex_for(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
             int x = ex_body(c, ls, &n->l1);
             if (x < 0) goto fail;
             if (x == X_BREAK) break;
+            if (x == X_OK) completed = true;
         }
-        if (items->n == 0 && n->l2.n) {
+        if (!completed && n->l2.n) {
             int x = ex_body(c, ls, &n->l2);
             if (x < 0) goto fail;
         }
@@ -1186,14 +1249,33 @@ fail:
     return -1;
 }
 
+/* {% with a = x, b = y %}: values from the enclosing scope, bound in a new one. */
+static __attribute__((noinline)) int ex_with(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
+    if (n->l2.n > MAX_CALL_ARGS) return rl__tpl_fail(c, RL_ERR_LIMIT, "too many with targets");
+    tpl_scope *ws = rl__tpl_scope_new(c, sc);
+    if (!ws) return -1;
+    int r = 0;
+    tpl_val vals[MAX_CALL_ARGS];
+    uint32_t nv = 0;
+    for (uint32_t i = 0; i < n->l2.n && !r; i++) {
+        r = ev(c, sc, n->l2.v[i]->b, &vals[i]);
+        if (!r) nv++;
+    }
+    for (uint32_t i = 0; i < nv; i++) {
+        if (!r) r = assign(c, ws, n->l2.v[i]->a, vals[i]);
+        else rl__tpl_decref(c, vals[i]);
+    }
+    if (!r) r = ex_body(c, ws, &n->l1);
+    rl__tpl_obj_decref(c, &ws->h);
+    return r;
+}
+
 static int output(tpl_ctx *c, tpl_val v) {
     if (v.t == TV_STR) return rl__tpl_sb_add(c, c->out, TV_S(v)->s, TV_S(v)->len);
     return rl__tpl_to_str(c, c->out, v);
 }
 
-static int ex(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
-    c->line = n->line;
-    if (rl__tpl_charge(c, 1)) return -1;
+static int ex_node(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
     switch (n->kind) {
     case N_TEXT: return rl__tpl_sb_add(c, c->out, TV_S(n->k)->s, TV_S(n->k)->len);
     case N_OUTPUT: {
@@ -1270,25 +1352,7 @@ static int ex(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
         rl__tpl_decref(c, f);
         return r;
     }
-    case N_WITH: {
-        tpl_scope *ws = rl__tpl_scope_new(c, sc);
-        if (!ws) return -1;
-        int r = 0;
-        tpl_val vals[MAX_CALL_ARGS];
-        uint32_t nv = 0;
-        if (n->l2.n > MAX_CALL_ARGS) r = rl__tpl_fail(c, RL_ERR_LIMIT, "too many with targets");
-        for (uint32_t i = 0; i < n->l2.n && !r; i++) {
-            r = ev(c, sc, n->l2.v[i]->b, &vals[i]);
-            if (!r) nv++;
-        }
-        for (uint32_t i = 0; i < nv; i++) {
-            if (!r) r = assign(c, ws, n->l2.v[i]->a, vals[i]);
-            else rl__tpl_decref(c, vals[i]);
-        }
-        if (!r) r = ex_body(c, ws, &n->l1);
-        rl__tpl_obj_decref(c, &ws->h);
-        return r;
-    }
+    case N_WITH: return ex_with(c, sc, n);
     case N_SCOPE_BODY: {
         tpl_scope *bs = rl__tpl_scope_new(c, sc);
         if (!bs) return -1;

@@ -1327,7 +1327,7 @@ int rl__tpl_call_test(tpl_ctx *c, int idx, tpl_val in, const tpl_args *a, bool *
         return 0;
     case T_SEQUENCE:
         *out = in.t == TV_STR || in.t == TV_DICT || in.t == TV_UNDEF ||
-               (in.t == TV_LIST && (in.sub == LS_LIST || in.sub == LS_TUPLE));
+               (in.t == TV_LIST && (in.sub == LS_LIST || in.sub == LS_TUPLE || in.sub == LS_RANGE));
         return 0;
     case T_EVEN: case T_ODD: case T_DIVISIBLEBY: {
         tpl_val m;

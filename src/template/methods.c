@@ -35,10 +35,49 @@ static bool jinja_title_sep(int32_t cp) {
     return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' || rl__tpl_isspace(cp);
 }
 
+/* The commonest unconditional multi-character mappings of Unicode's SpecialCasing.txt,
+ * which utf8proc's simple mappings lack: Python's "ß".upper() is "SS". */
+static const struct {
+    int32_t cp;
+    const char *upper, *title, *lower;
+} SPECIAL[] = {
+    {0x00DF, "SS", "Ss", NULL},   {0xFB00, "FF", "Ff", NULL},  {0xFB01, "FI", "Fi", NULL},
+    {0xFB02, "FL", "Fl", NULL},   {0xFB03, "FFI", "Ffi", NULL}, {0xFB04, "FFL", "Ffl", NULL},
+    {0xFB05, "ST", "St", NULL},   {0xFB06, "ST", "St", NULL},  {0x0149, "\xCA\xBCN", NULL, NULL},
+    {0x0130, NULL, NULL, "i\xCC\x87"},
+};
+
+static const char *special(int32_t cp, int which) {
+    if (cp < 0xDF) return NULL;
+    for (size_t i = 0; i < RL_ARRAY_LEN(SPECIAL); i++)
+        if (SPECIAL[i].cp == cp) return which == 0 ? SPECIAL[i].upper : which == 1 ? SPECIAL[i].title : SPECIAL[i].lower;
+    return NULL;
+}
+
 int rl__tpl_case(tpl_ctx *c, tpl_sb *b, const char *s, size_t n, int mode) {
     bool prev_cased = false, first = true, cap_next = true;
     for (size_t i = 0; i < n;) {
         int32_t cp = rl__tpl_utf8_next(s, n, &i), o = cp;
+        if (cp >= 0xDF) {
+            bool was_first = first, was_cap = cap_next, was_prev = prev_cased;
+            int which = -1;
+            switch (mode) {
+            case CASE_UPPER: which = 0; break;
+            case CASE_LOWER: which = 2; break;
+            case CASE_CAPITALIZE: which = was_first ? 1 : 2; break;
+            case CASE_TITLE: which = was_prev ? 2 : 1; break;
+            case CASE_JINJA_TITLE: which = was_cap ? 0 : 2; break;
+            default: break;
+            }
+            const char *sp = which >= 0 ? special(cp, which) : NULL;
+            if (sp) {
+                first = false;
+                cap_next = false;
+                prev_cased = true;
+                if (rl__tpl_sb_add(c, b, sp, strlen(sp))) return -1;
+                continue;
+            }
+        }
         switch (mode) {
         case CASE_UPPER: o = up(cp); break;
         case CASE_LOWER: o = low(cp); break;
@@ -225,7 +264,7 @@ int rl__tpl_method_id(tpl_val self, const char *name, size_t n, bool *unsafe) {
     case TV_DICT: recv = R_DICT; break;
     case TV_LIST:
         if (self.sub == LS_LIST) recv = R_LIST;
-        else if (self.sub == LS_TUPLE) recv = R_TUPLE;
+        else if (self.sub == LS_TUPLE || self.sub == LS_RANGE) recv = R_TUPLE;
         else return -1;
         break;
     case TV_LOOP: recv = R_LOOP; break;
@@ -1280,6 +1319,7 @@ int rl__tpl_str_format(tpl_ctx *c, tpl_sb *b, const tpl_str *fmt, const tpl_args
             i += 2;
             continue;
         }
+        if (i + 1 >= n) return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "Single '{' encountered in format string");
         size_t j = i + 1;
         int depth = 1;
         while (j < n && depth) {

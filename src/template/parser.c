@@ -27,6 +27,11 @@ typedef struct parser {
     int loop_depth;
     bool soft;
     tpl_node *macro;
+    /* First unknown filter/test seen outside a soft frame: an error unless the
+     * expression turns out to be the first operand of a conditional expression. */
+    const tpl_tok *pending;
+    const char *pending_kind;
+    const tpl_str *pending_name;
 } parser;
 
 typedef struct nvec {
@@ -236,7 +241,11 @@ static tpl_node *parse_filter(parser *P, tpl_node *node, bool start_inline) {
         f->name = name;
         int id = rl__tpl_filter_id(name->s, name->len);
         if (id < 0) {
-            if (!P->soft) return fail_at(P, at, RL_ERR_BAD_FILE, "No filter named '%s'.", name->s);
+            if (!P->soft && !P->pending) {
+                P->pending = at;
+                P->pending_kind = "filter";
+                P->pending_name = name;
+            }
             f->id = 0xffff;
         } else {
             f->id = (uint16_t)id;
@@ -264,7 +273,11 @@ static tpl_node *parse_test(parser *P, tpl_node *node) {
     t->name = name;
     int id = rl__tpl_test_id(name->s, name->len);
     if (id < 0) {
-        if (!P->soft) return fail_at(P, at, RL_ERR_BAD_FILE, "No test named '%s'.", name->s);
+        if (!P->soft && !P->pending) {
+            P->pending = at;
+            P->pending_kind = "test";
+            P->pending_name = name;
+        }
         t->id = 0xffff;
     } else {
         t->id = (uint16_t)id;
@@ -692,7 +705,17 @@ static tpl_node *parse_condexpr(parser *P) {
     ENTER();
     tpl_tok *at = cur(P);
     bool was_soft = P->soft;
+    const tpl_tok *saved = P->pending;
+    const char *saved_kind = P->pending_kind;
+    const tpl_str *saved_name = P->pending_name;
+    P->pending = NULL;
     tpl_node *expr1 = parse_or(P);
+    if (expr1 && is_name(P, "if")) P->pending = NULL; /* the whole expression is soft */
+    if (saved) {
+        P->pending = saved;
+        P->pending_kind = saved_kind;
+        P->pending_name = saved_name;
+    }
     while (expr1 && is_name(P, "if")) {
         advance(P);
         P->soft = true; /* jinja2: a conditional expression is a soft frame */
@@ -1148,6 +1171,10 @@ rl_status rl__tpl_compile(tpl_program *p, const char *src, size_t len, char *err
     parser P = {.p = p, .t = &toks, .err = err, .err_size = err_size, .st = RL_OK};
     nvec body = {0};
     bool ok = parse_body(&P, &body, NULL, 0, toks.v, "template");
+    if (ok && P.pending) {
+        fail_at(&P, P.pending, RL_ERR_BAD_FILE, "No %s named '%s'.", P.pending_kind, P.pending_name->s);
+        ok = false;
+    }
     rl__tpl_toks_free(&toks);
     if (!ok) return P.st != RL_OK ? P.st : RL_ERR_BAD_FILE;
     p->body = nv_done(&body);

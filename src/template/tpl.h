@@ -44,7 +44,8 @@ enum {
 };
 
 /* sub of TV_LIST: Python types that behave as sequences */
-enum { LS_LIST, LS_TUPLE, LS_ITEMS, LS_KEYS, LS_VALUES };
+/* LS_RANGE: a range() object, kept as its items (indexable, not JSON, prints range(a, b)) */
+enum { LS_LIST, LS_TUPLE, LS_ITEMS, LS_KEYS, LS_VALUES, LS_RANGE };
 /* sub of TV_GEN */
 enum { GEN_GENERATOR, GEN_REVERSE };
 /* sub of TV_STR */
@@ -53,7 +54,7 @@ enum { GEN_GENERATOR, GEN_REVERSE };
  * UH_NAME: "'hint' is undefined"; UH_ATTR: "'<aux type> object' has no attribute 'hint'";
  * UH_ELEM: "<aux type> object has no element"; UH_MSG: hint is the whole message, and
  * using the value raises a SecurityError-like error; UH_MISSING: an argument not given. */
-enum { UH_NONE, UH_NAME, UH_ATTR, UH_ELEM, UH_MSG, UH_MISSING };
+enum { UH_NONE, UH_NAME, UH_ATTR, UH_ELEM, UH_MSG, UH_MISSING, UH_ELEM_INT /* u.i: the index */ };
 
 typedef struct tpl_obj tpl_obj;
 struct tpl_obj {
@@ -135,6 +136,10 @@ static inline tpl_val tv_int(int64_t i) { tpl_val v = {TV_INT, 0, 0, {.i = i}}; 
 static inline tpl_val tv_float(double f) { tpl_val v = {TV_FLOAT, 0, 0, {.f = f}}; return v; }
 static inline tpl_val tv_obj(uint8_t t, uint8_t sub, void *o) {
     tpl_val v = {t, sub, 0, {.o = (tpl_obj *)o}};
+    return v;
+}
+static inline tpl_val tv_undef_index(uint8_t aux, int64_t i) {
+    tpl_val v = {TV_UNDEF, UH_ELEM_INT, aux, {.i = i}};
     return v;
 }
 static inline tpl_val tv_undef_msg(uint8_t sub, uint8_t aux, const char *hint) {
@@ -236,6 +241,9 @@ typedef struct tpl_sb { /* string builder: the bytes of a future tpl_str */
     size_t cap;
 } tpl_sb;
 
+/* Bound on nested evaluation (C recursion): a few hundred bytes of stack per level. */
+#define TPL_MAX_NEST 1000
+
 typedef struct tpl_limits {
     uint64_t max_steps;
     size_t max_memory;
@@ -252,7 +260,8 @@ typedef struct tpl_ctx {
     tpl_sb *out;       /* where output goes now */
     uint64_t steps;
     size_t mem;
-    int depth;
+    int depth;         /* macro calls */
+    int nest;          /* ev/ex recursion */
     tpl_limits lim;
     tpl_obj live;      /* sentinel of the list of live objects */
     tpl_obj **dead;    /* objects to free (iterative, no deep recursion) */

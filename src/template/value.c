@@ -571,6 +571,7 @@ const char *rl__tpl_type_name(tpl_val v) {
         case LS_ITEMS: return "dict_items";
         case LS_KEYS: return "dict_keys";
         case LS_VALUES: return "dict_values";
+        case LS_RANGE: return "range";
         default: return "list";
         }
     case TV_DICT: return "dict";
@@ -586,7 +587,7 @@ const char *rl__tpl_type_name(tpl_val v) {
 static const char *const TYPE_CODES[] = {
     "Undefined", "None", "bool", "int", "float", "str", "list", "dict", "Namespace",
     "function", "generator", "LoopContext", "tuple", "dict_items", "dict_keys",
-    "dict_values", "Markup", "list_reverseiterator", "Macro"};
+    "dict_values", "Markup", "list_reverseiterator", "Macro", "range"};
 
 uint8_t rl__tpl_type_code(tpl_val v) {
     const char *n = v.t == TV_NONE ? "None" : rl__tpl_type_name(v);
@@ -608,7 +609,10 @@ void rl__tpl_undef_msg(tpl_val v, char *buf, size_t n) {
         if (v.aux == 1) snprintf(buf, n, "'None' has no attribute '%s'", h ? h : "?");
         else snprintf(buf, n, "'%s object' has no attribute '%s'", tn, h ? h : "?");
         break;
-    case UH_ELEM: snprintf(buf, n, "%s object has no element %s", tn, h ? h : ""); break;
+    case UH_ELEM: snprintf(buf, n, "%s%s has no element", tn, v.aux == 1 ? "" : " object"); break;
+    case UH_ELEM_INT:
+        snprintf(buf, n, "%s%s has no element %lld", tn, v.aux == 1 ? "" : " object", (long long)v.u.i);
+        break;
     case UH_MSG: snprintf(buf, n, "%s", h); break;
     default: snprintf(buf, n, "value is undefined"); break;
     }
@@ -649,8 +653,7 @@ static int eq_depth(tpl_ctx *c, tpl_val a, tpl_val b, bool *res, int depth) {
         *res = TV_S(a)->len == TV_S(b)->len && memcmp(TV_S(a)->s, TV_S(b)->s, TV_S(a)->len) == 0;
         return 0;
     case TV_LIST: {
-        bool la = a.sub == LS_LIST, lb = b.sub == LS_LIST;
-        if (la != lb || (a.sub == LS_TUPLE) != (b.sub == LS_TUPLE)) return 0;
+        if (a.sub != b.sub) return 0;
         tpl_list *x = TV_L(a), *y = TV_L(b);
         if (x->n != y->n) return 0;
         for (size_t i = 0; i < x->n; i++) {
@@ -856,6 +859,12 @@ int rl__tpl_repr(tpl_ctx *c, tpl_sb *b, tpl_val v, int depth) {
             if (rl__tpl_sb_addc(c, b, '(') || repr_items(c, b, l, depth)) return -1;
             if (l->n == 1 && rl__tpl_sb_addc(c, b, ',')) return -1;
             return rl__tpl_sb_addc(c, b, ')');
+        case LS_RANGE: {
+            int64_t a = l->n ? l->v[0].u.i : 0, st = l->n > 1 ? l->v[1].u.i - l->v[0].u.i : 1;
+            int64_t e = l->n ? a + (int64_t)l->n * st : 0;
+            if (st == 1) return rl__tpl_sb_addf(c, b, "range(%lld, %lld)", (long long)a, (long long)e);
+            return rl__tpl_sb_addf(c, b, "range(%lld, %lld, %lld)", (long long)a, (long long)e, (long long)st);
+        }
         case LS_ITEMS: case LS_KEYS: case LS_VALUES: {
             const char *pre = v.sub == LS_ITEMS ? "dict_items([" : v.sub == LS_KEYS ? "dict_keys([" : "dict_values([";
             if (rl__tpl_sb_add(c, b, pre, strlen(pre)) || repr_items(c, b, l, depth)) return -1;
