@@ -6,9 +6,11 @@
  * weight byte once from memory and does little arithmetic per byte, so its floor is the
  * memory bandwidth: the figure that matters is the ratio of the two. The bandwidth is a
  * STREAM-like copy (c = a, 2 x N x 4 bytes counted) and triad (a = b + s*c, 3 x N x 4),
- * over arrays of at least 256 MiB on all threads, best of several runs; "bandwidth" is
- * the larger of the two and the ratio is matvec GB/s / bandwidth. A read-only pass is
- * shown too (a matvec only reads). Weights: a few rows quantized from random data,
+ * over arrays of at least 256 MiB on all threads; "bandwidth" is the larger of the two
+ * and the ratio is matvec GB/s / bandwidth. A read-only pass is shown too (a matvec only
+ * reads). Every figure is the best of its runs, and the bandwidth runs are interleaved
+ * with the matvec runs (one of each in turn), so that both are taken under the same
+ * conditions on a shared machine. Weights: a few rows quantized from random data,
  * replicated to fill the matrix (content does not change the speed of these kernels).
  * Only the public API is used: rl_matmul, rl_quantize, rl_threadpool_*.
  */
@@ -44,8 +46,10 @@ static size_t llc_bytes(void) {
         if (fgets(buf, sizeof buf, f)) {
             char *end;
             unsigned long v = strtoul(buf, &end, 10);
-            if (*end == 'K') v *= 1024;
-            else if (*end == 'M') v *= 1024 * 1024;
+            if (*end == 'K')
+                v *= 1024;
+            else if (*end == 'M')
+                v *= 1024 * 1024;
             if (v > best) best = v;
         }
         fclose(f);
@@ -141,56 +145,71 @@ static double stream_run(stream_job *j, int kernel) {
 }
 
 typedef struct bandwidth {
-    double copy, triad, read; /* GB/s, best of reps */
-    size_t array_bytes;
+    double copy, triad, read; /* GB/s, best so far */
+    size_t n;                 /* floats per array */
+    float *a, *b, *c;
+    stream_job job;
+    stream_thread *th;
+    pthread_t *tid;
+    int nth;
 } bandwidth;
 
-static int measure_bandwidth(int nth, size_t array_bytes, int reps, bool hp, bandwidth *out) {
+/* Allocate the arrays (first touch by the thread that streams each range) and start the
+ * stream threads. Returns 0 on success. */
+static int bandwidth_init(bandwidth *bw, int nth, size_t array_bytes, bool hp) {
+    memset(bw, 0, sizeof *bw);
     size_t n = array_bytes / sizeof(float);
     n -= n % 64;
-    float *a = big_alloc(n * 4, hp), *b = big_alloc(n * 4, hp), *c = big_alloc(n * 4, hp);
-    stream_job j;
-    memset(&j, 0, sizeof j);
-    j.nth = nth;
-    j.args = calloc((size_t)nth, sizeof *j.args);
-    stream_thread *th = calloc((size_t)nth, sizeof *th);
-    pthread_t *tid = calloc((size_t)nth, sizeof *tid);
-    int rc = 1;
-    if (!a || !b || !c || !j.args || !th || !tid) goto done;
-    pthread_barrier_init(&j.start, NULL, (unsigned)nth);
-    pthread_barrier_init(&j.end, NULL, (unsigned)nth);
+    bw->n = n;
+    bw->nth = nth;
+    bw->a = big_alloc(n * 4, hp);
+    bw->b = big_alloc(n * 4, hp);
+    bw->c = big_alloc(n * 4, hp);
+    stream_job *j = &bw->job;
+    j->nth = nth;
+    j->args = calloc((size_t)nth, sizeof *j->args);
+    bw->th = calloc((size_t)nth, sizeof *bw->th);
+    bw->tid = calloc((size_t)nth, sizeof *bw->tid);
+    if (!bw->a || !bw->b || !bw->c || !j->args || !bw->th || !bw->tid) return 1;
+    pthread_barrier_init(&j->start, NULL, (unsigned)nth);
+    pthread_barrier_init(&j->end, NULL, (unsigned)nth);
     for (int i = 0; i < nth; i++) {
-        /* per-thread ranges, multiples of 64 floats */
-        size_t lo = n / 64 * (size_t)i / (size_t)nth * 64, hi = n / 64 * (size_t)(i + 1) / (size_t)nth * 64;
-        j.args[i] = (stream_arg){.a = a, .b = b, .c = c, .lo = lo, .hi = hi};
-        th[i] = (stream_thread){&j, i};
+        size_t lo = n / 64 * (size_t)i / (size_t)nth * 64;
+        size_t hi = n / 64 * (size_t)(i + 1) / (size_t)nth * 64;
+        j->args[i] = (stream_arg){.a = bw->a, .b = bw->b, .c = bw->c, .lo = lo, .hi = hi};
+        bw->th[i] = (stream_thread){j, i};
     }
-    for (int i = 1; i < nth; i++) pthread_create(&tid[i], NULL, stream_worker, &th[i]);
-    stream_run(&j, K_INIT); /* first touch by the thread that streams the range */
-    out->copy = out->triad = out->read = 0;
-    for (int r = 0; r < reps; r++) {
-        double t = stream_run(&j, K_COPY);
-        out->copy = fmax(out->copy, 2.0 * (double)n * 4 / t / 1e9);
-        t = stream_run(&j, K_TRIAD);
-        out->triad = fmax(out->triad, 3.0 * (double)n * 4 / t / 1e9);
-        t = stream_run(&j, K_READ);
-        out->read = fmax(out->read, (double)n * 4 / t / 1e9);
+    for (int i = 1; i < nth; i++) pthread_create(&bw->tid[i], NULL, stream_worker, &bw->th[i]);
+    stream_run(j, K_INIT);
+    return 0;
+}
+
+/* One copy, triad and read pass; keeps the best rates. */
+static void bandwidth_rep(bandwidth *bw) {
+    const double bytes = (double)bw->n * 4;
+    double t = stream_run(&bw->job, K_COPY);
+    bw->copy = fmax(bw->copy, 2.0 * bytes / t / 1e9);
+    t = stream_run(&bw->job, K_TRIAD);
+    bw->triad = fmax(bw->triad, 3.0 * bytes / t / 1e9);
+    t = stream_run(&bw->job, K_READ);
+    bw->read = fmax(bw->read, bytes / t / 1e9);
+}
+
+static void bandwidth_free(bandwidth *bw) {
+    stream_job *j = &bw->job;
+    if (bw->tid && j->args && bw->a && bw->b && bw->c) {
+        j->quit = 1;
+        pthread_barrier_wait(&j->start);
+        for (int i = 1; i < bw->nth; i++) pthread_join(bw->tid[i], NULL);
+        pthread_barrier_destroy(&j->start);
+        pthread_barrier_destroy(&j->end);
     }
-    j.quit = 1;
-    pthread_barrier_wait(&j.start);
-    for (int i = 1; i < nth; i++) pthread_join(tid[i], NULL);
-    pthread_barrier_destroy(&j.start);
-    pthread_barrier_destroy(&j.end);
-    out->array_bytes = n * 4;
-    rc = 0;
-done:
-    if (a) munmap(a, n * 4);
-    if (b) munmap(b, n * 4);
-    if (c) munmap(c, n * 4);
-    free(j.args);
-    free(th);
-    free(tid);
-    return rc;
+    if (bw->a) munmap(bw->a, bw->n * 4);
+    if (bw->b) munmap(bw->b, bw->n * 4);
+    if (bw->c) munmap(bw->c, bw->n * 4);
+    free(j->args);
+    free(bw->th);
+    free(bw->tid);
 }
 
 /* ---- matrix-vector ------------------------------------------------------------------ */
@@ -213,8 +232,8 @@ static float rnd_gauss(void) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-static void bench_matvec(rl_threadpool *pool, rl_type t, int64_t cols, size_t target_bytes,
-                         int reps, bool hp, mv_result *res) {
+static void bench_matvec(rl_threadpool *pool, bandwidth *bw, rl_type t, int64_t cols,
+                         size_t target_bytes, int reps, bool hp, mv_result *res) {
     memset(res, 0, sizeof *res);
     res->type = t;
     res->cols = cols;
@@ -254,6 +273,7 @@ static void bench_matvec(rl_threadpool *pool, rl_type t, int64_t cols, size_t ta
     res->best_s = INFINITY;
     double total = 0;
     for (int r = 0; r < reps; r++) {
+        bandwidth_rep(bw);
         double t0 = now_s();
         rl_matmul(pool, t, w, rows, cols, x, 1, y);
         double dt = now_s() - t0;
@@ -274,12 +294,14 @@ done:
 static void usage(FILE *f) {
     fprintf(f,
             "usage: ruvllm bench-kernels [--json] [-t N] [--types LIST] [--isa ref|avx2|avx512]\n"
-            "                            [--mib M] [--reps R] [--no-hugepages]\n"
+            "                            [--mib M] [--reps R] [--stream-mib S] [--no-hugepages]\n"
             "  Matrix-vector GB/s of weight bytes for each weight type (LIST: comma-separated\n"
             "  names; default every type with a dot product) over a matrix of M MiB (default\n"
-            "  256, at least 4x the last-level cache), next to the memory bandwidth measured in\n"
-            "  the same run (STREAM-like copy and triad on all threads, best of R runs, R = 5).\n"
+            "  256), next to the memory bandwidth measured in the same run (STREAM-like copy\n"
+            "  and triad on all threads, a run before each matvec run; best runs, R = 10).\n"
             "  ratio = matvec GB/s / max(copy, triad). -t: threads (default: physical cores).\n"
+            "  --stream-mib: size of each bandwidth array (default 256 MiB or 8x the LLC;\n"
+            "  smaller arrays measure caches, not memory: for quick checks only).\n"
             "  Buffers ask for transparent huge pages unless --no-hugepages.\n");
 }
 
@@ -290,19 +312,28 @@ static bool has_dot(rl_type t) {
 
 int cmd_bench_kernels(int argc, char **argv) {
     bool json = false, hp = true;
-    int nth = 0, reps = 5;
-    double mib = 256;
+    int nth = 0, reps = 10;
+    double mib = 256, stream_mib = 0;
     const char *types_arg = NULL, *isa_arg = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool more = i + 1 < argc;
-        if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "--no-hugepages")) hp = false;
-        else if (!strcmp(a, "-t") && more) nth = atoi(argv[++i]);
-        else if (!strcmp(a, "--types") && more) types_arg = argv[++i];
-        else if (!strcmp(a, "--isa") && more) isa_arg = argv[++i];
-        else if (!strcmp(a, "--mib") && more) mib = atof(argv[++i]);
-        else if (!strcmp(a, "--reps") && more) reps = atoi(argv[++i]);
+        if (!strcmp(a, "--json"))
+            json = true;
+        else if (!strcmp(a, "--no-hugepages"))
+            hp = false;
+        else if (!strcmp(a, "-t") && more)
+            nth = atoi(argv[++i]);
+        else if (!strcmp(a, "--types") && more)
+            types_arg = argv[++i];
+        else if (!strcmp(a, "--isa") && more)
+            isa_arg = argv[++i];
+        else if (!strcmp(a, "--mib") && more)
+            mib = atof(argv[++i]);
+        else if (!strcmp(a, "--stream-mib") && more)
+            stream_mib = atof(argv[++i]);
+        else if (!strcmp(a, "--reps") && more)
+            reps = atoi(argv[++i]);
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -312,8 +343,10 @@ int cmd_bench_kernels(int argc, char **argv) {
             return 2;
         }
     }
-    if (nth < 0 || nth > 512 || reps < 1 || reps > 1000 || !(mib >= 1 && mib <= 65536)) {
-        fprintf(stderr, "bench-kernels: -t must be 0..512, --reps 1..1000, --mib 1..65536\n");
+    if (nth < 0 || nth > 512 || reps < 1 || reps > 1000 || !(mib >= 1 && mib <= 65536) ||
+        !(stream_mib == 0 || (stream_mib >= 1 && stream_mib <= 65536))) {
+        fprintf(stderr, "bench-kernels: -t must be 0..512, --reps 1..1000, --mib and "
+                        "--stream-mib 1..65536\n");
         return 2;
     }
     if (isa_arg) {
@@ -336,7 +369,8 @@ int cmd_bench_kernels(int argc, char **argv) {
         for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             rl_type t;
             if (rl_type_from_name(tok, &t) != RL_OK || !has_dot(t)) {
-                fprintf(stderr, "bench-kernels: '%s' is not a weight type with a dot product\n", tok);
+                fprintf(stderr, "bench-kernels: '%s' is not a weight type with a dot product\n",
+                        tok);
                 free(list);
                 return 2;
             }
@@ -359,60 +393,70 @@ int cmd_bench_kernels(int argc, char **argv) {
     size_t target = (size_t)(mib * MIB);
     size_t array_bytes = (size_t)256 << 20;
     if (array_bytes < 8 * llc) array_bytes = 8 * llc;
+    if (stream_mib > 0) array_bytes = (size_t)(stream_mib * MIB);
 
     if (!json) {
         printf("ruvllm bench-kernels: %d threads, isa %s, last-level cache %.0f MiB\n", nth,
                rl_cpu_isa_name(rl_cpu_isa_active()), llc / MIB);
         fflush(stdout);
     }
-    bandwidth bw = {0};
-    if (measure_bandwidth(nth, array_bytes, reps, hp, &bw) != 0) {
+    bandwidth bw;
+    if (bandwidth_init(&bw, nth, array_bytes, hp) != 0) {
         fprintf(stderr, "bench-kernels: out of memory for the bandwidth arrays\n");
+        bandwidth_free(&bw);
         rl_threadpool_free(pool);
         return 1;
     }
+    for (int r = 0; r < reps; r++) bandwidth_rep(&bw);
+    mv_result *res = calloc((size_t)n_types, sizeof *res);
+    int rc = 0;
+    for (int k = 0; k < n_types && res; k++) {
+        /* 4096 columns: a row length every type (block 32..256) divides */
+        bench_matvec(pool, &bw, types[k], 4096, target, reps, hp, &res[k]);
+        if (res[k].status != RL_OK) {
+            fprintf(stderr, "bench-kernels: %s: %s\n", rl_type_name(types[k]),
+                    rl_status_str(res[k].status));
+            rc = 1;
+        } else if (!json) {
+            fprintf(stderr, "  %s: %.1f GB/s\n", rl_type_name(types[k]),
+                    (double)res[k].bytes / res[k].best_s / 1e9);
+        }
+    }
+    /* the ratios use the best bandwidth of the whole run */
     const double peak = fmax(bw.copy, bw.triad);
     if (!json) {
-        printf("memory bandwidth (3 arrays of %.0f MiB, best of %d): copy %.1f GB/s, triad %.1f GB/s"
-               " -> bandwidth %.1f GB/s (read-only pass %.1f GB/s)\n\n",
-               bw.array_bytes / MIB, reps, bw.copy, bw.triad, peak, bw.read);
+        printf("memory bandwidth (3 arrays of %.0f MiB, best of %d runs interleaved with the "
+               "matvec runs):\n  copy %.1f GB/s, triad %.1f GB/s -> bandwidth %.1f GB/s "
+               "(read-only pass %.1f GB/s)\n\n",
+               bw.n * 4 / MIB, reps * (n_types + 1), bw.copy, bw.triad, peak, bw.read);
         printf("matrix-vector, 1 token, best of %d:\n", reps);
         printf("%-8s %8s %6s %8s %9s %8s %7s %10s\n", "type", "rows", "cols", "MiB", "ms", "GB/s",
                "ratio", "ratio_read");
-        fflush(stdout);
     }
     json_t *jres = json_array();
-    int rc = 0;
-    for (int k = 0; k < n_types; k++) {
-        rl_type t = types[k];
-        /* 4096 columns: a row length every type (block 32..256) divides */
-        mv_result r;
-        bench_matvec(pool, t, 4096, target, reps, hp, &r);
-        if (r.status != RL_OK) {
-            fprintf(stderr, "bench-kernels: %s: %s\n", rl_type_name(t), rl_status_str(r.status));
-            rc = 1;
-            continue;
-        }
-        double gbps = (double)r.bytes / r.best_s / 1e9;
-        if (!json) {
-            printf("%-8s %8lld %6lld %8.1f %9.3f %8.1f %7.2f %10.2f\n", rl_type_name(t),
-                   (long long)r.rows, (long long)r.cols, r.bytes / MIB, r.best_s * 1e3, gbps,
+    for (int k = 0; k < n_types && res; k++) {
+        const mv_result *r = &res[k];
+        if (r->status != RL_OK) continue;
+        double gbps = (double)r->bytes / r->best_s / 1e9;
+        if (!json)
+            printf("%-8s %8lld %6lld %8.1f %9.3f %8.1f %7.2f %10.2f\n", rl_type_name(r->type),
+                   (long long)r->rows, (long long)r->cols, r->bytes / MIB, r->best_s * 1e3, gbps,
                    gbps / peak, gbps / bw.read);
-            fflush(stdout);
-        }
-        json_array_append_new(jres, json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}",
-                                              "type", rl_type_name(t), "rows", (json_int_t)r.rows,
-                                              "cols", (json_int_t)r.cols, "bytes", (json_int_t)r.bytes,
-                                              "best_s", r.best_s, "mean_s", r.mean_s, "gbps", gbps,
-                                              "ratio", gbps / peak, "ratio_read", gbps / bw.read));
+        json_array_append_new(jres,
+                              json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "type",
+                                        rl_type_name(r->type), "rows", (json_int_t)r->rows, "cols",
+                                        (json_int_t)r->cols, "bytes", (json_int_t)r->bytes,
+                                        "best_s", r->best_s, "mean_s", r->mean_s, "gbps", gbps,
+                                        "ratio", gbps / peak, "ratio_read", gbps / bw.read));
     }
+    free(res);
     if (json) {
-        json_t *root = json_pack("{s:i, s:s, s:I, s:i, s:b, s:{s:I, s:f, s:f, s:f, s:f}, s:o}",
-                                 "threads", nth, "isa", rl_cpu_isa_name(rl_cpu_isa_active()),
-                                 "llc_bytes", (json_int_t)llc, "reps", reps, "hugepages", hp,
-                                 "bandwidth", "array_bytes", (json_int_t)bw.array_bytes, "copy_gbps",
-                                 bw.copy, "triad_gbps", bw.triad, "read_gbps", bw.read,
-                                 "bandwidth_gbps", peak, "matvec", jres);
+        json_t *root =
+            json_pack("{s:i, s:s, s:I, s:i, s:b, s:{s:I, s:f, s:f, s:f, s:f}, s:o}", "threads", nth,
+                      "isa", rl_cpu_isa_name(rl_cpu_isa_active()), "llc_bytes", (json_int_t)llc,
+                      "reps", reps, "hugepages", hp, "bandwidth", "array_bytes",
+                      (json_int_t)(bw.n * 4), "copy_gbps", bw.copy, "triad_gbps", bw.triad,
+                      "read_gbps", bw.read, "bandwidth_gbps", peak, "matvec", jres);
         char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         puts(s);
         free(s);
@@ -420,6 +464,7 @@ int cmd_bench_kernels(int argc, char **argv) {
     } else {
         json_decref(jres);
     }
+    bandwidth_free(&bw);
     rl_threadpool_free(pool);
     return rc;
 }

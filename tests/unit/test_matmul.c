@@ -38,8 +38,10 @@ static void naive(rl_type wt, const uint8_t *w, int64_t rows, int64_t cols, cons
     size_t xb = row_bytes(vt, cols), wb = row_bytes(wt, cols);
     uint8_t *xq = malloc(xb ? xb : 1);
     for (int64_t t = 0; t < n_tok; t++) {
-        if (vt == RL_TYPE_F32) memcpy(xq, x + t * cols, xb);
-        else rl__act_quant_get(vt, RL_CPU_ISA_REF)(x + t * cols, xq, cols);
+        if (vt == RL_TYPE_F32)
+            memcpy(xq, x + t * cols, xb);
+        else
+            rl__act_quant_get(vt, RL_CPU_ISA_REF)(x + t * cols, xq, cols);
         for (int64_t r = 0; r < rows; r++)
             CHECK(rl_vec_dot(wt, cols, w + r * wb, xq, &y[t * rows + r]) == RL_OK);
     }
@@ -47,8 +49,8 @@ static void naive(rl_type wt, const uint8_t *w, int64_t rows, int64_t cols, cons
 }
 
 static const rl_type k_types[] = {
-    RL_TYPE_F32,  RL_TYPE_F16,  RL_TYPE_BF16,   RL_TYPE_Q4_0,   RL_TYPE_Q4_1, RL_TYPE_Q5_0,
-    RL_TYPE_Q5_1, RL_TYPE_Q8_0, RL_TYPE_Q2_K,   RL_TYPE_Q3_K,   RL_TYPE_Q4_K, RL_TYPE_Q5_K,
+    RL_TYPE_F32,  RL_TYPE_F16,    RL_TYPE_BF16,   RL_TYPE_Q4_0,  RL_TYPE_Q4_1,  RL_TYPE_Q5_0,
+    RL_TYPE_Q5_1, RL_TYPE_Q8_0,   RL_TYPE_Q2_K,   RL_TYPE_Q3_K,  RL_TYPE_Q4_K,  RL_TYPE_Q5_K,
     RL_TYPE_Q6_K, RL_TYPE_IQ4_NL, RL_TYPE_IQ4_XS, RL_TYPE_IQ3_S, RL_TYPE_TQ2_0, RL_TYPE_MXFP4,
 };
 
@@ -86,7 +88,8 @@ TEST(matmul_vs_naive) {
         CHECK_EQ_INT(rl_threadpool_n_threads(pool), threads[ti]);
         for (size_t k = 0; k < RL_ARRAY_LEN(k_types); k++) {
             rl_type wt = k_types[k];
-            int64_t bs = RL_MAX(rl_type_block_size(wt), rl_type_block_size(rl_type_vec_dot_type(wt)));
+            int64_t bs =
+                RL_MAX(rl_type_block_size(wt), rl_type_block_size(rl_type_vec_dot_type(wt)));
             bs = RL_MAX(bs, 32);
             run_case(pool, wt, 1, bs, 1);
             run_case(pool, wt, 37, 2 * bs, 1);
@@ -137,7 +140,8 @@ TEST(matmul_args_and_scratch) {
     CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, n_tok, yy) == RL_OK);
     long allocs = rl__alloc_count();
     size_t in_use = rl_mem_in_use();
-    for (int i = 0; i < 10; i++) CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, n_tok, yy) == RL_OK);
+    for (int i = 0; i < 10; i++)
+        CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, n_tok, yy) == RL_OK);
     CHECK(rl_matmul(pool, RL_TYPE_Q4_K, wq, rows, cols, xx, 1, yy) == RL_OK);
     CHECK_EQ_INT(rl__alloc_count(), allocs);
     CHECK_EQ_INT(rl_mem_in_use(), in_use);
@@ -192,8 +196,10 @@ TEST(threadpool_runs) {
         rl__alloc_fail_after(k);
         rl_status st = rl_threadpool_create(3, &pool);
         rl__alloc_fail_after(0);
-        if (st == RL_OK) rl_threadpool_free(pool);
-        else CHECK_EQ_INT(st, RL_ERR_NOMEM);
+        if (st == RL_OK)
+            rl_threadpool_free(pool);
+        else
+            CHECK_EQ_INT(st, RL_ERR_NOMEM);
         CHECK_EQ_INT(rl_mem_in_use(), base);
     }
 }
@@ -266,8 +272,9 @@ TEST(act_quant_simd_equals_ref) {
                     fn(x, b, n);
                     size_t first = 0;
                     while (first < nb && a[first] == b[first]) first++;
-                    CHECKF(first == nb, "%s %s n=%lld kind %d: bytes differ from %zu", rl_type_name(vt),
-                           rl_cpu_isa_name((rl_cpu_isa)isa), (long long)n, kind, first);
+                    CHECKF(first == nb, "%s %s n=%lld kind %d: bytes differ from %zu",
+                           rl_type_name(vt), rl_cpu_isa_name((rl_cpu_isa)isa), (long long)n, kind,
+                           first);
                 }
                 if (vt == RL_TYPE_F16 || vt == RL_TYPE_BF16) { /* NaN, inf, odd lengths */
                     for (int64_t i = 0; i < n; i++) x[i] = gauss();
@@ -283,8 +290,8 @@ TEST(act_quant_simd_equals_ref) {
                     for (int64_t m = n - 5; m <= n; m++) {
                         ref(x, a, m);
                         fn(x, b, m);
-                        CHECKF(memcmp(a, b, (size_t)m * 2) == 0, "%s %s specials n=%lld", rl_type_name(vt),
-                               rl_cpu_isa_name((rl_cpu_isa)isa), (long long)m);
+                        CHECKF(memcmp(a, b, (size_t)m * 2) == 0, "%s %s specials n=%lld",
+                               rl_type_name(vt), rl_cpu_isa_name((rl_cpu_isa)isa), (long long)m);
                     }
                 }
                 free(x);

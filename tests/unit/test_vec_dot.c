@@ -23,12 +23,11 @@
 
 /* Every type with a dot: the quant zoo's 28 types minus activation-only Q8_K, plus F32. */
 static const rl_type k_dot_types[] = {
-    RL_TYPE_F32,     RL_TYPE_F16,    RL_TYPE_BF16,   RL_TYPE_Q4_0,   RL_TYPE_Q4_1,
-    RL_TYPE_Q5_0,    RL_TYPE_Q5_1,   RL_TYPE_Q8_0,   RL_TYPE_Q2_K,   RL_TYPE_Q3_K,
-    RL_TYPE_Q4_K,    RL_TYPE_Q5_K,   RL_TYPE_Q6_K,   RL_TYPE_IQ1_S,  RL_TYPE_IQ1_M,
-    RL_TYPE_IQ2_XXS, RL_TYPE_IQ2_XS, RL_TYPE_IQ2_S,  RL_TYPE_IQ3_XXS, RL_TYPE_IQ3_S,
-    RL_TYPE_IQ4_NL,  RL_TYPE_IQ4_XS, RL_TYPE_TQ1_0,  RL_TYPE_TQ2_0,  RL_TYPE_MXFP4,
-    RL_TYPE_NVFP4,   RL_TYPE_Q1_0,   RL_TYPE_Q2_0,
+    RL_TYPE_F32,     RL_TYPE_F16,   RL_TYPE_BF16,   RL_TYPE_Q4_0,    RL_TYPE_Q4_1,   RL_TYPE_Q5_0,
+    RL_TYPE_Q5_1,    RL_TYPE_Q8_0,  RL_TYPE_Q2_K,   RL_TYPE_Q3_K,    RL_TYPE_Q4_K,   RL_TYPE_Q5_K,
+    RL_TYPE_Q6_K,    RL_TYPE_IQ1_S, RL_TYPE_IQ1_M,  RL_TYPE_IQ2_XXS, RL_TYPE_IQ2_XS, RL_TYPE_IQ2_S,
+    RL_TYPE_IQ3_XXS, RL_TYPE_IQ3_S, RL_TYPE_IQ4_NL, RL_TYPE_IQ4_XS,  RL_TYPE_TQ1_0,  RL_TYPE_TQ2_0,
+    RL_TYPE_MXFP4,   RL_TYPE_NVFP4, RL_TYPE_Q1_0,   RL_TYPE_Q2_0,
 };
 
 #define TOL_NORM 1e-5
@@ -82,23 +81,47 @@ static bool randomize_raw(rl_type t, void *x, int64_t n) {
     int64_t blocks = n / rl_type_block_size(t);
     for (int64_t b = 0; b < blocks; b++) {
         switch (t) {
-        case RL_TYPE_Q4_0: ((block_q4_0 *)x)[b].d = rnd_scale(0.01f, 0.1f, true); break;
-        case RL_TYPE_Q4_1: ((block_q4_1 *)x)[b].d = rnd_scale(0.01f, 0.1f, false);
-                           ((block_q4_1 *)x)[b].m = rnd_scale(0.0f, 0.5f, true); break;
-        case RL_TYPE_Q5_0: ((block_q5_0 *)x)[b].d = rnd_scale(0.01f, 0.1f, true); break;
-        case RL_TYPE_Q5_1: ((block_q5_1 *)x)[b].d = rnd_scale(0.01f, 0.1f, false);
-                           ((block_q5_1 *)x)[b].m = rnd_scale(0.0f, 0.5f, true); break;
-        case RL_TYPE_Q8_0: ((block_q8_0 *)x)[b].d = rnd_scale(0.001f, 0.01f, true); break;
-        case RL_TYPE_Q2_K: ((block_q2_K *)x)[b].d = rnd_scale(0.001f, 0.01f, false);
-                           ((block_q2_K *)x)[b].dmin = rnd_scale(0.001f, 0.01f, false); break;
-        case RL_TYPE_Q3_K: ((block_q3_K *)x)[b].d = rnd_scale(0.001f, 0.01f, true); break;
-        case RL_TYPE_Q4_K: ((block_q4_K *)x)[b].d = rnd_scale(0.001f, 0.01f, false);
-                           ((block_q4_K *)x)[b].dmin = rnd_scale(0.001f, 0.01f, false); break;
-        case RL_TYPE_Q5_K: ((block_q5_K *)x)[b].d = rnd_scale(0.001f, 0.01f, false);
-                           ((block_q5_K *)x)[b].dmin = rnd_scale(0.001f, 0.01f, false); break;
-        case RL_TYPE_Q6_K: ((block_q6_K *)x)[b].d = rnd_scale(0.0001f, 0.001f, true); break;
-        case RL_TYPE_IQ4_NL: ((block_iq4_nl *)x)[b].d = rnd_scale(0.001f, 0.01f, true); break;
-        case RL_TYPE_IQ4_XS: ((block_iq4_xs *)x)[b].d = rnd_scale(0.001f, 0.01f, true); break;
+        case RL_TYPE_Q4_0:
+            ((block_q4_0 *)x)[b].d = rnd_scale(0.01f, 0.1f, true);
+            break;
+        case RL_TYPE_Q4_1:
+            ((block_q4_1 *)x)[b].d = rnd_scale(0.01f, 0.1f, false);
+            ((block_q4_1 *)x)[b].m = rnd_scale(0.0f, 0.5f, true);
+            break;
+        case RL_TYPE_Q5_0:
+            ((block_q5_0 *)x)[b].d = rnd_scale(0.01f, 0.1f, true);
+            break;
+        case RL_TYPE_Q5_1:
+            ((block_q5_1 *)x)[b].d = rnd_scale(0.01f, 0.1f, false);
+            ((block_q5_1 *)x)[b].m = rnd_scale(0.0f, 0.5f, true);
+            break;
+        case RL_TYPE_Q8_0:
+            ((block_q8_0 *)x)[b].d = rnd_scale(0.001f, 0.01f, true);
+            break;
+        case RL_TYPE_Q2_K:
+            ((block_q2_K *)x)[b].d = rnd_scale(0.001f, 0.01f, false);
+            ((block_q2_K *)x)[b].dmin = rnd_scale(0.001f, 0.01f, false);
+            break;
+        case RL_TYPE_Q3_K:
+            ((block_q3_K *)x)[b].d = rnd_scale(0.001f, 0.01f, true);
+            break;
+        case RL_TYPE_Q4_K:
+            ((block_q4_K *)x)[b].d = rnd_scale(0.001f, 0.01f, false);
+            ((block_q4_K *)x)[b].dmin = rnd_scale(0.001f, 0.01f, false);
+            break;
+        case RL_TYPE_Q5_K:
+            ((block_q5_K *)x)[b].d = rnd_scale(0.001f, 0.01f, false);
+            ((block_q5_K *)x)[b].dmin = rnd_scale(0.001f, 0.01f, false);
+            break;
+        case RL_TYPE_Q6_K:
+            ((block_q6_K *)x)[b].d = rnd_scale(0.0001f, 0.001f, true);
+            break;
+        case RL_TYPE_IQ4_NL:
+            ((block_iq4_nl *)x)[b].d = rnd_scale(0.001f, 0.01f, true);
+            break;
+        case RL_TYPE_IQ4_XS:
+            ((block_iq4_xs *)x)[b].d = rnd_scale(0.001f, 0.01f, true);
+            break;
         case RL_TYPE_F16:
         case RL_TYPE_BF16:
             for (int64_t i = 0; i < n; i++) {
@@ -106,7 +129,8 @@ static bool randomize_raw(rl_type t, void *x, int64_t n) {
                 ((uint16_t *)x)[i] = t == RL_TYPE_F16 ? rl__fp32_to_fp16(v) : rl__fp32_to_bf16(v);
             }
             return true;
-        default: return false;
+        default:
+            return false;
         }
     }
     return true;
@@ -184,7 +208,8 @@ TEST(simd_matches_reference) {
         }
         for (int li = 0; li < nl; li++) {
             const int64_t n = lens[li];
-            float *src = malloc((size_t)n * 4), *act = malloc((size_t)n * 4), *imx = malloc((size_t)n * 4);
+            float *src = malloc((size_t)n * 4), *act = malloc((size_t)n * 4),
+                  *imx = malloc((size_t)n * 4);
             void *x = malloc(row_bytes(t, n)), *y = malloc(row_bytes(vt, n) + 4 * (size_t)n);
             fill_floats(src, n);
             fill_floats(act, n);
@@ -288,7 +313,8 @@ TEST(quant_zoo_vec_dot) {
         CHECKF(rl_type_from_name(name, &t) == RL_OK, "zoo: unknown type %s", name);
         if (json_is_null(jvd)) {
             float out;
-            CHECKF(rl_vec_dot(t, 256, NULL, NULL, &out) == RL_ERR_UNSUPPORTED, "%s has a dot", name);
+            CHECKF(rl_vec_dot(t, 256, NULL, NULL, &out) == RL_ERR_UNSUPPORTED, "%s has a dot",
+                   name);
             continue;
         }
         rl_type vt;
@@ -312,7 +338,8 @@ TEST(quant_zoo_vec_dot) {
                    rl_cpu_isa_name((rl_cpu_isa)isa), rl_status_str(st));
             if (st != RL_OK) continue;
             CHECKF(fabs(got - want) <= TOL_ZOO * fabs(want), "%s on %s: %.9g, ggml %.9g (rel %.3g)",
-                   name, rl_cpu_isa_name((rl_cpu_isa)isa), got, want, fabs(got - want) / fabs(want));
+                   name, rl_cpu_isa_name((rl_cpu_isa)isa), got, want,
+                   fabs(got - want) / fabs(want));
             if (isa == RL_CPU_ISA_REF) n_checked++;
         }
     }
@@ -366,6 +393,17 @@ TEST(api_contract) {
     CHECK(sched_getaffinity(0, sizeof set, &set) == 0);
     int pc = rl_cpu_physical_cores();
     CHECK(pc >= 1 && pc <= CPU_COUNT(&set));
+    /* restricted to one CPU, the process has one core */
+    int first = -1;
+    for (int c = 0; c < CPU_SETSIZE && first < 0; c++)
+        if (CPU_ISSET(c, &set)) first = c;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    if (sched_setaffinity(0, sizeof one, &one) == 0) {
+        CHECK_EQ_INT(rl_cpu_physical_cores(), 1);
+        CHECK(sched_setaffinity(0, sizeof set, &set) == 0);
+    }
 }
 
 /* RUVLLM_CPU_ISA is read once per process: run this program again with it set. */

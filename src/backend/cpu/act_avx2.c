@@ -89,7 +89,8 @@ void rl__act_quant_q8_K_avx2(const float *x, void *vy, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
         __m256 m = _mm256_setzero_ps();
-        for (int i = 0; i < QK_K; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+        for (int i = 0; i < QK_K; i += 8)
+            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
         const float amax = hmax8(m);
         if (amax == 0.0f) {
             memset(&y[b], 0, sizeof y[b]);
@@ -111,7 +112,8 @@ void rl__act_quant_q8_K_avx2(const float *x, void *vy, int64_t n) {
         for (int g = 0; g < QK_K; g += 32) {
             __m256i q[4];
             for (int k = 0; k < 4; k++)
-                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + g + 8 * k), vs)), lim);
+                q[k] = _mm256_min_epi32(
+                    _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + g + 8 * k), vs)), lim);
             _mm256_storeu_si256((__m256i *)(y[b].qs + g), pack_i8(q[0], q[1], q[2], q[3]));
             y[b].bsums[g / 16] = (int16_t)hsum8_i32(_mm256_add_epi32(q[0], q[1]));
             y[b].bsums[g / 16 + 1] = (int16_t)hsum8_i32(_mm256_add_epi32(q[2], q[3]));

@@ -51,7 +51,8 @@ void rl__act_quant_q8_K_avx512(const float *x, void *vy, int64_t n) {
     block_q8_K *y = vy;
     for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
         __m512 m = _mm512_setzero_ps();
-        for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        for (int i = 0; i < QK_K; i += 16)
+            m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
         const float amax = _mm512_reduce_max_ps(m);
         if (amax == 0.0f) {
             memset(&y[b], 0, sizeof y[b]);
@@ -70,7 +71,8 @@ void rl__act_quant_q8_K_avx512(const float *x, void *vy, int64_t n) {
         const __m512 vs = _mm512_set1_ps(iscale);
         const __m512i lim = _mm512_set1_epi32(127);
         for (int g = 0; g < QK_K / 16; g++) {
-            __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vs)), lim);
+            __m512i q = _mm512_min_epi32(
+                _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), vs)), lim);
             _mm_storeu_si128((__m128i *)(y[b].qs + 16 * g), _mm512_cvtsepi32_epi8(q));
             y[b].bsums[g] = (int16_t)_mm512_reduce_add_epi32(q);
         }

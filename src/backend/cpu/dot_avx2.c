@@ -35,7 +35,8 @@ float rl__vec_dot_f32_avx2(int64_t n, const void *vx, const void *vy) {
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
         a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    for (; i + 8 <= n; i += 8)
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
     float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; i++) s += x[i] * y[i];
     return s;
@@ -162,40 +163,41 @@ static inline __m256i load32(const int8_t *qs) { return _mm256_loadu_si256((cons
 
 /* Four blocks per step: P(b, Y) gives the 8 x i32 partial sums of block b; one FMA per
  * block with its scale dx * dy. */
-#define DOT4_LOOP(P, Y)                                                                    \
-    for (; b + 4 <= nb; b += 4) {                                                          \
-        __m128 s4 = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                      \
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)), lane(s4, 0), acc0);            \
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 1, Y)), lane(s4, 1), acc1);        \
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 2, Y)), lane(s4, 2), acc0);        \
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 3, Y)), lane(s4, 3), acc1);        \
-    }                                                                                      \
-    for (; b < nb; b++)                                                                    \
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc0);
+#define DOT4_LOOP(P, Y)                                                                            \
+    for (; b + 4 <= nb; b += 4) {                                                                  \
+        __m128 s4 = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                              \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)), lane(s4, 0), acc0);                    \
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 1, Y)), lane(s4, 1), acc1);                \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 2, Y)), lane(s4, 2), acc0);                \
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 3, Y)), lane(s4, 3), acc1);                \
+    }                                                                                              \
+    for (; b < nb; b++)                                                                            \
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)),                                        \
+                               _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc0);
 
 /* The sum of m * s over the blocks of Q4_1/Q5_1, four at a time. */
-#define MIN_SUM(Y)                                                                         \
-    __m128 accm = _mm_setzero_ps();                                                        \
-    float summ = 0;                                                                        \
-    for (int64_t i = 0; i + 4 <= nb; i += 4)                                               \
-        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[i].m, sizeof x[0]), Y##_S4(i)));         \
+#define MIN_SUM(Y)                                                                                 \
+    __m128 accm = _mm_setzero_ps();                                                                \
+    float summ = 0;                                                                                \
+    for (int64_t i = 0; i + 4 <= nb; i += 4)                                                       \
+        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[i].m, sizeof x[0]), Y##_S4(i)));                 \
     for (int64_t i = nb - nb % 4; i < nb; i++) summ += h2f(x[i].m) * Y##_S1(i);
 
-#define Q4_0_BODY(Y)                                                                       \
-    const int64_t nb = n / QK4_0;                                                          \
-    const __m256i eight = _mm256_set1_epi8(8);                                             \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
-    int64_t b = 0;                                                                         \
-    DOT4_LOOP(P4_0, Y)                                                                     \
+#define Q4_0_BODY(Y)                                                                               \
+    const int64_t nb = n / QK4_0;                                                                  \
+    const __m256i eight = _mm256_set1_epi8(8);                                                     \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                \
+    int64_t b = 0;                                                                                 \
+    DOT4_LOOP(P4_0, Y)                                                                             \
     return hsum8(_mm256_add_ps(acc0, acc1));
 #define P4_0(i, Y) dot32_u8(unpack_nibbles(x[i].qs), load32(Y##_QS(i)), eight)
 
-#define Q4_1_BODY(Y)                                                                       \
-    const int64_t nb = n / QK4_1;                                                          \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
-    MIN_SUM(Y)                                                                             \
-    int64_t b = 0;                                                                         \
-    DOT4_LOOP(P4_1, Y)                                                                     \
+#define Q4_1_BODY(Y)                                                                               \
+    const int64_t nb = n / QK4_1;                                                                  \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                \
+    MIN_SUM(Y)                                                                                     \
+    int64_t b = 0;                                                                                 \
+    DOT4_LOOP(P4_1, Y)                                                                             \
     return hsum8(_mm256_add_ps(acc0, acc1)) + hsum4(accm) + summ;
 #define P4_1(i, Y) dot32_u8_nooff(unpack_nibbles(x[i].qs), load32(Y##_QS(i)))
 
@@ -204,21 +206,21 @@ static inline __m256i unpack_q5(const uint8_t *qs, const uint8_t *qh) {
     return _mm256_or_si256(unpack_nibbles(qs), hb);
 }
 
-#define Q5_0_BODY(Y)                                                                       \
-    const int64_t nb = n / QK5_0;                                                          \
-    const __m256i sixteen = _mm256_set1_epi8(16);                                          \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
-    int64_t b = 0;                                                                         \
-    DOT4_LOOP(P5_0, Y)                                                                     \
+#define Q5_0_BODY(Y)                                                                               \
+    const int64_t nb = n / QK5_0;                                                                  \
+    const __m256i sixteen = _mm256_set1_epi8(16);                                                  \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                \
+    int64_t b = 0;                                                                                 \
+    DOT4_LOOP(P5_0, Y)                                                                             \
     return hsum8(_mm256_add_ps(acc0, acc1));
 #define P5_0(i, Y) dot32_u8(unpack_q5(x[i].qs, x[i].qh), load32(Y##_QS(i)), sixteen)
 
-#define Q5_1_BODY(Y)                                                                       \
-    const int64_t nb = n / QK5_1;                                                          \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
-    MIN_SUM(Y)                                                                             \
-    int64_t b = 0;                                                                         \
-    DOT4_LOOP(P5_1, Y)                                                                     \
+#define Q5_1_BODY(Y)                                                                               \
+    const int64_t nb = n / QK5_1;                                                                  \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                \
+    MIN_SUM(Y)                                                                                     \
+    int64_t b = 0;                                                                                 \
+    DOT4_LOOP(P5_1, Y)                                                                             \
     return hsum8(_mm256_add_ps(acc0, acc1)) + hsum4(accm) + summ;
 #define P5_1(i, Y) dot32_u8_nooff(unpack_q5(x[i].qs, x[i].qh), load32(Y##_QS(i)))
 
@@ -227,25 +229,25 @@ static inline __m256i dot32_s8(__m256i x, __m256i y) {
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-#define Q8_0_BODY(Y)                                                                       \
-    const int64_t nb = n / QK8_0;                                                          \
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                        \
-    int64_t b = 0;                                                                         \
-    DOT4_LOOP(P8_0, Y)                                                                     \
+#define Q8_0_BODY(Y)                                                                               \
+    const int64_t nb = n / QK8_0;                                                                  \
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                \
+    int64_t b = 0;                                                                                 \
+    DOT4_LOOP(P8_0, Y)                                                                             \
     return hsum8(_mm256_add_ps(acc0, acc1));
 #define P8_0(i, Y) dot32_s8(load32(x[i].qs), load32(Y##_QS(i)))
 
-#define DEFINE_KERNELS(s, XT, YT, BODY)                                                    \
-    float rl__vec_dot_##s##_avx2(int64_t n, const void *vx, const void *vy) {             \
-        const XT *x = vx;                                                                  \
-        const YT *y = vy;                                                                  \
-        BODY(YB)                                                                           \
-    }                                                                                      \
-    float rl__gemv_##s##_avx2(int64_t n, const void *vx, const int8_t *yqs, const float *yd, \
-                              const float *ys) {                                           \
-        const XT *x = vx;                                                                  \
-        (void)ys;                                                                          \
-        BODY(YS)                                                                           \
+#define DEFINE_KERNELS(s, XT, YT, BODY)                                                            \
+    float rl__vec_dot_##s##_avx2(int64_t n, const void *vx, const void *vy) {                      \
+        const XT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        BODY(YB)                                                                                   \
+    }                                                                                              \
+    float rl__gemv_##s##_avx2(int64_t n, const void *vx, const int8_t *yqs, const float *yd,       \
+                              const float *ys) {                                                   \
+        const XT *x = vx;                                                                          \
+        (void)ys;                                                                                  \
+        BODY(YS)                                                                                   \
     }
 DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)
 DEFINE_KERNELS(q4_1, block_q4_1, block_q8_1, Q4_1_BODY)

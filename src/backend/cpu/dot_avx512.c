@@ -104,8 +104,9 @@ float rl__vec_dot_bf16_avx512(int64_t n, const void *vx, const void *vy) {
 /* Two 16-byte nibble arrays -> 64 bytes 0..15 in element order: [lo(a), hi(a), lo(b),
  * hi(b)]. The 128-bit lanes are [a, a, b, b]; the odd lanes are shifted right by 4. */
 static inline __m512i unpack_nibbles2(const uint8_t *qa, const uint8_t *qb) {
-    __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qa)),
-                                        _mm_loadu_si128((const __m128i *)qb), 1);
+    __m256i t =
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qa)),
+                                _mm_loadu_si128((const __m128i *)qb), 1);
     __m512i z = _mm512_permutexvar_epi64(_mm512_set_epi64(3, 2, 3, 2, 1, 0, 1, 0),
                                          _mm512_castsi256_si512(t));
     z = _mm512_mask_srli_epi16(z, (__mmask32)0xff00ff00u, z, 4);
@@ -163,7 +164,8 @@ static inline __m512 spread23(__m128 s) {
 
 /* Bytes lo in 128-bit lanes 0 and 2, hi in lanes 1 and 3. */
 static inline __m512i lanes_lo_hi(uint8_t lo, uint8_t hi) {
-    const long long l = (long long)(0x0101010101010101ull * lo), h = (long long)(0x0101010101010101ull * hi);
+    const long long l = (long long)(0x0101010101010101ull * lo),
+                    h = (long long)(0x0101010101010101ull * hi);
     return _mm512_setr_epi64(l, l, h, h, l, l, h, h);
 }
 
@@ -182,11 +184,14 @@ static inline __m512i nibbles2_x16(const uint8_t *qa, const uint8_t *qb) {
 /* Scales for nibbles2_x16 products: [s0 x4, s0/16 x4, s1 x4, s1/16 x4] and the same for
  * s2, s3. */
 static inline void spread_x16(__m128 s, __m512 *s01, __m512 *s23) {
-    __m256 t = _mm256_permutexvar_ps(_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_castps128_ps256(s));
+    __m256 t =
+        _mm256_permutexvar_ps(_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_castps128_ps256(s));
     t = _mm256_mul_ps(t, _mm256_setr_ps(1, 0.0625f, 1, 0.0625f, 1, 0.0625f, 1, 0.0625f));
     __m512 z = _mm512_castps256_ps512(t);
-    *s01 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), z);
-    *s23 = _mm512_permutexvar_ps(_mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7), z);
+    *s01 =
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), z);
+    *s23 =
+        _mm512_permutexvar_ps(_mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7), z);
 }
 
 /* ---- kernel bodies, shared by vec_dot and gemv ----------------------------------------
@@ -222,53 +227,59 @@ static inline float hsum4(__m128 s) {
 
 /* Q4_0: sum (q - 8) y = sum q y - 8 sum y. With the x16 layout the offset is 8 on the
  * low lanes and 16 * 8 = 128 on the high lanes, one vpdpbusd for both. */
-#define Q4_0_BODY(Y)                                                                       \
-    const int64_t nb = n / QK4_0;                                                          \
-    const __m512i off = lanes_lo_hi(8, 128);                                               \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
-    int64_t b = 0;                                                                         \
-    for (; b + 4 <= nb; b += 4) {                                                          \
-        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                  \
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), y0); \
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1); \
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y0));   \
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y1));   \
-        __m512 s01, s23;                                                                   \
-        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);          \
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                         \
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                         \
-    }                                                                                      \
-    __m256 acc = _mm256_setzero_ps();                                                      \
-    for (; b < nb; b++) {                                                                  \
-        __m256i p = dot1_u8(unpack_nibbles1(x[b].qs), _mm256_loadu_si256((const __m256i *)Y##_QS(b)), \
-                            _mm256_set1_epi8(8));                                          \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
-    }                                                                                      \
+#define Q4_0_BODY(Y)                                                                               \
+    const int64_t nb = n / QK4_0;                                                                  \
+    const __m512i off = lanes_lo_hi(8, 128);                                                       \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
+    int64_t b = 0;                                                                                 \
+    for (; b + 4 <= nb; b += 4) {                                                                  \
+        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
+        __m512i p0 =                                                                               \
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);   \
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                   \
+                                         nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1);              \
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y0));           \
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y1));           \
+        __m512 s01, s23;                                                                           \
+        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);                  \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                                 \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                                 \
+    }                                                                                              \
+    __m256 acc = _mm256_setzero_ps();                                                              \
+    for (; b < nb; b++) {                                                                          \
+        __m256i p = dot1_u8(unpack_nibbles1(x[b].qs),                                              \
+                            _mm256_loadu_si256((const __m256i *)Y##_QS(b)), _mm256_set1_epi8(8));  \
+        acc =                                                                                      \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc);  \
+    }                                                                                              \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
 
 /* Q4_1: sum (d q + m) dy y = d dy sum q y + m s (s: the Q8_1 block's fp16 sum). */
-#define Q4_1_BODY(Y)                                                                       \
-    const int64_t nb = n / QK4_1;                                                          \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
-    __m128 accm = _mm_setzero_ps();                                                        \
-    int64_t b = 0;                                                                         \
-    for (; b + 4 <= nb; b += 4) {                                                          \
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), Y##_LOAD2(b)); \
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2)); \
-        __m512 s01, s23;                                                                   \
-        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);          \
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                         \
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                         \
-        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[b].m, sizeof x[0]), Y##_S4(b)));         \
-    }                                                                                      \
-    __m256 acc = _mm256_setzero_ps();                                                      \
-    float summ = 0;                                                                        \
-    for (; b < nb; b++) {                                                                  \
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles1(x[b].qs),  \
-                                        _mm256_loadu_si256((const __m256i *)Y##_QS(b)));   \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
-        summ += h2f(x[b].m) * Y##_S1(b);                                                   \
-    }                                                                                      \
+#define Q4_1_BODY(Y)                                                                               \
+    const int64_t nb = n / QK4_1;                                                                  \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
+    __m128 accm = _mm_setzero_ps();                                                                \
+    int64_t b = 0;                                                                                 \
+    for (; b + 4 <= nb; b += 4) {                                                                  \
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                   \
+                                         nibbles2_x16(x[b].qs, x[b + 1].qs), Y##_LOAD2(b));        \
+        __m512i p1 = _mm512_dpbusd_epi32(                                                          \
+            _mm512_setzero_si512(), nibbles2_x16(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2));     \
+        __m512 s01, s23;                                                                           \
+        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);                  \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                                 \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                                 \
+        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[b].m, sizeof x[0]), Y##_S4(b)));                 \
+    }                                                                                              \
+    __m256 acc = _mm256_setzero_ps();                                                              \
+    float summ = 0;                                                                                \
+    for (; b < nb; b++) {                                                                          \
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_nibbles1(x[b].qs),          \
+                                        _mm256_loadu_si256((const __m256i *)Y##_QS(b)));           \
+        acc =                                                                                      \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc);  \
+        summ += h2f(x[b].m) * Y##_S1(b);                                                           \
+    }                                                                                              \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + hsum4(accm);
 
 /* Q5: the 5th bits of two blocks form one 64-bit mask in element order; add 16 there. */
@@ -284,55 +295,59 @@ static inline __m256i unpack_q5_1(const uint8_t *qs, const uint8_t *qh) {
     return _mm256_mask_add_epi8(z, (__mmask32)load_u32(qh), z, _mm256_set1_epi8(16));
 }
 
-#define Q5_0_BODY(Y)                                                                       \
-    const int64_t nb = n / QK5_0;                                                          \
-    const __m512i sixteen = _mm512_set1_epi8(16);                                          \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
-    int64_t b = 0;                                                                         \
-    for (; b + 4 <= nb; b += 4) {                                                          \
-        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                  \
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
-                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0); \
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
-                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), y1); \
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y0)); \
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y1)); \
-        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                       \
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                 \
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                 \
-    }                                                                                      \
-    __m256 acc = _mm256_setzero_ps();                                                      \
-    for (; b < nb; b++) {                                                                  \
-        __m256i p = dot1_u8(unpack_q5_1(x[b].qs, x[b].qh), _mm256_loadu_si256((const __m256i *)Y##_QS(b)), \
-                            _mm256_set1_epi8(16));                                         \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
-    }                                                                                      \
+#define Q5_0_BODY(Y)                                                                               \
+    const int64_t nb = n / QK5_0;                                                                  \
+    const __m512i sixteen = _mm512_set1_epi8(16);                                                  \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
+    int64_t b = 0;                                                                                 \
+    for (; b + 4 <= nb; b += 4) {                                                                  \
+        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
+        __m512i p0 = _mm512_dpbusd_epi32(                                                          \
+            _mm512_setzero_si512(), unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0);  \
+        __m512i p1 = _mm512_dpbusd_epi32(                                                          \
+            _mm512_setzero_si512(),                                                                \
+            unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), y1);                  \
+        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y0));       \
+        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y1));       \
+        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                               \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                         \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                         \
+    }                                                                                              \
+    __m256 acc = _mm256_setzero_ps();                                                              \
+    for (; b < nb; b++) {                                                                          \
+        __m256i p = dot1_u8(unpack_q5_1(x[b].qs, x[b].qh),                                         \
+                            _mm256_loadu_si256((const __m256i *)Y##_QS(b)), _mm256_set1_epi8(16)); \
+        acc =                                                                                      \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc);  \
+    }                                                                                              \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
 
-#define Q5_1_BODY(Y)                                                                       \
-    const int64_t nb = n / QK5_1;                                                          \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
-    __m128 accm = _mm_setzero_ps();                                                        \
-    int64_t b = 0;                                                                         \
-    for (; b + 4 <= nb; b += 4) {                                                          \
-        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
-                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), Y##_LOAD2(b)); \
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                           \
-                                         unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), \
-                                         Y##_LOAD2(b + 2));                                \
-        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                       \
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                 \
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                 \
-        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[b].m, sizeof x[0]), Y##_S4(b)));         \
-    }                                                                                      \
-    __m256 acc = _mm256_setzero_ps();                                                      \
-    float summ = 0;                                                                        \
-    for (; b < nb; b++) {                                                                  \
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q5_1(x[b].qs, x[b].qh), \
-                                        _mm256_loadu_si256((const __m256i *)Y##_QS(b)));   \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
-        summ += h2f(x[b].m) * Y##_S1(b);                                                   \
-    }                                                                                      \
+#define Q5_1_BODY(Y)                                                                               \
+    const int64_t nb = n / QK5_1;                                                                  \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
+    __m128 accm = _mm_setzero_ps();                                                                \
+    int64_t b = 0;                                                                                 \
+    for (; b + 4 <= nb; b += 4) {                                                                  \
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                   \
+                                         unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh),  \
+                                         Y##_LOAD2(b));                                            \
+        __m512i p1 = _mm512_dpbusd_epi32(                                                          \
+            _mm512_setzero_si512(),                                                                \
+            unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), Y##_LOAD2(b + 2));    \
+        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                               \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                         \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                         \
+        accm = _mm_add_ps(accm, _mm_mul_ps(h4f(&x[b].m, sizeof x[0]), Y##_S4(b)));                 \
+    }                                                                                              \
+    __m256 acc = _mm256_setzero_ps();                                                              \
+    float summ = 0;                                                                                \
+    for (; b < nb; b++) {                                                                          \
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q5_1(x[b].qs, x[b].qh),     \
+                                        _mm256_loadu_si256((const __m256i *)Y##_QS(b)));           \
+        acc =                                                                                      \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc);  \
+        summ += h2f(x[b].m) * Y##_S1(b);                                                           \
+    }                                                                                              \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc) + summ + hsum4(accm);
 
 /* sum x * y for signed x, y: |x| as u8 against y negated where x < 0. */
@@ -341,39 +356,41 @@ static inline __m512i dot_s8_2(__m512i x, __m512i y) {
     return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(x), sy);
 }
 
-#define Q8_0_BODY(Y)                                                                       \
-    const int64_t nb = n / QK8_0;                                                          \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                        \
-    int64_t b = 0;                                                                         \
-    for (; b + 4 <= nb; b += 4) {                                                          \
-        __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), Y##_LOAD2(b));               \
-        __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2));       \
-        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                       \
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                 \
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                 \
-    }                                                                                      \
-    __m256 acc = _mm256_setzero_ps();                                                      \
-    for (; b < nb; b++) {                                                                  \
-        __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);                         \
-        __m256i yv = _mm256_loadu_si256((const __m256i *)Y##_QS(b));                       \
-        __m256i sy = _mm256_mask_sub_epi8(yv, _mm256_movepi8_mask(xv), _mm256_setzero_si256(), yv); \
-        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);  \
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc); \
-    }                                                                                      \
+#define Q8_0_BODY(Y)                                                                               \
+    const int64_t nb = n / QK8_0;                                                                  \
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
+    int64_t b = 0;                                                                                 \
+    for (; b + 4 <= nb; b += 4) {                                                                  \
+        __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), Y##_LOAD2(b));                       \
+        __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2));               \
+        __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                               \
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                         \
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                         \
+    }                                                                                              \
+    __m256 acc = _mm256_setzero_ps();                                                              \
+    for (; b < nb; b++) {                                                                          \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);                                 \
+        __m256i yv = _mm256_loadu_si256((const __m256i *)Y##_QS(b));                               \
+        __m256i sy =                                                                               \
+            _mm256_mask_sub_epi8(yv, _mm256_movepi8_mask(xv), _mm256_setzero_si256(), yv);         \
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);          \
+        acc =                                                                                      \
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc);  \
+    }                                                                                              \
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
 
 /* ---- the kernels ---------------------------------------------------------------------- */
-#define DEFINE_KERNELS(s, XT, YT, BODY)                                                    \
-    float rl__vec_dot_##s##_avx512(int64_t n, const void *vx, const void *vy) {           \
-        const XT *x = vx;                                                                  \
-        const YT *y = vy;                                                                  \
-        BODY(YB)                                                                           \
-    }                                                                                      \
-    float rl__gemv_##s##_avx512(int64_t n, const void *vx, const int8_t *yqs, const float *yd, \
-                                const float *ys) {                                         \
-        const XT *x = vx;                                                                  \
-        (void)ys;                                                                          \
-        BODY(YS)                                                                           \
+#define DEFINE_KERNELS(s, XT, YT, BODY)                                                            \
+    float rl__vec_dot_##s##_avx512(int64_t n, const void *vx, const void *vy) {                    \
+        const XT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        BODY(YB)                                                                                   \
+    }                                                                                              \
+    float rl__gemv_##s##_avx512(int64_t n, const void *vx, const int8_t *yqs, const float *yd,     \
+                                const float *ys) {                                                 \
+        const XT *x = vx;                                                                          \
+        (void)ys;                                                                                  \
+        BODY(YS)                                                                                   \
     }
 DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)
 DEFINE_KERNELS(q4_1, block_q4_1, block_q8_1, Q4_1_BODY)

@@ -32,7 +32,8 @@ float rl__vec_dot_f16_ref(int64_t n, const void *vx, const void *vy) {
 float rl__vec_dot_bf16_ref(int64_t n, const void *vx, const void *vy) {
     const rl_bf16 *x = vx, *y = vy;
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)rl__bf16_to_fp32(x[i]) * (double)rl__bf16_to_fp32(y[i]);
+    for (int64_t i = 0; i < n; i++)
+        s += (double)rl__bf16_to_fp32(x[i]) * (double)rl__bf16_to_fp32(y[i]);
     return (float)s;
 }
 
@@ -199,8 +200,7 @@ static inline void k4_scale_min(const uint8_t *s, int j, int *sc, int *m) {
 
 /* Q4_K / Q5_K: 32-element sub-block 2c is the low nibbles of qs[32c..32c+31], 2c+1 the
  * high nibbles; Q5_K's 5th bit of sub-block k is bit k of qh[l]. x = d*sc*q - dmin*m. */
-static float dot_q45_K(int64_t n, const block_q4_K *x4, const block_q5_K *x5,
-                       const block_q8_K *y) {
+static float dot_q45_K(int64_t n, const block_q4_K *x4, const block_q5_K *x5, const block_q8_K *y) {
     float sum = 0;
     int8_t q[QK_K];
     for (int64_t b = 0; b < n / QK_K; b++) {

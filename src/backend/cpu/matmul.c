@@ -24,21 +24,21 @@
 
 typedef struct mm_job {
     rl__vec_dot_fn dot;
-    rl__gemv_fn gemv;     /* NULL: use dot on xq */
-    const uint8_t *w;     /* [rows][w_row_bytes] */
+    rl__gemv_fn gemv; /* NULL: use dot on xq */
+    const uint8_t *w; /* [rows][w_row_bytes] */
     size_t w_row_bytes;
     int64_t rows, cols, n_tok;
-    const uint8_t *xq;    /* [n_tok][x_row_bytes] in the vec_dot type */
+    const uint8_t *xq; /* [n_tok][x_row_bytes] in the vec_dot type */
     size_t x_row_bytes;
-    uint8_t *xs;          /* gemv: [n_tok][xs_stride]: codes [cols], d [cols/32], s [cols/32] */
+    uint8_t *xs; /* gemv: [n_tok][xs_stride]: codes [cols], d [cols/32], s [cols/32] */
     size_t xs_stride;
     rl_type vdt;
-    float *y;             /* [n_tok][rows] */
+    float *y; /* [n_tok][rows] */
     int64_t chunk_rows, n_chunks;
     _Atomic int64_t next; /* next chunk to take */
     /* conversion phase */
     rl__act_quant_fn quant;
-    const float *x;       /* [n_tok][cols] */
+    const float *x; /* [n_tok][cols] */
     uint8_t *xq_out;
 } mm_job;
 
@@ -122,8 +122,16 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
     if (!w || !x || !y) return RL_ERR_INVALID_ARG;
 
     mm_job j = {
-        .dot = dot, .w = w, .w_row_bytes = w_row_bytes, .rows = rows, .cols = cols,
-        .n_tok = n_tok, .x_row_bytes = x_row_bytes, .y = y, .x = x, .vdt = vdt,
+        .dot = dot,
+        .w = w,
+        .w_row_bytes = w_row_bytes,
+        .rows = rows,
+        .cols = cols,
+        .n_tok = n_tok,
+        .x_row_bytes = x_row_bytes,
+        .y = y,
+        .x = x,
+        .vdt = vdt,
     };
     if (vdt == RL_TYPE_F32) {
         j.xq = (const uint8_t *)x;
@@ -142,8 +150,10 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         j.xq_out = rl__threadpool_scratch(pool, scratch);
         if (!j.xq_out) return RL_ERR_NOMEM;
         j.xs = j.xq_out + x_bytes_al;
-        if (n_tok == 1 || rl_threadpool_n_threads(pool) == 1) quant_task(&j, 0, 1);
-        else rl__threadpool_run(pool, quant_task, &j);
+        if (n_tok == 1 || rl_threadpool_n_threads(pool) == 1)
+            quant_task(&j, 0, 1);
+        else
+            rl__threadpool_run(pool, quant_task, &j);
         j.xq = j.xq_out;
     }
 

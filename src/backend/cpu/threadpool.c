@@ -27,9 +27,9 @@ struct rl_threadpool {
     pthread_t *threads; /* [n_threads - 1] workers */
     int n_started;
 
-    _Atomic uint32_t gen;     /* job generation: workers sleep while it is unchanged */
-    _Atomic int pending;      /* workers that have not finished the current job */
-    _Atomic uint32_t done;    /* 1 once pending reached 0 (futex word of the caller) */
+    _Atomic uint32_t gen;  /* job generation: workers sleep while it is unchanged */
+    _Atomic int pending;   /* workers that have not finished the current job */
+    _Atomic uint32_t done; /* 1 once pending reached 0 (futex word of the caller) */
     _Atomic bool stop;
     rl__task_fn fn;
     void *ctx;
