@@ -556,8 +556,8 @@ typedef struct rl_chat_template_params {
                              * UTC wall-clock time; < 0: the current local time */
     /* Limits against hostile templates (0: the default). Past one, rendering stops with
      * RL_ERR_LIMIT and a message. */
-    uint64_t max_steps;     /* nodes run plus bulk work; default 50,000,000 */
-    size_t max_memory;      /* bytes of values alive at once; default 512 MiB */
+    uint64_t max_steps;     /* nodes run plus bulk work; default 200,000,000 (~1-2 s) */
+    size_t max_memory;      /* bytes of values alive at once; default 256 MiB */
     size_t max_output;      /* bytes of any one string, the output included; default 64 MiB */
     int max_depth;          /* nested macro calls; default 100 */
 } rl_chat_template_params;
@@ -591,6 +591,436 @@ RL_API void rl_chat_template_free(rl_chat_template *t);
 RL_API void rl_free_string(char *s);
 
 /* ===== end section: chat templates ===== */
+
+/* ===== section: sampling ===== */
+
+/* A sampler turns a vector of n_vocab logits into one token id, as llama.cpp's sampler
+ * chain does (src/llama-sampler.cpp, common/sampling.cpp), in this order:
+ *
+ *   1. logit bias (added; -INFINITY bans a token)
+ *   2. repetition / frequency / presence penalties over the last penalty_last_n accepted
+ *      tokens: a token seen c > 0 times has its logit divided by repeat_penalty when
+ *      positive, multiplied by it when <= 0, then frequency_penalty * c + presence_penalty
+ *      subtracted (llama.cpp's arithmetic)
+ *   3. DRY ("don't repeat yourself", llama.cpp / koboldcpp's algorithm): a token that would
+ *      extend a repeat of length L >= dry_allowed_length within the last dry_penalty_last_n
+ *      tokens loses dry_multiplier * dry_base^(L - dry_allowed_length); repeats do not
+ *      reach across a sequence breaker
+ *   4. the allowed mask (grammar), if any: banned tokens drop out
+ *   5. the filters, by default in llama.cpp's order top-k, typical-p, top-p, min-p, XTC,
+ *      temperature (params.order may permute them)
+ *   6. the final choice: greedy when temperature <= 0, mirostat v2 when mirostat == 2
+ *      (the filters of step 5 are then skipped, as in llama.cpp: temperature, then
+ *      mirostat), else a draw from the softmax of what is left.
+ *
+ * Tokens whose logit is -INFINITY after steps 1-4 are never chosen. Ties between equal
+ * logits are broken toward the lower token id everywhere (greedy, top-k, sorting), so a
+ * result never depends on the order of an unstable sort.
+ *
+ * Randomness comes from xoshiro256** (Blackman and Vigna) seeded through splitmix64 from
+ * the 64-bit seed; float math uses the library's own exp/log (no libm, no fused
+ * multiply-add): the same seed, parameters, logits and accepted tokens give the same
+ * tokens on every machine and build.
+ *
+ * No allocation happens after rl_sampler_create: every buffer is sized to n_vocab there.
+ * A sampler is used by one thread at a time; different samplers are independent. */
+typedef struct rl_sampler rl_sampler;
+
+/* Seed value that asks for a fresh random seed from the operating system at create and at
+ * every rl_sampler_reset (llama.cpp's LLAMA_DEFAULT_SEED behaviour). */
+#define RL_SAMPLER_SEED_RANDOM UINT64_MAX
+/* Upper bounds checked by rl_sampler_params_validate. */
+#define RL_SAMPLER_MAX_WINDOW 1048576   /* penalty_last_n, dry_penalty_last_n, allowed len */
+#define RL_SAMPLER_MAX_TOP_LOGPROBS 256 /* top_logprobs */
+#define RL_SAMPLER_MAX_BREAKERS 1024    /* n_dry_sequence_breakers */
+
+/* The filters of step 5, for params.order. */
+typedef enum rl_sampler_stage {
+    RL_SAMPLER_STAGE_TOP_K = 1,
+    RL_SAMPLER_STAGE_TYPICAL_P = 2,
+    RL_SAMPLER_STAGE_TOP_P = 3,
+    RL_SAMPLER_STAGE_MIN_P = 4,
+    RL_SAMPLER_STAGE_XTC = 5,
+    RL_SAMPLER_STAGE_TEMPERATURE = 6,
+    RL_SAMPLER_STAGE_COUNT = 6
+} rl_sampler_stage;
+
+/* Which distribution log-probabilities describe (see rl_sampler_logprobs). */
+typedef enum rl_sampler_logprobs_mode {
+    /* log-softmax of the logits after bias, penalties and DRY (steps 1-3), before the mask,
+     * the filters and temperature: the model's distribution as the user's penalties and
+     * bias shape it, independent of how a grammar is checked (the default) */
+    RL_SAMPLER_LOGPROBS_PROCESSED = 0,
+    /* log-softmax of the logits as given (vLLM's default "raw_logprobs") */
+    RL_SAMPLER_LOGPROBS_RAW = 1
+} rl_sampler_logprobs_mode;
+
+/* An additive bias for one token (OpenAI's logit_bias). Several entries for one token add. */
+typedef struct rl_logit_bias {
+    rl_token token; /* 0 <= token < n_vocab */
+    float bias;     /* finite, or -INFINITY to ban the token */
+} rl_logit_bias;
+
+/* Every knob, with its range; rl_sampler_default_params() gives the value in brackets, which
+ * disables the stage or leaves logits unchanged: a default sampler draws from the model's
+ * softmax at temperature 1. llama.cpp's command-line defaults are temperature 0.8, top_k
+ * 40, top_p 0.95, min_p 0.05. Windows of -1 ("the whole context" in llama.cpp) are the
+ * caller's to replace by the context size. */
+typedef struct rl_sampler_params {
+    uint64_t seed;           /* any; RL_SAMPLER_SEED_RANDOM: from the OS [RANDOM] */
+    float temperature;       /* >= 0; 0: greedy (argmax, ties to the lowest id) [1] */
+    int32_t top_k;           /* >= 0; keep the k most likely; 0: off [0] */
+    float top_p;             /* [0, 1]; keep the smallest most-likely set whose probability
+                              * reaches top_p (the token that crosses it is kept); 1: off [1] */
+    float min_p;             /* [0, 1]; drop tokens with p < min_p * p_max; 0: off [0] */
+    float typical_p;         /* [0, 1]; locally typical sampling (Meister et al. 2022);
+                              * 1: off [1] */
+    int32_t min_keep;        /* >= 0; top-p, min-p, typical-p and XTC keep at least this
+                              * many tokens [0] */
+    int32_t penalty_last_n;  /* [0, RL_SAMPLER_MAX_WINDOW]; tokens the penalties look at;
+                              * 0: penalties off [64] */
+    float repeat_penalty;    /* > 0, finite; 1: off [1] */
+    float frequency_penalty; /* finite; subtracted once per occurrence; 0: off [0] */
+    float presence_penalty;  /* finite; subtracted once if present; 0: off [0] */
+    float dry_multiplier;    /* >= 0, finite; 0: DRY off [0] */
+    float dry_base;          /* >= 0, finite; below 1 DRY is off (as llama.cpp) [1.75] */
+    int32_t dry_allowed_length;  /* [0, RL_SAMPLER_MAX_WINDOW] [2] */
+    int32_t dry_penalty_last_n;  /* [0, RL_SAMPLER_MAX_WINDOW]; 0: DRY off [64] */
+    /* Strings that end a repeat for DRY (non-empty; only the first 40 bytes count, as in
+     * llama.cpp). NULL: llama.cpp's defaults "\n", ":", "\"", "*" (ignored when the
+     * sampler has no vocabulary); non-NULL with n = 0: none. Copied at create. [NULL, 0] */
+    const char *const *dry_sequence_breakers;
+    int32_t n_dry_sequence_breakers; /* [0, RL_SAMPLER_MAX_BREAKERS] */
+    float xtc_probability;   /* [0, 1]; chance that XTC ("exclude top choices") acts on a
+                              * step; 0: off [0] */
+    float xtc_threshold;     /* [0, 1]; XTC removes every token with p >= threshold but the
+                              * least likely of them; above 0.5 XTC is off [0.1] */
+    int32_t mirostat;        /* 0: off, 2: mirostat v2 (Basu et al. 2021); 1 (v1) is not
+                              * supported [0] */
+    float mirostat_tau;      /* >= 0, finite; target surprise in bits [5] */
+    float mirostat_eta;      /* >= 0, finite; learning rate [0.1] */
+    const rl_logit_bias *logit_bias; /* n_logit_bias entries, copied at create [NULL] */
+    int32_t n_logit_bias;    /* >= 0 [0] */
+    bool logprobs;           /* compute the chosen token's log-probability [false] */
+    int32_t top_logprobs;    /* [0, RL_SAMPLER_MAX_TOP_LOGPROBS]; also the n most likely;
+                              * needs logprobs [0] */
+    rl_sampler_logprobs_mode logprobs_mode; /* [PROCESSED] */
+    /* Order of the filters of step 5: n_order distinct stages; the stages left out do not
+     * run. n_order 0: the default order (all six). [0] */
+    int32_t n_order;         /* [0, RL_SAMPLER_STAGE_COUNT] */
+    rl_sampler_stage order[RL_SAMPLER_STAGE_COUNT];
+} rl_sampler_params;
+
+RL_API rl_sampler_params rl_sampler_default_params(void);
+
+/* Check p for a vocabulary of n_vocab tokens (n_vocab >= 1). RL_OK, or RL_ERR_INVALID_ARG
+ * with err (when err_size > 0) naming the first offending field and value, e.g.
+ * "top_p must be in [0, 1], got 1.5". Thread-safe. */
+RL_API rl_status rl_sampler_params_validate(const rl_sampler_params *p, int32_t n_vocab,
+                                            char *err, size_t err_size);
+
+/* A sampler for logits of n_vocab entries. vocab (NULL allowed) gives token text for the
+ * DRY sequence breakers; it is used only during this call. n_vocab may exceed
+ * rl_vocab_n_tokens(vocab) (padded output layers); breakers then see the vocabulary's
+ * tokens only. p NULL means the defaults. Errors: RL_ERR_INVALID_ARG (as
+ * rl_sampler_params_validate; also explicit breakers without a vocabulary), RL_ERR_NOMEM;
+ * *out is then NULL and err holds a message. With DRY on and a vocabulary, create reads
+ * the text of every token once (a few ms for 128k tokens). */
+RL_API rl_status rl_sampler_create(const rl_sampler_params *p, int32_t n_vocab,
+                                   const rl_vocab *vocab, rl_sampler **out, char *err,
+                                   size_t err_size);
+RL_API void rl_sampler_free(rl_sampler *s);
+
+/* A copy of s in its current state (history, RNG, mirostat mu), for forks (n > 1). */
+RL_API rl_status rl_sampler_clone(const rl_sampler *s, rl_sampler **out);
+/* Restart the random stream of s from seed (RL_SAMPLER_SEED_RANDOM: from the OS). The
+ * history is kept. Give each fork its own seed. */
+RL_API void rl_sampler_reseed(rl_sampler *s, uint64_t seed);
+/* Forget the accepted tokens, set mirostat's mu back to 2 * tau and restart the random
+ * stream from the seed of the params (a new random seed if it was RL_SAMPLER_SEED_RANDOM). */
+RL_API void rl_sampler_reset(rl_sampler *s);
+/* The seed in use (the one drawn from the OS when RL_SAMPLER_SEED_RANDOM was asked for). */
+RL_API uint64_t rl_sampler_seed(const rl_sampler *s);
+
+/* Allowed-token masks are bit sets of n_vocab bits: token t is allowed when bit (t & 7) of
+ * byte mask[t >> 3] is set ((n_vocab + 7) / 8 bytes). */
+static inline bool rl_mask_test(const uint8_t *mask, rl_token t) {
+    return (mask[t >> 3] >> (t & 7)) & 1;
+}
+
+/* Choose the next token from logits[0..n_vocab) (read only; -INFINITY entries are never
+ * chosen; NaN and +INFINITY are refused) into *token_out. allowed is NULL or an allowed
+ * mask, applied before the filters (the grammar-first order). The token is not accepted:
+ * call rl_sampler_accept (the caller may still reject it). Errors: RL_ERR_INVALID_ARG for
+ * NULL arguments, a NaN or +INFINITY logit (the message names its index) and when no token
+ * is left to choose (every token masked or -INFINITY); *token_out is then RL_TOKEN_NULL and
+ * rl_sampler_errmsg says why. No allocation. */
+RL_API rl_status rl_sampler_sample(rl_sampler *s, const float *logits, const uint8_t *allowed,
+                                   rl_token *token_out);
+
+/* A constraint checked lazily (a grammar): allows() answers for one token; fill_mask()
+ * writes the whole allowed mask ((n_vocab + 7) / 8 bytes, every bit) and returns RL_OK or
+ * an error, which rl_sampler_sample_constrained passes on. */
+typedef struct rl_sampler_constraint {
+    bool (*allows)(void *user, rl_token t);
+    rl_status (*fill_mask)(void *user, uint8_t *mask, int32_t n_vocab);
+    void *user;
+} rl_sampler_constraint;
+
+/* Sample without the constraint first; when c->allows() accepts the token it is the
+ * answer, else fill_mask() is called once and the token is drawn again, with the mask
+ * applied first and a fresh random number (llama.cpp's grammar rejection sampling: the
+ * full mask is computed only on rejection). Log-probabilities, which do not see the mask,
+ * are those of the first pass; mirostat's mu follows the token returned. c NULL is
+ * rl_sampler_sample without a mask. */
+RL_API rl_status rl_sampler_sample_constrained(rl_sampler *s, const float *logits,
+                                               const rl_sampler_constraint *c,
+                                               rl_token *token_out);
+
+/* Record token t as the newest of the sequence (prompt tokens too, when penalties should
+ * see them): it enters the penalty and DRY windows. RL_ERR_INVALID_ARG when t is out of
+ * [0, n_vocab). */
+RL_API rl_status rl_sampler_accept(rl_sampler *s, rl_token t);
+
+/* Log-probabilities of the last successful sample (params.logprobs set), natural log,
+ * under the distribution params.logprobs_mode names (may be -INFINITY for a banned token):
+ * *chosen for the token returned, and the min(top_logprobs, n_top_max) most likely tokens
+ * in top[] (descending; ties to the lower id), their count in *n_top. chosen, top and
+ * n_top may be NULL when not wanted. RL_ERR_INVALID_ARG when logprobs are off or no sample
+ * has succeeded since create or reset. */
+typedef struct rl_token_logprob {
+    rl_token token;
+    float logprob;
+} rl_token_logprob;
+RL_API rl_status rl_sampler_logprobs(const rl_sampler *s, rl_token_logprob *chosen,
+                                     rl_token_logprob *top, int32_t n_top_max,
+                                     int32_t *n_top);
+
+/* The last error's message ("" when none); valid until the next call on s. */
+RL_API const char *rl_sampler_errmsg(const rl_sampler *s);
+
+/* ===== end section: sampling ===== */
+
+/* ===== section: model quantization (mixes, quantize a GGUF model, synthetic models) ===== */
+
+/* One tensor written, as reported to a progress callback (after its data is written;
+ * pointers valid during the call only). */
+typedef struct rl_quantize_event {
+    int64_t index;          /* 0-based position in the output file */
+    int64_t count;          /* tensors in the output file */
+    const char *name;
+    uint32_t n_dims;
+    const int64_t *ne;      /* n_dims sizes, ne[0] the row length */
+    rl_type type_in;        /* F32 for generated (synthetic) weights */
+    rl_type type_out;
+    bool converted;         /* false: copied unchanged */
+    bool fallback;          /* the row length forced type_out instead of the mix's choice */
+    size_t bytes_in;        /* size of the tensor in type_in */
+    size_t bytes_out;
+} rl_quantize_event;
+
+/* Called on the calling thread of rl_quantize_file / rl_synth_model, once per tensor. */
+typedef void (*rl_quantize_progress_fn)(void *user, const rl_quantize_event *ev);
+
+typedef struct rl_quantize_params {
+    /* What to write, as llama-quantize names it (case-insensitive): a mix ("Q4_K_M",
+     * "Q3_K_S", "IQ2_XS", "MXFP4_MOE", "Q8_0", "F16", ...; rl_quantize_mix_name lists
+     * them; "Q3_K"/"Q4_K"/"Q5_K" are the _M mixes; "COPY" converts nothing), or any other
+     * weight type ("NVFP4", "MXFP4"), which every quantizable tensor then gets. */
+    const char *type;
+    /* NULL, or an importance matrix from llama-imatrix (GGUF, or the legacy .dat format).
+     * Required by the mixes whose tensors are of types that need one
+     * (rl_type_needs_imatrix: IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS; and Q2_K_S). */
+    const char *imatrix_path;
+    int n_threads;          /* <= 0: rl_cpu_physical_cores() */
+    bool allow_requantize;  /* convert tensors that are quantized already (lossy twice) */
+    bool pure;              /* no mix rules: every quantizable tensor gets the mix's base type */
+    rl_type output_type;    /* RL_TYPE_COUNT: as the mix says; else output.weight's type */
+    rl_type token_embd_type;/* RL_TYPE_COUNT: as the mix says; else token_embd.weight's type */
+    rl_quantize_progress_fn progress; /* NULL: no reports */
+    void *progress_user;
+} rl_quantize_params;
+
+/* type "Q8_0", no imatrix, all cores, no requantize, not pure, types from the mix. */
+RL_API rl_quantize_params rl_quantize_default_params(void);
+
+/* The i-th name rl_quantize_params.type accepts as a mix (i from 0), in llama-quantize's
+ * order; NULL past the end. */
+RL_API const char *rl_quantize_mix_name(size_t i);
+
+/* Quantize the GGUF model in_path into out_path with the per-tensor types llama.cpp's
+ * llama-quantize chooses for the mix, the same tensor order (by layer, then name) and
+ * the same metadata (the input's, with general.file_type and general.quantization_version
+ * = 2 set, and quantize.imatrix.* when an imatrix is used). Tensors are read from the
+ * mapped input and streamed to the output (written atomically: a temporary file, then a
+ * rename), so memory use does not grow with the model. Tensors whose type does not change
+ * are copied byte for byte; without an imatrix, the bytes of converted tensors are those
+ * of ggml's reference quantizers. p may be NULL (defaults).
+ * Errors, with a message in err: RL_ERR_INVALID_ARG (out_path is in_path or the same file;
+ * unknown or unusable type; a type that needs an imatrix and none was given (the message
+ * says so and names --imatrix), or the imatrix lacks the tensor or has the wrong size;
+ * requantizing without allow_requantize; non-finite weights), RL_ERR_UNSUPPORTED (a weight
+ * type that cannot be a target, e.g. Q8_K), RL_ERR_BAD_FILE (input or imatrix
+ * malformed), RL_ERR_IO, RL_ERR_NOMEM. */
+RL_API rl_status rl_quantize_file(const char *in_path, const char *out_path,
+                                  const rl_quantize_params *p, char *err, size_t err_size);
+
+/* Synthetic models: random weights at the shape of a real model, for benchmarks without
+ * a download. */
+typedef struct rl_synth_params {
+    const char *shape;      /* rl_synth_shape_name(i): "llama3-8b", "tiny", ... */
+    const char *type;       /* as rl_quantize_params.type (a mix or a type); default "F16".
+                             * Types that need an importance matrix get a uniform one. */
+    const char *vocab_path; /* NULL: a built-in byte-level tokenizer (GPT-2 byte tokens,
+                             * BOS, EOS, padded with unused tokens to the shape's vocabulary
+                             * size); else a GGUF whose tokenizer.* metadata is copied and
+                             * whose token count sets the vocabulary size */
+    uint64_t seed;          /* same seed, shape and type: the same file */
+    int n_threads;          /* <= 0: rl_cpu_physical_cores() */
+    rl_quantize_progress_fn progress;
+    void *progress_user;
+} rl_synth_params;
+
+/* shape "tiny", type "F16", built-in tokenizer, seed 42, all cores. */
+RL_API rl_synth_params rl_synth_default_params(void);
+
+/* The i-th shape name (i from 0), NULL past the end; *desc (may be NULL) a one-line
+ * description ("Llama 3.1 8B: 32 layers, n_embd 4096, ..."). */
+RL_API const char *rl_synth_shape_name(size_t i, const char **desc);
+
+/* Write a model of the shape with random weights (deterministic for the seed) to
+ * out_path: llama.cpp's tensor names and shapes for the architecture and the metadata
+ * its loader reads, weights converted while streaming (a row chunk at a time, so any
+ * shape fits in memory), tensors in the order rl_quantize_file writes. Errors as
+ * rl_quantize_file, plus RL_ERR_NOT_FOUND for an unknown shape. */
+RL_API rl_status rl_synth_model(const char *out_path, const rl_synth_params *p, char *err,
+                                size_t err_size);
+
+/* ===== end section: model quantization ===== */
+
+/* ===== section: model and inference ===== */
+
+/* A model: the weights of a GGUF file (mapped read-only, never copied), its
+ * hyperparameters and its vocabulary. Immutable after load: any number of contexts, on
+ * any threads, may run the same model at once.
+ *
+ * Architectures: "llama" (Llama 1/2/3, Mistral, with llama3 rope_freqs and linear / YaRN
+ * / LongRoPE scaling). Other general.architecture values are refused (RL_ERR_UNSUPPORTED,
+ * the message names the architecture). */
+typedef struct rl_model rl_model;
+
+typedef struct rl_model_params {
+    int n_threads;  /* default n_threads of contexts on this model; <= 0: physical cores */
+    bool use_mlock; /* lock the mapped weights in RAM (mlock), so that the kernel cannot
+                       evict pages left idle; failing to lock is an error (RL_ERR_IO, the
+                       message names RLIMIT_MEMLOCK) */
+} rl_model_params;
+
+/* n_threads 0, no mlock. */
+RL_API rl_model_params rl_model_default_params(void);
+
+/* Load the model at path. p may be NULL (defaults). On failure *out is NULL and err holds
+ * one line: RL_ERR_BAD_FILE (malformed GGUF; a missing or mistyped metadata key or tensor,
+ * a tensor of the wrong shape, or one the architecture does not use: the message names
+ * it), RL_ERR_UNSUPPORTED (architecture, tokenizer, tensor type or rope scaling type not
+ * implemented), RL_ERR_IO (cannot open, map or lock), RL_ERR_NOMEM. */
+RL_API rl_status rl_model_load(const char *path, const rl_model_params *p, rl_model **out,
+                               char *err, size_t err_size);
+/* Free m. Every context made from m must have been freed first. */
+RL_API void rl_model_free(rl_model *m);
+
+/* general.architecture ("llama"). */
+RL_API const char *rl_model_arch(const rl_model *m);
+RL_API int32_t rl_model_n_vocab(const rl_model *m);   /* rows of the logits */
+RL_API int32_t rl_model_n_ctx_train(const rl_model *m);
+RL_API int32_t rl_model_n_embd(const rl_model *m);
+RL_API int32_t rl_model_n_layer(const rl_model *m);
+/* Bytes of all weight tensors (what a decode step reads). */
+RL_API uint64_t rl_model_weight_bytes(const rl_model *m);
+/* The model's vocabulary (tokenizer section), owned by m. */
+RL_API const rl_vocab *rl_model_vocab(const rl_model *m);
+/* The underlying file, for metadata (chat template, ...), owned by m. */
+RL_API const rl_gguf *rl_model_gguf(const rl_model *m);
+
+/* An inference context: the KV cache of up to n_seq_max sequences sharing n_ctx cells,
+ * the scratch memory of a forward pass and a thread pool. All memory is allocated at
+ * creation, sized by a dry run of the largest batch: rl_decode allocates nothing. One
+ * thread at a time may use a context. */
+typedef struct rl_context rl_context;
+
+typedef struct rl_context_params {
+    int32_t n_ctx;         /* KV cells shared by all sequences (tokens held at once);
+                              0: the model's n_ctx_train, at most 4096 */
+    int32_t n_batch;       /* most tokens per forward pass; rl_decode splits larger
+                              batches (default 512) */
+    int32_t n_seq_max;     /* sequence ids are 0..n_seq_max-1; 1..64 (default 1) */
+    int32_t n_outputs_max; /* most tokens of one rl_decode that ask for logits: the logits
+                              buffer is n_outputs_max * n_vocab floats; 0: n_seq_max */
+    rl_type kv_type;       /* KV cache type: RL_TYPE_F16 (default), RL_TYPE_F32 or
+                              RL_TYPE_Q8_0 (head_dim a multiple of 32) */
+    int n_threads;         /* <= 0: the model's n_threads */
+} rl_context_params;
+
+RL_API rl_context_params rl_context_default_params(void);
+
+/* Create a context on m (which must outlive it). p may be NULL (defaults). Errors, with a
+ * message in err: RL_ERR_INVALID_ARG (a parameter out of range: the message names it),
+ * RL_ERR_UNSUPPORTED (kv_type), RL_ERR_NOMEM. */
+RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p,
+                                   rl_context **out, char *err, size_t err_size);
+RL_API void rl_context_free(rl_context *ctx);
+/* The message of the last failed call on ctx ("" when none); valid until the next call. */
+RL_API const char *rl_context_errmsg(const rl_context *ctx);
+RL_API int32_t rl_context_n_ctx(const rl_context *ctx);
+RL_API const rl_model *rl_context_model(const rl_context *ctx);
+
+/* Tokens for one forward pass: token i of sequence seq_id[i] at position pos[i]. Tokens
+ * of one sequence come in increasing position order, after the positions it holds. */
+typedef struct rl_batch {
+    int32_t n_tokens;
+    const rl_token *token;  /* [n_tokens] */
+    const int32_t *pos;     /* [n_tokens], or NULL: each token follows the last position
+                               of its sequence (in the cache or earlier in the batch) */
+    const int32_t *seq_id;  /* [n_tokens], or NULL: all sequence 0 */
+    const int8_t *logits;   /* [n_tokens] nonzero: compute this token's logits; or NULL:
+                               the last token only */
+} rl_batch;
+
+/* A batch of n tokens of sequence 0 continuing it, logits for the last token. */
+RL_API rl_batch rl_batch_get(const rl_token *tokens, int32_t n);
+
+/* Run the model over the batch: store the tokens' keys and values in the KV cache and
+ * compute the logits of the flagged tokens. Everything is checked before the cache
+ * changes; on error the cache is as before and rl_context_errmsg says why:
+ * RL_ERR_INVALID_ARG (token id, sequence id or position out of range, positions of a
+ * sequence not increasing or not after those it holds), RL_ERR_LIMIT (the context is
+ * full: more tokens than free cells; or more flagged tokens than n_outputs_max).
+ * Batches larger than n_batch run as several passes. */
+RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *batch);
+
+/* The n_vocab logits of token i of the last rl_decode's batch (i < 0: the -i-th flagged
+ * token from the end, so -1 is the last), or NULL when that token was not flagged or i is
+ * out of range. Valid until the next rl_decode or rl_context_free. */
+RL_API const float *rl_get_logits(rl_context *ctx, int32_t i);
+
+/* KV cache. Positions are half-open ranges [p0, p1); p0 < 0 means 0, p1 < 0 means no
+ * upper bound. */
+/* Remove everything. */
+RL_API void rl_kv_clear(rl_context *ctx);
+/* Remove sequence seq_id's tokens in [p0, p1) (seq_id < 0: of every sequence). Cells no
+ * sequence holds any more become free. RL_ERR_INVALID_ARG for a bad seq_id. */
+RL_API rl_status rl_kv_seq_remove(rl_context *ctx, int32_t seq_id, int32_t p0, int32_t p1);
+/* Make sequence dst hold src's tokens in [p0, p1) as well (sharing the cells: nothing is
+ * copied), after removing what dst held in that range. Forks a prompt into several
+ * continuations. */
+RL_API rl_status rl_kv_seq_copy(rl_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                int32_t p1);
+/* Largest position sequence seq_id holds, -1 when it holds none (or seq_id is bad). */
+RL_API int32_t rl_kv_seq_pos_max(const rl_context *ctx, int32_t seq_id);
+/* Cells in use (by any sequence). */
+RL_API int32_t rl_kv_n_used(const rl_context *ctx);
+
+/* ===== end section: model and inference ===== */
 
 #ifdef __cplusplus
 }
