@@ -75,4 +75,14 @@ const char *rl_test_data(const char *rel);
 /* Whole file into memory (malloc'd; *len set); NULL if unreadable. */
 unsigned char *rl_test_read_file(const char *path, size_t *len);
 
+/* Path of a model under RUVLLM_TESTDATA/models/zoo, usable by the GGUF reader.
+ * The zoo files as shipped have one known defect: the generator's path in
+ * general.description was shortened by 6 bytes ("/work/") without updating the string's
+ * length field, so a strict reader (ours, and llama.cpp's) refuses them. When the file
+ * shows exactly that defect, a repaired copy (the 6 bytes restored, which gives back the
+ * sha256 recorded in models_manifest.json) is written once under
+ * $RUVLLM_BUILD_DIR/testdata-fixed and its path returned; an intact file is returned as
+ * is. NULL when the file is missing or has another defect. */
+const char *rl_test_zoo_model(const char *file);
+
 #endif /* RL_TEST_H */
