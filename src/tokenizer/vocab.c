@@ -94,19 +94,19 @@ static void detect(rl_vocab *v, rl_token *id, const char *const *names, size_t n
 
 static const char *const k_eot[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
                                     "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
-                                    "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+                                    "[EOT]", "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>",
                                     "<end_of_utterance>"};
 static const char *const k_eom[] = {"<|eom_id|>"};
 static const char *const k_fim_pre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                                        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "begin\xef\xbd\x9c>",
+                                        "<\357\275\234fim\342\226\201begin\357\275\234>",
                                         "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>",
                                         "<|prefix|>"};
 static const char *const k_fim_suf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                                        "<\xef\xbd\x9c" "fim\xe2\x96\x81hole\xef\xbd\x9c>",
+                                        "<\357\275\234fim\342\226\201hole\357\275\234>",
                                         "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>",
                                         "<|suffix|>"};
 static const char *const k_fim_mid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                                        "<\xef\xbd\x9c" "fim\xe2\x96\x81" "end\xef\xbd\x9c>",
+                                        "<\357\275\234fim\342\226\201end\357\275\234>",
                                         "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>",
                                         "<|middle|>"};
 static const char *const k_fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
@@ -119,7 +119,7 @@ static const char *const k_eog[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
     "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]",
     "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "[e~["};
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", "[e~["};
 
 static void eog_rules(rl_vocab *v) {
     detect(v, &v->eot, k_eot, RL_ARRAY_LEN(k_eot));

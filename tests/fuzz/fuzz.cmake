@@ -7,12 +7,13 @@
 # input that caused it is left in <build>/fuzz/<name>/artifacts/.
 #
 # rl_add_fuzzer(NAME <name> SOURCES <library .c files> RUNS <n>
-#               [SEEDS <files>] [GENERATOR <.c file>] [MAX_LEN <bytes>])
+#               [SEEDS <files>] [GENERATOR <.c file>] [MAX_LEN <bytes>] [LIBS <-l flags>])
 #   builds <build>/fuzz/<name>/<name> from tests/fuzz/<name>.c plus SOURCES; GENERATOR is
 #   a program (built from it plus SOURCES) that writes extra seeds into the folder it is
 #   given, run at build time; registers the CTest test
 #   <name> (label fuzz) and a target <name>_long that fuzzes for RL_FUZZ_LONG_SECONDS
-#   (default 600) on a corpus kept in the build folder, for runs by hand.
+#   (default 600) on a corpus kept in the build folder, for runs by hand. LIBS are added
+#   to the link (system libraries the SOURCES need). The test sees RUVLLM_TESTDATA.
 
 set(RL_FUZZ_FLAGS -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined
     -fno-sanitize-recover=all -fno-omit-frame-pointer -Wall -Wextra -Werror
@@ -20,7 +21,7 @@ set(RL_FUZZ_FLAGS -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined
 set(RL_FUZZ_LONG_SECONDS 600 CACHE STRING "Duration of the <name>_long fuzz targets")
 
 function(rl_add_fuzzer)
-  cmake_parse_arguments(F "" "NAME;RUNS;MAX_LEN;GENERATOR" "SOURCES;SEEDS" ${ARGN})
+  cmake_parse_arguments(F "" "NAME;RUNS;MAX_LEN;GENERATOR" "SOURCES;SEEDS;LIBS" ${ARGN})
   set(dir ${CMAKE_BINARY_DIR}/fuzz/${F_NAME})
   set(exe ${dir}/${F_NAME})
   set(harness ${CMAKE_SOURCE_DIR}/tests/fuzz/${F_NAME}.c)
@@ -28,7 +29,7 @@ function(rl_add_fuzzer)
   add_custom_command(
     OUTPUT ${exe}
     COMMAND ${RL_CLANG} ${RL_FUZZ_FLAGS} -I${CMAKE_SOURCE_DIR}/include -I${CMAKE_SOURCE_DIR}/src
-            ${harness} ${F_SOURCES} -o ${exe} -lm -lpthread
+            ${harness} ${F_SOURCES} -o ${exe} -lm -lpthread ${F_LIBS}
     DEPENDS ${harness} ${F_SOURCES} ${headers} ${CMAKE_SOURCE_DIR}/include/ruvllm.h
     COMMENT "Building libFuzzer harness ${F_NAME}"
     VERBATIM)
@@ -41,7 +42,7 @@ function(rl_add_fuzzer)
       OUTPUT ${gen_stamp}
       COMMAND ${RL_CLANG} -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
               -D_GNU_SOURCE -I${CMAKE_SOURCE_DIR}/include -I${CMAKE_SOURCE_DIR}/src
-              ${F_GENERATOR} ${F_SOURCES} -o ${gen_exe} -lm -lpthread
+              ${F_GENERATOR} ${F_SOURCES} -o ${gen_exe} -lm -lpthread ${F_LIBS}
       COMMAND ${CMAKE_COMMAND} -E rm -rf ${gen_dir}
       COMMAND ${CMAKE_COMMAND} -E make_directory ${gen_dir}
       COMMAND ${gen_exe} ${gen_dir}
@@ -69,7 +70,7 @@ function(rl_add_fuzzer)
     COMMAND bash -c "rm -rf \"$1\" && mkdir -p \"$1\" && exec \"$0\" -seed=1 -runs=$3 -timeout=30 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix=\"$2/\" ${max_len} \"$1\" \"$4\" \"$5\""
             ${exe} ${dir}/corpus-test ${dir}/artifacts ${F_RUNS} ${dir}/seeds ${gen_dir})
   set_tests_properties(${F_NAME} PROPERTIES LABELS fuzz TIMEOUT 900
-                       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1")
+                       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1;UBSAN_OPTIONS=print_stacktrace=1;RUVLLM_TESTDATA=${RL_TESTDATA}")
 
   add_custom_target(${F_NAME}_long
     COMMAND ${exe} -max_total_time=${RL_FUZZ_LONG_SECONDS} -timeout=30 -rss_limit_mb=4096
@@ -95,3 +96,13 @@ file(GLOB RL_FUZZ_GGUF_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.
 list(APPEND RL_FUZZ_GGUF_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
 rl_add_fuzzer(NAME fuzz_gguf SOURCES ${RL_FUZZ_GGUF_SOURCES} SEEDS ${RL_FUZZ_GGUF_SEEDS}
               GENERATOR ${CMAKE_SOURCE_DIR}/tests/fuzz/gguf_seeds.c RUNS 150000)
+
+# ---- fuzz_tokenize: tokenize / detokenize arbitrary bytes ------------------------------
+# The harness loads vocabularies of the test data (RUVLLM_TESTDATA) plus one it builds in
+# memory; seeds: the test strings of the vocabularies.
+file(GLOB RL_FUZZ_TOK_SEEDS ${RL_TESTDATA}/models/vocab/*.inp)
+file(GLOB RL_FUZZ_TOK_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
+     ${CMAKE_SOURCE_DIR}/src/gguf/*.c ${CMAKE_SOURCE_DIR}/src/tokenizer/*.c)
+list(APPEND RL_FUZZ_TOK_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
+rl_add_fuzzer(NAME fuzz_tokenize SOURCES ${RL_FUZZ_TOK_SOURCES} SEEDS ${RL_FUZZ_TOK_SEEDS}
+              RUNS 15000 MAX_LEN 2048 LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS})
