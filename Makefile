@@ -25,5 +25,9 @@ demo: build
 	@test -f "$(RUVLLM_MODEL)" || { echo "demo: model not found: $(RUVLLM_MODEL) (set RUVLLM_MODEL)"; exit 1; }
 	$(BUILD)/ruvllm info "$(RUVLLM_MODEL)"
 
+# Longer fuzzing by hand: every harness for RL_FUZZ_LONG_SECONDS (default 600) each.
+fuzz-long: build
+	cmake --build $(BUILD) --target fuzz_gguf_long
+
 clean:
 	rm -rf $(BUILD)
