@@ -19,5 +19,6 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
 int cmd_tensor(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@ static const cli_command g_commands[] = {
     {"tokenize", "text to token ids with a model's vocabulary", cmd_tokenize},
     {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
+    {"quantize", "quantize a GGUF model with a llama.cpp mix (Q4_K_M, Q8_0, ...)", cmd_quantize},
     {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",
      cmd_bench_kernels},
 };
