@@ -272,10 +272,9 @@ static void check_prompts(const rl_vocab *v, json_t *prompts, const char *what, 
 }
 
 /* Golden runs: the prompt tokens llama.cpp gave (add_special, no parse_special) and their
- * pieces. A model file that is not a readable GGUF is reported and counted as skipped:
- * at the time of writing, the 27 base files of models/zoo have a general.description 6
- * bytes shorter than its length field says (their size and sha256 differ from
- * models_manifest.json), so no reader can open them. */
+ * pieces. Zoo models come through rl_test_zoo_model (the shipped files have a known
+ * defect it repairs); a model file that still cannot be read is reported and counted as
+ * skipped. */
 TEST(test_golden_prompts) {
     DIR *d = opendir(rl_test_data("golden"));
     if (!d) SKIP("golden/ not found");
@@ -294,14 +293,14 @@ TEST(test_golden_prompts) {
         CHECKF(j, "%s: %s", f, jerr.text);
         if (!j) continue;
         const char *mp = json_string_value(json_object_get(j, "model_file_path"));
-        char mrel[300];
-        snprintf(mrel, sizeof mrel, "%s%s", mp && !strncmp(mp, "zoo/", 4) ? "models/" : "",
-                 mp ? mp : "");
+        const char *mpath = NULL;
+        if (mp && !strncmp(mp, "zoo/", 4)) mpath = rl_test_zoo_model(mp + 4);
+        else if (mp) mpath = rl_test_data(mp);
         rl_gguf *g = NULL;
-        char err[256];
+        char err[256] = "missing or unrepairable";
         CHECKF(mp != NULL, "%s: no model_file_path", f);
-        if (mp && rl_gguf_open(rl_test_data(mrel), &g, err, sizeof err) != RL_OK) {
-            fprintf(stderr, "  skip %s: %s is not a readable GGUF (%s)\n", f, mrel, err);
+        if (mp && (!mpath || rl_gguf_open(mpath, &g, err, sizeof err) != RL_OK)) {
+            fprintf(stderr, "  skip %s: %s is not a readable GGUF (%s)\n", f, mp, err);
             n_unreadable++;
             rl_test_skipped++;
         } else if (mp) {
@@ -321,6 +320,7 @@ TEST(test_golden_prompts) {
     fprintf(stderr, "  golden prompt tokens of %d model files checked, %d unreadable\n", n_files,
             n_unreadable);
     CHECK(n_files >= 8 && n_files + n_unreadable >= 35);
+    CHECKF(n_unreadable == 0, "%d model files unreadable", n_unreadable);
 }
 
 /* The same prompts with the full vocabularies (golden/tokenizer_full_vocab.json). */
@@ -788,10 +788,10 @@ TEST(test_errors) {
 
 /* Fail each allocation in turn while loading and using a vocabulary: no crash, no leak. */
 TEST(test_alloc_failures) {
-    const char *path = rl_test_data("models/zoo/qwen2-yarn-F32.gguf");
+    const char *path = rl_test_zoo_model("qwen2-Q4_K_M.gguf");
     rl_gguf *g;
     char err[256];
-    if (rl_gguf_open(path, &g, err, sizeof err) != RL_OK) SKIP("qwen2 zoo model missing");
+    if (!path || rl_gguf_open(path, &g, err, sizeof err) != RL_OK) SKIP("qwen2 zoo model missing");
     const char *text = "Hello <|im_start|> world\xf0\x9f\xa6\x99 12345";
     int ok_at = 0;
     for (long k = 1; k < 100000 && !ok_at; k++) {
