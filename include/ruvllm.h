@@ -489,9 +489,9 @@ RL_API rl_token rl_vocab_find(const rl_vocab *v, const char *s, size_t len);
  * SentencePiece, byte tokens) into tokens[0..n_max). *n_out is the number of tokens. When
  * n_max is too small, returns RL_ERR_RANGE with *n_out the number needed (tokens may then
  * be NULL with n_max 0 to ask for the count). Other errors: RL_ERR_INVALID_ARG (NULL text
- * with len > 0, NULL n_out), RL_ERR_UNSUPPORTED (RL_VOCAB_TYPE_NONE), RL_ERR_LIMIT (a
- * pre-tokenizer regex hit its match limit), RL_ERR_NOMEM. Time and memory are linear in len
- * up to log factors. Thread-safe. */
+ * with len > 0, NULL n_out), RL_ERR_UNSUPPORTED (RL_VOCAB_TYPE_NONE), RL_ERR_LIMIT (len over
+ * 1 GiB, or a pre-tokenizer regex hit its match limit), RL_ERR_NOMEM. Time and memory are
+ * linear in len up to log factors. Thread-safe. */
 RL_API rl_status rl_tokenize(const rl_vocab *v, const char *text, size_t len, uint32_t flags,
                              rl_token *tokens, size_t n_max, size_t *n_out);
 
@@ -510,10 +510,12 @@ RL_API rl_status rl_tokenize(const rl_vocab *v, const char *text, size_t len, ui
 RL_API rl_status rl_token_to_piece(const rl_vocab *v, rl_token t, uint32_t flags, char *buf,
                                    size_t size, size_t *n_out);
 
-/* The text of tokens[0..n) into buf[0..size), as llama.cpp's llama_detokenize: the leading
- * space SentencePiece added is removed (unless RL_DETOK_KEEP_LEADING_SPACE), and the
- * model's clean_up_tokenization_spaces applied (unless RL_DETOK_NO_CLEANUP). *n_out bytes,
- * no NUL added. RL_ERR_RANGE when size is too small (*n_out = a size that suffices),
+/* The text of tokens[0..n) into buf[0..size), as llama.cpp's llama_detokenize: one leading
+ * space is removed from the first token's text where the vocabulary adds one in front
+ * (SentencePiece; not when RL_DETOK_REMOVE_SPECIAL dropped a BOS first, nor after a first
+ * token without text, as in llama.cpp; never with RL_DETOK_KEEP_LEADING_SPACE), and the
+ * model's clean_up_tokenization_spaces is applied (unless RL_DETOK_NO_CLEANUP). *n_out
+ * bytes, no NUL added. RL_ERR_RANGE when size is too small (*n_out = a size that suffices),
  * RL_ERR_INVALID_ARG for an id out of range. Thread-safe. */
 RL_API rl_status rl_detokenize(const rl_vocab *v, const rl_token *tokens, size_t n,
                                uint32_t flags, char *buf, size_t size, size_t *n_out);

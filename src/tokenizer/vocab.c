@@ -621,7 +621,12 @@ RL_API rl_status rl_vocab_load(const rl_gguf *g, rl_vocab **out, char *err, size
     if (r) v->add_space_prefix = b;
     if ((r = get_bool(&L, KEY("remove_extra_whitespaces"), &b)) < 0) goto fail;
     if (r) v->remove_extra_whitespaces = b;
+    /* BertNormalizer: lowercase by default; accents go with lowercasing unless told */
+    if ((r = get_bool(&L, KEY("normalizer.lowercase"), &b)) < 0) goto fail;
+    if (r) v->lowercase = b;
     v->strip_accents = v->lowercase;
+    if ((r = get_bool(&L, KEY("normalizer.strip_accents"), &b)) < 0) goto fail;
+    if (r) v->strip_accents = b;
 
     int64_t ki;
     rl_gguf_type et;
