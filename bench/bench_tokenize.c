@@ -54,8 +54,10 @@ int main(int argc, char **argv) {
     int np = 0;
     char def[1024];
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (np < 64) paths[np++] = argv[i];
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (np < 64)
+            paths[np++] = argv[i];
     }
     if (np == 0) {
         snprintf(def, sizeof def, "%s/models/vocab/ggml-vocab-llama-bpe.gguf", root);

@@ -11,18 +11,17 @@
 #include <string.h>
 
 static void usage_tokenize(FILE *f) {
-    fprintf(f,
-            "usage: ruvllm tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos] [--special]\n"
-            "                       [--json | --pieces]\n\n"
-            "Tokenize TEXT (or the bytes of FILE) with the vocabulary of MODEL (a GGUF file).\n"
-            "Prints the ids on one line, separated by single spaces.\n"
-            "  --no-bos       add no BOS/EOS, whatever the metadata says\n"
-            "  --special      control tokens written in the text (<|im_end|>) become those\n"
-            "                 tokens (also --parse-special)\n"
-            "  --json         print {\"ids\": [...], \"pieces\": [...]} (pieces as text; bytes\n"
-            "                 that are not UTF-8 on their own show as U+FFFD)\n"
-            "  --pieces       print one token per line: id, tab, piece with C escapes\n"
-            "  --ids          ids only (the default)\n");
+    fprintf(f, "usage: ruvllm tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos] [--special]\n"
+               "                       [--json | --pieces]\n\n"
+               "Tokenize TEXT (or the bytes of FILE) with the vocabulary of MODEL (a GGUF file).\n"
+               "Prints the ids on one line, separated by single spaces.\n"
+               "  --no-bos       add no BOS/EOS, whatever the metadata says\n"
+               "  --special      control tokens written in the text (<|im_end|>) become those\n"
+               "                 tokens (also --parse-special)\n"
+               "  --json         print {\"ids\": [...], \"pieces\": [...]} (pieces as text; bytes\n"
+               "                 that are not UTF-8 on their own show as U+FFFD)\n"
+               "  --pieces       print one token per line: id, tab, piece with C escapes\n"
+               "  --ids          ids only (the default)\n");
 }
 
 static void usage_detokenize(FILE *f) {
@@ -77,13 +76,23 @@ static void print_escaped(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         switch (c) {
-        case '\n': fputs("\\n", stdout); break;
-        case '\t': fputs("\\t", stdout); break;
-        case '\r': fputs("\\r", stdout); break;
-        case '\\': fputs("\\\\", stdout); break;
+        case '\n':
+            fputs("\\n", stdout);
+            break;
+        case '\t':
+            fputs("\\t", stdout);
+            break;
+        case '\r':
+            fputs("\\r", stdout);
+            break;
+        case '\\':
+            fputs("\\\\", stdout);
+            break;
         default:
-            if (c < 0x20 || c >= 0x7f) printf("\\x%02x", c);
-            else putchar(c);
+            if (c < 0x20 || c >= 0x7f)
+                printf("\\x%02x", c);
+            else
+                putchar(c);
         }
     }
 }
@@ -96,9 +105,11 @@ static json_t *piece_json(const char *s, size_t n) {
     size_t o = 0;
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
-        size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3
-                                : c >= 0xf0 && c <= 0xf4                 ? 4
-                                                                         : 0;
+        size_t k = c < 0x80                 ? 1
+                   : c >= 0xc2 && c <= 0xdf ? 2
+                   : c >= 0xe0 && c <= 0xef ? 3
+                   : c >= 0xf0 && c <= 0xf4 ? 4
+                                            : 0;
         if (k && i + k <= n) {
             json_t *t = json_stringn(s + i, k);
             if (t) {
@@ -171,7 +182,8 @@ int cmd_tokenize(int argc, char **argv) {
         free(owned);
         return 1;
     }
-    uint32_t flags = (no_bos ? 0 : RL_TOKENIZE_ADD_SPECIAL) | (special ? RL_TOKENIZE_PARSE_SPECIAL : 0);
+    uint32_t flags =
+        (no_bos ? 0 : RL_TOKENIZE_ADD_SPECIAL) | (special ? RL_TOKENIZE_PARSE_SPECIAL : 0);
     size_t n = 0;
     rl_token *ids = NULL;
     rl_status st = rl_tokenize(v, text, len, flags, NULL, 0, &n);
@@ -195,8 +207,10 @@ int cmd_tokenize(int argc, char **argv) {
         json_object_set_new(doc, "ids", ja);
         json_object_set_new(doc, "pieces", jp);
         char *s = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
-        if (s) puts(s);
-        else rc = 1;
+        if (s)
+            puts(s);
+        else
+            rc = 1;
         free(s);
         json_decref(doc);
     } else if (pieces) {
@@ -257,8 +271,8 @@ int cmd_detokenize(int argc, char **argv) {
         char *end;
         errno = 0;
         long x = strtol(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',' && *end != ' ' &&
-                                                            *end != '\t' && *end != '\n')) {
+        if (end == p || errno || x < 0 || x > INT32_MAX ||
+            (*end && *end != ',' && *end != ' ' && *end != '\t' && *end != '\n')) {
             fprintf(stderr, "ruvllm detokenize: --ids: not a token id at '%.20s'\n", p);
             free(ids);
             return 2;
@@ -275,8 +289,8 @@ int cmd_detokenize(int argc, char **argv) {
     int rc = 0;
     for (size_t i = 0; i < n; i++)
         if (ids[i] >= rl_vocab_n_tokens(v)) {
-            fprintf(stderr, "ruvllm detokenize: id %d is past the vocabulary (%d tokens)\n",
-                    ids[i], rl_vocab_n_tokens(v));
+            fprintf(stderr, "ruvllm detokenize: id %d is past the vocabulary (%d tokens)\n", ids[i],
+                    rl_vocab_n_tokens(v));
             rc = 1;
         }
     if (!rc) {

@@ -95,8 +95,8 @@ static bool emit_symbol(const rl_vocab *v, const char *s, size_t n, bool byte_en
     return true;
 }
 
-static rl_status bpe_word(bpe_ctx *c, const rl_vocab *v, const char *w, size_t n,
-                          bool byte_encode, rl__tokvec *out) {
+static rl_status bpe_word(bpe_ctx *c, const rl_vocab *v, const char *w, size_t n, bool byte_encode,
+                          rl__tokvec *out) {
     if (v->ignore_merges) {
         rl_token t = rl__vocab_plain(v, w, n);
         if (t >= 0) return rl__tokvec_push(out, t) ? RL_OK : RL_ERR_NOMEM;

@@ -47,7 +47,7 @@ static size_t clean_spaces(char *t, size_t total) {
     for (size_t i = 1; i < n2; i++) {
         char x = t[i];
         if (x == '\'' && i + 1 < n2 && t[i - 1] == ' ' && t[i + 1] == ' ') {
-            n--;          /* the space before */
+            n--;           /* the space before */
             t[++i] = '\0'; /* and skip the one after (llama.cpp leaves a NUL behind it) */
         }
         t[n++] = x;
@@ -70,8 +70,8 @@ static size_t clean_spaces(char *t, size_t total) {
     return n;
 }
 
-RL_API rl_status rl_detokenize(const rl_vocab *v, const rl_token *tokens, size_t n,
-                               uint32_t flags, char *buf, size_t size, size_t *n_out) {
+RL_API rl_status rl_detokenize(const rl_vocab *v, const rl_token *tokens, size_t n, uint32_t flags,
+                               char *buf, size_t size, size_t *n_out) {
     if (!v || !n_out || (!tokens && n) || (!buf && size)) return RL_ERR_INVALID_ARG;
     *n_out = 0;
     for (size_t i = 0; i < n; i++)
@@ -83,8 +83,7 @@ RL_API rl_status rl_detokenize(const rl_vocab *v, const rl_token *tokens, size_t
         tokens++;
         n--;
     }
-    if ((flags & RL_DETOK_REMOVE_SPECIAL) && v->add_eos && n > 0 && tokens[n - 1] == v->eos)
-        n--;
+    if ((flags & RL_DETOK_REMOVE_SPECIAL) && v->add_eos && n > 0 && tokens[n - 1] == v->eos) n--;
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         size_t k;

@@ -3,7 +3,9 @@
  * tokenizer.ggml.pre, run on PCRE2 (UTF, UCP, JIT; match, depth and heap limits).
  *
  * The regex patterns are data: they come from llama.cpp's src/llama-vocab.cpp (MIT), which
- * took them from each model's tokenizer.json (see NOTICE). Splitting follows llama.cpp's
+ * took them from each model's tokenizer.json (see NOTICE); their non-ASCII characters are
+ * written here as \x{...} escapes, so that no editor's Unicode normalization (which turns
+ * U+2126 OHM SIGN into U+03A9, U+212A KELVIN SIGN into K, ...) can change a range. Splitting follows llama.cpp's
  * unicode_regex_split: the regexes of a model are applied one after the other, each to the
  * pieces the previous one left, and text that a regex does not match stays a piece of its
  * own. As in llama.cpp, invalid UTF-8 reads as U+FFFD, a regex only sees the piece it
@@ -67,7 +69,8 @@ static const char *const re_qwen35[] = {
     RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+"
                     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
 static const char *const re_gemma4[] = {"[^\\n]+|[\\n]+"};
-static const char *const re_poro[] = {" ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{ff0c}\\x{3001}\\x{964}\\x{6d4}\\x{60c})]+"};
+static const char *const re_poro[] = {
+    " ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{ff0c}\\x{3001}\\x{964}\\x{6d4}\\x{60c})]+"};
 static const char *const re_tekken[] = {
     "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?"
     "((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
@@ -90,12 +93,25 @@ typedef struct pre_set {
 } pre_set;
 
 enum {
-    SET_DEFAULT, SET_LLAMA3, SET_DEEPSEEK_LLM, SET_DEEPSEEK_CODER, SET_FALCON, SET_STARCODER,
-    SET_GPT2, SET_QWEN2, SET_QWEN35, SET_GEMMA4, SET_PORO, SET_TEKKEN, SET_GPT4O,
-    SET_SEED_CODER, SET_BAILINGMOE
+    SET_DEFAULT,
+    SET_LLAMA3,
+    SET_DEEPSEEK_LLM,
+    SET_DEEPSEEK_CODER,
+    SET_FALCON,
+    SET_STARCODER,
+    SET_GPT2,
+    SET_QWEN2,
+    SET_QWEN35,
+    SET_GEMMA4,
+    SET_PORO,
+    SET_TEKKEN,
+    SET_GPT4O,
+    SET_SEED_CODER,
+    SET_BAILINGMOE
 };
 
-#define SET(a, be) {a, (int)RL_ARRAY_LEN(a), be}
+#define SET(a, be)                                                                                 \
+    { a, (int)RL_ARRAY_LEN(a), be }
 static const pre_set g_sets[] = {
     [SET_DEFAULT] = SET(re_default, true),
     [SET_LLAMA3] = SET(re_llama3, true),
@@ -119,11 +135,11 @@ static const pre_set g_sets[] = {
 enum {
     F_IGNORE_MERGES = 1, /* a word that is a token is taken whole */
     F_ADD_BOS = 2,
-    F_NO_CLEAN = 4,     /* clean_up_tokenization_spaces off */
-    F_ESCAPE_WS = 8,    /* spaces become U+2581 before splitting (SentencePiece-style BPE) */
+    F_NO_CLEAN = 4,  /* clean_up_tokenization_spaces off */
+    F_ESCAPE_WS = 8, /* spaces become U+2581 before splitting (SentencePiece-style BPE) */
     F_ADD_SEP = 16,
-    F_NO_BOS_ID = 32,   /* the model has no BOS token */
-    F_NL_WHOLE = 64,    /* a word of newlines that is a token is not merged (Gemma 4) */
+    F_NO_BOS_ID = 32, /* the model has no BOS token */
+    F_NL_WHOLE = 64,  /* a word of newlines that is a token is not merged (Gemma 4) */
 };
 
 typedef struct pre_name {
@@ -277,10 +293,10 @@ rl_status rl__pretok_create(rl_vocab *v, const char *pre, bool gemma4_model, cha
     for (int i = 0; i < set->n; i++) {
         int ecode;
         PCRE2_SIZE eoff;
-        pcre2_code *re = pcre2_compile((PCRE2_SPTR)set->re[i], PCRE2_ZERO_TERMINATED,
-                                       PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY |
-                                           PCRE2_NO_AUTO_CAPTURE,
-                                       &ecode, &eoff, cctx);
+        pcre2_code *re =
+            pcre2_compile((PCRE2_SPTR)set->re[i], PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_DOLLAR_ENDONLY | PCRE2_NO_AUTO_CAPTURE,
+                          &ecode, &eoff, cctx);
         if (!re) {
             PCRE2_UCHAR msg[120];
             pcre2_get_error_message(ecode, msg, sizeof msg);
@@ -358,8 +374,8 @@ static bool matcher_init(matcher *m, const rl__pretok *p) {
  * -1 when a limit stopped it, -2 out of memory. JIT code first runs on the default 32 KiB
  * stack; when that is too small, on a JIT stack of up to 8 MiB, then in the interpreter
  * (whose heap limit is the wider bound). */
-static int match_one(const pcre2_code *re, matcher *m, const char *subject, size_t n,
-                     size_t off, size_t *ms, size_t *me) {
+static int match_one(const pcre2_code *re, matcher *m, const char *subject, size_t n, size_t off,
+                     size_t *ms, size_t *me) {
     int rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK, m->md, m->mctx);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !m->jstack) {
         m->jstack = pcre2_jit_stack_create(32 * 1024, JIT_STACK_MAX, m->gctx);
@@ -368,8 +384,8 @@ static int match_one(const pcre2_code *re, matcher *m, const char *subject, size
         rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK, m->md, m->mctx);
     }
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
-        rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
-                         m->md, m->mctx);
+        rc = pcre2_match(re, (PCRE2_SPTR)subject, n, off, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, m->md,
+                         m->mctx);
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
     if (rc == PCRE2_ERROR_NOMEMORY) return -2;
     if (rc < 0) return -1;
@@ -402,8 +418,10 @@ rl_status rl__pretok_split(const rl__pretok *p, const char *text, size_t len, rl
         cps[ncp] = cp;
         moff[ncp++] = mt.n;
         uint32_t mc = cp;
-        if (cp >= 0x80 && rl__cp_is_whitespace(cp)) mc = 0x0b;
-        else if (cp >= 0xd800 && cp <= 0xdfff) mc = RL__CP_REPLACEMENT;
+        if (cp >= 0x80 && rl__cp_is_whitespace(cp))
+            mc = 0x0b;
+        else if (cp >= 0xd800 && cp <= 0xdfff)
+            mc = RL__CP_REPLACEMENT;
         char enc[4];
         size_t k = rl__utf8_encode(mc, enc);
         if (!rl__buf_put(&mt, enc, k)) goto done;

@@ -136,8 +136,8 @@ rl_status rl__spm_prepare(rl_vocab *v) {
 }
 
 /* Merge the symbols [s0, s1) of the text and emit their tokens. */
-static rl_status merge_chunk(spm_ctx *c, const rl_vocab *v, const char *text, size_t s0,
-                             size_t s1, rl__tokvec *out) {
+static rl_status merge_chunk(spm_ctx *c, const rl_vocab *v, const char *text, size_t s0, size_t s1,
+                             rl__tokvec *out) {
     c->nheap = 0;
     c->syms[s0].prev = -1;
     c->syms[s1 - 1].next = -1;

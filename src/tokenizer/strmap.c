@@ -139,8 +139,8 @@ int32_t rl__strmap_get(const rl__strmap *m, const char *key, size_t len) {
     }
 }
 
-int32_t rl__strmap_get2(const rl__strmap *m, const char *a, size_t alen, char sep,
-                        const char *b, size_t blen) {
+int32_t rl__strmap_get2(const rl__strmap *m, const char *a, size_t alen, char sep, const char *b,
+                        size_t blen) {
     if (!m->cap) return -1;
     uint64_t h = fnv_feed(FNV_OFFSET, a, alen);
     h = fnv_feed(h, &sep, 1);

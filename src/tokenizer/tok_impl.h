@@ -37,11 +37,11 @@ void rl__buf_free(rl__buf *b);
  * Open addressing over entries whose keys live elsewhere (the vocabulary's arena) and do
  * not move. Keys are byte strings (may hold NUL). */
 typedef struct rl__strmap {
-    uint32_t *slots;    /* entry index + 1, 0 = empty; cap slots */
-    const char **keys;  /* per entry */
-    uint32_t *lens;     /* per entry */
-    int32_t *vals;      /* per entry */
-    uint64_t *hashes;   /* per entry */
+    uint32_t *slots;   /* entry index + 1, 0 = empty; cap slots */
+    const char **keys; /* per entry */
+    uint32_t *lens;    /* per entry */
+    int32_t *vals;     /* per entry */
+    uint64_t *hashes;  /* per entry */
     size_t n, n_max, cap;
 } rl__strmap;
 
@@ -52,8 +52,8 @@ bool rl__strmap_put(rl__strmap *m, const char *key, size_t len, int32_t val, boo
 /* Value of key, or -1. */
 int32_t rl__strmap_get(const rl__strmap *m, const char *key, size_t len);
 /* Value of the key a + sep + b (a byte), or -1, without building the key. */
-int32_t rl__strmap_get2(const rl__strmap *m, const char *a, size_t alen, char sep,
-                        const char *b, size_t blen);
+int32_t rl__strmap_get2(const rl__strmap *m, const char *a, size_t alen, char sep, const char *b,
+                        size_t blen);
 
 /* ---- UTF-8 and Unicode ----------------------------------------------------------------- */
 

@@ -58,9 +58,7 @@ static int cmp_frag_pos(const void *a, const void *b) {
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static inline bool ascii_space(unsigned char c) {
-    return c == ' ' || (c >= '\t' && c <= '\r');
-}
+static inline bool ascii_space(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 static rl_status partition(const rl_vocab *v, const char *text, size_t len, bool parse_special,
                            frags *out) {
@@ -179,8 +177,8 @@ RL_API rl_status rl_tokenize(const rl_vocab *v, const char *text, size_t len, ui
                 prev_special = true;
                 continue;
             }
-            st = spm_fragment(v, text + f->off, f->len, v->add_space_prefix && prev_special,
-                              &tmp, &tv);
+            st = spm_fragment(v, text + f->off, f->len, v->add_space_prefix && prev_special, &tmp,
+                              &tv);
             if (st != RL_OK) goto done;
             st = RL_ERR_NOMEM;
             prev_special = false;

@@ -59,8 +59,7 @@ static int get_arr(loader *L, const char *key, rl_gguf_type want, rl_gguf_type w
     int64_t i = rl_gguf_find_key(L->g, key);
     if (i < 0) return 0;
     if (rl_gguf_get_arr_info(L->g, i, type, n) != RL_OK || (*type != want && *type != want2)) {
-        rl__fmt(L->err, L->err_size, "%s: expected an array of %s", key,
-                rl_gguf_type_name(want));
+        rl__fmt(L->err, L->err_size, "%s: expected an array of %s", key, rl_gguf_type_name(want));
         return -1;
     }
     if (*n < n_min) {
@@ -92,34 +91,62 @@ static void detect(rl_vocab *v, rl_token *id, const char *const *names, size_t n
     }
 }
 
-static const char *const k_eot[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",
-                                    "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
-                                    "[EOT]", "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>",
-                                    "<end_of_utterance>"};
+static const char *const k_eot[] = {
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>",
+    "<end_of_utterance>"};
 static const char *const k_eom[] = {"<|eom_id|>"};
-static const char *const k_fim_pre[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
-                                        "<\357\275\234fim\342\226\201begin\357\275\234>",
-                                        "<PRE>", "\xe2\x96\x81<PRE>", "<|code_prefix|>",
-                                        "<|prefix|>"};
-static const char *const k_fim_suf[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
-                                        "<\357\275\234fim\342\226\201hole\357\275\234>",
-                                        "<SUF>", "\xe2\x96\x81<SUF>", "<|code_suffix|>",
-                                        "<|suffix|>"};
-static const char *const k_fim_mid[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
-                                        "<\357\275\234fim\342\226\201end\357\275\234>",
-                                        "<MID>", "\xe2\x96\x81<MID>", "<|code_middle|>",
-                                        "<|middle|>"};
-static const char *const k_fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>",
-                                        "[PAD]"};
-static const char *const k_fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>",
-                                        "<REPO>", "<reponame>"};
+static const char *const k_fim_pre[] = {
+    "<|fim_prefix|>",  "<fim-prefix>",
+    "<fim_prefix>",    "<\357\275\234fim\342\226\201begin\357\275\234>",
+    "<PRE>",           "\xe2\x96\x81<PRE>",
+    "<|code_prefix|>", "<|prefix|>"};
+static const char *const k_fim_suf[] = {
+    "<|fim_suffix|>",  "<fim-suffix>",
+    "<fim_suffix>",    "<\357\275\234fim\342\226\201hole\357\275\234>",
+    "<SUF>",           "\xe2\x96\x81<SUF>",
+    "<|code_suffix|>", "<|suffix|>"};
+static const char *const k_fim_mid[] = {
+    "<|fim_middle|>",  "<fim-middle>",
+    "<fim_middle>",    "<\357\275\234fim\342\226\201end\357\275\234>",
+    "<MID>",           "\xe2\x96\x81<MID>",
+    "<|code_middle|>", "<|middle|>"};
+static const char *const k_fim_pad[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
+static const char *const k_fim_rep[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>",
+                                        "<reponame>"};
 static const char *const k_fim_sep[] = {"<|file_sep|>"};
 /* texts that end generation */
 static const char *const k_eog[] = {
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]",
-    "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>", "[e~["};
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<\357\275\234end\342\226\201of\342\226\201sentence\357\275\234>",
+    "[e~["};
 
 static void eog_rules(rl_vocab *v) {
     detect(v, &v->eot, k_eot, RL_ARRAY_LEN(k_eot));
@@ -182,15 +209,15 @@ static int cmp_special(const void *a, const void *b, void *ud) {
 static rl_status build_specials(rl_vocab *v) {
     int32_t n = 0;
     for (int32_t t = 0; t < v->n_tokens; t++)
-        if (v->attrs[t] & (RL_TOKEN_ATTR_CONTROL | RL_TOKEN_ATTR_USER_DEFINED |
-                           RL_TOKEN_ATTR_UNKNOWN))
+        if (v->attrs[t] &
+            (RL_TOKEN_ATTR_CONTROL | RL_TOKEN_ATTR_USER_DEFINED | RL_TOKEN_ATTR_UNKNOWN))
             n++;
     v->specials = rl__malloc((size_t)(n ? n : 1) * sizeof(rl_token));
     if (!v->specials) return RL_ERR_NOMEM;
     size_t nodes = 1;
     for (int32_t t = 0; t < v->n_tokens; t++)
-        if (v->attrs[t] & (RL_TOKEN_ATTR_CONTROL | RL_TOKEN_ATTR_USER_DEFINED |
-                           RL_TOKEN_ATTR_UNKNOWN)) {
+        if (v->attrs[t] &
+            (RL_TOKEN_ATTR_CONTROL | RL_TOKEN_ATTR_USER_DEFINED | RL_TOKEN_ATTR_UNKNOWN)) {
             v->specials[v->n_specials++] = t;
             nodes += v->text_off[t + 1] - v->text_off[t];
         }
@@ -229,10 +256,14 @@ static int byte_of_token_text(const char *s, size_t n) {
     int v = 0;
     for (int i = 3; i < 5; i++) {
         int c = s[i], d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else return -1;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else if (c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else
+            return -1;
         v = v * 16 + d;
     }
     return v;
@@ -326,7 +357,8 @@ static void name_rules(loader *L, rl_vocab *v) {
         rl_token t = find(v, "<mask>");
         if (t >= 0) v->attrs[t] |= RL_TOKEN_ATTR_LSTRIP;
     } else if (contains_ci(name, "phi-3") || contains_ci(name, "phi3")) {
-        for (int32_t k = 0; k < v->n_specials; k++) v->attrs[v->specials[k]] |= RL_TOKEN_ATTR_RSTRIP;
+        for (int32_t k = 0; k < v->n_specials; k++)
+            v->attrs[v->specials[k]] |= RL_TOKEN_ATTR_RSTRIP;
         rl_token t = find(v, "</s>");
         if (t >= 0) v->attrs[t] |= RL_TOKEN_ATTR_RSTRIP;
         static const char *const off[] = {"<unk>", "<s>", "<|endoftext|>"};
@@ -392,24 +424,38 @@ static rl_status load_tokens(loader *L, rl_vocab *v, int64_t ki, uint64_t n) {
         bool dup;
         rl__strmap_put(&v->text_map, dst, len, (int32_t)i, &dup);
         if (dup) {
-            rl__fmt(L->err, L->err_size, "%s: duplicate token '%.40s' at %llu", KEY("tokens"),
-                    dst, (unsigned long long)i);
+            rl__fmt(L->err, L->err_size, "%s: duplicate token '%.40s' at %llu", KEY("tokens"), dst,
+                    (unsigned long long)i);
             return RL_ERR_BAD_FILE;
         }
         if ((int32_t)len > v->max_token_len) v->max_token_len = (int32_t)len;
-        v->scores[i] = !scores                   ? 0.0f
+        v->scores[i] = !scores                    ? 0.0f
                        : st == RL_GGUF_TYPE_INT32 ? (float)((const int32_t *)scores)[i]
                                                   : ((const float *)scores)[i];
         uint32_t a = RL_TOKEN_ATTR_NORMAL;
         if (types) {
             switch (((const int32_t *)types)[i]) {
-            case 1: a = RL_TOKEN_ATTR_NORMAL; break;
-            case 2: a = RL_TOKEN_ATTR_UNKNOWN; break;
-            case 3: a = RL_TOKEN_ATTR_CONTROL; break;
-            case 4: a = RL_TOKEN_ATTR_USER_DEFINED; break;
-            case 5: a = RL_TOKEN_ATTR_UNUSED; break;
-            case 6: a = RL_TOKEN_ATTR_BYTE; break;
-            default: a = RL_TOKEN_ATTR_UNDEFINED; break;
+            case 1:
+                a = RL_TOKEN_ATTR_NORMAL;
+                break;
+            case 2:
+                a = RL_TOKEN_ATTR_UNKNOWN;
+                break;
+            case 3:
+                a = RL_TOKEN_ATTR_CONTROL;
+                break;
+            case 4:
+                a = RL_TOKEN_ATTR_USER_DEFINED;
+                break;
+            case 5:
+                a = RL_TOKEN_ATTR_UNUSED;
+                break;
+            case 6:
+                a = RL_TOKEN_ATTR_BYTE;
+                break;
+            default:
+                a = RL_TOKEN_ATTR_UNDEFINED;
+                break;
             }
         }
         v->attrs[i] = a;
@@ -605,8 +651,7 @@ RL_API rl_status rl_vocab_load(const rl_gguf *g, rl_vocab **out, char *err, size
         const char *pre = NULL;
         size_t plen;
         if ((r = get_str(&L, KEY("pre"), &pre, &plen)) < 0) goto fail;
-        if ((st = rl__pretok_create(v, r ? pre : NULL, gemma4, err, err_size)) != RL_OK)
-            goto fail;
+        if ((st = rl__pretok_create(v, r ? pre : NULL, gemma4, err, err_size)) != RL_OK) goto fail;
     } else if (v->type == RL_VOCAB_TYPE_SPM) {
         v->add_space_prefix = true;
         v->add_bos = true;

@@ -18,13 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REQUIRE(c)                                                                        \
-    do {                                                                                  \
-        if (!(c)) {                                                                       \
-            fprintf(stderr, "fuzz_tokenize: %s:%d: requirement failed: %s\n", __FILE__,    \
-                    __LINE__, #c);                                                        \
-            abort();                                                                      \
-        }                                                                                 \
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "fuzz_tokenize: %s:%d: requirement failed: %s\n", __FILE__, __LINE__,  \
+                    #c);                                                                           \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 #define MAX_VOCABS 16
@@ -53,13 +53,14 @@ static void add(rl_gguf *g) {
         rl_gguf_free(g);
         return;
     }
-    bool complete = rl_vocab_get_type(v) == RL_VOCAB_TYPE_BPE &&
-                    strcmp(rl_vocab_pre_name(v), "gemma4") != 0;
+    bool complete =
+        rl_vocab_get_type(v) == RL_VOCAB_TYPE_BPE && strcmp(rl_vocab_pre_name(v), "gemma4") != 0;
     for (int b = 0; b < 256 && complete; b++) {
         /* GPT-2's stand-in for byte b (openai/gpt-2 bytes_to_unicode) */
-        unsigned cp = b <= 0x20 ? 256 + b : (b >= 0x7f && b <= 0xa0) ? 289 + (b - 0x7f)
-                                        : b == 0xad                ? 323
-                                                                   : (unsigned)b;
+        unsigned cp = b <= 0x20                  ? 256 + b
+                      : (b >= 0x7f && b <= 0xa0) ? 289 + (b - 0x7f)
+                      : b == 0xad                ? 323
+                                                 : (unsigned)b;
         char s[2];
         size_t k = 1;
         if (cp < 0x80) {
@@ -77,9 +78,10 @@ static void add(rl_gguf *g) {
 }
 
 static void build_tiny(void) {
-    static const char *const toks[] = {"<unk>", "<s>", "</s>", "<0x0A>", "<0xE2>", "<0x96>",
-                                       "<0x81>", "\xe2\x96\x81", "a", "b", "\342\226\201a",
-                                       "ab", "\342\226\201ab", "<|x|>", "[u]"};
+    static const char *const toks[] = {
+        "<unk>",         "<s>",    "</s>",           "<0x0A>", "<0xE2>",
+        "<0x96>",        "<0x81>", "\xe2\x96\x81",   "a",      "b",
+        "\342\226\201a", "ab",     "\342\226\201ab", "<|x|>",  "[u]"};
     float scores[15];
     int32_t types[15];
     for (int i = 0; i < 15; i++) {
@@ -90,10 +92,10 @@ static void build_tiny(void) {
     REQUIRE(rl_gguf_writer_create(&w) == RL_OK);
     REQUIRE(rl_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama") == RL_OK);
     REQUIRE(rl_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 15) == RL_OK);
-    REQUIRE(rl_gguf_writer_set_arr(w, "tokenizer.ggml.scores", RL_GGUF_TYPE_FLOAT32, scores,
-                                   15) == RL_OK);
-    REQUIRE(rl_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", RL_GGUF_TYPE_INT32, types,
-                                   15) == RL_OK);
+    REQUIRE(rl_gguf_writer_set_arr(w, "tokenizer.ggml.scores", RL_GGUF_TYPE_FLOAT32, scores, 15) ==
+            RL_OK);
+    REQUIRE(rl_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", RL_GGUF_TYPE_INT32, types, 15) ==
+            RL_OK);
     REQUIRE(rl_gguf_writer_write_to(w, sink, NULL) == RL_OK);
     rl_gguf_writer_free(w);
     rl_gguf *g;
@@ -105,8 +107,9 @@ static void build_tiny(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    static const char *const names[] = {"llama-spm", "llama-bpe", "qwen35", "deepseek-llm",
-                                        "falcon", "gemma-4", "bert-bge", "mpt", "phi-3"};
+    static const char *const names[] = {"llama-spm",    "llama-bpe", "qwen35",
+                                        "deepseek-llm", "falcon",    "gemma-4",
+                                        "bert-bge",     "mpt",       "phi-3"};
     const char *root = getenv("RUVLLM_TESTDATA");
     if (!root || !*root) root = "../shared";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -115,7 +118,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         rl_gguf *g;
         if (rl_gguf_open(path, &g, err, sizeof err) == RL_OK) add(g);
     }
-    if (g_n == 0) fprintf(stderr, "fuzz_tokenize: no vocabularies under %s; the built one only\n", root);
+    if (g_n == 0)
+        fprintf(stderr, "fuzz_tokenize: no vocabularies under %s; the built one only\n", root);
     build_tiny();
     return 0;
 }
@@ -128,10 +132,14 @@ static bool valid_utf8(const unsigned char *s, size_t n) {
             i++;
             continue;
         }
-        if (c >= 0xc2 && c <= 0xdf) k = 1;
-        else if (c >= 0xe0 && c <= 0xef) k = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        else if (c >= 0xf0 && c <= 0xf4) k = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        else return false;
+        if (c >= 0xc2 && c <= 0xdf)
+            k = 1;
+        else if (c >= 0xe0 && c <= 0xef)
+            k = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        else if (c >= 0xf0 && c <= 0xf4)
+            k = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        else
+            return false;
         if (i + k >= n) return false;
         for (size_t j = 1; j <= k; j++, lo = 0x80, hi = 0xbf)
             if (s[i + j] < lo || s[i + j] > hi) return false;

@@ -202,8 +202,8 @@ static void run_vectors(const char *name) {
         op = oe + 1;
         ip = ie ? ie + strlen(sep) : ip + il;
     }
-    fprintf(stderr, "  %-32s %2d/%2d vectors, %2d round trips (pre %s)\n", name, n_ok, n_vec,
-            n_rt, rl_vocab_pre_name(x.v));
+    fprintf(stderr, "  %-32s %2d/%2d vectors, %2d round trips (pre %s)\n", name, n_ok, n_vec, n_rt,
+            rl_vocab_pre_name(x.v));
     CHECKF(n_vec >= 40, "%s: only %d vectors read", name, n_vec);
     g_vectors_total += n_vec;
     g_vectors_ok += n_ok;
@@ -260,7 +260,8 @@ static void check_prompts(const rl_vocab *v, json_t *prompts, const char *what, 
                 size_t pl;
                 CHECK(rl_token_to_piece(v, got[k], RL_DETOK_SPECIAL, buf, sizeof buf, &pl) ==
                       RL_OK);
-                for (size_t j = 0; j < pl; j++) snprintf(h + 2 * j, 3, "%02x", (unsigned char)buf[j]);
+                for (size_t j = 0; j < pl; j++)
+                    snprintf(h + 2 * j, 3, "%02x", (unsigned char)buf[j]);
                 h[2 * pl] = 0;
                 const char *w = json_string_value(json_array_get(hex, k));
                 CHECKF(w && !strcmp(w, h), "%s prompt %zu piece %zu: %s != %s", what, i, k, h,
@@ -294,8 +295,10 @@ TEST(test_golden_prompts) {
         if (!j) continue;
         const char *mp = json_string_value(json_object_get(j, "model_file_path"));
         const char *mpath = NULL;
-        if (mp && !strncmp(mp, "zoo/", 4)) mpath = rl_test_zoo_model(mp + 4);
-        else if (mp) mpath = rl_test_data(mp);
+        if (mp && !strncmp(mp, "zoo/", 4))
+            mpath = rl_test_zoo_model(mp + 4);
+        else if (mp)
+            mpath = rl_test_data(mp);
         rl_gguf *g = NULL;
         char err[256] = "missing or unrepairable";
         CHECKF(mp != NULL, "%s: no model_file_path", f);
@@ -349,9 +352,8 @@ TEST(test_full_vocab_prompts) {
         json_t *ps = json_deep_copy(json_object_get(val, "prompts"));
         size_t i;
         json_t *p;
-        json_array_foreach(ps, i, p) json_object_set(p, "prompt",
-                                                     json_object_get(json_array_get(texts, i),
-                                                                     "prompt"));
+        json_array_foreach(ps, i, p)
+            json_object_set(p, "prompt", json_object_get(json_array_get(texts, i), "prompt"));
         check_prompts(x.v, ps, key, false);
         json_decref(ps);
         vt_close(&x);
@@ -526,7 +528,11 @@ TEST(test_detokenize) {
     /* a started character interrupted: U+FFFD, then the new character */
     rl_token ba = rl_vocab_find(v, "<0x41>", 6);
     CHECK(rl_detok_push(d, b0, &out, &ol) == RL_OK && ol == 0);
-    CHECK(rl_detok_push(d, ba, &out, &ol) == RL_OK && ol == 4 && !memcmp(out, "\xef\xbf\xbd" "A", 4));
+    CHECK(rl_detok_push(d, ba, &out, &ol) == RL_OK && ol == 4 &&
+          !memcmp(out,
+                  "\xef\xbf\xbd"
+                  "A",
+                  4));
     CHECK(rl_detok_push(d, -5, &out, &ol) == RL_ERR_INVALID_ARG);
     /* the leading space: dropped on the first token after a reset, kept later */
     rl_detok_reset(d);
@@ -612,7 +618,7 @@ static void hostile(const rl_vocab *v, const char *s, size_t len, const char *wh
 
 TEST(test_hostile_input) {
     static const char *const names[] = {"llama-bpe", "llama-spm", "qwen2", "deepseek-llm",
-                                        "gemma-4", "bert-bge", "falcon"};
+                                        "gemma-4",   "bert-bge",  "falcon"};
     char *buf = malloc(BIG + 8);
     int n_vocabs = 0;
     for (size_t k = 0; k < RL_ARRAY_LEN(names); k++) {
@@ -627,10 +633,26 @@ TEST(test_hostile_input) {
             hostile(v, buf, len, "random bytes");
         }
         /* random mixes of awkward characters */
-        static const char *const bits[] = {" ", "  ", "\n", "\r\n", "\t", "\xe3\x80\x80",
-                                           "\xc2\x85", "\xef\xbf\xbd", "a", "Z", "1", "'s",
-                                           "\xf0\x9f\xa6\x99", "\xe6\x88\x91", "<|", "|>",
-                                           "\xe2\x96\x81", "<s>", "\xed\xa0\x80", "\xc0\x80"};
+        static const char *const bits[] = {" ",
+                                           "  ",
+                                           "\n",
+                                           "\r\n",
+                                           "\t",
+                                           "\xe3\x80\x80",
+                                           "\xc2\x85",
+                                           "\xef\xbf\xbd",
+                                           "a",
+                                           "Z",
+                                           "1",
+                                           "'s",
+                                           "\xf0\x9f\xa6\x99",
+                                           "\xe6\x88\x91",
+                                           "<|",
+                                           "|>",
+                                           "\xe2\x96\x81",
+                                           "<s>",
+                                           "\xed\xa0\x80",
+                                           "\xc0\x80"};
         for (int r = 0; r < 20; r++) {
             size_t len = 0, m = 1 + rnd() % 200;
             for (size_t i = 0; i < m; i++) {
@@ -666,9 +688,23 @@ TEST(test_spm_chunking) {
     if (!open_vocab(&x, "llama-spm")) SKIP("llama-spm vocabulary missing");
     rl_vocab *v = x.v;
     CHECK(v->spm_chunking);
-    static const char *const bits[] = {" ", "  ", "\n", "the", "a", "ing", "...", "1", "23",
-                                       "\xc3\xa9", "\xe6\x88\x91", "\xf0\x9f\xa6\x99", "'",
-                                       "\xd0\xbd\xd0\xb0", "\xff", "http://", "=="};
+    static const char *const bits[] = {" ",
+                                       "  ",
+                                       "\n",
+                                       "the",
+                                       "a",
+                                       "ing",
+                                       "...",
+                                       "1",
+                                       "23",
+                                       "\xc3\xa9",
+                                       "\xe6\x88\x91",
+                                       "\xf0\x9f\xa6\x99",
+                                       "'",
+                                       "\xd0\xbd\xd0\xb0",
+                                       "\xff",
+                                       "http://",
+                                       "=="};
     char buf[4096];
     int same = 0;
     for (int r = 0; r < 200; r++) {
@@ -723,7 +759,14 @@ TEST(test_errors) {
     char err[256];
     rl_vocab *v = NULL;
     rl_gguf_writer *w;
-    const char *toks[] = {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a", "b", "\xe2\x96\x81" "ab"};
+    const char *toks[] = {"<unk>",
+                          "<s>",
+                          "</s>",
+                          "\xe2\x96\x81"
+                          "a",
+                          "b",
+                          "\xe2\x96\x81"
+                          "ab"};
     float scores[] = {0, 0, 0, -1, -2, -0.5f};
     int32_t types[] = {2, 3, 3, 1, 1, 1};
 
@@ -803,8 +846,10 @@ TEST(test_alloc_failures) {
         size_t n = 0;
         rl_status st2 = st == RL_OK ? rl_tokenize(v, text, strlen(text), 3, t, 64, &n) : st;
         rl__alloc_fail_after(0);
-        if (st == RL_OK) CHECK(st2 == RL_OK || st2 == RL_ERR_NOMEM);
-        else CHECK(st == RL_ERR_NOMEM && !v);
+        if (st == RL_OK)
+            CHECK(st2 == RL_OK || st2 == RL_ERR_NOMEM);
+        else
+            CHECK(st == RL_ERR_NOMEM && !v);
         if (st == RL_OK && st2 == RL_OK) ok_at = (int)k;
         rl_vocab_free(v);
         CHECK_EQ_INT(rl_mem_in_use(), before);
