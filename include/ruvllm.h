@@ -194,7 +194,10 @@ RL_API int rl_cpu_physical_cores(void);
 typedef struct rl_threadpool rl_threadpool;
 
 /* n_threads <= 0 means rl_cpu_physical_cores(). The calling thread takes part in every
- * job, so a pool of n threads starts n-1 workers. */
+ * job, so a pool of n threads starts n-1 workers. Threads are not pinned unless
+ * RUVLLM_THREAD_PIN=1: then the calling thread is pinned to one CPU and each worker to
+ * another, one per physical core first (for machines where other load keeps the
+ * scheduler from spreading the threads). */
 RL_API rl_status rl_threadpool_create(int n_threads, rl_threadpool **out);
 RL_API void rl_threadpool_free(rl_threadpool *pool);
 RL_API int rl_threadpool_n_threads(const rl_threadpool *pool);

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,10 +119,31 @@ typedef struct stream_job {
 typedef struct stream_thread {
     stream_job *job;
     int ith;
+    int cpu; /* pin to this CPU, or -1 */
 } stream_thread;
+
+static void pin_self(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* The i-th CPU of this process's affinity mask (wrapping), or -1. */
+static int nth_cpu(int i) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) == 0) return -1;
+    i %= CPU_COUNT(&set);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set) && i-- == 0) return c;
+    return -1;
+}
 
 static void *stream_worker(void *p) {
     stream_thread *t = p;
+    pin_self(t->cpu);
     stream_job *j = t->job;
     for (;;) {
         pthread_barrier_wait(&j->start);
@@ -156,7 +178,7 @@ typedef struct bandwidth {
 
 /* Allocate the arrays (first touch by the thread that streams each range) and start the
  * stream threads. Returns 0 on success. */
-static int bandwidth_init(bandwidth *bw, int nth, size_t array_bytes, bool hp) {
+static int bandwidth_init(bandwidth *bw, int nth, size_t array_bytes, bool hp, bool pin) {
     memset(bw, 0, sizeof *bw);
     size_t n = array_bytes / sizeof(float);
     n -= n % 64;
@@ -177,7 +199,7 @@ static int bandwidth_init(bandwidth *bw, int nth, size_t array_bytes, bool hp) {
         size_t lo = n / 64 * (size_t)i / (size_t)nth * 64;
         size_t hi = n / 64 * (size_t)(i + 1) / (size_t)nth * 64;
         j->args[i] = (stream_arg){.a = bw->a, .b = bw->b, .c = bw->c, .lo = lo, .hi = hi};
-        bw->th[i] = (stream_thread){j, i};
+        bw->th[i] = (stream_thread){j, i, pin ? nth_cpu(i) : -1};
     }
     for (int i = 1; i < nth; i++) pthread_create(&bw->tid[i], NULL, stream_worker, &bw->th[i]);
     stream_run(j, K_INIT);
@@ -295,6 +317,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: ruvllm bench-kernels [--json] [-t N] [--types LIST] [--isa ref|avx2|avx512]\n"
             "                            [--mib M] [--reps R] [--stream-mib S] [--no-hugepages]\n"
+            "                            [--pin]\n"
             "  Matrix-vector GB/s of weight bytes for each weight type (LIST: comma-separated\n"
             "  names; default every type with a dot product) over a matrix of M MiB (default\n"
             "  256), next to the memory bandwidth measured in the same run (STREAM-like copy\n"
@@ -302,7 +325,9 @@ static void usage(FILE *f) {
             "  ratio = matvec GB/s / max(copy, triad). -t: threads (default: physical cores).\n"
             "  --stream-mib: size of each bandwidth array (default 256 MiB or 8x the LLC;\n"
             "  smaller arrays measure caches, not memory: for quick checks only).\n"
-            "  Buffers ask for transparent huge pages unless --no-hugepages.\n");
+            "  Buffers ask for transparent huge pages unless --no-hugepages. --pin: one thread\n"
+            "  per CPU for both measurements (RUVLLM_THREAD_PIN=1 for the pool), for machines\n"
+            "  where other load makes the scheduler stack the threads on one CPU.\n");
 }
 
 static bool has_dot(rl_type t) {
@@ -311,7 +336,7 @@ static bool has_dot(rl_type t) {
 }
 
 int cmd_bench_kernels(int argc, char **argv) {
-    bool json = false, hp = true;
+    bool json = false, hp = true, pin = false;
     int nth = 0, reps = 10;
     double mib = 256, stream_mib = 0;
     const char *types_arg = NULL, *isa_arg = NULL;
@@ -322,6 +347,8 @@ int cmd_bench_kernels(int argc, char **argv) {
             json = true;
         else if (!strcmp(a, "--no-hugepages"))
             hp = false;
+        else if (!strcmp(a, "--pin"))
+            pin = true;
         else if (!strcmp(a, "-t") && more)
             nth = atoi(argv[++i]);
         else if (!strcmp(a, "--types") && more)
@@ -382,6 +409,7 @@ int cmd_bench_kernels(int argc, char **argv) {
             if (has_dot((rl_type)t)) types[n_types++] = (rl_type)t;
     }
 
+    if (pin) setenv("RUVLLM_THREAD_PIN", "1", 1); /* the pool pins the caller to the first CPU */
     rl_threadpool *pool = NULL;
     rl_status st = rl_threadpool_create(nth, &pool);
     if (st != RL_OK) {
@@ -401,7 +429,7 @@ int cmd_bench_kernels(int argc, char **argv) {
         fflush(stdout);
     }
     bandwidth bw;
-    if (bandwidth_init(&bw, nth, array_bytes, hp) != 0) {
+    if (bandwidth_init(&bw, nth, array_bytes, hp, pin) != 0) {
         fprintf(stderr, "bench-kernels: out of memory for the bandwidth arrays\n");
         bandwidth_free(&bw);
         rl_threadpool_free(pool);

@@ -8,6 +8,7 @@
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/threadpool.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -220,6 +221,34 @@ TEST(threadpool_idle_workers_sleep) {
     rl_threadpool_free(pool);
 }
 
+/* RUVLLM_THREAD_PIN=1: each thread of a job runs on its own CPU (when there are two). */
+typedef struct cpu_ctx {
+    int cpu[4];
+} cpu_ctx;
+
+static void cpu_task(void *p, int ith, int nth) {
+    (void)nth;
+    ((cpu_ctx *)p)->cpu[ith] = sched_getcpu();
+}
+
+TEST(threadpool_pinning) {
+    cpu_set_t saved;
+    CHECK(sched_getaffinity(0, sizeof saved, &saved) == 0);
+    if (CPU_COUNT(&saved) < 2) SKIP("needs two CPUs");
+    setenv("RUVLLM_THREAD_PIN", "1", 1);
+    rl_threadpool *pool = NULL;
+    CHECK(rl_threadpool_create(2, &pool) == RL_OK);
+    unsetenv("RUVLLM_THREAD_PIN");
+    for (int r = 0; r < 20; r++) {
+        cpu_ctx c = {{-1, -1, -1, -1}};
+        rl__threadpool_run(pool, cpu_task, &c);
+        CHECKF(c.cpu[0] >= 0 && c.cpu[1] >= 0 && c.cpu[0] != c.cpu[1], "threads on CPUs %d and %d",
+               c.cpu[0], c.cpu[1]);
+    }
+    rl_threadpool_free(pool);
+    CHECK(sched_setaffinity(0, sizeof saved, &saved) == 0); /* the creator was pinned */
+}
+
 /* ---- activation quantizers ----------------------------------------------------------- */
 
 static void fill_special(float *x, int64_t n, int kind) {
@@ -305,6 +334,7 @@ TEST(act_quant_simd_equals_ref) {
 int main(void) {
     RUN(threadpool_runs);
     RUN(threadpool_idle_workers_sleep);
+    RUN(threadpool_pinning);
     RUN(act_quant_simd_equals_ref);
     RUN(matmul_args_and_scratch);
     RUN(matmul_vs_naive);

@@ -44,6 +44,9 @@ RL__GEMV_TYPES(RL__DECL_GEMV)
 bool rl__cpu_isa_supported(rl_cpu_isa isa);
 /* AVX512-BF16 (vdpbf16ps) usable: the avx512 BF16 dot uses it when true. */
 bool rl__cpu_has_avx512bf16(void);
+/* Up to max CPUs of this process's affinity mask into cpus, one per physical core first,
+ * then SMT siblings; returns how many were written. */
+int rl__cpu_list(int *cpus, int max);
 
 /* ---- dispatch (dispatch.c) ------------------------------------------------------ */
 /* Dot kernel of weight type t on path isa. A path without its own kernel for t falls

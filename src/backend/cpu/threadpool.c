@@ -7,14 +7,21 @@
  * FUTEX_WAIT on a generation counter; starting a job bumps it and wakes them all. The
  * caller, which runs part 0 itself, waits for the last worker on a second futex word
  * after a short bounded spin (the other parts usually end at about the same time).
+ *
+ * Threads are not pinned by default. With RUVLLM_THREAD_PIN=1 the creating thread is
+ * pinned to the first CPU of rl__cpu_list and worker i to the i-th (one per physical core
+ * first): on a machine where other processes keep every core busy, the scheduler tends
+ * to wake a worker on its waker's CPU, and the threads of a job then share one core.
  */
 #include "threadpool.h"
+#include "cpu.h"
 
 #include <errno.h>
 #include <immintrin.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -41,7 +48,16 @@ struct rl_threadpool {
 typedef struct worker_arg {
     rl_threadpool *pool;
     int ith;
+    int cpu; /* pin to this CPU, or -1 */
 } worker_arg;
+
+static void pin_self(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
 
 static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
     syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -54,6 +70,7 @@ static void futex_wake(_Atomic uint32_t *addr, int n) {
 static void *worker_main(void *p) {
     worker_arg a = *(worker_arg *)p;
     rl__free(p);
+    pin_self(a.cpu);
     rl_threadpool *pool = a.pool;
     uint32_t seen = 0;
     for (;;) {
@@ -92,17 +109,22 @@ RL_API rl_status rl_threadpool_create(int n_threads, rl_threadpool **out) {
         pool->threads = rl__calloc((size_t)n_threads - 1, sizeof *pool->threads);
         if (!pool->threads) goto fail_threads;
     }
+    int cpus[CPU_SETSIZE], n_cpus = 0;
+    const char *pin = rl__getenv("RUVLLM_THREAD_PIN");
+    if (pin && !strcmp(pin, "1")) n_cpus = rl__cpu_list(cpus, CPU_SETSIZE);
     for (int i = 1; i < n_threads; i++) {
         worker_arg *a = rl__malloc(sizeof *a);
         if (!a) goto fail_start;
         a->pool = pool;
         a->ith = i;
+        a->cpu = n_cpus > 0 ? cpus[i % n_cpus] : -1;
         if (pthread_create(&pool->threads[i - 1], NULL, worker_main, a) != 0) {
             rl__free(a);
             goto fail_start;
         }
         pool->n_started++;
     }
+    if (n_cpus > 0) pin_self(cpus[0]);
     *out = pool;
     return RL_OK;
 
