@@ -1,0 +1,171 @@
+/*
+ * backend.h - the layer ops a compute backend provides to the model code.
+ *
+ * The model layer (src/model/) builds a forward pass out of these few operations and
+ * never touches tensor memory itself: buffers handed to an op come from the backend's
+ * own allocator (alloc), so a device backend (CUDA) can keep them in device memory. The
+ * CPU backend (src/backend/cpu/backend_cpu.c) is the reference implementation.
+ *
+ * Shapes: activations are row-major float32 matrices [n][dim] with a row stride ("ld",
+ * in floats) where an op can work on a view (q, k and v may be column ranges of a fused
+ * qkv buffer). Weights are rl_weight views of the mapped GGUF tensors.
+ *
+ * KV cache: per layer, K and V are tables of rows indexed by cell (one row per cached
+ * token: n_head_kv * head_dim values of the cache type). Attention does not assume the
+ * cells of a sequence are contiguous: it reads them through a list of cell indices, and
+ * each query token attends to a span of that list. The span encodes the mask (causal,
+ * sliding window) as the model layer computed it from the cells' positions, so the same
+ * op serves a unified cache, several sequences in one batch, and a paged cache (a block
+ * table expands to the cell list: cell = block * block_size + offset).
+ *
+ * Versioning: ops tables carry RL_BACKEND_OPS_VERSION; a table with another version is
+ * refused. New ops are added at the end, bumping the version.
+ */
+#ifndef RL_BACKEND_H
+#define RL_BACKEND_H
+
+#include "../util/util.h"
+
+#define RL_BACKEND_OPS_VERSION 1
+
+/* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
+ * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
+typedef struct rl_weight {
+    const char *name;      /* tensor name in the file (for messages) */
+    rl_type type;
+    int64_t ne[4];
+    size_t row_bytes;      /* bytes of one row of ne[0] elements */
+    const void *data;      /* [ne[2]][ne[1]][row_bytes] */
+} rl_weight;
+
+/* Matrix e (0 <= e < ne[2]) of a 3-D weight as a 2-D weight. */
+static inline rl_weight rl__weight_slice(const rl_weight *w, int64_t e) {
+    rl_weight s = *w;
+    s.ne[2] = 1;
+    s.data = (const uint8_t *)w->data + (size_t)e * (size_t)w->ne[1] * w->row_bytes;
+    return s;
+}
+
+/* RoPE orderings: NORMAL rotates adjacent pairs (x[2i], x[2i+1]) (GPT-J, Llama);
+ * NEOX rotates (x[i], x[i + n_rot/2]) (GPT-NeoX, Qwen, Gemma, Phi-3). */
+typedef enum rl_rope_mode { RL_ROPE_NORMAL = 0, RL_ROPE_NEOX = 2 } rl_rope_mode;
+
+/* Everything one RoPE application needs, resolved by the model layer from the metadata
+ * (src/model/rope.c). The angle of pair i at position p is computed in float as ggml
+ * does: theta_i = p * freq_base^(-2i/n_rot) / freq_factors[i], then YaRN's mix of the
+ * interpolated (theta * freq_scale) and extrapolated angle over the correction range of
+ * beta_fast..beta_slow (ext_factor 0: pure interpolation, i.e. linear scaling), and the
+ * result scaled by attn_factor (and YaRN's 1 + 0.1 ln(1/freq_scale)). */
+typedef struct rl_rope_params {
+    int32_t n_rot;             /* rotated dimensions (even, <= head_dim); the rest pass */
+    rl_rope_mode mode;
+    int32_t n_ctx_orig;        /* original training context (YaRN correction range) */
+    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    const float *freq_factors; /* [n_rot/2] divisors of the base angles, or NULL */
+} rl_rope_params;
+
+/* Activation of a gated FFN: out = act(gate) * up. */
+typedef enum rl_glu_act {
+    RL_GLU_SILU = 0,      /* SwiGLU: x / (1 + e^-x) */
+    RL_GLU_GELU_TANH = 1, /* GeGLU with the tanh approximation of GELU (exact formula) */
+} rl_glu_act;
+
+/* One layer's KV storage: K and V tables of n_cells rows each. */
+typedef struct rl_kv_layer {
+    rl_type type;            /* F32, F16 or Q8_0 */
+    void *k, *v;             /* backend memory: [n_cells][k_row_bytes], [n_cells][v_row_bytes] */
+    int32_t n_embd_k;        /* n_head_kv * head_dim_k: values per K row */
+    int32_t n_embd_v;        /* n_head_kv * head_dim_v */
+    size_t k_row_bytes, v_row_bytes;
+} rl_kv_layer;
+
+/* One attention call: n_tok query tokens over cached cells.
+ * Score of head h with a cell: s = q_h . k_{h / n_gqa}; with softcap c > 0, s = c tanh(s/c);
+ * then s *= scale (softcap before scale, as llama.cpp's gemma2 graph); softmax over the
+ * token's span; out_h = sum p v. An empty span gives zeros. */
+typedef struct rl_attn_args {
+    int32_t n_tok;
+    int32_t n_head, n_head_kv;   /* n_head a multiple of n_head_kv (GQA / MQA) */
+    int32_t head_dim_k, head_dim_v;
+    const float *q;              /* [n_tok][q_ld], head h at q + h * head_dim_k */
+    int64_t q_ld;
+    float *out;                  /* [n_tok][out_ld], head h at out + h * head_dim_v */
+    int64_t out_ld;
+    const int32_t *cells;        /* cell indices into the layer's K/V tables */
+    const int32_t *span;         /* [n_tok][2]: token t sees cells[span[2t] .. span[2t+1]) */
+    float scale;                 /* usually 1/sqrt(head_dim_k) */
+    float softcap;               /* 0: none */
+} rl_attn_args;
+
+typedef struct rl_backend rl_backend;
+
+typedef struct rl_backend_ops {
+    uint32_t version; /* RL_BACKEND_OPS_VERSION */
+    const char *name; /* "cpu" */
+    void (*destroy)(rl_backend *be); /* frees be itself */
+
+    /* ---- memory: buffers the other ops read and write ---- */
+    void *(*alloc)(rl_backend *be, size_t bytes); /* 64-byte aligned, NULL when out of memory */
+    void (*free)(rl_backend *be, void *p);
+    void (*to_host)(rl_backend *be, void *dst, const void *src, size_t bytes);
+    void (*from_host)(rl_backend *be, void *dst, const void *src, size_t bytes);
+
+    /* The next matmuls of w with up to n rows must not allocate: called during the dry
+     * run that sizes a context, with each weight at the largest n it will see. */
+    rl_status (*reserve_matmul)(rl_backend *be, const rl_weight *w, int64_t n);
+
+    /* ---- the layer ops ---- */
+    /* y[n][w.ne[1]] = x[n][w.ne[0]] W^T for a 2-D weight (ne[2] == 1). y and x are dense. */
+    rl_status (*matmul)(rl_backend *be, const rl_weight *w, const float *x, int64_t n, float *y);
+    /* y[t] = row ids[t] of w as float (embedding lookup); ids are host memory, in range. */
+    void (*get_rows)(rl_backend *be, const rl_weight *w, const int32_t *ids, int64_t n, float *y);
+    /* y[t] = x[t] / sqrt(mean(x[t]^2) + eps) (* w when w != NULL); y may be x. */
+    void (*rmsnorm)(rl_backend *be, const float *x, int64_t n, int64_t dim, float eps,
+                    const float *w, float *y);
+    /* Rotate n_head heads of head_dim values in each of n rows of x (row stride ld) in
+     * place; pos (host memory) gives each row's position. */
+    void (*rope)(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_head,
+                 int32_t head_dim, const int32_t *pos, const rl_rope_params *p);
+    /* x[t][i] += b[i] (bias) over n rows of dim (row stride ld). */
+    void (*add_row)(rl_backend *be, float *x, int64_t n, int64_t dim, int64_t ld, const float *b);
+    /* x[i] += y[i] for i < n (residual). */
+    void (*add)(rl_backend *be, float *x, const float *y, int64_t n);
+    /* x[i] *= s. */
+    void (*scale)(rl_backend *be, float *x, int64_t n, float s);
+    /* x[i] = c * tanh(x[i] / c). */
+    void (*softcap)(rl_backend *be, float *x, int64_t n, float c);
+    /* out[t][i] = act(gate[t][i]) * up[t][i] over n rows of dim (strides ld_g, ld_u; out
+     * dense; out may be gate when ld_g == dim). */
+    void (*glu)(rl_backend *be, rl_glu_act act, const float *gate, int64_t ld_g, const float *up,
+                int64_t ld_u, int64_t n, int64_t dim, float *out);
+    /* dst[t] = src[ids[t]] for n rows of dim floats (ids host memory); dst may not overlap
+     * src except dst == src with ids[t] >= t for all t (in-place compaction). */
+    void (*get_rows_f32)(rl_backend *be, const float *src, const int32_t *ids, int64_t n,
+                         int64_t dim, float *dst);
+    /* Store n tokens' K and V rows (row strides ld_k, ld_v) into cells[t] (host memory) of
+     * one layer, converting to the cache type. */
+    void (*kv_write)(rl_backend *be, const rl_kv_layer *kv, const float *k, int64_t ld_k,
+                     const float *v, int64_t ld_v, int64_t n, const int32_t *cells);
+    /* Attention of a->n_tok tokens over one layer's cache (rl_attn_args; cells and span
+     * are host memory). Tiled with an online softmax: memory O(head_dim) per head. */
+    void (*attention)(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args *a);
+} rl_backend_ops;
+
+/* A backend instance. impl is the backend's own state (the CPU thread pool). */
+struct rl_backend {
+    const rl_backend_ops *ops;
+    void *impl;
+};
+
+/* Largest head_dim (and rotated dims) the ops accept; the model loader enforces it. */
+#define RL_MAX_HEAD_DIM 1024
+
+/* The CPU backend on a pool of n_threads (<= 0: physical cores). */
+rl_status rl__backend_cpu_create(int n_threads, rl_backend **out);
+static inline void rl__backend_free(rl_backend *be) {
+    if (be) be->ops->destroy(be);
+}
+/* The CPU backend's thread pool (for tests and tools that time kernels). */
+rl_threadpool *rl__backend_cpu_pool(rl_backend *be);
+
+#endif /* RL_BACKEND_H */

@@ -1,0 +1,569 @@
+/*
+ * context.c - rl_context: the KV cache, the per-pass scratch, and rl_decode.
+ *
+ * KV cache. n_ctx cells shared by all sequences; a cell holds one token's K and V rows
+ * in every layer (rl_kv_layer tables, backend memory), its position, and the set of
+ * sequences that hold it (a bit mask, so that rl_kv_seq_copy forks a sequence by
+ * sharing cells instead of copying them). A cell no sequence holds is free. The cells of
+ * a sequence need not be contiguous or in order: before each pass the cells of every
+ * sequence in the micro-batch are listed in position order, and each token attends to a
+ * span of its sequence's list (all cells up to its own position; for sliding-window
+ * layers only the last n_swa positions). That is all the attention op knows of the
+ * cache, which is why a paged cache can replace this one without touching the op.
+ *
+ * Memory. Everything is allocated at creation: the KV tables, host-side lists, the
+ * logits buffer, and the arena of a pass, whose size comes from a dry run of the
+ * architecture's forward function at the largest micro-batch (ops skipped, allocations
+ * only counted), which also has the backend reserve its matmul scratch. rl_decode then
+ * allocates nothing (test_model_context checks it).
+ */
+#include "model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define RL_CTX_DEFAULT_MAX 4096
+#define RL_SEQ_MAX 64
+
+struct rl_context {
+    const rl_model *m;
+    rl_context_params p; /* resolved */
+    rl_backend *be;
+    char err[320];
+
+    /* cells */
+    int32_t n_cells;
+    int32_t *cell_pos;   /* [n_cells], -1 when free */
+    uint64_t *cell_seq;  /* [n_cells]: bit s set when sequence s holds the cell */
+    int32_t n_used;
+    int32_t head;        /* where the search for free cells starts */
+    rl_kv_layer *kv;     /* [n_layer] */
+    rl_rope_params *rope; /* [n_layer] */
+    bool has_swa;
+
+    rl__arena arena;
+
+    /* one micro-batch, host side */
+    int32_t *ub_tok, *ub_pos, *ub_seq, *ub_cells, *ub_out; /* [n_batch] */
+    int32_t *span_full, *span_swa;                         /* [n_batch][2] */
+    int32_t *attn_cells;                                   /* [n_lists_max][n_cells] */
+    int32_t n_lists_max;
+    int32_t *list_base, *list_len;                         /* [n_seq_max] */
+    int32_t *seq_last;                                     /* [n_seq_max] */
+
+    /* results of the last rl_decode */
+    float *logits;          /* [n_outputs_max][n_vocab] host */
+    int32_t *out_batch_idx; /* [n_outputs_max] batch index of each logits row, ascending */
+    int32_t n_outputs;
+};
+
+static rl_status ctx_fail(rl_context *ctx, rl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static rl_status ctx_fail(rl_context *ctx, rl_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    rl__vfmt(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+RL_API rl_context_params rl_context_default_params(void) {
+    rl_context_params p = {
+        .n_ctx = 0,
+        .n_batch = 512,
+        .n_seq_max = 1,
+        .n_outputs_max = 0,
+        .kv_type = RL_TYPE_F16,
+        .n_threads = 0,
+    };
+    return p;
+}
+
+RL_API void rl_context_free(rl_context *ctx) {
+    if (!ctx) return;
+    rl_backend *be = ctx->be;
+    if (be) {
+        if (ctx->kv)
+            for (int32_t il = 0; il < ctx->m->hp.n_layer; il++) {
+                be->ops->free(be, ctx->kv[il].k);
+                be->ops->free(be, ctx->kv[il].v);
+            }
+        be->ops->free(be, ctx->arena.base);
+    }
+    rl__free(ctx->kv);
+    rl__free(ctx->rope);
+    rl__free(ctx->cell_pos);
+    rl__free(ctx->cell_seq);
+    rl__free(ctx->ub_tok);
+    rl__free(ctx->ub_pos);
+    rl__free(ctx->ub_seq);
+    rl__free(ctx->ub_cells);
+    rl__free(ctx->ub_out);
+    rl__free(ctx->span_full);
+    rl__free(ctx->span_swa);
+    rl__free(ctx->attn_cells);
+    rl__free(ctx->list_base);
+    rl__free(ctx->list_len);
+    rl__free(ctx->seq_last);
+    rl__aligned_free(ctx->logits);
+    rl__free(ctx->out_batch_idx);
+    rl__backend_free(be);
+    rl__free(ctx);
+}
+
+/* n * size bytes, or 0 on overflow. */
+static size_t nbytes(size_t n, size_t size) {
+    size_t r;
+    return rl__mul_size(n, size, &r) ? r : 0;
+}
+
+static rl_status check_params(const rl_model *m, rl_context_params *p, char *err, size_t es) {
+    const rl__hparams *hp = &m->hp;
+    if (p->n_ctx == 0) p->n_ctx = RL_MIN(hp->n_ctx_train, RL_CTX_DEFAULT_MAX);
+    if (p->n_ctx < 1 || p->n_ctx > (1 << 24)) {
+        rl__fmt(err, es, "n_ctx = %d is out of range (1..%d)", p->n_ctx, 1 << 24);
+        return RL_ERR_INVALID_ARG;
+    }
+    if (p->n_batch < 1 || p->n_batch > (1 << 16)) {
+        rl__fmt(err, es, "n_batch = %d is out of range (1..%d)", p->n_batch, 1 << 16);
+        return RL_ERR_INVALID_ARG;
+    }
+    p->n_batch = RL_MIN(p->n_batch, p->n_ctx);
+    if (p->n_seq_max < 1 || p->n_seq_max > RL_SEQ_MAX) {
+        rl__fmt(err, es, "n_seq_max = %d is out of range (1..%d)", p->n_seq_max, RL_SEQ_MAX);
+        return RL_ERR_INVALID_ARG;
+    }
+    if (p->n_outputs_max == 0) p->n_outputs_max = p->n_seq_max;
+    if (p->n_outputs_max < 1 || p->n_outputs_max > (1 << 24)) {
+        rl__fmt(err, es, "n_outputs_max = %d is out of range (1..%d)", p->n_outputs_max, 1 << 24);
+        return RL_ERR_INVALID_ARG;
+    }
+    if (p->kv_type != RL_TYPE_F16 && p->kv_type != RL_TYPE_F32 && p->kv_type != RL_TYPE_Q8_0) {
+        rl__fmt(err, es, "kv_type %s is not supported (F16, F32, Q8_0)",
+                rl_type_valid(p->kv_type) ? rl_type_name(p->kv_type) : "?");
+        return RL_ERR_UNSUPPORTED;
+    }
+    if (p->kv_type == RL_TYPE_Q8_0 && (hp->head_dim_k % 32 || hp->head_dim_v % 32)) {
+        rl__fmt(err, es, "kv_type Q8_0 needs head sizes that are multiples of 32 (the model's "
+                "are %d and %d)", hp->head_dim_k, hp->head_dim_v);
+        return RL_ERR_UNSUPPORTED;
+    }
+    if (p->n_threads <= 0) p->n_threads = m->n_threads;
+    return RL_OK;
+}
+
+/* The dry run: the architecture's forward over the largest micro-batch with ops skipped,
+ * which measures the arena and reserves the backend's matmul scratch. */
+static rl_status size_arena(rl_context *ctx) {
+    const rl_model *m = ctx->m;
+    rl__fwd f = {
+        .m = m,
+        .be = ctx->be,
+        .arena = &ctx->arena,
+        .dry = true,
+        .n_tok = ctx->p.n_batch,
+        .n_out = RL_MIN(ctx->p.n_batch, ctx->p.n_outputs_max),
+        .kv = ctx->kv,
+        .rope = ctx->rope,
+    };
+    f.logits = rl__fwd_alloc(&f, (int64_t)f.n_out * m->hp.n_vocab);
+    rl_status st = m->arch->forward(&f);
+    if (st != RL_OK) return st;
+    ctx->arena.size = ctx->arena.peak;
+    ctx->arena.used = ctx->arena.peak = 0;
+    ctx->arena.base = ctx->be->ops->alloc(ctx->be, ctx->arena.size);
+    return ctx->arena.base ? RL_OK : RL_ERR_NOMEM;
+}
+
+RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *pp,
+                                   rl_context **out, char *err, size_t es) {
+    if (es) err[0] = 0;
+    if (!out) return RL_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!m) {
+        rl__fmt(err, es, "model is NULL");
+        return RL_ERR_INVALID_ARG;
+    }
+    rl_context_params p = pp ? *pp : rl_context_default_params();
+    rl_status st = check_params(m, &p, err, es);
+    if (st != RL_OK) return st;
+    const rl__hparams *hp = &m->hp;
+
+    rl_context *ctx = rl__calloc(1, sizeof *ctx);
+    if (!ctx) goto nomem;
+    ctx->m = m;
+    ctx->p = p;
+    ctx->n_cells = p.n_ctx;
+    st = rl__backend_cpu_create(p.n_threads, &ctx->be);
+    if (st != RL_OK) {
+        rl__fmt(err, es, "cannot start %d threads", p.n_threads);
+        rl_context_free(ctx);
+        return st;
+    }
+    if (ctx->be->ops->version != RL_BACKEND_OPS_VERSION) {
+        rl__fmt(err, es, "backend %s has ops version %u, expected %u", ctx->be->ops->name,
+                ctx->be->ops->version, RL_BACKEND_OPS_VERSION);
+        rl_context_free(ctx);
+        return RL_ERR_INTERNAL;
+    }
+
+    /* KV tables */
+    const size_t n_cells = (size_t)p.n_ctx, n_layer = (size_t)hp->n_layer;
+    ctx->kv = rl__calloc(n_layer, sizeof *ctx->kv);
+    ctx->rope = rl__calloc(n_layer, sizeof *ctx->rope);
+    if (!ctx->kv || !ctx->rope) goto nomem;
+    for (size_t il = 0; il < n_layer; il++) {
+        rl_kv_layer *kv = &ctx->kv[il];
+        kv->type = p.kv_type;
+        kv->n_embd_k = hp->n_head_kv * hp->head_dim_k;
+        kv->n_embd_v = hp->n_head_kv * hp->head_dim_v;
+        rl_type_row_bytes(p.kv_type, kv->n_embd_k, &kv->k_row_bytes);
+        rl_type_row_bytes(p.kv_type, kv->n_embd_v, &kv->v_row_bytes);
+        size_t kb = nbytes(n_cells, kv->k_row_bytes), vb = nbytes(n_cells, kv->v_row_bytes);
+        if (!kb || !vb) goto nomem;
+        kv->k = ctx->be->ops->alloc(ctx->be, kb);
+        kv->v = ctx->be->ops->alloc(ctx->be, vb);
+        if (!kv->k || !kv->v) goto nomem;
+        if (m->layers[il].swa && hp->n_swa > 0) ctx->has_swa = true;
+    }
+    rl__rope_resolve(m, p.n_ctx, ctx->rope);
+
+    /* cells and host lists */
+    const size_t nb = (size_t)p.n_batch, ns = (size_t)p.n_seq_max;
+    ctx->cell_pos = rl__malloc(n_cells * sizeof(int32_t));
+    ctx->cell_seq = rl__calloc(n_cells, sizeof(uint64_t));
+    ctx->ub_tok = rl__malloc(nb * sizeof(int32_t));
+    ctx->ub_pos = rl__malloc(nb * sizeof(int32_t));
+    ctx->ub_seq = rl__malloc(nb * sizeof(int32_t));
+    ctx->ub_cells = rl__malloc(nb * sizeof(int32_t));
+    ctx->ub_out = rl__malloc(nb * sizeof(int32_t));
+    ctx->span_full = rl__malloc(2 * nb * sizeof(int32_t));
+    ctx->span_swa = rl__malloc(2 * nb * sizeof(int32_t));
+    ctx->n_lists_max = (int32_t)RL_MIN(ns, nb);
+    size_t lists = nbytes(nbytes((size_t)ctx->n_lists_max, n_cells), sizeof(int32_t));
+    ctx->attn_cells = lists ? rl__malloc(lists) : NULL;
+    ctx->list_base = rl__malloc(ns * sizeof(int32_t));
+    ctx->list_len = rl__malloc(ns * sizeof(int32_t));
+    ctx->seq_last = rl__malloc(ns * sizeof(int32_t));
+    size_t lb = nbytes(nbytes((size_t)p.n_outputs_max, (size_t)hp->n_vocab), sizeof(float));
+    ctx->logits = lb ? rl__aligned_alloc(64, lb) : NULL;
+    ctx->out_batch_idx = rl__malloc((size_t)p.n_outputs_max * sizeof(int32_t));
+    if (!ctx->cell_pos || !ctx->cell_seq || !ctx->ub_tok || !ctx->ub_pos || !ctx->ub_seq ||
+        !ctx->ub_cells || !ctx->ub_out || !ctx->span_full || !ctx->span_swa ||
+        !ctx->attn_cells || !ctx->list_base || !ctx->list_len || !ctx->seq_last ||
+        !ctx->logits || !ctx->out_batch_idx)
+        goto nomem;
+    for (size_t c = 0; c < n_cells; c++) ctx->cell_pos[c] = -1;
+
+    st = size_arena(ctx);
+    if (st != RL_OK) {
+        if (st == RL_ERR_NOMEM) goto nomem;
+        rl__fmt(err, es, "sizing the forward pass failed: %s", rl_status_str(st));
+        rl_context_free(ctx);
+        return st;
+    }
+    *out = ctx;
+    return RL_OK;
+
+nomem:
+    rl__fmt(err, es, "out of memory");
+    rl_context_free(ctx);
+    return RL_ERR_NOMEM;
+}
+
+RL_API const char *rl_context_errmsg(const rl_context *ctx) { return ctx ? ctx->err : ""; }
+RL_API int32_t rl_context_n_ctx(const rl_context *ctx) { return ctx ? ctx->n_cells : 0; }
+RL_API const rl_model *rl_context_model(const rl_context *ctx) { return ctx ? ctx->m : NULL; }
+
+RL_API rl_batch rl_batch_get(const rl_token *tokens, int32_t n) {
+    rl_batch b = {.n_tokens = n, .token = tokens};
+    return b;
+}
+
+/* ---- the cell table --------------------------------------------------------------- */
+
+/* seq_last[s] = the largest position sequence s holds, -1 when none. */
+static void seq_pos_max_all(const rl_context *ctx, int32_t *seq_last) {
+    for (int32_t s = 0; s < ctx->p.n_seq_max; s++) seq_last[s] = -1;
+    for (int32_t c = 0; c < ctx->n_cells; c++) {
+        if (ctx->cell_pos[c] < 0) continue;
+        for (uint64_t bits = ctx->cell_seq[c]; bits; bits &= bits - 1) {
+            int s = __builtin_ctzll(bits);
+            seq_last[s] = RL_MAX(seq_last[s], ctx->cell_pos[c]);
+        }
+    }
+}
+
+static int32_t take_cell(rl_context *ctx, int32_t pos, int32_t seq) {
+    while (ctx->cell_pos[ctx->head] >= 0) ctx->head = (ctx->head + 1) % ctx->n_cells;
+    int32_t c = ctx->head;
+    ctx->cell_pos[c] = pos;
+    ctx->cell_seq[c] = (uint64_t)1 << seq;
+    ctx->n_used++;
+    ctx->head = (c + 1) % ctx->n_cells;
+    return c;
+}
+
+static int cmp_cell_pos(const void *a, const void *b, void *arg) {
+    const int32_t *pos = arg;
+    int32_t pa = pos[*(const int32_t *)a], pb = pos[*(const int32_t *)b];
+    return (pa > pb) - (pa < pb);
+}
+
+/* First index j of list[0..n) (sorted by position) with cell_pos[list[j]] > p. */
+static int32_t upper_bound(const int32_t *list, int32_t n, const int32_t *cell_pos, int32_t p) {
+    int32_t lo = 0, hi = n;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (cell_pos[list[mid]] <= p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* The cell list of every sequence in the micro-batch, in position order, and each
+ * token's spans of its list. */
+static void build_spans(rl_context *ctx, int32_t n) {
+    const int32_t ns = ctx->p.n_seq_max, n_cells = ctx->n_cells;
+    for (int32_t s = 0; s < ns; s++) ctx->list_len[s] = -1;
+    int32_t n_lists = 0;
+    for (int32_t t = 0; t < n; t++) {
+        int32_t s = ctx->ub_seq[t];
+        if (ctx->list_len[s] < 0) {
+            ctx->list_len[s] = 0;
+            ctx->list_base[s] = n_lists++ * n_cells;
+        }
+    }
+    for (int32_t c = 0; c < n_cells; c++) {
+        if (ctx->cell_pos[c] < 0) continue;
+        for (uint64_t bits = ctx->cell_seq[c]; bits; bits &= bits - 1) {
+            int s = __builtin_ctzll(bits);
+            if (s < ns && ctx->list_len[s] >= 0)
+                ctx->attn_cells[ctx->list_base[s] + ctx->list_len[s]++] = c;
+        }
+    }
+    for (int32_t s = 0; s < ns; s++) {
+        if (ctx->list_len[s] <= 1) continue;
+        int32_t *list = ctx->attn_cells + ctx->list_base[s];
+        bool sorted = true;
+        for (int32_t j = 1; j < ctx->list_len[s] && sorted; j++)
+            sorted = ctx->cell_pos[list[j - 1]] < ctx->cell_pos[list[j]];
+        if (!sorted)
+            qsort_r(list, (size_t)ctx->list_len[s], sizeof *list, cmp_cell_pos, ctx->cell_pos);
+    }
+    const int32_t n_swa = ctx->m->hp.n_swa;
+    for (int32_t t = 0; t < n; t++) {
+        int32_t s = ctx->ub_seq[t], base = ctx->list_base[s], len = ctx->list_len[s];
+        const int32_t *list = ctx->attn_cells + base;
+        int32_t hi = upper_bound(list, len, ctx->cell_pos, ctx->ub_pos[t]);
+        ctx->span_full[2 * t] = base;
+        ctx->span_full[2 * t + 1] = base + hi;
+        if (ctx->has_swa) {
+            /* visible: pos_t - cell_pos < n_swa */
+            int32_t lo = upper_bound(list, len, ctx->cell_pos, ctx->ub_pos[t] - n_swa);
+            ctx->span_swa[2 * t] = base + lo;
+            ctx->span_swa[2 * t + 1] = base + hi;
+        }
+    }
+}
+
+/* ---- decode ------------------------------------------------------------------------ */
+
+static bool wants_logits(const rl_batch *b, int32_t i) {
+    return b->logits ? b->logits[i] != 0 : i == b->n_tokens - 1;
+}
+
+/* Check the whole batch against the cache before anything changes. */
+static rl_status validate(rl_context *ctx, const rl_batch *b) {
+    const int32_t n = b->n_tokens, n_vocab = ctx->m->hp.n_vocab;
+    if (n <= 0) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch: n_tokens = %d, expected >= 1", n);
+    if (!b->token) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch: token is NULL");
+    seq_pos_max_all(ctx, ctx->seq_last);
+    int32_t n_out = 0;
+    for (int32_t i = 0; i < n; i++) {
+        rl_token tok = b->token[i];
+        if (tok < 0 || tok >= n_vocab)
+            return ctx_fail(ctx, RL_ERR_INVALID_ARG,
+                            "batch token %d: id %d is out of range (n_vocab %d)", i, tok, n_vocab);
+        int32_t s = b->seq_id ? b->seq_id[i] : 0;
+        if (s < 0 || s >= ctx->p.n_seq_max)
+            return ctx_fail(ctx, RL_ERR_INVALID_ARG,
+                            "batch token %d: seq_id %d is out of range (n_seq_max %d)", i, s,
+                            ctx->p.n_seq_max);
+        int32_t last = ctx->seq_last[s];
+        if (b->pos) {
+            int32_t p = b->pos[i];
+            if (p < 0 || p == INT32_MAX)
+                return ctx_fail(ctx, RL_ERR_INVALID_ARG,
+                                "batch token %d: position %d is out of range", i, p);
+            if (p <= last)
+                return ctx_fail(ctx, RL_ERR_INVALID_ARG,
+                                "batch token %d: position %d of sequence %d is not after %d, "
+                                "the last position it holds",
+                                i, p, s, last);
+            ctx->seq_last[s] = p;
+        } else {
+            if (last == INT32_MAX - 1)
+                return ctx_fail(ctx, RL_ERR_INVALID_ARG,
+                                "batch token %d: sequence %d has no position left", i, s);
+            ctx->seq_last[s] = last + 1;
+        }
+        n_out += wants_logits(b, i);
+    }
+    if (n_out > ctx->p.n_outputs_max)
+        return ctx_fail(ctx, RL_ERR_LIMIT,
+                        "batch asks for the logits of %d tokens, more than n_outputs_max = %d",
+                        n_out, ctx->p.n_outputs_max);
+    int32_t n_free = ctx->n_cells - ctx->n_used;
+    if (n > n_free)
+        return ctx_fail(ctx, RL_ERR_LIMIT,
+                        "context full: the batch has %d tokens but only %d of the %d cells "
+                        "(n_ctx) are free; remove tokens with rl_kv_seq_remove or use a larger "
+                        "n_ctx",
+                        n, n_free, ctx->n_cells);
+    return RL_OK;
+}
+
+RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
+    if (!ctx) return RL_ERR_INVALID_ARG;
+    ctx->err[0] = 0;
+    ctx->n_outputs = 0;
+    if (!b) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch is NULL");
+    rl_status st = validate(ctx, b);
+    if (st != RL_OK) return st;
+
+    const rl_model *m = ctx->m;
+    const int32_t n_vocab = m->hp.n_vocab;
+    seq_pos_max_all(ctx, ctx->seq_last);
+    int32_t n_out_total = 0;
+    for (int32_t b0 = 0; b0 < b->n_tokens; b0 += ctx->p.n_batch) {
+        const int32_t n = RL_MIN(ctx->p.n_batch, b->n_tokens - b0);
+        int32_t n_out = 0;
+        for (int32_t t = 0; t < n; t++) {
+            const int32_t i = b0 + t;
+            const int32_t s = b->seq_id ? b->seq_id[i] : 0;
+            const int32_t p = b->pos ? b->pos[i] : ctx->seq_last[s] + 1;
+            ctx->seq_last[s] = p;
+            ctx->ub_tok[t] = b->token[i];
+            ctx->ub_pos[t] = p;
+            ctx->ub_seq[t] = s;
+            ctx->ub_cells[t] = take_cell(ctx, p, s);
+            if (wants_logits(b, i)) {
+                ctx->ub_out[n_out++] = t;
+                ctx->out_batch_idx[n_out_total + n_out - 1] = i;
+            }
+        }
+        build_spans(ctx, n);
+
+        ctx->arena.used = 0;
+        rl__fwd f = {
+            .m = m,
+            .be = ctx->be,
+            .arena = &ctx->arena,
+            .n_tok = n,
+            .tokens = ctx->ub_tok,
+            .pos = ctx->ub_pos,
+            .kv_cells = ctx->ub_cells,
+            .kv = ctx->kv,
+            .attn_cells = ctx->attn_cells,
+            .span_full = ctx->span_full,
+            .span_swa = ctx->has_swa ? ctx->span_swa : ctx->span_full,
+            .n_out = n_out,
+            .out_ids = ctx->ub_out,
+            .rope = ctx->rope,
+        };
+        f.logits = rl__fwd_alloc(&f, (int64_t)n_out * n_vocab);
+        st = m->arch->forward(&f);
+        if (st == RL_OK) st = f.status;
+        if (st != RL_OK)
+            return ctx_fail(ctx, st, "forward pass failed: %s", rl_status_str(st));
+        if (n_out)
+            ctx->be->ops->to_host(ctx->be, ctx->logits + (size_t)n_out_total * n_vocab, f.logits,
+                                  (size_t)n_out * n_vocab * sizeof(float));
+        n_out_total += n_out;
+        ctx->n_outputs = n_out_total;
+    }
+    return RL_OK;
+}
+
+RL_API const float *rl_get_logits(rl_context *ctx, int32_t i) {
+    if (!ctx) return NULL;
+    const size_t n_vocab = (size_t)ctx->m->hp.n_vocab;
+    if (i < 0) {
+        int32_t k = ctx->n_outputs + i;
+        return k >= 0 ? ctx->logits + (size_t)k * n_vocab : NULL;
+    }
+    int32_t lo = 0, hi = ctx->n_outputs;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (ctx->out_batch_idx[mid] < i) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < ctx->n_outputs && ctx->out_batch_idx[lo] == i)
+        return ctx->logits + (size_t)lo * n_vocab;
+    return NULL;
+}
+
+/* ---- sequence operations ------------------------------------------------------------ */
+
+static bool in_range(int32_t p, int32_t p0, int32_t p1) {
+    return (p0 < 0 || p >= p0) && (p1 < 0 || p < p1);
+}
+
+static void free_cell(rl_context *ctx, int32_t c) {
+    ctx->cell_pos[c] = -1;
+    ctx->cell_seq[c] = 0;
+    ctx->n_used--;
+}
+
+RL_API void rl_kv_clear(rl_context *ctx) {
+    if (!ctx) return;
+    for (int32_t c = 0; c < ctx->n_cells; c++) {
+        ctx->cell_pos[c] = -1;
+        ctx->cell_seq[c] = 0;
+    }
+    ctx->n_used = 0;
+    ctx->head = 0;
+    ctx->n_outputs = 0;
+}
+
+RL_API rl_status rl_kv_seq_remove(rl_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
+    if (!ctx) return RL_ERR_INVALID_ARG;
+    if (seq >= ctx->p.n_seq_max)
+        return ctx_fail(ctx, RL_ERR_INVALID_ARG, "seq_id %d is out of range (n_seq_max %d)", seq,
+                        ctx->p.n_seq_max);
+    for (int32_t c = 0; c < ctx->n_cells; c++) {
+        if (ctx->cell_pos[c] < 0 || !in_range(ctx->cell_pos[c], p0, p1)) continue;
+        if (seq < 0) ctx->cell_seq[c] = 0;
+        else ctx->cell_seq[c] &= ~((uint64_t)1 << seq);
+        if (!ctx->cell_seq[c]) free_cell(ctx, c);
+    }
+    return RL_OK;
+}
+
+RL_API rl_status rl_kv_seq_copy(rl_context *ctx, int32_t src, int32_t dst, int32_t p0,
+                                int32_t p1) {
+    if (!ctx) return RL_ERR_INVALID_ARG;
+    if (src < 0 || src >= ctx->p.n_seq_max || dst < 0 || dst >= ctx->p.n_seq_max)
+        return ctx_fail(ctx, RL_ERR_INVALID_ARG,
+                        "seq_id %d or %d is out of range (n_seq_max %d)", src, dst,
+                        ctx->p.n_seq_max);
+    if (src == dst) return RL_OK;
+    rl_kv_seq_remove(ctx, dst, p0, p1);
+    const uint64_t sb = (uint64_t)1 << src, db = (uint64_t)1 << dst;
+    for (int32_t c = 0; c < ctx->n_cells; c++)
+        if (ctx->cell_pos[c] >= 0 && (ctx->cell_seq[c] & sb) && in_range(ctx->cell_pos[c], p0, p1))
+            ctx->cell_seq[c] |= db;
+    return RL_OK;
+}
+
+RL_API int32_t rl_kv_seq_pos_max(const rl_context *ctx, int32_t seq) {
+    if (!ctx || seq < 0 || seq >= ctx->p.n_seq_max) return -1;
+    int32_t best = -1;
+    const uint64_t bit = (uint64_t)1 << seq;
+    for (int32_t c = 0; c < ctx->n_cells; c++)
+        if (ctx->cell_pos[c] >= 0 && (ctx->cell_seq[c] & bit)) best = RL_MAX(best, ctx->cell_pos[c]);
+    return best;
+}
+
+RL_API int32_t rl_kv_n_used(const rl_context *ctx) { return ctx ? ctx->n_used : 0; }

@@ -1,0 +1,38 @@
+/* stories260K (a real trained Llama, F32) and its quantized versions against llama.cpp's
+ * goldens: prompt logits, 7 teacher-forced steps, argmax where the margin allows, and for
+ * F32 the exact greedy continuation. Tolerances: golden/README.md section 4 (F32 5e-5,
+ * F16 2e-2, quantized 0.35: llama.cpp itself moves that much between its CPU paths). */
+#include "golden.h"
+#include "test.h"
+
+typedef struct model_case {
+    const char *golden;
+    double tol;
+    bool greedy;
+} model_case;
+
+static const model_case k_cases[] = {
+    {"stories260K", 5e-5, true},
+    {"stories260K-f16", 2e-2, false},
+    {"stories260K-q8_0", 0.35, false},
+    {"stories260K-q5_1", 0.35, false},
+    {"stories260K-q5_0", 0.35, false},
+    {"stories260K-q4_1", 0.35, false},
+    {"stories260K-q4_0.norepack", 0.35, false},
+};
+
+TEST(stories_goldens) {
+    int ran = 0;
+    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
+        rl_golden_opts o = {.tol = k_cases[i].tol, .greedy = k_cases[i].greedy,
+                            .kv_type = RL_TYPE_F32};
+        rl_golden_result r;
+        ran += rl_golden_check(k_cases[i].golden, &o, &r);
+    }
+    if (!ran) SKIP("no stories260K goldens");
+}
+
+int main(void) {
+    RUN(stories_goldens);
+    return rl_test_finish();
+}
