@@ -118,7 +118,32 @@ typedef struct lexer {
     char *err;
     size_t err_size;
     rl_status st;
+    /* position cursor: tokens come in increasing offsets, so columns are counted
+     * incrementally (a template on one long line must not cost quadratic time) */
+    size_t cur_off;
+    uint32_t cur_line, cur_col;
 } lexer;
+
+static void pos_of(const lexer *L, size_t off, uint32_t *line, uint32_t *col);
+
+/* Line and column of off, from the cursor when off is at or after it. */
+static void pos_fwd(lexer *L, size_t off, uint32_t *line, uint32_t *col) {
+    if (off < L->cur_off || L->cur_line == 0) {
+        pos_of(L, off, line, col);
+    } else {
+        uint32_t ln = L->cur_line, cl = L->cur_col;
+        for (size_t i = L->cur_off; i < off; i++) {
+            unsigned char ch = (unsigned char)L->s[i];
+            if (ch == '\n') ln++, cl = 1;
+            else if ((ch & 0xC0) != 0x80) cl++;
+        }
+        *line = ln;
+        *col = cl;
+    }
+    L->cur_off = off;
+    L->cur_line = *line;
+    L->cur_col = *col;
+}
 
 static void pos_of(const lexer *L, size_t off, uint32_t *line, uint32_t *col) {
     size_t lo = 0, hi = L->nlines; /* last line start <= off */
@@ -162,7 +187,7 @@ static tpl_tok *push_tok(lexer *L, uint8_t type, size_t off, size_t len) {
     k->type = type;
     k->s = L->s + off;
     k->n = len;
-    pos_of(L, off, &k->line, &k->col);
+    pos_fwd(L, off, &k->line, &k->col);
     return k;
 }
 

@@ -17,8 +17,8 @@ struct rl_chat_template {
 int rl__tpl_add_builtins(tpl_ctx *c, tpl_scope *top);
 int rl__tpl_run(tpl_ctx *c, tpl_scope *top);
 
-#define DEFAULT_MAX_STEPS 50000000ull
-#define DEFAULT_MAX_MEMORY ((size_t)512 << 20)
+#define DEFAULT_MAX_STEPS 200000000ull
+#define DEFAULT_MAX_MEMORY ((size_t)256 << 20)
 #define DEFAULT_MAX_OUTPUT ((size_t)64 << 20)
 #define DEFAULT_MAX_DEPTH 100
 

@@ -39,9 +39,13 @@ int rl__tpl_charge(tpl_ctx *c, uint64_t n) {
 
 /* ---- memory ---------------------------------------------------------------- */
 
+/* Each block is counted with ALLOC_OVERHEAD bytes more than asked for: the headers of
+ * rl__malloc and malloc, so that max_memory bounds what the process really uses. */
+#define ALLOC_OVERHEAD 32
+
 void *rl__tpl_alloc(tpl_ctx *c, size_t n) {
     if (c->status != RL_OK) return NULL;
-    if (n > c->lim.max_memory || c->mem > c->lim.max_memory - n) {
+    if (n > c->lim.max_memory - ALLOC_OVERHEAD || c->mem > c->lim.max_memory - ALLOC_OVERHEAD - n) {
         rl__tpl_fail(c, RL_ERR_LIMIT, "template used more than %zu bytes of memory", c->lim.max_memory);
         return NULL;
     }
@@ -50,12 +54,13 @@ void *rl__tpl_alloc(tpl_ctx *c, size_t n) {
         rl__tpl_fail(c, RL_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    c->mem += n;
+    c->mem += n + ALLOC_OVERHEAD;
     return p;
 }
 
 void *rl__tpl_realloc(tpl_ctx *c, void *p, size_t old_n, size_t new_n) {
     if (c->status != RL_OK) return NULL;
+    if (!p) return rl__tpl_alloc(c, new_n);
     if (new_n > old_n &&
         (new_n - old_n > c->lim.max_memory || c->mem > c->lim.max_memory - (new_n - old_n))) {
         rl__tpl_fail(c, RL_ERR_LIMIT, "template used more than %zu bytes of memory", c->lim.max_memory);
@@ -72,7 +77,7 @@ void *rl__tpl_realloc(tpl_ctx *c, void *p, size_t old_n, size_t new_n) {
 
 void rl__tpl_dealloc(tpl_ctx *c, void *p, size_t n) {
     if (!p) return;
-    c->mem -= n;
+    c->mem -= n + ALLOC_OVERHEAD;
     rl__free(p);
 }
 
