@@ -266,8 +266,12 @@ TEST(gemv_equals_vec_dot) {
                 if (!rl__cpu_isa_supported((rl_cpu_isa)isa)) continue;
                 rl__gemv_fn g = rl__gemv_get(t, (rl_cpu_isa)isa);
                 if (!g) continue;
+                rl__gemv_prep_fn prep = rl__gemv_prep_get(t, (rl_cpu_isa)isa);
+                int32_t *off = calloc((size_t)n / 4, sizeof *off);
+                if (prep) prep(qs, n, off);
                 n_gemv++;
-                float a = rl__vec_dot_get(t, (rl_cpu_isa)isa)(n, x, y), c = g(n, x, qs, d, sm);
+                float a = rl__vec_dot_get(t, (rl_cpu_isa)isa)(n, x, y), c = g(n, x, qs, d, sm, off);
+                free(off);
                 CHECKF(memcmp(&a, &c, 4) == 0, "%s %s nb=%lld: gemv %.9g vs vec_dot %.9g",
                        rl_type_name(t), rl_cpu_isa_name((rl_cpu_isa)isa), (long long)nb, c, a);
             }

@@ -29,15 +29,20 @@ RL_QUANT_TYPES(RL__DECL_DOTS)
  * does no fp16 work for them. A gemv kernel shares its body with the vec_dot kernel of
  * the same type and path: the results are bit-identical. */
 typedef float (*rl__gemv_fn)(int64_t n, const void *x, const int8_t *yqs, const float *yd,
-                             const float *ys);
+                             const float *ys, const int32_t *yoff);
 #define RL__GEMV_TYPES(X) X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q5_0, q5_0) X(Q5_1, q5_1) X(Q8_0, q8_0)
 #define RL__DECL_GEMV(E, s)                                                                \
     float rl__gemv_##s##_avx2(int64_t n, const void *x, const int8_t *yqs, const float *yd, \
-                              const float *ys);                                            \
+                              const float *ys, const int32_t *yoff);                       \
     float rl__gemv_##s##_avx512(int64_t n, const void *x, const int8_t *yqs, const float *yd, \
-                                const float *ys);
+                                const float *ys, const int32_t *yoff);
 RL__GEMV_TYPES(RL__DECL_GEMV)
 #undef RL__DECL_GEMV
+/* Some gemv kernels also take yoff[n/4], an activation-only term computed once per row by
+ * their prep function (layout private to the kernel); NULL prep: yoff is unused. */
+typedef void (*rl__gemv_prep_fn)(const int8_t *yqs, int64_t n, int32_t *yoff);
+void rl__gemv_prep_q4_0_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
+void rl__gemv_prep_q5_0_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
 
 /* ---- ISA detection (isa.c) ------------------------------------------------------ */
 /* True when the CPU and OS support every instruction the path needs (cpuid + xgetbv). */
@@ -66,7 +71,9 @@ RL__ACT_TYPES(RL__DECL_ACT)
 /* Quantizer of activation type vdt on path isa (with the same fallback as the dots);
  * NULL for F32 (used as is) and for types that are not an activation type. */
 rl__act_quant_fn rl__act_quant_get(rl_type vdt, rl_cpu_isa isa);
-/* The gemv kernel matching rl__vec_dot_get(t, isa) bit for bit, or NULL (use vec_dot). */
+/* The gemv kernel matching rl__vec_dot_get(t, isa) bit for bit, or NULL (use vec_dot),
+ * and its prep function (or NULL). */
 rl__gemv_fn rl__gemv_get(rl_type t, rl_cpu_isa isa);
+rl__gemv_prep_fn rl__gemv_prep_get(rl_type t, rl_cpu_isa isa);
 
 #endif /* RL_BACKEND_CPU_H */

@@ -71,12 +71,27 @@ static const rl__vec_dot_fn g_dots[RL_TYPE_COUNT][RL_CPU_ISA_COUNT] = {
 static const rl__gemv_fn g_gemv[RL_TYPE_COUNT][RL_CPU_ISA_COUNT] = {RL__GEMV_TYPES(GEMV_ROW)};
 #undef GEMV_ROW
 
+static const rl__gemv_prep_fn g_gemv_prep[RL_TYPE_COUNT][RL_CPU_ISA_COUNT] = {
+    [RL_TYPE_Q4_0] = {NULL, NULL, rl__gemv_prep_q4_0_avx512},
+    [RL_TYPE_Q5_0] = {NULL, NULL, rl__gemv_prep_q5_0_avx512},
+};
+
+/* The path whose dot kernel vec_dot uses for t on isa, or -1. */
+static int dot_level(rl_type t, rl_cpu_isa isa) {
+    if ((int)t < 0 || t >= RL_TYPE_COUNT || (int)isa < 0 || isa >= RL_CPU_ISA_COUNT) return -1;
+    for (int i = (int)isa; i >= 0; i--)
+        if (g_dots[t][i]) return i;
+    return -1;
+}
+
 rl__gemv_fn rl__gemv_get(rl_type t, rl_cpu_isa isa) {
-    if ((int)t < 0 || t >= RL_TYPE_COUNT || (int)isa < 0 || isa >= RL_CPU_ISA_COUNT)
-        return NULL;
-    for (int i = (int)isa; i >= 0; i--) /* the level whose dot kernel vec_dot uses */
-        if (g_dots[t][i]) return g_gemv[t][i];
-    return NULL;
+    int l = dot_level(t, isa);
+    return l >= 0 ? g_gemv[t][l] : NULL;
+}
+
+rl__gemv_prep_fn rl__gemv_prep_get(rl_type t, rl_cpu_isa isa) {
+    int l = dot_level(t, isa);
+    return l >= 0 ? g_gemv_prep[t][l] : NULL;
 }
 
 rl__vec_dot_fn rl__vec_dot_get(rl_type t, rl_cpu_isa isa) {

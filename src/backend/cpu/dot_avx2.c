@@ -244,9 +244,10 @@ static inline __m256i dot32_s8(__m256i x, __m256i y) {
         BODY(YB)                                                                                   \
     }                                                                                              \
     float rl__gemv_##s##_avx2(int64_t n, const void *vx, const int8_t *yqs, const float *yd,       \
-                              const float *ys) {                                                   \
+                              const float *ys, const int32_t *yoff) {                              \
         const XT *x = vx;                                                                          \
         (void)ys;                                                                                  \
+        (void)yoff;                                                                                \
         BODY(YS)                                                                                   \
     }
 DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)

@@ -213,6 +213,15 @@ static inline void spread_x16(__m128 s, __m512 *s01, __m512 *s23) {
 #define YS_S4(b) _mm_loadu_ps(ys + (b))
 #define YS_S1(b) (ys[b])
 
+/* The offset term of Q4_0 and Q5_0 (offset bytes times codes, per i32 lane) depends on
+ * the activations alone. NOFF2 is its negation for blocks b, b+1, the accumulator the
+ * weights' vpdpbusd starts from: YB computes it, YS reads it precomputed once per matmul
+ * by rl__gemv_prep_* (saving a vpdpbusd and a subtraction per pair of blocks). Exact
+ * integers either way, so the results stay identical. */
+#define YB_NOFF2(b, y2, offc)                                                                      \
+    _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offc, y2))
+#define YS_NOFF2(b, y2, offc) ((void)(offc), _mm512_loadu_si512(yoff + 8 * (b)))
+
 /* Four fp16 at p + i*stride as floats: gathered in general registers (idle in these
  * loops) and converted at once. */
 static inline __m128 h4f(const void *p, size_t stride) {
@@ -235,11 +244,9 @@ static inline float hsum4(__m128 s) {
     for (; b + 4 <= nb; b += 4) {                                                                  \
         __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
         __m512i p0 =                                                                               \
-            _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);   \
-        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                   \
+            _mm512_dpbusd_epi32(Y##_NOFF2(b, y0, off), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);    \
+        __m512i p1 = _mm512_dpbusd_epi32(Y##_NOFF2(b + 2, y1, off),                                \
                                          nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1);              \
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y0));           \
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, y1));           \
         __m512 s01, s23;                                                                           \
         spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);                  \
         acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                                 \
@@ -302,13 +309,12 @@ static inline __m256i unpack_q5_1(const uint8_t *qs, const uint8_t *qh) {
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4) {                                                                  \
         __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
-        __m512i p0 = _mm512_dpbusd_epi32(                                                          \
-            _mm512_setzero_si512(), unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0);  \
+        __m512i p0 =                                                                               \
+            _mm512_dpbusd_epi32(Y##_NOFF2(b, y0, sixteen),                                         \
+                                unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh), y0);      \
         __m512i p1 = _mm512_dpbusd_epi32(                                                          \
-            _mm512_setzero_si512(),                                                                \
+            Y##_NOFF2(b + 2, y1, sixteen),                                                         \
             unpack_q5_2(x[b + 2].qs, x[b + 2].qh, x[b + 3].qs, x[b + 3].qh), y1);                  \
-        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y0));       \
-        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), sixteen, y1));       \
         __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                               \
         acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), spread01(s), acc0);                         \
         acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), spread23(s), acc1);                         \
@@ -387,9 +393,10 @@ static inline __m512i dot_s8_2(__m512i x, __m512i y) {
         BODY(YB)                                                                                   \
     }                                                                                              \
     float rl__gemv_##s##_avx512(int64_t n, const void *vx, const int8_t *yqs, const float *yd,     \
-                                const float *ys) {                                                 \
+                                const float *ys, const int32_t *yoff) {                            \
         const XT *x = vx;                                                                          \
         (void)ys;                                                                                  \
+        (void)yoff;                                                                                \
         BODY(YS)                                                                                   \
     }
 DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)
@@ -397,3 +404,14 @@ DEFINE_KERNELS(q4_1, block_q4_1, block_q8_1, Q4_1_BODY)
 DEFINE_KERNELS(q5_0, block_q5_0, block_q8_0, Q5_0_BODY)
 DEFINE_KERNELS(q5_1, block_q5_1, block_q8_1, Q5_1_BODY)
 DEFINE_KERNELS(q8_0, block_q8_0, block_q8_0, Q8_0_BODY)
+
+/* Offsets for the gemv of Q4_0 / Q5_0: NOFF2 of every pair of blocks (16 x i32 each). */
+#define DEFINE_PREP(s, OFF)                                                                        \
+    void rl__gemv_prep_##s##_avx512(const int8_t *yqs, int64_t n, int32_t *yoff) {                 \
+        const __m512i offc = OFF;                                                                  \
+        for (int64_t b = 0; b + 2 <= n / 32; b += 2)                                               \
+            _mm512_storeu_si512(yoff + 8 * b,                                                      \
+                                YB_NOFF2(b, _mm512_loadu_si512(yqs + 32 * b), offc));              \
+    }
+DEFINE_PREP(q4_0, lanes_lo_hi(8, 128))
+DEFINE_PREP(q5_0, _mm512_set1_epi8(16))

@@ -24,8 +24,9 @@
 
 typedef struct mm_job {
     rl__vec_dot_fn dot;
-    rl__gemv_fn gemv; /* NULL: use dot on xq */
-    const uint8_t *w; /* [rows][w_row_bytes] */
+    rl__gemv_fn gemv;      /* NULL: use dot on xq */
+    rl__gemv_prep_fn prep; /* NULL: gemv takes no offsets */
+    const uint8_t *w;      /* [rows][w_row_bytes] */
     size_t w_row_bytes;
     int64_t rows, cols, n_tok;
     const uint8_t *xq; /* [n_tok][x_row_bytes] in the vec_dot type */
@@ -49,6 +50,9 @@ static inline float *split_d(const mm_job *j, int64_t t) {
     return (float *)(j->xs + (size_t)t * j->xs_stride + (size_t)j->cols);
 }
 static inline float *split_s(const mm_job *j, int64_t t) { return split_d(j, t) + j->cols / 32; }
+static inline int32_t *split_off(const mm_job *j, int64_t t) {
+    return (int32_t *)(split_s(j, t) + j->cols / 32);
+}
 
 /* Q8_0/Q8_1 row -> codes, d and (Q8_1) s as float. */
 static void split_row(const mm_job *j, int64_t t) {
@@ -67,6 +71,7 @@ static void split_row(const mm_job *j, int64_t t) {
             s[b] = rl__fp16_to_fp32(blk->s);
         }
     }
+    if (j->prep) j->prep(qs, j->cols, split_off(j, t));
 }
 
 static void quant_task(void *p, int ith, int nth) {
@@ -92,8 +97,9 @@ static void dot_task(void *p, int ith, int nth) {
             if (j->gemv) {
                 const int8_t *qs = split_qs(j, t);
                 const float *d = split_d(j, t), *s = split_s(j, t);
+                const int32_t *off = split_off(j, t);
                 for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
-                    yt[r] = j->gemv(j->cols, wr, qs, d, s);
+                    yt[r] = j->gemv(j->cols, wr, qs, d, s, off);
             } else {
                 const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
                 for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
@@ -139,10 +145,11 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         j.quant = rl__act_quant_get(vdt, isa);
         if (!j.quant) return RL_ERR_UNSUPPORTED;
         j.gemv = rl__gemv_get(wt, isa);
+        j.prep = rl__gemv_prep_get(wt, isa);
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
         if (j.gemv) {
-            /* codes, then d and s: cols + 2 * (cols / 32) * 4 bytes, 64-byte aligned rows */
-            j.xs_stride = ((size_t)cols + (size_t)cols / 4 + 63) & ~(size_t)63;
+            /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols bytes, 64-aligned */
+            j.xs_stride = ((size_t)cols * 2 + (size_t)cols / 4 + 63) & ~(size_t)63;
             if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &scratch) ||
                 !rl__add_size(scratch, x_bytes_al, &scratch))
                 return RL_ERR_RANGE;
