@@ -106,3 +106,11 @@ file(GLOB RL_FUZZ_TOK_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
 list(APPEND RL_FUZZ_TOK_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
 rl_add_fuzzer(NAME fuzz_tokenize SOURCES ${RL_FUZZ_TOK_SOURCES} SEEDS ${RL_FUZZ_TOK_SEEDS}
               RUNS 15000 MAX_LEN 2048 LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS})
+
+# ---- fuzz_template: compile and render arbitrary template text -------------------------
+# Seeds: the real chat templates of the test data.
+file(GLOB RL_FUZZ_TPL_SEEDS ${RL_TESTDATA}/testdata/chat-templates/templates/*.jinja)
+file(GLOB RL_FUZZ_TPL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
+     ${CMAKE_SOURCE_DIR}/src/template/*.c)
+rl_add_fuzzer(NAME fuzz_template SOURCES ${RL_FUZZ_TPL_SOURCES} SEEDS ${RL_FUZZ_TPL_SEEDS}
+              RUNS 20000 MAX_LEN 20000 LIBS ${JANSSON_LDFLAGS} ${UTF8PROC_LDFLAGS})
