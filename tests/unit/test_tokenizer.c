@@ -10,6 +10,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 
 typedef struct vt {
@@ -858,6 +859,58 @@ TEST(test_alloc_failures) {
     rl_gguf_free(g);
 }
 
+/* One vocabulary, several threads tokenizing at once: the same ids as alone. */
+typedef struct job {
+    const rl_vocab *v;
+    const char *text;
+    size_t len;
+    const rl_token *want;
+    size_t n_want;
+    int ok;
+} job;
+
+static void *run_job(void *arg) {
+    job *j = arg;
+    rl_token *t = malloc((j->n_want + 16) * sizeof(rl_token));
+    j->ok = 1;
+    for (int r = 0; r < 20; r++) {
+        size_t n;
+        if (rl_tokenize(j->v, j->text, j->len, RL_TOKENIZE_ADD_SPECIAL, t, j->n_want + 16, &n) !=
+                RL_OK ||
+            n != j->n_want || memcmp(t, j->want, n * sizeof(rl_token)))
+            j->ok = 0;
+    }
+    free(t);
+    return NULL;
+}
+
+TEST(test_threads) {
+    vt x;
+    if (!open_vocab(&x, "qwen2")) SKIP("qwen2 vocabulary missing");
+    size_t len;
+    char *text = (char *)rl_test_read_file(rl_test_data("testdata/text/gpl-3.txt"), &len);
+    if (!text) {
+        vt_close(&x);
+        SKIP("gpl-3.txt missing");
+    }
+    if (len > 8000) len = 8000;
+    size_t n;
+    rl_token *want = tok(x.v, text, len, RL_TOKENIZE_ADD_SPECIAL, &n);
+    job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (job){x.v, text, len, want, n, 0};
+        CHECK(pthread_create(&th[i], NULL, run_job, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].ok);
+    }
+    free(want);
+    free(text);
+    vt_close(&x);
+}
+
 int main(void) {
     RUN(test_vocab_vectors);
     RUN(test_golden_prompts);
@@ -866,6 +919,7 @@ int main(void) {
     RUN(test_detokenize);
     RUN(test_hostile_input);
     RUN(test_spm_chunking);
+    RUN(test_threads);
     RUN(test_errors);
     RUN(test_alloc_failures);
     return rl_test_finish();
