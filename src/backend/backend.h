@@ -80,9 +80,10 @@ typedef struct rl_kv_layer {
 } rl_kv_layer;
 
 /* One attention call: n_tok query tokens over cached cells.
- * Score of head h with a cell: s = q_h . k_{h / n_gqa}; with softcap c > 0, s = c tanh(s/c);
- * then s *= scale (softcap before scale, as llama.cpp's gemma2 graph); softmax over the
- * token's span; out_h = sum p v. An empty span gives zeros. */
+ * Score of head h with a cell: s = scale * (q_h . k_{h / n_gqa}); with softcap c > 0,
+ * s = c tanh(s / c) (gemma2: its q is scaled by 1/sqrt(query_pre_attn_scalar) before the
+ * cap, which is this order); softmax over the token's span; out_h = sum p v. An empty
+ * span gives zeros. */
 typedef struct rl_attn_args {
     int32_t n_tok;
     int32_t n_head, n_head_kv;   /* n_head a multiple of n_head_kv (GQA / MQA) */

@@ -371,7 +371,7 @@ rl_status rl__ld_attn(rl__loader *ld, int il) {
     return RL_OK;
 }
 
-rl_status rl__ld_ffn(rl__loader *ld, int il) {
+rl_status rl__ld_ffn(rl__loader *ld, int il, bool fused_gate_up) {
     rl_model *m = ld->m;
     const rl__hparams *hp = &m->hp;
     rl__layer *L = &m->layers[il];
@@ -380,11 +380,16 @@ rl_status rl__ld_ffn(rl__loader *ld, int il) {
         return rl__ld_fail(ld, RL_ERR_BAD_FILE, "missing or zero metadata key %s.feed_forward_length",
                            ld->arch);
     int64_t ne_up[2] = {hp->n_embd, hp->n_ff}, ne_down[2] = {hp->n_ff, hp->n_embd};
-    TRY(rl__ld_weight(ld, &L->ffn_gate, 0, 2, ne_up, "blk.%d.ffn_gate.weight", il));
-    TRY(rl__ld_weight(ld, &L->ffn_up, 0, 2, ne_up, "blk.%d.ffn_up.weight", il));
+    int64_t ne_gate_up[2] = {hp->n_embd, 2 * (int64_t)hp->n_ff};
+    if (fused_gate_up) {
+        TRY(rl__ld_weight(ld, &L->ffn_up, 0, 2, ne_gate_up, "blk.%d.ffn_up.weight", il));
+    } else {
+        TRY(rl__ld_weight(ld, &L->ffn_gate, 0, 2, ne_up, "blk.%d.ffn_gate.weight", il));
+        TRY(rl__ld_weight(ld, &L->ffn_up, 0, 2, ne_up, "blk.%d.ffn_up.weight", il));
+    }
     TRY(rl__ld_weight(ld, &L->ffn_down, 0, 2, ne_down, "blk.%d.ffn_down.weight", il));
     TRY(rl__ld_vec(ld, &L->ffn_gate_b, RL_LD_OPTIONAL, hp->n_ff, "blk.%d.ffn_gate.bias", il));
-    TRY(rl__ld_vec(ld, &L->ffn_up_b, RL_LD_OPTIONAL, hp->n_ff, "blk.%d.ffn_up.bias", il));
+    TRY(rl__ld_vec(ld, &L->ffn_up_b, RL_LD_OPTIONAL, L->ffn_up.ne[1], "blk.%d.ffn_up.bias", il));
     TRY(rl__ld_vec(ld, &L->ffn_down_b, RL_LD_OPTIONAL, hp->n_embd, "blk.%d.ffn_down.bias", il));
     return RL_OK;
 }

@@ -54,9 +54,12 @@ typedef struct rl__hparams {
     float yarn_attn_factor;        /* rope.scaling.yarn_attn_factor, default 1 */
     float yarn_beta_fast, yarn_beta_slow; /* default 32, 1 */
     float yarn_log_mul;            /* rope.scaling.yarn_log_multiplier, default 0 */
+    float rope_freq_base_swa;      /* sliding-window layers (gemma2: rope.freq_base_swa);
+                                      0: as the other layers */
+    float rope_freq_scale_swa;     /* 0: as the other layers */
 
     /* attention */
-    float kq_scale;        /* 0: 1 / sqrt(head_dim_k) */
+    float kq_scale;        /* 0: 1 / sqrt(head_dim_k); applied before attn_softcap */
     float attn_softcap;    /* 0: none (gemma2: attn_logit_softcapping) */
     float final_softcap;   /* 0: none (gemma2: final_logit_softcapping) */
     int32_t n_swa;         /* sliding window (tokens) of layers with swa set; 0: none */
@@ -199,7 +202,9 @@ rl_status rl__ld_vec(rl__loader *ld, const float **out, unsigned flags, int64_t 
  * rope_freqs. Architectures call the pieces they share and add their own tensors. */
 rl_status rl__ld_embd_output(rl__loader *ld);
 rl_status rl__ld_attn(rl__loader *ld, int il);
-rl_status rl__ld_ffn(rl__loader *ld, int il);
+/* ffn_norm and a dense gated FFN: ffn_gate, ffn_up, ffn_down; with fused_gate_up, no
+ * ffn_gate and an ffn_up of 2 * n_ff rows, gate first (phi3). */
+rl_status rl__ld_ffn(rl__loader *ld, int il, bool fused_gate_up);
 rl_status rl__ld_rope_factors(rl__loader *ld, int il);
 
 /* ------------------------------------------------------------------------------------ */

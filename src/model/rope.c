@@ -46,6 +46,8 @@ void rl__rope_resolve(const rl_model *m, int32_t n_ctx, rl_rope_params *out) {
         p->n_ctx_orig = hp->n_ctx_orig;
         p->freq_base = hp->rope_freq_base;
         p->freq_scale = freq_scale;
+        if (L->swa && hp->rope_freq_base_swa > 0.0f) p->freq_base = hp->rope_freq_base_swa;
+        if (L->swa && hp->rope_freq_scale_swa > 0.0f) p->freq_scale = hp->rope_freq_scale_swa;
         p->ext_factor = ext;
         p->attn_factor = attn;
         p->beta_fast = hp->yarn_beta_fast;

@@ -78,9 +78,8 @@ static void attend(const attn_job *j, int64_t t, int32_t g) {
             for (int h = 0; h < nh; h++) {
                 float mt = -INFINITY;
                 for (int i = 0; i < nt; i++) {
-                    float x = s[h][i];
+                    float x = s[h][i] * a->scale;
                     if (a->softcap > 0.0f) x = tanhf(x / a->softcap) * a->softcap;
-                    x *= a->scale;
                     s[h][i] = x;
                     mt = RL_MAX(mt, x);
                 }

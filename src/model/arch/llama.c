@@ -30,7 +30,7 @@ static rl_status llama_load(rl_model *m, rl__loader *ld) {
     rl_status st = rl__ld_embd_output(ld);
     for (int il = 0; st == RL_OK && il < hp->n_layer; il++) {
         st = rl__ld_attn(ld, il);
-        if (st == RL_OK) st = rl__ld_ffn(ld, il);
+        if (st == RL_OK) st = rl__ld_ffn(ld, il, false);
         if (st == RL_OK) st = rl__ld_rope_factors(ld, il);
     }
     return st;
