@@ -20,32 +20,47 @@
 #define ATTN_TILE 64 /* cells per tile */
 #define ATTN_HC 8    /* query heads per pass over the cells */
 
-/* n values of a cache row starting at element off, as float (a pointer into the row for
- * F32, else converted into buf). off and n are multiples of 32 for Q8_0. */
-static const float *load_row(rl_type type, const uint8_t *row, int64_t off, int64_t n,
-                             float *buf) {
-    switch (type) {
-    case RL_TYPE_F32:
-        return (const float *)row + off;
-    case RL_TYPE_F16: {
-        const rl_fp16 *h = (const rl_fp16 *)row + off;
-        for (int64_t i = 0; i < n; i++) buf[i] = rl__fp16_to_fp32(h[i]);
-        return buf;
-    }
-    default: /* Q8_0 */
-        rl__dequant_q8_0((const block_q8_0 *)row + off / 32, buf, n);
-        return buf;
-    }
+/* The inner loops: plain C, or attn_avx2.c's (bit-identical). */
+typedef void (*f16_row_fn)(const rl_fp16 *x, float *y, int64_t n);
+typedef void (*axpy_fn)(float *y, float a, const float *x, int64_t n);
+void rl__attn_f16_row_avx2(const rl_fp16 *x, float *y, int64_t n);
+void rl__attn_axpy_avx2(float *y, float a, const float *x, int64_t n);
+
+static void f16_row_ref(const rl_fp16 *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = rl__fp16_to_fp32(x[i]);
+}
+
+static void axpy_ref(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
 typedef struct attn_job {
     const rl_kv_layer *kv;
     const rl_attn_args *a;
     rl__vec_dot_fn dot;
+    f16_row_fn f16_row;
+    axpy_fn axpy;
     int32_t n_gqa;
     int64_t n_items;
     _Atomic int64_t next;
 } attn_job;
+
+/* n values of a cache row starting at element off, as float (a pointer into the row for
+ * F32, else converted into buf). off and n are multiples of 32 for Q8_0. */
+static const float *load_row(const attn_job *j, const uint8_t *row, int64_t off, int64_t n,
+                             float *buf) {
+    switch (j->kv->type) {
+    case RL_TYPE_F32:
+        return (const float *)row + off;
+    case RL_TYPE_F16:
+        j->f16_row((const rl_fp16 *)row + off, buf, n);
+        return buf;
+    default: /* Q8_0 */
+        rl__dequant_q8_0((const block_q8_0 *)row + off / 32, buf, n);
+        return buf;
+    }
+}
+
 
 static void attend(const attn_job *j, int64_t t, int32_t g) {
     const rl_kv_layer *kv = j->kv;
@@ -72,7 +87,7 @@ static void attend(const attn_job *j, int64_t t, int32_t g) {
             const int nt = (int)RL_MIN(ATTN_TILE, e - c0);
             for (int i = 0; i < nt; i++) {
                 const uint8_t *row = kbase + (size_t)a->cells[c0 + i] * kv->k_row_bytes;
-                const float *k = load_row(kv->type, row, (int64_t)g * hdk, hdk, kbuf);
+                const float *k = load_row(j, row, (int64_t)g * hdk, hdk, kbuf);
                 for (int h = 0; h < nh; h++) s[h][i] = j->dot(hdk, qh[h], k);
             }
             for (int h = 0; h < nh; h++) {
@@ -98,12 +113,8 @@ static void attend(const attn_job *j, int64_t t, int32_t g) {
             }
             for (int i = 0; i < nt; i++) {
                 const uint8_t *row = vbase + (size_t)a->cells[c0 + i] * kv->v_row_bytes;
-                const float *v = load_row(kv->type, row, (int64_t)g * hdv, hdv, vbuf);
-                for (int h = 0; h < nh; h++) {
-                    const float p = s[h][i];
-                    float *ac = acc[h];
-                    for (int32_t d = 0; d < hdv; d++) ac[d] += p * v[d];
-                }
+                const float *v = load_row(j, row, (int64_t)g * hdv, hdv, vbuf);
+                for (int h = 0; h < nh; h++) j->axpy(acc[h], s[h][i], v, hdv);
             }
         }
         for (int h = 0; h < nh; h++) {
@@ -131,6 +142,8 @@ void rl__cpu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args
         .kv = kv,
         .a = a,
         .dot = rl__vec_dot_get(RL_TYPE_F32, rl_cpu_isa_active()),
+        .f16_row = rl_cpu_isa_active() >= RL_CPU_ISA_AVX2 ? rl__attn_f16_row_avx2 : f16_row_ref,
+        .axpy = rl_cpu_isa_active() >= RL_CPU_ISA_AVX2 ? rl__attn_axpy_avx2 : axpy_ref,
         .n_gqa = a->n_head / a->n_head_kv,
         .n_items = (int64_t)a->n_tok * a->n_head_kv,
     };
@@ -142,25 +155,18 @@ void rl__cpu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args
 void rl__cpu_kv_write(rl_backend *be, const rl_kv_layer *kv, const float *k, int64_t ld_k,
                       const float *v, int64_t ld_v, int64_t n, const int32_t *cells) {
     (void)be;
-    rl__act_quant_fn q8 = NULL;
-    if (kv->type == RL_TYPE_Q8_0) q8 = rl__act_quant_get(RL_TYPE_Q8_0, rl_cpu_isa_active());
+    /* F16 and Q8_0 rows through the activation converters: byte-identical to the
+     * reference conversions on every path */
+    rl__act_quant_fn conv = NULL;
+    if (kv->type != RL_TYPE_F32) conv = rl__act_quant_get(kv->type, rl_cpu_isa_active());
     for (int64_t t = 0; t < n; t++) {
         for (int part = 0; part < 2; part++) {
             const float *src = part ? v + t * ld_v : k + t * ld_k;
             int64_t ne = part ? kv->n_embd_v : kv->n_embd_k;
             size_t rb = part ? kv->v_row_bytes : kv->k_row_bytes;
             uint8_t *dst = (uint8_t *)(part ? kv->v : kv->k) + (size_t)cells[t] * rb;
-            switch (kv->type) {
-            case RL_TYPE_F32:
-                memcpy(dst, src, (size_t)ne * sizeof(float));
-                break;
-            case RL_TYPE_F16:
-                for (int64_t i = 0; i < ne; i++) ((rl_fp16 *)dst)[i] = rl__fp32_to_fp16(src[i]);
-                break;
-            default:
-                q8(src, dst, ne);
-                break;
-            }
+            if (conv) conv(src, dst, ne);
+            else memcpy(dst, src, (size_t)ne * sizeof(float));
         }
     }
 }
