@@ -394,20 +394,16 @@ rl_status rl__ld_ffn(rl__loader *ld, int il, bool fused_gate_up) {
     return RL_OK;
 }
 
-/* rope_freqs (llama3) or LongRoPE's rope_factors_long / _short: one tensor for all
- * layers, as the converters write it (llama.cpp's "duplicated" tensors). */
+/* rope_freqs (llama3) and LongRoPE's rope_factors_long / _short, each optional: one
+ * tensor for all layers, as the converters write it (llama.cpp's "duplicated" tensors).
+ * Which set a context uses is rl__rope_resolve's choice. */
 rl_status rl__ld_rope_factors(rl__loader *ld, int il) {
     rl_model *m = ld->m;
     rl__layer *L = &m->layers[il];
     const int64_t n = m->hp.n_rot / 2;
-    if (m->hp.rope_scaling == RL_ROPE_SCALING_LONGROPE) {
-        TRY(rl__ld_vec(ld, &L->rope_long, RL_LD_OPTIONAL | RL_LD_SHARED, n,
-                       "rope_factors_long.weight"));
-        TRY(rl__ld_vec(ld, &L->rope_short, RL_LD_OPTIONAL | RL_LD_SHARED, n,
-                       "rope_factors_short.weight"));
-    } else {
-        TRY(rl__ld_vec(ld, &L->rope_freqs, RL_LD_OPTIONAL | RL_LD_SHARED, n,
-                       "rope_freqs.weight"));
-    }
+    const unsigned fl = RL_LD_OPTIONAL | RL_LD_SHARED;
+    TRY(rl__ld_vec(ld, &L->rope_freqs, fl, n, "rope_freqs.weight"));
+    TRY(rl__ld_vec(ld, &L->rope_long, fl, n, "rope_factors_long.weight"));
+    TRY(rl__ld_vec(ld, &L->rope_short, fl, n, "rope_factors_short.weight"));
     return RL_OK;
 }
