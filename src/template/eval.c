@@ -35,9 +35,47 @@ static int enter(tpl_ctx *c, const tpl_node *n) {
     return 0;
 }
 
+/* Values jinja2's folding may keep (compiler.has_safe_repr). */
+static bool safe_repr(tpl_val v, int depth) {
+    if (depth > 64) return false;
+    switch (v.t) {
+    case TV_NONE: case TV_BOOL: case TV_INT: case TV_FLOAT: case TV_STR: return true;
+    case TV_LIST:
+        if (v.sub != LS_LIST && v.sub != LS_TUPLE && v.sub != LS_RANGE) return false;
+        for (size_t i = 0; i < TV_L(v)->n; i++)
+            if (!safe_repr(TV_L(v)->v[i], depth + 1)) return false;
+        return true;
+    case TV_DICT:
+        for (size_t i = 0; i < TV_D(v)->n; i++)
+            if (!safe_repr(TV_D(v)->k[i], depth + 1) || !safe_repr(TV_D(v)->v[i], depth + 1)) return false;
+        return true;
+    default: return false;
+    }
+}
+
+/* A constant expression with a slice inside: jinja2 evaluates it when compiling, where a
+ * slice of a non-sequence gives Undefined instead of raising, and keeps the result when
+ * it can be embedded (any value for {{ }}, a safe-repr value elsewhere); otherwise the
+ * expression runs as usual. */
+static int ev_folded(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out, bool in_output) {
+    c->folding = true;
+    int r = ev_node(c, sc, n, out);
+    c->folding = false;
+    if (r == 0) {
+        if (in_output || safe_repr(*out, 0)) return 0;
+        rl__tpl_decref(c, *out);
+    } else if (c->status != RL_OK) { /* RL_OK: it met something not constant */
+        if (c->status != RL_ERR_INVALID_ARG && c->status != RL_ERR_BAD_FILE) return -1;
+        c->status = RL_OK; /* folding failed: jinja2 leaves it to run time */
+        if (c->err && c->err_size) c->err[0] = 0;
+    }
+    *out = tv_none();
+    return ev_node(c, sc, n, out);
+}
+
 static int ev(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
     if (enter(c, n)) return -1;
-    int r = ev_node(c, sc, n, out);
+    int r = (n->cst & CST_SLICE) && !c->folding ? ev_folded(c, sc, n, out, false) : ev_node(c, sc, n, out);
     c->nest--;
     return r;
 }
@@ -148,7 +186,8 @@ static int repeat(tpl_ctx *c, tpl_val seq, int64_t k, tpl_val *out) {
 
 int rl__tpl_binop(tpl_ctx *c, int op, tpl_val a, tpl_val b, tpl_val *out) {
     if (a.t == TV_UNDEF) return rl__tpl_fail_undef(c, a);
-    if (b.t == TV_UNDEF) return rl__tpl_fail_undef(c, b);
+    /* str % x formats whatever x is (Python never asks Undefined.__rmod__) */
+    if (b.t == TV_UNDEF && !(op == OP_MOD && a.t == TV_STR)) return rl__tpl_fail_undef(c, b);
     if (is_num(a) && is_num(b)) {
         bool ints = is_intlike(a) && is_intlike(b);
         int64_t x = ints ? as_int(a) : 0, y = ints ? as_int(b) : 0, r;
@@ -277,10 +316,12 @@ static int contains(tpl_ctx *c, tpl_val item, tpl_val seq, bool *res) {
             if (rl__tpl_eq(c, l->v[l->pos++], item, res)) return -1;
             if (*res) return 0;
         }
-        return 0;
+        return rl__tpl_gen_raise(c, l);
     }
     case TV_DICT: {
         tpl_val *slot;
+        if (item.t == TV_DICT || item.t == TV_NS || (item.t == TV_LIST && item.sub != LS_TUPLE && item.sub != LS_RANGE))
+            return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "unhashable type: '%s'", rl__tpl_type_name(item));
         if (rl__tpl_dict_find(c, TV_D(seq), item, &slot)) return -1;
         *res = slot != NULL;
         return 0;
@@ -451,7 +492,7 @@ int rl__tpl_getitem(tpl_ctx *c, tpl_val obj, tpl_val key, tpl_val *out) {
 
 /* Python slice index adjustment (PySlice_AdjustIndices). */
 static size_t slice_indices(int64_t len, bool has_start, int64_t start, bool has_stop, int64_t stop,
-                            int64_t step, int64_t *ostart) {
+                            int64_t step, int64_t *ostart, int64_t *ostop) {
     int64_t lower = step > 0 ? 0 : -1, upper = step > 0 ? len : len - 1;
     if (!has_start) start = step < 0 ? upper : lower;
     else {
@@ -466,26 +507,38 @@ static size_t slice_indices(int64_t len, bool has_start, int64_t start, bool has
         else if (stop > upper) stop = upper;
     }
     *ostart = start;
+    *ostop = stop;
     if (step > 0) return stop > start ? (size_t)((stop - start - 1) / step + 1) : 0;
     return start > stop ? (size_t)((start - stop - 1) / (-step) + 1) : 0;
 }
 
+/* x[a:b:c]: jinja2 compiles slices to plain Python subscription (no sandbox getitem),
+ * so errors are Python's; while folding constants it goes through getitem, where a type
+ * error gives Undefined. */
 static int do_slice(tpl_ctx *c, tpl_val obj, tpl_val a, tpl_val b, tpl_val s, tpl_val *out) {
     if (obj.t == TV_UNDEF) return rl__tpl_fail_undef(c, obj);
-    bool ok = (a.t == TV_NONE || is_intlike(a)) && (b.t == TV_NONE || is_intlike(b)) &&
-              (s.t == TV_NONE || is_intlike(s));
     bool seq = obj.t == TV_STR || (obj.t == TV_LIST && (obj.sub == LS_LIST || obj.sub == LS_TUPLE || obj.sub == LS_RANGE));
-    if (!ok || !seq) {
+    bool idx_ok = (a.t == TV_NONE || is_intlike(a)) && (b.t == TV_NONE || is_intlike(b)) &&
+                  (s.t == TV_NONE || is_intlike(s));
+    if (c->folding && (!seq || !idx_ok)) {
         *out = tv_undef_msg(UH_ELEM, rl__tpl_type_code(obj), NULL);
         return 0;
     }
+    if (obj.t == TV_DICT) return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "unhashable type: 'slice'");
+    if (!seq)
+        return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "'%s' object is not subscriptable", rl__tpl_type_name(obj));
+    bool ok = (a.t == TV_NONE || is_intlike(a)) && (b.t == TV_NONE || is_intlike(b)) &&
+              (s.t == TV_NONE || is_intlike(s));
+    if (!ok)
+        return rl__tpl_fail(c, RL_ERR_INVALID_ARG,
+                            "slice indices must be integers or None or have an __index__ method");
     int64_t step = s.t == TV_NONE ? 1 : as_int(s);
     if (step == 0) return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "slice step cannot be zero");
     if (step == INT64_MIN) step = -INT64_MAX;
     int64_t len = obj.t == TV_STR ? (int64_t)TV_S(obj)->ncp : (int64_t)TV_L(obj)->n;
-    int64_t start;
+    int64_t start, stop;
     size_t cnt = slice_indices(len, a.t != TV_NONE, a.t == TV_NONE ? 0 : as_int(a), b.t != TV_NONE,
-                               b.t == TV_NONE ? 0 : as_int(b), step, &start);
+                               b.t == TV_NONE ? 0 : as_int(b), step, &start, &stop);
     if (obj.t == TV_STR) {
         tpl_str *str = TV_S(obj);
         if (step == 1) {
@@ -520,7 +573,12 @@ static int do_slice(tpl_ctx *c, tpl_val obj, tpl_val a, tpl_val b, tpl_val s, tp
     tpl_list *r = rl__tpl_list_new(c, TV_LIST, cnt);
     if (!r) return -1;
     for (size_t j = 0; j < cnt; j++) r->v[r->n++] = tv_ref(l->v[start + (int64_t)j * step]);
-    *out = tv_obj(TV_LIST, obj.sub, r); /* a slice of a range is a range (with items) */
+    if (obj.sub == LS_RANGE) { /* range(a, b, s)[i:j:k] is range(a+i*s, a+j*s, s*k) */
+        r->rstart = l->rstart + start * l->rstep;
+        r->rstop = l->rstart + stop * l->rstep;
+        r->rstep = l->rstep * step;
+    }
+    *out = tv_obj(TV_LIST, obj.sub, r);
     return rl__tpl_charge(c, cnt / 16);
 }
 
@@ -795,6 +853,9 @@ static int call_builtin(tpl_ctx *c, int id, const tpl_args *a, tpl_val *out) {
         tpl_list *l = rl__tpl_list_new(c, TV_LIST, (size_t)len);
         if (!l) return -1;
         for (size_t i = 0; i < (size_t)len; i++) l->v[l->n++] = tv_int(start + (int64_t)i * step);
+        l->rstart = start;
+        l->rstop = stop;
+        l->rstep = step;
         *out = tv_obj(TV_LIST, LS_RANGE, l);
         return rl__tpl_charge(c, l->n / 16);
     }
@@ -952,6 +1013,8 @@ static int ev_list(tpl_ctx *c, tpl_scope *sc, const tpl_nodes *items, uint8_t su
 }
 
 static int ev_node(tpl_ctx *c, tpl_scope *sc, const tpl_node *n, tpl_val *out) {
+    /* while folding, anything not constant means "cannot fold": -1 with no error set */
+    if (c->folding && !(n->cst & CST_CONST)) return -1;
     switch (n->kind) {
     case N_CONST:
         *out = n->k;
@@ -1280,8 +1343,16 @@ static int ex_node(tpl_ctx *c, tpl_scope *sc, const tpl_node *n) {
     case N_TEXT: return rl__tpl_sb_add(c, c->out, TV_S(n->k)->s, TV_S(n->k)->len);
     case N_OUTPUT: {
         tpl_val v;
-        if (ev(c, sc, n->a, &v)) return -1;
-        int r = output(c, v);
+        int r;
+        if ((n->a->cst & CST_SLICE) && !c->folding) {
+            if (enter(c, n->a)) return -1;
+            r = ev_folded(c, sc, n->a, &v, true);
+            c->nest--;
+        } else {
+            r = ev(c, sc, n->a, &v);
+        }
+        if (r) return -1;
+        r = output(c, v);
         rl__tpl_decref(c, v);
         return r;
     }

@@ -391,6 +391,7 @@ static int f_first(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     if (in.t == TV_GEN) {
         tpl_list *g = TV_L(in);
         if (g->pos < g->n) return *out = tv_ref(g->v[g->pos++]), 0;
+        if (rl__tpl_gen_raise(c, g)) return -1;
     } else {
         tpl_list *l;
         if (rl__tpl_iterate(c, in, &l)) return -1;
@@ -405,7 +406,11 @@ static int f_first(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
 
 static int f_last(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     BIND0("last");
-    if (in.t == TV_GEN || in.t == TV_UNDEF || in.t == TV_NS || in.t < TV_STR)
+    if (in.t == TV_UNDEF) { /* reversed(Undefined) is empty */
+        *out = tv_undef_msg(UH_MSG, 0, "No last item, sequence was empty.");
+        return 0;
+    }
+    if (in.t == TV_GEN || in.t == TV_NS || in.t < TV_STR)
         return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "'%s' object is not reversible", rl__tpl_type_name(in));
     tpl_list *l;
     if (rl__tpl_iterate(c, in, &l)) return -1;
@@ -490,6 +495,7 @@ static bool parse_py_int(const tpl_str *s, int base, int64_t *out) {
 static int f_float(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     BIND("float", "default");
     double d;
+    if (in.t == TV_UNDEF) return rl__tpl_fail_undef(c, in); /* float(Undefined) raises */
     if (in.t == TV_FLOAT) return *out = in, 0;
     if (is_intlike(in)) return *out = tv_float((double)as_int(in)), 0;
     if (in.t == TV_STR && parse_py_float(TV_S(in), &d)) return *out = tv_float(d), 0;
@@ -501,6 +507,7 @@ static int f_int(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     BIND("int", "default", "base");
     int64_t base = 10;
     if (GIVEN(1) && want_int(c, "int", "base", ARG(1), &base)) return -1;
+    if (in.t == TV_UNDEF) return rl__tpl_fail_undef(c, in); /* int(Undefined) raises */
     if (is_intlike(in)) return *out = tv_int(as_int(in)), 0;
     if (in.t == TV_FLOAT) {
         if (in.u.f != in.u.f || fabs(in.u.f) >= 9.2e18) goto dflt;
@@ -561,7 +568,13 @@ static int f_indent(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
         if (mk_str(c, sp, (size_t)w, 0, &ind)) return -1;
     }
     bool first = GIVEN(1) && rl__tpl_truthy(ARG(1)), blank = GIVEN(2) && rl__tpl_truthy(ARG(2));
-    if (soft_str(c, in, &s)) return rl__tpl_decref(c, ind), -1;
+    if (in.t != TV_STR) { /* jinja2 does s += "\n": only strings work */
+        rl__tpl_decref(c, ind);
+        if (in.t == TV_UNDEF) return rl__tpl_fail_undef(c, in);
+        return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "unsupported operand type(s) for +=: '%s' and 'str'",
+                            rl__tpl_type_name(in));
+    }
+    s = tv_ref(in);
     /* s += "\n"; lines = s.splitlines() -- the added newline makes a trailing one count */
     tpl_sb t;
     rl__tpl_sb_init(&t);
@@ -890,7 +903,7 @@ static int f_reverse(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     }
     tpl_list *l;
     if (rl__tpl_iterate(c, in, &l)) return -1;
-    bool as_gen = in.t == TV_LIST || in.t == TV_DICT;
+    bool as_gen = in.t == TV_LIST || in.t == TV_DICT || in.t == TV_UNDEF; /* reversed(x) */
     tpl_list *r = rl__tpl_list_new(c, as_gen ? TV_GEN : TV_LIST, l->n);
     if (!r) return rl__tpl_obj_decref(c, &l->h), -1;
     for (size_t i = l->n; i > 0; i--) r->v[r->n++] = tv_ref(l->v[i - 1]);
@@ -1085,7 +1098,18 @@ static int f_truncate(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
         rl__tpl_decref(c, end);
         return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "truncate(): expected length >= %lld and leeway >= 0", (long long)el);
     }
-    if (soft_str(c, in, &s)) return rl__tpl_decref(c, end), -1;
+    if (in.t != TV_STR) { /* jinja2 takes len(s) and slices: only strings really work */
+        rl__tpl_decref(c, end);
+        int64_t len;
+        if (in.t == TV_UNDEF) len = 0;
+        else if (in.t == TV_LIST) len = (int64_t)TV_L(in)->n;
+        else if (in.t == TV_DICT) len = (int64_t)TV_D(in)->n;
+        else
+            return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "object of type '%s' has no len()", rl__tpl_type_name(in));
+        if (len <= length + leeway) return *out = tv_ref(in), 0;
+        return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "'%s' object has no attribute 'rsplit'", rl__tpl_type_name(in));
+    }
+    s = tv_ref(in);
     tpl_str *str = TV_S(s);
     if ((int64_t)str->ncp <= length + leeway) {
         rl__tpl_decref(c, end);
@@ -1227,7 +1251,27 @@ int rl__tpl_call_filter(tpl_ctx *c, int id, tpl_val in, const tpl_args *a, tpl_v
         return rl__tpl_fail(c, RL_ERR_UNSUPPORTED, "the '%s' filter is not supported", FILTERS[id].name);
     *out = tv_none();
     int r = FILTERS[id].fn(c, in, a, out);
-    if (r) *out = tv_none();
+    if (r) {
+        *out = tv_none();
+        /* jinja2's select, map, unique, items, batch and slice are generator functions:
+         * nothing runs until the result is read, so a type error must wait until then */
+        filter_fn fn = FILTERS[id].fn;
+        bool lazy = fn == f_select || fn == f_reject || fn == f_selectattr || fn == f_rejectattr ||
+                    fn == f_map || fn == f_unique || fn == f_items || fn == f_batch || fn == f_slice;
+        if (lazy && (c->status == RL_ERR_INVALID_ARG || c->status == RL_ERR_BAD_FILE)) {
+            c->status = RL_OK; /* the error now belongs to the generator */
+            if (c->err && c->err_size) c->err[0] = 0;
+            tpl_list *g = rl__tpl_list_new(c, TV_GEN, 0);
+            tpl_str *m = g ? rl__tpl_str_new(c, c->msg, strlen(c->msg)) : NULL;
+            if (!m) {
+                if (g) rl__tpl_obj_decref(c, &g->h);
+                return -1;
+            }
+            g->err = m;
+            *out = tv_obj(TV_GEN, GEN_GENERATOR, g);
+            return 0;
+        }
+    }
     return r;
 }
 
@@ -1329,14 +1373,13 @@ int rl__tpl_call_test(tpl_ctx *c, int idx, tpl_val in, const tpl_args *a, bool *
         *out = in.t == TV_STR || in.t == TV_DICT || in.t == TV_UNDEF ||
                (in.t == TV_LIST && (in.sub == LS_LIST || in.sub == LS_TUPLE || in.sub == LS_RANGE));
         return 0;
-    case T_EVEN: case T_ODD: case T_DIVISIBLEBY: {
+    case T_EVEN: case T_ODD: case T_DIVISIBLEBY: { /* value % n == 0 (odd: == 1) */
         tpl_val m;
         if (id != T_DIVISIBLEBY) arg = tv_int(2);
         if (rl__tpl_binop(c, OP_MOD, in, arg, &m)) return -1;
-        bool zero = !rl__tpl_truthy(m);
+        r = rl__tpl_eq(c, m, tv_int(id == T_ODD ? 1 : 0), out);
         rl__tpl_decref(c, m);
-        *out = id == T_ODD ? !zero : zero;
-        return 0;
+        return r;
     }
     case T_EQ: return rl__tpl_eq(c, in, arg, out);
     case T_NE:
@@ -1378,7 +1421,10 @@ int rl__tpl_call_test(tpl_ctx *c, int idx, tpl_val in, const tpl_args *a, bool *
         *out = false;
         for (; i < l->n && !*out; i++)
             if (rl__tpl_eq(c, l->v[i], in, out)) return -1;
-        if (arg.t == TV_GEN) l->pos = i;
+        if (arg.t == TV_GEN) {
+            l->pos = i;
+            if (!*out && rl__tpl_gen_raise(c, l)) return -1;
+        }
         (void)res;
         return 0;
     }

@@ -1095,7 +1095,9 @@ int rl__tpl_percent_format(tpl_ctx *c, tpl_sb *b, const tpl_str *fmt, tpl_val ar
         }
     }
     if (rl__tpl_sb_add(c, b, s + run, n - run)) return -1;
-    if (!used_mapping && args.t != TV_DICT && argi < nargs)
+    /* Python skips this check when the argument has __getitem__ (a "mapping") */
+    bool mapping_like = args.t == TV_DICT || args.t == TV_UNDEF || (args.t == TV_LIST && args.sub != LS_TUPLE);
+    if (!used_mapping && !mapping_like && argi < nargs)
         return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "not all arguments converted during string formatting");
     return 0;
 }

@@ -1163,6 +1163,79 @@ static bool parse_body(parser *P, nvec *body, const char *const *ends, int nends
     }
 }
 
+/* jinja2's filters that take the context (never folded at compile time). */
+static bool context_filter(const tpl_node *f) {
+    static const char *const names[] = {"map", "select", "reject", "selectattr", "rejectattr", "random"};
+    if (f->id == 0xffff) return true;
+    const char *n = rl__tpl_filter_name(f->id);
+    for (size_t i = 0; i < RL_ARRAY_LEN(names); i++)
+        if (strcmp(n, names[i]) == 0) return true;
+    return false;
+}
+
+static bool all_const(const tpl_nodes *l, uint8_t *slice) {
+    bool ok = true;
+    for (uint32_t i = 0; i < l->n; i++) {
+        ok &= (l->v[i]->cst & CST_CONST) != 0;
+        *slice |= l->v[i]->cst & CST_SLICE;
+    }
+    return ok;
+}
+
+static uint8_t kid(const tpl_node *x, uint8_t *slice) {
+    if (!x) return CST_CONST;
+    *slice |= x->cst & CST_SLICE;
+    return x->cst & CST_CONST;
+}
+
+/* Which expressions jinja2 may evaluate at compile time (the nodes' as_const): literals
+ * and operators over them, attribute/item access, filters and tests. As in jinja2 a
+ * conditional needs only its test to be constant, and `and`/`or` only their left side:
+ * the rest is found out while folding (ev_folded gives up at a name or call). Bottom-up;
+ * nodes deeper than the parser's nesting bound stay unmarked (not folded). */
+static void mark_const(tpl_node *n, int depth) {
+    if (!n || depth > 4 * MAX_NEST) return;
+    tpl_node *kids[4] = {n->a, n->b, n->c, n->d};
+    for (int i = 0; i < 4; i++) mark_const(kids[i], depth + 1);
+    for (uint32_t i = 0; i < n->l1.n; i++) mark_const(n->l1.v[i], depth + 1);
+    for (uint32_t i = 0; i < n->l2.n; i++) mark_const(n->l2.v[i], depth + 1);
+    uint8_t sl = 0;
+    bool c = false;
+    switch (n->kind) {
+    case N_CONST: c = true; break;
+    case N_LIST: case N_TUPLE: case N_CONCAT: c = all_const(&n->l1, &sl); break;
+    case N_DICT: c = all_const(&n->l1, &sl) & all_const(&n->l2, &sl); break;
+    case N_GETATTR: case N_NEG: case N_POS: case N_NOT: case N_OPERAND: c = kid(n->a, &sl); break;
+    case N_GETITEM: case N_BINOP: c = kid(n->a, &sl) & kid(n->b, &sl); break;
+    case N_SLICE:
+        c = kid(n->a, &sl) & kid(n->b, &sl) & kid(n->c, &sl) & kid(n->d, &sl);
+        sl |= CST_SLICE;
+        break;
+    case N_AND: case N_OR:
+        c = kid(n->a, &sl);
+        (void)kid(n->b, &sl);
+        break;
+    case N_COND:
+        c = kid(n->a, &sl);
+        (void)kid(n->b, &sl);
+        (void)kid(n->c, &sl);
+        break;
+    case N_COMPARE: c = kid(n->a, &sl) & all_const(&n->l1, &sl); break;
+    case N_FILTER:
+        c = n->a && !context_filter(n) && kid(n->a, &sl) && all_const(&n->l1, &sl) && all_const(&n->l2, &sl);
+        break;
+    case N_TEST:
+        c = n->id != 0xffff && kid(n->a, &sl) && all_const(&n->l1, &sl) && all_const(&n->l2, &sl);
+        break;
+    default: break;
+    }
+    n->cst = c ? (uint8_t)(CST_CONST | sl) : 0;
+}
+
+static void mark_body(tpl_nodes *b) {
+    for (uint32_t i = 0; i < b->n; i++) mark_const(b->v[i], 0);
+}
+
 rl_status rl__tpl_compile(tpl_program *p, const char *src, size_t len, char *err,
                           size_t err_size) {
     tpl_toks toks;
@@ -1178,5 +1251,6 @@ rl_status rl__tpl_compile(tpl_program *p, const char *src, size_t len, char *err
     rl__tpl_toks_free(&toks);
     if (!ok) return P.st != RL_OK ? P.st : RL_ERR_BAD_FILE;
     p->body = nv_done(&body);
+    mark_body(&p->body);
     return RL_OK;
 }

@@ -87,8 +87,10 @@ typedef struct tpl_str {
 typedef struct tpl_list {
     tpl_obj h;
     size_t n, cap;
-    size_t pos; /* generators: items before pos are consumed */
+    size_t pos;         /* generators: items before pos are consumed */
     tpl_val *v;
+    struct tpl_str *err; /* generators: error raised once the items run out (owned) */
+    int64_t rstart, rstop, rstep; /* LS_RANGE: the arguments range() was given */
 } tpl_list;
 
 typedef struct tpl_dict {
@@ -185,6 +187,10 @@ enum {
 #define MF_CALLER 4
 /* N_FOR flag */
 #define FF_RECURSIVE 1
+/* tpl_node.cst: the expression is constant (jinja2 folds it when compiling); with a
+ * slice inside, folding and running differ (folding slices softly, through getitem) */
+#define CST_CONST 1
+#define CST_SLICE 2
 
 typedef struct tpl_node tpl_node;
 typedef struct tpl_nodes {
@@ -196,6 +202,7 @@ struct tpl_node {
     uint8_t kind;
     uint8_t op;    /* operator, or flags */
     uint16_t id;   /* filter / test id; 0xffff: unknown (fails when run) */
+    uint8_t cst;   /* CST_*: what jinja2's compile-time constant folding would do */
     uint32_t line, col;
     const tpl_str *name;  /* variable, attribute, filter, test, macro name */
     const tpl_str *name2; /* N_NSREF attribute */
@@ -256,10 +263,12 @@ typedef struct tpl_ctx {
     rl_status status;
     char *err;
     size_t err_size;
+    char msg[512];     /* the first error's message without the line prefix */
     uint32_t line;     /* of the node being run, for messages */
     tpl_sb *out;       /* where output goes now */
     uint64_t steps;
     size_t mem;
+    bool folding;      /* evaluating as jinja2's constant folding would */
     int depth;         /* macro calls */
     int nest;          /* ev/ex recursion */
     tpl_limits lim;
@@ -337,6 +346,8 @@ int rl__tpl_fail_undef(tpl_ctx *c, tpl_val v);
 /* Items of an iterable as a list (new reference): lists as they are, dict keys, the
  * characters of a string, what is left of a generator; Undefined gives []. */
 int rl__tpl_iterate(tpl_ctx *c, tpl_val v, tpl_list **out);
+/* A generator whose producer failed raises that error when read past its items. */
+int rl__tpl_gen_raise(tpl_ctx *c, const tpl_list *g);
 
 /* unicode helpers (Python's str semantics) */
 int32_t rl__tpl_utf8_next(const char *s, size_t n, size_t *i);

@@ -18,15 +18,17 @@
 int rl__tpl_fail(tpl_ctx *c, rl_status st, const char *fmt, ...) {
     if (c->status != RL_OK) return -1;
     c->status = st;
-    if (c->err && c->err_size) {
-        char msg[1024];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
-        rl__fmt(c->err, c->err_size, "line %u: %s", c->line, msg);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->msg, sizeof(c->msg), fmt, ap);
+    va_end(ap);
+    rl__fmt(c->err, c->err_size, "line %u: %s", c->line, c->msg);
     return -1;
+}
+
+int rl__tpl_gen_raise(tpl_ctx *c, const tpl_list *g) {
+    if (!g->err) return 0;
+    return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "%s", g->err->s);
 }
 
 int rl__tpl_charge(tpl_ctx *c, uint64_t n) {
@@ -143,6 +145,7 @@ static void release_children(tpl_ctx *c, tpl_obj *o) {
     case TV_LIST: case TV_GEN: {
         tpl_list *l = (tpl_list *)o;
         for (size_t i = 0; i < l->n; i++) rl__tpl_decref(c, l->v[i]);
+        if (l->err) rl__tpl_obj_decref(c, &l->err->h);
         break;
     }
     case TV_DICT: case TV_NS: {
@@ -864,12 +867,10 @@ int rl__tpl_repr(tpl_ctx *c, tpl_sb *b, tpl_val v, int depth) {
             if (rl__tpl_sb_addc(c, b, '(') || repr_items(c, b, l, depth)) return -1;
             if (l->n == 1 && rl__tpl_sb_addc(c, b, ',')) return -1;
             return rl__tpl_sb_addc(c, b, ')');
-        case LS_RANGE: {
-            int64_t a = l->n ? l->v[0].u.i : 0, st = l->n > 1 ? l->v[1].u.i - l->v[0].u.i : 1;
-            int64_t e = l->n ? a + (int64_t)l->n * st : 0;
-            if (st == 1) return rl__tpl_sb_addf(c, b, "range(%lld, %lld)", (long long)a, (long long)e);
-            return rl__tpl_sb_addf(c, b, "range(%lld, %lld, %lld)", (long long)a, (long long)e, (long long)st);
-        }
+        case LS_RANGE:
+            if (l->rstep == 1) return rl__tpl_sb_addf(c, b, "range(%lld, %lld)", (long long)l->rstart, (long long)l->rstop);
+            return rl__tpl_sb_addf(c, b, "range(%lld, %lld, %lld)", (long long)l->rstart, (long long)l->rstop,
+                                   (long long)l->rstep);
         case LS_ITEMS: case LS_KEYS: case LS_VALUES: {
             const char *pre = v.sub == LS_ITEMS ? "dict_items([" : v.sub == LS_KEYS ? "dict_keys([" : "dict_values([";
             if (rl__tpl_sb_add(c, b, pre, strlen(pre)) || repr_items(c, b, l, depth)) return -1;
@@ -977,6 +978,10 @@ int rl__tpl_iterate(tpl_ctx *c, tpl_val v, tpl_list **out) {
         if (!l) return -1;
         for (size_t i = g->pos; i < g->n; i++) l->v[l->n++] = tv_ref(g->v[i]);
         g->pos = g->n;
+        if (rl__tpl_gen_raise(c, g)) {
+            rl__tpl_obj_decref(c, &l->h);
+            return -1;
+        }
         *out = l;
         return 0;
     }
