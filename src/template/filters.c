@@ -821,47 +821,14 @@ static int minmax(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out, bool 
         *out = tv_undef_msg(UH_MSG, 0, "No aggregated item, sequence was empty.");
         return 0;
     }
-    int r = sorted_list(c, l, false, cs, attr, &sorted);
+    /* the first item of a stable sort (descending for max) is the first minimal (maximal)
+     * item, which is what Python's min and max return */
+    int r = sorted_list(c, l, want_max, cs, attr, &sorted);
     rl__tpl_obj_decref(c, &l->h);
     if (r) return -1;
-    /* min: first of the stable sort; max: Python's max keeps the first maximal item */
-    size_t pick = 0;
-    if (want_max) {
-        pick = sorted->n - 1;
-        tpl_val kl;
-        tpl_val last = sorted->v[pick];
-        (void)kl;
-        while (pick > 0) {
-            bool eq;
-            tpl_val x, y;
-            if (attr) {
-                if (get_path(c, sorted->v[pick - 1], attr, &x)) break;
-                if (get_path(c, last, attr, &y)) {
-                    rl__tpl_decref(c, x);
-                    break;
-                }
-            } else {
-                x = tv_ref(sorted->v[pick - 1]);
-                y = tv_ref(last);
-            }
-            tpl_val fx, fy;
-            int e1 = fold_key(c, x, cs, &fx), e2 = e1 ? -1 : fold_key(c, y, cs, &fy);
-            rl__tpl_decref(c, x);
-            rl__tpl_decref(c, y);
-            if (e1 || e2) {
-                if (!e1) rl__tpl_decref(c, fx);
-                break;
-            }
-            int er = rl__tpl_eq(c, fx, fy, &eq);
-            rl__tpl_decref(c, fx);
-            rl__tpl_decref(c, fy);
-            if (er || !eq) break;
-            pick--;
-        }
-    }
-    *out = tv_ref(sorted->v[pick]);
+    *out = tv_ref(sorted->v[0]);
     rl__tpl_obj_decref(c, &sorted->h);
-    return c->status == RL_OK ? 0 : -1;
+    return 0;
 }
 static int f_max(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) { return minmax(c, in, a, out, true); }
 static int f_min(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) { return minmax(c, in, a, out, false); }
@@ -1227,12 +1194,10 @@ static const struct {
     {"xmlattr", f_unsupported},
 };
 
-static int cur_filter = -1;
-
+/* Never called: rl__tpl_call_filter reports these by name. */
 static int f_unsupported(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     (void)in, (void)a, (void)out;
-    return rl__tpl_fail(c, RL_ERR_UNSUPPORTED, "the '%s' filter is not supported",
-                        cur_filter >= 0 ? FILTERS[cur_filter].name : "?");
+    return rl__tpl_fail(c, RL_ERR_UNSUPPORTED, "filter not supported");
 }
 
 int rl__tpl_filter_id(const char *name, size_t n) {
@@ -1396,9 +1361,6 @@ int rl__tpl_call_test(tpl_ctx *c, int idx, tpl_val in, const tpl_args *a, bool *
     }
     case T_IN: {
         /* value in seq, with Python's rules (same as the `in` operator) */
-        tpl_val res;
-        tpl_list tmp;
-        (void)tmp;
         if (arg.t == TV_STR) {
             if (in.t != TV_STR)
                 return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "'in <string>' requires string as left operand, not %s",
@@ -1425,7 +1387,6 @@ int rl__tpl_call_test(tpl_ctx *c, int idx, tpl_val in, const tpl_args *a, bool *
             l->pos = i;
             if (!*out && rl__tpl_gen_raise(c, l)) return -1;
         }
-        (void)res;
         return 0;
     }
     case T_SAMEAS:

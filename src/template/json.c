@@ -87,7 +87,6 @@ int rl__tpl_from_json(tpl_ctx *c, const json_t *j, tpl_val *out) { return from_j
 /* ---- tojson ------------------------------------------------------------------- */
 
 static int json_str(tpl_ctx *c, tpl_sb *b, const char *s, size_t n, bool ascii) {
-    static const char hex[] = "0123456789abcdef";
     if (rl__tpl_sb_addc(c, b, '"')) return -1;
     size_t run = 0;
     for (size_t i = 0; i < n;) {
@@ -115,7 +114,6 @@ static int json_str(tpl_ctx *c, tpl_sb *b, const char *s, size_t n, bool ascii) 
                 tl = (size_t)snprintf(tmp, sizeof(tmp), "\\u%04x", (unsigned)cp);
             }
         }
-        (void)hex;
         if (tl) {
             if (rl__tpl_sb_add(c, b, s + run, i - run) || rl__tpl_sb_add(c, b, tmp, tl)) return -1;
             run = j;

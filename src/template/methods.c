@@ -1012,8 +1012,6 @@ int rl__tpl_percent_format(tpl_ctx *c, tpl_sb *b, const tpl_str *fmt, tpl_val ar
             const char *p = t.s ? t.s->s : "";
             size_t pl = tpl_sb_len(&t);
             if (prec >= 0 && t.s) {
-                tpl_str tmpstr = *t.s;
-                (void)tmpstr;
                 size_t cut = 0;
                 int64_t k = 0;
                 while (cut < pl && k < prec) {
