@@ -127,6 +127,13 @@ rl_status rl__kv_seq_add_tokens(rl__kv *kv, int32_t seq, const int32_t *tokens, 
 rl_status rl__kv_seq_match_prefix(rl__kv *kv, int32_t seq, int32_t max_tokens,
                                   int32_t *hit_tokens);
 
+/* Read-only form of rl__kv_seq_match_prefix: *hit_tokens gets what it would attach now
+ * and *hit_free (may be NULL) how many of those blocks are unreferenced (attaching them
+ * lowers rl__kv_n_free by that much). Changes nothing and counts nothing, so a scheduler
+ * may ask every step whether a waiting request fits. */
+rl_status rl__kv_seq_peek_prefix(const rl__kv *kv, int32_t seq, int32_t max_tokens,
+                                 int32_t *hit_tokens, int32_t *hit_free);
+
 /* Make room to compute tokens [n_computed, n_computed + n_new): n_computed + n_new must
  * not exceed n_tokens (RL_ERR_INVALID_ARG). Allocates the blocks missing from the table;
  * a block in that range that is shared (refcount > 1) is replaced by a fresh one, with a
@@ -182,6 +189,9 @@ const int32_t *rl__kv_seq_blocks(const rl__kv *kv, int32_t seq, int32_t *n_block
 /* Copy instructions queued since the last rl__kv_copies_clear, in issue order. */
 const rl__kv_copy *rl__kv_copies(const rl__kv *kv, int32_t *n);
 void rl__kv_copies_clear(rl__kv *kv);
+/* Make room for n queued copies, so that rl__kv_seq_reserve does not allocate while the
+ * list holds fewer (at most one copy is queued per reserve). RL_ERR_NOMEM. */
+rl_status rl__kv_copies_reserve(rl__kv *kv, int32_t n);
 
 /* ---- checking ---------------------------------------------------------------------- */
 /* Walk every structure and verify the invariants: each refcount equals the number of

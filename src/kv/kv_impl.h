@@ -79,9 +79,11 @@ void rl__kv_block_unref(rl__kv *kv, int32_t b);
 /* Remove a block from the prefix cache (its contents are about to change). */
 void rl__kv_uncache(rl__kv *kv, int32_t b);
 /* Find a cached block confirmed to hold `tokens` after the chain entry (parent_gen,
- * parent_key) under key; KV_NIL if none. Counts rejected key matches. */
-int32_t rl__kv_cache_find(rl__kv *kv, const uint8_t key[KV_KEY], uint64_t parent_gen,
-                          const uint8_t parent_key[KV_KEY], const int32_t *tokens);
+ * parent_key) under key; KV_NIL if none. Counts rejected key matches in *collisions
+ * (may be NULL). */
+int32_t rl__kv_cache_find(const rl__kv *kv, const uint8_t key[KV_KEY], uint64_t parent_gen,
+                          const uint8_t parent_key[KV_KEY], const int32_t *tokens,
+                          uint64_t *collisions);
 /* Register block b (held by the caller) under key; returns its registration number. */
 uint64_t rl__kv_cache_insert(rl__kv *kv, int32_t b, const uint8_t key[KV_KEY],
                              uint64_t parent_gen, const uint8_t parent_key[KV_KEY],

@@ -179,8 +179,9 @@ void rl__kv_key(const rl__kv *kv, const uint8_t parent_key[KV_KEY], const int32_
     }
 }
 
-int32_t rl__kv_cache_find(rl__kv *kv, const uint8_t key[KV_KEY], uint64_t parent_gen,
-                          const uint8_t parent_key[KV_KEY], const int32_t *tokens) {
+int32_t rl__kv_cache_find(const rl__kv *kv, const uint8_t key[KV_KEY], uint64_t parent_gen,
+                          const uint8_t parent_key[KV_KEY], const int32_t *tokens,
+                          uint64_t *collisions) {
     for (int32_t b = kv->buckets[bucket_of(kv, key)]; b != KV_NIL; b = kv->blocks[b].hnext) {
         const kv_block *k = &kv->blocks[b];
         if (memcmp(k->key, key, KV_KEY) != 0) continue;
@@ -196,7 +197,7 @@ int32_t rl__kv_cache_find(rl__kv *kv, const uint8_t key[KV_KEY], uint64_t parent
                    (size_t)kv->bs * sizeof(int32_t)) == 0 &&
             kv->key_bits == 256)
             continue;
-        kv->st.collisions++;
+        if (collisions) (*collisions)++;
     }
     return KV_NIL;
 }
@@ -278,6 +279,18 @@ const rl__kv_copy *rl__kv_copies(const rl__kv *kv, int32_t *n) {
 }
 
 void rl__kv_copies_clear(rl__kv *kv) { kv->n_copies = 0; }
+
+rl_status rl__kv_copies_reserve(rl__kv *kv, int32_t n) {
+    if (n <= kv->cap_copies) return RL_OK;
+    rl__kv_copy *c = rl__realloc(kv->copies, (size_t)n * sizeof *c);
+    if (!c) {
+        rl__kv_seterr(kv, "kv: out of memory for %d copies", (int)n);
+        return RL_ERR_NOMEM;
+    }
+    kv->copies = c;
+    kv->cap_copies = n;
+    return RL_OK;
+}
 
 /* ---- checker --------------------------------------------------------------------------- */
 

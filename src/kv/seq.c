@@ -174,7 +174,7 @@ rl_status rl__kv_seq_match_prefix(rl__kv *kv, int32_t seq, int32_t max_tokens,
         int32_t j = hits;
         int32_t b = rl__kv_cache_find(kv, s->keys[j], j ? s->gens[j - 1] : 0,
                                       j ? s->keys[j - 1] : s->salt_key,
-                                      s->tokens + (size_t)j * kv->bs);
+                                      s->tokens + (size_t)j * kv->bs, &kv->st.collisions);
         if (b == KV_NIL) break;
         rl__kv_block_ref(kv, b);
         s->table[j] = b;
@@ -187,6 +187,29 @@ rl_status rl__kv_seq_match_prefix(rl__kv *kv, int32_t seq, int32_t max_tokens,
     kv->st.lookup_tokens += (uint64_t)s->n_tokens;
     kv->st.hit_tokens += (uint64_t)(hits * kv->bs);
     if (hit_tokens) *hit_tokens = hits * kv->bs;
+    return RL_OK;
+}
+
+rl_status rl__kv_seq_peek_prefix(const rl__kv *kv, int32_t seq, int32_t max_tokens,
+                                 int32_t *hit_tokens, int32_t *hit_free) {
+    const kv_seq *s = rl__kv_seq_get(kv, seq);
+    if (!s || !hit_tokens || s->n_slots != 0) return RL_ERR_INVALID_ARG;
+    *hit_tokens = 0;
+    if (hit_free) *hit_free = 0;
+    if (!kv->prefix_cache) return RL_OK;
+    int32_t lim = max_tokens < 0 ? 0 : RL_MIN(max_tokens, s->n_tokens);
+    int32_t max_blocks = lim / kv->bs, hits = 0, free = 0;
+    uint64_t pgen = 0;
+    for (; hits < max_blocks; hits++) {
+        int32_t j = hits;
+        int32_t b = rl__kv_cache_find(kv, s->keys[j], pgen, j ? s->keys[j - 1] : s->salt_key,
+                                      s->tokens + (size_t)j * kv->bs, NULL);
+        if (b == KV_NIL) break;
+        pgen = kv->blocks[b].gen;
+        free += kv->blocks[b].ref == 0;
+    }
+    *hit_tokens = hits * kv->bs;
+    if (hit_free) *hit_free = free;
     return RL_OK;
 }
 
@@ -225,14 +248,8 @@ rl_status rl__kv_seq_reserve(rl__kv *kv, int32_t seq, int32_t n_new, bool *fits)
     bool copy = n_new > 0 && first < have && first * bs < s->n_computed &&
                 kv->blocks[s->table[first]].ref > 1;
     if (copy && kv->n_copies == kv->cap_copies) {
-        int32_t cap = kv->cap_copies ? kv->cap_copies * 2 : 64;
-        rl__kv_copy *c = rl__realloc(kv->copies, (size_t)cap * sizeof *c);
-        if (!c) {
-            rl__kv_seterr(kv, "kv: out of memory for the copy list");
-            return RL_ERR_NOMEM;
-        }
-        kv->copies = c;
-        kv->cap_copies = cap;
+        rl_status st = rl__kv_copies_reserve(kv, kv->cap_copies ? kv->cap_copies * 2 : 64);
+        if (st) return st;
     }
     int32_t end = s->n_computed + n_new;
     for (int32_t j = first; n_new > 0 && j <= (end - 1) / bs; j++) {
@@ -277,7 +294,7 @@ static void seq_commit(rl__kv *kv, kv_seq *s) {
             }
             rl__kv_uncache(kv, b);
         }
-        int32_t twin = rl__kv_cache_find(kv, s->keys[j], pgen, pkey, toks);
+        int32_t twin = rl__kv_cache_find(kv, s->keys[j], pgen, pkey, toks, &kv->st.collisions);
         if (twin != KV_NIL) s->gens[j] = kv->blocks[twin].gen;
         else s->gens[j] = rl__kv_cache_insert(kv, b, s->keys[j], pgen, pkey, toks);
     }

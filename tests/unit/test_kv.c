@@ -400,6 +400,42 @@ TEST(prefix_reuse) {
     }
 }
 
+/* peek_prefix reports what match_prefix attaches, and how many of those blocks are
+ * free, without changing or counting anything. */
+TEST(peek_prefix) {
+    rl__kv *kv = make_kv(16, 4, true);
+    int32_t a = seq_computed(kv, NULL, 0, 12); /* 3 cached blocks */
+    int32_t b = seq_computed(kv, NULL, 0, 5);  /* shares nothing: computed, a twin of a's 1st */
+    rl__kv_seq_free(kv, a);                    /* a's blocks go to the LRU list */
+    rl__kv_stats st0, st1;
+    rl__kv_stats_get(kv, &st0);
+    static const struct {
+        int32_t n, max, hit, hit_free;
+    } cases[] = {{13, 12, 12, 3}, {13, 11, 8, 2}, {6, 5, 4, 1}, {3, 2, 0, 0}};
+    for (size_t i = 0; i < RL_ARRAY_LEN(cases); i++) {
+        int32_t s = -1, toks[16], hit = -1, hit_free = -1, free0 = rl__kv_n_free(kv);
+        for (int32_t j = 0; j < cases[i].n; j++) toks[j] = j;
+        CHECK(rl__kv_seq_create(kv, NULL, 0, 0, &s) == RL_OK);
+        CHECK(rl__kv_seq_add_tokens(kv, s, toks, cases[i].n) == RL_OK);
+        CHECK(rl__kv_seq_peek_prefix(kv, s, cases[i].max, &hit, &hit_free) == RL_OK);
+        CHECKF(hit == cases[i].hit && hit_free == cases[i].hit_free, "case %zu: %d %d", i,
+               (int)hit, (int)hit_free);
+        CHECK_EQ_INT(rl__kv_seq_n_slots(kv, s), 0);
+        rl__kv_stats_get(kv, &st1);
+        CHECK(st1.lookup_tokens == st0.lookup_tokens && st1.hit_tokens == st0.hit_tokens);
+        int32_t got = -1;
+        CHECK(rl__kv_seq_match_prefix(kv, s, cases[i].max, &got) == RL_OK);
+        CHECK_EQ_INT(got, hit);
+        CHECK_EQ_INT(rl__kv_n_free(kv), free0 - hit_free);
+        if (got > 0) CHECK(rl__kv_seq_peek_prefix(kv, s, 8, &hit, NULL) == RL_ERR_INVALID_ARG);
+        rl__kv_seq_free(kv, s);
+        rl__kv_stats_get(kv, &st0);
+        CHECK_KV(kv);
+    }
+    (void)b;
+    rl__kv_free(kv);
+}
+
 /* Prefix reuse after the first request has ended: its blocks wait in the LRU list. */
 TEST(prefix_reuse_after_free) {
     rl__kv *kv = make_kv(6, 4, true);
@@ -862,6 +898,7 @@ int main(void) {
     RUN(accounting_scripts);
     RUN(cow_on_fork);
     RUN(prefix_reuse);
+    RUN(peek_prefix);
     RUN(prefix_reuse_after_free);
     RUN(salt_isolation);
     RUN(key_collisions);
