@@ -50,6 +50,7 @@ struct rl_context {
     int32_t n_lists_max;
     int32_t *list_base, *list_len;                         /* [n_seq_max] */
     int32_t *seq_last;                                     /* [n_seq_max] */
+    int32_t *seq_prev;                                     /* [n_seq_max] */
 
     /* results of the last rl_decode */
     float *logits;          /* [n_outputs_max][n_vocab] host */
@@ -105,6 +106,7 @@ RL_API void rl_context_free(rl_context *ctx) {
     rl__free(ctx->list_base);
     rl__free(ctx->list_len);
     rl__free(ctx->seq_last);
+    rl__free(ctx->seq_prev);
     rl__aligned_free(ctx->logits);
     rl__free(ctx->out_batch_idx);
     rl__backend_free(be);
@@ -245,12 +247,13 @@ RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p
     ctx->list_base = rl__malloc(ns * sizeof(int32_t));
     ctx->list_len = rl__malloc(ns * sizeof(int32_t));
     ctx->seq_last = rl__malloc(ns * sizeof(int32_t));
+    ctx->seq_prev = rl__malloc(ns * sizeof(int32_t));
     size_t lb = nbytes(nbytes((size_t)p.n_outputs_max, (size_t)hp->n_vocab), sizeof(float));
     ctx->logits = lb ? rl__aligned_alloc(64, lb) : NULL;
     ctx->out_batch_idx = rl__malloc((size_t)p.n_outputs_max * sizeof(int32_t));
     if (!ctx->cell_pos || !ctx->cell_seq || !ctx->ub_tok || !ctx->ub_pos || !ctx->ub_seq ||
         !ctx->ub_cells || !ctx->ub_out || !ctx->span_full || !ctx->span_swa ||
-        !ctx->attn_cells || !ctx->list_base || !ctx->list_len || !ctx->seq_last ||
+        !ctx->attn_cells || !ctx->list_base || !ctx->list_len || !ctx->seq_last || !ctx->seq_prev ||
         !ctx->logits || !ctx->out_batch_idx)
         goto nomem;
     for (size_t c = 0; c < n_cells; c++) ctx->cell_pos[c] = -1;
@@ -435,6 +438,7 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
     const rl_model *m = ctx->m;
     const int32_t n_vocab = m->hp.n_vocab;
     seq_pos_max_all(ctx, ctx->seq_last);
+    memcpy(ctx->seq_prev, ctx->seq_last, (size_t)ctx->p.n_seq_max * sizeof(int32_t));
     int32_t n_out_total = 0;
     for (int32_t b0 = 0; b0 < b->n_tokens; b0 += ctx->p.n_batch) {
         const int32_t n = RL_MIN(ctx->p.n_batch, b->n_tokens - b0);
@@ -475,8 +479,13 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
         f.logits = rl__fwd_alloc(&f, (int64_t)n_out * n_vocab);
         st = m->arch->forward(&f);
         if (st == RL_OK) st = f.status;
-        if (st != RL_OK)
+        if (st != RL_OK) {
+            /* take back what this call stored: its positions come after seq_prev */
+            for (int32_t s = 0; s < ctx->p.n_seq_max; s++)
+                rl_kv_seq_remove(ctx, s, ctx->seq_prev[s] + 1, -1);
+            ctx->n_outputs = 0;
             return ctx_fail(ctx, st, "forward pass failed: %s", rl_status_str(st));
+        }
         if (n_out)
             ctx->be->ops->to_host(ctx->be, ctx->logits + (size_t)n_out_total * n_vocab, f.logits,
                                   (size_t)n_out * n_vocab * sizeof(float));
