@@ -584,7 +584,8 @@ RL_API rl_status rl_chat_template_compile(const char *src, size_t len, rl_chat_t
  * is NULL and err holds "line L: message": RL_ERR_INVALID_ARG for bad JSON and for errors
  * the template raises (raise_exception's text, or Python's error such as "'NoneType'
  * object is not iterable"), RL_ERR_LIMIT past a limit, RL_ERR_UNSUPPORTED for features
- * not implemented, RL_ERR_NOMEM. p may be NULL (defaults). Reentrant. */
+ * not implemented, RL_ERR_NOMEM. p may be NULL (defaults). Reentrant; the thread needs
+ * 512 KiB of stack for the worst a template may nest (the limits stop it there). */
 RL_API rl_status rl_chat_template_render(const rl_chat_template *t, const char *messages_json,
                                          const char *tools_json,
                                          const rl_chat_template_params *p, char **out,
