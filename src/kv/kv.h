@@ -65,8 +65,8 @@ typedef struct rl__kv_copy {
 
 typedef struct rl__kv_stats {
     int32_t n_blocks, block_size;
-    int32_t n_used;        /* blocks with refcount > 0 */
-    int32_t n_free;        /* blocks with refcount 0: n_free_uncached + n_cached_free */
+    int32_t n_used; /* blocks with refcount > 0 */
+    int32_t n_free; /* blocks with refcount 0: n_free_uncached + n_cached_free */
     int32_t n_free_uncached;
     int32_t n_cached;      /* blocks registered in the prefix cache (any refcount) */
     int32_t n_cached_free; /* cached blocks with refcount 0 (the LRU list) */
@@ -76,16 +76,16 @@ typedef struct rl__kv_stats {
      * Misses are lookup - hit. */
     uint64_t lookup_blocks, hit_blocks;
     uint64_t lookup_tokens, hit_tokens;
-    uint64_t evictions;    /* cached blocks reused for other content (key dropped) */
-    uint64_t collisions;   /* key matches rejected by the exact confirmation */
-    uint64_t cow_copies;   /* copy instructions issued */
+    uint64_t evictions;  /* cached blocks reused for other content (key dropped) */
+    uint64_t collisions; /* key matches rejected by the exact confirmation */
+    uint64_t cow_copies; /* copy instructions issued */
 } rl__kv_stats;
 
 /* Defaults: n_blocks 0 (the caller must size the pool), block_size 16, prefix_cache on. */
 rl__kv_params rl__kv_default_params(void);
 
 /* Create a manager. RL_ERR_INVALID_ARG (err names the field) for out-of-range params,
- * RL_ERR_NOMEM. *out is NULL on failure. Memory: about 100 bytes + 4 * block_size bytes
+ * RL_ERR_NOMEM. *out is NULL on failure. Memory: about 112 bytes + 4 * block_size bytes
  * per block, allocated here once. */
 rl_status rl__kv_create(const rl__kv_params *p, rl__kv **out, char *err, size_t err_size);
 /* Frees the manager and all its sequences. NULL is a no-op. */
@@ -124,8 +124,7 @@ rl_status rl__kv_seq_add_tokens(rl__kv *kv, int32_t seq, const int32_t *tokens, 
  * reference (leaving the LRU list if they were free); n_computed = n_slots = hit tokens.
  * *hit_tokens (may be NULL) gets that count. Counts lookups and hits in the stats. With
  * the prefix cache off, hits nothing. */
-rl_status rl__kv_seq_match_prefix(rl__kv *kv, int32_t seq, int32_t max_tokens,
-                                  int32_t *hit_tokens);
+rl_status rl__kv_seq_match_prefix(rl__kv *kv, int32_t seq, int32_t max_tokens, int32_t *hit_tokens);
 
 /* Read-only form of rl__kv_seq_match_prefix: *hit_tokens gets what it would attach now
  * and *hit_free (may be NULL) how many of those blocks are unreferenced (attaching them

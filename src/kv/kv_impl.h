@@ -19,8 +19,8 @@ typedef struct kv_block {
     int32_t ref;
     int32_t prev, next;
     int32_t hnext;
-    uint8_t where;  /* KV_IN_* */
-    uint8_t cached; /* registered in the prefix cache */
+    uint8_t where;       /* KV_IN_* */
+    uint8_t cached;      /* registered in the prefix cache */
     uint64_t gen;        /* registration number while cached (never reused), else 0 */
     uint64_t parent_gen; /* registration number of the previous block of the chain, 0 first */
     uint8_t key[KV_KEY];
@@ -36,13 +36,13 @@ typedef struct kv_seq {
     bool live;
     int32_t next_free_id; /* free-id stack link while not live */
     int32_t n_tokens, n_computed, n_slots;
-    int32_t n_keyed;     /* full token blocks whose key is computed (n_tokens / bs) */
-    int32_t n_committed; /* full computed blocks handled by the prefix cache */
-    int32_t cap_tokens;  /* capacity of tokens; tables hold ceil(cap_tokens / bs) */
-    int32_t *tokens;     /* [cap_tokens] */
-    int32_t *table;      /* [cap_blocks] block ids */
+    int32_t n_keyed;         /* full token blocks whose key is computed (n_tokens / bs) */
+    int32_t n_committed;     /* full computed blocks handled by the prefix cache */
+    int32_t cap_tokens;      /* capacity of tokens; tables hold ceil(cap_tokens / bs) */
+    int32_t *tokens;         /* [cap_tokens] */
+    int32_t *table;          /* [cap_blocks] block ids */
     uint8_t (*keys)[KV_KEY]; /* [cap_blocks] key of each full token block */
-    uint64_t *gens;      /* [cap_blocks] cache entry standing for each committed block */
+    uint64_t *gens;          /* [cap_blocks] cache entry standing for each committed block */
     uint8_t salt_key[KV_KEY];
 } kv_seq;
 
@@ -50,19 +50,19 @@ struct rl__kv {
     int32_t n_blocks, bs;
     bool prefix_cache;
     int key_bits;
-    kv_block *blocks;        /* [n_blocks] */
-    int32_t *block_tokens;   /* [n_blocks][bs]: tokens of cached blocks */
-    int32_t *buckets;        /* [n_buckets] head of each key chain */
+    kv_block *blocks;      /* [n_blocks] */
+    int32_t *block_tokens; /* [n_blocks][bs]: tokens of cached blocks */
+    int32_t *buckets;      /* [n_buckets] head of each key chain */
     uint32_t bucket_mask;
-    kv_list free_list;       /* refcount 0, uncached */
-    kv_list lru;             /* refcount 0, cached; head = least recently freed */
+    kv_list free_list; /* refcount 0, uncached */
+    kv_list lru;       /* refcount 0, cached; head = least recently freed */
     int32_t n_cached;
     uint64_t next_gen;
     kv_seq *seqs;
     int32_t n_seq_slots, free_seq_id, n_live_seqs;
     rl__kv_copy *copies;
     int32_t n_copies, cap_copies;
-    rl__kv_stats st;         /* the cumulative counters */
+    rl__kv_stats st; /* the cumulative counters */
     char err[256];
 };
 
@@ -85,9 +85,8 @@ int32_t rl__kv_cache_find(const rl__kv *kv, const uint8_t key[KV_KEY], uint64_t 
                           const uint8_t parent_key[KV_KEY], const int32_t *tokens,
                           uint64_t *collisions);
 /* Register block b (held by the caller) under key; returns its registration number. */
-uint64_t rl__kv_cache_insert(rl__kv *kv, int32_t b, const uint8_t key[KV_KEY],
-                             uint64_t parent_gen, const uint8_t parent_key[KV_KEY],
-                             const int32_t *tokens);
+uint64_t rl__kv_cache_insert(rl__kv *kv, int32_t b, const uint8_t key[KV_KEY], uint64_t parent_gen,
+                             const uint8_t parent_key[KV_KEY], const int32_t *tokens);
 /* key = SHA-256(parent_key || tokens as int32 LE), truncated to kv->key_bits. */
 void rl__kv_key(const rl__kv *kv, const uint8_t parent_key[KV_KEY], const int32_t *tokens,
                 uint8_t key[KV_KEY]);

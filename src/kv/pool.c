@@ -126,10 +126,14 @@ void rl__kv_test_set_key_bits(rl__kv *kv, int bits) {
 
 void rl__kv_list_remove(rl__kv *kv, kv_list *l, int32_t b) {
     kv_block *k = &kv->blocks[b];
-    if (k->prev != KV_NIL) kv->blocks[k->prev].next = k->next;
-    else l->head = k->next;
-    if (k->next != KV_NIL) kv->blocks[k->next].prev = k->prev;
-    else l->tail = k->prev;
+    if (k->prev != KV_NIL)
+        kv->blocks[k->prev].next = k->next;
+    else
+        l->head = k->next;
+    if (k->next != KV_NIL)
+        kv->blocks[k->next].prev = k->prev;
+    else
+        l->tail = k->prev;
     k->prev = k->next = KV_NIL;
     l->len--;
 }
@@ -138,8 +142,10 @@ void rl__kv_list_push_tail(rl__kv *kv, kv_list *l, int32_t b) {
     kv_block *k = &kv->blocks[b];
     k->prev = l->tail;
     k->next = KV_NIL;
-    if (l->tail != KV_NIL) kv->blocks[l->tail].next = b;
-    else l->head = b;
+    if (l->tail != KV_NIL)
+        kv->blocks[l->tail].next = b;
+    else
+        l->head = b;
     l->tail = b;
     l->len++;
 }
@@ -147,8 +153,8 @@ void rl__kv_list_push_tail(rl__kv *kv, kv_list *l, int32_t b) {
 /* ---- prefix-cache index --------------------------------------------------------------- */
 
 static uint32_t bucket_of(const rl__kv *kv, const uint8_t key[KV_KEY]) {
-    uint32_t h = (uint32_t)key[0] | (uint32_t)key[1] << 8 | (uint32_t)key[2] << 16 |
-                 (uint32_t)key[3] << 24;
+    uint32_t h =
+        (uint32_t)key[0] | (uint32_t)key[1] << 8 | (uint32_t)key[2] << 16 | (uint32_t)key[3] << 24;
     return h & kv->bucket_mask;
 }
 
@@ -202,17 +208,15 @@ int32_t rl__kv_cache_find(const rl__kv *kv, const uint8_t key[KV_KEY], uint64_t 
     return KV_NIL;
 }
 
-uint64_t rl__kv_cache_insert(rl__kv *kv, int32_t b, const uint8_t key[KV_KEY],
-                             uint64_t parent_gen, const uint8_t parent_key[KV_KEY],
-                             const int32_t *tokens) {
+uint64_t rl__kv_cache_insert(rl__kv *kv, int32_t b, const uint8_t key[KV_KEY], uint64_t parent_gen,
+                             const uint8_t parent_key[KV_KEY], const int32_t *tokens) {
     kv_block *k = &kv->blocks[b];
     memcpy(k->key, key, KV_KEY);
     memcpy(k->parent_key, parent_key, KV_KEY);
     k->parent_gen = parent_gen;
     k->gen = kv->next_gen++;
     k->cached = 1;
-    memcpy(kv->block_tokens + (size_t)b * (size_t)kv->bs, tokens,
-           (size_t)kv->bs * sizeof(int32_t));
+    memcpy(kv->block_tokens + (size_t)b * (size_t)kv->bs, tokens, (size_t)kv->bs * sizeof(int32_t));
     uint32_t h = bucket_of(kv, key);
     k->hnext = kv->buckets[h];
     kv->buckets[h] = b;
@@ -294,16 +298,16 @@ rl_status rl__kv_copies_reserve(rl__kv *kv, int32_t n) {
 
 /* ---- checker --------------------------------------------------------------------------- */
 
-#define FAIL(...)                                                                          \
-    do {                                                                                   \
-        rl__fmt(err, err_size, __VA_ARGS__);                                               \
-        st = RL_ERR_INTERNAL;                                                              \
-        goto done;                                                                         \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        rl__fmt(err, err_size, __VA_ARGS__);                                                       \
+        st = RL_ERR_INTERNAL;                                                                      \
+        goto done;                                                                                 \
     } while (0)
 
 /* Walk one list from head to tail and back; every member must be marked `where`. */
-static bool check_list(const rl__kv *kv, const kv_list *l, int where, const char *name,
-                       char *err, size_t err_size) {
+static bool check_list(const rl__kv *kv, const kv_list *l, int where, const char *name, char *err,
+                       size_t err_size) {
     int32_t n = 0, prev = KV_NIL;
     for (int32_t b = l->head; b != KV_NIL; b = kv->blocks[b].next) {
         if (b < 0 || b >= kv->n_blocks || n > kv->n_blocks) {
@@ -351,8 +355,8 @@ rl_status rl__kv_check(const rl__kv *kv, char *err, size_t err_size) {
         live++;
         if (!(0 <= s->n_computed && s->n_computed <= s->n_slots && s->n_slots <= s->n_tokens &&
               s->n_tokens <= s->cap_tokens))
-            FAIL("seq %d: counts computed %d slots %d tokens %d cap %d", (int)i,
-                 (int)s->n_computed, (int)s->n_slots, (int)s->n_tokens, (int)s->cap_tokens);
+            FAIL("seq %d: counts computed %d slots %d tokens %d cap %d", (int)i, (int)s->n_computed,
+                 (int)s->n_slots, (int)s->n_tokens, (int)s->cap_tokens);
         if (kv->prefix_cache && s->n_keyed != s->n_tokens / bs)
             FAIL("seq %d: %d keys for %d tokens", (int)i, (int)s->n_keyed, (int)s->n_tokens);
         if (s->n_committed > s->n_computed / bs)
@@ -372,8 +376,7 @@ rl_status rl__kv_check(const rl__kv *kv, char *err, size_t err_size) {
                      (int)j);
             if (j < s->n_committed && k->cached && k->gen != s->gens[j])
                 FAIL("seq %d: cached block %d at table[%d]: gen %llu, seq says %llu", (int)i,
-                     (int)b, (int)j, (unsigned long long)k->gen,
-                     (unsigned long long)s->gens[j]);
+                     (int)b, (int)j, (unsigned long long)k->gen, (unsigned long long)s->gens[j]);
         }
     }
     if (live != kv->n_live_seqs) FAIL("live seqs %d, counted %d", (int)kv->n_live_seqs, (int)live);
@@ -384,11 +387,10 @@ rl_status rl__kv_check(const rl__kv *kv, char *err, size_t err_size) {
             FAIL("block %d: refcount %d but %d table entries", (int)b, (int)k->ref, (int)refs[b]);
         if (k->ref > 0) {
             used++;
-            if (k->where != KV_IN_TABLE) FAIL("block %d: referenced but on list %d", (int)b,
-                                              (int)k->where);
+            if (k->where != KV_IN_TABLE)
+                FAIL("block %d: referenced but on list %d", (int)b, (int)k->where);
         } else if (k->where != (k->cached ? KV_IN_LRU : KV_IN_FREE)) {
-            FAIL("block %d: ref 0, cached %d, on list %d", (int)b, (int)k->cached,
-                 (int)k->where);
+            FAIL("block %d: ref 0, cached %d, on list %d", (int)b, (int)k->cached, (int)k->where);
         }
         if (k->cached) {
             n_cached++;
@@ -413,8 +415,8 @@ rl_status rl__kv_check(const rl__kv *kv, char *err, size_t err_size) {
     if (used + kv->free_list.len + kv->lru.len != kv->n_blocks)
         FAIL("used %d + free %d + lru %d != %d blocks", (int)used, (int)kv->free_list.len,
              (int)kv->lru.len, (int)kv->n_blocks);
-    if (n_cached != kv->n_cached) FAIL("cached count %d, counted %d", (int)kv->n_cached,
-                                       (int)n_cached);
+    if (n_cached != kv->n_cached)
+        FAIL("cached count %d, counted %d", (int)kv->n_cached, (int)n_cached);
     if (kv->buckets) {
         int32_t in_buckets = 0;
         for (uint32_t h = 0; h <= kv->bucket_mask; h++)
@@ -425,8 +427,8 @@ rl_status rl__kv_check(const rl__kv *kv, char *err, size_t err_size) {
                          bucket_of(kv, kv->blocks[c].key));
                 if (++in_buckets > kv->n_blocks) FAIL("buckets: cycle");
             }
-        if (in_buckets != n_cached) FAIL("%d blocks in buckets, %d cached", (int)in_buckets,
-                                         (int)n_cached);
+        if (in_buckets != n_cached)
+            FAIL("%d blocks in buckets, %d cached", (int)in_buckets, (int)n_cached);
     }
     if (err && err_size) err[0] = 0;
 done:

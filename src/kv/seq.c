@@ -12,11 +12,11 @@ kv_seq *rl__kv_seq_get(const rl__kv *kv, int32_t seq) {
     return &kv->seqs[seq];
 }
 
-#define GET_SEQ(s, kv, seq)                                                                \
-    kv_seq *s = rl__kv_seq_get(kv, seq);                                                   \
-    if (!s) {                                                                              \
-        if (kv) rl__kv_seterr(kv, "kv: sequence %d is not live", (int)(seq));              \
-        return RL_ERR_INVALID_ARG;                                                         \
+#define GET_SEQ(s, kv, seq)                                                                        \
+    kv_seq *s = rl__kv_seq_get(kv, seq);                                                           \
+    if (!s) {                                                                                      \
+        if (kv) rl__kv_seterr(kv, "kv: sequence %d is not live", (int)(seq));                      \
+        return RL_ERR_INVALID_ARG;                                                                 \
     }
 
 /* Grow the arrays of s to hold at least need tokens. Each array is grown on its own;
@@ -295,8 +295,10 @@ static void seq_commit(rl__kv *kv, kv_seq *s) {
             rl__kv_uncache(kv, b);
         }
         int32_t twin = rl__kv_cache_find(kv, s->keys[j], pgen, pkey, toks, &kv->st.collisions);
-        if (twin != KV_NIL) s->gens[j] = kv->blocks[twin].gen;
-        else s->gens[j] = rl__kv_cache_insert(kv, b, s->keys[j], pgen, pkey, toks);
+        if (twin != KV_NIL)
+            s->gens[j] = kv->blocks[twin].gen;
+        else
+            s->gens[j] = rl__kv_cache_insert(kv, b, s->keys[j], pgen, pkey, toks);
     }
 }
 
@@ -358,8 +360,8 @@ rl_status rl__kv_seq_share_prefix(rl__kv *kv, int32_t dst, int32_t src, int32_t 
         return RL_ERR_INVALID_ARG;
     }
     if (memcmp(d->salt_key, s->salt_key, KV_KEY) != 0) {
-        rl__kv_seterr(kv, "kv: share_prefix: sequences %d and %d have different salts",
-                      (int)dst, (int)src);
+        rl__kv_seterr(kv, "kv: share_prefix: sequences %d and %d have different salts", (int)dst,
+                      (int)src);
         return RL_ERR_INVALID_ARG;
     }
     if (memcmp(d->tokens, s->tokens, (size_t)n * sizeof *d->tokens) != 0) {

@@ -14,8 +14,8 @@
 
 typedef struct rl__sha256_ctx {
     uint32_t h[8];
-    uint64_t n_bytes;   /* message length so far */
-    uint8_t buf[64];    /* pending partial block */
+    uint64_t n_bytes; /* message length so far */
+    uint8_t buf[64];  /* pending partial block */
     uint32_t n_buf;
 } rl__sha256_ctx;
 

@@ -35,7 +35,7 @@ struct rl__sched {
     int32_t n_waiting, cap_waiting;
     sched_req **running; /* sorted; at most max_seqs (each holds a seat) */
     int32_t n_running;
-    int32_t seats;       /* live sequences of running requests */
+    int32_t seats; /* live sequences of running requests */
     uint64_t next_arrival;
     /* the plan being built or out */
     rl__sched_plan plan;
@@ -81,15 +81,17 @@ rl_status rl__sched_create(const rl__sched_params *p, rl__kv *kv, rl__sched **ou
         return RL_ERR_INVALID_ARG;
     }
     if (p->batch_tokens < p->max_seqs) {
-        rl__fmt(err, err_size, "sched: batch_tokens %d is below max_seqs %d (every running "
-                "sequence must be able to decode in one step)", (int)p->batch_tokens,
-                (int)p->max_seqs);
+        rl__fmt(err, err_size,
+                "sched: batch_tokens %d is below max_seqs %d (every running "
+                "sequence must be able to decode in one step)",
+                (int)p->batch_tokens, (int)p->max_seqs);
         return RL_ERR_INVALID_ARG;
     }
     if (p->chunk_tokens < 0 || p->max_waiting < 0 || p->n_ctx_max < 0) {
         rl__fmt(err, err_size, "sched: %s is negative",
-                p->chunk_tokens < 0 ? "chunk_tokens" : p->max_waiting < 0 ? "max_waiting"
-                                                                          : "n_ctx_max");
+                p->chunk_tokens < 0  ? "chunk_tokens"
+                : p->max_waiting < 0 ? "max_waiting"
+                                     : "n_ctx_max");
         return RL_ERR_INVALID_ARG;
     }
     rl__sched *s = rl__calloc(1, sizeof *s);
@@ -105,8 +107,8 @@ rl_status rl__sched_create(const rl__sched_params *p, rl__kv *kv, rl__sched **ou
     s->preempted = rl__malloc(m * sizeof *s->preempted);
     s->events = rl__malloc(2 * m * sizeof *s->events);
     /* A sequence is scheduled at most once per step and queues at most one copy. */
-    if (!s->running || !s->items || !s->item_req || !s->item_seq || !s->preempted ||
-        !s->events || rl__kv_copies_reserve(kv, p->max_seqs) != RL_OK)
+    if (!s->running || !s->items || !s->item_req || !s->item_seq || !s->preempted || !s->events ||
+        rl__kv_copies_reserve(kv, p->max_seqs) != RL_OK)
         goto fail_free;
     *out = s;
     return RL_OK;
@@ -147,8 +149,10 @@ static void queue_insert(sched_req **q, int32_t *n, sched_req *r) {
     int32_t lo = 0, hi = *n;
     while (lo < hi) {
         int32_t mid = (lo + hi) / 2;
-        if (before(q[mid], r)) lo = mid + 1;
-        else hi = mid;
+        if (before(q[mid], r))
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     memmove(q + lo + 1, q + lo, (size_t)(*n - lo) * sizeof *q);
     q[lo] = r;
@@ -191,8 +195,8 @@ rl_status rl__sched_add(rl__sched *s, const rl__sched_req *q) {
         return RL_ERR_INVALID_ARG;
     }
     if (q->max_new_tokens < 1) {
-        seterr(s, "request %llu: max_new_tokens %d must be at least 1",
-               (unsigned long long)q->id, (int)q->max_new_tokens);
+        seterr(s, "request %llu: max_new_tokens %d must be at least 1", (unsigned long long)q->id,
+               (int)q->max_new_tokens);
         return RL_ERR_INVALID_ARG;
     }
     if (q->n < 1 || q->n > s->p.max_seqs) {
@@ -207,8 +211,8 @@ rl_status rl__sched_add(rl__sched *s, const rl__sched_req *q) {
     }
     for (int32_t i = 0; i < q->n_prompt; i++)
         if (q->prompt[i] < 0) {
-            seterr(s, "request %llu: prompt[%d] = %d is not a token id",
-                   (unsigned long long)q->id, (int)i, (int)q->prompt[i]);
+            seterr(s, "request %llu: prompt[%d] = %d is not a token id", (unsigned long long)q->id,
+                   (int)i, (int)q->prompt[i]);
             return RL_ERR_INVALID_ARG;
         }
     if (find_req(s, q->id)) {
@@ -217,14 +221,17 @@ rl_status rl__sched_add(rl__sched *s, const rl__sched_req *q) {
     }
     int64_t total = (int64_t)q->n_prompt + q->max_new_tokens;
     if (total > INT32_MAX / 2 || (s->p.n_ctx_max && total > s->p.n_ctx_max)) {
-        seterr(s, "request %llu: prompt of %d tokens + max_new_tokens %d exceeds the context "
-               "of %d tokens", (unsigned long long)q->id, (int)q->n_prompt,
-               (int)q->max_new_tokens, (int)(s->p.n_ctx_max ? s->p.n_ctx_max : INT32_MAX / 2));
+        seterr(s,
+               "request %llu: prompt of %d tokens + max_new_tokens %d exceeds the context "
+               "of %d tokens",
+               (unsigned long long)q->id, (int)q->n_prompt, (int)q->max_new_tokens,
+               (int)(s->p.n_ctx_max ? s->p.n_ctx_max : INT32_MAX / 2));
         return RL_ERR_RANGE;
     }
     int64_t need = blocks_bound(q->n_prompt, q->max_new_tokens, q->n, s->bs);
     if (need > rl__kv_n_blocks(s->kv)) {
-        seterr(s, "request %llu: prompt of %d tokens + max_new_tokens %d (n = %d) needs up to "
+        seterr(s,
+               "request %llu: prompt of %d tokens + max_new_tokens %d (n = %d) needs up to "
                "%lld KV blocks of %d tokens, but the whole pool has %d",
                (unsigned long long)q->id, (int)q->n_prompt, (int)q->max_new_tokens, (int)q->n,
                (long long)need, (int)s->bs, (int)rl__kv_n_blocks(s->kv));
@@ -252,8 +259,8 @@ rl_status rl__sched_add(rl__sched *s, const rl__sched_req *q) {
     r->n = r->n_live = q->n;
     for (int32_t k = 0; k < q->n; k++) r->seqs[k].kv = -1;
     for (int32_t k = 0; k < q->n; k++) {
-        rl_status st = rl__kv_seq_create(s->kv, q->salt, q->salt_len, (int32_t)total,
-                                         &r->seqs[k].kv);
+        rl_status st =
+            rl__kv_seq_create(s->kv, q->salt, q->salt_len, (int32_t)total, &r->seqs[k].kv);
         if (st == RL_OK) st = rl__kv_seq_add_tokens(s->kv, r->seqs[k].kv, q->prompt, q->n_prompt);
         if (st != RL_OK) {
             if (r->seqs[k].kv >= 0) rl__kv_seq_free(s->kv, r->seqs[k].kv);
@@ -292,8 +299,10 @@ rl_status rl__sched_abort(rl__sched *s, uint64_t id) {
         return RL_ERR_NOT_FOUND;
     }
     s->st.n_aborted++;
-    if (s->outstanding && r->in_plan) r->abort_pending = true;
-    else drop_req(s, r);
+    if (s->outstanding && r->in_plan)
+        r->abort_pending = true;
+    else
+        drop_req(s, r);
     return RL_OK;
 }
 
@@ -329,8 +338,7 @@ static rl_status maybe_split(rl__sched *s, sched_req *r) {
         if (k == lead || r->seqs[k].finish) continue;
         rl_status st = rl__kv_seq_share_prefix(s->kv, r->seqs[k].kv, r->seqs[lead].kv, n);
         if (st) {
-            seterr(s, "request %llu: fork: %s", (unsigned long long)r->id,
-                   rl__kv_errmsg(s->kv));
+            seterr(s, "request %llu: fork: %s", (unsigned long long)r->id, rl__kv_errmsg(s->kv));
             return RL_ERR_INTERNAL;
         }
     }
@@ -345,8 +353,10 @@ static int32_t fit(const rl__sched *s, int32_t kv_seq, int32_t n) {
     int32_t lo = 0, hi = n; /* fits(lo), !fits(hi) */
     while (hi - lo > 1) {
         int32_t mid = lo + (hi - lo) / 2;
-        if (rl__kv_seq_blocks_needed(s->kv, kv_seq, mid) <= free) lo = mid;
-        else hi = mid;
+        if (rl__kv_seq_blocks_needed(s->kv, kv_seq, mid) <= free)
+            lo = mid;
+        else
+            hi = mid;
     }
     return lo;
 }
@@ -611,11 +621,13 @@ rl_status rl__sched_update(rl__sched *s, const rl__sched_output *out, int32_t n_
         if (!pl->items[i].logits) continue;
         q->n_generated++;
         s->st.tokens_generated++;
-        rl__sched_finish why = out[i].stop                  ? RL_SCHED_FINISH_STOP
+        rl__sched_finish why = out[i].stop                    ? RL_SCHED_FINISH_STOP
                                : q->n_generated >= r->max_new ? RL_SCHED_FINISH_LENGTH
                                                               : RL_SCHED_FINISH_NONE;
-        if (why) finish_seq(s, r, k, why);
-        else rl__kv_seq_add_tokens(s->kv, q->kv, &out[i].token, 1); /* within capacity */
+        if (why)
+            finish_seq(s, r, k, why);
+        else
+            rl__kv_seq_add_tokens(s->kv, q->kv, &out[i].token, 1); /* within capacity */
     }
     /* Requests that ended or were aborted meanwhile leave now. A request's items are
      * consecutive; its entries are cleared before it is freed. */
@@ -650,10 +662,10 @@ void rl__sched_stats_get(const rl__sched *s, rl__sched_stats *st) {
     st->kv_blocks_cached = ks.n_cached;
 }
 
-#define FAIL(...)                                                                          \
-    do {                                                                                   \
-        rl__fmt(err, err_size, __VA_ARGS__);                                               \
-        return RL_ERR_INTERNAL;                                                            \
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        rl__fmt(err, err_size, __VA_ARGS__);                                                       \
+        return RL_ERR_INTERNAL;                                                                    \
     } while (0)
 
 static rl_status check_req(const rl__sched *s, const sched_req *r, int state, char *err,
@@ -665,15 +677,15 @@ static rl_status check_req(const rl__sched *s, const sched_req *r, int state, ch
     for (int32_t k = 0; k < r->n; k++) {
         const sched_seq *q = &r->seqs[k];
         if (q->finish) {
-            if (q->kv != -1) FAIL("request %llu seq %d: finished but holds kv %d", id, (int)k,
-                                  (int)q->kv);
+            if (q->kv != -1)
+                FAIL("request %llu seq %d: finished but holds kv %d", id, (int)k, (int)q->kv);
             continue;
         }
         live++;
         int32_t n_tok = rl__kv_seq_n_tokens(s->kv, q->kv);
         if (n_tok != r->n_prompt + q->n_generated)
-            FAIL("request %llu seq %d: %d tokens, prompt %d + generated %d", id, (int)k,
-                 (int)n_tok, (int)r->n_prompt, (int)q->n_generated);
+            FAIL("request %llu seq %d: %d tokens, prompt %d + generated %d", id, (int)k, (int)n_tok,
+                 (int)r->n_prompt, (int)q->n_generated);
         if (q->n_generated >= r->max_new)
             FAIL("request %llu seq %d: live with %d generated of %d", id, (int)k,
                  (int)q->n_generated, (int)r->max_new);
@@ -681,11 +693,10 @@ static rl_status check_req(const rl__sched *s, const sched_req *r, int state, ch
         if (state == REQ_WAITING && slots != 0)
             FAIL("request %llu seq %d: waiting with %d slots", id, (int)k, (int)slots);
         if (unsplit && k != lead && slots != 0)
-            FAIL("request %llu seq %d: not forked yet but holds %d slots", id, (int)k,
-                 (int)slots);
+            FAIL("request %llu seq %d: not forked yet but holds %d slots", id, (int)k, (int)slots);
     }
-    if (live != r->n_live) FAIL("request %llu: %d live seqs, counted %d", id, (int)r->n_live,
-                                (int)live);
+    if (live != r->n_live)
+        FAIL("request %llu: %d live seqs, counted %d", id, (int)r->n_live, (int)live);
     if (live == 0) FAIL("request %llu: no live sequence", id);
     if (state == REQ_WAITING && r->split) FAIL("request %llu: waiting but split", id);
     return RL_OK;
@@ -694,19 +705,21 @@ static rl_status check_req(const rl__sched *s, const sched_req *r, int state, ch
 rl_status rl__sched_check(const rl__sched *s, char *err, size_t err_size) {
     int32_t seats = 0;
     for (int32_t i = 0; i < s->n_running; i++) {
-        if (i && !before(s->running[i - 1], s->running[i])) FAIL("running queue out of order at %d", (int)i);
+        if (i && !before(s->running[i - 1], s->running[i]))
+            FAIL("running queue out of order at %d", (int)i);
         rl_status st = check_req(s, s->running[i], REQ_RUNNING, err, err_size);
         if (st) return st;
         seats += s->running[i]->n_live;
     }
     for (int32_t i = 0; i < s->n_waiting; i++) {
-        if (i && !before(s->waiting[i - 1], s->waiting[i])) FAIL("waiting queue out of order at %d", (int)i);
+        if (i && !before(s->waiting[i - 1], s->waiting[i]))
+            FAIL("waiting queue out of order at %d", (int)i);
         rl_status st = check_req(s, s->waiting[i], REQ_WAITING, err, err_size);
         if (st) return st;
     }
     if (seats != s->seats) FAIL("seats %d, counted %d", (int)s->seats, (int)seats);
-    if (seats > s->p.max_seqs) FAIL("%d running sequences > max_seqs %d", (int)seats,
-                                    (int)s->p.max_seqs);
+    if (seats > s->p.max_seqs)
+        FAIL("%d running sequences > max_seqs %d", (int)seats, (int)s->p.max_seqs);
     if (s->n_waiting + s->n_running > s->cap_waiting && s->n_waiting + s->n_running > 0)
         FAIL("waiting capacity %d below %d live requests", (int)s->cap_waiting,
              (int)(s->n_waiting + s->n_running));

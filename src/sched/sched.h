@@ -17,9 +17,10 @@
  * if nothing fits, the last running request in (priority, arrival) order is preempted:
  * its blocks are released and it goes back to the waiting queue, to be recomputed from
  * its tokens later (its computed full blocks stay in the prefix cache meanwhile). No
- * admission happens in a step that preempted. The first running request is therefore
- * never preempted, and a request accepted by rl__sched_add always fits alone: every
- * request completes.
+ * admission happens in a step that preempted. A step therefore never preempts the first
+ * running request, and a request accepted by rl__sched_add always fits alone, so every
+ * request completes (unless blocks of the pool are held outside the scheduler: a request
+ * that then fits no more even alone ends with RL_SCHED_FINISH_ERROR).
  *
  * A request with n > 1 samples n sequences from one prompt: its first sequence (the lead)
  * computes the prompt but its last token; then the other sequences share those blocks
@@ -71,18 +72,18 @@ typedef struct rl__sched_item {
     const int32_t *tokens;      /* [n_tokens] ids at those positions */
     const int32_t *block_table; /* [n_blocks]; covers positions [0, pos + n_tokens) */
     int32_t n_blocks;
-    bool logits;                /* sample a token from the logits of the last position */
-    bool prefill;               /* part of a prompt or of a recomputation (else a decode) */
+    bool logits;  /* sample a token from the logits of the last position */
+    bool prefill; /* part of a prompt or of a recomputation (else a decode) */
 } rl__sched_item;
 
 /* A step's plan. Pointers stay valid until the next rl__sched_update. */
 typedef struct rl__sched_plan {
-    const rl__sched_item *items;  /* in (priority, arrival, seq_index) order */
+    const rl__sched_item *items; /* in (priority, arrival, seq_index) order */
     int32_t n_items;
-    int32_t n_tokens;             /* sum of items' n_tokens, <= batch_tokens */
-    const rl__kv_copy *copies;    /* execute in order before the forward pass */
+    int32_t n_tokens;          /* sum of items' n_tokens, <= batch_tokens */
+    const rl__kv_copy *copies; /* execute in order before the forward pass */
     int32_t n_copies;
-    const uint64_t *preempted;    /* ids of requests preempted while building this plan */
+    const uint64_t *preempted; /* ids of requests preempted while building this plan */
     int32_t n_preempted;
 } rl__sched_plan;
 
@@ -110,19 +111,19 @@ typedef struct rl__sched_event {
 } rl__sched_event;
 
 typedef struct rl__sched_stats {
-    int32_t n_running, n_waiting;   /* requests */
+    int32_t n_running, n_waiting; /* requests */
     int32_t n_running_seqs;
     uint64_t n_steps;
     uint64_t n_preemptions;
     uint64_t n_added, n_finished, n_aborted;
-    uint64_t tokens_scheduled;      /* over all steps */
-    uint64_t tokens_prefill;        /* of which prompt/recompute tokens */
-    uint64_t tokens_generated;      /* tokens sampled and reported */
+    uint64_t tokens_scheduled; /* over all steps */
+    uint64_t tokens_prefill;   /* of which prompt/recompute tokens */
+    uint64_t tokens_generated; /* tokens sampled and reported */
     int32_t last_step_tokens, last_step_seqs;
     int32_t max_step_tokens, max_step_seqs; /* largest plans so far */
     /* From the KV manager: prefix-cache lookups and hits in tokens, hit_tokens/lookup. */
     uint64_t prefix_lookup_tokens, prefix_hit_tokens;
-    double prefix_hit_rate;         /* 0 when nothing was looked up */
+    double prefix_hit_rate; /* 0 when nothing was looked up */
     int32_t kv_blocks_used, kv_blocks_free, kv_blocks_cached;
 } rl__sched_stats;
 
@@ -156,9 +157,10 @@ rl_status rl__sched_add(rl__sched *s, const rl__sched_req *req);
  * RL_ERR_NOT_FOUND for an unknown id. */
 rl_status rl__sched_abort(rl__sched *s, uint64_t id);
 
-/* Build the next plan; *plan is NULL-free (n_items may be 0 when nothing can run).
- * RL_ERR_INVALID_ARG when the previous plan has not been answered by rl__sched_update;
- * RL_ERR_NOMEM (copy list growth). */
+/* Build the next plan into *plan (n_items may be 0 when nothing can run). Never
+ * allocates. RL_ERR_INVALID_ARG when the previous plan has not been answered by
+ * rl__sched_update; RL_ERR_INTERNAL if the KV manager refuses what it was checked to
+ * accept (a broken invariant, with a message). */
 rl_status rl__sched_step(rl__sched *s, const rl__sched_plan **plan);
 
 /* Report the outcome of the last plan: out[i] for items[i], n_out == n_items. The

@@ -11,11 +11,11 @@
 /* ---- helpers ------------------------------------------------------------------------ */
 
 /* Invariant check after an operation; prints the violation. */
-#define CHECK_KV(kv)                                                                       \
-    do {                                                                                   \
-        char e_[256];                                                                      \
-        rl_status s_ = rl__kv_check((kv), e_, sizeof e_);                                  \
-        CHECKF(s_ == RL_OK, "invariant: %s", e_);                                          \
+#define CHECK_KV(kv)                                                                               \
+    do {                                                                                           \
+        char e_[256];                                                                              \
+        rl_status s_ = rl__kv_check((kv), e_, sizeof e_);                                          \
+        CHECKF(s_ == RL_OK, "invariant: %s", e_);                                                  \
     } while (0)
 
 static rl__kv *make_kv(int32_t n_blocks, int32_t bs, bool cache) {
@@ -157,8 +157,18 @@ TEST(create_params) {
 
 /* ---- accounting scripts --------------------------------------------------------------- */
 
-enum { OP_NEW, OP_ADD, OP_RESERVE, OP_COMPUTED, OP_FORK, OP_FREE, OP_RELEASE, OP_TRUNCATE,
-       OP_MATCH, OP_END };
+enum {
+    OP_NEW,
+    OP_ADD,
+    OP_RESERVE,
+    OP_COMPUTED,
+    OP_FORK,
+    OP_FREE,
+    OP_RELEASE,
+    OP_TRUNCATE,
+    OP_MATCH,
+    OP_END
+};
 
 /* One step of a script: op on sequence slot `s` (OP_FORK: from slot arg into slot s),
  * then the expected status, fits (reserve), free block count and copies queued so far
@@ -178,7 +188,10 @@ typedef struct {
 } kv_script;
 
 static const kv_script scripts[] = {
-    {"grow and free", 4, 4, true,
+    {"grow and free",
+     4,
+     4,
+     true,
      {{OP_NEW, 0, 0, RL_OK, -1, 4, 0},
       {OP_ADD, 0, 9, RL_OK, -1, 4, 0},
       {OP_RESERVE, 0, 5, RL_OK, 1, 2, 0},
@@ -190,7 +203,10 @@ static const kv_script scripts[] = {
       {OP_RESERVE, 0, 1, RL_ERR_INVALID_ARG, -1, 1, 0}, /* no token to compute */
       {OP_FREE, 0, 0, RL_OK, -1, 4, 0},
       {OP_END, 0, 0, RL_OK, 0, 0, 0}}},
-    {"doesn't fit changes nothing", 3, 4, false,
+    {"doesn't fit changes nothing",
+     3,
+     4,
+     false,
      {{OP_NEW, 0, 0, RL_OK, -1, 3, 0},
       {OP_ADD, 0, 16, RL_OK, -1, 3, 0},
       {OP_RESERVE, 0, 13, RL_OK, 0, 3, 0},
@@ -205,7 +221,10 @@ static const kv_script scripts[] = {
       {OP_RELEASE, 0, 0, RL_OK, -1, 3, 0},
       {OP_FREE, 0, 0, RL_OK, -1, 3, 0},
       {OP_END, 0, 0, RL_OK, 0, 0, 0}}},
-    {"fork shares, writes copy", 6, 4, false,
+    {"fork shares, writes copy",
+     6,
+     4,
+     false,
      {{OP_NEW, 0, 0, RL_OK, -1, 6, 0},
       {OP_ADD, 0, 6, RL_OK, -1, 6, 0},
       {OP_RESERVE, 0, 6, RL_OK, 1, 4, 0},
@@ -222,7 +241,10 @@ static const kv_script scripts[] = {
       {OP_FREE, 0, 0, RL_OK, -1, 4, -1},
       {OP_FREE, 2, 0, RL_OK, -1, 6, -1},
       {OP_END, 0, 0, RL_OK, 0, 0, 0}}},
-    {"prefix hit, release, recompute", 5, 4, true,
+    {"prefix hit, release, recompute",
+     5,
+     4,
+     true,
      {{OP_NEW, 0, 0, RL_OK, -1, 5, 0},
       {OP_ADD, 0, 10, RL_OK, -1, 5, 0},
       {OP_RESERVE, 0, 10, RL_OK, 1, 2, 0},
@@ -249,20 +271,36 @@ static void run_script(const kv_script *sc) {
         bool fits = true;
         int32_t s = ids[t->s];
         switch (t->op) {
-        case OP_NEW: st = rl__kv_seq_create(kv, NULL, 0, 0, &ids[t->s]); break;
+        case OP_NEW:
+            st = rl__kv_seq_create(kv, NULL, 0, 0, &ids[t->s]);
+            break;
         case OP_ADD: {
             int32_t toks[64], n0 = rl__kv_seq_n_tokens(kv, s);
             for (int j = 0; j < t->arg; j++) toks[j] = n0 + j;
             st = rl__kv_seq_add_tokens(kv, s, toks, t->arg);
             break;
         }
-        case OP_RESERVE: st = rl__kv_seq_reserve(kv, s, t->arg, &fits); break;
-        case OP_COMPUTED: st = rl__kv_seq_computed(kv, s, t->arg); break;
-        case OP_FORK: st = rl__kv_seq_fork(kv, ids[t->arg], 0, &ids[t->s]); break;
-        case OP_FREE: st = rl__kv_seq_free(kv, s); break;
-        case OP_RELEASE: st = rl__kv_seq_release(kv, s); break;
-        case OP_TRUNCATE: st = rl__kv_seq_truncate(kv, s, t->arg); break;
-        case OP_MATCH: st = rl__kv_seq_match_prefix(kv, s, t->arg, NULL); break;
+        case OP_RESERVE:
+            st = rl__kv_seq_reserve(kv, s, t->arg, &fits);
+            break;
+        case OP_COMPUTED:
+            st = rl__kv_seq_computed(kv, s, t->arg);
+            break;
+        case OP_FORK:
+            st = rl__kv_seq_fork(kv, ids[t->arg], 0, &ids[t->s]);
+            break;
+        case OP_FREE:
+            st = rl__kv_seq_free(kv, s);
+            break;
+        case OP_RELEASE:
+            st = rl__kv_seq_release(kv, s);
+            break;
+        case OP_TRUNCATE:
+            st = rl__kv_seq_truncate(kv, s, t->arg);
+            break;
+        case OP_MATCH:
+            st = rl__kv_seq_match_prefix(kv, s, t->arg, NULL);
+            break;
         }
         int32_t nc = 0;
         rl__kv_copies(kv, &nc);
@@ -394,8 +432,7 @@ TEST(prefix_reuse) {
         CHECK_EQ_INT(st.hit_tokens, hit);
         CHECK_EQ_INT(st.lookup_tokens, cases[i].n_new);
         CHECK_EQ_INT(st.hit_blocks, hit / 4);
-        CHECK_EQ_INT(st.lookup_blocks,
-                     RL_MIN(cases[i].max_tokens, cases[i].n_new) / 4);
+        CHECK_EQ_INT(st.lookup_blocks, RL_MIN(cases[i].max_tokens, cases[i].n_new) / 4);
         rl__kv_free(kv);
     }
 }
@@ -418,8 +455,8 @@ TEST(peek_prefix) {
         CHECK(rl__kv_seq_create(kv, NULL, 0, 0, &s) == RL_OK);
         CHECK(rl__kv_seq_add_tokens(kv, s, toks, cases[i].n) == RL_OK);
         CHECK(rl__kv_seq_peek_prefix(kv, s, cases[i].max, &hit, &hit_free) == RL_OK);
-        CHECKF(hit == cases[i].hit && hit_free == cases[i].hit_free, "case %zu: %d %d", i,
-               (int)hit, (int)hit_free);
+        CHECKF(hit == cases[i].hit && hit_free == cases[i].hit_free, "case %zu: %d %d", i, (int)hit,
+               (int)hit_free);
         CHECK_EQ_INT(rl__kv_seq_n_slots(kv, s), 0);
         rl__kv_stats_get(kv, &st1);
         CHECK(st1.lookup_tokens == st0.lookup_tokens && st1.hit_tokens == st0.hit_tokens);
@@ -479,9 +516,8 @@ TEST(salt_isolation) {
         const char *first, *second;
         int32_t want_hit;
     } cases[] = {
-        {NULL, NULL, 8},        {"alice", "alice", 8}, {"alice", "bob", 0},
-        {"alice", NULL, 0},     {NULL, "alice", 0},    {"alice", "alicf", 0},
-        {"a", "aa", 0},
+        {NULL, NULL, 8},    {"alice", "alice", 8}, {"alice", "bob", 0}, {"alice", NULL, 0},
+        {NULL, "alice", 0}, {"alice", "alicf", 0}, {"a", "aa", 0},
     };
     for (size_t i = 0; i < RL_ARRAY_LEN(cases); i++) {
         rl__kv *kv = make_kv(16, 4, true);
@@ -698,8 +734,10 @@ TEST(alloc_failures) {
         rl__alloc_fail_after(k);
         rl_status st = rl__kv_create(&p, &kv, NULL, 0);
         rl__alloc_fail_after(0);
-        if (st == RL_OK) ok_at = (int)k;
-        else CHECK(st == RL_ERR_NOMEM && kv == NULL && rl_mem_in_use() == base);
+        if (st == RL_OK)
+            ok_at = (int)k;
+        else
+            CHECK(st == RL_ERR_NOMEM && kv == NULL && rl_mem_in_use() == base);
         rl__kv_free(kv);
     }
     CHECK(ok_at > 1);
@@ -842,9 +880,8 @@ TEST(random_ops) {
                 int j = (int)rnd(RS_SEQS);
                 if (ids[j] < 0) CHECK(rl__kv_seq_fork(kv, s, 0, &ids[j]) == RL_OK);
             } else if (op < 60) {
-                CHECK(rl__kv_seq_truncate(kv, s, (int32_t)rnd(
-                                                      (uint32_t)rl__kv_seq_n_tokens(kv, s) + 1)) ==
-                      RL_OK);
+                CHECK(rl__kv_seq_truncate(
+                          kv, s, (int32_t)rnd((uint32_t)rl__kv_seq_n_tokens(kv, s) + 1)) == RL_OK);
             } else if (op < 68) {
                 CHECK(rl__kv_seq_release(kv, s) == RL_OK);
                 int32_t hit = 0;
@@ -866,8 +903,7 @@ TEST(random_ops) {
                 const int32_t *toks = rl__kv_seq_tokens(kv, ids[k]);
                 for (int32_t p = 0; p < nc; p++)
                     CHECKF(mem[(size_t)tab[p / bs] * bs + p % bs] == slot_value(toks, p),
-                           "step %d seq slot %d position %d reads stale contents", step, k,
-                           (int)p);
+                           "step %d seq slot %d position %d reads stale contents", step, k, (int)p);
             }
         }
         rl__kv_stats st;
@@ -876,8 +912,9 @@ TEST(random_ops) {
         CHECK(st.cow_copies > 0);
         CHECK(st.evictions > 0);
         if (bits_cases[bc] == 0) CHECK(st.collisions > 0);
-        fprintf(stderr, "  random_ops bits %d: hit tokens %llu of %llu, evictions %llu, copies "
-                        "%llu, collisions %llu\n",
+        fprintf(stderr,
+                "  random_ops bits %d: hit tokens %llu of %llu, evictions %llu, copies "
+                "%llu, collisions %llu\n",
                 bits_cases[bc], (unsigned long long)st.hit_tokens,
                 (unsigned long long)st.lookup_tokens, (unsigned long long)st.evictions,
                 (unsigned long long)st.cow_copies, (unsigned long long)st.collisions);

@@ -7,11 +7,11 @@
 #include "test.h"
 #include "sched/sched.h"
 
-#define CHECK_SCHED(s)                                                                     \
-    do {                                                                                   \
-        char e_[256];                                                                      \
-        rl_status s_ = rl__sched_check((s), e_, sizeof e_);                                \
-        CHECKF(s_ == RL_OK, "invariant: %s", e_);                                          \
+#define CHECK_SCHED(s)                                                                             \
+    do {                                                                                           \
+        char e_[256];                                                                              \
+        rl_status s_ = rl__sched_check((s), e_, sizeof e_);                                        \
+        CHECKF(s_ == RL_OK, "invariant: %s", e_);                                                  \
     } while (0)
 
 typedef struct {
@@ -73,12 +73,9 @@ TEST(create_params) {
         int32_t batch, max_seqs, chunk, max_waiting, n_ctx;
         const char *field; /* NULL: valid */
     } cases[] = {
-        {512, 64, 0, 0, 0, NULL},
-        {8, 8, 4, 10, 100, NULL},
-        {512, 0, 0, 0, 0, "max_seqs"},
-        {4, 8, 0, 0, 0, "batch_tokens"},
-        {512, 8, -1, 0, 0, "chunk_tokens"},
-        {512, 8, 0, -1, 0, "max_waiting"},
+        {512, 64, 0, 0, 0, NULL},           {8, 8, 4, 10, 100, NULL},
+        {512, 0, 0, 0, 0, "max_seqs"},      {4, 8, 0, 0, 0, "batch_tokens"},
+        {512, 8, -1, 0, 0, "chunk_tokens"}, {512, 8, 0, -1, 0, "max_waiting"},
         {512, 8, 0, 0, -5, "n_ctx_max"},
     };
     rl__kv_params kp = rl__kv_default_params();
@@ -96,8 +93,8 @@ TEST(create_params) {
         char err[256] = "";
         rl_status st = rl__sched_create(&p, kv, &s, err, sizeof err);
         if (cases[i].field) {
-            CHECKF(st == RL_ERR_INVALID_ARG && !s && strstr(err, cases[i].field), "case %zu: %s",
-                   i, err);
+            CHECKF(st == RL_ERR_INVALID_ARG && !s && strstr(err, cases[i].field), "case %zu: %s", i,
+                   err);
         } else {
             CHECKF(st == RL_OK && s, "case %zu: %s", i, err);
         }
@@ -114,35 +111,47 @@ TEST(add_validation) {
     rl__sched_params p = rl__sched_default_params();
     (void)p;
     static const int32_t good[8] = {1, 2, 3, 4, 5, 6, 7, 8}, bad[3] = {1, -2, 3};
-    CHECK(rl__sched_add(f.s, &(rl__sched_req){.id = 1, .prompt = good, .n_prompt = 8,
-                                               .max_new_tokens = 4, .n = 1}) == RL_OK);
+    CHECK(rl__sched_add(f.s,
+                        &(rl__sched_req){
+                            .id = 1, .prompt = good, .n_prompt = 8, .max_new_tokens = 4, .n = 1}) ==
+          RL_OK);
     static const struct {
         rl__sched_req r;
         rl_status want;
         const char *msg;
     } cases[] = {
         {{.id = 2, .prompt = NULL, .n_prompt = 3, .max_new_tokens = 1, .n = 1},
-         RL_ERR_INVALID_ARG, "prompt is empty"},
+         RL_ERR_INVALID_ARG,
+         "prompt is empty"},
         {{.id = 2, .prompt = good, .n_prompt = 0, .max_new_tokens = 1, .n = 1},
-         RL_ERR_INVALID_ARG, "prompt is empty"},
+         RL_ERR_INVALID_ARG,
+         "prompt is empty"},
         {{.id = 2, .prompt = bad, .n_prompt = 3, .max_new_tokens = 1, .n = 1},
-         RL_ERR_INVALID_ARG, "prompt[1]"},
+         RL_ERR_INVALID_ARG,
+         "prompt[1]"},
         {{.id = 2, .prompt = good, .n_prompt = 3, .max_new_tokens = 0, .n = 1},
-         RL_ERR_INVALID_ARG, "max_new_tokens"},
+         RL_ERR_INVALID_ARG,
+         "max_new_tokens"},
         {{.id = 2, .prompt = good, .n_prompt = 3, .max_new_tokens = 1, .n = 0},
-         RL_ERR_INVALID_ARG, "n 0"},
+         RL_ERR_INVALID_ARG,
+         "n 0"},
         {{.id = 2, .prompt = good, .n_prompt = 3, .max_new_tokens = 1, .n = 5},
-         RL_ERR_INVALID_ARG, "n 5"},
+         RL_ERR_INVALID_ARG,
+         "n 5"},
         {{.id = 2, .prompt = good, .n_prompt = 3, .max_new_tokens = 1, .n = 1, .salt_len = 3},
-         RL_ERR_INVALID_ARG, "salt"},
+         RL_ERR_INVALID_ARG,
+         "salt"},
         {{.id = 1, .prompt = good, .n_prompt = 3, .max_new_tokens = 1, .n = 1},
-         RL_ERR_INVALID_ARG, "already in use"},
+         RL_ERR_INVALID_ARG,
+         "already in use"},
         /* 16 blocks of 4: 8 + 57 - 1 = 64 tokens fit alone, 65 do not */
         {{.id = 3, .prompt = good, .n_prompt = 8, .max_new_tokens = 57, .n = 1}, RL_OK, NULL},
-        {{.id = 4, .prompt = good, .n_prompt = 8, .max_new_tokens = 58, .n = 1}, RL_ERR_LIMIT,
+        {{.id = 4, .prompt = good, .n_prompt = 8, .max_new_tokens = 58, .n = 1},
+         RL_ERR_LIMIT,
          "needs up to 17 KV blocks of 4 tokens, but the whole pool has 16"},
         /* n = 3: 1 shared block + 3 x (ceil(27/4) - 1) = 19 */
-        {{.id = 5, .prompt = good, .n_prompt = 8, .max_new_tokens = 20, .n = 3}, RL_ERR_LIMIT,
+        {{.id = 5, .prompt = good, .n_prompt = 8, .max_new_tokens = 20, .n = 3},
+         RL_ERR_LIMIT,
          "needs up to 19"},
         {{.id = 6, .prompt = good, .n_prompt = 8, .max_new_tokens = 10, .n = 3}, RL_OK, NULL},
     };
@@ -364,9 +373,9 @@ TEST(priority_order) {
     for (int step = 0; step < 40 && k < 6; step++) {
         CHECK(rl__sched_step(f.s, &pl) == RL_OK);
         CHECK(pl->n_items <= 1);
-        if (pl->n_items) CHECKF(pl->items[0].id == order[k], "step %d: %llu, want %llu", step,
-                                (unsigned long long)pl->items[0].id,
-                                (unsigned long long)order[k]);
+        if (pl->n_items)
+            CHECKF(pl->items[0].id == order[k], "step %d: %llu, want %llu", step,
+                   (unsigned long long)pl->items[0].id, (unsigned long long)order[k]);
         answer(&f, pl, &ev, &n_ev);
         if (n_ev) k++;
     }
@@ -389,11 +398,11 @@ TEST(prefix_reuse_and_salt) {
         const char *salt;
         int32_t want_pos; /* first position computed */
     } cases[] = {
-        {1, 30, NULL, 0},   /* cold */
-        {2, 40, NULL, 28},  /* 7 full blocks of the first (its 8th was partial) */
-        {3, 30, NULL, 28},  /* the whole prompt cached: the last block recomputed */
-        {4, 40, "t1", 0},   /* another tenant: no hit */
-        {5, 40, "t1", 36},  /* same tenant: 9 blocks (limit n - 1 = 39) */
+        {1, 30, NULL, 0},  /* cold */
+        {2, 40, NULL, 28}, /* 7 full blocks of the first (its 8th was partial) */
+        {3, 30, NULL, 28}, /* the whole prompt cached: the last block recomputed */
+        {4, 40, "t1", 0},  /* another tenant: no hit */
+        {5, 40, "t1", 36}, /* same tenant: 9 blocks (limit n - 1 = 39) */
         {6, 9, NULL, 8},
     };
     for (size_t i = 0; i < RL_ARRAY_LEN(cases); i++) {
@@ -618,7 +627,8 @@ TEST(pool_held_elsewhere) {
     done(&f);
 }
 
-/* ---- allocation failures ---------------------------------------------------------------------- */
+/* ---- allocation failures ----------------------------------------------------------------------
+ */
 
 TEST(alloc_failures) {
     size_t base = rl_mem_in_use();
@@ -653,8 +663,10 @@ TEST(alloc_failures) {
         rl_status st = rl__sched_add(s, &r);
         rl__alloc_fail_after(0);
         CHECK_SCHED(s);
-        if (st == RL_OK) ok_at = (int)k;
-        else CHECK(st == RL_ERR_NOMEM && rl__sched_n_live(s) == 0);
+        if (st == RL_OK)
+            ok_at = (int)k;
+        else
+            CHECK(st == RL_ERR_NOMEM && rl__sched_n_live(s) == 0);
     }
     CHECK(ok_at > 1);
     /* after add, a whole life (fork and copies included) allocates nothing */
@@ -702,7 +714,9 @@ typedef struct {
 
 static sim_req sims[SIM_MAX_REQ];
 
-static uint64_t mix(uint64_t h, int32_t t) { return (h ^ (uint64_t)(uint32_t)t) * 1099511628211ull; }
+static uint64_t mix(uint64_t h, int32_t t) {
+    return (h ^ (uint64_t)(uint32_t)t) * 1099511628211ull;
+}
 
 /* The token the fake model samples: a function of (request, sequence, position) only, so a
  * recomputed sequence must continue exactly where it was. */
@@ -763,11 +777,13 @@ static void run_sim(bool fcfs, uint32_t seed, int32_t n_steps, int32_t bs, int32
             for (int32_t i = 0; i < q->n_prompt; i++)
                 prompt[i] = (rnd(8) == 0 && i > 10) ? (int32_t)rnd(50) : docs[d][i];
             const char *salt = rnd(6) == 0 ? "tenant-b" : NULL;
-            rl__sched_req r = {q->id, q->priority, prompt, q->n_prompt, q->max_new, q->n,
-                               salt, salt ? 8u : 0u};
+            rl__sched_req r = {q->id,      q->priority, prompt, q->n_prompt,
+                               q->max_new, q->n,        salt,   salt ? 8u : 0u};
             rl_status st = rl__sched_add(f.s, &r);
-            if (huge) CHECK(st == RL_ERR_LIMIT && strstr(rl__sched_errmsg(f.s), "pool"));
-            else CHECKF(st == RL_OK, "%s", rl__sched_errmsg(f.s));
+            if (huge)
+                CHECK(st == RL_ERR_LIMIT && strstr(rl__sched_errmsg(f.s), "pool"));
+            else
+                CHECKF(st == RL_OK, "%s", rl__sched_errmsg(f.s));
             if (st != RL_OK) {
                 n_rejected++;
                 continue;
@@ -875,8 +891,10 @@ static void run_sim(bool fcfs, uint32_t seed, int32_t n_steps, int32_t bs, int32
             CHECK(!q->seq_done[k]);
             q->seq_done[k] = true;
             int32_t gen = q->n_tok[k] - q->n_prompt + 1; /* the final token is not appended */
-            if (ev[e].reason == RL_SCHED_FINISH_LENGTH) CHECK_EQ_INT(gen, q->max_new);
-            else CHECK(ev[e].reason == RL_SCHED_FINISH_STOP && gen <= q->max_new);
+            if (ev[e].reason == RL_SCHED_FINISH_LENGTH)
+                CHECK_EQ_INT(gen, q->max_new);
+            else
+                CHECK(ev[e].reason == RL_SCHED_FINISH_STOP && gen <= q->max_new);
             bool all = true;
             for (int32_t j = 0; j < q->n; j++) all &= q->seq_done[j];
             CHECK(ev[e].request_done == all);
@@ -910,9 +928,8 @@ static void run_sim(bool fcfs, uint32_t seed, int32_t n_steps, int32_t bs, int32
             fcfs ? "fcfs" : "priorities", (int)bs, (int)n_sims, (unsigned long long)n_rejected,
             (unsigned long long)n_aborts, (unsigned long long)n_done,
             (unsigned long long)st.n_steps, (unsigned long long)st.n_preemptions,
-            (unsigned long long)n_null_plans, st.prefix_hit_rate,
-            (unsigned long long)ks.cow_copies, (unsigned long long)ks.evictions,
-            (unsigned long long)max_wait);
+            (unsigned long long)n_null_plans, st.prefix_hit_rate, (unsigned long long)ks.cow_copies,
+            (unsigned long long)ks.evictions, (unsigned long long)max_wait);
     free(mem);
     done(&f);
 }
