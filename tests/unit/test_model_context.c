@@ -6,6 +6,7 @@
  * name the key or tensor; allocation failures unwind cleanly. */
 #include "golden.h"
 #include "test.h"
+#include "model/model.h"
 #include "util/util.h"
 
 #include <unistd.h>
@@ -580,7 +581,56 @@ TEST(allocation_failures) {
     CHECK(n_fail > 10);
 }
 
+/* Sliding-window attention, with every layer windowed (the llama arch does not use it:
+ * set here on the loaded model): the logits at position p then depend only on the tokens
+ * from p - n_layer * (w - 1) on, so feeding just those, at their positions, must give
+ * the same logits; and they must differ from full attention. */
+TEST(sliding_window) {
+    rl_golden_prompt p;
+    rl_model *m = load("models/stories260K.gguf");
+    if (!m || !prompt("stories260K", 4, &p)) {
+        rl_model_free(m);
+        SKIP("no stories260K");
+    }
+    const int nv = rl_model_n_vocab(m), n = p.n_tokens, w = 4;
+    float *full = malloc(sizeof(float) * (size_t)nv);
+    rl_context *ctx = make_ctx(m, 128, 128, 1, 1, RL_TYPE_F32, 2);
+    rl_batch b = rl_batch_get(p.tokens, n);
+    CHECK(rl_decode(ctx, &b) == RL_OK);
+    memcpy(full, rl_get_logits(ctx, -1), sizeof(float) * (size_t)nv);
+    rl_context_free(ctx);
+
+    m->hp.n_swa = w;
+    for (int il = 0; il < m->hp.n_layer; il++) m->layers[il].swa = true;
+    ctx = make_ctx(m, 128, 16, 1, 1, RL_TYPE_F32, 2);
+    b = rl_batch_get(p.tokens, n); /* several micro-batches */
+    CHECK(rl_decode(ctx, &b) == RL_OK);
+    float *swa = malloc(sizeof(float) * (size_t)nv);
+    memcpy(swa, rl_get_logits(ctx, -1), sizeof(float) * (size_t)nv);
+    rl_context_free(ctx);
+    CHECK(max_diff(full, swa, nv) > 1e-3);
+
+    const int p0 = n - 1 - m->hp.n_layer * (w - 1);
+    int32_t pos[512];
+    for (int i = p0; i < n; i++) pos[i - p0] = i;
+    ctx = make_ctx(m, 128, 128, 1, 1, RL_TYPE_F32, 2);
+    b = (rl_batch){.n_tokens = n - p0, .token = p.tokens + p0, .pos = pos};
+    CHECK(rl_decode(ctx, &b) == RL_OK);
+    double e = max_diff(swa, rl_get_logits(ctx, -1), nv);
+    CHECKF(e <= 1e-6, "window of %d: %d tokens vs the last %d: %.3g", w, n, n - p0, e);
+    /* one token fewer reaches outside the receptive field's start: must differ */
+    rl_kv_clear(ctx);
+    b = (rl_batch){.n_tokens = n - p0 - 1, .token = p.tokens + p0 + 1, .pos = pos + 1};
+    CHECK(rl_decode(ctx, &b) == RL_OK);
+    CHECK(max_diff(swa, rl_get_logits(ctx, -1), nv) > 1e-6);
+    rl_context_free(ctx);
+    free(full);
+    free(swa);
+    rl_model_free(m);
+}
+
 int main(void) {
+    RUN(sliding_window);
     RUN(batch_vs_sequential);
     RUN(two_sequences);
     RUN(sequence_ops);
