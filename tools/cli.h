@@ -20,5 +20,6 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_tensor(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
 
 #endif

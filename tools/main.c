@@ -10,6 +10,7 @@ static const cli_command g_commands[] = {
     {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
     {"quantize", "quantize a GGUF model with a llama.cpp mix (Q4_K_M, Q8_0, ...)", cmd_quantize},
+    {"synth", "write a model with random weights at a real shape (llama3-8b, ...)", cmd_synth},
     {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",
      cmd_bench_kernels},
 };
