@@ -25,11 +25,22 @@ static inline float hsum8(__m256 v) {
 
 static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
 
+/* Software prefetch of the weights PF_DIST bytes ahead, every 64 bytes of a step's span.
+ * A matvec streams the rows one after the other; a core's hardware prefetchers alone keep
+ * too few lines in flight to pull the memory bandwidth through one or two cores. Measured
+ * on a quiet 16-core Xeon (Q4_0 matvec, 256 MiB): 1 core 7.4 -> 14.3 GB/s, 2 cores 14.4 ->
+ * 24.5 GB/s; 2048 and 8192 bytes did worse or no better; prefetchnta did worse. */
+#define PF_DIST 4096
+static inline void pf_span(const void *p, size_t span) {
+    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+}
+
 float rl__vec_dot_f32_avx2(int64_t n, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        pf_span(x + i, 128);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
@@ -51,6 +62,7 @@ float rl__vec_dot_f16_avx2(int64_t n, const void *vx, const void *vy) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        pf_span(x + i, 64);
         a0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), a0);
         a1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), a2);
@@ -73,6 +85,7 @@ float rl__vec_dot_bf16_avx2(int64_t n, const void *vx, const void *vy) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        pf_span(x + i, 64);
         a0 = _mm256_fmadd_ps(load_bf16x8(x + i), load_bf16x8(y + i), a0);
         a1 = _mm256_fmadd_ps(load_bf16x8(x + i + 8), load_bf16x8(y + i + 8), a1);
         a2 = _mm256_fmadd_ps(load_bf16x8(x + i + 16), load_bf16x8(y + i + 16), a2);
@@ -165,6 +178,7 @@ static inline __m256i load32(const int8_t *qs) { return _mm256_loadu_si256((cons
  * block with its scale dx * dy. */
 #define DOT4_LOOP(P, Y)                                                                            \
     for (; b + 4 <= nb; b += 4) {                                                                  \
+        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
         __m128 s4 = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                              \
         acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b, Y)), lane(s4, 0), acc0);                    \
         acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(P(b + 1, Y)), lane(s4, 1), acc1);                \

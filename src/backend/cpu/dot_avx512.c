@@ -17,11 +17,22 @@
 
 static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
 
+/* Software prefetch of the weights PF_DIST bytes ahead, every 64 bytes of a step's span.
+ * A matvec streams the rows one after the other; a core's hardware prefetchers alone keep
+ * too few lines in flight to pull the memory bandwidth through one or two cores. Measured
+ * on a quiet 16-core Xeon (Q4_0 matvec, 256 MiB): 1 core 7.4 -> 14.3 GB/s, 2 cores 14.4 ->
+ * 24.5 GB/s; 2048 and 8192 bytes did worse or no better; prefetchnta did worse. */
+#define PF_DIST 4096
+static inline void pf_span(const void *p, size_t span) {
+    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+}
+
 float rl__vec_dot_f32_avx512(int64_t n, const void *vx, const void *vy) {
     const float *x = vx, *y = vy;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 64 <= n; i += 64) {
+        pf_span(x + i, 256);
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
@@ -45,6 +56,7 @@ float rl__vec_dot_f16_avx512(int64_t n, const void *vx, const void *vy) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 64 <= n; i += 64) {
+        pf_span(x + i, 128);
         a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
         a1 = _mm512_fmadd_ps(load_f16x16(x + i + 16), load_f16x16(y + i + 16), a1);
         a2 = _mm512_fmadd_ps(load_f16x16(x + i + 32), load_f16x16(y + i + 32), a2);
@@ -73,6 +85,7 @@ float rl__vec_dot_bf16_avx512(int64_t n, const void *vx, const void *vy) {
     int64_t i = 0;
     if (rl__cpu_has_avx512bf16()) {
         for (; i + 64 <= n; i += 64) {
+            pf_span(x + i, 128);
             a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(x + i),
                                   (__m512bh)_mm512_loadu_si512(y + i));
             a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(x + i + 32),
@@ -242,6 +255,7 @@ static inline float hsum4(__m128 s) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4) {                                                                  \
+        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
         __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
         __m512i p0 =                                                                               \
             _mm512_dpbusd_epi32(Y##_NOFF2(b, y0, off), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);    \
@@ -268,6 +282,7 @@ static inline float hsum4(__m128 s) {
     __m128 accm = _mm_setzero_ps();                                                                \
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4) {                                                                  \
+        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
         __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                   \
                                          nibbles2_x16(x[b].qs, x[b + 1].qs), Y##_LOAD2(b));        \
         __m512i p1 = _mm512_dpbusd_epi32(                                                          \
@@ -308,6 +323,7 @@ static inline __m256i unpack_q5_1(const uint8_t *qs, const uint8_t *qh) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4) {                                                                  \
+        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
         __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
         __m512i p0 =                                                                               \
             _mm512_dpbusd_epi32(Y##_NOFF2(b, y0, sixteen),                                         \
@@ -334,6 +350,7 @@ static inline __m256i unpack_q5_1(const uint8_t *qs, const uint8_t *qh) {
     __m128 accm = _mm_setzero_ps();                                                                \
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4) {                                                                  \
+        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
         __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(),                                   \
                                          unpack_q5_2(x[b].qs, x[b].qh, x[b + 1].qs, x[b + 1].qh),  \
                                          Y##_LOAD2(b));                                            \
@@ -367,6 +384,7 @@ static inline __m512i dot_s8_2(__m512i x, __m512i y) {
     __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
     int64_t b = 0;                                                                                 \
     for (; b + 4 <= nb; b += 4) {                                                                  \
+        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
         __m512i p0 = dot_s8_2(load2x32(x[b].qs, x[b + 1].qs), Y##_LOAD2(b));                       \
         __m512i p1 = dot_s8_2(load2x32(x[b + 2].qs, x[b + 3].qs), Y##_LOAD2(b + 2));               \
         __m128 s = _mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b));                               \
