@@ -132,10 +132,15 @@ static void top_p_buckets(rl_sampler *s, chain *c, float mx, double target) {
     const int32_t nv = s->n_vocab, min_keep = s->p.min_keep;
     double *hm = s->hist;
     memset(hm, 0, 4 * TOPP_NB * sizeof *hm);
+    const v4f vmx = splat(mx), vsc = splat((float)TOPP_NB / TOPP_RANGE);
+    const v4f vtop = splat((float)(TOPP_NB - 1));
     int32_t i = 0;
-    for (; i + 4 <= nv; i += 4)
-        for (int j = 0; j < 4; j++)
-            if (d[i + j] > -INFINITY) hm[j * TOPP_NB + topp_bucket(d[i + j], mx)] += (double)e[i + j];
+    for (; i + 4 <= nv; i += 4) {
+        /* -inf entries land in the last bucket with e = 0: no branch needed */
+        v4f bf = (vmx - ld(d + i)) * vsc;
+        v4i bi = __builtin_convertvector(sel(bf < vtop, bf, vtop), v4i);
+        for (int j = 0; j < 4; j++) hm[j * TOPP_NB + bi[j]] += (double)e[i + j];
+    }
     for (; i < nv; i++)
         if (d[i] > -INFINITY) hm[topp_bucket(d[i], mx)] += (double)e[i];
     double acc = 0.0, slack = target * (1.0 - 1e-6);
@@ -145,26 +150,33 @@ static void top_p_buckets(rl_sampler *s, chain *c, float mx, double target) {
         if (acc + hb >= slack) break;
         acc += hb;
     }
-    /* kept: every token of the buckets above b (unsorted); b's tokens go to tmp. Blocks
-     * whose maximum lies below bucket b are skipped. */
-    float lo = mx - (float)(b + 2) * (TOPP_RANGE / (float)TOPP_NB);
+    /* kept: every token of the buckets above b (unsorted); b's tokens go to tmp. Four at a
+     * time: bucket < b+1 is (mx - l) * scale < b+1, and most groups have none. */
+    const v4f vb1 = splat((float)(b + 1));
     int32_t k = 0, nb = 0;
     double cum = 0.0;
-    for (i = 0; i < nv;) {
-        if (i + 32 <= nv && b < TOPP_NB - 2 && blk_max32(d + i) < lo) {
-            i += 32;
-            continue;
-        }
-        int32_t end = i + 32 <= nv ? i + 32 : nv;
-        for (; i < end; i++) {
-            if (!(d[i] > -INFINITY)) continue;
-            int32_t bi = topp_bucket(d[i], mx);
-            if (bi < b) {
-                s->cand[k++] = rl__key(d[i], i);
-                cum += (double)e[i];
-            } else if (bi == b) {
-                s->tmp[nb++] = rl__key(d[i], i);
+    for (i = 0; i + 4 <= nv && b < TOPP_NB - 1; i += 4) {
+        v4i m = ((vmx - ld(d + i)) * vsc) < vb1;
+        if (!(m[0] | m[1] | m[2] | m[3])) continue;
+        for (int j = 0; j < 4; j++) {
+            if (!m[j]) continue;
+            int32_t t = i + j;
+            if (topp_bucket(d[t], mx) < b) {
+                s->cand[k++] = rl__key(d[t], t);
+                cum += (double)e[t];
+            } else {
+                s->tmp[nb++] = rl__key(d[t], t);
             }
+        }
+    }
+    for (; i < nv; i++) {
+        if (!(d[i] > -INFINITY)) continue;
+        int32_t bi = topp_bucket(d[i], mx);
+        if (bi < b) {
+            s->cand[k++] = rl__key(d[i], i);
+            cum += (double)e[i];
+        } else if (bi == b) {
+            s->tmp[nb++] = rl__key(d[i], i);
         }
     }
     for (;;) {
@@ -176,7 +188,7 @@ static void top_p_buckets(rl_sampler *s, chain *c, float mx, double target) {
         if (cut > 0 || ++b >= TOPP_NB) break;
         /* the cut lies past this bucket: the next one */
         nb = 0;
-        for (i = 0; i < nv; i++)
+        for (int32_t i = 0; i < nv; i++)
             if (d[i] > -INFINITY && topp_bucket(d[i], mx) == b) s->tmp[nb++] = rl__key(d[i], i);
     }
     c->dense = false;

@@ -857,6 +857,21 @@ TEST(seed_reproducible) {
     fprintf(stderr, "seq:");
     for (int i = 0; i < 16; i++) fprintf(stderr, " %d", (int)seq[i]);
     fprintf(stderr, "\n");
+    /* the same tokens on the baseline (SSE) build of the vector passes */
+    rl_cpu_isa saved = rl_cpu_isa_active();
+    if (rl_cpu_isa_set(RL_CPU_ISA_REF) == RL_OK) {
+        rl_sampler *r = mk(&p, NV);
+        int agree = 0;
+        for (int i = 0; i < 64; i++) {
+            rl_token x;
+            CHECK(rl_sampler_sample(r, l, NULL, &x) == RL_OK);
+            agree += x == seq[i];
+            rl_sampler_accept(r, x);
+        }
+        CHECK_EQ_INT(agree, 64);
+        rl_sampler_free(r);
+        rl_cpu_isa_set(saved);
+    }
     /* reset restarts the stream; clone continues it */
     rl_sampler_reset(a);
     rl_token x;
@@ -930,7 +945,7 @@ TEST(draw_frequencies) {
     CHECKF(x < 30.0, "chi2 %g", x); /* df = 3: 99.99% point 21.1 */
     rl_sampler_free(s);
     /* a big vocabulary drawn densely: the frequencies of the first 8 ids */
-    enum { NV = 50000, M = 100000 };
+    enum { NV = 20000, M = 40000 };
     static float big[NV];
     for (int i = 0; i < NV; i++) big[i] = i < 8 ? (float)log(pr[i] * 1000.0) : 0.0f;
     double zb = 1000.0 + (NV - 8);
@@ -1310,6 +1325,59 @@ TEST(select_helpers) {
     free(b);
 }
 
+TEST(vector_builds_agree) {
+    if (rl_cpu_isa_best() < RL_CPU_ISA_AVX2) SKIP("no AVX2 on this CPU");
+    enum { N = 4099 };
+    float *x = malloc(N * sizeof *x), *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    uint8_t m[(N + 7) / 8];
+    double bsa[N / RL__BLOCK + 1], bsb[N / RL__BLOCK + 1];
+    for (int trial = 0; trial < 20; trial++) {
+        int n = trial == 0 ? N : 1 + (int)(frand() * N);
+        for (int i = 0; i < n; i++) {
+            double u = frand();
+            x[i] = u < 0.05 ? -INFINITY : (float)(60.0 * frand() - 100.0 + trial);
+        }
+        for (int i = 0; i < (N + 7) / 8; i++) m[i] = (uint8_t)(frand() * 256);
+        CHECK(rl__samp_vmax_sse(x, n) == rl__samp_vmax_avx2(x, n));
+        CHECK(rl__samp_vcheck_sse(x, n) && rl__samp_vcheck_avx2(x, n));
+        bool oka, okb;
+        CHECK(rl__samp_vargmax_sse(x, m, n, &oka) == rl__samp_vargmax_avx2(x, m, n, &okb));
+        CHECK(rl__samp_vargmax_sse(x, NULL, n, NULL) == rl__samp_vargmax_avx2(x, NULL, n, NULL));
+        CHECK(oka && okb);
+        CHECK(rl__samp_vcopy_sse(a, x, m, n) && rl__samp_vcopy_avx2(b, x, m, n));
+        CHECK(!memcmp(a, b, (size_t)n * sizeof *a));
+        for (int i = 0; i < n; i++) CHECK(a[i] == (rl_mask_test(m, i) ? x[i] : -INFINITY));
+        memcpy(a, x, (size_t)n * sizeof *a);
+        memcpy(b, x, (size_t)n * sizeof *b);
+        rl__samp_vmask_sse(a, m, n);
+        rl__samp_vmask_avx2(b, m, n);
+        CHECK(!memcmp(a, b, (size_t)n * sizeof *a));
+        rl__samp_vdiv_sse(a, x, 0.7f, n);
+        rl__samp_vdiv_avx2(b, x, 0.7f, n);
+        CHECK(!memcmp(a, b, (size_t)n * sizeof *a));
+        float mx = rl__samp_vmax_sse(x, n);
+        double ta = rl__samp_vexp_sum_sse(x, a, n, mx, bsa);
+        double tb = rl__samp_vexp_sum_avx2(x, b, n, mx, bsb);
+        CHECK(ta == tb);
+        CHECK(!memcmp(a, b, (size_t)n * sizeof *a));
+        CHECK(!memcmp(bsa, bsb, (size_t)((n + RL__BLOCK - 1) / RL__BLOCK) * sizeof *bsa));
+        int same = 0;
+        for (int i = 0; i < n; i++) same += rl__f32_bits(a[i]) == rl__f32_bits(rl__det_expf(x[i] - mx));
+        CHECK_EQ_INT(same, n);
+        /* a NaN or +inf anywhere is seen by both */
+        int at = (int)(frand() * n);
+        x[at] = trial & 1 ? NAN : INFINITY;
+        CHECK(!rl__samp_vcheck_sse(x, n) && !rl__samp_vcheck_avx2(x, n));
+        CHECK(!rl__samp_vcopy_sse(a, x, NULL, n) && !rl__samp_vcopy_avx2(b, x, NULL, n));
+        rl__samp_vargmax_sse(x, NULL, n, &oka);
+        rl__samp_vargmax_avx2(x, NULL, n, &okb);
+        CHECK(!oka && !okb);
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
 /* ---- resources --------------------------------------------------------------------------- */
 
 TEST(no_allocation_per_sample) {
@@ -1400,6 +1468,7 @@ int main(void) {
     RUN(logprobs);
     RUN(large_vocab_brute_force);
     RUN(select_helpers);
+    RUN(vector_builds_agree);
     RUN(no_allocation_per_sample);
     RUN(create_allocation_failures);
     return rl_test_finish();
