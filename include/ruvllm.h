@@ -596,6 +596,20 @@ RL_API void rl_chat_template_free(rl_chat_template *t);
 /* Free a string the library returned (rl_chat_template_render's output). NULL is a no-op. */
 RL_API void rl_free_string(char *s);
 
+/* The Jinja text of g's chat template: tokenizer.chat_template when name is NULL, "" or
+ * "default", else tokenizer.chat_template.<name> (the named variants some files carry and
+ * list in tokenizer.chat_templates, e.g. "tool_use", "rag"). *src is NUL-terminated, *len
+ * (when len is not NULL) its length; both live as long as g. Returns RL_ERR_NOT_FOUND when
+ * the key is absent, RL_ERR_BAD_FILE when its value is not a string, RL_ERR_INVALID_ARG for
+ * NULL g or src or a name over 200 bytes. Thread-safe. */
+RL_API rl_status rl_chat_template_source(const rl_gguf *g, const char *name, const char **src,
+                                         size_t *len);
+
+/* The ChatML template ("<|im_start|>ROLE\nCONTENT<|im_end|>\n" per message, then
+ * "<|im_start|>assistant\n" as the generation prompt): the fallback for a model whose file
+ * carries no chat template. A static string. */
+RL_API const char *rl_chat_template_chatml(void);
+
 /* ===== end section: chat templates ===== */
 
 /* ===== section: sampling ===== */
@@ -1027,6 +1041,115 @@ RL_API int32_t rl_kv_seq_pos_max(const rl_context *ctx, int32_t seq_id);
 RL_API int32_t rl_kv_n_used(const rl_context *ctx);
 
 /* ===== end section: model and inference ===== */
+
+/* ===== section: grammar ===== */
+
+/* Constrained generation with GBNF grammars, the language of llama.cpp (grammars/README.md
+ * there): rules `name ::= alternatives`, `|`, grouping, `*` `+` `?` `{m}` `{m,}` `{m,n}`,
+ * literals with escapes (\x.. \u.... \U........ \t \n \r \\ \" \[ \] \-), character classes
+ * with ranges and `^`, `.`, comments, token references <[id]>, <text> (a single token of the
+ * vocabulary) and their negations !<[id]>. Repetitions are rewritten exactly as llama.cpp
+ * does, with its limits (counts above 2000 are refused).
+ *
+ * Semantics as llama.cpp's: terminals match Unicode code points; a token matches when its
+ * text can be consumed from some parse stack; a token may end inside a UTF-8 sequence when
+ * the rest can still match. Stricter than llama.cpp where it is lenient: text must be valid
+ * UTF-8 (no overlong forms, no surrogates), nullable left recursion is refused too, and
+ * states past the limits fail with RL_ERR_LIMIT instead of running out of memory.
+ * Token texts are what rl_token_to_piece gives without RL_DETOK_SPECIAL, so control
+ * tokens (empty text) match only token references; end-of-generation tokens (EOS, EOT, ...)
+ * are allowed exactly where the grammar may end. */
+
+typedef struct rl_grammar_vocab rl_grammar_vocab;     /* a vocabulary indexed for masks */
+typedef struct rl_grammar rl_grammar;                 /* a compiled grammar */
+typedef struct rl_grammar_matcher rl_grammar_matcher; /* the state of one generation */
+
+/* Bounds against hostile grammars; rl_grammar_default_limits() gives the values in
+ * brackets. Exceeding one fails with RL_ERR_LIMIT and a message naming it. */
+typedef struct rl_grammar_limits {
+    uint32_t max_text;     /* bytes of GBNF text [16 MiB] */
+    uint32_t max_elements; /* IR elements after repetitions are rewritten [4 Mi] */
+    uint32_t max_nesting;  /* nested parentheses [512] */
+    uint32_t max_stacks;   /* parse stacks alive in one state [4096] */
+    uint32_t max_depth;    /* frames in one stack (nesting of the text) [16384] */
+    uint32_t max_expand;   /* expansion steps for one code point [1 Mi] */
+    uint32_t max_nodes;    /* interned frames of one matcher [4 Mi] */
+    uint64_t max_cache_bytes; /* memory of a grammar's precomputed mask tables [512 MiB];
+                                 past it masks are still right, only slower */
+} rl_grammar_limits;
+
+RL_API rl_grammar_limits rl_grammar_default_limits(void);
+
+/* Index the texts of v's tokens for fast masks (~100 ms for 128k tokens). v must outlive
+ * the index. Immutable: any number of grammars and threads may share it. */
+RL_API rl_status rl_grammar_vocab_create(const rl_vocab *v, rl_grammar_vocab **out);
+RL_API void rl_grammar_vocab_free(rl_grammar_vocab *gv);
+
+/* Compile GBNF text[0..len) with start rule root (NULL: "root"). gv (NULL allowed: then
+ * matchers take bytes and token references only) gives the tokens to mask, and resolves
+ * <text> token references; it must outlive the grammar. lim NULL: the defaults. Errors:
+ * RL_ERR_INVALID_ARG for a bad grammar, with err "line L, column C: what" for syntax
+ * errors, or naming the undefined rule, the left-recursive rule, the missing root;
+ * RL_ERR_LIMIT past a limit; RL_ERR_NOMEM. *out is NULL then. A compiled grammar is
+ * immutable to its users and thread-safe: matchers in different threads may share it (it
+ * fills its mask tables lazily under a lock). */
+RL_API rl_status rl_grammar_compile(const char *text, size_t len, const char *root,
+                                    const rl_grammar_vocab *gv, const rl_grammar_limits *lim,
+                                    rl_grammar **out, char *err, size_t err_size);
+/* Frees g; its matchers must be freed first. */
+RL_API void rl_grammar_free(rl_grammar *g);
+
+/* A random text the grammar accepts (a random walk of its rules that turns toward the
+ * shortest completion once max_len bytes are near), into buf[0..size) with a NUL; *n_out
+ * bytes. Mostly printable ASCII where classes allow it. RL_ERR_RANGE when size is too
+ * small (*n_out then says how much is needed), RL_ERR_LIMIT when no text fits in about
+ * 4 * max_len + 1 KiB. Thread-safe. For tests and benchmarks. */
+RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size_t max_len,
+                                        char *buf, size_t size, size_t *n_out);
+
+/* A matcher at the start of g that can undo up to max_rollback accepted tokens (0: none).
+ * One thread at a time; it keeps a pointer to g. */
+RL_API rl_status rl_grammar_matcher_create(const rl_grammar *g, uint32_t max_rollback,
+                                           rl_grammar_matcher **out);
+RL_API void rl_grammar_matcher_free(rl_grammar_matcher *m);
+/* An independent copy of m in its state (for n > 1 and forks), history included. */
+RL_API rl_status rl_grammar_matcher_clone(const rl_grammar_matcher *m,
+                                          rl_grammar_matcher **out);
+/* Back to the start, history cleared. */
+RL_API void rl_grammar_matcher_reset(rl_grammar_matcher *m);
+
+/* Accept token t: RL_OK, or RL_ERR_INVALID_ARG when the grammar does not allow t here (or t
+ * is out of range; m unchanged, rl_grammar_matcher_errmsg says why), RL_ERR_LIMIT past a
+ * limit (m unchanged). An end-of-generation token is accepted where the grammar may end
+ * and finishes the matcher (nothing but more end tokens is allowed after it). Needs a
+ * grammar compiled with a vocabulary, except for tokens that token references match. */
+RL_API rl_status rl_grammar_matcher_accept_token(rl_grammar_matcher *m, rl_token t);
+/* Accept the bytes s[0..len) (one step of history). *n_ok (may be NULL) gets the number of
+ * bytes the grammar accepts from the start; RL_ERR_INVALID_ARG when that is less than len
+ * (m unchanged). */
+RL_API rl_status rl_grammar_matcher_accept_bytes(rl_grammar_matcher *m, const char *s,
+                                                 size_t len, size_t *n_ok);
+/* Whether t would be accepted now (the sampled-token check: cost about the token's length,
+ * no mask). False on errors too (rl_grammar_matcher_errmsg). */
+RL_API bool rl_grammar_matcher_allows(rl_grammar_matcher *m, rl_token t);
+/* The allowed tokens as a bit set: bit (t & 31) of mask[t >> 5] for token t, every word of
+ * mask[0..n_words) written (bits past the vocabulary zero). End-of-generation tokens are
+ * set exactly where the grammar may end. n_words >= (n_tokens + 31) / 32, else
+ * RL_ERR_INVALID_ARG. On little-endian machines the same memory read as bytes is the
+ * layout of rl_mask_test. */
+RL_API rl_status rl_grammar_matcher_fill_mask(rl_grammar_matcher *m, uint32_t *mask,
+                                              size_t n_words);
+/* Whether the text so far is a complete sentence of the grammar. */
+RL_API bool rl_grammar_matcher_can_end(const rl_grammar_matcher *m);
+/* Undo the last n accepted tokens (or accept_bytes calls). RL_ERR_RANGE when fewer than n
+ * are kept (m unchanged). */
+RL_API rl_status rl_grammar_matcher_rollback(rl_grammar_matcher *m, uint32_t n);
+/* Number of steps rl_grammar_matcher_rollback can undo now. */
+RL_API uint32_t rl_grammar_matcher_n_history(const rl_grammar_matcher *m);
+/* The last error's message ("" when none); valid until the next call on m. */
+RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
+
+/* ===== end section: grammar ===== */
 
 #ifdef __cplusplus
 }
