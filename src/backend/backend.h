@@ -150,6 +150,10 @@ typedef struct rl_backend_ops {
     /* Attention of a->n_tok tokens over one layer's cache (rl_attn_args; cells and span
      * are host memory). Tiled with an online softmax: memory O(head_dim) per head. */
     void (*attention)(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args *a);
+    /* Copy the K and V rows of cells src[i] to cells dst[i] (host arrays) of one layer,
+     * i < n (a paged cache's copy-on-write). */
+    void (*kv_copy)(rl_backend *be, const rl_kv_layer *kv, const int32_t *src,
+                    const int32_t *dst, int64_t n);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

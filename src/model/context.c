@@ -427,6 +427,42 @@ static rl_status validate(rl_context *ctx, const rl_batch *b) {
     return RL_OK;
 }
 
+rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits) {
+    const rl_model *m = ctx->m;
+    if (pass->n_tok < 1 || pass->n_tok > ctx->p.n_batch || pass->n_out < 0 ||
+        pass->n_out > RL_MIN(pass->n_tok, ctx->p.n_outputs_max))
+        return RL_ERR_INVALID_ARG;
+    ctx->arena.used = 0;
+    rl__fwd f = {
+        .m = m,
+        .be = ctx->be,
+        .arena = &ctx->arena,
+        .n_tok = pass->n_tok,
+        .tokens = pass->tokens,
+        .pos = pass->pos,
+        .kv_cells = pass->kv_cells,
+        .kv = ctx->kv,
+        .attn_cells = pass->attn_cells,
+        .span_full = pass->span_full,
+        .span_swa = pass->span_swa ? pass->span_swa : pass->span_full,
+        .n_out = pass->n_out,
+        .out_ids = pass->out_ids,
+        .rope = ctx->rope,
+    };
+    f.logits = rl__fwd_alloc(&f, (int64_t)pass->n_out * m->hp.n_vocab);
+    rl_status st = m->arch->forward(&f);
+    if (st == RL_OK) st = f.status;
+    if (st == RL_OK && pass->n_out)
+        ctx->be->ops->to_host(ctx->be, logits, f.logits,
+                              (size_t)pass->n_out * (size_t)m->hp.n_vocab * sizeof(float));
+    return st;
+}
+
+void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst, int64_t n) {
+    for (int32_t il = 0; il < ctx->m->hp.n_layer; il++)
+        ctx->be->ops->kv_copy(ctx->be, &ctx->kv[il], src, dst, n);
+}
+
 RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
     if (!ctx) return RL_ERR_INVALID_ARG;
     ctx->err[0] = 0;
@@ -459,26 +495,18 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
         }
         build_spans(ctx, n);
 
-        ctx->arena.used = 0;
-        rl__fwd f = {
-            .m = m,
-            .be = ctx->be,
-            .arena = &ctx->arena,
+        rl__pass pass = {
             .n_tok = n,
             .tokens = ctx->ub_tok,
             .pos = ctx->ub_pos,
             .kv_cells = ctx->ub_cells,
-            .kv = ctx->kv,
             .attn_cells = ctx->attn_cells,
             .span_full = ctx->span_full,
             .span_swa = ctx->has_swa ? ctx->span_swa : ctx->span_full,
             .n_out = n_out,
             .out_ids = ctx->ub_out,
-            .rope = ctx->rope,
         };
-        f.logits = rl__fwd_alloc(&f, (int64_t)n_out * n_vocab);
-        st = m->arch->forward(&f);
-        if (st == RL_OK) st = f.status;
+        st = rl__context_forward(ctx, &pass, ctx->logits + (size_t)n_out_total * n_vocab);
         if (st != RL_OK) {
             /* take back what this call stored: its positions come after seq_prev */
             for (int32_t s = 0; s < ctx->p.n_seq_max; s++)
@@ -486,9 +514,6 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
             ctx->n_outputs = 0;
             return ctx_fail(ctx, st, "forward pass failed: %s", rl_status_str(st));
         }
-        if (n_out)
-            ctx->be->ops->to_host(ctx->be, ctx->logits + (size_t)n_out_total * n_vocab, f.logits,
-                                  (size_t)n_out * n_vocab * sizeof(float));
         n_out_total += n_out;
         ctx->n_outputs = n_out_total;
     }

@@ -274,6 +274,29 @@ int64_t rl__blk_select_out(rl__fwd *f, float *x, int64_t dim);
  * the final softcap. */
 void rl__blk_output(rl__fwd *f, const float *x);
 
+/* ---- one pass with the cache placement given (context.c) ----
+ * rl_decode places tokens in the context's own cell table and calls this per micro-batch.
+ * An engine that keeps a paged cache (src/kv: cell = block * block_size + offset, the
+ * context created with n_ctx = n_blocks * block_size) calls it directly with the cells
+ * its block tables give. All arrays are host memory. */
+typedef struct rl__pass {
+    int32_t n_tok;               /* 1 .. n_batch */
+    const int32_t *tokens;       /* [n_tok] */
+    const int32_t *pos;          /* [n_tok] */
+    const int32_t *kv_cells;     /* [n_tok]: where each token's K/V are written */
+    const int32_t *attn_cells;   /* cell lists, each sequence's in position order */
+    const int32_t *span_full;    /* [n_tok][2]: token t attends to attn_cells[b .. e) */
+    const int32_t *span_swa;     /* [n_tok][2] for sliding-window layers; NULL: span_full */
+    int32_t n_out;               /* 0 .. min(n_tok, n_outputs_max) */
+    const int32_t *out_ids;      /* [n_out] ascending indices of tokens that want logits */
+} rl__pass;
+
+/* Run one pass; logits ([n_out][n_vocab] host memory) receives the results. Allocates
+ * nothing. RL_ERR_INVALID_ARG for sizes out of range. */
+rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits);
+/* Copy the K/V rows of cells src[i] to dst[i] in every layer (copy-on-write of blocks). */
+void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst, int64_t n);
+
 /* ---- RoPE (rope.c) ---- */
 /* Each layer's RoPE parameters for a context of n_ctx cells, as llama.cpp's context
  * derives them (cparams): freq scale by scaling type, YaRN ext/attn factors, LongRoPE's

@@ -629,7 +629,59 @@ TEST(sliding_window) {
     rl_model_free(m);
 }
 
+/* The entry point a paged cache uses: tokens placed in scattered cells (as block tables
+ * would place them), attention through explicit cell lists; then the cells copied
+ * elsewhere (copy-on-write) and attended there. Same logits as rl_decode. */
+TEST(external_placement) {
+    rl_golden_prompt p;
+    rl_model *m = load("models/zoo/llama3-Q8_0.gguf");
+    if (!m || !prompt("llama3-Q8_0", 1, &p)) {
+        rl_model_free(m);
+        SKIP("no zoo llama3");
+    }
+    const int nv = rl_model_n_vocab(m), n = p.n_tokens;
+    float *ref = sequential_logits(m, p.tokens, n);
+    rl_context *ctx = make_ctx(m, 256, 64, 1, 64, RL_TYPE_F32, 2);
+    int32_t pos[64], cells[64], list[64], span[128], out[64], copy[64];
+    for (int i = 0; i < n; i++) {
+        pos[i] = i;
+        cells[i] = list[i] = 200 - 3 * i; /* "block table": scattered, descending */
+        span[2 * i] = 0;
+        span[2 * i + 1] = i + 1;
+        out[i] = i;
+    }
+    float *lg = malloc(sizeof(float) * (size_t)nv * (size_t)n);
+    rl__pass pass = {.n_tok = n, .tokens = p.tokens, .pos = pos, .kv_cells = cells,
+                     .attn_cells = list, .span_full = span, .n_out = n, .out_ids = out};
+    CHECK(rl__context_forward(ctx, &pass, lg) == RL_OK);
+    double e = 0;
+    for (int i = 0; i < n; i++)
+        e = fmax(e, max_diff(lg + (size_t)i * nv, ref + (size_t)i * nv, nv));
+    CHECKF(e == 0, "scattered cells vs rl_decode: %.3g", e);
+    /* copy the first n-1 tokens' cells elsewhere; the last token attends to the copies */
+    for (int i = 0; i < n - 1; i++) copy[i] = 2 * i + 1;
+    rl__context_kv_copy(ctx, cells, copy, n - 1);
+    float *last = malloc(sizeof(float) * (size_t)nv);
+    memcpy(last, lg + (size_t)(n - 1) * nv, sizeof(float) * (size_t)nv);
+    int32_t list2[64], span2[2] = {0, n}, out0 = 0, cell_last = 250;
+    for (int i = 0; i < n - 1; i++) list2[i] = copy[i];
+    list2[n - 1] = cell_last;
+    rl__pass p2 = {.n_tok = 1, .tokens = &p.tokens[n - 1], .pos = &pos[n - 1],
+                   .kv_cells = &cell_last, .attn_cells = list2, .span_full = span2, .n_out = 1,
+                   .out_ids = &out0};
+    CHECK(rl__context_forward(ctx, &p2, lg) == RL_OK);
+    CHECKF(!memcmp(lg, last, sizeof(float) * (size_t)nv), "attention over copied cells");
+    pass.n_tok = 65; /* > n_batch */
+    CHECK(rl__context_forward(ctx, &pass, lg) == RL_ERR_INVALID_ARG);
+    free(last);
+    free(lg);
+    free(ref);
+    rl_context_free(ctx);
+    rl_model_free(m);
+}
+
 int main(void) {
+    RUN(external_placement);
     RUN(sliding_window);
     RUN(batch_vs_sequential);
     RUN(two_sequences);

@@ -227,6 +227,18 @@ static void cpu_get_rows_f32(rl_backend *be, const float *src, const int32_t *id
     }
 }
 
+static void cpu_kv_copy(rl_backend *be, const rl_kv_layer *kv, const int32_t *src,
+                        const int32_t *dst, int64_t n) {
+    (void)be;
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t *k = kv->k, *v = kv->v;
+        memcpy(k + (size_t)dst[i] * kv->k_row_bytes, k + (size_t)src[i] * kv->k_row_bytes,
+               kv->k_row_bytes);
+        memcpy(v + (size_t)dst[i] * kv->v_row_bytes, v + (size_t)src[i] * kv->v_row_bytes,
+               kv->v_row_bytes);
+    }
+}
+
 static void cpu_destroy(rl_backend *be) {
     if (!be) return;
     rl__cpu_backend *c = be->impl;
@@ -256,6 +268,7 @@ static const rl_backend_ops k_cpu_ops = {
     .get_rows_f32 = cpu_get_rows_f32,
     .kv_write = rl__cpu_kv_write,
     .attention = rl__cpu_attention,
+    .kv_copy = cpu_kv_copy,
 };
 
 rl_status rl__backend_cpu_create(int n_threads, rl_backend **out) {
