@@ -1086,6 +1086,27 @@ TEST(mask_composes) {
     rl_sampler_free(s);
 }
 
+TEST(tiny_vocabularies) {
+    /* one and two tokens through every configuration, with and without a mask */
+    for (int nv = 1; nv <= 2; nv++) {
+        for (size_t ci = 0; ci < RL_ARRAY_LEN(configs); ci++) {
+            rl_sampler_params p = params_seed(77);
+            if (configs[ci]) configs[ci](&p);
+            rl_sampler *s = mk(&p, nv);
+            float l[2] = {0.5f, 0.25f};
+            uint8_t m[1] = {(uint8_t)(nv == 2 ? 2 : 1)};
+            for (int r = 0; r < 20; r++) {
+                rl_token t;
+                CHECK(rl_sampler_sample(s, l, NULL, &t) == RL_OK && t >= 0 && t < nv);
+                rl_sampler_accept(s, t);
+                CHECK(rl_sampler_sample(s, l, m, &t) == RL_OK && t == nv - 1);
+                rl_sampler_accept(s, t);
+            }
+            rl_sampler_free(s);
+        }
+    }
+}
+
 TEST(bad_logits) {
     rl_sampler_params p = params_seed(1);
     rl_sampler *s = mk(&p, 4);
@@ -1464,6 +1485,7 @@ int main(void) {
     RUN(seed_reproducible);
     RUN(draw_frequencies);
     RUN(mask_composes);
+    RUN(tiny_vocabularies);
     RUN(bad_logits);
     RUN(logprobs);
     RUN(large_vocab_brute_force);
