@@ -1,9 +1,10 @@
 /*
  * imatrix.c - importance matrices as llama.cpp's llama-imatrix writes them (see qfile.h).
  *
- * GGUF format (tools/imatrix/imatrix.cpp): per weight tensor W two F32 tensors,
- * "W.in_sum2" (sums of squared activations, ne0 per expert) and "W.counts" (activations
- * seen, one per expert), plus metadata imatrix.datasets / chunk_count / chunk_size.
+ * GGUF format (as llama.cpp's common/imatrix-loader.cpp reads it): per weight tensor W
+ * two F32 tensors, "W.in_sum2" (sums of squared activations, ne0 per expert) and
+ * "W.counts" (activations seen, one per expert), plus metadata imatrix.datasets /
+ * chunk_count / chunk_size.
  * The weight of column i of expert j is in_sum2[j*ne0 + i] / counts[j], or 1 where no
  * activation was seen.
  *
