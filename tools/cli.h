@@ -17,6 +17,7 @@ typedef struct cli_command {
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_detokenize(int argc, char **argv);
+int cmd_template(int argc, char **argv);
 int cmd_tensor(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);

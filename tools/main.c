@@ -8,6 +8,8 @@ static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
     {"tokenize", "text to token ids with a model's vocabulary", cmd_tokenize},
     {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
+    {"template", "render messages with a model's chat template (the prompt it is fed)",
+     cmd_template},
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
     {"quantize", "quantize a GGUF model with a llama.cpp mix (Q4_K_M, Q8_0, ...)", cmd_quantize},
     {"synth", "write a model with random weights at a real shape (llama3-8b, ...)", cmd_synth},
