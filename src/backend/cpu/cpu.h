@@ -58,6 +58,9 @@ int rl__cpu_list(int *cpus, int max);
  * back to the next lower one (avx512 -> avx2 -> ref). NULL when t has no dot at all
  * (Q8_1, Q8_K, integers) or its kernels are not linked in. */
 rl__vec_dot_fn rl__vec_dot_get(rl_type t, rl_cpu_isa isa);
+/* True when that kernel prefetches the weights it will read (the AVX2/AVX-512 kernels
+ * of dot_avx2.c/dot_avx512.c); rl_matmul prefetches rows for the others. */
+bool rl__vec_dot_prefetches(rl_type t, rl_cpu_isa isa);
 
 /* Activation quantizers: one f32 row of n elements (a multiple of the block size) to
  * the vec_dot type, byte-identical to the reference rl__quant_<t> (tested). */

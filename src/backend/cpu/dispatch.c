@@ -84,6 +84,21 @@ static int dot_level(rl_type t, rl_cpu_isa isa) {
     return -1;
 }
 
+bool rl__vec_dot_prefetches(rl_type t, rl_cpu_isa isa) {
+    if (dot_level(t, isa) < RL_CPU_ISA_AVX2) return false;
+    switch (t) {
+    case RL_TYPE_F32:
+    case RL_TYPE_F16:
+    case RL_TYPE_BF16:
+    case RL_TYPE_Q4_0:
+    case RL_TYPE_Q4_1:
+    case RL_TYPE_Q5_0:
+    case RL_TYPE_Q5_1:
+    case RL_TYPE_Q8_0: return true;
+    default: return false;
+    }
+}
+
 rl__gemv_fn rl__gemv_get(rl_type t, rl_cpu_isa isa) {
     int l = dot_level(t, isa);
     return l >= 0 ? g_gemv[t][l] : NULL;

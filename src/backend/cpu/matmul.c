@@ -21,11 +21,13 @@
 
 #define RL_MM_CHUNK_BYTES (32 * 1024)
 #define RL_MM_MIN_CHUNKS_PER_THREAD 4
+#define RL_MM_PF_DIST 2048
 
 typedef struct mm_job {
     rl__vec_dot_fn dot;
     rl__gemv_fn gemv;      /* NULL: use dot on xq */
     rl__gemv_prep_fn prep; /* NULL: gemv takes no offsets */
+    bool prefetch;         /* dot does not prefetch: matmul does, per row */
     const uint8_t *w;      /* [rows][w_row_bytes] */
     size_t w_row_bytes;
     int64_t rows, cols, n_tok;
@@ -82,6 +84,15 @@ static void quant_task(void *p, int ith, int nth) {
     }
 }
 
+/* Software prefetch of one row's worth of weights RL_MM_PF_DIST bytes ahead, for dot
+ * kernels that do not prefetch themselves (rl__vec_dot_prefetches): on one or two cores
+ * the hardware prefetchers alone leave a matvec well below the memory bandwidth. Measured
+ * on a quiet 16-core Xeon, 2 cores, 256 MiB: Q4_K 14.8 -> 18.3 GB/s, Q6_K 18.4 -> 23.4,
+ * Q3_K 13.0 -> 17.7, IQ4_XS 13.9 -> 17.7 (2048 bytes ahead beat 4096..8192). */
+static inline void prefetch_row(const uint8_t *p, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
+
 static void dot_task(void *p, int ith, int nth) {
     mm_job *j = p;
     (void)ith;
@@ -102,8 +113,10 @@ static void dot_task(void *p, int ith, int nth) {
                     yt[r] = j->gemv(j->cols, wr, qs, d, s, off);
             } else {
                 const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
-                for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
+                for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes) {
+                    if (t == 0 && j->prefetch) prefetch_row(wr + RL_MM_PF_DIST, j->w_row_bytes);
                     yt[r] = j->dot(j->cols, wr, xt);
+                }
             }
         }
     }
@@ -128,6 +141,7 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
     if (!w || !x || !y) return RL_ERR_INVALID_ARG;
 
     mm_job j = {
+        .prefetch = !rl__vec_dot_prefetches(wt, isa),
         .dot = dot,
         .w = w,
         .w_row_bytes = w_row_bytes,
