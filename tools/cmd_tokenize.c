@@ -97,6 +97,19 @@ static void print_escaped(const char *s, size_t n) {
     }
 }
 
+/* The text of token t with control tokens shown: in buf when it fits, else in a malloc'd
+ * buffer (the caller frees what is not buf); *n its length (0 when even that fails). */
+static char *piece(const rl_vocab *v, rl_token t, char *buf, size_t size, size_t *n) {
+    *n = 0;
+    rl_status st = rl_token_to_piece(v, t, RL_DETOK_SPECIAL, buf, size, n);
+    if (st == RL_OK) return buf;
+    char *big = st == RL_ERR_RANGE ? malloc(*n) : NULL;
+    if (big && rl_token_to_piece(v, t, RL_DETOK_SPECIAL, big, *n, n) == RL_OK) return big;
+    free(big);
+    *n = 0;
+    return buf;
+}
+
 /* The piece as JSON text: bytes that are not whole UTF-8 become U+FFFD. */
 static json_t *piece_json(const char *s, size_t n) {
     json_t *j = json_stringn(s, n);
@@ -196,17 +209,17 @@ int cmd_tokenize(int argc, char **argv) {
         fprintf(stderr, "ruvllm tokenize: %s\n", rl_status_str(st));
         rc = 1;
     } else if (json) {
+        size_t pl;
         json_t *doc = json_object(), *ja = json_array(), *jp = json_array();
         for (size_t i = 0; i < n; i++) {
-            char buf[1024];
-            size_t pl = 0;
-            rl_token_to_piece(v, ids[i], RL_DETOK_SPECIAL, buf, sizeof buf, &pl);
+            char buf[1024], *pb = piece(v, ids[i], buf, sizeof buf, &pl);
             json_array_append_new(ja, json_integer(ids[i]));
-            json_array_append_new(jp, piece_json(buf, pl < sizeof buf ? pl : sizeof buf));
+            json_array_append_new(jp, piece_json(pb, pl));
+            if (pb != buf) free(pb);
         }
         json_object_set_new(doc, "ids", ja);
         json_object_set_new(doc, "pieces", jp);
-        char *s = json_dumps(doc, JSON_COMPACT | JSON_ENSURE_ASCII);
+        char *s = json_dumps(doc, JSON_ENSURE_ASCII); /* {"ids": [1, 2], "pieces": [...]} */
         if (s)
             puts(s);
         else
@@ -214,13 +227,13 @@ int cmd_tokenize(int argc, char **argv) {
         free(s);
         json_decref(doc);
     } else if (pieces) {
+        size_t pl;
         for (size_t i = 0; i < n; i++) {
-            char buf[1024];
-            size_t pl = 0;
-            rl_token_to_piece(v, ids[i], RL_DETOK_SPECIAL, buf, sizeof buf, &pl);
+            char buf[1024], *pb = piece(v, ids[i], buf, sizeof buf, &pl);
             printf("%d\t'", ids[i]);
-            print_escaped(buf, pl < sizeof buf ? pl : sizeof buf);
+            print_escaped(pb, pl);
             printf("'\n");
+            if (pb != buf) free(pb);
         }
     } else {
         for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);

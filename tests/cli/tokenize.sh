@@ -39,14 +39,23 @@ expect_out "1 346 306 414" "stories260K Hello" -- "$RUVLLM" tokenize -m "$STORIE
 expect_out "346 306 414" "--no-bos" -- "$RUVLLM" tokenize -m "$STORIES" -p "Hello" --no-bos
 expect_out "128000 9906 1917" "llama3 Hello world" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world"
 
+# WordPiece adds [CLS] and [SEP] (BOS and EOS) per the metadata; --no-bos adds neither
+BERT=$DATA/models/vocab/ggml-vocab-bert-bge.gguf
+if [[ -f $BERT ]]; then
+    expect_out "101 7592 2088 102" "bert Hello world" -- "$RUVLLM" tokenize -m "$BERT" -p "Hello world"
+    expect_out "7592 2088" "bert --no-bos" -- "$RUVLLM" tokenize -m "$BERT" -p "Hello world" --no-bos
+fi
+
 # control tokens: only with --special
 expect_out "9906 128009" "--special" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --no-bos --special
 expect_rc 0 "plain markup" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --no-bos
 grep -q 128009 "$TMP/out" && fail "control token from plain text: $(cat "$TMP/out")"
 
 # --json and --pieces
-expect_out '{"ids":[128000,9906,1917],"pieces":["<|begin_of_text|>","Hello"," world"]}' "--json" -- \
+expect_out '{"ids": [128000, 9906, 1917], "pieces": ["<|begin_of_text|>", "Hello", " world"]}' "--json" -- \
     "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world" --json
+expect_out '{"ids": [9906, 128009], "pieces": ["Hello", "<|eot_id|>"]}' "--json --special --no-bos" -- \
+    "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --json --special --no-bos
 expect_out $'9906\t\'Hello\'\n1917\t\' world\'' "--pieces" -- \
     "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world" --pieces --no-bos
 
