@@ -205,8 +205,12 @@ RL_API int rl_threadpool_n_threads(const rl_threadpool *pool);
 /* y[t][r] = sum_c w[r][c] * x[t][c] for r < rows, t < n_tok: weights w (rows x cols,
  * row-major, type wt, rows of rl_type_row_bytes(wt, cols) bytes), activations x and
  * results y as float32. x is first converted to rl_type_vec_dot_type(wt); scratch
- * memory is owned by the pool and grown once. Uses every thread of the pool.
- * RL_ERR_INVALID_ARG for bad sizes, RL_ERR_UNSUPPORTED for weight types without a dot. */
+ * memory is owned by the pool and grown once. Uses every thread of the pool. Each
+ * y[t][r] equals, bit for bit, rl_vec_dot of row r with x[t] converted by the reference
+ * quantizer (rl_quantize), whatever the thread count. rows == 0 or n_tok == 0 is a no-op.
+ * RL_ERR_INVALID_ARG for bad sizes or NULL pointers, RL_ERR_RANGE when sizes overflow,
+ * RL_ERR_UNSUPPORTED for weight types without a dot, RL_ERR_NOMEM when the scratch cannot
+ * grow. Not thread-safe with respect to other users of the same pool. */
 RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64_t rows,
                            int64_t cols, const float *x, int64_t n_tok, float *y);
 
@@ -1151,6 +1155,120 @@ RL_API uint32_t rl_grammar_matcher_n_history(const rl_grammar_matcher *m);
 RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
 
 /* ===== end section: grammar ===== */
+
+/* ===== section: structured output ===== */
+
+/* JSON Schema (draft 2020-12, and draft-07 spellings), ECMAScript regular expressions and
+ * "any JSON object" as GBNF text for rl_grammar_compile, and a JSON Schema validator.
+ *
+ * Grammars from schemas are sound: every text they accept is valid against the schema
+ * (up to the JSON parser: numbers stay within 16 significant digits and exponents of two
+ * digits, strings have no lone surrogate escapes). They are not complete: properties come
+ * in the schema's order (required first, then optional, then additional ones), whitespace
+ * is bounded (at most 2 newlines and 20 blanks between tokens: the rule `space`), and by
+ * default an object without "additionalProperties" gets no properties beyond the declared
+ * and required ones, as in llama.cpp. A schema without "type" takes its type from its
+ * keywords ("properties" -> object, "pattern" -> string, ...). What a grammar cannot
+ * express (multipleOf, uniqueItems, not, if/then/else, contains, dependent*, oneOf whose
+ * alternatives may overlap, bounds with fractions on numbers, pattern together with
+ * minLength/maxLength beyond simple cases, unknown formats, ...) fails with
+ * RL_ERR_UNSUPPORTED and a message naming the keyword and its place ("#/properties/a"),
+ * unless RL_SCHEMA_LENIENT is given. Formats: date, time, date-time, uuid, email, ipv4,
+ * hostname. oneOf is accepted where the alternatives are provably disjoint (different
+ * types, different constant values, a required property with different constants,
+ * separate integer ranges). */
+
+/* Drop what cannot be expressed instead of failing; each dropped constraint is listed as a
+ * "# warning: ..." comment at the top of the grammar. */
+#define RL_SCHEMA_LENIENT (1u << 0)
+/* An absent "additionalProperties" allows any additional property (the specification's
+ * default) instead of none. */
+#define RL_SCHEMA_EXTRA_PROPERTIES (1u << 1)
+/* A schema without "type" allows every type its keywords do not exclude (the
+ * specification), instead of the type its keywords suggest. */
+#define RL_SCHEMA_NO_TYPE_INFERENCE (1u << 2)
+/* No whitespace between JSON tokens. */
+#define RL_SCHEMA_COMPACT (1u << 3)
+
+/* Limits against hostile schemas and patterns (exceeding one: RL_ERR_LIMIT and a message):
+ * schema nesting 512, 20000 rules, 8 MiB of grammar text, 1024 alternatives from one
+ * combination of anyOf/oneOf/allOf, counts of 2000 in one repetition ({m,n}, minLength,
+ * maxItems, ...) and 200000 in the whole grammar, regex nesting 100. */
+
+/* GBNF for the JSON Schema text schema_json[0..len) (start rule "root"); flags: RL_SCHEMA_*.
+ * On success *gbnf_out is a NUL-terminated string the caller frees with rl_free_string.
+ * Errors (*gbnf_out NULL, err holds the message): RL_ERR_INVALID_ARG for invalid JSON or an
+ * invalid schema (including one that no value satisfies), RL_ERR_UNSUPPORTED (above; also
+ * a remote $ref: use rl_schema_compile with a resolver and rl_schema_gbnf), RL_ERR_LIMIT,
+ * RL_ERR_NOMEM. Thread-safe. */
+RL_API rl_status rl_schema_to_gbnf(const char *schema_json, size_t len, uint32_t flags,
+                                   char **gbnf_out, char *err, size_t err_size);
+
+/* GBNF for texts that the regular expression pattern[0..len) matches entirely (as if it
+ * were written ^(?:pattern)$; ^ and $ at the ends are accepted). The subset: literals,
+ * escapes (\t \n \r \v \f \0 \cX \xHH \uHHHH \u{H..} and escaped punctuation), `.` (any
+ * code point but line terminators), classes with ranges and negation, \d \w \s \D \W \S,
+ * groups ((..), (?:..), (?<name>..)), alternation, quantifiers * + ? {m} {m,} {m,n} (lazy
+ * forms are the same). RL_ERR_UNSUPPORTED for backreferences, lookaround, \b \B, \p{..} and
+ * anchors elsewhere, RL_ERR_INVALID_ARG for invalid patterns; messages give the byte
+ * offset. flags must be 0. Output freed with rl_free_string. Thread-safe. */
+RL_API rl_status rl_regex_to_gbnf(const char *pattern, size_t len, uint32_t flags,
+                                  char **gbnf_out, char *err, size_t err_size);
+
+/* GBNF for any JSON object (JSON mode: the root is an object; bounded whitespace as
+ * above). A static string: do not free. */
+RL_API const char *rl_json_object_gbnf(void);
+
+/* A compiled JSON Schema for validation: keywords type, enum, const, properties, required,
+ * additionalProperties, patternProperties, propertyNames, minProperties, maxProperties,
+ * dependentRequired, dependentSchemas (and draft-07 dependencies), items, prefixItems (and
+ * draft-07 items arrays with additionalItems), contains, minContains, maxContains, minItems,
+ * maxItems, uniqueItems, minLength, maxLength (in code points), pattern (ECMAScript, run by
+ * PCRE2), minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, allOf, anyOf,
+ * oneOf, not, if/then/else, $ref with $defs/definitions, $id and $anchor. "format" is an
+ * annotation, as the 2020-12 default says. Not implemented (RL_ERR_UNSUPPORTED at compile
+ * time unless RL_SCHEMA_LENIENT, which ignores them): unevaluatedProperties,
+ * unevaluatedItems, $dynamicRef, $recursiveRef. An $schema naming draft-07 or older makes
+ * $ref ignore its sibling keywords, as those drafts say. */
+typedef struct rl_schema rl_schema;
+
+/* Text of the schema document at uri (absolute, without fragment), or NULL when unknown;
+ * *len its length. The text must stay valid until the call that asked returns. */
+typedef const char *(*rl_schema_resolver)(void *user, const char *uri, size_t *len);
+
+typedef struct rl_schema_params {
+    uint32_t flags;             /* RL_SCHEMA_LENIENT is the one that applies */
+    rl_schema_resolver resolve; /* NULL: a remote $ref is RL_ERR_UNSUPPORTED */
+    void *resolve_user;
+    uint32_t max_depth;         /* nested evaluations (instance depth x $ref chains); 0: 1000 */
+} rl_schema_params;
+
+RL_API rl_schema_params rl_schema_default_params(void);
+
+/* Compile schema_json[0..len); p may be NULL (defaults). Every $ref is resolved here (remote
+ * ones through p->resolve) and every pattern compiled. Errors: RL_ERR_INVALID_ARG (bad JSON,
+ * invalid schema or pattern, a $ref to nothing), RL_ERR_NOT_FOUND (the resolver does not know
+ * a URI), RL_ERR_UNSUPPORTED, RL_ERR_LIMIT, RL_ERR_NOMEM; err names the place. A compiled
+ * schema is immutable: any number of threads may check with it at once. */
+RL_API rl_status rl_schema_compile(const char *schema_json, size_t len,
+                                   const rl_schema_params *p, rl_schema **out, char *err,
+                                   size_t err_size);
+/* Validate the JSON text instance_json[0..len). RL_OK with *valid set; when invalid, err gets
+ * the first reason ("#/items/0: 5 is greater than the maximum 3 (#/items/maximum)").
+ * RL_ERR_INVALID_ARG for invalid JSON, RL_ERR_LIMIT past max_depth, RL_ERR_NOMEM. */
+RL_API rl_status rl_schema_check(const rl_schema *s, const char *instance_json, size_t len,
+                                 bool *valid, char *err, size_t err_size);
+RL_API void rl_schema_free(rl_schema *s);
+
+/* GBNF for a compiled schema (its remote references resolved), as rl_schema_to_gbnf. */
+RL_API rl_status rl_schema_gbnf(const rl_schema *s, uint32_t flags, char **gbnf_out, char *err,
+                                size_t err_size);
+
+/* One-shot: compile schema_json (NUL-terminated, default params) and check instance_json. */
+RL_API rl_status rl_schema_validate(const char *schema_json, const char *instance_json,
+                                    bool *valid, char *err, size_t err_size);
+
+/* ===== end section: structured output ===== */
 
 #ifdef __cplusplus
 }
