@@ -7,8 +7,9 @@
  * survivors from the dense vector in one pass (rl__dense_top), min-p and mirostat keep only
  * what passes a threshold, a plain draw reads the dense vector directly. Once tokens are
  * dropped the survivors are 64-bit keys (sampler.h), "sorted" meaning most likely first.
- * No stage sorts more than it must: top-p first tries the 256 most likely tokens and sorts
- * the rest only when they do not reach p.
+ * No stage sorts more than it must: top-p first tries the 256 most likely tokens and, when
+ * they do not reach p, finds the cut with a histogram of the mass by logit and sorts only
+ * the tokens of the bucket where it falls.
  */
 #include "sampler/simd.h"
 
