@@ -1204,11 +1204,11 @@ static void mark_const(tpl_node *n, int depth) {
     switch (n->kind) {
     case N_CONST: c = true; break;
     case N_LIST: case N_TUPLE: case N_CONCAT: c = all_const(&n->l1, &sl); break;
-    case N_DICT: c = all_const(&n->l1, &sl) & all_const(&n->l2, &sl); break;
+    case N_DICT: c = (int)all_const(&n->l1, &sl) & (int)all_const(&n->l2, &sl); break;
     case N_GETATTR: case N_NEG: case N_POS: case N_NOT: case N_OPERAND: c = kid(n->a, &sl); break;
-    case N_GETITEM: case N_BINOP: c = kid(n->a, &sl) & kid(n->b, &sl); break;
+    case N_GETITEM: case N_BINOP: c = (int)kid(n->a, &sl) & (int)kid(n->b, &sl); break;
     case N_SLICE:
-        c = kid(n->a, &sl) & kid(n->b, &sl) & kid(n->c, &sl) & kid(n->d, &sl);
+        c = (int)kid(n->a, &sl) & (int)kid(n->b, &sl) & (int)kid(n->c, &sl) & (int)kid(n->d, &sl);
         sl |= CST_SLICE;
         break;
     case N_AND: case N_OR:
