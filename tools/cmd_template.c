@@ -134,12 +134,14 @@ int cmd_template(int argc, char **argv) {
         }
     }
     if (!model || !messages_path) {
-        fprintf(stderr, "ruvllm template: %s is required\n\n", !model ? "-m MODEL" : "--messages FILE");
+        fprintf(stderr, "ruvllm template: %s is required\n\n",
+                !model ? "-m MODEL" : "--messages FILE");
         usage(stderr);
         return 2;
     }
     if (tpl_path && tpl_name) {
-        fprintf(stderr, "ruvllm template: --chat-template and --template-name exclude each other\n");
+        fprintf(stderr,
+                "ruvllm template: --chat-template and --template-name exclude each other\n");
         return 2;
     }
     if (messages_path && tools_path && !strcmp(messages_path, "-") && !strcmp(tools_path, "-")) {
@@ -259,8 +261,10 @@ int cmd_template(int argc, char **argv) {
                  tpl_name ? tpl_name : "");
         st = rl_chat_template_source(g, tpl_name, &src, &src_len);
         if (st == RL_ERR_NOT_FOUND || st == RL_ERR_INVALID_ARG) {
-            fprintf(stderr, "ruvllm template: %s has no chat template (%s); give one with "
-                            "--chat-template FILE\n", model, key);
+            fprintf(stderr,
+                    "ruvllm template: %s has no chat template (%s); give one with "
+                    "--chat-template FILE\n",
+                    model, key);
             list_named_templates(g);
             goto done;
         } else if (st != RL_OK) {

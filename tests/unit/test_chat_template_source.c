@@ -43,8 +43,8 @@ TEST(chatml_renders) {
 TEST(source_from_file) {
     rl_gguf *g = NULL;
     char err[256];
-    if (rl_gguf_open(rl_test_data("models/vocab/ggml-vocab-command-r.gguf"), &g, err,
-                     sizeof err) != RL_OK)
+    if (rl_gguf_open(rl_test_data("models/vocab/ggml-vocab-command-r.gguf"), &g, err, sizeof err) !=
+        RL_OK)
         SKIP("ggml-vocab-command-r.gguf: %s", err);
     const char *s = NULL;
     size_t n = 0;
