@@ -26,7 +26,7 @@
 
 #include "../util/util.h"
 
-#define RL_BACKEND_OPS_VERSION 1
+#define RL_BACKEND_OPS_VERSION 2
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -154,6 +154,15 @@ typedef struct rl_backend_ops {
      * i < n (a paged cache's copy-on-write). */
     void (*kv_copy)(rl_backend *be, const rl_kv_layer *kv, const int32_t *src,
                     const int32_t *dst, int64_t n);
+
+    /* ---- version 2: mixture of experts ---- */
+    /* x[i] = v for i < n. */
+    void (*fill)(rl_backend *be, float *x, int64_t n, float v);
+    /* x[ids[t]] += w[t] * y[t] for n rows of dim floats (y dense, x row stride dim): an
+     * expert's output rows added into the tokens that chose it, each times its routing
+     * weight. ids and w are host memory; the ids of one call are distinct. */
+    void (*add_rows_scaled)(rl_backend *be, float *x, int64_t dim, const int32_t *ids,
+                            const float *w, int64_t n, const float *y);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

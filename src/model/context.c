@@ -42,6 +42,7 @@ struct rl_context {
     bool has_swa;
 
     rl__arena arena;
+    rl__arena host_arena; /* host scratch of a pass (MoE routing) */
 
     /* one micro-batch, host side */
     int32_t *ub_tok, *ub_pos, *ub_seq, *ub_cells, *ub_out; /* [n_batch] */
@@ -91,6 +92,7 @@ RL_API void rl_context_free(rl_context *ctx) {
             }
         be->ops->free(be, ctx->arena.base);
     }
+    rl__aligned_free(ctx->host_arena.base);
     rl__free(ctx->kv);
     rl__free(ctx->rope);
     rl__free(ctx->cell_pos);
@@ -167,6 +169,7 @@ static rl_status size_arena(rl_context *ctx) {
         .n_out = RL_MIN(ctx->p.n_batch, ctx->p.n_outputs_max),
         .kv = ctx->kv,
         .rope = ctx->rope,
+        .host = &ctx->host_arena,
     };
     f.logits = rl__fwd_alloc(&f, (int64_t)f.n_out * m->hp.n_vocab);
     rl_status st = m->arch->forward(&f);
@@ -174,6 +177,12 @@ static rl_status size_arena(rl_context *ctx) {
     ctx->arena.size = ctx->arena.peak;
     ctx->arena.used = ctx->arena.peak = 0;
     ctx->arena.base = ctx->be->ops->alloc(ctx->be, ctx->arena.size);
+    ctx->host_arena.size = ctx->host_arena.peak;
+    ctx->host_arena.used = ctx->host_arena.peak = 0;
+    if (ctx->host_arena.size) {
+        ctx->host_arena.base = rl__aligned_alloc(64, ctx->host_arena.size);
+        if (!ctx->host_arena.base) return RL_ERR_NOMEM;
+    }
     return ctx->arena.base ? RL_OK : RL_ERR_NOMEM;
 }
 
@@ -433,6 +442,7 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
         pass->n_out > RL_MIN(pass->n_tok, ctx->p.n_outputs_max))
         return RL_ERR_INVALID_ARG;
     ctx->arena.used = 0;
+    ctx->host_arena.used = 0;
     rl__fwd f = {
         .m = m,
         .be = ctx->be,
@@ -448,6 +458,7 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
         .n_out = pass->n_out,
         .out_ids = pass->out_ids,
         .rope = ctx->rope,
+        .host = &ctx->host_arena,
     };
     f.logits = rl__fwd_alloc(&f, (int64_t)pass->n_out * m->hp.n_vocab);
     rl_status st = m->arch->forward(&f);

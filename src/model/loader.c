@@ -222,6 +222,18 @@ rl_status rl__ld_hparams(rl__loader *ld) {
     return RL_OK;
 }
 
+rl_status rl__ld_check_heads(rl__loader *ld, bool full_rope) {
+    const rl__hparams *hp = &ld->m->hp;
+    if (full_rope && hp->n_rot != hp->head_dim_k)
+        return rl__ld_fail(ld, RL_ERR_BAD_FILE,
+                           "%s.rope.dimension_count = %d, expected the head size %d", ld->arch,
+                           hp->n_rot, hp->head_dim_k);
+    if (hp->head_dim_k != hp->head_dim_v)
+        return rl__ld_fail(ld, RL_ERR_BAD_FILE, "%s: key and value head sizes differ (%d, %d)",
+                           ld->arch, hp->head_dim_k, hp->head_dim_v);
+    return RL_OK;
+}
+
 /* ---- tensors ---------------------------------------------------------------------- */
 
 static int64_t find_tensor(rl__loader *ld, char *name, size_t size, const char *fmt,
@@ -371,6 +383,13 @@ rl_status rl__ld_attn(rl__loader *ld, int il) {
     return RL_OK;
 }
 
+rl_status rl__ld_require_qkv_bias(rl__loader *ld, int il) {
+    const rl__layer *L = &ld->m->layers[il];
+    if (L->bq && L->bk && L->bv) return RL_OK;
+    return rl__ld_fail(ld, RL_ERR_BAD_FILE, "missing tensor blk.%d.attn_%s.bias", il,
+                       !L->bq ? "q" : !L->bk ? "k" : "v");
+}
+
 rl_status rl__ld_ffn(rl__loader *ld, int il, bool fused_gate_up) {
     rl_model *m = ld->m;
     const rl__hparams *hp = &m->hp;
@@ -405,5 +424,38 @@ rl_status rl__ld_rope_factors(rl__loader *ld, int il) {
     TRY(rl__ld_vec(ld, &L->rope_freqs, fl, n, "rope_freqs.weight"));
     TRY(rl__ld_vec(ld, &L->rope_long, fl, n, "rope_factors_long.weight"));
     TRY(rl__ld_vec(ld, &L->rope_short, fl, n, "rope_factors_short.weight"));
+    return RL_OK;
+}
+
+rl_status rl__ld_moe(rl__loader *ld, int il, bool shared_expert) {
+    rl_model *m = ld->m;
+    const rl__hparams *hp = &m->hp;
+    rl__layer *L = &m->layers[il];
+    TRY(rl__ld_vec(ld, &L->ffn_norm, 0, hp->n_embd, "blk.%d.ffn_norm.weight", il));
+    if (hp->n_expert <= 0 || hp->n_expert_used <= 0)
+        return rl__ld_fail(ld, RL_ERR_BAD_FILE,
+                           "%s.expert_count and %s.expert_used_count must be positive for a "
+                           "mixture of experts",
+                           ld->arch, ld->arch);
+    if (hp->n_ff_exp <= 0)
+        return rl__ld_fail(ld, RL_ERR_BAD_FILE, "%s: the experts' feed-forward length is zero",
+                           ld->arch);
+    const int64_t d = hp->n_embd, ne = hp->n_expert, nf = hp->n_ff_exp;
+    int64_t ne_inp[2] = {d, ne}, ne_up[3] = {d, nf, ne}, ne_down[3] = {nf, d, ne};
+    TRY(rl__ld_weight(ld, &L->ffn_gate_inp, 0, 2, ne_inp, "blk.%d.ffn_gate_inp.weight", il));
+    TRY(rl__ld_weight(ld, &L->ffn_gate_exps, 0, 3, ne_up, "blk.%d.ffn_gate_exps.weight", il));
+    TRY(rl__ld_weight(ld, &L->ffn_up_exps, 0, 3, ne_up, "blk.%d.ffn_up_exps.weight", il));
+    TRY(rl__ld_weight(ld, &L->ffn_down_exps, 0, 3, ne_down, "blk.%d.ffn_down_exps.weight", il));
+    if (!shared_expert) return RL_OK;
+    if (hp->n_ff_shexp <= 0)
+        return rl__ld_fail(ld, RL_ERR_BAD_FILE,
+                           "%s: the shared expert's feed-forward length is zero", ld->arch);
+    const int64_t ns = hp->n_ff_shexp;
+    int64_t ne_sup[2] = {d, ns}, ne_sdown[2] = {ns, d}, ne_sinp[1] = {d};
+    TRY(rl__ld_weight(ld, &L->ffn_gate_inp_shexp, 0, 1, ne_sinp, "blk.%d.ffn_gate_inp_shexp.weight",
+                      il));
+    TRY(rl__ld_weight(ld, &L->ffn_gate_shexp, 0, 2, ne_sup, "blk.%d.ffn_gate_shexp.weight", il));
+    TRY(rl__ld_weight(ld, &L->ffn_up_shexp, 0, 2, ne_sup, "blk.%d.ffn_up_shexp.weight", il));
+    TRY(rl__ld_weight(ld, &L->ffn_down_shexp, 0, 2, ne_sdown, "blk.%d.ffn_down_shexp.weight", il));
     return RL_OK;
 }

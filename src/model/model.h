@@ -40,6 +40,8 @@ typedef struct rl__hparams {
     int32_t head_dim_k, head_dim_v; /* key_length / value_length, default n_embd / n_head */
     int32_t n_ff;          /* feed_forward_length (0 for pure-MoE layers) */
     int32_t n_expert, n_expert_used;
+    int32_t n_ff_exp;      /* rows of one expert's gate/up (set by the architecture) */
+    int32_t n_ff_shexp;    /* rows of the shared expert's gate/up (qwen2moe) */
     float norm_rms_eps;
 
     /* RoPE as trained; rl__rope_resolve turns these into rl_rope_params per context. */
@@ -123,7 +125,7 @@ typedef struct rl__arch {
 } rl__arch;
 
 /* X(name): the architectures, one file each under src/model/arch/. */
-#define RL__ARCH_LIST(X) X(llama)
+#define RL__ARCH_LIST(X) X(llama) X(qwen2) X(qwen3) X(qwen2moe) X(gemma) X(gemma2) X(phi3)
 
 #define RL__DECL_ARCH(a) extern const rl__arch rl__arch_##a;
 RL__ARCH_LIST(RL__DECL_ARCH)
@@ -182,6 +184,10 @@ bool rl__ld_has(rl__loader *ld, const char *key);
  * head dims, norms, RoPE and its scaling). */
 rl_status rl__ld_hparams(rl__loader *ld);
 
+/* The head shapes the llama family's graphs assume: key and value heads of one size
+ * and, with full_rope, RoPE over the whole head (rope.dimension_count = key_length). */
+rl_status rl__ld_check_heads(rl__loader *ld, bool full_rope);
+
 #define RL_LD_OPTIONAL 1u  /* absent: w->data = NULL, no error */
 #define RL_LD_SHARED 2u    /* may be used by several layers (rope_freqs) */
 
@@ -202,10 +208,17 @@ rl_status rl__ld_vec(rl__loader *ld, const float **out, unsigned flags, int64_t 
  * rope_freqs. Architectures call the pieces they share and add their own tensors. */
 rl_status rl__ld_embd_output(rl__loader *ld);
 rl_status rl__ld_attn(rl__loader *ld, int il);
+/* After rl__ld_attn: fail naming the first of attn_q/k/v.bias the layer lacks (qwen2). */
+rl_status rl__ld_require_qkv_bias(rl__loader *ld, int il);
 /* ffn_norm and a dense gated FFN: ffn_gate, ffn_up, ffn_down; with fused_gate_up, no
  * ffn_gate and an ffn_up of 2 * n_ff rows, gate first (phi3). */
 rl_status rl__ld_ffn(rl__loader *ld, int il, bool fused_gate_up);
 rl_status rl__ld_rope_factors(rl__loader *ld, int il);
+/* ffn_norm and a mixture-of-experts FFN: the router ffn_gate_inp [n_embd, n_expert] and
+ * the 3-D ffn_{gate,up,down}_exps of hp.n_ff_exp rows per expert; with shared_expert,
+ * also the shared expert ffn_{gate,up,down}_shexp of hp.n_ff_shexp rows and its gate
+ * ffn_gate_inp_shexp [n_embd] (qwen2moe). */
+rl_status rl__ld_moe(rl__loader *ld, int il, bool shared_expert);
 
 /* ------------------------------------------------------------------------------------ */
 /* The forward pass (context.c creates rl__fwd; blocks.c has the shared blocks)          */
@@ -236,6 +249,7 @@ struct rl__fwd {
     const int32_t *out_ids;      /* [n_out] host: their indices in the micro-batch, ascending */
     float *logits;               /* [n_out][n_vocab] backend memory: the result */
     const rl_rope_params *rope;  /* [n_layer]: each layer's resolved RoPE */
+    rl__arena *host;             /* host scratch (MoE routing), sized by the same dry run */
     rl_status status;            /* first error of an op */
 };
 
@@ -244,6 +258,9 @@ struct rl__fwd {
 float *rl__fwd_alloc(rl__fwd *f, int64_t n);
 static inline size_t rl__fwd_mark(const rl__fwd *f) { return f->arena->used; }
 static inline void rl__fwd_release(rl__fwd *f, size_t mark) { f->arena->used = mark; }
+/* bytes of host memory from f->host (64-byte aligned), released with the host arena's
+ * own mark (f->host->used). In a dry run: a placeholder that must not be touched. */
+void *rl__fwd_host_alloc(rl__fwd *f, size_t bytes);
 
 /* ---- ops through the backend (no-ops in a dry run) ---- */
 /* y[n][w.ne[1]] = x[n][w.ne[0]] W^T (+ bias) into a new buffer. */
@@ -267,12 +284,33 @@ float *rl__blk_attn(rl__fwd *f, int il, const float *h);
 /* The gated FFN of layer il on h [n][n_embd] (SwiGLU or GeGLU per act; separate gate or
  * fused gate;up in ffn_up): a new [n][n_embd]. */
 float *rl__blk_ffn(rl__fwd *f, int il, const float *h, int64_t n, rl_glu_act act);
+/* A mixture-of-experts FFN of layer il on h [n][n_embd] (rl__ld_moe's tensors), as
+ * Mixtral / Qwen-MoE: router logits, softmax over all experts, the top n_expert_used
+ * per token (weights renormalized to sum 1 when norm_w), each chosen expert's gated FFN
+ * on the rows that chose it, its output times the weight added into the token's row;
+ * plus, when the layer has one, the shared expert times sigmoid(ffn_gate_inp_shexp . h).
+ * Routing is read back to the host; a dry run assumes every token picks every expert.
+ * A new [n][n_embd]. */
+float *rl__blk_moe(rl__fwd *f, int il, const float *h, int64_t n, rl_glu_act act,
+                   bool norm_w);
 /* Keep only the rows of x [n_tok][dim] that want logits (in place): returns f->n_out. Used
  * in the last layer after attention, so the rest of it runs on those rows only. */
 int64_t rl__blk_select_out(rl__fwd *f, float *x, int64_t dim);
 /* Output head on x [n_out][n_embd]: output_norm, the output matmul into f->logits, and
  * the final softcap. */
 void rl__blk_output(rl__fwd *f, const float *x);
+
+/* The pre-norm decoder stack most architectures are, layer by layer:
+ *   h = x + post_attn_norm(attn(attn_norm(x)))        (post-norm only where the layer
+ *   x = h + post_ffn_norm(ffn(ffn_norm(h)))            has the tensor: gemma2)
+ * with ffn the dense gated FFN or, where the layer has a router, the MoE block; then the
+ * output head. The architectures' parameters: */
+typedef struct rl__decoder_opts {
+    float embd_scale;     /* token embeddings times this (gemma: sqrt(n_embd)); 0: none */
+    rl_glu_act act;       /* FFN activation */
+    bool moe_norm_w;      /* MoE: renormalize the chosen experts' weights (Mixtral) */
+} rl__decoder_opts;
+rl_status rl__blk_decoder(rl__fwd *f, const rl__decoder_opts *o);
 
 /* ---- one pass with the cache placement given (context.c) ----
  * rl_decode places tokens in the context's own cell table and calls this per micro-batch.

@@ -59,9 +59,11 @@ typedef struct rl_golden_result {
     int n_steps;          /* step vectors compared */
     int n_argmax, n_argmax_checked;
     int n_greedy, n_greedy_checked; /* greedy tokens equal / compared */
+    int n_prompts, n_prompts_tokenized; /* prompts / those our tokenizer gives the ids of */
 } rl_golden_result;
 
-/* Load golden/<name> and its model, feed every prompt as one batch, compare the last
+/* Load golden/<name> and its model, check that the model's tokenizer gives each prompt's
+ * golden ids, feed every prompt as one batch, compare the last
  * position's logits (step 0) and then the 7 teacher-forced steps (feeding the golden
  * greedy tokens one at a time) against .logits.bin within o->tol; check the argmax where
  * the stored top-1 margin exceeds the tolerance; with o->greedy, run greedy decoding for
@@ -69,3 +71,8 @@ typedef struct rl_golden_result {
  * within 2 * tol (a near-tie that any rounding may flip). Checks through CHECK; prints a
  * summary line. Returns false (SKIP-worthy) when the golden or model is missing. */
 bool rl_golden_check(const char *name, const rl_golden_opts *o, rl_golden_result *r);
+
+/* Write a copy of zoo model file (models/zoo/<file>) without the tensor named tensor
+ * under $RUVLLM_BUILD_DIR, load it, and check the load fails with RL_ERR_BAD_FILE and a
+ * message naming the tensor. false when the model is missing. */
+bool rl_golden_check_missing_tensor(const char *file, const char *tensor);

@@ -1,7 +1,8 @@
 /* The CPU backend's layer ops (backend.h) against plain double-precision references, on
  * every ISA path: attention over scattered cells with spans (GQA, MQA, softcap, every KV
  * type, empty spans), the KV write's conversions, RoPE in both orders with frequency
- * factors and linear / YaRN scaling, RMSNorm, the gated activations, row gathers. */
+ * factors and linear / YaRN scaling, RMSNorm, the gated activations, row gathers, and the
+ * mixture-of-experts ops (fill, scaled scatter-add of expert rows). */
 #include "backend/backend.h"
 #include "backend/cpu/backend_cpu.h"
 #include "test.h"
@@ -272,9 +273,37 @@ TEST(elementwise_vs_reference) {
     rl__backend_free(be);
 }
 
+/* ---- MoE: fill, and the scaled scatter-add of expert rows (large enough for the pool) ---- */
+
+TEST(moe_ops) {
+    rl_backend *be = backend();
+    enum { N = 24, D = 2048, C = 20 };
+    float *x = be->ops->alloc(be, sizeof(float) * N * D);
+    float *y = be->ops->alloc(be, sizeof(float) * C * D);
+    float *ref = malloc(sizeof(float) * N * D);
+    be->ops->fill(be, x, N * D, 0.5f);
+    int bad = 0;
+    for (int i = 0; i < N * D; i++) bad += x[i] != 0.5f;
+    CHECK_EQ_INT(bad, 0);
+    for (int i = 0; i < N * D; i++) x[i] = ref[i] = rnd();
+    for (int i = 0; i < C * D; i++) y[i] = rnd() * 4;
+    int32_t ids[C];
+    float w[C];
+    for (int t = 0; t < C; t++) ids[t] = (t * 7 + 3) % N, w[t] = rnd(); /* distinct: 7, 24 coprime */
+    be->ops->add_rows_scaled(be, x, D, ids, w, C, y);
+    for (int t = 0; t < C; t++)
+        for (int i = 0; i < D; i++) ref[ids[t] * D + i] += y[t * D + i] * w[t];
+    CHECK(!memcmp(x, ref, sizeof(float) * N * D));
+    free(ref);
+    be->ops->free(be, x);
+    be->ops->free(be, y);
+    rl__backend_free(be);
+}
+
 int main(void) {
     RUN(attention_vs_reference);
     RUN(rope_vs_reference);
     RUN(elementwise_vs_reference);
+    RUN(moe_ops);
     return rl_test_finish();
 }

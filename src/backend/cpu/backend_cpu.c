@@ -37,7 +37,8 @@ static size_t matmul_scratch_bound(rl_type t, int64_t cols, int64_t n) {
     if (vdt == RL_TYPE_F32) return 0;
     size_t xrow = 0;
     if (rl_type_row_bytes(vdt, cols, &xrow) != RL_OK) return 0;
-    size_t split = ((size_t)cols + (size_t)cols / 4 + 63) & ~(size_t)63;
+    /* matmul.c's xs_stride: codes, offsets, scales and sums */
+    size_t split = ((size_t)cols * 2 + (size_t)cols / 4 + 63) & ~(size_t)63;
     return ((xrow * (size_t)n + 63) & ~(size_t)63) + split * (size_t)n + 64;
 }
 
@@ -239,6 +240,42 @@ static void cpu_kv_copy(rl_backend *be, const rl_kv_layer *kv, const int32_t *sr
     }
 }
 
+static void fill_rows(void *p, int64_t r0, int64_t r1) {
+    ew_ctx *c = p;
+    int64_t i1 = RL_MIN(r1 * FLAT_ROW, c->dim);
+    for (int64_t i = r0 * FLAT_ROW; i < i1; i++) c->x[i] = c->s;
+}
+
+static void cpu_fill(rl_backend *be, float *x, int64_t n, float v) {
+    ew_ctx c = {.x = x, .dim = n, .s = v};
+    rl__cpu_par_rows(be->impl, (n + FLAT_ROW - 1) / FLAT_ROW, FLAT_ROW, fill_rows, &c);
+}
+
+/* ---- MoE combine: x[ids[t]] += w[t] * y[t], the product rounded before the sum as
+ * ggml's mul then add. The ids of one call are distinct, so rows split freely. ---- */
+typedef struct scatter_ctx {
+    float *x;
+    const float *y, *w;
+    const int32_t *ids;
+    int64_t dim;
+} scatter_ctx;
+
+static void scatter_rows(void *p, int64_t r0, int64_t r1) {
+    scatter_ctx *c = p;
+    for (int64_t t = r0; t < r1; t++) {
+        float *x = c->x + (int64_t)c->ids[t] * c->dim;
+        const float *y = c->y + t * c->dim;
+        const float w = c->w[t];
+        for (int64_t i = 0; i < c->dim; i++) x[i] += y[i] * w;
+    }
+}
+
+static void cpu_add_rows_scaled(rl_backend *be, float *x, int64_t dim, const int32_t *ids,
+                                const float *w, int64_t n, const float *y) {
+    scatter_ctx c = {x, y, w, ids, dim};
+    rl__cpu_par_rows(be->impl, n, dim, scatter_rows, &c);
+}
+
 static void cpu_destroy(rl_backend *be) {
     if (!be) return;
     rl__cpu_backend *c = be->impl;
@@ -269,6 +306,8 @@ static const rl_backend_ops k_cpu_ops = {
     .kv_write = rl__cpu_kv_write,
     .attention = rl__cpu_attention,
     .kv_copy = cpu_kv_copy,
+    .fill = cpu_fill,
+    .add_rows_scaled = cpu_add_rows_scaled,
 };
 
 rl_status rl__backend_cpu_create(int n_threads, rl_backend **out) {
