@@ -72,7 +72,8 @@ static void progress(void *user, const rl_quantize_event *ev) {
     st->n_tensors = ev->count;
     int w = ev->count >= 1000 ? 4 : 3;
     if (ev->converted)
-        fprintf(stderr, "[%*" PRId64 "/%*" PRId64 "] %-40s %-20s %-7s -> %-7s %9.3f -> %9.3f MiB%s\n",
+        fprintf(stderr,
+                "[%*" PRId64 "/%*" PRId64 "] %-40s %-20s %-7s -> %-7s %9.3f -> %9.3f MiB%s\n",
                 w, ev->index + 1, w, ev->count, ev->name, shape, rl_type_name(ev->type_in),
                 rl_type_name(ev->type_out), ev->bytes_in / 1048576.0, ev->bytes_out / 1048576.0,
                 ev->fallback ? "  (fallback: row length)" : "");

@@ -203,7 +203,8 @@ static float rope_factor(const shape *h, int64_t i) {
     double hi_wl = (double)h->rope_orig_ctx / h->rope_high;
     if (wavelen < hi_wl) return 1.0f;
     if (wavelen > lo_wl) return h->rope_factor;
-    double smooth = ((double)h->rope_orig_ctx / wavelen - h->rope_low) / (h->rope_high - h->rope_low);
+    double smooth =
+        ((double)h->rope_orig_ctx / wavelen - h->rope_low) / (h->rope_high - h->rope_low);
     return (float)(1.0 / ((1.0 - smooth) / h->rope_factor + smooth));
 }
 
@@ -233,11 +234,14 @@ static rl_status gen_row(void *user, size_t ti, int64_t row, float *out) {
 
 /* GPT-2's byte-to-character map: printable bytes stand for themselves, the rest for
  * U+0100 upwards, in byte order. */
+static bool byte_is_printable(int b) {
+    return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+}
+
 static uint32_t byte_char(int b) {
-    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) return (uint32_t)b;
+    if (byte_is_printable(b)) return (uint32_t)b;
     int n = 0;
-    for (int i = 0; i < b; i++)
-        if (!((i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174 && i <= 255))) n++;
+    for (int i = 0; i < b; i++) n += !byte_is_printable(i);
     return 256u + (uint32_t)n;
 }
 
@@ -261,7 +265,9 @@ static rl_status builtin_tokenizer(rl_gguf_writer *w, int64_t n_vocab) {
             *p++ = 0;
             types[i] = 1; /* normal */
         } else {
-            const char *special = i == 256 ? "<|begin_of_text|>" : i == 257 ? "<|end_of_text|>" : NULL;
+            const char *special = i == 256   ? "<|begin_of_text|>"
+                                  : i == 257 ? "<|end_of_text|>"
+                                             : NULL;
             int k = special ? snprintf(p, 24, "%s", special)
                             : snprintf(p, 24, "<|unused_%" PRId64 "|>", i - 258);
             p += k + 1;
@@ -442,11 +448,11 @@ static rl_status synth_model(sjob *j, const char *out, const rl_synth_params *p)
     char desc[160];
     snprintf(desc, sizeof desc, "random weights at the shape of %s (ruvllm synth, seed %" PRIu64
              "); not a trained model", h->name, p->seed);
-    char name[96];
-    snprintf(name, sizeof name, "synth-%s", h->name);
+    /* A neutral general.name: llama.cpp keys vocabulary quirks on the name ("phi3" wants
+     * Phi-3's special tokens), which the built-in tokenizer does not have. */
     if ((st = rl_gguf_writer_set_str(w, "general.architecture", h->arch)) ||
         (st = rl_gguf_writer_set_str(w, "general.type", "model")) ||
-        (st = rl_gguf_writer_set_str(w, "general.name", name)) ||
+        (st = rl_gguf_writer_set_str(w, "general.name", "ruvllm-synth")) ||
         (st = rl_gguf_writer_set_str(w, "general.description", desc)) ||
         (st = arch_metadata(w, h, n_vocab)))
         goto meta_fail;
@@ -461,6 +467,7 @@ static rl_status synth_model(sjob *j, const char *out, const rl_synth_params *p)
         st = builtin_tokenizer(w, n_vocab);
     }
     if (st == RL_OK) st = rl_gguf_writer_set_u32(w, "general.quantization_version", 2);
+    if (st == RL_OK) st = rl_gguf_writer_set_str(w, "ruvllm.synth.shape", h->name);
     if (st == RL_OK) st = rl_gguf_writer_set_u64(w, "ruvllm.synth.seed", p->seed);
     if (st != RL_OK) goto meta_fail;
 

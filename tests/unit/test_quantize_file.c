@@ -770,7 +770,9 @@ TEST(synth_vocab_and_errors) {
         CHECK_EQ_INT(kv_int(g, "llama.vocab_size"), (int64_t)nv);
         rl_vocab *v = NULL;
         CHECKF(rl_vocab_load(g, &v, err, sizeof err) == RL_OK, "%s", err);
-        if (v) CHECK(rl_vocab_get_type(v) == RL_VOCAB_TYPE_SPM && rl_vocab_n_tokens(v) == (int32_t)nv);
+        if (v)
+            CHECK(rl_vocab_get_type(v) == RL_VOCAB_TYPE_SPM &&
+                  rl_vocab_n_tokens(v) == (int32_t)nv);
         rl_vocab_free(v);
     }
     rl_gguf_free(g);
