@@ -929,9 +929,12 @@ RL_API rl_status rl_synth_model(const char *out_path, const rl_synth_params *p, 
  * hyperparameters and its vocabulary. Immutable after load: any number of contexts, on
  * any threads, may run the same model at once.
  *
- * Architectures: "llama" (Llama 1/2/3, Mistral, with llama3 rope_freqs and linear / YaRN
- * / LongRoPE scaling). Other general.architecture values are refused (RL_ERR_UNSUPPORTED,
- * the message names the architecture). */
+ * Architectures (general.architecture): "llama" (Llama 1/2/3, Mistral, and Mixtral-style
+ * mixture of experts with llama.expert_count), "qwen2", "qwen3", "qwen2moe" (with its
+ * shared expert), "gemma", "gemma2" (soft-capping, alternating sliding-window layers,
+ * post-norms) and "phi3" (fused projections); RoPE in normal or NeoX order with llama3
+ * rope_freqs and linear / YaRN / LongRoPE scaling. Other values are refused
+ * (RL_ERR_UNSUPPORTED, the message names the architecture). */
 typedef struct rl_model rl_model;
 
 typedef struct rl_model_params {
