@@ -216,6 +216,38 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
 
 /* ===== end section: cpu kernels ===== */
 
+/* ===== section: memory bandwidth (the floor of memory-bound work) ===== */
+
+/* STREAM-like bandwidth (McCalpin): copy (c = a, 2 x N x 4 bytes counted) and triad
+ * (a = b + s*c, 3 x N x 4) over three float arrays far larger than the last-level cache,
+ * plus a read-only pass (N x 4), each thread of a pool streaming its own slice. A decode
+ * step reads every weight once, so bytes per token / bandwidth is its floor. The handle
+ * keeps the best rate of each kernel over all runs: interleave runs with the timed work
+ * so that both see the same load. One thread at a time per handle. */
+typedef struct rl_membw rl_membw;
+
+typedef struct rl_membw_result {
+    double copy_gbs, triad_gbs, read_gbs; /* 1e9 bytes per second */
+} rl_membw_result;
+
+/* Largest cache of cpu0 in bytes (sysfs); 32 MiB when unknown. */
+RL_API size_t rl_cpu_llc_bytes(void);
+/* Map the arrays (array_bytes each; 0: the default, max(256 MiB, 8 x rl_cpu_llc_bytes)),
+ * asking for transparent huge pages when hugepages. They are first touched by the threads
+ * of the first rl_membw_run. RL_ERR_INVALID_ARG for NULL out or a size under 256 bytes,
+ * RL_ERR_NOMEM. */
+RL_API rl_status rl_membw_create(size_t array_bytes, bool hugepages, rl_membw **out);
+RL_API void rl_membw_free(rl_membw *b);
+/* Bytes of each array. */
+RL_API size_t rl_membw_array_bytes(const rl_membw *b);
+/* One copy, triad and read pass on every thread of pool; *pass (may be NULL) gets this
+ * pass's rates. Not thread-safe with respect to other users of pool. */
+RL_API rl_status rl_membw_run(rl_membw *b, rl_threadpool *pool, rl_membw_result *pass);
+/* The best rate of each kernel over all runs (zeros before the first). */
+RL_API rl_membw_result rl_membw_best(const rl_membw *b);
+
+/* ===== end section: memory bandwidth ===== */
+
 /* ===== section: gguf (reader and writer) ===== */
 
 /* A GGUF file (v2 or v3), mapped read-only and validated at open. Strings handed out
@@ -1047,6 +1079,43 @@ RL_API rl_status rl_kv_seq_copy(rl_context *ctx, int32_t src, int32_t dst, int32
 RL_API int32_t rl_kv_seq_pos_max(const rl_context *ctx, int32_t seq_id);
 /* Cells in use (by any sequence). */
 RL_API int32_t rl_kv_n_used(const rl_context *ctx);
+
+/* Perplexity as llama.cpp's llama-perplexity computes it: tokens (the whole text,
+ * tokenized with RL_TOKENIZE_ADD_SPECIAL) are cut into n_tokens / n_ctx non-overlapping
+ * windows (the tail dropped); each is evaluated from an empty cache with its first token
+ * replaced by BOS when the vocabulary adds BOS, and only its second half is scored (the
+ * logits at positions n_ctx/2 .. n_ctx-2 against the next token). PPL = exp(mean NLL),
+ * ppl_err = PPL * sqrt(var(NLL) / (count - 1)). */
+typedef struct rl_perplexity_result {
+    double ppl, ppl_err;
+    double nll;        /* mean negative log-likelihood, nats per token */
+    int32_t n_windows; /* windows done */
+    int64_t n_scored;  /* tokens scored */
+} rl_perplexity_result;
+
+/* Called after each window with the figures so far (from the calling thread). */
+typedef void (*rl_perplexity_progress_fn)(const rl_perplexity_result *so_far,
+                                          int32_t n_windows_total, void *user);
+
+typedef struct rl_perplexity_params {
+    int32_t n_ctx;   /* window length, >= 4 [512] */
+    int32_t n_batch; /* tokens per forward pass, 1..n_ctx; 0 or more than n_ctx: n_ctx [0] */
+    rl_type kv_type; /* [RL_TYPE_F16] */
+    int n_threads;   /* <= 0: the model's [0] */
+    rl_perplexity_progress_fn progress; /* NULL: none [NULL] */
+    void *user;
+} rl_perplexity_params;
+
+RL_API rl_perplexity_params rl_perplexity_default_params(void);
+
+/* Perplexity of tokens[0..n_tokens) under m with p (NULL: defaults), in a context of its
+ * own (n_ctx cells, logits of min(n_batch, n_ctx/2) tokens at a time). Errors, with err:
+ * RL_ERR_INVALID_ARG (n_ctx < 4, fewer than 2 * n_ctx tokens as llama.cpp requires, a
+ * token out of range), what rl_context_create and rl_decode return. *out holds the
+ * windows done so far even on error. */
+RL_API rl_status rl_perplexity(const rl_model *m, const rl_token *tokens, size_t n_tokens,
+                               const rl_perplexity_params *p, rl_perplexity_result *out,
+                               char *err, size_t err_size);
 
 /* ===== end section: model and inference ===== */
 

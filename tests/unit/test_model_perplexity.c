@@ -16,63 +16,19 @@
 
 #include <unistd.h>
 
-typedef struct ppl_result {
-    double ppl, err;
-    int n_windows;
-} ppl_result;
-
-static ppl_result perplexity(rl_model *m, const rl_token *toks, int n_tok, int n_ctx) {
-    ppl_result r = {0, 0, 0};
-    const rl_vocab *v = rl_model_vocab(m);
-    const int nv = rl_model_n_vocab(m), first = n_ctx / 2;
-    rl_context_params cp = rl_context_default_params();
-    cp.n_ctx = n_ctx;
-    cp.n_batch = n_ctx;
-    cp.n_outputs_max = n_ctx;
-    cp.kv_type = RL_TYPE_F32;
-    cp.n_threads = 2;
+/* The computation is the library's (rl_perplexity, which `ruvllm perplexity` runs too):
+ * exact attention over an F32 cache, one forward pass per window. */
+static rl_perplexity_result perplexity(rl_model *m, const rl_token *toks, int n_tok, int n_ctx,
+                                       int n_batch) {
+    rl_perplexity_result r;
+    rl_perplexity_params pp = rl_perplexity_default_params();
+    pp.n_ctx = n_ctx;
+    pp.n_batch = n_batch;
+    pp.kv_type = RL_TYPE_F32;
+    pp.n_threads = 2;
     char err[512];
-    rl_context *ctx = NULL;
-    if (rl_context_create(m, &cp, &ctx, err, sizeof err) != RL_OK) {
-        CHECKF(0, "%s", err);
-        return r;
-    }
-    rl_token *w = malloc(sizeof(rl_token) * (size_t)n_ctx);
-    int8_t *flags = malloc((size_t)n_ctx);
-    for (int i = 0; i < n_ctx; i++) flags[i] = i >= first;
-    double nll = 0, nll2 = 0;
-    int count = 0;
-    for (int c = 0; c < n_tok / n_ctx; c++) {
-        memcpy(w, toks + (size_t)c * n_ctx, sizeof(rl_token) * (size_t)n_ctx);
-        if (rl_vocab_add_bos(v)) w[0] = rl_vocab_bos(v);
-        rl_kv_clear(ctx);
-        rl_batch b = {.n_tokens = n_ctx, .token = w, .logits = flags};
-        if (rl_decode(ctx, &b) != RL_OK) {
-            CHECKF(0, "window %d: %s", c, rl_context_errmsg(ctx));
-            break;
-        }
-        for (int i = first; i < n_ctx - 1; i++) {
-            const float *lg = rl_get_logits(ctx, i);
-            const rl_token next = toks[(size_t)c * n_ctx + i + 1];
-            float mx = lg[0];
-            for (int k = 1; k < nv; k++) mx = lg[k] > mx ? lg[k] : mx;
-            double sum = 0;
-            for (int k = 0; k < nv; k++) sum += expf(lg[k] - mx);
-            double lp = lg[next] - mx - log(sum);
-            nll += -lp;
-            nll2 += lp * lp;
-            count++;
-        }
-        r.n_windows++;
-    }
-    nll /= count;
-    nll2 /= count;
-    r.ppl = exp(nll);
-    double var = nll2 - nll * nll;
-    r.err = var > 0 ? r.ppl * sqrt(var / (count - 1)) : 0;
-    free(w);
-    free(flags);
-    rl_context_free(ctx);
+    rl_status st = rl_perplexity(m, toks, (size_t)n_tok, &pp, &r, err, sizeof err);
+    CHECKF(st == RL_OK, "%s", err);
     return r;
 }
 
@@ -107,13 +63,29 @@ TEST(stories260K_gpl3) {
     const int n_cases = 2;
 #endif
     for (int i = 0; i < n_cases; i++) {
-        ppl_result r = perplexity(m, toks, (int)n, want[i].n_ctx);
+        rl_perplexity_result r = perplexity(m, toks, (int)n, want[i].n_ctx, want[i].n_ctx);
         fprintf(stderr, "  -c %d: PPL = %.4f +/- %.5f over %d windows (llama.cpp: %.2f +/- %.2f)\n",
-                want[i].n_ctx, r.ppl, r.err, r.n_windows, want[i].ppl, want[i].err);
+                want[i].n_ctx, r.ppl, r.ppl_err, r.n_windows, want[i].ppl, want[i].err);
         CHECK_EQ_INT(r.n_windows, want[i].n_windows);
         CHECK_NEAR(r.ppl, want[i].ppl, 0.02);
-        CHECK_NEAR(r.err, want[i].err, 0.005);
+        CHECK_NEAR(r.ppl_err, want[i].err, 0.005);
+        CHECK_EQ_INT((int)r.n_scored, want[i].n_windows * (want[i].n_ctx / 2 - 1));
     }
+    /* a window in several passes (48 + 48 + 32 tokens) scores the same tokens alike */
+    rl_perplexity_result whole = perplexity(m, toks, 1024, 128, 128);
+    rl_perplexity_result parts = perplexity(m, toks, 1024, 128, 48);
+    CHECK_EQ_INT(parts.n_windows, 8);
+    CHECK_EQ_INT((int)parts.n_scored, (int)whole.n_scored);
+    CHECK_NEAR(parts.ppl, whole.ppl, 1e-6 * whole.ppl);
+    /* llama.cpp's rule: at least two windows' worth of tokens */
+    rl_perplexity_result r;
+    rl_perplexity_params pp = rl_perplexity_default_params();
+    pp.n_ctx = 128;
+    CHECK(rl_perplexity(m, toks, 255, &pp, &r, err, sizeof err) == RL_ERR_INVALID_ARG);
+    CHECKF(strstr(err, "2 * n_ctx") != NULL, "%s", err);
+    pp.n_ctx = 3;
+    CHECK(rl_perplexity(m, toks, n, &pp, &r, err, sizeof err) == RL_ERR_INVALID_ARG);
+    CHECKF(strstr(err, "n_ctx") != NULL, "%s", err);
     free(toks);
     free(text);
     rl_model_free(m);
