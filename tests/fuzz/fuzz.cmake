@@ -111,6 +111,7 @@ rl_add_fuzzer(NAME fuzz_tokenize SOURCES ${RL_FUZZ_TOK_SOURCES} SEEDS ${RL_FUZZ_
 # Seeds: the real chat templates of the test data.
 file(GLOB RL_FUZZ_TPL_SEEDS ${RL_TESTDATA}/testdata/chat-templates/templates/*.jinja)
 file(GLOB RL_FUZZ_TPL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
-     ${CMAKE_SOURCE_DIR}/src/template/*.c)
+     ${CMAKE_SOURCE_DIR}/src/template/*.c ${CMAKE_SOURCE_DIR}/src/gguf/*.c)
+list(APPEND RL_FUZZ_TPL_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c) # template source from GGUF
 rl_add_fuzzer(NAME fuzz_template SOURCES ${RL_FUZZ_TPL_SOURCES} SEEDS ${RL_FUZZ_TPL_SEEDS}
               RUNS 20000 MAX_LEN 20000 LIBS ${JANSSON_LDFLAGS} ${UTF8PROC_LDFLAGS})
