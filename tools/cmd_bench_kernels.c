@@ -12,14 +12,13 @@
  * with the matvec runs (one of each in turn), so that both are taken under the same
  * conditions on a shared machine. Weights: a few rows quantized from random data,
  * replicated to fill the matrix (content does not change the speed of these kernels).
- * Only the public API is used: rl_matmul, rl_quantize, rl_threadpool_*.
+ * Only the public API is used: rl_matmul, rl_quantize, rl_threadpool_*, rl_membw_* (the
+ * bandwidth measurement `ruvllm bench` shares).
  */
 #include "cli.h"
 
 #include <jansson.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,202 +35,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Largest unified/data cache of cpu0 in bytes (the LLC), from sysfs; 32 MiB if unknown. */
-static size_t llc_bytes(void) {
-    size_t best = 0;
-    for (int i = 0; i < 8; i++) {
-        char path[128], buf[64];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        if (fgets(buf, sizeof buf, f)) {
-            char *end;
-            unsigned long v = strtoul(buf, &end, 10);
-            if (*end == 'K')
-                v *= 1024;
-            else if (*end == 'M')
-                v *= 1024 * 1024;
-            if (v > best) best = v;
-        }
-        fclose(f);
-    }
-    return best ? best : (size_t)32 << 20;
-}
-
 /* Page-aligned anonymous memory, with transparent huge pages asked for when hp. */
 static void *big_alloc(size_t bytes, bool hp) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
     if (hp) madvise(p, bytes, MADV_HUGEPAGE);
     return p;
-}
-
-/* ---- STREAM-like bandwidth ---------------------------------------------------------- */
-
-enum { K_INIT, K_COPY, K_TRIAD, K_READ };
-
-typedef struct stream_arg {
-    float *a, *b, *c;
-    size_t lo, hi;
-    int kernel;
-    uint64_t sink;
-} stream_arg;
-
-static void stream_kernel(stream_arg *s) {
-    float *restrict a = s->a, *restrict b = s->b, *restrict c = s->c;
-    switch (s->kernel) {
-    case K_INIT:
-        for (size_t i = s->lo; i < s->hi; i++) {
-            a[i] = 1.0f;
-            b[i] = 2.0f;
-            c[i] = 0.5f;
-        }
-        break;
-    case K_COPY:
-        for (size_t i = s->lo; i < s->hi; i++) c[i] = a[i];
-        break;
-    case K_TRIAD:
-        for (size_t i = s->lo; i < s->hi; i++) a[i] = b[i] + 3.0f * c[i];
-        break;
-    case K_READ: {
-        const uint64_t *p = (const uint64_t *)a;
-        uint64_t x0 = 0, x1 = 0, x2 = 0, x3 = 0;
-        for (size_t i = s->lo / 2; i + 4 <= s->hi / 2; i += 4) {
-            x0 ^= p[i];
-            x1 ^= p[i + 1];
-            x2 ^= p[i + 2];
-            x3 ^= p[i + 3];
-        }
-        s->sink = x0 ^ x1 ^ x2 ^ x3;
-        break;
-    }
-    }
-}
-
-typedef struct stream_job {
-    stream_arg *args;
-    int nth;
-    pthread_barrier_t start, end;
-    int kernel;
-    int quit;
-} stream_job;
-
-typedef struct stream_thread {
-    stream_job *job;
-    int ith;
-    int cpu; /* pin to this CPU, or -1 */
-} stream_thread;
-
-static void pin_self(int cpu) {
-    if (cpu < 0) return;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
-}
-
-/* The i-th CPU of this process's affinity mask (wrapping), or -1. */
-static int nth_cpu(int i) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) == 0) return -1;
-    i %= CPU_COUNT(&set);
-    for (int c = 0; c < CPU_SETSIZE; c++)
-        if (CPU_ISSET(c, &set) && i-- == 0) return c;
-    return -1;
-}
-
-static void *stream_worker(void *p) {
-    stream_thread *t = p;
-    pin_self(t->cpu);
-    stream_job *j = t->job;
-    for (;;) {
-        pthread_barrier_wait(&j->start);
-        if (j->quit) break;
-        j->args[t->ith].kernel = j->kernel;
-        stream_kernel(&j->args[t->ith]);
-        pthread_barrier_wait(&j->end);
-    }
-    return NULL;
-}
-
-/* Time one kernel on all threads (the caller is thread 0): start barrier to end barrier. */
-static double stream_run(stream_job *j, int kernel) {
-    j->kernel = kernel;
-    double t0 = now_s();
-    pthread_barrier_wait(&j->start);
-    j->args[0].kernel = kernel;
-    stream_kernel(&j->args[0]);
-    pthread_barrier_wait(&j->end);
-    return now_s() - t0;
-}
-
-typedef struct bandwidth {
-    double copy, triad, read; /* GB/s, best so far */
-    size_t n;                 /* floats per array */
-    float *a, *b, *c;
-    stream_job job;
-    stream_thread *th;
-    pthread_t *tid;
-    int nth;
-} bandwidth;
-
-/* Allocate the arrays (first touch by the thread that streams each range) and start the
- * stream threads. Returns 0 on success. */
-static int bandwidth_init(bandwidth *bw, int nth, size_t array_bytes, bool hp, bool pin) {
-    memset(bw, 0, sizeof *bw);
-    size_t n = array_bytes / sizeof(float);
-    n -= n % 64;
-    bw->n = n;
-    bw->nth = nth;
-    bw->a = big_alloc(n * 4, hp);
-    bw->b = big_alloc(n * 4, hp);
-    bw->c = big_alloc(n * 4, hp);
-    stream_job *j = &bw->job;
-    j->nth = nth;
-    j->args = calloc((size_t)nth, sizeof *j->args);
-    bw->th = calloc((size_t)nth, sizeof *bw->th);
-    bw->tid = calloc((size_t)nth, sizeof *bw->tid);
-    if (!bw->a || !bw->b || !bw->c || !j->args || !bw->th || !bw->tid) return 1;
-    pthread_barrier_init(&j->start, NULL, (unsigned)nth);
-    pthread_barrier_init(&j->end, NULL, (unsigned)nth);
-    for (int i = 0; i < nth; i++) {
-        size_t lo = n / 64 * (size_t)i / (size_t)nth * 64;
-        size_t hi = n / 64 * (size_t)(i + 1) / (size_t)nth * 64;
-        j->args[i] = (stream_arg){.a = bw->a, .b = bw->b, .c = bw->c, .lo = lo, .hi = hi};
-        bw->th[i] = (stream_thread){j, i, pin ? nth_cpu(i) : -1};
-    }
-    for (int i = 1; i < nth; i++) pthread_create(&bw->tid[i], NULL, stream_worker, &bw->th[i]);
-    stream_run(j, K_INIT);
-    return 0;
-}
-
-/* One copy, triad and read pass; keeps the best rates. */
-static void bandwidth_rep(bandwidth *bw) {
-    const double bytes = (double)bw->n * 4;
-    double t = stream_run(&bw->job, K_COPY);
-    bw->copy = fmax(bw->copy, 2.0 * bytes / t / 1e9);
-    t = stream_run(&bw->job, K_TRIAD);
-    bw->triad = fmax(bw->triad, 3.0 * bytes / t / 1e9);
-    t = stream_run(&bw->job, K_READ);
-    bw->read = fmax(bw->read, bytes / t / 1e9);
-}
-
-static void bandwidth_free(bandwidth *bw) {
-    stream_job *j = &bw->job;
-    if (bw->tid && j->args && bw->a && bw->b && bw->c) {
-        j->quit = 1;
-        pthread_barrier_wait(&j->start);
-        for (int i = 1; i < bw->nth; i++) pthread_join(bw->tid[i], NULL);
-        pthread_barrier_destroy(&j->start);
-        pthread_barrier_destroy(&j->end);
-    }
-    if (bw->a) munmap(bw->a, bw->n * 4);
-    if (bw->b) munmap(bw->b, bw->n * 4);
-    if (bw->c) munmap(bw->c, bw->n * 4);
-    free(j->args);
-    free(bw->th);
-    free(bw->tid);
 }
 
 /* ---- matrix-vector ------------------------------------------------------------------ */
@@ -254,7 +63,7 @@ static float rnd_gauss(void) {
     return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-static void bench_matvec(rl_threadpool *pool, bandwidth *bw, rl_type t, int64_t cols,
+static void bench_matvec(rl_threadpool *pool, rl_membw *bw, rl_type t, int64_t cols,
                          size_t target_bytes, int reps, bool hp, mv_result *res) {
     memset(res, 0, sizeof *res);
     res->type = t;
@@ -295,7 +104,7 @@ static void bench_matvec(rl_threadpool *pool, bandwidth *bw, rl_type t, int64_t 
     res->best_s = INFINITY;
     double total = 0;
     for (int r = 0; r < reps; r++) {
-        bandwidth_rep(bw);
+        rl_membw_run(bw, pool, NULL);
         double t0 = now_s();
         rl_matmul(pool, t, w, rows, cols, x, 1, y);
         double dt = now_s() - t0;
@@ -417,7 +226,7 @@ int cmd_bench_kernels(int argc, char **argv) {
         return 1;
     }
     nth = rl_threadpool_n_threads(pool);
-    const size_t llc = llc_bytes();
+    const size_t llc = rl_cpu_llc_bytes();
     size_t target = (size_t)(mib * MIB);
     size_t array_bytes = (size_t)256 << 20;
     if (array_bytes < 8 * llc) array_bytes = 8 * llc;
@@ -428,19 +237,18 @@ int cmd_bench_kernels(int argc, char **argv) {
                rl_cpu_isa_name(rl_cpu_isa_active()), llc / MIB);
         fflush(stdout);
     }
-    bandwidth bw;
-    if (bandwidth_init(&bw, nth, array_bytes, hp, pin) != 0) {
+    rl_membw *bw = NULL;
+    if (rl_membw_create(array_bytes, hp, &bw) != RL_OK) {
         fprintf(stderr, "bench-kernels: out of memory for the bandwidth arrays\n");
-        bandwidth_free(&bw);
         rl_threadpool_free(pool);
         return 1;
     }
-    for (int r = 0; r < reps; r++) bandwidth_rep(&bw);
+    for (int r = 0; r < reps; r++) rl_membw_run(bw, pool, NULL);
     mv_result *res = calloc((size_t)n_types, sizeof *res);
     int rc = 0;
     for (int k = 0; k < n_types && res; k++) {
         /* 4096 columns: a row length every type (block 32..256) divides */
-        bench_matvec(pool, &bw, types[k], 4096, target, reps, hp, &res[k]);
+        bench_matvec(pool, bw, types[k], 4096, target, reps, hp, &res[k]);
         if (res[k].status != RL_OK) {
             fprintf(stderr, "bench-kernels: %s: %s\n", rl_type_name(types[k]),
                     rl_status_str(res[k].status));
@@ -451,12 +259,14 @@ int cmd_bench_kernels(int argc, char **argv) {
         }
     }
     /* the ratios use the best bandwidth of the whole run */
-    const double peak = fmax(bw.copy, bw.triad);
+    const rl_membw_result best = rl_membw_best(bw);
+    const double peak = fmax(best.copy_gbs, best.triad_gbs);
     if (!json) {
         printf("memory bandwidth (3 arrays of %.0f MiB, best of %d runs interleaved with the "
                "matvec runs):\n  copy %.1f GB/s, triad %.1f GB/s -> bandwidth %.1f GB/s "
                "(read-only pass %.1f GB/s)\n\n",
-               bw.n * 4 / MIB, reps * (n_types + 1), bw.copy, bw.triad, peak, bw.read);
+               rl_membw_array_bytes(bw) / MIB, reps * (n_types + 1), best.copy_gbs,
+               best.triad_gbs, peak, best.read_gbs);
         printf("matrix-vector, 1 token, best of %d:\n", reps);
         printf("%-8s %8s %6s %8s %9s %8s %7s %10s\n", "type", "rows", "cols", "MiB", "ms", "GB/s",
                "ratio", "ratio_read");
@@ -469,13 +279,13 @@ int cmd_bench_kernels(int argc, char **argv) {
         if (!json)
             printf("%-8s %8lld %6lld %8.1f %9.3f %8.1f %7.2f %10.2f\n", rl_type_name(r->type),
                    (long long)r->rows, (long long)r->cols, r->bytes / MIB, r->best_s * 1e3, gbps,
-                   gbps / peak, gbps / bw.read);
+                   gbps / peak, gbps / best.read_gbs);
         json_array_append_new(jres,
                               json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "type",
                                         rl_type_name(r->type), "rows", (json_int_t)r->rows, "cols",
                                         (json_int_t)r->cols, "bytes", (json_int_t)r->bytes,
                                         "best_s", r->best_s, "mean_s", r->mean_s, "gbps", gbps,
-                                        "ratio", gbps / peak, "ratio_read", gbps / bw.read));
+                                        "ratio", gbps / peak, "ratio_read", gbps / best.read_gbs));
     }
     free(res);
     if (json) {
@@ -483,8 +293,9 @@ int cmd_bench_kernels(int argc, char **argv) {
             json_pack("{s:i, s:s, s:I, s:i, s:b, s:{s:I, s:f, s:f, s:f, s:f}, s:o}", "threads", nth,
                       "isa", rl_cpu_isa_name(rl_cpu_isa_active()), "llc_bytes", (json_int_t)llc,
                       "reps", reps, "hugepages", hp, "bandwidth", "array_bytes",
-                      (json_int_t)(bw.n * 4), "copy_gbps", bw.copy, "triad_gbps", bw.triad,
-                      "read_gbps", bw.read, "bandwidth_gbps", peak, "matvec", jres);
+                      (json_int_t)rl_membw_array_bytes(bw), "copy_gbps", best.copy_gbs,
+                      "triad_gbps", best.triad_gbs, "read_gbps", best.read_gbs,
+                      "bandwidth_gbps", peak, "matvec", jres);
         char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         puts(s);
         free(s);
@@ -492,7 +303,7 @@ int cmd_bench_kernels(int argc, char **argv) {
     } else {
         json_decref(jres);
     }
-    bandwidth_free(&bw);
+    rl_membw_free(bw);
     rl_threadpool_free(pool);
     return rc;
 }
