@@ -1145,7 +1145,7 @@ typedef struct rl_grammar_matcher rl_grammar_matcher; /* the state of one genera
  * brackets. Exceeding one fails with RL_ERR_LIMIT and a message naming it. */
 typedef struct rl_grammar_limits {
     uint32_t max_text;     /* bytes of GBNF text [16 MiB] */
-    uint32_t max_elements; /* IR elements after repetitions are rewritten [4 Mi] */
+    uint32_t max_elements; /* IR elements after repetitions are rewritten [1 Mi] */
     uint32_t max_nesting;  /* nested parentheses [512] */
     uint32_t max_stacks;   /* parse stacks alive in one state [4096] */
     uint32_t max_depth;    /* frames in one stack (nesting of the text) [16384] */

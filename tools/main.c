@@ -13,6 +13,8 @@ static const cli_command g_commands[] = {
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
     {"quantize", "quantize a GGUF model with a llama.cpp mix (Q4_K_M, Q8_0, ...)", cmd_quantize},
     {"synth", "write a model with random weights at a real shape (llama3-8b, ...)", cmd_synth},
+    {"gbnf-check", "does a GBNF grammar accept a text", cmd_gbnf_check},
+    {"bench-grammar", "time grammar token masks over random documents (JSON)", cmd_bench_grammar},
     {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",
      cmd_bench_kernels},
 };

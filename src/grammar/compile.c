@@ -11,7 +11,7 @@
 RL_API rl_grammar_limits rl_grammar_default_limits(void) {
     rl_grammar_limits l;
     l.max_text = 16u << 20;
-    l.max_elements = 4u << 20;
+    l.max_elements = 1u << 20;
     l.max_nesting = 512;
     l.max_stacks = 4096;
     l.max_depth = 16384;
@@ -42,6 +42,8 @@ RL_API void rl_grammar_vocab_free(rl_grammar_vocab *gv) {
     rl__free(gv->textual);
     rl__free(gv->sorted);
     rl__free(gv->lcp);
+    rl__free(gv->nend_off);
+    rl__free(gv->nend);
     rl__free(gv);
 }
 
@@ -105,6 +107,33 @@ RL_API rl_status rl_grammar_vocab_create(const rl_vocab *v, rl_grammar_vocab **o
         }
         gv->lcp[i] = (uint16_t)l;
     }
+    /* subtree ends, from the back: E[k] = first later entry whose lcp is below k */
+    gv->nend_off = rl__malloc(((size_t)gv->n_sorted + 1) * sizeof *gv->nend_off);
+    st = RL_ERR_NOMEM;
+    if (!gv->nend_off) goto fail;
+    size_t total = 0;
+    for (int32_t i = 0; i < gv->n_sorted; i++) {
+        uint32_t L;
+        rl__gv_piece(gv, gv->sorted[i], &L);
+        gv->nend_off[i] = (uint32_t)total;
+        total += L - gv->lcp[i];
+    }
+    gv->nend_off[gv->n_sorted] = (uint32_t)total;
+    gv->nend = rl__malloc((total ? total : 1) * sizeof *gv->nend);
+    int32_t *E = rl__malloc(((size_t)gv->max_len + 2) * sizeof *E);
+    if (!gv->nend || !E) {
+        rl__free(E);
+        goto fail;
+    }
+    for (uint32_t k = 0; k <= gv->max_len + 1; k++) E[k] = gv->n_sorted;
+    for (int32_t i = gv->n_sorted; i-- > 0;) {
+        uint32_t L;
+        rl__gv_piece(gv, gv->sorted[i], &L);
+        for (uint32_t k = gv->lcp[i] + 1u; k <= L; k++)
+            gv->nend[gv->nend_off[i] + k - gv->lcp[i] - 1] = E[k];
+        for (uint32_t k = gv->lcp[i] + 1u; k <= gv->max_len; k++) E[k] = i;
+    }
+    rl__free(E);
     *out = gv;
     return RL_OK;
 fail:
@@ -218,7 +247,7 @@ static int64_t class_id(builder *b, const rvec *r) {
         uint32_t id = b->cslot[i] - 1;
         const rl__gclass *c = &g->cls[id];
         if (b->chash[id] == h && c->n * 2 == r->n &&
-            !memcmp(b->ranges.v + 2 * (size_t)c->off, r->v, (size_t)r->n * sizeof *r->v))
+            (!r->n || !memcmp(b->ranges.v + 2 * (size_t)c->off, r->v, (size_t)r->n * sizeof *r->v)))
             return id;
         i = (i + 1) & (b->n_cslot - 1);
     }
@@ -612,6 +641,7 @@ RL_API rl_status rl_grammar_compile(const char *text, size_t len, const char *ro
         goto fail;
     }
     st = rl__gmask_init(g);
+    if (st == RL_OK) st = rl__gmask_warm(g, err, err_size);
     if (st != RL_OK) goto fail;
     *out = g;
     return RL_OK;

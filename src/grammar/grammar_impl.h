@@ -119,6 +119,10 @@ struct rl_grammar_vocab {
     int32_t *sorted;
     uint16_t *lcp;
     int32_t n_sorted;
+    /* trie nodes: entry i of sorted opens the nodes of depth lcp[i]+1 .. len(i); the one of
+     * depth k ends (its subtree ends) before entry nend[nend_off[i] + k - lcp[i] - 1] */
+    uint32_t *nend_off; /* [n_sorted + 1] */
+    int32_t *nend;
     uint32_t max_len;       /* longest piece in bytes */
 };
 
@@ -245,7 +249,19 @@ static inline uint64_t rl__ghash_ids(const uint32_t *v, uint32_t n, uint64_t h) 
 /* ---- masks (mask.c) -------------------------------------------------------------------- */
 
 rl_status rl__gmask_init(rl_grammar *g);
+/* Fill the tables for the initial state (so that the first mask is fast); fails like a
+ * matcher would at its start (limits). */
+rl_status rl__gmask_warm(rl_grammar *g, char *err, size_t err_size);
 void rl__gmask_free(rl_grammar *g);
+
+/* First entry after i whose lcp is below d: the end of the trie subtree of the depth-d
+ * prefix of entry i. */
+static inline int32_t rl__gv_subtree_end(const rl_grammar_vocab *gv, int32_t i, uint32_t d) {
+    if (d > gv->lcp[i]) return gv->nend[gv->nend_off[i] + d - gv->lcp[i] - 1];
+    int32_t j = i + 1;
+    while (j < gv->n_sorted && gv->lcp[j] >= d) j++;
+    return j;
+}
 
 /* Allowed tokens of set in[0..n) with pending UTF-8 p, ORed into mask[0..gv->n_words)
  * (cleared first), EOG tokens excluded (the caller adds them). Uses c's arena for the
@@ -268,5 +284,7 @@ rl_status rl__grammar_matcher_mask_brute(rl_grammar_matcher *m, uint32_t *mask, 
 rl_status rl__grammar_matcher_mask_walk(rl_grammar_matcher *m, uint32_t *mask, size_t n_words);
 /* Number of stacks in the current state. */
 uint32_t rl__grammar_matcher_n_stacks(const rl_grammar_matcher *m);
+/* A hash of the current state (equal states, equal hashes; within one matcher). */
+uint64_t rl__grammar_matcher_state_hash(const rl_grammar_matcher *m);
 
 #endif /* RL_GRAMMAR_IMPL_H */

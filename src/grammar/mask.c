@@ -26,7 +26,7 @@
 
 #include <stdlib.h>
 
-#define KEY_K 6
+#define KEY_K 3
 
 enum { EXT_NORMAL = 0, EXT_DEAD = 1, EXT_UONLY = 2 };
 
@@ -198,7 +198,7 @@ static uint32_t intern(rl__gwalker *w, const uint32_t *ids, uint32_t n) {
     uint32_t i = (uint32_t)h & (w->n_sslot - 1);
     while (w->sslot[i]) {
         const wstate *s = &w->st[w->sslot[i] - 1];
-        if (s->hash == h && s->n == n && !memcmp(w->pool.v + s->off, ids, n * sizeof *ids))
+        if (s->hash == h && s->n == n && (!n || !memcmp(w->pool.v + s->off, ids, n * sizeof *ids)))
             return w->sslot[i] - 1;
         i = (i + 1) & (w->n_sslot - 1);
     }
@@ -369,7 +369,7 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t
     acc[0] = 0;
     ext[0] = EXT_NORMAL;
     uint32_t valid = 0;
-    for (int32_t i = 0; i < gv->n_sorted; i++) {
+    for (int32_t i = 0; i < gv->n_sorted;) {
         int32_t t = gv->sorted[i];
         uint32_t L;
         const unsigned char *piece = rl__gv_piece(gv, t, &L);
@@ -408,24 +408,39 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t
             d++;
         }
         valid = d;
-        bool as_u;
-        if (d == L && acc[L]) {
-            bits[t >> 5] |= 1u << (t & 31);
-            n_acc++;
-            continue;
-        }
-        as_u = d < L ? ext[d] == EXT_UONLY : C[L] > 0;
-        if (!as_u) continue;
-        for (uint32_t k = 0; k < C[d]; k++) {
-            if (n_u == cap_u) {
-                uint32_t nc = cap_u ? cap_u * 2 : 256;
-                uent *nu = rl__realloc(u, (size_t)nc * sizeof *nu);
-                if (!nu) goto fail;
-                u = nu;
-                cap_u = nc;
+        /* the entries sharing the first d bytes, when nothing past them is live, all end
+         * here: those equal to the prefix (they come first) as the prefix, the longer ones
+         * as what lies past it */
+        int32_t end = ext[d] == EXT_NORMAL ? i + 1 : rl__gv_subtree_end(gv, i, d);
+        for (int32_t j = i; j < end; j++) {
+            int32_t tj = gv->sorted[j];
+            uint32_t Lj;
+            rl__gv_piece(gv, tj, &Lj);
+            bool as_u;
+            if (Lj == d) {
+                if (acc[d]) {
+                    bits[tj >> 5] |= 1u << (tj & 31);
+                    n_acc++;
+                    continue;
+                }
+                as_u = C[d] > 0;
+            } else {
+                if (ext[d] == EXT_DEAD) break;
+                as_u = true;
             }
-            u[n_u++] = (uent){t, (uint16_t)ctxoff[k]};
+            if (!as_u) continue;
+            for (uint32_t k = 0; k < C[d]; k++) {
+                if (n_u == cap_u) {
+                    uint32_t nc = cap_u ? cap_u * 2 : 256;
+                    uent *nu = rl__realloc(u, (size_t)nc * sizeof *nu);
+                    if (!nu) goto fail;
+                    u = nu;
+                    cap_u = nc;
+                }
+                u[n_u++] = (uent){tj, (uint16_t)ctxoff[k]};
+            }
         }
+        i = end;
     }
 
     e->hash = h;
@@ -529,7 +544,7 @@ static rl_status rt_walk(rl__gctx *c, const uint32_t *start, uint32_t n_start, c
     acc[0] = 0;
     ext[0] = EXT_NORMAL;
     uint32_t valid = 0;
-    for (uint32_t i = 0; i < n_ent; i++) {
+    for (uint32_t i = 0; i < n_ent;) {
         uint32_t L;
         const unsigned char *s = rl__gv_piece(gv, tok[i], &L);
         uint32_t o = off ? off[i] : 0;
@@ -574,7 +589,23 @@ static rl_status rt_walk(rl__gctx *c, const uint32_t *start, uint32_t n_start, c
             d++;
         }
         valid = d;
-        if (d == L && acc[L]) mask[tok[i] >> 5] |= 1u << (tok[i] & 31);
+        uint32_t end = i + 1;
+        if (ext[d] != EXT_NORMAL) {
+            if (!off) { /* the whole vocabulary: its trie knows where the subtree ends */
+                end = (uint32_t)rl__gv_subtree_end(gv, (int32_t)i, d);
+            } else {
+                while (end < n_ent && lcp[end] >= d) end++;
+            }
+        }
+        if (acc[d]) { /* the entries equal to the prefix come first */
+            for (uint32_t j = i; j < end; j++) {
+                uint32_t Lj;
+                rl__gv_piece(gv, tok[j], &Lj);
+                if (Lj - (off ? off[j] : 0) != d) break;
+                mask[tok[j] >> 5] |= 1u << (tok[j] & 31);
+            }
+        }
+        i = end;
     }
     st = RL_OK;
 done:
@@ -684,4 +715,31 @@ rl_status rl__gmask_fill(rl__gctx *c, const uint32_t *in, uint32_t n, const rl__
         if (tail) mask[gv->n_words - 1] &= (1u << tail) - 1;
     }
     return RL_OK;
+}
+
+rl_status rl__gmask_warm(rl_grammar *g, char *err, size_t err_size) {
+    rl__gnodes a;
+    rl_status st = rl__gnodes_init(&a, g->lim.max_nodes);
+    if (st != RL_OK) return st;
+    rl__gctx c;
+    memset(&c, 0, sizeof c);
+    c.g = g;
+    c.a = &a;
+    rl__gids s = {0};
+    uint32_t *mask = g->gv ? rl__malloc((size_t)g->gv->n_words * sizeof *mask) : NULL;
+    rl__utf8p none = {0};
+    if (g->gv && !mask) {
+        st = RL_ERR_NOMEM;
+    } else {
+        rl__ginitial(&c, &s);
+        st = c.st;
+        if (st == RL_OK && g->gv) st = rl__gmask_fill(&c, s.v, s.n, &none, mask);
+        if (st != RL_OK && st != RL_ERR_NOMEM)
+            rl__fmt(err, err_size, "at the start of the grammar: %s", c.msg[0] ? c.msg : rl_status_str(st));
+    }
+    rl__free(mask);
+    rl__gids_free(&s);
+    rl__gids_free(&c.work);
+    rl__gnodes_free(&a);
+    return st;
 }

@@ -42,6 +42,7 @@ struct rl_grammar_matcher {
 
     mcache cache[MASK_CACHE];
     uint64_t clock;
+    bool no_cache; /* RUVLLM_GRAMMAR_STATE_CACHE=0 (benchmarks) */
 
     char err[256];
 };
@@ -110,6 +111,8 @@ RL_API rl_status rl_grammar_matcher_create(const rl_grammar *g, uint32_t max_rol
     m->c.g = g;
     m->c.a = &m->a;
     m->max_rollback = max_rollback;
+    const char *env = rl__getenv("RUVLLM_GRAMMAR_STATE_CACHE");
+    m->no_cache = env && !strcmp(env, "0");
     st = RL_ERR_NOMEM;
     if (max_rollback && !(m->ring = rl__calloc(max_rollback, sizeof *m->ring))) goto fail;
     begin(m);
@@ -143,6 +146,7 @@ RL_API rl_status rl_grammar_matcher_clone(const rl_grammar_matcher *m, rl_gramma
     n->part = m->part;
     n->finished = m->finished;
     n->max_rollback = m->max_rollback;
+    n->no_cache = m->no_cache;
     n->h_head = m->h_head;
     n->h_count = m->h_count;
     if (!ids_copy(&n->init, m->init.v, m->init.n) || !ids_copy(&n->cur, m->cur.v, m->cur.n))
@@ -220,6 +224,11 @@ RL_API bool rl_grammar_matcher_can_end(const rl_grammar_matcher *m) {
 }
 
 uint32_t rl__grammar_matcher_n_stacks(const rl_grammar_matcher *m) { return m->cur.n; }
+
+static uint64_t state_hash(const rl_grammar_matcher *m);
+uint64_t rl__grammar_matcher_state_hash(const rl_grammar_matcher *m) {
+    return state_hash(m) ^ (m->finished ? 0x77 : 0);
+}
 
 /* The state after token t with text piece[0..len) (piece NULL: token references only) into
  * m->t1 / *pout. Returns false when the token is not allowed (or on errors: m->c.st). */
@@ -409,7 +418,7 @@ static rl_status mask_core(rl_grammar_matcher *m, uint32_t *mask, bool use_cache
             mcache *e = &m->cache[i];
             if (e->used && e->hash == h && e->ids.n == m->cur.n && e->part.need == m->part.need &&
                 e->part.value == m->part.value &&
-                !memcmp(e->ids.v, m->cur.v, (size_t)m->cur.n * sizeof *m->cur.v)) {
+                (!m->cur.n || !memcmp(e->ids.v, m->cur.v, (size_t)m->cur.n * sizeof *m->cur.v))) {
                 e->used = ++m->clock;
                 memcpy(mask, e->mask, bytes);
                 return RL_OK;
@@ -468,7 +477,7 @@ RL_API rl_status rl_grammar_matcher_fill_mask(rl_grammar_matcher *m, uint32_t *m
     if (m->finished) {
         memset(mask, 0, (size_t)m->g->gv->n_words * sizeof *mask);
     } else {
-        st = mask_core(m, mask, true);
+        st = mask_core(m, mask, !m->no_cache);
         if (st != RL_OK) return st;
     }
     return finish_mask(m, mask, n_words);

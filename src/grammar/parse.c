@@ -182,6 +182,13 @@ static int64_t generate_symbol_id(parser *p, const char *base) {
 
 /* Rule id := copy of e (a later definition replaces an earlier one, as in llama.cpp). */
 static bool add_rule(parser *p, uint32_t id, const evec *e) {
+    p->n_pushed += e->n;
+    if (p->n_pushed > p->lim->max_elements) {
+        fail(p, NULL, RL_ERR_LIMIT,
+             "the grammar expands to more than max_elements (%u) elements",
+             p->lim->max_elements);
+        return false;
+    }
     evec *r = &p->rules[id];
     r->n = 0;
     if (r->cap < e->n) {

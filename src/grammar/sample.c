@@ -111,10 +111,13 @@ RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size
             for (uint32_t k = a0; k < a0 + na; k++)
                 if (suffix[g->alts[k]] < suffix[g->alts[best]]) best = k;
             uint32_t pick = best;
-            if (n + pending + suffix[g->alts[best]] < max_len / 2 + 1) {
+            /* while well inside the budget, prefer the longer alternatives (3 to 1), so that
+             * repetitions run a few rounds rather than stopping half the time */
+            if (na > 1 && n + pending + suffix[g->alts[best]] < max_len / 2 + 1 &&
+                rng_next(&rng) % 4 != 0) {
                 for (int tries = 0; tries < 8; tries++) {
                     uint32_t k = a0 + (uint32_t)(rng_next(&rng) % na);
-                    if (suffix[g->alts[k]] < INF_LEN &&
+                    if (k != best && suffix[g->alts[k]] < INF_LEN &&
                         n + pending + suffix[g->alts[k]] <= max_len) {
                         pick = k;
                         break;

@@ -13,15 +13,25 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <time.h>
 
 static const char *k_grammar_files[] = {"arithmetic.gbnf", "c.gbnf",          "chess.gbnf",
                                         "english.gbnf",    "japanese.gbnf",   "json.gbnf",
                                         "json_arr.gbnf",   "list.gbnf"};
 
-static char *read_text(const char *rel, size_t *n) {
-    return (char *)rl_test_read_file(rl_test_data(rel), n);
+/* A file of the test data as a NUL-terminated string. */
+static char *read_path(const char *path, size_t *n) {
+    unsigned char *d = rl_test_read_file(path, n);
+    if (!d) return NULL;
+    char *s = malloc(*n + 1);
+    memcpy(s, d, *n);
+    s[*n] = '\0';
+    free(d);
+    return s;
 }
+
+static char *read_text(const char *rel, size_t *n) { return read_path(rl_test_data(rel), n); }
 
 static rl_grammar *compile(const char *text, const char *root, const rl_grammar_vocab *gv,
                            rl_status *st_out, char *err, size_t err_size) {
@@ -297,6 +307,515 @@ TEST(bytes_and_utf8) {
     rl_grammar_free(g);
 }
 
+/* ---- masks with real vocabularies ---------------------------------------------------- */
+
+typedef struct vocab_fx {
+    rl_gguf *gg;
+    rl_vocab *v;
+    rl_grammar_vocab *gv;
+} vocab_fx;
+
+static bool fx_open(vocab_fx *f, const char *name) {
+    char path[256], err[256];
+    memset(f, 0, sizeof *f);
+    snprintf(path, sizeof path, "models/vocab/ggml-vocab-%s.gguf", name);
+    if (rl_gguf_open(rl_test_data(path), &f->gg, err, sizeof err) != RL_OK) return false;
+    if (rl_vocab_load(f->gg, &f->v, err, sizeof err) != RL_OK) {
+        rl_gguf_free(f->gg);
+        return false;
+    }
+    rl_status st = rl_grammar_vocab_create(f->v, &f->gv);
+    CHECK(st == RL_OK);
+    return st == RL_OK;
+}
+
+static void fx_close(vocab_fx *f) {
+    rl_grammar_vocab_free(f->gv);
+    rl_vocab_free(f->v);
+    rl_gguf_free(f->gg);
+}
+
+/* The grammars of the mask tests: example grammars plus the benchmark schema grammar of
+ * the repository (found next to this source file). */
+static char *grammar_text(const char *name) {
+    size_t n;
+    if (!strcmp(name, "bench_schema.gbnf")) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s", __FILE__);
+        char *slash = strrchr(path, '/');
+        if (!slash) return NULL;
+        snprintf(slash, sizeof path - (size_t)(slash - path), "/../../bench/grammars/%s", name);
+        return read_path(path, &n);
+    }
+    char rel[128];
+    snprintf(rel, sizeof rel, "testdata/grammars/%s", name);
+    return read_text(rel, &n);
+}
+
+static int32_t count_bits(const uint32_t *m, size_t n) {
+    int32_t c = 0;
+    for (size_t i = 0; i < n; i++) c += __builtin_popcount(m[i]);
+    return c;
+}
+
+typedef struct cmp_stats {
+    int states, distinct, brute, mismatches;
+    uint64_t *seen;
+    size_t n_seen, cap_seen;
+} cmp_stats;
+
+static bool seen_before(cmp_stats *cs, uint64_t h) {
+    for (size_t i = 0; i < cs->n_seen; i++)
+        if (cs->seen[i] == h) return true;
+    if (cs->n_seen == cs->cap_seen) {
+        cs->cap_seen = cs->cap_seen ? cs->cap_seen * 2 : 1024;
+        cs->seen = realloc(cs->seen, cs->cap_seen * sizeof *cs->seen);
+    }
+    cs->seen[cs->n_seen++] = h;
+    return false;
+}
+
+/* Compare the fast mask of m's state with the reference walk (every distinct state) and
+ * with the one-by-one check (every brute_every-th distinct state). */
+static void compare_state(rl_grammar_matcher *m, const rl_grammar_vocab *gv, cmp_stats *cs,
+                          int brute_every, const char *what) {
+    size_t nw = gv->n_words;
+    uint32_t *fast = calloc(nw, 4), *ref = calloc(nw, 4);
+    cs->states++;
+    CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
+    if (!seen_before(cs, rl__grammar_matcher_state_hash(m))) {
+        cs->distinct++;
+        CHECK(rl__grammar_matcher_mask_walk(m, ref, nw) == RL_OK);
+        bool same = !memcmp(fast, ref, nw * 4);
+        if (same && brute_every && cs->distinct % brute_every == 0) {
+            cs->brute++;
+            CHECK(rl__grammar_matcher_mask_brute(m, ref, nw) == RL_OK);
+            /* brute force has no can-end rule of its own: EOG via allows() */
+            same = !memcmp(fast, ref, nw * 4);
+        }
+        if (!same) {
+            cs->mismatches++;
+            if (cs->mismatches <= 3) {
+                for (int32_t t = 0, shown = 0; t < gv->n_tokens && shown < 5; t++) {
+                    int a = (fast[t >> 5] >> (t & 31)) & 1, b = (ref[t >> 5] >> (t & 31)) & 1;
+                    if (a == b) continue;
+                    uint32_t len;
+                    const unsigned char *p = rl__gv_piece(gv, t, &len);
+                    fprintf(stderr, "  %s: token %d '%.*s': fast %d, reference %d\n", what, t,
+                            (int)len, p, a, b);
+                    shown++;
+                }
+            }
+        }
+    }
+    free(fast);
+    free(ref);
+}
+
+/* Documents: random sentences tokenized (BPE: the pieces spell the text). */
+static void run_text_docs(rl_grammar *g, vocab_fx *f, int n_docs, size_t max_len, cmp_stats *cs,
+                          const char *name) {
+    rl_grammar_matcher *m = NULL;
+    CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+    char *buf = malloc(8 * max_len + 4096);
+    for (int d = 0; d < n_docs && m; d++) {
+        size_t len = 0, n = 0;
+        CHECK(rl_grammar_sample_text(g, 1000 + d, max_len, buf, 8 * max_len + 4096, &len) == RL_OK);
+        rl_tokenize(f->v, buf, len, 0, NULL, 0, &n);
+        rl_token *t = malloc((n + 1) * sizeof *t);
+        CHECK(rl_tokenize(f->v, buf, len, 0, t, n, &n) == RL_OK);
+        rl_grammar_matcher_reset(m);
+        for (size_t i = 0; i <= n; i++) {
+            compare_state(m, f->gv, cs, 40, name);
+            if (i == n) break;
+            CHECKF(rl_grammar_matcher_allows(m, t[i]), "%s doc %d token %zu", name, d, i);
+            if (rl_grammar_matcher_accept_token(m, t[i]) != RL_OK) {
+                CHECKF(0, "%s doc %d: token %zu rejected: %s", name, d, i,
+                       rl_grammar_matcher_errmsg(m));
+                break;
+            }
+        }
+        CHECKF(rl_grammar_matcher_can_end(m), "%s doc %d cannot end", name, d);
+        free(t);
+    }
+    free(buf);
+    rl_grammar_matcher_free(m);
+}
+
+static uint64_t rng64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Documents made token by token: a random allowed token each step (end tokens now and
+ * then where allowed). Reaches states text never does: byte tokens, odd boundaries. */
+static void run_token_walks(rl_grammar *g, vocab_fx *f, int n_docs, int max_tokens, cmp_stats *cs,
+                            const char *name) {
+    size_t nw = f->gv->n_words;
+    uint32_t *mask = calloc(nw, 4);
+    rl_grammar_matcher *m = NULL;
+    CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+    uint64_t rng = 42;
+    for (int d = 0; d < n_docs && m; d++) {
+        rl_grammar_matcher_reset(m);
+        for (int i = 0; i < max_tokens; i++) {
+            compare_state(m, f->gv, cs, 40, name);
+            CHECK(rl_grammar_matcher_fill_mask(m, mask, nw) == RL_OK);
+            int32_t n_allowed = count_bits(mask, nw);
+            if (n_allowed == 0) break;
+            rl_token eos = rl_vocab_eos(f->v);
+            if (rl_grammar_matcher_can_end(m) && rng64(&rng) % 4 == 0) {
+                CHECK(eos >= 0 && ((mask[eos >> 5] >> (eos & 31)) & 1));
+                break;
+            }
+            /* prefer short tokens and byte tokens half the time: more boundaries */
+            int32_t pick = (int32_t)(rng64(&rng) % (uint64_t)n_allowed), t = -1;
+            for (int32_t k = 0; k < f->gv->n_tokens; k++)
+                if ((mask[k >> 5] >> (k & 31)) & 1 && pick-- == 0) {
+                    t = k;
+                    break;
+                }
+            if (rng64(&rng) % 2) {
+                for (int tries = 0; tries < 64; tries++) {
+                    int32_t k = (int32_t)(rng64(&rng) % (uint64_t)f->gv->n_tokens);
+                    uint32_t len;
+                    rl__gv_piece(f->gv, k, &len);
+                    if (len <= 2 && ((mask[k >> 5] >> (k & 31)) & 1)) {
+                        t = k;
+                        break;
+                    }
+                }
+            }
+            if (rl_vocab_is_eog(f->v, t)) break;
+            CHECK(rl_grammar_matcher_accept_token(m, t) == RL_OK);
+        }
+    }
+    free(mask);
+    rl_grammar_matcher_free(m);
+}
+
+static int env_int(const char *name, int dflt) {
+    const char *s = getenv(name);
+    return s && *s ? atoi(s) : dflt;
+}
+
+TEST(masks_match_reference) {
+    static const struct {
+        const char *vocab;
+        const char *grammar;
+        int text_docs, walk_docs;
+    } plan[] = {
+        {"llama-bpe", "json.gbnf", 150, 40},      {"llama-bpe", "bench_schema.gbnf", 60, 20},
+        {"llama-bpe", "c.gbnf", 30, 12},          {"llama-bpe", "japanese.gbnf", 10, 20},
+        {"llama-bpe", "arithmetic.gbnf", 30, 10}, {"llama-spm", "json.gbnf", 0, 40},
+        {"llama-spm", "japanese.gbnf", 0, 20},    {"llama-spm", "chess.gbnf", 0, 20},
+        {"llama-spm", "c.gbnf", 0, 20},
+    };
+    int scale = env_int("RUVLLM_GRAMMAR_TEST_SCALE", 1);
+#ifdef RL_UNDER_SANITIZER
+    int div = 4;
+#else
+    int div = 1;
+#endif
+    int total = 0, total_brute = 0;
+    vocab_fx f;
+    const char *open_vocab = NULL;
+    for (size_t k = 0; k < RL_ARRAY_LEN(plan); k++) {
+        if (!open_vocab || strcmp(open_vocab, plan[k].vocab)) {
+            if (open_vocab) fx_close(&f);
+            open_vocab = NULL;
+            if (!fx_open(&f, plan[k].vocab)) SKIP("vocabulary %s missing", plan[k].vocab);
+            open_vocab = plan[k].vocab;
+        }
+        char *text = grammar_text(plan[k].grammar);
+        CHECKF(text, "%s missing", plan[k].grammar);
+        if (!text) continue;
+        char err[256];
+        rl_grammar *g = compile(text, NULL, f.gv, NULL, err, sizeof err);
+        CHECKF(g, "%s: %s", plan[k].grammar, err);
+        free(text);
+        if (!g) continue;
+        cmp_stats cs = {0};
+        char name[128];
+        snprintf(name, sizeof name, "%s/%s", plan[k].vocab, plan[k].grammar);
+        int nt = (plan[k].text_docs * scale + div - 1) / div;
+        int nw = (plan[k].walk_docs * scale + div - 1) / div;
+        run_text_docs(g, &f, nt, 300, &cs, name);
+        run_token_walks(g, &f, nw, 40, &cs, name);
+        CHECKF(cs.mismatches == 0, "%s: %d of %d distinct states differ", name, cs.mismatches,
+               cs.distinct);
+        fprintf(stderr, "  %s: %d states, %d distinct compared with the walk, %d one by one\n",
+                name, cs.states, cs.distinct, cs.brute);
+        total += cs.distinct;
+        total_brute += cs.brute;
+        free(cs.seen);
+        rl_grammar_free(g);
+    }
+    if (open_vocab) fx_close(&f);
+#ifndef RL_UNDER_SANITIZER
+    CHECKF(total >= 2000, "only %d distinct states", total);
+#endif
+    CHECK(total_brute > 0);
+}
+
+/* ---- rollback and clone ---------------------------------------------------------------- */
+
+TEST(rollback_and_clone) {
+    vocab_fx f;
+    if (!fx_open(&f, "llama-bpe")) SKIP("llama-bpe vocabulary missing");
+    char *text = grammar_text("json.gbnf");
+    rl_grammar *g = compile(text, NULL, f.gv, NULL, NULL, 0);
+    free(text);
+    CHECK(g);
+    size_t nw = f.gv->n_words;
+    const char *doc = "{\"name\": \"ひらがな \\u00e9\", \"list\": [1, -2.5e3, true, null], \"o\": {}}";
+    rl_token toks[256];
+    size_t n = 0;
+    CHECK(rl_tokenize(f.v, doc, strlen(doc), 0, toks, 256, &n) == RL_OK);
+    rl_grammar_matcher *m = NULL;
+    CHECK(rl_grammar_matcher_create(g, 8, &m) == RL_OK);
+    uint32_t **masks = calloc(n + 1, sizeof *masks);
+    for (size_t i = 0; i <= n; i++) {
+        masks[i] = calloc(nw, 4);
+        CHECK(rl_grammar_matcher_fill_mask(m, masks[i], nw) == RL_OK);
+        if (i < n) CHECK(rl_grammar_matcher_accept_token(m, toks[i]) == RL_OK);
+    }
+    CHECK(rl_grammar_matcher_can_end(m));
+    CHECK_EQ_INT(rl_grammar_matcher_n_history(m), 8);
+    uint32_t *cur = calloc(nw, 4);
+    /* roll back 3, then 5 more: the masks of those states come back */
+    CHECK(rl_grammar_matcher_rollback(m, 3) == RL_OK);
+    CHECK(rl_grammar_matcher_fill_mask(m, cur, nw) == RL_OK);
+    CHECK(!memcmp(cur, masks[n - 3], nw * 4));
+    CHECK(rl_grammar_matcher_rollback(m, 5) == RL_OK);
+    CHECK(rl_grammar_matcher_fill_mask(m, cur, nw) == RL_OK);
+    CHECK(!memcmp(cur, masks[n - 8], nw * 4));
+    CHECK(rl_grammar_matcher_rollback(m, 1) == RL_ERR_RANGE);
+    /* replay, clone halfway, both go on alike */
+    for (size_t i = n - 8; i < n - 4; i++) CHECK(rl_grammar_matcher_accept_token(m, toks[i]) == RL_OK);
+    rl_grammar_matcher *c = NULL;
+    CHECK(rl_grammar_matcher_clone(m, &c) == RL_OK);
+    for (size_t i = n - 4; i < n; i++) {
+        CHECK(rl_grammar_matcher_accept_token(m, toks[i]) == RL_OK);
+        CHECK(rl_grammar_matcher_accept_token(c, toks[i]) == RL_OK);
+        CHECK(rl_grammar_matcher_fill_mask(c, cur, nw) == RL_OK);
+        CHECK(!memcmp(cur, masks[i + 1], nw * 4));
+    }
+    CHECK(rl_grammar_matcher_can_end(c));
+    /* the clone's history is its own */
+    CHECK(rl_grammar_matcher_rollback(c, 4) == RL_OK);
+    CHECK(rl_grammar_matcher_can_end(m) && !rl_grammar_matcher_can_end(c));
+    /* end of generation: allowed only where the grammar can end, then nothing else */
+    rl_token eos = rl_vocab_eos(f.v);
+    CHECK(!rl_grammar_matcher_allows(c, eos));
+    CHECK(rl_grammar_matcher_accept_token(c, eos) == RL_ERR_INVALID_ARG);
+    CHECK(rl_grammar_matcher_accept_token(m, eos) == RL_OK);
+    CHECK(rl_grammar_matcher_fill_mask(m, cur, nw) == RL_OK);
+    CHECK((cur[eos >> 5] >> (eos & 31)) & 1);
+    CHECK_EQ_INT(count_bits(cur, nw), count_bits(f.gv->eog, nw));
+    CHECK(rl_grammar_matcher_accept_token(m, toks[0]) == RL_ERR_INVALID_ARG);
+    CHECK(rl_grammar_matcher_rollback(m, 1) == RL_OK);
+    CHECK(rl_grammar_matcher_accept_token(m, toks[0]) == RL_ERR_INVALID_ARG); /* '{' after '}' */
+    /* rejected tokens leave the state alone */
+    rl_grammar_matcher_reset(m);
+    CHECK(rl_grammar_matcher_accept_token(m, toks[1]) == RL_ERR_INVALID_ARG);
+    CHECK(rl_grammar_matcher_fill_mask(m, cur, nw) == RL_OK);
+    CHECK(!memcmp(cur, masks[0], nw * 4));
+    CHECK(rl_grammar_matcher_fill_mask(m, cur, nw - 1) == RL_ERR_INVALID_ARG);
+    for (size_t i = 0; i <= n; i++) free(masks[i]);
+    free(masks);
+    free(cur);
+    rl_grammar_matcher_free(c);
+    rl_grammar_matcher_free(m);
+    rl_grammar_free(g);
+    fx_close(&f);
+}
+
+/* ---- hostile grammars -------------------------------------------------------------------- */
+
+TEST(hostile_grammars) {
+    char err[256];
+    rl_status st;
+    /* exponentially many stacks: every "x" doubles them */
+    double t0 = rl__now();
+    rl_grammar *g = compile("root ::= a\na ::= \"x\" a \"y\" | \"x\" a \"z\" | \"\"", NULL, NULL,
+                            &st, err, sizeof err);
+    CHECK(g);
+    rl_grammar_matcher *m = NULL;
+    if (g) CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+    size_t n_ok;
+    if (m) {
+        st = rl_grammar_matcher_accept_bytes(m, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 40, &n_ok);
+        CHECK(st == RL_ERR_LIMIT);
+        CHECKF(strstr(rl_grammar_matcher_errmsg(m), "max_stacks"), "%s", rl_grammar_matcher_errmsg(m));
+    }
+    rl_grammar_matcher_free(m);
+    rl_grammar_free(g);
+    m = NULL;
+    /* unbounded nesting */
+    g = compile("root ::= \"(\" root \")\" | \"\"", NULL, NULL, &st, err, sizeof err);
+    CHECK(g);
+    if (g) CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+    if (m) {
+        size_t big = 100000;
+        char *s = malloc(big);
+        memset(s, '(', big);
+        st = rl_grammar_matcher_accept_bytes(m, s, big, &n_ok);
+        CHECK(st == RL_ERR_LIMIT);
+        CHECKF(strstr(rl_grammar_matcher_errmsg(m), "max_depth"), "%s", rl_grammar_matcher_errmsg(m));
+        free(s);
+    }
+    rl_grammar_matcher_free(m);
+    rl_grammar_free(g);
+    m = NULL;
+    /* nested optional repetitions: many stacks, still bounded and quick */
+    g = compile("root ::= ((\"a\"? \"b\"?){0,40}){0,40} \"!\"", NULL, NULL, &st, err, sizeof err);
+    CHECKF(g || st == RL_ERR_INVALID_ARG, "%s", err);
+    if (g) CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+    if (m) {
+        st = rl_grammar_matcher_accept_bytes(m, "abababababbbbaaab!", 18, &n_ok);
+        CHECK(st == RL_OK || st == RL_ERR_LIMIT);
+        if (st == RL_OK) CHECK(rl_grammar_matcher_can_end(m));
+    }
+    rl_grammar_matcher_free(m);
+    rl_grammar_free(g);
+    m = NULL;
+    /* text limits: deep parentheses, huge repetition products, element count */
+    char *deep = malloc(20000);
+    strcpy(deep, "root ::= ");
+    size_t k = strlen(deep);
+    for (int i = 0; i < 5000; i++) deep[k++] = '(';
+    deep[k++] = '"';
+    deep[k++] = 'a';
+    deep[k++] = '"';
+    for (int i = 0; i < 5000; i++) deep[k++] = ')';
+    deep[k] = '\0';
+    g = compile(deep, NULL, NULL, &st, err, sizeof err);
+    CHECKF(!g && st == RL_ERR_LIMIT && strstr(err, "max_nesting"), "%s", err);
+    free(deep);
+    /* a 600-character literal in 1999 optional copies: 1.2 M elements */
+    char *wide_lit = malloc(1000);
+    strcpy(wide_lit, "root ::= \"");
+    for (int i = 0; i < 600; i++) strcat(wide_lit, "a");
+    strcat(wide_lit, "\"{0,1999}");
+    g = compile(wide_lit, NULL, NULL, &st, err, sizeof err);
+    CHECKF(!g && st == RL_ERR_LIMIT && strstr(err, "max_elements"), "%s", err);
+    free(wide_lit);
+    g = compile("root ::= ((((\"a\"{0,50}){0,50}){0,50}){0,50})", NULL, NULL, &st, err, sizeof err);
+    CHECKF(!g && st == RL_ERR_INVALID_ARG, "%s", err);
+    /* with a small stack limit the start of a wide grammar is refused at compile */
+    rl_grammar_limits lim = rl_grammar_default_limits();
+    lim.max_stacks = 8;
+    const char *wide = "root ::= \"a\" | \"b\" | \"c\" | \"d\" | \"e\" | \"f\" | \"g\" | \"h\" | \"i\" | \"j\"";
+    st = rl_grammar_compile(wide, strlen(wide), NULL, NULL, &lim, &g, err, sizeof err);
+    CHECKF(st == RL_ERR_LIMIT && !g && strstr(err, "max_stacks"), "%s", err);
+    double dt = rl__now() - t0;
+    CHECKF(dt < 20.0, "hostile grammars took %.1f s", dt);
+}
+
+/* ---- threads share a grammar ------------------------------------------------------------ */
+
+typedef struct thr_arg {
+    rl_grammar *g;
+    vocab_fx *f;
+    int seed;
+    uint64_t sum; /* a digest of every mask */
+    int fails;
+} thr_arg;
+
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    size_t nw = a->f->gv->n_words;
+    uint32_t *mask = calloc(nw, 4);
+    rl_grammar_matcher *m = NULL;
+    if (rl_grammar_matcher_create(a->g, 0, &m) != RL_OK) {
+        a->fails++;
+        free(mask);
+        return NULL;
+    }
+    char buf[8192];
+    for (int d = 0; d < 6; d++) {
+        size_t len = 0, n = 0;
+        rl_token t[2048];
+        if (rl_grammar_sample_text(a->g, (uint64_t)(a->seed * 100 + d), 400, buf, sizeof buf, &len) !=
+                RL_OK ||
+            rl_tokenize(a->f->v, buf, len, 0, t, 2048, &n) != RL_OK) {
+            a->fails++;
+            continue;
+        }
+        rl_grammar_matcher_reset(m);
+        for (size_t i = 0; i <= n; i++) {
+            if (rl_grammar_matcher_fill_mask(m, mask, nw) != RL_OK) a->fails++;
+            for (size_t w = 0; w < nw; w++) a->sum = a->sum * 31 + mask[w];
+            if (i < n && rl_grammar_matcher_accept_token(m, t[i]) != RL_OK) a->fails++;
+        }
+    }
+    rl_grammar_matcher_free(m);
+    free(mask);
+    return NULL;
+}
+
+TEST(threads_share_a_grammar) {
+    vocab_fx f;
+    if (!fx_open(&f, "llama-bpe")) SKIP("llama-bpe vocabulary missing");
+    char *text = grammar_text("json.gbnf");
+    rl_grammar *g1 = compile(text, NULL, f.gv, NULL, NULL, 0);
+    rl_grammar *g2 = compile(text, NULL, f.gv, NULL, NULL, 0);
+    free(text);
+    CHECK(g1 && g2);
+    thr_arg one[4], many[4];
+    for (int i = 0; i < 4; i++) { /* alone, one after the other, on g1 */
+        one[i] = (thr_arg){g1, &f, i, 0, 0};
+        thr_main(&one[i]);
+    }
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) { /* together on a fresh g2: its tables fill concurrently */
+        many[i] = (thr_arg){g2, &f, i, 0, 0};
+        pthread_create(&th[i], NULL, thr_main, &many[i]);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) {
+        CHECK(one[i].fails == 0 && many[i].fails == 0);
+        CHECK(one[i].sum == many[i].sum);
+    }
+    rl_grammar_free(g1);
+    rl_grammar_free(g2);
+    fx_close(&f);
+}
+
+/* ---- allocation failures ------------------------------------------------------------------ */
+
+TEST(allocation_failures) {
+    const char *text = "root ::= (\"a\" | [b-z]+ \"!\" | x{2,5})*\nx ::= \"é\" | \"\\u0100\"";
+    long base = rl__alloc_count();
+    char err[256];
+    rl_grammar *g = compile(text, NULL, NULL, NULL, err, sizeof err);
+    CHECK(g);
+    rl_grammar_free(g);
+    long need = rl__alloc_count() - base;
+    size_t before = rl_mem_in_use();
+    for (long k = 1; k <= need + 5; k++) {
+        rl__alloc_fail_after(k);
+        rl_status st;
+        g = compile(text, NULL, NULL, &st, err, sizeof err);
+        rl__alloc_fail_after(0);
+        CHECK(g || st == RL_ERR_NOMEM);
+        if (g) {
+            rl_grammar_matcher *m = NULL;
+            rl__alloc_fail_after(k);
+            st = rl_grammar_matcher_create(g, 4, &m);
+            if (st == RL_OK) st = rl_grammar_matcher_accept_bytes(m, "aab!ééa", 9, NULL);
+            rl__alloc_fail_after(0);
+            CHECK(st == RL_OK || st == RL_ERR_NOMEM);
+            rl_grammar_matcher_free(m);
+        }
+        rl_grammar_free(g);
+    }
+    CHECK_EQ_INT(rl_mem_in_use(), before);
+}
+
 int main(void) {
     RUN(example_grammars_parse);
     RUN(parser_cases);
@@ -304,5 +823,10 @@ int main(void) {
     RUN(parse_errors_have_positions);
     RUN(grammar_cases);
     RUN(bytes_and_utf8);
+    RUN(masks_match_reference);
+    RUN(rollback_and_clone);
+    RUN(hostile_grammars);
+    RUN(threads_share_a_grammar);
+    RUN(allocation_failures);
     return rl_test_finish();
 }
