@@ -29,8 +29,7 @@ static rl_status gemma2_load(rl_model *m, rl__loader *ld) {
     if (st == RL_OK) st = rl__ld_f32(ld, "rope.freq_base_swa", &hp->rope_freq_base_swa, false);
     if (st != RL_OK) return st;
     if (hp->attn_softcap < 0.0f || hp->final_softcap < 0.0f)
-        return rl__ld_fail(ld, RL_ERR_BAD_FILE, "gemma2: soft-capping values must not be "
-                                                "negative");
+        return rl__ld_fail(ld, RL_ERR_BAD_FILE, "gemma2: soft-capping values must not be negative");
     const int32_t scale_dim = hp->n_layer == 46 ? hp->n_embd / hp->n_head : hp->head_dim_k;
     hp->kq_scale = 1.0f / sqrtf((float)scale_dim);
 
@@ -44,8 +43,8 @@ static rl_status gemma2_load(rl_model *m, rl__loader *ld) {
                             "blk.%d.post_attention_norm.weight", il);
         if (st == RL_OK) st = rl__ld_ffn(ld, il, false);
         if (st == RL_OK)
-            st = rl__ld_vec(ld, &L->post_ffn_norm, 0, hp->n_embd, "blk.%d.post_ffw_norm.weight",
-                            il);
+            st =
+                rl__ld_vec(ld, &L->post_ffn_norm, 0, hp->n_embd, "blk.%d.post_ffw_norm.weight", il);
     }
     return st;
 }

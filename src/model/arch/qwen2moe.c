@@ -21,7 +21,8 @@ static rl_status qwen2moe_load(rl_model *m, rl__loader *ld) {
     hp->n_ff_exp = hp->n_ff / hp->n_expert_used;
     hp->n_ff_shexp = hp->n_ff;
     st = rl__ld_i32(ld, "expert_feed_forward_length", &hp->n_ff_exp, false);
-    if (st == RL_OK) st = rl__ld_i32(ld, "expert_shared_feed_forward_length", &hp->n_ff_shexp, false);
+    if (st == RL_OK)
+        st = rl__ld_i32(ld, "expert_shared_feed_forward_length", &hp->n_ff_shexp, false);
     if (st == RL_OK) st = rl__ld_embd_output(ld);
     for (int il = 0; st == RL_OK && il < hp->n_layer; il++) {
         st = rl__ld_attn(ld, il);
