@@ -1119,6 +1119,213 @@ RL_API rl_status rl_perplexity(const rl_model *m, const rl_token *tokens, size_t
 
 /* ===== end section: model and inference ===== */
 
+/* ===== section: engine (continuous batching over a paged KV cache) ===== */
+
+/* An engine serves many generation requests at once on one model: one engine thread runs
+ * the step loop (the continuous-batching scheduler picks, each step, the decode tokens of
+ * every running sequence and chunks of waiting prompts under a token budget; one forward
+ * pass computes them over a paged KV cache with a prefix cache shared by all requests),
+ * samples each sequence with its own sampler, detokenizes, applies stop strings and
+ * end-of-generation tokens, and hands the results to the submitting threads through a
+ * queue per request. Any number of threads may submit, read events and abort at once.
+ *
+ * KV memory is one pool of blocks of block_size tokens; a request takes blocks as it
+ * grows, so one long request may use what many short ones would. A full block is cached
+ * under the hash chain of the tokens up to it (salted per cache_salt); later requests
+ * with the same prefix reuse it. When the pool runs dry the newest running request is
+ * preempted (its blocks freed, recomputed later): no request fails for lack of blocks. */
+typedef struct rl_engine rl_engine;
+typedef struct rl_engine_request rl_engine_request;
+
+typedef struct rl_engine_params {
+    int32_t n_ctx;        /* longest sequence, prompt + generated; 0: the model's
+                             n_ctx_train, at most 4096 [0] */
+    int32_t n_parallel;   /* sequences running at once (and in one step), 1..256 [8] */
+    uint64_t kv_mem;      /* bytes of the KV pool; 0: n_ctx * n_parallel tokens' worth [0].
+                             Must hold at least one n_ctx sequence (n_ctx is lowered to what
+                             the pool holds when it is smaller, never below one block). */
+    int32_t block_size;   /* tokens per KV block, 1..1024 [16] */
+    int32_t batch_tokens; /* tokens of one step (forward pass), >= n_parallel [512] */
+    int32_t max_waiting;  /* requests waiting beyond which submit refuses; 0: no limit [0] */
+    bool prefix_cache;    /* share full blocks between requests [true] */
+    rl_type kv_type;      /* RL_TYPE_F16 [default], RL_TYPE_F32 or RL_TYPE_Q8_0 */
+    int n_threads;        /* threads of the forward pass; <= 0: the model's [0] */
+} rl_engine_params;
+
+RL_API rl_engine_params rl_engine_default_params(void);
+
+/* Start an engine on m (borrowed: it must outlive the engine). p NULL: the defaults.
+ * Allocates the KV pool, the scheduler and the step buffers here, then starts the engine
+ * thread. Errors, with a message in err: RL_ERR_INVALID_ARG naming the parameter,
+ * RL_ERR_UNSUPPORTED (kv_type), RL_ERR_NOMEM, RL_ERR_INTERNAL (thread start). */
+RL_API rl_status rl_engine_create(const rl_model *m, const rl_engine_params *p,
+                                  rl_engine **out, char *err, size_t err_size);
+/* Stop the engine: requests still waiting or running end with RL_ENGINE_FINISH_ABORT (their
+ * handles stay valid and report it), the thread is joined, memory freed. To drain
+ * instead, stop submitting and wait until rl_engine_metrics shows nothing running or
+ * waiting. Must not run concurrently with other calls on e. NULL is a no-op. */
+RL_API void rl_engine_free(rl_engine *e);
+/* The engine's settings after defaults and limits were applied. */
+RL_API rl_engine_params rl_engine_get_params(const rl_engine *e);
+RL_API const rl_model *rl_engine_model(const rl_engine *e);
+
+/* Why a sequence ended. */
+typedef enum rl_engine_finish {
+    RL_ENGINE_FINISH_NONE = 0,
+    RL_ENGINE_FINISH_STOP = 1,   /* an end-of-generation token or a stop string */
+    RL_ENGINE_FINISH_LENGTH = 2, /* max_tokens generated (or the context is full) */
+    RL_ENGINE_FINISH_ABORT = 3,  /* rl_engine_abort / rl_engine_request_free / engine freed */
+    RL_ENGINE_FINISH_ERROR = 4   /* sampling or the forward pass failed (event message) */
+} rl_engine_finish;
+
+/* "stop", "length", "abort", "error", "none". */
+RL_API const char *rl_engine_finish_name(rl_engine_finish f);
+
+#define RL_ENGINE_MAX_STOP 16        /* stop strings per request */
+#define RL_ENGINE_MAX_STOP_LEN 1024  /* bytes of one stop string */
+#define RL_ENGINE_MAX_N 64           /* sequences per request (also <= n_parallel) */
+
+/* Called when a request has new events (from the engine thread, or the thread that aborts
+ * it), with no engine lock held. It must return quickly and must not call rl_engine_*
+ * functions other than rl_engine_next_event with timeout 0; typical use: wake the reader
+ * (signal a condition, resume an HTTP connection). Once rl_engine_request_free has
+ * returned, notify is not called again for that request (a call in progress is waited
+ * for), so notify_user may be freed then. */
+typedef void (*rl_engine_notify_fn)(void *user);
+
+typedef struct rl_engine_request_params {
+    /* The prompt: n_prompt >= 1 token ids in [0, n_vocab), or, when prompt is NULL,
+     * prompt_text (prompt_len bytes) tokenized with tokenize_flags (RL_TOKENIZE_*). */
+    const rl_token *prompt;
+    int32_t n_prompt;
+    const char *prompt_text;
+    size_t prompt_len;
+    uint32_t tokenize_flags;
+    /* Sampling of each sequence; sequence i > 0 gets seed + i (unless the seed is
+     * RL_SAMPLER_SEED_RANDOM). logprobs / top_logprobs fill rl_engine_token. */
+    rl_sampler_params sampling;
+    int32_t max_tokens;      /* >= 1 tokens to generate per sequence; 0: until the
+                                context is full. prompt + max_tokens > n_ctx: RL_ERR_RANGE */
+    int32_t n;               /* sequences sampled from the prompt, 1..min(64, n_parallel) [1] */
+    int32_t priority;        /* smaller is served first [0] */
+    const char *const *stop; /* n_stop stop strings (non-empty, valid UTF-8, copied): the
+                                text ends before the first one found; text that may be the
+                                start of one is held back until it is decided */
+    int32_t n_stop;          /* 0..RL_ENGINE_MAX_STOP */
+    bool ignore_eos;         /* end-of-generation tokens do not stop (their text is "") */
+    const char *cache_salt;  /* NULL/"": the shared prefix cache; else a namespace of its
+                                own (one tenant cannot hit another's prompts) */
+    rl_engine_notify_fn notify; /* NULL: none (poll or block in rl_engine_next_event) */
+    void *notify_user;
+} rl_engine_request_params;
+
+/* n 1, max_tokens 0, priority 0, no stop strings, default sampling (greedy is
+ * sampling.temperature = 0), no notify. */
+RL_API rl_engine_request_params rl_engine_request_default_params(void);
+
+/* Queue a request; on success *out is its handle, which the caller owns and frees with
+ * rl_engine_request_free. Everything p points to is copied. Checked here, before anything
+ * is queued (err names the field): RL_ERR_INVALID_ARG (no prompt, a token id out of
+ * range, n, sampling, stop strings), RL_ERR_RANGE (prompt + max_tokens beyond n_ctx, or
+ * more than the KV pool can ever hold for this request), RL_ERR_LIMIT (max_waiting
+ * requests are waiting already: try later), RL_ERR_UNSUPPORTED (engine stopping),
+ * RL_ERR_NOMEM, and tokenizer errors. Thread-safe. */
+RL_API rl_status rl_engine_submit(rl_engine *e, const rl_engine_request_params *p,
+                                  rl_engine_request **out, char *err, size_t err_size);
+
+/* One generated token: its id and, when logprobs were asked for, its log-probability
+ * (natural log, of the distribution rl_sampler_logprobs describes) and the top_logprobs
+ * most likely tokens. */
+typedef struct rl_engine_token {
+    rl_token token;
+    float logprob;
+    int32_t n_top;
+    const rl_token_logprob *top; /* [n_top], most likely first */
+} rl_engine_token;
+
+typedef enum rl_engine_event_type {
+    RL_ENGINE_EVENT_NONE = 0,  /* timed out: nothing new */
+    RL_ENGINE_EVENT_DELTA = 1, /* new output of one sequence */
+    RL_ENGINE_EVENT_DONE = 2   /* every sequence has ended: usage; the last event */
+} rl_engine_event_type;
+
+/* Pointers are valid until the next rl_engine_next_event or rl_engine_request_free on the
+ * same request. */
+typedef struct rl_engine_event {
+    rl_engine_event_type type;
+    /* DELTA: what sequence seq_index produced since its previous event. text is whole
+     * UTF-8 characters (not NUL-terminated), stop strings and what follows removed; tokens
+     * are the ids generated, including a final end-of-generation token, whose text
+     * (if any) may come in a later event. finish != NONE on the sequence's last DELTA. */
+    int32_t seq_index;
+    const char *text;
+    size_t text_len;
+    const rl_engine_token *tokens;
+    int32_t n_tokens;
+    rl_engine_finish finish;
+    /* DONE: usage over the whole request. */
+    int32_t n_prompt_tokens;     /* tokens of the prompt */
+    int32_t n_cached_tokens;     /* of which the prefix cache supplied (first admission) */
+    int32_t n_completion_tokens; /* generated, summed over the sequences */
+    /* DONE: RL_OK, or the error that ended a sequence with RL_ENGINE_FINISH_ERROR. */
+    rl_status status;
+    const char *message;         /* "" when status is RL_OK */
+} rl_engine_event;
+
+/* The next event of r into *ev, waiting up to timeout_ms (0: do not wait; < 0: no limit).
+ * Events of one sequence come in order; after the DONE event every call returns DONE
+ * again. RL_ERR_INVALID_ARG for NULL arguments. Thread-safe with the engine; one reader
+ * at a time per request. */
+RL_API rl_status rl_engine_next_event(rl_engine_request *r, int timeout_ms,
+                                      rl_engine_event *ev);
+
+/* Cancel r: its blocks are freed at once (or right after the step in flight); unfinished
+ * sequences end with RL_ENGINE_FINISH_ABORT and DONE follows. No-op when r is done.
+ * Thread-safe; safe at any moment of the request's life. */
+RL_API void rl_engine_abort(rl_engine_request *r);
+/* Abort r if it still runs and release the caller's handle. NULL is a no-op. */
+RL_API void rl_engine_request_free(rl_engine_request *r);
+
+/* A latency histogram: count[i] observations <= le[i] (cumulative, as Prometheus
+ * buckets; le[n_buckets - 1] is +INFINITY, so count[n_buckets - 1] == total). */
+#define RL_ENGINE_HIST_MAX 20
+typedef struct rl_engine_histogram {
+    int32_t n_buckets;
+    double le[RL_ENGINE_HIST_MAX];
+    uint64_t count[RL_ENGINE_HIST_MAX];
+    uint64_t total;
+    double sum;
+} rl_engine_histogram;
+
+typedef struct rl_engine_metrics {
+    int32_t n_running, n_waiting;  /* requests now */
+    int32_t n_running_seqs;        /* sequences now */
+    uint64_t n_submitted;          /* requests accepted by rl_engine_submit */
+    uint64_t n_rejected;           /* refused by rl_engine_submit (bad input, queue full) */
+    uint64_t n_finished;           /* ended: stop, length or error */
+    uint64_t n_aborted;
+    uint64_t tokens_prompt;        /* prompt tokens of accepted requests */
+    uint64_t tokens_prefill;       /* prompt (and recomputed) tokens run through the model */
+    uint64_t tokens_generated;     /* tokens sampled */
+    uint64_t n_steps;              /* forward passes */
+    int32_t last_step_seqs, max_step_seqs; /* sequences in one step */
+    int32_t max_step_tokens;
+    uint64_t n_preemptions;
+    int32_t kv_block_size;
+    int32_t kv_blocks_total, kv_blocks_used, kv_blocks_free;
+    int32_t kv_blocks_cached;      /* full blocks findable in the prefix cache */
+    uint64_t prefix_lookup_tokens, prefix_hit_tokens; /* misses: lookup - hit */
+    uint64_t prefix_lookup_blocks, prefix_hit_blocks;
+    rl_engine_histogram ttft;      /* seconds from submit to a request's first token */
+    rl_engine_histogram itl;       /* seconds between a sequence's consecutive tokens */
+    rl_engine_histogram step_seqs; /* sequences per step */
+} rl_engine_metrics;
+
+/* A consistent snapshot of the counters. Thread-safe. */
+RL_API void rl_engine_metrics_get(rl_engine *e, rl_engine_metrics *out);
+
+/* ===== end section: engine ===== */
+
 /* ===== section: grammar ===== */
 
 /* Constrained generation with GBNF grammars, the language of llama.cpp (grammars/README.md
