@@ -6,6 +6,7 @@
 
 static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
+    {"run", "continue a prompt, streaming the generated text", cmd_run},
     {"tokenize", "text to token ids with a model's vocabulary", cmd_tokenize},
     {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
     {"template", "render messages with a model's chat template (the prompt it is fed)",
@@ -13,6 +14,7 @@ static const cli_command g_commands[] = {
     {"tensor", "write one tensor, dequantized, as raw float32 to stdout", cmd_tensor},
     {"quantize", "quantize a GGUF model with a llama.cpp mix (Q4_K_M, Q8_0, ...)", cmd_quantize},
     {"synth", "write a model with random weights at a real shape (llama3-8b, ...)", cmd_synth},
+    {"serve", "OpenAI-compatible HTTP server with continuous batching", cmd_serve},
     {"gbnf-check", "does a GBNF grammar accept a text", cmd_gbnf_check},
     {"bench-grammar", "time grammar token masks over random documents (JSON)", cmd_bench_grammar},
     {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",

@@ -1,0 +1,960 @@
+/*
+ * openai.c - the OpenAI API surface: request bodies validated into engine parameters
+ * (every refusal names the field, with OpenAI's error object), and the response, chunk
+ * and usage objects built from engine events, in the shapes of OpenAI's OpenAPI spec
+ * (CreateChatCompletionResponse, CreateChatCompletionStreamResponse,
+ * CreateCompletionResponse).
+ */
+#include "server.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RL_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+bool sbuf_add(sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return false;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return true;
+}
+
+bool sbuf_addf(sbuf *b, const char *fmt, ...) {
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return false;
+    if ((size_t)n < sizeof tmp) return sbuf_add(b, tmp, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big) return false;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    bool ok = sbuf_add(b, big, (size_t)n);
+    free(big);
+    return ok;
+}
+
+void sbuf_free(sbuf *b) {
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+void api_err(api_error *e, int status, const char *param, const char *fmt, ...) {
+    e->status = status;
+    e->type = status == 401   ? "authentication_error"
+              : status == 404 ? "invalid_request_error"
+              : status == 429 ? "rate_limit_error"
+              : status >= 500 ? "server_error"
+                              : "invalid_request_error";
+    e->code = NULL;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+}
+
+json_t *api_error_json(const api_error *e) {
+    json_t *o = json_object();
+    json_object_set_new(o, "message", json_string(e->message));
+    json_object_set_new(o, "type", json_string(e->type));
+    json_object_set_new(o, "param", e->param[0] ? json_string(e->param) : json_null());
+    json_object_set_new(o, "code", e->code ? json_string(e->code) : json_null());
+    json_t *root = json_object();
+    json_object_set_new(root, "error", o);
+    return root;
+}
+
+void gen_req_free(gen_req *g) {
+    free(g->prompt_text);
+    free(g->prompt_tokens);
+    for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
+    free(g->bias);
+    free(g->cache_salt);
+    memset(g, 0, sizeof *g);
+}
+
+/* Absent and null are the same: the default. */
+static json_t *field(json_t *body, const char *key) {
+    json_t *v = json_object_get(body, key);
+    return (v && !json_is_null(v)) ? v : NULL;
+}
+
+static bool get_number(json_t *body, const char *key, double lo, double hi, double *out,
+                       api_error *err) {
+    json_t *v = field(body, key);
+    if (!v) return true;
+    if (!json_is_number(v)) {
+        api_err(err, 400, key, "%s: expected a number", key);
+        return false;
+    }
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi)) {
+        api_err(err, 400, key, "%s: %g is out of range [%g, %g]", key, d, lo, hi);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+static bool get_int(json_t *body, const char *key, long long lo, long long hi, long long *out,
+                    api_error *err) {
+    json_t *v = field(body, key);
+    if (!v) return true;
+    if (!json_is_integer(v)) {
+        api_err(err, 400, key, "%s: expected an integer", key);
+        return false;
+    }
+    long long d = json_integer_value(v);
+    if (d < lo || d > hi) {
+        api_err(err, 400, key, "%s: %lld is out of range [%lld, %lld]", key, d, lo, hi);
+        return false;
+    }
+    *out = d;
+    return true;
+}
+
+static bool get_bool(json_t *body, const char *key, bool *out, api_error *err) {
+    json_t *v = field(body, key);
+    if (!v) return true;
+    if (!json_is_boolean(v)) {
+        api_err(err, 400, key, "%s: expected a boolean", key);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+static bool get_string(json_t *body, const char *key, const char **out, api_error *err) {
+    json_t *v = field(body, key);
+    if (!v) return true;
+    if (!json_is_string(v)) {
+        api_err(err, 400, key, "%s: expected a string", key);
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+static bool in_list(const char *key, const char *const *list) {
+    for (; *list; list++)
+        if (!strcmp(key, *list)) return true;
+    return false;
+}
+
+/* Every key must be known; some known ones are refused as unsupported. */
+static bool check_keys(json_t *body, const char *const *known, const char *const *refused,
+                       api_error *err) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        if (refused && in_list(key, refused) && !json_is_null(v)) {
+            api_err(err, 400, key, "%s is not supported by this server", key);
+            return false;
+        }
+        if (!in_list(key, known) && !(refused && in_list(key, refused))) {
+            api_err(err, 400, key, "Unrecognized request argument supplied: %s", key);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- the fields both endpoints share ------------------------------------------------ */
+
+static bool parse_common(srv *s, json_t *body, gen_req *g, api_error *err) {
+    const char *model = NULL;
+    if (!get_string(body, "model", &model, err)) return false;
+    if (model && strcmp(model, s->model_id)) {
+        api_err(err, 404, "model", "The model '%s' does not exist (this server has '%s')", model,
+                s->model_id);
+        err->code = "model_not_found";
+        return false;
+    }
+    rl_engine_request_params *ep = &g->ep;
+    *ep = rl_engine_request_default_params();
+    rl_sampler_params *sp = &ep->sampling;
+    rl_engine_params eng = rl_engine_get_params(s->engine);
+
+    double d;
+    long long ll;
+    d = 1.0;
+    if (!get_number(body, "temperature", 0, 2, &d, err)) return false;
+    sp->temperature = (float)d;
+    d = 1.0;
+    if (!get_number(body, "top_p", 0, 1, &d, err)) return false;
+    sp->top_p = (float)d;
+    d = 0;
+    if (!get_number(body, "min_p", 0, 1, &d, err)) return false;
+    sp->min_p = (float)d;
+    ll = 0;
+    if (!get_int(body, "top_k", -1, INT32_MAX, &ll, err)) return false;
+    sp->top_k = ll < 0 ? 0 : (int32_t)ll;
+    d = 0;
+    if (!get_number(body, "presence_penalty", -2, 2, &d, err)) return false;
+    sp->presence_penalty = (float)d;
+    d = 0;
+    if (!get_number(body, "frequency_penalty", -2, 2, &d, err)) return false;
+    sp->frequency_penalty = (float)d;
+    d = 1;
+    if (!get_number(body, "repetition_penalty", 0.01, 100, &d, err)) return false;
+    sp->repeat_penalty = (float)d;
+    /* OpenAI's penalties count every generated token: a window as long as the context */
+    sp->penalty_last_n = RL_MIN(eng.n_ctx, RL_SAMPLER_MAX_WINDOW);
+    json_t *seed = field(body, "seed");
+    if (seed) {
+        if (!json_is_integer(seed)) {
+            api_err(err, 400, "seed", "seed: expected an integer");
+            return false;
+        }
+        sp->seed = (uint64_t)json_integer_value(seed);
+        if (sp->seed == RL_SAMPLER_SEED_RANDOM) sp->seed = 0;
+    } else {
+        sp->seed = RL_SAMPLER_SEED_RANDOM;
+    }
+
+    ll = 1;
+    const long long n_max = RL_MIN(RL_ENGINE_MAX_N, eng.n_parallel);
+    if (!get_int(body, "n", 1, n_max, &ll, err)) return false;
+    g->n = (int)ll;
+    ep->n = g->n;
+
+    bool b = false;
+    if (!get_bool(body, "stream", &b, err)) return false;
+    g->stream = b;
+    json_t *so = field(body, "stream_options");
+    if (so) {
+        if (!g->stream) {
+            api_err(err, 400, "stream_options",
+                    "stream_options: only allowed when stream is true");
+            return false;
+        }
+        if (!json_is_object(so)) {
+            api_err(err, 400, "stream_options", "stream_options: expected an object");
+            return false;
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach(so, key, v) {
+            if (strcmp(key, "include_usage") && strcmp(key, "include_obfuscation")) {
+                api_err(err, 400, "stream_options", "stream_options.%s: unknown option", key);
+                return false;
+            }
+            if (!json_is_boolean(v) && !json_is_null(v)) {
+                api_err(err, 400, "stream_options", "stream_options.%s: expected a boolean", key);
+                return false;
+            }
+        }
+        g->include_usage = json_is_true(json_object_get(so, "include_usage"));
+    }
+
+    json_t *stop = field(body, "stop");
+    if (stop) {
+        if (json_is_string(stop)) {
+            if (json_string_length(stop) == 0) {
+                api_err(err, 400, "stop", "stop: empty string");
+                return false;
+            }
+            g->stop[g->n_stop++] = strdup(json_string_value(stop));
+        } else if (json_is_array(stop)) {
+            if (json_array_size(stop) > RL_ENGINE_MAX_STOP) {
+                api_err(err, 400, "stop", "stop: %zu strings, at most %d", json_array_size(stop),
+                        RL_ENGINE_MAX_STOP);
+                return false;
+            }
+            size_t i;
+            json_t *v;
+            json_array_foreach(stop, i, v) {
+                if (!json_is_string(v) || json_string_length(v) == 0 ||
+                    json_string_length(v) > RL_ENGINE_MAX_STOP_LEN) {
+                    api_err(err, 400, "stop", "stop[%zu]: expected a non-empty string", i);
+                    return false;
+                }
+                g->stop[g->n_stop++] = strdup(json_string_value(v));
+            }
+        } else {
+            api_err(err, 400, "stop", "stop: expected a string or an array of strings");
+            return false;
+        }
+        ep->stop = (const char *const *)g->stop;
+        ep->n_stop = g->n_stop;
+    }
+
+    json_t *lb = field(body, "logit_bias");
+    if (lb) {
+        if (!json_is_object(lb)) {
+            api_err(err, 400, "logit_bias", "logit_bias: expected an object");
+            return false;
+        }
+        size_t n = json_object_size(lb);
+        g->bias = calloc(n ? n : 1, sizeof *g->bias);
+        const char *key;
+        json_t *v;
+        const int32_t nv = rl_model_n_vocab(s->model);
+        json_object_foreach(lb, key, v) {
+            char *end;
+            long t = strtol(key, &end, 10);
+            if (!*key || *end || t < 0 || t >= nv) {
+                api_err(err, 400, "logit_bias", "logit_bias: '%s' is not a token id (0..%d)", key,
+                        nv - 1);
+                return false;
+            }
+            if (!json_is_number(v) || json_number_value(v) < -100 || json_number_value(v) > 100) {
+                api_err(err, 400, "logit_bias", "logit_bias[%s]: expected a number in [-100, 100]",
+                        key);
+                return false;
+            }
+            g->bias[g->n_bias++] = (rl_logit_bias){(rl_token)t, (float)json_number_value(v)};
+        }
+        sp->logit_bias = g->bias;
+        sp->n_logit_bias = g->n_bias;
+    }
+
+    const char *user = NULL, *salt = NULL;
+    if (!get_string(body, "user", &user, err)) return false;
+    if (!get_string(body, "cache_salt", &salt, err)) return false;
+    if (salt) {
+        if (!*salt) {
+            api_err(err, 400, "cache_salt", "cache_salt: empty string");
+            return false;
+        }
+        g->cache_salt = strdup(salt);
+        ep->cache_salt = g->cache_salt;
+    }
+    ll = 0;
+    if (!get_int(body, "priority", INT32_MIN, INT32_MAX, &ll, err)) return false;
+    ep->priority = (int32_t)ll;
+    b = false;
+    if (!get_bool(body, "ignore_eos", &b, err)) return false;
+    ep->ignore_eos = b;
+    return true;
+}
+
+static bool parse_max_tokens(json_t *body, const char *key, int32_t *out, api_error *err) {
+    long long ll = -1;
+    if (!get_int(body, key, LLONG_MIN, LLONG_MAX, &ll, err)) return false;
+    if (!field(body, key)) return true;
+    if (ll < 1 || ll > INT32_MAX) {
+        api_err(err, 400, key, "%s: %lld, expected an integer >= 1", key, ll);
+        return false;
+    }
+    *out = (int32_t)ll;
+    return true;
+}
+
+/* ---- chat ---------------------------------------------------------------------------- */
+
+static const char *const k_chat_keys[] = {
+    "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+    "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
+    "logprobs", "top_logprobs", "logit_bias", "stream", "stream_options", "user", "priority",
+    "cache_salt", "ignore_eos", "store", "metadata", "service_tier", "parallel_tool_calls",
+    "prompt_cache_key", "safety_identifier", "verbosity", "modalities", NULL};
+static const char *const k_chat_refused[] = {
+    "tools", "tool_choice", "functions", "function_call", "audio", "prediction",
+    "web_search_options", "reasoning_effort", "response_format", NULL};
+
+/* The message list for the template: [{role, content: string}], content parts joined. */
+static json_t *chat_messages(json_t *msgs, api_error *err) {
+    if (!msgs) {
+        api_err(err, 400, "messages", "messages: required");
+        return NULL;
+    }
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+        api_err(err, 400, "messages", "messages: expected a non-empty array");
+        return NULL;
+    }
+    static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", NULL};
+    json_t *out = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m) {
+        char param[48];
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!json_is_object(m)) {
+            api_err(err, 400, param, "%s: expected an object", param);
+            goto fail;
+        }
+        json_t *role = json_object_get(m, "role");
+        if (!json_is_string(role) || !in_list(json_string_value(role), roles)) {
+            api_err(err, 400, param, "%s.role: expected one of system, developer, user, "
+                    "assistant, tool", param);
+            goto fail;
+        }
+        const char *r = json_string_value(role);
+        json_t *content = json_object_get(m, "content");
+        sbuf text = {0};
+        sbuf_add(&text, "", 0);
+        if (json_is_string(content)) {
+            sbuf_add(&text, json_string_value(content), json_string_length(content));
+        } else if (json_is_array(content)) {
+            size_t j;
+            json_t *part;
+            json_array_foreach(content, j, part) {
+                json_t *type = json_object_get(part, "type");
+                json_t *t = json_object_get(part, "text");
+                if (!json_is_object(part) || !json_is_string(type) ||
+                    strcmp(json_string_value(type), "text") || !json_is_string(t)) {
+                    sbuf_free(&text);
+                    api_err(err, 400, param,
+                            "%s.content[%zu]: only parts {\"type\": \"text\", \"text\": ...} are "
+                            "supported", param, j);
+                    goto fail;
+                }
+                sbuf_add(&text, json_string_value(t), json_string_length(t));
+            }
+        } else if (!(json_is_null(content) || !content) || strcmp(r, "assistant")) {
+            api_err(err, 400, param, "%s.content: expected a string or an array of text parts",
+                    param);
+            sbuf_free(&text);
+            goto fail;
+        }
+        json_t *o = json_object();
+        json_object_set_new(o, "role", json_string(strcmp(r, "developer") ? r : "system"));
+        json_object_set_new(o, "content", json_stringn(text.p, text.len));
+        sbuf_free(&text);
+        json_array_append_new(out, o);
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
+
+bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
+    memset(g, 0, sizeof *g);
+    g->kind = GEN_CHAT;
+    if (!check_keys(body, k_chat_keys, k_chat_refused, err)) return false;
+    json_t *rf = field(body, "response_format");
+    (void)rf;
+    if (!parse_common(s, body, g, err)) return false;
+    int32_t max_tokens = 0;
+    if (!parse_max_tokens(body, "max_tokens", &max_tokens, err)) return false;
+    if (!parse_max_tokens(body, "max_completion_tokens", &max_tokens, err)) return false;
+    g->ep.max_tokens = max_tokens;
+    bool lp = false;
+    if (!get_bool(body, "logprobs", &lp, err)) return false;
+    long long top = 0;
+    if (!get_int(body, "top_logprobs", 0, 20, &top, err)) return false;
+    if (field(body, "top_logprobs") && !lp) {
+        api_err(err, 400, "top_logprobs", "top_logprobs: needs logprobs to be true");
+        return false;
+    }
+    g->logprobs = lp;
+    g->top_logprobs = (int)top;
+    g->ep.sampling.logprobs = lp;
+    g->ep.sampling.top_logprobs = (int32_t)top;
+
+    json_t *msgs = chat_messages(json_object_get(body, "messages"), err);
+    if (!msgs) return false;
+    char *mj = json_dumps(msgs, JSON_COMPACT);
+    json_decref(msgs);
+    if (!mj) {
+        api_err(err, 500, NULL, "out of memory");
+        return false;
+    }
+    rl_chat_template_params tp = rl_chat_template_default_params();
+    tp.add_generation_prompt = true;
+    tp.bos_token = s->bos_text;
+    tp.eos_token = s->eos_text;
+    char *out = NULL, terr[512];
+    size_t len = 0;
+    rl_status st = rl_chat_template_render(s->tmpl, mj, NULL, &tp, &out, &len, terr, sizeof terr);
+    free(mj);
+    if (st != RL_OK) {
+        api_err(err, st == RL_ERR_NOMEM ? 500 : 400, "messages", "messages: the chat template "
+                "failed: %s", terr);
+        return false;
+    }
+    g->prompt_text = malloc(len + 1);
+    if (g->prompt_text) memcpy(g->prompt_text, out, len + 1);
+    rl_free_string(out);
+    if (!g->prompt_text) {
+        api_err(err, 500, NULL, "out of memory");
+        return false;
+    }
+    /* The template may write BOS itself; add it only when it did not. */
+    bool has_bos = s->bos_text && *s->bos_text &&
+                   !strncmp(g->prompt_text, s->bos_text, strlen(s->bos_text));
+    g->ep.prompt_text = g->prompt_text;
+    g->ep.prompt_len = len;
+    g->ep.tokenize_flags = RL_TOKENIZE_PARSE_SPECIAL | (has_bos ? 0 : RL_TOKENIZE_ADD_SPECIAL);
+    return true;
+}
+
+/* ---- completions -------------------------------------------------------------------- */
+
+static const char *const k_cmpl_keys[] = {
+    "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
+    "logprobs", "logit_bias", "stream", "stream_options", "user", "priority", "cache_salt",
+    "ignore_eos", "echo", "best_of", NULL};
+static const char *const k_cmpl_refused[] = {"suffix", NULL};
+
+bool parse_completion(srv *s, json_t *body, gen_req *g, api_error *err) {
+    memset(g, 0, sizeof *g);
+    g->kind = GEN_COMPLETION;
+    if (!check_keys(body, k_cmpl_keys, k_cmpl_refused, err)) return false;
+    if (!parse_common(s, body, g, err)) return false;
+    int32_t max_tokens = 16; /* OpenAI's default for completions */
+    if (!parse_max_tokens(body, "max_tokens", &max_tokens, err)) return false;
+    g->ep.max_tokens = max_tokens;
+    long long bo = g->n;
+    if (!get_int(body, "best_of", 1, 64, &bo, err)) return false;
+    if (bo != g->n) {
+        api_err(err, 400, "best_of", "best_of: only best_of == n is supported");
+        return false;
+    }
+    long long lp = -1;
+    if (!get_int(body, "logprobs", 0, 20, &lp, err)) return false;
+    if (lp >= 0) {
+        g->logprobs = true;
+        g->top_logprobs = (int)lp;
+        g->ep.sampling.logprobs = true;
+        g->ep.sampling.top_logprobs = (int32_t)lp;
+    }
+    bool echo = false;
+    if (!get_bool(body, "echo", &echo, err)) return false;
+    g->echo = echo;
+    if (echo && g->logprobs) {
+        api_err(err, 400, "echo", "echo: not supported together with logprobs");
+        return false;
+    }
+
+    json_t *p = json_object_get(body, "prompt");
+    if (json_is_array(p) && json_array_size(p) == 1 &&
+        (json_is_string(json_array_get(p, 0)) || json_is_array(json_array_get(p, 0))))
+        p = json_array_get(p, 0);
+    const int32_t nv = rl_model_n_vocab(s->model);
+    if (json_is_string(p)) {
+        g->prompt_text = strdup(json_string_value(p));
+        g->ep.prompt_text = g->prompt_text;
+        g->ep.prompt_len = json_string_length(p);
+        g->ep.tokenize_flags = RL_TOKENIZE_ADD_SPECIAL | RL_TOKENIZE_PARSE_SPECIAL;
+    } else if (json_is_array(p) && json_array_size(p) > 0 &&
+               json_is_integer(json_array_get(p, 0))) {
+        size_t n = json_array_size(p);
+        g->prompt_tokens = malloc(n * sizeof *g->prompt_tokens);
+        size_t i;
+        json_t *v;
+        json_array_foreach(p, i, v) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= nv) {
+                api_err(err, 400, "prompt", "prompt[%zu]: not a token id (0..%d)", i, nv - 1);
+                return false;
+            }
+            g->prompt_tokens[i] = (rl_token)json_integer_value(v);
+        }
+        g->n_prompt_tokens = (int32_t)n;
+        g->ep.prompt = g->prompt_tokens;
+        g->ep.n_prompt = (int32_t)n;
+    } else if (!p || json_is_null(p)) {
+        api_err(err, 400, "prompt", "prompt: required");
+        return false;
+    } else if (json_is_array(p) && json_array_size(p) > 1) {
+        api_err(err, 400, "prompt", "prompt: one prompt per request is supported");
+        return false;
+    } else {
+        api_err(err, 400, "prompt", "prompt: expected a string or an array of token ids");
+        return false;
+    }
+    return true;
+}
+
+/* ---- output objects ------------------------------------------------------------------ */
+
+/* s[0..n) with invalid UTF-8 replaced by U+FFFD, as a JSON string. */
+static json_t *json_text(const char *s, size_t n) {
+    json_t *j = json_stringn(s, n);
+    if (j) return j;
+    sbuf b = {0};
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = c < 0x80 ? 0 : (c >= 0xC2 && c <= 0xDF) ? 1 : (c >= 0xE0 && c <= 0xEF) ? 2
+                              : (c >= 0xF0 && c <= 0xF4) ? 3 : 99;
+        bool ok = k != 99 && i + k < n;
+        for (size_t q = 1; ok && q <= k; q++) ok = ((unsigned char)s[i + q] & 0xC0) == 0x80;
+        if (ok && k) {
+            json_t *t = json_stringn(s + i, k + 1);
+            ok = t != NULL;
+            json_decref(t);
+        }
+        if (ok) {
+            sbuf_add(&b, s + i, k + 1);
+            i += k + 1;
+        } else {
+            sbuf_add(&b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+    j = json_stringn(b.p ? b.p : "", b.len);
+    sbuf_free(&b);
+    return j;
+}
+
+json_t *token_json_string(const srv *s, rl_token t, json_t **bytes) {
+    char buf[256];
+    size_t n = 0;
+    char *p = buf;
+    rl_status st = rl_token_to_piece(s->vocab, t, 0, buf, sizeof buf, &n);
+    if (st == RL_ERR_RANGE) {
+        p = malloc(n);
+        if (!p || rl_token_to_piece(s->vocab, t, 0, p, n, &n) != RL_OK) n = 0;
+    } else if (st != RL_OK) {
+        n = 0;
+    }
+    if (bytes) {
+        *bytes = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(*bytes, json_integer((unsigned char)p[i]));
+    }
+    json_t *j = json_text(p ? p : "", n);
+    if (p != buf) free(p);
+    return j;
+}
+
+static double clamp_lp(float lp) { return isfinite(lp) ? lp : -9999.0; }
+
+/* A chat logprob entry {token, logprob, bytes, top_logprobs}. */
+static json_t *chat_lp_entry(const srv *s, const rl_engine_token *t) {
+    json_t *bytes;
+    json_t *o = json_object();
+    json_object_set_new(o, "token", token_json_string(s, t->token, &bytes));
+    json_object_set_new(o, "logprob", json_real(clamp_lp(t->logprob)));
+    json_object_set_new(o, "bytes", bytes);
+    json_t *top = json_array();
+    for (int32_t i = 0; i < t->n_top; i++) {
+        json_t *tb;
+        json_t *e = json_object();
+        json_object_set_new(e, "token", token_json_string(s, t->top[i].token, &tb));
+        json_object_set_new(e, "logprob", json_real(clamp_lp(t->top[i].logprob)));
+        json_object_set_new(e, "bytes", tb);
+        json_array_append_new(top, e);
+    }
+    json_object_set_new(o, "top_logprobs", top);
+    return o;
+}
+
+static const char *finish_str(rl_engine_finish f) {
+    return f == RL_ENGINE_FINISH_LENGTH ? "length" : "stop";
+}
+
+bool gen_out_init(gen_out *o, const gen_req *g, const srv *s) {
+    memset(o, 0, sizeof *o);
+    o->kind = g->kind;
+    o->n = g->n;
+    o->logprobs = g->logprobs;
+    o->top_logprobs = g->top_logprobs;
+    o->stream = g->stream;
+    o->include_usage = g->include_usage;
+    o->created = (long)time(NULL);
+    static const char hex[] = "0123456789abcdef";
+    char rnd[25];
+    for (int i = 0; i < 24; i++) rnd[i] = hex[random() & 15];
+    rnd[24] = 0;
+    snprintf(o->id, sizeof o->id, "%s%s", g->kind == GEN_CHAT ? "chatcmpl-" : "cmpl-", rnd);
+    o->text = calloc((size_t)o->n, sizeof *o->text);
+    o->lp = calloc((size_t)o->n, sizeof *o->lp);
+    o->lp_tokens = calloc((size_t)o->n, sizeof *o->lp_tokens);
+    o->lp_token_lp = calloc((size_t)o->n, sizeof *o->lp_token_lp);
+    o->lp_top = calloc((size_t)o->n, sizeof *o->lp_top);
+    o->lp_offset = calloc((size_t)o->n, sizeof *o->lp_offset);
+    o->offset = calloc((size_t)o->n, sizeof *o->offset);
+    o->finish = calloc((size_t)o->n, sizeof *o->finish);
+    o->started = calloc((size_t)o->n, sizeof *o->started);
+    if (!o->text || !o->lp || !o->lp_tokens || !o->lp_token_lp || !o->lp_top || !o->lp_offset ||
+        !o->offset || !o->finish || !o->started)
+        return false;
+    for (int k = 0; k < o->n; k++) {
+        o->lp[k] = json_array();
+        o->lp_tokens[k] = json_array();
+        o->lp_token_lp[k] = json_array();
+        o->lp_top[k] = json_array();
+        o->lp_offset[k] = json_array();
+    }
+    if (g->echo) {
+        if (g->prompt_text) {
+            o->echo = strdup(g->prompt_text);
+            o->echo_len = strlen(g->prompt_text);
+        } else {
+            size_t n = 0;
+            rl_detokenize(s->vocab, g->prompt_tokens, (size_t)g->n_prompt_tokens, 0, NULL, 0, &n);
+            o->echo = malloc(n + 1);
+            if (o->echo &&
+                rl_detokenize(s->vocab, g->prompt_tokens, (size_t)g->n_prompt_tokens, 0, o->echo,
+                              n, &n) == RL_OK)
+                o->echo_len = n;
+        }
+    }
+    return true;
+}
+
+void gen_out_free(gen_out *o) {
+    for (int k = 0; k < o->n; k++) {
+        if (o->text) sbuf_free(&o->text[k]);
+        if (o->lp) json_decref(o->lp[k]);
+        if (o->lp_tokens) json_decref(o->lp_tokens[k]);
+        if (o->lp_token_lp) json_decref(o->lp_token_lp[k]);
+        if (o->lp_top) json_decref(o->lp_top[k]);
+        if (o->lp_offset) json_decref(o->lp_offset[k]);
+    }
+    free(o->text);
+    free(o->lp);
+    free(o->lp_tokens);
+    free(o->lp_token_lp);
+    free(o->lp_top);
+    free(o->lp_offset);
+    free(o->offset);
+    free(o->finish);
+    free(o->started);
+    free(o->echo);
+    memset(o, 0, sizeof *o);
+}
+
+/* Completions logprobs of the event's tokens appended to choice k's arrays. */
+static void cmpl_lp_add(gen_out *o, const srv *s, int k, const rl_engine_event *ev) {
+    for (int32_t i = 0; i < ev->n_tokens; i++) {
+        const rl_engine_token *t = &ev->tokens[i];
+        json_t *bytes;
+        json_t *str = token_json_string(s, t->token, &bytes);
+        json_array_append_new(o->lp_offset[k], json_integer((json_int_t)o->offset[k]));
+        o->offset[k] += json_array_size(bytes);
+        json_decref(bytes);
+        json_array_append_new(o->lp_tokens[k], str);
+        json_array_append_new(o->lp_token_lp[k], json_real(clamp_lp(t->logprob)));
+        json_t *top = json_object();
+        for (int32_t j = 0; j < t->n_top; j++) {
+            json_t *ts = token_json_string(s, t->top[j].token, NULL);
+            json_object_set_new(top, json_string_value(ts), json_real(clamp_lp(t->top[j].logprob)));
+            json_decref(ts);
+        }
+        json_array_append_new(o->lp_top[k], top);
+    }
+}
+
+static json_t *cmpl_lp_object(gen_out *o, int k) {
+    json_t *lp = json_object();
+    json_object_set(lp, "tokens", o->lp_tokens[k]);
+    json_object_set(lp, "token_logprobs", o->lp_token_lp[k]);
+    json_object_set(lp, "top_logprobs", o->lp_top[k]);
+    json_object_set(lp, "text_offset", o->lp_offset[k]);
+    return lp;
+}
+
+static void cmpl_lp_reset(gen_out *o, int k) {
+    json_array_clear(o->lp_tokens[k]);
+    json_array_clear(o->lp_token_lp[k]);
+    json_array_clear(o->lp_top[k]);
+    json_array_clear(o->lp_offset[k]);
+}
+
+static json_t *chunk_base(gen_out *o, const srv *s) {
+    json_t *c = json_object();
+    json_object_set_new(c, "id", json_string(o->id));
+    json_object_set_new(c, "object",
+                        json_string(o->kind == GEN_CHAT ? "chat.completion.chunk" : "text_completion"));
+    json_object_set_new(c, "created", json_integer(o->created));
+    json_object_set_new(c, "model", json_string(s->model_id));
+    json_object_set_new(c, "system_fingerprint", json_string(s->fingerprint));
+    if (o->include_usage) json_object_set_new(c, "usage", json_null());
+    return c;
+}
+
+static bool emit(sbuf *sse, json_t *chunk) {
+    char *t = json_dumps(chunk, JSON_COMPACT);
+    json_decref(chunk);
+    if (!t) return false;
+    bool ok = sbuf_add(sse, "data: ", 6) && sbuf_add(sse, t, strlen(t)) && sbuf_add(sse, "\n\n", 2);
+    free(t);
+    return ok;
+}
+
+/* A chunk with one choice. */
+static bool emit_choice(gen_out *o, const srv *s, sbuf *sse, json_t *choice) {
+    json_t *c = chunk_base(o, s);
+    json_t *arr = json_array();
+    json_array_append_new(arr, choice);
+    json_object_set_new(c, "choices", arr);
+    return emit(sse, c);
+}
+
+bool gen_out_delta(gen_out *o, const srv *s, const rl_engine_event *ev, sbuf *sse) {
+    const int k = ev->seq_index;
+    if (k < 0 || k >= o->n) return false;
+    if (!o->stream) {
+        if (o->kind == GEN_COMPLETION && !o->started[k]) {
+            o->started[k] = true;
+            if (o->echo_len) sbuf_add(&o->text[k], o->echo, o->echo_len);
+            o->offset[k] = o->echo_len;
+        }
+        if (!sbuf_add(&o->text[k], ev->text, ev->text_len)) return false;
+        if (o->logprobs) {
+            if (o->kind == GEN_CHAT)
+                for (int32_t i = 0; i < ev->n_tokens; i++)
+                    json_array_append_new(o->lp[k], chat_lp_entry(s, &ev->tokens[i]));
+            else
+                cmpl_lp_add(o, s, k, ev);
+        }
+        if (ev->finish) o->finish[k] = finish_str(ev->finish);
+        return true;
+    }
+    bool ok = true;
+    if (o->kind == GEN_CHAT) {
+        if (!o->started[k]) {
+            o->started[k] = true;
+            json_t *ch = json_object();
+            json_object_set_new(ch, "index", json_integer(k));
+            json_t *d = json_object();
+            json_object_set_new(d, "role", json_string("assistant"));
+            json_object_set_new(d, "content", json_string(""));
+            json_object_set_new(ch, "delta", d);
+            json_object_set_new(ch, "logprobs", json_null());
+            json_object_set_new(ch, "finish_reason", json_null());
+            ok = ok && emit_choice(o, s, sse, ch);
+        }
+        if (ev->text_len || (o->logprobs && ev->n_tokens)) {
+            json_t *ch = json_object();
+            json_object_set_new(ch, "index", json_integer(k));
+            json_t *d = json_object();
+            json_object_set_new(d, "content", json_text(ev->text, ev->text_len));
+            json_object_set_new(ch, "delta", d);
+            if (o->logprobs) {
+                json_t *lp = json_object(), *arr = json_array();
+                for (int32_t i = 0; i < ev->n_tokens; i++)
+                    json_array_append_new(arr, chat_lp_entry(s, &ev->tokens[i]));
+                json_object_set_new(lp, "content", arr);
+                json_object_set_new(lp, "refusal", json_null());
+                json_object_set_new(ch, "logprobs", lp);
+            } else {
+                json_object_set_new(ch, "logprobs", json_null());
+            }
+            json_object_set_new(ch, "finish_reason", json_null());
+            ok = ok && emit_choice(o, s, sse, ch);
+        }
+        if (ev->finish) {
+            json_t *ch = json_object();
+            json_object_set_new(ch, "index", json_integer(k));
+            json_object_set_new(ch, "delta", json_object());
+            json_object_set_new(ch, "logprobs", json_null());
+            json_object_set_new(ch, "finish_reason", json_string(finish_str(ev->finish)));
+            ok = ok && emit_choice(o, s, sse, ch);
+        }
+        return ok;
+    }
+    /* completions: same object as the non-streamed one, text deltas */
+    sbuf text = {0};
+    sbuf_add(&text, "", 0);
+    if (!o->started[k]) {
+        o->started[k] = true;
+        if (o->echo_len) sbuf_add(&text, o->echo, o->echo_len);
+        o->offset[k] = o->echo_len;
+    }
+    sbuf_add(&text, ev->text, ev->text_len);
+    if (text.len || (o->logprobs && ev->n_tokens)) {
+        json_t *ch = json_object();
+        json_object_set_new(ch, "text", json_text(text.p, text.len));
+        json_object_set_new(ch, "index", json_integer(k));
+        if (o->logprobs) {
+            cmpl_lp_add(o, s, k, ev);
+            json_object_set_new(ch, "logprobs", cmpl_lp_object(o, k));
+            cmpl_lp_reset(o, k);
+        } else {
+            json_object_set_new(ch, "logprobs", json_null());
+        }
+        json_object_set_new(ch, "finish_reason", json_null());
+        ok = ok && emit_choice(o, s, sse, ch);
+    }
+    sbuf_free(&text);
+    if (ev->finish) {
+        json_t *ch = json_object();
+        json_object_set_new(ch, "text", json_string(""));
+        json_object_set_new(ch, "index", json_integer(k));
+        json_object_set_new(ch, "logprobs", json_null());
+        json_object_set_new(ch, "finish_reason", json_string(finish_str(ev->finish)));
+        ok = ok && emit_choice(o, s, sse, ch);
+    }
+    return ok;
+}
+
+static json_t *usage_json(const rl_engine_event *done) {
+    json_t *u = json_object();
+    json_object_set_new(u, "prompt_tokens", json_integer(done->n_prompt_tokens));
+    json_object_set_new(u, "completion_tokens", json_integer(done->n_completion_tokens));
+    json_object_set_new(u, "total_tokens",
+                        json_integer(done->n_prompt_tokens + done->n_completion_tokens));
+    json_t *d = json_object();
+    json_object_set_new(d, "cached_tokens", json_integer(done->n_cached_tokens));
+    json_object_set_new(u, "prompt_tokens_details", d);
+    return u;
+}
+
+json_t *gen_out_response(gen_out *o, const srv *s, const rl_engine_event *done) {
+    json_t *r = json_object();
+    json_object_set_new(r, "id", json_string(o->id));
+    json_object_set_new(r, "object",
+                        json_string(o->kind == GEN_CHAT ? "chat.completion" : "text_completion"));
+    json_object_set_new(r, "created", json_integer(o->created));
+    json_object_set_new(r, "model", json_string(s->model_id));
+    json_object_set_new(r, "system_fingerprint", json_string(s->fingerprint));
+    json_t *choices = json_array();
+    for (int k = 0; k < o->n; k++) {
+        json_t *ch = json_object();
+        json_object_set_new(ch, "index", json_integer(k));
+        if (o->kind == GEN_CHAT) {
+            json_t *m = json_object();
+            json_object_set_new(m, "role", json_string("assistant"));
+            json_object_set_new(m, "content", json_text(o->text[k].p ? o->text[k].p : "",
+                                                        o->text[k].len));
+            json_object_set_new(m, "refusal", json_null());
+            json_object_set_new(ch, "message", m);
+            if (o->logprobs) {
+                json_t *lp = json_object();
+                json_object_set(lp, "content", o->lp[k]);
+                json_object_set_new(lp, "refusal", json_null());
+                json_object_set_new(ch, "logprobs", lp);
+            } else {
+                json_object_set_new(ch, "logprobs", json_null());
+            }
+        } else {
+            if (!o->started[k] && o->echo_len) sbuf_add(&o->text[k], o->echo, o->echo_len);
+            json_object_set_new(ch, "text", json_text(o->text[k].p ? o->text[k].p : "",
+                                                      o->text[k].len));
+            json_object_set_new(ch, "logprobs", o->logprobs ? cmpl_lp_object(o, k) : json_null());
+        }
+        json_object_set_new(ch, "finish_reason",
+                            json_string(o->finish[k] ? o->finish[k] : "stop"));
+        json_array_append_new(choices, ch);
+    }
+    json_object_set_new(r, "choices", choices);
+    json_object_set_new(r, "usage", usage_json(done));
+    return r;
+}
+
+bool gen_out_stream_end(gen_out *o, const srv *s, const rl_engine_event *done, sbuf *sse) {
+    bool ok = true;
+    if (o->include_usage) {
+        json_t *c = chunk_base(o, s);
+        json_object_set_new(c, "choices", json_array());
+        json_object_set_new(c, "usage", usage_json(done));
+        ok = emit(sse, c);
+    }
+    return ok && sbuf_add(sse, "data: [DONE]\n\n", 14);
+}
