@@ -22,7 +22,6 @@ int cmd_tensor(int argc, char **argv);
 int cmd_bench_kernels(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
-int cmd_run(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_gbnf_check(int argc, char **argv);
 int cmd_bench_grammar(int argc, char **argv);

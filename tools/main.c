@@ -6,7 +6,6 @@
 
 static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
-    {"run", "continue a prompt, streaming the generated text", cmd_run},
     {"tokenize", "text to token ids with a model's vocabulary", cmd_tokenize},
     {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
     {"template", "render messages with a model's chat template (the prompt it is fed)",
