@@ -115,3 +115,13 @@ file(GLOB RL_FUZZ_TPL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
 list(APPEND RL_FUZZ_TPL_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c) # template source from GGUF
 rl_add_fuzzer(NAME fuzz_template SOURCES ${RL_FUZZ_TPL_SOURCES} SEEDS ${RL_FUZZ_TPL_SEEDS}
               RUNS 20000 MAX_LEN 20000 LIBS ${JANSSON_LDFLAGS} ${UTF8PROC_LDFLAGS})
+
+# ---- fuzz_grammar: GBNF parser and matcher ---------------------------------------------
+# Input: grammar, NUL, text. Seeds: the example grammars of the test data.
+file(GLOB RL_FUZZ_GRAMMAR_SEEDS ${RL_TESTDATA}/testdata/grammars/*.gbnf)
+file(GLOB RL_FUZZ_GRAMMAR_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
+     ${CMAKE_SOURCE_DIR}/src/gguf/*.c ${CMAKE_SOURCE_DIR}/src/tokenizer/*.c
+     ${CMAKE_SOURCE_DIR}/src/grammar/*.c)
+list(APPEND RL_FUZZ_GRAMMAR_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
+rl_add_fuzzer(NAME fuzz_grammar SOURCES ${RL_FUZZ_GRAMMAR_SOURCES} SEEDS ${RL_FUZZ_GRAMMAR_SEEDS}
+              RUNS 3000 MAX_LEN 4096 LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS})
