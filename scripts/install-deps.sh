@@ -13,6 +13,10 @@ pkgs=(
   libcurl4-openssl-dev          # model download
 )
 
+# The server tests' node modules (openai, ajv), into tests/server/node_modules, from the
+# lockfile; uses the machine's node and npm when present (never Debian's npm, never global).
+bash "$(dirname "$0")/../tests/server/npm-ci.sh" || echo "install-deps: npm ci failed; the server tests will fail" >&2
+
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

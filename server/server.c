@@ -351,8 +351,9 @@ static enum MHD_Result start_generation(conn *c, json_t *body) {
     char err[512];
     rl_status st = rl_engine_submit(s->engine, &g.ep, &c->req, err, sizeof err);
     if (st != RL_OK) {
+        const gen_kind kind = g.kind;
         gen_req_free(&g);
-        return submit_error(c, st, err, g.kind);
+        return submit_error(c, st, err, kind);
     }
     c->stream = g.stream;
     bool init = gen_out_init(&c->out, &g, s);
