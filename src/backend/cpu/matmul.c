@@ -3,8 +3,11 @@
  *
  * The activations are converted once per call to the weight type's vec_dot type, in
  * pool-owned scratch (for several tokens the conversion is split across the threads).
- * The weight rows are cut into chunks of about RL_MM_CHUNK_BYTES that the threads
- * take from a shared counter, so a thread slowed by other load does less of the work.
+ * The weight rows are cut into chunks of about RL_MM_CHUNK_BYTES. Each thread owns a
+ * contiguous range of chunks and takes them in order (one sequential stream per thread,
+ * as the prefetchers like, and its software prefetch runs into its own next chunk); a
+ * thread done with its range takes chunks from the others' ranges, so one slowed by
+ * other load does less of the work.
  * A chunk is contiguous in memory (the hardware prefetcher streams it) and small
  * enough to stay in L2 while every token is multiplied with it: the weights, which
  * dominate the traffic, are read from memory once per call whatever n_tok is, and each
@@ -19,9 +22,16 @@
 
 #include <stdatomic.h>
 
-#define RL_MM_CHUNK_BYTES (32 * 1024)
+#define RL_MM_CHUNK_BYTES (128 * 1024)
 #define RL_MM_MIN_CHUNKS_PER_THREAD 4
 #define RL_MM_PF_DIST 2048
+
+/* A range of chunks; padded to its own cache line (the threads claim from it). */
+typedef struct mm_range {
+    _Atomic int64_t next;
+    int64_t end;
+    char pad[64 - 2 * sizeof(int64_t)];
+} mm_range;
 
 typedef struct mm_job {
     rl__vec_dot_fn dot;
@@ -38,7 +48,7 @@ typedef struct mm_job {
     rl_type vdt;
     float *y; /* [n_tok][rows] */
     int64_t chunk_rows, n_chunks;
-    _Atomic int64_t next; /* next chunk to take */
+    struct mm_range *ranges; /* [nth]: thread i's chunks, claimed by anyone in order */
     /* conversion phase */
     rl__act_quant_fn quant;
     const float *x; /* [n_tok][cols] */
@@ -93,31 +103,35 @@ static inline void prefetch_row(const uint8_t *p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
 }
 
+/* The rows [r0, r1) times every token. */
+static void dot_chunk(const mm_job *j, int64_t r0, int64_t r1) {
+    for (int64_t t = 0; t < j->n_tok; t++) {
+        float *yt = j->y + t * j->rows;
+        const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
+        if (j->gemv) {
+            const int8_t *qs = split_qs(j, t);
+            const float *d = split_d(j, t), *s = split_s(j, t);
+            const int32_t *off = split_off(j, t);
+            for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
+                yt[r] = j->gemv(j->cols, wr, qs, d, s, off);
+        } else {
+            const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
+            for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes) {
+                if (t == 0 && j->prefetch) prefetch_row(wr + RL_MM_PF_DIST, j->w_row_bytes);
+                yt[r] = j->dot(j->cols, wr, xt);
+            }
+        }
+    }
+}
+
 static void dot_task(void *p, int ith, int nth) {
     mm_job *j = p;
-    (void)ith;
-    (void)nth;
-    for (;;) {
-        int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (c >= j->n_chunks) break;
-        int64_t r0 = c * j->chunk_rows;
-        int64_t r1 = RL_MIN(r0 + j->chunk_rows, j->rows);
-        for (int64_t t = 0; t < j->n_tok; t++) {
-            float *yt = j->y + t * j->rows;
-            const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
-            if (j->gemv) {
-                const int8_t *qs = split_qs(j, t);
-                const float *d = split_d(j, t), *s = split_s(j, t);
-                const int32_t *off = split_off(j, t);
-                for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes)
-                    yt[r] = j->gemv(j->cols, wr, qs, d, s, off);
-            } else {
-                const uint8_t *xt = j->xq + (size_t)t * j->x_row_bytes;
-                for (int64_t r = r0; r < r1; r++, wr += j->w_row_bytes) {
-                    if (t == 0 && j->prefetch) prefetch_row(wr + RL_MM_PF_DIST, j->w_row_bytes);
-                    yt[r] = j->dot(j->cols, wr, xt);
-                }
-            }
+    for (int k = 0; k < nth; k++) { /* own range first, then help the others */
+        mm_range *rg = &j->ranges[(ith + k) % nth];
+        for (;;) {
+            int64_t c = atomic_fetch_add_explicit(&rg->next, 1, memory_order_relaxed);
+            if (c >= rg->end) break;
+            dot_chunk(j, c * j->chunk_rows, RL_MIN((c + 1) * j->chunk_rows, j->rows));
         }
     }
 }
@@ -153,6 +167,10 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         .x = x,
         .vdt = vdt,
     };
+    /* scratch: [nth] ranges, then (unless F32) the converted activations and split rows */
+    const int nth = rl_threadpool_n_threads(pool);
+    const size_t ranges_bytes = (size_t)nth * sizeof(mm_range);
+    size_t scratch = ranges_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
     if (vdt == RL_TYPE_F32) {
         j.xq = (const uint8_t *)x;
     } else {
@@ -160,32 +178,38 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         if (!j.quant) return RL_ERR_UNSUPPORTED;
         j.gemv = rl__gemv_get(wt, isa);
         j.prep = rl__gemv_prep_get(wt, isa);
-        size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
+        size_t split = 0;
         if (j.gemv) {
             /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols bytes, 64-aligned */
             j.xs_stride = ((size_t)cols * 2 + (size_t)cols / 4 + 63) & ~(size_t)63;
-            if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &scratch) ||
-                !rl__add_size(scratch, x_bytes_al, &scratch))
-                return RL_ERR_RANGE;
+            if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &split)) return RL_ERR_RANGE;
         }
-        j.xq_out = rl__threadpool_scratch(pool, scratch);
-        if (!j.xq_out) return RL_ERR_NOMEM;
+        if (!rl__add_size(scratch, x_bytes_al, &scratch) || !rl__add_size(scratch, split, &scratch))
+            return RL_ERR_RANGE;
+    }
+    uint8_t *mem = rl__threadpool_scratch(pool, scratch);
+    if (!mem) return RL_ERR_NOMEM;
+    j.ranges = (mm_range *)mem;
+    if (vdt != RL_TYPE_F32) {
+        j.xq_out = mem + ranges_bytes;
         j.xs = j.xq_out + x_bytes_al;
-        if (n_tok == 1 || rl_threadpool_n_threads(pool) == 1)
+        if (n_tok == 1 || nth == 1)
             quant_task(&j, 0, 1);
         else
             rl__threadpool_run(pool, quant_task, &j);
         j.xq = j.xq_out;
     }
 
-    int nth = rl_threadpool_n_threads(pool);
     int64_t chunk = (int64_t)(RL_MM_CHUNK_BYTES / (w_row_bytes ? w_row_bytes : 1));
     int64_t max_chunk = (rows + (int64_t)nth * RL_MM_MIN_CHUNKS_PER_THREAD - 1) /
                         ((int64_t)nth * RL_MM_MIN_CHUNKS_PER_THREAD);
     chunk = RL_MAX(1, RL_MIN(chunk, max_chunk));
     j.chunk_rows = chunk;
     j.n_chunks = (rows + chunk - 1) / chunk;
-    atomic_init(&j.next, 0);
+    for (int i = 0; i < nth; i++) {
+        atomic_init(&j.ranges[i].next, j.n_chunks * i / nth);
+        j.ranges[i].end = j.n_chunks * (i + 1) / nth;
+    }
     rl__threadpool_run(pool, dot_task, &j);
     return RL_OK;
 }
