@@ -6,6 +6,12 @@
 
 static const cli_command g_commands[] = {
     {"info", "print a GGUF file's metadata and tensor table", cmd_info},
+    {"run", "continue a prompt, streaming the generated text", cmd_run},
+    {"chat", "chat through the model's template, the KV cache kept between turns", cmd_chat},
+    {"logits", "logits of the last prompt position (top K, all, JSON)", cmd_logits},
+    {"perplexity", "perplexity of a text file, as llama.cpp's llama-perplexity", cmd_perplexity},
+    {"bench", "prompt and generation tokens/s (llama-bench's tests) and the decode floor",
+     cmd_bench},
     {"tokenize", "text to token ids with a model's vocabulary", cmd_tokenize},
     {"detokenize", "token ids to text with a model's vocabulary", cmd_detokenize},
     {"template", "render messages with a model's chat template (the prompt it is fed)",

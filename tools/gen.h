@@ -1,0 +1,112 @@
+/*
+ * gen.h - what the commands that run a model (run, chat, logits, perplexity, bench) share:
+ * the model, context and sampling options with their checks (every message names the
+ * flag), loading, the generation loop and timing. Public header only.
+ */
+#ifndef RL_TOOLS_GEN_H
+#define RL_TOOLS_GEN_H
+
+#include "ruvllm.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Option groups a command accepts (gen_parse_option's `groups`). */
+#define GEN_OPT_MODEL 1u    /* -m, -t, --mlock */
+#define GEN_OPT_CONTEXT 2u  /* -c, -b, --kv-type */
+#define GEN_OPT_SAMPLING 4u /* --temp, --top-k, ... --seed, --mirostat, --dry-*, --xtc-* */
+
+#define GEN_MAX_BREAKERS 64
+#define GEN_MAX_BIAS 256
+
+typedef struct gen_opts {
+    const char *cmd; /* "run", for messages: "ruvllm run: ..." */
+    const char *model;
+    int n_threads;   /* 0: physical cores */
+    bool mlock;
+    int32_t n_ctx;   /* 0: the model's training context, at most 4096 */
+    int32_t n_batch; /* 0: the command's default */
+    rl_type kv_type;
+    rl_sampler_params sp;
+    int32_t repeat_last_n; /* -1: the context size */
+    int32_t dry_last_n;    /* -1: the context size */
+    const char *breakers[GEN_MAX_BREAKERS];
+    int32_t n_breakers; /* -1: the library's defaults */
+    rl_logit_bias bias[GEN_MAX_BIAS];
+    int32_t n_bias;
+} gen_opts;
+
+/* Defaults: llama.cpp's command-line sampling (temperature 0.8, top-k 40, top-p 0.95,
+ * min-p 0.05, penalties over 64 tokens, a random seed), F16 cache. */
+void gen_opts_init(gen_opts *o, const char *cmd);
+
+/* If argv[*i] is an option of the groups, consume it (and its value: *i advances) and
+ * return 1; return 0 when it is not one; print "ruvllm CMD: --flag ..." and return -1 for
+ * a bad or missing value. */
+int gen_parse_option(gen_opts *o, unsigned groups, int argc, char **argv, int *i);
+
+/* Strict number parsing for a command's own flags: the whole string, in [lo, hi]; on
+ * failure prints a message naming flag and returns false. */
+bool gen_parse_int(const char *cmd, const char *flag, const char *s, long long lo, long long hi,
+                   long long *out);
+bool gen_parse_float(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                     double *out);
+
+/* The usage lines of the option groups. */
+void gen_usage_options(FILE *f, unsigned groups);
+
+/* Load o->model (prints the error). */
+rl_model *gen_load_model(const gen_opts *o);
+/* A context on m with o's n_ctx, kv_type, threads; n_batch and n_outputs_max as given
+ * (prints the error). */
+rl_context *gen_new_context(const gen_opts *o, rl_model *m, int32_t n_ctx, int32_t n_batch,
+                            int32_t n_outputs_max);
+/* A sampler with o's settings, windows of -1 replaced by n_ctx (prints the error). */
+rl_sampler *gen_new_sampler(const gen_opts *o, rl_model *m, int32_t n_ctx);
+
+/* The bytes of a file, NUL-terminated (*n excludes the NUL); NULL with errno set. */
+char *gen_read_file(const char *path, size_t *n);
+
+/* Tokenize len bytes of text into a malloc'd array (*n tokens); prints the error. */
+rl_token *gen_tokenize(const char *cmd, const rl_vocab *v, const char *text, size_t len,
+                       uint32_t flags, size_t *n);
+
+double gen_now(void);
+
+/* What the generation loop does with each token. */
+typedef struct gen_loop_params {
+    int32_t n_max;   /* tokens to generate; < 0: until the end of generation or the context */
+    bool ignore_eos; /* end-of-generation tokens do not stop (they print as "") */
+    bool ids;        /* print ids separated by single spaces instead of text */
+    rl_detok *detok; /* text mode: the stream's detokenizer */
+    FILE *out;       /* where tokens go (flushed after each) */
+    /* tokens decoded into the cache are appended to hist[*n_hist..cap) when hist is set */
+    rl_token *hist;
+    int32_t *n_hist;
+    int32_t hist_cap;
+    /* the text printed is appended here when set (malloc'd, NUL-terminated) */
+    char **text;
+    size_t *text_len;
+} gen_loop_params;
+
+typedef enum gen_stop {
+    GEN_STOP_LENGTH = 0, /* n_max tokens */
+    GEN_STOP_EOG,        /* an end-of-generation token (not printed, not decoded) */
+    GEN_STOP_CONTEXT,    /* the context is full */
+    GEN_STOP_ERROR       /* sampling, decoding or writing failed (message printed) */
+} gen_stop;
+
+typedef struct gen_loop_result {
+    gen_stop stop;
+    int32_t n_gen;   /* tokens sampled and printed */
+    double t_gen;    /* seconds from the first sample to the end */
+    rl_token eog;    /* the end token when stop == GEN_STOP_EOG */
+} gen_loop_result;
+
+/* Generate from the logits of the context's last decode: sample, accept, print, decode the
+ * token, until a stop. The last token printed is not decoded when the loop ends on
+ * n_max or a full context. */
+gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
+                         const gen_loop_params *p);
+
+#endif
