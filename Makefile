@@ -24,6 +24,7 @@ test: build
 demo: build
 	@test -f "$(RUVLLM_MODEL)" || { echo "demo: model not found: $(RUVLLM_MODEL) (set RUVLLM_MODEL)"; exit 1; }
 	$(BUILD)/ruvllm info "$(RUVLLM_MODEL)"
+	$(BUILD)/ruvllm run -m "$(RUVLLM_MODEL)" -p "Once upon a time" -n 48 --temp 0
 
 # Longer fuzzing by hand: every harness for RL_FUZZ_LONG_SECONDS (default 600) each.
 fuzz-long: build
