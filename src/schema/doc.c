@@ -185,8 +185,10 @@ static char *uri_resolve(const char *base, const char *ref) {
                         rl__sstr_put(&merged, B.path, k);
                     }
                     rl__sstr_put(&merged, R.path, R.path_n);
-                    if (merged.oom) path.oom = true;
-                    else remove_dots(merged.p ? merged.p : "", merged.len, &path);
+                    if (merged.oom)
+                        path.oom = true;
+                    else
+                        remove_dots(merged.p ? merged.p : "", merged.len, &path);
                     rl__sstr_free(&merged);
                 }
                 has_query = R.has_query, query = R.query, query_n = R.query_n;
@@ -202,8 +204,10 @@ static char *uri_resolve(const char *base, const char *ref) {
         rl__sstr_puts(&t, "//");
         rl__sstr_put(&t, auth, auth_n);
     }
-    if (path.oom) t.oom = true;
-    else rl__sstr_put(&t, path.p ? path.p : "", path.len);
+    if (path.oom)
+        t.oom = true;
+    else
+        rl__sstr_put(&t, path.p ? path.p : "", path.len);
     rl__sstr_free(&path);
     if (has_query) {
         rl__sstr_putc(&t, '?');
@@ -245,9 +249,12 @@ static bool add_path(loader *L, const json_t *node, const char *doc_uri, const r
 static void ptr_push(rl__sstr *ptr, const char *key) {
     rl__sstr_putc(ptr, '/');
     for (const char *c = key; *c; c++) {
-        if (*c == '~') rl__sstr_puts(ptr, "~0");
-        else if (*c == '/') rl__sstr_puts(ptr, "~1");
-        else rl__sstr_putc(ptr, *c);
+        if (*c == '~')
+            rl__sstr_puts(ptr, "~0");
+        else if (*c == '/')
+            rl__sstr_puts(ptr, "~1");
+        else
+            rl__sstr_putc(ptr, *c);
     }
 }
 
@@ -264,12 +271,20 @@ static bool put_uri(loader *L, rl__smap *m, const char *uri, const json_t *node)
 }
 
 /* Keywords whose value is one schema, an array of schemas, or an object of schemas. */
-static const char *const ONE_SCHEMA[] = {
-    "additionalProperties", "additionalItems", "contains", "not", "if", "then", "else",
-    "propertyNames", "unevaluatedItems", "unevaluatedProperties", "contentSchema"};
+static const char *const ONE_SCHEMA[] = {"additionalProperties",
+                                         "additionalItems",
+                                         "contains",
+                                         "not",
+                                         "if",
+                                         "then",
+                                         "else",
+                                         "propertyNames",
+                                         "unevaluatedItems",
+                                         "unevaluatedProperties",
+                                         "contentSchema"};
 static const char *const SCHEMA_ARRAY[] = {"allOf", "anyOf", "oneOf", "prefixItems"};
-static const char *const SCHEMA_MAP[] = {"properties", "patternProperties", "$defs",
-                                         "definitions", "dependentSchemas"};
+static const char *const SCHEMA_MAP[] = {"properties", "patternProperties", "$defs", "definitions",
+                                         "dependentSchemas"};
 
 static bool walk(loader *L, const json_t *node, const char *base, const char *doc_uri,
                  rl__sstr *ptr, int depth);
@@ -382,8 +397,8 @@ static bool walk(loader *L, const json_t *node, const char *base, const char *do
             for (size_t i = 0; ok && i < json_array_size(items); i++) {
                 char ix[24];
                 snprintf(ix, sizeof ix, "%zu", i);
-                ok = walk_child(L, json_array_get(items, i), base, doc_uri, ptr, depth, "items",
-                                ix);
+                ok =
+                    walk_child(L, json_array_get(items, i), base, doc_uri, ptr, depth, "items", ix);
             }
         } else {
             ok = walk_child(L, items, base, doc_uri, ptr, depth, "items", NULL);
@@ -400,8 +415,8 @@ static bool walk(loader *L, const json_t *node, const char *base, const char *do
         for (size_t j = 0; ok && j < json_array_size(arr); j++) {
             char ix[24];
             snprintf(ix, sizeof ix, "%zu", j);
-            ok = walk_child(L, json_array_get(arr, j), base, doc_uri, ptr, depth,
-                            SCHEMA_ARRAY[i], ix);
+            ok = walk_child(L, json_array_get(arr, j), base, doc_uri, ptr, depth, SCHEMA_ARRAY[i],
+                            ix);
         }
     }
     for (size_t i = 0; ok && i < RL_ARRAY_LEN(SCHEMA_MAP); i++) {
@@ -562,8 +577,10 @@ static bool resolve_one(loader *L, const pending *pd) {
                 rl_status st = RL_OK;
                 char msg[256];
                 json_t *root = rl__json_parse(text, len, doc_uri, &st, msg, sizeof msg);
-                if (!root) ok = fail(L, st, "%s", msg);
-                else ok = add_doc(L, root, doc_uri);
+                if (!root)
+                    ok = fail(L, st, "%s", msg);
+                else
+                    ok = add_doc(L, root, doc_uri);
             }
         }
         if (ok && !rl__smap_get(&d->resources, doc_uri, doc_n, &v))
@@ -587,7 +604,8 @@ static bool resolve_one(loader *L, const pending *pd) {
             rl__sstr_puts(&a, doc_uri);
             rl__sstr_putc(&a, '#');
             rl__sstr_put(&a, frag.p, frag.len);
-            if (a.oom) ok = nomem(L);
+            if (a.oom)
+                ok = nomem(L);
             else if (rl__smap_get(&d->anchors, a.p, a.len, &v))
                 target = (const json_t *)(uintptr_t)v;
             rl__sstr_free(&a);

@@ -66,8 +66,8 @@ static inline bool rl__pmap_put(rl__smap *m, const void *p, uint64_t val) {
 /* Parse JSON text (any value at the top, NUL characters allowed in strings). Integers too
  * big for 64 bits are read as reals. NULL on error, with *st (RL_ERR_INVALID_ARG) and
  * "what: line L, column C: message" in err. */
-json_t *rl__json_parse(const char *text, size_t len, const char *what, rl_status *st,
-                       char *err, size_t err_size);
+json_t *rl__json_parse(const char *text, size_t len, const char *what, rl_status *st, char *err,
+                       size_t err_size);
 /* Canonical compact text of v: no whitespace, object keys in stored order, strings with
  * the short escapes \" \\ \b \f \n \r \t and \u00xx for the other code points below 0x20
  * and 0x7F (everything else as UTF-8), reals as the shortest text that reads back to the
@@ -125,9 +125,14 @@ const char *rl__sdoc_path(const rl__sdoc *d, const json_t *s);
  * schema). Returns 1 valid, 0 invalid, or -1 on an error (*st set: RL_ERR_LIMIT for
  * recursion past the limit, RL_ERR_NOMEM). Messages go to err when not NULL. */
 struct rl_schema;
-int rl__schema_eval(const struct rl_schema *sc, const json_t *s, const json_t *inst,
-                    rl_status *st, char *err, size_t err_size);
+int rl__schema_eval(const struct rl_schema *sc, const json_t *s, const json_t *inst, rl_status *st,
+                    char *err, size_t err_size);
 const rl__sdoc *rl__schema_doc(const struct rl_schema *sc);
+/* Match s[0..len) against the pattern the schema compiled under key (a "pattern" value or
+ * a patternProperties key pointer): 1, 0, or -1 when there is no such pattern or PCRE2
+ * fails. */
+int rl__schema_pattern_match(const struct rl_schema *sc, const void *key, const char *s,
+                             size_t len);
 
 /* ---- ECMAScript regular expressions (regex.c) ------------------------------------------ */
 /* The subset of ECMA-262 patterns a grammar can express: literals, escapes, `.`, classes
@@ -140,11 +145,11 @@ enum { RL__RE_EMPTY, RL__RE_SET, RL__RE_SEQ, RL__RE_ALT, RL__RE_REP, RL__RE_BOL,
 
 typedef struct rl__re_node {
     int kind;
-    uint32_t n;          /* SET: number of ranges; SEQ/ALT: number of kids */
-    uint32_t *ranges;    /* SET: [2n] inclusive lo, hi; sorted, disjoint, no surrogates */
-    uint32_t *kids;      /* SEQ/ALT: [n] node indices; REP: [1] */
-    uint32_t min, max;   /* REP: counts (max RL__RE_INF: unbounded) */
-    size_t pos;          /* byte offset in the pattern */
+    uint32_t n;        /* SET: number of ranges; SEQ/ALT: number of kids */
+    uint32_t *ranges;  /* SET: [2n] inclusive lo, hi; sorted, disjoint, no surrogates */
+    uint32_t *kids;    /* SEQ/ALT: [n] node indices; REP: [1] */
+    uint32_t min, max; /* REP: counts (max RL__RE_INF: unbounded) */
+    size_t pos;        /* byte offset in the pattern */
 } rl__re_node;
 
 typedef struct rl__re {
@@ -225,14 +230,20 @@ bool rl__gb_is_atom(const char *e);
 bool rl__gb_int_range(rl__sstr *out, int64_t lo, int64_t hi);
 
 /* ---- regex to GBNF (regex_gbnf.c) ------------------------------------------------------ */
-/* Write node `node` of re as a GBNF expression into out. json: code points are written as
- * the content of a JSON string (canonical escapes), else as raw text. Sub-rules (for
- * repeated groups) are added to g named after `name`. search: the pattern may match
- * anywhere (JSON Schema's `pattern`), else it must match the whole text; in both modes ^
- * and $ may stand at the ends of top-level alternatives. Returns false with g's error set;
- * *empty is set when the pattern can match nothing. */
+/* Write the pattern re as a GBNF expression (a sequence of alternatives; "" when it
+ * matches only the empty text) into out. json: code points are written as the content of
+ * a JSON string (canonical escapes, so the grammar's texts decode to what the pattern
+ * matched), else as raw text. Sub-rules (for repeated groups) are added to g named after
+ * `name`. search: the pattern may match anywhere (JSON Schema's `pattern`: JSON string
+ * characters around it), else it must match the whole text; in both modes ^ and $ may
+ * stand at the ends of top-level alternatives. Returns false with g's error set; *never is
+ * set (and nothing written) when no text matches. */
 bool rl__re_emit(const rl__re *re, rl__gb *g, const char *name, bool json, bool search,
-                 rl__sstr *out, bool *empty);
-/* The GBNF for one JSON string character (any, with every escape), the built-in `char`. */
+                 rl__sstr *out, bool *never);
+/* Narrow re (anchored at both ends) to texts of lo..hi code points (hi RL__RE_INF:
+ * unbounded) when that is a change of one repetition count: the pattern is a sequence of
+ * fixed-length pieces and at most one repetition of a fixed-length piece. False when the
+ * pattern has another shape; *never when no length fits. */
+bool rl__re_fit_length(rl__re *re, uint64_t lo, uint64_t hi, bool *never);
 
 #endif /* RL_SCHEMA_IMPL_H */

@@ -37,6 +37,11 @@ static bool sstr_grow(rl__sstr *s, size_t extra) {
 }
 
 bool rl__sstr_put(rl__sstr *s, const char *p, size_t n) {
+    if (!p && n) {
+        /* the text of a string that ran out of memory */
+        s->oom = true;
+        return false;
+    }
     if (!sstr_grow(s, n)) return false;
     if (n) memcpy(s->p + s->len, p, n);
     s->len += n;
@@ -44,7 +49,13 @@ bool rl__sstr_put(rl__sstr *s, const char *p, size_t n) {
     return true;
 }
 
-bool rl__sstr_puts(rl__sstr *s, const char *z) { return rl__sstr_put(s, z, strlen(z)); }
+bool rl__sstr_puts(rl__sstr *s, const char *z) {
+    if (!z) {
+        s->oom = true;
+        return false;
+    }
+    return rl__sstr_put(s, z, strlen(z));
+}
 
 bool rl__sstr_putc(rl__sstr *s, char c) { return rl__sstr_put(s, &c, 1); }
 
@@ -100,7 +111,10 @@ char *rl__sstr_take(rl__sstr *s) {
         rl__sstr_free(s);
         return NULL;
     }
-    if (!s->p && !sstr_grow(s, 0)) return NULL;
+    if (!s->p) {
+        if (!sstr_grow(s, 0)) return NULL;
+        s->p[0] = 0;
+    }
     char *p = s->p;
     memset(s, 0, sizeof *s);
     return p;
@@ -178,13 +192,12 @@ void rl__smap_free(rl__smap *m) {
 
 /* ---- JSON ----------------------------------------------------------------------------- */
 
-json_t *rl__json_parse(const char *text, size_t len, const char *what, rl_status *st,
-                       char *err, size_t err_size) {
+json_t *rl__json_parse(const char *text, size_t len, const char *what, rl_status *st, char *err,
+                       size_t err_size) {
     json_error_t je;
     size_t flags = JSON_DECODE_ANY | JSON_ALLOW_NUL;
     json_t *j = json_loadb(text, len, flags, &je);
-    if (!j && json_error_code(&je) == json_error_numeric_overflow &&
-        strstr(je.text, "integer")) {
+    if (!j && json_error_code(&je) == json_error_numeric_overflow && strstr(je.text, "integer")) {
         /* an integer beyond 64 bits: read all integers as reals (their value survives
          * as well as a double can hold it) */
         j = json_loadb(text, len, flags | JSON_DECODE_INT_AS_REAL, &je);
@@ -212,13 +225,27 @@ bool rl__json_canon_str(const char *s, size_t n, rl__sstr *out) {
         const char *esc = NULL;
         char u[7];
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
         default:
             if (c < 0x20 || c == 0x7F) {
                 memcpy(u, "\\u00", 4);
@@ -240,9 +267,12 @@ static bool canon(const json_t *v, rl__sstr *out, int depth) {
     if (depth > 2048) return false;
     char buf[64];
     switch (json_typeof(v)) {
-    case JSON_NULL: return rl__sstr_puts(out, "null");
-    case JSON_TRUE: return rl__sstr_puts(out, "true");
-    case JSON_FALSE: return rl__sstr_puts(out, "false");
+    case JSON_NULL:
+        return rl__sstr_puts(out, "null");
+    case JSON_TRUE:
+        return rl__sstr_puts(out, "true");
+    case JSON_FALSE:
+        return rl__sstr_puts(out, "false");
     case JSON_INTEGER:
         return rl__sstr_printf(out, "%lld", (long long)json_integer_value(v));
     case JSON_REAL: {
@@ -319,7 +349,8 @@ static bool equal(const json_t *a, const json_t *b, int depth) {
         }
         return true;
     }
-    default: return true; /* null, true, false */
+    default:
+        return true; /* null, true, false */
     }
 }
 

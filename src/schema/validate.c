@@ -38,8 +38,8 @@ static void pc_free(void *p, void *u) {
 
 /* ---- ECMAScript to PCRE2 -------------------------------------------------------------- */
 
-#define ES_SPACE                                                                           \
-    "\\t\\n\\x{b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"      \
+#define ES_SPACE                                                                                   \
+    "\\t\\n\\x{b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"            \
     "\\x{205f}\\x{3000}\\x{feff}"
 
 static int hexv(int c) {
@@ -63,20 +63,48 @@ static long u4(const char *s, size_t n, size_t i) {
 
 /* ECMAScript's long General_Category names (ECMA-262 table "Value aliases", from Unicode's
  * PropertyValueAliases.txt), which PCRE2 10.42 knows only by their short names. */
-static const char *const GC_NAMES[][2] = {
-    {"Letter", "L"}, {"Cased_Letter", "LC"}, {"Uppercase_Letter", "Lu"},
-    {"Lowercase_Letter", "Ll"}, {"Titlecase_Letter", "Lt"}, {"Modifier_Letter", "Lm"},
-    {"Other_Letter", "Lo"}, {"Mark", "M"}, {"Combining_Mark", "M"}, {"Nonspacing_Mark", "Mn"},
-    {"Spacing_Mark", "Mc"}, {"Enclosing_Mark", "Me"}, {"Number", "N"},
-    {"Decimal_Number", "Nd"}, {"digit", "Nd"}, {"Letter_Number", "Nl"}, {"Other_Number", "No"},
-    {"Punctuation", "P"}, {"punct", "P"}, {"Connector_Punctuation", "Pc"},
-    {"Dash_Punctuation", "Pd"}, {"Open_Punctuation", "Ps"}, {"Close_Punctuation", "Pe"},
-    {"Initial_Punctuation", "Pi"}, {"Final_Punctuation", "Pf"}, {"Other_Punctuation", "Po"},
-    {"Symbol", "S"}, {"Math_Symbol", "Sm"}, {"Currency_Symbol", "Sc"},
-    {"Modifier_Symbol", "Sk"}, {"Other_Symbol", "So"}, {"Separator", "Z"},
-    {"Space_Separator", "Zs"}, {"Line_Separator", "Zl"}, {"Paragraph_Separator", "Zp"},
-    {"Other", "C"}, {"Control", "Cc"}, {"cntrl", "Cc"}, {"Format", "Cf"},
-    {"Surrogate", "Cs"}, {"Private_Use", "Co"}, {"Unassigned", "Cn"}};
+static const char *const GC_NAMES[][2] = {{"Letter", "L"},
+                                          {"Cased_Letter", "LC"},
+                                          {"Uppercase_Letter", "Lu"},
+                                          {"Lowercase_Letter", "Ll"},
+                                          {"Titlecase_Letter", "Lt"},
+                                          {"Modifier_Letter", "Lm"},
+                                          {"Other_Letter", "Lo"},
+                                          {"Mark", "M"},
+                                          {"Combining_Mark", "M"},
+                                          {"Nonspacing_Mark", "Mn"},
+                                          {"Spacing_Mark", "Mc"},
+                                          {"Enclosing_Mark", "Me"},
+                                          {"Number", "N"},
+                                          {"Decimal_Number", "Nd"},
+                                          {"digit", "Nd"},
+                                          {"Letter_Number", "Nl"},
+                                          {"Other_Number", "No"},
+                                          {"Punctuation", "P"},
+                                          {"punct", "P"},
+                                          {"Connector_Punctuation", "Pc"},
+                                          {"Dash_Punctuation", "Pd"},
+                                          {"Open_Punctuation", "Ps"},
+                                          {"Close_Punctuation", "Pe"},
+                                          {"Initial_Punctuation", "Pi"},
+                                          {"Final_Punctuation", "Pf"},
+                                          {"Other_Punctuation", "Po"},
+                                          {"Symbol", "S"},
+                                          {"Math_Symbol", "Sm"},
+                                          {"Currency_Symbol", "Sc"},
+                                          {"Modifier_Symbol", "Sk"},
+                                          {"Other_Symbol", "So"},
+                                          {"Separator", "Z"},
+                                          {"Space_Separator", "Zs"},
+                                          {"Line_Separator", "Zl"},
+                                          {"Paragraph_Separator", "Zp"},
+                                          {"Other", "C"},
+                                          {"Control", "Cc"},
+                                          {"cntrl", "Cc"},
+                                          {"Format", "Cf"},
+                                          {"Surrogate", "Cs"},
+                                          {"Private_Use", "Co"},
+                                          {"Unassigned", "Cn"}};
 
 /* \p{...} / \P{...} at s[i]: write PCRE2's spelling; returns the bytes consumed (0: none). */
 static size_t es_property(const char *s, size_t n, size_t i, rl__sstr *o) {
@@ -90,11 +118,13 @@ static size_t es_property(const char *s, size_t n, size_t i, rl__sstr *o) {
     const char *prefix = "";
     if (eq) {
         size_t kl = (size_t)(eq - name);
-        if ((kl == 16 && !memcmp(name, "General_Category", 16)) || (kl == 2 && !memcmp(name, "gc", 2))) {
+        if ((kl == 16 && !memcmp(name, "General_Category", 16)) ||
+            (kl == 2 && !memcmp(name, "gc", 2))) {
         } else if ((kl == 17 && !memcmp(name, "Script_Extensions", 17)) ||
                    (kl == 3 && !memcmp(name, "scx", 3))) {
             prefix = "scx:";
-        } else if (!(kl == 6 && !memcmp(name, "Script", 6)) && !(kl == 2 && !memcmp(name, "sc", 2))) {
+        } else if (!(kl == 6 && !memcmp(name, "Script", 6)) &&
+                   !(kl == 2 && !memcmp(name, "sc", 2))) {
             return 0;
         }
         len -= kl + 1;
@@ -123,19 +153,35 @@ static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
         if (c == '\\' && i + 1 < n) {
             char e = s[i + 1];
             switch (e) {
-            case 'd': rl__sstr_puts(o, cls ? "0-9" : "[0-9]"); break;
-            case 'D': rl__sstr_puts(o, cls ? "\\D" : "[^0-9]"); break;
-            case 'w': rl__sstr_puts(o, cls ? "A-Za-z0-9_" : "[A-Za-z0-9_]"); break;
-            case 'W': rl__sstr_puts(o, cls ? "\\W" : "[^A-Za-z0-9_]"); break;
-            case 's': rl__sstr_puts(o, cls ? ES_SPACE : "[" ES_SPACE "]"); break;
-            case 'S': rl__sstr_puts(o, cls ? "\\S" : "[^" ES_SPACE "]"); break;
+            case 'd':
+                rl__sstr_puts(o, cls ? "0-9" : "[0-9]");
+                break;
+            case 'D':
+                rl__sstr_puts(o, cls ? "\\D" : "[^0-9]");
+                break;
+            case 'w':
+                rl__sstr_puts(o, cls ? "A-Za-z0-9_" : "[A-Za-z0-9_]");
+                break;
+            case 'W':
+                rl__sstr_puts(o, cls ? "\\W" : "[^A-Za-z0-9_]");
+                break;
+            case 's':
+                rl__sstr_puts(o, cls ? ES_SPACE : "[" ES_SPACE "]");
+                break;
+            case 'S':
+                rl__sstr_puts(o, cls ? "\\S" : "[^" ES_SPACE "]");
+                break;
             case 'b':
-                if (cls) rl__sstr_puts(o, "\\x{8}");
-                else rl__sstr_puts(o, "\\b");
+                if (cls)
+                    rl__sstr_puts(o, "\\x{8}");
+                else
+                    rl__sstr_puts(o, "\\b");
                 break;
             case '0':
-                if (i + 2 < n && s[i + 2] >= '0' && s[i + 2] <= '9') rl__sstr_puts(o, "\\0");
-                else rl__sstr_puts(o, "\\x{0}");
+                if (i + 2 < n && s[i + 2] >= '0' && s[i + 2] <= '9')
+                    rl__sstr_puts(o, "\\0");
+                else
+                    rl__sstr_puts(o, "\\x{0}");
                 break;
             case 'p':
             case 'P': {
@@ -177,7 +223,8 @@ static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
                 rl__sstr_printf(o, "\\x{%lx}", v);
                 continue;
             }
-            default: rl__sstr_put(o, s + i, 2);
+            default:
+                rl__sstr_put(o, s + i, 2);
             }
             i += 2;
             continue;
@@ -234,9 +281,9 @@ static rl_status compile_pattern(rl_schema *sc, const void *key, const char *pat
     }
     int ec;
     PCRE2_SIZE eo;
-    pcre2_code *code = pcre2_compile((PCRE2_SPTR)(t.p ? t.p : ""), t.len,
-                                     PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_MATCH_UNSET_BACKREF,
-                                     &ec, &eo, cc);
+    pcre2_code *code =
+        pcre2_compile((PCRE2_SPTR)(t.p ? t.p : ""), t.len,
+                      PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_MATCH_UNSET_BACKREF, &ec, &eo, cc);
     pcre2_compile_context_free(cc);
     rl__sstr_free(&t);
     if (!code) {
@@ -325,14 +372,21 @@ static bool type_ok(const char *t, const json_t *x) {
 
 static const char *type_name(const json_t *x) {
     switch (json_typeof(x)) {
-    case JSON_OBJECT: return "object";
-    case JSON_ARRAY: return "array";
-    case JSON_STRING: return "string";
-    case JSON_INTEGER: return "integer";
-    case JSON_REAL: return is_integral(x) ? "integer" : "number";
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return is_integral(x) ? "integer" : "number";
     case JSON_TRUE:
-    case JSON_FALSE: return "boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "boolean";
+    default:
+        return "null";
     }
 }
 
@@ -342,9 +396,12 @@ static size_t ipath_push_key(vctx *c, const char *k) {
     size_t save = c->ipath.len;
     rl__sstr_putc(&c->ipath, '/');
     for (; *k; k++) {
-        if (*k == '~') rl__sstr_puts(&c->ipath, "~0");
-        else if (*k == '/') rl__sstr_puts(&c->ipath, "~1");
-        else rl__sstr_putc(&c->ipath, *k);
+        if (*k == '~')
+            rl__sstr_puts(&c->ipath, "~0");
+        else if (*k == '/')
+            rl__sstr_puts(&c->ipath, "~1");
+        else
+            rl__sstr_putc(&c->ipath, *k);
     }
     return save;
 }
@@ -370,7 +427,8 @@ static int ev_quiet(vctx *c, const json_t *s, const json_t *x) {
 
 static int regex_match(vctx *c, const void *key, const char *subj, size_t len) {
     uint64_t v;
-    if (!rl__pmap_get(&c->sc->re, key, &v)) return fail_err(c, RL_ERR_INTERNAL, "pattern not compiled");
+    if (!rl__pmap_get(&c->sc->re, key, &v))
+        return fail_err(c, RL_ERR_INTERNAL, "pattern not compiled");
     pcre2_code *code = (pcre2_code *)(uintptr_t)v;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, c->sc->gctx);
     if (!md) return fail_err(c, RL_ERR_NOMEM, "out of memory");
@@ -546,9 +604,9 @@ static int ev_array(vctx *c, const json_t *s, const json_t *x) {
         }
         const json_t *mn = json_object_get(s, "minContains");
         const json_t *mx = json_object_get(s, "maxContains");
-        long double lo = json_is_number(mn) ? (json_is_integer(mn) ? json_integer_value(mn)
-                                                                    : json_real_value(mn))
-                                            : 1;
+        long double lo = json_is_number(mn)
+                             ? (json_is_integer(mn) ? json_integer_value(mn) : json_real_value(mn))
+                             : 1;
         if ((long double)hits < lo) {
             say(c, s, "contains", "%zu items match \"contains\", fewer than %.0Lf", hits, lo);
             return 0;
@@ -556,8 +614,7 @@ static int ev_array(vctx *c, const json_t *s, const json_t *x) {
         if (json_is_number(mx)) {
             long double hi = json_is_integer(mx) ? json_integer_value(mx) : json_real_value(mx);
             if ((long double)hits > hi) {
-                say(c, s, "maxContains", "%zu items match \"contains\", more than %.0Lf", hits,
-                    hi);
+                say(c, s, "maxContains", "%zu items match \"contains\", more than %.0Lf", hits, hi);
                 return 0;
             }
         }
@@ -594,8 +651,8 @@ static int ev_object(vctx *c, const json_t *s, const json_t *x) {
     if ((v = json_object_get(s, "required")) && json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
             const json_t *k = json_array_get(v, i);
-            if (json_is_string(k) && !json_object_getn(x, json_string_value(k),
-                                                       json_string_length(k))) {
+            if (json_is_string(k) &&
+                !json_object_getn(x, json_string_value(k), json_string_length(k))) {
                 say(c, s, "required", "the required property \"%.100s\" is missing",
                     json_string_value(k));
                 return 0;
@@ -617,8 +674,7 @@ static int ev_object(vctx *c, const json_t *s, const json_t *x) {
                     const json_t *r = json_array_get(d, i);
                     if (json_is_string(r) && !json_object_get(x, json_string_value(r))) {
                         say(c, s, m == 0 ? "dependentRequired" : "dependencies",
-                            "\"%.60s\" requires the property \"%.60s\"", k,
-                            json_string_value(r));
+                            "\"%.60s\" requires the property \"%.60s\"", k, json_string_value(r));
                         return 0;
                     }
                 }
@@ -690,8 +746,7 @@ static int ev(vctx *c, const json_t *s, const json_t *x) {
     if (++c->depth > (int)c->sc->max_depth) {
         c->depth--;
         char m[128];
-        rl__fmt(m, sizeof m, "evaluation nested deeper than %u (a $ref loop?)",
-                c->sc->max_depth);
+        rl__fmt(m, sizeof m, "evaluation nested deeper than %u (a $ref loop?)", c->sc->max_depth);
         return fail_err(c, RL_ERR_LIMIT, m);
     }
     int r = 1;
@@ -734,10 +789,14 @@ static int ev(vctx *c, const json_t *s, const json_t *x) {
             goto done;
         }
     }
-    if (json_is_number(x)) r = ev_number(c, s, x);
-    else if (json_is_string(x)) r = ev_string(c, s, x);
-    else if (json_is_array(x)) r = ev_array(c, s, x);
-    else if (json_is_object(x)) r = ev_object(c, s, x);
+    if (json_is_number(x))
+        r = ev_number(c, s, x);
+    else if (json_is_string(x))
+        r = ev_string(c, s, x);
+    else if (json_is_array(x))
+        r = ev_array(c, s, x);
+    else if (json_is_object(x))
+        r = ev_object(c, s, x);
     if (r <= 0) goto done;
     if ((v = json_object_get(s, "allOf")) && json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
@@ -813,6 +872,13 @@ int rl__schema_eval(const rl_schema *sc, const json_t *s, const json_t *inst, rl
 
 const rl__sdoc *rl__schema_doc(const rl_schema *sc) { return &sc->doc; }
 
+int rl__schema_pattern_match(const rl_schema *sc, const void *key, const char *s, size_t len) {
+    vctx c = {.sc = sc};
+    int r = regex_match(&c, key, s, len);
+    rl__sstr_free(&c.ipath);
+    return r;
+}
+
 /* ---- public API ----------------------------------------------------------------------- */
 
 rl_schema_params rl_schema_default_params(void) {
@@ -861,8 +927,8 @@ rl_status rl_schema_compile(const char *schema_json, size_t len, const rl_schema
         if (!(sc->flags & RL_SCHEMA_LENIENT)) {
             for (size_t k = 0; k < RL_ARRAY_LEN(UNSUPPORTED_KW); k++) {
                 if (json_object_get(s, UNSUPPORTED_KW[k])) {
-                    rl__fmt(err, err_size, "%s/%s: keyword not supported by the validator",
-                            where, UNSUPPORTED_KW[k]);
+                    rl__fmt(err, err_size, "%s/%s: keyword not supported by the validator", where,
+                            UNSUPPORTED_KW[k]);
                     st = RL_ERR_UNSUPPORTED;
                     break;
                 }
@@ -872,8 +938,8 @@ rl_status rl_schema_compile(const char *schema_json, size_t len, const rl_schema
         if (st == RL_OK && json_is_string(pat)) {
             char w[300];
             rl__fmt(w, sizeof w, "%s/pattern", where);
-            st = compile_pattern(sc, pat, json_string_value(pat), json_string_length(pat), w,
-                                 err, err_size);
+            st = compile_pattern(sc, pat, json_string_value(pat), json_string_length(pat), w, err,
+                                 err_size);
         }
         const json_t *pp = json_object_get(s, "patternProperties");
         if (st == RL_OK && json_is_object(pp)) {
@@ -905,8 +971,8 @@ rl_status rl_schema_check(const rl_schema *s, const char *instance_json, size_t 
         return RL_ERR_INVALID_ARG;
     }
     rl_status st = RL_OK;
-    json_t *x = rl__json_parse(instance_json ? instance_json : "", len, "instance", &st, err,
-                               err_size);
+    json_t *x =
+        rl__json_parse(instance_json ? instance_json : "", len, "instance", &st, err, err_size);
     if (!x) return st;
     int r = rl__schema_eval(s, s->doc.roots[0], x, &st, err, err_size);
     json_decref(x);

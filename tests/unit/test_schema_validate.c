@@ -13,12 +13,29 @@
 #include <jansson.h>
 #include <pthread.h>
 
-static const char *const SUITE_FILES[] = {
-    "type",     "properties", "required",  "additionalProperties", "enum",
-    "const",    "anyOf",      "oneOf",     "allOf",                "ref",
-    "defs",     "items",      "prefixItems", "minItems",           "maxItems",
-    "minLength", "maxLength", "pattern",   "minimum",              "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "refRemote"};
+static const char *const SUITE_FILES[] = {"type",
+                                          "properties",
+                                          "required",
+                                          "additionalProperties",
+                                          "enum",
+                                          "const",
+                                          "anyOf",
+                                          "oneOf",
+                                          "allOf",
+                                          "ref",
+                                          "defs",
+                                          "items",
+                                          "prefixItems",
+                                          "minItems",
+                                          "maxItems",
+                                          "minLength",
+                                          "maxLength",
+                                          "pattern",
+                                          "minimum",
+                                          "maximum",
+                                          "exclusiveMinimum",
+                                          "exclusiveMaximum",
+                                          "refRemote"};
 
 /* ---- the resolver: http://localhost:1234/X -> remotes/X ------------------------------ */
 
@@ -35,7 +52,8 @@ static const char *resolve_remote(void *user, const char *uri, size_t *len) {
     r->text = NULL;
     if (strncmp(uri, prefix, sizeof prefix - 1)) return NULL;
     char rel[512];
-    snprintf(rel, sizeof rel, "testdata/json-schema-test-suite/remotes/%s", uri + sizeof prefix - 1);
+    snprintf(rel, sizeof rel, "testdata/json-schema-test-suite/remotes/%s",
+             uri + sizeof prefix - 1);
     size_t n;
     unsigned char *d = rl_test_read_file(rl_test_data(rel), &n);
     if (!d) return NULL;
@@ -84,8 +102,8 @@ TEST(suite_draft2020_12) {
             if (st == RL_ERR_UNSUPPORTED || st == RL_ERR_NOT_FOUND) {
                 groups_skipped++;
                 skipped += (int)json_array_size(tests);
-                fprintf(stderr, "  skipped %s.json \"%s\" (%zu tests): %s\n", SUITE_FILES[f],
-                        gdesc, json_array_size(tests), err);
+                fprintf(stderr, "  skipped %s.json \"%s\" (%zu tests): %s\n", SUITE_FILES[f], gdesc,
+                        json_array_size(tests), err);
                 continue;
             }
             CHECKF(st == RL_OK, "%s.json \"%s\": compile: %s: %s", SUITE_FILES[f], gdesc,
@@ -102,13 +120,17 @@ TEST(suite_draft2020_12) {
                 bool valid = !want;
                 st = rl_schema_check(s, data, strlen(data), &valid, err, sizeof err);
                 bool ok = st == RL_OK && valid == want;
-                CHECKF(ok, "%s.json \"%s\" / \"%s\": data %s: want %s, got %s (%s)",
-                       SUITE_FILES[f], gdesc,
-                       json_string_value(json_object_get(t, "description")), data,
+                CHECKF(ok, "%s.json \"%s\" / \"%s\": data %s: want %s, got %s (%s)", SUITE_FILES[f],
+                       gdesc, json_string_value(json_object_get(t, "description")), data,
                        want ? "valid" : "invalid",
-                       st != RL_OK ? rl_status_str(st) : valid ? "valid" : "invalid", err);
-                if (ok) pass++;
-                else fail++;
+                       st != RL_OK ? rl_status_str(st)
+                       : valid     ? "valid"
+                                   : "invalid",
+                       err);
+                if (ok)
+                    pass++;
+                else
+                    fail++;
                 /* a failure comes with a message that names the place */
                 if (st == RL_OK && !valid) CHECKF(err[0] == '#', "message: %s", err);
                 free(data);
@@ -118,8 +140,9 @@ TEST(suite_draft2020_12) {
         json_decref(groups);
     }
     free(rem.text);
-    fprintf(stderr, "  JSON-Schema-Test-Suite draft2020-12: %d files, %d passed, %d failed, "
-                    "%d skipped (%d groups)\n",
+    fprintf(stderr,
+            "  JSON-Schema-Test-Suite draft2020-12: %d files, %d passed, %d failed, "
+            "%d skipped (%d groups)\n",
             files, pass, fail, skipped, groups_skipped);
     CHECK(pass >= 500);
     CHECK_EQ_INT(fail, 0);
@@ -163,9 +186,9 @@ TEST(messages) {
               "#/a~1b: integer is not of the allowed type (#/properties/a~1b/type)");
     CHECK(strstr(MSG("{\"anyOf\": [{\"type\": \"string\"}, {\"minimum\": 5}]}", "1"),
                  "none of the alternatives (#/anyOf)"));
-    CHECK(strstr(MSG("{\"$defs\": {\"s\": {\"maxLength\": 2}}, \"$ref\": \"#/$defs/s\"}",
-                     "\"abc\""),
-                 "(#/$defs/s/maxLength)"));
+    CHECK(
+        strstr(MSG("{\"$defs\": {\"s\": {\"maxLength\": 2}}, \"$ref\": \"#/$defs/s\"}", "\"abc\""),
+               "(#/$defs/s/maxLength)"));
 }
 
 TEST(keywords_beyond_the_suite_list) {
@@ -207,8 +230,8 @@ TEST(ecmascript_patterns) {
     CHECK(V("{\"pattern\": \"b\"}", "\"abc\""));
     CHECK(!V("{\"pattern\": \"^b\"}", "\"abc\""));
     CHECK(!V("{\"pattern\": \"^a$\"}", "\"a\\n\""));
-    CHECK(!V("{\"pattern\": \"^\\\\d$\"}", "\"\\u0662\""));     /* \d is ASCII */
-    CHECK(V("{\"pattern\": \"^\\\\s$\"}", "\"\\u00a0\""));      /* \s is Unicode */
+    CHECK(!V("{\"pattern\": \"^\\\\d$\"}", "\"\\u0662\"")); /* \d is ASCII */
+    CHECK(V("{\"pattern\": \"^\\\\s$\"}", "\"\\u00a0\""));  /* \s is Unicode */
     CHECK(V("{\"pattern\": \"^\\\\s$\"}", "\"\\ufeff\""));
     CHECK(!V("{\"pattern\": \"^\\\\w$\"}", "\"\\u00e9\""));
     CHECK(V("{\"pattern\": \"^\\\\u00e9$\"}", "\"\\u00e9\""));
@@ -218,7 +241,7 @@ TEST(ecmascript_patterns) {
     CHECK(!V("{\"pattern\": \"^.$\"}", "\"\\u2028\""));
     CHECK(V("{\"pattern\": \"^[^]$\"}", "\"\\n\""));
     CHECK(!V("{\"pattern\": \"[]\"}", "\"a\""));
-    CHECK(V("{\"pattern\": \"^(a)\\\\1$\"}", "\"aa\""));       /* backreferences work here */
+    CHECK(V("{\"pattern\": \"^(a)\\\\1$\"}", "\"aa\"")); /* backreferences work here */
     CHECK(V("{\"pattern\": \"^(?<x>a)\\\\k<x>$\"}", "\"aa\""));
     CHECK(V("{\"pattern\": \"^[\\\\d-]+$\"}", "\"1-2\""));
     CHECK(V("{\"patternProperties\": {\"^x-\": {\"type\": \"integer\"}}}", "{\"x-a\": 1}"));
@@ -241,9 +264,10 @@ TEST(draft7_spellings) {
     CHECK(!V(d7, "{\"t\": [\"x\"]}"));
     CHECK(!V(d7, "{\"d\": {\"x\": 1}}"));
     /* draft-07 "$id": "#name" anchors */
-    CHECK(!V("{\"$schema\": \"http://json-schema.org/draft-07/schema#\", \"definitions\": "
-             "{\"a\": {\"$id\": \"#foo\", \"type\": \"integer\"}}, \"items\": {\"$ref\": \"#foo\"}}",
-             "[\"x\"]"));
+    CHECK(
+        !V("{\"$schema\": \"http://json-schema.org/draft-07/schema#\", \"definitions\": "
+           "{\"a\": {\"$id\": \"#foo\", \"type\": \"integer\"}}, \"items\": {\"$ref\": \"#foo\"}}",
+           "[\"x\"]"));
     /* 2020-12: $ref applies with its siblings */
     CHECK(!V("{\"$defs\": {\"s\": {\"type\": \"string\"}}, \"$ref\": \"#/$defs/s\", "
              "\"maxLength\": 1}",
