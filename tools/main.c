@@ -22,6 +22,8 @@ static const cli_command g_commands[] = {
     {"serve", "OpenAI-compatible HTTP server with continuous batching", cmd_serve},
     {"gbnf-check", "does a GBNF grammar accept a text", cmd_gbnf_check},
     {"bench-grammar", "time grammar token masks over random documents (JSON)", cmd_bench_grammar},
+    {"schema2gbnf", "print the GBNF grammar a JSON Schema compiles to", cmd_schema2gbnf},
+    {"regex2gbnf", "print the GBNF grammar of a regular expression", cmd_regex2gbnf},
     {"bench-kernels", "matrix-vector GB/s per weight type vs measured memory bandwidth",
      cmd_bench_kernels},
 };
