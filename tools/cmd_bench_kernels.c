@@ -10,7 +10,9 @@
  * and the ratio is matvec GB/s / bandwidth. A read-only pass is shown too (a matvec only
  * reads). Every figure is the best of its runs, and the bandwidth runs are interleaved
  * with the matvec runs (one of each in turn), so that both are taken under the same
- * conditions on a shared machine. Weights: a few rows quantized from random data,
+ * conditions on a shared machine. ratio_paired is the median over the runs of each matvec
+ * run's rate over the bandwidth run just before it: on a machine whose bandwidth drifts
+ * with other load, the steadier figure. Weights: a few rows quantized from random data,
  * replicated to fill the matrix (content does not change the speed of these kernels).
  * Only the public API is used: rl_matmul, rl_quantize, rl_threadpool_*, rl_membw_* (the
  * bandwidth measurement `ruvllm bench` shares).
@@ -50,8 +52,14 @@ typedef struct mv_result {
     int64_t rows, cols;
     size_t bytes;
     double best_s, mean_s;
+    double ratio_paired; /* median over runs of matvec GB/s / the bandwidth run just before */
     rl_status status;
 } mv_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 static uint64_t g_rng = 0x5eedbe4c4b1e7ull;
 static float rnd_gauss(void) {
@@ -103,15 +111,21 @@ static void bench_matvec(rl_threadpool *pool, rl_membw *bw, rl_type t, int64_t c
     if (res->status != RL_OK) goto done;
     res->best_s = INFINITY;
     double total = 0;
+    double paired[1000];
     for (int r = 0; r < reps; r++) {
-        rl_membw_run(bw, pool, NULL);
+        rl_membw_result pass = {0};
+        rl_membw_run(bw, pool, &pass);
         double t0 = now_s();
         rl_matmul(pool, t, w, rows, cols, x, 1, y);
         double dt = now_s() - t0;
         total += dt;
         res->best_s = fmin(res->best_s, dt);
+        paired[r] = (double)res->bytes / dt / 1e9 / fmax(pass.copy_gbs, pass.triad_gbs);
     }
     res->mean_s = total / reps;
+    qsort(paired, (size_t)reps, sizeof *paired, cmp_double);
+    res->ratio_paired =
+        reps % 2 ? paired[reps / 2] : 0.5 * (paired[reps / 2 - 1] + paired[reps / 2]);
 done:
     free(src);
     free(imx);
@@ -265,11 +279,11 @@ int cmd_bench_kernels(int argc, char **argv) {
         printf("memory bandwidth (3 arrays of %.0f MiB, best of %d runs interleaved with the "
                "matvec runs):\n  copy %.1f GB/s, triad %.1f GB/s -> bandwidth %.1f GB/s "
                "(read-only pass %.1f GB/s)\n\n",
-               rl_membw_array_bytes(bw) / MIB, reps * (n_types + 1), best.copy_gbs,
-               best.triad_gbs, peak, best.read_gbs);
+               rl_membw_array_bytes(bw) / MIB, reps * (n_types + 1), best.copy_gbs, best.triad_gbs,
+               peak, best.read_gbs);
         printf("matrix-vector, 1 token, best of %d:\n", reps);
-        printf("%-8s %8s %6s %8s %9s %8s %7s %10s\n", "type", "rows", "cols", "MiB", "ms", "GB/s",
-               "ratio", "ratio_read");
+        printf("%-8s %8s %6s %8s %9s %8s %7s %10s %12s\n", "type", "rows", "cols", "MiB", "ms",
+               "GB/s", "ratio", "ratio_read", "ratio_paired");
     }
     json_t *jres = json_array();
     for (int k = 0; k < n_types && res; k++) {
@@ -277,25 +291,24 @@ int cmd_bench_kernels(int argc, char **argv) {
         if (r->status != RL_OK) continue;
         double gbps = (double)r->bytes / r->best_s / 1e9;
         if (!json)
-            printf("%-8s %8lld %6lld %8.1f %9.3f %8.1f %7.2f %10.2f\n", rl_type_name(r->type),
-                   (long long)r->rows, (long long)r->cols, r->bytes / MIB, r->best_s * 1e3, gbps,
-                   gbps / peak, gbps / best.read_gbs);
-        json_array_append_new(jres,
-                              json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f}", "type",
-                                        rl_type_name(r->type), "rows", (json_int_t)r->rows, "cols",
-                                        (json_int_t)r->cols, "bytes", (json_int_t)r->bytes,
-                                        "best_s", r->best_s, "mean_s", r->mean_s, "gbps", gbps,
-                                        "ratio", gbps / peak, "ratio_read", gbps / best.read_gbs));
+            printf("%-8s %8lld %6lld %8.1f %9.3f %8.1f %7.2f %10.2f %12.2f\n",
+                   rl_type_name(r->type), (long long)r->rows, (long long)r->cols, r->bytes / MIB,
+                   r->best_s * 1e3, gbps, gbps / peak, gbps / best.read_gbs, r->ratio_paired);
+        json_array_append_new(
+            jres, json_pack("{s:s, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "type",
+                            rl_type_name(r->type), "rows", (json_int_t)r->rows, "cols",
+                            (json_int_t)r->cols, "bytes", (json_int_t)r->bytes, "best_s", r->best_s,
+                            "mean_s", r->mean_s, "gbps", gbps, "ratio", gbps / peak, "ratio_read",
+                            gbps / best.read_gbs, "ratio_paired", r->ratio_paired));
     }
     free(res);
     if (json) {
-        json_t *root =
-            json_pack("{s:i, s:s, s:I, s:i, s:b, s:{s:I, s:f, s:f, s:f, s:f}, s:o}", "threads", nth,
-                      "isa", rl_cpu_isa_name(rl_cpu_isa_active()), "llc_bytes", (json_int_t)llc,
-                      "reps", reps, "hugepages", hp, "bandwidth", "array_bytes",
-                      (json_int_t)rl_membw_array_bytes(bw), "copy_gbps", best.copy_gbs,
-                      "triad_gbps", best.triad_gbs, "read_gbps", best.read_gbs,
-                      "bandwidth_gbps", peak, "matvec", jres);
+        json_t *root = json_pack(
+            "{s:i, s:s, s:I, s:i, s:b, s:{s:I, s:f, s:f, s:f, s:f}, s:o}", "threads", nth, "isa",
+            rl_cpu_isa_name(rl_cpu_isa_active()), "llc_bytes", (json_int_t)llc, "reps", reps,
+            "hugepages", hp, "bandwidth", "array_bytes", (json_int_t)rl_membw_array_bytes(bw),
+            "copy_gbps", best.copy_gbs, "triad_gbps", best.triad_gbs, "read_gbps", best.read_gbs,
+            "bandwidth_gbps", peak, "matvec", jres);
         char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         puts(s);
         free(s);
