@@ -70,6 +70,12 @@ got=$(cat "$TMP/out")
 expect_rc 0 "EOS at once" -- "$RUVLLM" run -m "$M" -p "$P" --temp 0 -l 2+100
 [[ $(cat "$TMP/out") == "" ]] || fail "EOS at once: got '$(cat "$TMP/out")'"
 
+# the stream writes only whole UTF-8: three lone 0xE6 byte tokens (id 233, forced by a
+# bias) come out as three U+FFFD, never as raw bytes
+expect_rc 0 "lone bytes" -- "$RUVLLM" run -m "$M" -p "$P" -n 3 --temp 0 -l 233+100
+[[ $(cat "$TMP/out") == $'\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd' ]] ||
+    fail "lone bytes: got '$(od -An -tx1 "$TMP/out")'"
+
 # --seed: the same seed gives the same tokens, another seed other tokens
 S=(-m "$M" -p "$P" -n 40 --ids --temp 1.2 --top-k 0 --top-p 1 --min-p 0)
 expect_rc 0 "seed 7" -- "$RUVLLM" run "${S[@]}" --seed 7
