@@ -26,12 +26,13 @@
 #define RL_MM_MIN_CHUNKS_PER_THREAD 4
 #define RL_MM_PF_DIST 2048
 
-/* A range of chunks; padded to its own cache line (the threads claim from it). */
+/* A range of chunks, in a pool slot (its own cache line: the threads claim from it). */
 typedef struct mm_range {
     _Atomic int64_t next;
     int64_t end;
-    char pad[64 - 2 * sizeof(int64_t)];
+    char pad[RL_THREADPOOL_SLOT_BYTES - 2 * sizeof(int64_t)];
 } mm_range;
+_Static_assert(sizeof(mm_range) == RL_THREADPOOL_SLOT_BYTES, "one slot per range");
 
 typedef struct mm_job {
     rl__vec_dot_fn dot;
@@ -167,10 +168,9 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         .x = x,
         .vdt = vdt,
     };
-    /* scratch: [nth] ranges, then (unless F32) the converted activations and split rows */
+    /* scratch (unless F32): the converted activations, then their split rows */
     const int nth = rl_threadpool_n_threads(pool);
-    const size_t ranges_bytes = (size_t)nth * sizeof(mm_range);
-    size_t scratch = ranges_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
+    j.ranges = rl__threadpool_slots(pool);
     if (vdt == RL_TYPE_F32) {
         j.xq = (const uint8_t *)x;
     } else {
@@ -178,20 +178,16 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         if (!j.quant) return RL_ERR_UNSUPPORTED;
         j.gemv = rl__gemv_get(wt, isa);
         j.prep = rl__gemv_prep_get(wt, isa);
-        size_t split = 0;
+        size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
         if (j.gemv) {
             /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols bytes, 64-aligned */
             j.xs_stride = ((size_t)cols * 2 + (size_t)cols / 4 + 63) & ~(size_t)63;
-            if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &split)) return RL_ERR_RANGE;
+            if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &scratch) ||
+                !rl__add_size(scratch, x_bytes_al, &scratch))
+                return RL_ERR_RANGE;
         }
-        if (!rl__add_size(scratch, x_bytes_al, &scratch) || !rl__add_size(scratch, split, &scratch))
-            return RL_ERR_RANGE;
-    }
-    uint8_t *mem = rl__threadpool_scratch(pool, scratch);
-    if (!mem) return RL_ERR_NOMEM;
-    j.ranges = (mm_range *)mem;
-    if (vdt != RL_TYPE_F32) {
-        j.xq_out = mem + ranges_bytes;
+        j.xq_out = rl__threadpool_scratch(pool, scratch);
+        if (!j.xq_out) return RL_ERR_NOMEM;
         j.xs = j.xq_out + x_bytes_al;
         if (n_tok == 1 || nth == 1)
             quant_task(&j, 0, 1);

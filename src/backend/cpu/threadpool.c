@@ -41,6 +41,7 @@ struct rl_threadpool {
     rl__task_fn fn;
     void *ctx;
 
+    void *slots;   /* [n_threads][RL_THREADPOOL_SLOT_BYTES] */
     void *scratch; /* [scratch_size] bytes, 64-byte aligned */
     size_t scratch_size;
 };
@@ -105,6 +106,9 @@ RL_API rl_status rl_threadpool_create(int n_threads, rl_threadpool **out) {
     rl_threadpool *pool = rl__calloc(1, sizeof *pool);
     if (!pool) goto fail_pool;
     pool->n_threads = n_threads;
+    pool->slots = rl__aligned_alloc(64, (size_t)n_threads * RL_THREADPOOL_SLOT_BYTES);
+    if (!pool->slots) goto fail_slots;
+    memset(pool->slots, 0, (size_t)n_threads * RL_THREADPOOL_SLOT_BYTES);
     if (n_threads > 1) {
         pool->threads = rl__calloc((size_t)n_threads - 1, sizeof *pool->threads);
         if (!pool->threads) goto fail_threads;
@@ -132,6 +136,8 @@ fail_start:
     stop_workers(pool);
     rl__free(pool->threads);
 fail_threads:
+    rl__aligned_free(pool->slots);
+fail_slots:
     rl__free(pool);
 fail_pool:
     return RL_ERR_NOMEM;
@@ -141,9 +147,12 @@ RL_API void rl_threadpool_free(rl_threadpool *pool) {
     if (!pool) return;
     stop_workers(pool);
     rl__free(pool->threads);
+    rl__aligned_free(pool->slots);
     rl__aligned_free(pool->scratch);
     rl__free(pool);
 }
+
+void *rl__threadpool_slots(rl_threadpool *pool) { return pool->slots; }
 
 RL_API int rl_threadpool_n_threads(const rl_threadpool *pool) { return pool ? pool->n_threads : 0; }
 

@@ -24,4 +24,10 @@ void rl__threadpool_run(rl_threadpool *pool, rl__task_fn fn, void *ctx);
  * pool (rl_matmul calls it). NULL when out of memory. */
 void *rl__threadpool_scratch(rl_threadpool *pool, size_t bytes);
 
+/* n_threads slots of 64 bytes (one cache line each, 64-byte aligned) that the running job
+ * may use to coordinate its threads (rl_matmul keeps each thread's work range there).
+ * Allocated with the pool, so using them allocates nothing; contents belong to the job. */
+#define RL_THREADPOOL_SLOT_BYTES 64
+void *rl__threadpool_slots(rl_threadpool *pool);
+
 #endif /* RL_BACKEND_CPU_THREADPOOL_H */
