@@ -3,6 +3,14 @@
  * recursion through nullable prefixes), character classes as sorted code-point ranges,
  * alternatives flattened into one array of positions. Also the vocabulary index
  * (rl_grammar_vocab): every token's text, sorted, for the mask walks of mask.c.
+ *
+ * Counted repetitions: llama.cpp writes S{m,n} as m copies of S and a chain of n - m
+ * optional rules, so that every position along a long repetition is a different place in
+ * the grammar, and a different key for the masks of mask.c. The IR keeps that form (it is
+ * what llama.cpp prints), but the program recognizes the chains and the copies in front
+ * of them and puts one REP position in their place, repeating S (a rule) with a count in
+ * the frame (stacks.c). The language is the same; RUVLLM_GRAMMAR_NO_REPEAT=1 keeps the
+ * chains (tests compare the two).
  */
 #include "grammar/grammar_impl.h"
 
@@ -520,76 +528,274 @@ static bool is_class_head(uint32_t t) {
     return t == RL__GE_CHAR || t == RL__GE_CHAR_NOT || t == RL__GE_CHAR_ANY;
 }
 
+/* Repetition chains as parse.c (llama.cpp) writes S{m,n}: rules r1 ::= S | and
+ * ri ::= S r(i-1) | (len i), and S{m,} as r ::= S r | (star). */
+typedef struct chain {
+    uint32_t len; /* 0: not a chain */
+    bool star;
+    uint32_t s_off, s_n; /* S = ir.elems[s_off .. s_off + s_n) */
+} chain;
+
+#define REP_MIN 8 /* shorter repetitions keep llama.cpp's rules */
+
+static bool elems_equal(const rl__gelem *a, const rl__gelem *b, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++)
+        if (a[i].type != b[i].type || a[i].value != b[i].value) return false;
+    return true;
+}
+
+static void find_chains(const rl__gir *ir, chain *ch) {
+    for (uint32_t r = 0; r < ir->n_rules; r++) {
+        const rl__gelem *e = ir->elems + ir->off[r];
+        uint32_t n = ir->off[r + 1] - ir->off[r], a = 0;
+        memset(&ch[r], 0, sizeof ch[r]);
+        while (a < n && e[a].type != RL__GE_ALT && e[a].type != RL__GE_END) a++;
+        if (a == 0 || a + 2 != n || e[a].type != RL__GE_ALT || e[a + 1].type != RL__GE_END) continue;
+        if (a >= 2 && e[a - 1].type == RL__GE_RULE_REF) {
+            uint32_t q = e[a - 1].value;
+            if (q == r) {
+                ch[r] = (chain){1, true, ir->off[r], a - 1};
+                continue;
+            }
+            if (q < r && ch[q].len && !ch[q].star && ch[q].s_n == a - 1 &&
+                elems_equal(ir->elems + ch[q].s_off, e, a - 1)) {
+                ch[r] = (chain){ch[q].len + 1, false, ch[q].s_off, ch[q].s_n};
+                continue;
+            }
+        }
+        ch[r] = (chain){1, false, ir->off[r], a};
+    }
+}
+
+static bool seq_nullable(const rl__gelem *e, uint32_t n, const bool *nullable) {
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t t = e[i].type;
+        if (t == RL__GE_RULE_REF) {
+            if (!nullable[e[i].value]) return false;
+        } else if (t != RL__GE_CHAR_ALT && t != RL__GE_CHAR_RNG_UPPER) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A stretch of an alternative rewritten as one REP position: elements [start, end), the
+ * body S with min copies in front of the chain's head. */
+typedef struct claim {
+    uint32_t start, end;
+    uint32_t s_off, s_n;
+    uint32_t min, max;
+} claim;
+
+typedef struct pbuild {
+    rl_grammar *g;
+    builder b;
+    rvec r, tmp;
+    uint32_t np;
+    claim *cl;
+    uint32_t n_cl, cap_cl;
+    uint32_t *synth_off; /* S of each synthetic rule (its s_off), to reuse them */
+    uint32_t *synth_n;
+    uint32_t n_synth, cap_synth;
+} pbuild;
+
+/* Positions of IR elements e[from..to) (no ALT/END inside); REP claims given in cl. */
+static rl_status emit_seq(pbuild *pb, const rl__gelem *e, uint32_t from, uint32_t to,
+                          const claim *cl, uint32_t n_cl) {
+    rl_grammar *g = pb->g;
+    uint32_t c = 0;
+    for (uint32_t i = from; i < to;) {
+        while (c < n_cl && cl[c].end <= i) c++;
+        if (c < n_cl && cl[c].start == i) {
+            /* the body: the referenced rule itself, or a synthetic rule holding S */
+            const rl__gelem *S = g->ir.elems + cl[c].s_off;
+            uint32_t body;
+            if (cl[c].s_n == 1 && S[0].type == RL__GE_RULE_REF) {
+                body = S[0].value;
+            } else {
+                uint32_t k = 0;
+                while (k < pb->n_synth && pb->synth_off[k] != cl[c].s_off) k++;
+                if (k == pb->n_synth) {
+                    if (pb->n_synth == pb->cap_synth) {
+                        uint32_t nc = pb->cap_synth ? pb->cap_synth * 2 : 16;
+                        uint32_t *no = rl__realloc(pb->synth_off, (size_t)nc * sizeof *no);
+                        if (!no) return RL_ERR_NOMEM;
+                        pb->synth_off = no;
+                        uint32_t *nn = rl__realloc(pb->synth_n, (size_t)nc * sizeof *nn);
+                        if (!nn) return RL_ERR_NOMEM;
+                        pb->synth_n = nn;
+                        pb->cap_synth = nc;
+                    }
+                    pb->synth_off[k] = cl[c].s_off;
+                    pb->synth_n[k] = cl[c].s_n;
+                    pb->n_synth++;
+                }
+                body = g->ir.n_rules + k;
+            }
+            if (g->n_reps % 64 == 0) {
+                rl__grep *nr = rl__realloc(g->reps, ((size_t)g->n_reps + 64) * sizeof *nr);
+                if (!nr) return RL_ERR_NOMEM;
+                g->reps = nr;
+            }
+            g->reps[g->n_reps] = (rl__grep){body, cl[c].min, cl[c].max};
+            g->pos[pb->np++] = (rl__gpos){RL__P_REP, g->n_reps++};
+            i = cl[c].end;
+            continue;
+        }
+        uint32_t t = e[i].type;
+        if (t == RL__GE_RULE_REF) {
+            g->pos[pb->np++] = (rl__gpos){RL__P_REF, e[i].value};
+            i++;
+        } else if (t == RL__GE_TOKEN || t == RL__GE_TOKEN_NOT) {
+            g->pos[pb->np++] = (rl__gpos){t == RL__GE_TOKEN ? RL__P_TOK : RL__P_TOKNOT, e[i].value};
+            i++;
+        } else if (is_class_head(t)) {
+            rvec *r = &pb->r;
+            r->n = 0;
+            bool neg = t == RL__GE_CHAR_NOT, any = t == RL__GE_CHAR_ANY;
+            uint32_t k = i;
+            do {
+                uint32_t lo = e[k].value, hi = lo;
+                if (k + 1 < to && e[k + 1].type == RL__GE_CHAR_RNG_UPPER) {
+                    hi = e[k + 1].value;
+                    k += 2;
+                } else {
+                    k += 1;
+                }
+                if (!any && !rpush(r, lo, hi)) return RL_ERR_NOMEM;
+            } while (k < to && e[k].type == RL__GE_CHAR_ALT);
+            if (any && !rpush(r, 0, 0x10FFFF)) return RL_ERR_NOMEM;
+            if (!normalize(r, neg, &pb->tmp)) return RL_ERR_NOMEM;
+            int64_t id = class_id(&pb->b, r);
+            if (id < 0) return RL_ERR_NOMEM;
+            g->pos[pb->np++] = (rl__gpos){RL__P_CLS, (uint32_t)id};
+            i = k;
+        } else {
+            return RL_ERR_INVALID_ARG;
+        }
+    }
+    return RL_OK;
+}
+
+/* The REP claims of alternative e[from..to): a reference to a chain whose rounds, with the
+ * copies of S in front of it, reach REP_MIN (a star chain: REP_MIN copies in front). */
+static bool find_claims(pbuild *pb, const rl__gelem *e, uint32_t from, uint32_t to,
+                        const chain *ch, const bool *nullable, bool enabled) {
+    const rl__gir *ir = &pb->g->ir;
+    pb->n_cl = 0;
+    if (!enabled) return true;
+    uint32_t floor = from;
+    for (uint32_t j = from; j < to; j++) {
+        if (e[j].type != RL__GE_RULE_REF) continue;
+        const chain *c = &ch[e[j].value];
+        if (!c->len) continue;
+        const rl__gelem *S = ir->elems + c->s_off;
+        uint32_t k = j, m = 0;
+        while (k >= floor + c->s_n && elems_equal(e + k - c->s_n, S, c->s_n)) {
+            k -= c->s_n;
+            m++;
+        }
+        if (c->star ? m < REP_MIN : m + c->len < REP_MIN) continue;
+        if (seq_nullable(S, c->s_n, nullable)) continue;
+        uint32_t max = c->star ? RL__REP_INF : m + c->len;
+        if (m >= RL__REP_INF || (!c->star && max >= RL__REP_INF)) continue; /* 16-bit counts */
+        if (pb->n_cl == pb->cap_cl) {
+            uint32_t nc = pb->cap_cl ? pb->cap_cl * 2 : 8;
+            claim *ncl = rl__realloc(pb->cl, (size_t)nc * sizeof *ncl);
+            if (!ncl) return false;
+            pb->cl = ncl;
+            pb->cap_cl = nc;
+        }
+        pb->cl[pb->n_cl++] = (claim){k, j + 1, c->s_off, c->s_n, m, max};
+        floor = j + 1;
+    }
+    return true;
+}
+
 static rl_status build_program(rl_grammar *g, char *err, size_t err_size) {
     const rl__gir *ir = &g->ir;
     uint32_t nr = ir->n_rules;
     size_t ne = ir->off[nr];
-    builder b = {.g = g};
-    rvec r = {0}, tmp = {0};
+    pbuild pb;
+    memset(&pb, 0, sizeof pb);
+    pb.g = g;
+    pb.b.g = g;
+    chain *ch = rl__malloc(((size_t)nr + 1) * sizeof *ch);
+    bool *nullable = rl__malloc(((size_t)nr + 1) * sizeof *nullable);
     rl_status st = RL_ERR_NOMEM;
-    g->n_rules = nr;
-    g->pos = rl__malloc((ne + nr + 1) * sizeof *g->pos);
-    g->alt_off = rl__malloc(((size_t)nr + 1) * sizeof *g->alt_off);
-    g->alts = rl__malloc((ne + nr + 1) * sizeof *g->alts);
-    g->nullable = rl__malloc(((size_t)nr + 1) * sizeof *g->nullable);
-    if (!g->pos || !g->alt_off || !g->alts || !g->nullable) goto done;
-    uint32_t np = 0, na = 0;
+    /* positions: at most one per element plus one END per alternative, twice over for
+     * the synthetic bodies (each a copy of part of an alternative) */
+    size_t cap_pos = 2 * (ne + nr) + 1;
+    g->pos = rl__malloc(cap_pos * sizeof *g->pos);
+    g->alts = rl__malloc(cap_pos * sizeof *g->alts);
+    if (!ch || !nullable || !g->pos || !g->alts) goto done;
+    if (!compute_nullable(ir, nullable)) goto done;
+    find_chains(ir, ch);
+    const char *env = rl__getenv("RUVLLM_GRAMMAR_NO_REPEAT");
+    bool rep_on = !(env && !strcmp(env, "1"));
+
+    uint32_t na = 0;
+    uint32_t *alt_off = rl__malloc(((size_t)nr + 1) * sizeof *alt_off);
+    if (!alt_off) goto done;
     for (uint32_t rule = 0; rule < nr; rule++) {
         const rl__gelem *e = ir->elems + ir->off[rule];
-        uint32_t n = ir->off[rule + 1] - ir->off[rule];
-        g->alt_off[rule] = na;
-        g->alts[na++] = np;
-        for (uint32_t i = 0; i < n;) {
-            uint32_t t = e[i].type;
-            if (t == RL__GE_END || t == RL__GE_ALT) {
-                g->pos[np++] = (rl__gpos){RL__P_END, 0};
-                if (t == RL__GE_ALT) g->alts[na++] = np;
-                i++;
-            } else if (t == RL__GE_RULE_REF) {
-                g->pos[np++] = (rl__gpos){RL__P_REF, e[i].value};
-                i++;
-            } else if (t == RL__GE_TOKEN || t == RL__GE_TOKEN_NOT) {
-                g->pos[np++] = (rl__gpos){t == RL__GE_TOKEN ? RL__P_TOK : RL__P_TOKNOT, e[i].value};
-                i++;
-            } else if (is_class_head(t)) {
-                r.n = 0;
-                bool neg = t == RL__GE_CHAR_NOT, any = t == RL__GE_CHAR_ANY;
-                uint32_t k = i;
-                do {
-                    uint32_t lo = e[k].value, hi = lo;
-                    if (e[k + 1].type == RL__GE_CHAR_RNG_UPPER) {
-                        hi = e[k + 1].value;
-                        k += 2;
-                    } else {
-                        k += 1;
-                    }
-                    if (!any && !rpush(&r, lo, hi)) goto done;
-                } while (e[k].type == RL__GE_CHAR_ALT);
-                if (any && !rpush(&r, 0, 0x10FFFF)) goto done;
-                if (!normalize(&r, neg, &tmp)) goto done;
-                int64_t id = class_id(&b, &r);
-                if (id < 0) goto done;
-                g->pos[np++] = (rl__gpos){RL__P_CLS, (uint32_t)id};
-                i = k;
-            } else {
-                rl__fmt(err, err_size, "malformed rule '%s'", ir->names[rule]);
-                st = RL_ERR_INVALID_ARG;
-                goto done;
-            }
+        uint32_t n = ir->off[rule + 1] - ir->off[rule], start = 0;
+        alt_off[rule] = na;
+        for (uint32_t i = 0; i < n; i++) {
+            if (e[i].type != RL__GE_ALT && e[i].type != RL__GE_END) continue;
+            g->alts[na++] = pb.np;
+            st = RL_ERR_NOMEM;
+            if (!find_claims(&pb, e, start, i, ch, nullable, rep_on)) goto done_alt;
+            st = emit_seq(&pb, e, start, i, pb.cl, pb.n_cl);
+            if (st != RL_OK) goto done_alt;
+            g->pos[pb.np++] = (rl__gpos){RL__P_END, 0};
+            start = i + 1;
         }
     }
-    g->alt_off[nr] = na;
-    g->n_pos = np;
-    g->ranges = b.ranges.v;
-    b.ranges.v = NULL;
-    if (!compute_nullable(ir, g->nullable)) goto done;
+    /* synthetic rules: one alternative each, S; may add none */
+    {
+        uint32_t total = nr + pb.n_synth;
+        uint32_t *ao = rl__realloc(alt_off, ((size_t)total + 1) * sizeof *ao);
+        st = RL_ERR_NOMEM;
+        if (!ao) goto done_alt;
+        alt_off = ao;
+        for (uint32_t k = 0; k < pb.n_synth; k++) {
+            alt_off[nr + k] = na;
+            g->alts[na++] = pb.np;
+            st = emit_seq(&pb, ir->elems, pb.synth_off[k], pb.synth_off[k] + pb.synth_n[k], NULL, 0);
+            if (st != RL_OK) goto done_alt;
+            g->pos[pb.np++] = (rl__gpos){RL__P_END, 0};
+        }
+        alt_off[total] = na;
+        g->alt_off = alt_off;
+        alt_off = NULL;
+        g->n_rules = total;
+        bool *nl = rl__realloc(nullable, ((size_t)total + 1) * sizeof *nl);
+        st = RL_ERR_NOMEM;
+        if (!nl) goto done_alt;
+        nullable = nl;
+        for (uint32_t k = nr; k < total; k++) nullable[k] = false;
+        g->nullable = nullable;
+        nullable = NULL;
+    }
+    g->n_pos = pb.np;
+    g->ranges = pb.b.ranges.v;
+    pb.b.ranges.v = NULL;
     st = RL_OK;
+done_alt:
+    if (st == RL_ERR_INVALID_ARG) rl__fmt(err, err_size, "malformed grammar rules");
+    rl__free(alt_off);
 done:
-    rl__free(b.ranges.v);
-    rl__free(b.cslot);
-    rl__free(b.chash);
-    rl__free(r.v);
-    rl__free(tmp.v);
+    rl__free(ch);
+    rl__free(nullable);
+    rl__free(pb.b.ranges.v);
+    rl__free(pb.b.cslot);
+    rl__free(pb.b.chash);
+    rl__free(pb.r.v);
+    rl__free(pb.tmp.v);
+    rl__free(pb.cl);
+    rl__free(pb.synth_off);
+    rl__free(pb.synth_n);
     return st;
 }
 
@@ -603,6 +809,7 @@ RL_API void rl_grammar_free(rl_grammar *g) {
     rl__free(g->cls);
     rl__free(g->ranges);
     rl__free(g->nullable);
+    rl__free(g->reps);
     rl__free(g);
 }
 
@@ -629,7 +836,7 @@ RL_API rl_status rl_grammar_compile(const char *text, size_t len, const char *ro
     g->root = (uint32_t)r;
     st = build_program(g, err, err_size);
     if (st != RL_OK) goto fail;
-    int64_t lr = find_left_recursion(&g->ir, g->nullable);
+    int64_t lr = find_left_recursion(&g->ir, g->nullable); /* the IR's rules come first */
     if (lr == -2) {
         st = RL_ERR_NOMEM;
         goto fail;

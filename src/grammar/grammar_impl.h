@@ -69,7 +69,29 @@ char *rl__gir_rule_text(const rl__gir *ir, uint32_t rule);
 
 /* ---- program ------------------------------------------------------------------------- */
 
-enum { RL__P_END = 0, RL__P_CLS = 1, RL__P_TOK = 2, RL__P_TOKNOT = 3, RL__P_REF = 4 };
+enum {
+    RL__P_END = 0,
+    RL__P_CLS = 1,
+    RL__P_TOK = 2,
+    RL__P_TOKNOT = 3,
+    RL__P_REF = 4,
+    RL__P_REP = 5 /* counted repetition of a rule: arg indexes rl_grammar.reps */
+};
+
+/* S{min,max} kept as a count instead of llama.cpp's chain of max-min optional rules, so
+ * that the states along a long repetition do not each look new (see compile.c). A frame
+ * at a REP position carries the count (rl__gnode.cnt). */
+typedef struct rl__grep {
+    uint32_t body; /* rule repeated; never nullable */
+    uint32_t min, max; /* max RL__REP_INF: unbounded */
+} rl__grep;
+#define RL__REP_INF 0xffffu
+
+/* cnt of a REP frame: 0 when entered (need = min, rem = max), else 1 + (need << 16 | rem):
+ * iterations still required and still allowed. In mask precomputation only, RL__REP_SYM | j:
+ * a count left open after j rounds (mask.c). */
+#define RL__REP_SYM 0x80000000u
+static inline uint32_t rl__rep_pack(uint32_t need, uint32_t rem) { return 1 + (need << 16 | rem); }
 
 typedef struct rl__gpos {
     uint32_t kind; /* RL__P_* */
@@ -83,7 +105,9 @@ typedef struct rl__gclass {
     uint32_t off, n; /* ranges[off .. off+n) pairs in rl_grammar.ranges */
 } rl__gclass;
 
-/* Special node ids of every node arena. */
+/* Special node ids of every node arena. Mask precomputation also has tagged bottoms (pos
+ * RL__GPOS_NONE, cnt j + 1, parent EMPTY or CTX): the bottom of a stack that left an open
+ * repetition after j rounds. */
 #define RL__GN_EMPTY 0u
 #define RL__GN_CTX 1u
 #define RL__GPOS_NONE 0xffffffffu
@@ -147,6 +171,8 @@ struct rl_grammar {
     uint32_t n_cls;
     uint32_t *ranges; /* lo, hi pairs */
     bool *nullable;   /* [n_rules] */
+    rl__grep *reps;
+    uint32_t n_reps;
 
     const rl_grammar_vocab *gv; /* NULL: bytes only */
 
@@ -175,6 +201,7 @@ bool rl__gclass_meets(const rl_grammar *g, const rl__gclass *c, uint32_t lo, uin
 
 typedef struct rl__gnode {
     uint32_t pos;    /* position, or RL__GPOS_NONE for EMPTY / CTX */
+    uint32_t cnt;    /* REP frames: the count (rl__rep_pack), else 0 */
     uint32_t parent; /* node id */
     uint32_t depth;  /* frames in the stack, this one included */
 } rl__gnode;
@@ -202,9 +229,13 @@ void rl__gids_free(rl__gids *a);
 rl_status rl__gnodes_init(rl__gnodes *a, uint32_t max_nodes);
 void rl__gnodes_free(rl__gnodes *a);
 rl_status rl__gnodes_copy(rl__gnodes *dst, const rl__gnodes *src);
-/* Node (pos, parent); RL__GN_EMPTY-style ids never come back from here. UINT32_MAX when
- * the node limit is reached or memory runs out (*st says which). */
-uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t parent, rl_status *st);
+/* Node (pos, cnt, parent); RL__GN_EMPTY-style ids never come back from here. UINT32_MAX
+ * when the node limit is reached or memory runs out (*st says which). */
+uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t parent,
+                       rl_status *st);
+/* need / rem of a REP frame at position pos with count cnt. */
+void rl__grep_state(const rl_grammar *g, uint32_t pos, uint32_t cnt, uint32_t *need,
+                    uint32_t *rem);
 
 /* Work counters and limits shared by one operation on stacks. */
 typedef struct rl__gctx {
@@ -284,6 +315,8 @@ rl_status rl__grammar_matcher_mask_brute(rl_grammar_matcher *m, uint32_t *mask, 
 rl_status rl__grammar_matcher_mask_walk(rl_grammar_matcher *m, uint32_t *mask, size_t n_words);
 /* Number of stacks in the current state. */
 uint32_t rl__grammar_matcher_n_stacks(const rl_grammar_matcher *m);
+/* Whether the text so far ends inside a UTF-8 character. */
+bool rl__grammar_matcher_in_char(const rl_grammar_matcher *m);
 /* A hash of the current state (equal states, equal hashes; within one matcher). */
 uint64_t rl__grammar_matcher_state_hash(const rl_grammar_matcher *m);
 

@@ -4,46 +4,69 @@
  * A state is a set of stacks, and a token is allowed when some stack accepts it, so the
  * mask is the union of one mask per stack. The mask of one stack depends on its top frames
  * far more than on the rest: a token of a few bytes rarely pops more than a few frames.
- * So the top K frames of a stack (their positions: the "key") are looked up in a table of
+ * So the top frames of a stack (their positions: the "key") are looked up in a table of
  * the grammar, filled lazily and shared by every matcher, that holds for the key
- *   - the tokens accepted whatever lies below the K frames (context-independent, as
+ *   - the tokens accepted whatever lies below the key's frames (context-independent, as
  *     xgrammar calls them: Dong et al. 2024, "XGrammar: Flexible and Efficient Structured
  *     Generation Engine for Large Language Models", section 3.1), and
- *   - the tokens that pop all K frames with bytes left over (context-dependent), each with
+ *   - the tokens that pop all of them with bytes left over (context-dependent), each with
  *     the offset where the frames ran out. At run time only their remainders are checked,
  *     against the real frames below; everything else is rejected.
- * A stack with K frames or fewer is known whole: its key has no "below" and no
- * context-dependent tokens.
+ * A key ends in one of two ways:
+ *   EMPTY  the stack is known whole (it has at most KEY_K frames): no context-dependent
+ *          tokens;
+ *   CTX    after KEY_K frames (counted repetitions not counted): what lies below is unknown.
+ * The first frame of a counted repetition S{min,max} in a key (compile.c) is left open,
+ * so that one key serves every count: an accepted token records the rounds J it starts
+ * (allowed while the repetition has J rounds left), and a stack that leaves the
+ * repetition after j rounds goes on through the key's frames below it, rebuilt over a
+ * bottom tagged j, so that what it accepts is allowed when need <= j <= rem. Tokens left
+ * inside a UTF-8 character by the previous token have keys of their own (the character
+ * so far is part of the key).
  *
  * Filling a key walks the vocabulary in byte order (tokens sharing a prefix share the work,
  * as in a trie, and a dead prefix skips every token under it) with a stack set that starts
- * as the K frames over a CTX node. Sets are interned as states of a lazily built automaton
- * with memoized transitions, so the walk of a key costs about one table lookup per trie
- * node, and states repeat across keys (the inside of a string is one state whatever the
- * key). The same walk, without tables, against real stacks, gives the reference mask.
+ * as the key's frames. Sets are interned as states of a lazily built automaton with
+ * memoized transitions, so the walk of a key costs about one table lookup per trie node,
+ * and states repeat across keys (the inside of a string is one state whatever the key).
+ * The same walk, without tables, against real stacks, gives the reference mask.
  */
 #include "grammar/grammar_impl.h"
 
 #include <stdlib.h>
 
-#define KEY_K 3
+#define KEY_K 3   /* frames of a CTX key */
+#define KEY_MAX 8 /* frames of any key */
+#define CUM_J 16  /* REP keys: accepted sets for J <= 0 .. CUM_J - 1 kept as bit sets */
 
 enum { EXT_NORMAL = 0, EXT_DEAD = 1, EXT_UONLY = 2 };
+enum { KB_EMPTY = 0, KB_CTX = 1 };
 
 /* ---- key entries ----------------------------------------------------------------------- */
 
 typedef struct gkey_entry {
     uint64_t hash;
     uint32_t kn;
-    bool ctx;
-    uint32_t kpos[KEY_K];
+    uint32_t bottom; /* KB_*; an open repetition has kcnt RL__REP_SYM */
+    uint32_t kpos[KEY_MAX];
+    uint32_t kcnt[KEY_MAX];
+    rl__utf8p part; /* the unfinished character the tokens start with (need 0: none) */
+    /* accepted tokens: all of them as bits (when many), and as a list sorted by the rounds
+     * J they start (REP keys; 0 otherwise); cum[t]: those with J <= t (REP keys, many) */
     uint32_t n_acc;
-    uint32_t *acc_bits; /* [n_words], or NULL with acc_list */
-    int32_t *acc_list;  /* [n_acc] */
+    uint32_t jmax;
+    uint32_t *acc_bits; /* [n_words] or NULL */
+    int32_t *acc_list;  /* [n_acc] or NULL (CTX / EMPTY keys with bits) */
+    uint16_t *acc_j;    /* [n_acc] with acc_list */
+    uint32_t *jidx;     /* [jmax + 2] with acc_list: first entry with J >= j */
+    uint32_t *cum;      /* [CUM_J][n_words] or NULL */
+    /* context-dependent: remainder of u_tok from u_off (sorted; u_lcp with the previous),
+     * u_j the rounds when leaving an open repetition */
     uint32_t n_u;
-    int32_t *u_tok;   /* [n_u] tokens whose remainders (piece from u_off) need the frames below */
-    uint16_t *u_off;  /* [n_u] */
-    uint16_t *u_lcp;  /* [n_u] common prefix of remainder i with remainder i-1 */
+    int32_t *u_tok;
+    uint16_t *u_off;
+    uint16_t *u_lcp;
+    uint16_t *u_j;
     size_t bytes;
 } gkey_entry;
 
@@ -51,32 +74,43 @@ struct rl__gkey_table {
     gkey_entry **slot;
     uint32_t n_slot, n;
     uint64_t bytes;
-    bool full_warned;
 };
 
 static void entry_free(gkey_entry *e) {
     if (!e) return;
     rl__free(e->acc_bits);
     rl__free(e->acc_list);
+    rl__free(e->acc_j);
+    rl__free(e->jidx);
+    rl__free(e->cum);
     rl__free(e->u_tok);
     rl__free(e->u_off);
     rl__free(e->u_lcp);
+    rl__free(e->u_j);
     rl__free(e);
 }
 
-static uint64_t key_hash(const uint32_t *kpos, uint32_t kn, bool ctx) {
+static bool part_eq(const rl__utf8p *a, const rl__utf8p *b) {
+    return a->need == b->need && (!a->need || (a->value == b->value && a->len == b->len));
+}
+
+static uint64_t key_hash(const uint32_t *kpos, const uint32_t *kcnt, uint32_t kn, uint32_t bottom,
+                         const rl__utf8p *part) {
     uint64_t h = rl__ghash_ids(kpos, kn, 0x9E3779B97F4A7C15ull ^ kn);
-    return h ^ (ctx ? 0x5bd1e995u : 0);
+    h = rl__ghash_ids(kcnt, kn, h);
+    if (part->need) h ^= ((uint64_t)part->value << 8 | part->need << 4 | part->len) * 0xff51afd7ed558ccdull;
+    return h ^ ((uint64_t)bottom * 0x5bd1e995u);
 }
 
 static gkey_entry *table_find(const struct rl__gkey_table *t, uint64_t h, const uint32_t *kpos,
-                              uint32_t kn, bool ctx) {
+                              const uint32_t *kcnt, uint32_t kn, uint32_t bottom,
+                              const rl__utf8p *part) {
     if (!t->n_slot) return NULL;
     uint32_t i = (uint32_t)h & (t->n_slot - 1);
     while (t->slot[i]) {
         gkey_entry *e = t->slot[i];
-        if (e->hash == h && e->kn == kn && e->ctx == ctx &&
-            !memcmp(e->kpos, kpos, kn * sizeof *kpos))
+        if (e->hash == h && e->kn == kn && e->bottom == bottom && part_eq(&e->part, part) &&
+            !memcmp(e->kpos, kpos, kn * sizeof *kpos) && !memcmp(e->kcnt, kcnt, kn * sizeof *kcnt))
             return e;
         i = (i + 1) & (t->n_slot - 1);
     }
@@ -112,16 +146,20 @@ typedef struct wstate {
     uint32_t off, n;
     uint64_t hash;
     uint32_t flags;
-    uint32_t *ascii; /* [128]: next state + 1, 0 unknown; allocated on first use */
+    uint32_t started; /* fewest rounds of the open repetition among the stacks still in it */
+    uint32_t xoff, xn; /* rounds j of the stacks that left it (tagged bottoms), in xpool */
+    uint32_t *ascii;   /* [128]: next state + 1, 0 unknown; allocated on first use */
 } wstate;
 
-enum { WS_CTX = 1, WS_LIVE = 2 };
+enum { WS_CTX = 1, WS_LIVE = 2 }; /* WS_CTX: holds CTX itself (tagged or not) */
+#define NO_ROUNDS 0xffffffffu
 
 struct rl__gwalker {
     rl__gnodes a;
     rl__gctx c;
     rl__gids tmp;
     rl__gids pool;
+    rl__gids xpool;
     wstate *st;
     uint32_t n_st, cap_st;
     uint32_t *sslot;
@@ -144,6 +182,7 @@ static void walker_clear(rl__gwalker *w) {
     rl__free(w->tkey);
     rl__free(w->tval);
     rl__gids_free(&w->pool);
+    rl__gids_free(&w->xpool);
     rl__gids_free(&w->tmp);
     rl__gids_free(&w->c.work);
     rl__gnodes_free(&w->a);
@@ -213,17 +252,64 @@ static uint32_t intern(rl__gwalker *w, const uint32_t *ids, uint32_t n) {
     for (uint32_t k = 0; k < n; k++)
         if (!rl__gids_push(&w->pool, ids[k])) return UINT32_MAX;
     const rl_grammar *g = w->c.g;
-    uint32_t flags = 0;
+    uint32_t flags = 0, started = NO_ROUNDS, xoff = w->xpool.n;
     for (uint32_t k = 0; k < n; k++) {
-        uint32_t pos = w->a.v[ids[k]].pos;
-        if (ids[k] == RL__GN_CTX) flags |= WS_CTX;
-        else if (pos != RL__GPOS_NONE && g->pos[pos].kind == RL__P_CLS) flags |= WS_LIVE;
+        const rl__gnode *x = &w->a.v[ids[k]];
+        if (x->pos != RL__GPOS_NONE && g->pos[x->pos].kind == RL__P_CLS) flags |= WS_LIVE;
+        if (x->pos == RL__GPOS_NONE &&
+            (ids[k] == RL__GN_CTX || (x->cnt && x->parent == RL__GN_CTX)))
+            flags |= WS_CTX;
+        /* down to the open repetition's frame (still in it) or to the bottom */
+        const rl__gnode *y = x;
+        bool inside = false;
+        for (; y->pos != RL__GPOS_NONE; y = &w->a.v[y->parent]) {
+            if (g->pos[y->pos].kind == RL__P_REP && (y->cnt & RL__REP_SYM)) {
+                started = RL_MIN(started, y->cnt & ~RL__REP_SYM);
+                inside = true;
+                break;
+            }
+        }
+        if (!inside && y->cnt) { /* over a bottom tagged j: left after j rounds */
+            uint32_t j = y->cnt - 1;
+            bool dup = false;
+            for (uint32_t q = xoff; q < w->xpool.n && !dup; q++) dup = w->xpool.v[q] == j;
+            if (!dup && !rl__gids_push(&w->xpool, j)) return UINT32_MAX;
+        }
     }
     uint32_t id = w->n_st++;
-    w->st[id] = (wstate){off, n, h, flags, NULL};
+    w->st[id] = (wstate){off, n, h, flags, started, xoff, w->xpool.n - xoff, NULL};
     w->sslot[i] = id + 1;
     w->bytes += sizeof(wstate) + (size_t)n * 4;
     return id;
+}
+
+/* For a token ending inside a UTF-8 character with partial p in state s: fewest rounds of
+ * the stacks still in the open repetition that can take p (*started), and the rounds of
+ * those that left it, into tags[0..*n_tags) (at most cap). */
+static void partial_rounds(rl__gwalker *w, uint32_t s, const rl__utf8p *p, uint32_t *started,
+                           uint32_t *tags, uint32_t *n_tags, uint32_t cap) {
+    const rl_grammar *g = w->c.g;
+    const wstate *ws = &w->st[s];
+    *started = NO_ROUNDS;
+    *n_tags = 0;
+    for (uint32_t k = 0; k < ws->n; k++) {
+        uint32_t id = w->pool.v[ws->off + k];
+        if (!rl__gpartial_ok(g, &w->a, &id, 1, p)) continue;
+        const rl__gnode *y = &w->a.v[id];
+        bool inside = false;
+        for (; y->pos != RL__GPOS_NONE; y = &w->a.v[y->parent]) {
+            if (g->pos[y->pos].kind == RL__P_REP && (y->cnt & RL__REP_SYM)) {
+                *started = RL_MIN(*started, y->cnt & ~RL__REP_SYM);
+                inside = true;
+                break;
+            }
+        }
+        if (!inside && y->cnt && *n_tags < cap) {
+            bool dup = false;
+            for (uint32_t q = 0; q < *n_tags && !dup; q++) dup = tags[q] == y->cnt - 1;
+            if (!dup) tags[(*n_tags)++] = y->cnt - 1;
+        }
+    }
 }
 
 /* Next state of s on code point cp; UINT32_MAX on errors (w->c.st). */
@@ -313,8 +399,13 @@ static bool walker_depth(rl__gwalker *w, uint32_t need) {
 
 typedef struct uent {
     int32_t tok;
-    uint16_t off;
+    uint16_t off, j;
 } uent;
+
+typedef struct aent {
+    int32_t tok;
+    uint32_t j;
+} aent;
 
 static int cmp_uent(const void *x, const void *y, void *arg) {
     const rl_grammar_vocab *gv = arg;
@@ -328,12 +419,70 @@ static int cmp_uent(const void *x, const void *y, void *arg) {
     int c = memcmp(pa, pb, RL_MIN(la, lb));
     if (c) return c;
     if (la != lb) return la < lb ? -1 : 1;
+    if (a->tok != b->tok) return a->tok < b->tok ? -1 : 1;
+    return (a->j > b->j) - (a->j < b->j);
+}
+
+static int cmp_aent(const void *x, const void *y) {
+    const aent *a = x, *b = y;
+    if (a->j != b->j) return a->j < b->j ? -1 : 1;
     return (a->tok > b->tok) - (a->tok < b->tok);
 }
 
-/* The entry of key (kpos[0] the top frame's position); called with g->lock held. */
-static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t kn, bool ctx,
-                             uint64_t h, gkey_entry **out) {
+typedef struct collect {
+    aent *a;
+    uint32_t n_a, cap_a;
+    uent *u;
+    uint32_t n_u, cap_u;
+} collect;
+
+static bool add_a(collect *k, int32_t tok, uint32_t j) {
+    if (k->n_a == k->cap_a) {
+        uint32_t nc = k->cap_a ? k->cap_a * 2 : 1024;
+        aent *na = rl__realloc(k->a, (size_t)nc * sizeof *na);
+        if (!na) return false;
+        k->a = na;
+        k->cap_a = nc;
+    }
+    k->a[k->n_a++] = (aent){tok, j};
+    return true;
+}
+
+static bool add_u(collect *k, int32_t tok, uint32_t off, uint32_t j) {
+    if (k->n_u == k->cap_u) {
+        uint32_t nc = k->cap_u ? k->cap_u * 2 : 256;
+        uent *nu = rl__realloc(k->u, (size_t)nc * sizeof *nu);
+        if (!nu) return false;
+        k->u = nu;
+        k->cap_u = nc;
+    }
+    k->u[k->n_u++] = (uent){tok, (uint16_t)off, (uint16_t)RL_MIN(j, 0xffffu)};
+    return true;
+}
+
+/* Record where the key's frames ran out in state ns after d bytes: CTX itself, or CTX
+ * tagged j (left an open repetition after j rounds). */
+static bool note_exits(rl__gwalker *w, uint32_t ns, uint32_t d, uint32_t *C, uint32_t *ctxoff,
+                       uint32_t *ctxj, uint32_t cap) {
+    const wstate *st = &w->st[ns];
+    for (uint32_t k = 0; k < st->n; k++) {
+        uint32_t id = w->pool.v[st->off + k];
+        const rl__gnode *x = &w->a.v[id];
+        if (x->pos != RL__GPOS_NONE || (id != RL__GN_CTX && !(x->cnt && x->parent == RL__GN_CTX)))
+            continue;
+        if (*C >= cap) return false;
+        ctxoff[*C] = d;
+        ctxj[*C] = id == RL__GN_CTX ? 0 : x->cnt - 1;
+        (*C)++;
+    }
+    return true;
+}
+
+/* The entry of a key (kpos[0] the top frame's position, kcnt the counts, bottom KB_*, part
+ * the unfinished character before the tokens); called with g->lock held. */
+static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, const uint32_t *kcnt,
+                             uint32_t kn, uint32_t bottom, const rl__utf8p *part, uint64_t h,
+                             gkey_entry **out) {
     rl__gwalker *w = g->walker;
     const rl_grammar_vocab *gv = g->gv;
     *out = NULL;
@@ -344,28 +493,31 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t
     }
     w->c.st = RL_OK;
     if (!walker_depth(w, gv->max_len + 2)) return RL_ERR_NOMEM;
-
+    bool rep = false; /* the key has an open repetition */
+    for (uint32_t q = 0; q < kn; q++) rep |= kcnt[q] == RL__REP_SYM;
+    uint32_t ctx_cap = 4 * (gv->max_len + 2);
+    uint32_t *ctxoff = rl__malloc((size_t)ctx_cap * sizeof *ctxoff);
+    uint32_t *ctxj = rl__malloc((size_t)ctx_cap * sizeof *ctxj);
     gkey_entry *e = rl__calloc(1, sizeof *e);
-    uint32_t *bits = rl__calloc(gv->n_words, sizeof *bits);
-    uent *u = NULL;
-    uint32_t n_u = 0, cap_u = 0, n_acc = 0;
+    collect k = {0};
     rl_status st = RL_ERR_NOMEM;
-    if (!e || !bits) goto fail;
+    if (!e || !ctxoff || !ctxj) goto fail;
 
-    uint32_t node = ctx ? RL__GN_CTX : RL__GN_EMPTY;
-    for (uint32_t k = kn; k-- > 0;) {
-        node = rl__gnode_get(&w->a, kpos[k], node, &st);
+    /* the key's frames as a stack over CTX / EMPTY / an open count */
+    uint32_t node = bottom == KB_EMPTY ? RL__GN_EMPTY : RL__GN_CTX;
+    for (uint32_t i = kn; i-- > 0;) {
+        node = rl__gnode_get(&w->a, kpos[i], kcnt[i], node, &st);
         if (node == UINT32_MAX) goto fail;
     }
     uint32_t s0 = intern(w, &node, 1);
     if (s0 == UINT32_MAX) goto fail;
 
-    uint32_t *S = w->ds, *C = w->dc, *ctxoff = w->ctxoff;
+    uint32_t *S = w->ds, *C = w->dc;
     rl__utf8p *P = w->dp;
     uint8_t *acc = w->dacc, *ext = w->dext;
     S[0] = s0;
     C[0] = 0;
-    memset(&P[0], 0, sizeof P[0]);
+    P[0] = *part;
     acc[0] = 0;
     ext[0] = EXT_NORMAL;
     uint32_t valid = 0;
@@ -399,8 +551,15 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t
                 }
                 S[d + 1] = ns;
                 memset(&P[d + 1], 0, sizeof P[d + 1]);
-                if (w->st[ns].flags & WS_CTX) ctxoff[C[d + 1]++] = d + 1;
-                acc[d + 1] = w->st[ns].n > 0;
+                if ((w->st[ns].flags & WS_CTX) &&
+                    !note_exits(w, ns, d + 1, &C[d + 1], ctxoff, ctxj, ctx_cap)) {
+                    st = RL_ERR_LIMIT;
+                    goto fail;
+                }
+                /* a token ending here: EMPTY / CTX keys take any stack (CTX: what follows
+                 * is fine whatever it is); REP keys only stacks still inside the count,
+                 * leaving it is context-dependent (a remainder of zero bytes) */
+                acc[d + 1] = rep ? w->st[ns].started != NO_ROUNDS : w->st[ns].n > 0;
                 ext[d + 1] = (w->st[ns].flags & WS_LIVE) ? EXT_NORMAL
                              : C[d + 1]                  ? EXT_UONLY
                                                          : EXT_DEAD;
@@ -412,32 +571,54 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t
          * here: those equal to the prefix (they come first) as the prefix, the longer ones
          * as what lies past it */
         int32_t end = ext[d] == EXT_NORMAL ? i + 1 : rl__gv_subtree_end(gv, i, d);
+        /* REP keys, a token ending at depth d: inside the count after J rounds, and / or
+         * out of it after the rounds in tags */
+        uint32_t J = NO_ROUNDS, n_tags = 0, tags[64];
+        if (rep) {
+            if (P[d].need == 0) {
+                const wstate *ws = &w->st[S[d]];
+                J = ws->started;
+                n_tags = RL_MIN(ws->xn, 64u);
+                for (uint32_t q = 0; q < n_tags; q++) tags[q] = w->xpool.v[ws->xoff + q];
+            } else {
+                partial_rounds(w, S[d], &P[d], &J, tags, &n_tags, 64);
+            }
+            /* inside after J rounds (rem >= J) or out after J - 1 (need <= J - 1 <= rem)
+             * is just rem >= J - 1, as need <= rem always */
+            for (bool again = J != NO_ROUNDS; again;) {
+                again = false;
+                for (uint32_t q = 0; q < n_tags; q++)
+                    if (tags[q] + 1 == J) {
+                        J = tags[q];
+                        again = true;
+                    }
+            }
+        }
         for (int32_t j = i; j < end; j++) {
             int32_t tj = gv->sorted[j];
             uint32_t Lj;
             rl__gv_piece(gv, tj, &Lj);
-            bool as_u;
+            if (Lj == d && rep) {
+                if (J != NO_ROUNDS && !add_a(&k, tj, J)) goto fail;
+                for (uint32_t q = 0; q < n_tags; q++)
+                    if ((J == NO_ROUNDS || tags[q] < J) && !add_u(&k, tj, d, tags[q])) goto fail;
+                for (uint32_t x = 0; x < C[d]; x++)
+                    if (ctxoff[x] < d && (J == NO_ROUNDS || ctxj[x] < J) &&
+                        !add_u(&k, tj, ctxoff[x], ctxj[x]))
+                        goto fail;
+                continue;
+            }
             if (Lj == d) {
                 if (acc[d]) {
-                    bits[tj >> 5] |= 1u << (tj & 31);
-                    n_acc++;
+                    if (!add_a(&k, tj, 0)) goto fail;
                     continue;
                 }
-                as_u = C[d] > 0;
-            } else {
-                if (ext[d] == EXT_DEAD) break;
-                as_u = true;
+            } else if (ext[d] == EXT_DEAD) {
+                break;
             }
-            if (!as_u) continue;
-            for (uint32_t k = 0; k < C[d]; k++) {
-                if (n_u == cap_u) {
-                    uint32_t nc = cap_u ? cap_u * 2 : 256;
-                    uent *nu = rl__realloc(u, (size_t)nc * sizeof *nu);
-                    if (!nu) goto fail;
-                    u = nu;
-                    cap_u = nc;
-                }
-                u[n_u++] = (uent){tj, (uint16_t)ctxoff[k]};
+            for (uint32_t x = 0; x < C[d]; x++) {
+                if (ctxoff[x] == Lj) continue; /* the whole token: taken above if at all */
+                if (!add_u(&k, tj, ctxoff[x], ctxj[x])) goto fail;
             }
         }
         i = end;
@@ -445,54 +626,86 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, uint32_t
 
     e->hash = h;
     e->kn = kn;
-    e->ctx = ctx;
+    e->bottom = bottom;
+    e->part = *part;
     memcpy(e->kpos, kpos, kn * sizeof *kpos);
-    e->n_acc = n_acc;
-    if (n_acc < gv->n_words) {
-        e->acc_list = rl__malloc((size_t)(n_acc ? n_acc : 1) * sizeof *e->acc_list);
-        if (!e->acc_list) goto fail;
-        uint32_t k = 0;
-        for (uint32_t wd = 0; wd < gv->n_words; wd++)
-            for (uint32_t b = bits[wd]; b; b &= b - 1)
-                e->acc_list[k++] = (int32_t)(wd * 32 + (uint32_t)__builtin_ctz(b));
-        rl__free(bits);
-        bits = NULL;
-        e->bytes = sizeof *e + (size_t)n_acc * 4;
-    } else {
-        e->acc_bits = bits;
-        bits = NULL;
-        e->bytes = sizeof *e + (size_t)gv->n_words * 4;
+    memcpy(e->kcnt, kcnt, kn * sizeof *kcnt);
+    e->n_acc = k.n_a;
+    qsort(k.a, k.n_a, sizeof *k.a, cmp_aent);
+    e->jmax = k.n_a ? k.a[k.n_a - 1].j : 0;
+    size_t nw = gv->n_words;
+    bool many = k.n_a >= nw;
+    e->bytes = sizeof *e;
+    if (many) {
+        e->acc_bits = rl__calloc(nw, sizeof *e->acc_bits);
+        if (!e->acc_bits) goto fail;
+        for (uint32_t x = 0; x < k.n_a; x++) e->acc_bits[k.a[x].tok >> 5] |= 1u << (k.a[x].tok & 31);
+        e->bytes += nw * 4;
+        if (e->jmax > 0) {
+            e->cum = rl__calloc(CUM_J * nw, sizeof *e->cum);
+            if (!e->cum) goto fail;
+            uint32_t x = 0;
+            for (uint32_t t = 0; t < CUM_J; t++) {
+                uint32_t *c = e->cum + t * nw;
+                if (t) memcpy(c, c - nw, nw * 4);
+                for (; x < k.n_a && k.a[x].j <= t; x++) c[k.a[x].tok >> 5] |= 1u << (k.a[x].tok & 31);
+            }
+            e->bytes += CUM_J * nw * 4;
+        }
     }
-    e->n_u = n_u;
-    if (n_u) {
-        qsort_r(u, n_u, sizeof *u, cmp_uent, (void *)gv);
-        e->u_tok = rl__malloc((size_t)n_u * sizeof *e->u_tok);
-        e->u_off = rl__malloc((size_t)n_u * sizeof *e->u_off);
-        e->u_lcp = rl__malloc((size_t)n_u * sizeof *e->u_lcp);
-        if (!e->u_tok || !e->u_off || !e->u_lcp) goto fail;
-        for (uint32_t k = 0; k < n_u; k++) {
-            e->u_tok[k] = u[k].tok;
-            e->u_off[k] = u[k].off;
+    if (!many || e->jmax > 0) {
+        e->acc_list = rl__malloc(((size_t)k.n_a + 1) * sizeof *e->acc_list);
+        e->acc_j = rl__malloc(((size_t)k.n_a + 1) * sizeof *e->acc_j);
+        if (!e->acc_list || !e->acc_j) goto fail;
+        e->jidx = rl__malloc(((size_t)e->jmax + 2) * sizeof *e->jidx);
+        if (!e->jidx) goto fail;
+        for (uint32_t x = 0; x < k.n_a; x++) {
+            e->acc_list[x] = k.a[x].tok;
+            e->acc_j[x] = (uint16_t)RL_MIN(k.a[x].j, 0xffffu);
+        }
+        for (uint32_t j = 0, x = 0; j <= e->jmax + 1; j++) {
+            while (x < k.n_a && k.a[x].j < j) x++;
+            e->jidx[j] = x;
+        }
+        e->bytes += (size_t)k.n_a * 6 + ((size_t)e->jmax + 2) * 4;
+    }
+    e->n_u = k.n_u;
+    if (k.n_u) {
+        qsort_r(k.u, k.n_u, sizeof *k.u, cmp_uent, (void *)gv);
+        e->u_tok = rl__malloc((size_t)k.n_u * sizeof *e->u_tok);
+        e->u_off = rl__malloc((size_t)k.n_u * sizeof *e->u_off);
+        e->u_lcp = rl__malloc((size_t)k.n_u * sizeof *e->u_lcp);
+        e->u_j = rl__malloc((size_t)k.n_u * sizeof *e->u_j);
+        if (!e->u_tok || !e->u_off || !e->u_lcp || !e->u_j) goto fail;
+        for (uint32_t x = 0; x < k.n_u; x++) {
+            e->u_tok[x] = k.u[x].tok;
+            e->u_off[x] = k.u[x].off;
+            e->u_j[x] = k.u[x].j;
             uint32_t l = 0;
-            if (k > 0) {
+            if (x > 0) {
                 uint32_t la, lb;
-                const unsigned char *a = rl__gv_piece(gv, u[k - 1].tok, &la) + u[k - 1].off;
-                const unsigned char *b = rl__gv_piece(gv, u[k].tok, &lb) + u[k].off;
-                la -= u[k - 1].off;
-                lb -= u[k].off;
+                const unsigned char *a = rl__gv_piece(gv, k.u[x - 1].tok, &la) + k.u[x - 1].off;
+                const unsigned char *b = rl__gv_piece(gv, k.u[x].tok, &lb) + k.u[x].off;
+                la -= k.u[x - 1].off;
+                lb -= k.u[x].off;
                 uint32_t m = RL_MIN(la, lb);
                 while (l < m && a[l] == b[l]) l++;
             }
-            e->u_lcp[k] = (uint16_t)l;
+            e->u_lcp[x] = (uint16_t)l;
         }
-        e->bytes += (size_t)n_u * 8;
+        e->bytes += (size_t)k.n_u * 10;
     }
-    rl__free(u);
+    rl__free(k.a);
+    rl__free(k.u);
+    rl__free(ctxoff);
+    rl__free(ctxj);
     *out = e;
     return RL_OK;
 fail:
-    rl__free(bits);
-    rl__free(u);
+    rl__free(k.a);
+    rl__free(k.u);
+    rl__free(ctxoff);
+    rl__free(ctxj);
     entry_free(e);
     return st == RL_OK ? RL_ERR_NOMEM : st;
 }
@@ -521,11 +734,12 @@ void rl__gmask_free(rl_grammar *g) {
 /* ---- run-time walks against real stacks ------------------------------------------------- */
 
 /* Walk strings (the pieces of tok[i] from off[i], sorted, lcp[i] with the previous) from
- * the set start[0..n_start) with pending UTF-8 *p0; set the bit of every token accepted.
- * Uses the frames of c's arena; no tables. */
+ * the set start[0..n_start) with pending UTF-8 *p0; set the bit of every token accepted
+ * (only of entries with use[i], when use is given). Uses the frames of c's arena; no
+ * tables. */
 static rl_status rt_walk(rl__gctx *c, const uint32_t *start, uint32_t n_start, const rl__utf8p *p0,
                          uint32_t n_ent, const int32_t *tok, const uint16_t *off,
-                         const uint16_t *lcp, uint32_t *mask) {
+                         const uint16_t *lcp, const uint8_t *use, uint32_t *mask) {
     const rl_grammar *g = c->g;
     const rl_grammar_vocab *gv = g->gv;
     uint32_t cap = gv->max_len + 2;
@@ -602,7 +816,7 @@ static rl_status rt_walk(rl__gctx *c, const uint32_t *start, uint32_t n_start, c
                 uint32_t Lj;
                 rl__gv_piece(gv, tok[j], &Lj);
                 if (Lj - (off ? off[j] : 0) != d) break;
-                mask[tok[j] >> 5] |= 1u << (tok[j] & 31);
+                if (!use || use[j]) mask[tok[j] >> 5] |= 1u << (tok[j] & 31);
             }
         }
         i = end;
@@ -623,62 +837,120 @@ rl_status rl__gmask_fill_slow(rl__gctx *c, const uint32_t *in, uint32_t n, const
                               uint32_t *mask) {
     const rl_grammar_vocab *gv = c->g->gv;
     memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
-    return rt_walk(c, in, n, p, (uint32_t)gv->n_sorted, gv->sorted, NULL, gv->lcp, mask);
+    return rt_walk(c, in, n, p, (uint32_t)gv->n_sorted, gv->sorted, NULL, gv->lcp, NULL, mask);
 }
 
-/* Mask of stack s (top CLS) through its key. */
-static rl_status key_fill(rl__gctx *c, uint32_t s, uint32_t *mask) {
+static inline void set_bit(uint32_t *mask, int32_t t) { mask[t >> 5] |= 1u << (t & 31); }
+
+/* The accepted tokens of e for an open repetition with rem rounds left (UINT32_MAX: no
+ * repetition), ORed into mask. */
+static void or_accepted(const gkey_entry *e, uint32_t rem, uint32_t nw, uint32_t *mask) {
+    const uint32_t *bits = NULL;
+    uint32_t from = 0; /* list entries from here with j <= rem still to set */
+    if (e->acc_bits && rem >= e->jmax) {
+        bits = e->acc_bits;
+        from = e->n_acc;
+    } else if (e->cum) {
+        uint32_t t = RL_MIN(rem, (uint32_t)CUM_J - 1);
+        bits = e->cum + (size_t)t * nw;
+        from = e->jidx[t + 1];
+    }
+    if (bits)
+        for (uint32_t i = 0; i < nw; i++) mask[i] |= bits[i];
+    if (e->acc_list) {
+        uint32_t to = rem >= e->jmax ? e->n_acc : e->jidx[rem + 1];
+        for (uint32_t i = from; i < to; i++) set_bit(mask, e->acc_list[i]);
+    }
+}
+
+/* Mask of stack s (top CLS) with the unfinished character part, through its key. */
+static rl_status key_fill(rl__gctx *c, uint32_t s, const rl__utf8p *part, uint32_t *mask) {
     rl_grammar *g = (rl_grammar *)c->g; /* the lazily filled tables are behind g->lock */
     const rl_grammar_vocab *gv = g->gv;
-    uint32_t kpos[KEY_K], kn = 0, x = s;
-    while (kn < KEY_K && x != RL__GN_EMPTY) {
-        kpos[kn++] = c->a->v[x].pos;
-        x = c->a->v[x].parent;
+    uint32_t kpos[KEY_MAX], kcnt[KEY_MAX], kn = 0, n_plain = 0, x = s, bottom = KB_CTX;
+    uint32_t need = 0, rem = UINT32_MAX;
+    bool open = false;
+    /* a token of L bytes completes at most L rounds of a repetition: counts of the deeper
+     * ones past L + 1 behave alike, so keys hold them capped */
+    uint32_t cap = RL_MIN(gv->max_len + 1, RL__REP_INF - 1);
+    for (;;) {
+        if (x == RL__GN_EMPTY) {
+            bottom = KB_EMPTY;
+            break;
+        }
+        if (n_plain == KEY_K || kn == KEY_MAX) break;
+        const rl__gnode *nd = &c->a->v[x];
+        kpos[kn] = nd->pos;
+        kcnt[kn] = 0;
+        if (g->pos[nd->pos].kind == RL__P_REP) {
+            uint32_t nn, rr;
+            rl__grep_state(g, nd->pos, nd->cnt, &nn, &rr);
+            if (!open) { /* the first one stays open: the key serves every count */
+                open = true;
+                need = nn;
+                rem = rr;
+                kcnt[kn] = RL__REP_SYM;
+            } else {
+                kcnt[kn] = rl__rep_pack(RL_MIN(nn, cap), RL_MIN(rr, cap));
+            }
+        } else {
+            n_plain++;
+        }
+        kn++;
+        x = nd->parent;
     }
-    bool ctx = x != RL__GN_EMPTY;
-    uint64_t h = key_hash(kpos, kn, ctx);
+    uint64_t h = key_hash(kpos, kcnt, kn, bottom, part);
     pthread_mutex_lock(&g->lock);
-    gkey_entry *e = table_find(g->keys, h, kpos, kn, ctx);
+    gkey_entry *e = table_find(g->keys, h, kpos, kcnt, kn, bottom, part);
     bool owned = false;
     rl_status st = RL_OK;
     if (!e) {
-        st = key_compute(g, kpos, kn, ctx, h, &e);
-        if (st == RL_OK) {
-            if (g->keys->bytes + e->bytes <= g->lim.max_cache_bytes && table_put(g->keys, e))
-                ;
-            else
-                owned = true; /* over the memory bound: use once, do not keep */
-        }
+        st = key_compute(g, kpos, kcnt, kn, bottom, part, h, &e);
+        if (st == RL_OK &&
+            !(g->keys->bytes + e->bytes <= g->lim.max_cache_bytes && table_put(g->keys, e)))
+            owned = true; /* over the memory bound: use once, do not keep */
     }
     pthread_mutex_unlock(&g->lock);
     if (st != RL_OK) {
         /* the precomputation hit a limit: the plain walk still gives the right answer */
-        rl__utf8p none = {0};
         uint32_t *tmp = rl__calloc(gv->n_words, sizeof *tmp);
         if (!tmp) return RL_ERR_NOMEM;
-        st = rt_walk(c, &s, 1, &none, (uint32_t)gv->n_sorted, gv->sorted, NULL, gv->lcp, tmp);
+        st = rt_walk(c, &s, 1, part, (uint32_t)gv->n_sorted, gv->sorted, NULL, gv->lcp, NULL, tmp);
         for (uint32_t i = 0; st == RL_OK && i < gv->n_words; i++) mask[i] |= tmp[i];
         rl__free(tmp);
         return st;
     }
-    if (e->acc_bits) {
-        const uint32_t *b = e->acc_bits;
-        for (uint32_t i = 0; i < gv->n_words; i++) mask[i] |= b[i];
-    } else {
-        for (uint32_t i = 0; i < e->n_acc; i++) {
-            int32_t t = e->acc_list[i];
-            mask[t >> 5] |= 1u << (t & 31);
-        }
-    }
+    or_accepted(e, open ? rem : UINT32_MAX, gv->n_words, mask);
     if (e->n_u) {
-        rl__gids below = {0};
-        rl__gset_begin(c, &below);
-        rl__gexpand(c, x, &below);
-        rl__gset_finish(&below);
+        /* what lies below the key: the frames under it (the walk already went through
+         * what follows an open repetition in its own rule) */
+        uint32_t below = x;
+        uint8_t *valid = NULL;
+        if (open) {
+            valid = rl__malloc(e->n_u);
+            if (!valid) {
+                if (owned) entry_free(e);
+                return RL_ERR_NOMEM;
+            }
+            for (uint32_t i = 0; i < e->n_u; i++) {
+                uint32_t L;
+                rl__gv_piece(gv, e->u_tok[i], &L);
+                valid[i] = need <= e->u_j[i] && e->u_j[i] <= rem;
+                if (valid[i] && e->u_off[i] == L) { /* nothing left to check */
+                    set_bit(mask, e->u_tok[i]);
+                    valid[i] = 0;
+                }
+            }
+        }
+        rl__gids T = {0};
+        rl__gset_begin(c, &T);
+        rl__gexpand(c, below, &T);
+        rl__gset_finish(&T);
         rl__utf8p none = {0};
         if (c->st != RL_OK) st = c->st;
-        else st = rt_walk(c, below.v, below.n, &none, e->n_u, e->u_tok, e->u_off, e->u_lcp, mask);
-        rl__gids_free(&below);
+        else st = rt_walk(c, T.v, T.n, &none, e->n_u, e->u_tok, e->u_off, e->u_lcp, valid, mask);
+        rl__gids_free(&T);
+        rl__free(valid);
     }
     if (owned) entry_free(e);
     return st;
@@ -688,20 +960,26 @@ rl_status rl__gmask_fill(rl__gctx *c, const uint32_t *in, uint32_t n, const rl__
                          uint32_t *mask) {
     const rl_grammar *g = c->g;
     const rl_grammar_vocab *gv = g->gv;
-    if (p->need) return rl__gmask_fill_slow(c, in, n, p, mask);
     memset(mask, 0, (size_t)gv->n_words * sizeof *mask);
     int64_t not_id = -1; /* the one token a TOKNOT top excludes, -2: several differ */
     for (uint32_t i = 0; i < n; i++) {
         uint32_t pos = c->a->v[in[i]].pos;
         if (pos == RL__GPOS_NONE) continue;
         const rl__gpos *q = &g->pos[pos];
+        if (p->need) { /* inside a character: only text can go on */
+            if (q->kind == RL__P_CLS && rl__gpartial_ok(g, c->a, &in[i], 1, p)) {
+                rl_status st = key_fill(c, in[i], p, mask);
+                if (st != RL_OK) return st;
+            }
+            continue;
+        }
         if (q->kind == RL__P_TOK) {
-            if (q->arg < (uint32_t)gv->n_tokens) mask[q->arg >> 5] |= 1u << (q->arg & 31);
+            if (q->arg < (uint32_t)gv->n_tokens) set_bit(mask, (int32_t)q->arg);
         } else if (q->kind == RL__P_TOKNOT) {
             if (not_id == -1) not_id = q->arg;
             else if (not_id != (int64_t)q->arg) not_id = -2;
         } else if (q->kind == RL__P_CLS) {
-            rl_status st = key_fill(c, in[i], mask);
+            rl_status st = key_fill(c, in[i], p, mask);
             if (st != RL_OK) return st;
         }
     }

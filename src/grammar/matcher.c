@@ -225,6 +225,8 @@ RL_API bool rl_grammar_matcher_can_end(const rl_grammar_matcher *m) {
 
 uint32_t rl__grammar_matcher_n_stacks(const rl_grammar_matcher *m) { return m->cur.n; }
 
+bool rl__grammar_matcher_in_char(const rl_grammar_matcher *m) { return m->part.need > 0; }
+
 static uint64_t state_hash(const rl_grammar_matcher *m);
 uint64_t rl__grammar_matcher_state_hash(const rl_grammar_matcher *m) {
     return state_hash(m) ^ (m->finished ? 0x77 : 0);
@@ -254,7 +256,7 @@ static bool advance_token(rl_grammar_matcher *m, rl_token t, const unsigned char
             uint32_t parent = m->a.v[s].parent, nx = parent;
             if (g->pos[pos + 1].kind != RL__P_END) {
                 rl_status st = RL_OK;
-                nx = rl__gnode_get(&m->a, pos + 1, parent, &st);
+                nx = rl__gnode_get(&m->a, pos + 1, 0, parent, &st);
                 if (nx == UINT32_MAX) {
                     c->st = st;
                     rl__fmt(c->msg, sizeof c->msg, "more parse frames than max_nodes");

@@ -19,6 +19,26 @@ static uint32_t cp_bytes(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : 
 
 static uint32_t sat_add(uint32_t a, uint32_t b) { return a + b >= INF_LEN ? INF_LEN : a + b; }
 
+static uint32_t sat_mul(uint32_t a, uint32_t b) {
+    uint64_t x = (uint64_t)a * b;
+    return x >= INF_LEN ? INF_LEN : (uint32_t)x;
+}
+
+/* Fewest bytes of the element at position p (0 for token references). */
+static uint32_t elem_len(const rl_grammar *g, const uint32_t *minlen, uint32_t p) {
+    const rl__gpos *q = &g->pos[p];
+    if (q->kind == RL__P_CLS) {
+        const rl__gclass *c = &g->cls[q->arg];
+        return c->n ? cp_bytes(g->ranges[2 * c->off]) : INF_LEN;
+    }
+    if (q->kind == RL__P_REF) return minlen[q->arg];
+    if (q->kind == RL__P_REP) {
+        const rl__grep *r = &g->reps[q->arg];
+        return r->min ? sat_mul(r->min, minlen[r->body]) : 0;
+    }
+    return 0;
+}
+
 /* minlen[r]: fewest bytes rule r derives; suffix[p]: fewest bytes from position p to the
  * end of its alternative. */
 static bool shortest(const rl_grammar *g, uint32_t *minlen, uint32_t *suffix) {
@@ -29,15 +49,8 @@ static bool shortest(const rl_grammar *g, uint32_t *minlen, uint32_t *suffix) {
         for (uint32_t r = 0; r < g->n_rules; r++) {
             for (uint32_t k = g->alt_off[r]; k < g->alt_off[r + 1]; k++) {
                 uint32_t len = 0;
-                for (uint32_t p = g->alts[k]; g->pos[p].kind != RL__P_END; p++) {
-                    const rl__gpos *q = &g->pos[p];
-                    if (q->kind == RL__P_CLS) {
-                        const rl__gclass *c = &g->cls[q->arg];
-                        len = c->n ? sat_add(len, cp_bytes(g->ranges[2 * c->off])) : INF_LEN;
-                    } else if (q->kind == RL__P_REF) {
-                        len = sat_add(len, minlen[q->arg]);
-                    }
-                }
+                for (uint32_t p = g->alts[k]; g->pos[p].kind != RL__P_END; p++)
+                    len = sat_add(len, elem_len(g, minlen, p));
                 if (len < minlen[r]) {
                     minlen[r] = len;
                     changed = true;
@@ -50,17 +63,8 @@ static bool shortest(const rl_grammar *g, uint32_t *minlen, uint32_t *suffix) {
             uint32_t end = g->alts[k];
             while (g->pos[end].kind != RL__P_END) end++;
             suffix[end] = 0;
-            for (uint32_t p = end; p-- > g->alts[k];) {
-                const rl__gpos *q = &g->pos[p];
-                uint32_t l = 0;
-                if (q->kind == RL__P_CLS) {
-                    const rl__gclass *c = &g->cls[q->arg];
-                    l = c->n ? cp_bytes(g->ranges[2 * c->off]) : INF_LEN;
-                } else if (q->kind == RL__P_REF) {
-                    l = minlen[q->arg];
-                }
-                suffix[p] = sat_add(suffix[p + 1], l);
-            }
+            for (uint32_t p = end; p-- > g->alts[k];)
+                suffix[p] = sat_add(suffix[p + 1], elem_len(g, minlen, p));
         }
     }
     return true;
@@ -97,7 +101,7 @@ RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size
     size_t hard = 4 * max_len + 1024, steps = 0;
     uint64_t pending = 0; /* shortest completion of the frames on the stack */
     /* pick a root alternative like any rule reference */
-    uint32_t pos = RL__GPOS_NONE;
+    uint32_t pos = RL__GPOS_NONE, cnt = 0;
     uint32_t cur_rule = g->root;
     for (;;) {
         if (++steps > 64 * hard + 100000) {
@@ -125,13 +129,42 @@ RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size
                 }
             }
             pos = g->alts[pick];
+            cnt = 0;
             cur_rule = UINT32_MAX;
         }
         const rl__gpos *q = &g->pos[pos];
         if (q->kind == RL__P_END) {
             if (stack.n == 0) break;
-            pos = stack.v[--stack.n];
-            pending -= suffix[pos];
+            stack.n -= 3;
+            pos = stack.v[stack.n];
+            cnt = stack.v[stack.n + 1];
+            pending -= stack.v[stack.n + 2];
+            continue;
+        }
+        if (q->kind == RL__P_REP) {
+            const rl__grep *r = &g->reps[q->arg];
+            uint32_t need, rem;
+            rl__grep_state(g, pos, cnt, &need, &rem);
+            uint32_t body_len = minlen[r->body];
+            bool again = rem > 0 && body_len < INF_LEN &&
+                         (need > 0 || (n + pending + suffix[pos] + body_len < max_len / 2 + 1 &&
+                                       rng_next(&rng) % 4 != 0));
+            if (!again) {
+                pos++;
+                cnt = 0;
+                continue;
+            }
+            uint32_t next = rl__rep_pack(need ? need - 1 : 0, rem == RL__REP_INF ? rem : rem - 1);
+            uint32_t later = sat_add(suffix[pos + 1], need > 1 ? sat_mul(need - 1, body_len) : 0);
+            if (stack.n / 3 >= g->lim.max_depth) {
+                st = RL_ERR_LIMIT;
+                goto done;
+            }
+            if (!rl__gids_push(&stack, pos) || !rl__gids_push(&stack, next) ||
+                !rl__gids_push(&stack, later))
+                goto done;
+            pending += later;
+            cur_rule = r->body;
             continue;
         }
         if (q->kind == RL__P_TOK || q->kind == RL__P_TOKNOT) {
@@ -140,11 +173,13 @@ RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size
         }
         if (q->kind == RL__P_REF) {
             if (g->pos[pos + 1].kind != RL__P_END) {
-                if (stack.n >= g->lim.max_depth) {
+                if (stack.n / 3 >= g->lim.max_depth) {
                     st = RL_ERR_LIMIT;
                     goto done;
                 }
-                if (!rl__gids_push(&stack, pos + 1)) goto done;
+                if (!rl__gids_push(&stack, pos + 1) || !rl__gids_push(&stack, 0) ||
+                    !rl__gids_push(&stack, suffix[pos + 1]))
+                    goto done;
                 pending += suffix[pos + 1];
             }
             cur_rule = q->arg;
@@ -179,6 +214,7 @@ RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size
             goto done;
         }
         pos++;
+        cnt = 0;
     }
     *n_out = n;
     if (size < n + 1) {

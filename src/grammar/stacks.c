@@ -94,8 +94,9 @@ void rl__gids_free(rl__gids *a) {
 
 /* ---- node arena --------------------------------------------------------------------------- */
 
-static inline uint32_t node_hash(uint32_t pos, uint32_t parent) {
+static inline uint32_t node_hash(uint32_t pos, uint32_t cnt, uint32_t parent) {
     uint64_t h = ((uint64_t)pos << 32 | parent) * 0x9E3779B97F4A7C15ull;
+    h ^= (uint64_t)cnt * 0xC2B2AE3D27D4EB4Full;
     return (uint32_t)(h >> 32);
 }
 
@@ -111,8 +112,8 @@ rl_status rl__gnodes_init(rl__gnodes *a, uint32_t max_nodes) {
         return RL_ERR_NOMEM;
     }
     a->max_nodes = RL_MAX(max_nodes, 16u);
-    a->v[RL__GN_EMPTY] = (rl__gnode){RL__GPOS_NONE, RL__GN_EMPTY, 0};
-    a->v[RL__GN_CTX] = (rl__gnode){RL__GPOS_NONE, RL__GN_CTX, 0};
+    a->v[RL__GN_EMPTY] = (rl__gnode){RL__GPOS_NONE, 0, RL__GN_EMPTY, 0};
+    a->v[RL__GN_CTX] = (rl__gnode){RL__GPOS_NONE, 0, RL__GN_CTX, 0};
     a->n = 2;
     a->epoch = 1;
     return RL_OK;
@@ -159,7 +160,7 @@ static bool slots_grow(rl__gnodes *a) {
     uint32_t *slot = rl__calloc(ns, sizeof *slot);
     if (!slot) return false;
     for (uint32_t id = 2; id < a->n; id++) {
-        uint32_t i = node_hash(a->v[id].pos, a->v[id].parent) & (ns - 1);
+        uint32_t i = node_hash(a->v[id].pos, a->v[id].cnt, a->v[id].parent) & (ns - 1);
         while (slot[i]) i = (i + 1) & (ns - 1);
         slot[i] = id + 1;
     }
@@ -169,15 +170,16 @@ static bool slots_grow(rl__gnodes *a) {
     return true;
 }
 
-uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t parent, rl_status *st) {
+uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t parent,
+                       rl_status *st) {
     if ((a->n + 1) * 2 > a->n_slot && !slots_grow(a)) {
         *st = RL_ERR_NOMEM;
         return UINT32_MAX;
     }
-    uint32_t mask = a->n_slot - 1, i = node_hash(pos, parent) & mask;
+    uint32_t mask = a->n_slot - 1, i = node_hash(pos, cnt, parent) & mask;
     while (a->slot[i]) {
         const rl__gnode *x = &a->v[a->slot[i] - 1];
-        if (x->pos == pos && x->parent == parent) return a->slot[i] - 1;
+        if (x->pos == pos && x->cnt == cnt && x->parent == parent) return a->slot[i] - 1;
         i = (i + 1) & mask;
     }
     if (a->n >= a->max_nodes) {
@@ -190,6 +192,7 @@ uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t parent, rl_status *
     }
     uint32_t id = a->n++;
     a->v[id].pos = pos;
+    a->v[id].cnt = cnt;
     a->v[id].parent = parent;
     a->v[id].depth = a->v[parent].depth + 1;
     a->slot[i] = id + 1;
@@ -205,16 +208,58 @@ static void set_error(rl__gctx *c, rl_status st, const char *what) {
     else rl__fmt(c->msg, sizeof c->msg, "%s", what);
 }
 
-static uint32_t node_or_fail(rl__gctx *c, uint32_t pos, uint32_t parent) {
+void rl__grep_state(const rl_grammar *g, uint32_t pos, uint32_t cnt, uint32_t *need,
+                    uint32_t *rem) {
+    const rl__grep *r = &g->reps[g->pos[pos].arg];
+    if (cnt == 0) {
+        *need = r->min;
+        *rem = r->max;
+    } else {
+        *need = (cnt - 1) >> 16;
+        *rem = (cnt - 1) & 0xffff;
+    }
+}
+
+static uint32_t node_or_fail_cnt(rl__gctx *c, uint32_t pos, uint32_t cnt, uint32_t parent) {
     rl_status st = RL_OK;
     if (c->a->v[parent].depth + 1 > c->g->lim.max_depth) {
         set_error(c, RL_ERR_LIMIT, "a parse stack is deeper than max_depth");
         return UINT32_MAX;
     }
-    uint32_t id = rl__gnode_get(c->a, pos, parent, &st);
+    uint32_t id = rl__gnode_get(c->a, pos, cnt, parent, &st);
     if (id == UINT32_MAX)
         set_error(c, st, st == RL_ERR_LIMIT ? "more parse frames than max_nodes" : "");
     return id;
+}
+
+static uint32_t node_or_fail(rl__gctx *c, uint32_t pos, uint32_t parent) {
+    return node_or_fail_cnt(c, pos, 0, parent);
+}
+
+/* The stack n rebuilt over its bottom (EMPTY or CTX) tagged with j: the node (none,
+ * j + 1, bottom). Only in mask precomputation, where n is a few frames of a key. */
+static uint32_t retag(rl__gctx *c, uint32_t n, uint32_t j) {
+    uint32_t chain[64], k = 0;
+    while (c->a->v[n].pos != RL__GPOS_NONE) {
+        if (k == 64) {
+            set_error(c, RL_ERR_LIMIT, "a mask key is too deep");
+            return UINT32_MAX;
+        }
+        chain[k++] = n;
+        n = c->a->v[n].parent;
+    }
+    rl_status st = RL_OK;
+    uint32_t y = rl__gnode_get(c->a, RL__GPOS_NONE, j + 1, n, &st);
+    if (y == UINT32_MAX) {
+        set_error(c, st, "more parse frames than max_nodes");
+        return UINT32_MAX;
+    }
+    while (k-- > 0) {
+        const rl__gnode *x = &c->a->v[chain[k]];
+        y = node_or_fail_cnt(c, x->pos, x->cnt, y);
+        if (y == UINT32_MAX) return UINT32_MAX;
+    }
+    return y;
 }
 
 void rl__gset_begin(rl__gctx *c, rl__gids *out) {
@@ -261,7 +306,8 @@ void rl__gexpand(rl__gctx *c, uint32_t n, rl__gids *out) {
         if (a->mark[x] == a->epoch) continue;
         a->mark[x] = a->epoch;
         uint32_t pos = a->v[x].pos;
-        if (pos == RL__GPOS_NONE || g->pos[pos].kind != RL__P_REF) {
+        uint32_t kind = pos == RL__GPOS_NONE ? RL__P_END : g->pos[pos].kind;
+        if (kind != RL__P_REF && kind != RL__P_REP) {
             if (!rl__gids_push(out, x)) set_error(c, RL_ERR_NOMEM, "");
             else if (out->n > g->lim.max_stacks)
                 set_error(c, RL_ERR_LIMIT, "more parse stacks than max_stacks");
@@ -271,8 +317,43 @@ void rl__gexpand(rl__gctx *c, uint32_t n, rl__gids *out) {
             set_error(c, RL_ERR_LIMIT, "expansion of one step is longer than max_expand");
             return;
         }
-        uint32_t r = g->pos[pos].arg, parent = a->v[x].parent;
-        uint32_t ret = g->pos[pos + 1].kind == RL__P_END ? parent : node_or_fail(c, pos + 1, parent);
+        uint32_t parent = a->v[x].parent, r, ret;
+        if (kind == RL__P_REP && (a->v[x].cnt & RL__REP_SYM)) {
+            /* mask precomputation: a count left open (mask.c). Leaving after j rounds goes
+             * on with what follows the repetition, over a copy of the frames below whose
+             * bottom carries j; another round goes on with j + 1 */
+            uint32_t j = a->v[x].cnt & ~RL__REP_SYM;
+            r = g->reps[g->pos[pos].arg].body;
+            uint32_t below = retag(c, parent, j);
+            if (below == UINT32_MAX) return;
+            uint32_t nx = g->pos[pos + 1].kind == RL__P_END ? below : node_or_fail(c, pos + 1, below);
+            if (nx == UINT32_MAX) return;
+            if (a->mark[nx] != a->epoch && !rl__gids_push(&c->work, nx)) {
+                set_error(c, RL_ERR_NOMEM, "");
+                return;
+            }
+            ret = node_or_fail_cnt(c, pos, RL__REP_SYM | (j + 1), parent);
+        } else if (kind == RL__P_REP) {
+            /* one more round of the body (back here with the count moved), or on */
+            uint32_t need, rem;
+            rl__grep_state(g, pos, a->v[x].cnt, &need, &rem);
+            r = g->reps[g->pos[pos].arg].body;
+            if (need == 0) {
+                uint32_t nx = g->pos[pos + 1].kind == RL__P_END ? parent
+                                                                 : node_or_fail(c, pos + 1, parent);
+                if (nx == UINT32_MAX) return;
+                if (a->mark[nx] != a->epoch && !rl__gids_push(&c->work, nx)) {
+                    set_error(c, RL_ERR_NOMEM, "");
+                    return;
+                }
+            }
+            if (rem == 0) continue;
+            uint32_t cnt = rl__rep_pack(need ? need - 1 : 0, rem == RL__REP_INF ? rem : rem - 1);
+            ret = node_or_fail_cnt(c, pos, cnt, parent);
+        } else {
+            r = g->pos[pos].arg;
+            ret = g->pos[pos + 1].kind == RL__P_END ? parent : node_or_fail(c, pos + 1, parent);
+        }
         if (ret == UINT32_MAX) return;
         for (uint32_t k = g->alt_off[r + 1]; k-- > g->alt_off[r];) {
             uint32_t s = g->alts[k];

@@ -359,7 +359,7 @@ static int32_t count_bits(const uint32_t *m, size_t n) {
 }
 
 typedef struct cmp_stats {
-    int states, distinct, brute, mismatches;
+    int states, distinct, brute, mismatches, in_char;
     uint64_t *seen;
     size_t n_seen, cap_seen;
 } cmp_stats;
@@ -385,6 +385,7 @@ static void compare_state(rl_grammar_matcher *m, const rl_grammar_vocab *gv, cmp
     CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
     if (!seen_before(cs, rl__grammar_matcher_state_hash(m))) {
         cs->distinct++;
+        cs->in_char += rl__grammar_matcher_in_char(m);
         CHECK(rl__grammar_matcher_mask_walk(m, ref, nw) == RL_OK);
         bool same = !memcmp(fast, ref, nw * 4);
         if (same && brute_every && cs->distinct % brute_every == 0) {
@@ -519,7 +520,7 @@ TEST(masks_match_reference) {
 #else
     int div = 1;
 #endif
-    int total = 0, total_brute = 0;
+    int total = 0, total_brute = 0, total_in_char = 0;
     vocab_fx f;
     const char *open_vocab = NULL;
     for (size_t k = 0; k < RL_ARRAY_LEN(plan); k++) {
@@ -546,9 +547,12 @@ TEST(masks_match_reference) {
         run_token_walks(g, &f, nw, 40, &cs, name);
         CHECKF(cs.mismatches == 0, "%s: %d of %d distinct states differ", name, cs.mismatches,
                cs.distinct);
-        fprintf(stderr, "  %s: %d states, %d distinct compared with the walk, %d one by one\n",
-                name, cs.states, cs.distinct, cs.brute);
+        fprintf(stderr,
+                "  %s: %d states, %d distinct compared with the walk (%d inside a character), "
+                "%d one by one\n",
+                name, cs.states, cs.distinct, cs.in_char, cs.brute);
         total += cs.distinct;
+        total_in_char += cs.in_char;
         total_brute += cs.brute;
         free(cs.seen);
         rl_grammar_free(g);
@@ -558,6 +562,7 @@ TEST(masks_match_reference) {
     CHECKF(total >= 2000, "only %d distinct states", total);
 #endif
     CHECK(total_brute > 0);
+    CHECK(total_in_char > 0);
 }
 
 /* ---- rollback and clone ---------------------------------------------------------------- */
@@ -816,6 +821,141 @@ TEST(allocation_failures) {
     CHECK_EQ_INT(rl_mem_in_use(), before);
 }
 
+/* ---- counted repetitions against llama.cpp's rule chains ----------------------------- */
+
+static rl_grammar *compile_rep(const char *text, const rl_grammar_vocab *gv, bool rep) {
+    if (!rep) setenv("RUVLLM_GRAMMAR_NO_REPEAT", "1", 1);
+    char err[256];
+    rl_grammar *g = compile(text, NULL, gv, NULL, err, sizeof err);
+    unsetenv("RUVLLM_GRAMMAR_NO_REPEAT");
+    CHECKF(g, "%s: %s", text, err);
+    return g;
+}
+
+/* Accepted prefix length and whether the whole text is a sentence. */
+static size_t judge(rl_grammar_matcher *m, const char *s, size_t len, bool *complete) {
+    rl_grammar_matcher_reset(m);
+    size_t ok = 0;
+    rl_status st = rl_grammar_matcher_accept_bytes(m, s, len, &ok);
+    *complete = st == RL_OK && rl_grammar_matcher_can_end(m);
+    return ok;
+}
+
+TEST(repetition_counts) {
+    static const char *grammars[] = {
+        "root ::= \"a\"{0,20} \"b\"",
+        "root ::= (\"ab\" | \"c\"){3,12} \"!\"",
+        "root ::= x{2,10} x{0,9} \";\"\nx ::= [a-c] | \"zz\"",
+        "root ::= [0-9]{10,} \".\"",
+        "root ::= \"(\" root{0,9} \")\" | \"x\"",
+        "root ::= ([a-b] [a-b]?){8,9} \"$\"",
+        "root ::= \"<\" [^>]{1,30} \">\" (\" \" [a-z]{0,12}){0,10}",
+    };
+    for (size_t k = 0; k < RL_ARRAY_LEN(grammars); k++) {
+        rl_grammar *a = compile_rep(grammars[k], NULL, true), *b = compile_rep(grammars[k], NULL, false);
+        if (!a || !b) {
+            rl_grammar_free(a);
+            rl_grammar_free(b);
+            continue;
+        }
+        CHECKF(a->n_reps > 0 && b->n_reps == 0, "grammar %zu: %u / %u counted repetitions", k,
+               a->n_reps, b->n_reps);
+        rl_grammar_matcher *ma = NULL, *mb = NULL;
+        CHECK(rl_grammar_matcher_create(a, 0, &ma) == RL_OK);
+        CHECK(rl_grammar_matcher_create(b, 0, &mb) == RL_OK);
+        uint64_t rng = 7 + k;
+        int n_complete = 0, n_reject = 0;
+        for (int i = 0; i < 400 && ma && mb; i++) {
+            char buf[2048];
+            size_t len = 0;
+            rl_grammar *src = i % 2 ? a : b;
+            CHECK(rl_grammar_sample_text(src, (uint64_t)i, 60, buf, sizeof buf, &len) == RL_OK);
+            /* mutate half of them: drop, repeat or change a byte */
+            if (i % 4 >= 2 && len > 0) {
+                size_t at = rng64(&rng) % len;
+                switch (rng64(&rng) % 3) {
+                case 0: memmove(buf + at, buf + at + 1, len - at); len--; break;
+                case 1:
+                    if (len + 1 < sizeof buf) {
+                        memmove(buf + at + 1, buf + at, len - at + 1);
+                        len++;
+                    }
+                    break;
+                default: buf[at] = "abcz09!(x;$<> ."[rng64(&rng) % 15]; break;
+                }
+            }
+            bool ca, cb;
+            size_t oa = judge(ma, buf, len, &ca), ob = judge(mb, buf, len, &cb);
+            CHECKF(oa == ob && ca == cb, "grammar %zu, '%.*s': %zu/%d vs %zu/%d", k, (int)len, buf,
+                   oa, ca, ob, cb);
+            n_complete += ca;
+            n_reject += !ca;
+        }
+        CHECK(n_complete > 50 && n_reject > 20);
+        rl_grammar_matcher_free(ma);
+        rl_grammar_matcher_free(mb);
+        rl_grammar_free(a);
+        rl_grammar_free(b);
+    }
+    /* masks with a vocabulary: counted and chained forms agree state by state */
+    vocab_fx f;
+    if (!fx_open(&f, "llama-bpe")) SKIP("llama-bpe vocabulary missing");
+    const char *names[] = {"bench_schema.gbnf", "json.gbnf"};
+    size_t nw = f.gv->n_words;
+    uint32_t *ma_mask = calloc(nw, 4), *mb_mask = calloc(nw, 4);
+    for (size_t k = 0; k < RL_ARRAY_LEN(names); k++) {
+        char *text = grammar_text(names[k]);
+        rl_grammar *a = compile_rep(text, f.gv, true), *b = compile_rep(text, f.gv, false);
+        free(text);
+        rl_grammar_matcher *ma = NULL, *mb = NULL;
+        if (a && b) {
+            CHECK(rl_grammar_matcher_create(a, 0, &ma) == RL_OK);
+            CHECK(rl_grammar_matcher_create(b, 0, &mb) == RL_OK);
+        }
+        uint64_t rng = 99;
+        int states = 0;
+        for (int d = 0; d < 100 && states < 800 && ma && mb; d++) {
+            rl_grammar_matcher_reset(ma);
+            rl_grammar_matcher_reset(mb);
+            for (int i = 0; i < 120; i++) {
+                CHECK(rl_grammar_matcher_fill_mask(ma, ma_mask, nw) == RL_OK);
+                CHECK(rl_grammar_matcher_fill_mask(mb, mb_mask, nw) == RL_OK);
+                states++;
+                if (memcmp(ma_mask, mb_mask, nw * 4)) {
+                    CHECKF(0, "%s doc %d token %d: masks differ", names[k], d, i);
+                    break;
+                }
+                int32_t n_allowed = count_bits(ma_mask, nw), pick, t = -1;
+                if (n_allowed == 0) break;
+                /* long runs inside strings: prefer one-character tokens */
+                pick = (int32_t)(rng64(&rng) % (uint64_t)n_allowed);
+                for (int32_t x = 0; x < f.gv->n_tokens; x++)
+                    if (((ma_mask[x >> 5] >> (x & 31)) & 1) && pick-- == 0) t = x;
+                for (int tries = 0; tries < 200 && rng64(&rng) % 8; tries++) {
+                    int32_t x = (int32_t)(rng64(&rng) % 256);
+                    uint32_t len;
+                    rl__gv_piece(f.gv, x, &len);
+                    if (((ma_mask[x >> 5] >> (x & 31)) & 1)) {
+                        t = x;
+                        break;
+                    }
+                }
+                if (rl_vocab_is_eog(f.v, t)) break;
+                CHECK(rl_grammar_matcher_accept_token(ma, t) == RL_OK);
+                CHECK(rl_grammar_matcher_accept_token(mb, t) == RL_OK);
+            }
+        }
+        CHECK(states > 500);
+        rl_grammar_matcher_free(ma);
+        rl_grammar_matcher_free(mb);
+        rl_grammar_free(a);
+        rl_grammar_free(b);
+    }
+    free(ma_mask);
+    free(mb_mask);
+    fx_close(&f);
+}
+
 int main(void) {
     RUN(example_grammars_parse);
     RUN(parser_cases);
@@ -823,6 +963,7 @@ int main(void) {
     RUN(parse_errors_have_positions);
     RUN(grammar_cases);
     RUN(bytes_and_utf8);
+    RUN(repetition_counts);
     RUN(masks_match_reference);
     RUN(rollback_and_clone);
     RUN(hostile_grammars);
