@@ -315,6 +315,8 @@ rl_status rl__grammar_matcher_mask_brute(rl_grammar_matcher *m, uint32_t *mask, 
 rl_status rl__grammar_matcher_mask_walk(rl_grammar_matcher *m, uint32_t *mask, size_t n_words);
 /* Number of stacks in the current state. */
 uint32_t rl__grammar_matcher_n_stacks(const rl_grammar_matcher *m);
+/* Frames interned by the matcher so far (its arena). */
+uint32_t rl__grammar_matcher_n_nodes(const rl_grammar_matcher *m);
 /* Whether the text so far ends inside a UTF-8 character. */
 bool rl__grammar_matcher_in_char(const rl_grammar_matcher *m);
 /* A hash of the current state (equal states, equal hashes; within one matcher). */

@@ -227,6 +227,8 @@ uint32_t rl__grammar_matcher_n_stacks(const rl_grammar_matcher *m) { return m->c
 
 bool rl__grammar_matcher_in_char(const rl_grammar_matcher *m) { return m->part.need > 0; }
 
+uint32_t rl__grammar_matcher_n_nodes(const rl_grammar_matcher *m) { return m->a.n; }
+
 static uint64_t state_hash(const rl_grammar_matcher *m);
 uint64_t rl__grammar_matcher_state_hash(const rl_grammar_matcher *m) {
     return state_hash(m) ^ (m->finished ? 0x77 : 0);

@@ -8,7 +8,8 @@
  *   - rollback after a byte step brings back the start state (same mask);
  *   - a random sentence of the grammar (rl_grammar_sample_text) is accepted whole and can end;
  *   - with the vocabulary: at a few states along the text's tokens the fast mask equals the
- *     reference walk over every token, and tokens drawn from the mask are accepted.
+ *     reference walk over every token (where it allows under a quarter of the vocabulary,
+ *     to keep an input fast), and tokens drawn from the mask are accepted.
  * Errors other than RL_ERR_INVALID_ARG / RL_ERR_LIMIT / RL_ERR_UNSUPPORTED (a sentence
  * needs token references) trap, and so does any leak through the library's allocator.
  *
@@ -112,14 +113,20 @@ static void check_masks(rl_grammar *g, const char *text, size_t tlen) {
     rl_status st = rl_grammar_matcher_create(g, 2, &m);
     REQUIRE(benign(st));
     uint64_t h = 0x12345;
-    for (size_t i = 0; m && i < 6; i++) {
+    for (size_t i = 0; m && i < 4; i++) {
         st = rl_grammar_matcher_fill_mask(m, fast, nw);
         REQUIRE(benign(st));
         if (st != RL_OK) break;
-        st = rl__grammar_matcher_mask_walk(m, ref, nw);
-        REQUIRE(benign(st));
-        if (st != RL_OK) break;
-        REQUIRE(!memcmp(fast, ref, nw * 4));
+        /* the reference walk costs about a step per trie node it keeps: compare where the
+         * mask is not most of the vocabulary (the unit tests cover those) */
+        int32_t n_fast = 0;
+        for (size_t w = 0; w < nw; w++) n_fast += __builtin_popcount(fast[w]);
+        if (n_fast < g_gv->n_tokens / 4) {
+            st = rl__grammar_matcher_mask_walk(m, ref, nw);
+            REQUIRE(benign(st));
+            if (st != RL_OK) break;
+            REQUIRE(!memcmp(fast, ref, nw * 4));
+        }
         /* the text's token if allowed, else one drawn from the mask */
         rl_token t = i < nt ? toks[i] : -1;
         if (t < 0 || !((fast[t >> 5] >> (t & 31)) & 1)) {
