@@ -423,12 +423,6 @@ static int cmp_uent(const void *x, const void *y, void *arg) {
     return (a->j > b->j) - (a->j < b->j);
 }
 
-static int cmp_aent(const void *x, const void *y) {
-    const aent *a = x, *b = y;
-    if (a->j != b->j) return a->j < b->j ? -1 : 1;
-    return (a->tok > b->tok) - (a->tok < b->tok);
-}
-
 typedef struct collect {
     aent *a;
     uint32_t n_a, cap_a;
@@ -528,8 +522,8 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, const ui
         uint32_t d = RL_MIN((uint32_t)gv->lcp[i], valid);
         while (d < L && ext[d] == EXT_NORMAL) {
             rl__utf8p p = P[d];
-            uint32_t cp;
-            int r = rl__utf8_step(&p, piece[d], &cp);
+            uint32_t cp = piece[d];
+            int r = p.need == 0 && cp < 0x80 ? 1 : rl__utf8_step(&p, piece[d], &cp);
             C[d + 1] = C[d];
             if (r < 0) {
                 S[d + 1] = 0;
@@ -631,8 +625,26 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, const ui
     memcpy(e->kpos, kpos, kn * sizeof *kpos);
     memcpy(e->kcnt, kcnt, kn * sizeof *kcnt);
     e->n_acc = k.n_a;
-    qsort(k.a, k.n_a, sizeof *k.a, cmp_aent);
-    e->jmax = k.n_a ? k.a[k.n_a - 1].j : 0;
+    /* by J: a counting sort (J is at most a token's length) */
+    uint32_t jmax = 0;
+    for (uint32_t x = 0; x < k.n_a; x++) jmax = RL_MAX(jmax, k.a[x].j);
+    if (jmax > 0) {
+        uint32_t *cnt = rl__calloc((size_t)jmax + 2, sizeof *cnt);
+        aent *sorted = rl__malloc(((size_t)k.n_a + 1) * sizeof *sorted);
+        if (!cnt || !sorted) {
+            rl__free(cnt);
+            rl__free(sorted);
+            goto fail;
+        }
+        for (uint32_t x = 0; x < k.n_a; x++) cnt[k.a[x].j + 1]++;
+        for (uint32_t j = 0; j <= jmax; j++) cnt[j + 1] += cnt[j];
+        for (uint32_t x = 0; x < k.n_a; x++) sorted[cnt[k.a[x].j]++] = k.a[x];
+        rl__free(cnt);
+        rl__free(k.a);
+        k.a = sorted;
+        k.cap_a = k.n_a + 1;
+    }
+    e->jmax = jmax;
     size_t nw = gv->n_words;
     bool many = k.n_a >= nw;
     e->bytes = sizeof *e;
@@ -767,8 +779,8 @@ static rl_status rt_walk(rl__gctx *c, const uint32_t *start, uint32_t n_start, c
         uint32_t d = RL_MIN((uint32_t)lcp[i], valid);
         while (d < L && ext[d] == EXT_NORMAL) {
             rl__utf8p p = P[d];
-            uint32_t cp;
-            int r = rl__utf8_step(&p, s[d], &cp);
+            uint32_t cp = s[d];
+            int r = p.need == 0 && cp < 0x80 ? 1 : rl__utf8_step(&p, s[d], &cp);
             pool.n = soff[d] + sn[d];
             if (r < 0) {
                 soff[d + 1] = pool.n;
