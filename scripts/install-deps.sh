@@ -11,6 +11,7 @@ pkgs=(
   libutf8proc-dev               # Unicode normalization and categories
   libmicrohttpd-dev             # HTTP server
   libcurl4-openssl-dev          # model download
+  chromium                      # the server's chat page test (headless)
 )
 
 # The server tests' node modules (openai, ajv), into tests/server/node_modules, from the

@@ -16,6 +16,10 @@
  * suspended generation socket four times a second and aborts the request of a closed
  * one, which frees its KV blocks and resumes the connection so that it is cleaned up.
  *
+ * The chat page: GET / and the page's files come from the arrays that
+ * server/web/embed.cmake compiles server/web/ into (rl_web_assets), with no API key
+ * needed (the page sends the key the user gives it with its API calls).
+ *
  * Shutdown (SIGINT/SIGTERM): new generations are refused with 503, the engine is given
  * up to 30 s (or until a second signal) to finish what runs, then it is freed, which
  * ends the rest with an error and resumes every connection; the daemon stops; exit 0.
@@ -63,6 +67,7 @@ typedef enum route {
     R_METRICS,
     R_TOKENIZE,
     R_DETOKENIZE,
+    R_WEB, /* the chat page's files */
 } route;
 
 typedef struct conn {
@@ -70,6 +75,7 @@ typedef struct conn {
     struct MHD_Connection *mc;
     route route;
     const char *allow; /* for 405 */
+    const web_asset *asset; /* R_WEB */
     char model_arg[256];
     sbuf body;
     bool too_big;
@@ -117,6 +123,28 @@ static enum MHD_Result send_text(conn *c, unsigned status, const char *type, cha
     enum MHD_Result ret = MHD_queue_response(c->mc, status, r);
     MHD_destroy_response(r);
     count_status(c->s, status);
+    return ret;
+}
+
+/* A file of the chat page. It needs no API key (the page asks for one and sends it with
+ * its API calls); the headers keep it from being framed, sniffed or made to load
+ * anything but its own files. */
+static enum MHD_Result send_asset(conn *c, const web_asset *a) {
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a->type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "X-Frame-Options", "DENY");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'self'; style-src 'self'; "
+                            "connect-src 'self'; img-src 'self'; base-uri 'none'; "
+                            "form-action 'none'; frame-ancestors 'none'");
+    enum MHD_Result ret = MHD_queue_response(c->mc, 200, r);
+    MHD_destroy_response(r);
+    count_status(c->s, 200);
     return ret;
 }
 
@@ -461,7 +489,9 @@ static enum MHD_Result do_detokenize(conn *c, json_t *body) {
 /* ---- routing ---------------------------------------------------------------------------- */
 
 static route find_route(conn *c, const char *url, const char *method) {
-    const bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    /* HEAD is GET without the body (libmicrohttpd drops it) */
+    const bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD"),
+               post = !strcmp(method, "POST");
     static const struct {
         const char *path;
         route r;
@@ -477,6 +507,14 @@ static route find_route(conn *c, const char *url, const char *method) {
         if (!strcmp(url, table[i].path)) {
             if (table[i].post ? post : get) return table[i].r;
             c->allow = table[i].post ? "POST" : "GET";
+            return R_METHOD;
+        }
+    const char *page = !strcmp(url, "/") ? "/index.html" : url;
+    for (size_t i = 0; i < rl_web_n_assets; i++)
+        if (!strcmp(page, rl_web_assets[i].path)) {
+            c->asset = &rl_web_assets[i];
+            if (get) return R_WEB;
+            c->allow = "GET";
             return R_METHOD;
         }
     const char *pre = !strncmp(url, "/v1/models/", 11) ? url + 11
@@ -510,6 +548,7 @@ static enum MHD_Result dispatch(conn *c) {
     switch (c->route) {
     case R_NOT_FOUND: return fail(c, 404, NULL, "no such endpoint");
     case R_METHOD: return fail(c, 405, NULL, "method not allowed (use %s)", c->allow);
+    case R_WEB: return send_asset(c, c->asset);
     case R_HEALTH:
         if (!atomic_load(&s->ready)) return fail(c, 503, NULL, "loading the model");
         if (atomic_load(&s->draining)) return fail(c, 503, NULL, "the server is stopping");

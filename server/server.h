@@ -4,7 +4,8 @@
  *
  * Files: server.c (daemon, routing, connections, suspend/resume, shutdown), openai.c
  * (request validation into engine parameters, response and chunk objects, errors),
- * metrics.c (Prometheus text).
+ * metrics.c (Prometheus text); web/ (the chat page served at GET /, compiled into the
+ * binary).
  */
 #ifndef RL_SERVER_H
 #define RL_SERVER_H
@@ -136,5 +137,15 @@ json_t *token_json_string(const srv *s, rl_token t, json_t **bytes);
 
 /* metrics.c */
 char *metrics_text(srv *s, size_t *len);
+
+/* The chat page (GET /): server/web/'s files, compiled in by server/web/embed.cmake. */
+typedef struct web_asset {
+    const char *path; /* "/index.html" */
+    const char *type; /* Content-Type */
+    const unsigned char *data;
+    size_t len;
+} web_asset;
+extern const web_asset rl_web_assets[];
+extern const size_t rl_web_n_assets;
 
 #endif /* RL_SERVER_H */

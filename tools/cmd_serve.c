@@ -13,7 +13,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: ruvllm serve -m MODEL [options]\n\n"
             "An OpenAI-compatible HTTP server: POST /v1/chat/completions, /v1/completions,\n"
-            "/tokenize, /detokenize; GET /v1/models, /health, /metrics (Prometheus).\n\n"
+            "/tokenize, /detokenize; GET /v1/models, /health, /metrics (Prometheus), and\n"
+            "GET / a chat page (open http://HOST:PORT/ in a browser).\n\n"
             "  -m, --model FILE       GGUF model\n"
             "  --host ADDR            address to bind (default 127.0.0.1)\n"
             "  --port N               port (default 8080; 0: any free port, printed)\n"
