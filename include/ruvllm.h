@@ -1440,22 +1440,28 @@ RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
 /* JSON Schema (draft 2020-12, and draft-07 spellings), ECMAScript regular expressions and
  * "any JSON object" as GBNF text for rl_grammar_compile, and a JSON Schema validator.
  *
- * Grammars from schemas are sound: every text they accept is valid against the schema
- * (up to the JSON parser: numbers stay within 16 significant digits and exponents of two
- * digits, strings have no lone surrogate escapes). They are not complete: properties come
+ * Grammars from schemas are sound: every text they accept is valid against the schema,
+ * also as a JSON parser with doubles reads it (numbers within 16 digits before the point,
+ * two-digit exponents, and under bounds at most 15 significant digits, so that nothing
+ * rounds onto a bound; no lone surrogate escapes). They are not complete: properties come
  * in the schema's order (required first, then optional, then additional ones), whitespace
  * is bounded (at most 2 newlines and 20 blanks between tokens: the rule `space`), and by
- * default an object without "additionalProperties" gets no properties beyond the declared
- * and required ones, as in llama.cpp. A schema without "type" takes its type from its
- * keywords ("properties" -> object, "pattern" -> string, ...). What a grammar cannot
- * express (multipleOf, uniqueItems, not, if/then/else, contains, dependent*, oneOf whose
- * alternatives may overlap, bounds with fractions on numbers, pattern together with
- * minLength/maxLength beyond simple cases, unknown formats, ...) fails with
- * RL_ERR_UNSUPPORTED and a message naming the keyword and its place ("#/properties/a"),
- * unless RL_SCHEMA_LENIENT is given. Formats: date, time, date-time, uuid, email, ipv4,
- * hostname. oneOf is accepted where the alternatives are provably disjoint (different
- * types, different constant values, a required property with different constants,
- * separate integer ranges). */
+ * default an object that declares properties but no "additionalProperties" gets no others,
+ * as in llama.cpp ({"type": "object"} alone is any object). A schema without "type" takes
+ * its type from its keywords ("properties" -> object, "pattern" -> string, ...).
+ * Supported: type (unions), enum, const, properties, required, additionalProperties,
+ * patternProperties (one pattern that no declared name matches), propertyNames (checked
+ * on the declared names), unevaluatedProperties, items, prefixItems, additionalItems,
+ * minItems, maxItems, minLength, maxLength, pattern, format, minimum / maximum and the
+ * exclusive ones (integer-valued on numbers), allOf (merged), anyOf, oneOf (where the
+ * alternatives are provably disjoint: different types, constants, a required property with
+ * different constants, separate ranges), $ref / $defs / definitions (recursion becomes
+ * recursive rules). What a grammar cannot express (multipleOf, uniqueItems, not,
+ * if/then/else, contains, dependent*, overlapping oneOf, bounds with fractions on numbers,
+ * a pattern with minLength/maxLength beyond one repetition between fixed parts, unknown
+ * formats, ...) fails with RL_ERR_UNSUPPORTED and a message naming the keyword and its
+ * place ("#/properties/a/multipleOf: ..."), unless RL_SCHEMA_LENIENT is given. Formats:
+ * date, time, date-time, uuid, email, ipv4, hostname. */
 
 /* Drop what cannot be expressed instead of failing; each dropped constraint is listed as a
  * "# warning: ..." comment at the top of the grammar. */

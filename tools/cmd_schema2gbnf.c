@@ -58,10 +58,14 @@ int cmd_schema2gbnf(int argc, char **argv) {
     uint32_t flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--lenient")) flags |= RL_SCHEMA_LENIENT;
-        else if (!strcmp(a, "--extra-properties")) flags |= RL_SCHEMA_EXTRA_PROPERTIES;
-        else if (!strcmp(a, "--no-type-inference")) flags |= RL_SCHEMA_NO_TYPE_INFERENCE;
-        else if (!strcmp(a, "--compact")) flags |= RL_SCHEMA_COMPACT;
+        if (!strcmp(a, "--lenient"))
+            flags |= RL_SCHEMA_LENIENT;
+        else if (!strcmp(a, "--extra-properties"))
+            flags |= RL_SCHEMA_EXTRA_PROPERTIES;
+        else if (!strcmp(a, "--no-type-inference"))
+            flags |= RL_SCHEMA_NO_TYPE_INFERENCE;
+        else if (!strcmp(a, "--compact"))
+            flags |= RL_SCHEMA_COMPACT;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;

@@ -530,6 +530,20 @@ static void any_digits(rl__sstr *out, size_t n) {
         rl__sstr_printf(out, "[0-9]{%zu}", n);
 }
 
+static void same_len(rl__sstr *out, const char *a, const char *b, size_t n);
+
+/* same_len as one element: in parentheses unless it is one already. */
+static void put_group(rl__sstr *out, const char *a, const char *b, size_t n) {
+    rl__sstr t = {0};
+    same_len(&t, a, b, n);
+    bool atom = t.p && rl__gb_is_atom(t.p);
+    if (!atom) rl__sstr_putc(out, '(');
+    rl__sstr_put(out, t.p ? t.p : "", t.len);
+    if (!atom) rl__sstr_putc(out, ')');
+    if (t.oom) out->oom = true;
+    rl__sstr_free(&t);
+}
+
 /* Decimal strings of n digits between a and b (same length, a <= b): shared prefix as a
  * literal, then the first differing digit splits into "a's digit with the rest at least
  * a's rest", "the digits strictly between with anything after", and "b's digit with the
@@ -569,9 +583,8 @@ static void same_len(rl__sstr *out, const char *a, const char *b, size_t n) {
             rl__sstr_putc(out, '"');
         } else {
             digit_class(out, a[i], a[i]);
-            rl__sstr_puts(out, " (");
-            same_len(out, a + i + 1, nines, rest);
-            rl__sstr_putc(out, ')');
+            rl__sstr_putc(out, ' ');
+            put_group(out, a + i + 1, nines, rest);
         }
         first = false;
     }
@@ -590,9 +603,8 @@ static void same_len(rl__sstr *out, const char *a, const char *b, size_t n) {
             rl__sstr_putc(out, '"');
         } else {
             digit_class(out, b[i], b[i]);
-            rl__sstr_puts(out, " (");
-            same_len(out, zeros, b + i + 1, rest);
-            rl__sstr_putc(out, ')');
+            rl__sstr_putc(out, ' ');
+            put_group(out, zeros, b + i + 1, rest);
         }
     }
     if (alts > 1) rl__sstr_putc(out, ')');

@@ -1086,9 +1086,55 @@ static long double num_ld(const json_t *v) {
                               : (long double)json_real_value(v);
 }
 
-#define FRAC_ANY "(\".\" [0-9]{1,16})?"
+/* Fractions of a number with bounds. The validator compares doubles: a decimal of at most
+ * 15 significant digits reads back to a double that orders as the decimal does (DBL_DIG),
+ * so a fraction may have at most 15 - (digits of the integer part) digits; then no value
+ * the grammar writes can round onto an exclusive bound. */
 #define FRAC_ZERO "(\".\" [0]{1,16})?"
-#define FRAC_POS "\".\" [0]{0,15} [1-9] [0-9]{0,15}"
+
+static void put_int_part(rl__sstr *out, int64_t a, int64_t b);
+
+static int n_digits(int64_t v) {
+    int d = 1;
+    while (v >= 10) v /= 10, d++;
+    return d;
+}
+
+/* kind 0: any fraction (or none), 1: a non-zero fraction, 2: zeros only (or none). */
+static void put_frac(rl__sstr *out, int kind, int cap) {
+    if (kind == 2) {
+        rl__sstr_puts(out, " " FRAC_ZERO);
+    } else if (kind == 0) {
+        if (cap == 1)
+            rl__sstr_puts(out, " (\".\" [0-9])?");
+        else if (cap > 1)
+            rl__sstr_printf(out, " (\".\" [0-9]{1,%d})?", cap);
+    } else {
+        /* up to the last non-zero digit within the cap; trailing zeros change nothing */
+        if (cap == 1)
+            rl__sstr_puts(out, " \".\" [1-9] [0]{0,15}");
+        else
+            rl__sstr_printf(out, " \".\" [0-9]{0,%d} [1-9] [0]{0,15}", cap - 1);
+    }
+}
+
+/* Integer parts in [a, b] with a fraction of the kind, split by number of digits. */
+static int int_parts(rl__sstr *out, int alts, int64_t a, int64_t b, int kind) {
+    for (int64_t lo = a; lo <= b;) {
+        int d = n_digits(lo);
+        int64_t top = d >= 18 ? INT64_MAX : 1;
+        for (int k = 0; k < d && d < 18; k++) top *= 10;
+        int64_t hi = d >= 18 ? b : (top - 1 < b ? top - 1 : b);
+        int cap = 15 - d;
+        if (kind == 1 && cap < 1) break; /* no room for a non-zero fraction */
+        if (alts++) rl__sstr_puts(out, " | ");
+        put_int_part(out, lo, hi);
+        put_frac(out, kind, cap);
+        if (hi == INT64_MAX || hi >= b) break;
+        lo = hi + 1;
+    }
+    return alts;
+}
 
 static void put_int_part(rl__sstr *out, int64_t a, int64_t b) {
     rl__sstr t = {0};
@@ -1105,33 +1151,16 @@ static void put_int_part(rl__sstr *out, int64_t a, int64_t b) {
  * unbounded), a and b integers. Returns the number of alternatives written. */
 static int mag_number(rl__sstr *out, int64_t a, bool ax, int64_t b, bool bx) {
     int alts = 0;
-#define ALT() (alts++ ? rl__sstr_puts(out, " | ") : true)
     if (b >= 0 && a == b) {
         if (ax || bx) return 0;
-        ALT();
-        put_int_part(out, a, a);
-        rl__sstr_puts(out, " " FRAC_ZERO);
-        return alts;
+        return int_parts(out, alts, a, a, 2);
     }
     if (b >= 0 && a > b) return 0;
     int64_t mid_lo = ax ? a + 1 : a;
     int64_t mid_hi = b >= 0 ? b - 1 : (a + 1 > INT_CAP ? a + 1 : INT_CAP);
-    if (ax) {
-        ALT();
-        put_int_part(out, a, a);
-        rl__sstr_puts(out, " " FRAC_POS);
-    }
-    if (mid_lo <= mid_hi) {
-        ALT();
-        put_int_part(out, mid_lo, mid_hi);
-        rl__sstr_puts(out, " " FRAC_ANY);
-    }
-    if (b >= 0 && !bx) {
-        ALT();
-        put_int_part(out, b, b);
-        rl__sstr_puts(out, " " FRAC_ZERO);
-    }
-#undef ALT
+    if (ax) alts = int_parts(out, alts, a, a, 1);
+    if (mid_lo <= mid_hi) alts = int_parts(out, alts, mid_lo, mid_hi, 0);
+    if (b >= 0 && !bx) alts = int_parts(out, alts, b, b, 2);
     return alts;
 }
 

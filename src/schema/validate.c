@@ -42,6 +42,12 @@ static void pc_free(void *p, void *u) {
     "\\t\\n\\x{b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}"            \
     "\\x{205f}\\x{3000}\\x{feff}"
 
+/* The complement of ES_SPACE, for use inside a class (PCRE2's own \S there is ASCII's). */
+#define ES_NOT_SPACE                                                                               \
+    "\\x{0}-\\x{8}\\x{e}-\\x{1f}\\x{21}-\\x{9f}\\x{a1}-\\x{167f}\\x{1681}-\\x{1fff}"               \
+    "\\x{200b}-\\x{2027}\\x{202a}-\\x{202e}\\x{2030}-\\x{205e}\\x{2060}-\\x{2fff}"                 \
+    "\\x{3001}-\\x{d7ff}\\x{e000}-\\x{fefe}\\x{ff00}-\\x{10ffff}"
+
 static int hexv(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -146,10 +152,24 @@ static size_t es_property(const char *s, size_t n, size_t i, rl__sstr *o) {
     return j + 1 - i;
 }
 
+static bool is_class_escape(const char *s, size_t n, size_t i) {
+    return i + 1 < n && s[i] == '\\' && strchr("dDwWsS", s[i + 1]) && s[i + 1];
+}
+
 static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
     bool cls = false;
+    bool after_set = false; /* in a class, right after \d \w \s or their negations */
     for (size_t i = 0; i < n;) {
         char c = s[i];
+        bool was_after_set = after_set;
+        after_set = cls && is_class_escape(s, n, i);
+        if (cls && c == '-' && i + 1 < n && s[i + 1] != ']' &&
+            (was_after_set || is_class_escape(s, n, i + 1))) {
+            /* Annex B: a class escape at either end makes the '-' a literal */
+            rl__sstr_puts(o, "\\-");
+            i++;
+            continue;
+        }
         if (c == '\\' && i + 1 < n) {
             char e = s[i + 1];
             switch (e) {
@@ -169,7 +189,10 @@ static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
                 rl__sstr_puts(o, cls ? ES_SPACE : "[" ES_SPACE "]");
                 break;
             case 'S':
-                rl__sstr_puts(o, cls ? "\\S" : "[^" ES_SPACE "]");
+                rl__sstr_puts(o, cls ? ES_NOT_SPACE : "[^" ES_SPACE "]");
+                break;
+            case 'v': /* PCRE2's \v is a class of vertical spaces */
+                rl__sstr_puts(o, "\\x{b}");
                 break;
             case 'b':
                 if (cls)
@@ -224,7 +247,13 @@ static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
                 continue;
             }
             default:
-                rl__sstr_put(o, s + i, 2);
+                if (((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) && !strchr("tnrfcxkB", e)) {
+                    /* an ECMAScript identity escape: the letter itself (PCRE2 gives \e, \a,
+                     * \z, ... other meanings) */
+                    rl__sstr_putc(o, e);
+                } else {
+                    rl__sstr_put(o, s + i, 2);
+                }
             }
             i += 2;
             continue;

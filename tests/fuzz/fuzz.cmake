@@ -125,3 +125,13 @@ file(GLOB RL_FUZZ_GRAMMAR_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util
 list(APPEND RL_FUZZ_GRAMMAR_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
 rl_add_fuzzer(NAME fuzz_grammar SOURCES ${RL_FUZZ_GRAMMAR_SOURCES} SEEDS ${RL_FUZZ_GRAMMAR_SEEDS}
               RUNS 3000 MAX_LEN 4096 LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS})
+
+# ---- fuzz_schema: JSON Schema / regex -> GBNF (grammars must compile, their random texts
+# must validate) and the validator -------------------------------------------------------
+file(GLOB RL_FUZZ_SCHEMA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
+     ${CMAKE_SOURCE_DIR}/src/schema/*.c ${CMAKE_SOURCE_DIR}/src/grammar/*.c
+     ${CMAKE_SOURCE_DIR}/src/gguf/*.c ${CMAKE_SOURCE_DIR}/src/tokenizer/*.c)
+list(APPEND RL_FUZZ_SCHEMA_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
+rl_add_fuzzer(NAME fuzz_schema SOURCES ${RL_FUZZ_SCHEMA_SOURCES}
+              GENERATOR ${CMAKE_SOURCE_DIR}/tests/fuzz/schema_seeds.c RUNS 20000 MAX_LEN 2048
+              LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS} ${JANSSON_LDFLAGS})
