@@ -121,7 +121,10 @@ RL_API rl_status rl_grammar_matcher_create(const rl_grammar *g, uint32_t max_rol
         st = m->c.st;
         goto fail;
     }
-    if (!ids_copy(&m->cur, m->init.v, m->init.n)) goto fail;
+    /* cur trades buffers with t1..t3: all hold the start state, so reset never allocates */
+    if (!ids_copy(&m->cur, m->init.v, m->init.n) || !ids_copy(&m->t1, m->init.v, m->init.n) ||
+        !ids_copy(&m->t2, m->init.v, m->init.n) || !ids_copy(&m->t3, m->init.v, m->init.n))
+        goto fail;
     *out = m;
     return RL_OK;
 fail:
@@ -149,7 +152,10 @@ RL_API rl_status rl_grammar_matcher_clone(const rl_grammar_matcher *m, rl_gramma
     n->no_cache = m->no_cache;
     n->h_head = m->h_head;
     n->h_count = m->h_count;
-    if (!ids_copy(&n->init, m->init.v, m->init.n) || !ids_copy(&n->cur, m->cur.v, m->cur.n))
+    /* as at create: every buffer cur may trade with holds the start state's size */
+    if (!ids_copy(&n->init, m->init.v, m->init.n) || !ids_copy(&n->cur, m->init.v, m->init.n) ||
+        !ids_copy(&n->t1, m->init.v, m->init.n) || !ids_copy(&n->t2, m->init.v, m->init.n) ||
+        !ids_copy(&n->t3, m->init.v, m->init.n) || !ids_copy(&n->cur, m->cur.v, m->cur.n))
         goto fail;
     if (m->max_rollback) {
         if (!(n->ring = rl__calloc(m->max_rollback, sizeof *n->ring))) goto fail;
@@ -168,7 +174,7 @@ fail:
 
 RL_API void rl_grammar_matcher_reset(rl_grammar_matcher *m) {
     if (!m) return;
-    ids_copy(&m->cur, m->init.v, m->init.n); /* cur's buffer already holds init's size */
+    ids_copy(&m->cur, m->init.v, m->init.n); /* every buffer cur may be holds init's size */
     memset(&m->part, 0, sizeof m->part);
     m->finished = false;
     m->h_head = m->h_count = 0;

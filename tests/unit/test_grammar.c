@@ -565,6 +565,78 @@ TEST(masks_match_reference) {
     CHECK(total_in_char > 0);
 }
 
+/* ---- token references with a vocabulary --------------------------------------------- */
+
+TEST(token_references) {
+    vocab_fx f;
+    if (!fx_open(&f, "llama-bpe")) SKIP("llama-bpe vocabulary missing");
+    size_t nw = f.gv->n_words;
+    uint32_t *fast = calloc(nw, 4), *ref = calloc(nw, 4);
+    rl_token sh = rl_vocab_find(f.v, "<|start_header_id|>", 19);
+    rl_token eh = rl_vocab_find(f.v, "<|end_header_id|>", 17);
+    rl_token eot = rl_vocab_eot(f.v);
+    CHECK(sh >= 0 && eh >= 0 && eot >= 0 && rl_vocab_is_eog(f.v, eot));
+    /* the <text> form resolves to the same ids as <[id]> */
+    char text[512], err[256];
+    snprintf(text, sizeof text,
+             "root ::= <|start_header_id|> (!<|end_header_id|>)* <|end_header_id|> \"ok\" <[%d]>\n",
+             eot);
+    rl_grammar *g = compile(text, NULL, f.gv, NULL, err, sizeof err);
+    CHECKF(g, "%s", err);
+    snprintf(text, sizeof text, "root ::= <[%d]> (!<[%d]>)* <[%d]> \"ok\" <[%d]>\n", sh, eh, eh, eot);
+    rl_grammar *g2 = compile(text, NULL, f.gv, NULL, err, sizeof err);
+    CHECKF(g2, "%s", err);
+    CHECK(g && g2 && g->ir.n_rules == g2->ir.n_rules &&
+          !memcmp(g->ir.elems, g2->ir.elems, g->ir.off[g->ir.n_rules] * sizeof *g->ir.elems));
+    rl_grammar_free(g2);
+    /* a text that is not one token is refused */
+    rl_status st;
+    rl_grammar *bad = compile("root ::= <hello world>", NULL, f.gv, &st, err, sizeof err);
+    CHECKF(!bad && st == RL_ERR_INVALID_ARG && strstr(err, "single token"), "%s", err);
+    rl_grammar_matcher *m = NULL;
+    if (g) CHECK(rl_grammar_matcher_create(g, 4, &m) == RL_OK);
+    if (m) {
+        /* start: only the header token */
+        CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
+        CHECK_EQ_INT(count_bits(fast, nw), 1);
+        CHECK((fast[sh >> 5] >> (sh & 31)) & 1);
+        CHECK(rl__grammar_matcher_mask_walk(m, ref, nw) == RL_OK && !memcmp(fast, ref, nw * 4));
+        CHECK(rl_grammar_matcher_accept_token(m, sh) == RL_OK);
+        /* any token but the end tokens, control tokens included (token level) */
+        CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
+        CHECK_EQ_INT(count_bits(fast, nw), f.gv->n_tokens - count_bits(f.gv->eog, nw));
+        CHECK(rl__grammar_matcher_mask_walk(m, ref, nw) == RL_OK && !memcmp(fast, ref, nw * 4));
+        rl_token hi = rl_vocab_find(f.v, "Hello", 5);
+        CHECK(rl_grammar_matcher_accept_token(m, hi) == RL_OK);
+        CHECK(rl_grammar_matcher_accept_token(m, sh) == RL_OK);
+        CHECK(rl_grammar_matcher_accept_token(m, eh) == RL_OK);
+        /* text after a token reference; "o" then "k", or "ok" */
+        CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
+        rl_token o = rl_vocab_find(f.v, "o", 1), ok = rl_vocab_find(f.v, "ok", 2);
+        CHECK(((fast[o >> 5] >> (o & 31)) & 1) && ((fast[ok >> 5] >> (ok & 31)) & 1));
+        CHECK(!((fast[eot >> 5] >> (eot & 31)) & 1) && !((fast[eh >> 5] >> (eh & 31)) & 1));
+        CHECK(rl__grammar_matcher_mask_walk(m, ref, nw) == RL_OK && !memcmp(fast, ref, nw * 4));
+        CHECK(rl_grammar_matcher_accept_token(m, ok) == RL_OK);
+        /* the end token is named in the grammar: allowed before the grammar can end */
+        CHECK(!rl_grammar_matcher_can_end(m));
+        CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
+        CHECK_EQ_INT(count_bits(fast, nw), 1);
+        CHECK(rl_grammar_matcher_allows(m, eot));
+        CHECK(rl_grammar_matcher_accept_token(m, eot) == RL_OK);
+        CHECK(rl_grammar_matcher_can_end(m));
+        /* and then an end token finishes it */
+        CHECK(rl_grammar_matcher_fill_mask(m, fast, nw) == RL_OK);
+        CHECK_EQ_INT(count_bits(fast, nw), count_bits(f.gv->eog, nw));
+        CHECK(rl_grammar_matcher_rollback(m, 2) == RL_OK);
+        CHECK(!rl_grammar_matcher_allows(m, eot));
+    }
+    rl_grammar_matcher_free(m);
+    rl_grammar_free(g);
+    free(fast);
+    free(ref);
+    fx_close(&f);
+}
+
 /* ---- rollback and clone ---------------------------------------------------------------- */
 
 TEST(rollback_and_clone) {
@@ -965,6 +1037,7 @@ int main(void) {
     RUN(bytes_and_utf8);
     RUN(repetition_counts);
     RUN(masks_match_reference);
+    RUN(token_references);
     RUN(rollback_and_clone);
     RUN(hostile_grammars);
     RUN(threads_share_a_grammar);
