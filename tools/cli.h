@@ -28,6 +28,7 @@ int cmd_logits(int argc, char **argv);
 int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_bench_serve(int argc, char **argv);
 int cmd_gbnf_check(int argc, char **argv);
 int cmd_bench_grammar(int argc, char **argv);
 int cmd_schema2gbnf(int argc, char **argv);

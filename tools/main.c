@@ -20,6 +20,8 @@ static const cli_command g_commands[] = {
     {"quantize", "quantize a GGUF model with a llama.cpp mix (Q4_K_M, Q8_0, ...)", cmd_quantize},
     {"synth", "write a model with random weights at a real shape (llama3-8b, ...)", cmd_synth},
     {"serve", "OpenAI-compatible HTTP server with continuous batching", cmd_serve},
+    {"bench-serve", "drive a server with concurrent streams: tok/s, TTFT, ITL (JSON)",
+     cmd_bench_serve},
     {"gbnf-check", "does a GBNF grammar accept a text", cmd_gbnf_check},
     {"bench-grammar", "time grammar token masks over random documents (JSON)", cmd_bench_grammar},
     {"schema2gbnf", "print the GBNF grammar a JSON Schema compiles to", cmd_schema2gbnf},
