@@ -3,6 +3,10 @@
 BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# CUDA=0: build without the CUDA backend (default: on when nvcc is found)
+ifeq ($(CUDA),0)
+CMAKE_FLAGS += -DRUVLLM_CUDA=OFF
+endif
 RUVLLM_MODEL ?= $(abspath ../shared/models/stories260K.gguf)
 
 .PHONY: all deps build test demo clean fuzz-long
@@ -16,6 +20,7 @@ $(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
 
 build: deps $(BUILD)/CMakeCache.txt
+	$(if $(CUDA),cmake -S . -B $(BUILD) -DRUVLLM_CUDA=$(if $(filter 0,$(CUDA)),OFF,ON) >/dev/null)
 	cmake --build $(BUILD) -j $(JOBS)
 
 test: build

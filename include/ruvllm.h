@@ -974,9 +974,15 @@ typedef struct rl_model_params {
     bool use_mlock; /* lock the mapped weights in RAM (mlock), so that the kernel cannot
                        evict pages left idle; failing to lock is an error (RL_ERR_IO, the
                        message names RLIMIT_MEMLOCK) */
+    const char *device; /* where contexts on the model compute: "cpu" (NULL too, the
+                           default) or "cuda" / "cuda:N" (GPU N, default 0: the weights are
+                           copied to it once at load). RL_ERR_UNSUPPORTED when the library
+                           was built without CUDA, there is no such GPU or it lacks a
+                           tensor type of the model (the message names it); RL_ERR_INVALID_ARG
+                           for another string. Only the string's value is kept. */
 } rl_model_params;
 
-/* n_threads 0, no mlock. */
+/* n_threads 0, no mlock, device "cpu". */
 RL_API rl_model_params rl_model_default_params(void);
 
 /* Load the model at path. p may be NULL (defaults). On failure *out is NULL and err holds

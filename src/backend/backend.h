@@ -26,7 +26,7 @@
 
 #include "../util/util.h"
 
-#define RL_BACKEND_OPS_VERSION 2
+#define RL_BACKEND_OPS_VERSION 3
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -163,6 +163,21 @@ typedef struct rl_backend_ops {
      * weight. ids and w are host memory; the ids of one call are distinct. */
     void (*add_rows_scaled)(rl_backend *be, float *x, int64_t dim, const int32_t *ids,
                             const float *w, int64_t n, const float *y);
+
+    /* ---- version 3: device backends (all NULL in the CPU backend) ---- */
+    /* Host memory [host, host + bytes) that stays unchanged while the backend lives (the
+     * mapped weights, the model's float vectors): a device backend copies it into its own
+     * memory once, and ops handed pointers into the range (weights, norm weights, biases)
+     * read the copy. RL_ERR_NOMEM when the device memory does not hold it. */
+    rl_status (*map_host)(rl_backend *be, const void *host, size_t bytes);
+    /* matmul, get_rows and reserve_matmul take weights of type t. */
+    bool (*supports_type)(rl_backend *be, rl_type t);
+    /* A new instance on the same device that reads the ranges be mapped (shared, not
+     * copied) and has its own queue and scratch: one per context. be outlives it. */
+    rl_status (*fork)(rl_backend *be, rl_backend **out);
+    /* Wait for the queued work; the first error of a void op since the last call (the
+     * ops of a device backend run asynchronously and report failures late). */
+    rl_status (*sync)(rl_backend *be);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */
@@ -181,5 +196,14 @@ static inline void rl__backend_free(rl_backend *be) {
 }
 /* The CPU backend's thread pool (for tests and tools that time kernels). */
 rl_threadpool *rl__backend_cpu_pool(rl_backend *be);
+
+/* The CUDA backend on device ordinal `device` (src/backend/cuda/). RL_ERR_UNSUPPORTED with
+ * a message when the library was built without CUDA or there is no such device. */
+rl_status rl__backend_cuda_create(int device, rl_backend **out, char *err, size_t err_size);
+/* CUDA devices this process sees (0 when built without CUDA or without a driver). */
+int rl__cuda_device_count(void);
+/* Device-to-device copy bandwidth of GPU `device` in bytes/s, counting bytes read and
+ * written (best of 5 copies of 1 GiB): the floor benchmarks compare with. 0 without one. */
+double rl__cuda_copy_bandwidth(int device);
 
 #endif /* RL_BACKEND_H */

@@ -205,9 +205,12 @@ RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p
     ctx->m = m;
     ctx->p = p;
     ctx->n_cells = p.n_ctx;
-    st = rl__backend_cpu_create(p.n_threads, &ctx->be);
+    if (m->dev) st = m->dev->ops->fork(m->dev, &ctx->be);
+    else st = rl__backend_cpu_create(p.n_threads, &ctx->be);
     if (st != RL_OK) {
-        rl__fmt(err, es, "cannot start %d threads", p.n_threads);
+        if (m->dev) rl__fmt(err, es, "cannot start a %s queue: %s", m->dev->ops->name,
+                            rl_status_str(st));
+        else rl__fmt(err, es, "cannot start %d threads", p.n_threads);
         rl_context_free(ctx);
         return st;
     }
@@ -466,6 +469,10 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
     if (st == RL_OK && pass->n_out)
         ctx->be->ops->to_host(ctx->be, logits, f.logits,
                               (size_t)pass->n_out * (size_t)m->hp.n_vocab * sizeof(float));
+    if (ctx->be->ops->sync) {
+        rl_status sst = ctx->be->ops->sync(ctx->be);
+        if (st == RL_OK) st = sst;
+    }
     return st;
 }
 

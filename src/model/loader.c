@@ -297,14 +297,18 @@ rl_status rl__ld_weight(rl__loader *ld, rl_weight *w, unsigned flags, int n_dims
     return RL_OK;
 }
 
-static rl_status own(rl_model *m, void *p) {
+static rl_status own(rl_model *m, void *p, size_t bytes) {
     if (m->n_owned == m->cap_owned) {
         size_t cap = m->cap_owned ? m->cap_owned * 2 : 16;
         void **o = rl__realloc(m->owned, cap * sizeof *o);
         if (!o) return RL_ERR_NOMEM;
         m->owned = o;
+        size_t *ob = rl__realloc(m->owned_bytes, cap * sizeof *ob);
+        if (!ob) return RL_ERR_NOMEM;
+        m->owned_bytes = ob;
         m->cap_owned = cap;
     }
+    m->owned_bytes[m->n_owned] = bytes;
     m->owned[m->n_owned++] = p;
     return RL_OK;
 }
@@ -332,7 +336,7 @@ rl_status rl__ld_vec(rl__loader *ld, const float **out, unsigned flags, int64_t 
         return rl__ld_fail(ld, RL_ERR_UNSUPPORTED, "tensor %s: type %s is not supported here",
                            name, rl_type_name(ti.type));
     float *f = rl__malloc((size_t)n * sizeof(float));
-    if (!f || own(ld->m, f) != RL_OK) {
+    if (!f || own(ld->m, f, (size_t)n * sizeof(float)) != RL_OK) {
         rl__free(f);
         return rl__ld_fail(ld, RL_ERR_NOMEM, "out of memory");
     }

@@ -57,9 +57,11 @@ static rl_status lock_weights(rl_model *m, char *err, size_t err_size) {
 
 RL_API void rl_model_free(rl_model *m) {
     if (!m) return;
+    rl__backend_free(m->dev);
     if (m->lock_addr) munlock(m->lock_addr, m->lock_len);
     for (size_t i = 0; i < m->n_owned; i++) rl__free(m->owned[i]);
     rl__free(m->owned);
+    rl__free(m->owned_bytes);
     rl__free(m->layers);
     rl_vocab_free(m->vocab);
     rl_gguf_free(m->gguf);
@@ -141,6 +143,8 @@ RL_API rl_status rl_model_load(const char *path, const rl_model_params *p, rl_mo
         st = lock_weights(m, err, err_size);
         if (st != RL_OK) goto fail;
     }
+    st = rl__model_device_init(m, p->device, err, err_size);
+    if (st != RL_OK) goto fail;
     *out = m;
     return RL_OK;
 

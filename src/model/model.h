@@ -148,11 +148,19 @@ struct rl_model {
     rl__layer *layers;           /* [n_layer] */
 
     void **owned;                /* float copies of vectors stored in other types */
+    size_t *owned_bytes;         /* [n_owned] their sizes */
     size_t n_owned, cap_owned;
     uint64_t weight_bytes;
     void *lock_addr;             /* mlocked range, or NULL */
     size_t lock_len;
+    /* device backend holding a copy of the weights (model params device "cuda[:N]"; its
+     * forks run the contexts), NULL on the CPU. device.c */
+    rl_backend *dev;
 };
+
+/* Open the device named by the model params (NULL or "cpu": none) and copy the loaded
+ * weights into it, checking that it takes every tensor type. device.c */
+rl_status rl__model_device_init(rl_model *m, const char *device, char *err, size_t err_size);
 
 /* ------------------------------------------------------------------------------------ */
 /* Loader helpers (loader.c)                                                             */

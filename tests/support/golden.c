@@ -119,7 +119,9 @@ bool rl_golden_check(const char *name, const rl_golden_opts *o, rl_golden_result
     }
     char err[512];
     rl_model *m = NULL;
-    rl_status st = rl_model_load(path, NULL, &m, err, sizeof err);
+    rl_model_params mp = rl_model_default_params();
+    mp.device = o->device;
+    rl_status st = rl_model_load(path, &mp, &m, err, sizeof err);
     CHECKF(st == RL_OK, "%s: %s", name, err);
     if (st != RL_OK) {
         rl_golden_free(&g);
@@ -184,9 +186,10 @@ bool rl_golden_check(const char *name, const rl_golden_opts *o, rl_golden_result
             r->n_greedy++;
         }
     }
-    fprintf(stderr, "  %s (kv %s): prompts tokenized %d/%d; max |err| %.3g over %d steps; "
+    fprintf(stderr, "  %s (%s, kv %s): prompts tokenized %d/%d; max |err| %.3g over %d steps; "
                     "argmax %d/%d",
-            name, rl_type_name(o->kv_type), r->n_prompts_tokenized, r->n_prompts, r->max_err,
+            name, o->device ? o->device : "cpu", rl_type_name(o->kv_type),
+            r->n_prompts_tokenized, r->n_prompts, r->max_err,
             r->n_steps, r->n_argmax, r->n_argmax_checked);
     if (o->greedy) fprintf(stderr, "; greedy %d/%d", r->n_greedy, r->n_greedy_checked);
     fputc('\n', stderr);

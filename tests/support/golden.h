@@ -52,6 +52,7 @@ typedef struct rl_golden_opts {
     bool greedy;       /* also the 64-token greedy continuation (exact up to near-ties) */
     rl_type kv_type;   /* KV cache type (the goldens used F32) */
     int n_threads;     /* 0: 2 */
+    const char *device; /* model params device (NULL: cpu) */
 } rl_golden_opts;
 
 typedef struct rl_golden_result {

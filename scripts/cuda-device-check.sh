@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The CUDA backend's tests and a decode benchmark on a GPU machine that has the NVIDIA
+# driver but none of our build dependencies.
+#
+#   scripts/cuda-device-check.sh prepare [BUILD]   # here: fill device/ (git-ignored) with
+#                                                  # the stripped test and bench binaries of
+#                                                  # BUILD (default build-cuda), the shared
+#                                                  # libraries they need, and the models and
+#                                                  # goldens the tests read
+#   scripts/cuda-device-check.sh run [OUT]         # there: run everything from device/,
+#                                                  # logs to OUT (default $OUT or /tmp/cuda-out)
+#
+# With the workplace's device tool: prepare, then run `bash scripts/cuda-device-check.sh run`
+# carrying device/. Set BENCH_SHAPES (default "llama3-1b:Q4_K_M") to benchmark other
+# random-weight models (ruvllm synth shapes and types; each written once on the machine),
+# SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
+# for Nsight Compute kernel times of two decode steps.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+
+if [ "$mode" = prepare ]; then
+    build=${2:-build-cuda}
+    shared=${RUVLLM_TESTDATA:-$(cd .. && pwd)/shared}
+    rm -rf device/bin device/libs device/testdata
+    mkdir -p device/bin device/libs device/testdata/models/zoo device/testdata/golden
+    for b in test_cuda_ops test_cuda_model test_device_param bench_cuda; do
+        strip -o device/bin/$b "$build/$b" || exit 1
+    done
+    for l in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2; do
+        cp -L "/lib/x86_64-linux-gnu/$l" device/libs/ || exit 1
+    done
+    cp "$shared"/models/stories260K*.gguf device/testdata/models/
+    for m in llama3-F32 llama3-Q8_0 llama3-Q4_K_M gemma2-F32 phi3-Q4_K_M qwen2moe-Q8_0; do
+        cp "$shared/models/zoo/$m.gguf" device/testdata/models/zoo/
+    done
+    for g in stories260K stories260K-f16 stories260K-q8_0 stories260K-q5_1 stories260K-q5_0 \
+             stories260K-q4_1 stories260K-q4_0.norepack llama3-F32 llama3-Q8_0 \
+             llama3-Q4_K_M.norepack gemma2-F32 phi3-Q4_K_M.norepack qwen2moe-Q8_0; do
+        cp "$shared/golden/$g.json" "$shared/golden/$g.logits.bin" device/testdata/golden/
+    done
+    du -sh device
+    exit 0
+fi
+
+if [ "$mode" != run ]; then
+    echo "usage: $0 prepare [BUILD] | run [OUT]" >&2
+    exit 2
+fi
+
+out=${2:-${OUT:-/tmp/cuda-out}}
+mkdir -p "$out" /tmp/cuda-build
+root=$(pwd)
+export LD_LIBRARY_PATH="$root/device/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RUVLLM_TESTDATA="$root/device/testdata" RUVLLM_BUILD_DIR=/tmp/cuda-build
+status=0
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
+    2>&1 | tee "$out/gpu.txt"
+cd device/bin || exit 1
+for t in test_device_param test_cuda_ops test_cuda_model; do
+    echo "== $t"
+    timeout 400 "./$t" >"$out/$t.log" 2>&1
+    rc=$?
+    grep -E "FAIL|failed|skip|matmul |attention |rope cfg 0|rmsnorm|two sequences|f16 cache|\(cuda," \
+        "$out/$t.log" | head -80
+    tail -1 "$out/$t.log"
+    echo "exit $rc"
+    [ $rc -eq 0 ] || status=1
+done
+if [ "${SANITIZE:-0}" = 1 ]; then
+    echo "== compute-sanitizer memcheck test_cuda_ops"
+    timeout 500 compute-sanitizer --tool memcheck --leak-check no ./test_cuda_ops \
+        >"$out/memcheck.log" 2>&1
+    echo "exit $?"
+    grep -E "ERROR SUMMARY|Invalid|checks" "$out/memcheck.log" | head -20
+fi
+for sb in ${BENCH_SHAPES:-llama3-1b:Q4_K_M}; do
+    shape=${sb%%:*} type=${sb##*:}
+    echo "== bench $shape $type"
+    timeout 400 ./bench_cuda --shape "$shape" --type "$type" --out "/tmp/$shape-$type.gguf" \
+        --pp 512 --tg 128 --reps 2 2>&1 | tee -a "$out/bench.jsonl"
+done
+if [ "${PROFILE:-0}" = 1 ]; then
+    # kernel times of about two decode steps of the first benchmarked model
+    sb=${BENCH_SHAPES:-llama3-1b:Q4_K_M}
+    sb=${sb%% *}
+    echo "== ncu: decode kernels of ${sb%%:*} ${sb##*:}"
+    timeout 300 ncu --launch-skip 1500 --launch-count 540 --print-summary per-kernel \
+        --metrics gpu__time_duration.sum ./bench_cuda --model "/tmp/${sb%%:*}-${sb##*:}.gguf" \
+        --pp 16 --tg 64 --reps 1 >"$out/ncu.txt" 2>&1
+    echo "exit $?"
+    grep -E "^  [A-Za-z_].*\(|gpu__time_duration.sum" "$out/ncu.txt" | sed 's/  */ /g' | head -60
+fi
+exit $status

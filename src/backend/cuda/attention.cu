@@ -1,0 +1,255 @@
+/*
+ * attention.cu - attention of query tokens over cached K/V cells (backend.h's attention
+ * op), the flash-attention way (Dao et al. 2022) in its single-query form (Milakov &
+ * Gimelshein 2018): the cells of a token's span are visited in tiles of 32 with a running
+ * maximum m, a running sum l of exp(s - m) and an accumulator of exp(s - m) v per query
+ * head, rescaled by exp(m_old - m_new) when the maximum grows; no score matrix is
+ * materialized. The arithmetic per tile is the CPU's (attention.c).
+ *
+ * One block of 128 threads serves one (token, KV head, group of up to 8 query heads that
+ * share it, split): every K and V row is read once per GQA group. Long spans are cut into
+ * n_split pieces handled by separate blocks (flash-decoding, Dao et al. 2023), whose
+ * (m, l, acc) partials a second kernel combines; that keeps a single decoded token's
+ * attention spread over the whole GPU.
+ *
+ * Shared memory: the group's queries [HC][head_dim_k], accumulators [HC][head_dim_v],
+ * the tile's scores [HC][32], m, l and the rescale factor per head, the tile's cell ids.
+ */
+#include "cuda_impl.h"
+
+#include <cuda_fp16.h>
+#include <math.h>
+
+namespace {
+
+constexpr int HC = RL_CU_ATTN_HC;
+constexpr int TILE = 32;
+constexpr int THREADS = 128;
+constexpr int WARPS = THREADS / 32;
+
+template <int KVT> __device__ __forceinline__ float kv_load(const uint8_t *row, int64_t e) {
+    if constexpr (KVT == RL_TYPE_F32) {
+        return reinterpret_cast<const float *>(row)[e];
+    } else if constexpr (KVT == RL_TYPE_F16) {
+        return __half2float(reinterpret_cast<const __half *>(row)[e]);
+    } else { /* Q8_0 */
+        const uint8_t *b = row + (e >> 5) * RL_CU_Q8_0_BYTES;
+        const float d =
+            __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short *>(b)));
+        return (float)reinterpret_cast<const int8_t *>(b + RL_CU_Q8_0_QS)[e & 31] * d;
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+template <int KVT>
+__global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgroups) {
+    extern __shared__ float sm[];
+    const int hdk = a.head_dim_k, hdv = a.head_dim_v;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int64_t bx = blockIdx.x;
+    const int hg = (int)(bx % n_hgroups);
+    bx /= n_hgroups;
+    const int g = (int)(bx % a.n_head_kv);
+    const int64_t t = bx / a.n_head_kv;
+    const int split = blockIdx.y;
+    const int n_gqa = a.n_head / a.n_head_kv;
+    const int h0 = hg * HC;
+    const int nh = min(HC, n_gqa - h0);
+
+    float *qs = sm;                                   /* [HC][hdk] */
+    float *acc = qs + HC * hdk;                       /* [HC][hdv] */
+    float *sc = acc + HC * hdv;                       /* [HC][TILE] */
+    float *mrow = sc + HC * TILE;                     /* [HC] */
+    float *lrow = mrow + HC;                          /* [HC] */
+    float *crow = lrow + HC;                          /* [HC] */
+    int *cell_s = reinterpret_cast<int *>(crow + HC); /* [TILE] */
+
+    const int head0 = g * n_gqa + h0; /* first query head of this block */
+    for (int i = tid; i < nh * hdk; i += THREADS) {
+        const int h = i / hdk, d = i % hdk;
+        qs[h * hdk + d] = a.q[t * a.q_ld + (int64_t)(head0 + h) * hdk + d];
+    }
+    for (int i = tid; i < nh * hdv; i += THREADS) acc[i] = 0.0f;
+    if (tid < HC) {
+        mrow[tid] = -INFINITY;
+        lrow[tid] = 0.0f;
+    }
+    __syncthreads();
+
+    const int32_t b = a.span[2 * t], e = a.span[2 * t + 1];
+    const int64_t cb = (int64_t)b + (int64_t)split * a.split_len;
+    const int64_t ce = min((int64_t)e, cb + a.split_len);
+    const uint8_t *kt = static_cast<const uint8_t *>(a.k);
+    const uint8_t *vt = static_cast<const uint8_t *>(a.v);
+
+    for (int64_t c0 = cb; c0 < ce; c0 += TILE) {
+        const int nt = (int)min((int64_t)TILE, ce - c0);
+        if (tid < nt) cell_s[tid] = a.cells[c0 + tid];
+        __syncthreads();
+
+        /* scores: a warp per cell, lanes across the head */
+        for (int i = warp; i < nt; i += WARPS) {
+            const uint8_t *krow = kt + (size_t)cell_s[i] * a.k_row_bytes;
+            float p[HC];
+#pragma unroll
+            for (int h = 0; h < HC; h++) p[h] = 0.0f;
+            for (int d = lane; d < hdk; d += 32) {
+                const float kv = kv_load<KVT>(krow, (int64_t)g * hdk + d);
+#pragma unroll
+                for (int h = 0; h < HC; h++)
+                    if (h < nh) p[h] += qs[h * hdk + d] * kv;
+            }
+#pragma unroll
+            for (int h = 0; h < HC; h++) p[h] = warp_sum(p[h]);
+            if (lane == 0) {
+#pragma unroll
+                for (int h = 0; h < HC; h++) {
+                    if (h >= nh) break;
+                    float x = p[h] * a.scale;
+                    if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
+                    sc[h * TILE + i] = x;
+                }
+            }
+        }
+        __syncthreads();
+
+        /* online softmax: a warp per head, a lane per cell of the tile */
+        for (int h = warp; h < nh; h += WARPS) {
+            const float x = lane < nt ? sc[h * TILE + lane] : -INFINITY;
+            const float mt = warp_max(x);
+            const float mold = mrow[h];
+            const float mn = fmaxf(mold, mt);
+            const float corr = mold == -INFINITY ? 0.0f : expf(mold - mn);
+            const float pv = lane < nt ? expf(x - mn) : 0.0f;
+            const float sum = warp_sum(pv);
+            sc[h * TILE + lane] = pv;
+            if (lane == 0) {
+                lrow[h] = lrow[h] * corr + sum;
+                mrow[h] = mn;
+                crow[h] = corr;
+            }
+        }
+        __syncthreads();
+
+        /* acc = acc * corr + sum_i p_i v_i: a thread per value dimension */
+        for (int d = tid; d < hdv; d += THREADS) {
+            float ac[HC];
+#pragma unroll
+            for (int h = 0; h < HC; h++) ac[h] = h < nh ? acc[h * hdv + d] * crow[h] : 0.0f;
+            for (int i = 0; i < nt; i++) {
+                const uint8_t *vrow = vt + (size_t)cell_s[i] * a.v_row_bytes;
+                const float vv = kv_load<KVT>(vrow, (int64_t)g * hdv + d);
+#pragma unroll
+                for (int h = 0; h < HC; h++) ac[h] += sc[h * TILE + i] * vv;
+            }
+#pragma unroll
+            for (int h = 0; h < HC; h++)
+                if (h < nh) acc[h * hdv + d] = ac[h];
+        }
+        __syncthreads();
+    }
+
+    if (a.n_split == 1) {
+        for (int i = tid; i < nh * hdv; i += THREADS) {
+            const int h = i / hdv, d = i % hdv;
+            const float l = lrow[h];
+            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            a.out[t * a.out_ld + (int64_t)(head0 + h) * hdv + d] = acc[i] * inv;
+        }
+    } else {
+        for (int h = 0; h < nh; h++) {
+            float *w =
+                a.ws + (((size_t)t * a.n_head + head0 + h) * a.n_split + split) * (size_t)(hdv + 2);
+            if (tid == 0) {
+                w[0] = mrow[h];
+                w[1] = lrow[h];
+            }
+            for (int d = tid; d < hdv; d += THREADS) w[2 + d] = acc[h * hdv + d];
+        }
+    }
+}
+
+/* Combine the n_split partials of each (token, head): weights exp(m_s - M) with M the
+ * largest m of the non-empty pieces. */
+__global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
+    const int64_t t = blockIdx.x / a.n_head;
+    const int head = (int)(blockIdx.x % a.n_head);
+    const int hdv = a.head_dim_v, ns = a.n_split;
+    const float *w = a.ws + ((size_t)t * a.n_head + head) * ns * (size_t)(hdv + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++)
+        if (w[s * (hdv + 2) + 1] > 0.0f) M = fmaxf(M, w[s * (hdv + 2)]);
+    float L = 0.0f;
+    for (int s = 0; s < ns; s++) {
+        const float l = w[s * (hdv + 2) + 1];
+        if (l > 0.0f) L += l * expf(w[s * (hdv + 2)] - M);
+    }
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    for (int d = threadIdx.x; d < hdv; d += THREADS) {
+        float o = 0.0f;
+        for (int s = 0; s < ns; s++) {
+            const float *p = w + s * (hdv + 2);
+            if (p[1] > 0.0f) o += p[2 + d] * expf(p[0] - M);
+        }
+        a.out[t * a.out_ld + (int64_t)head * hdv + d] = o * inv;
+    }
+}
+
+} // namespace
+
+extern "C" size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v) {
+    return sizeof(float) *
+               ((size_t)HC * head_dim_k + (size_t)HC * head_dim_v + HC * TILE + 3 * HC) +
+           sizeof(int) * TILE;
+}
+
+extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
+    const int v = (int)smem_max;
+    cudaError_t e = cudaFuncSetAttribute(attn_kernel<RL_TYPE_F32>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(attn_kernel<RL_TYPE_F16>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(attn_kernel<RL_TYPE_Q8_0>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    return e;
+}
+
+extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
+    if (a->n_tok <= 0) return cudaSuccess;
+    const int n_gqa = a->n_head / a->n_head_kv;
+    const int n_hgroups = (n_gqa + HC - 1) / HC;
+    const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
+    if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > 65535) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)nblk, (unsigned)a->n_split);
+    const size_t smem = rl__cu_attn_smem(a->head_dim_k, a->head_dim_v);
+    switch (a->type) {
+    case RL_TYPE_F32:
+        attn_kernel<RL_TYPE_F32><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        break;
+    case RL_TYPE_F16:
+        attn_kernel<RL_TYPE_F16><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        break;
+    case RL_TYPE_Q8_0:
+        attn_kernel<RL_TYPE_Q8_0><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess || a->n_split == 1) return e;
+    attn_combine_kernel<<<(unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s>>>(*a);
+    return cudaGetLastError();
+}

@@ -1,0 +1,135 @@
+/*
+ * cuda_impl.h - what backend_cuda.c (C: the ops table, memory, host arrays) and the
+ * kernel files (*.cu, C++) share: the launchers, each a plain function enqueuing its
+ * kernels on a stream and returning the launch error, and the byte offsets of the block
+ * formats the kernels decode (the .cu files do not include blocks.h; backend_cuda.c checks
+ * these offsets against it at compile time).
+ *
+ * All pointers are device memory unless a comment says otherwise. Shapes follow
+ * backend.h.
+ */
+#ifndef RL_BACKEND_CUDA_IMPL_H
+#define RL_BACKEND_CUDA_IMPL_H
+
+#include "ruvllm.h"
+
+#include <cuda_runtime.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- block layouts (bytes per block, offsets of the fields) ---- */
+#define RL_CU_Q4_0_BYTES 18 /* d, qs[16] */
+#define RL_CU_Q4_0_QS 2
+#define RL_CU_Q4_1_BYTES 20 /* d, m, qs[16] */
+#define RL_CU_Q4_1_QS 4
+#define RL_CU_Q5_0_BYTES 22 /* d, qh[4], qs[16] */
+#define RL_CU_Q5_0_QH 2
+#define RL_CU_Q5_0_QS 6
+#define RL_CU_Q5_1_BYTES 24 /* d, m, qh[4], qs[16] */
+#define RL_CU_Q5_1_QH 4
+#define RL_CU_Q5_1_QS 8
+#define RL_CU_Q8_0_BYTES 34 /* d, qs[32] */
+#define RL_CU_Q8_0_QS 2
+#define RL_CU_Q2_K_BYTES 84 /* scales[16], qs[64], d, dmin */
+#define RL_CU_Q2_K_QS 16
+#define RL_CU_Q2_K_D 80
+#define RL_CU_Q3_K_BYTES 110 /* hmask[32], qs[64], scales[12], d */
+#define RL_CU_Q3_K_QS 32
+#define RL_CU_Q3_K_SCALES 96
+#define RL_CU_Q3_K_D 108
+#define RL_CU_Q4_K_BYTES 144 /* d, dmin, scales[12], qs[128] */
+#define RL_CU_Q4_K_SCALES 4
+#define RL_CU_Q4_K_QS 16
+#define RL_CU_Q5_K_BYTES 176 /* d, dmin, scales[12], qh[32], qs[128] */
+#define RL_CU_Q5_K_QH 16
+#define RL_CU_Q5_K_QS 48
+#define RL_CU_Q6_K_BYTES 210 /* ql[128], qh[64], scales[16], d */
+#define RL_CU_Q6_K_QH 128
+#define RL_CU_Q6_K_SCALES 192
+#define RL_CU_Q6_K_D 208
+#define RL_CU_IQ4_NL_BYTES 18  /* d, qs[16] */
+#define RL_CU_IQ4_XS_BYTES 136 /* d, scales_h, scales_l[4], qs[128] */
+#define RL_CU_IQ4_XS_SCALES_H 2
+#define RL_CU_IQ4_XS_SCALES_L 4
+#define RL_CU_IQ4_XS_QS 8
+
+/* ---- set-up (once per device) ---- */
+/* The IQ4 non-linear grid (16 values) into the device's constant memory, and the
+ * attention kernel's shared-memory limit raised to smem_max bytes. */
+cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max);
+cudaError_t rl__cu_init_matmul(const int8_t iq4_values[16]); /* matmul.cu's part */
+cudaError_t rl__cu_init_attention(size_t smem_max);          /* attention.cu's part */
+
+/* ---- weights (matmul.cu, ops_nofma.cu) ---- */
+/* A type the kernels decode. */
+bool rl__cu_type_ok(int type);
+/* y[n][rows] = x[n][K] W^T for weights of `type`, rows of row_bytes bytes. vec: rows and
+ * x are 16-byte aligned and K % 8 == 0 (always so for block types, whose x must then be
+ * 16-byte aligned); float types without it take the scalar path. */
+cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
+                          int64_t rows, int64_t K, const float *x, int64_t n, float *y);
+/* y[t] = row ids[t] of w as float, K values per row. */
+cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
+                            int64_t K, const int32_t *ids, int64_t n, float *y);
+
+/* ---- element-wise (ops_nofma.cu) ---- */
+cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
+                           const float *w, float *y);
+/* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache). */
+cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t ld, int n_head, int head_dim,
+                        int n_rot, bool neox, const float *tab);
+cudaError_t rl__cu_add_row(cudaStream_t s, float *x, int64_t n, int64_t dim, int64_t ld,
+                           const float *b);
+cudaError_t rl__cu_add(cudaStream_t s, float *x, const float *y, int64_t n);
+cudaError_t rl__cu_scale(cudaStream_t s, float *x, int64_t n, float v);
+cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c);
+cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v);
+/* act: 0 SiLU, 1 GELU (tanh) */
+cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g, const float *u,
+                       int64_t ld_u, int64_t n, int64_t dim, float *out);
+cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, const int32_t *ids, int64_t n,
+                                int64_t dim, float *dst);
+cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t dim, const int32_t *ids,
+                                   const float *w, int64_t n, const float *y);
+/* Rows src[t] (row stride ld floats, ne values) into table rows cells[t] of type F32,
+ * F16 or Q8_0 (row_bytes each). */
+cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size_t row_bytes, const float *src,
+                            int64_t ld, int64_t ne, int64_t n, const int32_t *cells);
+/* Table rows src[i] to rows dst[i]. */
+cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const int32_t *src,
+                           const int32_t *dst, int64_t n);
+
+/* ---- attention (attention.cu) ---- */
+typedef struct rl__cu_attn {
+    int type;          /* KV type: F32, F16, Q8_0 */
+    const void *k, *v; /* tables */
+    size_t k_row_bytes, v_row_bytes;
+    int32_t n_tok, n_head, n_head_kv, head_dim_k, head_dim_v;
+    const float *q;
+    int64_t q_ld;
+    float *out;
+    int64_t out_ld;
+    const int32_t *cells; /* device */
+    const int32_t *span;  /* device, [n_tok][2] indexes of cells */
+    float scale, softcap;
+    int32_t n_split, split_len; /* each token's span cut into n_split pieces of split_len
+                                   cells (a multiple of 32) */
+    float *ws;                  /* n_split > 1: [n_tok][n_head][n_split][head_dim_v + 2] */
+} rl__cu_attn;
+
+/* Query heads one attention block handles (the GQA group is cut into pieces of this). */
+#define RL_CU_ATTN_HC 8
+/* Dynamic shared memory of the attention kernel for these head sizes. */
+size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v);
+cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RL_BACKEND_CUDA_IMPL_H */

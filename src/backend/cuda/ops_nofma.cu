@@ -1,0 +1,348 @@
+/*
+ * ops_nofma.cu - the element-wise layer ops and the embedding lookup on the GPU. Built
+ * with --fmad=false and written in the CPU's order of operations (backend_cpu.c, rope.c,
+ * attention.c's KV write), so that RMSNorm's scaling, RoPE's rotation, the residual and
+ * bias adds, the KV conversions (F16 round-to-nearest-even, Q8_0 with roundf) and the
+ * decoded embedding rows match the CPU bit for bit; the transcendental functions (expf,
+ * tanhf, sqrtf is exact) differ from glibc's by an ulp or two.
+ */
+#include "qtypes.cuh"
+
+using namespace rlcu;
+
+namespace {
+
+constexpr int EW_THREADS = 256;
+
+unsigned ew_blocks(int64_t n) {
+    int64_t b = (n + EW_THREADS - 1) / EW_THREADS;
+    return (unsigned)(b < 65535 * 16 ? (b > 0 ? b : 1) : 65535 * 16);
+}
+
+#define GRID_STRIDE(i, n)                                                                          \
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n);                      \
+         i += (int64_t)gridDim.x * blockDim.x)
+
+/* ---- embedding rows ---- */
+template <class T>
+__global__ void get_rows_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t K,
+                                const int32_t *__restrict__ ids, float *__restrict__ y) {
+    const int64_t t = blockIdx.y;
+    const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= K / T::NV) return;
+    float v[T::NV];
+    T::chunk(w + (size_t)ids[t] * row_bytes, c, v);
+    float *o = y + t * K + c * T::NV;
+#pragma unroll
+    for (int i = 0; i < T::NV; i++) o[i] = v[i];
+}
+
+template <class T>
+cudaError_t get_rows_launch(cudaStream_t s, const void *w, size_t row_bytes, int64_t K,
+                            const int32_t *ids, int64_t n, float *y) {
+    const int64_t nch = K / T::NV;
+    dim3 grid((unsigned)((nch + EW_THREADS - 1) / EW_THREADS), (unsigned)n);
+    get_rows_kernel<T>
+        <<<grid, EW_THREADS, 0, s>>>(static_cast<const uint8_t *>(w), row_bytes, K, ids, y);
+    return cudaGetLastError();
+}
+
+/* ---- RMSNorm: sum of squares in double, scale in float, then the weight ---- */
+__global__ void rmsnorm_kernel(const float *x, int64_t dim, float eps, const float *w, float *y) {
+    __shared__ double part[32];
+    const float *xr = x + (int64_t)blockIdx.x * dim;
+    float *yr = y + (int64_t)blockIdx.x * dim;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * (double)xr[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        double v = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) part[0] = v;
+    }
+    __syncthreads();
+    const float mean = (float)(part[0] / (double)dim);
+    const float sc = 1.0f / sqrtf(mean + eps);
+    if (w)
+        for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (xr[i] * sc) * w[i];
+    else
+        for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * sc;
+}
+
+/* ---- RoPE: one thread per rotated pair, angles from the host's table ---- */
+__global__ void rope_kernel(float *x, int64_t n, int64_t ld, int n_head, int head_dim, int n_rot,
+                            bool neox, const float *tab) {
+    const int half = n_rot / 2;
+    const int64_t total = n * n_head * half;
+    GRID_STRIDE(idx, total) {
+        const int i = (int)(idx % half);
+        const int h = (int)((idx / half) % n_head);
+        const int64_t r = idx / ((int64_t)half * n_head);
+        float *xp = x + r * ld + (int64_t)h * head_dim;
+        const float cs = tab[r * n_rot + 2 * i], sn = tab[r * n_rot + 2 * i + 1];
+        const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        const float x0 = xp[i0], x1 = xp[i1];
+        xp[i0] = x0 * cs - x1 * sn;
+        xp[i1] = x0 * sn + x1 * cs;
+    }
+}
+
+__global__ void add_row_kernel(float *x, int64_t n, int64_t dim, int64_t ld, const float *b) {
+    GRID_STRIDE(idx, n * dim) {
+        const int64_t t = idx / dim, i = idx % dim;
+        x[t * ld + i] += b[i];
+    }
+}
+
+__global__ void add_kernel(float *x, const float *y, int64_t n) { GRID_STRIDE(i, n) x[i] += y[i]; }
+
+__global__ void scale_kernel(float *x, int64_t n, float v) { GRID_STRIDE(i, n) x[i] *= v; }
+
+__global__ void softcap_kernel(float *x, int64_t n, float c) {
+    GRID_STRIDE(i, n) x[i] = tanhf(x[i] / c) * c;
+}
+
+__global__ void fill_kernel(float *x, int64_t n, float v) { GRID_STRIDE(i, n) x[i] = v; }
+
+/* SiLU x / (1 + e^-x); GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as the CPU
+ * writes it. */
+__global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                           int64_t n, int64_t dim, float *out) {
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    GRID_STRIDE(idx, n * dim) {
+        const int64_t t = idx / dim, i = idx % dim;
+        const float x = g[t * ld_g + i], up = u[t * ld_u + i];
+        float o;
+        if (act == 0) {
+            o = x / (1.0f + expf(-x)) * up;
+        } else {
+            const float ge = 0.5f * x * (1.0f + tanhf(k0 * x * (1.0f + k1 * x * x)));
+            o = ge * up;
+        }
+        out[t * dim + i] = o;
+    }
+}
+
+__global__ void get_rows_f32_kernel(const float *src, const int32_t *ids, int64_t dim, float *dst) {
+    const int64_t t = blockIdx.y;
+    const float *s = src + (int64_t)ids[t] * dim;
+    float *d = dst + t * dim;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < dim;
+         i += (int64_t)gridDim.x * blockDim.x)
+        d[i] = s[i];
+}
+
+/* In place (ids[t] >= t): rows in order, one block, so that no row is overwritten before
+ * the rows that read it. */
+__global__ void compact_rows_kernel(float *x, const int32_t *ids, int64_t n, int64_t dim) {
+    for (int64_t t = 0; t < n; t++) {
+        if (ids[t] != t) {
+            const float *s = x + (int64_t)ids[t] * dim;
+            float *d = x + t * dim;
+            for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) d[i] = s[i];
+        }
+        __syncthreads();
+    }
+}
+
+__global__ void add_rows_scaled_kernel(float *x, int64_t dim, const int32_t *ids, const float *w,
+                                       int64_t n, const float *y) {
+    GRID_STRIDE(idx, n * dim) {
+        const int64_t t = idx / dim, i = idx % dim;
+        x[(int64_t)ids[t] * dim + i] += y[idx] * w[t];
+    }
+}
+
+__global__ void kv_write_f32_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
+                                    int64_t ne, int64_t n, const int32_t *cells) {
+    GRID_STRIDE(idx, n * ne) {
+        const int64_t t = idx / ne, i = idx % ne;
+        reinterpret_cast<float *>(tab + (size_t)cells[t] * row_bytes)[i] = src[t * ld + i];
+    }
+}
+
+__global__ void kv_write_f16_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
+                                    int64_t ne, int64_t n, const int32_t *cells) {
+    GRID_STRIDE(idx, n * ne) {
+        const int64_t t = idx / ne, i = idx % ne;
+        reinterpret_cast<__half *>(tab + (size_t)cells[t] * row_bytes)[i] =
+            __float2half_rn(src[t * ld + i]);
+    }
+}
+
+/* Q8_0 as the CPU's activation quantizer: d = amax / 127, q = roundf(x / d) (half away
+ * from zero), d stored as fp16. One thread per block of 32. */
+__global__ void kv_write_q8_0_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
+                                     int64_t ne, int64_t n, const int32_t *cells) {
+    const int64_t nb = ne / 32;
+    GRID_STRIDE(idx, n * nb) {
+        const int64_t t = idx / nb, b = idx % nb;
+        const float *x = src + t * ld + b * 32;
+        uint8_t *blk = tab + (size_t)cells[t] * row_bytes + b * RL_CU_Q8_0_BYTES;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        /* blocks are 34 bytes in rows of even size: d is 2-aligned */
+        *reinterpret_cast<unsigned short *>(blk) = __half_as_ushort(__float2half_rn(d));
+        for (int j = 0; j < 32; j++) blk[RL_CU_Q8_0_QS + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    }
+}
+
+__global__ void kv_copy_kernel(uint8_t *tab, size_t row_bytes, const int32_t *src,
+                               const int32_t *dst, int64_t n) {
+    GRID_STRIDE(idx, n * (int64_t)row_bytes) {
+        const int64_t t = idx / (int64_t)row_bytes, i = idx % (int64_t)row_bytes;
+        tab[(size_t)dst[t] * row_bytes + i] = tab[(size_t)src[t] * row_bytes + i];
+    }
+}
+
+} // namespace
+
+extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const void *w,
+                                       size_t row_bytes, int64_t K, const int32_t *ids, int64_t n,
+                                       float *y) {
+    if (n <= 0) return cudaSuccess;
+    if (n > 65535) return cudaErrorInvalidValue;
+    switch (type) {
+#define RL_CU_CASE(id, Tr)                                                                         \
+    case id:                                                                                       \
+        return get_rows_launch<Tr>(s, w, row_bytes, K, ids, n, y);
+        RL_CU_BLOCK_TYPES(RL_CU_CASE)
+#undef RL_CU_CASE
+    case RL_TYPE_F32:
+        return vec ? get_rows_launch<TF32>(s, w, row_bytes, K, ids, n, y)
+                   : get_rows_launch<TF32S>(s, w, row_bytes, K, ids, n, y);
+    case RL_TYPE_F16:
+        return vec ? get_rows_launch<TF16>(s, w, row_bytes, K, ids, n, y)
+                   : get_rows_launch<TF16S>(s, w, row_bytes, K, ids, n, y);
+    case RL_TYPE_BF16:
+        return vec ? get_rows_launch<TBF16>(s, w, row_bytes, K, ids, n, y)
+                   : get_rows_launch<TBF16S>(s, w, row_bytes, K, ids, n, y);
+    default:
+        return cudaErrorInvalidValue;
+    }
+}
+
+extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
+                                      float eps, const float *w, float *y) {
+    if (n <= 0) return cudaSuccess;
+    if (n > 0x7fffffff) return cudaErrorInvalidValue;
+    const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
+    rmsnorm_kernel<<<(unsigned)n, threads, 0, s>>>(x, dim, eps, w, y);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t ld, int n_head,
+                                   int head_dim, int n_rot, bool neox, const float *tab) {
+    const int64_t total = n * n_head * (n_rot / 2);
+    if (total <= 0) return cudaSuccess;
+    rope_kernel<<<ew_blocks(total), EW_THREADS, 0, s>>>(x, n, ld, n_head, head_dim, n_rot, neox,
+                                                        tab);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_add_row(cudaStream_t s, float *x, int64_t n, int64_t dim, int64_t ld,
+                                      const float *b) {
+    if (n * dim <= 0) return cudaSuccess;
+    add_row_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(x, n, dim, ld, b);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_add(cudaStream_t s, float *x, const float *y, int64_t n) {
+    if (n <= 0) return cudaSuccess;
+    add_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, y, n);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_scale(cudaStream_t s, float *x, int64_t n, float v) {
+    if (n <= 0) return cudaSuccess;
+    scale_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n, v);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c) {
+    if (n <= 0) return cudaSuccess;
+    softcap_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n, c);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v) {
+    if (n <= 0) return cudaSuccess;
+    fill_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n, v);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g,
+                                  const float *u, int64_t ld_u, int64_t n, int64_t dim,
+                                  float *out) {
+    if (n * dim <= 0) return cudaSuccess;
+    glu_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(act, g, ld_g, u, ld_u, n, dim, out);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, const int32_t *ids,
+                                           int64_t n, int64_t dim, float *dst) {
+    if (n <= 0 || dim <= 0) return cudaSuccess;
+    if (src == dst) {
+        compact_rows_kernel<<<1, 1024, 0, s>>>(dst, ids, n, dim);
+    } else {
+        if (n > 65535) return cudaErrorInvalidValue;
+        dim3 grid((unsigned)((dim + EW_THREADS - 1) / EW_THREADS), (unsigned)n);
+        get_rows_f32_kernel<<<grid, EW_THREADS, 0, s>>>(src, ids, dim, dst);
+    }
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t dim,
+                                              const int32_t *ids, const float *w, int64_t n,
+                                              const float *y) {
+    if (n * dim <= 0) return cudaSuccess;
+    add_rows_scaled_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(x, dim, ids, w, n, y);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size_t row_bytes,
+                                       const float *src, int64_t ld, int64_t ne, int64_t n,
+                                       const int32_t *cells) {
+    if (n * ne <= 0) return cudaSuccess;
+    uint8_t *t = static_cast<uint8_t *>(tab);
+    switch (type) {
+    case RL_TYPE_F32:
+        kv_write_f32_kernel<<<ew_blocks(n * ne), EW_THREADS, 0, s>>>(t, row_bytes, src, ld, ne, n,
+                                                                     cells);
+        break;
+    case RL_TYPE_F16:
+        kv_write_f16_kernel<<<ew_blocks(n * ne), EW_THREADS, 0, s>>>(t, row_bytes, src, ld, ne, n,
+                                                                     cells);
+        break;
+    case RL_TYPE_Q8_0:
+        if (ne % 32) return cudaErrorInvalidValue;
+        kv_write_q8_0_kernel<<<ew_blocks(n * ne / 32), EW_THREADS, 0, s>>>(t, row_bytes, src, ld,
+                                                                           ne, n, cells);
+        break;
+    default:
+        return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes,
+                                      const int32_t *src, const int32_t *dst, int64_t n) {
+    if (n <= 0) return cudaSuccess;
+    kv_copy_kernel<<<ew_blocks(n * (int64_t)row_bytes), EW_THREADS, 0, s>>>(
+        static_cast<uint8_t *>(tab), row_bytes, src, dst, n);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max) {
+    cudaError_t e = rl_cu_set_iq4(iq4_values);
+    if (e == cudaSuccess) e = rl__cu_init_matmul(iq4_values);
+    if (e == cudaSuccess) e = rl__cu_init_attention(smem_max);
+    return e;
+}

@@ -1,0 +1,337 @@
+/*
+ * qtypes.cuh - device decoders of the weight types: for each type a traits struct whose
+ * chunk(row, c, out) writes the NV values c*NV .. c*NV+NV-1 of a row as float (NV = 8 for
+ * every vector path; 1 for the scalar paths of float rows that are not 8-aligned).
+ *
+ * The arithmetic of each decoder is the CPU's dequantization (src/quant/quant_*.c) in the
+ * same order, so that in a file built with --fmad=false (ops_nofma.cu: get_rows) the
+ * values are bit-identical to rl_dequantize; matmul.cu lets the compiler fuse them into
+ * the dot products. The formats are ggml's (ggml-common.h): legacy blocks of 32 values
+ * (Q4_0 .. Q8_0, IQ4_NL) and the k-quant super-blocks of 256 (Q2_K .. Q6_K, IQ4_XS).
+ */
+#ifndef RL_BACKEND_CUDA_QTYPES_CUH
+#define RL_BACKEND_CUDA_QTYPES_CUH
+
+#include "cuda_impl.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+/* The IQ4_NL / IQ4_XS grid. Without relocatable device code every file that decodes has
+ * its own copy; rl__cu_init fills each through its file's setter. */
+static __constant__ int8_t rl_cu_iq4_values[16];
+static inline cudaError_t rl_cu_set_iq4(const int8_t *v) {
+    return cudaMemcpyToSymbol(rl_cu_iq4_values, v, 16);
+}
+
+namespace rlcu {
+
+__device__ __forceinline__ float h2f(const uint8_t *p) {
+    return __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short *>(p)));
+}
+
+/* Block fields sit at even offsets of blocks of even size, so the decoders read them in
+ * 16-bit units (half the load instructions of bytes; block rows are not 4-aligned). */
+__device__ __forceinline__ uint32_t ld_u32_b2(const uint8_t *p) {
+    const unsigned short *q = reinterpret_cast<const unsigned short *>(p);
+    return (uint32_t)q[0] | (uint32_t)q[1] << 16;
+}
+
+/* 8 bytes at an even address, as two little-endian words. */
+__device__ __forceinline__ uint2 ld8_b2(const uint8_t *p) {
+    const unsigned short *q = reinterpret_cast<const unsigned short *>(p);
+    return make_uint2((uint32_t)q[0] | (uint32_t)q[1] << 16, (uint32_t)q[2] | (uint32_t)q[3] << 16);
+}
+
+/* Byte i (0..7, a constant after unrolling) of an ld8_b2 result. */
+__device__ __forceinline__ int byte8(uint2 v, int i) {
+    return (int)(((i < 4 ? v.x : v.y) >> (8 * (i & 3))) & 0xffu);
+}
+
+/* ---- float rows ---- */
+struct TF32 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const float4 *p = reinterpret_cast<const float4 *>(row) + 2 * c;
+        float4 a = p[0], b = p[1];
+        o[0] = a.x;
+        o[1] = a.y;
+        o[2] = a.z;
+        o[3] = a.w;
+        o[4] = b.x;
+        o[5] = b.y;
+        o[6] = b.z;
+        o[7] = b.w;
+    }
+};
+struct TF32S {
+    static constexpr int NV = 1;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        o[0] = reinterpret_cast<const float *>(row)[c];
+    }
+};
+struct TF16 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        uint4 u = reinterpret_cast<const uint4 *>(row)[c];
+        const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            float2 f = __half22float2(h[i]);
+            o[2 * i] = f.x;
+            o[2 * i + 1] = f.y;
+        }
+    }
+};
+struct TF16S {
+    static constexpr int NV = 1;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        o[0] = h2f(row + 2 * c);
+    }
+};
+struct TBF16 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        uint4 u = reinterpret_cast<const uint4 *>(row)[c];
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            o[2 * i] = __uint_as_float(w[i] << 16);
+            o[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        }
+    }
+};
+struct TBF16S {
+    static constexpr int NV = 1;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const unsigned short b = reinterpret_cast<const unsigned short *>(row)[c];
+        o[0] = __uint_as_float((uint32_t)b << 16);
+    }
+};
+
+/* ---- legacy blocks of 32: chunk g (0..3) of a block. Element j < 16 sits in the low
+ * nibble of qs[j], element j >= 16 in the high nibble of qs[j - 16]. ---- */
+struct TQ4_0 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 2) * RL_CU_Q4_0_BYTES;
+        const int g = (int)(c & 3);
+        const float d = h2f(b);
+        const uint2 q = ld8_b2(b + RL_CU_Q4_0_QS + (g & 1) * 8);
+        const int sh = (g >> 1) * 4;
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = (float)(((byte8(q, i) >> sh) & 0xf) - 8) * d;
+    }
+};
+struct TQ4_1 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 2) * RL_CU_Q4_1_BYTES;
+        const int g = (int)(c & 3);
+        const float d = h2f(b), m = h2f(b + 2);
+        const uint2 q = ld8_b2(b + RL_CU_Q4_1_QS + (g & 1) * 8);
+        const int sh = (g >> 1) * 4;
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = (float)((byte8(q, i) >> sh) & 0xf) * d + m;
+    }
+};
+struct TQ5_0 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 2) * RL_CU_Q5_0_BYTES;
+        const int g = (int)(c & 3);
+        const float d = h2f(b);
+        const uint32_t qh = ld_u32_b2(b + RL_CU_Q5_0_QH);
+        const uint2 q = ld8_b2(b + RL_CU_Q5_0_QS + (g & 1) * 8);
+        const int sh = (g >> 1) * 4;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int e = 8 * g + i;
+            const int v = ((byte8(q, i) >> sh) & 0xf) | (int)((qh >> e) & 1) << 4;
+            o[i] = (float)(v - 16) * d;
+        }
+    }
+};
+struct TQ5_1 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 2) * RL_CU_Q5_1_BYTES;
+        const int g = (int)(c & 3);
+        const float d = h2f(b), m = h2f(b + 2);
+        const uint32_t qh = ld_u32_b2(b + RL_CU_Q5_1_QH);
+        const uint2 q = ld8_b2(b + RL_CU_Q5_1_QS + (g & 1) * 8);
+        const int sh = (g >> 1) * 4;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int e = 8 * g + i;
+            const int v = ((byte8(q, i) >> sh) & 0xf) | (int)((qh >> e) & 1) << 4;
+            o[i] = (float)v * d + m;
+        }
+    }
+};
+struct TQ8_0 {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 2) * RL_CU_Q8_0_BYTES;
+        const float d = h2f(b);
+        const uint2 q = ld8_b2(b + RL_CU_Q8_0_QS + (c & 3) * 8);
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = (float)(int8_t)byte8(q, i) * d;
+    }
+};
+struct TIQ4_NL {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 2) * RL_CU_IQ4_NL_BYTES;
+        const int g = (int)(c & 3);
+        const float d = h2f(b);
+        const uint2 q = ld8_b2(b + 2 + (g & 1) * 8);
+        const int sh = (g >> 1) * 4;
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = d * (float)rl_cu_iq4_values[(byte8(q, i) >> sh) & 0xf];
+    }
+};
+
+/* ---- k-quants: super-blocks of 256, chunk g (0..31) holds elements 8g .. 8g+7 ---- */
+
+/* The 2-bit fields of elements e0 .. e0+7 (e0 a multiple of 8) in the Q2_K / Q3_K packing:
+ * element e sits in byte (e/128)*32 + e%32 at bits 2*((e%128)/32), so the 8 come from 8
+ * consecutive bytes at one shift. */
+__device__ __forceinline__ uint2 k_2bit_bytes(const uint8_t *qs, int e0) {
+    return ld8_b2(qs + (e0 >> 7) * 32 + (e0 & 31));
+}
+__device__ __forceinline__ int k_2bit_shift(int e0) { return 2 * ((e0 & 127) >> 5); }
+
+struct TQ2_K {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 5) * RL_CU_Q2_K_BYTES;
+        const int e0 = (int)(c & 31) * 8;
+        const float d = h2f(b + RL_CU_Q2_K_D), dmin = h2f(b + RL_CU_Q2_K_D + 2);
+        const uint8_t sc = b[e0 >> 4];
+        const float dl = d * (float)(sc & 0xf), ml = dmin * (float)(sc >> 4);
+        const uint2 q = k_2bit_bytes(b + RL_CU_Q2_K_QS, e0);
+        const int sh = k_2bit_shift(e0);
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = dl * (float)((byte8(q, i) >> sh) & 3) - ml;
+    }
+};
+struct TQ3_K {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 5) * RL_CU_Q3_K_BYTES;
+        const int e0 = (int)(c & 31) * 8;
+        const float d = h2f(b + RL_CU_Q3_K_D);
+        /* 16 six-bit scales: low 4 bits in nibbles of bytes 0..7, top 2 in bytes 8..11 */
+        const uint8_t *sc = b + RL_CU_Q3_K_SCALES;
+        const int j = e0 >> 4;
+        const int lo = j < 8 ? sc[j] & 0xf : sc[j - 8] >> 4;
+        const int s = (lo | ((sc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+        const float dl = d * (float)s;
+        const uint2 q = k_2bit_bytes(b + RL_CU_Q3_K_QS, e0);
+        const int sh = k_2bit_shift(e0);
+        const uint2 hm = ld8_b2(b + (e0 & 31)); /* hmask: element e at byte e%32, bit e/32 */
+        const int hsh = e0 >> 5;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int hi = (byte8(hm, i) >> hsh) & 1;
+            o[i] = dl * (float)(((byte8(q, i) >> sh) & 3) - (hi ? 0 : 4));
+        }
+    }
+};
+
+/* 6-bit scale and min of sub-block j (0..7) of Q4_K / Q5_K. */
+__device__ __forceinline__ void k4_scale_min(const uint8_t *q, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xf) | (q[j - 4] >> 6) << 4;
+        *m = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+    }
+}
+
+struct TQ4_K {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 5) * RL_CU_Q4_K_BYTES;
+        const int e0 = (int)(c & 31) * 8, s = e0 >> 5, l0 = e0 & 31;
+        const float d = h2f(b), dmin = h2f(b + 2);
+        int sc, m;
+        k4_scale_min(b + RL_CU_Q4_K_SCALES, s, &sc, &m);
+        const float dl = d * (float)sc, ml = dmin * (float)m;
+        /* 64 values per 32 bytes: even sub-block in the low nibbles, odd in the high */
+        const uint2 q = ld8_b2(b + RL_CU_Q4_K_QS + 32 * (s >> 1) + l0);
+        const int sh = 4 * (s & 1);
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = dl * (float)((byte8(q, i) >> sh) & 0xf) - ml;
+    }
+};
+struct TQ5_K {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 5) * RL_CU_Q5_K_BYTES;
+        const int e0 = (int)(c & 31) * 8, s = e0 >> 5, l0 = e0 & 31;
+        const float d = h2f(b), dmin = h2f(b + 2);
+        int sc, m;
+        k4_scale_min(b + RL_CU_Q4_K_SCALES, s, &sc, &m);
+        const float dl = d * (float)sc, ml = dmin * (float)m;
+        const uint2 q = ld8_b2(b + RL_CU_Q5_K_QS + 32 * (s >> 1) + l0);
+        const uint2 qh = ld8_b2(b + RL_CU_Q5_K_QH + l0);
+        const int sh = 4 * (s & 1);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int v = ((byte8(q, i) >> sh) & 0xf) + (((byte8(qh, i) >> s) & 1) ? 16 : 0);
+            o[i] = dl * (float)v - ml;
+        }
+    }
+};
+struct TQ6_K {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 5) * RL_CU_Q6_K_BYTES;
+        const int e0 = (int)(c & 31) * 8;
+        const float d = h2f(b + RL_CU_Q6_K_D);
+        const int8_t scl = reinterpret_cast<const int8_t *>(b + RL_CU_Q6_K_SCALES)[e0 >> 4];
+        /* within each half of 128: ql byte l holds elements l (low nibble) and l+64 (high),
+         * byte l+32 holds l+32 and l+96; qh byte l the top two bits of l, l+32, l+64, l+96 */
+        const int h = e0 >> 7, r = e0 & 127, quarter = r >> 5, l0 = r & 31;
+        const uint2 ql = ld8_b2(b + 64 * h + l0 + 32 * (quarter & 1));
+        const uint2 qh = ld8_b2(b + RL_CU_Q6_K_QH + 32 * h + l0);
+        const int shl = quarter < 2 ? 0 : 4, shh = 2 * quarter;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int v = ((byte8(ql, i) >> shl) & 0xf) | ((byte8(qh, i) >> shh) & 3) << 4;
+            o[i] = d * (float)scl * (float)(v - 32);
+        }
+    }
+};
+struct TIQ4_XS {
+    static constexpr int NV = 8;
+    __device__ static void chunk(const uint8_t *row, int64_t c, float *o) {
+        const uint8_t *b = row + (c >> 5) * RL_CU_IQ4_XS_BYTES;
+        const int e0 = (int)(c & 31) * 8, ib = e0 >> 5, j0 = e0 & 31;
+        const float d = h2f(b);
+        const int sh_ = *reinterpret_cast<const unsigned short *>(b + RL_CU_IQ4_XS_SCALES_H);
+        const int ls = ((b[RL_CU_IQ4_XS_SCALES_L + ib / 2] >> 4 * (ib % 2)) & 0xf) |
+                       (((sh_ >> 2 * ib) & 3) << 4);
+        const float dl = d * (float)(ls - 32);
+        const uint2 q = ld8_b2(b + RL_CU_IQ4_XS_QS + 16 * ib + (j0 & 15));
+        const int sh = j0 >= 16 ? 4 : 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) o[i] = dl * (float)rl_cu_iq4_values[(byte8(q, i) >> sh) & 0xf];
+    }
+};
+
+} // namespace rlcu
+
+/* X(type id, traits): every decoded type; float types also have a scalar traits (S). */
+#define RL_CU_BLOCK_TYPES(X)                                                                       \
+    X(RL_TYPE_Q4_0, TQ4_0)                                                                         \
+    X(RL_TYPE_Q4_1, TQ4_1) X(RL_TYPE_Q5_0, TQ5_0) X(RL_TYPE_Q5_1, TQ5_1) X(RL_TYPE_Q8_0, TQ8_0)    \
+        X(RL_TYPE_Q2_K, TQ2_K) X(RL_TYPE_Q3_K, TQ3_K) X(RL_TYPE_Q4_K, TQ4_K)                       \
+            X(RL_TYPE_Q5_K, TQ5_K) X(RL_TYPE_Q6_K, TQ6_K) X(RL_TYPE_IQ4_NL, TIQ4_NL)               \
+                X(RL_TYPE_IQ4_XS, TIQ4_XS)
+#define RL_CU_FLOAT_TYPES(X) X(RL_TYPE_F32, TF32) X(RL_TYPE_F16, TF16) X(RL_TYPE_BF16, TBF16)
+
+#endif /* RL_BACKEND_CUDA_QTYPES_CUH */

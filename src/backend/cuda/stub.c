@@ -1,0 +1,22 @@
+/*
+ * stub.c - the CUDA backend's entry points in a build without CUDA (RUVLLM_CUDA=OFF, no
+ * nvcc, or the sanitizer build of the library): a model asking for a GPU fails at load
+ * with a message saying why.
+ */
+#include "../backend.h"
+
+rl_status rl__backend_cuda_create(int device, rl_backend **out, char *err, size_t err_size) {
+    (void)device;
+    *out = NULL;
+    rl__fmt(err, err_size,
+            "this build of ruvllm has no CUDA backend (it needs the CUDA toolkit at build "
+            "time and RUVLLM_CUDA=ON)");
+    return RL_ERR_UNSUPPORTED;
+}
+
+int rl__cuda_device_count(void) { return 0; }
+
+double rl__cuda_copy_bandwidth(int device) {
+    (void)device;
+    return 0;
+}

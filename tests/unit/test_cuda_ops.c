@@ -1,0 +1,640 @@
+/* The CUDA backend's layer ops against the CPU backend (the reference) on random inputs:
+ * matmul for every weight type the GPU decodes at decode (n <= 8, the matrix-vector
+ * kernel) and prefill (n > 8, the tiled kernel) sizes, aligned and unaligned float rows;
+ * the embedding lookup bit for bit against rl_dequantize; weights read through a mapped
+ * host range; RMSNorm, RoPE (normal / NeoX, YaRN, frequency factors, partial rotation,
+ * repeated and changed positions), bias and residual adds, scale, soft-cap, fill, the
+ * gated activations, row gathers (also in place), the MoE combine, the KV write and copy
+ * (byte for byte, F32 / F16 / Q8_0) and attention (GQA groups over 8 heads, different K
+ * and V head sizes, soft-cap, empty spans, a long span split over blocks).
+ *
+ * Error measure: normalized mean squared error sum (gpu - ref)^2 / sum ref^2. Bounds:
+ * 1e-7 for float element-wise ops and F32 products; 5e-4 for products over quantized,
+ * F16 or BF16 operands against the CPU, which rounds the activations to the weight's dot
+ * type first; and 1e-9 for every product against a float64 product of the dequantized
+ * weights (the GPU keeps activations in float), which checks each type's decoding.
+ * Without a CUDA device the program reports itself skipped. */
+#include "backend/backend.h"
+#include "test.h"
+
+static rl_backend *cpu, *gpu;
+static char g_skip[256];
+
+/* ---- random data ---- */
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint64_t rnd(void) {
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float unif(void) { return (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)); }
+static float gauss(void) {
+    float u1 = unif() + 1e-12f, u2 = unif();
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+static float *rand_vec(size_t n, float scale) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = gauss() * scale;
+    return x;
+}
+
+/* ---- device helpers ---- */
+static void *gpu_bytes(const void *h, size_t b) {
+    void *d = gpu->ops->alloc(gpu, b);
+    CHECK(d != NULL);
+    gpu->ops->from_host(gpu, d, h, b);
+    return d;
+}
+static float *gpu_vec(const float *h, size_t n) { return gpu_bytes(h, n * sizeof(float)); }
+static float *gpu_get(const float *d, size_t n) {
+    float *h = malloc(n * sizeof(float));
+    gpu->ops->to_host(gpu, h, d, n * sizeof(float));
+    return h;
+}
+static void gpu_sync(void) {
+    rl_status st = gpu->ops->sync(gpu);
+    CHECKF(st == RL_OK, "sync: %s", rl_status_str(st));
+}
+
+static double nmse(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+static double max_abs(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+/* ---- matmul ---- */
+static const rl_type k_types[] = {
+    RL_TYPE_F32,  RL_TYPE_F16,  RL_TYPE_BF16, RL_TYPE_Q4_0,   RL_TYPE_Q4_1,
+    RL_TYPE_Q5_0, RL_TYPE_Q5_1, RL_TYPE_Q8_0, RL_TYPE_Q2_K,   RL_TYPE_Q3_K,
+    RL_TYPE_Q4_K, RL_TYPE_Q5_K, RL_TYPE_Q6_K, RL_TYPE_IQ4_NL, RL_TYPE_IQ4_XS,
+};
+
+typedef struct qweight {
+    rl_weight w;  /* host data (for the CPU) */
+    rl_weight wd; /* device copy */
+    float *deq;   /* [rows][K] decoded */
+} qweight;
+
+static bool make_weight(rl_type t, int64_t K, int64_t rows, qweight *q) {
+    size_t rb;
+    if (rl_type_row_bytes(t, K, &rb) != RL_OK) return false;
+    float *src = rand_vec((size_t)(K * rows), 1.0f);
+    void *data = malloc(rb * (size_t)rows);
+    CHECK(rl_quantize(t, src, data, rows, K, NULL) == RL_OK);
+    q->deq = malloc((size_t)(K * rows) * sizeof(float));
+    CHECK(rl_dequantize(t, data, q->deq, K * rows) == RL_OK);
+    free(src);
+    q->w =
+        (rl_weight){.name = "w", .type = t, .ne = {K, rows, 1, 1}, .row_bytes = rb, .data = data};
+    q->wd = q->w;
+    q->wd.data = gpu_bytes(data, rb * (size_t)rows);
+    return true;
+}
+
+static void free_weight(qweight *q) {
+    gpu->ops->free(gpu, (void *)q->wd.data);
+    free((void *)q->w.data);
+    free(q->deq);
+}
+
+/* Sums of squares over all products of a type: the error against the CPU is judged on
+ * the whole set (one dot product alone can cancel to near zero, and its relative error
+ * then says little). */
+typedef struct err_acc {
+    double num, den;
+} err_acc;
+
+static void acc_add(err_acc *a, const float *x, const float *ref, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        double d = isfinite(x[i]) ? (double)x[i] - (double)ref[i] : INFINITY;
+        a->num += d * d;
+        a->den += (double)ref[i] * (double)ref[i];
+    }
+}
+
+/* y = x W^T through both backends and in float64 on the decoded weights. */
+static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *worst_ref) {
+    const int64_t K = q->w.ne[0], rows = q->w.ne[1];
+    float *x = rand_vec((size_t)(n * K), 1.0f);
+    float *yc = malloc((size_t)(n * rows) * sizeof(float));
+    float *yr = malloc((size_t)(n * rows) * sizeof(float));
+    CHECK(cpu->ops->matmul(cpu, &q->w, x, n, yc) == RL_OK);
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += (double)q->deq[r * K + k] * x[t * K + k];
+            yr[t * rows + r] = (float)s;
+        }
+    float *xd = gpu_vec(x, (size_t)(n * K));
+    float *yd = gpu->ops->alloc(gpu, (size_t)(n * rows) * sizeof(float));
+    rl_status st = gpu->ops->matmul(gpu, &q->wd, xd, n, yd);
+    CHECKF(st == RL_OK, "matmul %s: %s", rl_type_name(q->w.type), rl_status_str(st));
+    float *yg = gpu_get(yd, (size_t)(n * rows));
+    gpu_sync();
+    const double er = nmse(yg, yr, (size_t)(n * rows));
+    acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
+    CHECKF(er <= 1e-9, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > 1e-9",
+           rl_type_name(q->w.type), (long long)K, (long long)rows, (long long)n, er);
+    if (!(er <= *worst_ref)) *worst_ref = er;
+    gpu->ops->free(gpu, xd);
+    gpu->ops->free(gpu, yd);
+    free(x);
+    free(yc);
+    free(yr);
+    free(yg);
+}
+
+TEST(cuda_matmul) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const int64_t shapes[][2] = {{256, 1}, {256, 67}, {2048, 300}, {4096, 64}};
+    static const int64_t ns[] = {1, 2, 3, 5, 8, 9, 64, 130};
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
+        const rl_type t = k_types[ti];
+        CHECK(gpu->ops->supports_type(gpu, t));
+        const double tol = t == RL_TYPE_F32 ? 1e-7 : 5e-4;
+        err_acc ac = {0, 0};
+        double wr = 0;
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            qweight q;
+            if (!make_weight(t, shapes[si][0], shapes[si][1], &q)) continue;
+            for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                check_matmul(&q, ns[ni], &ac, &wr);
+            free_weight(&q);
+        }
+        /* float rows that are not 8-aligned: the scalar path */
+        if (!rl_type_is_quantized(t)) {
+            qweight q;
+            if (make_weight(t, 172, 33, &q)) {
+                for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+                    check_matmul(&q, ns[ni], &ac, &wr);
+                free_weight(&q);
+            }
+        }
+        const double ec = ac.den > 0 ? ac.num / ac.den : ac.num;
+        CHECKF(ec <= tol, "matmul %s: nmse vs cpu %.3g > %.3g", rl_type_name(t), ec, tol);
+        fprintf(stderr, "  matmul %-7s nmse vs cpu %.3g, worst vs float64 %.3g\n", rl_type_name(t),
+                ec, wr);
+    }
+    CHECK(!gpu->ops->supports_type(gpu, RL_TYPE_IQ2_XXS));
+    qweight q;
+    if (make_weight(RL_TYPE_Q8_0, 256, 4, &q)) {
+        q.wd.type = RL_TYPE_IQ2_XXS;
+        float *x = gpu->ops->alloc(gpu, 256 * sizeof(float)), *y = gpu->ops->alloc(gpu, 64);
+        CHECK(gpu->ops->matmul(gpu, &q.wd, x, 1, y) == RL_ERR_UNSUPPORTED);
+        CHECK(gpu->ops->reserve_matmul(gpu, &q.wd, 1) == RL_ERR_UNSUPPORTED);
+        gpu->ops->free(gpu, x);
+        gpu->ops->free(gpu, y);
+        free_weight(&q);
+    }
+}
+
+/* ---- embedding rows: bit for bit ---- */
+TEST(cuda_get_rows) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const int32_t ids[] = {5, 0, 36, 5, 17};
+    const int64_t n = 5, rows = 37;
+    for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
+        const rl_type t = k_types[ti];
+        for (int pass = 0; pass < 2; pass++) {
+            const int64_t K = pass == 0 ? 512 : 172;
+            if (pass == 1 && rl_type_is_quantized(t)) continue;
+            qweight q;
+            if (!make_weight(t, K, rows, &q)) continue;
+            float *yd = gpu->ops->alloc(gpu, (size_t)(n * K) * sizeof(float));
+            gpu->ops->get_rows(gpu, &q.wd, ids, n, yd);
+            float *yg = gpu_get(yd, (size_t)(n * K));
+            float *yc = malloc((size_t)(n * K) * sizeof(float));
+            cpu->ops->get_rows(cpu, &q.w, ids, n, yc);
+            gpu_sync();
+            int bad = 0;
+            for (int64_t i = 0; i < n * K; i++) bad += memcmp(&yg[i], &yc[i], 4) != 0;
+            CHECKF(bad == 0, "get_rows %s K=%lld: %d of %lld values differ (max %.3g)",
+                   rl_type_name(t), (long long)K, bad, (long long)(n * K),
+                   max_abs(yg, yc, (size_t)(n * K)));
+            gpu->ops->free(gpu, yd);
+            free(yg);
+            free(yc);
+            free_weight(&q);
+        }
+    }
+}
+
+/* ---- weights and vectors read through mapped host ranges ---- */
+static uint8_t g_mapped_w[64 * 18 * 8]; /* Q4_0 [64][256] */
+static float g_mapped_norm[4096];
+
+TEST(cuda_map_host) {
+    if (!gpu) SKIP("%s", g_skip);
+    const int64_t K = 256, rows = 64;
+    float *src = rand_vec((size_t)(K * rows), 1.0f);
+    CHECK(rl_quantize(RL_TYPE_Q4_0, src, g_mapped_w, rows, K, NULL) == RL_OK);
+    for (int i = 0; i < 4096; i++) g_mapped_norm[i] = 1.0f + 0.1f * gauss();
+    CHECK(gpu->ops->map_host(gpu, g_mapped_w, sizeof g_mapped_w) == RL_OK);
+    CHECK(gpu->ops->map_host(gpu, g_mapped_norm, sizeof g_mapped_norm) == RL_OK);
+    rl_weight w = {.name = "mapped",
+                   .type = RL_TYPE_Q4_0,
+                   .ne = {K, rows, 1, 1},
+                   .row_bytes = 18 * 8,
+                   .data = g_mapped_w};
+    /* a row slice inside the mapping, as MoE expert slices are */
+    rl_weight ws = w;
+    ws.ne[1] = 16;
+    ws.data = g_mapped_w + 8 * w.row_bytes;
+    float *x = rand_vec(3 * K, 1.0f), *yc = malloc(3 * rows * sizeof(float));
+    float *xd = gpu_vec(x, 3 * K), *yd = gpu->ops->alloc(gpu, 3 * rows * sizeof(float));
+    for (int pass = 0; pass < 2; pass++) {
+        const rl_weight *wp = pass ? &ws : &w;
+        CHECK(cpu->ops->matmul(cpu, wp, x, 3, yc) == RL_OK);
+        CHECK(gpu->ops->matmul(gpu, wp, xd, 3, yd) == RL_OK);
+        float *yg = gpu_get(yd, (size_t)(3 * wp->ne[1]));
+        double e = nmse(yg, yc, (size_t)(3 * wp->ne[1]));
+        CHECKF(e <= 5e-4, "mapped matmul pass %d: nmse %.3g", pass, e);
+        free(yg);
+    }
+    /* a norm weight inside a mapped range (at an offset) */
+    float *h = rand_vec(2 * 1000, 1.0f), *hc = malloc(2 * 1000 * sizeof(float));
+    float *hd = gpu_vec(h, 2000);
+    cpu->ops->rmsnorm(cpu, h, 2, 1000, 1e-5f, g_mapped_norm + 100, hc);
+    gpu->ops->rmsnorm(gpu, hd, 2, 1000, 1e-5f, g_mapped_norm + 100, hd);
+    float *hg = gpu_get(hd, 2000);
+    gpu_sync();
+    CHECKF(nmse(hg, hc, 2000) <= 1e-7, "rmsnorm with a mapped weight: nmse %.3g",
+           nmse(hg, hc, 2000));
+    gpu->ops->free(gpu, xd);
+    gpu->ops->free(gpu, yd);
+    gpu->ops->free(gpu, hd);
+    free(src);
+    free(x);
+    free(yc);
+    free(h);
+    free(hc);
+    free(hg);
+}
+
+/* ---- element-wise ---- */
+static void check_ew(const char *what, const float *g, const float *c, size_t n) {
+    double e = nmse(g, c, n);
+    CHECKF(e <= 1e-7, "%s: nmse %.3g (max abs %.3g)", what, e, max_abs(g, c, n));
+    fprintf(stderr, "  %-22s nmse %.3g, max abs %.3g\n", what, e, max_abs(g, c, n));
+}
+
+TEST(cuda_rmsnorm) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const int64_t dims[] = {64, 4096, 5000};
+    for (size_t di = 0; di < 3; di++) {
+        const int64_t dim = dims[di], n = 7;
+        float *x = rand_vec((size_t)(n * dim), 3.0f), *w = rand_vec((size_t)dim, 1.0f);
+        float *yc = malloc((size_t)(n * dim) * sizeof(float));
+        float *xd = gpu_vec(x, (size_t)(n * dim)), *wd = gpu_vec(w, (size_t)dim);
+        float *yd = gpu->ops->alloc(gpu, (size_t)(n * dim) * sizeof(float));
+        for (int with_w = 0; with_w < 2; with_w++) {
+            cpu->ops->rmsnorm(cpu, x, n, dim, 1e-6f, with_w ? w : NULL, yc);
+            gpu->ops->rmsnorm(gpu, xd, n, dim, 1e-6f, with_w ? wd : NULL, yd);
+            float *yg = gpu_get(yd, (size_t)(n * dim));
+            check_ew(with_w ? "rmsnorm (weight)" : "rmsnorm", yg, yc, (size_t)(n * dim));
+            free(yg);
+        }
+        /* in place */
+        gpu->ops->rmsnorm(gpu, xd, n, dim, 1e-6f, wd, xd);
+        float *yg = gpu_get(xd, (size_t)(n * dim));
+        check_ew("rmsnorm (in place)", yg, yc, (size_t)(n * dim));
+        gpu_sync();
+        free(yg);
+        free(x);
+        free(w);
+        free(yc);
+        gpu->ops->free(gpu, xd);
+        gpu->ops->free(gpu, wd);
+        gpu->ops->free(gpu, yd);
+    }
+}
+
+TEST(cuda_rope) {
+    if (!gpu) SKIP("%s", g_skip);
+    static float ff[32];
+    for (int i = 0; i < 32; i++) ff[i] = 1.0f + (float)i * 0.37f;
+    const int32_t n_head = 4, head_dim = 128, n = 5;
+    const int64_t ld = n_head * head_dim + 40;
+    static const int32_t pos_a[] = {0, 1, 77, 4000, 131000};
+    static const int32_t pos_b[] = {3, 9, 10, 11, 12};
+    for (int cfg = 0; cfg < 4; cfg++) {
+        rl_rope_params p = {
+            .n_rot = cfg == 3 ? 128 : 64,
+            .mode = cfg & 1 ? RL_ROPE_NEOX : RL_ROPE_NORMAL,
+            .n_ctx_orig = 4096,
+            .freq_base = cfg == 2 ? 500000.0f : 10000.0f,
+            .freq_scale = cfg >= 2 ? 0.25f : 1.0f,
+            .ext_factor = cfg == 2 ? 1.0f : 0.0f,
+            .attn_factor = 1.0f,
+            .beta_fast = 32.0f,
+            .beta_slow = 1.0f,
+            .freq_factors = cfg == 1 ? ff : NULL,
+        };
+        for (int pass = 0; pass < 3; pass++) {
+            const int32_t *pos = pass == 1 ? pos_b : pos_a; /* a, b, a again: cache hits */
+            float *x = rand_vec((size_t)(n * ld), 1.0f);
+            float *xd = gpu_vec(x, (size_t)(n * ld));
+            cpu->ops->rope(cpu, x, n, ld, n_head, head_dim, pos, &p);
+            gpu->ops->rope(gpu, xd, n, ld, n_head, head_dim, pos, &p);
+            float *xg = gpu_get(xd, (size_t)(n * ld));
+            char what[64];
+            snprintf(what, sizeof what, "rope cfg %d pass %d", cfg, pass);
+            check_ew(what, xg, x, (size_t)(n * ld));
+            free(x);
+            free(xg);
+            gpu->ops->free(gpu, xd);
+        }
+    }
+    gpu_sync();
+}
+
+TEST(cuda_elementwise) {
+    if (!gpu) SKIP("%s", g_skip);
+    const int64_t N = 10000;
+    float *x = rand_vec(N, 4.0f), *y = rand_vec(N, 1.0f);
+    float *xd = gpu_vec(x, N), *yd = gpu_vec(y, N), *g;
+    cpu->ops->add(cpu, x, y, N);
+    gpu->ops->add(gpu, xd, yd, N);
+    check_ew("add", g = gpu_get(xd, N), x, N);
+    free(g);
+    cpu->ops->scale(cpu, x, N, -0.37f);
+    gpu->ops->scale(gpu, xd, N, -0.37f);
+    check_ew("scale", g = gpu_get(xd, N), x, N);
+    free(g);
+    cpu->ops->softcap(cpu, x, N, 1.5f);
+    gpu->ops->softcap(gpu, xd, N, 1.5f);
+    check_ew("softcap", g = gpu_get(xd, N), x, N);
+    free(g);
+    cpu->ops->fill(cpu, x, N, 0.125f);
+    gpu->ops->fill(gpu, xd, N, 0.125f);
+    check_ew("fill", g = gpu_get(xd, N), x, N);
+    free(g);
+
+    /* bias over rows with a stride */
+    const int64_t n = 3, dim = 100, ld = 130;
+    float *m = rand_vec((size_t)(n * ld), 1.0f), *b = rand_vec((size_t)dim, 1.0f);
+    float *md = gpu_vec(m, (size_t)(n * ld)), *bd = gpu_vec(b, (size_t)dim);
+    cpu->ops->add_row(cpu, m, n, dim, ld, b);
+    gpu->ops->add_row(gpu, md, n, dim, ld, bd);
+    check_ew("add_row", g = gpu_get(md, (size_t)(n * ld)), m, (size_t)(n * ld));
+    free(g);
+
+    /* gated activations: separate gate/up and fused gate;up rows */
+    const int64_t gn = 4, gdim = 1000;
+    float *gu = rand_vec((size_t)(gn * 2 * gdim), 2.0f), *oc = malloc(gn * gdim * 4);
+    float *gud = gpu_vec(gu, (size_t)(gn * 2 * gdim)), *od = gpu->ops->alloc(gpu, gn * gdim * 4);
+    for (int act = 0; act < 2; act++) {
+        rl_glu_act a = act ? RL_GLU_GELU_TANH : RL_GLU_SILU;
+        cpu->ops->glu(cpu, a, gu, 2 * gdim, gu + gdim, 2 * gdim, gn, gdim, oc);
+        gpu->ops->glu(gpu, a, gud, 2 * gdim, gud + gdim, 2 * gdim, gn, gdim, od);
+        check_ew(act ? "geglu" : "swiglu", g = gpu_get(od, (size_t)(gn * gdim)), oc,
+                 (size_t)(gn * gdim));
+        free(g);
+    }
+
+    /* row gathers: into another buffer, and compaction in place */
+    const int64_t rdim = 300;
+    float *r = rand_vec(10 * rdim, 1.0f), *rc = malloc(10 * rdim * 4);
+    float *rd = gpu_vec(r, 10 * rdim), *rod = gpu->ops->alloc(gpu, 10 * rdim * 4);
+    static const int32_t gids[] = {3, 1, 1, 0};
+    cpu->ops->get_rows_f32(cpu, r, gids, 4, rdim, rc);
+    gpu->ops->get_rows_f32(gpu, rd, gids, 4, rdim, rod);
+    check_ew("get_rows_f32", g = gpu_get(rod, 4 * rdim), rc, 4 * rdim);
+    free(g);
+    static const int32_t cids[] = {2, 3, 5, 9};
+    memcpy(rc, r, 10 * rdim * 4);
+    cpu->ops->get_rows_f32(cpu, rc, cids, 4, rdim, rc);
+    gpu->ops->get_rows_f32(gpu, rd, cids, 4, rdim, rd);
+    check_ew("get_rows_f32 in place", g = gpu_get(rd, 4 * rdim), rc, 4 * rdim);
+    free(g);
+
+    /* MoE combine */
+    float *xs = rand_vec(10 * rdim, 1.0f), *ys = rand_vec(3 * rdim, 1.0f);
+    float *xsd = gpu_vec(xs, 10 * rdim), *ysd = gpu_vec(ys, 3 * rdim);
+    static const int32_t sids[] = {7, 2, 9};
+    static const float sw[] = {0.5f, -1.25f, 2.0f};
+    cpu->ops->add_rows_scaled(cpu, xs, rdim, sids, sw, 3, ys);
+    gpu->ops->add_rows_scaled(gpu, xsd, rdim, sids, sw, 3, ysd);
+    check_ew("add_rows_scaled", g = gpu_get(xsd, 10 * rdim), xs, 10 * rdim);
+    free(g);
+    gpu_sync();
+
+    void *dev[] = {xd, yd, md, bd, gud, od, rd, rod, xsd, ysd};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->ops->free(gpu, dev[i]);
+    free(x);
+    free(y);
+    free(m);
+    free(b);
+    free(gu);
+    free(oc);
+    free(r);
+    free(rc);
+    free(xs);
+    free(ys);
+}
+
+/* ---- KV cache: write, copy and attention ---- */
+typedef struct kv_pair {
+    rl_kv_layer c, g; /* CPU and GPU tables */
+} kv_pair;
+
+static void kv_make(kv_pair *kv, rl_type t, int32_t n_head_kv, int32_t hdk, int32_t hdv,
+                    int32_t n_cells) {
+    rl_kv_layer l = {.type = t, .n_embd_k = n_head_kv * hdk, .n_embd_v = n_head_kv * hdv};
+    rl_type_row_bytes(t, l.n_embd_k, &l.k_row_bytes);
+    rl_type_row_bytes(t, l.n_embd_v, &l.v_row_bytes);
+    kv->c = kv->g = l;
+    kv->c.k = calloc((size_t)n_cells, l.k_row_bytes);
+    kv->c.v = calloc((size_t)n_cells, l.v_row_bytes);
+    kv->g.k = gpu_bytes(kv->c.k, (size_t)n_cells * l.k_row_bytes);
+    kv->g.v = gpu_bytes(kv->c.v, (size_t)n_cells * l.v_row_bytes);
+}
+
+static void kv_free(kv_pair *kv) {
+    free(kv->c.k);
+    free(kv->c.v);
+    gpu->ops->free(gpu, kv->g.k);
+    gpu->ops->free(gpu, kv->g.v);
+}
+
+/* Write n rows (random, row strides ld_k / ld_v) into cells on both backends. */
+static void kv_fill(kv_pair *kv, const int32_t *cells, int64_t n) {
+    const int64_t ld_k = kv->c.n_embd_k + 13, ld_v = kv->c.n_embd_v + 7;
+    float *k = rand_vec((size_t)(n * ld_k), 1.0f), *v = rand_vec((size_t)(n * ld_v), 1.0f);
+    float *kd = gpu_vec(k, (size_t)(n * ld_k)), *vd = gpu_vec(v, (size_t)(n * ld_v));
+    cpu->ops->kv_write(cpu, &kv->c, k, ld_k, v, ld_v, n, cells);
+    gpu->ops->kv_write(gpu, &kv->g, kd, ld_k, vd, ld_v, n, cells);
+    gpu->ops->free(gpu, kd);
+    gpu->ops->free(gpu, vd);
+    free(k);
+    free(v);
+}
+
+static void kv_compare(const kv_pair *kv, int32_t n_cells, const char *what) {
+    for (int part = 0; part < 2; part++) {
+        const size_t rb = part ? kv->c.v_row_bytes : kv->c.k_row_bytes;
+        const size_t b = rb * (size_t)n_cells;
+        uint8_t *h = malloc(b);
+        gpu->ops->to_host(gpu, h, part ? kv->g.v : kv->g.k, b);
+        size_t bad = 0;
+        const uint8_t *ref = part ? kv->c.v : kv->c.k;
+        for (size_t i = 0; i < b; i++) {
+            if (h[i] == ref[i]) continue;
+            if (bad++ < 4)
+                fprintf(stderr, "  %s %s (%s): byte %zu (row %zu, +%zu): cpu %02x gpu %02x\n", what,
+                        part ? "V" : "K", rl_type_name(kv->c.type), i, i / rb, i % rb, ref[i],
+                        h[i]);
+        }
+        CHECKF(bad == 0, "%s %s (%s): %zu of %zu bytes differ", what, part ? "V" : "K",
+               rl_type_name(kv->c.type), bad, b);
+        free(h);
+    }
+}
+
+TEST(cuda_kv_write_copy) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const rl_type types[] = {RL_TYPE_F32, RL_TYPE_F16, RL_TYPE_Q8_0};
+    static const int32_t cells[] = {3, 60, 0, 17, 18};
+    static const int32_t src[] = {3, 60}, dst[] = {40, 41};
+    for (int i = 0; i < 3; i++) {
+        kv_pair kv;
+        kv_make(&kv, types[i], 2, 128, 64, 64);
+        kv_fill(&kv, cells, 5);
+        kv_compare(&kv, 64, "kv_write");
+        cpu->ops->kv_copy(cpu, &kv.c, src, dst, 2);
+        gpu->ops->kv_copy(gpu, &kv.g, src, dst, 2);
+        kv_compare(&kv, 64, "kv_copy");
+        gpu_sync();
+        kv_free(&kv);
+    }
+}
+
+typedef struct attn_case {
+    const char *name;
+    rl_type type;
+    int32_t n_head, n_head_kv, hdk, hdv;
+    int32_t n_cells, n_tok;
+    float softcap;
+    bool decode_long; /* one token over every cell, one empty span */
+} attn_case;
+
+static void check_attention(const attn_case *ac) {
+    kv_pair kv;
+    kv_make(&kv, ac->type, ac->n_head_kv, ac->hdk, ac->hdv, ac->n_cells);
+    int32_t *all = malloc((size_t)ac->n_cells * sizeof(int32_t));
+    for (int32_t i = 0; i < ac->n_cells; i++) all[i] = i;
+    kv_fill(&kv, all, ac->n_cells);
+    /* both attend over the CPU's bytes (the KV write has its own test) */
+    gpu->ops->from_host(gpu, kv.g.k, kv.c.k, (size_t)ac->n_cells * kv.c.k_row_bytes);
+    gpu->ops->from_host(gpu, kv.g.v, kv.c.v, (size_t)ac->n_cells * kv.c.v_row_bytes);
+    /* the list: a random permutation of the cells (a paged cache's order) */
+    for (int32_t i = ac->n_cells - 1; i > 0; i--) {
+        int32_t j = (int32_t)(rnd() % (uint64_t)(i + 1)), t = all[i];
+        all[i] = all[j];
+        all[j] = t;
+    }
+    const int32_t n_tok = ac->n_tok;
+    int32_t *span = malloc(2 * (size_t)n_tok * sizeof(int32_t));
+    for (int32_t t = 0; t < n_tok; t++) {
+        if (ac->decode_long) {
+            span[2 * t] = 0;
+            span[2 * t + 1] = t == 1 ? 0 : ac->n_cells; /* token 1: empty */
+        } else {
+            /* causal-like: token t sees the first n_cells - n_tok + t + 1 cells, token 0
+             * a sliding window of the last 16 of them */
+            span[2 * t] = t == 0 ? ac->n_cells - n_tok - 15 : 0;
+            span[2 * t + 1] = ac->n_cells - n_tok + t + 1;
+        }
+    }
+    const int64_t q_ld = (int64_t)ac->n_head * ac->hdk + 8,
+                  out_ld = (int64_t)ac->n_head * ac->hdv + 4;
+    float *q = rand_vec((size_t)(n_tok * q_ld), 1.0f);
+    float *oc = calloc((size_t)(n_tok * out_ld), sizeof(float));
+    float *qd = gpu_vec(q, (size_t)(n_tok * q_ld)), *od = gpu_vec(oc, (size_t)(n_tok * out_ld));
+    rl_attn_args a = {
+        .n_tok = n_tok,
+        .n_head = ac->n_head,
+        .n_head_kv = ac->n_head_kv,
+        .head_dim_k = ac->hdk,
+        .head_dim_v = ac->hdv,
+        .q = q,
+        .q_ld = q_ld,
+        .out = oc,
+        .out_ld = out_ld,
+        .cells = all,
+        .span = span,
+        .scale = 1.0f / sqrtf((float)ac->hdk),
+        .softcap = ac->softcap,
+    };
+    cpu->ops->attention(cpu, &kv.c, &a);
+    a.q = qd;
+    a.out = od;
+    for (int rep = 0; rep < 2; rep++) { /* the second call reuses the copied cell list */
+        gpu->ops->attention(gpu, &kv.g, &a);
+        float *og = gpu_get(od, (size_t)(n_tok * out_ld));
+        gpu_sync();
+        double e = nmse(og, oc, (size_t)(n_tok * out_ld));
+        CHECKF(e <= 1e-7, "attention %s: nmse %.3g (max abs %.3g)", ac->name, e,
+               max_abs(og, oc, (size_t)(n_tok * out_ld)));
+        if (rep == 0)
+            fprintf(stderr, "  attention %-22s nmse %.3g, max abs %.3g\n", ac->name, e,
+                    max_abs(og, oc, (size_t)(n_tok * out_ld)));
+        free(og);
+    }
+    gpu->ops->free(gpu, qd);
+    gpu->ops->free(gpu, od);
+    free(q);
+    free(oc);
+    free(span);
+    free(all);
+    kv_free(&kv);
+}
+
+TEST(cuda_attention) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const attn_case cases[] = {
+        {"gqa4 f16 hd64", RL_TYPE_F16, 8, 2, 64, 64, 200, 6, 0.0f, false},
+        {"gqa12 f32 hd128 cap", RL_TYPE_F32, 12, 1, 128, 128, 100, 5, 30.0f, false},
+        {"mha q8_0 hd128/64", RL_TYPE_Q8_0, 4, 4, 128, 64, 150, 7, 0.0f, false},
+        {"gqa4 f16 decode 3000", RL_TYPE_F16, 32, 8, 128, 128, 3000, 2, 0.0f, true},
+        {"gqa2 f16 hd256", RL_TYPE_F16, 4, 2, 256, 256, 90, 40, 0.0f, false},
+        {"gqa2 f32 hd80 long", RL_TYPE_F32, 8, 4, 80, 80, 1000, 1, 0.0f, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&cases[i]);
+}
+
+int main(void) {
+    char err[256] = "";
+    rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
+    if (st != RL_OK) {
+        gpu = NULL;
+        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %s", err);
+    } else {
+        CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
+    }
+    RUN(cuda_matmul);
+    RUN(cuda_get_rows);
+    RUN(cuda_map_host);
+    RUN(cuda_rmsnorm);
+    RUN(cuda_rope);
+    RUN(cuda_elementwise);
+    RUN(cuda_kv_write_copy);
+    RUN(cuda_attention);
+    rl__backend_free(gpu);
+    rl__backend_free(cpu);
+    return rl_test_finish();
+}
