@@ -1348,7 +1348,12 @@ RL_API void rl_engine_metrics_get(rl_engine *e, rl_engine_metrics *out);
  * states past the limits fail with RL_ERR_LIMIT instead of running out of memory.
  * Token texts are what rl_token_to_piece gives without RL_DETOK_SPECIAL, so control
  * tokens (empty text) match only token references; end-of-generation tokens (EOS, EOT, ...)
- * are allowed exactly where the grammar may end. */
+ * are allowed where the grammar may end (and where a token reference names one).
+ * Masks cost a few microseconds for 128k-token vocabularies once a grammar has seen a
+ * state's top frames; the first time costs up to tens of milliseconds (tables shared by
+ * all matchers of the grammar). Environment, for tests and benchmarks only:
+ * RUVLLM_GRAMMAR_STATE_CACHE=0 turns off a matcher's cache of masks by state,
+ * RUVLLM_GRAMMAR_NO_REPEAT=1 keeps counted repetitions as llama.cpp's rule chains. */
 
 typedef struct rl_grammar_vocab rl_grammar_vocab;     /* a vocabulary indexed for masks */
 typedef struct rl_grammar rl_grammar;                 /* a compiled grammar */
@@ -1370,7 +1375,7 @@ typedef struct rl_grammar_limits {
 
 RL_API rl_grammar_limits rl_grammar_default_limits(void);
 
-/* Index the texts of v's tokens for fast masks (~100 ms for 128k tokens). v must outlive
+/* Index the texts of v's tokens for fast masks (~50 ms for 128k tokens). v must outlive
  * the index. Immutable: any number of grammars and threads may share it. */
 RL_API rl_status rl_grammar_vocab_create(const rl_vocab *v, rl_grammar_vocab **out);
 RL_API void rl_grammar_vocab_free(rl_grammar_vocab *gv);
@@ -1424,7 +1429,7 @@ RL_API rl_status rl_grammar_matcher_accept_bytes(rl_grammar_matcher *m, const ch
 RL_API bool rl_grammar_matcher_allows(rl_grammar_matcher *m, rl_token t);
 /* The allowed tokens as a bit set: bit (t & 31) of mask[t >> 5] for token t, every word of
  * mask[0..n_words) written (bits past the vocabulary zero). End-of-generation tokens are
- * set exactly where the grammar may end. n_words >= (n_tokens + 31) / 32, else
+ * set where the grammar may end. n_words >= (n_tokens + 31) / 32, else
  * RL_ERR_INVALID_ARG. On little-endian machines the same memory read as bytes is the
  * layout of rl_mask_test. */
 RL_API rl_status rl_grammar_matcher_fill_mask(rl_grammar_matcher *m, uint32_t *mask,
