@@ -1398,7 +1398,8 @@ RL_API void rl_grammar_free(rl_grammar *g);
  * shortest completion once max_len bytes are near), into buf[0..size) with a NUL; *n_out
  * bytes. Mostly printable ASCII where classes allow it. RL_ERR_RANGE when size is too
  * small (*n_out then says how much is needed), RL_ERR_LIMIT when no text fits in about
- * 4 * max_len + 1 KiB. Thread-safe. For tests and benchmarks. */
+ * 4 * max_len + 1 KiB, RL_ERR_UNSUPPORTED when the walk meets a token reference (it has no
+ * text). Thread-safe. For tests and benchmarks. */
 RL_API rl_status rl_grammar_sample_text(const rl_grammar *g, uint64_t seed, size_t max_len,
                                         char *buf, size_t size, size_t *n_out);
 
