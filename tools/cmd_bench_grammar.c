@@ -5,12 +5,11 @@
  * For each grammar: random sentences (rl_grammar_sample_text) are tokenized with the
  * vocabulary (where its tokens do not spell the text, as SentencePiece's leading space,
  * greedily instead: the longest token the grammar allows that the text goes on with, found
- * with a separately compiled copy of the grammar), then fed token by token to a matcher; before each token (and after the last)
- * the full mask is computed and timed (no sampled-token shortcut), and the next token must
- * be in it. Three passes over the same documents:
- *   cold                 a freshly compiled grammar (its mask tables fill as states come)
- *                        with the matcher's per-state mask cache, as a first request sees it;
- *   cold_no_state_cache  the same with the per-state cache off;
+ * with a separately compiled copy of the grammar), then fed token by token to a matcher; before
+ * each token (and after the last) the full mask is computed and timed (no sampled-token shortcut),
+ * and the next token must be in it. Three passes over the same documents: cold                 a
+ * freshly compiled grammar (its mask tables fill as states come) with the matcher's per-state mask
+ * cache, as a first request sees it; cold_no_state_cache  the same with the per-state cache off;
  *   warm_no_state_cache  the second grammar again (tables filled), per-state cache off:
  *                        the steady-state cost of a state never seen by this matcher.
  * The floor printed next to them is the time to write a mask of the vocabulary's size
@@ -307,8 +306,10 @@ int cmd_bench_grammar(int argc, char **argv) {
         t0 = now_s();
         st = rl_grammar_compile(text, glen, "root", gv, NULL, &g1, err, sizeof err);
         double compile_ms = (now_s() - t0) * 1e3;
-        if (st == RL_OK) st = rl_grammar_compile(text, glen, "root", gv, NULL, &g2, err, sizeof err);
-        if (st == RL_OK) st = rl_grammar_compile(text, glen, "root", gv, NULL, &g0, err, sizeof err);
+        if (st == RL_OK)
+            st = rl_grammar_compile(text, glen, "root", gv, NULL, &g2, err, sizeof err);
+        if (st == RL_OK)
+            st = rl_grammar_compile(text, glen, "root", gv, NULL, &g0, err, sizeof err);
         free(text);
         if (st != RL_OK) {
             fprintf(stderr, "bench-grammar: %s: %s\n", grammars[k], err);
@@ -337,8 +338,10 @@ int cmd_bench_grammar(int argc, char **argv) {
                 free(docs[d].tok);
                 docs[d].tok = NULL;
                 docs[d].n = 0;
-                if (greedy(g0, &pc, buf, len, mask, n_words, &docs[d].tok, &docs[d].n)) n_greedy++;
-                else skip[d] = true;
+                if (greedy(g0, &pc, buf, len, mask, n_words, &docs[d].tok, &docs[d].n))
+                    n_greedy++;
+                else
+                    skip[d] = true;
             }
             n_bytes += len;
         }
@@ -363,16 +366,15 @@ int cmd_bench_grammar(int argc, char **argv) {
         double avg = json_real_value(json_object_get(s_cold, "avg_us"));
         double p99 = json_real_value(json_object_get(s_cold, "p99_us"));
         json_array_append_new(
-            jg, json_pack("{s:s, s:f, s:i, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:f, s:{s:f, s:f}, s:b}",
-                          "grammar", grammars[k], "compile_ms", compile_ms, "docs", used,
-                          "docs_skipped", n_docs - used, "docs_tokenized_greedily", n_greedy,
-                          "tokens_per_doc",
-                          used ? (double)n_tokens / used : 0.0, "bytes_per_doc",
-                          used ? (double)n_bytes / used : 0.0, "cold", s_cold,
-                          "cold_no_state_cache", s_nc, "warm_no_state_cache", s_warm,
-                          "allows_avg_us", allows_n ? allows_s / (double)allows_n * 1e6 : 0.0,
-                          "target", "avg_us", 20.0, "p99_us", 200.0, "target_met",
-                          used > 0 && avg < 20.0 && p99 < 200.0));
+            jg,
+            json_pack("{s:s, s:f, s:i, s:i, s:i, s:f, s:f, s:o, s:o, s:o, s:f, s:{s:f, s:f}, s:b}",
+                      "grammar", grammars[k], "compile_ms", compile_ms, "docs", used,
+                      "docs_skipped", n_docs - used, "docs_tokenized_greedily", n_greedy,
+                      "tokens_per_doc", used ? (double)n_tokens / used : 0.0, "bytes_per_doc",
+                      used ? (double)n_bytes / used : 0.0, "cold", s_cold, "cold_no_state_cache",
+                      s_nc, "warm_no_state_cache", s_warm, "allows_avg_us",
+                      allows_n ? allows_s / (double)allows_n * 1e6 : 0.0, "target", "avg_us", 20.0,
+                      "p99_us", 200.0, "target_met", used > 0 && avg < 20.0 && p99 < 200.0));
         free(cold.v);
         free(cold_nc.v);
         free(warm_nc.v);

@@ -88,7 +88,8 @@ int cmd_gbnf_check(int argc, char **argv) {
     rl_status st = rl_grammar_compile(gtext, glen, root, NULL, NULL, &g, err, sizeof err);
     free(gtext);
     if (st != RL_OK) {
-        fprintf(stderr, "ruvllm gbnf-check: %s: %s\n", grammar_path, err[0] ? err : rl_status_str(st));
+        fprintf(stderr, "ruvllm gbnf-check: %s: %s\n", grammar_path,
+                err[0] ? err : rl_status_str(st));
         free(tbuf);
         return 2;
     }

@@ -310,8 +310,10 @@ static bool compute_nullable(const rl__gir *ir, bool *nullable) {
             bool refs_only = true;
             uint32_t wait = 0;
             for (uint32_t k = start; k < i; k++) {
-                if (e[k].type != RL__GE_RULE_REF) refs_only = false;
-                else wait++;
+                if (e[k].type != RL__GE_RULE_REF)
+                    refs_only = false;
+                else
+                    wait++;
             }
             if (refs_only) {
                 alt_rule[n_alt] = r;
@@ -550,7 +552,8 @@ static void find_chains(const rl__gir *ir, chain *ch) {
         uint32_t n = ir->off[r + 1] - ir->off[r], a = 0;
         memset(&ch[r], 0, sizeof ch[r]);
         while (a < n && e[a].type != RL__GE_ALT && e[a].type != RL__GE_END) a++;
-        if (a == 0 || a + 2 != n || e[a].type != RL__GE_ALT || e[a + 1].type != RL__GE_END) continue;
+        if (a == 0 || a + 2 != n || e[a].type != RL__GE_ALT || e[a + 1].type != RL__GE_END)
+            continue;
         if (a >= 2 && e[a - 1].type == RL__GE_RULE_REF) {
             uint32_t q = e[a - 1].value;
             if (q == r) {
@@ -679,8 +682,8 @@ static rl_status emit_seq(pbuild *pb, const rl__gelem *e, uint32_t from, uint32_
 
 /* The REP claims of alternative e[from..to): a reference to a chain whose rounds, with the
  * copies of S in front of it, reach REP_MIN (a star chain: REP_MIN copies in front). */
-static bool find_claims(pbuild *pb, const rl__gelem *e, uint32_t from, uint32_t to,
-                        const chain *ch, const bool *nullable, bool enabled) {
+static bool find_claims(pbuild *pb, const rl__gelem *e, uint32_t from, uint32_t to, const chain *ch,
+                        const bool *nullable, bool enabled) {
     const rl__gir *ir = &pb->g->ir;
     pb->n_cl = 0;
     if (!enabled) return true;
@@ -762,7 +765,8 @@ static rl_status build_program(rl_grammar *g, char *err, size_t err_size) {
         for (uint32_t k = 0; k < pb.n_synth; k++) {
             alt_off[nr + k] = na;
             g->alts[na++] = pb.np;
-            st = emit_seq(&pb, ir->elems, pb.synth_off[k], pb.synth_off[k] + pb.synth_n[k], NULL, 0);
+            st =
+                emit_seq(&pb, ir->elems, pb.synth_off[k], pb.synth_off[k] + pb.synth_n[k], NULL, 0);
             if (st != RL_OK) goto done_alt;
             g->pos[pb.np++] = (rl__gpos){RL__P_END, 0};
         }
@@ -842,8 +846,7 @@ RL_API rl_status rl_grammar_compile(const char *text, size_t len, const char *ro
         goto fail;
     }
     if (lr >= 0) {
-        rl__fmt(err, err_size, "left recursion: rule '%s' can start with itself",
-                g->ir.names[lr]);
+        rl__fmt(err, err_size, "left recursion: rule '%s' can start with itself", g->ir.names[lr]);
         st = RL_ERR_INVALID_ARG;
         goto fail;
     }

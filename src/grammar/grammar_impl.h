@@ -51,8 +51,8 @@ typedef struct rl__gelem {
  * symbol was referenced but never defined, which parse reports). */
 typedef struct rl__gir {
     rl__gelem *elems;
-    uint32_t *off;   /* [n_rules + 1] */
-    char **names;    /* [n_rules], symbol names ("root", "root_1", ...) */
+    uint32_t *off; /* [n_rules + 1] */
+    char **names;  /* [n_rules], symbol names ("root", "root_1", ...) */
     uint32_t n_rules;
 } rl__gir;
 
@@ -82,7 +82,7 @@ enum {
  * that the states along a long repetition do not each look new (see compile.c). A frame
  * at a REP position carries the count (rl__gnode.cnt). */
 typedef struct rl__grep {
-    uint32_t body; /* rule repeated; never nullable */
+    uint32_t body;     /* rule repeated; never nullable */
     uint32_t min, max; /* max RL__REP_INF: unbounded */
 } rl__grep;
 #define RL__REP_INF 0xffffu
@@ -134,11 +134,11 @@ typedef struct rl__gwalker rl__gwalker;
 struct rl_grammar_vocab {
     const rl_vocab *vocab;
     int32_t n_tokens;
-    uint32_t n_words;       /* (n_tokens + 31) / 32 */
-    char *arena;            /* pieces, concatenated */
-    uint32_t *off;          /* [n_tokens + 1] piece of t: arena[off[t] .. off[t+1]) */
-    uint32_t *eog;          /* bitset [n_words]: end-of-generation tokens */
-    uint32_t *textual;      /* bitset [n_words]: tokens matched by their text (the sorted set) */
+    uint32_t n_words;  /* (n_tokens + 31) / 32 */
+    char *arena;       /* pieces, concatenated */
+    uint32_t *off;     /* [n_tokens + 1] piece of t: arena[off[t] .. off[t+1]) */
+    uint32_t *eog;     /* bitset [n_words]: end-of-generation tokens */
+    uint32_t *textual; /* bitset [n_words]: tokens matched by their text (the sorted set) */
     /* the textual tokens sorted by piece bytes; lcp[i]: common prefix with sorted[i-1] */
     int32_t *sorted;
     uint16_t *lcp;
@@ -147,7 +147,7 @@ struct rl_grammar_vocab {
      * depth k ends (its subtree ends) before entry nend[nend_off[i] + k - lcp[i] - 1] */
     uint32_t *nend_off; /* [n_sorted + 1] */
     int32_t *nend;
-    uint32_t max_len;       /* longest piece in bytes */
+    uint32_t max_len; /* longest piece in bytes */
 };
 
 static inline const unsigned char *rl__gv_piece(const rl_grammar_vocab *gv, int32_t t,
@@ -188,9 +188,12 @@ static inline bool rl__gclass_has(const rl_grammar *g, const rl__gclass *c, uint
     uint32_t lo = 0, hi = c->n;
     while (lo < hi) {
         uint32_t mid = (lo + hi) / 2;
-        if (cp < r[2 * mid]) hi = mid;
-        else if (cp > r[2 * mid + 1]) lo = mid + 1;
-        else return true;
+        if (cp < r[2 * mid])
+            hi = mid;
+        else if (cp > r[2 * mid + 1])
+            lo = mid + 1;
+        else
+            return true;
     }
     return false;
 }
@@ -231,11 +234,9 @@ void rl__gnodes_free(rl__gnodes *a);
 rl_status rl__gnodes_copy(rl__gnodes *dst, const rl__gnodes *src);
 /* Node (pos, cnt, parent); RL__GN_EMPTY-style ids never come back from here. UINT32_MAX
  * when the node limit is reached or memory runs out (*st says which). */
-uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t parent,
-                       rl_status *st);
+uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t parent, rl_status *st);
 /* need / rem of a REP frame at position pos with count cnt. */
-void rl__grep_state(const rl_grammar *g, uint32_t pos, uint32_t cnt, uint32_t *need,
-                    uint32_t *rem);
+void rl__grep_state(const rl_grammar *g, uint32_t pos, uint32_t cnt, uint32_t *need, uint32_t *rem);
 
 /* Work counters and limits shared by one operation on stacks. */
 typedef struct rl__gctx {
@@ -265,8 +266,7 @@ void rl__ginitial(rl__gctx *c, rl__gids *out);
  * *pout (tmp is scratch; out and tmp may swap buffers). Returns the number of bytes
  * consumed before the set died (len when all were accepted). c->st is set on limits. */
 size_t rl__gfeed(rl__gctx *c, const uint32_t *in, uint32_t n, const rl__utf8p *pin,
-                 const unsigned char *s, size_t len, rl__gids *out, rl__gids *tmp,
-                 rl__utf8p *pout);
+                 const unsigned char *s, size_t len, rl__gids *out, rl__gids *tmp, rl__utf8p *pout);
 
 static inline uint64_t rl__ghash_ids(const uint32_t *v, uint32_t n, uint64_t h) {
     for (uint32_t i = 0; i < n; i++) {

@@ -98,7 +98,8 @@ static uint64_t key_hash(const uint32_t *kpos, const uint32_t *kcnt, uint32_t kn
                          const rl__utf8p *part) {
     uint64_t h = rl__ghash_ids(kpos, kn, 0x9E3779B97F4A7C15ull ^ kn);
     h = rl__ghash_ids(kcnt, kn, h);
-    if (part->need) h ^= ((uint64_t)part->value << 8 | part->need << 4 | part->len) * 0xff51afd7ed558ccdull;
+    if (part->need)
+        h ^= ((uint64_t)part->value << 8 | part->need << 4 | part->len) * 0xff51afd7ed558ccdull;
     return h ^ ((uint64_t)bottom * 0x5bd1e995u);
 }
 
@@ -146,7 +147,7 @@ typedef struct wstate {
     uint32_t off, n;
     uint64_t hash;
     uint32_t flags;
-    uint32_t started; /* fewest rounds of the open repetition among the stacks still in it */
+    uint32_t started;  /* fewest rounds of the open repetition among the stacks still in it */
     uint32_t xoff, xn; /* rounds j of the stacks that left it (tagged bottoms), in xpool */
     uint32_t *ascii;   /* [128]: next state + 1, 0 unknown; allocated on first use */
 } wstate;
@@ -651,7 +652,8 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, const ui
     if (many) {
         e->acc_bits = rl__calloc(nw, sizeof *e->acc_bits);
         if (!e->acc_bits) goto fail;
-        for (uint32_t x = 0; x < k.n_a; x++) e->acc_bits[k.a[x].tok >> 5] |= 1u << (k.a[x].tok & 31);
+        for (uint32_t x = 0; x < k.n_a; x++)
+            e->acc_bits[k.a[x].tok >> 5] |= 1u << (k.a[x].tok & 31);
         e->bytes += nw * 4;
         if (e->jmax > 0) {
             e->cum = rl__calloc(CUM_J * nw, sizeof *e->cum);
@@ -660,7 +662,8 @@ static rl_status key_compute(const rl_grammar *g, const uint32_t *kpos, const ui
             for (uint32_t t = 0; t < CUM_J; t++) {
                 uint32_t *c = e->cum + t * nw;
                 if (t) memcpy(c, c - nw, nw * 4);
-                for (; x < k.n_a && k.a[x].j <= t; x++) c[k.a[x].tok >> 5] |= 1u << (k.a[x].tok & 31);
+                for (; x < k.n_a && k.a[x].j <= t; x++)
+                    c[k.a[x].tok >> 5] |= 1u << (k.a[x].tok & 31);
             }
             e->bytes += CUM_J * nw * 4;
         }
@@ -959,8 +962,10 @@ static rl_status key_fill(rl__gctx *c, uint32_t s, const rl__utf8p *part, uint32
         rl__gexpand(c, below, &T);
         rl__gset_finish(&T);
         rl__utf8p none = {0};
-        if (c->st != RL_OK) st = c->st;
-        else st = rt_walk(c, T.v, T.n, &none, e->n_u, e->u_tok, e->u_off, e->u_lcp, valid, mask);
+        if (c->st != RL_OK)
+            st = c->st;
+        else
+            st = rt_walk(c, T.v, T.n, &none, e->n_u, e->u_tok, e->u_off, e->u_lcp, valid, mask);
         rl__gids_free(&T);
         rl__free(valid);
     }
@@ -988,16 +993,18 @@ rl_status rl__gmask_fill(rl__gctx *c, const uint32_t *in, uint32_t n, const rl__
         if (q->kind == RL__P_TOK) {
             if (q->arg < (uint32_t)gv->n_tokens) set_bit(mask, (int32_t)q->arg);
         } else if (q->kind == RL__P_TOKNOT) {
-            if (not_id == -1) not_id = q->arg;
-            else if (not_id != (int64_t)q->arg) not_id = -2;
+            if (not_id == -1)
+                not_id = q->arg;
+            else if (not_id != (int64_t)q->arg)
+                not_id = -2;
         } else if (q->kind == RL__P_CLS) {
             rl_status st = key_fill(c, in[i], p, mask);
             if (st != RL_OK) return st;
         }
     }
     if (not_id != -1) {
-        bool had = not_id >= 0 && not_id < gv->n_tokens &&
-                   ((mask[not_id >> 5] >> (not_id & 31)) & 1);
+        bool had =
+            not_id >= 0 && not_id < gv->n_tokens && ((mask[not_id >> 5] >> (not_id & 31)) & 1);
         for (uint32_t i = 0; i < gv->n_words; i++) mask[i] |= ~gv->eog[i];
         if (not_id >= 0 && not_id < gv->n_tokens && !had)
             mask[not_id >> 5] &= ~(1u << (not_id & 31));
@@ -1025,7 +1032,8 @@ rl_status rl__gmask_warm(rl_grammar *g, char *err, size_t err_size) {
         st = c.st;
         if (st == RL_OK && g->gv) st = rl__gmask_fill(&c, s.v, s.n, &none, mask);
         if (st != RL_OK && st != RL_ERR_NOMEM)
-            rl__fmt(err, err_size, "at the start of the grammar: %s", c.msg[0] ? c.msg : rl_status_str(st));
+            rl__fmt(err, err_size, "at the start of the grammar: %s",
+                    c.msg[0] ? c.msg : rl_status_str(st));
     }
     rl__free(mask);
     rl__gids_free(&s);

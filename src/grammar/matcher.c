@@ -47,7 +47,8 @@ struct rl_grammar_matcher {
     char err[256];
 };
 
-static void set_err(rl_grammar_matcher *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(rl_grammar_matcher *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void set_err(rl_grammar_matcher *m, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -242,8 +243,8 @@ uint64_t rl__grammar_matcher_state_hash(const rl_grammar_matcher *m) {
 
 /* The state after token t with text piece[0..len) (piece NULL: token references only) into
  * m->t1 / *pout. Returns false when the token is not allowed (or on errors: m->c.st). */
-static bool advance_token(rl_grammar_matcher *m, rl_token t, const unsigned char *piece,
-                          size_t len, rl__utf8p *pout) {
+static bool advance_token(rl_grammar_matcher *m, rl_token t, const unsigned char *piece, size_t len,
+                          rl__utf8p *pout) {
     const rl_grammar *g = m->g;
     rl__gctx *c = &m->c;
     rl__gids *res = &m->t1;
@@ -368,8 +369,8 @@ rl_status rl__grammar_matcher_accept_piece(rl_grammar_matcher *m, rl_token t, co
     return accept_common(m, t, (const unsigned char *)piece, len);
 }
 
-RL_API rl_status rl_grammar_matcher_accept_bytes(rl_grammar_matcher *m, const char *s,
-                                                 size_t len, size_t *n_ok) {
+RL_API rl_status rl_grammar_matcher_accept_bytes(rl_grammar_matcher *m, const char *s, size_t len,
+                                                 size_t *n_ok) {
     if (n_ok) *n_ok = 0;
     if (!m || (!s && len)) return RL_ERR_INVALID_ARG;
     begin(m);
@@ -378,8 +379,8 @@ RL_API rl_status rl_grammar_matcher_accept_bytes(rl_grammar_matcher *m, const ch
         return len ? RL_ERR_INVALID_ARG : RL_OK;
     }
     rl__utf8p part;
-    size_t k = rl__gfeed(&m->c, m->cur.v, m->cur.n, &m->part, (const unsigned char *)s, len,
-                         &m->t2, &m->t3, &part);
+    size_t k = rl__gfeed(&m->c, m->cur.v, m->cur.n, &m->part, (const unsigned char *)s, len, &m->t2,
+                         &m->t3, &part);
     if (m->c.st != RL_OK) return stack_error(m);
     if (n_ok) *n_ok = k;
     if (k < len || (len == 0 && m->cur.n == 0)) {
@@ -527,8 +528,10 @@ rl_status rl__grammar_matcher_mask_brute(rl_grammar_matcher *m, uint32_t *mask, 
     const rl_grammar_vocab *gv = m->g->gv;
     memset(mask, 0, n_words * sizeof *mask);
     for (int32_t t = 0; t < gv->n_tokens; t++) {
-        if (rl_grammar_matcher_allows(m, t)) mask[t >> 5] |= 1u << (t & 31);
-        else if (m->err[0]) return RL_ERR_LIMIT;
+        if (rl_grammar_matcher_allows(m, t))
+            mask[t >> 5] |= 1u << (t & 31);
+        else if (m->err[0])
+            return RL_ERR_LIMIT;
     }
     return RL_OK;
 }

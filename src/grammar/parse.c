@@ -65,8 +65,7 @@ static void fail(parser *p, const char *pos, rl_status st, const char *fmt, ...)
 
 static bool epush(parser *p, evec *e, uint32_t type, uint32_t value) {
     if (++p->n_pushed > p->lim->max_elements) {
-        fail(p, NULL, RL_ERR_LIMIT,
-             "the grammar expands to more than max_elements (%u) elements",
+        fail(p, NULL, RL_ERR_LIMIT, "the grammar expands to more than max_elements (%u) elements",
              p->lim->max_elements);
         return false;
     }
@@ -184,8 +183,7 @@ static int64_t generate_symbol_id(parser *p, const char *base) {
 static bool add_rule(parser *p, uint32_t id, const evec *e) {
     p->n_pushed += e->n;
     if (p->n_pushed > p->lim->max_elements) {
-        fail(p, NULL, RL_ERR_LIMIT,
-             "the grammar expands to more than max_elements (%u) elements",
+        fail(p, NULL, RL_ERR_LIMIT, "the grammar expands to more than max_elements (%u) elements",
              p->lim->max_elements);
         return false;
     }
@@ -259,9 +257,12 @@ static const char *parse_hex(parser *p, const char *pos, int size, uint32_t *out
     for (int i = 0; i < size; i++) {
         char c = pos[i];
         uint32_t d;
-        if (c >= '0' && c <= '9') d = (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f') d = (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') d = (uint32_t)(c - 'A' + 10);
+        if (c >= '0' && c <= '9')
+            d = (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (uint32_t)(c - 'A' + 10);
         else {
             fail(p, pos, RL_ERR_INVALID_ARG, "expecting %d hex digits", size);
             return NULL;
@@ -276,17 +277,28 @@ static const char *parse_hex(parser *p, const char *pos, int size, uint32_t *out
 static const char *parse_char(parser *p, const char *pos, uint32_t *cp) {
     if (*pos == '\\') {
         switch (pos[1]) {
-        case 'x': return parse_hex(p, pos + 2, 2, cp);
-        case 'u': return parse_hex(p, pos + 2, 4, cp);
-        case 'U': return parse_hex(p, pos + 2, 8, cp);
-        case 't': *cp = '\t'; return pos + 2;
-        case 'r': *cp = '\r'; return pos + 2;
-        case 'n': *cp = '\n'; return pos + 2;
+        case 'x':
+            return parse_hex(p, pos + 2, 2, cp);
+        case 'u':
+            return parse_hex(p, pos + 2, 4, cp);
+        case 'U':
+            return parse_hex(p, pos + 2, 8, cp);
+        case 't':
+            *cp = '\t';
+            return pos + 2;
+        case 'r':
+            *cp = '\r';
+            return pos + 2;
+        case 'n':
+            *cp = '\n';
+            return pos + 2;
         case '\\':
         case '"':
         case '[':
         case ']':
-        case '-': *cp = (unsigned char)pos[1]; return pos + 2;
+        case '-':
+            *cp = (unsigned char)pos[1];
+            return pos + 2;
         default:
             fail(p, pos, RL_ERR_INVALID_ARG, "unknown escape");
             return NULL;
@@ -346,8 +358,8 @@ static const char *parse_token(parser *p, const char *pos, uint32_t *id) {
     pos++;
     rl_token toks[2];
     size_t n = 0;
-    rl_status st = rl_tokenize(p->vocab, s, (size_t)(pos - s), RL_TOKENIZE_PARSE_SPECIAL, toks, 2,
-                               &n);
+    rl_status st =
+        rl_tokenize(p->vocab, s, (size_t)(pos - s), RL_TOKENIZE_PARSE_SPECIAL, toks, 2, &n);
     if ((st != RL_OK && st != RL_ERR_RANGE) || n != 1) {
         fail(p, s, RL_ERR_INVALID_ARG, "'%.*s' is not a single token of the vocabulary",
              (int)RL_MIN(pos - s, 100), s);
@@ -385,8 +397,10 @@ static bool handle_repetitions(parser *p, seqstate *q, const char *pos, uint64_t
         return false;
     }
     uint64_t total = 1;
-    if (!no_max && max > 0) total = max;
-    else if (min > 0) total = min;
+    if (!no_max && max > 0)
+        total = max;
+    else if (min > 0)
+        total = min;
     if (q->n_prev_rules * total >= MAX_REPETITION) {
         fail(p, pos, RL_ERR_INVALID_ARG,
              "repetitions of repetitions give %llu rules or more (limit %d)",
@@ -664,7 +678,8 @@ rl_status rl__gbnf_parse(const char *text, size_t len, const rl_vocab *vocab,
         fail(&p, src + (nul - text), RL_ERR_INVALID_ARG, "NUL byte in the grammar");
     } else {
         const char *pos = parse_space(src, true);
-        while (*pos && (pos = parse_rule(&p, pos))) {}
+        while (*pos && (pos = parse_rule(&p, pos))) {
+        }
     }
     /* every referenced rule must be defined */
     for (uint32_t id = 0; p.st == RL_OK && id < p.n_sym; id++) {
@@ -673,7 +688,8 @@ rl_status rl__gbnf_parse(const char *text, size_t len, const rl_vocab *vocab,
                  RL_ERR_INVALID_ARG, "undefined rule '%s'", p.names[id]);
         }
     }
-    if (p.st == RL_OK && p.n_sym == 0) fail(&p, NULL, RL_ERR_INVALID_ARG, "the grammar has no rules");
+    if (p.st == RL_OK && p.n_sym == 0)
+        fail(&p, NULL, RL_ERR_INVALID_ARG, "the grammar has no rules");
 
     rl_status st = p.st;
     if (st != RL_OK) {
@@ -788,19 +804,41 @@ char *rl__gir_rule_text(const rl__gir *ir, uint32_t rule) {
     for (uint32_t i = 0; i + 1 < n; i++) {
         char t[32];
         switch (e[i].type) {
-        case RL__GE_ALT: sb_str(&b, " |"); break;
+        case RL__GE_ALT:
+            sb_str(&b, " |");
+            break;
         case RL__GE_RULE_REF:
             sb_str(&b, " ");
             sb_str(&b, e[i].value < ir->n_rules ? ir->names[e[i].value] : "?");
             break;
-        case RL__GE_CHAR: sb_str(&b, " ["); sb_char(&b, e[i].value); break;
-        case RL__GE_CHAR_NOT: sb_str(&b, " [^"); sb_char(&b, e[i].value); break;
-        case RL__GE_CHAR_RNG_UPPER: sb_str(&b, "-"); sb_char(&b, e[i].value); break;
-        case RL__GE_CHAR_ALT: sb_char(&b, e[i].value); break;
-        case RL__GE_CHAR_ANY: sb_str(&b, " ."); break;
-        case RL__GE_TOKEN: rl__fmt(t, sizeof t, " <[%u]>", e[i].value); sb_str(&b, t); break;
-        case RL__GE_TOKEN_NOT: rl__fmt(t, sizeof t, " !<[%u]>", e[i].value); sb_str(&b, t); break;
-        default: break;
+        case RL__GE_CHAR:
+            sb_str(&b, " [");
+            sb_char(&b, e[i].value);
+            break;
+        case RL__GE_CHAR_NOT:
+            sb_str(&b, " [^");
+            sb_char(&b, e[i].value);
+            break;
+        case RL__GE_CHAR_RNG_UPPER:
+            sb_str(&b, "-");
+            sb_char(&b, e[i].value);
+            break;
+        case RL__GE_CHAR_ALT:
+            sb_char(&b, e[i].value);
+            break;
+        case RL__GE_CHAR_ANY:
+            sb_str(&b, " .");
+            break;
+        case RL__GE_TOKEN:
+            rl__fmt(t, sizeof t, " <[%u]>", e[i].value);
+            sb_str(&b, t);
+            break;
+        case RL__GE_TOKEN_NOT:
+            rl__fmt(t, sizeof t, " !<[%u]>", e[i].value);
+            sb_str(&b, t);
+            break;
+        default:
+            break;
         }
         if (is_char_elem(e[i].type) && e[i].type != RL__GE_CHAR_ANY &&
             e[i + 1].type != RL__GE_CHAR_ALT && e[i + 1].type != RL__GE_CHAR_RNG_UPPER)

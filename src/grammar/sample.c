@@ -15,7 +15,9 @@ static uint64_t rng_next(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static uint32_t cp_bytes(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+static uint32_t cp_bytes(uint32_t cp) {
+    return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
 
 static uint32_t sat_add(uint32_t a, uint32_t b) { return a + b >= INF_LEN ? INF_LEN : a + b; }
 

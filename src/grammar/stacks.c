@@ -51,8 +51,8 @@ int rl__utf8_step(rl__utf8p *p, unsigned char b, uint32_t *cp) {
     q.value = (q.value << 6) | (b & 0x3F);
     q.need--;
     utf8_range(&q, q.len);
-    if (q.lo > q.hi) return -1;                        /* overlong or past U+10FFFF */
-    if (q.lo >= 0xD800 && q.hi <= 0xDFFF) return -1;   /* surrogates */
+    if (q.lo > q.hi) return -1;                      /* overlong or past U+10FFFF */
+    if (q.lo >= 0xD800 && q.hi <= 0xDFFF) return -1; /* surrogates */
     if (q.need == 0) {
         *cp = q.value;
         memset(p, 0, sizeof *p);
@@ -67,8 +67,10 @@ bool rl__gclass_meets(const rl_grammar *g, const rl__gclass *c, uint32_t lo, uin
     uint32_t a = 0, b = c->n; /* first range whose upper end >= lo */
     while (a < b) {
         uint32_t mid = (a + b) / 2;
-        if (r[2 * mid + 1] < lo) a = mid + 1;
-        else b = mid;
+        if (r[2 * mid + 1] < lo)
+            a = mid + 1;
+        else
+            b = mid;
     }
     return a < c->n && r[2 * a] <= hi;
 }
@@ -170,8 +172,7 @@ static bool slots_grow(rl__gnodes *a) {
     return true;
 }
 
-uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t parent,
-                       rl_status *st) {
+uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t parent, rl_status *st) {
     if ((a->n + 1) * 2 > a->n_slot && !slots_grow(a)) {
         *st = RL_ERR_NOMEM;
         return UINT32_MAX;
@@ -204,8 +205,10 @@ uint32_t rl__gnode_get(rl__gnodes *a, uint32_t pos, uint32_t cnt, uint32_t paren
 static void set_error(rl__gctx *c, rl_status st, const char *what) {
     if (c->st != RL_OK) return;
     c->st = st;
-    if (st == RL_ERR_NOMEM) rl__fmt(c->msg, sizeof c->msg, "out of memory");
-    else rl__fmt(c->msg, sizeof c->msg, "%s", what);
+    if (st == RL_ERR_NOMEM)
+        rl__fmt(c->msg, sizeof c->msg, "out of memory");
+    else
+        rl__fmt(c->msg, sizeof c->msg, "%s", what);
 }
 
 void rl__grep_state(const rl_grammar *g, uint32_t pos, uint32_t cnt, uint32_t *need,
@@ -308,7 +311,8 @@ void rl__gexpand(rl__gctx *c, uint32_t n, rl__gids *out) {
         uint32_t pos = a->v[x].pos;
         uint32_t kind = pos == RL__GPOS_NONE ? RL__P_END : g->pos[pos].kind;
         if (kind != RL__P_REF && kind != RL__P_REP) {
-            if (!rl__gids_push(out, x)) set_error(c, RL_ERR_NOMEM, "");
+            if (!rl__gids_push(out, x))
+                set_error(c, RL_ERR_NOMEM, "");
             else if (out->n > g->lim.max_stacks)
                 set_error(c, RL_ERR_LIMIT, "more parse stacks than max_stacks");
             continue;
@@ -326,7 +330,8 @@ void rl__gexpand(rl__gctx *c, uint32_t n, rl__gids *out) {
             r = g->reps[g->pos[pos].arg].body;
             uint32_t below = retag(c, parent, j);
             if (below == UINT32_MAX) return;
-            uint32_t nx = g->pos[pos + 1].kind == RL__P_END ? below : node_or_fail(c, pos + 1, below);
+            uint32_t nx =
+                g->pos[pos + 1].kind == RL__P_END ? below : node_or_fail(c, pos + 1, below);
             if (nx == UINT32_MAX) return;
             if (a->mark[nx] != a->epoch && !rl__gids_push(&c->work, nx)) {
                 set_error(c, RL_ERR_NOMEM, "");
@@ -339,8 +344,8 @@ void rl__gexpand(rl__gctx *c, uint32_t n, rl__gids *out) {
             rl__grep_state(g, pos, a->v[x].cnt, &need, &rem);
             r = g->reps[g->pos[pos].arg].body;
             if (need == 0) {
-                uint32_t nx = g->pos[pos + 1].kind == RL__P_END ? parent
-                                                                 : node_or_fail(c, pos + 1, parent);
+                uint32_t nx =
+                    g->pos[pos + 1].kind == RL__P_END ? parent : node_or_fail(c, pos + 1, parent);
                 if (nx == UINT32_MAX) return;
                 if (a->mark[nx] != a->epoch && !rl__gids_push(&c->work, nx)) {
                     set_error(c, RL_ERR_NOMEM, "");
@@ -376,8 +381,8 @@ void rl__gstep(rl__gctx *c, const uint32_t *in, uint32_t n, uint32_t cp, rl__gid
         const rl__gpos *p = &g->pos[x->pos];
         if (p->kind != RL__P_CLS || !rl__gclass_has(g, &g->cls[p->arg], cp)) continue;
         uint32_t parent = x->parent;
-        uint32_t nx = g->pos[x->pos + 1].kind == RL__P_END ? parent
-                                                             : node_or_fail(c, x->pos + 1, parent);
+        uint32_t nx =
+            g->pos[x->pos + 1].kind == RL__P_END ? parent : node_or_fail(c, x->pos + 1, parent);
         if (nx == UINT32_MAX) break;
         rl__gexpand(c, nx, out);
     }

@@ -42,7 +42,8 @@ static void init_vocab(void) {
     done = true;
     const char *data = getenv("RUVLLM_TESTDATA");
     char path[1024], err[256];
-    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-llama-spm.gguf", data ? data : "../shared");
+    snprintf(path, sizeof path, "%s/models/vocab/ggml-vocab-llama-spm.gguf",
+             data ? data : "../shared");
     if (rl_gguf_open(path, &g_file, err, sizeof err) != RL_OK) return;
     if (rl_vocab_load(g_file, &g_vocab, err, sizeof err) != RL_OK ||
         rl_grammar_vocab_create(g_vocab, &g_gv) != RL_OK) {

@@ -16,8 +16,8 @@
 #include <pthread.h>
 #include <time.h>
 
-static const char *k_grammar_files[] = {"arithmetic.gbnf", "c.gbnf",          "chess.gbnf",
-                                        "english.gbnf",    "japanese.gbnf",   "json.gbnf",
+static const char *k_grammar_files[] = {"arithmetic.gbnf", "c.gbnf",        "chess.gbnf",
+                                        "english.gbnf",    "japanese.gbnf", "json.gbnf",
                                         "json_arr.gbnf",   "list.gbnf"};
 
 /* A file of the test data as a NUL-terminated string. */
@@ -65,8 +65,9 @@ TEST(example_grammars_parse) {
             rl_grammar_matcher_reset(m);
             size_t ok = 0;
             st = rl_grammar_matcher_accept_bytes(m, buf, len, &ok);
-            CHECKF(st == RL_OK && rl_grammar_matcher_can_end(m), "%s: sample %llu rejected at %zu: %s",
-                   k_grammar_files[i], (unsigned long long)seed, ok, buf);
+            CHECKF(st == RL_OK && rl_grammar_matcher_can_end(m),
+                   "%s: sample %llu rejected at %zu: %s", k_grammar_files[i],
+                   (unsigned long long)seed, ok, buf);
         }
         rl_grammar_matcher_free(m);
         rl_grammar_free(g);
@@ -75,9 +76,9 @@ TEST(example_grammars_parse) {
 }
 
 static uint32_t elem_type(const char *s) {
-    static const char *names[] = {"END",      "ALT",            "RULE_REF", "CHAR",
-                                  "CHAR_NOT", "CHAR_RNG_UPPER", "CHAR_ALT", "CHAR_ANY",
-                                  "TOKEN",    "TOKEN_NOT"};
+    static const char *names[] = {
+        "END",      "ALT",      "RULE_REF", "CHAR",     "CHAR_NOT", "CHAR_RNG_UPPER",
+        "CHAR_ALT", "CHAR_ANY", "TOKEN",    "TOKEN_NOT"};
     for (uint32_t i = 0; i < RL_ARRAY_LEN(names); i++)
         if (!strcmp(s, names[i])) return i;
     return 99;
@@ -133,8 +134,9 @@ TEST(parser_cases) {
                 uint32_t val = json_is_string(v) ? utf8_first(json_string_value(v))
                                                  : (uint32_t)json_integer_value(v);
                 const rl__gelem *x = &ir.elems[ir.off[r] + k];
-                CHECKF(x->type == t && x->value == val, "case %zu rule %zu elem %zu: (%u,%u) vs (%u,%u)",
-                       i, r, k, x->type, x->value, t, val);
+                CHECKF(x->type == t && x->value == val,
+                       "case %zu rule %zu elem %zu: (%u,%u) vs (%u,%u)", i, r, k, x->type, x->value,
+                       t, val);
             }
         }
         rl__gir_free(&ir);
@@ -273,7 +275,8 @@ TEST(grammar_cases) {
 
 TEST(bytes_and_utf8) {
     char err[256];
-    rl_grammar *g = compile("root ::= [ぁ-ゟ]+ \"!\" | \"é\" [^a]", NULL, NULL, NULL, err, sizeof err);
+    rl_grammar *g =
+        compile("root ::= [ぁ-ゟ]+ \"!\" | \"é\" [^a]", NULL, NULL, NULL, err, sizeof err);
     CHECKF(g, "%s", err);
     if (!g) return;
     rl_grammar_matcher *m = NULL;
@@ -583,7 +586,8 @@ TEST(token_references) {
              eot);
     rl_grammar *g = compile(text, NULL, f.gv, NULL, err, sizeof err);
     CHECKF(g, "%s", err);
-    snprintf(text, sizeof text, "root ::= <[%d]> (!<[%d]>)* <[%d]> \"ok\" <[%d]>\n", sh, eh, eh, eot);
+    snprintf(text, sizeof text, "root ::= <[%d]> (!<[%d]>)* <[%d]> \"ok\" <[%d]>\n", sh, eh, eh,
+             eot);
     rl_grammar *g2 = compile(text, NULL, f.gv, NULL, err, sizeof err);
     CHECKF(g2, "%s", err);
     CHECK(g && g2 && g->ir.n_rules == g2->ir.n_rules &&
@@ -647,7 +651,8 @@ TEST(rollback_and_clone) {
     free(text);
     CHECK(g);
     size_t nw = f.gv->n_words;
-    const char *doc = "{\"name\": \"ひらがな \\u00e9\", \"list\": [1, -2.5e3, true, null], \"o\": {}}";
+    const char *doc =
+        "{\"name\": \"ひらがな \\u00e9\", \"list\": [1, -2.5e3, true, null], \"o\": {}}";
     rl_token toks[256];
     size_t n = 0;
     CHECK(rl_tokenize(f.v, doc, strlen(doc), 0, toks, 256, &n) == RL_OK);
@@ -671,7 +676,8 @@ TEST(rollback_and_clone) {
     CHECK(!memcmp(cur, masks[n - 8], nw * 4));
     CHECK(rl_grammar_matcher_rollback(m, 1) == RL_ERR_RANGE);
     /* replay, clone halfway, both go on alike */
-    for (size_t i = n - 8; i < n - 4; i++) CHECK(rl_grammar_matcher_accept_token(m, toks[i]) == RL_OK);
+    for (size_t i = n - 8; i < n - 4; i++)
+        CHECK(rl_grammar_matcher_accept_token(m, toks[i]) == RL_OK);
     rl_grammar_matcher *c = NULL;
     CHECK(rl_grammar_matcher_clone(m, &c) == RL_OK);
     for (size_t i = n - 4; i < n; i++) {
@@ -724,9 +730,11 @@ TEST(hostile_grammars) {
     if (g) CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
     size_t n_ok;
     if (m) {
-        st = rl_grammar_matcher_accept_bytes(m, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 40, &n_ok);
+        st = rl_grammar_matcher_accept_bytes(m, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 40,
+                                             &n_ok);
         CHECK(st == RL_ERR_LIMIT);
-        CHECKF(strstr(rl_grammar_matcher_errmsg(m), "max_stacks"), "%s", rl_grammar_matcher_errmsg(m));
+        CHECKF(strstr(rl_grammar_matcher_errmsg(m), "max_stacks"), "%s",
+               rl_grammar_matcher_errmsg(m));
     }
     rl_grammar_matcher_free(m);
     rl_grammar_free(g);
@@ -741,7 +749,8 @@ TEST(hostile_grammars) {
         memset(s, '(', big);
         st = rl_grammar_matcher_accept_bytes(m, s, big, &n_ok);
         CHECK(st == RL_ERR_LIMIT);
-        CHECKF(strstr(rl_grammar_matcher_errmsg(m), "max_depth"), "%s", rl_grammar_matcher_errmsg(m));
+        CHECKF(strstr(rl_grammar_matcher_errmsg(m), "max_depth"), "%s",
+               rl_grammar_matcher_errmsg(m));
         free(s);
     }
     rl_grammar_matcher_free(m);
@@ -785,7 +794,8 @@ TEST(hostile_grammars) {
     /* with a small stack limit the start of a wide grammar is refused at compile */
     rl_grammar_limits lim = rl_grammar_default_limits();
     lim.max_stacks = 8;
-    const char *wide = "root ::= \"a\" | \"b\" | \"c\" | \"d\" | \"e\" | \"f\" | \"g\" | \"h\" | \"i\" | \"j\"";
+    const char *wide =
+        "root ::= \"a\" | \"b\" | \"c\" | \"d\" | \"e\" | \"f\" | \"g\" | \"h\" | \"i\" | \"j\"";
     st = rl_grammar_compile(wide, strlen(wide), NULL, NULL, &lim, &g, err, sizeof err);
     CHECKF(st == RL_ERR_LIMIT && !g && strstr(err, "max_stacks"), "%s", err);
     double dt = rl__now() - t0;
@@ -816,8 +826,8 @@ static void *thr_main(void *p) {
     for (int d = 0; d < 6; d++) {
         size_t len = 0, n = 0;
         rl_token t[2048];
-        if (rl_grammar_sample_text(a->g, (uint64_t)(a->seed * 100 + d), 400, buf, sizeof buf, &len) !=
-                RL_OK ||
+        if (rl_grammar_sample_text(a->g, (uint64_t)(a->seed * 100 + d), 400, buf, sizeof buf,
+                                   &len) != RL_OK ||
             rl_tokenize(a->f->v, buf, len, 0, t, 2048, &n) != RL_OK) {
             a->fails++;
             continue;
@@ -924,7 +934,8 @@ TEST(repetition_counts) {
         "root ::= \"<\" [^>]{1,30} \">\" (\" \" [a-z]{0,12}){0,10}",
     };
     for (size_t k = 0; k < RL_ARRAY_LEN(grammars); k++) {
-        rl_grammar *a = compile_rep(grammars[k], NULL, true), *b = compile_rep(grammars[k], NULL, false);
+        rl_grammar *a = compile_rep(grammars[k], NULL, true),
+                   *b = compile_rep(grammars[k], NULL, false);
         if (!a || !b) {
             rl_grammar_free(a);
             rl_grammar_free(b);
@@ -946,14 +957,19 @@ TEST(repetition_counts) {
             if (i % 4 >= 2 && len > 0) {
                 size_t at = rng64(&rng) % len;
                 switch (rng64(&rng) % 3) {
-                case 0: memmove(buf + at, buf + at + 1, len - at); len--; break;
+                case 0:
+                    memmove(buf + at, buf + at + 1, len - at);
+                    len--;
+                    break;
                 case 1:
                     if (len + 1 < sizeof buf) {
                         memmove(buf + at + 1, buf + at, len - at + 1);
                         len++;
                     }
                     break;
-                default: buf[at] = "abcz09!(x;$<> ."[rng64(&rng) % 15]; break;
+                default:
+                    buf[at] = "abcz09!(x;$<> ."[rng64(&rng) % 15];
+                    break;
                 }
             }
             bool ca, cb;
