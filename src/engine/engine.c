@@ -458,6 +458,14 @@ RL_API rl_status rl_engine_create(const rl_model *m, const rl_engine_params *pp,
     e->next_id = 1;
     for (int32_t il = 0; il < hp->n_layer; il++)
         if (m->layers[il].swa && hp->n_swa > 0) e->n_swa = hp->n_swa;
+    e->warm_token = RL_TOKEN_NULL;
+    for (rl_token t = 0; t < e->n_vocab && e->warm_token == RL_TOKEN_NULL; t++) {
+        char piece[8];
+        size_t len = 0;
+        if (rl_token_to_piece(e->vocab, t, 0, piece, sizeof piece, &len) == RL_OK && len == 1 &&
+            ((piece[0] >= 'a' && piece[0] <= 'z') || (piece[0] >= 'A' && piece[0] <= 'Z')))
+            e->warm_token = t;
+    }
     rl__hist_init(&e->ttft, k_lat_le, (int32_t)RL_ARRAY_LEN(k_lat_le));
     rl__hist_init(&e->itl, k_lat_le, (int32_t)RL_ARRAY_LEN(k_lat_le));
     rl__hist_init(&e->step_seqs, k_seq_le, (int32_t)RL_ARRAY_LEN(k_seq_le));
@@ -504,9 +512,13 @@ RL_API rl_status rl_engine_create(const rl_model *m, const rl_engine_params *pp,
     e->cp_src = rl__malloc(2 * np * (size_t)bs * sizeof(int32_t));
     e->cp_dst = rl__malloc(2 * np * (size_t)bs * sizeof(int32_t));
     e->logits = rl__aligned_alloc(64, np * (size_t)e->n_vocab * sizeof(float));
+    /* a step's block copies: a fork's or copy-on-write of each sequence's last block; more
+     * make it grow */
+    e->cap_cbuf = 2 * p.n_parallel;
+    e->cbuf = rl__malloc((size_t)e->cap_cbuf * sizeof *e->cbuf);
     if (!e->b_tok || !e->b_pos || !e->b_cell || !e->b_span || !e->b_span_swa || !e->b_out ||
         !e->attn || !e->it_id || !e->it_seq || !e->it_row || !e->outs || !e->cp_src ||
-        !e->cp_dst || !e->logits) {
+        !e->cp_dst || !e->logits || !e->cbuf) {
         st = fail(err, es, RL_ERR_NOMEM, "out of memory");
         goto fail_ctx;
     }

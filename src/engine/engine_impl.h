@@ -101,6 +101,8 @@ struct rl_engine {
     int32_t n_vocab;
     rl_engine_params p;
     int32_t n_swa; /* sliding window of the model's windowed layers; 0: none */
+    rl_token warm_token; /* a one-letter token: pushed through each new detokenizer so that its
+                          * buffers exist before the steps (RL_TOKEN_NULL: none found) */
 
     rl_context *ctx;
     rl__kv *kv;

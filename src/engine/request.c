@@ -66,6 +66,23 @@ static bool etoks_push(rl__etoks *t, rl_token tok, float lp, const rl_token_logp
     return true;
 }
 
+/* Room for n tokens with n_top entries each, so that pushing them allocates nothing. */
+static bool etoks_reserve(rl__etoks *t, int32_t n, int32_t n_top) {
+    if (n > t->cap) {
+        rl_engine_token *p = rl__realloc(t->t, (size_t)n * sizeof *p);
+        if (!p) return false;
+        t->t = p;
+        t->cap = n;
+    }
+    if (n_top > 0 && (int64_t)n * n_top > t->cap_top) {
+        rl_token_logprob *p = rl__realloc(t->top, (size_t)n * (size_t)n_top * sizeof *p);
+        if (!p) return false;
+        t->top = p;
+        t->cap_top = n * n_top;
+    }
+    return true;
+}
+
 static void etoks_free(rl__etoks *t) {
     rl__free(t->t);
     rl__free(t->top);
@@ -126,6 +143,13 @@ static bool utf8_valid(const unsigned char *s, size_t n) {
 }
 
 /* ---- create / free -------------------------------------------------------------------- */
+
+/* What each output buffer holds from creation (the reader's and every sequence's), so
+ * that the steps of the engine thread allocate nothing for a reader that keeps up within
+ * RL__OUT_TOKENS tokens (a slower one makes them grow, by doubling). */
+#define RL__OUT_TOKENS 64
+#define RL__OUT_TEXT 1024
+#define RL__HOLD_TEXT (RL_ENGINE_MAX_STOP_LEN + 256)
 
 static void ereq_destroy(rl_engine_request *r) {
     if (r->seq)
@@ -219,6 +243,15 @@ rl_status rl__ereq_create(rl_engine *e, const rl_engine_request_params *p,
     }
     r->seq = rl__calloc((size_t)r->n, sizeof *r->seq);
     if (!r->seq) goto nomem_r;
+    if (!ebuf_reserve(&r->r_text, RL__OUT_TEXT) ||
+        !etoks_reserve(&r->r_toks, RL__OUT_TOKENS, r->top_n))
+        goto nomem_r;
+    for (int32_t k = 0; k < r->n; k++) {
+        rl__eseq *q = &r->seq[k];
+        if (!ebuf_reserve(&q->out, RL__OUT_TEXT) || !ebuf_reserve(&q->hold, RL__HOLD_TEXT) ||
+            !etoks_reserve(&q->toks, RL__OUT_TOKENS, r->top_n))
+            goto nomem_r;
+    }
     for (int32_t k = 0; k < r->n; k++) {
         rl__eseq *q = &r->seq[k];
         rl_sampler_params spk = sp;
@@ -236,6 +269,13 @@ rl_status rl__ereq_create(rl_engine *e, const rl_engine_request_params *p,
             ereq_destroy(r);
             rl__fmt(err, es, "detokenizer: %s", rl_status_str(st));
             return st;
+        }
+        /* its buffers are made by its first text: one letter, then forgotten */
+        if (e->warm_token != RL_TOKEN_NULL) {
+            const char *txt;
+            size_t len;
+            if (rl_detok_push(q->detok, e->warm_token, &txt, &len) != RL_OK) goto nomem_r;
+            rl_detok_reset(q->detok);
         }
     }
     *out = r;

@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 typedef struct result {
     char text[RL_ENGINE_MAX_N][4096];
@@ -534,6 +535,76 @@ TEST(submit_errors) {
     rl_model_free(m);
 }
 
+/* A reader that takes each request's events in its notify callback, on the engine thread
+ * right after the step that made them: no lag, so every event holds one step's tokens. */
+typedef struct sync_reader {
+    rl_engine_request *r;
+    int32_t tokens[RL_ENGINE_MAX_N];
+    atomic_bool done;
+} sync_reader;
+
+static void read_in_notify(void *user) {
+    sync_reader *sr = user;
+    rl_engine_event ev;
+    while (!atomic_load(&sr->done) && rl_engine_next_event(sr->r, 0, &ev) == RL_OK &&
+           ev.type != RL_ENGINE_EVENT_NONE) {
+        if (ev.type == RL_ENGINE_EVENT_DONE) atomic_store(&sr->done, true);
+        else sr->tokens[ev.seq_index] += ev.n_tokens;
+    }
+}
+
+/* After warm-up the engine's steps allocate nothing: a second round of the same requests
+ * (greedy; sampled with 5 top logprobs; n = 2 with stop strings that never match) runs
+ * from admission to DONE without a single allocation; the output buffers are sized when
+ * a request is created (at submit). */
+TEST(steps_do_not_allocate) {
+    rl_model *m = load_model();
+    if (!m) SKIP("no stories260K");
+    rl_engine *e = make_engine(m, 4, 0, 512);
+    rl_token prompt[64];
+    int32_t n = tokenize(m, "Once upon a time", prompt, 64);
+    enum { MAX = 200 };
+    rl_engine_request_params p[3];
+    p[0] = greedy(prompt, n, MAX);
+    p[1] = greedy(prompt, n, MAX);
+    p[1].sampling.temperature = 0.8f;
+    p[1].sampling.seed = 3;
+    p[1].sampling.logprobs = true;
+    p[1].sampling.top_logprobs = 5;
+    p[2] = greedy(prompt, n, MAX);
+    p[2].n = 2;
+    p[2].sampling.temperature = 1.0f;
+    p[2].sampling.seed = 9;
+    const char *stops[] = {"qqqzzz", "\x01\x02"};
+    p[2].stop = stops;
+    p[2].n_stop = 2;
+    static sync_reader sr[3];
+    for (int round = 0; round < 2; round++) {
+        memset(sr, 0, sizeof sr);
+        for (int i = 0; i < 3; i++) {
+            p[i].ignore_eos = true;
+            p[i].notify = read_in_notify;
+            p[i].notify_user = &sr[i];
+            sr[i].r = submit(e, &p[i]);
+        }
+        const long a0 = rl__alloc_count();
+        const double t_end = rl__now() + 60;
+        while (rl__now() < t_end &&
+               !(atomic_load(&sr[0].done) && atomic_load(&sr[1].done) && atomic_load(&sr[2].done)))
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+        const long a1 = rl__alloc_count();
+        if (round == 1)
+            CHECKF(a1 == a0, "%ld allocations in the steps of the second round", a1 - a0);
+        for (int i = 0; i < 3; i++) {
+            CHECK(atomic_load(&sr[i].done));
+            for (int k = 0; k < p[i].n; k++) CHECK_EQ_INT(sr[i].tokens[k], MAX);
+            rl_engine_request_free(sr[i].r);
+        }
+    }
+    rl_engine_free(e);
+    rl_model_free(m);
+}
+
 int main(void) {
     RUN(stop_scan);
     RUN(greedy_matches_decode);
@@ -543,5 +614,6 @@ int main(void) {
     RUN(preemption);
     RUN(aborts_anytime);
     RUN(submit_errors);
+    RUN(steps_do_not_allocate);
     return rl_test_finish();
 }
