@@ -60,19 +60,24 @@ async function test(name, fn) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the server --------------------------------------------------------------------------
-const srv = spawn(bin, ['serve', '-m', modelPath, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
-  '--parallel', '4', '--ctx', '2048'], { stdio: ['ignore', 'ignore', 'pipe'] });
-let log = '';
-const base = await new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 20000);
-  srv.stderr.on('data', (d) => {
-    log += d;
-    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(log);
-    if (m && /ready/.test(log)) { clearTimeout(timer); resolve(m[1]); }
+async function startServer(extra) {
+  const proc = spawn(bin, ['serve', '-m', modelPath, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
+    '--parallel', '4', '--ctx', '2048', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const s = { proc, log: '' };
+  s.exit = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  s.base = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start: ' + s.log)), 20000);
+    proc.stderr.on('data', (d) => {
+      s.log += d;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(s.log);
+      if (m && /ready/.test(s.log)) { clearTimeout(timer); resolve(m[1]); }
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited with ${code}: ${s.log}`)));
   });
-  srv.on('exit', (code) => reject(new Error(`server exited with ${code}: ${log}`)));
-});
-const serverExit = new Promise((resolve) => srv.on('exit', (code) => resolve(code)));
+  return s;
+}
+const srv = await startServer([]);
+const base = srv.base;
 
 async function metrics() {
   const text = await (await fetch(`${base}/metrics`)).text();
@@ -265,17 +270,41 @@ await test('errors are shown', async () => {
   check(/temperature/.test(await page.textContent('#status')), 'bad settings are named', await page.textContent('#status'));
 });
 
+await test('with an API key', async () => {
+  const key = 'sk-web-test';
+  const s2 = await startServer(['--api-key', key]);
+  try {
+    await page.goto(`${s2.base}/`);
+    await page.waitForFunction(() => /API key/.test(document.getElementById('model').textContent), null, { timeout: 10000 });
+    check(true, 'the page says a key is needed');
+    await page.fill('#api-key', key);
+    await page.dispatchEvent('#api-key', 'change');
+    await page.waitForFunction(() => /stories260K/.test(document.getElementById('model').textContent), null, { timeout: 10000 });
+    await setField('max-tokens', 16);
+    await page.fill('#input', 'Hello.');
+    await page.click('#send');
+    await waitState('done');
+    check((await lastAssistant().locator('.body').textContent()).length > 0, 'a reply with the key');
+    const req = chatBodies[chatBodies.length - 1];
+    check(req.model === 'stories260K', 'the request names the model', req.model);
+  } finally {
+    s2.proc.kill('SIGTERM');
+    check(await s2.exit === 0, 'second server exit 0');
+  }
+});
+
 await test('no page errors', async () => {
-  // the 400 of the previous test is logged by Chromium as a failed resource load
-  const real = consoleErrors.filter((e) => !/status of 400/.test(e));
+  // the 400 of 'errors are shown' and the 401 before the key are logged by Chromium as
+  // failed resource loads
+  const real = consoleErrors.filter((e) => !/status of 40[01]/.test(e));
   check(real.length === 0, 'no console errors', real);
 });
 
 await ctx.close();
 fs.rmSync(profile, { recursive: true, force: true });
-srv.kill('SIGTERM');
-const code = await serverExit;
+srv.proc.kill('SIGTERM');
+const code = await srv.exit;
 current = 'shutdown';
-check(code === 0, 'server exit 0', [code, log.slice(-300)]);
+check(code === 0, 'server exit 0', [code, srv.log.slice(-300)]);
 console.error(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);
