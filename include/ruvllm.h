@@ -1465,12 +1465,14 @@ RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
  * patternProperties (one pattern that no declared name matches), propertyNames (checked
  * on the declared names), unevaluatedProperties, items, prefixItems, additionalItems,
  * minItems, maxItems, minLength, maxLength, pattern, format, minimum / maximum and the
- * exclusive ones (integer-valued on numbers), allOf (merged), anyOf, oneOf (where the
+ * exclusive ones (on numbers: decimals of up to 15 significant digits, compared digit by
+ * digit, and no exponents written), allOf (merged), anyOf, oneOf (where the
  * alternatives are provably disjoint: different types, constants, a required property with
  * different constants, separate ranges), $ref / $defs / definitions (recursion becomes
  * recursive rules). What a grammar cannot express (multipleOf, uniqueItems, not,
- * if/then/else, contains, dependent*, overlapping oneOf, bounds with fractions on numbers,
- * a pattern with minLength/maxLength beyond one repetition between fixed parts, unknown
+ * if/then/else, contains, dependent*, overlapping oneOf, number bounds of 16 or more
+ * significant digits, a pattern with minLength/maxLength beyond one repetition between
+ * fixed parts, unknown
  * formats, ...) fails with RL_ERR_UNSUPPORTED and a message naming the keyword and its
  * place ("#/properties/a/multipleOf: ..."), unless RL_SCHEMA_LENIENT is given. Formats:
  * date, time, date-time, uuid, email, ipv4, hostname. */

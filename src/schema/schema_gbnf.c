@@ -1164,6 +1164,226 @@ static int mag_number(rl__sstr *out, int64_t a, bool ax, int64_t b, bool bx) {
     return alts;
 }
 
+/* A non-negative decimal ip.fd (fd: fraction digits without trailing zeros). */
+typedef struct dec {
+    int64_t ip;
+    char fd[40];
+} dec;
+
+/* |v| as a decimal (the shortest text that reads back to v); false when that needs more
+ * than 15 significant digits or the integer part exceeds 64 bits. */
+static bool to_dec(const json_t *v, dec *d, bool *neg) {
+    memset(d, 0, sizeof *d);
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        *neg = x < 0;
+        if (x == INT64_MIN) return false;
+        d->ip = x < 0 ? -x : x;
+        return true;
+    }
+    double x = json_real_value(v);
+    *neg = x < 0;
+    x = fabs(x);
+    char buf[64];
+    int prec = 1;
+    for (; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*e", prec - 1, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    if (prec > 15) return false;
+    /* buf: d[.ddd]e[+-]EE */
+    char digits[24];
+    int nd = 0;
+    const char *q = buf;
+    for (; *q && *q != 'e'; q++)
+        if (*q >= '0' && *q <= '9') digits[nd++] = *q;
+    int ex = atoi(q + 1);
+    int point = ex + 1; /* digits before the point */
+    if (point > 18) return false;
+    int64_t ip = 0;
+    for (int k = 0; k < point; k++) ip = ip * 10 + (k < nd ? digits[k] - '0' : 0);
+    d->ip = ip;
+    int f = 0;
+    for (int k = point; k < nd; k++) {
+        if (f >= (int)sizeof d->fd - 1) return false;
+        d->fd[f++] = k < 0 ? '0' : digits[k];
+    }
+    if (point < 0) {
+        /* 0.000ddd */
+        f = 0;
+        for (int k = 0; k < -point; k++) d->fd[f++] = '0';
+        for (int k = 0; k < nd && f < (int)sizeof d->fd - 1; k++) d->fd[f++] = digits[k];
+        if (f >= (int)sizeof d->fd - 1) return false;
+    }
+    d->fd[f] = 0;
+    while (f > 0 && d->fd[f - 1] == '0') d->fd[--f] = 0;
+    return true;
+}
+
+static int dec_cmp(const dec *a, const dec *b) {
+    if (a->ip != b->ip) return a->ip < b->ip ? -1 : 1;
+    int k = strcmp(a->fd, b->fd); /* no trailing zeros: strcmp orders fractions */
+    return k < 0 ? -1 : k > 0;
+}
+
+static int dec_cmp_signed(const dec *a, bool an, const dec *b, bool bn) {
+    bool az = !a->ip && !a->fd[0], bz = !b->ip && !b->fd[0];
+    if (az) an = false;
+    if (bz) bn = false;
+    if (an != bn) return an ? -1 : 1;
+    int k = dec_cmp(a, b);
+    return an ? -k : k;
+}
+
+/* Fraction digits after `pos` of them, at most rem more, with lo <(=) 0.f <(=) hi: tl/th
+ * say f equals lo's / hi's digits so far (NULL hi: no upper bound). Writes the
+ * alternatives that continue with a digit into out; returns whether f may end here. */
+static bool frac_rec(rl__sstr *out, const char *lo, bool lx, bool tl, const char *hi, bool hx,
+                     bool th, size_t pos, int rem) {
+    size_t nl = strlen(lo), nh = hi ? strlen(hi) : 0;
+    /* past lo's digits f equals lo: whatever follows keeps f >= lo */
+    if (tl && pos >= nl && !lx) tl = false;
+    bool can_end = (!tl || (pos >= nl && !lx)) && (!th || pos < nh || !hx);
+    if (rem <= 0) return can_end;
+    if (th && pos >= nh && !tl) {
+        /* f equals hi: only zeros may follow */
+        if (hx) return false;
+        if (rem == 1)
+            rl__sstr_puts(out, "[0]");
+        else
+            rl__sstr_printf(out, "[0]{1,%d}", rem);
+        return true;
+    }
+    if (tl && pos >= nl && !th) {
+        /* f equals lo and must exceed it: a non-zero digit must come */
+        if (rem == 1)
+            rl__sstr_puts(out, "[1-9] [0]{0,15}");
+        else
+            rl__sstr_printf(out, "[0-9]{0,%d} [1-9] [0]{0,15}", rem - 1);
+        return false;
+    }
+    char lo_d = tl ? (pos < nl ? lo[pos] : '0') : '0';
+    char hi_d = th ? (pos < nh ? hi[pos] : '0') : '9';
+    if (lo_d > hi_d) return can_end;
+    int alts = 0;
+    /* one digit and what may follow it */
+    for (int part = 0; part < 3; part++) {
+        char a, b;
+        bool ntl, nth;
+        if (part == 0) { /* the digit that keeps f equal to lo (and maybe hi) */
+            if (!tl) continue;
+            a = b = lo_d, ntl = true, nth = th && lo_d == hi_d;
+        } else if (part == 1) { /* digits strictly between: anything may follow */
+            a = (char)(lo_d + (tl ? 1 : 0));
+            b = (char)(hi_d - (th ? 1 : 0));
+            if (a > b) continue;
+            ntl = nth = false;
+        } else { /* the digit that keeps f equal to hi */
+            if (!th || (tl && lo_d == hi_d)) continue;
+            a = b = hi_d, ntl = false, nth = true;
+        }
+        rl__sstr cont = {0};
+        bool cend;
+        if (!ntl && !nth) {
+            cend = true;
+            if (rem - 1 == 1)
+                rl__sstr_puts(&cont, "[0-9]");
+            else if (rem > 2)
+                rl__sstr_printf(&cont, "[0-9]{0,%d}", rem - 1);
+        } else {
+            cend = frac_rec(&cont, lo, lx, ntl, hi, hx, nth, pos + 1, rem - 1);
+        }
+        if (!cont.len && !cend) {
+            rl__sstr_free(&cont);
+            continue;
+        }
+        if (alts++) rl__sstr_puts(out, " | ");
+        if (a == b)
+            rl__sstr_printf(out, "[%c]", a);
+        else
+            rl__sstr_printf(out, "[%c-%c]", a, b);
+        if (cont.len) {
+            bool free_rep = !ntl && !nth && strstr(cont.p, "{");
+            bool atom = rl__gb_is_atom(cont.p);
+            if (free_rep)
+                rl__sstr_printf(out, " %s", cont.p);
+            else if (cend)
+                rl__sstr_printf(out, atom ? " %s?" : " (%s)?", cont.p);
+            else
+                rl__sstr_printf(out, atom ? " %s" : " (%s)", cont.p);
+        }
+        if (cont.oom) out->oom = true;
+        rl__sstr_free(&cont);
+    }
+    return can_end;
+}
+
+/* The fraction (with its point) of a number whose integer part has d digits, with the
+ * bounds of frac_rec; false when no fraction fits. */
+static bool put_frac_dec(rl__sstr *out, int d, const char *lo, bool lx, const char *hi, bool hx) {
+    rl__sstr alts = {0};
+    bool can_end = frac_rec(&alts, lo, lx, lo[0] || lx, hi, hx, hi != NULL, 0, 15 - d);
+    bool ok = true;
+    if (alts.len) {
+        bool atom = rl__gb_is_atom(alts.p);
+        rl__sstr_printf(out, can_end ? " (\".\" %s%s%s)?" : " \".\" %s%s%s", atom ? "" : "(",
+                        alts.p, atom ? "" : ")");
+    } else {
+        ok = can_end;
+    }
+    if (alts.oom) out->oom = true;
+    rl__sstr_free(&alts);
+    return ok;
+}
+
+/* Non-negative numbers without exponent whose value v satisfies a <(=) v <(=) b (b NULL:
+ * unbounded), a and b decimals. Returns the number of alternatives written. */
+static int mag_dec(rl__sstr *out, const dec *a, bool ax, const dec *b, bool bx) {
+    if (!a->fd[0] && (!b || !b->fd[0]))
+        return mag_number(out, a->ip, ax, b ? b->ip : -1, bx); /* integer bounds */
+    if (b) {
+        int k = dec_cmp(a, b);
+        if (k > 0 || (k == 0 && (ax || bx))) return 0;
+    }
+    int alts = 0;
+    if (b && a->ip == b->ip) {
+        rl__sstr x = {0};
+        put_int_part(&x, a->ip, a->ip);
+        if (put_frac_dec(&x, n_digits(a->ip), a->fd, ax, b->fd, bx)) {
+            rl__sstr_put(out, x.p, x.len);
+            alts++;
+        }
+        if (x.oom) out->oom = true;
+        rl__sstr_free(&x);
+        return alts;
+    }
+    /* the integer part of a, with a fraction at least a's */
+    rl__sstr x = {0};
+    put_int_part(&x, a->ip, a->ip);
+    if (put_frac_dec(&x, n_digits(a->ip), a->fd, ax, NULL, false)) {
+        rl__sstr_put(out, x.p, x.len);
+        alts++;
+    }
+    if (x.oom) out->oom = true;
+    rl__sstr_free(&x);
+    /* the integer parts between, anything after the point */
+    int64_t mid_lo = a->ip + 1;
+    int64_t mid_hi = b ? b->ip - 1 : (mid_lo > INT_CAP ? mid_lo : INT_CAP);
+    if (mid_lo <= mid_hi) alts = int_parts(out, alts, mid_lo, mid_hi, 0);
+    /* the integer part of b, with a fraction at most b's */
+    if (b) {
+        rl__sstr y = {0};
+        put_int_part(&y, b->ip, b->ip);
+        if (put_frac_dec(&y, n_digits(b->ip), "", false, b->fd, bx)) {
+            if (alts++) rl__sstr_puts(out, " | ");
+            rl__sstr_put(out, y.p, y.len);
+        }
+        if (y.oom) out->oom = true;
+        rl__sstr_free(&y);
+    }
+    return alts;
+}
+
 static bool emit_number(conv *c, const info *in, bool int_only, rl__sstr *out, bool *never) {
     *never = false;
     if (!in->lo.v && !in->hi.v) {
@@ -1225,40 +1445,58 @@ static bool emit_number(conv *c, const info *in, bool int_only, rl__sstr *out, b
         rl__sstr_free(&t);
         return true;
     }
-    /* numbers: integer-valued bounds are exact (fractions compared digit by digit) */
+    /* numbers: bounds as decimals of at most 15 significant digits, compared digit by digit */
     bool lx = in->lo.excl, hx = in->hi.excl;
-    if ((has_lo && floorl(lo) != lo) || (has_hi && floorl(hi) != hi)) {
+    dec L = {0}, H = {0};
+    bool lneg = false, hneg = false;
+    bool ok_lo = !has_lo || to_dec(in->lo.v, &L, &lneg);
+    bool ok_hi = !has_hi || to_dec(in->hi.v, &H, &hneg);
+    if (!ok_lo || !ok_hi) {
         const json_t *at = in->l->p[0].s;
-        if (!unsupported(c, at, has_lo && floorl(lo) != lo ? "minimum" : "maximum",
-                         "bounds with a fraction on numbers are not supported"))
+        if (!unsupported(c, at, !ok_lo ? "minimum" : "maximum",
+                         "a bound with more than 15 significant digits cannot be compared "
+                         "exactly"))
             return false;
         /* lenient: widen to the enclosing integers */
-        if (has_lo && floorl(lo) != lo) lo = floorl(lo), lx = false;
-        if (has_hi && floorl(hi) != hi) hi = ceill(hi), hx = false;
+        if (!ok_lo) {
+            long double f = floorl(lo);
+            L = (dec){(int64_t)fabsl(f), ""};
+            lneg = f < 0;
+            lx = false;
+        }
+        if (!ok_hi) {
+            long double f = ceill(hi);
+            H = (dec){(int64_t)fabsl(f), ""};
+            hneg = f < 0;
+            hx = false;
+        }
     }
-    int64_t L = (int64_t)lo, H = (int64_t)hi;
-    if (has_lo && has_hi && (L > H || (L == H && (lx || hx)))) {
-        *never = true;
-        return true;
+    if (has_lo && has_hi) {
+        int k = dec_cmp_signed(&L, lneg, &H, hneg);
+        if (k > 0 || (k == 0 && (lx || hx))) {
+            *never = true;
+            return true;
+        }
     }
+    bool l_is_zero = has_lo && !L.ip && !L.fd[0], h_is_zero = has_hi && !H.ip && !H.fd[0];
+    if (l_is_zero) lneg = false;
+    if (h_is_zero) hneg = false;
     rl__sstr t = {0};
     int alts = 0;
     /* v >= 0 */
-    if (!has_hi || H > 0 || (H == 0 && !hx)) {
-        int64_t a = (!has_lo || L < 0) ? 0 : L;
-        bool ax = (!has_lo || L < 0) ? false : lx;
-        alts += mag_number(&t, a, ax, has_hi ? H : -1, has_hi ? hx : false);
+    if (!has_hi || (!hneg && !(h_is_zero && hx))) {
+        dec a = {0};
+        bool ax = false;
+        if (has_lo && !lneg) a = L, ax = lx;
+        alts += mag_dec(&t, &a, ax, has_hi ? &H : NULL, hx);
     }
     /* v < 0: "-" and the magnitude, which is > 0 */
-    if (!has_lo || L < 0) {
-        int64_t a;
-        bool ax;
-        if (!has_hi || H >= 0)
-            a = 0, ax = true;
-        else
-            a = -H, ax = hx;
+    if (!has_lo || (lneg && !l_is_zero)) {
+        dec a = {0};
+        bool ax = true;
+        if (has_hi && hneg) a = H, ax = hx;
         rl__sstr m = {0};
-        int k = mag_number(&m, a, ax, has_lo ? -L : -1, has_lo ? lx : false);
+        int k = mag_dec(&m, &a, ax, has_lo ? &L : NULL, lx);
         if (k) {
             if (alts) rl__sstr_puts(&t, " | ");
             rl__sstr_puts(&t, k > 1 ? "\"-\" (" : "\"-\" ");

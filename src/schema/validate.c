@@ -152,113 +152,163 @@ static size_t es_property(const char *s, size_t n, size_t i, rl__sstr *o) {
     return j + 1 - i;
 }
 
-static bool is_class_escape(const char *s, size_t n, size_t i) {
-    return i + 1 < n && s[i] == '\\' && strchr("dDwWsS", s[i + 1]) && s[i + 1];
+/* The escape at s[i] ('\\', i + 1 < n) as PCRE2 reads it, in a class or not; returns the
+ * bytes it takes. */
+static size_t es_escape(const char *s, size_t n, size_t i, bool cls, rl__sstr *o) {
+    char e = s[i + 1];
+    switch (e) {
+    case 'd':
+        rl__sstr_puts(o, cls ? "0-9" : "[0-9]");
+        break;
+    case 'D':
+        rl__sstr_puts(o, cls ? "\\D" : "[^0-9]");
+        break;
+    case 'w':
+        rl__sstr_puts(o, cls ? "A-Za-z0-9_" : "[A-Za-z0-9_]");
+        break;
+    case 'W':
+        rl__sstr_puts(o, cls ? "\\W" : "[^A-Za-z0-9_]");
+        break;
+    case 's':
+        rl__sstr_puts(o, cls ? ES_SPACE : "[" ES_SPACE "]");
+        break;
+    case 'S':
+        rl__sstr_puts(o, cls ? ES_NOT_SPACE : "[^" ES_SPACE "]");
+        break;
+    case 'v': /* PCRE2's \v is a class of vertical spaces */
+        rl__sstr_puts(o, "\\x{b}");
+        break;
+    case 'b':
+        if (cls)
+            rl__sstr_puts(o, "\\x{8}");
+        else
+            rl__sstr_puts(o, "\\b");
+        break;
+    case '0':
+        if (i + 2 < n && s[i + 2] >= '0' && s[i + 2] <= '9')
+            rl__sstr_puts(o, "\\0");
+        else
+            rl__sstr_puts(o, "\\x{0}");
+        break;
+    case 'p':
+    case 'P': {
+        size_t k = es_property(s, n, i, o);
+        if (k) return k;
+        rl__sstr_put(o, s + i, 2);
+        break;
+    }
+    case 'u': {
+        if (i + 2 < n && s[i + 2] == '{') {
+            size_t j = i + 3;
+            while (j < n && hexv((unsigned char)s[j]) >= 0) j++;
+            if (j < n && s[j] == '}' && j > i + 3) {
+                rl__sstr_puts(o, "\\x{");
+                rl__sstr_put(o, s + i + 3, j - (i + 3));
+                rl__sstr_putc(o, '}');
+                return j + 1 - i;
+            }
+            rl__sstr_putc(o, 'u');
+            break;
+        }
+        long v = u4(s, n, i);
+        if (v < 0) {
+            rl__sstr_putc(o, 'u');
+            break;
+        }
+        size_t k = 6;
+        if (v >= 0xD800 && v <= 0xDBFF && i + 7 < n && s[i + 6] == '\\' && s[i + 7] == 'u') {
+            long w = u4(s, n, i + 6);
+            if (w >= 0xDC00 && w <= 0xDFFF) {
+                v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
+                k = 12;
+            }
+        }
+        rl__sstr_printf(o, "\\x{%lx}", v);
+        return k;
+    }
+    default:
+        if (((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) && !strchr("tnrfcxkB", e)) {
+            /* an ECMAScript identity escape: the letter itself (PCRE2 gives \e, \a,
+             * \z, ... other meanings) */
+            rl__sstr_putc(o, e);
+        } else {
+            rl__sstr_put(o, s + i, 2);
+        }
+    }
+    return 2;
+}
+
+/* One atom of a class at s[i] into o; returns where the next one starts. *set: it is a
+ * class escape (\\d \\w \\s, negations, \\p{..}). */
+static size_t es_class_atom(const char *s, size_t n, size_t i, rl__sstr *o, bool *set) {
+    *set = false;
+    if (s[i] == '\\' && i + 1 < n) {
+        *set = strchr("dDwWsSpP", s[i + 1]) != NULL;
+        return i + es_escape(s, n, i, true, o);
+    }
+    switch (s[i]) {
+    case '[':
+        rl__sstr_puts(o, "\\[");
+        return i + 1;
+    case '-':
+        rl__sstr_puts(o, "\\-");
+        return i + 1;
+    case '^':
+        rl__sstr_puts(o, "\\^");
+        return i + 1;
+    default:
+        break;
+    }
+    size_t k = 1;
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0xF0)
+        k = 4;
+    else if (c >= 0xE0)
+        k = 3;
+    else if (c >= 0xC0)
+        k = 2;
+    if (i + k > n) k = n - i;
+    rl__sstr_put(o, s + i, k);
+    return i + k;
+}
+
+/* A class body from s[i] (after '[' and '^') to its ']'; returns the index after it. Ranges
+ * as ECMAScript parses them: atom '-' atom, where a class escape at either end makes the
+ * '-' a literal (Annex B). */
+static size_t es_class(const char *s, size_t n, size_t i, rl__sstr *o) {
+    while (i < n && s[i] != ']') {
+        bool aset, bset;
+        rl__sstr a = {0};
+        i = es_class_atom(s, n, i, &a, &aset);
+        if (i + 1 < n && s[i] == '-' && s[i + 1] != ']') {
+            rl__sstr b = {0};
+            i = es_class_atom(s, n, i + 1, &b, &bset);
+            rl__sstr_put(o, a.p ? a.p : "", a.len);
+            rl__sstr_puts(o, aset || bset ? "\\-" : "-");
+            rl__sstr_put(o, b.p ? b.p : "", b.len);
+            if (b.oom) o->oom = true;
+            rl__sstr_free(&b);
+        } else {
+            rl__sstr_put(o, a.p ? a.p : "", a.len);
+        }
+        if (a.oom) o->oom = true;
+        rl__sstr_free(&a);
+    }
+    if (i < n) {
+        rl__sstr_putc(o, ']');
+        i++;
+    }
+    return i;
 }
 
 static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
-    bool cls = false;
-    bool after_set = false; /* in a class, right after \d \w \s or their negations */
     for (size_t i = 0; i < n;) {
         char c = s[i];
-        bool was_after_set = after_set;
-        after_set = cls && is_class_escape(s, n, i);
-        if (cls && c == '-' && i + 1 < n && s[i + 1] != ']' &&
-            (was_after_set || is_class_escape(s, n, i + 1))) {
-            /* Annex B: a class escape at either end makes the '-' a literal */
-            rl__sstr_puts(o, "\\-");
-            i++;
-            continue;
-        }
         if (c == '\\' && i + 1 < n) {
-            char e = s[i + 1];
-            switch (e) {
-            case 'd':
-                rl__sstr_puts(o, cls ? "0-9" : "[0-9]");
-                break;
-            case 'D':
-                rl__sstr_puts(o, cls ? "\\D" : "[^0-9]");
-                break;
-            case 'w':
-                rl__sstr_puts(o, cls ? "A-Za-z0-9_" : "[A-Za-z0-9_]");
-                break;
-            case 'W':
-                rl__sstr_puts(o, cls ? "\\W" : "[^A-Za-z0-9_]");
-                break;
-            case 's':
-                rl__sstr_puts(o, cls ? ES_SPACE : "[" ES_SPACE "]");
-                break;
-            case 'S':
-                rl__sstr_puts(o, cls ? ES_NOT_SPACE : "[^" ES_SPACE "]");
-                break;
-            case 'v': /* PCRE2's \v is a class of vertical spaces */
-                rl__sstr_puts(o, "\\x{b}");
-                break;
-            case 'b':
-                if (cls)
-                    rl__sstr_puts(o, "\\x{8}");
-                else
-                    rl__sstr_puts(o, "\\b");
-                break;
-            case '0':
-                if (i + 2 < n && s[i + 2] >= '0' && s[i + 2] <= '9')
-                    rl__sstr_puts(o, "\\0");
-                else
-                    rl__sstr_puts(o, "\\x{0}");
-                break;
-            case 'p':
-            case 'P': {
-                size_t k = es_property(s, n, i, o);
-                if (k) {
-                    i += k;
-                    continue;
-                }
-                rl__sstr_put(o, s + i, 2);
-                break;
-            }
-            case 'u': {
-                if (i + 2 < n && s[i + 2] == '{') {
-                    size_t j = i + 3;
-                    while (j < n && hexv((unsigned char)s[j]) >= 0) j++;
-                    if (j < n && s[j] == '}' && j > i + 3) {
-                        rl__sstr_puts(o, "\\x{");
-                        rl__sstr_put(o, s + i + 3, j - (i + 3));
-                        rl__sstr_putc(o, '}');
-                        i = j + 1;
-                        continue;
-                    }
-                    rl__sstr_putc(o, 'u');
-                    break;
-                }
-                long v = u4(s, n, i);
-                if (v < 0) {
-                    rl__sstr_putc(o, 'u');
-                    break;
-                }
-                i += 6;
-                if (v >= 0xD800 && v <= 0xDBFF && i + 1 < n && s[i] == '\\' && s[i + 1] == 'u') {
-                    long w = u4(s, n, i);
-                    if (w >= 0xDC00 && w <= 0xDFFF) {
-                        v = 0x10000 + ((v - 0xD800) << 10) + (w - 0xDC00);
-                        i += 6;
-                    }
-                }
-                rl__sstr_printf(o, "\\x{%lx}", v);
-                continue;
-            }
-            default:
-                if (((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z')) && !strchr("tnrfcxkB", e)) {
-                    /* an ECMAScript identity escape: the letter itself (PCRE2 gives \e, \a,
-                     * \z, ... other meanings) */
-                    rl__sstr_putc(o, e);
-                } else {
-                    rl__sstr_put(o, s + i, 2);
-                }
-            }
-            i += 2;
+            i += es_escape(s, n, i, false, o);
             continue;
         }
-        if (!cls && c == '[') {
+        if (c == '[') {
             if (n - i >= 3 && !memcmp(s + i, "[^]", 3)) {
                 rl__sstr_puts(o, "(?s:.)");
                 i += 3;
@@ -269,22 +319,16 @@ static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
                 i += 2;
                 continue;
             }
-            cls = true;
             rl__sstr_putc(o, '[');
             i++;
             if (i < n && s[i] == '^') {
                 rl__sstr_putc(o, '^');
                 i++;
             }
+            i = es_class(s, n, i, o);
             continue;
         }
-        if (cls && c == ']') cls = false;
-        if (cls && c == '[') {
-            rl__sstr_puts(o, "\\[");
-            i++;
-            continue;
-        }
-        if (!cls && c == '.') {
+        if (c == '.') {
             rl__sstr_puts(o, "[^\\n\\r\\x{2028}\\x{2029}]");
             i++;
             continue;

@@ -330,6 +330,61 @@ TEST(integer_ranges) {
     rl_free_string(text);
 }
 
+/* Decimal bounds against every value of a window with up to three fraction digits (values
+ * in thousandths, compared exactly). */
+TEST(decimal_ranges) {
+    static const struct {
+        const char *lo, *hi;
+        bool lx, hx;
+    } B[] = {{"-1.5", "2.25", false, false}, {"-1.5", "2.25", true, true},
+             {"0.1", "0.3", false, true},    {"-0.125", NULL, true, false},
+             {NULL, "-0.75", false, false},  {"1.001", "1.002", false, false},
+             {"-2.5", "-2.5", false, false}, {"0.5", "1", true, false}};
+    for (size_t b = 0; b < RL_ARRAY_LEN(B); b++) {
+        char schema[256];
+        int o = snprintf(schema, sizeof schema, "{\"type\": \"number\"");
+        if (B[b].lo)
+            o += snprintf(schema + o, sizeof schema - (size_t)o, ", \"%s\": %s",
+                          B[b].lx ? "exclusiveMinimum" : "minimum", B[b].lo);
+        if (B[b].hi)
+            o += snprintf(schema + o, sizeof schema - (size_t)o, ", \"%s\": %s",
+                          B[b].hx ? "exclusiveMaximum" : "maximum", B[b].hi);
+        snprintf(schema + o, sizeof schema - (size_t)o, "}");
+        long lo = B[b].lo ? lround(atof(B[b].lo) * 1000) : 0;
+        long hi = B[b].hi ? lround(atof(B[b].hi) * 1000) : 0;
+        rl_status st;
+        char *text = to_gbnf(schema, 0, &st);
+        CHECKF(st == RL_OK, "%s: %s", schema, g_err);
+        rl_grammar *g = text ? compile_gbnf(text) : NULL;
+        int bad = 0;
+        for (long v = -3000; g && v <= 3000; v++) {
+            bool want = (!B[b].lo || (B[b].lx ? v > lo : v >= lo)) &&
+                        (!B[b].hi || (B[b].hx ? v < hi : v <= hi));
+            char num[32];
+            snprintf(num, sizeof num, "%s%ld.%03ld", v < 0 ? "-" : "", labs(v) / 1000,
+                     labs(v) % 1000);
+            if (!strcmp(num, "-0.000")) continue;
+            if (accepts(g, num, strlen(num)) != want && bad++ < 3)
+                CHECKF(false, "%s: %s %s", schema, num, want ? "rejected" : "accepted");
+            /* the same value without trailing zeros */
+            size_t n = strlen(num);
+            while (num[n - 1] == '0') num[--n] = 0;
+            if (num[n - 1] == '.') num[--n] = 0;
+            if (!strcmp(num, "-0")) continue;
+            if (accepts(g, num, n) != want && bad++ < 3)
+                CHECKF(false, "%s: %s %s", schema, num, want ? "rejected" : "accepted");
+        }
+        CHECK_EQ_INT(bad, 0);
+        rl_grammar_free(g);
+        rl_free_string(text);
+    }
+    /* a bound that needs 16 or more significant digits is refused */
+    rl_status st;
+    char *text = to_gbnf("{\"type\": \"number\", \"minimum\": 0.1234567890123456}", 0, &st);
+    CHECKF(st == RL_ERR_UNSUPPORTED && strstr(g_err, "#/minimum: "), "%s", g_err);
+    rl_free_string(text);
+}
+
 TEST(number_ranges) {
     /* decimals with up to two fraction digits in [-30, 30] against integer bounds */
     static const struct {
@@ -397,7 +452,6 @@ static const ecase ERRORS[] = {
     {"{\"dependentRequired\": {\"a\": [\"b\"]}}", RL_ERR_UNSUPPORTED, "#/dependentRequired: "},
     {"{\"patternProperties\": {\"^x\": {}}, \"additionalProperties\": true}", RL_ERR_UNSUPPORTED,
      "#/patternProperties: "},
-    {"{\"type\": \"number\", \"minimum\": 0.5}", RL_ERR_UNSUPPORTED, "#/minimum: "},
     {"{\"type\": \"string\", \"format\": \"uri\"}", RL_ERR_UNSUPPORTED, "#/format: "},
     {"{\"type\": \"string\", \"pattern\": \"(a)\\\\1\"}", RL_ERR_UNSUPPORTED,
      "#/pattern: regex: backreferences are not supported (at offset 3)"},
@@ -919,6 +973,7 @@ int main(void) {
     RUN(cases);
     RUN(integer_ranges);
     RUN(number_ranges);
+    RUN(decimal_ranges);
     RUN(unsupported_and_errors);
     RUN(limits);
     RUN(json_mode);
