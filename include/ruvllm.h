@@ -1569,6 +1569,206 @@ RL_API rl_status rl_schema_validate(const char *schema_json, const char *instanc
 
 /* ===== end section: structured output ===== */
 
+/* ===== section: tool calls ===== */
+
+/* Tool calling: the text a model generates in its own tool-call syntax, turned into an
+ * OpenAI assistant message {"role": "assistant", "content": ..., "tool_calls": [{"id",
+ * "type": "function", "function": {"name", "arguments": "<JSON object text>"}}]}, in one
+ * go or while streaming (OpenAI's delta events), and grammars that make a model write a
+ * valid call of its family.
+ *
+ * The parsers need the family's markers in the text: for tool-enabled requests the engine
+ * must detokenize WITH special tokens shown (RL_DETOK_SPECIAL), because markers such as
+ * <|python_tag|>, [TOOL_CALLS], <|START_ACTION|>, <｜tool▁calls▁begin｜> or <|channel|> are
+ * control tokens that otherwise come out as "". The text must be valid UTF-8.
+ *
+ * Rules shared by all families: a block that does not parse (malformed JSON, a missing
+ * marker, a name that is not a string) stays content, verbatim; whitespace next to a
+ * block or a reasoning marker is dropped; "arguments" is the JSON object the model wrote,
+ * byte for byte ("{}" when it gave none; a JSON string holding an object is unwrapped);
+ * content is null when there are tool calls and no text, and "" when there is neither. */
+
+typedef enum rl_toolcall_family {
+    RL_TOOLCALL_NONE = 0,         /* no tool calls: all text is content */
+    RL_TOOLCALL_GENERIC,          /* the whole text one JSON object: {"tool_calls": [calls]},
+                                     {"tool_call": call}, a call {"name", "arguments"}, or
+                                     {"response": "text"} (content) */
+    RL_TOOLCALL_HERMES,           /* <tool_call>{"name": N, "arguments": {..}}</tool_call>...
+                                     (Hermes 2 Pro/3, Qwen 2.5/3, QwQ, Granite 4, MiMo) */
+    RL_TOOLCALL_LLAMA3,           /* Llama 3.1-3.3: {"name": N, "parameters": {..}} at the
+                                     start (several separated by ';'), or <|python_tag|>
+                                     followed by such JSON, tool.call(k=v, ...) (built-in
+                                     tools) or code (a call of "python" {"code": ...}) */
+    RL_TOOLCALL_MISTRAL,          /* [TOOL_CALLS][{"name", "arguments", "id"}, ...] (Nemo) */
+    RL_TOOLCALL_MISTRAL_ARGS,     /* [TOOL_CALLS]N[ARGS]{..} and [TOOL_CALLS]N[CALL_ID]ID[ARGS]
+                                     {..} (Ministral 3, Devstral, Small 3.2, Magistral); both
+                                     Mistral families parse both forms */
+    RL_TOOLCALL_DEEPSEEK_R1,      /* V3 / R1: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function
+                                     <｜tool▁sep｜>N\n```json\n{..}\n```<｜tool▁call▁end｜>...
+                                     <｜tool▁calls▁end｜> */
+    RL_TOOLCALL_DEEPSEEK_V3_1,    /* <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>N<｜tool▁sep｜>{..}
+                                     <｜tool▁call▁end｜>...; both DeepSeek families parse both */
+    RL_TOOLCALL_FUNCTIONARY_V3_1, /* <function=N>{..}</function>, <|python_tag|>code */
+    RL_TOOLCALL_FUNCTIONARY_V3_2, /* N\n{..} then >>>N\n{..} ... (the prompt ends with >>>);
+                                     all\ntext is content, python\ncode a call with "code" */
+    RL_TOOLCALL_COMMAND_R,        /* Command R/R+: Action: ```json [{"tool_name": N,
+                                     "parameters": {..}}] ``` (directly-answer is dropped) */
+    RL_TOOLCALL_COMMAND_R7B,      /* <|START_ACTION|>[{"tool_call_id", "tool_name",
+                                     "parameters"}]<|END_ACTION|>, <|START_THINKING|> ...
+                                     <|END_THINKING|> as reasoning, <|START_RESPONSE|> dropped */
+    RL_TOOLCALL_GRANITE,          /* Granite 3.x: <|tool_call|>[{"name", "arguments"}] */
+    RL_TOOLCALL_GPT_OSS,          /* harmony: <|channel|>commentary to=functions.N
+                                     <|constrain|>json<|message|>{..}<|call|>; the analysis
+                                     channel is reasoning, final and commentary are content */
+    RL_TOOLCALL_FIREFUNCTION,     /* firefunction v2:  functools[{"name", "arguments"}] */
+    RL_TOOLCALL_NEMOTRON,         /* Nemotron Nano v2: <TOOLCALL>[{..}]</TOOLCALL> */
+    RL_TOOLCALL_APRIEL,           /* Apriel, MiniMax-M1: <tool_calls>[{..}]</tool_calls> */
+    RL_TOOLCALL_KIMI_K2,          /* <|tool_calls_section_begin|><|tool_call_begin|>
+                                     functions.N:0<|tool_call_argument_begin|>{..}
+                                     <|tool_call_end|>...<|tool_calls_section_end|> */
+    RL_TOOLCALL_QWEN3_CODER,      /* <tool_call>\n<function=N>\n<parameter=K>\nV\n</parameter>
+                                     ...</function>\n</tool_call> (Qwen3-Coder, Qwen3.5,
+                                     Nemotron 3, Step 3.5) */
+    RL_TOOLCALL_SEED_OSS,         /* as QWEN3_CODER inside <seed:tool_call> */
+    RL_TOOLCALL_GLM,              /* GLM 4.5-4.7: <tool_call>N\n<arg_key>K</arg_key>
+                                     \n<arg_value>V</arg_value>...</tool_call> */
+    RL_TOOLCALL_MINIMAX_M2,       /* <minimax:tool_call>\n<invoke name="N">\n<parameter
+                                     name="K">V</parameter>...</invoke>\n</minimax:tool_call> */
+    RL_TOOLCALL_DEEPSEEK_DSML,    /* V3.2 / V4: <｜DSML｜function_calls> (or tool_calls)
+                                     <｜DSML｜invoke name="N"><｜DSML｜parameter name="K"
+                                     string="true">V</｜DSML｜parameter>... */
+    RL_TOOLCALL_FAMILY_COUNT
+} rl_toolcall_family;
+/* In the XML families (QWEN3_CODER to DEEPSEEK_DSML) a parameter's value is text: it
+ * becomes a JSON string when the tool declares the parameter "type": "string" (tools given
+ * to the parser), DSML says string="true", or the text is not JSON; else the JSON value. */
+
+/* Lower-case name ("hermes", "llama3", "mistral", "mistral-args", "deepseek-r1",
+ * "deepseek-v3.1", "functionary-v3.1", "functionary-v3.2", "command-r", "command-r7b",
+ * "granite", "gpt-oss", "firefunction", "nemotron", "apriel", "kimi-k2", "qwen3-coder",
+ * "seed-oss", "glm", "minimax-m2", "deepseek-dsml", "generic", "none"); "?" when unknown. */
+RL_API const char *rl_toolcall_family_name(rl_toolcall_family f);
+/* The family of a name above (case-insensitive); RL_ERR_NOT_FOUND otherwise. */
+RL_API rl_status rl_toolcall_family_from_name(const char *name, rl_toolcall_family *out);
+/* The family whose markers the chat template src[0..len) contains (first match in a fixed
+ * order, e.g. <|channel|> before <tool_call>); RL_TOOLCALL_GENERIC when none (a template
+ * that knows no tool syntax: the model is then asked for the generic JSON through the
+ * system prompt or a grammar). Thread-safe. */
+RL_API rl_toolcall_family rl_toolcall_detect(const char *src, size_t len);
+
+/* Flags of rl_toolcall_params. */
+#define RL_TOOLCALL_PARSE_REASONING (1u << 0) /* <think>...</think> becomes reasoning_content
+                                                 (GPT-OSS's analysis channel and Command
+                                                 R7B's thinking are reasoning always) */
+#define RL_TOOLCALL_REASONING_OPEN (1u << 1)  /* the text starts inside reasoning (the prompt
+                                                 ended with <think>); implies the flag above */
+#define RL_TOOLCALL_KNOWN_NAMES (1u << 2)     /* a block that calls a tool not in tools_json
+                                                 stays content */
+
+typedef struct rl_toolcall_params {
+    uint32_t flags;         /* RL_TOOLCALL_* above */
+    uint64_t id_seed;       /* call ids are derived from it and the call's index: "call_" and
+                               24 letters and digits (Mistral: 9 letters and digits, as its
+                               templates demand); ids the Mistral models write are kept */
+    const char *tools_json; /* NULL, or the request's "tools" array (JSON text) */
+} rl_toolcall_params;
+
+/* flags 0, id_seed 0, no tools. */
+RL_API rl_toolcall_params rl_toolcall_default_params(void);
+
+/* Parse text[0..len), the model's whole output, as family f. On success *result_json is the
+ * assistant message (NUL-terminated JSON: "role", "content", "reasoning_content" when there
+ * is any, "tool_calls" when there are any), freed with rl_free_string. Errors: RL_ERR_INVALID_ARG
+ * (invalid UTF-8, naming the byte; bad tools_json; an unknown family), RL_ERR_NOMEM; *result_json
+ * is NULL then. p may be NULL (defaults). Malformed calls are content, never errors. Thread-safe. */
+RL_API rl_status rl_toolcall_parse(rl_toolcall_family f, const char *text, size_t len,
+                                   const rl_toolcall_params *p, char **result_json, char *err,
+                                   size_t err_size);
+
+/* Streaming: feed the text as it is generated; the events say what is certain. Content
+ * comes out as soon as it cannot be the start of a tool call (text that may be the start of
+ * a marker, and whitespace that may precede one, are held back); a tool call comes out when
+ * it is complete and its arguments are checked: one RL_TOOLCALL_EV_CALL (index, id, name)
+ * then RL_TOOLCALL_EV_ARGS fragments of its arguments. A block that turns out malformed is
+ * released as content. The events of all calls, concatenated per type and index, give
+ * exactly rl_toolcall_parse's message for the whole text, wherever the text was split. */
+typedef enum rl_toolcall_event_type {
+    RL_TOOLCALL_EV_CONTENT = 0, /* text: content */
+    RL_TOOLCALL_EV_REASONING,   /* text: reasoning_content */
+    RL_TOOLCALL_EV_CALL,        /* a new call: index, id, text = the function's name */
+    RL_TOOLCALL_EV_ARGS         /* text: the next fragment of call index's arguments */
+} rl_toolcall_event_type;
+
+typedef struct rl_toolcall_event {
+    rl_toolcall_event_type type;
+    uint32_t index;   /* CALL, ARGS: the call's index in tool_calls (0, 1, ...) */
+    const char *text; /* not NUL-terminated; whole UTF-8 characters */
+    size_t len;
+    const char *id;   /* CALL: the call's id (NUL-terminated); NULL otherwise */
+} rl_toolcall_event;
+
+typedef struct rl_toolcall_stream rl_toolcall_stream;
+
+/* A streaming parser for family f; p may be NULL. Errors as rl_toolcall_parse's. */
+RL_API rl_status rl_toolcall_stream_create(rl_toolcall_family f, const rl_toolcall_params *p,
+                                           rl_toolcall_stream **out, char *err, size_t err_size);
+/* Add text[0..len) (any split, even inside a UTF-8 character). *events / *n_events: what is
+ * now certain, valid until the next call on st. RL_ERR_INVALID_ARG for invalid UTF-8 (st is
+ * then unusable: rl_toolcall_stream_errmsg says where), RL_ERR_NOMEM. */
+RL_API rl_status rl_toolcall_stream_feed(rl_toolcall_stream *st, const char *text, size_t len,
+                                         const rl_toolcall_event **events, size_t *n_events);
+/* End of the text: the remaining events, and (result_json not NULL) the whole message, as
+ * rl_toolcall_parse gives it, freed with rl_free_string. Nothing may be fed afterwards. */
+RL_API rl_status rl_toolcall_stream_finish(rl_toolcall_stream *st,
+                                           const rl_toolcall_event **events, size_t *n_events,
+                                           char **result_json);
+/* The last error's message ("" when none). */
+RL_API const char *rl_toolcall_stream_errmsg(const rl_toolcall_stream *st);
+RL_API void rl_toolcall_stream_free(rl_toolcall_stream *st);
+
+/* events[0..n) as one OpenAI chat.completion.chunk "delta" object: "content",
+ * "reasoning_content", "tool_calls": [{"index", "id", "type": "function", "function":
+ * {"name", "arguments"}}] (id, type and name on a call's first entry only; consecutive
+ * events of one call merged). *out is freed with rl_free_string; NULL when n is 0. */
+RL_API rl_status rl_toolcall_delta_json(const rl_toolcall_event *events, size_t n, char **out);
+
+/* Grammars: GBNF (section "grammar") that holds generation to a tool call in family f's
+ * syntax, the arguments built from each tool's "parameters" schema (section "structured
+ * output"), so that they always validate. */
+typedef enum rl_toolcall_choice {
+    RL_TOOLCALL_CHOICE_AUTO = 0, /* free text or tool calls: text in which the family's
+                                    call marker cannot appear, then optionally calls */
+    RL_TOOLCALL_CHOICE_REQUIRED, /* one call (more with parallel) of any of the tools */
+    RL_TOOLCALL_CHOICE_NAMED,    /* one call (more with parallel) of function_name */
+    RL_TOOLCALL_CHOICE_NONE      /* no grammar: *gbnf is NULL */
+} rl_toolcall_choice;
+
+typedef struct rl_toolcall_grammar_params {
+    rl_toolcall_choice choice;
+    const char *function_name; /* RL_TOOLCALL_CHOICE_NAMED */
+    bool parallel;             /* several calls allowed (parallel_tool_calls) */
+    uint32_t schema_flags;     /* RL_SCHEMA_* for the parameter schemas */
+    const rl_vocab *vocab;     /* NULL: markers are literal text. Else markers that are
+                                  control tokens of vocab (whose text detokenizes to "") are
+                                  written as token references <[id]>: compile the grammar
+                                  with an rl_grammar_vocab of that same vocabulary. */
+} rl_toolcall_grammar_params;
+
+/* REQUIRED, no function name, parallel, schema flags 0, no vocabulary. */
+RL_API rl_toolcall_grammar_params rl_toolcall_grammar_default_params(void);
+
+/* GBNF (start rule "root") for tools_json (the request's "tools": [{"type": "function",
+ * "function": {"name", "parameters"}}]) in family f. *gbnf is freed with rl_free_string.
+ * Errors: RL_ERR_INVALID_ARG (bad tools JSON, naming the field; no tools; NAMED without or
+ * with an unknown function_name), RL_ERR_UNSUPPORTED (a parameter schema the grammar cannot
+ * express, naming the tool; RL_SCHEMA_LENIENT drops such parts instead; a family with no
+ * grammar: RL_TOOLCALL_NONE), RL_ERR_LIMIT, RL_ERR_NOMEM. p may be NULL. Thread-safe. */
+RL_API rl_status rl_toolcall_grammar(rl_toolcall_family f, const char *tools_json,
+                                     const rl_toolcall_grammar_params *p, char **gbnf,
+                                     char *err, size_t err_size);
+
+/* ===== end section: tool calls ===== */
+
 #ifdef __cplusplus
 }
 #endif
