@@ -18,7 +18,7 @@
 #include "test.h"
 
 static rl_backend *cpu, *gpu;
-static char g_skip[256];
+static char g_skip[320];
 
 /* ---- random data ---- */
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
