@@ -117,6 +117,31 @@ TEST(matmul_larger) {
     rl_threadpool_free(pool);
 }
 
+/* Prompt-sized products (2..33 tokens: whole and partial token tiles, odd row counts, a
+ * block count that leaves a tail) on every path the CPU has, so the multi-token tile
+ * kernels of each ISA meet the naive loop bit for bit. */
+TEST(matmul_tokens_every_isa) {
+    const rl_cpu_isa saved = rl_cpu_isa_active();
+    const rl_type ts[] = {RL_TYPE_Q4_0, RL_TYPE_Q8_0, RL_TYPE_Q4_K, RL_TYPE_Q6_K};
+    rl_threadpool *pool = NULL;
+    CHECK(rl_threadpool_create(2, &pool) == RL_OK);
+    int paths = 0;
+    for (int isa = RL_CPU_ISA_REF; isa < RL_CPU_ISA_COUNT; isa++) {
+        if (rl_cpu_isa_set((rl_cpu_isa)isa) != RL_OK) continue;
+        paths++;
+        for (size_t k = 0; k < RL_ARRAY_LEN(ts); k++) {
+            int64_t bs = rl_type_block_size(ts[k]);
+            int64_t cols = bs == 32 ? 9 * 32 : 2 * bs;
+            for (int64_t n_tok = 2; n_tok <= 33; n_tok++)
+                run_case(pool, ts[k], n_tok % 2 ? 13 : 67, cols, n_tok);
+            run_case(pool, ts[k], 130, bs == 32 ? 64 * 32 : 8 * bs, 11);
+        }
+    }
+    CHECK(paths >= 1);
+    CHECK(rl_cpu_isa_set(saved) == RL_OK);
+    rl_threadpool_free(pool);
+}
+
 TEST(matmul_args_and_scratch) {
     rl_threadpool *pool = NULL;
     CHECK(rl_threadpool_create(2, &pool) == RL_OK);
@@ -339,5 +364,6 @@ int main(void) {
     RUN(matmul_args_and_scratch);
     RUN(matmul_vs_naive);
     RUN(matmul_larger);
+    RUN(matmul_tokens_every_isa);
     return rl_test_finish();
 }

@@ -44,6 +44,23 @@ typedef void (*rl__gemv_prep_fn)(const int8_t *yqs, int64_t n, int32_t *yoff);
 void rl__gemv_prep_q4_0_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
 void rl__gemv_prep_q5_0_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
 
+/* ---- multi-token tiles (gemm_avx512.c, gemm_avx2.c) --------------------------------
+ * rl__gemm_<t>_<isa> computes a tile of ROWS weight rows (x, rows xst bytes apart) times nt
+ * tokens (1 <= nt <= TOKS): out[t * ost + r] for r < ROWS, t < nt. Token t's activations
+ * are matmul's split row at ys + t * yst (codes [n] int8, then d [n/32], s [n/32] as float,
+ * then the gemv prep's offsets). Each result is bit-identical to rl__gemv_get(t, isa), so a
+ * prompt decodes each weight block once per tile instead of once per token. */
+typedef void (*rl__gemm_fn)(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                            size_t yst, float *out, size_t ost);
+#define RL__GEMM_AVX512_ROWS 2
+#define RL__GEMM_AVX512_TOKS 4
+void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                          size_t yst, float *out, size_t ost);
+void rl__gemm_q8_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                          size_t yst, float *out, size_t ost);
+/* The tile kernel for weight type t on path isa and its tile shape, or NULL (matmul.c). */
+rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
+
 /* ---- ISA detection (isa.c) ------------------------------------------------------ */
 /* True when the CPU and OS support every instruction the path needs (cpuid + xgetbv). */
 bool rl__cpu_isa_supported(rl_cpu_isa isa);

@@ -38,6 +38,8 @@ typedef struct mm_job {
     rl__vec_dot_fn dot;
     rl__gemv_fn gemv;      /* NULL: use dot on xq */
     rl__gemv_prep_fn prep; /* NULL: gemv takes no offsets */
+    rl__gemm_fn gemm;      /* NULL: one gemv per (row, token) */
+    int gemm_rows, gemm_toks;
     bool prefetch;         /* dot does not prefetch: matmul does, per row */
     const uint8_t *w;      /* [rows][w_row_bytes] */
     size_t w_row_bytes;
@@ -104,8 +106,42 @@ static inline void prefetch_row(const uint8_t *p, size_t bytes) {
     for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o, 0, 3);
 }
 
+rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
+    rl__gemm_fn fn = NULL;
+    if (isa >= RL_CPU_ISA_AVX512 && isa < RL_CPU_ISA_COUNT) {
+        if (t == RL_TYPE_Q4_0) fn = rl__gemm_q4_0_avx512;
+        if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx512;
+        *rows = RL__GEMM_AVX512_ROWS;
+        *toks = RL__GEMM_AVX512_TOKS;
+    }
+    return fn;
+}
+
+/* The rows [r0, r1) times the tokens [t0, t1) through the tile kernel (several tokens): each
+ * group of rows is read once for up to gemm_toks tokens. Rows left over: one gemv each. */
+static void gemm_chunk(const mm_job *j, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
+    const int64_t rr = j->gemm_rows, r_end = r0 + (r1 - r0) / rr * rr;
+    for (int64_t t = t0; t < t1; t += j->gemm_toks) {
+        int nt = (int)RL_MIN((int64_t)j->gemm_toks, t1 - t);
+        const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
+        for (int64_t r = r0; r < r_end; r += rr, wr += (size_t)rr * j->w_row_bytes)
+            j->gemm(j->cols, nt, wr, j->w_row_bytes, (const uint8_t *)split_qs(j, t), j->xs_stride,
+                    j->y + t * j->rows + r, (size_t)j->rows);
+    }
+    for (int64_t t = t0; t < t1; t++) {
+        const uint8_t *wr = j->w + (size_t)r_end * j->w_row_bytes;
+        for (int64_t r = r_end; r < r1; r++, wr += j->w_row_bytes)
+            j->y[t * j->rows + r] = j->gemv(j->cols, wr, split_qs(j, t), split_d(j, t),
+                                            split_s(j, t), split_off(j, t));
+    }
+}
+
 /* The rows [r0, r1) times every token. */
 static void dot_chunk(const mm_job *j, int64_t r0, int64_t r1) {
+    if (j->gemm && j->n_tok > 1) {
+        gemm_chunk(j, r0, r1, 0, j->n_tok);
+        return;
+    }
     for (int64_t t = 0; t < j->n_tok; t++) {
         float *yt = j->y + t * j->rows;
         const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
@@ -178,6 +214,7 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         if (!j.quant) return RL_ERR_UNSUPPORTED;
         j.gemv = rl__gemv_get(wt, isa);
         j.prep = rl__gemv_prep_get(wt, isa);
+        if (j.gemv) j.gemm = rl__gemm_get(wt, isa, &j.gemm_rows, &j.gemm_toks);
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
         if (j.gemv) {
             /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols bytes, 64-aligned */

@@ -1,0 +1,252 @@
+/*
+ * gemm_avx512.c - multi-token tiles of Q4_0 and Q8_0 on AVX-512 VNNI (cpu.h: rl__gemm_*).
+ *
+ * A tile is GEMM_R weight rows times up to GEMM_T tokens. Each group of four weight blocks
+ * is loaded and decoded once into registers and multiplied (vpdpbusd) with the activations
+ * of every token of the tile, so a prompt no longer decodes the weights once per token.
+ *
+ * Every (row, token) output is bit-identical to rl__vec_dot_<t>_avx512 / rl__gemv_<t>_avx512
+ * (dot_avx512.c): the same two-blocks-per-register layout, the same integer i32 lane sums
+ * (computed by an exact integer identity where it saves work), the same float products of
+ * the scales and the same FMA order into the same two accumulators, the same odd-block tail
+ * and the same final reduction.
+ */
+#include "cpu.h"
+
+#include <immintrin.h>
+
+#define GEMM_R RL__GEMM_AVX512_ROWS
+#define GEMM_T RL__GEMM_AVX512_TOKS
+
+/* The tile loops must unroll fully so the accumulator arrays live in registers (-O2 does
+ * not unroll them by itself). */
+#define UNROLL _Pragma("GCC unroll 8")
+
+#define PF_DIST 4096
+static inline void pf_span(const void *p, size_t span) {
+    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+}
+
+static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
+
+static inline uint64_t pack4_h(const uint8_t *p, size_t stride) {
+    uint16_t v0, v1, v2, v3;
+    memcpy(&v0, p, 2);
+    memcpy(&v1, p + stride, 2);
+    memcpy(&v2, p + 2 * stride, 2);
+    memcpy(&v3, p + 3 * stride, 2);
+    return (uint64_t)v0 | (uint64_t)v1 << 16 | (uint64_t)v2 << 32 | (uint64_t)v3 << 48;
+}
+
+static inline __m128 h4f(const void *p, size_t stride) {
+    return _mm_cvtph_ps(_mm_cvtsi64_si128((long long)pack4_h(p, stride)));
+}
+
+static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* [s0 x8, s1 x8] and [s2 x8, s3 x8] */
+static inline __m512 spread01(__m128 s) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(s));
+}
+static inline __m512 spread23(__m128 s) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
+                                 _mm512_castps128_ps512(s));
+}
+
+static inline __m512i lanes_lo_hi(uint8_t lo, uint8_t hi) {
+    const long long l = (long long)(0x0101010101010101ull * lo),
+                    h = (long long)(0x0101010101010101ull * hi);
+    return _mm512_setr_epi64(l, l, h, h, l, l, h, h);
+}
+
+/* The x16 nibble layout of dot_avx512.c: lanes [qa & 0x0f, qa & 0xf0, qb & 0x0f, qb & 0xf0]. */
+static inline __m512i nibbles2_x16(const uint8_t *qa, const uint8_t *qb) {
+    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+    return _mm512_and_si512(z, lanes_lo_hi(0x0f, 0xf0));
+}
+
+/* The weight half of dot_avx512.c's spread_x16: [d0 x4, d0/16 x4, d1 x4, d1/16 x4] and the
+ * same for d2, d3. There the product dx * dy is formed first and then scaled by 1/16; here
+ * dx is scaled first and multiplied by spread01/23(dy). Both are exact scalings by a power
+ * of two of the same rounded product (fp16 scales: the product is at least 2^-48, so
+ * dividing it by 16 stays a normal float), so the lanes are bit-identical. */
+static inline void spread_x16(__m128 s, __m512 *s01, __m512 *s23) {
+    __m256 t =
+        _mm256_permutexvar_ps(_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_castps128_ps256(s));
+    t = _mm256_mul_ps(t, _mm256_setr_ps(1, 0.0625f, 1, 0.0625f, 1, 0.0625f, 1, 0.0625f));
+    __m512 z = _mm512_castps256_ps512(t);
+    *s01 =
+        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), z);
+    *s23 =
+        _mm512_permutexvar_ps(_mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7), z);
+}
+
+static inline __m256i unpack_nibbles1(const uint8_t *qs) {
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
+}
+
+/* The split activation row of token t (matmul.c's layout, cpu.h). */
+#define Y_QS(t) ((const int8_t *)(ys + (size_t)(t) * yst))
+#define Y_D(t) ((const float *)(ys + (size_t)(t) * yst + (size_t)n))
+#define Y_OFF(t) ((const int32_t *)(Y_D(t) + 2 * (n / 32)))
+
+/* Q4_0 tile of GEMM_R rows x NT tokens. The negated offset terms of each pair of blocks
+ * come precomputed per token (rl__gemv_prep_q4_0_avx512), as the gemv reads them. */
+static inline __attribute__((always_inline)) void
+q4_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys, size_t yst,
+          float *out, size_t ost) {
+    const int64_t nb = n / QK4_0;
+    const block_q4_0 *x[GEMM_R];
+    UNROLL
+    for (int r = 0; r < GEMM_R; r++) x[r] = (const block_q4_0 *)((const uint8_t *)vx + r * xst);
+    __m512 acc0[GEMM_R][GEMM_T], acc1[GEMM_R][GEMM_T];
+    UNROLL
+    for (int r = 0; r < GEMM_R; r++)
+        UNROLL
+        for (int t = 0; t < NT; t++) acc0[r][t] = acc1[r][t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m512i w0[GEMM_R], w1[GEMM_R];
+        __m512 xs01[GEMM_R], xs23[GEMM_R];
+        UNROLL
+        for (int r = 0; r < GEMM_R; r++) {
+            pf_span(&x[r][b], 4 * sizeof(block_q4_0));
+            w0[r] = nibbles2_x16(x[r][b].qs, x[r][b + 1].qs);
+            w1[r] = nibbles2_x16(x[r][b + 2].qs, x[r][b + 3].qs);
+            spread_x16(h4f(&x[r][b].d, sizeof(block_q4_0)), &xs01[r], &xs23[r]);
+        }
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const __m512i y0 = _mm512_loadu_si512(Y_QS(t) + 32 * b);
+            const __m512i y1 = _mm512_loadu_si512(Y_QS(t) + 32 * (b + 2));
+            const __m512i o0 = _mm512_loadu_si512(Y_OFF(t) + 8 * b);
+            const __m512i o1 = _mm512_loadu_si512(Y_OFF(t) + 8 * (b + 2));
+            const __m128 d4 = _mm_loadu_ps(Y_D(t) + b);
+            const __m512 ys01 = spread01(d4), ys23 = spread23(d4);
+            UNROLL
+            for (int r = 0; r < GEMM_R; r++) {
+                __m512i p0 = _mm512_dpbusd_epi32(o0, w0[r], y0);
+                __m512i p1 = _mm512_dpbusd_epi32(o1, w1[r], y1);
+                acc0[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(xs01[r], ys01),
+                                             acc0[r][t]);
+                acc1[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_mul_ps(xs23[r], ys23),
+                                             acc1[r][t]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < GEMM_R; r++)
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t c = b; c < nb; c++) {
+                __m256i q = unpack_nibbles1(x[r][c].qs);
+                __m256i y = _mm256_loadu_si256((const __m256i *)(Y_QS(t) + 32 * c));
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
+                p = _mm256_sub_epi32(
+                    p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), y));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                      _mm256_set1_ps(h2f(x[r][c].d) * Y_D(t)[c]), acc);
+            }
+            out[(size_t)t * ost + (size_t)r] =
+                _mm512_reduce_add_ps(_mm512_add_ps(acc0[r][t], acc1[r][t])) + hsum8(acc);
+        }
+}
+
+/* Q8_0 tile. The single-token kernel sums |x| * (y with x's sign); here the activations
+ * are made unsigned instead, y + 128 = y ^ 0x80, and the weights' term 128 * sum(x) is
+ * subtracted per row (computed once for all tokens). Both give the exact integer sum of
+ * x * y per i32 lane, so the float results are the same. */
+static inline __attribute__((always_inline)) void
+q8_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys, size_t yst,
+          float *out, size_t ost) {
+    const int64_t nb = n / QK8_0;
+    const block_q8_0 *x[GEMM_R];
+    UNROLL
+    for (int r = 0; r < GEMM_R; r++) x[r] = (const block_q8_0 *)((const uint8_t *)vx + r * xst);
+    const __m512i sign = _mm512_set1_epi8((char)0x80);
+    __m512 acc0[GEMM_R][GEMM_T], acc1[GEMM_R][GEMM_T];
+    UNROLL
+    for (int r = 0; r < GEMM_R; r++)
+        UNROLL
+        for (int t = 0; t < NT; t++) acc0[r][t] = acc1[r][t] = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= nb; b += 4) {
+        __m512i w0[GEMM_R], w1[GEMM_R], n0[GEMM_R], n1[GEMM_R];
+        __m512 xs01[GEMM_R], xs23[GEMM_R];
+        UNROLL
+        for (int r = 0; r < GEMM_R; r++) {
+            pf_span(&x[r][b], 4 * sizeof(block_q8_0));
+            w0[r] = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[r][b].qs)),
+                _mm256_loadu_si256((const __m256i *)x[r][b + 1].qs), 1);
+            w1[r] = _mm512_inserti64x4(
+                _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[r][b + 2].qs)),
+                _mm256_loadu_si256((const __m256i *)x[r][b + 3].qs), 1);
+            n0[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), sign, w0[r]));
+            n1[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), sign, w1[r]));
+            __m128 d4 = h4f(&x[r][b].d, sizeof(block_q8_0));
+            xs01[r] = spread01(d4);
+            xs23[r] = spread23(d4);
+        }
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const __m512i y0 = _mm512_xor_si512(_mm512_loadu_si512(Y_QS(t) + 32 * b), sign);
+            const __m512i y1 = _mm512_xor_si512(_mm512_loadu_si512(Y_QS(t) + 32 * (b + 2)), sign);
+            const __m128 d4 = _mm_loadu_ps(Y_D(t) + b);
+            const __m512 ys01 = spread01(d4), ys23 = spread23(d4);
+            UNROLL
+            for (int r = 0; r < GEMM_R; r++) {
+                __m512i p0 = _mm512_dpbusd_epi32(n0[r], y0, w0[r]);
+                __m512i p1 = _mm512_dpbusd_epi32(n1[r], y1, w1[r]);
+                acc0[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(xs01[r], ys01),
+                                             acc0[r][t]);
+                acc1[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_mul_ps(xs23[r], ys23),
+                                             acc1[r][t]);
+            }
+        }
+    }
+    UNROLL
+    for (int r = 0; r < GEMM_R; r++)
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t c = b; c < nb; c++) {
+                __m256i xv = _mm256_loadu_si256((const __m256i *)x[r][c].qs);
+                __m256i yv = _mm256_loadu_si256((const __m256i *)(Y_QS(t) + 32 * c));
+                __m256i sy =
+                    _mm256_mask_sub_epi8(yv, _mm256_movepi8_mask(xv), _mm256_setzero_si256(), yv);
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(xv), sy);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                      _mm256_set1_ps(h2f(x[r][c].d) * Y_D(t)[c]), acc);
+            }
+            out[(size_t)t * ost + (size_t)r] =
+                _mm512_reduce_add_ps(_mm512_add_ps(acc0[r][t], acc1[r][t])) + hsum8(acc);
+        }
+}
+
+/* One entry point per type; nt (1..GEMM_T) picks a tile specialised at compile time. */
+#define DEFINE_GEMM(s)                                                                             \
+    void rl__gemm_##s##_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,   \
+                               size_t yst, float *out, size_t ost) {                               \
+        switch (nt) {                                                                              \
+        case 1: s##_tile(1, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 2: s##_tile(2, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 3: s##_tile(3, n, x, xst, ys, yst, out, ost); break;                                  \
+        default: s##_tile(GEMM_T, n, x, xst, ys, yst, out, ost); break;                            \
+        }                                                                                          \
+    }
+_Static_assert(GEMM_T == 4, "DEFINE_GEMM specialises 1..4 tokens");
+DEFINE_GEMM(q4_0)
+DEFINE_GEMM(q8_0)
