@@ -622,7 +622,7 @@ int main(void) {
     rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
     if (st != RL_OK) {
         gpu = NULL;
-        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %s", err);
+        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
     } else {
         CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
     }
