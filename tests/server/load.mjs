@@ -78,6 +78,8 @@ const V = {
 // ---- the server ---------------------------------------------------------------------------
 const srv = spawn(bin, ['serve', '-m', modelPath, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
   '--parallel', String(PARALLEL), '--ctx', '1024', '--kv-mem', '640K', '--max-conns', '256'], { stdio: ['ignore', 'ignore', 'pipe'] });
+// killed if this script ends while it runs (a failure thrown past the checks)
+process.on('exit', () => { if (srv.exitCode === null && srv.signalCode === null) srv.kill('SIGKILL'); });
 let log = '';
 const base = await new Promise((resolve, reject) => {
   const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 20000);
@@ -256,7 +258,6 @@ console.error(`load: ${N_REQUESTS} requests, ${CONCURRENCY} concurrent, in ${wal
 srv.kill('SIGTERM');
 const [code, sig] = await Promise.race([serverExit, new Promise((r) => setTimeout(() => r([null, 'timeout']), 20000))]);
 check(code === 0, 'exit 0 after SIGTERM', [code, sig, log.slice(-300)]);
-if (exitCode === null) srv.kill('SIGKILL');
 for (const [what, n] of failures) if (n > 1) console.error(`  ${what}: ${n} times`);
 console.error(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -60,9 +60,13 @@ async function test(name, fn) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---- the server --------------------------------------------------------------------------
+// Servers still running when this script ends (a failure thrown past the checks) are killed.
+const spawned = [];
+process.on('exit', () => { for (const p of spawned) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL'); });
 async function startServer(extra) {
   const proc = spawn(bin, ['serve', '-m', modelPath, '--host', '127.0.0.1', '--port', '0', '--threads', '1',
     '--parallel', '4', '--ctx', '2048', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  spawned.push(proc);
   const s = { proc, log: '' };
   s.exit = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
   s.base = await new Promise((resolve, reject) => {
