@@ -108,7 +108,7 @@ static const tc_spec kimi_specs[] = {
 static const tc_xml qwen3_coder_xml = {
     .call_open = "<function=", .name_end = ">", .call_close = "</function>",
     .param_open = "<parameter=", .key_end = ">", .param_close = "</parameter>", .trim_nl = true,
-    .multi = true};
+    .multi = true, .one_per_block = true};
 
 static const tc_spec qwen3_coder_specs[] = {
     {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<tool_call>", .close = "</tool_call>",

@@ -98,6 +98,7 @@ typedef struct tc_xml {
     const char *param_close; /* "</parameter>", "</arg_value>" */
     bool trim_nl;            /* drop one newline at each end of a value */
     bool multi;              /* several calls in one block */
+    bool one_per_block;      /* yet the grammar writes one call per block (as the template) */
 } tc_xml;
 
 typedef struct tc_spec {

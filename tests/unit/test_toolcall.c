@@ -661,11 +661,390 @@ TEST(test_streaming) {
     }
 }
 
+/* ---- grammars ------------------------------------------------------------------------ */
+
+/* The tools of scenario s4, plus one with typed parameters. */
+static const char TOOLS[] =
+    "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Get the "
+    "current weather for a city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": "
+    "{\"type\": \"string\", \"description\": \"City name, e.g. Paris\"}, \"unit\": {\"type\": "
+    "\"string\", \"enum\": [\"c\", \"f\"], \"description\": \"Temperature unit\"}}, \"required\": "
+    "[\"city\"]}}}, {\"type\": \"function\", \"function\": {\"name\": \"search\", \"description\": "
+    "\"Search the web\", \"parameters\": {\"type\": \"object\", \"properties\": {\"query\": {\"type\": "
+    "\"string\", \"description\": \"Search query\"}}, \"required\": [\"query\"]}}},"
+    " {\"type\": \"function\", \"function\": {\"name\": \"set_alarm\", \"parameters\": {\"type\": "
+    "\"object\", \"properties\": {\"hour\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 23}, "
+    "\"days\": {\"type\": \"array\", \"items\": {\"enum\": [\"mon\", \"tue\"]}, \"maxItems\": 3}, "
+    "\"loud\": {\"type\": \"boolean\"}}, \"required\": [\"hour\"]}}}]";
+
+static char *grammar_text(rl_toolcall_family f, const rl_toolcall_grammar_params *p,
+                          const char *tools) {
+    char *gb = NULL;
+    rl_status st = rl_toolcall_grammar(f, tools ? tools : TOOLS, p, &gb, g_err, sizeof g_err);
+    CHECKF(st == RL_OK, "%s: rl_toolcall_grammar: %s: %s", rl_toolcall_family_name(f),
+           rl_status_str(st), g_err);
+    return st == RL_OK ? gb : NULL;
+}
+
+static rl_grammar *compile_text(const char *gb, const rl_grammar_vocab *gv, const char *where) {
+    rl_grammar *g = NULL;
+    rl_status st = rl_grammar_compile(gb, strlen(gb), NULL, gv, NULL, &g, g_err, sizeof g_err);
+    CHECKF(st == RL_OK, "%s: grammar does not compile: %s\n%s", where, g_err, gb);
+    return st == RL_OK ? g : NULL;
+}
+
+static rl_grammar *tc_grammar(rl_toolcall_family f, const rl_toolcall_grammar_params *p) {
+    char *gb = grammar_text(f, p, NULL);
+    if (!gb) return NULL;
+    rl_grammar *g = compile_text(gb, NULL, rl_toolcall_family_name(f));
+    rl_free_string(gb);
+    return g;
+}
+
+/* Whether g accepts text completely (1), a prefix that may continue (0), or rejects (-1). */
+static int accepts(rl_grammar *g, const char *text) {
+    rl_grammar_matcher *m = NULL;
+    if (rl_grammar_matcher_create(g, 0, &m) != RL_OK) return -2;
+    size_t ok = 0;
+    rl_status st = rl_grammar_matcher_accept_bytes(m, text, strlen(text), &ok);
+    int r = st != RL_OK ? -1 : rl_grammar_matcher_can_end(m) ? 1 : 0;
+    rl_grammar_matcher_free(m);
+    return r;
+}
+
+/* text with the first `from` after `after` (NULL: anywhere) replaced by `to`. */
+static char *replace_after(const char *text, const char *after, const char *from, const char *to) {
+    const char *a = after ? strstr(text, after) : text;
+    const char *f = a ? strstr(a + (after ? strlen(after) : 0), from) : NULL;
+    if (!f) return NULL;
+    size_t n = strlen(text) + strlen(to) + 1;
+    char *r = malloc(n);
+    snprintf(r, n, "%.*s%s%s", (int)(f - text), text, to, f + strlen(from));
+    return r;
+}
+
+static bool is_xml_family(rl_toolcall_family f) {
+    return f == RL_TOOLCALL_QWEN3_CODER || f == RL_TOOLCALL_SEED_OSS || f == RL_TOOLCALL_GLM ||
+           f == RL_TOOLCALL_MINIMAX_M2 || f == RL_TOOLCALL_DEEPSEEK_DSML;
+}
+
+TEST(test_grammar_renderings) {
+    if (!cases()) SKIP("testdata/chat-templates/cases.json not found");
+    rl_toolcall_grammar_params p = rl_toolcall_grammar_default_params();
+    for (size_t i = 0; i < RL_ARRAY_LEN(tpl_cases); i++) {
+        const tpl_case *tc = &tpl_cases[i];
+        if (!tc->scenario) continue;
+        char *span = cut_span(tc);
+        if (!span) continue;
+        char where[300];
+        snprintf(where, sizeof where, "%s/%s (%s)", tc->stem, tc->scenario,
+                 rl_toolcall_family_name(tc->fam));
+        rl_grammar *g = tc_grammar(tc->fam, &p);
+        if (!g) {
+            free(span);
+            continue;
+        }
+        CHECKF(accepts(g, span) == 1, "%s: the rendering is not accepted:\n%s", where, span);
+        /* an unknown function, an unknown parameter, a value outside the enum */
+        char *bad[4] = {replace_after(span, NULL, "get_weather", "get_weathr"),
+                        replace_after(span, NULL, "unit", "unitx"),
+                        replace_after(span, "unit", "c", "k"),
+                        is_xml_family(tc->fam) ? NULL : replace_after(span, NULL, "\"Paris\"", "42")};
+        for (int k = 0; k < 4; k++) {
+            if (k < 3) CHECKF(bad[k] != NULL, "%s: variant %d not made", where, k);
+            if (bad[k]) CHECKF(accepts(g, bad[k]) == -1, "%s: accepts invalid\n%s", where, bad[k]);
+            free(bad[k]);
+        }
+        /* a prefix is not a whole call */
+        size_t sl = strlen(span);
+        while (sl > 1 && (span[sl - 1] == '\n' || span[sl - 1] == ' ')) sl--;
+        span[sl - 1] = 0;
+        CHECKF(accepts(g, span) == 0, "%s: accepts a truncated call", where);
+        rl_grammar_free(g);
+        free(span);
+    }
+}
+
+/* The schema of tool `name` in TOOLS. */
+static char *tool_schema(const char *name) {
+    json_t *t = json_loads(TOOLS, 0, NULL);
+    size_t i;
+    json_t *v;
+    char *r = NULL;
+    json_array_foreach(t, i, v) {
+        json_t *f = json_object_get(v, "function");
+        if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0)
+            r = json_dumps(json_object_get(f, "parameters"), 0);
+    }
+    json_decref(t);
+    return r;
+}
+
+static const rl_toolcall_family grammar_families[] = {
+    RL_TOOLCALL_GENERIC, RL_TOOLCALL_HERMES, RL_TOOLCALL_LLAMA3, RL_TOOLCALL_MISTRAL,
+    RL_TOOLCALL_MISTRAL_ARGS, RL_TOOLCALL_DEEPSEEK_R1, RL_TOOLCALL_DEEPSEEK_V3_1,
+    RL_TOOLCALL_FUNCTIONARY_V3_1, RL_TOOLCALL_FUNCTIONARY_V3_2, RL_TOOLCALL_COMMAND_R,
+    RL_TOOLCALL_COMMAND_R7B, RL_TOOLCALL_GRANITE, RL_TOOLCALL_GPT_OSS, RL_TOOLCALL_FIREFUNCTION,
+    RL_TOOLCALL_NEMOTRON, RL_TOOLCALL_APRIEL, RL_TOOLCALL_KIMI_K2, RL_TOOLCALL_QWEN3_CODER,
+    RL_TOOLCALL_SEED_OSS, RL_TOOLCALL_GLM, RL_TOOLCALL_MINIMAX_M2, RL_TOOLCALL_DEEPSEEK_DSML,
+};
+
+/* Random texts of each family's grammar parse to calls whose arguments validate: for
+ * required (parallel or not), named and auto. */
+TEST(test_grammar_samples) {
+    static const struct {
+        rl_toolcall_choice choice;
+        bool parallel;
+        const char *name;
+    } modes[] = {{RL_TOOLCALL_CHOICE_REQUIRED, true, NULL},
+                 {RL_TOOLCALL_CHOICE_REQUIRED, false, NULL},
+                 {RL_TOOLCALL_CHOICE_NAMED, true, "set_alarm"},
+                 {RL_TOOLCALL_CHOICE_AUTO, true, NULL}};
+    char *buf = malloc(1 << 16);
+    for (size_t fi = 0; fi < RL_ARRAY_LEN(grammar_families); fi++) {
+        rl_toolcall_family f = grammar_families[fi];
+        for (size_t mi = 0; mi < RL_ARRAY_LEN(modes); mi++) {
+            rl_toolcall_grammar_params p = rl_toolcall_grammar_default_params();
+            p.choice = modes[mi].choice;
+            p.parallel = modes[mi].parallel;
+            p.function_name = modes[mi].name;
+            rl_grammar *g = tc_grammar(f, &p);
+            if (!g) continue;
+            int n_calls_total = 0;
+            for (uint64_t seed = 1; seed <= 40; seed++) {
+                size_t n = 0;
+                rl_status st = rl_grammar_sample_text(g, seed, 600, buf, 1 << 16, &n);
+                CHECKF(st == RL_OK, "%s mode %zu: sample: %s", rl_toolcall_family_name(f), mi,
+                       rl_status_str(st));
+                if (st != RL_OK) break;
+                char *js = parse(f, buf, n, 0, TOOLS);
+                msg m;
+                bool ok = js && msg_from_json(js, &m);
+                CHECKF(ok, "%s mode %zu: sample does not parse:\n%s", rl_toolcall_family_name(f), mi, buf);
+                if (!ok) {
+                    rl_free_string(js);
+                    continue;
+                }
+                if (p.choice != RL_TOOLCALL_CHOICE_AUTO)
+                    CHECKF(m.n >= 1 && (p.parallel || m.n == 1) && !m.content,
+                           "%s mode %zu: %d calls, content [%s] from\n%s\n%s",
+                           rl_toolcall_family_name(f), mi, m.n, m.content ? m.content : "", buf, js);
+                for (int c = 0; c < m.n; c++) {
+                    if (p.function_name) CHECK_STR(m.name[c], p.function_name);
+                    char *schema = tool_schema(m.name[c]);
+                    CHECKF(schema != NULL, "%s: unknown function %s", rl_toolcall_family_name(f), m.name[c]);
+                    if (!schema) continue;
+                    bool valid = false;
+                    char verr[512];
+                    rl_status vs = rl_schema_validate(schema, m.args[c], &valid, verr, sizeof verr);
+                    CHECKF(vs == RL_OK && valid, "%s mode %zu: arguments %s do not validate: %s\n%s",
+                           rl_toolcall_family_name(f), mi, m.args[c], verr, buf);
+                    free(schema);
+                }
+                n_calls_total += m.n;
+                msg_free(&m);
+                rl_free_string(js);
+            }
+            if (p.choice != RL_TOOLCALL_CHOICE_AUTO) CHECK(n_calls_total >= 40);
+            rl_grammar_free(g);
+        }
+    }
+    free(buf);
+}
+
+/* Auto grammars take plain text; required ones do not; named ones take only that function;
+ * without parallel a second call is refused. */
+TEST(test_grammar_choices) {
+    rl_toolcall_grammar_params p = rl_toolcall_grammar_default_params();
+    p.choice = RL_TOOLCALL_CHOICE_AUTO;
+    for (size_t fi = 0; fi < RL_ARRAY_LEN(grammar_families); fi++) {
+        rl_toolcall_family f = grammar_families[fi];
+        if (f == RL_TOOLCALL_GENERIC) continue; /* its text is JSON either way */
+        rl_grammar *g = tc_grammar(f, &p);
+        if (!g) continue;
+        const char *plain = f == RL_TOOLCALL_FUNCTIONARY_V3_2 ? "all\nIt is sunny, 21 °C."
+                            : f == RL_TOOLCALL_GPT_OSS ? "<|channel|>final<|message|>It is sunny, 21 °C."
+                                                       : "It is sunny, 21 °C.";
+        CHECKF(accepts(g, plain) == 1, "%s auto: plain text refused", rl_toolcall_family_name(f));
+        rl_grammar_free(g);
+    }
+    rl_grammar *g;
+    p.choice = RL_TOOLCALL_CHOICE_AUTO;
+    g = tc_grammar(RL_TOOLCALL_HERMES, &p);
+    const char *call = "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"x\"}}\n</tool_call>";
+    char both[512];
+    snprintf(both, sizeof both, "Let me look that up.\n%s", call);
+    if (g) {
+        CHECK(accepts(g, both) == 1);
+        CHECK(accepts(g, "a <tool_call> b") == -1);
+        CHECK(accepts(g, "a <tool_cal b") == 1);
+        rl_grammar_free(g);
+    }
+    p.choice = RL_TOOLCALL_CHOICE_REQUIRED;
+    g = tc_grammar(RL_TOOLCALL_HERMES, &p);
+    if (g) {
+        CHECK(accepts(g, "It is sunny.") == -1);
+        CHECK(accepts(g, call) == 1);
+        snprintf(both, sizeof both, "%s\n%s", call, call);
+        CHECK(accepts(g, both) == 1);
+        rl_grammar_free(g);
+    }
+    p.parallel = false;
+    g = tc_grammar(RL_TOOLCALL_HERMES, &p);
+    if (g) {
+        CHECK(accepts(g, call) == 1);
+        CHECK(accepts(g, both) == -1);
+        rl_grammar_free(g);
+    }
+    p.choice = RL_TOOLCALL_CHOICE_NAMED;
+    p.function_name = "get_weather";
+    g = tc_grammar(RL_TOOLCALL_HERMES, &p);
+    if (g) {
+        CHECK(accepts(g, call) == -1);
+        CHECK(accepts(g, "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>") == 1);
+        rl_grammar_free(g);
+    }
+    /* errors */
+    char *gb = NULL;
+    p.function_name = "nope";
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG && !gb);
+    CHECK(strstr(g_err, "nope") != NULL);
+    p = rl_toolcall_grammar_default_params();
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "[]", &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "{", &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "[{\"type\": \"function\", \"function\": {}}]", &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(strstr(g_err, "tools[0]") != NULL);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_NONE, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_ERR_UNSUPPORTED);
+    CHECK(rl_toolcall_grammar((rl_toolcall_family)999, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    /* a schema the grammar cannot express names the tool, or is dropped when lenient */
+    const char *hard = "[{\"type\": \"function\", \"function\": {\"name\": \"odd\", \"parameters\": "
+                       "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\", \"multipleOf\": 3}}}}}]";
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, hard, &p, &gb, g_err, sizeof g_err) == RL_ERR_UNSUPPORTED);
+    CHECK(strstr(g_err, "odd") != NULL);
+    p.schema_flags = RL_SCHEMA_LENIENT;
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, hard, &p, &gb, g_err, sizeof g_err) == RL_OK && gb);
+    rl_free_string(gb);
+    p.choice = RL_TOOLCALL_CHOICE_NONE;
+    gb = (char *)1;
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_OK && !gb);
+}
+
+/* Markers that are control tokens become token references: a tiny SentencePiece vocabulary
+ * (byte fallback) in which <|python_tag|> is a control token. */
+static unsigned char *g_mem;
+static size_t g_mem_n;
+static rl_status mem_sink(void *user, const void *buf, size_t n) {
+    (void)user;
+    g_mem = realloc(g_mem, g_mem_n + n);
+    memcpy(g_mem + g_mem_n, buf, n);
+    g_mem_n += n;
+    return RL_OK;
+}
+
+TEST(test_grammar_token_refs) {
+    enum { NT = 4 + 256 };
+    const char *toks[NT];
+    char bytes[256][8];
+    float scores[NT];
+    int32_t types[NT];
+    toks[0] = "<unk>", toks[1] = "<s>", toks[2] = "</s>", toks[3] = "<|python_tag|>";
+    types[0] = 2, types[1] = types[2] = types[3] = 3;
+    for (int b = 0; b < 256; b++) {
+        snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
+        toks[4 + b] = bytes[b];
+        types[4 + b] = 6;
+    }
+    for (int i = 0; i < NT; i++) scores[i] = -(float)i;
+    rl_gguf_writer *w;
+    CHECK(rl_gguf_writer_create(&w) == RL_OK);
+    rl_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    rl_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, NT);
+    rl_gguf_writer_set_arr(w, "tokenizer.ggml.scores", RL_GGUF_TYPE_FLOAT32, scores, NT);
+    rl_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", RL_GGUF_TYPE_INT32, types, NT);
+    rl_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    rl_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    g_mem_n = 0;
+    CHECK(rl_gguf_writer_write_to(w, mem_sink, NULL) == RL_OK);
+    rl_gguf_writer_free(w);
+    rl_gguf *gg = NULL;
+    rl_vocab *v = NULL;
+    rl_grammar_vocab *gv = NULL;
+    CHECK(rl_gguf_open_memory(g_mem, g_mem_n, &gg, g_err, sizeof g_err) == RL_OK);
+    CHECK(gg && rl_vocab_load(gg, &v, g_err, sizeof g_err) == RL_OK);
+    CHECK(v && rl_grammar_vocab_create(v, &gv) == RL_OK);
+    if (!gv) goto out;
+    rl_toolcall_grammar_params p = rl_toolcall_grammar_default_params();
+    p.vocab = v;
+    char *gb = grammar_text(RL_TOOLCALL_LLAMA3, &p, NULL);
+    CHECK(gb && strstr(gb, "<[3]>") && !strstr(gb, "python_tag"));
+    rl_grammar *g = gb ? compile_text(gb, gv, "llama3 with a vocabulary") : NULL;
+    rl_free_string(gb);
+    if (!g) goto out;
+    const char *json = "{\"name\": \"search\", \"parameters\": {\"query\": \"x\"}}";
+    rl_grammar_matcher *m;
+    CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+    CHECK(rl_grammar_matcher_allows(m, 3));
+    CHECK(rl_grammar_matcher_accept_token(m, 3) == RL_OK);
+    CHECK(rl_grammar_matcher_accept_bytes(m, json, strlen(json), NULL) == RL_OK);
+    CHECK(rl_grammar_matcher_can_end(m));
+    CHECK(rl_grammar_matcher_accept_token(m, 2) == RL_OK); /* EOS where it may end */
+    rl_grammar_matcher_reset(m);
+    /* the marker spelled as text is not the marker */
+    CHECK(rl_grammar_matcher_accept_bytes(m, "<|python_tag|>", 14, NULL) != RL_OK);
+    CHECK(rl_grammar_matcher_accept_bytes(m, json, strlen(json), NULL) == RL_OK);
+    rl_grammar_matcher_free(m);
+    rl_grammar_free(g);
+    /* auto: text, then the token, then a call */
+    p.choice = RL_TOOLCALL_CHOICE_AUTO;
+    gb = grammar_text(RL_TOOLCALL_LLAMA3, &p, NULL);
+    g = gb ? compile_text(gb, gv, "llama3 auto with a vocabulary") : NULL;
+    rl_free_string(gb);
+    if (g) {
+        CHECK(rl_grammar_matcher_create(g, 0, &m) == RL_OK);
+        CHECK(rl_grammar_matcher_accept_bytes(m, "Let me search. ", 15, NULL) == RL_OK);
+        CHECK(rl_grammar_matcher_can_end(m));
+        CHECK(rl_grammar_matcher_accept_token(m, 3) == RL_OK);
+        CHECK(!rl_grammar_matcher_can_end(m));
+        CHECK(rl_grammar_matcher_accept_bytes(m, json, strlen(json), NULL) == RL_OK);
+        CHECK(rl_grammar_matcher_can_end(m));
+        rl_grammar_matcher_free(m);
+        rl_grammar_free(g);
+    }
+out:
+    rl_grammar_vocab_free(gv);
+    rl_vocab_free(v);
+    rl_gguf_free(gg);
+    free(g_mem);
+    g_mem = NULL;
+}
+
+/* Free text in auto grammars is long without trouble (the text rules are tail calls). */
+TEST(test_grammar_long_text) {
+    rl_toolcall_grammar_params p = rl_toolcall_grammar_default_params();
+    p.choice = RL_TOOLCALL_CHOICE_AUTO;
+    rl_grammar *g = tc_grammar(RL_TOOLCALL_HERMES, &p);
+    if (!g) return;
+    size_t n = 50000;
+    char *t = malloc(n + 200);
+    for (size_t i = 0; i < n; i++) t[i] = "ab <tool_cal>\n"[i % 14];
+    strcpy(t + n, "<tool_call>{\"name\": \"search\", \"arguments\": {\"query\": \"q\"}}</tool_call>");
+    CHECK(accepts(g, t) == 1);
+    t[n] = 0;
+    CHECK(accepts(g, t) == 1);
+    free(t);
+    rl_grammar_free(g);
+}
+
 int main(void) {
     RUN(test_detect);
     RUN(test_renderings);
     RUN(test_outputs);
     RUN(test_streaming);
+    RUN(test_grammar_renderings);
+    RUN(test_grammar_samples);
+    RUN(test_grammar_choices);
+    RUN(test_grammar_token_refs);
+    RUN(test_grammar_long_text);
     json_decref(g_cases);
     return rl_test_finish();
 }
