@@ -1522,13 +1522,13 @@ RL_API const char *rl_json_object_gbnf(void);
  * additionalProperties, patternProperties, propertyNames, minProperties, maxProperties,
  * dependentRequired, dependentSchemas (and draft-07 dependencies), items, prefixItems (and
  * draft-07 items arrays with additionalItems), contains, minContains, maxContains, minItems,
- * maxItems, uniqueItems, minLength, maxLength (in code points), pattern (ECMAScript, run by
- * PCRE2), minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf, allOf, anyOf,
- * oneOf, not, if/then/else, $ref with $defs/definitions, $id and $anchor. "format" is an
- * annotation, as the 2020-12 default says. Not implemented (RL_ERR_UNSUPPORTED at compile
- * time unless RL_SCHEMA_LENIENT, which ignores them): unevaluatedProperties,
- * unevaluatedItems, $dynamicRef, $recursiveRef. An $schema naming draft-07 or older makes
- * $ref ignore its sibling keywords, as those drafts say. */
+ * maxItems, uniqueItems, unevaluatedItems, unevaluatedProperties, minLength, maxLength (in
+ * code points), pattern (ECMAScript, run by PCRE2), minimum, maximum, exclusiveMinimum,
+ * exclusiveMaximum, multipleOf, allOf, anyOf, oneOf, not, if/then/else, $ref with
+ * $defs/definitions, $id and $anchor. "format" is an annotation, as the 2020-12 default
+ * says. Not implemented (RL_ERR_UNSUPPORTED at compile time unless RL_SCHEMA_LENIENT, which
+ * ignores them): $dynamicRef, $recursiveRef. An $schema naming draft-07 or older makes $ref
+ * ignore its sibling keywords, as those drafts say. */
 typedef struct rl_schema rl_schema;
 
 /* Text of the schema document at uri (absolute, without fragment), or NULL when unknown;

@@ -636,7 +636,6 @@ typedef struct objinfo {
     uint32_t n, cap;
     bool extras;  /* more properties allowed */
     plist extra;  /* their schema */
-    bool any_obj; /* some piece has object keywords */
     /* properties whose names match the one pattern of patternProperties (when no declared
      * name matches it and no other additional property is allowed) */
     const char *pat;
@@ -785,7 +784,6 @@ static bool object_props(conv *c, const info *in, objinfo *o) {
         const json_t *pps = json_object_get(s, "patternProperties");
         const json_t *addl = json_object_get(s, "additionalProperties");
         const json_t *names = json_object_get(s, "propertyNames");
-        if (props || pps || addl || names) o->any_obj = true;
         if (addl && json_is_false(addl)) extras_false = true;
         if (addl && !json_is_false(addl)) extras_explicit = true;
         for (uint32_t k = 0; k < o->n; k++) {

@@ -12,6 +12,7 @@
 #include "schema/schema_impl.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <float.h>
 #include <math.h>
 #include <pcre2.h>
 #include <stdio.h>
@@ -463,7 +464,12 @@ static const char *type_name(const json_t *x) {
     }
 }
 
-static int ev(vctx *c, const json_t *s, const json_t *x);
+/* Evaluate x against s; ann (NULL: not wanted) gets, for an object or array x, the keys or
+ * items that s and its in-place applicators evaluated (the annotations unevaluated*
+ * needs), one flag per key in iteration order or per item. */
+static int ev2(vctx *c, const json_t *s, const json_t *x, bool *ann);
+
+static int ev(vctx *c, const json_t *s, const json_t *x) { return ev2(c, s, x, NULL); }
 
 static size_t ipath_push_key(vctx *c, const char *k) {
     size_t save = c->ipath.len;
@@ -558,7 +564,10 @@ static int ev_number(vctx *c, const json_t *s, const json_t *x) {
             long double m = json_is_integer(v) ? (long double)json_integer_value(v)
                                                : (long double)json_real_value(v);
             long double q = a / m;
-            ok = m != 0 && isfinite((double)q) && fabsl(q - roundl(q)) < 1e-9L;
+            /* q is exact up to a few units of its last place: beyond 2^64 every
+             * quotient is "integral" */
+            long double d = fabsl(q - roundl(q));
+            ok = m != 0 && isfinite((double)q) && (d < 1e-9L || d <= fabsl(q) * 8 * LDBL_EPSILON);
         }
         if (!ok) {
             say(c, s, "multipleOf", "%s is not a multiple of %s", num_text(x, b1, 64),
@@ -611,7 +620,7 @@ static int ev_string(vctx *c, const json_t *s, const json_t *x) {
     return 1;
 }
 
-static int ev_array(vctx *c, const json_t *s, const json_t *x) {
+static int ev_array(vctx *c, const json_t *s, const json_t *x, bool *ann) {
     size_t n = json_array_size(x);
     const json_t *v;
     char b[64];
@@ -659,6 +668,7 @@ static int ev_array(vctx *c, const json_t *s, const json_t *x) {
     for (size_t i = 0; i < n; i++) {
         const json_t *sub = i < np ? json_array_get(prefix, i) : rest;
         if (!sub) continue;
+        if (ann) ann[i] = true;
         size_t save = ipath_push_ix(c, i);
         int r = ev(c, sub, json_array_get(x, i));
         ipath_pop(c, save);
@@ -674,6 +684,7 @@ static int ev_array(vctx *c, const json_t *s, const json_t *x) {
             int r = ev_quiet(c, contains, json_array_get(x, i));
             if (r < 0) return -1;
             hits += (size_t)r;
+            if (r && ann) ann[i] = true;
         }
         const json_t *mn = json_object_get(s, "minContains");
         const json_t *mx = json_object_get(s, "maxContains");
@@ -695,7 +706,7 @@ static int ev_array(vctx *c, const json_t *s, const json_t *x) {
     return 1;
 }
 
-static int ev_object(vctx *c, const json_t *s, const json_t *x) {
+static int ev_object(vctx *c, const json_t *s, const json_t *x, bool *ann) {
     const json_t *v;
     char b[64];
     size_t n = json_object_size(x);
@@ -752,7 +763,7 @@ static int ev_object(vctx *c, const json_t *s, const json_t *x) {
                     }
                 }
             } else if (m > 0) {
-                int r = ev(c, d, x);
+                int r = ev2(c, d, x, ann);
                 if (r <= 0) {
                     if (r == 0)
                         say(c, s, m == 1 ? "dependentSchemas" : "dependencies",
@@ -768,7 +779,9 @@ static int ev_object(vctx *c, const json_t *s, const json_t *x) {
     const json_t *pnames = json_object_get(s, "propertyNames");
     const char *k;
     json_t *val;
+    size_t idx = 0;
     json_object_foreach((json_t *)x, k, val) {
+        size_t me = idx++;
         size_t save = ipath_push_key(c, k);
         bool covered = false;
         int r = 1;
@@ -800,16 +813,62 @@ static int ev_object(vctx *c, const json_t *s, const json_t *x) {
             }
         }
         if (r > 0 && !covered && addl) {
+            covered = true;
             r = ev(c, addl, val);
             if (r == 0) say(c, s, "additionalProperties", "the property is not allowed");
         }
+        if (covered && ann) ann[me] = true;
         ipath_pop(c, save);
         if (r <= 0) return r;
     }
     return 1;
 }
 
-static int ev(vctx *c, const json_t *s, const json_t *x) {
+/* A zeroed flag per key or item of x, for annotations; NULL when out of memory. */
+static bool *ann_new(vctx *c, const json_t *x) {
+    size_t n = json_is_object(x) ? json_object_size(x) : json_array_size(x);
+    bool *a = rl__calloc(n + 1, sizeof *a);
+    if (!a) fail_err(c, RL_ERR_NOMEM, "out of memory");
+    return a;
+}
+
+static void ann_merge(bool *into, const bool *from, const json_t *x) {
+    size_t n = json_is_object(x) ? json_object_size(x) : json_array_size(x);
+    for (size_t i = 0; into && i < n; i++) into[i] |= from[i];
+}
+
+/* unevaluatedProperties / unevaluatedItems u of s on what seen leaves unmarked. */
+static int ev_unevaluated(vctx *c, const json_t *s, const json_t *u, const json_t *x, bool *seen) {
+    if (json_is_object(x)) {
+        const char *k;
+        json_t *val;
+        size_t idx = 0;
+        json_object_foreach((json_t *)x, k, val) {
+            size_t me = idx++;
+            if (seen[me]) continue;
+            size_t save = ipath_push_key(c, k);
+            int r = ev(c, u, val);
+            ipath_pop(c, save);
+            if (r == 0)
+                say(c, s, "unevaluatedProperties", "the property \"%.60s\" is not allowed", k);
+            if (r <= 0) return r;
+            seen[me] = true;
+        }
+    } else {
+        for (size_t i = 0; i < json_array_size(x); i++) {
+            if (seen[i]) continue;
+            size_t save = ipath_push_ix(c, i);
+            int r = ev(c, u, json_array_get(x, i));
+            ipath_pop(c, save);
+            if (r == 0) say(c, s, "unevaluatedItems", "item %zu is not allowed", i);
+            if (r <= 0) return r;
+            seen[i] = true;
+        }
+    }
+    return 1;
+}
+
+static int ev2(vctx *c, const json_t *s, const json_t *x, bool *ann) {
     if (json_is_true(s)) return 1;
     if (json_is_false(s)) {
         say(c, s, "", "no value is allowed here");
@@ -824,9 +883,21 @@ static int ev(vctx *c, const json_t *s, const json_t *x) {
     }
     int r = 1;
     const json_t *v;
+    /* unevaluated*: collect this schema's annotations locally */
+    const json_t *unev = NULL;
+    bool *local = NULL;
+    if (json_is_object(x))
+        unev = json_object_get(s, "unevaluatedProperties");
+    else if (json_is_array(x))
+        unev = json_object_get(s, "unevaluatedItems");
+    if (unev && !(local = ann_new(c, x))) {
+        r = -1;
+        goto done;
+    }
+    bool *eff = local ? local : ann;
     const json_t *target = rl__sdoc_ref(&c->sc->doc, s);
     if (target) {
-        r = ev(c, target, x);
+        r = ev2(c, target, x, eff);
         if (r <= 0 || c->sc->doc.draft7) goto done;
     }
     if ((v = json_object_get(s, "type"))) {
@@ -867,22 +938,32 @@ static int ev(vctx *c, const json_t *s, const json_t *x) {
     else if (json_is_string(x))
         r = ev_string(c, s, x);
     else if (json_is_array(x))
-        r = ev_array(c, s, x);
+        r = ev_array(c, s, x, eff);
     else if (json_is_object(x))
-        r = ev_object(c, s, x);
+        r = ev_object(c, s, x, eff);
     if (r <= 0) goto done;
     if ((v = json_object_get(s, "allOf")) && json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
-            r = ev(c, json_array_get(v, i), x);
+            r = ev2(c, json_array_get(v, i), x, eff);
             if (r <= 0) goto done;
         }
     }
     if ((v = json_object_get(s, "anyOf")) && json_is_array(v)) {
         bool any = false;
-        for (size_t i = 0; !any && i < json_array_size(v); i++) {
-            r = ev_quiet(c, json_array_get(v, i), x);
+        /* with annotations wanted, every branch counts (those that pass) */
+        for (size_t i = 0; (!any || eff) && i < json_array_size(v); i++) {
+            bool *t = eff ? ann_new(c, x) : NULL;
+            if (eff && !t) {
+                r = -1;
+                goto done;
+            }
+            c->quiet++;
+            r = ev2(c, json_array_get(v, i), x, t);
+            c->quiet--;
+            if (r == 1 && t) ann_merge(eff, t, x);
+            rl__free(t);
             if (r < 0) goto done;
-            any = r;
+            any |= r == 1;
         }
         if (!any) {
             say(c, s, "anyOf", "the value matches none of the alternatives");
@@ -893,11 +974,30 @@ static int ev(vctx *c, const json_t *s, const json_t *x) {
     }
     if ((v = json_object_get(s, "oneOf")) && json_is_array(v)) {
         size_t hits = 0;
+        bool *keep = NULL;
         for (size_t i = 0; hits < 2 && i < json_array_size(v); i++) {
-            r = ev_quiet(c, json_array_get(v, i), x);
-            if (r < 0) goto done;
+            bool *t = eff ? ann_new(c, x) : NULL;
+            if (eff && !t) {
+                rl__free(keep);
+                r = -1;
+                goto done;
+            }
+            c->quiet++;
+            r = ev2(c, json_array_get(v, i), x, t);
+            c->quiet--;
+            if (r == 1 && !keep) {
+                keep = t;
+                t = NULL;
+            }
+            rl__free(t);
+            if (r < 0) {
+                rl__free(keep);
+                goto done;
+            }
             hits += (size_t)r;
         }
+        if (hits == 1 && keep) ann_merge(eff, keep, x);
+        rl__free(keep);
         if (hits != 1) {
             say(c, s, "oneOf", "the value matches %s of the alternatives",
                 hits ? "more than one" : "none");
@@ -917,18 +1017,33 @@ static int ev(vctx *c, const json_t *s, const json_t *x) {
         r = 1;
     }
     if ((v = json_object_get(s, "if"))) {
-        int cond = ev_quiet(c, v, x);
+        bool *t = eff ? ann_new(c, x) : NULL;
+        if (eff && !t) {
+            r = -1;
+            goto done;
+        }
+        c->quiet++;
+        int cond = ev2(c, v, x, t);
+        c->quiet--;
+        if (cond == 1 && t) ann_merge(eff, t, x);
+        rl__free(t);
         if (cond < 0) {
             r = -1;
             goto done;
         }
         const json_t *branch = json_object_get(s, cond ? "then" : "else");
         if (branch) {
-            r = ev(c, branch, x);
+            r = ev2(c, branch, x, eff);
             if (r == 0) say(c, s, cond ? "then" : "else", "the value does not match");
+            if (r <= 0) goto done;
         }
     }
+    if (local) {
+        r = ev_unevaluated(c, s, unev, x, local);
+        if (r == 1 && ann) ann_merge(ann, local, x);
+    }
 done:
+    rl__free(local);
     c->depth--;
     return r;
 }
@@ -960,8 +1075,7 @@ rl_schema_params rl_schema_default_params(void) {
     return p;
 }
 
-static const char *const UNSUPPORTED_KW[] = {"unevaluatedProperties", "unevaluatedItems",
-                                             "$dynamicRef", "$recursiveRef"};
+static const char *const UNSUPPORTED_KW[] = {"$dynamicRef", "$recursiveRef"};
 
 rl_status rl_schema_compile(const char *schema_json, size_t len, const rl_schema_params *p,
                             rl_schema **out, char *err, size_t err_size) {

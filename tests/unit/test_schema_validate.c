@@ -13,29 +13,20 @@
 #include <jansson.h>
 #include <pthread.h>
 
-static const char *const SUITE_FILES[] = {"type",
-                                          "properties",
-                                          "required",
-                                          "additionalProperties",
-                                          "enum",
-                                          "const",
-                                          "anyOf",
-                                          "oneOf",
-                                          "allOf",
-                                          "ref",
-                                          "defs",
-                                          "items",
-                                          "prefixItems",
-                                          "minItems",
-                                          "maxItems",
-                                          "minLength",
-                                          "maxLength",
-                                          "pattern",
-                                          "minimum",
-                                          "maximum",
-                                          "exclusiveMinimum",
-                                          "exclusiveMaximum",
-                                          "refRemote"};
+/* The draft2020-12 files of the keywords the issue lists, then files of keywords the
+ * validator implements beyond that list (counted separately). */
+// clang-format off
+static const char *const SUITE_FILES[] = {
+    "type", "properties", "required", "additionalProperties", "enum", "const", "anyOf",
+    "oneOf", "allOf", "ref", "defs", "items", "prefixItems", "minItems", "maxItems",
+    "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "refRemote",
+    NULL,
+    "unevaluatedProperties", "unevaluatedItems", "not", "if-then-else", "uniqueItems",
+    "contains", "minContains", "maxContains", "multipleOf", "patternProperties",
+    "propertyNames", "dependentRequired", "dependentSchemas", "minProperties",
+    "maxProperties", "boolean_schema", "default", "format"};
+// clang-format on
 
 /* ---- the resolver: http://localhost:1234/X -> remotes/X ------------------------------ */
 
@@ -75,8 +66,26 @@ static char *dump(const json_t *v) {
 
 TEST(suite_draft2020_12) {
     int pass = 0, fail = 0, skipped = 0, groups_skipped = 0, files = 0;
+    int phase = 0; /* 0: the issue's keywords, 1: the others */
     remotes rem = {0};
-    for (size_t f = 0; f < RL_ARRAY_LEN(SUITE_FILES); f++) {
+    for (size_t f = 0; f <= RL_ARRAY_LEN(SUITE_FILES); f++) {
+        if (f == RL_ARRAY_LEN(SUITE_FILES) || !SUITE_FILES[f]) {
+            fprintf(stderr,
+                    "  JSON-Schema-Test-Suite draft2020-12, %s: %d files, %d passed, %d failed, "
+                    "%d skipped (%d groups)\n",
+                    phase ? "other keywords" : "the listed keywords", files, pass, fail, skipped,
+                    groups_skipped);
+            if (phase == 0) {
+                CHECK(pass >= 500);
+                CHECK(rem.calls > 0);
+            } else {
+                CHECK(pass >= 300);
+            }
+            CHECK_EQ_INT(fail, 0);
+            pass = fail = skipped = groups_skipped = files = 0;
+            phase++;
+            continue;
+        }
         char rel[256];
         snprintf(rel, sizeof rel, "testdata/json-schema-test-suite/tests/draft2020-12/%s.json",
                  SUITE_FILES[f]);
@@ -140,13 +149,6 @@ TEST(suite_draft2020_12) {
         json_decref(groups);
     }
     free(rem.text);
-    fprintf(stderr,
-            "  JSON-Schema-Test-Suite draft2020-12: %d files, %d passed, %d failed, "
-            "%d skipped (%d groups)\n",
-            files, pass, fail, skipped, groups_skipped);
-    CHECK(pass >= 500);
-    CHECK_EQ_INT(fail, 0);
-    CHECK(rem.calls > 0);
 }
 
 /* ---- unit tests --------------------------------------------------------------------- */
@@ -285,11 +287,9 @@ TEST(errors_and_limits) {
     CHECKF(strstr(err, "#/$ref: '#/$defs/nope' names nothing"), "%s", err);
     CHECK_EQ_INT(COMPILE("{\"$ref\": \"http://x.test/s.json\"}", 0, err, sizeof err),
                  RL_ERR_UNSUPPORTED);
-    CHECK_EQ_INT(COMPILE("{\"unevaluatedProperties\": false}", 0, err, sizeof err),
-                 RL_ERR_UNSUPPORTED);
-    CHECKF(strstr(err, "#/unevaluatedProperties"), "%s", err);
-    CHECK_EQ_INT(COMPILE("{\"unevaluatedProperties\": false}", RL_SCHEMA_LENIENT, err, sizeof err),
-                 RL_OK);
+    CHECK_EQ_INT(COMPILE("{\"$dynamicRef\": \"#x\"}", 0, err, sizeof err), RL_ERR_UNSUPPORTED);
+    CHECKF(strstr(err, "#/$dynamicRef"), "%s", err);
+    CHECK_EQ_INT(COMPILE("{\"$dynamicRef\": \"#x\"}", RL_SCHEMA_LENIENT, err, sizeof err), RL_OK);
     /* a $ref loop stops at the depth limit, with a message */
     rl_schema *s = NULL;
     const char *loop = "{\"$defs\": {\"a\": {\"$ref\": \"#/$defs/b\"}, \"b\": {\"$ref\": "
