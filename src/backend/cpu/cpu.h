@@ -58,6 +58,12 @@ void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const ui
                           size_t yst, float *out, size_t ost);
 void rl__gemm_q8_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
+#define RL__GEMM_AVX2_ROWS 1
+#define RL__GEMM_AVX2_TOKS 4
+void rl__gemm_q4_0_avx2(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                        size_t yst, float *out, size_t ost);
+void rl__gemm_q8_0_avx2(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                        size_t yst, float *out, size_t ost);
 /* The tile kernel for weight type t on path isa and its tile shape, or NULL (matmul.c). */
 rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
 

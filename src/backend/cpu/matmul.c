@@ -113,6 +113,11 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
         if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx512;
         *rows = RL__GEMM_AVX512_ROWS;
         *toks = RL__GEMM_AVX512_TOKS;
+    } else if (isa == RL_CPU_ISA_AVX2) {
+        if (t == RL_TYPE_Q4_0) fn = rl__gemm_q4_0_avx2;
+        if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx2;
+        *rows = RL__GEMM_AVX2_ROWS;
+        *toks = RL__GEMM_AVX2_TOKS;
     }
     return fn;
 }
