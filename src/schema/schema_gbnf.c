@@ -634,8 +634,8 @@ typedef struct prop {
 typedef struct objinfo {
     prop *p;
     uint32_t n, cap;
-    bool extras;  /* more properties allowed */
-    plist extra;  /* their schema */
+    bool extras; /* more properties allowed */
+    plist extra; /* their schema */
     /* properties whose names match the one pattern of patternProperties (when no declared
      * name matches it and no other additional property is allowed) */
     const char *pat;
@@ -859,7 +859,9 @@ static bool object_props(conv *c, const info *in, objinfo *o) {
      * that declares no property at all ({"type": "object"}: any object) */
     bool declares = o->n > 0;
     for (uint32_t i = 0; i < l->n; i++)
-        if (json_object_get(l->p[i].s, "patternProperties")) declares = true;
+        if (json_object_get(l->p[i].s, "patternProperties") ||
+            json_object_get(l->p[i].s, "properties"))
+            declares = true; /* {"properties": {}} too: llama.cpp gives "{}" */
     bool extras =
         !extras_false && (extras_explicit || (c->flags & RL_SCHEMA_EXTRA_PROPERTIES) || !declares);
     for (uint32_t i = 0; extras && i < l->n; i++) {
