@@ -1475,7 +1475,7 @@ RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
  * fixed parts, unknown
  * formats, ...) fails with RL_ERR_UNSUPPORTED and a message naming the keyword and its
  * place ("#/properties/a/multipleOf: ..."), unless RL_SCHEMA_LENIENT is given. Formats:
- * date, time, date-time, uuid, email, ipv4, hostname. */
+ * date, time, date-time, uuid, email, ipv4, hostname, uri. */
 
 /* Drop what cannot be expressed instead of failing; each dropped constraint is listed as a
  * "# warning: ..." comment at the top of the grammar. */

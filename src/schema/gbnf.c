@@ -114,6 +114,11 @@ static const prim PRIMS[] = {
      "\"25\" [0-5] | \"2\" [0-4] [0-9] | \"1\" [0-9] [0-9] | [1-9] [0-9] | [0-9]",
      {0}},
     {"ipv4", "ipv4-octet \".\" ipv4-octet \".\" ipv4-octet \".\" ipv4-octet", {"ipv4-octet"}},
+    /* RFC 3986: a scheme, ':', then unreserved, reserved and %-encoded characters */
+    {"uri",
+     "[A-Za-z] [A-Za-z0-9+.\\-]* \":\" ( [A-Za-z0-9\\-._~:/?#\\[\\]@!$&'()*+,;=] | \"%\" "
+     "[0-9A-Fa-f]{2} )+",
+     {0}},
 };
 
 static const prim *find_prim(const char *name) {

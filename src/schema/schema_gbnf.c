@@ -958,6 +958,7 @@ static const struct {
     {"email", "email", 5, RL__RE_INF},
     {"hostname", "hostname", 1, RL__RE_INF},
     {"ipv4", "ipv4", 7, 15},
+    {"uri", "uri", 3, RL__RE_INF},
 };
 
 static bool emit_string(conv *c, const info *in, const char *name, rl__sstr *out, bool *never) {
