@@ -236,6 +236,93 @@ q8_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
         }
 }
 
+/* ---- Q4_K: 1 row x up to GEMM_T tokens (the decoded super-block takes 8 registers) ----
+ * As rl__vec_dot_q4_K_avx512 (dot_k_avx512.c, which documents the layout): the codes of a
+ * super-block unpacked into four zmm, the scale and min words, then per token the exact
+ * int32 sums and the same two FMAs per super-block. */
+#define R4(v) v, v, v, v
+static const uint16_t k32_pack[2][32] __attribute__((aligned(64))) = {
+    {R4(0), R4(2), R4(0), R4(2), R4(1), R4(3), R4(1), R4(3)},
+    {R4(4), R4(6), R4(4), R4(6), R4(5), R4(7), R4(5), R4(7)},
+};
+#undef R4
+
+static inline __m512i k4_nibbles(const uint8_t *qs, int c, __m512i m4) {
+    const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+    return _mm512_and_si512(_mm512_mask_srli_epi16(b, 0xffff0000u, b, 4), m4);
+}
+
+static inline __m256i k4_scale_min_words(const uint8_t *b) {
+    const __m128i ctl_p = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11);
+    const __m128i ctl_q = _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7);
+    const __m128i cnt_p = _mm_setr_epi16(0, 0, 0, 0, 0, 0, 4, 4);
+    const __m128i m_p =
+        _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15);
+    const __m128i v = _mm_loadu_si128((const __m128i *)b);
+    const __m128i p = _mm_srlv_epi16(_mm_shuffle_epi8(v, ctl_p), cnt_p);
+    const __m128i q = _mm_and_si128(_mm_srli_epi16(_mm_shuffle_epi8(v, ctl_q), 2),
+                                    _mm_set1_epi8(0x30));
+    return _mm256_cvtepu8_epi16(_mm_ternarylogic_epi32(p, m_p, q, 0xea));
+}
+
+static inline __attribute__((always_inline)) void
+q4_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys, size_t yst,
+          float *out, size_t ost) {
+    (void)xst;
+    const block_q4_K *x = vx;
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i pa = _mm512_load_si512(k32_pack[0]), pb = _mm512_load_si512(k32_pack[1]);
+    const __m256i mdup =
+        _mm256_setr_epi16(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+    const block_q8_K *y[GEMM_T];
+    __m512 acc[GEMM_T];
+    __m256 accm[GEMM_T];
+    UNROLL
+    for (int t = 0; t < NT; t++) {
+        y[t] = (const block_q8_K *)(ys + (size_t)t * yst);
+        acc[t] = _mm512_setzero_ps();
+        accm[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        pf_span(&x[i], sizeof(block_q4_K));
+        const __m256i sm = k4_scale_min_words(x[i].scales);
+        const __m512i scw = _mm512_castsi256_si512(sm);
+        const __m512i w0 = k4_nibbles(x[i].qs, 0, m4), w1 = k4_nibbles(x[i].qs, 1, m4);
+        const __m512i w2 = k4_nibbles(x[i].qs, 2, m4), w3 = k4_nibbles(x[i].qs, 3, m4);
+        const __m512i sa = _mm512_permutexvar_epi16(pa, scw), sb = _mm512_permutexvar_epi16(pb, scw);
+        const __m256i mins = _mm256_permutexvar_epi16(mdup, sm);
+        uint32_t u;
+        memcpy(&u, &x[i].d, 4);
+        const __m128 xdm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)u));
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const int8_t *q8 = y[t][i].qs;
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i r0 = _mm512_dpbusd_epi32(z, w0, _mm512_loadu_si512(q8));
+            const __m512i r1 = _mm512_dpbusd_epi32(z, w1, _mm512_loadu_si512(q8 + 64));
+            const __m512i r2 = _mm512_dpbusd_epi32(z, w2, _mm512_loadu_si512(q8 + 128));
+            const __m512i r3 = _mm512_dpbusd_epi32(z, w3, _mm512_loadu_si512(q8 + 192));
+            __m512i sum = _mm512_dpwssd_epi32(z, _mm512_packs_epi32(r0, r1), sa);
+            sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(r2, r3), sb);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)y[t][i].bsums);
+            const __m256i msum = _mm256_madd_epi16(bs, mins);
+            const __m128 dm = _mm_mul_ps(xdm, _mm_set1_ps(y[t][i].d));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_broadcastss_ps(dm), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum),
+                                      _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), accm[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++) {
+        __m256 v = accm[t];
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        out[(size_t)t * ost] = _mm512_reduce_add_ps(acc[t]) - _mm_cvtss_f32(s);
+    }
+}
+
 /* One entry point per type; nt (1..GEMM_T) picks a tile specialised at compile time. */
 #define DEFINE_GEMM(s)                                                                             \
     void rl__gemm_##s##_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,   \
@@ -250,3 +337,4 @@ q8_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
 _Static_assert(GEMM_T == 4, "DEFINE_GEMM specialises 1..4 tokens");
 DEFINE_GEMM(q4_0)
 DEFINE_GEMM(q8_0)
+DEFINE_GEMM(q4_K)

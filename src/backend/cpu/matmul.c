@@ -113,6 +113,10 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
         if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx512;
         *rows = RL__GEMM_AVX512_ROWS;
         *toks = RL__GEMM_AVX512_TOKS;
+        if (t == RL_TYPE_Q4_K) {
+            fn = rl__gemm_q4_K_avx512;
+            *rows = 1;
+        }
     } else if (isa == RL_CPU_ISA_AVX2) {
         if (t == RL_TYPE_Q4_0) fn = rl__gemm_q4_0_avx2;
         if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx2;
@@ -123,21 +127,26 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
 }
 
 /* The rows [r0, r1) times the tokens [t0, t1) through the tile kernel (several tokens): each
- * group of rows is read once for up to gemm_toks tokens. Rows left over: one gemv each. */
+ * group of rows is read once for up to gemm_toks tokens. Rows left over: one dot each. The
+ * kernel reads split rows where the type has a gemv, else the vec_dot type's rows. */
 static void gemm_chunk(const mm_job *j, int64_t r0, int64_t r1, int64_t t0, int64_t t1) {
     const int64_t rr = j->gemm_rows, r_end = r0 + (r1 - r0) / rr * rr;
+    const uint8_t *ys = j->gemv ? j->xs : j->xq;
+    const size_t yst = j->gemv ? j->xs_stride : j->x_row_bytes;
     for (int64_t t = t0; t < t1; t += j->gemm_toks) {
         int nt = (int)RL_MIN((int64_t)j->gemm_toks, t1 - t);
         const uint8_t *wr = j->w + (size_t)r0 * j->w_row_bytes;
         for (int64_t r = r0; r < r_end; r += rr, wr += (size_t)rr * j->w_row_bytes)
-            j->gemm(j->cols, nt, wr, j->w_row_bytes, (const uint8_t *)split_qs(j, t), j->xs_stride,
+            j->gemm(j->cols, nt, wr, j->w_row_bytes, ys + (size_t)t * yst, yst,
                     j->y + t * j->rows + r, (size_t)j->rows);
     }
     for (int64_t t = t0; t < t1; t++) {
         const uint8_t *wr = j->w + (size_t)r_end * j->w_row_bytes;
         for (int64_t r = r_end; r < r1; r++, wr += j->w_row_bytes)
-            j->y[t * j->rows + r] = j->gemv(j->cols, wr, split_qs(j, t), split_d(j, t),
-                                            split_s(j, t), split_off(j, t));
+            j->y[t * j->rows + r] =
+                j->gemv ? j->gemv(j->cols, wr, split_qs(j, t), split_d(j, t), split_s(j, t),
+                                  split_off(j, t))
+                        : j->dot(j->cols, wr, j->xq + (size_t)t * j->x_row_bytes);
     }
 }
 
@@ -219,7 +228,7 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         if (!j.quant) return RL_ERR_UNSUPPORTED;
         j.gemv = rl__gemv_get(wt, isa);
         j.prep = rl__gemv_prep_get(wt, isa);
-        if (j.gemv) j.gemm = rl__gemm_get(wt, isa, &j.gemm_rows, &j.gemm_toks);
+        j.gemm = rl__gemm_get(wt, isa, &j.gemm_rows, &j.gemm_toks);
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
         if (j.gemv) {
             /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols bytes, 64-aligned */
