@@ -58,8 +58,10 @@ void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const ui
                           size_t yst, float *out, size_t ost);
 void rl__gemm_q8_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
-/* Q4_K on AVX-512: 1 row x RL__GEMM_AVX512_TOKS tokens; ys, yst: the Q8_K rows. */
+/* Q4_K and Q6_K on AVX-512: 1 row x RL__GEMM_AVX512_TOKS tokens; ys, yst: the Q8_K rows. */
 void rl__gemm_q4_K_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                          size_t yst, float *out, size_t ost);
+void rl__gemm_q6_K_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
 #define RL__GEMM_AVX2_ROWS 1
 #define RL__GEMM_AVX2_TOKS 4

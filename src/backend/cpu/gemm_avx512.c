@@ -323,6 +323,71 @@ q4_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
     }
 }
 
+/* ---- Q6_K: 1 row x up to GEMM_T tokens, as rl__vec_dot_q6_K_avx512 (dot_k_avx512.c). */
+#define R4(v) v, v, v, v
+static const uint16_t k16_pack[2][32] __attribute__((aligned(64))) = {
+    {R4(0), R4(4), R4(1), R4(5), R4(2), R4(6), R4(3), R4(7)},
+    {R4(8), R4(12), R4(9), R4(13), R4(10), R4(14), R4(11), R4(15)},
+};
+#undef R4
+
+/* Codes of elements 128h.. (lo) and 128h+64.. (hi) of a Q6_K block (dot_k_avx512.c). */
+static inline void q6k_codes(const block_q6_K *b, int h, __m512i m4, __m512i m30, __m512i *lo,
+                             __m512i *hi) {
+    const __m512i l = _mm512_loadu_si512(b->ql + 64 * h);
+    const __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b->qh + 32 * h)));
+    const __m512i hz = _mm512_mask_srli_epi16(q, 0xffff0000u, q, 2);
+    const __m512i hlo = _mm512_and_si512(_mm512_slli_epi16(hz, 4), m30);
+    const __m512i hhi = _mm512_and_si512(hz, m30);
+    *lo = _mm512_ternarylogic_epi32(l, hlo, m4, 0xec);
+    *hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l, 4), hhi, m4, 0xec);
+}
+
+static inline __attribute__((always_inline)) void
+q6_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys, size_t yst,
+          float *out, size_t ost) {
+    (void)xst;
+    const block_q6_K *x = vx;
+    const int64_t nb = n / QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    const __m512i pa = _mm512_load_si512(k16_pack[0]), pb = _mm512_load_si512(k16_pack[1]);
+    const block_q8_K *y[GEMM_T];
+    __m512 acc[GEMM_T];
+    UNROLL
+    for (int t = 0; t < NT; t++) {
+        y[t] = (const block_q8_K *)(ys + (size_t)t * yst);
+        acc[t] = _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        pf_span(&x[i], sizeof(block_q6_K));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i scw = _mm512_castsi256_si512(sc16);
+        __m512i w0, w1, w2, w3;
+        q6k_codes(&x[i], 0, m4, m30, &w0, &w1);
+        q6k_codes(&x[i], 1, m4, m30, &w2, &w3);
+        const __m512i sa = _mm512_permutexvar_epi16(pa, scw), sb = _mm512_permutexvar_epi16(pb, scw);
+        const __m512 xd = _mm512_cvtph_ps(_mm256_set1_epi16((short)x[i].d));
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const int8_t *q8 = y[t][i].qs;
+            const __m512i z = _mm512_setzero_si512();
+            const __m512i r0 = _mm512_dpbusd_epi32(z, w0, _mm512_loadu_si512(q8));
+            const __m512i r1 = _mm512_dpbusd_epi32(z, w1, _mm512_loadu_si512(q8 + 64));
+            const __m512i r2 = _mm512_dpbusd_epi32(z, w2, _mm512_loadu_si512(q8 + 128));
+            const __m512i r3 = _mm512_dpbusd_epi32(z, w3, _mm512_loadu_si512(q8 + 192));
+            __m512i sum = _mm512_dpwssd_epi32(z, _mm512_packs_epi32(r0, r1), sa);
+            sum = _mm512_dpwssd_epi32(sum, _mm512_packs_epi32(r2, r3), sb);
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)y[t][i].bsums);
+            const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
+            sum = _mm512_sub_epi32(sum, _mm512_zextsi256_si512(off));
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                                     _mm512_mul_ps(xd, _mm512_set1_ps(y[t][i].d)), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++) out[(size_t)t * ost] = _mm512_reduce_add_ps(acc[t]);
+}
+
 /* One entry point per type; nt (1..GEMM_T) picks a tile specialised at compile time. */
 #define DEFINE_GEMM(s)                                                                             \
     void rl__gemm_##s##_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,   \
@@ -338,3 +403,4 @@ _Static_assert(GEMM_T == 4, "DEFINE_GEMM specialises 1..4 tokens");
 DEFINE_GEMM(q4_0)
 DEFINE_GEMM(q8_0)
 DEFINE_GEMM(q4_K)
+DEFINE_GEMM(q6_K)
