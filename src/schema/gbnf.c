@@ -8,6 +8,7 @@
 #include "schema/schema_impl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #define NAME_FREE UINT64_MAX
 
@@ -414,10 +415,67 @@ bool rl__gb_class_cp(rl__sstr *out, uint32_t c) {
     }
 }
 
+/* Past this many rules in one group a quantified group becomes a rule of its own (the
+ * engine's limit is 2000 rules times the count). */
+#define GROUP_RULES_MAX 500
+
+uint64_t rl__gb_rules_in(const char *e) {
+    uint64_t n = 0;
+    for (const char *c = e; *c;) {
+        if (*c == '"' || *c == '[') {
+            char close = *c == '"' ? '"' : ']';
+            c++;
+            while (*c && *c != close) c += (*c == '\\' && c[1]) ? 2 : 1;
+            if (*c) c++;
+            continue;
+        }
+        if (*c == '(' || *c == '*' || *c == '+' || *c == '?') {
+            n++;
+        } else if (*c == '{') {
+            char *end;
+            unsigned long long a = strtoull(c + 1, &end, 10), b = a;
+            if (*end == ',') b = end[1] == '}' ? a + 1 : strtoull(end + 1, &end, 10);
+            n += b > a ? b - a : 0;
+            while (*c && *c != '}') c++;
+        }
+        if (n > (1ull << 40)) return n;
+        c++;
+    }
+    return n;
+}
+
+bool rl__gb_group(rl__gb *g, rl__sstr *out, const char *e, const char *quant, const char *hint) {
+    if (g->st != RL_OK) return false;
+    if (!e) return rl__gb_fail(g, RL_ERR_NOMEM, "out of memory");
+    if (rl__gb_rules_in(e) + 1 >= GROUP_RULES_MAX) {
+        const char *r = rl__gb_add(g, hint, e);
+        if (!r) return false;
+        rl__sstr_puts(out, r);
+    } else {
+        rl__sstr_putc(out, '(');
+        rl__sstr_puts(out, e);
+        rl__sstr_putc(out, ')');
+    }
+    rl__sstr_puts(out, quant);
+    if (out->oom) return rl__gb_fail(g, RL_ERR_NOMEM, "out of memory");
+    return true;
+}
+
 bool rl__gb_rep(rl__gb *g, rl__sstr *out, const char *x, uint64_t min, uint64_t max) {
     if (g->st != RL_OK) return false;
+    if (!x) return rl__gb_fail(g, RL_ERR_NOMEM, "out of memory"); /* a failed string */
     if (max == 0) return true;
     uint64_t big = max == RL__RE_INF ? min : max;
+    if (x[0] == '(' && (rl__gb_rules_in(x) + 1) * (big ? big : 1) >= GROUP_RULES_MAX) {
+        /* the group as a rule of its own: the engine counts a rule name as one */
+        size_t n = strlen(x);
+        char *inner = rl__strndup(x + 1, n >= 2 ? n - 2 : 0);
+        if (!inner) return rl__gb_fail(g, RL_ERR_NOMEM, "out of memory");
+        const char *r = rl__gb_add(g, "group", inner);
+        rl__free(inner);
+        if (!r) return false;
+        x = r;
+    }
     if (big > g->max_repeat)
         return rl__gb_fail(g, RL_ERR_LIMIT, "a repetition of %llu exceeds the limit of %u",
                            (unsigned long long)big, g->max_repeat);

@@ -274,11 +274,23 @@ static frag emit_alts(emitter *e, frag *fs, uint32_t n) {
     }
     if (opt) {
         rl__sstr t = {0};
-        bool atom = rl__gb_is_atom(s.p);
-        if (!atom) rl__sstr_putc(&t, '(');
-        rl__sstr_put(&t, s.p, s.len);
-        rl__sstr_puts(&t, atom ? "?" : ")?");
-        if (s.oom) t.oom = true;
+        if (s.oom) {
+            rl__sstr_free(&s);
+            rl__gb_fail(e->g, RL_ERR_NOMEM, "out of memory");
+            return f_dead();
+        }
+        if (rl__gb_is_atom(s.p)) {
+            rl__sstr_put(&t, s.p, s.len);
+            rl__sstr_putc(&t, '?');
+        } else {
+            char hint[128];
+            snprintf(hint, sizeof hint, "%s-%u", e->name, ++e->sub);
+            if (!rl__gb_group(e->g, &t, s.p, "?", hint)) {
+                rl__sstr_free(&s);
+                rl__sstr_free(&t);
+                return f_dead();
+            }
+        }
         rl__sstr_free(&s);
         return f_take(e, &t);
     }

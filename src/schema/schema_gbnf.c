@@ -1893,6 +1893,7 @@ typedef struct arr_ctx {
     const char *tail; /* rule of the other items, NULL: none */
     uint64_t lo, hi;  /* lo >= 1 */
     const char *sp;
+    const char *name; /* of the array's rule */
 } arr_ctx;
 
 /* The items from position k on (k items before them, so each starts with a comma). */
@@ -1907,10 +1908,15 @@ static bool items_text(arr_ctx *a, uint64_t k, rl__sstr *out) {
         if (ok && rest.len) rl__sstr_printf(&s, " %s", rest.p);
         if (rest.oom) s.oom = true;
         rl__sstr_free(&rest);
-        if (k < a->lo)
+        if (k < a->lo) {
             rl__sstr_put(out, s.p, s.len);
-        else
-            rl__sstr_printf(out, "( %s )?", s.p);
+        } else if (s.oom) {
+            out->oom = true;
+        } else {
+            char *h = sub_hint(a->name, "items");
+            if (!h || !rl__gb_group(&a->c->g, out, s.p, "?", h)) ok = false;
+            rl__free(h);
+        }
         if (s.oom) out->oom = true;
         rl__sstr_free(&s);
         return ok;
@@ -2030,14 +2036,24 @@ static bool emit_array(conv *c, const info *in, const char *name, rl__sstr *out,
         if (hi == 0) {
             rl__sstr_printf(out, "\"[\"%s\"]\"", sp);
         } else {
-            arr_ctx a = {c, pos, n_prefix, tail_expr, lo ? lo : 1, hi, sp};
+            arr_ctx a = {c, pos, n_prefix, tail_expr, lo ? lo : 1, hi, sp, name};
             rl__sstr items = {0};
             ok = items_text(&a, 0, &items);
             if (items.oom) ok = nomem(c);
-            if (ok && lo == 0)
-                rl__sstr_printf(out, "\"[\"%s( %s%s)? \"]\"", sp, items.p, sp);
-            else if (ok)
+            if (ok && lo == 0) {
+                /* "[" space ( items space )? "]" */
+                rl__sstr body = {0};
+                rl__sstr_printf(&body, " %s%s", items.p, sp);
+                char *h = sub_hint(name, "items");
+                rl__sstr_printf(out, "\"[\"%s", sp);
+                ok = !body.oom && h && rl__gb_group(&c->g, out, body.p, "? ", h);
+                if (!ok && c->g.st == RL_OK) nomem(c);
+                rl__sstr_puts(out, "\"]\"");
+                rl__free(h);
+                rl__sstr_free(&body);
+            } else if (ok) {
                 rl__sstr_printf(out, "\"[\"%s%s%s\"]\"", sp, items.p, sp);
+            }
             rl__sstr_free(&items);
         }
     }

@@ -224,6 +224,13 @@ bool rl__gb_rep(rl__gb *g, rl__sstr *out, const char *x, uint64_t min, uint64_t 
 bool rl__gb_needs_group(const char *e);
 /* Whether e is one element (so a quantifier may follow it). */
 bool rl__gb_is_atom(const char *e);
+/* How many rules the grammar engine makes inside expression e when it rewrites its groups
+ * and repetitions (as llama.cpp's parser does; saturating). The engine refuses a quantifier
+ * on a group when that number times the quantifier's count reaches 2000. */
+uint64_t rl__gb_rules_in(const char *e);
+/* (e) followed by quant ("?", "*", "+" or ""), or, when the engine would refuse that, a new
+ * rule named after hint holding e, followed by quant. */
+bool rl__gb_group(rl__gb *g, rl__sstr *out, const char *e, const char *quant, const char *hint);
 
 /* Integers in [lo, hi] as GBNF digit rules (decimal, no leading zeros, "-" for
  * negatives); lo <= hi. */

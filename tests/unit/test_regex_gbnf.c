@@ -155,6 +155,16 @@ TEST(errors) {
     rl_grammar *g = text ? compile_gbnf(text) : NULL;
     rl_grammar_free(g);
     rl_free_string(text);
+    /* big counts inside quantified groups: the groups become rules */
+    static const char *const big[] = {"(a{0,1500}b{0,1500})*", "(x{2,800}y|z)+", "(q{1999}|r)?"};
+    for (size_t i = 0; i < RL_ARRAY_LEN(big); i++) {
+        text = to_gbnf(big[i], &st);
+        CHECKF(st == RL_OK, "%s: %s", big[i], g_err);
+        g = text ? compile_gbnf(text) : NULL;
+        if (g && i == 1) CHECK(accepts(g, "xxyz", 4) && !accepts(g, "xy", 2));
+        rl_grammar_free(g);
+        rl_free_string(text);
+    }
     /* but the copies of all counts together are bounded */
     char *many = malloc(101 * 8 + 1);
     for (int i = 0; i < 101; i++) memcpy(many + i * 8, "ab{2000}", 8);

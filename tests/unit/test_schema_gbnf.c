@@ -9,7 +9,7 @@
  *    converts, every valid instance (compact, in some key order) is accepted and every
  *    invalid one rejected in every key order; and random texts of each grammar validate;
  *  - bench_schema.json converts, and its random texts validate;
- *  - allocation failures. */
+ *  - integer and decimal bounds; conversions in four threads at once; allocation failures. */
 #include "test.h"
 
 #include "ruvllm.h"
@@ -17,6 +17,7 @@
 #include "util/util.h"
 
 #include <jansson.h>
+#include <pthread.h>
 
 static char g_err[1024];
 
@@ -552,6 +553,24 @@ TEST(limits) {
     CHECKF(st == RL_ERR_LIMIT && strstr(g_err, "200000"), "%s", g_err);
     rl_free_string(text);
     rl__sstr_free(&s);
+    /* big counts inside groups that are themselves optional or repeated still compile (the
+     * engine refuses a quantified group that would make 2000 rules) */
+    static const char *const big[] = {
+        "{\"type\": \"array\", \"maxItems\": 2000}",
+        "{\"type\": \"array\", \"items\": {\"type\": \"string\", \"maxLength\": 1500}, "
+        "\"prefixItems\": [{}, {}], \"maxItems\": 1999}",
+        "{\"type\": \"string\", \"pattern\": \"^(a{0,1500}b{0,1500})*$\"}",
+        "{\"type\": \"string\", \"pattern\": \"(x{2,800}y|z)+\"}"};
+    for (size_t i = 0; i < RL_ARRAY_LEN(big); i++) {
+        text = to_gbnf(big[i], 0, &st);
+        CHECKF(st == RL_OK, "%s: %s", big[i], g_err);
+        rl_grammar *g = text ? compile_gbnf(text) : NULL;
+        if (g && i == 0) {
+            CHECK(accepts(g, "[]", 2) && accepts(g, "[1,2]", 5));
+        }
+        rl_grammar_free(g);
+        rl_free_string(text);
+    }
     /* a hostile pattern */
     text =
         to_gbnf("{\"type\": \"string\", \"pattern\": \"^((((((a{100}){100}){100})))))$\"}", 0, &st);
@@ -940,6 +959,54 @@ TEST(suite_grammars) {
     CHECK_EQ_INT(failures, 0);
 }
 
+/* ---- threads ----------------------------------------------------------------------------------
+ */
+
+typedef struct thr_arg {
+    const char *schema, *want;
+    int bad;
+} thr_arg;
+
+static void *thr(void *p) {
+    thr_arg *a = p;
+    for (int i = 0; i < 40; i++) {
+        char *out = NULL;
+        char err[256];
+        uint32_t flags = i % 2 ? RL_SCHEMA_COMPACT : 0;
+        if (rl_schema_to_gbnf(a->schema, strlen(a->schema), flags, &out, err, sizeof err) !=
+                RL_OK ||
+            (!flags && strcmp(out, a->want)))
+            a->bad++;
+        rl_free_string(out);
+    }
+    return NULL;
+}
+
+TEST(threads) {
+    size_t n;
+    unsigned char *d = rl_test_read_file(rl_test_data("testdata/grammars/bench_schema.json"), &n);
+    if (!d) SKIP("bench_schema.json not found");
+    char *schema = malloc(n + 1);
+    memcpy(schema, d, n);
+    schema[n] = 0;
+    free(d);
+    rl_status st;
+    char *want = to_gbnf(schema, 0, &st);
+    CHECK(st == RL_OK);
+    pthread_t t[4];
+    thr_arg a[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (thr_arg){schema, want, 0};
+        pthread_create(&t[i], NULL, thr, &a[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_INT(a[i].bad, 0);
+    }
+    rl_free_string(want);
+    free(schema);
+}
+
 /* ---- allocation failures ------------------------------------------------------------------ */
 
 TEST(allocation_failures) {
@@ -989,6 +1056,7 @@ int main(void) {
     RUN(json_mode);
     RUN(bench_schema);
     RUN(suite_grammars);
+    RUN(threads);
     RUN(allocation_failures);
     return rl_test_finish();
 }
