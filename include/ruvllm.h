@@ -1759,8 +1759,8 @@ RL_API rl_toolcall_grammar_params rl_toolcall_grammar_default_params(void);
 
 /* GBNF (start rule "root") for tools_json (the request's "tools": [{"type": "function",
  * "function": {"name", "parameters"}}]) in family f. *gbnf is freed with rl_free_string.
- * Errors: RL_ERR_INVALID_ARG (bad tools JSON, naming the field; no tools; NAMED without or
- * with an unknown function_name), RL_ERR_UNSUPPORTED (a parameter schema the grammar cannot
+ * Errors: RL_ERR_INVALID_ARG (bad tools JSON, naming the field; no tools; a name that is not
+ * 1 to 64 of [A-Za-z0-9_.-] or used twice; NAMED without or with an unknown function_name), RL_ERR_UNSUPPORTED (a parameter schema the grammar cannot
  * express, naming the tool; RL_SCHEMA_LENIENT drops such parts instead; a family with no
  * grammar: RL_TOOLCALL_NONE), RL_ERR_LIMIT, RL_ERR_NOMEM. p may be NULL. Thread-safe. */
 RL_API rl_status rl_toolcall_grammar(rl_toolcall_family f, const char *tools_json,

@@ -734,6 +734,23 @@ static tc_res text_until(const tc_scan *s, size_t k, const char *stop, size_t ma
     return AT_END(TC_FAIL);
 }
 
+/* A value that is a JSON value followed by `stop` (after whitespace): its end may lie past
+ * a `stop` inside one of its strings. TC_FAIL when the text there is not so. */
+static tc_res json_then(const tc_scan *s, size_t k, const char *stop, bool final, size_t *te,
+                        size_t *after) {
+    size_t j = ws(s, k), e;
+    if (j >= LEN) return AT_END(TC_FAIL);
+    char c = T[j];
+    if (c != '{' && c != '[' && c != '"') return TC_FAIL; /* only these can hold a marker */
+    tc_res r = value_at(s, j, final, &e);
+    if (r != TC_OK) return r;
+    size_t m = ws(s, e);
+    r = rl__tc_lit(s, m, stop, final, after);
+    if (r != TC_OK) return r;
+    *te = m;
+    return TC_OK;
+}
+
 /* One parameter's value text as JSON into args. */
 static void xml_value(tc_scan *s, const char *fname, const char *key, const char *v, size_t n,
                       int string_attr, tc_buf *args) {
@@ -800,7 +817,8 @@ static tc_res xml_call(tc_scan *s, const tc_xml *x, size_t i, bool final, size_t
             if (r != TC_OK) goto done;
         }
         size_t ve;
-        r = text_until(s, k, x->param_close, SIZE_MAX, final, &ve, &a);
+        r = json_then(s, k, x->param_close, final, &ve, &a);
+        if (r == TC_FAIL) r = text_until(s, k, x->param_close, SIZE_MAX, final, &ve, &a);
         if (r != TC_OK) goto done;
         size_t va = k;
         if (x->trim_nl) {

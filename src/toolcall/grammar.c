@@ -138,9 +138,19 @@ static void put_renamed(gctx *g, const char *s, const char *prefix) {
     if (n && s[n - 1] != '\n') rl__tc_putc(&g->b, '\n');
 }
 
-/* Rules "p<i>-root" ... for schema (NULL: any object without properties). */
+/* Rules "p<i>-root" ... for schema (NULL: any object without properties). Arguments are an
+ * object whatever the schema allows besides: a schema that does not say "type": "object"
+ * is taken together with it (allOf). */
 static bool schema_rules(gctx *g, size_t i, json_t *schema, const char *what) {
+    json_t *ty = json_object_get(schema, "type");
+    json_t *wrap = NULL;
+    if (schema && !(json_is_string(ty) && strcmp(json_string_value(ty), "object") == 0)) {
+        wrap = json_pack("{s:[O,{s:s}]}", "allOf", schema, "type", "object");
+        if (!wrap) return gfail(g, RL_ERR_NOMEM, "out of memory");
+        schema = wrap;
+    }
     char *text = schema ? json_dumps(schema, JSON_COMPACT) : NULL;
+    json_decref(wrap);
     const char *st = text ? text : "{\"type\": \"object\", \"properties\": {}}";
     char *gb = NULL, err[512];
     rl_status r = rl_schema_to_gbnf(st, strlen(st), g->p->schema_flags, &gb, err, sizeof err);
@@ -150,7 +160,7 @@ static bool schema_rules(gctx *g, size_t i, json_t *schema, const char *what) {
     char prefix[32];
     snprintf(prefix, sizeof prefix, "p%zu-", i);
     put_renamed(g, gb, prefix);
-    rl_free_string(gb);
+    rl__free(gb);
     return true;
 }
 
@@ -310,7 +320,11 @@ static bool xml_value_rule(gctx *g, size_t i, size_t k, const char *key, json_t 
         size_t j;
         json_t *v;
         json_array_foreach(e, j, v) {
-            if (!json_is_string(v)) return gfail(g, RL_ERR_UNSUPPORTED, "tools[%zu] (%s): parameter %s: enum of non-strings", i, g->tools[i].name, key);
+            if (!json_is_string(v) || strstr(json_string_value(v), close) ||
+                strlen(json_string_value(v)) != json_string_length(v))
+                return gfail(g, RL_ERR_UNSUPPORTED,
+                             "tools[%zu] (%s): parameter %s: an enum value that XML text cannot hold",
+                             i, g->tools[i].name, key);
             if (j) raw(g, " |");
             if (json_string_length(v) == 0) raw(g, " \"\"");
             else lit_n(g, json_string_value(v), json_string_length(v));
@@ -339,14 +353,46 @@ static bool xml_value_rule(gctx *g, size_t i, size_t k, const char *key, json_t 
     char prefix[48];
     snprintf(prefix, sizeof prefix, "q%zu-%zu-", i, k);
     put_renamed(g, gb, prefix);
-    rl_free_string(gb);
+    rl__free(gb);
     rl__tc_printf(&g->b, "%s ::= %sroot\n", rn, prefix);
     return true;
+}
+
+/* Whether the parameters schema is one the XML layout can hold exactly: an object with
+ * declared properties only (keys that cannot break the markup), every required one among
+ * them, no combinators. Else RL_ERR_UNSUPPORTED, unless lenient. */
+static bool xml_params_ok(gctx *g, size_t i, json_t *params) {
+    static const char *const top[] = {"type", "properties", "required", "additionalProperties",
+                                      "description", "title", "$schema", "$id", "strict",
+                                      "examples", NULL};
+    if (!params || (g->p->schema_flags & RL_SCHEMA_LENIENT)) return true;
+    const char *why = NULL;
+    json_t *ty = json_object_get(params, "type");
+    json_t *props = json_object_get(params, "properties");
+    if (!only_keys(params, top)) why = "keywords other than properties and required";
+    else if (ty && !(json_is_string(ty) && strcmp(json_string_value(ty), "object") == 0))
+        why = "a type other than object";
+    else if (props && !json_is_object(props)) why = "properties is not an object";
+    const char *k;
+    json_t *v;
+    json_object_foreach(props, k, v) {
+        if (!k[0] || strpbrk(k, "<>\"&\n\r")) why = "a property name with markup characters";
+    }
+    json_t *req = json_object_get(params, "required");
+    size_t j;
+    json_array_foreach(req, j, v) {
+        if (!json_is_string(v) || !json_object_get(props, json_string_value(v)))
+            why = "a required property that is not declared";
+    }
+    if (!why) return true;
+    return gfail(g, RL_ERR_UNSUPPORTED, "tools[%zu] (%s): parameters: %s cannot be written as "
+                 "XML parameters", i, g->tools[i].name, why);
 }
 
 /* tc-call-<i> for an XML family. */
 static bool xml_call_rules(gctx *g, size_t i, const tc_xml *x) {
     json_t *params = g->tools[i].params;
+    if (!xml_params_ok(g, i, params)) return false;
     json_t *props = json_object_get(params, "properties");
     json_t *req = json_object_get(params, "required");
     size_t np = json_is_object(props) ? json_object_size(props) : 0;
@@ -785,8 +831,22 @@ RL_API rl_status rl_toolcall_grammar(rl_toolcall_family f, const char *tools_jso
             gfail(&g, RL_ERR_INVALID_ARG, "tools[%zu].function.name: missing or not a string", i);
             break;
         }
-        for (const char *c = name; *c; c++)
-            if ((unsigned char)*c < 0x20) gfail(&g, RL_ERR_INVALID_ARG, "tools[%zu].function.name: control character", i);
+        /* the names every family's parser reads back (OpenAI's rule, with '.') */
+        size_t nl = strlen(name);
+        bool good = nl <= 64;
+        for (const char *c = name; *c && good; c++)
+            good = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                   (*c >= '0' && *c <= '9') || *c == '_' || *c == '-' || *c == '.';
+        if (!good)
+            gfail(&g, RL_ERR_INVALID_ARG,
+                  "tools[%zu].function.name: 1 to 64 letters, digits, '_', '-' or '.'", i);
+        for (size_t k = 0; k < i; k++) {
+            json_t *o = json_object_get(json_array_get(tools, k), "function");
+            if (!json_is_object(o)) o = json_array_get(tools, k);
+            const char *on = json_string_value(json_object_get(o, "name"));
+            if (on && strcmp(on, name) == 0)
+                gfail(&g, RL_ERR_INVALID_ARG, "tools[%zu].function.name: %s again", i, name);
+        }
         json_t *params = json_object_get(fn, "parameters");
         if (params && !json_is_object(params) && !json_is_null(params))
             gfail(&g, RL_ERR_INVALID_ARG, "tools[%zu].function.parameters: not an object", i);

@@ -135,3 +135,14 @@ list(APPEND RL_FUZZ_SCHEMA_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
 rl_add_fuzzer(NAME fuzz_schema SOURCES ${RL_FUZZ_SCHEMA_SOURCES}
               GENERATOR ${CMAKE_SOURCE_DIR}/tests/fuzz/schema_seeds.c RUNS 20000 MAX_LEN 2048
               LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS} ${JANSSON_LDFLAGS})
+
+# ---- fuzz_toolcall: tool-call parsers (one-shot = streaming at any split) and grammars
+# (they compile, their random texts parse to calls whose arguments validate) ------------
+file(GLOB RL_FUZZ_TOOLCALL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/util/*.c
+     ${CMAKE_SOURCE_DIR}/src/toolcall/*.c ${CMAKE_SOURCE_DIR}/src/schema/*.c
+     ${CMAKE_SOURCE_DIR}/src/grammar/*.c ${CMAKE_SOURCE_DIR}/src/gguf/*.c
+     ${CMAKE_SOURCE_DIR}/src/tokenizer/*.c)
+list(APPEND RL_FUZZ_TOOLCALL_SOURCES ${CMAKE_SOURCE_DIR}/src/quant/types.c)
+rl_add_fuzzer(NAME fuzz_toolcall SOURCES ${RL_FUZZ_TOOLCALL_SOURCES}
+              GENERATOR ${CMAKE_SOURCE_DIR}/tests/fuzz/toolcall_seeds.c RUNS 20000 MAX_LEN 4096
+              LIBS ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS} ${JANSSON_LDFLAGS})
