@@ -289,6 +289,9 @@ static void commit(tc_scan *s, size_t end, int mode, const tc_buf *content) {
     s->at_start = false;
 }
 
+/* Blocks up to this size are tried again after every delta. */
+#define TC_RETRY_ALWAYS 4096
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 static size_t n_specs(const tc_scan *s) { return s->fam->n_specs + s->n_extra; }
@@ -324,6 +327,14 @@ rl_status rl__tc_scan_run(tc_scan *s, bool final, char *err, size_t err_size) {
         return RL_ERR_INVALID_ARG;
     }
     const size_t len = s->ready;
+    /* A long block still open is tried again only once it has grown by a quarter, so that
+     * feeding it token by token costs linear time, not quadratic. Waiting is always safe:
+     * every decision depends on the text alone, and the end decides everything. */
+    if (!final && s->wait_len) {
+        size_t had = s->wait_len - s->pos;
+        if (had > TC_RETRY_ALWAYS && len - s->pos < had + had / 4) return RL_OK;
+    }
+    s->wait_len = 0;
     bool first[256] = {0};
     for (size_t k = 0; k < n_specs(s); k++) {
         const tc_spec *sp = spec(s, k);
@@ -341,7 +352,7 @@ rl_status rl__tc_scan_run(tc_scan *s, bool final, char *err, size_t err_size) {
                 const tc_spec *sp = spec(s, k);
                 if (!sp->anchored || !(sp->modes & mbit)) continue;
                 tc_res r = try_block(s, sp, i, final);
-                if (r == TC_MORE) more = true;
+                if (r == TC_MORE) more = true, s->wait_len = len;
                 if (r == TC_OK) done = true;
             }
             if (more) break;
@@ -368,6 +379,7 @@ rl_status rl__tc_scan_run(tc_scan *s, bool final, char *err, size_t err_size) {
                 }
                 tc_res r = try_block(s, sp, i, final);
                 if (r == TC_MORE) {
+                    s->wait_len = len;
                     wait = true;
                     break;
                 }

@@ -182,6 +182,7 @@ typedef struct tc_scan {
     bool at_start;         /* nothing but whitespace decided yet */
     bool after_block;      /* whitespace right after a block is dropped */
     tc_buf pend_ws;        /* whitespace held: dropped if a block follows */
+    size_t wait_len;       /* ready when a block at pos last answered "more" (0: none) */
     int pend_mode;
 
     /* results */

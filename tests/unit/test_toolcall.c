@@ -661,6 +661,133 @@ TEST(test_streaming) {
     }
 }
 
+/* What comes out while streaming: content as soon as it cannot start a call, nothing of a
+ * call before it is complete, then its events; and the delta objects built from them. */
+typedef struct fed {
+    char text[512];
+    int n_calls;
+    char name[64], id[64], args[256];
+} fed;
+
+static void feed_str(rl_toolcall_stream *st, const char *t, fed *out, bool finish) {
+    const rl_toolcall_event *ev = NULL;
+    size_t n = 0;
+    char *res = NULL;
+    rl_status r = finish ? rl_toolcall_stream_finish(st, &ev, &n, &res)
+                         : rl_toolcall_stream_feed(st, t, strlen(t), &ev, &n);
+    CHECK(r == RL_OK);
+    rl_free_string(res);
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].type == RL_TOOLCALL_EV_CONTENT)
+            strncat(out->text, ev[i].text, ev[i].len);
+        else if (ev[i].type == RL_TOOLCALL_EV_CALL) {
+            out->n_calls++;
+            snprintf(out->name, sizeof out->name, "%.*s", (int)ev[i].len, ev[i].text);
+            snprintf(out->id, sizeof out->id, "%s", ev[i].id);
+        } else if (ev[i].type == RL_TOOLCALL_EV_ARGS)
+            strncat(out->args, ev[i].text, ev[i].len);
+    }
+    if (n && !finish) {
+        char *d = NULL;
+        CHECK(rl_toolcall_delta_json(ev, n, &d) == RL_OK && d);
+        json_t *j = d ? json_loads(d, 0, NULL) : NULL;
+        CHECKF(json_is_object(j), "delta %s", d ? d : "(null)");
+        json_decref(j);
+        rl_free_string(d);
+    }
+}
+
+TEST(test_stream_holdback) {
+    rl_toolcall_stream *st = NULL;
+    CHECK(rl_toolcall_stream_create(RL_TOOLCALL_HERMES, NULL, &st, g_err, sizeof g_err) == RL_OK);
+    fed f = {0};
+    feed_str(st, "Hello", &f, false);
+    CHECK_STR(f.text, "Hello");
+    feed_str(st, " <b>x</b> <tool", &f, false); /* "<b" is no marker; " <tool" may be one */
+    CHECK_STR(f.text, "Hello <b>x</b>");
+    feed_str(st, "_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}", &f, false);
+    CHECK_STR(f.text, "Hello <b>x</b>");
+    CHECK(f.n_calls == 0);
+    feed_str(st, "</tool_call>", &f, false);
+    CHECK(f.n_calls == 1);
+    CHECK_STR(f.name, "f");
+    CHECK_STR(f.args, "{\"a\": 1}");
+    CHECK(strncmp(f.id, "call_", 5) == 0 && strlen(f.id) == 29);
+    feed_str(st, " \n", &f, false);
+    feed_str(st, NULL, &f, true);
+    CHECK_STR(f.text, "Hello <b>x</b>");
+    CHECK(rl_toolcall_stream_feed(st, "x", 1, NULL, NULL) == RL_ERR_INVALID_ARG); /* finished */
+    rl_toolcall_stream_free(st);
+
+    /* a partial marker that turns out to be text is released with it */
+    CHECK(rl_toolcall_stream_create(RL_TOOLCALL_MISTRAL_ARGS, NULL, &st, g_err, sizeof g_err) == RL_OK);
+    memset(&f, 0, sizeof f);
+    feed_str(st, "see [TOOL_", &f, false);
+    CHECK_STR(f.text, "see");
+    feed_str(st, "X] ok", &f, false);
+    CHECK_STR(f.text, "see [TOOL_X] ok");
+    rl_toolcall_stream_free(st);
+
+    /* invalid UTF-8 is refused, a character split across deltas is not */
+    CHECK(rl_toolcall_stream_create(RL_TOOLCALL_HERMES, NULL, &st, g_err, sizeof g_err) == RL_OK);
+    memset(&f, 0, sizeof f);
+    feed_str(st, "caf\xc3", &f, false);
+    CHECK_STR(f.text, "caf");
+    feed_str(st, "\xa9!", &f, false);
+    CHECK_STR(f.text, "caf\xc3\xa9!");
+    CHECK(rl_toolcall_stream_feed(st, "\xff", 1, NULL, NULL) == RL_ERR_INVALID_ARG);
+    CHECK(strstr(rl_toolcall_stream_errmsg(st), "UTF-8") != NULL);
+    rl_toolcall_stream_free(st);
+    char *out = NULL;
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a\xc3", 2, NULL, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG && !out);
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a\xed\xa0\x80", 4, NULL, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_parse((rl_toolcall_family)99, "a", 1, NULL, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    rl_toolcall_params bad = rl_toolcall_default_params();
+    bad.tools_json = "{oops";
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a", 1, &bad, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(strstr(g_err, "tools") != NULL);
+    rl_toolcall_stream_free(NULL);
+
+    /* the delta object of a call's events */
+    rl_toolcall_event ev[3] = {
+        {RL_TOOLCALL_EV_CONTENT, 0, "Hi \"x\"", 6, NULL},
+        {RL_TOOLCALL_EV_CALL, 0, "get_weather", 11, "call_abc"},
+        {RL_TOOLCALL_EV_ARGS, 0, "{\"city\": \"Paris\"}", 17, NULL},
+    };
+    char *d = NULL;
+    CHECK(rl_toolcall_delta_json(ev, 3, &d) == RL_OK && d);
+    CHECK(d && json_text_equal(d, "{\"content\": \"Hi \\\"x\\\"\", \"tool_calls\": [{\"index\": 0, \"id\": "
+                                  "\"call_abc\", \"type\": \"function\", \"function\": {\"name\": "
+                                  "\"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]}"));
+    rl_free_string(d);
+    CHECK(rl_toolcall_delta_json(ev + 2, 1, &d) == RL_OK && d);
+    CHECK(d && json_text_equal(d, "{\"tool_calls\": [{\"index\": 0, \"function\": {\"arguments\": "
+                                  "\"{\\\"city\\\": \\\"Paris\\\"}\"}}]}"));
+    rl_free_string(d);
+    CHECK(rl_toolcall_delta_json(ev, 0, &d) == RL_OK && !d);
+}
+
+/* A long call streamed in small pieces (blocks over 4 KiB are retried as they grow). */
+TEST(test_stream_long) {
+    size_t n = 20000;
+    char *t = malloc(n + 200);
+    size_t k = (size_t)sprintf(t, "Writing it.\n<tool_call>{\"name\": \"write\", \"arguments\": {\"code\": \"");
+    while (k < n) k += (size_t)sprintf(t + k, "x = {y}; } \\\"q\\\" \\n");
+    k += (size_t)sprintf(t + k, "\"}}</tool_call>\n");
+    char *one = parse(RL_TOOLCALL_HERMES, t, k, 0, NULL);
+    msg m;
+    CHECK(one && msg_from_json(one, &m) && m.n == 1);
+    if (one && m.n == 1) {
+        size_t cuts[3000];
+        size_t nc = 0;
+        for (size_t c = 3; c < k && nc < 3000; c += 7) cuts[nc++] = c;
+        stream_matches("long call", RL_TOOLCALL_HERMES, t, k, 0, cuts, nc, one);
+        msg_free(&m);
+    }
+    rl_free_string(one);
+    free(t);
+}
+
 /* ---- grammars ------------------------------------------------------------------------ */
 
 /* The tools of scenario s4, plus one with typed parameters. */
@@ -1040,6 +1167,8 @@ int main(void) {
     RUN(test_renderings);
     RUN(test_outputs);
     RUN(test_streaming);
+    RUN(test_stream_holdback);
+    RUN(test_stream_long);
     RUN(test_grammar_renderings);
     RUN(test_grammar_samples);
     RUN(test_grammar_choices);
