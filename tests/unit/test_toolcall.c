@@ -1162,6 +1162,61 @@ TEST(test_grammar_long_text) {
     rl_grammar_free(g);
 }
 
+/* Calls of tools not in tools_json stay content with RL_TOOLCALL_KNOWN_NAMES; XML values
+ * follow the declared types. */
+TEST(test_known_names) {
+    const char *text = "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>"
+                       "<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>";
+    want_call w[1] = {{"get_weather", "{\"city\": \"Oslo\"}"}};
+    check_msg("known names", RL_TOOLCALL_HERMES, text, RL_TOOLCALL_KNOWN_NAMES, TOOLS,
+              "<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>", NULL, w, 1);
+    const char *xml = "<tool_call>\n<function=search>\n<parameter=query>\n42\n</parameter>\n</function>\n</tool_call>";
+    want_call q[1] = {{"search", "{\"query\": \"42\"}"}};
+    check_msg("typed xml", RL_TOOLCALL_QWEN3_CODER, xml, 0, TOOLS, NULL, NULL, q, 1);
+    want_call q2[1] = {{"search", "{\"query\": 42}"}};
+    check_msg("untyped xml", RL_TOOLCALL_QWEN3_CODER, xml, 0, NULL, NULL, NULL, q2, 1);
+}
+
+/* Every allocation failure is reported as RL_ERR_NOMEM and leaks nothing. */
+TEST(test_alloc_failures) {
+    const char *text = "Sure.<tool_call>{\"name\": \"a\", \"arguments\": {\"x\": 1}}</tool_call>\n"
+                       "<tool_call>{\"name\": \"b\", \"arguments\": \"{}\"}</tool_call> bye";
+    rl_toolcall_params p = rl_toolcall_default_params();
+    p.tools_json = TOOLS;
+    rl_toolcall_grammar_params gp = rl_toolcall_grammar_default_params();
+    for (int op = 0; op < 4; op++) {
+        int fails = 0;
+        for (long k = 1; k < 100000; k++) {
+            size_t before = rl_mem_in_use();
+            rl__alloc_fail_after(k);
+            rl_status st;
+            char *out = NULL;
+            if (op == 0) {
+                st = rl_toolcall_parse(RL_TOOLCALL_HERMES, text, strlen(text), &p, &out, g_err, sizeof g_err);
+            } else if (op == 1) {
+                rl_toolcall_stream *sm = NULL;
+                st = rl_toolcall_stream_create(RL_TOOLCALL_QWEN3_CODER, &p, &sm, g_err, sizeof g_err);
+                const char *x = "ok <tool_call>\n<function=search>\n<parameter=query>\nq\n</parameter>\n</function>\n</tool_call>";
+                for (size_t c = 0; st == RL_OK && x[c]; c += 5)
+                    st = rl_toolcall_stream_feed(sm, x + c, strlen(x + c) < 5 ? strlen(x + c) : 5, NULL, NULL);
+                if (st == RL_OK) st = rl_toolcall_stream_finish(sm, NULL, NULL, &out);
+                rl_toolcall_stream_free(sm);
+            } else {
+                st = rl_toolcall_grammar(op == 2 ? RL_TOOLCALL_MISTRAL : RL_TOOLCALL_MINIMAX_M2, TOOLS,
+                                         &gp, &out, g_err, sizeof g_err);
+            }
+            rl__alloc_fail_after(0);
+            CHECKF(st == RL_OK || st == RL_ERR_NOMEM, "op %d, failure %ld: %s", op, k, rl_status_str(st));
+            CHECKF((st == RL_OK) == (out != NULL), "op %d, failure %ld", op, k);
+            rl_free_string(out);
+            CHECKF(rl_mem_in_use() == before, "op %d, failure %ld: leak", op, k);
+            if (st == RL_OK) break;
+            fails++;
+        }
+        CHECKF(fails > 3, "op %d: only %d failures tried", op, fails);
+    }
+}
+
 int main(void) {
     RUN(test_detect);
     RUN(test_renderings);
@@ -1174,6 +1229,8 @@ int main(void) {
     RUN(test_grammar_choices);
     RUN(test_grammar_token_refs);
     RUN(test_grammar_long_text);
+    RUN(test_known_names);
+    RUN(test_alloc_failures);
     json_decref(g_cases);
     return rl_test_finish();
 }
