@@ -206,9 +206,12 @@ typedef struct genview {
 
 static bool gen_member(void *user, const char *key, size_t klen, size_t va, size_t vb) {
     genview *g = user;
-    if (rl__tc_json_key_is(key, klen, "tool_calls")) g->ta = va, g->tb = vb;
-    else if (rl__tc_json_key_is(key, klen, "tool_call")) g->ca = va, g->cb = vb;
-    else if (rl__tc_json_key_is(key, klen, "response")) g->ra = va, g->rb = vb;
+    if (rl__tc_json_key_is(key, klen, "tool_calls"))
+        g->ta = va, g->tb = vb;
+    else if (rl__tc_json_key_is(key, klen, "tool_call"))
+        g->ca = va, g->cb = vb;
+    else if (rl__tc_json_key_is(key, klen, "response"))
+        g->ra = va, g->rb = vb;
     return true;
 }
 
@@ -236,8 +239,8 @@ static tc_res block_generic(tc_scan *s, size_t i, bool final, size_t *end, tc_bu
 /* ---- names -------------------------------------------------------------------------------- */
 
 static bool name_char(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.' || c == ':' || c == '/' || c == '$' || c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.' || c == ':' || c == '/' || c == '$' || c >= 0x80;
 }
 
 #define TC_NAME_MAX 256
@@ -319,8 +322,7 @@ static tc_res one_named_call(tc_scan *s, const tc_spec *sp, size_t i, bool final
     return TC_OK;
 }
 
-static tc_res block_name_args(tc_scan *s, const tc_spec *sp, size_t i, bool final,
-                              size_t *end) {
+static tc_res block_name_args(tc_scan *s, const tc_spec *sp, size_t i, bool final, size_t *end) {
     if (sp->alt_json) {
         size_t j = ws(s, i), e;
         if (j >= LEN) return AT_END(TC_FAIL);
@@ -468,7 +470,8 @@ static bool py_value(const char *p, size_t n, size_t *i, tc_buf *out) {
     static const char *const words[3][2] = {{"True", "true"}, {"False", "false"}, {"None", "null"}};
     for (int w = 0; w < 3; w++) {
         size_t l = strlen(words[w][0]);
-        if (n - k >= l && memcmp(p + k, words[w][0], l) == 0 && (k + l >= n || !ident_char(p[k + l]))) {
+        if (n - k >= l && memcmp(p + k, words[w][0], l) == 0 &&
+            (k + l >= n || !ident_char(p[k + l]))) {
             rl__tc_puts(out, words[w][1]);
             *i = k + l;
             return true;
@@ -585,8 +588,7 @@ static tc_res block_func32(tc_scan *s, const tc_spec *sp, size_t i, bool final, 
         if (r == TC_OK) i = a;
     }
     size_t k = i;
-    while (k < LEN && (ident_char(T[k]) || T[k] == '-' || T[k] == '.') && k - i <= TC_NAME_MAX)
-        k++;
+    while (k < LEN && (ident_char(T[k]) || T[k] == '-' || T[k] == '.') && k - i <= TC_NAME_MAX) k++;
     if (k >= LEN) return AT_END(TC_FAIL);
     if (T[k] != '\n' || k == i) return TC_FAIL;
     size_t na = i, nb = k, j = k + 1;
@@ -698,7 +700,7 @@ static tc_res block_harmony(tc_scan *s, size_t pos, bool final, size_t *end, int
     if (!cb && !rb) return TC_FAIL;
     if (!rb) {
         *mode = cb - ca == 8 && memcmp(T + ca, "analysis", 8) == 0 ? TC_MODE_REASONING
-                                                                    : TC_MODE_CONTENT;
+                                                                   : TC_MODE_CONTENT;
         *end = k;
         return TC_OK;
     }
@@ -754,8 +756,8 @@ static tc_res json_then(const tc_scan *s, size_t k, const char *stop, bool final
 /* One parameter's value text as JSON into args. */
 static void xml_value(tc_scan *s, const char *fname, const char *key, const char *v, size_t n,
                       int string_attr, tc_buf *args) {
-    bool as_string = string_attr == 1 ||
-                     (string_attr < 0 && rl__tc_tools_param_is_string(s->tools, fname, key));
+    bool as_string =
+        string_attr == 1 || (string_attr < 0 && rl__tc_tools_param_is_string(s->tools, fname, key));
     size_t a = 0, b = n;
     while (a < b && rl__tc_is_ws(v[a])) a++;
     while (b > a && rl__tc_is_ws(v[b - 1])) b--;
@@ -808,8 +810,10 @@ static tc_res xml_call(tc_scan *s, const tc_xml *x, size_t i, bool final, size_t
             size_t ae;
             r = text_until(s, k, x->attrs_end, TC_HEADER_MAX, final, &ae, &a);
             if (r != TC_OK) goto done;
-            if (memmem(T + k, ae - k, "string=\"true\"", 13)) string_attr = 1;
-            else if (memmem(T + k, ae - k, "string=\"false\"", 14)) string_attr = 0;
+            if (memmem(T + k, ae - k, "string=\"true\"", 13))
+                string_attr = 1;
+            else if (memmem(T + k, ae - k, "string=\"false\"", 14))
+                string_attr = 0;
             k = a;
         }
         if (x->value_open) {
@@ -857,9 +861,8 @@ static tc_res xml_call(tc_scan *s, const tc_xml *x, size_t i, bool final, size_t
         if (r != TC_OK) goto done;
         k = a;
     }
-    r = args->oom || !rl__tc_add_tmp(s, fname, strlen(fname), args->p, args->len, NULL, 0)
-            ? TC_FAIL
-            : TC_OK;
+    r = args->oom || !rl__tc_add_tmp(s, fname, strlen(fname), args->p, args->len, NULL, 0) ? TC_FAIL
+                                                                                           : TC_OK;
     *end = k;
 done:
     if (args->oom) s->oom = true;
@@ -904,22 +907,30 @@ static tc_res block_xml(tc_scan *s, const tc_spec *sp, size_t i, bool final, siz
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
-tc_res rl__tc_block(tc_scan *s, const tc_spec *sp, size_t pos, bool final, size_t *end,
-                    int *mode, tc_buf *content_out) {
+tc_res rl__tc_block(tc_scan *s, const tc_spec *sp, size_t pos, bool final, size_t *end, int *mode,
+                    tc_buf *content_out) {
     size_t i = pos;
     if (sp->open && sp->kind != TC_K_HARMONY) { /* harmony reads its markers as a header */
         tc_res r = rl__tc_lit(s, pos, sp->open, final, &i);
         if (r != TC_OK) return r;
     }
     switch (sp->kind) {
-    case TC_K_JSON: return block_json(s, sp, i, final, end);
-    case TC_K_GENERIC: return block_generic(s, i, final, end, content_out);
-    case TC_K_NAME_ARGS: return block_name_args(s, sp, i, final, end);
-    case TC_K_DEEPSEEK: return block_deepseek(s, sp, pos, i, final, end);
-    case TC_K_PYTAG: return block_pytag(s, i, final, end);
-    case TC_K_FUNC32: return block_func32(s, sp, i, final, end, mode);
-    case TC_K_HARMONY: return block_harmony(s, pos, final, end, mode);
-    case TC_K_XML: return block_xml(s, sp, i, final, end);
+    case TC_K_JSON:
+        return block_json(s, sp, i, final, end);
+    case TC_K_GENERIC:
+        return block_generic(s, i, final, end, content_out);
+    case TC_K_NAME_ARGS:
+        return block_name_args(s, sp, i, final, end);
+    case TC_K_DEEPSEEK:
+        return block_deepseek(s, sp, pos, i, final, end);
+    case TC_K_PYTAG:
+        return block_pytag(s, i, final, end);
+    case TC_K_FUNC32:
+        return block_func32(s, sp, i, final, end, mode);
+    case TC_K_HARMONY:
+        return block_harmony(s, pos, final, end, mode);
+    case TC_K_XML:
+        return block_xml(s, sp, i, final, end);
     case TC_K_SWITCH:
         *mode = sp->to_mode;
         *end = i;

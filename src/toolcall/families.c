@@ -14,14 +14,18 @@
 #include <strings.h>
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
-#define SW(marker, mode) {.kind = TC_K_SWITCH, .modes = TC_IN_ALL, .open = (marker), .to_mode = (mode)}
+#define SW(marker, mode)                                                                           \
+    { .kind = TC_K_SWITCH, .modes = TC_IN_ALL, .open = (marker), .to_mode = (mode) }
 
 static const tc_spec generic_specs[] = {
     {.kind = TC_K_GENERIC, .modes = TC_IN_CONTENT, .anchored = true},
 };
 
 static const tc_spec hermes_specs[] = {
-    {.kind = TC_K_JSON, .modes = TC_IN_CONTENT, .open = "<tool_call>", .close = "</tool_call>",
+    {.kind = TC_K_JSON,
+     .modes = TC_IN_CONTENT,
+     .open = "<tool_call>",
+     .close = "</tool_call>",
      .close_opt = true},
 };
 
@@ -31,20 +35,35 @@ static const tc_spec llama3_specs[] = {
 };
 
 static const tc_spec mistral_specs[] = {
-    {.kind = TC_K_NAME_ARGS, .modes = TC_IN_CONTENT, .open = "[TOOL_CALLS]", .alt_json = true,
-     .name_end = "[ARGS]", .id_mark = "[CALL_ID]"},
+    {.kind = TC_K_NAME_ARGS,
+     .modes = TC_IN_CONTENT,
+     .open = "[TOOL_CALLS]",
+     .alt_json = true,
+     .name_end = "[ARGS]",
+     .id_mark = "[CALL_ID]"},
 };
 
 static const tc_spec deepseek_specs[] = {
-    {.kind = TC_K_DEEPSEEK, .modes = TC_IN_CONTENT, .open = "<｜tool▁calls▁begin｜>",
-     .close = "<｜tool▁calls▁end｜>", .close_opt = true},
-    {.kind = TC_K_DEEPSEEK, .modes = TC_IN_CONTENT, .open = "<｜tool▁call▁begin｜>",
-     .close = "<｜tool▁calls▁end｜>", .close_opt = true, .bare = true},
+    {.kind = TC_K_DEEPSEEK,
+     .modes = TC_IN_CONTENT,
+     .open = "<｜tool▁calls▁begin｜>",
+     .close = "<｜tool▁calls▁end｜>",
+     .close_opt = true},
+    {.kind = TC_K_DEEPSEEK,
+     .modes = TC_IN_CONTENT,
+     .open = "<｜tool▁call▁begin｜>",
+     .close = "<｜tool▁calls▁end｜>",
+     .close_opt = true,
+     .bare = true},
 };
 
 static const tc_spec functionary31_specs[] = {
-    {.kind = TC_K_NAME_ARGS, .modes = TC_IN_CONTENT, .open = "<function=", .name_end = ">",
-     .close = "</function>", .close_opt = true},
+    {.kind = TC_K_NAME_ARGS,
+     .modes = TC_IN_CONTENT,
+     .open = "<function=",
+     .name_end = ">",
+     .close = "</function>",
+     .close_opt = true},
     {.kind = TC_K_PYTAG, .modes = TC_IN_CONTENT, .open = "<|python_tag|>"},
 };
 
@@ -54,13 +73,19 @@ static const tc_spec functionary32_specs[] = {
 };
 
 static const tc_spec command_r_specs[] = {
-    {.kind = TC_K_JSON, .modes = TC_IN_CONTENT, .open = "Action:", .fence = true,
+    {.kind = TC_K_JSON,
+     .modes = TC_IN_CONTENT,
+     .open = "Action:",
+     .fence = true,
      .close_opt = true},
 };
 
 static const tc_spec command_r7b_specs[] = {
-    {.kind = TC_K_JSON, .modes = TC_IN_CONTENT, .open = "<|START_ACTION|>",
-     .close = "<|END_ACTION|>", .close_opt = true},
+    {.kind = TC_K_JSON,
+     .modes = TC_IN_CONTENT,
+     .open = "<|START_ACTION|>",
+     .close = "<|END_ACTION|>",
+     .close_opt = true},
     SW("<|START_THINKING|>", TC_MODE_REASONING),
     SW("<|END_THINKING|>", TC_MODE_CONTENT),
     SW("<|START_RESPONSE|>", TC_MODE_CONTENT),
@@ -89,66 +114,119 @@ static const tc_spec firefunction_specs[] = {
 };
 
 static const tc_spec nemotron_specs[] = {
-    {.kind = TC_K_JSON, .modes = TC_IN_CONTENT, .open = "<TOOLCALL>", .close = "</TOOLCALL>",
+    {.kind = TC_K_JSON,
+     .modes = TC_IN_CONTENT,
+     .open = "<TOOLCALL>",
+     .close = "</TOOLCALL>",
      .close_opt = true},
 };
 
 static const tc_spec apriel_specs[] = {
-    {.kind = TC_K_JSON, .modes = TC_IN_CONTENT, .open = "<tool_calls>", .close = "</tool_calls>",
-     .close_opt = true, .multi = true},
+    {.kind = TC_K_JSON,
+     .modes = TC_IN_CONTENT,
+     .open = "<tool_calls>",
+     .close = "</tool_calls>",
+     .close_opt = true,
+     .multi = true},
 };
 
 static const tc_spec kimi_specs[] = {
-    {.kind = TC_K_NAME_ARGS, .modes = TC_IN_CONTENT, .open = "<|tool_calls_section_begin|>",
-     .call_open = "<|tool_call_begin|>", .name_end = "<|tool_call_argument_begin|>",
-     .close = "<|tool_call_end|>", .sect_close = "<|tool_calls_section_end|>",
-     .close_opt = true, .name_strip = "functions.", .name_cut = ':'},
+    {.kind = TC_K_NAME_ARGS,
+     .modes = TC_IN_CONTENT,
+     .open = "<|tool_calls_section_begin|>",
+     .call_open = "<|tool_call_begin|>",
+     .name_end = "<|tool_call_argument_begin|>",
+     .close = "<|tool_call_end|>",
+     .sect_close = "<|tool_calls_section_end|>",
+     .close_opt = true,
+     .name_strip = "functions.",
+     .name_cut = ':'},
 };
 
-static const tc_xml qwen3_coder_xml = {
-    .call_open = "<function=", .name_end = ">", .call_close = "</function>",
-    .param_open = "<parameter=", .key_end = ">", .param_close = "</parameter>", .trim_nl = true,
-    .multi = true, .one_per_block = true};
+static const tc_xml qwen3_coder_xml = {.call_open = "<function=",
+                                       .name_end = ">",
+                                       .call_close = "</function>",
+                                       .param_open = "<parameter=",
+                                       .key_end = ">",
+                                       .param_close = "</parameter>",
+                                       .trim_nl = true,
+                                       .multi = true,
+                                       .one_per_block = true};
 
 static const tc_spec qwen3_coder_specs[] = {
-    {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<tool_call>", .close = "</tool_call>",
-     .close_opt = true, .xml = &qwen3_coder_xml},
+    {.kind = TC_K_XML,
+     .modes = TC_IN_CONTENT,
+     .open = "<tool_call>",
+     .close = "</tool_call>",
+     .close_opt = true,
+     .xml = &qwen3_coder_xml},
 };
 
 static const tc_spec seed_oss_specs[] = {
-    {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<seed:tool_call>",
-     .close = "</seed:tool_call>", .close_opt = true, .xml = &qwen3_coder_xml},
+    {.kind = TC_K_XML,
+     .modes = TC_IN_CONTENT,
+     .open = "<seed:tool_call>",
+     .close = "</seed:tool_call>",
+     .close_opt = true,
+     .xml = &qwen3_coder_xml},
 };
 
-static const tc_xml glm_xml = {
-    .call_open = "", .name_end = NULL, .call_close = NULL, .param_open = "<arg_key>",
-    .key_end = "</arg_key>", .value_open = "<arg_value>", .param_close = "</arg_value>"};
+static const tc_xml glm_xml = {.call_open = "",
+                               .name_end = NULL,
+                               .call_close = NULL,
+                               .param_open = "<arg_key>",
+                               .key_end = "</arg_key>",
+                               .value_open = "<arg_value>",
+                               .param_close = "</arg_value>"};
 
 static const tc_spec glm_specs[] = {
-    {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<tool_call>", .close = "</tool_call>",
-     .close_opt = true, .xml = &glm_xml},
+    {.kind = TC_K_XML,
+     .modes = TC_IN_CONTENT,
+     .open = "<tool_call>",
+     .close = "</tool_call>",
+     .close_opt = true,
+     .xml = &glm_xml},
 };
 
-static const tc_xml minimax_xml = {
-    .call_open = "<invoke name=\"", .name_end = "\">", .call_close = "</invoke>",
-    .param_open = "<parameter name=\"", .key_end = "\">", .param_close = "</parameter>",
-    .multi = true};
+static const tc_xml minimax_xml = {.call_open = "<invoke name=\"",
+                                   .name_end = "\">",
+                                   .call_close = "</invoke>",
+                                   .param_open = "<parameter name=\"",
+                                   .key_end = "\">",
+                                   .param_close = "</parameter>",
+                                   .multi = true};
 
 static const tc_spec minimax_specs[] = {
-    {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<minimax:tool_call>",
-     .close = "</minimax:tool_call>", .close_opt = true, .xml = &minimax_xml},
+    {.kind = TC_K_XML,
+     .modes = TC_IN_CONTENT,
+     .open = "<minimax:tool_call>",
+     .close = "</minimax:tool_call>",
+     .close_opt = true,
+     .xml = &minimax_xml},
 };
 
-static const tc_xml dsml_xml = {
-    .call_open = "<｜DSML｜invoke name=\"", .name_end = "\">", .call_close = "</｜DSML｜invoke>",
-    .param_open = "<｜DSML｜parameter name=\"", .key_end = "\"", .attrs_end = ">",
-    .param_close = "</｜DSML｜parameter>", .multi = true};
+static const tc_xml dsml_xml = {.call_open = "<｜DSML｜invoke name=\"",
+                                .name_end = "\">",
+                                .call_close = "</｜DSML｜invoke>",
+                                .param_open = "<｜DSML｜parameter name=\"",
+                                .key_end = "\"",
+                                .attrs_end = ">",
+                                .param_close = "</｜DSML｜parameter>",
+                                .multi = true};
 
 static const tc_spec dsml_specs[] = {
-    {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<｜DSML｜function_calls>",
-     .close = "</｜DSML｜function_calls>", .close_opt = true, .xml = &dsml_xml},
-    {.kind = TC_K_XML, .modes = TC_IN_CONTENT, .open = "<｜DSML｜tool_calls>",
-     .close = "</｜DSML｜tool_calls>", .close_opt = true, .xml = &dsml_xml},
+    {.kind = TC_K_XML,
+     .modes = TC_IN_CONTENT,
+     .open = "<｜DSML｜function_calls>",
+     .close = "</｜DSML｜function_calls>",
+     .close_opt = true,
+     .xml = &dsml_xml},
+    {.kind = TC_K_XML,
+     .modes = TC_IN_CONTENT,
+     .open = "<｜DSML｜tool_calls>",
+     .close = "</｜DSML｜tool_calls>",
+     .close_opt = true,
+     .xml = &dsml_xml},
 };
 
 const tc_spec rl__tc_think_specs[2] = {
@@ -262,8 +340,8 @@ rl_status rl__tc_tools_load(const char *tools_json, tc_tools **out, char *err, s
     json_error_t je;
     json_t *j = json_loads(tools_json, JSON_DECODE_ANY, &je);
     if (!j) {
-        rl__fmt(err, err_size, "tools: invalid JSON at line %d, column %d: %s", je.line,
-                je.column, je.text);
+        rl__fmt(err, err_size, "tools: invalid JSON at line %d, column %d: %s", je.line, je.column,
+                je.text);
         return RL_ERR_INVALID_ARG;
     }
     if (!json_is_array(j)) {
@@ -313,8 +391,8 @@ bool rl__tc_tools_has(const tc_tools *t, const char *name) { return find_tool(t,
 bool rl__tc_tools_param_is_string(const tc_tools *t, const char *name, const char *key) {
     json_t *f = find_tool(t, name);
     if (!f) return false;
-    json_t *prop = json_object_get(json_object_get(json_object_get(f, "parameters"), "properties"),
-                                   key);
+    json_t *prop =
+        json_object_get(json_object_get(json_object_get(f, "parameters"), "properties"), key);
     json_t *ty = json_object_get(prop, "type");
     if (json_is_string(ty)) return strcmp(json_string_value(ty), "string") == 0;
     if (json_is_array(ty) && json_array_size(ty) == 1)

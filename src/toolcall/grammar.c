@@ -37,7 +37,8 @@ typedef struct gctx {
     size_t err_size;
 } gctx;
 
-static bool gfail(gctx *g, rl_status st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool gfail(gctx *g, rl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool gfail(gctx *g, rl_status st, const char *fmt, ...) {
     if (g->st == RL_OK) {
         g->st = st;
@@ -90,15 +91,17 @@ static rl_token control_token(const gctx *g, const char *m) {
 /* A marker: a token reference when it is a control token of the vocabulary. */
 static void mark(gctx *g, const char *m) {
     rl_token t = control_token(g, m);
-    if (t != RL_TOKEN_NULL) rl__tc_printf(&g->b, " <[%d]>", (int)t);
-    else lit(g, m);
+    if (t != RL_TOKEN_NULL)
+        rl__tc_printf(&g->b, " <[%d]>", (int)t);
+    else
+        lit(g, m);
 }
 
 /* ---- rule renaming -------------------------------------------------------------------------- */
 
 static bool word_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
 }
 
 /* Copy GBNF text with every rule name prefixed: names are the words outside literals,
@@ -155,8 +158,7 @@ static bool schema_rules(gctx *g, size_t i, json_t *schema, const char *what) {
     char *gb = NULL, err[512];
     rl_status r = rl_schema_to_gbnf(st, strlen(st), g->p->schema_flags, &gb, err, sizeof err);
     free(text);
-    if (r != RL_OK)
-        return gfail(g, r, "tools[%zu] (%s): %s: %s", i, g->tools[i].name, what, err);
+    if (r != RL_OK) return gfail(g, r, "tools[%zu] (%s): %s: %s", i, g->tools[i].name, what, err);
     char prefix[32];
     snprintf(prefix, sizeof prefix, "p%zu-", i);
     put_renamed(g, gb, prefix);
@@ -223,8 +225,10 @@ static void rule_text_without(gctx *g, const char *name, const char *m) {
             if (cp[q] == d[k]) q++;
             to[k] = q;
         }
-        if (st) rl__tc_printf(&g->b, "%s-%zu ::= [^", name, st);
-        else rl__tc_printf(&g->b, "%s ::= [^", name);
+        if (st)
+            rl__tc_printf(&g->b, "%s-%zu ::= [^", name, st);
+        else
+            rl__tc_printf(&g->b, "%s ::= [^", name);
         for (size_t k = 0; k < nd; k++)
             if (to[k]) put_class_cp(g, d[k]);
         rl__tc_printf(&g->b, "\\x00] %s", name);
@@ -249,7 +253,8 @@ static void json_call_rule(gctx *g, size_t i, jshape sh) {
     if (sh == SH_COHERE || sh == SH_COHERE7B) nk = "tool_name", ak = "parameters";
     rl__tc_printf(&g->b, "tc-call-%zu ::= \"{\" tc-ws", i);
     if (sh == SH_COHERE7B)
-        raw(g, " ( \"\\\"tool_call_id\\\"\" tc-ws \":\" tc-ws \"\\\"\" [0-9]{1,4} \"\\\"\" tc-ws \",\" tc-ws )?");
+        raw(g, " ( \"\\\"tool_call_id\\\"\" tc-ws \":\" tc-ws \"\\\"\" [0-9]{1,4} \"\\\"\" tc-ws "
+               "\",\" tc-ws )?");
     rl__tc_printf(&g->b, " \"\\\"%s\\\"\" tc-ws \":\" tc-ws", nk);
     tc_buf q = {0};
     rl__tc_put_json_str(&q, g->tools[i].name, strlen(g->tools[i].name));
@@ -257,7 +262,8 @@ static void json_call_rule(gctx *g, size_t i, jshape sh) {
     rl__tc_buf_free(&q);
     rl__tc_printf(&g->b, " tc-ws \",\" tc-ws \"\\\"%s\\\"\" tc-ws \":\" tc-ws p%zu-root", ak, i);
     if (sh == SH_MISTRAL)
-        raw(g, " ( tc-ws \",\" tc-ws \"\\\"id\\\"\" tc-ws \":\" tc-ws \"\\\"\" [a-zA-Z0-9]{9} \"\\\"\" )?");
+        raw(g, " ( tc-ws \",\" tc-ws \"\\\"id\\\"\" tc-ws \":\" tc-ws \"\\\"\" [a-zA-Z0-9]{9} "
+               "\"\\\"\" )?");
     if (sh == SH_APRIEL)
         raw(g, " ( tc-ws \",\" tc-ws \"\\\"id\\\"\" tc-ws \":\" tc-ws tc-string )?");
     raw(g, " tc-ws \"}\"\n");
@@ -272,8 +278,10 @@ static void call_alt(gctx *g) {
 
 /* "rule ::= X" or "X (SEP X)*" by parallel. sep is GBNF text. */
 static void seq(gctx *g, const char *rule, const char *x, const char *sep) {
-    if (g->p->parallel) rl__tc_printf(&g->b, "%s ::= %s ( %s %s )*\n", rule, x, sep, x);
-    else rl__tc_printf(&g->b, "%s ::= %s\n", rule, x);
+    if (g->p->parallel)
+        rl__tc_printf(&g->b, "%s ::= %s ( %s %s )*\n", rule, x, sep, x);
+    else
+        rl__tc_printf(&g->b, "%s ::= %s\n", rule, x);
 }
 
 /* A JSON array of calls: tc-arr ::= "[" ws call ("," ws call)* ws "]". */
@@ -303,8 +311,10 @@ static bool only_keys(json_t *o, const char *const *ok) {
  * other schema as JSON from its own grammar. *is_string says which. */
 static bool xml_value_rule(gctx *g, size_t i, size_t k, const char *key, json_t *ps,
                            const char *close, bool *is_string) {
-    static const char *const plain[] = {"type", "description", "title", "examples", "default", NULL};
-    static const char *const en[] = {"type", "description", "title", "examples", "default", "enum", NULL};
+    static const char *const plain[] = {"type",     "description", "title",
+                                        "examples", "default",     NULL};
+    static const char *const en[] = {"type",    "description", "title", "examples",
+                                     "default", "enum",        NULL};
     json_t *ty = json_object_get(ps, "type");
     bool str = json_is_string(ty) && strcmp(json_string_value(ty), "string") == 0;
     char rn[64];
@@ -322,12 +332,15 @@ static bool xml_value_rule(gctx *g, size_t i, size_t k, const char *key, json_t 
         json_array_foreach(e, j, v) {
             if (!json_is_string(v) || strstr(json_string_value(v), close) ||
                 strlen(json_string_value(v)) != json_string_length(v))
-                return gfail(g, RL_ERR_UNSUPPORTED,
-                             "tools[%zu] (%s): parameter %s: an enum value that XML text cannot hold",
-                             i, g->tools[i].name, key);
+                return gfail(
+                    g, RL_ERR_UNSUPPORTED,
+                    "tools[%zu] (%s): parameter %s: an enum value that XML text cannot hold", i,
+                    g->tools[i].name, key);
             if (j) raw(g, " |");
-            if (json_string_length(v) == 0) raw(g, " \"\"");
-            else lit_n(g, json_string_value(v), json_string_length(v));
+            if (json_string_length(v) == 0)
+                raw(g, " \"\"");
+            else
+                lit_n(g, json_string_value(v), json_string_length(v));
         }
         raw(g, "\n");
         return true;
@@ -362,17 +375,20 @@ static bool xml_value_rule(gctx *g, size_t i, size_t k, const char *key, json_t 
  * declared properties only (keys that cannot break the markup), every required one among
  * them, no combinators. Else RL_ERR_UNSUPPORTED, unless lenient. */
 static bool xml_params_ok(gctx *g, size_t i, json_t *params) {
-    static const char *const top[] = {"type", "properties", "required", "additionalProperties",
-                                      "description", "title", "$schema", "$id", "strict",
-                                      "examples", NULL};
+    static const char *const top[] = {
+        "type",        "properties", "required", "additionalProperties",
+        "description", "title",      "$schema",  "$id",
+        "strict",      "examples",   NULL};
     if (!params || (g->p->schema_flags & RL_SCHEMA_LENIENT)) return true;
     const char *why = NULL;
     json_t *ty = json_object_get(params, "type");
     json_t *props = json_object_get(params, "properties");
-    if (!only_keys(params, top)) why = "keywords other than properties and required";
+    if (!only_keys(params, top))
+        why = "keywords other than properties and required";
     else if (ty && !(json_is_string(ty) && strcmp(json_string_value(ty), "object") == 0))
         why = "a type other than object";
-    else if (props && !json_is_object(props)) why = "properties is not an object";
+    else if (props && !json_is_object(props))
+        why = "properties is not an object";
     const char *k;
     json_t *v;
     json_object_foreach(props, k, v) {
@@ -385,8 +401,10 @@ static bool xml_params_ok(gctx *g, size_t i, json_t *params) {
             why = "a required property that is not declared";
     }
     if (!why) return true;
-    return gfail(g, RL_ERR_UNSUPPORTED, "tools[%zu] (%s): parameters: %s cannot be written as "
-                 "XML parameters", i, g->tools[i].name, why);
+    return gfail(g, RL_ERR_UNSUPPORTED,
+                 "tools[%zu] (%s): parameters: %s cannot be written as "
+                 "XML parameters",
+                 i, g->tools[i].name, why);
 }
 
 /* tc-call-<i> for an XML family. */
@@ -412,7 +430,8 @@ static bool xml_call_rules(gctx *g, size_t i, const tc_xml *x) {
             bool r = false;
             size_t j;
             json_t *rv;
-            json_array_foreach(req, j, rv) r = r || (json_is_string(rv) && strcmp(json_string_value(rv), k) == 0);
+            json_array_foreach(req, j, rv) r =
+                r || (json_is_string(rv) && strcmp(json_string_value(rv), k) == 0);
             if (r == (pass == 0)) {
                 isreq[nk] = r;
                 keys[nk++] = k;
@@ -471,11 +490,21 @@ static bool family_rules(gctx *g, rl_toolcall_family f, const char **trigger) {
     jshape sh = SH_STD;
     *trigger = NULL;
     switch (f) {
-    case RL_TOOLCALL_LLAMA3: sh = SH_LLAMA; break;
-    case RL_TOOLCALL_COMMAND_R: sh = SH_COHERE; break;
-    case RL_TOOLCALL_COMMAND_R7B: sh = SH_COHERE7B; break;
-    case RL_TOOLCALL_MISTRAL: sh = SH_MISTRAL; break;
-    case RL_TOOLCALL_APRIEL: sh = SH_APRIEL; break;
+    case RL_TOOLCALL_LLAMA3:
+        sh = SH_LLAMA;
+        break;
+    case RL_TOOLCALL_COMMAND_R:
+        sh = SH_COHERE;
+        break;
+    case RL_TOOLCALL_COMMAND_R7B:
+        sh = SH_COHERE7B;
+        break;
+    case RL_TOOLCALL_MISTRAL:
+        sh = SH_MISTRAL;
+        break;
+    case RL_TOOLCALL_APRIEL:
+        sh = SH_APRIEL;
+        break;
     case RL_TOOLCALL_MISTRAL_ARGS:
     case RL_TOOLCALL_DEEPSEEK_R1:
     case RL_TOOLCALL_DEEPSEEK_V3_1:
@@ -487,8 +516,11 @@ static bool family_rules(gctx *g, rl_toolcall_family f, const char **trigger) {
     case RL_TOOLCALL_SEED_OSS:
     case RL_TOOLCALL_GLM:
     case RL_TOOLCALL_MINIMAX_M2:
-    case RL_TOOLCALL_DEEPSEEK_DSML: json_calls = false; break;
-    default: break;
+    case RL_TOOLCALL_DEEPSEEK_DSML:
+        json_calls = false;
+        break;
+    default:
+        break;
     }
     if (json_calls)
         for (size_t i = 0; i < g->n; i++) json_call_rule(g, i, sh);
@@ -496,8 +528,11 @@ static bool family_rules(gctx *g, rl_toolcall_family f, const char **trigger) {
     case RL_TOOLCALL_GENERIC:
         call_alt(g);
         call_array(g);
-        if (par) raw(g, "tc-block ::= \"{\" tc-ws \"\\\"tool_calls\\\"\" tc-ws \":\" tc-ws tc-arr tc-ws \"}\"\n");
-        else raw(g, "tc-block ::= tc-call\n");
+        if (par)
+            raw(g, "tc-block ::= \"{\" tc-ws \"\\\"tool_calls\\\"\" tc-ws \":\" tc-ws tc-arr tc-ws "
+                   "\"}\"\n");
+        else
+            raw(g, "tc-block ::= tc-call\n");
         raw(g, "tc-calls ::= tc-block\n");
         return true;
     case RL_TOOLCALL_HERMES:
@@ -729,8 +764,10 @@ static bool family_rules(gctx *g, rl_toolcall_family f, const char **trigger) {
             mark(g, fam->specs[k].close);
         }
         raw(g, "\n");
-        if (multi) raw(g, "tc-calls ::= tc-block\n");
-        else seq(g, "tc-calls", "tc-block", "tc-ws");
+        if (multi)
+            raw(g, "tc-calls ::= tc-block\n");
+        else
+            seq(g, "tc-calls", "tc-block", "tc-ws");
         *trigger = f == RL_TOOLCALL_DEEPSEEK_DSML ? "<｜DSML｜" : sp->open;
         return true;
     }
@@ -747,7 +784,8 @@ static void root_rule(gctx *g, rl_toolcall_family f, const char *trigger) {
     }
     switch (f) {
     case RL_TOOLCALL_GENERIC:
-        raw(g, "root ::= tc-calls tc-tail | \"{\" tc-ws \"\\\"response\\\"\" tc-ws \":\" tc-ws tc-string tc-ws \"}\"\n");
+        raw(g, "root ::= tc-calls tc-tail | \"{\" tc-ws \"\\\"response\\\"\" tc-ws \":\" tc-ws "
+               "tc-string tc-ws \"}\"\n");
         return;
     case RL_TOOLCALL_LLAMA3:
         /* bare JSON only where the text starts; <|python_tag|> anywhere */
@@ -757,7 +795,8 @@ static void root_rule(gctx *g, rl_toolcall_family f, const char *trigger) {
         return;
     case RL_TOOLCALL_FUNCTIONARY_V3_2:
         rule_text_without(g, "tc-free", ">>>");
-        raw(g, "root ::= tc-calls tc-tail | \">>>\"? \"all\\n\" tc-free ( \">>>\" tc-seq tc-tail )?\n");
+        raw(g, "root ::= tc-calls tc-tail | \">>>\"? \"all\\n\" tc-free ( \">>>\" tc-seq tc-tail "
+               ")?\n");
         return;
     case RL_TOOLCALL_GPT_OSS:
         rule_text_without(g, "tc-final-text", "<|end|>");
@@ -790,8 +829,8 @@ static const char COMMON_RULES[] =
     "[0-9a-fA-F]{4} ) )* \"\\\"\"\n";
 
 RL_API rl_status rl_toolcall_grammar(rl_toolcall_family f, const char *tools_json,
-                                     const rl_toolcall_grammar_params *p, char **gbnf,
-                                     char *err, size_t err_size) {
+                                     const rl_toolcall_grammar_params *p, char **gbnf, char *err,
+                                     size_t err_size) {
     if (err && err_size) err[0] = 0;
     if (!gbnf) return RL_ERR_INVALID_ARG;
     *gbnf = NULL;
@@ -810,8 +849,11 @@ RL_API rl_status rl_toolcall_grammar(rl_toolcall_family f, const char *tools_jso
     json_error_t je;
     json_t *tools = json_loads(tools_json, JSON_DECODE_ANY, &je);
     if (!tools || !json_is_array(tools) || json_array_size(tools) == 0) {
-        if (!tools) rl__fmt(err, err_size, "tools: invalid JSON at line %d, column %d: %s", je.line, je.column, je.text);
-        else rl__fmt(err, err_size, "tools: not a non-empty array");
+        if (!tools)
+            rl__fmt(err, err_size, "tools: invalid JSON at line %d, column %d: %s", je.line,
+                    je.column, je.text);
+        else
+            rl__fmt(err, err_size, "tools: not a non-empty array");
         json_decref(tools);
         return RL_ERR_INVALID_ARG;
     }

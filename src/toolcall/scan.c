@@ -19,10 +19,14 @@ static int utf8_len(const unsigned char *p, size_t n) {
     if (c < 0x80) return 1;
     int len;
     uint32_t min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
     uint32_t cp = c & (0x3F >> (len - 1));
     for (int k = 1; k < len; k++) {
         if ((size_t)k >= n) return -1;
@@ -42,8 +46,8 @@ static int utf8_len(const unsigned char *p, size_t n) {
 
 /* ---- setup -------------------------------------------------------------------------------- */
 
-rl_status rl__tc_scan_init(tc_scan *s, rl_toolcall_family f, const rl_toolcall_params *p,
-                           char *err, size_t err_size) {
+rl_status rl__tc_scan_init(tc_scan *s, rl_toolcall_family f, const rl_toolcall_params *p, char *err,
+                           size_t err_size) {
     memset(s, 0, sizeof *s);
     s->fam = rl__tc_family(f);
     if (!s->fam) {
@@ -412,9 +416,10 @@ rl_status rl__tc_scan_result(tc_scan *s, char **out) {
     *out = NULL;
     tc_buf b = {0};
     rl__tc_puts(&b, "{\"role\": \"assistant\", \"content\": ");
-    if (s->content.len || !s->n_calls) rl__tc_put_json_str(&b, s->content.p ? s->content.p : "",
-                                                           s->content.len);
-    else rl__tc_puts(&b, "null");
+    if (s->content.len || !s->n_calls)
+        rl__tc_put_json_str(&b, s->content.p ? s->content.p : "", s->content.len);
+    else
+        rl__tc_puts(&b, "null");
     if (s->reasoning.len) {
         rl__tc_puts(&b, ", \"reasoning_content\": ");
         rl__tc_put_json_str(&b, s->reasoning.p, s->reasoning.len);

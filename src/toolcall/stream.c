@@ -70,8 +70,8 @@ RL_API rl_status rl_toolcall_stream_feed(rl_toolcall_stream *st, const char *tex
     if (n_events) *n_events = 0;
     if (!st || (!text && len)) return RL_ERR_INVALID_ARG;
     if (st->failed || st->finished) {
-        rl__fmt(st->err, sizeof st->err, "%s", st->failed ? "the stream failed earlier"
-                                                          : "the stream is finished");
+        rl__fmt(st->err, sizeof st->err, "%s",
+                st->failed ? "the stream failed earlier" : "the stream is finished");
         return RL_ERR_INVALID_ARG;
     }
     tc_scan *s = &st->s;
@@ -83,16 +83,15 @@ RL_API rl_status rl_toolcall_stream_feed(rl_toolcall_stream *st, const char *tex
     return r == RL_OK ? RL_OK : fail(st, r);
 }
 
-RL_API rl_status rl_toolcall_stream_finish(rl_toolcall_stream *st,
-                                           const rl_toolcall_event **events, size_t *n_events,
-                                           char **result_json) {
+RL_API rl_status rl_toolcall_stream_finish(rl_toolcall_stream *st, const rl_toolcall_event **events,
+                                           size_t *n_events, char **result_json) {
     if (events) *events = NULL;
     if (n_events) *n_events = 0;
     if (result_json) *result_json = NULL;
     if (!st) return RL_ERR_INVALID_ARG;
     if (st->failed || st->finished) {
-        rl__fmt(st->err, sizeof st->err, "%s", st->failed ? "the stream failed earlier"
-                                                          : "the stream is finished");
+        rl__fmt(st->err, sizeof st->err, "%s",
+                st->failed ? "the stream failed earlier" : "the stream is finished");
         return RL_ERR_INVALID_ARG;
     }
     st->finished = true;
@@ -150,7 +149,8 @@ RL_API rl_status rl_toolcall_delta_json(const rl_toolcall_event *ev, size_t n, c
         bool same = open && (long)e->index == cur && e->type == RL_TOOLCALL_EV_ARGS;
         if (!same) {
             if (open) rl__tc_puts(&b, "\"}}");
-            rl__tc_printf(&b, "%s", any ? ", " : (comma ? ", \"tool_calls\": [" : "\"tool_calls\": ["));
+            rl__tc_printf(&b, "%s",
+                          any ? ", " : (comma ? ", \"tool_calls\": [" : "\"tool_calls\": ["));
             any = true;
             rl__tc_printf(&b, "{\"index\": %u, ", e->index);
             if (e->type == RL_TOOLCALL_EV_CALL) {

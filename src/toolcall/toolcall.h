@@ -38,9 +38,9 @@ void rl__tc_buf_free(tc_buf *b);
 
 /* ---- JSON scanning ------------------------------------------------------------------- */
 typedef enum tc_res {
-    TC_OK = 0,  /* recognised; the end is known */
-    TC_FAIL,    /* not this construct, whatever follows */
-    TC_MORE     /* the text ends where it could still become this construct */
+    TC_OK = 0, /* recognised; the end is known */
+    TC_FAIL,   /* not this construct, whatever follows */
+    TC_MORE    /* the text ends where it could still become this construct */
 } tc_res;
 
 #define TC_JSON_MAX_DEPTH 256
@@ -75,15 +75,15 @@ enum { TC_MODE_CONTENT = 0, TC_MODE_REASONING = 1 };
 
 /* Kinds of blocks a family's text may hold. */
 typedef enum tc_kind {
-    TC_K_JSON,      /* open, JSON call object(s) or array(s) of them, close */
-    TC_K_GENERIC,   /* the whole text is one JSON object: tool_calls / tool_call / call / response */
+    TC_K_JSON,    /* open, JSON call object(s) or array(s) of them, close */
+    TC_K_GENERIC, /* the whole text is one JSON object: tool_calls / tool_call / call / response */
     TC_K_NAME_ARGS, /* open, name, [id_mark id], name_end, JSON object, close */
-    TC_K_DEEPSEEK,  /* <｜tool▁calls▁begin｜> ( <｜tool▁call▁begin｜> ... <｜tool▁call▁end｜> )+ */
-    TC_K_PYTAG,     /* <|python_tag|> JSON call(s), name.call(k=v, ...) or code, to the end */
-    TC_K_FUNC32,    /* Functionary v3.2: [>>>]recipient\n then JSON, code, or content for all */
-    TC_K_HARMONY,   /* GPT-OSS message header, then JSON arguments for a function recipient */
-    TC_K_XML,       /* open, calls with one XML element per parameter, close */
-    TC_K_SWITCH     /* a marker that is dropped and sets the mode */
+    TC_K_DEEPSEEK, /* <｜tool▁calls▁begin｜> ( <｜tool▁call▁begin｜> ... <｜tool▁call▁end｜> )+ */
+    TC_K_PYTAG,   /* <|python_tag|> JSON call(s), name.call(k=v, ...) or code, to the end */
+    TC_K_FUNC32,  /* Functionary v3.2: [>>>]recipient\n then JSON, code, or content for all */
+    TC_K_HARMONY, /* GPT-OSS message header, then JSON arguments for a function recipient */
+    TC_K_XML,     /* open, calls with one XML element per parameter, close */
+    TC_K_SWITCH   /* a marker that is dropped and sets the mode */
 } tc_kind;
 
 /* XML parameter layouts (TC_K_XML). */
@@ -103,21 +103,21 @@ typedef struct tc_xml {
 
 typedef struct tc_spec {
     tc_kind kind;
-    uint8_t modes;      /* TC_IN_*: the modes in which the block is looked for */
-    bool anchored;      /* only where the text starts (after whitespace); open may be NULL */
-    const char *open;   /* the marker that starts the block */
-    const char *close;  /* the marker that ends it (NULL: none) */
-    bool close_opt;     /* close may be missing where the text ends */
+    uint8_t modes;     /* TC_IN_*: the modes in which the block is looked for */
+    bool anchored;     /* only where the text starts (after whitespace); open may be NULL */
+    const char *open;  /* the marker that starts the block */
+    const char *close; /* the marker that ends it (NULL: none) */
+    bool close_opt;    /* close may be missing where the text ends */
     /* TC_K_JSON */
-    bool multi;         /* several values, separated by whitespace, ';' or ',' */
-    bool strict;        /* call objects may hold only name/arguments/id/type keys */
-    bool fence;         /* a ```json ... ``` fence around the value */
-    bool alt_json;      /* TC_K_NAME_ARGS: a JSON array/object may follow open instead */
+    bool multi;    /* several values, separated by whitespace, ';' or ',' */
+    bool strict;   /* call objects may hold only name/arguments/id/type keys */
+    bool fence;    /* a ```json ... ``` fence around the value */
+    bool alt_json; /* TC_K_NAME_ARGS: a JSON array/object may follow open instead */
     /* TC_K_NAME_ARGS */
-    const char *name_end;   /* "[ARGS]", ">", "<|tool_call_argument_begin|>" */
-    const char *id_mark;    /* "[CALL_ID]": an id between name and name_end */
-    const char *call_open;  /* with sect_close: open starts a section of calls, each
-                               call_open name name_end args close (Kimi) */
+    const char *name_end;  /* "[ARGS]", ">", "<|tool_call_argument_begin|>" */
+    const char *id_mark;   /* "[CALL_ID]": an id between name and name_end */
+    const char *call_open; /* with sect_close: open starts a section of calls, each
+                              call_open name name_end args close (Kimi) */
     const char *sect_close;
     const char *name_strip; /* a prefix dropped from the name ("functions.") */
     char name_cut;          /* the name ends at this byte (':' of "name:0") */
@@ -132,12 +132,12 @@ typedef enum tc_idstyle { TC_ID_OPENAI, TC_ID_ALNUM9 } tc_idstyle;
 
 typedef struct tc_family {
     rl_toolcall_family id;
-    const char *name;        /* "hermes", "llama3", ... */
+    const char *name; /* "hermes", "llama3", ... */
     const tc_spec *specs;
     size_t n_specs;
     tc_idstyle ids;
-    bool model_ids;          /* ids the model writes are kept */
-    const char *drop_name;   /* calls of this tool are dropped (Command R's directly-answer) */
+    bool model_ids;        /* ids the model writes are kept */
+    const char *drop_name; /* calls of this tool are dropped (Command R's directly-answer) */
 } tc_family;
 
 const tc_family *rl__tc_family(rl_toolcall_family f);
@@ -160,29 +160,29 @@ bool rl__tc_tools_has(const tc_tools *t, const char *name);
 bool rl__tc_tools_param_is_string(const tc_tools *t, const char *name, const char *key);
 
 typedef struct tc_event {
-    int type;          /* rl_toolcall_event_type */
+    int type; /* rl_toolcall_event_type */
     uint32_t index;
-    size_t a, b;       /* the text: bytes of the scanner's event arena */
-    size_t ia, ib;     /* EV_CALL: the id, NUL included (else 0, 0) */
+    size_t a, b;   /* the text: bytes of the scanner's event arena */
+    size_t ia, ib; /* EV_CALL: the id, NUL included (else 0, 0) */
 } tc_event;
 
 typedef struct tc_scan {
     const tc_family *fam;
-    tc_spec extra[2];      /* think specs when asked for */
+    tc_spec extra[2]; /* think specs when asked for */
     size_t n_extra;
     uint32_t flags;
     uint64_t id_seed;
-    tc_tools *tools;       /* owned; NULL without tools */
+    tc_tools *tools; /* owned; NULL without tools */
 
     /* the text so far; the engine looks at text[0..ready) (whole UTF-8 characters) */
     tc_buf text;
     size_t ready;
-    size_t pos;            /* text before it is decided */
+    size_t pos; /* text before it is decided */
     int mode;
-    bool at_start;         /* nothing but whitespace decided yet */
-    bool after_block;      /* whitespace right after a block is dropped */
-    tc_buf pend_ws;        /* whitespace held: dropped if a block follows */
-    size_t wait_len;       /* ready when a block at pos last answered "more" (0: none) */
+    bool at_start;    /* nothing but whitespace decided yet */
+    bool after_block; /* whitespace right after a block is dropped */
+    tc_buf pend_ws;   /* whitespace held: dropped if a block follows */
+    size_t wait_len;  /* ready when a block at pos last answered "more" (0: none) */
     int pend_mode;
 
     /* results */
@@ -204,8 +204,8 @@ typedef struct tc_scan {
     tc_buf ev_text;
 } tc_scan;
 
-rl_status rl__tc_scan_init(tc_scan *s, rl_toolcall_family f, const rl_toolcall_params *p,
-                           char *err, size_t err_size);
+rl_status rl__tc_scan_init(tc_scan *s, rl_toolcall_family f, const rl_toolcall_params *p, char *err,
+                           size_t err_size);
 void rl__tc_scan_free(tc_scan *s);
 /* Append text; checks UTF-8 (RL_ERR_INVALID_ARG naming the byte). */
 rl_status rl__tc_scan_feed(tc_scan *s, const char *text, size_t len, char *err, size_t err_size);
@@ -216,8 +216,8 @@ rl_status rl__tc_scan_result(tc_scan *s, char **out);
 
 /* Block parsers (blocks.c): parse the block of spec sp whose open marker (or anchor)
  * starts at pos; on TC_OK set *end, append calls with rl__tc_add_tmp and set *mode. */
-tc_res rl__tc_block(tc_scan *s, const tc_spec *sp, size_t pos, bool final, size_t *end,
-                    int *mode, tc_buf *content_out);
+tc_res rl__tc_block(tc_scan *s, const tc_spec *sp, size_t pos, bool final, size_t *end, int *mode,
+                    tc_buf *content_out);
 bool rl__tc_add_tmp(tc_scan *s, const char *name, size_t nlen, const char *args, size_t alen,
                     const char *id, size_t idlen);
 

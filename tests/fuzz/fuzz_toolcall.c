@@ -22,7 +22,7 @@
 #define REQUIRE(c)                                                                                 \
     do {                                                                                           \
         if (!(c)) {                                                                                \
-            fprintf(stderr, "fuzz_toolcall: %s:%d: requirement failed: %s\n", __FILE__, __LINE__, \
+            fprintf(stderr, "fuzz_toolcall: %s:%d: requirement failed: %s\n", __FILE__, __LINE__,  \
                     #c);                                                                           \
             abort();                                                                               \
         }                                                                                          \
@@ -177,8 +177,10 @@ static void check_output(rl_toolcall_family f, uint32_t flags, const char *text,
         msg m;
         parse_message(one, &m);
         REQUIRE(ok_order && ev.n == m.n);
-        if (m.content) REQUIRE(m.nc == ev.nc && (m.nc == 0 || memcmp(m.content, ev.content, m.nc) == 0));
-        else REQUIRE(!ev.has_c);
+        if (m.content)
+            REQUIRE(m.nc == ev.nc && (m.nc == 0 || memcmp(m.content, ev.content, m.nc) == 0));
+        else
+            REQUIRE(!ev.has_c);
         REQUIRE(m.has_r == (ev.nr > 0));
         if (m.has_r) REQUIRE(m.nr == ev.nr && memcmp(m.reasoning, ev.reasoning, m.nr) == 0);
         for (size_t i = 0; i < m.n && i < 64; i++) {
@@ -203,7 +205,8 @@ static char *tool_schema(json_t *tools, const char *name) {
         const char *n = json_string_value(json_object_get(f, "name"));
         if (n && strcmp(n, name) == 0) {
             json_t *p = json_object_get(f, "parameters");
-            return json_is_object(p) ? json_dumps(p, JSON_COMPACT) : strdup("{\"type\":\"object\",\"properties\":{}}");
+            return json_is_object(p) ? json_dumps(p, JSON_COMPACT)
+                                     : strdup("{\"type\":\"object\",\"properties\":{}}");
         }
     }
     return NULL;
@@ -244,21 +247,24 @@ static void check_grammar(rl_toolcall_family f, unsigned mode, const char *tools
             msg m;
             parse_message(js, &m);
             if (p.choice != RL_TOOLCALL_CHOICE_AUTO && m.n == 0) {
-                fprintf(stderr, "fuzz_toolcall: no call parsed from a sentence of the grammar:\n%.*s\n%s\n",
+                fprintf(stderr,
+                        "fuzz_toolcall: no call parsed from a sentence of the grammar:\n%.*s\n%s\n",
                         (int)n, buf, gb);
                 abort();
             }
             for (size_t c = 0; c < m.n; c++) {
                 char *schema = tool_schema(tj, m.name[c]);
                 if (!schema) {
-                    fprintf(stderr, "fuzz_toolcall: a call of an unknown tool %s from:\n%.*s\n", m.name[c], (int)n, buf);
+                    fprintf(stderr, "fuzz_toolcall: a call of an unknown tool %s from:\n%.*s\n",
+                            m.name[c], (int)n, buf);
                     abort();
                 }
                 bool valid = false;
                 char verr[512];
                 rl_status vs = rl_schema_validate(schema, m.args[c], &valid, verr, sizeof verr);
                 if (vs == RL_OK && !valid) {
-                    fprintf(stderr, "fuzz_toolcall: arguments %s of %s do not validate (%s):\n%.*s\n%s\n",
+                    fprintf(stderr,
+                            "fuzz_toolcall: arguments %s of %s do not validate (%s):\n%.*s\n%s\n",
                             m.args[c], m.name[c], verr, (int)n, buf, gb);
                     abort();
                 }
@@ -279,8 +285,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t before = rl_mem_in_use();
     rl_toolcall_family f = (rl_toolcall_family)(data[0] % RL_TOOLCALL_FAMILY_COUNT);
     unsigned mode = data[1];
-    if (mode & 0x80) check_grammar(f, mode, (const char *)data + 2, size - 2);
-    else check_output(f, mode & 3, (const char *)data + 2, size - 2);
+    if (mode & 0x80)
+        check_grammar(f, mode, (const char *)data + 2, size - 2);
+    else
+        check_output(f, mode & 3, (const char *)data + 2, size - 2);
     REQUIRE(rl_mem_in_use() == before);
     return 0;
 }

@@ -12,9 +12,12 @@
 #include <string.h>
 
 static const char TOOLS[] =
-    "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": {\"type\": "
-    "\"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"unit\": {\"type\": \"string\", "
-    "\"enum\": [\"c\", \"f\"]}}, \"required\": [\"city\"]}}}, {\"type\": \"function\", \"function\": "
+    "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"parameters\": "
+    "{\"type\": "
+    "\"object\", \"properties\": {\"city\": {\"type\": \"string\"}, \"unit\": {\"type\": "
+    "\"string\", "
+    "\"enum\": [\"c\", \"f\"]}}, \"required\": [\"city\"]}}}, {\"type\": \"function\", "
+    "\"function\": "
     "{\"name\": \"set_alarm\", \"parameters\": {\"type\": \"object\", \"properties\": {\"hour\": "
     "{\"type\": \"integer\", \"minimum\": 0, \"maximum\": 23}, \"days\": {\"type\": \"array\", "
     "\"items\": {\"enum\": [\"mon\", \"tue\"]}}, \"loud\": {\"type\": \"boolean\"}}, \"required\": "
@@ -49,13 +52,16 @@ int main(int argc, char **argv) {
             p.choice = mode == 2 ? RL_TOOLCALL_CHOICE_AUTO : RL_TOOLCALL_CHOICE_REQUIRED;
             p.parallel = mode != 1;
             char *gb = NULL, err[512];
-            if (rl_toolcall_grammar((rl_toolcall_family)f, TOOLS, &p, &gb, err, sizeof err) != RL_OK)
+            if (rl_toolcall_grammar((rl_toolcall_family)f, TOOLS, &p, &gb, err, sizeof err) !=
+                RL_OK)
                 continue;
             rl_grammar *g = NULL;
-            if (rl_grammar_compile(gb, strlen(gb), NULL, NULL, NULL, &g, err, sizeof err) == RL_OK) {
+            if (rl_grammar_compile(gb, strlen(gb), NULL, NULL, NULL, &g, err, sizeof err) ==
+                RL_OK) {
                 for (uint64_t seed = 1; seed <= 2; seed++) {
                     size_t n = 0;
-                    if (rl_grammar_sample_text(g, seed * 7 + mode, 300, buf, sizeof buf, &n) == RL_OK)
+                    if (rl_grammar_sample_text(g, seed * 7 + mode, 300, buf, sizeof buf, &n) ==
+                        RL_OK)
                         put(dir, f, seed == 2 ? 1 : 0, buf, n); /* also with reasoning flags */
                 }
                 rl_grammar_free(g);

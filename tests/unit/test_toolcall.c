@@ -63,8 +63,10 @@ static bool msg_from_json(const char *js, msg *m) {
     bool ok = json_is_object(j) && json_is_string(json_object_get(j, "role")) &&
               strcmp(json_string_value(json_object_get(j, "role")), "assistant") == 0;
     json_t *c = json_object_get(j, "content");
-    if (json_is_string(c)) m->content = dupn(json_string_value(c), json_string_length(c));
-    else ok = ok && json_is_null(c);
+    if (json_is_string(c))
+        m->content = dupn(json_string_value(c), json_string_length(c));
+    else
+        ok = ok && json_is_null(c);
     json_t *r = json_object_get(j, "reasoning_content");
     if (json_is_string(r)) m->reasoning = dupn(json_string_value(r), json_string_length(r));
     json_t *tc = json_object_get(j, "tool_calls");
@@ -131,16 +133,25 @@ static void check_msg(const char *where, rl_toolcall_family f, const char *text,
     msg m;
     bool shape = msg_from_json(js, &m);
     CHECKF(shape, "%s: shape", where);
-    if (content) CHECKF(m.content && strcmp(m.content, content) == 0, "%s: content [%s], want [%s]\n  %s", where, m.content ? m.content : "(null)", content, js);
-    else CHECKF(!m.content, "%s: content [%s], want null\n  %s", where, m.content, js);
-    if (reasoning) CHECKF(m.reasoning && strcmp(m.reasoning, reasoning) == 0, "%s: reasoning [%s], want [%s]", where, m.reasoning ? m.reasoning : "(none)", reasoning);
-    else CHECKF(!m.reasoning, "%s: reasoning [%s], want none", where, m.reasoning);
+    if (content)
+        CHECKF(m.content && strcmp(m.content, content) == 0, "%s: content [%s], want [%s]\n  %s",
+               where, m.content ? m.content : "(null)", content, js);
+    else
+        CHECKF(!m.content, "%s: content [%s], want null\n  %s", where, m.content, js);
+    if (reasoning)
+        CHECKF(m.reasoning && strcmp(m.reasoning, reasoning) == 0, "%s: reasoning [%s], want [%s]",
+               where, m.reasoning ? m.reasoning : "(none)", reasoning);
+    else
+        CHECKF(!m.reasoning, "%s: reasoning [%s], want none", where, m.reasoning);
     CHECKF(m.n == n_calls, "%s: %d calls, want %d\n  %s", where, m.n, n_calls, js);
     for (int i = 0; i < m.n && i < n_calls; i++) {
-        CHECKF(strcmp(m.name[i], calls[i].name) == 0, "%s: call %d name [%s], want [%s]", where, i, m.name[i], calls[i].name);
-        CHECKF(json_text_equal(m.args[i], calls[i].args), "%s: call %d arguments [%s], want [%s]", where, i, m.args[i], calls[i].args);
+        CHECKF(strcmp(m.name[i], calls[i].name) == 0, "%s: call %d name [%s], want [%s]", where, i,
+               m.name[i], calls[i].name);
+        CHECKF(json_text_equal(m.args[i], calls[i].args), "%s: call %d arguments [%s], want [%s]",
+               where, i, m.args[i], calls[i].args);
         CHECKF(strlen(m.id[i]) > 0, "%s: call %d: empty id", where, i);
-        for (int k = 0; k < i; k++) CHECKF(strcmp(m.id[i], m.id[k]) != 0, "%s: ids %d and %d equal", where, k, i);
+        for (int k = 0; k < i; k++)
+            CHECKF(strcmp(m.id[i], m.id[k]) != 0, "%s: ids %d and %d equal", where, k, i);
     }
     msg_free(&m);
     rl_free_string(js);
@@ -251,10 +262,14 @@ static bool stream_matches(const char *where, rl_toolcall_family f, const char *
         msg_from_json(oneshot, &m);
         bool same = a.order_ok && a.n == m.n;
         const char *ac = a.content ? a.content : "";
-        if (m.content) same = same && strcmp(ac, m.content) == 0;
-        else same = same && !a.has_c;
-        if (m.reasoning) same = same && a.reasoning && strcmp(a.reasoning, m.reasoning) == 0;
-        else same = same && !a.has_r;
+        if (m.content)
+            same = same && strcmp(ac, m.content) == 0;
+        else
+            same = same && !a.has_c;
+        if (m.reasoning)
+            same = same && a.reasoning && strcmp(a.reasoning, m.reasoning) == 0;
+        else
+            same = same && !a.has_r;
         for (int i = 0; same && i < m.n; i++)
             same = strcmp(a.id[i], m.id[i]) == 0 && strcmp(a.name[i], m.name[i]) == 0 &&
                    a.args[i] && strcmp(a.args[i], m.args[i]) == 0;
@@ -311,7 +326,7 @@ static void check_streaming(const char *where, rl_toolcall_family f, const char 
 #define WEATHER "{\"city\": \"Paris\", \"unit\": \"c\"}"
 
 typedef struct tpl_case {
-    const char *stem;        /* templates/<stem>.jinja, case <stem>/<scenario> */
+    const char *stem; /* templates/<stem>.jinja, case <stem>/<scenario> */
     const char *scenario;
     rl_toolcall_family fam;
     const char *start, *stop; /* the model's output: from start up to stop (excluded) */
@@ -324,9 +339,12 @@ static const tpl_case tpl_cases[] = {
     {"Qwen-Qwen3-0.6B", "s4", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
     {"Qwen-Qwen3-0.6B", "s4s", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
     {"Qwen-QwQ-32B", "s4", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
-    {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "s4", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
-    {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "s4s", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
-    {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "s4", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
+    {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "s4", RL_TOOLCALL_HERMES, "<tool_call>",
+     "<|im_end|>"},
+    {"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use", "s4s", RL_TOOLCALL_HERMES, "<tool_call>",
+     "<|im_end|>"},
+    {"NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "s4", RL_TOOLCALL_HERMES, "<tool_call>",
+     "<|im_end|>"},
     {"ibm-granite-granite-4.0", "s4", RL_TOOLCALL_HERMES, "<tool_call>", "<|end_of_text|>"},
     {"ibm-granite-granite-4.1", "s4s", RL_TOOLCALL_HERMES, "<tool_call>", "<|end_of_text|>"},
     {"MiMo-VL", "s4", RL_TOOLCALL_HERMES, "<tool_call>", "<|im_end|>"},
@@ -336,23 +354,34 @@ static const tpl_case tpl_cases[] = {
     {"meta-llama-Llama-3.2-3B-Instruct", "s4", RL_TOOLCALL_LLAMA3, "{\"name\"", "<|eot_id|>"},
     {"meta-llama-Llama-3.3-70B-Instruct", "s4", RL_TOOLCALL_LLAMA3, "{\"name\"", "<|eot_id|>"},
     {"mistralai-Mistral-Nemo-Instruct-2407", "s4", RL_TOOLCALL_MISTRAL, "[TOOL_CALLS]", "</s>"},
-    {"mistralai-Ministral-3-14B-Reasoning-2512", "s4", RL_TOOLCALL_MISTRAL_ARGS, "[TOOL_CALLS]", "</s>"},
-    {"mistralai-Ministral-3-14B-Reasoning-2512", "s4s", RL_TOOLCALL_MISTRAL_ARGS, "[TOOL_CALLS]", "</s>"},
+    {"mistralai-Ministral-3-14B-Reasoning-2512", "s4", RL_TOOLCALL_MISTRAL_ARGS, "[TOOL_CALLS]",
+     "</s>"},
+    {"mistralai-Ministral-3-14B-Reasoning-2512", "s4s", RL_TOOLCALL_MISTRAL_ARGS, "[TOOL_CALLS]",
+     "</s>"},
     {"unsloth-mistral-Devstral-Small-2507", "s4", RL_TOOLCALL_MISTRAL_ARGS, "[TOOL_CALLS]", "</s>"},
     {"Mistral-Small-3.2-24B-Instruct-2506", "s4", RL_TOOLCALL_MISTRAL_ARGS, "[TOOL_CALLS]", "</s>"},
-    {"deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "s4", RL_TOOLCALL_DEEPSEEK_R1, "<｜tool▁calls▁begin｜>", "<｜tool▁outputs▁begin｜>"},
-    {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "s4", RL_TOOLCALL_DEEPSEEK_R1, "<｜tool▁calls▁begin｜>", "<｜end▁of▁sentence｜>"},
+    {"deepseek-ai-DeepSeek-R1-Distill-Llama-8B", "s4", RL_TOOLCALL_DEEPSEEK_R1,
+     "<｜tool▁calls▁begin｜>", "<｜tool▁outputs▁begin｜>"},
+    {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "s4", RL_TOOLCALL_DEEPSEEK_R1,
+     "<｜tool▁calls▁begin｜>", "<｜end▁of▁sentence｜>"},
     {"llama-cpp-deepseek-r1", NULL, RL_TOOLCALL_DEEPSEEK_R1},
-    {"deepseek-ai-DeepSeek-V3.1", "s4", RL_TOOLCALL_DEEPSEEK_V3_1, "<｜tool▁calls▁begin｜>", "<｜end▁of▁sentence｜>"},
-    {"meetkai-functionary-medium-v3.1", "s4", RL_TOOLCALL_FUNCTIONARY_V3_1, "<function=", "<|eom_id|>"},
-    {"meetkai-functionary-medium-v3.2", "s4", RL_TOOLCALL_FUNCTIONARY_V3_2, ">>>get_weather", "<|eot_id|>"},
-    {"meetkai-functionary-medium-v3.2", "s4", RL_TOOLCALL_FUNCTIONARY_V3_2, "get_weather\n", "<|eot_id|>"},
-    {"CohereForAI-c4ai-command-r-plus-tool_use", "s4", RL_TOOLCALL_COMMAND_R, "Action:", "\n<|START_OF_TURN_TOKEN|>"},
-    {"CohereForAI-c4ai-command-r7b-12-2024-tool_use", "s4", RL_TOOLCALL_COMMAND_R7B, "<|START_THINKING|>", "<|END_OF_TURN_TOKEN|>"},
+    {"deepseek-ai-DeepSeek-V3.1", "s4", RL_TOOLCALL_DEEPSEEK_V3_1, "<｜tool▁calls▁begin｜>",
+     "<｜end▁of▁sentence｜>"},
+    {"meetkai-functionary-medium-v3.1", "s4", RL_TOOLCALL_FUNCTIONARY_V3_1,
+     "<function=", "<|eom_id|>"},
+    {"meetkai-functionary-medium-v3.2", "s4", RL_TOOLCALL_FUNCTIONARY_V3_2, ">>>get_weather",
+     "<|eot_id|>"},
+    {"meetkai-functionary-medium-v3.2", "s4", RL_TOOLCALL_FUNCTIONARY_V3_2, "get_weather\n",
+     "<|eot_id|>"},
+    {"CohereForAI-c4ai-command-r-plus-tool_use", "s4", RL_TOOLCALL_COMMAND_R,
+     "Action:", "\n<|START_OF_TURN_TOKEN|>"},
+    {"CohereForAI-c4ai-command-r7b-12-2024-tool_use", "s4", RL_TOOLCALL_COMMAND_R7B,
+     "<|START_THINKING|>", "<|END_OF_TURN_TOKEN|>"},
     {"Cohere2MoE", "s4", RL_TOOLCALL_COMMAND_R7B, "<|START_ACTION|>", "<|END_OF_TURN_TOKEN|>"},
     {"ibm-granite-granite-3.3-2B-Instruct", NULL, RL_TOOLCALL_GRANITE},
     {"openai-gpt-oss-120b", "s4", RL_TOOLCALL_GPT_OSS, " to=functions", "<|call|>"},
-    {"fireworks-ai-llama-3-firefunction-v2", "s4", RL_TOOLCALL_FIREFUNCTION, " functools", "<|eot_id|>"},
+    {"fireworks-ai-llama-3-firefunction-v2", "s4", RL_TOOLCALL_FIREFUNCTION, " functools",
+     "<|eot_id|>"},
     {"NVIDIA-Nemotron-Nano-v2", "s4", RL_TOOLCALL_NEMOTRON, "<TOOLCALL>", "\n<SPECIAL_12>"},
     {"NVIDIA-Nemotron-Nano-v2", "s4s", RL_TOOLCALL_NEMOTRON, "<TOOLCALL>", "\n<SPECIAL_12>"},
     {"unsloth-Apriel-1.5", "s4", RL_TOOLCALL_APRIEL, "<tool_calls>", "\n<|end|>"},
@@ -361,21 +390,25 @@ static const tpl_case tpl_cases[] = {
     {"moonshotai-Kimi-K2", "s4", RL_TOOLCALL_KIMI_K2, "<|tool_calls_section_begin|>", "<|im_end|>"},
     {"Qwen3-Coder", "s4", RL_TOOLCALL_QWEN3_CODER, "<tool_call>", "<|im_end|>"},
     {"Qwen3.5-4B", "s4", RL_TOOLCALL_QWEN3_CODER, "<tool_call>", "<|im_end|>"},
-    {"NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "s4", RL_TOOLCALL_QWEN3_CODER, "<tool_call>", "<|im_end|>"},
+    {"NVIDIA-Nemotron-3-Nano-30B-A3B-BF16", "s4", RL_TOOLCALL_QWEN3_CODER, "<tool_call>",
+     "<|im_end|>"},
     {"StepFun3.5-Flash", "s4", RL_TOOLCALL_QWEN3_CODER, "<tool_call>", "<|im_end|>"},
     {"ByteDance-Seed-OSS", "s4", RL_TOOLCALL_SEED_OSS, "<seed:tool_call>", "<seed:eos>"},
     {"GLM-4.6", "s4", RL_TOOLCALL_GLM, "<tool_call>", "<|observation|>"},
     {"GLM-4.7-Flash", "s4", RL_TOOLCALL_GLM, "<tool_call>", "<|observation|>"},
     {"poolside-Laguna-XS.2", "s4", RL_TOOLCALL_GLM, "<tool_call>", "</assistant>"},
     {"MiniMax-M2", "s4", RL_TOOLCALL_MINIMAX_M2, "<minimax:tool_call>", "[e~["},
-    {"deepseek-ai-DeepSeek-V3.2", "s4", RL_TOOLCALL_DEEPSEEK_DSML, "<｜DSML｜", "<｜end▁of▁sentence｜>"},
-    {"deepseek-ai-DeepSeek-V4", "s4", RL_TOOLCALL_DEEPSEEK_DSML, "<｜DSML｜", "<｜end▁of▁sentence｜>"},
+    {"deepseek-ai-DeepSeek-V3.2", "s4", RL_TOOLCALL_DEEPSEEK_DSML, "<｜DSML｜",
+     "<｜end▁of▁sentence｜>"},
+    {"deepseek-ai-DeepSeek-V4", "s4", RL_TOOLCALL_DEEPSEEK_DSML, "<｜DSML｜",
+     "<｜end▁of▁sentence｜>"},
 };
 
 static json_t *g_cases;
 
 static json_t *cases(void) {
-    if (!g_cases) g_cases = json_load_file(rl_test_data("testdata/chat-templates/cases.json"), 0, NULL);
+    if (!g_cases)
+        g_cases = json_load_file(rl_test_data("testdata/chat-templates/cases.json"), 0, NULL);
     return g_cases;
 }
 
@@ -425,7 +458,8 @@ TEST(test_detect) {
         free(src);
     }
     /* templates without tool syntax */
-    const char *plain[] = {"google-gemma-2-2b-it", "microsoft-Phi-3.5-mini-instruct", "llama-cpp-rwkv-world"};
+    const char *plain[] = {"google-gemma-2-2b-it", "microsoft-Phi-3.5-mini-instruct",
+                           "llama-cpp-rwkv-world"};
     for (size_t i = 0; i < RL_ARRAY_LEN(plain); i++) {
         char *src = read_template(plain[i]);
         if (!src) continue;
@@ -476,10 +510,22 @@ typedef struct hcase {
     want_call calls[4];
 } hcase;
 
-#define NOCALL 0, {{0}}
-#define C1(n, a) 1, {{n, a}}
-#define C2(n1, a1, n2, a2) 2, {{n1, a1}, {n2, a2}}
-#define C3(n1, a1, n2, a2, n3, a3) 3, {{n1, a1}, {n2, a2}, {n3, a3}}
+#define NOCALL                                                                                     \
+    0, {                                                                                           \
+        { 0 }                                                                                      \
+    }
+#define C1(n, a)                                                                                   \
+    1, {                                                                                           \
+        { n, a }                                                                                   \
+    }
+#define C2(n1, a1, n2, a2)                                                                         \
+    2, {                                                                                           \
+        {n1, a1}, { n2, a2 }                                                                       \
+    }
+#define C3(n1, a1, n2, a2, n3, a3)                                                                 \
+    3, {                                                                                           \
+        {n1, a1}, {n2, a2}, { n3, a3 }                                                             \
+    }
 
 static const hcase hcases[] = {
     /* none: everything is content */
@@ -489,23 +535,29 @@ static const hcase hcases[] = {
     {RL_TOOLCALL_HERMES, 0, "Hello!\n\n", "Hello!\n\n", NULL, NOCALL},
     /* hermes */
     {RL_TOOLCALL_HERMES, 0,
-     "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n"
+     "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+     "\"Paris\"}}\n</tool_call>\n"
      "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"x\"}}\n</tool_call>",
      NULL, NULL, C2("get_weather", "{\"city\": \"Paris\"}", "search", "{\"query\": \"x\"}")},
     {RL_TOOLCALL_HERMES, 0,
-     "Let me check.\n<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich 🌤️\"}}</tool_call>",
+     "Let me check.\n<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich "
+     "🌤️\"}}</tool_call>",
      "Let me check.", NULL, C1("get_weather", "{\"city\": \"Zürich 🌤️\"}")},
     {RL_TOOLCALL_HERMES, 0,
-     "<tool_call>{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": [1, 2.5e3, {\\\"b\\\": null}]}\"}</tool_call> done",
+     "<tool_call>{\"name\": \"f\", \"arguments\": \"{\\\"a\\\": [1, 2.5e3, {\\\"b\\\": "
+     "null}]}\"}</tool_call> done",
      "done", NULL, C1("f", "{\"a\": [1, 2.5e3, {\"b\": null}]}")},
     {RL_TOOLCALL_HERMES, 0, "<tool_call>{\"name\": \"f\"}</tool_call>", NULL, NULL, C1("f", "{}")},
     {RL_TOOLCALL_HERMES, 0,
-     "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"n\": 123456789012345678901234567890}}",
-     NULL, NULL, C1("f", "{\"n\": 123456789012345678901234567890}")},
-    {RL_TOOLCALL_HERMES, 0, "<tool_call>[{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\", \"arguments\": {\"x\": 1}}]</tool_call>",
+     "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"n\": 123456789012345678901234567890}}", NULL,
+     NULL, C1("f", "{\"n\": 123456789012345678901234567890}")},
+    {RL_TOOLCALL_HERMES, 0,
+     "<tool_call>[{\"name\": \"a\", \"arguments\": {}}, {\"name\": \"b\", \"arguments\": {\"x\": "
+     "1}}]</tool_call>",
      NULL, NULL, C2("a", "{}", "b", "{\"x\": 1}")},
     {RL_TOOLCALL_HERMES, 0,
-     "<tool_call>{\"type\": \"function\", \"function\": {\"name\": \"a\", \"arguments\": {\"k\": \"v\"}}}</tool_call>",
+     "<tool_call>{\"type\": \"function\", \"function\": {\"name\": \"a\", \"arguments\": {\"k\": "
+     "\"v\"}}}</tool_call>",
      NULL, NULL, C1("a", "{\"k\": \"v\"}")},
     /* malformed: content, verbatim */
     {RL_TOOLCALL_HERMES, 0, "<tool_call>{\"name\": \"f\", \"arguments\": {bad}}</tool_call>",
@@ -516,61 +568,72 @@ static const hcase hcases[] = {
      "<tool_call>{\"name\": 5, \"arguments\": {}}</tool_call>", NULL, NOCALL},
     {RL_TOOLCALL_HERMES, 0, "<tool_call>{\"name\": \"f\", \"arguments\": [1]}</tool_call>",
      "<tool_call>{\"name\": \"f\", \"arguments\": [1]}</tool_call>", NULL, NOCALL},
-    {RL_TOOLCALL_HERMES, 0, "a <tool_call> b <tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>",
+    {RL_TOOLCALL_HERMES, 0,
+     "a <tool_call> b <tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>",
      "a <tool_call> b", NULL, C1("f", "{}")},
     {RL_TOOLCALL_HERMES, 0, "x <tool_cal", "x <tool_cal", NULL, NOCALL},
     {RL_TOOLCALL_HERMES, 0, "<tool_call>{\"name\": \"f\", \"arguments\": {}} junk</tool_call>",
      "<tool_call>{\"name\": \"f\", \"arguments\": {}} junk</tool_call>", NULL, NOCALL},
     /* hermes with reasoning */
     {RL_TOOLCALL_HERMES, RL_TOOLCALL_PARSE_REASONING,
-     "<think>\nI should call it.\n</think>\n\n<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>",
+     "<think>\nI should call it.\n</think>\n\n<tool_call>{\"name\": \"f\", \"arguments\": "
+     "{}}</tool_call>",
      NULL, "I should call it.", C1("f", "{}")},
-    {RL_TOOLCALL_HERMES, RL_TOOLCALL_REASONING_OPEN, "hmm\n</think>\n\nThe answer.",
-     "The answer.", "hmm", NOCALL},
+    {RL_TOOLCALL_HERMES, RL_TOOLCALL_REASONING_OPEN, "hmm\n</think>\n\nThe answer.", "The answer.",
+     "hmm", NOCALL},
     {RL_TOOLCALL_HERMES, 0, "<think>x</think>y", "<think>x</think>y", NULL, NOCALL},
     /* llama 3 */
     {RL_TOOLCALL_LLAMA3, 0, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
      NULL, NULL, C1("get_weather", "{\"city\": \"Paris\"}")},
     {RL_TOOLCALL_LLAMA3, 0,
-     "  {\"type\": \"function\", \"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", \"parameters\": {\"q\": true}}",
+     "  {\"type\": \"function\", \"name\": \"a\", \"parameters\": {}}; {\"name\": \"b\", "
+     "\"parameters\": {\"q\": true}}",
      NULL, NULL, C2("a", "{}", "b", "{\"q\": true}")},
     {RL_TOOLCALL_LLAMA3, 0, "{\"name\": \"Bob\", \"age\": 3}", "{\"name\": \"Bob\", \"age\": 3}",
      NULL, NOCALL},
     {RL_TOOLCALL_LLAMA3, 0, "The JSON is {\"name\": \"a\", \"parameters\": {}}",
      "The JSON is {\"name\": \"a\", \"parameters\": {}}", NULL, NOCALL},
-    {RL_TOOLCALL_LLAMA3, 0, "<|python_tag|>{\"name\": \"a\", \"parameters\": {\"x\": [1]}}",
-     NULL, NULL, C1("a", "{\"x\": [1]}")},
-    {RL_TOOLCALL_LLAMA3, 0, "<|python_tag|>brave_search.call(query=\"weather in Paris\", n=3, safe=True)",
-     NULL, NULL, C1("brave_search", "{\"query\": \"weather in Paris\", \"n\": 3, \"safe\": true}")},
-    {RL_TOOLCALL_LLAMA3, 0, "<|python_tag|>wolfram_alpha.call(query='2+2')<|eom_id|>",
-     NULL, NULL, C1("wolfram_alpha", "{\"query\": \"2+2\"}")},
-    {RL_TOOLCALL_LLAMA3, 0, "Running code.<|python_tag|>print(1 + 1)\nx = 2",
-     "Running code.", NULL, C1("python", "{\"code\": \"print(1 + 1)\\nx = 2\"}")},
+    {RL_TOOLCALL_LLAMA3, 0, "<|python_tag|>{\"name\": \"a\", \"parameters\": {\"x\": [1]}}", NULL,
+     NULL, C1("a", "{\"x\": [1]}")},
+    {RL_TOOLCALL_LLAMA3, 0,
+     "<|python_tag|>brave_search.call(query=\"weather in Paris\", n=3, safe=True)", NULL, NULL,
+     C1("brave_search", "{\"query\": \"weather in Paris\", \"n\": 3, \"safe\": true}")},
+    {RL_TOOLCALL_LLAMA3, 0, "<|python_tag|>wolfram_alpha.call(query='2+2')<|eom_id|>", NULL, NULL,
+     C1("wolfram_alpha", "{\"query\": \"2+2\"}")},
+    {RL_TOOLCALL_LLAMA3, 0, "Running code.<|python_tag|>print(1 + 1)\nx = 2", "Running code.", NULL,
+     C1("python", "{\"code\": \"print(1 + 1)\\nx = 2\"}")},
     {RL_TOOLCALL_LLAMA3, 0, "{\"name\": \"a\", \"parameters\": {}} and then", "and then", NULL,
      C1("a", "{}")},
     /* mistral */
     {RL_TOOLCALL_MISTRAL, 0,
-     "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": 1}, \"id\": \"abcDEF123\"}, {\"name\": \"b\", \"arguments\": {}}]",
+     "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": 1}, \"id\": \"abcDEF123\"}, {\"name\": "
+     "\"b\", \"arguments\": {}}]",
      NULL, NULL, C2("a", "{\"x\": 1}", "b", "{}")},
-    {RL_TOOLCALL_MISTRAL, 0, "Sure. [TOOL_CALLS]a[ARGS]{\"x\": 1}[TOOL_CALLS]b[CALL_ID]Zz9Zz9Zz9[ARGS]{}",
-     "Sure.", NULL, C2("a", "{\"x\": 1}", "b", "{}")},
-    {RL_TOOLCALL_MISTRAL_ARGS, 0, "[TOOL_CALLS]get weather[ARGS]{}", "[TOOL_CALLS]get weather[ARGS]{}",
-     NULL, NOCALL},
-    {RL_TOOLCALL_MISTRAL_ARGS, 0, "[TOOL_CALLS]f[ARGS]{\"a\": \"}\"}", NULL, NULL, C1("f", "{\"a\": \"}\"}")},
+    {RL_TOOLCALL_MISTRAL, 0,
+     "Sure. [TOOL_CALLS]a[ARGS]{\"x\": 1}[TOOL_CALLS]b[CALL_ID]Zz9Zz9Zz9[ARGS]{}", "Sure.", NULL,
+     C2("a", "{\"x\": 1}", "b", "{}")},
+    {RL_TOOLCALL_MISTRAL_ARGS, 0, "[TOOL_CALLS]get weather[ARGS]{}",
+     "[TOOL_CALLS]get weather[ARGS]{}", NULL, NOCALL},
+    {RL_TOOLCALL_MISTRAL_ARGS, 0, "[TOOL_CALLS]f[ARGS]{\"a\": \"}\"}", NULL, NULL,
+     C1("f", "{\"a\": \"}\"}")},
     /* deepseek */
     {RL_TOOLCALL_DEEPSEEK_R1, 0,
-     "I'll look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>a\n```json\n{\"x\": 1}\n```<｜tool▁call▁end｜>\n"
-     "<｜tool▁call▁begin｜>function<｜tool▁sep｜>b\n```json\n{}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+     "I'll "
+     "look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>a\n```json\n{\"x\": "
+     "1}\n```<｜tool▁call▁end｜>\n"
+     "<｜tool▁call▁begin｜>function<｜tool▁sep｜>b\n```json\n{}\n```<｜tool▁call▁end｜><"
+     "｜tool▁calls▁end｜>",
      "I'll look.", NULL, C2("a", "{\"x\": 1}", "b", "{}")},
     {RL_TOOLCALL_DEEPSEEK_V3_1, 0,
-     "<｜tool▁call▁begin｜>a<｜tool▁sep｜>{\"x\": \"y\"}<｜tool▁call▁end｜>",
-     NULL, NULL, C1("a", "{\"x\": \"y\"}")},
-    {RL_TOOLCALL_DEEPSEEK_V3_1, 0, "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>a<｜tool▁sep｜>{oops<｜tool▁call▁end｜>",
-     "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>a<｜tool▁sep｜>{oops<｜tool▁call▁end｜>", NULL, NOCALL},
+     "<｜tool▁call▁begin｜>a<｜tool▁sep｜>{\"x\": \"y\"}<｜tool▁call▁end｜>", NULL, NULL,
+     C1("a", "{\"x\": \"y\"}")},
+    {RL_TOOLCALL_DEEPSEEK_V3_1, 0,
+     "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>a<｜tool▁sep｜>{oops<｜tool▁call▁end｜>",
+     "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>a<｜tool▁sep｜>{oops<｜tool▁call▁end｜>", NULL,
+     NOCALL},
     /* functionary */
-    {RL_TOOLCALL_FUNCTIONARY_V3_1, 0,
-     "<function=a>{\"x\": 1}</function><function=b>{}</function>", NULL, NULL,
-     C2("a", "{\"x\": 1}", "b", "{}")},
+    {RL_TOOLCALL_FUNCTIONARY_V3_1, 0, "<function=a>{\"x\": 1}</function><function=b>{}</function>",
+     NULL, NULL, C2("a", "{\"x\": 1}", "b", "{}")},
     {RL_TOOLCALL_FUNCTIONARY_V3_1, 0, "ok <|python_tag|>import os", "ok", NULL,
      C1("python", "{\"code\": \"import os\"}")},
     {RL_TOOLCALL_FUNCTIONARY_V3_2, 0, "all\nHello there>>>get_weather\n{\"city\": \"Paris\"}",
@@ -582,7 +645,8 @@ static const hcase hcases[] = {
     {RL_TOOLCALL_FUNCTIONARY_V3_2, 0, "Hello there", "Hello there", NULL, NOCALL},
     /* command r */
     {RL_TOOLCALL_COMMAND_R, 0,
-     "Action: ```json\n[{\"tool_name\": \"a\", \"parameters\": {\"q\": \"x\"}}, {\"tool_name\": \"b\", \"parameters\": {}}]\n```",
+     "Action: ```json\n[{\"tool_name\": \"a\", \"parameters\": {\"q\": \"x\"}}, {\"tool_name\": "
+     "\"b\", \"parameters\": {}}]\n```",
      NULL, NULL, C2("a", "{\"q\": \"x\"}", "b", "{}")},
     {RL_TOOLCALL_COMMAND_R, 0,
      "Action: ```json\n[{\"tool_name\": \"directly-answer\", \"parameters\": {}}]\n```", "", NULL,
@@ -590,57 +654,73 @@ static const hcase hcases[] = {
     {RL_TOOLCALL_COMMAND_R7B, 0,
      "<|START_THINKING|>I need the weather.<|END_THINKING|><|START_ACTION|>[\n"
      "    {\"tool_call_id\": \"0\", \"tool_name\": \"a\", \"parameters\": {}},\n"
-     "    {\"tool_call_id\": \"1\", \"tool_name\": \"b\", \"parameters\": {\"z\": 0}}\n]<|END_ACTION|>",
+     "    {\"tool_call_id\": \"1\", \"tool_name\": \"b\", \"parameters\": {\"z\": "
+     "0}}\n]<|END_ACTION|>",
      NULL, "I need the weather.", C2("a", "{}", "b", "{\"z\": 0}")},
     {RL_TOOLCALL_COMMAND_R7B, 0, "<|START_RESPONSE|>It is sunny.<|END_RESPONSE|>", "It is sunny.",
      NULL, NOCALL},
     /* granite */
     {RL_TOOLCALL_GRANITE, 0,
-     "<|tool_call|>[{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": {}}]",
+     "<|tool_call|>[{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": "
+     "{}}]",
      NULL, NULL, C2("a", "{\"x\": 1}", "b", "{}")},
     /* gpt-oss */
     {RL_TOOLCALL_GPT_OSS, 0,
-     "<|channel|>analysis<|message|>User wants weather.<|end|><|start|>assistant<|channel|>commentary "
+     "<|channel|>analysis<|message|>User wants "
+     "weather.<|end|><|start|>assistant<|channel|>commentary "
      "to=functions.get_weather <|constrain|>json<|message|>{\"city\": \"Paris\"}<|call|>",
      NULL, "User wants weather.", C1("get_weather", "{\"city\": \"Paris\"}")},
     {RL_TOOLCALL_GPT_OSS, 0,
-     "<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>final<|message|>It is 21 °C.",
+     "<|channel|>analysis<|message|>Simple.<|end|><|start|>assistant<|channel|>final<|message|>It "
+     "is 21 °C.",
      "It is 21 °C.", "Simple.", NOCALL},
     {RL_TOOLCALL_GPT_OSS, 0, "Plain text, no channel.", "Plain text, no channel.", NULL, NOCALL},
     /* generic */
     {RL_TOOLCALL_GENERIC, 0,
-     "{\"tool_calls\": [{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", \"arguments\": {}}]}",
+     "{\"tool_calls\": [{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"name\": \"b\", "
+     "\"arguments\": {}}]}",
      NULL, NULL, C2("a", "{\"x\": 1}", "b", "{}")},
     {RL_TOOLCALL_GENERIC, 0, "{\"tool_call\": {\"name\": \"a\", \"arguments\": {}}}", NULL, NULL,
      C1("a", "{}")},
     {RL_TOOLCALL_GENERIC, 0, " {\"name\": \"a\", \"arguments\": {\"y\": \"z\"}}\n", NULL, NULL,
      C1("a", "{\"y\": \"z\"}")},
-    {RL_TOOLCALL_GENERIC, 0, "{\"response\": \"Hi \\\"you\\\" \\u00e9\"}", "Hi \"you\" é", NULL, NOCALL},
+    {RL_TOOLCALL_GENERIC, 0, "{\"response\": \"Hi \\\"you\\\" \\u00e9\"}", "Hi \"you\" é", NULL,
+     NOCALL},
     {RL_TOOLCALL_GENERIC, 0, "{\"a\": 1}", "{\"a\": 1}", NULL, NOCALL},
-    {RL_TOOLCALL_GENERIC, 0, "{\"response\": \"x\"} trailing", "{\"response\": \"x\"} trailing", NULL, NOCALL},
+    {RL_TOOLCALL_GENERIC, 0, "{\"response\": \"x\"} trailing", "{\"response\": \"x\"} trailing",
+     NULL, NOCALL},
     /* extra families */
-    {RL_TOOLCALL_FIREFUNCTION, 0, " functools[{\"name\": \"a\", \"arguments\": {}}]", NULL, NULL, C1("a", "{}")},
-    {RL_TOOLCALL_NEMOTRON, 0, "<TOOLCALL>[{\"name\": \"a\", \"arguments\": {\"b\": 2}}]</TOOLCALL>", NULL, NULL,
-     C1("a", "{\"b\": 2}")},
-    {RL_TOOLCALL_APRIEL, 0, "<tool_calls>\n{\"name\": \"a\", \"arguments\": {}}\n{\"name\": \"b\", \"arguments\": {}}\n</tool_calls>",
+    {RL_TOOLCALL_FIREFUNCTION, 0, " functools[{\"name\": \"a\", \"arguments\": {}}]", NULL, NULL,
+     C1("a", "{}")},
+    {RL_TOOLCALL_NEMOTRON, 0, "<TOOLCALL>[{\"name\": \"a\", \"arguments\": {\"b\": 2}}]</TOOLCALL>",
+     NULL, NULL, C1("a", "{\"b\": 2}")},
+    {RL_TOOLCALL_APRIEL, 0,
+     "<tool_calls>\n{\"name\": \"a\", \"arguments\": {}}\n{\"name\": \"b\", \"arguments\": "
+     "{}}\n</tool_calls>",
      NULL, NULL, C2("a", "{}", "b", "{}")},
     {RL_TOOLCALL_KIMI_K2, 0,
-     "<|tool_calls_section_begin|><|tool_call_begin|>functions.a:0<|tool_call_argument_begin|>{}<|tool_call_end|>"
-     "<|tool_call_begin|>functions.b:1<|tool_call_argument_begin|>{\"q\": 1}<|tool_call_end|><|tool_calls_section_end|>",
+     "<|tool_calls_section_begin|><|tool_call_begin|>functions.a:0<|tool_call_argument_begin|>{}<|"
+     "tool_call_end|>"
+     "<|tool_call_begin|>functions.b:1<|tool_call_argument_begin|>{\"q\": "
+     "1}<|tool_call_end|><|tool_calls_section_end|>",
      NULL, NULL, C2("a", "{}", "b", "{\"q\": 1}")},
     {RL_TOOLCALL_QWEN3_CODER, 0,
-     "<tool_call>\n<function=f>\n<parameter=n>\n42\n</parameter>\n<parameter=s>\nline1\nline2\n</parameter>\n"
+     "<tool_call>\n<function=f>\n<parameter=n>\n42\n</parameter>\n<parameter=s>\nline1\nline2\n</"
+     "parameter>\n"
      "<parameter=o>\n{\"k\": [1]}\n</parameter>\n</function>\n</tool_call>",
      NULL, NULL, C1("f", "{\"n\": 42, \"s\": \"line1\\nline2\", \"o\": {\"k\": [1]}}")},
-    {RL_TOOLCALL_GLM, 0, "<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>true</arg_value>\n</tool_call>",
-     NULL, NULL, C1("f", "{\"a\": true}")},
+    {RL_TOOLCALL_GLM, 0,
+     "<tool_call>f\n<arg_key>a</arg_key>\n<arg_value>true</arg_value>\n</tool_call>", NULL, NULL,
+     C1("f", "{\"a\": true}")},
     {RL_TOOLCALL_MINIMAX_M2, 0,
      "<minimax:tool_call>\n<invoke name=\"a\">\n<parameter name=\"x\">1</parameter>\n</invoke>\n"
      "<invoke name=\"b\">\n</invoke>\n</minimax:tool_call>",
      NULL, NULL, C2("a", "{\"x\": 1}", "b", "{}")},
     {RL_TOOLCALL_DEEPSEEK_DSML, 0,
-     "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"a\">\n<｜DSML｜parameter name=\"n\" string=\"true\">7</｜DSML｜parameter>\n"
-     "<｜DSML｜parameter name=\"m\" string=\"false\">[7]</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>",
+     "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"a\">\n<｜DSML｜parameter name=\"n\" "
+     "string=\"true\">7</｜DSML｜parameter>\n"
+     "<｜DSML｜parameter name=\"m\" "
+     "string=\"false\">[7]</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>",
      NULL, NULL, C1("a", "{\"n\": \"7\", \"m\": [7]}")},
 };
 
@@ -720,7 +800,8 @@ TEST(test_stream_holdback) {
     rl_toolcall_stream_free(st);
 
     /* a partial marker that turns out to be text is released with it */
-    CHECK(rl_toolcall_stream_create(RL_TOOLCALL_MISTRAL_ARGS, NULL, &st, g_err, sizeof g_err) == RL_OK);
+    CHECK(rl_toolcall_stream_create(RL_TOOLCALL_MISTRAL_ARGS, NULL, &st, g_err, sizeof g_err) ==
+          RL_OK);
     memset(&f, 0, sizeof f);
     feed_str(st, "see [TOOL_", &f, false);
     CHECK_STR(f.text, "see");
@@ -739,12 +820,17 @@ TEST(test_stream_holdback) {
     CHECK(strstr(rl_toolcall_stream_errmsg(st), "UTF-8") != NULL);
     rl_toolcall_stream_free(st);
     char *out = NULL;
-    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a\xc3", 2, NULL, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG && !out);
-    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a\xed\xa0\x80", 4, NULL, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
-    CHECK(rl_toolcall_parse((rl_toolcall_family)99, "a", 1, NULL, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a\xc3", 2, NULL, &out, g_err, sizeof g_err) ==
+              RL_ERR_INVALID_ARG &&
+          !out);
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a\xed\xa0\x80", 4, NULL, &out, g_err,
+                            sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_parse((rl_toolcall_family)99, "a", 1, NULL, &out, g_err, sizeof g_err) ==
+          RL_ERR_INVALID_ARG);
     rl_toolcall_params bad = rl_toolcall_default_params();
     bad.tools_json = "{oops";
-    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a", 1, &bad, &out, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, "a", 1, &bad, &out, g_err, sizeof g_err) ==
+          RL_ERR_INVALID_ARG);
     CHECK(strstr(g_err, "tools") != NULL);
     rl_toolcall_stream_free(NULL);
 
@@ -756,9 +842,10 @@ TEST(test_stream_holdback) {
     };
     char *d = NULL;
     CHECK(rl_toolcall_delta_json(ev, 3, &d) == RL_OK && d);
-    CHECK(d && json_text_equal(d, "{\"content\": \"Hi \\\"x\\\"\", \"tool_calls\": [{\"index\": 0, \"id\": "
-                                  "\"call_abc\", \"type\": \"function\", \"function\": {\"name\": "
-                                  "\"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]}"));
+    CHECK(d && json_text_equal(
+                   d, "{\"content\": \"Hi \\\"x\\\"\", \"tool_calls\": [{\"index\": 0, \"id\": "
+                      "\"call_abc\", \"type\": \"function\", \"function\": {\"name\": "
+                      "\"get_weather\", \"arguments\": \"{\\\"city\\\": \\\"Paris\\\"}\"}}]}"));
     rl_free_string(d);
     CHECK(rl_toolcall_delta_json(ev + 2, 1, &d) == RL_OK && d);
     CHECK(d && json_text_equal(d, "{\"tool_calls\": [{\"index\": 0, \"function\": {\"arguments\": "
@@ -771,7 +858,8 @@ TEST(test_stream_holdback) {
 TEST(test_stream_long) {
     size_t n = 20000;
     char *t = malloc(n + 200);
-    size_t k = (size_t)sprintf(t, "Writing it.\n<tool_call>{\"name\": \"write\", \"arguments\": {\"code\": \"");
+    size_t k = (size_t)sprintf(
+        t, "Writing it.\n<tool_call>{\"name\": \"write\", \"arguments\": {\"code\": \"");
     while (k < n) k += (size_t)sprintf(t + k, "x = {y}; } \\\"q\\\" \\n");
     k += (size_t)sprintf(t + k, "\"}}</tool_call>\n");
     char *one = parse(RL_TOOLCALL_HERMES, t, k, 0, NULL);
@@ -792,15 +880,19 @@ TEST(test_stream_long) {
 
 /* The tools of scenario s4, plus one with typed parameters. */
 static const char TOOLS[] =
-    "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Get the "
-    "current weather for a city\", \"parameters\": {\"type\": \"object\", \"properties\": {\"city\": "
+    "[{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", \"description\": \"Get "
+    "the "
+    "current weather for a city\", \"parameters\": {\"type\": \"object\", \"properties\": "
+    "{\"city\": "
     "{\"type\": \"string\", \"description\": \"City name, e.g. Paris\"}, \"unit\": {\"type\": "
     "\"string\", \"enum\": [\"c\", \"f\"], \"description\": \"Temperature unit\"}}, \"required\": "
     "[\"city\"]}}}, {\"type\": \"function\", \"function\": {\"name\": \"search\", \"description\": "
-    "\"Search the web\", \"parameters\": {\"type\": \"object\", \"properties\": {\"query\": {\"type\": "
+    "\"Search the web\", \"parameters\": {\"type\": \"object\", \"properties\": {\"query\": "
+    "{\"type\": "
     "\"string\", \"description\": \"Search query\"}}, \"required\": [\"query\"]}}},"
     " {\"type\": \"function\", \"function\": {\"name\": \"set_alarm\", \"parameters\": {\"type\": "
-    "\"object\", \"properties\": {\"hour\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 23}, "
+    "\"object\", \"properties\": {\"hour\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": "
+    "23}, "
     "\"days\": {\"type\": \"array\", \"items\": {\"enum\": [\"mon\", \"tue\"]}, \"maxItems\": 3}, "
     "\"loud\": {\"type\": \"boolean\"}}, \"required\": [\"hour\"]}}}]";
 
@@ -873,10 +965,10 @@ TEST(test_grammar_renderings) {
         }
         CHECKF(accepts(g, span) == 1, "%s: the rendering is not accepted:\n%s", where, span);
         /* an unknown function, an unknown parameter, a value outside the enum */
-        char *bad[4] = {replace_after(span, NULL, "get_weather", "get_weathr"),
-                        replace_after(span, NULL, "unit", "unitx"),
-                        replace_after(span, "unit", "c", "k"),
-                        is_xml_family(tc->fam) ? NULL : replace_after(span, NULL, "\"Paris\"", "42")};
+        char *bad[4] = {
+            replace_after(span, NULL, "get_weather", "get_weathr"),
+            replace_after(span, NULL, "unit", "unitx"), replace_after(span, "unit", "c", "k"),
+            is_xml_family(tc->fam) ? NULL : replace_after(span, NULL, "\"Paris\"", "42")};
         for (int k = 0; k < 4; k++) {
             if (k < 3) CHECKF(bad[k] != NULL, "%s: variant %d not made", where, k);
             if (bad[k]) CHECKF(accepts(g, bad[k]) == -1, "%s: accepts invalid\n%s", where, bad[k]);
@@ -908,12 +1000,17 @@ static char *tool_schema(const char *name) {
 }
 
 static const rl_toolcall_family grammar_families[] = {
-    RL_TOOLCALL_GENERIC, RL_TOOLCALL_HERMES, RL_TOOLCALL_LLAMA3, RL_TOOLCALL_MISTRAL,
-    RL_TOOLCALL_MISTRAL_ARGS, RL_TOOLCALL_DEEPSEEK_R1, RL_TOOLCALL_DEEPSEEK_V3_1,
-    RL_TOOLCALL_FUNCTIONARY_V3_1, RL_TOOLCALL_FUNCTIONARY_V3_2, RL_TOOLCALL_COMMAND_R,
-    RL_TOOLCALL_COMMAND_R7B, RL_TOOLCALL_GRANITE, RL_TOOLCALL_GPT_OSS, RL_TOOLCALL_FIREFUNCTION,
-    RL_TOOLCALL_NEMOTRON, RL_TOOLCALL_APRIEL, RL_TOOLCALL_KIMI_K2, RL_TOOLCALL_QWEN3_CODER,
-    RL_TOOLCALL_SEED_OSS, RL_TOOLCALL_GLM, RL_TOOLCALL_MINIMAX_M2, RL_TOOLCALL_DEEPSEEK_DSML,
+    RL_TOOLCALL_GENERIC,          RL_TOOLCALL_HERMES,
+    RL_TOOLCALL_LLAMA3,           RL_TOOLCALL_MISTRAL,
+    RL_TOOLCALL_MISTRAL_ARGS,     RL_TOOLCALL_DEEPSEEK_R1,
+    RL_TOOLCALL_DEEPSEEK_V3_1,    RL_TOOLCALL_FUNCTIONARY_V3_1,
+    RL_TOOLCALL_FUNCTIONARY_V3_2, RL_TOOLCALL_COMMAND_R,
+    RL_TOOLCALL_COMMAND_R7B,      RL_TOOLCALL_GRANITE,
+    RL_TOOLCALL_GPT_OSS,          RL_TOOLCALL_FIREFUNCTION,
+    RL_TOOLCALL_NEMOTRON,         RL_TOOLCALL_APRIEL,
+    RL_TOOLCALL_KIMI_K2,          RL_TOOLCALL_QWEN3_CODER,
+    RL_TOOLCALL_SEED_OSS,         RL_TOOLCALL_GLM,
+    RL_TOOLCALL_MINIMAX_M2,       RL_TOOLCALL_DEEPSEEK_DSML,
 };
 
 /* Random texts of each family's grammar parse to calls whose arguments validate: for
@@ -947,7 +1044,8 @@ TEST(test_grammar_samples) {
                 char *js = parse(f, buf, n, 0, TOOLS);
                 msg m;
                 bool ok = js && msg_from_json(js, &m);
-                CHECKF(ok, "%s mode %zu: sample does not parse:\n%s", rl_toolcall_family_name(f), mi, buf);
+                CHECKF(ok, "%s mode %zu: sample does not parse:\n%s", rl_toolcall_family_name(f),
+                       mi, buf);
                 if (!ok) {
                     rl_free_string(js);
                     continue;
@@ -955,16 +1053,19 @@ TEST(test_grammar_samples) {
                 if (p.choice != RL_TOOLCALL_CHOICE_AUTO)
                     CHECKF(m.n >= 1 && (p.parallel || m.n == 1) && !m.content,
                            "%s mode %zu: %d calls, content [%s] from\n%s\n%s",
-                           rl_toolcall_family_name(f), mi, m.n, m.content ? m.content : "", buf, js);
+                           rl_toolcall_family_name(f), mi, m.n, m.content ? m.content : "", buf,
+                           js);
                 for (int c = 0; c < m.n; c++) {
                     if (p.function_name) CHECK_STR(m.name[c], p.function_name);
                     char *schema = tool_schema(m.name[c]);
-                    CHECKF(schema != NULL, "%s: unknown function %s", rl_toolcall_family_name(f), m.name[c]);
+                    CHECKF(schema != NULL, "%s: unknown function %s", rl_toolcall_family_name(f),
+                           m.name[c]);
                     if (!schema) continue;
                     bool valid = false;
                     char verr[512];
                     rl_status vs = rl_schema_validate(schema, m.args[c], &valid, verr, sizeof verr);
-                    CHECKF(vs == RL_OK && valid, "%s mode %zu: arguments %s do not validate: %s\n%s",
+                    CHECKF(vs == RL_OK && valid,
+                           "%s mode %zu: arguments %s do not validate: %s\n%s",
                            rl_toolcall_family_name(f), mi, m.args[c], verr, buf);
                     free(schema);
                 }
@@ -990,15 +1091,17 @@ TEST(test_grammar_choices) {
         rl_grammar *g = tc_grammar(f, &p);
         if (!g) continue;
         const char *plain = f == RL_TOOLCALL_FUNCTIONARY_V3_2 ? "all\nIt is sunny, 21 °C."
-                            : f == RL_TOOLCALL_GPT_OSS ? "<|channel|>final<|message|>It is sunny, 21 °C."
-                                                       : "It is sunny, 21 °C.";
+                            : f == RL_TOOLCALL_GPT_OSS
+                                ? "<|channel|>final<|message|>It is sunny, 21 °C."
+                                : "It is sunny, 21 °C.";
         CHECKF(accepts(g, plain) == 1, "%s auto: plain text refused", rl_toolcall_family_name(f));
         rl_grammar_free(g);
     }
     rl_grammar *g;
     p.choice = RL_TOOLCALL_CHOICE_AUTO;
     g = tc_grammar(RL_TOOLCALL_HERMES, &p);
-    const char *call = "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"x\"}}\n</tool_call>";
+    const char *call =
+        "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"x\"}}\n</tool_call>";
     char both[512];
     snprintf(both, sizeof both, "Let me look that up.\n%s", call);
     if (g) {
@@ -1028,32 +1131,45 @@ TEST(test_grammar_choices) {
     g = tc_grammar(RL_TOOLCALL_HERMES, &p);
     if (g) {
         CHECK(accepts(g, call) == -1);
-        CHECK(accepts(g, "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>") == 1);
+        CHECK(accepts(g, "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                         "\"Oslo\"}}</tool_call>") == 1);
         rl_grammar_free(g);
     }
     /* errors */
     char *gb = NULL;
     p.function_name = "nope";
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG && !gb);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, TOOLS, &p, &gb, g_err, sizeof g_err) ==
+              RL_ERR_INVALID_ARG &&
+          !gb);
     CHECK(strstr(g_err, "nope") != NULL);
     p = rl_toolcall_grammar_default_params();
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "[]", &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "{", &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "[{\"type\": \"function\", \"function\": {}}]", &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "[]", &p, &gb, g_err, sizeof g_err) ==
+          RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "{", &p, &gb, g_err, sizeof g_err) ==
+          RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, "[{\"type\": \"function\", \"function\": {}}]",
+                              &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
     CHECK(strstr(g_err, "tools[0]") != NULL);
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_NONE, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_ERR_UNSUPPORTED);
-    CHECK(rl_toolcall_grammar((rl_toolcall_family)999, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_ERR_INVALID_ARG);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_NONE, TOOLS, &p, &gb, g_err, sizeof g_err) ==
+          RL_ERR_UNSUPPORTED);
+    CHECK(rl_toolcall_grammar((rl_toolcall_family)999, TOOLS, &p, &gb, g_err, sizeof g_err) ==
+          RL_ERR_INVALID_ARG);
     /* a schema the grammar cannot express names the tool, or is dropped when lenient */
-    const char *hard = "[{\"type\": \"function\", \"function\": {\"name\": \"odd\", \"parameters\": "
-                       "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\", \"multipleOf\": 3}}}}}]";
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, hard, &p, &gb, g_err, sizeof g_err) == RL_ERR_UNSUPPORTED);
+    const char *hard =
+        "[{\"type\": \"function\", \"function\": {\"name\": \"odd\", \"parameters\": "
+        "{\"type\": \"object\", \"properties\": {\"n\": {\"type\": \"integer\", \"multipleOf\": "
+        "3}}}}}]";
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, hard, &p, &gb, g_err, sizeof g_err) ==
+          RL_ERR_UNSUPPORTED);
     CHECK(strstr(g_err, "odd") != NULL);
     p.schema_flags = RL_SCHEMA_LENIENT;
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, hard, &p, &gb, g_err, sizeof g_err) == RL_OK && gb);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, hard, &p, &gb, g_err, sizeof g_err) == RL_OK &&
+          gb);
     rl_free_string(gb);
     p.choice = RL_TOOLCALL_CHOICE_NONE;
     gb = (char *)1;
-    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_OK && !gb);
+    CHECK(rl_toolcall_grammar(RL_TOOLCALL_HERMES, TOOLS, &p, &gb, g_err, sizeof g_err) == RL_OK &&
+          !gb);
 }
 
 /* Markers that are control tokens become token references: a tiny SentencePiece vocabulary
@@ -1154,7 +1270,8 @@ TEST(test_grammar_long_text) {
     size_t n = 50000;
     char *t = malloc(n + 200);
     for (size_t i = 0; i < n; i++) t[i] = "ab <tool_cal>\n"[i % 14];
-    strcpy(t + n, "<tool_call>{\"name\": \"search\", \"arguments\": {\"query\": \"q\"}}</tool_call>");
+    strcpy(t + n,
+           "<tool_call>{\"name\": \"search\", \"arguments\": {\"query\": \"q\"}}</tool_call>");
     CHECK(accepts(g, t) == 1);
     t[n] = 0;
     CHECK(accepts(g, t) == 1);
@@ -1165,12 +1282,14 @@ TEST(test_grammar_long_text) {
 /* Calls of tools not in tools_json stay content with RL_TOOLCALL_KNOWN_NAMES; XML values
  * follow the declared types. */
 TEST(test_known_names) {
-    const char *text = "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>"
-                       "<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>";
+    const char *text =
+        "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>"
+        "<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>";
     want_call w[1] = {{"get_weather", "{\"city\": \"Oslo\"}"}};
     check_msg("known names", RL_TOOLCALL_HERMES, text, RL_TOOLCALL_KNOWN_NAMES, TOOLS,
               "<tool_call>{\"name\": \"nope\", \"arguments\": {}}</tool_call>", NULL, w, 1);
-    const char *xml = "<tool_call>\n<function=search>\n<parameter=query>\n42\n</parameter>\n</function>\n</tool_call>";
+    const char *xml = "<tool_call>\n<function=search>\n<parameter=query>\n42\n</parameter>\n</"
+                      "function>\n</tool_call>";
     want_call q[1] = {{"search", "{\"query\": \"42\"}"}};
     check_msg("typed xml", RL_TOOLCALL_QWEN3_CODER, xml, 0, TOOLS, NULL, NULL, q, 1);
     want_call q2[1] = {{"search", "{\"query\": 42}"}};
@@ -1192,21 +1311,27 @@ TEST(test_alloc_failures) {
             rl_status st;
             char *out = NULL;
             if (op == 0) {
-                st = rl_toolcall_parse(RL_TOOLCALL_HERMES, text, strlen(text), &p, &out, g_err, sizeof g_err);
+                st = rl_toolcall_parse(RL_TOOLCALL_HERMES, text, strlen(text), &p, &out, g_err,
+                                       sizeof g_err);
             } else if (op == 1) {
                 rl_toolcall_stream *sm = NULL;
-                st = rl_toolcall_stream_create(RL_TOOLCALL_QWEN3_CODER, &p, &sm, g_err, sizeof g_err);
-                const char *x = "ok <tool_call>\n<function=search>\n<parameter=query>\nq\n</parameter>\n</function>\n</tool_call>";
+                st = rl_toolcall_stream_create(RL_TOOLCALL_QWEN3_CODER, &p, &sm, g_err,
+                                               sizeof g_err);
+                const char *x = "ok "
+                                "<tool_call>\n<function=search>\n<parameter=query>\nq\n</"
+                                "parameter>\n</function>\n</tool_call>";
                 for (size_t c = 0; st == RL_OK && x[c]; c += 5)
-                    st = rl_toolcall_stream_feed(sm, x + c, strlen(x + c) < 5 ? strlen(x + c) : 5, NULL, NULL);
+                    st = rl_toolcall_stream_feed(sm, x + c, strlen(x + c) < 5 ? strlen(x + c) : 5,
+                                                 NULL, NULL);
                 if (st == RL_OK) st = rl_toolcall_stream_finish(sm, NULL, NULL, &out);
                 rl_toolcall_stream_free(sm);
             } else {
-                st = rl_toolcall_grammar(op == 2 ? RL_TOOLCALL_MISTRAL : RL_TOOLCALL_MINIMAX_M2, TOOLS,
-                                         &gp, &out, g_err, sizeof g_err);
+                st = rl_toolcall_grammar(op == 2 ? RL_TOOLCALL_MISTRAL : RL_TOOLCALL_MINIMAX_M2,
+                                         TOOLS, &gp, &out, g_err, sizeof g_err);
             }
             rl__alloc_fail_after(0);
-            CHECKF(st == RL_OK || st == RL_ERR_NOMEM, "op %d, failure %ld: %s", op, k, rl_status_str(st));
+            CHECKF(st == RL_OK || st == RL_ERR_NOMEM, "op %d, failure %ld: %s", op, k,
+                   rl_status_str(st));
             CHECKF((st == RL_OK) == (out != NULL), "op %d, failure %ld", op, k);
             rl_free_string(out);
             CHECKF(rl_mem_in_use() == before, "op %d, failure %ld: leak", op, k);
