@@ -247,9 +247,15 @@ bool rl__tc_add_tmp(tc_scan *s, const char *name, size_t nlen, const char *args,
     c->name = nm;
     c->args = rl__strndup(args, alen);
     c->id = NULL;
-    bool id_ok = id && idlen > 0 && idlen <= 64;
-    for (size_t i = 0; id_ok && i < idlen; i++)
-        if ((unsigned char)id[i] <= 0x20 || id[i] == '"' || id[i] == '\\') id_ok = false;
+    /* a model's id is kept when it is one its template takes back (Mistral: 9 letters and
+       digits) */
+    bool alnum9 = s->fam->ids == TC_ID_ALNUM9;
+    bool id_ok = id && idlen > 0 && idlen <= 64 && (!alnum9 || idlen == 9);
+    for (size_t i = 0; id_ok && i < idlen; i++) {
+        unsigned char ch = (unsigned char)id[i];
+        bool an = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (ch <= 0x20 || ch == '"' || ch == '\\' || (alnum9 && !an)) id_ok = false;
+    }
     if (id_ok && s->fam->model_ids) c->id = rl__strndup(id, idlen);
     s->n_tmp++;
     if (!c->args || (id_ok && s->fam->model_ids && !c->id)) {

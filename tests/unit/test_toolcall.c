@@ -16,6 +16,7 @@
 #include "ruvllm.h"
 #include "util/util.h"
 
+#include <ctype.h>
 #include <jansson.h>
 
 /* the case tables leave trailing fields out */
@@ -1296,6 +1297,43 @@ TEST(test_known_names) {
     check_msg("untyped xml", RL_TOOLCALL_QWEN3_CODER, xml, 0, NULL, NULL, NULL, q2, 1);
 }
 
+/* Ids: the seed's, "call_" and 24 letters and digits; Mistral's 9 letters and digits, the
+ * model's own kept when its template takes them back. */
+TEST(test_ids) {
+    const char *t = "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}, \"id\": \"abcDEF123\"}, "
+                    "{\"name\": \"b\", \"arguments\": {}, \"id\": \"call_1\"}]";
+    char *js = parse(RL_TOOLCALL_MISTRAL, t, strlen(t), 0, NULL);
+    msg m;
+    CHECK(js && msg_from_json(js, &m) && m.n == 2);
+    if (m.n == 2) {
+        CHECK_STR(m.id[0], "abcDEF123");
+        CHECK(strlen(m.id[1]) == 9 && strcmp(m.id[1], "call_1") != 0);
+        for (int i = 0; i < 9; i++) CHECK(isalnum((unsigned char)m.id[1][i]));
+    }
+    msg_free(&m);
+    rl_free_string(js);
+    /* the same seed gives the same ids, another seed others */
+    const char *h = "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>";
+    char *x = parse(RL_TOOLCALL_HERMES, h, strlen(h), 0, NULL);
+    char *y = parse(RL_TOOLCALL_HERMES, h, strlen(h), 0, NULL);
+    rl_toolcall_params p = rl_toolcall_default_params();
+    p.id_seed = 43;
+    char *z = NULL;
+    CHECK(rl_toolcall_parse(RL_TOOLCALL_HERMES, h, strlen(h), &p, &z, g_err, sizeof g_err) ==
+          RL_OK);
+    CHECK(x && y && z && strcmp(x, y) == 0 && strcmp(x, z) != 0);
+    msg mx;
+    CHECK(x && msg_from_json(x, &mx) && mx.n == 1);
+    if (mx.n == 1) {
+        CHECK(strncmp(mx.id[0], "call_", 5) == 0 && strlen(mx.id[0]) == 29);
+        for (int i = 5; i < 29; i++) CHECK(isalnum((unsigned char)mx.id[0][i]));
+    }
+    msg_free(&mx);
+    rl_free_string(x);
+    rl_free_string(y);
+    rl_free_string(z);
+}
+
 /* Every allocation failure is reported as RL_ERR_NOMEM and leaks nothing. */
 TEST(test_alloc_failures) {
     const char *text = "Sure.<tool_call>{\"name\": \"a\", \"arguments\": {\"x\": 1}}</tool_call>\n"
@@ -1355,6 +1393,7 @@ int main(void) {
     RUN(test_grammar_token_refs);
     RUN(test_grammar_long_text);
     RUN(test_known_names);
+    RUN(test_ids);
     RUN(test_alloc_failures);
     json_decref(g_cases);
     return rl_test_finish();
