@@ -1491,8 +1491,8 @@ RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
 
 /* Limits against hostile schemas and patterns (exceeding one: RL_ERR_LIMIT and a message):
  * schema nesting 512, 20000 rules, 8 MiB of grammar text, 1024 alternatives from one
- * combination of anyOf/oneOf/allOf, counts of 2000 in one repetition ({m,n}, minLength,
- * maxItems, ...) and 200000 in the whole grammar, regex nesting 100. */
+ * combination of anyOf/oneOf/allOf, 256 prefixItems, counts of 2000 in one repetition
+ * ({m,n}, minLength, maxItems, ...) and 200000 in the whole grammar, regex nesting 100. */
 
 /* GBNF for the JSON Schema text schema_json[0..len) (start rule "root"); flags: RL_SCHEMA_*.
  * On success *gbnf_out is a NUL-terminated string the caller frees with rl_free_string.

@@ -24,6 +24,8 @@
 
 #define MAX_VISIT_DEPTH 512
 #define MAX_LEAVES 1024
+#define MAX_PREFIX 256             /* prefixItems (they nest in the rule) */
+#define MAX_PIECES 4096            /* schemas merged into one branch */
 #define INT_CAP 9999999999999999LL /* 16 digits: what an unbounded integer may have */
 
 enum { T_NULL = 1, T_BOOL = 2, T_INT = 4, T_NUM = 8, T_STR = 16, T_ARR = 32, T_OBJ = 64 };
@@ -179,16 +181,30 @@ static bool pure_ref(conv *c, const json_t *s) {
 
 /* Follow pure $refs; NULL (with an error) on a cycle. */
 static const json_t *deref(conv *c, const json_t *s) {
-    for (int i = 0; i < 64 && pure_ref(c, s); i++) {
+    rl__smap seen = {0};
+    for (int i = 0; pure_ref(c, s); i++) {
         const json_t *t = rl__sdoc_ref(c->d, s);
         if (!t) break;
+        if (i >= 16) { /* long chains are rare: only then keep a set */
+            if (rl__pmap_get(&seen, s, NULL)) {
+                rl__gb_fail(&c->g, RL_ERR_INVALID_ARG,
+                            "%s/$ref: the references go round in a circle", path_of(c, s));
+                s = NULL;
+                break;
+            }
+            if (i >= 100000 || !rl__pmap_put(&seen, s, 1)) {
+                if (i >= 100000)
+                    rl__gb_fail(&c->g, RL_ERR_LIMIT, "%s/$ref: a chain of more than 100000 refs",
+                                path_of(c, s));
+                else
+                    nomem(c);
+                s = NULL;
+                break;
+            }
+        }
         s = t;
     }
-    if (pure_ref(c, s)) {
-        rl__gb_fail(&c->g, RL_ERR_INVALID_ARG, "%s/$ref: the references go round in a circle",
-                    path_of(c, s));
-        return NULL;
-    }
+    rl__smap_free(&seen);
     return s;
 }
 
@@ -261,6 +277,11 @@ static bool add_item(conv *c, leaf *l, const json_t *s, int32_t parent, leafset 
         }
         l->p = p;
         l->cap = cap;
+    }
+    if (l->n >= MAX_PIECES) {
+        leaf_free(l);
+        return rl__gb_fail(&c->g, RL_ERR_LIMIT, "%s: allOf/$ref combine more than %d schemas",
+                           path_of(c, s), MAX_PIECES);
     }
     int32_t me = (int32_t)l->n;
     l->p[l->n++] = (piece){s, parent};
@@ -597,7 +618,7 @@ static bool summarize(conv *c, const leaf *l, info *in) {
             bool ok = true;
             for (uint32_t k = 0; ok && k < l->n; k++) {
                 rl_status st = RL_OK;
-                int r = rl__schema_eval(c->sc, l->p[k].s, x, &st, NULL, 0);
+                int r = rl__schema_eval_ex(c->sc, l->p[k].s, x, true, &st, NULL, 0);
                 if (r < 0) {
                     json_decref(keep);
                     return rl__gb_fail(&c->g, st, "%s: checking an enum value: %s",
@@ -640,6 +661,7 @@ typedef struct objinfo {
      * name matches it and no other additional property is allowed) */
     const char *pat;
     plist pat_conj;
+    rl__smap idx; /* name -> index into p */
 } objinfo;
 
 static void obj_free(objinfo *o) {
@@ -647,18 +669,22 @@ static void obj_free(objinfo *o) {
     rl__free(o->p);
     pl_free(&o->extra);
     pl_free(&o->pat_conj);
+    rl__smap_free(&o->idx);
     memset(o, 0, sizeof *o);
 }
 
 static prop *obj_find(objinfo *o, const char *name) {
-    for (uint32_t i = 0; i < o->n; i++)
-        if (!strcmp(o->p[i].name, name)) return &o->p[i];
-    return NULL;
+    uint64_t i;
+    return rl__smap_get(&o->idx, name, strlen(name), &i) ? &o->p[i] : NULL;
 }
 
 static prop *obj_add(conv *c, objinfo *o, const char *name) {
     prop *p = obj_find(o, name);
     if (p) return p;
+    if (!rl__smap_put(&o->idx, name, strlen(name), o->n)) {
+        nomem(c);
+        return NULL;
+    }
     if (o->n == o->cap) {
         uint32_t cap = o->cap ? o->cap * 2 : 8;
         prop *v = rl__realloc(o->p, cap * sizeof *v);
@@ -1526,6 +1552,7 @@ static bool emit_number(conv *c, const info *in, bool int_only, rl__sstr *out, b
 typedef struct tnode {
     uint32_t cp;
     bool end;
+    bool block;         /* a name was cut here: no key goes on from this prefix */
     struct tnode *kids; /* array */
     uint32_t n, cap;
 } tnode;
@@ -1535,8 +1562,17 @@ static void trie_free(tnode *t) {
     rl__free(t->kids);
 }
 
+/* Names longer than this many code points are cut: keys that share the cut prefix are all
+ * left out (sound, and it bounds the nesting of the key rule). */
+#define TRIE_DEPTH 200
+
 static bool trie_add(tnode *t, const char *s, size_t n) {
+    size_t depth = 0;
     for (size_t i = 0; i < n;) {
+        if (depth++ == TRIE_DEPTH) {
+            t->block = true;
+            return true;
+        }
         uint32_t cp;
         size_t k = rl__sch_utf8_decode(s + i, n - i, &cp);
         if (!k) return true; /* not valid UTF-8: cannot be a key the grammar writes */
@@ -1598,19 +1634,23 @@ static void trie_emit(tnode *t, const char *kchar, rl__sstr *out) {
         tnode *k = &t->kids[i];
         int e = key_escape(k->cp);
         if (e < 0) continue;
+        if (e) {
+            if (e == '"' || e == '\\') rl__sstr_putc(&esc, '\\');
+            rl__sstr_putc(&esc, (char)e);
+        } else {
+            rl__gb_class_cp(&raw, k->cp);
+        }
+        if (k->block) continue; /* excluded above, nothing goes on from here */
         if (alts++) rl__sstr_puts(out, " | ");
         if (e) {
             char lit[8];
             snprintf(lit, sizeof lit, "\\%c", e);
             rl__gb_lit(out, lit, 2);
-            if (e == '"' || e == '\\') rl__sstr_putc(&esc, '\\');
-            rl__sstr_putc(&esc, (char)e);
         } else {
             rl__sstr u = {0};
             rl__sstr_put_cp(&u, k->cp);
             rl__gb_lit(out, u.p ? u.p : "", u.len);
             rl__sstr_free(&u);
-            rl__gb_class_cp(&raw, k->cp);
         }
         rl__sstr_putc(out, ' ');
         trie_emit(k, kchar, out);
@@ -1958,6 +1998,9 @@ static bool emit_array(conv *c, const info *in, const char *name, rl__sstr *out,
     }
     uint64_t lo = in->min_items, hi = in->max_items;
     if (hi != RL__RE_INF && n_prefix > hi) n_prefix = (uint32_t)hi;
+    if (n_prefix > MAX_PREFIX)
+        return rl__gb_fail(&c->g, RL_ERR_LIMIT, "%s: more than %d positional items",
+                           path_of(c, l->p[0].s), MAX_PREFIX);
     bool plain = !n_prefix && !lo && hi == RL__RE_INF && !in->unique_at;
     for (uint32_t i = 0; plain && i < l->n; i++) {
         const json_t *s = l->p[i].s;
@@ -2068,11 +2111,12 @@ static bool emit_array(conv *c, const info *in, const char *name, rl__sstr *out,
 typedef struct alts {
     char **v;
     uint32_t n, cap;
+    rl__smap seen;
 } alts;
 
 static bool alts_add(conv *c, alts *a, const char *s) {
-    for (uint32_t i = 0; i < a->n; i++)
-        if (!strcmp(a->v[i], s)) return true;
+    if (rl__smap_get(&a->seen, s, strlen(s), NULL)) return true;
+    if (!rl__smap_put(&a->seen, s, strlen(s), a->n)) return nomem(c);
     if (a->n == a->cap) {
         uint32_t cap = a->cap ? a->cap * 2 : 8;
         char **v = rl__realloc(a->v, cap * sizeof *v);
@@ -2088,6 +2132,7 @@ static bool alts_add(conv *c, alts *a, const char *s) {
 static void alts_free(alts *a) {
     for (uint32_t i = 0; i < a->n; i++) rl__free(a->v[i]);
     rl__free(a->v);
+    rl__smap_free(&a->seen);
     memset(a, 0, sizeof *a);
 }
 

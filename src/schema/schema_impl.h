@@ -127,6 +127,10 @@ const char *rl__sdoc_path(const rl__sdoc *d, const json_t *s);
 struct rl_schema;
 int rl__schema_eval(const struct rl_schema *sc, const json_t *s, const json_t *inst, rl_status *st,
                     char *err, size_t err_size);
+/* The same; skip_top_enum: do not check enum and const of s itself (the caller knows inst
+ * is among them). */
+int rl__schema_eval_ex(const struct rl_schema *sc, const json_t *s, const json_t *inst,
+                       bool skip_top_enum, rl_status *st, char *err, size_t err_size);
 const rl__sdoc *rl__schema_doc(const struct rl_schema *sc);
 /* Match s[0..len) against the pattern the schema compiled under key (a "pattern" value or
  * a patternProperties key pointer): 1, 0, or -1 when there is no such pattern or PCRE2

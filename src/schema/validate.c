@@ -392,6 +392,7 @@ typedef struct vctx {
     char *err;
     size_t err_size;
     bool said;
+    bool skip_top_enum; /* the caller checked enum and const of the outermost schema */
     rl__sstr ipath;
 } vctx;
 
@@ -918,12 +919,13 @@ static int ev2(vctx *c, const json_t *s, const json_t *x, bool *ann) {
             goto done;
         }
     }
-    if ((v = json_object_get(s, "const")) && !rl__json_equal(v, x)) {
+    bool skip = c->skip_top_enum && c->depth == 1;
+    if (!skip && (v = json_object_get(s, "const")) && !rl__json_equal(v, x)) {
         say(c, s, "const", "the value is not the constant");
         r = 0;
         goto done;
     }
-    if ((v = json_object_get(s, "enum")) && json_is_array(v)) {
+    if (!skip && (v = json_object_get(s, "enum")) && json_is_array(v)) {
         bool ok = false;
         for (size_t i = 0; !ok && i < json_array_size(v); i++)
             ok = rl__json_equal(json_array_get(v, i), x);
@@ -1050,7 +1052,12 @@ done:
 
 int rl__schema_eval(const rl_schema *sc, const json_t *s, const json_t *inst, rl_status *st,
                     char *err, size_t err_size) {
-    vctx c = {.sc = sc, .err = err, .err_size = err_size};
+    return rl__schema_eval_ex(sc, s, inst, false, st, err, err_size);
+}
+
+int rl__schema_eval_ex(const rl_schema *sc, const json_t *s, const json_t *inst, bool skip_top_enum,
+                       rl_status *st, char *err, size_t err_size) {
+    vctx c = {.sc = sc, .err = err, .err_size = err_size, .skip_top_enum = skip_top_enum};
     if (err && err_size) err[0] = 0;
     int r = ev(&c, s, inst);
     rl__sstr_free(&c.ipath);

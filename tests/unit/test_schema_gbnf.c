@@ -571,6 +571,38 @@ TEST(limits) {
         rl_grammar_free(g);
         rl_free_string(text);
     }
+    /* additional keys must differ from declared names, even very long ones */
+    for (int len = 300; len <= 100000; len *= 333) {
+        rl__sstr sc = {0};
+        rl__sstr_puts(&sc, "{\"properties\": {\"");
+        for (int i = 0; i < len; i++) rl__sstr_putc(&sc, 'k');
+        rl__sstr_puts(
+            &sc, "\": {\"type\": \"null\"}}, \"additionalProperties\": {\"type\": \"integer\"}}");
+        text = to_gbnf(sc.p, 0, &st);
+        CHECKF(st == RL_OK, "long name: %s", g_err);
+        rl_grammar *g = text && len < 1000 ? compile_gbnf(text) : NULL;
+        if (g) {
+            rl__sstr inst = {0};
+            rl__sstr_puts(&inst, "{\"");
+            for (int i = 0; i < len; i++) rl__sstr_putc(&inst, 'k');
+            rl__sstr_puts(&inst, "\":1}");
+            CHECK(!accepts(g, inst.p, inst.len)); /* the declared name with a wrong value */
+            CHECK(accepts(g, "{\"kk\":1}", 8));
+            rl__sstr_free(&inst);
+        }
+        rl_grammar_free(g);
+        rl_free_string(text);
+        rl__sstr_free(&sc);
+    }
+    /* many positional items */
+    rl__sstr pi = {0};
+    rl__sstr_puts(&pi, "{\"prefixItems\": [");
+    for (int i = 0; i < 100000; i++) rl__sstr_puts(&pi, i ? ",{}" : "{}");
+    rl__sstr_puts(&pi, "]}");
+    text = to_gbnf(pi.p, 0, &st);
+    CHECKF(st == RL_ERR_LIMIT && strstr(g_err, "more than 256 positional items"), "%s", g_err);
+    rl_free_string(text);
+    rl__sstr_free(&pi);
     /* a hostile pattern */
     text =
         to_gbnf("{\"type\": \"string\", \"pattern\": \"^((((((a{100}){100}){100})))))$\"}", 0, &st);
