@@ -1472,10 +1472,9 @@ RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
  * recursive rules). What a grammar cannot express (multipleOf, uniqueItems, not,
  * if/then/else, contains, dependent*, overlapping oneOf, number bounds of 16 or more
  * significant digits, a pattern with minLength/maxLength beyond one repetition between
- * fixed parts, unknown
- * formats, ...) fails with RL_ERR_UNSUPPORTED and a message naming the keyword and its
- * place ("#/properties/a/multipleOf: ..."), unless RL_SCHEMA_LENIENT is given. Formats:
- * date, time, date-time, uuid, email, ipv4, hostname, uri. */
+ * fixed parts, unknown formats, ...) fails with RL_ERR_UNSUPPORTED and a message naming
+ * the keyword and its place ("#/properties/a/multipleOf: ..."), unless RL_SCHEMA_LENIENT is
+ * given. Formats: date, time, date-time, uuid, email, ipv4, hostname, uri. */
 
 /* Drop what cannot be expressed instead of failing; each dropped constraint is listed as a
  * "# warning: ..." comment at the top of the grammar. */
@@ -1491,8 +1490,9 @@ RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
 
 /* Limits against hostile schemas and patterns (exceeding one: RL_ERR_LIMIT and a message):
  * schema nesting 512, 20000 rules, 8 MiB of grammar text, 1024 alternatives from one
- * combination of anyOf/oneOf/allOf, 256 prefixItems, counts of 2000 in one repetition
- * ({m,n}, minLength, maxItems, ...) and 200000 in the whole grammar, regex nesting 100. */
+ * combination of anyOf/oneOf/allOf, 4096 schemas merged into one of them, 256 prefixItems,
+ * counts of 2000 in one repetition ({m,n}, minLength, maxItems, ...) and 200000 in the
+ * whole grammar, regex nesting 100. */
 
 /* GBNF for the JSON Schema text schema_json[0..len) (start rule "root"); flags: RL_SCHEMA_*.
  * On success *gbnf_out is a NUL-terminated string the caller frees with rl_free_string.
