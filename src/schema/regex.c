@@ -483,15 +483,27 @@ static int64_t parse_atom(parser *p) {
                 perr(p, RL_ERR_UNSUPPORTED, at, "lookbehind is not supported");
                 return -1;
             } else if (rem >= 2 && g[1] == '<') {
+                /* a group name: an identifier ($, _, letters, digits after the first) */
                 size_t j = p->i + 2;
-                while (j < p->n && p->s[j] != '>') j++;
-                if (j >= p->n || j == p->i + 2) {
+                for (; j < p->n && p->s[j] != '>'; j++) {
+                    unsigned char ch = (unsigned char)p->s[j];
+                    bool ok = ch >= 0x80 || ch == '$' || ch == '_' ||
+                              ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+                              (j > p->i + 2 && ch >= '0' && ch <= '9');
+                    if (!ok) break;
+                }
+                if (j >= p->n || j == p->i + 2 || p->s[j] != '>') {
                     perr(p, RL_ERR_INVALID_ARG, at, "invalid group name");
                     return -1;
                 }
                 p->i = j + 1;
             } else {
-                perr(p, RL_ERR_UNSUPPORTED, at, "this group syntax is not supported");
+                size_t j = p->i + 1;
+                while (j < p->n && strchr("imsx-", p->s[j]) && p->s[j]) j++;
+                if (j > p->i + 1 && j < p->n && p->s[j] == ':')
+                    perr(p, RL_ERR_UNSUPPORTED, at, "pattern modifiers are not supported");
+                else
+                    perr(p, RL_ERR_INVALID_ARG, at, "invalid group");
                 return -1;
             }
         }

@@ -342,6 +342,17 @@ static void es_to_pcre(const char *s, size_t n, rl__sstr *o) {
 static rl_status compile_pattern(rl_schema *sc, const void *key, const char *pat, size_t len,
                                  const char *where, char *err, size_t err_size) {
     if (rl__pmap_get(&sc->re, key, NULL)) return RL_OK;
+    /* ECMAScript syntax first: PCRE2 gives meanings to what ECMAScript rejects ((?<*..),
+     * a++, (*VERB), ...) */
+    rl__re re;
+    char rerr[256];
+    rl_status rst = rl__re_parse(pat, len, &re, rerr, sizeof rerr);
+    if (rst == RL_OK) rl__re_free(&re);
+    if (rst == RL_ERR_NOMEM) return RL_ERR_NOMEM;
+    if (rst == RL_ERR_INVALID_ARG) {
+        rl__fmt(err, err_size, "%s: invalid pattern: %s", where, rerr);
+        return RL_ERR_INVALID_ARG;
+    }
     rl__sstr t = {0};
     es_to_pcre(pat, len, &t);
     if (t.oom) {

@@ -251,6 +251,13 @@ TEST(ecmascript_patterns) {
     char err[512];
     CHECK_EQ_INT(COMPILE("{\"pattern\": \"(\"}", 0, err, sizeof err), RL_ERR_INVALID_ARG);
     CHECKF(strstr(err, "#/pattern: invalid pattern"), "%s", err);
+    /* what PCRE2 would read but ECMAScript rejects */
+    static const char *const not_es[] = {"{\"pattern\": \"(?<*a)b\"}", "{\"pattern\": \"a++\"}",
+                                         "{\"pattern\": \"(?>a)\"}", "{\"pattern\": \"(*FAIL)\"}"};
+    for (size_t i = 0; i < RL_ARRAY_LEN(not_es); i++) {
+        CHECK_EQ_INT(COMPILE(not_es[i], 0, err, sizeof err), RL_ERR_INVALID_ARG);
+        CHECKF(strstr(err, "#/pattern: invalid pattern: regex: "), "%s", err);
+    }
 }
 
 TEST(draft7_spellings) {
