@@ -1820,7 +1820,9 @@ static bool emit_object(conv *c, const info *in, const char *name, rl__sstr *out
             char *vh = sub_hint(name, "pattern-value");
             if (ok && !nv) ok = vh ? visit(c, &o.pat_conj, vh, &vexpr, &vnv) : nomem(c);
             if (ok && !nv && !vnv) {
-                rl__sstr_printf(&kb, "\"\\\"\" %s%s\"\\\"\"", content.len ? content.p : "",
+                bool grp = content.len && rl__gb_needs_group(content.p);
+                rl__sstr_printf(&kb, "\"\\\"\" %s%s%s%s\"\\\"\"", grp ? "(" : "",
+                                content.len ? content.p : "", grp ? ")" : "",
                                 content.len ? " " : "");
                 const char *key = kb.oom ? NULL : rl__gb_add(&c->g, kh, kb.p);
                 rl__sstr body = {0};

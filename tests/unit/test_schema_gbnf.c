@@ -219,6 +219,12 @@ static const gcase CASES[] = {
      {0},
      {"{}", "{\"a\":1}"},
      {"{\"b\":1}"}},
+    /* a pattern with alternatives names the properties */
+    {"{\"patternProperties\": {\"^x|y$\": {\"type\": \"boolean\"}}}",
+     0,
+     {0},
+     {"{}", "{\"xa\":true,\"by\":false}"},
+     {"{\"a\":true}", "{\"x\":1}"}},
     /* required properties that no "properties" declares */
     {"{\"type\": \"object\", \"required\": [\"id\"]}", 0, {0}, {"{\"id\":[1]}"}, {"{}"}},
     /* recursion */
