@@ -457,7 +457,7 @@ static bool summarize(conv *c, const leaf *l, info *in) {
     in->l = l;
     in->types = in->spec_types = T_ALL;
     in->max_len = in->max_items = in->max_props = RL__RE_INF;
-    unsigned suggested = 0;
+    unsigned suggested = 0, neg_max = 0;
     bool has_type = false;
     for (uint32_t i = 0; i < l->n && c->g.st == RL_OK; i++) {
         const json_t *s = l->p[i].s;
@@ -514,6 +514,7 @@ static bool summarize(conv *c, const leaf *l, info *in) {
             suggested |= T_STR;
         }
         if ((v = json_object_get(s, "maxLength")) && json_is_number(v)) {
+            if (json_number_value(v) < 0) neg_max |= T_STR; /* no such value has fewer */
             uint64_t n = count_floor(v);
             if (n < in->max_len) in->max_len = n;
             suggested |= T_STR;
@@ -545,6 +546,7 @@ static bool summarize(conv *c, const leaf *l, info *in) {
             suggested |= T_ARR;
         }
         if ((v = json_object_get(s, "maxItems")) && json_is_number(v)) {
+            if (json_number_value(v) < 0) neg_max |= T_ARR; /* no such value has fewer */
             uint64_t n = count_floor(v);
             if (n < in->max_items) in->max_items = n;
             suggested |= T_ARR;
@@ -571,6 +573,7 @@ static bool summarize(conv *c, const leaf *l, info *in) {
             suggested |= T_OBJ;
         }
         if ((v = json_object_get(s, "maxProperties")) && json_is_number(v)) {
+            if (json_number_value(v) < 0) neg_max |= T_OBJ; /* no such value has fewer */
             uint64_t n = count_floor(v);
             if (n < in->max_props) in->max_props = n, in->max_props_at = s;
             suggested |= T_OBJ;
@@ -603,11 +606,10 @@ static bool summarize(conv *c, const leaf *l, info *in) {
             !unsupported(c, s, "$recursiveRef", "not supported"))
             return false;
     }
-    in->types &= in->spec_types;
-    if (in->spec_types & T_NUM) {
-        /* "number" allows integers; keep T_INT meaning "integers allowed" */
-    }
-    if (!has_type && !(c->flags & RL_SCHEMA_NO_TYPE_INFERENCE) && suggested && !in->has_enum)
+    in->types &= in->spec_types & ~neg_max;
+    /* without "type", the type the keywords suggest (when one of them is possible) */
+    if (!has_type && !(c->flags & RL_SCHEMA_NO_TYPE_INFERENCE) && (in->types & suggested) &&
+        !in->has_enum)
         in->types &= suggested;
     if (in->has_enum) {
         /* keep the values every piece accepts */

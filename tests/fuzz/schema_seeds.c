@@ -34,6 +34,12 @@ static const char *const SCHEMAS[] = {
     "{\"unevaluatedProperties\":false,\"allOf\":[{\"properties\":{\"a\":{}}}],\"properties\":"
     "{\"b\":{}}}",
     "true",
+    "{\"type\":\"number\",\"exclusiveMinimum\":-0.125,\"maximum\":2.25}",
+    "{\"patternProperties\":{\"^x|y$\":{\"type\":\"boolean\"}},\"properties\":{\"a\":{}}}",
+    "{\"allOf\":[{\"properties\":{\"a\":{\"type\":\"string\",\"format\":\"uri\"}}}],"
+    "\"unevaluatedProperties\":{\"type\":\"integer\",\"minimum\":1.5}}",
+    "{\"type\":\"array\",\"prefixItems\":[{\"enum\":[1,2]},{\"type\":\"null\"}],"
+    "\"items\":{\"type\":\"string\",\"pattern\":\"^[a-c]{1,3}$\"},\"minItems\":3}",
 };
 
 static const char *const REGEXES[] = {
