@@ -830,7 +830,10 @@ bool gen_out_delta(gen_out *o, const srv *s, const rl_engine_event *ev, sbuf *ss
             json_object_set_new(ch, "finish_reason", json_null());
             ok = ok && emit_choice(o, s, sse, ch);
         }
-        if (ev->text_len || (o->logprobs && ev->n_tokens)) {
+        /* A chunk per step that produced tokens, even when their text is held back (part
+         * of a UTF-8 character, a possible stop string) or empty (a control token): the
+         * client sees each token when it is produced, as from OpenAI and llama.cpp. */
+        if (ev->text_len || ev->n_tokens) {
             json_t *ch = json_object();
             json_object_set_new(ch, "index", json_integer(k));
             json_t *d = json_object();
@@ -868,7 +871,7 @@ bool gen_out_delta(gen_out *o, const srv *s, const rl_engine_event *ev, sbuf *ss
         o->offset[k] = o->echo_len;
     }
     sbuf_add(&text, ev->text, ev->text_len);
-    if (text.len || (o->logprobs && ev->n_tokens)) {
+    if (text.len || ev->n_tokens) { /* a chunk per step with tokens, as for chat */
         json_t *ch = json_object();
         json_object_set_new(ch, "text", json_text(text.p, text.len));
         json_object_set_new(ch, "index", json_integer(k));

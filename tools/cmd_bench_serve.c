@@ -8,8 +8,9 @@
  * One thread drives every stream through libcurl's multi interface: C transfers are kept
  * in flight, a finished one is replaced by the next request until N were sent. Times are
  * taken when bytes arrive: TTFT from the start of the transfer to the first chunk that
- * carries text (or a finish reason); the inter-token latency is the time between two
- * chunks that carry text (a chunk may carry several tokens when the server coalesces:
+ * carries tokens (text, even empty text outside the finish and role chunks: a model's
+ * control tokens have none) or a finish reason; the inter-token latency is the time
+ * between two chunks that carry tokens (a chunk may carry several when the server coalesces:
  * tokens_per_chunk says how many on average); throughput is the completion tokens the
  * servers' usage reports over the wall time of the run.
  *
@@ -253,10 +254,15 @@ static void on_event(xfer *x, const char *data, double t) {
     }
     json_t *ch = json_array_get(json_object_get(j, "choices"), 0);
     if (ch) {
+        json_t *delta = json_object_get(ch, "delta");
         json_t *txt = json_object_get(ch, "text");
-        if (!txt) txt = json_object_get(json_object_get(ch, "delta"), "content");
+        if (!txt) txt = json_object_get(delta, "content");
         json_t *fin = json_object_get(ch, "finish_reason");
-        bool has_text = json_is_string(txt) && json_string_length(txt) > 0;
+        /* a chunk of tokens: text, or empty text that is neither the finish chunk nor the
+         * chat role chunk (tokens whose text is held back or empty: control tokens) */
+        bool has_text = json_is_string(txt) &&
+                        (json_string_length(txt) > 0 ||
+                         (!json_is_string(fin) && !json_object_get(delta, "role")));
         if (json_is_string(fin)) x->finished = true;
         if (has_text || json_is_string(fin)) {
             if (x->t_first == 0) x->t_first = t;
