@@ -13,33 +13,35 @@
 # With the workplace's device tool: prepare, then run `bash scripts/cuda-device-check.sh run`
 # carrying device/. Set BENCH_SHAPES (default "llama3-1b:Q4_K_M") to benchmark other
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
+# DEVICE_DIR=device-NAME to use another carried folder (one per helper),
 # SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
 # for Nsight Compute kernel times of two decode steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
+dev=${DEVICE_DIR:-device} # the carried folder (git-ignored): device/ or device-<name>/
 
 if [ "$mode" = prepare ]; then
     build=${2:-build-cuda}
     shared=${RUVLLM_TESTDATA:-$(cd .. && pwd)/shared}
-    rm -rf device/bin device/libs device/testdata
-    mkdir -p device/bin device/libs device/testdata/models/zoo device/testdata/golden
+    rm -rf $dev/bin $dev/libs $dev/testdata
+    mkdir -p $dev/bin $dev/libs $dev/testdata/models/zoo $dev/testdata/golden
     for b in test_cuda_ops test_cuda_model test_device_param bench_cuda; do
-        strip -o device/bin/$b "$build/$b" || exit 1
+        strip -o $dev/bin/$b "$build/$b" || exit 1
     done
     for l in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2; do
-        cp -L "/lib/x86_64-linux-gnu/$l" device/libs/ || exit 1
+        cp -L "/lib/x86_64-linux-gnu/$l" $dev/libs/ || exit 1
     done
-    cp "$shared"/models/stories260K*.gguf device/testdata/models/
+    cp "$shared"/models/stories260K*.gguf $dev/testdata/models/
     for m in llama3-F32 llama3-Q8_0 llama3-Q4_K_M gemma2-F32 phi3-Q4_K_M qwen2moe-Q8_0; do
-        cp "$shared/models/zoo/$m.gguf" device/testdata/models/zoo/
+        cp "$shared/models/zoo/$m.gguf" $dev/testdata/models/zoo/
     done
     for g in stories260K stories260K-f16 stories260K-q8_0 stories260K-q5_1 stories260K-q5_0 \
              stories260K-q4_1 stories260K-q4_0.norepack llama3-F32 llama3-Q8_0 \
              llama3-Q4_K_M.norepack gemma2-F32 phi3-Q4_K_M.norepack qwen2moe-Q8_0; do
-        cp "$shared/golden/$g.json" "$shared/golden/$g.logits.bin" device/testdata/golden/
+        cp "$shared/golden/$g.json" "$shared/golden/$g.logits.bin" $dev/testdata/golden/
     done
-    du -sh device
+    du -sh $dev
     exit 0
 fi
 
@@ -51,12 +53,12 @@ fi
 out=${2:-${OUT:-/tmp/cuda-out}}
 mkdir -p "$out" /tmp/cuda-build
 root=$(pwd)
-export LD_LIBRARY_PATH="$root/device/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export RUVLLM_TESTDATA="$root/device/testdata" RUVLLM_BUILD_DIR=/tmp/cuda-build
+export LD_LIBRARY_PATH="$root/$dev/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export RUVLLM_TESTDATA="$root/$dev/testdata" RUVLLM_BUILD_DIR=/tmp/cuda-build
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
     2>&1 | tee "$out/gpu.txt"
-cd device/bin || exit 1
+cd $dev/bin || exit 1
 for t in test_device_param test_cuda_ops test_cuda_model; do
     echo "== $t"
     timeout 400 "./$t" >"$out/$t.log" 2>&1

@@ -8,19 +8,21 @@
  * run on. An op handed a pointer into a mapped range (a weight's data, a norm weight, a
  * bias) reads the copy; any other pointer is device memory from alloc.
  *
- * Host arrays. Everything runs in order on the backend's one stream. A host array an op
- * needs is copied with cudaMemcpyAsync into device scratch right before its kernel: a
- * copy from pageable memory is staged by the driver before the call returns, and stream
- * order keeps the next op's copy from overwriting scratch an earlier kernel still reads.
- * Arrays that repeat within a pass (the RoPE table of the pass's positions, the KV cells,
- * the attention cell lists and spans: the same for every layer) are remembered by content
- * in a few slots, so a decode step copies them once, not once per layer.
+ * Queue. The ops record their launches (step.h) instead of making them; the records run
+ * when a result is needed on the host (to_host, sync, free), as one CUDA graph when the
+ * same records ran before (a decode step). A host array an op needs (ids, positions,
+ * cells, spans) is copied into the queue's pinned arena when the op is called, and the
+ * whole arena goes to the device in one copy before the records run. Arrays that repeat
+ * within a pass (the RoPE table of the pass's positions, the KV cells, the attention cell
+ * lists and spans: the same for every layer) are remembered by content, so a decode step
+ * stages them once, not once per layer.
  *
  * Errors. The void ops report CUDA failures through a sticky status that sync returns
  * (the context calls it after every pass); the first one is also printed, since a device
  * fault has no other place to say what failed.
  */
 #include "cuda_impl.h"
+#include "step.h"
 
 #include "../backend.h"
 #include "../cpu/backend_cpu.h"
@@ -77,8 +79,8 @@ _Static_assert(sizeof(block_iq4_xs) == RL_CU_IQ4_XS_BYTES &&
                    offsetof(block_iq4_xs, qs) == RL_CU_IQ4_XS_QS,
                "iq4_xs");
 
-#define CU_MEMO_SLOTS 6
 #define CU_WS_BYTES ((size_t)16 << 20) /* attention partials */
+#define CU_COPY_DIRECT ((size_t)64 << 10) /* from_host above this copies at once */
 
 typedef struct cu_range {
     uintptr_t host;
@@ -97,24 +99,14 @@ typedef struct cu_store {
     size_t n, cap;
 } cu_store;
 
-typedef struct cu_memo {
-    uint8_t *key; /* host copy of the key */
-    size_t key_bytes, key_cap;
-    void *dev; /* the payload on the device */
-    size_t dev_cap;
-    bool valid;
-} cu_memo;
-
 typedef struct cu_backend {
     cu_store *store;
     cudaStream_t stream;
+    cu_step q;            /* the queued ops (step.h) */
+    bool q_ok;            /* q was set up */
     uint8_t *kbuf, *pbuf; /* host scratch: memo keys, payloads / packed arrays */
     size_t kcap, pcap;
-    void *dstage; /* device scratch for per-op host arrays */
-    size_t dstage_cap;
     float *ws;
-    cu_memo memo[CU_MEMO_SLOTS];
-    int memo_next;
     rl_status err;
 } cu_backend;
 
@@ -124,6 +116,10 @@ static void fail(cu_backend *c, cudaError_t e, const char *what) {
     if (e == cudaSuccess || c->err != RL_OK) return;
     c->err = e == cudaErrorMemoryAllocation ? RL_ERR_NOMEM : RL_ERR_INTERNAL;
     fprintf(stderr, "ruvllm: cuda: %s: %s\n", what, cudaGetErrorString(e));
+}
+
+static void nomem(cu_backend *c) {
+    if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
 }
 
 /* The device current on this thread as this file last set it: every op makes its
@@ -140,6 +136,20 @@ static cudaError_t set_device(int d) {
 
 static void use_device(cu_backend *c) { fail(c, set_device(c->store->device), "set device"); }
 
+/* Run the queued ops (they launch nothing until a result is needed: step.h). */
+static void flush(cu_backend *c) {
+    const char *what;
+    use_device(c);
+    fail(c, rl__cu_step_flush(&c->q, &what), what);
+}
+
+/* A record of op for the queue, or NULL (out of memory, recorded as the op's error). */
+static cu_rec *push(cu_backend *c, cu_op op) {
+    cu_rec *r = rl__cu_step_push(&c->q, op);
+    if (!r) nomem(c);
+    return r;
+}
+
 /* ---- host scratch ---- */
 static bool grow_host(uint8_t **buf, size_t *cap, size_t need) {
     if (need <= *cap) return true;
@@ -151,59 +161,26 @@ static bool grow_host(uint8_t **buf, size_t *cap, size_t need) {
     return true;
 }
 
-/* A device buffer of at least need bytes in *p (capacity *cap); the stream is drained
- * before an old buffer is freed, since queued kernels may still read it. */
-static bool grow_dev(cu_backend *c, void **p, size_t *cap, size_t need) {
-    if (need <= *cap) return true;
-    size_t n = RL_MAX(need, RL_MAX(*cap * 2, (size_t)4096));
-    if (*p) {
-        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
-        cudaFree(*p);
-        *p = NULL;
-        *cap = 0;
-    }
-    cudaError_t e = cudaMalloc(p, n);
-    if (e != cudaSuccess) {
-        *p = NULL;
-        fail(c, e, "scratch allocation");
+/* bytes of a host array into the queue's arena: its offset there, or false. */
+static bool stage(cu_backend *c, const void *host, size_t bytes, size_t *at) {
+    if (rl__cu_step_put(&c->q, host, bytes, bytes, at)) return true;
+    nomem(c);
+    return false;
+}
+
+/* The arena offset of the payload remembered under the key in c->kbuf[0..kb) in this
+ * queue, else of payload (pb bytes, room for cap) put there now. Arrays that repeat
+ * within a pass (the RoPE table of the pass's positions, the KV cells, the attention
+ * cell lists and spans: the same for every layer) go to the device once. */
+static bool memo_stage(cu_backend *c, size_t kb, const void *payload, size_t pb, size_t cap,
+                       size_t *at) {
+    if (rl__cu_step_memo_find(&c->q, c->kbuf, kb, at)) return true;
+    if (!rl__cu_step_put(&c->q, payload, pb, cap, at)) {
+        nomem(c);
         return false;
     }
-    *cap = n;
+    rl__cu_step_memo_put(&c->q, c->kbuf, kb, *at);
     return true;
-}
-
-/* The device copy of bytes of host memory, valid for the kernels of this op. */
-static const void *stage(cu_backend *c, const void *host, size_t bytes) {
-    if (!grow_dev(c, &c->dstage, &c->dstage_cap, bytes)) return NULL;
-    fail(c, cudaMemcpyAsync(c->dstage, host, bytes, cudaMemcpyHostToDevice, c->stream),
-         "copy to device");
-    return c->dstage;
-}
-
-/* The device payload remembered under the key in c->kbuf[0..kb), or NULL. */
-static const void *memo_find(cu_backend *c, size_t kb) {
-    for (int i = 0; i < CU_MEMO_SLOTS; i++) {
-        const cu_memo *m = &c->memo[i];
-        if (m->valid && m->key_bytes == kb && !memcmp(m->key, c->kbuf, kb)) return m->dev;
-    }
-    return NULL;
-}
-
-/* Remember payload (host, pb bytes) under the key in c->kbuf[0..kb); its device copy. */
-static const void *memo_put(cu_backend *c, size_t kb, const void *payload, size_t pb) {
-    cu_memo *m = &c->memo[c->memo_next];
-    c->memo_next = (c->memo_next + 1) % CU_MEMO_SLOTS;
-    m->valid = false;
-    if (!grow_host(&m->key, &m->key_cap, kb) || !grow_dev(c, &m->dev, &m->dev_cap, pb)) {
-        if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
-        return NULL;
-    }
-    fail(c, cudaMemcpyAsync(m->dev, payload, pb, cudaMemcpyHostToDevice, c->stream),
-         "copy to device");
-    memcpy(m->key, c->kbuf, kb);
-    m->key_bytes = kb;
-    m->valid = true;
-    return m->dev;
 }
 
 /* ---- pointers ---- */
@@ -257,7 +234,7 @@ static void *cu_alloc(rl_backend *be, size_t bytes) {
 static void cu_free(rl_backend *be, void *p) {
     if (!p) return;
     cu_backend *c = CU(be);
-    use_device(c);
+    flush(c);
     fail(c, cudaStreamSynchronize(c->stream), "synchronize");
     fail(c, cudaFree(p), "free");
 }
@@ -265,15 +242,26 @@ static void cu_free(rl_backend *be, void *p) {
 static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
-    use_device(c);
+    flush(c);
     fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "copy to host");
     fail(c, cudaStreamSynchronize(c->stream), "synchronize");
 }
 
+/* Small copies join the queue through the arena; large ones (uploads) go at once. */
 static void cu_from_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
-    use_device(c);
+    if (bytes <= CU_COPY_DIRECT) {
+        size_t at;
+        if (!stage(c, src, bytes, &at)) return;
+        cu_rec *r = push(c, CU_OP_COPY);
+        if (!r) return;
+        r->copy.dst = dst;
+        r->copy.at = at;
+        r->copy.bytes = bytes;
+        return;
+    }
+    flush(c);
     fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "copy to device");
 }
 
@@ -305,13 +293,17 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
     if (st != RL_OK) return st;
     const bool quant = rl_type_is_quantized(w->type);
     if (quant && (w->ne[0] % 8 || (uintptr_t)x % 16)) return RL_ERR_INVALID_ARG;
-    use_device(c);
-    cudaError_t e = rl__cu_matmul(c->stream, (int)w->type, quant || vec_ok(w, wd, x), wd,
-                                  w->row_bytes, w->ne[1], w->ne[0], x, n, y);
-    if (e != cudaSuccess) {
-        fail(c, e, "matmul");
-        return RL_ERR_INTERNAL;
-    }
+    cu_rec *r = push(c, CU_OP_MATMUL);
+    if (!r) return RL_ERR_NOMEM;
+    r->mm.type = (int)w->type;
+    r->mm.vec = quant || vec_ok(w, wd, x);
+    r->mm.w = wd;
+    r->mm.row_bytes = w->row_bytes;
+    r->mm.rows = w->ne[1];
+    r->mm.K = w->ne[0];
+    r->mm.x = x;
+    r->mm.n = n;
+    r->mm.y = y;
     return c->err;
 }
 
@@ -324,21 +316,32 @@ static void cu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids, 
         if (c->err == RL_OK) c->err = RL_ERR_INVALID_ARG;
         return;
     }
-    use_device(c);
-    const int32_t *d_ids = stage(c, ids, (size_t)n * sizeof(int32_t));
-    if (!d_ids) return;
-    const bool vec = rl_type_is_quantized(w->type) ||
-                     (w->ne[0] % 8 == 0 && w->row_bytes % 16 == 0 && (uintptr_t)wd % 16 == 0);
-    fail(c, rl__cu_get_rows(c->stream, (int)w->type, vec, wd, w->row_bytes, w->ne[0], d_ids, n, y),
-         "get_rows");
+    size_t at;
+    if (!stage(c, ids, (size_t)n * sizeof(int32_t), &at)) return;
+    cu_rec *r = push(c, CU_OP_GET_ROWS);
+    if (!r) return;
+    r->mm.type = (int)w->type;
+    r->mm.vec = rl_type_is_quantized(w->type) ||
+                (w->ne[0] % 8 == 0 && w->row_bytes % 16 == 0 && (uintptr_t)wd % 16 == 0);
+    r->mm.w = wd;
+    r->mm.row_bytes = w->row_bytes;
+    r->mm.K = w->ne[0];
+    r->mm.n = n;
+    r->mm.y = y;
+    r->mm.ids_at = at;
 }
 
 static void cu_rmsnorm(rl_backend *be, const float *x, int64_t n, int64_t dim, float eps,
                        const float *w, float *y) {
     cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_rmsnorm(c->stream, x, n, dim, eps, w ? dev_ptr(c->store, w) : NULL, y),
-         "rmsnorm");
+    cu_rec *r = push(c, CU_OP_RMSNORM);
+    if (!r) return;
+    r->ew.a = x;
+    r->ew.n = n;
+    r->ew.dim = dim;
+    r->ew.f = eps;
+    r->ew.b = w ? dev_ptr(c->store, w) : NULL;
+    r->ew.x = y;
 }
 
 /* The key of a RoPE table: the parameters (freq_factors by address: model memory that
@@ -355,7 +358,6 @@ static void cu_rope(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_h
                     int32_t head_dim, const int32_t *pos, const rl_rope_params *p) {
     cu_backend *c = CU(be);
     if (n <= 0) return;
-    use_device(c);
     rope_key k;
     memset(&k, 0, sizeof k);
     k.tag = 0x45504f52u; /* "ROPE" */
@@ -373,150 +375,179 @@ static void cu_rope(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_h
     const size_t pb = (size_t)n * sizeof(int32_t), kb = sizeof k + pb;
     const size_t tb = (size_t)n * (size_t)p->n_rot * sizeof(float);
     if (!grow_host(&c->kbuf, &c->kcap, kb) || !grow_host(&c->pbuf, &c->pcap, tb)) {
-        if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
+        nomem(c);
         return;
     }
     memcpy(c->kbuf, &k, sizeof k);
     memcpy(c->kbuf + sizeof k, pos, pb);
-    const void *tab = memo_find(c, kb);
-    if (!tab) {
+    size_t at;
+    if (!rl__cu_step_memo_find(&c->q, c->kbuf, kb, &at)) {
         float *t = (float *)c->pbuf;
-        for (int64_t r = 0; r < n; r++) rl__rope_cache(p, pos[r], t + r * p->n_rot);
-        tab = memo_put(c, kb, t, tb);
-        if (!tab) return;
+        for (int64_t i = 0; i < n; i++) rl__rope_cache(p, pos[i], t + i * p->n_rot);
+        if (!memo_stage(c, kb, t, tb, tb, &at)) return;
     }
-    fail(c,
-         rl__cu_rope(c->stream, x, n, ld, n_head, head_dim, p->n_rot, p->mode == RL_ROPE_NEOX, tab),
-         "rope");
+    cu_rec *r = push(c, CU_OP_ROPE);
+    if (!r) return;
+    r->ew.x = x;
+    r->ew.n = n;
+    r->ew.ld = ld;
+    r->ew.i0 = n_head;
+    r->ew.i1 = head_dim;
+    r->ew.i2 = p->n_rot;
+    r->ew.flag = p->mode == RL_ROPE_NEOX;
+    r->ew.at0 = at;
 }
 
 static void cu_add_row(rl_backend *be, float *x, int64_t n, int64_t dim, int64_t ld,
                        const float *b) {
     cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_add_row(c->stream, x, n, dim, ld, dev_ptr(c->store, b)), "add_row");
+    cu_rec *r = push(c, CU_OP_ADD_ROW);
+    if (!r) return;
+    r->ew.x = x;
+    r->ew.n = n;
+    r->ew.dim = dim;
+    r->ew.ld = ld;
+    r->ew.a = dev_ptr(c->store, b);
+}
+
+/* x op= over n values: add (a), scale, softcap, fill (f). */
+static void ew1(rl_backend *be, cu_op op, float *x, const float *a, int64_t n, float f) {
+    cu_rec *r = push(CU(be), op);
+    if (!r) return;
+    r->ew.x = x;
+    r->ew.a = a;
+    r->ew.n = n;
+    r->ew.f = f;
 }
 
 static void cu_add(rl_backend *be, float *x, const float *y, int64_t n) {
-    cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_add(c->stream, x, y, n), "add");
+    ew1(be, CU_OP_ADD, x, y, n, 0.0f);
 }
 
 static void cu_scale(rl_backend *be, float *x, int64_t n, float s) {
-    cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_scale(c->stream, x, n, s), "scale");
+    ew1(be, CU_OP_SCALE, x, NULL, n, s);
 }
 
 static void cu_softcap(rl_backend *be, float *x, int64_t n, float cap) {
-    cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_softcap(c->stream, x, n, cap), "softcap");
+    ew1(be, CU_OP_SOFTCAP, x, NULL, n, cap);
 }
 
 static void cu_fill(rl_backend *be, float *x, int64_t n, float v) {
-    cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_fill(c->stream, x, n, v), "fill");
+    ew1(be, CU_OP_FILL, x, NULL, n, v);
 }
 
 static void cu_glu(rl_backend *be, rl_glu_act act, const float *gate, int64_t ld_g, const float *up,
                    int64_t ld_u, int64_t n, int64_t dim, float *out) {
-    cu_backend *c = CU(be);
-    use_device(c);
-    fail(c, rl__cu_glu(c->stream, act == RL_GLU_SILU ? 0 : 1, gate, ld_g, up, ld_u, n, dim, out),
-         "glu");
+    cu_rec *r = push(CU(be), CU_OP_GLU);
+    if (!r) return;
+    r->ew.i0 = act == RL_GLU_SILU ? 0 : 1;
+    r->ew.a = gate;
+    r->ew.ld = ld_g;
+    r->ew.b = up;
+    r->ew.ld2 = ld_u;
+    r->ew.n = n;
+    r->ew.dim = dim;
+    r->ew.x = out;
 }
 
 static void cu_get_rows_f32(rl_backend *be, const float *src, const int32_t *ids, int64_t n,
                             int64_t dim, float *dst) {
     cu_backend *c = CU(be);
     if (n <= 0) return;
-    use_device(c);
-    const int32_t *d_ids = stage(c, ids, (size_t)n * sizeof(int32_t));
-    if (!d_ids) return;
-    fail(c, rl__cu_get_rows_f32(c->stream, src, d_ids, n, dim, dst), "get_rows_f32");
+    size_t at;
+    if (!stage(c, ids, (size_t)n * sizeof(int32_t), &at)) return;
+    cu_rec *r = push(c, CU_OP_GET_ROWS_F32);
+    if (!r) return;
+    r->ew.a = src;
+    r->ew.at0 = at;
+    r->ew.n = n;
+    r->ew.dim = dim;
+    r->ew.x = dst;
 }
 
 static void cu_add_rows_scaled(rl_backend *be, float *x, int64_t dim, const int32_t *ids,
                                const float *w, int64_t n, const float *y) {
     cu_backend *c = CU(be);
     if (n <= 0) return;
-    use_device(c);
-    const size_t ib = (size_t)n * sizeof(int32_t), wb = (size_t)n * sizeof(float);
-    if (!grow_host(&c->pbuf, &c->pcap, ib + wb)) {
-        if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
+    size_t ai, aw;
+    if (!stage(c, ids, (size_t)n * sizeof(int32_t), &ai) ||
+        !stage(c, w, (size_t)n * sizeof(float), &aw))
         return;
-    }
-    memcpy(c->pbuf, ids, ib);
-    memcpy(c->pbuf + ib, w, wb);
-    const uint8_t *d = stage(c, c->pbuf, ib + wb);
-    if (!d) return;
-    fail(c,
-         rl__cu_add_rows_scaled(c->stream, x, dim, (const int32_t *)d, (const float *)(d + ib), n,
-                                y),
-         "add_rows_scaled");
+    cu_rec *r = push(c, CU_OP_ADD_ROWS_SCALED);
+    if (!r) return;
+    r->ew.x = x;
+    r->ew.dim = dim;
+    r->ew.at0 = ai;
+    r->ew.at1 = aw;
+    r->ew.n = n;
+    r->ew.a = y;
 }
 
-/* The device copy of a cell list (remembered: every layer of a pass writes the same). */
-static const int32_t *cells_dev(cu_backend *c, const int32_t *cells, int64_t n) {
+/* The arena offset of a cell list (remembered: every layer of a pass writes the same). */
+static bool cells_stage(cu_backend *c, const int32_t *cells, int64_t n, size_t *at) {
     const uint32_t tag = 0x4c4c4543u; /* "CELL" */
     const size_t cb = (size_t)n * sizeof(int32_t), kb = sizeof tag + cb;
     if (!grow_host(&c->kbuf, &c->kcap, kb)) {
-        if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
-        return NULL;
+        nomem(c);
+        return false;
     }
     memcpy(c->kbuf, &tag, sizeof tag);
     memcpy(c->kbuf + sizeof tag, cells, cb);
-    const void *d = memo_find(c, kb);
-    if (!d) d = memo_put(c, kb, cells, cb);
-    return d;
+    return memo_stage(c, kb, cells, cb, cb, at);
+}
+
+static void kv_rec(cu_backend *c, cu_op op, const rl_kv_layer *kv, bool is_v, const float *src,
+                   int64_t ld, int64_t n, size_t at0, size_t at1) {
+    cu_rec *r = push(c, op);
+    if (!r) return;
+    r->kv.type = (int)kv->type;
+    r->kv.tab = is_v ? kv->v : kv->k;
+    r->kv.row_bytes = is_v ? kv->v_row_bytes : kv->k_row_bytes;
+    r->kv.src = src;
+    r->kv.ld = ld;
+    r->kv.ne = is_v ? kv->n_embd_v : kv->n_embd_k;
+    r->kv.n = n;
+    r->kv.at0 = at0;
+    r->kv.at1 = at1;
 }
 
 static void cu_kv_write(rl_backend *be, const rl_kv_layer *kv, const float *k, int64_t ld_k,
                         const float *v, int64_t ld_v, int64_t n, const int32_t *cells) {
     cu_backend *c = CU(be);
     if (n <= 0) return;
-    use_device(c);
-    const int32_t *d = cells_dev(c, cells, n);
-    if (!d) return;
-    fail(c,
-         rl__cu_kv_write(c->stream, (int)kv->type, kv->k, kv->k_row_bytes, k, ld_k, kv->n_embd_k, n,
-                         d),
-         "kv_write K");
-    fail(c,
-         rl__cu_kv_write(c->stream, (int)kv->type, kv->v, kv->v_row_bytes, v, ld_v, kv->n_embd_v, n,
-                         d),
-         "kv_write V");
+    size_t at;
+    if (!cells_stage(c, cells, n, &at)) return;
+    kv_rec(c, CU_OP_KV_WRITE, kv, false, k, ld_k, n, at, 0);
+    kv_rec(c, CU_OP_KV_WRITE, kv, true, v, ld_v, n, at, 0);
 }
 
 static void cu_kv_copy(rl_backend *be, const rl_kv_layer *kv, const int32_t *src,
                        const int32_t *dst, int64_t n) {
     cu_backend *c = CU(be);
     if (n <= 0) return;
-    use_device(c);
     const size_t b = (size_t)n * sizeof(int32_t);
-    if (!grow_host(&c->pbuf, &c->pcap, 2 * b)) {
-        if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
-        return;
-    }
-    memcpy(c->pbuf, src, b);
-    memcpy(c->pbuf + b, dst, b);
-    const uint8_t *d = stage(c, c->pbuf, 2 * b);
-    if (!d) return;
-    const int32_t *ds = (const int32_t *)d, *dd = (const int32_t *)(d + b);
-    fail(c, rl__cu_kv_copy(c->stream, kv->k, kv->k_row_bytes, ds, dd, n), "kv_copy K");
-    fail(c, rl__cu_kv_copy(c->stream, kv->v, kv->v_row_bytes, ds, dd, n), "kv_copy V");
+    size_t as, ad;
+    if (!stage(c, src, b, &as) || !stage(c, dst, b, &ad)) return;
+    kv_rec(c, CU_OP_KV_COPY, kv, false, NULL, 0, n, as, ad);
+    kv_rec(c, CU_OP_KV_COPY, kv, true, NULL, 0, n, as, ad);
 }
 
-/* The part of the cell list the spans touch and the spans relative to it go to the
- * device (remembered: the same for every layer of a pass); then the kernel, with the
- * spans cut into pieces when there are too few (token, head) blocks to fill the GPU. */
+/* The smallest power of two >= v and >= lo. */
+static int64_t pow2_at_least(int64_t v, int64_t lo) {
+    int64_t p = lo;
+    while (p < v) p *= 2;
+    return p;
+}
+
+/* The spans relative to the part of the cell list they touch, then that part, go to the
+ * arena (remembered: the same for every layer of a pass); then the kernel, with the spans
+ * cut into pieces when there are too few (token, head) blocks to fill the GPU. The
+ * arena room for cells and the split are chosen from powers of two of the list's length,
+ * so the records of consecutive decode steps are equal and replay as one graph until the
+ * context crosses the next power of two. */
 static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args *a) {
     cu_backend *c = CU(be);
     if (a->n_tok <= 0) return;
-    use_device(c);
     if (rl__cu_attn_smem(a->head_dim_k, a->head_dim_v) > c->store->smem_max ||
         (kv->type == RL_TYPE_Q8_0 && (a->head_dim_k % 32 || a->head_dim_v % 32))) {
         if (c->err == RL_OK) {
@@ -536,71 +567,72 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     }
     if (hi == 0) lo = 0;
     const uint32_t tag = 0x4e545441u; /* "ATTN" */
-    const size_t nc = (size_t)(hi - lo), hb = sizeof tag + sizeof(int32_t);
-    const size_t pb = (nc + 2 * (size_t)a->n_tok) * sizeof(int32_t), kb = hb + pb;
+    const size_t nc = (size_t)(hi - lo), ns = 2 * (size_t)a->n_tok, hb = sizeof tag + sizeof(int32_t);
+    const size_t pb = (ns + nc) * sizeof(int32_t), kb = hb + pb;
+    const size_t cap = (ns + (size_t)pow2_at_least((int64_t)nc, 64)) * sizeof(int32_t);
     if (!grow_host(&c->kbuf, &c->kcap, kb)) {
-        if (c->err == RL_OK) c->err = RL_ERR_NOMEM;
+        nomem(c);
         return;
     }
     int32_t n_cells = (int32_t)nc;
     memcpy(c->kbuf, &tag, sizeof tag);
     memcpy(c->kbuf + sizeof tag, &n_cells, sizeof n_cells);
-    int32_t *pl = (int32_t *)(c->kbuf + hb);
-    if (nc) memcpy(pl, a->cells + lo, nc * sizeof(int32_t));
+    int32_t *pl = (int32_t *)(c->kbuf + hb); /* spans, then cells */
     for (int32_t t = 0; t < a->n_tok; t++) {
         const int32_t b = a->span[2 * t], e = a->span[2 * t + 1];
-        pl[nc + 2 * (size_t)t] = e > b ? b - lo : 0;
-        pl[nc + 2 * (size_t)t + 1] = e > b ? e - lo : 0;
+        pl[2 * (size_t)t] = e > b ? b - lo : 0;
+        pl[2 * (size_t)t + 1] = e > b ? e - lo : 0;
     }
-    const uint8_t *d = memo_find(c, kb);
-    if (!d) d = memo_put(c, kb, pl, pb);
-    if (!d) return;
+    if (nc) memcpy(pl + ns, a->cells + lo, nc * sizeof(int32_t));
+    size_t at;
+    if (!memo_stage(c, kb, pl, pb, cap, &at)) return;
 
+    const int64_t maxlen_b = pow2_at_least(maxlen, 64);
     const int32_t n_gqa = a->n_head / a->n_head_kv;
     const int64_t blocks =
         (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + RL_CU_ATTN_HC - 1) / RL_CU_ATTN_HC);
     const int64_t target = 2 * (int64_t)c->store->n_sm;
     int64_t n_split = 1;
-    if (blocks < target && maxlen > 64) /* pieces of at least 64 cells */
-        n_split = RL_MIN((target + blocks - 1) / blocks, ((int64_t)maxlen + 63) / 64);
+    if (blocks < target && maxlen_b > 64) /* pieces of at least 64 cells */
+        n_split = RL_MIN((target + blocks - 1) / blocks, (maxlen_b + 63) / 64);
     const size_t per_split =
         (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
     n_split = RL_MIN(n_split, (int64_t)(CU_WS_BYTES / per_split));
     if (n_split < 1) n_split = 1;
-    int32_t split_len = RL_MAX(maxlen, 1);
+    int32_t split_len = (int32_t)RL_MAX(maxlen_b, 1);
     if (n_split > 1) {
-        split_len = (int32_t)((((int64_t)maxlen + n_split - 1) / n_split + 31) / 32 * 32);
-        n_split = ((int64_t)maxlen + split_len - 1) / split_len;
+        split_len = (int32_t)(((maxlen_b + n_split - 1) / n_split + 31) / 32 * 32);
+        n_split = (maxlen_b + split_len - 1) / split_len;
     }
-    rl__cu_attn ca = {
-        .type = (int)kv->type,
-        .k = kv->k,
-        .v = kv->v,
-        .k_row_bytes = kv->k_row_bytes,
-        .v_row_bytes = kv->v_row_bytes,
-        .n_tok = a->n_tok,
-        .n_head = a->n_head,
-        .n_head_kv = a->n_head_kv,
-        .head_dim_k = a->head_dim_k,
-        .head_dim_v = a->head_dim_v,
-        .q = a->q,
-        .q_ld = a->q_ld,
-        .out = a->out,
-        .out_ld = a->out_ld,
-        .cells = (const int32_t *)d,
-        .span = (const int32_t *)d + nc,
-        .scale = a->scale,
-        .softcap = a->softcap,
-        .n_split = (int32_t)n_split,
-        .split_len = split_len,
-        .ws = c->ws,
-    };
-    fail(c, rl__cu_attention(c->stream, &ca), "attention");
+    cu_rec *r = push(c, CU_OP_ATTENTION);
+    if (!r) return;
+    rl__cu_attn *ca = &r->attn.a; /* zeroed by push; cells and span stay NULL */
+    ca->type = (int)kv->type;
+    ca->k = kv->k;
+    ca->v = kv->v;
+    ca->k_row_bytes = kv->k_row_bytes;
+    ca->v_row_bytes = kv->v_row_bytes;
+    ca->n_tok = a->n_tok;
+    ca->n_head = a->n_head;
+    ca->n_head_kv = a->n_head_kv;
+    ca->head_dim_k = a->head_dim_k;
+    ca->head_dim_v = a->head_dim_v;
+    ca->q = a->q;
+    ca->q_ld = a->q_ld;
+    ca->out = a->out;
+    ca->out_ld = a->out_ld;
+    ca->scale = a->scale;
+    ca->softcap = a->softcap;
+    ca->n_split = (int32_t)n_split;
+    ca->split_len = split_len;
+    ca->ws = c->ws;
+    r->attn.span_at = at;
+    r->attn.cells_at = at + ns * sizeof(int32_t);
 }
 
 static rl_status cu_sync(rl_backend *be) {
     cu_backend *c = CU(be);
-    use_device(c);
+    flush(c);
     fail(c, cudaStreamSynchronize(c->stream), "synchronize");
     rl_status st = c->err;
     c->err = RL_OK;
@@ -656,11 +688,7 @@ static void cu_destroy(rl_backend *be) {
     cu_backend *c = CU(be);
     set_device(c->store->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
-    for (int i = 0; i < CU_MEMO_SLOTS; i++) {
-        cudaFree(c->memo[i].dev);
-        rl__free(c->memo[i].key);
-    }
-    cudaFree(c->dstage);
+    if (c->q_ok) rl__cu_step_free(&c->q);
     cudaFree(c->ws);
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
@@ -723,6 +751,12 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
         cu_destroy(be);
         return RL_ERR_INTERNAL;
     }
+    if (rl__cu_step_init(&c->q, c->stream) != cudaSuccess) {
+        cudaGetLastError();
+        cu_destroy(be);
+        return RL_ERR_INTERNAL;
+    }
+    c->q_ok = true;
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) {
         cudaGetLastError();
         c->ws = NULL;

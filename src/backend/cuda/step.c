@@ -1,0 +1,310 @@
+/*
+ * step.c - the CUDA backend's op queue (step.h): records, the staging arena, and the
+ * cache of instantiated graphs that replays a repeated step with one launch.
+ */
+#include "step.h"
+
+#include "../../util/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
+    memset(q, 0, sizeof *q);
+    q->stream = s;
+    const char *env = getenv("RUVLLM_CUDA_GRAPHS");
+    q->graphs_on = !(env && env[0] == '0');
+    return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
+}
+
+static void graph_drop(cu_graph *g) {
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    rl__free(g->rec);
+    memset(g, 0, sizeof *g);
+}
+
+void rl__cu_step_free(cu_step *q) {
+    for (int i = 0; i < CU_STEP_GRAPHS; i++) graph_drop(&q->graph[i]);
+    for (int i = 0; i < CU_STEP_MEMO; i++) rl__free(q->memo[i].key);
+    if (q->a_ev) cudaEventDestroy(q->a_ev);
+    if (q->ah) cudaFreeHost(q->ah);
+    cudaFree(q->ad);
+    rl__free(q->rec);
+    memset(q, 0, sizeof *q);
+}
+
+cu_rec *rl__cu_step_push(cu_step *q, cu_op op) {
+    if (q->n_rec == q->cap_rec) {
+        size_t cap = q->cap_rec ? 2 * q->cap_rec : 256;
+        cu_rec *r = rl__realloc(q->rec, cap * sizeof *r);
+        if (!r) return NULL;
+        q->rec = r;
+        q->cap_rec = cap;
+    }
+    cu_rec *r = &q->rec[q->n_rec++];
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    return r;
+}
+
+bool rl__cu_step_put(cu_step *q, const void *host, size_t bytes, size_t cap, size_t *at) {
+    if (q->a_busy) { /* the last upload may still read the host arena */
+        cudaEventSynchronize(q->a_ev);
+        q->a_busy = false;
+    }
+    const size_t off = (q->a_used + 15) & ~(size_t)15;
+    if (cap < bytes || off + cap < off) return false;
+    if (off + cap > q->a_hcap) {
+        size_t n = RL_MAX(off + cap, RL_MAX(2 * q->a_hcap, (size_t)64 << 10));
+        uint8_t *h = NULL;
+        if (cudaMallocHost((void **)&h, n) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        if (q->a_used) memcpy(h, q->ah, q->a_used);
+        if (q->ah) cudaFreeHost(q->ah);
+        q->ah = h;
+        q->a_hcap = n;
+    }
+    if (bytes) memcpy(q->ah + off, host, bytes);
+    q->a_used = off + cap;
+    *at = off;
+    return true;
+}
+
+bool rl__cu_step_memo_find(cu_step *q, const void *key, size_t kb, size_t *at) {
+    for (int i = 0; i < CU_STEP_MEMO; i++) {
+        const cu_memo_slot *m = &q->memo[i];
+        if (m->valid && m->key_bytes == kb && !memcmp(m->key, key, kb)) {
+            *at = m->at;
+            return true;
+        }
+    }
+    return false;
+}
+
+void rl__cu_step_memo_put(cu_step *q, const void *key, size_t kb, size_t at) {
+    cu_memo_slot *m = &q->memo[q->memo_next];
+    q->memo_next = (q->memo_next + 1) % CU_STEP_MEMO;
+    m->valid = false;
+    if (kb > m->key_cap) {
+        uint8_t *k = rl__realloc(m->key, kb);
+        if (!k) return; /* only a lost reuse */
+        m->key = k;
+        m->key_cap = kb;
+    }
+    memcpy(m->key, key, kb);
+    m->key_bytes = kb;
+    m->at = at;
+    m->valid = true;
+}
+
+/* ---- running records ---- */
+
+static const char *op_name(cu_op op) {
+    switch (op) {
+    case CU_OP_MATMUL: return "matmul";
+    case CU_OP_GET_ROWS: return "get_rows";
+    case CU_OP_RMSNORM: return "rmsnorm";
+    case CU_OP_ROPE: return "rope";
+    case CU_OP_ADD_ROW: return "add_row";
+    case CU_OP_ADD: return "add";
+    case CU_OP_SCALE: return "scale";
+    case CU_OP_SOFTCAP: return "softcap";
+    case CU_OP_FILL: return "fill";
+    case CU_OP_GLU: return "glu";
+    case CU_OP_GET_ROWS_F32: return "get_rows_f32";
+    case CU_OP_ADD_ROWS_SCALED: return "add_rows_scaled";
+    case CU_OP_KV_WRITE: return "kv_write";
+    case CU_OP_KV_COPY: return "kv_copy";
+    case CU_OP_ATTENTION: return "attention";
+    case CU_OP_COPY: return "copy";
+    }
+    return "?";
+}
+
+static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
+    cudaStream_t s = q->stream;
+    const uint8_t *A = q->ad;
+    switch (r->op) {
+    case CU_OP_MATMUL:
+        return rl__cu_matmul(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.rows,
+                             r->mm.K, r->mm.x, r->mm.n, r->mm.y);
+    case CU_OP_GET_ROWS:
+        return rl__cu_get_rows(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.K,
+                               (const int32_t *)(A + r->mm.ids_at), r->mm.n, r->mm.y);
+    case CU_OP_RMSNORM:
+        return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x);
+    case CU_OP_ROPE:
+        return rl__cu_rope(s, r->ew.x, r->ew.n, r->ew.ld, r->ew.i0, r->ew.i1, r->ew.i2, r->ew.flag,
+                           (const float *)(A + r->ew.at0));
+    case CU_OP_ADD_ROW:
+        return rl__cu_add_row(s, r->ew.x, r->ew.n, r->ew.dim, r->ew.ld, r->ew.a);
+    case CU_OP_ADD:
+        return rl__cu_add(s, r->ew.x, r->ew.a, r->ew.n);
+    case CU_OP_SCALE:
+        return rl__cu_scale(s, r->ew.x, r->ew.n, r->ew.f);
+    case CU_OP_SOFTCAP:
+        return rl__cu_softcap(s, r->ew.x, r->ew.n, r->ew.f);
+    case CU_OP_FILL:
+        return rl__cu_fill(s, r->ew.x, r->ew.n, r->ew.f);
+    case CU_OP_GLU:
+        return rl__cu_glu(s, r->ew.i0, r->ew.a, r->ew.ld, r->ew.b, r->ew.ld2, r->ew.n, r->ew.dim,
+                          r->ew.x);
+    case CU_OP_GET_ROWS_F32:
+        return rl__cu_get_rows_f32(s, r->ew.a, (const int32_t *)(A + r->ew.at0), r->ew.n,
+                                   r->ew.dim, r->ew.x);
+    case CU_OP_ADD_ROWS_SCALED:
+        return rl__cu_add_rows_scaled(s, r->ew.x, r->ew.dim, (const int32_t *)(A + r->ew.at0),
+                                      (const float *)(A + r->ew.at1), r->ew.n, r->ew.a);
+    case CU_OP_KV_WRITE:
+        return rl__cu_kv_write(s, r->kv.type, r->kv.tab, r->kv.row_bytes, r->kv.src, r->kv.ld,
+                               r->kv.ne, r->kv.n, (const int32_t *)(A + r->kv.at0));
+    case CU_OP_KV_COPY:
+        return rl__cu_kv_copy(s, r->kv.tab, r->kv.row_bytes, (const int32_t *)(A + r->kv.at0),
+                              (const int32_t *)(A + r->kv.at1), r->kv.n);
+    case CU_OP_ATTENTION: {
+        rl__cu_attn a = r->attn.a;
+        a.cells = (const int32_t *)(A + r->attn.cells_at);
+        a.span = (const int32_t *)(A + r->attn.span_at);
+        return rl__cu_attention(s, &a);
+    }
+    case CU_OP_COPY:
+        return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes,
+                               cudaMemcpyDeviceToDevice, s);
+    }
+    return cudaErrorInvalidValue;
+}
+
+static cudaError_t run_all(cu_step *q, const char **what) {
+    for (size_t i = 0; i < q->n_rec; i++) {
+        cudaError_t e = run_rec(q, &q->rec[i]);
+        if (e != cudaSuccess) {
+            *what = op_name(q->rec[i].op);
+            return e;
+        }
+    }
+    return cudaSuccess;
+}
+
+/* FNV-1a over the records' 64-bit words (records are zero-padded, sizes multiples of 8). */
+static uint64_t rec_hash(const cu_rec *r, size_t n, const void *arena) {
+    _Static_assert(sizeof(cu_rec) % 8 == 0, "cu_rec is a whole number of words");
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(uintptr_t)arena;
+    const uint8_t *p = (const uint8_t *)r;
+    for (size_t i = 0; i < n * sizeof *r; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+    }
+    return h ^ n;
+}
+
+static cu_graph *graph_find(cu_step *q, uint64_t h) {
+    for (int i = 0; i < CU_STEP_GRAPHS; i++) {
+        cu_graph *g = &q->graph[i];
+        if (g->exec && g->hash == h && g->n == q->n_rec && g->arena == q->ad &&
+            !memcmp(g->rec, q->rec, q->n_rec * sizeof *q->rec))
+            return g;
+    }
+    return NULL;
+}
+
+/* Capture the queued records into a graph, keep it (evicting the least recently used)
+ * and launch it. Any failure leaves nothing behind and returns the error; the caller
+ * then runs the records eagerly, which reports a real launch error where it happens. */
+static cudaError_t capture(cu_step *q, uint64_t h) {
+    cudaGraph_t gr = NULL;
+    cudaGraphExec_t ex = NULL;
+    const char *what;
+    cudaError_t e = cudaStreamBeginCapture(q->stream, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) return e;
+    cudaError_t el = run_all(q, &what);
+    e = cudaStreamEndCapture(q->stream, &gr);
+    if (el != cudaSuccess) e = el;
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&ex, gr, 0);
+    if (gr) cudaGraphDestroy(gr);
+    cu_rec *copy = NULL;
+    if (e == cudaSuccess) {
+        copy = rl__malloc(q->n_rec * sizeof *copy);
+        if (!copy) e = cudaErrorMemoryAllocation;
+    }
+    if (e != cudaSuccess) {
+        if (ex) cudaGraphExecDestroy(ex);
+        return e;
+    }
+    memcpy(copy, q->rec, q->n_rec * sizeof *copy);
+    cu_graph *g = &q->graph[0];
+    for (int i = 0; i < CU_STEP_GRAPHS; i++) {
+        if (!q->graph[i].exec) {
+            g = &q->graph[i];
+            break;
+        }
+        if (q->graph[i].last_use < g->last_use) g = &q->graph[i];
+    }
+    graph_drop(g);
+    *g = (cu_graph){
+        .hash = h, .last_use = ++q->tick, .rec = copy, .n = q->n_rec, .arena = q->ad, .exec = ex};
+    return cudaGraphLaunch(ex, q->stream);
+}
+
+static bool seen_before(cu_step *q, uint64_t h) {
+    for (int i = 0; i < CU_STEP_SEEN; i++)
+        if (q->seen[i] == h) return true;
+    return false;
+}
+
+cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
+    cudaError_t e = cudaSuccess;
+    *what = "queue";
+    if (!q->n_rec) goto done;
+    if (q->a_used > q->a_dcap) {
+        /* a larger device arena: graphs that read the old one go with it */
+        *what = "arena";
+        e = cudaStreamSynchronize(q->stream);
+        if (e != cudaSuccess) goto done;
+        for (int i = 0; i < CU_STEP_GRAPHS; i++)
+            if (q->graph[i].arena == q->ad) graph_drop(&q->graph[i]);
+        cudaFree(q->ad);
+        q->ad = NULL;
+        q->a_dcap = 0;
+        e = cudaMalloc((void **)&q->ad, q->a_hcap);
+        if (e != cudaSuccess) {
+            q->ad = NULL;
+            goto done;
+        }
+        q->a_dcap = q->a_hcap;
+    }
+    if (q->a_used) {
+        *what = "arena upload";
+        e = cudaMemcpyAsync(q->ad, q->ah, q->a_used, cudaMemcpyHostToDevice, q->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(q->a_ev, q->stream);
+        q->a_busy = true;
+        if (e != cudaSuccess) goto done;
+    }
+    const uint64_t h = rec_hash(q->rec, q->n_rec, q->ad);
+    cu_graph *g = q->graphs_on ? graph_find(q, h) : NULL;
+    if (g) {
+        *what = "graph launch";
+        g->last_use = ++q->tick;
+        e = cudaGraphLaunch(g->exec, q->stream);
+        q->n_replayed++;
+        goto done;
+    }
+    if (q->graphs_on && seen_before(q, h)) {
+        if (capture(q, h) == cudaSuccess) {
+            q->n_captured++;
+            goto done;
+        }
+        cudaGetLastError(); /* a failed capture is not sticky: run the list eagerly */
+    }
+    q->seen[q->seen_next] = h;
+    q->seen_next = (q->seen_next + 1) % CU_STEP_SEEN;
+    e = run_all(q, what);
+    q->n_eager++;
+done:
+    q->n_rec = 0;
+    q->a_used = 0;
+    for (int i = 0; i < CU_STEP_MEMO; i++) q->memo[i].valid = false;
+    return e;
+}

@@ -1,0 +1,137 @@
+/*
+ * step.h - the CUDA backend's op queue and its graphs of repeated steps.
+ *
+ * The ops of backend_cuda.c do not launch kernels: each appends a record (the launcher
+ * to call and its arguments: device pointers, sizes, and the offsets of its host arrays
+ * in a staging arena) and returns. The queue runs when the model needs a result on the
+ * host or waits (to_host, sync, free): one copy moves the arena's used bytes to its
+ * device twin, then the records run. A decode step is a few hundred small launches with
+ * the same records every step (the same buffers, shapes and arena offsets; only the
+ * arena's contents -- token ids, positions, cells, spans -- change), so the queue keeps
+ * the last few distinct record lists it ran twice as instantiated CUDA graphs: a list seen
+ * again is one arena copy and one graph launch, with no per-kernel launch cost and no
+ * re-capture (CUDA programming guide, "CUDA Graphs"). Lists seen once run eagerly, so a
+ * prefill of a new length never pays for a capture.
+ *
+ * Everything here runs on the instance's thread and stream; one instance per context.
+ */
+#ifndef RL_BACKEND_CUDA_STEP_H
+#define RL_BACKEND_CUDA_STEP_H
+
+#include "cuda_impl.h"
+
+typedef enum cu_op {
+    CU_OP_MATMUL = 1,
+    CU_OP_GET_ROWS,
+    CU_OP_RMSNORM,
+    CU_OP_ROPE,
+    CU_OP_ADD_ROW,
+    CU_OP_ADD,
+    CU_OP_SCALE,
+    CU_OP_SOFTCAP,
+    CU_OP_FILL,
+    CU_OP_GLU,
+    CU_OP_GET_ROWS_F32,
+    CU_OP_ADD_ROWS_SCALED,
+    CU_OP_KV_WRITE,
+    CU_OP_KV_COPY,
+    CU_OP_ATTENTION,
+    CU_OP_COPY,
+} cu_op;
+
+/* One queued launch. Arena offsets are named *_at; all other pointers are device memory.
+ * Records are zeroed before they are filled so that two lists compare with memcmp. */
+typedef struct cu_rec {
+    cu_op op;
+    union {
+        struct { /* matmul, get_rows (ids_at) */
+            int type;
+            bool vec;
+            const void *w;
+            size_t row_bytes;
+            int64_t rows, K, n;
+            const float *x;
+            float *y;
+            size_t ids_at;
+        } mm;
+        struct { /* the element-wise ops; fields as each launcher names them */
+            int i0, i1, i2;
+            bool flag;
+            float f;
+            int64_t n, dim, ld, ld2;
+            float *x;
+            const float *a, *b;
+            size_t at0, at1;
+        } ew;
+        struct { /* kv_write (cells_at), kv_copy (src_at, dst_at) */
+            int type;
+            void *tab;
+            size_t row_bytes;
+            const float *src;
+            int64_t ld, ne, n;
+            size_t at0, at1;
+        } kv;
+        struct {
+            rl__cu_attn a; /* cells and span NULL: they are at cells_at, span_at */
+            size_t cells_at, span_at;
+        } attn;
+        struct {
+            void *dst;
+            size_t at, bytes;
+        } copy;
+    };
+} cu_rec;
+
+#define CU_STEP_GRAPHS 8 /* instantiated graphs kept per instance */
+#define CU_STEP_SEEN 16  /* hashes of recent lists that ran eagerly */
+#define CU_STEP_MEMO 8   /* host arrays remembered by content within one list */
+
+typedef struct cu_graph {
+    uint64_t hash, last_use;
+    cu_rec *rec;
+    size_t n;
+    const uint8_t *arena; /* the device arena the graph's kernels read */
+    cudaGraphExec_t exec;
+} cu_graph;
+
+typedef struct cu_memo_slot {
+    uint8_t *key;
+    size_t key_bytes, key_cap, at;
+    bool valid;
+} cu_memo_slot;
+
+typedef struct cu_step {
+    cudaStream_t stream;
+    cu_rec *rec;
+    size_t n_rec, cap_rec;
+    uint8_t *ah, *ad; /* arena: pinned host, device twin */
+    size_t a_used, a_hcap, a_dcap;
+    cudaEvent_t a_ev; /* after the last arena upload, which reads ah */
+    bool a_busy;
+    cu_memo_slot memo[CU_STEP_MEMO];
+    int memo_next;
+    cu_graph graph[CU_STEP_GRAPHS];
+    uint64_t seen[CU_STEP_SEEN];
+    int seen_next;
+    uint64_t tick;
+    bool graphs_on; /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
+    int64_t n_eager, n_captured, n_replayed; /* lists run each way */
+} cu_step;
+
+/* Set up q on stream s (no device memory yet). */
+cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s);
+/* Free everything; queued records are dropped. The stream must be idle. */
+void rl__cu_step_free(cu_step *q);
+/* A zeroed record of op appended to the queue; NULL when out of memory. */
+cu_rec *rl__cu_step_push(cu_step *q, cu_op op);
+/* bytes of host memory copied into the arena (room for cap >= bytes reserved, 16-byte
+ * aligned); its offset in *at. false when out of memory. */
+bool rl__cu_step_put(cu_step *q, const void *host, size_t bytes, size_t cap, size_t *at);
+/* The arena offset of the payload remembered under key in this list, or false. */
+bool rl__cu_step_memo_find(cu_step *q, const void *key, size_t key_bytes, size_t *at);
+void rl__cu_step_memo_put(cu_step *q, const void *key, size_t key_bytes, size_t at);
+/* Run the queued records (upload, then replay, capture or eager launches) and empty the
+ * queue; does not wait. *what names the step that failed. */
+cudaError_t rl__cu_step_flush(cu_step *q, const char **what);
+
+#endif /* RL_BACKEND_CUDA_STEP_H */
