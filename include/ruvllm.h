@@ -1223,7 +1223,26 @@ typedef struct rl_engine_request_params {
                                 own (one tenant cannot hit another's prompts) */
     rl_engine_notify_fn notify; /* NULL: none (poll or block in rl_engine_next_event) */
     void *notify_user;
+    /* Constrained generation (section "grammar"): grammar NULL: none; else GBNF text
+     * (NUL-terminated, copied) with start rule grammar_root (NULL: "root") that the text
+     * of every sequence follows. Compiled at submit against the model's vocabulary; the
+     * engine keeps the last RL_ENGINE_GRAMMAR_CACHE grammars compiled, shared by the
+     * requests that use them, so a text seen before costs a lookup. A grammar that does
+     * not compile fails submit (RL_ERR_INVALID_ARG, RL_ERR_LIMIT; the message starts with
+     * "grammar: "). Each step checks the sampled token first and computes the full mask
+     * only when it is rejected (then draws again from the allowed tokens). End-of-
+     * generation tokens are allowed only where the grammar can end (ignore_eos does not
+     * apply); a sequence that no token can continue ends with RL_ENGINE_FINISH_STOP; one
+     * cut by max_tokens ends with LENGTH, its text then a prefix the grammar accepts. */
+    const char *grammar;
+    const char *grammar_root;
+    /* The output text shows control tokens (RL_DETOK_SPECIAL): the markers of tool-call
+     * syntaxes (<|python_tag|>, [TOOL_CALLS], ...) that rl_toolcall_parse needs. End-of-
+     * generation tokens still give no text. [false] */
+    bool special_text;
 } rl_engine_request_params;
+
+#define RL_ENGINE_GRAMMAR_CACHE 8 /* compiled grammars an engine keeps for reuse */
 
 /* n 1, max_tokens 0, priority 0, no stop strings, default sampling (greedy is
  * sampling.temperature = 0), no notify. */

@@ -219,8 +219,14 @@ static void sample_all(rl_engine *e) {
         rl__eseq *q = &r->seq[k];
         const float *row = e->logits + (size_t)e->it_row[i] * (size_t)e->n_vocab;
         rl_token tok = RL_TOKEN_NULL;
-        rl_status st = rl_sampler_sample(q->smp, row, NULL, &tok);
-        if (st == RL_OK) st = rl_sampler_accept(q->smp, tok);
+        bool dead_end = false; /* the grammar allows no token: the text is over */
+        rl_status st = rl__con_sample(e, r, k, row, &tok, &dead_end);
+        if (st == RL_OK && dead_end) {
+            rl__ereq_finish_seq(e, r, k, RL_ENGINE_FINISH_STOP);
+            e->outs[i].stop = true;
+            queue_notify(e, r);
+            continue;
+        }
         if (st != RL_OK) {
             pthread_mutex_lock(&r->mu);
             if (r->status == RL_OK) {
@@ -366,6 +372,7 @@ static rl_status fail(char *err, size_t es, rl_status st, const char *fmt, ...) 
 
 static void engine_destroy(rl_engine *e) {
     rl__sched_free(e->sched);
+    rl__gcache_free(e->gcache);
     rl__kv_free(e->kv);
     rl_context_free(e->ctx);
     rl__free(e->b_tok);
@@ -469,6 +476,10 @@ RL_API rl_status rl_engine_create(const rl_model *m, const rl_engine_params *pp,
     rl__hist_init(&e->ttft, k_lat_le, (int32_t)RL_ARRAY_LEN(k_lat_le));
     rl__hist_init(&e->itl, k_lat_le, (int32_t)RL_ARRAY_LEN(k_lat_le));
     rl__hist_init(&e->step_seqs, k_seq_le, (int32_t)RL_ARRAY_LEN(k_seq_le));
+    if (rl__gcache_create(e->vocab, e->n_vocab, &e->gcache) != RL_OK) {
+        engine_destroy(e);
+        return fail(err, es, RL_ERR_NOMEM, "out of memory");
+    }
 
     rl_context_params cp = rl_context_default_params();
     cp.n_ctx = (int32_t)(n_blocks * (uint64_t)bs);

@@ -24,6 +24,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+/* Compiled grammars shared by requests, and a request's grammar matchers (constrain.c). */
+typedef struct rl__gcache rl__gcache;
+typedef struct rl__rcon rl__rcon;
+
 /* A growable byte buffer. */
 typedef struct rl__ebuf {
     char *p;
@@ -69,6 +73,8 @@ struct rl_engine_request {
     int32_t n_stop;
     rl_engine_notify_fn notify;
     void *notify_user;
+    rl__rcon *con;             /* grammar matchers, one per sequence; NULL: unconstrained.
+                                  Engine side (e->mu) once submitted; freed when done */
     pthread_mutex_t nmu;       /* held while notify runs; notify_on is cleared under it */
     bool notify_on;
     double t_submit;
@@ -107,6 +113,7 @@ struct rl_engine {
     rl_context *ctx;
     rl__kv *kv;
     rl__sched *sched;
+    rl__gcache *gcache; /* compiled grammars (its own lock) */
 
     pthread_t thread;
     bool thread_started;
@@ -163,6 +170,22 @@ void rl__ereq_done(rl_engine_request *r, rl_status st, const char *msg);
  * (*matched then true), else all but the longest tail that could start a stop string. */
 size_t rl__stop_scan(const char *hold, size_t len, char *const *stop, const size_t *stop_len,
                      int32_t n_stop, bool *matched);
+
+/* ---- constraints (constrain.c) ---- */
+
+rl_status rl__gcache_create(const rl_vocab *v, int32_t n_vocab, rl__gcache **out);
+/* Every request using c must be done (its rl__rcon freed) first. */
+void rl__gcache_free(rl__gcache *c);
+/* Matchers for n sequences of the grammar text (start rule root, NULL: "root"), compiled
+ * or taken from c. Errors name the grammar ("grammar: line 1, column 5: ..."). */
+rl_status rl__rcon_create(rl__gcache *c, const char *text, const char *root, int32_t n,
+                          rl__rcon **out, char *err, size_t err_size);
+void rl__rcon_free(rl__rcon *rc);
+/* Engine thread, e->mu held: sample sequence k of r from logits under its constraint (if
+ * any) and accept the token in its sampler and matcher. *dead_end (then RL_OK): no token
+ * can continue the grammar; nothing was accepted. Errors: the sampler's (its errmsg). */
+rl_status rl__con_sample(rl_engine *e, rl_engine_request *r, int32_t k, const float *logits,
+                         rl_token *tok, bool *dead_end);
 
 /* Histogram helpers (engine.c). */
 void rl__hist_init(rl_engine_histogram *h, const double *le, int32_t n);

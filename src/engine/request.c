@@ -162,6 +162,7 @@ static void ereq_destroy(rl_engine_request *r) {
             etoks_free(&q->toks);
         }
     rl__free(r->seq);
+    rl__rcon_free(r->con);
     for (int32_t i = 0; i < r->n_stop; i++) rl__free(r->stop[i]);
     rl__free(r->stop);
     rl__free(r->stop_len);
@@ -224,7 +225,7 @@ rl_status rl__ereq_create(rl_engine *e, const rl_engine_request_params *p,
     r->max_new = max_new;
     r->logprobs = sp.logprobs;
     r->top_n = sp.logprobs ? sp.top_logprobs : 0;
-    r->ignore_eos = p->ignore_eos;
+    r->ignore_eos = p->ignore_eos && !p->grammar; /* a grammar says where the text ends */
     r->notify = p->notify;
     r->notify_user = p->notify_user;
     r->notify_on = p->notify != NULL;
@@ -252,6 +253,13 @@ rl_status rl__ereq_create(rl_engine *e, const rl_engine_request_params *p,
             !etoks_reserve(&q->toks, RL__OUT_TOKENS, r->top_n))
             goto nomem_r;
     }
+    if (p->grammar) {
+        st = rl__rcon_create(e->gcache, p->grammar, p->grammar_root, r->n, &r->con, err, es);
+        if (st != RL_OK) {
+            ereq_destroy(r);
+            return st;
+        }
+    }
     for (int32_t k = 0; k < r->n; k++) {
         rl__eseq *q = &r->seq[k];
         rl_sampler_params spk = sp;
@@ -263,7 +271,9 @@ rl_status rl__ereq_create(rl_engine *e, const rl_engine_request_params *p,
         }
         /* Generated text continues the prompt: keep a SentencePiece token's leading
          * space, and no clean-up (it looks across tokens). */
-        st = rl_detok_create(e->vocab, RL_DETOK_KEEP_LEADING_SPACE | RL_DETOK_NO_CLEANUP,
+        st = rl_detok_create(e->vocab,
+                             RL_DETOK_KEEP_LEADING_SPACE | RL_DETOK_NO_CLEANUP |
+                                 (p->special_text ? RL_DETOK_SPECIAL : 0),
                              &q->detok);
         if (st != RL_OK) {
             ereq_destroy(r);
@@ -388,6 +398,8 @@ void rl__ereq_finish_seq(rl_engine *e, rl_engine_request *r, int32_t k, rl_engin
 }
 
 void rl__ereq_done(rl_engine_request *r, rl_status st, const char *msg) {
+    rl__rcon_free(r->con); /* no more sampling; nothing of r outlives the engine's grammars */
+    r->con = NULL;
     pthread_mutex_lock(&r->mu);
     int32_t total = 0;
     for (int32_t k = 0; k < r->n; k++) {
