@@ -8,7 +8,7 @@
  */
 #include "qfile.h"
 
-#include "../backend/cpu/threadpool.h"
+#include "../util/threadpool.h"
 #include "quant.h"
 
 #include <errno.h>

@@ -6,7 +6,7 @@
  * kernel, so the results must be bit-identical, whatever the thread count or tiling. */
 #include "test.h"
 #include "backend/cpu/cpu.h"
-#include "backend/cpu/threadpool.h"
+#include "util/threadpool.h"
 
 #include <sched.h>
 #include <stdatomic.h>

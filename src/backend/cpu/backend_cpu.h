@@ -7,7 +7,7 @@
 
 #include "../backend.h"
 #include "cpu.h"
-#include "threadpool.h"
+#include "../../util/threadpool.h"
 
 typedef struct rl__cpu_backend {
     rl_threadpool *pool;

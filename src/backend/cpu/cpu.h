@@ -1,6 +1,6 @@
 /*
  * cpu.h - internal interface of the CPU backend: dot-product kernels per type and ISA,
- * ISA selection, and the thread pool used by the model code.
+ * ISA selection (the thread pool is in util/threadpool.h).
  *
  * Dot kernels are named rl__vec_dot_<suffix>_<isa> (suffix as in RL_QUANT_TYPES, isa in
  * ref|avx2|avx512): x is one row of the weight type, y the same length in the weight's
@@ -77,9 +77,6 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
 bool rl__cpu_isa_supported(rl_cpu_isa isa);
 /* AVX512-BF16 (vdpbf16ps) usable: the avx512 BF16 dot uses it when true. */
 bool rl__cpu_has_avx512bf16(void);
-/* Up to max CPUs of this process's affinity mask into cpus, one per physical core first,
- * then SMT siblings; returns how many were written. */
-int rl__cpu_list(int *cpus, int max);
 
 /* ---- dispatch (dispatch.c) ------------------------------------------------------ */
 /* Dot kernel of weight type t on path isa. A path without its own kernel for t falls

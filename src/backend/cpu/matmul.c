@@ -18,7 +18,7 @@
  * for them; its results are bit-identical to rl_vec_dot's.
  */
 #include "cpu.h"
-#include "threadpool.h"
+#include "../../util/threadpool.h"
 
 #include <stdatomic.h>
 

@@ -14,7 +14,7 @@
  * The arrays are anonymous mappings (with transparent huge pages asked for when wanted),
  * first touched by the threads that stream them, on the first run.
  */
-#include "threadpool.h"
+#include "../../util/threadpool.h"
 
 #include <math.h>
 #include <stdio.h>

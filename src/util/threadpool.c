@@ -14,7 +14,6 @@
  * to wake a worker on its waker's CPU, and the threads of a job then share one core.
  */
 #include "threadpool.h"
-#include "cpu.h"
 
 #include <errno.h>
 #include <immintrin.h>

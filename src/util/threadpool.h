@@ -1,12 +1,14 @@
 /*
  * threadpool.h - internal interface of the CPU thread pool (the public handle is
  * rl_threadpool in ruvllm.h). The model code runs its multi-threaded steps through
- * rl__threadpool_run; rl_matmul is built on it.
+ * rl__threadpool_run; rl_matmul and the model-file quantizer are built on it. It lives in
+ * util, not in the CPU backend, because it knows nothing of tensors or kernels: quant and
+ * backend/cpu both use it, and neither depends on the other for it.
  */
-#ifndef RL_BACKEND_CPU_THREADPOOL_H
-#define RL_BACKEND_CPU_THREADPOOL_H
+#ifndef RL_UTIL_THREADPOOL_H
+#define RL_UTIL_THREADPOOL_H
 
-#include "../../util/util.h"
+#include "util.h"
 
 /* One job: every thread of the pool calls fn(ctx, ith, nth) once, ith in [0, nth),
  * the calling thread as ith 0. */
@@ -30,4 +32,9 @@ void *rl__threadpool_scratch(rl_threadpool *pool, size_t bytes);
 #define RL_THREADPOOL_SLOT_BYTES 64
 void *rl__threadpool_slots(rl_threadpool *pool);
 
-#endif /* RL_BACKEND_CPU_THREADPOOL_H */
+/* Up to max CPUs of this process's affinity mask into cpus, one per physical core first,
+ * then SMT siblings; returns how many were written (cpu_topology.c). The pool pins its
+ * threads in this order under RUVLLM_THREAD_PIN=1. */
+int rl__cpu_list(int *cpus, int max);
+
+#endif /* RL_UTIL_THREADPOOL_H */
