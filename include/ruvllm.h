@@ -1464,6 +1464,27 @@ RL_API uint32_t rl_grammar_matcher_n_history(const rl_grammar_matcher *m);
 /* The last error's message ("" when none); valid until the next call on m. */
 RL_API const char *rl_grammar_matcher_errmsg(const rl_grammar_matcher *m);
 
+/* Sampling held to a grammar: the constraint of rl_sampler_sample_constrained (section
+ * "sampling") for matcher m, with the sampled token checked first (rl_grammar_matcher_allows)
+ * and the full mask (rl_grammar_matcher_fill_mask, in the sampler's byte layout) computed only
+ * when that token is rejected. It composes with every sampler setting: the mask comes before
+ * the filters. n_vocab is the logits' length (rl_model_n_vocab); tokens past the vocabulary
+ * (padding rows) are never allowed. The constraint reads m and never moves it: accept the
+ * chosen token in m (rl_grammar_matcher_accept_token) and in the sampler. m needs a grammar
+ * compiled with a vocabulary and must outlive the constraint; one thread at a time, as m.
+ * Errors: RL_ERR_INVALID_ARG (NULL, a grammar without a vocabulary, n_vocab below the
+ * vocabulary's words; rl_grammar_matcher_errmsg says which), RL_ERR_NOMEM. */
+typedef struct rl_grammar_constraint rl_grammar_constraint;
+RL_API rl_status rl_grammar_constraint_create(rl_grammar_matcher *m, int32_t n_vocab,
+                                              rl_grammar_constraint **out);
+RL_API void rl_grammar_constraint_free(rl_grammar_constraint *gc);
+/* The callbacks to pass to rl_sampler_sample_constrained; valid while gc lives. */
+RL_API const rl_sampler_constraint *rl_grammar_constraint_get(const rl_grammar_constraint *gc);
+/* Whether the text so far is a sentence of the grammar that nothing can continue (no parse
+ * stack is left but the empty one): the next step could only choose an end-of-generation
+ * token, so a generation may stop here without another decode. No mask, no allocation. */
+RL_API bool rl_grammar_constraint_done(const rl_grammar_constraint *gc);
+
 /* ===== end section: grammar ===== */
 
 /* ===== section: structured output ===== */

@@ -14,10 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define RUN_OPTS (GEN_OPT_MODEL | GEN_OPT_CONTEXT | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT)
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: ruvllm run -m MODEL (-p TEXT | -f FILE) [-n N] [--ignore-eos] [--ids]\n"
-            "                  [options]\n\n"
+            "                  [--grammar FILE | --json-schema FILE | --regex RE |\n"
+            "                   --json-object] [options]\n\n"
             "Continue TEXT (or the bytes of FILE) with MODEL, printing the generated text to\n"
             "stdout as it comes, then a newline; timings go to stderr.\n"
             "  -p, --prompt TEXT       the prompt\n"
@@ -31,8 +34,10 @@ static void usage(FILE *f) {
             "  --special               control tokens written in the prompt become tokens\n"
             "  -v, --verbose           prompt ids, seed and why generation stopped, on stderr\n"
             "A full context stops generation with a note on stderr (exit status 0); a prompt\n"
-            "longer than the context is an error.\n\n");
-    gen_usage_options(f, GEN_OPT_MODEL | GEN_OPT_CONTEXT | GEN_OPT_SAMPLING);
+            "longer than the context is an error. With an output constraint (below) the\n"
+            "finish reason goes to stderr: stop (the text is complete) or length (-n or the\n"
+            "context cut it: the text is then the start of a complete one).\n\n");
+    gen_usage_options(f, RUN_OPTS);
 }
 
 int cmd_run(int argc, char **argv) {
@@ -43,8 +48,7 @@ int cmd_run(int argc, char **argv) {
     bool ignore_eos = false, ids = false, no_bos = false, special = false, verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = gen_parse_option(&o, GEN_OPT_MODEL | GEN_OPT_CONTEXT | GEN_OPT_SAMPLING, argc,
-                                 argv, &i);
+        int r = gen_parse_option(&o, RUN_OPTS, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -80,6 +84,13 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "ruvllm run: give the prompt with exactly one of -p TEXT and -f FILE\n");
         return 2;
     }
+    if (ignore_eos && o.con_flag) {
+        fprintf(stderr,
+                "ruvllm run: --ignore-eos and %s cannot be combined: the constraint ends the "
+                "text where it is complete\n",
+                o.con_flag);
+        return 2;
+    }
 
     int rc = 1;
     char *owned = NULL;
@@ -88,6 +99,7 @@ int cmd_run(int argc, char **argv) {
     rl_context *ctx = NULL;
     rl_sampler *smp = NULL;
     rl_detok *dt = NULL;
+    gen_constraint con = {0};
     size_t len = 0;
     const char *text = prompt;
     if (file) {
@@ -100,6 +112,8 @@ int cmd_run(int argc, char **argv) {
         len = strlen(prompt);
     }
     if (!(m = gen_load_model(&o))) goto done;
+    if ((rc = gen_constraint_init(&o, m, &con)) != 0) goto done;
+    rc = 1;
     const rl_vocab *v = rl_model_vocab(m);
     size_t n_prompt = 0;
     uint32_t tflags =
@@ -143,7 +157,8 @@ int cmd_run(int argc, char **argv) {
                           .ignore_eos = ignore_eos,
                           .ids = ids,
                           .detok = dt,
-                          .out = stdout};
+                          .out = stdout,
+                          .constraint = &con};
     gen_loop_result r = gen_loop("run", ctx, smp, &lp);
     fputc('\n', stdout);
     fflush(stdout);
@@ -155,8 +170,13 @@ int cmd_run(int argc, char **argv) {
                 (int)n_ctx, (int)r.n_gen);
     else if (verbose && r.stop == GEN_STOP_EOG)
         fprintf(stderr, "ruvllm run: stopped at end-of-generation token %d\n", (int)r.eog);
+    else if (verbose && r.stop == GEN_STOP_GRAMMAR)
+        fprintf(stderr, "ruvllm run: stopped after %d tokens: the text is complete (%s)\n",
+                (int)r.n_gen, o.con_flag);
     else if (verbose)
         fprintf(stderr, "ruvllm run: stopped after %d tokens (-n)\n", (int)r.n_gen);
+    if (o.con_flag || verbose)
+        fprintf(stderr, "ruvllm run: finish reason: %s\n", gen_finish_reason(r.stop));
     fprintf(stderr,
             "ruvllm run: prompt %zu tokens in %.2f ms (%.2f tok/s), generation %d tokens in "
             "%.2f ms (%.2f tok/s)\n",
@@ -164,6 +184,7 @@ int cmd_run(int argc, char **argv) {
             r.t_gen * 1e3, r.t_gen > 0 ? r.n_gen / r.t_gen : 0.0);
     rc = 0;
 done:
+    gen_constraint_free(&con);
     rl_detok_free(dt);
     rl_sampler_free(smp);
     rl_context_free(ctx);

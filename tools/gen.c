@@ -179,6 +179,10 @@ int gen_parse_option(gen_opts *o, unsigned groups, int argc, char **argv, int *i
             return 1;
         }
     }
+    if (groups & GEN_OPT_CONSTRAINT) {
+        int r = gen_parse_constraint(o, argc, argv, i);
+        if (r) return r;
+    }
     if (!(groups & GEN_OPT_SAMPLING)) return 0;
     for (size_t k = 0; k < sizeof k_float_opts / sizeof k_float_opts[0]; k++) {
         const float_opt *f = &k_float_opts[k];
@@ -314,6 +318,7 @@ void gen_usage_options(FILE *f, unsigned groups) {
                 "  --mirostat-lr ETA       (0.1)  --mirostat-ent TAU (5)\n"
                 "  -l, --logit-bias ID+B   add B to token ID's logit (ID-inf bans it)\n"
                 "  -s, --seed S            0..2^64-2, -1 random (-1)\n");
+    if (groups & GEN_OPT_CONSTRAINT) gen_usage_constraint(f);
 }
 
 rl_model *gen_load_model(const gen_opts *o) {
@@ -441,6 +446,7 @@ gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
     gen_loop_result r = {.stop = GEN_STOP_LENGTH, .eog = RL_TOKEN_NULL};
     const rl_vocab *v = rl_model_vocab(rl_context_model(ctx));
     const int32_t n_ctx = rl_context_n_ctx(ctx);
+    const gen_constraint *con = p->constraint && p->constraint->gc ? p->constraint : NULL;
     const double t0 = gen_now();
     while (p->n_max < 0 || r.n_gen < p->n_max) {
         const float *lg = rl_get_logits(ctx, -1);
@@ -450,13 +456,27 @@ gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
             r.stop = GEN_STOP_ERROR;
             break;
         }
-        if (rl_sampler_sample(s, lg, NULL, &t) != RL_OK) {
-            fprintf(stderr, "ruvllm %s: sampling: %s\n", cmd, rl_sampler_errmsg(s));
+        if (rl_sampler_sample_constrained(s, lg, con ? rl_grammar_constraint_get(con->gc) : NULL,
+                                          &t) != RL_OK) {
+            /* a complete text whose end tokens are banned (--logit-bias) or missing */
+            if (con && rl_grammar_matcher_can_end(con->m)) {
+                r.stop = GEN_STOP_GRAMMAR;
+                break;
+            }
+            fprintf(stderr, "ruvllm %s: sampling%s: %s\n", cmd, con ? " under the constraint" : "",
+                    con && rl_grammar_matcher_errmsg(con->m)[0] ? rl_grammar_matcher_errmsg(con->m)
+                                                               : rl_sampler_errmsg(s));
             r.stop = GEN_STOP_ERROR;
             break;
         }
         rl_sampler_accept(s, t);
-        if (!p->ignore_eos && rl_vocab_is_eog(v, t)) {
+        if (con && rl_grammar_matcher_accept_token(con->m, t) != RL_OK) {
+            fprintf(stderr, "ruvllm %s: the grammar refused token %d: %s\n", cmd, (int)t,
+                    rl_grammar_matcher_errmsg(con->m));
+            r.stop = GEN_STOP_ERROR;
+            break;
+        }
+        if ((con || !p->ignore_eos) && rl_vocab_is_eog(v, t)) {
             r.stop = GEN_STOP_EOG;
             r.eog = t;
             break;
@@ -473,6 +493,10 @@ gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
         if (!ok || fflush(p->out) != 0) {
             fprintf(stderr, "ruvllm %s: writing the output failed\n", cmd);
             r.stop = GEN_STOP_ERROR;
+            break;
+        }
+        if (con && rl_grammar_constraint_done(con->gc)) {
+            r.stop = GEN_STOP_GRAMMAR;
             break;
         }
         if (p->n_max >= 0 && r.n_gen >= p->n_max) break;

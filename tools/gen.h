@@ -15,6 +15,7 @@
 #define GEN_OPT_MODEL 1u    /* -m, -t, --mlock */
 #define GEN_OPT_CONTEXT 2u  /* -c, -b, --kv-type */
 #define GEN_OPT_SAMPLING 4u /* --temp, --top-k, ... --seed, --mirostat, --dry-*, --xtc-* */
+#define GEN_OPT_CONSTRAINT 8u /* --grammar, --json-schema, --regex, --json-object */
 
 #define GEN_MAX_BREAKERS 64
 #define GEN_MAX_BIAS 256
@@ -34,6 +35,10 @@ typedef struct gen_opts {
     int32_t n_breakers; /* -1: the library's defaults */
     rl_logit_bias bias[GEN_MAX_BIAS];
     int32_t n_bias;
+    /* the output constraint: at most one of --grammar FILE, --json-schema FILE, --regex RE,
+     * --json-object; con_flag is the flag given (NULL: none), con_arg its value */
+    const char *con_flag;
+    const char *con_arg;
 } gen_opts;
 
 /* Defaults: llama.cpp's command-line sampling (temperature 0.8, top-k 40, top-p 0.95,
@@ -73,6 +78,26 @@ rl_token *gen_tokenize(const char *cmd, const rl_vocab *v, const char *text, siz
 
 double gen_now(void);
 
+/* A constraint compiled against a model's vocabulary, and the state of one generation
+ * under it (all NULL when the options ask for none). */
+typedef struct gen_constraint {
+    rl_grammar_vocab *gv;
+    rl_grammar *g;
+    rl_grammar_matcher *m;
+    rl_grammar_constraint *gc;
+} gen_constraint;
+
+/* Read and compile o's constraint for model m into *c: a JSON Schema or a regex becomes
+ * GBNF first, --json-object is the library's grammar for any object. Returns 0 (also when
+ * there is none), 2 for a bad grammar, schema or regex (the parse error printed), 1 for
+ * other failures (an unreadable file, memory; printed). */
+int gen_constraint_init(const gen_opts *o, const rl_model *m, gen_constraint *c);
+void gen_constraint_free(gen_constraint *c);
+/* The GEN_OPT_CONSTRAINT part of gen_parse_option (same returns; a second constraint is
+ * an error naming both flags) and of gen_usage_options. */
+int gen_parse_constraint(gen_opts *o, int argc, char **argv, int *i);
+void gen_usage_constraint(FILE *f);
+
 /* What the generation loop does with each token. */
 typedef struct gen_loop_params {
     int32_t n_max;   /* tokens to generate; < 0: until the end of generation or the context */
@@ -87,14 +112,25 @@ typedef struct gen_loop_params {
     /* the text printed is appended here when set (malloc'd, NUL-terminated) */
     char **text;
     size_t *text_len;
+    /* NULL or c->m NULL: unconstrained. Else each token is sampled under the grammar (the
+     * sampled token checked first, a full mask only when rejected) and accepted by the
+     * matcher, which the caller resets between generations; end-of-generation tokens come
+     * only where the grammar may end and always stop (ignore_eos does not apply) */
+    const gen_constraint *constraint;
 } gen_loop_params;
 
 typedef enum gen_stop {
     GEN_STOP_LENGTH = 0, /* n_max tokens */
     GEN_STOP_EOG,        /* an end-of-generation token (not printed, not decoded) */
     GEN_STOP_CONTEXT,    /* the context is full */
+    GEN_STOP_GRAMMAR,    /* the constraint's text is complete: nothing can follow (the last
+                            token is not decoded) */
     GEN_STOP_ERROR       /* sampling, decoding or writing failed (message printed) */
 } gen_stop;
+
+/* OpenAI's finish reason for a stop: "stop" (an end token, a complete grammar), "length"
+ * (n_max or a full context), "error". */
+const char *gen_finish_reason(gen_stop s);
 
 typedef struct gen_loop_result {
     gen_stop stop;
