@@ -89,6 +89,8 @@ void gen_req_free(gen_req *g) {
     for (int i = 0; i < g->n_stop; i++) free(g->stop[i]);
     free(g->bias);
     free(g->cache_salt);
+    free(g->grammar);
+    free(g->tools_json);
     memset(g, 0, sizeof *g);
 }
 
@@ -367,12 +369,327 @@ static const char *const k_chat_keys[] = {
     "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
     "logprobs", "top_logprobs", "logit_bias", "stream", "stream_options", "user", "priority",
     "cache_salt", "ignore_eos", "store", "metadata", "service_tier", "parallel_tool_calls",
-    "prompt_cache_key", "safety_identifier", "verbosity", "modalities", NULL};
+    "prompt_cache_key", "safety_identifier", "verbosity", "modalities", "tools", "tool_choice",
+    "response_format", "grammar", "regex", NULL};
 static const char *const k_chat_refused[] = {
-    "tools", "tool_choice", "functions", "function_call", "audio", "prediction",
-    "web_search_options", "reasoning_effort", "response_format", NULL};
+    "functions", "function_call", "audio", "prediction", "web_search_options",
+    "reasoning_effort", NULL};
 
-/* The message list for the template: [{role, content: string}], content parts joined. */
+/* ---- constrained output ------------------------------------------------------------- */
+
+/* Names of OpenAI's response formats and functions: 1 to 64 of [A-Za-z0-9_-]. */
+static bool name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 64) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+static bool set_grammar(gen_req *g, const char *which, char *gbnf, api_error *err) {
+    if (!gbnf) {
+        api_err(err, 500, NULL, "out of memory");
+        return false;
+    }
+    if (g->grammar) {
+        api_err(err, 400, which, "%s: cannot be combined with %s (one of response_format, "
+                "grammar and regex per request)", which, g->grammar_param);
+        free(gbnf);
+        return false;
+    }
+    g->grammar = gbnf;
+    g->grammar_param = which;
+    g->ep.grammar = gbnf;
+    return true;
+}
+
+/* A JSON Schema as GBNF; refusals name what the converter cannot express. */
+static bool schema_grammar(json_t *schema, gen_req *g, api_error *err) {
+    char *sj = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *out = NULL, cerr[400] = "";
+    rl_status st = sj ? rl_schema_to_gbnf(sj, strlen(sj), 0, &out, cerr, sizeof cerr)
+                      : RL_ERR_NOMEM;
+    free(sj);
+    if (st != RL_OK) {
+        api_err(err, st == RL_ERR_NOMEM ? 500 : 400, "response_format",
+                "response_format.json_schema.schema: %s%s",
+                st == RL_ERR_UNSUPPORTED ? "not supported: " : st == RL_ERR_LIMIT ? "too large: "
+                                                                                   : "",
+                cerr[0] ? cerr : rl_status_str(st));
+        return false;
+    }
+    char *gbnf = strdup(out);
+    rl_free_string(out);
+    return set_grammar(g, "response_format", gbnf, err);
+}
+
+/* response_format ({"type": "text" | "json_object" | "json_schema"}) and the ruvllm extras
+ * grammar (GBNF text) and regex (the text matches it whole): at most one of them, as GBNF
+ * for the engine in g->grammar, with the field it came from for later errors. */
+static bool parse_constraint(json_t *body, gen_req *g, api_error *err) {
+    json_t *rf = field(body, "response_format");
+    if (rf) {
+        json_t *type = json_object_get(rf, "type");
+        if (!json_is_object(rf) || !json_is_string(type)) {
+            api_err(err, 400, "response_format",
+                    "response_format: expected an object with a \"type\"");
+            return false;
+        }
+        const char *t = json_string_value(type);
+        if (!strcmp(t, "json_object")) {
+            if (!set_grammar(g, "response_format", strdup(rl_json_object_gbnf()), err))
+                return false;
+        } else if (!strcmp(t, "json_schema")) {
+            json_t *js = json_object_get(rf, "json_schema");
+            if (!json_is_object(js)) {
+                api_err(err, 400, "response_format",
+                        "response_format.json_schema: expected an object");
+                return false;
+            }
+            json_t *name = json_object_get(js, "name"), *strict = json_object_get(js, "strict");
+            if (!json_is_string(name) || !name_ok(json_string_value(name))) {
+                api_err(err, 400, "response_format", "response_format.json_schema.name: expected "
+                        "1 to 64 letters, digits, '_', '-' or '.'");
+                return false;
+            }
+            if (strict && !json_is_boolean(strict) && !json_is_null(strict)) {
+                api_err(err, 400, "response_format",
+                        "response_format.json_schema.strict: expected a boolean");
+                return false;
+            }
+            json_t *schema = json_object_get(js, "schema");
+            if (!schema || json_is_null(schema)) {
+                if (!set_grammar(g, "response_format", strdup(rl_json_object_gbnf()), err))
+                    return false;
+            } else if (!json_is_object(schema) && !json_is_boolean(schema)) {
+                api_err(err, 400, "response_format",
+                        "response_format.json_schema.schema: expected a JSON Schema (an object)");
+                return false;
+            } else if (!schema_grammar(schema, g, err)) {
+                return false;
+            }
+        } else if (strcmp(t, "text")) {
+            api_err(err, 400, "response_format",
+                    "response_format.type: '%s' is not one of text, json_object, json_schema", t);
+            return false;
+        }
+    }
+    json_t *gr = field(body, "grammar");
+    if (gr) {
+        if (!json_is_string(gr) || json_string_length(gr) == 0 ||
+            strlen(json_string_value(gr)) != json_string_length(gr)) {
+            api_err(err, 400, "grammar", "grammar: expected GBNF text (a non-empty string)");
+            return false;
+        }
+        if (!set_grammar(g, "grammar", strdup(json_string_value(gr)), err)) return false;
+    }
+    json_t *re = field(body, "regex");
+    if (re) {
+        if (!json_is_string(re) || json_string_length(re) == 0) {
+            api_err(err, 400, "regex", "regex: expected a regular expression (a non-empty string)");
+            return false;
+        }
+        char *out = NULL, rerr[400] = "";
+        rl_status st = rl_regex_to_gbnf(json_string_value(re), json_string_length(re), 0, &out,
+                                        rerr, sizeof rerr);
+        if (st != RL_OK) {
+            const char *m = rerr[0] ? rerr : rl_status_str(st);
+            if (!strncmp(m, "regex: ", 7)) m += 7;
+            api_err(err, st == RL_ERR_NOMEM ? 500 : 400, "regex", "regex: %s%s",
+                    st == RL_ERR_UNSUPPORTED ? "not supported: " : "", m);
+            return false;
+        }
+        char *gbnf = strdup(out);
+        rl_free_string(out);
+        if (!set_grammar(g, "regex", gbnf, err)) return false;
+    }
+    return true;
+}
+
+/* ---- tools ---------------------------------------------------------------------------- */
+
+/* tools, tool_choice, parallel_tool_calls. The tools go to the chat template; unless
+ * tool_choice is "none" the output is parsed for calls in the template's syntax (detected
+ * at load), with control tokens kept in the text for the parser. "required" and a named
+ * function are enforced by the family's grammar, so the arguments validate against the
+ * tool's schema; "auto" uses the family's text-or-calls grammar where the schemas allow
+ * one, else the output is only parsed. */
+static bool parse_tools(srv *s, json_t *body, gen_req *g, api_error *err) {
+    json_t *tools = field(body, "tools"), *tc = field(body, "tool_choice"),
+           *ptc = field(body, "parallel_tool_calls");
+    if (ptc && !json_is_boolean(ptc)) {
+        api_err(err, 400, "parallel_tool_calls", "parallel_tool_calls: expected a boolean");
+        return false;
+    }
+    if (!tools) {
+        if (tc) {
+            api_err(err, 400, "tool_choice", "tool_choice: only allowed when tools are given");
+            return false;
+        }
+        return true;
+    }
+    if (!json_is_array(tools) || json_array_size(tools) == 0) {
+        api_err(err, 400, "tools", "tools: expected a non-empty array");
+        return false;
+    }
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        json_t *type = json_object_get(t, "type"), *fn = json_object_get(t, "function");
+        json_t *name = json_object_get(fn, "name"), *params = json_object_get(fn, "parameters");
+        if (!json_is_object(t) || !json_is_string(type) ||
+            strcmp(json_string_value(type), "function") || !json_is_object(fn)) {
+            api_err(err, 400, "tools", "tools[%zu]: expected {\"type\": \"function\", "
+                    "\"function\": {\"name\": ..., \"parameters\": ...}}", i);
+            return false;
+        }
+        if (!json_is_string(name) || !name_ok(json_string_value(name))) {
+            api_err(err, 400, "tools", "tools[%zu].function.name: expected 1 to 64 letters, "
+                    "digits, '_', '-' or '.'", i);
+            return false;
+        }
+        if (params && !json_is_object(params) && !json_is_null(params)) {
+            api_err(err, 400, "tools", "tools[%zu].function.parameters: expected a JSON Schema "
+                    "object", i);
+            return false;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (json_equal(name, json_object_get(json_object_get(json_array_get(tools, j),
+                                                                 "function"), "name"))) {
+                api_err(err, 400, "tools", "tools[%zu].function.name: '%s' is used twice", i,
+                        json_string_value(name));
+                return false;
+            }
+    }
+    rl_toolcall_choice choice = RL_TOOLCALL_CHOICE_AUTO;
+    const char *fname = NULL;
+    if (json_is_string(tc)) {
+        const char *v = json_string_value(tc);
+        if (!strcmp(v, "none")) choice = RL_TOOLCALL_CHOICE_NONE;
+        else if (!strcmp(v, "required")) choice = RL_TOOLCALL_CHOICE_REQUIRED;
+        else if (strcmp(v, "auto")) tc = json_null(); /* refused below */
+    } else if (tc) {
+        json_t *type = json_object_get(tc, "type");
+        json_t *name = json_object_get(json_object_get(tc, "function"), "name");
+        if (json_is_object(tc) && json_is_string(type) &&
+            !strcmp(json_string_value(type), "function") && json_is_string(name)) {
+            choice = RL_TOOLCALL_CHOICE_NAMED;
+            fname = json_string_value(name);
+            bool known = false;
+            json_array_foreach(tools, i, t) {
+                if (json_equal(name, json_object_get(json_object_get(t, "function"), "name")))
+                    known = true;
+            }
+            if (!known) {
+                api_err(err, 400, "tool_choice", "tool_choice: no function named '%s' in tools",
+                        fname);
+                return false;
+            }
+        } else {
+            tc = json_null();
+        }
+    }
+    if (json_is_null(tc)) {
+        api_err(err, 400, "tool_choice", "tool_choice: expected \"auto\", \"none\", \"required\" "
+                "or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+        return false;
+    }
+    g->tools_json = json_dumps(tools, JSON_COMPACT);
+    if (!g->tools_json) {
+        api_err(err, 500, NULL, "out of memory");
+        return false;
+    }
+    g->tc_family = s->tc_family;
+    if (choice == RL_TOOLCALL_CHOICE_NONE) return true; /* shown to the model, not parsed */
+    if (g->grammar) {
+        api_err(err, 400, g->grammar_param, "%s: cannot be combined with tools unless "
+                "tool_choice is \"none\"", g->grammar_param);
+        return false;
+    }
+    g->tools = true;
+    g->ep.special_text = true;
+    rl_toolcall_grammar_params gp = rl_toolcall_grammar_default_params();
+    gp.choice = choice;
+    gp.function_name = fname;
+    gp.parallel = ptc ? json_is_true(ptc) : true;
+    gp.vocab = s->vocab;
+    char *gbnf = NULL, terr[400] = "";
+    rl_status st = rl_toolcall_grammar(g->tc_family, g->tools_json, &gp, &gbnf, terr, sizeof terr);
+    if (st != RL_OK) {
+        if (choice == RL_TOOLCALL_CHOICE_AUTO && st == RL_ERR_UNSUPPORTED) return true;
+        api_err(err, st == RL_ERR_NOMEM ? 500 : 400, "tools", "tools: %s%s",
+                st == RL_ERR_UNSUPPORTED ? "not supported: " : "", terr[0] ? terr : rl_status_str(st));
+        return false;
+    }
+    char *copy = strdup(gbnf);
+    rl_free_string(gbnf);
+    return set_grammar(g, choice == RL_TOOLCALL_CHOICE_NAMED ? "tool_choice" : "tools", copy, err);
+}
+
+/* An assistant message's tool_calls for the template: arguments given as JSON text become
+ * the object they hold (the published templates write them with tojson). */
+static json_t *chat_tool_calls(json_t *calls, const char *param, api_error *err) {
+    if (!json_is_array(calls)) {
+        api_err(err, 400, param, "%s.tool_calls: expected an array", param);
+        return NULL;
+    }
+    json_t *out = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(calls, i, c) {
+        json_t *fn = json_object_get(c, "function"), *id = json_object_get(c, "id");
+        json_t *name = json_object_get(fn, "name"), *args = json_object_get(fn, "arguments");
+        if (!json_is_object(c) || !json_is_object(fn) || !json_is_string(name) ||
+            (id && !json_is_string(id)) ||
+            (args && !json_is_string(args) && !json_is_object(args))) {
+            api_err(err, 400, param, "%s.tool_calls[%zu]: expected {\"id\", \"type\": "
+                    "\"function\", \"function\": {\"name\", \"arguments\"}}", param, i);
+            json_decref(out);
+            return NULL;
+        }
+        json_t *a = NULL;
+        if (json_is_string(args)) {
+            a = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY,
+                           NULL);
+            if (a && !json_is_object(a)) {
+                json_decref(a);
+                a = NULL;
+            }
+            if (!a) a = json_copy(args);
+        } else {
+            a = args ? json_deep_copy(args) : json_object();
+        }
+        json_t *f = json_object(), *o = json_object();
+        json_object_set(f, "name", name);
+        json_object_set_new(f, "arguments", a);
+        if (id) json_object_set(o, "id", id);
+        json_object_set_new(o, "type", json_string("function"));
+        json_object_set_new(o, "function", f);
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+/* The name of the tool call `id` in an earlier assistant message of out, or NULL. */
+static json_t *call_name(json_t *out, json_t *id) {
+    size_t i, j;
+    json_t *m, *c;
+    json_array_foreach(out, i, m) {
+        json_array_foreach(json_object_get(m, "tool_calls"), j, c) {
+            if (json_equal(json_object_get(c, "id"), id))
+                return json_object_get(json_object_get(c, "function"), "name");
+        }
+    }
+    return NULL;
+}
+
+/* The message list for the template: [{role, content: string}] with content parts joined;
+ * an assistant's tool_calls and a tool result's tool_call_id (and the function's name,
+ * from the call when the client gives none) pass through, as the templates expect them. */
 static json_t *chat_messages(json_t *msgs, api_error *err) {
     if (!msgs) {
         api_err(err, 400, "messages", "messages: required");
@@ -431,6 +748,28 @@ static json_t *chat_messages(json_t *msgs, api_error *err) {
         json_object_set_new(o, "role", json_string(strcmp(r, "developer") ? r : "system"));
         json_object_set_new(o, "content", json_stringn(text.p, text.len));
         sbuf_free(&text);
+        json_t *calls = json_object_get(m, "tool_calls");
+        if (calls && !json_is_null(calls) && !strcmp(r, "assistant")) {
+            json_t *tc = chat_tool_calls(calls, param, err);
+            if (!tc) {
+                json_decref(o);
+                goto fail;
+            }
+            json_object_set_new(o, "tool_calls", tc);
+        }
+        json_t *name = json_object_get(m, "name");
+        if (json_is_string(name)) json_object_set(o, "name", name);
+        if (!strcmp(r, "tool")) {
+            json_t *id = json_object_get(m, "tool_call_id");
+            if (!json_is_string(id)) {
+                api_err(err, 400, param, "%s.tool_call_id: expected a string", param);
+                json_decref(o);
+                goto fail;
+            }
+            json_object_set(o, "tool_call_id", id);
+            json_t *cn = json_is_string(name) ? NULL : call_name(out, id);
+            if (cn) json_object_set(o, "name", cn);
+        }
         json_array_append_new(out, o);
     }
     return out;
@@ -443,8 +782,6 @@ bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
     memset(g, 0, sizeof *g);
     g->kind = GEN_CHAT;
     if (!check_keys(body, k_chat_keys, k_chat_refused, err)) return false;
-    json_t *rf = field(body, "response_format");
-    (void)rf;
     if (!parse_common(s, body, g, err)) return false;
     int32_t max_tokens = 0;
     if (!parse_max_tokens(body, "max_tokens", &max_tokens, err)) return false;
@@ -462,6 +799,8 @@ bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
     g->top_logprobs = (int)top;
     g->ep.sampling.logprobs = lp;
     g->ep.sampling.top_logprobs = (int32_t)top;
+    if (!parse_constraint(body, g, err)) return false;
+    if (!parse_tools(s, body, g, err)) return false;
 
     json_t *msgs = chat_messages(json_object_get(body, "messages"), err);
     if (!msgs) return false;
@@ -477,7 +816,8 @@ bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
     tp.eos_token = s->eos_text;
     char *out = NULL, terr[512];
     size_t len = 0;
-    rl_status st = rl_chat_template_render(s->tmpl, mj, NULL, &tp, &out, &len, terr, sizeof terr);
+    rl_status st = rl_chat_template_render(s->tmpl, mj, g->tools_json, &tp, &out, &len, terr,
+                                           sizeof terr);
     free(mj);
     if (st != RL_OK) {
         api_err(err, st == RL_ERR_NOMEM ? 500 : 400, "messages", "messages: the chat template "
@@ -506,7 +846,7 @@ static const char *const k_cmpl_keys[] = {
     "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p",
     "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
     "logprobs", "logit_bias", "stream", "stream_options", "user", "priority", "cache_salt",
-    "ignore_eos", "echo", "best_of", NULL};
+    "ignore_eos", "echo", "best_of", "response_format", "grammar", "regex", NULL};
 static const char *const k_cmpl_refused[] = {"suffix", NULL};
 
 bool parse_completion(srv *s, json_t *body, gen_req *g, api_error *err) {
@@ -514,6 +854,7 @@ bool parse_completion(srv *s, json_t *body, gen_req *g, api_error *err) {
     g->kind = GEN_COMPLETION;
     if (!check_keys(body, k_cmpl_keys, k_cmpl_refused, err)) return false;
     if (!parse_common(s, body, g, err)) return false;
+    if (!parse_constraint(body, g, err)) return false;
     int32_t max_tokens = 16; /* OpenAI's default for completions */
     if (!parse_max_tokens(body, "max_tokens", &max_tokens, err)) return false;
     g->ep.max_tokens = max_tokens;
@@ -657,6 +998,16 @@ static const char *finish_str(rl_engine_finish f) {
     return f == RL_ENGINE_FINISH_LENGTH ? "length" : "stop";
 }
 
+/* How choice k's text is parsed for tool calls: names must be the request's tools; ids
+ * derived from the response's seed and k. */
+static rl_toolcall_params tool_params(const gen_out *o, int k) {
+    rl_toolcall_params tp = rl_toolcall_default_params();
+    tp.flags = RL_TOOLCALL_KNOWN_NAMES;
+    tp.id_seed = o->id_seed + (uint64_t)k * 0x9E3779B97F4A7C15ull;
+    tp.tools_json = o->tools_json;
+    return tp;
+}
+
 bool gen_out_init(gen_out *o, const gen_req *g, const srv *s) {
     memset(o, 0, sizeof *o);
     o->kind = g->kind;
@@ -683,6 +1034,22 @@ bool gen_out_init(gen_out *o, const gen_req *g, const srv *s) {
     if (!o->text || !o->lp || !o->lp_tokens || !o->lp_token_lp || !o->lp_top || !o->lp_offset ||
         !o->offset || !o->finish || !o->started)
         return false;
+    if (g->tools) {
+        o->tools = true;
+        o->tc_family = g->tc_family;
+        o->tools_json = strdup(g->tools_json);
+        o->id_seed = ((uint64_t)random() << 32) ^ (uint64_t)random();
+        o->called = calloc((size_t)o->n, sizeof *o->called);
+        o->tcs = calloc((size_t)o->n, sizeof *o->tcs);
+        if (!o->tools_json || !o->called || !o->tcs) return false;
+        for (int k = 0; o->stream && k < o->n; k++) {
+            rl_toolcall_params tp = tool_params(o, k);
+            char terr[256];
+            if (rl_toolcall_stream_create(o->tc_family, &tp, &o->tcs[k], terr, sizeof terr) !=
+                RL_OK)
+                return false;
+        }
+    }
     for (int k = 0; k < o->n; k++) {
         o->lp[k] = json_array();
         o->lp_tokens[k] = json_array();
@@ -726,6 +1093,10 @@ void gen_out_free(gen_out *o) {
     free(o->finish);
     free(o->started);
     free(o->echo);
+    for (int k = 0; o->tcs && k < o->n; k++) rl_toolcall_stream_free(o->tcs[k]);
+    free(o->tcs);
+    free(o->called);
+    free(o->tools_json);
     memset(o, 0, sizeof *o);
 }
 
@@ -796,6 +1167,68 @@ static bool emit_choice(gen_out *o, const srv *s, sbuf *sse, json_t *choice) {
     return emit(sse, c);
 }
 
+/* A chunk of choice k whose delta comes from tool-call parser events (and the logprobs of
+ * the event's tokens); nothing when there is neither. */
+static bool emit_tool_events(gen_out *o, const srv *s, const rl_engine_event *ev,
+                             const rl_toolcall_event *tev, size_t n, sbuf *sse) {
+    const int k = ev->seq_index;
+    json_t *d = NULL;
+    if (n) {
+        for (size_t i = 0; i < n; i++)
+            if (tev[i].type == RL_TOOLCALL_EV_CALL) o->called[k] = true;
+        char *dj = NULL;
+        if (rl_toolcall_delta_json(tev, n, &dj) != RL_OK || !dj) return false;
+        d = json_loads(dj, 0, NULL);
+        rl_free_string(dj);
+        if (!d) return false;
+    }
+    const bool lp = o->logprobs && ev->n_tokens;
+    if (!d && !lp) return true;
+    json_t *ch = json_object();
+    json_object_set_new(ch, "index", json_integer(k));
+    json_object_set_new(ch, "delta", d ? d : json_object());
+    if (lp) {
+        json_t *l = json_object(), *arr = json_array();
+        for (int32_t i = 0; i < ev->n_tokens; i++)
+            json_array_append_new(arr, chat_lp_entry(s, &ev->tokens[i]));
+        json_object_set_new(l, "content", arr);
+        json_object_set_new(l, "refusal", json_null());
+        json_object_set_new(ch, "logprobs", l);
+    } else {
+        json_object_set_new(ch, "logprobs", json_null());
+    }
+    json_object_set_new(ch, "finish_reason", json_null());
+    return emit_choice(o, s, sse, ch);
+}
+
+/* Streaming with tools: the text goes through choice k's tool-call parser, and only what
+ * it has decided is sent: content, then for each call its index, id and name, then its
+ * arguments in fragments (OpenAI's tool_calls deltas). The family's markers never reach
+ * content; a block that turns out malformed comes out as content. */
+static bool tools_delta(gen_out *o, const srv *s, const rl_engine_event *ev, sbuf *sse) {
+    const int k = ev->seq_index;
+    const rl_toolcall_event *tev = NULL;
+    size_t n = 0;
+    bool ok = true;
+    if (rl_toolcall_stream_feed(o->tcs[k], ev->text, ev->text_len, &tev, &n) != RL_OK)
+        return false; /* the engine's text is valid UTF-8: out of memory */
+    ok = emit_tool_events(o, s, ev, tev, n, sse);
+    if (!ev->finish) return ok;
+    rl_engine_event end = *ev;
+    end.n_tokens = 0;
+    if (rl_toolcall_stream_finish(o->tcs[k], &tev, &n, NULL) != RL_OK) return false;
+    ok = ok && emit_tool_events(o, s, &end, tev, n, sse);
+    json_t *ch = json_object();
+    json_object_set_new(ch, "index", json_integer(k));
+    json_object_set_new(ch, "delta", json_object());
+    json_object_set_new(ch, "logprobs", json_null());
+    json_object_set_new(ch, "finish_reason",
+                        json_string(o->called[k] && ev->finish == RL_ENGINE_FINISH_STOP
+                                        ? "tool_calls"
+                                        : finish_str(ev->finish)));
+    return ok && emit_choice(o, s, sse, ch);
+}
+
 bool gen_out_delta(gen_out *o, const srv *s, const rl_engine_event *ev, sbuf *sse) {
     const int k = ev->seq_index;
     if (k < 0 || k >= o->n) return false;
@@ -833,6 +1266,7 @@ bool gen_out_delta(gen_out *o, const srv *s, const rl_engine_event *ev, sbuf *ss
         /* A chunk per step that produced tokens, even when their text is held back (part
          * of a UTF-8 character, a possible stop string) or empty (a control token): the
          * client sees each token when it is produced, as from OpenAI and llama.cpp. */
+        if (o->tools) return ok && tools_delta(o, s, ev, sse);
         if (ev->text_len || ev->n_tokens) {
             json_t *ch = json_object();
             json_object_set_new(ch, "index", json_integer(k));
@@ -909,6 +1343,19 @@ static json_t *usage_json(const rl_engine_event *done) {
     return u;
 }
 
+/* Choice k's whole text parsed into an assistant message (content, tool_calls); NULL when
+ * the parser fails (the text is then content). */
+static json_t *tools_message(gen_out *o, int k) {
+    rl_toolcall_params tp = tool_params(o, k);
+    char *msg = NULL, terr[256];
+    if (rl_toolcall_parse(o->tc_family, o->text[k].p ? o->text[k].p : "", o->text[k].len, &tp,
+                          &msg, terr, sizeof terr) != RL_OK)
+        return NULL;
+    json_t *m = json_loads(msg, 0, NULL);
+    rl_free_string(msg);
+    return m;
+}
+
 json_t *gen_out_response(gen_out *o, const srv *s, const rl_engine_event *done) {
     json_t *r = json_object();
     json_object_set_new(r, "id", json_string(o->id));
@@ -922,11 +1369,17 @@ json_t *gen_out_response(gen_out *o, const srv *s, const rl_engine_event *done) 
         json_t *ch = json_object();
         json_object_set_new(ch, "index", json_integer(k));
         if (o->kind == GEN_CHAT) {
-            json_t *m = json_object();
-            json_object_set_new(m, "role", json_string("assistant"));
-            json_object_set_new(m, "content", json_text(o->text[k].p ? o->text[k].p : "",
-                                                        o->text[k].len));
+            json_t *m = o->tools ? tools_message(o, k) : NULL;
+            if (!m) {
+                m = json_object();
+                json_object_set_new(m, "role", json_string("assistant"));
+                json_object_set_new(m, "content", json_text(o->text[k].p ? o->text[k].p : "",
+                                                            o->text[k].len));
+            }
             json_object_set_new(m, "refusal", json_null());
+            json_t *calls = json_object_get(m, "tool_calls");
+            if (json_array_size(calls) > 0 && (!o->finish[k] || !strcmp(o->finish[k], "stop")))
+                o->finish[k] = "tool_calls";
             json_object_set_new(ch, "message", m);
             if (o->logprobs) {
                 json_t *lp = json_object();

@@ -339,9 +339,15 @@ static enum MHD_Result continue_generation(conn *c) {
 }
 
 /* The engine's refusal as an OpenAI error. */
-static enum MHD_Result submit_error(conn *c, rl_status st, const char *msg, gen_kind kind) {
+static enum MHD_Result submit_error(conn *c, rl_status st, const char *msg, gen_kind kind,
+                                    const char *grammar_param) {
     const char *prompt_param = kind == GEN_CHAT ? "messages" : "prompt";
     api_error e;
+    if (grammar_param && !strncmp(msg, "grammar: ", 9) && st != RL_ERR_NOMEM) {
+        /* the constraint did not compile: the field it came from */
+        api_err(&e, 400, grammar_param, "%s: %s", grammar_param, msg + 9);
+        return send_error(c, &e);
+    }
     switch (st) {
     case RL_ERR_LIMIT:
         api_err(&e, 429, NULL, "%s", msg);
@@ -380,8 +386,9 @@ static enum MHD_Result start_generation(conn *c, json_t *body) {
     rl_status st = rl_engine_submit(s->engine, &g.ep, &c->req, err, sizeof err);
     if (st != RL_OK) {
         const gen_kind kind = g.kind;
+        const char *gp = g.grammar_param; /* a static string */
         gen_req_free(&g);
-        return submit_error(c, st, err, kind);
+        return submit_error(c, st, err, kind, gp);
     }
     c->stream = g.stream;
     bool init = gen_out_init(&c->out, &g, s);
@@ -724,6 +731,7 @@ static int load(srv *s) {
         len = strlen(src);
     }
     st = rl_chat_template_compile(src, len, &s->tmpl, err, sizeof err);
+    s->tc_family = rl_toolcall_detect(src, len);
     free(file_src);
     if (st != RL_OK) {
         fprintf(stderr, "ruvllm serve: error: chat template: %s\n", err);
@@ -737,9 +745,10 @@ static int load(srv *s) {
     rl_engine_params ep = rl_engine_get_params(s->engine);
     fprintf(stderr,
             "ruvllm serve: model %s (%s), n_ctx %d, parallel %d, KV pool %llu MiB in blocks of %d, "
-            "batch %d tokens\n",
+            "batch %d tokens, tool calls: %s\n",
             s->model_id, rl_model_arch(s->model), ep.n_ctx, ep.n_parallel,
-            (unsigned long long)(ep.kv_mem >> 20), ep.block_size, ep.batch_tokens);
+            (unsigned long long)(ep.kv_mem >> 20), ep.block_size, ep.batch_tokens,
+            rl_toolcall_family_name(s->tc_family));
     return 0;
 }
 

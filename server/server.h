@@ -79,6 +79,13 @@ typedef struct gen_req {
     rl_logit_bias *bias;
     int n_bias;
     char *cache_salt;
+    /* constrained output: response_format, grammar, regex, or the tools' grammar */
+    char *grammar;             /* GBNF for the engine (owned), or NULL */
+    const char *grammar_param; /* the request field it comes from, for errors */
+    /* tool calls (chat): the output is parsed in the template's syntax */
+    bool tools;
+    rl_toolcall_family tc_family;
+    char *tools_json;          /* the request's "tools" (owned) */
     rl_engine_request_params ep;
 } gen_req;
 
@@ -94,6 +101,7 @@ struct srv {
     const rl_vocab *vocab;
     rl_engine *engine;
     rl_chat_template *tmpl;
+    rl_toolcall_family tc_family; /* the tool-call syntax of the template */
     const char *bos_text, *eos_text;
     char fingerprint[64];
     atomic_ullong http_requests[6]; /* by status class: 1xx..5xx, [0] other */
@@ -121,6 +129,13 @@ typedef struct gen_out {
     bool *started;             /* [n] streaming: role chunk sent */
     char *echo;                /* completions: prompt text to put in front */
     size_t echo_len;
+    /* tool calls: choice k's text is parsed (non-streaming) or fed to tcs[k] (streaming) */
+    bool tools;
+    rl_toolcall_family tc_family;
+    char *tools_json;          /* owned */
+    uint64_t id_seed;          /* call ids of choice k come from id_seed + k */
+    rl_toolcall_stream **tcs;  /* [n] streaming parsers */
+    bool *called;              /* [n] a tool call was streamed */
 } gen_out;
 
 bool gen_out_init(gen_out *o, const gen_req *g, const srv *s);
