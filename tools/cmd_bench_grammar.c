@@ -41,28 +41,6 @@ static void usage(FILE *f) {
                "  --seed N         first seed of the documents (default 1)\n");
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t k = fread(b + len, 1, cap - len, f);
-        len += k;
-        if (len < cap) break;
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    if (b && ferror(f)) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = len;
-    return b;
-}
-
 typedef struct doc {
     rl_token *tok;
     size_t n;
@@ -258,15 +236,9 @@ int cmd_bench_grammar(int argc, char **argv) {
     rl_gguf *gg = NULL;
     rl_vocab *v = NULL;
     rl_grammar_vocab *gv = NULL;
-    rl_status st = rl_gguf_open(vocab_path, &gg, err, sizeof err);
-    if (st == RL_OK) st = rl_vocab_load(gg, &v, err, sizeof err);
-    if (st != RL_OK) {
-        fprintf(stderr, "bench-grammar: %s: %s\n", vocab_path, err[0] ? err : rl_status_str(st));
-        rl_gguf_free(gg);
-        return 1;
-    }
+    if (cli_open_vocab("bench-grammar", vocab_path, &gg, &v)) return 1;
     double t0 = now_s();
-    st = rl_grammar_vocab_create(v, &gv);
+    rl_status st = rl_grammar_vocab_create(v, &gv);
     double vocab_ms = (now_s() - t0) * 1e3;
     if (st != RL_OK) {
         fprintf(stderr, "bench-grammar: vocabulary index: %s\n", rl_status_str(st));
@@ -296,7 +268,7 @@ int cmd_bench_grammar(int argc, char **argv) {
     int rc = 0;
     for (int k = 0; k < n_grammars && rc == 0; k++) {
         size_t glen;
-        char *text = slurp(grammars[k], &glen);
+        char *text = cli_read_file(grammars[k], &glen);
         if (!text) {
             fprintf(stderr, "bench-grammar: cannot read %s\n", grammars[k]);
             rc = 1;

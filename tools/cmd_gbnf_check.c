@@ -17,28 +17,6 @@ static void usage(FILE *f) {
                "  --root NAME    start rule (default root)\n");
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t k = fread(b + len, 1, cap - len, f);
-        len += k;
-        if (len < cap) break;
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    if (b && ferror(f)) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = len;
-    return b;
-}
-
 int cmd_gbnf_check(int argc, char **argv) {
     const char *grammar_path = NULL, *text = NULL, *text_path = NULL, *root = "root";
     for (int i = 1; i < argc; i++) {
@@ -66,14 +44,14 @@ int cmd_gbnf_check(int argc, char **argv) {
         return 2;
     }
     size_t glen = 0, tlen = 0;
-    char *gtext = slurp(grammar_path, &glen);
+    char *gtext = cli_read_file(grammar_path, &glen);
     if (!gtext) {
         fprintf(stderr, "ruvllm gbnf-check: cannot read %s\n", grammar_path);
         return 2;
     }
     char *tbuf = NULL;
     if (text_path) {
-        tbuf = slurp(text_path, &tlen);
+        tbuf = cli_read_file(text_path, &tlen);
         if (!tbuf) {
             fprintf(stderr, "ruvllm gbnf-check: cannot read %s\n", text_path);
             free(gtext);

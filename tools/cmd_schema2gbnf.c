@@ -23,36 +23,6 @@ static void usage(FILE *f) {
             "  --compact            no whitespace between JSON tokens\n");
 }
 
-/* The whole of a file ("-": stdin), NUL-terminated; NULL on error. */
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (n + 1 < cap) break;
-        char *b = realloc(buf, cap * 2);
-        if (!b) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = b;
-        cap *= 2;
-    }
-    bool bad = ferror(f);
-    if (f != stdin) fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 int cmd_schema2gbnf(int argc, char **argv) {
     const char *path = NULL;
     uint32_t flags = 0;
@@ -86,7 +56,7 @@ int cmd_schema2gbnf(int argc, char **argv) {
         return 2;
     }
     size_t len = 0;
-    char *text = read_all(path, &len);
+    char *text = cli_read_input(path, &len);
     if (!text) {
         fprintf(stderr, "ruvllm schema2gbnf: cannot read %s\n", path);
         return 1;

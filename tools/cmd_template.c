@@ -32,35 +32,6 @@ static void usage(FILE *f) {
             "to 00:00 of that day.\n");
 }
 
-/* The whole of path ("-": stdin), NUL-terminated. NULL with errno set on failure. */
-static char *slurp(const char *path, size_t *n_out) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    while (b) {
-        len += fread(b + len, 1, cap - len - 1, f);
-        if (len < cap - 1) break;
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    int bad = b ? ferror(f) : 0;
-    if (f != stdin) fclose(f);
-    if (!b) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if (bad) {
-        free(b);
-        errno = EIO;
-        return NULL;
-    }
-    b[len] = 0;
-    if (n_out) *n_out = len;
-    return b;
-}
-
 /* RUVLLM_TEMPLATE_DATE=YYYY-MM-DD as seconds since the epoch at 00:00 UTC of that day (the
  * library shows a pinned clock as UTC wall-clock time) in *out. NULL on success, else what
  * is wrong with s. */
@@ -170,7 +141,7 @@ int cmd_template(int argc, char **argv) {
     char err[1024];
 
     /* the conversation: an array of messages, or a request object holding one */
-    if (!(msg_text = slurp(messages_path, NULL))) {
+    if (!(msg_text = cli_read_input(messages_path, NULL))) {
         fprintf(stderr, "ruvllm template: %s: %s\n", messages_path, strerror(errno));
         goto done;
     }
@@ -201,7 +172,7 @@ int cmd_template(int argc, char **argv) {
     }
     const char *tools = NULL;
     if (tools_path) {
-        if (!(tools_text = slurp(tools_path, NULL))) {
+        if (!(tools_text = cli_read_input(tools_path, NULL))) {
             fprintf(stderr, "ruvllm template: %s: %s\n", tools_path, strerror(errno));
             goto done;
         }
@@ -232,17 +203,8 @@ int cmd_template(int argc, char **argv) {
     }
 
     /* the model: its vocabulary for bos_token / eos_token, its template unless overridden */
-    rl_status st = rl_gguf_open(model, &g, err, sizeof err);
-    if (st != RL_OK) {
-        fprintf(stderr, "ruvllm template: %s: %s\n", model, err[0] ? err : rl_status_str(st));
-        goto done;
-    }
-    st = rl_vocab_load(g, &v, err, sizeof err);
-    if (st != RL_OK) {
-        fprintf(stderr, "ruvllm template: %s: vocabulary: %s\n", model,
-                err[0] ? err : rl_status_str(st));
-        goto done;
-    }
+    if (cli_open_vocab("ruvllm template", model, &g, &v)) goto done;
+    rl_status st;
     p.bos_token = token_text(v, rl_vocab_bos(v));
     p.eos_token = token_text(v, rl_vocab_eos(v));
 
@@ -250,7 +212,7 @@ int cmd_template(int argc, char **argv) {
     size_t src_len;
     char key[256];
     if (tpl_path) {
-        if (!(tpl_text = slurp(tpl_path, &src_len))) {
+        if (!(tpl_text = cli_read_input(tpl_path, &src_len))) {
             fprintf(stderr, "ruvllm template: %s: %s\n", tpl_path, strerror(errno));
             goto done;
         }

@@ -32,45 +32,6 @@ static void usage_detokenize(FILE *f) {
                "  --no-cleanup   keep the spaces the model's clean-up removes (\" ,\")\n");
 }
 
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *b = malloc(cap);
-    while (b) {
-        size_t k = fread(b + len, 1, cap - len, f);
-        len += k;
-        if (len < cap) break;
-        char *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    if (b && ferror(f)) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = len;
-    return b;
-}
-
-/* Open MODEL and build its vocabulary; prints the error. */
-static int open_vocab(const char *path, rl_gguf **g, rl_vocab **v) {
-    char err[512];
-    rl_status st = rl_gguf_open(path, g, err, sizeof err);
-    if (st != RL_OK) {
-        fprintf(stderr, "ruvllm: %s: %s\n", path, err[0] ? err : rl_status_str(st));
-        return 1;
-    }
-    st = rl_vocab_load(*g, v, err, sizeof err);
-    if (st != RL_OK) {
-        fprintf(stderr, "ruvllm: %s: vocabulary: %s\n", path, err[0] ? err : rl_status_str(st));
-        rl_gguf_free(*g);
-        return 1;
-    }
-    return 0;
-}
-
 /* A piece with C escapes for bytes that are not printable ASCII. */
 static void print_escaped(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -180,7 +141,7 @@ int cmd_tokenize(int argc, char **argv) {
     char *owned = NULL;
     const char *text = prompt;
     if (file) {
-        owned = read_file(file, &len);
+        owned = cli_read_file(file, &len);
         if (!owned) {
             fprintf(stderr, "ruvllm tokenize: %s: %s\n", file, strerror(errno));
             return 1;
@@ -191,7 +152,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     rl_gguf *g;
     rl_vocab *v;
-    if (open_vocab(model, &g, &v)) {
+    if (cli_open_vocab("ruvllm", model, &g, &v)) {
         free(owned);
         return 1;
     }
@@ -295,7 +256,7 @@ int cmd_detokenize(int argc, char **argv) {
     }
     rl_gguf *g;
     rl_vocab *v;
-    if (open_vocab(model, &g, &v)) {
+    if (cli_open_vocab("ruvllm", model, &g, &v)) {
         free(ids);
         return 1;
     }
