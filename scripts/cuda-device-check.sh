@@ -53,7 +53,8 @@ fi
 out=${2:-${OUT:-/tmp/cuda-out}}
 mkdir -p "$out" /tmp/cuda-build
 root=$(pwd)
-export LD_LIBRARY_PATH="$root/$dev/libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cuBLAS comes from the machine's CUDA toolkit (too large to carry)
+export LD_LIBRARY_PATH="$root/$dev/libs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export RUVLLM_TESTDATA="$root/$dev/testdata" RUVLLM_BUILD_DIR=/tmp/cuda-build
 status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \

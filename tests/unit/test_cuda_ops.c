@@ -12,7 +12,10 @@
  * 1e-7 for float element-wise ops and F32 products; 5e-4 for products over quantized,
  * F16 or BF16 operands against the CPU, which rounds the activations to the weight's dot
  * type first; and 1e-9 for every product against a float64 product of the dequantized
- * weights (the GPU keeps activations in float), which checks each type's decoding.
+ * weights (the GPU keeps activations in float), which checks each type's decoding; products
+ * of 9 or more tokens over non-F32 weights run on tensor cores with 16-bit operands
+ * (activations and decoded weights rounded to BF16, or F16 for F16 weights) and float
+ * accumulation: 5e-5 against float64 there (BF16's rounding alone gives about 3e-6).
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "test.h"
@@ -147,8 +150,9 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
     gpu_sync();
     const double er = nmse(yg, yr, (size_t)(n * rows));
     acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
-    CHECKF(er <= 1e-9, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > 1e-9",
-           rl_type_name(q->w.type), (long long)K, (long long)rows, (long long)n, er);
+    const double bound = n >= 9 && q->w.type != RL_TYPE_F32 ? 5e-5 : 1e-9;
+    CHECKF(er <= bound, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.3g",
+           rl_type_name(q->w.type), (long long)K, (long long)rows, (long long)n, er, bound);
     if (!(er <= *worst_ref)) *worst_ref = er;
     gpu->ops->free(gpu, xd);
     gpu->ops->free(gpu, yd);
@@ -167,12 +171,12 @@ TEST(cuda_matmul) {
         CHECK(gpu->ops->supports_type(gpu, t));
         const double tol = t == RL_TYPE_F32 ? 1e-7 : 5e-4;
         err_acc ac = {0, 0};
-        double wr = 0;
+        double wr = 0, wt = 0; /* worst vs float64: n <= 8, n >= 9 */
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             qweight q;
             if (!make_weight(t, shapes[si][0], shapes[si][1], &q)) continue;
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                check_matmul(&q, ns[ni], &ac, &wr);
+                check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr);
             free_weight(&q);
         }
         /* float rows that are not 8-aligned: the scalar path */
@@ -180,14 +184,14 @@ TEST(cuda_matmul) {
             qweight q;
             if (make_weight(t, 172, 33, &q)) {
                 for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                    check_matmul(&q, ns[ni], &ac, &wr);
+                    check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr);
                 free_weight(&q);
             }
         }
         const double ec = ac.den > 0 ? ac.num / ac.den : ac.num;
         CHECKF(ec <= tol, "matmul %s: nmse vs cpu %.3g > %.3g", rl_type_name(t), ec, tol);
-        fprintf(stderr, "  matmul %-7s nmse vs cpu %.3g, worst vs float64 %.3g\n", rl_type_name(t),
-                ec, wr);
+        fprintf(stderr, "  matmul %-7s nmse vs cpu %.3g, worst vs float64 %.3g (n <= 8), %.3g (n >= 9)\n",
+                rl_type_name(t), ec, wr, wt);
     }
     CHECK(!gpu->ops->supports_type(gpu, RL_TYPE_IQ2_XXS));
     qweight q;

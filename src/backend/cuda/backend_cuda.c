@@ -31,6 +31,7 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* the kernels' block layouts are blocks.h's */
 _Static_assert(sizeof(block_q4_0) == RL_CU_Q4_0_BYTES && offsetof(block_q4_0, qs) == RL_CU_Q4_0_QS,
@@ -81,6 +82,8 @@ _Static_assert(sizeof(block_iq4_xs) == RL_CU_IQ4_XS_BYTES &&
 
 #define CU_WS_BYTES ((size_t)16 << 20) /* attention partials */
 #define CU_COPY_DIRECT ((size_t)64 << 10) /* from_host above this copies at once */
+#define CU_TC_MIN_N 9                     /* products of this many tokens on tensor cores */
+#define CU_TC_W_MAX ((size_t)128 << 20)   /* decoded-weight workspace (16-bit) at most */
 
 typedef struct cu_range {
     uintptr_t host;
@@ -107,6 +110,11 @@ typedef struct cu_backend {
     uint8_t *kbuf, *pbuf; /* host scratch: memo keys, payloads / packed arrays */
     size_t kcap, pcap;
     float *ws;
+    bool tc_on;       /* tensor-core products (RUVLLM_CUDA_TC=0: off, for bisecting) */
+    void *blas;       /* cuBLAS (gemm.c), made at the first product that uses it */
+    bool blas_tried;
+    void *tcw, *tcx;  /* workspaces: decoded weight rows, 16-bit activations */
+    size_t tcw_cap, tcx_cap;
     rl_status err;
 } cu_backend;
 
@@ -270,16 +278,75 @@ static bool cu_supports_type(rl_backend *be, rl_type t) {
     return rl__cu_type_ok((int)t);
 }
 
-static rl_status cu_reserve_matmul(rl_backend *be, const rl_weight *w, int64_t n) {
-    (void)n;
-    return cu_supports_type(be, w->type) ? RL_OK : RL_ERR_UNSUPPORTED;
-}
-
 /* Float rows take the 8-wide path when rows and x are 16-byte aligned and K % 8 == 0;
  * block types always do, and need x 16-byte aligned (buffers from alloc are). */
 static bool vec_ok(const rl_weight *w, const void *wd, const float *x) {
     return w->ne[0] % 8 == 0 && w->row_bytes % 16 == 0 && (uintptr_t)wd % 16 == 0 &&
            (uintptr_t)x % 16 == 0;
+}
+
+/* A workspace of at least need bytes in *p. Queued records may read the old one: they
+ * run and finish before it is freed (the records made after read the new one). */
+static bool grow_ws(cu_backend *c, void **p, size_t *cap, size_t need) {
+    if (need <= *cap) return true;
+    if (*p) {
+        flush(c);
+        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        cudaFree(*p);
+        *p = NULL;
+        *cap = 0;
+    }
+    use_device(c);
+    if (cudaMalloc(p, need) != cudaSuccess) {
+        cudaGetLastError();
+        *p = NULL;
+        return false;
+    }
+    *cap = need;
+    return true;
+}
+
+/* Whether a product of n tokens with w goes to tensor cores (gemm.c), with cuBLAS
+ * started and the workspaces grown for it. F32 weights keep the float kernel (their
+ * results match the CPU's); so does everything when cuBLAS does not start. */
+static bool tc_ready(cu_backend *c, const rl_weight *w, bool vec, int64_t n) {
+    if (!c->tc_on || n < CU_TC_MIN_N || w->type == RL_TYPE_F32) return false;
+    if (!c->blas) {
+        if (c->blas_tried) return false;
+        c->blas_tried = true;
+        use_device(c);
+        c->blas = rl__cu_blas_create(c->stream);
+        if (!c->blas) {
+            fprintf(stderr, "ruvllm: cuda: cuBLAS did not start; products of many tokens run "
+                            "without tensor cores\n");
+            return false;
+        }
+    }
+    const int64_t K = w->ne[0], rows = w->ne[1];
+    const size_t row16 = (size_t)K * 2;
+    size_t wneed = 0;
+    if (rl__cu_tc_chunk_rows((int)w->type, vec, 1, K, SIZE_MAX) != 0) /* not in place */
+        wneed = RL_MIN((size_t)rows * row16, RL_MAX(CU_TC_W_MAX, 128 * row16));
+    if (!grow_ws(c, &c->tcw, &c->tcw_cap, wneed) ||
+        !grow_ws(c, &c->tcx, &c->tcx_cap, (size_t)n * row16)) {
+        nomem(c);
+        return false;
+    }
+    return true;
+}
+
+static rl_status cu_reserve_matmul(rl_backend *be, const rl_weight *w, int64_t n) {
+    cu_backend *c = CU(be);
+    if (!cu_supports_type(be, w->type)) return RL_ERR_UNSUPPORTED;
+    if (n >= CU_TC_MIN_N && w->ne[2] == 1 && w->ne[0] > 0 && w->ne[1] > 0) {
+        const void *wd = dev_ptr(c->store, w->data);
+        tc_ready(c, w, rl_type_is_quantized(w->type) || vec_ok(w, wd, NULL), n);
+        if (c->err == RL_ERR_NOMEM) {
+            c->err = RL_OK;
+            return RL_ERR_NOMEM;
+        }
+    }
+    return RL_OK;
 }
 
 static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, int64_t n,
@@ -293,10 +360,18 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
     if (st != RL_OK) return st;
     const bool quant = rl_type_is_quantized(w->type);
     if (quant && (w->ne[0] % 8 || (uintptr_t)x % 16)) return RL_ERR_INVALID_ARG;
+    const bool vec = quant || vec_ok(w, wd, x);
+    const bool tc = tc_ready(c, w, vec, n);
     cu_rec *r = push(c, CU_OP_MATMUL);
     if (!r) return RL_ERR_NOMEM;
+    if (tc) {
+        r->mm.blas = c->blas;
+        r->mm.wsw = c->tcw;
+        r->mm.wsw_bytes = c->tcw_cap;
+        r->mm.wsx = c->tcx;
+    }
     r->mm.type = (int)w->type;
-    r->mm.vec = quant || vec_ok(w, wd, x);
+    r->mm.vec = vec;
     r->mm.w = wd;
     r->mm.row_bytes = w->row_bytes;
     r->mm.rows = w->ne[1];
@@ -689,6 +764,9 @@ static void cu_destroy(rl_backend *be) {
     set_device(c->store->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     if (c->q_ok) rl__cu_step_free(&c->q);
+    rl__cu_blas_free(c->blas);
+    cudaFree(c->tcw);
+    cudaFree(c->tcx);
     cudaFree(c->ws);
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
@@ -757,6 +835,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
         return RL_ERR_INTERNAL;
     }
     c->q_ok = true;
+    const char *tc = getenv("RUVLLM_CUDA_TC");
+    c->tc_on = !(tc && tc[0] == '0');
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) {
         cudaGetLastError();
         c->ws = NULL;

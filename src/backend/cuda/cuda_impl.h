@@ -77,6 +77,27 @@ cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const void *w, siz
 cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
                             int64_t K, const int32_t *ids, int64_t n, float *y);
 
+/* ---- tensor-core products (matmul.cu's operands, gemm.c's cuBLAS calls) ---- */
+/* The 16-bit operand type of a weight type: F16 for F16 weights, else BF16 (the range of
+ * float, for activations and decoded blocks alike). */
+bool rl__cu_tc_half(int type);
+/* out[rows][K] = the rows of w as 16-bit floats of the type's operand type. */
+cudaError_t rl__cu_dequant16(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
+                             int64_t rows, int64_t K, void *out);
+/* out[i] = x[i] rounded to F16 (half) or BF16, i < n. */
+cudaError_t rl__cu_to16(cudaStream_t s, bool half, const float *x, int64_t n, void *out);
+/* A cuBLAS handle on stream s with its own workspace, or NULL when cuBLAS does not start. */
+void *rl__cu_blas_create(cudaStream_t s);
+void rl__cu_blas_free(void *blas);
+/* Rows of W (16-bit) a weight workspace of ws_bytes holds at once for K values (0: W is
+ * used in place: F16/BF16 rows in their own type, 16-byte aligned). */
+int64_t rl__cu_tc_chunk_rows(int type, bool vec, int64_t rows, int64_t K, size_t ws_bytes);
+/* y[n][rows] = x[n][K] W^T on tensor cores: x rounded to 16 bits into wsx [n][K], W
+ * decoded into wsw chunk by chunk (or read in place), cuBLAS with float accumulation. */
+cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, const void *w,
+                             size_t row_bytes, int64_t rows, int64_t K, const float *x, int64_t n,
+                             float *y, void *wsw, size_t wsw_bytes, void *wsx);
+
 /* ---- element-wise (ops_nofma.cu) ---- */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                            const float *w, float *y);

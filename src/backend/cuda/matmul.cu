@@ -9,8 +9,9 @@
  * rows are read from L1/L2. Partial sums meet in warp shuffles, then shared memory.
  *
  * Prefill (n > 8): a tiled product in float (64 tokens x 64 rows x 32 values per tile,
- * 4 x 4 outputs per thread; the weight tile decoded into shared memory as it is loaded).
- * Correct first; tensor cores come later.
+ * 4 x 4 outputs per thread; the weight tile decoded into shared memory as it is loaded)
+ * for F32 weights and where cuBLAS is not used; the other types go to tensor cores
+ * (gemm.c) through the 16-bit operands the kernels at the end of this file make.
  */
 #include "qtypes.cuh"
 
@@ -165,7 +166,85 @@ cudaError_t launch(cudaStream_t s, const void *w, size_t row_bytes, int64_t rows
     return cudaGetLastError();
 }
 
+/* ---- tensor-core operands (gemm.c): weights and activations as 16-bit floats ---- */
+
+__device__ __forceinline__ unsigned short to16(float v, bool half) {
+    return half ? __half_as_ushort(__float2half_rn(v)) : __bfloat16_as_ushort(__float2bfloat16_rn(v));
+}
+
+/* out[r][K] = row r of w decoded, rounded to F16 (half) or BF16: a thread per chunk. */
+template <class T>
+__global__ void dequant16_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
+                                 int64_t K, bool half, unsigned short *__restrict__ out) {
+    const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= K / T::NV) return;
+    for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+        float v[T::NV];
+        T::chunk(w + (size_t)r * row_bytes, c, v);
+        unsigned short *o = out + (size_t)r * K + c * T::NV;
+        if constexpr (T::NV == 8) {
+            uint4 p;
+            p.x = to16(v[0], half) | (uint32_t)to16(v[1], half) << 16;
+            p.y = to16(v[2], half) | (uint32_t)to16(v[3], half) << 16;
+            p.z = to16(v[4], half) | (uint32_t)to16(v[5], half) << 16;
+            p.w = to16(v[6], half) | (uint32_t)to16(v[7], half) << 16;
+            *reinterpret_cast<uint4 *>(o) = p;
+        } else {
+            o[0] = to16(v[0], half);
+        }
+    }
+}
+
+template <class T>
+cudaError_t dequant16(cudaStream_t s, const void *w, size_t row_bytes, int64_t rows, int64_t K,
+                      bool half, void *out) {
+    const int64_t nch = K / T::NV;
+    dim3 grid((unsigned)((nch + 127) / 128), (unsigned)(rows < 65535 ? rows : 65535));
+    dequant16_kernel<T><<<grid, 128, 0, s>>>(static_cast<const uint8_t *>(w), row_bytes, rows, K,
+                                             half, static_cast<unsigned short *>(out));
+    return cudaGetLastError();
+}
+
+__global__ void to16_kernel(const float *__restrict__ x, int64_t n, bool half,
+                            unsigned short *__restrict__ out) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = to16(x[i], half);
+}
+
 } // namespace
+
+extern "C" bool rl__cu_tc_half(int type) { return type == RL_TYPE_F16; }
+
+extern "C" cudaError_t rl__cu_dequant16(cudaStream_t s, int type, bool vec, const void *w,
+                                        size_t row_bytes, int64_t rows, int64_t K, void *out) {
+    if (rows <= 0) return cudaSuccess;
+    const bool half = rl__cu_tc_half(type);
+    switch (type) {
+#define RL_CU_CASE(id, Tr)                                                                         \
+    case id:                                                                                       \
+        return dequant16<Tr>(s, w, row_bytes, rows, K, half, out);
+        RL_CU_BLOCK_TYPES(RL_CU_CASE)
+#undef RL_CU_CASE
+    case RL_TYPE_F16:
+        return vec ? dequant16<TF16>(s, w, row_bytes, rows, K, half, out)
+                   : dequant16<TF16S>(s, w, row_bytes, rows, K, half, out);
+    case RL_TYPE_BF16:
+        return vec ? dequant16<TBF16>(s, w, row_bytes, rows, K, half, out)
+                   : dequant16<TBF16S>(s, w, row_bytes, rows, K, half, out);
+    default:
+        return cudaErrorInvalidValue;
+    }
+}
+
+extern "C" cudaError_t rl__cu_to16(cudaStream_t s, bool half, const float *x, int64_t n,
+                                   void *out) {
+    if (n <= 0) return cudaSuccess;
+    const int64_t b = (n + 255) / 256;
+    to16_kernel<<<(unsigned)(b < 4096 ? b : 4096), 256, 0, s>>>(x, n, half,
+                                                              static_cast<unsigned short *>(out));
+    return cudaGetLastError();
+}
 
 extern "C" cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const void *w,
                                      size_t row_bytes, int64_t rows, int64_t K, const float *x,

@@ -128,6 +128,10 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     const uint8_t *A = q->ad;
     switch (r->op) {
     case CU_OP_MATMUL:
+        if (r->mm.blas)
+            return rl__cu_matmul_tc(s, r->mm.blas, r->mm.type, r->mm.vec, r->mm.w,
+                                    r->mm.row_bytes, r->mm.rows, r->mm.K, r->mm.x, r->mm.n,
+                                    r->mm.y, r->mm.wsw, r->mm.wsw_bytes, r->mm.wsx);
         return rl__cu_matmul(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.rows,
                              r->mm.K, r->mm.x, r->mm.n, r->mm.y);
     case CU_OP_GET_ROWS:

@@ -53,6 +53,9 @@ typedef struct cu_rec {
             const float *x;
             float *y;
             size_t ids_at;
+            void *blas;       /* non-NULL: on tensor cores (gemm.c) with these workspaces */
+            void *wsw, *wsx;
+            size_t wsw_bytes;
         } mm;
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
