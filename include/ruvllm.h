@@ -977,9 +977,17 @@ typedef struct rl_model_params {
     const char *device; /* where contexts on the model compute: "cpu" (NULL too, the
                            default) or "cuda" / "cuda:N" (GPU N, default 0: the weights are
                            copied to it once at load). RL_ERR_UNSUPPORTED when the library
-                           was built without CUDA, there is no such GPU or it lacks a
-                           tensor type of the model (the message names it); RL_ERR_INVALID_ARG
-                           for another string. Only the string's value is kept. */
+                           was built without CUDA or there is no such GPU (the message
+                           says which); RL_ERR_INVALID_ARG for another string. Only
+                           the string's value is kept. Tensor types the device has no kernel for are converted at load to the
+                           nearest type it has (IQ1-IQ3, TQ, Q1_0/Q2_0 to Q4_K; MXFP4, NVFP4,
+                           Q8_1 to Q8_0; F16 when the row length fits no block), with a
+                           warning on stderr naming the types and the tensor count. */
+    float gpu_mem;      /* on a GPU: the fraction (0, 1] of its memory the model may take
+                           for weights, KV caches and scratch; 0: no cap (default). The
+                           weights alone must fit (RL_ERR_NOMEM, the message gives the
+                           sizes); rl_model_device_budget sizes KV caches within it.
+                           RL_ERR_INVALID_ARG out of range or set with device "cpu". */
 } rl_model_params;
 
 /* n_threads 0, no mlock, device "cpu". */
@@ -1007,6 +1015,34 @@ RL_API uint64_t rl_model_weight_bytes(const rl_model *m);
 RL_API const rl_vocab *rl_model_vocab(const rl_model *m);
 /* The underlying file, for metadata (chat template, ...), owned by m. */
 RL_API const rl_gguf *rl_model_gguf(const rl_model *m);
+
+/* Checks a device name without loading a model: "cpu" (and NULL) always pass; "cuda" /
+ * "cuda:N" pass when this build has the CUDA backend and GPU N exists. RL_ERR_INVALID_ARG
+ * (not a device name) or RL_ERR_UNSUPPORTED (no CUDA in this build, no driver or GPU, N
+ * past the last GPU), with a message. Thread-safe. */
+RL_API rl_status rl_device_check(const char *device, char *err, size_t err_size);
+
+/* How a model on a GPU spends the device memory rl_model_params.gpu_mem grants: what the
+ * weights take and how many tokens of KV cache fit beside them and one context's scratch,
+ * so that a caller can size contexts (n_ctx) or an engine (kv_mem) before creating them. */
+typedef struct rl_device_budget {
+    char device[128];        /* "cuda:0 (NVIDIA H100 80GB HBM3)" */
+    uint64_t total;          /* bytes of device memory */
+    uint64_t free;           /* bytes free on the device now */
+    uint64_t budget;         /* gpu_mem * total (total when gpu_mem is 0) */
+    uint64_t weights;        /* bytes the model holds on the device (converted weights and
+                                float vectors included) */
+    uint64_t workspace;      /* scratch of one context passing n_batch tokens at a time */
+    uint64_t kv_token_bytes; /* KV cache bytes per token, all layers, K and V */
+    int64_t kv_tokens;       /* tokens of KV that fit: (min(budget - weights, free) -
+                                workspace) / kv_token_bytes, at least 0 */
+} rl_device_budget;
+
+/* Fill *out for contexts of cache type kv_type passing n_batch tokens at a time (0: 512).
+ * RL_ERR_INVALID_ARG when m runs on the CPU or kv_type is not a cache type (F16, F32,
+ * Q8_0), with a message. Thread-safe with other readers of m. */
+RL_API rl_status rl_model_device_budget(const rl_model *m, rl_type kv_type, int32_t n_batch,
+                                        rl_device_budget *out, char *err, size_t err_size);
 
 /* An inference context: the KV cache of up to n_seq_max sequences sharing n_ctx cells,
  * the scratch memory of a forward pass and a thread pool. All memory is allocated at

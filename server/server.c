@@ -693,10 +693,28 @@ static const char *token_text(const rl_vocab *v, rl_token t) {
     return rl_vocab_token_text(v, t, NULL);
 }
 
+/* Whether the template shows the tools it is given (a probe tool's name in its output). */
+static bool template_renders_tools(srv *s) {
+    static const char probe[] = "rl_probe_tool_7f3a";
+    char tools[160], *out = NULL, err[256];
+    snprintf(tools, sizeof tools, "[{\"type\": \"function\", \"function\": {\"name\": \"%s\", "
+             "\"parameters\": {\"type\": \"object\"}}}]", probe);
+    rl_chat_template_params tp = rl_chat_template_default_params();
+    tp.bos_token = s->bos_text;
+    tp.eos_token = s->eos_text;
+    bool shown = rl_chat_template_render(s->tmpl, "[{\"role\": \"user\", \"content\": \"hi\"}]",
+                                         tools, &tp, &out, NULL, err, sizeof err) == RL_OK &&
+                 strstr(out, probe) != NULL;
+    rl_free_string(out);
+    return shown;
+}
+
 static int load(srv *s) {
     char err[512];
     rl_model_params mp = rl_model_default_params();
     mp.n_threads = s->o.engine.n_threads;
+    mp.device = s->o.device;
+    mp.gpu_mem = s->o.gpu_mem;
     rl_status st = rl_model_load(s->o.model_path, &mp, &s->model, err, sizeof err);
     if (st != RL_OK) {
         fprintf(stderr, "ruvllm serve: error: cannot load %s: %s\n", s->o.model_path, err);
@@ -733,10 +751,15 @@ static int load(srv *s) {
     st = rl_chat_template_compile(src, len, &s->tmpl, err, sizeof err);
     s->tc_family = rl_toolcall_detect(src, len);
     free(file_src);
+    if (st == RL_OK && !template_renders_tools(s)) {
+        s->tools_in_prompt = true;
+        s->tc_family = RL_TOOLCALL_GENERIC;
+    }
     if (st != RL_OK) {
         fprintf(stderr, "ruvllm serve: error: chat template: %s\n", err);
         return 1;
     }
+    if (!rl__srv_device_plan(&s->o, s->model)) return 1;
     st = rl_engine_create(s->model, &s->o.engine, &s->engine, err, sizeof err);
     if (st != RL_OK) {
         fprintf(stderr, "ruvllm serve: error: engine: %s\n", err);
@@ -745,10 +768,12 @@ static int load(srv *s) {
     rl_engine_params ep = rl_engine_get_params(s->engine);
     fprintf(stderr,
             "ruvllm serve: model %s (%s), n_ctx %d, parallel %d, KV pool %llu MiB in blocks of %d, "
-            "batch %d tokens, tool calls: %s\n",
+            "batch %d tokens, tool calls: %s%s\n",
             s->model_id, rl_model_arch(s->model), ep.n_ctx, ep.n_parallel,
             (unsigned long long)(ep.kv_mem >> 20), ep.block_size, ep.batch_tokens,
-            rl_toolcall_family_name(s->tc_family));
+            rl_toolcall_family_name(s->tc_family),
+            s->tools_in_prompt ? " (the template shows no tools: described in the system prompt)"
+                               : "");
     return 0;
 }
 

@@ -23,6 +23,8 @@ typedef struct rl_server_opts {
     const char *api_key;       /* NULL: no authentication */
     const char *chat_template; /* NULL: the model's (ChatML when it has none) */
     const char *alias;         /* model id; NULL: the file name without .gguf */
+    const char *device;        /* rl_model_params.device (NULL: the CPU) */
+    float gpu_mem;             /* rl_model_params.gpu_mem (0: no cap) */
     rl_engine_params engine;
     size_t max_body;           /* bytes of a request body */
     int max_conns;             /* open connections */
@@ -32,6 +34,12 @@ typedef struct rl_server_opts {
 } rl_server_opts;
 
 rl_server_opts rl_server_default_opts(void);
+
+/* On a GPU: print where its memory goes (weights, scratch, tokens of KV that fit, how many
+ * sequences of n_ctx that makes) and, when o->engine.kv_mem is 0, cap the KV pool to what
+ * fits gpu_mem. Returns false, with a message, when not even one sequence of n_ctx tokens
+ * fits or an explicit kv_mem is more than fits (gpu.c). */
+bool rl__srv_device_plan(rl_server_opts *o, const rl_model *m);
 
 /* Start, serve until SIGINT/SIGTERM, shut down cleanly. Returns a process exit status. */
 int rl_server_run(const rl_server_opts *o);
@@ -102,6 +110,8 @@ struct srv {
     rl_engine *engine;
     rl_chat_template *tmpl;
     rl_toolcall_family tc_family; /* the tool-call syntax of the template */
+    bool tools_in_prompt;         /* the template ignores tools: they are described in a
+                                     system message, calls asked for as generic JSON */
     const char *bos_text, *eos_text;
     char fingerprint[64];
     atomic_ullong http_requests[6]; /* by status class: 1xx..5xx, [0] other */

@@ -2,6 +2,7 @@
  * cmd_serve.c - `ruvllm serve`: options into rl_server_opts, then the server (server/).
  */
 #include "cli.h"
+#include "gen.h"
 #include "../server/server.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@ static void usage(FILE *f) {
             "  --http-threads N       HTTP worker threads (default 4)\n"
             "  --timeout S            idle connection timeout in seconds (default 120)\n"
             "  -t, --threads N        threads of the forward pass (default: physical cores)\n");
+    gen_usage_options(f, GEN_OPT_DEVICE);
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out) {
@@ -67,7 +69,12 @@ int cmd_serve(int argc, char **argv) {
     rl_server_opts o = rl_server_default_opts();
     o.api_key = getenv("RUVLLM_API_KEY");
     if (o.api_key && !*o.api_key) o.api_key = NULL;
+    gen_opts dev; /* --device, --gpu-mem: the parser the other commands share */
+    gen_opts_init(&dev, "serve");
     for (int i = 1; i < argc; i++) {
+        const int r = gen_parse_option(&dev, GEN_OPT_DEVICE, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r > 0) continue;
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long n;
@@ -172,5 +179,8 @@ int cmd_serve(int argc, char **argv) {
         return 2;
     }
     if (o.engine.batch_tokens < o.engine.n_parallel) o.engine.batch_tokens = o.engine.n_parallel;
+    if (!gen_check_device(&dev)) return 1;
+    o.device = dev.device;
+    o.gpu_mem = (float)dev.gpu_mem;
     return rl_server_run(&o);
 }

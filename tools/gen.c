@@ -136,6 +136,29 @@ int gen_parse_option(gen_opts *o, unsigned groups, int argc, char **argv, int *i
         }                                                                              \
         ++*i;                                                                          \
     } while (0)
+    if (groups & (GEN_OPT_MODEL | GEN_OPT_DEVICE)) {
+        if (is_flag(a, "--device", "-dev")) {
+            NEED_VALUE();
+            char err[256];
+            if (rl_device_check(val, err, sizeof err) == RL_ERR_INVALID_ARG) {
+                fprintf(stderr, "ruvllm %s: --device: %s\n", o->cmd, err);
+                return -1;
+            }
+            o->device = val; /* whether it is there: gen_check_device */
+            return 1;
+        }
+        if (!strcmp(a, "--gpu-mem")) {
+            NEED_VALUE();
+            if (!gen_parse_float(o->cmd, a, val, 0, 1, &fv)) return -1;
+            if (!(fv > 0)) {
+                fprintf(stderr, "ruvllm %s: --gpu-mem must be a fraction in (0, 1], got '%s'\n",
+                        o->cmd, val);
+                return -1;
+            }
+            o->gpu_mem = fv;
+            return 1;
+        }
+    }
     if (groups & GEN_OPT_MODEL) {
         if (is_flag(a, "-m", "--model")) {
             NEED_VALUE();
@@ -290,6 +313,10 @@ void gen_usage_options(FILE *f, unsigned groups) {
                    "  -m, --model FILE        GGUF model (required)\n"
                    "  -t, --threads N         threads, 1..512 (default: physical cores)\n"
                    "  --mlock                 lock the weights in RAM (no page-out when idle)\n");
+    if (groups & (GEN_OPT_MODEL | GEN_OPT_DEVICE))
+        fprintf(f, "  --device D              cpu (default), cuda or cuda:N (GPU N)\n"
+                   "  --gpu-mem F             on a GPU, use at most the fraction F (0, 1] of its\n"
+                   "                          memory for weights, KV cache and scratch\n");
     if (groups & GEN_OPT_CONTEXT)
         fprintf(f, "context:\n"
                    "  -c, --ctx-size N        KV cache cells (default: the model's training\n"
@@ -321,15 +348,86 @@ void gen_usage_options(FILE *f, unsigned groups) {
     if (groups & GEN_OPT_CONSTRAINT) gen_usage_constraint(f);
 }
 
+static bool on_gpu(const gen_opts *o) { return o->device && strcmp(o->device, "cpu") != 0; }
+
+/* n_ctx, or when 0 what a context makes of it: the model's training context, at most 4096. */
+static int32_t default_ctx(const rl_model *m, int32_t n_ctx) {
+    if (n_ctx > 0) return n_ctx;
+    const int32_t t = rl_model_n_ctx_train(m);
+    return t > 0 && t < 4096 ? t : 4096;
+}
+
+bool gen_check_device(const gen_opts *o) {
+    if (o->gpu_mem > 0 && !on_gpu(o)) {
+        fprintf(stderr, "ruvllm %s: --gpu-mem applies to a GPU: give --device cuda[:N] too\n",
+                o->cmd);
+        return false;
+    }
+    char err[512] = "";
+    rl_status st = rl_device_check(o->device, err, sizeof err);
+    if (st != RL_OK) {
+        fprintf(stderr, "ruvllm %s: --device %s: %s\n", o->cmd, o->device,
+                err[0] ? err : rl_status_str(st));
+        return false;
+    }
+    return true;
+}
+
+/* On a GPU: where its memory goes for contexts of n_ctx tokens (printed when print);
+ * false, with a message, when n_ctx tokens of KV cache do not fit. */
+static bool device_plan(const gen_opts *o, const rl_model *m, int32_t n_ctx, int32_t n_batch,
+                        bool print, bool refuse) {
+    rl_device_budget b;
+    char err[512] = "", cap[64];
+    rl_status st = rl_model_device_budget(m, o->kv_type, n_batch, &b, err, sizeof err);
+    if (st != RL_OK) {
+        fprintf(stderr, "ruvllm %s: --device %s: %s\n", o->cmd, o->device,
+                err[0] ? err : rl_status_str(st));
+        return false;
+    }
+    const double gib = 1073741824.0;
+    if (o->gpu_mem > 0)
+        snprintf(cap, sizeof cap, "--gpu-mem %.2f", o->gpu_mem);
+    else
+        snprintf(cap, sizeof cap, "no --gpu-mem cap");
+    if (print)
+        fprintf(stderr,
+                "ruvllm %s: %s: %.2f of %.2f GiB (%s, %.2f GiB free): weights %.2f GiB, "
+                "scratch %.2f GiB, KV cache room for %lld tokens (%s, %.1f KiB each): %lld "
+                "sequence(s) of %d tokens at once\n",
+                o->cmd, b.device, (double)b.budget / gib, (double)b.total / gib, cap,
+                (double)b.free / gib, (double)b.weights / gib, (double)b.workspace / gib,
+                (long long)b.kv_tokens, rl_type_name(o->kv_type),
+                (double)b.kv_token_bytes / 1024.0,
+                (long long)(b.kv_tokens / (n_ctx > 0 ? n_ctx : 1)), (int)n_ctx);
+    if (refuse && b.kv_tokens < n_ctx) {
+        fprintf(stderr,
+                "ruvllm %s: a context of %d tokens needs %.1f MiB of KV cache; %s leaves room "
+                "for %lld tokens on %s (lower -c or raise --gpu-mem)\n",
+                o->cmd, (int)n_ctx, (double)b.kv_token_bytes * n_ctx / 1048576.0, cap,
+                (long long)b.kv_tokens, b.device);
+        return false;
+    }
+    return true;
+}
+
 rl_model *gen_load_model(const gen_opts *o) {
+    if (!gen_check_device(o)) return NULL;
     rl_model_params mp = rl_model_default_params();
     mp.n_threads = o->n_threads;
     mp.use_mlock = o->mlock;
+    mp.device = o->device;
+    mp.gpu_mem = (float)o->gpu_mem;
     char err[512] = "";
     rl_model *m = NULL;
     rl_status st = rl_model_load(o->model, &mp, &m, err, sizeof err);
     if (st != RL_OK) {
         fprintf(stderr, "ruvllm %s: %s\n", o->cmd, err[0] ? err : rl_status_str(st));
+        return NULL;
+    }
+    if (on_gpu(o) && !device_plan(o, m, default_ctx(m, o->n_ctx),
+                                  o->n_batch > 0 ? o->n_batch : 512, true, o->n_ctx > 0)) {
+        rl_model_free(m);
         return NULL;
     }
     return m;
@@ -343,6 +441,8 @@ rl_context *gen_new_context(const gen_opts *o, rl_model *m, int32_t n_ctx, int32
     cp.n_outputs_max = n_outputs_max;
     cp.kv_type = o->kv_type;
     cp.n_threads = o->n_threads;
+    if (on_gpu(o) && !device_plan(o, m, default_ctx(m, n_ctx), cp.n_batch, false, true))
+        return NULL;
     char err[512] = "";
     rl_context *ctx = NULL;
     rl_status st = rl_context_create(m, &cp, &ctx, err, sizeof err);

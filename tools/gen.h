@@ -16,6 +16,7 @@
 #define GEN_OPT_CONTEXT 2u  /* -c, -b, --kv-type */
 #define GEN_OPT_SAMPLING 4u /* --temp, --top-k, ... --seed, --mirostat, --dry-*, --xtc-* */
 #define GEN_OPT_CONSTRAINT 8u /* --grammar, --json-schema, --regex, --json-object */
+#define GEN_OPT_DEVICE 16u  /* --device, --gpu-mem (part of GEN_OPT_MODEL too) */
 
 #define GEN_MAX_BREAKERS 64
 #define GEN_MAX_BIAS 256
@@ -25,6 +26,8 @@ typedef struct gen_opts {
     const char *model;
     int n_threads;   /* 0: physical cores */
     bool mlock;
+    const char *device; /* NULL: the CPU; "cpu", "cuda", "cuda:N" (checked syntax) */
+    double gpu_mem;     /* 0: no cap */
     int32_t n_ctx;   /* 0: the model's training context, at most 4096 */
     int32_t n_batch; /* 0: the command's default */
     rl_type kv_type;
@@ -60,10 +63,16 @@ bool gen_parse_float(const char *cmd, const char *flag, const char *s, double lo
 /* The usage lines of the option groups. */
 void gen_usage_options(FILE *f, unsigned groups);
 
-/* Load o->model (prints the error). */
+/* --device / --gpu-mem as given: the device exists in this build and machine, and
+ * --gpu-mem comes with a GPU (prints "ruvllm CMD: --device ...: why" and returns false). */
+bool gen_check_device(const gen_opts *o);
+
+/* Load o->model on o->device (prints the error). On a GPU it prints where the memory
+ * goes (weights, scratch, tokens of KV that fit and how many contexts of o->n_ctx tokens
+ * that makes) and refuses an explicit -c that does not fit. */
 rl_model *gen_load_model(const gen_opts *o);
 /* A context on m with o's n_ctx, kv_type, threads; n_batch and n_outputs_max as given
- * (prints the error). */
+ * (prints the error; on a GPU, also when n_ctx tokens of KV do not fit --gpu-mem). */
 rl_context *gen_new_context(const gen_opts *o, rl_model *m, int32_t n_ctx, int32_t n_batch,
                             int32_t n_outputs_max);
 /* A sampler with o's settings, windows of -1 replaced by n_ctx (prints the error). */

@@ -202,6 +202,10 @@ rl_threadpool *rl__backend_cpu_pool(rl_backend *be);
 rl_status rl__backend_cuda_create(int device, rl_backend **out, char *err, size_t err_size);
 /* CUDA devices this process sees (0 when built without CUDA or without a driver). */
 int rl__cuda_device_count(void);
+/* GPU `device`'s name and memory (bytes total and free now). RL_ERR_UNSUPPORTED with a
+ * message when the library was built without CUDA or there is no such device. */
+rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t *total,
+                               size_t *free_bytes, char *err, size_t err_size);
 /* Device-to-device copy bandwidth of GPU `device` in bytes/s, counting bytes read and
  * written (best of 5 copies of 1 GiB): the floor benchmarks compare with. 0 without one. */
 double rl__cuda_copy_bandwidth(int device);

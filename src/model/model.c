@@ -143,7 +143,7 @@ RL_API rl_status rl_model_load(const char *path, const rl_model_params *p, rl_mo
         st = lock_weights(m, err, err_size);
         if (st != RL_OK) goto fail;
     }
-    st = rl__model_device_init(m, p->device, err, err_size);
+    st = rl__model_device_init(m, p, err, err_size);
     if (st != RL_OK) goto fail;
     *out = m;
     return RL_OK;

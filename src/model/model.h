@@ -156,11 +156,26 @@ struct rl_model {
     /* device backend holding a copy of the weights (model params device "cuda[:N]"; its
      * forks run the contexts), NULL on the CPU. device.c */
     rl_backend *dev;
+    int dev_ordinal;             /* GPU ordinal of dev */
+    float gpu_mem;               /* rl_model_params.gpu_mem */
+    uint64_t dev_bytes;          /* bytes copied to dev (weights after conversion, vectors) */
 };
 
-/* Open the device named by the model params (NULL or "cpu": none) and copy the loaded
- * weights into it, checking that it takes every tensor type. device.c */
-rl_status rl__model_device_init(rl_model *m, const char *device, char *err, size_t err_size);
+/* Open the device the model params name (device NULL or "cpu": none), convert the weights
+ * of types it has no kernel for (convert.c) and copy the weights into it, within
+ * p->gpu_mem. device.c */
+rl_status rl__model_device_init(rl_model *m, const rl_model_params *p, char *err,
+                                size_t err_size);
+
+/* The native type a device without a kernel for t converts t's rows of ne0 values to
+ * (Q4_K, Q8_0 or F16), or t itself when t needs no conversion (convert.c). */
+rl_type rl__convert_target(rl_type t, int64_t ne0);
+/* nrows rows of ne0 values of type src at data, rewritten as type dst into out (nrows *
+ * row_bytes(dst, ne0) bytes): dequantized, then quantized by the reference quantizer, on
+ * pool's threads (pool may be NULL: the calling thread). RL_ERR_UNSUPPORTED when either
+ * type lacks a row kernel, RL_ERR_NOMEM. */
+rl_status rl__convert_rows(rl_threadpool *pool, rl_type src, const void *data, int64_t ne0,
+                           int64_t nrows, rl_type dst, void *out);
 
 /* ------------------------------------------------------------------------------------ */
 /* Loader helpers (loader.c)                                                             */

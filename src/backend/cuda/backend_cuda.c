@@ -860,6 +860,35 @@ int rl__cuda_device_count(void) {
     return n;
 }
 
+rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t *total,
+                               size_t *free_bytes, char *err, size_t es) {
+    if (name_size) name[0] = 0;
+    *total = *free_bytes = 0;
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0) {
+        rl__fmt(err, es, "no CUDA device: %s",
+                e != cudaSuccess ? cudaGetErrorString(e) : "none found");
+        cudaGetLastError();
+        return RL_ERR_UNSUPPORTED;
+    }
+    if (device < 0 || device >= n) {
+        rl__fmt(err, es, "CUDA device %d does not exist (%d found)", device, n);
+        return RL_ERR_UNSUPPORTED;
+    }
+    struct cudaDeviceProp prop;
+    e = set_device(device);
+    if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, device);
+    if (e == cudaSuccess) e = cudaMemGetInfo(free_bytes, total);
+    if (e != cudaSuccess) {
+        rl__fmt(err, es, "CUDA device %d: %s", device, cudaGetErrorString(e));
+        cudaGetLastError();
+        return RL_ERR_UNSUPPORTED;
+    }
+    rl__fmt(name, name_size, "%s", prop.name);
+    return RL_OK;
+}
+
 double rl__cuda_copy_bandwidth(int device) {
     const size_t bytes = (size_t)1 << 30;
     if (device < 0 || device >= rl__cuda_device_count() || set_device(device) != cudaSuccess)

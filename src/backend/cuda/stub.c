@@ -16,6 +16,14 @@ rl_status rl__backend_cuda_create(int device, rl_backend **out, char *err, size_
 
 int rl__cuda_device_count(void) { return 0; }
 
+rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t *total,
+                               size_t *free_bytes, char *err, size_t err_size) {
+    rl_backend *be;
+    if (name_size) name[0] = 0;
+    *total = *free_bytes = 0;
+    return rl__backend_cuda_create(device, &be, err, err_size);
+}
+
 double rl__cuda_copy_bandwidth(int device) {
     (void)device;
     return 0;
