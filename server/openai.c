@@ -778,6 +778,52 @@ fail:
     return NULL;
 }
 
+/* For a template that does not render tools (ChatML, for one): the tools and the generic
+ * JSON call format go into the system message, and earlier calls become that JSON in the
+ * assistant's content, so that the model sees what it may call and how. */
+static void tools_to_prompt(json_t *msgs, const char *tools_json) {
+    sbuf t = {0};
+    sbuf_addf(&t, "You can call these tools (their arguments as JSON Schema):\n%s\n"
+              "To call tools, answer with only a JSON object {\"tool_calls\": [{\"name\": "
+              "\"TOOL\", \"arguments\": {...}}]}; otherwise answer with only "
+              "{\"response\": \"YOUR ANSWER\"}.", tools_json);
+    json_t *first = json_array_get(msgs, 0);
+    const char *r = json_string_value(json_object_get(first, "role"));
+    if (r && !strcmp(r, "system")) {
+        sbuf c = {0};
+        const char *old = json_string_value(json_object_get(first, "content"));
+        sbuf_addf(&c, "%s%s%s", old ? old : "", old && *old ? "\n\n" : "", t.p ? t.p : "");
+        json_object_set_new(first, "content", json_string(c.p ? c.p : ""));
+        sbuf_free(&c);
+    } else {
+        json_t *sys = json_object();
+        json_object_set_new(sys, "role", json_string("system"));
+        json_object_set_new(sys, "content", json_string(t.p ? t.p : ""));
+        json_array_insert_new(msgs, 0, sys);
+    }
+    sbuf_free(&t);
+    size_t i, j;
+    json_t *m, *c;
+    json_array_foreach(msgs, i, m) {
+        json_t *calls = json_object_get(m, "tool_calls");
+        const char *content = json_string_value(json_object_get(m, "content"));
+        if (!json_array_size(calls) || (content && *content)) continue;
+        json_t *arr = json_array();
+        json_array_foreach(calls, j, c) {
+            json_t *f = json_object_get(c, "function"), *o = json_object();
+            json_object_set(o, "name", json_object_get(f, "name"));
+            json_object_set(o, "arguments", json_object_get(f, "arguments"));
+            json_array_append_new(arr, o);
+        }
+        json_t *wrap = json_object();
+        json_object_set_new(wrap, "tool_calls", arr);
+        char *txt = json_dumps(wrap, JSON_COMPACT);
+        json_decref(wrap);
+        if (txt) json_object_set_new(m, "content", json_string(txt));
+        free(txt);
+    }
+}
+
 bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
     memset(g, 0, sizeof *g);
     g->kind = GEN_CHAT;
@@ -804,6 +850,7 @@ bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
 
     json_t *msgs = chat_messages(json_object_get(body, "messages"), err);
     if (!msgs) return false;
+    if (g->tools_json && s->tools_in_prompt) tools_to_prompt(msgs, g->tools_json);
     char *mj = json_dumps(msgs, JSON_COMPACT);
     json_decref(msgs);
     if (!mj) {

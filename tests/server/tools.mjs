@@ -419,6 +419,29 @@ await test('bad inputs: 400 naming the field', async () => {
   check(ok.choices.length === 1, 'still serving');
 });
 
+// A template that shows no tools (the ChatML fallback: stories260K has no template): the
+// tools are described in the system prompt and calls come as the generic JSON.
+await test('template without tools: generic JSON calls', async () => {
+  const s2 = await startServer(['--parallel', '2', '--ctx', '2048', '--threads', '2', '--api-key', API_KEY]);
+  check(/tool calls: generic/.test(s2.log()), 'generic family announced', s2.log());
+  const c2 = new OpenAI({ baseURL: `${s2.base}/v1`, apiKey: API_KEY, maxRetries: 0, timeout: 120000 });
+  const opts = { model: MODEL, messages: user('Weather?'), tools: TOOLS, tool_choice: { type: 'function', function: { name: 'get_weather' } }, parallel_tool_calls: false, max_tokens: 1200, seed: 3, n: 2 };
+  const r = await c2.chat.completions.create(opts);
+  valid(V.chat, r, 'chat response');
+  check(r.choices.length === 2, 'n = 2');
+  const calls = r.choices.map((c) => {
+    check(c.finish_reason === 'tool_calls' && c.message.content === null, `choice ${c.index}: a call only`, c);
+    return checkCalls(c.message, ['get_weather'], `choice ${c.index}`);
+  });
+  check(calls[0][0]?.id !== calls[1][0]?.id, 'ids differ between choices', calls.map((c) => c[0]?.id));
+  // the system prompt carries the tools: longer than without them
+  const plain = await c2.chat.completions.create({ model: MODEL, messages: user('Weather?'), max_tokens: 1 });
+  check(r.usage.prompt_tokens > plain.usage.prompt_tokens + 50, 'tools described in the prompt', [plain.usage.prompt_tokens, r.usage.prompt_tokens]);
+  const exited2 = new Promise((resolve) => s2.proc.on('exit', (code) => resolve(code)));
+  s2.proc.kill('SIGTERM');
+  check((await exited2) === 0, 'second server exits 0');
+});
+
 const exited = new Promise((resolve) => srv.proc.on('exit', (code) => resolve(code)));
 srv.proc.kill('SIGINT');
 const code = await exited;
