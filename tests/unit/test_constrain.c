@@ -3,7 +3,8 @@
  * allows the greedy text changes nothing, end tokens only where the grammar can end, dead
  * ends finish with stop, max_tokens cuts give accepted prefixes, n > 1, bad grammars are
  * refused naming the grammar, the cache of compiled grammars (eviction while requests
- * use an entry), special_text shows control tokens, and handles that outlive the engine. */
+ * use an entry), special_text shows control tokens, preemption, and handles that outlive
+ * the engine. */
 #include "engine/engine_impl.h"
 #include "test.h"
 
@@ -267,6 +268,51 @@ TEST(special_text) {
     rl_engine_free(e);
 }
 
+/* Under a pool too small for all requests, preempted and recomputed sequences keep their
+ * matchers: each output equals its run alone (seeded sampling) and follows the grammar. */
+TEST(preemption) {
+    rl_engine_params ep = rl_engine_default_params();
+    ep.n_parallel = 6;
+    ep.kv_mem = 1280 * 16 * 24; /* stories260K, F32 KV: 1280 bytes a token; 24 blocks */
+    ep.n_ctx = 128;
+    ep.batch_tokens = 128;
+    ep.n_threads = 2;
+    ep.kv_type = RL_TYPE_F32;
+    rl_engine *e = NULL;
+    char err[256];
+    CHECKF(rl_engine_create(g_model, &ep, &e, err, sizeof err) == RL_OK, "%s", err);
+    if (!e) return;
+    const char *gr = "root ::= [a-z]+ (\" \" [a-z]+)*";
+    enum { N = 6 };
+    static out alone[N], together[N];
+    for (int i = 0; i < N; i++) {
+        rl_engine_request_params p = params("Once upon a time", gr, 100);
+        p.sampling.seed = 100 + (uint64_t)i;
+        run(e, &p, &alone[i]);
+    }
+    rl_engine_request *rs[N];
+    for (int i = 0; i < N; i++) {
+        rl_engine_request_params p = params("Once upon a time", gr, 100);
+        p.sampling.seed = 100 + (uint64_t)i;
+        rs[i] = NULL;
+        CHECK(rl_engine_submit(e, &p, &rs[i], err, sizeof err) == RL_OK);
+    }
+    for (int i = 0; i < N; i++) {
+        if (!rs[i]) continue;
+        CHECK(drain(rs[i], &together[i]));
+        CHECKF(together[i].len[0] == alone[i].len[0] &&
+                   !memcmp(together[i].text[0], alone[i].text[0], alone[i].len[0]),
+               "%d: \"%.*s\" vs \"%.*s\"", i, (int)together[i].len[0], together[i].text[0],
+               (int)alone[i].len[0], alone[i].text[0]);
+        CHECK(accepts(gr, together[i].text[0], together[i].len[0], false));
+        rl_engine_request_free(rs[i]);
+    }
+    rl_engine_metrics mt;
+    rl_engine_metrics_get(e, &mt);
+    CHECKF(mt.n_preemptions > 0, "no preemption happened");
+    rl_engine_free(e);
+}
+
 /* A constrained request's handle outlives the engine; freeing the engine mid-run aborts. */
 TEST(handle_outlives_engine) {
     rl_engine *e = make_engine(2);
@@ -300,6 +346,7 @@ int main(void) {
     RUN(bad_grammars);
     RUN(cache_eviction);
     RUN(special_text);
+    RUN(preemption);
     RUN(handle_outlives_engine);
     rl_model_free(g_model);
     return rl_test_finish();
