@@ -9,6 +9,7 @@
 #ifndef RL_SCHEMA_IMPL_H
 #define RL_SCHEMA_IMPL_H
 
+#include "../util/strbuf.h"
 #include "../util/util.h"
 
 #include <jansson.h>
@@ -17,24 +18,15 @@
 #include <stdint.h>
 
 /* ---- growing strings ----------------------------------------------------------------- */
-/* A NUL-terminated byte string that grows; after a failed allocation `oom` stays set and
- * every later append is a no-op returning false, so callers may check once at the end. */
-typedef struct rl__sstr {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} rl__sstr;
-
-bool rl__sstr_put(rl__sstr *s, const char *p, size_t n);
-bool rl__sstr_puts(rl__sstr *s, const char *z);
-bool rl__sstr_putc(rl__sstr *s, char c);
-bool rl__sstr_printf(rl__sstr *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The UTF-8 encoding of code point c (< 0x110000). */
-bool rl__sstr_put_cp(rl__sstr *s, uint32_t c);
-void rl__sstr_free(rl__sstr *s);
-/* The string (never NULL unless out of memory: "" is allocated for an empty one); s is
- * left empty and owns nothing. */
-char *rl__sstr_take(rl__sstr *s);
+/* The schema module's names for util's growing string (util/strbuf.h: contracts there). */
+typedef rl__strbuf rl__sstr;
+#define rl__sstr_put rl__strbuf_put
+#define rl__sstr_puts rl__strbuf_puts
+#define rl__sstr_putc rl__strbuf_putc
+#define rl__sstr_printf rl__strbuf_printf
+#define rl__sstr_put_cp rl__strbuf_put_cp
+#define rl__sstr_free rl__strbuf_free
+#define rl__sstr_take rl__strbuf_take
 
 /* ---- hash map from byte strings to 64-bit values -------------------------------------- */
 /* Open addressing; keys are copied. Used with pointer keys too (the pointer's bytes). */
@@ -75,7 +67,9 @@ json_t *rl__json_parse(const char *text, size_t len, const char *what, rl_status
  * exactly one canonical encoding, which the grammar writers rely on. */
 bool rl__json_canon(const json_t *v, rl__sstr *out);
 /* The canonical encoding of a JSON string's content (without the quotes). */
-bool rl__json_canon_str(const char *s, size_t n, rl__sstr *out);
+static inline bool rl__json_canon_str(const char *s, size_t n, rl__sstr *out) {
+    return rl__strbuf_put_json_escaped(out, s, n);
+}
 /* Equality as JSON Schema defines it: numbers by mathematical value (1 == 1.0), objects
  * regardless of key order, arrays element by element. */
 bool rl__json_equal(const json_t *a, const json_t *b);

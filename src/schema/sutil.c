@@ -1,124 +1,13 @@
 /*
- * sutil.c - growing strings, a byte-string hash map, and the JSON helpers of the schema
- * module (parsing with big integers as reals, the canonical text, equality, UTF-8).
+ * sutil.c - a byte-string hash map and the JSON helpers of the schema module (parsing with
+ * big integers as reals, the canonical text, equality, UTF-8). The growing string is util's
+ * (util/strbuf.c).
  */
 #include "schema/schema_impl.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-
-/* ---- growing strings ----------------------------------------------------------------- */
-
-static bool sstr_grow(rl__sstr *s, size_t extra) {
-    if (s->oom) return false;
-    size_t need;
-    if (!rl__add_size(s->len, extra, &need) || !rl__add_size(need, 1, &need)) {
-        s->oom = true;
-        return false;
-    }
-    if (need <= s->cap) return true;
-    size_t cap = s->cap ? s->cap : 64;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2) {
-            cap = need;
-            break;
-        }
-        cap *= 2;
-    }
-    char *p = rl__realloc(s->p, cap);
-    if (!p) {
-        s->oom = true;
-        return false;
-    }
-    s->p = p;
-    s->cap = cap;
-    return true;
-}
-
-bool rl__sstr_put(rl__sstr *s, const char *p, size_t n) {
-    if (!p && n) {
-        /* the text of a string that ran out of memory */
-        s->oom = true;
-        return false;
-    }
-    if (!sstr_grow(s, n)) return false;
-    if (n) memcpy(s->p + s->len, p, n);
-    s->len += n;
-    s->p[s->len] = 0;
-    return true;
-}
-
-bool rl__sstr_puts(rl__sstr *s, const char *z) {
-    if (!z) {
-        s->oom = true;
-        return false;
-    }
-    return rl__sstr_put(s, z, strlen(z));
-}
-
-bool rl__sstr_putc(rl__sstr *s, char c) { return rl__sstr_put(s, &c, 1); }
-
-bool rl__sstr_printf(rl__sstr *s, const char *fmt, ...) {
-    if (s->oom) return false;
-    va_list ap;
-    va_start(ap, fmt);
-    char small[256];
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) return false;
-    if ((size_t)n < sizeof small) return rl__sstr_put(s, small, (size_t)n);
-    if (!sstr_grow(s, (size_t)n)) return false;
-    va_start(ap, fmt);
-    vsnprintf(s->p + s->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    s->len += (size_t)n;
-    return true;
-}
-
-bool rl__sstr_put_cp(rl__sstr *s, uint32_t c) {
-    char b[4];
-    size_t n;
-    if (c < 0x80) {
-        b[0] = (char)c;
-        n = 1;
-    } else if (c < 0x800) {
-        b[0] = (char)(0xC0 | (c >> 6));
-        b[1] = (char)(0x80 | (c & 0x3F));
-        n = 2;
-    } else if (c < 0x10000) {
-        b[0] = (char)(0xE0 | (c >> 12));
-        b[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (c & 0x3F));
-        n = 3;
-    } else {
-        b[0] = (char)(0xF0 | (c >> 18));
-        b[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (c & 0x3F));
-        n = 4;
-    }
-    return rl__sstr_put(s, b, n);
-}
-
-void rl__sstr_free(rl__sstr *s) {
-    rl__free(s->p);
-    memset(s, 0, sizeof *s);
-}
-
-char *rl__sstr_take(rl__sstr *s) {
-    if (s->oom) {
-        rl__sstr_free(s);
-        return NULL;
-    }
-    if (!s->p) {
-        if (!sstr_grow(s, 0)) return NULL;
-        s->p[0] = 0;
-    }
-    char *p = s->p;
-    memset(s, 0, sizeof *s);
-    return p;
-}
 
 /* ---- hash map ------------------------------------------------------------------------- */
 
@@ -215,52 +104,6 @@ static void fmt_double(char *buf, size_t size, double d) {
         snprintf(buf, size, "%.*g", prec, d);
         if (strtod(buf, NULL) == d) return;
     }
-}
-
-bool rl__json_canon_str(const char *s, size_t n, rl__sstr *out) {
-    static const char hex[] = "0123456789abcdef";
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[7];
-        switch (c) {
-        case '"':
-            esc = "\\\"";
-            break;
-        case '\\':
-            esc = "\\\\";
-            break;
-        case '\b':
-            esc = "\\b";
-            break;
-        case '\f':
-            esc = "\\f";
-            break;
-        case '\n':
-            esc = "\\n";
-            break;
-        case '\r':
-            esc = "\\r";
-            break;
-        case '\t':
-            esc = "\\t";
-            break;
-        default:
-            if (c < 0x20 || c == 0x7F) {
-                memcpy(u, "\\u00", 4);
-                u[4] = hex[c >> 4];
-                u[5] = hex[c & 15];
-                u[6] = 0;
-                esc = u;
-            }
-        }
-        if (!esc) continue;
-        rl__sstr_put(out, s + start, i - start);
-        rl__sstr_puts(out, esc);
-        start = i + 1;
-    }
-    return rl__sstr_put(out, s + start, n - start);
 }
 
 static bool canon(const json_t *v, rl__sstr *out, int depth) {

@@ -1,138 +1,19 @@
 /*
- * json.c - growing strings and a JSON scanner for tool calls. The scanner finds where a
+ * json.c - JSON string literals and a JSON scanner for tool calls. The scanner finds where a
  * value ends without building it, and says "more" when the text stops inside a value that
  * may still complete: that is what lets the streaming parser wait without guessing. The
  * arguments of a call are then the model's own bytes, so numbers of any size survive.
  */
 #include "toolcall/toolcall.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 
-/* ---- growing strings ------------------------------------------------------------------ */
-
-static bool buf_grow(tc_buf *b, size_t extra) {
-    if (b->oom) return false;
-    size_t need;
-    if (!rl__add_size(b->len, extra, &need) || !rl__add_size(need, 1, &need)) {
-        b->oom = true;
-        return false;
-    }
-    if (need <= b->cap) return true;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = rl__realloc(b->p, cap);
-    if (!p) {
-        b->oom = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-bool rl__tc_put(tc_buf *b, const char *s, size_t n) {
-    if (!buf_grow(b, n)) return false;
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return true;
-}
-
-bool rl__tc_puts(tc_buf *b, const char *z) { return rl__tc_put(b, z, strlen(z)); }
-bool rl__tc_putc(tc_buf *b, char c) { return rl__tc_put(b, &c, 1); }
-
-bool rl__tc_printf(tc_buf *b, const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0 || !buf_grow(b, (size_t)n)) {
-        va_end(ap2);
-        b->oom = true;
-        return false;
-    }
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
-    b->len += (size_t)n;
-    return true;
-}
-
-bool rl__tc_put_cp(tc_buf *b, uint32_t c) {
-    char u[4];
-    size_t n;
-    if (c < 0x80) {
-        u[0] = (char)c;
-        n = 1;
-    } else if (c < 0x800) {
-        u[0] = (char)(0xC0 | (c >> 6));
-        u[1] = (char)(0x80 | (c & 0x3F));
-        n = 2;
-    } else if (c < 0x10000) {
-        u[0] = (char)(0xE0 | (c >> 12));
-        u[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        u[2] = (char)(0x80 | (c & 0x3F));
-        n = 3;
-    } else {
-        u[0] = (char)(0xF0 | (c >> 18));
-        u[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-        u[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-        u[3] = (char)(0x80 | (c & 0x3F));
-        n = 4;
-    }
-    return rl__tc_put(b, u, n);
-}
+/* ---- JSON string literals ------------------------------------------------------------ */
 
 bool rl__tc_put_json_str(tc_buf *b, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
     rl__tc_putc(b, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[7];
-        switch (c) {
-        case '"':
-            esc = "\\\"";
-            break;
-        case '\\':
-            esc = "\\\\";
-            break;
-        case '\n':
-            esc = "\\n";
-            break;
-        case '\r':
-            esc = "\\r";
-            break;
-        case '\t':
-            esc = "\\t";
-            break;
-        case '\b':
-            esc = "\\b";
-            break;
-        case '\f':
-            esc = "\\f";
-            break;
-        default:
-            if (c < 0x20 || c == 0x7F) {
-                u[0] = '\\', u[1] = 'u', u[2] = '0', u[3] = '0';
-                u[4] = hex[c >> 4], u[5] = hex[c & 15], u[6] = 0;
-                esc = u;
-            }
-        }
-        if (!esc) continue;
-        rl__tc_put(b, s + run, i - run);
-        rl__tc_puts(b, esc);
-        run = i + 1;
-    }
-    rl__tc_put(b, s + run, n - run);
+    rl__strbuf_put_json_escaped(b, s, n);
     return rl__tc_putc(b, '"');
-}
-
-void rl__tc_buf_free(tc_buf *b) {
-    rl__free(b->p);
-    memset(b, 0, sizeof *b);
 }
 
 /* ---- scanning ------------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #ifndef RL_TOOLCALL_H
 #define RL_TOOLCALL_H
 
+#include "../util/strbuf.h"
 #include "../util/util.h"
 
 #include <stdbool.h>
@@ -19,22 +20,16 @@
 #include <stdint.h>
 
 /* ---- growing strings ----------------------------------------------------------------- */
-/* NUL-terminated; after a failed allocation `oom` stays set and appends do nothing. */
-typedef struct tc_buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} tc_buf;
-
-bool rl__tc_put(tc_buf *b, const char *s, size_t n);
-bool rl__tc_puts(tc_buf *b, const char *z);
-bool rl__tc_putc(tc_buf *b, char c);
-bool rl__tc_printf(tc_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The tool-call module's names for util's growing string (util/strbuf.h: contracts there). */
+typedef rl__strbuf tc_buf;
+#define rl__tc_put rl__strbuf_put
+#define rl__tc_puts rl__strbuf_puts
+#define rl__tc_putc rl__strbuf_putc
+#define rl__tc_printf rl__strbuf_printf
+#define rl__tc_put_cp rl__strbuf_put_cp
+#define rl__tc_buf_free rl__strbuf_free
 /* s[0..n) as a JSON string literal (quotes included; UTF-8 kept, controls escaped). */
 bool rl__tc_put_json_str(tc_buf *b, const char *s, size_t n);
-/* The UTF-8 encoding of code point c. */
-bool rl__tc_put_cp(tc_buf *b, uint32_t c);
-void rl__tc_buf_free(tc_buf *b);
 
 /* ---- JSON scanning ------------------------------------------------------------------- */
 typedef enum tc_res {
