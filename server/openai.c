@@ -1214,25 +1214,22 @@ static bool emit_choice(gen_out *o, const srv *s, sbuf *sse, json_t *choice) {
     return emit(sse, c);
 }
 
-/* A chunk of choice k whose delta comes from tool-call parser events (and the logprobs of
- * the event's tokens); nothing when there is neither. */
-static bool emit_tool_events(gen_out *o, const srv *s, const rl_engine_event *ev,
-                             const rl_toolcall_event *tev, size_t n, sbuf *sse) {
-    const int k = ev->seq_index;
+/* A chunk of choice k whose delta is made of tool-call parser events tev[0..n) (merged
+ * by rl_toolcall_delta_json), with logprobs of ev's tokens when lp; none when both are
+ * empty. */
+static bool emit_tool_chunk(gen_out *o, const srv *s, const rl_engine_event *ev,
+                            const rl_toolcall_event *tev, size_t n, bool lp, sbuf *sse) {
     json_t *d = NULL;
     if (n) {
-        for (size_t i = 0; i < n; i++)
-            if (tev[i].type == RL_TOOLCALL_EV_CALL) o->called[k] = true;
         char *dj = NULL;
         if (rl_toolcall_delta_json(tev, n, &dj) != RL_OK || !dj) return false;
         d = json_loads(dj, 0, NULL);
         rl_free_string(dj);
         if (!d) return false;
     }
-    const bool lp = o->logprobs && ev->n_tokens;
     if (!d && !lp) return true;
     json_t *ch = json_object();
-    json_object_set_new(ch, "index", json_integer(k));
+    json_object_set_new(ch, "index", json_integer(ev->seq_index));
     json_object_set_new(ch, "delta", d ? d : json_object());
     if (lp) {
         json_t *l = json_object(), *arr = json_array();
@@ -1246,6 +1243,30 @@ static bool emit_tool_events(gen_out *o, const srv *s, const rl_engine_event *ev
     }
     json_object_set_new(ch, "finish_reason", json_null());
     return emit_choice(o, s, sse, ch);
+}
+
+/* The chunks of parser events: a call's start (index, id, type, name) in a chunk of its
+ * own, the text and argument fragments around it merged; the event's logprobs go with
+ * the first chunk (or alone when there are no events). */
+static bool emit_tool_events(gen_out *o, const srv *s, const rl_engine_event *ev,
+                             const rl_toolcall_event *tev, size_t n, sbuf *sse) {
+    bool lp = o->logprobs && ev->n_tokens, ok = true;
+    size_t i0 = 0;
+    for (size_t i = 0; i <= n; i++) {
+        const bool call = i < n && tev[i].type == RL_TOOLCALL_EV_CALL;
+        if (i < n && !call) continue;
+        if (i > i0 || (i == n && lp)) { /* the run before the call (or the rest) */
+            ok = ok && emit_tool_chunk(o, s, ev, tev + i0, i - i0, lp, sse);
+            lp = false;
+        }
+        if (call) {
+            o->called[ev->seq_index] = true;
+            ok = ok && emit_tool_chunk(o, s, ev, tev + i, 1, lp, sse);
+            lp = false;
+        }
+        i0 = i + 1;
+    }
+    return ok;
 }
 
 /* Streaming with tools: the text goes through choice k's tool-call parser, and only what
