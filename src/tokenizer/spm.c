@@ -5,9 +5,8 @@
  * ties, until no pair forms a token; pieces that are not tokens fall back to byte tokens
  * <0xXX>.
  *
- * Symbols form a linked list over the text and candidates wait in a binary heap, so n
- * characters cost O(n log n). A queued candidate is stale when either symbol has changed
- * length since (symbols only grow, or drop to 0 when merged into their left neighbour).
+ * The merging itself is merge.c's (a pair's key is minus its token's score), so n
+ * characters cost O(n log n).
  *
  * The text is first cut between two characters that appear next to each other in no token:
  * no merge can cross such a cut, and merges on either side do not interact (a candidate
@@ -16,76 +15,13 @@
  */
 #include "tok_impl.h"
 
-typedef struct sym {
-    int32_t prev, next;
-    uint32_t off, len;
-} sym;
-
-typedef struct cand {
-    float score;
-    int32_t left, right;
-    uint32_t size; /* bytes of the pair when queued */
-} cand;
-
-typedef struct spm_ctx {
-    sym *syms;
-    size_t nsym;
-    cand *heap;
-    size_t nheap, cheap;
-} spm_ctx;
-
-static inline bool cand_before(const cand *a, const cand *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static bool heap_push(spm_ctx *c, cand p) {
-    if (c->nheap == c->cheap) {
-        size_t cap = c->cheap ? c->cheap * 2 : 64, bytes;
-        if (!rl__mul_size(cap, sizeof(cand), &bytes)) return false;
-        cand *nh = rl__realloc(c->heap, bytes);
-        if (!nh) return false;
-        c->heap = nh;
-        c->cheap = cap;
-    }
-    size_t i = c->nheap++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!cand_before(&p, &c->heap[up])) break;
-        c->heap[i] = c->heap[up];
-        i = up;
-    }
-    c->heap[i] = p;
+/* A pair's key: minus the score of the token it spells (the highest score merges first). */
+static bool merge_score(const rl_vocab *v, const char *text, const rl__msym *a, const rl__msym *b,
+                        double *key) {
+    rl_token t = rl__vocab_plain(v, text + a->off, a->len + b->len); /* b follows a */
+    if (t < 0) return false;
+    *key = -(double)v->scores[t];
     return true;
-}
-
-static cand heap_pop(spm_ctx *c) {
-    cand top = c->heap[0];
-    cand last = c->heap[--c->nheap];
-    size_t i = 0, n = c->nheap;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        const cand *best = &last;
-        if (l < n && cand_before(&c->heap[l], best)) {
-            m = l;
-            best = &c->heap[l];
-        }
-        if (r < n && cand_before(&c->heap[r], best)) m = r;
-        if (m == i) break;
-        c->heap[i] = c->heap[m];
-        i = m;
-    }
-    if (n) c->heap[i] = last;
-    return top;
-}
-
-static bool try_pair(spm_ctx *c, const rl_vocab *v, const char *text, int32_t l, int32_t r) {
-    if (l < 0 || r < 0) return true;
-    const sym *a = &c->syms[l], *b = &c->syms[r];
-    uint32_t size = a->len + b->len; /* b follows a in the text */
-    rl_token t = rl__vocab_plain(v, text + a->off, size);
-    if (t < 0) return true;
-    cand p = {v->scores[t], l, r, size};
-    return heap_push(c, p);
 }
 
 /* True when s[0..n) is one structurally complete UTF-8 character (lead byte and its
@@ -136,24 +72,10 @@ rl_status rl__spm_prepare(rl_vocab *v) {
 }
 
 /* Merge the symbols [s0, s1) of the text and emit their tokens. */
-static rl_status merge_chunk(spm_ctx *c, const rl_vocab *v, const char *text, size_t s0, size_t s1,
-                             rl__tokvec *out) {
-    c->nheap = 0;
-    c->syms[s0].prev = -1;
-    c->syms[s1 - 1].next = -1;
-    for (size_t i = s0 + 1; i < s1; i++)
-        if (!try_pair(c, v, text, (int32_t)i - 1, (int32_t)i)) return RL_ERR_NOMEM;
-    while (c->nheap) {
-        cand p = heap_pop(c);
-        sym *a = &c->syms[p.left], *b = &c->syms[p.right];
-        if (!a->len || !b->len || a->len + b->len != p.size) continue; /* stale */
-        a->len += b->len;
-        b->len = 0;
-        a->next = b->next;
-        if (b->next >= 0) c->syms[b->next].prev = p.left;
-        if (!try_pair(c, v, text, a->prev, p.left) || !try_pair(c, v, text, p.left, a->next))
-            return RL_ERR_NOMEM;
-    }
+static rl_status merge_chunk(rl__merger *c, const rl_vocab *v, const char *text, size_t s0,
+                             size_t s1, rl__tokvec *out) {
+    rl_status st = rl__merger_run(c, v, text, s0, s1, merge_score);
+    if (st != RL_OK) return st;
     for (int32_t i = (int32_t)s0; i >= 0; i = c->syms[i].next) {
         const char *s = text + c->syms[i].off;
         size_t n = c->syms[i].len;
@@ -174,25 +96,18 @@ static rl_status merge_chunk(spm_ctx *c, const rl_vocab *v, const char *text, si
 rl_status rl__spm_tokenize(const rl_vocab *v, const char *text, size_t len, rl__tokvec *out) {
     if (len == 0) return RL_OK;
     rl_status st = RL_ERR_NOMEM;
-    spm_ctx c = {0};
-    size_t bytes;
-    if (!rl__mul_size(len, sizeof(sym), &bytes) || !(c.syms = rl__malloc(bytes))) goto done;
+    rl__merger c = {0};
     for (size_t off = 0; off < len;) {
         size_t k = RL_MIN(rl__utf8_len((unsigned char)text[off]), len - off);
-        sym *s = &c.syms[c.nsym];
-        s->prev = (int32_t)c.nsym - 1;
-        s->off = (uint32_t)off;
-        s->len = (uint32_t)k;
+        if (!rl__merger_add(&c, off, k)) goto done;
         off += k;
-        s->next = off == len ? -1 : (int32_t)c.nsym + 1;
-        c.nsym++;
     }
     size_t s0 = 0;
     const unsigned char *u = (const unsigned char *)text;
     for (size_t i = 1; i <= c.nsym; i++) {
         if (i < c.nsym) {
             if (!v->spm_chunking) continue;
-            const sym *a = &c.syms[i - 1], *b = &c.syms[i];
+            const rl__msym *a = &c.syms[i - 1], *b = &c.syms[i];
             if (!whole_char(u + a->off, a->len) || !whole_char(u + b->off, b->len)) continue;
             if (rl__strmap_get(&v->spm_pairs, text + a->off, a->len + b->len) >= 0) continue;
         }
@@ -201,7 +116,6 @@ rl_status rl__spm_tokenize(const rl_vocab *v, const char *text, size_t len, rl__
     }
     st = RL_OK;
 done:
-    rl__free(c.syms);
-    rl__free(c.heap);
+    rl__merger_free(&c);
     return st;
 }

@@ -193,6 +193,42 @@ bool rl__pretok_byte_encode(const rl__pretok *p);
 rl_status rl__pretok_split(const rl__pretok *p, const char *text, size_t len, rl__buf *out,
                            rl__buf *ends);
 
+/* ---- pair merging (merge.c) ------------------------------------------------------------
+ * What SentencePiece BPE (spm.c) and byte-level BPE (bpe.c) share: the symbols of a text in
+ * a linked list, and a binary heap of candidate pairs ordered by key, lowest first, ties to
+ * the leftmost pair. Merging the best pair re-queues its neighbours, so n symbols cost
+ * O(n log n). A queued candidate is stale when either symbol's length has changed since
+ * (symbols only grow, or drop to 0 when merged into their left neighbour). */
+typedef struct rl__msym {
+    int32_t prev, next;
+    uint32_t off, len; /* bytes of the text; len 0: merged away */
+} rl__msym;
+
+typedef struct rl__mcand {
+    double key;
+    int32_t left, right;
+    uint32_t llen, rlen; /* symbol lengths when queued */
+} rl__mcand;
+
+typedef struct rl__merger {
+    rl__msym *syms;
+    size_t nsym, csym;
+    rl__mcand *heap;
+    size_t nheap, cheap;
+} rl__merger;
+
+/* The key of merging adjacent symbols a and b of text (lower first); false: they never merge. */
+typedef bool (*rl__merge_key_fn)(const rl_vocab *v, const char *text, const rl__msym *a,
+                                 const rl__msym *b, double *key);
+
+/* Append a symbol text[off..off+len) after the last one; false when out of memory. */
+bool rl__merger_add(rl__merger *m, size_t off, size_t len);
+/* Merge the symbols [s0, s1) as far as key allows; afterwards the list from s0 (next = -1
+ * ends it) holds the merged symbols. RL_ERR_NOMEM when the heap cannot grow. */
+rl_status rl__merger_run(rl__merger *m, const rl_vocab *v, const char *text, size_t s0, size_t s1,
+                         rl__merge_key_fn key);
+void rl__merger_free(rl__merger *m);
+
 /* ---- algorithms ------------------------------------------------------------------------ */
 
 /* Each appends the tokens of one fragment of raw text (special tokens already split off). */
