@@ -598,7 +598,23 @@ static bool parse_tools(srv *s, json_t *body, gen_req *g, api_error *err) {
                 "or {\"type\": \"function\", \"function\": {\"name\": ...}}");
         return false;
     }
-    g->tools_json = json_dumps(tools, JSON_COMPACT);
+    /* OpenAI's descriptions are optional; templates that print them need one (an
+     * annotation: the grammar is the same) */
+    json_t *shown = json_deep_copy(tools);
+    json_array_foreach(shown, i, t) {
+        json_t *fn = json_object_get(t, "function");
+        if (!json_is_string(json_object_get(fn, "description")))
+            json_object_set_new(fn, "description", json_string(""));
+        const char *key;
+        json_t *prop;
+        json_object_foreach(json_object_get(json_object_get(fn, "parameters"), "properties"), key,
+                            prop) {
+            if (json_is_object(prop) && !json_object_get(prop, "description"))
+                json_object_set_new(prop, "description", json_string(""));
+        }
+    }
+    g->tools_json = shown ? json_dumps(shown, JSON_COMPACT) : NULL;
+    json_decref(shown);
     if (!g->tools_json) {
         api_err(err, 500, NULL, "out of memory");
         return false;
@@ -630,9 +646,32 @@ static bool parse_tools(srv *s, json_t *body, gen_req *g, api_error *err) {
     return set_grammar(g, choice == RL_TOOLCALL_CHOICE_NAMED ? "tool_choice" : "tools", copy, err);
 }
 
+/* A call id as the Mistral templates demand it (9 letters and digits): kept when it is one,
+ * else derived from it by a hash, so that a call and its result keep matching. */
+static json_t *mistral_id(json_t *id) {
+    const char *s = json_string_value(id);
+    size_t n = s ? strlen(s) : 0;
+    bool ok = n == 9;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9');
+    if (ok || !s) return json_incref(id);
+    static const char an[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    char out[10];
+    for (int i = 0; i < 9; i++, h /= 62) out[i] = an[h % 62];
+    out[9] = 0;
+    return json_string(out);
+}
+
+static bool mistral_family(const srv *s) {
+    return s->tc_family == RL_TOOLCALL_MISTRAL || s->tc_family == RL_TOOLCALL_MISTRAL_ARGS;
+}
+
 /* An assistant message's tool_calls for the template: arguments given as JSON text become
- * the object they hold (the published templates write them with tojson). */
-static json_t *chat_tool_calls(json_t *calls, const char *param, api_error *err) {
+ * the object they hold (the published templates write them with tojson), except for a
+ * template that writes them as text (s->args_as_text), which gets text either way. */
+static json_t *chat_tool_calls(const srv *s, json_t *calls, const char *param, api_error *err) {
     if (!json_is_array(calls)) {
         api_err(err, 400, param, "%s.tool_calls: expected an array", param);
         return NULL;
@@ -652,7 +691,11 @@ static json_t *chat_tool_calls(json_t *calls, const char *param, api_error *err)
             return NULL;
         }
         json_t *a = NULL;
-        if (json_is_string(args)) {
+        if (s->args_as_text) {
+            char *t = json_is_string(args) ? NULL : json_dumps(args ? args : json_object(), JSON_COMPACT);
+            a = t ? json_string(t) : json_copy(args);
+            free(t);
+        } else if (json_is_string(args)) {
             a = json_loadb(json_string_value(args), json_string_length(args), JSON_DECODE_ANY,
                            NULL);
             if (a && !json_is_object(a)) {
@@ -666,7 +709,7 @@ static json_t *chat_tool_calls(json_t *calls, const char *param, api_error *err)
         json_t *f = json_object(), *o = json_object();
         json_object_set(f, "name", name);
         json_object_set_new(f, "arguments", a);
-        if (id) json_object_set(o, "id", id);
+        if (id) json_object_set_new(o, "id", mistral_family(s) ? mistral_id(id) : json_incref(id));
         json_object_set_new(o, "type", json_string("function"));
         json_object_set_new(o, "function", f);
         json_array_append_new(out, o);
@@ -690,7 +733,7 @@ static json_t *call_name(json_t *out, json_t *id) {
 /* The message list for the template: [{role, content: string}] with content parts joined;
  * an assistant's tool_calls and a tool result's tool_call_id (and the function's name,
  * from the call when the client gives none) pass through, as the templates expect them. */
-static json_t *chat_messages(json_t *msgs, api_error *err) {
+static json_t *chat_messages(const srv *s, json_t *msgs, api_error *err) {
     if (!msgs) {
         api_err(err, 400, "messages", "messages: required");
         return NULL;
@@ -750,7 +793,7 @@ static json_t *chat_messages(json_t *msgs, api_error *err) {
         sbuf_free(&text);
         json_t *calls = json_object_get(m, "tool_calls");
         if (calls && !json_is_null(calls) && !strcmp(r, "assistant")) {
-            json_t *tc = chat_tool_calls(calls, param, err);
+            json_t *tc = chat_tool_calls(s, calls, param, err);
             if (!tc) {
                 json_decref(o);
                 goto fail;
@@ -766,8 +809,8 @@ static json_t *chat_messages(json_t *msgs, api_error *err) {
                 json_decref(o);
                 goto fail;
             }
-            json_object_set(o, "tool_call_id", id);
-            json_t *cn = json_is_string(name) ? NULL : call_name(out, id);
+            json_object_set_new(o, "tool_call_id", mistral_family(s) ? mistral_id(id) : json_incref(id));
+            json_t *cn = json_is_string(name) ? NULL : call_name(out, json_object_get(o, "tool_call_id"));
             if (cn) json_object_set(o, "name", cn);
         }
         json_array_append_new(out, o);
@@ -848,7 +891,7 @@ bool parse_chat(srv *s, json_t *body, gen_req *g, api_error *err) {
     if (!parse_constraint(body, g, err)) return false;
     if (!parse_tools(s, body, g, err)) return false;
 
-    json_t *msgs = chat_messages(json_object_get(body, "messages"), err);
+    json_t *msgs = chat_messages(s, json_object_get(body, "messages"), err);
     if (!msgs) return false;
     if (g->tools_json && s->tools_in_prompt) tools_to_prompt(msgs, g->tools_json);
     char *mj = json_dumps(msgs, JSON_COMPACT);

@@ -693,20 +693,42 @@ static const char *token_text(const rl_vocab *v, rl_token t) {
     return rl_vocab_token_text(v, t, NULL);
 }
 
-/* Whether the template shows the tools it is given (a probe tool's name in its output). */
-static bool template_renders_tools(srv *s) {
-    static const char probe[] = "rl_probe_tool_7f3a";
-    char tools[160], *out = NULL, err[256];
-    snprintf(tools, sizeof tools, "[{\"type\": \"function\", \"function\": {\"name\": \"%s\", "
-             "\"parameters\": {\"type\": \"object\"}}}]", probe);
+/* Probes of what the template does with tools (as llama.cpp learns a template's
+ * capabilities): a probe tool, and a conversation that calls it and gets its result. */
+#define RL_PROBE_TOOLS                                                                     \
+    "[{\"type\": \"function\", \"function\": {\"name\": \"rl_probe_tool\", \"description\": "      \
+    "\"probe\", \"parameters\": {\"type\": \"object\", \"properties\": {\"rl_probe_arg\": "          \
+    "{\"type\": \"integer\", \"description\": \"probe\"}}, \"required\": [\"rl_probe_arg\"]}}}]"
+
+/* Whether rendering messages_json (with the probe tools) works and shows `want`. */
+static bool probe_shows(srv *s, const char *messages_json, const char *want) {
+    char *out = NULL, err[256];
     rl_chat_template_params tp = rl_chat_template_default_params();
     tp.bos_token = s->bos_text;
     tp.eos_token = s->eos_text;
-    bool shown = rl_chat_template_render(s->tmpl, "[{\"role\": \"user\", \"content\": \"hi\"}]",
-                                         tools, &tp, &out, NULL, err, sizeof err) == RL_OK &&
-                 strstr(out, probe) != NULL;
+    bool shown = rl_chat_template_render(s->tmpl, messages_json, RL_PROBE_TOOLS, &tp, &out, NULL,
+                                         err, sizeof err) == RL_OK &&
+                 strstr(out, want) != NULL;
     rl_free_string(out);
     return shown;
+}
+
+/* Whether the template shows the tools it is given. */
+static bool template_renders_tools(srv *s) {
+    return probe_shows(s, "[{\"role\": \"user\", \"content\": \"hi\"}]", "rl_probe_tool");
+}
+
+/* Whether the template wants a call's arguments as text: it fails on, or does not show,
+ * arguments given as an object, and shows them given as a string (Functionary v3.2). */
+static bool template_wants_text_args(srv *s) {
+#define RL_PROBE_CALL(ARGS)                                                                \
+    "[{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"\", "   \
+    "\"tool_calls\": [{\"id\": \"rlprobe01\", \"type\": \"function\", \"function\": {\"name\": "      \
+    "\"rl_probe_tool\", \"arguments\": " ARGS "}}]}, {\"role\": \"tool\", \"tool_call_id\": "        \
+    "\"rlprobe01\", \"name\": \"rl_probe_tool\", \"content\": \"ok\"}]"
+    return !probe_shows(s, RL_PROBE_CALL("{\"rl_probe_arg\": 1}"), "rl_probe_arg") &&
+           probe_shows(s, RL_PROBE_CALL("\"{\\\"rl_probe_arg\\\": 1}\""), "rl_probe_arg");
+#undef RL_PROBE_CALL
 }
 
 static int load(srv *s) {
@@ -755,6 +777,7 @@ static int load(srv *s) {
         s->tools_in_prompt = true;
         s->tc_family = RL_TOOLCALL_GENERIC;
     }
+    if (st == RL_OK && !s->tools_in_prompt) s->args_as_text = template_wants_text_args(s);
     if (st != RL_OK) {
         fprintf(stderr, "ruvllm serve: error: chat template: %s\n", err);
         return 1;

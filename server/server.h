@@ -112,6 +112,8 @@ struct srv {
     rl_toolcall_family tc_family; /* the tool-call syntax of the template */
     bool tools_in_prompt;         /* the template ignores tools: they are described in a
                                      system message, calls asked for as generic JSON */
+    bool args_as_text;            /* the template writes a call's arguments as they are
+                                     (a string), not through tojson (an object) */
     const char *bos_text, *eos_text;
     char fingerprint[64];
     atomic_ullong http_requests[6]; /* by status class: 1xx..5xx, [0] other */

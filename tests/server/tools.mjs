@@ -442,6 +442,42 @@ await test('template without tools: generic JSON calls', async () => {
   check((await exited2) === 0, 'second server exits 0');
 });
 
+// Other families through their published templates: the call comes back parsed from each
+// syntax (Llama 3.1 JSON, Mistral [TOOL_CALLS], Functionary v3.2 >>>name), streamed alike,
+// and a history with a call and its result renders (Mistral wants 9-character ids;
+// Functionary v3.2 writes arguments as text).
+await test('other template families', async () => {
+  const fams = [
+    ['meta-llama-Llama-3.1-8B-Instruct.jinja', 'llama3'],
+    ['mistralai-Mistral-Nemo-Instruct-2407.jinja', 'mistral'],
+    ['meetkai-functionary-medium-v3.2.jinja', 'functionary-v3.2'],
+  ];
+  for (const [file, fam] of fams) {
+    const s3 = await startServer(['--parallel', '2', '--ctx', '4096', '--threads', '2', '--api-key', API_KEY,
+      '--chat-template', path.join(path.dirname(templatePath), file)]);
+    check(new RegExp(`tool calls: ${fam.replace('.', '\\.')}\\b`).test(s3.log()), `${fam}: family detected`, s3.log().slice(-300));
+    const c3 = new OpenAI({ baseURL: `${s3.base}/v1`, apiKey: API_KEY, maxRetries: 0, timeout: 120000 });
+    const opts = { model: MODEL, messages: user('Find cats.'), tools: TOOLS, tool_choice: { type: 'function', function: { name: 'search' } }, parallel_tool_calls: false, max_tokens: 1500, seed: 7 };
+    const r = await c3.chat.completions.create(opts);
+    valid(V.chat, r, `${fam} response`);
+    check(r.choices[0].finish_reason === 'tool_calls', `${fam}: finish_reason`, r.choices[0]);
+    const calls = checkCalls(r.choices[0].message, ['search'], fam);
+    const st = await collectTools(await c3.chat.completions.create({ ...opts, stream: true }));
+    check(st.calls.length === calls.length && st.calls[0]?.function.arguments === calls[0]?.function.arguments,
+      `${fam}: streamed = non-streamed`, [st.calls, calls]);
+    const history = [
+      ...user('Find cats.'),
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_0123456789abcdef', type: 'function', function: { name: 'search', arguments: '{"query": "cats", "limit": 2}' } }] },
+      { role: 'tool', tool_call_id: 'call_0123456789abcdef', content: 'three cats found' },
+    ];
+    const h = await post(s3.base, '/v1/chat/completions', { messages: history, tools: TOOLS, max_tokens: 4, temperature: 0 });
+    check(h.status === 200, `${fam}: a call and its result render`, h.text.slice(0, 300));
+    const exited3 = new Promise((resolve) => s3.proc.on('exit', (code) => resolve(code)));
+    s3.proc.kill('SIGTERM');
+    check((await exited3) === 0, `${fam}: exit 0`);
+  }
+});
+
 const exited = new Promise((resolve) => srv.proc.on('exit', (code) => resolve(code)));
 srv.proc.kill('SIGINT');
 const code = await exited;
