@@ -27,15 +27,15 @@ bool rl__srv_device_plan(rl_server_opts *o, const rl_model *m) {
     const double gib = 1073741824.0;
     char cap[64];
     if (o->gpu_mem > 0)
-        snprintf(cap, sizeof cap, "--gpu-mem %.2f", (double)o->gpu_mem);
+        snprintf(cap, sizeof cap, "--gpu-mem %g", (double)o->gpu_mem);
     else
         snprintf(cap, sizeof cap, "no --gpu-mem cap");
     fprintf(stderr,
-            "ruvllm serve: %s: %.2f of %.2f GiB (%s, %.2f GiB free): weights %.2f GiB, "
-            "scratch %.2f GiB, KV cache room for %lld tokens (%s, %.1f KiB each): at most %lld "
+            "ruvllm serve: %s: %.2f of %.2f GiB (%s, %.2f GiB free): weights %.1f MiB, "
+            "scratch %.1f MiB, KV cache room for %lld tokens (%s, %.1f KiB each): at most %lld "
             "sequences of %d tokens at once (--parallel %d)\n",
             b.device, (double)b.budget / gib, (double)b.total / gib, cap, (double)b.free / gib,
-            (double)b.weights / gib, (double)b.workspace / gib, (long long)b.kv_tokens,
+            (double)b.weights / 1048576.0, (double)b.workspace / 1048576.0, (long long)b.kv_tokens,
             rl_type_name(ep->kv_type), (double)b.kv_token_bytes / 1024.0,
             (long long)(b.kv_tokens / n_ctx), (int)n_ctx, (int)ep->n_parallel);
     const uint64_t room = (uint64_t)b.kv_tokens * b.kv_token_bytes;

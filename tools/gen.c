@@ -387,16 +387,17 @@ static bool device_plan(const gen_opts *o, const rl_model *m, int32_t n_ctx, int
     }
     const double gib = 1073741824.0;
     if (o->gpu_mem > 0)
-        snprintf(cap, sizeof cap, "--gpu-mem %.2f", o->gpu_mem);
+        snprintf(cap, sizeof cap, "--gpu-mem %g", o->gpu_mem);
     else
         snprintf(cap, sizeof cap, "no --gpu-mem cap");
     if (print)
         fprintf(stderr,
-                "ruvllm %s: %s: %.2f of %.2f GiB (%s, %.2f GiB free): weights %.2f GiB, "
-                "scratch %.2f GiB, KV cache room for %lld tokens (%s, %.1f KiB each): %lld "
+                "ruvllm %s: %s: %.2f of %.2f GiB (%s, %.2f GiB free): weights %.1f MiB, "
+                "scratch %.1f MiB, KV cache room for %lld tokens (%s, %.1f KiB each): %lld "
                 "sequence(s) of %d tokens at once\n",
                 o->cmd, b.device, (double)b.budget / gib, (double)b.total / gib, cap,
-                (double)b.free / gib, (double)b.weights / gib, (double)b.workspace / gib,
+                (double)b.free / gib, (double)b.weights / 1048576.0,
+                (double)b.workspace / 1048576.0,
                 (long long)b.kv_tokens, rl_type_name(o->kv_type),
                 (double)b.kv_token_bytes / 1024.0,
                 (long long)(b.kv_tokens / (n_ctx > 0 ? n_ctx : 1)), (int)n_ctx);

@@ -16,6 +16,23 @@
 #include <stdlib.h>
 
 #define GIB(x) ((double)(x) / 1073741824.0)
+
+/* bytes for a message: "1.50 GiB", "12.3 MiB", "800 B" */
+typedef struct size_str {
+    char s[32];
+} size_str;
+static size_str sz(uint64_t b) {
+    size_str r;
+    if (b >= ((uint64_t)1 << 30))
+        snprintf(r.s, sizeof r.s, "%.2f GiB", GIB(b));
+    else if (b >= ((uint64_t)1 << 20))
+        snprintf(r.s, sizeof r.s, "%.1f MiB", (double)b / 1048576.0);
+    else if (b >= 1024)
+        snprintf(r.s, sizeof r.s, "%.1f KiB", (double)b / 1024.0);
+    else
+        snprintf(r.s, sizeof r.s, "%llu B", (unsigned long long)b);
+    return r;
+}
 /* A context's own device scratch beyond its forward arena (attention partials, staged
  * host arrays, RoPE tables): counted into rl_device_budget.workspace. */
 #define DEV_CONTEXT_EXTRA ((uint64_t)64 << 20)
@@ -297,14 +314,12 @@ rl_status rl__model_device_init(rl_model *m, const rl_model_params *p, char *err
         rl__free(r);
         if (need > budget && p->gpu_mem > 0)
             rl__fmt(err, es,
-                    "device %s (%s): the weights take %.2f GiB, more than gpu_mem %.2f of %.2f "
-                    "GiB allows (%.2f GiB)",
-                    device, name, GIB(need), (double)p->gpu_mem, GIB(total), GIB(budget));
+                    "device %s (%s): the weights take %s, more than gpu_mem %g of %s allows "
+                    "(%s)",
+                    device, name, sz(need).s, (double)p->gpu_mem, sz(total).s, sz(budget).s);
         else
-            rl__fmt(err, es,
-                    "device %s (%s): the weights take %.2f GiB and only %.2f GiB of %.2f GiB "
-                    "are free",
-                    device, name, GIB(need), GIB(free_b), GIB(total));
+            rl__fmt(err, es, "device %s (%s): the weights take %s and only %s of %s are free",
+                    device, name, sz(need).s, sz(free_b).s, sz(total).s);
         return RL_ERR_NOMEM;
     }
 
@@ -314,8 +329,8 @@ rl_status rl__model_device_init(rl_model *m, const rl_model_params *p, char *err
     for (size_t i = 0; i < m->n_owned && st == RL_OK; i++)
         st = m->dev->ops->map_host(m->dev, m->owned[i], m->owned_bytes[i]);
     if (st != RL_OK) {
-        rl__fmt(err, es, "device %s: cannot copy %.3f GiB of weights to the device: %s", device,
-                GIB(need), rl_status_str(st));
+        rl__fmt(err, es, "device %s: cannot copy %s of weights to the device: %s", device,
+                sz(need).s, rl_status_str(st));
         return st;
     }
     m->dev_bytes = need;

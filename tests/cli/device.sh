@@ -86,7 +86,7 @@ if [[ $gpu == 1 ]]; then
         # shellcheck disable=SC2086
         set -- ${ARGS[$cmd]}
         expect_rc 0 "$cmd --device cuda" -- "$RUVLLM" "$cmd" -m "$M" --device cuda --gpu-mem 0.5 "$@"
-        has "$TMP/err" "^ruvllm $cmd: cuda:0 \\(.*\\): .* of .* GiB \\(--gpu-mem 0.50, .*KV cache room for [0-9]+ tokens" \
+        has "$TMP/err" "^ruvllm $cmd: cuda:0 \\(.*\\): .* of .* GiB \\(--gpu-mem 0.5, .*KV cache room for [0-9]+ tokens" \
             "$cmd --device cuda"
         expect_rc 1 "$cmd --gpu-mem tiny" -- "$RUVLLM" "$cmd" -m "$M" --device cuda --gpu-mem 1e-9 "$@"
         has "$TMP/err" "the weights take .* more than gpu_mem" "$cmd --gpu-mem 1e-9"
