@@ -14,12 +14,7 @@
 #include "model.h"
 
 #include "../quant/quant.h"
-/* the pool's internal header is moving from backend/cpu to util */
-#if __has_include("../util/threadpool.h")
 #include "../util/threadpool.h"
-#else
-#include "../backend/cpu/threadpool.h"
-#endif
 
 rl_type rl__convert_target(rl_type t, int64_t ne0) {
     rl_type to;
