@@ -11,11 +11,13 @@
  * is done. Compilation runs in the submitting thread, outside the cache's lock.
  *
  * Sampling (engine thread, e->mu held) is the rejection scheme of
- * rl_sampler_sample_constrained: the token drawn without the grammar is checked alone
- * (cost about its length); only when the grammar rejects it is the full mask computed
- * and the token drawn again among the allowed ones. When that second draw finds nothing
- * (no token continues the text, and the grammar cannot end or the vocabulary has no end
- * token), the sequence is at a dead end and ends with STOP.
+ * rl_sampler_sample_constrained with each sequence's rl_grammar_constraint: the token drawn
+ * without the grammar is checked alone (cost about its length); only when the grammar
+ * rejects it is the full mask computed and the token drawn again among the allowed ones.
+ * When that second draw finds nothing (no token continues the text, and the grammar cannot
+ * end or the vocabulary has no end token), the sequence is at a dead end and ends with
+ * STOP. When the text is a sentence that nothing can continue, the sequence ends right
+ * after the token that completed it, without a decode that could only choose an end token.
  *
  * A request's matchers are freed when it is done (rl__ereq_done), so that nothing of a
  * request outlives the engine's grammars, even when the caller keeps its handle longer.
@@ -41,16 +43,14 @@ struct rl__gcache {
     rl_grammar_vocab *gv;      /* built at the first constrained request */
     rl__gentry *head;
     int32_t n_entries;
-    /* engine thread only (e->mu): the matcher's mask, as words */
-    uint32_t *words;           /* [n_words] */
-    size_t n_words;
 };
 
 struct rl__rcon {
     rl__gcache *c;
     rl__gentry *ent;
     int32_t n;
-    rl_grammar_matcher **m; /* [n]: one per sequence */
+    rl_grammar_matcher **m;     /* [n]: one per sequence */
+    rl_grammar_constraint **gc; /* [n]: m[k] as the sampler's constraint */
 };
 
 /* ---- the cache ---------------------------------------------------------------------- */
@@ -62,13 +62,6 @@ rl_status rl__gcache_create(const rl_vocab *v, int32_t n_vocab, rl__gcache **out
     pthread_mutex_init(&c->mu, NULL);
     c->vocab = v;
     c->n_vocab = n_vocab;
-    const int32_t nt = RL_MAX(n_vocab, rl_vocab_n_tokens(v));
-    c->n_words = ((size_t)nt + 31) / 32;
-    c->words = rl__calloc(c->n_words, sizeof *c->words);
-    if (!c->words) {
-        rl__gcache_free(c);
-        return RL_ERR_NOMEM;
-    }
     *out = c;
     return RL_OK;
 }
@@ -93,7 +86,6 @@ void rl__gcache_free(rl__gcache *c) {
         entry_unref(en);
     }
     rl_grammar_vocab_free(c->gv);
-    rl__free(c->words);
     pthread_mutex_destroy(&c->mu);
     rl__free(c);
 }
@@ -208,7 +200,9 @@ rl_status rl__rcon_create(rl__gcache *c, const char *text, const char *root, int
         return RL_ERR_INVALID_ARG;
     }
     rl__rcon *rc = rl__calloc(1, sizeof *rc);
-    if (!rc || !(rc->m = rl__calloc((size_t)n, sizeof *rc->m))) {
+    if (!rc || !(rc->m = rl__calloc((size_t)n, sizeof *rc->m)) ||
+        !(rc->gc = rl__calloc((size_t)n, sizeof *rc->gc))) {
+        if (rc) rl__free(rc->m);
         rl__free(rc);
         rl__fmt(err, es, "grammar: out of memory");
         return RL_ERR_NOMEM;
@@ -222,6 +216,7 @@ rl_status rl__rcon_create(rl__gcache *c, const char *text, const char *root, int
     }
     for (int32_t k = 0; k < n; k++) {
         st = rl_grammar_matcher_create(rc->ent->g, 0, &rc->m[k]);
+        if (st == RL_OK) st = rl_grammar_constraint_create(rc->m[k], c->n_vocab, &rc->gc[k]);
         if (st != RL_OK) {
             rl__rcon_free(rc);
             rl__fmt(err, es, "grammar: %s", st == RL_ERR_NOMEM ? "out of memory"
@@ -235,8 +230,11 @@ rl_status rl__rcon_create(rl__gcache *c, const char *text, const char *root, int
 
 void rl__rcon_free(rl__rcon *rc) {
     if (!rc) return;
-    if (rc->m)
-        for (int32_t k = 0; k < rc->n; k++) rl_grammar_matcher_free(rc->m[k]);
+    for (int32_t k = 0; k < rc->n; k++) {
+        if (rc->gc) rl_grammar_constraint_free(rc->gc[k]);
+        if (rc->m) rl_grammar_matcher_free(rc->m[k]);
+    }
+    rl__free(rc->gc);
     rl__free(rc->m);
     if (rc->ent) {
         pthread_mutex_lock(&rc->c->mu);
@@ -248,42 +246,35 @@ void rl__rcon_free(rl__rcon *rc) {
 
 /* ---- sampling --------------------------------------------------------------------------- */
 
+/* The sequence's grammar constraint, noting whether the full mask was asked for (the
+ * sampled token was rejected): a draw that then fails found no allowed token. */
 typedef struct con_ctx {
-    rl_grammar_matcher *m;
-    rl__gcache *c;
-    bool filled; /* the full mask was computed (the sampled token was rejected) */
+    const rl_sampler_constraint *inner;
+    bool filled;
 } con_ctx;
 
 static bool con_allows(void *user, rl_token t) {
-    con_ctx *x = user;
-    return rl_grammar_matcher_allows(x->m, t);
+    const con_ctx *x = user;
+    return x->inner->allows(x->inner->user, t);
 }
 
-/* The matcher's word mask as the sampler's byte mask (bit t & 7 of byte t >> 3), written
- * byte by byte so that it does not depend on the machine's byte order. Tokens past the
- * vocabulary (padded output rows) are never allowed. */
 static rl_status con_fill(void *user, uint8_t *mask, int32_t n_vocab) {
     con_ctx *x = user;
-    rl__gcache *c = x->c;
     x->filled = true;
-    rl_status st = rl_grammar_matcher_fill_mask(x->m, c->words, c->n_words);
-    if (st != RL_OK) return st;
-    const size_t nb = ((size_t)n_vocab + 7) / 8;
-    for (size_t i = 0; i < nb; i++) mask[i] = (uint8_t)(c->words[i >> 2] >> (8 * (i & 3)));
-    if (n_vocab & 7) mask[nb - 1] &= (uint8_t)((1u << (n_vocab & 7)) - 1);
-    return RL_OK;
+    return x->inner->fill_mask(x->inner->user, mask, n_vocab);
 }
 
 rl_status rl__con_sample(rl_engine *e, rl_engine_request *r, int32_t k, const float *logits,
-                         rl_token *tok, bool *dead_end) {
+                         rl_token *tok, bool *dead_end, bool *complete) {
+    (void)e;
     rl__eseq *q = &r->seq[k];
-    *dead_end = false;
+    *dead_end = *complete = false;
     if (!r->con) {
         rl_status st = rl_sampler_sample(q->smp, logits, NULL, tok);
         return st == RL_OK ? rl_sampler_accept(q->smp, *tok) : st;
     }
-    rl_grammar_matcher *m = r->con->m[k];
-    con_ctx x = {.m = m, .c = e->gcache, .filled = false};
+    const rl_grammar_constraint *gc = r->con->gc[k];
+    con_ctx x = {.inner = rl_grammar_constraint_get(gc), .filled = false};
     const rl_sampler_constraint con = {.allows = con_allows, .fill_mask = con_fill, .user = &x};
     rl_status st = rl_sampler_sample_constrained(q->smp, logits, &con, tok);
     if (st == RL_ERR_INVALID_ARG && x.filled) {
@@ -293,7 +284,8 @@ rl_status rl__con_sample(rl_engine *e, rl_engine_request *r, int32_t k, const fl
         return RL_OK;
     }
     if (st != RL_OK) return st;
-    st = rl_grammar_matcher_accept_token(m, *tok);
+    st = rl_grammar_matcher_accept_token(r->con->m[k], *tok);
     if (st != RL_OK) return st;
+    *complete = rl_grammar_constraint_done(gc);
     return rl_sampler_accept(q->smp, *tok);
 }

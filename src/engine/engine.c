@@ -219,8 +219,8 @@ static void sample_all(rl_engine *e) {
         rl__eseq *q = &r->seq[k];
         const float *row = e->logits + (size_t)e->it_row[i] * (size_t)e->n_vocab;
         rl_token tok = RL_TOKEN_NULL;
-        bool dead_end = false; /* the grammar allows no token: the text is over */
-        rl_status st = rl__con_sample(e, r, k, row, &tok, &dead_end);
+        bool dead_end = false, complete = false; /* the grammar allows no token / no more */
+        rl_status st = rl__con_sample(e, r, k, row, &tok, &dead_end, &complete);
         if (st == RL_OK && dead_end) {
             rl__ereq_finish_seq(e, r, k, RL_ENGINE_FINISH_STOP);
             e->outs[i].stop = true;
@@ -241,6 +241,10 @@ static void sample_all(rl_engine *e) {
         }
         e->outs[i].token = tok;
         e->outs[i].stop = rl__ereq_token(e, r, k, tok, now);
+        if (complete && !e->outs[i].stop) {
+            rl__ereq_finish_seq(e, r, k, RL_ENGINE_FINISH_STOP);
+            e->outs[i].stop = true;
+        }
         queue_notify(e, r);
     }
 }

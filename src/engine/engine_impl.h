@@ -183,9 +183,11 @@ rl_status rl__rcon_create(rl__gcache *c, const char *text, const char *root, int
 void rl__rcon_free(rl__rcon *rc);
 /* Engine thread, e->mu held: sample sequence k of r from logits under its constraint (if
  * any) and accept the token in its sampler and matcher. *dead_end (then RL_OK): no token
- * can continue the grammar; nothing was accepted. Errors: the sampler's (its errmsg). */
+ * can continue the grammar; nothing was accepted. *complete: the text with the token is a
+ * sentence nothing can continue (only an end token could follow): end the sequence after
+ * it. Errors: the sampler's (its errmsg). */
 rl_status rl__con_sample(rl_engine *e, rl_engine_request *r, int32_t k, const float *logits,
-                         rl_token *tok, bool *dead_end);
+                         rl_token *tok, bool *dead_end, bool *complete);
 
 /* Histogram helpers (engine.c). */
 void rl__hist_init(rl_engine_histogram *h, const double *le, int32_t n);

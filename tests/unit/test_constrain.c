@@ -111,11 +111,15 @@ TEST(follows_grammar) {
             CHECKF(accepts(grammars[gi], o.text[0], o.len[0], o.finish[0] == RL_ENGINE_FINISH_STOP),
                    "grammar %zu seed %llu: \"%.*s\" (%s)", gi, (unsigned long long)seed,
                    (int)o.len[0], o.text[0], rl_engine_finish_name(o.finish[0]));
-            /* bounded grammars always complete, with an end token */
+            /* bounded grammars always complete: with an end token where the text could go
+             * on, else right after the token that completed it */
             if (gi < 2) {
                 CHECK_EQ_INT(o.finish[0], RL_ENGINE_FINISH_STOP);
-                CHECK(o.n_toks[0] > 0 &&
-                      rl_vocab_is_eog(rl_model_vocab(g_model), o.toks[0][o.n_toks[0] - 1]));
+                const bool eog = o.n_toks[0] > 0 &&
+                                 rl_vocab_is_eog(rl_model_vocab(g_model), o.toks[0][o.n_toks[0] - 1]);
+                const bool full = gi == 0 || (o.len[0] >= 3 && o.text[0][o.len[0] - 3] >= '0' &&
+                                              o.text[0][o.len[0] - 3] <= '9');
+                CHECKF(eog != full, "\"%.*s\": end token %d", (int)o.len[0], o.text[0], eog);
             }
         }
     rl_engine_free(e);
@@ -152,18 +156,27 @@ TEST(cut_by_max_tokens) {
     rl_engine_free(e);
 }
 
-/* With the end token banned, a grammar that is complete has no token left: stop. */
+/* A text that nothing can continue ends at once (no end token drawn, none needed); a
+ * grammar whose only next token is banned is at a dead end: stop. */
 TEST(dead_end_stops) {
     rl_engine *e = make_engine(2);
     const rl_vocab *v = rl_model_vocab(g_model);
-    rl_logit_bias ban = {.token = rl_vocab_eos(v), .bias = -INFINITY};
     rl_engine_request_params p = params("Once upon a time", "root ::= \"ab\"", 50);
-    p.sampling.logit_bias = &ban;
-    p.sampling.n_logit_bias = 1;
     out o;
     run(e, &p, &o);
     CHECK_EQ_INT(o.finish[0], RL_ENGINE_FINISH_STOP);
     CHECK(o.len[0] == 2 && !memcmp(o.text[0], "ab", 2));
+    for (int32_t i = 0; i < o.n_toks[0]; i++) CHECK(!rl_vocab_is_eog(v, o.toks[0][i]));
+    rl_token bos = rl_vocab_bos(v);
+    rl_logit_bias ban = {.token = bos, .bias = -INFINITY};
+    char gr[64];
+    snprintf(gr, sizeof gr, "root ::= \"a\" <[%d]> \"b\"", bos);
+    p = params("Once upon a time", gr, 50);
+    p.sampling.logit_bias = &ban;
+    p.sampling.n_logit_bias = 1;
+    run(e, &p, &o);
+    CHECK_EQ_INT(o.finish[0], RL_ENGINE_FINISH_STOP);
+    CHECK(o.len[0] == 1 && o.text[0][0] == 'a');
     /* ignore_eos does not make a grammar go on: the end token ends it */
     p = params("Once upon a time", "root ::= \"cd\"", 50);
     p.ignore_eos = true;
