@@ -17,6 +17,16 @@
  * STREAM-like measurement (rl_membw: max of copy and triad) on as many threads, run
  * before each timed generation run so that both see the same load; the best is used.
  * KV-cache reads are left out (under 1% at these lengths).
+ *
+ * With an output constraint (--grammar, --json-schema, --regex, --json-object) two more
+ * generation tests measure end-to-end decode: tg<N> with each token drawn by the sampler
+ * (llama.cpp's defaults unless sampling flags say otherwise) from the logits of the last
+ * one, and the same with the sampler held to the grammar (rl_grammar_constraint: the sampled
+ * token is checked first, a full mask computed only when it is rejected; when the text is
+ * complete, or an end token comes, the matcher starts over). Their runs alternate, so that
+ * both see the same load; the constrained test reports its slowdown against the sampled
+ * one and how many full masks a token needed on average. The grammar is compiled once and
+ * warmed by the untimed first run, as a server sees a schema it has met before.
  */
 #include "cli.h"
 #include "gen.h"
@@ -41,8 +51,11 @@ static void usage(FILE *f) {
             "  --json             a list with one object per test (llama-bench's keys\n"
             "                     n_prompt, n_gen, n_threads, avg_ts, stddev_ts, ...; plus\n"
             "                     floor_ts, the decode floor, null for pp)\n"
-            "  --stream-mib M     size of each bandwidth array (default 256 or 8x the LLC)\n\n");
-    gen_usage_options(f, GEN_OPT_MODEL);
+            "  --stream-mib M     size of each bandwidth array (default 256 or 8x the LLC)\n"
+            "With a constraint below, also tg with sampling and tg with sampling under the\n"
+            "constraint (alternating runs; JSON keys sampling, constraint,\n"
+            "slowdown_vs_sampled, full_masks_per_token); the sampling options apply to them.\n\n");
+    gen_usage_options(f, GEN_OPT_MODEL | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT);
 }
 
 /* Weight bytes one decode step reads. */
@@ -57,7 +70,12 @@ static double bytes_per_token(const rl_model *m) {
     return bytes;
 }
 
+/* How a tg test picks its tokens. */
+typedef enum tg_mode { TG_RANDOM = 0, TG_SAMPLED, TG_CONSTRAINED } tg_mode;
+
 typedef struct test_result {
+    tg_mode mode;
+    double masks_per_token; /* TG_CONSTRAINED: full masks computed per token */
     int32_t n_prompt, n_gen;
     double avg_ts, stddev_ts, avg_ns, stddev_ns;
     double *samples_ts; /* [reps] */
@@ -102,6 +120,70 @@ static double run_test(rl_context *ctx, rl_token *buf, int32_t n_prompt, int32_t
     return gen_now() - t0;
 }
 
+/* The grammar's constraint with its calls counted. */
+typedef struct counted {
+    const rl_sampler_constraint *inner;
+    int64_t n_fill;
+} counted;
+
+static bool counted_allows(void *u, rl_token t) {
+    const counted *c = u;
+    return c->inner->allows(c->inner->user, t);
+}
+
+static rl_status counted_fill(void *u, uint8_t *mask, int32_t n_vocab) {
+    counted *c = u;
+    c->n_fill++;
+    return c->inner->fill_mask(c->inner->user, mask, n_vocab);
+}
+
+/* One run of tg n_gen with sampled tokens (con NULL: unconstrained); seconds, or < 0 on
+ * error (message printed). *n_fill counts the full masks. */
+static double run_sampled(rl_context *ctx, rl_sampler *s, uint64_t seed, const gen_constraint *con,
+                          int32_t n_gen, int64_t *n_fill) {
+    const rl_model *m = rl_context_model(ctx);
+    const rl_vocab *v = rl_model_vocab(m);
+    const rl_token bos = rl_vocab_bos(v);
+    rl_token t = bos != RL_TOKEN_NULL && rl_vocab_add_bos(v) ? bos : 0;
+    counted cc = {con ? rl_grammar_constraint_get(con->gc) : NULL, 0};
+    const rl_sampler_constraint wrap = {counted_allows, counted_fill, &cc};
+    rl_kv_clear(ctx);
+    rl_sampler_reset(s);
+    rl_sampler_reseed(s, seed);
+    if (con) rl_grammar_matcher_reset(con->m);
+    const double t0 = gen_now();
+    for (int32_t i = 0; i < n_gen; i++) {
+        rl_batch b = rl_batch_get(&t, 1);
+        if (rl_decode(ctx, &b) != RL_OK) {
+            fprintf(stderr, "ruvllm bench: decode: %s\n", rl_context_errmsg(ctx));
+            return -1;
+        }
+        const float *lg = rl_get_logits(ctx, -1);
+        rl_status st = lg ? rl_sampler_sample_constrained(s, lg, con ? &wrap : NULL, &t)
+                          : RL_ERR_INVALID_ARG;
+        if (st != RL_OK && con && rl_grammar_matcher_can_end(con->m)) {
+            /* complete, its end tokens banned: start a new text */
+            rl_grammar_matcher_reset(con->m);
+            st = rl_sampler_sample_constrained(s, lg, &wrap, &t);
+        }
+        if (st != RL_OK) {
+            fprintf(stderr, "ruvllm bench: sampling: %s\n", rl_sampler_errmsg(s));
+            return -1;
+        }
+        rl_sampler_accept(s, t);
+        if (!con) continue;
+        if (rl_grammar_matcher_accept_token(con->m, t) != RL_OK) {
+            fprintf(stderr, "ruvllm bench: the grammar refused token %d: %s\n", (int)t,
+                    rl_grammar_matcher_errmsg(con->m));
+            return -1;
+        }
+        if (rl_vocab_is_eog(v, t) || rl_grammar_constraint_done(con->gc))
+            rl_grammar_matcher_reset(con->m);
+    }
+    *n_fill = cc.n_fill;
+    return gen_now() - t0;
+}
+
 static void stats(const double *x, int n, double *mean, double *sd) {
     double s = 0, s2 = 0;
     for (int i = 0; i < n; i++) s += x[i];
@@ -118,7 +200,8 @@ int cmd_bench(int argc, char **argv) {
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = gen_parse_option(&o, GEN_OPT_MODEL, argc, argv, &i);
+        int r = gen_parse_option(&o, GEN_OPT_MODEL | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT, argc,
+                                 argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -160,14 +243,21 @@ int cmd_bench(int argc, char **argv) {
     rl_threadpool *pool = NULL;
     rl_membw *bw = NULL;
     rl_token *buf = NULL;
-    test_result res[2];
+    rl_sampler *smp = NULL;
+    gen_constraint con = {0};
+    test_result res[4];
     int n_res = 0, n_bw_runs = 0;
     memset(res, 0, sizeof res);
     if (!(m = gen_load_model(&o))) goto done;
+    if (o.con_flag && n_gen > 0) {
+        if ((rc = gen_constraint_init(&o, m, &con)) != 0) goto done;
+        rc = 1;
+    }
     const int32_t n_ctx = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
     const int32_t n_batch = (int32_t)(n_prompt && n_prompt < batch ? n_prompt : batch);
     if (!(ctx = gen_new_context(&o, m, n_ctx, n_batch, 1))) goto done;
     if (!(buf = malloc(sizeof(rl_token) * (size_t)(n_prompt + 1)))) goto done;
+    if (con.gc && !(smp = gen_new_sampler(&o, m, n_ctx))) goto done;
     const int n_threads = o.n_threads > 0 ? o.n_threads : rl_cpu_physical_cores();
     if (n_gen > 0) {
         rl_status st = rl_threadpool_create(n_threads, &pool);
@@ -227,6 +317,46 @@ int cmd_bench(int argc, char **argv) {
         stats(ns, (int)reps, &t->avg_ns, &t->stddev_ns);
         free(ns);
     }
+    if (smp) {
+        /* tg sampled and tg constrained, runs alternating */
+        test_result *ts[2] = {&res[n_res], &res[n_res + 1]};
+        double *ns[2] = {calloc((size_t)reps, sizeof(double)), calloc((size_t)reps, sizeof(double))};
+        int64_t fills = 0, n_fill = 0;
+        /* each run its own seed (a new document), the same for both tests of a pair */
+        const uint64_t seed0 = o.sp.seed == RL_SAMPLER_SEED_RANDOM ? 1 : o.sp.seed;
+        bool ok = ns[0] && ns[1];
+        for (int k = 0; ok && k < 2; k++) {
+            ts[k]->mode = k ? TG_CONSTRAINED : TG_SAMPLED;
+            ts[k]->n_gen = (int32_t)n_gen;
+            ok = (ts[k]->samples_ts = calloc((size_t)reps, sizeof(double))) != NULL;
+            /* warm-up: the grammar's tables fill here */
+            ok = ok && run_sampled(ctx, smp, seed0, k ? &con : NULL, (int32_t)n_gen, &n_fill) >= 0;
+        }
+        n_res += 2;
+        for (int r = 0; ok && r < reps; r++) {
+            if (bw) {
+                rl_membw_run(bw, pool, NULL);
+                n_bw_runs++;
+            }
+            for (int k = 0; ok && k < 2; k++) {
+                double sec =
+                    run_sampled(ctx, smp, seed0 + 1 + (uint64_t)r, k ? &con : NULL, (int32_t)n_gen,
+                                &n_fill);
+                ok = sec >= 0;
+                ts[k]->samples_ts[r] = n_gen / sec;
+                ns[k][r] = sec * 1e9;
+                if (k) fills += n_fill;
+            }
+        }
+        for (int k = 0; ok && k < 2; k++) {
+            stats(ts[k]->samples_ts, (int)reps, &ts[k]->avg_ts, &ts[k]->stddev_ts);
+            stats(ns[k], (int)reps, &ts[k]->avg_ns, &ts[k]->stddev_ns);
+        }
+        ts[1]->masks_per_token = (double)fills / ((double)reps * (double)n_gen);
+        free(ns[0]);
+        free(ns[1]);
+        if (!ok) goto done;
+    }
     rl_membw_result best = rl_membw_best(bw);
     const double gbs = fmax(best.copy_gbs, best.triad_gbs);
     for (int k = 0; k < n_res; k++)
@@ -254,11 +384,27 @@ int cmd_bench(int argc, char **argv) {
             for (int r = 0; r < reps; r++) printf(r ? ", %.6f" : "%.6f", t->samples_ts[r]);
             printf("], \"bytes_per_token\": %.0f, ", bpt);
             if (t->floor_ts > 0)
-                printf("\"bandwidth_gbs\": %.3f, \"floor_ts\": %.6f, \"floor_ratio\": %.4f}",
+                printf("\"bandwidth_gbs\": %.3f, \"floor_ts\": %.6f, \"floor_ratio\": %.4f",
                        gbs, t->floor_ts, t->avg_ts / t->floor_ts);
             else
-                printf("\"bandwidth_gbs\": null, \"floor_ts\": null, \"floor_ratio\": null}");
-            printf("%s\n", k + 1 < n_res ? "," : "");
+                printf("\"bandwidth_gbs\": null, \"floor_ts\": null, \"floor_ratio\": null");
+            if (t->mode != TG_RANDOM) {
+                printf(", \"sampling\": \"%s\", \"constraint\": ",
+                       t->mode == TG_SAMPLED ? "sampled" : "constrained");
+                if (t->mode == TG_SAMPLED) {
+                    printf("null");
+                } else {
+                    printf("\"%s", o.con_flag);
+                    for (const char *c = o.con_arg ? " " : ""; *c; c++) putchar(*c);
+                    for (const char *c = o.con_arg ? o.con_arg : ""; *c; c++) {
+                        if (*c == '"' || *c == '\\') putchar('\\');
+                        if ((unsigned char)*c >= 0x20) putchar(*c);
+                    }
+                    printf("\", \"slowdown_vs_sampled\": %.6f, \"full_masks_per_token\": %.4f",
+                           t->avg_ns / res[k - 1].avg_ns - 1.0, t->masks_per_token);
+                }
+            }
+            printf("}%s\n", k + 1 < n_res ? "," : "");
         }
         printf("]\n");
     } else {
@@ -275,7 +421,11 @@ int cmd_bench(int argc, char **argv) {
         for (int k = 0; k < n_res; k++) {
             const test_result *t = &res[k];
             char test[32], ts[40], fl[24] = "-", ratio[16] = "-";
-            snprintf(test, sizeof test, t->n_prompt ? "pp%d" : "tg%d",
+            snprintf(test, sizeof test,
+                     t->n_prompt                ? "pp%d"
+                     : t->mode == TG_SAMPLED     ? "tg%d+smp"
+                     : t->mode == TG_CONSTRAINED ? "tg%d+con"
+                                                 : "tg%d",
                      (int)(t->n_prompt ? t->n_prompt : t->n_gen));
             snprintf(ts, sizeof ts, "%.2f ± %.2f", t->avg_ts, t->stddev_ts);
             if (t->floor_ts > 0) {
@@ -285,11 +435,19 @@ int cmd_bench(int argc, char **argv) {
             printf("| %-28.28s | %10s | %7d | %8s | %19s | %9s | %6s |\n", path, size, n_threads,
                    test, ts, fl, ratio);
         }
+        if (smp)
+            printf("\ntg+smp: tokens drawn by the sampler; tg+con: the same under %s%s%s: "
+                   "%+.2f%% time per token, %.2f full masks per token\n",
+                   o.con_flag, o.con_arg ? " " : "", o.con_arg ? o.con_arg : "",
+                   100.0 * (res[n_res - 1].avg_ns / res[n_res - 2].avg_ns - 1.0),
+                   res[n_res - 1].masks_per_token);
     }
     fflush(stdout);
     rc = 0;
 done:
-    for (int k = 0; k < 2; k++) free(res[k].samples_ts);
+    for (int k = 0; k < 4; k++) free(res[k].samples_ts);
+    rl_sampler_free(smp);
+    gen_constraint_free(&con);
     free(buf);
     rl_membw_free(bw);
     rl_threadpool_free(pool);

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CHAT_OPTS (GEN_OPT_MODEL | GEN_OPT_CONTEXT | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT)
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: ruvllm chat -m MODEL [--system TEXT] [-n N] [--chat-template FILE]\n"
@@ -33,9 +35,11 @@ static void usage(FILE *f) {
             "  -n, --n-predict N       most tokens per reply, -1: until an end-of-generation\n"
             "                          token or a full context (-1)\n"
             "  -v, --verbose           per turn on stderr: prompt tokens, how many came from\n"
-            "                          the cache, how many were decoded, timings\n"
-            "When the conversation no longer fits the context (-c) the chat ends with a note.\n\n");
-    gen_usage_options(f, GEN_OPT_MODEL | GEN_OPT_CONTEXT | GEN_OPT_SAMPLING);
+            "                          the cache, how many were decoded, timings, the finish\n"
+            "                          reason\n"
+            "When the conversation no longer fits the context (-c) the chat ends with a note.\n"
+            "An output constraint (below) holds every reply to it.\n\n");
+    gen_usage_options(f, CHAT_OPTS);
 }
 
 static const char *token_text(const rl_vocab *v, rl_token t) {
@@ -58,8 +62,7 @@ int cmd_chat(int argc, char **argv) {
     bool verbose = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = gen_parse_option(&o, GEN_OPT_MODEL | GEN_OPT_CONTEXT | GEN_OPT_SAMPLING, argc,
-                                 argv, &i);
+        int r = gen_parse_option(&o, CHAT_OPTS, argc, argv, &i);
         if (r < 0) return 2;
         if (r > 0) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -94,8 +97,11 @@ int cmd_chat(int argc, char **argv) {
     rl_sampler *smp = NULL;
     rl_detok *dt = NULL;
     rl_chat_template *tpl = NULL;
+    gen_constraint con = {0};
     char err[512] = "";
     if (!(m = gen_load_model(&o))) goto done;
+    if ((rc = gen_constraint_init(&o, m, &con)) != 0) goto done;
+    rc = 1;
     const rl_vocab *v = rl_model_vocab(m);
 
     const char *src = NULL;
@@ -199,6 +205,7 @@ int cmd_chat(int argc, char **argv) {
         for (int32_t i = keep; i < (int32_t)n_tok; i++) rl_sampler_accept(smp, toks[i]);
 
         rl_detok_reset(dt);
+        if (con.m) rl_grammar_matcher_reset(con.m);
         free(reply);
         reply = NULL;
         size_t reply_len = 0;
@@ -209,7 +216,8 @@ int cmd_chat(int argc, char **argv) {
                               .n_hist = &n_cache,
                               .hist_cap = n_ctx,
                               .text = &reply,
-                              .text_len = &reply_len};
+                              .text_len = &reply_len,
+                              .constraint = &con};
         gen_loop_result r = gen_loop("chat", ctx, smp, &lp);
         fputc('\n', stdout);
         fflush(stdout);
@@ -217,9 +225,10 @@ int cmd_chat(int argc, char **argv) {
         if (verbose)
             fprintf(stderr,
                     "ruvllm chat: turn %d: prompt %zu tokens, %d reused from the cache, %d "
-                    "decoded (%.1f tok/s); reply %d tokens (%.1f tok/s)\n",
+                    "decoded (%.1f tok/s); reply %d tokens (%.1f tok/s), finish reason %s\n",
                     turn, n_tok, (int)keep, (int)n_new, t_prompt > 0 ? n_new / t_prompt : 0.0,
-                    (int)r.n_gen, r.t_gen > 0 ? r.n_gen / r.t_gen : 0.0);
+                    (int)r.n_gen, r.t_gen > 0 ? r.n_gen / r.t_gen : 0.0,
+                    gen_finish_reason(r.stop));
         if (!add_message(msgs, "assistant", reply ? reply : "", reply_len)) {
             fprintf(stderr, "ruvllm chat: out of memory\n");
             goto done;
@@ -242,6 +251,7 @@ done:
     json_decref(msgs);
     rl_detok_free(dt);
     rl_chat_template_free(tpl);
+    gen_constraint_free(&con);
     rl_sampler_free(smp);
     rl_context_free(ctx);
     rl_model_free(m);

@@ -133,6 +133,20 @@ for s in 1 2; do
     fi
 done
 
+# chat: every reply held to the constraint, the finish reason per turn with -v
+printf 'hi\nagain\n' | "$RUVLLM" chat -m "$M" -t 1 -s 2 --regex '(yes|no)' -v >"$TMP/out" 2>"$TMP/err" ||
+    fail "chat --regex: exit $?: $(head -c 300 "$TMP/err")"
+[[ $(grep -cxE '(yes|no)' "$TMP/out") == 2 ]] || fail "chat --regex: got '$(cat "$TMP/out")'"
+[[ $(grep -c "finish reason stop" "$TMP/err") == 2 ]] || fail "chat --regex: $(cat "$TMP/err")"
+
+# bench: tg sampled and tg sampled under the constraint, as JSON
+expect_rc 0 "bench --grammar" -- "$RUVLLM" bench -m "$M" -t 1 -p 0 -n 8 -r 2 --json --grammar "$G/json.gbnf"
+has "$TMP/out" '"n_gen": 8, .*"sampling": "sampled", "constraint": null'
+has "$TMP/out" '"sampling": "constrained", "constraint": "--grammar [^"]*json.gbnf", "slowdown_vs_sampled": -?[0-9.]+, "full_masks_per_token": [0-9.]+'
+expect_rc 0 "bench --regex (table)" -- "$RUVLLM" bench -m "$M" -t 1 -p 0 -n 8 -r 1 --regex '[a-z]+'
+has "$TMP/out" "tg8\+con"
+has "$TMP/out" "under --regex \[a-z\]\+: [-+][0-9.]+% time per token"
+
 # errors: exit 2 with a message naming what is wrong
 expect_rc 2 "two constraints" -- "$RUVLLM" "${R[@]}" --grammar "$TMP/yn.gbnf" --regex 'a'
 has "$TMP/err" "--grammar and --regex cannot be combined"
@@ -150,6 +164,8 @@ has "$TMP/err" "--grammar .*bad.gbnf: line [0-9]+, column [0-9]+"
 printf 'root ::= item\n' >"$TMP/undef.gbnf"
 expect_rc 2 "undefined rule" -- "$RUVLLM" "${R[@]}" --grammar "$TMP/undef.gbnf"
 has "$TMP/err" "item"
+expect_rc 2 "bench, undefined rule" -- "$RUVLLM" bench -m "$M" -p 0 -n 8 --grammar "$TMP/undef.gbnf"
+has "$TMP/err" "ruvllm bench: --grammar .*undef.gbnf: .*item"
 printf '{"type": "object", "properties": {' >"$TMP/badjson.json"
 expect_rc 2 "schema not JSON" -- "$RUVLLM" "${R[@]}" --json-schema "$TMP/badjson.json"
 has "$TMP/err" "--json-schema .*badjson.json: "
