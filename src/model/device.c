@@ -33,9 +33,9 @@ static size_str sz(uint64_t b) {
         snprintf(r.s, sizeof r.s, "%llu B", (unsigned long long)b);
     return r;
 }
-/* A context's own device scratch beyond its forward arena (attention partials, staged
- * host arrays, RoPE tables): counted into rl_device_budget.workspace. */
-#define DEV_CONTEXT_EXTRA ((uint64_t)64 << 20)
+/* Room for what a context's queue grows later than its dry run (staged host arrays,
+ * remembered tables, captured step graphs): counted into rl_device_budget.workspace. */
+#define DEV_CONTEXT_EXTRA ((uint64_t)32 << 20)
 /* Mapped tensors closer than this are copied as one range (the gap is GGUF padding). */
 #define RANGE_GAP 4096
 
@@ -150,7 +150,7 @@ static rl_status own(rl_model *m, void *p, size_t bytes) {
 /* Convert every tensor of a type the device lacks; conv[i] set for the converted ones. */
 static rl_status convert_all(rl_model *m, const char *device, uint8_t *conv, char *err, size_t es) {
     const rl_gguf *g = m->gguf;
-    conv_note notes[16];
+    conv_note notes[32];
     int n_notes = 0;
     rl_threadpool *pool = NULL;
     rl_status st = RL_OK;
@@ -339,9 +339,13 @@ rl_status rl__model_device_init(rl_model *m, const rl_model_params *p, char *err
 
 /* ---- budget ---- */
 
-/* The forward arena of one pass of n_batch tokens, measured by the architecture's dry
- * run as a context sizes itself (ops skipped, buffers fake). */
+/* A context's device memory besides its KV cache, for passes of n_batch tokens: the
+ * forward arena the architecture's dry run measures (as a context sizes itself: ops
+ * skipped, buffers fake), plus what a fresh queue of the backend allocates for itself
+ * and for that dry run (attention partials, matmul workspaces, library handles),
+ * measured as the drop of free device memory while a fork does it. */
 static rl_status dry_workspace(const rl_model *m, rl_type kv_type, int32_t n_batch, uint64_t *out) {
+    *out = 0;
     const rl__hparams *hp = &m->hp;
     rl_kv_layer *kv = rl__calloc((size_t)hp->n_layer, sizeof *kv);
     rl_rope_params *rope = rl__calloc((size_t)hp->n_layer, sizeof *rope);
@@ -358,10 +362,20 @@ static rl_status dry_workspace(const rl_model *m, rl_type kv_type, int32_t n_bat
         rl_type_row_bytes(kv_type, kv[il].n_embd_v, &kv[il].v_row_bytes);
     }
     rl__rope_resolve(m, RL_MIN(hp->n_ctx_train, 4096), rope);
+    char name[8], e[8];
+    size_t total, free0 = 0, free1 = 0;
+    rl__cuda_device_info(m->dev_ordinal, name, sizeof name, &total, &free0, e, sizeof e);
+    rl_backend *be = NULL;
+    rl_status st = m->dev->ops->fork(m->dev, &be);
+    if (st != RL_OK) {
+        rl__free(kv);
+        rl__free(rope);
+        return st;
+    }
     rl__arena arena = {0}, host = {0};
     rl__fwd f = {
         .m = m,
-        .be = m->dev,
+        .be = be,
         .arena = &arena,
         .dry = true,
         .n_tok = n_batch,
@@ -371,8 +385,11 @@ static rl_status dry_workspace(const rl_model *m, rl_type kv_type, int32_t n_bat
         .host = &host,
     };
     f.logits = rl__fwd_alloc(&f, (int64_t)f.n_out * hp->n_vocab);
-    rl_status st = m->arch->forward(&f);
-    *out = (uint64_t)arena.peak + DEV_CONTEXT_EXTRA;
+    st = m->arch->forward(&f);
+    if (st == RL_OK) st = be->ops->sync(be);
+    rl__cuda_device_info(m->dev_ordinal, name, sizeof name, &total, &free1, e, sizeof e);
+    rl__backend_free(be);
+    *out = (uint64_t)arena.peak + (free0 > free1 ? free0 - free1 : 0) + DEV_CONTEXT_EXTRA;
     rl__free(kv);
     rl__free(rope);
     return st;
