@@ -1268,8 +1268,10 @@ typedef struct rl_engine_request_params {
      * "grammar: "). Each step checks the sampled token first and computes the full mask
      * only when it is rejected (then draws again from the allowed tokens). End-of-
      * generation tokens are allowed only where the grammar can end (ignore_eos does not
-     * apply); a sequence that no token can continue ends with RL_ENGINE_FINISH_STOP; one
-     * cut by max_tokens ends with LENGTH, its text then a prefix the grammar accepts. */
+     * apply); a sequence whose text is a sentence nothing can continue ends with
+     * RL_ENGINE_FINISH_STOP right after the token that completed it (no end token is
+     * drawn), as does one that no allowed token can continue; one cut by max_tokens ends
+     * with LENGTH, its text then a prefix the grammar accepts. */
     const char *grammar;
     const char *grammar_root;
     /* The output text shows control tokens (RL_DETOK_SPECIAL): the markers of tool-call
