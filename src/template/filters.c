@@ -147,9 +147,10 @@ static int sort_idx(tpl_ctx *c, const tpl_val *keys, size_t *idx, size_t n, bool
     return 0;
 }
 
-/* Sort the items of list l by (attribute path, case folding) into a new list. */
-static int sorted_list(tpl_ctx *c, tpl_list *l, bool reverse, bool case_sensitive, const tpl_str *attr,
-                       tpl_list **out) {
+/* Sort the items of list l by (attribute path, case folding) into a new list; with pos >= 0
+ * (attr NULL) by item[pos] of items that are lists (dictsort's pairs). */
+static int sorted_list_at(tpl_ctx *c, tpl_list *l, bool reverse, bool case_sensitive,
+                          const tpl_str *attr, int pos, tpl_list **out) {
     size_t n = l->n;
     tpl_val *keys = rl__tpl_alloc(c, (n ? n : 1) * sizeof(tpl_val));
     size_t *idx = keys ? rl__tpl_alloc(c, (n ? n : 1) * sizeof(size_t)) : NULL;
@@ -161,7 +162,7 @@ static int sorted_list(tpl_ctx *c, tpl_list *l, bool reverse, bool case_sensitiv
         if (attr) {
             if (get_path(c, l->v[i], attr, &t)) goto done;
         } else {
-            t = tv_ref(k);
+            t = tv_ref(pos >= 0 ? TV_L(k)->v[pos] : k);
         }
         int r = fold_key(c, t, case_sensitive, &keys[i]);
         rl__tpl_decref(c, t);
@@ -179,6 +180,11 @@ done:
     if (keys) rl__tpl_dealloc(c, keys, (n ? n : 1) * sizeof(tpl_val));
     if (idx) rl__tpl_dealloc(c, idx, (n ? n : 1) * sizeof(size_t));
     return rc;
+}
+
+static int sorted_list(tpl_ctx *c, tpl_list *l, bool reverse, bool case_sensitive, const tpl_str *attr,
+                       tpl_list **out) {
+    return sorted_list_at(c, l, reverse, case_sensitive, attr, -1, out);
 }
 
 /* ---- the filters ---------------------------------------------------------------- */
@@ -336,54 +342,35 @@ static int f_dictsort(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
         p->n = 2;
         pairs->v[pairs->n++] = tv_obj(TV_LIST, LS_TUPLE, p);
     }
-    /* sort by key (pos 0) or value (pos 1) through a temporary path-less key list */
-    size_t n = pairs->n;
-    tpl_val *keys = rl__tpl_alloc(c, (n ? n : 1) * sizeof(tpl_val));
-    size_t *idx = keys ? rl__tpl_alloc(c, (n ? n : 1) * sizeof(size_t)) : NULL;
-    size_t nk = 0;
-    int rc = -1;
-    if (!idx) goto done;
-    for (; nk < n; nk++) {
-        if (fold_key(c, TV_L(pairs->v[nk])->v[pos], cs, &keys[nk])) goto done;
-        idx[nk] = nk;
-    }
-    if (sort_idx(c, keys, idx, n, rev)) goto done;
-    tpl_list *r = rl__tpl_list_new(c, TV_LIST, n);
-    if (!r) goto done;
-    for (size_t i = 0; i < n; i++) r->v[r->n++] = tv_ref(pairs->v[idx[i]]);
-    *out = tv_obj(TV_LIST, LS_LIST, r);
-    rc = 0;
-done:
-    for (size_t i = 0; i < nk; i++) rl__tpl_decref(c, keys[i]);
-    if (keys) rl__tpl_dealloc(c, keys, (n ? n : 1) * sizeof(tpl_val));
-    if (idx) rl__tpl_dealloc(c, idx, (n ? n : 1) * sizeof(size_t));
+    /* sort by key (pos 0) or value (pos 1) of the pairs */
+    tpl_list *r;
+    int rc = sorted_list_at(c, pairs, rev, cs, NULL, pos, &r);
+    if (!rc) *out = tv_obj(TV_LIST, LS_LIST, r);
     rl__tpl_obj_decref(c, &pairs->h);
     return rc;
+}
+
+/* str(in) with HTML escapes, marked safe. */
+static int escape_str(tpl_ctx *c, tpl_val in, tpl_val *out) {
+    tpl_val s;
+    if (rl__tpl_str_of(c, in, &s)) return -1;
+    tpl_sb b;
+    rl__tpl_sb_init(&b);
+    int r = rl__tpl_escape(c, &b, TV_S(s)->s, TV_S(s)->len);
+    rl__tpl_decref(c, s);
+    if (r) return rl__tpl_sb_drop(c, &b), -1;
+    return sb_out(c, &b, STR_SAFE, out);
 }
 
 static int f_escape(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     BIND0("escape");
     if (in.t == TV_STR && (in.sub & STR_SAFE)) return *out = tv_ref(in), 0;
-    tpl_val s;
-    if (rl__tpl_str_of(c, in, &s)) return -1;
-    tpl_sb b;
-    rl__tpl_sb_init(&b);
-    int r = rl__tpl_escape(c, &b, TV_S(s)->s, TV_S(s)->len);
-    rl__tpl_decref(c, s);
-    if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, STR_SAFE, out);
+    return escape_str(c, in, out);
 }
 
 static int f_forceescape(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     BIND0("forceescape");
-    tpl_val s;
-    if (rl__tpl_str_of(c, in, &s)) return -1;
-    tpl_sb b;
-    rl__tpl_sb_init(&b);
-    int r = rl__tpl_escape(c, &b, TV_S(s)->s, TV_S(s)->len);
-    rl__tpl_decref(c, s);
-    if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, STR_SAFE, out);
+    return escape_str(c, in, out);
 }
 
 static int f_first(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {

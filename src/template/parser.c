@@ -555,38 +555,59 @@ static tpl_node *parse_unary(parser *P, bool with_filter) {
     return LEAVE(node);
 }
 
-static tpl_node *binop(parser *P, const tpl_tok *at, uint8_t op, tpl_node *l, tpl_node *r) {
-    tpl_node *b = new_node(P, N_BINOP, at);
-    if (!b) return NULL;
-    b->op = op;
-    b->a = l;
-    b->b = r;
-    return b;
-}
+/* One level of left-associative binary operators: operand (op operand)*, each operator
+ * making a node of the kind and op that match reports (false: no operator of this level
+ * at the cursor). */
+typedef bool (*op_match_fn)(parser *P, uint8_t *kind, uint8_t *op);
 
-static tpl_node *parse_pow(parser *P) {
-    tpl_node *left = parse_unary(P, true);
-    while (left && is_op(P, OP_POW)) {
+static tpl_node *parse_chain(parser *P, tpl_node *(*operand)(parser *P), op_match_fn match) {
+    tpl_node *left = operand(P);
+    uint8_t kind, op;
+    while (left && match(P, &kind, &op)) {
         tpl_tok *at = cur(P);
         advance(P);
-        tpl_node *right = parse_unary(P, true);
+        tpl_node *right = operand(P);
         if (!right) return NULL;
-        left = binop(P, at, OP_POW, left, right);
+        tpl_node *n = new_node(P, kind, at);
+        if (!n) return NULL;
+        n->op = op;
+        n->a = left;
+        n->b = right;
+        left = n;
     }
     return left;
 }
 
-static tpl_node *parse_math2(parser *P) {
-    tpl_node *left = parse_pow(P);
-    while (left && (is_op(P, OP_MUL) || is_op(P, OP_DIV) || is_op(P, OP_FLOORDIV) || is_op(P, OP_MOD))) {
-        tpl_tok *at = cur(P);
-        advance(P);
-        tpl_node *right = parse_pow(P);
-        if (!right) return NULL;
-        left = binop(P, at, at->op, left, right);
-    }
-    return left;
+static bool match_binop(parser *P, uint8_t *kind, uint8_t *op, bool ok) {
+    *kind = N_BINOP;
+    *op = cur(P)->op;
+    return ok;
 }
+static bool op_pow(parser *P, uint8_t *kind, uint8_t *op) {
+    return match_binop(P, kind, op, is_op(P, OP_POW));
+}
+static bool op_mul(parser *P, uint8_t *kind, uint8_t *op) {
+    return match_binop(P, kind, op,
+                       is_op(P, OP_MUL) || is_op(P, OP_DIV) || is_op(P, OP_FLOORDIV) ||
+                           is_op(P, OP_MOD));
+}
+static bool op_add(parser *P, uint8_t *kind, uint8_t *op) {
+    return match_binop(P, kind, op, is_op(P, OP_ADD) || is_op(P, OP_SUB));
+}
+static bool op_and(parser *P, uint8_t *kind, uint8_t *op) {
+    *kind = N_AND;
+    *op = 0;
+    return is_name(P, "and");
+}
+static bool op_or(parser *P, uint8_t *kind, uint8_t *op) {
+    *kind = N_OR;
+    *op = 0;
+    return is_name(P, "or");
+}
+
+static tpl_node *parse_filtered_unary(parser *P) { return parse_unary(P, true); }
+static tpl_node *parse_pow(parser *P) { return parse_chain(P, parse_filtered_unary, op_pow); }
+static tpl_node *parse_math2(parser *P) { return parse_chain(P, parse_pow, op_mul); }
 
 static tpl_node *parse_concat(parser *P) {
     tpl_tok *at = cur(P);
@@ -605,17 +626,7 @@ static tpl_node *parse_concat(parser *P) {
     return c;
 }
 
-static tpl_node *parse_math1(parser *P) {
-    tpl_node *left = parse_concat(P);
-    while (left && (is_op(P, OP_ADD) || is_op(P, OP_SUB))) {
-        tpl_tok *at = cur(P);
-        advance(P);
-        tpl_node *right = parse_concat(P);
-        if (!right) return NULL;
-        left = binop(P, at, at->op, left, right);
-    }
-    return left;
-}
+static tpl_node *parse_math1(parser *P) { return parse_chain(P, parse_concat, op_add); }
 
 static tpl_node *parse_compare(parser *P) {
     tpl_tok *at = cur(P);
@@ -669,37 +680,8 @@ static tpl_node *parse_not(parser *P) {
     return parse_compare(P);
 }
 
-static tpl_node *parse_and(parser *P) {
-    tpl_node *left = parse_not(P);
-    while (left && is_name(P, "and")) {
-        tpl_tok *at = cur(P);
-        advance(P);
-        tpl_node *right = parse_not(P);
-        if (!right) return NULL;
-        tpl_node *n = new_node(P, N_AND, at);
-        if (!n) return NULL;
-        n->a = left;
-        n->b = right;
-        left = n;
-    }
-    return left;
-}
-
-static tpl_node *parse_or(parser *P) {
-    tpl_node *left = parse_and(P);
-    while (left && is_name(P, "or")) {
-        tpl_tok *at = cur(P);
-        advance(P);
-        tpl_node *right = parse_and(P);
-        if (!right) return NULL;
-        tpl_node *n = new_node(P, N_OR, at);
-        if (!n) return NULL;
-        n->a = left;
-        n->b = right;
-        left = n;
-    }
-    return left;
-}
+static tpl_node *parse_and(parser *P) { return parse_chain(P, parse_not, op_and); }
+static tpl_node *parse_or(parser *P) { return parse_chain(P, parse_and, op_or); }
 
 static tpl_node *parse_condexpr(parser *P) {
     ENTER();
@@ -869,6 +851,38 @@ static bool parse_signature(parser *P, tpl_node *m) {
     return true;
 }
 
+/* The parser state a block tag changes for its body, restored at its end tag. */
+typedef struct block_scope {
+    tpl_node *macro;
+    int loop_depth;
+    bool soft;
+} block_scope;
+
+/* Enter the body of a block tag: never a soft frame; a macro or call block (macro not NULL)
+ * is what `caller` and the macro's names refer to; own_loops: loops outside the tag do not
+ * reach into it (break/continue there are errors). */
+static block_scope block_enter(parser *P, tpl_node *macro, bool own_loops) {
+    block_scope sv = {P->macro, P->loop_depth, P->soft};
+    if (macro) P->macro = macro;
+    if (own_loops) P->loop_depth = 0;
+    P->soft = false;
+    return sv;
+}
+
+/* The rest of the tag and its body up to the end tag `end`, into n->l1; then the state
+ * before block_enter. False on a parse error (the state is then left as it is). */
+static bool block_body(parser *P, const block_scope *sv, tpl_node *n, tpl_tok *at,
+                       const char *tag, const char *end) {
+    const char *const ends[] = {end};
+    nvec body = {0};
+    if (!parse_statements(P, &body, ends, 1, at, tag, true)) return false;
+    P->macro = sv->macro;
+    P->loop_depth = sv->loop_depth;
+    P->soft = sv->soft;
+    n->l1 = nv_done(&body);
+    return true;
+}
+
 static tpl_node *parse_for(parser *P, tpl_tok *at) {
     tpl_node *f = new_node(P, N_FOR, at);
     if (!f) return NULL;
@@ -951,18 +965,12 @@ static tpl_node *parse_set(parser *P, tpl_tok *at) {
     tpl_node *s = new_node(P, N_SETBLOCK, at);
     if (!s) return NULL;
     s->a = target;
-    bool was_soft = P->soft;
-    P->soft = false;
+    block_scope sv = block_enter(P, NULL, false);
     if (is_op(P, OP_PIPE)) {
         s->b = parse_filter(P, NULL, false);
         if (!s->b) return NULL;
     }
-    static const char *const ends[] = {"endset"};
-    nvec body = {0};
-    if (!parse_statements(P, &body, ends, 1, at, "set", true)) return NULL;
-    P->soft = was_soft;
-    s->l1 = nv_done(&body);
-    return s;
+    return block_body(P, &sv, s, at, "set", "endset") ? s : NULL;
 }
 
 static tpl_node *parse_macro(parser *P, tpl_tok *at) {
@@ -972,20 +980,8 @@ static tpl_node *parse_macro(parser *P, tpl_tok *at) {
     if (!name) return NULL;
     m->name = name->name;
     if (!parse_signature(P, m)) return NULL;
-    tpl_node *outer = P->macro;
-    int outer_loops = P->loop_depth;
-    bool was_soft = P->soft;
-    P->macro = m;
-    P->loop_depth = 0;
-    P->soft = false;
-    static const char *const ends[] = {"endmacro"};
-    nvec body = {0};
-    if (!parse_statements(P, &body, ends, 1, at, "macro", true)) return NULL;
-    P->macro = outer;
-    P->loop_depth = outer_loops;
-    P->soft = was_soft;
-    m->l1 = nv_done(&body);
-    return m;
+    block_scope sv = block_enter(P, m, true);
+    return block_body(P, &sv, m, at, "macro", "endmacro") ? m : NULL;
 }
 
 static tpl_node *parse_call_block(parser *P, tpl_tok *at) {
@@ -998,35 +994,17 @@ static tpl_node *parse_call_block(parser *P, tpl_tok *at) {
     if (!call) return NULL;
     if (call->kind != N_CALL) return fail_at(P, at, RL_ERR_BAD_FILE, "expected call");
     cb->a = call;
-    tpl_node *outer = P->macro;
-    int outer_loops = P->loop_depth;
-    bool was_soft = P->soft;
-    P->macro = cb;
-    P->loop_depth = 0;
-    P->soft = false;
-    static const char *const ends[] = {"endcall"};
-    nvec body = {0};
-    if (!parse_statements(P, &body, ends, 1, at, "call", true)) return NULL;
-    P->macro = outer;
-    P->loop_depth = outer_loops;
-    P->soft = was_soft;
-    cb->l1 = nv_done(&body);
-    return cb;
+    block_scope sv = block_enter(P, cb, true);
+    return block_body(P, &sv, cb, at, "call", "endcall") ? cb : NULL;
 }
 
 static tpl_node *parse_filter_block(parser *P, tpl_tok *at) {
     tpl_node *fb = new_node(P, N_FILTERBLOCK, at);
     if (!fb) return NULL;
-    bool was_soft = P->soft;
-    P->soft = false;
+    block_scope sv = block_enter(P, NULL, false);
     fb->a = parse_filter(P, NULL, true);
     if (!fb->a) return NULL;
-    static const char *const ends[] = {"endfilter"};
-    nvec body = {0};
-    if (!parse_statements(P, &body, ends, 1, at, "filter", true)) return NULL;
-    P->soft = was_soft;
-    fb->l1 = nv_done(&body);
-    return fb;
+    return block_body(P, &sv, fb, at, "filter", "endfilter") ? fb : NULL;
 }
 
 static tpl_node *parse_with(parser *P, tpl_tok *at) {
@@ -1045,14 +1023,8 @@ static tpl_node *parse_with(parser *P, tpl_tok *at) {
         if (!s->b || !nv_push(P, &sets, s)) return NULL;
     }
     w->l2 = nv_done(&sets);
-    bool was_soft = P->soft;
-    P->soft = false;
-    static const char *const ends[] = {"endwith"};
-    nvec body = {0};
-    if (!parse_statements(P, &body, ends, 1, at, "with", true)) return NULL;
-    P->soft = was_soft;
-    w->l1 = nv_done(&body);
-    return w;
+    block_scope sv = block_enter(P, NULL, false);
+    return block_body(P, &sv, w, at, "with", "endwith") ? w : NULL;
 }
 
 /* {% generation %}: transformers' AssistantTracker tag, a call block whose body is
@@ -1060,17 +1032,8 @@ static tpl_node *parse_with(parser *P, tpl_tok *at) {
 static tpl_node *parse_generation(parser *P, tpl_tok *at) {
     tpl_node *g = new_node(P, N_SCOPE_BODY, at);
     if (!g) return NULL;
-    int outer_loops = P->loop_depth;
-    bool was_soft = P->soft;
-    P->loop_depth = 0;
-    P->soft = false;
-    static const char *const ends[] = {"endgeneration"};
-    nvec body = {0};
-    if (!parse_statements(P, &body, ends, 1, at, "generation", true)) return NULL;
-    P->loop_depth = outer_loops;
-    P->soft = was_soft;
-    g->l1 = nv_done(&body);
-    return g;
+    block_scope sv = block_enter(P, NULL, true);
+    return block_body(P, &sv, g, at, "generation", "endgeneration") ? g : NULL;
 }
 
 static tpl_node *parse_statement(parser *P) {
