@@ -170,7 +170,11 @@ static rl_status grammar_get(rl__gcache *c, const char *text, const char *root,
     en->refs = 1;
     char msg[400];
     msg[0] = 0;
-    rl_status st = rl_grammar_compile(text, len, root, gv, NULL, &en->g, msg, sizeof msg);
+    /* the cache may keep RL_ENGINE_GRAMMAR_CACHE grammars: their lazily filled mask tables
+     * are capped lower than one grammar alone would be (past it masks are only slower) */
+    rl_grammar_limits lim = rl_grammar_default_limits();
+    lim.max_cache_bytes = RL_MIN(lim.max_cache_bytes, (uint64_t)128 << 20);
+    rl_status st = rl_grammar_compile(text, len, root, gv, &lim, &en->g, msg, sizeof msg);
     if (st != RL_OK) {
         entry_free(en);
         rl__fmt(err, es, "grammar: %s", msg[0] ? msg : rl_status_str(st));
