@@ -841,8 +841,12 @@ int cmd_bench_serve(int argc, char **argv) {
             const double tps = json_real_value(json_object_get(j, "output_tok_s"));
             if (ci == 0) first_tps = tps;
             last_tps = tps;
-            fprintf(stderr, "ruvllm bench-serve: -c %d: %d/%d ok, %.1f output tok/s, TTFT p50 %.1f ms\n",
-                    c, rr.ok, n, tps, json_real_value(json_object_get(json_object_get(j, "ttft_ms"), "p50")));
+            fprintf(stderr,
+                    "ruvllm bench-serve: -c %d: %d/%d ok, %.1f output tok/s, TTFT p50 %.1f ms, "
+                    "ITL p50 %.1f ms\n",
+                    c, rr.ok, n, tps,
+                    json_real_value(json_object_get(json_object_get(j, "ttft_ms"), "p50")),
+                    json_real_value(json_object_get(json_object_get(j, "itl_ms"), "p50")));
             json_array_append_new(runs, j);
             if (rr.failed) rc = 1;
             run_free(&rr);

@@ -221,6 +221,12 @@ await test('completions', async () => {
   const got = await collectStream(s, false);
   check(got.texts[0] === r.choices[0].text, 'streamed = not streamed', [got.texts[0], r.choices[0].text]);
   check(got.usage && got.usage.completion_tokens === 30, 'stream usage');
+  // tokens without text (a control token, forced) still stream: a chunk per step, not only
+  // the finish chunk at the end (steps may coalesce when the reader lags, so at least one)
+  const e = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 5, temperature: 0, logit_bias: { 1: 100 }, stream: true });
+  let emptyChunks = 0;
+  for await (const c of e) for (const ch of c.choices) if (ch.text === '' && !ch.finish_reason) emptyChunks++;
+  check(emptyChunks >= 1, 'streamed chunks for tokens whose text is empty', emptyChunks);
   // default max_tokens is 16; echo; token-id prompt
   const d = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', temperature: 0, echo: true });
   check(d.usage.completion_tokens === 16, 'default max_tokens 16', d.usage);
