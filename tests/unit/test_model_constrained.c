@@ -27,7 +27,8 @@
  * 200 generations, about 65 us of CPU each: under two minutes of CPU, shared by the two
  * threads.
  * Under ASan/UBSan (the _san variant) each case runs 8 generations instead of 200;
- * RUVLLM_CONSTRAINED_GENS=N sets the number for either variant.
+ * RUVLLM_CONSTRAINED_GENS=N sets the number for either variant; RUVLLM_CONSTRAINED_CASE=S
+ * runs only the cases whose name contains S.
  */
 #include "test.h"
 
@@ -122,6 +123,7 @@ static const tcase k_cases[] = {
 /* One compiled case: the grammar (with the model's vocabulary) and its checkers. */
 typedef struct ccase {
     const tcase *tc;
+    uint64_t seed; /* of the case's generations */
     rl_grammar *g;
     rl_schema *schema;
     pcre2_code *re;
@@ -134,7 +136,8 @@ typedef struct counts {
 
 typedef struct slot {
     bool active;
-    int gen;
+    int job;
+    const ccase *c;
     rl_sampler *s;
     rl_grammar_matcher *m;
     rl_grammar_constraint *gc;
@@ -144,27 +147,31 @@ typedef struct slot {
     size_t len, cap;
 } slot;
 
-/* One thread's share of a case: generations [first, first + n) on its own context.
- * Workers never touch the test counters: they record counts and the first messages, which
- * the main thread checks. */
+/* A generation to run: case c (index into the compiled cases), generation gen of it. */
+typedef struct job {
+    int c, gen;
+} job;
+
+/* One thread's share of a model's generations: jobs first, first + stride, ... of the
+ * list, on its own context. Workers never touch the test counters: they record counts per
+ * case and the first messages, which the main thread checks. */
 typedef struct worker {
-    const rl_model *model;
     const rl_vocab *v;
     rl_context *ctx;
     int32_t n_vocab;
     const char *name;
-    const ccase *c;
-    uint64_t seed;
-    int first, n;
-    counts cnt;
-    int n_msg;
+    const ccase *cases;
+    const job *jobs;
+    int n_jobs, first, stride;
+    counts cnt[N_CASES];
+    int n_msg, n_fail;
     char msg[4][700];
     pthread_t th;
 } worker;
 
 static void failf(worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void failf(worker *w, const char *fmt, ...) {
-    w->cnt.fail++;
+    w->n_fail++;
     if (w->n_msg >= 4) return;
     va_list ap;
     va_start(ap, fmt);
@@ -259,8 +266,8 @@ static void ccase_free(ccase *c) {
 }
 
 /* Check one finished generation; true when it is as the case demands. */
-static bool verify(worker *w, const slot *sl, bool stop) {
-    const ccase *c = w->c;
+static bool verify(worker *w, const slot *sl, bool stop, int gen) {
+    const ccase *c = sl->c;
     const tcase *tc = c->tc;
     const char *why = NULL;
     char err[512] = "";
@@ -293,32 +300,45 @@ static bool verify(worker *w, const slot *sl, bool stop) {
         if (rc < 0) why = "PCRE2 does not match the whole text";
     }
     if (why)
-        failf(w, "%s on %s, generation %d (%s, %d tokens): %s: '%.*s'", tc->name, w->name,
-              sl->gen, stop ? "stop" : "length", (int)sl->n_tok, why,
+        failf(w, "%s on %s, generation %d (%s, %d tokens): %s: '%.*s'", tc->name, w->name, gen,
+              stop ? "stop" : "length", (int)sl->n_tok, why,
               (int)(sl->len > 300 ? 300 : sl->len), sl->text);
     return !why;
 }
 
-/* A fresh generation gen in sl: its own seed and sampler (temperature 1 in 5 of every 8
- * generations, then top-k 40, top-p 0.9, min-p 0.1), the matcher at the start. */
-static bool slot_start(worker *w, slot *sl, int gen) {
+static void slot_clear(slot *sl) {
     rl_sampler_free(sl->s);
+    rl_grammar_constraint_free(sl->gc);
+    rl_grammar_matcher_free(sl->m);
     sl->s = NULL;
+    sl->gc = NULL;
+    sl->m = NULL;
+    sl->active = false;
+}
+
+/* Job jb in sl: its case's matcher at the start, its own seed and sampler (temperature 1
+ * alone in 5 of every 8 generations, then top-k 40, top-p 0.9, min-p 0.1). */
+static bool slot_start(worker *w, slot *sl, int jb) {
+    const job *j = &w->jobs[jb];
+    sl->c = &w->cases[j->c];
     rl_sampler_params p = rl_sampler_default_params();
-    p.seed = splitmix(w->seed ^ splitmix((uint64_t)gen));
-    switch (gen % 8) {
+    p.seed = splitmix(sl->c->seed ^ splitmix((uint64_t)j->gen));
+    switch (j->gen % 8) {
     case 5: p.top_k = 40; break;
     case 6: p.top_p = 0.9f; break;
     case 7: p.min_p = 0.1f; break;
     default: break;
     }
-    char err[256];
-    if (rl_sampler_create(&p, w->n_vocab, NULL, &sl->s, err, sizeof err) != RL_OK) {
-        failf(w, "sampler: %s", err);
+    char err[256] = "";
+    if (rl_sampler_create(&p, w->n_vocab, NULL, &sl->s, err, sizeof err) != RL_OK ||
+        rl_grammar_matcher_create(sl->c->g, 0, &sl->m) != RL_OK ||
+        rl_grammar_constraint_create(sl->m, w->n_vocab, &sl->gc) != RL_OK) {
+        failf(w, "%s: sampler, matcher or constraint: %s %s", sl->c->tc->name, err,
+              sl->m ? rl_grammar_matcher_errmsg(sl->m) : "");
+        slot_clear(sl);
         return false;
     }
-    rl_grammar_matcher_reset(sl->m);
-    sl->gen = gen;
+    sl->job = jb;
     sl->n_tok = 0;
     sl->len = 0;
     sl->active = true;
@@ -342,34 +362,26 @@ static bool append(slot *sl, const rl_vocab *v, rl_token t) {
     return true;
 }
 
-/* The worker's generations, N_PAR at a time as sequences of its context: one decode per
- * step for all; the cache keeps each sequence's last KV_WINDOW positions. */
+/* The worker's jobs, N_PAR at a time as sequences of its context: one decode per step for
+ * all of them, a finished slot taking the next job at once (cases mix in a batch); the
+ * cache keeps each sequence's last KV_WINDOW positions. */
 static void *run_worker(void *arg) {
     worker *w = arg;
-    const ccase *c = w->c;
     slot slots[N_PAR];
     memset(slots, 0, sizeof slots);
-    const int32_t n_par = w->n < N_PAR ? w->n : N_PAR;
-    for (int32_t i = 0; i < n_par; i++) {
-        if (rl_grammar_matcher_create(c->g, 0, &slots[i].m) != RL_OK ||
-            rl_grammar_constraint_create(slots[i].m, w->n_vocab, &slots[i].gc) != RL_OK) {
-            failf(w, "matcher or constraint: %s",
-                  slots[i].m ? rl_grammar_matcher_errmsg(slots[i].m) : "");
-            goto done;
-        }
-    }
     const rl_token bos = rl_vocab_bos(w->v) != RL_TOKEN_NULL ? rl_vocab_bos(w->v) : 0;
-    int next_gen = w->first, n_done = 0;
+    int next = w->first;
     rl_token tok[N_PAR];
     int32_t seq[N_PAR], idx[N_PAR];
     int8_t want[N_PAR];
-    while (n_done < w->n) {
+    for (;;) {
         int32_t nb = 0;
-        for (int32_t i = 0; i < n_par; i++) {
+        for (int32_t i = 0; i < N_PAR; i++) {
             slot *sl = &slots[i];
-            if (!sl->active && next_gen < w->first + w->n) {
+            if (!sl->active && next < w->n_jobs) {
                 rl_kv_seq_remove(w->ctx, i, -1, -1);
-                if (!slot_start(w, sl, next_gen++)) goto done;
+                if (!slot_start(w, sl, next)) goto done;
+                next += w->stride;
                 sl->next = bos;
                 sl->pos = 0;
             }
@@ -387,9 +399,10 @@ static void *run_worker(void *arg) {
             failf(w, "decode: %s", rl_context_errmsg(w->ctx));
             goto done;
         }
-        for (int32_t i = 0; i < n_par; i++) {
+        for (int32_t i = 0; i < N_PAR; i++) {
             slot *sl = &slots[i];
             if (!sl->active) continue;
+            const char *name = sl->c->tc->name;
             const float *lg = rl_get_logits(w->ctx, idx[i]);
             rl_token t = RL_TOKEN_NULL;
             bool stop = false, end = false;
@@ -398,18 +411,18 @@ static void *run_worker(void *arg) {
             if (st != RL_OK) {
                 /* nothing allowed: right only when the text is complete */
                 if (!rl_grammar_matcher_can_end(sl->m))
-                    failf(w, "%s: sampling failed: %s / %s", c->tc->name,
-                          rl_sampler_errmsg(sl->s), rl_grammar_matcher_errmsg(sl->m));
+                    failf(w, "%s: sampling failed: %s / %s", name, rl_sampler_errmsg(sl->s),
+                          rl_grammar_matcher_errmsg(sl->m));
                 stop = end = true;
             } else {
                 rl_sampler_accept(sl->s, t);
                 if (rl_grammar_matcher_accept_token(sl->m, t) != RL_OK)
-                    failf(w, "%s: token %d refused: %s", c->tc->name, (int)t,
+                    failf(w, "%s: token %d refused: %s", name, (int)t,
                           rl_grammar_matcher_errmsg(sl->m));
                 if (rl_vocab_is_eog(w->v, t)) {
                     stop = end = true;
                 } else {
-                    if (!append(sl, w->v, t)) failf(w, "token %d: no text", (int)t);
+                    if (!append(sl, w->v, t)) failf(w, "%s: token %d: no text", name, (int)t);
                     sl->n_tok++;
                     if (rl_grammar_constraint_done(sl->gc))
                         stop = end = true;
@@ -421,23 +434,25 @@ static void *run_worker(void *arg) {
                 sl->next = t;
                 continue;
             }
-            bool ok = verify(w, sl, stop);
-            w->cnt.n++;
-            w->cnt.tokens += sl->n_tok;
-            if (ok && stop)
-                w->cnt.stop++;
-            else if (ok)
-                w->cnt.length++;
-            sl->active = false;
-            n_done++;
+            const job *j = &w->jobs[sl->job];
+            counts *cnt = &w->cnt[j->c];
+            const int f0 = w->n_fail;
+            bool ok = verify(w, sl, stop, j->gen) && w->n_fail == f0;
+            cnt->n++;
+            cnt->tokens += sl->n_tok;
+            if (!ok)
+                cnt->fail++;
+            else if (stop)
+                cnt->stop++;
+            else
+                cnt->length++;
+            slot_clear(sl);
         }
     }
 done:
-    for (int32_t i = 0; i < n_par; i++) {
+    for (int32_t i = 0; i < N_PAR; i++) {
         rl_kv_seq_remove(w->ctx, i, -1, -1);
-        rl_sampler_free(slots[i].s);
-        rl_grammar_constraint_free(slots[i].gc);
-        rl_grammar_matcher_free(slots[i].m);
+        slot_clear(&slots[i]);
         free(slots[i].text);
     }
     return NULL;
@@ -458,8 +473,8 @@ static int n_generations(void) {
 
 static uint64_t g_seed;
 
-/* All cases (bounded_only: only those that bound the length) on one model, the
- * generations of each case shared among RUVLLM_CONSTRAINED_THREADS workers (default 2),
+/* All cases (bounded_only: only those that bound the length) on one model, n
+ * generations each, the jobs shared among RUVLLM_CONSTRAINED_THREADS workers (default 2),
  * each with its own single-threaded context. */
 static void run_model(const char *path, const char *name, bool bounded_only, counts *total) {
     rl_model_params mp = rl_model_default_params();
@@ -468,79 +483,96 @@ static void run_model(const char *path, const char *name, bool bounded_only, cou
     char err[512] = "";
     if (rl_model_load(path, &mp, &m, err, sizeof err) != RL_OK) SKIP("%s: %s", name, err);
     const int n = n_generations();
+    const char *only = getenv("RUVLLM_CONSTRAINED_CASE"); /* a part of a case name */
     int n_w = env_int("RUVLLM_CONSTRAINED_THREADS", 2);
     if (n_w > 8) n_w = 8;
-    worker ws[8];
+    static worker ws[8];
     memset(ws, 0, sizeof ws);
+    ccase cases[N_CASES];
+    memset(cases, 0, sizeof cases);
+    job *jobs = malloc(sizeof(job) * N_CASES * (size_t)n);
+    int n_jobs = 0;
+    rl_grammar_vocab *gv = NULL;
+    bool ok = jobs && rl_grammar_vocab_create(rl_model_vocab(m), &gv) == RL_OK;
+    CHECKF(ok, "%s: the vocabulary index", name);
+    for (size_t k = 0; ok && k < N_CASES; k++) {
+        const tcase *tc = &k_cases[k];
+        if ((bounded_only && !tc->bounded) || (only && !strstr(tc->name, only))) continue;
+        if (!ccase_init(&cases[k], tc, gv)) continue;
+        cases[k].seed = splitmix(g_seed + k * 7919);
+        for (int g = 0; g < n; g++) jobs[n_jobs++] = (job){(int)k, g};
+    }
     rl_context_params cp = rl_context_default_params();
     cp.n_seq_max = N_PAR;
     cp.n_outputs_max = N_PAR;
     cp.n_batch = N_PAR;
     cp.n_ctx = N_PAR * (KV_WINDOW + 4);
     cp.n_threads = 1;
-    bool ok = true;
-    for (int k = 0; k < n_w; k++) {
-        ws[k].model = m;
-        ws[k].v = rl_model_vocab(m);
-        ws[k].n_vocab = rl_model_n_vocab(m);
-        ws[k].name = name;
-        ok = ok && rl_context_create(m, &cp, &ws[k].ctx, err, sizeof err) == RL_OK;
+    for (int k = 0; ok && k < n_w; k++) {
+        worker *w = &ws[k];
+        w->v = rl_model_vocab(m);
+        w->n_vocab = rl_model_n_vocab(m);
+        w->name = name;
+        w->cases = cases;
+        w->jobs = jobs;
+        w->n_jobs = n_jobs;
+        w->first = k;
+        w->stride = n_w;
+        ok = rl_context_create(m, &cp, &w->ctx, err, sizeof err) == RL_OK;
+        CHECKF(ok, "%s: %s", name, err);
     }
-    rl_grammar_vocab *gv = NULL;
-    ok = ok && rl_grammar_vocab_create(rl_model_vocab(m), &gv) == RL_OK;
-    CHECKF(ok, "%s: %s", name, err);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int k = 0; ok && k < n_w; k++)
+        if (pthread_create(&ws[k].th, NULL, run_worker, &ws[k]) != 0) {
+            run_worker(&ws[k]);
+            ws[k].th = 0;
+        }
+    for (int k = 0; ok && k < n_w; k++) {
+        if (ws[k].th) pthread_join(ws[k].th, NULL);
+        for (int j = 0; j < ws[k].n_msg; j++) CHECKF(false, "%s", ws[k].msg[j]);
+        CHECK_EQ_INT(ws[k].n_fail, 0);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    counts mt = {0};
     for (size_t k = 0; ok && k < N_CASES; k++) {
-        const tcase *tc = &k_cases[k];
-        if (bounded_only && !tc->bounded) continue;
-        ccase c;
-        if (!ccase_init(&c, tc, gv)) {
-            ccase_free(&c);
-            continue;
-        }
+        if (!cases[k].g) continue;
+        const tcase *tc = cases[k].tc;
         counts cnt = {0};
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        const uint64_t seed = splitmix(g_seed + k * 7919);
-        for (int i = 0, at = 0; i < n_w; i++) {
-            worker *w = &ws[i];
-            w->c = &c;
-            w->seed = seed;
-            w->first = at;
-            w->n = n / n_w + (i < n % n_w);
-            at += w->n;
-            memset(&w->cnt, 0, sizeof w->cnt);
-            w->n_msg = 0;
-            if (pthread_create(&w->th, NULL, run_worker, w) != 0) run_worker(w), w->th = 0;
-        }
         for (int i = 0; i < n_w; i++) {
-            worker *w = &ws[i];
-            if (w->th) pthread_join(w->th, NULL);
-            for (int j = 0; j < w->n_msg; j++) CHECKF(false, "%s", w->msg[j]);
-            cnt.n += w->cnt.n;
-            cnt.stop += w->cnt.stop;
-            cnt.length += w->cnt.length;
-            cnt.fail += w->cnt.fail;
-            cnt.tokens += w->cnt.tokens;
+            const counts *c = &ws[i].cnt[k];
+            cnt.n += c->n;
+            cnt.stop += c->stop;
+            cnt.length += c->length;
+            cnt.fail += c->fail;
+            cnt.tokens += c->tokens;
         }
-        clock_gettime(CLOCK_MONOTONIC, &t1);
         fprintf(stderr,
                 "  %-11s %-33s %s: %d generations: %d stop, %d length, %d failed; %.0f tokens "
-                "on average; %.2f s\n",
+                "on average\n",
                 name, tc->name, tc->bounded ? "bounded  " : "unbounded", cnt.n, cnt.stop,
-                cnt.length, cnt.fail, cnt.n ? (double)cnt.tokens / cnt.n : 0.0,
-                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+                cnt.length, cnt.fail, cnt.n ? (double)cnt.tokens / cnt.n : 0.0);
         CHECK_EQ_INT(cnt.n, n);
         CHECK_EQ_INT(cnt.fail, 0);
         if (tc->bounded) CHECK_EQ_INT(cnt.stop, n);
-        total->n += cnt.n;
-        total->stop += cnt.stop;
-        total->length += cnt.length;
-        total->fail += cnt.fail;
-        total->tokens += cnt.tokens;
-        ccase_free(&c);
+        mt.n += cnt.n;
+        mt.stop += cnt.stop;
+        mt.length += cnt.length;
+        mt.fail += cnt.fail;
+        mt.tokens += cnt.tokens;
     }
-    rl_grammar_vocab_free(gv);
+    const double sec = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    fprintf(stderr, "  %-11s %d generations, %lld tokens in %.1f s (%.0f tokens/s, %d threads)\n",
+            name, mt.n, mt.tokens, sec, sec > 0 ? (double)mt.tokens / sec : 0.0, n_w);
+    total->n += mt.n;
+    total->stop += mt.stop;
+    total->length += mt.length;
+    total->fail += mt.fail;
+    total->tokens += mt.tokens;
+    for (size_t k = 0; k < N_CASES; k++) ccase_free(&cases[k]);
     for (int k = 0; k < n_w; k++) rl_context_free(ws[k].ctx);
+    rl_grammar_vocab_free(gv);
+    free(jobs);
     rl_model_free(m);
 }
 
