@@ -26,14 +26,15 @@ if [ "$mode" = prepare ]; then
     shared=${RUVLLM_TESTDATA:-$(cd .. && pwd)/shared}
     rm -rf $dev/bin $dev/libs $dev/testdata
     mkdir -p $dev/bin $dev/libs $dev/testdata/models/zoo $dev/testdata/golden
-    for b in test_cuda_ops test_cuda_model test_device_param bench_cuda; do
+    for b in test_cuda_ops test_cuda_model test_device_param test_cuda_convert bench_cuda; do
         strip -o $dev/bin/$b "$build/$b" || exit 1
     done
     for l in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2; do
         cp -L "/lib/x86_64-linux-gnu/$l" $dev/libs/ || exit 1
     done
     cp "$shared"/models/stories260K*.gguf $dev/testdata/models/
-    for m in llama3-F32 llama3-Q8_0 llama3-Q4_K_M gemma2-F32 phi3-Q4_K_M qwen2moe-Q8_0; do
+    for m in llama3-F32 llama3-Q8_0 llama3-Q4_K_M gemma2-F32 phi3-Q4_K_M qwen2moe-Q8_0 \
+             qwen2moe-F32; do
         cp "$shared/models/zoo/$m.gguf" $dev/testdata/models/zoo/
     done
     for g in stories260K stories260K-f16 stories260K-q8_0 stories260K-q5_1 stories260K-q5_0 \
@@ -60,11 +61,11 @@ status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
     2>&1 | tee "$out/gpu.txt"
 cd $dev/bin || exit 1
-for t in test_device_param test_cuda_ops test_cuda_model; do
+for t in test_device_param test_cuda_ops test_cuda_model test_cuda_convert; do
     echo "== $t"
     timeout 400 "./$t" >"$out/$t.log" 2>&1
     rc=$?
-    grep -E "FAIL|failed|skip|matmul |attention |rope cfg 0|rmsnorm|two sequences|f16 cache|\(cuda," \
+    grep -E "FAIL|failed|skip|matmul |attention |rope cfg 0|rmsnorm|two sequences|f16 cache|\(cuda,|cuda vs cpu" \
         "$out/$t.log" | head -80
     tail -1 "$out/$t.log"
     echo "exit $rc"
