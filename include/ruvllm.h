@@ -1044,6 +1044,12 @@ typedef struct rl_device_budget {
 RL_API rl_status rl_model_device_budget(const rl_model *m, rl_type kv_type, int32_t n_batch,
                                         rl_device_budget *out, char *err, size_t err_size);
 
+/* Device-to-device copy bandwidth of the GPU named by device ("cuda", "cuda:N") in bytes
+ * per second, counting bytes read and written (best of 5 copies of 1 GiB; needs 2 GiB
+ * free): the floor a benchmark of a model on that GPU compares with. 0 for "cpu", other
+ * names, or a GPU that is not there. Takes about a second. */
+RL_API double rl_device_copy_bandwidth(const char *device);
+
 /* An inference context: the KV cache of up to n_seq_max sequences sharing n_ctx cells,
  * the scratch memory of a forward pass and a thread pool. All memory is allocated at
  * creation, sized by a dry run of the largest batch: rl_decode allocates nothing. One

@@ -16,6 +16,8 @@
  * tokens/s cannot exceed bandwidth / bytes per token. The bandwidth is the library's
  * STREAM-like measurement (rl_membw: max of copy and triad) on as many threads, run
  * before each timed generation run so that both see the same load; the best is used.
+ * On a GPU (--device cuda[:N]) it is the device's copy bandwidth instead (bytes read and
+ * written by a 1 GiB device-to-device copy, best of 5), measured once before the tests.
  * KV-cache reads are left out (under 1% at these lengths).
  *
  * With an output constraint (--grammar, --json-schema, --regex, --json-object) two more
@@ -41,8 +43,9 @@ static void usage(FILE *f) {
             "Prompt processing (pp: one batch of P tokens) and generation (tg: N tokens one at\n"
             "a time) in tokens/s, mean and standard deviation over REPS runs (default 5) after\n"
             "a warm-up run, as llama.cpp's llama-bench measures them; next to the decode\n"
-            "floor (weight bytes read per token / memory bandwidth measured in the same run)\n"
-            "and the ratio to it. -p 0 or -n 0 skips a test.\n"
+            "floor (weight bytes read per token / memory bandwidth measured in the same run;\n"
+            "with --device cuda the GPU's copy bandwidth) and the ratio to it. -p 0 or -n 0\n"
+            "skips a test.\n"
             "  -p, --n-prompt P   prompt tokens (512)\n"
             "  -n, --n-gen N      generated tokens (128)\n"
             "  -r, --repetitions R  timed runs per test, 1..1000 (5)\n"
@@ -259,7 +262,10 @@ int cmd_bench(int argc, char **argv) {
     if (!(buf = malloc(sizeof(rl_token) * (size_t)(n_prompt + 1)))) goto done;
     if (con.gc && !(smp = gen_new_sampler(&o, m, n_ctx))) goto done;
     const int n_threads = o.n_threads > 0 ? o.n_threads : rl_cpu_physical_cores();
-    if (n_gen > 0) {
+    /* on a GPU the floor is the device's copy bandwidth, measured once here */
+    const bool gpu = o.device && strcmp(o.device, "cpu") != 0;
+    const double gpu_bw = gpu && n_gen > 0 ? rl_device_copy_bandwidth(o.device) : 0;
+    if (n_gen > 0 && !gpu) {
         rl_status st = rl_threadpool_create(n_threads, &pool);
         if (st == RL_OK) st = rl_membw_create((size_t)(stream_mib * 1048576.0), true, &bw);
         if (st != RL_OK) {
@@ -358,9 +364,9 @@ int cmd_bench(int argc, char **argv) {
         if (!ok) goto done;
     }
     rl_membw_result best = rl_membw_best(bw);
-    const double gbs = fmax(best.copy_gbs, best.triad_gbs);
+    const double gbs = gpu ? gpu_bw / 1e9 : fmax(best.copy_gbs, best.triad_gbs);
     for (int k = 0; k < n_res; k++)
-        if (res[k].n_gen && bpt > 0) res[k].floor_ts = gbs * 1e9 / bpt;
+        if (res[k].n_gen && bpt > 0 && gbs > 0) res[k].floor_ts = gbs * 1e9 / bpt;
 
     char type_k[16];
     snprintf(type_k, sizeof type_k, "%s", rl_type_name(o.kv_type));
@@ -408,6 +414,10 @@ int cmd_bench(int argc, char **argv) {
         }
         printf("]\n");
     } else {
+        if (gpu && gbs > 0)
+            printf("%s copy bandwidth %.1f GB/s (device to device, read + written), %.1f MiB "
+                   "read per token\n\n",
+                   o.device, gbs, bpt / 1048576.0);
         if (bw)
             printf("memory bandwidth %.1f GB/s (copy %.1f, triad %.1f; best of %d runs of 3 x "
                    "%.0f MiB), %.1f MiB read per token\n\n",

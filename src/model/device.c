@@ -73,6 +73,11 @@ RL_API rl_status rl_device_check(const char *device, char *err, size_t es) {
     return st;
 }
 
+RL_API double rl_device_copy_bandwidth(const char *device) {
+    const int ord = device ? cuda_ordinal(device) : -1;
+    return ord < 0 ? 0 : rl__cuda_copy_bandwidth(ord);
+}
+
 /* ---- conversion ---- */
 
 /* The offsets of every rl_weight field of a layer. A converted tensor's copy replaces the

@@ -5,8 +5,9 @@
 # not there (no CUDA in the build, no driver, no such index) exits 1 naming --device and
 # saying why, before any model work; --device cpu gives the same greedy ids as no flag;
 # --gpu-mem must be in (0, 1] (exit 2) and needs a GPU device (exit 1). On a machine with a
-# GPU, --device cuda runs and prints the KV budget line, and a --gpu-mem too small for
-# the weights fails naming gpu_mem.
+# GPU, --device cuda runs and prints the KV budget line (bench: its floor from the GPU's
+# copy bandwidth), greedy ids equal the CPU's, and a --gpu-mem too small for the weights
+# fails naming gpu_mem.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
 set -u
 RUVLLM=${1:?usage: device.sh path/to/ruvllm}
@@ -88,6 +89,10 @@ if [[ $gpu == 1 ]]; then
         expect_rc 0 "$cmd --device cuda" -- "$RUVLLM" "$cmd" -m "$M" --device cuda --gpu-mem 0.5 "$@"
         has "$TMP/err" "^ruvllm $cmd: cuda:0 \\(.*\\): .* of .* GiB \\(--gpu-mem 0.5, .*KV cache room for [0-9]+ tokens" \
             "$cmd --device cuda"
+        if [[ $cmd == bench ]]; then
+            has "$TMP/out" "^cuda copy bandwidth [0-9.]+ GB/s" "bench --device cuda floor"
+            has "$TMP/out" "tg8 .*\\| +[0-9.]+ \\| +[0-9.]+ \\|$" "bench --device cuda floor column"
+        fi
         expect_rc 1 "$cmd --gpu-mem tiny" -- "$RUVLLM" "$cmd" -m "$M" --device cuda --gpu-mem 1e-9 "$@"
         has "$TMP/err" "the weights take .* more than gpu_mem" "$cmd --gpu-mem 1e-9"
     done
