@@ -239,3 +239,14 @@ bool rl_golden_check_missing_tensor(const char *file, const char *tensor) {
     unlink(path);
     return true;
 }
+
+int rl_golden_check_cases(const rl_golden_case *cases, size_t n) {
+    int ran = 0;
+    for (size_t i = 0; i < n; i++) {
+        rl_golden_opts o = {.tol = cases[i].tol, .tol_long = cases[i].tol_long,
+                            .greedy = cases[i].greedy, .kv_type = RL_TYPE_F32};
+        rl_golden_result r;
+        ran += rl_golden_check(cases[i].golden, &o, &r);
+    }
+    return ran;
+}

@@ -77,3 +77,15 @@ bool rl_golden_check(const char *name, const rl_golden_opts *o, rl_golden_result
  * under $RUVLLM_BUILD_DIR, load it, and check the load fails with RL_ERR_BAD_FILE and a
  * message naming the tensor. false when the model is missing. */
 bool rl_golden_check_missing_tensor(const char *file, const char *tensor);
+
+/* One row of a model test's table of goldens (tol_long 0: tol). */
+typedef struct rl_golden_case {
+    const char *golden;
+    double tol;
+    bool greedy;
+    double tol_long;
+} rl_golden_case;
+
+/* rl_golden_check of each of the n cases with the F32 KV cache (as the goldens were made);
+ * returns how many ran (0: SKIP-worthy). */
+int rl_golden_check_cases(const rl_golden_case *cases, size_t n);

@@ -5,30 +5,18 @@
 #include "golden.h"
 #include "test.h"
 
-typedef struct model_case {
-    const char *golden;
-    double tol;
-    bool greedy;
-} model_case;
-
-static const model_case k_cases[] = {
-    {"stories260K", 5e-5, true},
-    {"stories260K-f16", 2e-2, false},
-    {"stories260K-q8_0", 0.35, false},
-    {"stories260K-q5_1", 0.35, false},
-    {"stories260K-q5_0", 0.35, false},
-    {"stories260K-q4_1", 0.35, false},
-    {"stories260K-q4_0.norepack", 0.35, false},
+static const rl_golden_case k_cases[] = {
+    {"stories260K", 5e-5, true, 0},
+    {"stories260K-f16", 2e-2, false, 0},
+    {"stories260K-q8_0", 0.35, false, 0},
+    {"stories260K-q5_1", 0.35, false, 0},
+    {"stories260K-q5_0", 0.35, false, 0},
+    {"stories260K-q4_1", 0.35, false, 0},
+    {"stories260K-q4_0.norepack", 0.35, false, 0},
 };
 
 TEST(stories_goldens) {
-    int ran = 0;
-    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
-        rl_golden_opts o = {.tol = k_cases[i].tol, .greedy = k_cases[i].greedy,
-                            .kv_type = RL_TYPE_F32};
-        rl_golden_result r;
-        ran += rl_golden_check(k_cases[i].golden, &o, &r);
-    }
+    int ran = rl_golden_check_cases(k_cases, sizeof k_cases / sizeof k_cases[0]);
     if (!ran) SKIP("no stories260K goldens");
 }
 

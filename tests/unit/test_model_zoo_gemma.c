@@ -7,29 +7,17 @@
 #include "golden.h"
 #include "test.h"
 
-typedef struct model_case {
-    const char *golden;
-    double tol;
-    bool greedy;
-} model_case;
-
-static const model_case k_cases[] = {
-    {"gemma-F32", 5e-3, true},
-    {"gemma-Q8_0", 0.35, false},
-    {"gemma-Q4_K_M.norepack", 0.35, false},
-    {"gemma2-F32", 5e-3, true},
-    {"gemma2-Q8_0", 0.35, false},
-    {"gemma2-Q4_K_M.norepack", 0.35, false},
+static const rl_golden_case k_cases[] = {
+    {"gemma-F32", 5e-3, true, 0},
+    {"gemma-Q8_0", 0.35, false, 0},
+    {"gemma-Q4_K_M.norepack", 0.35, false, 0},
+    {"gemma2-F32", 5e-3, true, 0},
+    {"gemma2-Q8_0", 0.35, false, 0},
+    {"gemma2-Q4_K_M.norepack", 0.35, false, 0},
 };
 
 TEST(zoo_gemma_goldens) {
-    int ran = 0;
-    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
-        rl_golden_opts o = {.tol = k_cases[i].tol, .greedy = k_cases[i].greedy,
-                            .kv_type = RL_TYPE_F32};
-        rl_golden_result r;
-        ran += rl_golden_check(k_cases[i].golden, &o, &r);
-    }
+    int ran = rl_golden_check_cases(k_cases, sizeof k_cases / sizeof k_cases[0]);
     if (!ran) SKIP("no zoo goldens");
 }
 

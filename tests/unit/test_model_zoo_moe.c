@@ -6,29 +6,17 @@
 #include "golden.h"
 #include "test.h"
 
-typedef struct model_case {
-    const char *golden;
-    double tol;
-    bool greedy;
-} model_case;
-
-static const model_case k_cases[] = {
-    {"mixtral-F32", 5e-5, true},
-    {"mixtral-Q8_0", 0.35, false},
-    {"mixtral-Q4_K_M.norepack", 0.35, false},
-    {"qwen2moe-F32", 5e-5, true},
-    {"qwen2moe-Q8_0", 0.35, false},
-    {"qwen2moe-Q4_K_M.norepack", 0.35, false},
+static const rl_golden_case k_cases[] = {
+    {"mixtral-F32", 5e-5, true, 0},
+    {"mixtral-Q8_0", 0.35, false, 0},
+    {"mixtral-Q4_K_M.norepack", 0.35, false, 0},
+    {"qwen2moe-F32", 5e-5, true, 0},
+    {"qwen2moe-Q8_0", 0.35, false, 0},
+    {"qwen2moe-Q4_K_M.norepack", 0.35, false, 0},
 };
 
 TEST(zoo_moe_goldens) {
-    int ran = 0;
-    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
-        rl_golden_opts o = {.tol = k_cases[i].tol, .greedy = k_cases[i].greedy,
-                            .kv_type = RL_TYPE_F32};
-        rl_golden_result r;
-        ran += rl_golden_check(k_cases[i].golden, &o, &r);
-    }
+    int ran = rl_golden_check_cases(k_cases, sizeof k_cases / sizeof k_cases[0]);
     if (!ran) SKIP("no zoo goldens");
 }
 

@@ -6,29 +6,16 @@
 #include "golden.h"
 #include "test.h"
 
-typedef struct model_case {
-    const char *golden;
-    double tol;
-    double tol_long;
-    bool greedy;
-} model_case;
-
-static const model_case k_cases[] = {
-    {"phi3-F32", 5e-5, 0, true},
-    {"phi3-Q8_0", 0.35, 0, false},
-    {"phi3-Q4_K_M.norepack", 0.35, 0, false},
-    {"phi3-longrope-F32.ctx256", 5e-5, 0, true},
-    {"phi3-longrope-F32.ctx512", 5e-5, 2e-4, true},
+static const rl_golden_case k_cases[] = {
+    {"phi3-F32", 5e-5, true, 0},
+    {"phi3-Q8_0", 0.35, false, 0},
+    {"phi3-Q4_K_M.norepack", 0.35, false, 0},
+    {"phi3-longrope-F32.ctx256", 5e-5, true, 0},
+    {"phi3-longrope-F32.ctx512", 5e-5, true, 2e-4},
 };
 
 TEST(zoo_phi3_goldens) {
-    int ran = 0;
-    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
-        rl_golden_opts o = {.tol = k_cases[i].tol, .tol_long = k_cases[i].tol_long,
-                            .greedy = k_cases[i].greedy, .kv_type = RL_TYPE_F32};
-        rl_golden_result r;
-        ran += rl_golden_check(k_cases[i].golden, &o, &r);
-    }
+    int ran = rl_golden_check_cases(k_cases, sizeof k_cases / sizeof k_cases[0]);
     if (!ran) SKIP("no zoo goldens");
 }
 

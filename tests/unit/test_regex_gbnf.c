@@ -2,6 +2,7 @@
  * they accept and reject, errors with offsets for what a grammar cannot express, limits,
  * and a differential test: thousands of random patterns of the subset against PCRE2 on
  * random texts (full match), with the grammar engine as the matcher. */
+#include "gbnf_check.h"
 #include "test.h"
 
 #include "ruvllm.h"
@@ -16,24 +17,6 @@ static char *to_gbnf(const char *re, rl_status *st) {
     char *out = NULL;
     *st = rl_regex_to_gbnf(re, strlen(re), 0, &out, g_err, sizeof g_err);
     return out;
-}
-
-static rl_grammar *compile_gbnf(const char *text) {
-    rl_grammar *g = NULL;
-    char err[512];
-    rl_status st = rl_grammar_compile(text, strlen(text), "root", NULL, NULL, &g, err, sizeof err);
-    CHECKF(st == RL_OK, "grammar does not compile: %s\n%s", err, text);
-    return g;
-}
-
-static bool accepts(const rl_grammar *g, const char *text, size_t len) {
-    rl_grammar_matcher *m = NULL;
-    if (rl_grammar_matcher_create(g, 0, &m) != RL_OK) return false;
-    size_t n_ok = 0;
-    bool ok = rl_grammar_matcher_accept_bytes(m, text, len, &n_ok) == RL_OK &&
-              rl_grammar_matcher_can_end(m);
-    rl_grammar_matcher_free(m);
-    return ok;
 }
 
 typedef struct rcase {
@@ -85,14 +68,7 @@ TEST(cases) {
             snprintf(want, sizeof want, "root ::= %s\n", k->root);
             CHECKF(!strncmp(text, want, strlen(want)), "%s:\n%s\nwant\n%s", k->re, text, want);
         }
-        rl_grammar *g = compile_gbnf(text);
-        for (int j = 0; g && j < 6 && k->accept[j]; j++)
-            CHECKF(accepts(g, k->accept[j], strlen(k->accept[j])), "%s: should accept \"%s\"\n%s",
-                   k->re, k->accept[j], text);
-        for (int j = 0; g && j < 6 && k->reject[j]; j++)
-            CHECKF(!accepts(g, k->reject[j], strlen(k->reject[j])), "%s: should reject \"%s\"\n%s",
-                   k->re, k->reject[j], text);
-        rl_grammar_free(g);
+        rl_test_gbnf_expect(k->re, text, k->accept, 6, k->reject, 6);
         rl_free_string(text);
     }
 }
@@ -158,7 +134,7 @@ TEST(errors) {
     /* nested counts make rules, not copies: a^(10^9) is a small grammar */
     text = to_gbnf("(((a{1000}){1000}){1000})", &st);
     CHECKF(st == RL_OK, "%s", g_err);
-    rl_grammar *g = text ? compile_gbnf(text) : NULL;
+    rl_grammar *g = text ? rl_test_compile_gbnf(text) : NULL;
     rl_grammar_free(g);
     rl_free_string(text);
     /* big counts inside quantified groups: the groups become rules */
@@ -166,8 +142,9 @@ TEST(errors) {
     for (size_t i = 0; i < RL_ARRAY_LEN(big); i++) {
         text = to_gbnf(big[i], &st);
         CHECKF(st == RL_OK, "%s: %s", big[i], g_err);
-        g = text ? compile_gbnf(text) : NULL;
-        if (g && i == 1) CHECK(accepts(g, "xxyz", 4) && !accepts(g, "xy", 2));
+        g = text ? rl_test_compile_gbnf(text) : NULL;
+        if (g && i == 1)
+            CHECK(rl_test_gbnf_accepts(g, "xxyz", 4) && !rl_test_gbnf_accepts(g, "xy", 2));
         rl_grammar_free(g);
         rl_free_string(text);
     }
@@ -256,7 +233,7 @@ TEST(random_against_pcre2) {
         }
         CHECKF(st == RL_OK, "%s: %s", re, g_err);
         if (!text) continue;
-        rl_grammar *g = compile_gbnf(text);
+        rl_grammar *g = rl_test_compile_gbnf(text);
         /* PCRE2: full match, `.` without \r either (ECMAScript) */
         char full[640];
         const char *body = re[0] == '^' ? re + 1 : re;
@@ -280,7 +257,7 @@ TEST(random_against_pcre2) {
             for (size_t i = 0; i < len; i++) s[i] = "abc-1_ "[next(&r) % 7];
             s[len] = 0;
             bool want = pcre2_match(code, (PCRE2_SPTR)s, len, 0, 0, md, NULL) >= 0;
-            bool got = accepts(g, s, len);
+            bool got = rl_test_gbnf_accepts(g, s, len);
             texts++;
             if (want == got) {
                 agree++;

@@ -10,6 +10,7 @@
  *    invalid one rejected in every key order; and random texts of each grammar validate;
  *  - bench_schema.json converts, and its random texts validate;
  *  - integer and decimal bounds; conversions in four threads at once; allocation failures. */
+#include "gbnf_check.h"
 #include "test.h"
 
 #include "ruvllm.h"
@@ -25,24 +26,6 @@ static char *to_gbnf(const char *schema, uint32_t flags, rl_status *st) {
     char *out = NULL;
     *st = rl_schema_to_gbnf(schema, strlen(schema), flags, &out, g_err, sizeof g_err);
     return out;
-}
-
-static rl_grammar *compile_gbnf(const char *text) {
-    rl_grammar *g = NULL;
-    char err[512];
-    rl_status st = rl_grammar_compile(text, strlen(text), "root", NULL, NULL, &g, err, sizeof err);
-    CHECKF(st == RL_OK, "grammar does not compile: %s\n%s", err, text);
-    return g;
-}
-
-static bool accepts(const rl_grammar *g, const char *text, size_t len) {
-    rl_grammar_matcher *m = NULL;
-    if (rl_grammar_matcher_create(g, 0, &m) != RL_OK) return false;
-    size_t n_ok = 0;
-    bool ok = rl_grammar_matcher_accept_bytes(m, text, len, &n_ok) == RL_OK &&
-              rl_grammar_matcher_can_end(m);
-    rl_grammar_matcher_free(m);
-    return ok;
 }
 
 /* ---- table-driven cases ---------------------------------------------------------------- */
@@ -283,14 +266,7 @@ TEST(cases) {
             CHECKF(strstr(text, k->has[j]), "%s: missing\n  %s\nin\n%s", k->schema, k->has[j],
                    text);
         if (k->flags & RL_SCHEMA_COMPACT) CHECKF(!strstr(text, "space"), "%s", text);
-        rl_grammar *g = compile_gbnf(text);
-        for (int j = 0; g && j < 6 && k->accept[j]; j++)
-            CHECKF(accepts(g, k->accept[j], strlen(k->accept[j])), "%s: should accept %s\n%s",
-                   k->schema, k->accept[j], text);
-        for (int j = 0; g && j < 6 && k->reject[j]; j++)
-            CHECKF(!accepts(g, k->reject[j], strlen(k->reject[j])), "%s: should reject %s\n%s",
-                   k->schema, k->reject[j], text);
-        rl_grammar_free(g);
+        rl_test_gbnf_expect(k->schema, text, k->accept, 6, k->reject, 6);
         rl_free_string(text);
     }
 }
@@ -309,13 +285,13 @@ TEST(integer_ranges) {
         rl_status st;
         char *text = to_gbnf(schema, 0, &st);
         CHECKF(st == RL_OK, "%s", g_err);
-        rl_grammar *g = text ? compile_gbnf(text) : NULL;
+        rl_grammar *g = text ? rl_test_compile_gbnf(text) : NULL;
         int bad = 0;
         for (long long v = -2600; g && v <= 2600; v++) {
             char num[32];
             snprintf(num, sizeof num, "%lld", v);
             bool want = v >= bounds[b][0] && v <= bounds[b][1];
-            if (accepts(g, num, strlen(num)) != want && bad++ < 3)
+            if (rl_test_gbnf_accepts(g, num, strlen(num)) != want && bad++ < 3)
                 CHECKF(false, "%s: %lld %s", schema, v, want ? "rejected" : "accepted");
         }
         CHECK_EQ_INT(bad, 0);
@@ -328,20 +304,21 @@ TEST(integer_ranges) {
                          "\"maximum\": 9223372036854775807}",
                          0, &st);
     CHECK(st == RL_OK);
-    rl_grammar *g = text ? compile_gbnf(text) : NULL;
+    rl_grammar *g = text ? rl_test_compile_gbnf(text) : NULL;
     if (g) {
-        CHECK(accepts(g, "9223372036854775807", 19));
-        CHECK(!accepts(g, "9223372036854775808", 19));
-        CHECK(accepts(g, "-9223372036854775807", 20));
-        CHECK(accepts(g, "0", 1));
+        CHECK(rl_test_gbnf_accepts(g, "9223372036854775807", 19));
+        CHECK(!rl_test_gbnf_accepts(g, "9223372036854775808", 19));
+        CHECK(rl_test_gbnf_accepts(g, "-9223372036854775807", 20));
+        CHECK(rl_test_gbnf_accepts(g, "0", 1));
     }
     rl_grammar_free(g);
     rl_free_string(text);
     text = to_gbnf("{\"type\": \"integer\", \"minimum\": 5}", 0, &st);
-    g = text ? compile_gbnf(text) : NULL;
+    g = text ? rl_test_compile_gbnf(text) : NULL;
     if (g) {
-        CHECK(accepts(g, "5", 1) && accepts(g, "1234567890123456", 16));
-        CHECK(!accepts(g, "4", 1) && !accepts(g, "-5", 2) && !accepts(g, "05", 2));
+        CHECK(rl_test_gbnf_accepts(g, "5", 1) && rl_test_gbnf_accepts(g, "1234567890123456", 16));
+        CHECK(!rl_test_gbnf_accepts(g, "4", 1) && !rl_test_gbnf_accepts(g, "-5", 2) &&
+              !rl_test_gbnf_accepts(g, "05", 2));
     }
     rl_grammar_free(g);
     rl_free_string(text);
@@ -372,7 +349,7 @@ TEST(decimal_ranges) {
         rl_status st;
         char *text = to_gbnf(schema, 0, &st);
         CHECKF(st == RL_OK, "%s: %s", schema, g_err);
-        rl_grammar *g = text ? compile_gbnf(text) : NULL;
+        rl_grammar *g = text ? rl_test_compile_gbnf(text) : NULL;
         int bad = 0;
         for (long v = -3000; g && v <= 3000; v++) {
             bool want = (!B[b].lo || (B[b].lx ? v > lo : v >= lo)) &&
@@ -381,14 +358,14 @@ TEST(decimal_ranges) {
             snprintf(num, sizeof num, "%s%ld.%03ld", v < 0 ? "-" : "", labs(v) / 1000,
                      labs(v) % 1000);
             if (!strcmp(num, "-0.000")) continue;
-            if (accepts(g, num, strlen(num)) != want && bad++ < 3)
+            if (rl_test_gbnf_accepts(g, num, strlen(num)) != want && bad++ < 3)
                 CHECKF(false, "%s: %s %s", schema, num, want ? "rejected" : "accepted");
             /* the same value without trailing zeros */
             size_t n = strlen(num);
             while (num[n - 1] == '0') num[--n] = 0;
             if (num[n - 1] == '.') num[--n] = 0;
             if (!strcmp(num, "-0")) continue;
-            if (accepts(g, num, n) != want && bad++ < 3)
+            if (rl_test_gbnf_accepts(g, num, n) != want && bad++ < 3)
                 CHECKF(false, "%s: %s %s", schema, num, want ? "rejected" : "accepted");
         }
         CHECK_EQ_INT(bad, 0);
@@ -424,7 +401,7 @@ TEST(number_ranges) {
         rl_status st;
         char *text = to_gbnf(schema, 0, &st);
         CHECKF(st == RL_OK, "%s", g_err);
-        rl_grammar *g = text ? compile_gbnf(text) : NULL;
+        rl_grammar *g = text ? rl_test_compile_gbnf(text) : NULL;
         int bad = 0;
         for (int v = -3000; g && v <= 3000; v++) {
             double x = v / 100.0;
@@ -440,7 +417,7 @@ TEST(number_ranges) {
                 if (!strcmp(forms[f], "-0.00") || !strcmp(forms[f], "-0.0") ||
                     !strcmp(forms[f], "-0"))
                     continue; /* "-0" is not written by the grammar; its value is 0 */
-                if (accepts(g, forms[f], strlen(forms[f])) != want && bad++ < 3)
+                if (rl_test_gbnf_accepts(g, forms[f], strlen(forms[f])) != want && bad++ < 3)
                     CHECKF(false, "%s: %s %s", schema, forms[f], want ? "rejected" : "accepted");
             }
         }
@@ -510,7 +487,7 @@ TEST(unsupported_and_errors) {
         CHECKF(st == RL_OK, "%s lenient: %s", ERRORS[i].schema, g_err);
         if (!text) continue;
         CHECKF(!strncmp(text, "# warning: ", 11), "%s", text);
-        rl_grammar *g = compile_gbnf(text);
+        rl_grammar *g = rl_test_compile_gbnf(text);
         rl_grammar_free(g);
         rl_free_string(text);
     }
@@ -570,9 +547,9 @@ TEST(limits) {
     for (size_t i = 0; i < RL_ARRAY_LEN(big); i++) {
         text = to_gbnf(big[i], 0, &st);
         CHECKF(st == RL_OK, "%s: %s", big[i], g_err);
-        rl_grammar *g = text ? compile_gbnf(text) : NULL;
+        rl_grammar *g = text ? rl_test_compile_gbnf(text) : NULL;
         if (g && i == 0) {
-            CHECK(accepts(g, "[]", 2) && accepts(g, "[1,2]", 5));
+            CHECK(rl_test_gbnf_accepts(g, "[]", 2) && rl_test_gbnf_accepts(g, "[1,2]", 5));
         }
         rl_grammar_free(g);
         rl_free_string(text);
@@ -586,14 +563,15 @@ TEST(limits) {
             &sc, "\": {\"type\": \"null\"}}, \"additionalProperties\": {\"type\": \"integer\"}}");
         text = to_gbnf(sc.p, 0, &st);
         CHECKF(st == RL_OK, "long name: %s", g_err);
-        rl_grammar *g = text && len < 1000 ? compile_gbnf(text) : NULL;
+        rl_grammar *g = text && len < 1000 ? rl_test_compile_gbnf(text) : NULL;
         if (g) {
             rl__sstr inst = {0};
             rl__sstr_puts(&inst, "{\"");
             for (int i = 0; i < len; i++) rl__sstr_putc(&inst, 'k');
             rl__sstr_puts(&inst, "\":1}");
-            CHECK(!accepts(g, inst.p, inst.len)); /* the declared name with a wrong value */
-            CHECK(accepts(g, "{\"kk\":1}", 8));
+            CHECK(!rl_test_gbnf_accepts(g, inst.p,
+                                        inst.len)); /* the declared name with a wrong value */
+            CHECK(rl_test_gbnf_accepts(g, "{\"kk\":1}", 8));
             rl__sstr_free(&inst);
         }
         rl_grammar_free(g);
@@ -628,7 +606,7 @@ TEST(json_mode) {
     CHECK(st == RL_OK && text);
     if (text) CHECKF(!strcmp(j, text), "rl_json_object_gbnf:\n%s\nconverter:\n%s", j, text);
     rl_free_string(text);
-    rl_grammar *g = compile_gbnf(j);
+    rl_grammar *g = rl_test_compile_gbnf(j);
     if (!g) return;
     static const char *const yes[] = {"{}", "{\"a\":1}",
                                       "{ \"a\" : [1, 2.5e-3, \"x\", null, true] }",
@@ -636,9 +614,9 @@ TEST(json_mode) {
     static const char *const no[] = {"[]",    "1",          "\"x\"",      "{\"a\":}",
                                      "{a:1}", "{\"a\":1,}", "{\"a\":01}", "{\"a\":\"\\ud800\"}"};
     for (size_t i = 0; i < RL_ARRAY_LEN(yes); i++)
-        CHECKF(accepts(g, yes[i], strlen(yes[i])), "%s", yes[i]);
+        CHECKF(rl_test_gbnf_accepts(g, yes[i], strlen(yes[i])), "%s", yes[i]);
     for (size_t i = 0; i < RL_ARRAY_LEN(no); i++)
-        CHECKF(!accepts(g, no[i], strlen(no[i])), "%s", no[i]);
+        CHECKF(!rl_test_gbnf_accepts(g, no[i], strlen(no[i])), "%s", no[i]);
     rl_grammar_free(g);
 }
 
@@ -648,7 +626,7 @@ TEST(json_mode) {
  * number checked. */
 static int sample_validate(const char *what, const char *gbnf, const rl_schema *s, int n,
                            size_t max_len) {
-    rl_grammar *g = compile_gbnf(gbnf);
+    rl_grammar *g = rl_test_compile_gbnf(gbnf);
     if (!g) return 0;
     char *buf = malloc(1 << 16);
     int checked = 0;
@@ -686,7 +664,7 @@ TEST(bench_schema) {
     if (text && s) {
         int k = sample_validate("bench_schema", text, s, 300, 1500);
         CHECKF(k >= 250, "%d texts checked", k);
-        rl_grammar *g = compile_gbnf(text);
+        rl_grammar *g = rl_test_compile_gbnf(text);
         const char *order =
             "{\"order_id\":\"ORD-000042\",\"status\":\"shipped\",\"customer\":{\"name\":"
             "\"Ann\",\"email\":\"ann@example.org\",\"address\":{\"street\":\"Main 1\","
@@ -694,7 +672,7 @@ TEST(bench_schema) {
             "[{\"sku\":\"ABC-0001\",\"quantity\":3,\"unit_price\":9.99,\"tags\":"
             "[\"new\"],\"options\":{\"gift_wrap\":true,\"color\":\"red\"}}],\"total\":"
             "29.97,\"created\":\"2024-05-01T12:00:00Z\",\"notes\":null}";
-        if (g) CHECK(accepts(g, order, strlen(order)));
+        if (g) CHECK(rl_test_gbnf_accepts(g, order, strlen(order)));
         rl_grammar_free(g);
     }
     rl_schema_free(s);
@@ -880,7 +858,7 @@ static int accepted_orders(const rl_grammar *g, const json_t *v, bool stop_at_fi
         rl__sstr s = {0};
         canon_with(v, &ps, &s);
         (*tried)++;
-        if (accepts(g, s.p, s.len)) hits++;
+        if (rl_test_gbnf_accepts(g, s.p, s.len)) hits++;
         rl__sstr_free(&s);
         if (hits && stop_at_first) break;
     }
@@ -935,7 +913,7 @@ TEST(suite_grammars) {
             }
             CHECKF(st == RL_OK, "%s.json \"%s\": %s: %s", SUITE_FILES[f], gdesc, rl_status_str(st),
                    g_err);
-            rl_grammar *g = gbnf ? compile_gbnf(gbnf) : NULL;
+            rl_grammar *g = gbnf ? rl_test_compile_gbnf(gbnf) : NULL;
             if (!g) {
                 rl_schema_free(s);
                 rl_free_string(gbnf);
