@@ -27,8 +27,14 @@
  * token is checked first, a full mask computed only when it is rejected; when the text is
  * complete, or an end token comes, the matcher starts over). Their runs alternate, so that
  * both see the same load; the constrained test reports its slowdown against the sampled
- * one and how many full masks a token needed on average. The grammar is compiled once and
- * warmed by the untimed first run, as a server sees a schema it has met before.
+ * one, how many full masks a token needed on average, and the time spent in the grammar
+ * itself (token checks, masks, accepting the token; timed around each call), per token and
+ * as a share of the constrained test's time: unlike the difference of two noisy means, that
+ * share holds on a loaded machine. (A rejected token also costs the sampler a second,
+ * masked draw; the slowdown includes it, the share does not; slowdown_choosing, the extra
+ * time to choose a token, sampler and grammar together, over tg+smp's time per token, does
+ * and holds under load as well.) The grammar is compiled once
+ * and warmed by the untimed first run, as a server sees a schema it has met before.
  */
 #include "cli.h"
 #include "gen.h"
@@ -57,7 +63,9 @@ static void usage(FILE *f) {
             "  --stream-mib M     size of each bandwidth array (default 256 or 8x the LLC)\n"
             "With a constraint below, also tg with sampling and tg with sampling under the\n"
             "constraint (alternating runs; JSON keys sampling, constraint,\n"
-            "slowdown_vs_sampled, full_masks_per_token); the sampling options apply to them.\n\n");
+            "sample_us_per_token, slowdown_vs_sampled, full_masks_per_token,\n"
+            "constraint_us_per_token, constraint_share, slowdown_choosing); the sampling\n"
+            "options apply to them.\n\n");
     gen_usage_options(f, GEN_OPT_MODEL | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT);
 }
 
@@ -79,6 +87,8 @@ typedef enum tg_mode { TG_RANDOM = 0, TG_SAMPLED, TG_CONSTRAINED } tg_mode;
 typedef struct test_result {
     tg_mode mode;
     double masks_per_token; /* TG_CONSTRAINED: full masks computed per token */
+    double con_us_per_token; /* TG_CONSTRAINED: microseconds in the grammar per token */
+    double sample_us_per_token; /* sampled tests: choosing a token (sampler, grammar) */
     int32_t n_prompt, n_gen;
     double avg_ts, stddev_ts, avg_ns, stddev_ns;
     double *samples_ts; /* [reps] */
@@ -127,28 +137,37 @@ static double run_test(rl_context *ctx, rl_token *buf, int32_t n_prompt, int32_t
 typedef struct counted {
     const rl_sampler_constraint *inner;
     int64_t n_fill;
+    double sec; /* in the callbacks */
 } counted;
 
 static bool counted_allows(void *u, rl_token t) {
-    const counted *c = u;
-    return c->inner->allows(c->inner->user, t);
+    counted *c = u;
+    const double t0 = gen_now();
+    bool ok = c->inner->allows(c->inner->user, t);
+    c->sec += gen_now() - t0;
+    return ok;
 }
 
 static rl_status counted_fill(void *u, uint8_t *mask, int32_t n_vocab) {
     counted *c = u;
     c->n_fill++;
-    return c->inner->fill_mask(c->inner->user, mask, n_vocab);
+    const double t0 = gen_now();
+    rl_status st = c->inner->fill_mask(c->inner->user, mask, n_vocab);
+    c->sec += gen_now() - t0;
+    return st;
 }
 
 /* One run of tg n_gen with sampled tokens (con NULL: unconstrained); seconds, or < 0 on
- * error (message printed). *n_fill counts the full masks. */
+ * error (message printed). *n_fill counts the full masks, *con_sec the seconds spent in the
+ * grammar (token checks, masks, accepting the token). */
 static double run_sampled(rl_context *ctx, rl_sampler *s, uint64_t seed, const gen_constraint *con,
-                          int32_t n_gen, int64_t *n_fill) {
+                          int32_t n_gen, int64_t *n_fill, double *con_sec, double *smp_sec) {
+    double t_smp = 0;
     const rl_model *m = rl_context_model(ctx);
     const rl_vocab *v = rl_model_vocab(m);
     const rl_token bos = rl_vocab_bos(v);
     rl_token t = bos != RL_TOKEN_NULL && rl_vocab_add_bos(v) ? bos : 0;
-    counted cc = {con ? rl_grammar_constraint_get(con->gc) : NULL, 0};
+    counted cc = {con ? rl_grammar_constraint_get(con->gc) : NULL, 0, 0};
     const rl_sampler_constraint wrap = {counted_allows, counted_fill, &cc};
     rl_kv_clear(ctx);
     rl_sampler_reset(s);
@@ -162,6 +181,7 @@ static double run_sampled(rl_context *ctx, rl_sampler *s, uint64_t seed, const g
             return -1;
         }
         const float *lg = rl_get_logits(ctx, -1);
+        const double ts = gen_now();
         rl_status st = lg ? rl_sampler_sample_constrained(s, lg, con ? &wrap : NULL, &t)
                           : RL_ERR_INVALID_ARG;
         if (st != RL_OK && con && rl_grammar_matcher_can_end(con->m)) {
@@ -174,7 +194,11 @@ static double run_sampled(rl_context *ctx, rl_sampler *s, uint64_t seed, const g
             return -1;
         }
         rl_sampler_accept(s, t);
-        if (!con) continue;
+        if (!con) {
+            t_smp += gen_now() - ts;
+            continue;
+        }
+        const double ta = gen_now();
         if (rl_grammar_matcher_accept_token(con->m, t) != RL_OK) {
             fprintf(stderr, "ruvllm bench: the grammar refused token %d: %s\n", (int)t,
                     rl_grammar_matcher_errmsg(con->m));
@@ -182,8 +206,13 @@ static double run_sampled(rl_context *ctx, rl_sampler *s, uint64_t seed, const g
         }
         if (rl_vocab_is_eog(v, t) || rl_grammar_constraint_done(con->gc))
             rl_grammar_matcher_reset(con->m);
+        const double te = gen_now();
+        cc.sec += te - ta;
+        t_smp += te - ts;
     }
     *n_fill = cc.n_fill;
+    *con_sec = cc.sec;
+    *smp_sec = t_smp;
     return gen_now() - t0;
 }
 
@@ -328,6 +357,7 @@ int cmd_bench(int argc, char **argv) {
         test_result *ts[2] = {&res[n_res], &res[n_res + 1]};
         double *ns[2] = {calloc((size_t)reps, sizeof(double)), calloc((size_t)reps, sizeof(double))};
         int64_t fills = 0, n_fill = 0;
+        double con_sec = 0, con_total = 0, smp_sec = 0, smp_total[2] = {0, 0};
         /* each run its own seed (a new document), the same for both tests of a pair */
         const uint64_t seed0 = o.sp.seed == RL_SAMPLER_SEED_RANDOM ? 1 : o.sp.seed;
         bool ok = ns[0] && ns[1];
@@ -336,7 +366,8 @@ int cmd_bench(int argc, char **argv) {
             ts[k]->n_gen = (int32_t)n_gen;
             ok = (ts[k]->samples_ts = calloc((size_t)reps, sizeof(double))) != NULL;
             /* warm-up: the grammar's tables fill here */
-            ok = ok && run_sampled(ctx, smp, seed0, k ? &con : NULL, (int32_t)n_gen, &n_fill) >= 0;
+            ok = ok && run_sampled(ctx, smp, seed0, k ? &con : NULL, (int32_t)n_gen, &n_fill,
+                                   &con_sec, &smp_sec) >= 0;
         }
         n_res += 2;
         for (int r = 0; ok && r < reps; r++) {
@@ -347,11 +378,12 @@ int cmd_bench(int argc, char **argv) {
             for (int k = 0; ok && k < 2; k++) {
                 double sec =
                     run_sampled(ctx, smp, seed0 + 1 + (uint64_t)r, k ? &con : NULL, (int32_t)n_gen,
-                                &n_fill);
+                                &n_fill, &con_sec, &smp_sec);
                 ok = sec >= 0;
                 ts[k]->samples_ts[r] = n_gen / sec;
                 ns[k][r] = sec * 1e9;
-                if (k) fills += n_fill;
+                if (k) fills += n_fill, con_total += con_sec;
+                smp_total[k] += smp_sec;
             }
         }
         for (int k = 0; ok && k < 2; k++) {
@@ -359,6 +391,9 @@ int cmd_bench(int argc, char **argv) {
             stats(ns[k], (int)reps, &ts[k]->avg_ns, &ts[k]->stddev_ns);
         }
         ts[1]->masks_per_token = (double)fills / ((double)reps * (double)n_gen);
+        ts[1]->con_us_per_token = 1e6 * con_total / ((double)reps * (double)n_gen);
+        for (int k = 0; k < 2; k++)
+            ts[k]->sample_us_per_token = 1e6 * smp_total[k] / ((double)reps * (double)n_gen);
         free(ns[0]);
         free(ns[1]);
         if (!ok) goto done;
@@ -395,8 +430,8 @@ int cmd_bench(int argc, char **argv) {
             else
                 printf("\"bandwidth_gbs\": null, \"floor_ts\": null, \"floor_ratio\": null");
             if (t->mode != TG_RANDOM) {
-                printf(", \"sampling\": \"%s\", \"constraint\": ",
-                       t->mode == TG_SAMPLED ? "sampled" : "constrained");
+                printf(", \"sampling\": \"%s\", \"sample_us_per_token\": %.3f, \"constraint\": ",
+                       t->mode == TG_SAMPLED ? "sampled" : "constrained", t->sample_us_per_token);
                 if (t->mode == TG_SAMPLED) {
                     printf("null");
                 } else {
@@ -406,8 +441,13 @@ int cmd_bench(int argc, char **argv) {
                         if (*c == '"' || *c == '\\') putchar('\\');
                         if ((unsigned char)*c >= 0x20) putchar(*c);
                     }
-                    printf("\", \"slowdown_vs_sampled\": %.6f, \"full_masks_per_token\": %.4f",
-                           t->avg_ns / res[k - 1].avg_ns - 1.0, t->masks_per_token);
+                    printf("\", \"slowdown_vs_sampled\": %.6f, \"full_masks_per_token\": %.4f, "
+                           "\"constraint_us_per_token\": %.3f, \"constraint_share\": %.6f, "
+                           "\"slowdown_choosing\": %.6f",
+                           t->avg_ns / res[k - 1].avg_ns - 1.0, t->masks_per_token,
+                           t->con_us_per_token, t->con_us_per_token * 1e3 * t->n_gen / t->avg_ns,
+                           (t->sample_us_per_token - res[k - 1].sample_us_per_token) * 1e3 *
+                               t->n_gen / res[k - 1].avg_ns);
                 }
             }
             printf("}%s\n", k + 1 < n_res ? "," : "");
@@ -447,10 +487,17 @@ int cmd_bench(int argc, char **argv) {
         }
         if (smp)
             printf("\ntg+smp: tokens drawn by the sampler; tg+con: the same under %s%s%s: "
-                   "%+.2f%% time per token, %.2f full masks per token\n",
+                   "%+.2f%% time per token, %.2f full masks per token, %.1f us per token in the "
+                   "grammar (%.2f%% of tg+con's time); choosing a token %.1f us (tg+smp %.1f us): "
+                   "%+.2f%% of tg+smp's time\n",
                    o.con_flag, o.con_arg ? " " : "", o.con_arg ? o.con_arg : "",
                    100.0 * (res[n_res - 1].avg_ns / res[n_res - 2].avg_ns - 1.0),
-                   res[n_res - 1].masks_per_token);
+                   res[n_res - 1].masks_per_token, res[n_res - 1].con_us_per_token,
+                   100.0 * res[n_res - 1].con_us_per_token * 1e3 * res[n_res - 1].n_gen /
+                       res[n_res - 1].avg_ns,
+                   res[n_res - 1].sample_us_per_token, res[n_res - 2].sample_us_per_token,
+                   100.0 * (res[n_res - 1].sample_us_per_token - res[n_res - 2].sample_us_per_token) *
+                       1e3 * res[n_res - 1].n_gen / res[n_res - 2].avg_ns);
     }
     fflush(stdout);
     rc = 0;

@@ -141,8 +141,8 @@ printf 'hi\nagain\n' | "$RUVLLM" chat -m "$M" -t 1 -s 2 --regex '(yes|no)' -v >"
 
 # bench: tg sampled and tg sampled under the constraint, as JSON
 expect_rc 0 "bench --grammar" -- "$RUVLLM" bench -m "$M" -t 1 -p 0 -n 8 -r 2 --json --grammar "$G/json.gbnf"
-has "$TMP/out" '"n_gen": 8, .*"sampling": "sampled", "constraint": null'
-has "$TMP/out" '"sampling": "constrained", "constraint": "--grammar [^"]*json.gbnf", "slowdown_vs_sampled": -?[0-9.]+, "full_masks_per_token": [0-9.]+'
+has "$TMP/out" '"n_gen": 8, .*"sampling": "sampled", "sample_us_per_token": [0-9.]+, "constraint": null'
+has "$TMP/out" '"sampling": "constrained", "sample_us_per_token": [0-9.]+, "constraint": "--grammar [^"]*json.gbnf", "slowdown_vs_sampled": -?[0-9.]+, "full_masks_per_token": [0-9.]+, "constraint_us_per_token": [0-9.]+, "constraint_share": [0-9.]+, "slowdown_choosing": -?[0-9.]+'
 expect_rc 0 "bench --regex (table)" -- "$RUVLLM" bench -m "$M" -t 1 -p 0 -n 8 -r 1 --regex '[a-z]+'
 has "$TMP/out" "tg8\+con"
 has "$TMP/out" "under --regex \[a-z\]\+: [-+][0-9.]+% time per token"
