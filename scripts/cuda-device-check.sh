@@ -89,7 +89,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     sb=${BENCH_SHAPES:-llama3-1b:Q4_K_M}
     sb=${sb%% *}
     echo "== ncu: decode kernels of ${sb%%:*} ${sb##*:}"
-    timeout 300 ncu --launch-skip 1500 --launch-count 540 --print-summary per-kernel \
+    timeout 300 ncu --clock-control none --launch-skip 1500 --launch-count 540 --print-summary per-kernel \
         --metrics gpu__time_duration.sum ./bench_cuda --model "/tmp/${sb%%:*}-${sb##*:}.gguf" \
         --pp 16 --tg 64 --reps 1 >"$out/ncu.txt" 2>&1
     echo "exit $?"

@@ -209,5 +209,8 @@ rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t 
 /* Device-to-device copy bandwidth of GPU `device` in bytes/s, counting bytes read and
  * written (best of 5 copies of 1 GiB): the floor benchmarks compare with. 0 without one. */
 double rl__cuda_copy_bandwidth(int device);
+/* How the op lists of a CUDA backend instance ran so far (src/backend/cuda/step.h):
+ * eagerly, captured into a graph, replayed as one. false for any other backend. */
+bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int64_t *replayed);
 
 #endif /* RL_BACKEND_H */

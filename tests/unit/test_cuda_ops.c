@@ -6,7 +6,8 @@
  * repeated and changed positions), bias and residual adds, scale, soft-cap, fill, the
  * gated activations, row gathers (also in place), the MoE combine, the KV write and copy
  * (byte for byte, F32 / F16 / Q8_0) and attention (GQA groups over 8 heads, different K
- * and V head sizes, soft-cap, empty spans, a long span split over blocks).
+ * and V head sizes, soft-cap, empty spans, a long span split over blocks), and decode
+ * steps replayed as CUDA graphs (bit for bit what eager launches give).
  *
  * Error measure: normalized mean squared error sum (gpu - ref)^2 / sum ref^2. Bounds:
  * 1e-7 for float element-wise ops and F32 products; 5e-4 for products over quantized,
@@ -164,7 +165,7 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
 
 TEST(cuda_matmul) {
     if (!gpu) SKIP("%s", g_skip);
-    static const int64_t shapes[][2] = {{256, 1}, {256, 67}, {2048, 300}, {4096, 64}};
+    static const int64_t shapes[][2] = {{256, 1}, {256, 67}, {2048, 300}, {4096, 64}, {512, 4097}, {256, 8195}};
     static const int64_t ns[] = {1, 2, 3, 5, 8, 9, 64, 130};
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
         const rl_type t = k_types[ti];
@@ -621,6 +622,78 @@ TEST(cuda_attention) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&cases[i]);
 }
 
+/* ---- decode steps replayed as CUDA graphs ---- */
+
+/* One decode-like step of a 256-wide token on be: x from the host, RoPE at position
+ * 10 + step, its K and V rows written to cell `step`, attention over cells 0..step (a
+ * list that grows every step), a Q4_K product, the result back to the host. */
+static void graph_step(rl_backend *be, const rl_kv_layer *kv, const qweight *w, float *xd,
+                       float *od, float *yd, int32_t step, const float *xh, float *yh) {
+    static const rl_rope_params rp = {.n_rot = 64, .mode = RL_ROPE_NORMAL, .n_ctx_orig = 4096,
+                                      .freq_base = 10000.0f, .freq_scale = 1.0f,
+                                      .attn_factor = 1.0f, .beta_fast = 32.0f, .beta_slow = 1.0f};
+    int32_t cells[16], span[2] = {0, step + 1}, pos = 10 + step;
+    for (int32_t i = 0; i <= step; i++) cells[i] = i;
+    be->ops->from_host(be, xd, xh, 256 * sizeof(float));
+    be->ops->rope(be, xd, 1, 256, 4, 64, &pos, &rp);
+    be->ops->kv_write(be, kv, xd, 256, xd + 128, 256, 1, &cells[step]);
+    const rl_attn_args a = {.n_tok = 1, .n_head = 4, .n_head_kv = 2, .head_dim_k = 64,
+                            .head_dim_v = 64, .q = xd, .q_ld = 256, .out = od, .out_ld = 256,
+                            .cells = cells, .span = span, .scale = 0.125f};
+    be->ops->attention(be, kv, &a);
+    CHECK(be->ops->matmul(be, &w->wd, od, 1, yd) == RL_OK);
+    be->ops->to_host(be, yh, yd, 512 * sizeof(float));
+    CHECK(be->ops->sync(be) == RL_OK);
+}
+
+TEST(cuda_graph_replay) {
+    if (!gpu) SKIP("%s", g_skip);
+    /* the same steps on a second instance with graphs off give the same bits */
+    setenv("RUVLLM_CUDA_GRAPHS", "0", 1);
+    rl_backend *eager = NULL;
+    rl_status st = gpu->ops->fork(gpu, &eager);
+    unsetenv("RUVLLM_CUDA_GRAPHS");
+    CHECK(st == RL_OK);
+    if (st != RL_OK) return;
+    qweight w;
+    CHECK(make_weight(RL_TYPE_Q4_K, 256, 512, &w));
+    kv_pair kv[2];
+    kv_make(&kv[0], RL_TYPE_F16, 2, 64, 64, 16);
+    kv_make(&kv[1], RL_TYPE_F16, 2, 64, 64, 16);
+    float *xd[2], *od[2], *yd[2];
+    for (int b = 0; b < 2; b++) {
+        xd[b] = gpu->ops->alloc(gpu, 256 * sizeof(float));
+        od[b] = gpu->ops->alloc(gpu, 256 * sizeof(float));
+        yd[b] = gpu->ops->alloc(gpu, 512 * sizeof(float));
+    }
+    int64_t e0, c0, r0, e1, c1, r1;
+    CHECK(rl__cuda_graph_stats(gpu, &e0, &c0, &r0));
+    int bad = 0;
+    for (int32_t step = 0; step < 8; step++) {
+        float *xh = rand_vec(256, 1.0f), yg[512], ye[512];
+        graph_step(gpu, &kv[0].g, &w, xd[0], od[0], yd[0], step, xh, yg);
+        graph_step(eager, &kv[1].g, &w, xd[1], od[1], yd[1], step, xh, ye);
+        bad += memcmp(yg, ye, sizeof yg) != 0;
+        free(xh);
+    }
+    CHECKF(bad == 0, "graph replay: %d of 8 steps differ from eager launches", bad);
+    CHECK(rl__cuda_graph_stats(gpu, &e1, &c1, &r1));
+    /* a step is one list (to_host runs it; sync finds the queue empty): the first runs
+     * eagerly, the second is captured, the rest replay */
+    CHECKF(c1 - c0 >= 1 && r1 - r0 >= 5, "graphs: %lld captured, %lld replayed in 8 steps",
+           (long long)(c1 - c0), (long long)(r1 - r0));
+    CHECK(rl__cuda_graph_stats(eager, &e1, &c1, &r1) && c1 == 0 && r1 == 0 && e1 >= 8);
+    CHECK(!rl__cuda_graph_stats(cpu, &e1, &c1, &r1));
+    for (int b = 0; b < 2; b++) {
+        gpu->ops->free(gpu, xd[b]);
+        gpu->ops->free(gpu, od[b]);
+        gpu->ops->free(gpu, yd[b]);
+        kv_free(&kv[b]);
+    }
+    free_weight(&w);
+    rl__backend_free(eager);
+}
+
 int main(void) {
     char err[256] = "";
     rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
@@ -638,6 +711,7 @@ int main(void) {
     RUN(cuda_elementwise);
     RUN(cuda_kv_write_copy);
     RUN(cuda_attention);
+    RUN(cuda_graph_replay);
     rl__backend_free(gpu);
     rl__backend_free(cpu);
     return rl_test_finish();

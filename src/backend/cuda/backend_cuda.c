@@ -851,6 +851,16 @@ static rl_status cu_fork(rl_backend *be, rl_backend **out) {
     return instance_new(CU(be)->store, out);
 }
 
+bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int64_t *replayed) {
+    *eager = *captured = *replayed = 0;
+    if (!be || be->ops != &k_cuda_ops) return false;
+    const cu_step *q = &CU(be)->q;
+    *eager = q->n_eager;
+    *captured = q->n_captured;
+    *replayed = q->n_replayed;
+    return true;
+}
+
 int rl__cuda_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {

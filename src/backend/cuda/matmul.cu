@@ -15,6 +15,8 @@
  */
 #include "qtypes.cuh"
 
+#include <type_traits>
+
 using namespace rlcu;
 
 namespace {
@@ -66,6 +68,245 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     float v = 0.0f;
     for (int k = 0; k < wpr; k++) v += part[warp + k][lane];
     y[(size_t)lane * rows + r] = v;
+}
+
+/* ---- decode kernels for the k-quants of Q4_K_M files (Q4_K, Q6_K) ----
+ * The generic kernel above decodes 8 values per lane from 2-byte loads and reads each
+ * activation once per row. These read a super-block (256 values) with 8 lanes, each lane
+ * 32 values from 16 or 24 contiguous bytes, and decode nibbles to float with byte
+ * permutes (0x4B0000bb is the float 2^23 + bb); a warp keeps R rows in flight and reuses
+ * every activation load for all of them. */
+
+/* 16 bytes of weights that are read once: past L1, which keeps the activations. */
+__device__ __forceinline__ uint4 ld16_stream(const uint8_t *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+/* 2^23 + the byte k of v, as float (exact): subtract the offset to get the byte. */
+template <int k> __device__ __forceinline__ float bytef(uint32_t v) {
+    return __int_as_float((int)__byte_perm(v, 0x4B000000u, 0x7540 + k));
+}
+
+/* sum over the 4 bytes b_i of v of (b_i - bias) * a_i, with off = 2^23 + bias */
+__device__ __forceinline__ float dot4(uint32_t v, float4 a, float off, float acc) {
+    acc = fmaf(bytef<0>(v) - off, a.x, acc);
+    acc = fmaf(bytef<1>(v) - off, a.y, acc);
+    acc = fmaf(bytef<2>(v) - off, a.z, acc);
+    acc = fmaf(bytef<3>(v) - off, a.w, acc);
+    return acc;
+}
+
+/* Q4_K (ggml-common.h block_q4_K): lane t of 8 takes qs bytes 16t..16t+15: low nibbles
+ * are values 64j + 16h + 0..15 (sub-block 2j), high nibbles 32 further (sub-block 2j+1),
+ * j = t/2, h = t%2. y = sum d*sc*q*x - dmin*m*x over both sub-blocks. */
+struct GQ4_K {
+    static constexpr int BYTES = RL_CU_Q4_K_BYTES;
+    static constexpr bool ALIGN16 = true; /* 16-byte loads of qs */
+    struct W {
+        uint4 q;
+        float dl0, ml0, dl1, ml1;
+    };
+    __device__ static W load(const uint8_t *b, int t) {
+        W w;
+        const int j = t >> 1;
+        const float d = h2f(b), dmin = h2f(b + 2);
+        int sc, m;
+        k4_scale_min(b + RL_CU_Q4_K_SCALES, 2 * j, &sc, &m);
+        w.dl0 = d * (float)sc;
+        w.ml0 = dmin * (float)m;
+        k4_scale_min(b + RL_CU_Q4_K_SCALES, 2 * j + 1, &sc, &m);
+        w.dl1 = d * (float)sc;
+        w.ml1 = dmin * (float)m;
+        w.q = ld16_stream(b + RL_CU_Q4_K_QS + 16 * t);
+        return w;
+    }
+    /* xv[0..3]: values e0..e0+15, xv[4..7]: e0+32..e0+47; xs: their two sums */
+    __device__ static void xload(const float *xb, int t, float4 *xv, float *xs) {
+        const float4 *p = reinterpret_cast<const float4 *>(xb + 64 * (t >> 1) + 16 * (t & 1));
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            xv[i] = p[i];
+            xv[4 + i] = p[8 + i];
+        }
+        float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            s0 += (xv[i].x + xv[i].y) + (xv[i].z + xv[i].w);
+            s1 += (xv[4 + i].x + xv[4 + i].y) + (xv[4 + i].z + xv[4 + i].w);
+        }
+        xs[0] = s0;
+        xs[1] = s1;
+    }
+    __device__ static float dot(const W &w, const float4 *xv, const float *xs) {
+        constexpr float off = 8388608.0f;
+        const uint32_t q[4] = {w.q.x, w.q.y, w.q.z, w.q.w};
+        float lo = 0.0f, hi = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            lo = dot4(q[i] & 0x0f0f0f0fu, xv[i], off, lo);
+            hi = dot4((q[i] >> 4) & 0x0f0f0f0fu, xv[4 + i], off, hi);
+        }
+        return (w.dl0 * lo - w.ml0 * xs[0]) + (w.dl1 * hi - w.ml1 * xs[1]);
+    }
+};
+
+/* Q6_K (block_q6_K): lane t of 8 takes half h = t/4 of the super-block and l = 8(t%4) ..
+ * +7 of it: ql bytes 64h + l (low nibbles: values 128h + l, high: + 64) and 64h + 32 + l
+ * (values + 32, + 96), qh bytes 32h + l (two bits for each of the four). */
+struct GQ6_K {
+    static constexpr int BYTES = RL_CU_Q6_K_BYTES;
+    static constexpr bool ALIGN16 = false; /* 210-byte blocks: 2-byte loads */
+    struct W {
+        uint2 qa, qb, qh;
+        float s[4]; /* d * scale of each group of 8 */
+    };
+    __device__ static W load(const uint8_t *b, int t) {
+        W w;
+        const int h = t >> 2, l = 8 * (t & 3);
+        w.qa = ld8_b2(b + 64 * h + l);
+        w.qb = ld8_b2(b + 64 * h + 32 + l);
+        w.qh = ld8_b2(b + RL_CU_Q6_K_QH + 32 * h + l);
+        const float d = h2f(b + RL_CU_Q6_K_D);
+        const int8_t *sc = reinterpret_cast<const int8_t *>(b + RL_CU_Q6_K_SCALES) + 8 * h + (l >> 4);
+#pragma unroll
+        for (int k = 0; k < 4; k++) w.s[k] = d * (float)sc[2 * k];
+        return w;
+    }
+    /* xv[2k], xv[2k+1]: values 128h + 32k + l .. +7 */
+    __device__ static void xload(const float *xb, int t, float4 *xv, float *xs) {
+        const float *p = xb + 128 * (t >> 2) + 8 * (t & 3);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            xv[2 * k] = reinterpret_cast<const float4 *>(p + 32 * k)[0];
+            xv[2 * k + 1] = reinterpret_cast<const float4 *>(p + 32 * k)[1];
+        }
+        xs[0] = xs[1] = 0.0f;
+    }
+    __device__ static float dot(const W &w, const float4 *xv, const float *xs) {
+        constexpr float off = 8388608.0f + 32.0f;
+        const uint32_t a[2] = {w.qa.x, w.qa.y}, b[2] = {w.qb.x, w.qb.y}, hb[2] = {w.qh.x, w.qh.y};
+        float g[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint32_t v0 = (a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u);
+            const uint32_t v1 = (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u);
+            const uint32_t v2 = (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u);
+            const uint32_t v3 = (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u);
+            g[0] = dot4(v0, xv[0 + i], off, g[0]);
+            g[1] = dot4(v1, xv[2 + i], off, g[1]);
+            g[2] = dot4(v2, xv[4 + i], off, g[2]);
+            g[3] = dot4(v3, xv[6 + i], off, g[3]);
+        }
+        return (w.s[0] * g[0] + w.s[1] * g[1]) + (w.s[2] * g[2] + w.s[3] * g[3]);
+    }
+};
+
+/* y[t][r] for R rows per warp and up to NC tokens; wpr warps share a row group, each
+ * taking every wpr-th step of 4 super-blocks. */
+template <class G, int NC, int R>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_k_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int64_t K,
+                  const float *__restrict__ x, int n, float *__restrict__ y, int wpr) {
+    __shared__ float part[GEMV_WARPS][R][NC];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int sub = warp % wpr;
+    const int64_t r0 = ((int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr) * R;
+    const int64_t nsb = K >> 8;
+    const int t = lane & 7;
+    const uint8_t *wr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * row_bytes;
+    float acc[R][NC];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int k = 0; k < NC; k++) acc[r][k] = 0.0f;
+    for (int64_t sb = (lane >> 3) + 4 * sub; sb < nsb; sb += 4 * wpr) {
+        typename G::W wv[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) wv[r] = G::load(wr[r] + (size_t)sb * G::BYTES, t);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (k < n) {
+                float4 xv[8];
+                float xs[2];
+                G::xload(x + (size_t)k * K + sb * 256, t, xv, xs);
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[r][k] += G::dot(wv[r], xv, xs);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            float v = acc[r][k];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) part[warp][r][k] = v;
+        }
+    __syncthreads();
+    if (sub != 0 || lane >= R * NC) return;
+    const int r = lane / NC, k = lane % NC;
+    if (k >= n || r0 + r >= rows) return;
+    float v = 0.0f;
+    for (int i = 0; i < wpr; i++) v += part[warp + i][r][k];
+    y[(size_t)k * rows + r0 + r] = v;
+}
+
+template <class G, int NC>
+cudaError_t gemv_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t K,
+                   const float *x, int n, float *y) {
+    /* R rows per warp: each activation load serves R rows (at R = 1 the kernel is bound by
+     * L1 traffic and latency, far from DRAM; on an H200 whole-model decode was fastest
+     * with R = 4 or 8 for tall matrices, 8 for the 8B shape); then warps per row group so
+     * that about 4096 warps run, but each warp keeps at least two steps of super-blocks */
+    const int R = NC == 1 && rows >= 8192 ? 8 : rows >= 4096 ? 4 : rows >= 1024 ? 2 : 1;
+    const int64_t tw = 4096; /* warps wanted in flight */
+    const int64_t groups = (rows + R - 1) / R, steps = (K / 256 + 3) / 4;
+    int wpr = 1;
+    while (wpr < GEMV_WARPS && groups * wpr < tw && steps >= 2 * wpr) wpr *= 2;
+    const int64_t gpb = GEMV_WARPS / wpr;
+    dim3 grid((unsigned)((groups + gpb - 1) / gpb));
+    if constexpr (NC == 1)
+        if (R == 8) {
+            gemv_k_kernel<G, 1, 8><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+            return cudaGetLastError();
+        }
+    if (R == 4)
+        gemv_k_kernel<G, NC, 4><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+    else if (R == 2)
+        gemv_k_kernel<G, NC, 2><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+    else
+        gemv_k_kernel<G, NC, 1><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+    return cudaGetLastError();
+}
+
+/* The k-quant kernels for T, or false when T has none or the rows are not aligned. */
+template <class T>
+bool launch_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t K,
+              const float *x, int64_t n, float *y, cudaError_t *e) {
+    if constexpr (std::is_same_v<T, TQ4_K> || std::is_same_v<T, TQ6_K>) {
+        using G = std::conditional_t<std::is_same_v<T, TQ4_K>, GQ4_K, GQ6_K>;
+        if (K % 256 || (G::ALIGN16 && ((uintptr_t)w % 16 || row_bytes % 16)) || (uintptr_t)x % 16)
+            return false;
+        if (n == 1)
+            *e = gemv_k<G, 1>(s, w, row_bytes, rows, K, x, 1, y);
+        else if (n == 2)
+            *e = gemv_k<G, 2>(s, w, row_bytes, rows, K, x, 2, y);
+        else if (n <= 4)
+            *e = gemv_k<G, 4>(s, w, row_bytes, rows, K, x, (int)n, y);
+        else
+            *e = gemv_k<G, 8>(s, w, row_bytes, rows, K, x, (int)n, y);
+        return true;
+    } else {
+        (void)s, (void)w, (void)row_bytes, (void)rows, (void)K, (void)x, (void)n, (void)y, (void)e;
+        return false;
+    }
 }
 
 constexpr int BM = 64, BN = 64, BK = 32, GEMM_THREADS = 256;
@@ -145,6 +386,8 @@ template <class T>
 cudaError_t launch(cudaStream_t s, const void *w, size_t row_bytes, int64_t rows, int64_t K,
                    const float *x, int64_t n, float *y) {
     const uint8_t *wb = static_cast<const uint8_t *>(w);
+    cudaError_t ek;
+    if (n <= 8 && launch_k<T>(s, wb, row_bytes, rows, K, x, n, y, &ek)) return ek;
     if (n <= 8) {
         /* warps per row: enough rows in flight to cover the GPU's latency */
         const int wpr = rows >= 4096 ? 1 : rows >= 2048 ? 2 : 4;

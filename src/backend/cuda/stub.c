@@ -24,6 +24,12 @@ rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t 
     return rl__backend_cuda_create(device, &be, err, err_size);
 }
 
+bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int64_t *replayed) {
+    (void)be;
+    *eager = *captured = *replayed = 0;
+    return false;
+}
+
 double rl__cuda_copy_bandwidth(int device) {
     (void)device;
     return 0;
