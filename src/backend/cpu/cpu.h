@@ -72,6 +72,42 @@ void rl__gemm_q8_0_avx2(int64_t n, int nt, const void *x, size_t xst, const uint
 /* The tile kernel for weight type t on path isa and its tile shape, or NULL (matmul.c). */
 rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
 
+/* ---- float weights times F32 activations (fgemm_ref.c, fgemm_avx2.c, fgemm_avx512.c) --
+ * rl_matmul multiplies F16 and BF16 weights with the activations kept in F32 (not rounded
+ * to the weight type as the vec_dot route, and llama.cpp, do): every weight is widened
+ * exactly to F32 and the products are summed in F32 (the ref path: in double, one
+ * rl__fdot_<t>_ref per row and token).
+ * rl__fgemm_<isa>: rows [0, rows) of w times n_tok tokens, y[t * ldy + r] = sum_k w[r][k]
+ * x[t][k], in register tiles of R rows x T tokens over column blocks of KC. A (row, token)
+ * result does not depend on the rows and tokens that share its tile, so a token's result
+ * is the same, bit for bit, whatever the batch (a prompt equals token by token). */
+typedef struct rl__fgemm_args {
+    rl_type wt;         /* F32, F16 or BF16 */
+    int64_t n;          /* columns */
+    const uint8_t *w;   /* [rows][w_row_bytes] */
+    size_t w_row_bytes;
+    int64_t rows;
+    const float *x;     /* [n_tok][n] */
+    int64_t n_tok;
+    float *y;           /* y[t * ldy + r] */
+    size_t ldy;
+} rl__fgemm_args;
+typedef void (*rl__fgemm_fn)(const rl__fgemm_args *g);
+#define RL__FGEMM_AVX512_R 4
+#define RL__FGEMM_AVX512_T 6
+#define RL__FGEMM_AVX512_KC 512
+#define RL__FGEMM_AVX2_R 3
+#define RL__FGEMM_AVX2_T 4
+#define RL__FGEMM_AVX2_KC 512
+void rl__fgemm_avx512(const rl__fgemm_args *g);
+void rl__fgemm_avx2(const rl__fgemm_args *g);
+float rl__fdot_f16_ref(int64_t n, const void *w, const void *x);
+float rl__fdot_bf16_ref(int64_t n, const void *w, const void *x);
+/* The reference kernel of F16/BF16 (F32 activations, for every isa), NULL for other types. */
+rl__vec_dot_fn rl__fdot_get(rl_type t);
+/* The tile kernel for t (F16, BF16) on isa, or NULL (the ref path). */
+rl__fgemm_fn rl__fgemm_get(rl_type t, rl_cpu_isa isa);
+
 /* ---- ISA detection (isa.c) ------------------------------------------------------ */
 /* True when the CPU and OS support every instruction the path needs (cpuid + xgetbv). */
 bool rl__cpu_isa_supported(rl_cpu_isa isa);

@@ -40,7 +40,9 @@ typedef struct mm_range {
 _Static_assert(sizeof(mm_range) == RL_THREADPOOL_SLOT_BYTES, "one slot per range");
 
 typedef struct mm_job {
-    rl__vec_dot_fn dot;
+    rl__vec_dot_fn dot;    /* F16/BF16: rl__fdot_<t>_ref on the F32 activations x */
+    rl__fgemm_fn fgemm;    /* F16/BF16 on a SIMD path (cpu.h), instead of dot */
+    rl_type wt;
     rl__gemv_fn gemv;      /* NULL: use dot on xq */
     rl__gemv_prep_fn prep; /* NULL: gemv takes no offsets */
     rl__gemm_fn gemm;      /* NULL: one gemv per (row, token) */
@@ -131,6 +133,23 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
     return fn;
 }
 
+/* ---- F16/BF16 weights with F32 activations ------------------------------------------ */
+
+/* Rows per chunk of the tile kernels (a multiple of their R): 96 rows x KC columns of F16
+ * is 96 KiB, reused from L2 by every token tile. */
+#define RL_MM_FGEMM_CHUNK 96
+
+rl__vec_dot_fn rl__fdot_get(rl_type t) {
+    return t == RL_TYPE_F16 ? rl__fdot_f16_ref : t == RL_TYPE_BF16 ? rl__fdot_bf16_ref : NULL;
+}
+
+rl__fgemm_fn rl__fgemm_get(rl_type t, rl_cpu_isa isa) {
+    if (t != RL_TYPE_F16 && t != RL_TYPE_BF16) return NULL;
+    if (isa >= RL_CPU_ISA_AVX512 && isa < RL_CPU_ISA_COUNT) return rl__fgemm_avx512;
+    if (isa == RL_CPU_ISA_AVX2) return rl__fgemm_avx2;
+    return NULL;
+}
+
 /* The rows [r0, r1) times the tokens [t0, t1) through the tile kernel (several tokens): each
  * group of rows is read once for up to gemm_toks tokens. Rows left over: one dot each. The
  * kernel reads split rows where the type has a gemv, else the vec_dot type's rows. */
@@ -157,6 +176,21 @@ static void gemm_chunk(const mm_job *j, int64_t r0, int64_t r1, int64_t t0, int6
 
 /* The rows [r0, r1) times every token. */
 static void dot_chunk(const mm_job *j, int64_t r0, int64_t r1) {
+    if (j->fgemm) {
+        const rl__fgemm_args g = {
+            .wt = j->wt,
+            .n = j->cols,
+            .w = j->w + (size_t)r0 * j->w_row_bytes,
+            .w_row_bytes = j->w_row_bytes,
+            .rows = r1 - r0,
+            .x = j->x,
+            .n_tok = j->n_tok,
+            .y = j->y + r0,
+            .ldy = (size_t)j->rows,
+        };
+        j->fgemm(&g);
+        return;
+    }
     if (j->gemm && j->n_tok > 1) {
         gemm_chunk(j, r0, r1, 0, j->n_tok);
         return;
@@ -200,6 +234,11 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
     rl__vec_dot_fn dot = rl__vec_dot_get(wt, isa);
     if (!dot) return RL_ERR_UNSUPPORTED;
     rl_type vdt = tr->vec_dot_type;
+    rl__vec_dot_fn fdot = rl__fdot_get(wt);
+    if (fdot) { /* F16/BF16 weights keep the activations in F32 (cpu.h) */
+        dot = fdot;
+        vdt = RL_TYPE_F32;
+    }
     size_t w_row_bytes, x_row_bytes, w_bytes, x_bytes;
     if (rl_type_row_bytes(wt, cols, &w_row_bytes) != RL_OK) return RL_ERR_INVALID_ARG;
     if (rl_type_row_bytes(vdt, cols, &x_row_bytes) != RL_OK) return RL_ERR_INVALID_ARG;
@@ -222,12 +261,14 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         .y = y,
         .x = x,
         .vdt = vdt,
+        .wt = wt,
     };
     /* scratch (unless F32): the converted activations, then their split rows */
     const int nth = rl_threadpool_n_threads(pool);
     j.ranges = rl__threadpool_slots(pool);
     if (vdt == RL_TYPE_F32) {
         j.xq = (const uint8_t *)x;
+        j.fgemm = rl__fgemm_get(wt, isa);
     } else {
         j.quant = rl__act_quant_get(vdt, isa);
         if (!j.quant) return RL_ERR_UNSUPPORTED;
@@ -256,6 +297,8 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
     int64_t max_chunk = (rows + (int64_t)nth * RL_MM_MIN_CHUNKS_PER_THREAD - 1) /
                         ((int64_t)nth * RL_MM_MIN_CHUNKS_PER_THREAD);
     chunk = RL_MAX(1, RL_MIN(chunk, max_chunk));
+    if (j.fgemm) /* whole tiles; a block of rows times KC columns stays in L2 */
+        chunk = RL_MIN((int64_t)RL_MM_FGEMM_CHUNK, (max_chunk + 11) / 12 * 12);
     j.chunk_rows = chunk;
     j.n_chunks = (rows + chunk - 1) / chunk;
     for (int i = 0; i < nth; i++) {
