@@ -69,6 +69,11 @@ void rl__gemm_q4_0_avx2(int64_t n, int nt, const void *x, size_t xst, const uint
                         size_t yst, float *out, size_t ost);
 void rl__gemm_q8_0_avx2(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                         size_t yst, float *out, size_t ost);
+/* Q4_K and Q6_K on AVX2: 1 row x RL__GEMM_AVX2_TOKS tokens; ys, yst: the Q8_K rows. */
+void rl__gemm_q4_K_avx2(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                        size_t yst, float *out, size_t ost);
+void rl__gemm_q6_K_avx2(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                        size_t yst, float *out, size_t ost);
 /* The tile kernel for weight type t on path isa and its tile shape, or NULL (matmul.c). */
 rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
 

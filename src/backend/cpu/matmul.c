@@ -127,6 +127,8 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
     } else if (isa == RL_CPU_ISA_AVX2) {
         if (t == RL_TYPE_Q4_0) fn = rl__gemm_q4_0_avx2;
         if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx2;
+        if (t == RL_TYPE_Q4_K) fn = rl__gemm_q4_K_avx2;
+        if (t == RL_TYPE_Q6_K) fn = rl__gemm_q6_K_avx2;
         *rows = RL__GEMM_AVX2_ROWS;
         *toks = RL__GEMM_AVX2_TOKS;
     }
