@@ -25,8 +25,8 @@
  * (llama.cpp's defaults unless sampling flags say otherwise) from the logits of the last
  * one, and the same with the sampler held to the grammar (rl_grammar_constraint: the sampled
  * token is checked first, a full mask computed only when it is rejected; when the text is
- * complete, or an end token comes, the matcher starts over). Their runs alternate, so that
- * both see the same load; the constrained test reports its slowdown against the sampled
+ * complete, or an end token comes, the matcher starts over). Their runs alternate (in
+ * pairs whose order flips), so that both see the same load; the constrained test reports its slowdown against the sampled
  * one, how many full masks a token needed on average, and the time spent in the grammar
  * itself (token checks, masks, accepting the token; timed around each call), per token and
  * as a share of the constrained test's time: unlike the difference of two noisy means, that
@@ -375,7 +375,9 @@ int cmd_bench(int argc, char **argv) {
                 rl_membw_run(bw, pool, NULL);
                 n_bw_runs++;
             }
-            for (int k = 0; ok && k < 2; k++) {
+            /* the order flips every pair: neither test always follows the bandwidth run */
+            for (int kk = 0; ok && kk < 2; kk++) {
+                const int k = kk ^ (r & 1);
                 double sec =
                     run_sampled(ctx, smp, seed0 + 1 + (uint64_t)r, k ? &con : NULL, (int32_t)n_gen,
                                 &n_fill, &con_sec, &smp_sec);

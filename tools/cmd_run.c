@@ -6,6 +6,12 @@
  * defaults) and printed through the streaming detokenizer, so that a character split
  * over several tokens appears whole, never half. A full context is a documented stop: a
  * note on stderr and exit status 0.
+ *
+ * An output constraint (--grammar, --json-schema, --regex, --json-object; gen_constraint.c)
+ * is compiled once against the vocabulary; each sampled token is checked against it and a
+ * full mask computed only when it is rejected (rl_grammar_constraint), end-of-generation
+ * tokens come only where the text is complete, and generation stops when nothing can
+ * follow. The finish reason (stop or length) goes to stderr.
  */
 #include "cli.h"
 #include "gen.h"
