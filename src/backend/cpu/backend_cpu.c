@@ -34,7 +34,7 @@ static void cpu_copy(rl_backend *be, void *dst, const void *src, size_t bytes) {
  * after the dry run allocates nothing. */
 static size_t matmul_scratch_bound(rl_type t, int64_t cols, int64_t n) {
     rl_type vdt = rl_type_vec_dot_type(t);
-    if (vdt == RL_TYPE_F32) return 0;
+    if (vdt == RL_TYPE_F32 || rl__fdot_get(t)) return 0; /* F16/BF16: F32 activations (cpu.h) */
     size_t xrow = 0;
     if (rl_type_row_bytes(vdt, cols, &xrow) != RL_OK) return 0;
     /* matmul.c's xs_stride: codes, offsets, scales and sums */
