@@ -84,13 +84,11 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
                                  row_bytes, m, K, wsw);
             if (e != cudaSuccess) return e;
         }
-        cublasStatus_t st = cublasGemmEx(b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)n, (int)K,
-                                         &one, a, dt, (int)lda, wsx, dt, (int)K, &zero, y + r0,
-                                         CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F,
-                                         CUBLAS_GEMM_DEFAULT);
+        cublasStatus_t st = cublasGemmEx(
+            b->h, CUBLAS_OP_T, CUBLAS_OP_N, (int)m, (int)n, (int)K, &one, a, dt, (int)lda, wsx, dt,
+            (int)K, &zero, y + r0, CUDA_R_32F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         if (st != CUBLAS_STATUS_SUCCESS)
-            return st == CUBLAS_STATUS_ALLOC_FAILED ? cudaErrorMemoryAllocation
-                                                    : cudaErrorUnknown;
+            return st == CUBLAS_STATUS_ALLOC_FAILED ? cudaErrorMemoryAllocation : cudaErrorUnknown;
     }
     return cudaSuccess;
 }

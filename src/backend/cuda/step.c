@@ -103,22 +103,38 @@ void rl__cu_step_memo_put(cu_step *q, const void *key, size_t kb, size_t at) {
 
 static const char *op_name(cu_op op) {
     switch (op) {
-    case CU_OP_MATMUL: return "matmul";
-    case CU_OP_GET_ROWS: return "get_rows";
-    case CU_OP_RMSNORM: return "rmsnorm";
-    case CU_OP_ROPE: return "rope";
-    case CU_OP_ADD_ROW: return "add_row";
-    case CU_OP_ADD: return "add";
-    case CU_OP_SCALE: return "scale";
-    case CU_OP_SOFTCAP: return "softcap";
-    case CU_OP_FILL: return "fill";
-    case CU_OP_GLU: return "glu";
-    case CU_OP_GET_ROWS_F32: return "get_rows_f32";
-    case CU_OP_ADD_ROWS_SCALED: return "add_rows_scaled";
-    case CU_OP_KV_WRITE: return "kv_write";
-    case CU_OP_KV_COPY: return "kv_copy";
-    case CU_OP_ATTENTION: return "attention";
-    case CU_OP_COPY: return "copy";
+    case CU_OP_MATMUL:
+        return "matmul";
+    case CU_OP_GET_ROWS:
+        return "get_rows";
+    case CU_OP_RMSNORM:
+        return "rmsnorm";
+    case CU_OP_ROPE:
+        return "rope";
+    case CU_OP_ADD_ROW:
+        return "add_row";
+    case CU_OP_ADD:
+        return "add";
+    case CU_OP_SCALE:
+        return "scale";
+    case CU_OP_SOFTCAP:
+        return "softcap";
+    case CU_OP_FILL:
+        return "fill";
+    case CU_OP_GLU:
+        return "glu";
+    case CU_OP_GET_ROWS_F32:
+        return "get_rows_f32";
+    case CU_OP_ADD_ROWS_SCALED:
+        return "add_rows_scaled";
+    case CU_OP_KV_WRITE:
+        return "kv_write";
+    case CU_OP_KV_COPY:
+        return "kv_copy";
+    case CU_OP_ATTENTION:
+        return "attention";
+    case CU_OP_COPY:
+        return "copy";
     }
     return "?";
 }
@@ -129,9 +145,9 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     switch (r->op) {
     case CU_OP_MATMUL:
         if (r->mm.blas)
-            return rl__cu_matmul_tc(s, r->mm.blas, r->mm.type, r->mm.vec, r->mm.w,
-                                    r->mm.row_bytes, r->mm.rows, r->mm.K, r->mm.x, r->mm.n,
-                                    r->mm.y, r->mm.wsw, r->mm.wsw_bytes, r->mm.wsx);
+            return rl__cu_matmul_tc(s, r->mm.blas, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes,
+                                    r->mm.rows, r->mm.K, r->mm.x, r->mm.n, r->mm.y, r->mm.wsw,
+                                    r->mm.wsw_bytes, r->mm.wsx);
         return rl__cu_matmul(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.rows,
                              r->mm.K, r->mm.x, r->mm.n, r->mm.y);
     case CU_OP_GET_ROWS:
@@ -156,8 +172,8 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_glu(s, r->ew.i0, r->ew.a, r->ew.ld, r->ew.b, r->ew.ld2, r->ew.n, r->ew.dim,
                           r->ew.x);
     case CU_OP_GET_ROWS_F32:
-        return rl__cu_get_rows_f32(s, r->ew.a, (const int32_t *)(A + r->ew.at0), r->ew.n,
-                                   r->ew.dim, r->ew.x);
+        return rl__cu_get_rows_f32(s, r->ew.a, (const int32_t *)(A + r->ew.at0), r->ew.n, r->ew.dim,
+                                   r->ew.x);
     case CU_OP_ADD_ROWS_SCALED:
         return rl__cu_add_rows_scaled(s, r->ew.x, r->ew.dim, (const int32_t *)(A + r->ew.at0),
                                       (const float *)(A + r->ew.at1), r->ew.n, r->ew.a);
@@ -174,8 +190,8 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_attention(s, &a);
     }
     case CU_OP_COPY:
-        return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes,
-                               cudaMemcpyDeviceToDevice, s);
+        return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes, cudaMemcpyDeviceToDevice,
+                               s);
     }
     return cudaErrorInvalidValue;
 }

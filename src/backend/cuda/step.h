@@ -53,7 +53,7 @@ typedef struct cu_rec {
             const float *x;
             float *y;
             size_t ids_at;
-            void *blas;       /* non-NULL: on tensor cores (gemm.c) with these workspaces */
+            void *blas; /* non-NULL: on tensor cores (gemm.c) with these workspaces */
             void *wsw, *wsx;
             size_t wsw_bytes;
         } mm;
@@ -117,7 +117,7 @@ typedef struct cu_step {
     uint64_t seen[CU_STEP_SEEN];
     int seen_next;
     uint64_t tick;
-    bool graphs_on; /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
+    bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
 } cu_step;
 
