@@ -227,6 +227,24 @@ static const tpl_str *parse_dotted_name(parser *P, tpl_tok **at) {
     return name;
 }
 
+/* Name the filter or test (kind) that n calls, id its index or < 0 when unknown. An unknown
+ * one fails when it runs; it is also the parse error P->pending unless it stands in a soft
+ * frame (or an earlier one is pending). */
+static void set_callee(parser *P, tpl_node *n, const tpl_tok *at, const tpl_str *name, int id,
+                       const char *kind) {
+    n->name = name;
+    if (id >= 0) {
+        n->id = (uint16_t)id;
+        return;
+    }
+    if (!P->soft && !P->pending) {
+        P->pending = at;
+        P->pending_kind = kind;
+        P->pending_name = name;
+    }
+    n->id = 0xffff;
+}
+
 /* node|name(args)|name2 ... ; start_inline: the first name follows without a pipe */
 static tpl_node *parse_filter(parser *P, tpl_node *node, bool start_inline) {
     while (is_op(P, OP_PIPE) || start_inline) {
@@ -238,18 +256,7 @@ static tpl_node *parse_filter(parser *P, tpl_node *node, bool start_inline) {
         tpl_node *f = new_node(P, N_FILTER, at);
         if (!f) return NULL;
         f->a = node;
-        f->name = name;
-        int id = rl__tpl_filter_id(name->s, name->len);
-        if (id < 0) {
-            if (!P->soft && !P->pending) {
-                P->pending = at;
-                P->pending_kind = "filter";
-                P->pending_name = name;
-            }
-            f->id = 0xffff;
-        } else {
-            f->id = (uint16_t)id;
-        }
+        set_callee(P, f, at, name, rl__tpl_filter_id(name->s, name->len), "filter");
         if (is_op(P, OP_LPAREN) && !parse_call_args(P, f)) return NULL;
         node = f;
     }
@@ -270,18 +277,7 @@ static tpl_node *parse_test(parser *P, tpl_node *node) {
     tpl_node *t = new_node(P, N_TEST, is_tok);
     if (!t) return NULL;
     t->a = node;
-    t->name = name;
-    int id = rl__tpl_test_id(name->s, name->len);
-    if (id < 0) {
-        if (!P->soft && !P->pending) {
-            P->pending = at;
-            P->pending_kind = "test";
-            P->pending_name = name;
-        }
-        t->id = 0xffff;
-    } else {
-        t->id = (uint16_t)id;
-    }
+    set_callee(P, t, at, name, rl__tpl_test_id(name->s, name->len), "test");
     tpl_tok *k = cur(P);
     if (is_op(P, OP_LPAREN)) {
         if (!parse_call_args(P, t)) return NULL;
