@@ -25,16 +25,16 @@
  * (llama.cpp's defaults unless sampling flags say otherwise) from the logits of the last
  * one, and the same with the sampler held to the grammar (rl_grammar_constraint: the sampled
  * token is checked first, a full mask computed only when it is rejected; when the text is
- * complete, or an end token comes, the matcher starts over). Their runs alternate (in
- * pairs whose order flips), so that both see the same load; the constrained test reports its slowdown against the sampled
- * one, how many full masks a token needed on average, and the time spent in the grammar
- * itself (token checks, masks, accepting the token; timed around each call), per token and
- * as a share of the constrained test's time: unlike the difference of two noisy means, that
- * share holds on a loaded machine. (A rejected token also costs the sampler a second,
- * masked draw; the slowdown includes it, the share does not; slowdown_choosing, the extra
- * time to choose a token, sampler and grammar together, over tg+smp's time per token, does
- * and holds under load as well.) The grammar is compiled once
- * and warmed by the untimed first run, as a server sees a schema it has met before.
+ * complete, or an end token comes, the matcher starts over). Their runs alternate (in pairs
+ * whose order flips), so that both see the same load. The constrained test reports its
+ * slowdown against the sampled one, how many full masks a token needed on average, and the
+ * time spent in the grammar itself (token checks, masks, accepting the token; timed around
+ * each call), per token and as a share of the constrained test's time: unlike the
+ * difference of two noisy means, that share holds on a loaded machine. A rejected token
+ * also costs the sampler a second, masked draw: slowdown_choosing, the extra time to choose
+ * a token (sampler and grammar together) over tg+smp's time per token, includes it and
+ * holds under load as well. The grammar is compiled once and warmed by the untimed first
+ * run, as a server sees a schema it has met before.
  */
 #include "cli.h"
 #include "gen.h"
@@ -355,7 +355,8 @@ int cmd_bench(int argc, char **argv) {
     if (smp) {
         /* tg sampled and tg constrained, runs alternating */
         test_result *ts[2] = {&res[n_res], &res[n_res + 1]};
-        double *ns[2] = {calloc((size_t)reps, sizeof(double)), calloc((size_t)reps, sizeof(double))};
+        double *ns[2] = {calloc((size_t)reps, sizeof(double)),
+                         calloc((size_t)reps, sizeof(double))};
         int64_t fills = 0, n_fill = 0;
         double con_sec = 0, con_total = 0, smp_sec = 0, smp_total[2] = {0, 0};
         /* each run its own seed (a new document), the same for both tests of a pair */
@@ -487,19 +488,20 @@ int cmd_bench(int argc, char **argv) {
             printf("| %-28.28s | %10s | %7d | %8s | %19s | %9s | %6s |\n", path, size, n_threads,
                    test, ts, fl, ratio);
         }
-        if (smp)
+        if (smp) {
+            const test_result *tc = &res[n_res - 1], *tsm = &res[n_res - 2];
             printf("\ntg+smp: tokens drawn by the sampler; tg+con: the same under %s%s%s: "
                    "%+.2f%% time per token, %.2f full masks per token, %.1f us per token in the "
                    "grammar (%.2f%% of tg+con's time); choosing a token %.1f us (tg+smp %.1f us): "
                    "%+.2f%% of tg+smp's time\n",
                    o.con_flag, o.con_arg ? " " : "", o.con_arg ? o.con_arg : "",
-                   100.0 * (res[n_res - 1].avg_ns / res[n_res - 2].avg_ns - 1.0),
-                   res[n_res - 1].masks_per_token, res[n_res - 1].con_us_per_token,
-                   100.0 * res[n_res - 1].con_us_per_token * 1e3 * res[n_res - 1].n_gen /
-                       res[n_res - 1].avg_ns,
-                   res[n_res - 1].sample_us_per_token, res[n_res - 2].sample_us_per_token,
-                   100.0 * (res[n_res - 1].sample_us_per_token - res[n_res - 2].sample_us_per_token) *
-                       1e3 * res[n_res - 1].n_gen / res[n_res - 2].avg_ns);
+                   100.0 * (tc->avg_ns / tsm->avg_ns - 1.0), tc->masks_per_token,
+                   tc->con_us_per_token,
+                   100.0 * tc->con_us_per_token * 1e3 * tc->n_gen / tc->avg_ns,
+                   tc->sample_us_per_token, tsm->sample_us_per_token,
+                   100.0 * (tc->sample_us_per_token - tsm->sample_us_per_token) * 1e3 * tc->n_gen /
+                       tsm->avg_ns);
+        }
     }
     fflush(stdout);
     rc = 0;
