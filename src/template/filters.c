@@ -16,20 +16,6 @@
 
 typedef int (*filter_fn)(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out);
 
-static int mk_str(tpl_ctx *c, const char *s, size_t n, uint8_t sub, tpl_val *out) {
-    tpl_str *r = rl__tpl_str_new(c, s, n);
-    if (!r) return -1;
-    *out = tv_obj(TV_STR, sub, r);
-    return 0;
-}
-
-static int sb_out(tpl_ctx *c, tpl_sb *b, uint8_t sub, tpl_val *out) {
-    tpl_str *r = rl__tpl_sb_finish(c, b);
-    if (!r) return -1;
-    *out = tv_obj(TV_STR, sub, r);
-    return 0;
-}
-
 static bool is_intlike(tpl_val v) { return v.t == TV_INT || v.t == TV_BOOL; }
 static int64_t as_int(tpl_val v) { return v.t == TV_BOOL ? (int64_t)v.u.b : v.u.i; }
 
@@ -112,7 +98,7 @@ static int fold_key(tpl_ctx *c, tpl_val v, bool case_sensitive, tpl_val *out) {
     tpl_sb b;
     rl__tpl_sb_init(&b);
     if (rl__tpl_case(c, &b, TV_S(v)->s, TV_S(v)->len, CASE_LOWER)) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, 0, out);
+    return rl__tpl_sb_val(c, &b, 0, out);
 }
 
 /* Stable merge sort of idx[0..n) by keys (Python's sorted, reverse keeps stability). */
@@ -263,7 +249,7 @@ static int case_filter(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out, 
     uint8_t sub = s.sub;
     rl__tpl_decref(c, s);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 static int f_capitalize(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     return case_filter(c, in, a, out, CASE_CAPITALIZE, "capitalize");
@@ -292,7 +278,7 @@ static int pad_str(tpl_ctx *c, const tpl_str *s, int64_t width, int align, tpl_v
     if (rl__tpl_sb_add(c, &b, s->s, s->len)) return rl__tpl_sb_drop(c, &b), -1;
     for (int64_t i = 0; i < right; i++)
         if (rl__tpl_sb_addc(c, &b, ' ')) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int f_center(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
@@ -311,7 +297,7 @@ static int f_default(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     bool boolean = GIVEN(1) && rl__tpl_truthy(ARG(1));
     if (in.t == TV_UNDEF || (boolean && !rl__tpl_truthy(in))) {
         if (GIVEN(0)) *out = tv_ref(ARG(0));
-        else return mk_str(c, "", 0, 0, out);
+        else return rl__tpl_str_val(c, "", 0, 0, out);
         return 0;
     }
     *out = tv_ref(in);
@@ -359,7 +345,7 @@ static int escape_str(tpl_ctx *c, tpl_val in, tpl_val *out) {
     int r = rl__tpl_escape(c, &b, TV_S(s)->s, TV_S(s)->len);
     rl__tpl_decref(c, s);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, STR_SAFE, out);
+    return rl__tpl_sb_val(c, &b, STR_SAFE, out);
 }
 
 static int f_escape(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
@@ -537,7 +523,7 @@ static int f_format(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     uint8_t sub = s.sub;
     rl__tpl_decref(c, s);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int f_indent(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
@@ -552,7 +538,7 @@ static int f_indent(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
         if (w > 4096) return rl__tpl_fail(c, RL_ERR_LIMIT, "indent width too large");
         char sp[4096];
         memset(sp, ' ', (size_t)w);
-        if (mk_str(c, sp, (size_t)w, 0, &ind)) return -1;
+        if (rl__tpl_str_val(c, sp, (size_t)w, 0, &ind)) return -1;
     }
     bool first = GIVEN(1) && rl__tpl_truthy(ARG(1)), blank = GIVEN(2) && rl__tpl_truthy(ARG(2));
     if (in.t != TV_STR) { /* jinja2 does s += "\n": only strings work */
@@ -590,7 +576,7 @@ static int f_indent(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     rl__tpl_decref(c, s);
     rl__tpl_decref(c, ind);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int f_items(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
@@ -646,7 +632,7 @@ static int f_join(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     rl__tpl_obj_decref(c, &l->h);
     rl__tpl_decref(c, sep);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, 0, out);
+    return rl__tpl_sb_val(c, &b, 0, out);
 }
 
 static int length_of(tpl_ctx *c, tpl_val in, int64_t *n) {
@@ -853,7 +839,7 @@ static int f_reverse(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
             if (rl__tpl_sb_add(c, &b, s->s + j, i - j)) return rl__tpl_sb_drop(c, &b), -1;
             i = j;
         }
-        return sb_out(c, &b, in.sub, out);
+        return rl__tpl_sb_val(c, &b, in.sub, out);
     }
     tpl_list *l;
     if (rl__tpl_iterate(c, in, &l)) return -1;
@@ -1015,7 +1001,7 @@ static int f_tojson(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     tpl_sb b;
     rl__tpl_sb_init(&b);
     if (rl__tpl_tojson(c, &b, in, &o)) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, 0, out);
+    return rl__tpl_sb_val(c, &b, 0, out);
 }
 
 static int f_trim(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
@@ -1030,7 +1016,7 @@ static int f_trim(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
         *out = s;
         return 0;
     }
-    r = mk_str(c, TV_S(s)->s + x, y - x, s.sub, out);
+    r = rl__tpl_str_val(c, TV_S(s)->s + x, y - x, s.sub, out);
     rl__tpl_decref(c, s);
     return r;
 }
@@ -1044,7 +1030,7 @@ static int f_truncate(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     tpl_val s, end;
     if (GIVEN(2)) {
         if (rl__tpl_str_of(c, ARG(2), &end)) return -1;
-    } else if (mk_str(c, "...", 3, 0, &end)) {
+    } else if (rl__tpl_str_val(c, "...", 3, 0, &end)) {
         return -1;
     }
     int64_t el = (int64_t)TV_S(end)->ncp;
@@ -1086,7 +1072,7 @@ static int f_truncate(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {
     uint8_t sub = s.sub;
     rl__tpl_decref(c, s);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return sb_out(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int f_unique(tpl_ctx *c, tpl_val in, const tpl_args *a, tpl_val *out) {

@@ -283,20 +283,6 @@ int rl__tpl_method_id(tpl_val self, const char *name, size_t n, bool *unsafe) {
 
 /* ---- str methods ----------------------------------------------------------------- */
 
-static int mk(tpl_ctx *c, const char *s, size_t n, uint8_t sub, tpl_val *out) {
-    tpl_str *r = rl__tpl_str_new(c, s, n);
-    if (!r) return -1;
-    *out = tv_obj(TV_STR, sub, r);
-    return 0;
-}
-
-static int finish(tpl_ctx *c, tpl_sb *b, uint8_t sub, tpl_val *out) {
-    tpl_str *r = rl__tpl_sb_finish(c, b);
-    if (!r) return -1;
-    *out = tv_obj(TV_STR, sub, r);
-    return 0;
-}
-
 static int need_str(tpl_ctx *c, const char *m, tpl_val v, int k) {
     if (v.t == TV_STR) return 0;
     return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "%s() argument %d must be str, not %s", m, k, rl__tpl_type_name(v));
@@ -353,7 +339,7 @@ static int starts_ends(tpl_ctx *c, const tpl_str *s, const tpl_args *ar, bool en
 
 static int push_str(tpl_ctx *c, tpl_list *l, const char *s, size_t n, uint8_t sub) {
     tpl_val v;
-    if (mk(c, s, n, sub, &v)) return -1;
+    if (rl__tpl_str_val(c, s, n, sub, &v)) return -1;
     return rl__tpl_list_push(c, l, v);
 }
 
@@ -546,7 +532,7 @@ static int replace(tpl_ctx *c, const tpl_str *s, uint8_t sub, const tpl_args *ar
     }
     if (r) return rl__tpl_sb_drop(c, &b), -1;
     if (rl__tpl_charge(c, s->len / 4096)) return rl__tpl_sb_drop(c, &b), -1;
-    return finish(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int count_sub(tpl_ctx *c, const tpl_str *s, const tpl_args *ar, tpl_val *out) {
@@ -591,7 +577,7 @@ static int join(tpl_ctx *c, const tpl_str *s, uint8_t sub, const tpl_args *ar, t
     }
     rl__tpl_obj_decref(c, &l->h);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return finish(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int justify(tpl_ctx *c, const tpl_str *s, uint8_t sub, const tpl_args *ar, int mode, const char *m,
@@ -631,7 +617,7 @@ static int justify(tpl_ctx *c, const tpl_str *s, uint8_t sub, const tpl_args *ar
     if (!r) r = rl__tpl_sb_add(c, &b, s->s + body, s->len - body);
     for (int64_t i = 0; !r && i < right; i++) r = rl__tpl_sb_add(c, &b, fill, fl);
     if (r) return rl__tpl_sb_drop(c, &b), -1;
-    return finish(c, &b, sub, out);
+    return rl__tpl_sb_val(c, &b, sub, out);
 }
 
 static int partition(tpl_ctx *c, const tpl_str *s, uint8_t sub, const tpl_args *ar, bool right, tpl_val *out) {
@@ -754,7 +740,7 @@ static int str_method(tpl_ctx *c, int id, tpl_val self, const tpl_args *a, tpl_v
         size_t x, y;
         rl__tpl_strip(s, chars, id == M_STRIP ? 3 : id == M_LSTRIP ? 1 : 2, &x, &y);
         if (x == 0 && y == s->len) return *out = tv_ref(self), 0;
-        return mk(c, s->s + x, y - x, sub, out);
+        return rl__tpl_str_val(c, s->s + x, y - x, sub, out);
     }
     case M_UPPER: case M_LOWER: case M_TITLE: case M_CAPITALIZE: case M_SWAPCASE: case M_CASEFOLD: {
         if (a->npos || a->nkw) return rl__tpl_fail(c, RL_ERR_INVALID_ARG, "method takes no arguments");
@@ -763,7 +749,7 @@ static int str_method(tpl_ctx *c, int id, tpl_val self, const tpl_args *a, tpl_v
         tpl_sb b;
         rl__tpl_sb_init(&b);
         if (rl__tpl_case(c, &b, s->s, s->len, mode)) return rl__tpl_sb_drop(c, &b), -1;
-        return finish(c, &b, sub, out);
+        return rl__tpl_sb_val(c, &b, sub, out);
     }
     case M_REPLACE: return replace(c, s, sub, a, out);
     case M_FIND: return find(c, s, a, false, false, "find", out);
@@ -776,7 +762,7 @@ static int str_method(tpl_ctx *c, int id, tpl_val self, const tpl_args *a, tpl_v
         tpl_sb b;
         rl__tpl_sb_init(&b);
         if (rl__tpl_str_format(c, &b, s, a)) return rl__tpl_sb_drop(c, &b), -1;
-        return finish(c, &b, sub, out);
+        return rl__tpl_sb_val(c, &b, sub, out);
     }
     case M_ZFILL: return justify(c, s, sub, a, 3, "zfill", out);
     case M_CENTER: return justify(c, s, sub, a, 0, "center", out);
@@ -793,7 +779,7 @@ static int str_method(tpl_ctx *c, int id, tpl_val self, const tpl_args *a, tpl_v
         const tpl_str *x = TV_S(a->pos[0]);
         bool end = id == M_REMOVESUFFIX;
         if (!x->len || !affix(s, 0, s->len, x, end)) return *out = tv_ref(self), 0;
-        return mk(c, s->s + (end ? 0 : x->len), s->len - x->len, sub, out);
+        return rl__tpl_str_val(c, s->s + (end ? 0 : x->len), s->len - x->len, sub, out);
     }
     default: return rl__tpl_fail(c, RL_ERR_INTERNAL, "bad str method");
     }

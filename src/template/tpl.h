@@ -308,6 +308,10 @@ int rl__tpl_sb_addf(tpl_ctx *c, tpl_sb *b, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int rl__tpl_sb_addcp(tpl_ctx *c, tpl_sb *b, int32_t cp);
 tpl_str *rl__tpl_sb_finish(tpl_ctx *c, tpl_sb *b); /* the builder is empty afterwards */
+/* s[0..n), or the builder's string (the builder is then empty), as a string value of
+ * subtype sub in *out; -1 when out of memory. */
+int rl__tpl_str_val(tpl_ctx *c, const char *s, size_t n, uint8_t sub, tpl_val *out);
+int rl__tpl_sb_val(tpl_ctx *c, tpl_sb *b, uint8_t sub, tpl_val *out);
 void rl__tpl_sb_drop(tpl_ctx *c, tpl_sb *b);
 static inline size_t tpl_sb_len(const tpl_sb *b) { return b->s ? b->s->len : 0; }
 

@@ -373,6 +373,20 @@ tpl_str *rl__tpl_sb_finish(tpl_ctx *c, tpl_sb *b) {
     return r;
 }
 
+int rl__tpl_str_val(tpl_ctx *c, const char *s, size_t n, uint8_t sub, tpl_val *out) {
+    tpl_str *r = rl__tpl_str_new(c, s, n);
+    if (!r) return -1;
+    *out = tv_obj(TV_STR, sub, r);
+    return 0;
+}
+
+int rl__tpl_sb_val(tpl_ctx *c, tpl_sb *b, uint8_t sub, tpl_val *out) {
+    tpl_str *r = rl__tpl_sb_finish(c, b);
+    if (!r) return -1;
+    *out = tv_obj(TV_STR, sub, r);
+    return 0;
+}
+
 void rl__tpl_sb_drop(tpl_ctx *c, tpl_sb *b) {
     if (b->s) rl__tpl_dealloc(c, b->s, sizeof(tpl_str) + b->cap + 1);
     b->s = NULL;
