@@ -278,16 +278,22 @@ const char *rl__gb_prim(rl__gb *g, const char *name) {
     return g->names[i];
 }
 
+/* Past the literal ("...") or character class ([...]) that starts at c, escapes included
+ * (the end of the text when it is not closed). */
+static const char *skip_literal(const char *c) {
+    char close = *c == '"' ? '"' : ']';
+    c++;
+    while (*c && *c != close) c += (*c == '\\' && c[1]) ? 2 : 1;
+    return *c ? c + 1 : c;
+}
+
 /* Mark the rules body i refers to (names outside literals, classes and counts). */
 static bool mark_refs(rl__gb *g, uint32_t i, uint8_t *seen, uint32_t *stack, uint32_t *sp) {
     const char *c = g->bodies[i];
     if (!c) return true;
     while (*c) {
         if (*c == '"' || *c == '[') {
-            char close = *c == '"' ? '"' : ']';
-            c++;
-            while (*c && *c != close) c += (*c == '\\' && c[1]) ? 2 : 1;
-            if (*c) c++;
+            c = skip_literal(c);
             continue;
         }
         if (*c == '{') {
@@ -423,10 +429,7 @@ uint64_t rl__gb_rules_in(const char *e) {
     uint64_t n = 0;
     for (const char *c = e; *c;) {
         if (*c == '"' || *c == '[') {
-            char close = *c == '"' ? '"' : ']';
-            c++;
-            while (*c && *c != close) c += (*c == '\\' && c[1]) ? 2 : 1;
-            if (*c) c++;
+            c = skip_literal(c);
             continue;
         }
         if (*c == '(' || *c == '*' || *c == '+' || *c == '?') {
@@ -531,18 +534,12 @@ static void scan(const char *e, int *n_elems, bool *has_alt, bool *quantified) {
         }
         n++;
         if (*c == '"' || *c == '[') {
-            char close = *c == '"' ? '"' : ']';
-            c++;
-            while (*c && *c != close) c += (*c == '\\' && c[1]) ? 2 : 1;
-            if (*c) c++;
+            c = skip_literal(c);
         } else if (*c == '(') {
             int depth = 0;
             while (*c) {
                 if (*c == '"' || *c == '[') {
-                    char close = *c == '"' ? '"' : ']';
-                    c++;
-                    while (*c && *c != close) c += (*c == '\\' && c[1]) ? 2 : 1;
-                    if (*c) c++;
+                    c = skip_literal(c);
                     continue;
                 }
                 if (*c == '(') depth++;
