@@ -172,6 +172,24 @@ static tc_res closers(tc_scan *s, const tc_spec *sp, size_t e, bool final, size_
     return TC_OK;
 }
 
+/* The close marker of a section of calls after its last call at i: *end past it, or at i
+ * when it is missing where the text ends and close_opt allows that. */
+static tc_res section_close(tc_scan *s, const tc_spec *sp, const char *close, size_t i,
+                            bool final, size_t *end) {
+    size_t j = ws(s, i), after;
+    tc_res r = rl__tc_lit(s, j, close, final, &after);
+    if (r == TC_MORE) return TC_MORE;
+    if (r == TC_OK) {
+        *end = after;
+        return TC_OK;
+    }
+    if (j >= LEN && sp->close_opt) {
+        *end = i;
+        return TC_OK;
+    }
+    return TC_FAIL;
+}
+
 /* ---- TC_K_JSON ---------------------------------------------------------------------------- */
 
 static tc_res block_json(tc_scan *s, const tc_spec *sp, size_t i, bool final, size_t *end) {
@@ -346,18 +364,7 @@ static tc_res block_name_args(tc_scan *s, const tc_spec *sp, size_t i, bool fina
         n++;
     }
     if (!n) return TC_FAIL;
-    size_t j = ws(s, i), after;
-    tc_res r = rl__tc_lit(s, j, sp->sect_close, final, &after);
-    if (r == TC_MORE) return TC_MORE;
-    if (r == TC_OK) {
-        *end = after;
-        return TC_OK;
-    }
-    if (j >= LEN && sp->close_opt) {
-        *end = i;
-        return TC_OK;
-    }
-    return TC_FAIL;
+    return section_close(s, sp, sp->sect_close, i, final, end);
 }
 
 /* ---- TC_K_DEEPSEEK ------------------------------------------------------------------------ */
@@ -891,18 +898,7 @@ static tc_res block_xml(tc_scan *s, const tc_spec *sp, size_t i, bool final, siz
         if (!x->multi) break;
     }
     if (!n) return TC_FAIL;
-    size_t j = ws(s, i);
-    r = rl__tc_lit(s, j, sp->close, final, &a);
-    if (r == TC_MORE) return TC_MORE;
-    if (r == TC_OK) {
-        *end = a;
-        return TC_OK;
-    }
-    if (j >= LEN && sp->close_opt) {
-        *end = i;
-        return TC_OK;
-    }
-    return TC_FAIL;
+    return section_close(s, sp, sp->close, i, final, end);
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
