@@ -3,6 +3,7 @@
  * named variants in a GGUF file) and rl_chat_template_chatml (the fallback template).
  */
 #include "ruvllm.h"
+#include "mem_sink.h"
 #include "test.h"
 
 /* The ChatML fallback renders the ChatML format, with and without a generation prompt. */
@@ -77,25 +78,6 @@ TEST(source_from_file) {
     rl_gguf_free(g);
 }
 
-typedef struct {
-    unsigned char *b;
-    size_t n, cap;
-} membuf;
-
-static rl_status to_mem(void *user, const void *buf, size_t n) {
-    membuf *m = user;
-    if (m->n + n > m->cap) {
-        size_t cap = (m->n + n) * 2;
-        unsigned char *b = realloc(m->b, cap);
-        if (!b) return RL_ERR_NOMEM;
-        m->b = b;
-        m->cap = cap;
-    }
-    memcpy(m->b + m->n, buf, n);
-    m->n += n;
-    return RL_OK;
-}
-
 /* A key holding something other than a string is a bad file, not a missing template. */
 TEST(source_not_a_string) {
     rl_gguf_writer *w = NULL;
@@ -103,12 +85,12 @@ TEST(source_not_a_string) {
     if (!w) return;
     CHECK_EQ_INT(rl_gguf_writer_set_u32(w, "tokenizer.chat_template", 7), RL_OK);
     CHECK_EQ_INT(rl_gguf_writer_set_str(w, "tokenizer.chat_template.x", "{{ 1 }}"), RL_OK);
-    membuf m = {0};
-    CHECK_EQ_INT(rl_gguf_writer_write_to(w, to_mem, &m), RL_OK);
+    rl_test_membuf m = {0};
+    CHECK_EQ_INT(rl_gguf_writer_write_to(w, rl_test_mem_sink, &m), RL_OK);
     rl_gguf_writer_free(w);
     rl_gguf *g = NULL;
     char err[256];
-    CHECK_EQ_INT(rl_gguf_open_memory(m.b, m.n, &g, err, sizeof err), RL_OK);
+    CHECK_EQ_INT(rl_gguf_open_memory(m.p, m.n, &g, err, sizeof err), RL_OK);
     if (g) {
         const char *s = NULL;
         size_t n = 0;
@@ -118,7 +100,7 @@ TEST(source_not_a_string) {
         CHECK(s && n == 7 && !strcmp(s, "{{ 1 }}"));
         rl_gguf_free(g);
     }
-    free(m.b);
+    free(m.p);
 }
 
 int main(void) {

@@ -2,6 +2,7 @@
  * round trip of every value type (nested arrays too) and several tensor types, hostile
  * inputs (truncation at every byte, single-field corruptions, limits), and allocation
  * fault injection with leak checks. */
+#include "mem_sink.h"
 #include "test.h"
 #include "util/util.h"
 
@@ -702,25 +703,6 @@ static bool value_eq(const rl_gguf_value *a, const rl_gguf_value *b) {
     }
 }
 
-typedef struct membuf {
-    unsigned char *p;
-    size_t n, cap;
-} membuf;
-
-static rl_status mem_sink(void *user, const void *buf, size_t n) {
-    membuf *m = user;
-    if (m->n + n > m->cap) {
-        size_t cap = (m->n + n) * 2;
-        unsigned char *p = realloc(m->p, cap);
-        if (!p) return RL_ERR_NOMEM;
-        m->p = p;
-        m->cap = cap;
-    }
-    memcpy(m->p + m->n, buf, n);
-    m->n += n;
-    return RL_OK;
-}
-
 /* A producer of Q8_0 rows: row r, block b has scale 1.0 and quants (r + b + i) & 0x7f. */
 typedef struct rows_ctx {
     int64_t calls, next_row, fail_at;
@@ -840,9 +822,9 @@ TEST(writer_round_trip) {
     s = rl_gguf_writer_write(w, path);
     CHECKF(s == RL_OK, "%s", rl_gguf_writer_errmsg(w));
     CHECK_EQ_INT(rc.calls, 1);
-    membuf mb = {0};
+    rl_test_membuf mb = {0};
     rc = (rows_ctx){.fail_at = -1};
-    CHECK(rl_gguf_writer_write_to(w, mem_sink, &mb) == RL_OK); /* twice: same bytes */
+    CHECK(rl_gguf_writer_write_to(w, rl_test_mem_sink, &mb) == RL_OK); /* twice: same bytes */
     size_t flen = 0;
     unsigned char *fbytes = rl_test_read_file(path, &flen);
     CHECK(fbytes && flen == mb.n && memcmp(fbytes, mb.p, flen) == 0);
@@ -916,8 +898,8 @@ TEST(writer_round_trip) {
             CHECK(rl_gguf_tensor(g, t, &ti) == RL_OK);
             CHECK(rl_gguf_writer_add_tensor(w2, ti.name, ti.type, ti.n_dims, ti.ne, ti.data) == RL_OK);
         }
-        membuf mb2 = {0};
-        CHECK(rl_gguf_writer_write_to(w2, mem_sink, &mb2) == RL_OK);
+        rl_test_membuf mb2 = {0};
+        CHECK(rl_gguf_writer_write_to(w2, rl_test_mem_sink, &mb2) == RL_OK);
         CHECK(mb2.n == mb.n && memcmp(mb2.p, mb.p, mb.n) == 0);
         free(mb2.p);
         rl_gguf_writer_free(w2);
@@ -989,8 +971,8 @@ TEST(writer_reproduces_llama_cpp_files) {
             rl_gguf_tensor(g, t, &ti);
             CHECK(rl_gguf_writer_add_tensor(w, ti.name, ti.type, ti.n_dims, ti.ne, ti.data) == RL_OK);
         }
-        membuf mb = {0};
-        CHECK(rl_gguf_writer_write_to(w, mem_sink, &mb) == RL_OK);
+        rl_test_membuf mb = {0};
+        CHECK(rl_gguf_writer_write_to(w, rl_test_mem_sink, &mb) == RL_OK);
         CHECKF(mb.n == n && memcmp(mb.p, orig, n) == 0, "%s: %zu vs %zu bytes", files[f], mb.n, n);
         free(mb.p);
         rl_gguf_writer_free(w);
@@ -1107,12 +1089,12 @@ TEST(writer_fault_injection) {
     int failures = 0;
     for (long k = 1; k < 10000; k++) {
         rl_gguf_writer *w = NULL;
-        membuf mb = {0};
+        rl_test_membuf mb = {0};
         rows_ctx rc = {.fail_at = -1};
         rl__alloc_fail_after(k);
         rl_status s = rl_gguf_writer_create(&w);
         if (s == RL_OK) s = build_writer(w, f32, f16, q4, &rc);
-        if (s == RL_OK) s = rl_gguf_writer_write_to(w, mem_sink, &mb);
+        if (s == RL_OK) s = rl_gguf_writer_write_to(w, rl_test_mem_sink, &mb);
         rl__alloc_fail_after(0);
         rl_gguf_writer_free(w);
         free(mb.p);
