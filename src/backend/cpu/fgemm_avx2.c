@@ -21,7 +21,8 @@ _Static_assert(R == 3 && T == 4 && KC % 8 == 0, "tile shape");
 
 #define UNROLL _Pragma("GCC unroll 16")
 
-#define PF_AHEAD 1024 /* bytes ahead in each weight row */
+#define PF_AHEAD 1024 /* bytes ahead in each weight row of a tile */
+#define PF_FEW 8192   /* bytes ahead in the one weight stream of few() */
 
 /* 8 weights of one row from column k widened to F32; cnt < 8: only that many, zeros after. */
 static inline __attribute__((always_inline)) __m256 load_w8(const rl_type WT, const uint8_t *row,
@@ -125,7 +126,7 @@ static inline __attribute__((always_inline)) void few(const int NT, const rl_typ
             for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
             for (int64_t k = k0; k < k_end; k += 8) {
                 const int cnt = (int)RL_MIN((int64_t)8, k_end - k);
-                _mm_prefetch((const char *)w + (size_t)k * esz + PF_AHEAD, _MM_HINT_T0);
+                _mm_prefetch((const char *)w + (size_t)k * esz + PF_FEW, _MM_HINT_T0);
                 const __m256 wv = load_w8(WT, w, k, cnt);
                 UNROLL
                 for (int t = 0; t < NT; t++)

@@ -28,7 +28,8 @@ _Static_assert(R == 4 && T == 6 && KC % 16 == 0, "tile shape");
 
 #define UNROLL _Pragma("GCC unroll 16")
 
-#define PF_AHEAD 2048 /* bytes ahead in each weight row */
+#define PF_AHEAD 1024 /* bytes ahead in each weight row of a tile */
+#define PF_FEW 8192   /* bytes ahead in the one weight stream of few() (best of 1..8 KiB here) */
 
 /* Up to 16 weights of one row from column k (m: valid lanes) widened to F32. */
 static inline __attribute__((always_inline)) __m512 load_w16(const rl_type WT, const uint8_t *row,
@@ -138,7 +139,7 @@ static inline __attribute__((always_inline)) void few(const int NT, const rl_typ
             int64_t k = k0;
 #define STEP1(FULL, M)                                                                             \
     do {                                                                                           \
-        _mm_prefetch((const char *)w + (size_t)k * esz + PF_AHEAD, _MM_HINT_T0);                   \
+        _mm_prefetch((const char *)w + (size_t)k * esz + PF_FEW, _MM_HINT_T0);                   \
         const __m512 wv = load_w16(WT, w, k, M, FULL);                                             \
         UNROLL                                                                                     \
         for (int t = 0; t < NT; t++) {                                                             \
