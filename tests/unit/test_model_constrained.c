@@ -16,16 +16,16 @@
  * from a base seed printed at the start (RUVLLM_TEST_SEED=S repeats a run). The counts of
  * generations and outcomes are printed per case and in total.
  *
- * Speed: a case's generations are shared by 2 worker threads (RUVLLM_CONSTRAINED_THREADS),
- * each with a single-threaded context that runs 32 generations at a time as sequences (one
- * decode per step for all of them). Unbounded generations are long, so every case runs on
- * the zoo's llama3 (byte-level BPE vocabulary trimmed to 2,304 tokens: every byte is a
- * token, sampling is cheap), and the KV cache keeps only each sequence's last 64 positions
- * (older ones are removed as it advances): a random model gains nothing from a longer
- * context, and attention stays cheap. The bounded cases also run on llama-2-tiny-random
- * (the full 32,000-token Llama 2 vocabulary, SentencePiece). About 1.6 million tokens at
- * 200 generations, about 65 us of CPU each: under two minutes of CPU, shared by the two
- * threads.
+ * Speed: the generations of all cases are shared by 2 worker threads
+ * (RUVLLM_CONSTRAINED_THREADS), each with a single-threaded context that runs 32 of them at
+ * a time as sequences (one decode per step for all; a finished one is replaced at once).
+ * Unbounded generations are long, so every case runs on the zoo's llama3 (byte-level BPE
+ * vocabulary trimmed to 2,304 tokens: every byte is a token, sampling is cheap), and the
+ * KV cache (F32) keeps only each sequence's last 32 positions (older ones are removed as it
+ * advances): a random model gains nothing from a longer context, and attention stays cheap.
+ * The bounded cases also run on llama-2-tiny-random (the full 32,000-token Llama 2
+ * vocabulary, SentencePiece). About 1.6 million tokens at 200 generations, about 55 us of
+ * CPU each: 90 s of CPU, shared by the two threads.
  * Under ASan/UBSan (the _san variant) each case runs 4 generations instead of 200 (about
  * 35,000 tokens; ASan makes a token about ten times dearer);
  * RUVLLM_CONSTRAINED_GENS=N sets the number for either variant; RUVLLM_CONSTRAINED_CASE=S
@@ -43,15 +43,15 @@
 
 #define BUDGET 1024
 #define N_PAR 32
-#define KV_WINDOW 64
+#define KV_WINDOW 32
 
 typedef enum kind { K_GBNF, K_SCHEMA, K_REGEX, K_JSON_OBJECT } kind;
 
 typedef struct tcase {
     const char *name;
     kind k;
-    const char *src;  /* grammar file (under testdata/grammars), schema JSON, or regex */
-    bool from_file;   /* src names a file under testdata/grammars */
+    const char *src; /* grammar file (under testdata/grammars), schema JSON, or regex */
+    bool from_file;  /* src names a file under testdata/grammars */
     bool bounded;
 } tcase;
 
@@ -302,8 +302,8 @@ static bool verify(worker *w, const slot *sl, bool stop, int gen) {
     }
     if (why)
         failf(w, "%s on %s, generation %d (%s, %d tokens): %s: '%.*s'", tc->name, w->name, gen,
-              stop ? "stop" : "length", (int)sl->n_tok, why,
-              (int)(sl->len > 300 ? 300 : sl->len), sl->text);
+              stop ? "stop" : "length", (int)sl->n_tok, why, (int)(sl->len > 300 ? 300 : sl->len),
+              sl->text);
     return !why;
 }
 
@@ -325,10 +325,17 @@ static bool slot_start(worker *w, slot *sl, int jb) {
     rl_sampler_params p = rl_sampler_default_params();
     p.seed = splitmix(sl->c->seed ^ splitmix((uint64_t)j->gen));
     switch (j->gen % 8) { /* the first four cover them all (the _san variant runs four) */
-    case 1: p.top_k = 40; break;
-    case 2: p.top_p = 0.9f; break;
-    case 3: p.min_p = 0.1f; break;
-    default: break;
+    case 1:
+        p.top_k = 40;
+        break;
+    case 2:
+        p.top_p = 0.9f;
+        break;
+    case 3:
+        p.min_p = 0.1f;
+        break;
+    default:
+        break;
     }
     char err[256] = "";
     if (rl_sampler_create(&p, w->n_vocab, NULL, &sl->s, err, sizeof err) != RL_OK ||
@@ -509,6 +516,7 @@ static void run_model(const char *path, const char *name, bool bounded_only, cou
     cp.n_batch = N_PAR;
     cp.n_ctx = N_PAR * (KV_WINDOW + 4);
     cp.n_threads = 1;
+    cp.kv_type = RL_TYPE_F32;
     for (int k = 0; ok && k < n_w; k++) {
         worker *w = &ws[k];
         w->v = rl_model_vocab(m);
@@ -596,8 +604,9 @@ TEST(llama2_tiny_bounded_cases) {
 int main(void) {
     const char *e = getenv("RUVLLM_TEST_SEED");
     g_seed = e ? strtoull(e, NULL, 10) : (uint64_t)time(NULL);
-    fprintf(stderr, "test_model_constrained: seed %llu (RUVLLM_TEST_SEED repeats it), %d "
-                    "generations per case and model, budget %d tokens\n",
+    fprintf(stderr,
+            "test_model_constrained: seed %llu (RUVLLM_TEST_SEED repeats it), %d "
+            "generations per case and model, budget %d tokens\n",
             (unsigned long long)g_seed, n_generations(), BUDGET);
     time_t t0 = time(NULL);
     RUN(zoo_llama3_all_cases);
