@@ -101,8 +101,8 @@ typedef void (*rl__fgemm_fn)(const rl__fgemm_args *g);
 #define RL__FGEMM_AVX512_R 4
 #define RL__FGEMM_AVX512_T 6
 #define RL__FGEMM_AVX512_KC 512
-#define RL__FGEMM_AVX2_R 3
-#define RL__FGEMM_AVX2_T 4
+#define RL__FGEMM_AVX2_R 2
+#define RL__FGEMM_AVX2_T 3
 #define RL__FGEMM_AVX2_KC 512
 void rl__fgemm_avx512(const rl__fgemm_args *g);
 void rl__fgemm_avx2(const rl__fgemm_args *g);

@@ -17,7 +17,7 @@
 #define R RL__FGEMM_AVX2_R
 #define T RL__FGEMM_AVX2_T
 #define KC RL__FGEMM_AVX2_KC
-_Static_assert(R == 3 && T == 4 && KC % 8 == 0, "tile shape");
+_Static_assert(R == 2 && T == 3 && KC % 16 == 0, "tile shape");
 
 #define UNROLL _Pragma("GCC unroll 16")
 
@@ -62,53 +62,72 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* One step of 8 columns at k into sum H of the tile (cnt < 8: the block's last columns). */
+#define STEP(H, K, CNT, PF)                                                                        \
+    do {                                                                                           \
+        __m256 wv[RR];                                                                             \
+        UNROLL                                                                                     \
+        for (int r = 0; r < RR; r++) {                                                             \
+            if (PF) _mm_prefetch((const char *)w[r] + (size_t)(K)*esz + PFD, _MM_HINT_T0);         \
+            wv[r] = load_w8(WT, w[r], (K), (CNT));                                                 \
+        }                                                                                          \
+        UNROLL                                                                                     \
+        for (int t = 0; t < NT; t++) {                                                             \
+            const __m256 xv = load_x8(x + (size_t)t * g->n + (K), (CNT));                          \
+            UNROLL                                                                                 \
+            for (int r = 0; r < RR; r++) acc[H][r][t] = _mm256_fmadd_ps(wv[r], xv, acc[H][r][t]);  \
+        }                                                                                          \
+    } while (0)
+
 /* y[t * ldy + r] (+)= sum over the columns [k0, k0 + kc) of row r times token t, for
- * r < nr (rows past nr read row nr - 1 and are not stored) and t < NT. */
-static inline __attribute__((always_inline)) void tile(const int NT, const rl_type WT,
+ * r < nr (rows past nr read row nr - 1 and are not stored) and t < NT, RR rows read (R in
+ * a tile, 1 in few()). Two sums per (row, token): sum 0 takes the 8-column steps at k0,
+ * k0 + 16, ..., sum 1 those at k0 + 8, ..., so that one row alone still has two
+ * independent FMA chains per token; the sums are added, then reduced by hsum8(). */
+static inline __attribute__((always_inline)) void tile(const int RR, const int NT, const rl_type WT,
                                                        const rl__fgemm_args *g, int64_t r0, int nr,
-                                                       int64_t t0, int64_t k0, int64_t kc) {
+                                                       int64_t t0, int64_t k0, int64_t kc,
+                                                       const size_t PFD) {
     const uint8_t *w[R];
     UNROLL
-    for (int r = 0; r < R; r++) w[r] = g->w + (size_t)(r0 + (r < nr ? r : nr - 1)) * g->w_row_bytes;
+    for (int r = 0; r < RR; r++)
+        w[r] = g->w + (size_t)(r0 + (r < nr ? r : nr - 1)) * g->w_row_bytes;
     const float *x = g->x + (size_t)t0 * (size_t)g->n;
     const size_t esz = WT == RL_TYPE_F32 ? 4 : 2;
-    __m256 acc[R][T];
+    __m256 acc[2][R][T];
     UNROLL
-    for (int r = 0; r < R; r++) UNROLL
-    for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int r = 0; r < RR; r++) {
+        UNROLL
+        for (int t = 0; t < NT; t++) acc[0][r][t] = acc[1][r][t] = _mm256_setzero_ps();
+    }
     const int64_t k_end = k0 + kc;
-    for (int64_t k = k0; k < k_end; k += 8) {
-        const int cnt = (int)RL_MIN((int64_t)8, k_end - k);
-        __m256 wv[R];
-        UNROLL
-        for (int r = 0; r < R; r++) {
-            _mm_prefetch((const char *)w[r] + (size_t)k * esz + PF_AHEAD, _MM_HINT_T0);
-            wv[r] = load_w8(WT, w[r], k, cnt);
-        }
-        UNROLL
-        for (int t = 0; t < NT; t++) {
-            const __m256 xv = load_x8(x + (size_t)t * g->n + k, cnt);
-            UNROLL
-            for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
-        }
+    int64_t k = k0;
+    for (; k + 16 <= k_end; k += 16) {
+        STEP(0, k, 8, true);
+        STEP(1, k + 8, 8, false);
+    }
+    if (k < k_end) {
+        STEP(0, k, (int)RL_MIN((int64_t)8, k_end - k), false);
+        if (k + 8 < k_end) STEP(1, k + 8, (int)(k_end - k - 8), false);
     }
     UNROLL
     for (int t = 0; t < NT; t++) {
         float *yt = g->y + (size_t)(t0 + t) * g->ldy + r0;
         UNROLL
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < RR; r++) {
             if (r >= nr) break;
-            const float s = hsum8(acc[r][t]);
+            const float s = hsum8(_mm256_add_ps(acc[0][r][t], acc[1][r][t]));
             yt[r] = k0 > 0 ? yt[r] + s : s;
         }
     }
 }
+#undef STEP
 
 static inline __attribute__((always_inline)) void
 tiles(const int NT, const rl_type WT, const rl__fgemm_args *g, int64_t t0, int64_t k0, int64_t kc) {
     int64_t r = 0;
-    for (; r + R <= g->rows; r += R) tile(NT, WT, g, r, R, t0, k0, kc);
-    if (r < g->rows) tile(NT, WT, g, r, (int)(g->rows - r), t0, k0, kc);
+    for (; r + R <= g->rows; r += R) tile(R, NT, WT, g, r, R, t0, k0, kc, PF_AHEAD);
+    if (r < g->rows) tile(R, NT, WT, g, r, (int)(g->rows - r), t0, k0, kc, PF_AHEAD);
 }
 
 /* At most T tokens (decode): one row at a time through all its column blocks, one
@@ -116,30 +135,9 @@ tiles(const int NT, const rl_type WT, const rl__fgemm_args *g, int64_t t0, int64
  * operations of tile() in the same order, so the result is the same. */
 static inline __attribute__((always_inline)) void few(const int NT, const rl_type WT,
                                                       const rl__fgemm_args *g) {
-    const size_t esz = WT == RL_TYPE_F32 ? 4 : 2;
-    for (int64_t r = 0; r < g->rows; r++) {
-        const uint8_t *w = g->w + (size_t)r * g->w_row_bytes;
-        for (int64_t k0 = 0; k0 < g->n; k0 += KC) {
-            const int64_t k_end = RL_MIN(k0 + KC, g->n);
-            __m256 acc[T];
-            UNROLL
-            for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();
-            for (int64_t k = k0; k < k_end; k += 8) {
-                const int cnt = (int)RL_MIN((int64_t)8, k_end - k);
-                _mm_prefetch((const char *)w + (size_t)k * esz + PF_FEW, _MM_HINT_T0);
-                const __m256 wv = load_w8(WT, w, k, cnt);
-                UNROLL
-                for (int t = 0; t < NT; t++)
-                    acc[t] = _mm256_fmadd_ps(wv, load_x8(g->x + (size_t)t * g->n + k, cnt), acc[t]);
-            }
-            UNROLL
-            for (int t = 0; t < NT; t++) {
-                float *yt = g->y + (size_t)t * g->ldy + r;
-                const float s = hsum8(acc[t]);
-                *yt = k0 > 0 ? *yt + s : s;
-            }
-        }
-    }
+    for (int64_t r = 0; r < g->rows; r++)
+        for (int64_t k0 = 0; k0 < g->n; k0 += KC)
+            tile(1, NT, WT, g, r, 1, 0, k0, RL_MIN((int64_t)KC, g->n - k0), PF_FEW);
 }
 
 /* More tokens: column blocks outermost, so the block of activations of a token tile is
@@ -154,9 +152,6 @@ static inline __attribute__((always_inline)) void run(const rl_type WT, const rl
         break;
     case 3:
         few(3, WT, g);
-        break;
-    case 4:
-        few(4, WT, g);
         break;
     default:
         break;
@@ -173,15 +168,12 @@ static inline __attribute__((always_inline)) void run(const rl_type WT, const rl
         case 2:
             tiles(2, WT, g, t0, k0, kc);
             break;
-        case 3:
-            tiles(3, WT, g, t0, k0, kc);
-            break;
         default:
             break;
         }
     }
 }
-_Static_assert(T == 4, "run() specialises 1..3 leftover tokens");
+_Static_assert(T == 3, "run() specialises 1..2 leftover tokens");
 
 void rl__fgemm_avx2(const rl__fgemm_args *g) {
     switch (g->wt) {
