@@ -2,10 +2,12 @@
  * fgemm_avx2.c - F16/BF16 (and F32) weights times F32 activations on AVX2 + FMA + F16C
  * (cpu.h: rl__fgemm_*).
  *
- * The register tile of fgemm_avx512.c sized for 16 ymm registers: R = 3 weight rows times
- * up to T = 4 tokens, 12 accumulators of 8 lanes (lane l sums the columns k = l (mod 8) in
- * order), three widened weight vectors and one activation vector per step of 8 columns.
- * Columns in blocks of KC, each block's sums reduced by hsum8() and added to y in order.
+ * The register tile of fgemm_avx512.c sized for 16 ymm registers: R = 2 weight rows times
+ * up to T = 3 tokens, two sums of 8 lanes per (row, token) (12 accumulators; lane l of sum h
+ * takes the columns k = 8h + l (mod 16) in order: a single row read alone, as decode does,
+ * still has two independent FMA chains per token), two widened weight vectors and one
+ * activation vector per step of 8 columns. Columns in blocks of KC; at the end of a block
+ * the two sums are added, reduced by hsum8() and added to y, blocks in order.
  * As on AVX-512, a (row, token) result does not depend on the rows and tokens that share
  * its tile, so batches equal token-by-token bit for bit; against the reference
  * (fgemm_ref.c) it differs by F32 rounding only.
