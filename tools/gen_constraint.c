@@ -39,8 +39,7 @@ int gen_parse_constraint(gen_opts *o, int argc, char **argv, int *i) {
             return -1;
         }
         if (o->con_flag) {
-            fprintf(stderr,
-                    "ruvllm %s: %s and %s cannot be combined: give one output constraint\n",
+            fprintf(stderr, "ruvllm %s: %s and %s cannot be combined: give one output constraint\n",
                     o->cmd, o->con_flag, k_flags[k].flag);
             return -1;
         }

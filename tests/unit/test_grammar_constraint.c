@@ -36,8 +36,8 @@ static void fixture_close(fixture *f) {
 static rl_grammar *compile(const fixture *f, const char *text) {
     rl_grammar *g = NULL;
     char err[256] = "";
-    rl_status st = rl_grammar_compile(text, strlen(text), NULL, f ? f->gv : NULL, NULL, &g, err,
-                                      sizeof err);
+    rl_status st =
+        rl_grammar_compile(text, strlen(text), NULL, f ? f->gv : NULL, NULL, &g, err, sizeof err);
     CHECKF(st == RL_OK, "%s: %s", text, err);
     return g;
 }
@@ -212,15 +212,35 @@ TEST(sampling_composes) {
         rl_sampler_params p = rl_sampler_default_params();
         p.seed = 1000 + (uint64_t)cfg;
         switch (cfg) {
-        case 0: break; /* temperature 1 */
-        case 1: p.temperature = 0; break;
-        case 2: p.top_k = 40; break;
-        case 3: p.top_p = 0.9f; break;
-        case 4: p.min_p = 0.1f; break;
-        case 5: p.mirostat = 2; break;
-        case 6: p.typical_p = 0.8f; p.xtc_probability = 0.5f; break;
-        case 7: p.top_k = 40; p.top_p = 0.95f; p.min_p = 0.05f; p.temperature = 0.8f;
-                p.repeat_penalty = 1.3f; p.penalty_last_n = 16; break;
+        case 0:
+            break; /* temperature 1 */
+        case 1:
+            p.temperature = 0;
+            break;
+        case 2:
+            p.top_k = 40;
+            break;
+        case 3:
+            p.top_p = 0.9f;
+            break;
+        case 4:
+            p.min_p = 0.1f;
+            break;
+        case 5:
+            p.mirostat = 2;
+            break;
+        case 6:
+            p.typical_p = 0.8f;
+            p.xtc_probability = 0.5f;
+            break;
+        case 7:
+            p.top_k = 40;
+            p.top_p = 0.95f;
+            p.min_p = 0.05f;
+            p.temperature = 0.8f;
+            p.repeat_penalty = 1.3f;
+            p.penalty_last_n = 16;
+            break;
         }
         rl_sampler *s = NULL;
         char err[256];
@@ -239,8 +259,8 @@ TEST(sampling_composes) {
                 lg[nv - 1] = lg[nv - 2] = 50; /* padding rows: banned by the mask */
                 lg[(rl_token)(rnd() % (uint64_t)f.n_tok)] = 40;
                 rl_token t = RL_TOKEN_NULL;
-                rl_status st = rl_sampler_sample_constrained(s, lg, rl_grammar_constraint_get(gc),
-                                                             &t);
+                rl_status st =
+                    rl_sampler_sample_constrained(s, lg, rl_grammar_constraint_get(gc), &t);
                 CHECKF(st == RL_OK, "cfg %d: %s", cfg, rl_sampler_errmsg(s));
                 if (st != RL_OK) break;
                 CHECKF(t >= 0 && t < f.n_tok, "cfg %d: token %d", cfg, (int)t);
