@@ -17,6 +17,10 @@
  * of 9 or more tokens over non-F32 weights run on tensor cores with 16-bit operands
  * (activations and decoded weights rounded to BF16, or F16 for F16 weights) and float
  * accumulation: 5e-5 against float64 there (BF16's rounding alone gives about 3e-6).
+ * Q4_K and Q6_K products of 1 to 4 tokens take the q8 path (activations as Q8_K codes
+ * plus int8 residual codes, dp4a): against float64 1e-8 over all of a type's such products
+ * (the residual leaves about 1e-9), 1e-4 for each product alone (a single dot product
+ * can cancel to near zero).
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "test.h"
@@ -131,7 +135,14 @@ static void acc_add(err_acc *a, const float *x, const float *ref, size_t n) {
 }
 
 /* y = x W^T through both backends and in float64 on the decoded weights. */
-static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *worst_ref) {
+/* An environment switch set to 0. */
+static bool getenv_off(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] == '0';
+}
+
+static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *worst_ref,
+                         err_acc *q8, err_acc *q8_cpu) {
     const int64_t K = q->w.ne[0], rows = q->w.ne[1];
     float *x = rand_vec((size_t)(n * K), 1.0f);
     float *yc = malloc((size_t)(n * rows) * sizeof(float));
@@ -151,10 +162,16 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
     gpu_sync();
     const double er = nmse(yg, yr, (size_t)(n * rows));
     acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
-    const double bound = n >= 9 && q->w.type != RL_TYPE_F32 ? 5e-5 : 1e-9;
+    const bool is_q8 = (q->w.type == RL_TYPE_Q4_K || q->w.type == RL_TYPE_Q6_K) && n <= 4 &&
+                       K % 256 == 0 && !getenv_off("RUVLLM_CUDA_Q8");
+    if (is_q8) {
+        acc_add(q8, yg, yr, (size_t)(n * rows));
+        acc_add(q8_cpu, yg, yc, (size_t)(n * rows));
+    }
+    const double bound = is_q8 ? 1e-4 : n >= 9 && q->w.type != RL_TYPE_F32 ? 5e-5 : 1e-9;
     CHECKF(er <= bound, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.3g",
            rl_type_name(q->w.type), (long long)K, (long long)rows, (long long)n, er, bound);
-    if (!(er <= *worst_ref)) *worst_ref = er;
+    if (!is_q8 && !(er <= *worst_ref)) *worst_ref = er;
     gpu->ops->free(gpu, xd);
     gpu->ops->free(gpu, yd);
     free(x);
@@ -171,13 +188,13 @@ TEST(cuda_matmul) {
         const rl_type t = k_types[ti];
         CHECK(gpu->ops->supports_type(gpu, t));
         const double tol = t == RL_TYPE_F32 ? 1e-7 : 5e-4;
-        err_acc ac = {0, 0};
+        err_acc ac = {0, 0}, q8 = {0, 0}, q8c = {0, 0};
         double wr = 0, wt = 0; /* worst vs float64: n <= 8, n >= 9 */
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             qweight q;
             if (!make_weight(t, shapes[si][0], shapes[si][1], &q)) continue;
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr);
+                check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr, &q8, &q8c);
             free_weight(&q);
         }
         /* float rows that are not 8-aligned: the scalar path */
@@ -185,12 +202,18 @@ TEST(cuda_matmul) {
             qweight q;
             if (make_weight(t, 172, 33, &q)) {
                 for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                    check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr);
+                    check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr, &q8, &q8c);
                 free_weight(&q);
             }
         }
         const double ec = ac.den > 0 ? ac.num / ac.den : ac.num;
         CHECKF(ec <= tol, "matmul %s: nmse vs cpu %.3g > %.3g", rl_type_name(t), ec, tol);
+        if (q8.den > 0) {
+            const double e8 = q8.num / q8.den, e8c = q8c.num / q8c.den;
+            CHECKF(e8 <= 1e-8, "matmul %s q8 path: nmse vs float64 %.3g > 1e-8", rl_type_name(t), e8);
+            fprintf(stderr, "  matmul %-7s q8 path (n <= 4): nmse vs float64 %.3g, vs cpu %.3g\n",
+                    rl_type_name(t), e8, e8c);
+        }
         fprintf(stderr, "  matmul %-7s nmse vs cpu %.3g, worst vs float64 %.3g (n <= 8), %.3g (n >= 9)\n",
                 rl_type_name(t), ec, wr, wt);
     }
@@ -205,6 +228,84 @@ TEST(cuda_matmul) {
         gpu->ops->free(gpu, y);
         free_weight(&q);
     }
+}
+
+/* ---- the q8 path fed by the op before ----
+ * RMSNorm and the gated activation write the quantized activations of the Q4_K / Q6_K
+ * product that reads their output next (and the product after that reuses them): their
+ * outputs against the CPU's (1e-7), each product against float64 on the CPU's
+ * activations and the dequantized weights (1e-8, as the q8 path alone). */
+TEST(cuda_q8_fused) {
+    if (!gpu) SKIP("%s", g_skip);
+    const int64_t K = 512, rows = 300;
+    qweight w4, w6;
+    CHECK(make_weight(RL_TYPE_Q4_K, K, rows, &w4));
+    CHECK(make_weight(RL_TYPE_Q6_K, K, rows, &w6));
+    static const int64_t ns[] = {1, 3, 4};
+    for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+        const int64_t n = ns[ni];
+        float *x = rand_vec((size_t)(n * K), 1.0f), *nw = rand_vec((size_t)K, 1.0f);
+        float *u = rand_vec((size_t)(n * K), 1.0f);
+        float *hc = malloc((size_t)(n * K) * sizeof(float));
+        float *yc[3], *yg[3];
+        for (int i = 0; i < 3; i++) yc[i] = malloc((size_t)(n * rows) * sizeof(float));
+        /* CPU: h = rms(x) * nw, a = silu(x) * u; then y0 = h W4, y1 = h W6, y2 = a W6 */
+        cpu->ops->rmsnorm(cpu, x, n, K, 1e-5f, nw, hc);
+        float *ac = malloc((size_t)(n * K) * sizeof(float));
+        cpu->ops->glu(cpu, RL_GLU_SILU, x, K, u, K, n, K, ac);
+
+        float *xd = gpu_vec(x, (size_t)(n * K)), *nwd = gpu_vec(nw, (size_t)K);
+        float *ud = gpu_vec(u, (size_t)(n * K));
+        float *hd = gpu->ops->alloc(gpu, (size_t)(n * K) * sizeof(float));
+        float *ad = gpu->ops->alloc(gpu, (size_t)(n * K) * sizeof(float));
+        float *yd[3];
+        for (int i = 0; i < 3; i++) yd[i] = gpu->ops->alloc(gpu, (size_t)(n * rows) * sizeof(float));
+        gpu->ops->rmsnorm(gpu, xd, n, K, 1e-5f, nwd, hd);
+        CHECK(gpu->ops->matmul(gpu, &w4.wd, hd, n, yd[0]) == RL_OK);
+        CHECK(gpu->ops->matmul(gpu, &w6.wd, hd, n, yd[1]) == RL_OK);
+        gpu->ops->glu(gpu, RL_GLU_SILU, xd, K, ud, K, n, K, ad);
+        CHECK(gpu->ops->matmul(gpu, &w6.wd, ad, n, yd[2]) == RL_OK);
+        /* float64 references on the CPU's activations */
+        const float *src[3] = {hc, hc, ac};
+        const qweight *wq[3] = {&w4, &w6, &w6};
+        for (int i = 0; i < 3; i++)
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t r = 0; r < rows; r++) {
+                    double acc = 0;
+                    for (int64_t k = 0; k < K; k++)
+                        acc += (double)wq[i]->deq[r * K + k] * src[i][t * K + k];
+                    yc[i][t * rows + r] = (float)acc;
+                }
+        float *hg = gpu_get(hd, (size_t)(n * K)), *ag = gpu_get(ad, (size_t)(n * K));
+        for (int i = 0; i < 3; i++) yg[i] = gpu_get(yd[i], (size_t)(n * rows));
+        gpu_sync();
+        CHECKF(nmse(hg, hc, (size_t)(n * K)) <= 1e-7, "q8 fused n=%lld: rmsnorm output",
+               (long long)n);
+        CHECKF(nmse(ag, ac, (size_t)(n * K)) <= 1e-7, "q8 fused n=%lld: glu output", (long long)n);
+        static const char *what[3] = {"rmsnorm -> Q4_K", "rmsnorm -> Q4_K -> Q6_K", "glu -> Q6_K"};
+        for (int i = 0; i < 3; i++) {
+            const double e = nmse(yg[i], yc[i], (size_t)(n * rows));
+            CHECKF(e <= 1e-8, "q8 fused n=%lld %s: nmse vs float64 %.3g", (long long)n, what[i], e);
+            fprintf(stderr, "  q8 fused n=%lld %-24s nmse vs float64 %.3g\n", (long long)n, what[i], e);
+            gpu->ops->free(gpu, yd[i]);
+            free(yc[i]);
+            free(yg[i]);
+        }
+        gpu->ops->free(gpu, xd);
+        gpu->ops->free(gpu, nwd);
+        gpu->ops->free(gpu, ud);
+        gpu->ops->free(gpu, hd);
+        gpu->ops->free(gpu, ad);
+        free(x);
+        free(nw);
+        free(u);
+        free(hc);
+        free(ac);
+        free(hg);
+        free(ag);
+    }
+    free_weight(&w4);
+    free_weight(&w6);
 }
 
 /* ---- embedding rows: bit for bit ---- */
@@ -704,6 +805,7 @@ int main(void) {
         CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
     }
     RUN(cuda_matmul);
+    RUN(cuda_q8_fused);
     RUN(cuda_get_rows);
     RUN(cuda_map_host);
     RUN(cuda_rmsnorm);

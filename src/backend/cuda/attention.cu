@@ -12,8 +12,14 @@
  * (m, l, acc) partials a second kernel combines; that keeps a single decoded token's
  * attention spread over the whole GPU.
  *
+ * Decode (TILED: at most 8 query tokens): each tile's K and V rows are first copied into
+ * shared memory (as float) by the whole block with 16-byte loads, all in flight together:
+ * one memory latency per tile instead of one per cell on the V side. Prefill reads them
+ * in place (more blocks fit an SM without the tiles).
+ *
  * Shared memory: the group's queries [HC][head_dim_k], accumulators [HC][head_dim_v],
- * the tile's scores [HC][32], m, l and the rescale factor per head, the tile's cell ids.
+ * (TILED) the tile's K rows [32][head_dim_k] and V rows [32][head_dim_v], its scores [HC][32],
+ * m, l and the rescale factor per head, the tile's cell ids.
  */
 #include "cuda_impl.h"
 
@@ -40,6 +46,55 @@ template <int KVT> __device__ __forceinline__ float kv_load(const uint8_t *row, 
     }
 }
 
+/* 8 values from 16 bytes of a row of type KVT (F32: the first 4 only are used). */
+template <int KVT> __device__ __forceinline__ void cvt16(uint4 u, float *o) {
+    if constexpr (KVT == RL_TYPE_F16) {
+        const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 f = __half22float2(h[i]);
+            o[2 * i] = f.x;
+            o[2 * i + 1] = f.y;
+        }
+    } else {
+        o[0] = __uint_as_float(u.x);
+        o[1] = __uint_as_float(u.y);
+        o[2] = __uint_as_float(u.z);
+        o[3] = __uint_as_float(u.w);
+    }
+}
+
+/* dst[i][0..hd) = values col0.. of table row cell_s[i] as float, i < nt: 16-byte loads
+ * for F16 and F32 rows that allow them, else one value per load. */
+template <int KVT>
+__device__ __forceinline__ void tile_load(float *dst, const uint8_t *tab, size_t row_bytes,
+                                          const int *cell_s, int nt, int64_t col0, int hd) {
+    constexpr int es = KVT == RL_TYPE_F32 ? 4 : 2, per = 16 / es; /* values per 16 bytes */
+    if constexpr (KVT == RL_TYPE_F16 || KVT == RL_TYPE_F32) {
+        if (hd % per == 0 && row_bytes % 16 == 0 && (col0 * es) % 16 == 0 &&
+            (uintptr_t)tab % 16 == 0) {
+            const int cpr = hd / per;
+#pragma unroll 2
+            for (int c = threadIdx.x; c < nt * cpr; c += THREADS) {
+                const int i = c / cpr, j = c % cpr;
+                const uint4 u = *reinterpret_cast<const uint4 *>(
+                    tab + (size_t)cell_s[i] * row_bytes + (size_t)(col0 + (int64_t)per * j) * es);
+                float v[8];
+                cvt16<KVT>(u, v);
+                float *o = dst + i * hd + per * j;
+#pragma unroll
+                for (int k = 0; k < per; k++) o[k] = v[k];
+            }
+            return;
+        }
+    }
+#pragma unroll 4
+    for (int c = threadIdx.x; c < nt * hd; c += THREADS) {
+        const int i = c / hd, d = c % hd;
+        dst[c] = kv_load<KVT>(tab + (size_t)cell_s[i] * row_bytes, col0 + d);
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -52,7 +107,7 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-template <int KVT>
+template <int KVT, bool TILED>
 __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgroups) {
     extern __shared__ float sm[];
     const int hdk = a.head_dim_k, hdv = a.head_dim_v;
@@ -69,7 +124,9 @@ __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgro
 
     float *qs = sm;                                   /* [HC][hdk] */
     float *acc = qs + HC * hdk;                       /* [HC][hdv] */
-    float *sc = acc + HC * hdv;                       /* [HC][TILE] */
+    float *ks = acc + HC * hdv;                       /* TILED: [TILE][hdk] */
+    float *vs = ks + (TILED ? TILE * hdk : 0);        /* TILED: [TILE][hdv] */
+    float *sc = vs + (TILED ? TILE * hdv : 0);        /* [HC][TILE] */
     float *mrow = sc + HC * TILE;                     /* [HC] */
     float *lrow = mrow + HC;                          /* [HC] */
     float *crow = lrow + HC;                          /* [HC] */
@@ -97,15 +154,21 @@ __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgro
         const int nt = (int)min((int64_t)TILE, ce - c0);
         if (tid < nt) cell_s[tid] = a.cells[c0 + tid];
         __syncthreads();
+        if constexpr (TILED) {
+            tile_load<KVT>(ks, kt, a.k_row_bytes, cell_s, nt, (int64_t)g * hdk, hdk);
+            tile_load<KVT>(vs, vt, a.v_row_bytes, cell_s, nt, (int64_t)g * hdv, hdv);
+            __syncthreads();
+        }
 
         /* scores: a warp per cell, lanes across the head */
         for (int i = warp; i < nt; i += WARPS) {
-            const uint8_t *krow = kt + (size_t)cell_s[i] * a.k_row_bytes;
+            const float *krow = ks + i * hdk;
+            const uint8_t *kraw = kt + (size_t)cell_s[i] * a.k_row_bytes;
             float p[HC];
 #pragma unroll
             for (int h = 0; h < HC; h++) p[h] = 0.0f;
             for (int d = lane; d < hdk; d += 32) {
-                const float kv = kv_load<KVT>(krow, (int64_t)g * hdk + d);
+                const float kv = TILED ? krow[d] : kv_load<KVT>(kraw, (int64_t)g * hdk + d);
 #pragma unroll
                 for (int h = 0; h < HC; h++)
                     if (h < nh) p[h] += qs[h * hdk + d] * kv;
@@ -148,8 +211,9 @@ __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgro
 #pragma unroll
             for (int h = 0; h < HC; h++) ac[h] = h < nh ? acc[h * hdv + d] * crow[h] : 0.0f;
             for (int i = 0; i < nt; i++) {
-                const uint8_t *vrow = vt + (size_t)cell_s[i] * a.v_row_bytes;
-                const float vv = kv_load<KVT>(vrow, (int64_t)g * hdv + d);
+                const float vv = TILED ? vs[i * hdv + d]
+                                       : kv_load<KVT>(vt + (size_t)cell_s[i] * a.v_row_bytes,
+                                                      (int64_t)g * hdv + d);
 #pragma unroll
                 for (int h = 0; h < HC; h++) ac[h] += sc[h * TILE + i] * vv;
             }
@@ -206,24 +270,43 @@ __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
     }
 }
 
+/* Dynamic shared memory of the attention kernel (tiled or not). */
+size_t attn_smem(int head_dim_k, int head_dim_v, bool tiled) {
+    const size_t rows = HC + (tiled ? TILE : 0);
+    return sizeof(float) * (rows * head_dim_k + rows * head_dim_v + HC * TILE + 3 * HC) +
+           sizeof(int) * TILE;
+}
+
+/* Query tokens up to which the tiled kernel runs (decode of a few sequences). */
+constexpr int TILED_MAX_TOK = 8;
+
+template <int KVT>
+void attn_launch(dim3 grid, cudaStream_t s, const rl__cu_attn *a, int n_hgroups) {
+    const bool tiled = a->n_tok <= TILED_MAX_TOK;
+    const size_t smem = attn_smem(a->head_dim_k, a->head_dim_v, tiled);
+    if (tiled)
+        attn_kernel<KVT, true><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+    else
+        attn_kernel<KVT, false><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+}
+
 } // namespace
 
 extern "C" size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v) {
-    return sizeof(float) *
-               ((size_t)HC * head_dim_k + (size_t)HC * head_dim_v + HC * TILE + 3 * HC) +
-           sizeof(int) * TILE;
+    return attn_smem(head_dim_k, head_dim_v, true);
 }
 
 extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     const int v = (int)smem_max;
-    cudaError_t e = cudaFuncSetAttribute(attn_kernel<RL_TYPE_F32>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, v);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(attn_kernel<RL_TYPE_F16>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, v);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(attn_kernel<RL_TYPE_Q8_0>,
-                                 cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    const void *k[] = {(const void *)attn_kernel<RL_TYPE_F32, true>,
+                       (const void *)attn_kernel<RL_TYPE_F16, true>,
+                       (const void *)attn_kernel<RL_TYPE_Q8_0, true>,
+                       (const void *)attn_kernel<RL_TYPE_F32, false>,
+                       (const void *)attn_kernel<RL_TYPE_F16, false>,
+                       (const void *)attn_kernel<RL_TYPE_Q8_0, false>};
+    cudaError_t e = cudaSuccess;
+    for (size_t i = 0; i < sizeof k / sizeof k[0] && e == cudaSuccess; i++)
+        e = cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, v);
     return e;
 }
 
@@ -234,16 +317,15 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
     if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > 65535) return cudaErrorInvalidValue;
     dim3 grid((unsigned)nblk, (unsigned)a->n_split);
-    const size_t smem = rl__cu_attn_smem(a->head_dim_k, a->head_dim_v);
     switch (a->type) {
     case RL_TYPE_F32:
-        attn_kernel<RL_TYPE_F32><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        attn_launch<RL_TYPE_F32>(grid, s, a, n_hgroups);
         break;
     case RL_TYPE_F16:
-        attn_kernel<RL_TYPE_F16><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        attn_launch<RL_TYPE_F16>(grid, s, a, n_hgroups);
         break;
     case RL_TYPE_Q8_0:
-        attn_kernel<RL_TYPE_Q8_0><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        attn_launch<RL_TYPE_Q8_0>(grid, s, a, n_hgroups);
         break;
     default:
         return cudaErrorInvalidValue;

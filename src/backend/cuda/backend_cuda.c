@@ -115,6 +115,9 @@ typedef struct cu_backend {
     bool blas_tried;
     void *tcw, *tcx;  /* workspaces: decoded weight rows, 16-bit activations */
     size_t tcw_cap, tcx_cap;
+    bool q8_on;       /* int8-activation decode products (RUVLLM_CUDA_Q8=0: off) */
+    void *q8x;        /* their workspace: quantized activations */
+    size_t q8x_cap;
     rl_status err;
 } cu_backend;
 
@@ -338,6 +341,16 @@ static bool tc_ready(cu_backend *c, const rl_weight *w, bool vec, int64_t n) {
 static rl_status cu_reserve_matmul(rl_backend *be, const rl_weight *w, int64_t n) {
     cu_backend *c = CU(be);
     if (!cu_supports_type(be, w->type)) return RL_ERR_UNSUPPORTED;
+    if (c->q8_on && n < CU_TC_MIN_N && w->ne[2] == 1 && w->ne[0] > 0 && w->ne[1] > 0) {
+        const void *wd = dev_ptr(c->store, w->data);
+        /* the q8 path's workspace for up to 4 tokens of this K (decode of a few sequences) */
+        const size_t q8 =
+            rl__cu_q8_bytes((int)w->type, true, wd, w->row_bytes, w->ne[0], RL_MIN(n, 4));
+        if (q8 && !grow_ws(c, &c->q8x, &c->q8x_cap, RL_MAX(q8, (size_t)64 << 10))) {
+            if (c->err == RL_ERR_NOMEM) c->err = RL_OK;
+            return RL_ERR_NOMEM;
+        }
+    }
     if (n >= CU_TC_MIN_N && w->ne[2] == 1 && w->ne[0] > 0 && w->ne[1] > 0) {
         const void *wd = dev_ptr(c->store, w->data);
         tc_ready(c, w, rl_type_is_quantized(w->type) || vec_ok(w, wd, NULL), n);
@@ -362,8 +375,32 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
     if (quant && (w->ne[0] % 8 || (uintptr_t)x % 16)) return RL_ERR_INVALID_ARG;
     const bool vec = quant || vec_ok(w, wd, x);
     const bool tc = tc_ready(c, w, vec, n);
+    /* the q8 path; consecutive products of one input (q, k, v; gate, up) share its
+     * quantization: the record before is a q8 product of the same x */
+    size_t q8 = tc || !c->q8_on ? 0 : rl__cu_q8_bytes((int)w->type, vec, wd, w->row_bytes, w->ne[0], n);
+    if (q8 && !grow_ws(c, &c->q8x, &c->q8x_cap, RL_MAX(q8, (size_t)64 << 10))) {
+        nomem(c);
+        return RL_ERR_NOMEM;
+    }
+    bool q8_ready = false;
+    if (q8 && c->q.n_rec > 0) {
+        cu_rec *p = &c->q.rec[c->q.n_rec - 1];
+        if (p->op == CU_OP_MATMUL) {
+            q8_ready = p->mm.xq == c->q8x && p->mm.x == x && p->mm.n == n && p->mm.K == w->ne[0];
+        } else if ((p->op == CU_OP_RMSNORM || p->op == CU_OP_GLU) && p->ew.x == x &&
+                   p->ew.n == n && p->ew.dim == w->ne[0]) {
+            /* x comes from the op just before: it writes the quantization too (one launch
+             * fewer); rows of dim values, dense (glu's output; rmsnorm's rows) */
+            p->ew.xq = c->q8x;
+            q8_ready = true;
+        }
+    }
     cu_rec *r = push(c, CU_OP_MATMUL);
     if (!r) return RL_ERR_NOMEM;
+    if (q8) {
+        r->mm.xq = c->q8x;
+        r->mm.xq_ready = q8_ready;
+    }
     if (tc) {
         r->mm.blas = c->blas;
         r->mm.wsw = c->tcw;
@@ -767,6 +804,7 @@ static void cu_destroy(rl_backend *be) {
     rl__cu_blas_free(c->blas);
     cudaFree(c->tcw);
     cudaFree(c->tcx);
+    cudaFree(c->q8x);
     cudaFree(c->ws);
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
@@ -837,6 +875,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->q_ok = true;
     const char *tc = getenv("RUVLLM_CUDA_TC");
     c->tc_on = !(tc && tc[0] == '0');
+    const char *q8 = getenv("RUVLLM_CUDA_Q8");
+    c->q8_on = !(q8 && q8[0] == '0');
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) {
         cudaGetLastError();
         c->ws = NULL;

@@ -73,6 +73,14 @@ bool rl__cu_type_ok(int type);
  * 16-byte aligned); float types without it take the scalar path. */
 cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
                           int64_t rows, int64_t K, const float *x, int64_t n, float *y);
+/* The q8 path (int8 activations, dp4a) of a decode product: the workspace bytes it needs
+ * for n tokens (quantized x and block scales), or 0 when it does not take this product. */
+size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_bytes, int64_t K, int64_t n);
+/* y = x W^T through the q8 path: x quantized into xq first unless xq_ready (xq already
+ * holds this x, quantized by the product before on the stream). */
+cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row_bytes,
+                             int64_t rows, int64_t K, const float *x, int64_t n, float *y, void *xq,
+                             bool xq_ready);
 /* y[t] = row ids[t] of w as float, K values per row. */
 cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
                             int64_t K, const int32_t *ids, int64_t n, float *y);
@@ -99,8 +107,10 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
                              float *y, void *wsw, size_t wsw_bytes, void *wsx);
 
 /* ---- element-wise (ops_nofma.cu) ---- */
+/* xq non-NULL (dim % 256 == 0): the output also quantized into the q8 path's workspace
+ * layout (rl__cu_matmul_q8) for the product that reads it next. */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
-                           const float *w, float *y);
+                           const float *w, float *y, void *xq);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache). */
 cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t ld, int n_head, int head_dim,
                         int n_rot, bool neox, const float *tab);
@@ -110,9 +120,9 @@ cudaError_t rl__cu_add(cudaStream_t s, float *x, const float *y, int64_t n);
 cudaError_t rl__cu_scale(cudaStream_t s, float *x, int64_t n, float v);
 cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c);
 cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v);
-/* act: 0 SiLU, 1 GELU (tanh) */
+/* act: 0 SiLU, 1 GELU (tanh); xq as rl__cu_rmsnorm's */
 cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g, const float *u,
-                       int64_t ld_u, int64_t n, int64_t dim, float *out);
+                       int64_t ld_u, int64_t n, int64_t dim, float *out, void *xq);
 cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, const int32_t *ids, int64_t n,
                                 int64_t dim, float *dst);
 cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t dim, const int32_t *ids,

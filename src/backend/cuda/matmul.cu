@@ -15,6 +15,7 @@
  */
 #include "qtypes.cuh"
 
+#include <cstdlib>
 #include <type_traits>
 
 using namespace rlcu;
@@ -141,6 +142,40 @@ struct GQ4_K {
         xs[0] = s0;
         xs[1] = s1;
     }
+    /* int8 activations (q8 path): the lane's 16 + 16 values (codes h, residual codes l),
+     * the block's scale and the sums of the values in code units (for the min term) */
+    struct X {
+        int4 lo_h, hi_h, lo_l, hi_l;
+        float d, s0, s1;
+    };
+    __device__ static X xload8(const int8_t *xh, const int8_t *xl, float d, int t) {
+        X x;
+        const int e = 64 * (t >> 1) + 16 * (t & 1);
+        x.lo_h = *reinterpret_cast<const int4 *>(xh + e);
+        x.hi_h = *reinterpret_cast<const int4 *>(xh + e + 32);
+        x.lo_l = *reinterpret_cast<const int4 *>(xl + e);
+        x.hi_l = *reinterpret_cast<const int4 *>(xl + e + 32);
+        x.d = d;
+        x.s0 = (float)sum16(x.lo_h) + (float)sum16(x.lo_l) * (1.0f / Q8_LO);
+        x.s1 = (float)sum16(x.hi_h) + (float)sum16(x.hi_l) * (1.0f / Q8_LO);
+        return x;
+    }
+    __device__ static int sum16(int4 v) {
+        constexpr int one = 0x01010101;
+        return __dp4a(v.x, one, __dp4a(v.y, one, __dp4a(v.z, one, __dp4a(v.w, one, 0))));
+    }
+    /* sum over 16 values of nibble codes (4 words of q, low or high nibbles) times v */
+    template <int SH> __device__ static int dot16(const uint4 &q, int4 v) {
+        int s = __dp4a((int)(q.x >> SH) & 0x0f0f0f0f, v.x, 0);
+        s = __dp4a((int)(q.y >> SH) & 0x0f0f0f0f, v.y, s);
+        s = __dp4a((int)(q.z >> SH) & 0x0f0f0f0f, v.z, s);
+        return __dp4a((int)(q.w >> SH) & 0x0f0f0f0f, v.w, s);
+    }
+    __device__ static float dot8(const W &w, const X &x) {
+        const float lo = (float)dot16<0>(w.q, x.lo_h) + (float)dot16<0>(w.q, x.lo_l) * (1.0f / Q8_LO);
+        const float hi = (float)dot16<4>(w.q, x.hi_h) + (float)dot16<4>(w.q, x.hi_l) * (1.0f / Q8_LO);
+        return x.d * ((w.dl0 * lo - w.ml0 * x.s0) + (w.dl1 * hi - w.ml1 * x.s1));
+    }
     __device__ static float dot(const W &w, const float4 *xv, const float *xs) {
         constexpr float off = 8388608.0f;
         const uint32_t q[4] = {w.q.x, w.q.y, w.q.z, w.q.w};
@@ -185,6 +220,45 @@ struct GQ6_K {
             xv[2 * k + 1] = reinterpret_cast<const float4 *>(p + 32 * k)[1];
         }
         xs[0] = xs[1] = 0.0f;
+    }
+    /* int8 activations: values 128h + 32k + l .. +7 (codes h, residual codes l) and the
+     * block's scale */
+    struct X {
+        uint2 vh[4], vl[4];
+        float d;
+    };
+    __device__ static X xload8(const int8_t *xh, const int8_t *xl, float d, int t) {
+        X x;
+        const int o = 128 * (t >> 2) + 8 * (t & 3);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            x.vh[k] = *reinterpret_cast<const uint2 *>(xh + o + 32 * k);
+            x.vl[k] = *reinterpret_cast<const uint2 *>(xl + o + 32 * k);
+        }
+        x.d = d;
+        return x;
+    }
+    /* codes q - 32 as signed bytes (__vsub4: per-byte, no carries), then dp4a */
+    __device__ static float dot8(const W &w, const X &x) {
+        const uint32_t a[2] = {w.qa.x, w.qa.y}, b[2] = {w.qb.x, w.qb.y}, hb[2] = {w.qh.x, w.qh.y};
+        int gh[4] = {0, 0, 0, 0}, gl[4] = {0, 0, 0, 0};
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
+                                   (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
+                                   (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
+                                   (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int c = (int)__vsub4(v[k], 0x20202020u);
+                gh[k] = __dp4a(c, (int)(i ? x.vh[k].y : x.vh[k].x), gh[k]);
+                gl[k] = __dp4a(c, (int)(i ? x.vl[k].y : x.vl[k].x), gl[k]);
+            }
+        }
+        float g[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) g[k] = (float)gh[k] + (float)gl[k] * (1.0f / Q8_LO);
+        return x.d * ((w.s[0] * g[0] + w.s[1] * g[1]) + (w.s[2] * g[2] + w.s[3] * g[3]));
     }
     __device__ static float dot(const W &w, const float4 *xv, const float *xs) {
         constexpr float off = 8388608.0f + 32.0f;
@@ -258,20 +332,37 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     y[(size_t)k * rows + r0 + r] = v;
 }
 
+/* Tuning knobs of the k-quant decode kernels (RUVLLM_CUDA_GEMV_TW: warps wanted in
+ * flight, RUVLLM_CUDA_GEMV_R: most rows per warp), read once at set-up for sweeps. */
+static int64_t g_gemv_tw = 4096;
+static int g_gemv_rmax = 8;
+
+/* R rows per warp: each activation load serves R rows (at R = 1 the kernel is bound by L1
+ * traffic and latency, far from DRAM; on an H200 whole-model decode was fastest with R = 4
+ * or 8 for tall matrices, 8 for the 8B shape); then warps per row group so that about
+ * g_gemv_tw warps run, but each warp keeps at least two steps of super-blocks. */
+struct gemv_shape {
+    int R, wpr;
+    dim3 grid;
+};
+static gemv_shape gemv_plan(int NC, int64_t rows, int64_t K) {
+    gemv_shape p;
+    p.R = NC == 1 && rows >= 8192 ? 8 : rows >= 4096 ? 4 : rows >= 1024 ? 2 : 1;
+    while (p.R > g_gemv_rmax) p.R /= 2;
+    const int64_t groups = (rows + p.R - 1) / p.R, steps = (K / 256 + 3) / 4;
+    p.wpr = 1;
+    while (p.wpr < GEMV_WARPS && groups * p.wpr < g_gemv_tw && steps >= 2 * p.wpr) p.wpr *= 2;
+    const int64_t gpb = GEMV_WARPS / p.wpr;
+    p.grid = dim3((unsigned)((groups + gpb - 1) / gpb));
+    return p;
+}
+
 template <class G, int NC>
 cudaError_t gemv_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t K,
                    const float *x, int n, float *y) {
-    /* R rows per warp: each activation load serves R rows (at R = 1 the kernel is bound by
-     * L1 traffic and latency, far from DRAM; on an H200 whole-model decode was fastest
-     * with R = 4 or 8 for tall matrices, 8 for the 8B shape); then warps per row group so
-     * that about 4096 warps run, but each warp keeps at least two steps of super-blocks */
-    const int R = NC == 1 && rows >= 8192 ? 8 : rows >= 4096 ? 4 : rows >= 1024 ? 2 : 1;
-    const int64_t tw = 4096; /* warps wanted in flight */
-    const int64_t groups = (rows + R - 1) / R, steps = (K / 256 + 3) / 4;
-    int wpr = 1;
-    while (wpr < GEMV_WARPS && groups * wpr < tw && steps >= 2 * wpr) wpr *= 2;
-    const int64_t gpb = GEMV_WARPS / wpr;
-    dim3 grid((unsigned)((groups + gpb - 1) / gpb));
+    const gemv_shape p = gemv_plan(NC, rows, K);
+    const int R = p.R, wpr = p.wpr;
+    const dim3 grid = p.grid;
     if constexpr (NC == 1)
         if (R == 8) {
             gemv_k_kernel<G, 1, 8><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
@@ -283,6 +374,100 @@ cudaError_t gemv_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t r
         gemv_k_kernel<G, NC, 2><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
     else
         gemv_k_kernel<G, NC, 1><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+    return cudaGetLastError();
+}
+
+/* ---- int8 activations (the q8 path of Q4_K and Q6_K at decode) ----
+ * The activation rows are quantized once per product (or once for consecutive products
+ * of one input: q, k, v; gate, up) exactly as the CPU's dot products quantize them
+ * (rl__quant_q8_K, ggml's block_q8_K: 256 values, the one of largest magnitude mapped to
+ * -127, d = 1 / iscale), so the integer sums are the CPU's and only the float order of the
+ * scale products differs; the weight codes then meet them in __dp4a (4 int8 products and
+ * a sum per instruction) instead of float conversions and FMAs. */
+
+/* The q8 workspace (codes xq [n][K], residual codes xq + n K [n][K], scales xd [n][K / 256])
+ * from x [n][K] (K % 256 == 0): q8k_warp over each block of 256 values. */
+__global__ void quant_q8_kernel(const float *__restrict__ x, int64_t n8, int8_t *__restrict__ xq,
+                                float *__restrict__ xd) {
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n8) return; /* n8 % 32 == 0: whole warps leave */
+    const float4 a = reinterpret_cast<const float4 *>(x)[2 * i];
+    const float4 b = reinterpret_cast<const float4 *>(x)[2 * i + 1];
+    const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    q8k_warp(v, reinterpret_cast<uint2 *>(xq) + i, reinterpret_cast<uint2 *>(xq + 8 * n8) + i,
+             xd + (i >> 5));
+}
+
+/* gemv_k_kernel with the activations as int8 blocks (codes xq [n][K], residual codes at
+ * xq + n K, scales xd [n][K / 256]). */
+template <class G, int NC, int R>
+__global__ void __launch_bounds__(GEMV_WARPS * 32)
+    gemv_q8_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int64_t K,
+                   const int8_t *__restrict__ xq, const float *__restrict__ xd, int n,
+                   float *__restrict__ y, int wpr) {
+    __shared__ float part[GEMV_WARPS][R][NC];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int sub = warp % wpr;
+    const int64_t r0 = ((int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr) * R;
+    const int64_t nsb = K >> 8;
+    const int t = lane & 7;
+    const uint8_t *wr[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * row_bytes;
+    float acc[R][NC];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int k = 0; k < NC; k++) acc[r][k] = 0.0f;
+    for (int64_t sb = (lane >> 3) + 4 * sub; sb < nsb; sb += 4 * wpr) {
+        typename G::W wv[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) wv[r] = G::load(wr[r] + (size_t)sb * G::BYTES, t);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (k < n) {
+                const size_t o = (size_t)k * K + sb * 256;
+                const typename G::X xv = G::xload8(xq + o, xq + (size_t)n * K + o,
+                                                   xd[((size_t)k * K >> 8) + sb], t);
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[r][k] += G::dot8(wv[r], xv);
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            float v = acc[r][k];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) part[warp][r][k] = v;
+        }
+    __syncthreads();
+    if (sub != 0 || lane >= R * NC) return;
+    const int r = lane / NC, k = lane % NC;
+    if (k >= n || r0 + r >= rows) return;
+    float v = 0.0f;
+    for (int i = 0; i < wpr; i++) v += part[warp + i][r][k];
+    y[(size_t)k * rows + r0 + r] = v;
+}
+
+template <class G, int NC>
+cudaError_t gemv_q8(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t rows, int64_t K,
+                    const int8_t *xq, const float *xd, int n, float *y) {
+    const gemv_shape p = gemv_plan(NC, rows, K);
+    const int bt = GEMV_WARPS * 32;
+    if constexpr (NC == 1)
+        if (p.R == 8) {
+            gemv_q8_kernel<G, 1, 8><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+            return cudaGetLastError();
+        }
+    if (p.R >= 4)
+        gemv_q8_kernel<G, NC, 4><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+    else if (p.R == 2)
+        gemv_q8_kernel<G, NC, 2><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+    else
+        gemv_q8_kernel<G, NC, 1><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
     return cudaGetLastError();
 }
 
@@ -514,7 +699,40 @@ extern "C" cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const v
     }
 }
 
+extern "C" size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_bytes, int64_t K,
+                                  int64_t n) {
+    if ((type != RL_TYPE_Q4_K && type != RL_TYPE_Q6_K) || !vec || n < 1 || n > 4 || K % 256)
+        return 0;
+    if (type == RL_TYPE_Q4_K && ((uintptr_t)w % 16 || row_bytes % 16)) return 0;
+    return (size_t)(2 * n * K) + (size_t)(n * K / 256) * sizeof(float);
+}
+
+extern "C" cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row_bytes,
+                                        int64_t rows, int64_t K, const float *x, int64_t n,
+                                        float *y, void *xq, bool xq_ready) {
+    if (rows <= 0 || n <= 0) return cudaSuccess;
+    int8_t *q = static_cast<int8_t *>(xq);
+    float *d = reinterpret_cast<float *>(q + 2 * n * K);
+    if (!xq_ready) {
+        const int64_t n8 = n * K / 8;
+        quant_q8_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(x, n8, q, d);
+    }
+    const uint8_t *wb = static_cast<const uint8_t *>(w);
+    const int nn = (int)n;
+    if (type == RL_TYPE_Q4_K) {
+        if (n == 1) return gemv_q8<GQ4_K, 1>(s, wb, row_bytes, rows, K, q, d, 1, y);
+        if (n == 2) return gemv_q8<GQ4_K, 2>(s, wb, row_bytes, rows, K, q, d, 2, y);
+        return gemv_q8<GQ4_K, 4>(s, wb, row_bytes, rows, K, q, d, nn, y);
+    }
+    if (n == 1) return gemv_q8<GQ6_K, 1>(s, wb, row_bytes, rows, K, q, d, 1, y);
+    if (n == 2) return gemv_q8<GQ6_K, 2>(s, wb, row_bytes, rows, K, q, d, 2, y);
+    return gemv_q8<GQ6_K, 4>(s, wb, row_bytes, rows, K, q, d, nn, y);
+}
+
 extern "C" cudaError_t rl__cu_init_matmul(const int8_t iq4_values[16]) {
+    const char *tw = getenv("RUVLLM_CUDA_GEMV_TW"), *rm = getenv("RUVLLM_CUDA_GEMV_R");
+    if (tw && atoi(tw) > 0) g_gemv_tw = atoi(tw);
+    if (rm && atoi(rm) > 0) g_gemv_rmax = atoi(rm);
     return rl_cu_set_iq4(iq4_values);
 }
 

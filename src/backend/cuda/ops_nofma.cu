@@ -48,7 +48,10 @@ cudaError_t get_rows_launch(cudaStream_t s, const void *w, size_t row_bytes, int
 }
 
 /* ---- RMSNorm: sum of squares in double, scale in float, then the weight ---- */
-__global__ void rmsnorm_kernel(const float *x, int64_t dim, float eps, const float *w, float *y) {
+/* xq non-NULL (dim % 256 == 0): the rows of y also quantized for the q8 path of the
+ * product that reads them next, in the layout of rl__cu_matmul_q8's workspace. */
+__global__ void rmsnorm_kernel(const float *x, int64_t dim, float eps, const float *w, float *y,
+                               int8_t *xq, int64_t n) {
     __shared__ double part[32];
     const float *xr = x + (int64_t)blockIdx.x * dim;
     float *yr = y + (int64_t)blockIdx.x * dim;
@@ -72,6 +75,17 @@ __global__ void rmsnorm_kernel(const float *x, int64_t dim, float eps, const flo
         for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (xr[i] * sc) * w[i];
     else
         for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * sc;
+    if (!xq) return;
+    __syncthreads(); /* the row of y, written by the whole block, is read back below */
+    float *xd = reinterpret_cast<float *>(xq + 2 * n * dim);
+    for (int64_t b = warp; b < dim / 256; b += blockDim.x >> 5) {
+        const float4 *p = reinterpret_cast<const float4 *>(yr + 256 * b + 8 * lane);
+        const float4 a0 = p[0], a1 = p[1];
+        const float v[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        const int64_t e = (int64_t)blockIdx.x * dim + 256 * b + 8 * lane;
+        q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
+                 xd + (int64_t)blockIdx.x * (dim / 256) + b);
+    }
 }
 
 /* ---- RoPE: one thread per rotated pair, angles from the host's table ---- */
@@ -111,21 +125,38 @@ __global__ void fill_kernel(float *x, int64_t n, float v) { GRID_STRIDE(i, n) x[
 
 /* SiLU x / (1 + e^-x); GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as the CPU
  * writes it. */
+__device__ __forceinline__ float glu1(int act, float x, float up) {
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    if (act == 0) return x / (1.0f + expf(-x)) * up;
+    const float ge = 0.5f * x * (1.0f + tanhf(k0 * x * (1.0f + k1 * x * x)));
+    return ge * up;
+}
+
 __global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                            int64_t n, int64_t dim, float *out) {
-    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
     GRID_STRIDE(idx, n * dim) {
         const int64_t t = idx / dim, i = idx % dim;
-        const float x = g[t * ld_g + i], up = u[t * ld_u + i];
-        float o;
-        if (act == 0) {
-            o = x / (1.0f + expf(-x)) * up;
-        } else {
-            const float ge = 0.5f * x * (1.0f + tanhf(k0 * x * (1.0f + k1 * x * x)));
-            o = ge * up;
-        }
-        out[t * dim + i] = o;
+        out[t * dim + i] = glu1(act, g[t * ld_g + i], u[t * ld_u + i]);
     }
+}
+
+/* glu_kernel with the output also quantized for the q8 path (dim % 256 == 0): a warp per
+ * block of 256 outputs, 8 consecutive ones per lane. */
+__global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                              int64_t n, int64_t dim, float *out, int8_t *xq) {
+    const int64_t nb = n * dim / 256;
+    const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (b >= nb) return; /* whole warps */
+    const int lane = threadIdx.x & 31;
+    const int64_t e = 256 * b + 8 * lane, t = e / dim, i = e % dim;
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        v[j] = glu1(act, g[t * ld_g + i + j], u[t * ld_u + i + j]);
+        out[e + j] = v[j];
+    }
+    q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
+             reinterpret_cast<float *>(xq + 2 * n * dim) + b);
 }
 
 __global__ void get_rows_f32_kernel(const float *src, const int32_t *ids, int64_t dim, float *dst) {
@@ -230,11 +261,11 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 }
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
-                                      float eps, const float *w, float *y) {
+                                      float eps, const float *w, float *y, void *xq) {
     if (n <= 0) return cudaSuccess;
-    if (n > 0x7fffffff) return cudaErrorInvalidValue;
+    if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
-    rmsnorm_kernel<<<(unsigned)n, threads, 0, s>>>(x, dim, eps, w, y);
+    rmsnorm_kernel<<<(unsigned)n, threads, 0, s>>>(x, dim, eps, w, y, static_cast<int8_t *>(xq), n);
     return cudaGetLastError();
 }
 
@@ -279,9 +310,16 @@ extern "C" cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v)
 }
 
 extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g,
-                                  const float *u, int64_t ld_u, int64_t n, int64_t dim,
-                                  float *out) {
+                                  const float *u, int64_t ld_u, int64_t n, int64_t dim, float *out,
+                                  void *xq) {
     if (n * dim <= 0) return cudaSuccess;
+    if (xq) {
+        if (dim % 256) return cudaErrorInvalidValue;
+        const int64_t threads = n * dim / 8; /* a warp per 256 outputs */
+        glu_q8_kernel<<<(unsigned)((threads + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0, s>>>(
+            act, g, ld_g, u, ld_u, n, dim, out, static_cast<int8_t *>(xq));
+        return cudaGetLastError();
+    }
     glu_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(act, g, ld_g, u, ld_u, n, dim, out);
     return cudaGetLastError();
 }

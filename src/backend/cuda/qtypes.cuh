@@ -48,6 +48,57 @@ __device__ __forceinline__ int byte8(uint2 v, int i) {
     return (int)(((i < 4 ? v.x : v.y) >> (8 * (i & 3))) & 0xffu);
 }
 
+/* ---- int8 activations (the q8 path of the decode products) ----
+ * One warp quantizes one block of 256 values, 8 consecutive ones per lane (v), in two
+ * int8 parts. The first is what the CPU's rl__quant_q8_K (ggml's block_q8_K) makes:
+ * iscale = -127 / the value of largest magnitude (the first on ties), codes qh = min(127,
+ * round-to-nearest-even(iscale * v)), d = 1 / iscale; the second codes what that leaves,
+ * ql = round(254 * (iscale * v - qh)) (|ql| <= 127), so v = d * (qh + ql / 254) to about
+ * 1/500 of a code step: the products see activations nearly as exact as float ones (the
+ * model goldens were set for those), at two dp4a per 4 values. An all-zero block gets
+ * d = 0 and zero codes. qh, ql: this lane's 8 bytes of each; lane 0 writes *d. All 32
+ * lanes must take part. */
+constexpr float Q8_LO = 254.0f;
+__device__ __forceinline__ void q8k_warp(const float v[8], uint2 *qh, uint2 *ql, float *d) {
+    const int lane = (int)(threadIdx.x & 31);
+    float amax = 0.0f, vmax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (fabsf(v[j]) > amax) {
+            amax = fabsf(v[j]);
+            vmax = v[j];
+        }
+    int at = lane; /* earlier values first on ties */
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float am = __shfl_xor_sync(0xffffffffu, amax, o);
+        const float mx = __shfl_xor_sync(0xffffffffu, vmax, o);
+        const int ao = __shfl_xor_sync(0xffffffffu, at, o);
+        if (am > amax || (am == amax && ao < at)) {
+            amax = am;
+            vmax = mx;
+            at = ao;
+        }
+    }
+    uint32_t h[2] = {0, 0}, l[2] = {0, 0};
+    float dd = 0.0f;
+    if (amax > 0.0f) {
+        const float iscale = __fdiv_rn(-127.0f, vmax);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float f = __fmul_rn(iscale, v[j]);
+            const int c = min(127, __float2int_rn(f));
+            const int r = max(-127, min(127, __float2int_rn(__fmul_rn(__fsub_rn(f, (float)c), Q8_LO))));
+            h[j >> 2] |= (uint32_t)(c & 0xff) << (8 * (j & 3));
+            l[j >> 2] |= (uint32_t)(r & 0xff) << (8 * (j & 3));
+        }
+        dd = __fdiv_rn(1.0f, iscale);
+    }
+    *qh = make_uint2(h[0], h[1]);
+    *ql = make_uint2(l[0], l[1]);
+    if (lane == 0) *d = dd;
+}
+
 /* ---- float rows ---- */
 struct TF32 {
     static constexpr int NV = 8;

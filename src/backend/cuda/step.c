@@ -148,13 +148,16 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
             return rl__cu_matmul_tc(s, r->mm.blas, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes,
                                     r->mm.rows, r->mm.K, r->mm.x, r->mm.n, r->mm.y, r->mm.wsw,
                                     r->mm.wsw_bytes, r->mm.wsx);
+        if (r->mm.xq)
+            return rl__cu_matmul_q8(s, r->mm.type, r->mm.w, r->mm.row_bytes, r->mm.rows, r->mm.K,
+                                    r->mm.x, r->mm.n, r->mm.y, r->mm.xq, r->mm.xq_ready);
         return rl__cu_matmul(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.rows,
                              r->mm.K, r->mm.x, r->mm.n, r->mm.y);
     case CU_OP_GET_ROWS:
         return rl__cu_get_rows(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.K,
                                (const int32_t *)(A + r->mm.ids_at), r->mm.n, r->mm.y);
     case CU_OP_RMSNORM:
-        return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x);
+        return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq);
     case CU_OP_ROPE:
         return rl__cu_rope(s, r->ew.x, r->ew.n, r->ew.ld, r->ew.i0, r->ew.i1, r->ew.i2, r->ew.flag,
                            (const float *)(A + r->ew.at0));
@@ -170,7 +173,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_fill(s, r->ew.x, r->ew.n, r->ew.f);
     case CU_OP_GLU:
         return rl__cu_glu(s, r->ew.i0, r->ew.a, r->ew.ld, r->ew.b, r->ew.ld2, r->ew.n, r->ew.dim,
-                          r->ew.x);
+                          r->ew.x, r->ew.xq);
     case CU_OP_GET_ROWS_F32:
         return rl__cu_get_rows_f32(s, r->ew.a, (const int32_t *)(A + r->ew.at0), r->ew.n, r->ew.dim,
                                    r->ew.x);

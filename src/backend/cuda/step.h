@@ -56,6 +56,8 @@ typedef struct cu_rec {
             void *blas; /* non-NULL: on tensor cores (gemm.c) with these workspaces */
             void *wsw, *wsx;
             size_t wsw_bytes;
+            void *xq;      /* blas NULL, xq set: the q8 path with this activation workspace */
+            bool xq_ready; /* xq already holds x (the product before quantized it) */
         } mm;
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
@@ -65,6 +67,7 @@ typedef struct cu_rec {
             float *x;
             const float *a, *b;
             size_t at0, at1;
+            void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next */
         } ew;
         struct { /* kv_write (cells_at), kv_copy (src_at, dst_at) */
             int type;
