@@ -389,16 +389,20 @@ static tpl_node *parse_subscript(parser *P, tpl_node *node) {
     return g;
 }
 
+/* node(args): a call of what node gives. */
+static tpl_node *parse_call(parser *P, tpl_node *node) {
+    tpl_node *c = new_node(P, N_CALL, cur(P));
+    if (!c) return NULL;
+    c->a = node;
+    return parse_call_args(P, c) ? c : NULL;
+}
+
 static tpl_node *parse_postfix(parser *P, tpl_node *node) {
     for (;;) {
         if (is_op(P, OP_DOT) || is_op(P, OP_LBRACKET)) {
             node = parse_subscript(P, node);
         } else if (is_op(P, OP_LPAREN)) {
-            tpl_node *c = new_node(P, N_CALL, cur(P));
-            if (!c) return NULL;
-            c->a = node;
-            if (!parse_call_args(P, c)) return NULL;
-            node = c;
+            node = parse_call(P, node);
         } else {
             break;
         }
@@ -414,11 +418,7 @@ static tpl_node *parse_filter_expr(parser *P, tpl_node *node) {
         } else if (is_name(P, "is")) {
             node = parse_test(P, node);
         } else if (is_op(P, OP_LPAREN)) {
-            tpl_node *c = new_node(P, N_CALL, cur(P));
-            if (!c) return NULL;
-            c->a = node;
-            if (!parse_call_args(P, c)) return NULL;
-            node = c;
+            node = parse_call(P, node);
         } else {
             break;
         }
