@@ -10,10 +10,10 @@
 #   scripts/cuda-device-check.sh run [OUT]         # there: run everything from device/,
 #                                                  # logs to OUT (default $OUT or /tmp/cuda-out)
 #
-# With the workplace's device tool: prepare, then run `bash scripts/cuda-device-check.sh run`
+# On a remote GPU machine: prepare here, then run `bash scripts/cuda-device-check.sh run` there
 # carrying device/. Set BENCH_SHAPES (default "llama3-1b:Q4_K_M") to benchmark other
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
-# DEVICE_DIR=device-NAME to use another carried folder (one per helper),
+# DEVICE_DIR=device-NAME to use another carried folder (one per concurrent job),
 # SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
 # for Nsight Compute kernel times of two decode steps.
 set -uo pipefail
@@ -43,6 +43,11 @@ if [ "$mode" = prepare ]; then
         cp "$shared/golden/$g.json" "$shared/golden/$g.logits.bin" $dev/testdata/golden/
     done
     du -sh $dev
+    # PACK=1: also write $dev-pack/d.tar.gz (binaries share most bytes; the carry limit is 64 MiB):
+    # carry $dev-pack and run `tar xzf $dev-pack/d.tar.gz && scripts/cuda-device-check.sh run` there.
+    if [ "${PACK:-0}" = 1 ]; then
+        mkdir -p $dev-pack && tar -czf $dev-pack/d.tar.gz $dev && du -sh $dev-pack/d.tar.gz
+    fi
     exit 0
 fi
 
