@@ -1111,6 +1111,18 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *batch);
  * out of range. Valid until the next rl_decode or rl_context_free. */
 RL_API const float *rl_get_logits(rl_context *ctx, int32_t i);
 
+/* Argmax-only decoding (default off). When on, rl_decode gives each flagged token only
+ * the id of its highest logit (rl_get_argmax) and rl_get_logits returns NULL: on a GPU
+ * the pick runs on the device and one id per token comes back instead of n_vocab floats
+ * (greedy decoding at the device's speed). Turn it off before a decode whose logits a
+ * sampler or grammar reads. Takes effect at the next rl_decode. */
+RL_API void rl_context_set_argmax_only(rl_context *ctx, bool on);
+/* The id of the highest logit of token i of the last rl_decode's batch (i as
+ * rl_get_logits takes it; ties: the lowest id; NaN never wins; 0 when no logit is above
+ * -inf), with argmax-only on or off; -1 when that token was not flagged or i is out of
+ * range. */
+RL_API rl_token rl_get_argmax(rl_context *ctx, int32_t i);
+
 /* KV cache. Positions are half-open ranges [p0, p1); p0 < 0 means 0, p1 < 0 means no
  * upper bound. */
 /* Remove everything. */

@@ -26,7 +26,8 @@ if [ "$mode" = prepare ]; then
     shared=${RUVLLM_TESTDATA:-$(cd .. && pwd)/shared}
     rm -rf $dev/bin $dev/libs $dev/testdata
     mkdir -p $dev/bin $dev/libs $dev/testdata/models/zoo $dev/testdata/golden
-    for b in test_cuda_ops test_cuda_model test_device_param test_cuda_convert bench_cuda; do
+    for b in test_cuda_ops test_cuda_model test_device_param test_cuda_convert test_cuda_argmax \
+             bench_cuda; do
         strip -o $dev/bin/$b "$build/$b" || exit 1
     done
     for l in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2; do
@@ -66,7 +67,7 @@ status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
     2>&1 | tee "$out/gpu.txt"
 cd $dev/bin || exit 1
-for t in test_device_param test_cuda_ops test_cuda_model test_cuda_convert; do
+for t in test_device_param test_cuda_ops test_cuda_model test_cuda_convert test_cuda_argmax; do
     echo "== $t"
     timeout 400 "./$t" >"$out/$t.log" 2>&1
     rc=$?

@@ -26,7 +26,7 @@
 
 #include "../util/util.h"
 
-#define RL_BACKEND_OPS_VERSION 3
+#define RL_BACKEND_OPS_VERSION 4
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -178,6 +178,13 @@ typedef struct rl_backend_ops {
     /* Wait for the queued work; the first error of a void op since the last call (the
      * ops of a device backend run asynchronously and report failures late). */
     rl_status (*sync)(rl_backend *be);
+
+    /* ---- version 4: greedy picking on the device (NULL: the context copies the rows
+     * and picks on the host) ---- */
+    /* ids[t] (host memory) = the lowest index of the maximum of row t of x [n][dim] (NaN
+     * never wins; 0 when no value is above -inf), after the queued work; only the ids
+     * travel to the host. */
+    void (*argmax_to_host)(rl_backend *be, const float *x, int64_t n, int64_t dim, int32_t *ids);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

@@ -19,6 +19,7 @@
  */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -57,6 +58,9 @@ struct rl_context {
     float *logits;          /* [n_outputs_max][n_vocab] host */
     int32_t *out_batch_idx; /* [n_outputs_max] batch index of each logits row, ascending */
     int32_t n_outputs;
+    bool argmax_only;       /* rl_context_set_argmax_only */
+    bool out_is_argmax;     /* the last rl_decode kept ids in out_argmax, not logits */
+    int32_t *out_argmax;    /* [n_outputs_max] */
 };
 
 static rl_status ctx_fail(rl_context *ctx, rl_status st, const char *fmt, ...)
@@ -111,6 +115,7 @@ RL_API void rl_context_free(rl_context *ctx) {
     rl__free(ctx->seq_prev);
     rl__aligned_free(ctx->logits);
     rl__free(ctx->out_batch_idx);
+    rl__free(ctx->out_argmax);
     rl__backend_free(be);
     rl__free(ctx);
 }
@@ -263,10 +268,11 @@ RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p
     size_t lb = nbytes(nbytes((size_t)p.n_outputs_max, (size_t)hp->n_vocab), sizeof(float));
     ctx->logits = lb ? rl__aligned_alloc(64, lb) : NULL;
     ctx->out_batch_idx = rl__malloc((size_t)p.n_outputs_max * sizeof(int32_t));
+    ctx->out_argmax = rl__malloc((size_t)p.n_outputs_max * sizeof(int32_t));
     if (!ctx->cell_pos || !ctx->cell_seq || !ctx->ub_tok || !ctx->ub_pos || !ctx->ub_seq ||
         !ctx->ub_cells || !ctx->ub_out || !ctx->span_full || !ctx->span_swa ||
         !ctx->attn_cells || !ctx->list_base || !ctx->list_len || !ctx->seq_last || !ctx->seq_prev ||
-        !ctx->logits || !ctx->out_batch_idx)
+        !ctx->logits || !ctx->out_batch_idx || !ctx->out_argmax)
         goto nomem;
     for (size_t c = 0; c < n_cells; c++) ctx->cell_pos[c] = -1;
 
@@ -439,6 +445,19 @@ static rl_status validate(rl_context *ctx, const rl_batch *b) {
     return RL_OK;
 }
 
+/* The lowest index of the maximum of x[0..n) (NaN never wins; 0 when nothing is above
+ * -inf): the same pick as the device backends' argmax_to_host. */
+static int32_t argmax_row(const float *x, int32_t n) {
+    int32_t b = 0;
+    float best = -INFINITY;
+    for (int32_t i = 0; i < n; i++)
+        if (x[i] > best) {
+            best = x[i];
+            b = i;
+        }
+    return b;
+}
+
 rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits) {
     const rl_model *m = ctx->m;
     if (pass->n_tok < 1 || pass->n_tok > ctx->p.n_batch || pass->n_out < 0 ||
@@ -466,9 +485,17 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
     f.logits = rl__fwd_alloc(&f, (int64_t)pass->n_out * m->hp.n_vocab);
     rl_status st = m->arch->forward(&f);
     if (st == RL_OK) st = f.status;
-    if (st == RL_OK && pass->n_out)
-        ctx->be->ops->to_host(ctx->be, logits, f.logits,
-                              (size_t)pass->n_out * (size_t)m->hp.n_vocab * sizeof(float));
+    const rl_backend_ops *ops = ctx->be->ops;
+    if (st == RL_OK && pass->n_out && pass->out_argmax && ops->argmax_to_host)
+        ops->argmax_to_host(ctx->be, f.logits, pass->n_out, m->hp.n_vocab, pass->out_argmax);
+    else if (st == RL_OK && pass->n_out) {
+        ops->to_host(ctx->be, logits, f.logits,
+                     (size_t)pass->n_out * (size_t)m->hp.n_vocab * sizeof(float));
+        if (pass->out_argmax)
+            for (int32_t k = 0; k < pass->n_out; k++)
+                pass->out_argmax[k] = argmax_row(logits + (size_t)k * m->hp.n_vocab,
+                                                 m->hp.n_vocab);
+    }
     if (ctx->be->ops->sync) {
         rl_status sst = ctx->be->ops->sync(ctx->be);
         if (st == RL_OK) st = sst;
@@ -485,6 +512,7 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
     if (!ctx) return RL_ERR_INVALID_ARG;
     ctx->err[0] = 0;
     ctx->n_outputs = 0;
+    ctx->out_is_argmax = ctx->argmax_only;
     if (!b) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch is NULL");
     rl_status st = validate(ctx, b);
     if (st != RL_OK) return st;
@@ -523,6 +551,7 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
             .span_swa = ctx->has_swa ? ctx->span_swa : ctx->span_full,
             .n_out = n_out,
             .out_ids = ctx->ub_out,
+            .out_argmax = ctx->argmax_only ? ctx->out_argmax + n_out_total : NULL,
         };
         st = rl__context_forward(ctx, &pass, ctx->logits + (size_t)n_out_total * n_vocab);
         if (st != RL_OK) {
@@ -538,12 +567,11 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
     return RL_OK;
 }
 
-RL_API const float *rl_get_logits(rl_context *ctx, int32_t i) {
-    if (!ctx) return NULL;
-    const size_t n_vocab = (size_t)ctx->m->hp.n_vocab;
+/* The output row of token i of the last batch (i < 0: from the end), or -1. */
+static int32_t out_row(const rl_context *ctx, int32_t i) {
     if (i < 0) {
         int32_t k = ctx->n_outputs + i;
-        return k >= 0 ? ctx->logits + (size_t)k * n_vocab : NULL;
+        return k >= 0 ? k : -1;
     }
     int32_t lo = 0, hi = ctx->n_outputs;
     while (lo < hi) {
@@ -551,9 +579,26 @@ RL_API const float *rl_get_logits(rl_context *ctx, int32_t i) {
         if (ctx->out_batch_idx[mid] < i) lo = mid + 1;
         else hi = mid;
     }
-    if (lo < ctx->n_outputs && ctx->out_batch_idx[lo] == i)
-        return ctx->logits + (size_t)lo * n_vocab;
-    return NULL;
+    return lo < ctx->n_outputs && ctx->out_batch_idx[lo] == i ? lo : -1;
+}
+
+RL_API const float *rl_get_logits(rl_context *ctx, int32_t i) {
+    if (!ctx || ctx->out_is_argmax) return NULL;
+    const int32_t k = out_row(ctx, i);
+    return k >= 0 ? ctx->logits + (size_t)k * (size_t)ctx->m->hp.n_vocab : NULL;
+}
+
+RL_API void rl_context_set_argmax_only(rl_context *ctx, bool on) {
+    if (ctx) ctx->argmax_only = on;
+}
+
+RL_API rl_token rl_get_argmax(rl_context *ctx, int32_t i) {
+    if (!ctx) return -1;
+    const int32_t k = out_row(ctx, i);
+    if (k < 0) return -1;
+    if (ctx->out_is_argmax) return ctx->out_argmax[k];
+    const int32_t n_vocab = ctx->m->hp.n_vocab;
+    return argmax_row(ctx->logits + (size_t)k * (size_t)n_vocab, n_vocab);
 }
 
 /* ---- sequence operations ------------------------------------------------------------ */

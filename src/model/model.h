@@ -350,6 +350,9 @@ typedef struct rl__pass {
     const int32_t *span_swa;     /* [n_tok][2] for sliding-window layers; NULL: span_full */
     int32_t n_out;               /* 0 .. min(n_tok, n_outputs_max) */
     const int32_t *out_ids;      /* [n_out] ascending indices of tokens that want logits */
+    int32_t *out_argmax;         /* NULL, or [n_out]: receives each output's argmax id
+                                    instead of logits (picked on the device when the
+                                    backend can; else logits are filled and picked here) */
 } rl__pass;
 
 /* Run one pass; logits ([n_out][n_vocab] host memory) receives the results. Allocates

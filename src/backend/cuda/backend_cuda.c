@@ -84,6 +84,7 @@ _Static_assert(sizeof(block_iq4_xs) == RL_CU_IQ4_XS_BYTES &&
 #define CU_COPY_DIRECT ((size_t)64 << 10) /* from_host above this copies at once */
 #define CU_TC_MIN_N 9                     /* products of this many tokens on tensor cores */
 #define CU_TC_W_MAX ((size_t)128 << 20)   /* decoded-weight workspace (16-bit) at most */
+#define CU_PIN_MAX ((size_t)8 << 20)      /* to_host's pinned bounce buffer at most */
 
 typedef struct cu_range {
     uintptr_t host;
@@ -118,6 +119,11 @@ typedef struct cu_backend {
     bool q8_on;       /* int8-activation decode products (RUVLLM_CUDA_Q8=0: off) */
     void *q8x;        /* their workspace: quantized activations */
     size_t q8x_cap;
+    bool pin_on;      /* to_host through a pinned buffer (RUVLLM_CUDA_PINNED=0: straight) */
+    uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
+    size_t pin_cap;   /* CU_PIN_MAX */
+    int32_t *am_ids;  /* argmax_to_host's device ids [am_cap] */
+    size_t am_cap;
     rl_status err;
 } cu_backend;
 
@@ -250,12 +256,71 @@ static void cu_free(rl_backend *be, void *p) {
     fail(c, cudaFree(p), "free");
 }
 
+/* Why a bounce buffer: dst is the caller's memory (the context's logits rows), pageable.
+ * A device-to-host copy into pageable memory goes through the driver's own staging in
+ * small pieces, each waited for, and on a decode step that copy of one logits row (n_vocab
+ * floats: 0.5 MB for a 128k vocabulary) cost several times the output-head product that
+ * made it (issue 7). Into page-locked memory the copy engine writes at link speed, and a
+ * host memcpy out of it is cheap. The buffer grows to the largest copy asked for (up to
+ * CU_PIN_MAX; larger copies go through it in pieces), so after the first decode step no
+ * allocation is made. If page-locked memory cannot be had, the copy goes straight. */
 static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
     flush(c);
-    fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "copy to host");
-    fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+    const size_t want = RL_MIN(bytes, CU_PIN_MAX);
+    if (c->pin_on && c->pin_cap < want) {
+        if (c->pin) cudaFreeHost(c->pin);
+        c->pin = NULL;
+        c->pin_cap = 0;
+        if (cudaMallocHost((void **)&c->pin, want) == cudaSuccess)
+            c->pin_cap = want;
+        else {
+            cudaGetLastError();
+            c->pin = NULL;
+        }
+    }
+    if (!c->pin_on || c->pin_cap < want) {
+        fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+             "copy to host");
+        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        return;
+    }
+    for (size_t off = 0; off < bytes && c->err == RL_OK; off += c->pin_cap) {
+        const size_t n = RL_MIN(c->pin_cap, bytes - off);
+        fail(c, cudaMemcpyAsync(c->pin, (const uint8_t *)src + off, n, cudaMemcpyDeviceToHost,
+                                c->stream),
+             "copy to host");
+        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        if (c->err == RL_OK) memcpy((uint8_t *)dst + off, c->pin, n);
+    }
+}
+
+static bool grow_ws(cu_backend *c, void **p, size_t *cap, size_t need);
+
+/* The pick joins the queue (so a decode step's graph holds it too); then only n int32
+ * ids come back, through to_host's pinned buffer. The ids buffer grows only when a pass
+ * has more outputs than any before (the first steps), as the graphs that read it go on
+ * reading the same pointer. */
+static void cu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t dim,
+                              int32_t *ids) {
+    cu_backend *c = CU(be);
+    if (n <= 0) return;
+    void *p = c->am_ids;
+    size_t cap = c->am_cap;
+    if (!grow_ws(c, &p, &cap, (size_t)RL_MAX(n, 64) * sizeof(int32_t))) {
+        nomem(c);
+        return;
+    }
+    c->am_ids = p;
+    c->am_cap = cap;
+    cu_rec *r = push(c, CU_OP_ARGMAX);
+    if (!r) return;
+    r->ew.a = x;
+    r->ew.n = n;
+    r->ew.dim = dim;
+    r->ew.x = (float *)c->am_ids; /* int32 ids: the record's output pointer */
+    cu_to_host(be, ids, c->am_ids, (size_t)n * sizeof(int32_t));
 }
 
 /* Small copies join the queue through the arena; large ones (uploads) go at once. */
@@ -806,6 +871,8 @@ static void cu_destroy(rl_backend *be) {
     cudaFree(c->tcx);
     cudaFree(c->q8x);
     cudaFree(c->ws);
+    cudaFree(c->am_ids);
+    if (c->pin) cudaFreeHost(c->pin);
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
     rl__free(c->pbuf);
@@ -844,6 +911,7 @@ static const rl_backend_ops k_cuda_ops = {
     .supports_type = cu_supports_type,
     .fork = cu_fork,
     .sync = cu_sync,
+    .argmax_to_host = cu_argmax_to_host,
 };
 
 /* An instance on s (taking a reference): its stream and attention workspace. */
@@ -877,6 +945,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->tc_on = !(tc && tc[0] == '0');
     const char *q8 = getenv("RUVLLM_CUDA_Q8");
     c->q8_on = !(q8 && q8[0] == '0');
+    const char *pin = getenv("RUVLLM_CUDA_PINNED");
+    c->pin_on = !(pin && pin[0] == '0');
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) {
         cudaGetLastError();
         c->ws = NULL;

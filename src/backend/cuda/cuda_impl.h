@@ -135,6 +135,11 @@ cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size_t row_byte
 cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const int32_t *src,
                            const int32_t *dst, int64_t n);
 
+/* ---- greedy picking (argmax.cu) ---- */
+/* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
+ * wins; 0 when no value is above -inf). */
+cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, int64_t dim, int32_t *ids);
+
 /* ---- attention (attention.cu) ---- */
 typedef struct rl__cu_attn {
     int type;          /* KV type: F32, F16, Q8_0 */

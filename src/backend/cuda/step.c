@@ -135,6 +135,8 @@ static const char *op_name(cu_op op) {
         return "attention";
     case CU_OP_COPY:
         return "copy";
+    case CU_OP_ARGMAX:
+        return "argmax";
     }
     return "?";
 }
@@ -195,6 +197,8 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     case CU_OP_COPY:
         return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes, cudaMemcpyDeviceToDevice,
                                s);
+    case CU_OP_ARGMAX:
+        return rl__cu_argmax(s, r->ew.a, r->ew.n, r->ew.dim, (int32_t *)r->ew.x);
     }
     return cudaErrorInvalidValue;
 }

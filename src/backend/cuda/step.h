@@ -37,6 +37,7 @@ typedef enum cu_op {
     CU_OP_KV_COPY,
     CU_OP_ATTENTION,
     CU_OP_COPY,
+    CU_OP_ARGMAX,
 } cu_op;
 
 /* One queued launch. Arena offsets are named *_at; all other pointers are device memory.
