@@ -160,6 +160,8 @@ TEST(matmul_tokens_every_isa) {
             for (int64_t n_tok = 2; n_tok <= 33; n_tok++)
                 run_case(pool, ts[k], n_tok % 2 ? 13 : 67, cols, n_tok);
             run_case(pool, ts[k], 130, bs == 32 ? 64 * 32 : 8 * bs, 11);
+            /* whole 16-block groups plus a tail block (Q4_0 on AVX-512, q4_0_avx512.h) */
+            if (bs == 32) run_case(pool, ts[k], 14, 33 * 32, 7);
         }
     }
     CHECK(paths >= 1);

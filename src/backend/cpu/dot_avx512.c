@@ -7,13 +7,16 @@
  * block b, bytes 32..63 block b+1, each in element order, so that the 16 i32 lanes of
  * vpdpbusd (u8 x s8, four products per lane, no saturation) split 8/8 between the two
  * blocks and one FMA with [scale_b x8, scale_b+1 x8] finishes both. Weights are made
- * unsigned: Q4_0 and Q5_0 subtract offset * sum(y) (a second vpdpbusd with the
- * offset as u8), Q8_0 uses |x| and y with x's sign (vpabsb, a masked negation), which
- * is exact because activations from our quantizers are never -128.
+ * unsigned: Q5_0 subtracts offset * sum(y) (a second vpdpbusd with the offset as u8),
+ * Q8_0 uses |x| and y with x's sign (vpabsb, a masked negation), which
+ * is exact because activations from our quantizers are never -128. Q4_0 takes one block
+ * per lane instead (q4_0_avx512.h, shared with the multi-token tiles).
  */
 #include "cpu.h"
 
 #include <immintrin.h>
+
+#include "q4_0_avx512.h"
 
 static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
 
@@ -247,34 +250,6 @@ static inline float hsum4(__m128 s) {
     return _mm_cvtss_f32(s);
 }
 
-/* Q4_0: sum (q - 8) y = sum q y - 8 sum y. With the x16 layout the offset is 8 on the
- * low lanes and 16 * 8 = 128 on the high lanes, one vpdpbusd for both. */
-#define Q4_0_BODY(Y)                                                                               \
-    const int64_t nb = n / QK4_0;                                                                  \
-    const __m512i off = lanes_lo_hi(8, 128);                                                       \
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = acc0;                                                \
-    int64_t b = 0;                                                                                 \
-    for (; b + 4 <= nb; b += 4) {                                                                  \
-        pf_span(&x[b], 4 * sizeof x[0]);                                                           \
-        __m512i y0 = Y##_LOAD2(b), y1 = Y##_LOAD2(b + 2);                                          \
-        __m512i p0 =                                                                               \
-            _mm512_dpbusd_epi32(Y##_NOFF2(b, y0, off), nibbles2_x16(x[b].qs, x[b + 1].qs), y0);    \
-        __m512i p1 = _mm512_dpbusd_epi32(Y##_NOFF2(b + 2, y1, off),                                \
-                                         nibbles2_x16(x[b + 2].qs, x[b + 3].qs), y1);              \
-        __m512 s01, s23;                                                                           \
-        spread_x16(_mm_mul_ps(h4f(&x[b].d, sizeof x[0]), Y##_D4(b)), &s01, &s23);                  \
-        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s01, acc0);                                 \
-        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), s23, acc1);                                 \
-    }                                                                                              \
-    __m256 acc = _mm256_setzero_ps();                                                              \
-    for (; b < nb; b++) {                                                                          \
-        __m256i p = dot1_u8(unpack_nibbles1(x[b].qs),                                              \
-                            _mm256_loadu_si256((const __m256i *)Y##_QS(b)), _mm256_set1_epi8(8));  \
-        acc =                                                                                      \
-            _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(x[b].d) * Y##_D1(b)), acc);  \
-    }                                                                                              \
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + hsum8(acc);
-
 /* Q4_1: sum (d q + m) dy y = d dy sum q y + m s (s: the Q8_1 block's fp16 sum). */
 #define Q4_1_BODY(Y)                                                                               \
     const int64_t nb = n / QK4_1;                                                                  \
@@ -417,13 +392,12 @@ static inline __m512i dot_s8_2(__m512i x, __m512i y) {
         (void)yoff;                                                                                \
         BODY(YS)                                                                                   \
     }
-DEFINE_KERNELS(q4_0, block_q4_0, block_q8_0, Q4_0_BODY)
 DEFINE_KERNELS(q4_1, block_q4_1, block_q8_1, Q4_1_BODY)
 DEFINE_KERNELS(q5_0, block_q5_0, block_q8_0, Q5_0_BODY)
 DEFINE_KERNELS(q5_1, block_q5_1, block_q8_1, Q5_1_BODY)
 DEFINE_KERNELS(q8_0, block_q8_0, block_q8_0, Q8_0_BODY)
 
-/* Offsets for the gemv of Q4_0 / Q5_0: NOFF2 of every pair of blocks (16 x i32 each). */
+/* Offsets for the gemv of Q5_0: NOFF2 of every pair of blocks (16 x i32 each). */
 #define DEFINE_PREP(s, OFF)                                                                        \
     void rl__gemv_prep_##s##_avx512(const int8_t *yqs, int64_t n, int32_t *yoff) {                 \
         const __m512i offc = OFF;                                                                  \
@@ -431,5 +405,60 @@ DEFINE_KERNELS(q8_0, block_q8_0, block_q8_0, Q8_0_BODY)
             _mm512_storeu_si512(yoff + 8 * b,                                                      \
                                 YB_NOFF2(b, _mm512_loadu_si512(yqs + 32 * b), offc));              \
     }
-DEFINE_PREP(q4_0, lanes_lo_hi(8, 128))
 DEFINE_PREP(q5_0, _mm512_set1_epi8(16))
+
+/* ---- Q4_0: one block per i32 lane, sixteen blocks a step (q4_0_avx512.h) ------------- */
+float rl__vec_dot_q4_0_avx512(int64_t n, const void *vx, const void *vy) {
+    const block_q4_0 *x = vx;
+    const block_q8_0 *y = vy;
+    const int64_t nb = n / QK4_0, ng = nb / Q40_G;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        const block_q4_0 *xg = x + Q40_G * g;
+        const block_q8_0 *yg = y + Q40_G * g;
+        pf_span(xg, Q40_G * sizeof *xg);
+        __m512i c[8], negw, yr[8];
+        __m512 dx;
+        q40_w_group(xg, c, &negw, &dx);
+        q40_y_group(yg[0].qs, sizeof *yg, yr);
+        int8_t yt[8 * 64] __attribute__((aligned(64)));
+        for (int d = 0; d < 8; d++) _mm512_store_si512(yt + 64 * d, yr[d]);
+        const __m512 dy = q40_h16(&yg[0].d, sizeof *yg);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q40_isum(c, negw, yt)), _mm512_mul_ps(dx, dy),
+                              acc);
+    }
+    return _mm512_reduce_add_ps(acc) +
+           q40_tail(x, Q40_G * ng, nb, y[0].qs, sizeof y[0], NULL, &y[0].d, sizeof y[0]);
+}
+
+/* yoff: the transposed activations of every whole group (rl__gemv_prep_q4_0_avx512). */
+float rl__gemv_q4_0_avx512(int64_t n, const void *vx, const int8_t *yqs, const float *yd,
+                           const float *ys, const int32_t *yoff) {
+    const block_q4_0 *x = vx;
+    const int8_t *yt = (const int8_t *)yoff;
+    const int64_t nb = n / QK4_0, ng = nb / Q40_G;
+    (void)ys;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        const block_q4_0 *xg = x + Q40_G * g;
+        pf_span(xg, Q40_G * sizeof *xg);
+        __m512i c[8], negw;
+        __m512 dx;
+        q40_w_group(xg, c, &negw, &dx);
+        const __m512 dy = _mm512_permutexvar_ps(q40_blk_idx(), _mm512_loadu_ps(yd + Q40_G * g));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q40_isum(c, negw, yt + 512 * g)),
+                              _mm512_mul_ps(dx, dy), acc);
+    }
+    return _mm512_reduce_add_ps(acc) + q40_tail(x, Q40_G * ng, nb, yqs, 32, yd, NULL, 0);
+}
+
+/* The activation row's whole groups transposed into the offsets area (n bytes: 512 bytes
+ * per group of 16 blocks), read by the gemv and the tiles. */
+void rl__gemv_prep_q4_0_avx512(const int8_t *yqs, int64_t n, int32_t *yoff) {
+    int8_t *yt = (int8_t *)yoff;
+    for (int64_t g = 0; g < n / QK4_0 / Q40_G; g++) {
+        __m512i yr[8];
+        q40_y_group(yqs + 512 * g, 32, yr);
+        for (int d = 0; d < 8; d++) _mm512_storeu_si512(yt + 512 * g + 64 * d, yr[d]);
+    }
+}

@@ -1,12 +1,13 @@
 /*
  * gemm_avx512.c - multi-token tiles of Q4_0 and Q8_0 on AVX-512 VNNI (cpu.h: rl__gemm_*).
  *
- * A tile is GEMM_R weight rows times up to GEMM_T tokens. Each group of four weight blocks
+ * A tile is GEMM_R weight rows times up to GEMM_T tokens. Each group of weight blocks
  * is loaded and decoded once into registers and multiplied (vpdpbusd) with the activations
  * of every token of the tile, so a prompt no longer decodes the weights once per token.
  *
  * Every (row, token) output is bit-identical to rl__vec_dot_<t>_avx512 / rl__gemv_<t>_avx512
- * (dot_avx512.c): the same two-blocks-per-register layout, the same integer i32 lane sums
+ * (dot_avx512.c). Q4_0 shares its arithmetic with them through q4_0_avx512.h (one block per
+ * lane, groups of 16 blocks). Q8_0: the same two-blocks-per-register layout, the same integer i32 lane sums
  * (computed by an exact integer identity where it saves work), the same float products of
  * the scales and the same FMA order into the same two accumulators, the same odd-block tail
  * and the same final reduction.
@@ -14,6 +15,8 @@
 #include "cpu.h"
 
 #include <immintrin.h>
+
+#include "q4_0_avx512.h"
 
 #define GEMM_R RL__GEMM_AVX512_ROWS
 #define GEMM_T RL__GEMM_AVX512_TOKS
@@ -59,107 +62,53 @@ static inline __m512 spread23(__m128 s) {
                                  _mm512_castps128_ps512(s));
 }
 
-static inline __m512i lanes_lo_hi(uint8_t lo, uint8_t hi) {
-    const long long l = (long long)(0x0101010101010101ull * lo),
-                    h = (long long)(0x0101010101010101ull * hi);
-    return _mm512_setr_epi64(l, l, h, h, l, l, h, h);
-}
-
-/* The x16 nibble layout of dot_avx512.c: lanes [qa & 0x0f, qa & 0xf0, qb & 0x0f, qb & 0xf0]. */
-static inline __m512i nibbles2_x16(const uint8_t *qa, const uint8_t *qb) {
-    __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qa));
-    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qb));
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
-    return _mm512_and_si512(z, lanes_lo_hi(0x0f, 0xf0));
-}
-
-/* The weight half of dot_avx512.c's spread_x16: [d0 x4, d0/16 x4, d1 x4, d1/16 x4] and the
- * same for d2, d3. There the product dx * dy is formed first and then scaled by 1/16; here
- * dx is scaled first and multiplied by spread01/23(dy). Both are exact scalings by a power
- * of two of the same rounded product (fp16 scales: the product is at least 2^-48, so
- * dividing it by 16 stays a normal float), so the lanes are bit-identical. */
-static inline void spread_x16(__m128 s, __m512 *s01, __m512 *s23) {
-    __m256 t =
-        _mm256_permutexvar_ps(_mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3), _mm256_castps128_ps256(s));
-    t = _mm256_mul_ps(t, _mm256_setr_ps(1, 0.0625f, 1, 0.0625f, 1, 0.0625f, 1, 0.0625f));
-    __m512 z = _mm512_castps256_ps512(t);
-    *s01 =
-        _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), z);
-    *s23 =
-        _mm512_permutexvar_ps(_mm512_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7), z);
-}
-
-static inline __m256i unpack_nibbles1(const uint8_t *qs) {
-    __m128i q = _mm_loadu_si128((const __m128i *)qs);
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0f));
-}
-
 /* The split activation row of token t (matmul.c's layout, cpu.h). */
 #define Y_QS(t) ((const int8_t *)(ys + (size_t)(t) * yst))
 #define Y_D(t) ((const float *)(ys + (size_t)(t) * yst + (size_t)n))
 #define Y_OFF(t) ((const int32_t *)(Y_D(t) + 2 * (n / 32)))
 
-/* Q4_0 tile of GEMM_R rows x NT tokens. The negated offset terms of each pair of blocks
- * come precomputed per token (rl__gemv_prep_q4_0_avx512), as the gemv reads them. */
+/* Q4_0 tile of GEMM_R rows x NT tokens in q4_0_avx512.h's arithmetic: each group of 16
+ * weight blocks is transposed and unpacked once for all tokens; the activations come
+ * transposed per token (rl__gemv_prep_q4_0_avx512, in the offsets area of the split row). */
 static inline __attribute__((always_inline)) void
 q4_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys, size_t yst,
           float *out, size_t ost) {
-    const int64_t nb = n / QK4_0;
+    const int64_t nb = n / QK4_0, ng = nb / Q40_G;
     const block_q4_0 *x[GEMM_R];
     UNROLL
     for (int r = 0; r < GEMM_R; r++) x[r] = (const block_q4_0 *)((const uint8_t *)vx + r * xst);
-    __m512 acc0[GEMM_R][GEMM_T], acc1[GEMM_R][GEMM_T];
+    __m512 acc[GEMM_R][GEMM_T];
     UNROLL
     for (int r = 0; r < GEMM_R; r++)
         UNROLL
-        for (int t = 0; t < NT; t++) acc0[r][t] = acc1[r][t] = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= nb; b += 4) {
-        __m512i w0[GEMM_R], w1[GEMM_R];
-        __m512 xs01[GEMM_R], xs23[GEMM_R];
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512 dy[GEMM_T];
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            dy[t] = _mm512_permutexvar_ps(q40_blk_idx(), _mm512_loadu_ps(Y_D(t) + Q40_G * g));
         UNROLL
         for (int r = 0; r < GEMM_R; r++) {
-            pf_span(&x[r][b], 4 * sizeof(block_q4_0));
-            w0[r] = nibbles2_x16(x[r][b].qs, x[r][b + 1].qs);
-            w1[r] = nibbles2_x16(x[r][b + 2].qs, x[r][b + 3].qs);
-            spread_x16(h4f(&x[r][b].d, sizeof(block_q4_0)), &xs01[r], &xs23[r]);
-        }
-        UNROLL
-        for (int t = 0; t < NT; t++) {
-            const __m512i y0 = _mm512_loadu_si512(Y_QS(t) + 32 * b);
-            const __m512i y1 = _mm512_loadu_si512(Y_QS(t) + 32 * (b + 2));
-            const __m512i o0 = _mm512_loadu_si512(Y_OFF(t) + 8 * b);
-            const __m512i o1 = _mm512_loadu_si512(Y_OFF(t) + 8 * (b + 2));
-            const __m128 d4 = _mm_loadu_ps(Y_D(t) + b);
-            const __m512 ys01 = spread01(d4), ys23 = spread23(d4);
+            const block_q4_0 *xg = x[r] + Q40_G * g;
+            pf_span(xg, Q40_G * sizeof *xg);
+            __m512i c[8], negw;
+            __m512 dx;
+            q40_w_group(xg, c, &negw, &dx);
             UNROLL
-            for (int r = 0; r < GEMM_R; r++) {
-                __m512i p0 = _mm512_dpbusd_epi32(o0, w0[r], y0);
-                __m512i p1 = _mm512_dpbusd_epi32(o1, w1[r], y1);
-                acc0[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), _mm512_mul_ps(xs01[r], ys01),
-                                             acc0[r][t]);
-                acc1[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1), _mm512_mul_ps(xs23[r], ys23),
-                                             acc1[r][t]);
+            for (int t = 0; t < NT; t++) {
+                const __m512i s = q40_isum(c, negw, (const int8_t *)Y_OFF(t) + 512 * g);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
             }
         }
     }
     UNROLL
     for (int r = 0; r < GEMM_R; r++)
         UNROLL
-        for (int t = 0; t < NT; t++) {
-            __m256 acc = _mm256_setzero_ps();
-            for (int64_t c = b; c < nb; c++) {
-                __m256i q = unpack_nibbles1(x[r][c].qs);
-                __m256i y = _mm256_loadu_si256((const __m256i *)(Y_QS(t) + 32 * c));
-                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
-                p = _mm256_sub_epi32(
-                    p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(8), y));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
-                                      _mm256_set1_ps(h2f(x[r][c].d) * Y_D(t)[c]), acc);
-            }
+        for (int t = 0; t < NT; t++)
             out[(size_t)t * ost + (size_t)r] =
-                _mm512_reduce_add_ps(_mm512_add_ps(acc0[r][t], acc1[r][t])) + hsum8(acc);
-        }
+                _mm512_reduce_add_ps(acc[r][t]) +
+                q40_tail(x[r], Q40_G * ng, nb, Y_QS(t), 32, Y_D(t), NULL, 0);
 }
 
 /* Q8_0 tile. The single-token kernel sums |x| * (y with x's sign); here the activations
