@@ -54,6 +54,7 @@ typedef void (*rl__gemm_fn)(int64_t n, int nt, const void *x, size_t xst, const 
                             size_t yst, float *out, size_t ost);
 #define RL__GEMM_AVX512_ROWS 2
 #define RL__GEMM_AVX512_TOKS 4
+#define RL__GEMM_AVX512_Q4_0_TOKS 8 /* Q4_0: 2 rows x 8 tokens */
 void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
 void rl__gemm_q8_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,

@@ -20,6 +20,7 @@
 
 #define GEMM_R RL__GEMM_AVX512_ROWS
 #define GEMM_T RL__GEMM_AVX512_TOKS
+#define Q40_T RL__GEMM_AVX512_Q4_0_TOKS
 
 /* The tile loops must unroll fully so the accumulator arrays live in registers (-O2 does
  * not unroll them by itself). */
@@ -77,16 +78,18 @@ q4_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
     const block_q4_0 *x[GEMM_R];
     UNROLL
     for (int r = 0; r < GEMM_R; r++) x[r] = (const block_q4_0 *)((const uint8_t *)vx + r * xst);
-    __m512 acc[GEMM_R][GEMM_T];
+    __m512 acc[GEMM_R][Q40_T];
     UNROLL
     for (int r = 0; r < GEMM_R; r++)
         UNROLL
         for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
     for (int64_t g = 0; g < ng; g++) {
-        __m512 dy[GEMM_T];
+        /* the tokens' scales in lane order, read from memory by the products below */
+        float dy[Q40_T][16] __attribute__((aligned(64)));
         UNROLL
         for (int t = 0; t < NT; t++)
-            dy[t] = _mm512_permutexvar_ps(q40_blk_idx(), _mm512_loadu_ps(Y_D(t) + Q40_G * g));
+            _mm512_store_ps(dy[t], _mm512_permutexvar_ps(q40_blk_idx(),
+                                                         _mm512_loadu_ps(Y_D(t) + Q40_G * g)));
         UNROLL
         for (int r = 0; r < GEMM_R; r++) {
             const block_q4_0 *xg = x[r] + Q40_G * g;
@@ -98,7 +101,7 @@ q4_0_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
             for (int t = 0; t < NT; t++) {
                 const __m512i s = q40_isum(c, negw, (const int8_t *)Y_OFF(t) + 512 * g);
                 acc[r][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, dy[t]), acc[r][t]);
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, _mm512_load_ps(dy[t])), acc[r][t]);
             }
         }
     }
@@ -349,7 +352,21 @@ q6_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
         }                                                                                          \
     }
 _Static_assert(GEMM_T == 4, "DEFINE_GEMM specialises 1..4 tokens");
-DEFINE_GEMM(q4_0)
 DEFINE_GEMM(q8_0)
 DEFINE_GEMM(q4_K)
 DEFINE_GEMM(q6_K)
+
+void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                          size_t yst, float *out, size_t ost) {
+    switch (nt) {
+    case 1: q4_0_tile(1, n, x, xst, ys, yst, out, ost); break;
+    case 2: q4_0_tile(2, n, x, xst, ys, yst, out, ost); break;
+    case 3: q4_0_tile(3, n, x, xst, ys, yst, out, ost); break;
+    case 4: q4_0_tile(4, n, x, xst, ys, yst, out, ost); break;
+    case 5: q4_0_tile(5, n, x, xst, ys, yst, out, ost); break;
+    case 6: q4_0_tile(6, n, x, xst, ys, yst, out, ost); break;
+    case 7: q4_0_tile(7, n, x, xst, ys, yst, out, ost); break;
+    default: q4_0_tile(Q40_T, n, x, xst, ys, yst, out, ost); break;
+    }
+}
+_Static_assert(Q40_T == 8, "rl__gemm_q4_0_avx512 specialises 1..8 tokens");

@@ -120,6 +120,7 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
         if (t == RL_TYPE_Q8_0) fn = rl__gemm_q8_0_avx512;
         *rows = RL__GEMM_AVX512_ROWS;
         *toks = RL__GEMM_AVX512_TOKS;
+        if (t == RL_TYPE_Q4_0) *toks = RL__GEMM_AVX512_Q4_0_TOKS;
         if (t == RL_TYPE_Q4_K || t == RL_TYPE_Q6_K) {
             fn = t == RL_TYPE_Q4_K ? rl__gemm_q4_K_avx512 : rl__gemm_q6_K_avx512;
             *rows = 1;
