@@ -980,10 +980,9 @@ int rl__cuda_device_count(void) {
     return n;
 }
 
-rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t *total,
-                               size_t *free_bytes, char *err, size_t es) {
-    if (name_size) name[0] = 0;
-    *total = *free_bytes = 0;
+/* Makes `device` current and reads its properties; errors name the device (no device at all,
+ * an index past the count, a driver error). */
+static rl_status open_device(int device, struct cudaDeviceProp *prop, char *err, size_t es) {
     int n = 0;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0) {
@@ -996,10 +995,24 @@ rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t 
         rl__fmt(err, es, "CUDA device %d does not exist (%d found)", device, n);
         return RL_ERR_UNSUPPORTED;
     }
-    struct cudaDeviceProp prop;
     e = set_device(device);
-    if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, device);
-    if (e == cudaSuccess) e = cudaMemGetInfo(free_bytes, total);
+    if (e == cudaSuccess) e = cudaGetDeviceProperties(prop, device);
+    if (e != cudaSuccess) {
+        rl__fmt(err, es, "CUDA device %d: %s", device, cudaGetErrorString(e));
+        cudaGetLastError();
+        return RL_ERR_UNSUPPORTED;
+    }
+    return RL_OK;
+}
+
+rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t *total,
+                               size_t *free_bytes, char *err, size_t es) {
+    if (name_size) name[0] = 0;
+    *total = *free_bytes = 0;
+    struct cudaDeviceProp prop;
+    rl_status st = open_device(device, &prop, err, es);
+    if (st != RL_OK) return st;
+    cudaError_t e = cudaMemGetInfo(free_bytes, total);
     if (e != cudaSuccess) {
         rl__fmt(err, es, "CUDA device %d: %s", device, cudaGetErrorString(e));
         cudaGetLastError();
@@ -1051,22 +1064,11 @@ static void iq4_grid(int8_t out[16]) {
 
 rl_status rl__backend_cuda_create(int device, rl_backend **out, char *err, size_t es) {
     *out = NULL;
-    int n = 0;
-    cudaError_t e = cudaGetDeviceCount(&n);
-    if (e != cudaSuccess || n == 0) {
-        rl__fmt(err, es, "no CUDA device: %s",
-                e != cudaSuccess ? cudaGetErrorString(e) : "none found");
-        cudaGetLastError();
-        return RL_ERR_UNSUPPORTED;
-    }
-    if (device < 0 || device >= n) {
-        rl__fmt(err, es, "CUDA device %d does not exist (%d found)", device, n);
-        return RL_ERR_UNSUPPORTED;
-    }
     struct cudaDeviceProp prop;
-    e = set_device(device);
-    if (e == cudaSuccess) e = cudaGetDeviceProperties(&prop, device);
-    if (e == cudaSuccess && prop.major < 8) {
+    rl_status st = open_device(device, &prop, err, es);
+    if (st != RL_OK) return st;
+    cudaError_t e = cudaSuccess;
+    if (prop.major < 8) {
         rl__fmt(err, es, "CUDA device %d (%s) has compute capability %d.%d; 8.0 or later needed",
                 device, prop.name, prop.major, prop.minor);
         return RL_ERR_UNSUPPORTED;
@@ -1090,7 +1092,7 @@ rl_status rl__backend_cuda_create(int device, rl_backend **out, char *err, size_
     s->device = device;
     s->n_sm = prop.multiProcessorCount;
     s->smem_max = smem_max;
-    rl_status st = instance_new(s, out);
+    st = instance_new(s, out);
     store_unref(s);
     if (st != RL_OK)
         rl__fmt(err, es, "CUDA device %d: cannot create a stream or workspace: %s", device,
