@@ -8,10 +8,10 @@
 //
 // usage: node tools.mjs PATH/TO/ruvllm      (RUVLLM_TESTDATA: the shared data folder)
 // Exit 0: all passed; 1: a check failed; 77: the data is missing.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { check, denull, sleep, startServer as startServerWith, tally, test } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.argv[2];
@@ -37,39 +37,8 @@ try {
   process.exit(1);
 }
 
-// ---- checks ---------------------------------------------------------------------------
-let passed = 0, failed = 0, current = '';
-function check(cond, what, detail) {
-  if (cond) passed++;
-  else {
-    failed++;
-    console.error(`FAIL ${current}: ${what}${detail !== undefined ? ': ' + JSON.stringify(detail).slice(0, 800) : ''}`);
-  }
-}
-async function test(name, fn) {
-  current = name;
-  const f0 = failed, t0 = Date.now();
-  try {
-    await fn();
-  } catch (e) {
-    failed++;
-    console.error(`FAIL ${name}: exception: ${e && e.stack ? e.stack : e}`);
-  }
-  console.error(`${failed === f0 ? 'ok  ' : 'FAIL'} ${name} (${Date.now() - t0} ms)`);
-}
 
 // OpenAPI's `nullable: true` means null is allowed too.
-function denull(s) {
-  if (Array.isArray(s)) return s.map(denull);
-  if (!s || typeof s !== 'object') return s;
-  const o = {};
-  for (const [k, v] of Object.entries(s)) if (k !== 'nullable') o[k] = denull(v);
-  if (s.nullable === true) {
-    if (typeof o.type === 'string') return { ...o, type: [o.type, 'null'], ...(o.enum ? { enum: [...o.enum, null] } : {}) };
-    return { anyOf: [o, { type: 'null' }] };
-  }
-  return o;
-}
 const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
 ajv.addSchema(denull(JSON.parse(fs.readFileSync(schemaPath, 'utf8'))), 'openai');
 const V = {
@@ -97,30 +66,7 @@ function validJson(schema, text, what) {
 
 // ---- the server ---------------------------------------------------------------------------
 const API_KEY = 'sk-test-tools';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function startServer(args) {
-  const p = spawn(bin, ['serve', '-m', modelPath, '--host', '127.0.0.1', '--port', '0', ...args],
-    { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start: ' + log)), 20000);
-    p.stderr.on('data', (d) => {
-      log += d;
-      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
-    });
-    p.on('exit', (code) => reject(new Error(`server exited with ${code}: ${log}`)));
-  });
-  p.stderr.on('data', (d) => { log += d; });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try {
-      if ((await fetch(`${base}/health`)).status === 200) break;
-    } catch { /* not yet */ }
-    await sleep(50);
-  }
-  return { proc: p, port, base, log: () => log };
-}
+const startServer = (args) => startServerWith(bin, modelPath, args);
 async function post(base, url, body) {
   const r = await fetch(base + url, {
     method: 'POST',
@@ -481,7 +427,7 @@ await test('other template families', async () => {
 const exited = new Promise((resolve) => srv.proc.on('exit', (code) => resolve(code)));
 srv.proc.kill('SIGINT');
 const code = await exited;
-current = 'shutdown';
+tally.current = 'shutdown';
 check(code === 0, 'exit 0 after SIGINT', [code, srv.log().slice(-400)]);
-console.error(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+console.error(`${tally.passed} passed, ${tally.failed} failed`);
+process.exit(tally.failed ? 1 : 0);
