@@ -48,7 +48,8 @@ export function denull(s) {
 }
 
 // `ruvllm serve -m model` with args on 127.0.0.1 and a port the kernel picks; resolves once
-// /health says 200 (checking that it says 503 until then). Returns { proc, port, base, log() }.
+// /health says 200 (checking that it says 503 until then) and stderr has said "ready".
+// Returns { proc, port, base, log() }.
 export async function startServer(bin, modelPath, args) {
   const p = spawn(bin, ['serve', '-m', modelPath, '--host', '127.0.0.1', '--port', '0', ...args],
     { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -72,5 +73,8 @@ export async function startServer(bin, modelPath, args) {
     } catch { /* not yet */ }
     await sleep(50);
   }
+  // The startup lines (model, tool-call family) come before "ready" on stderr, but the pipe may
+  // deliver them after /health already answers: wait for them so tests can read the log.
+  for (let i = 0; i < 200 && !/ruvllm serve: ready/.test(log); i++) await sleep(10);
   return { proc: p, port, base, log: () => log };
 }
