@@ -36,6 +36,7 @@
  * holds under load as well. The grammar is compiled once and warmed by the untimed first
  * run, as a server sees a schema it has met before.
  */
+#include "bench_batched.h"
 #include "cli.h"
 #include "gen.h"
 
@@ -61,6 +62,14 @@ static void usage(FILE *f) {
             "                     n_prompt, n_gen, n_threads, avg_ts, stddev_ts, ...; plus\n"
             "                     floor_ts, the decode floor, null for pp)\n"
             "  --stream-mib M     size of each bandwidth array (default 256 or 8x the LLC)\n"
+            "  --parallel N,N,... batched decoding instead (llama-batched-bench's test): for\n"
+            "                     each N, N sequences each prefill -p tokens in one batch,\n"
+            "                     then generate -n tokens each, all N in one forward pass a\n"
+            "                     step; aggregate prompt and generation tokens/s, and the\n"
+            "                     generation floor (weight + KV bytes a step reads /\n"
+            "                     bandwidth). N in 1..64. JSON keys n_parallel, pp, tg, n_kv,\n"
+            "                     t_pp, speed_pp, t_tg, speed_tg, t, speed, floor_tg,\n"
+            "                     floor_ratio (alias -npl)\n"
             "With a constraint below, also tg with sampling and tg with sampling under the\n"
             "constraint (alternating runs; JSON keys sampling, constraint,\n"
             "sample_us_per_token, slowdown_vs_sampled, full_masks_per_token,\n"
@@ -230,6 +239,7 @@ int cmd_bench(int argc, char **argv) {
     long long n_prompt = 512, n_gen = 128, reps = 5, batch = 512;
     double stream_mib = 0;
     bool json = false;
+    bench_batched_opts bb = {.n_list = 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = gen_parse_option(&o, GEN_OPT_MODEL | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT, argc,
@@ -250,6 +260,8 @@ int cmd_bench(int argc, char **argv) {
             if (!gen_parse_int("bench", a, argv[++i], 1, 1000, &reps)) return 2;
         } else if ((!strcmp(a, "-b") || !strcmp(a, "--batch-size")) && val) {
             if (!gen_parse_int("bench", a, argv[++i], 1, 1 << 16, &batch)) return 2;
+        } else if ((!strcmp(a, "--parallel") || !strcmp(a, "-npl")) && val) {
+            if (!bench_batched_parse_list(a, argv[++i], &bb)) return 2;
         } else if (!strcmp(a, "--stream-mib") && val) {
             if (!gen_parse_float("bench", a, argv[++i], 1, 65536, &stream_mib)) return 2;
         } else if (!strcmp(a, "--kv-type")) {
@@ -267,6 +279,23 @@ int cmd_bench(int argc, char **argv) {
     if (!n_prompt && !n_gen) {
         fprintf(stderr, "ruvllm bench: -p and -n are both 0: nothing to measure\n");
         return 2;
+    }
+    if (bb.n_list) {
+        if (o.con_flag) {
+            fprintf(stderr, "ruvllm bench: --parallel does not take %s\n", o.con_flag);
+            return 2;
+        }
+        if (!n_gen) {
+            fprintf(stderr, "ruvllm bench: --parallel needs -n >= 1 (generated tokens)\n");
+            return 2;
+        }
+        bb.n_prompt = (int32_t)n_prompt;
+        bb.n_gen = (int32_t)n_gen;
+        bb.reps = (int)reps;
+        bb.n_batch = (int32_t)batch;
+        bb.stream_mib = stream_mib;
+        bb.json = json;
+        return bench_batched_run(&o, &bb);
     }
 
     int rc = 1;
