@@ -126,8 +126,8 @@ bool rl__cpu_has_avx512bf16(void);
  * (Q8_1, Q8_K, integers) or its kernels are not linked in. */
 rl__vec_dot_fn rl__vec_dot_get(rl_type t, rl_cpu_isa isa);
 /* True when that kernel prefetches the weights it will read (the AVX2/AVX-512 kernels
- * of dot_avx2.c/dot_avx512.c, the AVX-512 k-quant kernels of dot_k_avx512.c); rl_matmul
- * prefetches rows for the others. */
+ * of dot_avx2.c/dot_avx512.c, the k-quant kernels of dot_k_avx2.c/dot_k_avx512.c);
+ * rl_matmul prefetches rows for the others. */
 bool rl__vec_dot_prefetches(rl_type t, rl_cpu_isa isa);
 
 /* Activation quantizers: one f32 row of n elements (a multiple of the block size) to

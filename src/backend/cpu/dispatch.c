@@ -95,12 +95,12 @@ bool rl__vec_dot_prefetches(rl_type t, rl_cpu_isa isa) {
     case RL_TYPE_Q5_0:
     case RL_TYPE_Q5_1:
     case RL_TYPE_Q8_0: return true;
-    case RL_TYPE_Q2_K: /* the AVX-512 k-quant kernels (dot_k_avx512.c) */
+    case RL_TYPE_Q2_K: /* the k-quant kernels of dot_k_avx2.c and dot_k_avx512.c */
     case RL_TYPE_Q3_K:
     case RL_TYPE_Q4_K:
     case RL_TYPE_Q5_K:
     case RL_TYPE_Q6_K:
-    case RL_TYPE_IQ4_XS: return dot_level(t, isa) == RL_CPU_ISA_AVX512;
+    case RL_TYPE_IQ4_XS: return true;
     default: return false;
     }
 }

@@ -22,6 +22,14 @@
 
 static inline float fp16_f32(rl_fp16 h) { return _cvtsh_ss(h); }
 
+/* Software prefetch of the weights KPF_DIST bytes ahead, one address every 64 bytes of each
+ * block, as in dot_k_avx512.c (which says why and what it was worth there). */
+#define KPF_DIST 8192
+static inline void kpf(const void *block, int bytes) {
+    for (int o = 0; o < bytes; o += 64)
+        _mm_prefetch((const char *)block + KPF_DIST + o, _MM_HINT_T0);
+}
+
 static inline float hsum_ps256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -94,6 +102,7 @@ float rl__vec_dot_q4_K_avx2(int64_t n, const void *vx, const void *vy) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+        kpf(&x[i], (int)sizeof x[i]);
         uint64_t sc, mn;
         k4_scales(x[i].scales, &sc, &mn);
         const __m256i scw = k4_scale_words(sc);
@@ -128,6 +137,7 @@ float rl__vec_dot_q5_K_avx2(int64_t n, const void *vx, const void *vy) {
     const __m256i m16 = _mm256_set1_epi8(0x10);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+        kpf(&x[i], (int)sizeof x[i]);
         uint64_t sc, mn;
         k4_scales(x[i].scales, &sc, &mn);
         const __m256i scw = k4_scale_words(sc);
@@ -165,6 +175,7 @@ float rl__vec_dot_q2_K_avx2(int64_t n, const void *vx, const void *vy) {
     const __m128i m4x = _mm_set1_epi8(0x0f);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+        kpf(&x[i], (int)sizeof x[i]);
         const __m128i s = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i sc_eo = even_odd_epi16(_mm_and_si128(s, m4x));
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s, 4), m4x));
@@ -214,6 +225,7 @@ float rl__vec_dot_q3_K_avx2(int64_t n, const void *vx, const void *vy) {
     const __m256i m4b = _mm256_set1_epi8(4);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+        kpf(&x[i], (int)sizeof x[i]);
         const __m128i s8 = q3k_scales(x[i].scales);
         const __m256i sc_eo = even_odd_epi16(s8);
         const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
@@ -254,6 +266,7 @@ float rl__vec_dot_q6_K_avx2(int64_t n, const void *vx, const void *vy) {
     const __m256i m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+        kpf(&x[i], (int)sizeof x[i]);
         const __m128i s8 = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i sc_eo = even_odd_epi16(s8);
         __m256i sum = _mm256_setzero_si256();
@@ -309,6 +322,7 @@ float rl__vec_dot_iq4_xs_avx2(int64_t n, const void *vx, const void *vy) {
     const __m128i eo = _mm_setr_epi8(0, 2, 4, 6, -1, -1, -1, -1, 1, 3, 5, 7, -1, -1, -1, -1);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
+        kpf(&x[i], (int)sizeof x[i]);
         uint32_t sl;
         memcpy(&sl, x[i].scales_l, 4);
         const uint64_t ls =
