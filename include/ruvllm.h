@@ -972,7 +972,8 @@ typedef struct rl_model rl_model;
 typedef struct rl_model_params {
     int n_threads;  /* default n_threads of contexts on this model; <= 0: physical cores */
     bool use_mlock; /* lock the mapped weights in RAM (mlock), so that the kernel cannot
-                       evict pages left idle; failing to lock is an error (RL_ERR_IO, the
+                       evict pages left idle (and the CPU copies of repacked weights, see
+                       rl_model_load); failing to lock is an error (RL_ERR_IO, the
                        message names RLIMIT_MEMLOCK) */
     const char *device; /* where contexts on the model compute: "cpu" (NULL too, the
                            default) or "cuda" / "cuda:N" (GPU N, default 0: the weights are
@@ -993,7 +994,12 @@ typedef struct rl_model_params {
 /* n_threads 0, no mlock, device "cpu". */
 RL_API rl_model_params rl_model_default_params(void);
 
-/* Load the model at path. p may be NULL (defaults). On failure *out is NULL and err holds
+/* Load the model at path. p may be NULL (defaults). On the CPU, weights whose type and
+ * shape have a faster layout for the active ISA's kernels (Q4_0 with a multiple of 512
+ * columns on AVX-512 VNNI) are copied into it at load, and their file pages are released,
+ * so memory holds one copy; results are the same bit for bit. The environment variable
+ * RUVLLM_CPU_REPACK=0, read at each load, keeps every weight in the file's layout.
+ * On failure *out is NULL and err holds
  * one line: RL_ERR_BAD_FILE (malformed GGUF; a missing or mistyped metadata key or tensor,
  * a tensor of the wrong shape, or one the architecture does not use: the message names
  * it), RL_ERR_UNSUPPORTED (architecture, tokenizer, tensor type or rope scaling type not

@@ -36,6 +36,8 @@ typedef struct rl_weight {
     int64_t ne[4];
     size_t row_bytes;      /* bytes of one row of ne[0] elements */
     const void *data;      /* [ne[2]][ne[1]][row_bytes] */
+    const void *packed;    /* NULL, or the same rows in a CPU kernel layout (rl__cpu_pack_weights),
+                              which the CPU backend reads instead of data */
 } rl_weight;
 
 /* Matrix e (0 <= e < ne[2]) of a 3-D weight as a 2-D weight. */
@@ -43,6 +45,8 @@ static inline rl_weight rl__weight_slice(const rl_weight *w, int64_t e) {
     rl_weight s = *w;
     s.ne[2] = 1;
     s.data = (const uint8_t *)w->data + (size_t)e * (size_t)w->ne[1] * w->row_bytes;
+    if (w->packed) /* packed layouts keep rows whole, in order */
+        s.packed = (const uint8_t *)w->packed + (size_t)e * (size_t)w->ne[1] * w->row_bytes;
     return s;
 }
 
@@ -203,6 +207,28 @@ static inline void rl__backend_free(rl_backend *be) {
 }
 /* The CPU backend's thread pool (for tests and tools that time kernels). */
 rl_threadpool *rl__backend_cpu_pool(rl_backend *be);
+
+/* ---- CPU weight layouts (src/backend/cpu/repack.c) ----
+ * Load-time copies of weights in layouts the CPU kernels of the active ISA read faster
+ * (Q4_0 rows of a multiple of 512 columns on AVX-512 VNNI: src/backend/cpu/q4_0x16.h).
+ * rl__cpu_pack_weights copies each weight of ws[0..n) that has such a layout (weights
+ * sharing data share the copy) into one anonymous read-only mapping (transparent huge
+ * pages asked for) on up to n_threads threads (<= 0: physical cores) and sets its packed
+ * field; the CPU backend's matmul and get_rows then read the copy (matmul falls back to
+ * data if the ISA is later lowered below the layout's). release: drop the file pages of the
+ * packed sources from memory (madvise MADV_DONTNEED; data must be a read-only private
+ * file mapping, which stays valid). *out owns the copies (free after every user of the
+ * weights); it has no copies when none applied. RL_ERR_NOMEM. */
+typedef struct rl__cpu_packed rl__cpu_packed;
+rl_status rl__cpu_pack_weights(rl_weight *const *ws, size_t n, int n_threads, bool release,
+                               rl__cpu_packed **out);
+/* True when data is the source of one of p's copies (p may be NULL). */
+bool rl__cpu_packed_has(const rl__cpu_packed *p, const void *data);
+/* Bytes of the copies' mapping. */
+size_t rl__cpu_packed_bytes(const rl__cpu_packed *p);
+/* mlock the copies: RL_ERR_IO with errno set when the kernel refuses. */
+rl_status rl__cpu_packed_lock(rl__cpu_packed *p);
+void rl__cpu_packed_free(rl__cpu_packed *p);
 
 /* The CUDA backend on device ordinal `device` (src/backend/cuda/). RL_ERR_UNSUPPORTED with
  * a message when the library was built without CUDA or there is no such device. */

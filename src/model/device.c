@@ -102,6 +102,18 @@ static const size_t k_layer_weights[] = {
     offsetof(rl__layer, ffn_gate_inp_shexp),
 };
 
+size_t rl__model_weights(rl_model *m, rl_weight **out, size_t cap) {
+    rl_weight *top[] = {&m->tok_embd, &m->output};
+    const size_t per = RL_ARRAY_LEN(k_layer_weights);
+    const size_t n_w = RL_ARRAY_LEN(top) + (size_t)m->hp.n_layer * per;
+    for (size_t i = 0; i < n_w && i < cap; i++)
+        out[i] = i < RL_ARRAY_LEN(top)
+                     ? top[i]
+                     : (rl_weight *)((uint8_t *)&m->layers[(i - RL_ARRAY_LEN(top)) / per] +
+                                     k_layer_weights[(i - RL_ARRAY_LEN(top)) % per]);
+    return n_w;
+}
+
 /* Point the weights reading `old` at nw's data and type (nw NULL: only count them). */
 static int retarget(rl_model *m, const void *old, const rl_weight *nw) {
     int n = 0;

@@ -28,37 +28,53 @@ RL_API rl_model_params rl_model_default_params(void) {
     return p;
 }
 
-/* Lock the pages that hold tensor data. */
+/* Lock the pages that hold tensor data. With CPU copies (pack.c): the copies, and the
+ * pages of each other tensor alone (one range over all tensors would read the released
+ * file pages of the packed ones back in). */
 static rl_status lock_weights(rl_model *m, char *err, size_t err_size) {
     const rl_gguf *g = m->gguf;
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const bool per_tensor = rl__cpu_packed_bytes(m->cpu_packed) > 0;
+    size_t bytes = rl__cpu_packed_bytes(m->cpu_packed);
+    int e = 0;
+    if (rl__cpu_packed_lock(m->cpu_packed) != RL_OK) e = errno;
     uintptr_t lo = UINTPTR_MAX, hi = 0;
-    for (int64_t i = 0; i < rl_gguf_n_tensors(g); i++) {
+    for (int64_t i = 0; i < rl_gguf_n_tensors(g) && !e; i++) {
         rl_gguf_tensor_info ti;
         rl_gguf_tensor(g, i, &ti);
-        if (!ti.nbytes) continue;
+        if (!ti.nbytes || rl__cpu_packed_has(m->cpu_packed, ti.data)) continue;
+        if (per_tensor) { /* unlocked by the unmapping */
+            const uintptr_t a = (uintptr_t)ti.data & ~(page - 1);
+            bytes += (uintptr_t)ti.data + ti.nbytes - a;
+            if (mlock((void *)a, (uintptr_t)ti.data + ti.nbytes - a) != 0) e = errno;
+            continue;
+        }
         lo = RL_MIN(lo, (uintptr_t)ti.data);
         hi = RL_MAX(hi, (uintptr_t)ti.data + ti.nbytes);
     }
-    if (hi <= lo) return RL_OK;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    lo &= ~(page - 1);
-    if (mlock((void *)lo, hi - lo) != 0) {
-        int e = errno;
-        rl__fmt(err, err_size,
-                "mlock of %zu bytes of weights failed: %s (the limit is RLIMIT_MEMLOCK, see "
-                "ulimit -l)",
-                (size_t)(hi - lo), strerror(e));
-        return RL_ERR_IO;
+    if (!e && hi > lo) {
+        lo &= ~(page - 1);
+        bytes += hi - lo;
+        if (mlock((void *)lo, hi - lo) != 0) {
+            e = errno;
+        } else {
+            m->lock_addr = (void *)lo;
+            m->lock_len = hi - lo;
+        }
     }
-    m->lock_addr = (void *)lo;
-    m->lock_len = hi - lo;
-    return RL_OK;
+    if (!e) return RL_OK;
+    rl__fmt(err, err_size,
+            "mlock of %zu bytes of weights failed: %s (the limit is RLIMIT_MEMLOCK, see "
+            "ulimit -l)",
+            bytes, strerror(e));
+    return RL_ERR_IO;
 }
 
 RL_API void rl_model_free(rl_model *m) {
     if (!m) return;
     rl__backend_free(m->dev);
     if (m->lock_addr) munlock(m->lock_addr, m->lock_len);
+    rl__cpu_packed_free(m->cpu_packed);
     for (size_t i = 0; i < m->n_owned; i++) rl__free(m->owned[i]);
     rl__free(m->owned);
     rl__free(m->owned_bytes);
@@ -139,12 +155,14 @@ RL_API rl_status rl_model_load(const char *path, const rl_model_params *p, rl_mo
         rl__fmt(err, err_size, "%s: %s", path, verr);
         goto fail;
     }
+    st = rl__model_device_init(m, p, err, err_size);
+    if (st != RL_OK) goto fail;
+    st = rl__model_cpu_pack(m, err, err_size);
+    if (st != RL_OK) goto fail;
     if (p->use_mlock) {
         st = lock_weights(m, err, err_size);
         if (st != RL_OK) goto fail;
     }
-    st = rl__model_device_init(m, p, err, err_size);
-    if (st != RL_OK) goto fail;
     *out = m;
     return RL_OK;
 

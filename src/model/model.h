@@ -159,7 +159,19 @@ struct rl_model {
     int dev_ordinal;             /* GPU ordinal of dev */
     float gpu_mem;               /* rl_model_params.gpu_mem */
     uint64_t dev_bytes;          /* bytes copied to dev (weights after conversion, vectors) */
+    /* CPU: copies of the weights in the CPU kernels' layouts (backend.h; the weights' packed
+     * fields point into it), NULL when none. pack.c */
+    rl__cpu_packed *cpu_packed;
 };
+
+/* Every rl_weight field of m (tok_embd, output, then each layer's) into out[0..cap);
+ * returns their count. device.c */
+size_t rl__model_weights(rl_model *m, rl_weight **out, size_t cap);
+
+/* On the CPU, give the weights that have one a copy in the CPU kernels' layout
+ * (rl__cpu_pack_weights, file pages released), unless the environment variable
+ * RUVLLM_CPU_REPACK is "0". pack.c */
+rl_status rl__model_cpu_pack(rl_model *m, char *err, size_t err_size);
 
 /* Open the device the model params name (device NULL or "cpu": none), convert the weights
  * of types it has no kernel for (convert.c) and copy the weights into it, within

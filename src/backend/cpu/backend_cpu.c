@@ -5,6 +5,7 @@
  * RoPE lives in rope.c, the KV cache write and attention in attention.c.
  */
 #include "backend_cpu.h"
+#include "q4_0x16.h"
 
 #include <math.h>
 
@@ -38,7 +39,7 @@ static size_t matmul_scratch_bound(rl_type t, int64_t cols, int64_t n) {
     size_t xrow = 0;
     if (rl_type_row_bytes(vdt, cols, &xrow) != RL_OK) return 0;
     /* matmul.c's xs_stride: codes, offsets, scales and sums */
-    size_t split = ((size_t)cols * 2 + (size_t)cols / 4 + 63) & ~(size_t)63;
+    size_t split = ((size_t)cols * 2 + (size_t)cols / 4 + (size_t)cols / 8 + 63) & ~(size_t)63;
     return ((xrow * (size_t)n + 63) & ~(size_t)63) + split * (size_t)n + 64;
 }
 
@@ -52,7 +53,7 @@ static rl_status cpu_reserve_matmul(rl_backend *be, const rl_weight *w, int64_t 
 static rl_status cpu_matmul(rl_backend *be, const rl_weight *w, const float *x, int64_t n,
                             float *y) {
     rl__cpu_backend *c = be->impl;
-    return rl_matmul(c->pool, w->type, w->data, w->ne[1], w->ne[0], x, n, y);
+    return rl__matmul_packed(c->pool, w->type, w->data, w->packed, w->ne[1], w->ne[0], x, n, y);
 }
 
 static void cpu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids, int64_t n,
@@ -61,6 +62,11 @@ static void cpu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids,
     const rl__type_traits *tr = rl__type_traits_get(w->type);
     const int64_t dim = w->ne[0];
     for (int64_t t = 0; t < n; t++) {
+        if (w->packed) { /* the file's pages of a packed weight are released (repack.c) */
+            rl__q4_0x16_to_float((const uint8_t *)w->packed + (size_t)ids[t] * w->row_bytes,
+                                 y + t * dim, dim);
+            continue;
+        }
         const uint8_t *row = (const uint8_t *)w->data + (size_t)ids[t] * w->row_bytes;
         if (w->type == RL_TYPE_F32) memcpy(y + t * dim, row, (size_t)dim * sizeof(float));
         else tr->to_float(row, y + t * dim, dim);

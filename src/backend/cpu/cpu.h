@@ -75,6 +75,11 @@ void rl__gemm_q4_K_avx2(int64_t n, int nt, const void *x, size_t xst, const uint
                         size_t yst, float *out, size_t ost);
 void rl__gemm_q6_K_avx2(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                         size_t yst, float *out, size_t ost);
+/* rl_matmul of a weight that may also have a copy in a CPU layout (packed: NULL or the
+ * rows of w in that layout, backend.h rl__cpu_pack_weights): the copy's kernels run where
+ * isa has them, else w's. */
+rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, const void *packed,
+                            int64_t rows, int64_t cols, const float *x, int64_t n_tok, float *y);
 /* The tile kernel for weight type t on path isa and its tile shape, or NULL (matmul.c). */
 rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
 

@@ -18,6 +18,7 @@
  * for them; its results are bit-identical to rl_vec_dot's.
  */
 #include "cpu.h"
+#include "q4_0x16.h"
 #include "../../util/threadpool.h"
 
 #include <stdatomic.h>
@@ -231,6 +232,11 @@ static void dot_task(void *p, int ith, int nth) {
 
 RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64_t rows,
                            int64_t cols, const float *x, int64_t n_tok, float *y) {
+    return rl__matmul_packed(pool, wt, w, NULL, rows, cols, x, n_tok, y);
+}
+
+rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, const void *packed,
+                            int64_t rows, int64_t cols, const float *x, int64_t n_tok, float *y) {
     const rl__type_traits *tr = rl__type_traits_get(wt);
     if (!pool || !tr || rows < 0 || cols < 0 || n_tok < 0) return RL_ERR_INVALID_ARG;
     rl_cpu_isa isa = rl_cpu_isa_active();
@@ -278,10 +284,20 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
         j.gemv = rl__gemv_get(wt, isa);
         j.prep = rl__gemv_prep_get(wt, isa);
         j.gemm = rl__gemm_get(wt, isa, &j.gemm_rows, &j.gemm_toks);
+        rl__packed_kernels pk;
+        if (packed && rl__packed_kernels_get(wt, isa, &pk)) { /* q4_0x16.h */
+            j.w = packed;
+            j.gemv = pk.gemv;
+            j.prep = pk.prep;
+            j.gemm = pk.gemm;
+            j.gemm_rows = pk.gemm_rows;
+            j.gemm_toks = pk.gemm_toks;
+        }
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
         if (j.gemv) {
-            /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols bytes, 64-aligned */
-            j.xs_stride = ((size_t)cols * 2 + (size_t)cols / 4 + 63) & ~(size_t)63;
+            /* codes, d and s, offsets: cols + 2 * (cols / 32) * 4 + cols * 9 / 8 bytes (the
+             * largest prep's, RL__Q4_0X16_OFF_BYTES), 64-aligned */
+            j.xs_stride = ((size_t)cols * 2 + (size_t)cols / 4 + (size_t)cols / 8 + 63) & ~(size_t)63;
             if (!rl__mul_size(j.xs_stride, (size_t)n_tok, &scratch) ||
                 !rl__add_size(scratch, x_bytes_al, &scratch))
                 return RL_ERR_RANGE;
