@@ -11,12 +11,15 @@
  * decode. The floor is the memory bandwidth measured in the same run (rl_membw, a run
  * before each pass): "ratio" = weight GB/s of the pass / that bandwidth.
  *
- *   bench_decode_mm MODEL.gguf [-t N] [--passes P] [--anon] [--no-hugepages]
+ *   bench_decode_mm MODEL.gguf [-t N] [--passes P] [--anon] [--no-hugepages] [--map-hp]
  *
  * --anon copies the weights into anonymous memory (transparent huge pages unless
  * --no-hugepages) instead of reading the file mapping (4 KiB page-cache pages), to show
- * what huge pages are worth. Prints one JSON object; "pairs" lists, per pass, the bandwidth
- * of the run just before it and the pass's weight GB/s (the bandwidth of a shared host
+ * what huge pages are worth. --map-hp maps the file itself at a 2 MiB-aligned address
+ * with MADV_HUGEPAGE: where the page cache holds the file in 2 MiB folios (a file first
+ * read through such a mapping), the kernel maps them with huge pages, no copy
+ * ("file_pmd_mapped_kib" says how much). Prints one JSON object; "pairs" lists, per pass, the
+ * bandwidth of the run just before it and the pass's weight GB/s (the bandwidth of a shared host
  * drifts: the pairs show the pass speed at each level).
  */
 #include "ruvllm.h"
@@ -26,8 +29,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void) {
     struct timespec ts;
@@ -50,7 +57,7 @@ typedef struct mm {
 int main(int argc, char **argv) {
     const char *path = NULL;
     int nth = 0, passes = 5;
-    bool anon = false, hp = true;
+    bool anon = false, hp = true, map_hp = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc)
             nth = atoi(argv[++i]);
@@ -60,11 +67,13 @@ int main(int argc, char **argv) {
             anon = true;
         else if (!strcmp(argv[i], "--no-hugepages"))
             hp = false;
+        else if (!strcmp(argv[i], "--map-hp"))
+            map_hp = true;
         else if (argv[i][0] != '-')
             path = argv[i];
         else {
             fprintf(stderr, "usage: bench_decode_mm MODEL.gguf [-t N] [--passes P] [--anon] "
-                            "[--no-hugepages]\n");
+                            "[--no-hugepages] [--map-hp]\n");
             return 2;
         }
     }
@@ -106,7 +115,34 @@ int main(int argc, char **argv) {
     ms[n_mm++] = (mm){N_KINDS - 1, info.type, info.ne[1], info.ne[0], info.nbytes, info.data};
     total += info.nbytes;
 
-    uint8_t *copy = NULL;
+    uint8_t *copy = NULL, *fmap = NULL;
+    size_t fmap_bytes = 0;
+    if (map_hp && !anon) {
+        /* the file at an address congruent to its offsets modulo 2 MiB */
+        const size_t al = (size_t)2 << 20;
+        int fd = open(path, O_RDONLY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            fprintf(stderr, "bench_decode_mm: cannot open %s\n", path);
+            return 1;
+        }
+        fmap_bytes = (size_t)st.st_size;
+        uint8_t *r = mmap(NULL, fmap_bytes + al, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        uint8_t *a = r == MAP_FAILED ? NULL : (uint8_t *)(((uintptr_t)r + al - 1) & ~(al - 1));
+        fmap = a ? mmap(a, fmap_bytes, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) : MAP_FAILED;
+        close(fd);
+        if (fmap == MAP_FAILED) {
+            fprintf(stderr, "bench_decode_mm: cannot map %s\n", path);
+            return 1;
+        }
+        madvise(fmap, fmap_bytes, MADV_HUGEPAGE);
+        const size_t base = rl_gguf_data_offset(g);
+        const uint8_t *g0 = NULL;
+        rl_gguf_tensor_info t0;
+        if (rl_gguf_tensor(g, 0, &t0) == RL_OK) g0 = (const uint8_t *)t0.data - t0.offset;
+        for (int i = 0; i < n_mm; i++)
+            ms[i].w = fmap + base + (size_t)((const uint8_t *)ms[i].w - g0);
+    }
     if (anon) {
         copy = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (copy == MAP_FAILED) {
@@ -172,6 +208,12 @@ int main(int argc, char **argv) {
             sum_kind[k] += kt[k];
         }
     }
+    long pmd_kib = 0; /* FilePmdMapped of this process */
+    FILE *sm = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    while (sm && fgets(line, sizeof line, sm))
+        if (!strncmp(line, "FilePmdMapped:", 14)) pmd_kib = atol(line + 14);
+    if (sm) fclose(sm);
     const rl_membw_result best = rl_membw_best(bw);
     const double peak = fmax(best.copy_gbs, best.triad_gbs);
     json_t *kinds = json_object();
@@ -184,13 +226,14 @@ int main(int argc, char **argv) {
                                       bytes_kind[k] / best_kind[k] / 1e9, "gbps_mean",
                                       bytes_kind[k] / (sum_kind[k] / passes) / 1e9));
     }
-    json_t *root =
-        json_pack("{s:s, s:i, s:b, s:b, s:i, s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:o, s:o}", "model",
-                  path, "threads", rl_threadpool_n_threads(pool), "anon", anon, "hugepages",
-                  anon && hp, "products", n_mm, "mib", total / 1048576.0, "passes", passes,
-                  "bandwidth_gbps", peak, "pass_ms_best", best_pass * 1e3, "gbps_best",
-                  total / best_pass / 1e9, "ratio_best", total / best_pass / 1e9 / peak,
-                  "ratio_paired_mean", ratio_sum / passes, "kinds", kinds, "pairs", pairs);
+    json_t *root = json_pack(
+        "{s:s, s:i, s:b, s:b, s:b, s:I, s:i, s:f, s:i, s:f, s:f, s:f, s:f, s:f, s:o, s:o}", "model",
+        path, "threads", rl_threadpool_n_threads(pool), "anon", anon, "hugepages", anon && hp,
+        "map_hp", map_hp && !anon, "file_pmd_mapped_kib", (json_int_t)pmd_kib, "products", n_mm,
+        "mib", total / 1048576.0, "passes", passes, "bandwidth_gbps", peak, "pass_ms_best",
+        best_pass * 1e3, "gbps_best", total / best_pass / 1e9, "ratio_best",
+        total / best_pass / 1e9 / peak, "ratio_paired_mean", ratio_sum / passes, "kinds", kinds,
+        "pairs", pairs);
     char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(4));
     puts(s);
     free(s);
@@ -200,6 +243,7 @@ int main(int argc, char **argv) {
     rl_membw_free(bw);
     rl_threadpool_free(pool);
     if (copy) munmap(copy, total);
+    if (fmap) munmap(fmap, fmap_bytes);
     free(ms);
     rl_gguf_free(g);
     return 0;
