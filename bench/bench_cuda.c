@@ -4,6 +4,11 @@
  *
  *   bench_cuda --model FILE | --shape NAME --type TYPE --out FILE  [--device cuda]
  *              [--pp 512] [--tg 128] [--reps 3]
+ *   bench_cuda --kernels [--device cuda]
+ *
+ * --kernels: the decode products alone (rl__cuda_bench_matvec: Q4_K, Q6_K, Q8_0, Q4_0 and
+ * F16 matrices of the Llama 3 8B and 1B shapes, the streaming kernel and the one before it)
+ * in GB/s of weights against the copy bandwidth, one JSON line each.
  *
  * With --shape, a random-weight model of that shape (rl_synth_model) is written to FILE
  * first unless FILE exists. The copy bandwidth of the device (bytes read + written by a
@@ -35,8 +40,13 @@ static double now(void) {
 int main(int argc, char **argv) {
     const char *model = NULL, *shape = NULL, *type = "Q4_K_M", *out = NULL, *device = "cuda";
     int pp = 512, tg = 128, reps = 3;
+    bool kernels = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--kernels")) {
+            kernels = true;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "bench_cuda: %s needs a value\n", a);
             return 2;
@@ -64,6 +74,14 @@ int main(int argc, char **argv) {
         i++;
     }
     char err[512];
+    if (kernels) {
+        if (strncmp(device, "cuda", 4)) {
+            fprintf(stderr, "bench_cuda: --kernels needs a cuda device\n");
+            return 2;
+        }
+        const int dev = device[4] == ':' ? atoi(device + 5) : 0;
+        return rl__cuda_bench_matvec(dev, rl__cuda_copy_bandwidth(dev), stdout);
+    }
     if (shape) {
         if (!out) {
             fprintf(stderr, "bench_cuda: --shape needs --out\n");

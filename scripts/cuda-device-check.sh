@@ -15,7 +15,11 @@
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
 # DEVICE_DIR=device-NAME to use another carried folder (one per concurrent job),
 # SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
-# for Nsight Compute kernel times of two decode steps.
+# for Nsight Compute kernel times of two decode steps, KERNELS=1 for the decode products
+# alone (bench_cuda --kernels: GB/s of each kernel against the copy bandwidth, into
+# bench.jsonl), TEST_TIMEOUT (seconds, default 400) for each test, TESTS=0 to
+# skip the tests, BENCH_AB="VAR=0 ..." to benchmark each shape again with each of those
+# environment settings (A/B of a switch such as RUVLLM_CUDA_MV=0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -67,11 +71,18 @@ status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
     2>&1 | tee "$out/gpu.txt"
 cd $dev/bin || exit 1
-for t in test_device_param test_cuda_ops test_cuda_model test_cuda_convert test_cuda_argmax; do
+tests="test_device_param test_cuda_ops test_cuda_model test_cuda_convert test_cuda_argmax"
+[ "${TESTS:-1}" = 0 ] && tests=
+if [ "${KERNELS:-0}" = 1 ]; then
+    echo "== bench_cuda --kernels"
+    timeout 300 ./bench_cuda --kernels 2>&1 | tee -a "$out/bench.jsonl" |
+        sed -E 's/.*"type": "([^"]*)", "rows": ([0-9]*), "K": ([0-9]*).*"path": "([a-z0-9]*)".*"us": ([0-9.]*), "GBs": ([0-9]*).*"fraction_of_copy": ([0-9.]*).*/\1 \2x\3 \4 \5 us \6 GB\/s \7/'
+fi
+for t in $tests; do
     echo "== $t"
-    timeout 400 "./$t" >"$out/$t.log" 2>&1
+    timeout "${TEST_TIMEOUT:-400}" "./$t" >"$out/$t.log" 2>&1
     rc=$?
-    grep -E "FAIL|failed|skip|matmul |attention |rope cfg 0|rmsnorm|two sequences|f16 cache|\(cuda,|cuda vs cpu" \
+    grep -E "FAIL|failed|skip|matmul |matvec |attention |rope cfg 0|rmsnorm|two sequences|f16 cache|\(cuda,|cuda vs cpu" \
         "$out/$t.log" | head -80
     tail -1 "$out/$t.log"
     echo "exit $rc"
@@ -89,6 +100,11 @@ for sb in ${BENCH_SHAPES:-llama3-1b:Q4_K_M}; do
     echo "== bench $shape $type"
     timeout 400 ./bench_cuda --shape "$shape" --type "$type" --out "/tmp/$shape-$type.gguf" \
         --pp 512 --tg 128 --reps 2 2>&1 | tee -a "$out/bench.jsonl"
+    for ab in ${BENCH_AB:-}; do
+        echo "== bench $shape $type with $ab"
+        env "$ab" timeout 400 ./bench_cuda --model "/tmp/$shape-$type.gguf" --pp 512 --tg 128 \
+            --reps 2 2>&1 | sed "s/^{/{\"env\": \"$ab\", /" | tee -a "$out/bench.jsonl"
+    done
 done
 if [ "${PROFILE:-0}" = 1 ]; then
     # kernel times of about two decode steps of the first benchmarked model

@@ -26,6 +26,8 @@
 
 #include "../util/util.h"
 
+#include <stdio.h>
+
 #define RL_BACKEND_OPS_VERSION 4
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
@@ -242,6 +244,10 @@ rl_status rl__cuda_device_info(int device, char *name, size_t name_size, size_t 
 /* Device-to-device copy bandwidth of GPU `device` in bytes/s, counting bytes read and
  * written (best of 5 copies of 1 GiB): the floor benchmarks compare with. 0 without one. */
 double rl__cuda_copy_bandwidth(int device);
+/* The decode products alone on GPU `device` (src/backend/cuda/kbench.cu): one JSON line per
+ * weight type, shape and kernel to out, in GB/s and as a fraction of copy_bw (bytes/s).
+ * Nonzero when a measurement failed or there is no CUDA backend. */
+int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out);
 /* How the op lists of a CUDA backend instance ran so far (src/backend/cuda/step.h):
  * eagerly, captured into a graph, replayed as one. false for any other backend. */
 bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int64_t *replayed);

@@ -141,6 +141,15 @@ static bool getenv_off(const char *name) {
     return v && v[0] == '0';
 }
 
+/* Whether a product takes the q8 path (int8 activations): Q4_K and Q6_K of 1 to 4 tokens,
+ * and the streaming decode kernel's Q8_0 and Q4_0 of one token (K a multiple of 1024). */
+static bool is_q8_product(rl_type t, int64_t K, int64_t n) {
+    if (getenv_off("RUVLLM_CUDA_Q8")) return false;
+    if ((t == RL_TYPE_Q4_K || t == RL_TYPE_Q6_K) && n <= 4 && K % 256 == 0) return true;
+    return (t == RL_TYPE_Q8_0 || t == RL_TYPE_Q4_0) && n == 1 && K % 1024 == 0 &&
+           !getenv_off("RUVLLM_CUDA_MV");
+}
+
 static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *worst_ref,
                          err_acc *q8, err_acc *q8_cpu) {
     const int64_t K = q->w.ne[0], rows = q->w.ne[1];
@@ -162,8 +171,7 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
     gpu_sync();
     const double er = nmse(yg, yr, (size_t)(n * rows));
     acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
-    const bool is_q8 = (q->w.type == RL_TYPE_Q4_K || q->w.type == RL_TYPE_Q6_K) && n <= 4 &&
-                       K % 256 == 0 && !getenv_off("RUVLLM_CUDA_Q8");
+    const bool is_q8 = is_q8_product(q->w.type, K, n);
     if (is_q8) {
         acc_add(q8, yg, yr, (size_t)(n * rows));
         acc_add(q8_cpu, yg, yc, (size_t)(n * rows));
@@ -211,7 +219,7 @@ TEST(cuda_matmul) {
         if (q8.den > 0) {
             const double e8 = q8.num / q8.den, e8c = q8c.num / q8c.den;
             CHECKF(e8 <= 1e-8, "matmul %s q8 path: nmse vs float64 %.3g > 1e-8", rl_type_name(t), e8);
-            fprintf(stderr, "  matmul %-7s q8 path (n <= 4): nmse vs float64 %.3g, vs cpu %.3g\n",
+            fprintf(stderr, "  matmul %-7s q8 path: nmse vs float64 %.3g, vs cpu %.3g\n",
                     rl_type_name(t), e8, e8c);
         }
         fprintf(stderr, "  matmul %-7s nmse vs cpu %.3g, worst vs float64 %.3g (n <= 8), %.3g (n >= 9)\n",
@@ -230,14 +238,113 @@ TEST(cuda_matmul) {
     }
 }
 
+/* ---- the streaming decode product (matvec.cu) ----
+ * One token through Q4_K, Q6_K, Q8_0, Q4_0 (int8 activations) and F16 (float) rows, K a
+ * multiple of each type's chunk, with the kernel's own choice of kernel and rows per item
+ * and with 1, 2 and 4 rows per item forced: more rows than one wave of warps holds (so
+ * warps take several row groups), rows of several chunks (the ring of stages wraps), row
+ * counts that are not a multiple of the group, and a single row. The
+ * output is poisoned with NaN first, so an unwritten row fails; against float64 on the
+ * dequantized weights (q8 types: 1e-8 over all of a type's products, 1e-4 for each alone,
+ * as the q8 path; F16 1e-9) and the CPU backend (5e-4 over all of a type's products: the
+ * CPU rounds the activations to its dot type, and a few rows alone can cancel). */
+static void matvec_cases(const char *rows_per_item);
+
+/* The kernel's settings are the process's (read when a backend is made): each rows-per-item
+ * setting (RUVLLM_CUDA_MV_R) in turn, then the default again. */
+static void matvec_setting(const char *r) {
+    if (r)
+        setenv("RUVLLM_CUDA_MV_R", r, 1);
+    else
+        unsetenv("RUVLLM_CUDA_MV_R");
+    rl_backend *b = NULL;
+    char err[256];
+    CHECK(rl__backend_cuda_create(0, &b, err, sizeof err) == RL_OK);
+    rl__backend_free(b);
+}
+
+TEST(cuda_matvec) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const char *settings[] = {NULL, "1,1,1,1,1", "2,2,2,2,2", "4,4,4,4,4"};
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        matvec_setting(settings[i]);
+        matvec_cases(settings[i] ? settings[i] : "default");
+    }
+    matvec_setting(NULL);
+}
+
+static void matvec_cases(const char *rows_per_item) {
+    static const rl_type types[] = {RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q8_0, RL_TYPE_Q4_0,
+                                    RL_TYPE_F16};
+    static const int64_t shapes[][2] = {{2048, 11000}, {6144, 700}, {14336, 3}, {4096, 1}};
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const rl_type t = types[ti];
+        err_acc all = {0, 0}, all_cpu = {0, 0};
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const int64_t K = shapes[si][0], rows = shapes[si][1];
+            qweight q;
+            if (!make_weight(t, K, rows, &q)) continue;
+            float *x = rand_vec((size_t)K, 1.0f);
+            float *yc = malloc((size_t)rows * sizeof(float)), *yr = malloc((size_t)rows * sizeof(float));
+            CHECK(cpu->ops->matmul(cpu, &q.w, x, 1, yc) == RL_OK);
+            for (int64_t r = 0; r < rows; r++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++) acc += (double)q.deq[r * K + k] * x[k];
+                yr[r] = (float)acc;
+            }
+            float *xd = gpu_vec(x, (size_t)K);
+            float *yd = gpu->ops->alloc(gpu, (size_t)rows * sizeof(float));
+            gpu->ops->fill(gpu, yd, rows, NAN);
+            CHECK(gpu->ops->matmul(gpu, &q.wd, xd, 1, yd) == RL_OK);
+            float *yg = gpu_get(yd, (size_t)rows);
+            gpu_sync();
+            int64_t unwritten = 0;
+            for (int64_t r = 0; r < rows; r++) unwritten += !isfinite(yg[r]);
+            const double er = nmse(yg, yr, (size_t)rows), ec = nmse(yg, yc, (size_t)rows);
+            /* per product: a few rows can cancel to near zero (as check_matmul's q8 bound) */
+            const double bound = t == RL_TYPE_F16 ? 1e-9 : 1e-4;
+            acc_add(&all, yg, yr, (size_t)rows);
+            acc_add(&all_cpu, yg, yc, (size_t)rows);
+            CHECKF(unwritten == 0, "matvec %s %s K=%lld rows=%lld: %lld rows not finite",
+                   rows_per_item, rl_type_name(t), (long long)K, (long long)rows,
+                   (long long)unwritten);
+            CHECKF(er <= bound,
+                   "matvec %s %s K=%lld rows=%lld: nmse vs float64 %.3g (<= %.0e), vs cpu %.3g",
+                   rows_per_item, rl_type_name(t), (long long)K, (long long)rows, er, bound, ec);
+            fprintf(stderr,
+                    "  matvec %-9s %-5s K=%-5lld rows=%-5lld nmse vs float64 %.3g, vs cpu %.3g\n",
+                    rows_per_item, rl_type_name(t), (long long)K, (long long)rows, er, ec);
+            gpu->ops->free(gpu, xd);
+            gpu->ops->free(gpu, yd);
+            free(x);
+            free(yc);
+            free(yr);
+            free(yg);
+            free_weight(&q);
+        }
+        const double ea = all.den > 0 ? all.num / all.den : all.num;
+        const double eac = all_cpu.den > 0 ? all_cpu.num / all_cpu.den : all_cpu.num;
+        CHECKF(ea <= (t == RL_TYPE_F16 ? 1e-9 : 1e-8), "matvec %s %s: nmse vs float64 %.3g over all",
+               rows_per_item, rl_type_name(t), ea);
+        CHECKF(eac <= 5e-4, "matvec %s %s: nmse vs cpu %.3g over all", rows_per_item,
+               rl_type_name(t), eac);
+    }
+}
+
 /* ---- the q8 path fed by the op before ----
  * RMSNorm and the gated activation write the quantized activations of the Q4_K / Q6_K
  * product that reads their output next (and the product after that reuses them): their
  * outputs against the CPU's (1e-7), each product against float64 on the CPU's
  * activations and the dequantized weights (1e-8, as the q8 path alone). */
+static void q8_fused_case(int64_t K, int64_t rows);
+
 TEST(cuda_q8_fused) {
     if (!gpu) SKIP("%s", g_skip);
-    const int64_t K = 512, rows = 300;
+    q8_fused_case(512, 300);  /* the row-group kernels */
+    q8_fused_case(2048, 300); /* one token: the streaming kernel */
+}
+
+static void q8_fused_case(int64_t K, int64_t rows) {
     qweight w4, w6;
     CHECK(make_weight(RL_TYPE_Q4_K, K, rows, &w4));
     CHECK(make_weight(RL_TYPE_Q6_K, K, rows, &w6));
@@ -286,7 +393,8 @@ TEST(cuda_q8_fused) {
         for (int i = 0; i < 3; i++) {
             const double e = nmse(yg[i], yc[i], (size_t)(n * rows));
             CHECKF(e <= 1e-8, "q8 fused n=%lld %s: nmse vs float64 %.3g", (long long)n, what[i], e);
-            fprintf(stderr, "  q8 fused n=%lld %-24s nmse vs float64 %.3g\n", (long long)n, what[i], e);
+            fprintf(stderr, "  q8 fused K=%lld n=%lld %-24s nmse vs float64 %.3g\n", (long long)K,
+                    (long long)n, what[i], e);
             gpu->ops->free(gpu, yd[i]);
             free(yc[i]);
             free(yg[i]);
@@ -426,6 +534,49 @@ TEST(cuda_rmsnorm) {
         gpu->ops->free(gpu, xd);
         gpu->ops->free(gpu, wd);
         gpu->ops->free(gpu, yd);
+    }
+}
+
+/* A residual add followed by a norm of its sum runs as one launch (backend_cuda.c joins
+ * them): the sum and the norm as the CPU's add and rmsnorm give them, bit for bit, also
+ * when the norm writes in place and when its output feeds a q8 product (the quantization
+ * fused too). */
+TEST(cuda_add_rmsnorm) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const int64_t dims[] = {64, 4096};
+    for (size_t di = 0; di < 2; di++) {
+        const int64_t dim = dims[di], n = 3;
+        const size_t ne = (size_t)(n * dim);
+        float *x = rand_vec(ne, 3.0f), *r = rand_vec(ne, 1.0f), *w = rand_vec((size_t)dim, 1.0f);
+        float *yc = malloc(ne * sizeof(float)), *xc = malloc(ne * sizeof(float));
+        memcpy(xc, x, ne * sizeof(float));
+        cpu->ops->add(cpu, xc, r, (int64_t)ne);
+        cpu->ops->rmsnorm(cpu, xc, n, dim, 1e-5f, w, yc);
+        for (int in_place = 0; in_place < 2; in_place++) {
+            float *xd = gpu_vec(x, ne), *rd = gpu_vec(r, ne), *wd = gpu_vec(w, (size_t)dim);
+            float *yd = in_place ? xd : gpu->ops->alloc(gpu, ne * sizeof(float));
+            gpu->ops->add(gpu, xd, rd, (int64_t)ne);
+            gpu->ops->rmsnorm(gpu, xd, n, dim, 1e-5f, wd, yd);
+            float *yg = gpu_get(yd, ne);
+            if (!in_place) {
+                float *xg = gpu_get(xd, ne);
+                check_ew("add + rmsnorm: sum", xg, xc, ne);
+                free(xg);
+            }
+            check_ew(in_place ? "add + rmsnorm (in place)" : "add + rmsnorm", yg, yc, ne);
+            CHECKF(max_abs(yg, yc, ne) == 0, "add + rmsnorm dim=%lld: not bit-exact", (long long)dim);
+            gpu_sync();
+            free(yg);
+            gpu->ops->free(gpu, xd);
+            gpu->ops->free(gpu, rd);
+            gpu->ops->free(gpu, wd);
+            if (!in_place) gpu->ops->free(gpu, yd);
+        }
+        free(x);
+        free(r);
+        free(w);
+        free(yc);
+        free(xc);
     }
 }
 
@@ -805,10 +956,12 @@ int main(void) {
         CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
     }
     RUN(cuda_matmul);
+    RUN(cuda_matvec);
     RUN(cuda_q8_fused);
     RUN(cuda_get_rows);
     RUN(cuda_map_host);
     RUN(cuda_rmsnorm);
+    RUN(cuda_add_rmsnorm);
     RUN(cuda_rope);
     RUN(cuda_elementwise);
     RUN(cuda_kv_write_copy);

@@ -11,6 +11,7 @@
  * never wins, and a row with no value above -inf gives 0.
  */
 #include "cuda_impl.h"
+#include "launch.cuh"
 
 #include <limits.h>
 #include <math.h>
@@ -27,6 +28,7 @@ __device__ __forceinline__ void am_take(float &v, int &i, float ov, int oi) {
 }
 
 __global__ void argmax_kernel(const float *__restrict__ x, int64_t dim, int32_t *__restrict__ ids) {
+    rlcu::pdl_enter();
     const float *row = x + (int64_t)blockIdx.x * dim;
     float v = -INFINITY;
     int i = INT_MAX;
@@ -62,6 +64,6 @@ extern "C" cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, 
                                      int32_t *ids) {
     if (n <= 0) return cudaSuccess;
     if (dim <= 0 || dim > INT_MAX || n > INT_MAX) return cudaErrorInvalidValue;
-    argmax_kernel<<<(unsigned)n, AM_THREADS, 0, s>>>(x, dim, ids);
+    (void)rlcu::launch(argmax_kernel, (unsigned)n, AM_THREADS, 0, s, x, dim, ids);
     return cudaGetLastError();
 }

@@ -22,6 +22,7 @@
  * m, l and the rescale factor per head, the tile's cell ids.
  */
 #include "cuda_impl.h"
+#include "launch.cuh"
 
 #include <cuda_fp16.h>
 #include <math.h>
@@ -109,6 +110,7 @@ __device__ __forceinline__ float warp_max(float v) {
 
 template <int KVT, bool TILED>
 __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgroups) {
+    rlcu::pdl_enter();
     extern __shared__ float sm[];
     const int hdk = a.head_dim_k, hdv = a.head_dim_v;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -247,6 +249,7 @@ __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgro
 /* Combine the n_split partials of each (token, head): weights exp(m_s - M) with M the
  * largest m of the non-empty pieces. */
 __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
+    rlcu::pdl_enter();
     const int64_t t = blockIdx.x / a.n_head;
     const int head = (int)(blockIdx.x % a.n_head);
     const int hdv = a.head_dim_v, ns = a.n_split;
@@ -285,9 +288,9 @@ void attn_launch(dim3 grid, cudaStream_t s, const rl__cu_attn *a, int n_hgroups)
     const bool tiled = a->n_tok <= TILED_MAX_TOK;
     const size_t smem = attn_smem(a->head_dim_k, a->head_dim_v, tiled);
     if (tiled)
-        attn_kernel<KVT, true><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        (void)rlcu::launch(attn_kernel<KVT, true>, grid, THREADS, smem, s, *a, n_hgroups);
     else
-        attn_kernel<KVT, false><<<grid, THREADS, smem, s>>>(*a, n_hgroups);
+        (void)rlcu::launch(attn_kernel<KVT, false>, grid, THREADS, smem, s, *a, n_hgroups);
 }
 
 } // namespace
@@ -332,6 +335,6 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     }
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || a->n_split == 1) return e;
-    attn_combine_kernel<<<(unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s>>>(*a);
+    (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);
     return cudaGetLastError();
 }

@@ -508,11 +508,25 @@ static void cu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids, 
     r->mm.ids_at = at;
 }
 
+/* A residual add just before, into this norm's input (x += res; norm(x): every layer's
+ * two norms), joins the norm's launch: the add's record becomes the norm's. */
 static void cu_rmsnorm(rl_backend *be, const float *x, int64_t n, int64_t dim, float eps,
                        const float *w, float *y) {
     cu_backend *c = CU(be);
-    cu_rec *r = push(c, CU_OP_RMSNORM);
+    cu_rec *r = NULL;
+    const float *res = NULL;
+    if (c->q.n_rec > 0) {
+        cu_rec *p = &c->q.rec[c->q.n_rec - 1];
+        if (p->op == CU_OP_ADD && p->ew.x == x && p->ew.n == n * dim && p->ew.a != x) {
+            res = p->ew.a;
+            memset(p, 0, sizeof *p);
+            p->op = CU_OP_RMSNORM;
+            r = p;
+        }
+    }
+    if (!r) r = push(c, CU_OP_RMSNORM);
     if (!r) return;
+    r->ew.c = res;
     r->ew.a = x;
     r->ew.n = n;
     r->ew.dim = dim;

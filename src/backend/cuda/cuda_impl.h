@@ -64,6 +64,7 @@ extern "C" {
 cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max);
 cudaError_t rl__cu_init_matmul(const int8_t iq4_values[16]); /* matmul.cu's part */
 cudaError_t rl__cu_init_attention(size_t smem_max);          /* attention.cu's part */
+cudaError_t rl__cu_init_matvec(void);                        /* matvec.cu's part */
 
 /* ---- weights (matmul.cu, ops_nofma.cu) ---- */
 /* A type the kernels decode. */
@@ -81,6 +82,16 @@ size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_bytes, int6
 cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row_bytes,
                              int64_t rows, int64_t K, const float *x, int64_t n, float *y, void *xq,
                              bool xq_ready);
+/* The streaming decode product of one token (matvec.cu): whether it takes W (type, aligned
+ * rows, K a multiple of its chunk; RUVLLM_CUDA_MV=0 turns it off), whether it reads the q8
+ * workspace for that type (else float x), and y[rows] = W x (x or xq, as the type reads). */
+bool rl__cu_matvec_ok(int type, const void *w, size_t row_bytes, int64_t rows, int64_t K);
+bool rl__cu_matvec_q8_type(int type);
+cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes, int64_t rows,
+                          int64_t K, const float *x, const void *xq, float *y);
+/* The kernel benchmark's variants: the streaming product on or off, and the rows per
+ * item it takes for `type` (1, 2, 4; 0: that type to matmul.cu; < 0: the default). */
+void rl__cu_matvec_config(bool on, int type, int rows_per_item);
 /* y[t] = row ids[t] of w as float, K values per row. */
 cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const void *w, size_t row_bytes,
                             int64_t K, const int32_t *ids, int64_t n, float *y);
@@ -108,9 +119,10 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
 
 /* ---- element-wise (ops_nofma.cu) ---- */
 /* xq non-NULL (dim % 256 == 0): the output also quantized into the q8 path's workspace
- * layout (rl__cu_matmul_q8) for the product that reads it next. */
+ * layout (rl__cu_matmul_q8) for the product that reads it next. add non-NULL: x += add
+ * first ([n][dim], x then written). */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
-                           const float *w, float *y, void *xq);
+                           const float *w, float *y, void *xq, const float *add);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache). */
 cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t ld, int n_head, int head_dim,
                         int n_rot, bool neox, const float *tab);

@@ -13,6 +13,8 @@
  * for F32 weights and where cuBLAS is not used; the other types go to tensor cores
  * (gemm.c) through the 16-bit operands the kernels at the end of this file make.
  */
+#include "kq8.cuh"
+#include "launch.cuh"
 #include "qtypes.cuh"
 
 #include <cstdlib>
@@ -28,6 +30,7 @@ template <class T, int NC>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int64_t K,
                 const float *__restrict__ x, int n, float *__restrict__ y, int wpr) {
+    rlcu::pdl_enter();
     __shared__ float part[GEMV_WARPS][NC];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t r = (int64_t)blockIdx.x * (GEMV_WARPS / wpr) + warp / wpr;
@@ -71,213 +74,7 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     y[(size_t)lane * rows + r] = v;
 }
 
-/* ---- decode kernels for the k-quants of Q4_K_M files (Q4_K, Q6_K) ----
- * The generic kernel above decodes 8 values per lane from 2-byte loads and reads each
- * activation once per row. These read a super-block (256 values) with 8 lanes, each lane
- * 32 values from 16 or 24 contiguous bytes, and decode nibbles to float with byte
- * permutes (0x4B0000bb is the float 2^23 + bb); a warp keeps R rows in flight and reuses
- * every activation load for all of them. */
-
-/* 16 bytes of weights that are read once: past L1, which keeps the activations. */
-__device__ __forceinline__ uint4 ld16_stream(const uint8_t *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
-/* 2^23 + the byte k of v, as float (exact): subtract the offset to get the byte. */
-template <int k> __device__ __forceinline__ float bytef(uint32_t v) {
-    return __int_as_float((int)__byte_perm(v, 0x4B000000u, 0x7540 + k));
-}
-
-/* sum over the 4 bytes b_i of v of (b_i - bias) * a_i, with off = 2^23 + bias */
-__device__ __forceinline__ float dot4(uint32_t v, float4 a, float off, float acc) {
-    acc = fmaf(bytef<0>(v) - off, a.x, acc);
-    acc = fmaf(bytef<1>(v) - off, a.y, acc);
-    acc = fmaf(bytef<2>(v) - off, a.z, acc);
-    acc = fmaf(bytef<3>(v) - off, a.w, acc);
-    return acc;
-}
-
-/* Q4_K (ggml-common.h block_q4_K): lane t of 8 takes qs bytes 16t..16t+15: low nibbles
- * are values 64j + 16h + 0..15 (sub-block 2j), high nibbles 32 further (sub-block 2j+1),
- * j = t/2, h = t%2. y = sum d*sc*q*x - dmin*m*x over both sub-blocks. */
-struct GQ4_K {
-    static constexpr int BYTES = RL_CU_Q4_K_BYTES;
-    static constexpr bool ALIGN16 = true; /* 16-byte loads of qs */
-    struct W {
-        uint4 q;
-        float dl0, ml0, dl1, ml1;
-    };
-    __device__ static W load(const uint8_t *b, int t) {
-        W w;
-        const int j = t >> 1;
-        const float d = h2f(b), dmin = h2f(b + 2);
-        int sc, m;
-        k4_scale_min(b + RL_CU_Q4_K_SCALES, 2 * j, &sc, &m);
-        w.dl0 = d * (float)sc;
-        w.ml0 = dmin * (float)m;
-        k4_scale_min(b + RL_CU_Q4_K_SCALES, 2 * j + 1, &sc, &m);
-        w.dl1 = d * (float)sc;
-        w.ml1 = dmin * (float)m;
-        w.q = ld16_stream(b + RL_CU_Q4_K_QS + 16 * t);
-        return w;
-    }
-    /* xv[0..3]: values e0..e0+15, xv[4..7]: e0+32..e0+47; xs: their two sums */
-    __device__ static void xload(const float *xb, int t, float4 *xv, float *xs) {
-        const float4 *p = reinterpret_cast<const float4 *>(xb + 64 * (t >> 1) + 16 * (t & 1));
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            xv[i] = p[i];
-            xv[4 + i] = p[8 + i];
-        }
-        float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            s0 += (xv[i].x + xv[i].y) + (xv[i].z + xv[i].w);
-            s1 += (xv[4 + i].x + xv[4 + i].y) + (xv[4 + i].z + xv[4 + i].w);
-        }
-        xs[0] = s0;
-        xs[1] = s1;
-    }
-    /* int8 activations (q8 path): the lane's 16 + 16 values (codes h, residual codes l),
-     * the block's scale and the sums of the values in code units (for the min term) */
-    struct X {
-        int4 lo_h, hi_h, lo_l, hi_l;
-        float d, s0, s1;
-    };
-    __device__ static X xload8(const int8_t *xh, const int8_t *xl, float d, int t) {
-        X x;
-        const int e = 64 * (t >> 1) + 16 * (t & 1);
-        x.lo_h = *reinterpret_cast<const int4 *>(xh + e);
-        x.hi_h = *reinterpret_cast<const int4 *>(xh + e + 32);
-        x.lo_l = *reinterpret_cast<const int4 *>(xl + e);
-        x.hi_l = *reinterpret_cast<const int4 *>(xl + e + 32);
-        x.d = d;
-        x.s0 = (float)sum16(x.lo_h) + (float)sum16(x.lo_l) * (1.0f / Q8_LO);
-        x.s1 = (float)sum16(x.hi_h) + (float)sum16(x.hi_l) * (1.0f / Q8_LO);
-        return x;
-    }
-    __device__ static int sum16(int4 v) {
-        constexpr int one = 0x01010101;
-        return __dp4a(v.x, one, __dp4a(v.y, one, __dp4a(v.z, one, __dp4a(v.w, one, 0))));
-    }
-    /* sum over 16 values of nibble codes (4 words of q, low or high nibbles) times v */
-    template <int SH> __device__ static int dot16(const uint4 &q, int4 v) {
-        int s = __dp4a((int)(q.x >> SH) & 0x0f0f0f0f, v.x, 0);
-        s = __dp4a((int)(q.y >> SH) & 0x0f0f0f0f, v.y, s);
-        s = __dp4a((int)(q.z >> SH) & 0x0f0f0f0f, v.z, s);
-        return __dp4a((int)(q.w >> SH) & 0x0f0f0f0f, v.w, s);
-    }
-    __device__ static float dot8(const W &w, const X &x) {
-        const float lo = (float)dot16<0>(w.q, x.lo_h) + (float)dot16<0>(w.q, x.lo_l) * (1.0f / Q8_LO);
-        const float hi = (float)dot16<4>(w.q, x.hi_h) + (float)dot16<4>(w.q, x.hi_l) * (1.0f / Q8_LO);
-        return x.d * ((w.dl0 * lo - w.ml0 * x.s0) + (w.dl1 * hi - w.ml1 * x.s1));
-    }
-    __device__ static float dot(const W &w, const float4 *xv, const float *xs) {
-        constexpr float off = 8388608.0f;
-        const uint32_t q[4] = {w.q.x, w.q.y, w.q.z, w.q.w};
-        float lo = 0.0f, hi = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            lo = dot4(q[i] & 0x0f0f0f0fu, xv[i], off, lo);
-            hi = dot4((q[i] >> 4) & 0x0f0f0f0fu, xv[4 + i], off, hi);
-        }
-        return (w.dl0 * lo - w.ml0 * xs[0]) + (w.dl1 * hi - w.ml1 * xs[1]);
-    }
-};
-
-/* Q6_K (block_q6_K): lane t of 8 takes half h = t/4 of the super-block and l = 8(t%4) ..
- * +7 of it: ql bytes 64h + l (low nibbles: values 128h + l, high: + 64) and 64h + 32 + l
- * (values + 32, + 96), qh bytes 32h + l (two bits for each of the four). */
-struct GQ6_K {
-    static constexpr int BYTES = RL_CU_Q6_K_BYTES;
-    static constexpr bool ALIGN16 = false; /* 210-byte blocks: 2-byte loads */
-    struct W {
-        uint2 qa, qb, qh;
-        float s[4]; /* d * scale of each group of 8 */
-    };
-    __device__ static W load(const uint8_t *b, int t) {
-        W w;
-        const int h = t >> 2, l = 8 * (t & 3);
-        w.qa = ld8_b2(b + 64 * h + l);
-        w.qb = ld8_b2(b + 64 * h + 32 + l);
-        w.qh = ld8_b2(b + RL_CU_Q6_K_QH + 32 * h + l);
-        const float d = h2f(b + RL_CU_Q6_K_D);
-        const int8_t *sc = reinterpret_cast<const int8_t *>(b + RL_CU_Q6_K_SCALES) + 8 * h + (l >> 4);
-#pragma unroll
-        for (int k = 0; k < 4; k++) w.s[k] = d * (float)sc[2 * k];
-        return w;
-    }
-    /* xv[2k], xv[2k+1]: values 128h + 32k + l .. +7 */
-    __device__ static void xload(const float *xb, int t, float4 *xv, float *xs) {
-        const float *p = xb + 128 * (t >> 2) + 8 * (t & 3);
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            xv[2 * k] = reinterpret_cast<const float4 *>(p + 32 * k)[0];
-            xv[2 * k + 1] = reinterpret_cast<const float4 *>(p + 32 * k)[1];
-        }
-        xs[0] = xs[1] = 0.0f;
-    }
-    /* int8 activations: values 128h + 32k + l .. +7 (codes h, residual codes l) and the
-     * block's scale */
-    struct X {
-        uint2 vh[4], vl[4];
-        float d;
-    };
-    __device__ static X xload8(const int8_t *xh, const int8_t *xl, float d, int t) {
-        X x;
-        const int o = 128 * (t >> 2) + 8 * (t & 3);
-#pragma unroll
-        for (int k = 0; k < 4; k++) {
-            x.vh[k] = *reinterpret_cast<const uint2 *>(xh + o + 32 * k);
-            x.vl[k] = *reinterpret_cast<const uint2 *>(xl + o + 32 * k);
-        }
-        x.d = d;
-        return x;
-    }
-    /* codes q - 32 as signed bytes (__vsub4: per-byte, no carries), then dp4a */
-    __device__ static float dot8(const W &w, const X &x) {
-        const uint32_t a[2] = {w.qa.x, w.qa.y}, b[2] = {w.qb.x, w.qb.y}, hb[2] = {w.qh.x, w.qh.y};
-        int gh[4] = {0, 0, 0, 0}, gl[4] = {0, 0, 0, 0};
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
-                                   (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
-                                   (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
-                                   (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                const int c = (int)__vsub4(v[k], 0x20202020u);
-                gh[k] = __dp4a(c, (int)(i ? x.vh[k].y : x.vh[k].x), gh[k]);
-                gl[k] = __dp4a(c, (int)(i ? x.vl[k].y : x.vl[k].x), gl[k]);
-            }
-        }
-        float g[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) g[k] = (float)gh[k] + (float)gl[k] * (1.0f / Q8_LO);
-        return x.d * ((w.s[0] * g[0] + w.s[1] * g[1]) + (w.s[2] * g[2] + w.s[3] * g[3]));
-    }
-    __device__ static float dot(const W &w, const float4 *xv, const float *xs) {
-        constexpr float off = 8388608.0f + 32.0f;
-        const uint32_t a[2] = {w.qa.x, w.qa.y}, b[2] = {w.qb.x, w.qb.y}, hb[2] = {w.qh.x, w.qh.y};
-        float g[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const uint32_t v0 = (a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u);
-            const uint32_t v1 = (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u);
-            const uint32_t v2 = (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u);
-            const uint32_t v3 = (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u);
-            g[0] = dot4(v0, xv[0 + i], off, g[0]);
-            g[1] = dot4(v1, xv[2 + i], off, g[1]);
-            g[2] = dot4(v2, xv[4 + i], off, g[2]);
-            g[3] = dot4(v3, xv[6 + i], off, g[3]);
-        }
-        return (w.s[0] * g[0] + w.s[1] * g[1]) + (w.s[2] * g[2] + w.s[3] * g[3]);
-    }
-};
+/* ---- decode kernels for the k-quants (the lanes' parts in kq8.cuh) ---- */
 
 /* y[t][r] for R rows per warp and up to NC tokens; wpr warps share a row group, each
  * taking every wpr-th step of 4 super-blocks. */
@@ -285,6 +82,7 @@ template <class G, int NC, int R>
 __global__ void __launch_bounds__(GEMV_WARPS * 32)
     gemv_k_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int64_t K,
                   const float *__restrict__ x, int n, float *__restrict__ y, int wpr) {
+    rlcu::pdl_enter();
     __shared__ float part[GEMV_WARPS][R][NC];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int sub = warp % wpr;
@@ -365,15 +163,15 @@ cudaError_t gemv_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t r
     const dim3 grid = p.grid;
     if constexpr (NC == 1)
         if (R == 8) {
-            gemv_k_kernel<G, 1, 8><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+            (void)rlcu::launch(gemv_k_kernel<G, 1, 8>, grid, GEMV_WARPS * 32, 0, s, w, row_bytes, rows, K, x, n, y, wpr);
             return cudaGetLastError();
         }
     if (R == 4)
-        gemv_k_kernel<G, NC, 4><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+        (void)rlcu::launch(gemv_k_kernel<G, NC, 4>, grid, GEMV_WARPS * 32, 0, s, w, row_bytes, rows, K, x, n, y, wpr);
     else if (R == 2)
-        gemv_k_kernel<G, NC, 2><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+        (void)rlcu::launch(gemv_k_kernel<G, NC, 2>, grid, GEMV_WARPS * 32, 0, s, w, row_bytes, rows, K, x, n, y, wpr);
     else
-        gemv_k_kernel<G, NC, 1><<<grid, GEMV_WARPS * 32, 0, s>>>(w, row_bytes, rows, K, x, n, y, wpr);
+        (void)rlcu::launch(gemv_k_kernel<G, NC, 1>, grid, GEMV_WARPS * 32, 0, s, w, row_bytes, rows, K, x, n, y, wpr);
     return cudaGetLastError();
 }
 
@@ -389,6 +187,7 @@ cudaError_t gemv_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t r
  * from x [n][K] (K % 256 == 0): q8k_warp over each block of 256 values. */
 __global__ void quant_q8_kernel(const float *__restrict__ x, int64_t n8, int8_t *__restrict__ xq,
                                 float *__restrict__ xd) {
+    rlcu::pdl_enter();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return; /* n8 % 32 == 0: whole warps leave */
     const float4 a = reinterpret_cast<const float4 *>(x)[2 * i];
@@ -414,6 +213,13 @@ __global__ void __launch_bounds__(GEMV_WARPS * 32)
     const uint8_t *wr[R];
 #pragma unroll
     for (int r = 0; r < R; r++) wr[r] = w + (size_t)(r0 + r < rows ? r0 + r : rows - 1) * row_bytes;
+    /* the first step's weights into L2 while the kernel before ends (launch.cuh) */
+    if ((lane >> 3) + 4 * sub < nsb)
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            asm volatile("prefetch.global.L2 [%0];" ::"l"(wr[r] + (size_t)((lane >> 3) + 4 * sub) * G::BYTES +
+                                                           G::BYTES * t / 8));
+    rlcu::pdl_enter();
     float acc[R][NC];
 #pragma unroll
     for (int r = 0; r < R; r++)
@@ -459,15 +265,15 @@ cudaError_t gemv_q8(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t 
     const int bt = GEMV_WARPS * 32;
     if constexpr (NC == 1)
         if (p.R == 8) {
-            gemv_q8_kernel<G, 1, 8><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+            (void)rlcu::launch(gemv_q8_kernel<G, 1, 8>, p.grid, bt, 0, s, w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
             return cudaGetLastError();
         }
     if (p.R >= 4)
-        gemv_q8_kernel<G, NC, 4><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+        (void)rlcu::launch(gemv_q8_kernel<G, NC, 4>, p.grid, bt, 0, s, w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
     else if (p.R == 2)
-        gemv_q8_kernel<G, NC, 2><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+        (void)rlcu::launch(gemv_q8_kernel<G, NC, 2>, p.grid, bt, 0, s, w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
     else
-        gemv_q8_kernel<G, NC, 1><<<p.grid, bt, 0, s>>>(w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
+        (void)rlcu::launch(gemv_q8_kernel<G, NC, 1>, p.grid, bt, 0, s, w, row_bytes, rows, K, xq, xd, n, y, p.wpr);
     return cudaGetLastError();
 }
 
@@ -500,6 +306,7 @@ template <class T>
 __global__ void __launch_bounds__(GEMM_THREADS)
     gemm_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int64_t K,
                 const float *__restrict__ x, int64_t n, float *__restrict__ y) {
+    rlcu::pdl_enter();
     __shared__ float xs[BK][BM + 4];
     __shared__ float ws[BK][BN + 4];
     const int tid = threadIdx.x;
@@ -580,16 +387,16 @@ cudaError_t launch(cudaStream_t s, const void *w, size_t row_bytes, int64_t rows
         dim3 grid((unsigned)((rows + rpb - 1) / rpb));
         dim3 block(GEMV_WARPS * 32);
         if (n == 1)
-            gemv_kernel<T, 1><<<grid, block, 0, s>>>(wb, row_bytes, rows, K, x, 1, y, wpr);
+            (void)rlcu::launch(gemv_kernel<T, 1>, grid, block, 0, s, wb, row_bytes, rows, K, x, 1, y, wpr);
         else if (n == 2)
-            gemv_kernel<T, 2><<<grid, block, 0, s>>>(wb, row_bytes, rows, K, x, 2, y, wpr);
+            (void)rlcu::launch(gemv_kernel<T, 2>, grid, block, 0, s, wb, row_bytes, rows, K, x, 2, y, wpr);
         else if (n <= 4)
-            gemv_kernel<T, 4><<<grid, block, 0, s>>>(wb, row_bytes, rows, K, x, (int)n, y, wpr);
+            (void)rlcu::launch(gemv_kernel<T, 4>, grid, block, 0, s, wb, row_bytes, rows, K, x, (int)n, y, wpr);
         else
-            gemv_kernel<T, 8><<<grid, block, 0, s>>>(wb, row_bytes, rows, K, x, (int)n, y, wpr);
+            (void)rlcu::launch(gemv_kernel<T, 8>, grid, block, 0, s, wb, row_bytes, rows, K, x, (int)n, y, wpr);
     } else {
         dim3 grid((unsigned)((rows + BN - 1) / BN), (unsigned)((n + BM - 1) / BM));
-        gemm_kernel<T><<<grid, GEMM_THREADS, 0, s>>>(wb, row_bytes, rows, K, x, n, y);
+        (void)rlcu::launch(gemm_kernel<T>, grid, GEMM_THREADS, 0, s, wb, row_bytes, rows, K, x, n, y);
     }
     return cudaGetLastError();
 }
@@ -604,6 +411,7 @@ __device__ __forceinline__ unsigned short to16(float v, bool half) {
 template <class T>
 __global__ void dequant16_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                                  int64_t K, bool half, unsigned short *__restrict__ out) {
+    rlcu::pdl_enter();
     const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= K / T::NV) return;
     for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
@@ -628,13 +436,14 @@ cudaError_t dequant16(cudaStream_t s, const void *w, size_t row_bytes, int64_t r
                       bool half, void *out) {
     const int64_t nch = K / T::NV;
     dim3 grid((unsigned)((nch + 127) / 128), (unsigned)(rows < 65535 ? rows : 65535));
-    dequant16_kernel<T><<<grid, 128, 0, s>>>(static_cast<const uint8_t *>(w), row_bytes, rows, K,
+    (void)rlcu::launch(dequant16_kernel<T>, grid, 128, 0, s, static_cast<const uint8_t *>(w), row_bytes, rows, K,
                                              half, static_cast<unsigned short *>(out));
     return cudaGetLastError();
 }
 
 __global__ void to16_kernel(const float *__restrict__ x, int64_t n, bool half,
                             unsigned short *__restrict__ out) {
+    rlcu::pdl_enter();
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
          i += (int64_t)gridDim.x * blockDim.x)
         out[i] = to16(x[i], half);
@@ -669,7 +478,7 @@ extern "C" cudaError_t rl__cu_to16(cudaStream_t s, bool half, const float *x, in
                                    void *out) {
     if (n <= 0) return cudaSuccess;
     const int64_t b = (n + 255) / 256;
-    to16_kernel<<<(unsigned)(b < 4096 ? b : 4096), 256, 0, s>>>(x, n, half,
+    (void)rlcu::launch(to16_kernel, (unsigned)(b < 4096 ? b : 4096), 256, 0, s, x, n, half,
                                                               static_cast<unsigned short *>(out));
     return cudaGetLastError();
 }
@@ -689,6 +498,8 @@ extern "C" cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const v
         return vec ? launch<TF32>(s, w, row_bytes, rows, K, x, n, y)
                    : launch<TF32S>(s, w, row_bytes, rows, K, x, n, y);
     case RL_TYPE_F16:
+        if (vec && n == 1 && rl__cu_matvec_ok(type, w, row_bytes, rows, K))
+            return rl__cu_matvec(s, type, w, row_bytes, rows, K, x, NULL, y);
         return vec ? launch<TF16>(s, w, row_bytes, rows, K, x, n, y)
                    : launch<TF16S>(s, w, row_bytes, rows, K, x, n, y);
     case RL_TYPE_BF16:
@@ -701,6 +512,8 @@ extern "C" cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const v
 
 extern "C" size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_bytes, int64_t K,
                                   int64_t n) {
+    if (n == 1 && vec && rl__cu_matvec_q8_type(type) && rl__cu_matvec_ok(type, w, row_bytes, 1, K))
+        return (size_t)(2 * K) + (size_t)(K / 256) * sizeof(float);
     if ((type != RL_TYPE_Q4_K && type != RL_TYPE_Q6_K) || !vec || n < 1 || n > 4 || K % 256)
         return 0;
     if (type == RL_TYPE_Q4_K && ((uintptr_t)w % 16 || row_bytes % 16)) return 0;
@@ -715,8 +528,11 @@ extern "C" cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w,
     float *d = reinterpret_cast<float *>(q + 2 * n * K);
     if (!xq_ready) {
         const int64_t n8 = n * K / 8;
-        quant_q8_kernel<<<(unsigned)((n8 + 255) / 256), 256, 0, s>>>(x, n8, q, d);
+        (void)rlcu::launch(quant_q8_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, x, n8, q, d);
     }
+    if (n == 1 && rl__cu_matvec_ok(type, w, row_bytes, rows, K))
+        return rl__cu_matvec(s, type, w, row_bytes, rows, K, x, xq, y);
+    if (type != RL_TYPE_Q4_K && type != RL_TYPE_Q6_K) return cudaErrorInvalidValue;
     const uint8_t *wb = static_cast<const uint8_t *>(w);
     const int nn = (int)n;
     if (type == RL_TYPE_Q4_K) {

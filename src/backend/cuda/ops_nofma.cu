@@ -7,6 +7,7 @@
  * tanhf, sqrtf is exact) differ from glibc's by an ulp or two.
  */
 #include "qtypes.cuh"
+#include "launch.cuh"
 
 using namespace rlcu;
 
@@ -27,6 +28,7 @@ unsigned ew_blocks(int64_t n) {
 template <class T>
 __global__ void get_rows_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t K,
                                 const int32_t *__restrict__ ids, float *__restrict__ y) {
+    rlcu::pdl_enter();
     const int64_t t = blockIdx.y;
     const int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= K / T::NV) return;
@@ -42,21 +44,33 @@ cudaError_t get_rows_launch(cudaStream_t s, const void *w, size_t row_bytes, int
                             const int32_t *ids, int64_t n, float *y) {
     const int64_t nch = K / T::NV;
     dim3 grid((unsigned)((nch + EW_THREADS - 1) / EW_THREADS), (unsigned)n);
-    get_rows_kernel<T>
-        <<<grid, EW_THREADS, 0, s>>>(static_cast<const uint8_t *>(w), row_bytes, K, ids, y);
+    (void)rlcu::launch(get_rows_kernel<T>, grid, EW_THREADS, 0, s,
+                       static_cast<const uint8_t *>(w), row_bytes, K, ids, y);
     return cudaGetLastError();
 }
 
 /* ---- RMSNorm: sum of squares in double, scale in float, then the weight ---- */
 /* xq non-NULL (dim % 256 == 0): the rows of y also quantized for the q8 path of the
- * product that reads them next, in the layout of rl__cu_matmul_q8's workspace. */
-__global__ void rmsnorm_kernel(const float *x, int64_t dim, float eps, const float *w, float *y,
-                               int8_t *xq, int64_t n) {
+ * product that reads them next, in the layout of rl__cu_matmul_q8's workspace. add
+ * non-NULL: x += add first (the residual add before a norm, one launch instead of two;
+ * each thread reads back only the values it wrote). */
+__global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
+                               float *y, int8_t *xq, int64_t n) {
+    rlcu::pdl_enter();
     __shared__ double part[32];
-    const float *xr = x + (int64_t)blockIdx.x * dim;
+    float *xr = x + (int64_t)blockIdx.x * dim;
     float *yr = y + (int64_t)blockIdx.x * dim;
     double ss = 0;
-    for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * (double)xr[i];
+    if (add) {
+        const float *ar = add + (int64_t)blockIdx.x * dim;
+        for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
+            const float v = xr[i] + ar[i];
+            xr[i] = v;
+            ss += (double)v * (double)v;
+        }
+    } else {
+        for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) ss += (double)xr[i] * (double)xr[i];
+    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -91,6 +105,7 @@ __global__ void rmsnorm_kernel(const float *x, int64_t dim, float eps, const flo
 /* ---- RoPE: one thread per rotated pair, angles from the host's table ---- */
 __global__ void rope_kernel(float *x, int64_t n, int64_t ld, int n_head, int head_dim, int n_rot,
                             bool neox, const float *tab) {
+    rlcu::pdl_enter();
     const int half = n_rot / 2;
     const int64_t total = n * n_head * half;
     GRID_STRIDE(idx, total) {
@@ -107,21 +122,32 @@ __global__ void rope_kernel(float *x, int64_t n, int64_t ld, int n_head, int hea
 }
 
 __global__ void add_row_kernel(float *x, int64_t n, int64_t dim, int64_t ld, const float *b) {
+    rlcu::pdl_enter();
     GRID_STRIDE(idx, n * dim) {
         const int64_t t = idx / dim, i = idx % dim;
         x[t * ld + i] += b[i];
     }
 }
 
-__global__ void add_kernel(float *x, const float *y, int64_t n) { GRID_STRIDE(i, n) x[i] += y[i]; }
+__global__ void add_kernel(float *x, const float *y, int64_t n) {
+    rlcu::pdl_enter();
+    GRID_STRIDE(i, n) x[i] += y[i];
+}
 
-__global__ void scale_kernel(float *x, int64_t n, float v) { GRID_STRIDE(i, n) x[i] *= v; }
+__global__ void scale_kernel(float *x, int64_t n, float v) {
+    rlcu::pdl_enter();
+    GRID_STRIDE(i, n) x[i] *= v;
+}
 
 __global__ void softcap_kernel(float *x, int64_t n, float c) {
+    rlcu::pdl_enter();
     GRID_STRIDE(i, n) x[i] = tanhf(x[i] / c) * c;
 }
 
-__global__ void fill_kernel(float *x, int64_t n, float v) { GRID_STRIDE(i, n) x[i] = v; }
+__global__ void fill_kernel(float *x, int64_t n, float v) {
+    rlcu::pdl_enter();
+    GRID_STRIDE(i, n) x[i] = v;
+}
 
 /* SiLU x / (1 + e^-x); GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as the CPU
  * writes it. */
@@ -134,6 +160,7 @@ __device__ __forceinline__ float glu1(int act, float x, float up) {
 
 __global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                            int64_t n, int64_t dim, float *out) {
+    rlcu::pdl_enter();
     GRID_STRIDE(idx, n * dim) {
         const int64_t t = idx / dim, i = idx % dim;
         out[t * dim + i] = glu1(act, g[t * ld_g + i], u[t * ld_u + i]);
@@ -144,6 +171,7 @@ __global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u
  * block of 256 outputs, 8 consecutive ones per lane. */
 __global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                               int64_t n, int64_t dim, float *out, int8_t *xq) {
+    rlcu::pdl_enter();
     const int64_t nb = n * dim / 256;
     const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     if (b >= nb) return; /* whole warps */
@@ -160,6 +188,7 @@ __global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float
 }
 
 __global__ void get_rows_f32_kernel(const float *src, const int32_t *ids, int64_t dim, float *dst) {
+    rlcu::pdl_enter();
     const int64_t t = blockIdx.y;
     const float *s = src + (int64_t)ids[t] * dim;
     float *d = dst + t * dim;
@@ -171,6 +200,7 @@ __global__ void get_rows_f32_kernel(const float *src, const int32_t *ids, int64_
 /* In place (ids[t] >= t): rows in order, one block, so that no row is overwritten before
  * the rows that read it. */
 __global__ void compact_rows_kernel(float *x, const int32_t *ids, int64_t n, int64_t dim) {
+    rlcu::pdl_enter();
     for (int64_t t = 0; t < n; t++) {
         if (ids[t] != t) {
             const float *s = x + (int64_t)ids[t] * dim;
@@ -183,6 +213,7 @@ __global__ void compact_rows_kernel(float *x, const int32_t *ids, int64_t n, int
 
 __global__ void add_rows_scaled_kernel(float *x, int64_t dim, const int32_t *ids, const float *w,
                                        int64_t n, const float *y) {
+    rlcu::pdl_enter();
     GRID_STRIDE(idx, n * dim) {
         const int64_t t = idx / dim, i = idx % dim;
         x[(int64_t)ids[t] * dim + i] += y[idx] * w[t];
@@ -191,6 +222,7 @@ __global__ void add_rows_scaled_kernel(float *x, int64_t dim, const int32_t *ids
 
 __global__ void kv_write_f32_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
                                     int64_t ne, int64_t n, const int32_t *cells) {
+    rlcu::pdl_enter();
     GRID_STRIDE(idx, n * ne) {
         const int64_t t = idx / ne, i = idx % ne;
         reinterpret_cast<float *>(tab + (size_t)cells[t] * row_bytes)[i] = src[t * ld + i];
@@ -199,6 +231,7 @@ __global__ void kv_write_f32_kernel(uint8_t *tab, size_t row_bytes, const float 
 
 __global__ void kv_write_f16_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
                                     int64_t ne, int64_t n, const int32_t *cells) {
+    rlcu::pdl_enter();
     GRID_STRIDE(idx, n * ne) {
         const int64_t t = idx / ne, i = idx % ne;
         reinterpret_cast<__half *>(tab + (size_t)cells[t] * row_bytes)[i] =
@@ -210,6 +243,7 @@ __global__ void kv_write_f16_kernel(uint8_t *tab, size_t row_bytes, const float 
  * from zero), d stored as fp16. One thread per block of 32. */
 __global__ void kv_write_q8_0_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
                                      int64_t ne, int64_t n, const int32_t *cells) {
+    rlcu::pdl_enter();
     const int64_t nb = ne / 32;
     GRID_STRIDE(idx, n * nb) {
         const int64_t t = idx / nb, b = idx % nb;
@@ -227,6 +261,7 @@ __global__ void kv_write_q8_0_kernel(uint8_t *tab, size_t row_bytes, const float
 
 __global__ void kv_copy_kernel(uint8_t *tab, size_t row_bytes, const int32_t *src,
                                const int32_t *dst, int64_t n) {
+    rlcu::pdl_enter();
     GRID_STRIDE(idx, n * (int64_t)row_bytes) {
         const int64_t t = idx / (int64_t)row_bytes, i = idx % (int64_t)row_bytes;
         tab[(size_t)dst[t] * row_bytes + i] = tab[(size_t)src[t] * row_bytes + i];
@@ -261,11 +296,13 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 }
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
-                                      float eps, const float *w, float *y, void *xq) {
+                                      float eps, const float *w, float *y, void *xq,
+                                      const float *add) {
     if (n <= 0) return cudaSuccess;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
-    rmsnorm_kernel<<<(unsigned)n, threads, 0, s>>>(x, dim, eps, w, y, static_cast<int8_t *>(xq), n);
+    (void)rlcu::launch(rmsnorm_kernel, (unsigned)n, threads, 0, s, const_cast<float *>(x), add,
+                       dim, eps, w, y, static_cast<int8_t *>(xq), n);
     return cudaGetLastError();
 }
 
@@ -273,7 +310,7 @@ extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t 
                                    int head_dim, int n_rot, bool neox, const float *tab) {
     const int64_t total = n * n_head * (n_rot / 2);
     if (total <= 0) return cudaSuccess;
-    rope_kernel<<<ew_blocks(total), EW_THREADS, 0, s>>>(x, n, ld, n_head, head_dim, n_rot, neox,
+    (void)rlcu::launch(rope_kernel, ew_blocks(total), EW_THREADS, 0, s, x, n, ld, n_head, head_dim, n_rot, neox,
                                                         tab);
     return cudaGetLastError();
 }
@@ -281,31 +318,31 @@ extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t 
 extern "C" cudaError_t rl__cu_add_row(cudaStream_t s, float *x, int64_t n, int64_t dim, int64_t ld,
                                       const float *b) {
     if (n * dim <= 0) return cudaSuccess;
-    add_row_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(x, n, dim, ld, b);
+    (void)rlcu::launch(add_row_kernel, ew_blocks(n * dim), EW_THREADS, 0, s, x, n, dim, ld, b);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t rl__cu_add(cudaStream_t s, float *x, const float *y, int64_t n) {
     if (n <= 0) return cudaSuccess;
-    add_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, y, n);
+    (void)rlcu::launch(add_kernel, ew_blocks(n), EW_THREADS, 0, s, x, y, n);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t rl__cu_scale(cudaStream_t s, float *x, int64_t n, float v) {
     if (n <= 0) return cudaSuccess;
-    scale_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n, v);
+    (void)rlcu::launch(scale_kernel, ew_blocks(n), EW_THREADS, 0, s, x, n, v);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c) {
     if (n <= 0) return cudaSuccess;
-    softcap_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n, c);
+    (void)rlcu::launch(softcap_kernel, ew_blocks(n), EW_THREADS, 0, s, x, n, c);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v) {
     if (n <= 0) return cudaSuccess;
-    fill_kernel<<<ew_blocks(n), EW_THREADS, 0, s>>>(x, n, v);
+    (void)rlcu::launch(fill_kernel, ew_blocks(n), EW_THREADS, 0, s, x, n, v);
     return cudaGetLastError();
 }
 
@@ -316,11 +353,11 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
     if (xq) {
         if (dim % 256) return cudaErrorInvalidValue;
         const int64_t threads = n * dim / 8; /* a warp per 256 outputs */
-        glu_q8_kernel<<<(unsigned)((threads + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0, s>>>(
+        (void)rlcu::launch(glu_q8_kernel, (unsigned)((threads + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0, s, 
             act, g, ld_g, u, ld_u, n, dim, out, static_cast<int8_t *>(xq));
         return cudaGetLastError();
     }
-    glu_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(act, g, ld_g, u, ld_u, n, dim, out);
+    (void)rlcu::launch(glu_kernel, ew_blocks(n * dim), EW_THREADS, 0, s, act, g, ld_g, u, ld_u, n, dim, out);
     return cudaGetLastError();
 }
 
@@ -328,11 +365,11 @@ extern "C" cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, con
                                            int64_t n, int64_t dim, float *dst) {
     if (n <= 0 || dim <= 0) return cudaSuccess;
     if (src == dst) {
-        compact_rows_kernel<<<1, 1024, 0, s>>>(dst, ids, n, dim);
+        (void)rlcu::launch(compact_rows_kernel, 1, 1024, 0, s, dst, ids, n, dim);
     } else {
         if (n > 65535) return cudaErrorInvalidValue;
         dim3 grid((unsigned)((dim + EW_THREADS - 1) / EW_THREADS), (unsigned)n);
-        get_rows_f32_kernel<<<grid, EW_THREADS, 0, s>>>(src, ids, dim, dst);
+        (void)rlcu::launch(get_rows_f32_kernel, grid, EW_THREADS, 0, s, src, ids, dim, dst);
     }
     return cudaGetLastError();
 }
@@ -341,7 +378,7 @@ extern "C" cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t 
                                               const int32_t *ids, const float *w, int64_t n,
                                               const float *y) {
     if (n * dim <= 0) return cudaSuccess;
-    add_rows_scaled_kernel<<<ew_blocks(n * dim), EW_THREADS, 0, s>>>(x, dim, ids, w, n, y);
+    (void)rlcu::launch(add_rows_scaled_kernel, ew_blocks(n * dim), EW_THREADS, 0, s, x, dim, ids, w, n, y);
     return cudaGetLastError();
 }
 
@@ -352,16 +389,16 @@ extern "C" cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size
     uint8_t *t = static_cast<uint8_t *>(tab);
     switch (type) {
     case RL_TYPE_F32:
-        kv_write_f32_kernel<<<ew_blocks(n * ne), EW_THREADS, 0, s>>>(t, row_bytes, src, ld, ne, n,
+        (void)rlcu::launch(kv_write_f32_kernel, ew_blocks(n * ne), EW_THREADS, 0, s, t, row_bytes, src, ld, ne, n,
                                                                      cells);
         break;
     case RL_TYPE_F16:
-        kv_write_f16_kernel<<<ew_blocks(n * ne), EW_THREADS, 0, s>>>(t, row_bytes, src, ld, ne, n,
+        (void)rlcu::launch(kv_write_f16_kernel, ew_blocks(n * ne), EW_THREADS, 0, s, t, row_bytes, src, ld, ne, n,
                                                                      cells);
         break;
     case RL_TYPE_Q8_0:
         if (ne % 32) return cudaErrorInvalidValue;
-        kv_write_q8_0_kernel<<<ew_blocks(n * ne / 32), EW_THREADS, 0, s>>>(t, row_bytes, src, ld,
+        (void)rlcu::launch(kv_write_q8_0_kernel, ew_blocks(n * ne / 32), EW_THREADS, 0, s, t, row_bytes, src, ld,
                                                                            ne, n, cells);
         break;
     default:
@@ -373,14 +410,16 @@ extern "C" cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size
 extern "C" cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes,
                                       const int32_t *src, const int32_t *dst, int64_t n) {
     if (n <= 0) return cudaSuccess;
-    kv_copy_kernel<<<ew_blocks(n * (int64_t)row_bytes), EW_THREADS, 0, s>>>(
+    (void)rlcu::launch(kv_copy_kernel, ew_blocks(n * (int64_t)row_bytes), EW_THREADS, 0, s, 
         static_cast<uint8_t *>(tab), row_bytes, src, dst, n);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max) {
     cudaError_t e = rl_cu_set_iq4(iq4_values);
+    if (e == cudaSuccess) e = rlcu::pdl_init();
     if (e == cudaSuccess) e = rl__cu_init_matmul(iq4_values);
     if (e == cudaSuccess) e = rl__cu_init_attention(smem_max);
+    if (e == cudaSuccess) e = rl__cu_init_matvec();
     return e;
 }

@@ -159,7 +159,8 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_get_rows(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.K,
                                (const int32_t *)(A + r->mm.ids_at), r->mm.n, r->mm.y);
     case CU_OP_RMSNORM:
-        return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq);
+        return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq,
+                              r->ew.c);
     case CU_OP_ROPE:
         return rl__cu_rope(s, r->ew.x, r->ew.n, r->ew.ld, r->ew.i0, r->ew.i1, r->ew.i2, r->ew.flag,
                            (const float *)(A + r->ew.at0));

@@ -67,6 +67,7 @@ typedef struct cu_rec {
             int64_t n, dim, ld, ld2;
             float *x;
             const float *a, *b;
+            const float *c; /* rmsnorm: the residual added to a first (the add before it) */
             size_t at0, at1;
             void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next */
         } ew;

@@ -1,0 +1,75 @@
+/*
+ * launch.cuh - how the backend's kernels are launched: programmatic dependent launch (PDL;
+ * CUDA C++ Programming Guide, "Programmatic Dependent Launch and Synchronization").
+ *
+ * Why: a decode step is a chain of a few hundred kernels, most of them a few microseconds
+ * long, each waiting for the one before. Launched with the programmatic-serialization
+ * attribute, a kernel may start while the one before it is still running: its blocks are
+ * placed and run up to griddepcontrol.wait, which returns once the grid before has finished
+ * and its writes are visible. So the launch latency of each kernel hides behind the one
+ * before, and a product can start streaming its weights (which no kernel writes) before its
+ * input is ready. The rule that keeps this correct: every kernel launched here calls
+ * pdl_wait() before it reads anything an earlier kernel wrote and before it writes
+ * anything (pdl_enter() at its start does both; only weights may be read before it). A
+ * kernel then lets the next one launch (pdl_launch_dependents) once it is past its wait.
+ * Off before compute capability 9.0, or with RUVLLM_CUDA_PDL=0 (bisecting); on devices
+ * without it the instructions are left out and launches are ordinary.
+ */
+#ifndef RL_BACKEND_CUDA_LAUNCH_CUH
+#define RL_BACKEND_CUDA_LAUNCH_CUH
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <utility>
+
+namespace rlcu {
+
+inline bool g_pdl = false; /* launches carry the attribute (pdl_init) */
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+/* The start of every kernel: wait for the grid before, then let the next one launch. */
+__device__ __forceinline__ void pdl_enter() {
+    pdl_wait();
+    pdl_launch_dependents();
+}
+
+/* PDL for the current device, unless RUVLLM_CUDA_PDL=0. */
+inline cudaError_t pdl_init() {
+    int dev = 0, major = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    const char *v = getenv("RUVLLM_CUDA_PDL");
+    g_pdl = e == cudaSuccess && major >= 9 && !(v && v[0] == '0');
+    return e;
+}
+
+/* kernel<<<grid, block, smem, s>>>(args...), with the PDL attribute when it is on. */
+template <typename... KArgs, typename... Args>
+cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = g_pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+} // namespace rlcu
+
+#endif /* RL_BACKEND_CUDA_LAUNCH_CUH */

@@ -1,0 +1,491 @@
+/*
+ * matvec.cu - decode products of one token, y[rows] = W x, streaming the weights at close to
+ * the device's memory bandwidth (Q4_K, Q6_K, Q8_0, Q4_0 and F16 rows).
+ *
+ * Why a kernel of its own: the blocks of these types are 144, 210, 34 or 18 bytes, so a
+ * lane that reads its fields straight from global memory issues many narrow loads at
+ * scattered addresses (2-byte pieces of a 210-byte block), and the L1's request rate, not
+ * DRAM, bounds the product (matmul.cu's row-group kernels reached about 1.2 TB/s of an
+ * H200's 4.2). Here each warp copies whole chunks of a row -- a whole number of blocks
+ * whose size is a multiple of 16 bytes: 4 Q4_K super-blocks, 8 Q6_K ones, 32 Q8_0 or Q4_0
+ * blocks, 1024 F16 values -- into its own ring of shared-memory stages with 16-byte
+ * cp.async copies (cp.async.cg: coalesced, past L1 and the registers), MV_STAGES - 1
+ * chunks ahead of the one it decodes, and decodes from shared memory, where narrow and
+ * unaligned reads are cheap (PTX ISA, "cp.async"; CUDA C++ Programming Guide,
+ * "Asynchronous Data Copies"). A warp owns whole rows, so there is no reduction across
+ * warps; the rows are divided evenly over one wave of warps (as many as the device keeps
+ * resident), so every weight byte is read once and no warp waits for a second wave.
+ *
+ * Activations: Q4_K, Q6_K, Q8_0 and Q4_0 read the q8 workspace (matmul.cu: int8 codes of
+ * 256-value blocks plus int8 residual codes, so the products are about as exact as float
+ * ones) with dp4a; F16 reads float activations. Everything a chunk's lanes read of x comes
+ * through L1 (x is small and every warp reads it).
+ */
+#include "kq8.cuh"
+#include "launch.cuh"
+#include "qtypes.cuh"
+
+#include <cstdlib>
+
+using namespace rlcu;
+
+namespace {
+
+constexpr int MV_WARPS = 4;  /* warps per block */
+constexpr int MV_PAD = 16;   /* bytes after each warp's ring: unaligned reads of the last
+                                block may touch a word past the chunk */
+
+__device__ __forceinline__ void cp16(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ uint32_t lds32(const uint8_t *s, int o) {
+    return *reinterpret_cast<const uint32_t *>(s + o);
+}
+__device__ __forceinline__ float lds_h(const uint8_t *s, int o) {
+    return __half2float(__ushort_as_half(*reinterpret_cast<const unsigned short *>(s + o)));
+}
+
+/* N little-endian words of shared memory from byte offset o (o even, maybe not 4-aligned):
+ * the aligned words around them, joined by funnel shifts. */
+template <int N> __device__ __forceinline__ void lds_words(const uint8_t *s, int o, uint32_t *out) {
+    const int a = o & ~3, sh = (o & 2) * 8;
+    uint32_t w[N + 1];
+#pragma unroll
+    for (int i = 0; i <= N; i++) w[i] = lds32(s, a + 4 * i);
+#pragma unroll
+    for (int i = 0; i < N; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
+}
+
+/* The q8 workspace of one token (matmul.cu): codes, residual codes, a scale per 256. */
+struct XQ {
+    const int8_t *h, *l;
+    const float *d;
+};
+
+/* Each type: VPC values (CB bytes, a multiple of 16) per chunk of a row; X, this lane's
+ * activations for a chunk whose first value is e0 (xload: read once, used for the R rows
+ * of an item); dot(st, lane, xv): this lane's part of one row's chunk at st. */
+
+/* Q4_K: 4 super-blocks; lane = 8 s + t takes super-block s as kq8.cuh's lane t, reading
+ * the header (d, dmin, 12 bytes of 6-bit scales and mins) and its 16 bytes of nibbles in
+ * two 16-byte reads. Scales of sub-blocks 0..3: low 6 bits of bytes 0..3 (mins: 4..7);
+ * of 4..7: low nibbles of bytes 8..11 and the top 2 bits of bytes 0..3 (mins: high
+ * nibbles of 8..11, top bits of 4..7) -- ggml-common.h's packing, taken 4 at a time. */
+struct MQ4_K {
+    static constexpr int VPC = 1024, CB = 4 * RL_CU_Q4_K_BYTES;
+    using XA = XQ;
+    using X = GQ4_K::X;
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int64_t e = e0 + 256 * (lane >> 3);
+        return GQ4_K::xload8(x.h + e, x.l + e, x.d[e >> 8], lane & 7);
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 3, t = lane & 7, j = t >> 1;
+        const uint8_t *b = st + RL_CU_Q4_K_BYTES * s;
+        const uint4 hd = *reinterpret_cast<const uint4 *>(b);
+        GQ4_K::W w;
+        w.q = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 16 * t);
+        const uint32_t sc = j < 2 ? hd.y & 0x3f3f3f3fu
+                                  : (hd.w & 0x0f0f0f0fu) | ((hd.y >> 6) & 0x03030303u) << 4;
+        const uint32_t mn = j < 2 ? hd.z & 0x3f3f3f3fu
+                                  : ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 6) & 0x03030303u) << 4;
+        const int sh = 16 * (j & 1);
+        const float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffffu)));
+        const float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        w.dl0 = d * (float)((sc >> sh) & 0xffu);
+        w.dl1 = d * (float)((sc >> (sh + 8)) & 0xffu);
+        w.ml0 = dmin * (float)((mn >> sh) & 0xffu);
+        w.ml1 = dmin * (float)((mn >> (sh + 8)) & 0xffu);
+        return GQ4_K::dot8(w, xv);
+    }
+};
+
+/* Q6_K: 8 super-blocks of 210 bytes (2-byte aligned in the stage); lane = 4 s + u takes
+ * super-block s as kq8.cuh's lanes u and 4 + u (both halves of 128 values). */
+struct MQ6_K {
+    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
+    using XA = XQ;
+    struct X {
+        GQ6_K::X h[2];
+    };
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int64_t e = e0 + 256 * (lane >> 2);
+        const float xd = x.d[e >> 8];
+        X v;
+#pragma unroll
+        for (int h = 0; h < 2; h++) v.h[h] = GQ6_K::xload8(x.h + e, x.l + e, xd, 4 * h + (lane & 3));
+        return v;
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 2, u = lane & 3, l = 8 * u;
+        const int o = RL_CU_Q6_K_BYTES * s;
+        const float d = lds_h(st, o + RL_CU_Q6_K_D);
+        float acc = 0.0f;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            GQ6_K::W w;
+            uint32_t v[2];
+            lds_words<2>(st, o + 64 * h + l, v);
+            w.qa = make_uint2(v[0], v[1]);
+            lds_words<2>(st, o + 64 * h + 32 + l, v);
+            w.qb = make_uint2(v[0], v[1]);
+            lds_words<2>(st, o + RL_CU_Q6_K_QH + 32 * h + l, v);
+            w.qh = make_uint2(v[0], v[1]);
+            lds_words<2>(st, o + RL_CU_Q6_K_SCALES + 8 * h, v);
+            /* scales 8h + u/2 + 2k, k = 0..3: bytes u/2 + 2k of the 8 read */
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                w.s[k] = d * (float)(int8_t)((k < 2 ? v[0] : v[1]) >> (8 * ((u >> 1) + 2 * (k & 1))));
+            acc += GQ6_K::dot8(w, xv.h[h]);
+        }
+        return acc;
+    }
+};
+
+/* The activations of a 32-value block: codes, residual codes (as words) and the scale. */
+struct X32 {
+    int h[8], l[8];
+    float d;
+};
+__device__ __forceinline__ X32 xload32(const XQ &x, int64_t e) {
+    X32 v;
+    const int4 h0 = *reinterpret_cast<const int4 *>(x.h + e), h1 = *reinterpret_cast<const int4 *>(x.h + e + 16);
+    const int4 l0 = *reinterpret_cast<const int4 *>(x.l + e), l1 = *reinterpret_cast<const int4 *>(x.l + e + 16);
+    v.h[0] = h0.x, v.h[1] = h0.y, v.h[2] = h0.z, v.h[3] = h0.w;
+    v.h[4] = h1.x, v.h[5] = h1.y, v.h[6] = h1.z, v.h[7] = h1.w;
+    v.l[0] = l0.x, v.l[1] = l0.y, v.l[2] = l0.z, v.l[3] = l0.w;
+    v.l[4] = l1.x, v.l[5] = l1.y, v.l[6] = l1.z, v.l[7] = l1.w;
+    v.d = x.d[e >> 8];
+    return v;
+}
+
+/* int8 products of a 32-value block's codes c (8 words) with its activations, as codes
+ * h + l / Q8_LO, times the activations' scale */
+__device__ __forceinline__ float dot32_q8(const int *c, const X32 &x) {
+    int sh = 0, sl = 0;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        sh = __dp4a(c[i], x.h[i], sh);
+        sl = __dp4a(c[i], x.l[i], sl);
+    }
+    return x.d * ((float)sh + (float)sl * (1.0f / Q8_LO));
+}
+
+/* Q8_0: 32 blocks of 34 bytes; lane i takes block i (its d, then 32 signed codes). */
+struct MQ8_0 {
+    static constexpr int VPC = 1024, CB = 32 * RL_CU_Q8_0_BYTES;
+    using XA = XQ;
+    using X = X32;
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) { return xload32(x, e0 + 32 * lane); }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int o = RL_CU_Q8_0_BYTES * lane;
+        int c[8];
+        lds_words<8>(st, o + RL_CU_Q8_0_QS, reinterpret_cast<uint32_t *>(c));
+        return lds_h(st, o) * dot32_q8(c, xv);
+    }
+};
+
+/* Q4_0: 32 blocks of 18 bytes; lane i takes block i: byte j holds values j (low nibble)
+ * and j + 16 (high), each a code + 8. */
+struct MQ4_0 {
+    static constexpr int VPC = 1024, CB = 32 * RL_CU_Q4_0_BYTES;
+    using XA = XQ;
+    using X = X32;
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) { return xload32(x, e0 + 32 * lane); }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int o = RL_CU_Q4_0_BYTES * lane;
+        uint32_t q[4];
+        lds_words<4>(st, o + RL_CU_Q4_0_QS, q);
+        int c[8];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            c[i] = (int)__vsub4(q[i] & 0x0f0f0f0fu, 0x08080808u);
+            c[4 + i] = (int)__vsub4((q[i] >> 4) & 0x0f0f0f0fu, 0x08080808u);
+        }
+        return lds_h(st, o) * dot32_q8(c, xv);
+    }
+};
+
+/* F16: 1024 values; lane i takes the 16-byte pieces i + 32 k (so each read of the warp is
+ * 512 contiguous bytes, without bank conflicts), float activations. */
+struct MF16 {
+    static constexpr int VPC = 1024, CB = 2048;
+    using XA = const float *;
+    struct X {
+        float4 a[8];
+    };
+    __device__ static X xload(int lane, int64_t e0, const float *x) {
+        X v;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const float4 *p = reinterpret_cast<const float4 *>(x + e0 + 8 * (lane + 32 * k));
+            v.a[2 * k] = p[0];
+            v.a[2 * k + 1] = p[1];
+        }
+        return v;
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const uint4 u = *reinterpret_cast<const uint4 *>(st + 16 * (lane + 32 * k));
+            const float4 a = xv.a[2 * k], b = xv.a[2 * k + 1];
+            const float2 f0 = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+            const float2 f1 = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+            const float2 f2 = __half22float2(*reinterpret_cast<const __half2 *>(&u.z));
+            const float2 f3 = __half22float2(*reinterpret_cast<const __half2 *>(&u.w));
+            acc += f0.x * a.x + f0.y * a.y + f1.x * a.z + f1.y * a.w + f2.x * b.x + f2.y * b.y +
+                   f3.x * b.z + f3.y * b.w;
+        }
+        return acc;
+    }
+};
+
+/* Stages of the ring: about 9 KiB of weights per warp (3 to 8 items: S - 1 in flight), so
+ * that warps with small items keep as many bytes coming as warps with large ones. */
+template <class G, int R> __host__ __device__ constexpr int mv_stages() {
+    return 9216 / (R * G::CB) < 3 ? 3 : 9216 / (R * G::CB) > 8 ? 8 : 9216 / (R * G::CB);
+}
+template <class G, int R> __host__ __device__ constexpr size_t mv_smem() {
+    return (size_t)MV_WARPS * ((size_t)mv_stages<G, R>() * R * G::CB + MV_PAD);
+}
+
+/* Rows of y = W x in items of R rows x one chunk; warp gw takes row groups gw gpw ..
+ * gw gpw + gpw - 1 (R rows each, the last rows repeated past the end and not written),
+ * their nch chunks in order, through a ring of S stages: item i + S - 1 is copied in
+ * while item i is decoded (cp.async groups, one per item, empty ones at the end so that
+ * the wait count stays fixed). The activations of a chunk are read once for its R rows. */
+template <class G, int R>
+__global__ void __launch_bounds__(MV_WARPS * 32)
+    mv_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int gpw, int nch,
+              typename G::XA x, float *__restrict__ y) {
+    constexpr int S = mv_stages<G, R>(), IB = R * G::CB;
+    extern __shared__ __align__(16) uint8_t mv_smem_buf[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    uint8_t *ring = mv_smem_buf + warp * (S * IB + MV_PAD);
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+    const int64_t r0 = ((int64_t)blockIdx.x * MV_WARPS + warp) * gpw * R;
+    if (r0 >= rows) return; /* the whole warp: no block-wide barrier follows */
+    const int64_t nrw = rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
+    const int ng = (int)((nrw + R - 1) / R);
+    const int n_items = ng * nch;
+    int ig = 0, ic = 0; /* next item to copy: group, chunk */
+    auto issue = [&](int stage) {
+        if (ig < ng) {
+            const uint32_t dst = ring_s + stage * IB;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int64_t row = r0 + (int64_t)ig * R + r;
+                const uint8_t *src = w + (size_t)(row < rows ? row : rows - 1) * row_bytes +
+                                     (size_t)ic * G::CB;
+#pragma unroll
+                for (int k = 0; k < (G::CB / 16 + 31) / 32; k++) {
+                    const int p = lane + 32 * k;
+                    if (G::CB % 512 == 0 || p < G::CB / 16)
+                        cp16(dst + r * G::CB + 16 * p, src + 16 * p);
+                }
+            }
+            if (++ic == nch) {
+                ic = 0;
+                ig++;
+            }
+        }
+        cp_commit();
+    };
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) issue(s);
+    rlcu::pdl_enter(); /* the weights are on their way; x and y belong to other kernels */
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.0f;
+    int cg = 0, cc = 0;
+    for (int i = 0; i < n_items; i++) {
+        issue((i + S - 1) % S);
+        const typename G::X xv = G::xload(lane, (int64_t)cc * G::VPC, x);
+        cp_wait<S - 1>();
+        __syncwarp();
+        const uint8_t *st = ring + (i % S) * IB;
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[r] += G::dot(st + r * G::CB, lane, xv);
+        __syncwarp(); /* the stage is copied into again next iteration */
+        if (++cc == nch) {
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float v = acc[r];
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+                const int64_t row = r0 + (int64_t)cg * R + r;
+                if (lane == 0 && row < rows) y[row] = v;
+                acc[r] = 0.0f;
+            }
+            cc = 0;
+            cg++;
+        }
+    }
+}
+
+/* Per type (Q4_K, Q6_K, Q8_0, Q4_0, F16): rows per item (0: the row-group kernels of
+ * matmul.cu take the type), the resident blocks per multiprocessor of each R's kernel,
+ * and the multiprocessor count, read at set-up (rl__cu_init_matvec): they size the one
+ * wave of warps. */
+constexpr int MV_TYPES = 5;
+static int g_mv_sms = 0;
+static int g_mv_occ[MV_TYPES][3];
+static int g_mv_rows[MV_TYPES] = {-1, -1, -1, -1, -1}; /* -1: mv_rows_for's choice */
+static bool g_mv_on = true;
+
+/* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
+ * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
+ * this kernel copies its first weights before the kernel before it ends, matmul.cu's do
+ * not): Q8_0 and Q4_0 1.4-2.2x the row-group kernels at every shape; Q6_K and Q4_K
+ * 1.0-1.35x except for the 1024-row K and V products of Q4_K (3.0 vs 3.7 us: too few warps
+ * here), F16 up to 1.1x except the 128k-row output head (the row-group kernel reads at the
+ * copy bandwidth there). */
+int mv_rows_for(int ti, int64_t rows, int64_t K) {
+    if (g_mv_rows[ti] >= 0) return g_mv_rows[ti];
+    switch (ti) {
+    case 0: /* Q4_K */
+        return rows <= 1024 ? 0 : rows >= 8192 && K <= 2048 ? 4 : 2;
+    case 1: /* Q6_K */
+        return rows >= 2048 ? 4 : 2;
+    case 2: /* Q8_0 */
+        return rows >= 8192 || K >= 8192 ? 4 : 2;
+    case 3: /* Q4_0 */
+        return rows >= 8192 ? 1 : 2;
+    default: /* F16 */
+        return rows >= 32768 ? 0 : 4;
+    }
+}
+
+template <class G, int R> cudaError_t mv_prep(int *occ) {
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)mv_smem<G, R>());
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R>, MV_WARPS * 32,
+                                                          mv_smem<G, R>());
+    return e;
+}
+
+template <class G> cudaError_t mv_prep_all(int *occ) {
+    cudaError_t e = mv_prep<G, 1>(&occ[0]);
+    if (e == cudaSuccess) e = mv_prep<G, 2>(&occ[1]);
+    if (e == cudaSuccess) e = mv_prep<G, 4>(&occ[2]);
+    return e;
+}
+
+template <class G, int R>
+cudaError_t mv_launch_r(cudaStream_t s, int occ, const void *w, size_t row_bytes, int64_t rows,
+                        int64_t K, typename G::XA x, float *y) {
+    const int64_t wave = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * MV_WARPS;
+    const int64_t groups = (rows + R - 1) / R;
+    const int64_t gpw = (groups + wave - 1) / wave;
+    const int64_t warps = (groups + gpw - 1) / gpw;
+    const unsigned grid = (unsigned)((warps + MV_WARPS - 1) / MV_WARPS);
+    (void)rlcu::launch(mv_kernel<G, R>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, 
+        static_cast<const uint8_t *>(w), row_bytes, rows, (int)gpw, (int)(K / G::VPC), x, y);
+    return cudaGetLastError();
+}
+
+template <class G>
+cudaError_t mv_launch(cudaStream_t s, int ti, const void *w, size_t row_bytes, int64_t rows,
+                      int64_t K, typename G::XA x, float *y) {
+    const int R = mv_rows_for(ti, rows, K);
+    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[ti][2], w, row_bytes, rows, K, x, y);
+    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[ti][1], w, row_bytes, rows, K, x, y);
+    return mv_launch_r<G, 1>(s, g_mv_occ[ti][0], w, row_bytes, rows, K, x, y);
+}
+
+/* The table index of a type, or -1. */
+int mv_index(int type) {
+    switch (type) {
+    case RL_TYPE_Q4_K:
+        return 0;
+    case RL_TYPE_Q6_K:
+        return 1;
+    case RL_TYPE_Q8_0:
+        return 2;
+    case RL_TYPE_Q4_0:
+        return 3;
+    case RL_TYPE_F16:
+        return 4;
+    default:
+        return -1;
+    }
+}
+
+int mv_vpc(int ti) {
+    static const int vpc[MV_TYPES] = {MQ4_K::VPC, MQ6_K::VPC, MQ8_0::VPC, MQ4_0::VPC, MF16::VPC};
+    return ti < 0 ? 0 : vpc[ti];
+}
+
+} // namespace
+
+extern "C" bool rl__cu_matvec_ok(int type, const void *w, size_t row_bytes, int64_t rows,
+                                 int64_t K) {
+    const int ti = mv_index(type), vpc = mv_vpc(ti);
+    return g_mv_on && g_mv_sms > 0 && vpc > 0 && mv_rows_for(ti, rows, K) > 0 && K % vpc == 0 &&
+           K / vpc <= INT32_MAX / 2 && rows > 0 && (uintptr_t)w % 16 == 0 && row_bytes % 16 == 0;
+}
+
+extern "C" bool rl__cu_matvec_q8_type(int type) {
+    return type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K || type == RL_TYPE_Q8_0 ||
+           type == RL_TYPE_Q4_0;
+}
+
+extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes,
+                                     int64_t rows, int64_t K, const float *x, const void *xq,
+                                     float *y) {
+    const int8_t *q = static_cast<const int8_t *>(xq);
+    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+    switch (type) {
+    case RL_TYPE_Q4_K:
+        return mv_launch<MQ4_K>(s, 0, w, row_bytes, rows, K, xa, y);
+    case RL_TYPE_Q6_K:
+        return mv_launch<MQ6_K>(s, 1, w, row_bytes, rows, K, xa, y);
+    case RL_TYPE_Q8_0:
+        return mv_launch<MQ8_0>(s, 2, w, row_bytes, rows, K, xa, y);
+    case RL_TYPE_Q4_0:
+        return mv_launch<MQ4_0>(s, 3, w, row_bytes, rows, K, xa, y);
+    case RL_TYPE_F16:
+        return mv_launch<MF16>(s, 4, w, row_bytes, rows, K, x, y);
+    default:
+        return cudaErrorInvalidValue;
+    }
+}
+
+extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
+    g_mv_on = on;
+    const int ti = mv_index(type);
+    if (ti >= 0) g_mv_rows[ti] = rows_per_item < 0 ? -1 : rows_per_item;
+}
+
+/* RUVLLM_CUDA_MV=0: every product to matmul.cu's kernels; RUVLLM_CUDA_MV_R=a,b,c,d,e: rows
+ * per item for Q4_K, Q6_K, Q8_0, Q4_0, F16 at every shape (1, 2 or 4; 0 leaves the type
+ * to matmul.cu; anything else: mv_rows_for's choice). */
+extern "C" cudaError_t rl__cu_init_matvec(void) {
+    const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
+    g_mv_on = !(e && e[0] == '0');
+    for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
+    for (int i = 0; r && *r && i < MV_TYPES; i++) {
+        char *end;
+        const long v = strtol(r, &end, 10);
+        if (end == r) break;
+        if (v == 0 || v == 1 || v == 2 || v == 4) g_mv_rows[i] = (int)v;
+        r = *end == ',' ? end + 1 : end;
+    }
+    int dev = 0;
+    cudaError_t err = cudaGetDevice(&dev);
+    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&g_mv_sms, cudaDevAttrMultiProcessorCount, dev);
+    if (err == cudaSuccess) err = mv_prep_all<MQ4_K>(g_mv_occ[0]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ6_K>(g_mv_occ[1]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ8_0>(g_mv_occ[2]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ4_0>(g_mv_occ[3]);
+    if (err == cudaSuccess) err = mv_prep_all<MF16>(g_mv_occ[4]);
+    if (err != cudaSuccess) g_mv_sms = 0; /* the row-group kernels take every product */
+    return err;
+}
