@@ -5,7 +5,8 @@
  *  - pp<P>: one batch of P tokens (BOS, then random ids) from an empty cache, processed
  *    in passes of at most -b tokens (llama-bench's n_ubatch, 512); tokens/s = P / time.
  *  - tg<N>: N tokens decoded one at a time from an empty cache (BOS, then random ids);
- *    tokens/s = N / time.
+ *    tokens/s = N / time. Each step makes its greedy pick as a greedy `run` does
+ *    (argmax-only: on a GPU the logits stay on the device, one id comes back).
  * Each test runs once untimed first (the kernel here evicts file pages left idle for
  * about a minute, so the first pass would measure the disk), then REPS timed runs; the
  * figures are the mean and the sample standard deviation of the per-run tokens/s, as
@@ -129,15 +130,22 @@ static double run_test(rl_context *ctx, rl_token *buf, int32_t n_prompt, int32_t
         }
     } else {
         rl_token t = bos != RL_TOKEN_NULL && rl_vocab_add_bos(v) ? bos : random_token(nv);
+        /* the path of a greedy `run` (gen_plain_greedy): the pick where the logits are */
+        rl_context_set_argmax_only(ctx, true);
         for (int32_t i = 0; i < n_gen; i++) {
             rl_batch b = rl_batch_get(&t, 1);
             if (rl_decode(ctx, &b) != RL_OK) {
                 fprintf(stderr, "ruvllm bench: decode: %s\n", rl_context_errmsg(ctx));
+                rl_context_set_argmax_only(ctx, false);
                 return -1;
             }
-            if (!rl_get_logits(ctx, -1)) return -1;
+            if (rl_get_argmax(ctx, -1) < 0) {
+                rl_context_set_argmax_only(ctx, false);
+                return -1;
+            }
             t = random_token(nv);
         }
+        rl_context_set_argmax_only(ctx, false);
     }
     return gen_now() - t0;
 }

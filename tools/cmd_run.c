@@ -151,6 +151,9 @@ int cmd_run(int argc, char **argv) {
         goto done;
     }
 
+    /* plain greedy: the pick where the logits are (a GPU keeps them on the device) */
+    const bool argmax = gen_plain_greedy(&o) && !con.gc;
+    rl_context_set_argmax_only(ctx, argmax);
     double t0 = gen_now();
     rl_batch b = rl_batch_get(toks, (int32_t)n_prompt);
     if (rl_decode(ctx, &b) != RL_OK) {
@@ -164,7 +167,8 @@ int cmd_run(int argc, char **argv) {
                           .ids = ids,
                           .detok = dt,
                           .out = stdout,
-                          .constraint = &con};
+                          .constraint = &con,
+                          .argmax = argmax};
     gen_loop_result r = gen_loop("run", ctx, smp, &lp);
     fputc('\n', stdout);
     fflush(stdout);

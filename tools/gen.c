@@ -542,6 +542,15 @@ static bool emit_text(const gen_loop_params *p, const char *s, size_t n) {
     return append_text(p, s, n);
 }
 
+bool gen_plain_greedy(const gen_opts *o) {
+    const rl_sampler_params *p = &o->sp; /* windows and bias as gen_new_sampler sets them */
+    const bool pen = o->repeat_last_n != 0 && (p->repeat_penalty != 1.0f ||
+                                               p->frequency_penalty != 0.0f ||
+                                               p->presence_penalty != 0.0f);
+    const bool dry = p->dry_multiplier > 0.0f && p->dry_base >= 1.0f && o->dry_last_n != 0;
+    return p->temperature <= 0.0f && o->n_bias == 0 && !pen && !dry && !p->logprobs;
+}
+
 gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
                          const gen_loop_params *p) {
     gen_loop_result r = {.stop = GEN_STOP_LENGTH, .eog = RL_TOKEN_NULL};
@@ -550,14 +559,15 @@ gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
     const gen_constraint *con = p->constraint && p->constraint->gc ? p->constraint : NULL;
     const double t0 = gen_now();
     while (p->n_max < 0 || r.n_gen < p->n_max) {
-        const float *lg = rl_get_logits(ctx, -1);
-        rl_token t = RL_TOKEN_NULL;
-        if (!lg) {
+        const float *lg = p->argmax ? NULL : rl_get_logits(ctx, -1);
+        rl_token t = p->argmax ? rl_get_argmax(ctx, -1) : RL_TOKEN_NULL;
+        if (p->argmax ? t < 0 : !lg) {
             fprintf(stderr, "ruvllm %s: no logits to sample from\n", cmd);
             r.stop = GEN_STOP_ERROR;
             break;
         }
-        if (rl_sampler_sample_constrained(s, lg, con ? rl_grammar_constraint_get(con->gc) : NULL,
+        if (!p->argmax &&
+            rl_sampler_sample_constrained(s, lg, con ? rl_grammar_constraint_get(con->gc) : NULL,
                                           &t) != RL_OK) {
             /* a complete text whose end tokens are banned (--logit-bias) or missing */
             if (con && rl_grammar_matcher_can_end(con->m)) {

@@ -77,6 +77,11 @@ rl_context *gen_new_context(const gen_opts *o, rl_model *m, int32_t n_ctx, int32
                             int32_t n_outputs_max);
 /* A sampler with o's settings, windows of -1 replaced by n_ctx (prints the error). */
 rl_sampler *gen_new_sampler(const gen_opts *o, rl_model *m, int32_t n_ctx);
+/* Whether o's sampler picks the argmax of the raw logits: temperature 0 and nothing that
+ * changes or reads the logits first (bias, penalties, DRY, log-probabilities). Such a run
+ * decodes argmax-only (rl_context_set_argmax_only: on a GPU the pick stays on the device)
+ * unless a grammar constrains it. */
+bool gen_plain_greedy(const gen_opts *o);
 
 /* The bytes of a file, NUL-terminated (*n excludes the NUL); NULL with errno set. */
 char *gen_read_file(const char *path, size_t *n);
@@ -126,6 +131,9 @@ typedef struct gen_loop_params {
      * matcher, which the caller resets between generations; end-of-generation tokens come
      * only where the grammar may end and always stop (ignore_eos does not apply) */
     const gen_constraint *constraint;
+    /* the context decodes argmax-only: each token is rl_get_argmax's (the sampler only
+     * accepts it); for a plain greedy sampler (gen_plain_greedy) without a constraint */
+    bool argmax;
 } gen_loop_params;
 
 typedef enum gen_stop {
