@@ -10,7 +10,7 @@
  * next to the time of reading the weights once at the bandwidth of the run's own 1-token
  * GGUF-layout call ("floor_ms": the weights do not fit the caches at the default size,
  * so a call takes at least that). Weights: random codes and scales; the layouts hold the
- * same blocks (rl__q4_0x16_pack_rows). Packed copies sit in 2 MiB-page memory as at load.
+ * same blocks (rl__q4_0x16_pack). Packed copies sit in 2 MiB-page memory as at load.
  */
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/q4_0x16.h"
@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
         blk->d = rl__fp32_to_fp16((float)(rnd() % 1000) * 1e-5f + 1e-3f);
         for (int j = 0; j < 16; j++) blk->qs[j] = (uint8_t)rnd();
     }
-    rl__q4_0x16_pack_rows(w, wp, cols, rows);
+    rl__q4_0x16_pack(w, wp, cols, rows);
     rl_threadpool *pool;
     if (rl_threadpool_create(nth, &pool) != RL_OK) return 1;
     const int max_tok = 512;

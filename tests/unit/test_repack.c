@@ -1,5 +1,6 @@
 /* The load-time repacked Q4_0 layout (Q4_0x16, src/backend/cpu/q4_0x16.h):
- *  - packing is a permutation of each row's bytes: unpack(pack(rows)) == rows, byte for byte;
+ *  - packing is a permutation of a matrix's bytes (rows in interleaved tiles of 3, the rest
+ *    plain): unpack(pack(rows)) == rows, byte for byte;
  *  - the reference dot and the dequantization of a packed row equal those of the GGUF row,
  *    bit for bit;
  *  - on AVX-512, rl_matmul over the packed copy equals rl_matmul over the GGUF rows bit for
@@ -43,14 +44,17 @@ static uint8_t *random_q4_0(int64_t n, int64_t rows) {
 static size_t q4_row_bytes(int64_t n) { return (size_t)n / 32 * sizeof(block_q4_0); }
 
 TEST(round_trip_and_ref) {
-    const int64_t ns[] = {512, 1024, 2560};
-    for (size_t k = 0; k < RL_ARRAY_LEN(ns); k++) {
-        const int64_t n = ns[k], rows = 3;
+    const struct {
+        int64_t n, rows;
+    } shapes[] = {{512, 1}, {512, 3}, {1024, 7}, {2560, 5}, {1536, 6}};
+    for (size_t k = 0; k < RL_ARRAY_LEN(shapes); k++) {
+        const int64_t n = shapes[k].n, rows = shapes[k].rows;
         const size_t rb = q4_row_bytes(n);
         uint8_t *w = random_q4_0(n, rows), *p = malloc(rb * rows), *u = malloc(rb * rows);
-        rl__q4_0x16_pack_rows(w, p, n, rows);
-        rl__q4_0x16_unpack_rows(p, u, n, rows);
-        CHECKF(!memcmp(w, u, rb * rows), "n %lld: unpack(pack) differs", (long long)n);
+        rl__q4_0x16_pack(w, p, n, rows);
+        rl__q4_0x16_unpack(p, u, n, rows);
+        CHECKF(!memcmp(w, u, rb * rows), "n %lld rows %lld: unpack(pack) differs", (long long)n,
+               (long long)rows);
         CHECK(memcmp(w, p, rb * rows) != 0); /* it is a different layout */
         /* the activations of the dot: Q8_0 of random floats */
         float *x = malloc((size_t)n * sizeof(float)), *a = malloc((size_t)n * 4),
@@ -59,12 +63,15 @@ TEST(round_trip_and_ref) {
         block_q8_0 *yq = malloc((size_t)n / 32 * sizeof(block_q8_0));
         CHECK(rl_quantize(RL_TYPE_Q8_0, x, yq, 1, n, NULL) == RL_OK);
         for (int64_t r = 0; r < rows; r++) {
+            size_t stride;
+            const uint8_t *row = rl__q4_0x16_row(p, n, rows, r, &stride);
+            CHECK(stride == (r < rows / 3 * 3 ? 3 * 288u : 288u));
             const float ref = rl__vec_dot_q4_0_ref(n, w + r * rb, yq);
-            const float got = rl__vec_dot_q4_0x16_ref(n, p + r * rb, yq);
+            const float got = rl__vec_dot_q4_0x16_ref(n, row, stride, yq);
             CHECKF(memcmp(&ref, &got, 4) == 0, "n %lld row %lld: dot %.9g != %.9g", (long long)n,
                    (long long)r, got, ref);
             rl__type_traits_get(RL_TYPE_Q4_0)->to_float(w + r * rb, a, n);
-            rl__q4_0x16_to_float(p + r * rb, b, n);
+            rl__q4_0x16_to_float(row, stride, b, n);
             CHECK(!memcmp(a, b, (size_t)n * 4));
         }
         free(w), free(p), free(u), free(x), free(a), free(b), free(yq);
@@ -82,7 +89,7 @@ TEST(matmul_bit_identical) {
     CHECK(rl_cpu_isa_set(RL_CPU_ISA_AVX512) == RL_OK);
     const struct {
         int64_t n, rows;
-    } shapes[] = {{512, 7}, {1024, 2}, {2048, 33}, {1536, 5}};
+    } shapes[] = {{512, 7}, {1024, 2}, {2048, 33}, {1536, 5}, {512, 3}, {1024, 1}};
     const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 24, 33, 128};
     for (int nth = 1; nth <= 2; nth++) {
         rl_threadpool *pool;
@@ -91,7 +98,7 @@ TEST(matmul_bit_identical) {
             const int64_t n = shapes[s].n, rows = shapes[s].rows, max_t = 128;
             const size_t rb = q4_row_bytes(n);
             uint8_t *w = random_q4_0(n, rows), *p = malloc(rb * rows);
-            rl__q4_0x16_pack_rows(w, p, n, rows);
+            rl__q4_0x16_pack(w, p, n, rows);
             float *x = malloc((size_t)(n * max_t) * 4);
             for (int64_t i = 0; i < n * max_t; i++) x[i] = rnd_sym() * (float)(1 + i % 7);
             float *y0 = malloc((size_t)(rows * max_t) * 4), *y1 = malloc((size_t)(rows * max_t) * 4),
@@ -111,10 +118,12 @@ TEST(matmul_bit_identical) {
                            "n %lld tokens %d: token %d of the batch != alone", (long long)n, nt, t);
                     CHECK(rl_quantize(RL_TYPE_Q8_0, x + t * n, yq, 1, n, NULL) == RL_OK);
                     for (int64_t r = 0; r < rows; r++) {
-                        const float ref = rl__vec_dot_q4_0x16_ref(n, p + r * rb, yq);
+                        size_t st;
+                        const uint8_t *row = rl__q4_0x16_row(p, n, rows, r, &st);
+                        const float ref = rl__vec_dot_q4_0x16_ref(n, row, st, yq);
                         double mag = 0;
                         float wf[2560];
-                        rl__q4_0x16_to_float(p + r * rb, wf, n);
+                        rl__q4_0x16_to_float(row, st, wf, n);
                         for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * x[t * n + i]);
                         CHECKF(fabs((double)ref - y2[r]) <= 1e-5 * mag + 1e-30,
                                "n %lld row %lld: %.9g vs ref %.9g", (long long)n, (long long)r,
@@ -163,7 +172,9 @@ TEST(pack_weights) {
     CHECK(rl__cpu_packed_bytes(pk) >= q4_row_bytes(1024) * 6);
     if (wa.packed) {
         uint8_t *u = malloc(q4_row_bytes(1024) * 6);
-        rl__q4_0x16_unpack_rows(wa.packed, u, 1024, 6);
+        for (int e = 0; e < 2; e++) /* each matrix on its own */
+            rl__q4_0x16_unpack((const uint8_t *)wa.packed + e * 3 * q4_row_bytes(1024),
+                               u + e * 3 * q4_row_bytes(1024), 1024, 3);
         CHECK(!memcmp(u, a, q4_row_bytes(1024) * 6)); /* all 3-D rows, both matrices */
         const rl_weight e1 = rl__weight_slice(&wa, 1);
         CHECK((const uint8_t *)e1.packed == (const uint8_t *)wa.packed + 3 * q4_row_bytes(1024));

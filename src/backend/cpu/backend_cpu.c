@@ -63,8 +63,9 @@ static void cpu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids,
     const int64_t dim = w->ne[0];
     for (int64_t t = 0; t < n; t++) {
         if (w->packed) { /* the file's pages of a packed weight are released (repack.c) */
-            rl__q4_0x16_to_float((const uint8_t *)w->packed + (size_t)ids[t] * w->row_bytes,
-                                 y + t * dim, dim);
+            size_t stride;
+            const uint8_t *row = rl__q4_0x16_row(w->packed, dim, w->ne[1], ids[t], &stride);
+            rl__q4_0x16_to_float(row, stride, y + t * dim, dim);
             continue;
         }
         const uint8_t *row = (const uint8_t *)w->data + (size_t)ids[t] * w->row_bytes;

@@ -49,6 +49,8 @@ typedef struct mm_job {
     rl__gemm_fn gemm;      /* NULL: one gemv per (row, token) */
     int gemm_rows, gemm_toks;
     bool prefetch;         /* dot does not prefetch: matmul does, per row */
+    bool gemm_all;         /* packed weights (q4_0x16.h): one token too goes through gemm,
+                              chunks are whole tiles */
     const uint8_t *w;      /* [rows][w_row_bytes] */
     size_t w_row_bytes;
     int64_t rows, cols, n_tok;
@@ -195,7 +197,7 @@ static void dot_chunk(const mm_job *j, int64_t r0, int64_t r1) {
         j->fgemm(&g);
         return;
     }
-    if (j->gemm && j->n_tok > 1) {
+    if (j->gemm && (j->n_tok > 1 || j->gemm_all)) {
         gemm_chunk(j, r0, r1, 0, j->n_tok);
         return;
     }
@@ -292,6 +294,7 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
             j.gemm = pk.gemm;
             j.gemm_rows = pk.gemm_rows;
             j.gemm_toks = pk.gemm_toks;
+            j.gemm_all = true;
         }
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;
         if (j.gemv) {
@@ -318,6 +321,7 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
     chunk = RL_MAX(1, RL_MIN(chunk, max_chunk));
     if (j.fgemm) /* whole tiles; a block of rows times KC columns stays in L2 */
         chunk = RL_MIN((int64_t)RL_MM_FGEMM_CHUNK, (max_chunk + 11) / 12 * 12);
+    if (j.gemm_all) chunk = (chunk + j.gemm_rows - 1) / j.gemm_rows * j.gemm_rows;
     j.chunk_rows = chunk;
     j.n_chunks = (rows + chunk - 1) / chunk;
     for (int i = 0; i < nth; i++) {

@@ -23,61 +23,61 @@ bool rl__q4_0x16_fits(rl_type t, int64_t n) {
     return t == RL_TYPE_Q4_0 && n > 0 && n % Q4_0X16_GROUP_COLS == 0;
 }
 
-static inline uint8_t *codes_of(void *row) { return row; }
-static inline rl_fp16 *scales_of(void *row, int64_t n) {
-    return (rl_fp16 *)((uint8_t *)row + n / 2);
-}
-
-/* One row each way; pack == false unpacks. */
-static void convert_row(const void *src, void *dst, int64_t n, bool pack) {
-    const int64_t ng = n / Q4_0X16_GROUP_COLS;
-    for (int64_t g = 0; g < ng; g++) {
-        for (int i = 0; i < 16; i++) {
-            const int64_t b = 16 * g + Q4_0X16_BLK(i);
-            if (pack) {
-                const block_q4_0 *blk = (const block_q4_0 *)src + b;
-                uint8_t *c = codes_of(dst) + 256 * g + 4 * i;
-                for (int d = 0; d < 4; d++) memcpy(c + 64 * d, blk->qs + 4 * d, 4);
-                memcpy(scales_of(dst, n) + 16 * g + i, &blk->d, 2);
-            } else {
-                block_q4_0 *blk = (block_q4_0 *)dst + b;
-                const uint8_t *c = codes_of((void *)src) + 256 * g + 4 * i;
-                for (int d = 0; d < 4; d++) memcpy(blk->qs + 4 * d, c + 64 * d, 4);
-                memcpy(&blk->d, scales_of((void *)src, n) + 16 * g + i, 2);
-            }
-        }
+const uint8_t *rl__q4_0x16_row(const void *x, int64_t n, int64_t rows, int64_t r,
+                               size_t *stride) {
+    const size_t rb = (size_t)n / QK4_0 * sizeof(block_q4_0);
+    const int64_t tiled = rows / Q4_0X16_ROWS * Q4_0X16_ROWS;
+    if (r >= tiled) {
+        *stride = Q4_0X16_CHUNK;
+        return (const uint8_t *)x + (size_t)r * rb;
     }
+    *stride = Q4_0X16_CHUNK * Q4_0X16_ROWS;
+    return (const uint8_t *)x + (size_t)(r - r % Q4_0X16_ROWS) * rb +
+           (size_t)(r % Q4_0X16_ROWS) * Q4_0X16_CHUNK;
 }
 
-void rl__q4_0x16_pack_rows(const void *src, void *dst, int64_t n, int64_t rows) {
-    const size_t rb = (size_t)n / QK4_0 * sizeof(block_q4_0);
-    for (int64_t r = 0; r < rows; r++)
-        convert_row((const uint8_t *)src + (size_t)r * rb, (uint8_t *)dst + (size_t)r * rb, n,
-                    true);
-}
-
-void rl__q4_0x16_unpack_rows(const void *src, void *dst, int64_t n, int64_t rows) {
-    const size_t rb = (size_t)n / QK4_0 * sizeof(block_q4_0);
-    for (int64_t r = 0; r < rows; r++)
-        convert_row((const uint8_t *)src + (size_t)r * rb, (uint8_t *)dst + (size_t)r * rb, n,
-                    false);
-}
-
-/* Block b of a packed row as the file's block. */
-static block_q4_0 block_at(const void *x, int64_t n, int64_t b) {
-    const int64_t g = b / 16, k = b % 16;
+/* Block b of a GGUF row <-> its place in a row's chunks. */
+static void put_block(uint8_t *row, size_t stride, int64_t b, const block_q4_0 *blk) {
     int i = 0;
-    while (Q4_0X16_BLK(i) != k) i++;
+    while (Q4_0X16_BLK(i) != b % 16) i++;
+    uint8_t *c = row + (size_t)(b / 16) * stride;
+    for (int d = 0; d < 4; d++) memcpy(c + 64 * d + 4 * i, blk->qs + 4 * d, 4);
+    memcpy(c + 256 + 2 * i, &blk->d, 2);
+}
+
+static block_q4_0 get_block(const uint8_t *row, size_t stride, int64_t b) {
+    int i = 0;
+    while (Q4_0X16_BLK(i) != b % 16) i++;
+    const uint8_t *c = row + (size_t)(b / 16) * stride;
     block_q4_0 blk;
-    const uint8_t *c = codes_of((void *)x) + 256 * g + 4 * i;
-    for (int d = 0; d < 4; d++) memcpy(blk.qs + 4 * d, c + 64 * d, 4);
-    memcpy(&blk.d, scales_of((void *)x, n) + 16 * g + i, 2);
+    for (int d = 0; d < 4; d++) memcpy(blk.qs + 4 * d, c + 64 * d + 4 * i, 4);
+    memcpy(&blk.d, c + 256 + 2 * i, 2);
     return blk;
 }
 
-void rl__q4_0x16_to_float(const void *x, float *y, int64_t n) {
+void rl__q4_0x16_pack(const void *src, void *dst, int64_t n, int64_t rows) {
+    const size_t rb = (size_t)n / QK4_0 * sizeof(block_q4_0);
+    for (int64_t r = 0; r < rows; r++) {
+        size_t stride;
+        uint8_t *row = (uint8_t *)rl__q4_0x16_row(dst, n, rows, r, &stride);
+        const block_q4_0 *blk = (const block_q4_0 *)((const uint8_t *)src + (size_t)r * rb);
+        for (int64_t b = 0; b < n / QK4_0; b++) put_block(row, stride, b, &blk[b]);
+    }
+}
+
+void rl__q4_0x16_unpack(const void *src, void *dst, int64_t n, int64_t rows) {
+    const size_t rb = (size_t)n / QK4_0 * sizeof(block_q4_0);
+    for (int64_t r = 0; r < rows; r++) {
+        size_t stride;
+        const uint8_t *row = rl__q4_0x16_row(src, n, rows, r, &stride);
+        block_q4_0 *blk = (block_q4_0 *)((uint8_t *)dst + (size_t)r * rb);
+        for (int64_t b = 0; b < n / QK4_0; b++) blk[b] = get_block(row, stride, b);
+    }
+}
+
+void rl__q4_0x16_to_float(const uint8_t *row, size_t stride, float *y, int64_t n) {
     for (int64_t b = 0; b < n / QK4_0; b++) {
-        const block_q4_0 blk = block_at(x, n, b);
+        const block_q4_0 blk = get_block(row, stride, b);
         const float d = rl__fp16_to_fp32(blk.d);
         for (int j = 0; j < QK4_0 / 2; j++) {
             y[32 * b + j] = (float)((blk.qs[j] & 0xf) - 8) * d;
@@ -86,11 +86,11 @@ void rl__q4_0x16_to_float(const void *x, float *y, int64_t n) {
     }
 }
 
-float rl__vec_dot_q4_0x16_ref(int64_t n, const void *x, const void *vy) {
+float rl__vec_dot_q4_0x16_ref(int64_t n, const uint8_t *row, size_t stride, const void *vy) {
     const block_q8_0 *y = vy;
     float sum = 0;
     for (int64_t b = 0; b < n / QK4_0; b++) {
-        const block_q4_0 blk = block_at(x, n, b);
+        const block_q4_0 blk = get_block(row, stride, b);
         int sumi = 0;
         for (int j = 0; j < QK4_0 / 2; j++) {
             sumi += ((blk.qs[j] & 0xf) - 8) * y[b].qs[j];
@@ -107,7 +107,7 @@ bool rl__packed_kernels_get(rl_type t, rl_cpu_isa isa, rl__packed_kernels *k) {
         .gemv = rl__gemv_q4_0x16_avx512,
         .prep = rl__gemv_prep_q4_0x16_avx512,
         .gemm = rl__gemm_q4_0x16_avx512,
-        .gemm_rows = RL__GEMM_Q4_0X16_ROWS,
+        .gemm_rows = Q4_0X16_ROWS,
         .gemm_toks = RL__GEMM_Q4_0X16_TOKS,
     };
     return true;
@@ -119,7 +119,7 @@ typedef struct packed_src {
     const void *data; /* the weight's file data */
     size_t bytes;
     void *copy;       /* in the mapping */
-    int64_t n, rows;
+    int64_t n, rows, n_mat; /* n_mat matrices of rows x n */
 } packed_src;
 
 struct rl__cpu_packed {
@@ -149,8 +149,12 @@ static void release_pages(const void *p, size_t bytes) {
 static void pack_task(void *p, int ith, int nth) {
     const pack_job *j = p;
     for (size_t i = (size_t)ith; i < j->n_src; i += (size_t)nth) {
-        rl__q4_0x16_pack_rows(j->src[i].data, j->src[i].copy, j->src[i].n, j->src[i].rows);
-        if (j->release) release_pages(j->src[i].data, j->src[i].bytes);
+        const packed_src *ps = &j->src[i];
+        const size_t mb = ps->bytes / (size_t)ps->n_mat;
+        for (int64_t e = 0; e < ps->n_mat; e++) /* each matrix (expert) tiled on its own */
+            rl__q4_0x16_pack((const uint8_t *)ps->data + e * mb, (uint8_t *)ps->copy + e * mb,
+                             ps->n, ps->rows);
+        if (j->release) release_pages(ps->data, ps->bytes);
     }
 }
 
@@ -176,8 +180,9 @@ rl_status rl__cpu_pack_weights(rl_weight *const *ws, size_t n, int n_threads, bo
         packed_src *s = &p->src[p->n_src++];
         s->data = w->data;
         s->n = w->ne[0];
-        s->rows = w->ne[1] * RL_MAX(w->ne[2], (int64_t)1);
-        s->bytes = (size_t)s->rows * w->row_bytes;
+        s->rows = w->ne[1];
+        s->n_mat = RL_MAX(w->ne[2], (int64_t)1);
+        s->bytes = (size_t)(s->rows * s->n_mat) * w->row_bytes;
         s->copy = (void *)(uintptr_t)total; /* offset until the mapping exists */
         total += (s->bytes + 4095) & ~(size_t)4095;
     }
