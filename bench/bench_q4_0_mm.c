@@ -3,14 +3,16 @@
  * Q4_0x16 layout (src/backend/cpu/q4_0x16.h), side by side, at several token counts: the
  * 1 token of decode, the 8 of a server step with 8 streams, the 128 of a prompt.
  *
- *   bench_q4_0_mm [--rows R] [--cols C] [--tokens 1,8,128] [-t N] [--reps K]
+ *   bench_q4_0_mm [--rows R] [--cols C] [--tokens 1,8,128] [-t N] [--reps K] [--no-hugepages]
  *
  * Each line (JSON) gives the best time of K calls of rl_matmul's path (activation
  * quantization included) and the product rate in GMAC/s (rows * cols * tokens / time),
  * next to the time of reading the weights once at the bandwidth of the run's own 1-token
  * GGUF-layout call ("floor_ms": the weights do not fit the caches at the default size,
  * so a call takes at least that). Weights: random codes and scales; the layouts hold the
- * same blocks (rl__q4_0x16_pack). Packed copies sit in 2 MiB-page memory as at load.
+ * same blocks (rl__q4_0x16_pack). Both sit in memory that asks for transparent huge pages,
+ * as the packed copies of a model do (the GGUF layout of a model is in the file's 4 KiB
+ * page-cache pages), unless --no-hugepages.
  */
 #include "backend/cpu/cpu.h"
 #include "backend/cpu/q4_0x16.h"
@@ -28,10 +30,10 @@ static uint64_t rnd(void) {
     return g_rng;
 }
 
-static void *huge_alloc(size_t bytes) {
+static void *huge_alloc(size_t bytes, bool hp) {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
-    madvise(p, bytes, MADV_HUGEPAGE);
+    madvise(p, bytes, hp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     return p;
 }
 
@@ -39,15 +41,17 @@ int main(int argc, char **argv) {
     int64_t rows = 32768, cols = 2048;
     int nth = 0, reps = 20;
     const char *toks = "1,8,128";
+    bool hp = true;
     for (int a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--rows") && a + 1 < argc) rows = atoll(argv[++a]);
         else if (!strcmp(argv[a], "--cols") && a + 1 < argc) cols = atoll(argv[++a]);
         else if (!strcmp(argv[a], "--tokens") && a + 1 < argc) toks = argv[++a];
         else if (!strcmp(argv[a], "-t") && a + 1 < argc) nth = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--reps") && a + 1 < argc) reps = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--no-hugepages")) hp = false;
         else {
-            fprintf(stderr, "usage: %s [--rows R] [--cols C] [--tokens LIST] [-t N] [--reps K]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--rows R] [--cols C] [--tokens LIST] [-t N] [--reps K] "
+                            "[--no-hugepages]\n", argv[0]);
             return 2;
         }
     }
@@ -57,7 +61,7 @@ int main(int argc, char **argv) {
     }
     rl__init_tables();
     const size_t rb = (size_t)cols / 32 * sizeof(block_q4_0), wbytes = rb * (size_t)rows;
-    uint8_t *w = huge_alloc(wbytes), *wp = huge_alloc(wbytes);
+    uint8_t *w = huge_alloc(wbytes, hp), *wp = huge_alloc(wbytes, hp);
     if (!w || !wp) return 1;
     for (int64_t b = 0; b < rows * cols / 32; b++) {
         block_q4_0 *blk = (block_q4_0 *)w + b;
@@ -90,10 +94,10 @@ int main(int argc, char **argv) {
         printf("{\"rows\": %lld, \"cols\": %lld, \"tokens\": %d, \"threads\": %d, "
                "\"gguf_ms\": %.3f, \"q4_0x16_ms\": %.3f, \"gguf_gmacs\": %.1f, "
                "\"q4_0x16_gmacs\": %.1f, \"speedup\": %.3f, \"weight_mib\": %.1f, "
-               "\"floor_ms\": %.3f}\n",
+               "\"floor_ms\": %.3f, \"hugepages\": %s}\n",
                (long long)rows, (long long)cols, nt, rl_threadpool_n_threads(pool),
                best[0] * 1e3, best[1] * 1e3, macs / best[0] * 1e-9, macs / best[1] * 1e-9,
-               best[0] / best[1], (double)wbytes / 1048576.0, floor_ms);
+               best[0] / best[1], (double)wbytes / 1048576.0, floor_ms, hp ? "true" : "false");
         fflush(stdout);
         while (*p && *p != ',') p++;
         if (*p == ',') p++;
