@@ -36,15 +36,7 @@ const uint8_t *rl__q4_0x16_row(const void *x, int64_t n, int64_t rows, int64_t r
            (size_t)(r % Q4_0X16_ROWS) * Q4_0X16_CHUNK;
 }
 
-/* Block b of a GGUF row <-> its place in a row's chunks. */
-static void put_block(uint8_t *row, size_t stride, int64_t b, const block_q4_0 *blk) {
-    int i = 0;
-    while (Q4_0X16_BLK(i) != b % 16) i++;
-    uint8_t *c = row + (size_t)(b / 16) * stride;
-    for (int d = 0; d < 4; d++) memcpy(c + 64 * d + 4 * i, blk->qs + 4 * d, 4);
-    memcpy(c + 256 + 2 * i, &blk->d, 2);
-}
-
+/* Block b of a row (rl__q4_0x16_row) as the file's block. */
 static block_q4_0 get_block(const uint8_t *row, size_t stride, int64_t b) {
     int i = 0;
     while (Q4_0X16_BLK(i) != b % 16) i++;
@@ -55,13 +47,21 @@ static block_q4_0 get_block(const uint8_t *row, size_t stride, int64_t b) {
     return blk;
 }
 
+/* Copy loops in chunk order: chunk g lane i is block 16 g + Q4_0X16_BLK(i). */
 void rl__q4_0x16_pack(const void *src, void *dst, int64_t n, int64_t rows) {
     const size_t rb = (size_t)n / QK4_0 * sizeof(block_q4_0);
     for (int64_t r = 0; r < rows; r++) {
         size_t stride;
         uint8_t *row = (uint8_t *)rl__q4_0x16_row(dst, n, rows, r, &stride);
         const block_q4_0 *blk = (const block_q4_0 *)((const uint8_t *)src + (size_t)r * rb);
-        for (int64_t b = 0; b < n / QK4_0; b++) put_block(row, stride, b, &blk[b]);
+        for (int64_t g = 0; g < n / Q4_0X16_GROUP_COLS; g++, blk += 16) {
+            uint8_t *c = row + (size_t)g * stride;
+            for (int i = 0; i < 16; i++) {
+                const block_q4_0 *b = &blk[Q4_0X16_BLK(i)];
+                for (int d = 0; d < 4; d++) memcpy(c + 64 * d + 4 * i, b->qs + 4 * d, 4);
+                memcpy(c + 256 + 2 * i, &b->d, 2);
+            }
+        }
     }
 }
 
