@@ -90,7 +90,7 @@ for t in $tests; do
 done
 if [ "${SANITIZE:-0}" = 1 ]; then
     echo "== compute-sanitizer memcheck test_cuda_ops"
-    timeout 500 compute-sanitizer --tool memcheck --leak-check no ./test_cuda_ops \
+    timeout "${SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool memcheck --leak-check no ./test_cuda_ops \
         >"$out/memcheck.log" 2>&1
     echo "exit $?"
     grep -E "ERROR SUMMARY|Invalid|checks" "$out/memcheck.log" | head -20

@@ -615,6 +615,25 @@ TEST(cuda_rope) {
             free(xg);
             gpu->ops->free(gpu, xd);
         }
+        /* q and k back to back (one launch: backend_cuda.c joins them), k with fewer heads
+         * and its own row stride, both against the CPU bit for bit */
+        const int64_t ld_k = 2 * head_dim + 8;
+        float *q = rand_vec((size_t)(n * ld), 1.0f), *k = rand_vec((size_t)(n * ld_k), 1.0f);
+        float *qd = gpu_vec(q, (size_t)(n * ld)), *kd = gpu_vec(k, (size_t)(n * ld_k));
+        cpu->ops->rope(cpu, q, n, ld, n_head, head_dim, pos_a, &p);
+        cpu->ops->rope(cpu, k, n, ld_k, 2, head_dim, pos_a, &p);
+        gpu->ops->rope(gpu, qd, n, ld, n_head, head_dim, pos_a, &p);
+        gpu->ops->rope(gpu, kd, n, ld_k, 2, head_dim, pos_a, &p);
+        float *qg = gpu_get(qd, (size_t)(n * ld)), *kg = gpu_get(kd, (size_t)(n * ld_k));
+        CHECKF(max_abs(qg, q, (size_t)(n * ld)) == 0 && max_abs(kg, k, (size_t)(n * ld_k)) == 0,
+               "rope q + k cfg %d: not the CPU's bits (q %.3g, k %.3g)", cfg,
+               max_abs(qg, q, (size_t)(n * ld)), max_abs(kg, k, (size_t)(n * ld_k)));
+        free(q);
+        free(k);
+        free(qg);
+        free(kg);
+        gpu->ops->free(gpu, qd);
+        gpu->ops->free(gpu, kd);
     }
     gpu_sync();
 }

@@ -577,6 +577,17 @@ static void cu_rope(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_h
         for (int64_t i = 0; i < n; i++) rl__rope_cache(p, pos[i], t + i * p->n_rot);
         if (!memo_stage(c, kb, t, tb, tb, &at)) return;
     }
+    /* q then k at the same positions (every attention block): one launch for both */
+    if (c->q.n_rec > 0) {
+        cu_rec *q = &c->q.rec[c->q.n_rec - 1];
+        if (q->op == CU_OP_ROPE && !q->ew.x2 && q->ew.x != x && q->ew.n == n && q->ew.at0 == at &&
+            q->ew.i1 == head_dim && q->ew.i2 == p->n_rot && q->ew.flag == (p->mode == RL_ROPE_NEOX)) {
+            q->ew.x2 = x;
+            q->ew.ld2 = ld;
+            q->ew.i3 = n_head;
+            return;
+        }
+    }
     cu_rec *r = push(c, CU_OP_ROPE);
     if (!r) return;
     r->ew.x = x;
@@ -708,8 +719,11 @@ static void cu_kv_write(rl_backend *be, const rl_kv_layer *kv, const float *k, i
     if (n <= 0) return;
     size_t at;
     if (!cells_stage(c, cells, n, &at)) return;
+    /* K and V in one launch: the K record carries the V side */
     kv_rec(c, CU_OP_KV_WRITE, kv, false, k, ld_k, n, at, 0);
-    kv_rec(c, CU_OP_KV_WRITE, kv, true, v, ld_v, n, at, 0);
+    if (c->err != RL_OK || c->q.n_rec == 0) return;
+    cu_rec *r = &c->q.rec[c->q.n_rec - 1];
+    r->kv.v = (rl__cu_kv_side){kv->v, kv->v_row_bytes, v, ld_v, kv->n_embd_v};
 }
 
 static void cu_kv_copy(rl_backend *be, const rl_kv_layer *kv, const int32_t *src,

@@ -123,9 +123,11 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
  * first ([n][dim], x then written). */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                            const float *w, float *y, void *xq, const float *add);
-/* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache). */
-cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t ld, int n_head, int head_dim,
-                        int n_rot, bool neox, const float *tab);
+/* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache); n rows
+ * of n_head heads of x, and (x2 non-NULL) of n_head2 heads of x2 at the same positions. */
+cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_head, float *x2, int64_t ld2,
+                        int n_head2, int64_t n, int head_dim, int n_rot, bool neox,
+                        const float *tab);
 cudaError_t rl__cu_add_row(cudaStream_t s, float *x, int64_t n, int64_t dim, int64_t ld,
                            const float *b);
 cudaError_t rl__cu_add(cudaStream_t s, float *x, const float *y, int64_t n);
@@ -139,10 +141,16 @@ cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, const int32_t 
                                 int64_t dim, float *dst);
 cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t dim, const int32_t *ids,
                                    const float *w, int64_t n, const float *y);
-/* Rows src[t] (row stride ld floats, ne values) into table rows cells[t] of type F32,
- * F16 or Q8_0 (row_bytes each). */
-cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size_t row_bytes, const float *src,
-                            int64_t ld, int64_t ne, int64_t n, const int32_t *cells);
+/* Rows src[t] of side a (and b, when non-NULL: the K and V of a pass in one launch) into
+ * table rows cells[t] of type F32, F16 or Q8_0. */
+typedef struct rl__cu_kv_side {
+    void *tab; /* table rows of row_bytes */
+    size_t row_bytes;
+    const float *src; /* rows of ne values, ld floats apart */
+    int64_t ld, ne;
+} rl__cu_kv_side;
+cudaError_t rl__cu_kv_write(cudaStream_t s, int type, const rl__cu_kv_side *a,
+                            const rl__cu_kv_side *b, int64_t n, const int32_t *cells);
 /* Table rows src[i] to rows dst[i]. */
 cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const int32_t *src,
                            const int32_t *dst, int64_t n);

@@ -119,6 +119,8 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
         {RL_TYPE_Q4_K, "Q4_K", 4096, 14336, RL_CU_Q4_K_BYTES, 256},
         {RL_TYPE_Q4_K, "Q4_K", 2048, 2048, RL_CU_Q4_K_BYTES, 256},
         {RL_TYPE_Q4_K, "Q4_K", 8192, 2048, RL_CU_Q4_K_BYTES, 256},
+        {RL_TYPE_Q4_K, "Q4_K", 2048, 8192, RL_CU_Q4_K_BYTES, 256},
+        {RL_TYPE_Q6_K, "Q6_K", 2048, 8192, RL_CU_Q6_K_BYTES, 256},
         {RL_TYPE_Q6_K, "Q6_K", 4096, 14336, RL_CU_Q6_K_BYTES, 256},
         {RL_TYPE_Q6_K, "Q6_K", 1024, 4096, RL_CU_Q6_K_BYTES, 256},
         {RL_TYPE_Q6_K, "Q6_K", 128256, 4096, RL_CU_Q6_K_BYTES, 256},

@@ -255,26 +255,32 @@ template <class G, int R> __host__ __device__ constexpr size_t mv_smem() {
     return (size_t)MV_WARPS * ((size_t)mv_stages<G, R>() * R * G::CB + MV_PAD);
 }
 
-/* Rows of y = W x in items of R rows x one chunk; warp gw takes row groups gw gpw ..
- * gw gpw + gpw - 1 (R rows each, the last rows repeated past the end and not written),
- * their nch chunks in order, through a ring of S stages: item i + S - 1 is copied in
- * while item i is decoded (cp.async groups, one per item, empty ones at the end so that
- * the wait count stays fixed). The activations of a chunk are read once for its R rows. */
+/* Rows of y = W x in items of R rows x one chunk. The block's warps form MV_WARPS / ks
+ * slots of ks warps; slot q takes row groups q gpw .. q gpw + gpw - 1 (R rows each, the last
+ * rows repeated past the end and not written), and warp k of a slot their chunks k, k + ks,
+ * ... in order, through a ring of S stages: item i + S - 1 is copied in while item i is
+ * decoded (cp.async groups, one per item, empty ones at the end so that the wait count stays
+ * fixed). The activations of a chunk are read once for its R rows. ks > 1 (few rows, long
+ * ones: more warps in flight than row groups) adds the slot's partial sums through shared
+ * memory, in a fixed order (gpw <= MV_KS_GROUPS then). */
+constexpr int MV_KS_GROUPS = 4;
 template <class G, int R>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     mv_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int gpw, int nch,
-              typename G::XA x, float *__restrict__ y) {
+              int ks, typename G::XA x, float *__restrict__ y) {
     constexpr int S = mv_stages<G, R>(), IB = R * G::CB;
     extern __shared__ __align__(16) uint8_t mv_smem_buf[];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __shared__ float part[MV_WARPS][MV_KS_GROUPS][R];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wk = warp % ks;
     uint8_t *ring = mv_smem_buf + warp * (S * IB + MV_PAD);
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
-    const int64_t r0 = ((int64_t)blockIdx.x * MV_WARPS + warp) * gpw * R;
-    if (r0 >= rows) return; /* the whole warp: no block-wide barrier follows */
-    const int64_t nrw = rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
+    const int64_t r0 = ((int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks) * gpw * R;
+    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
     const int ng = (int)((nrw + R - 1) / R);
-    const int n_items = ng * nch;
-    int ig = 0, ic = 0; /* next item to copy: group, chunk */
+    const int npc = nch > wk ? (nch - wk + ks - 1) / ks : 0; /* chunks of a group: this warp's */
+    const int n_items = ng * npc;
+    if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
+    int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
     auto issue = [&](int stage) {
         if (ig < ng) {
             const uint32_t dst = ring_s + stage * IB;
@@ -282,7 +288,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
             for (int r = 0; r < R; r++) {
                 const int64_t row = r0 + (int64_t)ig * R + r;
                 const uint8_t *src = w + (size_t)(row < rows ? row : rows - 1) * row_bytes +
-                                     (size_t)ic * G::CB;
+                                     (size_t)(wk + ic * ks) * G::CB;
 #pragma unroll
                 for (int k = 0; k < (G::CB / 16 + 31) / 32; k++) {
                     const int p = lane + 32 * k;
@@ -290,7 +296,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
                         cp16(dst + r * G::CB + 16 * p, src + 16 * p);
                 }
             }
-            if (++ic == nch) {
+            if (++ic == npc) {
                 ic = 0;
                 ig++;
             }
@@ -306,27 +312,39 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     int cg = 0, cc = 0;
     for (int i = 0; i < n_items; i++) {
         issue((i + S - 1) % S);
-        const typename G::X xv = G::xload(lane, (int64_t)cc * G::VPC, x);
+        const typename G::X xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
         cp_wait<S - 1>();
         __syncwarp();
         const uint8_t *st = ring + (i % S) * IB;
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r] += G::dot(st + r * G::CB, lane, xv);
         __syncwarp(); /* the stage is copied into again next iteration */
-        if (++cc == nch) {
+        if (++cc == npc) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float v = acc[r];
 #pragma unroll
                 for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
                 const int64_t row = r0 + (int64_t)cg * R + r;
-                if (lane == 0 && row < rows) y[row] = v;
+                if (ks > 1) {
+                    if (lane == 0) part[warp][cg][r] = v;
+                } else if (lane == 0 && row < rows) {
+                    y[row] = v;
+                }
                 acc[r] = 0.0f;
             }
             cc = 0;
             cg++;
         }
     }
+    if (ks == 1) return;
+    __syncthreads();
+    const int g = lane / R, r = lane % R;
+    if (wk != 0 || lane >= gpw * R || g >= ng) return;
+    float v = 0.0f;
+    for (int k = 0; k < ks; k++) v += part[warp + k][g][r];
+    const int64_t row = r0 + (int64_t)g * R + r;
+    if (row < rows) y[row] = v;
 }
 
 /* Per type (Q4_K, Q6_K, Q8_0, Q4_0, F16): rows per item (0: the row-group kernels of
@@ -350,7 +368,7 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
     if (g_mv_rows[ti] >= 0) return g_mv_rows[ti];
     switch (ti) {
     case 0: /* Q4_K */
-        return rows <= 1024 ? 0 : rows >= 8192 && K <= 2048 ? 4 : 2;
+        return rows <= 1024 ? 0 : (rows >= 8192 && K <= 2048) || (rows <= 2048 && K >= 8192) ? 4 : 2;
     case 1: /* Q6_K */
         return rows >= 2048 ? 4 : 2;
     case 2: /* Q8_0 */
@@ -378,16 +396,28 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
     return e;
 }
 
+/* One wave of warps: row groups per slot (gpw) so that every slot is resident at once, and
+ * ks warps per slot (1, 2, 4) while there are fewer than 16 warps per multiprocessor and each
+ * warp keeps at least one chunk of a group. */
 template <class G, int R>
 cudaError_t mv_launch_r(cudaStream_t s, int occ, const void *w, size_t row_bytes, int64_t rows,
                         int64_t K, typename G::XA x, float *y) {
-    const int64_t wave = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * MV_WARPS;
-    const int64_t groups = (rows + R - 1) / R;
-    const int64_t gpw = (groups + wave - 1) / wave;
-    const int64_t warps = (groups + gpw - 1) / gpw;
-    const unsigned grid = (unsigned)((warps + MV_WARPS - 1) / MV_WARPS);
-    (void)rlcu::launch(mv_kernel<G, R>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, 
-        static_cast<const uint8_t *>(w), row_bytes, rows, (int)gpw, (int)(K / G::VPC), x, y);
+    const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
+    const int64_t target = (int64_t)g_mv_sms * 16;
+    int ks = 1;
+    while (ks < MV_WARPS && groups * ks < target && nch >= 2 * ks) ks *= 2;
+    int64_t gpw, slots;
+    for (;;) {
+        const int64_t wave = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * (MV_WARPS / ks);
+        gpw = (groups + wave - 1) / wave;
+        if (ks == 1 || gpw <= MV_KS_GROUPS) break;
+        ks = 1;
+    }
+    slots = (groups + gpw - 1) / gpw;
+    const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
+    (void)rlcu::launch(mv_kernel<G, R>, grid, MV_WARPS * 32, mv_smem<G, R>(), s,
+                       static_cast<const uint8_t *>(w), row_bytes, rows, (int)gpw, (int)nch, ks,
+                       x, y);
     return cudaGetLastError();
 }
 

@@ -102,17 +102,20 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
     }
 }
 
-/* ---- RoPE: one thread per rotated pair, angles from the host's table ---- */
-__global__ void rope_kernel(float *x, int64_t n, int64_t ld, int n_head, int head_dim, int n_rot,
-                            bool neox, const float *tab) {
+/* ---- RoPE: one thread per rotated pair, angles from the host's table ----
+ * Two tensors of the same rows (q and k: n_head heads of x, then n_head2 of x2) in one
+ * launch; n_head2 = 0 for one. */
+__global__ void rope_kernel(float *x, int64_t ld, int n_head, float *x2, int64_t ld2, int n_head2,
+                            int64_t n, int head_dim, int n_rot, bool neox, const float *tab) {
     rlcu::pdl_enter();
-    const int half = n_rot / 2;
-    const int64_t total = n * n_head * half;
+    const int half = n_rot / 2, nh = n_head + n_head2;
+    const int64_t total = n * nh * half;
     GRID_STRIDE(idx, total) {
         const int i = (int)(idx % half);
-        const int h = (int)((idx / half) % n_head);
-        const int64_t r = idx / ((int64_t)half * n_head);
-        float *xp = x + r * ld + (int64_t)h * head_dim;
+        const int hh = (int)((idx / half) % nh);
+        const int64_t r = idx / ((int64_t)half * nh);
+        float *xp = hh < n_head ? x + r * ld + (int64_t)hh * head_dim
+                                : x2 + r * ld2 + (int64_t)(hh - n_head) * head_dim;
         const float cs = tab[r * n_rot + 2 * i], sn = tab[r * n_rot + 2 * i + 1];
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         const float x0 = xp[i0], x1 = xp[i1];
@@ -220,35 +223,55 @@ __global__ void add_rows_scaled_kernel(float *x, int64_t dim, const int32_t *ids
     }
 }
 
-__global__ void kv_write_f32_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
-                                    int64_t ne, int64_t n, const int32_t *cells) {
+/* The K and V rows of a pass in one launch: element (or Q8_0 block) e of token t's
+ * concatenated row [a's ne | b's ne] goes to side a or b (b.ne = 0: one side). */
+__device__ __forceinline__ const rl__cu_kv_side &kv_pick(const rl__cu_kv_side &a,
+                                                         const rl__cu_kv_side &b, int64_t *e) {
+    if (*e < a.ne) return a;
+    *e -= a.ne;
+    return b;
+}
+
+__global__ void kv_write_f32_kernel(rl__cu_kv_side a, rl__cu_kv_side b, int64_t n,
+                                    const int32_t *cells) {
     rlcu::pdl_enter();
+    const int64_t ne = a.ne + b.ne;
     GRID_STRIDE(idx, n * ne) {
-        const int64_t t = idx / ne, i = idx % ne;
-        reinterpret_cast<float *>(tab + (size_t)cells[t] * row_bytes)[i] = src[t * ld + i];
+        const int64_t t = idx / ne;
+        int64_t i = idx % ne;
+        const rl__cu_kv_side &k = kv_pick(a, b, &i);
+        reinterpret_cast<float *>(static_cast<uint8_t *>(k.tab) + (size_t)cells[t] * k.row_bytes)[i] =
+            k.src[t * k.ld + i];
     }
 }
 
-__global__ void kv_write_f16_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
-                                    int64_t ne, int64_t n, const int32_t *cells) {
+__global__ void kv_write_f16_kernel(rl__cu_kv_side a, rl__cu_kv_side b, int64_t n,
+                                    const int32_t *cells) {
     rlcu::pdl_enter();
+    const int64_t ne = a.ne + b.ne;
     GRID_STRIDE(idx, n * ne) {
-        const int64_t t = idx / ne, i = idx % ne;
-        reinterpret_cast<__half *>(tab + (size_t)cells[t] * row_bytes)[i] =
-            __float2half_rn(src[t * ld + i]);
+        const int64_t t = idx / ne;
+        int64_t i = idx % ne;
+        const rl__cu_kv_side &k = kv_pick(a, b, &i);
+        reinterpret_cast<__half *>(static_cast<uint8_t *>(k.tab) + (size_t)cells[t] * k.row_bytes)[i] =
+            __float2half_rn(k.src[t * k.ld + i]);
     }
 }
 
 /* Q8_0 as the CPU's activation quantizer: d = amax / 127, q = roundf(x / d) (half away
  * from zero), d stored as fp16. One thread per block of 32. */
-__global__ void kv_write_q8_0_kernel(uint8_t *tab, size_t row_bytes, const float *src, int64_t ld,
-                                     int64_t ne, int64_t n, const int32_t *cells) {
+__global__ void kv_write_q8_0_kernel(rl__cu_kv_side a, rl__cu_kv_side b, int64_t n,
+                                     const int32_t *cells) {
     rlcu::pdl_enter();
-    const int64_t nb = ne / 32;
+    const rl__cu_kv_side a32 = {a.tab, a.row_bytes, a.src, a.ld, a.ne / 32};
+    const rl__cu_kv_side b32 = {b.tab, b.row_bytes, b.src, b.ld, b.ne / 32};
+    const int64_t nb = a32.ne + b32.ne;
     GRID_STRIDE(idx, n * nb) {
-        const int64_t t = idx / nb, b = idx % nb;
-        const float *x = src + t * ld + b * 32;
-        uint8_t *blk = tab + (size_t)cells[t] * row_bytes + b * RL_CU_Q8_0_BYTES;
+        const int64_t t = idx / nb;
+        int64_t bi = idx % nb;
+        const rl__cu_kv_side &k = kv_pick(a32, b32, &bi);
+        const float *x = k.src + t * k.ld + bi * 32;
+        uint8_t *blk = static_cast<uint8_t *>(k.tab) + (size_t)cells[t] * k.row_bytes + bi * RL_CU_Q8_0_BYTES;
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(x[j]));
         const float d = amax / 127;
@@ -306,12 +329,13 @@ extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n,
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t n, int64_t ld, int n_head,
-                                   int head_dim, int n_rot, bool neox, const float *tab) {
-    const int64_t total = n * n_head * (n_rot / 2);
+extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_head, float *x2,
+                                   int64_t ld2, int n_head2, int64_t n, int head_dim, int n_rot,
+                                   bool neox, const float *tab) {
+    const int64_t total = n * (n_head + (x2 ? n_head2 : 0)) * (n_rot / 2);
     if (total <= 0) return cudaSuccess;
-    (void)rlcu::launch(rope_kernel, ew_blocks(total), EW_THREADS, 0, s, x, n, ld, n_head, head_dim, n_rot, neox,
-                                                        tab);
+    (void)rlcu::launch(rope_kernel, ew_blocks(total), EW_THREADS, 0, s, x, ld, n_head, x2, ld2,
+                       x2 ? n_head2 : 0, n, head_dim, n_rot, neox, tab);
     return cudaGetLastError();
 }
 
@@ -382,24 +406,23 @@ extern "C" cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t 
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t rl__cu_kv_write(cudaStream_t s, int type, void *tab, size_t row_bytes,
-                                       const float *src, int64_t ld, int64_t ne, int64_t n,
-                                       const int32_t *cells) {
+extern "C" cudaError_t rl__cu_kv_write(cudaStream_t s, int type, const rl__cu_kv_side *a,
+                                       const rl__cu_kv_side *b, int64_t n, const int32_t *cells) {
+    const rl__cu_kv_side none = {NULL, 0, NULL, 0, 0};
+    const rl__cu_kv_side bb = b ? *b : none;
+    const int64_t ne = a->ne + bb.ne;
     if (n * ne <= 0) return cudaSuccess;
-    uint8_t *t = static_cast<uint8_t *>(tab);
     switch (type) {
     case RL_TYPE_F32:
-        (void)rlcu::launch(kv_write_f32_kernel, ew_blocks(n * ne), EW_THREADS, 0, s, t, row_bytes, src, ld, ne, n,
-                                                                     cells);
+        (void)rlcu::launch(kv_write_f32_kernel, ew_blocks(n * ne), EW_THREADS, 0, s, *a, bb, n, cells);
         break;
     case RL_TYPE_F16:
-        (void)rlcu::launch(kv_write_f16_kernel, ew_blocks(n * ne), EW_THREADS, 0, s, t, row_bytes, src, ld, ne, n,
-                                                                     cells);
+        (void)rlcu::launch(kv_write_f16_kernel, ew_blocks(n * ne), EW_THREADS, 0, s, *a, bb, n, cells);
         break;
     case RL_TYPE_Q8_0:
-        if (ne % 32) return cudaErrorInvalidValue;
-        (void)rlcu::launch(kv_write_q8_0_kernel, ew_blocks(n * ne / 32), EW_THREADS, 0, s, t, row_bytes, src, ld,
-                                                                           ne, n, cells);
+        if (a->ne % 32 || bb.ne % 32) return cudaErrorInvalidValue;
+        (void)rlcu::launch(kv_write_q8_0_kernel, ew_blocks(n * ne / 32), EW_THREADS, 0, s, *a, bb, n,
+                           cells);
         break;
     default:
         return cudaErrorInvalidValue;

@@ -162,8 +162,8 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq,
                               r->ew.c);
     case CU_OP_ROPE:
-        return rl__cu_rope(s, r->ew.x, r->ew.n, r->ew.ld, r->ew.i0, r->ew.i1, r->ew.i2, r->ew.flag,
-                           (const float *)(A + r->ew.at0));
+        return rl__cu_rope(s, r->ew.x, r->ew.ld, r->ew.i0, r->ew.x2, r->ew.ld2, r->ew.i3, r->ew.n,
+                           r->ew.i1, r->ew.i2, r->ew.flag, (const float *)(A + r->ew.at0));
     case CU_OP_ADD_ROW:
         return rl__cu_add_row(s, r->ew.x, r->ew.n, r->ew.dim, r->ew.ld, r->ew.a);
     case CU_OP_ADD:
@@ -184,8 +184,11 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_add_rows_scaled(s, r->ew.x, r->ew.dim, (const int32_t *)(A + r->ew.at0),
                                       (const float *)(A + r->ew.at1), r->ew.n, r->ew.a);
     case CU_OP_KV_WRITE:
-        return rl__cu_kv_write(s, r->kv.type, r->kv.tab, r->kv.row_bytes, r->kv.src, r->kv.ld,
-                               r->kv.ne, r->kv.n, (const int32_t *)(A + r->kv.at0));
+    {
+        const rl__cu_kv_side k = {r->kv.tab, r->kv.row_bytes, r->kv.src, r->kv.ld, r->kv.ne};
+        return rl__cu_kv_write(s, r->kv.type, &k, r->kv.v.tab ? &r->kv.v : NULL, r->kv.n,
+                               (const int32_t *)(A + r->kv.at0));
+    }
     case CU_OP_KV_COPY:
         return rl__cu_kv_copy(s, r->kv.tab, r->kv.row_bytes, (const int32_t *)(A + r->kv.at0),
                               (const int32_t *)(A + r->kv.at1), r->kv.n);

@@ -68,6 +68,8 @@ typedef struct cu_rec {
             float *x;
             const float *a, *b;
             const float *c; /* rmsnorm: the residual added to a first (the add before it) */
+            float *x2;      /* rope: a second tensor (ld2, i3 heads) at the same positions */
+            int i3;
             size_t at0, at1;
             void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next */
         } ew;
@@ -78,6 +80,7 @@ typedef struct cu_rec {
             const float *src;
             int64_t ld, ne, n;
             size_t at0, at1;
+            rl__cu_kv_side v; /* kv_write: the V side (v.tab NULL: none) */
         } kv;
         struct {
             rl__cu_attn a; /* cells and span NULL: they are at cells_at, span_at */
