@@ -15,7 +15,8 @@
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
 # DEVICE_DIR=device-NAME to use another carried folder (one per concurrent job),
 # SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
-# for Nsight Compute kernel times of two decode steps, KERNELS=1 for the decode products
+# for Nsight Compute kernel times of two decode steps (after a prompt of PROFILE_PP tokens,
+# default 16), KERNELS=1 for the decode products
 # alone (bench_cuda --kernels: GB/s of each kernel against the copy bandwidth, into
 # bench.jsonl), TEST_TIMEOUT (seconds, default 400) for each test, TESTS=0 to
 # skip the tests, BENCH_AB="VAR=0 ..." to benchmark each shape again with each of those
@@ -113,7 +114,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
     echo "== ncu: decode kernels of ${sb%%:*} ${sb##*:}"
     timeout 300 ncu --clock-control none --launch-skip 1500 --launch-count 540 --print-summary per-kernel \
         --metrics gpu__time_duration.sum ./bench_cuda --model "/tmp/${sb%%:*}-${sb##*:}.gguf" \
-        --pp 16 --tg 64 --reps 1 >"$out/ncu.txt" 2>&1
+        --pp "${PROFILE_PP:-16}" --tg 64 --reps 1 >"$out/ncu.txt" 2>&1
     echo "exit $?"
     grep -E "^  [A-Za-z_].*\(|gpu__time_duration.sum" "$out/ncu.txt" | sed 's/  */ /g' | head -60
 fi

@@ -247,28 +247,46 @@ __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgro
 }
 
 /* Combine the n_split partials of each (token, head): weights exp(m_s - M) with M the
- * largest m of the non-empty pieces. */
+ * largest m of the non-empty pieces. The weights are made once per piece (in parallel,
+ * into shared memory), so the sum over pieces for each value dimension is a chain of
+ * independent loads rather than a load, an exp and a compare per piece and dimension. */
 __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
     rlcu::pdl_enter();
+    __shared__ float wgt[RL_CU_ATTN_MAX_SPLIT];
+    __shared__ float red[WARPS];
     const int64_t t = blockIdx.x / a.n_head;
     const int head = (int)(blockIdx.x % a.n_head);
-    const int hdv = a.head_dim_v, ns = a.n_split;
+    const int hdv = a.head_dim_v, ns = a.n_split, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const float *w = a.ws + ((size_t)t * a.n_head + head) * ns * (size_t)(hdv + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < ns; s++)
-        if (w[s * (hdv + 2) + 1] > 0.0f) M = fmaxf(M, w[s * (hdv + 2)]);
-    float L = 0.0f;
-    for (int s = 0; s < ns; s++) {
-        const float l = w[s * (hdv + 2) + 1];
-        if (l > 0.0f) L += l * expf(w[s * (hdv + 2)] - M);
+    float m = -INFINITY;
+    for (int s = threadIdx.x; s < ns; s += THREADS)
+        if (w[s * (hdv + 2) + 1] > 0.0f) m = fmaxf(m, w[s * (hdv + 2)]);
+    m = warp_max(m);
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
+    float M = red[0];
+#pragma unroll
+    for (int k = 1; k < WARPS; k++) M = fmaxf(M, red[k]);
+    __syncthreads(); /* red is reused below */
+    float l = 0.0f;
+    for (int s = threadIdx.x; s < ns; s += THREADS) {
+        const float ls = w[s * (hdv + 2) + 1];
+        const float e = ls > 0.0f ? expf(w[s * (hdv + 2)] - M) : 0.0f;
+        wgt[s] = e;
+        l += ls * e;
     }
+    l = warp_sum(l);
+    if (lane == 0) red[warp] = l;
+    __syncthreads();
+    float L = 0.0f;
+#pragma unroll
+    for (int k = 0; k < WARPS; k++) L += red[k];
     const float inv = L > 0.0f ? 1.0f / L : 0.0f;
     for (int d = threadIdx.x; d < hdv; d += THREADS) {
         float o = 0.0f;
-        for (int s = 0; s < ns; s++) {
-            const float *p = w + s * (hdv + 2);
-            if (p[1] > 0.0f) o += p[2 + d] * expf(p[0] - M);
-        }
+#pragma unroll 4
+        for (int s = 0; s < ns; s++)
+            if (wgt[s] > 0.0f) o += w[s * (hdv + 2) + 2 + d] * wgt[s];
         a.out[t * a.out_ld + (int64_t)head * hdv + d] = o * inv;
     }
 }
@@ -318,7 +336,8 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     const int n_gqa = a->n_head / a->n_head_kv;
     const int n_hgroups = (n_gqa + HC - 1) / HC;
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
-    if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > 65535) return cudaErrorInvalidValue;
+    if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > RL_CU_ATTN_MAX_SPLIT)
+        return cudaErrorInvalidValue;
     dim3 grid((unsigned)nblk, (unsigned)a->n_split);
     switch (a->type) {
     case RL_TYPE_F32:

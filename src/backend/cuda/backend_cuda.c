@@ -798,11 +798,12 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
         (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + RL_CU_ATTN_HC - 1) / RL_CU_ATTN_HC);
     const int64_t target = 2 * (int64_t)c->store->n_sm;
     int64_t n_split = 1;
-    if (blocks < target && maxlen_b > 64) /* pieces of at least 64 cells */
-        n_split = RL_MIN((target + blocks - 1) / blocks, (maxlen_b + 63) / 64);
+    if (blocks < target && maxlen_b > 32) /* pieces of at least one tile of 32 cells */
+        n_split = RL_MIN((target + blocks - 1) / blocks, (maxlen_b + 31) / 32);
     const size_t per_split =
         (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
     n_split = RL_MIN(n_split, (int64_t)(CU_WS_BYTES / per_split));
+    n_split = RL_MIN(n_split, RL_CU_ATTN_MAX_SPLIT);
     if (n_split < 1) n_split = 1;
     int32_t split_len = (int32_t)RL_MAX(maxlen_b, 1);
     if (n_split > 1) {

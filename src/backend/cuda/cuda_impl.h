@@ -180,6 +180,8 @@ typedef struct rl__cu_attn {
 
 /* Query heads one attention block handles (the GQA group is cut into pieces of this). */
 #define RL_CU_ATTN_HC 8
+/* Pieces a span may be cut into (n_split). */
+#define RL_CU_ATTN_MAX_SPLIT 1024
 /* Dynamic shared memory of the attention kernel for these head sizes. */
 size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v);
 cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a);
