@@ -1,6 +1,6 @@
 /* The load-time repacked Q4_0 layout (Q4_0x16, src/backend/cpu/q4_0x16.h):
- *  - packing is a permutation of a matrix's bytes (rows in interleaved tiles of 3, the rest
- *    plain): unpack(pack(rows)) == rows, byte for byte;
+ *  - packing is a permutation of a matrix's bytes (rows in interleaved tiles of
+ *    Q4_0X16_ROWS, the rest plain): unpack(pack(rows)) == rows, byte for byte;
  *  - the reference dot and the dequantization of a packed row equal those of the GGUF row,
  *    bit for bit;
  *  - on AVX-512, rl_matmul over the packed copy equals rl_matmul over the GGUF rows bit for
@@ -46,7 +46,7 @@ static size_t q4_row_bytes(int64_t n) { return (size_t)n / 32 * sizeof(block_q4_
 TEST(round_trip_and_ref) {
     const struct {
         int64_t n, rows;
-    } shapes[] = {{512, 1}, {512, 3}, {1024, 7}, {2560, 5}, {1536, 6}};
+    } shapes[] = {{512, 1}, {512, 3}, {1024, 7}, {2560, 5}, {1536, 6}, {512, 13}};
     for (size_t k = 0; k < RL_ARRAY_LEN(shapes); k++) {
         const int64_t n = shapes[k].n, rows = shapes[k].rows;
         const size_t rb = q4_row_bytes(n);
@@ -65,7 +65,8 @@ TEST(round_trip_and_ref) {
         for (int64_t r = 0; r < rows; r++) {
             size_t stride;
             const uint8_t *row = rl__q4_0x16_row(p, n, rows, r, &stride);
-            CHECK(stride == (r < rows / 3 * 3 ? 3 * 288u : 288u));
+            const int64_t tiled = rows / Q4_0X16_ROWS * Q4_0X16_ROWS;
+            CHECK(stride == (r < tiled ? Q4_0X16_ROWS * 288u : 288u));
             const float ref = rl__vec_dot_q4_0_ref(n, w + r * rb, yq);
             const float got = rl__vec_dot_q4_0x16_ref(n, row, stride, yq);
             CHECKF(memcmp(&ref, &got, 4) == 0, "n %lld row %lld: dot %.9g != %.9g", (long long)n,
@@ -89,7 +90,7 @@ TEST(matmul_bit_identical) {
     CHECK(rl_cpu_isa_set(RL_CPU_ISA_AVX512) == RL_OK);
     const struct {
         int64_t n, rows;
-    } shapes[] = {{512, 7}, {1024, 2}, {2048, 33}, {1536, 5}, {512, 3}, {1024, 1}};
+    } shapes[] = {{512, 7}, {1024, 2}, {2048, 33}, {1536, 5}, {512, 6}, {1024, 1}, {512, 12}};
     const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 24, 33, 128};
     for (int nth = 1; nth <= 2; nth++) {
         rl_threadpool *pool;
@@ -157,8 +158,9 @@ TEST(pack_weights) {
     if (!rl__cpu_isa_supported(RL_CPU_ISA_AVX512)) SKIP("no AVX-512 VNNI: nothing is packed");
     const rl_cpu_isa saved = rl_cpu_isa_active();
     CHECK(rl_cpu_isa_set(RL_CPU_ISA_AVX512) == RL_OK);
-    uint8_t *a = random_q4_0(1024, 6), *b = random_q4_0(544, 4), *c = random_q4_0(512, 8);
-    rl_weight wa = {.type = RL_TYPE_Q4_0, .ne = {1024, 3, 2, 1}, .row_bytes = q4_row_bytes(1024), .data = a};
+    uint8_t *a = random_q4_0(1024, 14), *b = random_q4_0(544, 4), *c = random_q4_0(512, 8);
+    /* 2 matrices of 7 rows: a tile and a plain row each */
+    rl_weight wa = {.type = RL_TYPE_Q4_0, .ne = {1024, 7, 2, 1}, .row_bytes = q4_row_bytes(1024), .data = a};
     rl_weight wa2 = wa; /* tied: same data */
     rl_weight wb = {.type = RL_TYPE_Q4_0, .ne = {544, 4, 1, 1}, .row_bytes = q4_row_bytes(544), .data = b};
     rl_weight wc = {.type = RL_TYPE_Q8_0, .ne = {512, 4, 1, 1}, .row_bytes = 544, .data = c};
@@ -169,15 +171,15 @@ TEST(pack_weights) {
     CHECK(wa.packed && wa2.packed == wa.packed);
     CHECK(!wb.packed && !wc.packed && !wn.packed);
     CHECK(rl__cpu_packed_has(pk, a) && !rl__cpu_packed_has(pk, b) && !rl__cpu_packed_has(NULL, a));
-    CHECK(rl__cpu_packed_bytes(pk) >= q4_row_bytes(1024) * 6);
+    CHECK(rl__cpu_packed_bytes(pk) >= q4_row_bytes(1024) * 14);
     if (wa.packed) {
-        uint8_t *u = malloc(q4_row_bytes(1024) * 6);
+        uint8_t *u = malloc(q4_row_bytes(1024) * 14);
         for (int e = 0; e < 2; e++) /* each matrix on its own */
-            rl__q4_0x16_unpack((const uint8_t *)wa.packed + e * 3 * q4_row_bytes(1024),
-                               u + e * 3 * q4_row_bytes(1024), 1024, 3);
-        CHECK(!memcmp(u, a, q4_row_bytes(1024) * 6)); /* all 3-D rows, both matrices */
+            rl__q4_0x16_unpack((const uint8_t *)wa.packed + e * 7 * q4_row_bytes(1024),
+                               u + e * 7 * q4_row_bytes(1024), 1024, 7);
+        CHECK(!memcmp(u, a, q4_row_bytes(1024) * 14)); /* all 3-D rows, both matrices */
         const rl_weight e1 = rl__weight_slice(&wa, 1);
-        CHECK((const uint8_t *)e1.packed == (const uint8_t *)wa.packed + 3 * q4_row_bytes(1024));
+        CHECK((const uint8_t *)e1.packed == (const uint8_t *)wa.packed + 7 * q4_row_bytes(1024));
         free(u);
     }
     rl__cpu_packed_free(pk);

@@ -13,11 +13,12 @@
  *     scales [16]     fp16 d of block 16g + Q4_0X16_BLK(i)
  *
  * A matrix of R rows keeps its R * n/32 * 18 bytes: its rows go in tiles of
- * Q4_0X16_ROWS, whose chunks are interleaved (tile k at byte 3k * row_bytes: group 0 of
- * its three rows, group 1 of its three rows, ...), so a kernel working on a tile reads
- * memory in order, which the hardware prefetchers follow (a tile reading three separate
- * rows streamed from DRAM at a third of the rate). The R % Q4_0X16_ROWS rows after the
- * last whole tile are plain: row r at r * row_bytes, its chunks in order.
+ * Q4_0X16_ROWS (6), whose chunks are interleaved (tile k at byte 6k * row_bytes: group 0
+ * of its six rows, group 1 of its six rows, ...), so a kernel working on a tile reads
+ * memory in order, which the hardware prefetchers follow (a 2-row tile reading separate
+ * rows streamed from DRAM at half the rate of a 3-row interleaved one). The
+ * R % Q4_0X16_ROWS rows after the last whole tile are plain: row r at r * row_bytes, its
+ * chunks in order.
  *
  * The codes are the file's bytes (low nibble: element j, high nibble: element j + 16), so
  * the layout permutes the matrix's bytes and rl__q4_0x16_unpack restores the file's
@@ -35,7 +36,7 @@
 
 #define Q4_0X16_GROUP_COLS 512 /* 16 blocks of 32 */
 #define Q4_0X16_CHUNK 288      /* bytes of a group: 256 of codes, 32 of scales */
-#define Q4_0X16_ROWS 3         /* rows per interleaved tile */
+#define Q4_0X16_ROWS 6         /* rows per interleaved tile (the tile kernel's rows) */
 /* Block of group lane i (the order of q40_tr16, q4_0_avx512.h). */
 #define Q4_0X16_BLK(i) (4 * ((i) % 4) + (i) / 4)
 
@@ -68,7 +69,11 @@ float rl__vec_dot_q4_0x16_ref(int64_t n, const uint8_t *row, size_t stride, cons
 void rl__gemv_prep_q4_0x16_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
 float rl__gemv_q4_0x16_avx512(int64_t n, const void *x, const int8_t *yqs, const float *yd,
                               const float *ys, const int32_t *yoff);
-#define RL__GEMM_Q4_0X16_TOKS 8
+/* 6 rows x 4 tokens: 24 accumulators; 8 tokens' activations of a 8192-column row (74 KiB)
+ * overflow L1, 4 tokens' do not, and the weights of a chunk come from L2 for the second
+ * token tile (measured on Zen 5, one core, 8 tokens: 3x8 117 GMAC/s at 8192 columns in
+ * DRAM, 6x4 ~160 over both passes; 128 tokens from L2: 290 -> 350) */
+#define RL__GEMM_Q4_0X16_TOKS 4
 void rl__gemm_q4_0x16_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                              size_t yst, float *out, size_t ost);
 
