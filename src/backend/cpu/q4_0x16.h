@@ -69,11 +69,12 @@ float rl__vec_dot_q4_0x16_ref(int64_t n, const uint8_t *row, size_t stride, cons
 void rl__gemv_prep_q4_0x16_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
 float rl__gemv_q4_0x16_avx512(int64_t n, const void *x, const int8_t *yqs, const float *yd,
                               const float *ys, const int32_t *yoff);
-/* 6 rows x 4 tokens: 24 accumulators; 8 tokens' activations of a 8192-column row (74 KiB)
- * overflow L1, 4 tokens' do not, and the weights of a chunk come from L2 for the second
- * token tile (measured on Zen 5, one core, 8 tokens: 3x8 117 GMAC/s at 8192 columns in
- * DRAM, 6x4 ~160 over both passes; 128 tokens from L2: 290 -> 350) */
-#define RL__GEMM_Q4_0X16_TOKS 4
+/* 6 rows x 3 tokens: 18 accumulators (no spills). 8 tokens' activations of an 8192-column
+ * row (74 KiB) overflowed L1 in a 3 x 8 tile; a few tokens' do not, and the weights of a
+ * chunk come from L2 for the later token tiles. Measured on Zen 5, 2 threads, load ~4,
+ * best of 15, 8 tokens streaming 72 MiB: 2048 columns 3x8 ~180, 6x4 396, 6x3 430 GMAC/s;
+ * 8192 columns 3x8 ~110, 6x4 277, 6x3 334; 128 tokens 6x4 = 6x3 (~280 under that load). */
+#define RL__GEMM_Q4_0X16_TOKS 3
 void rl__gemm_q4_0x16_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                              size_t yst, float *out, size_t ost);
 
