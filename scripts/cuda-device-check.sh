@@ -14,6 +14,7 @@
 # carrying device/. Set BENCH_SHAPES (default "llama3-1b:Q4_K_M") to benchmark other
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
 # DEVICE_DIR=device-NAME to use another carried folder (one per concurrent job),
+# BATCHED="1,8,32,64" for batched decoding of each benchmarked model (ruvllm bench --parallel),
 # SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
 # for Nsight Compute kernel times of two decode steps (after a prompt of PROFILE_PP tokens,
 # default 16), KERNELS=1 for the decode products
@@ -38,6 +39,13 @@ if [ "$mode" = prepare ]; then
     for l in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2; do
         cp -L "/lib/x86_64-linux-gnu/$l" $dev/libs/ || exit 1
     done
+    # the command-line tool (for BATCHED): its library and every Debian library it links
+    # (libmicrohttpd, libcurl and theirs), not the C runtime or CUDA's
+    strip -o $dev/bin/ruvllm "$build/ruvllm" || exit 1
+    strip -o $dev/libs/libruvllm.so.0 "$build/libruvllm.so.0" || exit 1
+    ldd "$build/ruvllm" | awk '$3 ~ /^\/lib\/x86_64-linux-gnu\// {print $3}' |
+        grep -vE '/(libc|libm|libpthread|libdl|librt|libresolv)\.so' |
+        while read -r l; do cp -L "$l" $dev/libs/ || exit 1; done || exit 1
     cp "$shared"/models/stories260K*.gguf $dev/testdata/models/
     for m in llama3-F32 llama3-Q8_0 llama3-Q4_K_M gemma2-F32 phi3-Q4_K_M qwen2moe-Q8_0 \
              qwen2moe-F32; do
@@ -107,6 +115,15 @@ for sb in ${BENCH_SHAPES:-llama3-1b:Q4_K_M}; do
             --reps 2 2>&1 | sed "s/^{/{\"env\": \"$ab\", /" | tee -a "$out/bench.jsonl"
     done
 done
+# BATCHED="1,8,32,64": batched decoding (ruvllm bench --parallel, 512-token prompts, 128
+# generated tokens per sequence) on each benchmarked model
+if [ -n "${BATCHED:-}" ]; then
+    for sb in ${BENCH_SHAPES:-llama3-1b:Q4_K_M}; do
+        echo "== bench --parallel $BATCHED ${sb%%:*} ${sb##*:}"
+        timeout 400 ./ruvllm bench -m "/tmp/${sb%%:*}-${sb##*:}.gguf" --device cuda \
+            --parallel "$BATCHED" -p 512 -n 128 -r 1 2>&1 | tee -a "$out/batched.txt"
+    done
+fi
 if [ "${PROFILE:-0}" = 1 ]; then
     # kernel times of about two decode steps of the first benchmarked model
     sb=${BENCH_SHAPES:-llama3-1b:Q4_K_M}
