@@ -137,12 +137,17 @@ typedef struct pack_job {
 } pack_job;
 
 /* Threads take every nth tensor: a 1B model has over a hundred, of similar sizes. */
-/* Drop the pages wholly inside [p, p + bytes) of a read-only file mapping. */
+/* Drop the pages wholly inside [p, p + bytes) of a read-only file mapping. The range is
+ * first marked no-huge-page: the file mapping asks for huge pages (gguf.c), and a small
+ * tensor next to a released one (a norm vector) would otherwise map back the whole 2 MiB
+ * page around it when read (measured: +66 MiB of RSS on a 1B Q4_0 model). */
 static void release_pages(const void *p, size_t bytes) {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
     const uintptr_t hi = ((uintptr_t)p + bytes) & ~(page - 1);
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    if (hi <= lo) return;
+    madvise((void *)lo, hi - lo, MADV_NOHUGEPAGE);
+    madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
 /* Each tensor's file pages go as soon as it is copied: the peak stays near one copy. */
