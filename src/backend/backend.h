@@ -70,6 +70,16 @@ typedef struct rl_rope_params {
     const float *freq_factors; /* [n_rot/2] divisors of the base angles, or NULL */
 } rl_rope_params;
 
+/* ---- the RoPE angle table (rope_table.c), shared by the backends ---- */
+/* YaRN's correction range of p (the pair dims where interpolation starts and ends). */
+void rl__rope_corr_dims(const rl_rope_params *p, float corr[2]);
+/* cache[2i] = cos(theta_i) * mscale, cache[2i+1] = sin(theta_i) * mscale for i < n_rot/2 at
+ * position pos; theta_scale = freq_base^(-2/n_rot), corr from rl__rope_corr_dims. */
+void rl__rope_fill(const rl_rope_params *p, int32_t pos, float theta_scale, const float corr[2],
+                   float *cache);
+/* The same for one position, computing theta_scale and corr itself. */
+void rl__rope_cache(const rl_rope_params *p, int32_t pos, float *cache);
+
 /* Activation of a gated FFN: out = act(gate) * up. */
 typedef enum rl_glu_act {
     RL_GLU_SILU = 0,      /* SwiGLU: x / (1 + e^-x) */
@@ -209,6 +219,10 @@ static inline void rl__backend_free(rl_backend *be) {
 }
 /* The CPU backend's thread pool (for tests and tools that time kernels). */
 rl_threadpool *rl__backend_cpu_pool(rl_backend *be);
+
+/* Whether the CPU backend (every model's reference) can multiply weights of type t: it
+ * has a plain-C dot product for it (src/backend/cpu/dispatch.c). */
+bool rl__cpu_can_multiply(rl_type t);
 
 /* ---- CPU weight layouts (src/backend/cpu/repack.c) ----
  * Load-time copies of weights in layouts the CPU kernels of the active ISA read faster

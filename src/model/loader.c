@@ -6,7 +6,6 @@
 #include "model.h"
 
 #include "../quant/quant.h"
-#include "../backend/cpu/cpu.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -286,7 +285,7 @@ rl_status rl__ld_weight(rl__loader *ld, rl_weight *w, unsigned flags, int n_dims
     rl_gguf_tensor_info ti;
     TRY(take_tensor(ld, idx, name, flags, n_dims, ne, &ti));
     const rl__type_traits *tr = rl__type_traits_get(ti.type);
-    if (!tr || !tr->to_float || !rl__vec_dot_get(ti.type, RL_CPU_ISA_REF))
+    if (!tr || !tr->to_float || !rl__cpu_can_multiply(ti.type))
         return rl__ld_fail(ld, RL_ERR_UNSUPPORTED, "tensor %s: type %s cannot be multiplied",
                            name, rl_type_name(ti.type));
     w->name = ti.name;

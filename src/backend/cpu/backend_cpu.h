@@ -21,9 +21,6 @@ void rl__cpu_par_rows(rl__cpu_backend *c, int64_t n, int64_t elems_per_row,
 /* rope.c */
 void rl__cpu_rope(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_head,
                   int32_t head_dim, const int32_t *pos, const rl_rope_params *p);
-/* The cos/sin table of one position: cache[2i] = cos(theta_i) * mscale, cache[2i+1] =
- * sin(theta_i) * mscale for i < n_rot/2 (exposed for tests). */
-void rl__rope_cache(const rl_rope_params *p, int32_t pos, float *cache);
 
 /* attention.c */
 void rl__cpu_kv_write(rl_backend *be, const rl_kv_layer *kv, const float *k, int64_t ld_k,

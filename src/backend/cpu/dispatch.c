@@ -6,6 +6,7 @@
  * next lower path (avx512 -> avx2 -> ref), so adding a kernel is one table entry.
  */
 #include "cpu.h"
+#include "../backend.h"
 
 /* Kernels written in other files of this folder that may not be linked in yet
  * (dot_ref_iq.c, dot_ref_small.c, dot_k_avx2.c, dot_k_avx512.c) and the reference
@@ -158,6 +159,8 @@ rl__act_quant_fn rl__act_quant_get(rl_type vdt, rl_cpu_isa isa) {
         if (r.fn[i]) return r.fn[i];
     return NULL;
 }
+
+bool rl__cpu_can_multiply(rl_type t) { return rl__vec_dot_get(t, RL_CPU_ISA_REF) != NULL; }
 
 RL_API rl_type rl_type_vec_dot_type(rl_type t) {
     const rl__type_traits *tr = rl__type_traits_get(t);

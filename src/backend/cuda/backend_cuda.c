@@ -25,7 +25,6 @@
 #include "step.h"
 
 #include "../backend.h"
-#include "../cpu/backend_cpu.h"
 #include "../../quant/blocks.h"
 #include "../../quant/quant.h"
 
