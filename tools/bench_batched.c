@@ -54,8 +54,10 @@ static rl_token bb_random(int32_t n_vocab) {
     return (rl_token)((bb_lcg >> 8) % (uint32_t)n_vocab);
 }
 
-/* Weight bytes a decode step reads (as cmd_bench's floor). */
-static double weight_bytes_per_step(const rl_model *m) {
+/* Weight bytes one decode step reads, the floor of `ruvllm bench` and `bench --parallel`: every
+ * weight once, except the token embedding table when the output layer has its own matrix (a
+ * step then reads one row of the table per token, not the whole table). */
+double bench_weight_bytes_per_step(const rl_model *m) {
     const rl_gguf *g = rl_model_gguf(m);
     double bytes = (double)rl_model_weight_bytes(m);
     int64_t emb = rl_gguf_find_tensor(g, "token_embd.weight");
@@ -191,7 +193,7 @@ int bench_batched_run(const gen_opts *o, const bench_batched_opts *b) {
             goto done;
         }
     }
-    const double wbytes = weight_bytes_per_step(m);
+    const double wbytes = bench_weight_bytes_per_step(m);
     const double kvtb = kv_bytes_per_token(m, o->kv_type);
     const char *path = strrchr(o->model, '/') ? strrchr(o->model, '/') + 1 : o->model;
     if (!b->json)

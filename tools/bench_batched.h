@@ -23,6 +23,9 @@ typedef struct bench_batched_opts {
 /* Parse "1,8,32" into b->n_parallel; prints the error (naming flag) and returns false. */
 bool bench_batched_parse_list(const char *flag, const char *s, bench_batched_opts *b);
 
+/* Weight bytes one decode step reads (bench_batched.c says which): the floor's numerator. */
+double bench_weight_bytes_per_step(const rl_model *m);
+
 /* Run the batched tests on o's model; returns the process exit code (0, 1 on error). */
 int bench_batched_run(const gen_opts *o, const bench_batched_opts *b);
 

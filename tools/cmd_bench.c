@@ -79,18 +79,6 @@ static void usage(FILE *f) {
     gen_usage_options(f, GEN_OPT_MODEL | GEN_OPT_SAMPLING | GEN_OPT_CONSTRAINT);
 }
 
-/* Weight bytes one decode step reads. */
-static double bytes_per_token(const rl_model *m) {
-    const rl_gguf *g = rl_model_gguf(m);
-    double bytes = (double)rl_model_weight_bytes(m);
-    int64_t emb = rl_gguf_find_tensor(g, "token_embd.weight");
-    rl_gguf_tensor_info ti;
-    if (emb >= 0 && rl_gguf_find_tensor(g, "output.weight") >= 0 &&
-        rl_gguf_tensor(g, emb, &ti) == RL_OK && ti.ne[1] > 0)
-        bytes -= (double)ti.nbytes - (double)ti.nbytes / (double)ti.ne[1];
-    return bytes;
-}
-
 /* How a tg test picks its tokens. */
 typedef enum tg_mode { TG_RANDOM = 0, TG_SAMPLED, TG_CONSTRAINED } tg_mode;
 
@@ -339,7 +327,7 @@ int cmd_bench(int argc, char **argv) {
             goto done;
         }
     }
-    const double bpt = bytes_per_token(m);
+    const double bpt = bench_weight_bytes_per_step(m);
     const double wb = (double)rl_model_weight_bytes(m);
     char size[24];
     if (wb >= 1073741824.0)

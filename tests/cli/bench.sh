@@ -4,26 +4,9 @@
 # JSON is a list of one object per test with llama-bench's keys plus floor_ts; -p 0 / -n 0
 # skip a test; bad flags exit 2 naming the flag.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: bench.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
-if [[ ! -f $M ]]; then
-    echo "skip: $M missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-bench.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M"
 Q=(-m "$M" --stream-mib 8 -r 2 -t 2)
 
 expect_rc 0 "table" -- "$RUVLLM" bench "${Q[@]}" -p 32 -n 8
@@ -66,8 +49,7 @@ grep -q '^memory bandwidth' "$TMP/out" && fail "-n 0 measured the bandwidth"
 bad() {
     local flag=$1
     shift
-    expect_rc 2 "bad $flag" -- "$RUVLLM" bench -m "$M" "$@"
-    grep -qF -- "$flag" "$TMP/err" || fail "bad $flag: message does not name it: $(cat "$TMP/err")"
+    expect_usage "$flag" "bad $flag" -- "$RUVLLM" bench -m "$M" "$@"
 }
 bad -r -r 0
 bad -p -p -1
@@ -78,8 +60,4 @@ bad --frobnicate --frobnicate
 expect_rc 2 "nothing to do" -- "$RUVLLM" bench -m "$M" -p 0 -n 0
 expect_rc 2 "no model" -- "$RUVLLM" bench
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "bench.sh: ok"
+finish

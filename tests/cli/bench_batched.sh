@@ -6,26 +6,9 @@
 # figure positive; the table has a row per N; -p 0 starts each sequence from one token;
 # bad lists and constraints exit 2 naming the flag.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: bench_batched.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
-if [[ ! -f $M ]]; then
-    echo "skip: $M missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-bench-batched.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M"
 Q=(-m "$M" --stream-mib 8 -r 2 -t 2)
 
 expect_rc 0 "json" -- "$RUVLLM" bench "${Q[@]}" --parallel 1,3,8 -p 12 -n 5 --json
@@ -84,8 +67,7 @@ has "$TMP/out" '"speed_tg": [1-9][0-9.]*'
 bad() {
     local flag=$1
     shift
-    expect_rc 2 "bad $flag $*" -- "$RUVLLM" bench -m "$M" "$@"
-    grep -qF -- "$flag" "$TMP/err" || fail "bad $flag: message does not name it: $(cat "$TMP/err")"
+    expect_usage "$flag" "bad $flag $*" -- "$RUVLLM" bench -m "$M" "$@"
 }
 bad --parallel --parallel 0
 bad --parallel --parallel 65
@@ -95,8 +77,4 @@ bad -npl -npl ''
 bad --json-object --parallel 2 --json-object
 bad -n --parallel 2 -n 0
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "bench_batched.sh: ok"
+finish

@@ -4,25 +4,9 @@
 # request succeeded with the asked-for token counts and the long prefix was found in the
 # cache; usage errors exit 2, an unreachable server exits 1.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: bench_serve.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
-if [[ ! -f $M ]]; then
-    echo "skip: $M missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-bench-serve.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {
-    local want_rc=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want_rc" ]] || fail "$what: exit $rc, expected $want_rc; stderr: $(head -c 400 "$TMP/err")"
-}
+need_files "$M"
 
 expect_rc 0 "two runs and the prefix test" -- "$RUVLLM" bench-serve -m "$M" -t 1 -c 1,4 -n 8 -p 24 -g 16 \
     --prefix 200 --prefix-reps 1
@@ -58,8 +42,4 @@ grep -q "does not answer" "$TMP/err" || fail "no server: says so: $(head -c 300 
 expect_rc 0 "--help" -- "$RUVLLM" bench-serve --help
 grep -q "usage: ruvllm bench-serve" "$TMP/out" || fail "--help: no usage on stdout"
 
-if [[ $fails -gt 0 ]]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "bench_serve: all passed"
+finish

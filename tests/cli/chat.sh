@@ -6,33 +6,22 @@
 # --chat-template that writes bos_token itself (no double BOS); EOF at once; a
 # conversation that outgrows the context ends with a note; bad flags exit 2.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: chat.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
-if [[ ! -f $M ]]; then
-    echo "skip: $M missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-chat.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION INPUT -- COMMAND...: COMMAND with INPUT on stdin
-expect_rc() {
+need_files "$M"
+# expect_rc_in RC DESCRIPTION INPUT -- COMMAND...: expect_rc with the text INPUT (as it
+# stands, no newline added) on COMMAND's stdin
+expect_rc_in() {
     local want=$1 what=$2 input=$3
-    shift 4
-    printf '%s' "$input" | "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
+    shift 3
+    expect_rc "$want" "$what" "$@" < <(printf '%s' "$input")
 }
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
 
 SYS="You are kind."
 U1="Hello there"
 U2="Tell me a story"
 G=(--temp 0 -n 8)
-expect_rc 0 "two turns" "$U1"$'\n'"$U2"$'\n' -- "$RUVLLM" chat -m "$M" --system "$SYS" "${G[@]}" -v
+expect_rc_in 0 "two turns" "$U1"$'\n'"$U2"$'\n' -- "$RUVLLM" chat -m "$M" --system "$SYS" "${G[@]}" -v
 has "$TMP/err" "no chat template.*using ChatML"
 mapfile -t replies <"$TMP/out"
 [[ ${#replies[@]} == 2 ]] || fail "expected 2 reply lines, got ${#replies[@]}: $(cat "$TMP/out")"
@@ -62,7 +51,7 @@ cat >"$TMP/tpl.jinja" <<'EOF'
 {{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}
 {% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}
 EOF
-expect_rc 0 "--chat-template" "$U1"$'\n' -- "$RUVLLM" chat -m "$M" --chat-template "$TMP/tpl.jinja" \
+expect_rc_in 0 "--chat-template" "$U1"$'\n' -- "$RUVLLM" chat -m "$M" --chat-template "$TMP/tpl.jinja" \
     "${G[@]}" -v
 grep -q "ChatML" "$TMP/err" && fail "--chat-template: ChatML warning"
 [[ $(grep -E "$re" "$TMP/err") =~ $re ]] && pt=${BASH_REMATCH[2]}
@@ -75,35 +64,30 @@ n_run=$(grep 'prompt ids:' "$TMP/run.err" | wc -w)
 [[ $(cat "$TMP/run.out") == "$reply_t" ]] || fail "template reply '$reply_t' differs from run"
 
 # EOF at once; blank lines are not messages
-expect_rc 0 "EOF at once" "" -- "$RUVLLM" chat -m "$M" "${G[@]}"
+expect_rc_in 0 "EOF at once" "" -- "$RUVLLM" chat -m "$M" "${G[@]}"
 [[ ! -s $TMP/out ]] || fail "EOF at once printed '$(cat "$TMP/out")'"
-expect_rc 0 "blank lines" $'\n\n'"$U1"$'\n\n' -- "$RUVLLM" chat -m "$M" "${G[@]}" -v
+expect_rc_in 0 "blank lines" $'\n\n'"$U1"$'\n\n' -- "$RUVLLM" chat -m "$M" "${G[@]}" -v
 [[ $(grep -cE "$re" "$TMP/err") == 1 ]] || fail "blank lines became turns: $(cat "$TMP/err")"
 
 # the conversation outgrows a small context: a note, exit 0
-expect_rc 0 "small context" "$U1"$'\n'"$U2"$'\n'"$U1"$'\n' -- "$RUVLLM" chat -m "$M" -c 48 "${G[@]}"
+expect_rc_in 0 "small context" "$U1"$'\n'"$U2"$'\n'"$U1"$'\n' -- "$RUVLLM" chat -m "$M" -c 48 "${G[@]}"
 has "$TMP/err" "the context is full \(48 tokens"
-expect_rc 0 "prompt over the context" "$U1"$'\n' -- "$RUVLLM" chat -m "$M" -c 16 "${G[@]}"
+expect_rc_in 0 "prompt over the context" "$U1"$'\n' -- "$RUVLLM" chat -m "$M" -c 16 "${G[@]}"
 has "$TMP/err" "no longer fits the context \(16 tokens"
 
 bad() {
     local flag=$1
     shift
-    expect_rc 2 "bad $flag" "" -- "$RUVLLM" chat -m "$M" "$@"
-    grep -qF -- "$flag" "$TMP/err" || fail "bad $flag: message does not name it: $(cat "$TMP/err")"
+    expect_usage "$flag" "bad $flag" -- "$RUVLLM" chat -m "$M" "$@" </dev/null
 }
 bad --temp --temp -1
 bad --top-p --top-p 2
 bad -n -n x
 bad --frobnicate --frobnicate
-expect_rc 2 "no model" "" -- "$RUVLLM" chat
-expect_rc 1 "missing template file" "" -- "$RUVLLM" chat -m "$M" --chat-template "$TMP/none"
+expect_rc_in 2 "no model" "" -- "$RUVLLM" chat
+expect_rc_in 1 "missing template file" "" -- "$RUVLLM" chat -m "$M" --chat-template "$TMP/none"
 printf '{%% if %%}' >"$TMP/bad.jinja"
-expect_rc 1 "template syntax error" "hi"$'\n' -- "$RUVLLM" chat -m "$M" --chat-template "$TMP/bad.jinja"
+expect_rc_in 1 "template syntax error" "hi"$'\n' -- "$RUVLLM" chat -m "$M" --chat-template "$TMP/bad.jinja"
 has "$TMP/err" "chat template"
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "chat.sh: ok"
+finish

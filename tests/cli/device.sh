@@ -9,27 +9,13 @@
 # copy bandwidth), greedy ids equal the CPU's, and a --gpu-mem too small for the weights
 # fails naming gpu_mem.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: device.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
 TEXT=$DATA/testdata/text/gpl-3.txt
-if [[ ! -f $M || ! -f $TEXT ]]; then
-    echo "skip: $M or $TEXT missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-device.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    timeout 60 "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$3: $1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M" "$TEXT"
+# no command may wait on a terminal (chat, serve) or hang the test
+exec </dev/null
+CLI_TIMEOUT=60
 
 # each command's minimal arguments besides the model
 declare -A ARGS=(
@@ -103,8 +89,4 @@ if [[ $gpu == 1 ]]; then
     cmp -s "$TMP/g" "$TMP/c" || fail "cuda greedy ids differ from the cpu's: $(cat "$TMP/g") vs $(cat "$TMP/c")"
 fi
 
-if [[ $fails -gt 0 ]]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "ok"
+finish

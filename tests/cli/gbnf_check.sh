@@ -4,70 +4,44 @@
 # line and column (exit 2), usage errors (exit 2); and a short `ruvllm bench-grammar` run
 # that must print JSON with the figures.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: gbnf_check.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 G=$DATA/testdata/grammars
-if [[ ! -f $G/json.gbnf ]]; then
-    echo "skip: $G/json.gbnf missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-gbnf.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: exit status RC (stdout in $TMP/out, stderr in $TMP/err)
-expect_rc() {
-    local want_rc=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want_rc" ]] || fail "$what: exit $rc, expected $want_rc; stderr: $(head -c 300 "$TMP/err")"
-}
-# expect RC STDOUT DESCRIPTION -- COMMAND...: exit status RC and stdout exactly STDOUT
-expect() {
-    local want_rc=$1 want_out=$2 what=$3
-    shift 4
-    expect_rc "$want_rc" "$what" -- "$@"
-    local got
-    got=$(cat "$TMP/out")
-    [[ $got == "$want_out" ]] || fail "$what: got '$got', expected '$want_out'"
-}
+need_files "$G/json.gbnf"
 
 J=$G/json.gbnf
-expect 0 accepted "json object" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"a": [1, -2.5e3, true, null, {"b": "\u00e9"}]}'
-expect 0 accepted "json with unicode" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"名前": "ひらがな"}'
-expect 1 "rejected at byte 20" "bad literal" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"a": [1, 2.5e3, tru]}'
-expect 1 "rejected at byte 0" "not an object" -- "$RUVLLM" gbnf-check --grammar "$J" -p '[1]'
-expect 1 "rejected at byte 6" "text stops early" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"a": '
+expect_out 0 accepted "json object" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"a": [1, -2.5e3, true, null, {"b": "\u00e9"}]}'
+expect_out 0 accepted "json with unicode" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"名前": "ひらがな"}'
+expect_out 1 "rejected at byte 20" "bad literal" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"a": [1, 2.5e3, tru]}'
+expect_out 1 "rejected at byte 0" "not an object" -- "$RUVLLM" gbnf-check --grammar "$J" -p '[1]'
+expect_out 1 "rejected at byte 6" "text stops early" -- "$RUVLLM" gbnf-check --grammar "$J" -p '{"a": '
 grep -q "ends before" "$TMP/err" || fail "text stops early: no explanation on stderr"
-expect 1 "rejected at byte 7" "invalid UTF-8" -- "$RUVLLM" gbnf-check --grammar "$J" -p $'{"a": "\xc0\x80"}'
-expect 1 "rejected at byte 0" "empty text" -- "$RUVLLM" gbnf-check --grammar "$J" -p ''
+expect_out 1 "rejected at byte 7" "invalid UTF-8" -- "$RUVLLM" gbnf-check --grammar "$J" -p $'{"a": "\xc0\x80"}'
+expect_out 1 "rejected at byte 0" "empty text" -- "$RUVLLM" gbnf-check --grammar "$J" -p ''
 
 printf '1. e4 e5\n2. Nf3 Nc6\n' >"$TMP/game.txt"
-expect 0 accepted "chess from a file" -- "$RUVLLM" gbnf-check --grammar "$G/chess.gbnf" -f "$TMP/game.txt"
-expect 0 accepted "arithmetic" -- "$RUVLLM" gbnf-check --grammar "$G/arithmetic.gbnf" -p $'(1+2)*3-x/5 = 4\n'
+expect_out 0 accepted "chess from a file" -- "$RUVLLM" gbnf-check --grammar "$G/chess.gbnf" -f "$TMP/game.txt"
+expect_out 0 accepted "arithmetic" -- "$RUVLLM" gbnf-check --grammar "$G/arithmetic.gbnf" -p $'(1+2)*3-x/5 = 4\n'
 
 printf 'greeting ::= "hi" name?\nname ::= " " [a-z]+\n' >"$TMP/g.gbnf"
-expect 0 accepted "--root" -- "$RUVLLM" gbnf-check --grammar "$TMP/g.gbnf" --root greeting -p 'hi bob'
-expect 2 "" "missing root rule" -- "$RUVLLM" gbnf-check --grammar "$TMP/g.gbnf" -p 'hi'
+expect_out 0 accepted "--root" -- "$RUVLLM" gbnf-check --grammar "$TMP/g.gbnf" --root greeting -p 'hi bob'
+expect_out 2 "" "missing root rule" -- "$RUVLLM" gbnf-check --grammar "$TMP/g.gbnf" -p 'hi'
 grep -q "no rule 'root'" "$TMP/err" || fail "missing root: message: $(cat "$TMP/err")"
 
 # bad grammars: exit 2 with line and column
 printf 'root ::= "a" |\n  ( "b" \n' >"$TMP/bad.gbnf"
-expect 2 "" "unclosed group" -- "$RUVLLM" gbnf-check --grammar "$TMP/bad.gbnf" -p 'a'
+expect_out 2 "" "unclosed group" -- "$RUVLLM" gbnf-check --grammar "$TMP/bad.gbnf" -p 'a'
 grep -q "line 2, column 3" "$TMP/err" || fail "unclosed group: message: $(cat "$TMP/err")"
 printf 'root ::= x\n' >"$TMP/undef.gbnf"
-expect 2 "" "undefined rule" -- "$RUVLLM" gbnf-check --grammar "$TMP/undef.gbnf" -p 'a'
+expect_out 2 "" "undefined rule" -- "$RUVLLM" gbnf-check --grammar "$TMP/undef.gbnf" -p 'a'
 grep -q "undefined rule 'x'" "$TMP/err" || fail "undefined rule: message: $(cat "$TMP/err")"
 printf 'root ::= "a" | root "a"\n' >"$TMP/left.gbnf"
-expect 2 "" "left recursion" -- "$RUVLLM" gbnf-check --grammar "$TMP/left.gbnf" -p 'a'
+expect_out 2 "" "left recursion" -- "$RUVLLM" gbnf-check --grammar "$TMP/left.gbnf" -p 'a'
 grep -q "left recursion" "$TMP/err" || fail "left recursion: message: $(cat "$TMP/err")"
 
 # usage errors
-expect 2 "" "no text" -- "$RUVLLM" gbnf-check --grammar "$J"
-expect 2 "" "both -p and -f" -- "$RUVLLM" gbnf-check --grammar "$J" -p x -f "$TMP/game.txt"
-expect 2 "" "missing grammar file" -- "$RUVLLM" gbnf-check --grammar "$TMP/nope.gbnf" -p x
+expect_out 2 "" "no text" -- "$RUVLLM" gbnf-check --grammar "$J"
+expect_out 2 "" "both -p and -f" -- "$RUVLLM" gbnf-check --grammar "$J" -p x -f "$TMP/game.txt"
+expect_out 2 "" "missing grammar file" -- "$RUVLLM" gbnf-check --grammar "$TMP/nope.gbnf" -p x
 expect_rc 0 "--help" -- "$RUVLLM" gbnf-check --help
 grep -q "usage: ruvllm gbnf-check" "$TMP/out" || fail "--help: no usage on stdout"
 
@@ -81,8 +55,4 @@ if [[ -f $V ]]; then
     grep -q '"docs_skipped": 0' "$TMP/out" || fail "bench-grammar: documents skipped"
 fi
 
-if [[ $fails -gt 0 ]]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "gbnf_check: all passed"
+finish

@@ -2,28 +2,10 @@
 # CLI test of `ruvllm info` and `ruvllm tensor` on stories260K: real output, the JSON
 # document, raw float32 dumps (size and bytes), and clean failures on bad input.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: info.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 MODEL=$DATA/models/stories260K.gguf
 MODEL_Q8=$DATA/models/stories260K-q8_0.gguf
-if [[ ! -f $MODEL ]]; then
-    echo "skip: $MODEL missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-info.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: runs COMMAND (stdout to $TMP/out, stderr to $TMP/err)
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qF -- "$2" "$1" || fail "$1 lacks '$2'"; }
+need_files "$MODEL"
 
 # Structural check of a JSON text without external tools: braces and brackets balance
 # outside strings, strings close, and the document is one object.
@@ -52,10 +34,10 @@ json_well_formed() {
 # ---- info (text) ----
 expect_rc 0 "info" -- "$RUVLLM" info "$MODEL"
 cp "$TMP/out" "$TMP/info.txt"
-has "$TMP/info.txt" "GGUF v3"
-has "$TMP/info.txt" "alignment:   32"
-has "$TMP/info.txt" "data offset: 14176"
-has "$TMP/info.txt" "metadata: 19 keys"
+has_text "$TMP/info.txt" "GGUF v3"
+has_text "$TMP/info.txt" "alignment:   32"
+has_text "$TMP/info.txt" "data offset: 14176"
+has_text "$TMP/info.txt" "metadata: 19 keys"
 grep -qE '^  general\.architecture +string +"llama"$' "$TMP/info.txt" || fail "architecture line"
 grep -qE '^  tokenizer\.ggml\.tokens +array +\[string x 512\] "<unk>", "<s>", "</s>", ' "$TMP/info.txt" ||
     fail "tokens summary"
@@ -63,7 +45,7 @@ grep -qE 'tokenizer\.ggml\.scores +array +\[float32 x 512\] .*, \.\.\.$' "$TMP/i
     fail "scores summary"
 grep -qE 'llama\.attention\.layer_norm_rms_epsilon +float32 +1e-05$' "$TMP/info.txt" ||
     fail "epsilon"
-has "$TMP/info.txt" "tensors: 48"
+has_text "$TMP/info.txt" "tensors: 48"
 grep -qE '^ +0  token_embd\.weight +F32 +\[64, 512\] +0 +131072$' "$TMP/info.txt" || fail "tensor row 0"
 grep -qE 'blk\.4\.ffn_down\.weight +F32 +\[172, 64\] ' "$TMP/info.txt" || fail "ffn_down row"
 [[ $(grep -cE '^ +[0-9]+  (token_embd|output|blk\.)' "$TMP/info.txt") == 48 ]] || fail "48 tensor rows"
@@ -78,14 +60,14 @@ if command -v jq >/dev/null; then # optional, stronger check where jq exists
     jq -e '.version == 3 and (.tensors | length) == 48 and .totals.tensors == 48' \
         "$TMP/info.json" >/dev/null || fail "jq check"
 fi
-has "$TMP/info.json" '"version": 3'
-has "$TMP/info.json" '"alignment": 32'
-has "$TMP/info.json" '"data_offset": 14176'
-has "$TMP/info.json" '"key": "general.architecture"'
-has "$TMP/info.json" '"value": "llama"'
-has "$TMP/info.json" '"elem_type": "string"'
-has "$TMP/info.json" '"count": 512'
-has "$TMP/info.json" '"name": "token_embd.weight"'
+has_text "$TMP/info.json" '"version": 3'
+has_text "$TMP/info.json" '"alignment": 32'
+has_text "$TMP/info.json" '"data_offset": 14176'
+has_text "$TMP/info.json" '"key": "general.architecture"'
+has_text "$TMP/info.json" '"value": "llama"'
+has_text "$TMP/info.json" '"elem_type": "string"'
+has_text "$TMP/info.json" '"count": 512'
+has_text "$TMP/info.json" '"name": "token_embd.weight"'
 [[ $(grep -c '"name": "' "$TMP/info.json") == 48 ]] || fail "48 tensor objects"
 [[ $(grep -c '"key": "' "$TMP/info.json") == 19 ]] || fail "19 metadata objects"
 
@@ -108,34 +90,30 @@ fi
 cp "$MODEL" "$TMP/v1.gguf"
 printf '\001' | dd of="$TMP/v1.gguf" bs=1 seek=4 conv=notrunc status=none
 expect_rc 1 "info on a v1 file" -- "$RUVLLM" info "$TMP/v1.gguf"
-has "$TMP/err" "v1 is not supported"
+has_text "$TMP/err" "v1 is not supported"
 [[ $(wc -l <"$TMP/err") == 1 ]] || fail "v1 message is not one line"
 [[ ! -s "$TMP/out" ]] || fail "info wrote to stdout on failure"
 
 head -c 20000 "$MODEL" >"$TMP/cut.gguf"
 expect_rc 1 "info on a truncated file" -- "$RUVLLM" info "$TMP/cut.gguf"
-has "$TMP/err" "extends past end of file (size 20000)"
-has "$TMP/err" "tensor 0 'token_embd.weight'"
+has_text "$TMP/err" "extends past end of file (size 20000)"
+has_text "$TMP/err" "tensor 0 'token_embd.weight'"
 expect_rc 1 "tensor on a truncated file" -- "$RUVLLM" tensor "$TMP/cut.gguf" output_norm.weight --f32
-has "$TMP/err" "gguf: "
+has_text "$TMP/err" "gguf: "
 
 printf 'GGML\003\000\000\000' >"$TMP/magic.gguf"
 expect_rc 1 "info on a bad magic" -- "$RUVLLM" info "$TMP/magic.gguf"
-has "$TMP/err" "bad magic"
+has_text "$TMP/err" "bad magic"
 
 expect_rc 1 "info on a missing file" -- "$RUVLLM" info "$TMP/none.gguf"
-has "$TMP/err" "cannot open"
+has_text "$TMP/err" "cannot open"
 expect_rc 1 "tensor: unknown name" -- "$RUVLLM" tensor "$MODEL" no.such.tensor --f32
-has "$TMP/err" "no tensor named 'no.such.tensor'"
+has_text "$TMP/err" "no tensor named 'no.such.tensor'"
 expect_rc 2 "info without FILE" -- "$RUVLLM" info
 expect_rc 2 "info with an unknown option" -- "$RUVLLM" info "$MODEL" --bogus
 expect_rc 2 "tensor without --f32" -- "$RUVLLM" tensor "$MODEL" token_embd.weight
 expect_rc 2 "tensor without NAME" -- "$RUVLLM" tensor "$MODEL"
 expect_rc 0 "info --help" -- "$RUVLLM" info --help
-has "$TMP/out" "usage: ruvllm info"
+has_text "$TMP/out" "usage: ruvllm info"
 
-if ((fails)); then
-    echo "$fails check(s) failed"
-    exit 1
-fi
-echo "ok"
+finish

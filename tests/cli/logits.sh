@@ -4,31 +4,11 @@
 # order and their logits (5e-5), and with --all every logit (5e-5); the text form; -f;
 # bad flags exit 2 naming the flag.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: logits.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
 GOLD=$DATA/golden/stories260K.json
-if [[ ! -f $M || ! -f $GOLD ]]; then
-    echo "skip: $M or $GOLD missing"
-    exit 77
-fi
-if ! command -v node >/dev/null; then
-    echo "skip: node (for reading JSON) missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-logits.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M" "$GOLD"
+need_command node "for reading JSON"
 
 n_prompts=$(node -e 'console.log(require(process.argv[1]).prompts.length)' "$GOLD")
 for ((i = 0; i < n_prompts; i++)); do
@@ -79,8 +59,7 @@ has "$TMP/out" '"top": \[\]'
 bad() {
     local flag=$1
     shift
-    expect_rc 2 "bad $flag" -- "$RUVLLM" logits -m "$M" "$@"
-    grep -qF -- "$flag" "$TMP/err" || fail "bad $flag: message does not name it: $(cat "$TMP/err")"
+    expect_usage "$flag" "bad $flag" -- "$RUVLLM" logits -m "$M" "$@"
 }
 bad --top -p Hello --top -1
 bad --top -p Hello --top x
@@ -90,8 +69,4 @@ expect_rc 2 "no prompt" -- "$RUVLLM" logits -m "$M"
 expect_rc 2 "both -p and -f" -- "$RUVLLM" logits -m "$M" -p a -f "$TMP/prompt.txt"
 expect_rc 1 "missing file" -- "$RUVLLM" logits -m "$M" -f "$TMP/none.txt"
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "logits.sh: ok"
+finish

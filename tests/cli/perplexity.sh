@@ -4,27 +4,10 @@
 # 0.02; the progress goes to stderr; a text too short for two windows and bad flags fail
 # with a message.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: perplexity.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
 TEXT=$DATA/testdata/text/gpl-3.txt
-if [[ ! -f $M || ! -f $TEXT ]]; then
-    echo "skip: $M or $TEXT missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-ppl.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M" "$TEXT"
 # near X WANT TOL: |X - WANT| <= TOL
 near() { awk -v x="$1" -v w="$2" -v t="$3" 'BEGIN { d = x - w; if (d < 0) d = -d; exit !(d <= t) }'; }
 
@@ -53,8 +36,4 @@ expect_rc 1 "missing file" -- "$RUVLLM" perplexity -m "$M" -f "$TMP/none.txt"
 expect_rc 2 "unknown flag" -- "$RUVLLM" perplexity -m "$M" -f "$TEXT" --frobnicate
 has "$TMP/err" '--frobnicate'
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "perplexity.sh: ok"
+finish

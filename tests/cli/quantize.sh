@@ -5,27 +5,9 @@
 # an imatrix, bad arguments); synthetic models (deterministic, readable by `ruvllm info`
 # and `ruvllm tokenize`, vocabulary copied from a GGUF).
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: quantize.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 MODEL=$DATA/models/stories260K.gguf
-if [[ ! -f $MODEL ]]; then
-    echo "skip: $MODEL missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-quantize.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: runs COMMAND (stdout to $TMP/out, stderr to $TMP/err)
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(tail -c 300 "$TMP/err")"
-}
-has() { grep -qF -- "$2" "$1" || fail "$1 lacks '$2'"; }
+need_files "$MODEL"
 
 # ---- quantize: the same bytes as llama.cpp's quantizer ----
 for t in f16 q8_0 q5_1 q5_0 q4_1 q4_0; do
@@ -42,8 +24,8 @@ grep -qE '^ruvllm quantize: 37 of 48 tensors converted: ' "$TMP/err" || fail "su
 
 # ---- a k-quant mix: 64-wide rows do not fit 256-element blocks and fall back ----
 expect_rc 0 "quantize Q4_K_M" -- "$RUVLLM" quantize "$MODEL" "$TMP/s-q4km.gguf" Q4_K_M
-has "$TMP/err" "(fallback: row length)"
-has "$TMP/err" "fell back to another type because of their row length"
+has_text "$TMP/err" "(fallback: row length)"
+has_text "$TMP/err" "fell back to another type because of their row length"
 expect_rc 0 "info on the Q4_K_M output" -- "$RUVLLM" info "$TMP/s-q4km.gguf"
 grep -qE '^  general\.file_type +uint32 +15$' "$TMP/out" || fail "file_type 15"
 grep -qE '^  general\.quantization_version +uint32 +2$' "$TMP/out" || fail "quantization_version"
@@ -54,38 +36,38 @@ grep -qE 'blk\.0\.ffn_down\.weight +F16 ' "$TMP/out" || fail "172-wide rows fall
 # ---- refusals ----
 cp "$MODEL" "$TMP/in.gguf"
 expect_rc 1 "overwrite the input" -- "$RUVLLM" quantize "$TMP/in.gguf" "$TMP/in.gguf" Q8_0
-has "$TMP/err" "is the input file"
+has_text "$TMP/err" "is the input file"
 ln -s "$TMP/in.gguf" "$TMP/link.gguf"
 expect_rc 1 "overwrite the input through a symlink" -- "$RUVLLM" quantize "$TMP/in.gguf" "$TMP/link.gguf" Q8_0
-has "$TMP/err" "is the input file"
+has_text "$TMP/err" "is the input file"
 cmp -s "$TMP/in.gguf" "$MODEL" || fail "the input was changed"
 # (stories260K's 64-wide rows would fall back to IQ4_NL, which needs no imatrix: use a
 # synthetic model with 256-wide rows)
 expect_rc 0 "synth tiny F32" -- "$RUVLLM" synth --shape tiny --type F32 -o "$TMP/tiny-f32.gguf" -q
 expect_rc 1 "IQ2_XS without an imatrix" -- "$RUVLLM" quantize "$TMP/tiny-f32.gguf" "$TMP/iq.gguf" IQ2_XS
-has "$TMP/err" "--imatrix"
-has "$TMP/err" "IQ2_XS needs an importance matrix"
+has_text "$TMP/err" "--imatrix"
+has_text "$TMP/err" "IQ2_XS needs an importance matrix"
 expect_rc 0 "IQ2_XS on 64-wide rows (all fall back to IQ4_NL)" -- "$RUVLLM" quantize "$MODEL" "$TMP/iq-nl.gguf" IQ2_XS
 [[ ! -e $TMP/iq.gguf ]] || fail "output written despite the error"
 expect_rc 1 "a missing imatrix file" -- "$RUVLLM" quantize "$TMP/tiny-f32.gguf" "$TMP/iq.gguf" IQ2_XS --imatrix "$TMP/none.dat"
-has "$TMP/err" "cannot open"
+has_text "$TMP/err" "cannot open"
 expect_rc 1 "requantize" -- "$RUVLLM" quantize "$TMP/s-q8_0.gguf" "$TMP/rq.gguf" Q4_0
-has "$TMP/err" "--allow-requantize"
+has_text "$TMP/err" "--allow-requantize"
 expect_rc 0 "requantize allowed" -- "$RUVLLM" quantize "$TMP/s-q8_0.gguf" "$TMP/rq.gguf" Q4_0 --allow-requantize
 expect_rc 1 "missing input" -- "$RUVLLM" quantize "$TMP/none.gguf" "$TMP/o.gguf" Q8_0
-has "$TMP/err" "cannot open"
+has_text "$TMP/err" "cannot open"
 expect_rc 2 "unknown type" -- "$RUVLLM" quantize "$MODEL" "$TMP/o.gguf" Q4_K_X
-has "$TMP/err" "unknown type 'Q4_K_X'"
+has_text "$TMP/err" "unknown type 'Q4_K_X'"
 expect_rc 2 "missing TYPE" -- "$RUVLLM" quantize "$MODEL" "$TMP/o.gguf"
 expect_rc 2 "bad -t" -- "$RUVLLM" quantize "$MODEL" "$TMP/o.gguf" Q8_0 -t zero
 expect_rc 2 "unknown option" -- "$RUVLLM" quantize "$MODEL" "$TMP/o.gguf" Q8_0 --bogus
 expect_rc 0 "quantize --help" -- "$RUVLLM" quantize --help
-has "$TMP/out" "usage: ruvllm quantize"
-has "$TMP/out" "Q4_K_M"
+has_text "$TMP/out" "usage: ruvllm quantize"
+has_text "$TMP/out" "Q4_K_M"
 
 # ---- synth ----
 expect_rc 0 "synth tiny" -- "$RUVLLM" synth --shape tiny --type Q4_K_M -o "$TMP/tiny.gguf"
-has "$TMP/err" "ruvllm synth: $TMP/tiny.gguf: tiny as Q4_K_M, 21 tensors"
+has_text "$TMP/err" "ruvllm synth: $TMP/tiny.gguf: tiny as Q4_K_M, 21 tensors"
 expect_rc 0 "synth tiny again" -- "$RUVLLM" synth --shape tiny --type Q4_K_M -o "$TMP/tiny2.gguf" -t 1 -q
 cmp -s "$TMP/tiny.gguf" "$TMP/tiny2.gguf" || fail "synth is not deterministic"
 expect_rc 0 "synth another seed" -- "$RUVLLM" synth --shape tiny --type Q4_K_M -o "$TMP/tiny3.gguf" --seed 7 -q
@@ -94,12 +76,12 @@ expect_rc 0 "info on synth output" -- "$RUVLLM" info "$TMP/tiny.gguf"
 grep -qE '^  general\.architecture +string +"llama"$' "$TMP/out" || fail "synth architecture"
 grep -qE '^  general\.file_type +uint32 +15$' "$TMP/out" || fail "synth file_type"
 grep -qE '^  tokenizer\.ggml\.model +string +"gpt2"$' "$TMP/out" || fail "synth tokenizer model"
-has "$TMP/out" "tensors: 21"
+has_text "$TMP/out" "tensors: 21"
 grep -qE 'token_embd\.weight +Q4_K +\[256, 512\]' "$TMP/out" || fail "synth token_embd"
 grep -qE 'output\.weight +Q6_K +\[256, 512\]' "$TMP/out" || fail "synth output"
 grep -qE 'blk\.1\.attn_v\.weight +Q6_K ' "$TMP/out" || fail "synth attn_v of the last layer"
 expect_rc 0 "tokenize with the built-in vocabulary" -- "$RUVLLM" tokenize -m "$TMP/tiny.gguf" -p "Hello"
-has "$TMP/out" "256 72 101 108 108 111"
+has_text "$TMP/out" "256 72 101 108 108 111"
 expect_rc 0 "quantize a synth model" -- "$RUVLLM" quantize "$TMP/tiny.gguf" "$TMP/tiny-q8.gguf" Q8_0 --allow-requantize
 VOCAB=$DATA/models/vocab/ggml-vocab-llama-spm.gguf
 if [[ -f $VOCAB ]]; then
@@ -109,17 +91,13 @@ if [[ -f $VOCAB ]]; then
     grep -qE 'token_embd\.weight +F16 +\[256, 32000\]' "$TMP/out" || fail "vocab size from --vocab"
 fi
 expect_rc 2 "synth unknown shape" -- "$RUVLLM" synth --shape llama9 --type F16 -o "$TMP/x.gguf"
-has "$TMP/err" "unknown shape 'llama9'"
+has_text "$TMP/err" "unknown shape 'llama9'"
 expect_rc 2 "synth unknown type" -- "$RUVLLM" synth --shape tiny --type Q9_Z -o "$TMP/x.gguf"
 expect_rc 2 "synth without -o" -- "$RUVLLM" synth --shape tiny --type F16
 expect_rc 1 "synth with a missing vocab" -- "$RUVLLM" synth --shape tiny --type F16 -o "$TMP/x.gguf" --vocab "$TMP/none.gguf"
 [[ ! -e $TMP/x.gguf ]] || fail "synth wrote a file despite errors"
 expect_rc 0 "synth --help" -- "$RUVLLM" synth --help
-has "$TMP/out" "mixtral-8x7b"
-has "$TMP/out" "llama3-8b"
+has_text "$TMP/out" "mixtral-8x7b"
+has_text "$TMP/out" "llama3-8b"
 
-if ((fails)); then
-    echo "$fails check(s) failed"
-    exit 1
-fi
-echo "ok"
+finish

@@ -5,32 +5,11 @@
 # --seed makes sampling reproducible; -f FILE; a full context is a note, not a failure;
 # bad flags exit 2 with a message naming the flag.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: run.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/stories260K.gguf
 GOLD=$DATA/golden/stories260K.json
-if [[ ! -f $M || ! -f $GOLD ]]; then
-    echo "skip: $M or $GOLD missing"
-    exit 77
-fi
-if ! command -v node >/dev/null; then
-    echo "skip: node (for reading the golden JSON) missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-run.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: runs COMMAND (stdout to $TMP/out, stderr to $TMP/err)
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M" "$GOLD"
+need_command node "for reading the golden JSON"
 
 gold() { node -e "const g = require(process.argv[1]); console.log($1)" "$GOLD"; }
 prompt0=$(gold 'g.prompts[0].prompt')
@@ -106,8 +85,7 @@ has "$TMP/err" "raise -c"
 bad() {
     local flag=$1
     shift
-    expect_rc 2 "bad $flag" -- "$RUVLLM" run -m "$M" -p "$P" "$@"
-    grep -qF -- "$flag" "$TMP/err" || fail "bad $flag: message does not name it: $(cat "$TMP/err")"
+    expect_usage "$flag" "bad $flag" -- "$RUVLLM" run -m "$M" -p "$P" "$@"
 }
 bad --temp --temp -1
 bad --temp --temp abc
@@ -139,8 +117,4 @@ has "$TMP/err" "--logit-bias"
 expect_rc 0 "--help" -- "$RUVLLM" run --help
 has "$TMP/out" "usage: ruvllm run"
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "run.sh: ok"
+finish

@@ -8,28 +8,10 @@
 # samplers and --ids; errors: two constraints (exit 2, naming both), --ignore-eos with one,
 # bad grammars, schemas and regexes (exit 2 with the parse error), a missing file (exit 1).
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: run_constrained.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 M=$DATA/models/llama-2-tiny-random.gguf
 G=$DATA/testdata/grammars
-if [[ ! -f $M || ! -f $G/json.gbnf ]]; then
-    echo "skip: $M or $G/json.gbnf missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-runcon.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: runs COMMAND (stdout to $TMP/out, stderr to $TMP/err)
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-has() { grep -qE -- "$2" "$1" || fail "$1 lacks /$2/: $(head -c 400 "$1")"; }
+need_files "$M" "$G/json.gbnf"
 # the generated text: stdout without the newline run adds
 text() { head -c -1 "$TMP/out" >"$TMP/text"; }
 # check GRAMMAR complete|prefix WHAT: the text is a sentence of GRAMMAR, or the start of one
@@ -182,8 +164,4 @@ expect_rc 0 "--help" -- "$RUVLLM" run --help
 has "$TMP/out" "--json-schema FILE"
 has "$TMP/out" "--json-object"
 
-if ((fails)); then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "run_constrained.sh: ok"
+finish

@@ -7,33 +7,13 @@
 # jinja2 as transformers sets it up; --tools, request bodies, --no-generation-prompt, stdin;
 # clean failures: no template, bad JSON, bad dates, template errors with their line.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder. Needs node to read JSON.
-set -u
-RUVLLM=${1:?usage: template.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 VOCAB=$DATA/models/vocab
 CT=$DATA/testdata/chat-templates
-if [[ ! -f $CT/cases.json || ! -f $VOCAB/ggml-vocab-qwen2.gguf || ! -f $DATA/models/stories260K.gguf ]]; then
-    echo "skip: $CT/cases.json or the vocab models missing"
-    exit 77
-fi
-if ! command -v node >/dev/null; then
-    echo "skip: node (to read cases.json) not found"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-template.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: runs COMMAND (stdout to $TMP/out, stderr to $TMP/err)
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-# expect_out WANT DESCRIPTION -- COMMAND...: exit 0 and stdout exactly WANT, byte for byte
-expect_out() {
+need_files "$CT/cases.json" "$VOCAB/ggml-vocab-qwen2.gguf" "$DATA/models/stories260K.gguf"
+need_command node "to read cases.json"
+# expect_exact WANT DESCRIPTION -- COMMAND...: exit 0 and stdout exactly WANT, byte for byte
+expect_exact() {
     local want=$1 what=$2
     shift 3
     expect_rc 0 "$what" -- "$@"
@@ -113,23 +93,23 @@ cat >"$TMP/conv.json" <<'EOF'
  {"role": "user", "content": "Bye"}]
 EOF
 QWEN_NOGEN=$'<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi <|im_end|> there ☀️<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n'
-expect_out "$QWEN_NOGEN<|im_start|>assistant"$'\n' "qwen2 template" -- \
+expect_exact "$QWEN_NOGEN<|im_start|>assistant"$'\n' "qwen2 template" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-qwen2.gguf" --messages "$TMP/conv.json"
-expect_out "$QWEN_NOGEN" "qwen2 --no-generation-prompt" -- \
+expect_exact "$QWEN_NOGEN" "qwen2 --no-generation-prompt" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-qwen2.gguf" --messages "$TMP/conv.json" --no-generation-prompt
-expect_out $'<s><|user|>\nHi <|im_end|> there ☀️<|end|>\n<|assistant|>\nHello.<|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n' \
+expect_exact $'<s><|user|>\nHi <|im_end|> there ☀️<|end|>\n<|assistant|>\nHello.<|end|>\n<|user|>\nBye<|end|>\n<|assistant|>\n' \
     "phi-3 template (bos_token <s>)" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-phi-3.gguf" --messages "$TMP/conv.json"
 CR_NOGEN='<BOS_TOKEN><|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>You are terse.<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi <|im_end|> there ☀️<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>Hello.<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|>Bye<|END_OF_TURN_TOKEN|>'
-expect_out "$CR_NOGEN<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>" "command-r template" -- \
+expect_exact "$CR_NOGEN<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>" "command-r template" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-command-r.gguf" --messages "$TMP/conv.json"
-expect_out "$CR_NOGEN" "command-r --no-generation-prompt" -- \
+expect_exact "$CR_NOGEN" "command-r --no-generation-prompt" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-command-r.gguf" --messages "$TMP/conv.json" --no-generation-prompt
 # the same conversation from stdin, and inside a chat-completion request body
-expect_out "$CR_NOGEN" "--messages -" -- \
+expect_exact "$CR_NOGEN" "--messages -" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-command-r.gguf" --messages - --no-generation-prompt <"$TMP/conv.json"
 { printf '{"model": "x", "messages": '; cat "$TMP/conv.json"; printf ', "tools": null}'; } >"$TMP/request.json"
-expect_out "$CR_NOGEN" "request body" -- \
+expect_exact "$CR_NOGEN" "request body" -- \
     "$RUVLLM" template -m "$VOCAB/ggml-vocab-command-r.gguf" --messages "$TMP/request.json" --no-generation-prompt
 # raise_exception's text comes through
 printf '[{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]' >"$TMP/twice.json"
@@ -193,7 +173,7 @@ expect_err 1 "has no chat template" "model without a template" -- \
     "$RUVLLM" template -m "$STORIES" --messages "$TMP/hi.json"
 grep -qF -- "--chat-template" "$TMP/err" || fail "no template: the message does not name --chat-template"
 printf '{%% for m in messages %%}[{{ bos_token }}{{ m.content }}{{ eos_token }}]{%% endfor %%}' >"$TMP/mine.jinja"
-expect_out "[<s>Hi</s>]" "--chat-template on a model without one" -- \
+expect_exact "[<s>Hi</s>]" "--chat-template on a model without one" -- \
     "$RUVLLM" template -m "$STORIES" --messages "$TMP/hi.json" --chat-template "$TMP/mine.jinja"
 printf '[{"role": "user", "content": "Hi"}' >"$TMP/cut.json"
 expect_err 1 "cut.json: invalid JSON at line 1" "truncated messages" -- \
@@ -215,8 +195,4 @@ expect_rc 2 "unknown option" -- "$RUVLLM" template -m "$STORIES" --messages "$TM
 expect_rc 1 "missing model" -- "$RUVLLM" template -m "$TMP/nope.gguf" --messages "$TMP/hi.json"
 expect_rc 0 "--help" -- "$RUVLLM" template --help
 
-if [[ $fails -gt 0 ]]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "ok"
+finish

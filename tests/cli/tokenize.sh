@@ -3,60 +3,34 @@
 # the Llama 3 vocabulary), --no-bos, --special, --json, --pieces, -f FILE, the way back,
 # and clean failures on bad input.
 # $1: the ruvllm binary. RUVLLM_TESTDATA: the shared data folder.
-set -u
-RUVLLM=${1:?usage: tokenize.sh path/to/ruvllm}
-DATA=${RUVLLM_TESTDATA:-../shared}
+. "$(dirname "$0")/lib.sh"
 STORIES=$DATA/models/stories260K.gguf
 LLAMA3=$DATA/models/vocab/ggml-vocab-llama-bpe.gguf
-if [[ ! -f $STORIES || ! -f $LLAMA3 ]]; then
-    echo "skip: $STORIES or $LLAMA3 missing"
-    exit 77
-fi
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ruvllm-cli-tokenize.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION -- COMMAND...: runs COMMAND (stdout to $TMP/out, stderr to $TMP/err)
-expect_rc() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    local rc=$?
-    [[ $rc == "$want" ]] || fail "$what: exit $rc, expected $want; stderr: $(head -c 300 "$TMP/err")"
-}
-# expect_out WANT DESCRIPTION -- COMMAND...: exit 0 and stdout exactly WANT (plus newline)
-expect_out() {
-    local want=$1 what=$2
-    shift 3
-    expect_rc 0 "$what" -- "$@"
-    local got
-    got=$(cat "$TMP/out")
-    [[ $got == "$want" ]] || fail "$what: got '$got', expected '$want'"
-}
+need_files "$STORIES" "$LLAMA3"
 
 # ids as llama.cpp gives them (golden/stories260K.json, prompt 1)
-expect_out "1 346 306 414" "stories260K Hello" -- "$RUVLLM" tokenize -m "$STORIES" -p "Hello"
-expect_out "346 306 414" "--no-bos" -- "$RUVLLM" tokenize -m "$STORIES" -p "Hello" --no-bos
-expect_out "128000 9906 1917" "llama3 Hello world" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world"
+expect_out 0 "1 346 306 414" "stories260K Hello" -- "$RUVLLM" tokenize -m "$STORIES" -p "Hello"
+expect_out 0 "346 306 414" "--no-bos" -- "$RUVLLM" tokenize -m "$STORIES" -p "Hello" --no-bos
+expect_out 0 "128000 9906 1917" "llama3 Hello world" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world"
 
 # WordPiece adds [CLS] and [SEP] (BOS and EOS) per the metadata; --no-bos adds neither
 BERT=$DATA/models/vocab/ggml-vocab-bert-bge.gguf
 if [[ -f $BERT ]]; then
-    expect_out "101 7592 2088 102" "bert Hello world" -- "$RUVLLM" tokenize -m "$BERT" -p "Hello world"
-    expect_out "7592 2088" "bert --no-bos" -- "$RUVLLM" tokenize -m "$BERT" -p "Hello world" --no-bos
+    expect_out 0 "101 7592 2088 102" "bert Hello world" -- "$RUVLLM" tokenize -m "$BERT" -p "Hello world"
+    expect_out 0 "7592 2088" "bert --no-bos" -- "$RUVLLM" tokenize -m "$BERT" -p "Hello world" --no-bos
 fi
 
 # control tokens: only with --special
-expect_out "9906 128009" "--special" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --no-bos --special
+expect_out 0 "9906 128009" "--special" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --no-bos --special
 expect_rc 0 "plain markup" -- "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --no-bos
 grep -q 128009 "$TMP/out" && fail "control token from plain text: $(cat "$TMP/out")"
 
 # --json and --pieces
-expect_out '{"ids": [128000, 9906, 1917], "pieces": ["<|begin_of_text|>", "Hello", " world"]}' "--json" -- \
+expect_out 0 '{"ids": [128000, 9906, 1917], "pieces": ["<|begin_of_text|>", "Hello", " world"]}' "--json" -- \
     "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world" --json
-expect_out '{"ids": [9906, 128009], "pieces": ["Hello", "<|eot_id|>"]}' "--json --special --no-bos" -- \
+expect_out 0 '{"ids": [9906, 128009], "pieces": ["Hello", "<|eot_id|>"]}' "--json --special --no-bos" -- \
     "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello<|eot_id|>" --json --special --no-bos
-expect_out $'9906\t\'Hello\'\n1917\t\' world\'' "--pieces" -- \
+expect_out 0 $'9906\t\'Hello\'\n1917\t\' world\'' "--pieces" -- \
     "$RUVLLM" tokenize -m "$LLAMA3" -p "Hello world" --pieces --no-bos
 
 # -f FILE gives what -p gives, bytes as they are (a newline included)
@@ -68,11 +42,11 @@ cmp -s "$TMP/out" "$TMP/from_file" || fail "-f and -p differ: $(cat "$TMP/from_f
 
 # the way back
 ids=$(cat "$TMP/from_file")
-expect_out "$(printf 'Once upon a time,\nthere was a fox.\n')" "detokenize" -- \
+expect_out 0 "$(printf 'Once upon a time,\nthere was a fox.\n')" "detokenize" -- \
     "$RUVLLM" detokenize -m "$LLAMA3" --ids "${ids// /,}"
-expect_out "<|begin_of_text|>Hello world" "detokenize --special" -- \
+expect_out 0 "<|begin_of_text|>Hello world" "detokenize --special" -- \
     "$RUVLLM" detokenize -m "$LLAMA3" --ids "128000 9906 1917" --special
-expect_out "Hello" "detokenize SentencePiece" -- "$RUVLLM" detokenize -m "$STORIES" --ids 346,306,414
+expect_out 0 "Hello" "detokenize SentencePiece" -- "$RUVLLM" detokenize -m "$STORIES" --ids 346,306,414
 
 # failures
 expect_rc 2 "no model" -- "$RUVLLM" tokenize -p "x"
@@ -86,8 +60,4 @@ expect_rc 1 "id past the vocabulary" -- "$RUVLLM" detokenize -m "$STORIES" --ids
 expect_rc 2 "bad id list" -- "$RUVLLM" detokenize -m "$STORIES" --ids 1,x
 expect_rc 0 "--help" -- "$RUVLLM" tokenize --help
 
-if [[ $fails -gt 0 ]]; then
-    echo "$fails failure(s)"
-    exit 1
-fi
-echo "ok"
+finish
