@@ -91,6 +91,7 @@ static double kv_bytes_per_token(const rl_model *m, rl_type kv_type) {
 
 typedef struct bb_result {
     int32_t n_par;
+    int32_t n_batch;              /* tokens per forward pass used for this N */
     double t_pp, t_tg;            /* mean seconds */
     double speed_pp, speed_tg, sd_tg, speed;
     double *samples_tg;           /* [reps] */
@@ -210,6 +211,7 @@ int bench_batched_run(const gen_opts *o, const bench_batched_opts *b) {
         const int32_t nb = n * (b->n_prompt > 0 ? b->n_prompt : 1);
         cp.n_batch = b->n_batch < nb ? b->n_batch : nb;
         if (cp.n_batch < n) cp.n_batch = n; /* a generation step is one pass */
+        r->n_batch = cp.n_batch;
         cp.n_seq_max = n;
         cp.n_outputs_max = n;
         cp.kv_type = o->kv_type;
@@ -271,7 +273,7 @@ int bench_batched_run(const gen_opts *o, const bench_batched_opts *b) {
                    "\"n_parallel\": %d, \"pl\": %d, \"pp\": %d, \"tg\": %d, \"n_kv\": %d, "
                    "\"t_pp\": %.6f, \"speed_pp\": %.6f, \"t_tg\": %.6f, \"speed_tg\": %.6f, "
                    "\"stddev_tg\": %.6f, \"t\": %.6f, \"speed\": %.6f, \"samples_tg\": [",
-                   n_threads, (int)b->n_batch, type_k, (int)r->n_par, (int)r->n_par,
+                   n_threads, (int)r->n_batch, type_k, (int)r->n_par, (int)r->n_par,
                    (int)b->n_prompt, (int)b->n_gen, (int)(r->n_par * (b->n_prompt + b->n_gen)),
                    r->t_pp, r->speed_pp, r->t_tg, r->speed_tg, r->sd_tg, r->t_pp + r->t_tg,
                    r->speed);

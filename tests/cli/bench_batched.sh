@@ -37,6 +37,8 @@ if command -v node >/dev/null; then
             if (Math.abs(t.t - t.t_pp - t.t_tg) > 1e-5) out.push(`row ${i} t`);
             if (t.bytes_per_step !== t.weight_bytes_per_step + t.kv_bytes_per_step)
                 out.push(`row ${i} bytes_per_step`);
+            // tokens per forward pass: the whole prompt batch of N sequences (under -b 512)
+            if (t.n_batch !== want[i] * 12) out.push(`row ${i} n_batch ${t.n_batch}`);
             if (t.device !== "cpu" || t.n_threads !== 2 || t.type_k !== "f16")
                 out.push(`row ${i} device/threads/type_k`);
         });
@@ -63,6 +65,7 @@ has "$TMP/out" '^\| +8 \| +4 \| +4 \| +48 \|'
 expect_rc 0 "-p 0" -- "$RUVLLM" bench "${Q[@]}" --parallel 4 -p 0 -n 3 -b 2 --json
 has "$TMP/out" '"n_parallel": 4, "pl": 4, "pp": 0, "tg": 3, "n_kv": 12, "t_pp": 0.000000, "speed_pp": 0.000000'
 has "$TMP/out" '"speed_tg": [1-9][0-9.]*'
+has "$TMP/out" '"n_batch": 4,' # -b 2 raised to N: a generation step is one pass
 
 bad() {
     local flag=$1
