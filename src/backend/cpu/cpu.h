@@ -55,11 +55,13 @@ typedef void (*rl__gemm_fn)(int64_t n, int nt, const void *x, size_t xst, const 
 #define RL__GEMM_AVX512_ROWS 2
 #define RL__GEMM_AVX512_TOKS 4
 #define RL__GEMM_AVX512_Q4_0_TOKS 8 /* Q4_0: 2 rows x 8 tokens */
+#define RL__GEMM_AVX512_Q6_K_TOKS 8 /* Q6_K: 1 row x 8 tokens */
 void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
 void rl__gemm_q8_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
-/* Q4_K and Q6_K on AVX-512: 1 row x RL__GEMM_AVX512_TOKS tokens; ys, yst: the Q8_K rows. */
+/* Q4_K and Q6_K on AVX-512: 1 row x RL__GEMM_AVX512_TOKS (Q6_K: RL__GEMM_AVX512_Q6_K_TOKS)
+ * tokens; ys, yst: the Q8_K rows. */
 void rl__gemm_q4_K_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost);
 void rl__gemm_q6_K_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,

@@ -275,7 +275,11 @@ q4_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
     }
 }
 
-/* ---- Q6_K: 1 row x up to GEMM_T tokens, as rl__vec_dot_q6_K_avx512 (dot_k_avx512.c). */
+/* ---- Q6_K: 1 row x up to Q6K_T tokens, as rl__vec_dot_q6_K_avx512 (dot_k_avx512.c). Eight
+ * tokens, not four: decoding a super-block's 6-bit codes costs more than one token's products
+ * with them, and a server's decode step of 8 sequences multiplies its Q6_K output head (the
+ * largest matrix of a Q4_0/Q4_K_M model) with 8 rows at once. */
+#define Q6K_T RL__GEMM_AVX512_Q6_K_TOKS
 #define R4(v) v, v, v, v
 static const uint16_t k16_pack[2][32] __attribute__((aligned(64))) = {
     {R4(0), R4(4), R4(1), R4(5), R4(2), R4(6), R4(3), R4(7)},
@@ -303,8 +307,8 @@ q6_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
     const int64_t nb = n / QK_K;
     const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
     const __m512i pa = _mm512_load_si512(k16_pack[0]), pb = _mm512_load_si512(k16_pack[1]);
-    const block_q8_K *y[GEMM_T];
-    __m512 acc[GEMM_T];
+    const block_q8_K *y[Q6K_T];
+    __m512 acc[Q6K_T];
     UNROLL
     for (int t = 0; t < NT; t++) {
         y[t] = (const block_q8_K *)(ys + (size_t)t * yst);
@@ -354,7 +358,21 @@ q6_K_tile(const int NT, int64_t n, const void *vx, size_t xst, const uint8_t *ys
 _Static_assert(GEMM_T == 4, "DEFINE_GEMM specialises 1..4 tokens");
 DEFINE_GEMM(q8_0)
 DEFINE_GEMM(q4_K)
-DEFINE_GEMM(q6_K)
+
+void rl__gemm_q6_K_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
+                          size_t yst, float *out, size_t ost) {
+    switch (nt) {
+    case 1: q6_K_tile(1, n, x, xst, ys, yst, out, ost); break;
+    case 2: q6_K_tile(2, n, x, xst, ys, yst, out, ost); break;
+    case 3: q6_K_tile(3, n, x, xst, ys, yst, out, ost); break;
+    case 4: q6_K_tile(4, n, x, xst, ys, yst, out, ost); break;
+    case 5: q6_K_tile(5, n, x, xst, ys, yst, out, ost); break;
+    case 6: q6_K_tile(6, n, x, xst, ys, yst, out, ost); break;
+    case 7: q6_K_tile(7, n, x, xst, ys, yst, out, ost); break;
+    default: q6_K_tile(Q6K_T, n, x, xst, ys, yst, out, ost); break;
+    }
+}
+_Static_assert(Q6K_T == 8, "rl__gemm_q6_K_avx512 specialises 1..8 tokens");
 
 void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                           size_t yst, float *out, size_t ost) {

@@ -127,6 +127,7 @@ rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks) {
         if (t == RL_TYPE_Q4_K || t == RL_TYPE_Q6_K) {
             fn = t == RL_TYPE_Q4_K ? rl__gemm_q4_K_avx512 : rl__gemm_q6_K_avx512;
             *rows = 1;
+            if (t == RL_TYPE_Q6_K) *toks = RL__GEMM_AVX512_Q6_K_TOKS;
         }
     } else if (isa == RL_CPU_ISA_AVX2) {
         if (t == RL_TYPE_Q4_0) fn = rl__gemm_q4_0_avx2;
