@@ -90,7 +90,8 @@ TEST(matmul_bit_identical) {
     CHECK(rl_cpu_isa_set(RL_CPU_ISA_AVX512) == RL_OK);
     const struct {
         int64_t n, rows;
-    } shapes[] = {{512, 7}, {1024, 2}, {2048, 33}, {1536, 5}, {512, 6}, {1024, 1}, {512, 12}};
+    } shapes[] = {{512, 7}, {1024, 2}, {2048, 33}, {1536, 5}, {512, 6}, {1024, 1}, {512, 12},
+                  {8192, 13}}; /* 8,192 columns: matmul's 2-token passes over long rows */
     const int toks[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 24, 33, 128};
     for (int nth = 1; nth <= 2; nth++) {
         rl_threadpool *pool;
@@ -123,7 +124,7 @@ TEST(matmul_bit_identical) {
                         const uint8_t *row = rl__q4_0x16_row(p, n, rows, r, &st);
                         const float ref = rl__vec_dot_q4_0x16_ref(n, row, st, yq);
                         double mag = 0;
-                        float wf[2560];
+                        float wf[8192];
                         rl__q4_0x16_to_float(row, st, wf, n);
                         for (int64_t i = 0; i < n; i++) mag += fabs((double)wf[i] * x[t * n + i]);
                         CHECKF(fabs((double)ref - y2[r]) <= 1e-5 * mag + 1e-30,
