@@ -359,32 +359,21 @@ _Static_assert(GEMM_T == 4, "DEFINE_GEMM specialises 1..4 tokens");
 DEFINE_GEMM(q8_0)
 DEFINE_GEMM(q4_K)
 
-void rl__gemm_q6_K_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
-                          size_t yst, float *out, size_t ost) {
-    switch (nt) {
-    case 1: q6_K_tile(1, n, x, xst, ys, yst, out, ost); break;
-    case 2: q6_K_tile(2, n, x, xst, ys, yst, out, ost); break;
-    case 3: q6_K_tile(3, n, x, xst, ys, yst, out, ost); break;
-    case 4: q6_K_tile(4, n, x, xst, ys, yst, out, ost); break;
-    case 5: q6_K_tile(5, n, x, xst, ys, yst, out, ost); break;
-    case 6: q6_K_tile(6, n, x, xst, ys, yst, out, ost); break;
-    case 7: q6_K_tile(7, n, x, xst, ys, yst, out, ost); break;
-    default: q6_K_tile(Q6K_T, n, x, xst, ys, yst, out, ost); break;
+/* The same for the tiles of up to 8 tokens (T: the widest). */
+#define DEFINE_GEMM8(s, T)                                                                         \
+    void rl__gemm_##s##_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,   \
+                               size_t yst, float *out, size_t ost) {                               \
+        switch (nt) {                                                                              \
+        case 1: s##_tile(1, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 2: s##_tile(2, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 3: s##_tile(3, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 4: s##_tile(4, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 5: s##_tile(5, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 6: s##_tile(6, n, x, xst, ys, yst, out, ost); break;                                  \
+        case 7: s##_tile(7, n, x, xst, ys, yst, out, ost); break;                                  \
+        default: s##_tile(T, n, x, xst, ys, yst, out, ost); break;                                 \
+        }                                                                                          \
     }
-}
-_Static_assert(Q6K_T == 8, "rl__gemm_q6_K_avx512 specialises 1..8 tokens");
-
-void rl__gemm_q4_0_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
-                          size_t yst, float *out, size_t ost) {
-    switch (nt) {
-    case 1: q4_0_tile(1, n, x, xst, ys, yst, out, ost); break;
-    case 2: q4_0_tile(2, n, x, xst, ys, yst, out, ost); break;
-    case 3: q4_0_tile(3, n, x, xst, ys, yst, out, ost); break;
-    case 4: q4_0_tile(4, n, x, xst, ys, yst, out, ost); break;
-    case 5: q4_0_tile(5, n, x, xst, ys, yst, out, ost); break;
-    case 6: q4_0_tile(6, n, x, xst, ys, yst, out, ost); break;
-    case 7: q4_0_tile(7, n, x, xst, ys, yst, out, ost); break;
-    default: q4_0_tile(Q40_T, n, x, xst, ys, yst, out, ost); break;
-    }
-}
-_Static_assert(Q40_T == 8, "rl__gemm_q4_0_avx512 specialises 1..8 tokens");
+_Static_assert(Q6K_T == 8 && Q40_T == 8, "DEFINE_GEMM8 specialises 1..8 tokens");
+DEFINE_GEMM8(q6_K, Q6K_T)
+DEFINE_GEMM8(q4_0, Q40_T)
