@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { denull } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = process.argv[2];
@@ -51,22 +52,6 @@ function check(cond, what, detail) {
   return false;
 }
 
-// OpenAPI's `nullable: true` means null is allowed too (as in e2e.mjs)
-function denull(s) {
-  if (Array.isArray(s)) return s.map(denull);
-  if (!s || typeof s !== 'object') return s;
-  const o = {};
-  for (const [k, v] of Object.entries(s)) if (k !== 'nullable') o[k] = denull(v);
-  if (s.nullable === true) {
-    if (typeof o.type === 'string') {
-      o.type = [o.type, 'null'];
-      if (o.enum) o.enum = [...o.enum, null];
-      return o;
-    }
-    return { anyOf: [o, { type: 'null' }] };
-  }
-  return o;
-}
 const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false });
 ajv.addSchema(denull(JSON.parse(fs.readFileSync(schemaPath, 'utf8'))), 'openai');
 const V = {
