@@ -3,10 +3,14 @@
  * quantizers rl__quant_<t>; the arithmetic is described in act_avx2.c. A 16-lane
  * register is exactly one 16-element bsums group of Q8_K and half a Q8_0 block, and
  * vpmovsdb packs to bytes in order.
+ * Also the element-wise SwiGLU and RMSNorm rows of backend_cpu.c (not bit-identical to
+ * the plain loops: a polynomial exp, another order of the double sum of squares; tested
+ * against double references in test_model_ops).
  */
 #include "cpu.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 static inline __m512i round_away(__m512 v) {
     __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -116,4 +120,37 @@ void rl__act_quant_bf16_avx512(const float *x, void *vy, int64_t n) {
         _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(v));
     }
     for (; i < n; i++) y[i] = rl__fp32_to_bf16(x[i]);
+}
+
+void rl__silu_mul_avx512(const float *g, const float *u, float *out, int64_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 x = _mm512_maskz_loadu_ps(m, g + i);
+        const __m512 e = rl__exp512_ps(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, e));
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, u + i)));
+    }
+}
+
+void rl__rmsnorm_row_avx512(const float *x, const float *w, float *y, int64_t n, float eps) {
+    __m512d s0 = _mm512_setzero_pd(), s1 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+        const __m512d b = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+        s0 = _mm512_fmadd_pd(a, a, s0); /* exact: a float's square fits a double */
+        s1 = _mm512_fmadd_pd(b, b, s1);
+    }
+    double ss = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    for (; i < n; i++) ss += (double)x[i] * (double)x[i];
+    const float mean = (float)(ss / (double)n);
+    const __m512 sc = _mm512_set1_ps(1.0f / sqrtf(mean + eps));
+    for (i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), sc);
+        if (w) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, w + i));
+        _mm512_mask_storeu_ps(y + i, m, v);
+    }
 }

@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 
 #define ATTN_TILE 64 /* cells per tile */
 #define ATTN_HC 8    /* query heads per pass over the cells */
@@ -40,6 +41,7 @@ typedef struct attn_job {
     rl__vec_dot_fn dot;
     f16_row_fn f16_row;
     axpy_fn axpy;
+    bool f16_avx512; /* the whole item in attn_avx512.c */
     int32_t n_gqa;
     int64_t n_items;
     _Atomic int64_t next;
@@ -77,6 +79,17 @@ static void attend(const attn_job *j, int64_t t, int32_t g) {
 
     for (int32_t h0 = 0; h0 < j->n_gqa; h0 += ATTN_HC) {
         const int nh = (int)RL_MIN(ATTN_HC, j->n_gqa - h0);
+        if (j->f16_avx512) {
+            float *o[ATTN_HC];
+            for (int h = 0; h < nh; h++) {
+                qh[h] = a->q + t * a->q_ld + (int64_t)(g * j->n_gqa + h0 + h) * hdk;
+                o[h] = a->out + t * a->out_ld + (int64_t)(g * j->n_gqa + h0 + h) * hdv;
+            }
+            rl__attn_f16_avx512(nh, hdk, hdv, qh, kbase + (size_t)g * hdk * 2, kv->k_row_bytes,
+                                vbase + (size_t)g * hdv * 2, kv->v_row_bytes, a->cells + b,
+                                e - b, a->scale, a->softcap, o);
+            continue;
+        }
         for (int h = 0; h < nh; h++) {
             qh[h] = a->q + t * a->q_ld + (int64_t)(g * j->n_gqa + h0 + h) * hdk;
             m[h] = -INFINITY;
@@ -147,6 +160,12 @@ void rl__cpu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args
         .n_gqa = a->n_head / a->n_head_kv,
         .n_items = (int64_t)a->n_tok * a->n_head_kv,
     };
+    /* RUVLLM_ATTN_AVX2=1 keeps the AVX2 inner loops on AVX-512 machines (A/B runs) */
+    const char *ev = getenv("RUVLLM_ATTN_AVX2");
+    j.f16_avx512 = kv->type == RL_TYPE_F16 && rl_cpu_isa_active() >= RL_CPU_ISA_AVX512 &&
+                   a->head_dim_k % 16 == 0 && a->head_dim_v % 16 == 0 &&
+                   a->head_dim_k <= RL_ATTN_AVX512_MAX_DIM &&
+                   a->head_dim_v <= RL_ATTN_AVX512_MAX_DIM && !(ev && ev[0] == '1');
     atomic_init(&j.next, 0);
     if (j.n_items == 1 || rl_threadpool_n_threads(c->pool) == 1) attn_task(&j, 0, 1);
     else rl__threadpool_run(c->pool, attn_task, &j);

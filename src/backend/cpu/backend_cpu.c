@@ -108,6 +108,7 @@ typedef struct norm_ctx {
     float *y;
     int64_t dim;
     float eps;
+    bool avx512; /* act_avx512.c's row */
 } norm_ctx;
 
 static void norm_rows(void *p, int64_t r0, int64_t r1) {
@@ -115,6 +116,10 @@ static void norm_rows(void *p, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
         const float *x = c->x + r * c->dim;
         float *y = c->y + r * c->dim;
+        if (c->avx512) {
+            rl__rmsnorm_row_avx512(x, c->w, y, c->dim, c->eps);
+            continue;
+        }
         double ss = 0;
         for (int64_t i = 0; i < c->dim; i++) ss += (double)x[i] * (double)x[i];
         float mean = (float)(ss / (double)c->dim);
@@ -128,7 +133,7 @@ static void norm_rows(void *p, int64_t r0, int64_t r1) {
 
 static void cpu_rmsnorm(rl_backend *be, const float *x, int64_t n, int64_t dim, float eps,
                         const float *w, float *y) {
-    norm_ctx c = {x, w, y, dim, eps};
+    norm_ctx c = {x, w, y, dim, eps, rl_cpu_isa_active() >= RL_CPU_ISA_AVX512};
     rl__cpu_par_rows(be->impl, n, dim, norm_rows, &c);
 }
 
@@ -196,6 +201,7 @@ typedef struct glu_ctx {
     const float *g, *u;
     int64_t ld_g, ld_u, dim;
     float *out;
+    bool avx512; /* act_avx512.c's SwiGLU row */
 } glu_ctx;
 
 /* SiLU x * sigmoid(x) = x / (1 + e^-x), as ggml_silu_f32. GELU with the tanh
@@ -207,7 +213,9 @@ static void glu_rows(void *p, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
         const float *g = c->g + r * c->ld_g, *u = c->u + r * c->ld_u;
         float *o = c->out + r * c->dim;
-        if (c->act == RL_GLU_SILU) {
+        if (c->act == RL_GLU_SILU && c->avx512) {
+            rl__silu_mul_avx512(g, u, o, c->dim);
+        } else if (c->act == RL_GLU_SILU) {
             for (int64_t i = 0; i < c->dim; i++) o[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
         } else {
             for (int64_t i = 0; i < c->dim; i++) {
@@ -221,7 +229,7 @@ static void glu_rows(void *p, int64_t r0, int64_t r1) {
 
 static void cpu_glu(rl_backend *be, rl_glu_act act, const float *gate, int64_t ld_g,
                     const float *up, int64_t ld_u, int64_t n, int64_t dim, float *out) {
-    glu_ctx c = {act, gate, up, ld_g, ld_u, dim, out};
+    glu_ctx c = {act, gate, up, ld_g, ld_u, dim, out, rl_cpu_isa_active() >= RL_CPU_ISA_AVX512};
     rl__cpu_par_rows(be->impl, n, dim, glu_rows, &c);
 }
 

@@ -154,4 +154,42 @@ rl__act_quant_fn rl__act_quant_get(rl_type vdt, rl_cpu_isa isa);
 rl__gemv_fn rl__gemv_get(rl_type t, rl_cpu_isa isa);
 rl__gemv_prep_fn rl__gemv_prep_get(rl_type t, rl_cpu_isa isa);
 
+/* ---- element-wise kernels (attn_avx512.c, act_avx512.c) --------------------------- */
+/* attention.c's work item for F16 caches on AVX-512 (the contract is at its definition);
+ * head dims up to this many values, multiples of 16. */
+#define RL_ATTN_AVX512_MAX_DIM 256
+void rl__attn_f16_avx512(int nh, int32_t dk, int32_t dv, const float *const *qh,
+                         const void *k, size_t k_rb, const void *v, size_t v_rb,
+                         const int32_t *cells, int32_t n, float scale, float softcap,
+                         float *const *out);
+/* y[i] = e^x[i] by polynomial (within 2 ulp of expf; x may alias y). */
+void rl__exp_ps_avx512(const float *x, float *y, int64_t n);
+/* out[i] = g[i] / (1 + e^-g[i]) * u[i] (SwiGLU, ggml_silu's formula) with that exp. */
+void rl__silu_mul_avx512(const float *g, const float *u, float *out, int64_t n);
+/* y = x / sqrt(mean(x^2) + eps) (* w when w != NULL), as backend_cpu.c's RMSNorm: the
+ * sum of squares in double (another order of additions), scale and weight in float. */
+void rl__rmsnorm_row_avx512(const float *x, const float *w, float *y, int64_t n, float eps);
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* e^x with x clamped to [-104, 88] (0 and e^88 beyond): x = n ln2 + r, |r| <= ln2/2, e^r by
+ * its Taylor polynomial to degree 7 (truncation error below 5e-9 relative), then
+ * scaled by 2^n (vscalefps, which flushes to 0 below the float range). */
+static inline __m512 rl__exp512_ps(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
+
 #endif /* RL_BACKEND_CPU_H */
