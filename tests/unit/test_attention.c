@@ -5,7 +5,7 @@
  * and the fallbacks (40: not a multiple of 16; 272: above the kernel's limit), spans of
  * 0..200 cells (tile edges 63/64/65 included), soft-capping, rows with padding that
  * must stay untouched. Also the AVX-512 vector exp against expf, and RMSNorm and SwiGLU
- * (whose AVX-512 rows use it) on every path. */
+ * (whose AVX-512 rows use it) and the greedy pick on every path. */
 #include "backend/backend.h"
 #include "backend/cpu/backend_cpu.h"
 #include "test.h"
@@ -226,9 +226,57 @@ TEST(norm_swiglu_every_path) {
     rl__backend_free(be);
 }
 
+/* The greedy pick (argmax_to_host) on every ISA path against the scalar definition:
+ * lowest index of the maximum, NaN never wins, 0 when nothing is above -inf; ties, NaNs,
+ * -inf rows and maxima in the tail of rows that are not multiples of 16. */
+static int32_t argmax_ref(const float *x, int64_t n) {
+    int32_t b = 0;
+    float best = -INFINITY;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] > best) best = x[i], b = (int32_t)i;
+    return b;
+}
+
+TEST(argmax_every_path) {
+    static const int64_t dims[] = {1, 15, 16, 17, 1000, 128256};
+    enum { ROWS = 7 };
+    const rl_cpu_isa best = rl_cpu_isa_active();
+    rl_backend *be = NULL;
+    CHECK(rl__backend_cpu_create(2, &be) == RL_OK);
+    CHECK(be->ops->argmax_to_host != NULL);
+    float *x = malloc(sizeof(float) * ROWS * 128256);
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        const int64_t n = dims[d];
+        for (int r = 0; r < ROWS; r++) {
+            float *row = x + r * n;
+            for (int64_t i = 0; i < n; i++) row[i] = rnd() * 10;
+            if (r == 1) row[n - 1] = 50; /* maximum in the last lane */
+            if (r == 2) row[n / 2] = row[n - 1] = 60; /* tie: the lower index */
+            if (r == 3) row[0] = NAN, row[n - 1] = NAN;
+            if (r == 4)
+                for (int64_t i = 0; i < n; i++) row[i] = i % 3 ? -INFINITY : NAN;
+            if (r == 5)
+                for (int64_t i = 0; i < n; i++) row[i] = (float)(i % 5); /* ties everywhere */
+            if (r == 6) row[n - 1] = INFINITY;
+        }
+        for (int isa = 0; isa < RL_CPU_ISA_COUNT; isa++) {
+            if (rl_cpu_isa_set((rl_cpu_isa)isa) != RL_OK) continue;
+            int32_t ids[ROWS];
+            be->ops->argmax_to_host(be, x, ROWS, n, ids);
+            for (int r = 0; r < ROWS; r++)
+                CHECKF(ids[r] == argmax_ref(x + r * n, n), "isa %d dim %lld row %d: %d vs %d",
+                       isa, (long long)n, r, ids[r], argmax_ref(x + r * n, n));
+        }
+    }
+    free(x);
+    rl_cpu_isa_set(best);
+    rl__backend_free(be);
+}
+
 int main(void) {
     RUN(attention_f16_every_path);
     RUN(exp_ps_avx512);
     RUN(norm_swiglu_every_path);
+    RUN(argmax_every_path);
     return rl_test_finish();
 }

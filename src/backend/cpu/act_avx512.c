@@ -154,3 +154,25 @@ void rl__rmsnorm_row_avx512(const float *x, const float *w, float *y, int64_t n,
         _mm512_mask_storeu_ps(y + i, m, v);
     }
 }
+
+/* The lowest index of the maximum of x[0..n) (NaN never wins: the compares are ordered;
+ * 0 when nothing is above -inf), as context.c's argmax_row: each lane keeps its first
+ * strictly greater value, then the lanes holding the maximum give their lowest index. */
+int32_t rl__argmax_avx512(const float *x, int64_t n) {
+    __m512 best = _mm512_set1_ps(-INFINITY);
+    __m512i bi = _mm512_setzero_si512(), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8,
+                                                                 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32(16);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        const __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + i);
+        const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+        best = _mm512_mask_mov_ps(best, gt, v);
+        bi = _mm512_mask_mov_epi32(bi, gt, idx);
+        idx = _mm512_add_epi32(idx, step);
+    }
+    const float mx = _mm512_reduce_max_ps(best);
+    if (!(mx > -INFINITY)) return 0;
+    const __mmask16 at = _mm512_cmp_ps_mask(best, _mm512_set1_ps(mx), _CMP_EQ_OQ);
+    return _mm512_mask_reduce_min_epi32(at, bi);
+}

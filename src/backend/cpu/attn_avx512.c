@@ -37,9 +37,9 @@ static inline __m512 cvt16(const uint8_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
-/* The lines of bytes bytes at p into L1. As an asm statement: GCC 12 deletes a loop
- * whose body is only _mm_prefetch when its trip count is not a constant (the loop has
- * no side effects for its dead-code elimination). */
+/* The lines of bytes bytes at p into L1. As an asm statement: with _mm_prefetch GCC 12
+ * emitted no prefetch at all here (its IPA pure-const pass marks the inline wrapper
+ * "looping const", so the calls are dead code; -fdump-tree-all shows it). */
 static inline void prefetch_row(const uint8_t *p, int32_t bytes) {
     for (int32_t o = 0; o < bytes; o += 64) __asm__ volatile("prefetcht0 %0" : : "m"(p[o]));
 }

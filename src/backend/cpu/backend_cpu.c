@@ -299,6 +299,30 @@ static void cpu_destroy(rl_backend *be) {
     rl__free(be);
 }
 
+/* Greedy picks without copying the logits: the context otherwise copies n rows of the
+ * vocabulary (4 MiB for 8 rows of 128k) and scans them in scalar code. Same pick as
+ * context.c's argmax_row on every path. */
+static void cpu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t dim,
+                               int32_t *ids) {
+    (void)be;
+    const bool avx512 = rl_cpu_isa_active() >= RL_CPU_ISA_AVX512;
+    for (int64_t t = 0; t < n; t++) {
+        const float *r = x + t * dim;
+        if (avx512) {
+            ids[t] = rl__argmax_avx512(r, dim);
+            continue;
+        }
+        int32_t b = 0;
+        float best = -INFINITY;
+        for (int64_t i = 0; i < dim; i++)
+            if (r[i] > best) {
+                best = r[i];
+                b = (int32_t)i;
+            }
+        ids[t] = b;
+    }
+}
+
 static const rl_backend_ops k_cpu_ops = {
     .version = RL_BACKEND_OPS_VERSION,
     .name = "cpu",
@@ -323,6 +347,7 @@ static const rl_backend_ops k_cpu_ops = {
     .kv_copy = cpu_kv_copy,
     .fill = cpu_fill,
     .add_rows_scaled = cpu_add_rows_scaled,
+    .argmax_to_host = cpu_argmax_to_host,
 };
 
 rl_status rl__backend_cpu_create(int n_threads, rl_backend **out) {

@@ -169,6 +169,9 @@ void rl__silu_mul_avx512(const float *g, const float *u, float *out, int64_t n);
 /* y = x / sqrt(mean(x^2) + eps) (* w when w != NULL), as backend_cpu.c's RMSNorm: the
  * sum of squares in double (another order of additions), scale and weight in float. */
 void rl__rmsnorm_row_avx512(const float *x, const float *w, float *y, int64_t n, float eps);
+/* The lowest index of the maximum of x[0..n), n < 2^31 (NaN never wins; 0 when nothing
+ * is above -inf). */
+int32_t rl__argmax_avx512(const float *x, int64_t n);
 #if defined(__AVX512F__)
 #include <immintrin.h>
 /* e^x with x clamped to [-104, 88] (0 and e^88 beyond): x = n ln2 + r, |r| <= ln2/2, e^r by
