@@ -26,7 +26,6 @@
 #define RL_MM_CHUNK_BYTES (128 * 1024)
 #define RL_MM_MIN_CHUNKS_PER_THREAD 4
 #define RL_MM_PF_DIST 2048
-#define RL_MM_Q4_0X16_LONG_COLS 8192 /* packed Q4_0 rows this long: 2-token passes */
 /* Activations of at most this many elements (n_tok * cols) are converted by the calling
  * thread: for a decode step of a few sequences that takes microseconds, less than waking
  * the pool for it (measured on a loaded 2-core machine: 4-6% less CPU time for the matmuls
@@ -295,12 +294,7 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
             j.prep = pk.prep;
             j.gemm = pk.gemm;
             j.gemm_rows = pk.gemm_rows;
-            /* Long rows (an FFN's down product): 3 tokens' prepped activations and the
-             * tile's 6 weight rows outgrow L1 (48 KiB here: 55 KiB at 8,192 columns), so
-             * take 2 tokens a pass. Same sums, so bit-identical; 8 tokens streaming 72 MiB
-             * of 8,192-column rows: 366-374 -> 417-432 GMAC/s; a 1B model's 8-sequence
-             * decode step +2%. */
-            j.gemm_toks = cols >= RL_MM_Q4_0X16_LONG_COLS ? 2 : pk.gemm_toks;
+            j.gemm_toks = pk.gemm_toks; /* long rows: the Q4_0x16 tile splits k itself */
             j.gemm_all = true;
         }
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;

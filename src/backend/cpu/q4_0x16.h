@@ -69,12 +69,15 @@ float rl__vec_dot_q4_0x16_ref(int64_t n, const uint8_t *row, size_t stride, cons
 void rl__gemv_prep_q4_0x16_avx512(const int8_t *yqs, int64_t n, int32_t *yoff);
 float rl__gemv_q4_0x16_avx512(int64_t n, const void *x, const int8_t *yqs, const float *yd,
                               const float *ys, const int32_t *yoff);
-/* 6 rows x 3 tokens: 18 accumulators (no spills). 8 tokens' activations of an 8192-column
- * row (74 KiB) overflowed L1 in a 3 x 8 tile; a few tokens' do not, and the weights of a
- * chunk come from L2 for the later token tiles. Measured on Zen 5, 2 threads, load ~4,
- * best of 15, 8 tokens streaming 72 MiB: 2048 columns 3x8 ~180, 6x4 396, 6x3 430 GMAC/s;
- * 8192 columns 3x8 ~110, 6x4 277, 6x3 334; 128 tokens 6x4 = 6x3 (~280 under that load). */
-#define RL__GEMM_Q4_0X16_TOKS 3
+/* The tile takes up to 8 tokens a call: k-segments of 4 groups (every token's activations
+ * of a segment stay in L1), each multiplied in passes of 3 rows x 4 tokens (12 integer and
+ * 12 float accumulators) that load each activation register once for 3 rows and each code
+ * register once for 4 tokens, while the next tile's bytes are prefetched to L2 evenly over
+ * the passes. One token: the rows one after the other (memory bound). Zen 5, one thread,
+ * 72 MiB streamed, 8 tokens: 6 x 3 tile 212-219 -> 247-251 GMAC/s; 2 threads 441-447 ->
+ * 478-520 (2,048 columns), 385 -> 454-461 (8,192 columns), load ~6. */
+#define RL__GEMM_Q4_0X16_TOKS 8
+#define RL__GEMM_Q4_0X16_PASS_TOKS 4
 void rl__gemm_q4_0x16_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                              size_t yst, float *out, size_t ost);
 

@@ -6,11 +6,17 @@
  * code bytes 4d..4d+3 of block Q4_0X16_BLK(i)), split into low nibbles (elements 4d..4d+3)
  * and high nibbles (elements 16+4d..) as unsigned bytes 0..15, and one 32-byte load of
  * the 16 scales. vpdpbusd multiplies them, as its unsigned operand, with the activations as its
- * signed operand straight from memory (the prep transposed them into the same lanes),
- * starting from -8 * sum(y) per block: the exact integer sum_j (q_j - 8) y_j of each
+ * signed operand (the prep transposed them into the same lanes), starting from -8 * sum(y) per block: the exact integer sum_j (q_j - 8) y_j of each
  * block in its lane. The float work is q4_0_avx512.h's: one conversion, the product
  * h2f(dx) * dy and one FMA per lane and group, the groups in order, then the reduction of
  * the 16 lanes; so every result equals rl__gemv_q4_0_avx512's on the GGUF layout.
+ *
+ * What bounds the tile (bench/bench_vnni_peak.c on Zen 5): two vpdpbusd zmm a cycle
+ * (latency 4), two 64-byte loads a cycle, and the float multiply and FMA of each
+ * (row, token, group) issue on the vpdpbusd pipes (8 products + 2 of them: at most 80% of
+ * the vpdpbusd peak). A tile that reads each activation register from memory for every
+ * row does a load per vpdpbusd and is load bound near 60%; the passes below keep the
+ * activations in registers across 3 rows.
  */
 #include "q4_0x16.h"
 
@@ -96,33 +102,31 @@ float rl__gemv_q4_0x16_avx512(int64_t n, const void *vx, const int8_t *yqs, cons
     return _mm512_reduce_add_ps(acc) + 0.0f;
 }
 
-#ifndef TT
-#define TT RL__GEMM_Q4_0X16_TOKS
-#endif
 #define TR Q4_0X16_ROWS
+#ifndef TP
+#define TP RL__GEMM_Q4_0X16_PASS_TOKS
+#endif
+#define TK RL__GEMM_Q4_0X16_TOKS
+#ifndef SR
+#define SR 3 /* rows of a pass (TR / SR passes per tile and token pass) */
+#endif
+/* Groups of a k-segment: every token's activations of a segment stay in L1 (8 tokens x 4
+ * groups x 576 bytes = 18 KiB) while the token passes re-read the segment's weights from L1
+ * (6 rows x 4 groups x 288 bytes = 7 KiB). */
+#define KSEG 4
 
 /* The split activation row of token t (matmul.c's layout, cpu.h). */
 #define Y_D(t) ((const float *)(ys + (size_t)(t) * yst + (size_t)n))
 #define Y_OFF(t) ((const uint8_t *)(Y_D(t) + 2 * (n / 32)))
 
-/* The TR interleaved rows of a tile x NT tokens: each chunk is loaded and split once for
- * all tokens. */
-static inline __attribute__((always_inline)) void tile(const int NT, int64_t n, const void *vx,
-                                                       const uint8_t *ys, size_t yst, float *out,
-                                                       size_t ost) {
-    const uint8_t *x = vx;
-    __m512 acc[TR][TT];
+/* One token (a decode step of one sequence): the tile's rows one after the other, each
+ * chunk's activations read from memory (L1), prefetching PF_DIST ahead; memory bound. */
+static void tile1(int64_t n, const uint8_t *x, const uint8_t *ys, size_t yst, float *out) {
+    __m512 acc[TR];
     UNROLL
-    for (int r = 0; r < TR; r++)
-        UNROLL
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int r = 0; r < TR; r++) acc[r] = _mm512_setzero_ps();
     for (int64_t g = 0; g < n / Q4_0X16_GROUP_COLS; g++) {
-        /* the tokens' scales in lane order, read from memory by the products below */
-        float dy[TT][16] __attribute__((aligned(64)));
-        UNROLL
-        for (int t = 0; t < NT; t++)
-            _mm512_store_ps(dy[t], _mm512_permutexvar_ps(q40_blk_idx(),
-                                                         _mm512_loadu_ps(Y_D(t) + 16 * g)));
+        const __m512 dy = _mm512_permutexvar_ps(q40_blk_idx(), _mm512_loadu_ps(Y_D(0) + 16 * g));
         UNROLL
         for (int r = 0; r < TR; r++) {
             const uint8_t *c = x + Q4_0X16_CHUNK * (TR * g + r);
@@ -130,32 +134,139 @@ static inline __attribute__((always_inline)) void tile(const int NT, int64_t n, 
             __m512i w[8];
             __m512 dx;
             w_group(c, w, &dx);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum(w, Y_OFF(0) + GROUP_OFF * g)),
+                                     _mm512_mul_ps(dx, dy), acc[r]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < TR; r++) out[r] = _mm512_reduce_add_ps(acc[r]) + 0.0f;
+}
+
+/* One pass: SR of the tile's rows (from r0) x T tokens over the groups [g0, g1). The loop
+ * runs over the code registers d of a group outermost, so each activation register is
+ * loaded once for all SR rows and each code register once for all T tokens (the per-row
+ * tile read the activations once per row: more loads than the core's two a cycle can
+ * feed). fa: the float accumulators [SR][TP] from the pass over the previous segment
+ * (load_f) and for the next one; the groups of a row are summed in order, so a segment
+ * boundary changes nothing. */
+/* GCC 12 loses track of f through the unrolled loops (every element is set first) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+static inline __attribute__((always_inline)) void pass(const int T, int64_t g0, int64_t g1,
+                                                       const uint8_t *x, const uint8_t *const *yo,
+                                                       const float *const *yd, __m512 *fa,
+                                                       bool load_f, const char **pf,
+                                                       int pf_lines) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 f[SR][TP];
+    UNROLL
+    for (int r = 0; r < SR; r++)
+        UNROLL
+        for (int t = 0; t < TP; t++)
+            f[r][t] = load_f && t < T ? _mm512_load_ps(fa + TP * r + t) : _mm512_setzero_ps();
+    for (int64_t g = g0; g < g1; g++) {
+        const uint8_t *c = x + (size_t)Q4_0X16_CHUNK * TR * (size_t)g;
+        for (int k = 0; k < pf_lines; k++, *pf += 64) _mm_prefetch(*pf, _MM_HINT_T1);
+        /* the tokens' scales in lane order, read from memory by the products below */
+        float dy[TP][16] __attribute__((aligned(64)));
+        UNROLL
+        for (int t = 0; t < T; t++)
+            _mm512_store_ps(dy[t], _mm512_permutexvar_ps(q40_blk_idx(),
+                                                         _mm512_loadu_ps(yd[t] + 16 * g)));
+        __m512i s[SR][TP];
+        UNROLL
+        for (int r = 0; r < SR; r++)
             UNROLL
-            for (int t = 0; t < NT; t++) {
-                const __m512i s = isum(w, Y_OFF(t) + GROUP_OFF * g);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s),
-                                            _mm512_mul_ps(dx, _mm512_load_ps(dy[t])), acc[r][t]);
+            for (int t = 0; t < T; t++)
+                s[r][t] = _mm512_loadu_si512(yo[t] + GROUP_OFF * g + 512);
+        UNROLL
+        for (int d = 0; d < 8; d++) {
+            __m512i y[TP];
+            UNROLL
+            for (int t = 0; t < T; t++) {
+                y[t] = _mm512_loadu_si512(yo[t] + GROUP_OFF * g + 64 * d);
+                /* a register, loaded once for SR rows: the compiler would fold the load into
+                 * each vpdpbusd (a load per product; loads, two a cycle, then bound it) */
+                __asm__("" : "+v"(y[t]));
+            }
+            UNROLL
+            for (int r = 0; r < SR; r++) {
+                const __m512i v = _mm512_loadu_si512(c + Q4_0X16_CHUNK * r + 64 * (d & 3));
+                const __m512i w = d < 4 ? _mm512_and_si512(v, m4)
+                                        : _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                UNROLL
+                for (int t = 0; t < T; t++) s[r][t] = _mm512_dpbusd_epi32(s[r][t], w, y[t]);
             }
         }
+        UNROLL
+        for (int r = 0; r < SR; r++) {
+            const __m512 dx = _mm512_cvtph_ps(
+                _mm256_loadu_si256((const __m256i *)(c + Q4_0X16_CHUNK * r + 256)));
+            UNROLL
+            for (int t = 0; t < T; t++)
+                f[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][t]),
+                                          _mm512_mul_ps(dx, _mm512_load_ps(dy[t])), f[r][t]);
+        }
+    }
+    UNROLL
+    for (int r = 0; r < SR; r++)
+        UNROLL
+        for (int t = 0; t < T; t++) _mm512_store_ps(fa + TP * r + t, f[r][t]);
+}
+
+/* The TR interleaved rows of a tile x NT <= TK tokens: k-segments of KSEG groups, each
+ * multiplied with every token in passes of SR rows x TP tokens (the first pass over each
+ * row range prefetches). */
+static inline __attribute__((always_inline)) void tile(const int NT, int64_t n, const void *vx,
+                                                       const uint8_t *ys, size_t yst, float *out,
+                                                       size_t ost) {
+    const uint8_t *x = vx;
+    const uint8_t *yo[TK];
+    const float *yd[TK];
+    UNROLL
+    for (int t = 0; t < NT; t++) {
+        yo[t] = Y_OFF(t);
+        yd[t] = Y_D(t);
+    }
+    enum { NP = (TK + TP - 1) / TP };
+    __m512 fa[TR / SR][NP][SR * TP] __attribute__((aligned(64)));
+    const int64_t ng = n / Q4_0X16_GROUP_COLS;
+    /* The next tile's bytes (the next in memory: matmul's threads read their chunks in
+     * order) go to L2 evenly over this call's group passes, so the weights stream from
+     * DRAM while every pass computes, not in bursts in the first pass of each segment. */
+    const size_t tile_bytes = (size_t)Q4_0X16_CHUNK * TR * (size_t)ng;
+    const char *pf = (const char *)x + tile_bytes;
+    const int pf_lines = (int)((tile_bytes / 64 + (size_t)(ng * (TR / SR) * ((NT + TP - 1) / TP)) - 1) /
+                               (size_t)(ng * (TR / SR) * ((NT + TP - 1) / TP)));
+    for (int64_t g0 = 0; g0 < ng; g0 += KSEG) {
+        const int64_t g1 = RL_MIN(g0 + KSEG, ng);
+        UNROLL
+        for (int h = 0; h < TR / SR; h++)
+            UNROLL
+            for (int p = 0; p < (NT + TP - 1) / TP; p++)
+                pass(RL_MIN(TP, NT - TP * p), g0, g1, x + Q4_0X16_CHUNK * SR * h, yo + TP * p,
+                     yd + TP * p, fa[h][p], g0 > 0, &pf, pf_lines);
     }
     UNROLL
     for (int r = 0; r < TR; r++)
         UNROLL
         for (int t = 0; t < NT; t++)
-            out[(size_t)t * ost + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]) + 0.0f;
+            out[(size_t)t * ost + (size_t)r] =
+                _mm512_reduce_add_ps(fa[r / SR][t / TP][TP * (r % SR) + t % TP]) + 0.0f;
 }
+#pragma GCC diagnostic pop
 
 void rl__gemm_q4_0x16_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                              size_t yst, float *out, size_t ost) {
     (void)xst; /* a tile's rows are interleaved (q4_0x16.h) */
     /* nt specialised at compile time (the accumulators must be registers) */
 #define CASE(k)                                                                                \
-    case k: tile((k) <= TT ? (k) : TT, n, x, ys, yst, out, ost); break;
+    case k: tile((k) <= TK ? (k) : TK, n, x, ys, yst, out, ost); break;
     switch (nt) {
-        CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
-        CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15)
-    default: tile(TT, n, x, ys, yst, out, ost); break;
+    case 1: tile1(n, x, ys, yst, out); break;
+        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8)
+    default: tile(TK, n, x, ys, yst, out, ost); break;
     }
 #undef CASE
 }
-_Static_assert(TT <= 16, "rl__gemm_q4_0x16_avx512 specialises 1..16 tokens");
+_Static_assert(TK <= 8, "rl__gemm_q4_0x16_avx512 specialises 1..8 tokens");
