@@ -82,6 +82,10 @@ _Static_assert(sizeof(block_iq4_xs) == RL_CU_IQ4_XS_BYTES &&
 #define CU_WS_BYTES ((size_t)16 << 20) /* attention partials */
 #define CU_COPY_DIRECT ((size_t)64 << 10) /* from_host above this copies at once */
 #define CU_TC_MIN_N 9                     /* products of this many tokens on tensor cores */
+/* Most tokens of a product that mmq.cu takes by default: on an H100 it beat the decode
+ * kernels 2-3x at 8 tokens and decoded BF16 + cuBLAS 1.1-1.4x at 32 (Llama 3 8B shapes,
+ * Q4_K / Q6_K), and lost to cuBLAS from 64 (bench_cuda --kernels, RUVLLM_KBENCH=mmq). */
+#define CU_MMQ_MAX_N 32
 #define CU_TC_W_MAX ((size_t)128 << 20)   /* decoded-weight workspace (16-bit) at most */
 #define CU_PIN_MAX ((size_t)8 << 20)      /* to_host's pinned bounce buffer at most */
 
@@ -118,6 +122,10 @@ typedef struct cu_backend {
     bool q8_on;       /* int8-activation decode products (RUVLLM_CUDA_Q8=0: off) */
     void *q8x;        /* their workspace: quantized activations */
     size_t q8x_cap;
+    bool mmq_on;      /* int8 tensor-core products of many tokens (mmq.cu; RUVLLM_CUDA_MMQ=0:
+                         off), their workspace q8x too */
+    int64_t mmq_max;  /* most tokens they take (RUVLLM_CUDA_MMQ_MAX, default CU_MMQ_MAX_N;
+                         more: cuBLAS) */
     bool pin_on;      /* to_host through a pinned buffer (RUVLLM_CUDA_PINNED=0: straight) */
     uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
     size_t pin_cap;   /* CU_PIN_MAX */
@@ -402,6 +410,15 @@ static bool tc_ready(cu_backend *c, const rl_weight *w, bool vec, int64_t n) {
     return true;
 }
 
+/* The workspace bytes of the int8 tensor-core product (mmq.cu) of n tokens with w, or 0
+ * when it does not take this product. */
+static size_t mmq_bytes(const cu_backend *c, const rl_weight *w, const void *wd, int64_t n) {
+    if (!c->mmq_on || n < RL_CU_MMQ_MIN_N || n > c->mmq_max || w->ne[2] != 1 || w->ne[1] <= 0 ||
+        !rl__cu_mmq_ok((int)w->type, wd, w->row_bytes, w->ne[0]))
+        return 0;
+    return rl__cu_mmq_bytes(w->ne[1], w->ne[0], n);
+}
+
 static rl_status cu_reserve_matmul(rl_backend *be, const rl_weight *w, int64_t n) {
     cu_backend *c = CU(be);
     if (!cu_supports_type(be, w->type)) return RL_ERR_UNSUPPORTED;
@@ -415,9 +432,11 @@ static rl_status cu_reserve_matmul(rl_backend *be, const rl_weight *w, int64_t n
             return RL_ERR_NOMEM;
         }
     }
-    if (n >= CU_TC_MIN_N && w->ne[2] == 1 && w->ne[0] > 0 && w->ne[1] > 0) {
+    if (n >= RL_CU_MMQ_MIN_N && w->ne[2] == 1 && w->ne[0] > 0 && w->ne[1] > 0) {
         const void *wd = dev_ptr(c->store, w->data);
-        tc_ready(c, w, rl_type_is_quantized(w->type) || vec_ok(w, wd, NULL), n);
+        const size_t mq = mmq_bytes(c, w, wd, n);
+        if (mq && !grow_ws(c, &c->q8x, &c->q8x_cap, mq)) nomem(c);
+        if (!mq && n >= CU_TC_MIN_N) tc_ready(c, w, rl_type_is_quantized(w->type) || vec_ok(w, wd, NULL), n);
         if (c->err == RL_ERR_NOMEM) {
             c->err = RL_OK;
             return RL_ERR_NOMEM;
@@ -438,10 +457,13 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
     const bool quant = rl_type_is_quantized(w->type);
     if (quant && (w->ne[0] % 8 || (uintptr_t)x % 16)) return RL_ERR_INVALID_ARG;
     const bool vec = quant || vec_ok(w, wd, x);
-    const bool tc = tc_ready(c, w, vec, n);
-    /* the q8 path; consecutive products of one input (q, k, v; gate, up) share its
-     * quantization: the record before is a q8 product of the same x */
-    size_t q8 = tc || !c->q8_on ? 0 : rl__cu_q8_bytes((int)w->type, vec, wd, w->row_bytes, w->ne[0], n);
+    const size_t mq = mmq_bytes(c, w, wd, n);
+    const bool tc = !mq && tc_ready(c, w, vec, n);
+    /* the q8 path (or mmq.cu's for many tokens); consecutive products of one input (q, k,
+     * v; gate, up) share its quantization: the record before is a q8 product of the same x */
+    size_t q8 = mq                 ? mq
+                : tc || !c->q8_on ? 0
+                                  : rl__cu_q8_bytes((int)w->type, vec, wd, w->row_bytes, w->ne[0], n);
     if (q8 && !grow_ws(c, &c->q8x, &c->q8x_cap, RL_MAX(q8, (size_t)64 << 10))) {
         nomem(c);
         return RL_ERR_NOMEM;
@@ -451,7 +473,7 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
         cu_rec *p = &c->q.rec[c->q.n_rec - 1];
         if (p->op == CU_OP_MATMUL) {
             q8_ready = p->mm.xq == c->q8x && p->mm.x == x && p->mm.n == n && p->mm.K == w->ne[0];
-        } else if ((p->op == CU_OP_RMSNORM || p->op == CU_OP_GLU) && p->ew.x == x &&
+        } else if (!mq && (p->op == CU_OP_RMSNORM || p->op == CU_OP_GLU) && p->ew.x == x &&
                    p->ew.n == n && p->ew.dim == w->ne[0]) {
             /* x comes from the op just before: it writes the quantization too (one launch
              * fewer); rows of dim values, dense (glu's output; rmsnorm's rows) */
@@ -973,6 +995,10 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->tc_on = !(tc && tc[0] == '0');
     const char *q8 = getenv("RUVLLM_CUDA_Q8");
     c->q8_on = !(q8 && q8[0] == '0');
+    const char *mmq = getenv("RUVLLM_CUDA_MMQ");
+    c->mmq_on = !(mmq && mmq[0] == '0');
+    const char *mmq_max = getenv("RUVLLM_CUDA_MMQ_MAX");
+    c->mmq_max = mmq_max && atoll(mmq_max) > 0 ? atoll(mmq_max) : CU_MMQ_MAX_N;
     const char *pin = getenv("RUVLLM_CUDA_PINNED");
     c->pin_on = !(pin && pin[0] == '0');
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) {

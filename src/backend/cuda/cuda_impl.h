@@ -82,6 +82,15 @@ size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_bytes, int6
 cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row_bytes,
                              int64_t rows, int64_t K, const float *x, int64_t n, float *y, void *xq,
                              bool xq_ready);
+/* Products of many tokens on the int8 tensor cores (mmq.cu): whether it takes W (Q4_0,
+ * Q8_0, Q4_K, Q6_K; K % 256 == 0; RUVLLM_CUDA_MMQ=0 turns it off), the workspace bytes of
+ * a product of n tokens (quantized x, scales, partial sums), and y = x W^T (x quantized
+ * into ws first unless xq_ready: ws holds this x from the product before). */
+#define RL_CU_MMQ_MIN_N 5 /* fewest tokens it takes (1 to 4: the q8 decode kernels) */
+bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t K);
+size_t rl__cu_mmq_bytes(int64_t rows, int64_t K, int64_t n);
+cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes, int64_t rows,
+                       int64_t K, const float *x, int64_t n, float *y, void *ws, bool xq_ready);
 /* The streaming decode product of one token (matvec.cu): whether it takes W (type, aligned
  * rows, K a multiple of its chunk; RUVLLM_CUDA_MV=0 turns it off), whether it reads the q8
  * workspace for that type (else float x), and y[rows] = W x (x or xq, as the type reads). */

@@ -4,6 +4,9 @@
  * streaming kernel (matvec.cu) at 1, 2 and 4 rows per item (stream1, 2, 4), so every figure
  * reads as a fraction of the device's copy bandwidth and of the other kernels.
  *
+ * Also (first; RUVLLM_KBENCH=mmq for these alone, =decode for the others) the products of
+ * 8 to 512 tokens through mmq.cu (int8 tensor cores) and the paths before it (bench_mmq).
+ *
  * Method: random weight bytes (finite F16 values), enough copies of the matrix that they
  * do not fit in L2 (at least 384 MiB in all), one graph of 32 products cycling over the
  * copies (so launch gaps are those of a replayed decode step), the best of 5 replays.
@@ -13,6 +16,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace {
 
@@ -109,8 +113,159 @@ done:
     return ok ? best : -1;
 }
 
+/* ---- products of many tokens (mmq.cu against the cuBLAS path it replaces) ---- */
+
+enum mm_path { MM_MMQ, MM_CUBLAS, MM_GEMV };
+
+struct mm_ctx {
+    void *blas, *ws, *wsw, *wsx;
+    size_t wsw_bytes;
+};
+
+cudaError_t mm_product(cudaStream_t s, const shape &sh, const uint8_t *w, size_t row_bytes,
+                       const float *x, int64_t n, float *y, mm_path path, const mm_ctx &c) {
+    if (path == MM_MMQ)
+        return rl__cu_mmq(s, sh.type, w, row_bytes, sh.rows, sh.K, x, n, y, c.ws, false);
+    if (path == MM_CUBLAS)
+        return rl__cu_matmul_tc(s, c.blas, sh.type, true, w, row_bytes, sh.rows, sh.K, x, n, y,
+                                c.wsw, c.wsw_bytes, c.wsx);
+    return rl__cu_matmul(s, sh.type, true, w, row_bytes, sh.rows, sh.K, x, n, y);
+}
+
+/* Seconds per product: a graph of NL products over the copies, best of 5 replays. */
+double time_mm(cudaStream_t s, const shape &sh, uint8_t *w, size_t bytes, int copies,
+               size_t row_bytes, const float *x, int64_t n, float *y, mm_path path,
+               const mm_ctx &c) {
+    const int NL = n >= 512 && sh.rows > 16384 ? 8 : 32;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ge = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    double best = -1;
+    bool ok = true;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < NL; i++) {
+        cudaError_t e = mm_product(s, sh, w + (size_t)(i % copies) * bytes, row_bytes, x, n, y, path, c);
+        if (e != cudaSuccess) {
+            cudaStreamEndCapture(s, &g);
+            CK(e);
+        }
+    }
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaGraphLaunch(ge, s));
+    for (int rep = 0; rep < 5; rep++) {
+        float ms = 0;
+        CK(cudaEventRecord(e0, s));
+        CK(cudaGraphLaunch(ge, s));
+        CK(cudaEventRecord(e1, s));
+        CK(cudaEventSynchronize(e1));
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        const double t = 1e-3 * (double)ms / NL;
+        if (best < 0 || t < best) best = t;
+    }
+done:
+    if (ge) cudaGraphExecDestroy(ge);
+    if (g) cudaGraphDestroy(g);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaGetLastError();
+    return ok ? best : -1;
+}
+
+/* The Llama 3 8B products of 8, 32, 64 and 512 tokens through mmq.cu, and for Q4_K and
+ * Q6_K also through the path it replaces (weights decoded to BF16 + cuBLAS; at 8 tokens
+ * the decode kernels), one JSON line each: TFLOP/s (2 n rows K) and GB/s of weights. */
+int bench_mmq(cudaStream_t s, FILE *out) {
+    static const shape shapes[] = {
+        {RL_TYPE_Q4_K, "Q4_K", 4096, 4096, RL_CU_Q4_K_BYTES, 256},
+        {RL_TYPE_Q4_K, "Q4_K", 14336, 4096, RL_CU_Q4_K_BYTES, 256},
+        {RL_TYPE_Q4_K, "Q4_K", 4096, 14336, RL_CU_Q4_K_BYTES, 256},
+        {RL_TYPE_Q4_K, "Q4_K", 128256, 4096, RL_CU_Q4_K_BYTES, 256},
+        {RL_TYPE_Q6_K, "Q6_K", 4096, 4096, RL_CU_Q6_K_BYTES, 256},
+        {RL_TYPE_Q6_K, "Q6_K", 14336, 4096, RL_CU_Q6_K_BYTES, 256},
+        {RL_TYPE_Q6_K, "Q6_K", 4096, 14336, RL_CU_Q6_K_BYTES, 256},
+        {RL_TYPE_Q6_K, "Q6_K", 128256, 4096, RL_CU_Q6_K_BYTES, 256},
+        {RL_TYPE_Q8_0, "Q8_0", 4096, 4096, RL_CU_Q8_0_BYTES, 32},
+        {RL_TYPE_Q8_0, "Q8_0", 14336, 4096, RL_CU_Q8_0_BYTES, 32},
+        {RL_TYPE_Q4_0, "Q4_0", 4096, 4096, RL_CU_Q4_0_BYTES, 32},
+        {RL_TYPE_Q4_0, "Q4_0", 14336, 4096, RL_CU_Q4_0_BYTES, 32},
+    };
+    static const int64_t ns[] = {8, 32, 64, 128, 512};
+    const int64_t NMAX = 512;
+    int rc = 0;
+    mm_ctx c = {};
+    c.blas = rl__cu_blas_create(s);
+    c.wsw_bytes = (size_t)128 << 20;
+    if (!c.blas || cudaMalloc(&c.wsw, c.wsw_bytes) != cudaSuccess ||
+        cudaMalloc(&c.wsx, (size_t)NMAX * 14336 * 2) != cudaSuccess) {
+        fprintf(stderr, "kbench: cuBLAS or its workspaces did not start\n");
+        rl__cu_blas_free(c.blas);
+        cudaFree(c.wsw);
+        cudaGetLastError();
+        return 1;
+    }
+    for (const shape &sh : shapes) {
+        const size_t row_bytes = (size_t)(sh.K / sh.block_vals) * sh.block_bytes;
+        const size_t bytes = row_bytes * (size_t)sh.rows;
+        const size_t want = (size_t)384 << 20;
+        int copies = (int)((want + bytes - 1) / bytes);
+        copies = copies < 2 ? 2 : copies > 64 ? 64 : copies;
+        uint8_t *w = NULL;
+        float *x = NULL, *y = NULL;
+        bool ok = true;
+        CK(cudaMalloc((void **)&w, bytes * (size_t)copies));
+        CK(cudaMalloc((void **)&x, (size_t)(NMAX * sh.K) * sizeof(float)));
+        CK(cudaMalloc((void **)&y, (size_t)(NMAX * sh.rows) * sizeof(float)));
+        CK(cudaMalloc(&c.ws, rl__cu_mmq_bytes(sh.rows, sh.K, NMAX) + ((size_t)64 << 20)));
+        fill_kernel<<<1024, 256, 0, s>>>(reinterpret_cast<uint32_t *>(w), bytes * copies / 4,
+                                         0x4321u + (uint32_t)sh.rows, false);
+        fill_x_kernel<<<1024, 256, 0, s>>>(x, NMAX * sh.K, 0x99u);
+        CK(cudaGetLastError());
+        CK(cudaStreamSynchronize(s));
+        for (int64_t n : ns) {
+            for (int pi = 0; pi < 2; pi++) {
+                mm_path path = MM_MMQ;
+                if (pi == 1) {
+                    if (sh.type != RL_TYPE_Q4_K && sh.type != RL_TYPE_Q6_K) continue;
+                    path = n <= 8 ? MM_GEMV : MM_CUBLAS;
+                }
+                const double t = time_mm(s, sh, w, bytes, copies, row_bytes, x, n, y, path, c);
+                if (t <= 0) {
+                    rc = 1;
+                    continue;
+                }
+                fprintf(out,
+                        "{\"kernel\": \"many_token_product\", \"type\": \"%s\", \"rows\": %lld, "
+                        "\"K\": %lld, \"n\": %lld, \"path\": \"%s\", \"us\": %.2f, \"TFLOPs\": %.1f, "
+                        "\"GBs\": %.0f}\n",
+                        sh.name, (long long)sh.rows, (long long)sh.K, (long long)n,
+                        path == MM_MMQ ? "mmq" : path == MM_CUBLAS ? "bf16_cublas" : "decode_gemv",
+                        1e6 * t, 2.0 * (double)n * (double)sh.rows * (double)sh.K / t / 1e12,
+                        (double)bytes / t / 1e9);
+                fflush(out);
+            }
+        }
+    done:
+        if (!ok) rc = 1;
+        cudaFree(w);
+        cudaFree(x);
+        cudaFree(y);
+        cudaFree(c.ws);
+        c.ws = NULL;
+        cudaGetLastError();
+    }
+    rl__cu_blas_free(c.blas);
+    cudaFree(c.wsw);
+    cudaFree(c.wsx);
+    cudaGetLastError();
+    return rc;
+}
+
 } // namespace
 
+/* RUVLLM_KBENCH=mmq: only the products of many tokens; =decode: only the decode ones. */
 extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
     static const shape shapes[] = {
         {RL_TYPE_Q4_K, "Q4_K", 4096, 4096, RL_CU_Q4_K_BYTES, 256},
@@ -142,7 +297,11 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
     cudaStream_t s = NULL;
     if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) return 1;
     int rc = 0;
+    const char *which = getenv("RUVLLM_KBENCH");
+    const bool decode = !which || strcmp(which, "mmq") != 0;
+    if (!which || strcmp(which, "decode") != 0) rc = bench_mmq(s, out);
     for (const shape &sh : shapes) {
+        if (!decode) break;
         const size_t row_bytes = (size_t)(sh.K / sh.block_vals) * sh.block_bytes;
         const size_t bytes = row_bytes * (size_t)sh.rows;
         const size_t want = (size_t)384 << 20;

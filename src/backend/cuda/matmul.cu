@@ -12,6 +12,8 @@
  * 4 x 4 outputs per thread; the weight tile decoded into shared memory as it is loaded)
  * for F32 weights and where cuBLAS is not used; the other types go to tensor cores
  * (gemm.c) through the 16-bit operands the kernels at the end of this file make.
+ * Q4_0, Q8_0, Q4_K and Q6_K products of 5 or more tokens that the backend sends to the q8
+ * path go to mmq.cu (int8 tensor cores on the quantized weights) instead.
  */
 #include "kq8.cuh"
 #include "launch.cuh"
@@ -524,6 +526,7 @@ extern "C" cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w,
                                         int64_t rows, int64_t K, const float *x, int64_t n,
                                         float *y, void *xq, bool xq_ready) {
     if (rows <= 0 || n <= 0) return cudaSuccess;
+    if (n >= RL_CU_MMQ_MIN_N) return rl__cu_mmq(s, type, w, row_bytes, rows, K, x, n, y, xq, xq_ready);
     int8_t *q = static_cast<int8_t *>(xq);
     float *d = reinterpret_cast<float *>(q + 2 * n * K);
     if (!xq_ready) {
