@@ -23,6 +23,8 @@
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
+#include "qtypes.cuh"
+#include "step.h"
 
 #include <cuda_fp16.h>
 #include <math.h>
@@ -291,6 +293,64 @@ __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
     }
 }
 
+/* attn_combine_kernel for 256 / head_dim_v heads at once (a block per token and 256
+ * output values, head_dim_v threads per head: for 128 the same order of sums as
+ * attn_combine_kernel), then the 256 outputs quantized as one q8 block (qtypes.cuh's
+ * q8k_warp, the layout of matmul.cu's quantizer) for the product that reads them next. */
+constexpr int CQ_THREADS = 256;
+__global__ void __launch_bounds__(CQ_THREADS) attn_combine_q8_kernel(rl__cu_attn a, int8_t *xq) {
+    rlcu::pdl_enter();
+    constexpr int MAXHP = CQ_THREADS / 64;
+    __shared__ float wgt[MAXHP][RL_CU_ATTN_MAX_SPLIT];
+    __shared__ float red[CQ_THREADS / 32];
+    __shared__ float vals[CQ_THREADS];
+    const int hdv = a.head_dim_v, ns = a.n_split, wph = hdv / 32;
+    const int64_t K = (int64_t)a.n_head * hdv, nb = K / CQ_THREADS;
+    const int64_t t = blockIdx.x / nb;
+    const int gb = (int)(blockIdx.x % nb);
+    const int hh = threadIdx.x / hdv, d = threadIdx.x % hdv, warp = threadIdx.x >> 5,
+              lane = threadIdx.x & 31;
+    const int head = gb * (CQ_THREADS / hdv) + hh;
+    const float *w = a.ws + ((size_t)t * a.n_head + head) * ns * (size_t)(hdv + 2);
+    float m = -INFINITY;
+    for (int s = d; s < ns; s += hdv)
+        if (w[s * (hdv + 2) + 1] > 0.0f) m = fmaxf(m, w[s * (hdv + 2)]);
+    m = warp_max(m);
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
+    float M = red[hh * wph];
+    for (int k = 1; k < wph; k++) M = fmaxf(M, red[hh * wph + k]);
+    __syncthreads(); /* red is reused below */
+    float l = 0.0f;
+    for (int s = d; s < ns; s += hdv) {
+        const float ls = w[s * (hdv + 2) + 1];
+        const float e = ls > 0.0f ? expf(w[s * (hdv + 2)] - M) : 0.0f;
+        wgt[hh][s] = e;
+        l += ls * e;
+    }
+    l = warp_sum(l);
+    if (lane == 0) red[warp] = l;
+    __syncthreads();
+    float L = 0.0f;
+    for (int k = 0; k < wph; k++) L += red[hh * wph + k];
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+    float o = 0.0f;
+#pragma unroll 4
+    for (int s = 0; s < ns; s++)
+        if (wgt[hh][s] > 0.0f) o += w[s * (hdv + 2) + 2 + d] * wgt[hh][s];
+    const float v = o * inv;
+    a.out[t * a.out_ld + (int64_t)head * hdv + d] = v;
+    vals[threadIdx.x] = v;
+    __syncthreads();
+    if (warp != 0) return;
+    float v8[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) v8[j] = vals[8 * lane + j];
+    const int64_t n = a.n_tok, e = t * K + (int64_t)gb * CQ_THREADS + 8 * lane;
+    rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * K + e),
+             reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + gb);
+}
+
 /* Dynamic shared memory of the attention kernel (tiled or not). */
 size_t attn_smem(int head_dim_k, int head_dim_v, bool tiled) {
     const size_t rows = HC + (tiled ? TILE : 0);
@@ -331,8 +391,8 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     return e;
 }
 
-extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
-    if (a->n_tok <= 0) return cudaSuccess;
+/* The attention kernel alone (the combine, if any, is the caller's). */
+static cudaError_t attn_main(cudaStream_t s, const rl__cu_attn *a) {
     const int n_gqa = a->n_head / a->n_head_kv;
     const int n_hgroups = (n_gqa + HC - 1) / HC;
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
@@ -352,8 +412,31 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     default:
         return cudaErrorInvalidValue;
     }
-    cudaError_t e = cudaGetLastError();
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
+    if (a->n_tok <= 0) return cudaSuccess;
+    cudaError_t e = attn_main(s, a);
     if (e != cudaSuccess || a->n_split == 1) return e;
     (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);
+    return cudaGetLastError();
+}
+
+extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
+    const int hdv = a->head_dim_v;
+    return a->n_split > 1 && a->n_tok > 0 && (hdv == 64 || hdv == 128 || hdv == 256) &&
+           ((int64_t)a->n_head * hdv) % CQ_THREADS == 0 &&
+           (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS <= 0x7fffffff;
+}
+
+extern "C" cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq) {
+    if (a->n_tok <= 0) return cudaSuccess;
+    if (!rl__cu_attention_q8_ok(a)) return cudaErrorInvalidValue;
+    cudaError_t e = attn_main(s, a);
+    if (e != cudaSuccess) return e;
+    const int64_t blocks = (int64_t)a->n_tok * a->n_head * a->head_dim_v / CQ_THREADS;
+    (void)rlcu::launch(attn_combine_q8_kernel, (unsigned)blocks, CQ_THREADS, 0, s, *a,
+                       static_cast<int8_t *>(xq));
     return cudaGetLastError();
 }

@@ -24,6 +24,7 @@
 #include "kq8.cuh"
 #include "launch.cuh"
 #include "qtypes.cuh"
+#include "step.h"
 
 #include <cstdlib>
 
@@ -347,6 +348,135 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     if (row < rows) y[row] = v;
 }
 
+/* ---- the balanced kernel (mv2) ----
+ * mv_kernel above gives each warp whole row groups; with a few groups per warp the last
+ * wave is uneven (an H100 under Nsight Compute, 14336x4096 Q4_K: the SMs were busy 80% of
+ * the kernel, 47% of DRAM bandwidth). Here the grid is one block per multiprocessor and the
+ * work is cut evenly: block b takes rows [b rows / nb, (b + 1) rows / nb) (the same count
+ * within one row), and its items -- R rows x one chunk -- are numbered chunk by chunk and
+ * split into equal runs over the block's warps. So a warp's items mostly share a chunk of
+ * x (read again only where the chunk changes), and every item's R sums go to shared
+ * memory; after one barrier the block adds each row's chunks in order (deterministic).
+ * Rows may come from up to MV2_SEGS matrices of the same type and K (q, k and v; gate and
+ * up): the rows of a block are numbered over the matrices one after the other. About
+ * 110 KiB of shared memory per block, so the next kernel's block fits beside it and starts
+ * its own copies (launch.cuh) before this one ends.
+ * Off by default (RUVLLM_CUDA_MV2 turns it on per type). H100, 2026-11-26: alone
+ * (bench_cuda --kernels) 14336x4096 Q4_K 0.60 (R 2) / 0.73 (R 4) of the copy bandwidth vs
+ * 0.66 for mv_kernel, 4096x14336 0.58 / 0.70 vs 0.60, but 4096x4096 0.51 / 0.53 vs 0.57;
+ * Nsight Compute (kernels serialized) had a layer's products at 85 us vs 94; yet in the
+ * decode step (graph, programmatic launch) 8B Q4_K_M fell from 259 to 214 tok/s and 1B
+ * from 809 to 730. Not understood yet (block placement beside the kernel before it, two
+ * blocks on one multiprocessor?); it stays for that study. */
+template <class G, int R> __host__ __device__ constexpr int mv2_stages() {
+    return 6144 / (R * G::CB) + 1 < 3 ? 3 : 6144 / (R * G::CB) + 1 > 8 ? 8 : 6144 / (R * G::CB) + 1;
+}
+template <class G, int R> __host__ __device__ constexpr size_t mv2_warp_bytes() {
+    return (size_t)mv2_stages<G, R>() * R * G::CB + MV_PAD;
+}
+constexpr int MV2_WMAX = 16;
+
+/* The sums of R rows over a warp: lane l returns the full sum of row (R == 2: l / 16;
+ * R == 4: l / 8), each exchange halving the rows a lane carries. */
+template <int R> __device__ __forceinline__ float mv2_reduce(float (&v)[R], int lane) {
+    if constexpr (R == 4) {
+        const bool hi = lane & 16;
+        float a0 = hi ? v[2] : v[0], a1 = hi ? v[3] : v[1];
+        const float b0 = hi ? v[0] : v[2], b1 = hi ? v[1] : v[3];
+        a0 += __shfl_xor_sync(0xffffffffu, b0, 16);
+        a1 += __shfl_xor_sync(0xffffffffu, b1, 16);
+        const bool h8 = lane & 8;
+        float t = h8 ? a1 : a0;
+        t += __shfl_xor_sync(0xffffffffu, h8 ? a0 : a1, 8);
+#pragma unroll
+        for (int o = 4; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        return t;
+    } else if constexpr (R == 2) {
+        const bool hi = lane & 16;
+        float t = hi ? v[1] : v[0];
+        t += __shfl_xor_sync(0xffffffffu, hi ? v[0] : v[1], 16);
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        return t;
+    } else {
+        float t = v[0];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        return t;
+    }
+}
+
+template <class G, int R>
+__global__ void __launch_bounds__(MV2_WMAX * 32, 1)
+    mv2_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int nch, typename G::XA x) {
+    constexpr int S = mv2_stages<G, R>(), IB = R * G::CB;
+    extern __shared__ __align__(16) uint8_t mv_smem_buf[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    uint8_t *ring = mv_smem_buf + warp * mv2_warp_bytes<G, R>();
+    float *part = reinterpret_cast<float *>(mv_smem_buf + nw * mv2_warp_bytes<G, R>());
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+    const int64_t rb0 = (int64_t)blockIdx.x * rows / gridDim.x;
+    const int nrw = (int)((int64_t)(blockIdx.x + 1) * rows / gridDim.x - rb0);
+    const int ng = (nrw + R - 1) / R, items = ng * nch;
+    const int i0 = (int)((int64_t)warp * items / nw), i1 = (int)((int64_t)(warp + 1) * items / nw);
+    int ic = i0; /* next item to copy */
+    auto issue = [&](int stage) {
+        if (ic < i1) {
+            const uint32_t dst = ring_s + stage * IB;
+            const int c = ic / ng, g = ic % ng;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int lr = g * R + r;
+                if (lr < nrw) {
+                    const int64_t row = rb0 + lr;
+                    const bool s1 = row >= sg.end[0], s2 = row >= sg.end[1];
+                    const int64_t rl = row - (s2 ? sg.end[1] : s1 ? sg.end[0] : 0);
+                    const uint8_t *src = (s2 ? sg.w[2] : s1 ? sg.w[1] : sg.w[0]) +
+                                         (size_t)rl * row_bytes + (size_t)c * G::CB;
+#pragma unroll
+                    for (int k = 0; k < (G::CB / 16 + 31) / 32; k++) {
+                        const int p = lane + 32 * k;
+                        if (G::CB % 512 == 0 || p < G::CB / 16)
+                            cp16(dst + r * G::CB + 16 * p, src + 16 * p);
+                    }
+                }
+            }
+            ic++;
+        }
+        cp_commit();
+    };
+#pragma unroll
+    for (int s = 0; s < S - 1; s++) issue(s);
+    rlcu::pdl_enter(); /* the weights are on their way; x and y belong to other kernels */
+    int xc = -1;
+    typename G::X xv;
+    for (int i = i0; i < i1; i++) {
+        issue((i - i0 + S - 1) % S);
+        const int c = i / ng, g = i % ng;
+        if (c != xc) {
+            xv = G::xload(lane, (int64_t)c * G::VPC, x);
+            xc = c;
+        }
+        cp_wait<S - 1>();
+        __syncwarp();
+        const uint8_t *st = ring + ((i - i0) % S) * IB;
+        float v[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) v[r] = G::dot(st + r * G::CB, lane, xv);
+        __syncwarp(); /* the stage is copied into again next iteration */
+        const float t = mv2_reduce<R>(v, lane);
+        if ((lane & (32 / R - 1)) == 0) part[(c * ng + g) * R + lane / (32 / R)] = t;
+    }
+    __syncthreads();
+    for (int j = threadIdx.x; j < nrw; j += blockDim.x) {
+        float acc = 0.0f;
+        for (int c = 0; c < nch; c++) acc += part[c * ng * R + j];
+        const int64_t row = rb0 + j;
+        const bool s1 = row >= sg.end[0], s2 = row >= sg.end[1];
+        (s2 ? sg.y[2] : s1 ? sg.y[1] : sg.y[0])[row - (s2 ? sg.end[1] : s1 ? sg.end[0] : 0)] = acc;
+    }
+}
+
 /* Per type (Q4_K, Q6_K, Q8_0, Q4_0, F16): rows per item (0: the row-group kernels of
  * matmul.cu take the type), the resident blocks per multiprocessor of each R's kernel,
  * and the multiprocessor count, read at set-up (rl__cu_init_matvec): they size the one
@@ -430,6 +560,82 @@ cudaError_t mv_launch(cudaStream_t s, int ti, const void *w, size_t row_bytes, i
     return mv_launch_r<G, 1>(s, g_mv_occ[ti][0], w, row_bytes, rows, K, x, y);
 }
 
+/* mv2 (the balanced kernel): on per type (RUVLLM_CUDA_MV2=a,b,c,d,e for Q4_K, Q6_K, Q8_0,
+ * Q4_0, F16, 1 = on; default all off, see above), the shared memory of a block
+ * (RUVLLM_CUDA_MV2_KB, 32 to 220; from 116 every block takes all of it, so that no
+ * multiprocessor holds two blocks of one product: a test of the placement question above),
+ * its rows per item (mv2_rows_for). */
+static bool g_mv2_on[MV_TYPES] = {false, false, false, false, false};
+static size_t g_mv2_budget = (size_t)110 << 10;
+
+int mv2_rows_for(int ti) {
+    if (g_mv_rows[ti] > 0) return g_mv_rows[ti];
+    return ti == 1 ? 1 : 2; /* Q6_K: 1680-byte chunks */
+}
+
+/* Warps of a block and its shared memory for rows over K / VPC chunks; 0 when fewer
+ * than 4 warps' rings fit beside the partial sums. */
+template <class G, int R> int mv2_shape(int64_t rows, int64_t nch, size_t *smem) {
+    if (g_mv_sms <= 0) return 0;
+    const size_t part = (((size_t)nch * (size_t)((rows + g_mv_sms - 1) / g_mv_sms + R) *
+                          sizeof(float)) + 15) & ~(size_t)15;
+    const size_t wb = mv2_warp_bytes<G, R>();
+    if (part + 4 * wb > g_mv2_budget) return 0;
+    size_t w = (g_mv2_budget - part) / wb;
+    if (w > MV2_WMAX) w = MV2_WMAX;
+    *smem = w * wb + part;
+    return (int)w;
+}
+
+template <class G> int mv2_fits(int ti, int64_t rows, int64_t nch) {
+    size_t sm;
+    switch (mv2_rows_for(ti)) {
+    case 1:
+        return mv2_shape<G, 1>(rows, nch, &sm);
+    case 2:
+        return mv2_shape<G, 2>(rows, nch, &sm);
+    default:
+        return mv2_shape<G, 4>(rows, nch, &sm);
+    }
+}
+
+template <class G, int R>
+cudaError_t mv2_launch_r(cudaStream_t s, const rl__cu_mv_segs *sg, size_t row_bytes, int64_t rows,
+                         int64_t K, typename G::XA x) {
+    size_t smem = 0;
+    const int64_t nch = K / G::VPC;
+    const int w = mv2_shape<G, R>(rows, nch, &smem);
+    if (w == 0) return cudaErrorInvalidValue;
+    if (g_mv2_budget >= ((size_t)116 << 10)) smem = g_mv2_budget; /* one block per SM */
+    (void)rlcu::launch(mv2_kernel<G, R>, (unsigned)g_mv_sms, w * 32, smem, s, *sg, row_bytes, rows,
+                       (int)nch, x);
+    return cudaGetLastError();
+}
+
+template <class G>
+cudaError_t mv2_launch(cudaStream_t s, int ti, const rl__cu_mv_segs *sg, size_t row_bytes,
+                       int64_t rows, int64_t K, typename G::XA x) {
+    switch (mv2_rows_for(ti)) {
+    case 1:
+        return mv2_launch_r<G, 1>(s, sg, row_bytes, rows, K, x);
+    case 2:
+        return mv2_launch_r<G, 2>(s, sg, row_bytes, rows, K, x);
+    default:
+        return mv2_launch_r<G, 4>(s, sg, row_bytes, rows, K, x);
+    }
+}
+
+template <class G, int R> cudaError_t mv2_prep() {
+    return cudaFuncSetAttribute(mv2_kernel<G, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)g_mv2_budget);
+}
+template <class G> cudaError_t mv2_prep_all() {
+    cudaError_t e = mv2_prep<G, 1>();
+    if (e == cudaSuccess) e = mv2_prep<G, 2>();
+    if (e == cudaSuccess) e = mv2_prep<G, 4>();
+    return e;
+}
+
 /* The table index of a type, or -1. */
 int mv_index(int type) {
     switch (type) {
@@ -453,11 +659,53 @@ int mv_vpc(int ti) {
     return ti < 0 ? 0 : vpc[ti];
 }
 
+/* Whether mv2 takes a product of type index ti (K a whole number of chunks). */
+bool mv2_ok(int ti, int64_t rows, int64_t K) {
+    if (ti < 0 || !g_mv2_on[ti] || g_mv_rows[ti] == 0 || rows <= 0 || K % mv_vpc(ti) ||
+        K / mv_vpc(ti) > INT32_MAX / 2)
+        return false;
+    const int64_t nch = K / mv_vpc(ti);
+    switch (ti) {
+    case 0:
+        return mv2_fits<MQ4_K>(ti, rows, nch) > 0;
+    case 1:
+        return mv2_fits<MQ6_K>(ti, rows, nch) > 0;
+    case 2:
+        return mv2_fits<MQ8_0>(ti, rows, nch) > 0;
+    case 3:
+        return mv2_fits<MQ4_0>(ti, rows, nch) > 0;
+    default:
+        return mv2_fits<MF16>(ti, rows, nch) > 0;
+    }
+}
+
+cudaError_t mv2_run(cudaStream_t s, int type, const rl__cu_mv_segs *sg, size_t row_bytes,
+                    int64_t rows, int64_t K, const float *x, const void *xq) {
+    const int8_t *q = static_cast<const int8_t *>(xq);
+    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+    switch (type) {
+    case RL_TYPE_Q4_K:
+        return mv2_launch<MQ4_K>(s, 0, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_Q6_K:
+        return mv2_launch<MQ6_K>(s, 1, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_Q8_0:
+        return mv2_launch<MQ8_0>(s, 2, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_Q4_0:
+        return mv2_launch<MQ4_0>(s, 3, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_F16:
+        return mv2_launch<MF16>(s, 4, sg, row_bytes, rows, K, x);
+    default:
+        return cudaErrorInvalidValue;
+    }
+}
+
 } // namespace
 
 extern "C" bool rl__cu_matvec_ok(int type, const void *w, size_t row_bytes, int64_t rows,
                                  int64_t K) {
     const int ti = mv_index(type), vpc = mv_vpc(ti);
+    if (g_mv_on && g_mv_sms > 0 && (uintptr_t)w % 16 == 0 && row_bytes % 16 == 0 && mv2_ok(ti, rows, K))
+        return true;
     return g_mv_on && g_mv_sms > 0 && vpc > 0 && mv_rows_for(ti, rows, K) > 0 && K % vpc == 0 &&
            K / vpc <= INT32_MAX / 2 && rows > 0 && (uintptr_t)w % 16 == 0 && row_bytes % 16 == 0;
 }
@@ -467,9 +715,36 @@ extern "C" bool rl__cu_matvec_q8_type(int type) {
            type == RL_TYPE_Q4_0;
 }
 
+extern "C" bool rl__cu_matvec_multi_ok(int type, const rl__cu_mv_segs *sg, int nseg,
+                                       size_t row_bytes, int64_t K) {
+    if (!g_mv_on || g_mv_sms <= 0 || nseg < 1 || nseg > RL_CU_MV_SEGS || row_bytes % 16) return false;
+    for (int i = 0; i < nseg; i++)
+        if ((uintptr_t)sg->w[i] % 16 || (i ? sg->end[i] <= sg->end[i - 1] : sg->end[0] <= 0))
+            return false;
+    return mv2_ok(mv_index(type), sg->end[nseg - 1], K);
+}
+
+extern "C" cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
+                                           int nseg, size_t row_bytes, int64_t K, const void *xq) {
+    rl__cu_mv_segs g = *sg;
+    const int64_t rows = g.end[nseg - 1];
+    for (int i = nseg; i < RL_CU_MV_SEGS; i++) {
+        g.w[i] = g.w[nseg - 1];
+        g.y[i] = g.y[nseg - 1];
+        g.end[i] = rows;
+    }
+    return mv2_run(s, type, &g, row_bytes, rows, K, NULL, xq);
+}
+
 extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes,
                                      int64_t rows, int64_t K, const float *x, const void *xq,
                                      float *y) {
+    if (mv2_ok(mv_index(type), rows, K)) {
+        const rl__cu_mv_segs sg = {{static_cast<const uint8_t *>(w), NULL, NULL},
+                                   {y, NULL, NULL},
+                                   {rows, rows, rows}};
+        return mv2_run(s, type, &sg, row_bytes, rows, K, x, xq);
+    }
     const int8_t *q = static_cast<const int8_t *>(xq);
     const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
     switch (type) {
@@ -508,6 +783,21 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
         if (v == 0 || v == 1 || v == 2 || v == 4) g_mv_rows[i] = (int)v;
         r = *end == ',' ? end + 1 : end;
     }
+    const char *m2 = getenv("RUVLLM_CUDA_MV2"), *kb = getenv("RUVLLM_CUDA_MV2_KB");
+    for (int i = 0; i < MV_TYPES; i++) g_mv2_on[i] = false;
+    if (m2 && m2[0] == '0' && m2[1] == '\0') {
+        for (int i = 0; i < MV_TYPES; i++) g_mv2_on[i] = false;
+    } else {
+        for (int i = 0; m2 && *m2 && i < MV_TYPES; i++) {
+            char *end;
+            const long v = strtol(m2, &end, 10);
+            if (end == m2) break;
+            g_mv2_on[i] = v != 0;
+            m2 = *end == ',' ? end + 1 : end;
+        }
+    }
+    g_mv2_budget = (size_t)110 << 10;
+    if (kb && atoi(kb) >= 32 && atoi(kb) <= 220) g_mv2_budget = (size_t)atoi(kb) << 10;
     int dev = 0;
     cudaError_t err = cudaGetDevice(&dev);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&g_mv_sms, cudaDevAttrMultiProcessorCount, dev);
@@ -516,6 +806,11 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     if (err == cudaSuccess) err = mv_prep_all<MQ8_0>(g_mv_occ[2]);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_0>(g_mv_occ[3]);
     if (err == cudaSuccess) err = mv_prep_all<MF16>(g_mv_occ[4]);
+    if (err == cudaSuccess) err = mv2_prep_all<MQ4_K>();
+    if (err == cudaSuccess) err = mv2_prep_all<MQ6_K>();
+    if (err == cudaSuccess) err = mv2_prep_all<MQ8_0>();
+    if (err == cudaSuccess) err = mv2_prep_all<MQ4_0>();
+    if (err == cudaSuccess) err = mv2_prep_all<MF16>();
     if (err != cudaSuccess) g_mv_sms = 0; /* the row-group kernels take every product */
     return err;
 }

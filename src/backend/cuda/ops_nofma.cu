@@ -8,6 +8,7 @@
  */
 #include "qtypes.cuh"
 #include "launch.cuh"
+#include "step.h"
 
 using namespace rlcu;
 
@@ -102,6 +103,62 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
     }
 }
 
+/* rmsnorm_kernel for rows of dim % 256 == 0, dim <= 8192: a thread per 8 consecutive
+ * values, kept in registers from the load to the quantization (a warp holds one q8 block
+ * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
+ * are no kernel's output). Fewer dependent trips to memory than rmsnorm_kernel's re-reads. */
+__global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
+                                float *y, int8_t *xq, int64_t n) {
+    __shared__ double part[32];
+    const int64_t e = (int64_t)blockIdx.x * dim + 8 * threadIdx.x;
+    float wv[8];
+    if (w) {
+        const float4 a = reinterpret_cast<const float4 *>(w + 8 * threadIdx.x)[0];
+        const float4 b = reinterpret_cast<const float4 *>(w + 8 * threadIdx.x)[1];
+        wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
+    }
+    rlcu::pdl_enter();
+    float v[8];
+    {
+        const float4 a = reinterpret_cast<const float4 *>(x + e)[0];
+        const float4 b = reinterpret_cast<const float4 *>(x + e)[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    }
+    if (add) {
+        const float4 a = reinterpret_cast<const float4 *>(add + e)[0];
+        const float4 b = reinterpret_cast<const float4 *>(add + e)[1];
+        const float av[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = v[j] + av[j];
+        reinterpret_cast<float4 *>(x + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
+        reinterpret_cast<float4 *>(x + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+    double ss = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) ss += (double)v[j] * (double)v[j];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) part[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        double t = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (lane == 0) part[0] = t;
+    }
+    __syncthreads();
+    const float mean = (float)(part[0] / (double)dim);
+    const float sc = 1.0f / sqrtf(mean + eps);
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] = w ? (v[j] * sc) * wv[j] : v[j] * sc;
+    reinterpret_cast<float4 *>(y + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(y + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    if (!xq) return;
+    q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
+             reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
+}
+
 /* ---- RoPE: one thread per rotated pair, angles from the host's table ----
  * Two tensors of the same rows (q and k: n_head heads of x, then n_head2 of x2) in one
  * launch; n_head2 = 0 for one. */
@@ -121,6 +178,82 @@ __global__ void rope_kernel(float *x, int64_t ld, int n_head, float *x2, int64_t
         const float x0 = xp[i0], x1 = xp[i1];
         xp[i0] = x0 * cs - x1 * sn;
         xp[i1] = x0 * sn + x1 * cs;
+    }
+}
+
+/* rope_kernel for q and k, then the K and V cache writes of kv_write_f32/f16_kernel, in one
+ * launch: a thread per pair of values of a token's row -- q's rotated pairs, then every
+ * pair of k (rotated as rope_kernel does, or the unrotated tail of a head past n_rot), then
+ * v's -- so each value of k is rotated and converted by the one thread that writes it. */
+template <bool F16>
+__device__ __forceinline__ void kv_put2(void *tab, size_t row_bytes, int32_t cell, int64_t e,
+                                       float a, float b) {
+    uint8_t *row = static_cast<uint8_t *>(tab) + (size_t)cell * row_bytes;
+    if constexpr (F16) {
+        reinterpret_cast<__half *>(row)[e] = __float2half_rn(a);
+        reinterpret_cast<__half *>(row)[e + 1] = __float2half_rn(b);
+    } else {
+        reinterpret_cast<float *>(row)[e] = a;
+        reinterpret_cast<float *>(row)[e + 1] = b;
+    }
+}
+
+template <bool F16>
+__device__ __forceinline__ void kv_put1(void *tab, size_t row_bytes, int32_t cell, int64_t e, float a) {
+    uint8_t *row = static_cast<uint8_t *>(tab) + (size_t)cell * row_bytes;
+    if constexpr (F16)
+        reinterpret_cast<__half *>(row)[e] = __float2half_rn(a);
+    else
+        reinterpret_cast<float *>(row)[e] = a;
+}
+
+template <bool F16> __global__ void rope_kv_kernel(rl__cu_rope_kv_args a) {
+    rlcu::pdl_enter();
+    const int half = a.n_rot / 2, hp = a.head_dim / 2;
+    const int64_t pq = (int64_t)a.n_head * half, pk = (int64_t)a.n_head_k * hp, pv = a.n_embd_v / 2;
+    const int64_t per = pq + pk + pv;
+    GRID_STRIDE(idx, a.n * per) {
+        const int64_t r = idx / per;
+        int64_t j = idx % per;
+        const int32_t cell = a.cells[r];
+        if (j >= pq + pk) { /* v */
+            j -= pq + pk;
+            const float *vp = a.v + r * a.ld_v + 2 * j;
+            kv_put2<F16>(a.vtab, a.v_row_bytes, cell, 2 * j, vp[0], vp[1]);
+            continue;
+        }
+        const bool is_q = j < pq;
+        if (!is_q) j -= pq;
+        const int per_head = is_q ? half : hp;
+        const int hh = (int)(j / per_head), i = (int)(j % per_head);
+        float *xp = is_q ? a.q + r * a.ld + (int64_t)hh * a.head_dim
+                         : a.k + r * a.ld_k + (int64_t)hh * a.head_dim;
+        int i0, i1;
+        float y0, y1;
+        if (i < half) {
+            const float cs = a.tab[r * a.n_rot + 2 * i], sn = a.tab[r * a.n_rot + 2 * i + 1];
+            i0 = a.neox ? i : 2 * i;
+            i1 = a.neox ? i + half : 2 * i + 1;
+            const float x0 = xp[i0], x1 = xp[i1];
+            y0 = x0 * cs - x1 * sn;
+            y1 = x0 * sn + x1 * cs;
+            xp[i0] = y0;
+            xp[i1] = y1;
+        } else { /* k's tail past n_rot: as it is */
+            i0 = 2 * i;
+            i1 = i0 + 1;
+            y0 = xp[i0];
+            y1 = xp[i1];
+        }
+        if (!is_q) {
+            const int64_t e0 = (int64_t)hh * a.head_dim;
+            if (i1 == i0 + 1) {
+                kv_put2<F16>(a.ktab, a.k_row_bytes, cell, e0 + i0, y0, y1);
+            } else {
+                kv_put1<F16>(a.ktab, a.k_row_bytes, cell, e0 + i0, y0);
+                kv_put1<F16>(a.ktab, a.k_row_bytes, cell, e0 + i1, y1);
+            }
+        }
     }
 }
 
@@ -318,11 +451,19 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
     }
 }
 
+static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
+
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
                                       const float *add) {
     if (n <= 0) return cudaSuccess;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
+    if (dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
+        (!add || (uintptr_t)add % 16 == 0) && (!w || (uintptr_t)w % 16 == 0) && g_norm8) {
+        (void)rlcu::launch(rmsnorm8_kernel, (unsigned)n, (unsigned)(dim / 8), 0, s,
+                           const_cast<float *>(x), add, dim, eps, w, y, static_cast<int8_t *>(xq), n);
+        return cudaGetLastError();
+    }
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
     (void)rlcu::launch(rmsnorm_kernel, (unsigned)n, threads, 0, s, const_cast<float *>(x), add,
                        dim, eps, w, y, static_cast<int8_t *>(xq), n);
@@ -336,6 +477,24 @@ extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_h
     if (total <= 0) return cudaSuccess;
     (void)rlcu::launch(rope_kernel, ew_blocks(total), EW_THREADS, 0, s, x, ld, n_head, x2, ld2,
                        x2 ? n_head2 : 0, n, head_dim, n_rot, neox, tab);
+    return cudaGetLastError();
+}
+
+extern "C" bool rl__cu_rope_kv_ok(int kv_type, int head_dim, int n_rot) {
+    return (kv_type == RL_TYPE_F16 || kv_type == RL_TYPE_F32) && head_dim > 0 && head_dim % 2 == 0 &&
+           n_rot > 0 && n_rot % 2 == 0 && n_rot <= head_dim;
+}
+
+extern "C" cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a) {
+    if (!rl__cu_rope_kv_ok(a->kv_type, a->head_dim, a->n_rot) || a->n_embd_v % 2)
+        return cudaErrorInvalidValue;
+    const int64_t per = (int64_t)a->n_head * (a->n_rot / 2) + (int64_t)a->n_head_k * (a->head_dim / 2) +
+                        a->n_embd_v / 2;
+    if (a->n * per <= 0) return cudaSuccess;
+    if (a->kv_type == RL_TYPE_F16)
+        (void)rlcu::launch(rope_kv_kernel<true>, ew_blocks(a->n * per), EW_THREADS, 0, s, *a);
+    else
+        (void)rlcu::launch(rope_kv_kernel<false>, ew_blocks(a->n * per), EW_THREADS, 0, s, *a);
     return cudaGetLastError();
 }
 
@@ -439,6 +598,8 @@ extern "C" cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_byte
 }
 
 extern "C" cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max) {
+    const char *nv = getenv("RUVLLM_CUDA_NORM8");
+    g_norm8 = !(nv && nv[0] == '0');
     cudaError_t e = rl_cu_set_iq4(iq4_values);
     if (e == cudaSuccess) e = rlcu::pdl_init();
     if (e == cudaSuccess) e = rl__cu_init_matmul(iq4_values);

@@ -14,6 +14,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->stream = s;
     const char *env = getenv("RUVLLM_CUDA_GRAPHS");
     q->graphs_on = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_FUSE");
+    q->fuse_on = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -137,6 +139,10 @@ static const char *op_name(cu_op op) {
         return "copy";
     case CU_OP_ARGMAX:
         return "argmax";
+    case CU_OP_MATVEC_MULTI:
+        return "matvec_multi";
+    case CU_OP_ROPE_KV:
+        return "rope_kv";
     }
     return "?";
 }
@@ -196,7 +202,16 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         rl__cu_attn a = r->attn.a;
         a.cells = (const int32_t *)(A + r->attn.cells_at);
         a.span = (const int32_t *)(A + r->attn.span_at);
-        return rl__cu_attention(s, &a);
+        return r->attn.xq ? rl__cu_attention_q8(s, &a, r->attn.xq) : rl__cu_attention(s, &a);
+    }
+    case CU_OP_MATVEC_MULTI:
+        return rl__cu_matvec_multi(s, r->mv.type, &r->mv.sg, r->mv.nseg, r->mv.row_bytes, r->mv.K,
+                                   r->mv.xq);
+    case CU_OP_ROPE_KV: {
+        rl__cu_rope_kv_args a = r->rkv.a;
+        a.tab = (const float *)(A + r->rkv.tab_at);
+        a.cells = (const int32_t *)(A + r->rkv.cells_at);
+        return rl__cu_rope_kv(s, &a);
     }
     case CU_OP_COPY:
         return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes, cudaMemcpyDeviceToDevice,
@@ -216,6 +231,118 @@ static cudaError_t run_all(cu_step *q, const char **what) {
         }
     }
     return cudaSuccess;
+}
+
+/* ---- the fuse pass ----
+ * Before a list runs (and before it is hashed, so a replayed graph holds the fused
+ * launches), neighbouring records that one kernel can do are joined:
+ * - consecutive one-token q8 products of the same activations, type and K (q, k, v;
+ *   gate, up) into one streaming product over up to three matrices (matvec.cu's mv2, so
+ *   only while RUVLLM_CUDA_MV2 turns that kernel on);
+ * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
+ * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
+ *   kernel quantizes the output, so the product does not (attention.cu).
+ * Each kernel computes what the records did, in the same arithmetic. RUVLLM_CUDA_FUSE=0
+ * turns the pass off (bisecting). */
+static bool mv_joinable(const cu_rec *a, const cu_rec *b) {
+    return a->op == CU_OP_MATMUL && b->op == CU_OP_MATMUL && !a->mm.blas && !b->mm.blas &&
+           a->mm.xq && b->mm.xq == a->mm.xq && a->mm.xq_ready && b->mm.xq_ready &&
+           a->mm.n == 1 && b->mm.n == 1 && a->mm.x == b->mm.x && a->mm.type == b->mm.type &&
+           a->mm.K == b->mm.K && a->mm.row_bytes == b->mm.row_bytes && a->mm.rows > 0 &&
+           b->mm.rows > 0;
+}
+
+/* Records i.. joined into *out; the number of records taken (0: none). */
+static size_t fuse_mv(const cu_rec *r, size_t n, cu_rec *out) {
+    size_t m = 1;
+    while (m < RL_CU_MV_SEGS && m < n && mv_joinable(&r[0], &r[m]) && mv_joinable(&r[m - 1], &r[m]))
+        m++;
+    if (m < 2) return 0;
+    memset(out, 0, sizeof *out);
+    out->op = CU_OP_MATVEC_MULTI;
+    out->mv.type = r[0].mm.type;
+    out->mv.nseg = (int)m;
+    out->mv.row_bytes = r[0].mm.row_bytes;
+    out->mv.K = r[0].mm.K;
+    out->mv.xq = r[0].mm.xq;
+    int64_t end = 0;
+    for (size_t i = 0; i < RL_CU_MV_SEGS; i++) {
+        const cu_rec *ri = &r[i < m ? i : m - 1];
+        if (i < m) end += ri->mm.rows;
+        out->mv.sg.w[i] = ri->mm.w;
+        out->mv.sg.y[i] = ri->mm.y;
+        out->mv.sg.end[i] = end;
+    }
+    if (!rl__cu_matvec_multi_ok(out->mv.type, &out->mv.sg, (int)m, out->mv.row_bytes, out->mv.K))
+        return 0;
+    return m;
+}
+
+static bool fuse_rope_kv(const cu_rec *a, const cu_rec *b, cu_rec *out) {
+    if (a->op != CU_OP_ROPE || b->op != CU_OP_KV_WRITE || !a->ew.x2 || !b->kv.v.tab ||
+        b->kv.src != a->ew.x2 || b->kv.n != a->ew.n || b->kv.ld != a->ew.ld2 ||
+        b->kv.ne != (int64_t)a->ew.i3 * a->ew.i1 || b->kv.v.ne % 2 ||
+        !rl__cu_rope_kv_ok(b->kv.type, a->ew.i1, a->ew.i2))
+        return false;
+    memset(out, 0, sizeof *out);
+    out->op = CU_OP_ROPE_KV;
+    rl__cu_rope_kv_args *o = &out->rkv.a;
+    o->q = a->ew.x;
+    o->ld = a->ew.ld;
+    o->n_head = a->ew.i0;
+    o->k = a->ew.x2;
+    o->ld_k = a->ew.ld2;
+    o->n_head_k = a->ew.i3;
+    o->head_dim = a->ew.i1;
+    o->n_rot = a->ew.i2;
+    o->neox = a->ew.flag;
+    o->n = a->ew.n;
+    o->kv_type = b->kv.type;
+    o->ktab = b->kv.tab;
+    o->k_row_bytes = b->kv.row_bytes;
+    o->vtab = b->kv.v.tab;
+    o->v_row_bytes = b->kv.v.row_bytes;
+    o->v = b->kv.v.src;
+    o->ld_v = b->kv.v.ld;
+    o->n_embd_v = b->kv.v.ne;
+    out->rkv.tab_at = a->ew.at0;
+    out->rkv.cells_at = b->kv.at0;
+    return true;
+}
+
+static void fuse_attn_q8(cu_rec *a, cu_rec *b) {
+    const rl__cu_attn *t = &a->attn.a;
+    /* 1 to 4 tokens: the q8 decode kernels' activation layout (more tokens go to mmq.cu,
+     * whose workspace has its own) */
+    if (a->op != CU_OP_ATTENTION || b->op != CU_OP_MATMUL || a->attn.xq || !b->mm.xq ||
+        b->mm.xq_ready || b->mm.blas || b->mm.x != t->out || b->mm.n != t->n_tok || t->n_tok > 4 ||
+        b->mm.K != (int64_t)t->n_head * t->head_dim_v || t->out_ld != b->mm.K ||
+        !rl__cu_attention_q8_ok(t))
+        return;
+    a->attn.xq = b->mm.xq;
+    b->mm.xq_ready = true;
+}
+
+static void fuse(cu_step *q) {
+    size_t o = 0;
+    for (size_t i = 0; i < q->n_rec;) {
+        cu_rec *r = &q->rec[i], f;
+        size_t used = 0;
+        if (i + 1 < q->n_rec) {
+            fuse_attn_q8(r, r + 1);
+            if (r->op == CU_OP_MATMUL) used = fuse_mv(r, q->n_rec - i, &f);
+            else if (fuse_rope_kv(r, r + 1, &f)) used = 2;
+        }
+        if (used) {
+            q->rec[o++] = f;
+            i += used;
+        } else {
+            if (o != i) q->rec[o] = *r;
+            o++;
+            i++;
+        }
+    }
+    q->n_rec = o;
 }
 
 /* FNV-1a over the records' 64-bit words (records are zero-padded, sizes multiples of 8). */
@@ -313,6 +440,7 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         q->a_busy = true;
         if (e != cudaSuccess) goto done;
     }
+    if (q->fuse_on) fuse(q);
     const uint64_t h = rec_hash(q->rec, q->n_rec, q->ad);
     cu_graph *g = q->graphs_on ? graph_find(q, h) : NULL;
     if (g) {

@@ -20,6 +20,56 @@
 
 #include "cuda_impl.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- fused decode launchers (matvec.cu, ops_nofma.cu, attention.cu) that the queue's
+ * fuse pass (step.c) calls ---- */
+
+/* Up to RL_CU_MV_SEGS matrices of one type and K read as one: rows end[0] of w[0] first
+ * (into y[0]), then end[1] - end[0] of w[1], ...; end[] cumulative, unused ones = the last. */
+#define RL_CU_MV_SEGS 3
+typedef struct rl__cu_mv_segs {
+    const uint8_t *w[RL_CU_MV_SEGS];
+    float *y[RL_CU_MV_SEGS];
+    int64_t end[RL_CU_MV_SEGS];
+} rl__cu_mv_segs;
+/* One streaming product of one token over nseg matrices (their q8 activations xq). */
+bool rl__cu_matvec_multi_ok(int type, const rl__cu_mv_segs *sg, int nseg, size_t row_bytes,
+                            int64_t K);
+cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *sg, int nseg,
+                                size_t row_bytes, int64_t K, const void *xq);
+
+/* RoPE of q (n_head heads, ld) and k (n_head_k heads, ld_k) at the same positions, then
+ * k and v (n_embd_v values, ld_v) written to the F16 or F32 cache rows cells[t]: one launch
+ * for rl__cu_rope + rl__cu_kv_write (the k side's n_embd is n_head_k * head_dim). */
+typedef struct rl__cu_rope_kv {
+    float *q, *k;
+    int64_t ld, ld_k;
+    int n_head, n_head_k, head_dim, n_rot;
+    bool neox;
+    int64_t n;
+    const float *tab;
+    int kv_type;
+    void *ktab, *vtab;
+    size_t k_row_bytes, v_row_bytes;
+    const float *v;
+    int64_t ld_v, n_embd_v;
+    const int32_t *cells;
+} rl__cu_rope_kv_args;
+bool rl__cu_rope_kv_ok(int kv_type, int head_dim, int n_rot);
+cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
+
+/* rl__cu_attention whose output (dense rows of n_head * head_dim_v values) is also
+ * quantized into xq for the q8 product that reads it next (split attention only). */
+bool rl__cu_attention_q8_ok(const rl__cu_attn *a);
+cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq);
+
+#ifdef __cplusplus
+}
+#endif
+
 typedef enum cu_op {
     CU_OP_MATMUL = 1,
     CU_OP_GET_ROWS,
@@ -38,6 +88,8 @@ typedef enum cu_op {
     CU_OP_ATTENTION,
     CU_OP_COPY,
     CU_OP_ARGMAX,
+    CU_OP_MATVEC_MULTI, /* made by the fuse pass (step.c) from consecutive ops */
+    CU_OP_ROPE_KV,
 } cu_op;
 
 /* One queued launch. Arena offsets are named *_at; all other pointers are device memory.
@@ -85,7 +137,19 @@ typedef struct cu_rec {
         struct {
             rl__cu_attn a; /* cells and span NULL: they are at cells_at, span_at */
             size_t cells_at, span_at;
+            void *xq; /* fuse pass: the output also quantized here */
         } attn;
+        struct { /* matvec_multi */
+            int type, nseg;
+            size_t row_bytes;
+            int64_t K;
+            rl__cu_mv_segs sg;
+            void *xq;
+        } mv;
+        struct { /* rope_kv: tab and cells NULL, at tab_at and cells_at */
+            rl__cu_rope_kv_args a;
+            size_t tab_at, cells_at;
+        } rkv;
         struct {
             void *dst;
             size_t at, bytes;
@@ -126,6 +190,7 @@ typedef struct cu_step {
     int seen_next;
     uint64_t tick;
     bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
+    bool fuse_on;                            /* RUVLLM_CUDA_FUSE=0: no fuse pass (step.c) */
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
 } cu_step;
 
