@@ -91,6 +91,9 @@ bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t K);
 size_t rl__cu_mmq_bytes(int64_t rows, int64_t K, int64_t n);
 cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes, int64_t rows,
                        int64_t K, const float *x, int64_t n, float *y, void *ws, bool xq_ready);
+/* The staged variant of mmq.cu's kernel (shared memory, cp.async; RUVLLM_CUDA_MMQ_STAGED=1):
+ * on (1), off (0) or as the environment says (-1), for the kernel benchmark. */
+void rl__cu_mmq_set_staged(int on);
 /* The streaming decode product of one token (matvec.cu): whether it takes W (type, aligned
  * rows, K a multiple of its chunk; RUVLLM_CUDA_MV=0 turns it off), whether it reads the q8
  * workspace for that type (else float x), and y[rows] = W x (x or xq, as the type reads). */

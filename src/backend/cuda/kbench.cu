@@ -115,7 +115,7 @@ done:
 
 /* ---- products of many tokens (mmq.cu against the cuBLAS path it replaces) ---- */
 
-enum mm_path { MM_MMQ, MM_CUBLAS, MM_GEMV };
+enum mm_path { MM_MMQ, MM_STAGED, MM_CUBLAS, MM_GEMV };
 
 struct mm_ctx {
     void *blas, *ws, *wsw, *wsx;
@@ -124,7 +124,7 @@ struct mm_ctx {
 
 cudaError_t mm_product(cudaStream_t s, const shape &sh, const uint8_t *w, size_t row_bytes,
                        const float *x, int64_t n, float *y, mm_path path, const mm_ctx &c) {
-    if (path == MM_MMQ)
+    if (path == MM_MMQ || path == MM_STAGED)
         return rl__cu_mmq(s, sh.type, w, row_bytes, sh.rows, sh.K, x, n, y, c.ws, false);
     if (path == MM_CUBLAS)
         return rl__cu_matmul_tc(s, c.blas, sh.type, true, w, row_bytes, sh.rows, sh.K, x, n, y,
@@ -174,7 +174,8 @@ done:
     return ok ? best : -1;
 }
 
-/* The Llama 3 8B products of 8, 32, 64 and 512 tokens through mmq.cu, and for Q4_K and
+/* The Llama 3 8B products of 8 to 512 tokens through mmq.cu (its kernel and the staged
+ * variant, whose output must be bit for bit the kernel's: same_bits), and for Q4_K and
  * Q6_K also through the path it replaces (weights decoded to BF16 + cuBLAS; at 8 tokens
  * the decode kernels), one JSON line each: TFLOP/s (2 n rows K) and GB/s of weights. */
 int bench_mmq(cudaStream_t s, FILE *out) {
@@ -195,6 +196,10 @@ int bench_mmq(cudaStream_t s, FILE *out) {
     static const int64_t ns[] = {8, 32, 64, 128, 512};
     const int64_t NMAX = 512;
     int rc = 0;
+    /* host copies of the output (mmq, staged) for the bit comparison */
+    float *ref = (float *)malloc((size_t)NMAX * 128256 * sizeof(float));
+    float *got = (float *)malloc((size_t)NMAX * 128256 * sizeof(float));
+    bool ref_ok = false;
     mm_ctx c = {};
     c.blas = rl__cu_blas_create(s);
     c.wsw_bytes = (size_t)128 << 20;
@@ -204,6 +209,8 @@ int bench_mmq(cudaStream_t s, FILE *out) {
         rl__cu_blas_free(c.blas);
         cudaFree(c.wsw);
         cudaGetLastError();
+        free(ref);
+        free(got);
         return 1;
     }
     for (const shape &sh : shapes) {
@@ -225,25 +232,41 @@ int bench_mmq(cudaStream_t s, FILE *out) {
         CK(cudaGetLastError());
         CK(cudaStreamSynchronize(s));
         for (int64_t n : ns) {
-            for (int pi = 0; pi < 2; pi++) {
-                mm_path path = MM_MMQ;
-                if (pi == 1) {
+            const size_t ny = (size_t)n * (size_t)sh.rows;
+            ref_ok = false;
+            for (int pi = 0; pi < 3; pi++) {
+                mm_path path = pi == 0 ? MM_MMQ : MM_STAGED;
+                if (pi == 2) {
                     if (sh.type != RL_TYPE_Q4_K && sh.type != RL_TYPE_Q6_K) continue;
                     path = n <= 8 ? MM_GEMV : MM_CUBLAS;
                 }
+                rl__cu_mmq_set_staged(path == MM_STAGED ? 1 : 0);
                 const double t = time_mm(s, sh, w, bytes, copies, row_bytes, x, n, y, path, c);
+                rl__cu_mmq_set_staged(-1);
                 if (t <= 0) {
                     rc = 1;
                     continue;
                 }
+                /* the last product of both graphs reads the same copy: the same bits */
+                int same = -1;
+                if (path == MM_MMQ && ref)
+                    ref_ok = cudaMemcpy(ref, y, ny * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess;
+                if (path == MM_STAGED && ref_ok && got &&
+                    cudaMemcpy(got, y, ny * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess)
+                    same = memcmp(ref, got, ny * sizeof(float)) == 0;
                 fprintf(out,
                         "{\"kernel\": \"many_token_product\", \"type\": \"%s\", \"rows\": %lld, "
                         "\"K\": %lld, \"n\": %lld, \"path\": \"%s\", \"us\": %.2f, \"TFLOPs\": %.1f, "
-                        "\"GBs\": %.0f}\n",
+                        "\"GBs\": %.0f%s}\n",
                         sh.name, (long long)sh.rows, (long long)sh.K, (long long)n,
-                        path == MM_MMQ ? "mmq" : path == MM_CUBLAS ? "bf16_cublas" : "decode_gemv",
+                        path == MM_MMQ      ? "mmq"
+                        : path == MM_STAGED ? "mmq_staged"
+                        : path == MM_CUBLAS ? "bf16_cublas"
+                                            : "decode_gemv",
                         1e6 * t, 2.0 * (double)n * (double)sh.rows * (double)sh.K / t / 1e12,
-                        (double)bytes / t / 1e9);
+                        (double)bytes / t / 1e9,
+                        same < 0 ? "" : same ? ", \"same_bits\": true" : ", \"same_bits\": false");
+                if (same == 0) rc = 1;
                 fflush(out);
             }
         }
@@ -260,6 +283,8 @@ int bench_mmq(cudaStream_t s, FILE *out) {
     cudaFree(c.wsw);
     cudaFree(c.wsx);
     cudaGetLastError();
+    free(ref);
+    free(got);
     return rc;
 }
 

@@ -38,12 +38,16 @@
  * below made no difference, so the large products are not bound by the epilogue's
  * arithmetic; the likely limit is latency (each warp loads its weights and the
  * activation fragments straight from L2 / L1 with no staging; 8 warps per SM at 255
- * registers for the 128-row tile). Next: stage both tiles in shared memory with cp.async
- * (two or three stages) and take fragments with ldmatrix.
+ * registers for the 128-row tile). mmq_staged_kernel (RUVLLM_CUDA_MMQ_STAGED=1, off by
+ * default) stages both tiles in shared memory with cp.async, two stages; it is built but
+ * was not yet run on a GPU: bench_cuda --kernels times it and checks its output bit for
+ * bit against mmq_kernel's (same_bits) before it may become the default.
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
 #include "qtypes.cuh"
+
+#include <cstdlib>
 
 namespace {
 
@@ -384,6 +388,193 @@ __global__ void __launch_bounds__(MMQ_WARPS * 32)
         }
 }
 
+/* One step (8 blocks of 32 values) of a warp's tile for the staged kernel: the rows'
+ * bytes already loaded, the activation fragments of block sb and token tile j at xq / xs
+ * [(sb * stride + j)]. The same arithmetic as mmq_kernel's loop in the same order; a copy,
+ * so that mmq_kernel's code (the measured one) stays as it is: moved into a shared
+ * function, ptxas spilled two of its instances. */
+template <class WT, int MT, int NT>
+__device__ __forceinline__ void step_product(const typename WT::Row (&row)[MT][2],
+                                             const uint2 *__restrict__ xq,
+                                             const float4 *__restrict__ xs, int64_t stride,
+                                             int lane, int t, int nj, float (&acc)[MT][NT][4]) {
+#pragma unroll
+    for (int sb = 0; sb < 8; sb++) {
+        uint32_t lo[MT][2], hi[MT][2];
+        float d0[MT][2], d1[MT][2], mn[MT][2];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                WT::frag(row[i][h], sb, lo[i][h], hi[i][h], d0[i][h], d1[i][h], mn[i][h]);
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            if (j < nj) {
+                const uint2 b = xq[((int64_t)sb * stride + j) * 32 + lane];
+                const float4 xv = xs[((int64_t)sb * stride + j) * 4 + t]; /* d, sum: 2t, 2t+1 */
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    if constexpr (WT::HALVES) {
+                        int c0[4], c1[4];
+                        mma_k16(c0, lo[i][0], lo[i][1], b.x);
+                        mma_k16(c1, hi[i][0], hi[i][1], b.y);
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int h = e >> 1;
+                            const float xd = (e & 1) ? xv.z : xv.x;
+                            acc[i][j][e] += xd * (d0[i][h] * i2f_small(c0[e]) + d1[i][h] * i2f_small(c1[e]));
+                        }
+                    } else {
+                        int c[4];
+                        mma_k32(c, lo[i][0], lo[i][1], hi[i][0], hi[i][1], b.x, b.y);
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int h = e >> 1;
+                            const float xd = (e & 1) ? xv.z : xv.x;
+                            acc[i][j][e] = fmaf(d0[i][h] * xd, i2f_small(c[e]), acc[i][j][e]);
+                            if constexpr (WT::MIN) {
+                                const float xsum = (e & 1) ? xv.w : xv.y;
+                                acc[i][j][e] = fmaf(-mn[i][h], xsum, acc[i][j][e]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- the staged variant (RUVLLM_CUDA_MMQ_STAGED=1; not yet measured): the block copies
+ * each step's weight bytes and activation tile into shared memory with cp.async (PTX ISA,
+ * "cp.async"), the next step's while this one computes (two stages), so no warp waits on
+ * L2 for its operands; the arithmetic is mmq_kernel's, in the same order (bit-identical
+ * results: bench_cuda --kernels compares the two). Weights 16-byte aligned. ---- */
+
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(src_bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* Shared memory of one stage: ROWS row slots of WS bytes (a step's bytes at the offset
+ * they have modulo 16 in memory, so the decoders' aligned loads stay aligned; WS an odd
+ * number of 16-byte units, so the 8 rows a warp reads at once fall in different banks),
+ * then the activation codes [8][NT][256] and scales [8][NT][8] float2. */
+template <class WT, int MT, int NT> struct staged_layout {
+    static constexpr int ROWS = 16 * MT * MMQ_WARPS;
+    static constexpr int WS = (((WT::STEP_BYTES + 30) / 16) | 1) * 16;
+    static constexpr int CH = (WT::STEP_BYTES + 30) / 16; /* 16-byte chunks a row needs at most */
+    static constexpr int W_BYTES = ROWS * WS;
+    static constexpr int C_BYTES = 8 * NT * 256;
+    static constexpr int S_BYTES = 8 * NT * 64;
+    static constexpr int STAGE = W_BYTES + C_BYTES + S_BYTES;
+};
+
+template <class WT, int MT, int NT>
+__device__ __forceinline__ void stage_load(uint8_t *sm, const uint8_t *__restrict__ w,
+                                           size_t row_bytes, int64_t rows, int64_t r0,
+                                           const uint8_t *__restrict__ xq,
+                                           const uint8_t *__restrict__ xs, int ntl, int j0,
+                                           int nj, int st) {
+    using L = staged_layout<WT, MT, NT>;
+    for (int i = threadIdx.x; i < L::ROWS * L::CH; i += MMQ_WARPS * 32) {
+        const int r = i / L::CH, c = i % L::CH;
+        const int64_t row = r0 + r < rows ? r0 + r : rows - 1;
+        const uint8_t *src = w + (size_t)row * row_bytes + (size_t)st * WT::STEP_BYTES;
+        const int off = (int)((uintptr_t)src & 15);
+        const int left = off + WT::STEP_BYTES - 16 * c;
+        if (left > 0) cp_async16(sm + r * L::WS + 16 * c, src - off + 16 * c, left < 16 ? left : 16);
+    }
+    uint8_t *cs = sm + L::W_BYTES, *ss = cs + L::C_BYTES;
+    for (int i = threadIdx.x; i < 8 * NT * 16; i += MMQ_WARPS * 32) {
+        const int sb = i / (NT * 16), j = (i / 16) % NT, c = i % 16;
+        if (j < nj)
+            cp_async16(cs + (sb * NT + j) * 256 + 16 * c,
+                       xq + (((size_t)st * 8 + sb) * ntl + j0 + j) * 256 + 16 * c, 16);
+    }
+    for (int i = threadIdx.x; i < 8 * NT * 4; i += MMQ_WARPS * 32) {
+        const int sb = i / (NT * 4), j = (i / 4) % NT, c = i % 4;
+        if (j < nj)
+            cp_async16(ss + (sb * NT + j) * 64 + 16 * c,
+                       xs + (((size_t)st * 8 + sb) * ntl + j0 + j) * 64 + 16 * c, 16);
+    }
+}
+
+template <class WT, int MT, int NT>
+__global__ void __launch_bounds__(MMQ_WARPS * 32)
+    mmq_staged_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
+                      const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
+                      int64_t n, float *__restrict__ y, int sps, int nsteps) {
+    using L = staged_layout<WT, MT, NT>;
+    extern __shared__ __align__(16) uint8_t mmq_sm[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.y * L::ROWS;
+    const int64_t rb = r0 + warp * 16 * MT;
+    const int j0 = blockIdx.x * NT;
+    const int nj = ntl - j0 < NT ? ntl - j0 : NT;
+    const int s0 = blockIdx.z * sps;
+    const int s1 = s0 + sps < nsteps ? s0 + sps : nsteps;
+    const uint8_t *xqb = reinterpret_cast<const uint8_t *>(xq);
+    const uint8_t *xsb = reinterpret_cast<const uint8_t *>(xs);
+    rlcu::pdl_enter();
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    if (s0 < s1) stage_load<WT, MT, NT>(mmq_sm, w, row_bytes, rows, r0, xqb, xsb, ntl, j0, nj, s0);
+    cp_async_commit();
+    int buf = 0;
+    for (int st = s0; st < s1; st++) {
+        if (st + 1 < s1) {
+            stage_load<WT, MT, NT>(mmq_sm + (buf ^ 1) * L::STAGE, w, row_bytes, rows, r0, xqb, xsb,
+                                   ntl, j0, nj, st + 1);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        const uint8_t *sm = mmq_sm + buf * L::STAGE;
+        typename WT::Row row[MT][2];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int64_t r = rb + 16 * i + 8 * h + g;
+                const int rl = (int)(r - r0);
+                const uint8_t *src = w + (size_t)(r < rows ? r : rows - 1) * row_bytes +
+                                     (size_t)st * WT::STEP_BYTES;
+                WT::load(sm + rl * L::WS + ((uintptr_t)src & 15), t, row[i][h]);
+            }
+        step_product<WT, MT, NT>(row, reinterpret_cast<const uint2 *>(sm + L::W_BYTES),
+                                 reinterpret_cast<const float4 *>(sm + L::W_BYTES + L::C_BYTES), NT,
+                                 lane, t, nj, acc);
+        __syncthreads();
+        buf ^= 1;
+    }
+    float *out = y + (size_t)blockIdx.z * (size_t)n * (size_t)rows;
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            if (j >= nj) continue;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int64_t r = rb + 16 * i + 8 * (e >> 1) + g;
+                const int64_t tok = (int64_t)(j0 + j) * 8 + 2 * t + (e & 1);
+                if (r < rows && tok < n) out[(size_t)tok * rows + r] = acc[i][j][e];
+            }
+        }
+}
+
 /* y[i] = the sum over z of part[z][i], z in order. */
 __global__ void mmq_reduce_kernel(const float *__restrict__ part, int64_t total, int S,
                                   float *__restrict__ y) {
@@ -440,12 +631,31 @@ size_t scales_bytes(int64_t K, int ntl) {
     return ((size_t)(K / 32) * (size_t)ntl * 8 * sizeof(float2) + 255) / 256 * 256;
 }
 
+int g_mmq_staged = -1; /* the staged kernel: RUVLLM_CUDA_MMQ_STAGED=1 (read once), or set */
+
 template <class WT, int MT, int NT>
 void launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                 int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    if (g_mmq_staged == 1 && (uintptr_t)w % 16 == 0) {
+        using L = staged_layout<WT, MT, NT>;
+        static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
+        if (!raised) {
+            raised = cudaFuncSetAttribute(mmq_staged_kernel<WT, MT, NT>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          2 * L::STAGE) == cudaSuccess;
+            cudaGetLastError();
+        }
+        if (raised) {
+            (void)rlcu::launch(mmq_staged_kernel<WT, MT, NT>, p.grid, MMQ_WARPS * 32,
+                               (size_t)(2 * L::STAGE), s, w, row_bytes, rows, xq, xs, p.ntl, n, y,
+                               p.sps, p.nsteps);
+            return;
+        }
+    }
     (void)rlcu::launch(mmq_kernel<WT, MT, NT>, p.grid, MMQ_WARPS * 32, 0, s, w, row_bytes, rows, xq,
                        xs, p.ntl, n, y, p.sps, p.nsteps);
 }
+
 
 template <class WT>
 void launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
@@ -461,6 +671,14 @@ void launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row
 }
 
 } // namespace
+
+extern "C" void rl__cu_mmq_set_staged(int on) {
+    if (on < 0) {
+        const char *v = getenv("RUVLLM_CUDA_MMQ_STAGED");
+        on = v && v[0] == '1';
+    }
+    g_mmq_staged = on ? 1 : 0;
+}
 
 extern "C" bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t K) {
     if (K <= 0 || K % 256) return false;
@@ -491,6 +709,7 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
     if (K % 256 || (uintptr_t)x % 16) return cudaErrorInvalidValue;
     const mmq_plan p = make_plan(rows, K, n);
     if (p.grid.y > 65535) return cudaErrorInvalidValue;
+    if (g_mmq_staged < 0) rl__cu_mmq_set_staged(-1);
     uint8_t *base = static_cast<uint8_t *>(ws);
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
