@@ -17,7 +17,7 @@
  * of 9 or more tokens over non-F32 weights run on tensor cores with 16-bit operands
  * (activations and decoded weights rounded to BF16, or F16 for F16 weights) and float
  * accumulation: 5e-5 against float64 there (BF16's rounding alone gives about 3e-6).
- * Q4_0, Q8_0, Q4_K and Q6_K products of 5 to 32 tokens take the int8 tensor-core kernel
+ * Q4_0, Q8_0, Q4_K and Q6_K products of 5 to 8 tokens take the int8 tensor-core kernel
  * (mmq.cu; activations as int8 per 32 values): 2e-4 against float64 for each product (a
  * few dot products alone), test cuda_mmq 5e-5 at every size up to 512 tokens.
  * Q4_K and Q6_K products of 1 to 4 tokens take the q8 path (activations as Q8_K codes
@@ -154,12 +154,12 @@ static bool is_q8_product(rl_type t, int64_t K, int64_t n) {
 }
 
 /* Whether a product takes the int8 tensor-core kernel (mmq.cu): Q4_0, Q8_0, Q4_K and Q6_K
- * of 5 to RUVLLM_CUDA_MMQ_MAX (default 32, backend_cuda.c) tokens, K a multiple of 256
+ * of 5 to RUVLLM_CUDA_MMQ_MAX (default 8, backend_cuda.c) tokens, K a multiple of 256
  * (activations as int8 per 32 values: about 3e-5 against float64 over many products, up
  * to 1e-4 for a product of a few dot products; test cuda_mmq checks them at every size). */
 static bool is_mmq_product(rl_type t, int64_t K, int64_t n) {
     const char *mx = getenv("RUVLLM_CUDA_MMQ_MAX");
-    const int64_t max = mx && atoll(mx) > 0 ? atoll(mx) : 32;
+    const int64_t max = mx && atoll(mx) > 0 ? atoll(mx) : 8;
     if (getenv_off("RUVLLM_CUDA_MMQ") || n < 5 || n > max || K % 256) return false;
     return t == RL_TYPE_Q4_0 || t == RL_TYPE_Q8_0 || t == RL_TYPE_Q4_K || t == RL_TYPE_Q6_K;
 }
@@ -988,7 +988,7 @@ TEST(cuda_graph_replay) {
 /* ---- products of many tokens on the int8 tensor cores (mmq.cu) ----
  * Q4_K, Q6_K, Q8_0 and Q4_0 weights of odd row counts, products of 9, 16, 33, 64 and 512
  * tokens on a fork that sends every size to the kernel (RUVLLM_CUDA_MMQ_MAX; the default
- * stops at 32), the four types one after another on the same input (the later ones reuse
+ * stops at 8), the four types one after another on the same input (the later ones reuse
  * the first one's quantized activations; across types, with split and unsplit K). Each
  * product against the CPU backend (5e-4 over all of a type's products, as the other
  * quantized products) and float64 on the decoded weights (5e-5 each and over all:

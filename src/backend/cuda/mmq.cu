@@ -33,8 +33,8 @@
  * Where it stands (H100, Llama 3 8B shapes, bench_cuda --kernels with RUVLLM_KBENCH=mmq):
  * 8 tokens 2-3x the decode kernels (4096x4096 Q4_K 14.5 vs 30.5 us), 32 tokens 1.1-1.4x
  * the decoded-BF16 + cuBLAS path, but only 40-75 TFLOP/s at 64 to 512 tokens, where
- * cuBLAS (with the decode) reaches 60-390: the backend sends it 5 to 32 tokens
- * (RUVLLM_CUDA_MMQ_MAX). Converting the integer sums with I2F or with the bias trick
+ * cuBLAS (with the decode) reaches 60-390: the backend sends it 5 to 8 tokens by default
+ * (RUVLLM_CUDA_MMQ_MAX; up to 32 it is measured faster, see backend_cuda.c for why 8). Converting the integer sums with I2F or with the bias trick
  * below made no difference, so the large products are not bound by the epilogue's
  * arithmetic; the likely limit is latency (each warp loads its weights and the
  * activation fragments straight from L2 / L1 with no staging; 8 warps per SM at 255
