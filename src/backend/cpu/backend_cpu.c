@@ -6,6 +6,7 @@
  */
 #include "backend_cpu.h"
 #include "q4_0x16.h"
+#include "q6_kx16.h"
 
 #include <math.h>
 
@@ -62,6 +63,10 @@ static void cpu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids,
     const rl__type_traits *tr = rl__type_traits_get(w->type);
     const int64_t dim = w->ne[0];
     for (int64_t t = 0; t < n; t++) {
+        if (w->packed && w->type == RL_TYPE_Q6_K) { /* q6_kx16.h */
+            rl__q6_kx16_to_float(w->packed, dim, w->ne[1], ids[t], y + t * dim);
+            continue;
+        }
         if (w->packed) { /* the file's pages of a packed weight are released (repack.c) */
             size_t stride;
             const uint8_t *row = rl__q4_0x16_row(w->packed, dim, w->ne[1], ids[t], &stride);

@@ -288,7 +288,7 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
         j.prep = rl__gemv_prep_get(wt, isa);
         j.gemm = rl__gemm_get(wt, isa, &j.gemm_rows, &j.gemm_toks);
         rl__packed_kernels pk;
-        if (packed && rl__packed_kernels_get(wt, isa, &pk)) { /* q4_0x16.h */
+        if (packed && rl__packed_kernels_get(wt, isa, &pk)) { /* q4_0x16.h, q6_kx16.h */
             j.w = packed;
             j.gemv = pk.gemv;
             j.prep = pk.prep;

@@ -1,7 +1,9 @@
 /*
  * repack.c - load-time copies of weights in the CPU kernels' own layouts (backend.h:
  * rl__cpu_pack_weights) and the plain-C side of those layouts: Q4_0x16 packing,
- * unpacking, dequantization and its reference dot (q4_0x16.h).
+ * unpacking, dequantization and its reference dot (q4_0x16.h). Q6_K weights of 32 rows or
+ * more get the Q6_Kx16 layout (q6_kx16.h, plain C in q6_kx16.c) unless
+ * RUVLLM_CPU_REPACK_Q6K=0.
  *
  * The copies live in one anonymous mapping with transparent huge pages asked for: a
  * matmul streams every weight once per call, and 2 MiB pages spare it a TLB miss and a
@@ -11,6 +13,7 @@
  * one copy of the weights.
  */
 #include "q4_0x16.h"
+#include "q6_kx16.h"
 #include "../backend.h"
 #include "../../util/threadpool.h"
 
@@ -102,7 +105,16 @@ float rl__vec_dot_q4_0x16_ref(int64_t n, const uint8_t *row, size_t stride, cons
 }
 
 bool rl__packed_kernels_get(rl_type t, rl_cpu_isa isa, rl__packed_kernels *k) {
-    if (t != RL_TYPE_Q4_0 || isa < RL_CPU_ISA_AVX512 || isa >= RL_CPU_ISA_COUNT) return false;
+    if (isa < RL_CPU_ISA_AVX512 || isa >= RL_CPU_ISA_COUNT) return false;
+    if (t == RL_TYPE_Q6_K) { /* q6_kx16.h: the tile only; plain rows keep the GGUF dot */
+        *k = (rl__packed_kernels){
+            .gemm = rl__gemm_q6_kx16_avx512,
+            .gemm_rows = Q6_KX16_ROWS,
+            .gemm_toks = Q6_KX16_TOKS,
+        };
+        return true;
+    }
+    if (t != RL_TYPE_Q4_0) return false;
     *k = (rl__packed_kernels){
         .gemv = rl__gemv_q4_0x16_avx512,
         .prep = rl__gemv_prep_q4_0x16_avx512,
@@ -120,6 +132,7 @@ typedef struct packed_src {
     size_t bytes;
     void *copy;       /* in the mapping */
     int64_t n, rows, n_mat; /* n_mat matrices of rows x n */
+    rl_type type;           /* Q4_0 (q4_0x16.h) or Q6_K (q6_kx16.h) */
 } packed_src;
 
 struct rl__cpu_packed {
@@ -157,8 +170,9 @@ static void pack_task(void *p, int ith, int nth) {
         const packed_src *ps = &j->src[i];
         const size_t mb = ps->bytes / (size_t)ps->n_mat;
         for (int64_t e = 0; e < ps->n_mat; e++) /* each matrix (expert) tiled on its own */
-            rl__q4_0x16_pack((const uint8_t *)ps->data + e * mb, (uint8_t *)ps->copy + e * mb,
-                             ps->n, ps->rows);
+            (ps->type == RL_TYPE_Q6_K ? rl__q6_kx16_pack : rl__q4_0x16_pack)(
+                (const uint8_t *)ps->data + e * mb, (uint8_t *)ps->copy + e * mb, ps->n,
+                ps->rows);
         if (j->release) release_pages(ps->data, ps->bytes);
     }
 }
@@ -172,18 +186,22 @@ rl_status rl__cpu_pack_weights(rl_weight *const *ws, size_t n, int n_threads, bo
     if (!p) return RL_ERR_NOMEM;
     p->src = rl__calloc(n ? n : 1, sizeof *p->src);
     if (!p->src) goto fail;
-    /* distinct sources (a tied output shares the embedding's data) and their offsets */
+    /* distinct sources (a tied output shares the embedding's data) and their offsets.
+     * RUVLLM_CPU_REPACK_Q6K=0 leaves Q6_K weights in the GGUF layout (A/B measurements). */
+    const char *q6k_env = rl__getenv("RUVLLM_CPU_REPACK_Q6K");
+    const bool q6k = !(q6k_env && !strcmp(q6k_env, "0"));
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         const rl_weight *w = ws[i];
-        if (!w->data || !rl__q4_0x16_fits(w->type, w->ne[0]) ||
-            !rl__packed_kernels_get(w->type, isa, &k))
-            continue;
+        const bool fits = rl__q4_0x16_fits(w->type, w->ne[0]) ||
+                          (q6k && rl__q6_kx16_fits(w->type, w->ne[0]) && w->ne[1] >= Q6_KX16_ROWS);
+        if (!w->data || !fits || !rl__packed_kernels_get(w->type, isa, &k)) continue;
         bool seen = false;
         for (size_t s = 0; s < p->n_src && !seen; s++) seen = p->src[s].data == w->data;
         if (seen) continue;
         packed_src *s = &p->src[p->n_src++];
         s->data = w->data;
+        s->type = w->type;
         s->n = w->ne[0];
         s->rows = w->ne[1];
         s->n_mat = RL_MAX(w->ne[2], (int64_t)1);
