@@ -16,7 +16,6 @@
 
 #include <math.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 
 #define ATTN_TILE 64 /* cells per tile */
 #define ATTN_HC 8    /* query heads per pass over the cells */
@@ -161,7 +160,7 @@ void rl__cpu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args
         .n_items = (int64_t)a->n_tok * a->n_head_kv,
     };
     /* RUVLLM_ATTN_AVX2=1 keeps the AVX2 inner loops on AVX-512 machines (A/B runs) */
-    const char *ev = getenv("RUVLLM_ATTN_AVX2");
+    const char *ev = rl__getenv("RUVLLM_ATTN_AVX2");
     j.f16_avx512 = kv->type == RL_TYPE_F16 && rl_cpu_isa_active() >= RL_CPU_ISA_AVX512 &&
                    a->head_dim_k % 16 == 0 && a->head_dim_v % 16 == 0 &&
                    a->head_dim_k <= RL_ATTN_AVX512_MAX_DIM &&
