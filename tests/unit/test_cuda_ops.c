@@ -990,9 +990,12 @@ TEST(cuda_graph_replay) {
  * tokens on a fork that sends every size to the kernel (RUVLLM_CUDA_MMQ_MAX; the default
  * stops at 8), the four types one after another on the same input (the later ones reuse
  * the first one's quantized activations; across types, with split and unsplit K). Each
- * product against the CPU backend (5e-4 over all of a type's products, as the other
- * quantized products) and float64 on the decoded weights (5e-5 each and over all:
- * activations as int8 per 32 values lose about 3e-5); the output is poisoned with NaN
+ * product against the CPU backend over all of a type's products: 1e-6 for Q8_0 and Q4_0
+ * (the CPU rounds their activations as Q8_0, the kernel's rounding: only float order
+ * differs; measured 5e-8), 5e-4 for Q4_K and Q6_K (the CPU rounds as Q8_K, per 256) unless
+ * RUVLLM_CUDA_MMQ_Q8K=1 rounds them as Q8_K too (then 1e-6); and float64 on the decoded
+ * weights (5e-5 each and over all: activations as int8 per 32 values lose about 3e-5;
+ * 1e-4 for the per-256 rounding of RUVLLM_CUDA_MMQ_Q8K=1); the output is poisoned with NaN
  * first, so an unwritten element fails; and a fork with the kernel off (RUVLLM_CUDA_MMQ=0:
  * decoded weights + cuBLAS) gives other bits, so the products above did take it. */
 TEST(cuda_mmq) {
@@ -1016,6 +1019,14 @@ TEST(cuda_mmq) {
     static const int64_t shapes[][2] = {{256, 67}, {2048, 301}, {512, 1029}};
     static const int64_t ns[] = {9, 16, 33, 64, 512};
     err_acc vs_cpu[NT] = {{0, 0}}, vs_ref[NT] = {{0, 0}};
+    const char *q8k_env = getenv("RUVLLM_CUDA_MMQ_Q8K");
+    const bool q8k = q8k_env && q8k_env[0] == '1';
+    double ref_bound[NT], cpu_bound[NT];
+    for (int ti = 0; ti < NT; ti++) {
+        const bool kq = types[ti] == RL_TYPE_Q4_K || types[ti] == RL_TYPE_Q6_K;
+        ref_bound[ti] = kq && q8k ? 1e-4 : 5e-5;
+        cpu_bound[ti] = kq && !q8k ? 5e-4 : 1e-6;
+    }
     int same_as_off = 0, products = 0;
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int64_t K = shapes[si][0], rows = shapes[si][1];
@@ -1064,9 +1075,10 @@ TEST(cuda_mmq) {
                 CHECKF(unwritten == 0, "mmq %s K=%lld rows=%lld n=%lld: %lld outputs not finite",
                        rl_type_name(types[ti]), (long long)K, (long long)rows, (long long)n,
                        (long long)unwritten);
-                CHECKF(er <= 5e-5,
-                       "mmq %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > 5e-5 (vs cpu %.3g)",
-                       rl_type_name(types[ti]), (long long)K, (long long)rows, (long long)n, er, ec);
+                CHECKF(er <= ref_bound[ti],
+                       "mmq %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.0e (vs cpu %.3g)",
+                       rl_type_name(types[ti]), (long long)K, (long long)rows, (long long)n, er,
+                       ref_bound[ti], ec);
                 fprintf(stderr,
                         "  mmq %-5s K=%-4lld rows=%-4lld n=%-3lld nmse vs float64 %.3g, vs cpu %.3g "
                         "(cuBLAS path vs float64 %.3g)\n",
@@ -1087,8 +1099,10 @@ TEST(cuda_mmq) {
     }
     for (int ti = 0; ti < NT; ti++) {
         const double ec = vs_cpu[ti].num / vs_cpu[ti].den, er = vs_ref[ti].num / vs_ref[ti].den;
-        CHECKF(ec <= 5e-4, "mmq %s: nmse vs cpu %.3g over all > 5e-4", rl_type_name(types[ti]), ec);
-        CHECKF(er <= 5e-5, "mmq %s: nmse vs float64 %.3g over all > 5e-5", rl_type_name(types[ti]), er);
+        CHECKF(ec <= cpu_bound[ti], "mmq %s: nmse vs cpu %.3g over all > %.0e",
+               rl_type_name(types[ti]), ec, cpu_bound[ti]);
+        CHECKF(er <= ref_bound[ti], "mmq %s: nmse vs float64 %.3g over all > %.0e",
+               rl_type_name(types[ti]), er, ref_bound[ti]);
         fprintf(stderr, "  mmq %-5s over all: nmse vs cpu %.3g, vs float64 %.3g\n",
                 rl_type_name(types[ti]), ec, er);
     }

@@ -476,7 +476,8 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
     if (q8 && c->q.n_rec > 0) {
         cu_rec *p = &c->q.rec[c->q.n_rec - 1];
         if (p->op == CU_OP_MATMUL) {
-            q8_ready = p->mm.xq == c->q8x && p->mm.x == x && p->mm.n == n && p->mm.K == w->ne[0];
+            q8_ready = p->mm.xq == c->q8x && p->mm.x == x && p->mm.n == n && p->mm.K == w->ne[0] &&
+                       (!mq || rl__cu_mmq_xmode(p->mm.type) == rl__cu_mmq_xmode((int)w->type));
         } else if (!mq && (p->op == CU_OP_RMSNORM || p->op == CU_OP_GLU) && p->ew.x == x &&
                    p->ew.n == n && p->ew.dim == w->ne[0]) {
             /* x comes from the op just before: it writes the quantization too (one launch

@@ -94,6 +94,10 @@ cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes
 /* The staged variant of mmq.cu's kernel (shared memory, cp.async; RUVLLM_CUDA_MMQ_STAGED=1):
  * on (1), off (0) or as the environment says (-1), for the kernel benchmark. */
 void rl__cu_mmq_set_staged(int on);
+/* How mmq.cu quantizes the activations of a product with `type` weights: 0 per 32 values
+ * (Q8_0's rounding), 1 per 256 (Q8_K's: Q4_K and Q6_K with RUVLLM_CUDA_MMQ_Q8K=1); the
+ * quantization of one product serves the next only when the two agree. */
+int rl__cu_mmq_xmode(int type);
 /* The streaming decode product of one token (matvec.cu): whether it takes W (type, aligned
  * rows, K a multiple of its chunk; RUVLLM_CUDA_MV=0 turns it off), whether it reads the q8
  * workspace for that type (else float x), and y[rows] = W x (x or xq, as the type reads). */

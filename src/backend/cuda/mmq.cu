@@ -7,10 +7,12 @@
  * the weight codes with activations quantized to int8 per 32 values, the block scales
  * applied in float per block); this is our own code. The activations are quantized once
  * per product (or once for consecutive products of one input) by mmq_quant_kernel: per
- * block of 32 values of a token, d = max|v| / 127, codes round(v / d), and the float sum
- * of the 32 quantized values (for the weight types with a per-block minimum, Q4_K). A 32-value
- * block then contributes
- *     d_w * d_x * sum(qw * qx)  [- m_w * sum(x)]
+ * block of 32 values of a token, d = max|v| / 127, codes round(v / d) (Q8_0's rounding,
+ * which llama.cpp's CPU uses for Q4_0 / Q8_0 dots), and the sum of the 32 quantized values
+ * d * sum(codes) (for the weight types with a per-block minimum, Q4_K); with
+ * RUVLLM_CUDA_MMQ_Q8K=1 the activations of Q4_K / Q6_K products as Q8_K instead (one scale
+ * per 256: mmq_quant8k_kernel). A 32-value block then contributes
+ *     d_w * d_x * sum(qw * qx)  [- m_w * d_x * sum(qx)]
  * to an output, the integer sum from mma.sync.m16n8k32 (s8 x s8 -> s32); Q6_K, with a
  * scale per 16 values, takes two m16n8k16 products per block instead.
  *
@@ -279,6 +281,46 @@ __global__ void mmq_quant_kernel(const float *__restrict__ x, int64_t n, int64_t
     /* word w: values 4w..4w+3 -> lane 4g + (w & 3), first (w < 4) or second word */
     q[(tile * 32 + 4 * g + (w & 3)) * 2 + (w >> 2)] = word;
     if (w == 0) sc[tile * 8 + g] = make_float2(d, sum);
+}
+
+/* The same layout with the activations of k-quant products rounded as llama.cpp's CPU
+ * dot products of Q4_K / Q6_K round them (Q8_K: one scale per 256 values, rl__quant_q8_K;
+ * RUVLLM_CUDA_MMQ_Q8K=1, not yet run on a GPU): a warp per 256 values of a token, lane l
+ * holding values 8l..8l+7 (q8k_warp's codes, its residual unused); each block of 32 gets
+ * the 256's scale and the sum of its own codes. Then the integer sums are the CPU's and
+ * only the float order of the scale products differs (as for Q8_0 / Q4_0 with the per-32
+ * rounding, which is Q8_0's). */
+__global__ void mmq_quant8k_kernel(const float *__restrict__ x, int64_t n, int64_t K, int ntl,
+                                   uint32_t *__restrict__ q, float2 *__restrict__ sc) {
+    rlcu::pdl_enter();
+    const int64_t wi = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; /* warp */
+    const int lane = threadIdx.x & 31;
+    const int64_t nb = K / 256;
+    const int64_t tok = wi / nb, b256 = wi % nb;
+    if (tok >= (int64_t)ntl * 8) return; /* whole warps */
+    float v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (tok < n) {
+        const float4 *xp = reinterpret_cast<const float4 *>(x + tok * K + b256 * 256) + 2 * lane;
+        const float4 a = xp[0], b = xp[1];
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    }
+    uint2 codes, resid;
+    float d = 0.0f;
+    q8k_warp(v, &codes, &resid, &d);
+    d = __shfl_sync(0xffffffffu, d, 0);
+    int csum = 0;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        csum += (int)(int8_t)(codes.x >> (8 * i)) + (int)(int8_t)(codes.y >> (8 * i));
+    csum += __shfl_xor_sync(0xffffffffu, csum, 1);
+    csum += __shfl_xor_sync(0xffffffffu, csum, 2);
+    const int64_t kb = b256 * 8 + (lane >> 2); /* this lane's block of 32 */
+    const int64_t tile = kb * ntl + tok / 8;
+    const int g = (int)(tok & 7), m = lane & 3;
+    /* values 8m..8m+7 of the block: words 2m, 2m+1 -> lane 4g + (w & 3), word w >> 2 */
+    q[(tile * 32 + 4 * g + ((2 * m) & 3)) * 2 + (m >> 1)] = codes.x;
+    q[(tile * 32 + 4 * g + ((2 * m + 1) & 3)) * 2 + (m >> 1)] = codes.y;
+    if (m == 0) sc[tile * 8 + g] = make_float2(d, d * (float)csum);
 }
 
 /* ---- the product ---- */
@@ -672,6 +714,16 @@ void launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row
 
 } // namespace
 
+int g_mmq_q8k = -1; /* RUVLLM_CUDA_MMQ_Q8K=1: k-quant activations as Q8_K (read once) */
+
+extern "C" int rl__cu_mmq_xmode(int type) {
+    if (g_mmq_q8k < 0) {
+        const char *v = getenv("RUVLLM_CUDA_MMQ_Q8K");
+        g_mmq_q8k = v && v[0] == '1';
+    }
+    return g_mmq_q8k && (type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K) ? 1 : 0;
+}
+
 extern "C" void rl__cu_mmq_set_staged(int on) {
     if (on < 0) {
         const char *v = getenv("RUVLLM_CUDA_MMQ_STAGED");
@@ -714,7 +766,11 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
     float *part = reinterpret_cast<float *>(base + codes_bytes(K, p.ntl) + scales_bytes(K, p.ntl));
-    if (!xq_ready) {
+    if (!xq_ready && rl__cu_mmq_xmode(type) == 1) {
+        const int64_t threads = (int64_t)p.ntl * 8 * (K / 256) * 32;
+        (void)rlcu::launch(mmq_quant8k_kernel, (unsigned)((threads + 255) / 256), 256, 0, s, x, n,
+                           K, p.ntl, q, sc);
+    } else if (!xq_ready) {
         const int64_t threads = (int64_t)p.ntl * 8 * (K / 4);
         (void)rlcu::launch(mmq_quant_kernel, (unsigned)((threads + 255) / 256), 256, 0, s, x, n, K,
                            p.ntl, q, sc);
