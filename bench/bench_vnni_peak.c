@@ -40,6 +40,28 @@ static uint8_t g_buf[8192] __attribute__((aligned(64)));
     "vpdpbusd %%zmm12, %%zmm13, %%zmm6\n vpdpbusd %%zmm12, %%zmm13, %%zmm7\n"                 \
     "vpdpbusd %%zmm12, %%zmm13, %%zmm8\n vpdpbusd %%zmm12, %%zmm13, %%zmm9\n"                 \
     "vpdpbusd %%zmm12, %%zmm13, %%zmm10\n vpdpbusd %%zmm12, %%zmm13, %%zmm11\n"
+/* the same with distinct sources (a tile's code and activation registers) */
+#define DP12_RR_DIST                                                                         \
+    "vpdpbusd %%zmm12, %%zmm16, %%zmm0\n vpdpbusd %%zmm13, %%zmm16, %%zmm1\n"                 \
+    "vpdpbusd %%zmm14, %%zmm16, %%zmm2\n vpdpbusd %%zmm15, %%zmm16, %%zmm3\n"                 \
+    "vpdpbusd %%zmm12, %%zmm17, %%zmm4\n vpdpbusd %%zmm13, %%zmm17, %%zmm5\n"                 \
+    "vpdpbusd %%zmm14, %%zmm17, %%zmm6\n vpdpbusd %%zmm15, %%zmm17, %%zmm7\n"                 \
+    "vpdpbusd %%zmm12, %%zmm18, %%zmm8\n vpdpbusd %%zmm13, %%zmm18, %%zmm9\n"                 \
+    "vpdpbusd %%zmm14, %%zmm18, %%zmm10\n vpdpbusd %%zmm15, %%zmm18, %%zmm11\n"
+/* one step d of a 3-row x 4-token pass: 4 activation loads, 3 code loads + unpack
+ * (and), 12 vpdpbusd */
+#define PASS_STEP                                                                            \
+    "vmovdqu64 0(%1), %%zmm12\n vmovdqu64 64(%1), %%zmm13\n"                                 \
+    "vmovdqu64 128(%1), %%zmm14\n vmovdqu64 192(%1), %%zmm15\n"                              \
+    "vpandd 1024(%1), %%zmm22, %%zmm16\n"                                                     \
+    "vpdpbusd %%zmm12, %%zmm16, %%zmm0\n vpdpbusd %%zmm13, %%zmm16, %%zmm1\n"                 \
+    "vpdpbusd %%zmm14, %%zmm16, %%zmm2\n vpdpbusd %%zmm15, %%zmm16, %%zmm3\n"                 \
+    "vpandd 1088(%1), %%zmm22, %%zmm17\n"                                                     \
+    "vpdpbusd %%zmm12, %%zmm17, %%zmm4\n vpdpbusd %%zmm13, %%zmm17, %%zmm5\n"                 \
+    "vpdpbusd %%zmm14, %%zmm17, %%zmm6\n vpdpbusd %%zmm15, %%zmm17, %%zmm7\n"                 \
+    "vpandd 1152(%1), %%zmm22, %%zmm18\n"                                                     \
+    "vpdpbusd %%zmm12, %%zmm18, %%zmm8\n vpdpbusd %%zmm13, %%zmm18, %%zmm9\n"                 \
+    "vpdpbusd %%zmm14, %%zmm18, %%zmm10\n vpdpbusd %%zmm15, %%zmm18, %%zmm11\n"
 #define DP12_RM                                                                              \
     "vpdpbusd 0(%1), %%zmm13, %%zmm0\n vpdpbusd 64(%1), %%zmm13, %%zmm1\n"                    \
     "vpdpbusd 128(%1), %%zmm13, %%zmm2\n vpdpbusd 192(%1), %%zmm13, %%zmm3\n"                 \
@@ -133,6 +155,8 @@ static uint8_t g_buf[8192] __attribute__((aligned(64)));
 LOOP(t_add, ADDLAT)
 LOOP(t_dp_lat, DPLAT)
 LOOP(t_dp_rr, DP12_RR)
+LOOP(t_dp_rr_dist, DP12_RR_DIST)
+LOOP(t_pass_step, PASS_STEP)
 LOOP(t_dp_rm, DP12_RM)
 LOOP(t_dp_bc, DP12_BC)
 LOOP(t_ld, LD12)
@@ -169,12 +193,14 @@ int main(int argc, char **argv) {
     }
     memset(g_buf, 1, sizeof g_buf);
     /* the clock: 4 dependent adds a body, one cycle each */
-    const double ta = best_of(t_add, iters, 5);
+    const double ta = best_of(t_add, iters, 11);
     const double hz = (double)iters * REP * 4 / ta;
     printf("{\"loop\": \"add_chain\", \"ghz\": %.3f}\n", hz * 1e-9);
     const loop_def defs[] = {
         {"dp_latency", "one vpdpbusd chain: cycles per instruction", t_dp_lat, 1, 1},
         {"dp_reg", "12 independent vpdpbusd, register operands", t_dp_rr, 12, 12},
+        {"dp_reg_distinct", "12 independent vpdpbusd, 3 x 4 distinct source registers", t_dp_rr_dist, 12, 12},
+        {"pass_step", "a 3-row x 4-token step: 4 + 3 loads, 3 and, 12 vpdpbusd", t_pass_step, 12, 12},
         {"dp_mem", "12 independent vpdpbusd, signed operand 64 B from L1", t_dp_rm, 12, 12},
         {"dp_bcast", "12 independent vpdpbusd, signed operand {1to16} from L1", t_dp_bc, 12, 12},
         {"load512", "12 independent 64-byte loads from L1", t_ld, 12, 0},
@@ -185,7 +211,7 @@ int main(int argc, char **argv) {
         {"dp8_srl8", "8 vpdpbusd + 8 independent vpsrlw", t_dp_shift, 16, 8},
     };
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
-        const double t = best_of(defs[i].fn, iters, 5);
+        const double t = best_of(defs[i].fn, iters, 11);
         const double cycles = t * hz, bodies = (double)iters * REP;
         const double ipc = bodies * defs[i].per_body / cycles;
         printf("{\"loop\": \"%s\", \"what\": \"%s\", \"per_cycle\": %.3f, \"cycles_per\": %.3f, "

@@ -72,8 +72,8 @@ float rl__gemv_q4_0x16_avx512(int64_t n, const void *x, const int8_t *yqs, const
 /* The tile takes up to 8 tokens a call: k-segments of 4 groups (every token's activations
  * of a segment stay in L1), each multiplied in passes of 3 rows x 4 tokens (12 integer and
  * 12 float accumulators) that load each activation register once for 3 rows and each code
- * register once for 4 tokens, while the next tile's bytes are prefetched to L2 evenly over
- * the passes. One token: the rows one after the other (memory bound). Zen 5, one thread,
+ * register once for 4 tokens, while the next tile's bytes are prefetched evenly over the
+ * passes. One token: the rows one after the other (memory bound). Zen 5, one thread,
  * 72 MiB streamed, 8 tokens: 6 x 3 tile 212-219 -> 247-251 GMAC/s; 2 threads 441-447 ->
  * 478-520 (2,048 columns), 385 -> 454-461 (8,192 columns), load ~6. */
 #define RL__GEMM_Q4_0X16_TOKS 8
