@@ -451,9 +451,12 @@ __device__ __forceinline__ void step_product(const typename WT::Row (&row)[MT][2
                 WT::frag(row[i][h], sb, lo[i][h], hi[i][h], d0[i][h], d1[i][h], mn[i][h]);
 #pragma unroll
         for (int j = 0; j < NT; j++) {
-            if (j < nj) {
-                const uint2 b = xq[((int64_t)sb * stride + j) * 32 + lane];
-                const float4 xv = xs[((int64_t)sb * stride + j) * 4 + t]; /* d, sum: 2t, 2t+1 */
+            /* no branch on nj: tiles past it read the last one's fragments (in bounds) and
+             * their sums are never stored, so the loads of all j can be issued together */
+            {
+                const int jj = j < nj ? j : nj - 1;
+                const uint2 b = xq[((int64_t)sb * stride + jj) * 32 + lane];
+                const float4 xv = xs[((int64_t)sb * stride + jj) * 4 + t]; /* d, sum: 2t, 2t+1 */
 #pragma unroll
                 for (int i = 0; i < MT; i++) {
                     if constexpr (WT::HALVES) {
