@@ -216,7 +216,8 @@ static inline __attribute__((always_inline)) void attend(const int NH, const att
             m[h] = mn;
         }
         int32_t c0 = 0;
-        for (; c0 + 16 * CW <= a->dv; c0 += 16 * CW) tile_values(NH, CW, a, c0, i0, nt, s, corr, acc);
+        for (; c0 + 16 * CW <= a->dv; c0 += 16 * CW)
+            tile_values(NH, CW, a, c0, i0, nt, s, corr, acc);
         for (; c0 < a->dv; c0 += 16) tile_values(NH, 1, a, c0, i0, nt, s, corr, acc);
     }
     for (int h = 0; h < NH; h++) l_out[h] = l[h];
