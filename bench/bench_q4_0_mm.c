@@ -10,8 +10,8 @@
  * --shapes: a Llama-3.2-1B layer's products one after the other, rows x cols = 2048 x 2048
  * (q, o), 512 x 2048 (k, v), 8192 x 2048 (gate, up), 2048 x 8192 (down): 2-9 MiB each,
  * so they sit in L3 between calls (compute, not DRAM, bounds them from a few tokens on).
- * --kernel: the Q4_0x16 tile kernel alone, one thread, on 8 tiles (48 rows) that stay in
- * L2 and activations prepared once: "kernel_gmacs" is the tile's own rate, to compare
+ * --kernel: the Q4_0x16 tile kernel alone, one thread, on 8 tiles (48 rows: L2; --rows R:
+ * R / 6 tiles) and activations prepared once: "kernel_gmacs" is the tile's own rate, to compare
  * with bench_vnni_peak's vpdpbusd peak (64 MACs each).
  *
  * Each line (JSON) gives the best time of K calls of rl_matmul's path (activation
@@ -48,13 +48,13 @@ static void *huge_alloc(size_t bytes, bool hp) {
 
 /* The tile kernel alone over 8 tiles of n columns, nt tokens at a time: GMAC/s, best of
  * reps runs of enough calls to take ~2 ms. */
-static int bench_kernel(int64_t n, const char *toks, int reps) {
+static int bench_kernel(int64_t n, int64_t tiles, const char *toks, int reps) {
     rl__packed_kernels k;
     if (!rl__packed_kernels_get(RL_TYPE_Q4_0, rl_cpu_isa_active(), &k)) {
         fprintf(stderr, "bench_q4_0_mm: no Q4_0x16 kernels on this CPU\n");
         return 1;
     }
-    const int64_t rows = 8 * (int64_t)k.gemm_rows, max_tok = 256;
+    const int64_t rows = tiles * (int64_t)k.gemm_rows, max_tok = 256;
     const size_t rb = (size_t)n / 32 * sizeof(block_q4_0);
     const size_t yst = ((size_t)n * 2 + (size_t)n / 4 + (size_t)n / 8 + 63) & ~(size_t)63;
     uint8_t *w = aligned_alloc(64, rb * (size_t)rows), *wp = aligned_alloc(64, rb * (size_t)rows);
@@ -107,9 +107,9 @@ int main(int argc, char **argv) {
     int64_t rows = 32768, cols = 2048;
     int nth = 0, reps = 20;
     const char *toks = NULL;
-    bool hp = true, shapes = false, kernel = false;
+    bool hp = true, shapes = false, kernel = false, rows_set = false;
     for (int a = 1; a < argc; a++) {
-        if (!strcmp(argv[a], "--rows") && a + 1 < argc) rows = atoll(argv[++a]);
+        if (!strcmp(argv[a], "--rows") && a + 1 < argc) rows = atoll(argv[++a]), rows_set = true;
         else if (!strcmp(argv[a], "--cols") && a + 1 < argc) cols = atoll(argv[++a]);
         else if (!strcmp(argv[a], "--tokens") && a + 1 < argc) toks = argv[++a];
         else if (!strcmp(argv[a], "-t") && a + 1 < argc) nth = atoi(argv[++a]);
@@ -127,7 +127,7 @@ int main(int argc, char **argv) {
     if (kernel) {
         rl__init_tables();
         if (cols % 512 != 0 || cols <= 0 || reps < 1) return 2;
-        return bench_kernel(cols, toks, reps);
+        return bench_kernel(cols, rows_set ? RL_MAX((int64_t)1, rows / 6) : 8, toks, reps);
     }
     if (shapes) {
         /* each shape in its own run of this program, as given on the command line */
