@@ -1032,6 +1032,9 @@ TEST(cuda_mmq) {
         const int64_t K = shapes[si][0], rows = shapes[si][1];
         qweight q[NT];
         for (int ti = 0; ti < NT; ti++) CHECK(make_weight(types[ti], K, rows, &q[ti]));
+        /* the weights went up through `gpu`, whose small copies wait in its queue and whose
+         * stream is not the forks': finish them before the forks read the weights */
+        gpu_sync();
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int64_t n = ns[ni];
             if (n == 512 && K * rows > 600000) continue; /* the float64 reference's cost */
