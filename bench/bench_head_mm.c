@@ -82,7 +82,8 @@ int main(int argc, char **argv) {
     float *x = malloc((size_t)cols * max_tok * sizeof(float));
     float *y = malloc((size_t)rows * max_tok * sizeof(float));
     if (!x || !y) return 1;
-    for (int64_t i = 0; i < cols * max_tok; i++) x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 1e-3f;
+    for (int64_t i = 0; i < cols * max_tok; i++)
+        x[i] = (float)((int64_t)(rnd() % 2001) - 1000) * 1e-3f;
     for (const char *p = toks; *p;) {
         int nt = atoi(p);
         if (nt < 1 || nt > max_tok) return 2;
@@ -104,7 +105,8 @@ int main(int argc, char **argv) {
                "\"q6_kx16_gmacs\": %.1f, \"speedup\": %.3f, \"weight_mib\": %.1f}\n",
                (long long)rows, (long long)cols, nt, rl_threadpool_n_threads(pool),
                best[0] * 1e3, best[1] * 1e3, best[0] > 0 ? macs / best[0] * 1e-9 : 0,
-               best[1] > 0 ? macs / best[1] * 1e-9 : 0, best[1] > 0 ? best[0] / best[1] : 0, (double)wbytes / 1048576.0);
+               best[1] > 0 ? macs / best[1] * 1e-9 : 0, best[1] > 0 ? best[0] / best[1] : 0,
+               (double)wbytes / 1048576.0);
         fflush(stdout);
         while (*p && *p != ',') p++;
         if (*p == ',') p++;

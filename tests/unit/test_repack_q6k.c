@@ -86,8 +86,8 @@ static void check_tile(int64_t n, const uint8_t *w, const uint8_t *p, const bloc
         rl__gemm_q6_kx16_avx512(n, nt, p, 0, (const uint8_t *)yq + (size_t)t0 * yst, yst, out, 40);
         for (int t = 0; t < nt; t++)
             for (int r = 0; r < Q6_KX16_ROWS; r++) {
-                const float ref = rl__vec_dot_q6_K_ref(n, w + r * rb,
-                                                       (const uint8_t *)yq + (size_t)(t0 + t) * yst);
+                const uint8_t *yt = (const uint8_t *)yq + (size_t)(t0 + t) * yst;
+                const float ref = rl__vec_dot_q6_K_ref(n, w + r * rb, yt);
                 CHECKF(!memcmp(&ref, &out[t * 40 + r], 4),
                        "%s n %lld nt %d token %d row %d: %.9g != ref %.9g", what, (long long)n, nt,
                        t0 + t, r, out[t * 40 + r], ref);
@@ -155,8 +155,8 @@ TEST(matmul_paths) {
             rl__q6_kx16_pack(w, p, n, rows);
             float *x = malloc((size_t)(n * max_t) * 4);
             for (int64_t i = 0; i < n * max_t; i++) x[i] = rnd_sym() * (float)(1 + i % 7);
-            float *y0 = malloc((size_t)(rows * max_t) * 4), *y1 = malloc((size_t)(rows * max_t) * 4),
-                  *y2 = malloc((size_t)rows * 4);
+            float *y0 = malloc((size_t)(rows * max_t) * 4);
+            float *y1 = malloc((size_t)(rows * max_t) * 4), *y2 = malloc((size_t)rows * 4);
             block_q8_K *yq = malloc((size_t)n / QK_K * sizeof(block_q8_K));
             for (size_t k = 0; k < RL_ARRAY_LEN(toks); k++) {
                 const int nt = toks[k];
