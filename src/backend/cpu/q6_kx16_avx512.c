@@ -11,8 +11,9 @@
  * -32 * bsum_k: the exact sum_j (c_j - 32) y_j of each row's sub-block. vpmulld by the
  * rows' scales and vpaddd accumulate the super-block's exact int32 sum (|sum| <= 16 *
  * 128 * 16 * 32 * 128 < 2^31). Once per super-block, token and 16 rows: (d_x * d_y) *
- * (float)isum added to the token's sums, as the plain-C reference does (no FMA: the library builds with -ffp-contract=off), so each result
- * equals rl__vec_dot_q6_K_ref's bit for bit.
+ * (float)isum added to the token's sums, as the plain-C reference does (no FMA: the
+ * library builds with -ffp-contract=off), so each result equals rl__vec_dot_q6_K_ref's bit
+ * for bit.
  */
 #include "q6_kx16.h"
 
