@@ -23,10 +23,12 @@
 #define TT Q6_KX16_TOKS
 
 /* Software prefetch distance of the weights in bytes: a tile reads its chunks in memory
- * order and asks for each line once. One to three tokens: 8 KiB ahead, as dot_k_avx512.c's
- * k-quant kernels (4, 12, 24 KiB no better on the 128,256 x 2,048 head under load; none: a
- * third of the rate). Four or more tokens take longer per chunk, and 16 KiB kept the
- * lines coming: 8 tokens 1.7-1.85x -> 2.0-2.4x the GGUF tile's rate (32 KiB: the same). */
+ * order. One to three tokens: 8 KiB ahead, as dot_k_avx512.c's k-quant kernels (4, 12, 24
+ * KiB no better on the 128,256 x 2,048 head under load; none: a third of the rate). Four or
+ * more tokens take longer per chunk, and 16 KiB kept the lines coming: 8 tokens 1.7-1.85x
+ * -> 2.0-2.4x the GGUF tile's rate (32 KiB: the same). Each line is asked for twice, at the
+ * distance and at half of it (a prefetch the core drops while its miss buffers are full
+ * gets a second chance): 1 to 4 tokens ~4% faster, alternating A/B under load ~3. */
 #define PF_DIST(nt) ((nt) >= 4 ? 16384 : 8192)
 
 /* (a & c) | (b & ~c) and (a & c) | b, as vpternlogd immediates (a, b, c = bits 2, 1, 0 of
@@ -82,8 +84,10 @@ static inline __attribute__((always_inline)) void tile(const int NT, int64_t n, 
         for (int k = 0; k < 16; k++) {
             const uint8_t *ck = c + 384 * k;
             UNROLL
-            for (int l = 0; l < 6; l++)
+            for (int l = 0; l < 6; l++) {
                 _mm_prefetch((const char *)ck + PF_DIST(NT) + 64 * l, _MM_HINT_T0);
+                _mm_prefetch((const char *)ck + PF_DIST(NT) / 2 + 64 * l, _MM_HINT_T0);
+            }
             __m512i w[2][4];
             codes(ck, w[0]);
             codes(ck + 192, w[1]);
@@ -107,8 +111,11 @@ static inline __attribute__((always_inline)) void tile(const int NT, int64_t n, 
         }
         UNROLL
         for (int l = 0; l < 9; l++)
-            _mm_prefetch((const char *)c + Q6_KX16_SCALES + PF_DIST(NT) + 64 * l,
-                         _MM_HINT_T0);
+        {
+            const char *p = (const char *)c + Q6_KX16_SCALES + 64 * l;
+            _mm_prefetch(p + PF_DIST(NT), _MM_HINT_T0);
+            _mm_prefetch(p + PF_DIST(NT) / 2, _MM_HINT_T0);
+        }
         UNROLL
         for (int h = 0; h < 2; h++) {
             const __m512 dx =
