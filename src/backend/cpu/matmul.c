@@ -295,6 +295,10 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
             j.gemm = pk.gemm;
             j.gemm_rows = pk.gemm_rows;
             j.gemm_toks = pk.gemm_toks; /* long rows: the Q4_0x16 tile splits k itself */
+            if (pk.gemm_many && n_tok > pk.gemm_toks) { /* a prompt (q4_0x16.h) */
+                j.gemm = pk.gemm_many;
+                j.gemm_toks = pk.gemm_many_toks;
+            }
             j.gemm_all = true;
         }
         size_t scratch = x_bytes, x_bytes_al = (x_bytes + 63) & ~(size_t)63;

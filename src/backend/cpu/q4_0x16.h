@@ -80,6 +80,12 @@ float rl__gemv_q4_0x16_avx512(int64_t n, const void *x, const int8_t *yqs, const
 #define RL__GEMM_Q4_0X16_PASS_TOKS 4
 void rl__gemm_q4_0x16_avx512(int64_t n, int nt, const void *x, size_t xst, const uint8_t *ys,
                              size_t yst, float *out, size_t ost);
+/* The tile for prompts (more than RL__GEMM_Q4_0X16_TOKS tokens a product): 6 rows x 3
+ * tokens, the activations read from L1 by each product (compute bound there; see the
+ * .c). Bit-identical to the above. */
+#define RL__GEMM_Q4_0X16_MANY_TOKS 3
+void rl__gemm_q4_0x16_6x3_avx512(int64_t n, int nt, const void *x, size_t xst,
+                                 const uint8_t *ys, size_t yst, float *out, size_t ost);
 
 /* The kernels matmul uses for a Q4_0x16 weight of type t on path isa; false when the path
  * has none (the caller reads the GGUF copy instead). Every token count goes through the
@@ -90,6 +96,8 @@ typedef struct rl__packed_kernels {
     rl__gemv_prep_fn prep;
     rl__gemm_fn gemm;
     int gemm_rows, gemm_toks;
+    rl__gemm_fn gemm_many; /* NULL, or the tile for products of more than gemm_toks tokens */
+    int gemm_many_toks;
 } rl__packed_kernels;
 bool rl__packed_kernels_get(rl_type t, rl_cpu_isa isa, rl__packed_kernels *k);
 

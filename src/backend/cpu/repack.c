@@ -121,6 +121,8 @@ bool rl__packed_kernels_get(rl_type t, rl_cpu_isa isa, rl__packed_kernels *k) {
         .gemm = rl__gemm_q4_0x16_avx512,
         .gemm_rows = Q4_0X16_ROWS,
         .gemm_toks = RL__GEMM_Q4_0X16_TOKS,
+        .gemm_many = rl__gemm_q4_0x16_6x3_avx512,
+        .gemm_many_toks = RL__GEMM_Q4_0X16_MANY_TOKS,
     };
     return true;
 }
