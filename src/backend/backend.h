@@ -226,7 +226,9 @@ bool rl__cpu_can_multiply(rl_type t);
 
 /* ---- CPU weight layouts (src/backend/cpu/repack.c) ----
  * Load-time copies of weights in layouts the CPU kernels of the active ISA read faster
- * (Q4_0 rows of a multiple of 512 columns on AVX-512 VNNI: src/backend/cpu/q4_0x16.h).
+ * (on AVX-512 VNNI: Q4_0 rows of a multiple of 512 columns, src/backend/cpu/q4_0x16.h;
+ * Q6_K weights of 32+ rows in tiles of 32 rows, src/backend/cpu/q6_kx16.h;
+ * RUVLLM_CPU_REPACK=0 turns both off, RUVLLM_CPU_REPACK_Q6K=0 only the second).
  * rl__cpu_pack_weights copies each weight of ws[0..n) that has such a layout (weights
  * sharing data share the copy) into one anonymous read-only mapping (transparent huge
  * pages asked for) on up to n_threads threads (<= 0: physical cores) and sets its packed

@@ -16,6 +16,7 @@
  *    turns it off.
  */
 #include "test.h"
+#include "model_logits.h"
 #include "backend/backend.h"
 #include "backend/cpu/q6_kx16.h"
 #include "model/model.h"
@@ -246,37 +247,6 @@ TEST(pack_weights) {
     free(a), free(b);
 }
 
-/* Logits of a few prompt tokens and one decode token (the prompt's rows take the tile with
- * several tokens, the decode token with one). */
-static float *model_logits(const char *path, int *n_vocab, rl_model **keep) {
-    char err[512];
-    rl_model *m = NULL;
-    rl_model_params mp = rl_model_default_params();
-    mp.n_threads = 2;
-    if (rl_model_load(path, &mp, &m, err, sizeof err) != RL_OK) {
-        CHECKF(0, "%s", err);
-        return NULL;
-    }
-    rl_context *ctx = NULL;
-    rl_context_params cp = rl_context_default_params();
-    cp.n_ctx = 64;
-    CHECK(rl_context_create(m, &cp, &ctx, err, sizeof err) == RL_OK);
-    const int nv = rl_model_n_vocab(m);
-    float *out = malloc((size_t)nv * 2 * sizeof(float));
-    const rl_token prompt[] = {1, 72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100};
-    rl_batch b = rl_batch_get(prompt, (int32_t)RL_ARRAY_LEN(prompt));
-    CHECK(rl_decode(ctx, &b) == RL_OK);
-    memcpy(out, rl_get_logits(ctx, -1), (size_t)nv * sizeof(float));
-    const rl_token next = 33;
-    b = rl_batch_get(&next, 1);
-    CHECK(rl_decode(ctx, &b) == RL_OK);
-    memcpy(out + nv, rl_get_logits(ctx, -1), (size_t)nv * sizeof(float));
-    rl_context_free(ctx);
-    *n_vocab = nv;
-    *keep = m;
-    return out;
-}
-
 TEST(model_logits_close) {
     char path[256];
     snprintf(path, sizeof path, "/tmp/test_repack_q6k_%d.gguf", (int)getpid());
@@ -290,11 +260,11 @@ TEST(model_logits_close) {
     int nv0 = 0, nv1 = 0, nv2 = 0;
     rl_model *m0 = NULL, *m1 = NULL, *m2 = NULL;
     setenv("RUVLLM_CPU_REPACK_Q6K", "0", 1);
-    float *l0 = model_logits(path, &nv0, &m0);
+    float *l0 = rl_test_prompt_logits(path, &nv0, &m0);
     unsetenv("RUVLLM_CPU_REPACK_Q6K");
-    float *l1 = model_logits(path, &nv1, &m1);
+    float *l1 = rl_test_prompt_logits(path, &nv1, &m1);
     setenv("RUVLLM_CPU_REPACK", "0", 1);
-    float *l2 = model_logits(path, &nv2, &m2);
+    float *l2 = rl_test_prompt_logits(path, &nv2, &m2);
     unsetenv("RUVLLM_CPU_REPACK");
     CHECK(l0 && l1 && l2 && nv0 == nv1 && nv0 == nv2 && nv0 > 0);
     if (l0 && l1 && l2) {
