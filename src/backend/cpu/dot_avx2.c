@@ -13,6 +13,7 @@
  * -128. Results differ from the reference only by float summation order.
  */
 #include "cpu.h"
+#include "prefetch.h"
 
 #include <immintrin.h>
 
@@ -32,7 +33,7 @@ static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
  * 24.5 GB/s; 2048 and 8192 bytes did worse or no better; prefetchnta did worse. */
 #define PF_DIST 4096
 static inline void pf_span(const void *p, size_t span) {
-    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+    rl__prefetch_lines((const char *)p + PF_DIST, span);
 }
 
 float rl__vec_dot_f32_avx2(int64_t n, const void *vx, const void *vy) {

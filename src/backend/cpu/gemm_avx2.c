@@ -12,6 +12,7 @@
  * order into the same two accumulators and the same reduction.
  */
 #include "cpu.h"
+#include "prefetch.h"
 
 #include <immintrin.h>
 
@@ -23,7 +24,7 @@
 
 #define PF_DIST 4096
 static inline void pf_span(const void *p, size_t span) {
-    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+    rl__prefetch_lines((const char *)p + PF_DIST, span);
 }
 
 static inline float hsum8(__m256 v) {

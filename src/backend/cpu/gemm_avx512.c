@@ -13,6 +13,7 @@
  * and the same final reduction.
  */
 #include "cpu.h"
+#include "prefetch.h"
 
 #include <immintrin.h>
 
@@ -28,7 +29,7 @@
 
 #define PF_DIST 4096
 static inline void pf_span(const void *p, size_t span) {
-    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)p + PF_DIST + o, _MM_HINT_T0);
+    rl__prefetch_lines((const char *)p + PF_DIST, span);
 }
 
 static inline float h2f(rl_fp16 h) { return _cvtsh_ss(h); }
