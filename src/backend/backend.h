@@ -28,7 +28,7 @@
 
 #include <stdio.h>
 
-#define RL_BACKEND_OPS_VERSION 4
+#define RL_BACKEND_OPS_VERSION 5
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -201,6 +201,13 @@ typedef struct rl_backend_ops {
      * never wins; 0 when no value is above -inf), after the queued work; only the ids
      * travel to the host. */
     void (*argmax_to_host)(rl_backend *be, const float *x, int64_t n, int64_t dim, int32_t *ids);
+
+    /* ---- version 5: products sharing their input (NULL: the model calls matmul per weight) */
+    /* y[i] = x W_i^T for i < n_w (q/k/v, gate/up): the matmul of each weight, bit for bit,
+     * with the input converted once and the products in one pool dispatch. The weights are
+     * 2-D with the same ne[0]; each y[i] is dense [n][w[i]->ne[1]] and overlaps no x. */
+    rl_status (*matmul_multi)(rl_backend *be, const rl_weight *const *w, int n_w, const float *x,
+                              int64_t n, float *const *y);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

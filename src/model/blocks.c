@@ -70,6 +70,21 @@ static void linear_into(rl__fwd *f, const rl_weight *w, const float *bias, const
     if (bias) f->be->ops->add_row(f->be, y, n, w->ne[1], w->ne[1], bias);
 }
 
+/* y[i] = x W_i^T (+ bias[i]) for n_w weights that read the same x (q/k/v, gate/up): one
+ * backend call converting x once where the backend has matmul_multi, else one matmul each.
+ * The same results either way (the biases touch only their own y[i]). */
+static void linear_multi_into(rl__fwd *f, const rl_weight *const *w, const float *const *bias,
+                              int n_w, const float *x, int64_t n, float *const *y) {
+    const rl_backend_ops *ops = f->be->ops;
+    if (f->dry || !ops->matmul_multi) {
+        for (int i = 0; i < n_w; i++) linear_into(f, w[i], bias[i], x, n, y[i]);
+        return;
+    }
+    set_status(f, ops->matmul_multi(f->be, w, n_w, x, n, y));
+    for (int i = 0; i < n_w; i++)
+        if (bias[i]) ops->add_row(f->be, y[i], n, w[i]->ne[1], w[i]->ne[1], bias[i]);
+}
+
 float *rl__op_linear(rl__fwd *f, const rl_weight *w, const float *bias, const float *x,
                      int64_t n) {
     float *y = rl__fwd_alloc(f, n * w->ne[1]);
@@ -128,9 +143,13 @@ float *rl__blk_attn(rl__fwd *f, int il, const float *h) {
         v = q + nq + nk;
         ld_q = ld_k = ld_v = nq + nk + nv;
     } else {
-        q = rl__op_linear(f, &L->wq, L->bq, h, n);
-        k = rl__op_linear(f, &L->wk, L->bk, h, n);
-        v = rl__op_linear(f, &L->wv, L->bv, h, n);
+        q = rl__fwd_alloc(f, n * L->wq.ne[1]);
+        k = rl__fwd_alloc(f, n * L->wk.ne[1]);
+        v = rl__fwd_alloc(f, n * L->wv.ne[1]);
+        const rl_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+        const float *b[3] = {L->bq, L->bk, L->bv};
+        float *y[3] = {q, k, v};
+        linear_multi_into(f, w, b, 3, h, n, y);
         ld_q = nq;
         ld_k = nk;
         ld_v = nv;
@@ -184,8 +203,12 @@ static void glu_ffn_into(rl__fwd *f, const glu_ffn *w, const float *x, int64_t n
     size_t mark = rl__fwd_mark(f);
     float *g;
     if (w->gate->data) {
-        g = rl__op_linear(f, w->gate, w->gate_b, x, n);
-        float *u = rl__op_linear(f, w->up, w->up_b, x, n);
+        g = rl__fwd_alloc(f, n * w->gate->ne[1]);
+        float *u = rl__fwd_alloc(f, n * w->up->ne[1]);
+        const rl_weight *ws[2] = {w->gate, w->up};
+        const float *b[2] = {w->gate_b, w->up_b};
+        float *y[2] = {g, u};
+        linear_multi_into(f, ws, b, 2, x, n, y);
         const int64_t nff = w->gate->ne[1];
         if (!f->dry) f->be->ops->glu(f->be, act, g, nff, u, nff, n, nff, g);
     } else {

@@ -5,6 +5,7 @@
  * rl_vec_dot on the active path; rl_matmul uses the SIMD quantizer and the same dot
  * kernel, so the results must be bit-identical, whatever the thread count or tiling. */
 #include "test.h"
+#include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "util/threadpool.h"
 
@@ -383,6 +384,100 @@ TEST(act_quant_simd_equals_ref) {
     }
 }
 
+/* ---- products sharing their input (backend.h matmul_multi) -------------------------- */
+
+/* A random weight of rows x cols of type t (data malloc'ed, packed unset). */
+static rl_weight multi_weight(rl_type t, int64_t rows, int64_t cols) {
+    float *wf = malloc((size_t)(rows * cols) * 4 + 4);
+    for (int64_t i = 0; i < rows * cols; i++) wf[i] = gauss();
+    rl_weight w = {.type = t, .ne = {cols, rows, 1, 1}, .row_bytes = row_bytes(t, cols)};
+    void *d = malloc(w.row_bytes * (size_t)rows + 1);
+    CHECK(rl_quantize(t, wf, d, rows, cols, NULL) == RL_OK);
+    w.data = d;
+    free(wf);
+    return w;
+}
+
+/* matmul_multi of ws[0..n_w) == one matmul per weight, bit for bit; returns checks made. */
+static long multi_case(rl_backend *be, rl_weight *const *ws, int n_w, int64_t n_tok) {
+    const int64_t cols = ws[0]->ne[0];
+    float *x = malloc((size_t)(n_tok * cols) * 4 + 4);
+    for (int64_t i = 0; i < n_tok * cols; i++) x[i] = gauss();
+    float *y[8], *yr[8];
+    long checks = 0;
+    for (int i = 0; i < n_w; i++) {
+        size_t nb = (size_t)(n_tok * ws[i]->ne[1]) * 4 + 4;
+        y[i] = malloc(nb);
+        yr[i] = malloc(nb);
+        memset(y[i], 0xff, nb);
+        CHECK(be->ops->matmul(be, ws[i], x, n_tok, yr[i]) == RL_OK);
+    }
+    rl_status st = be->ops->matmul_multi(be, (const rl_weight *const *)ws, n_w, x, n_tok, y);
+    CHECKF(st == RL_OK, "matmul_multi: %s", rl_status_str(st));
+    for (int i = 0; i < n_w; i++) {
+        int bad = 0;
+        for (int64_t k = 0; k < n_tok * ws[i]->ne[1]; k++, checks++)
+            bad += memcmp(&y[i][k], &yr[i][k], 4) != 0;
+        CHECKF(bad == 0, "weight %d of %d (%s %lldx%lld%s) n_tok %lld: %d results differ", i, n_w,
+               rl_type_name(ws[i]->type), (long long)ws[i]->ne[1], (long long)cols,
+               ws[i]->packed ? " packed" : "", (long long)n_tok, bad);
+        free(y[i]);
+        free(yr[i]);
+    }
+    free(x);
+    return checks;
+}
+
+/* The CPU backend's matmul_multi against separate matmuls, bit for bit: q/k/v and gate/up
+ * shapes over packed Q4_0 (the Q4_0x16 tile, prompts through gemm_many), Q6_K (packed at 32+
+ * rows), K-quants, F16 (F32 activations), weights converting the input differently (one
+ * conversion each) and an empty weight, on pools of 1, 2 and 3 threads. */
+TEST(matmul_multi_equals_separate) {
+    const int64_t toks[] = {1, 3, 8, 17, 33};
+    const int threads[] = {1, 2, 3};
+    rl_weight q = multi_weight(RL_TYPE_Q4_0, 512, 1024), k = multi_weight(RL_TYPE_Q4_0, 128, 1024),
+              v = multi_weight(RL_TYPE_Q4_0, 130, 1024), h = multi_weight(RL_TYPE_Q6_K, 64, 1024),
+              k4 = multi_weight(RL_TYPE_Q4_K, 96, 1024), k4b = multi_weight(RL_TYPE_Q4_K, 40, 1024),
+              f1 = multi_weight(RL_TYPE_F16, 48, 1024), f2 = multi_weight(RL_TYPE_F16, 20, 1024),
+              q8 = multi_weight(RL_TYPE_Q8_0, 70, 1024), e = multi_weight(RL_TYPE_Q4_0, 0, 1024),
+              s = multi_weight(RL_TYPE_Q4_0, 64, 512);
+    rl_weight qp = q, kp = k, vp = v, hp = h;
+    rl_weight *pw[] = {&qp, &kp, &vp, &hp};
+    rl__cpu_packed *pk = NULL;
+    CHECK(rl__cpu_pack_weights(pw, RL_ARRAY_LEN(pw), 2, false, &pk) == RL_OK);
+    if (rl__cpu_isa_supported(RL_CPU_ISA_AVX512) && rl_cpu_isa_active() >= RL_CPU_ISA_AVX512)
+        CHECK(qp.packed && kp.packed && vp.packed && hp.packed);
+    rl_weight *sets[][4] = {
+        {&qp, &kp, &vp, NULL}, {&q, &k, &v, NULL},   {&qp, &k, &vp, NULL}, {&k4, &k4b, NULL},
+        {&f1, &f2, NULL},      {&qp, &hp, &q8, &k4}, {&h, &hp, NULL},      {&q, &e, &k, NULL},
+        {&qp, NULL},
+    };
+    long checks = 0;
+    for (size_t ti = 0; ti < RL_ARRAY_LEN(threads); ti++) {
+        rl_backend *be = NULL;
+        CHECK(rl__backend_cpu_create(threads[ti], &be) == RL_OK);
+        CHECK(be->ops->matmul_multi != NULL);
+        for (size_t si = 0; si < RL_ARRAY_LEN(sets); si++) {
+            int n_w = 0;
+            while (n_w < 4 && sets[si][n_w]) n_w++;
+            for (size_t t = 0; t < RL_ARRAY_LEN(toks); t++)
+                checks += multi_case(be, sets[si], n_w, toks[t]);
+        }
+        /* no weights: nothing to do; columns that differ, too many weights: refused */
+        float x[1024] = {0}, *yy[9] = {x, x, x, x, x, x, x, x, x};
+        CHECK_EQ_INT(be->ops->matmul_multi(be, NULL, 0, x, 1, NULL), RL_OK);
+        const rl_weight *bad[2] = {&q, &s}, *many[9] = {&q, &q, &q, &q, &q, &q, &q, &q, &q};
+        CHECK_EQ_INT(be->ops->matmul_multi(be, bad, 2, x, 1, yy), RL_ERR_INVALID_ARG);
+        CHECK_EQ_INT(be->ops->matmul_multi(be, many, 9, x, 1, yy), RL_ERR_INVALID_ARG);
+        rl__backend_free(be);
+    }
+    CHECK(checks > 100000);
+    printf("  matmul_multi: %ld results compared\n", checks);
+    rl__cpu_packed_free(pk);
+    rl_weight *all[] = {&q, &k, &v, &h, &k4, &k4b, &f1, &f2, &q8, &e, &s};
+    for (size_t i = 0; i < RL_ARRAY_LEN(all); i++) free((void *)all[i]->data);
+}
+
 int main(void) {
     RUN(threadpool_runs);
     RUN(threadpool_idle_workers_sleep);
@@ -392,5 +487,6 @@ int main(void) {
     RUN(matmul_vs_naive);
     RUN(matmul_larger);
     RUN(matmul_tokens_every_isa);
+    RUN(matmul_multi_equals_separate);
     return rl_test_finish();
 }

@@ -57,6 +57,18 @@ static rl_status cpu_matmul(rl_backend *be, const rl_weight *w, const float *x, 
     return rl__matmul_packed(c->pool, w->type, w->data, w->packed, w->ne[1], w->ne[0], x, n, y);
 }
 
+static rl_status cpu_matmul_multi(rl_backend *be, const rl_weight *const *w, int n_w,
+                                  const float *x, int64_t n, float *const *y) {
+    rl__cpu_backend *c = be->impl;
+    if (n_w < 0 || n_w > RL__MM_MULTI_MAX || (n_w > 0 && (!w || !y))) return RL_ERR_INVALID_ARG;
+    rl__mm_weight ws[RL__MM_MULTI_MAX];
+    for (int i = 0; i < n_w; i++) {
+        if (w[i]->ne[0] != w[0]->ne[0]) return RL_ERR_INVALID_ARG;
+        ws[i] = (rl__mm_weight){w[i]->type, w[i]->data, w[i]->packed, w[i]->ne[1], y[i]};
+    }
+    return n_w ? rl__matmul_multi(c->pool, ws, n_w, w[0]->ne[0], x, n) : RL_OK;
+}
+
 static void cpu_get_rows(rl_backend *be, const rl_weight *w, const int32_t *ids, int64_t n,
                          float *y) {
     (void)be;
@@ -353,6 +365,7 @@ static const rl_backend_ops k_cpu_ops = {
     .fill = cpu_fill,
     .add_rows_scaled = cpu_add_rows_scaled,
     .argmax_to_host = cpu_argmax_to_host,
+    .matmul_multi = cpu_matmul_multi,
 };
 
 rl_status rl__backend_cpu_create(int n_threads, rl_backend **out) {

@@ -82,6 +82,20 @@ void rl__gemm_q6_K_avx2(int64_t n, int nt, const void *x, size_t xst, const uint
  * isa has them, else w's. */
 rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, const void *packed,
                             int64_t rows, int64_t cols, const float *x, int64_t n_tok, float *y);
+/* One product of rl__matmul_multi: y [n_tok][rows] = x W^T, W rows x cols of type wt. */
+typedef struct rl__mm_weight {
+    rl_type wt;
+    const void *w, *packed;
+    int64_t rows;
+    float *y;
+} rl__mm_weight;
+/* rl__matmul_packed of each of ws[0..n_w) with the same x [n_tok][cols], bit for bit: where
+ * the products convert x the same way it is converted once, and all run in one pool
+ * dispatch (their chunks are those of separate calls, in one list); otherwise one call
+ * each. At most RL__MM_MULTI_MAX weights. */
+#define RL__MM_MULTI_MAX 8
+rl_status rl__matmul_multi(rl_threadpool *pool, const rl__mm_weight *ws, int n_w, int64_t cols,
+                           const float *x, int64_t n_tok);
 /* The tile kernel for weight type t on path isa and its tile shape, or NULL (matmul.c). */
 rl__gemm_fn rl__gemm_get(rl_type t, rl_cpu_isa isa, int *rows, int *toks);
 

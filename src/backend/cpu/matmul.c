@@ -61,7 +61,7 @@ typedef struct mm_job {
     rl_type vdt;
     float *y; /* [n_tok][rows] */
     int64_t chunk_rows, n_chunks;
-    struct mm_range *ranges; /* [nth]: thread i's chunks, claimed by anyone in order */
+    size_t scratch, xs_off; /* pool scratch bytes; where the split rows start in it */
     /* conversion phase */
     rl__act_quant_fn quant;
     const float *x; /* [n_tok][cols] */
@@ -221,16 +221,42 @@ static void dot_chunk(const mm_job *j, int64_t r0, int64_t r1) {
     }
 }
 
+/* The chunks of several products as one list: job i owns the list's [first[i], first[i+1]). */
+typedef struct mm_multi {
+    const mm_job *jobs;
+    int n;
+    int64_t first[RL__MM_MULTI_MAX + 1];
+    mm_range *ranges; /* [nth]: thread i's part of the list, claimed by anyone in order */
+} mm_multi;
+
 static void dot_task(void *p, int ith, int nth) {
-    mm_job *j = p;
+    const mm_multi *m = p;
     for (int k = 0; k < nth; k++) { /* own range first, then help the others */
-        mm_range *rg = &j->ranges[(ith + k) % nth];
+        mm_range *rg = &m->ranges[(ith + k) % nth];
+        int i = 0; /* a range is claimed in ascending order */
         for (;;) {
             int64_t c = atomic_fetch_add_explicit(&rg->next, 1, memory_order_relaxed);
             if (c >= rg->end) break;
+            while (c >= m->first[i + 1]) i++;
+            const mm_job *j = &m->jobs[i];
+            c -= m->first[i];
             dot_chunk(j, c * j->chunk_rows, RL_MIN((c + 1) * j->chunk_rows, j->rows));
         }
     }
+}
+
+/* The products of jobs[0..n) (their activations converted) in one pool dispatch. */
+static void mm_run(rl_threadpool *pool, const mm_job *jobs, int n) {
+    const int nth = rl_threadpool_n_threads(pool);
+    mm_multi m = {.jobs = jobs, .n = n, .ranges = rl__threadpool_slots(pool)};
+    m.first[0] = 0;
+    for (int i = 0; i < n; i++) m.first[i + 1] = m.first[i] + jobs[i].n_chunks;
+    const int64_t total = m.first[n];
+    for (int i = 0; i < nth; i++) {
+        atomic_init(&m.ranges[i].next, total * i / nth);
+        m.ranges[i].end = total * (i + 1) / nth;
+    }
+    rl__threadpool_run(pool, dot_task, &m);
 }
 
 RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64_t rows,
@@ -238,8 +264,12 @@ RL_API rl_status rl_matmul(rl_threadpool *pool, rl_type wt, const void *w, int64
     return rl__matmul_packed(pool, wt, w, NULL, rows, cols, x, n_tok, y);
 }
 
-rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, const void *packed,
-                            int64_t rows, int64_t cols, const float *x, int64_t n_tok, float *y) {
+/* Everything of one product but its converted activations: kernels, sizes, chunks.
+ * *skip: nothing to compute (no rows or no tokens). */
+static rl_status mm_setup(rl_threadpool *pool, rl_type wt, const void *w, const void *packed,
+                          int64_t rows, int64_t cols, const float *x, int64_t n_tok, float *y,
+                          mm_job *jp, bool *skip) {
+    *skip = false;
     const rl__type_traits *tr = rl__type_traits_get(wt);
     if (!pool || !tr || rows < 0 || cols < 0 || n_tok < 0) return RL_ERR_INVALID_ARG;
     rl_cpu_isa isa = rl_cpu_isa_active();
@@ -258,7 +288,10 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
         !rl__mul_size(x_row_bytes, (size_t)n_tok, &x_bytes) ||
         !rl__mul_size((size_t)rows, (size_t)n_tok, &(size_t){0}))
         return RL_ERR_RANGE;
-    if (rows == 0 || n_tok == 0) return RL_OK;
+    if (rows == 0 || n_tok == 0) {
+        *skip = true;
+        return RL_OK;
+    }
     if (!w || !x || !y) return RL_ERR_INVALID_ARG;
 
     mm_job j = {
@@ -277,7 +310,6 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
     };
     /* scratch (unless F32): the converted activations, then their split rows */
     const int nth = rl_threadpool_n_threads(pool);
-    j.ranges = rl__threadpool_slots(pool);
     if (vdt == RL_TYPE_F32) {
         j.xq = (const uint8_t *)x;
         j.fgemm = rl__fgemm_get(wt, isa);
@@ -310,14 +342,8 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
                 !rl__add_size(scratch, x_bytes_al, &scratch))
                 return RL_ERR_RANGE;
         }
-        j.xq_out = rl__threadpool_scratch(pool, scratch);
-        if (!j.xq_out) return RL_ERR_NOMEM;
-        j.xs = j.xq_out + x_bytes_al;
-        if (n_tok == 1 || nth == 1 || n_tok * cols <= RL_MM_QUANT_PAR_MIN_ELEMS)
-            quant_task(&j, 0, 1);
-        else
-            rl__threadpool_run(pool, quant_task, &j);
-        j.xq = j.xq_out;
+        j.scratch = scratch;
+        j.xs_off = x_bytes_al;
     }
 
     int64_t chunk = (int64_t)(RL_MM_CHUNK_BYTES / (w_row_bytes ? w_row_bytes : 1));
@@ -329,10 +355,74 @@ rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, cons
     if (j.gemm_all) chunk = (chunk + j.gemm_rows - 1) / j.gemm_rows * j.gemm_rows;
     j.chunk_rows = chunk;
     j.n_chunks = (rows + chunk - 1) / chunk;
-    for (int i = 0; i < nth; i++) {
-        atomic_init(&j.ranges[i].next, j.n_chunks * i / nth);
-        j.ranges[i].end = j.n_chunks * (i + 1) / nth;
+    *jp = j;
+    return RL_OK;
+}
+
+/* Converts j's activations into the pool's scratch (nothing for F32 activations). */
+static rl_status mm_convert(rl_threadpool *pool, mm_job *j) {
+    if (j->vdt == RL_TYPE_F32) return RL_OK;
+    j->xq_out = rl__threadpool_scratch(pool, j->scratch);
+    if (!j->xq_out) return RL_ERR_NOMEM;
+    j->xs = j->xq_out + j->xs_off;
+    if (j->n_tok == 1 || rl_threadpool_n_threads(pool) == 1 ||
+        j->n_tok * j->cols <= RL_MM_QUANT_PAR_MIN_ELEMS)
+        quant_task(j, 0, 1);
+    else
+        rl__threadpool_run(pool, quant_task, j);
+    j->xq = j->xq_out;
+    return RL_OK;
+}
+
+rl_status rl__matmul_packed(rl_threadpool *pool, rl_type wt, const void *w, const void *packed,
+                            int64_t rows, int64_t cols, const float *x, int64_t n_tok, float *y) {
+    mm_job j;
+    bool skip;
+    rl_status st = mm_setup(pool, wt, w, packed, rows, cols, x, n_tok, y, &j, &skip);
+    if (st != RL_OK || skip) return st;
+    if ((st = mm_convert(pool, &j)) != RL_OK) return st;
+    mm_run(pool, &j, 1);
+    return RL_OK;
+}
+
+/* Whether b reads the activations in a's converted form: the same vec_dot type, converter
+ * and split rows (the gemv kernels' offsets come from prep). */
+static bool mm_same_input(const mm_job *a, const mm_job *b) {
+    return a->vdt == b->vdt && a->quant == b->quant && (a->gemv != NULL) == (b->gemv != NULL) &&
+           a->prep == b->prep && a->scratch == b->scratch && a->xs_off == b->xs_off;
+}
+
+rl_status rl__matmul_multi(rl_threadpool *pool, const rl__mm_weight *ws, int n_w, int64_t cols,
+                           const float *x, int64_t n_tok) {
+    if (!ws || n_w < 0 || n_w > RL__MM_MULTI_MAX) return RL_ERR_INVALID_ARG;
+    mm_job jobs[RL__MM_MULTI_MAX];
+    int n = 0;
+    bool shared = true;
+    for (int i = 0; i < n_w; i++) {
+        bool skip;
+        rl_status st = mm_setup(pool, ws[i].wt, ws[i].w, ws[i].packed, ws[i].rows, cols, x, n_tok,
+                                ws[i].y, &jobs[n], &skip);
+        if (st != RL_OK) return st;
+        if (skip) continue;
+        if (n > 0 && !mm_same_input(&jobs[0], &jobs[n])) shared = false;
+        n++;
     }
-    rl__threadpool_run(pool, dot_task, &j);
+    if (n == 0) return RL_OK;
+    if (!shared) { /* different conversions: one product at a time */
+        for (int i = 0; i < n; i++) {
+            rl_status st = mm_convert(pool, &jobs[i]);
+            if (st != RL_OK) return st;
+            mm_run(pool, &jobs[i], 1);
+        }
+        return RL_OK;
+    }
+    rl_status st = mm_convert(pool, &jobs[0]);
+    if (st != RL_OK) return st;
+    for (int i = 1; i < n; i++) {
+        jobs[i].xq_out = jobs[0].xq_out;
+        jobs[i].xs = jobs[0].xs;
+        jobs[i].xq = jobs[0].xq;
+    }
+    mm_run(pool, jobs, n);
     return RL_OK;
 }
