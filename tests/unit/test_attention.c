@@ -9,17 +9,13 @@
 #include "backend/backend.h"
 #include "backend/cpu/backend_cpu.h"
 #include "test.h"
+#include "rng.h"
 
 #include <stdlib.h>
 
 static uint64_t g_rng = 0xa77e5eed5eedull;
-static uint64_t rnd64(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rnd(void) { return (float)((rnd64() >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
+static uint64_t rnd64(void) { return rl_test_rand64(&g_rng); }
+static float rnd(void) { return (float)rl_test_rand_unit(&g_rng) * 2.0f - 1.0f; }
 
 /* Outputs are convex combinations of V values in [-1, 1]; float scores (dots of up to 256
  * products), a polynomial exp within 2 ulp and float accumulation over up to 200 cells

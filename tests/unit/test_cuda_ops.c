@@ -27,19 +27,15 @@
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "test.h"
+#include "rng.h"
 
 static rl_backend *cpu, *gpu;
 static char g_skip[320];
 
 /* ---- random data ---- */
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float unif(void) { return (float)((rnd() >> 11) * (1.0 / 9007199254740992.0)); }
+static uint64_t rnd(void) { return rl_test_rand64(&g_rng); }
+static float unif(void) { return (float)rl_test_rand_unit(&g_rng); }
 static float gauss(void) {
     float u1 = unif() + 1e-12f, u2 = unif();
     return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);

@@ -8,16 +8,11 @@
  * (4/6). The vec_dot route, which rounds the activations to the weight type, must agree
  * within that rounding. */
 #include "test.h"
+#include "rng.h"
 #include "backend/cpu/cpu.h"
 
 static uint64_t g_rng = 0x5eedf16f16f16ull;
-static uint64_t rnd64(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rnd_sym(void) { return (float)((rnd64() >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
+static float rnd_sym(void) { return (float)rl_test_rand_unit(&g_rng) * 2.0f - 1.0f; }
 
 typedef struct gcase {
     int64_t rows, cols, n_tok;

@@ -5,6 +5,7 @@
  * rl_vec_dot on the active path; rl_matmul uses the SIMD quantizer and the same dot
  * kernel, so the results must be bit-identical, whatever the thread count or tiling. */
 #include "test.h"
+#include "rng.h"
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
 #include "util/threadpool.h"
@@ -14,13 +15,8 @@
 #include <time.h>
 
 static uint64_t g_rng = 0x0bad5eed12345678ull;
-static uint64_t rnd64(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rnd_unit(void) { return (float)((rnd64() >> 11) * 0x1.0p-53); }
+static uint64_t rnd64(void) { return rl_test_rand64(&g_rng); }
+static float rnd_unit(void) { return (float)rl_test_rand_unit(&g_rng); }
 static float gauss(void) {
     float u1 = rnd_unit(), u2 = rnd_unit();
     if (u1 < 1e-12f) u1 = 1e-12f;

@@ -12,6 +12,7 @@
  *    bit, with RUVLLM_CPU_REPACK=0 and with repacking on, which packs exactly ffn_down.
  */
 #include "test.h"
+#include "rng.h"
 #include "model_logits.h"
 #include "backend/backend.h"
 #include "backend/cpu/q4_0x16.h"
@@ -22,13 +23,8 @@
 #include <unistd.h>
 
 static uint64_t g_rng = 0x5eed0f4b10c4ull;
-static uint64_t rnd64(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rnd_sym(void) { return (float)((rnd64() >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
+static uint64_t rnd64(void) { return rl_test_rand64(&g_rng); }
+static float rnd_sym(void) { return (float)rl_test_rand_unit(&g_rng) * 2.0f - 1.0f; }
 
 /* rows x n of random Q4_0 blocks: any codes, scales of both signs over a wide range. */
 static uint8_t *random_q4_0(int64_t n, int64_t rows) {

@@ -16,6 +16,7 @@
  *    turns it off.
  */
 #include "test.h"
+#include "rng.h"
 #include "model_logits.h"
 #include "backend/backend.h"
 #include "backend/cpu/q6_kx16.h"
@@ -26,13 +27,8 @@
 #include <unistd.h>
 
 static uint64_t g_rng = 0x6b5eed0f4b10c4ull;
-static uint64_t rnd64(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rnd_sym(void) { return (float)((rnd64() >> 11) * 0x1.0p-53) * 2.0f - 1.0f; }
+static uint64_t rnd64(void) { return rl_test_rand64(&g_rng); }
+static float rnd_sym(void) { return (float)rl_test_rand_unit(&g_rng) * 2.0f - 1.0f; }
 
 static size_t q6_row_bytes(int64_t n) { return (size_t)n / QK_K * sizeof(block_q6_K); }
 

@@ -15,6 +15,7 @@
  * figure. A type without a
  * kernel fails. */
 #include "test.h"
+#include "rng.h"
 #include "backend/cpu/cpu.h"
 
 #include <jansson.h>
@@ -34,13 +35,8 @@ static const rl_type k_dot_types[] = {
 #define TOL_ZOO 1e-5
 
 static uint64_t g_rng = 0x1234567887654321ull;
-static uint64_t rnd64(void) {
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-static float rnd_unit(void) { return (float)((rnd64() >> 11) * 0x1.0p-53); }
+static uint64_t rnd64(void) { return rl_test_rand64(&g_rng); }
+static float rnd_unit(void) { return (float)rl_test_rand_unit(&g_rng); }
 static float gauss(void) {
     float u1 = rnd_unit(), u2 = rnd_unit();
     if (u1 < 1e-12f) u1 = 1e-12f;
