@@ -20,7 +20,7 @@
 # default 16), KERNELS=1 for the decode products
 # alone (bench_cuda --kernels: GB/s of each kernel against the copy bandwidth, into
 # bench.jsonl), TEST_TIMEOUT (seconds, default 400) for each test, TESTS=0 to
-# skip the tests, BENCH_AB="VAR=0 ..." to benchmark each shape again with each of those
+# skip the tests (ONLY_TESTS="a b" to run just those), BENCH_AB="VAR=0 ..." to benchmark each shape again with each of those
 # environment settings (A/B of a switch such as RUVLLM_CUDA_MV=0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,8 +32,8 @@ if [ "$mode" = prepare ]; then
     shared=${RUVLLM_TESTDATA:-$(cd .. && pwd)/shared}
     rm -rf $dev/bin $dev/libs $dev/testdata
     mkdir -p $dev/bin $dev/libs $dev/testdata/models/zoo $dev/testdata/golden
-    for b in test_cuda_ops test_cuda_model test_device_param test_cuda_convert test_cuda_argmax \
-             bench_cuda; do
+    # every GPU test the build has (test_cuda_*), the device parameter test, the benchmark
+    for b in test_device_param bench_cuda $(cd "$build" && ls test_cuda_* | grep -vE '\.|_san$'); do
         strip -o $dev/bin/$b "$build/$b" || exit 1
     done
     for l in libjansson.so.4 libpcre2-8.so.0 libutf8proc.so.2; do
@@ -80,7 +80,8 @@ status=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \
     2>&1 | tee "$out/gpu.txt"
 cd $dev/bin || exit 1
-tests="test_device_param test_cuda_ops test_cuda_model test_cuda_convert test_cuda_argmax"
+tests="test_device_param $(ls test_cuda_* | grep -vE '\.|_san$' | tr '\n' ' ')"
+[ -n "${ONLY_TESTS:-}" ] && tests=$ONLY_TESTS # e.g. ONLY_TESTS="test_cuda_ops"
 [ "${TESTS:-1}" = 0 ] && tests=
 if [ "${KERNELS:-0}" = 1 ]; then
     echo "== bench_cuda --kernels"
