@@ -1,5 +1,9 @@
 #include "test.h"
 
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
+
 int rl_test_failures;
 int rl_test_checks;
 int rl_test_skipped;
@@ -37,4 +41,29 @@ unsigned char *rl_test_read_file(const char *path, size_t *len) {
     fclose(f);
     if (buf && len) *len = (size_t)n;
     return buf;
+}
+
+/* With RUVLLM_TEST_BACKTRACE=1 a crash prints the running test's name and the raw return
+ * addresses (binary(+offset), for addr2line against the unstripped build) before dying the
+ * default way. Off by default: ASan installs its own handler and reports better. Used where
+ * no debugger runs, e.g. a GPU machine under compute-sanitizer. */
+static void crash_report(int sig) {
+    static const char msg[] = "\ncrashed in test ";
+    void *frames[64];
+    const int n = backtrace(frames, 64);
+    if (write(2, msg, sizeof msg - 1) < 0 ||
+        write(2, rl_test_current, strlen(rl_test_current)) < 0 || write(2, "\n", 1) < 0)
+        _exit(128 + sig);
+    backtrace_symbols_fd(frames, n, 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+__attribute__((constructor)) static void crash_report_init(void) {
+    const char *e = getenv("RUVLLM_TEST_BACKTRACE");
+    if (!e || strcmp(e, "1") != 0) return;
+    signal(SIGSEGV, crash_report);
+    signal(SIGBUS, crash_report);
+    signal(SIGFPE, crash_report);
+    signal(SIGABRT, crash_report);
 }
