@@ -15,7 +15,7 @@
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
 # DEVICE_DIR=device-NAME to use another carried folder (one per concurrent job),
 # BATCHED="1,8,32,64" for batched decoding of each benchmarked model (ruvllm bench --parallel),
-# SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
+# SERVE=1,8,32,64 for the server on the GPU (see below), SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
 # for Nsight Compute kernel times of two decode steps (after a prompt of PROFILE_PP tokens,
 # default 16), KERNELS=1 for the decode products
 # alone (bench_cuda --kernels: GB/s of each kernel against the copy bandwidth, into
@@ -124,6 +124,34 @@ if [ -n "${BATCHED:-}" ]; then
         timeout 400 ./ruvllm bench -m "/tmp/${sb%%:*}-${sb##*:}.gguf" --device cuda \
             --parallel "$BATCHED" -p 512 -n 128 -r 1 2>&1 | tee -a "$out/batched.txt"
     done
+fi
+# SERVE="1,8,32,64": `ruvllm serve --device cuda` on the first benchmarked model (paged KV,
+# continuous batching, prefix cache on the GPU) driven by `ruvllm bench-serve` at those
+# concurrencies (SERVE_P-token prompts, default 512; SERVE_G generated, default 128), with a
+# 1,000-token cached-prefix check
+if [ -n "${SERVE:-}" ]; then
+    sb=${BENCH_SHAPES:-llama3-1b:Q4_K_M}
+    sb=${sb%% *}
+    model="/tmp/${sb%%:*}-${sb##*:}.gguf"
+    maxc=$(echo "$SERVE" | tr ',' '\n' | sort -n | tail -1)
+    echo "== serve --device cuda ${sb%%:*} ${sb##*:}, bench-serve -c $SERVE"
+    ./ruvllm serve -m "$model" --device cuda --port 18080 --parallel "$maxc" --ctx 2048 \
+        >"$out/serve.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 1 120); do
+        grep -q "listening" "$out/serve.log" 2>/dev/null && break
+        kill -0 $spid 2>/dev/null || break
+        sleep 1
+    done
+    timeout 400 ./ruvllm bench-serve --url http://127.0.0.1:18080 -c "$SERVE" \
+        -p "${SERVE_P:-512}" -g "${SERVE_G:-128}" --prefix 1000 --seed 7 2>&1 |
+        tee -a "$out/serve.jsonl"
+    echo "bench-serve exit ${PIPESTATUS[0]}"
+    curl -s http://127.0.0.1:18080/metrics 2>/dev/null | grep -E "^ruvllm_(requests|prompt|prefill|generation|prefix|kv)" | head -20
+    kill -TERM $spid
+    wait $spid
+    echo "serve exit $?"
+    tail -5 "$out/serve.log"
 fi
 if [ "${PROFILE:-0}" = 1 ]; then
     # kernel times of about two decode steps of the first benchmarked model
