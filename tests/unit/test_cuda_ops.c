@@ -149,6 +149,19 @@ static bool is_q8_product(rl_type t, int64_t K, int64_t n) {
            !getenv_off("RUVLLM_CUDA_MV");
 }
 
+/* Whether a product takes the CPU's own arithmetic (matvec.cu, RUVLLM_CUDA_MV_Q8K, on by
+ * default): one-token Q4_K and Q6_K products whose K is a whole number of the streaming
+ * kernel's chunks (1024, 2048 values) multiply the Q8_K codes alone, as the CPU does. They
+ * equal the CPU's products up to the order of float sums (1e-6 for each, where a product
+ * of one row can cancel) and differ from float64 by the rounding of the activations to
+ * int8 (5e-4, the issue's bound for quantized products). */
+static bool is_q8k_product(rl_type t, int64_t K, int64_t n) {
+    if (getenv_off("RUVLLM_CUDA_Q8") || getenv_off("RUVLLM_CUDA_MV") ||
+        getenv_off("RUVLLM_CUDA_MV_Q8K") || n != 1)
+        return false;
+    return (t == RL_TYPE_Q4_K && K % 1024 == 0) || (t == RL_TYPE_Q6_K && K % 2048 == 0);
+}
+
 /* Whether a product takes the int8 tensor-core kernel (mmq.cu): Q4_0, Q8_0, Q4_K and Q6_K
  * of 5 to RUVLLM_CUDA_MMQ_MAX (default 8, backend_cuda.c) tokens, K a multiple of 256
  * (activations as int8 per 32 values: about 3e-5 against float64 over many products, up
@@ -161,7 +174,7 @@ static bool is_mmq_product(rl_type t, int64_t K, int64_t n) {
 }
 
 static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *worst_ref,
-                         err_acc *q8, err_acc *q8_cpu) {
+                         err_acc *q8, err_acc *q8_cpu, err_acc *q8k_ref) {
     const int64_t K = q->w.ne[0], rows = q->w.ne[1];
     float *x = rand_vec((size_t)(n * K), 1.0f);
     float *yc = malloc((size_t)(n * rows) * sizeof(float));
@@ -181,16 +194,23 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
     gpu_sync();
     const double er = nmse(yg, yr, (size_t)(n * rows));
     acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
-    const bool is_q8 = is_q8_product(q->w.type, K, n);
+    const bool q8k = is_q8k_product(q->w.type, K, n);
+    const bool is_q8 = is_q8_product(q->w.type, K, n) && !q8k;
+    if (q8k) {
+        const double ec = nmse(yg, yc, (size_t)(n * rows));
+        CHECKF(ec <= 1e-6 && er <= 5e-3, "matmul %s K=%lld rows=%lld n=1 (q8k): nmse vs cpu %.3g, "
+               "vs float64 %.3g", rl_type_name(q->w.type), (long long)K, (long long)rows, ec, er);
+        acc_add(q8k_ref, yg, yr, (size_t)(n * rows));
+    }
     if (is_q8) {
         acc_add(q8, yg, yr, (size_t)(n * rows));
         acc_add(q8_cpu, yg, yc, (size_t)(n * rows));
     }
     const bool mmq = is_mmq_product(q->w.type, K, n);
     const double bound = is_q8 ? 1e-4 : mmq ? 2e-4 : n >= 9 && q->w.type != RL_TYPE_F32 ? 5e-5 : 1e-9;
-    CHECKF(er <= bound, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.3g",
+    CHECKF(q8k || er <= bound, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.3g",
            rl_type_name(q->w.type), (long long)K, (long long)rows, (long long)n, er, bound);
-    if (!is_q8 && !mmq && !(er <= *worst_ref)) *worst_ref = er;
+    if (!is_q8 && !q8k && !mmq && !(er <= *worst_ref)) *worst_ref = er;
     gpu->ops->free(gpu, xd);
     gpu->ops->free(gpu, yd);
     free(x);
@@ -207,13 +227,13 @@ TEST(cuda_matmul) {
         const rl_type t = k_types[ti];
         CHECK(gpu->ops->supports_type(gpu, t));
         const double tol = t == RL_TYPE_F32 ? 1e-7 : 5e-4;
-        err_acc ac = {0, 0}, q8 = {0, 0}, q8c = {0, 0};
+        err_acc ac = {0, 0}, q8 = {0, 0}, q8c = {0, 0}, q8k = {0, 0};
         double wr = 0, wt = 0; /* worst vs float64: n <= 8, n >= 9 */
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             qweight q;
             if (!make_weight(t, shapes[si][0], shapes[si][1], &q)) continue;
             for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr, &q8, &q8c);
+                check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr, &q8, &q8c, &q8k);
             free_weight(&q);
         }
         /* float rows that are not 8-aligned: the scalar path */
@@ -221,7 +241,7 @@ TEST(cuda_matmul) {
             qweight q;
             if (make_weight(t, 172, 33, &q)) {
                 for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
-                    check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr, &q8, &q8c);
+                    check_matmul(&q, ns[ni], &ac, ns[ni] >= 9 ? &wt : &wr, &q8, &q8c, &q8k);
                 free_weight(&q);
             }
         }
@@ -232,6 +252,11 @@ TEST(cuda_matmul) {
             CHECKF(e8 <= 1e-8, "matmul %s q8 path: nmse vs float64 %.3g > 1e-8", rl_type_name(t), e8);
             fprintf(stderr, "  matmul %-7s q8 path: nmse vs float64 %.3g, vs cpu %.3g\n",
                     rl_type_name(t), e8, e8c);
+        }
+        if (q8k.den > 0) {
+            const double e = q8k.num / q8k.den;
+            CHECKF(e <= 5e-4, "matmul %s q8k path: nmse vs float64 %.3g > 5e-4", rl_type_name(t), e);
+            fprintf(stderr, "  matmul %-7s q8k path: nmse vs float64 %.3g\n", rl_type_name(t), e);
         }
         fprintf(stderr, "  matmul %-7s nmse vs cpu %.3g, worst vs float64 %.3g (n <= 8), %.3g (n >= 9)\n",
                 rl_type_name(t), ec, wr, wt);
@@ -318,13 +343,14 @@ static void matvec_cases(const char *rows_per_item) {
             for (int64_t r = 0; r < rows; r++) unwritten += !isfinite(yg[r]);
             const double er = nmse(yg, yr, (size_t)rows), ec = nmse(yg, yc, (size_t)rows);
             /* per product: a few rows can cancel to near zero (as check_matmul's q8 bound) */
+            const bool q8k = is_q8k_product(t, K, 1);
             const double bound = t == RL_TYPE_F16 ? 1e-9 : 1e-4;
             acc_add(&all, yg, yr, (size_t)rows);
             acc_add(&all_cpu, yg, yc, (size_t)rows);
             CHECKF(unwritten == 0, "matvec %s %s K=%lld rows=%lld: %lld rows not finite",
                    rows_per_item, rl_type_name(t), (long long)K, (long long)rows,
                    (long long)unwritten);
-            CHECKF(er <= bound,
+            CHECKF(q8k ? ec <= 1e-6 : er <= bound,
                    "matvec %s %s K=%lld rows=%lld: nmse vs float64 %.3g (<= %.0e), vs cpu %.3g",
                    rows_per_item, rl_type_name(t), (long long)K, (long long)rows, er, bound, ec);
             fprintf(stderr,
@@ -340,7 +366,8 @@ static void matvec_cases(const char *rows_per_item) {
         }
         const double ea = all.den > 0 ? all.num / all.den : all.num;
         const double eac = all_cpu.den > 0 ? all_cpu.num / all_cpu.den : all_cpu.num;
-        CHECKF(ea <= (t == RL_TYPE_F16 ? 1e-9 : 1e-8), "matvec %s %s: nmse vs float64 %.3g over all",
+        CHECKF(ea <= (t == RL_TYPE_F16 ? 1e-9 : is_q8k_product(t, shapes[0][0], 1) ? 5e-4 : 1e-8),
+               "matvec %s %s: nmse vs float64 %.3g over all",
                rows_per_item, rl_type_name(t), ea);
         CHECKF(eac <= 5e-4, "matvec %s %s: nmse vs cpu %.3g over all", rows_per_item,
                rl_type_name(t), eac);
@@ -408,7 +435,8 @@ static void q8_fused_case(int64_t K, int64_t rows) {
         static const char *what[3] = {"rmsnorm -> Q4_K", "rmsnorm -> Q4_K -> Q6_K", "glu -> Q6_K"};
         for (int i = 0; i < 3; i++) {
             const double e = nmse(yg[i], yc[i], (size_t)(n * rows));
-            CHECKF(e <= 1e-8, "q8 fused n=%lld %s: nmse vs float64 %.3g", (long long)n, what[i], e);
+            const double bnd = is_q8k_product(i ? RL_TYPE_Q6_K : RL_TYPE_Q4_K, K, n) ? 5e-4 : 1e-8;
+            CHECKF(e <= bnd, "q8 fused n=%lld %s: nmse vs float64 %.3g", (long long)n, what[i], e);
             fprintf(stderr, "  q8 fused K=%lld n=%lld %-24s nmse vs float64 %.3g\n", (long long)K,
                     (long long)n, what[i], e);
             gpu->ops->free(gpu, yd[i]);
@@ -1159,12 +1187,22 @@ static float *fl_get(rl_backend *be, const float *d, size_t n) {
     return h;
 }
 
+static void decode_fused_case(const char *mv2, const char *mv_r);
+
 TEST(cuda_decode_fused) {
     if (!gpu) SKIP("%s", g_skip);
-    /* the joined products need matvec.cu's mv2 kernel (off by default): on for Q4_K, Q6_K,
-     * Q4_0 while this test runs (the setting is the process's, read when a backend is made) */
-    setenv("RUVLLM_CUDA_MV2", "1,1,0,1,0", 1);
-    matvec_setting(NULL);
+    /* the joined products through matvec.cu's mv2 kernel (off by default: on for Q4_K, Q6_K,
+     * Q4_0 while this runs; the setting is the process's, read when a backend is made), then
+     * through the streaming kernel (the default) with 2 rows per item for every product, so
+     * that the separate products of the unfused fork take the same kernel and sums */
+    decode_fused_case("1,1,0,1,0", NULL);
+    decode_fused_case(NULL, "2,2,2,2,2");
+}
+
+static void decode_fused_case(const char *mv2, const char *mv_r) {
+    if (mv2) setenv("RUVLLM_CUDA_MV2", mv2, 1);
+    matvec_setting(mv_r);
+    fprintf(stderr, "  decode fused: joined products through %s\n", mv2 ? "mv2" : "mv_kernel");
     setenv("RUVLLM_CUDA_FUSE", "0", 1);
     rl_backend *off = NULL;
     rl_status st = gpu->ops->fork(gpu, &off);

@@ -148,6 +148,153 @@ struct MQ6_K {
     }
 };
 
+/* ---- one code per activation (the CPU's Q8_K) ----
+ * The q8 workspace's first codes alone are what the CPU backend (and ggml) multiply Q4_K
+ * and Q6_K rows with: block_q8_K, int8 per value and a scale per 256. Reading only them
+ * halves the integer work of a chunk (one dp4a per 4 values instead of two) and the
+ * activation bytes each item reads, and gives the CPU's sums exactly (integer dot products
+ * within a sub-block; only the float sums of the sub-blocks are ordered differently). The
+ * streaming kernel is issue bound on these types with both codes (H100: Q4_K 0.53-0.73 of
+ * the copy bandwidth where F16 and Q8_0 rows reach 0.9), so this is its default;
+ * RUVLLM_CUDA_MV_Q8K=0 keeps the residual codes (products as exact as float ones). */
+struct MQ4_K1 {
+    static constexpr int VPC = 1024, CB = 4 * RL_CU_Q4_K_BYTES;
+    using XA = XQ;
+    struct X {
+        int4 lo, hi;
+        float d, s0, s1;
+    };
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int t = lane & 7;
+        const int64_t e = e0 + 256 * (lane >> 3) + 64 * (t >> 1) + 16 * (t & 1);
+        X v;
+        v.lo = *reinterpret_cast<const int4 *>(x.h + e);
+        v.hi = *reinterpret_cast<const int4 *>(x.h + e + 32);
+        v.d = x.d[(e0 >> 8) + (lane >> 3)];
+        v.s0 = (float)GQ4_K::sum16(v.lo);
+        v.s1 = (float)GQ4_K::sum16(v.hi);
+        return v;
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 3, t = lane & 7, j = t >> 1;
+        const uint8_t *b = st + RL_CU_Q4_K_BYTES * s;
+        const uint4 hd = *reinterpret_cast<const uint4 *>(b);
+        const uint4 q = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 16 * t);
+        const uint32_t sc = j < 2 ? hd.y & 0x3f3f3f3fu
+                                  : (hd.w & 0x0f0f0f0fu) | ((hd.y >> 6) & 0x03030303u) << 4;
+        const uint32_t mn = j < 2 ? hd.z & 0x3f3f3f3fu
+                                  : ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 6) & 0x03030303u) << 4;
+        const int sh = 16 * (j & 1);
+        const float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffffu)));
+        const float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        const float lo = (float)GQ4_K::dot16<0>(q, xv.lo), hi = (float)GQ4_K::dot16<4>(q, xv.hi);
+        const float a = d * ((float)((sc >> sh) & 0xffu) * lo) - dmin * ((float)((mn >> sh) & 0xffu) * xv.s0);
+        const float c = d * ((float)((sc >> (sh + 8)) & 0xffu) * hi) -
+                        dmin * ((float)((mn >> (sh + 8)) & 0xffu) * xv.s1);
+        return xv.d * (a + c);
+    }
+};
+
+/* Q4_K with one code per activation, 4 lanes per super-block: 8 super-blocks a chunk; lane
+ * = 4 s + j takes super-block s, sub-blocks 2j and 2j + 1 (qs bytes 32j .. 32j + 31: low
+ * nibbles are values 64j .. 64j + 31, high ones the next 32), so one pair of 6-bit scales
+ * and mins a lane instead of one per 32 values (MQ4_K1's lanes take 16 bytes each): about a
+ * third fewer instructions per weight byte for the same arithmetic. K a multiple of 2048. */
+struct MQ4_K4 {
+    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q4_K_BYTES;
+    using XA = XQ;
+    struct X {
+        int4 lo[2], hi[2];
+        float d, s0, s1;
+    };
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int64_t e = e0 + 256 * (lane >> 2) + 64 * (lane & 3);
+        X v;
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            v.lo[k] = *reinterpret_cast<const int4 *>(x.h + e + 16 * k);
+            v.hi[k] = *reinterpret_cast<const int4 *>(x.h + e + 32 + 16 * k);
+        }
+        v.d = x.d[(e0 >> 8) + (lane >> 2)];
+        v.s0 = (float)(GQ4_K::sum16(v.lo[0]) + GQ4_K::sum16(v.lo[1]));
+        v.s1 = (float)(GQ4_K::sum16(v.hi[0]) + GQ4_K::sum16(v.hi[1]));
+        return v;
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 2, j = lane & 3;
+        const uint8_t *b = st + RL_CU_Q4_K_BYTES * s;
+        const uint4 hd = *reinterpret_cast<const uint4 *>(b);
+        const uint4 q0 = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 32 * j);
+        const uint4 q1 = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 32 * j + 16);
+        const uint32_t sc = j < 2 ? hd.y & 0x3f3f3f3fu
+                                  : (hd.w & 0x0f0f0f0fu) | ((hd.y >> 6) & 0x03030303u) << 4;
+        const uint32_t mn = j < 2 ? hd.z & 0x3f3f3f3fu
+                                  : ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 6) & 0x03030303u) << 4;
+        const int sh = 16 * (j & 1);
+        const float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffffu)));
+        const float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        const float lo = (float)(GQ4_K::dot16<0>(q0, xv.lo[0]) + GQ4_K::dot16<0>(q1, xv.lo[1]));
+        const float hi = (float)(GQ4_K::dot16<4>(q0, xv.hi[0]) + GQ4_K::dot16<4>(q1, xv.hi[1]));
+        const float a = d * ((float)((sc >> sh) & 0xffu) * lo) - dmin * ((float)((mn >> sh) & 0xffu) * xv.s0);
+        const float c = d * ((float)((sc >> (sh + 8)) & 0xffu) * hi) -
+                        dmin * ((float)((mn >> (sh + 8)) & 0xffu) * xv.s1);
+        return xv.d * (a + c);
+    }
+};
+
+/* Q6_K with one code per activation: MQ6_K's lanes, GQ6_K::dot8 without the residual. */
+struct MQ6_K1 {
+    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
+    using XA = XQ;
+    struct X {
+        uint2 v[2][4];
+        float d;
+    };
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int64_t e = e0 + 256 * (lane >> 2) + 8 * (lane & 3);
+        X v;
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                v.v[h][k] = *reinterpret_cast<const uint2 *>(x.h + e + 128 * h + 32 * k);
+        v.d = x.d[(e0 >> 8) + (lane >> 2)];
+        return v;
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 2, u = lane & 3, l = 8 * u;
+        const int o = RL_CU_Q6_K_BYTES * s;
+        const float d = lds_h(st, o + RL_CU_Q6_K_D);
+        float acc = 0.0f;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint32_t a[2], b[2], hb[2], sv[2];
+            lds_words<2>(st, o + 64 * h + l, a);
+            lds_words<2>(st, o + 64 * h + 32 + l, b);
+            lds_words<2>(st, o + RL_CU_Q6_K_QH + 32 * h + l, hb);
+            lds_words<2>(st, o + RL_CU_Q6_K_SCALES + 8 * h, sv);
+            int g[4] = {0, 0, 0, 0};
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
+                                       (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
+                                       (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
+                                       (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    g[k] = __dp4a((int)__vsub4(v[k], 0x20202020u),
+                                  (int)(i ? xv.v[h][k].y : xv.v[h][k].x), g[k]);
+            }
+            /* scales 8h + u/2 + 2k, k = 0..3: bytes u/2 + 2k of the 8 read (as MQ6_K) */
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                acc += d * (float)(int8_t)((k < 2 ? sv[0] : sv[1]) >> (8 * ((u >> 1) + 2 * (k & 1)))) *
+                       (float)g[k];
+        }
+        return xv.d * acc;
+    }
+};
+
 /* The activations of a 32-value block: codes, residual codes (as words) and the scale. */
 struct X32 {
     int h[8], l[8];
@@ -256,6 +403,59 @@ template <class G, int R> __host__ __device__ constexpr size_t mv_smem() {
     return (size_t)MV_WARPS * ((size_t)mv_stages<G, R>() * R * G::CB + MV_PAD);
 }
 
+/* The gated activation joined to the gate and up products (rl__cu_matvec_glu): out =
+ * act(gate) * up, and its q8 workspace for the product after it. */
+struct MvGlu {
+    float *out;
+    int8_t *xq;  /* codes [F], residual codes [F], scales [F / 256] (matmul.cu's layout) */
+    int *cnt;    /* [F / 256]: values of each block of 256 written so far; 0 between launches */
+    int64_t F;   /* rows of gate and of up; F % 256 == 0 */
+    int act;     /* rl_glu: 0 SiLU, 1 GELU */
+};
+
+/* Row `row` of the matrices of sg (numbered one after the other), and its output. */
+__device__ __forceinline__ const uint8_t *seg_row(const rl__cu_mv_segs &sg, int64_t row,
+                                                  size_t row_bytes) {
+    const bool s1 = row >= sg.end[0], s2 = row >= sg.end[1];
+    return (s2 ? sg.w[2] : s1 ? sg.w[1] : sg.w[0]) +
+           (size_t)(row - (s2 ? sg.end[1] : s1 ? sg.end[0] : 0)) * row_bytes;
+}
+__device__ __forceinline__ float *seg_out(const rl__cu_mv_segs &sg, int64_t row) {
+    const bool s1 = row >= sg.end[0], s2 = row >= sg.end[1];
+    return (s2 ? sg.y[2] : s1 ? sg.y[1] : sg.y[0]) + (row - (s2 ? sg.end[1] : s1 ? sg.end[0] : 0));
+}
+
+/* A group's R / 2 gated values from its R sums v (gate then up; every lane holds them):
+ * written by lanes 0 .. R/2 - 1, counted, and the block of 256 quantized by the warp that
+ * completes it (MvGlu above). */
+template <int R>
+__device__ __forceinline__ void mv_glu_out(const MvGlu &gl, const rl__cu_mv_segs &sg, int64_t pb,
+                                           const float (&v)[R], int lane) {
+    float g = v[0], u = v[R / 2];
+#pragma unroll
+    for (int j = 1; j < R / 2; j++)
+        if (lane == j) g = v[j], u = v[R / 2 + j];
+    const int nv = (int)(gl.F - pb < R / 2 ? gl.F - pb : R / 2);
+    if (lane < nv) {
+        sg.y[0][pb + lane] = g;
+        sg.y[1][pb + lane] = u;
+        gl.out[pb + lane] = rlcu::glu_value(gl.act, g, u);
+    }
+    __threadfence();
+    __syncwarp();
+    int last = 0;
+    if (lane == 0) last = atomicAdd(&gl.cnt[pb >> 8], nv) + nv == 256;
+    if (!__shfl_sync(0xffffffffu, last, 0)) return;
+    __threadfence();
+    const int64_t e = (pb & ~(int64_t)255) + 8 * lane;
+    const float4 a0 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e));
+    const float4 a1 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e) + 1);
+    const float w8[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+    rlcu::q8k_warp(w8, reinterpret_cast<uint2 *>(gl.xq + e), reinterpret_cast<uint2 *>(gl.xq + gl.F + e),
+                   reinterpret_cast<float *>(gl.xq + 2 * gl.F) + (pb >> 8));
+    if (lane == 0) gl.cnt[pb >> 8] = 0;
+}
+
 /* Rows of y = W x in items of R rows x one chunk. The block's warps form MV_WARPS / ks
  * slots of ks warps; slot q takes row groups q gpw .. q gpw + gpw - 1 (R rows each, the last
  * rows repeated past the end and not written), and warp k of a slot their chunks k, k + ks,
@@ -263,12 +463,21 @@ template <class G, int R> __host__ __device__ constexpr size_t mv_smem() {
  * decoded (cp.async groups, one per item, empty ones at the end so that the wait count stays
  * fixed). The activations of a chunk are read once for its R rows. ks > 1 (few rows, long
  * ones: more warps in flight than row groups) adds the slot's partial sums through shared
- * memory, in a fixed order (gpw <= MV_KS_GROUPS then). */
+ * memory, in a fixed order (gpw <= MV_KS_GROUPS then). The rows may come from up to RL_CU_MV_SEGS
+ * matrices of one type and K (q, k and v; gate and up: one launch), numbered one after the
+ * other (sg.end); a single product has end[] = rows. */
 constexpr int MV_KS_GROUPS = 4;
-template <class G, int R>
+/* GLU (rl__cu_matvec_glu): the rows are gate and up taken in turn, R / 2 of each per group
+ * (the same R / 2 rows of both: virtual row v is gate or up row (v - v % R) / 2 + v % (R / 2)),
+ * rows = 2 F, ks = 1. A group's sums give R / 2 values of act(gate) * up (also gate and up
+ * themselves, as the separate ops leave them); the warp that writes the last of a block's
+ * 256 values (a counter per block, after a fence: CUDA C++ Programming Guide, "Memory
+ * Fence Functions") quantizes the block for the q8 product that reads it next, as the
+ * gated-activation kernel does (q8k_warp), and sets the counter back to 0. */
+template <class G, int R, bool GLU = false>
 __global__ void __launch_bounds__(MV_WARPS * 32)
-    mv_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows, int gpw, int nch,
-              int ks, typename G::XA x, float *__restrict__ y) {
+    mv_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int gpw, int nch, int ks,
+              typename G::XA x, MvGlu gl) {
     constexpr int S = mv_stages<G, R>(), IB = R * G::CB;
     extern __shared__ __align__(16) uint8_t mv_smem_buf[];
     __shared__ float part[MV_WARPS][MV_KS_GROUPS][R];
@@ -282,24 +491,38 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
     const int n_items = ng * npc;
     if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
     int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
+    /* this lane's first 16-byte piece of each row of group ig, at chunk 0 of the warp */
+    const uint8_t *src[R];
+    auto rows_of = [&]() {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            if constexpr (GLU) {
+                const int64_t p = (r0 + (int64_t)ig * R) / 2 + r % (R / 2);
+                src[r] = (r < R / 2 ? sg.w[0] : sg.w[1]) + (size_t)(p < gl.F ? p : gl.F - 1) * row_bytes +
+                         (size_t)wk * G::CB + 16 * lane;
+            } else {
+                const int64_t row = r0 + (int64_t)ig * R + r;
+                src[r] = seg_row(sg, row < rows ? row : rows - 1, row_bytes) + (size_t)wk * G::CB +
+                         16 * lane;
+            }
+        }
+    };
+    rows_of();
     auto issue = [&](int stage) {
         if (ig < ng) {
-            const uint32_t dst = ring_s + stage * IB;
+            const uint32_t dst = ring_s + stage * IB + 16 * lane;
+            const size_t co = (size_t)ic * ks * G::CB;
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                const int64_t row = r0 + (int64_t)ig * R + r;
-                const uint8_t *src = w + (size_t)(row < rows ? row : rows - 1) * row_bytes +
-                                     (size_t)(wk + ic * ks) * G::CB;
 #pragma unroll
-                for (int k = 0; k < (G::CB / 16 + 31) / 32; k++) {
-                    const int p = lane + 32 * k;
-                    if (G::CB % 512 == 0 || p < G::CB / 16)
-                        cp16(dst + r * G::CB + 16 * p, src + 16 * p);
-                }
+                for (int k = 0; k < (G::CB / 16 + 31) / 32; k++)
+                    if (G::CB % 512 == 0 || lane + 32 * k < G::CB / 16)
+                        cp16(dst + r * G::CB + 512 * k, src[r] + co + 512 * k);
             }
             if (++ic == npc) {
                 ic = 0;
                 ig++;
+                if (ig < ng) rows_of();
             }
         }
         cp_commit();
@@ -320,7 +543,19 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
 #pragma unroll
         for (int r = 0; r < R; r++) acc[r] += G::dot(st + r * G::CB, lane, xv);
         __syncwarp(); /* the stage is copied into again next iteration */
-        if (++cc == npc) {
+        if (GLU && ++cc == npc) {
+            float v[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                v[r] = acc[r];
+#pragma unroll
+                for (int o = 16; o > 0; o >>= 1) v[r] += __shfl_xor_sync(0xffffffffu, v[r], o);
+                acc[r] = 0.0f;
+            }
+            mv_glu_out<R>(gl, sg, (r0 + (int64_t)cg * R) / 2, v, lane);
+            cc = 0;
+            cg++;
+        } else if (!GLU && ++cc == npc) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 float v = acc[r];
@@ -330,7 +565,7 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
                 if (ks > 1) {
                     if (lane == 0) part[warp][cg][r] = v;
                 } else if (lane == 0 && row < rows) {
-                    y[row] = v;
+                    *seg_out(sg, row) = v;
                 }
                 acc[r] = 0.0f;
             }
@@ -338,14 +573,14 @@ __global__ void __launch_bounds__(MV_WARPS * 32)
             cg++;
         }
     }
-    if (ks == 1) return;
+    if (GLU || ks == 1) return;
     __syncthreads();
     const int g = lane / R, r = lane % R;
     if (wk != 0 || lane >= gpw * R || g >= ng) return;
     float v = 0.0f;
     for (int k = 0; k < ks; k++) v += part[warp + k][g][r];
     const int64_t row = r0 + (int64_t)g * R + r;
-    if (row < rows) y[row] = v;
+    if (row < rows) *seg_out(sg, row) = v;
 }
 
 /* ---- the balanced kernel (mv2) ----
@@ -483,9 +718,14 @@ __global__ void __launch_bounds__(MV2_WMAX * 32, 1)
  * wave of warps. */
 constexpr int MV_TYPES = 5;
 static int g_mv_sms = 0;
-static int g_mv_occ[MV_TYPES][3];
+static int g_mv_occ[MV_TYPES + 3][3]; /* + the one-code kernels: MQ4_K1, MQ6_K1, MQ4_K4 */
 static int g_mv_rows[MV_TYPES] = {-1, -1, -1, -1, -1}; /* -1: mv_rows_for's choice */
 static bool g_mv_on = true;
+static bool g_mv_q8k = true;   /* Q4_K, Q6_K with one code per activation (MQ4_K1, MQ6_K1) */
+static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K4), K % 2048 == 0 */
+static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
+static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: not) */
+static int g_mv_glu_occ[4][2]; /* MQ4_K1, MQ4_K, MQ8_0, MQ4_K4 at R 2, 4 */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -497,7 +737,10 @@ static bool g_mv_on = true;
 int mv_rows_for(int ti, int64_t rows, int64_t K) {
     if (g_mv_rows[ti] >= 0) return g_mv_rows[ti];
     switch (ti) {
-    case 0: /* Q4_K */
+    case 0: /* Q4_K; with one code per activation every product here (so that all of them
+               take the CPU's arithmetic), 4 rows (the 8B and 1B decode steps: 292 vs 286
+               and 890 vs 847 tok/s at 2 rows, H100) */
+        if (g_mv_q8k) return 4;
         return rows <= 1024 ? 0 : (rows >= 8192 && K <= 2048) || (rows <= 2048 && K >= 8192) ? 4 : 2;
     case 1: /* Q6_K */
         return rows >= 2048 ? 4 : 2;
@@ -510,11 +753,11 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
     }
 }
 
-template <class G, int R> cudaError_t mv_prep(int *occ) {
-    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)mv_smem<G, R>());
+template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mv_smem<G, R>());
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R>, MV_WARPS * 32,
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
                                                           mv_smem<G, R>());
     return e;
 }
@@ -529,13 +772,13 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
 /* One wave of warps: row groups per slot (gpw) so that every slot is resident at once, and
  * ks warps per slot (1, 2, 4) while there are fewer than 16 warps per multiprocessor and each
  * warp keeps at least one chunk of a group. */
-template <class G, int R>
-cudaError_t mv_launch_r(cudaStream_t s, int occ, const void *w, size_t row_bytes, int64_t rows,
-                        int64_t K, typename G::XA x, float *y) {
+template <class G, int R, bool GLU = false>
+cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_t row_bytes,
+                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
     int ks = 1;
-    while (ks < MV_WARPS && groups * ks < target && nch >= 2 * ks) ks *= 2;
+    while (!GLU && ks < MV_WARPS && groups * ks < target && nch >= 2 * ks) ks *= 2;
     int64_t gpw, slots;
     for (;;) {
         const int64_t wave = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * (MV_WARPS / ks);
@@ -545,19 +788,53 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const void *w, size_t row_bytes
     }
     slots = (groups + gpw - 1) / gpw;
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
-    (void)rlcu::launch(mv_kernel<G, R>, grid, MV_WARPS * 32, mv_smem<G, R>(), s,
-                       static_cast<const uint8_t *>(w), row_bytes, rows, (int)gpw, (int)nch, ks,
-                       x, y);
+    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, sg, row_bytes,
+                       rows, (int)gpw, (int)nch, ks, x, gl);
     return cudaGetLastError();
 }
 
+/* ti: the type's index (rows per item), oi: its kernel's row of g_mv_occ */
 template <class G>
-cudaError_t mv_launch(cudaStream_t s, int ti, const void *w, size_t row_bytes, int64_t rows,
-                      int64_t K, typename G::XA x, float *y) {
+cudaError_t mv_launch(cudaStream_t s, int ti, int oi, const rl__cu_mv_segs &sg, size_t row_bytes,
+                      int64_t rows, int64_t K, typename G::XA x) {
     const int R = mv_rows_for(ti, rows, K);
-    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[ti][2], w, row_bytes, rows, K, x, y);
-    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[ti][1], w, row_bytes, rows, K, x, y);
-    return mv_launch_r<G, 1>(s, g_mv_occ[ti][0], w, row_bytes, rows, K, x, y);
+    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x);
+    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x);
+    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x);
+}
+
+/* The gate/up product with the gated activation (GLU mode of mv_kernel), R 2 or 4. */
+template <class G>
+cudaError_t mv_glu_launch(cudaStream_t s, int ti, int gi, const rl__cu_mv_segs &sg,
+                          size_t row_bytes, int64_t K, XQ x, const MvGlu &gl) {
+    const int R = mv_rows_for(ti, 2 * gl.F, K);
+    if (R >= 4) return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl);
+    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl);
+}
+
+/* The streaming kernel of a type over the rows of sg (end[] set past nseg). */
+cudaError_t mv_run(cudaStream_t s, int type, const rl__cu_mv_segs &sg, size_t row_bytes,
+                   int64_t rows, int64_t K, const float *x, const void *xq) {
+    const int8_t *q = static_cast<const int8_t *>(xq);
+    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+    switch (type) {
+    case RL_TYPE_Q4_K:
+        if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
+            return mv_launch<MQ4_K4>(s, 0, MV_TYPES + 2, sg, row_bytes, rows, K, xa);
+        return g_mv_q8k ? mv_launch<MQ4_K1>(s, 0, MV_TYPES, sg, row_bytes, rows, K, xa)
+                        : mv_launch<MQ4_K>(s, 0, 0, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_Q6_K:
+        return g_mv_q8k ? mv_launch<MQ6_K1>(s, 1, MV_TYPES + 1, sg, row_bytes, rows, K, xa)
+                        : mv_launch<MQ6_K>(s, 1, 1, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_Q8_0:
+        return mv_launch<MQ8_0>(s, 2, 2, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_Q4_0:
+        return mv_launch<MQ4_0>(s, 3, 3, sg, row_bytes, rows, K, xa);
+    case RL_TYPE_F16:
+        return mv_launch<MF16>(s, 4, 4, sg, row_bytes, rows, K, x);
+    default:
+        return cudaErrorInvalidValue;
+    }
 }
 
 /* mv2 (the balanced kernel): on per type (RUVLLM_CUDA_MV2=a,b,c,d,e for Q4_K, Q6_K, Q8_0,
@@ -685,9 +962,11 @@ cudaError_t mv2_run(cudaStream_t s, int type, const rl__cu_mv_segs *sg, size_t r
     const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
     switch (type) {
     case RL_TYPE_Q4_K:
-        return mv2_launch<MQ4_K>(s, 0, sg, row_bytes, rows, K, xa);
+        return g_mv_q8k ? mv2_launch<MQ4_K1>(s, 0, sg, row_bytes, rows, K, xa)
+                        : mv2_launch<MQ4_K>(s, 0, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q6_K:
-        return mv2_launch<MQ6_K>(s, 1, sg, row_bytes, rows, K, xa);
+        return g_mv_q8k ? mv2_launch<MQ6_K1>(s, 1, sg, row_bytes, rows, K, xa)
+                        : mv2_launch<MQ6_K>(s, 1, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q8_0:
         return mv2_launch<MQ8_0>(s, 2, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q4_0:
@@ -715,13 +994,19 @@ extern "C" bool rl__cu_matvec_q8_type(int type) {
            type == RL_TYPE_Q4_0;
 }
 
+/* matvec_multi: mv2 where RUVLLM_CUDA_MV2 turns it on for the type, else the streaming
+ * kernel over the matrices one after the other (any rows per item: the joined rows are
+ * many, so mv_rows_for's 0 for few rows does not apply). */
 extern "C" bool rl__cu_matvec_multi_ok(int type, const rl__cu_mv_segs *sg, int nseg,
                                        size_t row_bytes, int64_t K) {
     if (!g_mv_on || g_mv_sms <= 0 || nseg < 1 || nseg > RL_CU_MV_SEGS || row_bytes % 16) return false;
     for (int i = 0; i < nseg; i++)
         if ((uintptr_t)sg->w[i] % 16 || (i ? sg->end[i] <= sg->end[i - 1] : sg->end[0] <= 0))
             return false;
-    return mv2_ok(mv_index(type), sg->end[nseg - 1], K);
+    const int ti = mv_index(type), vpc = mv_vpc(ti);
+    if (mv2_ok(ti, sg->end[nseg - 1], K)) return true;
+    return g_mv_multi && ti >= 0 && rl__cu_matvec_q8_type(type) && g_mv_rows[ti] != 0 &&
+           K % vpc == 0 && K / vpc <= INT32_MAX / 2;
 }
 
 extern "C" cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
@@ -733,34 +1018,48 @@ extern "C" cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__c
         g.y[i] = g.y[nseg - 1];
         g.end[i] = rows;
     }
-    return mv2_run(s, type, &g, row_bytes, rows, K, NULL, xq);
+    if (mv2_ok(mv_index(type), rows, K)) return mv2_run(s, type, &g, row_bytes, rows, K, NULL, xq);
+    return mv_run(s, type, g, row_bytes, rows, K, NULL, xq);
+}
+
+extern "C" bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t row_bytes,
+                                     int64_t F, int64_t K) {
+    const int ti = mv_index(type), vpc = mv_vpc(ti);
+    const bool kind = type == RL_TYPE_Q4_K || type == RL_TYPE_Q8_0;
+    return g_mv_on && g_mv_glu && g_mv_sms > 0 && kind && !mv2_ok(ti, 2 * F, K) &&
+           g_mv_rows[ti] != 0 && F > 0 && F % 256 == 0 && F / 256 <= RL_CU_GLU_BLOCKS &&
+           K % vpc == 0 && K / vpc <= INT32_MAX / 2 && row_bytes % 16 == 0 &&
+           (uintptr_t)sg->w[0] % 16 == 0 && (uintptr_t)sg->w[1] % 16 == 0;
+}
+
+extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
+                                         size_t row_bytes, int64_t F, int64_t K, const void *xq,
+                                         int act, float *out, void *out_xq, int *cnt) {
+    const int8_t *q = static_cast<const int8_t *>(xq);
+    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+    const MvGlu gl = {out, static_cast<int8_t *>(out_xq), cnt, F, act};
+    switch (type) {
+    case RL_TYPE_Q4_K:
+        if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
+            return mv_glu_launch<MQ4_K4>(s, 0, 3, *sg, row_bytes, K, xa, gl);
+        return g_mv_q8k ? mv_glu_launch<MQ4_K1>(s, 0, 0, *sg, row_bytes, K, xa, gl)
+                        : mv_glu_launch<MQ4_K>(s, 0, 1, *sg, row_bytes, K, xa, gl);
+    case RL_TYPE_Q8_0:
+        return mv_glu_launch<MQ8_0>(s, 2, 2, *sg, row_bytes, K, xa, gl);
+    default:
+        return cudaErrorInvalidValue;
+    }
 }
 
 extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes,
                                      int64_t rows, int64_t K, const float *x, const void *xq,
                                      float *y) {
-    if (mv2_ok(mv_index(type), rows, K)) {
-        const rl__cu_mv_segs sg = {{static_cast<const uint8_t *>(w), NULL, NULL},
-                                   {y, NULL, NULL},
-                                   {rows, rows, rows}};
-        return mv2_run(s, type, &sg, row_bytes, rows, K, x, xq);
-    }
-    const int8_t *q = static_cast<const int8_t *>(xq);
-    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
-    switch (type) {
-    case RL_TYPE_Q4_K:
-        return mv_launch<MQ4_K>(s, 0, w, row_bytes, rows, K, xa, y);
-    case RL_TYPE_Q6_K:
-        return mv_launch<MQ6_K>(s, 1, w, row_bytes, rows, K, xa, y);
-    case RL_TYPE_Q8_0:
-        return mv_launch<MQ8_0>(s, 2, w, row_bytes, rows, K, xa, y);
-    case RL_TYPE_Q4_0:
-        return mv_launch<MQ4_0>(s, 3, w, row_bytes, rows, K, xa, y);
-    case RL_TYPE_F16:
-        return mv_launch<MF16>(s, 4, w, row_bytes, rows, K, x, y);
-    default:
-        return cudaErrorInvalidValue;
-    }
+    const rl__cu_mv_segs sg = {{static_cast<const uint8_t *>(w), static_cast<const uint8_t *>(w),
+                                static_cast<const uint8_t *>(w)},
+                               {y, y, y},
+                               {rows, rows, rows}};
+    if (mv2_ok(mv_index(type), rows, K)) return mv2_run(s, type, &sg, row_bytes, rows, K, x, xq);
+    return mv_run(s, type, sg, row_bytes, rows, K, x, xq);
 }
 
 extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
@@ -771,10 +1070,19 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
 
 /* RUVLLM_CUDA_MV=0: every product to matmul.cu's kernels; RUVLLM_CUDA_MV_R=a,b,c,d,e: rows
  * per item for Q4_K, Q6_K, Q8_0, Q4_0, F16 at every shape (1, 2 or 4; 0 leaves the type
- * to matmul.cu; anything else: mv_rows_for's choice). */
+ * to matmul.cu; anything else: mv_rows_for's choice); RUVLLM_CUDA_MV_Q8K=0: Q4_K and Q6_K
+ * read the residual codes too; RUVLLM_CUDA_MV_MULTI=0: no joined products without mv2;
+ * RUVLLM_CUDA_MV_GLU=0: the gated activation in its own kernel after gate/up;
+ * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K. */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
+    const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
+    const char *gu = getenv("RUVLLM_CUDA_MV_GLU"), *k4 = getenv("RUVLLM_CUDA_MV_Q4K4");
+    g_mv_glu = !(gu && gu[0] == '0');
+    g_mv_q4k4 = !(k4 && k4[0] == '0');
     g_mv_on = !(e && e[0] == '0');
+    g_mv_q8k = !(q8k && q8k[0] == '0');
+    g_mv_multi = !(mm && mm[0] == '0');
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {
         char *end;
@@ -806,6 +1114,19 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     if (err == cudaSuccess) err = mv_prep_all<MQ8_0>(g_mv_occ[2]);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_0>(g_mv_occ[3]);
     if (err == cudaSuccess) err = mv_prep_all<MF16>(g_mv_occ[4]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ4_K1>(g_mv_occ[MV_TYPES]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ6_K1>(g_mv_occ[MV_TYPES + 1]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ4_K4>(g_mv_occ[MV_TYPES + 2]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K4, 2, true>(&g_mv_glu_occ[3][0]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K4, 4, true>(&g_mv_glu_occ[3][1]);
+    if (err == cudaSuccess) err = mv2_prep_all<MQ4_K1>();
+    if (err == cudaSuccess) err = mv2_prep_all<MQ6_K1>();
+    if (err == cudaSuccess) err = mv_prep<MQ4_K1, 2, true>(&g_mv_glu_occ[0][0]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K1, 4, true>(&g_mv_glu_occ[0][1]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K, 2, true>(&g_mv_glu_occ[1][0]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K, 4, true>(&g_mv_glu_occ[1][1]);
+    if (err == cudaSuccess) err = mv_prep<MQ8_0, 2, true>(&g_mv_glu_occ[2][0]);
+    if (err == cudaSuccess) err = mv_prep<MQ8_0, 4, true>(&g_mv_glu_occ[2][1]);
     if (err == cudaSuccess) err = mv2_prep_all<MQ4_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ6_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ8_0>();

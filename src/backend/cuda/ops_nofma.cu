@@ -286,13 +286,8 @@ __global__ void fill_kernel(float *x, int64_t n, float v) {
 }
 
 /* SiLU x / (1 + e^-x); GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as the CPU
- * writes it. */
-__device__ __forceinline__ float glu1(int act, float x, float up) {
-    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
-    if (act == 0) return x / (1.0f + expf(-x)) * up;
-    const float ge = 0.5f * x * (1.0f + tanhf(k0 * x * (1.0f + k1 * x * x)));
-    return ge * up;
-}
+ * writes it (qtypes.cuh, shared with matvec.cu's gate/up product). */
+__device__ __forceinline__ float glu1(int act, float x, float up) { return rlcu::glu_value(act, x, up); }
 
 __global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                            int64_t n, int64_t dim, float *out) {

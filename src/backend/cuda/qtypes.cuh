@@ -99,6 +99,17 @@ __device__ __forceinline__ void q8k_warp(const float v[8], uint2 *qh, uint2 *ql,
     if (lane == 0) *d = dd;
 }
 
+/* The gated activation of one value as the CPU writes it: SiLU x / (1 + e^-x) times up
+ * (act 0), GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) times up (act 1), each
+ * operation rounded on its own (explicit intrinsics: the same bits in a file compiled with
+ * contraction, matvec.cu, as in ops_nofma.cu, compiled without). */
+__device__ __forceinline__ float glu_value(int act, float x, float up) {
+    if (act == 0) return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.0f, expf(-x))), up);
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    const float in = __fmul_rn(__fmul_rn(k0, x), __fadd_rn(1.0f, __fmul_rn(__fmul_rn(k1, x), x)));
+    return __fmul_rn(__fmul_rn(__fmul_rn(0.5f, x), __fadd_rn(1.0f, tanhf(in))), up);
+}
+
 /* ---- float rows ---- */
 struct TF32 {
     static constexpr int NV = 8;

@@ -31,6 +31,7 @@ void rl__cu_step_free(cu_step *q) {
     if (q->a_ev) cudaEventDestroy(q->a_ev);
     if (q->ah) cudaFreeHost(q->ah);
     cudaFree(q->ad);
+    cudaFree(q->glu_cnt);
     rl__free(q->rec);
     memset(q, 0, sizeof *q);
 }
@@ -205,6 +206,10 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return r->attn.xq ? rl__cu_attention_q8(s, &a, r->attn.xq) : rl__cu_attention(s, &a);
     }
     case CU_OP_MATVEC_MULTI:
+        if (r->mv.glu_out)
+            return rl__cu_matvec_glu(s, r->mv.type, &r->mv.sg, r->mv.row_bytes, r->mv.sg.end[0],
+                                     r->mv.K, r->mv.xq, r->mv.glu_act, r->mv.glu_out, r->mv.glu_xq,
+                                     q->glu_cnt);
         return rl__cu_matvec_multi(s, r->mv.type, &r->mv.sg, r->mv.nseg, r->mv.row_bytes, r->mv.K,
                                    r->mv.xq);
     case CU_OP_ROPE_KV: {
@@ -237,8 +242,12 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  * Before a list runs (and before it is hashed, so a replayed graph holds the fused
  * launches), neighbouring records that one kernel can do are joined:
  * - consecutive one-token q8 products of the same activations, type and K (q, k, v;
- *   gate, up) into one streaming product over up to three matrices (matvec.cu's mv2, so
- *   only while RUVLLM_CUDA_MV2 turns that kernel on);
+ *   gate, up) into one streaming product over up to three matrices (matvec.cu: its mv2
+ *   kernel where RUVLLM_CUDA_MV2 turns that on, else the streaming kernel; one launch and
+ *   one ramp of the memory pipeline instead of two or three; RUVLLM_CUDA_MV_MULTI=0: not);
+ * - gate and up so joined, followed by their gated activation of one token (its output
+ *   quantized for the down product): one launch (matvec.cu's GLU mode; the activation and
+ *   its quantization in the kernel's epilogue; RUVLLM_CUDA_MV_GLU=0: not);
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
  *   kernel quantizes the output, so the product does not (attention.cu).
@@ -323,6 +332,34 @@ static void fuse_attn_q8(cu_rec *a, cu_rec *b) {
     b->mm.xq_ready = true;
 }
 
+/* The joined gate/up record f (two matrices) and the gated activation g after it, as one
+ * record in f. The counters the kernel needs are allocated (zeroed) the first time. */
+static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g) {
+    const int64_t F = f->mv.sg.end[0];
+    if (g->op != CU_OP_GLU || f->mv.nseg != 2 || f->mv.sg.end[1] != 2 * F || g->ew.n != 1 ||
+        g->ew.dim != F || g->ew.a != f->mv.sg.y[0] || g->ew.b != f->mv.sg.y[1] || !g->ew.xq ||
+        (g->ew.i0 != 0 && g->ew.i0 != 1) ||
+        !rl__cu_matvec_glu_ok(f->mv.type, &f->mv.sg, f->mv.row_bytes, F, f->mv.K))
+        return false;
+    if (!q->glu_cnt) {
+        if (cudaMalloc((void **)&q->glu_cnt, RL_CU_GLU_BLOCKS * sizeof(int)) != cudaSuccess) {
+            q->glu_cnt = NULL;
+            cudaGetLastError();
+            return false;
+        }
+        if (cudaMemsetAsync(q->glu_cnt, 0, RL_CU_GLU_BLOCKS * sizeof(int), q->stream) != cudaSuccess) {
+            cudaFree(q->glu_cnt);
+            q->glu_cnt = NULL;
+            cudaGetLastError();
+            return false;
+        }
+    }
+    f->mv.glu_out = g->ew.x;
+    f->mv.glu_xq = g->ew.xq;
+    f->mv.glu_act = g->ew.i0;
+    return true;
+}
+
 static void fuse(cu_step *q) {
     size_t o = 0;
     for (size_t i = 0; i < q->n_rec;) {
@@ -332,6 +369,8 @@ static void fuse(cu_step *q) {
             fuse_attn_q8(r, r + 1);
             if (r->op == CU_OP_MATMUL) used = fuse_mv(r, q->n_rec - i, &f);
             else if (fuse_rope_kv(r, r + 1, &f)) used = 2;
+            if (r->op == CU_OP_MATMUL && used == 2 && i + 2 < q->n_rec && fuse_glu(q, &f, r + 2))
+                used = 3;
         }
         if (used) {
             q->rec[o++] = f;

@@ -41,6 +41,17 @@ bool rl__cu_matvec_multi_ok(int type, const rl__cu_mv_segs *sg, int nseg, size_t
 cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *sg, int nseg,
                                 size_t row_bytes, int64_t K, const void *xq);
 
+/* The gate and up products of one token (w[0], w[1]: F rows each, into y[0], y[1]) with
+ * the gated activation after them (act: rl_glu; out [F] = act(gate) * up, quantized into
+ * out_xq for the q8 product that reads it next): one launch instead of two. cnt: the
+ * instance's RL_CU_GLU_BLOCKS counters, zero (and left zero). */
+#define RL_CU_GLU_BLOCKS 4096
+bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t row_bytes, int64_t F,
+                          int64_t K);
+cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
+                              size_t row_bytes, int64_t F, int64_t K, const void *xq, int act,
+                              float *out, void *out_xq, int *cnt);
+
 /* RoPE of q (n_head heads, ld) and k (n_head_k heads, ld_k) at the same positions, then
  * k and v (n_embd_v values, ld_v) written to the F16 or F32 cache rows cells[t]: one launch
  * for rl__cu_rope + rl__cu_kv_write (the k side's n_embd is n_head_k * head_dim). */
@@ -139,12 +150,15 @@ typedef struct cu_rec {
             size_t cells_at, span_at;
             void *xq; /* fuse pass: the output also quantized here */
         } attn;
-        struct { /* matvec_multi */
+        struct { /* matvec_multi; glu_out set: rl__cu_matvec_glu (gate, up; act glu_act) */
             int type, nseg;
             size_t row_bytes;
             int64_t K;
             rl__cu_mv_segs sg;
             void *xq;
+            float *glu_out;
+            void *glu_xq;
+            int glu_act;
         } mv;
         struct { /* rope_kv: tab and cells NULL, at tab_at and cells_at */
             rl__cu_rope_kv_args a;
@@ -191,6 +205,7 @@ typedef struct cu_step {
     uint64_t tick;
     bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
     bool fuse_on;                            /* RUVLLM_CUDA_FUSE=0: no fuse pass (step.c) */
+    int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
 } cu_step;
 
