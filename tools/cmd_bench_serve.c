@@ -62,6 +62,7 @@ typedef struct opts {
     int threads, parallel, ctx; /* of the server -m starts */
     long timeout_s;
     unsigned long long seed;
+    double temperature;  /* 0: greedy; else with top_k 40, top_p 0.95, min_p 0.05 */
 } opts;
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -198,7 +199,12 @@ static char *make_body(const opts *o, json_t *p, int max_tokens) {
     json_object_set_new(r, o->chat ? "messages" : "prompt", p);
     if (o->model_name) json_object_set_new(r, "model", json_string(o->model_name));
     json_object_set_new(r, "max_tokens", json_integer(max_tokens));
-    json_object_set_new(r, "temperature", json_real(0));
+    json_object_set_new(r, "temperature", json_real(o->temperature));
+    if (o->temperature > 0) { /* llama.cpp's default filters */
+        json_object_set_new(r, "top_k", json_integer(40));
+        json_object_set_new(r, "top_p", json_real(0.95));
+        json_object_set_new(r, "min_p", json_real(0.05));
+    }
     json_object_set_new(r, "ignore_eos", json_true());
     json_object_set_new(r, "stream", json_true());
     json_t *so = json_object();
@@ -678,6 +684,7 @@ static void usage(FILE *f) {
             "  --model-name NAME    the request's \"model\" field (default: none)\n"
             "  --api-key KEY        Authorization: Bearer KEY (also RUVLLM_API_KEY)\n"
             "  --timeout S          per request, seconds (600)\n"
+            "  --temperature T      sample at T with top_k 40, top_p 0.95, min_p 0.05 (0: greedy)\n"
             "  --seed S             seed of the prompts' random tokens (default: from the time)\n"
             "  -t, --threads N      the started server's forward-pass threads (0: physical cores)\n"
             "  --parallel N         the started server's --parallel (default: the largest -c)\n"
@@ -771,6 +778,14 @@ int cmd_bench_serve(int argc, char **argv) {
         } else if (!strcmp(a, "--timeout")) {
             if (!gen_parse_int(cmd, a, v, 1, 86400, &n)) return 2;
             o.timeout_s = (long)n;
+        } else if (!strcmp(a, "--temperature")) {
+            char *end = NULL;
+            o.temperature = strtod(v, &end);
+            if (!*v || *end || !(o.temperature >= 0 && o.temperature <= 100)) {
+                fprintf(stderr, "%s: --temperature must be a number in [0, 100], got '%s'\n",
+                        cmd, v);
+                return 2;
+            }
         } else if (!strcmp(a, "--seed")) {
             if (!gen_parse_int(cmd, a, v, 0, INT64_MAX, &n)) return 2;
             o.seed = (unsigned long long)n;

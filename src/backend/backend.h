@@ -28,7 +28,7 @@
 
 #include <stdio.h>
 
-#define RL_BACKEND_OPS_VERSION 5
+#define RL_BACKEND_OPS_VERSION 6
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -113,6 +113,26 @@ typedef struct rl_attn_args {
     float scale;                 /* usually 1/sqrt(head_dim_k) */
     float softcap;               /* 0: none */
 } rl_attn_args;
+
+/* One row's chain for sample_to_host: the CPU sampler's (src/sampler/chain.c) restricted to
+ * what the device runs, with its definitions: repetition / frequency / presence penalties
+ * on the tokens of the recent window, then top-k, top-p, min-p (each optional, in this
+ * order), then temperature; the final draw is the inverse CDF at u over the survivors in the
+ * CPU chain's candidate order, so one u gives the CPU's token up to rounding at the
+ * boundary. Ties go to the lower id. The caller (src/engine) fills it from the sampler
+ * (rl__sampler_device_plan) and decides when the chain can run here. */
+typedef struct rl_sample_row {
+    float temperature;       /* <= 0: greedy (the argmax after the penalties); 1: none */
+    int32_t top_k;           /* <= 0: off */
+    float top_p;             /* >= 1: off */
+    float min_p;             /* <= 0: off */
+    float min_p_ln;          /* rl__det_logf(min_p): the sampler's own log */
+    int32_t min_keep;        /* top-p and min-p keep at least this many */
+    float repeat_penalty, frequency_penalty, presence_penalty;
+    int32_t pen_off, pen_n;  /* the row's pairs: pen[2 * (pen_off + j) + {0: id, 1: count}],
+                                j < pen_n; ids distinct, counts > 0 */
+    double u;                /* uniform in [0, 1), from the sequence's RNG (unused when greedy) */
+} rl_sample_row;
 
 typedef struct rl_backend rl_backend;
 
@@ -208,6 +228,18 @@ typedef struct rl_backend_ops {
      * 2-D with the same ne[0]; each y[i] is dense [n][w[i]->ne[1]] and overlaps no x. */
     rl_status (*matmul_multi)(rl_backend *be, const rl_weight *const *w, int n_w, const float *x,
                               int64_t n, float *const *y);
+
+    /* ---- version 6: sampling on the device (NULL: the caller copies the logits rows and
+     * samples on the host) ---- */
+    /* ids[t] (host memory) = the token the sampler chain of rows[t] (host memory) picks
+     * from row t of x [n][dim], after the queued work; only the ids travel to the host
+     * (and n_kept[t], when not NULL: how many tokens the final draw chose among). x is
+     * changed: the penalties are applied in place. ids[t] = -1 when no token can be
+     * chosen (every logit -inf). pen (host) holds the rows' (id, count) pairs.
+     * RL_ERR_UNSUPPORTED when dim is beyond the device code's limit. */
+    rl_status (*sample_to_host)(rl_backend *be, float *x, int64_t n, int64_t dim,
+                                const rl_sample_row *rows, const int32_t *pen,
+                                int32_t *ids, int32_t *n_kept);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

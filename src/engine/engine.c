@@ -10,10 +10,12 @@
  * own cell table (rl_decode's) is never used.
  */
 #include "engine_impl.h"
+#include "sampler/sampler.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -204,6 +206,61 @@ static void run_copies(rl_engine *e, const rl__kv_copy *cp, int32_t n) {
     }
 }
 
+/* Contract: sampling on the device. A step samples on the device, and only the ids come
+ * back, when
+ *   1. the context's backend has sample_to_host (CUDA) and RUVLLM_CUDA_SAMPLE is not 0;
+ *   2. every row that wants a token belongs to a request without a grammar or other
+ *      constraint, whose sampler's next pass the device runs (rl__sampler_device_plan: no
+ *      logit bias, DRY, typical-p, XTC, mirostat or logprobs; the filters in top-k, top-p,
+ *      min-p order with temperature after them).
+ * Otherwise every row's logits are copied to the host and sampled there (sample_all):
+ * all or nothing per step, so one constrained request makes its step copy. The device's
+ * draw takes its uniform number from the sequence's own generator, before the forward pass,
+ * where the CPU pass would take it, so a seed gives the same tokens on both paths up to
+ * rounding at a draw's boundary (test_cuda_sample). e->mu held. */
+static bool dev_plan(rl_engine *e) {
+    if (!e->dev_sample || e->n_out == 0) return false;
+    int64_t n_pen = 0;
+    for (int32_t i = 0; i < e->n_items; i++) {
+        if (e->it_row[i] < 0) continue;
+        rl_engine_request *r = reg_find(e, e->it_id[i]);
+        const int32_t k = e->it_seq[i];
+        if (!r || k < 0 || k >= r->n || r->seq[k].finish) continue; /* ignored later */
+        rl__sampler_device d;
+        if (r->con || !rl__sampler_device_plan(r->seq[k].smp, &d)) return false;
+        n_pen += rl__sampler_penalty_pairs(r->seq[k].smp, NULL);
+    }
+    if (n_pen > e->cap_dev_pen) {
+        if (n_pen > INT32_MAX / 2) return false;
+        int32_t *p = rl__realloc(e->dev_pen, (size_t)n_pen * 2 * sizeof(int32_t));
+        if (!p) return false;
+        e->dev_pen = p;
+        e->cap_dev_pen = (int32_t)n_pen;
+    }
+    int32_t at = 0;
+    for (int32_t i = 0; i < e->n_items; i++) {
+        const int32_t row = e->it_row[i];
+        if (row < 0) continue;
+        rl_engine_request *r = reg_find(e, e->it_id[i]);
+        const int32_t k = e->it_seq[i];
+        rl__sampler_device d = {.temperature = 0.0f, .top_p = 1.0f, .repeat_penalty = 1.0f};
+        rl_sampler *smp = NULL;
+        if (r && k >= 0 && k < r->n && !r->seq[k].finish) {
+            smp = r->seq[k].smp;
+            rl__sampler_device_plan(smp, &d);
+        }
+        const int32_t np = smp ? rl__sampler_penalty_pairs(smp, e->dev_pen + 2 * at) : 0;
+        e->dev_rows[row] = (rl_sample_row){
+            .temperature = d.temperature, .top_k = d.top_k, .top_p = d.top_p,
+            .min_p = d.min_p, .min_p_ln = d.min_p_ln, .min_keep = d.min_keep,
+            .repeat_penalty = d.repeat_penalty, .frequency_penalty = d.frequency_penalty,
+            .presence_penalty = d.presence_penalty, .pen_off = at, .pen_n = np,
+            .u = smp && d.temperature > 0.0f ? rl__sampler_next_u(smp) : 0.0};
+        at += np;
+    }
+    return true;
+}
+
 /* Sample every item that asked for logits (e->mu held). */
 static void sample_all(rl_engine *e) {
     const double now = rl__now();
@@ -220,7 +277,15 @@ static void sample_all(rl_engine *e) {
         const float *row = e->logits + (size_t)e->it_row[i] * (size_t)e->n_vocab;
         rl_token tok = RL_TOKEN_NULL;
         bool dead_end = false, complete = false; /* the grammar allows no token / no more */
-        rl_status st = rl__con_sample(e, r, k, row, &tok, &dead_end, &complete);
+        rl_status st;
+        const char *why = NULL;
+        if (e->dev_step) { /* sampled on the device (dev_plan): accept it */
+            tok = e->dev_ids[e->it_row[i]];
+            st = tok >= 0 ? rl_sampler_accept(q->smp, tok) : RL_ERR_INVALID_ARG;
+            if (tok < 0) why = "no token can be chosen: every token is at logit -inf";
+        } else {
+            st = rl__con_sample(e, r, k, row, &tok, &dead_end, &complete);
+        }
         if (st == RL_OK && dead_end) {
             rl__ereq_finish_seq(e, r, k, RL_ENGINE_FINISH_STOP);
             e->outs[i].stop = true;
@@ -231,7 +296,8 @@ static void sample_all(rl_engine *e) {
             pthread_mutex_lock(&r->mu);
             if (r->status == RL_OK) {
                 r->status = st;
-                rl__fmt(r->msg, sizeof r->msg, "sampling: %s", rl_sampler_errmsg(q->smp));
+                rl__fmt(r->msg, sizeof r->msg, "sampling: %s",
+                        why ? why : rl_sampler_errmsg(q->smp));
             }
             pthread_mutex_unlock(&r->mu);
             rl__ereq_finish_seq(e, r, k, RL_ENGINE_FINISH_ERROR);
@@ -315,6 +381,7 @@ static void *engine_main(void *arg) {
             continue;
         }
         prepare(e, pl);
+        e->dev_step = dev_plan(e);
         rl__hist_add(&e->step_seqs, pl->n_items);
         /* The copy list belongs to the KV manager, which submit may touch while the
          * lock is dropped: copy it out first. */
@@ -344,6 +411,9 @@ static void *engine_main(void *arg) {
             .span_swa = e->n_swa > 0 ? e->b_span_swa : NULL,
             .n_out = e->n_out,
             .out_ids = e->b_out,
+            .out_argmax = e->dev_step ? e->dev_ids : NULL,
+            .out_sample = e->dev_step ? e->dev_rows : NULL,
+            .sample_pen = e->dev_pen,
         };
         st = rl__context_forward(e->ctx, &pass, e->logits);
 
@@ -394,6 +464,9 @@ static void engine_destroy(rl_engine *e) {
     rl__free(e->cp_dst);
     rl__free(e->cbuf);
     rl__aligned_free(e->logits);
+    rl__free(e->dev_rows);
+    rl__free(e->dev_ids);
+    rl__free(e->dev_pen);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     rl__free(e);
@@ -527,13 +600,17 @@ RL_API rl_status rl_engine_create(const rl_model *m, const rl_engine_params *pp,
     e->cp_src = rl__malloc(2 * np * (size_t)bs * sizeof(int32_t));
     e->cp_dst = rl__malloc(2 * np * (size_t)bs * sizeof(int32_t));
     e->logits = rl__aligned_alloc(64, np * (size_t)e->n_vocab * sizeof(float));
+    e->dev_rows = rl__malloc(np * sizeof(rl_sample_row));
+    e->dev_ids = rl__malloc(np * sizeof(int32_t));
+    const char *ds = getenv("RUVLLM_CUDA_SAMPLE");
+    e->dev_sample = rl__context_can_sample(e->ctx) && !(ds && strcmp(ds, "0") == 0);
     /* a step's block copies: a fork's or copy-on-write of each sequence's last block; more
      * make it grow */
     e->cap_cbuf = 2 * p.n_parallel;
     e->cbuf = rl__malloc((size_t)e->cap_cbuf * sizeof *e->cbuf);
     if (!e->b_tok || !e->b_pos || !e->b_cell || !e->b_span || !e->b_span_swa || !e->b_out ||
         !e->attn || !e->it_id || !e->it_seq || !e->it_row || !e->outs || !e->cp_src ||
-        !e->cp_dst || !e->logits || !e->cbuf) {
+        !e->cp_dst || !e->logits || !e->cbuf || !e->dev_rows || !e->dev_ids) {
         st = fail(err, es, RL_ERR_NOMEM, "out of memory");
         goto fail_ctx;
     }

@@ -138,6 +138,14 @@ struct rl_engine {
     rl__kv_copy *cbuf;               /* the plan's block copies */
     int32_t cap_cbuf;
     float *logits;                   /* [n_parallel][n_vocab] */
+    /* sampling on the device (engine.c dev_plan): the backend has it and RUVLLM_CUDA_SAMPLE
+     * is not 0 */
+    bool dev_sample;
+    bool dev_step;                   /* this step samples on the device */
+    rl_sample_row *dev_rows;         /* [n_parallel], by output row */
+    int32_t *dev_ids;                /* [n_parallel], by output row */
+    int32_t *dev_pen;                /* (id, count) pairs of the rows' penalty windows */
+    int32_t cap_dev_pen;             /* pairs */
 
     /* counters (e->mu) */
     uint64_t n_submitted, n_rejected, n_finished, n_aborted, tokens_prompt;

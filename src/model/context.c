@@ -461,7 +461,8 @@ static int32_t argmax_row(const float *x, int32_t n) {
 rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits) {
     const rl_model *m = ctx->m;
     if (pass->n_tok < 1 || pass->n_tok > ctx->p.n_batch || pass->n_out < 0 ||
-        pass->n_out > RL_MIN(pass->n_tok, ctx->p.n_outputs_max))
+        pass->n_out > RL_MIN(pass->n_tok, ctx->p.n_outputs_max) ||
+        (pass->out_sample && (!pass->out_argmax || !ctx->be->ops->sample_to_host)))
         return RL_ERR_INVALID_ARG;
     ctx->arena.used = 0;
     ctx->host_arena.used = 0;
@@ -486,7 +487,10 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
     rl_status st = m->arch->forward(&f);
     if (st == RL_OK) st = f.status;
     const rl_backend_ops *ops = ctx->be->ops;
-    if (st == RL_OK && pass->n_out && pass->out_argmax && ops->argmax_to_host)
+    if (st == RL_OK && pass->n_out && pass->out_sample)
+        st = ops->sample_to_host(ctx->be, f.logits, pass->n_out, m->hp.n_vocab, pass->out_sample,
+                                 pass->sample_pen, pass->out_argmax, NULL);
+    else if (st == RL_OK && pass->n_out && pass->out_argmax && ops->argmax_to_host)
         ops->argmax_to_host(ctx->be, f.logits, pass->n_out, m->hp.n_vocab, pass->out_argmax);
     else if (st == RL_OK && pass->n_out) {
         ops->to_host(ctx->be, logits, f.logits,
@@ -501,6 +505,10 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
         if (st == RL_OK) st = sst;
     }
     return st;
+}
+
+bool rl__context_can_sample(const rl_context *ctx) {
+    return ctx->be->ops->sample_to_host != NULL;
 }
 
 void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst, int64_t n) {

@@ -365,11 +365,17 @@ typedef struct rl__pass {
     int32_t *out_argmax;         /* NULL, or [n_out]: receives each output's argmax id
                                     instead of logits (picked on the device when the
                                     backend can; else logits are filled and picked here) */
+    const rl_sample_row *out_sample; /* NULL, or [n_out]: out_argmax receives each output's
+                                    token sampled on the device with this chain instead
+                                    (rl__context_can_sample must be true) */
+    const int32_t *sample_pen;   /* the rows' (id, count) penalty pairs */
 } rl__pass;
 
 /* Run one pass; logits ([n_out][n_vocab] host memory) receives the results. Allocates
  * nothing. RL_ERR_INVALID_ARG for sizes out of range. */
 rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits);
+/* Whether the context's backend samples on the device (rl__pass.out_sample). */
+bool rl__context_can_sample(const rl_context *ctx);
 /* Copy the K/V rows of cells src[i] to dst[i] in every layer (copy-on-write of blocks). */
 void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst, int64_t n);
 

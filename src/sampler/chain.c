@@ -640,3 +640,53 @@ rl_status rl__sample_once(rl_sampler *s, const float *logits, const uint8_t *mas
     *out = tok;
     return RL_OK;
 }
+
+/* ---- the device's share ------------------------------------------------------------------ */
+
+bool rl__sampler_device_plan(const rl_sampler *s, rl__sampler_device *d) {
+    if (!s || s->p.mirostat != 0 || s->p.logprobs || s->n_bias > 0 || dry_active(s)) return false;
+    const rl_sampler_params *p = &s->p;
+    /* positions of the stages that act; -1 when absent or a no-op */
+    int at[RL_SAMPLER_STAGE_COUNT + 1];
+    for (int i = 0; i <= RL_SAMPLER_STAGE_COUNT; i++) at[i] = -1;
+    for (int32_t i = 0; i < s->n_order; i++) at[s->order[i]] = i;
+    if (at[RL_SAMPLER_STAGE_TYPICAL_P] >= 0 && p->typical_p < 1.0f) return false;
+    if (at[RL_SAMPLER_STAGE_XTC] >= 0 && p->xtc_probability > 0.0f && p->xtc_threshold <= 0.5f)
+        return false;
+    *d = (rl__sampler_device){
+        .temperature = p->temperature,
+        .top_k = at[RL_SAMPLER_STAGE_TOP_K] >= 0 ? p->top_k : 0,
+        .top_p = at[RL_SAMPLER_STAGE_TOP_P] >= 0 ? p->top_p : 1.0f,
+        .min_p = at[RL_SAMPLER_STAGE_MIN_P] >= 0 ? p->min_p : 0.0f,
+        .min_keep = p->min_keep,
+        .repeat_penalty = p->repeat_penalty,
+        .frequency_penalty = p->frequency_penalty,
+        .presence_penalty = p->presence_penalty,
+    };
+    d->min_p_ln = d->min_p > 0.0f ? rl__det_logf(d->min_p) : 0.0f;
+    if (p->temperature <= 0.0f) return true; /* greedy: the filters cannot change the argmax */
+    if (at[RL_SAMPLER_STAGE_TEMPERATURE] < 0) d->temperature = 1.0f;
+    /* the acting filters in top-k, top-p, min-p order, temperature after them */
+    int last = -1;
+    const int seq[3] = {RL_SAMPLER_STAGE_TOP_K, RL_SAMPLER_STAGE_TOP_P, RL_SAMPLER_STAGE_MIN_P};
+    const bool acts[3] = {d->top_k > 0, d->top_p < 1.0f, d->min_p > 0.0f};
+    for (int i = 0; i < 3; i++) {
+        if (!acts[i]) continue;
+        if (at[seq[i]] < last) return false;
+        last = at[seq[i]];
+    }
+    if (d->temperature != 1.0f && at[RL_SAMPLER_STAGE_TEMPERATURE] < last) return false;
+    return true;
+}
+
+int32_t rl__sampler_penalty_pairs(const rl_sampler *s, int32_t *pairs) {
+    if (!penalties_active(s)) return 0;
+    if (!pairs) return s->pen_n;
+    for (int32_t j = 0; j < s->pen_n; j++) {
+        pairs[2 * j] = s->pen_list[j];
+        pairs[2 * j + 1] = s->pen_count[s->pen_list[j]];
+    }
+    return s->pen_n;
+}
+
+double rl__sampler_next_u(rl_sampler *s) { return rl__rng_double(s->rng); }

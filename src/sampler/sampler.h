@@ -240,6 +240,26 @@ rl_status rl__sample_once(rl_sampler *s, const float *logits, const uint8_t *mas
 /* Whether bias, penalties or DRY change any logit on the next pass. */
 bool rl__sampler_modifies(const rl_sampler *s);
 
+/* The next pass of s as a device can run it (chain.c; src/backend/backend.h rl_sample_row
+ * has the same fields): false when the pass needs what only this file does (logit bias,
+ * DRY, typical-p, XTC, mirostat, logprobs, or filters in an order other than top-k, top-p,
+ * min-p with temperature after them). Filters left out of params.order are off in *d; a
+ * temperature left out is 1 unless it is <= 0 (greedy). */
+typedef struct rl__sampler_device {
+    float temperature;
+    int32_t top_k;
+    float top_p, min_p, min_p_ln; /* min_p_ln = rl__det_logf(min_p) */
+    int32_t min_keep;
+    float repeat_penalty, frequency_penalty, presence_penalty;
+} rl__sampler_device;
+bool rl__sampler_device_plan(const rl_sampler *s, rl__sampler_device *d);
+/* The penalized tokens of the next pass as (id, count) pairs into pairs[0..2 n) (pairs NULL:
+ * only count them); returns n, 0 when penalties are off. */
+int32_t rl__sampler_penalty_pairs(const rl_sampler *s, int32_t *pairs);
+/* The uniform number the next pass's final draw takes from s's stream (rl__rng_double), for
+ * a device drawing in its place; call only when the pass is not greedy (temperature > 0). */
+double rl__sampler_next_u(rl_sampler *s);
+
 /* DRY (dry.c). */
 rl_status rl__dry_init(rl_sampler *s, const rl_vocab *vocab, const char *const *breakers,
                        int32_t n_breakers);

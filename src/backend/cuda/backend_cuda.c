@@ -135,6 +135,7 @@ typedef struct cu_backend {
     size_t pin_cap;   /* CU_PIN_MAX */
     int32_t *am_ids;  /* argmax_to_host's device ids [am_cap] */
     size_t am_cap;
+    rl__cu_sample_ws *samp; /* sample_to_host's workspace (sample.cu), made at first use */
     rl_status err;
 } cu_backend;
 
@@ -332,6 +333,28 @@ static void cu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t
     r->ew.dim = dim;
     r->ew.x = (float *)c->am_ids; /* int32 ids: the record's output pointer */
     cu_to_host(be, ids, c->am_ids, (size_t)n * sizeof(int32_t));
+}
+
+/* Sampling runs after the queued ops (the step's graph), eagerly on the same stream: its
+ * parameters and penalty lists change every step (a queued record would make every step a
+ * new op list), and its result must come back now anyway. One upload of the rows'
+ * parameters, two launches (sample.cu), one copy of the ids back: no allocation once the
+ * workspace has grown to the largest batch. */
+static rl_status cu_sample_to_host(rl_backend *be, float *x, int64_t n, int64_t dim,
+                                   const rl_sample_row *rows, const int32_t *pen, int32_t *ids,
+                                   int32_t *n_kept) {
+    cu_backend *c = CU(be);
+    if (n <= 0) return RL_OK;
+    if (dim > (1 << 24)) return RL_ERR_UNSUPPORTED;
+    flush(c);
+    if (c->err != RL_OK) return c->err;
+    cudaError_t e = rl__cu_sample(c->stream, &c->samp, x, n, dim, rows, pen, ids, n_kept);
+    if (e == cudaErrorInvalidValue) {
+        cudaGetLastError();
+        return RL_ERR_INVALID_ARG;
+    }
+    fail(c, e, "sample");
+    return c->err;
 }
 
 /* Small copies join the queue through the arena; large ones (uploads) go at once. */
@@ -927,6 +950,7 @@ static void cu_destroy(rl_backend *be) {
     cudaFree(c->q8x);
     cudaFree(c->ws);
     cudaFree(c->am_ids);
+    rl__cu_sample_free(c->samp);
     if (c->pin) cudaFreeHost(c->pin);
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
@@ -967,6 +991,7 @@ static const rl_backend_ops k_cuda_ops = {
     .fork = cu_fork,
     .sync = cu_sync,
     .argmax_to_host = cu_argmax_to_host,
+    .sample_to_host = cu_sample_to_host,
 };
 
 /* An instance on s (taking a reference): its stream and attention workspace. */

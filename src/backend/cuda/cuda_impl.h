@@ -176,6 +176,19 @@ cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const in
  * wins; 0 when no value is above -inf). */
 cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, int64_t dim, int32_t *ids);
 
+/* ---- sampling (sample.cu) ---- */
+/* The op sample_to_host (backend.h) on stream s, after what is queued there: rows and pen
+ * are host memory, copied up through the workspace's pinned buffer; x (device) gets the
+ * penalties in place; ids and n_kept (host; n_kept may be NULL) are filled when it returns
+ * (it waits for the stream). *ws is made at the first call and grows with the largest n,
+ * dim and penalty list seen; free it with rl__cu_sample_free. */
+typedef struct rl_sample_row rl_sample_row;
+typedef struct rl__cu_sample_ws rl__cu_sample_ws;
+cudaError_t rl__cu_sample(cudaStream_t s, rl__cu_sample_ws **ws, float *x, int64_t n, int64_t dim,
+                          const rl_sample_row *rows, const int32_t *pen, int32_t *ids,
+                          int32_t *n_kept);
+void rl__cu_sample_free(rl__cu_sample_ws *ws);
+
 /* ---- attention (attention.cu) ---- */
 typedef struct rl__cu_attn {
     int type;          /* KV type: F32, F16, Q8_0 */
