@@ -163,12 +163,13 @@ static bool is_q8k_product(rl_type t, int64_t K, int64_t n) {
 }
 
 /* Whether a product takes the int8 tensor-core kernel (mmq.cu): Q4_0, Q8_0, Q4_K and Q6_K
- * of 5 to RUVLLM_CUDA_MMQ_MAX (default 8, backend_cuda.c) tokens, K a multiple of 256
- * (activations as int8 per 32 values: about 3e-5 against float64 over many products, up
- * to 1e-4 for a product of a few dot products; test cuda_mmq checks them at every size). */
+ * of 5 to RUVLLM_CUDA_MMQ_MAX (default 128, backend_cuda.c) tokens, K a multiple of 256
+ * (activations as int8 per 32 values, per 256 for Q4_K / Q6_K: about 3e-5 / 1e-4 against
+ * float64 over many products, more for a product of a few dot products; test cuda_mmq
+ * checks them at every size). */
 static bool is_mmq_product(rl_type t, int64_t K, int64_t n) {
     const char *mx = getenv("RUVLLM_CUDA_MMQ_MAX");
-    const int64_t max = mx && atoll(mx) > 0 ? atoll(mx) : 8;
+    const int64_t max = mx && atoll(mx) > 0 ? atoll(mx) : 128;
     if (getenv_off("RUVLLM_CUDA_MMQ") || n < 5 || n > max || K % 256) return false;
     return t == RL_TYPE_Q4_0 || t == RL_TYPE_Q8_0 || t == RL_TYPE_Q4_K || t == RL_TYPE_Q6_K;
 }
@@ -207,7 +208,7 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
         acc_add(q8_cpu, yg, yc, (size_t)(n * rows));
     }
     const bool mmq = is_mmq_product(q->w.type, K, n);
-    const double bound = is_q8 ? 1e-4 : mmq ? 2e-4 : n >= 9 && q->w.type != RL_TYPE_F32 ? 5e-5 : 1e-9;
+    const double bound = is_q8 ? 1e-4 : mmq ? 5e-4 : n >= 9 && q->w.type != RL_TYPE_F32 ? 5e-5 : 1e-9;
     CHECKF(q8k || er <= bound, "matmul %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.3g",
            rl_type_name(q->w.type), (long long)K, (long long)rows, (long long)n, er, bound);
     if (!is_q8 && !q8k && !mmq && !(er <= *worst_ref)) *worst_ref = er;
@@ -1010,16 +1011,16 @@ TEST(cuda_graph_replay) {
 }
 
 /* ---- products of many tokens on the int8 tensor cores (mmq.cu) ----
- * Q4_K, Q6_K, Q8_0 and Q4_0 weights of odd row counts, products of 9, 16, 33, 64 and 512
- * tokens on a fork that sends every size to the kernel (RUVLLM_CUDA_MMQ_MAX; the default
- * stops at 8), the four types one after another on the same input (the later ones reuse
+ * Q4_K, Q6_K, Q8_0 and Q4_0 weights of odd row counts, products of 5 to 1500 tokens (each
+ * of the tiled kernel's shapes and their edges; RUVLLM_CUDA_MMQ_TILE=0 for the per-warp
+ * kernel) on a fork that sends every size to mmq.cu (RUVLLM_CUDA_MMQ_MAX), the four types one after another on the same input (the later ones reuse
  * the first one's quantized activations; across types, with split and unsplit K). Each
  * product against the CPU backend over all of a type's products: 1e-6 for Q8_0 and Q4_0
  * (the CPU rounds their activations as Q8_0, the kernel's rounding: only float order
- * differs; measured 5e-8), 5e-4 for Q4_K and Q6_K (the CPU rounds as Q8_K, per 256) unless
- * RUVLLM_CUDA_MMQ_Q8K=1 rounds them as Q8_K too (then 1e-6); and float64 on the decoded
- * weights (5e-5 each and over all: activations as int8 per 32 values lose about 3e-5;
- * 1e-4 for the per-256 rounding of RUVLLM_CUDA_MMQ_Q8K=1); the output is poisoned with NaN
+ * differs; measured 5e-8), for Q4_K and Q6_K 1e-6 too (the CPU rounds as Q8_K, per 256,
+ * as the kernel does by default) or 5e-4 with RUVLLM_CUDA_MMQ_Q8K=0 (per 32); and float64
+ * on the decoded weights (5e-5 over all, 1e-4 for each product: activations as int8 per 32
+ * values lose about 3e-5; twice that for the per-256 rounding of Q8_K); the output is poisoned with NaN
  * first, so an unwritten element fails; and a fork with the kernel off (RUVLLM_CUDA_MMQ=0:
  * decoded weights + cuBLAS) gives other bits, so the products above did take it. */
 TEST(cuda_mmq) {
@@ -1040,11 +1041,13 @@ TEST(cuda_mmq) {
     }
     static const rl_type types[] = {RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q8_0, RL_TYPE_Q4_0};
     enum { NT = sizeof types / sizeof types[0] };
-    static const int64_t shapes[][2] = {{256, 67}, {2048, 301}, {512, 1029}};
-    static const int64_t ns[] = {9, 16, 33, 64, 512};
+    /* rows not multiples of the kernels' 64 / 128; 256 x 1029 at 1500 tokens takes the
+     * 128 x 128 tiles (enough of them for an H100), the others the 64-row ones */
+    static const int64_t shapes[][2] = {{256, 67}, {2048, 301}, {512, 1029}, {256, 1029}};
+    static const int64_t ns[] = {5, 8, 9, 16, 33, 64, 100, 130, 512, 600, 1500};
     err_acc vs_cpu[NT] = {{0, 0}}, vs_ref[NT] = {{0, 0}};
-    const char *q8k_env = getenv("RUVLLM_CUDA_MMQ_Q8K");
-    const bool q8k = q8k_env && q8k_env[0] == '1';
+    const char *q8k_env = getenv("RUVLLM_CUDA_MMQ_Q8K"); /* on unless "0" */
+    const bool q8k = !(q8k_env && q8k_env[0] == '0');
     double ref_bound[NT], cpu_bound[NT];
     for (int ti = 0; ti < NT; ti++) {
         const bool kq = types[ti] == RL_TYPE_Q4_K || types[ti] == RL_TYPE_Q6_K;
@@ -1061,7 +1064,7 @@ TEST(cuda_mmq) {
         gpu_sync();
         for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
             const int64_t n = ns[ni];
-            if (n == 512 && K * rows > 600000) continue; /* the float64 reference's cost */
+            if (K * rows * n > 400000000) continue; /* the float64 reference's cost */
             const size_t ny = (size_t)(n * rows);
             float *x = rand_vec((size_t)(n * K), 1.0f);
             float *xd = on->ops->alloc(on, (size_t)(n * K) * sizeof(float));
@@ -1102,10 +1105,10 @@ TEST(cuda_mmq) {
                 CHECKF(unwritten == 0, "mmq %s K=%lld rows=%lld n=%lld: %lld outputs not finite",
                        rl_type_name(types[ti]), (long long)K, (long long)rows, (long long)n,
                        (long long)unwritten);
-                CHECKF(er <= ref_bound[ti],
+                CHECKF(er <= 2 * ref_bound[ti],
                        "mmq %s K=%lld rows=%lld n=%lld: nmse vs float64 %.3g > %.0e (vs cpu %.3g)",
                        rl_type_name(types[ti]), (long long)K, (long long)rows, (long long)n, er,
-                       ref_bound[ti], ec);
+                       2 * ref_bound[ti], ec);
                 fprintf(stderr,
                         "  mmq %-5s K=%-4lld rows=%-4lld n=%-3lld nmse vs float64 %.3g, vs cpu %.3g "
                         "(cuBLAS path vs float64 %.3g)\n",

@@ -82,14 +82,12 @@ _Static_assert(sizeof(block_iq4_xs) == RL_CU_IQ4_XS_BYTES &&
 #define CU_WS_BYTES ((size_t)16 << 20) /* attention partials */
 #define CU_COPY_DIRECT ((size_t)64 << 10) /* from_host above this copies at once */
 #define CU_TC_MIN_N 9                     /* products of this many tokens on tensor cores */
-/* Most tokens of a product that mmq.cu takes by default. On an H100 it beat the decode
- * kernels 2-3x at 8 tokens and decoded BF16 + cuBLAS 1.1-1.4x at 32 (Llama 3 8B shapes,
- * Q4_K / Q6_K), and lost to cuBLAS from 64 (bench_cuda --kernels, RUVLLM_KBENCH=mmq).
- * 8 for now: its int8 activations round per 32 values where llama.cpp's Q4_K / Q6_K dots
- * round per 256 (Q8_K), which moved the Q4_K_M goldens' prompts (21+ tokens) further from
- * llama.cpp's logits than the BF16 path does (not yet measured since a Q4_K fix; see
- * mmq.cu); RUVLLM_CUDA_MMQ_MAX=32 takes the measured speed-up up to 32 tokens. */
-#define CU_MMQ_MAX_N 8
+/* Most tokens of a product that mmq.cu takes by default (more: decoded BF16 + cuBLAS).
+ * On an H100 (Llama 3 8B shapes, bench_cuda --kernels with RUVLLM_KBENCH=mmq) its tiled
+ * kernel beat that path 2-4x from 8 to 64 tokens and 1.1-1.4x at 128 (Q6_K 4096x14336 2%
+ * behind), lost from 256 and ran at half its speed at 512 (135-195 TFLOP/s against
+ * 330-360): batched decoding takes it, prompts of hundreds of tokens take cuBLAS. */
+#define CU_MMQ_MAX_N 128
 #define CU_TC_W_MAX ((size_t)128 << 20)   /* decoded-weight workspace (16-bit) at most */
 #define CU_PIN_MAX ((size_t)8 << 20)      /* to_host's pinned bounce buffer at most */
 

@@ -91,9 +91,12 @@ bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t K);
 size_t rl__cu_mmq_bytes(int64_t rows, int64_t K, int64_t n);
 cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes, int64_t rows,
                        int64_t K, const float *x, int64_t n, float *y, void *ws, bool xq_ready);
-/* The staged variant of mmq.cu's kernel (shared memory, cp.async; RUVLLM_CUDA_MMQ_STAGED=1):
- * on (1), off (0) or as the environment says (-1), for the kernel benchmark. */
-void rl__cu_mmq_set_staged(int on);
+/* mmq.cu's variants, for the kernel benchmark (each < 0: as the environment says): the
+ * fewest tokens of the tiled kernel (RUVLLM_CUDA_MMQ_TILE, default 5; 0: never, the
+ * per-warp kernel instead), that kernel staged (RUVLLM_CUDA_MMQ_STAGED=1), k-quant
+ * activations as Q8_K (..._MMQ_Q8K, default 1), the tiled kernel's Q8_K step for those
+ * activations (..._MMQ_KSTEP, default 1). */
+void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep);
 /* How mmq.cu quantizes the activations of a product with `type` weights: 0 per 32 values
  * (Q8_0's rounding), 1 per 256 (Q8_K's: Q4_K and Q6_K with RUVLLM_CUDA_MMQ_Q8K=1); the
  * quantization of one product serves the next only when the two agree. */

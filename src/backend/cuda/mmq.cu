@@ -9,9 +9,11 @@
  * per product (or once for consecutive products of one input) by mmq_quant_kernel: per
  * block of 32 values of a token, d = max|v| / 127, codes round(v / d) (Q8_0's rounding,
  * which llama.cpp's CPU uses for Q4_0 / Q8_0 dots), and the sum of the 32 quantized values
- * d * sum(codes) (for the weight types with a per-block minimum, Q4_K); with
- * RUVLLM_CUDA_MMQ_Q8K=1 the activations of Q4_K / Q6_K products as Q8_K instead (one scale
- * per 256: mmq_quant8k_kernel). A 32-value block then contributes
+ * d * sum(codes) (for the weight types with a per-block minimum, Q4_K); the activations
+ * of Q4_K / Q6_K products as Q8_K instead (one scale per 256: mmq_quant8k_kernel, the
+ * rounding of llama.cpp's CPU k-quant dots; RUVLLM_CUDA_MMQ_Q8K=0 rounds them per 32, which
+ * moved the Q4_K_M goldens past their tolerance once prompts went through this file). A
+ * 32-value block then contributes
  *     d_w * d_x * sum(qw * qx)  [- m_w * d_x * sum(qx)]
  * to an output, the integer sum from mma.sync.m16n8k32 (s8 x s8 -> s32); Q6_K, with a
  * scale per 16 values, takes two m16n8k16 products per block instead.
@@ -23,27 +25,32 @@
  * scales: for each (kb, j) 8 float2 (d, sum), so lane t reads tokens 2t and 2t+1 (the
  * columns of its accumulators) in one 16-byte load.
  *
- * Weights: each warp decodes its own rows straight from global memory into A fragments
- * (no shared memory): lane 4 g + t reads, for rows g and g+8 of each 16-row tile, the
+ * Weights: lane 4 g + t of a warp reads, for rows g and g+8 of each 16-row tile, the
  * bytes that hold values 4t..4t+3 and 16+4t..16+4t+3 of each block and turns them into
  * int8 codes (Q4_0: q - 8; Q4_K: q with the minimum applied in float; Q6_K: q - 32;
- * Q8_0: as stored). A block of 4 warps covers 64 MT rows x 8 NT tokens; the warps share
- * the activation tile through L1. Few tiles (batched decode): the K range is also split
- * over blocks (grid.z), each writing partial sums that mmq_reduce_kernel adds in a fixed
- * order (results do not depend on scheduling).
+ * Q8_0: as stored). Two kernels do this:
+ * - mmq_tile_kernel (the default): a block stages its rows' raw weight bytes and its
+ *   tokens' activation tiles in shared memory with cp.async, 2 to 4 steps of 256 values
+ *   ahead, and its warps decode from there: 64 or 128 rows x up to 64 tokens with 4 warps
+ *   (every weight byte read once for batched decoding), or 128 x 128 with 8 warps for long
+ *   inputs.
+ * - mmq_kernel (RUVLLM_CUDA_MMQ_TILE=0): each warp decodes its own rows straight from
+ *   global memory (mmq_staged_kernel, RUVLLM_CUDA_MMQ_STAGED=1, the same through shared
+ *   memory); the kernel benchmark's reference.
+ * Few blocks (batched decode): the K range is also split over blocks (grid.z), each
+ * writing partial sums that mmq_reduce_kernel adds in a fixed order (results do not
+ * depend on scheduling).
  *
- * Where it stands (H100, Llama 3 8B shapes, bench_cuda --kernels with RUVLLM_KBENCH=mmq):
- * 8 tokens 2-3x the decode kernels (4096x4096 Q4_K 14.5 vs 30.5 us), 32 tokens 1.1-1.4x
- * the decoded-BF16 + cuBLAS path, but only 40-75 TFLOP/s at 64 to 512 tokens, where
- * cuBLAS (with the decode) reaches 60-390: the backend sends it 5 to 8 tokens by default
- * (RUVLLM_CUDA_MMQ_MAX; up to 32 it is measured faster, see backend_cuda.c for why 8). Converting the integer sums with I2F or with the bias trick
- * below made no difference, so the large products are not bound by the epilogue's
- * arithmetic; the likely limit is latency (each warp loads its weights and the
- * activation fragments straight from L2 / L1 with no staging; 8 warps per SM at 255
- * registers for the 128-row tile). mmq_staged_kernel (RUVLLM_CUDA_MMQ_STAGED=1, off by
- * default) stages both tiles in shared memory with cp.async, two stages; it is built but
- * was not yet run on a GPU: bench_cuda --kernels times it and checks its output bit for
- * bit against mmq_kernel's (same_bits) before it may become the default.
+ * Where it stands (H100, Llama 3 8B shapes, `RUVLLM_KBENCH=mmq bench_cuda --kernels`,
+ * the decode of BF16 weights included in the cuBLAS path's time): the tiled kernel reads
+ * Q4_K at 1.0-1.1 TB/s for 8 and 16 tokens (4096x14336: 30 us; mmq_kernel 35 / 53 us, BF16 +
+ * cuBLAS 121 us), Q8_0 / Q6_K at 1.3-1.6 TB/s, and is 2-3x that cuBLAS path at 32 to 64
+ * tokens, 1.1-1.4x at 128 (Q6_K 4096x14336 2% behind); from 256 tokens cuBLAS wins (it
+ * reaches 330-360 TFLOP/s at 512, this kernel 135-195): the backend sends it up to 128
+ * tokens (RUVLLM_CUDA_MMQ_MAX, backend_cuda.c). The large tiles are bound by the float
+ * work on each integer sum (2-5 instructions for each 4 outputs of an mma, the block
+ * scales of both operands), not by memory; with Q8_K activations the tiles of up to 8
+ * mmas a step keep a step sum per output (step_product_k: 5-8% faster).
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -208,7 +215,7 @@ struct MQ4_K {
  * 210 bytes are only 2-byte aligned. */
 struct MQ6_K {
     static constexpr int STEP_BYTES = RL_CU_Q6_K_BYTES;
-    static constexpr bool HALVES = true; /* no minimum */
+    static constexpr bool HALVES = true, MIN = false;
     struct Row {
         uint32_t ql[2][2][2]; /* [half][quarter & 1][values 4t.. / 16+4t..] */
         uint32_t qh[2][2];    /* [half][4t.. / 16+4t..] */
@@ -285,7 +292,7 @@ __global__ void mmq_quant_kernel(const float *__restrict__ x, int64_t n, int64_t
 
 /* The same layout with the activations of k-quant products rounded as llama.cpp's CPU
  * dot products of Q4_K / Q6_K round them (Q8_K: one scale per 256 values, rl__quant_q8_K;
- * RUVLLM_CUDA_MMQ_Q8K=1, not yet run on a GPU): a warp per 256 values of a token, lane l
+ * the default; RUVLLM_CUDA_MMQ_Q8K=0 turns it off): a warp per 256 values of a token, lane l
  * holding values 8l..8l+7 (q8k_warp's codes, its residual unused); each block of 32 gets
  * the 256's scale and the sum of its own codes. Then the integer sums are the CPU's and
  * only the float order of the scale products differs (as for Q8_0 / Q4_0 with the per-32
@@ -489,11 +496,12 @@ __device__ __forceinline__ void step_product(const typename WT::Row (&row)[MT][2
     }
 }
 
-/* ---- the staged variant (RUVLLM_CUDA_MMQ_STAGED=1; not yet measured): the block copies
+/* ---- the staged variant (RUVLLM_CUDA_MMQ_STAGED=1; H100: faster than mmq_kernel, slower
+ * than the tiled kernel from 32 tokens, off by default): the block copies
  * each step's weight bytes and activation tile into shared memory with cp.async (PTX ISA,
  * "cp.async"), the next step's while this one computes (two stages), so no warp waits on
  * L2 for its operands; the arithmetic is mmq_kernel's, in the same order (bit-identical
- * results: bench_cuda --kernels compares the two). Weights 16-byte aligned. ---- */
+ * results). Weights 16-byte aligned. ---- */
 
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes) {
     const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
@@ -620,6 +628,227 @@ __global__ void __launch_bounds__(MMQ_WARPS * 32)
         }
 }
 
+/* One step of a warp's tile when the activations are Q8_K (k-quant weights, xmode 1): the
+ * activation scale is one for the 256 values, so each block's integer sums take only the
+ * weight's scale (d0, d1) into a step sum, the activation scale multiplies that once at
+ * the end, and Q4_K's minimum term takes the block's activation sum (which holds the
+ * activation scale) straight into acc: 2-3 float instructions per output and block
+ * instead of 4-5 (the large products are bound by them). */
+template <class WT, int MT, int NT>
+__device__ __forceinline__ void step_product_k(const typename WT::Row (&row)[MT][2],
+                                               const uint2 *__restrict__ xq,
+                                               const float4 *__restrict__ xs, int64_t stride,
+                                               int lane, int t, float (&acc)[MT][NT][4]) {
+    float part[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) part[i][j][e] = 0.0f;
+#pragma unroll
+    for (int sb = 0; sb < 8; sb++) {
+        uint32_t lo[MT][2], hi[MT][2];
+        float d0[MT][2], d1[MT][2], mn[MT][2];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                WT::frag(row[i][h], sb, lo[i][h], hi[i][h], d0[i][h], d1[i][h], mn[i][h]);
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const uint2 b = xq[((int64_t)sb * stride + j) * 32 + lane];
+            float4 xv = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if constexpr (!WT::HALVES && WT::MIN) xv = xs[((int64_t)sb * stride + j) * 4 + t];
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                if constexpr (WT::HALVES) {
+                    int c0[4], c1[4];
+                    mma_k16(c0, lo[i][0], lo[i][1], b.x);
+                    mma_k16(c1, hi[i][0], hi[i][1], b.y);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int h = e >> 1;
+                        part[i][j][e] = fmaf(d0[i][h], i2f_small(c0[e]), part[i][j][e]);
+                        part[i][j][e] = fmaf(d1[i][h], i2f_small(c1[e]), part[i][j][e]);
+                    }
+                } else {
+                    int c[4];
+                    mma_k32(c, lo[i][0], lo[i][1], hi[i][0], hi[i][1], b.x, b.y);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int h = e >> 1;
+                        part[i][j][e] = fmaf(d0[i][h], i2f_small(c[e]), part[i][j][e]);
+                        if constexpr (WT::MIN)
+                            acc[i][j][e] = fmaf(-mn[i][h], (e & 1) ? xv.w : xv.y, acc[i][j][e]);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        const float4 xv = xs[(int64_t)j * 4 + t]; /* block 0's scales: the step's */
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[i][j][e] = fmaf((e & 1) ? xv.z : xv.x, part[i][j][e], acc[i][j][e]);
+    }
+}
+
+/* ---- the tiled kernel (the default): a block of 16 MT WM weight rows x
+ * 8 NT WN tokens, WM x WN warps each 16 MT rows x 8 NT tokens. Each step of 256 values
+ * (8 blocks of 32) the block copies the rows' raw weight bytes and the tokens' int8
+ * activation tiles (with their scales) into shared memory with cp.async, STAGES steps
+ * ahead (a multi-stage pipeline: CUTLASS's "multistage" mainloop, PTX ISA "cp.async"), so
+ * every weight byte comes from global memory once per block and no warp waits on L2 for
+ * its operands; each warp then decodes the A fragments of its rows from shared memory
+ * (WT::load / WT::frag, the decoders of the kernel above, pointed at the copy) and runs
+ * the same arithmetic in the same order as mmq_kernel (step_product). Weight rows past
+ * the matrix repeat its last row and token tiles past the input are zero codes and
+ * scales; neither is stored. ---- */
+
+constexpr int SMEM_SM = 228 * 1024; /* shared memory of an SM (H100: 228 KiB, 227 a block) */
+
+template <class WT, int MT, int NT, int WM, int WN> struct tile_cfg {
+    static constexpr int THREADS = 32 * WM * WN;
+    static constexpr int ROWS = 16 * MT * WM; /* weight rows of a block */
+    static constexpr int TILES = NT * WN;     /* 8-token tiles of a block */
+    /* a row's step at the offset it has modulo 16 in memory (aligned loads stay aligned);
+     * WS an odd number of 16-byte units, so the 8 rows a warp reads at once fall in
+     * different banks */
+    static constexpr int CH = (WT::STEP_BYTES + 30) / 16;
+    static constexpr int WS = (CH | 1) * 16;
+    static constexpr int W_BYTES = ROWS * WS;
+    static constexpr int C_BYTES = 8 * TILES * 256; /* codes [8 blocks][TILES][256] */
+    static constexpr int S_BYTES = 8 * TILES * 64;  /* scales [8][TILES][8 float2] */
+    static constexpr int STAGE = W_BYTES + C_BYTES + S_BYTES;
+    /* blocks of 4 warps: two to an SM (their shared memory halves) */
+    static constexpr int PER_SM = THREADS <= 128 ? 2 : 1;
+    static constexpr int BUDGET = SMEM_SM / PER_SM - 1024;
+    static constexpr int FIT = BUDGET / STAGE;
+    static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
+    static constexpr int SMEM = STAGES * STAGE;
+    static_assert(SMEM <= 227 * 1024, "mmq tile: shared memory");
+};
+
+/* The weight bytes of step st of the block's rows (rows r0.., the last row repeated). */
+template <class WT, class C>
+__device__ __forceinline__ void tile_load_w(uint8_t *sm, const uint8_t *__restrict__ w,
+                                            size_t row_bytes, int64_t rows, int64_t r0, int st) {
+    for (int i = threadIdx.x; i < C::ROWS * C::CH; i += C::THREADS) {
+        const int r = i / C::CH, c = i % C::CH;
+        const int64_t row = r0 + r < rows ? r0 + r : rows - 1;
+        const uint8_t *src = w + (size_t)row * row_bytes + (size_t)st * WT::STEP_BYTES;
+        const int off = (int)((uintptr_t)src & 15);
+        const int left = off + WT::STEP_BYTES - 16 * c;
+        if (left > 0) cp_async16(sm + r * C::WS + 16 * c, src - off + 16 * c, left < 16 ? left : 16);
+    }
+}
+
+/* The activation codes and scales of step st for token tiles j0.. (zeros past ntl). */
+template <class C>
+__device__ __forceinline__ void tile_load_x(uint8_t *sm, const uint8_t *__restrict__ xq,
+                                            const uint8_t *__restrict__ xs, int ntl, int j0,
+                                            int st) {
+    uint8_t *cs = sm + C::W_BYTES, *ss = cs + C::C_BYTES;
+    for (int i = threadIdx.x; i < 8 * C::TILES * 16; i += C::THREADS) {
+        const int sb = i / (C::TILES * 16), j = (i / 16) % C::TILES, c = i % 16;
+        const bool in = j0 + j < ntl;
+        const size_t tile = ((size_t)st * 8 + sb) * (size_t)ntl + (size_t)(in ? j0 + j : 0);
+        cp_async16(cs + (sb * C::TILES + j) * 256 + 16 * c, xq + tile * 256 + 16 * c, in ? 16 : 0);
+    }
+    for (int i = threadIdx.x; i < 8 * C::TILES * 4; i += C::THREADS) {
+        const int sb = i / (C::TILES * 4), j = (i / 4) % C::TILES, c = i % 4;
+        const bool in = j0 + j < ntl;
+        const size_t tile = ((size_t)st * 8 + sb) * (size_t)ntl + (size_t)(in ? j0 + j : 0);
+        cp_async16(ss + (sb * C::TILES + j) * 64 + 16 * c, xs + tile * 64 + 16 * c, in ? 16 : 0);
+    }
+}
+
+template <class WT, int MT, int NT, int WM, int WN, bool KQ8>
+__global__ void __launch_bounds__(32 * WM * WN, (32 * WM * WN <= 128 ? 2 : 1))
+    mmq_tile_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
+                    const uint8_t *__restrict__ xq, const uint8_t *__restrict__ xs, int ntl,
+                    int64_t n, float *__restrict__ y, int sps, int nsteps) {
+    using C = tile_cfg<WT, MT, NT, WM, WN>;
+    extern __shared__ __align__(16) uint8_t mmq_sm[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = warp % WM, wn = warp / WM;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.y * C::ROWS;
+    const int j0 = blockIdx.x * C::TILES;
+    const int s0 = blockIdx.z * sps;
+    const int steps = (s0 + sps < nsteps ? s0 + sps : nsteps) - s0;
+    /* the first stages' weights before the wait for the kernel before (they are not
+     * written by it), their activations after; one commit group per stage */
+#pragma unroll
+    for (int k = 0; k < C::STAGES - 1; k++)
+        if (k < steps) tile_load_w<WT, C>(mmq_sm + k * C::STAGE, w, row_bytes, rows, r0, s0 + k);
+    rlcu::pdl_enter();
+#pragma unroll
+    for (int k = 0; k < C::STAGES - 1; k++) {
+        if (k < steps) tile_load_x<C>(mmq_sm + k * C::STAGE, xq, xs, ntl, j0, s0 + k);
+        cp_async_commit();
+    }
+    float acc[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    const uint8_t *rp[MT][2]; /* this lane's rows in memory (for their offsets modulo 16) */
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int64_t r = r0 + wm * 16 * MT + 16 * i + 8 * h + g;
+            rp[i][h] = w + (size_t)(r < rows ? r : rows - 1) * row_bytes;
+        }
+    for (int it = 0; it < steps; it++) {
+        cp_async_wait<C::STAGES - 2>();
+        __syncthreads(); /* step it is in; every warp is done with step it - 1's stage */
+        const int nx = it + C::STAGES - 1;
+        if (nx < steps) {
+            uint8_t *dst = mmq_sm + (nx % C::STAGES) * C::STAGE;
+            tile_load_w<WT, C>(dst, w, row_bytes, rows, r0, s0 + nx);
+            tile_load_x<C>(dst, xq, xs, ntl, j0, s0 + nx);
+        }
+        cp_async_commit();
+        const uint8_t *stg = mmq_sm + (it % C::STAGES) * C::STAGE;
+        const int st = s0 + it;
+        typename WT::Row row[MT][2];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int rl = wm * 16 * MT + 16 * i + 8 * h + g;
+                const int off = (int)((uintptr_t)(rp[i][h] + (size_t)st * WT::STEP_BYTES) & 15);
+                WT::load(stg + rl * C::WS + off, t, row[i][h]);
+            }
+        const uint2 *bq = reinterpret_cast<const uint2 *>(stg + C::W_BYTES + wn * NT * 256);
+        const float4 *bs = reinterpret_cast<const float4 *>(stg + C::W_BYTES + C::C_BYTES + wn * NT * 64);
+        if constexpr (KQ8)
+            step_product_k<WT, MT, NT>(row, bq, bs, C::TILES, lane, t, acc);
+        else
+            step_product<WT, MT, NT>(row, bq, bs, C::TILES, lane, t, NT, acc);
+    }
+    cp_async_wait<0>();
+    float *out = y + (size_t)blockIdx.z * (size_t)n * (size_t)rows;
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int64_t r = r0 + wm * 16 * MT + 16 * i + 8 * (e >> 1) + g;
+                const int64_t tok = (int64_t)(j0 + wn * NT + j) * 8 + 2 * t + (e & 1);
+                if (r < rows && tok < n) out[(size_t)tok * rows + r] = acc[i][j][e];
+            }
+}
+
 /* y[i] = the sum over z of part[z][i], z in order. */
 __global__ void mmq_reduce_kernel(const float *__restrict__ part, int64_t total, int S,
                                   float *__restrict__ y) {
@@ -632,18 +861,48 @@ __global__ void mmq_reduce_kernel(const float *__restrict__ part, int64_t total,
     }
 }
 
-/* ---- plan: tile shape and K split from the sizes alone (the workspace query and the
- * launch agree) ---- */
+/* ---- plan: kernel, tile shape and K split from the sizes alone (the workspace query and
+ * the launch agree) ---- */
 
-int g_mmq_sms = 0; /* multiprocessors of the device (read once) */
+int g_mmq_sms = 0;     /* multiprocessors of the device (read once) */
+int g_mmq_tile = -1;   /* fewest tokens of the tiled kernel (RUVLLM_CUDA_MMQ_TILE; 0: never) */
+int g_mmq_staged = -1; /* the staged kernel: RUVLLM_CUDA_MMQ_STAGED=1 (read once), or set */
+int g_mmq_q8k = -1;    /* k-quant activations as Q8_K (RUVLLM_CUDA_MMQ_Q8K=0: per 32; read once) */
+int g_mmq_kstep = -1;  /* the tiled kernel's Q8_K step (RUVLLM_CUDA_MMQ_KSTEP=0: off) */
+
+/* The tiled kernel from this many tokens by default: all that mmq.cu takes (on an H100 it
+ * beat mmq_kernel at 8 tokens by 1.1-1.6x; RUVLLM_CUDA_MMQ_TILE=0 keeps mmq_kernel). */
+constexpr int TILE_MIN_N = RL_CU_MMQ_MIN_N;
+
+/* The tiled kernel's shapes: <MT, NT, WM, WN> (rows 16 MT WM, tokens 8 NT WN a block) */
+enum mmq_kind {
+    KIND_WARP,  /* mmq_kernel */
+    KIND_T1_2,  /* <1, 2, 4, 1>: 64 x 16, 4 warps (few tokens: as many blocks as can be) */
+    KIND_T2_4,  /* <2, 4, 4, 1>: 128 x 32, 4 warps */
+    KIND_T1_8,  /* <1, 8, 4, 1>: 64 x 64, 4 warps */
+    KIND_T2_8W, /* <2, 8, 4, 2>: 128 x 128, 8 warps (long inputs) */
+};
 
 struct mmq_plan {
-    int ntl, NT, MT, S, sps, nsteps;
+    int kind, ntl, NT, MT, S, sps, nsteps;
+    bool kq8; /* the tiled kernel's Q8_K step (set by rl__cu_mmq from the activations) */
     dim3 grid;
 };
 
 constexpr size_t PART_MAX = (size_t)64 << 20; /* partial sums at most */
 
+int env_int(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && v[0] >= '0' && v[0] <= '9' ? atoi(v) : dflt;
+}
+
+/* Which kernel: the tiled one with one block of tokens up to 64 (every weight byte read
+ * once: up to 16 and 33-64 tokens 64 rows a block, 17-32 tokens 128 rows, each warp 32 rows
+ * so that an activation fragment serves two mmas: the fastest of the shapes timed on an
+ * H100), and 128 x 128 blocks above where they still make most of a wave; mmq_kernel
+ * (each warp its rows from global memory) with RUVLLM_CUDA_MMQ_TILE=0 or below its value.
+ * K is split over blocks (grid.z, partial sums added by mmq_reduce_kernel in order) while
+ * the blocks would not fill the SMs (twice over for 4-warp blocks). */
 mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
     if (g_mmq_sms <= 0) {
         int dev = 0, v = 0;
@@ -654,14 +913,36 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
             g_mmq_sms = 132;
         cudaGetLastError();
     }
+    if (g_mmq_tile < 0) g_mmq_tile = env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
     mmq_plan p;
     p.ntl = (int)((n + 7) / 8);
-    p.NT = n <= 16 ? 2 : n <= 32 ? 4 : 8;
-    p.MT = n > 64 ? 2 : 1;
     p.nsteps = (int)(K / 256);
-    const int64_t bx = (p.ntl + p.NT - 1) / p.NT, by = (rows + 64 * p.MT - 1) / (64 * p.MT);
+    p.kq8 = false;
+    int64_t bx, by, fill;
+    if (g_mmq_tile > 0 && n >= g_mmq_tile) {
+        const int64_t ly = (rows + 127) / 128, lx = (p.ntl + 15) / 16;
+        int wn = 1;
+        if (p.ntl > 8 && lx * ly >= (int64_t)g_mmq_sms * 3 / 4)
+            p.kind = KIND_T2_8W, p.MT = 2, p.NT = 8, wn = 2;
+        else if (p.ntl <= 2)
+            p.kind = KIND_T1_2, p.MT = 1, p.NT = 2;
+        else if (p.ntl <= 4)
+            p.kind = KIND_T2_4, p.MT = 2, p.NT = 4;
+        else
+            p.kind = KIND_T1_8, p.MT = 1, p.NT = 8;
+        const int64_t brows = 64 * p.MT, btok = 8 * p.NT * wn;
+        bx = (n + btok - 1) / btok, by = (rows + brows - 1) / brows;
+        fill = wn == 2 ? g_mmq_sms : 2 * g_mmq_sms;
+        if (p.kind == KIND_T2_8W) fill = g_mmq_sms / 2;
+    } else {
+        p.kind = KIND_WARP;
+        p.NT = n <= 16 ? 2 : n <= 32 ? 4 : 8;
+        p.MT = n > 64 ? 2 : 1;
+        bx = (p.ntl + p.NT - 1) / p.NT, by = (rows + 64 * p.MT - 1) / (64 * p.MT);
+        fill = 2 * g_mmq_sms;
+    }
     int S = 1;
-    while (S < 16 && bx * by * S < 2 * g_mmq_sms && p.nsteps >= 4 * S &&
+    while (S < 16 && bx * by * S < fill && p.nsteps >= 4 * S &&
            (size_t)(2 * S) * (size_t)n * (size_t)rows * sizeof(float) <= PART_MAX)
         S *= 2;
     p.sps = (p.nsteps + S - 1) / S;
@@ -676,11 +957,9 @@ size_t scales_bytes(int64_t K, int ntl) {
     return ((size_t)(K / 32) * (size_t)ntl * 8 * sizeof(float2) + 255) / 256 * 256;
 }
 
-int g_mmq_staged = -1; /* the staged kernel: RUVLLM_CUDA_MMQ_STAGED=1 (read once), or set */
-
 template <class WT, int MT, int NT>
-void launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
-                int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+cudaError_t launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                       int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     if (g_mmq_staged == 1 && (uintptr_t)w % 16 == 0) {
         using L = staged_layout<WT, MT, NT>;
         static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
@@ -690,49 +969,70 @@ void launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_
                                           2 * L::STAGE) == cudaSuccess;
             cudaGetLastError();
         }
-        if (raised) {
-            (void)rlcu::launch(mmq_staged_kernel<WT, MT, NT>, p.grid, MMQ_WARPS * 32,
-                               (size_t)(2 * L::STAGE), s, w, row_bytes, rows, xq, xs, p.ntl, n, y,
-                               p.sps, p.nsteps);
-            return;
-        }
+        if (raised)
+            return rlcu::launch(mmq_staged_kernel<WT, MT, NT>, p.grid, MMQ_WARPS * 32,
+                                (size_t)(2 * L::STAGE), s, w, row_bytes, rows, xq, xs, p.ntl, n, y,
+                                p.sps, p.nsteps);
     }
-    (void)rlcu::launch(mmq_kernel<WT, MT, NT>, p.grid, MMQ_WARPS * 32, 0, s, w, row_bytes, rows, xq,
-                       xs, p.ntl, n, y, p.sps, p.nsteps);
+    return rlcu::launch(mmq_kernel<WT, MT, NT>, p.grid, MMQ_WARPS * 32, 0, s, w, row_bytes, rows,
+                        xq, xs, p.ntl, n, y, p.sps, p.nsteps);
 }
 
+template <class WT, int MT, int NT, int WM, int WN, bool KQ8>
+cudaError_t launch_tile_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                           int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    using C = tile_cfg<WT, MT, NT, WM, WN>;
+    static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
+    if (!raised) {
+        const cudaError_t e = cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, KQ8>,
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+        if (e != cudaSuccess) return e;
+        raised = true;
+    }
+    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, KQ8>, p.grid, C::THREADS, (size_t)C::SMEM,
+                        s, w, row_bytes, rows, reinterpret_cast<const uint8_t *>(xq),
+                        reinterpret_cast<const uint8_t *>(xs), p.ntl, n, y, p.sps, p.nsteps);
+}
+
+/* The Q8_K step (step_product_k) where the activations are Q8_K and its extra sums fit
+ * the registers (not in the 128 x 128 tile: there ptxas spills; its sums stay per block). */
+template <class WT, int MT, int NT, int WM, int WN>
+cudaError_t launch_tile(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                        int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    if constexpr ((WT::HALVES || WT::MIN) && MT * NT <= 8) {
+        if (p.kq8) return launch_tile_as<WT, MT, NT, WM, WN, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    }
+    return launch_tile_as<WT, MT, NT, WM, WN, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
+}
 
 template <class WT>
-void launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
-                 int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
-    if (p.MT == 2)
-        launch_mmq<WT, 2, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    else if (p.NT == 2)
-        launch_mmq<WT, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    else if (p.NT == 4)
-        launch_mmq<WT, 1, 4>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    else
-        launch_mmq<WT, 1, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
+cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                        int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    switch (p.kind) {
+    case KIND_T1_2: return launch_tile<WT, 1, 2, 4, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T2_4: return launch_tile<WT, 2, 4, 4, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T1_8: return launch_tile<WT, 1, 8, 4, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T2_8W: return launch_tile<WT, 2, 8, 4, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    default: break;
+    }
+    if (p.MT == 2) return launch_mmq<WT, 2, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    if (p.NT == 2) return launch_mmq<WT, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    if (p.NT == 4) return launch_mmq<WT, 1, 4>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    return launch_mmq<WT, 1, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
 } // namespace
 
-int g_mmq_q8k = -1; /* RUVLLM_CUDA_MMQ_Q8K=1: k-quant activations as Q8_K (read once) */
-
 extern "C" int rl__cu_mmq_xmode(int type) {
-    if (g_mmq_q8k < 0) {
-        const char *v = getenv("RUVLLM_CUDA_MMQ_Q8K");
-        g_mmq_q8k = v && v[0] == '1';
-    }
+    if (g_mmq_q8k < 0) g_mmq_q8k = env_int("RUVLLM_CUDA_MMQ_Q8K", 1) != 0;
     return g_mmq_q8k && (type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K) ? 1 : 0;
 }
 
-extern "C" void rl__cu_mmq_set_staged(int on) {
-    if (on < 0) {
-        const char *v = getenv("RUVLLM_CUDA_MMQ_STAGED");
-        on = v && v[0] == '1';
-    }
-    g_mmq_staged = on ? 1 : 0;
+extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep) {
+    g_mmq_kstep = kstep >= 0 ? kstep == 1 : env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
+    g_mmq_tile = tile_min >= 0 ? tile_min : env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
+    g_mmq_staged = staged >= 0 ? staged == 1 : env_int("RUVLLM_CUDA_MMQ_STAGED", 0) == 1;
+    g_mmq_q8k = q8k >= 0 ? q8k == 1 : env_int("RUVLLM_CUDA_MMQ_Q8K", 1) != 0;
 }
 
 extern "C" bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t K) {
@@ -762,9 +1062,11 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
                                   void *ws, bool xq_ready) {
     if (rows <= 0 || n <= 0) return cudaSuccess;
     if (K % 256 || (uintptr_t)x % 16) return cudaErrorInvalidValue;
-    const mmq_plan p = make_plan(rows, K, n);
+    mmq_plan p = make_plan(rows, K, n);
     if (p.grid.y > 65535) return cudaErrorInvalidValue;
-    if (g_mmq_staged < 0) rl__cu_mmq_set_staged(-1);
+    if (g_mmq_staged < 0) g_mmq_staged = env_int("RUVLLM_CUDA_MMQ_STAGED", 0) == 1;
+    if (g_mmq_kstep < 0) g_mmq_kstep = env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
+    p.kq8 = g_mmq_kstep && rl__cu_mmq_xmode(type) == 1;
     uint8_t *base = static_cast<uint8_t *>(ws);
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
@@ -782,22 +1084,24 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
     const float4 *xs = reinterpret_cast<const float4 *>(sc);
     float *dst = p.S > 1 ? part : y;
     const uint8_t *wb = static_cast<const uint8_t *>(w);
+    cudaError_t e;
     switch (type) {
     case RL_TYPE_Q4_0:
-        launch_type<MQ4_0>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
+        e = launch_type<MQ4_0>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
         break;
     case RL_TYPE_Q8_0:
-        launch_type<MQ8_0>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
+        e = launch_type<MQ8_0>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
         break;
     case RL_TYPE_Q4_K:
-        launch_type<MQ4_K>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
+        e = launch_type<MQ4_K>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
         break;
     case RL_TYPE_Q6_K:
-        launch_type<MQ6_K>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
+        e = launch_type<MQ6_K>(s, p, wb, row_bytes, rows, xq, xs, n, dst);
         break;
     default:
         return cudaErrorInvalidValue;
     }
+    if (e != cudaSuccess) return e;
     if (p.S > 1) {
         const int64_t total = n * rows;
         const int64_t b = (total + 255) / 256;
