@@ -20,6 +20,14 @@
  * Shared memory: the group's queries [HC][head_dim_k], accumulators [HC][head_dim_v],
  * (TILED) the tile's K rows [32][head_dim_k] and V rows [32][head_dim_v], its scores [HC][32],
  * m, l and the rescale factor per head, the tile's cell ids.
+ *
+ * Dispatch (rl__cu_attention): prefill of F16 caches (many tokens sharing their cells, the
+ * host's `dense`) goes to the tensor-core kernel (fattn.cu); many tokens that do not share
+ * cells (batched decode, each token its own sequence) take the TILED variant too.
+ * RUVLLM_CUDA_FATTN=0 turns the tensor-core kernel off, =2 takes it for every call it
+ * supports (tests); RUVLLM_CUDA_FATTN_MIN (tokens, default FATTN_MIN_TOK) is its threshold;
+ * RUVLLM_CUDA_ATTN_TILED_MAX bounds the tokens of the TILED variant for calls that are not
+ * dense (default: no bound).
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -28,6 +36,7 @@
 
 #include <cuda_fp16.h>
 #include <math.h>
+#include <stdlib.h>
 
 namespace {
 
@@ -358,12 +367,24 @@ size_t attn_smem(int head_dim_k, int head_dim_v, bool tiled) {
            sizeof(int) * TILE;
 }
 
-/* Query tokens up to which the tiled kernel runs (decode of a few sequences). */
+/* Query tokens up to which the tiled kernel runs (decode of a few sequences) whatever the
+ * spans; calls whose tokens do not share cells take it up to g_tiled_sparse tokens. */
 constexpr int TILED_MAX_TOK = 8;
+/* Tokens from which a dense call of a supported cache goes to the tensor-core kernel. */
+constexpr int FATTN_MIN_TOK = 64;
+
+int g_fattn = 1; /* 0 off, 1 dense calls of FATTN_MIN_TOK+ tokens, 2 every supported call */
+int g_fattn_min = FATTN_MIN_TOK;
+int g_tiled_sparse = 0x7fffffff;
+
+bool use_fattn(const rl__cu_attn *a) {
+    if (g_fattn == 0 || !rl__cu_fattn_ok(a)) return false;
+    return g_fattn == 2 || (a->dense && a->n_tok >= g_fattn_min);
+}
 
 template <int KVT>
 void attn_launch(dim3 grid, cudaStream_t s, const rl__cu_attn *a, int n_hgroups) {
-    const bool tiled = a->n_tok <= TILED_MAX_TOK;
+    const bool tiled = a->n_tok <= TILED_MAX_TOK || (!a->dense && a->n_tok <= g_tiled_sparse);
     const size_t smem = attn_smem(a->head_dim_k, a->head_dim_v, tiled);
     if (tiled)
         (void)rlcu::launch(attn_kernel<KVT, true>, grid, THREADS, smem, s, *a, n_hgroups);
@@ -378,6 +399,11 @@ extern "C" size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v) {
 }
 
 extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
+    const char *fa = getenv("RUVLLM_CUDA_FATTN"), *fm = getenv("RUVLLM_CUDA_FATTN_MIN"),
+               *tm = getenv("RUVLLM_CUDA_ATTN_TILED_MAX");
+    g_fattn = fa && (fa[0] == '0' || fa[0] == '2') ? fa[0] - '0' : 1;
+    g_fattn_min = fm && atoi(fm) > 0 ? atoi(fm) : FATTN_MIN_TOK;
+    g_tiled_sparse = tm && atoi(tm) > 0 ? atoi(tm) : 0x7fffffff;
     const int v = (int)smem_max;
     const void *k[] = {(const void *)attn_kernel<RL_TYPE_F32, true>,
                        (const void *)attn_kernel<RL_TYPE_F16, true>,
@@ -388,6 +414,7 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     cudaError_t e = cudaSuccess;
     for (size_t i = 0; i < sizeof k / sizeof k[0] && e == cudaSuccess; i++)
         e = cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    if (e == cudaSuccess) e = rl__cu_fattn_init();
     return e;
 }
 
@@ -417,6 +444,7 @@ static cudaError_t attn_main(cudaStream_t s, const rl__cu_attn *a) {
 
 extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     if (a->n_tok <= 0) return cudaSuccess;
+    if (use_fattn(a)) return rl__cu_fattn(s, a);
     cudaError_t e = attn_main(s, a);
     if (e != cudaSuccess || a->n_split == 1) return e;
     (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);

@@ -791,6 +791,28 @@ static int64_t pow2_at_least(int64_t v, int64_t lo) {
     return p;
 }
 
+/* Whether the tokens of a share their cells in blocks of the tensor-core kernel's rows
+ * (RL_CU_FATTN_ROWS (token, head) pairs, consecutive tokens): it reads, for each block, the
+ * union of its tokens' spans for every row, which pays while that is at most 4 times the
+ * cells the rows see (prefill); tokens of different sequences (batched decode) do not. */
+static int32_t attn_dense(const rl_attn_args *a) {
+    const int32_t n_gqa = a->n_head / a->n_head_kv;
+    const int32_t tb = RL_MAX(1, RL_CU_FATTN_ROWS / n_gqa); /* tokens per block */
+    int64_t seen = 0, read = 0;
+    for (int32_t t0 = 0; t0 < a->n_tok; t0 += tb) {
+        int32_t lo = INT32_MAX, hi = 0, n = RL_MIN(tb, a->n_tok - t0);
+        for (int32_t t = t0; t < t0 + n; t++) {
+            const int32_t b = a->span[2 * t], e = a->span[2 * t + 1];
+            if (e <= b) continue;
+            seen += e - b;
+            lo = RL_MIN(lo, b);
+            hi = RL_MAX(hi, e);
+        }
+        if (hi > lo) read += (int64_t)n * (hi - lo);
+    }
+    return read <= 4 * seen;
+}
+
 /* The spans relative to the part of the cell list they touch, then that part, go to the
  * arena (remembered: the same for every layer of a pass); then the kernel, with the spans
  * cut into pieces when there are too few (token, head) blocks to fill the GPU. The
@@ -818,6 +840,7 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
         maxlen = RL_MAX(maxlen, e - b);
     }
     if (hi == 0) lo = 0;
+    const int32_t dense = attn_dense(a);
     const uint32_t tag = 0x4e545441u; /* "ATTN" */
     const size_t nc = (size_t)(hi - lo), ns = 2 * (size_t)a->n_tok, hb = sizeof tag + sizeof(int32_t);
     const size_t pb = (ns + nc) * sizeof(int32_t), kb = hb + pb;
@@ -879,6 +902,7 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     ca->n_split = (int32_t)n_split;
     ca->split_len = split_len;
     ca->ws = c->ws;
+    ca->dense = dense;
     r->attn.span_at = at;
     r->attn.cells_at = at + ns * sizeof(int32_t);
 }

@@ -208,6 +208,8 @@ typedef struct rl__cu_attn {
     int32_t n_split, split_len; /* each token's span cut into n_split pieces of split_len
                                    cells (a multiple of 32) */
     float *ws;                  /* n_split > 1: [n_tok][n_head][n_split][head_dim_v + 2] */
+    int32_t dense; /* the host's estimate: blocks of RL_CU_FATTN_ROWS (token, head) rows
+                      share their cells (prefill), so the tensor-core kernel pays */
 } rl__cu_attn;
 
 /* Query heads one attention block handles (the GQA group is cut into pieces of this). */
@@ -217,6 +219,16 @@ typedef struct rl__cu_attn {
 /* Dynamic shared memory of the attention kernel for these head sizes. */
 size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v);
 cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a);
+
+/* ---- attention on the f16 tensor cores (fattn.cu) ---- */
+/* Query rows ((token, head of a GQA group) pairs) one block of the kernel takes. */
+#define RL_CU_FATTN_ROWS 64
+/* Whether the kernel takes a: F16 cache, head_dim_k == head_dim_v in 64, 80, 96, 112,
+ * 128, 256, 16-byte aligned rows. */
+bool rl__cu_fattn_ok(const rl__cu_attn *a);
+/* The whole span of every token in one pass (a->n_split and a->ws unused). */
+cudaError_t rl__cu_fattn(cudaStream_t s, const rl__cu_attn *a);
+cudaError_t rl__cu_fattn_init(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,464 @@
+/* The CUDA backend's attention on the f16 tensor cores (fattn.cu) against the CPU backend's
+ * attention (itself checked against float64 by test_attention) on random inputs, by
+ * normalized mean squared error sum (gpu - ref)^2 / sum ref^2 <= 5e-4 (q and p are rounded
+ * to f16: about 1e-7 is expected): every head size the kernel has (64, 80, 96, 112, 128,
+ * 256), GQA ratios 1, 4 and 8, causal prefill after 0..200 cached cells, sliding windows,
+ * soft-cap on and off, several sequences in one call (their own ranges of a cell list that
+ * is a random permutation of the table's rows, as a paged cache's, with gaps between them),
+ * decode-like calls (a token per sequence), empty spans (exact zeros), 1 to 600 tokens.
+ * List entries no token sees hold an id far past the table (context.c leaves the room
+ * between sequences' lists unset): the kernel must not read them. Outputs start as NaN,
+ * so every value must be written; the row padding must stay untouched.
+ * With RUVLLM_CUDA_FATTN=2 every supported call takes the kernel (F32 and Q8_0 caches fall
+ * back to the CUDA-core kernel); then the default dispatch (prefill of the 8B shape, batched
+ * decode on the CUDA-core kernel). The settings are the process's, read when a backend is
+ * made: each part makes its backend first.
+ * RUVLLM_FATTN_BENCH=1 also times attention calls (wall clock over 20 queued calls: per-layer
+ * figures for the 8B shape, prefill chunks, batched decode) under each setting.
+ * Without a CUDA device the program reports itself skipped. */
+#include "backend/backend.h"
+#include "rng.h"
+#include "test.h"
+
+#include <time.h>
+
+static rl_backend *cpu;
+static char g_skip[320];
+
+static uint64_t g_rng = 0x5eed0f1a77e11ull;
+static uint64_t rnd(void) { return rl_test_rand64(&g_rng); }
+static int32_t rnd_in(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (uint64_t)(hi - lo + 1)); }
+static float gauss(void) {
+    float u1 = (float)rl_test_rand_unit(&g_rng) + 1e-12f, u2 = (float)rl_test_rand_unit(&g_rng);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
+}
+static float *rand_vec(size_t n) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = gauss();
+    return x;
+}
+
+/* A backend with RUVLLM_CUDA_FATTN / RUVLLM_CUDA_ATTN_TILED_MAX set as given (NULL: unset);
+ * the settings are read when a backend is made. */
+static rl_backend *gpu_make(const char *fattn, const char *tiled_max) {
+    if (fattn)
+        setenv("RUVLLM_CUDA_FATTN", fattn, 1);
+    else
+        unsetenv("RUVLLM_CUDA_FATTN");
+    if (tiled_max)
+        setenv("RUVLLM_CUDA_ATTN_TILED_MAX", tiled_max, 1);
+    else
+        unsetenv("RUVLLM_CUDA_ATTN_TILED_MAX");
+    rl_backend *b = NULL;
+    char err[256] = "";
+    if (rl__backend_cuda_create(0, &b, err, sizeof err) != RL_OK) {
+        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
+        return NULL;
+    }
+    return b;
+}
+
+static double nmse(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* ---- one call: cache, cell list, spans, queries ---- */
+typedef enum { PAT_PREFILL, PAT_SWA, PAT_MULTI, PAT_DECODE } pattern;
+static const char *pat_name[] = {"prefill", "swa", "multi", "decode"};
+
+typedef struct call {
+    rl_type type;
+    int32_t n_head, n_head_kv, hd, n_tok, n_cells, n_list;
+    float softcap;
+    int32_t *list, *span;  /* cell list (a permutation of table rows), [n_tok][2] */
+    float *q;              /* [n_tok][q_ld] */
+    int64_t q_ld, out_ld;
+    rl_kv_layer kc;        /* CPU tables */
+    float *ref;            /* CPU output [n_tok][out_ld] */
+} call;
+
+/* Spans of the pattern over a list of n_list entries (returned). */
+static int32_t make_spans(pattern p, int32_t n_tok, int32_t *span) {
+    int32_t at = 0;
+    switch (p) {
+    case PAT_PREFILL:
+    case PAT_SWA: {
+        const int32_t past = rnd_in(0, 200), w = rnd_in(1, 100);
+        for (int32_t t = 0; t < n_tok; t++) {
+            const int32_t e = past + t + 1;
+            span[2 * t] = p == PAT_SWA ? RL_MAX(0, e - w) : 0;
+            span[2 * t + 1] = e;
+        }
+        at = past + n_tok;
+        break;
+    }
+    case PAT_MULTI: { /* up to 3 sequences, tokens in order, the last sequence's first
+                         token sees nothing */
+        const int32_t ns = RL_MIN(3, n_tok);
+        int32_t t = 0;
+        for (int32_t s = 0; s < ns; s++) {
+            const int32_t n = s == ns - 1 ? n_tok - t : rnd_in(1, n_tok - t - (ns - 1 - s));
+            const int32_t past = rnd_in(0, 60), w = s == 1 ? rnd_in(1, 40) : 1 << 30;
+            for (int32_t i = 0; i < n; i++, t++) {
+                const int32_t e = at + past + i + 1;
+                span[2 * t] = RL_MAX(at, e - w);
+                span[2 * t + 1] = e;
+                if (s == ns - 1 && i == 0 && ns > 1) span[2 * t] = span[2 * t + 1] = at;
+            }
+            at += past + n + rnd_in(0, 50); /* a gap before the next sequence */
+        }
+        break;
+    }
+    case PAT_DECODE: /* a token per sequence, token 1 sees nothing, gaps between */
+        for (int32_t t = 0; t < n_tok; t++) {
+            const int32_t len = t == 1 ? 0 : rnd_in(1, 300);
+            span[2 * t] = at;
+            span[2 * t + 1] = at + len;
+            at += len + rnd_in(0, 20);
+        }
+        break;
+    }
+    return at;
+}
+
+static void call_make(call *c, rl_type type, int32_t n_head, int32_t n_head_kv, int32_t hd,
+                      int32_t n_tok, pattern p, float softcap) {
+    memset(c, 0, sizeof *c);
+    c->type = type;
+    c->n_head = n_head;
+    c->n_head_kv = n_head_kv;
+    c->hd = hd;
+    c->n_tok = n_tok;
+    c->softcap = softcap;
+    c->span = malloc(2 * (size_t)n_tok * sizeof(int32_t));
+    c->n_list = make_spans(p, n_tok, c->span);
+    c->n_cells = c->n_list + rnd_in(1, 40); /* rows nobody sees too */
+    int32_t *perm = malloc((size_t)c->n_cells * sizeof(int32_t));
+    for (int32_t i = 0; i < c->n_cells; i++) perm[i] = i;
+    for (int32_t i = c->n_cells - 1; i > 0; i--) {
+        int32_t j = (int32_t)(rnd() % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    c->list = perm; /* its first n_list entries are the list */
+    uint8_t *seen = calloc((size_t)c->n_list + 1, 1);
+    for (int32_t t = 0; t < n_tok; t++)
+        for (int32_t j = c->span[2 * t]; j < c->span[2 * t + 1]; j++) seen[j] = 1;
+    for (int32_t j = 0; j < c->n_list; j++)
+        if (!seen[j]) c->list[j] = 0x3fffffff; /* unset room: never read */
+    free(seen);
+    rl_kv_layer l = {.type = type, .n_embd_k = n_head_kv * hd, .n_embd_v = n_head_kv * hd};
+    rl_type_row_bytes(type, l.n_embd_k, &l.k_row_bytes);
+    rl_type_row_bytes(type, l.n_embd_v, &l.v_row_bytes);
+    l.k = calloc((size_t)c->n_cells, l.k_row_bytes);
+    l.v = calloc((size_t)c->n_cells, l.v_row_bytes);
+    float *k = rand_vec((size_t)c->n_cells * l.n_embd_k), *v = rand_vec((size_t)c->n_cells * l.n_embd_v);
+    int32_t *all = malloc((size_t)c->n_cells * sizeof(int32_t));
+    for (int32_t i = 0; i < c->n_cells; i++) all[i] = i;
+    cpu->ops->kv_write(cpu, &l, k, l.n_embd_k, v, l.n_embd_v, c->n_cells, all);
+    free(all);
+    free(k);
+    free(v);
+    c->kc = l;
+    c->q_ld = (int64_t)n_head * hd + 8;
+    c->out_ld = (int64_t)n_head * hd + 4;
+    c->q = rand_vec((size_t)(n_tok * c->q_ld));
+}
+
+static rl_attn_args call_args(const call *c, const float *q, float *out) {
+    return (rl_attn_args){.n_tok = c->n_tok,
+                          .n_head = c->n_head,
+                          .n_head_kv = c->n_head_kv,
+                          .head_dim_k = c->hd,
+                          .head_dim_v = c->hd,
+                          .q = q,
+                          .q_ld = c->q_ld,
+                          .out = out,
+                          .out_ld = c->out_ld,
+                          .cells = c->list,
+                          .span = c->span,
+                          .scale = 1.0f / sqrtf((float)c->hd),
+                          .softcap = c->softcap};
+}
+
+static void call_ref(call *c) {
+    c->ref = calloc((size_t)(c->n_tok * c->out_ld), sizeof(float));
+    rl_attn_args a = call_args(c, c->q, c->ref);
+    cpu->ops->attention(cpu, &c->kc, &a);
+}
+
+static void call_free(call *c) {
+    free(c->list);
+    free(c->span);
+    free(c->q);
+    free(c->ref);
+    free(c->kc.k);
+    free(c->kc.v);
+}
+
+/* Device copies of a call's tables, queries and output. */
+typedef struct dev_call {
+    rl_kv_layer kg;
+    float *q, *out;
+} dev_call;
+
+static void *dev_bytes(rl_backend *g, const void *h, size_t b) {
+    void *d = g->ops->alloc(g, b);
+    CHECK(d != NULL);
+    if (d) g->ops->from_host(g, d, h, b);
+    return d;
+}
+
+static void dev_make(rl_backend *g, const call *c, dev_call *d) {
+    d->kg = c->kc;
+    d->kg.k = dev_bytes(g, c->kc.k, (size_t)c->n_cells * c->kc.k_row_bytes);
+    d->kg.v = dev_bytes(g, c->kc.v, (size_t)c->n_cells * c->kc.v_row_bytes);
+    d->q = dev_bytes(g, c->q, (size_t)(c->n_tok * c->q_ld) * sizeof(float));
+    /* NaN where the op writes, 0 in the row padding (the reference's) */
+    const size_t n = (size_t)(c->n_tok * c->out_ld);
+    float *init = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        init[i] = (int64_t)(i % (size_t)c->out_ld) < (int64_t)c->n_head * c->hd ? NAN : 0.0f;
+    d->out = dev_bytes(g, init, n * sizeof(float));
+    free(init);
+}
+
+static void dev_free(rl_backend *g, dev_call *d) {
+    g->ops->free(g, d->kg.k);
+    g->ops->free(g, d->kg.v);
+    g->ops->free(g, d->q);
+    g->ops->free(g, d->out);
+}
+
+static double g_worst;
+static int g_calls;
+
+/* Run c on g and compare with the reference: nmse <= bound, empty spans exact zeros. */
+static void check_call(rl_backend *g, call *c, const char *what, double bound) {
+    if (!c->ref) call_ref(c);
+    dev_call d;
+    dev_make(g, c, &d);
+    rl_attn_args a = call_args(c, d.q, d.out);
+    g->ops->attention(g, &d.kg, &a);
+    const size_t n = (size_t)(c->n_tok * c->out_ld);
+    float *o = malloc(n * sizeof(float));
+    g->ops->to_host(g, o, d.out, n * sizeof(float));
+    rl_status st = g->ops->sync(g);
+    CHECKF(st == RL_OK, "%s: sync: %s", what, rl_status_str(st));
+    const double e = nmse(o, c->ref, n);
+    CHECKF(e <= bound, "%s (%s hd %d heads %d/%d, %d tokens, cap %g): nmse %.3g", what,
+           rl_type_name(c->type), c->hd, c->n_head, c->n_head_kv, c->n_tok, c->softcap, e);
+    if (e > g_worst) g_worst = e;
+    g_calls++;
+    if (e > 1e-5)
+        fprintf(stderr, "  %s hd %d G %d tokens %d cap %g: nmse %.3g\n", what, c->hd,
+                c->n_head / c->n_head_kv, c->n_tok, c->softcap, e);
+    int bad = 0;
+    for (int32_t t = 0; t < c->n_tok; t++)
+        if (c->span[2 * t + 1] <= c->span[2 * t])
+            for (int64_t i = 0; i < (int64_t)c->n_head * c->hd; i++)
+                bad += o[t * c->out_ld + i] != 0.0f;
+    CHECKF(bad == 0, "%s: %d values of empty spans are not 0", what, bad);
+    free(o);
+    dev_free(g, &d);
+}
+
+static rl_backend *g_forced; /* RUVLLM_CUDA_FATTN=2 */
+
+TEST(fattn_head_sizes) {
+    if (!g_forced) SKIP("%s", g_skip);
+    static const int32_t hds[] = {64, 80, 96, 112, 128, 256};
+    static const int32_t gqa[] = {1, 4, 8};
+    int k = 0;
+    for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++)
+        for (size_t r = 0; r < 3; r++)
+            for (int p = 0; p < 4; p++, k++) {
+                call c;
+                const int32_t n_tok = p == PAT_DECODE ? rnd_in(2, 40) : rnd_in(1, 160);
+                call_make(&c, RL_TYPE_F16, 2 * gqa[r], 2, hds[h], n_tok, (pattern)p,
+                          k % 3 == 1 ? 20.0f : 0.0f);
+                char what[64];
+                snprintf(what, sizeof what, "forced %s", pat_name[p]);
+                check_call(g_forced, &c, what, 5e-4);
+                call_free(&c);
+            }
+    static const rl_type other[] = {RL_TYPE_F32, RL_TYPE_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        call c;
+        call_make(&c, other[i], 8, 2, 128, 100, PAT_MULTI, 0.0f);
+        check_call(g_forced, &c, "forced other type", 1e-7);
+        call_free(&c);
+    }
+}
+
+TEST(fattn_token_counts) {
+    if (!g_forced) SKIP("%s", g_skip);
+    static const int32_t toks[] = {1, 2, 7, 15, 16, 17, 63, 64, 65, 130, 257, 600};
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++) {
+        call c;
+        call_make(&c, RL_TYPE_F16, 8, 2, 128, toks[i], i % 2 ? PAT_SWA : PAT_PREFILL,
+                  i % 4 == 3 ? 30.0f : 0.0f);
+        check_call(g_forced, &c, "forced tokens", 5e-4);
+        call_free(&c);
+        call_make(&c, RL_TYPE_F16, 4, 4, 64, toks[i], PAT_MULTI, 0.0f);
+        check_call(g_forced, &c, "forced tokens multi", 5e-4);
+        call_free(&c);
+    }
+}
+
+/* Default settings: the 8B shape's prefill (tensor cores), batched decode (CUDA cores,
+ * float: 1e-7), F32 and Q8_0 caches (CUDA cores). */
+TEST(fattn_dispatch) {
+    if (!g_forced) SKIP("%s", g_skip);
+    rl_backend *def = gpu_make(NULL, NULL);
+    CHECK(def != NULL);
+    if (!def) return;
+    call c;
+    call_make(&c, RL_TYPE_F16, 32, 8, 128, 512, PAT_PREFILL, 0.0f);
+    check_call(def, &c, "default prefill 8B", 5e-4);
+    call_free(&c);
+    call_make(&c, RL_TYPE_F16, 32, 8, 128, 32, PAT_DECODE, 0.0f);
+    check_call(def, &c, "default decode 32", 1e-7);
+    call_free(&c);
+    call_make(&c, RL_TYPE_F16, 16, 2, 64, 100, PAT_MULTI, 0.0f);
+    check_call(def, &c, "default multi", 5e-4);
+    call_free(&c);
+    static const rl_type other[] = {RL_TYPE_F32, RL_TYPE_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        call_make(&c, other[i], 8, 2, 128, 100, PAT_PREFILL, 0.0f);
+        check_call(def, &c, "default other type", 1e-7);
+        call_free(&c);
+    }
+    rl__backend_free(def);
+}
+
+/* ---- timing (RUVLLM_FATTN_BENCH=1) ---- */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Microseconds per call, 20 calls queued then one sync, best of 3. */
+static double time_call(rl_backend *g, const call *c) {
+    dev_call d;
+    dev_make(g, c, &d);
+    rl_attn_args a = call_args(c, d.q, d.out);
+    double best = 1e30;
+    g->ops->attention(g, &d.kg, &a);
+    g->ops->sync(g);
+    for (int rep = 0; rep < 3; rep++) {
+        const double t0 = now_s();
+        for (int i = 0; i < 20; i++) g->ops->attention(g, &d.kg, &a);
+        rl_status st = g->ops->sync(g);
+        const double t = st == RL_OK ? (now_s() - t0) / 20 : 1e30;
+        if (t < best) best = t;
+    }
+    dev_free(g, &d);
+    return 1e6 * best;
+}
+
+typedef struct bench_shape {
+    const char *name;
+    int32_t n_head, n_head_kv, hd, n_tok, past; /* past < 0: decode, -past cells each */
+} bench_shape;
+
+/* A call of shape b over zero caches (timing only): causal prefill after b->past cells, or
+ * (b->past < 0) a token per sequence of -b->past cells. */
+static void bench_call_make(const bench_shape *b, call *c) {
+    memset(c, 0, sizeof *c);
+    c->type = RL_TYPE_F16;
+    c->n_head = b->n_head;
+    c->n_head_kv = b->n_head_kv;
+    c->hd = b->hd;
+    c->n_tok = b->n_tok;
+    c->span = malloc(2 * (size_t)b->n_tok * sizeof(int32_t));
+    int32_t at = 0;
+    for (int32_t t = 0; t < b->n_tok; t++) {
+        if (b->past < 0) {
+            c->span[2 * t] = at;
+            at += -b->past;
+            c->span[2 * t + 1] = at;
+        } else {
+            c->span[2 * t] = 0;
+            c->span[2 * t + 1] = b->past + t + 1;
+        }
+    }
+    if (b->past >= 0) at = b->past + b->n_tok;
+    c->n_list = c->n_cells = at;
+    c->list = malloc((size_t)at * sizeof(int32_t));
+    for (int32_t j = 0; j < at; j++) c->list[j] = j;
+    rl_kv_layer l = {.type = RL_TYPE_F16,
+                     .n_embd_k = b->n_head_kv * b->hd,
+                     .n_embd_v = b->n_head_kv * b->hd};
+    rl_type_row_bytes(l.type, l.n_embd_k, &l.k_row_bytes);
+    rl_type_row_bytes(l.type, l.n_embd_v, &l.v_row_bytes);
+    l.k = calloc((size_t)at, l.k_row_bytes);
+    l.v = calloc((size_t)at, l.v_row_bytes);
+    c->kc = l;
+    c->q_ld = c->out_ld = (int64_t)b->n_head * b->hd;
+    c->q = calloc((size_t)(b->n_tok * c->q_ld), sizeof(float));
+}
+
+static void bench(void) {
+    static const bench_shape shapes[] = {
+        {"8B prefill 512", 32, 8, 128, 512, 0},   {"8B prefill 2048", 32, 8, 128, 2048, 0},
+        {"8B chunk 16 @512", 32, 8, 128, 16, 512}, {"8B chunk 32 @512", 32, 8, 128, 32, 512},
+        {"8B chunk 64 @512", 32, 8, 128, 64, 512}, {"8B chunk 128 @512", 32, 8, 128, 128, 512},
+        {"8B chunk 16 @4096", 32, 8, 128, 16, 4096}, {"8B chunk 64 @4096", 32, 8, 128, 64, 4096},
+        {"gemma hd256 prefill 512", 8, 4, 256, 512, 0}, {"1B hd64 prefill 512", 32, 8, 64, 512, 0},
+        {"8B decode 8 x 512", 32, 8, 128, 8, -512}, {"8B decode 32 x 512", 32, 8, 128, 32, -512},
+        {"8B decode 64 x 512", 32, 8, 128, 64, -512}, {"8B decode 32 x 64", 32, 8, 128, 32, -64},
+    };
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 4 };
+    static const struct {
+        const char *label, *fattn, *tiled;
+    } settings[NSET] = {{"old: FATTN=0 TILED_MAX=8", "0", "8"},
+                        {"FATTN=0 tiled decode", "0", NULL},
+                        {"default", NULL, NULL},
+                        {"FATTN=2 forced", "2", NULL}};
+    static double us[NSET][NS];
+    for (int st = 0; st < NSET; st++) {
+        rl_backend *g = gpu_make(settings[st].fattn, settings[st].tiled);
+        for (size_t i = 0; i < NS; i++) {
+            call c;
+            bench_call_make(&shapes[i], &c);
+            us[st][i] = g ? time_call(g, &c) : 0.0;
+            call_free(&c);
+        }
+        rl__backend_free(g);
+    }
+    fprintf(stderr, "bench: us per attention call (one layer); columns:");
+    for (int st = 0; st < NSET; st++) fprintf(stderr, " [%s]", settings[st].label);
+    fprintf(stderr, "\n");
+    for (size_t i = 0; i < NS; i++) {
+        fprintf(stderr, "bench %-26s", shapes[i].name);
+        for (int st = 0; st < NSET; st++) fprintf(stderr, " %10.1f", us[st][i]);
+        fprintf(stderr, "\n");
+    }
+}
+
+int main(void) {
+    if (rl__backend_cpu_create(2, &cpu) != RL_OK) {
+        fprintf(stderr, "cannot create the CPU backend\n");
+        return 1;
+    }
+    g_forced = gpu_make("2", NULL);
+    RUN(fattn_head_sizes);
+    RUN(fattn_token_counts);
+    RUN(fattn_dispatch);
+    if (g_forced) fprintf(stderr, "fattn: %d calls, worst nmse %.3g\n", g_calls, g_worst);
+    const char *b = getenv("RUVLLM_FATTN_BENCH");
+    if (g_forced && b && b[0] == '1') bench();
+    rl__backend_free(g_forced);
+    rl__backend_free(cpu);
+    unsetenv("RUVLLM_CUDA_FATTN");
+    return rl_test_finish();
+}
