@@ -32,6 +32,7 @@ void rl__cu_step_free(cu_step *q) {
     if (q->ah) cudaFreeHost(q->ah);
     cudaFree(q->ad);
     cudaFree(q->glu_cnt);
+    cudaFree(q->glu_xq);
     rl__free(q->rec);
     memset(q, 0, sizeof *q);
 }
@@ -247,7 +248,7 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  *   one ramp of the memory pipeline instead of two or three; RUVLLM_CUDA_MV_MULTI=0: not);
  * - gate and up so joined, followed by their gated activation of one token (its output
  *   quantized for the down product): one launch (matvec.cu's GLU mode; the activation and
- *   its quantization in the kernel's epilogue; RUVLLM_CUDA_MV_GLU=0: not);
+ *   its quantization in the kernel's epilogue; only with RUVLLM_CUDA_MV_GLU=1, matvec.cu);
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
  *   kernel quantizes the output, so the product does not (attention.cu).
@@ -332,15 +333,34 @@ static void fuse_attn_q8(cu_rec *a, cu_rec *b) {
     b->mm.xq_ready = true;
 }
 
+/* Whether record d is a one-token q8 product of the gated activation g's output that
+ * reads the quantization g wrote. */
+static bool reads_glu_q8(const cu_rec *d, const cu_rec *g) {
+    return d->op == CU_OP_MATMUL && !d->mm.blas && d->mm.xq == g->ew.xq && d->mm.xq_ready &&
+           d->mm.x == g->ew.x && d->mm.n == 1;
+}
+
 /* The joined gate/up record f (two matrices) and the gated activation g after it, as one
- * record in f. The counters the kernel needs are allocated (zeroed) the first time. */
-static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g) {
+ * record in f; rest: the n records after g. The joined kernel quantizes its output while
+ * other warps still read the input's quantization (the backend's one q8 workspace), so it
+ * writes the instance's own q8 buffer, and the products after it that read g's
+ * quantization (at least the next record: else no join) read that buffer instead. The
+ * counters and the buffer are allocated (the counters zeroed) the first time. */
+static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g, cu_rec *rest, size_t n) {
     const int64_t F = f->mv.sg.end[0];
     if (g->op != CU_OP_GLU || f->mv.nseg != 2 || f->mv.sg.end[1] != 2 * F || g->ew.n != 1 ||
         g->ew.dim != F || g->ew.a != f->mv.sg.y[0] || g->ew.b != f->mv.sg.y[1] || !g->ew.xq ||
-        (g->ew.i0 != 0 && g->ew.i0 != 1) ||
+        (g->ew.i0 != 0 && g->ew.i0 != 1) || n < 1 || !reads_glu_q8(&rest[0], g) ||
+        (size_t)F > (size_t)RL_CU_GLU_BLOCKS * 256 ||
         !rl__cu_matvec_glu_ok(f->mv.type, &f->mv.sg, f->mv.row_bytes, F, f->mv.K))
         return false;
+    if (!q->glu_xq) {
+        if (cudaMalloc(&q->glu_xq, RL_CU_GLU_XQ_BYTES) != cudaSuccess) {
+            q->glu_xq = NULL;
+            cudaGetLastError();
+            return false;
+        }
+    }
     if (!q->glu_cnt) {
         if (cudaMalloc((void **)&q->glu_cnt, RL_CU_GLU_BLOCKS * sizeof(int)) != cudaSuccess) {
             q->glu_cnt = NULL;
@@ -355,8 +375,9 @@ static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g) {
         }
     }
     f->mv.glu_out = g->ew.x;
-    f->mv.glu_xq = g->ew.xq;
+    f->mv.glu_xq = q->glu_xq;
     f->mv.glu_act = g->ew.i0;
+    for (size_t j = 0; j < n && reads_glu_q8(&rest[j], g); j++) rest[j].mm.xq = q->glu_xq;
     return true;
 }
 
@@ -369,7 +390,8 @@ static void fuse(cu_step *q) {
             fuse_attn_q8(r, r + 1);
             if (r->op == CU_OP_MATMUL) used = fuse_mv(r, q->n_rec - i, &f);
             else if (fuse_rope_kv(r, r + 1, &f)) used = 2;
-            if (r->op == CU_OP_MATMUL && used == 2 && i + 2 < q->n_rec && fuse_glu(q, &f, r + 2))
+            if (r->op == CU_OP_MATMUL && used == 2 && i + 2 < q->n_rec &&
+                fuse_glu(q, &f, r + 2, r + 3, q->n_rec - i - 3))
                 used = 3;
         }
         if (used) {

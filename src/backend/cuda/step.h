@@ -43,9 +43,11 @@ cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *
 
 /* The gate and up products of one token (w[0], w[1]: F rows each, into y[0], y[1]) with
  * the gated activation after them (act: rl_glu; out [F] = act(gate) * up, quantized into
- * out_xq for the q8 product that reads it next): one launch instead of two. cnt: the
- * instance's RL_CU_GLU_BLOCKS counters, zero (and left zero). */
+ * out_xq for the q8 product that reads it next): one launch instead of two. out_xq must
+ * not be xq (blocks of the output are quantized while other warps still read xq). cnt:
+ * the instance's RL_CU_GLU_BLOCKS counters, zero (and left zero). */
 #define RL_CU_GLU_BLOCKS 4096
+#define RL_CU_GLU_XQ_BYTES ((size_t)RL_CU_GLU_BLOCKS * (2 * 256 + sizeof(float)))
 bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t row_bytes, int64_t F,
                           int64_t K);
 cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
@@ -206,6 +208,8 @@ typedef struct cu_step {
     bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
     bool fuse_on;                            /* RUVLLM_CUDA_FUSE=0: no fuse pass (step.c) */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
+    void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
+                                                activation's q8 output (fuse pass) */
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
 } cu_step;
 
