@@ -336,7 +336,7 @@ static void cu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t
 /* Sampling runs after the queued ops (the step's graph), eagerly on the same stream: its
  * parameters and penalty lists change every step (a queued record would make every step a
  * new op list), and its result must come back now anyway. One upload of the rows'
- * parameters, two launches (sample.cu), one copy of the ids back: no allocation once the
+ * parameters, one launch (sample.cu), one copy of the ids back: no allocation once the
  * workspace has grown to the largest batch. */
 static rl_status cu_sample_to_host(rl_backend *be, float *x, int64_t n, int64_t dim,
                                    const rl_sample_row *rows, const int32_t *pen, int32_t *ids,

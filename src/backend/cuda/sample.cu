@@ -21,13 +21,14 @@
  * CPU's token bit for bit; where a sum is taken in another order (top-p's mass above the
  * histogram bucket, the atomics that only size the candidate set) results differ by rounding.
  *
- * Two kernels, one block per row, no host synchronization before the ids come back:
+ * One kernel, one block per row, no host synchronization before the ids come back:
  *   1. prep: penalties in place; max, finite count and argmax (temperature <= 0 ends here);
  *      an upper bound of every candidate set the chain will look at (top-k: the k most
  *      likely; top-p first: its mass plus the 256 the CPU walks first; min-p first: the
- *      tokens at or above max + ln(min_p)), found as a threshold on the ordered logit
- *      bits by a three-pass radix select over histograms in shared memory; the tokens at or
- *      above it gathered as 64-bit keys (the sampler's: ord(-logit) << 32 | id).
+ *      tokens at or above max + ln(min_p)), found on a shared-memory histogram of count
+ *      and mass by distance below the max (bins of 1/32); the tokens of the bins up to it
+ *      gathered as 64-bit keys (the sampler's: ord(-logit) << 32 | id). Row passes use
+ *      float4 loads, several in flight: one block streams a whole row, so latency bounds it.
  *   2. final: the gathered keys sorted (bitonic, Batcher 1968: in shared memory up to 2048
  *      keys, the usual case; in global memory past that, slow but rare: a flat distribution
  *      with a wide filter); the chain replayed on the sorted prefix (counts, the order mode,
@@ -121,6 +122,9 @@ typedef cub::BlockReduce<int, ST> reduce_i;
 typedef cub::BlockScan<int, ST> scan_i;
 typedef cub::BlockScan<double, ST> scan_d;
 
+constexpr int NBIN = 2048;   /* bound histogram: bins of 1/32 of distance below the max */
+constexpr int ES_SMEM = 4096; /* e of the first sorted candidates kept in shared memory */
+
 struct smem {
     union {
         typename reduce_i::TempStorage ri;
@@ -128,17 +132,53 @@ struct smem {
         typename scan_d::TempStorage sd;
     } cub;
     union {
-        struct {
-            int hist_c[2048];
-            double hist_m[2048];
+        struct { /* prep: the bound histogram */
+            int c[NBIN];
+            double m[NBIN];
         } h;
         uint64_t keys[SORT_SMEM]; /* final: a small candidate set sorted here */
+        struct {                  /* final: top-p's buckets / the draw's block sums, and the
+                                     e of the sorted candidates */
+            double hm[TOPP_NB];
+            float es[ES_SMEM];
+        } w;
     } u;
+    float eblk[SBLK];
     float wv[ST / 32];
     int wi[ST / 32];
     int bcast_i[4];
     double bcast_d[2];
 };
+
+/* f(i, v) for each entry v = xr[i] this thread owns, in increasing i: float4 loads of four
+ * consecutive entries (rows 16-byte aligned with dim % 4 == 0), unrolled so that several
+ * loads are in flight (one block streams a whole row: latency, not bandwidth, bounds it). */
+template <class F> __device__ __forceinline__ void for_row(const float *xr, int dim, F f) {
+    if ((dim & 3) == 0 && ((uintptr_t)xr & 15) == 0) {
+        const float4 *x4 = (const float4 *)xr;
+        const int n4 = dim >> 2;
+#pragma unroll 4
+        for (int q = threadIdx.x; q < n4; q += ST) {
+            const float4 v = x4[q];
+            f(4 * q, v.x);
+            f(4 * q + 1, v.y);
+            f(4 * q + 2, v.z);
+            f(4 * q + 3, v.w);
+        }
+    } else {
+        for (int i = threadIdx.x; i < dim; i += ST) f(i, xr[i]);
+    }
+}
+
+/* Block sum of an int, in every thread. */
+__device__ int block_sum(smem &sm, int v) {
+    const int t = reduce_i(sm.cub.ri).Sum(v);
+    if (threadIdx.x == 0) sm.bcast_i[2] = t;
+    __syncthreads();
+    const int r = sm.bcast_i[2];
+    __syncthreads();
+    return r;
+}
 
 /* The candidate array of a row in one order mode: position -> token id. */
 struct order_view {
@@ -163,17 +203,48 @@ __device__ __forceinline__ float val_t(const float *xr, int id, float t) {
     return t == 1.0f ? v : __fdiv_rn(v, t);
 }
 
+/* Distance-below-the-max bin of the bound histogram. */
+__device__ __forceinline__ int dbin(float v, float mx) {
+    const float d = __fmul_rn(__fsub_rn(mx, v), 32.0f);
+    return d < (float)(NBIN - 1) ? (int)d : NBIN - 1;
+}
+
 /* e^(v - mx) sums of positions [0, n) of ov in the sampler's lanes: per 256-block eight
  * float lanes added in position order, combined in double as vec_kern.h does, into sb[b];
- * returns their sum in block order (all threads). lanes: scratch [n/256+1][8]. */
-__device__ __noinline__ double lane_total(smem &sm, const float *xr, const order_view &ov, int n, float t,
-                             float mxv, float *lanes, double *sb) {
+ * returns their sum in block order (all threads). lanes: scratch [n/256+1][8]. With hist
+ * (dense view, t == 1), each entry's count and e also go to the bound histogram. */
+__device__ __noinline__ double lane_total(smem &sm, const float *xr, const order_view &ov, int n,
+                                          float t, float mxv, float *lanes, double *sb,
+                                          bool hist) {
     const int nb = (n + SBLK - 1) / SBLK;
     for (int q = threadIdx.x; q < nb * 8; q += ST) {
-        const int b = q >> 3, j = q & 7, b1 = min(b * SBLK + SBLK, n);
+        const int b = q >> 3, j = q & 7, b0 = b * SBLK, b1 = min(b0 + SBLK, n);
         float acc = 0.0f;
-        for (int pos = b * SBLK + j; pos < b1; pos += 8)
-            acc = __fadd_rn(acc, det_exp(__fsub_rn(val_t(xr, ov.id(pos), t), mxv)));
+        if (ov.mode == M_DENSE && b1 - b0 == SBLK) {
+            const float *p = xr + b0 + j;
+#pragma unroll 8
+            for (int k = 0; k < SBLK / 8; k++) {
+                const float v = t == 1.0f ? p[8 * k] : __fdiv_rn(p[8 * k], t);
+                const float e = det_exp(__fsub_rn(v, mxv));
+                acc = __fadd_rn(acc, e);
+                if (hist && finite_logit(v)) {
+                    const int bin = dbin(v, mxv);
+                    atomicAdd(&sm.u.h.c[bin], 1);
+                    atomicAdd(&sm.u.h.m[bin], (double)e);
+                }
+            }
+        } else {
+            for (int pos = b0 + j; pos < b1; pos += 8) {
+                const float v = val_t(xr, ov.id(pos), t);
+                const float e = det_exp(__fsub_rn(v, mxv));
+                acc = __fadd_rn(acc, e);
+                if (hist && finite_logit(v)) {
+                    const int bin = dbin(v, mxv);
+                    atomicAdd(&sm.u.h.c[bin], 1);
+                    atomicAdd(&sm.u.h.m[bin], (double)e);
+                }
+            }
+        }
         lanes[q] = acc;
     }
     __syncthreads();
@@ -194,101 +265,107 @@ __device__ __noinline__ double lane_total(smem &sm, const float *xr, const order
     return tot;
 }
 
-/* The sampler's draw (chain.c): the first position whose running sum exceeds u * total,
- * strictly, among non-zero weights. Thread 0 only. */
-__device__ int draw_pos(const float *xr, const order_view &ov, int n, float t, float mxv,
-                        const double *sb, double total, double u) {
+/* The sampler's draw (chain.c draw): the first position whose running sum exceeds
+ * u * total, strictly, among non-zero weights, walking the block sums and then the block;
+ * a block without weight is passed; past the end, the last position with weight. Thread 0
+ * walks; all threads compute the block's weights into shared memory first. */
+__device__ int draw_pos(smem &sm, const float *xr, const order_view &ov, int n, float t,
+                        float mxv, const double *sb, double total, double u) {
     const double target = total * u;
-    double acc = 0.0;
     const int nb = (n + SBLK - 1) / SBLK;
-    for (int b = 0; b < nb; b++) {
-        if (acc + sb[b] > target || b == nb - 1) {
-            const int b0 = b * SBLK, b1 = min(b0 + SBLK, n);
-            int last = -1;
-            for (int i = b0; i < b1; i++) {
-                const float e = det_exp(__fsub_rn(val_t(xr, ov.id(i), t), mxv));
-                if (e > 0.0f) last = i;
-                acc += (double)e;
-                if (acc > target && e > 0.0f) return i;
-            }
-            if (last >= 0) return last;
+    const bool sh = nb <= TOPP_NB;
+    if (sh)
+        for (int b = threadIdx.x; b < nb; b += ST) sm.u.w.hm[b] = sb[b];
+    __syncthreads();
+    const double *s = sh ? sm.u.w.hm : sb;
+    int b = 0, res = -1;
+    double acc = 0.0;
+    for (;;) {
+        if (threadIdx.x == 0) {
+            while (b < nb - 1 && !(acc + s[b] > target)) acc += s[b++];
+            sm.bcast_i[0] = b;
+            sm.bcast_d[0] = acc;
         }
-        acc += sb[b];
+        __syncthreads();
+        b = sm.bcast_i[0];
+        acc = sm.bcast_d[0];
+        const int b0 = b * SBLK, m = min(SBLK, n - b0);
+        if (threadIdx.x < m)
+            sm.eblk[threadIdx.x] = det_exp(__fsub_rn(val_t(xr, ov.id(b0 + threadIdx.x), t), mxv));
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            double a = acc;
+            int last = -1, r = -1;
+            for (int i = 0; i < m; i++) {
+                const float e = sm.eblk[i];
+                if (e > 0.0f) last = i;
+                a += (double)e;
+                if (a > target && e > 0.0f) {
+                    r = i;
+                    break;
+                }
+            }
+            if (r < 0) r = last;
+            sm.bcast_i[1] = r >= 0 ? b0 + r : -1;
+        }
+        __syncthreads();
+        res = sm.bcast_i[1];
+        __syncthreads();
+        if (res >= 0 || b >= nb - 1) break;
+        acc += s[b];
+        b++;
     }
-    for (int i = n; i-- > 0;)
-        if (det_exp(__fsub_rn(val_t(xr, ov.id(i), t), mxv)) > 0.0f) return i;
-    return 0;
+    if (res < 0) { /* the last position with weight (0 when none) */
+        int best = -1;
+        for (int i = threadIdx.x; i < n; i += ST)
+            if (det_exp(__fsub_rn(val_t(xr, ov.id(i), t), mxv)) > 0.0f) best = i;
+        const int r = reduce_i(sm.cub.ri).Reduce(best, [](int a, int b) { return a > b ? a : b; });
+        if (threadIdx.x == 0) sm.bcast_i[1] = r;
+        __syncthreads();
+        res = max(sm.bcast_i[1], 0);
+        __syncthreads();
+    }
+    return res;
 }
 
-/* Radix select over the key's high half h = ord(-v) of the finite logits: the smallest h*
- * with count(h <= h*) >= need (by_mass false) or sum of e^(v - mx) over h <= h* >= need
- * (by_mass); 0xffffffff when the row does not reach it. Three passes of 11, 11 and 10 bits
- * over shared-memory histograms. All threads. */
-__device__ __noinline__ uint32_t select_h(smem &sm, const float *xr, int dim, double need, bool by_mass,
-                             float mx) {
-    uint32_t prefix = 0, mask = 0;
-    for (int pass = 0; pass < 3; pass++) {
-        const int sh = pass == 0 ? 21 : pass == 1 ? 10 : 0, nbin = pass == 2 ? 1024 : 2048;
-        for (int b = threadIdx.x; b < nbin; b += ST) {
-            sm.u.h.hist_c[b] = 0;
-            sm.u.h.hist_m[b] = 0.0;
-        }
-        __syncthreads();
-        for (int i = threadIdx.x; i < dim; i += ST) {
-            const float v = xr[i];
-            if (!finite_logit(v)) continue;
-            const uint32_t h = hkey(v);
-            if ((h & mask) != prefix) continue;
-            const int b = (int)((h >> sh) & (uint32_t)(nbin - 1));
-            if (by_mass)
-                atomicAdd(&sm.u.h.hist_m[b], (double)det_exp(__fsub_rn(v, mx)));
-            else
-                atomicAdd(&sm.u.h.hist_c[b], 1);
-        }
-        __syncthreads();
-        /* inclusive scan over the bins, two per thread */
-        const int b0 = 2 * threadIdx.x;
-        double a0 = 0.0, a1 = 0.0;
-        if (b0 < nbin) {
-            a0 = by_mass ? sm.u.h.hist_m[b0] : (double)sm.u.h.hist_c[b0];
-            a1 = by_mass ? sm.u.h.hist_m[b0 + 1] : (double)sm.u.h.hist_c[b0 + 1];
-        }
-        double ex;
-        scan_d(sm.cub.sd).ExclusiveSum(a0 + a1, ex);
-        if (threadIdx.x == 0) sm.bcast_i[0] = -1;
-        __syncthreads();
-        if (b0 < nbin) {
-            if (ex < need && ex + a0 >= need) {
-                sm.bcast_i[0] = b0;
-                sm.bcast_d[1] = ex;
-            } else if (ex + a0 < need && ex + a0 + a1 >= need) {
-                sm.bcast_i[0] = b0 + 1;
-                sm.bcast_d[1] = ex + a0;
-            }
-        }
-        __syncthreads();
-        const int bin = sm.bcast_i[0];
-        const double below = sm.bcast_d[1];
-        __syncthreads();
-        if (bin < 0) {
-            /* not reached: the whole row (first pass), or, after rounding of the mass in a
-             * later pass, all of the current prefix */
-            if (pass == 0) return 0xffffffffu;
-            return prefix | ~mask;
-        }
-        prefix |= (uint32_t)bin << sh;
-        mask |= (uint32_t)(nbin - 1) << sh;
-        need -= below;
+/* The smallest bin of the bound histogram whose running count (or mass) reaches need;
+ * NBIN - 1 when the row does not reach it. All threads. */
+__device__ int pick_bin(smem &sm, double need, bool by_mass) {
+    const int b0 = 2 * threadIdx.x;
+    double a0 = 0.0, a1 = 0.0;
+    if (b0 < NBIN) {
+        a0 = by_mass ? sm.u.h.m[b0] : (double)sm.u.h.c[b0];
+        a1 = by_mass ? sm.u.h.m[b0 + 1] : (double)sm.u.h.c[b0 + 1];
     }
-    return prefix;
+    double ex;
+    scan_d(sm.cub.sd).ExclusiveSum(a0 + a1, ex);
+    if (threadIdx.x == 0) sm.bcast_i[0] = NBIN - 1;
+    __syncthreads();
+    if (b0 < NBIN) {
+        if (ex < need && ex + a0 >= need)
+            sm.bcast_i[0] = b0;
+        else if (ex + a0 < need && ex + a0 + a1 >= need)
+            sm.bcast_i[0] = b0 + 1;
+    }
+    __syncthreads();
+    const int bin = sm.bcast_i[0];
+    __syncthreads();
+    return bin;
+}
+
+__device__ void hist_clear(smem &sm) {
+    for (int b = threadIdx.x; b < NBIN; b += ST) {
+        sm.u.h.c[b] = 0;
+        sm.u.h.m[b] = 0.0;
+    }
+    __syncthreads();
 }
 
 /* Block max / argmax / finite count of row xr. */
 __device__ void row_max(smem &sm, const float *xr, int dim, float &mx, int &arg, int &n_fin) {
     float v = -INFINITY;
     int i = INT_MAX, cnt = 0;
-    for (int k = threadIdx.x; k < dim; k += ST) {
-        const float a = xr[k];
+    for_row(xr, dim, [&](int k, float a) {
         if (finite_logit(a)) {
             cnt++;
             if (a > v) {
@@ -296,7 +373,7 @@ __device__ void row_max(smem &sm, const float *xr, int dim, float &mx, int &arg,
                 i = k;
             }
         }
-    }
+    });
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, v, o);
         const int oi = __shfl_xor_sync(0xffffffffu, i, o);
@@ -331,29 +408,25 @@ __device__ void row_max(smem &sm, const float *xr, int dim, float &mx, int &arg,
     __syncthreads();
 }
 
-/* Count of logits >= thr. */
-__device__ int count_ge(smem &sm, const float *xr, int dim, float thr) {
-    int c = 0;
-    for (int k = threadIdx.x; k < dim; k += ST) c += (finite_logit(xr[k]) && xr[k] >= thr);
-    const int t = reduce_i(sm.cub.ri).Sum(c);
-    if (threadIdx.x == 0) sm.bcast_i[2] = t;
-    __syncthreads();
-    const int r = sm.bcast_i[2];
-    __syncthreads();
-    return r;
-}
-
 /* Ids of the finite logits whose key is <= kmax, in id order, into ord; returns their count.
  * Tiles of ST * 8 consecutive ids, a block scan per tile. */
 __device__ int compact_ids(smem &sm, const float *xr, int dim, uint64_t kmax, int32_t *ord) {
     int base = 0;
+    const bool vec = (dim & 3) == 0 && ((uintptr_t)xr & 15) == 0;
     for (int t0 = 0; t0 < dim; t0 += ST * 8) {
         const int i0 = t0 + threadIdx.x * 8;
+        float v[8];
+        if (vec && i0 + 8 <= dim) {
+            const float4 a = *(const float4 *)(xr + i0), b = *(const float4 *)(xr + i0 + 4);
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+            v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+        } else {
+            for (int j = 0; j < 8; j++) v[j] = i0 + j < dim ? xr[i0 + j] : -INFINITY;
+        }
         uint32_t bits = 0;
         int c = 0;
         for (int j = 0; j < 8; j++) {
-            const int i = i0 + j;
-            if (i < dim && finite_logit(xr[i]) && key_of(xr[i], i) <= kmax) {
+            if (finite_logit(v[j]) && key_of(v[j], i0 + j) <= kmax) {
                 bits |= 1u << j;
                 c++;
             }
@@ -405,20 +478,24 @@ __device__ void sort_keys(smem &sm, uint64_t *g, int ng) {
     __syncthreads();
 }
 
+/* Gather the keys of the finite logits with keep(v) into g; returns their count. */
+template <class K> __device__ int gather(smem &sm, const float *xr, int dim, uint64_t *g, K keep) {
+    if (threadIdx.x == 0) sm.bcast_i[3] = 0;
+    __syncthreads();
+    for_row(xr, dim, [&](int i, float v) {
+        if (finite_logit(v) && keep(v)) g[atomicAdd(&sm.bcast_i[3], 1)] = key_of(v, i);
+    });
+    __syncthreads();
+    const int ng = sm.bcast_i[3];
+    __syncthreads();
+    return ng;
+}
+
 /* ---- step 1: penalties, max, bound, gather ------------------------------------------ */
 
-__global__ void __launch_bounds__(ST) prep_kernel(float *x, int dim, const rl_sample_row *rows,
-                                                  const int32_t *pen, row_state *st,
-                                                  uint64_t *gath, int64_t gs, float *lanes,
-                                                  double *sb) {
-    __shared__ smem sm;
-    const int r = blockIdx.x;
-    float *xr = x + (int64_t)r * dim;
-    const rl_sample_row P = rows[r];
-    row_state *S = st + r;
-    const int nbl = dim / SBLK + 1;
-    float *ln = lanes + (int64_t)r * nbl * 8;
-    double *sbr = sb + (int64_t)r * nbl;
+__device__ __forceinline__ row_state prep(smem &sm, float *xr, int dim, const rl_sample_row &P,
+                                          const int32_t *pen, uint64_t *g, float *ln,
+                                          double *sbr) {
 
     /* penalties (chain.c apply_penalties) */
     for (int j = threadIdx.x; j < P.pen_n; j += ST) {
@@ -444,70 +521,73 @@ __global__ void __launch_bounds__(ST) prep_kernel(float *x, int dim, const rl_sa
         id = arg;
     }
     double total = 0.0;
-    int cnt_minp = 0;
-    uint32_t hmax = 0; /* gather h <= hmax */
-    bool gather = false;
-    if (!done && (tk || tp || mp)) {
-        gather = true;
-        if (mp) cnt_minp = count_ge(sm, xr, dim, __fadd_rn(mx, P.min_p_ln));
+    int cnt_minp = 0, ng = 0;
+    if (!done && (tk || tp)) {
+        /* a bin of distance below the max that bounds the first filter's survivors (and
+         * what top-p walks: its first 256 and min_keep) */
+        hist_clear(sm);
+        int bin;
         if (tk) {
-            hmax = select_h(sm, xr, dim, (double)min(P.top_k, n_fin), false, mx);
-        } else if (tp) {
-            const order_view dense = {M_DENSE, nullptr, nullptr, 0};
-            total = lane_total(sm, xr, dense, dim, 1.0f, mx, ln, sbr);
-            const int need_c = min(max(256, P.min_keep), n_fin);
-            const uint32_t hc = select_h(sm, xr, dim, (double)need_c, false, mx);
-            const double need_m = (double)P.top_p * total * (1.0 + 1e-7);
-            const uint32_t hm = need_m <= 0.0 ? 0u
-                                : need_m < total ? select_h(sm, xr, dim, need_m, true, mx)
-                                                 : 0xffffffffu;
-            hmax = max(hc, hm);
+            for_row(xr, dim, [&](int, float v) {
+                if (finite_logit(v)) atomicAdd(&sm.u.h.c[dbin(v, mx)], 1);
+            });
+            __syncthreads();
+            bin = pick_bin(sm, (double)min(P.top_k, n_fin), false);
         } else {
-            if (cnt_minp >= P.min_keep)
-                hmax = hkey(__fadd_rn(mx, P.min_p_ln));
-            else
-                hmax = select_h(sm, xr, dim, (double)min(P.min_keep, n_fin), false, mx);
+            const order_view dense = {M_DENSE, nullptr, nullptr, 0};
+            total = lane_total(sm, xr, dense, dim, 1.0f, mx, ln, sbr, true);
+            const int bc = pick_bin(sm, (double)min(max(256, P.min_keep), n_fin), false);
+            const double need_m = (double)P.top_p * total * (1.0 + 1e-7);
+            const int bm = need_m <= 0.0 ? 0 : need_m < total ? pick_bin(sm, need_m, true)
+                                                              : NBIN - 1;
+            bin = max(bc, bm);
+        }
+        ng = gather(sm, xr, dim, g, [&](float v) { return dbin(v, mx) <= bin; });
+    } else if (!done && mp) {
+        const float thr = __fadd_rn(mx, P.min_p_ln);
+        ng = gather(sm, xr, dim, g, [&](float v) { return v >= thr; });
+        cnt_minp = ng;
+        if (ng < P.min_keep) { /* min_keep more than pass: the most likely min_keep */
+            hist_clear(sm);
+            for_row(xr, dim, [&](int, float v) {
+                if (finite_logit(v)) atomicAdd(&sm.u.h.c[dbin(v, mx)], 1);
+            });
+            __syncthreads();
+            const int bin = pick_bin(sm, (double)min(P.min_keep, n_fin), false);
+            ng = gather(sm, xr, dim, g, [&](float v) { return dbin(v, mx) <= bin; });
         }
     }
-    if (threadIdx.x == 0) sm.bcast_i[3] = 0;
-    __syncthreads();
-    if (gather) {
-        uint64_t *g = gath + (int64_t)r * gs;
-        for (int i = threadIdx.x; i < dim; i += ST) {
-            const float v = xr[i];
-            if (finite_logit(v) && hkey(v) <= hmax) g[atomicAdd(&sm.bcast_i[3], 1)] = key_of(v, i);
-        }
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const int ng = sm.bcast_i[3];
-        S->mx = mx;
-        S->n_fin = n_fin;
-        S->done = done;
-        S->id = id;
-        S->n_gath = ng;
-        S->cnt_minp = cnt_minp;
-        S->total = total;
-    }
+    row_state S;
+    S.mx = mx;
+    S.n_fin = n_fin;
+    S.done = done;
+    S.id = id;
+    S.n_gath = ng;
+    S.cnt_minp = cnt_minp;
+    S.total = total;
+    return S;
 }
 
-/* ---- step 3: the chain on the sorted candidates, the draw --------------------------- */
+/* ---- step 2: the chain on the sorted candidates, the draw --------------------------- */
 
-__global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
-                                                   const rl_sample_row *rows,
-                                                   const row_state *st, uint64_t *gath,
-                                                   int64_t gs, int32_t *ordbuf, float *lanes,
-                                                   double *sb, int32_t *out) {
+
+/* One block per row: step 1 then step 2. */
+__global__ void __launch_bounds__(ST) sample_kernel(float *x, int dim, const rl_sample_row *rows,
+                                                    const int32_t *pen, uint64_t *gath,
+                                                    int64_t gs, int32_t *ordbuf, float *ebuf,
+                                                    float *lanes, double *sb, int32_t *out) {
     __shared__ smem sm;
     const int r = blockIdx.x, n_rows = gridDim.x;
-    const float *xr = x + (int64_t)r * dim;
+    float *xr = x + (int64_t)r * dim;
     const rl_sample_row P = rows[r];
-    const row_state S = st[r];
     uint64_t *srt = gath + (int64_t)r * gs;
     int32_t *ord = ordbuf + (int64_t)r * dim;
+    float *eg = ebuf + (int64_t)r * dim;
     const int nbl = dim / SBLK + 1;
     float *ln = lanes + (int64_t)r * nbl * 8;
     double *sbr = sb + (int64_t)r * nbl;
+    const row_state S = prep(sm, xr, dim, P, pen, srt, ln, sbr);
+    __syncthreads();
     if (S.done) {
         if (threadIdx.x == 0) {
             out[r] = S.id;
@@ -518,6 +598,17 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
     const float mx = S.mx;
     const int n_fin = S.n_fin, ng = S.n_gath, min_keep = P.min_keep;
     sort_keys(sm, srt, ng);
+    /* e^(l - mx) of the sorted candidates, for the walks: the first ES_SMEM in shared
+     * memory, the rest in eg */
+    for (int i = threadIdx.x; i < ng; i += ST) {
+        const float e = det_exp(__fsub_rn(xr[key_id(srt[i])], mx));
+        if (i < ES_SMEM)
+            sm.u.w.es[i] = e;
+        else
+            eg[i] = e;
+    }
+    __syncthreads();
+    auto e_at = [&](int i) { return i < ES_SMEM ? sm.u.w.es[i] : eg[i]; };
     int mode = M_DENSE, n = n_fin, j0 = 0;
 
     /* top-k (chain.c stage_top_k) */
@@ -539,7 +630,7 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
             if (threadIdx.x == 0) {
                 double cum = 0.0;
                 for (int i = 0; i < m && i < ng; i++) {
-                    cum += (double)det_exp(__fsub_rn(xr[key_id(srt[i])], mx));
+                    cum += (double)e_at(i);
                     if (cum >= target && i + 1 >= min_keep) {
                         cut = i + 1;
                         break;
@@ -556,43 +647,47 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
             } else {
                 /* the mass by bucket of distance from the max; the first bucket where the
                  * running mass reaches the target less a little slack */
-                for (int b = threadIdx.x; b < TOPP_NB; b += ST) sm.u.h.hist_m[b] = 0.0;
+                for (int b = threadIdx.x; b < TOPP_NB; b += ST) sm.u.w.hm[b] = 0.0;
                 __syncthreads();
-                for (int i = threadIdx.x; i < dim; i += ST) {
-                    const float v = xr[i];
+                for_row(xr, dim, [&](int, float v) {
                     if (finite_logit(v))
-                        atomicAdd(&sm.u.h.hist_m[topp_bucket(v, mx)], (double)det_exp(__fsub_rn(v, mx)));
-                }
+                        atomicAdd(&sm.u.w.hm[topp_bucket(v, mx)], (double)det_exp(__fsub_rn(v, mx)));
+                });
                 __syncthreads();
                 if (threadIdx.x == 0) {
                     const double slack = target * (1.0 - 1e-6);
                     double acc = 0.0;
                     int b = 0;
                     for (; b < TOPP_NB - 1; b++) {
-                        if (acc + sm.u.h.hist_m[b] >= slack) break;
-                        acc += sm.u.h.hist_m[b];
+                        if (acc + sm.u.w.hm[b] >= slack) break;
+                        acc += sm.u.w.hm[b];
                     }
-                    /* the sorted tokens of the buckets above b are kept as they are */
-                    int j = 0;
+                    sm.bcast_i[0] = b;
+                }
+                __syncthreads();
+                const int bk = sm.bcast_i[0];
+                __syncthreads();
+                /* the sorted tokens of the buckets above bk are kept as they are (a prefix) */
+                int c = 0;
+                for (int i = threadIdx.x; i < ng; i += ST)
+                    c += topp_bucket(xr[key_id(srt[i])], mx) < bk;
+                const int j = block_sum(sm, c);
+                if (threadIdx.x == 0) {
                     double cum = 0.0;
-                    while (j < ng && topp_bucket(xr[key_id(srt[j])], mx) < b) {
-                        cum += (double)det_exp(__fsub_rn(xr[key_id(srt[j])], mx));
-                        j++;
-                    }
-                    int c = -1;
+                    for (int i = 0; i < j; i++) cum += (double)e_at(i);
+                    int cc = -1;
                     for (int i = j; i < ng; i++) {
-                        cum += (double)det_exp(__fsub_rn(xr[key_id(srt[i])], mx));
+                        cum += (double)e_at(i);
                         if (cum >= target && i + 1 >= min_keep) {
-                            c = i + 1;
+                            cc = i + 1;
                             break;
                         }
                     }
-                    sm.bcast_i[0] = c > 0 ? c : ng;
-                    sm.bcast_i[1] = j;
+                    sm.bcast_i[0] = cc > 0 ? cc : ng;
                 }
                 __syncthreads();
                 n = sm.bcast_i[0];
-                j0 = sm.bcast_i[1];
+                j0 = j;
                 __syncthreads();
                 mode = j0 > 0 ? M_MIXED : M_SORTED;
             }
@@ -600,12 +695,13 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
             /* compact: the target from the sum in the current order, the walk sorted */
             if (mode == M_ID) compact_ids(sm, xr, dim, srt[n - 1], ord);
             const order_view ov = {mode, srt, ord, j0};
-            const double target = (double)P.top_p * lane_total(sm, xr, ov, n, 1.0f, mx, ln, sbr);
+            const double target =
+                (double)P.top_p * lane_total(sm, xr, ov, n, 1.0f, mx, ln, sbr, false);
             if (threadIdx.x == 0) {
                 double cum = 0.0;
                 int cut = -1;
                 for (int i = 0; i < n; i++) {
-                    cum += (double)det_exp(__fsub_rn(xr[key_id(srt[i])], mx));
+                    cum += (double)e_at(i);
                     if (cum >= target && i + 1 >= min_keep) {
                         cut = i + 1;
                         break;
@@ -631,7 +727,10 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
                 mode = M_SORTED;
             }
         } else if (n > 0) {
-            const int kept = min(n, S.cnt_minp);
+            const float thr = __fadd_rn(mx, P.min_p_ln);
+            int c = 0;
+            for (int i = threadIdx.x; i < n && i < ng; i += ST) c += xr[key_id(srt[i])] >= thr;
+            const int kept = block_sum(sm, c);
             if (kept >= min_keep) {
                 n = kept;
                 j0 = min(j0, n);
@@ -654,9 +753,9 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
     }
     const order_view ov = {mode, srt, ord, j0};
     const float mxv = t == 1.0f ? mx : __fdiv_rn(mx, t);
-    const double total = lane_total(sm, xr, ov, n, t, mxv, ln, sbr);
+    const double total = lane_total(sm, xr, ov, n, t, mxv, ln, sbr, false);
+    const int pos = draw_pos(sm, xr, ov, n, t, mxv, sbr, total, P.u);
     if (threadIdx.x == 0) {
-        const int pos = draw_pos(xr, ov, n, t, mxv, sbr, total, P.u);
         out[r] = ov.id(pos);
         out[n_rows + r] = mode == M_DENSE ? n_fin : n;
     }
@@ -669,11 +768,10 @@ __global__ void __launch_bounds__(ST) final_kernel(const float *x, int dim,
 struct rl__cu_sample_ws {
     int64_t n_cap, dim_cap, pen_cap;
     int64_t gs; /* keys per row of d_gath: dim_cap rounded up to a power of two */
-    rl_sample_row *d_rows;
-    int32_t *d_pen;
-    row_state *d_st;
+    uint8_t *d_up; /* [n_cap] rows, then [pen_cap] (id, count) pairs */
     uint64_t *d_gath;
     int32_t *d_ord;
+    float *d_e; /* e of sorted candidates past the shared-memory ones */
     float *d_lanes;
     double *d_sb;
     int32_t *d_out; /* [2][n]: ids, kept counts */
@@ -682,11 +780,10 @@ struct rl__cu_sample_ws {
 };
 
 static void ws_release(rl__cu_sample_ws *w) {
-    cudaFree(w->d_rows);
-    cudaFree(w->d_pen);
-    cudaFree(w->d_st);
+    cudaFree(w->d_up);
     cudaFree(w->d_gath);
     cudaFree(w->d_ord);
+    cudaFree(w->d_e);
     cudaFree(w->d_lanes);
     cudaFree(w->d_sb);
     cudaFree(w->d_out);
@@ -718,11 +815,10 @@ static cudaError_t ws_reserve(rl__cu_sample_ws *w, int64_t n, int64_t dim, int64
     do {                                                                           \
         if ((e = cudaMalloc((void **)&(p), (bytes))) != cudaSuccess) goto fail;    \
     } while (0)
-    RL_CU_ALLOC(w->d_rows, (size_t)nc * sizeof(rl_sample_row));
-    RL_CU_ALLOC(w->d_pen, (size_t)pc * 2 * sizeof(int32_t));
-    RL_CU_ALLOC(w->d_st, (size_t)nc * sizeof(row_state));
+    RL_CU_ALLOC(w->d_up, (size_t)nc * sizeof(rl_sample_row) + (size_t)pc * 2 * sizeof(int32_t));
     RL_CU_ALLOC(w->d_gath, (size_t)nc * (size_t)gs * sizeof(uint64_t));
     RL_CU_ALLOC(w->d_ord, (size_t)nc * (size_t)dc * sizeof(int32_t));
+    RL_CU_ALLOC(w->d_e, (size_t)nc * (size_t)dc * sizeof(float));
     RL_CU_ALLOC(w->d_lanes, (size_t)nc * (size_t)nbl * 8 * sizeof(float));
     RL_CU_ALLOC(w->d_sb, (size_t)nc * (size_t)nbl * sizeof(double));
     RL_CU_ALLOC(w->d_out, (size_t)nc * 2 * sizeof(int32_t));
@@ -764,15 +860,13 @@ extern "C" cudaError_t rl__cu_sample(cudaStream_t s, rl__cu_sample_ws **wsp, flo
     if (pb) memcpy(up + rb, pen, pb);
     int32_t *down = (int32_t *)(up + (size_t)w->n_cap * sizeof(rl_sample_row) +
                                 (size_t)w->pen_cap * 2 * sizeof(int32_t));
-    if ((e = cudaMemcpyAsync(w->d_rows, up, rb, cudaMemcpyHostToDevice, s)) != cudaSuccess) return e;
-    if (pb && (e = cudaMemcpyAsync(w->d_pen, up + rb, pb, cudaMemcpyHostToDevice, s)) != cudaSuccess)
+    /* rows and pairs in one copy: the pairs follow the n rows (8-byte multiples) */
+    if ((e = cudaMemcpyAsync(w->d_up, up, rb + pb, cudaMemcpyHostToDevice, s)) != cudaSuccess)
         return e;
     const int d = (int)dim, nr = (int)n;
-    prep_kernel<<<nr, ST, 0, s>>>(x, d, w->d_rows, w->d_pen, w->d_st, w->d_gath, w->gs,
-                                  w->d_lanes, w->d_sb);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-    final_kernel<<<nr, ST, 0, s>>>(x, d, w->d_rows, w->d_st, w->d_gath, w->gs, w->d_ord,
-                                   w->d_lanes, w->d_sb, w->d_out);
+    sample_kernel<<<nr, ST, 0, s>>>(x, d, (const rl_sample_row *)w->d_up,
+                                    (const int32_t *)(w->d_up + rb), w->d_gath, w->gs, w->d_ord,
+                                    w->d_e, w->d_lanes, w->d_sb, w->d_out);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
     if ((e = cudaMemcpyAsync(down, w->d_out, (size_t)n * 2 * sizeof(int32_t),
                              cudaMemcpyDeviceToHost, s)) != cudaSuccess)
