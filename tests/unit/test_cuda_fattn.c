@@ -10,9 +10,11 @@
  * between sequences' lists unset): the kernel must not read them. Outputs start as NaN,
  * so every value must be written; the row padding must stay untouched.
  * With RUVLLM_CUDA_FATTN=2 every supported call takes the kernel (F32 and Q8_0 caches fall
- * back to the CUDA-core kernel); then the default dispatch (prefill of the 8B shape, batched
- * decode on the CUDA-core kernel). The settings are the process's, read when a backend is
- * made: each part makes its backend first.
+ * back to the CUDA-core kernel); most of these calls have few blocks, so the kernel cuts
+ * each block's union of spans into pieces (partials merged by the combine kernel), the
+ * smallest (64 cells or fewer) and the 8B prefill run in one piece. Then the default
+ * dispatch (prefill of the 8B shape, batched decode). The settings are the process's, read
+ * when a backend is made: each part makes its backend first.
  * RUVLLM_FATTN_BENCH=1 also times attention calls (wall clock over 20 queued calls: per-layer
  * figures for the 8B shape, prefill chunks, batched decode) under each setting.
  * Without a CUDA device the program reports itself skipped. */
@@ -38,17 +40,19 @@ static float *rand_vec(size_t n) {
     return x;
 }
 
-/* A backend with RUVLLM_CUDA_FATTN / RUVLLM_CUDA_ATTN_TILED_MAX set as given (NULL: unset);
- * the settings are read when a backend is made. */
-static rl_backend *gpu_make(const char *fattn, const char *tiled_max) {
-    if (fattn)
-        setenv("RUVLLM_CUDA_FATTN", fattn, 1);
+static void env_set(const char *name, const char *v) {
+    if (v)
+        setenv(name, v, 1);
     else
-        unsetenv("RUVLLM_CUDA_FATTN");
-    if (tiled_max)
-        setenv("RUVLLM_CUDA_ATTN_TILED_MAX", tiled_max, 1);
-    else
-        unsetenv("RUVLLM_CUDA_ATTN_TILED_MAX");
+        unsetenv(name);
+}
+
+/* A backend with RUVLLM_CUDA_FATTN, RUVLLM_CUDA_FATTN_SPARSE and RUVLLM_CUDA_ATTN_TILED_MAX
+ * set as given (NULL: unset); the settings are read when a backend is made. */
+static rl_backend *gpu_make(const char *fattn, const char *sparse, const char *tiled_max) {
+    env_set("RUVLLM_CUDA_FATTN", fattn);
+    env_set("RUVLLM_CUDA_FATTN_SPARSE", sparse);
+    env_set("RUVLLM_CUDA_ATTN_TILED_MAX", tiled_max);
     rl_backend *b = NULL;
     char err[256] = "";
     if (rl__backend_cuda_create(0, &b, err, sizeof err) != RL_OK) {
@@ -313,11 +317,11 @@ TEST(fattn_token_counts) {
     }
 }
 
-/* Default settings: the 8B shape's prefill (tensor cores), batched decode (CUDA cores,
- * float: 1e-7), F32 and Q8_0 caches (CUDA cores). */
+/* Default settings: the 8B shape's prefill and batched decode (tensor cores), F32 and Q8_0
+ * caches (CUDA cores, float: 1e-7). */
 TEST(fattn_dispatch) {
     if (!g_forced) SKIP("%s", g_skip);
-    rl_backend *def = gpu_make(NULL, NULL);
+    rl_backend *def = gpu_make(NULL, NULL, NULL);
     CHECK(def != NULL);
     if (!def) return;
     call c;
@@ -325,7 +329,7 @@ TEST(fattn_dispatch) {
     check_call(def, &c, "default prefill 8B", 5e-4);
     call_free(&c);
     call_make(&c, RL_TYPE_F16, 32, 8, 128, 32, PAT_DECODE, 0.0f);
-    check_call(def, &c, "default decode 32", 1e-7);
+    check_call(def, &c, "default decode 32", 5e-4);
     call_free(&c);
     call_make(&c, RL_TYPE_F16, 16, 2, 64, 100, PAT_MULTI, 0.0f);
     check_call(def, &c, "default multi", 5e-4);
@@ -417,16 +421,17 @@ static void bench(void) {
         {"8B decode 8 x 512", 32, 8, 128, 8, -512}, {"8B decode 32 x 512", 32, 8, 128, 32, -512},
         {"8B decode 64 x 512", 32, 8, 128, 64, -512}, {"8B decode 32 x 64", 32, 8, 128, 32, -64},
     };
-    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 4 };
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 5 };
     static const struct {
-        const char *label, *fattn, *tiled;
-    } settings[NSET] = {{"old: FATTN=0 TILED_MAX=8", "0", "8"},
-                        {"FATTN=0 tiled decode", "0", NULL},
-                        {"default", NULL, NULL},
-                        {"FATTN=2 forced", "2", NULL}};
+        const char *label, *fattn, *sparse, *tiled;
+    } settings[NSET] = {{"old: FATTN=0 TILED_MAX=8", "0", NULL, "8"},
+                        {"FATTN=0 (tiled decode)", "0", NULL, NULL},
+                        {"FATTN_SPARSE=0", NULL, "0", NULL},
+                        {"default", NULL, NULL, NULL},
+                        {"FATTN=2 forced", "2", NULL, NULL}};
     static double us[NSET][NS];
     for (int st = 0; st < NSET; st++) {
-        rl_backend *g = gpu_make(settings[st].fattn, settings[st].tiled);
+        rl_backend *g = gpu_make(settings[st].fattn, settings[st].sparse, settings[st].tiled);
         for (size_t i = 0; i < NS; i++) {
             call c;
             bench_call_make(&shapes[i], &c);
@@ -450,7 +455,7 @@ int main(void) {
         fprintf(stderr, "cannot create the CPU backend\n");
         return 1;
     }
-    g_forced = gpu_make("2", NULL);
+    g_forced = gpu_make("2", NULL, NULL);
     RUN(fattn_head_sizes);
     RUN(fattn_token_counts);
     RUN(fattn_dispatch);
@@ -459,6 +464,8 @@ int main(void) {
     if (g_forced && b && b[0] == '1') bench();
     rl__backend_free(g_forced);
     rl__backend_free(cpu);
-    unsetenv("RUVLLM_CUDA_FATTN");
+    env_set("RUVLLM_CUDA_FATTN", NULL);
+    env_set("RUVLLM_CUDA_FATTN_SPARSE", NULL);
+    env_set("RUVLLM_CUDA_ATTN_TILED_MAX", NULL);
     return rl_test_finish();
 }

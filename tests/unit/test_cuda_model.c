@@ -167,7 +167,10 @@ TEST(cuda_two_sequences) {
     rl_model *m = load(file, "cuda");
     if (!m) return;
     two_sequences(m, RL_TYPE_F32, 1e-4);
-    two_sequences(m, RL_TYPE_F16, 2e-3);
+    /* F16 cache: the batch's 12 prompt tokens of two sequences go to the tensor-core kernel
+     * (fattn.cu: q and p rounded to f16, as llama.cpp's flash attention does), each sequence
+     * alone to the float kernel; measured 2.8e-3 / 2.35e-3 max |difference| of the logits */
+    two_sequences(m, RL_TYPE_F16, 5e-3);
     rl_model_free(m);
 }
 

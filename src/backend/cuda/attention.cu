@@ -22,10 +22,12 @@
  * m, l and the rescale factor per head, the tile's cell ids.
  *
  * Dispatch (rl__cu_attention): prefill of F16 caches (many tokens sharing their cells, the
- * host's `dense`) goes to the tensor-core kernel (fattn.cu); many tokens that do not share
- * cells (batched decode, each token its own sequence) take the TILED variant too.
+ * host's `dense`) goes to the tensor-core kernel (fattn.cu), and so do more than 8 tokens
+ * that do not share cells (batched decode, each token its own sequence: its blocks' unions
+ * cut into pieces, then the combine below); without it those take the TILED variant.
  * RUVLLM_CUDA_FATTN=0 turns the tensor-core kernel off, =2 takes it for every call it
- * supports (tests); RUVLLM_CUDA_FATTN_MIN (tokens, default FATTN_MIN_TOK) is its threshold;
+ * supports (tests); RUVLLM_CUDA_FATTN_MIN (tokens, default FATTN_MIN_TOK) is its threshold
+ * for dense calls, RUVLLM_CUDA_FATTN_SPARSE=0 keeps the others off it;
  * RUVLLM_CUDA_ATTN_TILED_MAX bounds the tokens of the TILED variant for calls that are not
  * dense (default: no bound).
  */
@@ -370,16 +372,19 @@ size_t attn_smem(int head_dim_k, int head_dim_v, bool tiled) {
 /* Query tokens up to which the tiled kernel runs (decode of a few sequences) whatever the
  * spans; calls whose tokens do not share cells take it up to g_tiled_sparse tokens. */
 constexpr int TILED_MAX_TOK = 8;
-/* Tokens from which a dense call of a supported cache goes to the tensor-core kernel. */
-constexpr int FATTN_MIN_TOK = 64;
+/* Tokens from which a dense call of a supported cache goes to the tensor-core kernel
+ * (H100, 8B shape, 16 tokens after 512 cells: 63 us there, 111 us on the CUDA cores). */
+constexpr int FATTN_MIN_TOK = 16;
 
 int g_fattn = 1; /* 0 off, 1 dense calls of FATTN_MIN_TOK+ tokens, 2 every supported call */
 int g_fattn_min = FATTN_MIN_TOK;
+int g_fattn_sparse = 1; /* calls of more than TILED_MAX_TOK tokens that are not dense too */
 int g_tiled_sparse = 0x7fffffff;
 
 bool use_fattn(const rl__cu_attn *a) {
     if (g_fattn == 0 || !rl__cu_fattn_ok(a)) return false;
-    return g_fattn == 2 || (a->dense && a->n_tok >= g_fattn_min);
+    if (g_fattn == 2) return true;
+    return a->dense ? a->n_tok >= g_fattn_min : g_fattn_sparse && a->n_tok > TILED_MAX_TOK;
 }
 
 template <int KVT>
@@ -400,8 +405,9 @@ extern "C" size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v) {
 
 extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     const char *fa = getenv("RUVLLM_CUDA_FATTN"), *fm = getenv("RUVLLM_CUDA_FATTN_MIN"),
-               *tm = getenv("RUVLLM_CUDA_ATTN_TILED_MAX");
+               *tm = getenv("RUVLLM_CUDA_ATTN_TILED_MAX"), *fs = getenv("RUVLLM_CUDA_FATTN_SPARSE");
     g_fattn = fa && (fa[0] == '0' || fa[0] == '2') ? fa[0] - '0' : 1;
+    g_fattn_sparse = !(fs && fs[0] == '0');
     g_fattn_min = fm && atoi(fm) > 0 ? atoi(fm) : FATTN_MIN_TOK;
     g_tiled_sparse = tm && atoi(tm) > 0 ? atoi(tm) : 0x7fffffff;
     const int v = (int)smem_max;
@@ -444,7 +450,15 @@ static cudaError_t attn_main(cudaStream_t s, const rl__cu_attn *a) {
 
 extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     if (a->n_tok <= 0) return cudaSuccess;
-    if (use_fattn(a)) return rl__cu_fattn(s, a);
+    if (use_fattn(a)) {
+        cudaError_t e = rl__cu_fattn(s, a);
+        if (e != cudaSuccess || a->fa_split <= 1) return e;
+        rl__cu_attn c = *a;
+        c.n_split = a->fa_split;
+        (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS,
+                           0, s, c);
+        return cudaGetLastError();
+    }
     cudaError_t e = attn_main(s, a);
     if (e != cudaSuccess || a->n_split == 1) return e;
     (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);

@@ -795,10 +795,11 @@ static int64_t pow2_at_least(int64_t v, int64_t lo) {
  * (RL_CU_FATTN_ROWS (token, head) pairs, consecutive tokens): it reads, for each block, the
  * union of its tokens' spans for every row, which pays while that is at most 4 times the
  * cells the rows see (prefill); tokens of different sequences (batched decode) do not. */
-static int32_t attn_dense(const rl_attn_args *a) {
+static int32_t attn_dense(const rl_attn_args *a, int64_t *umax) {
     const int32_t n_gqa = a->n_head / a->n_head_kv;
     const int32_t tb = RL_MAX(1, RL_CU_FATTN_ROWS / n_gqa); /* tokens per block */
     int64_t seen = 0, read = 0;
+    *umax = 0; /* the longest block union */
     for (int32_t t0 = 0; t0 < a->n_tok; t0 += tb) {
         int32_t lo = INT32_MAX, hi = 0, n = RL_MIN(tb, a->n_tok - t0);
         for (int32_t t = t0; t < t0 + n; t++) {
@@ -809,6 +810,7 @@ static int32_t attn_dense(const rl_attn_args *a) {
             hi = RL_MAX(hi, e);
         }
         if (hi > lo) read += (int64_t)n * (hi - lo);
+        if (hi > lo) *umax = RL_MAX(*umax, (int64_t)(hi - lo));
     }
     return read <= 4 * seen;
 }
@@ -840,7 +842,8 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
         maxlen = RL_MAX(maxlen, e - b);
     }
     if (hi == 0) lo = 0;
-    const int32_t dense = attn_dense(a);
+    int64_t umax;
+    const int32_t dense = attn_dense(a, &umax);
     const uint32_t tag = 0x4e545441u; /* "ATTN" */
     const size_t nc = (size_t)(hi - lo), ns = 2 * (size_t)a->n_tok, hb = sizeof tag + sizeof(int32_t);
     const size_t pb = (ns + nc) * sizeof(int32_t), kb = hb + pb;
@@ -903,6 +906,16 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     ca->split_len = split_len;
     ca->ws = c->ws;
     ca->dense = dense;
+    /* the tensor-core kernel's pieces: its blocks ((token, head) rows x KV heads) times
+     * pieces of at least 64 cells of the longest union fill the GPU twice, within ws */
+    const int64_t fa_blocks =
+        ((int64_t)a->n_tok * n_gqa + RL_CU_FATTN_ROWS - 1) / RL_CU_FATTN_ROWS * a->n_head_kv;
+    int64_t fa_split = 1;
+    if (fa_blocks < target && umax > 64)
+        fa_split = RL_MIN((target + fa_blocks - 1) / fa_blocks, (umax + 63) / 64);
+    fa_split = RL_MIN(fa_split, (int64_t)(CU_WS_BYTES / per_split));
+    fa_split = RL_MIN(fa_split, RL_CU_ATTN_MAX_SPLIT);
+    ca->fa_split = (int32_t)RL_MAX(fa_split, 1);
     r->attn.span_at = at;
     r->attn.cells_at = at + ns * sizeof(int32_t);
 }

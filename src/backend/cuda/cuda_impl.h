@@ -210,6 +210,8 @@ typedef struct rl__cu_attn {
     float *ws;                  /* n_split > 1: [n_tok][n_head][n_split][head_dim_v + 2] */
     int32_t dense; /* the host's estimate: blocks of RL_CU_FATTN_ROWS (token, head) rows
                       share their cells (prefill), so the tensor-core kernel pays */
+    int32_t fa_split; /* the tensor-core kernel: pieces each block's union of spans is cut
+                         into (> 1: partials in ws as above, then the combine) */
 } rl__cu_attn;
 
 /* Query heads one attention block handles (the GQA group is cut into pieces of this). */
@@ -226,7 +228,8 @@ cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a);
 /* Whether the kernel takes a: F16 cache, head_dim_k == head_dim_v in 64, 80, 96, 112,
  * 128, 256, 16-byte aligned rows. */
 bool rl__cu_fattn_ok(const rl__cu_attn *a);
-/* The whole span of every token in one pass (a->n_split and a->ws unused). */
+/* The union of each block's spans in a->fa_split pieces (a->n_split unused): the output,
+ * or with fa_split > 1 the pieces' partials in a->ws (attention.cu's combine reads them). */
 cudaError_t rl__cu_fattn(cudaStream_t s, const rl__cu_attn *a);
 cudaError_t rl__cu_fattn_init(void);
 

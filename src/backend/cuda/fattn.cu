@@ -7,7 +7,7 @@
  * query head of g's GQA group) pair in token-major order, so the group's heads share every
  * K/V tile they load (16 tokens x 4 heads for Llama-3-8B). Each warp owns 16 rows.
  *
- * Per tile of BC cells of the rows' union of spans (cells[lo .. hi) of the call's list):
+ * Per tile of BC cells of the rows' union of spans (of the call's cell list):
  * the tile's K and V rows are gathered by cell id into shared memory with cp.async (two
  * stages: the next tile streams in while this one computes); S = Q K^T with mma.sync
  * m16n8k16 (f16 operands, f32 accumulators; PTX ISA "Matrix Fragments for mma.m16n8k16"),
@@ -23,8 +23,14 @@
  * the other rows of a tile are zero-filled, so P = 0 meets V = 0, never a NaN.
  * Soft-cap (gemma2): s = c tanh(s / c) on the scaled score, then the log2 scale.
  *
+ * Pieces (flash-decoding, Dao et al. 2023): with few blocks (a short prompt over a long
+ * context, or batched decode, where a block's tokens belong to different sequences and its
+ * union is their spans side by side) the union is cut into gridDim.z pieces of whole tiles;
+ * each block writes its rows' (m, l, acc) to the workspace and attention.cu's combine
+ * kernel merges them.
+ *
  * Differences from the CUDA-core kernel (attention.cu): q and p rounded to f16 (nmse about
- * 1e-7 against float attention), one pass over the whole span (no split).
+ * 1e-7 against float attention).
  *
  * Shared memory (f16, rows padded by 8 values so ldmatrix's 8 row addresses fall in
  * different banks): Q [64][D+8], K and V [2][BC][D+8], then the rows' spans and the merged
@@ -44,13 +50,14 @@ constexpr int FA_THREADS = 32 * FA_WARPS;
 constexpr int FA_ROWS = RL_CU_FATTN_ROWS;
 static_assert(FA_ROWS == 16 * FA_WARPS, "a warp takes 16 rows");
 constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
 
 template <int D> struct fa_shape {
     static constexpr int BC = D <= 128 ? 64 : 32; /* cells per tile */
     static constexpr int LD = D + 8;              /* halves per shared row */
     static constexpr int CH = D / 8;              /* 16-byte chunks per row */
     static constexpr size_t SMEM =
-        sizeof(__half) * (size_t)LD * (FA_ROWS + 4 * BC) + sizeof(int) * (4 * FA_ROWS + 1);
+        sizeof(__half) * (size_t)LD * (FA_ROWS + 4 * BC) + sizeof(int) * 4 * FA_ROWS;
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) {
@@ -109,7 +116,6 @@ __global__ void __launch_bounds__(FA_THREADS) fattn_kernel(rl__cu_attn a) {
     int *sb = reinterpret_cast<int *>(vs + 2 * BC * LD); /* [FA_ROWS] first visible cell */
     int *se = sb + FA_ROWS;                              /* [FA_ROWS] end of the span */
     int *ivb = se + FA_ROWS, *ive = ivb + FA_ROWS; /* [n_iv] the union of spans, sorted */
-    int *n_iv_s = ive + FA_ROWS;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int G = a.n_head / a.n_head_kv;
@@ -134,52 +140,51 @@ __global__ void __launch_bounds__(FA_THREADS) fattn_kernel(rl__cu_attn a) {
         sb[tid] = b;
         se[tid] = e;
     }
-    /* q pre-scaled, as f16 */
+    /* q pre-scaled, as f16: a warp per row, lanes along it */
     const float qscale = a.softcap > 0.0f ? a.scale : a.scale * LOG2E;
-    for (int i = tid; i < FA_ROWS * (D / 2); i += FA_THREADS) {
-        const int r = i / (D / 2), d = 2 * (i % (D / 2));
+    for (int r = warp; r < FA_ROWS; r += FA_WARPS) {
         const int64_t f = row0 + r;
-        float x = 0.0f, y = 0.0f;
-        if (f < nrows) {
-            const int64_t t = f / G;
-            const int h = g * G + (int)(f % G);
-            const float *q = a.q + t * a.q_ld + (int64_t)h * D + d;
-            x = q[0] * qscale;
-            y = q[1] * qscale;
+        const float *q = NULL;
+        if (f < nrows) q = a.q + (f / G) * a.q_ld + (int64_t)(g * G + (int)(f % G)) * D;
+        for (int d = 2 * lane; d < D; d += 64) {
+            const float x = q ? q[d] * qscale : 0.0f, y = q ? q[d + 1] * qscale : 0.0f;
+            *reinterpret_cast<__half2 *>(qs + r * LD + d) = __floats2half2_rn(x, y);
         }
-        *reinterpret_cast<__half2 *>(qs + r * LD + d) = __floats2half2_rn(x, y);
     }
     __syncthreads();
-    /* the union of the rows' spans as sorted disjoint intervals (one thread: the spans
-     * usually come sorted, rows of a token repeat theirs) */
-    if (tid == 0) {
-        int n = 0;
+    /* the union of the rows' spans as sorted disjoint intervals, a thread per row: a span
+     * begins an interval unless another span covers its first cell (or touches it; equal
+     * spans: the first row's), it ends one unless another covers its end; the k-th
+     * beginning pairs with the k-th end */
+    bool ib = false, ie = false;
+    if (tid < FA_ROWS) {
+        const int b = sb[tid], e = se[tid];
+        ib = ie = e > b;
         for (int r = 0; r < FA_ROWS; r++) {
-            const int b = sb[r], e = se[r];
-            if (e <= b || (r > 0 && b == sb[r - 1] && e == se[r - 1])) continue;
-            int k = n++;
-            for (; k > 0 && ivb[k - 1] > b; k--) {
-                ivb[k] = ivb[k - 1];
-                ive[k] = ive[k - 1];
-            }
-            ivb[k] = b;
-            ive[k] = e;
+            const int br = sb[r], er = se[r];
+            if ((br < b && b <= er) || (br == b && r < tid)) ib = false;
+            if ((br <= e && e < er) || (er == e && r < tid)) ie = false;
         }
-        int m = 0;
-        for (int k = 0; k < n; k++) {
-            if (m > 0 && ivb[k] <= ive[m - 1]) {
-                ive[m - 1] = max(ive[m - 1], ive[k]);
-            } else {
-                ivb[m] = ivb[k];
-                ive[m] = ive[k];
-                m++;
-            }
+        ivb[tid] = ib; /* flags first */
+        ive[tid] = ie;
+    }
+    const int n_iv = __syncthreads_count(ib);
+    int rank_b = 0, rank_e = 0;
+    if (tid < FA_ROWS) {
+        for (int r = 0; r < FA_ROWS; r++) {
+            rank_b += ivb[r] && sb[r] < sb[tid];
+            rank_e += ive[r] && se[r] < se[tid];
         }
-        *n_iv_s = m;
     }
     __syncthreads();
-    const int n_iv = *n_iv_s;
-    const int lo = n_iv ? ivb[0] : 0, hi = n_iv ? ive[n_iv - 1] : 0;
+    if (ib) ivb[rank_b] = sb[tid];
+    if (ie) ive[rank_e] = se[tid];
+    __syncthreads();
+    const int ulo = n_iv ? ivb[0] : 0, uhi = n_iv ? ive[n_iv - 1] : 0;
+    /* this block's piece of the union: pieces of whole tiles */
+    const int n_split = gridDim.z, split = blockIdx.z;
+    const int plen = ((uhi - ulo + n_split - 1) / n_split + BC - 1) / BC * BC;
+    const int lo = min(uhi, ulo + split * plen), hi = min(uhi, lo + plen);
     /* does a row of the block see cell x of the list? */
     auto seen = [&](int x) {
         for (int k = 0; k < n_iv && ivb[k] <= x; k++)
@@ -196,7 +201,7 @@ __global__ void __launch_bounds__(FA_THREADS) fattn_kernel(rl__cu_attn a) {
         __half *kd = ks + buf * BC * LD, *vd = vs + buf * BC * LD;
         for (int c = tid; c < BC * CH; c += FA_THREADS) {
             const int i = c / CH, p = c % CH;
-            const bool in = seen(j + i);
+            const bool in = j + i < hi && seen(j + i);
             const size_t cell = in ? (size_t)a.cells[j + i] : 0;
             cp16(kd + i * LD + 8 * p, kt + cell * a.k_row_bytes + 16 * p, in ? 16 : 0);
             cp16(vd + i * LD + 8 * p, vt + cell * a.v_row_bytes + 16 * p, in ? 16 : 0);
@@ -323,12 +328,26 @@ __global__ void __launch_bounds__(FA_THREADS) fattn_kernel(rl__cu_attn a) {
         if (f >= nrows) continue;
         const int64_t t = f / G;
         const int h = g * G + (int)(f % G);
-        float *out = a.out + t * a.out_ld + (int64_t)h * D + 2 * (lane & 3);
-        const float inv = half ? inv1 : inv0;
+        if (n_split == 1) {
+            float *out = a.out + t * a.out_ld + (int64_t)h * D + 2 * (lane & 3);
+            const float inv = half ? inv1 : inv0;
 #pragma unroll
-        for (int n = 0; n < ND; n++) {
-            out[8 * n] = o[n][2 * half] * inv;
-            out[8 * n + 1] = o[n][2 * half + 1] * inv;
+            for (int n = 0; n < ND; n++) {
+                out[8 * n] = o[n][2 * half] * inv;
+                out[8 * n + 1] = o[n][2 * half + 1] * inv;
+            }
+        } else { /* the piece's (m, l, acc) for attention.cu's combine; m in natural units */
+            float *w = a.ws + (((size_t)t * a.n_head + h) * n_split + split) * (size_t)(D + 2);
+            if ((lane & 3) == 0) {
+                w[0] = (half ? m1 : m0) * LN2;
+                w[1] = half ? l1 : l0;
+            }
+            w += 2 + 2 * (lane & 3);
+#pragma unroll
+            for (int n = 0; n < ND; n++) {
+                w[8 * n] = o[n][2 * half];
+                w[8 * n + 1] = o[n][2 * half + 1];
+            }
         }
     }
 }
@@ -368,7 +387,8 @@ extern "C" cudaError_t rl__cu_fattn(cudaStream_t s, const rl__cu_attn *a) {
     if (a->n_tok <= 0) return cudaSuccess;
     if (!rl__cu_fattn_ok(a)) return cudaErrorInvalidValue;
     const int64_t nrb = ((int64_t)a->n_tok * (a->n_head / a->n_head_kv) + FA_ROWS - 1) / FA_ROWS;
-    const dim3 grid((unsigned)nrb, (unsigned)a->n_head_kv);
+    const int ns = a->fa_split > 1 ? a->fa_split : 1;
+    const dim3 grid((unsigned)nrb, (unsigned)a->n_head_kv, (unsigned)ns);
     switch (a->head_dim_k) {
     case 64:
         return rlcu::launch(fattn_kernel<64>, grid, FA_THREADS, fa_shape<64>::SMEM, s, *a);
