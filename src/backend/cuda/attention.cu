@@ -211,6 +211,7 @@ __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgro
             const float corr = mold == -INFINITY ? 0.0f : expf(mold - mn);
             const float pv = lane < nt ? expf(x - mn) : 0.0f;
             const float sum = warp_sum(pv);
+            __syncwarp(); /* every lane's reads of sc, mrow and lrow come before the writes */
             sc[h * TILE + lane] = pv;
             if (lane == 0) {
                 lrow[h] = lrow[h] * corr + sum;

@@ -724,7 +724,7 @@ static bool g_mv_on = true;
 static bool g_mv_q8k = true;   /* Q4_K, Q6_K with one code per activation (MQ4_K1, MQ6_K1) */
 static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K4), K % 2048 == 0 */
 static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
-static bool g_mv_glu = false;  /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=1: on) */
+static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[4][2]; /* MQ4_K1, MQ4_K, MQ8_0, MQ4_K4 at R 2, 4 */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
@@ -1022,11 +1022,11 @@ extern "C" cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__c
     return mv_run(s, type, g, row_bytes, rows, K, NULL, xq);
 }
 
-/* Off by default (RUVLLM_CUDA_MV_GLU=1): H100, 2026-11-26, 8B Q4_K_M 304.4 -> 312.2 tok/s,
- * 1B 870 -> 922, with test_cuda_ops and test_cuda_model passing; but that build wrote the
- * quantized output into the q8 workspace that the product's own input sits in, which other
- * warps may still read (a race those runs did not show); the fuse pass now gives it a
- * buffer of its own (step.c), not yet run on a GPU. */
+/* The gate/up product with the gated activation and its quantization in the epilogue; the
+ * quantized output goes to a buffer of its own (step.c), never the q8 workspace the
+ * product's input sits in (other warps may still read that). H100, 2026-11-26: 8B Q4_K_M
+ * tg128 289.2 -> 295.4 tok/s, 1B 774 -> 832 (same binary, RUVLLM_CUDA_MV_GLU=0 vs 1);
+ * test_cuda_ops and test_cuda_model pass with it. */
 extern "C" bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t row_bytes,
                                      int64_t F, int64_t K) {
     const int ti = mv_index(type), vpc = mv_vpc(ti);
@@ -1077,14 +1077,13 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * per item for Q4_K, Q6_K, Q8_0, Q4_0, F16 at every shape (1, 2 or 4; 0 leaves the type
  * to matmul.cu; anything else: mv_rows_for's choice); RUVLLM_CUDA_MV_Q8K=0: Q4_K and Q6_K
  * read the residual codes too; RUVLLM_CUDA_MV_MULTI=0: no joined products without mv2;
- * RUVLLM_CUDA_MV_GLU=1: the gated activation in the gate/up product (off: see
- * rl__cu_matvec_glu's note);
+ * RUVLLM_CUDA_MV_GLU=0: no gated activation in the gate/up product;
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K. */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
     const char *gu = getenv("RUVLLM_CUDA_MV_GLU"), *k4 = getenv("RUVLLM_CUDA_MV_Q4K4");
-    g_mv_glu = gu && gu[0] == '1';
+    g_mv_glu = !(gu && gu[0] == '0');
     g_mv_q4k4 = !(k4 && k4[0] == '0');
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');

@@ -248,7 +248,7 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  *   one ramp of the memory pipeline instead of two or three; RUVLLM_CUDA_MV_MULTI=0: not);
  * - gate and up so joined, followed by their gated activation of one token (its output
  *   quantized for the down product): one launch (matvec.cu's GLU mode; the activation and
- *   its quantization in the kernel's epilogue; only with RUVLLM_CUDA_MV_GLU=1, matvec.cu);
+ *   its quantization in the kernel's epilogue; RUVLLM_CUDA_MV_GLU=0 turns it off, matvec.cu);
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
  *   kernel quantizes the output, so the product does not (attention.cu).
