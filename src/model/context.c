@@ -48,7 +48,7 @@ struct rl_context {
     /* one micro-batch, host side */
     int32_t *ub_tok, *ub_pos, *ub_seq, *ub_cells, *ub_out; /* [n_batch] */
     int32_t *span_full, *span_swa;                         /* [n_batch][2] */
-    int32_t *attn_cells;                                   /* [n_lists_max][n_cells] */
+    int32_t *attn_cells; /* the lists back to back (room: n_lists_max x n_cells) */
     int32_t n_lists_max;
     int32_t *list_base, *list_len;                         /* [n_seq_max] */
     int32_t *seq_last;                                     /* [n_seq_max] */
@@ -343,17 +343,26 @@ static int32_t upper_bound(const int32_t *list, int32_t n, const int32_t *cell_p
 }
 
 /* The cell list of every sequence in the micro-batch, in position order, and each
- * token's spans of its list. */
+ * token's spans of its list. The lists lie back to back in attn_cells (a backend copies
+ * the part of the list its spans touch: gaps between lists would be copied too, which at
+ * 64 sequences made the list 64 x n_cells long). */
 static void build_spans(rl_context *ctx, int32_t n) {
     const int32_t ns = ctx->p.n_seq_max, n_cells = ctx->n_cells;
     for (int32_t s = 0; s < ns; s++) ctx->list_len[s] = -1;
-    int32_t n_lists = 0;
-    for (int32_t t = 0; t < n; t++) {
-        int32_t s = ctx->ub_seq[t];
-        if (ctx->list_len[s] < 0) {
-            ctx->list_len[s] = 0;
-            ctx->list_base[s] = n_lists++ * n_cells;
+    for (int32_t t = 0; t < n; t++) ctx->list_len[ctx->ub_seq[t]] = 0;
+    for (int32_t c = 0; c < n_cells; c++) { /* count, then place each list */
+        if (ctx->cell_pos[c] < 0) continue;
+        for (uint64_t bits = ctx->cell_seq[c]; bits; bits &= bits - 1) {
+            int s = __builtin_ctzll(bits);
+            if (s < ns && ctx->list_len[s] >= 0) ctx->list_len[s]++;
         }
+    }
+    int32_t at = 0;
+    for (int32_t s = 0; s < ns; s++) {
+        if (ctx->list_len[s] < 0) continue;
+        ctx->list_base[s] = at;
+        at += ctx->list_len[s];
+        ctx->list_len[s] = 0;
     }
     for (int32_t c = 0; c < n_cells; c++) {
         if (ctx->cell_pos[c] < 0) continue;
