@@ -17,6 +17,17 @@ int rl_test_finish(void) {
     return 0;
 }
 
+double rl_test_nmse(const float *a, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        const double d = (double)a[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
 const char *rl_test_data(const char *rel) {
     static char bufs[8][4096];
     static int slot;

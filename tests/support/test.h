@@ -67,6 +67,10 @@ extern const char *rl_test_current;
         return;                                                                            \
     } while (0)
 
+/* Normalized mean squared error of a against ref: sum (a - ref)^2 / sum ref^2 (the plain
+ * sum when ref is all zeros); INFINITY when a holds a NaN or an infinity. */
+double rl_test_nmse(const float *a, const float *ref, size_t n);
+
 /* Exit code for main: 1 on failure, 77 when skipped and nothing was checked, else 0. */
 int rl_test_finish(void);
 

@@ -11,20 +11,11 @@
  * argmax of the other context's logits, which are the same device floats copied back.
  * Without a CUDA device the program is skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "test.h"
 
 #include <math.h>
 #include <stdlib.h>
-
-static bool have_gpu(char *why, size_t n) {
-    if (rl__cuda_device_count() > 0) return true;
-    rl_backend *be = NULL;
-    char err[256] = "";
-    rl__backend_cuda_create(0, &be, err, sizeof err);
-    rl__backend_free(be);
-    snprintf(why, n, "%s", err[0] ? err : "no CUDA device");
-    return false;
-}
 
 static int32_t ref_argmax(const float *x, int64_t n) {
     int32_t b = 0;
@@ -45,7 +36,7 @@ static float frand(void) {
 
 TEST(argmax_op) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     char err[256];
     rl_backend *be = NULL;
     if (rl__backend_cuda_create(0, &be, err, sizeof err) != RL_OK) {
@@ -103,7 +94,7 @@ static rl_context *context(rl_model *m) {
 
 TEST(argmax_only_decode) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
     if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
     char err[512];

@@ -67,20 +67,10 @@ static int32_t argmax(const float *x, int32_t n) {
     return b;
 }
 
-static double nmse(const float *a, const float *ref, int32_t n) {
-    double e = 0, r = 0;
-    for (int32_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        e += d * d;
-        r += (double)ref[i] * ref[i];
-    }
-    return r > 0 ? e / r : e;
-}
-
 /* One step's comparison: returns false when the GPU's pick is not one the CPU could
  * take (its top two farther apart than 5% of its range). */
 static bool compare_step(const float *lc, const float *lg, int32_t nv, double *worst) {
-    const double e = nmse(lg, lc, nv);
+    const double e = rl_test_nmse(lg, lc, nv);
     if (e > *worst) *worst = e;
     int32_t ac = argmax(lc, nv), ag = argmax(lg, nv);
     if (ac == ag) return true;
@@ -219,7 +209,7 @@ static void check_model(const char *zoo, const char *qtype, const char *to) {
             if (!compare_step(lq, lg, nv, &worst_q)) bad++;
             agree_q += argmax(lq, nv) == argmax(lg, nv);
             agree_o += argmax(lc, nv) == argmax(lg, nv);
-            const double eo = nmse(lg, lc, nv);
+            const double eo = rl_test_nmse(lg, lc, nv);
             if (first_o < 0) first_o = eo;
             if (eo > worst_o) worst_o = eo;
             rl_token t = argmax(lg, nv);

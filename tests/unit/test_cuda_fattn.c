@@ -62,17 +62,6 @@ static rl_backend *gpu_make(const char *fattn, const char *sparse, const char *t
     return b;
 }
 
-static double nmse(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        double d = (double)a[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0 ? num / den : num;
-}
-
 /* ---- one call: cache, cell list, spans, queries ---- */
 typedef enum { PAT_PREFILL, PAT_SWA, PAT_MULTI, PAT_DECODE } pattern;
 static const char *pat_name[] = {"prefill", "swa", "multi", "decode"};
@@ -256,7 +245,7 @@ static void check_call(rl_backend *g, call *c, const char *what, double bound) {
     g->ops->to_host(g, o, d.out, n * sizeof(float));
     rl_status st = g->ops->sync(g);
     CHECKF(st == RL_OK, "%s: sync: %s", what, rl_status_str(st));
-    const double e = nmse(o, c->ref, n);
+    const double e = rl_test_nmse(o, c->ref, n);
     CHECKF(e <= bound, "%s (%s hd %d heads %d/%d, %d tokens, cap %g): nmse %.3g", what,
            rl_type_name(c->type), c->hd, c->n_head, c->n_head_kv, c->n_tok, c->softcap, e);
     if (e > g_worst) g_worst = e;

@@ -25,6 +25,7 @@
  * stories260K's greedy text. Without a CUDA device the program is skipped. */
 #include "backend/backend.h"
 #include "golden.h"
+#include "gpu.h"
 #include "test.h"
 
 typedef struct model_case {
@@ -49,19 +50,9 @@ static const model_case k_cases[] = {
     {"qwen2moe-Q8_0", 0.35, false},
 };
 
-static bool have_gpu(char *why, size_t n) {
-    if (rl__cuda_device_count() > 0) return true;
-    rl_backend *be = NULL;
-    char err[256] = "";
-    rl__backend_cuda_create(0, &be, err, sizeof err);
-    rl__backend_free(be);
-    snprintf(why, n, "%s", err);
-    return false;
-}
-
 TEST(cuda_goldens) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     int ran = 0;
     for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
         rl_golden_opts o = {.tol = k_cases[i].tol,
@@ -161,7 +152,7 @@ static void two_sequences(rl_model *m, rl_type kv, double tol) {
 
 TEST(cuda_two_sequences) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     const char *file = rl_test_zoo_model("llama3-F32.gguf");
     if (!file) SKIP("no zoo model llama3-F32");
     rl_model *m = load(file, "cuda");
@@ -178,7 +169,7 @@ TEST(cuda_two_sequences) {
  * near-tie (F16 keys and values move the logits by ~1e-3). */
 TEST(cuda_f16_cache_greedy) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     rl_golden g;
     if (!rl_golden_load("stories260K", &g)) SKIP("no stories260K golden");
     rl_golden_prompt p;

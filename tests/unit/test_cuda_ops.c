@@ -64,16 +64,6 @@ static void gpu_sync(void) {
     CHECKF(st == RL_OK, "sync: %s", rl_status_str(st));
 }
 
-static double nmse(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        double d = (double)a[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * (double)ref[i];
-    }
-    return den > 0 ? num / den : num;
-}
 static double max_abs(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -193,12 +183,12 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
     CHECKF(st == RL_OK, "matmul %s: %s", rl_type_name(q->w.type), rl_status_str(st));
     float *yg = gpu_get(yd, (size_t)(n * rows));
     gpu_sync();
-    const double er = nmse(yg, yr, (size_t)(n * rows));
+    const double er = rl_test_nmse(yg, yr, (size_t)(n * rows));
     acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
     const bool q8k = is_q8k_product(q->w.type, K, n);
     const bool is_q8 = is_q8_product(q->w.type, K, n) && !q8k;
     if (q8k) {
-        const double ec = nmse(yg, yc, (size_t)(n * rows));
+        const double ec = rl_test_nmse(yg, yc, (size_t)(n * rows));
         CHECKF(ec <= 1e-6 && er <= 5e-3, "matmul %s K=%lld rows=%lld n=1 (q8k): nmse vs cpu %.3g, "
                "vs float64 %.3g", rl_type_name(q->w.type), (long long)K, (long long)rows, ec, er);
         acc_add(q8k_ref, yg, yr, (size_t)(n * rows));
@@ -342,7 +332,7 @@ static void matvec_cases(const char *rows_per_item) {
             gpu_sync();
             int64_t unwritten = 0;
             for (int64_t r = 0; r < rows; r++) unwritten += !isfinite(yg[r]);
-            const double er = nmse(yg, yr, (size_t)rows), ec = nmse(yg, yc, (size_t)rows);
+            const double er = rl_test_nmse(yg, yr, (size_t)rows), ec = rl_test_nmse(yg, yc, (size_t)rows);
             /* per product: a few rows can cancel to near zero (as check_matmul's q8 bound) */
             const bool q8k = is_q8k_product(t, K, 1);
             const double bound = t == RL_TYPE_F16 ? 1e-9 : 1e-4;
@@ -430,12 +420,12 @@ static void q8_fused_case(int64_t K, int64_t rows) {
         float *hg = gpu_get(hd, (size_t)(n * K)), *ag = gpu_get(ad, (size_t)(n * K));
         for (int i = 0; i < 3; i++) yg[i] = gpu_get(yd[i], (size_t)(n * rows));
         gpu_sync();
-        CHECKF(nmse(hg, hc, (size_t)(n * K)) <= 1e-7, "q8 fused n=%lld: rmsnorm output",
+        CHECKF(rl_test_nmse(hg, hc, (size_t)(n * K)) <= 1e-7, "q8 fused n=%lld: rmsnorm output",
                (long long)n);
-        CHECKF(nmse(ag, ac, (size_t)(n * K)) <= 1e-7, "q8 fused n=%lld: glu output", (long long)n);
+        CHECKF(rl_test_nmse(ag, ac, (size_t)(n * K)) <= 1e-7, "q8 fused n=%lld: glu output", (long long)n);
         static const char *what[3] = {"rmsnorm -> Q4_K", "rmsnorm -> Q4_K -> Q6_K", "glu -> Q6_K"};
         for (int i = 0; i < 3; i++) {
-            const double e = nmse(yg[i], yc[i], (size_t)(n * rows));
+            const double e = rl_test_nmse(yg[i], yc[i], (size_t)(n * rows));
             const double bnd = is_q8k_product(i ? RL_TYPE_Q6_K : RL_TYPE_Q4_K, K, n) ? 5e-4 : 1e-8;
             CHECKF(e <= bnd, "q8 fused n=%lld %s: nmse vs float64 %.3g", (long long)n, what[i], e);
             fprintf(stderr, "  q8 fused K=%lld n=%lld %-24s nmse vs float64 %.3g\n", (long long)K,
@@ -520,7 +510,7 @@ TEST(cuda_map_host) {
         CHECK(cpu->ops->matmul(cpu, wp, x, 3, yc) == RL_OK);
         CHECK(gpu->ops->matmul(gpu, wp, xd, 3, yd) == RL_OK);
         float *yg = gpu_get(yd, (size_t)(3 * wp->ne[1]));
-        double e = nmse(yg, yc, (size_t)(3 * wp->ne[1]));
+        double e = rl_test_nmse(yg, yc, (size_t)(3 * wp->ne[1]));
         CHECKF(e <= 5e-4, "mapped matmul pass %d: nmse %.3g", pass, e);
         free(yg);
     }
@@ -531,8 +521,8 @@ TEST(cuda_map_host) {
     gpu->ops->rmsnorm(gpu, hd, 2, 1000, 1e-5f, g_mapped_norm + 100, hd);
     float *hg = gpu_get(hd, 2000);
     gpu_sync();
-    CHECKF(nmse(hg, hc, 2000) <= 1e-7, "rmsnorm with a mapped weight: nmse %.3g",
-           nmse(hg, hc, 2000));
+    CHECKF(rl_test_nmse(hg, hc, 2000) <= 1e-7, "rmsnorm with a mapped weight: nmse %.3g",
+           rl_test_nmse(hg, hc, 2000));
     gpu->ops->free(gpu, xd);
     gpu->ops->free(gpu, yd);
     gpu->ops->free(gpu, hd);
@@ -546,7 +536,7 @@ TEST(cuda_map_host) {
 
 /* ---- element-wise ---- */
 static void check_ew(const char *what, const float *g, const float *c, size_t n) {
-    double e = nmse(g, c, n);
+    double e = rl_test_nmse(g, c, n);
     CHECKF(e <= 1e-7, "%s: nmse %.3g (max abs %.3g)", what, e, max_abs(g, c, n));
     fprintf(stderr, "  %-22s nmse %.3g, max abs %.3g\n", what, e, max_abs(g, c, n));
 }
@@ -908,7 +898,7 @@ static void check_attention(const attn_case *ac) {
         gpu->ops->attention(gpu, &kv.g, &a);
         float *og = gpu_get(od, (size_t)(n_tok * out_ld));
         gpu_sync();
-        double e = nmse(og, oc, (size_t)(n_tok * out_ld));
+        double e = rl_test_nmse(og, oc, (size_t)(n_tok * out_ld));
         CHECKF(e <= 1e-7, "attention %s: nmse %.3g (max abs %.3g)", ac->name, e,
                max_abs(og, oc, (size_t)(n_tok * out_ld)));
         if (rep == 0)
@@ -1097,7 +1087,7 @@ TEST(cuda_mmq) {
                     }
                 int64_t unwritten = 0;
                 for (size_t i = 0; i < ny; i++) unwritten += !isfinite(yg[i]);
-                const double er = nmse(yg, yr, ny), ec = nmse(yg, yc, ny), eo = nmse(yf, yr, ny);
+                const double er = rl_test_nmse(yg, yr, ny), ec = rl_test_nmse(yg, yc, ny), eo = rl_test_nmse(yf, yr, ny);
                 acc_add(&vs_cpu[ti], yg, yc, ny);
                 acc_add(&vs_ref[ti], yg, yr, ny);
                 same_as_off += memcmp(yg, yf, ny * sizeof(float)) == 0;
@@ -1280,7 +1270,7 @@ static void decode_fused_case(const char *mv2, const char *mv_r) {
             const int64_t rows = shp[i][1];
             float *yc = malloc((size_t)rows * sizeof(float));
             CHECK(cpu->ops->matmul(cpu, &w[i].w, res[0][pin[i]], 1, yc) == RL_OK);
-            const double e = nmse(res[0][pout[i]], yc, (size_t)rows);
+            const double e = rl_test_nmse(res[0][pout[i]], yc, (size_t)rows);
             CHECKF(e <= 5e-4, "fused layer cfg %d: product %d nmse vs cpu %.3g", cfg, i, e);
             fprintf(stderr, "  fused layer cfg %d product %d (%s) nmse vs cpu %.3g\n", cfg, i,
                     names[pout[i]], e);

@@ -21,21 +21,12 @@
 #include "backend/backend.h"
 #include "rng.h"
 #include "sampler/sampler.h"
+#include "gpu.h"
 #include "test.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <time.h>
-
-static bool have_gpu(char *why, size_t n) {
-    if (rl__cuda_device_count() > 0) return true;
-    rl_backend *be = NULL;
-    char err[256] = "";
-    rl__backend_cuda_create(0, &be, err, sizeof err);
-    rl__backend_free(be);
-    snprintf(why, n, "%s", err[0] ? err : "no CUDA device");
-    return false;
-}
 
 static uint64_t g_rng = 0x5a3c9e1d2b4f6071ull;
 
@@ -267,7 +258,7 @@ static rl_backend *gpu(void) {
 
 TEST(sample_vs_cpu) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     rl_backend *be = gpu();
     if (!be) return;
     static const int32_t vocabs[] = {32000, 128256};
@@ -291,7 +282,7 @@ TEST(sample_vs_cpu) {
 
 TEST(sample_no_token) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     rl_backend *be = gpu();
     if (!be) return;
     const int32_t nv = 1000;
@@ -329,7 +320,7 @@ static double now_us(void) {
  * and a plain temperature draw), against copying the rows and sampling them on the host. */
 TEST(sample_timing) {
     char why[300];
-    if (!have_gpu(why, sizeof why)) SKIP("%s", why);
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     rl_backend *be = gpu();
     if (!be) return;
     const int32_t nv = 128256, rmax = 64;

@@ -36,16 +36,6 @@ TEST(targets) {
     }
 }
 
-static double nmse(const float *a, const float *ref, int64_t n) {
-    double e = 0, r = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        e += d * d;
-        r += (double)ref[i] * ref[i];
-    }
-    return r > 0 ? e / r : e;
-}
-
 TEST(quant_zoo_conversions) {
     const char *path = rl_test_data("golden/quant_zoo.gguf");
     rl_gguf *g = NULL;
@@ -66,7 +56,7 @@ TEST(quant_zoo_conversions) {
     uint8_t *q4 = malloc((size_t)nrows * 144 * 16);
     CHECK(rl_quantize(RL_TYPE_Q4_K, src.data, q4, nrows, ne0, NULL) == RL_OK);
     CHECK(rl_dequantize(RL_TYPE_Q4_K, q4, a, n) == RL_OK);
-    const double e_q4k = nmse(a, src.data, n);
+    const double e_q4k = rl_test_nmse(a, src.data, n);
     fprintf(stderr, "  Q4_K on src: nmse %.3g\n", e_q4k);
     free(q4);
 
@@ -98,8 +88,8 @@ TEST(quant_zoo_conversions) {
         CHECKF(!memcmp(c1, c3, rb * (size_t)nrows), "%s: threaded conversion differs", name);
         CHECK(rl_dequantize(t, q.data, a, n) == RL_OK);
         CHECK(rl_dequantize(to, c1, b, n) == RL_OK);
-        const double e_orig = nmse(a, src.data, n), e_conv = nmse(b, src.data, n);
-        const double e_step = nmse(b, a, n);
+        const double e_orig = rl_test_nmse(a, src.data, n), e_conv = rl_test_nmse(b, src.data, n);
+        const double e_step = rl_test_nmse(b, a, n);
         const double own = to == RL_TYPE_Q4_K ? e_q4k : 1e-4;
         fprintf(stderr, "  %-8s -> %-5s nmse vs src %.4g -> %.4g (conversion alone %.3g)\n",
                 rl_type_name(t), rl_type_name(to), e_orig, e_conv, e_step);
