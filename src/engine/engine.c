@@ -212,12 +212,10 @@ static void run_copies(rl_engine *e, const rl__kv_copy *cp, int32_t n) {
  *   2. every row that wants a token belongs to a request without a grammar or other
  *      constraint, whose sampler's next pass the device runs (rl__sampler_device_plan: no
  *      logit bias, DRY, typical-p, XTC, mirostat or logprobs; the filters in top-k, top-p,
- *      min-p order with temperature after them);
- *   3. the step has two or more such rows, or its one row is greedy: a single temperature
- *      row is copied, because the device op (137-187 us per call at vocab 128256 on an
- *      H100) is still slower than copying one row and sampling it here (92 us for top-k
- *      40 / top-p / min-p; serve at 1 stream 3-5% fewer tok/s), while 8 or more rows gain
- *      6-105x (test_cuda_sample). RUVLLM_CUDA_SAMPLE=2 takes single rows to the device too.
+ *      min-p order with temperature after them).
+ * (H100, vocab 128256, test_cuda_sample's timing: one row with top-k 40 / top-p / min-p /
+ * penalties 64.5 us on the device against 121 us to copy it and sample here, temperature
+ * alone 107 against 296; 8 rows 69 against 1,227; 64 rows 230 against 11,898.)
  * Otherwise every row's logits are copied to the host and sampled there (sample_all):
  * all or nothing per step, so one constrained request makes its step copy. The device's
  * draw takes its uniform number from the sequence's own generator, before the forward pass,
@@ -226,7 +224,6 @@ static void run_copies(rl_engine *e, const rl__kv_copy *cp, int32_t n) {
 static bool dev_plan(rl_engine *e) {
     if (!e->dev_sample || e->n_out == 0) return false;
     int64_t n_pen = 0;
-    bool greedy = true;
     for (int32_t i = 0; i < e->n_items; i++) {
         if (e->it_row[i] < 0) continue;
         rl_engine_request *r = reg_find(e, e->it_id[i]);
@@ -235,9 +232,7 @@ static bool dev_plan(rl_engine *e) {
         rl__sampler_device d;
         if (r->con || !rl__sampler_device_plan(r->seq[k].smp, &d)) return false;
         n_pen += rl__sampler_penalty_pairs(r->seq[k].smp, NULL);
-        greedy &= d.temperature <= 0.0f;
     }
-    if (e->n_out == 1 && !greedy && !e->dev_sample_single) return false;
     if (n_pen > e->cap_dev_pen) {
         if (n_pen > INT32_MAX / 2) return false;
         int32_t *p = rl__realloc(e->dev_pen, (size_t)n_pen * 2 * sizeof(int32_t));
@@ -612,7 +607,6 @@ RL_API rl_status rl_engine_create(const rl_model *m, const rl_engine_params *pp,
     e->dev_ids = rl__malloc(np * sizeof(int32_t));
     const char *ds = getenv("RUVLLM_CUDA_SAMPLE");
     e->dev_sample = rl__context_can_sample(e->ctx) && !(ds && strcmp(ds, "0") == 0);
-    e->dev_sample_single = ds && strcmp(ds, "2") == 0;
     /* a step's block copies: a fork's or copy-on-write of each sequence's last block; more
      * make it grow */
     e->cap_cbuf = 2 * p.n_parallel;

@@ -141,7 +141,6 @@ struct rl_engine {
     /* sampling on the device (engine.c dev_plan): the backend has it and RUVLLM_CUDA_SAMPLE
      * is not 0 */
     bool dev_sample;
-    bool dev_sample_single;          /* RUVLLM_CUDA_SAMPLE=2: one-row steps too */
     bool dev_step;                   /* this step samples on the device */
     rl_sample_row *dev_rows;         /* [n_parallel], by output row */
     int32_t *dev_ids;                /* [n_parallel], by output row */
