@@ -1129,6 +1129,24 @@ RL_API void rl_context_set_argmax_only(rl_context *ctx, bool on);
  * range. */
 RL_API rl_token rl_get_argmax(rl_context *ctx, int32_t i);
 
+/* Sampling on the device (default off). With a sampler set, rl_decode has the backend draw
+ * each flagged token's next token with that sampler's settings, and only the ids come back
+ * (rl_get_sampled); rl_get_logits and rl_get_argmax return NULL / -1. Each non-greedy row
+ * takes the sampler's next random number at rl_decode, in row order, where a host-side
+ * rl_sampler_sample after the decode would take it, so a seed gives the same tokens either
+ * way up to rounding at a draw's boundary. The caller still passes each token to
+ * rl_sampler_accept before the next rl_decode (penalties read its history). Returns false,
+ * and leaves device sampling off, when smp is NULL, the backend cannot sample (the CPU), or
+ * the sampler's chain is not one the device runs: logit bias, DRY, typical-p, XTC,
+ * mirostat, logprobs, or filters in another order than top-k, top-p, min-p, temperature.
+ * smp must outlive the setting; rl_context_set_sampler(ctx, NULL) turns it off. Takes
+ * effect at the next rl_decode. */
+RL_API bool rl_context_set_sampler(rl_context *ctx, rl_sampler *smp);
+/* The token drawn on the device for token i of the last rl_decode's batch (i as
+ * rl_get_logits takes it); -1 when sampling on the device was off for that decode, the
+ * token was not flagged, or every logit of its row was -inf. */
+RL_API rl_token rl_get_sampled(rl_context *ctx, int32_t i);
+
 /* KV cache. Positions are half-open ranges [p0, p1); p0 < 0 means 0, p1 < 0 means no
  * upper bound. */
 /* Remove everything. */

@@ -131,6 +131,8 @@ int cmd_chat(int argc, char **argv) {
     if (!(ctx = gen_new_context(&o, m, o.n_ctx, o.n_batch, 1))) goto done;
     const int32_t n_ctx = rl_context_n_ctx(ctx);
     if (!(smp = gen_new_sampler(&o, m, n_ctx))) goto done;
+    /* on a GPU the draw runs where the logits are when the device runs this chain */
+    const bool sampled = !con.gc && rl_context_set_sampler(ctx, smp);
     if (!(cache = malloc(sizeof(rl_token) * (size_t)n_ctx)) || !msgs ||
         rl_detok_create(v, RL_DETOK_NO_CLEANUP | RL_DETOK_KEEP_LEADING_SPACE, &dt) != RL_OK) {
         fprintf(stderr, "ruvllm chat: out of memory\n");
@@ -193,6 +195,8 @@ int cmd_chat(int argc, char **argv) {
         rl_kv_seq_remove(ctx, 0, keep, -1);
         n_cache = keep;
         const int32_t n_new = (int32_t)n_tok - keep;
+        /* the sampler sees the prompt before the decode: a device draw happens in it */
+        for (int32_t i = keep; i < (int32_t)n_tok; i++) rl_sampler_accept(smp, toks[i]);
         double t0 = gen_now();
         rl_batch b = rl_batch_get(toks + keep, n_new);
         if (rl_decode(ctx, &b) != RL_OK) {
@@ -202,7 +206,6 @@ int cmd_chat(int argc, char **argv) {
         const double t_prompt = gen_now() - t0;
         memcpy(cache + keep, toks + keep, sizeof(rl_token) * (size_t)n_new);
         n_cache = (int32_t)n_tok;
-        for (int32_t i = keep; i < (int32_t)n_tok; i++) rl_sampler_accept(smp, toks[i]);
 
         rl_detok_reset(dt);
         if (con.m) rl_grammar_matcher_reset(con.m);
@@ -217,7 +220,8 @@ int cmd_chat(int argc, char **argv) {
                               .hist_cap = n_ctx,
                               .text = &reply,
                               .text_len = &reply_len,
-                              .constraint = &con};
+                              .constraint = &con,
+                              .sampled = sampled};
         gen_loop_result r = gen_loop("chat", ctx, smp, &lp);
         fputc('\n', stdout);
         fflush(stdout);

@@ -154,6 +154,8 @@ int cmd_run(int argc, char **argv) {
     /* plain greedy: the pick where the logits are (a GPU keeps them on the device) */
     const bool argmax = gen_plain_greedy(&o) && !con.gc;
     rl_context_set_argmax_only(ctx, argmax);
+    /* else, on a GPU, the draw where the logits are when the device runs this chain */
+    const bool sampled = !argmax && !con.gc && rl_context_set_sampler(ctx, smp);
     double t0 = gen_now();
     rl_batch b = rl_batch_get(toks, (int32_t)n_prompt);
     if (rl_decode(ctx, &b) != RL_OK) {
@@ -168,7 +170,8 @@ int cmd_run(int argc, char **argv) {
                           .detok = dt,
                           .out = stdout,
                           .constraint = &con,
-                          .argmax = argmax};
+                          .argmax = argmax,
+                          .sampled = sampled};
     gen_loop_result r = gen_loop("run", ctx, smp, &lp);
     fputc('\n', stdout);
     fflush(stdout);

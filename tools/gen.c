@@ -559,14 +559,23 @@ gen_loop_result gen_loop(const char *cmd, rl_context *ctx, rl_sampler *s,
     const gen_constraint *con = p->constraint && p->constraint->gc ? p->constraint : NULL;
     const double t0 = gen_now();
     while (p->n_max < 0 || r.n_gen < p->n_max) {
-        const float *lg = p->argmax ? NULL : rl_get_logits(ctx, -1);
-        rl_token t = p->argmax ? rl_get_argmax(ctx, -1) : RL_TOKEN_NULL;
-        if (p->argmax ? t < 0 : !lg) {
+        const bool picked = p->argmax || p->sampled; /* the token came with the decode */
+        const float *lg = picked ? NULL : rl_get_logits(ctx, -1);
+        rl_token t = p->argmax    ? rl_get_argmax(ctx, -1)
+                     : p->sampled ? rl_get_sampled(ctx, -1)
+                                  : RL_TOKEN_NULL;
+        if (p->sampled && t < 0) {
+            fprintf(stderr, "ruvllm %s: sampling: no token can be chosen (every logit is -inf)\n",
+                    cmd);
+            r.stop = GEN_STOP_ERROR;
+            break;
+        }
+        if (picked ? t < 0 : !lg) {
             fprintf(stderr, "ruvllm %s: no logits to sample from\n", cmd);
             r.stop = GEN_STOP_ERROR;
             break;
         }
-        if (!p->argmax &&
+        if (!picked &&
             rl_sampler_sample_constrained(s, lg, con ? rl_grammar_constraint_get(con->gc) : NULL,
                                           &t) != RL_OK) {
             /* a complete text whose end tokens are banned (--logit-bias) or missing */

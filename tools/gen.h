@@ -134,6 +134,9 @@ typedef struct gen_loop_params {
     /* the context decodes argmax-only: each token is rl_get_argmax's (the sampler only
      * accepts it); for a plain greedy sampler (gen_plain_greedy) without a constraint */
     bool argmax;
+    /* the context samples on the device (rl_context_set_sampler with this sampler): each
+     * token is rl_get_sampled's (the sampler only accepts it); no constraint */
+    bool sampled;
 } gen_loop_params;
 
 typedef enum gen_stop {

@@ -18,6 +18,7 @@
  * allocates nothing (test_model_context checks it).
  */
 #include "model.h"
+#include "sampler/sampler.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -61,6 +62,11 @@ struct rl_context {
     bool argmax_only;       /* rl_context_set_argmax_only */
     bool out_is_argmax;     /* the last rl_decode kept ids in out_argmax, not logits */
     int32_t *out_argmax;    /* [n_outputs_max] */
+    /* rl_context_set_sampler: each output row's token drawn on the device with dev_smp */
+    rl_sampler *dev_smp;
+    bool out_is_sampled;    /* the last rl_decode kept sampled ids in out_argmax */
+    rl_sample_row *dev_rows; /* [n_outputs_max] */
+    int32_t *dev_pen;        /* [n_vocab][2]: the sampler's penalty pairs */
 };
 
 static rl_status ctx_fail(rl_context *ctx, rl_status st, const char *fmt, ...)
@@ -116,6 +122,8 @@ RL_API void rl_context_free(rl_context *ctx) {
     rl__aligned_free(ctx->logits);
     rl__free(ctx->out_batch_idx);
     rl__free(ctx->out_argmax);
+    rl__free(ctx->dev_rows);
+    rl__free(ctx->dev_pen);
     rl__backend_free(be);
     rl__free(ctx);
 }
@@ -525,11 +533,30 @@ void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst
         ctx->be->ops->kv_copy(ctx->be, &ctx->kv[il], src, dst, n);
 }
 
+/* The device draw's parameters for n output rows from the context's sampler, in the order
+ * the host would sample them (each non-greedy row takes the next uniform number of the
+ * sampler's stream); every row shares the sampler's penalty pairs (dev_pen). Returns the
+ * pairs' count. */
+static int32_t dev_rows(rl_context *ctx, int32_t n) {
+    rl__sampler_device d = {.temperature = 0.0f, .top_p = 1.0f, .repeat_penalty = 1.0f};
+    rl__sampler_device_plan(ctx->dev_smp, &d);
+    const int32_t np = rl__sampler_penalty_pairs(ctx->dev_smp, ctx->dev_pen);
+    for (int32_t k = 0; k < n; k++)
+        ctx->dev_rows[k] = (rl_sample_row){
+            .temperature = d.temperature, .top_k = d.top_k, .top_p = d.top_p,
+            .min_p = d.min_p, .min_p_ln = d.min_p_ln, .min_keep = d.min_keep,
+            .repeat_penalty = d.repeat_penalty, .frequency_penalty = d.frequency_penalty,
+            .presence_penalty = d.presence_penalty, .pen_off = 0, .pen_n = np,
+            .u = d.temperature > 0.0f ? rl__sampler_next_u(ctx->dev_smp) : 0.0};
+    return np;
+}
+
 RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
     if (!ctx) return RL_ERR_INVALID_ARG;
     ctx->err[0] = 0;
     ctx->n_outputs = 0;
-    ctx->out_is_argmax = ctx->argmax_only;
+    ctx->out_is_sampled = ctx->dev_smp != NULL;
+    ctx->out_is_argmax = ctx->argmax_only && !ctx->out_is_sampled;
     if (!b) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch is NULL");
     rl_status st = validate(ctx, b);
     if (st != RL_OK) return st;
@@ -557,6 +584,7 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
             }
         }
         build_spans(ctx, n);
+        const int32_t n_pen = ctx->dev_smp && n_out ? dev_rows(ctx, n_out) : 0;
 
         rl__pass pass = {
             .n_tok = n,
@@ -568,7 +596,10 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
             .span_swa = ctx->has_swa ? ctx->span_swa : ctx->span_full,
             .n_out = n_out,
             .out_ids = ctx->ub_out,
-            .out_argmax = ctx->argmax_only ? ctx->out_argmax + n_out_total : NULL,
+            .out_argmax = ctx->out_is_argmax || ctx->out_is_sampled ? ctx->out_argmax + n_out_total
+                                                                    : NULL,
+            .out_sample = ctx->out_is_sampled && n_out ? ctx->dev_rows : NULL,
+            .sample_pen = n_pen ? ctx->dev_pen : NULL,
         };
         st = rl__context_forward(ctx, &pass, ctx->logits + (size_t)n_out_total * n_vocab);
         if (st != RL_OK) {
@@ -600,7 +631,7 @@ static int32_t out_row(const rl_context *ctx, int32_t i) {
 }
 
 RL_API const float *rl_get_logits(rl_context *ctx, int32_t i) {
-    if (!ctx || ctx->out_is_argmax) return NULL;
+    if (!ctx || ctx->out_is_argmax || ctx->out_is_sampled) return NULL;
     const int32_t k = out_row(ctx, i);
     return k >= 0 ? ctx->logits + (size_t)k * (size_t)ctx->m->hp.n_vocab : NULL;
 }
@@ -609,8 +640,28 @@ RL_API void rl_context_set_argmax_only(rl_context *ctx, bool on) {
     if (ctx) ctx->argmax_only = on;
 }
 
+RL_API bool rl_context_set_sampler(rl_context *ctx, rl_sampler *smp) {
+    if (!ctx) return false;
+    ctx->dev_smp = NULL;
+    rl__sampler_device d;
+    if (!smp || !ctx->be->ops->sample_to_host || !rl__sampler_device_plan(smp, &d)) return false;
+    const size_t nv = (size_t)ctx->m->hp.n_vocab;
+    if (!ctx->dev_rows)
+        ctx->dev_rows = rl__malloc((size_t)ctx->p.n_outputs_max * sizeof(rl_sample_row));
+    if (!ctx->dev_pen) ctx->dev_pen = rl__malloc(2 * nv * sizeof(int32_t));
+    if (!ctx->dev_rows || !ctx->dev_pen) return false;
+    ctx->dev_smp = smp;
+    return true;
+}
+
+RL_API rl_token rl_get_sampled(rl_context *ctx, int32_t i) {
+    if (!ctx || !ctx->out_is_sampled) return -1;
+    const int32_t k = out_row(ctx, i);
+    return k >= 0 ? ctx->out_argmax[k] : -1;
+}
+
 RL_API rl_token rl_get_argmax(rl_context *ctx, int32_t i) {
-    if (!ctx) return -1;
+    if (!ctx || ctx->out_is_sampled) return -1;
     const int32_t k = out_row(ctx, i);
     if (k < 0) return -1;
     if (ctx->out_is_argmax) return ctx->out_argmax[k];

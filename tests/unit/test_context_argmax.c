@@ -98,6 +98,42 @@ done:
     rl_model_free(m);
 }
 
+/* rl_context_set_sampler on the CPU backend: it cannot sample on the device, so the call
+ * says false and decoding keeps the logits (rl_get_sampled -1); NULL turns it off. */
+TEST(set_sampler_on_cpu) {
+    const char *path = rl_test_data("models/stories260K.gguf");
+    if (access(path, R_OK)) SKIP("no stories260K");
+    char err[256];
+    rl_model *m = NULL;
+    if (rl_model_load(path, NULL, &m, err, sizeof err) != RL_OK) {
+        CHECKF(0, "load: %s", err);
+        return;
+    }
+    rl_context *ctx = context(m);
+    rl_sampler_params sp = rl_sampler_default_params();
+    sp.seed = 7;
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    rl_sampler *smp = NULL;
+    CHECK(rl_sampler_create(&sp, rl_model_n_vocab(m), rl_model_vocab(m), &smp, err, sizeof err) ==
+          RL_OK);
+    if (ctx && smp) {
+        CHECK(!rl_context_set_sampler(ctx, smp));
+        CHECK(!rl_context_set_sampler(ctx, NULL));
+        static const rl_token prompt[] = {1, 403, 407};
+        rl_batch b = rl_batch_get(prompt, 3);
+        CHECK(rl_decode(ctx, &b) == RL_OK);
+        CHECK(rl_get_logits(ctx, -1) != NULL);
+        CHECK_EQ_INT(rl_get_sampled(ctx, -1), -1);
+        CHECK(rl_get_argmax(ctx, -1) >= 0);
+    }
+    CHECK(!rl_context_set_sampler(NULL, smp));
+    CHECK_EQ_INT(rl_get_sampled(NULL, 0), -1);
+    rl_sampler_free(smp);
+    rl_context_free(ctx);
+    rl_model_free(m);
+}
+
 TEST(null_context) {
     rl_context_set_argmax_only(NULL, true);
     CHECK_EQ_INT(rl_get_argmax(NULL, -1), -1);
@@ -105,6 +141,7 @@ TEST(null_context) {
 
 int main(void) {
     RUN(argmax_only_matches_logits);
+    RUN(set_sampler_on_cpu);
     RUN(null_context);
     return rl_test_finish();
 }

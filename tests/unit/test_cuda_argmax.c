@@ -139,8 +139,78 @@ done:
     rl_model_free(m);
 }
 
+/* rl_context_set_sampler on the GPU: with the same seed and chain (temperature, top-k,
+ * top-p, min-p, repetition penalty), the tokens drawn on the device during rl_decode equal
+ * the host sampler's over the copied logits of a second context, step for step; the
+ * sampled context gives no logits and no argmax. */
+TEST(sampled_decode) {
+    char why[300];
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
+    const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
+    if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
+    char err[512];
+    rl_model_params mp = rl_model_default_params();
+    mp.device = "cuda";
+    rl_model *m = NULL;
+    if (rl_model_load(path, &mp, &m, err, sizeof err) != RL_OK) {
+        CHECKF(0, "load: %s", err);
+        return;
+    }
+    const int32_t nv = rl_model_n_vocab(m);
+    rl_sampler_params sp = rl_sampler_default_params();
+    sp.seed = 1234;
+    sp.temperature = 0.8f;
+    sp.top_k = 40;
+    sp.top_p = 0.95f;
+    sp.min_p = 0.05f;
+    sp.repeat_penalty = 1.1f;
+    sp.penalty_last_n = 64;
+    rl_sampler *sa = NULL, *sg = NULL;
+    rl_context *a = context(m), *g = context(m);
+    CHECK(rl_sampler_create(&sp, nv, rl_model_vocab(m), &sa, err, sizeof err) == RL_OK);
+    CHECK(rl_sampler_create(&sp, nv, rl_model_vocab(m), &sg, err, sizeof err) == RL_OK);
+    if (!a || !g || !sa || !sg) goto done;
+    CHECK(rl_context_set_sampler(g, sg));
+    rl_token prompt[8];
+    for (int i = 0; i < 8; i++) prompt[i] = (rl_token)((17 + 97 * i) % nv);
+    for (int i = 0; i < 8; i++) {
+        rl_sampler_accept(sa, prompt[i]);
+        rl_sampler_accept(sg, prompt[i]);
+    }
+    rl_batch b = rl_batch_get(prompt, 8);
+    CHECK(rl_decode(a, &b) == RL_OK);
+    CHECK(rl_decode(g, &b) == RL_OK);
+    int same = 0;
+    for (int k = 0; k < 32; k++) {
+        rl_token ta = RL_TOKEN_NULL, tg = rl_get_sampled(g, -1);
+        const float *l = rl_get_logits(a, -1);
+        CHECK(l != NULL && rl_sampler_sample(sa, l, NULL, &ta) == RL_OK);
+        CHECK(rl_get_logits(g, -1) == NULL && rl_get_argmax(g, -1) == -1);
+        if (tg != ta) {
+            CHECKF(0, "step %d: device %d, host %d", k, tg, ta);
+            break;
+        }
+        same++;
+        rl_sampler_accept(sa, ta);
+        rl_sampler_accept(sg, tg);
+        rl_batch s = rl_batch_get(&ta, 1), t = rl_batch_get(&tg, 1);
+        if (rl_decode(a, &s) != RL_OK || rl_decode(g, &t) != RL_OK) {
+            CHECKF(0, "decode: %s %s", rl_context_errmsg(a), rl_context_errmsg(g));
+            break;
+        }
+    }
+    fprintf(stderr, "  sampled decode: %d of 32 steps equal the host's draw\n", same);
+done:
+    rl_sampler_free(sa);
+    rl_sampler_free(sg);
+    rl_context_free(a);
+    rl_context_free(g);
+    rl_model_free(m);
+}
+
 int main(void) {
     RUN(argmax_op);
     RUN(argmax_only_decode);
+    RUN(sampled_decode);
     return rl_test_finish();
 }
