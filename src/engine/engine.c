@@ -246,19 +246,9 @@ static bool dev_plan(rl_engine *e) {
         if (row < 0) continue;
         rl_engine_request *r = reg_find(e, e->it_id[i]);
         const int32_t k = e->it_seq[i];
-        rl__sampler_device d = {.temperature = 0.0f, .top_p = 1.0f, .repeat_penalty = 1.0f};
-        rl_sampler *smp = NULL;
-        if (r && k >= 0 && k < r->n && !r->seq[k].finish) {
-            smp = r->seq[k].smp;
-            rl__sampler_device_plan(smp, &d);
-        }
+        rl_sampler *smp = r && k >= 0 && k < r->n && !r->seq[k].finish ? r->seq[k].smp : NULL;
         const int32_t np = smp ? rl__sampler_penalty_pairs(smp, e->dev_pen + 2 * at) : 0;
-        e->dev_rows[row] = (rl_sample_row){
-            .temperature = d.temperature, .top_k = d.top_k, .top_p = d.top_p,
-            .min_p = d.min_p, .min_p_ln = d.min_p_ln, .min_keep = d.min_keep,
-            .repeat_penalty = d.repeat_penalty, .frequency_penalty = d.frequency_penalty,
-            .presence_penalty = d.presence_penalty, .pen_off = at, .pen_n = np,
-            .u = smp && d.temperature > 0.0f ? rl__sampler_next_u(smp) : 0.0};
+        e->dev_rows[row] = rl__sample_row(smp, at, np);
         at += np;
     }
     return true;

@@ -533,21 +533,23 @@ void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst
         ctx->be->ops->kv_copy(ctx->be, &ctx->kv[il], src, dst, n);
 }
 
-/* The device draw's parameters for n output rows from the context's sampler, in the order
- * the host would sample them (each non-greedy row takes the next uniform number of the
- * sampler's stream); every row shares the sampler's penalty pairs (dev_pen). Returns the
- * pairs' count. */
-static int32_t dev_rows(rl_context *ctx, int32_t n) {
+rl_sample_row rl__sample_row(rl_sampler *smp, int32_t pen_off, int32_t pen_n) {
     rl__sampler_device d = {.temperature = 0.0f, .top_p = 1.0f, .repeat_penalty = 1.0f};
-    rl__sampler_device_plan(ctx->dev_smp, &d);
+    if (smp) rl__sampler_device_plan(smp, &d);
+    return (rl_sample_row){
+        .temperature = d.temperature, .top_k = d.top_k, .top_p = d.top_p, .min_p = d.min_p,
+        .min_p_ln = d.min_p_ln, .min_keep = d.min_keep, .repeat_penalty = d.repeat_penalty,
+        .frequency_penalty = d.frequency_penalty, .presence_penalty = d.presence_penalty,
+        .pen_off = pen_off, .pen_n = pen_n,
+        .u = smp && d.temperature > 0.0f ? rl__sampler_next_u(smp) : 0.0};
+}
+
+/* The device draw's parameters for n output rows from the context's sampler, in the order
+ * the host would sample them; every row shares the sampler's penalty pairs (dev_pen).
+ * Returns the pairs' count. */
+static int32_t dev_rows(rl_context *ctx, int32_t n) {
     const int32_t np = rl__sampler_penalty_pairs(ctx->dev_smp, ctx->dev_pen);
-    for (int32_t k = 0; k < n; k++)
-        ctx->dev_rows[k] = (rl_sample_row){
-            .temperature = d.temperature, .top_k = d.top_k, .top_p = d.top_p,
-            .min_p = d.min_p, .min_p_ln = d.min_p_ln, .min_keep = d.min_keep,
-            .repeat_penalty = d.repeat_penalty, .frequency_penalty = d.frequency_penalty,
-            .presence_penalty = d.presence_penalty, .pen_off = 0, .pen_n = np,
-            .u = d.temperature > 0.0f ? rl__sampler_next_u(ctx->dev_smp) : 0.0};
+    for (int32_t k = 0; k < n; k++) ctx->dev_rows[k] = rl__sample_row(ctx->dev_smp, 0, np);
     return np;
 }
 

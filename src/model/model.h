@@ -376,6 +376,11 @@ typedef struct rl__pass {
 rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits);
 /* Whether the context's backend samples on the device (rl__pass.out_sample). */
 bool rl__context_can_sample(const rl_context *ctx);
+/* One row of a device draw with smp's chain (rl__sampler_device_plan, which the caller has
+ * checked) and its penalty pairs pen[pen_off .. pen_off + pen_n); a non-greedy row takes the
+ * next uniform number of smp's stream, where the host's sampling would. smp NULL: a greedy
+ * row without penalties (a row whose token nobody reads). */
+rl_sample_row rl__sample_row(rl_sampler *smp, int32_t pen_off, int32_t pen_n);
 /* Copy the K/V rows of cells src[i] to dst[i] in every layer (copy-on-write of blocks). */
 void rl__context_kv_copy(rl_context *ctx, const int32_t *src, const int32_t *dst, int64_t n);
 

@@ -32,15 +32,22 @@ static rl_context *context(rl_model *m) {
     return ctx;
 }
 
-TEST(argmax_only_matches_logits) {
-    const char *path = rl_test_data("models/stories260K.gguf");
-    if (access(path, R_OK)) SKIP("no stories260K");
+/* The model at path on the CPU, or NULL (a failed check). */
+static rl_model *load(const char *path) {
     char err[256];
     rl_model *m = NULL;
     if (rl_model_load(path, NULL, &m, err, sizeof err) != RL_OK) {
         CHECKF(0, "load: %s", err);
-        return;
+        return NULL;
     }
+    return m;
+}
+
+TEST(argmax_only_matches_logits) {
+    const char *path = rl_test_data("models/stories260K.gguf");
+    if (access(path, R_OK)) SKIP("no stories260K");
+    rl_model *m = load(path);
+    if (!m) return;
     const int32_t nv = rl_model_n_vocab(m);
     rl_context *a = context(m), *g = context(m);
     if (!a || !g) goto done;
@@ -103,12 +110,9 @@ done:
 TEST(set_sampler_on_cpu) {
     const char *path = rl_test_data("models/stories260K.gguf");
     if (access(path, R_OK)) SKIP("no stories260K");
+    rl_model *m = load(path);
+    if (!m) return;
     char err[256];
-    rl_model *m = NULL;
-    if (rl_model_load(path, NULL, &m, err, sizeof err) != RL_OK) {
-        CHECKF(0, "load: %s", err);
-        return;
-    }
     rl_context *ctx = context(m);
     rl_sampler_params sp = rl_sampler_default_params();
     sp.seed = 7;

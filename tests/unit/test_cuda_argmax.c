@@ -92,19 +92,26 @@ static rl_context *context(rl_model *m) {
     return ctx;
 }
 
-TEST(argmax_only_decode) {
-    char why[300];
-    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
-    const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
-    if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
+/* The model at path on the GPU, or NULL (a failed check). */
+static rl_model *load_gpu(const char *path) {
     char err[512];
     rl_model_params mp = rl_model_default_params();
     mp.device = "cuda";
     rl_model *m = NULL;
     if (rl_model_load(path, &mp, &m, err, sizeof err) != RL_OK) {
         CHECKF(0, "load: %s", err);
-        return;
+        return NULL;
     }
+    return m;
+}
+
+TEST(argmax_only_decode) {
+    char why[300];
+    if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
+    const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
+    if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
+    rl_model *m = load_gpu(path);
+    if (!m) return;
     const int32_t nv = rl_model_n_vocab(m);
     rl_context *a = context(m), *g = context(m);
     if (!a || !g) goto done;
@@ -148,14 +155,8 @@ TEST(sampled_decode) {
     if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
     if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
-    char err[512];
-    rl_model_params mp = rl_model_default_params();
-    mp.device = "cuda";
-    rl_model *m = NULL;
-    if (rl_model_load(path, &mp, &m, err, sizeof err) != RL_OK) {
-        CHECKF(0, "load: %s", err);
-        return;
-    }
+    rl_model *m = load_gpu(path);
+    if (!m) return;
     const int32_t nv = rl_model_n_vocab(m);
     rl_sampler_params sp = rl_sampler_default_params();
     sp.seed = 1234;
@@ -165,6 +166,7 @@ TEST(sampled_decode) {
     sp.min_p = 0.05f;
     sp.repeat_penalty = 1.1f;
     sp.penalty_last_n = 64;
+    char err[256];
     rl_sampler *sa = NULL, *sg = NULL;
     rl_context *a = context(m), *g = context(m);
     CHECK(rl_sampler_create(&sp, nv, rl_model_vocab(m), &sa, err, sizeof err) == RL_OK);
