@@ -20,7 +20,8 @@
 # default 16), KERNELS=1 for the decode products
 # alone (bench_cuda --kernels: GB/s of each kernel against the copy bandwidth, into
 # bench.jsonl), TEST_TIMEOUT (seconds, default 400) for each test, TESTS=0 to
-# skip the tests (ONLY_TESTS="a b" to run just those), BENCH_AB="VAR=0 ..." to benchmark each shape again with each of those
+# skip the tests (ONLY_TESTS="a b" to run just those, PARALLEL=1 to run them at once with one
+# log file), BENCH_AB="VAR=0 ..." to benchmark each shape again with each of those
 # environment settings (A/B of a switch such as RUVLLM_CUDA_MV=0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,15 +89,31 @@ if [ "${KERNELS:-0}" = 1 ]; then
     timeout 300 ./bench_cuda --kernels 2>&1 | tee -a "$out/bench.jsonl" |
         sed -E 's/.*"type": "([^"]*)", "rows": ([0-9]*), "K": ([0-9]*).*"path": "([a-z0-9]*)".*"us": ([0-9.]*), "GBs": ([0-9]*).*"fraction_of_copy": ([0-9.]*).*/\1 \2x\3 \4 \5 us \6 GB\/s \7/'
 fi
+# PARALLEL=1: every test at once (the GPU is shared; most of a test's time is its CPU
+# reference), logs gathered into one file, $out/tests.log (the device returns few files)
+logdir=$out
+[ "${PARALLEL:-0}" = 1 ] && logdir=/tmp/cuda-test-logs && mkdir -p $logdir
+run_test() {
+    timeout "${TEST_TIMEOUT:-400}" "./$1" >"$logdir/$1.log" 2>&1
+    echo $? >"$logdir/$1.rc"
+}
+if [ "${PARALLEL:-0}" = 1 ]; then
+    for t in $tests; do run_test "$t" & done
+    wait
+fi
 for t in $tests; do
     echo "== $t"
-    timeout "${TEST_TIMEOUT:-400}" "./$t" >"$out/$t.log" 2>&1
-    rc=$?
+    [ "${PARALLEL:-0}" = 1 ] || run_test "$t"
+    rc=$(cat "$logdir/$t.rc")
     grep -E "FAIL|failed|skip|matmul |matvec |attention |rope cfg 0|rmsnorm|two sequences|f16 cache|\(cuda,|cuda vs cpu" \
-        "$out/$t.log" | head -80
-    tail -1 "$out/$t.log"
+        "$logdir/$t.log" | head -80
+    tail -1 "$logdir/$t.log"
     echo "exit $rc"
-    [ $rc -eq 0 ] || status=1
+    [ "$rc" = 0 ] || status=1
+    if [ "${PARALLEL:-0}" = 1 ]; then
+        echo "##### $t (exit $rc)" >>"$out/tests.log"
+        cat "$logdir/$t.log" >>"$out/tests.log"
+    fi
 done
 if [ "${SANITIZE:-0}" = 1 ]; then
     echo "== compute-sanitizer memcheck test_cuda_ops"
