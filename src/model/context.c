@@ -357,20 +357,13 @@ static int32_t upper_bound(const int32_t *list, int32_t n, const int32_t *cell_p
 static void build_spans(rl_context *ctx, int32_t n) {
     const int32_t ns = ctx->p.n_seq_max, n_cells = ctx->n_cells;
     for (int32_t s = 0; s < ns; s++) ctx->list_len[s] = -1;
-    for (int32_t t = 0; t < n; t++) ctx->list_len[ctx->ub_seq[t]] = 0;
-    for (int32_t c = 0; c < n_cells; c++) { /* count, then place each list */
-        if (ctx->cell_pos[c] < 0) continue;
-        for (uint64_t bits = ctx->cell_seq[c]; bits; bits &= bits - 1) {
-            int s = __builtin_ctzll(bits);
-            if (s < ns && ctx->list_len[s] >= 0) ctx->list_len[s]++;
+    int32_t n_lists = 0;
+    for (int32_t t = 0; t < n; t++) {
+        int32_t s = ctx->ub_seq[t];
+        if (ctx->list_len[s] < 0) {
+            ctx->list_len[s] = 0;
+            ctx->list_base[s] = n_lists++ * n_cells;
         }
-    }
-    int32_t at = 0;
-    for (int32_t s = 0; s < ns; s++) {
-        if (ctx->list_len[s] < 0) continue;
-        ctx->list_base[s] = at;
-        at += ctx->list_len[s];
-        ctx->list_len[s] = 0;
     }
     for (int32_t c = 0; c < n_cells; c++) {
         if (ctx->cell_pos[c] < 0) continue;
@@ -379,6 +372,18 @@ static void build_spans(rl_context *ctx, int32_t n) {
             if (s < ns && ctx->list_len[s] >= 0)
                 ctx->attn_cells[ctx->list_base[s] + ctx->list_len[s]++] = c;
         }
+    }
+    /* Close the gaps: the k-th list (its sequence first seen at the k-th new sequence of the
+     * tokens) moves down from k * n_cells to the end of the lists before it, which is at
+     * most k * n_cells, so a moved list's base never equals a later k * n_cells. */
+    for (int32_t t = 0, k = 0, at = 0; t < n && k < n_lists; t++) {
+        const int32_t s = ctx->ub_seq[t];
+        if (ctx->list_base[s] != k * n_cells) continue; /* moved already */
+        memmove(ctx->attn_cells + at, ctx->attn_cells + ctx->list_base[s],
+                (size_t)ctx->list_len[s] * sizeof(int32_t));
+        ctx->list_base[s] = at;
+        at += ctx->list_len[s];
+        k++;
     }
     for (int32_t s = 0; s < ns; s++) {
         if (ctx->list_len[s] <= 1) continue;
