@@ -36,3 +36,13 @@ float *rl_test_prompt_logits(const char *path, int *n_vocab, rl_model **keep) {
     *keep = m;
     return out;
 }
+
+rl_model *rl_test_load_model(const char *path, const char *device) {
+    char err[512];
+    rl_model_params mp = rl_model_default_params();
+    mp.device = device;
+    rl_model *m = NULL;
+    const rl_status st = rl_model_load(path, &mp, &m, err, sizeof err);
+    CHECKF(st == RL_OK, "%s on %s: %s", path, device ? device : "cpu", err);
+    return st == RL_OK ? m : NULL;
+}

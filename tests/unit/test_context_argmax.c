@@ -4,6 +4,7 @@
  * default mode; in argmax-only mode rl_get_logits is NULL; unflagged tokens and rows out
  * of range give -1; switching the mode off brings the logits back. */
 #include "ruvllm.h"
+#include "model_logits.h"
 #include "test.h"
 
 #include <math.h>
@@ -32,21 +33,10 @@ static rl_context *context(rl_model *m) {
     return ctx;
 }
 
-/* The model at path on the CPU, or NULL (a failed check). */
-static rl_model *load(const char *path) {
-    char err[256];
-    rl_model *m = NULL;
-    if (rl_model_load(path, NULL, &m, err, sizeof err) != RL_OK) {
-        CHECKF(0, "load: %s", err);
-        return NULL;
-    }
-    return m;
-}
-
 TEST(argmax_only_matches_logits) {
     const char *path = rl_test_data("models/stories260K.gguf");
     if (access(path, R_OK)) SKIP("no stories260K");
-    rl_model *m = load(path);
+    rl_model *m = rl_test_load_model(path, NULL);
     if (!m) return;
     const int32_t nv = rl_model_n_vocab(m);
     rl_context *a = context(m), *g = context(m);
@@ -110,7 +100,7 @@ done:
 TEST(set_sampler_on_cpu) {
     const char *path = rl_test_data("models/stories260K.gguf");
     if (access(path, R_OK)) SKIP("no stories260K");
-    rl_model *m = load(path);
+    rl_model *m = rl_test_load_model(path, NULL);
     if (!m) return;
     char err[256];
     rl_context *ctx = context(m);

@@ -12,6 +12,7 @@
  * Without a CUDA device the program is skipped. */
 #include "backend/backend.h"
 #include "gpu.h"
+#include "model_logits.h"
 #include "test.h"
 
 #include <math.h>
@@ -92,25 +93,12 @@ static rl_context *context(rl_model *m) {
     return ctx;
 }
 
-/* The model at path on the GPU, or NULL (a failed check). */
-static rl_model *load_gpu(const char *path) {
-    char err[512];
-    rl_model_params mp = rl_model_default_params();
-    mp.device = "cuda";
-    rl_model *m = NULL;
-    if (rl_model_load(path, &mp, &m, err, sizeof err) != RL_OK) {
-        CHECKF(0, "load: %s", err);
-        return NULL;
-    }
-    return m;
-}
-
 TEST(argmax_only_decode) {
     char why[300];
     if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
     if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
-    rl_model *m = load_gpu(path);
+    rl_model *m = rl_test_load_model(path, "cuda");
     if (!m) return;
     const int32_t nv = rl_model_n_vocab(m);
     rl_context *a = context(m), *g = context(m);
@@ -155,7 +143,7 @@ TEST(sampled_decode) {
     if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     const char *path = rl_test_zoo_model("llama3-Q4_K_M.gguf");
     if (!path) SKIP("no usable models/zoo/llama3-Q4_K_M.gguf");
-    rl_model *m = load_gpu(path);
+    rl_model *m = rl_test_load_model(path, "cuda");
     if (!m) return;
     const int32_t nv = rl_model_n_vocab(m);
     rl_sampler_params sp = rl_sampler_default_params();

@@ -26,6 +26,7 @@
 #include "backend/backend.h"
 #include "golden.h"
 #include "gpu.h"
+#include "model_logits.h"
 #include "test.h"
 
 typedef struct model_case {
@@ -63,16 +64,6 @@ TEST(cuda_goldens) {
         ran += rl_golden_check(k_cases[i].golden, &o, &r);
     }
     if (!ran) SKIP("no goldens");
-}
-
-static rl_model *load(const char *file, const char *device) {
-    char err[512];
-    rl_model_params mp = rl_model_default_params();
-    mp.device = device;
-    rl_model *m = NULL;
-    rl_status st = rl_model_load(file, &mp, &m, err, sizeof err);
-    CHECKF(st == RL_OK, "%s on %s: %s", file, device, err);
-    return m;
 }
 
 static rl_context *context(rl_model *m, int n_seq, rl_type kv) {
@@ -155,7 +146,7 @@ TEST(cuda_two_sequences) {
     if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     const char *file = rl_test_zoo_model("llama3-F32.gguf");
     if (!file) SKIP("no zoo model llama3-F32");
-    rl_model *m = load(file, "cuda");
+    rl_model *m = rl_test_load_model(file, "cuda");
     if (!m) return;
     two_sequences(m, RL_TYPE_F32, 1e-4);
     /* F16 cache: the batch's 12 prompt tokens of two sequences go to the tensor-core kernel
@@ -174,7 +165,7 @@ TEST(cuda_f16_cache_greedy) {
     if (!rl_golden_load("stories260K", &g)) SKIP("no stories260K golden");
     rl_golden_prompt p;
     CHECK(rl_golden_prompt_get(&g, 0, &p));
-    rl_model *m = load(rl_test_data("models/stories260K.gguf"), "cuda");
+    rl_model *m = rl_test_load_model(rl_test_data("models/stories260K.gguf"), "cuda");
     rl_context *ctx = m ? context(m, 1, RL_TYPE_F16) : NULL;
     int same = 0;
     if (ctx) {
