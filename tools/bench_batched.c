@@ -271,8 +271,8 @@ int bench_batched_run(const gen_opts *o, const bench_batched_opts *b) {
             print_json_string(gpu ? o->device : "cpu");
             printf(", \"n_threads\": %d, \"n_batch\": %d, \"type_k\": \"%s\", "
                    "\"n_parallel\": %d, \"pl\": %d, \"pp\": %d, \"tg\": %d, \"n_kv\": %d, "
-                   "\"t_pp\": %.6f, \"speed_pp\": %.6f, \"t_tg\": %.6f, \"speed_tg\": %.6f, "
-                   "\"stddev_tg\": %.6f, \"t\": %.6f, \"speed\": %.6f, \"samples_tg\": [",
+                   "\"t_pp\": %.9f, \"speed_pp\": %.6f, \"t_tg\": %.9f, \"speed_tg\": %.6f, "
+                   "\"stddev_tg\": %.6f, \"t\": %.9f, \"speed\": %.6f, \"samples_tg\": [",
                    n_threads, (int)r->n_batch, type_k, (int)r->n_par, (int)r->n_par,
                    (int)b->n_prompt, (int)b->n_gen, (int)(r->n_par * (b->n_prompt + b->n_gen)),
                    r->t_pp, r->speed_pp, r->t_tg, r->speed_tg, r->sd_tg, r->t_pp + r->t_tg,

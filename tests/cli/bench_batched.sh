@@ -63,7 +63,7 @@ has "$TMP/out" '^\| +8 \| +4 \| +4 \| +48 \|'
 
 # -p 0: no prompt, speed_pp 0, generation still measured; -b smaller than a step's N
 expect_rc 0 "-p 0" -- "$RUVLLM" bench "${Q[@]}" --parallel 4 -p 0 -n 3 -b 2 --json
-has "$TMP/out" '"n_parallel": 4, "pl": 4, "pp": 0, "tg": 3, "n_kv": 12, "t_pp": 0.000000, "speed_pp": 0.000000'
+has "$TMP/out" '"n_parallel": 4, "pl": 4, "pp": 0, "tg": 3, "n_kv": 12, "t_pp": 0.000000000, "speed_pp": 0.000000'
 has "$TMP/out" '"speed_tg": [1-9][0-9.]*'
 has "$TMP/out" '"n_batch": 4,' # -b 2 raised to N: a generation step is one pass
 
