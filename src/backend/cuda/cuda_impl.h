@@ -95,8 +95,9 @@ cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes
  * fewest tokens of the tiled kernel (RUVLLM_CUDA_MMQ_TILE, default 5; 0: never, the
  * per-warp kernel instead), that kernel staged (RUVLLM_CUDA_MMQ_STAGED=1), k-quant
  * activations as Q8_K (..._MMQ_Q8K, default 1), the tiled kernel's Q8_K step for those
- * activations (..._MMQ_KSTEP, default 1). */
-void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep);
+ * activations (..._MMQ_KSTEP, default 1), the most tokens of the streaming kernel
+ * (..._MMQ_STREAM, default 32; 0: never). */
+void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep, int stream);
 /* How mmq.cu quantizes the activations of a product with `type` weights: 0 per 32 values
  * (Q8_0's rounding), 1 per 256 (Q8_K's: Q4_K and Q6_K with RUVLLM_CUDA_MMQ_Q8K=1); the
  * quantization of one product serves the next only when the two agree. */
@@ -177,6 +178,8 @@ cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const in
 /* ---- greedy picking (argmax.cu) ---- */
 /* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
  * wins; 0 when no value is above -inf). */
+/* The calling thread's next kernel launch goes without the PDL attribute (launch.cuh). */
+void rl__cu_pdl_plain_next(void);
 cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, int64_t dim, int32_t *ids);
 
 /* ---- sampling (sample.cu) ---- */
@@ -220,6 +223,9 @@ typedef struct rl__cu_attn {
 #define RL_CU_ATTN_MAX_SPLIT 1024
 /* Dynamic shared memory of the attention kernel for these head sizes. */
 size_t rl__cu_attn_smem(int head_dim_k, int head_dim_v);
+/* n_split, split_len and fa_split of a (every other field set) for spans of at most maxlen
+ * cells whose longest tensor-core block union is umax cells, n_sm SMs, ws of ws_bytes. */
+void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, int n_sm, size_t ws_bytes);
 cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a);
 
 /* ---- attention on the f16 tensor cores (fattn.cu) ---- */

@@ -116,9 +116,19 @@ done:
 
 /* ---- products of many tokens (mmq.cu against the cuBLAS path it replaces) ---- */
 
-enum mm_path { MM_TILE, MM_WARP, MM_STAGED, MM_Q32, MM_BLOCKSTEP, MM_CUBLAS, MM_N };
+enum mm_path {
+    MM_TILE,
+    MM_WARP,
+    MM_STAGED,
+    MM_Q32,
+    MM_BLOCKSTEP,
+    MM_STREAM,
+    MM_CUBLAS,
+    MM_N
+};
 const char *const mm_names[MM_N] = {"mmq_tile",     "mmq_warp",           "mmq_staged",
-                                    "mmq_tile_q32", "mmq_tile_blockstep", "bf16_cublas"};
+                                    "mmq_tile_q32", "mmq_tile_blockstep", "mmq_stream",
+                                    "bf16_cublas"};
 
 struct mm_ctx {
     void *blas, *ws, *wsw, *wsx;
@@ -128,12 +138,13 @@ struct mm_ctx {
 /* mmq.cu's settings for a path (k-quant activations as Q8_K but for MM_Q32; MM_N: the
  * environment's again) */
 void mm_config(mm_path path) {
-    if (path == MM_TILE) rl__cu_mmq_config(1, 0, 1, 1);
-    else if (path == MM_WARP) rl__cu_mmq_config(0, 0, 1, 1);
-    else if (path == MM_STAGED) rl__cu_mmq_config(0, 1, 1, 1);
-    else if (path == MM_Q32) rl__cu_mmq_config(1, 0, 0, 1);
-    else if (path == MM_BLOCKSTEP) rl__cu_mmq_config(1, 0, 1, 0);
-    else rl__cu_mmq_config(-1, -1, -1, -1);
+    if (path == MM_TILE) rl__cu_mmq_config(1, 0, 1, 1, 0);
+    else if (path == MM_WARP) rl__cu_mmq_config(0, 0, 1, 1, 0);
+    else if (path == MM_STAGED) rl__cu_mmq_config(0, 1, 1, 1, 0);
+    else if (path == MM_Q32) rl__cu_mmq_config(1, 0, 0, 1, 0);
+    else if (path == MM_BLOCKSTEP) rl__cu_mmq_config(1, 0, 1, 0, 0);
+    else if (path == MM_STREAM) rl__cu_mmq_config(1, 0, 1, 1, 1 << 20);
+    else rl__cu_mmq_config(-1, -1, -1, -1, -1);
 }
 
 cudaError_t mm_product(cudaStream_t s, const shape &sh, const uint8_t *w, size_t row_bytes,
@@ -212,6 +223,7 @@ int bench_mmq(cudaStream_t s, FILE *out) {
         {RL_TYPE_Q4_K, "Q4_K", 1024, 4096, RL_CU_Q4_K_BYTES, 256},
         {RL_TYPE_Q6_K, "Q6_K", 4096, 14336, RL_CU_Q6_K_BYTES, 256},
         {RL_TYPE_Q6_K, "Q6_K", 1024, 4096, RL_CU_Q6_K_BYTES, 256},
+        {RL_TYPE_Q6_K, "Q6_K", 128256, 4096, RL_CU_Q6_K_BYTES, 256},
         {RL_TYPE_Q8_0, "Q8_0", 4096, 4096, RL_CU_Q8_0_BYTES, 32},
         {RL_TYPE_Q8_0, "Q8_0", 14336, 4096, RL_CU_Q8_0_BYTES, 32},
         {RL_TYPE_Q4_0, "Q4_0", 4096, 4096, RL_CU_Q4_0_BYTES, 32},
@@ -230,7 +242,7 @@ int bench_mmq(cudaStream_t s, FILE *out) {
     }
     int64_t NMAX = 1;
     for (int i = 0; i < n_ns; i++) NMAX = ns[i] > NMAX ? ns[i] : NMAX;
-    const int64_t RMAX = 14336;
+    const int64_t RMAX = 128256;
     int rc = 0;
     const char *only = getenv("RUVLLM_KBENCH_PATHS"); /* e.g. "mmq_tile,bf16_cublas" */
     /* host copies of the outputs: the reference path's and the one just timed */
@@ -282,7 +294,7 @@ int bench_mmq(cudaStream_t s, FILE *out) {
             const size_t ny = (size_t)n * (size_t)sh.rows;
             bool ref_ok = false;
             /* the reference (per-warp kernel) first */
-            static const mm_path order[] = {MM_WARP, MM_TILE,   MM_BLOCKSTEP,
+            static const mm_path order[] = {MM_WARP, MM_TILE,   MM_STREAM, MM_BLOCKSTEP,
                                             MM_Q32,  MM_STAGED, MM_CUBLAS};
             for (mm_path path : order) {
                 if (only && !strstr(only, mm_names[path]) && path != MM_WARP) continue;

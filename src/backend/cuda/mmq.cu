@@ -28,12 +28,16 @@
  * Weights: lane 4 g + t of a warp reads, for rows g and g+8 of each 16-row tile, the
  * bytes that hold values 4t..4t+3 and 16+4t..16+4t+3 of each block and turns them into
  * int8 codes (Q4_0: q - 8; Q4_K: q with the minimum applied in float; Q6_K: q - 32;
- * Q8_0: as stored). Two kernels do this:
+ * Q8_0: as stored). Three kernels do this:
  * - mmq_tile_kernel (the default): a block stages its rows' raw weight bytes and its
  *   tokens' activation tiles in shared memory with cp.async, 2 to 4 steps of 256 values
  *   ahead, and its warps decode from there: 64 or 128 rows x up to 64 tokens with 4 warps
  *   (every weight byte read once for batched decoding), or 128 x 128 with 8 warps for long
  *   inputs.
+ * - mmq_stream_kernel (the default up to 32 tokens, RUVLLM_CUDA_MMQ_STREAM): 16 rows a
+ *   block, its 8 warps each a share of K through its own cp.async ring, so many short
+ *   independent warps stream the weights once (8 tokens, H100: Q4_K 4096x14336 22 us against
+ *   the tiled kernel's 30; even at 32 tokens, behind it from 64).
  * - mmq_kernel (RUVLLM_CUDA_MMQ_TILE=0): each warp decodes its own rows straight from
  *   global memory (mmq_staged_kernel, RUVLLM_CUDA_MMQ_STAGED=1, the same through shared
  *   memory); the kernel benchmark's reference.
@@ -711,7 +715,7 @@ __device__ __forceinline__ void step_product_k(const typename WT::Row (&row)[MT]
 
 constexpr int SMEM_SM = 228 * 1024; /* shared memory of an SM (H100: 228 KiB, 227 a block) */
 
-template <class WT, int MT, int NT, int WM, int WN> struct tile_cfg {
+template <class WT, int MT, int NT, int WM, int WN, int BPS> struct tile_cfg {
     static constexpr int THREADS = 32 * WM * WN;
     static constexpr int ROWS = 16 * MT * WM; /* weight rows of a block */
     static constexpr int TILES = NT * WN;     /* 8-token tiles of a block */
@@ -724,8 +728,8 @@ template <class WT, int MT, int NT, int WM, int WN> struct tile_cfg {
     static constexpr int C_BYTES = 8 * TILES * 256; /* codes [8 blocks][TILES][256] */
     static constexpr int S_BYTES = 8 * TILES * 64;  /* scales [8][TILES][8 float2] */
     static constexpr int STAGE = W_BYTES + C_BYTES + S_BYTES;
-    /* blocks of 4 warps: two to an SM (their shared memory halves) */
-    static constexpr int PER_SM = THREADS <= 128 ? 2 : 1;
+    /* BPS blocks to an SM (registers: __launch_bounds__; shared memory: split) */
+    static constexpr int PER_SM = BPS;
     static constexpr int BUDGET = SMEM_SM / PER_SM - 1024;
     static constexpr int FIT = BUDGET / STAGE;
     static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
@@ -767,12 +771,12 @@ __device__ __forceinline__ void tile_load_x(uint8_t *sm, const uint8_t *__restri
     }
 }
 
-template <class WT, int MT, int NT, int WM, int WN, bool KQ8>
-__global__ void __launch_bounds__(32 * WM * WN, (32 * WM * WN <= 128 ? 2 : 1))
+template <class WT, int MT, int NT, int WM, int WN, int BPS, bool KQ8>
+__global__ void __launch_bounds__(32 * WM * WN, BPS)
     mmq_tile_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                     const uint8_t *__restrict__ xq, const uint8_t *__restrict__ xs, int ntl,
                     int64_t n, float *__restrict__ y, int sps, int nsteps) {
-    using C = tile_cfg<WT, MT, NT, WM, WN>;
+    using C = tile_cfg<WT, MT, NT, WM, WN, BPS>;
     extern __shared__ __align__(16) uint8_t mmq_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = warp % WM, wn = warp / WM;
@@ -849,6 +853,193 @@ __global__ void __launch_bounds__(32 * WM * WN, (32 * WM * WN <= 128 ? 2 : 1))
             }
 }
 
+/* ---- the streaming kernel (few tokens; RUVLLM_CUDA_MMQ_STREAM) ----
+ * Products of up to 8 NT tokens that read each weight byte once, as the decode kernels of
+ * one token do (matvec.cu), with the integer products still on the tensor cores: a block
+ * of SW_WARPS warps owns 16 rows (one mma tile) and the warps divide K among them, warp k
+ * taking steps (of 256 values) k, k + SW_WARPS, ... Each warp copies its 16 rows' bytes of
+ * a step into its own ring of shared-memory stages with cp.async, a few steps ahead (no
+ * barrier between warps), and decodes them with the tiled kernel's WT::load / WT::frag;
+ * the activation fragments come from global memory (all blocks read the same few KB: L1
+ * and L2 hits). At the end the warps' sums are added in warp order through shared memory.
+ * Many small blocks of short, independent warps keep many copies in flight, which the
+ * tiled kernel (a few rows' blocks, wide tiles, 8 warps an SM) does not at 8 tokens. */
+
+constexpr int SW_WARPS = 8;
+
+template <class WT, int NT> struct stream_cfg {
+    static constexpr int CH = (WT::STEP_BYTES + 30) / 16; /* 16-byte chunks a row needs */
+    static constexpr int WS = (CH | 1) * 16;               /* odd units: rows in other banks */
+    static constexpr int STAGE = 16 * WS;                  /* a warp's 16 rows of one step */
+    /* two blocks an SM (128 registers a thread), as many stages (up to 4) as fit */
+    static constexpr int FIT = (SMEM_SM / 2 - 1024) / (SW_WARPS * STAGE);
+    static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
+    static constexpr int RED = SW_WARPS * NT * 4 * 32 * 4; /* the warps' sums */
+    static constexpr int RING = SW_WARPS * STAGES * STAGE;
+    static constexpr int SMEM = RING > RED ? RING : RED;
+    static_assert(2 * SMEM <= SMEM_SM - 2048, "mmq stream: shared memory");
+};
+
+/* The 16 rows' bytes of step st into a warp's stage (rows past the matrix: its last). */
+template <class WT, class C>
+__device__ __forceinline__ void stream_copy(uint8_t *dst, const uint8_t *__restrict__ w,
+                                            size_t row_bytes, int64_t rows, int64_t r0, int st,
+                                            int lane) {
+    for (int i = lane; i < 16 * C::CH; i += 32) {
+        const int r = i / C::CH, c = i % C::CH;
+        const int64_t row = r0 + r < rows ? r0 + r : rows - 1;
+        const uint8_t *src = w + (size_t)row * row_bytes + (size_t)st * WT::STEP_BYTES;
+        const int off = (int)((uintptr_t)src & 15);
+        const int left = off + WT::STEP_BYTES - 16 * c;
+        if (left > 0) cp_async16(dst + r * C::WS + 16 * c, src - off + 16 * c, left < 16 ? left : 16);
+    }
+}
+
+/* One step of a warp: the rows g, g + 8 decoded (row[0], row[1]), the activation tiles
+ * j < nj of its 8 blocks at bq / bs [(sb * stride + j)] (tiles past nj read the last one's
+ * and are never stored). KQ8: the activations are Q8_K (one scale per step), so each
+ * block's integer sums take only the weight scales into a step sum (step_product_k's
+ * arithmetic); else the per-block float arithmetic of step_product. */
+template <class WT, int NT, bool KQ8>
+__device__ __forceinline__ void stream_step(const typename WT::Row (&row)[2],
+                                            const uint2 *__restrict__ bq,
+                                            const float4 *__restrict__ bs, int64_t stride, int nj,
+                                            int lane, int t, float (&acc)[NT][4]) {
+    float part[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) part[j][e] = 0.0f;
+#pragma unroll
+    for (int sb = 0; sb < 8; sb++) {
+        uint32_t lo[2], hi[2];
+        float d0[2], d1[2], mn[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) WT::frag(row[h], sb, lo[h], hi[h], d0[h], d1[h], mn[h]);
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const int jj = j < nj ? j : nj - 1;
+            const uint2 b = bq[((int64_t)sb * stride + jj) * 32 + lane];
+            float4 xv = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (!KQ8 || (!WT::HALVES && WT::MIN)) xv = bs[((int64_t)sb * stride + jj) * 4 + t];
+            if constexpr (WT::HALVES) {
+                int c0[4], c1[4];
+                mma_k16(c0, lo[0], lo[1], b.x);
+                mma_k16(c1, hi[0], hi[1], b.y);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int h = e >> 1;
+                    if constexpr (KQ8) {
+                        part[j][e] = fmaf(d0[h], i2f_small(c0[e]), part[j][e]);
+                        part[j][e] = fmaf(d1[h], i2f_small(c1[e]), part[j][e]);
+                    } else {
+                        const float xd = (e & 1) ? xv.z : xv.x;
+                        acc[j][e] += xd * (d0[h] * i2f_small(c0[e]) + d1[h] * i2f_small(c1[e]));
+                    }
+                }
+            } else {
+                int c[4];
+                mma_k32(c, lo[0], lo[1], hi[0], hi[1], b.x, b.y);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int h = e >> 1;
+                    if constexpr (KQ8) {
+                        part[j][e] = fmaf(d0[h], i2f_small(c[e]), part[j][e]);
+                    } else {
+                        const float xd = (e & 1) ? xv.z : xv.x;
+                        acc[j][e] = fmaf(d0[h] * xd, i2f_small(c[e]), acc[j][e]);
+                    }
+                    if constexpr (WT::MIN)
+                        acc[j][e] = fmaf(-mn[h], (e & 1) ? xv.w : xv.y, acc[j][e]);
+                }
+            }
+        }
+    }
+    if constexpr (KQ8) {
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const int jj = j < nj ? j : nj - 1;
+            const float4 xv = bs[(int64_t)jj * 4 + t]; /* block 0's scales: the step's */
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[j][e] = fmaf((e & 1) ? xv.z : xv.x, part[j][e], acc[j][e]);
+        }
+    }
+}
+
+/* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. */
+template <class WT, int NT, bool KQ8>
+__global__ void __launch_bounds__(SW_WARPS * 32, 2)
+    mmq_stream_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
+                      const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
+                      int64_t n, float *__restrict__ y, int sps, int nsteps) {
+    using C = stream_cfg<WT, NT>;
+    extern __shared__ __align__(16) uint8_t mmq_sm[];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int64_t r0 = (int64_t)blockIdx.x * 16;
+    const int j0 = blockIdx.y * NT;
+    const int nj = ntl - j0 < NT ? ntl - j0 : NT;
+    const int s0 = blockIdx.z * sps;
+    const int s1 = s0 + sps < nsteps ? s0 + sps : nsteps;
+    /* this warp's steps: s0 + warp + SW_WARPS k, k < m */
+    const int m = s1 - s0 > warp ? (s1 - s0 - warp + SW_WARPS - 1) / SW_WARPS : 0;
+    uint8_t *ring = mmq_sm + warp * C::STAGES * C::STAGE;
+#pragma unroll
+    for (int k = 0; k < C::STAGES - 1; k++) {
+        if (k < m) stream_copy<WT, C>(ring + k * C::STAGE, w, row_bytes, rows, r0, s0 + warp + SW_WARPS * k, lane);
+        cp_async_commit();
+    }
+    rlcu::pdl_enter();
+    const uint8_t *rp[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int64_t r = r0 + 8 * h + g;
+        rp[h] = w + (size_t)(r < rows ? r : rows - 1) * row_bytes;
+    }
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc[j][e] = 0.0f;
+    for (int k = 0; k < m; k++) {
+        cp_async_wait<C::STAGES - 2>();
+        __syncwarp(); /* step k is in for every lane; all are done with step k - 1's stage */
+        const int nx = k + C::STAGES - 1;
+        if (nx < m)
+            stream_copy<WT, C>(ring + (nx % C::STAGES) * C::STAGE, w, row_bytes, rows, r0,
+                               s0 + warp + SW_WARPS * nx, lane);
+        cp_async_commit();
+        const int st = s0 + warp + SW_WARPS * k;
+        const uint8_t *stg = ring + (k % C::STAGES) * C::STAGE;
+        typename WT::Row row[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int off = (int)((uintptr_t)(rp[h] + (size_t)st * WT::STEP_BYTES) & 15);
+            WT::load(stg + (8 * h + g) * C::WS + off, t, row[h]);
+        }
+        const size_t tb = (size_t)st * 8 * (size_t)ntl + (size_t)j0;
+        stream_step<WT, NT, KQ8>(row, xq + tb * 32, xs + tb * 4, ntl, nj, lane, t, acc);
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* every warp done with its ring: the space holds the sums now */
+    float *red = reinterpret_cast<float *>(mmq_sm);
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) red[((warp * NT + j) * 4 + e) * 32 + lane] = acc[j][e];
+    __syncthreads();
+    float *out = y + (size_t)blockIdx.z * (size_t)n * (size_t)rows;
+    for (int i = threadIdx.x; i < NT * 4 * 32; i += SW_WARPS * 32) {
+        float v = red[i];
+#pragma unroll
+        for (int wi = 1; wi < SW_WARPS; wi++) v += red[wi * NT * 4 * 32 + i];
+        const int ln = i & 31, je = i >> 5, j = je >> 2, e = je & 3;
+        const int64_t r = r0 + 8 * (e >> 1) + (ln >> 2);
+        const int64_t tok = (int64_t)(j0 + j) * 8 + 2 * (ln & 3) + (e & 1);
+        if (j < nj && r < rows && tok < n) out[(size_t)tok * rows + r] = v;
+    }
+}
+
 /* y[i] = the sum over z of part[z][i], z in order. */
 __global__ void mmq_reduce_kernel(const float *__restrict__ part, int64_t total, int S,
                                   float *__restrict__ y) {
@@ -869,18 +1060,24 @@ int g_mmq_tile = -1;   /* fewest tokens of the tiled kernel (RUVLLM_CUDA_MMQ_TIL
 int g_mmq_staged = -1; /* the staged kernel: RUVLLM_CUDA_MMQ_STAGED=1 (read once), or set */
 int g_mmq_q8k = -1;    /* k-quant activations as Q8_K (RUVLLM_CUDA_MMQ_Q8K=0: per 32; read once) */
 int g_mmq_kstep = -1;  /* the tiled kernel's Q8_K step (RUVLLM_CUDA_MMQ_KSTEP=0: off) */
+int g_mmq_stream = -1; /* most tokens of the streaming kernel (RUVLLM_CUDA_MMQ_STREAM; 0: off) */
+
+/* The streaming kernel up to this many tokens by default. */
+constexpr int STREAM_MAX_N = 32;
 
 /* The tiled kernel from this many tokens by default: all that mmq.cu takes (on an H100 it
  * beat mmq_kernel at 8 tokens by 1.1-1.6x; RUVLLM_CUDA_MMQ_TILE=0 keeps mmq_kernel). */
 constexpr int TILE_MIN_N = RL_CU_MMQ_MIN_N;
 
-/* The tiled kernel's shapes: <MT, NT, WM, WN> (rows 16 MT WM, tokens 8 NT WN a block) */
+/* The tiled kernel's shapes: <MT, NT, WM, WN, blocks an SM> (rows 16 MT WM, tokens
+ * 8 NT WN a block) */
 enum mmq_kind {
     KIND_WARP,  /* mmq_kernel */
-    KIND_T1_2,  /* <1, 2, 4, 1>: 64 x 16, 4 warps (few tokens: as many blocks as can be) */
-    KIND_T2_4,  /* <2, 4, 4, 1>: 128 x 32, 4 warps */
-    KIND_T1_8,  /* <1, 8, 4, 1>: 64 x 64, 4 warps */
-    KIND_T2_8W, /* <2, 8, 4, 2>: 128 x 128, 8 warps (long inputs) */
+    KIND_T1_2,  /* <1, 2, 4, 1, 2>: 64 x 16, 4 warps (few tokens: as many blocks as can be) */
+    KIND_T2_4,  /* <2, 4, 4, 1, 2>: 128 x 32, 4 warps */
+    KIND_T1_8,  /* <1, 8, 4, 1, 2>: 64 x 64, 4 warps */
+    KIND_T2_8W, /* <2, 8, 4, 2, 1>: 128 x 128, 8 warps (long inputs) */
+    KIND_STREAM, /* mmq_stream_kernel: 16 rows x 8 NT tokens a block, K over its warps */
 };
 
 struct mmq_plan {
@@ -914,26 +1111,36 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
         cudaGetLastError();
     }
     if (g_mmq_tile < 0) g_mmq_tile = env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
+    if (g_mmq_stream < 0) g_mmq_stream = env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
     mmq_plan p;
     p.ntl = (int)((n + 7) / 8);
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
     int64_t bx, by, fill;
-    if (g_mmq_tile > 0 && n >= g_mmq_tile) {
-        const int64_t ly = (rows + 127) / 128, lx = (p.ntl + 15) / 16;
-        int wn = 1;
-        if (p.ntl > 8 && lx * ly >= (int64_t)g_mmq_sms * 3 / 4)
+    if (n <= g_mmq_stream) {
+        /* grid (row groups of 16, token groups of 8 NT): each block streams its rows once
+         * for up to 32 tokens (more: the rows again per group, mostly from L2) */
+        p.kind = KIND_STREAM;
+        p.MT = 1;
+        p.NT = p.ntl <= 1 ? 1 : p.ntl <= 2 ? 2 : 4;
+        bx = (rows + 15) / 16, by = (p.ntl + p.NT - 1) / p.NT;
+        fill = g_mmq_sms;
+    } else if (g_mmq_tile > 0 && n >= g_mmq_tile) {
+        const int64_t ly = (rows + 127) / 128;
+        int wm = 4, wn = 1;
+        if (p.ntl > 8 && (p.ntl + 15) / 16 * ly >= (int64_t)g_mmq_sms * 3 / 4) {
             p.kind = KIND_T2_8W, p.MT = 2, p.NT = 8, wn = 2;
-        else if (p.ntl <= 2)
+        } else if (p.ntl <= 2) {
             p.kind = KIND_T1_2, p.MT = 1, p.NT = 2;
-        else if (p.ntl <= 4)
+        } else if (p.ntl <= 4) {
             p.kind = KIND_T2_4, p.MT = 2, p.NT = 4;
-        else
+        } else {
             p.kind = KIND_T1_8, p.MT = 1, p.NT = 8;
-        const int64_t brows = 64 * p.MT, btok = 8 * p.NT * wn;
+        }
+        const int64_t brows = 16 * p.MT * wm, btok = 8 * p.NT * wn;
         bx = (n + btok - 1) / btok, by = (rows + brows - 1) / brows;
-        fill = wn == 2 ? g_mmq_sms : 2 * g_mmq_sms;
-        if (p.kind == KIND_T2_8W) fill = g_mmq_sms / 2;
+        /* blocks to fill: SMs x blocks an SM, less for the long-input tiles */
+        fill = p.kind == KIND_T2_8W ? g_mmq_sms / 2 : 2 * g_mmq_sms;
     } else {
         p.kind = KIND_WARP;
         p.NT = n <= 16 ? 2 : n <= 32 ? 4 : 8;
@@ -942,7 +1149,8 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
         fill = 2 * g_mmq_sms;
     }
     int S = 1;
-    while (S < 16 && bx * by * S < fill && p.nsteps >= 4 * S &&
+    const int min_sps = p.kind == KIND_STREAM ? 2 * SW_WARPS : 4; /* steps a split keeps */
+    while (S < 16 && bx * by * S < fill && p.nsteps >= min_sps * S &&
            (size_t)(2 * S) * (size_t)n * (size_t)rows * sizeof(float) <= PART_MAX)
         S *= 2;
     p.sps = (p.nsteps + S - 1) / S;
@@ -978,41 +1186,74 @@ cudaError_t launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size
                         xq, xs, p.ntl, n, y, p.sps, p.nsteps);
 }
 
-template <class WT, int MT, int NT, int WM, int WN, bool KQ8>
+template <class WT, int MT, int NT, int WM, int WN, int BPS, bool KQ8>
 cudaError_t launch_tile_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                            int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
-    using C = tile_cfg<WT, MT, NT, WM, WN>;
+    using C = tile_cfg<WT, MT, NT, WM, WN, BPS>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        const cudaError_t e = cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, KQ8>,
+        const cudaError_t e = cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, KQ8>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, KQ8>, p.grid, C::THREADS, (size_t)C::SMEM,
+    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, KQ8>, p.grid, C::THREADS, (size_t)C::SMEM,
                         s, w, row_bytes, rows, reinterpret_cast<const uint8_t *>(xq),
                         reinterpret_cast<const uint8_t *>(xs), p.ntl, n, y, p.sps, p.nsteps);
 }
 
 /* The Q8_K step (step_product_k) where the activations are Q8_K and its extra sums fit
  * the registers (not in the 128 x 128 tile: there ptxas spills; its sums stay per block). */
-template <class WT, int MT, int NT, int WM, int WN>
+template <class WT, int MT, int NT, int WM, int WN, int BPS>
 cudaError_t launch_tile(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                         int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     if constexpr ((WT::HALVES || WT::MIN) && MT * NT <= 8) {
-        if (p.kq8) return launch_tile_as<WT, MT, NT, WM, WN, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        if (p.kq8)
+            return launch_tile_as<WT, MT, NT, WM, WN, BPS, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
     }
-    return launch_tile_as<WT, MT, NT, WM, WN, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    return launch_tile_as<WT, MT, NT, WM, WN, BPS, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
+}
+
+template <class WT, int NT, bool KQ8>
+cudaError_t launch_stream_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                             int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    using C = stream_cfg<WT, NT>;
+    static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
+    if (!raised) {
+        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, KQ8>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+        if (e != cudaSuccess) return e;
+        /* as much shared memory as the SM has: two or three blocks an SM */
+        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, KQ8>,
+                                 cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+        if (e != cudaSuccess) return e;
+        raised = true;
+    }
+    return rlcu::launch(mmq_stream_kernel<WT, NT, KQ8>, p.grid, SW_WARPS * 32, (size_t)C::SMEM, s,
+                        w, row_bytes, rows, xq, xs, p.ntl, n, y, p.sps, p.nsteps);
+}
+
+template <class WT, int NT>
+cudaError_t launch_stream(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                          int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    if constexpr (WT::HALVES || WT::MIN) {
+        if (p.kq8) return launch_stream_as<WT, NT, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    }
+    return launch_stream_as<WT, NT, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
 template <class WT>
 cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                         int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     switch (p.kind) {
-    case KIND_T1_2: return launch_tile<WT, 1, 2, 4, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    case KIND_T2_4: return launch_tile<WT, 2, 4, 4, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    case KIND_T1_8: return launch_tile<WT, 1, 8, 4, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    case KIND_T2_8W: return launch_tile<WT, 2, 8, 4, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T1_2: return launch_tile<WT, 1, 2, 4, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T2_4: return launch_tile<WT, 2, 4, 4, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T1_8: return launch_tile<WT, 1, 8, 4, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_T2_8W: return launch_tile<WT, 2, 8, 4, 2, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_STREAM:
+        if (p.NT == 1) return launch_stream<WT, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        if (p.NT == 2) return launch_stream<WT, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        return launch_stream<WT, 4>(s, p, w, row_bytes, rows, xq, xs, n, y);
     default: break;
     }
     if (p.MT == 2) return launch_mmq<WT, 2, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
@@ -1028,7 +1269,8 @@ extern "C" int rl__cu_mmq_xmode(int type) {
     return g_mmq_q8k && (type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K) ? 1 : 0;
 }
 
-extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep) {
+extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep, int stream) {
+    g_mmq_stream = stream >= 0 ? stream : env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
     g_mmq_kstep = kstep >= 0 ? kstep == 1 : env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
     g_mmq_tile = tile_min >= 0 ? tile_min : env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
     g_mmq_staged = staged >= 0 ? staged == 1 : env_int("RUVLLM_CUDA_MMQ_STAGED", 0) == 1;
