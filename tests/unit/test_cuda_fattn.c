@@ -77,6 +77,8 @@ typedef struct call {
     float *ref;            /* CPU output [n_tok][out_ld] */
 } call;
 
+static int32_t g_decode_max = 300; /* the longest span of PAT_DECODE */
+
 /* Spans of the pattern over a list of n_list entries (returned). */
 static int32_t make_spans(pattern p, int32_t n_tok, int32_t *span) {
     int32_t at = 0;
@@ -111,7 +113,7 @@ static int32_t make_spans(pattern p, int32_t n_tok, int32_t *span) {
     }
     case PAT_DECODE: /* a token per sequence, token 1 sees nothing, gaps between */
         for (int32_t t = 0; t < n_tok; t++) {
-            const int32_t len = t == 1 ? 0 : rnd_in(1, 300);
+            const int32_t len = t == 1 ? 0 : rnd_in(1, g_decode_max);
             span[2 * t] = at;
             span[2 * t + 1] = at + len;
             at += len + rnd_in(0, 20);
@@ -332,6 +334,153 @@ TEST(fattn_dispatch) {
     rl__backend_free(def);
 }
 
+/* The CUDA-core decode kernel (attention.cu's vec kernel: F16 caches, head sizes 64, 128,
+ * 256, up to 64 tokens that do not share cells, and the few-token calls of any span) under
+ * the default settings, then with pieces of 32 cells (many pieces and the combine): float
+ * arithmetic, so nmse <= 1e-7. GQA ratios 1, 4, 8 and 12 (two blocks of heads), 1 to 64
+ * tokens over spans of up to 3000 cells, an empty span, soft-cap. */
+static void vec_cases(rl_backend *g, const char *what) {
+    static const int32_t hds[] = {64, 128, 256};
+    static const int32_t gqa[] = {1, 4, 8, 12};
+    static const int32_t shp[][2] = {{1, 16}, {1, 3000}, {3, 700}, {8, 300}, {40, 120}, {64, 60}};
+    int k = 0;
+    for (size_t h = 0; h < 3; h++)
+        for (size_t r = 0; r < 4; r++)
+            for (int i = 0; i < 2; i++, k++) {
+                const int32_t *sh = shp[(size_t)k % (sizeof shp / sizeof shp[0])];
+                call c;
+                g_decode_max = sh[1];
+                call_make(&c, RL_TYPE_F16, 2 * gqa[r], 2, hds[h], sh[0], PAT_DECODE,
+                          k % 3 == 2 ? 25.0f : 0.0f);
+                g_decode_max = 300;
+                check_call(g, &c, what, 1e-7);
+                call_free(&c);
+            }
+    /* few tokens sharing their cells (a short prefill chunk): the vec kernel too */
+    for (int p = PAT_PREFILL; p <= PAT_MULTI; p++) {
+        call c;
+        call_make(&c, RL_TYPE_F16, 8, 2, 128, rnd_in(2, 12), (pattern)p, 0.0f);
+        check_call(g, &c, what, 1e-7);
+        call_free(&c);
+    }
+}
+
+TEST(attn_vec) {
+    if (!g_forced) SKIP("%s", g_skip);
+    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* single tokens over short spans too */
+    rl_backend *def = gpu_make(NULL, NULL, NULL);
+    CHECK(def != NULL);
+    if (def) vec_cases(def, "vec");
+    rl__backend_free(def);
+    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", "32");
+    rl_backend *small = gpu_make(NULL, NULL, NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+    CHECK(small != NULL);
+    if (small) vec_cases(small, "vec pieces of 32");
+    rl__backend_free(small);
+}
+
+/* ---- attention whose output a q8 product reads (step.c's fuse pass) ---- */
+
+/* A Q4_K weight of rows x K on g from random values (device memory). */
+static rl_weight q4k_weight(rl_backend *g, int64_t K, int64_t rows, bool zero) {
+    size_t rb = 0;
+    rl_type_row_bytes(RL_TYPE_Q4_K, K, &rb);
+    void *data = calloc((size_t)rows, rb);
+    if (!zero) {
+        float *src = rand_vec((size_t)(K * rows));
+        CHECK(rl_quantize(RL_TYPE_Q4_K, src, data, rows, K, NULL) == RL_OK);
+        free(src);
+    }
+    rl_weight w = {.name = "wo", .type = RL_TYPE_Q4_K, .ne = {K, rows, 1, 1}, .row_bytes = rb};
+    w.data = dev_bytes(g, data, rb * (size_t)rows);
+    free(data);
+    return w;
+}
+
+/* One call then the product of its output with w (y [n_tok][rows]) on g: y and the
+ * attention output to the host. */
+static void attn_then_product(rl_backend *g, const call *c, const rl_weight *w, float *o,
+                              float *y) {
+    dev_call d;
+    dev_make(g, c, &d);
+    const int64_t rows = w->ne[1];
+    float *yd = g->ops->alloc(g, (size_t)(c->n_tok * rows) * sizeof(float));
+    CHECK(yd != NULL);
+    rl_attn_args a = call_args(c, d.q, d.out);
+    g->ops->attention(g, &d.kg, &a);
+    CHECK(g->ops->matmul(g, w, d.out, c->n_tok, yd) == RL_OK);
+    g->ops->to_host(g, o, d.out, (size_t)(c->n_tok * c->out_ld) * sizeof(float));
+    g->ops->to_host(g, y, yd, (size_t)(c->n_tok * rows) * sizeof(float));
+    CHECK(g->ops->sync(g) == RL_OK);
+    g->ops->free(g, yd);
+    dev_free(g, &d);
+}
+
+/* Attention then a Q4_K product of its output, 1 to 4 tokens: the fuse pass hands the
+ * product's input quantization to the attention (the vec kernel's own for one piece, the
+ * combine's for several); the same calls with RUVLLM_CUDA_FUSE=0 must give the same bits
+ * (attention output and product), and the attention the CPU's (1e-7). Under the default
+ * settings, then with the vec kernel for every single token (RUVLLM_CUDA_ATTN_VEC_1TOK=0). */
+static void q8_fused_cases(const char *one);
+
+TEST(attn_q8_fused) {
+    if (!g_forced) SKIP("%s", g_skip);
+    q8_fused_cases(NULL);
+    q8_fused_cases("0");
+}
+
+static void q8_fused_cases(const char *one) {
+    static const struct {
+        int32_t n_head, n_head_kv, hd, n_tok, maxlen;
+    } cs[] = {{32, 8, 128, 1, 100}, {32, 8, 128, 1, 3000}, {32, 8, 64, 1, 200},
+              {32, 8, 64, 3, 2000}, {16, 2, 128, 4, 150},  {8, 2, 256, 2, 90}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        call c;
+        const int32_t out_ld_fix = cs[i].n_head * cs[i].hd;
+        g_decode_max = cs[i].maxlen;
+        call_make(&c, RL_TYPE_F16, cs[i].n_head, cs[i].n_head_kv, cs[i].hd, cs[i].n_tok,
+                  PAT_DECODE, 0.0f);
+        g_decode_max = 300;
+        c.out_ld = out_ld_fix; /* the product reads the output as its rows */
+        call_ref(&c);
+        const int64_t rows = 256, no = (int64_t)c.n_tok * c.out_ld;
+        float *o[2], *y[2];
+        for (int f = 0; f < 2; f++) {
+            env_set("RUVLLM_CUDA_FUSE", f ? NULL : "0");
+            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", one);
+            rl_backend *g = gpu_make(NULL, NULL, NULL);
+            env_set("RUVLLM_CUDA_FUSE", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+            o[f] = calloc((size_t)no, sizeof(float));
+            y[f] = calloc((size_t)(c.n_tok * rows), sizeof(float));
+            CHECK(g != NULL);
+            if (!g) continue;
+            g_rng = 0x9e3779b97f4a7c15ull + i; /* the same weight on both */
+            rl_weight w = q4k_weight(g, out_ld_fix, rows, false);
+            attn_then_product(g, &c, &w, o[f], y[f]);
+            g->ops->free(g, (void *)w.data);
+            rl__backend_free(g);
+        }
+        const double e = rl_test_nmse(o[1], c.ref, (size_t)no);
+        CHECKF(e <= 1e-7, "q8 fused case %zu (1TOK %s): attention nmse %.3g", i, one ? one : "-", e);
+        CHECKF(memcmp(o[0], o[1], (size_t)no * sizeof(float)) == 0,
+               "q8 fused case %zu (1TOK %s): attention output differs from the unfused", i,
+               one ? one : "-");
+        CHECKF(memcmp(y[0], y[1], (size_t)(c.n_tok * rows) * sizeof(float)) == 0,
+               "q8 fused case %zu (1TOK %s): product differs from the unfused", i, one ? one : "-");
+        double ysq = 0;
+        for (int64_t j = 0; j < c.n_tok * rows; j++) ysq += (double)y[1][j] * y[1][j];
+        CHECKF(ysq > 0, "q8 fused case %zu: the product is all zeros", i);
+        for (int f = 0; f < 2; f++) {
+            free(o[f]);
+            free(y[f]);
+        }
+        call_free(&c);
+    }
+}
+
 /* ---- timing (RUVLLM_FATTN_BENCH=1) ---- */
 static double now_s(void) {
     struct timespec ts;
@@ -400,41 +549,131 @@ static void bench_call_make(const bench_shape *b, call *c) {
     c->q = calloc((size_t)(b->n_tok * c->q_ld), sizeof(float));
 }
 
+/* Settings of a timing column: RUVLLM_CUDA_ATTN_VEC, _VEC_MAX, _VEC_PIECE, RUVLLM_CUDA_FUSE,
+ * RUVLLM_CUDA_ATTN_VEC_1TOK (NULL: unset). */
+typedef struct bench_set {
+    const char *label, *vec, *vec_max, *piece, *fuse, *one;
+} bench_set;
+
+static rl_backend *bench_make(const bench_set *b) {
+    env_set("RUVLLM_CUDA_ATTN_VEC", b->vec);
+    env_set("RUVLLM_CUDA_ATTN_VEC_MAX", b->vec_max);
+    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", b->piece);
+    env_set("RUVLLM_CUDA_FUSE", b->fuse);
+    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", b->one);
+    rl_backend *g = gpu_make(NULL, NULL, NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC", NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC_MAX", NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
+    env_set("RUVLLM_CUDA_FUSE", NULL);
+    return g;
+}
+
+/* Microseconds per (attention, Q4_K product of its output with 256 rows) pair, as
+ * time_call: what a decode step's attention and o product cost with the fuse pass on or off. */
+static double time_pair(rl_backend *g, const call *c) {
+    dev_call d;
+    dev_make(g, c, &d);
+    rl_weight w = q4k_weight(g, (int64_t)c->n_head * c->hd, 256, true);
+    float *yd = g->ops->alloc(g, (size_t)c->n_tok * 256 * sizeof(float));
+    rl_attn_args a = call_args(c, d.q, d.out);
+    double best = 1e30;
+    for (int rep = 0; rep < 4; rep++) {
+        const double t0 = now_s();
+        for (int i = 0; i < 20; i++) {
+            g->ops->attention(g, &d.kg, &a);
+            g->ops->matmul(g, &w, d.out, c->n_tok, yd);
+        }
+        rl_status st = g->ops->sync(g);
+        const double t = st == RL_OK ? (now_s() - t0) / 20 : 1e30;
+        if (rep > 0 && t < best) best = t;
+    }
+    g->ops->free(g, yd);
+    g->ops->free(g, (void *)w.data);
+    dev_free(g, &d);
+    return 1e6 * best;
+}
+
+/* KV bytes a call of shape b reads at least (every listed cell's K and V rows once), as
+ * microseconds at 3.35 TB/s (H100 SXM HBM3). */
+static double floor_us(const call *c) {
+    return (double)c->n_list * (double)(c->kc.k_row_bytes + c->kc.v_row_bytes) / 3.35e6;
+}
+
 static void bench(void) {
     static const bench_shape shapes[] = {
-        {"8B prefill 512", 32, 8, 128, 512, 0},   {"8B prefill 2048", 32, 8, 128, 2048, 0},
-        {"8B chunk 16 @512", 32, 8, 128, 16, 512}, {"8B chunk 32 @512", 32, 8, 128, 32, 512},
-        {"8B chunk 64 @512", 32, 8, 128, 64, 512}, {"8B chunk 128 @512", 32, 8, 128, 128, 512},
-        {"8B chunk 16 @4096", 32, 8, 128, 16, 4096}, {"8B chunk 64 @4096", 32, 8, 128, 64, 4096},
-        {"gemma hd256 prefill 512", 8, 4, 256, 512, 0}, {"1B hd64 prefill 512", 32, 8, 64, 512, 0},
-        {"8B decode 8 x 512", 32, 8, 128, 8, -512}, {"8B decode 32 x 512", 32, 8, 128, 32, -512},
-        {"8B decode 64 x 512", 32, 8, 128, 64, -512}, {"8B decode 32 x 64", 32, 8, 128, 32, -64},
+        {"1B 1 x 16", 32, 8, 64, 1, -16},       {"1B 1 x 256", 32, 8, 64, 1, -256},
+        {"1B 1 x 1024", 32, 8, 64, 1, -1024},   {"8B 1 x 16", 32, 8, 128, 1, -16},
+        {"8B 1 x 64", 32, 8, 128, 1, -64},      {"8B 1 x 256", 32, 8, 128, 1, -256},
+        {"8B 1 x 640", 32, 8, 128, 1, -640},    {"8B 1 x 1024", 32, 8, 128, 1, -1024},
+        {"8B 1 x 4096", 32, 8, 128, 1, -4096},  {"8B 4 x 640", 32, 8, 128, 4, -640},
+        {"8B 8 x 64", 32, 8, 128, 8, -64},      {"8B 8 x 640", 32, 8, 128, 8, -640},
+        {"8B 8 x 2048", 32, 8, 128, 8, -2048},  {"8B 32 x 64", 32, 8, 128, 32, -64},
+        {"8B 32 x 640", 32, 8, 128, 32, -640},  {"8B 32 x 2048", 32, 8, 128, 32, -2048},
+        {"8B 64 x 64", 32, 8, 128, 64, -64},    {"8B 64 x 640", 32, 8, 128, 64, -640},
+        {"8B 64 x 2048", 32, 8, 128, 64, -2048}, {"8B chunk 8 @512", 32, 8, 128, 8, 512},
+        {"8B chunk 16 @512", 32, 8, 128, 16, 512}, {"8B prefill 512", 32, 8, 128, 512, 0},
     };
-    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 5 };
-    static const struct {
-        const char *label, *fattn, *sparse, *tiled;
-    } settings[NSET] = {{"old: FATTN=0 TILED_MAX=8", "0", NULL, "8"},
-                        {"FATTN=0 (tiled decode)", "0", NULL, NULL},
-                        {"FATTN_SPARSE=0", NULL, "0", NULL},
-                        {"default", NULL, NULL, NULL},
-                        {"FATTN=2 forced", "2", NULL, NULL}};
-    static double us[NSET][NS];
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 7 };
+    static const bench_set sets[NSET] = {{"old: VEC=0", "0", NULL, NULL, NULL, NULL},
+                                         {"default", NULL, NULL, NULL, NULL, NULL},
+                                         {"1TOK=0", NULL, NULL, NULL, NULL, "0"},
+                                         {"VEC_MAX=8", NULL, "8", NULL, NULL, "0"},
+                                         {"PIECE=128 1TOK=0", NULL, NULL, "128", NULL, "0"},
+                                         {"PIECE=512 1TOK=0", NULL, NULL, "512", NULL, "0"},
+                                         {"PIECE=64 1TOK=0", NULL, NULL, "64", NULL, "0"}};
+    static double us[NSET][NS], fl[NS];
     for (int st = 0; st < NSET; st++) {
-        rl_backend *g = gpu_make(settings[st].fattn, settings[st].sparse, settings[st].tiled);
+        rl_backend *g = bench_make(&sets[st]);
         for (size_t i = 0; i < NS; i++) {
             call c;
             bench_call_make(&shapes[i], &c);
+            fl[i] = floor_us(&c);
             us[st][i] = g ? time_call(g, &c) : 0.0;
             call_free(&c);
         }
         rl__backend_free(g);
     }
-    fprintf(stderr, "bench: us per attention call (one layer); columns:");
-    for (int st = 0; st < NSET; st++) fprintf(stderr, " [%s]", settings[st].label);
-    fprintf(stderr, "\n");
+    fprintf(stderr, "bench: us per attention call (one layer); KV floor at 3.35 TB/s; columns:");
+    for (int st = 0; st < NSET; st++) fprintf(stderr, " [%s]", sets[st].label);
+    fprintf(stderr, "; then default / floor\n");
     for (size_t i = 0; i < NS; i++) {
-        fprintf(stderr, "bench %-26s", shapes[i].name);
-        for (int st = 0; st < NSET; st++) fprintf(stderr, " %10.1f", us[st][i]);
+        fprintf(stderr, "bench %-18s floor %7.1f", shapes[i].name, fl[i]);
+        for (int st = 0; st < NSET; st++) fprintf(stderr, " %8.1f", us[st][i]);
+        fprintf(stderr, "  x%.2f\n", us[1][i] / fl[i]);
+    }
+    /* attention + o product pairs, one token (the q8 path) */
+    static const bench_shape ps[] = {
+        {"1B 1 x 16", 32, 8, 64, 1, -16},     {"1B 1 x 256", 32, 8, 64, 1, -256},
+        {"1B 1 x 1024", 32, 8, 64, 1, -1024}, {"8B 1 x 16", 32, 8, 128, 1, -16},
+        {"8B 1 x 256", 32, 8, 128, 1, -256},  {"8B 1 x 640", 32, 8, 128, 1, -640},
+        {"8B 1 x 4096", 32, 8, 128, 1, -4096}, {"8B 4 x 640", 32, 8, 128, 4, -640},
+    };
+    enum { NP = sizeof ps / sizeof ps[0], NPS = 6 };
+    static const bench_set pset[NPS] = {{"old fused", "0", NULL, NULL, NULL, NULL},
+                                        {"old unfused", "0", NULL, NULL, "0", NULL},
+                                        {"default fused", NULL, NULL, NULL, NULL, NULL},
+                                        {"vec fused", NULL, NULL, NULL, NULL, "0"},
+                                        {"vec unfused", NULL, NULL, NULL, "0", "0"},
+                                        {"vec PIECE=128 fused", NULL, NULL, "128", NULL, "0"}};
+    static double pus[NPS][NP];
+    for (int st = 0; st < NPS; st++) {
+        rl_backend *g = bench_make(&pset[st]);
+        for (size_t i = 0; i < NP; i++) {
+            call c;
+            bench_call_make(&ps[i], &c);
+            pus[st][i] = g ? time_pair(g, &c) : 0.0;
+            call_free(&c);
+        }
+        rl__backend_free(g);
+    }
+    fprintf(stderr, "bench: us per (attention, Q4_K 256-row product) pair; columns:");
+    for (int st = 0; st < NPS; st++) fprintf(stderr, " [%s]", pset[st].label);
+    fprintf(stderr, "\n");
+    for (size_t i = 0; i < NP; i++) {
+        fprintf(stderr, "pair  %-18s", ps[i].name);
+        for (int st = 0; st < NPS; st++) fprintf(stderr, " %8.1f", pus[st][i]);
         fprintf(stderr, "\n");
     }
 }
@@ -448,6 +687,8 @@ int main(void) {
     RUN(fattn_head_sizes);
     RUN(fattn_token_counts);
     RUN(fattn_dispatch);
+    RUN(attn_vec);
+    RUN(attn_q8_fused);
     if (g_forced) fprintf(stderr, "fattn: %d calls, worst nmse %.3g\n", g_calls, g_worst);
     const char *b = getenv("RUVLLM_FATTN_BENCH");
     if (g_forced && b && b[0] == '1') bench();

@@ -21,15 +21,25 @@
  * (TILED) the tile's K rows [32][head_dim_k] and V rows [32][head_dim_v], its scores [HC][32],
  * m, l and the rescale factor per head, the tile's cell ids.
  *
- * Dispatch (rl__cu_attention): prefill of F16 caches (many tokens sharing their cells, the
- * host's `dense`) goes to the tensor-core kernel (fattn.cu), and so do more than 8 tokens
- * that do not share cells (batched decode, each token its own sequence: its blocks' unions
- * cut into pieces, then the combine below); without it those take the TILED variant.
+ * Decode of F16 caches with heads of 64, 128 or 256 (the vec kernel below): a block's
+ * warps walk chunks of 32 cells each on their own, the chunk's K and V rows brought to the
+ * warp's shared tile with cp.async; the warps' partials are merged at the end, and with one
+ * piece the output (and for the fuse pass its q8 quantization) is written by that one launch.
+ *
+ * Dispatch (rl__cu_attn_plan decides, at record time, then rl__cu_attention follows):
+ * prefill of F16 caches (many tokens sharing their cells, the host's `dense`) goes to the
+ * tensor-core kernel (fattn.cu); up to VEC_MAX_TOK tokens that do not share cells (batched
+ * decode, each token its own sequence) and few-token calls go to the vec kernel where it
+ * applies (a single token over short spans stays on the TILED kernel: VEC_1TOK), more
+ * tokens to the tensor-core kernel (its blocks' unions cut into pieces, then the combine
+ * below); what neither takes goes to attn_kernel (TILED up to 8 tokens).
  * RUVLLM_CUDA_FATTN=0 turns the tensor-core kernel off, =2 takes it for every call it
  * supports (tests); RUVLLM_CUDA_FATTN_MIN (tokens, default FATTN_MIN_TOK) is its threshold
  * for dense calls, RUVLLM_CUDA_FATTN_SPARSE=0 keeps the others off it;
  * RUVLLM_CUDA_ATTN_TILED_MAX bounds the tokens of the TILED variant for calls that are not
- * dense (default: no bound).
+ * dense (default: no bound). RUVLLM_CUDA_ATTN_VEC=0 turns the vec kernel off,
+ * RUVLLM_CUDA_ATTN_VEC_MAX (tokens), RUVLLM_CUDA_ATTN_VEC_PIECE (cells) and
+ * RUVLLM_CUDA_ATTN_VEC_1TOK (cells) set its thresholds (timing, tests).
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -39,6 +49,8 @@
 #include <cuda_fp16.h>
 #include <math.h>
 #include <stdlib.h>
+
+#include <algorithm>
 
 namespace {
 
@@ -363,6 +375,244 @@ __global__ void __launch_bounds__(CQ_THREADS) attn_combine_q8_kernel(rl__cu_attn
              reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + gb);
 }
 
+/* ---- decode: a few query tokens, each over its own span (the "vec" kernel) ----
+ * F16 caches, head_dim_k == head_dim_v == D in 64, 128, 256. A block of up to 8 warps
+ * serves one (token, KV head, group of up to HC query heads, piece of the span); its warps
+ * take chunks of 32 cells in turn, each with its own running (m, l, acc) in registers and
+ * no block-wide barrier inside the walk. A warp's chunk: the K and V rows of its cells go
+ * to the warp's shared tile with cp.async, all of them in flight at once (16 KB for
+ * D = 128: what keeps HBM busy is bytes in flight, not threads); then scores with D / 8
+ * lanes per cell (16 bytes of the K row against the queries' matching 8 values, held in
+ * registers; sums over those lanes by shuffles), the online softmax with a lane per cell,
+ * and acc += p v with D / 32 values per lane. At the end the warps' partials are merged in
+ * shared memory (weights exp(m_w - M), in warp order: no atomics, the same bits every run)
+ * and the block writes the output, or with pieces its (m, l, acc) for attn_combine_kernel.
+ * Q8: the output (one piece) is also quantized in q8 blocks of 256 values as
+ * attn_combine_q8_kernel does, so a decode step needs one launch for its attention.
+ * NH: the heads the registers hold (4 or 8, at least the block's). */
+constexpr int VEC_MAXW = 8;
+constexpr int CHUNK = 32;
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+__device__ __forceinline__ void cp16(void *dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_wait_all() {
+    asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
+}
+
+/* The most warps of a vec block for head size D (their tiles within 227 KB). */
+constexpr int vec_maxw(int D) { return D > 128 ? 4 : VEC_MAXW; }
+
+/* Shared bytes of a vec block of nw warps: the warps' K and V tiles [CHUNK][D] (f16; after
+ * the walk the merge's [nw][heads][D] floats), their scores [HC][CHUNK], m and l [HC]. */
+size_t vec_smem(int D, int nw) {
+    return (size_t)nw * (2 * CHUNK * D * sizeof(__half) + HC * CHUNK * sizeof(float) +
+                         2 * HC * sizeof(float));
+}
+
+/* n (2, 4 or 8) halves at p (shared) as float. */
+template <int N> __device__ __forceinline__ void hload(const __half *p, float *o) {
+    if constexpr (N == 2) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(p));
+        o[0] = f.x;
+        o[1] = f.y;
+    } else if constexpr (N == 4) {
+        const uint2 u = *reinterpret_cast<const uint2 *>(p);
+        const float2 f0 = __half22float2(*reinterpret_cast<const __half2 *>(&u.x));
+        const float2 f1 = __half22float2(*reinterpret_cast<const __half2 *>(&u.y));
+        o[0] = f0.x;
+        o[1] = f0.y;
+        o[2] = f1.x;
+        o[3] = f1.y;
+    } else {
+        cvt16<RL_TYPE_F16>(*reinterpret_cast<const uint4 *>(p), o);
+    }
+}
+
+template <int D, int NH, bool Q8>
+__global__ void __launch_bounds__(VEC_MAXW * 32) vec_kernel(rl__cu_attn a, int n_hgroups, int8_t *xq) {
+    constexpr int LPC = D / 8;  /* lanes per cell for the scores */
+    constexpr int CPP = 32 / LPC; /* cells per pass */
+    constexpr int NP = CHUNK / CPP; /* passes per chunk */
+    constexpr int DPL = D / 32; /* value dimensions per lane */
+    constexpr int CH = D / 8;   /* 16-byte pieces per row */
+    constexpr unsigned FULL = 0xffffffffu;
+    rlcu::pdl_enter();
+    extern __shared__ __align__(16) unsigned char vsm[];
+    const int nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5), lane = threadIdx.x & 31;
+    int64_t bx = blockIdx.x;
+    const int hg = (int)(bx % n_hgroups);
+    bx /= n_hgroups;
+    const int g = (int)(bx % a.n_head_kv);
+    const int64_t t = bx / a.n_head_kv;
+    const int split = blockIdx.y;
+    const int n_gqa = a.n_head / a.n_head_kv, h0 = hg * HC, nh = min(HC, n_gqa - h0);
+    const int nhm = min(HC, n_gqa), head0 = g * n_gqa + h0;
+    __half *kw = reinterpret_cast<__half *>(vsm) + (size_t)warp * 2 * CHUNK * D; /* [CHUNK][D] */
+    __half *vw = kw + CHUNK * D;                                                /* [CHUNK][D] */
+    float *red = reinterpret_cast<float *>(vsm); /* after the walk: [nw][nhm][D] */
+    float *sc = reinterpret_cast<float *>(vsm + (size_t)nw * 2 * CHUNK * D * sizeof(__half)) +
+                warp * HC * CHUNK; /* this warp's [HC][CHUNK]: scores, then p */
+    float *mw = reinterpret_cast<float *>(vsm + (size_t)nw * 2 * CHUNK * D * sizeof(__half)) +
+                nw * HC * CHUNK; /* [nw][HC] */
+    float *lw = mw + nw * HC;    /* [nw][HC] */
+
+    const int sub = lane % LPC; /* this lane's 8 values of a K row */
+    float qf[NH][8];
+#pragma unroll
+    for (int h = 0; h < NH; h++)
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            qf[h][k] = h < nh ? a.q[t * a.q_ld + (int64_t)(head0 + h) * D + sub * 8 + k] : 0.0f;
+    float m[NH], lp[NH], acc[NH][DPL];
+#pragma unroll
+    for (int h = 0; h < NH; h++) {
+        m[h] = -INFINITY;
+        lp[h] = 0.0f;
+#pragma unroll
+        for (int k = 0; k < DPL; k++) acc[h][k] = 0.0f;
+    }
+
+    const int32_t b = a.span[2 * t], e = a.span[2 * t + 1];
+    const int64_t cb = (int64_t)b + (int64_t)split * a.split_len;
+    const int64_t ce = min((int64_t)e, cb + a.split_len);
+    const uint8_t *kt = static_cast<const uint8_t *>(a.k) + (size_t)g * D * 2;
+    const uint8_t *vt = static_cast<const uint8_t *>(a.v) + (size_t)g * D * 2;
+
+    for (int64_t c0 = cb + (int64_t)warp * CHUNK; c0 < ce; c0 += (int64_t)nw * CHUNK) {
+        const int nv = (int)min((int64_t)CHUNK, ce - c0);
+        const int mycell = lane < nv ? a.cells[c0 + lane] : 0;
+        /* the chunk's K and V rows into the tiles, every copy in flight at once (rows past
+         * nv are left as they are: masked below) */
+#pragma unroll 4
+        for (int i = lane; i < CHUNK * CH; i += 32) {
+            const int r = i / CH, p = i % CH;
+            const size_t cell = (size_t)__shfl_sync(FULL, mycell, r);
+            if (r < nv) {
+                cp16(kw + r * D + 8 * p, kt + cell * a.k_row_bytes + 16 * p);
+                cp16(vw + r * D + 8 * p, vt + cell * a.v_row_bytes + 16 * p);
+            }
+        }
+        cp_wait_all();
+        __syncwarp();
+        /* scores into sc (-inf past nv) */
+#pragma unroll 4
+        for (int pp = 0; pp < NP; pp++) {
+            const int ci = pp * CPP + lane / LPC;
+            float kv[8];
+            hload<8>(kw + ci * D + sub * 8, kv);
+#pragma unroll
+            for (int h = 0; h < NH; h++) {
+                if (h < nh) {
+                    float s = 0.0f;
+#pragma unroll
+                    for (int k = 0; k < 8; k++) s += qf[h][k] * kv[k];
+#pragma unroll
+                    for (int o = LPC / 2; o > 0; o >>= 1) s += __shfl_xor_sync(FULL, s, o);
+                    if (sub == 0) {
+                        float x = s * a.scale;
+                        if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
+                        sc[h * CHUNK + ci] = ci < nv ? x : -INFINITY;
+                    }
+                }
+            }
+        }
+        __syncwarp();
+        /* online softmax, a lane per cell: p replaces the score */
+#pragma unroll
+        for (int h = 0; h < NH; h++) {
+            if (h < nh) {
+                const float x = sc[h * CHUNK + lane];
+                const float mn = fmaxf(m[h], warp_max(x));
+                const float corr = m[h] == -INFINITY ? 0.0f : expf(m[h] - mn);
+                const float p = x == -INFINITY ? 0.0f : expf(x - mn);
+                m[h] = mn;
+                lp[h] = lp[h] * corr + p;
+#pragma unroll
+                for (int k = 0; k < DPL; k++) acc[h][k] *= corr;
+                sc[h * CHUNK + lane] = p;
+            }
+        }
+        __syncwarp();
+        /* acc += p v over the chunk's cells */
+#pragma unroll 4
+        for (int j = 0; j < nv; j++) {
+            float v[DPL];
+            hload<DPL>(vw + j * D + lane * DPL, v);
+#pragma unroll
+            for (int h = 0; h < NH; h++) {
+                if (h < nh) {
+                    const float p = sc[h * CHUNK + j];
+#pragma unroll
+                    for (int k = 0; k < DPL; k++) acc[h][k] += p * v[k];
+                }
+            }
+        }
+        __syncwarp(); /* the next chunk's copies and scores overwrite the tiles and sc */
+    }
+
+    /* merge the warps: M = max m_w, weights exp(m_w - M) (0 for warps that saw nothing) */
+#pragma unroll
+    for (int h = 0; h < NH; h++)
+        if (h < nh) lp[h] = warp_sum(lp[h]);
+#pragma unroll
+    for (int h = 0; h < NH; h++)
+        if (lane == 0 && h < nh) mw[warp * HC + h] = m[h];
+    __syncthreads(); /* every warp is past its walk: red may overwrite the tiles */
+#pragma unroll
+    for (int h = 0; h < NH; h++) {
+        if (h < nh) {
+            float M = -INFINITY;
+            for (int w = 0; w < nw; w++) M = fmaxf(M, mw[w * HC + h]);
+            const float f = m[h] == -INFINITY ? 0.0f : expf(m[h] - M);
+            float *r = red + ((size_t)warp * nhm + h) * D + lane * DPL;
+#pragma unroll
+            for (int k = 0; k < DPL; k++) r[k] = acc[h][k] * f;
+            if (lane == 0) lw[warp * HC + h] = lp[h] * f;
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
+        const int h = i / D, d = i % D;
+        float o = 0.0f, L = 0.0f, M = -INFINITY;
+        for (int w = 0; w < nw; w++) {
+            o += red[((size_t)w * nhm + h) * D + d];
+            L += lw[w * HC + h];
+            M = fmaxf(M, mw[w * HC + h]);
+        }
+        if (a.n_split == 1) {
+            const float v = o * (L > 0.0f ? 1.0f / L : 0.0f);
+            a.out[t * a.out_ld + (int64_t)(head0 + h) * D + d] = v;
+            if constexpr (Q8) red[i] = v; /* only this thread reads or writes this slot */
+        } else {
+            float *w =
+                a.ws + (((size_t)t * a.n_head + head0 + h) * a.n_split + split) * (size_t)(D + 2);
+            if (d == 0) {
+                w[0] = M;
+                w[1] = L;
+            }
+            w[2 + d] = o;
+        }
+    }
+    if constexpr (Q8) {
+        __syncthreads();
+        const int64_t K = (int64_t)a.n_head * D, nb = K / 256, eb = (int64_t)head0 * D;
+        for (int qb = warp; qb < nh * D / 256; qb += nw) {
+            float v8[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v8[j] = red[qb * 256 + 8 * lane + j];
+            const int64_t n = a.n_tok, el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+            rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                           reinterpret_cast<uint2 *>(xq + n * K + el),
+                           reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+        }
+    }
+}
+
 /* Dynamic shared memory of the attention kernel (tiled or not). */
 size_t attn_smem(int head_dim_k, int head_dim_v, bool tiled) {
     const size_t rows = HC + (tiled ? TILE : 0);
@@ -381,11 +631,92 @@ int g_fattn = 1; /* 0 off, 1 dense calls of FATTN_MIN_TOK+ tokens, 2 every suppo
 int g_fattn_min = FATTN_MIN_TOK;
 int g_fattn_sparse = 1; /* calls of more than TILED_MAX_TOK tokens that are not dense too */
 int g_tiled_sparse = 0x7fffffff;
+/* The vec kernel: the most tokens it takes (H100, 8B shape, one layer, a token per
+ * sequence: 32 x 640 cells 76 us there, 93 on the tensor cores; 64 x 640 157 / 228; 64 x
+ * 2048 470 / 660; 32 x 2048 244 / 233), the shortest piece a span is cut into (pieces of
+ * 128 cells: 8 x 640 32 us, 256: 36, 512: 34; a single token of the 1B over 256 cells 12.0
+ * / 10.2 / 10.2, of the 8B over 4096 cells 23.8 / 22.1 / 33.3). */
+constexpr int VEC_MAX_TOK = 64;
+constexpr int VEC_PIECE = 256;
+/* A single token goes to the vec kernel over spans of at least this many cells (rounded
+ * up to a power of two): H100, one layer of the 8B shape (head 128), 1 token over 640 cells:
+ * 19.1 us there, 17.6 on the tiled kernel and its combine, 1024 cells 19.2 / 18.6, 4096
+ * cells 22.1 / 47.4; the 1B shape (head 64): 256 cells 10.2 / 11.9, 1024 cells 12.7 / 16.2,
+ * 16 cells 9.2 / 8.7. RUVLLM_CUDA_ATTN_VEC_1TOK sets both. */
+constexpr int VEC_1TOK = 2048, VEC_1TOK_64 = 256;
+int g_vec = 1, g_vec_max = VEC_MAX_TOK, g_vec_piece = VEC_PIECE, g_vec_1tok = VEC_1TOK,
+    g_vec_1tok_64 = VEC_1TOK_64;
+int g_n_sm = 132; /* the device's SMs (rl__cu_init_attention) */
+
+/* Whether the vec kernel can take a (F16, equal head sizes 64, 128 or 256, aligned rows). */
+bool vec_ok(const rl__cu_attn *a) {
+    const int d = a->head_dim_k;
+    return g_vec && a->type == RL_TYPE_F16 && a->head_dim_v == d && (d == 64 || d == 128 || d == 256) &&
+           a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0 && a->k_row_bytes % 16 == 0 &&
+           a->v_row_bytes % 16 == 0 && (uintptr_t)a->k % 16 == 0 && (uintptr_t)a->v % 16 == 0;
+}
 
 bool use_fattn(const rl__cu_attn *a) {
     if (g_fattn == 0 || !rl__cu_fattn_ok(a)) return false;
     if (g_fattn == 2) return true;
-    return a->dense ? a->n_tok >= g_fattn_min : g_fattn_sparse && a->n_tok > TILED_MAX_TOK;
+    const int sparse_min = vec_ok(a) ? g_vec_max : TILED_MAX_TOK;
+    return a->dense ? a->n_tok >= g_fattn_min : g_fattn_sparse && a->n_tok > sparse_min;
+}
+
+/* Whether the plan gives a to the vec kernel: up to g_vec_max tokens the tensor-core kernel
+ * does not take; a single token only over spans of g_vec_1tok cells or more (rounded up to
+ * a power of two). */
+bool plan_vec(const rl__cu_attn *a, int64_t maxlen_b) {
+    return vec_ok(a) && a->n_tok <= g_vec_max && !use_fattn(a) &&
+           (a->n_tok > 1 || maxlen_b >= (a->head_dim_k <= 64 ? g_vec_1tok_64 : g_vec_1tok));
+}
+
+bool use_vec(const rl__cu_attn *a) { return a->vec && vec_ok(a); }
+
+/* The vec kernel writes the q8 quantization itself: one piece, the block's heads whole q8
+ * blocks of 256 values. */
+bool vec_q8_direct(const rl__cu_attn *a) {
+    const int n_gqa = a->n_head / a->n_head_kv;
+    return a->n_split == 1 && n_gqa <= HC && (n_gqa * a->head_dim_v) % 256 == 0;
+}
+
+/* The vec kernel alone (the combine, if any, is the caller's); xq: the q8 output. */
+cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq) {
+    const int n_gqa = a->n_head / a->n_head_kv;
+    const int n_hgroups = (n_gqa + HC - 1) / HC;
+    const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
+    if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > RL_CU_ATTN_MAX_SPLIT)
+        return cudaErrorInvalidValue;
+    /* a warp per 32 cells of a piece, at most 8; 4 when the grid fills the GPU twice over
+     * (a block of 8 warps holding their registers would leave an SM half of its warps) */
+    const int D = a->head_dim_k;
+    int64_t nw = std::min<int64_t>(vec_maxw(D), std::max<int64_t>(1, (a->split_len + 31) / 32));
+    if (nblk * a->n_split >= 2 * (int64_t)g_n_sm) nw = std::min<int64_t>(nw, 4);
+    const size_t smem = vec_smem(D, (int)nw);
+    const dim3 grid((unsigned)nblk, (unsigned)a->n_split);
+    const unsigned th = 32u * (unsigned)nw;
+    const bool h4 = std::min(HC, n_gqa) <= 4;
+#define RL_VEC_GO(d, nh)                                                                           \
+    return xq ? rlcu::launch(vec_kernel<d, nh, true>, grid, th, smem, s, *a, n_hgroups, xq)         \
+              : rlcu::launch(vec_kernel<d, nh, false>, grid, th, smem, s, *a, n_hgroups, xq)
+    switch (D) {
+    case 64:
+        if (h4) RL_VEC_GO(64, 4);
+        RL_VEC_GO(64, 8);
+    case 128:
+        if (h4) RL_VEC_GO(128, 4);
+        RL_VEC_GO(128, 8);
+    default:
+        if (h4) RL_VEC_GO(256, 4);
+        RL_VEC_GO(256, 8);
+    }
+#undef RL_VEC_GO
+}
+
+int64_t pow2_at_least(int64_t v, int64_t lo) {
+    int64_t p = lo;
+    while (p < v) p *= 2;
+    return p;
 }
 
 template <int KVT>
@@ -411,6 +742,18 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     g_fattn_sparse = !(fs && fs[0] == '0');
     g_fattn_min = fm && atoi(fm) > 0 ? atoi(fm) : FATTN_MIN_TOK;
     g_tiled_sparse = tm && atoi(tm) > 0 ? atoi(tm) : 0x7fffffff;
+    const char *vo = getenv("RUVLLM_CUDA_ATTN_VEC"), *vm = getenv("RUVLLM_CUDA_ATTN_VEC_MAX"),
+               *vp = getenv("RUVLLM_CUDA_ATTN_VEC_PIECE");
+    g_vec = !(vo && vo[0] == '0');
+    g_vec_max = vm && atoi(vm) > 0 ? atoi(vm) : VEC_MAX_TOK;
+    g_vec_piece = vp && atoi(vp) >= 32 ? atoi(vp) / 32 * 32 : VEC_PIECE;
+    const char *v1 = getenv("RUVLLM_CUDA_ATTN_VEC_1TOK");
+    g_vec_1tok = v1 && atoi(v1) >= 0 ? atoi(v1) : VEC_1TOK;
+    g_vec_1tok_64 = v1 && atoi(v1) >= 0 ? atoi(v1) : VEC_1TOK_64;
+    int dev = 0, n_sm = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n_sm > 0)
+        g_n_sm = n_sm;
     const int v = (int)smem_max;
     const void *k[] = {(const void *)attn_kernel<RL_TYPE_F32, true>,
                        (const void *)attn_kernel<RL_TYPE_F16, true>,
@@ -421,6 +764,21 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     cudaError_t e = cudaSuccess;
     for (size_t i = 0; i < sizeof k / sizeof k[0] && e == cudaSuccess; i++)
         e = cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+    const struct {
+        const void *f;
+        int d;
+    } vk[] = {{(const void *)vec_kernel<64, 4, false>, 64},   {(const void *)vec_kernel<64, 4, true>, 64},
+              {(const void *)vec_kernel<64, 8, false>, 64},   {(const void *)vec_kernel<64, 8, true>, 64},
+              {(const void *)vec_kernel<128, 4, false>, 128}, {(const void *)vec_kernel<128, 4, true>, 128},
+              {(const void *)vec_kernel<128, 8, false>, 128}, {(const void *)vec_kernel<128, 8, true>, 128},
+              {(const void *)vec_kernel<256, 4, false>, 256}, {(const void *)vec_kernel<256, 4, true>, 256},
+              {(const void *)vec_kernel<256, 8, false>, 256}, {(const void *)vec_kernel<256, 8, true>, 256}};
+    if (vec_smem(64, vec_maxw(64)) > smem_max || vec_smem(128, vec_maxw(128)) > smem_max ||
+        vec_smem(256, vec_maxw(256)) > smem_max)
+        g_vec = 0; /* tiles that do not fit: the other kernels only */
+    for (size_t i = 0; i < sizeof vk / sizeof vk[0] && e == cudaSuccess && g_vec; i++)
+        e = cudaFuncSetAttribute(vk[i].f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)vec_smem(vk[i].d, vec_maxw(vk[i].d)));
     if (e == cudaSuccess) e = rl__cu_fattn_init();
     return e;
 }
@@ -460,7 +818,7 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
                            0, s, c);
         return cudaGetLastError();
     }
-    cudaError_t e = attn_main(s, a);
+    cudaError_t e = use_vec(a) ? vec_main(s, a, NULL) : attn_main(s, a);
     if (e != cudaSuccess || a->n_split == 1) return e;
     (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);
     return cudaGetLastError();
@@ -468,18 +826,61 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
 
 extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
     const int hdv = a->head_dim_v;
-    return a->n_split > 1 && a->n_tok > 0 && (hdv == 64 || hdv == 128 || hdv == 256) &&
-           ((int64_t)a->n_head * hdv) % CQ_THREADS == 0 &&
-           (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS <= 0x7fffffff;
+    if (a->n_tok <= 0 || !(hdv == 64 || hdv == 128 || hdv == 256) ||
+        ((int64_t)a->n_head * hdv) % CQ_THREADS != 0 ||
+        (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS > 0x7fffffff)
+        return false;
+    return a->n_split > 1 || (use_vec(a) && vec_q8_direct(a));
 }
 
 extern "C" cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq) {
     if (a->n_tok <= 0) return cudaSuccess;
     if (!rl__cu_attention_q8_ok(a)) return cudaErrorInvalidValue;
-    cudaError_t e = attn_main(s, a);
+    const bool vec = use_vec(a);
+    if (vec && a->n_split == 1) return vec_main(s, a, static_cast<int8_t *>(xq));
+    cudaError_t e = vec ? vec_main(s, a, NULL) : attn_main(s, a);
     if (e != cudaSuccess) return e;
     const int64_t blocks = (int64_t)a->n_tok * a->n_head * a->head_dim_v / CQ_THREADS;
     (void)rlcu::launch(attn_combine_q8_kernel, (unsigned)blocks, CQ_THREADS, 0, s, *a,
                        static_cast<int8_t *>(xq));
     return cudaGetLastError();
+}
+
+/* Pieces: the CUDA-core kernels cut each token's span into n_split pieces when there are
+ * fewer (token, head group) blocks than twice the SMs (pieces of at least 32 cells, the
+ * vec kernel's of g_vec_piece); the tensor-core kernel's blocks ((token, head) rows x KV
+ * heads) times pieces of at least 64 cells of the longest union fill the GPU twice; both
+ * within ws. Lengths are taken from powers of two of the longest span, so the records of
+ * consecutive decode steps are equal and replay as one graph until the context crosses
+ * the next power of two. */
+extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, int n_sm,
+                                 size_t ws_bytes) {
+    const int64_t maxlen_b = pow2_at_least(maxlen, 64);
+    const int n_gqa = a->n_head / a->n_head_kv;
+    const int64_t blocks = (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + HC - 1) / HC);
+    const int64_t target = 2 * (int64_t)n_sm;
+    const size_t per_split =
+        (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
+    const int64_t ws_max =
+        std::min<int64_t>((int64_t)(ws_bytes / per_split), RL_CU_ATTN_MAX_SPLIT);
+    a->vec = plan_vec(a, maxlen_b);
+    const int64_t piece = use_vec(a) ? g_vec_piece : 32;
+    int64_t n_split = 1;
+    if (blocks < target && maxlen_b > piece)
+        n_split = std::min((target + blocks - 1) / blocks, (maxlen_b + piece - 1) / piece);
+    n_split = std::max<int64_t>(1, std::min(n_split, ws_max));
+    int64_t split_len = std::max<int64_t>(maxlen_b, 1);
+    if (n_split > 1) {
+        split_len = ((maxlen_b + n_split - 1) / n_split + 31) / 32 * 32;
+        n_split = (maxlen_b + split_len - 1) / split_len;
+    }
+    a->n_split = (int32_t)n_split;
+    a->split_len = (int32_t)split_len;
+    const int64_t fa_blocks =
+        ((int64_t)a->n_tok * n_gqa + RL_CU_FATTN_ROWS - 1) / RL_CU_FATTN_ROWS * a->n_head_kv;
+    int64_t fa_split = 1;
+    if (fa_blocks < target && umax > 64)
+        fa_split = std::min((target + fa_blocks - 1) / fa_blocks, (umax + 63) / 64);
+    fa_split = std::min(fa_split, ws_max);
+    a->fa_split = (int32_t)std::max<int64_t>(fa_split, 1);
 }

@@ -873,24 +873,6 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     size_t at;
     if (!memo_stage(c, kb, pl, pb, cap, &at)) return;
 
-    const int64_t maxlen_b = pow2_at_least(maxlen, 64);
-    const int32_t n_gqa = a->n_head / a->n_head_kv;
-    const int64_t blocks =
-        (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + RL_CU_ATTN_HC - 1) / RL_CU_ATTN_HC);
-    const int64_t target = 2 * (int64_t)c->store->n_sm;
-    int64_t n_split = 1;
-    if (blocks < target && maxlen_b > 32) /* pieces of at least one tile of 32 cells */
-        n_split = RL_MIN((target + blocks - 1) / blocks, (maxlen_b + 31) / 32);
-    const size_t per_split =
-        (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
-    n_split = RL_MIN(n_split, (int64_t)(CU_WS_BYTES / per_split));
-    n_split = RL_MIN(n_split, RL_CU_ATTN_MAX_SPLIT);
-    if (n_split < 1) n_split = 1;
-    int32_t split_len = (int32_t)RL_MAX(maxlen_b, 1);
-    if (n_split > 1) {
-        split_len = (int32_t)(((maxlen_b + n_split - 1) / n_split + 31) / 32 * 32);
-        n_split = (maxlen_b + split_len - 1) / split_len;
-    }
     cu_rec *r = push(c, CU_OP_ATTENTION);
     if (!r) return;
     rl__cu_attn *ca = &r->attn.a; /* zeroed by push; cells and span stay NULL */
@@ -910,20 +892,9 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     ca->out_ld = a->out_ld;
     ca->scale = a->scale;
     ca->softcap = a->softcap;
-    ca->n_split = (int32_t)n_split;
-    ca->split_len = split_len;
     ca->ws = c->ws;
     ca->dense = dense;
-    /* the tensor-core kernel's pieces: its blocks ((token, head) rows x KV heads) times
-     * pieces of at least 64 cells of the longest union fill the GPU twice, within ws */
-    const int64_t fa_blocks =
-        ((int64_t)a->n_tok * n_gqa + RL_CU_FATTN_ROWS - 1) / RL_CU_FATTN_ROWS * a->n_head_kv;
-    int64_t fa_split = 1;
-    if (fa_blocks < target && umax > 64)
-        fa_split = RL_MIN((target + fa_blocks - 1) / fa_blocks, (umax + 63) / 64);
-    fa_split = RL_MIN(fa_split, (int64_t)(CU_WS_BYTES / per_split));
-    fa_split = RL_MIN(fa_split, RL_CU_ATTN_MAX_SPLIT);
-    ca->fa_split = (int32_t)RL_MAX(fa_split, 1);
+    rl__cu_attn_plan(ca, maxlen, umax, c->store->n_sm, CU_WS_BYTES); /* the pieces */
     r->attn.span_at = at;
     r->attn.cells_at = at + ns * sizeof(int32_t);
 }
