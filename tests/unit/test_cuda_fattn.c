@@ -13,10 +13,15 @@
  * back to the CUDA-core kernel); most of these calls have few blocks, so the kernel cuts
  * each block's union of spans into pieces (partials merged by the combine kernel), the
  * smallest (64 cells or fewer) and the 8B prefill run in one piece. Then the default
- * dispatch (prefill of the 8B shape, batched decode). The settings are the process's, read
- * when a backend is made: each part makes its backend first.
+ * dispatch (prefill of the 8B shape, batched decode). Then attention.cu's decode kernel
+ * (vec: float arithmetic, 1e-7) over 1 to 64 tokens, head sizes 64/128/256, GQA 1 to 12,
+ * spans up to 3000 cells, in one piece and in pieces of 32 cells; and attention whose output
+ * a q8 product reads (the fuse pass): the same bits as with RUVLLM_CUDA_FUSE=0. The settings
+ * are the process's, read when a backend is made: each part makes its backend first.
  * RUVLLM_FATTN_BENCH=1 also times attention calls (wall clock over 20 queued calls: per-layer
- * figures for the 8B shape, prefill chunks, batched decode) under each setting.
+ * figures for the 8B and 1B shapes: one token over 16 to 4096 cells, 4 to 64 sequences over
+ * 64 to 2048 cells each, prefill chunks; each against the KV bytes at 3.35 TB/s) under each
+ * setting, and (attention, o product) pairs with the fuse pass on and off.
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "rng.h"
@@ -308,8 +313,8 @@ TEST(fattn_token_counts) {
     }
 }
 
-/* Default settings: the 8B shape's prefill and batched decode (tensor cores), F32 and Q8_0
- * caches (CUDA cores, float: 1e-7). */
+/* Default settings: the 8B shape's prefill (tensor cores) and batched decode (the vec
+ * kernel), F32 and Q8_0 caches (CUDA cores, float: 1e-7). */
 TEST(fattn_dispatch) {
     if (!g_forced) SKIP("%s", g_skip);
     rl_backend *def = gpu_make(NULL, NULL, NULL);
