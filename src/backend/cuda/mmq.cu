@@ -29,7 +29,7 @@
  * bytes that hold values 4t..4t+3 and 16+4t..16+4t+3 of each block and turns them into
  * int8 codes (Q4_0: q - 8; Q4_K: q with the minimum applied in float; Q6_K: q - 32;
  * Q8_0: as stored). Three kernels do this:
- * - mmq_tile_kernel (the default): a block stages its rows' raw weight bytes and its
+ * - mmq_tile_kernel (the default from 33 tokens): a block stages its rows' raw weight bytes and its
  *   tokens' activation tiles in shared memory with cp.async, 2 to 4 steps of 256 values
  *   ahead, and its warps decode from there: 64 or 128 rows x up to 64 tokens with 4 warps
  *   (every weight byte read once for batched decoding), or 128 x 128 with 8 warps for long
@@ -37,7 +37,14 @@
  * - mmq_stream_kernel (the default up to 32 tokens, RUVLLM_CUDA_MMQ_STREAM): 16 rows a
  *   block, its 8 warps each a share of K through its own cp.async ring, so many short
  *   independent warps stream the weights once (8 tokens, H100: Q4_K 4096x14336 22 us against
- *   the tiled kernel's 30; even at 32 tokens, behind it from 64).
+ *   the tiled kernel's 30; even at 32 tokens, behind it from 64). It is latency-bound, not
+ *   bandwidth-bound (ncu, Q4_K 4096x4096, 8 tokens: 16 warps an SM at 125 registers, 0.3
+ *   instructions a cycle per scheduler, a third of the stalls on the activation loads from
+ *   L2, DRAM 27% busy). Tried (H100, /work/notes/patches/mmq-stream-variants.patch): a row
+ *   per lane in the copies with scales through PRMT instead of I2F, 5-15% slower; on top of
+ *   that an L1 prefetch of the next step's activations, slower; 3 blocks an SM at 80
+ *   registers or 4 warps a block, 5-10% faster on 14336 x 4096 and the output head, slower
+ *   on K = 14336.
  * - mmq_kernel (RUVLLM_CUDA_MMQ_TILE=0): each warp decodes its own rows straight from
  *   global memory (mmq_staged_kernel, RUVLLM_CUDA_MMQ_STAGED=1, the same through shared
  *   memory); the kernel benchmark's reference.
@@ -1062,8 +1069,11 @@ int g_mmq_q8k = -1;    /* k-quant activations as Q8_K (RUVLLM_CUDA_MMQ_Q8K=0: pe
 int g_mmq_kstep = -1;  /* the tiled kernel's Q8_K step (RUVLLM_CUDA_MMQ_KSTEP=0: off) */
 int g_mmq_stream = -1; /* most tokens of the streaming kernel (RUVLLM_CUDA_MMQ_STREAM; 0: off) */
 
-/* The streaming kernel up to this many tokens by default. */
+/* The streaming kernel up to this many tokens by default; from 17 tokens not for matrices
+ * of this many rows (H100, the output head 128256 x 4096 Q6_K at 32 tokens: tiled 324 us,
+ * streaming 345; at 16: 272 and 259) unless RUVLLM_CUDA_MMQ_STREAM is set above 32. */
 constexpr int STREAM_MAX_N = 32;
+constexpr int64_t STREAM_TALL = 65536;
 
 /* The tiled kernel from this many tokens by default: all that mmq.cu takes (on an H100 it
  * beat mmq_kernel at 8 tokens by 1.1-1.6x; RUVLLM_CUDA_MMQ_TILE=0 keeps mmq_kernel). */
@@ -1117,7 +1127,7 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
     int64_t bx, by, fill;
-    if (n <= g_mmq_stream) {
+    if (n <= g_mmq_stream && (n <= 16 || rows < STREAM_TALL || g_mmq_stream > STREAM_MAX_N)) {
         /* grid (row groups of 16, token groups of 8 NT): each block streams its rows once
          * for up to 32 tokens (more: the rows again per group, mostly from L2) */
         p.kind = KIND_STREAM;
