@@ -209,13 +209,14 @@ double nmse_of(const float *a, const float *b, size_t n) {
 }
 
 /* The Llama 3 8B products of 8 to 512 tokens through each of mmq.cu's kernels (the tiled
- * one, the per-warp one and its staged variant, the tiled one with k-quant activations
- * per 32 values; RUVLLM_KBENCH_PATHS picks some, RUVLLM_KBENCH_NS the token counts) and
- * the path they replace (weights decoded to BF16 + cuBLAS, the decode included), one JSON
- * line each: microseconds, TFLOP/s (2 n rows K), GB/s of weights, and the nmse of the
- * output against the per-warp kernel's (the reference of the others; the tiled kernel
- * does its arithmetic in the same order, so 0 where both split K alike). */
-int bench_mmq(cudaStream_t s, FILE *out) {
+ * one, the streaming one, the per-warp one and its staged variant, the tiled one with
+ * k-quant activations per 32 values; RUVLLM_KBENCH_PATHS picks some, RUVLLM_KBENCH_NS the
+ * token counts) and the path they replace (weights decoded to BF16 + cuBLAS, the decode
+ * included), one JSON line each: microseconds, TFLOP/s (2 n rows K), GB/s of weights (and
+ * as a fraction of the copy bandwidth), and the nmse of the output against the per-warp
+ * kernel's (the reference of the others; the tiled kernel does its arithmetic in the same
+ * order, so 0 where both split K alike). */
+int bench_mmq(cudaStream_t s, double copy_bw, FILE *out) {
     static const shape shapes[] = {
         {RL_TYPE_Q4_K, "Q4_K", 4096, 4096, RL_CU_Q4_K_BYTES, 256},
         {RL_TYPE_Q4_K, "Q4_K", 14336, 4096, RL_CU_Q4_K_BYTES, 256},
@@ -318,10 +319,12 @@ int bench_mmq(cudaStream_t s, FILE *out) {
                 fprintf(out,
                         "{\"kernel\": \"many_token_product\", \"type\": \"%s\", \"rows\": %lld, "
                         "\"K\": %lld, \"n\": %lld, \"path\": \"%s\", \"us\": %.2f, \"TFLOPs\": %.1f, "
-                        "\"GBs\": %.0f, \"nmse_vs_warp\": %.3g}\n",
+                        "\"GBs\": %.0f, \"fraction_of_copy\": %.3f, "
+                        "\"nmse_vs_warp\": %.3g}\n",
                         sh.name, (long long)sh.rows, (long long)sh.K, (long long)n, mm_names[path],
                         1e6 * t, 2.0 * (double)n * (double)sh.rows * (double)sh.K / t / 1e12,
-                        (double)bytes / t / 1e9, e);
+                        (double)bytes / t / 1e9,
+                        copy_bw > 0 ? (double)bytes / t / copy_bw : 0.0, e);
                 /* a product of the same kernel arithmetic that differs this much is wrong */
                 if (path != MM_CUBLAS && path != MM_Q32 && e > 1e-5) rc = 1;
                 fflush(out);
@@ -381,7 +384,7 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
     int rc = 0;
     const char *which = getenv("RUVLLM_KBENCH");
     const bool decode = !which || strcmp(which, "mmq") != 0;
-    if (!which || strcmp(which, "decode") != 0) rc = bench_mmq(s, out);
+    if (!which || strcmp(which, "decode") != 0) rc = bench_mmq(s, copy_bw, out);
     for (const shape &sh : shapes) {
         if (!decode) break;
         const size_t row_bytes = (size_t)(sh.K / sh.block_vals) * sh.block_bytes;
