@@ -1034,7 +1034,8 @@ TEST(cuda_mmq) {
     /* rows not multiples of the kernels' 64 / 128; 256 x 1029 at 1500 tokens takes the
      * 128 x 128 tiles (enough of them for an H100), the others the 64-row ones */
     static const int64_t shapes[][2] = {{256, 67}, {2048, 301}, {512, 1029}, {256, 1029}};
-    /* 5 to 32: the streaming kernel (8, 16 or 32 tokens a block; 20 and 27 ragged) */
+    /* 5 to 32 (33 and 64 too on the 67 and 301 rows): the streaming kernel (8, 16 or 32
+     * tokens a block; 20, 27 and 33 ragged) */
     static const int64_t ns[] = {5, 8, 9, 12, 16, 20, 27, 32, 33, 64, 100, 130, 512, 600, 1500};
     err_acc vs_cpu[NT] = {{0, 0}}, vs_ref[NT] = {{0, 0}};
     const char *q8k_env = getenv("RUVLLM_CUDA_MMQ_Q8K"); /* on unless "0" */

@@ -34,7 +34,8 @@
  *   ahead, and its warps decode from there: 64 or 128 rows x up to 64 tokens with 4 warps
  *   (every weight byte read once for batched decoding), or 128 x 128 with 8 warps for long
  *   inputs.
- * - mmq_stream_kernel (the default up to 32 tokens, RUVLLM_CUDA_MMQ_STREAM): 16 rows a
+ * - mmq_stream_kernel (the default up to 32 tokens, RUVLLM_CUDA_MMQ_STREAM; up to 64 for
+ *   matrices of at most 1024 rows, up to 16 for the output head; make_plan): 16 rows a
  *   block, its 8 warps each a share of K through its own cp.async ring, so many short
  *   independent warps stream the weights once (8 tokens, H100: Q4_K 4096x14336 22 us against
  *   the tiled kernel's 30; even at 32 tokens, behind it from 64). It is latency-bound, not
@@ -1074,6 +1075,9 @@ int g_mmq_stream = -1; /* most tokens of the streaming kernel (RUVLLM_CUDA_MMQ_S
  * streaming 345; at 16: 272 and 259) unless RUVLLM_CUDA_MMQ_STREAM is set above 32. */
 constexpr int STREAM_MAX_N = 32;
 constexpr int64_t STREAM_TALL = 65536;
+/* Matrices of at most this many rows take it up to 64 tokens (two blocks of 32 tokens a row
+ * group; H100, 1024 x 4096 at 64 tokens: Q4_K 9.3 us against 11.4 tiled, Q6_K 9.8 / 12.9). */
+constexpr int64_t STREAM_SHORT = 1024;
 
 /* The tiled kernel from this many tokens by default: all that mmq.cu takes (on an H100 it
  * beat mmq_kernel at 8 tokens by 1.1-1.6x; RUVLLM_CUDA_MMQ_TILE=0 keeps mmq_kernel). */
@@ -1127,7 +1131,10 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
     int64_t bx, by, fill;
-    if (n <= g_mmq_stream && (n <= 16 || rows < STREAM_TALL || g_mmq_stream > STREAM_MAX_N)) {
+    const bool stream =
+        (n <= g_mmq_stream && (n <= 16 || rows < STREAM_TALL || g_mmq_stream > STREAM_MAX_N)) ||
+        (g_mmq_stream == STREAM_MAX_N && n <= 64 && rows <= STREAM_SHORT);
+    if (stream) {
         /* grid (row groups of 16, token groups of 8 NT): each block streams its rows once
          * for up to 32 tokens (more: the rows again per group, mostly from L2) */
         p.kind = KIND_STREAM;
