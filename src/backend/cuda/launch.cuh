@@ -26,6 +26,10 @@
 namespace rlcu {
 
 inline bool g_pdl = false; /* launches carry the attribute (pdl_init) */
+/* The next launch of this thread goes without the attribute (rl__cu_pdl_plain_next): the
+ * first kernel of a queued list has no kernel before it to overlap, and a graph whose
+ * first (or only) kernel node carried it crashed compute-sanitizer inside cuGraphLaunch. */
+inline thread_local bool g_pdl_plain = false;
 
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -66,7 +70,8 @@ cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
     at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
-    cfg.numAttrs = g_pdl ? 1 : 0;
+    cfg.numAttrs = g_pdl && !g_pdl_plain ? 1 : 0;
+    g_pdl_plain = false;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 

@@ -258,6 +258,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
  * stream at the end, also after a failure (a capture must end with its streams joined). */
 static cudaError_t run_all(cu_step *q, const char **what) {
     cudaError_t e = cudaSuccess;
+    rl__cu_pdl_plain_next(); /* no kernel of this list runs before its first one */
     for (size_t i = 0; i < q->n_rec && e == cudaSuccess; i++) {
         e = run_rec(q, &q->rec[i]);
         if (e != cudaSuccess) *what = op_name(q->rec[i].op);
