@@ -41,7 +41,7 @@ __device__ __forceinline__ void cp16(uint32_t dst, const void *src) {
 }
 /* The same with an L2 cache policy (createpolicy): the streaming kernel reads each weight
  * once, so its lines are marked evict-first, and the activations, outputs, KV cache rows
- * and whatever step.c prefetched stay in L2 (PTX ISA, "createpolicy"; RUVLLM_CUDA_MV_EF=0:
+ * stay in L2 (PTX ISA, "createpolicy"; RUVLLM_CUDA_MV_EF=0:
  * evict-normal). H100, 2026-11-26, 1B synth models, tg128 without logits, same binary:
  * Q4_K_M 1,111-1,129 -> 1,164 tok/s, Q8_0 987 -> 1,036, F16 835 -> 861; alone (bench_cuda
  * --kernels) the small products gain most: Q4_K 1024x4096 2.83 -> 2.55 us, 2048x2048
@@ -607,97 +607,12 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     if (row < rows) *seg_out(sg, row) = v;
 }
 
-/* The RMSNorm after a product (rl__cu_matvec_norm), by the last block of the product to
- * finish (a counter after a fence, as the GLU epilogue's): x2 += y, out = norm(x2) * w and
- * its q8 workspace. The arithmetic and the order of every sum are rmsnorm8_kernel's
- * (ops_nofma.cu): each of its dim / 8 threads is lane l of virtual warp v here (8
- * consecutive values, 256 a virtual warp; MV_WARPS warps take the virtual warps in turn),
- * the sums of squares in double added in its tree, the roundings explicit (no contraction
- * into fused multiply-adds, which ops_nofma.cu is compiled without). dim <= MV_NORM_MAX.
- * Off by default (RUVLLM_CUDA_MV_NORM=1 turns it on): bit-identical to the separate norm
- * (test_cuda_ops' fused layer; the same greedy tokens on 1B synth models), but slower: H100,
- * 2026-11-26, tg128 without logits, 1B Q4_K_M 1,377 -> 1,222 tok/s, Q8_0 1,184 -> 1,089,
- * F16 954 -> 897-913, 8B Q4_K_M 352 -> 320. The one block that does the norm (4 warps, 16
- * virtual warps' work in turn) takes longer than rmsnorm8_kernel's 16 warps, and the
- * product after it (launched early, streaming its weights) waits for all of it. */
-constexpr int MV_NORM_MAX = 4096;
-__device__ __forceinline__ void mv_norm_tail(const rl__cu_mv_norm &nm, const float *y, int dim) {
-    constexpr int VK = MV_NORM_MAX / 256 / MV_WARPS; /* virtual warps a warp takes, at most */
-    __shared__ int last;
-    __shared__ double npart[32];
-    __threadfence(); /* this thread's outputs, before the block is counted */
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(nm.cnt, 1) == (int)gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nvw = dim / 256;
-    float v[VK][8];
-#pragma unroll
-    for (int k = 0; k < VK; k++) {
-        const int vw = warp + MV_WARPS * k;
-        if (vw >= nvw) break;
-        const int64_t e = 256 * vw + 8 * lane;
-        const float4 a0 = reinterpret_cast<const float4 *>(nm.x2 + e)[0];
-        const float4 a1 = reinterpret_cast<const float4 *>(nm.x2 + e)[1];
-        const float4 b0 = __ldcg(reinterpret_cast<const float4 *>(y + e));
-        const float4 b1 = __ldcg(reinterpret_cast<const float4 *>(y + e) + 1);
-        const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[k][j] = __fadd_rn(av[j], bv[j]);
-        reinterpret_cast<float4 *>(nm.x2 + e)[0] = make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
-        reinterpret_cast<float4 *>(nm.x2 + e)[1] = make_float4(v[k][4], v[k][5], v[k][6], v[k][7]);
-        double ss = 0;
-#pragma unroll
-        for (int j = 0; j < 8; j++) ss = __dadd_rn(ss, __dmul_rn((double)v[k][j], (double)v[k][j]));
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss = __dadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, o));
-        if (lane == 0) npart[vw] = ss;
-    }
-    __syncthreads();
-    if (warp == 0) {
-        double t = lane < nvw ? npart[lane] : 0.0;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t = __dadd_rn(t, __shfl_xor_sync(0xffffffffu, t, o));
-        if (lane == 0) npart[0] = t;
-    }
-    __syncthreads();
-    const float mean = (float)__ddiv_rn(npart[0], (double)dim);
-    const float sc = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, nm.eps)));
-    int8_t *xq = static_cast<int8_t *>(nm.out_xq);
-#pragma unroll
-    for (int k = 0; k < VK; k++) {
-        const int vw = warp + MV_WARPS * k;
-        if (vw >= nvw) break;
-        const int64_t e = 256 * vw + 8 * lane;
-        if (nm.w) {
-            const float4 w0 = reinterpret_cast<const float4 *>(nm.w + e)[0];
-            const float4 w1 = reinterpret_cast<const float4 *>(nm.w + e)[1];
-            const float wv[8] = {w0.x, w0.y, w0.z, w0.w, w1.x, w1.y, w1.z, w1.w};
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[k][j] = __fmul_rn(__fmul_rn(v[k][j], sc), wv[j]);
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[k][j] = __fmul_rn(v[k][j], sc);
-        }
-        reinterpret_cast<float4 *>(nm.out + e)[0] = make_float4(v[k][0], v[k][1], v[k][2], v[k][3]);
-        reinterpret_cast<float4 *>(nm.out + e)[1] = make_float4(v[k][4], v[k][5], v[k][6], v[k][7]);
-        if (xq)
-            rlcu::q8k_warp(v[k], reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + dim + e),
-                           reinterpret_cast<float *>(xq + 2 * dim) + e / 256);
-    }
-    if (threadIdx.x == 0) *nm.cnt = 0;
-}
-
-/* The streaming kernel (mv_body); NORM: with the RMSNorm after it (mv_norm_tail; one matrix,
- * rows = the norm's dim). */
-template <class G, int R, bool GLU = false, bool NORM = false>
+/* The streaming kernel (mv_body). */
+template <class G, int R, bool GLU = false>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     mv_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int gpw, int nch, int ks,
-              typename G::XA x, MvGlu gl, rl__cu_mv_norm nm) {
+              typename G::XA x, MvGlu gl) {
     mv_body<G, R, GLU>(sg, row_bytes, rows, gpw, nch, ks, x, gl);
-    if constexpr (NORM) mv_norm_tail(nm, sg.y[0], (int)rows);
 }
 
 /* ---- the balanced kernel (mv2) ----
@@ -843,8 +758,6 @@ static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K4), 
 static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MQ4_K4, MF16 at R 2, 4 */
-static bool g_mv_norm = false;  /* product + RMSNorm (RUVLLM_CUDA_MV_NORM=1: on) */
-static int g_mv_norm_occ[5][2]; /* MQ4_K4, MQ4_K1, MQ6_K1, MQ8_0, MF16 at R 2, 4 */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -872,11 +785,11 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
     }
 }
 
-template <class G, int R, bool GLU = false, bool NORM = false> cudaError_t mv_prep(int *occ) {
-    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU, NORM>,
+template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mv_smem<G, R>());
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU, NORM>, MV_WARPS * 32,
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
                                                           mv_smem<G, R>());
     return e;
 }
@@ -891,10 +804,9 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
 /* One wave of warps: row groups per slot (gpw) so that every slot is resident at once, and
  * ks warps per slot (1, 2, 4) while there are fewer than 16 warps per multiprocessor and each
  * warp keeps at least one chunk of a group. */
-template <class G, int R, bool GLU = false, bool NORM = false>
+template <class G, int R, bool GLU = false>
 cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_t row_bytes,
-                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{},
-                        const rl__cu_mv_norm &nm = rl__cu_mv_norm{}) {
+                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
     int ks = 1;
@@ -908,8 +820,8 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
     }
     slots = (groups + gpw - 1) / gpw;
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
-    (void)rlcu::launch(mv_kernel<G, R, GLU, NORM>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, sg,
-                       row_bytes, rows, (int)gpw, (int)nch, ks, x, gl, nm);
+    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, sg,
+                       row_bytes, rows, (int)gpw, (int)nch, ks, x, gl);
     return cudaGetLastError();
 }
 
@@ -930,18 +842,6 @@ cudaError_t mv_glu_launch(cudaStream_t s, int ti, int gi, const rl__cu_mv_segs &
     const int R = mv_rows_for(ti, 2 * gl.F, K);
     if (R >= 4) return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl);
     return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl);
-}
-
-/* The product with the RMSNorm after it (NORM mode of mv_kernel), R 2 or 4. */
-template <class G>
-cudaError_t mv_norm_launch(cudaStream_t s, int ti, int ni, const rl__cu_mv_segs &sg,
-                           size_t row_bytes, int64_t rows, int64_t K, typename G::XA x,
-                           const rl__cu_mv_norm &nm) {
-    if (mv_rows_for(ti, rows, K) >= 4)
-        return mv_launch_r<G, 4, false, true>(s, g_mv_norm_occ[ni][1], sg, row_bytes, rows, K, x,
-                                              MvGlu{}, nm);
-    return mv_launch_r<G, 2, false, true>(s, g_mv_norm_occ[ni][0], sg, row_bytes, rows, K, x,
-                                          MvGlu{}, nm);
 }
 
 /* The streaming kernel of a type over the rows of sg (end[] set past nseg). */
@@ -1196,45 +1096,6 @@ extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_
     }
 }
 
-/* The product + RMSNorm (step.c's fuse pass): the types and shapes whose product takes
- * mv_kernel at 2 or 4 rows per item, and a norm of 256 to MV_NORM_MAX values that
- * ops_nofma.cu gives to rmsnorm8_kernel (whose arithmetic the tail repeats). */
-extern "C" bool rl__cu_matvec_norm_ok(int type, const void *w, size_t row_bytes, int64_t rows,
-                                      int64_t K, const rl__cu_mv_norm *nm, const float *y) {
-    const int ti = mv_index(type);
-    const bool kind = type == RL_TYPE_Q8_0 || type == RL_TYPE_F16 ||
-                      ((type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K) && g_mv_q8k);
-    const int R = ti < 0 ? 0 : mv_rows_for(ti, rows, K);
-    return g_mv_norm && nm && kind && (R == 2 || R == 4) && rows >= 256 && rows % 256 == 0 &&
-           rows <= MV_NORM_MAX && rl__cu_norm8_on() && (uintptr_t)nm->x2 % 16 == 0 &&
-           (uintptr_t)nm->out % 16 == 0 && (uintptr_t)y % 16 == 0 && (uintptr_t)nm->w % 16 == 0 &&
-           rl__cu_matvec_ok(type, w, row_bytes, rows, K) && !mv2_ok(ti, rows, K);
-}
-
-extern "C" cudaError_t rl__cu_matvec_norm(cudaStream_t s, int type, const void *w,
-                                          size_t row_bytes, int64_t rows, int64_t K,
-                                          const float *x, const void *xq, float *y,
-                                          const rl__cu_mv_norm *nm) {
-    const uint8_t *wb = static_cast<const uint8_t *>(w);
-    const rl__cu_mv_segs sg = {{wb, wb, wb}, {y, y, y}, {rows, rows, rows}};
-    const int8_t *q = static_cast<const int8_t *>(xq);
-    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
-    switch (type) {
-    case RL_TYPE_Q4_K:
-        if (g_mv_q4k4 && K % MQ4_K4::VPC == 0)
-            return mv_norm_launch<MQ4_K4>(s, 0, 0, sg, row_bytes, rows, K, xa, *nm);
-        return mv_norm_launch<MQ4_K1>(s, 0, 1, sg, row_bytes, rows, K, xa, *nm);
-    case RL_TYPE_Q6_K:
-        return mv_norm_launch<MQ6_K1>(s, 1, 2, sg, row_bytes, rows, K, xa, *nm);
-    case RL_TYPE_Q8_0:
-        return mv_norm_launch<MQ8_0>(s, 2, 3, sg, row_bytes, rows, K, xa, *nm);
-    case RL_TYPE_F16:
-        return mv_norm_launch<MF16>(s, 4, 4, sg, row_bytes, rows, K, x, *nm);
-    default:
-        return cudaErrorInvalidValue;
-    }
-}
-
 extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes,
                                      int64_t rows, int64_t K, const float *x, const void *xq,
                                      float *y) {
@@ -1244,46 +1105,6 @@ extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, si
                                {rows, rows, rows}};
     if (mv2_ok(mv_index(type), rows, K)) return mv2_run(s, type, &sg, row_bytes, rows, K, x, xq);
     return mv_run(s, type, sg, row_bytes, rows, K, x, xq);
-}
-
-/* ---- L2 prefetch of the products ahead (step.c's fuse pass; off by default) ----
- * Pieces of at most PF_PIECE bytes (a row's leading bytes, or a whole matrix cut up), one
- * cp.async.bulk.prefetch.L2 each (PTX ISA, "cp.async.bulk.prefetch": a hint that the copy
- * engine serves without holding the issuing thread), over a few one-warp blocks on
- * different multiprocessors, so that their copy engines share the requests. Compiled for
- * 9.0 and later only (the budget is 0 before). */
-constexpr size_t PF_PIECE = 16384;
-constexpr int PF_BLOCKS = 64;
-static size_t g_pf_budget = 0;
-static bool g_pf_part = true;
-
-__global__ void __launch_bounds__(32) l2pf_kernel(rl__cu_pf p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x, nt = (size_t)gridDim.x * blockDim.x;
-    for (int s = 0; s < (int)p.nseg; s++) {
-        const size_t per = (p.take[s] + PF_PIECE - 1) / PF_PIECE, np = per * (size_t)p.rows[s];
-        for (size_t k = t; k < np; k += nt) {
-            const size_t r = k / per, off = (k - r * per) * PF_PIECE;
-            const unsigned len = (unsigned)(p.take[s] - off < PF_PIECE ? p.take[s] - off : PF_PIECE);
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p.w[s] + r * p.stride[s] + off),
-                         "r"(len)
-                         : "memory");
-        }
-    }
-#endif
-}
-
-extern "C" size_t rl__cu_l2_prefetch_budget(void) { return g_pf_budget; }
-extern "C" bool rl__cu_l2_prefetch_part(void) { return g_pf_part; }
-
-extern "C" cudaError_t rl__cu_l2_prefetch(cudaStream_t s, const rl__cu_pf *p) {
-    size_t np = 0;
-    for (int i = 0; i < (int)p->nseg; i++)
-        np += (p->take[i] + PF_PIECE - 1) / PF_PIECE * (size_t)p->rows[i];
-    if (np == 0) return cudaSuccess;
-    const unsigned grid = (unsigned)(np / 32 + 1 < (size_t)PF_BLOCKS ? np / 32 + 1 : PF_BLOCKS);
-    l2pf_kernel<<<grid, 32, 0, s>>>(*p);
-    return cudaGetLastError();
 }
 
 extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
@@ -1302,9 +1123,7 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
     const char *gu = getenv("RUVLLM_CUDA_MV_GLU"), *k4 = getenv("RUVLLM_CUDA_MV_Q4K4");
-    const char *mn = getenv("RUVLLM_CUDA_MV_NORM");
     g_mv_glu = !(gu && gu[0] == '0');
-    g_mv_norm = mn && mn[0] == '1';
     g_mv_q4k4 = !(k4 && k4[0] == '0');
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');
@@ -1332,15 +1151,9 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     }
     g_mv2_budget = (size_t)110 << 10;
     if (kb && atoi(kb) >= 32 && atoi(kb) <= 220) g_mv2_budget = (size_t)atoi(kb) << 10;
-    int dev = 0, major = 0;
+    int dev = 0;
     cudaError_t err = cudaGetDevice(&dev);
     if (err == cudaSuccess) err = cudaDeviceGetAttribute(&g_mv_sms, cudaDevAttrMultiProcessorCount, dev);
-    if (err == cudaSuccess) err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    /* RUVLLM_CUDA_L2PF=MiB: the weights one prefetch of the decode step may take (step.c;
-     * 0, the default: none; see step.c for why it is off) */
-    const char *pf = getenv("RUVLLM_CUDA_L2PF"), *pp = getenv("RUVLLM_CUDA_L2PF_PART");
-    g_pf_budget = major >= 9 && pf && atoi(pf) > 0 ? (size_t)atoi(pf) << 20 : 0;
-    g_pf_part = !(pp && pp[0] == '0');
     /* RUVLLM_CUDA_MV_EF=0: the streaming kernel reads weights with the ordinary L2 policy */
     const char *ef = getenv("RUVLLM_CUDA_MV_EF");
     const int efv = !(ef && ef[0] == '0');
@@ -1365,16 +1178,6 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     if (err == cudaSuccess) err = mv_prep<MQ8_0, 4, true>(&g_mv_glu_occ[2][1]);
     if (err == cudaSuccess) err = mv_prep<MF16, 2, true>(&g_mv_glu_occ[4][0]);
     if (err == cudaSuccess) err = mv_prep<MF16, 4, true>(&g_mv_glu_occ[4][1]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K4, 2, false, true>(&g_mv_norm_occ[0][0]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K4, 4, false, true>(&g_mv_norm_occ[0][1]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K1, 2, false, true>(&g_mv_norm_occ[1][0]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K1, 4, false, true>(&g_mv_norm_occ[1][1]);
-    if (err == cudaSuccess) err = mv_prep<MQ6_K1, 2, false, true>(&g_mv_norm_occ[2][0]);
-    if (err == cudaSuccess) err = mv_prep<MQ6_K1, 4, false, true>(&g_mv_norm_occ[2][1]);
-    if (err == cudaSuccess) err = mv_prep<MQ8_0, 2, false, true>(&g_mv_norm_occ[3][0]);
-    if (err == cudaSuccess) err = mv_prep<MQ8_0, 4, false, true>(&g_mv_norm_occ[3][1]);
-    if (err == cudaSuccess) err = mv_prep<MF16, 2, false, true>(&g_mv_norm_occ[4][0]);
-    if (err == cudaSuccess) err = mv_prep<MF16, 4, false, true>(&g_mv_norm_occ[4][1]);
     if (err == cudaSuccess) err = mv2_prep_all<MQ4_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ6_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ8_0>();

@@ -448,8 +448,6 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
 
-extern "C" bool rl__cu_norm8_on(void) { return g_norm8; }
-
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
                                       const float *add) {

@@ -35,11 +35,6 @@ void rl__cu_step_free(cu_step *q) {
     cudaFree(q->ad);
     cudaFree(q->glu_cnt);
     cudaFree(q->glu_xq);
-    cudaFree(q->norm_cnt);
-    if (q->pf_stream) cudaStreamDestroy(q->pf_stream);
-    if (q->pf_fork) cudaEventDestroy(q->pf_fork);
-    if (q->pf_join) cudaEventDestroy(q->pf_join);
-    rl__free(q->rec2);
     rl__free(q->rec);
     memset(q, 0, sizeof *q);
 }
@@ -152,10 +147,6 @@ static const char *op_name(cu_op op) {
         return "matvec_multi";
     case CU_OP_ROPE_KV:
         return "rope_kv";
-    case CU_OP_L2_PREFETCH:
-        return "l2_prefetch";
-    case CU_OP_MATVEC_NORM:
-        return "matvec_norm";
     }
     return "?";
 }
@@ -231,20 +222,6 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         a.cells = (const int32_t *)(A + r->rkv.cells_at);
         return rl__cu_rope_kv(s, &a);
     }
-    case CU_OP_L2_PREFETCH: {
-        /* fork: the side stream waits for what stream has done so far (the product before) */
-        cudaError_t e = cudaEventRecord(q->pf_fork, s);
-        if (e == cudaSuccess) e = cudaStreamWaitEvent(q->pf_stream, q->pf_fork, 0);
-        if (e != cudaSuccess) return e;
-        q->pf_forked = true;
-        return rl__cu_l2_prefetch(q->pf_stream, &r->pf);
-    }
-    case CU_OP_MATVEC_NORM: {
-        rl__cu_mv_norm nm = r->mvn.nm;
-        nm.cnt = q->norm_cnt;
-        return rl__cu_matvec_norm(s, r->mvn.type, r->mvn.w, r->mvn.row_bytes, r->mvn.rows,
-                                  r->mvn.K, r->mvn.x, r->mvn.xq, r->mvn.y, &nm);
-    }
     case CU_OP_COPY:
         return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes, cudaMemcpyDeviceToDevice,
                                s);
@@ -254,23 +231,12 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     return cudaErrorInvalidValue;
 }
 
-/* The records in order; the side stream of the prefetches (if any ran) joined back into
- * stream at the end, also after a failure (a capture must end with its streams joined). */
 static cudaError_t run_all(cu_step *q, const char **what) {
     cudaError_t e = cudaSuccess;
     rl__cu_pdl_plain_next(); /* no kernel of this list runs before its first one */
     for (size_t i = 0; i < q->n_rec && e == cudaSuccess; i++) {
         e = run_rec(q, &q->rec[i]);
         if (e != cudaSuccess) *what = op_name(q->rec[i].op);
-    }
-    if (q->pf_forked) {
-        q->pf_forked = false;
-        cudaError_t ej = cudaEventRecord(q->pf_join, q->pf_stream);
-        if (ej == cudaSuccess) ej = cudaStreamWaitEvent(q->stream, q->pf_join, 0);
-        if (e == cudaSuccess && ej != cudaSuccess) {
-            *what = "l2_prefetch join";
-            e = ej;
-        }
     }
     return e;
 }
@@ -286,8 +252,6 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  * - gate and up so joined, followed by their gated activation of one token (its output
  *   quantized for the down product; F16: left float): one launch (matvec.cu's GLU mode; the activation and
  *   its quantization in the kernel's epilogue; RUVLLM_CUDA_MV_GLU=0 turns it off, matvec.cu);
- * - a one-token product followed by the RMSNorm (with its residual add) of its output: the
- *   norm in the product's epilogue (matvec.cu; off unless RUVLLM_CUDA_MV_NORM=1: slower);
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
  *   kernel quantizes the output, so the product does not (attention.cu).
@@ -433,50 +397,6 @@ static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g, cu_rec *rest, size_
     return true;
 }
 
-/* A one-token product a (the streaming kernel: q8 activations already quantized, or F16's
- * float ones) and the RMSNorm b of one row right after it that adds a's output to its input
- * first (the residual add: every layer's two norms follow the attention output and down
- * products), as one record (matvec.cu's matvec_norm: the norm in the product's epilogue, by
- * its last block). The counter is allocated (zeroed) the first time. */
-static bool fuse_norm(cu_step *q, const cu_rec *a, const cu_rec *b, cu_rec *out) {
-    if (a->op != CU_OP_MATMUL || b->op != CU_OP_RMSNORM || a->mm.blas ||
-        a->mm.n != 1 || b->ew.n != 1 || b->ew.c != a->mm.y || b->ew.dim != a->mm.rows ||
-        b->ew.a == a->mm.y || (a->mm.xq ? !a->mm.xq_ready : a->mm.type != RL_TYPE_F16 || !a->mm.vec))
-        return false;
-    memset(out, 0, sizeof *out);
-    out->op = CU_OP_MATVEC_NORM;
-    out->mvn.type = a->mm.type;
-    out->mvn.w = a->mm.w;
-    out->mvn.row_bytes = a->mm.row_bytes;
-    out->mvn.rows = a->mm.rows;
-    out->mvn.K = a->mm.K;
-    out->mvn.x = a->mm.xq ? NULL : a->mm.x;
-    out->mvn.xq = a->mm.xq;
-    out->mvn.y = a->mm.y;
-    out->mvn.nm.x2 = (float *)b->ew.a;
-    out->mvn.nm.w = b->ew.b;
-    out->mvn.nm.out = b->ew.x;
-    out->mvn.nm.out_xq = b->ew.xq;
-    out->mvn.nm.eps = b->ew.f;
-    if (!rl__cu_matvec_norm_ok(out->mvn.type, out->mvn.w, out->mvn.row_bytes, out->mvn.rows,
-                               out->mvn.K, &out->mvn.nm, out->mvn.y))
-        return false;
-    if (!q->norm_cnt) {
-        if (cudaMalloc((void **)&q->norm_cnt, sizeof(int)) != cudaSuccess) {
-            q->norm_cnt = NULL;
-            cudaGetLastError();
-            return false;
-        }
-        if (cudaMemsetAsync(q->norm_cnt, 0, sizeof(int), q->stream) != cudaSuccess) {
-            cudaFree(q->norm_cnt);
-            q->norm_cnt = NULL;
-            cudaGetLastError();
-            return false;
-        }
-    }
-    return true;
-}
-
 static void fuse(cu_step *q) {
     size_t o = 0;
     for (size_t i = 0; i < q->n_rec;) {
@@ -488,7 +408,6 @@ static void fuse(cu_step *q) {
                 used = fuse_mv(r, q->n_rec - i, q->f16_join, &f);
                 if (used == 2 && i + 2 < q->n_rec && fuse_glu(q, &f, r + 2, r + 3, q->n_rec - i - 3))
                     used = 3;
-                if (!used && fuse_norm(q, r, r + 1, &f)) used = 2;
             } else if (fuse_rope_kv(r, r + 1, &f)) {
                 used = 2;
             }
@@ -503,133 +422,6 @@ static void fuse(cu_step *q) {
         }
     }
     q->n_rec = o;
-}
-
-/* ---- L2 prefetch ----
- * A decode step alternates bandwidth-bound products with chains of short latency-bound
- * kernels (RMSNorm; RoPE and the cache write; attention and its combine), during which the
- * memory is nearly idle. After a product that such a chain follows, the pass inserts a
- * record that forks a side stream (after that product) and prefetches into L2 the weights
- * of the products after the chain (the next run of consecutive products), whole matrices in
- * order while their bytes fit the budget (rl__cu_l2_prefetch_budget: RUVLLM_CUDA_L2PF MiB,
- * 0 turns it off), then the same leading bytes of every row of the first one that does not
- * fit (RUVLLM_CUDA_L2PF_PART=0: not): the attention output product's weights (and a part
- * of gate/up) come in while RoPE, attention and its combine run, the q/k/v weights while
- * the RMSNorm before them does, and those products then read L2 (the decode products read
- * their weights with the evict-first hint, matvec.cu, so that streaming them does not push
- * out what was prefetched). Only a hint (cp.async.bulk.prefetch.L2): the arithmetic is
- * untouched. The side stream is joined back at the end of the list (run_all).
- * Off by default: H100, 2026-11-26, 1B Q4_K_M synth, tg128 without logits: 1,164 tok/s
- * without, 1,069 at 24 MiB, 1,066 at 12, 1,057 at 40, 1,068 whole matrices only (Q8_0
- * 1,036 vs 971, F16 861 vs 815). Not understood yet (the fork's event between two
- * programmatically launched kernels may cost their overlap; the prefetch may take memory
- * bandwidth from the products it overlaps); kept for that study. */
-
-/* The weight segments of a one-token product record (1 to 4 tokens: the decode kernels):
- * their rows, row bytes and bases; 0: no product; -1: a product of more tokens (no
- * prefetch across it). */
-static int prod_segs(const cu_rec *r, const uint8_t **w, int64_t *rows, size_t *rb) {
-    if (r->op == CU_OP_MATVEC_MULTI) {
-        int64_t prev = 0;
-        for (int i = 0; i < r->mv.nseg; i++) {
-            w[i] = r->mv.sg.w[i];
-            rows[i] = r->mv.sg.end[i] - prev;
-            rb[i] = r->mv.row_bytes;
-            prev = r->mv.sg.end[i];
-        }
-        return r->mv.nseg;
-    }
-    if (r->op == CU_OP_MATVEC_NORM) {
-        w[0] = (const uint8_t *)r->mvn.w;
-        rows[0] = r->mvn.rows;
-        rb[0] = r->mvn.row_bytes;
-        return 1;
-    }
-    if (r->op != CU_OP_MATMUL) return 0;
-    if (r->mm.blas || r->mm.n > 4) return -1;
-    w[0] = (const uint8_t *)r->mm.w;
-    rows[0] = r->mm.rows;
-    rb[0] = r->mm.row_bytes;
-    return 1;
-}
-
-/* The prefetch record after record i, or false (see above): the products of the next run,
- * whole while they fit the budget, then (part) the one that does not in part. */
-static bool pf_plan(const cu_rec *r, size_t n, size_t i, size_t budget, bool part, cu_rec *out) {
-    const uint8_t *w[RL_CU_MV_SEGS];
-    int64_t rows[RL_CU_MV_SEGS];
-    size_t rb[RL_CU_MV_SEGS];
-    if (i + 1 >= n || prod_segs(&r[i], w, rows, rb) <= 0 || prod_segs(&r[i + 1], w, rows, rb) != 0)
-        return false;
-    size_t j = i + 1;
-    while (j < n && prod_segs(&r[j], w, rows, rb) == 0) j++;
-    memset(out, 0, sizeof *out);
-    out->op = CU_OP_L2_PREFETCH;
-    rl__cu_pf *p = &out->pf;
-    size_t left = budget;
-    for (; j < n; j++) {
-        const int k = prod_segs(&r[j], w, rows, rb);
-        if (k <= 0 || p->nseg + k > RL_CU_PF_SEGS) break;
-        size_t sum = 0;
-        int64_t nrows = 0;
-        bool ok = true;
-        for (int s = 0; s < k; s++) {
-            sum += (size_t)rows[s] * rb[s];
-            nrows += rows[s];
-            ok = ok && (uintptr_t)w[s] % 16 == 0 && rb[s] % 16 == 0 && rows[s] > 0;
-        }
-        if (!ok) break;
-        const bool whole = sum <= left;
-        const size_t take = whole ? 0 : (left / (size_t)nrows) & ~(size_t)15;
-        if (!whole && (!part || take < 256)) break;
-        for (int s = 0; s < k; s++) {
-            const int64_t o = p->nseg++;
-            p->w[o] = w[s];
-            p->rows[o] = whole ? 1 : rows[s];
-            p->stride[o] = whole ? (size_t)rows[s] * rb[s] : rb[s];
-            p->take[o] = whole ? (size_t)rows[s] * rb[s] : take;
-        }
-        if (!whole) break;
-        left -= sum;
-    }
-    return p->nseg > 0;
-}
-
-/* The prefetch records put in (the list copied into rec2, then the two swapped); nothing
- * on any failure (only lost prefetches). */
-static void add_prefetch(cu_step *q) {
-    const size_t budget = rl__cu_l2_prefetch_budget();
-    const bool part = rl__cu_l2_prefetch_part();
-    if (!budget || q->pf_failed || q->n_rec < 2) return;
-    const size_t cap = 2 * q->n_rec;
-    if (q->cap_rec2 < cap) {
-        cu_rec *r = rl__realloc(q->rec2, cap * sizeof *r);
-        if (!r) return;
-        q->rec2 = r;
-        q->cap_rec2 = cap;
-    }
-    size_t o = 0;
-    for (size_t i = 0; i < q->n_rec; i++) {
-        q->rec2[o++] = q->rec[i];
-        if (pf_plan(q->rec, q->n_rec, i, budget, part, &q->rec2[o])) o++;
-    }
-    if (o == q->n_rec) return;
-    if (!q->pf_stream) {
-        if (cudaStreamCreateWithFlags(&q->pf_stream, cudaStreamNonBlocking) != cudaSuccess ||
-            cudaEventCreateWithFlags(&q->pf_fork, cudaEventDisableTiming) != cudaSuccess ||
-            cudaEventCreateWithFlags(&q->pf_join, cudaEventDisableTiming) != cudaSuccess) {
-            cudaGetLastError();
-            q->pf_failed = true;
-            return;
-        }
-    }
-    cu_rec *t = q->rec;
-    const size_t tc = q->cap_rec;
-    q->rec = q->rec2;
-    q->cap_rec = q->cap_rec2;
-    q->n_rec = o;
-    q->rec2 = t;
-    q->cap_rec2 = tc;
 }
 
 /* FNV-1a over the records' 64-bit words (records are zero-padded, sizes multiples of 8). */
@@ -727,10 +519,7 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         q->a_busy = true;
         if (e != cudaSuccess) goto done;
     }
-    if (q->fuse_on) {
-        fuse(q);
-        add_prefetch(q);
-    }
+    if (q->fuse_on) fuse(q);
     const uint64_t h = rec_hash(q->rec, q->n_rec, q->ad);
     cu_graph *g = q->graphs_on ? graph_find(q, h) : NULL;
     if (g) {

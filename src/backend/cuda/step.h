@@ -56,28 +56,6 @@ cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg
                               size_t row_bytes, int64_t F, int64_t K, const float *x,
                               const void *xq, int act, float *out, void *out_xq, int *cnt);
 
-/* A one-token product y = W x (the streaming kernel: q8 activations xq, or float x for
- * F16) whose epilogue is the RMSNorm after it: x2 += y, out = norm(x2) * w (w may be
- * NULL), quantized into out_xq when that is set (dim = rows; the rmsnorm8 conditions of
- * ops_nofma.cu: rows % 256 == 0, rows <= 8192, 16-byte aligned vectors). The last block
- * to finish (a counter, cnt: one int, zero and left zero) computes it, in rmsnorm8_kernel's
- * arithmetic; out_xq may be xq (every read of xq is done by then). */
-typedef struct rl__cu_mv_norm {
-    float *x2;
-    const float *w;
-    float *out;
-    void *out_xq;
-    float eps;
-    int *cnt;
-} rl__cu_mv_norm;
-/* Whether rl__cu_rmsnorm takes rmsnorm8_kernel where its conditions hold (ops_nofma.cu). */
-bool rl__cu_norm8_on(void);
-bool rl__cu_matvec_norm_ok(int type, const void *w, size_t row_bytes, int64_t rows, int64_t K,
-                           const rl__cu_mv_norm *nm, const float *y);
-cudaError_t rl__cu_matvec_norm(cudaStream_t s, int type, const void *w, size_t row_bytes,
-                               int64_t rows, int64_t K, const float *x, const void *xq, float *y,
-                               const rl__cu_mv_norm *nm);
-
 /* RoPE of q (n_head heads, ld) and k (n_head_k heads, ld_k) at the same positions, then
  * k and v (n_embd_v values, ld_v) written to the F16 or F32 cache rows cells[t]: one launch
  * for rl__cu_rope + rl__cu_kv_write (the k side's n_embd is n_head_k * head_dim). */
@@ -103,25 +81,6 @@ cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
 bool rl__cu_attention_q8_ok(const rl__cu_attn *a);
 cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq);
 
-/* Weights of the decode products ahead of the step, prefetched into L2 on a side stream
- * while the short kernels between two products run (matvec.cu): of each of up to
- * RL_CU_PF_SEGS segments, the first take bytes of rows rows stride bytes apart from w
- * (a whole matrix: one row of all its bytes; 16-byte aligned, take a multiple of 16). */
-#define RL_CU_PF_SEGS 4
-typedef struct rl__cu_pf {
-    const uint8_t *w[RL_CU_PF_SEGS];
-    int64_t rows[RL_CU_PF_SEGS];
-    size_t stride[RL_CU_PF_SEGS], take[RL_CU_PF_SEGS];
-    int64_t nseg;
-} rl__cu_pf;
-/* Bytes of weights one prefetch may take (RUVLLM_CUDA_L2PF, MiB; 0: off, as before compute
- * capability 9.0, which has no bulk prefetch), and whether the last matrix that does not
- * fit whole is taken in part, the same leading bytes of each row (RUVLLM_CUDA_L2PF_PART=0:
- * not). */
-size_t rl__cu_l2_prefetch_budget(void);
-bool rl__cu_l2_prefetch_part(void);
-cudaError_t rl__cu_l2_prefetch(cudaStream_t s, const rl__cu_pf *p);
-
 #ifdef __cplusplus
 }
 #endif
@@ -146,8 +105,6 @@ typedef enum cu_op {
     CU_OP_ARGMAX,
     CU_OP_MATVEC_MULTI, /* made by the fuse pass (step.c) from consecutive ops */
     CU_OP_ROPE_KV,
-    CU_OP_L2_PREFETCH, /* made by the fuse pass: weights of the products ahead, side stream */
-    CU_OP_MATVEC_NORM, /* made by the fuse pass: a product with the RMSNorm after it */
 } cu_op;
 
 /* One queued launch. Arena offsets are named *_at; all other pointers are device memory.
@@ -216,17 +173,6 @@ typedef struct cu_rec {
             void *dst;
             size_t at, bytes;
         } copy;
-        rl__cu_pf pf;
-        struct { /* matvec_norm: the product's fields (x float for F16, else xq), the norm's */
-            int type;
-            const void *w;
-            size_t row_bytes;
-            int64_t rows, K;
-            const float *x;
-            const void *xq;
-            float *y;
-            rl__cu_mv_norm nm; /* cnt NULL: the instance's norm_cnt */
-        } mvn;
     };
 } cu_rec;
 
@@ -265,16 +211,9 @@ typedef struct cu_step {
     bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
     bool fuse_on;                            /* RUVLLM_CUDA_FUSE=0: no fuse pass (step.c) */
     bool f16_join;                           /* RUVLLM_CUDA_MV_F16JOIN=0: F16 not joined */
-    int *norm_cnt;                           /* matvec_norm's counter (zero) */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
-    cudaStream_t pf_stream;                  /* L2 prefetches (fuse pass), forked from and */
-    cudaEvent_t pf_fork, pf_join;            /* joined back into stream within each list */
-    bool pf_failed;                          /* their set-up failed: no prefetches */
-    bool pf_forked;                          /* run_all: the side stream waits on stream */
-    cu_rec *rec2;                            /* the prefetch pass's output, then swapped */
-    size_t cap_rec2;
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
 } cu_step;
 
