@@ -15,13 +15,17 @@
  * smallest (64 cells or fewer) and the 8B prefill run in one piece. Then the default
  * dispatch (prefill of the 8B shape, batched decode). Then attention.cu's decode kernel
  * (vec: float arithmetic, 1e-7) over 1 to 64 tokens, head sizes 64/128/256, GQA 1 to 12,
- * spans up to 3000 cells, in one piece and in pieces of 32 cells; and attention whose output
- * a q8 product reads (the fuse pass): the same bits as with RUVLLM_CUDA_FUSE=0. The settings
+ * spans up to 3000 cells, in one piece and in pieces of 32 cells; attention whose output
+ * a q8 product reads (the fuse pass): the same bits as with RUVLLM_CUDA_FUSE=0 and as with
+ * the pieces merged by the combine kernel; the vec kernel's pieces merged in one launch,
+ * replayed as a graph (attn_one_launch). The settings
  * are the process's, read when a backend is made: each part makes its backend first.
  * RUVLLM_FATTN_BENCH=1 also times attention calls (wall clock over 20 queued calls: per-layer
  * figures for the 8B and 1B shapes: one token over 16 to 4096 cells, 4 to 64 sequences over
  * 64 to 2048 cells each, prefill chunks; each against the KV bytes at 3.35 TB/s) under each
- * setting, and (attention, o product) pairs with the fuse pass on and off.
+ * setting, and (attention, o product) pairs with the fuse pass on and off; =2 times them
+ * alone (no tests), RUVLLM_FATTN_BENCH_ONLY and _SET keep the shapes whose name holds it and
+ * one column (profiling one kernel).
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "rng.h"
@@ -386,6 +390,105 @@ TEST(attn_vec) {
     rl__backend_free(small);
 }
 
+/* ---- the vec kernel's pieces merged in the kernel itself (one launch) ----
+ * The last block of each (token, KV head, head group) to finish merges the pieces; a
+ * counter per such block, reset by that block, so a call replayed as a CUDA graph must find
+ * the counters at zero again. Each call runs 4 times in a row on one backend (the queue
+ * captures the repeated records as a graph and replays it), with the output poisoned
+ * before each run: every run the CPU's result (1e-7) and the same bits as the same call
+ * with RUVLLM_CUDA_ATTN_MERGE=0 (the separate combine kernel); with fewer query heads a
+ * block (RUVLLM_CUDA_ATTN_VEC_HPB=1: more blocks, so other pieces) the CPU's result. Single
+ * tokens (the 8B and 1B shapes) and a few tokens, GQA 1, 4 and 12 (two head groups), head
+ * sizes 64/128/256, spans that are not multiples of 32, an empty span, soft-cap, pieces of
+ * 32 and of 256. Each backend runs all its calls before the next is made (the settings are
+ * the process's). */
+static void one_launch_runs(rl_backend *g, const call *c, float *o) {
+    dev_call d;
+    dev_make(g, c, &d);
+    const size_t n = (size_t)(c->n_tok * c->out_ld);
+    float *init = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        init[i] = (int64_t)(i % (size_t)c->out_ld) < (int64_t)c->n_head * c->hd ? NAN : 0.0f;
+    float *run = malloc(n * sizeof(float));
+    for (int rep = 0; rep < 4; rep++) {
+        g->ops->from_host(g, d.out, init, n * sizeof(float));
+        rl_attn_args a = call_args(c, d.q, d.out);
+        g->ops->attention(g, &d.kg, &a);
+        g->ops->to_host(g, run, d.out, n * sizeof(float));
+        CHECK(g->ops->sync(g) == RL_OK);
+        if (rep == 0) memcpy(o, run, n * sizeof(float));
+        CHECKF(memcmp(o, run, n * sizeof(float)) == 0, "one launch: run %d differs from run 0", rep);
+    }
+    free(run);
+    free(init);
+    dev_free(g, &d);
+}
+
+TEST(attn_one_launch) {
+    if (!g_forced) SKIP("%s", g_skip);
+    static const struct {
+        int32_t n_head, n_head_kv, hd, n_tok, maxlen;
+    } cs[] = {{32, 8, 128, 1, 1000}, {32, 8, 128, 1, 255}, {32, 8, 64, 1, 700},
+              {32, 8, 64, 1, 33},    {24, 2, 128, 2, 900}, {4, 4, 64, 3, 500},
+              {8, 2, 256, 1, 600},   {16, 4, 128, 5, 410}, {32, 8, 128, 1, 4000}};
+    enum { NC = sizeof cs / sizeof cs[0] };
+    for (int pc = 0; pc < 2; pc++) {
+        call c[NC];
+        float *o[3][NC];
+        for (size_t i = 0; i < NC; i++) {
+            g_decode_max = cs[i].maxlen;
+            call_make(&c[i], RL_TYPE_F16, cs[i].n_head, cs[i].n_head_kv, cs[i].hd, cs[i].n_tok,
+                      PAT_DECODE, i % 3 == 1 ? 25.0f : 0.0f);
+            g_decode_max = 300;
+            if (c[i].n_tok == 1) { /* the longest span the shape allows, not a multiple of 32 */
+                c[i].span[0] = 0;
+                c[i].span[1] = RL_MIN(c[i].n_list, cs[i].maxlen);
+                for (int32_t j = 0; j < c[i].span[1]; j++)
+                    if (c[i].list[j] == 0x3fffffff) c[i].list[j] = j % c[i].n_cells;
+            }
+            call_ref(&c[i]);
+        }
+        /* the settings are the process's: each backend runs its calls before the next is made */
+        for (int m = 0; m < 3; m++) { /* merged, the combine kernel, merged with fewer heads a block */
+            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", pc ? "32" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_MERGE", m == 1 ? "0" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", m == 2 ? "1" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* MERGE=0 would keep short spans off vec */
+            rl_backend *g = gpu_make(NULL, NULL, NULL);
+            env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
+            CHECK(g != NULL);
+            for (size_t i = 0; i < NC; i++) {
+                o[m][i] = calloc((size_t)(c[i].n_tok * c[i].out_ld), sizeof(float));
+                if (g) one_launch_runs(g, &c[i], o[m][i]);
+            }
+            int64_t ne = 0, nc = 0, nr = 0;
+            if (g && m == 0) {
+                CHECK(rl__cuda_graph_stats(g, &ne, &nc, &nr));
+                CHECKF(nr > 0, "one launch: no graph was replayed (eager %lld, captured %lld)",
+                       (long long)ne, (long long)nc);
+            }
+            rl__backend_free(g);
+        }
+        for (size_t i = 0; i < NC; i++) {
+            const size_t n = (size_t)(c[i].n_tok * c[i].out_ld);
+            const double e = rl_test_nmse(o[0][i], c[i].ref, n);
+            CHECKF(e <= 1e-7, "one launch case %zu (pieces %s): nmse %.3g", i, pc ? "32" : "256", e);
+            CHECKF(memcmp(o[0][i], o[1][i], n * sizeof(float)) == 0,
+                   "one launch case %zu (pieces %s): differs from the combine's bits", i,
+                   pc ? "32" : "256");
+            /* fewer heads a block: more blocks, so other pieces (other bits) */
+            const double e2 = rl_test_nmse(o[2][i], c[i].ref, n);
+            CHECKF(e2 <= 1e-7, "one launch case %zu (pieces %s, fewer heads a block): nmse %.3g", i,
+                   pc ? "32" : "256", e2);
+            for (int m = 0; m < 3; m++) free(o[m][i]);
+            call_free(&c[i]);
+        }
+    }
+}
+
 /* ---- attention whose output a q8 product reads (step.c's fuse pass) ---- */
 
 /* A Q4_K weight of rows x K on g from random values (device memory). */
@@ -424,16 +527,19 @@ static void attn_then_product(rl_backend *g, const call *c, const rl_weight *w, 
 }
 
 /* Attention then a Q4_K product of its output, 1 to 4 tokens: the fuse pass hands the
- * product's input quantization to the attention (the vec kernel's own for one piece, the
- * combine's for several); the same calls with RUVLLM_CUDA_FUSE=0 must give the same bits
- * (attention output and product), and the attention the CPU's (1e-7). Under the default
- * settings, then with the vec kernel for every single token (RUVLLM_CUDA_ATTN_VEC_1TOK=0). */
+ * product's input quantization to the attention (the vec kernel's own, one piece or the
+ * pieces merged in it; else the combine's); the same calls with RUVLLM_CUDA_FUSE=0 must give
+ * the same bits (attention output and product), and so must the fused calls whose pieces the
+ * combine kernel merges (RUVLLM_CUDA_ATTN_MERGE=0); the attention the CPU's (1e-7); with
+ * fewer heads a block (RUVLLM_CUDA_ATTN_VEC_HPB=1) fused and unfused the same bits. Under the
+ * default settings, then with single tokens under 2048 cells on the tiled kernel
+ * (RUVLLM_CUDA_ATTN_VEC_1TOK=2048). */
 static void q8_fused_cases(const char *one);
 
 TEST(attn_q8_fused) {
     if (!g_forced) SKIP("%s", g_skip);
     q8_fused_cases(NULL);
-    q8_fused_cases("0");
+    q8_fused_cases("2048"); /* single tokens under 2048 cells on the tiled kernel */
 }
 
 static void q8_fused_cases(const char *one) {
@@ -451,13 +557,19 @@ static void q8_fused_cases(const char *one) {
         c.out_ld = out_ld_fix; /* the product reads the output as its rows */
         call_ref(&c);
         const int64_t rows = 256, no = (int64_t)c.n_tok * c.out_ld;
-        float *o[2], *y[2];
-        for (int f = 0; f < 2; f++) {
-            env_set("RUVLLM_CUDA_FUSE", f ? NULL : "0");
-            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", one);
+        float *o[5], *y[5];
+        for (int f = 0; f < 5; f++) { /* unfused, fused, fused with the combine kernel, fused
+                                         and unfused with fewer heads a block (VEC_HPB) */
+            env_set("RUVLLM_CUDA_FUSE", f && f != 4 ? NULL : "0");
+            /* MERGE=0 alone would send single tokens under 2048 cells to the tiled kernel */
+            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", f == 2 && !one ? "0" : one);
+            env_set("RUVLLM_CUDA_ATTN_MERGE", f == 2 ? "0" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", f >= 3 ? "1" : NULL);
             rl_backend *g = gpu_make(NULL, NULL, NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
             env_set("RUVLLM_CUDA_FUSE", NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+            env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
             o[f] = calloc((size_t)no, sizeof(float));
             y[f] = calloc((size_t)(c.n_tok * rows), sizeof(float));
             CHECK(g != NULL);
@@ -475,10 +587,21 @@ static void q8_fused_cases(const char *one) {
                one ? one : "-");
         CHECKF(memcmp(y[0], y[1], (size_t)(c.n_tok * rows) * sizeof(float)) == 0,
                "q8 fused case %zu (1TOK %s): product differs from the unfused", i, one ? one : "-");
+        CHECKF(memcmp(o[2], o[1], (size_t)no * sizeof(float)) == 0 &&
+                   memcmp(y[2], y[1], (size_t)(c.n_tok * rows) * sizeof(float)) == 0,
+               "q8 fused case %zu (1TOK %s): the combine kernel's bits differ from the merge's",
+               i, one ? one : "-");
+        const double e3 = rl_test_nmse(o[3], c.ref, (size_t)no);
+        CHECKF(e3 <= 1e-7, "q8 fused case %zu (1TOK %s, fewer heads a block): nmse %.3g", i,
+               one ? one : "-", e3);
+        CHECKF(memcmp(o[3], o[4], (size_t)no * sizeof(float)) == 0 &&
+                   memcmp(y[3], y[4], (size_t)(c.n_tok * rows) * sizeof(float)) == 0,
+               "q8 fused case %zu (1TOK %s, fewer heads a block): fused differs from unfused", i,
+               one ? one : "-");
         double ysq = 0;
         for (int64_t j = 0; j < c.n_tok * rows; j++) ysq += (double)y[1][j] * y[1][j];
         CHECKF(ysq > 0, "q8 fused case %zu: the product is all zeros", i);
-        for (int f = 0; f < 2; f++) {
+        for (int f = 0; f < 5; f++) {
             free(o[f]);
             free(y[f]);
         }
@@ -493,19 +616,21 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Microseconds per call, 20 calls queued then one sync, best of 3. */
+/* Microseconds per call, 20 calls (RUVLLM_FATTN_BENCH_N) queued then one sync, best of 3. */
 static double time_call(rl_backend *g, const call *c) {
     dev_call d;
     dev_make(g, c, &d);
     rl_attn_args a = call_args(c, d.q, d.out);
     double best = 1e30;
+    const char *nv = getenv("RUVLLM_FATTN_BENCH_N");
+    const int n = nv && atoi(nv) > 0 ? atoi(nv) : 20;
     g->ops->attention(g, &d.kg, &a);
     g->ops->sync(g);
     for (int rep = 0; rep < 3; rep++) {
         const double t0 = now_s();
-        for (int i = 0; i < 20; i++) g->ops->attention(g, &d.kg, &a);
+        for (int i = 0; i < n; i++) g->ops->attention(g, &d.kg, &a);
         rl_status st = g->ops->sync(g);
-        const double t = st == RL_OK ? (now_s() - t0) / 20 : 1e30;
+        const double t = st == RL_OK ? (now_s() - t0) / n : 1e30;
         if (t < best) best = t;
     }
     dev_free(g, &d);
@@ -555,9 +680,9 @@ static void bench_call_make(const bench_shape *b, call *c) {
 }
 
 /* Settings of a timing column: RUVLLM_CUDA_ATTN_VEC, _VEC_MAX, _VEC_PIECE, RUVLLM_CUDA_FUSE,
- * RUVLLM_CUDA_ATTN_VEC_1TOK (NULL: unset). */
+ * RUVLLM_CUDA_ATTN_VEC_1TOK, RUVLLM_CUDA_ATTN_MERGE (NULL: unset). */
 typedef struct bench_set {
-    const char *label, *vec, *vec_max, *piece, *fuse, *one;
+    const char *label, *vec, *vec_max, *piece, *fuse, *one, *merge, *hpb;
 } bench_set;
 
 static rl_backend *bench_make(const bench_set *b) {
@@ -566,7 +691,11 @@ static rl_backend *bench_make(const bench_set *b) {
     env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", b->piece);
     env_set("RUVLLM_CUDA_FUSE", b->fuse);
     env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", b->one);
+    env_set("RUVLLM_CUDA_ATTN_MERGE", b->merge);
+    env_set("RUVLLM_CUDA_ATTN_VEC_HPB", b->hpb);
     rl_backend *g = gpu_make(NULL, NULL, NULL);
+    env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
+    env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
     env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
     env_set("RUVLLM_CUDA_ATTN_VEC", NULL);
     env_set("RUVLLM_CUDA_ATTN_VEC_MAX", NULL);
@@ -620,18 +749,25 @@ static void bench(void) {
         {"8B 64 x 2048", 32, 8, 128, 64, -2048}, {"8B chunk 8 @512", 32, 8, 128, 8, 512},
         {"8B chunk 16 @512", 32, 8, 128, 16, 512}, {"8B prefill 512", 32, 8, 128, 512, 0},
     };
-    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 7 };
-    static const bench_set sets[NSET] = {{"old: VEC=0", "0", NULL, NULL, NULL, NULL},
-                                         {"default", NULL, NULL, NULL, NULL, NULL},
-                                         {"1TOK=0", NULL, NULL, NULL, NULL, "0"},
-                                         {"VEC_MAX=8", NULL, "8", NULL, NULL, "0"},
-                                         {"PIECE=128 1TOK=0", NULL, NULL, "128", NULL, "0"},
-                                         {"PIECE=512 1TOK=0", NULL, NULL, "512", NULL, "0"},
-                                         {"PIECE=64 1TOK=0", NULL, NULL, "64", NULL, "0"}};
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 8 };
+    static const bench_set sets[NSET] = {
+        {"old: VEC=0", "0", NULL, NULL, NULL, NULL, NULL, NULL},
+        {"default", NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"before: MERGE=0 1TOK=2048", NULL, NULL, NULL, NULL, "2048", "0", NULL},
+        {"MERGE=0 1TOK=0", NULL, NULL, NULL, NULL, "0", "0", NULL},
+        {"PIECE=128", NULL, NULL, "128", NULL, NULL, NULL, NULL},
+        {"PIECE=512", NULL, NULL, "512", NULL, NULL, NULL, NULL},
+        {"PIECE=64", NULL, NULL, "64", NULL, NULL, NULL, NULL},
+        {"HPB=1", NULL, NULL, NULL, NULL, NULL, NULL, "1"}};
     static double us[NSET][NS], fl[NS];
+    /* RUVLLM_FATTN_BENCH_ONLY: the shapes whose name holds it; RUVLLM_FATTN_BENCH_SET: that
+     * column alone (profiling one kernel) */
+    const char *only = getenv("RUVLLM_FATTN_BENCH_ONLY"), *one_set = getenv("RUVLLM_FATTN_BENCH_SET");
     for (int st = 0; st < NSET; st++) {
+        if (one_set && atoi(one_set) != st) continue;
         rl_backend *g = bench_make(&sets[st]);
         for (size_t i = 0; i < NS; i++) {
+            if (only && !strstr(shapes[i].name, only)) continue;
             call c;
             bench_call_make(&shapes[i], &c);
             fl[i] = floor_us(&c);
@@ -644,6 +780,7 @@ static void bench(void) {
     for (int st = 0; st < NSET; st++) fprintf(stderr, " [%s]", sets[st].label);
     fprintf(stderr, "; then default / floor\n");
     for (size_t i = 0; i < NS; i++) {
+        if (only && !strstr(shapes[i].name, only)) continue;
         fprintf(stderr, "bench %-18s floor %7.1f", shapes[i].name, fl[i]);
         for (int st = 0; st < NSET; st++) fprintf(stderr, " %8.1f", us[st][i]);
         fprintf(stderr, "  x%.2f\n", us[1][i] / fl[i]);
@@ -655,17 +792,21 @@ static void bench(void) {
         {"8B 1 x 256", 32, 8, 128, 1, -256},  {"8B 1 x 640", 32, 8, 128, 1, -640},
         {"8B 1 x 4096", 32, 8, 128, 1, -4096}, {"8B 4 x 640", 32, 8, 128, 4, -640},
     };
-    enum { NP = sizeof ps / sizeof ps[0], NPS = 6 };
-    static const bench_set pset[NPS] = {{"old fused", "0", NULL, NULL, NULL, NULL},
-                                        {"old unfused", "0", NULL, NULL, "0", NULL},
-                                        {"default fused", NULL, NULL, NULL, NULL, NULL},
-                                        {"vec fused", NULL, NULL, NULL, NULL, "0"},
-                                        {"vec unfused", NULL, NULL, NULL, "0", "0"},
-                                        {"vec PIECE=128 fused", NULL, NULL, "128", NULL, "0"}};
+    enum { NP = sizeof ps / sizeof ps[0], NPS = 7 };
+    static const bench_set pset[NPS] = {
+        {"old fused", "0", NULL, NULL, NULL, NULL, NULL, NULL},
+        {"before fused (MERGE=0 1TOK=2048)", NULL, NULL, NULL, NULL, "2048", "0", NULL},
+        {"default fused", NULL, NULL, NULL, NULL, NULL, NULL, NULL},
+        {"default unfused", NULL, NULL, NULL, "0", NULL, NULL, NULL},
+        {"MERGE=0 1TOK=0 fused", NULL, NULL, NULL, NULL, "0", "0", NULL},
+        {"PIECE=128 fused", NULL, NULL, "128", NULL, NULL, NULL, NULL},
+        {"HPB=1 fused", NULL, NULL, NULL, NULL, NULL, NULL, "1"}};
     static double pus[NPS][NP];
+    if (one_set) return;
     for (int st = 0; st < NPS; st++) {
         rl_backend *g = bench_make(&pset[st]);
         for (size_t i = 0; i < NP; i++) {
+            if (only && !strstr(ps[i].name, only)) continue;
             call c;
             bench_call_make(&ps[i], &c);
             pus[st][i] = g ? time_pair(g, &c) : 0.0;
@@ -677,6 +818,7 @@ static void bench(void) {
     for (int st = 0; st < NPS; st++) fprintf(stderr, " [%s]", pset[st].label);
     fprintf(stderr, "\n");
     for (size_t i = 0; i < NP; i++) {
+        if (only && !strstr(ps[i].name, only)) continue;
         fprintf(stderr, "pair  %-18s", ps[i].name);
         for (int st = 0; st < NPS; st++) fprintf(stderr, " %8.1f", pus[st][i]);
         fprintf(stderr, "\n");
@@ -689,14 +831,21 @@ int main(void) {
         return 1;
     }
     g_forced = gpu_make("2", NULL, NULL);
-    RUN(fattn_head_sizes);
-    RUN(fattn_token_counts);
-    RUN(fattn_dispatch);
-    RUN(attn_vec);
-    RUN(attn_q8_fused);
-    if (g_forced) fprintf(stderr, "fattn: %d calls, worst nmse %.3g\n", g_calls, g_worst);
-    const char *b = getenv("RUVLLM_FATTN_BENCH");
-    if (g_forced && b && b[0] == '1') bench();
+    const char *b = getenv("RUVLLM_FATTN_BENCH"); /* 2: the timing alone */
+    /* RUVLLM_FATTN_TESTS: the tests whose names it holds (the sanitizers' runs) */
+    const char *only = getenv("RUVLLM_FATTN_TESTS");
+#define RUN_PICKED(name)                                                                           \
+    if (!only || strstr(only, #name)) RUN(name)
+    if (!(b && b[0] == '2')) {
+        RUN_PICKED(fattn_head_sizes);
+        RUN_PICKED(fattn_token_counts);
+        RUN_PICKED(fattn_dispatch);
+        RUN_PICKED(attn_vec);
+        RUN_PICKED(attn_q8_fused);
+        RUN_PICKED(attn_one_launch);
+        if (g_forced) fprintf(stderr, "fattn: %d calls, worst nmse %.3g\n", g_calls, g_worst);
+    }
+    if (g_forced && b && (b[0] == '1' || b[0] == '2')) bench();
     rl__backend_free(g_forced);
     rl__backend_free(cpu);
     env_set("RUVLLM_CUDA_FATTN", NULL);

@@ -24,13 +24,16 @@
  * Decode of F16 caches with heads of 64, 128 or 256 (the vec kernel below): a block's
  * warps walk chunks of 32 cells each on their own, the chunk's K and V rows brought to the
  * warp's shared tile with cp.async; the warps' partials are merged at the end, and with one
- * piece the output (and for the fuse pass its q8 quantization) is written by that one launch.
+ * piece the output (and for the fuse pass its q8 quantization) is written by that one launch;
+ * with several, the last block of each (token, KV head, head group) to finish merges the
+ * pieces (a counter per such block) as the combine kernel would, so that is one launch too.
  *
  * Dispatch (rl__cu_attn_plan decides, at record time, then rl__cu_attention follows):
  * prefill of F16 caches (many tokens sharing their cells, the host's `dense`) goes to the
  * tensor-core kernel (fattn.cu); up to VEC_MAX_TOK tokens that do not share cells (batched
- * decode, each token its own sequence) and few-token calls go to the vec kernel where it
- * applies (a single token over short spans stays on the TILED kernel: VEC_1TOK), more
+ * decode, each token its own sequence), few-token calls and single tokens go to the vec
+ * kernel where it applies (with RUVLLM_CUDA_ATTN_MERGE=0 single tokens over short spans stay
+ * on the TILED kernel and its combine: VEC_1TOK), more
  * tokens to the tensor-core kernel (its blocks' unions cut into pieces, then the combine
  * below); what neither takes goes to attn_kernel (TILED up to 8 tokens).
  * RUVLLM_CUDA_FATTN=0 turns the tensor-core kernel off, =2 takes it for every call it
@@ -39,7 +42,9 @@
  * RUVLLM_CUDA_ATTN_TILED_MAX bounds the tokens of the TILED variant for calls that are not
  * dense (default: no bound). RUVLLM_CUDA_ATTN_VEC=0 turns the vec kernel off,
  * RUVLLM_CUDA_ATTN_VEC_MAX (tokens), RUVLLM_CUDA_ATTN_VEC_PIECE (cells) and
- * RUVLLM_CUDA_ATTN_VEC_1TOK (cells) set its thresholds (timing, tests).
+ * RUVLLM_CUDA_ATTN_VEC_1TOK (cells) set its thresholds (timing, tests);
+ * RUVLLM_CUDA_ATTN_MERGE=0 sends its pieces to the combine kernel again;
+ * RUVLLM_CUDA_ATTN_VEC_HPB=1 gives calls of fewer blocks than SMs fewer query heads a block.
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -51,6 +56,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <mutex>
 
 namespace {
 
@@ -383,13 +389,17 @@ __global__ void __launch_bounds__(CQ_THREADS) attn_combine_q8_kernel(rl__cu_attn
  * to the warp's shared tile with cp.async, all of them in flight at once (16 KB for
  * D = 128: what keeps HBM busy is bytes in flight, not threads); then scores with D / 8
  * lanes per cell (16 bytes of the K row against the queries' matching 8 values, held in
- * registers; sums over those lanes by shuffles), the online softmax with a lane per cell,
- * and acc += p v with D / 32 values per lane. At the end the warps' partials are merged in
- * shared memory (weights exp(m_w - M), in warp order: no atomics, the same bits every run)
- * and the block writes the output, or with pieces its (m, l, acc) for attn_combine_kernel.
- * Q8: the output (one piece) is also quantized in q8 blocks of 256 values as
+ * registers; the NH heads' sums over those lanes by halving shuffles, NH - 1 + log2(D / 8 /
+ * NH) of them), the online softmax with a lane per cell, and acc += p v with D / 32 values
+ * per lane (p of four cells in one load). A warp's work per chunk is a serial chain, and
+ * with few blocks that chain is the call's time: the heads' steps are free of branches
+ * (heads past the block's have zero queries) so their chains overlap. At the end the
+ * warps' partials are merged in shared memory (weights exp(m_w - M), in warp order: no
+ * atomics, the same bits every run) and the block writes the output; with pieces its (m, l,
+ * acc) go to ws, and the last block of the (token, KV head, head group) merges them (or
+ * attn_combine_kernel does). Q8: the output is also quantized in q8 blocks of 256 values as
  * attn_combine_q8_kernel does, so a decode step needs one launch for its attention.
- * NH: the heads the registers hold (4 or 8, at least the block's). */
+ * NH: the heads the registers hold (1, 2, 4 or 8, at least the block's). */
 constexpr int VEC_MAXW = 8;
 constexpr int CHUNK = 32;
 
@@ -433,15 +443,122 @@ template <int N> __device__ __forceinline__ void hload(const __half *p, float *o
     }
 }
 
+/* The one-launch merge of a vec call's pieces: per (token, KV head, head group) block a
+ * counter of the pieces done, in one region of CNT_SLOTS counters per workspace (so
+ * backends on one device that run at once never share one); zero at load, and left zero by
+ * every launch. */
+constexpr int CNT_SLOTS = 1024;
+constexpr int CNT_REGIONS = 64;
+constexpr int MERGE_MAX_SPLIT = 64; /* the most pieces merged in the kernel */
+__device__ unsigned int g_cnt[CNT_REGIONS * CNT_SLOTS];
+
+/* The pieces' partials of heads head0 .. head0 + nh of token t merged into the output (and,
+ * Q8, its q8 blocks): attn_combine_kernel's arithmetic (Q8: attn_combine_q8_kernel's), the
+ * same operations in the same order, so the same bits: the weights exp(m_s - M), L summed
+ * as VT threads of the combine sum it (thread v the pieces v, v + VT, ..., then each warp's
+ * butterfly, then the warps in order), each output the pieces in order. ws is read through
+ * L2 (other blocks wrote it). sm: [HC][MERGE_MAX_SPLIT] weights, then [HC] 1 / L. */
+template <int D, bool Q8>
+__device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int head0, int nh,
+                                          float *sm, int8_t *xq) {
+    static_assert(MERGE_MAX_SPLIT == 64 && (Q8 ? D : THREADS) >= 64, "a piece per combine thread");
+    const int ns = a.n_split, nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5),
+              lane = threadIdx.x & 31;
+    const size_t wl = D + 2;
+    float *wg = sm, *inv = sm + HC * MERGE_MAX_SPLIT, *vals = inv + HC; /* vals: [nh][D] */
+    /* Weights: with at most 64 pieces and at least 64 combine threads a head, combine
+     * thread v holds piece v alone, so its warps 0 and 1 sum pieces 0-31 and 32-63 (lane
+     * order, butterfly) and the rest add zeros: L = (0 + r0) + r1 as there. */
+    for (int h = warp; h < nh; h += nw) {
+        const float *w = a.ws + ((size_t)t * a.n_head + head0 + h) * ns * wl;
+        float ms[2], ls[2];
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int s = 32 * k + lane;
+            ms[k] = s < ns ? __ldcg(w + s * wl) : -INFINITY;
+            ls[k] = s < ns ? __ldcg(w + s * wl + 1) : 0.0f;
+        }
+        float m = -INFINITY;
+#pragma unroll
+        for (int k = 0; k < 2; k++)
+            if (ls[k] > 0.0f) m = fmaxf(m, ms[k]);
+        const float M = warp_max(m);
+        float L = 0.0f;
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            float l = 0.0f;
+            const int s = 32 * k + lane;
+            if (s < ns) {
+                const float e = ls[k] > 0.0f ? expf(ms[k] - M) : 0.0f;
+                wg[h * MERGE_MAX_SPLIT + s] = e;
+                l += ls[k] * e;
+            }
+            L += warp_sum(l);
+        }
+        if (lane == 0) inv[h] = L > 0.0f ? 1.0f / L : 0.0f;
+    }
+    __syncthreads();
+    /* Outputs: each the pieces in order (o += x_s w_s where w_s > 0); a thread takes 4
+     * outputs at once and loads 8 pieces of each before it adds them, 32 loads in flight. */
+    const int n_out = nh * D, bd = (int)blockDim.x;
+    for (int i0 = threadIdx.x; i0 < n_out; i0 += 4 * bd) {
+        float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        const float *w[4];
+        const float *gw[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = min(i0 + u * bd, n_out - 1), h = i / D;
+            w[u] = a.ws + ((size_t)t * a.n_head + head0 + h) * ns * wl + 2 + i % D;
+            gw[u] = wg + h * MERGE_MAX_SPLIT;
+        }
+        for (int s0 = 0; s0 < ns; s0 += 8) {
+            float x[4][8];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) x[u][j] = s0 + j < ns ? __ldcg(w[u] + (s0 + j) * wl) : 0.0f;
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    if (s0 + j < ns && gw[u][s0 + j] > 0.0f) o[u] += x[u][j] * gw[u][s0 + j];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = i0 + u * bd;
+            if (i < n_out) {
+                const int h = i / D;
+                const float v = o[u] * inv[h];
+                a.out[t * a.out_ld + (int64_t)(head0 + h) * D + i % D] = v;
+                if constexpr (Q8) vals[i] = v;
+            }
+        }
+    }
+    if constexpr (Q8) { /* nh * D is a multiple of 256 here */
+        __syncthreads();
+        const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
+        for (int qb = warp; qb < n_out / 256; qb += nw) {
+            float v8[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
+            const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+            rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                           reinterpret_cast<uint2 *>(xq + n * K + el),
+                           reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+        }
+    }
+}
+
 template <int D, int NH, bool Q8>
-__global__ void __launch_bounds__(VEC_MAXW * 32) vec_kernel(rl__cu_attn a, int n_hgroups, int8_t *xq) {
+__global__ void __launch_bounds__(VEC_MAXW * 32)
+    vec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, int cnt_region) {
+    static_assert(D / 8 >= NH, "a cell's lanes hold one head's sum each");
     constexpr int LPC = D / 8;  /* lanes per cell for the scores */
     constexpr int CPP = 32 / LPC; /* cells per pass */
     constexpr int NP = CHUNK / CPP; /* passes per chunk */
     constexpr int DPL = D / 32; /* value dimensions per lane */
     constexpr int CH = D / 8;   /* 16-byte pieces per row */
     constexpr unsigned FULL = 0xffffffffu;
-    rlcu::pdl_enter();
     extern __shared__ __align__(16) unsigned char vsm[];
     const int nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5), lane = threadIdx.x & 31;
     int64_t bx = blockIdx.x;
@@ -450,8 +567,17 @@ __global__ void __launch_bounds__(VEC_MAXW * 32) vec_kernel(rl__cu_attn a, int n
     const int g = (int)(bx % a.n_head_kv);
     const int64_t t = bx / a.n_head_kv;
     const int split = blockIdx.y;
-    const int n_gqa = a.n_head / a.n_head_kv, h0 = hg * HC, nh = min(HC, n_gqa - h0);
-    const int nhm = min(HC, n_gqa), head0 = g * n_gqa + h0;
+    /* The span and the first chunk's cell ids before the wait: they are the queue's arena,
+     * copied from the host before the step's first kernel and written by none (so no kernel
+     * this one may overlap writes them); the queries and the K/V rows (the rows of this
+     * step's tokens come from the kernel before) only after it. */
+    const int32_t b = a.span[2 * t], e = a.span[2 * t + 1];
+    const int64_t cb = (int64_t)b + (int64_t)split * a.split_len;
+    const int64_t ce = min((int64_t)e, cb + a.split_len);
+    int nextcell = cb + (int64_t)warp * CHUNK + lane < ce ? a.cells[cb + (int64_t)warp * CHUNK + lane] : 0;
+    rlcu::pdl_enter();
+    const int n_gqa = a.n_head / a.n_head_kv, h0 = hg * hpb, nh = min(hpb, n_gqa - h0);
+    const int nhm = min(hpb, n_gqa), head0 = g * n_gqa + h0;
     __half *kw = reinterpret_cast<__half *>(vsm) + (size_t)warp * 2 * CHUNK * D; /* [CHUNK][D] */
     __half *vw = kw + CHUNK * D;                                                /* [CHUNK][D] */
     float *red = reinterpret_cast<float *>(vsm); /* after the walk: [nw][nhm][D] */
@@ -477,15 +603,12 @@ __global__ void __launch_bounds__(VEC_MAXW * 32) vec_kernel(rl__cu_attn a, int n
         for (int k = 0; k < DPL; k++) acc[h][k] = 0.0f;
     }
 
-    const int32_t b = a.span[2 * t], e = a.span[2 * t + 1];
-    const int64_t cb = (int64_t)b + (int64_t)split * a.split_len;
-    const int64_t ce = min((int64_t)e, cb + a.split_len);
     const uint8_t *kt = static_cast<const uint8_t *>(a.k) + (size_t)g * D * 2;
     const uint8_t *vt = static_cast<const uint8_t *>(a.v) + (size_t)g * D * 2;
 
     for (int64_t c0 = cb + (int64_t)warp * CHUNK; c0 < ce; c0 += (int64_t)nw * CHUNK) {
         const int nv = (int)min((int64_t)CHUNK, ce - c0);
-        const int mycell = lane < nv ? a.cells[c0 + lane] : 0;
+        const int mycell = nextcell;
         /* the chunk's K and V rows into the tiles, every copy in flight at once (rows past
          * nv are left as they are: masked below) */
 #pragma unroll 4
@@ -497,59 +620,91 @@ __global__ void __launch_bounds__(VEC_MAXW * 32) vec_kernel(rl__cu_attn a, int n
                 cp16(vw + r * D + 8 * p, vt + cell * a.v_row_bytes + 16 * p);
             }
         }
+        {   /* the next chunk's cell ids, while the copies fly */
+            const int64_t cn = c0 + (int64_t)nw * CHUNK + lane;
+            nextcell = cn < ce ? a.cells[cn] : 0;
+        }
         cp_wait_all();
         __syncwarp();
-        /* scores into sc (-inf past nv) */
-#pragma unroll 4
+        /* scores into sc (-inf past nv); every one of the NH heads (those past nh have zero
+         * queries: finite scores nobody reads), no branch between the heads' chains */
+#pragma unroll 8
         for (int pp = 0; pp < NP; pp++) {
             const int ci = pp * CPP + lane / LPC;
             float kv[8];
             hload<8>(kw + ci * D + sub * 8, kv);
+            float sv[NH];
 #pragma unroll
             for (int h = 0; h < NH; h++) {
-                if (h < nh) {
-                    float s = 0.0f;
+                sv[h] = 0.0f;
 #pragma unroll
-                    for (int k = 0; k < 8; k++) s += qf[h][k] * kv[k];
+                for (int k = 0; k < 8; k++) sv[h] += qf[h][k] * kv[k];
+            }
+            /* the NH sums over the cell's LPC lanes by halving: at each of the first log2(NH)
+             * steps a lane keeps half of its heads (the upper half where its lane bit is
+             * set) and adds its partner's values of them, NH - 1 shuffles in all instead of
+             * NH log2(LPC); then plain butterfly steps. Lane sub ends with the sum of head
+             * sub / (LPC / NH). */
+            int o = LPC / 2;
 #pragma unroll
-                    for (int o = LPC / 2; o > 0; o >>= 1) s += __shfl_xor_sync(FULL, s, o);
-                    if (sub == 0) {
-                        float x = s * a.scale;
-                        if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
-                        sc[h * CHUNK + ci] = ci < nv ? x : -INFINITY;
-                    }
+            for (int c = NH; c > 1; c >>= 1, o >>= 1) {
+                const bool up = (lane & o) != 0;
+#pragma unroll
+                for (int i = 0; i < c / 2; i++) {
+                    const float give = up ? sv[i] : sv[i + c / 2];
+                    const float keep = up ? sv[i + c / 2] : sv[i];
+                    sv[i] = keep + __shfl_xor_sync(FULL, give, o);
                 }
             }
+#pragma unroll
+            for (; o > 0; o >>= 1) sv[0] += __shfl_xor_sync(FULL, sv[0], o);
+            float x = sv[0] * a.scale;
+            if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
+            if (sub % (LPC / NH) == 0) sc[(sub / (LPC / NH)) * CHUNK + ci] = ci < nv ? x : -INFINITY;
         }
         __syncwarp();
         /* online softmax, a lane per cell: p replaces the score */
 #pragma unroll
         for (int h = 0; h < NH; h++) {
-            if (h < nh) {
-                const float x = sc[h * CHUNK + lane];
-                const float mn = fmaxf(m[h], warp_max(x));
-                const float corr = m[h] == -INFINITY ? 0.0f : expf(m[h] - mn);
-                const float p = x == -INFINITY ? 0.0f : expf(x - mn);
-                m[h] = mn;
-                lp[h] = lp[h] * corr + p;
+            const float x = sc[h * CHUNK + lane];
+            const float mn = fmaxf(m[h], warp_max(x));
+            const float corr = m[h] == -INFINITY ? 0.0f : expf(m[h] - mn);
+            const float p = x == -INFINITY ? 0.0f : expf(x - mn);
+            m[h] = mn;
+            lp[h] = lp[h] * corr + p;
 #pragma unroll
-                for (int k = 0; k < DPL; k++) acc[h][k] *= corr;
-                sc[h * CHUNK + lane] = p;
-            }
+            for (int k = 0; k < DPL; k++) acc[h][k] *= corr;
+            sc[h * CHUNK + lane] = p;
         }
         __syncwarp();
-        /* acc += p v over the chunk's cells */
-#pragma unroll 4
-        for (int j = 0; j < nv; j++) {
+        /* acc += p v over the chunk's cells, in cell order: four cells' p of a head in one
+         * 16-byte load, then the rest one by one */
+        int j = 0;
+        for (; j + 4 <= nv; j += 4) {
+            float v[4][DPL];
+#pragma unroll
+            for (int q = 0; q < 4; q++) hload<DPL>(vw + (j + q) * D + lane * DPL, v[q]);
+#pragma unroll
+            for (int h = 0; h < NH; h++) {
+                const float4 p4 = *reinterpret_cast<const float4 *>(sc + h * CHUNK + j);
+#pragma unroll
+                for (int k = 0; k < DPL; k++) acc[h][k] += p4.x * v[0][k];
+#pragma unroll
+                for (int k = 0; k < DPL; k++) acc[h][k] += p4.y * v[1][k];
+#pragma unroll
+                for (int k = 0; k < DPL; k++) acc[h][k] += p4.z * v[2][k];
+#pragma unroll
+                for (int k = 0; k < DPL; k++) acc[h][k] += p4.w * v[3][k];
+            }
+        }
+        for (; j < nv; j++) {
             float v[DPL];
             hload<DPL>(vw + j * D + lane * DPL, v);
 #pragma unroll
             for (int h = 0; h < NH; h++) {
-                if (h < nh) {
-                    const float p = sc[h * CHUNK + j];
+                const float p = sc[h * CHUNK + j];
 #pragma unroll
-                    for (int k = 0; k < DPL; k++) acc[h][k] += p * v[k];
-                }
+                for (int k = 0; k < DPL; k++) acc[h][k] += p * v[k];
             }
         }
         __syncwarp(); /* the next chunk's copies and scores overwrite the tiles and sc */
@@ -598,19 +753,42 @@ __global__ void __launch_bounds__(VEC_MAXW * 32) vec_kernel(rl__cu_attn a, int n
             w[2 + d] = o;
         }
     }
-    if constexpr (Q8) {
-        __syncthreads();
-        const int64_t K = (int64_t)a.n_head * D, nb = K / 256, eb = (int64_t)head0 * D;
-        for (int qb = warp; qb < nh * D / 256; qb += nw) {
-            float v8[8];
+    if (a.n_split == 1) {
+        if constexpr (Q8) {
+            __syncthreads();
+            const int64_t K = (int64_t)a.n_head * D, nb = K / 256, eb = (int64_t)head0 * D;
+            for (int qb = warp; qb < nh * D / 256; qb += nw) {
+                float v8[8];
 #pragma unroll
-            for (int j = 0; j < 8; j++) v8[j] = red[qb * 256 + 8 * lane + j];
-            const int64_t n = a.n_tok, el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-            rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                           reinterpret_cast<uint2 *>(xq + n * K + el),
-                           reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+                for (int j = 0; j < 8; j++) v8[j] = red[qb * 256 + 8 * lane + j];
+                const int64_t n = a.n_tok, el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+                rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                               reinterpret_cast<uint2 *>(xq + n * K + el),
+                               reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+            }
         }
+        return;
     }
+    if (cnt_region < 0) return; /* the combine kernel merges the pieces */
+
+    /* The last piece of this (token, KV head, head group) to finish merges them all (the
+     * pattern of the CUDA samples' threadFenceReduction): each block's partial is made
+     * visible device-wide before its count; the block that counts n_split resets the
+     * counter (so the next launch, and a replayed graph, finds 0) and reads the others'. */
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int *c = g_cnt + (size_t)cnt_region * CNT_SLOTS + blockIdx.x;
+        const unsigned int seen = atomicAdd(c, 1u);
+        s_last = seen + 1u == (unsigned int)a.n_split;
+        if (s_last) atomicExch(c, 0u);
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    /* the merge's weights and 1 / L in the tiles' room (every read of red is done) */
+    vec_merge<D, Q8>(a, t, head0, nh, reinterpret_cast<float *>(vsm), xq);
 }
 
 /* Dynamic shared memory of the attention kernel (tiled or not). */
@@ -638,11 +816,12 @@ int g_tiled_sparse = 0x7fffffff;
  * / 10.2 / 10.2, of the 8B over 4096 cells 23.8 / 22.1 / 33.3). */
 constexpr int VEC_MAX_TOK = 64;
 constexpr int VEC_PIECE = 256;
-/* A single token goes to the vec kernel over spans of at least this many cells (rounded
- * up to a power of two): H100, one layer of the 8B shape (head 128), 1 token over 640 cells:
- * 19.1 us there, 17.6 on the tiled kernel and its combine, 1024 cells 19.2 / 18.6, 4096
- * cells 22.1 / 47.4; the 1B shape (head 64): 256 cells 10.2 / 11.9, 1024 cells 12.7 / 16.2,
- * 16 cells 9.2 / 8.7. RUVLLM_CUDA_ATTN_VEC_1TOK sets both. */
+/* Without the merge in the kernel (RUVLLM_CUDA_ATTN_MERGE=0), a single token goes to the
+ * vec kernel over spans of at least this many cells (rounded up to a power of two); with it,
+ * every single token does (H100, one layer of the 8B shape, us, one launch vs the tiled
+ * kernel and its combine: 16 cells 8.3 / 9.8, 256 cells 10.3 / 14.2, 1024 cells 14.0 / 19.4,
+ * 4096 cells 18.7 / 18.0 on the vec kernel and the combine; the 1B shape: 16 cells 6.0 /
+ * 8.9, 256 cells 7.2 / 12.2, 1024 cells 10.8 / 16.5). RUVLLM_CUDA_ATTN_VEC_1TOK sets both. */
 constexpr int VEC_1TOK = 2048, VEC_1TOK_64 = 256;
 int g_vec = 1, g_vec_max = VEC_MAX_TOK, g_vec_piece = VEC_PIECE, g_vec_1tok = VEC_1TOK,
     g_vec_1tok_64 = VEC_1TOK_64;
@@ -673,17 +852,79 @@ bool plan_vec(const rl__cu_attn *a, int64_t maxlen_b) {
 
 bool use_vec(const rl__cu_attn *a) { return a->vec && vec_ok(a); }
 
-/* The vec kernel writes the q8 quantization itself: one piece, the block's heads whole q8
- * blocks of 256 values. */
-bool vec_q8_direct(const rl__cu_attn *a) {
+int g_vec_hpb = 0; /* RUVLLM_CUDA_ATTN_VEC_HPB: query heads a vec block takes in small calls */
+
+/* The query heads of a vec block: up to HC of a KV head's group; with RUVLLM_CUDA_ATTN_VEC_HPB
+ * set, calls of fewer blocks than SMs cut the group finer (at least 256 values a block, so a
+ * block still writes whole q8 blocks): less work per warp, more SMs. */
+int vec_hpb(const rl__cu_attn *a) {
     const int n_gqa = a->n_head / a->n_head_kv;
-    return a->n_split == 1 && n_gqa <= HC && (n_gqa * a->head_dim_v) % 256 == 0;
+    if (g_vec_hpb <= 0 || (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + HC - 1) / HC) >= g_n_sm)
+        return HC;
+    int h = std::max(g_vec_hpb, 256 / a->head_dim_v);
+    while (h < HC && n_gqa % h) h *= 2; /* groups of one size */
+    return std::min(h, HC);
 }
 
-/* The vec kernel alone (the combine, if any, is the caller's); xq: the q8 output. */
-cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq) {
-    const int n_gqa = a->n_head / a->n_head_kv;
-    const int n_hgroups = (n_gqa + HC - 1) / HC;
+int vec_hgroups(const rl__cu_attn *a) {
+    const int n_gqa = a->n_head / a->n_head_kv, h = vec_hpb(a);
+    return (n_gqa + h - 1) / h;
+}
+
+/* Whether the vec kernel's blocks can write the q8 quantization themselves: a block's heads
+ * (one group of a KV head's) are whole q8 blocks of 256 values. */
+bool vec_q8_heads(const rl__cu_attn *a) {
+    const int n_gqa = a->n_head / a->n_head_kv, h = std::min(vec_hpb(a), n_gqa);
+    return n_gqa % h == 0 && (h * a->head_dim_v) % 256 == 0;
+}
+
+/* Workspaces (one per backend) and the counter region each has; a slot stays taken (a
+ * workspace freed and allocated again at the same address finds its region, left zero). */
+std::mutex g_region_mu;
+const float *g_region_ws[CNT_REGIONS];
+
+int cnt_region(const float *ws) {
+    std::lock_guard<std::mutex> lock(g_region_mu);
+    for (int i = 0; i < CNT_REGIONS; i++)
+        if (g_region_ws[i] == ws) return i;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < CNT_REGIONS; i++)
+            if (!g_region_ws[i]) {
+                g_region_ws[i] = ws;
+                return i;
+            }
+        /* all taken: free the regions of workspaces that are no longer device memory (their
+         * backends are gone, after a synchronize: their counters are zero) */
+        for (int i = 0; i < CNT_REGIONS; i++) {
+            cudaPointerAttributes at;
+            if (cudaPointerGetAttributes(&at, g_region_ws[i]) != cudaSuccess ||
+                at.type != cudaMemoryTypeDevice) {
+                (void)cudaGetLastError();
+                g_region_ws[i] = NULL;
+            }
+        }
+    }
+    return -1;
+}
+
+int g_merge = 1; /* RUVLLM_CUDA_ATTN_MERGE=0: the pieces of a vec call go through the combine */
+
+/* The counter region for merging a's pieces in the vec kernel itself, or -1 (the
+ * combine's work): pieces, at most MERGE_MAX_SPLIT of them, at most CNT_SLOTS blocks of
+ * (token, KV head, head group), a workspace with a region. */
+int merge_region(const rl__cu_attn *a) {
+    const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * vec_hgroups(a);
+    if (!g_merge || !use_vec(a) || a->n_split < 2 || a->n_split > MERGE_MAX_SPLIT ||
+        nblk > CNT_SLOTS || !a->ws)
+        return -1;
+    return cnt_region(a->ws);
+}
+
+/* The vec kernel (the combine, if any, is the caller's); xq: the q8 output (one piece, or
+ * merged in the kernel: region >= 0); region: the counters of the merge, -1 for none. */
+cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, int region) {
+    const int n_gqa = a->n_head / a->n_head_kv, hpb = vec_hpb(a);
+    const int n_hgroups = (n_gqa + hpb - 1) / hpb;
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
     if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > RL_CU_ATTN_MAX_SPLIT)
         return cudaErrorInvalidValue;
@@ -695,21 +936,26 @@ cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq) {
     const size_t smem = vec_smem(D, (int)nw);
     const dim3 grid((unsigned)nblk, (unsigned)a->n_split);
     const unsigned th = 32u * (unsigned)nw;
-    const bool h4 = std::min(HC, n_gqa) <= 4;
+    const int hm = std::min(hpb, n_gqa); /* the registers' heads: hm rounded up to 1, 2, 4, 8 */
 #define RL_VEC_GO(d, nh)                                                                           \
-    return xq ? rlcu::launch(vec_kernel<d, nh, true>, grid, th, smem, s, *a, n_hgroups, xq)         \
-              : rlcu::launch(vec_kernel<d, nh, false>, grid, th, smem, s, *a, n_hgroups, xq)
+    return xq ? rlcu::launch(vec_kernel<d, nh, true>, grid, th, smem, s, *a, n_hgroups, hpb, xq,  \
+                             region)                                                               \
+              : rlcu::launch(vec_kernel<d, nh, false>, grid, th, smem, s, *a, n_hgroups, hpb, xq,  \
+                             region)
+#define RL_VEC_NH(d)                                                                               \
+    if (hm <= 1) RL_VEC_GO(d, 1);                                                                  \
+    if (hm <= 2) RL_VEC_GO(d, 2);                                                                  \
+    if (hm <= 4) RL_VEC_GO(d, 4);                                                                  \
+    RL_VEC_GO(d, 8)
     switch (D) {
     case 64:
-        if (h4) RL_VEC_GO(64, 4);
-        RL_VEC_GO(64, 8);
+        RL_VEC_NH(64);
     case 128:
-        if (h4) RL_VEC_GO(128, 4);
-        RL_VEC_GO(128, 8);
+        RL_VEC_NH(128);
     default:
-        if (h4) RL_VEC_GO(256, 4);
-        RL_VEC_GO(256, 8);
+        RL_VEC_NH(256);
     }
+#undef RL_VEC_NH
 #undef RL_VEC_GO
 }
 
@@ -745,11 +991,16 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     const char *vo = getenv("RUVLLM_CUDA_ATTN_VEC"), *vm = getenv("RUVLLM_CUDA_ATTN_VEC_MAX"),
                *vp = getenv("RUVLLM_CUDA_ATTN_VEC_PIECE");
     g_vec = !(vo && vo[0] == '0');
+    const char *hp = getenv("RUVLLM_CUDA_ATTN_VEC_HPB");
+    g_vec_hpb = hp ? atoi(hp) : 0;
+    const char *mg = getenv("RUVLLM_CUDA_ATTN_MERGE");
+    g_merge = !(mg && mg[0] == '0');
     g_vec_max = vm && atoi(vm) > 0 ? atoi(vm) : VEC_MAX_TOK;
     g_vec_piece = vp && atoi(vp) >= 32 ? atoi(vp) / 32 * 32 : VEC_PIECE;
     const char *v1 = getenv("RUVLLM_CUDA_ATTN_VEC_1TOK");
-    g_vec_1tok = v1 && atoi(v1) >= 0 ? atoi(v1) : VEC_1TOK;
-    g_vec_1tok_64 = v1 && atoi(v1) >= 0 ? atoi(v1) : VEC_1TOK_64;
+    /* with the merge in the kernel, one launch for every single token */
+    g_vec_1tok = v1 && atoi(v1) >= 0 ? atoi(v1) : g_merge ? 0 : VEC_1TOK;
+    g_vec_1tok_64 = v1 && atoi(v1) >= 0 ? atoi(v1) : g_merge ? 0 : VEC_1TOK_64;
     int dev = 0, n_sm = 0;
     if (cudaGetDevice(&dev) == cudaSuccess &&
         cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && n_sm > 0)
@@ -764,15 +1015,15 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     cudaError_t e = cudaSuccess;
     for (size_t i = 0; i < sizeof k / sizeof k[0] && e == cudaSuccess; i++)
         e = cudaFuncSetAttribute(k[i], cudaFuncAttributeMaxDynamicSharedMemorySize, v);
+#define RL_VEC_K(d, nh)                                                                            \
+    {(const void *)vec_kernel<d, nh, false>, d}, { (const void *)vec_kernel<d, nh, true>, d }
+#define RL_VEC_KD(d) RL_VEC_K(d, 1), RL_VEC_K(d, 2), RL_VEC_K(d, 4), RL_VEC_K(d, 8)
     const struct {
         const void *f;
         int d;
-    } vk[] = {{(const void *)vec_kernel<64, 4, false>, 64},   {(const void *)vec_kernel<64, 4, true>, 64},
-              {(const void *)vec_kernel<64, 8, false>, 64},   {(const void *)vec_kernel<64, 8, true>, 64},
-              {(const void *)vec_kernel<128, 4, false>, 128}, {(const void *)vec_kernel<128, 4, true>, 128},
-              {(const void *)vec_kernel<128, 8, false>, 128}, {(const void *)vec_kernel<128, 8, true>, 128},
-              {(const void *)vec_kernel<256, 4, false>, 256}, {(const void *)vec_kernel<256, 4, true>, 256},
-              {(const void *)vec_kernel<256, 8, false>, 256}, {(const void *)vec_kernel<256, 8, true>, 256}};
+    } vk[] = {RL_VEC_KD(64), RL_VEC_KD(128), RL_VEC_KD(256)};
+#undef RL_VEC_KD
+#undef RL_VEC_K
     if (vec_smem(64, vec_maxw(64)) > smem_max || vec_smem(128, vec_maxw(128)) > smem_max ||
         vec_smem(256, vec_maxw(256)) > smem_max)
         g_vec = 0; /* tiles that do not fit: the other kernels only */
@@ -818,8 +1069,9 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
                            0, s, c);
         return cudaGetLastError();
     }
-    cudaError_t e = use_vec(a) ? vec_main(s, a, NULL) : attn_main(s, a);
-    if (e != cudaSuccess || a->n_split == 1) return e;
+    const int region = merge_region(a);
+    cudaError_t e = use_vec(a) ? vec_main(s, a, NULL, region) : attn_main(s, a);
+    if (e != cudaSuccess || a->n_split == 1 || region >= 0) return e;
     (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);
     return cudaGetLastError();
 }
@@ -830,15 +1082,19 @@ extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
         ((int64_t)a->n_head * hdv) % CQ_THREADS != 0 ||
         (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS > 0x7fffffff)
         return false;
-    return a->n_split > 1 || (use_vec(a) && vec_q8_direct(a));
+    return a->n_split > 1 || (use_vec(a) && vec_q8_heads(a));
 }
 
 extern "C" cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq) {
     if (a->n_tok <= 0) return cudaSuccess;
     if (!rl__cu_attention_q8_ok(a)) return cudaErrorInvalidValue;
     const bool vec = use_vec(a);
-    if (vec && a->n_split == 1) return vec_main(s, a, static_cast<int8_t *>(xq));
-    cudaError_t e = vec ? vec_main(s, a, NULL) : attn_main(s, a);
+    if (vec && vec_q8_heads(a)) { /* one launch: one piece, or the pieces merged in it */
+        const int region = a->n_split == 1 ? -1 : merge_region(a);
+        if (a->n_split == 1 || region >= 0)
+            return vec_main(s, a, static_cast<int8_t *>(xq), region);
+    }
+    cudaError_t e = vec ? vec_main(s, a, NULL, -1) : attn_main(s, a);
     if (e != cudaSuccess) return e;
     const int64_t blocks = (int64_t)a->n_tok * a->n_head * a->head_dim_v / CQ_THREADS;
     (void)rlcu::launch(attn_combine_q8_kernel, (unsigned)blocks, CQ_THREADS, 0, s, *a,
@@ -857,13 +1113,14 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
                                  size_t ws_bytes) {
     const int64_t maxlen_b = pow2_at_least(maxlen, 64);
     const int n_gqa = a->n_head / a->n_head_kv;
-    const int64_t blocks = (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + HC - 1) / HC);
+    a->vec = plan_vec(a, maxlen_b);
+    const int64_t blocks =
+        (int64_t)a->n_tok * a->n_head_kv * (use_vec(a) ? vec_hgroups(a) : (n_gqa + HC - 1) / HC);
     const int64_t target = 2 * (int64_t)n_sm;
     const size_t per_split =
         (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
     const int64_t ws_max =
         std::min<int64_t>((int64_t)(ws_bytes / per_split), RL_CU_ATTN_MAX_SPLIT);
-    a->vec = plan_vec(a, maxlen_b);
     const int64_t piece = use_vec(a) ? g_vec_piece : 32;
     int64_t n_split = 1;
     if (blocks < target && maxlen_b > piece)
