@@ -396,8 +396,9 @@ TEST(attn_vec) {
  * the counters at zero again. Each call runs 4 times in a row on one backend (the queue
  * captures the repeated records as a graph and replays it), with the output poisoned
  * before each run: every run the CPU's result (1e-7) and the same bits as the same call
- * with RUVLLM_CUDA_ATTN_MERGE=0 (the separate combine kernel); with fewer query heads a
- * block (RUVLLM_CUDA_ATTN_VEC_HPB=1: more blocks, so other pieces) the CPU's result. Single
+ * with RUVLLM_CUDA_ATTN_MERGE=0 (the separate combine kernel); with up to 8 query heads a
+ * block (RUVLLM_CUDA_ATTN_VEC_HPB=0: by default small calls take fewer, so other blocks and
+ * pieces) the CPU's result. Single
  * tokens (the 8B and 1B shapes) and a few tokens, GQA 1, 4 and 12 (two head groups), head
  * sizes 64/128/256, spans that are not multiples of 32, an empty span, soft-cap, pieces of
  * 32 and of 256. Each backend runs all its calls before the next is made (the settings are
@@ -449,10 +450,10 @@ TEST(attn_one_launch) {
             call_ref(&c[i]);
         }
         /* the settings are the process's: each backend runs its calls before the next is made */
-        for (int m = 0; m < 3; m++) { /* merged, the combine kernel, merged with fewer heads a block */
+        for (int m = 0; m < 3; m++) { /* merged, the combine kernel, merged with HPB=0 */
             env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", pc ? "32" : NULL);
             env_set("RUVLLM_CUDA_ATTN_MERGE", m == 1 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", m == 2 ? "1" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", m == 2 ? "0" : NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* MERGE=0 would keep short spans off vec */
             rl_backend *g = gpu_make(NULL, NULL, NULL);
             env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
@@ -479,9 +480,9 @@ TEST(attn_one_launch) {
             CHECKF(memcmp(o[0][i], o[1][i], n * sizeof(float)) == 0,
                    "one launch case %zu (pieces %s): differs from the combine's bits", i,
                    pc ? "32" : "256");
-            /* fewer heads a block: more blocks, so other pieces (other bits) */
+            /* HPB=0: other blocks, so other pieces (other bits) */
             const double e2 = rl_test_nmse(o[2][i], c[i].ref, n);
-            CHECKF(e2 <= 1e-7, "one launch case %zu (pieces %s, fewer heads a block): nmse %.3g", i,
+            CHECKF(e2 <= 1e-7, "one launch case %zu (pieces %s, HPB=0): nmse %.3g", i,
                    pc ? "32" : "256", e2);
             for (int m = 0; m < 3; m++) free(o[m][i]);
             call_free(&c[i]);
@@ -530,8 +531,8 @@ static void attn_then_product(rl_backend *g, const call *c, const rl_weight *w, 
  * product's input quantization to the attention (the vec kernel's own, one piece or the
  * pieces merged in it; else the combine's); the same calls with RUVLLM_CUDA_FUSE=0 must give
  * the same bits (attention output and product), and so must the fused calls whose pieces the
- * combine kernel merges (RUVLLM_CUDA_ATTN_MERGE=0); the attention the CPU's (1e-7); with
- * fewer heads a block (RUVLLM_CUDA_ATTN_VEC_HPB=1) fused and unfused the same bits. Under the
+ * combine kernel merges (RUVLLM_CUDA_ATTN_MERGE=0); the attention the CPU's (1e-7); with up
+ * to 8 query heads a block (RUVLLM_CUDA_ATTN_VEC_HPB=0) fused and unfused the same bits. Under the
  * default settings, then with single tokens under 2048 cells on the tiled kernel
  * (RUVLLM_CUDA_ATTN_VEC_1TOK=2048). */
 static void q8_fused_cases(const char *one);
@@ -559,12 +560,12 @@ static void q8_fused_cases(const char *one) {
         const int64_t rows = 256, no = (int64_t)c.n_tok * c.out_ld;
         float *o[5], *y[5];
         for (int f = 0; f < 5; f++) { /* unfused, fused, fused with the combine kernel, fused
-                                         and unfused with fewer heads a block (VEC_HPB) */
+                                         and unfused with VEC_HPB=0 */
             env_set("RUVLLM_CUDA_FUSE", f && f != 4 ? NULL : "0");
             /* MERGE=0 alone would send single tokens under 2048 cells to the tiled kernel */
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", f == 2 && !one ? "0" : one);
             env_set("RUVLLM_CUDA_ATTN_MERGE", f == 2 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", f >= 3 ? "1" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", f >= 3 ? "0" : NULL);
             rl_backend *g = gpu_make(NULL, NULL, NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
             env_set("RUVLLM_CUDA_FUSE", NULL);
@@ -592,11 +593,11 @@ static void q8_fused_cases(const char *one) {
                "q8 fused case %zu (1TOK %s): the combine kernel's bits differ from the merge's",
                i, one ? one : "-");
         const double e3 = rl_test_nmse(o[3], c.ref, (size_t)no);
-        CHECKF(e3 <= 1e-7, "q8 fused case %zu (1TOK %s, fewer heads a block): nmse %.3g", i,
+        CHECKF(e3 <= 1e-7, "q8 fused case %zu (1TOK %s, HPB=0): nmse %.3g", i,
                one ? one : "-", e3);
         CHECKF(memcmp(o[3], o[4], (size_t)no * sizeof(float)) == 0 &&
                    memcmp(y[3], y[4], (size_t)(c.n_tok * rows) * sizeof(float)) == 0,
-               "q8 fused case %zu (1TOK %s, fewer heads a block): fused differs from unfused", i,
+               "q8 fused case %zu (1TOK %s, HPB=0): fused differs from unfused", i,
                one ? one : "-");
         double ysq = 0;
         for (int64_t j = 0; j < c.n_tok * rows; j++) ysq += (double)y[1][j] * y[1][j];
@@ -758,7 +759,7 @@ static void bench(void) {
         {"PIECE=128", NULL, NULL, "128", NULL, NULL, NULL, NULL},
         {"PIECE=512", NULL, NULL, "512", NULL, NULL, NULL, NULL},
         {"PIECE=64", NULL, NULL, "64", NULL, NULL, NULL, NULL},
-        {"HPB=1", NULL, NULL, NULL, NULL, NULL, NULL, "1"}};
+        {"HPB=0", NULL, NULL, NULL, NULL, NULL, NULL, "0"}};
     static double us[NSET][NS], fl[NS];
     /* RUVLLM_FATTN_BENCH_ONLY: the shapes whose name holds it; RUVLLM_FATTN_BENCH_SET: that
      * column alone (profiling one kernel) */
@@ -800,7 +801,7 @@ static void bench(void) {
         {"default unfused", NULL, NULL, NULL, "0", NULL, NULL, NULL},
         {"MERGE=0 1TOK=0 fused", NULL, NULL, NULL, NULL, "0", "0", NULL},
         {"PIECE=128 fused", NULL, NULL, "128", NULL, NULL, NULL, NULL},
-        {"HPB=1 fused", NULL, NULL, NULL, NULL, NULL, NULL, "1"}};
+        {"HPB=0 fused", NULL, NULL, NULL, NULL, NULL, NULL, "0"}};
     static double pus[NPS][NP];
     if (one_set) return;
     for (int st = 0; st < NPS; st++) {

@@ -44,7 +44,8 @@
  * RUVLLM_CUDA_ATTN_VEC_MAX (tokens), RUVLLM_CUDA_ATTN_VEC_PIECE (cells) and
  * RUVLLM_CUDA_ATTN_VEC_1TOK (cells) set its thresholds (timing, tests);
  * RUVLLM_CUDA_ATTN_MERGE=0 sends its pieces to the combine kernel again;
- * RUVLLM_CUDA_ATTN_VEC_HPB=1 gives calls of fewer blocks than SMs fewer query heads a block.
+ * RUVLLM_CUDA_ATTN_VEC_HPB (default 1; 0: off) lets calls that stay one wave give a vec
+ * block fewer query heads (g_vec_hpb).
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -852,19 +853,26 @@ bool plan_vec(const rl__cu_attn *a, int64_t maxlen_b) {
 
 bool use_vec(const rl__cu_attn *a) { return a->vec && vec_ok(a); }
 
-int g_vec_hpb = 0; /* RUVLLM_CUDA_ATTN_VEC_HPB: query heads a vec block takes in small calls */
+/* RUVLLM_CUDA_ATTN_VEC_HPB: the fewest query heads a vec block may take (0: always up to
+ * HC); the plan takes it where the call's blocks, pieces included, still fit the GPU in one
+ * wave (H100, one layer of the 8B shape, us, HC heads a block vs 2: 1 token over 16 cells
+ * 8.3 / 6.6, 256 cells 10.3 / 8.7, 1024 cells 14.0 / 12.7, 8 tokens over 64 cells 9.2 / 7.9;
+ * over two waves it lost: 1 x 4096 cells 18.7 / 27.5, 4 x 640 16.4 / 22.2, 8 x 640 26.2 /
+ * 32.4). */
+int g_vec_hpb = 1;
 
-/* The query heads of a vec block: up to HC of a KV head's group; with RUVLLM_CUDA_ATTN_VEC_HPB
- * set, calls of fewer blocks than SMs cut the group finer (at least 256 values a block, so a
- * block still writes whole q8 blocks): less work per warp, more SMs. */
-int vec_hpb(const rl__cu_attn *a) {
+/* The query heads of a vec block under RUVLLM_CUDA_ATTN_VEC_HPB: at least 256 values a block
+ * (so a block still writes whole q8 blocks), groups of one size. */
+int finer_hpb(const rl__cu_attn *a) {
     const int n_gqa = a->n_head / a->n_head_kv;
-    if (g_vec_hpb <= 0 || (int64_t)a->n_tok * a->n_head_kv * ((n_gqa + HC - 1) / HC) >= g_n_sm)
-        return HC;
     int h = std::max(g_vec_hpb, 256 / a->head_dim_v);
-    while (h < HC && n_gqa % h) h *= 2; /* groups of one size */
+    while (h < HC && n_gqa % h) h *= 2;
     return std::min(h, HC);
 }
+
+/* The query heads of a vec block: the plan's choice (a->vec), up to HC of a KV head's group;
+ * fewer (finer_hpb) gives a warp less work and the call more SMs. */
+int vec_hpb(const rl__cu_attn *a) { return a->vec > 0 && a->vec <= HC ? a->vec : HC; }
 
 int vec_hgroups(const rl__cu_attn *a) {
     const int n_gqa = a->n_head / a->n_head_kv, h = vec_hpb(a);
@@ -992,7 +1000,7 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
                *vp = getenv("RUVLLM_CUDA_ATTN_VEC_PIECE");
     g_vec = !(vo && vo[0] == '0');
     const char *hp = getenv("RUVLLM_CUDA_ATTN_VEC_HPB");
-    g_vec_hpb = hp ? atoi(hp) : 0;
+    g_vec_hpb = hp ? atoi(hp) : 1;
     const char *mg = getenv("RUVLLM_CUDA_ATTN_MERGE");
     g_merge = !(mg && mg[0] == '0');
     g_vec_max = vm && atoi(vm) > 0 ? atoi(vm) : VEC_MAX_TOK;
@@ -1113,23 +1121,37 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
                                  size_t ws_bytes) {
     const int64_t maxlen_b = pow2_at_least(maxlen, 64);
     const int n_gqa = a->n_head / a->n_head_kv;
-    a->vec = plan_vec(a, maxlen_b);
-    const int64_t blocks =
-        (int64_t)a->n_tok * a->n_head_kv * (use_vec(a) ? vec_hgroups(a) : (n_gqa + HC - 1) / HC);
+    a->vec = plan_vec(a, maxlen_b) ? HC : 0; /* the vec kernel's query heads a block */
     const int64_t target = 2 * (int64_t)n_sm;
     const size_t per_split =
         (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
     const int64_t ws_max =
         std::min<int64_t>((int64_t)(ws_bytes / per_split), RL_CU_ATTN_MAX_SPLIT);
     const int64_t piece = use_vec(a) ? g_vec_piece : 32;
-    int64_t n_split = 1;
-    if (blocks < target && maxlen_b > piece)
-        n_split = std::min((target + blocks - 1) / blocks, (maxlen_b + piece - 1) / piece);
-    n_split = std::max<int64_t>(1, std::min(n_split, ws_max));
-    int64_t split_len = std::max<int64_t>(maxlen_b, 1);
-    if (n_split > 1) {
-        split_len = ((maxlen_b + n_split - 1) / n_split + 31) / 32 * 32;
-        n_split = (maxlen_b + split_len - 1) / split_len;
+    /* the pieces for `blocks` blocks, and their length */
+    auto splits = [&](int64_t blocks, int64_t *len) {
+        int64_t n = 1;
+        if (blocks < target && maxlen_b > piece)
+            n = std::min((target + blocks - 1) / blocks, (maxlen_b + piece - 1) / piece);
+        n = std::max<int64_t>(1, std::min(n, ws_max));
+        *len = std::max<int64_t>(maxlen_b, 1);
+        if (n > 1) {
+            *len = ((maxlen_b + n - 1) / n + 31) / 32 * 32;
+            n = (maxlen_b + *len - 1) / *len;
+        }
+        return n;
+    };
+    const int64_t per_hg = (int64_t)a->n_tok * a->n_head_kv;
+    int64_t split_len = 0, n_split = splits(per_hg * ((n_gqa + HC - 1) / HC), &split_len);
+    if (use_vec(a) && g_vec_hpb > 0) { /* fewer heads a block where that stays one wave */
+        const int h = finer_hpb(a);
+        int64_t len2 = 0;
+        const int64_t b2 = per_hg * ((n_gqa + h - 1) / h), n2 = splits(b2, &len2);
+        if (h < std::min(HC, n_gqa) && b2 * n2 <= n_sm) {
+            a->vec = h;
+            n_split = n2;
+            split_len = len2;
+        }
     }
     a->n_split = (int32_t)n_split;
     a->split_len = (int32_t)split_len;

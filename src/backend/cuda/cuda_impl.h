@@ -215,7 +215,8 @@ typedef struct rl__cu_attn {
                       share their cells (prefill), so the tensor-core kernel pays */
     int32_t fa_split; /* the tensor-core kernel: pieces each block's union of spans is cut
                          into (> 1: partials in ws as above, then the combine) */
-    int32_t vec;      /* the plan's choice: attention.cu's decode (vec) kernel takes it */
+    int32_t vec;      /* the plan's choice: attention.cu's decode (vec) kernel takes it, with
+                         this many query heads a block (0: another kernel) */
 } rl__cu_attn;
 
 /* Query heads one attention block handles (the GQA group is cut into pieces of this). */
