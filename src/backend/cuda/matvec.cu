@@ -33,8 +33,9 @@ using namespace rlcu;
 namespace {
 
 constexpr int MV_WARPS = 4;  /* warps per block */
-constexpr int MV_PAD = 16;   /* bytes after each warp's ring: unaligned reads of the last
-                                block may touch a word past the chunk */
+constexpr int MV_PAD = 16;   /* bytes after each stage of a warp's ring: the word reads of the
+                                last block (lds_words) touch a word past the chunk, which
+                                must not be the next stage while its copy is in flight */
 
 __device__ __forceinline__ void cp16(uint32_t dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
@@ -421,7 +422,7 @@ template <class G, int R> __host__ __device__ constexpr int mv_stages() {
     return 9216 / (R * G::CB) < 3 ? 3 : 9216 / (R * G::CB) > 8 ? 8 : 9216 / (R * G::CB);
 }
 template <class G, int R> __host__ __device__ constexpr size_t mv_smem() {
-    return (size_t)MV_WARPS * ((size_t)mv_stages<G, R>() * R * G::CB + MV_PAD);
+    return (size_t)MV_WARPS * (size_t)mv_stages<G, R>() * (R * G::CB + MV_PAD);
 }
 
 /* The gated activation joined to the gate and up products (rl__cu_matvec_glu): out =
@@ -501,11 +502,11 @@ template <class G, int R, bool GLU>
 __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_bytes, int64_t rows,
                                         int gpw, int nch, int ks, const typename G::XA &x,
                                         const MvGlu &gl) {
-    constexpr int S = mv_stages<G, R>(), IB = R * G::CB;
+    constexpr int S = mv_stages<G, R>(), IB = R * G::CB + MV_PAD;
     extern __shared__ __align__(16) uint8_t mv_smem_buf[];
     __shared__ float part[MV_WARPS][MV_KS_GROUPS][R];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wk = warp % ks;
-    uint8_t *ring = mv_smem_buf + warp * (S * IB + MV_PAD);
+    uint8_t *ring = mv_smem_buf + warp * (S * IB);
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
     const int64_t r0 = ((int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks) * gpw * R;
     const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
@@ -639,7 +640,7 @@ template <class G, int R> __host__ __device__ constexpr int mv2_stages() {
     return 6144 / (R * G::CB) + 1 < 3 ? 3 : 6144 / (R * G::CB) + 1 > 8 ? 8 : 6144 / (R * G::CB) + 1;
 }
 template <class G, int R> __host__ __device__ constexpr size_t mv2_warp_bytes() {
-    return (size_t)mv2_stages<G, R>() * R * G::CB + MV_PAD;
+    return (size_t)mv2_stages<G, R>() * (R * G::CB + MV_PAD);
 }
 constexpr int MV2_WMAX = 16;
 
@@ -676,7 +677,7 @@ template <int R> __device__ __forceinline__ float mv2_reduce(float (&v)[R], int 
 template <class G, int R>
 __global__ void __launch_bounds__(MV2_WMAX * 32, 1)
     mv2_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int nch, typename G::XA x) {
-    constexpr int S = mv2_stages<G, R>(), IB = R * G::CB;
+    constexpr int S = mv2_stages<G, R>(), IB = R * G::CB + MV_PAD;
     extern __shared__ __align__(16) uint8_t mv_smem_buf[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     uint8_t *ring = mv_smem_buf + warp * mv2_warp_bytes<G, R>();
