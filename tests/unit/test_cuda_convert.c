@@ -252,7 +252,9 @@ TEST(converted_models) {
         SKIP("%s", err);
     }
     const char *dir = getenv("RUVLLM_BUILD_DIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s/test_cuda_convert.gguf", dir && *dir ? dir : "/tmp");
+    /* the process id in the name: the plain and sanitizer builds of this test may run at once */
+    snprintf(g_tmp, sizeof g_tmp, "%s/test_cuda_convert.%d.gguf", dir && *dir ? dir : "/tmp",
+             (int)getpid());
     check_model("llama3-F32.gguf", "IQ3_S", "Q4_K");
     check_model("qwen2moe-F32.gguf", "MXFP4", "Q8_0");
 }
