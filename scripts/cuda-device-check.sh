@@ -15,7 +15,7 @@
 # random-weight models (ruvllm synth shapes and types; each written once on the machine),
 # DEVICE_DIR=device-NAME to use another carried folder (one per concurrent job),
 # BATCHED="1,8,32,64" for batched decoding of each benchmarked model (ruvllm bench --parallel),
-# SERVE=1,8,32,64 for the server on the GPU (see below), SANITIZE=1 to add a compute-sanitizer memcheck pass over the operator test, PROFILE=1
+# SERVE=1,8,32,64 for the server on the GPU (see below), SANITIZE=1 to add compute-sanitizer memcheck and racecheck passes over the operator test, PROFILE=1
 # for Nsight Compute kernel times of two decode steps (after a prompt of PROFILE_PP tokens,
 # default 16), KERNELS=1 for the decode products
 # alone (bench_cuda --kernels: GB/s of each kernel against the copy bandwidth, into
@@ -121,6 +121,15 @@ if [ "${SANITIZE:-0}" = 1 ]; then
         >"$out/memcheck.log" 2>&1
     echo "exit $?"
     grep -E "ERROR SUMMARY|Invalid|checks" "$out/memcheck.log" | head -20
+    # racecheck with graphs off: the sanitizer crashes inside cuGraphLaunch under racecheck
+    # (driver 580, CUDA 13.0); the kernels are the same. cuBLAS's own nvjet kernels report
+    # hazards of their own (not ours), counted apart.
+    echo "== compute-sanitizer racecheck test_cuda_ops (graphs off)"
+    RUVLLM_CUDA_GRAPHS=0 timeout "${SANITIZE_TIMEOUT:-500}" compute-sanitizer --tool racecheck \
+        ./test_cuda_ops >"$out/racecheck.log" 2>&1
+    echo "exit $? (cuda_graph_replay fails with graphs off)"
+    grep -E "RACECHECK SUMMARY|checks" "$out/racecheck.log"
+    echo "hazards outside cuBLAS: $(grep "Race reported" "$out/racecheck.log" | grep -vc nvjet)"
 fi
 for sb in ${BENCH_SHAPES:-llama3-1b:Q4_K_M}; do
     shape=${sb%%:*} type=${sb##*:}
