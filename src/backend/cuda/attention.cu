@@ -57,7 +57,6 @@
 #include <stdlib.h>
 
 #include <algorithm>
-#include <mutex>
 
 namespace {
 
@@ -140,17 +139,26 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+/* What a block of the decode kernels serves: blockIdx.x = (t * n_head_kv + g) * n_hgroups
+ * + hg (token t, KV head g, group hg of its query heads); blockIdx.y is the piece. */
+struct BlockAt {
+    int hg, g;
+    int64_t t;
+};
+__device__ __forceinline__ BlockAt block_at(const rl__cu_attn &a, int n_hgroups) {
+    const int64_t bx = blockIdx.x / n_hgroups;
+    return {(int)(blockIdx.x % n_hgroups), (int)(bx % a.n_head_kv), bx / a.n_head_kv};
+}
+
 template <int KVT, bool TILED>
 __global__ void __launch_bounds__(THREADS) attn_kernel(rl__cu_attn a, int n_hgroups) {
     rlcu::pdl_enter();
     extern __shared__ float sm[];
     const int hdk = a.head_dim_k, hdv = a.head_dim_v;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    int64_t bx = blockIdx.x;
-    const int hg = (int)(bx % n_hgroups);
-    bx /= n_hgroups;
-    const int g = (int)(bx % a.n_head_kv);
-    const int64_t t = bx / a.n_head_kv;
+    const BlockAt at = block_at(a, n_hgroups);
+    const int hg = at.hg, g = at.g;
+    const int64_t t = at.t;
     const int split = blockIdx.y;
     const int n_gqa = a.n_head / a.n_head_kv;
     const int h0 = hg * HC;
@@ -445,13 +453,9 @@ template <int N> __device__ __forceinline__ void hload(const __half *p, float *o
 }
 
 /* The one-launch merge of a vec call's pieces: per (token, KV head, head group) block a
- * counter of the pieces done, in one region of CNT_SLOTS counters per workspace (so
- * backends on one device that run at once never share one); zero at load, and left zero by
- * every launch. */
-constexpr int CNT_SLOTS = 1024;
-constexpr int CNT_REGIONS = 64;
+ * counter of the pieces done, in the backend instance's RL_CU_ATTN_CNT counters (a->cnt:
+ * zero when allocated, and left zero by every launch). */
 constexpr int MERGE_MAX_SPLIT = 64; /* the most pieces merged in the kernel */
-__device__ unsigned int g_cnt[CNT_REGIONS * CNT_SLOTS];
 
 /* The pieces' partials of heads head0 .. head0 + nh of token t merged into the output (and,
  * Q8, its q8 blocks): attn_combine_kernel's arithmetic (Q8: attn_combine_q8_kernel's), the
@@ -552,7 +556,7 @@ __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int h
 
 template <int D, int NH, bool Q8>
 __global__ void __launch_bounds__(VEC_MAXW * 32)
-    vec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, int cnt_region) {
+    vec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt) {
     static_assert(D / 8 >= NH, "a cell's lanes hold one head's sum each");
     constexpr int LPC = D / 8;  /* lanes per cell for the scores */
     constexpr int CPP = 32 / LPC; /* cells per pass */
@@ -562,11 +566,9 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
     constexpr unsigned FULL = 0xffffffffu;
     extern __shared__ __align__(16) unsigned char vsm[];
     const int nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5), lane = threadIdx.x & 31;
-    int64_t bx = blockIdx.x;
-    const int hg = (int)(bx % n_hgroups);
-    bx /= n_hgroups;
-    const int g = (int)(bx % a.n_head_kv);
-    const int64_t t = bx / a.n_head_kv;
+    const BlockAt at = block_at(a, n_hgroups);
+    const int hg = at.hg, g = at.g;
+    const int64_t t = at.t;
     const int split = blockIdx.y;
     /* The span and the first chunk's cell ids before the wait: they are the queue's arena,
      * copied from the host before the step's first kernel and written by none (so no kernel
@@ -770,7 +772,7 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
         }
         return;
     }
-    if (cnt_region < 0) return; /* the combine kernel merges the pieces */
+    if (!cnt) return; /* the combine kernel merges the pieces */
 
     /* The last piece of this (token, KV head, head group) to finish merges them all (the
      * pattern of the CUDA samples' threadFenceReduction): each block's partial is made
@@ -780,7 +782,7 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
     __threadfence();
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned int *c = g_cnt + (size_t)cnt_region * CNT_SLOTS + blockIdx.x;
+        unsigned int *c = cnt + blockIdx.x;
         const unsigned int seen = atomicAdd(c, 1u);
         s_last = seen + 1u == (unsigned int)a.n_split;
         if (s_last) atomicExch(c, 0u);
@@ -886,51 +888,22 @@ bool vec_q8_heads(const rl__cu_attn *a) {
     return n_gqa % h == 0 && (h * a->head_dim_v) % 256 == 0;
 }
 
-/* Workspaces (one per backend) and the counter region each has; a slot stays taken (a
- * workspace freed and allocated again at the same address finds its region, left zero). */
-std::mutex g_region_mu;
-const float *g_region_ws[CNT_REGIONS];
-
-int cnt_region(const float *ws) {
-    std::lock_guard<std::mutex> lock(g_region_mu);
-    for (int i = 0; i < CNT_REGIONS; i++)
-        if (g_region_ws[i] == ws) return i;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int i = 0; i < CNT_REGIONS; i++)
-            if (!g_region_ws[i]) {
-                g_region_ws[i] = ws;
-                return i;
-            }
-        /* all taken: free the regions of workspaces that are no longer device memory (their
-         * backends are gone, after a synchronize: their counters are zero) */
-        for (int i = 0; i < CNT_REGIONS; i++) {
-            cudaPointerAttributes at;
-            if (cudaPointerGetAttributes(&at, g_region_ws[i]) != cudaSuccess ||
-                at.type != cudaMemoryTypeDevice) {
-                (void)cudaGetLastError();
-                g_region_ws[i] = NULL;
-            }
-        }
-    }
-    return -1;
-}
-
 int g_merge = 1; /* RUVLLM_CUDA_ATTN_MERGE=0: the pieces of a vec call go through the combine */
 
-/* The counter region for merging a's pieces in the vec kernel itself, or -1 (the
- * combine's work): pieces, at most MERGE_MAX_SPLIT of them, at most CNT_SLOTS blocks of
- * (token, KV head, head group), a workspace with a region. */
-int merge_region(const rl__cu_attn *a) {
+/* The counters for merging a's pieces in the vec kernel itself, or NULL (the combine's
+ * work): pieces, at most MERGE_MAX_SPLIT of them, at most RL_CU_ATTN_CNT blocks of (token,
+ * KV head, head group). */
+unsigned int *merge_cnt(const rl__cu_attn *a) {
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * vec_hgroups(a);
     if (!g_merge || !use_vec(a) || a->n_split < 2 || a->n_split > MERGE_MAX_SPLIT ||
-        nblk > CNT_SLOTS || !a->ws)
-        return -1;
-    return cnt_region(a->ws);
+        nblk > RL_CU_ATTN_CNT)
+        return NULL;
+    return a->cnt;
 }
 
 /* The vec kernel (the combine, if any, is the caller's); xq: the q8 output (one piece, or
- * merged in the kernel: region >= 0); region: the counters of the merge, -1 for none. */
-cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, int region) {
+ * merged in the kernel); cnt: the counters of the merge, NULL for none. */
+cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, unsigned int *cnt) {
     const int n_gqa = a->n_head / a->n_head_kv, hpb = vec_hpb(a);
     const int n_hgroups = (n_gqa + hpb - 1) / hpb;
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
@@ -947,9 +920,9 @@ cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, int regio
     const int hm = std::min(hpb, n_gqa); /* the registers' heads: hm rounded up to 1, 2, 4, 8 */
 #define RL_VEC_GO(d, nh)                                                                           \
     return xq ? rlcu::launch(vec_kernel<d, nh, true>, grid, th, smem, s, *a, n_hgroups, hpb, xq,  \
-                             region)                                                               \
+                             cnt)                                                               \
               : rlcu::launch(vec_kernel<d, nh, false>, grid, th, smem, s, *a, n_hgroups, hpb, xq,  \
-                             region)
+                             cnt)
 #define RL_VEC_NH(d)                                                                               \
     if (hm <= 1) RL_VEC_GO(d, 1);                                                                  \
     if (hm <= 2) RL_VEC_GO(d, 2);                                                                  \
@@ -1077,9 +1050,9 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
                            0, s, c);
         return cudaGetLastError();
     }
-    const int region = merge_region(a);
-    cudaError_t e = use_vec(a) ? vec_main(s, a, NULL, region) : attn_main(s, a);
-    if (e != cudaSuccess || a->n_split == 1 || region >= 0) return e;
+    unsigned int *cnt = merge_cnt(a);
+    cudaError_t e = use_vec(a) ? vec_main(s, a, NULL, cnt) : attn_main(s, a);
+    if (e != cudaSuccess || a->n_split == 1 || cnt) return e;
     (void)rlcu::launch(attn_combine_kernel, (unsigned)((int64_t)a->n_tok * a->n_head), THREADS, 0, s, *a);
     return cudaGetLastError();
 }
@@ -1098,11 +1071,10 @@ extern "C" cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a,
     if (!rl__cu_attention_q8_ok(a)) return cudaErrorInvalidValue;
     const bool vec = use_vec(a);
     if (vec && vec_q8_heads(a)) { /* one launch: one piece, or the pieces merged in it */
-        const int region = a->n_split == 1 ? -1 : merge_region(a);
-        if (a->n_split == 1 || region >= 0)
-            return vec_main(s, a, static_cast<int8_t *>(xq), region);
+        unsigned int *cnt = a->n_split == 1 ? NULL : merge_cnt(a);
+        if (a->n_split == 1 || cnt) return vec_main(s, a, static_cast<int8_t *>(xq), cnt);
     }
-    cudaError_t e = vec ? vec_main(s, a, NULL, -1) : attn_main(s, a);
+    cudaError_t e = vec ? vec_main(s, a, NULL, NULL) : attn_main(s, a);
     if (e != cudaSuccess) return e;
     const int64_t blocks = (int64_t)a->n_tok * a->n_head * a->head_dim_v / CQ_THREADS;
     (void)rlcu::launch(attn_combine_q8_kernel, (unsigned)blocks, CQ_THREADS, 0, s, *a,

@@ -116,6 +116,7 @@ typedef struct cu_backend {
     uint8_t *kbuf, *pbuf; /* host scratch: memo keys, payloads / packed arrays */
     size_t kcap, pcap;
     float *ws;
+    unsigned int *attn_cnt; /* RL_CU_ATTN_CNT zeroed counters (the vec attention's merge) */
     bool tc_on;       /* tensor-core products (RUVLLM_CUDA_TC=0: off, for bisecting) */
     void *blas;       /* cuBLAS (gemm.c), made at the first product that uses it */
     bool blas_tried;
@@ -893,6 +894,7 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     ca->scale = a->scale;
     ca->softcap = a->softcap;
     ca->ws = c->ws;
+    ca->cnt = c->attn_cnt;
     ca->dense = dense;
     rl__cu_attn_plan(ca, maxlen, umax, c->store->n_sm, CU_WS_BYTES); /* the pieces */
     r->attn.span_at = at;
@@ -963,6 +965,7 @@ static void cu_destroy(rl_backend *be) {
     cudaFree(c->tcx);
     cudaFree(c->q8x);
     cudaFree(c->ws);
+    cudaFree(c->attn_cnt);
     cudaFree(c->am_ids);
     rl__cu_sample_free(c->samp);
     if (c->pin) cudaFreeHost(c->pin);
@@ -1045,9 +1048,11 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->mmq_max = mmq_max && atoll(mmq_max) > 0 ? atoll(mmq_max) : CU_MMQ_MAX_N;
     const char *pin = getenv("RUVLLM_CUDA_PINNED");
     c->pin_on = !(pin && pin[0] == '0');
-    if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) {
+    const size_t cnt_bytes = RL_CU_ATTN_CNT * sizeof(unsigned int);
+    if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) c->ws = NULL;
+    if (cudaMalloc((void **)&c->attn_cnt, cnt_bytes) != cudaSuccess) c->attn_cnt = NULL;
+    if (!c->ws || !c->attn_cnt || cudaMemset(c->attn_cnt, 0, cnt_bytes) != cudaSuccess) {
         cudaGetLastError();
-        c->ws = NULL;
         cu_destroy(be);
         return RL_ERR_NOMEM;
     }

@@ -217,7 +217,11 @@ typedef struct rl__cu_attn {
                          into (> 1: partials in ws as above, then the combine) */
     int32_t vec;      /* the plan's choice: attention.cu's decode (vec) kernel takes it, with
                          this many query heads a block (0: another kernel) */
+    unsigned int *cnt; /* RL_CU_ATTN_CNT counters, zero (and left zero): the vec kernel's
+                          merge of its pieces in one launch; NULL: the combine kernel's */
 } rl__cu_attn;
+/* Counters of the vec kernel's one-launch merge, one per (token, KV head, head group). */
+#define RL_CU_ATTN_CNT 1024
 
 /* Query heads one attention block handles (the GQA group is cut into pieces of this). */
 #define RL_CU_ATTN_HC 8
