@@ -15,7 +15,9 @@
  * smallest (64 cells or fewer) and the 8B prefill run in one piece. Then the default
  * dispatch (prefill of the 8B shape, batched decode). Then attention.cu's decode kernel
  * (vec: float arithmetic, 1e-7) over 1 to 64 tokens, head sizes 64/128/256, GQA 1 to 12,
- * spans up to 3000 cells, in one piece and in pieces of 32 cells; attention whose output
+ * spans up to 3000 cells: its tensor-core variant (mma, heads 64 and 128; blocks of 1, 2
+ * and 4 warps, single tokens too) and its CUDA-core arithmetic (RUVLLM_CUDA_ATTN_MMA=0) in
+ * its own pieces and in pieces of 32 cells; attention whose output
  * a q8 product reads (the fuse pass): the same bits as with RUVLLM_CUDA_FUSE=0 and as with
  * the pieces merged by the combine kernel; the vec kernel's pieces merged in one launch,
  * replayed as a graph (attn_one_launch). The settings
@@ -54,6 +56,21 @@ static void env_set(const char *name, const char *v) {
         setenv(name, v, 1);
     else
         unsetenv(name);
+}
+
+/* Each NAME=VALUE of a space-separated list set (set) or unset (!set); NULL: none. */
+static void env_list(const char *list, bool set) {
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ') p++;
+        const char *eq = strchr(p, '='), *end = strchr(p, ' ');
+        if (!end) end = p + strlen(p);
+        if (!eq || eq > end) break;
+        char name[64], val[64];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
+        snprintf(val, sizeof val, "%.*s", (int)(end - eq - 1), eq + 1);
+        env_set(name, set ? val : NULL);
+        p = end;
+    }
 }
 
 /* A backend with RUVLLM_CUDA_FATTN, RUVLLM_CUDA_FATTN_SPARSE and RUVLLM_CUDA_ATTN_TILED_MAX
@@ -376,18 +393,26 @@ static void vec_cases(rl_backend *g, const char *what) {
 
 TEST(attn_vec) {
     if (!g_forced) SKIP("%s", g_skip);
-    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* single tokens over short spans too */
-    rl_backend *def = gpu_make(NULL, NULL, NULL);
-    CHECK(def != NULL);
-    if (def) vec_cases(def, "vec");
-    rl__backend_free(def);
-    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", "32");
-    rl_backend *small = gpu_make(NULL, NULL, NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
-    CHECK(small != NULL);
-    if (small) vec_cases(small, "vec pieces of 32");
-    rl__backend_free(small);
+    /* single tokens over short spans too; by default calls of 2+ tokens with head sizes 64
+     * and 128 take the mma variant (blocks of 2 warps), here also single tokens (MMA_MIN=1)
+     * with 1 and 4 warps a block, and the CUDA-core arithmetic (MMA=0) in its own pieces and
+     * in pieces of 32 cells */
+    static const char *const sets[][2] = {
+        {"vec", ""},
+        {"vec mma 1 warp", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 4 warps", "RUVLLM_CUDA_ATTN_MMA_W=4 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec cuda cores", "RUVLLM_CUDA_ATTN_MMA=0"},
+        {"vec cuda cores, pieces of 32", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_PIECE=32"}};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0");
+        env_list(sets[i][1], true);
+        rl_backend *g = gpu_make(NULL, NULL, NULL);
+        env_list(sets[i][1], false);
+        env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+        CHECK(g != NULL);
+        if (g) vec_cases(g, sets[i][0]);
+        rl__backend_free(g);
+    }
 }
 
 /* ---- the vec kernel's pieces merged in the kernel itself (one launch) ----
@@ -450,16 +475,22 @@ TEST(attn_one_launch) {
             call_ref(&c[i]);
         }
         /* the settings are the process's: each backend runs its calls before the next is made */
-        for (int m = 0; m < 3; m++) { /* merged, the combine kernel, merged with HPB=0 */
+        for (int m = 0; m < 3; m++) { /* merged, the combine kernel (both on the mma variant,
+                                         single tokens too), merged on the CUDA-core
+                                         arithmetic (MMA=0) with HPB=0 */
             env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", pc ? "32" : NULL);
             env_set("RUVLLM_CUDA_ATTN_MERGE", m == 1 ? "0" : NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_HPB", m == 2 ? "0" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_MMA", m == 2 ? "0" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_MMA_MIN", m < 2 ? "1" : NULL); /* single tokens on mma too */
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* MERGE=0 would keep short spans off vec */
             rl_backend *g = gpu_make(NULL, NULL, NULL);
             env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
+            env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
+            env_set("RUVLLM_CUDA_ATTN_MMA_MIN", NULL);
             CHECK(g != NULL);
             for (size_t i = 0; i < NC; i++) {
                 o[m][i] = calloc((size_t)(c[i].n_tok * c[i].out_ld), sizeof(float));
@@ -566,7 +597,9 @@ static void q8_fused_cases(const char *one) {
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", f == 2 && !one ? "0" : one);
             env_set("RUVLLM_CUDA_ATTN_MERGE", f == 2 ? "0" : NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_HPB", f >= 3 ? "0" : NULL);
+            env_set("RUVLLM_CUDA_ATTN_MMA", f >= 3 ? "0" : NULL); /* the CUDA-core arithmetic */
             rl_backend *g = gpu_make(NULL, NULL, NULL);
+            env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
             env_set("RUVLLM_CUDA_FUSE", NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
@@ -680,28 +713,15 @@ static void bench_call_make(const bench_shape *b, call *c) {
     c->q = calloc((size_t)(b->n_tok * c->q_ld), sizeof(float));
 }
 
-/* Settings of a timing column: RUVLLM_CUDA_ATTN_VEC, _VEC_MAX, _VEC_PIECE, RUVLLM_CUDA_FUSE,
- * RUVLLM_CUDA_ATTN_VEC_1TOK, RUVLLM_CUDA_ATTN_MERGE (NULL: unset). */
+/* Settings of a timing column: a space-separated list of NAME=VALUE (NULL: none). */
 typedef struct bench_set {
-    const char *label, *vec, *vec_max, *piece, *fuse, *one, *merge, *hpb;
+    const char *label, *env;
 } bench_set;
 
 static rl_backend *bench_make(const bench_set *b) {
-    env_set("RUVLLM_CUDA_ATTN_VEC", b->vec);
-    env_set("RUVLLM_CUDA_ATTN_VEC_MAX", b->vec_max);
-    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", b->piece);
-    env_set("RUVLLM_CUDA_FUSE", b->fuse);
-    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", b->one);
-    env_set("RUVLLM_CUDA_ATTN_MERGE", b->merge);
-    env_set("RUVLLM_CUDA_ATTN_VEC_HPB", b->hpb);
+    env_list(b->env, true);
     rl_backend *g = gpu_make(NULL, NULL, NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
-    env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC", NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC_MAX", NULL);
-    env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
-    env_set("RUVLLM_CUDA_FUSE", NULL);
+    env_list(b->env, false);
     return g;
 }
 
@@ -750,16 +770,14 @@ static void bench(void) {
         {"8B 64 x 2048", 32, 8, 128, 64, -2048}, {"8B chunk 8 @512", 32, 8, 128, 8, 512},
         {"8B chunk 16 @512", 32, 8, 128, 16, 512}, {"8B prefill 512", 32, 8, 128, 512, 0},
     };
-    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 8 };
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 6 };
     static const bench_set sets[NSET] = {
-        {"old: VEC=0", "0", NULL, NULL, NULL, NULL, NULL, NULL},
-        {"default", NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-        {"before: MERGE=0 1TOK=2048", NULL, NULL, NULL, NULL, "2048", "0", NULL},
-        {"MERGE=0 1TOK=0", NULL, NULL, NULL, NULL, "0", "0", NULL},
-        {"PIECE=128", NULL, NULL, "128", NULL, NULL, NULL, NULL},
-        {"PIECE=512", NULL, NULL, "512", NULL, NULL, NULL, NULL},
-        {"PIECE=64", NULL, NULL, "64", NULL, NULL, NULL, NULL},
-        {"HPB=0", NULL, NULL, NULL, NULL, NULL, NULL, "0"}};
+        {"old: VEC=0", "RUVLLM_CUDA_ATTN_VEC=0"},
+        {"default", NULL},
+        {"CUDA cores: MMA=0", "RUVLLM_CUDA_ATTN_MMA=0"},
+        {"MMA_W=1", "RUVLLM_CUDA_ATTN_MMA_W=1"},
+        {"MMA_W=4", "RUVLLM_CUDA_ATTN_MMA_W=4"},
+        {"MMA_W=1 MIN=1", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"}};
     static double us[NSET][NS], fl[NS];
     /* RUVLLM_FATTN_BENCH_ONLY: the shapes whose name holds it; RUVLLM_FATTN_BENCH_SET: that
      * column alone (profiling one kernel) */
@@ -793,15 +811,12 @@ static void bench(void) {
         {"8B 1 x 256", 32, 8, 128, 1, -256},  {"8B 1 x 640", 32, 8, 128, 1, -640},
         {"8B 1 x 4096", 32, 8, 128, 1, -4096}, {"8B 4 x 640", 32, 8, 128, 4, -640},
     };
-    enum { NP = sizeof ps / sizeof ps[0], NPS = 7 };
+    enum { NP = sizeof ps / sizeof ps[0], NPS = 4 };
     static const bench_set pset[NPS] = {
-        {"old fused", "0", NULL, NULL, NULL, NULL, NULL, NULL},
-        {"before fused (MERGE=0 1TOK=2048)", NULL, NULL, NULL, NULL, "2048", "0", NULL},
-        {"default fused", NULL, NULL, NULL, NULL, NULL, NULL, NULL},
-        {"default unfused", NULL, NULL, NULL, "0", NULL, NULL, NULL},
-        {"MERGE=0 1TOK=0 fused", NULL, NULL, NULL, NULL, "0", "0", NULL},
-        {"PIECE=128 fused", NULL, NULL, "128", NULL, NULL, NULL, NULL},
-        {"HPB=0 fused", NULL, NULL, NULL, NULL, NULL, NULL, "0"}};
+        {"old fused", "RUVLLM_CUDA_ATTN_VEC=0"},
+        {"CUDA cores fused (MMA=0)", "RUVLLM_CUDA_ATTN_MMA=0"},
+        {"default fused", NULL},
+        {"default unfused", "RUVLLM_CUDA_FUSE=0"}};
     static double pus[NPS][NP];
     if (one_set) return;
     for (int st = 0; st < NPS; st++) {

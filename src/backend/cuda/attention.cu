@@ -45,7 +45,9 @@
  * RUVLLM_CUDA_ATTN_VEC_1TOK (cells) set its thresholds (timing, tests);
  * RUVLLM_CUDA_ATTN_MERGE=0 sends its pieces to the combine kernel again;
  * RUVLLM_CUDA_ATTN_VEC_HPB (default 1; 0: off) lets calls that stay one wave give a vec
- * block fewer query heads (g_vec_hpb).
+ * block fewer query heads (g_vec_hpb). Calls of 2+ tokens with heads of 64 or 128 take the
+ * vec kernel's tensor-core variant (mma_dec_kernel; RUVLLM_CUDA_ATTN_MMA=0: the CUDA-core
+ * arithmetic as before, RUVLLM_CUDA_ATTN_MMA_MIN and _MMA_W its fewest tokens and warps).
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -554,6 +556,78 @@ __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int h
     }
 }
 
+/* The end of a vec block (vec_kernel's and mma_dec_kernel's): red holds each warp's
+ * accumulators [nw][rs][D] already weighted by exp(m_w - M), lw its weighted sums l and mw
+ * its maxima m ([nw][HC]; mscale * m in natural units). Sums the warps in warp order and
+ * writes the output (Q8: and its q8 blocks), or with pieces the block's (M, L, acc) to ws,
+ * and with cnt the last piece of the (token, KV head, head group) merges them all. */
+template <int D, bool Q8>
+__device__ __forceinline__ void vec_finish(const rl__cu_attn &a, int64_t t, int split, int head0,
+                                           int nh, int rs, float *red, const float *mw,
+                                           const float *lw, float mscale, int8_t *xq,
+                                           unsigned int *cnt, unsigned char *vsm) {
+    const int nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5), lane = threadIdx.x & 31;
+    for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
+        const int h = i / D, d = i % D;
+        float o = 0.0f, L = 0.0f, M = -INFINITY;
+        for (int w = 0; w < nw; w++) {
+            o += red[((size_t)w * rs + h) * D + d];
+            L += lw[w * HC + h];
+            M = fmaxf(M, mw[w * HC + h]);
+        }
+        if (a.n_split == 1) {
+            const float v = o * (L > 0.0f ? 1.0f / L : 0.0f);
+            a.out[t * a.out_ld + (int64_t)(head0 + h) * D + d] = v;
+            if constexpr (Q8) red[i] = v; /* only this thread reads or writes this slot */
+        } else {
+            float *w =
+                a.ws + (((size_t)t * a.n_head + head0 + h) * a.n_split + split) * (size_t)(D + 2);
+            if (d == 0) {
+                w[0] = M * mscale;
+                w[1] = L;
+            }
+            w[2 + d] = o;
+        }
+    }
+    if (a.n_split == 1) {
+        if constexpr (Q8) {
+            __syncthreads();
+            const int64_t K = (int64_t)a.n_head * D, nb = K / 256, eb = (int64_t)head0 * D;
+            for (int qb = warp; qb < nh * D / 256; qb += nw) {
+                float v8[8];
+#pragma unroll
+                for (int j = 0; j < 8; j++) v8[j] = red[qb * 256 + 8 * lane + j];
+                const int64_t n = a.n_tok, el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+                rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                               reinterpret_cast<uint2 *>(xq + n * K + el),
+                               reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+            }
+        }
+        return;
+    }
+    if (!cnt) return; /* the combine kernel merges the pieces */
+
+    /* The last piece of this (token, KV head, head group) to finish merges them all (the
+     * pattern of the CUDA samples' threadFenceReduction): each block's partial is made
+     * visible device-wide before its count; the block that counts n_split resets the
+     * counter (so the next launch, and a replayed graph, finds 0) and reads the others'. */
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned int *c = cnt + blockIdx.x;
+        const unsigned int seen = atomicAdd(c, 1u);
+        s_last = seen + 1u == (unsigned int)a.n_split;
+        if (s_last) atomicExch(c, 0u);
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    /* the merge's weights and 1 / L in the tiles' room (every read of red is done) */
+    vec_merge<D, Q8>(a, t, head0, nh, reinterpret_cast<float *>(vsm), xq);
+}
+
+
 template <int D, int NH, bool Q8>
 __global__ void __launch_bounds__(VEC_MAXW * 32)
     vec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt) {
@@ -734,64 +808,292 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
         }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
-        const int h = i / D, d = i % D;
-        float o = 0.0f, L = 0.0f, M = -INFINITY;
-        for (int w = 0; w < nw; w++) {
-            o += red[((size_t)w * nhm + h) * D + d];
-            L += lw[w * HC + h];
-            M = fmaxf(M, mw[w * HC + h]);
-        }
-        if (a.n_split == 1) {
-            const float v = o * (L > 0.0f ? 1.0f / L : 0.0f);
-            a.out[t * a.out_ld + (int64_t)(head0 + h) * D + d] = v;
-            if constexpr (Q8) red[i] = v; /* only this thread reads or writes this slot */
-        } else {
-            float *w =
-                a.ws + (((size_t)t * a.n_head + head0 + h) * a.n_split + split) * (size_t)(D + 2);
-            if (d == 0) {
-                w[0] = M;
-                w[1] = L;
-            }
-            w[2 + d] = o;
-        }
-    }
-    if (a.n_split == 1) {
-        if constexpr (Q8) {
-            __syncthreads();
-            const int64_t K = (int64_t)a.n_head * D, nb = K / 256, eb = (int64_t)head0 * D;
-            for (int qb = warp; qb < nh * D / 256; qb += nw) {
-                float v8[8];
-#pragma unroll
-                for (int j = 0; j < 8; j++) v8[j] = red[qb * 256 + 8 * lane + j];
-                const int64_t n = a.n_tok, el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-                rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                               reinterpret_cast<uint2 *>(xq + n * K + el),
-                               reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
-            }
-        }
-        return;
-    }
-    if (!cnt) return; /* the combine kernel merges the pieces */
+    vec_finish<D, Q8>(a, t, split, head0, nh, nhm, red, mw, lw, 1.0f, xq, cnt, vsm);
+}
 
-    /* The last piece of this (token, KV head, head group) to finish merges them all (the
-     * pattern of the CUDA samples' threadFenceReduction): each block's partial is made
-     * visible device-wide before its count; the block that counts n_split resets the
-     * counter (so the next launch, and a replayed graph, finds 0) and reads the others'. */
-    __shared__ int s_last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        unsigned int *c = cnt + blockIdx.x;
-        const unsigned int seen = atomicAdd(c, 1u);
-        s_last = seen + 1u == (unsigned int)a.n_split;
-        if (s_last) atomicExch(c, 0u);
+/* ---- decode on the tensor cores (the "mma" variant of the vec kernel) ----
+ * The vec kernel's blocks and pieces (a block of nw warps per (token, KV head, group of up
+ * to 8 query heads, piece); warps walk chunks of 32 cells on their own; the same finish),
+ * with each chunk's products on mma.sync m16n8k16 (PTX ISA "Matrix Fragments for
+ * mma.m16n8k16") with the cells as the rows: S^T [32 cells][8 heads] = K [32][D] Q^T, then
+ * O^T [D][8 heads] += V^T [D][32 cells] P^T. K comes through ldmatrix (the A fragment of
+ * its rows), V through ldmatrix.trans (A = V^T), the queries are the B fragments (in
+ * registers for the whole walk) and P^T the B fragment of the scores' own accumulators,
+ * transposed in registers (movmatrix). A chunk costs 64 tensor-core instructions instead
+ * of the CUDA cores' ~2000, so a warp spends its time waiting for bytes, and with each
+ * warp's tiles in two stages (the next chunk's copies in flight while this one computes)
+ * the walk is one stream of loads.
+ * Precision: q and p are each split into two f16 halves (x = hi + lo, lo = f16(x - hi))
+ * and both halves multiplied, so products see ~22 bits of them (K and V are f16 already);
+ * sums in f32: float attention within ~1e-10 nmse (the softmax in log2 units, exp2f).
+ * Pieces are cut from each token's own span (n_split pieces of equal whole chunks), not
+ * from split_len. Heads: the block's heads are the n = 8 columns (past the block's: zero
+ * queries, never written). D: 64 and 128 (256 stays on the vec kernel: its tiles). */
+constexpr int MMA_MC = 32;   /* cells a chunk */
+constexpr int MMA_MAXW = 4;  /* warps a block at most */
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+template <int D> struct mma_shape {
+    static constexpr int LD = D + 8; /* halves a shared row: ldmatrix's 8 rows in 8 bank groups */
+    static constexpr size_t STAGE = (size_t)2 * MMA_MC * LD * sizeof(__half); /* K and V tiles */
+    static constexpr size_t WARP = 2 * STAGE;                               /* two stages */
+};
+/* Shared bytes of an mma block of nw warps: the warps' tiles (after the walk the finish's
+ * [nw][HC][D] floats and vec_merge's room), m and l [nw][HC]. */
+template <int D> constexpr size_t mma_smem(int nw) {
+    return (size_t)nw * mma_shape<D>::WARP + 2 * (size_t)nw * HC * sizeof(float);
+}
+static_assert(mma_shape<64>::WARP >= HC * 64 * sizeof(float) &&
+                  mma_shape<128>::WARP >= HC * 128 * sizeof(float) &&
+                  mma_shape<64>::WARP >= (HC * MERGE_MAX_SPLIT + HC + HC * 64) * sizeof(float),
+              "a warp's tiles hold its share of the finish and the merge");
+
+/* 16 bytes global -> shared, zero-filled when bytes == 0. */
+__device__ __forceinline__ void cp16z(void *dst, const void *src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_u32(p)));
+}
+/* c += a (16x16, row) * b (16x8, col), f16 in, f32 accumulate. */
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* The 8x8 b16 matrix whose fragment a is (lane: row lane / 4, columns 2 (lane % 4) + 0, 1),
+ * transposed, as a fragment of the same layout. */
+__device__ __forceinline__ uint32_t movtrans(uint32_t a) {
+    uint32_t d;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(d) : "r"(a));
+    return d;
+}
+/* lo, hi as an f16 pair (lo in the low 16 bits), and the pair of what rounding left. */
+__device__ __forceinline__ uint32_t pack_split(float lo, float hi, uint32_t *rest) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    const float2 f = __half22float2(h);
+    const __half2 r = __floats2half2_rn(lo - f.x, hi - f.y);
+    *rest = *reinterpret_cast<const uint32_t *>(&r);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+
+template <int D, bool Q8>
+__global__ void __launch_bounds__(MMA_MAXW * 32)
+    mma_dec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt) {
+    using S = mma_shape<D>;
+    constexpr int LD = S::LD, KS = D / 16, CH = D / 8; /* k-steps of q k, 16-byte pieces a row */
+    constexpr unsigned FULL = 0xffffffffu;
+    extern __shared__ __align__(16) unsigned char vsm[];
+    const int nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5), lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tq = lane & 3; /* fragment row group, thread in group */
+    const BlockAt at = block_at(a, n_hgroups);
+    const int hg = at.hg, g = at.g;
+    const int64_t t = at.t;
+    const int split = blockIdx.y, ns = a.n_split;
+    /* this piece of the token's span: n_split pieces of equal whole chunks; the span and the
+     * first chunk's cell ids before the wait (vec_kernel's reasons) */
+    const int32_t b = a.span[2 * t], e = a.span[2 * t + 1];
+    const int64_t len = e > b ? (int64_t)e - b : 0;
+    const int64_t plen = ((len + ns - 1) / ns + MMA_MC - 1) / MMA_MC * MMA_MC;
+    const int64_t cb = (int64_t)b + (int64_t)split * plen;
+    const int64_t ce = min((int64_t)e, cb + plen);
+    const int64_t step = (int64_t)nw * MMA_MC;
+    int64_t c = cb + (int64_t)warp * MMA_MC;
+    int ids = c + lane < ce ? a.cells[c + lane] : 0; /* lane i: the cell of the chunk's row i */
+    rlcu::pdl_enter();
+    const int n_gqa = a.n_head / a.n_head_kv, h0 = hg * hpb, nh = min(hpb, n_gqa - h0);
+    const int head0 = g * n_gqa + h0;
+    __half *tiles = reinterpret_cast<__half *>(vsm + (size_t)warp * S::WARP); /* [2][K, V][MC][LD] */
+    float *mw = reinterpret_cast<float *>(vsm + (size_t)nw * S::WARP); /* [nw][HC] */
+    float *lw = mw + nw * HC;                                           /* [nw][HC] */
+
+    /* the queries as B fragments (k = d, n = head gq): q scale (and log2 e) folded in, hi
+     * and lo f16 pairs */
+    const float qscale = a.softcap > 0.0f ? a.scale : a.scale * LOG2E;
+    uint32_t qh[KS][2], ql[KS][2];
+    {
+        const bool hv = gq < nh;
+        const float *qr = a.q + t * a.q_ld + (int64_t)(head0 + (hv ? gq : 0)) * D;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const int d = kk * 16 + r * 8 + 2 * tq;
+                const float x0 = hv ? qr[d] * qscale : 0.0f, x1 = hv ? qr[d + 1] * qscale : 0.0f;
+                qh[kk][r] = pack_split(x0, x1, &ql[kk][r]);
+            }
+    }
+    /* running maxima (log2 units) and sums of this lane's two heads 2 tq, 2 tq + 1 (l: this
+     * lane's cells only), O^T accumulators: o[dm][r] is d = 16 dm + gq + 8 (r / 2), head
+     * 2 tq + r % 2 */
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    float o[KS][4];
+#pragma unroll
+    for (int i = 0; i < KS; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+
+    const uint8_t *kt = static_cast<const uint8_t *>(a.k) + (size_t)g * D * sizeof(__half);
+    const uint8_t *vt = static_cast<const uint8_t *>(a.v) + (size_t)g * D * sizeof(__half);
+    /* the chunk at c (cell ids in cid, lane i row i) into stage st: rows past the piece
+     * zero-filled (p = 0 must meet finite values) */
+    auto issue = [&](int64_t c0, int cid, int st) {
+        const int nv = (int)min((int64_t)MMA_MC, ce - c0);
+        __half *kd = tiles + (size_t)st * 2 * MMA_MC * LD, *vd = kd + MMA_MC * LD;
+#pragma unroll 4
+        for (int i = lane; i < MMA_MC * CH; i += 32) {
+            const int r = i / CH, p = i % CH;
+            const int cell = __shfl_sync(FULL, cid, r);
+            const int nb = r < nv ? 16 : 0;
+            const size_t row = r < nv ? (size_t)cell : 0;
+            cp16z(kd + r * LD + 8 * p, kt + row * a.k_row_bytes + 16 * p, nb);
+            cp16z(vd + r * LD + 8 * p, vt + row * a.v_row_bytes + 16 * p, nb);
+        }
+    };
+    if (c < ce) issue(c, ids, 0);
+    cp_commit();
+    int64_t cn = c + step;
+    ids = cn + lane < ce ? a.cells[cn + lane] : 0;
+    int st = 0;
+    for (; c < ce; c = cn, cn += step, st ^= 1) {
+        if (cn < ce) issue(cn, ids, st ^ 1);
+        cp_commit();
+        {
+            const int64_t c2 = cn + step + lane; /* the cell ids of the chunk after */
+            ids = c2 < ce ? a.cells[c2] : 0;
+        }
+        cp_wait1(); /* this chunk's copies (this lane's) have landed */
+        __syncwarp();
+        const int nv = (int)min((int64_t)MMA_MC, ce - c);
+        const __half *kb = tiles + (size_t)st * 2 * MMA_MC * LD, *vb = kb + MMA_MC * LD;
+        /* S^T = K Q^T: two m-tiles of 16 cells, hi and lo queries in separate sums */
+        float s[2][4], sl[2][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) s[mt][r] = sl[mt][r] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+            for (int mt = 0; mt < 2; mt++) {
+                uint32_t ka[4];
+                ldsm_x4(ka, kb + (mt * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+                mma16816(s[mt], ka, qh[kk][0], qh[kk][1]);
+                mma16816(sl[mt], ka, ql[kk][0], ql[kk][1]);
+            }
+        /* scores (cell 16 mt + gq + 8 (r / 2), head 2 tq + r % 2): soft-cap, the mask of
+         * rows past the piece, the heads' maxima over the chunk */
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                float x = s[mt][r] + sl[mt][r];
+                if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap) * LOG2E;
+                x = mt * 16 + gq + 8 * (r >> 1) < nv ? x : -INFINITY;
+                s[mt][r] = x;
+                if (r & 1)
+                    mx1 = fmaxf(mx1, x);
+                else
+                    mx0 = fmaxf(mx0, x);
+            }
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(FULL, mx0, off));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(FULL, mx1, off));
+        }
+        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        const float base0 = mn0 == -INFINITY ? 0.0f : mn0, base1 = mn1 == -INFINITY ? 0.0f : mn1;
+        const float c0 = exp2f(m0 - base0), c1 = exp2f(m1 - base1);
+        m0 = mn0;
+        m1 = mn1;
+        l0 *= c0;
+        l1 *= c1;
+#pragma unroll
+        for (int i = 0; i < KS; i++) {
+            o[i][0] *= c0;
+            o[i][1] *= c1;
+            o[i][2] *= c0;
+            o[i][3] *= c1;
+        }
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            s[mt][0] = exp2f(s[mt][0] - base0);
+            s[mt][1] = exp2f(s[mt][1] - base1);
+            s[mt][2] = exp2f(s[mt][2] - base0);
+            s[mt][3] = exp2f(s[mt][3] - base1);
+            l0 += s[mt][0] + s[mt][2];
+            l1 += s[mt][1] + s[mt][3];
+        }
+        /* O^T += V^T P^T: a k-step per m-tile of cells; P^T's B fragments are the score
+         * fragments' 8x8 halves transposed, hi and lo */
+#pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+            uint32_t r0, r1;
+            const uint32_t x0 = pack_split(s[mt][0], s[mt][1], &r0); /* cells gq */
+            const uint32_t x1 = pack_split(s[mt][2], s[mt][3], &r1); /* cells gq + 8 */
+            const uint32_t bh0 = movtrans(x0), bh1 = movtrans(x1);
+            const uint32_t bl0 = movtrans(r0), bl1 = movtrans(r1);
+#pragma unroll
+            for (int dm = 0; dm < KS; dm++) {
+                uint32_t va[4];
+                ldsm_x4_t(va, vb + (mt * 16 + ((lane >> 4) & 1) * 8 + (lane & 7)) * LD + dm * 16 +
+                                  ((lane >> 3) & 1) * 8);
+                mma16816(o[dm], va, bh0, bh1);
+                mma16816(o[dm], va, bl0, bl1);
+            }
+        }
+        __syncwarp(); /* every lane is done with this stage before it is loaded again */
+    }
+    cp_commit(); /* nothing in flight past here (the last groups are empty) */
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+
+    /* the warp's sums of its two heads over all its lanes' cells */
+#pragma unroll
+    for (int off = 4; off < 32; off <<= 1) {
+        l0 += __shfl_xor_sync(FULL, l0, off);
+        l1 += __shfl_xor_sync(FULL, l1, off);
+    }
+    if (gq == 0) {
+        mw[warp * HC + 2 * tq] = m0;
+        mw[warp * HC + 2 * tq + 1] = m1;
+    }
+    __syncthreads(); /* every warp is past its walk: red may overwrite the tiles */
+    float *red = reinterpret_cast<float *>(vsm); /* [nw][HC][D] */
+    {
+        float M0 = -INFINITY, M1 = -INFINITY;
+        for (int w = 0; w < nw; w++) {
+            M0 = fmaxf(M0, mw[w * HC + 2 * tq]);
+            M1 = fmaxf(M1, mw[w * HC + 2 * tq + 1]);
+        }
+        const float f0 = m0 == -INFINITY ? 0.0f : exp2f(m0 - M0);
+        const float f1 = m1 == -INFINITY ? 0.0f : exp2f(m1 - M1);
+        float *r0 = red + ((size_t)warp * HC + 2 * tq) * D, *r1 = r0 + D;
+#pragma unroll
+        for (int dm = 0; dm < KS; dm++) {
+            r0[dm * 16 + gq] = o[dm][0] * f0;
+            r1[dm * 16 + gq] = o[dm][1] * f1;
+            r0[dm * 16 + gq + 8] = o[dm][2] * f0;
+            r1[dm * 16 + gq + 8] = o[dm][3] * f1;
+        }
+        if (gq == 0) {
+            lw[warp * HC + 2 * tq] = l0 * f0;
+            lw[warp * HC + 2 * tq + 1] = l1 * f1;
+        }
     }
     __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    /* the merge's weights and 1 / L in the tiles' room (every read of red is done) */
-    vec_merge<D, Q8>(a, t, head0, nh, reinterpret_cast<float *>(vsm), xq);
+    vec_finish<D, Q8>(a, t, split, head0, nh, HC, red, mw, lw, LN2, xq, cnt, vsm);
 }
 
 /* Dynamic shared memory of the attention kernel (tiled or not). */
@@ -855,6 +1157,34 @@ bool plan_vec(const rl__cu_attn *a, int64_t maxlen_b) {
 
 bool use_vec(const rl__cu_attn *a) { return a->vec && vec_ok(a); }
 
+/* The tensor-core variant (mma_dec_kernel): RUVLLM_CUDA_ATTN_MMA=0 keeps every call on the
+ * CUDA-core vec kernel; RUVLLM_CUDA_ATTN_MMA_MIN: the fewest tokens it takes;
+ * RUVLLM_CUDA_ATTN_MMA_W: its warps a block (1, 2 or 4; default MMA_W). The plan records
+ * it as a->vec = VEC_MMA + heads a block. */
+constexpr int VEC_MMA = 16;
+/* Defaults (H100, one layer of the 8B shape, us, blocks of 2 warps / 1 warp / the CUDA-core
+ * kernel): 32 x 640 cells 43.7 / 44.4 / 55.1, 64 x 640 76.0 / 80.1 / 100.5, 8 x 640 17.2 /
+ * 14.0 / 26.1, 32 x 64 8.0 / 22.2 / 10.9; single tokens lost on it (1 x 256 10.2 / 9.2 /
+ * 8.1, 1 x 4096 29.9 / 14.2 / 18.4), so they stay on the CUDA cores (MMA_MIN). */
+constexpr int MMA_W = 2, MMA_MIN = 2;
+int g_mma = 1, g_mma_min = MMA_MIN, g_mma_w = MMA_W;
+int g_mma_bps[2][3] = {{1, 1, 1}, {1, 1, 1}}; /* blocks an SM holds: D 64, 128 x 1, 2, 4 warps */
+
+bool plan_mma(const rl__cu_attn *a) {
+    const int d = a->head_dim_k;
+    return g_mma && (d == 64 || d == 128) && a->n_tok >= g_mma_min;
+}
+bool use_mma(const rl__cu_attn *a) { return a->vec > VEC_MMA && use_vec(a); }
+
+/* The query heads of an mma block: the largest divisor of the GQA group up to HC (whole
+ * groups split evenly, so every block's heads are one size). */
+int mma_hpb(int n_gqa) {
+    int h = std::min(n_gqa, HC);
+    while (n_gqa % h) h--;
+    return h;
+}
+int mma_bps(int d, int nw) { return g_mma_bps[d > 64][nw >= 4 ? 2 : nw - 1]; }
+
 /* RUVLLM_CUDA_ATTN_VEC_HPB: the fewest query heads a vec block may take (0: always up to
  * HC); the plan takes it where the call's blocks, pieces included, still fit the GPU in one
  * wave (H100, one layer of the 8B shape, us, HC heads a block vs 2: 1 token over 16 cells
@@ -874,7 +1204,10 @@ int finer_hpb(const rl__cu_attn *a) {
 
 /* The query heads of a vec block: the plan's choice (a->vec), up to HC of a KV head's group;
  * fewer (finer_hpb) gives a warp less work and the call more SMs. */
-int vec_hpb(const rl__cu_attn *a) { return a->vec > 0 && a->vec <= HC ? a->vec : HC; }
+int vec_hpb(const rl__cu_attn *a) {
+    const int v = a->vec > VEC_MMA ? a->vec - VEC_MMA : a->vec;
+    return v > 0 && v <= HC ? v : HC;
+}
 
 int vec_hgroups(const rl__cu_attn *a) {
     const int n_gqa = a->n_head / a->n_head_kv, h = vec_hpb(a);
@@ -909,6 +1242,20 @@ cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, unsigned 
     const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * n_hgroups;
     if (nblk > 0x7fffffff || a->n_split < 1 || a->n_split > RL_CU_ATTN_MAX_SPLIT)
         return cudaErrorInvalidValue;
+    if (use_mma(a)) {
+        const dim3 grid((unsigned)nblk, (unsigned)a->n_split);
+        const int nw = g_mma_w;
+        const unsigned th = 32u * (unsigned)nw;
+        if (a->head_dim_k == 64)
+            return xq ? rlcu::launch(mma_dec_kernel<64, true>, grid, th, mma_smem<64>(nw), s, *a,
+                                     n_hgroups, hpb, xq, cnt)
+                      : rlcu::launch(mma_dec_kernel<64, false>, grid, th, mma_smem<64>(nw), s, *a,
+                                     n_hgroups, hpb, xq, cnt);
+        return xq ? rlcu::launch(mma_dec_kernel<128, true>, grid, th, mma_smem<128>(nw), s, *a,
+                                 n_hgroups, hpb, xq, cnt)
+                  : rlcu::launch(mma_dec_kernel<128, false>, grid, th, mma_smem<128>(nw), s, *a,
+                                 n_hgroups, hpb, xq, cnt);
+    }
     /* a warp per 32 cells of a piece, at most 8; 4 when the grid fills the GPU twice over
      * (a block of 8 warps holding their registers would leave an SM half of its warps) */
     const int D = a->head_dim_k;
@@ -978,6 +1325,11 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     g_merge = !(mg && mg[0] == '0');
     g_vec_max = vm && atoi(vm) > 0 ? atoi(vm) : VEC_MAX_TOK;
     g_vec_piece = vp && atoi(vp) >= 32 ? atoi(vp) / 32 * 32 : VEC_PIECE;
+    const char *mo = getenv("RUVLLM_CUDA_ATTN_MMA"), *mn = getenv("RUVLLM_CUDA_ATTN_MMA_MIN"),
+               *mw = getenv("RUVLLM_CUDA_ATTN_MMA_W");
+    g_mma = !(mo && mo[0] == '0');
+    g_mma_min = mn && atoi(mn) > 0 ? atoi(mn) : MMA_MIN;
+    g_mma_w = mw && (atoi(mw) == 1 || atoi(mw) == 2 || atoi(mw) == 4) ? atoi(mw) : MMA_W;
     const char *v1 = getenv("RUVLLM_CUDA_ATTN_VEC_1TOK");
     /* with the merge in the kernel, one launch for every single token */
     g_vec_1tok = v1 && atoi(v1) >= 0 ? atoi(v1) : g_merge ? 0 : VEC_1TOK;
@@ -1011,6 +1363,27 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     for (size_t i = 0; i < sizeof vk / sizeof vk[0] && e == cudaSuccess && g_vec; i++)
         e = cudaFuncSetAttribute(vk[i].f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)vec_smem(vk[i].d, vec_maxw(vk[i].d)));
+    /* the mma variant: its tiles' limit, and the blocks an SM holds (the plan's waves) */
+    const struct {
+        const void *f;
+        size_t smem;
+        int d;
+    } mk[] = {{(const void *)mma_dec_kernel<64, false>, mma_smem<64>(MMA_MAXW), 64},
+              {(const void *)mma_dec_kernel<64, true>, mma_smem<64>(MMA_MAXW), 64},
+              {(const void *)mma_dec_kernel<128, false>, mma_smem<128>(MMA_MAXW), 128},
+              {(const void *)mma_dec_kernel<128, true>, mma_smem<128>(MMA_MAXW), 128}};
+    if (mk[2].smem > smem_max) g_mma = 0;
+    for (size_t i = 0; i < sizeof mk / sizeof mk[0] && e == cudaSuccess && g_vec && g_mma; i++)
+        e = cudaFuncSetAttribute(mk[i].f, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)mk[i].smem);
+    for (int di = 0; di < 2 && e == cudaSuccess && g_vec && g_mma; di++)
+        for (int wi = 0; wi < 3 && e == cudaSuccess; wi++) {
+            const int nw = 1 << wi, d = di ? 128 : 64;
+            int n = 0;
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                &n, mk[2 * di].f, 32 * nw, d == 64 ? mma_smem<64>(nw) : mma_smem<128>(nw));
+            g_mma_bps[di][wi] = n > 0 ? n : 1;
+        }
     if (e == cudaSuccess) e = rl__cu_fattn_init();
     return e;
 }
@@ -1100,6 +1473,29 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
     const int64_t ws_max =
         std::min<int64_t>((int64_t)(ws_bytes / per_split), RL_CU_ATTN_MAX_SPLIT);
     const int64_t piece = use_vec(a) ? g_vec_piece : 32;
+    const int64_t fa_blocks =
+        ((int64_t)a->n_tok * n_gqa + RL_CU_FATTN_ROWS - 1) / RL_CU_FATTN_ROWS * a->n_head_kv;
+    int64_t fa_split = 1;
+    if (fa_blocks < target && umax > 64)
+        fa_split = std::min((target + fa_blocks - 1) / fa_blocks, (umax + 63) / 64);
+    fa_split = std::min(fa_split, ws_max);
+    a->fa_split = (int32_t)std::max<int64_t>(fa_split, 1);
+    if (use_vec(a) && plan_mma(a)) {
+        /* the mma variant: pieces (cut from each token's own span in the kernel) so that the
+         * call's blocks fill the GPU once at most, a chunk a warp at least; one piece when the
+         * blocks alone fill it (no merge) */
+        const int h = mma_hpb(n_gqa), nw = g_mma_w;
+        const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv * (n_gqa / h);
+        const int64_t slots = (int64_t)n_sm * mma_bps(a->head_dim_k, nw);
+        const int64_t chunks = (maxlen_b + MMA_MC - 1) / MMA_MC;
+        int64_t n = 1;
+        if (nblk < slots) n = std::min(slots / nblk, std::max<int64_t>(1, chunks / nw));
+        n = std::max<int64_t>(1, std::min<int64_t>(n, std::min<int64_t>(ws_max, MERGE_MAX_SPLIT)));
+        a->vec = VEC_MMA + h;
+        a->n_split = (int32_t)n;
+        a->split_len = (int32_t)(((maxlen_b + n - 1) / n + MMA_MC - 1) / MMA_MC * MMA_MC);
+        return;
+    }
     /* the pieces for `blocks` blocks, and their length */
     auto splits = [&](int64_t blocks, int64_t *len) {
         int64_t n = 1;
@@ -1127,11 +1523,4 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
     }
     a->n_split = (int32_t)n_split;
     a->split_len = (int32_t)split_len;
-    const int64_t fa_blocks =
-        ((int64_t)a->n_tok * n_gqa + RL_CU_FATTN_ROWS - 1) / RL_CU_FATTN_ROWS * a->n_head_kv;
-    int64_t fa_split = 1;
-    if (fa_blocks < target && umax > 64)
-        fa_split = std::min((target + fa_blocks - 1) / fa_blocks, (umax + 63) / 64);
-    fa_split = std::min(fa_split, ws_max);
-    a->fa_split = (int32_t)std::max<int64_t>(fa_split, 1);
 }
