@@ -264,6 +264,70 @@ struct MQ4_K4 {
     }
 };
 
+/* dp4a of unsigned bytes a with signed bytes b (PTX ISA, "dp4a": .u32 .s32 operands) */
+__device__ __forceinline__ int dp4a_us(uint32_t a, int b, int c) {
+    int d;
+    asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+/* Q4_K as MQ4_K4 (4 lanes a super-block, the same bytes and activations) with fewer
+ * instructions: the high nibbles are taken in place (q & 0xf0f0f0f0, unsigned bytes 16 q
+ * into a dp4a with signed activations: 16 times the sum, shifted back exactly) instead of
+ * shifted down first, and the scales and mins multiply integer sums (|sum| < 2^23, so the
+ * one conversion to float is exact): two float products a row instead of eight.
+ * H100, 2026-11-26 (bench_cuda --kernels, us, MQ4_K4 -> MQ4_K5, two runs each): 4096x14336
+ * 13.73 -> 13.34, 14336x4096 14.35 -> 14.2, 4096x4096 5.15 -> 5.04, 2048x8192 5.28 -> 5.14;
+ * the 1024- and 2048-row ones unchanged. RUVLLM_CUDA_MV_Q4K5=0: MQ4_K4. */
+struct MQ4_K5 {
+    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q4_K_BYTES;
+    using XA = XQ;
+    struct X {
+        int4 lo[2], hi[2];
+        float d;
+        int s0, s1;
+    };
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int64_t e = e0 + 256 * (lane >> 2) + 64 * (lane & 3);
+        X v;
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            v.lo[k] = *reinterpret_cast<const int4 *>(x.h + e + 16 * k);
+            v.hi[k] = *reinterpret_cast<const int4 *>(x.h + e + 32 + 16 * k);
+        }
+        v.d = x.d[(e0 >> 8) + (lane >> 2)];
+        v.s0 = GQ4_K::sum16(v.lo[0]) + GQ4_K::sum16(v.lo[1]);
+        v.s1 = GQ4_K::sum16(v.hi[0]) + GQ4_K::sum16(v.hi[1]);
+        return v;
+    }
+    __device__ static int hi16(const uint4 &q, int4 v, int acc) {
+        constexpr uint32_t m = 0xf0f0f0f0u;
+        acc = dp4a_us(q.x & m, v.x, acc);
+        acc = dp4a_us(q.y & m, v.y, acc);
+        acc = dp4a_us(q.z & m, v.z, acc);
+        return dp4a_us(q.w & m, v.w, acc);
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 2, j = lane & 3;
+        const uint8_t *b = st + RL_CU_Q4_K_BYTES * s;
+        const uint4 hd = *reinterpret_cast<const uint4 *>(b);
+        const uint4 q0 = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 32 * j);
+        const uint4 q1 = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 32 * j + 16);
+        const uint32_t sc = j < 2 ? hd.y & 0x3f3f3f3fu
+                                  : (hd.w & 0x0f0f0f0fu) | ((hd.y >> 6) & 0x03030303u) << 4;
+        const uint32_t mn = j < 2 ? hd.z & 0x3f3f3f3fu
+                                  : ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 6) & 0x03030303u) << 4;
+        const int sh = 16 * (j & 1);
+        const float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffffu)));
+        const float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
+        const int lo = GQ4_K::dot16<0>(q0, xv.lo[0]) + GQ4_K::dot16<0>(q1, xv.lo[1]);
+        const int hi = hi16(q1, xv.hi[1], hi16(q0, xv.hi[0], 0)) >> 4;
+        const int a = (int)((sc >> sh) & 0xffu) * lo + (int)((sc >> (sh + 8)) & 0xffu) * hi;
+        const int m = (int)((mn >> sh) & 0xffu) * xv.s0 + (int)((mn >> (sh + 8)) & 0xffu) * xv.s1;
+        return xv.d * (d * (float)a - dmin * (float)m);
+    }
+};
+
 /* Q6_K with one code per activation: MQ6_K's lanes, GQ6_K::dot8 without the residual. */
 struct MQ6_K1 {
     static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
@@ -314,6 +378,72 @@ struct MQ6_K1 {
                        (float)g[k];
         }
         return xv.d * acc;
+    }
+};
+
+/* Q6_K with one code per activation, MQ6_K1's lanes with fewer instructions: the codes
+ * q - 32 are not formed byte by byte (__vsub4, several instructions a word on this
+ * hardware) but the dp4a sums of the unsigned codes q (0..63: positive as signed bytes)
+ * start from -32 times the sum of the activations they meet (per 8 values, computed once a
+ * chunk in xload and used for every row of an item); the 16 groups of a lane are scaled
+ * and added as integers (|sum| < 2^26), one float multiply a row. Exact integer sums, so
+ * the result is the CPU's to rounding of the last multiply. H100, 2026-11-26 (bench_cuda
+ * --kernels, us, MQ6_K1 -> MQ6_K2, two runs each): 4096x14336 (R 4) 21.5 -> 19.3, the
+ * 128256x4096 head 169.7 -> 165.6, 2048x8192 (R 2) 7.69 -> 7.32, 1024x4096 (R 2) 3.02 ->
+ * 3.05, the 1B head 128256x2048 83.6 -> 85.5. RUVLLM_CUDA_MV_Q6K2=0: MQ6_K1. */
+struct MQ6_K2 {
+    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
+    using XA = XQ;
+    struct X {
+        uint2 v[2][4];
+        int c[2][4]; /* -32 * (sum of the 8 codes of v[h][k]) */
+        float d;
+    };
+    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
+        const int64_t e = e0 + 256 * (lane >> 2) + 8 * (lane & 3);
+        X v;
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                v.v[h][k] = *reinterpret_cast<const uint2 *>(x.h + e + 128 * h + 32 * k);
+                const int s8 = __dp4a((int)v.v[h][k].x, 0x01010101, 0);
+                v.c[h][k] = -32 * __dp4a((int)v.v[h][k].y, 0x01010101, s8);
+            }
+        v.d = x.d[(e0 >> 8) + (lane >> 2)];
+        return v;
+    }
+    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
+        const int s = lane >> 2, u = lane & 3, l = 8 * u;
+        const int o = RL_CU_Q6_K_BYTES * s;
+        const float d = lds_h(st, o + RL_CU_Q6_K_D);
+        int acc = 0;
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            uint32_t a[2], b[2], hb[2], sv[2];
+            lds_words<2>(st, o + 64 * h + l, a);
+            lds_words<2>(st, o + 64 * h + 32 + l, b);
+            lds_words<2>(st, o + RL_CU_Q6_K_QH + 32 * h + l, hb);
+            lds_words<2>(st, o + RL_CU_Q6_K_SCALES + 8 * h, sv);
+            int g[4] = {xv.c[h][0], xv.c[h][1], xv.c[h][2], xv.c[h][3]};
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
+                                       (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
+                                       (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
+                                       (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
+#pragma unroll
+                for (int k = 0; k < 4; k++)
+                    g[k] = __dp4a((int)v[k], (int)(i ? xv.v[h][k].y : xv.v[h][k].x), g[k]);
+            }
+            /* scales 8h + u/2 + 2k, k = 0..3: bytes u/2 + 2k of the 8 read (as MQ6_K) */
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const uint32_t w = (k < 2 ? sv[0] : sv[1]) >> (8 * ((u >> 1) + 2 * (k & 1)));
+                acc += (int)(int8_t)w * g[k];
+            }
+        }
+        return xv.d * (d * (float)acc);
     }
 };
 
@@ -515,21 +645,21 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     const int n_items = ng * npc;
     if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
     int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
+    /* row r of group g (the start of the row) */
+    auto row_ptr = [&](int g, int r) -> const uint8_t * {
+        if constexpr (GLU) {
+            const int64_t p = (r0 + (int64_t)g * R) / 2 + r % (R / 2);
+            return (r < R / 2 ? sg.w[0] : sg.w[1]) + (size_t)(p < gl.F ? p : gl.F - 1) * row_bytes;
+        } else {
+            const int64_t row = r0 + (int64_t)g * R + r;
+            return seg_row(sg, row < rows ? row : rows - 1, row_bytes);
+        }
+    };
     /* this lane's first 16-byte piece of each row of group ig, at chunk 0 of the warp */
     const uint8_t *src[R];
     auto rows_of = [&]() {
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            if constexpr (GLU) {
-                const int64_t p = (r0 + (int64_t)ig * R) / 2 + r % (R / 2);
-                src[r] = (r < R / 2 ? sg.w[0] : sg.w[1]) + (size_t)(p < gl.F ? p : gl.F - 1) * row_bytes +
-                         (size_t)wk * G::CB + 16 * lane;
-            } else {
-                const int64_t row = r0 + (int64_t)ig * R + r;
-                src[r] = seg_row(sg, row < rows ? row : rows - 1, row_bytes) + (size_t)wk * G::CB +
-                         16 * lane;
-            }
-        }
+        for (int r = 0; r < R; r++) src[r] = row_ptr(ig, r) + (size_t)wk * G::CB + 16 * lane;
     };
     rows_of();
     const uint64_t pol = mv_policy();
@@ -751,14 +881,17 @@ __global__ void __launch_bounds__(MV2_WMAX * 32, 1)
  * wave of warps. */
 constexpr int MV_TYPES = 5;
 static int g_mv_sms = 0;
-static int g_mv_occ[MV_TYPES + 3][3]; /* + the one-code kernels: MQ4_K1, MQ6_K1, MQ4_K4 */
+static int g_mv_occ[MV_TYPES + 5][3]; /* + the one-code kernels: MQ4_K1, MQ6_K1, MQ4_K4, MQ6_K2,
+                                         MQ4_K5 */
 static int g_mv_rows[MV_TYPES] = {-1, -1, -1, -1, -1}; /* -1: mv_rows_for's choice */
 static bool g_mv_on = true;
 static bool g_mv_q8k = true;   /* Q4_K, Q6_K with one code per activation (MQ4_K1, MQ6_K1) */
 static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K4), K % 2048 == 0 */
+static bool g_mv_q4k5 = true;  /* ... and through MQ4_K5 (RUVLLM_CUDA_MV_Q4K5=0: MQ4_K4) */
+static bool g_mv_q6k2 = true;  /* ... Q6_K through MQ6_K2 (RUVLLM_CUDA_MV_Q6K2=0: MQ6_K1) */
 static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
-static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MQ4_K4, MF16 at R 2, 4 */
+static int g_mv_glu_occ[6][2]; /* MQ4_K1, MQ4_K, MQ8_0, MQ4_K4, MF16, MQ4_K5 at R 2, 4 */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -852,11 +985,15 @@ cudaError_t mv_run(cudaStream_t s, int type, const rl__cu_mv_segs &sg, size_t ro
     const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
     switch (type) {
     case RL_TYPE_Q4_K:
+        if (g_mv_q8k && g_mv_q4k4 && g_mv_q4k5 && K % MQ4_K5::VPC == 0)
+            return mv_launch<MQ4_K5>(s, 0, MV_TYPES + 4, sg, row_bytes, rows, K, xa);
         if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
             return mv_launch<MQ4_K4>(s, 0, MV_TYPES + 2, sg, row_bytes, rows, K, xa);
         return g_mv_q8k ? mv_launch<MQ4_K1>(s, 0, MV_TYPES, sg, row_bytes, rows, K, xa)
                         : mv_launch<MQ4_K>(s, 0, 0, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q6_K:
+        if (g_mv_q8k && g_mv_q6k2)
+            return mv_launch<MQ6_K2>(s, 1, MV_TYPES + 3, sg, row_bytes, rows, K, xa);
         return g_mv_q8k ? mv_launch<MQ6_K1>(s, 1, MV_TYPES + 1, sg, row_bytes, rows, K, xa)
                         : mv_launch<MQ6_K>(s, 1, 1, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q8_0:
@@ -1084,6 +1221,8 @@ extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_
     const MvGlu gl = {out, static_cast<int8_t *>(out_xq), cnt, F, act};
     switch (type) {
     case RL_TYPE_Q4_K:
+        if (g_mv_q8k && g_mv_q4k4 && g_mv_q4k5 && K % MQ4_K5::VPC == 0)
+            return mv_glu_launch<MQ4_K5>(s, 0, 5, *sg, row_bytes, K, xa, gl);
         if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
             return mv_glu_launch<MQ4_K4>(s, 0, 3, *sg, row_bytes, K, xa, gl);
         return g_mv_q8k ? mv_glu_launch<MQ4_K1>(s, 0, 0, *sg, row_bytes, K, xa, gl)
@@ -1119,13 +1258,18 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * to matmul.cu; anything else: mv_rows_for's choice); RUVLLM_CUDA_MV_Q8K=0: Q4_K and Q6_K
  * read the residual codes too; RUVLLM_CUDA_MV_MULTI=0: no joined products without mv2;
  * RUVLLM_CUDA_MV_GLU=0: no gated activation in the gate/up product;
- * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K. */
+ * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
+ * RUVLLM_CUDA_MV_Q6K2=0: Q6_K through MQ6_K1; RUVLLM_CUDA_MV_Q4K5=0: Q4_K through MQ4_K4. */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
     const char *gu = getenv("RUVLLM_CUDA_MV_GLU"), *k4 = getenv("RUVLLM_CUDA_MV_Q4K4");
     g_mv_glu = !(gu && gu[0] == '0');
     g_mv_q4k4 = !(k4 && k4[0] == '0');
+    const char *q6 = getenv("RUVLLM_CUDA_MV_Q6K2");
+    g_mv_q6k2 = !(q6 && q6[0] == '0');
+    const char *q5 = getenv("RUVLLM_CUDA_MV_Q4K5");
+    g_mv_q4k5 = !(q5 && q5[0] == '0');
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
@@ -1167,8 +1311,12 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     if (err == cudaSuccess) err = mv_prep_all<MQ4_K1>(g_mv_occ[MV_TYPES]);
     if (err == cudaSuccess) err = mv_prep_all<MQ6_K1>(g_mv_occ[MV_TYPES + 1]);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_K4>(g_mv_occ[MV_TYPES + 2]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ6_K2>(g_mv_occ[MV_TYPES + 3]);
     if (err == cudaSuccess) err = mv_prep<MQ4_K4, 2, true>(&g_mv_glu_occ[3][0]);
     if (err == cudaSuccess) err = mv_prep<MQ4_K4, 4, true>(&g_mv_glu_occ[3][1]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ4_K5>(g_mv_occ[MV_TYPES + 4]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K5, 2, true>(&g_mv_glu_occ[5][0]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K5, 4, true>(&g_mv_glu_occ[5][1]);
     if (err == cudaSuccess) err = mv2_prep_all<MQ4_K1>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ6_K1>();
     if (err == cudaSuccess) err = mv_prep<MQ4_K1, 2, true>(&g_mv_glu_occ[0][0]);
