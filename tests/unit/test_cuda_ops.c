@@ -1324,6 +1324,119 @@ static void decode_fused_case(const char *mv2, const char *mv_r) {
     matvec_setting(NULL);
 }
 
+/* The small kernels' paths of session 7 -- RMSNorm's one-barrier sum and redux
+ * quantization (RUVLLM_CUDA_NORM_FAST), rope_kv2 (RUVLLM_CUDA_ROPEKV2), glu4
+ * (RUVLLM_CUDA_GLU4), the argmax split over blocks (RUVLLM_CUDA_ARGMAX_SPLIT), by default
+ * and with the next kernel launched before their wait (RUVLLM_CUDA_EARLY=7) -- give the
+ * bits of the paths before them (switches 0, read when a backend is made): a residual add + RMSNorm feeding a
+ * Q4_K product of one token (its q8 codes from the norm), RoPE of q and k joined with the
+ * F16 cache write, a gated activation of 8 rows, the argmax of 3 rows of 128256 (a planted
+ * tie: the lower index). Three passes each, so the last two replay a captured graph (the
+ * split argmax resets its counters for the replay). */
+enum { SP_X, SP_H, SP_Y, SP_Q, SP_K, SP_V, SP_GU, SP_O, SP_L, SP_N };
+static const size_t sp_len[SP_N] = {2048, 2048, 512, 1024, 256, 256, 8 * 2048, 8 * 1024, 3 * 128256};
+
+/* One pass on be over its buffers d (SP_N of them, then the residual), the cache kv. */
+static void small_pass(rl_backend *be, const qweight *w, float *const *hin, const float *nwd,
+                       float **d, rl_kv_layer *kvp, float **out, uint8_t *kvh, int32_t *ids) {
+    rl_kv_layer kv = *kvp;
+    float *r = d[SP_N];
+    for (int i = 0; i < SP_N; i++) be->ops->from_host(be, d[i], hin[i], sp_len[i] * sizeof(float));
+    be->ops->from_host(be, r, hin[SP_H], 2048 * sizeof(float));
+    be->ops->from_host(be, kv.k, kvh, 8 * 512);
+    be->ops->from_host(be, kv.v, kvh, 8 * 512);
+    const rl_rope_params rp = {.n_rot = 128, .mode = RL_ROPE_NORMAL, .n_ctx_orig = 4096,
+                               .freq_base = 500000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f,
+                               .beta_fast = 32.0f, .beta_slow = 1.0f};
+    const int32_t pos = 77, cell = 5;
+    be->ops->add(be, d[SP_X], r, 2048);
+    be->ops->rmsnorm(be, d[SP_X], 1, 2048, 1e-5f, nwd, d[SP_H]);
+    CHECK(be->ops->matmul(be, &w->wd, d[SP_H], 1, d[SP_Y]) == RL_OK);
+    be->ops->rope(be, d[SP_Q], 1, 1024, 8, 128, &pos, &rp);
+    be->ops->rope(be, d[SP_K], 1, 256, 2, 128, &pos, &rp);
+    be->ops->kv_write(be, &kv, d[SP_K], 256, d[SP_V], 256, 1, &cell);
+    be->ops->glu(be, RL_GLU_SILU, d[SP_GU], 2048, d[SP_GU] + 1024, 2048, 8, 1024, d[SP_O]);
+    be->ops->argmax_to_host(be, d[SP_L], 3, 128256, ids);
+    CHECK(be->ops->sync(be) == RL_OK);
+    for (int i = 0; i < SP_N; i++) be->ops->to_host(be, out[i], d[i], sp_len[i] * sizeof(float));
+    be->ops->to_host(be, kvh + 8 * 512, kv.k, 8 * 512);
+    be->ops->to_host(be, kvh + 16 * 512, kv.v, 8 * 512);
+}
+
+TEST(cuda_small_paths) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const char *sw[] = {"RUVLLM_CUDA_NORM_FAST", "RUVLLM_CUDA_ROPEKV2", "RUVLLM_CUDA_GLU4",
+                               "RUVLLM_CUDA_EARLY", "RUVLLM_CUDA_ARGMAX_SPLIT"};
+    const int nsw = (int)(sizeof sw / sizeof sw[0]);
+    qweight w;
+    if (!make_weight(RL_TYPE_Q4_K, 2048, 512, &w)) return;
+    float *hin[SP_N], *res[3][SP_N] = {{NULL}};
+    for (int i = 0; i < SP_N; i++) hin[i] = rand_vec(sp_len[i], i == SP_L ? 4.0f : 1.0f);
+    hin[SP_L][1000] = hin[SP_L][2000] = 99.0f;             /* row 0: the lower index */
+    hin[SP_L][128256 + 128255] = 99.0f;                    /* row 1: the last value */
+    hin[SP_L][2 * 128256 + 4096] = NAN;                    /* row 2: NaN never wins */
+    hin[SP_L][2 * 128256 + 4097] = 98.0f;
+    float *nw = rand_vec(2048, 1.0f), *nwd = gpu_vec(nw, 2048);
+    uint8_t *kvh[3] = {NULL};
+    int32_t ids[3][3];
+    int made = 0;
+    static const char *what[3] = {"old", "new", "new, early"};
+    for (int v = 0; v < 3; v++) {
+        for (int i = 0; i < nsw; i++) {
+            if (v == 0)
+                setenv(sw[i], "0", 1);
+            else
+                unsetenv(sw[i]);
+        }
+        if (v == 2) setenv("RUVLLM_CUDA_EARLY", "7", 1);
+        rl_backend *be = NULL;
+        char err[256];
+        CHECK(rl__backend_cuda_create(0, &be, err, sizeof err) == RL_OK);
+        if (!be) break;
+        made++;
+        for (int i = 0; i < SP_N; i++) res[v][i] = malloc(sp_len[i] * sizeof(float));
+        kvh[v] = calloc(24, 512);
+        float *d[SP_N + 1];
+        for (int i = 0; i <= SP_N; i++)
+            d[i] = be->ops->alloc(be, (i < SP_N ? sp_len[i] : 2048) * sizeof(float));
+        rl_kv_layer kv = {.type = RL_TYPE_F16, .n_embd_k = 256, .n_embd_v = 256,
+                          .k_row_bytes = 512, .v_row_bytes = 512};
+        kv.k = be->ops->alloc(be, 8 * 512);
+        kv.v = be->ops->alloc(be, 8 * 512);
+        for (int pass = 0; pass < 3; pass++) {
+            ids[v][0] = ids[v][1] = ids[v][2] = -1;
+            memset(kvh[v] + 8 * 512, 0, 16 * 512);
+            small_pass(be, &w, hin, nwd, d, &kv, res[v], kvh[v], ids[v]);
+            CHECKF(ids[v][0] == 1000 && ids[v][1] == 128255 && ids[v][2] == 4097,
+                   "small paths %s pass %d: argmax %d %d %d", what[v], pass, ids[v][0],
+                   ids[v][1], ids[v][2]);
+        }
+        for (int i = 0; i <= SP_N; i++) be->ops->free(be, d[i]);
+        be->ops->free(be, kv.k);
+        be->ops->free(be, kv.v);
+        rl__backend_free(be);
+        if (v == 2) unsetenv("RUVLLM_CUDA_EARLY");
+    }
+    static const char *names[SP_N] = {"residual sum", "rmsnorm", "q8 product", "rope q",
+                                      "rope k", "v", "gate/up", "glu", "logits"};
+    for (int v = 1; v < made; v++) {
+        for (int i = 0; i < SP_N; i++)
+            CHECKF(memcmp(res[0][i], res[v][i], sp_len[i] * sizeof(float)) == 0,
+                   "small paths (%s): %s differs from the old path (max abs %.3g)", what[v],
+                   names[i], max_abs(res[0][i], res[v][i], sp_len[i]));
+        CHECKF(memcmp(kvh[0] + 8 * 512, kvh[v] + 8 * 512, 16 * 512) == 0,
+               "small paths (%s): the F16 cache rows differ from the old path", what[v]);
+    }
+    for (int v = 0; v < made; v++) {
+        for (int i = 0; i < SP_N; i++) free(res[v][i]);
+        free(kvh[v]);
+    }
+    for (int i = 0; i < SP_N; i++) free(hin[i]);
+    free(nw);
+    gpu->ops->free(gpu, nwd);
+    free_weight(&w);
+}
+
 int main(void) {
     char err[256] = "";
     rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
@@ -1347,6 +1460,7 @@ int main(void) {
     RUN(cuda_graph_replay);
     RUN(cuda_decode_fused);
     RUN(cuda_mmq);
+    RUN(cuda_small_paths);
     rl__backend_free(gpu);
     rl__backend_free(cpu);
     return rl_test_finish();

@@ -132,7 +132,9 @@ typedef struct cu_backend {
     bool pin_on;      /* to_host through a pinned buffer (RUVLLM_CUDA_PINNED=0: straight) */
     uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
     size_t pin_cap;   /* CU_PIN_MAX */
-    int32_t *am_ids;  /* argmax_to_host's device ids [am_cap] */
+    int32_t *am_ids;  /* argmax_to_host's device ids [am_n], then its zeroed workspace
+                         (rl__cu_argmax_ws_bytes(am_n), 8-byte aligned) */
+    int64_t am_n;
     size_t am_cap;
     rl__cu_sample_ws *samp; /* sample_to_host's workspace (sample.cu), made at first use */
     rl_status err;
@@ -318,27 +320,35 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
 static bool grow_ws(cu_backend *c, void **p, size_t *cap, size_t need);
 
 /* The pick joins the queue (so a decode step's graph holds it too); then only n int32
- * ids come back, through to_host's pinned buffer. The ids buffer grows only when a pass
- * has more outputs than any before (the first steps), as the graphs that read it go on
- * reading the same pointer. */
+ * ids come back, through to_host's pinned buffer. The ids buffer (with the pick's
+ * workspace after it, zeroed when made) grows only when a pass has more outputs than any
+ * before (the first steps), as the graphs that read it go on reading the same pointer. */
 static void cu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t dim,
                               int32_t *ids) {
     cu_backend *c = CU(be);
     if (n <= 0) return;
     void *p = c->am_ids;
     size_t cap = c->am_cap;
-    if (!grow_ws(c, &p, &cap, (size_t)RL_MAX(n, 64) * sizeof(int32_t))) {
-        nomem(c);
-        return;
+    const int64_t am_n = RL_MAX(n, 64);
+    const size_t ws_at = ((size_t)am_n * sizeof(int32_t) + 15) & ~(size_t)15;
+    if (n > c->am_n) {
+        const bool ok = grow_ws(c, &p, &cap, ws_at + rl__cu_argmax_ws_bytes(am_n));
+        c->am_ids = p; /* NULL after a failed growth: the old buffer is gone */
+        c->am_cap = cap;
+        c->am_n = ok ? am_n : 0;
+        if (!ok) {
+            nomem(c);
+            return;
+        }
+        fail(c, cudaMemsetAsync(c->am_ids, 0, cap, c->stream), "argmax workspace");
     }
-    c->am_ids = p;
-    c->am_cap = cap;
     cu_rec *r = push(c, CU_OP_ARGMAX);
     if (!r) return;
     r->ew.a = x;
     r->ew.n = n;
     r->ew.dim = dim;
     r->ew.x = (float *)c->am_ids; /* int32 ids: the record's output pointer */
+    r->ew.xq = (uint8_t *)c->am_ids + (((size_t)c->am_n * sizeof(int32_t) + 15) & ~(size_t)15);
     cu_to_host(be, ids, c->am_ids, (size_t)n * sizeof(int32_t));
 }
 

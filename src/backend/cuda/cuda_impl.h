@@ -176,11 +176,17 @@ cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const in
                            const int32_t *dst, int64_t n);
 
 /* ---- greedy picking (argmax.cu) ---- */
-/* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
- * wins; 0 when no value is above -inf). */
 /* The calling thread's next kernel launch goes without the PDL attribute (launch.cuh). */
 void rl__cu_pdl_plain_next(void);
-cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, int64_t dim, int32_t *ids);
+/* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
+ * wins; 0 when no value is above -inf). ws: NULL, or rl__cu_argmax_ws_bytes(n) bytes of
+ * device memory, zeroed before the first use and left zeroed by every launch: long rows
+ * are then split over many blocks (RUVLLM_CUDA_ARGMAX_SPLIT=0: never, read at
+ * rl__cu_argmax_init). */
+size_t rl__cu_argmax_ws_bytes(int64_t n);
+void rl__cu_argmax_init(void);
+cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, int64_t dim, int32_t *ids,
+                          void *ws);
 
 /* ---- sampling (sample.cu) ---- */
 /* The op sample_to_host (backend.h) on stream s, after what is queued there: rows and pen

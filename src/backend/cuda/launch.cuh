@@ -12,6 +12,10 @@
  * pdl_wait() before it reads anything an earlier kernel wrote and before it writes
  * anything (pdl_enter() at its start does both; only weights may be read before it). A
  * kernel then lets the next one launch (pdl_launch_dependents) once it is past its wait.
+ * Two allowances (ops_nofma.cu, argmax.cu): the step's arena (step.h) may also be read
+ * before the wait (it is uploaded before a list's first kernel, which launches without the
+ * attribute), and a short kernel may let the next one launch before its own wait: the next
+ * one still waits for this one to finish, which finishes only after the one before it.
  * Off before compute capability 9.0, or with RUVLLM_CUDA_PDL=0 (bisecting); on devices
  * without it the instructions are left out and launches are ordinary.
  */

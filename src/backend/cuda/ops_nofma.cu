@@ -103,12 +103,53 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
     }
 }
 
+/* q8k_warp (qtypes.cuh) with the same output, its largest-magnitude search done by one
+ * redux.sync (the magnitudes' bits order as the floats do: non-negative, never NaN), a
+ * ballot for the lowest lane that holds it (q8k_warp's tie rule) and one shuffle for its
+ * signed value, instead of five rounds of three shuffles. */
+__device__ __forceinline__ void q8k_warp_redux(const float v[8], uint2 *qh, uint2 *ql, float *d) {
+    const int lane = (int)(threadIdx.x & 31);
+    float amax = 0.0f, vmax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        if (fabsf(v[j]) > amax) {
+            amax = fabsf(v[j]);
+            vmax = v[j];
+        }
+    const unsigned mb = __reduce_max_sync(0xffffffffu, __float_as_uint(amax));
+    const int src = __ffs(__ballot_sync(0xffffffffu, __float_as_uint(amax) == mb)) - 1;
+    vmax = __shfl_sync(0xffffffffu, vmax, src);
+    amax = __uint_as_float(mb);
+    uint32_t h[2] = {0, 0}, l[2] = {0, 0};
+    float dd = 0.0f;
+    if (amax > 0.0f) {
+        const float iscale = __fdiv_rn(-127.0f, vmax);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const float f = __fmul_rn(iscale, v[j]);
+            const int c = min(127, __float2int_rn(f));
+            const int r = max(-127, min(127, __float2int_rn(__fmul_rn(__fsub_rn(f, (float)c), Q8_LO))));
+            h[j >> 2] |= (uint32_t)(c & 0xff) << (8 * (j & 3));
+            l[j >> 2] |= (uint32_t)(r & 0xff) << (8 * (j & 3));
+        }
+        dd = __fdiv_rn(1.0f, iscale);
+    }
+    *qh = make_uint2(h[0], h[1]);
+    *ql = make_uint2(l[0], l[1]);
+    if (lane == 0) *d = dd;
+}
+
 /* rmsnorm_kernel for rows of dim % 256 == 0, dim <= 8192: a thread per 8 consecutive
  * values, kept in registers from the load to the quantization (a warp holds one q8 block
  * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
- * are no kernel's output). Fewer dependent trips to memory than rmsnorm_kernel's re-reads. */
+ * are no kernel's output). Fewer dependent trips to memory than rmsnorm_kernel's re-reads.
+ * FAST: one barrier instead of two (every warp adds the warps' partial sums itself, all
+ * in the same order, so every warp gets the same bits) and q8k_warp_redux. early: the next
+ * kernel may launch before this one's wait (launch.cuh: it still waits for this one to
+ * finish; a product after it starts streaming its weights sooner). */
+template <bool FAST>
 __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
-                                float *y, int8_t *xq, int64_t n) {
+                                float *y, int8_t *xq, int64_t n, bool early) {
     __shared__ double part[32];
     const int64_t e = (int64_t)blockIdx.x * dim + 8 * threadIdx.x;
     float wv[8];
@@ -117,7 +158,9 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
         const float4 b = reinterpret_cast<const float4 *>(w + 8 * threadIdx.x)[1];
         wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
     }
-    rlcu::pdl_enter();
+    if (early) rlcu::pdl_launch_dependents();
+    rlcu::pdl_wait();
+    if (!early) rlcu::pdl_launch_dependents();
     float v[8];
     {
         const float4 a = reinterpret_cast<const float4 *>(x + e)[0];
@@ -141,22 +184,33 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (lane == 0) part[warp] = ss;
     __syncthreads();
-    if (warp == 0) {
-        double t = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0;
+    double tot;
+    if (FAST) {
+        tot = 0.0;
+        for (int k = 0; k < (int)(blockDim.x >> 5); k++) tot += part[k];
+    } else {
+        if (warp == 0) {
+            double t = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0;
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-        if (lane == 0) part[0] = t;
+            for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+            if (lane == 0) part[0] = t;
+        }
+        __syncthreads();
+        tot = part[0];
     }
-    __syncthreads();
-    const float mean = (float)(part[0] / (double)dim);
+    const float mean = (float)(tot / (double)dim);
     const float sc = 1.0f / sqrtf(mean + eps);
 #pragma unroll
     for (int j = 0; j < 8; j++) v[j] = w ? (v[j] * sc) * wv[j] : v[j] * sc;
     reinterpret_cast<float4 *>(y + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
     reinterpret_cast<float4 *>(y + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
     if (!xq) return;
-    q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
-             reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
+    if (FAST)
+        q8k_warp_redux(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
+                       reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
+    else
+        q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
+                 reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
 }
 
 /* ---- RoPE: one thread per rotated pair, angles from the host's table ----
@@ -257,6 +311,66 @@ template <bool F16> __global__ void rope_kv_kernel(rl__cu_rope_kv_args a) {
     }
 }
 
+/* rope_kv_kernel with 32-bit index arithmetic (n * per < 2^31; the 64-bit divisions were
+ * most of its instructions), and the thread's cache cell and rotation angles read before
+ * the wait: they are in the step's arena, uploaded before the list's first kernel (which
+ * launches without the PDL attribute, so every kernel of the list runs after the upload),
+ * not written by any kernel. The same values in the same arithmetic as rope_kv_kernel. */
+template <bool F16>
+__global__ void rope_kv2_kernel(rl__cu_rope_kv_args a, int per, int total, bool early) {
+    const int idx = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (idx >= total) return;
+    const int half = a.n_rot / 2, hp = a.head_dim / 2;
+    const int pq = a.n_head * half, pk = a.n_head_k * hp;
+    const int r = idx / per;
+    int j = idx - r * per;
+    const int32_t cell = a.cells[r];
+    if (j >= pq + pk) { /* v */
+        j -= pq + pk;
+        if (early) rlcu::pdl_launch_dependents();
+        rlcu::pdl_wait();
+        if (!early) rlcu::pdl_launch_dependents();
+        const float *vp = a.v + (int64_t)r * a.ld_v + 2 * j;
+        kv_put2<F16>(a.vtab, a.v_row_bytes, cell, 2 * j, vp[0], vp[1]);
+        return;
+    }
+    const bool is_q = j < pq;
+    if (!is_q) j -= pq;
+    const int per_head = is_q ? half : hp;
+    const int hh = j / per_head, i = j - hh * per_head;
+    const bool rot = i < half;
+    float cs = 0.0f, sn = 0.0f;
+    int i0 = 2 * i, i1 = 2 * i + 1; /* k's tail past n_rot: as it is */
+    if (rot) {
+        cs = a.tab[r * a.n_rot + 2 * i];
+        sn = a.tab[r * a.n_rot + 2 * i + 1];
+        i0 = a.neox ? i : 2 * i;
+        i1 = a.neox ? i + half : 2 * i + 1;
+    }
+    float *xp = is_q ? a.q + (int64_t)r * a.ld + (int64_t)hh * a.head_dim
+                     : a.k + (int64_t)r * a.ld_k + (int64_t)hh * a.head_dim;
+    if (early) rlcu::pdl_launch_dependents();
+    rlcu::pdl_wait();
+    if (!early) rlcu::pdl_launch_dependents();
+    const float x0 = xp[i0], x1 = xp[i1];
+    float y0 = x0, y1 = x1;
+    if (rot) {
+        y0 = x0 * cs - x1 * sn;
+        y1 = x0 * sn + x1 * cs;
+        xp[i0] = y0;
+        xp[i1] = y1;
+    }
+    if (!is_q) {
+        const int64_t e0 = (int64_t)hh * a.head_dim;
+        if (i1 == i0 + 1) {
+            kv_put2<F16>(a.ktab, a.k_row_bytes, cell, e0 + i0, y0, y1);
+        } else {
+            kv_put1<F16>(a.ktab, a.k_row_bytes, cell, e0 + i0, y0);
+            kv_put1<F16>(a.ktab, a.k_row_bytes, cell, e0 + i1, y1);
+        }
+    }
+}
+
 __global__ void add_row_kernel(float *x, int64_t n, int64_t dim, int64_t ld, const float *b) {
     rlcu::pdl_enter();
     GRID_STRIDE(idx, n * dim) {
@@ -296,6 +410,24 @@ __global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u
         const int64_t t = idx / dim, i = idx % dim;
         out[t * dim + i] = glu1(act, g[t * ld_g + i], u[t * ld_u + i]);
     }
+}
+
+/* glu_kernel four values a thread: float4 loads and stores (dim, ld_g, ld_u multiples
+ * of 4, the three arrays 16-byte aligned) and 32-bit index arithmetic (n * dim < 2^31):
+ * the batched steps' activation, 6.6 us a layer at 32 tokens of the 8B shape (H100, ncu)
+ * with a 64-bit division per value. The same glu1 of the same values. */
+__global__ void glu4_kernel(int act, const float *g, int ld_g, const float *u, int ld_u, int n4,
+                            int dim4, float *out, bool early) {
+    const int q = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (q >= n4) return;
+    const int t = q / dim4, i = 4 * (q - t * dim4);
+    if (early) rlcu::pdl_launch_dependents();
+    rlcu::pdl_wait();
+    if (!early) rlcu::pdl_launch_dependents();
+    const float4 a = *reinterpret_cast<const float4 *>(g + (int64_t)t * ld_g + i);
+    const float4 b = *reinterpret_cast<const float4 *>(u + (int64_t)t * ld_u + i);
+    reinterpret_cast<float4 *>(out)[q] = make_float4(glu1(act, a.x, b.x), glu1(act, a.y, b.y),
+                                                     glu1(act, a.z, b.z), glu1(act, a.w, b.w));
 }
 
 /* glu_kernel with the output also quantized for the q8 path (dim % 256 == 0): a warp per
@@ -447,6 +579,14 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 }
 
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
+/* Switches of the session-7 small-kernel paths, each on by default (=0: the path before,
+ * for A/B): rmsnorm8_kernel<true> (RUVLLM_CUDA_NORM_FAST), rope_kv2_kernel
+ * (RUVLLM_CUDA_ROPEKV2), glu4_kernel (RUVLLM_CUDA_GLU4). RUVLLM_CUDA_EARLY=mask lets the
+ * next kernel launch before the wait of rmsnorm8 (1), rope_kv2 (2), glu4 (4): off by
+ * default (all three on measured 2-4% slower at one token of the 1B shape, H100). */
+static bool g_norm_fast = true, g_ropekv2 = true, g_glu4 = true;
+static int g_early = 0;
+enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
@@ -455,8 +595,9 @@ extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n,
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
     if (dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
         (!add || (uintptr_t)add % 16 == 0) && (!w || (uintptr_t)w % 16 == 0) && g_norm8) {
-        (void)rlcu::launch(rmsnorm8_kernel, (unsigned)n, (unsigned)(dim / 8), 0, s,
-                           const_cast<float *>(x), add, dim, eps, w, y, static_cast<int8_t *>(xq), n);
+        (void)rlcu::launch(g_norm_fast ? rmsnorm8_kernel<true> : rmsnorm8_kernel<false>,
+                           (unsigned)n, (unsigned)(dim / 8), 0, s, const_cast<float *>(x), add, dim,
+                           eps, w, y, static_cast<int8_t *>(xq), n, (g_early & EARLY_NORM) != 0);
         return cudaGetLastError();
     }
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
@@ -486,6 +627,17 @@ extern "C" cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args 
     const int64_t per = (int64_t)a->n_head * (a->n_rot / 2) + (int64_t)a->n_head_k * (a->head_dim / 2) +
                         a->n_embd_v / 2;
     if (a->n * per <= 0) return cudaSuccess;
+    if (g_ropekv2 && a->n * per < 0x7fffff00) {
+        const int total = (int)(a->n * per);
+        const unsigned blocks = (unsigned)((total + EW_THREADS - 1) / EW_THREADS);
+        if (a->kv_type == RL_TYPE_F16)
+            (void)rlcu::launch(rope_kv2_kernel<true>, blocks, EW_THREADS, 0, s, *a, (int)per, total,
+                               (g_early & EARLY_ROPE) != 0);
+        else
+            (void)rlcu::launch(rope_kv2_kernel<false>, blocks, EW_THREADS, 0, s, *a, (int)per, total,
+                               (g_early & EARLY_ROPE) != 0);
+        return cudaGetLastError();
+    }
     if (a->kv_type == RL_TYPE_F16)
         (void)rlcu::launch(rope_kv_kernel<true>, ew_blocks(a->n * per), EW_THREADS, 0, s, *a);
     else
@@ -533,6 +685,15 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
         const int64_t threads = n * dim / 8; /* a warp per 256 outputs */
         (void)rlcu::launch(glu_q8_kernel, (unsigned)((threads + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0, s, 
             act, g, ld_g, u, ld_u, n, dim, out, static_cast<int8_t *>(xq));
+        return cudaGetLastError();
+    }
+    if (g_glu4 && dim % 4 == 0 && ld_g % 4 == 0 && ld_u % 4 == 0 && (uintptr_t)g % 16 == 0 &&
+        (uintptr_t)u % 16 == 0 && (uintptr_t)out % 16 == 0 && n * dim < 0x7fffff00 &&
+        (n - 1) * (ld_g > ld_u ? ld_g : ld_u) + dim < 0x7fffff00) {
+        const int n4 = (int)(n * dim / 4);
+        (void)rlcu::launch(glu4_kernel, (unsigned)((n4 + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0,
+                           s, act, g, (int)ld_g, u, (int)ld_u, n4, (int)(dim / 4), out,
+                           (g_early & EARLY_GLU) != 0);
         return cudaGetLastError();
     }
     (void)rlcu::launch(glu_kernel, ew_blocks(n * dim), EW_THREADS, 0, s, act, g, ld_g, u, ld_u, n, dim, out);
@@ -595,6 +756,15 @@ extern "C" cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_byte
 extern "C" cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max) {
     const char *nv = getenv("RUVLLM_CUDA_NORM8");
     g_norm8 = !(nv && nv[0] == '0');
+    const char *names[3] = {"RUVLLM_CUDA_NORM_FAST", "RUVLLM_CUDA_ROPEKV2", "RUVLLM_CUDA_GLU4"};
+    bool *flags[3] = {&g_norm_fast, &g_ropekv2, &g_glu4};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(names[i]);
+        *flags[i] = !(v && v[0] == '0');
+    }
+    const char *ev = getenv("RUVLLM_CUDA_EARLY");
+    g_early = ev ? (int)strtol(ev, NULL, 10) & 7 : 0;
+    rl__cu_argmax_init();
     cudaError_t e = rl_cu_set_iq4(iq4_values);
     if (e == cudaSuccess) e = rlcu::pdl_init();
     if (e == cudaSuccess) e = rl__cu_init_matmul(iq4_values);

@@ -226,7 +226,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes, cudaMemcpyDeviceToDevice,
                                s);
     case CU_OP_ARGMAX:
-        return rl__cu_argmax(s, r->ew.a, r->ew.n, r->ew.dim, (int32_t *)r->ew.x);
+        return rl__cu_argmax(s, r->ew.a, r->ew.n, r->ew.dim, (int32_t *)r->ew.x, r->ew.xq);
     }
     return cudaErrorInvalidValue;
 }

@@ -138,7 +138,8 @@ typedef struct cu_rec {
             float *x2;      /* rope: a second tensor (ld2, i3 heads) at the same positions */
             int i3;
             size_t at0, at1;
-            void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next */
+            void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next;
+                         argmax: its zeroed workspace (argmax.cu) */
         } ew;
         struct { /* kv_write (cells_at), kv_copy (src_at, dst_at) */
             int type;
