@@ -123,12 +123,17 @@ enum mm_path {
     MM_Q32,
     MM_BLOCKSTEP,
     MM_STREAM,
+    MM_I32,     /* the tiled kernel's integer step (k-quants), its old shapes and K split */
+    MM_WAVES,   /* the tiled kernel (float step) with the K split by whole waves */
+    MM_NEW,     /* the tiled kernel with all three: integer step, 128-row tiles, waves */
+    MM_DEFAULT, /* the routing of the build (RUVLLM_CUDA_MMQ_* unset) */
     MM_CUBLAS,
     MM_N
 };
 const char *const mm_names[MM_N] = {"mmq_tile",     "mmq_warp",           "mmq_staged",
                                     "mmq_tile_q32", "mmq_tile_blockstep", "mmq_stream",
-                                    "bf16_cublas"};
+                                    "mmq_i32",      "mmq_waves",          "mmq_new",
+                                    "mmq_default",  "bf16_cublas"};
 
 struct mm_ctx {
     void *blas, *ws, *wsw, *wsx;
@@ -136,9 +141,38 @@ struct mm_ctx {
 };
 
 /* mmq.cu's settings for a path (k-quant activations as Q8_K but for MM_Q32; MM_N: the
- * environment's again) */
+ * environment's again). The integer step, wide tiles and wave split are environment
+ * switches that rl__cu_mmq_config reads again: set here for the path, then restored. */
 void mm_config(mm_path path) {
-    if (path == MM_TILE) rl__cu_mmq_config(1, 0, 1, 1, 0);
+    static bool saved = false;
+    static char env[3][16];
+    static const char *const names[3] = {"RUVLLM_CUDA_MMQ_INT", "RUVLLM_CUDA_MMQ_WIDE",
+                                         "RUVLLM_CUDA_MMQ_WAVES"};
+    if (!saved) {
+        for (int i = 0; i < 3; i++) {
+            const char *v = getenv(names[i]);
+            snprintf(env[i], sizeof env[i], "%s", v ? v : "");
+        }
+        saved = true;
+    }
+    /* INT, WIDE, WAVES for the path; the old tiled and streaming kernels with all off */
+    int knob[3] = {-1, -1, -1};
+    if (path == MM_TILE || path == MM_STREAM || path == MM_WARP || path == MM_STAGED ||
+        path == MM_Q32 || path == MM_BLOCKSTEP)
+        knob[0] = knob[1] = knob[2] = 0;
+    else if (path == MM_I32)
+        knob[0] = 1, knob[1] = 0, knob[2] = 0;
+    else if (path == MM_WAVES)
+        knob[0] = 0, knob[1] = 0, knob[2] = 1;
+    else if (path == MM_NEW)
+        knob[0] = knob[1] = knob[2] = 1;
+    for (int i = 0; i < 3; i++) {
+        if (knob[i] >= 0) setenv(names[i], knob[i] ? "1" : "0", 1);
+        else if (env[i][0]) setenv(names[i], env[i], 1);
+        else unsetenv(names[i]);
+    }
+    if (path == MM_TILE || path == MM_I32 || path == MM_WAVES || path == MM_NEW)
+        rl__cu_mmq_config(1, 0, 1, 1, 0);
     else if (path == MM_WARP) rl__cu_mmq_config(0, 0, 1, 1, 0);
     else if (path == MM_STAGED) rl__cu_mmq_config(0, 1, 1, 1, 0);
     else if (path == MM_Q32) rl__cu_mmq_config(1, 0, 0, 1, 0);
@@ -210,8 +244,10 @@ double nmse_of(const float *a, const float *b, size_t n) {
 
 /* The Llama 3 8B products of 8 to 512 tokens through each of mmq.cu's kernels (the tiled
  * one, the streaming one, the per-warp one and its staged variant, the tiled one with
- * k-quant activations per 32 values; RUVLLM_KBENCH_PATHS picks some, RUVLLM_KBENCH_NS the
- * token counts) and the path they replace (weights decoded to BF16 + cuBLAS, the decode
+ * k-quant activations per 32 values; mmq_tile and mmq_stream with the integer step, the
+ * 128-row tiles and the wave split off, mmq_i32 / mmq_waves with one of them, mmq_new
+ * with all, mmq_default as the build routes; RUVLLM_KBENCH_PATHS picks some,
+ * RUVLLM_KBENCH_NS the token counts) and the path they replace (weights decoded to BF16 + cuBLAS, the decode
  * included), one JSON line each: microseconds, TFLOP/s (2 n rows K), GB/s of weights (and
  * as a fraction of the copy bandwidth), and the nmse of the output against the per-warp
  * kernel's (the reference of the others; the tiled kernel does its arithmetic in the same
@@ -295,12 +331,13 @@ int bench_mmq(cudaStream_t s, double copy_bw, FILE *out) {
             const size_t ny = (size_t)n * (size_t)sh.rows;
             bool ref_ok = false;
             /* the reference (per-warp kernel) first */
-            static const mm_path order[] = {MM_WARP, MM_TILE,   MM_STREAM, MM_BLOCKSTEP,
-                                            MM_Q32,  MM_STAGED, MM_CUBLAS};
+            static const mm_path order[] = {MM_WARP,   MM_TILE,   MM_STREAM,    MM_I32,
+                                            MM_WAVES,  MM_NEW,    MM_DEFAULT,   MM_BLOCKSTEP,
+                                            MM_Q32,    MM_STAGED, MM_CUBLAS};
             for (mm_path path : order) {
                 if (only && !strstr(only, mm_names[path]) && path != MM_WARP) continue;
-                if ((path == MM_Q32 || path == MM_BLOCKSTEP) && sh.type != RL_TYPE_Q4_K &&
-                    sh.type != RL_TYPE_Q6_K)
+                if ((path == MM_Q32 || path == MM_BLOCKSTEP || path == MM_I32) &&
+                    sh.type != RL_TYPE_Q4_K && sh.type != RL_TYPE_Q6_K)
                     continue;
                 if (path == MM_STAGED && n > 32) continue;               /* measured slower */
                 mm_config(path);

@@ -63,6 +63,17 @@
  * work on each integer sum (2-5 instructions for each 4 outputs of an mma, the block
  * scales of both operands), not by memory; with Q8_K activations the tiles of up to 8
  * mmas a step keep a step sum per output (step_product_k: 5-8% faster).
+ *
+ * Batched decoding of k-quants (32 / 64 tokens; RUVLLM_CUDA_MMQ_INT, _WIDE, _WAVES, each =0
+ * for the kernels before them): the integer step (step_product_i: the sub-scales applied to
+ * the mma sums by IMAD in int32, the Q4_K minimum as an mma of the same activations, two
+ * floats per output a step instead of 2-3 per block) in the streaming and tiled kernels;
+ * 128-row tiles of 8 warps for it (the activation tiles, more bytes a step than a 64-row
+ * block's weights at 64 tokens, shared by twice the rows); K split by whole waves (make_plan).
+ * H100, bench_cuda --kernels, before -> after: Q4_K 14336x4096 32 tokens 39.2 -> 34.2 us,
+ * 64: 61.5 -> 52.2; Q4_K 4096x14336 37.0 -> 33.5, 55.8 -> 49.6; Q4_K 4096x4096 13.6 -> 12.8,
+ * 22.4 -> 18.7; Q6_K 4096x14336 43.6 -> 39.9, 68.2 -> 55.9; the Q6_K head 128256x4096 at 64
+ * 537 -> 452.
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -100,6 +111,29 @@ __device__ __forceinline__ void mma_k16(int c[4], uint32_t a0, uint32_t a1, uint
         "{%7,%7,%7,%7};"
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
         : "r"(a0), "r"(a1), "r"(b0), "r"(I2F_BIAS));
+}
+
+/* The same products with an integer accumulator (the integer step, step_product_i): c = A B
+ * (zero start), and c += A B. */
+__device__ __forceinline__ void mma_k32_z(int c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                          uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%10,%10,%10,%10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+}
+__device__ __forceinline__ void mma_k32_c(int c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                          uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void mma_k16_z(int c[4], uint32_t a0, uint32_t a1, uint32_t b0) {
+    asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5}, {%6}, "
+        "{%7,%7,%7,%7};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(b0), "r"(0));
 }
 
 /* Four unsigned codes per word (each < 128) minus 8 / minus 32, as signed bytes: no
@@ -202,19 +236,30 @@ struct MQ4_K {
         const uint32_t w = j < 4 ? r.h.y : j < 8 ? r.h.z : r.h.w;
         return (int)((w >> (8 * (j & 3))) & 0xffu);
     }
-    __device__ static void frag(const Row &r, int sb, uint32_t &lo, uint32_t &hi, float &d0,
-                                float &d1, float &m) {
+    /* codes, the 6-bit scale and minimum as integers (s1 unused; the integer step's) */
+    __device__ static void fragi(const Row &r, int sb, uint32_t &lo, uint32_t &hi, int &s0,
+                                 int &s1, int &m) {
         const int sh = 4 * (sb & 1);
         lo = (r.q[sb >> 1][0] >> sh) & 0x0f0f0f0fu;
         hi = (r.q[sb >> 1][1] >> sh) & 0x0f0f0f0fu;
-        int sc, mn;
         if (sb < 4) {
-            sc = sbyte(r, sb) & 63;
-            mn = sbyte(r, sb + 4) & 63;
+            s0 = sbyte(r, sb) & 63;
+            m = sbyte(r, sb + 4) & 63;
         } else {
-            sc = (sbyte(r, sb + 4) & 0xf) | (sbyte(r, sb - 4) >> 6) << 4;
-            mn = (sbyte(r, sb + 4) >> 4) | (sbyte(r, sb) >> 6) << 4;
+            s0 = (sbyte(r, sb + 4) & 0xf) | (sbyte(r, sb - 4) >> 6) << 4;
+            m = (sbyte(r, sb + 4) >> 4) | (sbyte(r, sb) >> 6) << 4;
         }
+        s1 = 0;
+    }
+    /* the super-block's scales d and dmin */
+    __device__ static void dscale(const Row &r, float &d, float &dm) {
+        d = half_bits(r.h.x);
+        dm = half_bits(r.h.x >> 16);
+    }
+    __device__ static void frag(const Row &r, int sb, uint32_t &lo, uint32_t &hi, float &d0,
+                                float &d1, float &m) {
+        int sc, s1, mn;
+        fragi(r, sb, lo, hi, sc, s1, mn);
         d0 = half_bits(r.h.x) * (float)sc;
         m = half_bits(r.h.x >> 16) * (float)mn;
         d1 = 0.0f;
@@ -262,6 +307,28 @@ struct MQ6_K {
         d0 = r.d * (float)(int8_t)(r.sc[s0 >> 2] >> (8 * (s0 & 3)));
         d1 = r.d * (float)(int8_t)(r.sc[s1 >> 2] >> (8 * (s1 & 3)));
         m = 0.0f;
+    }
+    /* the integer step's: codes and the int8 scales of the two halves (m unused; frag's
+     * decoding, kept apart: frag through this one changed ptxas's allocation of the measured
+     * float kernels, e.g. the 128 x 128 Q6_K tile 211 -> 255 registers) */
+    __device__ static void fragi(const Row &r, int sb, uint32_t &lo, uint32_t &hi, int &i0,
+                                 int &i1, int &m) {
+        const int h = sb >> 2, qt = sb & 3, shl = qt >= 2 ? 4 : 0, shh = 2 * qt;
+        uint32_t v[2];
+#pragma unroll
+        for (int e = 0; e < 2; e++)
+            v[e] = sub32x4(((r.ql[h][qt & 1][e] >> shl) & 0x0f0f0f0fu) |
+                           (((r.qh[h][e] >> shh) & 0x03030303u) << 4));
+        lo = v[0];
+        hi = v[1];
+        const int s0 = 8 * h + 2 * qt, s1 = s0 + 1;
+        i0 = (int)(int8_t)(r.sc[s0 >> 2] >> (8 * (s0 & 3)));
+        i1 = (int)(int8_t)(r.sc[s1 >> 2] >> (8 * (s1 & 3)));
+        m = 0;
+    }
+    __device__ static void dscale(const Row &r, float &d, float &dm) {
+        d = r.d;
+        dm = 0.0f;
     }
 };
 
@@ -709,6 +776,97 @@ __device__ __forceinline__ void step_product_k(const typename WT::Row (&row)[MT]
     }
 }
 
+/* One step of a warp's tile in integers (XM_INT: Q4_K / Q6_K weights, Q8_K activations,
+ * whose scale is one per step). With the activation scale out of the blocks, a step of a
+ * k-quant is d_x (d_w sum_b s_b P_b - dmin_w sum_b m_b S_b), where P_b is block b's integer
+ * product (the mma's), s_b and m_b the integer sub-scale and minimum of the block and S_b
+ * the sum of its activation codes: so each block's P_b is taken into an int32 step sum by
+ * one IMAD per output (|s_b P_b| < 2^22, eight of them < 2^31), and sum_b m_b S_b is an mma
+ * too, of the same activation fragment and a fragment holding m_b in each byte, chained
+ * through the step in the accumulator (started at I2F_BIAS: < 2^22, so it reads back as a
+ * float exactly). The floats come in once per step (two per output), not per block (the
+ * float step's I2F add and two FMAs per output and block, and its per-block scale loads).
+ * Q6_K (a scale per 16 values): two m16n8k16 products a block, each with its scale
+ * (|sum| < 2^31 over the 16 halves). */
+template <class WT, int MT, int NT>
+__device__ __forceinline__ void step_product_i(const typename WT::Row (&row)[MT][2],
+                                               const uint2 *__restrict__ xq,
+                                               const float4 *__restrict__ xs, int64_t stride,
+                                               int nj, int lane, int t,
+                                               float (&acc)[MT][NT][4]) {
+    int si[MT][NT][4], mi[MT][NT][4];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int j = 0; j < NT; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                si[i][j][e] = 0;
+                mi[i][j][e] = I2F_BIAS;
+            }
+#pragma unroll
+    for (int sb = 0; sb < 8; sb++) {
+        uint32_t lo[MT][2], hi[MT][2], am[MT][2];
+        int s0[MT][2], s1[MT][2], mn[MT][2];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                WT::fragi(row[i][h], sb, lo[i][h], hi[i][h], s0[i][h], s1[i][h], mn[i][h]);
+                am[i][h] = (uint32_t)mn[i][h] * 0x01010101u;
+            }
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const int jj = j < nj ? j : nj - 1; /* tiles past nj: the last one's, not stored */
+            const uint2 b = xq[((int64_t)sb * stride + jj) * 32 + lane];
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+                if constexpr (WT::HALVES) {
+                    int c0[4], c1[4];
+                    mma_k16_z(c0, lo[i][0], lo[i][1], b.x);
+                    mma_k16_z(c1, hi[i][0], hi[i][1], b.y);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int h = e >> 1;
+                        si[i][j][e] += s0[i][h] * c0[e] + s1[i][h] * c1[e];
+                    }
+                } else {
+                    int c[4];
+                    mma_k32_z(c, lo[i][0], lo[i][1], hi[i][0], hi[i][1], b.x, b.y);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) si[i][j][e] += s0[i][e >> 1] * c[e];
+                    if constexpr (WT::MIN)
+                        mma_k32_c(mi[i][j], am[i][0], am[i][1], am[i][0], am[i][1], b.x, b.y);
+                }
+            }
+        }
+    }
+    float dw[MT][2], dm[MT][2];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) WT::dscale(row[i][h], dw[i][h], dm[i][h]);
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        const int jj = j < nj ? j : nj - 1;
+        const float4 xv = xs[(int64_t)jj * 4 + t]; /* block 0's scales: the step's */
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int h = e >> 1;
+                float v = dw[i][h] * (float)si[i][j][e];
+                if constexpr (WT::MIN) v = fmaf(-dm[i][h], i2f_small(mi[i][j][e]), v);
+                acc[i][j][e] = fmaf((e & 1) ? xv.z : xv.x, v, acc[i][j][e]);
+            }
+    }
+}
+
+/* The tiled kernel's arithmetic a step: per block in float (XM_BLOCK, step_product), with
+ * a float step sum (XM_KSTEP, step_product_k) or in integers (XM_INT, step_product_i); the
+ * last two need Q8_K activations (k-quant weights). */
+enum { XM_BLOCK = 0, XM_KSTEP = 1, XM_INT = 2 };
+
 /* ---- the tiled kernel (the default): a block of 16 MT WM weight rows x
  * 8 NT WN tokens, WM x WN warps each 16 MT rows x 8 NT tokens. Each step of 256 values
  * (8 blocks of 32) the block copies the rows' raw weight bytes and the tokens' int8
@@ -760,7 +918,7 @@ __device__ __forceinline__ void tile_load_w(uint8_t *sm, const uint8_t *__restri
 }
 
 /* The activation codes and scales of step st for token tiles j0.. (zeros past ntl). */
-template <class C>
+template <class C, bool ALL = true>
 __device__ __forceinline__ void tile_load_x(uint8_t *sm, const uint8_t *__restrict__ xq,
                                             const uint8_t *__restrict__ xs, int ntl, int j0,
                                             int st) {
@@ -771,7 +929,8 @@ __device__ __forceinline__ void tile_load_x(uint8_t *sm, const uint8_t *__restri
         const size_t tile = ((size_t)st * 8 + sb) * (size_t)ntl + (size_t)(in ? j0 + j : 0);
         cp_async16(cs + (sb * C::TILES + j) * 256 + 16 * c, xq + tile * 256 + 16 * c, in ? 16 : 0);
     }
-    for (int i = threadIdx.x; i < 8 * C::TILES * 4; i += C::THREADS) {
+    /* the integer step reads block 0's scales alone (the step's Q8_K scale) */
+    for (int i = threadIdx.x; i < (ALL ? 8 : 1) * C::TILES * 4; i += C::THREADS) {
         const int sb = i / (C::TILES * 4), j = (i / 4) % C::TILES, c = i % 4;
         const bool in = j0 + j < ntl;
         const size_t tile = ((size_t)st * 8 + sb) * (size_t)ntl + (size_t)(in ? j0 + j : 0);
@@ -779,7 +938,7 @@ __device__ __forceinline__ void tile_load_x(uint8_t *sm, const uint8_t *__restri
     }
 }
 
-template <class WT, int MT, int NT, int WM, int WN, int BPS, bool KQ8>
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM>
 __global__ void __launch_bounds__(32 * WM * WN, BPS)
     mmq_tile_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                     const uint8_t *__restrict__ xq, const uint8_t *__restrict__ xs, int ntl,
@@ -801,7 +960,7 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
     rlcu::pdl_enter();
 #pragma unroll
     for (int k = 0; k < C::STAGES - 1; k++) {
-        if (k < steps) tile_load_x<C>(mmq_sm + k * C::STAGE, xq, xs, ntl, j0, s0 + k);
+        if (k < steps) tile_load_x<C, XM != XM_INT>(mmq_sm + k * C::STAGE, xq, xs, ntl, j0, s0 + k);
         cp_async_commit();
     }
     float acc[MT][NT][4];
@@ -826,7 +985,7 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
         if (nx < steps) {
             uint8_t *dst = mmq_sm + (nx % C::STAGES) * C::STAGE;
             tile_load_w<WT, C>(dst, w, row_bytes, rows, r0, s0 + nx);
-            tile_load_x<C>(dst, xq, xs, ntl, j0, s0 + nx);
+            tile_load_x<C, XM != XM_INT>(dst, xq, xs, ntl, j0, s0 + nx);
         }
         cp_async_commit();
         const uint8_t *stg = mmq_sm + (it % C::STAGES) * C::STAGE;
@@ -842,7 +1001,9 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
             }
         const uint2 *bq = reinterpret_cast<const uint2 *>(stg + C::W_BYTES + wn * NT * 256);
         const float4 *bs = reinterpret_cast<const float4 *>(stg + C::W_BYTES + C::C_BYTES + wn * NT * 64);
-        if constexpr (KQ8)
+        if constexpr (XM == XM_INT)
+            step_product_i<WT, MT, NT>(row, bq, bs, C::TILES, NT, lane, t, acc);
+        else if constexpr (XM == XM_KSTEP)
             step_product_k<WT, MT, NT>(row, bq, bs, C::TILES, lane, t, acc);
         else
             step_product<WT, MT, NT>(row, bq, bs, C::TILES, lane, t, NT, acc);
@@ -974,8 +1135,9 @@ __device__ __forceinline__ void stream_step(const typename WT::Row (&row)[2],
     }
 }
 
-/* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. */
-template <class WT, int NT, bool KQ8>
+/* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. XM: the tiled
+ * kernel's step kinds (XM_BLOCK, XM_KSTEP: stream_step; XM_INT: step_product_i). */
+template <class WT, int NT, int XM>
 __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     mmq_stream_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                       const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
@@ -1004,11 +1166,11 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
         const int64_t r = r0 + 8 * h + g;
         rp[h] = w + (size_t)(r < rows ? r : rows - 1) * row_bytes;
     }
-    float acc[NT][4];
+    float acc[1][NT][4];
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) acc[j][e] = 0.0f;
+        for (int e = 0; e < 4; e++) acc[0][j][e] = 0.0f;
     for (int k = 0; k < m; k++) {
         cp_async_wait<C::STAGES - 2>();
         __syncwarp(); /* step k is in for every lane; all are done with step k - 1's stage */
@@ -1019,14 +1181,18 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
         cp_async_commit();
         const int st = s0 + warp + SW_WARPS * k;
         const uint8_t *stg = ring + (k % C::STAGES) * C::STAGE;
-        typename WT::Row row[2];
+        typename WT::Row row[1][2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {
             const int off = (int)((uintptr_t)(rp[h] + (size_t)st * WT::STEP_BYTES) & 15);
-            WT::load(stg + (8 * h + g) * C::WS + off, t, row[h]);
+            WT::load(stg + (8 * h + g) * C::WS + off, t, row[0][h]);
         }
         const size_t tb = (size_t)st * 8 * (size_t)ntl + (size_t)j0;
-        stream_step<WT, NT, KQ8>(row, xq + tb * 32, xs + tb * 4, ntl, nj, lane, t, acc);
+        if constexpr (XM == XM_INT)
+            step_product_i<WT, 1, NT>(row, xq + tb * 32, xs + tb * 4, ntl, nj, lane, t, acc);
+        else
+            stream_step<WT, NT, XM == XM_KSTEP>(row[0], xq + tb * 32, xs + tb * 4, ntl, nj, lane, t,
+                                                acc[0]);
     }
     cp_async_wait<0>();
     __syncthreads(); /* every warp done with its ring: the space holds the sums now */
@@ -1034,7 +1200,7 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
 #pragma unroll
     for (int j = 0; j < NT; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) red[((warp * NT + j) * 4 + e) * 32 + lane] = acc[j][e];
+        for (int e = 0; e < 4; e++) red[((warp * NT + j) * 4 + e) * 32 + lane] = acc[0][j][e];
     __syncthreads();
     float *out = y + (size_t)blockIdx.z * (size_t)n * (size_t)rows;
     for (int i = threadIdx.x; i < NT * 4 * 32; i += SW_WARPS * 32) {
@@ -1063,12 +1229,15 @@ __global__ void mmq_reduce_kernel(const float *__restrict__ part, int64_t total,
 /* ---- plan: kernel, tile shape and K split from the sizes alone (the workspace query and
  * the launch agree) ---- */
 
-int g_mmq_sms = 0;     /* multiprocessors of the device (read once) */
+int g_mmq_sms = 0;     /* multiprocessors of the device (read once; RUVLLM_CUDA_MMQ_SMS, tests) */
 int g_mmq_tile = -1;   /* fewest tokens of the tiled kernel (RUVLLM_CUDA_MMQ_TILE; 0: never) */
 int g_mmq_staged = -1; /* the staged kernel: RUVLLM_CUDA_MMQ_STAGED=1 (read once), or set */
 int g_mmq_q8k = -1;    /* k-quant activations as Q8_K (RUVLLM_CUDA_MMQ_Q8K=0: per 32; read once) */
 int g_mmq_kstep = -1;  /* the tiled kernel's Q8_K step (RUVLLM_CUDA_MMQ_KSTEP=0: off) */
 int g_mmq_stream = -1; /* most tokens of the streaming kernel (RUVLLM_CUDA_MMQ_STREAM; 0: off) */
+int g_mmq_int = -1;    /* the integer step for k-quants (RUVLLM_CUDA_MMQ_INT=0: off) */
+int g_mmq_wide = -1;   /* 128-row tiles with it (RUVLLM_CUDA_MMQ_WIDE=0: off) */
+int g_mmq_waves = -1;  /* K split by whole waves (RUVLLM_CUDA_MMQ_WAVES=0: while blocks < SMs) */
 
 /* The streaming kernel up to this many tokens by default; from 17 tokens not for matrices
  * of this many rows (H100, the output head 128256 x 4096 Q6_K at 32 tokens: tiled 324 us,
@@ -1091,12 +1260,20 @@ enum mmq_kind {
     KIND_T2_4,  /* <2, 4, 4, 1, 2>: 128 x 32, 4 warps */
     KIND_T1_8,  /* <1, 8, 4, 1, 2>: 64 x 64, 4 warps */
     KIND_T2_8W, /* <2, 8, 4, 2, 1>: 128 x 128, 8 warps (long inputs) */
+    /* 128-row tiles of 8 warps (integer step only; RUVLLM_CUDA_MMQ_WIDE=0: off). Measured on
+     * an H100 and left out: at 32 tokens one block an SM (255 registers) instead of two (128
+     * registers; ptxas spills ~70-140 bytes), 2-36% slower on 14336 x 4096, 4096 x 14336 and
+     * the head; at 64 tokens 16 warps an SM (two token halves) instead of 8, 2-13% slower;
+     * 112-row tiles of 7 warps (128 blocks for 14336 rows instead of 112), 53.4 us / 52.2. */
+    KIND_W1_4,  /* <1, 4, 8, 1, 2>: 128 x 32, two blocks an SM */
+    KIND_W1_8,  /* <1, 8, 8, 1, 1>: 128 x 64, a block an SM */
     KIND_STREAM, /* mmq_stream_kernel: 16 rows x 8 NT tokens a block, K over its warps */
 };
 
 struct mmq_plan {
     int kind, ntl, NT, MT, S, sps, nsteps;
     bool kq8; /* the tiled kernel's Q8_K step (set by rl__cu_mmq from the activations) */
+    bool ik;  /* its integer step (k-quant weights, Q8_K activations, RUVLLM_CUDA_MMQ_INT) */
     dim3 grid;
 };
 
@@ -1114,7 +1291,9 @@ int env_int(const char *name, int dflt) {
  * (each warp its rows from global memory) with RUVLLM_CUDA_MMQ_TILE=0 or below its value.
  * K is split over blocks (grid.z, partial sums added by mmq_reduce_kernel in order) while
  * the blocks would not fill the SMs (twice over for 4-warp blocks). */
-mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
+mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
+    if (g_mmq_sms <= 0 && env_int("RUVLLM_CUDA_MMQ_SMS", 0) > 0) /* plan as for this many SMs */
+        g_mmq_sms = env_int("RUVLLM_CUDA_MMQ_SMS", 0);
     if (g_mmq_sms <= 0) {
         int dev = 0, v = 0;
         if (cudaGetDevice(&dev) == cudaSuccess &&
@@ -1126,7 +1305,10 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
     }
     if (g_mmq_tile < 0) g_mmq_tile = env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
     if (g_mmq_stream < 0) g_mmq_stream = env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
+    if (g_mmq_wide < 0) g_mmq_wide = env_int("RUVLLM_CUDA_MMQ_WIDE", 1) != 0;
+    if (g_mmq_waves < 0) g_mmq_waves = env_int("RUVLLM_CUDA_MMQ_WAVES", 1) != 0;
     mmq_plan p;
+    p.ik = ik;
     p.ntl = (int)((n + 7) / 8);
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
@@ -1151,13 +1333,17 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
             p.kind = KIND_T1_2, p.MT = 1, p.NT = 2;
         } else if (p.ntl <= 4) {
             p.kind = KIND_T2_4, p.MT = 2, p.NT = 4;
+            if (ik && g_mmq_wide) p.kind = KIND_W1_4, p.MT = 1, wm = 8;
         } else {
             p.kind = KIND_T1_8, p.MT = 1, p.NT = 8;
+            if (ik && g_mmq_wide) p.kind = KIND_W1_8, wm = 8;
         }
         const int64_t brows = 16 * p.MT * wm, btok = 8 * p.NT * wn;
         bx = (n + btok - 1) / btok, by = (rows + brows - 1) / brows;
         /* blocks to fill: SMs x blocks an SM, less for the long-input tiles */
-        fill = p.kind == KIND_T2_8W ? g_mmq_sms / 2 : 2 * g_mmq_sms;
+        fill = p.kind == KIND_T2_8W ? g_mmq_sms / 2
+               : p.kind == KIND_W1_8 ? g_mmq_sms
+                                     : 2 * g_mmq_sms;
     } else {
         p.kind = KIND_WARP;
         p.NT = n <= 16 ? 2 : n <= 32 ? 4 : 8;
@@ -1167,9 +1353,29 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n) {
     }
     int S = 1;
     const int min_sps = p.kind == KIND_STREAM ? 2 * SW_WARPS : 4; /* steps a split keeps */
-    while (S < 16 && bx * by * S < fill && p.nsteps >= min_sps * S &&
-           (size_t)(2 * S) * (size_t)n * (size_t)rows * sizeof(float) <= PART_MAX)
-        S *= 2;
+    if (g_mmq_waves && p.kind != KIND_STREAM && p.kind != KIND_WARP) {
+        /* the split of fewest (waves x (steps a block + 2)), the smaller on ties: a split
+         * that only turns one part-filled wave into two (14336 rows of 64-row tiles at 64
+         * tokens: 224 blocks for 264 places) costs the partial sums and their pass for
+         * nothing. The 2: a block's fixed cost (pipeline fill, epilogue, its share of the
+         * partial sums) in steps; without it the rule took 8 waves of 2 steps over one of
+         * 16 (H100: 14336 x 4096 at 64 tokens 66 us against 52, at 128 131 against 105).
+         * Places: the blocks an SM holds (the 128 x 128 tiles' one, not the rule above's
+         * half); splits down to the rule above's least steps a block. */
+        const int64_t places = p.kind == KIND_T2_8W ? g_mmq_sms : fill;
+        int64_t best = -1;
+        for (int s = 1; s <= 16 && p.nsteps >= min_sps * (s / 2) &&
+                        (size_t)s * (size_t)n * (size_t)rows * sizeof(float) <= PART_MAX;
+             s *= 2) {
+            const int64_t waves = (bx * by * s + places - 1) / places;
+            const int64_t cost = waves * ((p.nsteps + s - 1) / s + 2);
+            if (best < 0 || cost < best) best = cost, S = s;
+        }
+    } else {
+        while (S < 16 && bx * by * S < fill && p.nsteps >= min_sps * S &&
+               (size_t)(2 * S) * (size_t)n * (size_t)rows * sizeof(float) <= PART_MAX)
+            S *= 2;
+    }
     p.sps = (p.nsteps + S - 1) / S;
     p.S = (p.nsteps + p.sps - 1) / p.sps;
     p.grid = dim3((unsigned)bx, (unsigned)by, (unsigned)p.S);
@@ -1203,18 +1409,18 @@ cudaError_t launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size
                         xq, xs, p.ntl, n, y, p.sps, p.nsteps);
 }
 
-template <class WT, int MT, int NT, int WM, int WN, int BPS, bool KQ8>
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM>
 cudaError_t launch_tile_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                            int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     using C = tile_cfg<WT, MT, NT, WM, WN, BPS>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        const cudaError_t e = cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, KQ8>,
+        const cudaError_t e = cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM>,
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, KQ8>, p.grid, C::THREADS, (size_t)C::SMEM,
+    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM>, p.grid, C::THREADS, (size_t)C::SMEM,
                         s, w, row_bytes, rows, reinterpret_cast<const uint8_t *>(xq),
                         reinterpret_cast<const uint8_t *>(xs), p.ntl, n, y, p.sps, p.nsteps);
 }
@@ -1225,28 +1431,37 @@ template <class WT, int MT, int NT, int WM, int WN, int BPS>
 cudaError_t launch_tile(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                         int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     if constexpr ((WT::HALVES || WT::MIN) && MT * NT <= 8) {
-        if (p.kq8)
-            return launch_tile_as<WT, MT, NT, WM, WN, BPS, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        if constexpr (NT == 4 || NT == 8) {
+            if (p.ik)
+                return launch_tile_as<WT, MT, NT, WM, WN, BPS, XM_INT>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        }
+        if constexpr (WM == 4) {
+            if (p.kq8)
+                return launch_tile_as<WT, MT, NT, WM, WN, BPS, XM_KSTEP>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        }
     }
-    return launch_tile_as<WT, MT, NT, WM, WN, BPS, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    if constexpr (WM != 4)
+        return cudaErrorInvalidValue; /* the wide tiles: integer step only (the plan's choice) */
+    else
+        return launch_tile_as<WT, MT, NT, WM, WN, BPS, XM_BLOCK>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
-template <class WT, int NT, bool KQ8>
+template <class WT, int NT, int XM>
 cudaError_t launch_stream_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                              int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     using C = stream_cfg<WT, NT>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, KQ8>,
+        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         /* as much shared memory as the SM has: two or three blocks an SM */
-        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, KQ8>,
+        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM>,
                                  cudaFuncAttributePreferredSharedMemoryCarveout, 100);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_stream_kernel<WT, NT, KQ8>, p.grid, SW_WARPS * 32, (size_t)C::SMEM, s,
+    return rlcu::launch(mmq_stream_kernel<WT, NT, XM>, p.grid, SW_WARPS * 32, (size_t)C::SMEM, s,
                         w, row_bytes, rows, xq, xs, p.ntl, n, y, p.sps, p.nsteps);
 }
 
@@ -1254,9 +1469,10 @@ template <class WT, int NT>
 cudaError_t launch_stream(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                           int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     if constexpr (WT::HALVES || WT::MIN) {
-        if (p.kq8) return launch_stream_as<WT, NT, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        if (p.ik) return launch_stream_as<WT, NT, XM_INT>(s, p, w, row_bytes, rows, xq, xs, n, y);
+        if (p.kq8) return launch_stream_as<WT, NT, XM_KSTEP>(s, p, w, row_bytes, rows, xq, xs, n, y);
     }
-    return launch_stream_as<WT, NT, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    return launch_stream_as<WT, NT, XM_BLOCK>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
 template <class WT>
@@ -1267,6 +1483,8 @@ cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
     case KIND_T2_4: return launch_tile<WT, 2, 4, 4, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
     case KIND_T1_8: return launch_tile<WT, 1, 8, 4, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
     case KIND_T2_8W: return launch_tile<WT, 2, 8, 4, 2, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_W1_4: return launch_tile<WT, 1, 4, 8, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    case KIND_W1_8: return launch_tile<WT, 1, 8, 8, 1, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
     case KIND_STREAM:
         if (p.NT == 1) return launch_stream<WT, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
         if (p.NT == 2) return launch_stream<WT, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
@@ -1286,7 +1504,18 @@ extern "C" int rl__cu_mmq_xmode(int type) {
     return g_mmq_q8k && (type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K) ? 1 : 0;
 }
 
+/* Whether a product of this type takes the integer step (Q8_K activations, the step on). */
+static bool int_step(int type) {
+    if (g_mmq_int < 0) g_mmq_int = env_int("RUVLLM_CUDA_MMQ_INT", 1) != 0;
+    if (g_mmq_kstep < 0) g_mmq_kstep = env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
+    return g_mmq_int && g_mmq_kstep && rl__cu_mmq_xmode(type) == 1;
+}
+
+/* (RUVLLM_CUDA_MMQ_INT, _WIDE and _WAVES are read again at each call: kbench sets them.) */
 extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep, int stream) {
+    g_mmq_int = env_int("RUVLLM_CUDA_MMQ_INT", 1) != 0;
+    g_mmq_wide = env_int("RUVLLM_CUDA_MMQ_WIDE", 1) != 0;
+    g_mmq_waves = env_int("RUVLLM_CUDA_MMQ_WAVES", 1) != 0;
     g_mmq_stream = stream >= 0 ? stream : env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
     g_mmq_kstep = kstep >= 0 ? kstep == 1 : env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
     g_mmq_tile = tile_min >= 0 ? tile_min : env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
@@ -1310,9 +1539,14 @@ extern "C" bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t
 
 extern "C" size_t rl__cu_mmq_bytes(int64_t rows, int64_t K, int64_t n) {
     if (rows <= 0 || K <= 0 || n <= 0) return 0;
-    const mmq_plan p = make_plan(rows, K, n);
-    size_t b = codes_bytes(K, p.ntl) + scales_bytes(K, p.ntl);
-    if (p.S > 1) b += (size_t)p.S * (size_t)n * (size_t)rows * sizeof(float);
+    /* the type is not known here: room for the partial sums of either plan */
+    size_t b = 0;
+    for (int ik = 0; ik < 2; ik++) {
+        const mmq_plan p = make_plan(rows, K, n, ik == 1);
+        size_t bi = codes_bytes(K, p.ntl) + scales_bytes(K, p.ntl);
+        if (p.S > 1) bi += (size_t)p.S * (size_t)n * (size_t)rows * sizeof(float);
+        b = bi > b ? bi : b;
+    }
     return b;
 }
 
@@ -1321,7 +1555,7 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
                                   void *ws, bool xq_ready) {
     if (rows <= 0 || n <= 0) return cudaSuccess;
     if (K % 256 || (uintptr_t)x % 16) return cudaErrorInvalidValue;
-    mmq_plan p = make_plan(rows, K, n);
+    mmq_plan p = make_plan(rows, K, n, int_step(type));
     if (p.grid.y > 65535) return cudaErrorInvalidValue;
     if (g_mmq_staged < 0) g_mmq_staged = env_int("RUVLLM_CUDA_MMQ_STAGED", 0) == 1;
     if (g_mmq_kstep < 0) g_mmq_kstep = env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
