@@ -20,7 +20,9 @@
  * its own pieces and in pieces of 32 cells; attention whose output
  * a q8 product reads (the fuse pass): the same bits as with RUVLLM_CUDA_FUSE=0 and as with
  * the pieces merged by the combine kernel; the vec kernel's pieces merged in one launch,
- * replayed as a graph (attn_one_launch). The settings
+ * replayed as a graph (attn_one_launch; on the CUDA cores also the bits of the path before
+ * the single-token latency work, RUVLLM_CUDA_ATTN_VEC_LAT=0, and single tokens in pieces of
+ * 64 cells and in as many pieces as one wave holds, RUVLLM_CUDA_ATTN_VEC_PIECE1). The settings
  * are the process's, read when a backend is made: each part makes its backend first.
  * RUVLLM_FATTN_BENCH=1 also times attention calls (wall clock over 20 queued calls: per-layer
  * figures for the 8B and 1B shapes: one token over 16 to 4096 cells, 4 to 64 sequences over
@@ -402,7 +404,11 @@ TEST(attn_vec) {
         {"vec mma 1 warp", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
         {"vec mma 4 warps", "RUVLLM_CUDA_ATTN_MMA_W=4 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
         {"vec cuda cores", "RUVLLM_CUDA_ATTN_MMA=0"},
-        {"vec cuda cores, pieces of 32", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_PIECE=32"}};
+        {"vec cuda cores, pieces of 32", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_PIECE=32"},
+        {"vec cuda cores, VEC_LAT=0", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_LAT=0"},
+        {"vec, single tokens in pieces of 64, 8 chunks prefetched",
+         "RUVLLM_CUDA_ATTN_VEC_PIECE1=64 RUVLLM_CUDA_ATTN_VEC_PF=8"},
+        {"vec, single tokens in one wave of pieces", "RUVLLM_CUDA_ATTN_VEC_PIECE1=0"}};
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
         env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0");
         env_list(sets[i][1], true);
@@ -460,7 +466,8 @@ TEST(attn_one_launch) {
     enum { NC = sizeof cs / sizeof cs[0] };
     for (int pc = 0; pc < 2; pc++) {
         call c[NC];
-        float *o[3][NC];
+        enum { NM = 8 };
+        float *o[NM][NC];
         for (size_t i = 0; i < NC; i++) {
             g_decode_max = cs[i].maxlen;
             call_make(&c[i], RL_TYPE_F16, cs[i].n_head, cs[i].n_head_kv, cs[i].hd, cs[i].n_tok,
@@ -475,14 +482,27 @@ TEST(attn_one_launch) {
             call_ref(&c[i]);
         }
         /* the settings are the process's: each backend runs its calls before the next is made */
-        for (int m = 0; m < 3; m++) { /* merged, the combine kernel (both on the mma variant,
-                                         single tokens too), merged on the CUDA-core
-                                         arithmetic (MMA=0) with HPB=0 */
+        /* 0: merged, 1: the combine kernel (both on the mma variant, single tokens too),
+         * 2: merged on the CUDA-core arithmetic (MMA=0) with HPB=0; on the CUDA cores with
+         * the defaults 3: merged (rows prefetched to L2, the merge's loads in one round
+         * trip), 4: the combine kernel, 5: merged as before that (VEC_LAT=0), 6: single
+         * tokens in pieces of 64 cells with 8 chunks a warp prefetched, 7: single tokens in
+         * as many pieces as one wave holds (PIECE1=0) */
+        static const char *const ms[NM][6] = {
+            /* MERGE, HPB, MMA, MMA_MIN, VEC_LAT, VEC_PIECE1 + VEC_PF */
+            {NULL, NULL, NULL, "1", NULL, NULL}, {"0", NULL, NULL, "1", NULL, NULL},
+            {NULL, "0", "0", NULL, NULL, NULL},  {NULL, NULL, "0", NULL, NULL, NULL},
+            {"0", NULL, "0", NULL, NULL, NULL},  {NULL, NULL, "0", NULL, "0", NULL},
+            {NULL, NULL, "0", NULL, NULL, "64"}, {NULL, NULL, "0", NULL, NULL, "0"}};
+        for (int m = 0; m < NM; m++) {
             env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", pc ? "32" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_MERGE", m == 1 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", m == 2 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_MMA", m == 2 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_MMA_MIN", m < 2 ? "1" : NULL); /* single tokens on mma too */
+            env_set("RUVLLM_CUDA_ATTN_MERGE", ms[m][0]);
+            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", ms[m][1]);
+            env_set("RUVLLM_CUDA_ATTN_MMA", ms[m][2]);
+            env_set("RUVLLM_CUDA_ATTN_MMA_MIN", ms[m][3]);
+            env_set("RUVLLM_CUDA_ATTN_VEC_LAT", ms[m][4]);
+            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE1", ms[m][5]);
+            env_set("RUVLLM_CUDA_ATTN_VEC_PF", ms[m][5] ? "8" : NULL);
             env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* MERGE=0 would keep short spans off vec */
             rl_backend *g = gpu_make(NULL, NULL, NULL);
             env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
@@ -491,6 +511,9 @@ TEST(attn_one_launch) {
             env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
             env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
             env_set("RUVLLM_CUDA_ATTN_MMA_MIN", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_LAT", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE1", NULL);
+            env_set("RUVLLM_CUDA_ATTN_VEC_PF", NULL);
             CHECK(g != NULL);
             for (size_t i = 0; i < NC; i++) {
                 o[m][i] = calloc((size_t)(c[i].n_tok * c[i].out_ld), sizeof(float));
@@ -515,7 +538,24 @@ TEST(attn_one_launch) {
             const double e2 = rl_test_nmse(o[2][i], c[i].ref, n);
             CHECKF(e2 <= 1e-7, "one launch case %zu (pieces %s, HPB=0): nmse %.3g", i,
                    pc ? "32" : "256", e2);
-            for (int m = 0; m < 3; m++) free(o[m][i]);
+            /* the CUDA cores: merged, the combine's bits, the bits of the path before the
+             * latency work (same pieces, same sums); pieces of 64 for single tokens */
+            const double e3 = rl_test_nmse(o[3][i], c[i].ref, n);
+            CHECKF(e3 <= 1e-7, "one launch case %zu (pieces %s, MMA=0): nmse %.3g", i,
+                   pc ? "32" : "256", e3);
+            CHECKF(memcmp(o[3][i], o[4][i], n * sizeof(float)) == 0,
+                   "one launch case %zu (pieces %s, MMA=0): differs from the combine's bits", i,
+                   pc ? "32" : "256");
+            CHECKF(memcmp(o[3][i], o[5][i], n * sizeof(float)) == 0,
+                   "one launch case %zu (pieces %s, MMA=0): differs from VEC_LAT=0's bits", i,
+                   pc ? "32" : "256");
+            const double e6 = rl_test_nmse(o[6][i], c[i].ref, n);
+            CHECKF(e6 <= 1e-7, "one launch case %zu (pieces %s, PIECE1=64): nmse %.3g", i,
+                   pc ? "32" : "256", e6);
+            const double e7 = rl_test_nmse(o[7][i], c[i].ref, n);
+            CHECKF(e7 <= 1e-7, "one launch case %zu (pieces %s, PIECE1=0): nmse %.3g", i,
+                   pc ? "32" : "256", e7);
+            for (int m = 0; m < NM; m++) free(o[m][i]);
             call_free(&c[i]);
         }
     }
@@ -758,9 +798,11 @@ static double floor_us(const call *c) {
 
 static void bench(void) {
     static const bench_shape shapes[] = {
-        {"1B 1 x 16", 32, 8, 64, 1, -16},       {"1B 1 x 256", 32, 8, 64, 1, -256},
-        {"1B 1 x 1024", 32, 8, 64, 1, -1024},   {"8B 1 x 16", 32, 8, 128, 1, -16},
-        {"8B 1 x 64", 32, 8, 128, 1, -64},      {"8B 1 x 256", 32, 8, 128, 1, -256},
+        {"1B 1 x 16", 32, 8, 64, 1, -16},       {"1B 1 x 80", 32, 8, 64, 1, -80},
+        {"1B 1 x 256", 32, 8, 64, 1, -256},     {"1B 1 x 640", 32, 8, 64, 1, -640},
+        {"1B 1 x 1024", 32, 8, 64, 1, -1024},   {"1B 1 x 4096", 32, 8, 64, 1, -4096},
+        {"8B 1 x 16", 32, 8, 128, 1, -16},      {"8B 1 x 80", 32, 8, 128, 1, -80},
+        {"8B 1 x 256", 32, 8, 128, 1, -256},    {"8B 1 x 512", 32, 8, 128, 1, -512},
         {"8B 1 x 640", 32, 8, 128, 1, -640},    {"8B 1 x 1024", 32, 8, 128, 1, -1024},
         {"8B 1 x 4096", 32, 8, 128, 1, -4096},  {"8B 4 x 640", 32, 8, 128, 4, -640},
         {"8B 8 x 64", 32, 8, 128, 8, -64},      {"8B 8 x 640", 32, 8, 128, 8, -640},
@@ -771,14 +813,18 @@ static void bench(void) {
         {"8B chunk 8 @512", 32, 8, 128, 8, 512},
         {"8B chunk 16 @512", 32, 8, 128, 16, 512}, {"8B prefill 512", 32, 8, 128, 512, 0},
     };
-    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 6 };
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 10 };
     static const bench_set sets[NSET] = {
-        {"old: VEC=0", "RUVLLM_CUDA_ATTN_VEC=0"},
+        {"before: VEC_LAT=0", "RUVLLM_CUDA_ATTN_VEC_LAT=0"},
         {"default", NULL},
+        {"PIECE1=128", "RUVLLM_CUDA_ATTN_VEC_PIECE1=128"},
+        {"PIECE1=64", "RUVLLM_CUDA_ATTN_VEC_PIECE1=64"},
+        {"PIECE1=32", "RUVLLM_CUDA_ATTN_VEC_PIECE1=32"},
+        {"PIECE1=64 PF=8", "RUVLLM_CUDA_ATTN_VEC_PIECE1=64 RUVLLM_CUDA_ATTN_VEC_PF=8"},
+        {"PIECE1=0 (one wave)", "RUVLLM_CUDA_ATTN_VEC_PIECE1=0"},
+        {"KV2=0", "RUVLLM_CUDA_ATTN_VEC_KV2=0"},
         {"CUDA cores: MMA=0", "RUVLLM_CUDA_ATTN_MMA=0"},
-        {"MMA_W=1", "RUVLLM_CUDA_ATTN_MMA_W=1"},
-        {"MMA_W=4", "RUVLLM_CUDA_ATTN_MMA_W=4"},
-        {"MMA_W=1 MIN=1", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"}};
+        {"MMA=0 VEC_LAT=0", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_LAT=0"}};
     static double us[NSET][NS], fl[NS];
     /* RUVLLM_FATTN_BENCH_ONLY: the shapes whose name holds it; RUVLLM_FATTN_BENCH_SET: that
      * column alone (profiling one kernel) */
@@ -807,16 +853,19 @@ static void bench(void) {
     }
     /* attention + o product pairs, one token (the q8 path) */
     static const bench_shape ps[] = {
-        {"1B 1 x 16", 32, 8, 64, 1, -16},     {"1B 1 x 256", 32, 8, 64, 1, -256},
+        {"1B 1 x 16", 32, 8, 64, 1, -16},     {"1B 1 x 80", 32, 8, 64, 1, -80},
+        {"1B 1 x 256", 32, 8, 64, 1, -256},   {"8B 1 x 80", 32, 8, 128, 1, -80},
         {"1B 1 x 1024", 32, 8, 64, 1, -1024}, {"8B 1 x 16", 32, 8, 128, 1, -16},
         {"8B 1 x 256", 32, 8, 128, 1, -256},  {"8B 1 x 640", 32, 8, 128, 1, -640},
         {"8B 1 x 4096", 32, 8, 128, 1, -4096}, {"8B 4 x 640", 32, 8, 128, 4, -640},
     };
-    enum { NP = sizeof ps / sizeof ps[0], NPS = 4 };
+    enum { NP = sizeof ps / sizeof ps[0], NPS = 6 };
     static const bench_set pset[NPS] = {
-        {"old fused", "RUVLLM_CUDA_ATTN_VEC=0"},
-        {"CUDA cores fused (MMA=0)", "RUVLLM_CUDA_ATTN_MMA=0"},
+        {"before fused (VEC_LAT=0)", "RUVLLM_CUDA_ATTN_VEC_LAT=0"},
         {"default fused", NULL},
+        {"PIECE1=64 fused", "RUVLLM_CUDA_ATTN_VEC_PIECE1=64"},
+        {"PIECE1=128 fused", "RUVLLM_CUDA_ATTN_VEC_PIECE1=128"},
+        {"PIECE1=0 fused", "RUVLLM_CUDA_ATTN_VEC_PIECE1=0"},
         {"default unfused", "RUVLLM_CUDA_FUSE=0"}};
     static double pus[NPS][NP];
     if (one_set) return;

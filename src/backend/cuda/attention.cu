@@ -44,6 +44,11 @@
  * RUVLLM_CUDA_ATTN_VEC_MAX (tokens), RUVLLM_CUDA_ATTN_VEC_PIECE (cells) and
  * RUVLLM_CUDA_ATTN_VEC_1TOK (cells) set its thresholds (timing, tests);
  * RUVLLM_CUDA_ATTN_MERGE=0 sends its pieces to the combine kernel again;
+ * RUVLLM_CUDA_ATTN_VEC_LAT=0 gives back the vec kernel as it was before its latency work
+ * (a chunk's K rows waited for before its V rows, RUVLLM_CUDA_ATTN_VEC_KV2; the merge's
+ * loads in one round trip; study knobs, default as before: rows prefetched to L2 before the
+ * PDL wait, RUVLLM_CUDA_ATTN_VEC_PF chunks a warp, and single tokens in pieces of
+ * RUVLLM_CUDA_ATTN_VEC_PIECE1 cells);
  * RUVLLM_CUDA_ATTN_VEC_HPB (default 1; 0: off) lets calls that stay one wave give a vec
  * block fewer query heads (g_vec_hpb). Calls of 2+ tokens with heads of 64 or 128 take the
  * vec kernel's tensor-core variant (mma_dec_kernel; RUVLLM_CUDA_ATTN_MMA=0: the CUDA-core
@@ -424,6 +429,41 @@ __device__ __forceinline__ void cp16(void *dst, const void *src) {
 __device__ __forceinline__ void cp_wait_all() {
     asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
 }
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+/* every group but the newest one complete */
+__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+__device__ __forceinline__ void pf_l2(const void *p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+/* Before the PDL wait: the K and V rows (n bytes each, at kt / vt + cell * row bytes) of
+ * this warp's first nc chunks (chunk starts c0, c0 + stride, ...; the first chunk's cell
+ * ids in `first`, lane by lane) fetched to L2. Only a hint (prefetch.global.L2 moves
+ * nothing into the SM and L2 is where every write lands): a row that the kernel before
+ * writes (this step's token) is read again after the wait and its new bytes found there,
+ * so this may run while that kernel runs, and the rows of earlier steps (DRAM: the weights
+ * stream through L2 between layers) come from L2 once the wait returns. */
+template <int NB>
+__device__ __forceinline__ void kv_prefetch(const rl__cu_attn &a, const uint8_t *kt,
+                                            const uint8_t *vt, int64_t c0, int64_t ce,
+                                            int64_t stride, int nc, int first) {
+    const int lane = threadIdx.x & 31;
+    for (int k = 0; k < nc && c0 < ce; k++, c0 += stride) {
+        if (c0 + lane < ce) {
+            const size_t cell = k == 0 ? (size_t)first : (size_t)a.cells[c0 + lane];
+            const uint8_t *kr = kt + cell * a.k_row_bytes, *vr = vt + cell * a.v_row_bytes;
+#pragma unroll
+            for (int o = 0; o < NB; o += 128) {
+                pf_l2(kr + o);
+                pf_l2(vr + o);
+            }
+            if ((reinterpret_cast<uintptr_t>(kr) | reinterpret_cast<uintptr_t>(vr)) & 127) {
+                pf_l2(kr + NB - 1); /* rows that straddle one more line */
+                pf_l2(vr + NB - 1);
+            }
+        }
+    }
+}
 
 /* The most warps of a vec block for head size D (their tiles within 227 KB). */
 constexpr int vec_maxw(int D) { return D > 128 ? 4 : VEC_MAXW; }
@@ -464,15 +504,30 @@ constexpr int MERGE_MAX_SPLIT = 64; /* the most pieces merged in the kernel */
  * same operations in the same order, so the same bits: the weights exp(m_s - M), L summed
  * as VT threads of the combine sum it (thread v the pieces v, v + VT, ..., then each warp's
  * butterfly, then the warps in order), each output the pieces in order. ws is read through
- * L2 (other blocks wrote it). sm: [HC][MERGE_MAX_SPLIT] weights, then [HC] 1 / L. */
+ * L2 (other blocks wrote it). sm: [HC][MERGE_MAX_SPLIT] weights, then [HC] 1 / L.
+ * pre: where every thread's outputs are one round of the loop below (at most 8 pieces, at
+ * most 4 outputs a thread), their pieces' values are loaded together with the weights'
+ * m and l, one L2 round trip before the barrier instead of two (the same sums). */
 template <int D, bool Q8>
 __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int head0, int nh,
-                                          float *sm, int8_t *xq) {
+                                          float *sm, int8_t *xq, bool pre) {
     static_assert(MERGE_MAX_SPLIT == 64 && (Q8 ? D : THREADS) >= 64, "a piece per combine thread");
     const int ns = a.n_split, nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5),
               lane = threadIdx.x & 31;
     const size_t wl = D + 2;
     float *wg = sm, *inv = sm + HC * MERGE_MAX_SPLIT, *vals = inv + HC; /* vals: [nh][D] */
+    const int n_out = nh * D, bd = (int)blockDim.x;
+    pre = pre && ns <= 8 && n_out <= 4 * bd;
+    float xp[4][8];
+    if (pre) {
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int i = min((int)threadIdx.x + u * bd, n_out - 1), h = i / D;
+            const float *w = a.ws + ((size_t)t * a.n_head + head0 + h) * ns * wl + 2 + i % D;
+#pragma unroll
+            for (int j = 0; j < 8; j++) xp[u][j] = j < ns ? __ldcg(w + j * wl) : 0.0f;
+        }
+    }
     /* Weights: with at most 64 pieces and at least 64 combine threads a head, combine
      * thread v holds piece v alone, so its warps 0 and 1 sum pieces 0-31 and 32-63 (lane
      * order, butterfly) and the rest add zeros: L = (0 + r0) + r1 as there. */
@@ -507,7 +562,6 @@ __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int h
     __syncthreads();
     /* Outputs: each the pieces in order (o += x_s w_s where w_s > 0); a thread takes 4
      * outputs at once and loads 8 pieces of each before it adds them, 32 loads in flight. */
-    const int n_out = nh * D, bd = (int)blockDim.x;
     for (int i0 = threadIdx.x; i0 < n_out; i0 += 4 * bd) {
         float o[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         const float *w[4];
@@ -523,7 +577,8 @@ __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int h
 #pragma unroll
             for (int u = 0; u < 4; u++)
 #pragma unroll
-                for (int j = 0; j < 8; j++) x[u][j] = s0 + j < ns ? __ldcg(w[u] + (s0 + j) * wl) : 0.0f;
+                for (int j = 0; j < 8; j++)
+                    x[u][j] = pre ? xp[u][j] : s0 + j < ns ? __ldcg(w[u] + (s0 + j) * wl) : 0.0f;
 #pragma unroll
             for (int u = 0; u < 4; u++)
 #pragma unroll
@@ -565,7 +620,7 @@ template <int D, bool Q8>
 __device__ __forceinline__ void vec_finish(const rl__cu_attn &a, int64_t t, int split, int head0,
                                            int nh, int rs, float *red, const float *mw,
                                            const float *lw, float mscale, int8_t *xq,
-                                           unsigned int *cnt, unsigned char *vsm) {
+                                           unsigned int *cnt, unsigned char *vsm, bool pre) {
     const int nw = (int)(blockDim.x >> 5), warp = (int)(threadIdx.x >> 5), lane = threadIdx.x & 31;
     for (int i = threadIdx.x; i < nh * D; i += blockDim.x) {
         const int h = i / D, d = i % D;
@@ -624,13 +679,18 @@ __device__ __forceinline__ void vec_finish(const rl__cu_attn &a, int64_t t, int 
     if (!s_last) return;
     __threadfence();
     /* the merge's weights and 1 / L in the tiles' room (every read of red is done) */
-    vec_merge<D, Q8>(a, t, head0, nh, reinterpret_cast<float *>(vsm), xq);
+    vec_merge<D, Q8>(a, t, head0, nh, reinterpret_cast<float *>(vsm), xq, pre);
 }
 
 
+/* vec_kernel's lat: the chunks a warp prefetches to L2 before the PDL wait (low byte),
+ * VEC_LAT_MERGE: the merge's values loaded with its weights (vec_merge's pre), VEC_LAT_KV2:
+ * a chunk's K rows waited for apart from its V rows. */
+constexpr int VEC_LAT_PF = 0xff, VEC_LAT_MERGE = 0x100, VEC_LAT_KV2 = 0x200;
+
 template <int D, int NH, bool Q8>
 __global__ void __launch_bounds__(VEC_MAXW * 32)
-    vec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt) {
+    vec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt, int lat) {
     static_assert(D / 8 >= NH, "a cell's lanes hold one head's sum each");
     constexpr int LPC = D / 8;  /* lanes per cell for the scores */
     constexpr int CPP = 32 / LPC; /* cells per pass */
@@ -652,6 +712,12 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
     const int64_t cb = (int64_t)b + (int64_t)split * a.split_len;
     const int64_t ce = min((int64_t)e, cb + a.split_len);
     int nextcell = cb + (int64_t)warp * CHUNK + lane < ce ? a.cells[cb + (int64_t)warp * CHUNK + lane] : 0;
+    const uint8_t *kt = static_cast<const uint8_t *>(a.k) + (size_t)g * D * 2;
+    const uint8_t *vt = static_cast<const uint8_t *>(a.v) + (size_t)g * D * 2;
+    /* lat's low bits (RUVLLM_CUDA_ATTN_VEC_PF): this warp's first chunks' rows to L2 meanwhile */
+    if (lat & VEC_LAT_PF)
+        kv_prefetch<D * 2>(a, kt, vt, cb + (int64_t)warp * CHUNK, ce, (int64_t)nw * CHUNK,
+                           lat & VEC_LAT_PF, nextcell);
     rlcu::pdl_enter();
     const int n_gqa = a.n_head / a.n_head_kv, h0 = hg * hpb, nh = min(hpb, n_gqa - h0);
     const int nhm = min(hpb, n_gqa), head0 = g * n_gqa + h0;
@@ -666,11 +732,29 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
 
     const int sub = lane % LPC; /* this lane's 8 values of a K row */
     float qf[NH][8];
+    if ((reinterpret_cast<uintptr_t>(a.q) & 15) == 0 && (a.q_ld & 3) == 0) { /* 16-byte loads */
 #pragma unroll
-    for (int h = 0; h < NH; h++)
+        for (int h = 0; h < NH; h++) {
+            const float4 *qp = reinterpret_cast<const float4 *>(a.q + t * a.q_ld +
+                                                                (int64_t)(head0 + h) * D + sub * 8);
+            const float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            const float4 x0 = h < nh ? qp[0] : z, x1 = h < nh ? qp[1] : z;
+            qf[h][0] = x0.x;
+            qf[h][1] = x0.y;
+            qf[h][2] = x0.z;
+            qf[h][3] = x0.w;
+            qf[h][4] = x1.x;
+            qf[h][5] = x1.y;
+            qf[h][6] = x1.z;
+            qf[h][7] = x1.w;
+        }
+    } else {
 #pragma unroll
-        for (int k = 0; k < 8; k++)
-            qf[h][k] = h < nh ? a.q[t * a.q_ld + (int64_t)(head0 + h) * D + sub * 8 + k] : 0.0f;
+        for (int h = 0; h < NH; h++)
+#pragma unroll
+            for (int k = 0; k < 8; k++)
+                qf[h][k] = h < nh ? a.q[t * a.q_ld + (int64_t)(head0 + h) * D + sub * 8 + k] : 0.0f;
+    }
     float m[NH], lp[NH], acc[NH][DPL];
 #pragma unroll
     for (int h = 0; h < NH; h++) {
@@ -680,28 +764,47 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
         for (int k = 0; k < DPL; k++) acc[h][k] = 0.0f;
     }
 
-    const uint8_t *kt = static_cast<const uint8_t *>(a.k) + (size_t)g * D * 2;
-    const uint8_t *vt = static_cast<const uint8_t *>(a.v) + (size_t)g * D * 2;
-
     for (int64_t c0 = cb + (int64_t)warp * CHUNK; c0 < ce; c0 += (int64_t)nw * CHUNK) {
         const int nv = (int)min((int64_t)CHUNK, ce - c0);
         const int mycell = nextcell;
         /* the chunk's K and V rows into the tiles, every copy in flight at once (rows past
-         * nv are left as they are: masked below) */
+         * nv are left as they are: masked below); kv2 (VEC_LAT_KV2): the K rows first, in a
+         * group of their own, so the scores start while the V rows still arrive */
+        const bool kv2 = (lat & VEC_LAT_KV2) != 0;
+        if (kv2) {
 #pragma unroll 4
-        for (int i = lane; i < CHUNK * CH; i += 32) {
-            const int r = i / CH, p = i % CH;
-            const size_t cell = (size_t)__shfl_sync(FULL, mycell, r);
-            if (r < nv) {
-                cp16(kw + r * D + 8 * p, kt + cell * a.k_row_bytes + 16 * p);
-                cp16(vw + r * D + 8 * p, vt + cell * a.v_row_bytes + 16 * p);
+            for (int i = lane; i < CHUNK * CH; i += 32) {
+                const int r = i / CH, p = i % CH;
+                const size_t cell = (size_t)__shfl_sync(FULL, mycell, r);
+                if (r < nv) cp16(kw + r * D + 8 * p, kt + cell * a.k_row_bytes + 16 * p);
+            }
+            cp_commit();
+#pragma unroll 4
+            for (int i = lane; i < CHUNK * CH; i += 32) {
+                const int r = i / CH, p = i % CH;
+                const size_t cell = (size_t)__shfl_sync(FULL, mycell, r);
+                if (r < nv) cp16(vw + r * D + 8 * p, vt + cell * a.v_row_bytes + 16 * p);
+            }
+            cp_commit();
+        } else {
+#pragma unroll 4
+            for (int i = lane; i < CHUNK * CH; i += 32) {
+                const int r = i / CH, p = i % CH;
+                const size_t cell = (size_t)__shfl_sync(FULL, mycell, r);
+                if (r < nv) {
+                    cp16(kw + r * D + 8 * p, kt + cell * a.k_row_bytes + 16 * p);
+                    cp16(vw + r * D + 8 * p, vt + cell * a.v_row_bytes + 16 * p);
+                }
             }
         }
         {   /* the next chunk's cell ids, while the copies fly */
             const int64_t cn = c0 + (int64_t)nw * CHUNK + lane;
             nextcell = cn < ce ? a.cells[cn] : 0;
         }
-        cp_wait_all();
+        if (kv2)
+            cp_wait1(); /* the K rows */
+        else
+            cp_wait_all();
         __syncwarp();
         /* scores into sc (-inf past nv); every one of the NH heads (those past nh have zero
          * queries: finite scores nobody reads), no branch between the heads' chains */
@@ -753,6 +856,7 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
             for (int k = 0; k < DPL; k++) acc[h][k] *= corr;
             sc[h * CHUNK + lane] = p;
         }
+        if (kv2) cp_wait_all(); /* the V rows (an empty group committed: no matter) */
         __syncwarp();
         /* acc += p v over the chunk's cells, in cell order: four cells' p of a head in one
          * 16-byte load, then the rest one by one */
@@ -808,7 +912,8 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
         }
     }
     __syncthreads();
-    vec_finish<D, Q8>(a, t, split, head0, nh, nhm, red, mw, lw, 1.0f, xq, cnt, vsm);
+    vec_finish<D, Q8>(a, t, split, head0, nh, nhm, red, mw, lw, 1.0f, xq, cnt, vsm,
+                      (lat & VEC_LAT_MERGE) != 0);
 }
 
 /* ---- decode on the tensor cores (the "mma" variant of the vec kernel) ----
@@ -862,8 +967,6 @@ __device__ __forceinline__ void cp16z(void *dst, const void *src, int bytes) {
                  "r"(bytes)
                  : "memory");
 }
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_wait1() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
 __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -1100,7 +1203,7 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
         }
     }
     __syncthreads();
-    vec_finish<D, Q8>(a, t, split, head0, nh, HC, red, mw, lw, LN2, xq, cnt, vsm);
+    vec_finish<D, Q8>(a, t, split, head0, nh, HC, red, mw, lw, LN2, xq, cnt, vsm, false);
 }
 
 /* Dynamic shared memory of the attention kernel (tiled or not). */
@@ -1137,6 +1240,27 @@ constexpr int VEC_PIECE = 256;
 constexpr int VEC_1TOK = 2048, VEC_1TOK_64 = 256;
 int g_vec = 1, g_vec_max = VEC_MAX_TOK, g_vec_piece = VEC_PIECE, g_vec_1tok = VEC_1TOK,
     g_vec_1tok_64 = VEC_1TOK_64;
+/* The latency of single tokens (RUVLLM_CUDA_ATTN_VEC_LAT=0: none of this, the path as it
+ * was): a chunk's K rows waited for before its V rows (RUVLLM_CUDA_ATTN_VEC_KV2=0: together),
+ * the in-kernel merge's values loaded with its weights, the warps' chunks' K/V rows fetched
+ * to L2 before the PDL wait (up to g_vec_pf chunks a warp, RUVLLM_CUDA_ATTN_VEC_PF; default
+ * 0: none), and a single token's span cut into pieces of g_vec_piece1 cells
+ * (RUVLLM_CUDA_ATTN_VEC_PIECE1; other calls: g_vec_piece; 0: as many pieces as one wave of
+ * the GPU holds, plan_one). H100, one layer, wall clock of 20 queued calls (us, VEC_LAT=0 ->
+ * default): 8B shape, one token over 16 / 80 / 256 / 512 / 640 / 1024 / 4096 cells 6.4 /
+ * 6.7 / 8.2 / 12.3 / 12.9 / 13.2 / 20.3 -> 6.5 / 6.8 / 7.8 / 11.7 / 12.0 / 12.2 / 18.8; 1B
+ * shape 5.7 / 5.9 / 7.0 / 11.2 / 11.4 / 16.4 (16 / 80 / 256 / 640 / 1024 / 4096 cells) ->
+ * 5.9 / 5.9 / 6.7 / 10.8 / 11.2 / 15.0; with KV2=0 the old figures (the gain is KV2's);
+ * batched calls of the CUDA-core kernel (MMA=0) 8 x 640 26.8 -> 24.8, 32 x 640 56.8 -> 53.1.
+ * Measured and left off: the L2 prefetch (no change in that timing, whose rows sit in L2, nor
+ * in the 1B model's tg: 1,117 / 1,092 tok/s with 2 chunks, 1,127 / 1,100 without, noise);
+ * pieces of 32 cells or plan_one (1B 1 x 16 5.9 -> 13.4, 1B tg0 1,300 -> 1,113: the merge
+ * of pieces costs ~3-7 us, more than short spans gain from more SMs); pieces of 128 (8B
+ * 1 x 512 11.7 -> 10.9, 1 x 640 / 1024 12.0 / 12.2 -> 12.0 / 12.0, but 1 x 256 7.8 -> 10.5,
+ * 1 x 4096 18.8 -> 26.5). */
+constexpr int VEC_PF = 0, VEC_PIECE1 = VEC_PIECE;
+int g_vec_lat = 1, g_vec_pf = VEC_PF, g_vec_piece1 = VEC_PIECE1;
+int g_vec_kv2 = 1; /* RUVLLM_CUDA_ATTN_VEC_KV2=0: a chunk's K and V rows waited for together */
 int g_n_sm = 132; /* the device's SMs (rl__cu_init_attention) */
 
 /* Whether the vec kernel can take a (F16, equal head sizes 64, 128 or 256, aligned rows). */
@@ -1272,11 +1396,14 @@ cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, unsigned 
     const dim3 grid((unsigned)nblk, (unsigned)a->n_split);
     const unsigned th = 32u * (unsigned)nw;
     const int hm = std::min(hpb, n_gqa); /* the registers' heads: hm rounded up to 1, 2, 4, 8 */
+    const int lat =
+        g_vec_lat ? std::min(g_vec_pf, VEC_LAT_PF) | VEC_LAT_MERGE | (g_vec_kv2 ? VEC_LAT_KV2 : 0)
+                  : 0;
 #define RL_VEC_GO(d, nh)                                                                           \
     return xq ? rlcu::launch(vec_kernel<d, nh, true>, grid, th, smem, s, *a, n_hgroups, hpb, xq,  \
-                             cnt)                                                               \
+                             cnt, lat)                                                          \
               : rlcu::launch(vec_kernel<d, nh, false>, grid, th, smem, s, *a, n_hgroups, hpb, xq,  \
-                             cnt)
+                             cnt, lat)
 #define RL_VEC_NH(d)                                                                               \
     if (hm <= 1) RL_VEC_GO(d, 1);                                                                  \
     if (hm <= 2) RL_VEC_GO(d, 2);                                                                  \
@@ -1332,6 +1459,17 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     g_merge = !(mg && mg[0] == '0');
     g_vec_max = vm && atoi(vm) > 0 ? atoi(vm) : VEC_MAX_TOK;
     g_vec_piece = vp && atoi(vp) >= 32 ? atoi(vp) / 32 * 32 : VEC_PIECE;
+    const char *vl = getenv("RUVLLM_CUDA_ATTN_VEC_LAT"), *vf = getenv("RUVLLM_CUDA_ATTN_VEC_PF"),
+               *v1p = getenv("RUVLLM_CUDA_ATTN_VEC_PIECE1");
+    g_vec_lat = !(vl && vl[0] == '0');
+    const char *k2 = getenv("RUVLLM_CUDA_ATTN_VEC_KV2");
+    g_vec_kv2 = !(k2 && k2[0] == '0');
+    g_vec_pf = vf && atoi(vf) >= 0 ? atoi(vf) : VEC_PF;
+    g_vec_piece1 = !g_vec_lat                    ? g_vec_piece
+                   : v1p && v1p[0] == '0'        ? 0
+                   : v1p && atoi(v1p) >= 32      ? atoi(v1p) / 32 * 32
+                   : vp                          ? g_vec_piece
+                                                 : VEC_PIECE1;
     const char *mo = getenv("RUVLLM_CUDA_ATTN_MMA"), *mn = getenv("RUVLLM_CUDA_ATTN_MMA_MIN"),
                *mw = getenv("RUVLLM_CUDA_ATTN_MMA_W");
     g_mma = !(mo && mo[0] == '0');
@@ -1479,7 +1617,7 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
         (size_t)a->n_tok * (size_t)a->n_head * (size_t)(a->head_dim_v + 2) * sizeof(float);
     const int64_t ws_max =
         std::min<int64_t>((int64_t)(ws_bytes / per_split), RL_CU_ATTN_MAX_SPLIT);
-    const int64_t piece = use_vec(a) ? g_vec_piece : 32;
+    const int64_t piece = !use_vec(a) ? 32 : a->n_tok == 1 ? g_vec_piece1 : g_vec_piece;
     const int64_t fa_blocks =
         ((int64_t)a->n_tok * n_gqa + RL_CU_FATTN_ROWS - 1) / RL_CU_FATTN_ROWS * a->n_head_kv;
     int64_t fa_split = 1;
@@ -1501,6 +1639,31 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
         a->vec = VEC_MMA + h;
         a->n_split = (int32_t)n;
         a->split_len = (int32_t)(((maxlen_b + n - 1) / n + MMA_MC - 1) / MMA_MC * MMA_MC);
+        return;
+    }
+    if (use_vec(a) && a->n_tok == 1 && g_vec_piece1 == 0) {
+        /* plan_one: a single token's blocks (the fewer heads a block, as below) times pieces
+         * of a power of two fill one wave at most, pieces of a chunk at least: the KV rows a
+         * block brings to its SM (its time, at L2's bandwidth to one SM) as few as the GPU
+         * allows, every chunk in flight at once */
+        const int64_t nmax = std::min<int64_t>(ws_max, MERGE_MAX_SPLIT);
+        auto pieces = [&](int h) {
+            const int64_t b = (int64_t)a->n_head_kv * ((n_gqa + h - 1) / h);
+            int64_t n = 1;
+            while (2 * n * b <= n_sm && 2 * n * CHUNK <= maxlen_b && 2 * n <= nmax) n *= 2;
+            return n;
+        };
+        /* the fewer heads, unless their pieces leave a warp more than one chunk where a
+         * block of HC heads does not */
+        int h = g_vec_hpb > 0 ? finer_hpb(a) : HC;
+        int64_t n = pieces(h);
+        if (maxlen_b / n > (int64_t)CHUNK * VEC_MAXW && h < HC && pieces(HC) > n) {
+            h = HC;
+            n = pieces(HC);
+        }
+        a->vec = h;
+        a->n_split = (int32_t)n;
+        a->split_len = (int32_t)(maxlen_b / n);
         return;
     }
     /* the pieces for `blocks` blocks, and their length */
