@@ -16,7 +16,9 @@
  * dispatch (prefill of the 8B shape, batched decode). Then attention.cu's decode kernel
  * (vec: float arithmetic, 1e-7) over 1 to 64 tokens, head sizes 64/128/256, GQA 1 to 12,
  * spans up to 3000 cells: its tensor-core variant (mma, heads 64 and 128; blocks of 1, 2
- * and 4 warps, single tokens too) and its CUDA-core arithmetic (RUVLLM_CUDA_ATTN_MMA=0) in
+ * and 4 warps with load rings of 2, 3 and 4 stages, with and without the L2::256B hint,
+ * rows by cp.async pieces or bulk copies (RUVLLM_CUDA_ATTN_MMA_BULK),
+ * and as before the rings, RUVLLM_CUDA_ATTN_MMA_PIPE=0; single tokens too) and its CUDA-core arithmetic (RUVLLM_CUDA_ATTN_MMA=0) in
  * its own pieces and in pieces of 32 cells; attention whose output
  * a q8 product reads (the fuse pass): the same bits as with RUVLLM_CUDA_FUSE=0 and as with
  * the pieces merged by the combine kernel; the vec kernel's pieces merged in one launch,
@@ -29,7 +31,8 @@
  * 64 to 2048 cells each, prefill chunks; each against the KV bytes at 3.35 TB/s) under each
  * setting, and (attention, o product) pairs with the fuse pass on and off; =2 times them
  * alone (no tests), RUVLLM_FATTN_BENCH_ONLY and _SET keep the shapes whose name holds it and
- * one column (profiling one kernel).
+ * one column (profiling one kernel); =3 times batched decode under the mma kernel's load
+ * rings (bench_pipe) alone.
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "rng.h"
@@ -403,13 +406,45 @@ TEST(attn_vec) {
         {"vec", ""},
         {"vec mma 1 warp", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
         {"vec mma 4 warps", "RUVLLM_CUDA_ATTN_MMA_W=4 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 2 warps 3 stages", "RUVLLM_CUDA_ATTN_MMA_NST=3 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 2 warps 4 stages L2 hint",
+         "RUVLLM_CUDA_ATTN_MMA_NST=4 RUVLLM_CUDA_ATTN_MMA_L2=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 1 warp 3 stages", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=3"},
+        {"vec mma 1 warp 4 stages L2 hint",
+         "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=4 RUVLLM_CUDA_ATTN_MMA_L2=1"},
+        {"vec mma 4 warps 3 stages (2 taken)", "RUVLLM_CUDA_ATTN_MMA_W=4 RUVLLM_CUDA_ATTN_MMA_NST=3"},
+        {"vec mma as before (PIPE=0)", "RUVLLM_CUDA_ATTN_MMA_PIPE=0 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 2 warps 3 stages bulk",
+         "RUVLLM_CUDA_ATTN_MMA_NST=3 RUVLLM_CUDA_ATTN_MMA_BULK=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 1 warp 4 stages bulk",
+         "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=4 RUVLLM_CUDA_ATTN_MMA_BULK=1"},
+        {"vec mma 4 warps 2 stages bulk",
+         "RUVLLM_CUDA_ATTN_MMA_W=4 RUVLLM_CUDA_ATTN_MMA_BULK=1 RUVLLM_CUDA_ATTN_MMA_MIN=1"},
+        {"vec mma 2 warps 2 stages bulk", "RUVLLM_CUDA_ATTN_MMA_NST=2 RUVLLM_CUDA_ATTN_MMA_BULK=1"},
         {"vec cuda cores", "RUVLLM_CUDA_ATTN_MMA=0"},
         {"vec cuda cores, pieces of 32", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_PIECE=32"},
         {"vec cuda cores, VEC_LAT=0", "RUVLLM_CUDA_ATTN_MMA=0 RUVLLM_CUDA_ATTN_VEC_LAT=0"},
         {"vec, single tokens in pieces of 64, 8 chunks prefetched",
          "RUVLLM_CUDA_ATTN_VEC_PIECE1=64 RUVLLM_CUDA_ATTN_VEC_PF=8"},
         {"vec, single tokens in one wave of pieces", "RUVLLM_CUDA_ATTN_VEC_PIECE1=0"}};
+    /* RUVLLM_FATTN_VEC_SETS: the sets whose name holds one of its '|'-separated words (the
+     * sanitizers' runs) */
+    const char *pick = getenv("RUVLLM_FATTN_VEC_SETS");
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        if (pick) {
+            bool hit = false;
+            char w[64];
+            for (const char *p = pick; *p && !hit;) {
+                size_t n = strcspn(p, "|");
+                if (n > 0 && n < sizeof w) {
+                    memcpy(w, p, n);
+                    w[n] = 0;
+                    hit = strstr(sets[i][0], w) != NULL;
+                }
+                p += n + (p[n] == '|');
+            }
+            if (!hit) continue;
+        }
         env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0");
         env_list(sets[i][1], true);
         rl_backend *g = gpu_make(NULL, NULL, NULL);
@@ -891,18 +926,77 @@ static void bench(void) {
     }
 }
 
+/* RUVLLM_FATTN_BENCH=3: batched decode on the mma kernel's load rings (warps a block W,
+ * stages a warp S, the L2::256B hint), the kernel as it was (PIPE=0) first and last. */
+static void bench_pipe(void) {
+    static const bench_shape shapes[] = {
+        {"8B 1 x 256", 32, 8, 128, 1, -256},   {"8B 8 x 640", 32, 8, 128, 8, -640},
+        {"8B 8 x 2048", 32, 8, 128, 8, -2048}, {"8B 32 x 64", 32, 8, 128, 32, -64},
+        {"8B 32 x 640", 32, 8, 128, 32, -640}, {"8B 32 x 2048", 32, 8, 128, 32, -2048},
+        {"8B 64 x 640", 32, 8, 128, 64, -640}, {"8B 64 x 2048", 32, 8, 128, 64, -2048},
+        {"1B 1 x 256", 32, 8, 64, 1, -256},    {"1B 8 x 640", 32, 8, 64, 8, -640},
+        {"1B 32 x 640", 32, 8, 64, 32, -640},  {"1B 32 x 2048", 32, 8, 64, 32, -2048},
+        {"1B 64 x 640", 32, 8, 64, 64, -640},  {"1B 64 x 2048", 32, 8, 64, 64, -2048},
+    };
+    enum { NS = sizeof shapes / sizeof shapes[0], NSET = 18 };
+    static const bench_set sets[NSET] = {
+        {"PIPE=0", "RUVLLM_CUDA_ATTN_MMA_PIPE=0"},
+        {"default", NULL},
+        {"W2S3", "RUVLLM_CUDA_ATTN_MMA_NST=3"},
+        {"W2S4", "RUVLLM_CUDA_ATTN_MMA_NST=4"},
+        {"W1S2", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=2"},
+        {"W1S3", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=3"},
+        {"W1S4", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=4"},
+        {"W4S2", "RUVLLM_CUDA_ATTN_MMA_W=4 RUVLLM_CUDA_ATTN_MMA_NST=2"},
+        {"W2S2L2", "RUVLLM_CUDA_ATTN_MMA_NST=2 RUVLLM_CUDA_ATTN_MMA_L2=1"},
+        {"W2S3L2", "RUVLLM_CUDA_ATTN_MMA_NST=3 RUVLLM_CUDA_ATTN_MMA_L2=1"},
+        {"W1S3L2", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=3 RUVLLM_CUDA_ATTN_MMA_L2=1"},
+        {"W1S4L2", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=4 RUVLLM_CUDA_ATTN_MMA_L2=1"},
+        {"W2S2B", "RUVLLM_CUDA_ATTN_MMA_NST=2 RUVLLM_CUDA_ATTN_MMA_BULK=1"},
+        {"W2S3B", "RUVLLM_CUDA_ATTN_MMA_NST=3 RUVLLM_CUDA_ATTN_MMA_BULK=1"},
+        {"W1S3B", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=3 RUVLLM_CUDA_ATTN_MMA_BULK=1"},
+        {"W1S4B", "RUVLLM_CUDA_ATTN_MMA_W=1 RUVLLM_CUDA_ATTN_MMA_NST=4 RUVLLM_CUDA_ATTN_MMA_BULK=1"},
+        {"MMA=0", "RUVLLM_CUDA_ATTN_MMA=0"},
+        {"PIPE=0 again", "RUVLLM_CUDA_ATTN_MMA_PIPE=0"}};
+    static double us[NSET][NS], fl[NS];
+    const char *only = getenv("RUVLLM_FATTN_BENCH_ONLY");
+    for (int st = 0; st < NSET; st++) {
+        rl_backend *g = bench_make(&sets[st]);
+        for (size_t i = 0; i < NS; i++) {
+            if (only && !strstr(shapes[i].name, only)) continue;
+            call c;
+            bench_call_make(&shapes[i], &c);
+            fl[i] = floor_us(&c);
+            us[st][i] = g ? time_call(g, &c) : 0.0;
+            call_free(&c);
+        }
+        rl__backend_free(g);
+    }
+    fprintf(stderr, "pipe: us per attention call (one layer); KV floor at 3.35 TB/s\n");
+    fprintf(stderr, "pipe %-13s %6s", "shape", "floor");
+    for (int st = 0; st < NSET; st++) fprintf(stderr, " %7.7s", sets[st].label);
+    fprintf(stderr, "\n");
+    for (size_t i = 0; i < NS; i++) {
+        if (only && !strstr(shapes[i].name, only)) continue;
+        fprintf(stderr, "pipe %-13s %6.1f", shapes[i].name, fl[i]);
+        for (int st = 0; st < NSET; st++) fprintf(stderr, " %7.1f", us[st][i]);
+        fprintf(stderr, "\n");
+    }
+}
+
 int main(void) {
     if (rl__backend_cpu_create(2, &cpu) != RL_OK) {
         fprintf(stderr, "cannot create the CPU backend\n");
         return 1;
     }
     g_forced = gpu_make("2", NULL, NULL);
-    const char *b = getenv("RUVLLM_FATTN_BENCH"); /* 2: the timing alone */
+    /* 2: the timing alone; 3: the mma kernel's load rings alone (bench_pipe) */
+    const char *b = getenv("RUVLLM_FATTN_BENCH");
     /* RUVLLM_FATTN_TESTS: the tests whose names it holds (the sanitizers' runs) */
     const char *only = getenv("RUVLLM_FATTN_TESTS");
 #define RUN_PICKED(name)                                                                           \
     if (!only || strstr(only, #name)) RUN(name)
-    if (!(b && b[0] == '2')) {
+    if (!(b && (b[0] == '2' || b[0] == '3'))) {
         RUN_PICKED(fattn_head_sizes);
         RUN_PICKED(fattn_token_counts);
         RUN_PICKED(fattn_dispatch);
@@ -912,6 +1006,7 @@ int main(void) {
         if (g_forced) fprintf(stderr, "fattn: %d calls, worst nmse %.3g\n", g_calls, g_worst);
     }
     if (g_forced && b && (b[0] == '1' || b[0] == '2')) bench();
+    if (g_forced && b && b[0] == '3') bench_pipe();
     rl__backend_free(g_forced);
     rl__backend_free(cpu);
     env_set("RUVLLM_CUDA_FATTN", NULL);

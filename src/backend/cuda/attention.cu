@@ -52,7 +52,8 @@
  * RUVLLM_CUDA_ATTN_VEC_HPB (default 1; 0: off) lets calls that stay one wave give a vec
  * block fewer query heads (g_vec_hpb). Calls of 2+ tokens with heads of 64 or 128 take the
  * vec kernel's tensor-core variant (mma_dec_kernel; RUVLLM_CUDA_ATTN_MMA=0: the CUDA-core
- * arithmetic as before, RUVLLM_CUDA_ATTN_MMA_MIN and _MMA_W its fewest tokens and warps).
+ * arithmetic as before, RUVLLM_CUDA_ATTN_MMA_MIN and _MMA_W its fewest tokens and warps,
+ * _MMA_NST, _MMA_L2 and _MMA_BULK its warps' load rings; _MMA_PIPE=0 the rings as before).
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -926,16 +927,19 @@ __global__ void __launch_bounds__(VEC_MAXW * 32)
  * registers for the whole walk) and P^T the B fragment of the scores' own accumulators,
  * transposed in registers (movmatrix). A chunk costs 64 tensor-core instructions instead
  * of the CUDA cores' ~2000, so a warp spends its time waiting for bytes, and with each
- * warp's tiles in two stages (the next chunk's copies in flight while this one computes)
- * the walk is one stream of loads.
+ * warp's tiles in a ring of stages (the next chunks' copies in flight while this one
+ * computes) the walk is one stream of loads.
  * Precision: q and p are each split into two f16 halves (x = hi + lo, lo = f16(x - hi))
  * and both halves multiplied, so products see ~22 bits of them (K and V are f16 already);
  * sums in f32: float attention within ~1e-10 nmse (the softmax in log2 units, exp2f).
  * Pieces are cut from each token's own span (n_split pieces of equal whole chunks), not
  * from split_len. Heads: the block's heads are the n = 8 columns (past the block's: zero
  * queries, never written). D: 64 and 128 (256 stays on the vec kernel: its tiles).
- * Where it stands (H100, ncu, 8B shape): 32 x 640 cells 36.6 us, 64 x 640 68.4 us, DRAM at
- * 2.27-2.45 TB/s (68-73% of peak) with ~3.7 warps an SM, half of their stalls on memory.
+ * Where it stood with two stages (H100, ncu, 8B shape): 32 x 640 cells 36.6 us, 64 x 640
+ * 68.4 us, DRAM at 2.27-2.45 TB/s (68-73% of peak) with ~3.7 warps an SM, half of their
+ * stalls on memory; each warp's ring is now MMA_NST stages deep (its copies with the
+ * L2::256B prefetch size), blocks of 2 warps hold 2 an SM: wall clock of queued calls
+ * 32 x 640 46 -> 41 us, 64 x 640 81 -> 77 (see MMA_NST).
  * Measured and dropped (/work/notes/patches/attn7.patch): blocks of a token's 8 KV heads,
  * a warp each over 16-cell chunks, so a block reads whole K/V rows of consecutive cells
  * (8 warps an SM; 32 x 640 46.2 us, 64 x 640 81.2, 8 x 640 32.0 against 19.2 here), and the
@@ -946,26 +950,74 @@ constexpr int MMA_MAXW = 4;  /* warps a block at most */
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 
+/* Stages of a warp's load ring: MMA_NST by default, at most MMA_MAXST, and nw x stages at
+ * most MMA_MAXW x 2 (the shared memory the kernels are set up for). */
+constexpr int MMA_MAXST = 4;
 template <int D> struct mma_shape {
     static constexpr int LD = D + 8; /* halves a shared row: ldmatrix's 8 rows in 8 bank groups */
     static constexpr size_t STAGE = (size_t)2 * MMA_MC * LD * sizeof(__half); /* K and V tiles */
     static constexpr size_t WARP = 2 * STAGE;                               /* two stages */
 };
-/* Shared bytes of an mma block of nw warps: the warps' tiles (after the walk the finish's
- * [nw][HC][D] floats and vec_merge's room), m and l [nw][HC]. */
-template <int D> constexpr size_t mma_smem(int nw) {
-    return (size_t)nw * mma_shape<D>::WARP + 2 * (size_t)nw * HC * sizeof(float);
+/* Shared bytes of an mma block of nw warps of nst stages each: the warps' tiles (after the
+ * walk the finish's [nw][HC][D] floats and vec_merge's room), m and l [nw][HC], the warps'
+ * stage barriers [nw][MMA_MAXST] (bulk copies). */
+template <int D> constexpr size_t mma_smem(int nw, int nst = 2) {
+    return (size_t)nw * nst * mma_shape<D>::STAGE + 2 * (size_t)nw * HC * sizeof(float) +
+           (size_t)nw * MMA_MAXST * sizeof(uint64_t);
 }
+/* mma_dec_kernel's pipe: the stages (low bits); MMA_PIPE_L2: its copies ask L2 for the
+ * whole 256-byte line they fall in (cp.async's L2::256B prefetch size); MMA_PIPE_BULK: a
+ * row a bulk copy (cp.async.bulk, the copy engine), a lane a row, each stage completing on
+ * its mbarrier, instead of 16-byte cp.async pieces. */
+constexpr int MMA_PIPE_ST = 0xf, MMA_PIPE_L2 = 0x10, MMA_PIPE_BULK = 0x20;
 static_assert(mma_shape<64>::WARP >= HC * 64 * sizeof(float) &&
                   mma_shape<128>::WARP >= HC * 128 * sizeof(float) &&
                   mma_shape<64>::WARP >= (HC * MERGE_MAX_SPLIT + HC + HC * 64) * sizeof(float),
               "a warp's tiles hold its share of the finish and the merge");
 
-/* 16 bytes global -> shared, zero-filled when bytes == 0. */
-__device__ __forceinline__ void cp16z(void *dst, const void *src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-                 "r"(bytes)
+/* 16 bytes global -> shared, zero-filled when bytes == 0 (l2: the L2::256B prefetch size). */
+__device__ __forceinline__ void cp16z(void *dst, const void *src, int bytes, bool l2) {
+    if (l2)
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)),
+                     "l"(src), "r"(bytes)
+                     : "memory");
+    else
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)),
+                     "l"(src), "r"(bytes)
+                     : "memory");
+}
+/* bytes global -> shared by the copy engine, counted on the mbarrier bar (PTX ISA
+ * "cp.async.bulk"; dst, src and bytes multiples of 16) */
+__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], "
+                 "%2, [%3];\n" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
+}
+__device__ __forceinline__ void mbar_init(uint32_t bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+}
+/* this thread's arrival, and tx more bytes the current phase waits for */
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t tx) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(tx)
+                 : "memory");
+}
+/* until the phase of parity ph is complete */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t ph) {
+    asm volatile("{\n.reg .pred P1;\nLAB_WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                 "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
+                 "r"(ph)
+                 : "memory");
+}
+/* every group but the newest n complete (n 1 to 3) */
+__device__ __forceinline__ void cp_wait_n(int n) {
+    if (n <= 1)
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    else if (n == 2)
+        asm volatile("cp.async.wait_group 2;\n" ::: "memory");
+    else
+        asm volatile("cp.async.wait_group 3;\n" ::: "memory");
 }
 __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -1002,7 +1054,7 @@ __device__ __forceinline__ uint32_t pack_split(float lo, float hi, uint32_t *res
 
 template <int D, bool Q8>
 __global__ void __launch_bounds__(MMA_MAXW * 32)
-    mma_dec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt) {
+    mma_dec_kernel(rl__cu_attn a, int n_hgroups, int hpb, int8_t *xq, unsigned int *cnt, int pipe) {
     using S = mma_shape<D>;
     constexpr int LD = S::LD, KS = D / 16, CH = D / 8; /* k-steps of q k, 16-byte pieces a row */
     constexpr unsigned FULL = 0xffffffffu;
@@ -1026,9 +1078,20 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
     rlcu::pdl_enter();
     const int n_gqa = a.n_head / a.n_head_kv, h0 = hg * hpb, nh = min(hpb, n_gqa - h0);
     const int head0 = g * n_gqa + h0;
-    __half *tiles = reinterpret_cast<__half *>(vsm + (size_t)warp * S::WARP); /* [2][K, V][MC][LD] */
-    float *mw = reinterpret_cast<float *>(vsm + (size_t)nw * S::WARP); /* [nw][HC] */
+    const int nst = pipe & MMA_PIPE_ST; /* stages of the warp's ring */
+    const bool l2 = (pipe & MMA_PIPE_L2) != 0, bulk = (pipe & MMA_PIPE_BULK) != 0;
+    __half *tiles =
+        reinterpret_cast<__half *>(vsm + (size_t)warp * nst * S::STAGE); /* [nst][K, V][MC][LD] */
+    float *mw = reinterpret_cast<float *>(vsm + (size_t)nw * nst * S::STAGE); /* [nw][HC] */
     float *lw = mw + nw * HC;                                           /* [nw][HC] */
+    /* bulk: this warp's stage barriers, and the parity each stage waits for next (bit st) */
+    const uint32_t bar0 = smem_u32(reinterpret_cast<uint64_t *>(lw + nw * HC) + warp * MMA_MAXST);
+    uint32_t ph = 0;
+    if (bulk) {
+        if (lane < nst) mbar_init(bar0 + 8u * (uint32_t)lane);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        __syncwarp();
+    }
 
     /* the queries as B fragments (k = d, n = head gq): q scale (and log2 e) folded in, hi
      * and lo f16 pairs */
@@ -1061,29 +1124,58 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
     auto issue = [&](int64_t c0, int cid, int st) {
         const int nv = (int)min((int64_t)MMA_MC, ce - c0);
         __half *kd = tiles + (size_t)st * 2 * MMA_MC * LD, *vd = kd + MMA_MC * LD;
+        if (bulk) { /* lane r: row r's K and V rows, or zeros past the piece */
+            const uint32_t bar = bar0 + 8u * (uint32_t)st;
+            /* the ldmatrix reads of this stage's last chunk before the copy engine's writes */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            if (lane == 0) mbar_expect(bar, (uint32_t)nv * 2u * D * (uint32_t)sizeof(__half));
+            __syncwarp();
+            if (lane < nv) {
+                bulk_g2s(kd + lane * LD, kt + (size_t)cid * a.k_row_bytes, D * sizeof(__half), bar);
+                bulk_g2s(vd + lane * LD, vt + (size_t)cid * a.v_row_bytes, D * sizeof(__half), bar);
+            } else {
+                const uint4 z = make_uint4(0u, 0u, 0u, 0u);
+#pragma unroll
+                for (int p = 0; p < CH; p++) {
+                    *reinterpret_cast<uint4 *>(kd + lane * LD + 8 * p) = z;
+                    *reinterpret_cast<uint4 *>(vd + lane * LD + 8 * p) = z;
+                }
+            }
+            return;
+        }
 #pragma unroll 4
         for (int i = lane; i < MMA_MC * CH; i += 32) {
             const int r = i / CH, p = i % CH;
             const int cell = __shfl_sync(FULL, cid, r);
             const int nb = r < nv ? 16 : 0;
             const size_t row = r < nv ? (size_t)cell : 0;
-            cp16z(kd + r * LD + 8 * p, kt + row * a.k_row_bytes + 16 * p, nb);
-            cp16z(vd + r * LD + 8 * p, vt + row * a.v_row_bytes + 16 * p, nb);
+            cp16z(kd + r * LD + 8 * p, kt + row * a.k_row_bytes + 16 * p, nb, l2);
+            cp16z(vd + r * LD + 8 * p, vt + row * a.v_row_bytes + 16 * p, nb, l2);
         }
     };
-    if (c < ce) issue(c, ids, 0);
-    cp_commit();
-    int64_t cn = c + step;
-    ids = cn + lane < ce ? a.cells[cn + lane] : 0;
-    int st = 0;
-    for (; c < ce; c = cn, cn += step, st ^= 1) {
-        if (cn < ce) issue(cn, ids, st ^ 1);
+    /* the ring: the first nst - 1 chunks in flight, then each turn issues the chunk nst - 1
+     * ahead (a group each, empty past the piece) and waits for the oldest; cn: the next chunk
+     * to issue, ids its cell ids */
+    int64_t cn = c;
+    for (int j = 0; j < nst - 1; j++, cn += step) {
+        if (cn < ce) issue(cn, ids, j);
+        cp_commit();
+        ids = cn + step + lane < ce ? a.cells[cn + step + lane] : 0;
+    }
+    int st = 0, sti = nst - 1; /* the stage computed, the stage issued */
+    for (; c < ce; c += step, cn += step) {
+        if (cn < ce) issue(cn, ids, sti);
         cp_commit();
         {
             const int64_t c2 = cn + step + lane; /* the cell ids of the chunk after */
             ids = c2 < ce ? a.cells[c2] : 0;
         }
-        cp_wait1(); /* this chunk's copies (this lane's) have landed */
+        if (bulk) { /* the stage's bytes have landed (every lane sees its phase complete) */
+            mbar_wait(bar0 + 8u * (uint32_t)st, (ph >> st) & 1u);
+            ph ^= 1u << st;
+        } else {
+            cp_wait_n(nst - 1); /* this chunk's copies (this lane's) have landed */
+        }
         __syncwarp();
         const int nv = (int)min((int64_t)MMA_MC, ce - c);
         const __half *kb = tiles + (size_t)st * 2 * MMA_MC * LD, *vb = kb + MMA_MC * LD;
@@ -1165,6 +1257,8 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
             }
         }
         __syncwarp(); /* every lane is done with this stage before it is loaded again */
+        st = st + 1 == nst ? 0 : st + 1;
+        sti = sti + 1 == nst ? 0 : sti + 1;
     }
     cp_commit(); /* nothing in flight past here (the last groups are empty) */
     asm volatile("cp.async.wait_group 0;\n" ::: "memory");
@@ -1298,8 +1392,32 @@ constexpr int VEC_MMA = 16;
  * 14.0 / 26.1, 32 x 64 8.0 / 22.2 / 10.9; single tokens lost on it (1 x 256 10.2 / 9.2 /
  * 8.1, 1 x 4096 29.9 / 14.2 / 18.4), so they stay on the CUDA cores (MMA_MIN). */
 constexpr int MMA_W = 2, MMA_MIN = 2;
-int g_mma = 1, g_mma_min = MMA_MIN, g_mma_w = MMA_W;
-int g_mma_bps[2][3] = {{1, 1, 1}, {1, 1, 1}}; /* blocks an SM holds: D 64, 128 x 1, 2, 4 warps */
+/* The warps' load rings (RUVLLM_CUDA_ATTN_MMA_NST stages, 2 to MMA_MAXST, at most MMA_MAXW x
+ * 2 stages a block) and the L2::256B prefetch size of their copies (RUVLLM_CUDA_ATTN_MMA_L2);
+ * RUVLLM_CUDA_ATTN_MMA_PIPE=0: two stages, MMA_W warps, no hint (the kernel as it was). */
+/* Defaults: 3 stages with the hint (H100, one layer, wall clock of 20 queued calls, us, as
+ * before (PIPE=0) -> 3 stages -> 3 stages + L2::256B; the 8B shape): 8 x 640 17.7 -> 16.5 ->
+ * 16.7, 8 x 2048 41.3 -> 38.7 -> 38.2, 32 x 64 8.4 -> 7.5 -> 7.4, 32 x 640 46.3 -> 41.9 ->
+ * 40.8, 32 x 2048 127.4 -> 116.7 -> 112.7, 64 x 640 82.8 -> 78.8 -> 77.4, 64 x 2048 241.8 ->
+ * 228.4 -> 220.0; the 1B shape 8 x 640 13.8 -> 12.7, 32 x 640 27.0 -> 27.0, 32 x 2048 74.5
+ * -> 70.7, 64 x 640 49.4 -> 45.9, 64 x 2048 141.6 -> 128.9 (PIPE=0 again at the end: 45.0 /
+ * 81.1 at 8B 32 / 64 x 640). Measured and left off: 4 stages (2 warps: one block an SM;
+ * 32 x 640 51.9), blocks of 1 warp (2 / 3 / 4 stages: 52.2 / 52.1 / 48.1 at 32 x 640, 86.5 /
+ * 77.6 / 94.1 at 64 x 640), bulk copies (MMA_PIPE_BULK, RUVLLM_CUDA_ATTN_MMA_BULK=1: 2 warps
+ * 2 / 3 stages 44.3 / 44.0 at 32 x 640, 92.5 / 82.7 at 64 x 640; 1 warp worse). Blocks of 4
+ * warps (2 stages) won at 8 tokens (8 x 640 13.5, 8 x 2048 35.9) and lost at 64 x 640
+ * (80.1): a per-call choice of the warps would need the plan to record them. */
+constexpr int MMA_NST = 3, MMA_L2 = 1, MMA_BULK = 0;
+int g_mma = 1, g_mma_min = MMA_MIN, g_mma_w = MMA_W, g_mma_nst = MMA_NST, g_mma_l2 = MMA_L2;
+/* blocks an SM holds: D 64, 128 x 1, 2, 4 warps x 2, 3, 4 stages */
+int g_mma_bps[2][3][MMA_MAXST - 1];
+
+/* The stages of a block of nw warps: g_mma_nst, within the shared memory set up. */
+int mma_nst(int nw) { return std::max(2, std::min(g_mma_nst, 2 * MMA_MAXW / nw)); }
+int g_mma_bulk = 0; /* RUVLLM_CUDA_ATTN_MMA_BULK=1: rows by bulk copies (MMA_PIPE_BULK) */
+int mma_pipe(int nw) {
+    return mma_nst(nw) | (g_mma_l2 ? MMA_PIPE_L2 : 0) | (g_mma_bulk ? MMA_PIPE_BULK : 0);
+}
 
 bool plan_mma(const rl__cu_attn *a) {
     const int d = a->head_dim_k;
@@ -1314,7 +1432,10 @@ int mma_hpb(int n_gqa) {
     while (n_gqa % h) h--;
     return h;
 }
-int mma_bps(int d, int nw) { return g_mma_bps[d > 64][nw >= 4 ? 2 : nw - 1]; }
+int mma_bps(int d, int nw) {
+    const int b = g_mma_bps[d > 64][nw >= 4 ? 2 : nw - 1][mma_nst(nw) - 2];
+    return b > 0 ? b : 1;
+}
 
 /* RUVLLM_CUDA_ATTN_VEC_HPB: the fewest query heads a vec block may take (0: always up to
  * HC); the plan takes it where the call's blocks, pieces included, still fit the GPU in one
@@ -1375,17 +1496,17 @@ cudaError_t vec_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq, unsigned 
         return cudaErrorInvalidValue;
     if (use_mma(a)) {
         const dim3 grid((unsigned)nblk, (unsigned)a->n_split);
-        const int nw = g_mma_w;
+        const int nw = g_mma_w, pipe = mma_pipe(nw), nst = pipe & MMA_PIPE_ST;
         const unsigned th = 32u * (unsigned)nw;
         if (a->head_dim_k == 64)
-            return xq ? rlcu::launch(mma_dec_kernel<64, true>, grid, th, mma_smem<64>(nw), s, *a,
-                                     n_hgroups, hpb, xq, cnt)
-                      : rlcu::launch(mma_dec_kernel<64, false>, grid, th, mma_smem<64>(nw), s, *a,
-                                     n_hgroups, hpb, xq, cnt);
-        return xq ? rlcu::launch(mma_dec_kernel<128, true>, grid, th, mma_smem<128>(nw), s, *a,
-                                 n_hgroups, hpb, xq, cnt)
-                  : rlcu::launch(mma_dec_kernel<128, false>, grid, th, mma_smem<128>(nw), s, *a,
-                                 n_hgroups, hpb, xq, cnt);
+            return xq ? rlcu::launch(mma_dec_kernel<64, true>, grid, th, mma_smem<64>(nw, nst), s,
+                                     *a, n_hgroups, hpb, xq, cnt, pipe)
+                      : rlcu::launch(mma_dec_kernel<64, false>, grid, th, mma_smem<64>(nw, nst), s,
+                                     *a, n_hgroups, hpb, xq, cnt, pipe);
+        return xq ? rlcu::launch(mma_dec_kernel<128, true>, grid, th, mma_smem<128>(nw, nst), s, *a,
+                                 n_hgroups, hpb, xq, cnt, pipe)
+                  : rlcu::launch(mma_dec_kernel<128, false>, grid, th, mma_smem<128>(nw, nst), s,
+                                 *a, n_hgroups, hpb, xq, cnt, pipe);
     }
     /* a warp per 32 cells of a piece, at most 8; 4 when the grid fills the GPU twice over
      * (a block of 8 warps holding their registers would leave an SM half of its warps) */
@@ -1475,6 +1596,18 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     g_mma = !(mo && mo[0] == '0');
     g_mma_min = mn && atoi(mn) > 0 ? atoi(mn) : MMA_MIN;
     g_mma_w = mw && (atoi(mw) == 1 || atoi(mw) == 2 || atoi(mw) == 4) ? atoi(mw) : MMA_W;
+    const char *ms = getenv("RUVLLM_CUDA_ATTN_MMA_NST"), *ml = getenv("RUVLLM_CUDA_ATTN_MMA_L2"),
+               *mp = getenv("RUVLLM_CUDA_ATTN_MMA_PIPE");
+    g_mma_nst = ms && atoi(ms) >= 2 && atoi(ms) <= MMA_MAXST ? atoi(ms) : MMA_NST;
+    g_mma_l2 = ml ? ml[0] != '0' : MMA_L2;
+    const char *mb = getenv("RUVLLM_CUDA_ATTN_MMA_BULK");
+    g_mma_bulk = mb ? mb[0] != '0' : MMA_BULK;
+    if (mp && mp[0] == '0') { /* the kernel and its plan as they were */
+        g_mma_nst = 2;
+        g_mma_l2 = 0;
+        g_mma_bulk = 0;
+        if (!mw) g_mma_w = 2;
+    }
     const char *v1 = getenv("RUVLLM_CUDA_ATTN_VEC_1TOK");
     /* with the merge in the kernel, one launch for every single token */
     g_vec_1tok = v1 && atoi(v1) >= 0 ? atoi(v1) : g_merge ? 0 : VEC_1TOK;
@@ -1522,13 +1655,16 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
         e = cudaFuncSetAttribute(mk[i].f, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)mk[i].smem);
     for (int di = 0; di < 2 && e == cudaSuccess && g_vec && g_mma; di++)
-        for (int wi = 0; wi < 3 && e == cudaSuccess; wi++) {
-            const int nw = 1 << wi, d = di ? 128 : 64;
-            int n = 0;
-            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                &n, mk[2 * di].f, 32 * nw, d == 64 ? mma_smem<64>(nw) : mma_smem<128>(nw));
-            g_mma_bps[di][wi] = n > 0 ? n : 1;
-        }
+        for (int wi = 0; wi < 3 && e == cudaSuccess; wi++)
+            for (int nst = 2; nst <= MMA_MAXST && e == cudaSuccess; nst++) {
+                const int nw = 1 << wi, d = di ? 128 : 64;
+                int n = 0;
+                if (nw * nst <= 2 * MMA_MAXW)
+                    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                        &n, mk[2 * di].f, 32 * nw,
+                        d == 64 ? mma_smem<64>(nw, nst) : mma_smem<128>(nw, nst));
+                g_mma_bps[di][wi][nst - 2] = n > 0 ? n : 1;
+            }
     if (e == cudaSuccess) e = rl__cu_fattn_init();
     return e;
 }
