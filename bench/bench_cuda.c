@@ -184,13 +184,26 @@ int main(int argc, char **argv) {
         }
         const double t_tga = now() - t1;
         rl_context_set_argmax_only(ctx, false);
-        /* from an empty cache, logits to the host every step (llama-bench's tg) */
+        if (rc) fprintf(stderr, "bench_cuda: decode: %s\n", rl_context_errmsg(ctx));
+        if (r > 0) {
+            if (pp / t_pp > pp_best) pp_best = pp / t_pp;
+            if (tg / t_tg > tg_best) tg_best = tg / t_tg;
+            if (tg / t_tgn > tgn_best) tgn_best = tg / t_tgn;
+            if (tg / t_tga > tga_best) tga_best = tg / t_tga;
+            if (t_am / tg < am_best) am_best = t_am / tg;
+        }
+    }
+    /* from an empty cache, logits to the host every step (llama-bench's tg), in rounds of
+     * their own after the others: its steps' record lists are new to the queue, and run
+     * between the prompts above they pushed the prompt's captured graph out of the queue's
+     * cache, so every prompt paid a capture (1B pp512 89k -> 53-58k tok/s on the H100) */
+    for (int r = 0; r < reps + 1 && !rc; r++) {
         rl_kv_clear(ctx);
-        t1 = now();
+        const double t1 = now();
         for (int k = 0; k < tg && !rc; k++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
             rl_token tk = (rl_token)((s >> 33) % (uint64_t)nv);
-            b = rl_batch_get(&tk, 1);
+            rl_batch b = rl_batch_get(&tk, 1);
             const float *lg = NULL;
             if (rl_decode(ctx, &b) != RL_OK || !(lg = rl_get_logits(ctx, -1)))
                 rc = 1;
@@ -199,14 +212,7 @@ int main(int argc, char **argv) {
         }
         const double t_tg0 = now() - t1;
         if (rc) fprintf(stderr, "bench_cuda: decode: %s\n", rl_context_errmsg(ctx));
-        if (r > 0) {
-            if (pp / t_pp > pp_best) pp_best = pp / t_pp;
-            if (tg / t_tg > tg_best) tg_best = tg / t_tg;
-            if (tg / t_tgn > tgn_best) tgn_best = tg / t_tgn;
-            if (tg / t_tga > tga_best) tga_best = tg / t_tga;
-            if (t_am / tg < am_best) am_best = t_am / tg;
-            if (tg / t_tg0 > tg0_best) tg0_best = tg / t_tg0;
-        }
+        if (r > 0 && tg / t_tg0 > tg0_best) tg0_best = tg / t_tg0;
     }
     const double wb = (double)rl_model_weight_bytes(m);
     const double floor_tg = bw > 0 ? bw / wb : 0;
