@@ -1138,11 +1138,7 @@ TEST(cuda_mmq) {
  * RMSNorm, then q, k, v products of its output (joined into one streaming product over
  * three matrices), RoPE of q and k with the K/V cache write (one launch), split attention
  * over 100 cached cells plus the new one (its combine kernel quantizes the output for the
- * o product), the residual add, RMSNorm, gate and up (joined), SwiGLU, down; the first
- * RMSNorm done by every block of the joined q/k/v product itself, the residual add by the o
- * product and the second RMSNorm by the joined gate/up product (RUVLLM_CUDA_NORM_FUSE=1,
- * set by main; off by default: its norm follows rmsnorm8's operations, so h and h2 too are
- * compared). The same
+ * o product), the residual add, RMSNorm, gate and up (joined), SwiGLU, down. The same
  * steps on a fork with RUVLLM_CUDA_FUSE=0 must give the same bits everywhere (outputs and
  * cache bytes: each fused kernel does what the ops it replaces do); against the CPU the
  * cache write of the rotated k is exact when both start from the same k, and the products
@@ -1370,8 +1366,7 @@ static void small_pass(rl_backend *be, const qweight *w, float *const *hin, cons
 TEST(cuda_small_paths) {
     if (!gpu) SKIP("%s", g_skip);
     static const char *sw[] = {"RUVLLM_CUDA_NORM_FAST", "RUVLLM_CUDA_ROPEKV2", "RUVLLM_CUDA_GLU4",
-                               "RUVLLM_CUDA_EARLY", "RUVLLM_CUDA_ARGMAX_SPLIT",
-                               "RUVLLM_CUDA_NORM_FUSE"};
+                               "RUVLLM_CUDA_EARLY", "RUVLLM_CUDA_ARGMAX_SPLIT"};
     const int nsw = (int)(sizeof sw / sizeof sw[0]);
     qweight w;
     if (!make_weight(RL_TYPE_Q4_K, 2048, 512, &w)) return;
@@ -1394,7 +1389,6 @@ TEST(cuda_small_paths) {
                 unsetenv(sw[i]);
         }
         if (v == 2) setenv("RUVLLM_CUDA_EARLY", "7", 1);
-        if (v > 0) setenv("RUVLLM_CUDA_NORM_FUSE", "1", 1);
         rl_backend *be = NULL;
         char err[256];
         CHECK(rl__backend_cuda_create(0, &be, err, sizeof err) == RL_OK);
@@ -1445,9 +1439,6 @@ TEST(cuda_small_paths) {
 
 int main(void) {
     char err[256] = "";
-    /* the RMSNorm joined to the products around it (off by default: measured slower) is
-     * what cuda_decode_fused checks against the unfused ops */
-    setenv("RUVLLM_CUDA_NORM_FUSE", "1", 1);
     rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
     if (st != RL_OK) {
         gpu = NULL;

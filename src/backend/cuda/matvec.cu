@@ -566,116 +566,6 @@ struct MvGlu {
     int act;     /* rl_glu: 0 SiLU, 1 GELU */
 };
 
-/* ---- RMSNorm in the product's prologue (rl__cu_mv_fx.nx; step.c's fuse pass) ----
- * The norm's q8 codes go to shared memory after the rings: codes [K], then a scale per
- * 256 (floats), MV_NORM_MAX bytes at most (K <= 8192, rmsnorm8_kernel's limit). Only the
- * decoders that read the first codes alone (the one-code ones: MQ4_K1/4/5, MQ6_K1/2) take
- * it. */
-constexpr size_t MV_NORM_MAX = 8192 + 8192 / 256 * sizeof(float);
-__host__ __device__ constexpr size_t mv_norm_bytes(int64_t K) {
-    return (size_t)K + (size_t)(K / 256) * sizeof(float);
-}
-
-/* ops_nofma.cu's q8k_warp_redux (the same bits as q8k_warp): a warp's 256 values, 8 a lane,
- * into codes qh, residual codes ql and the scale d (every lane gets d). */
-__device__ __forceinline__ void mv_q8_redux(const float v[8], uint2 &qh, uint2 &ql, float &d) {
-    float amax = 0.0f, vmax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (fabsf(v[j]) > amax) {
-            amax = fabsf(v[j]);
-            vmax = v[j];
-        }
-    const unsigned mb = __reduce_max_sync(0xffffffffu, __float_as_uint(amax));
-    const int src = __ffs(__ballot_sync(0xffffffffu, __float_as_uint(amax) == mb)) - 1;
-    vmax = __shfl_sync(0xffffffffu, vmax, src);
-    amax = __uint_as_float(mb);
-    uint32_t h[2] = {0, 0}, l[2] = {0, 0};
-    float dd = 0.0f;
-    if (amax > 0.0f) {
-        const float iscale = __fdiv_rn(-127.0f, vmax);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float f = __fmul_rn(iscale, v[j]);
-            const int c = min(127, __float2int_rn(f));
-            const int r = max(-127, min(127, __float2int_rn(__fmul_rn(__fsub_rn(f, (float)c), Q8_LO))));
-            h[j >> 2] |= (uint32_t)(c & 0xff) << (8 * (j & 3));
-            l[j >> 2] |= (uint32_t)(r & 0xff) << (8 * (j & 3));
-        }
-        dd = __fdiv_rn(1.0f, iscale);
-    }
-    qh = make_uint2(h[0], h[1]);
-    ql = make_uint2(l[0], l[1]);
-    d = dd;
-}
-
-__device__ __forceinline__ void mv_ld8(const float *p, float (&v)[8]) {
-    const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-}
-
-/* The block's RMSNorm of fx.nx [K] into nb (codes, then scales), in rmsnorm8_kernel<true>'s
- * operations and order (ops_nofma.cu, built without contraction: here every step is an
- * explicitly rounded one): the values of "warp" w of that kernel (256 w + 8 lane ..) are
- * taken by warp w % MV_WARPS here, the squares summed in double, 8 a lane, then across the
- * lanes by the same xor tree, then the 256-value parts in order; the scale 1 / sqrt(mean +
- * eps), value * scale * weight, and the q8 codes. Block 0 also writes the norm's own outputs
- * (fx.ny, fx.nxq in the q8 workspace's layout). Every thread of the block calls it. */
-__device__ __forceinline__ void mv_norm(const rl__cu_mv_fx &fx, int K, uint8_t *nb) {
-    __shared__ double npart[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nvw = K / 256;
-    for (int vw = warp; vw < nvw; vw += MV_WARPS) {
-        float v[8];
-        mv_ld8(fx.nx + 256 * vw + 8 * lane, v);
-        double ss = 0;
-#pragma unroll
-        for (int j = 0; j < 8; j++) ss = __dadd_rn(ss, __dmul_rn((double)v[j], (double)v[j]));
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss = __dadd_rn(ss, __shfl_xor_sync(0xffffffffu, ss, o));
-        if (lane == 0) npart[vw] = ss;
-    }
-    __syncthreads();
-    double tot = 0.0;
-    for (int k = 0; k < nvw; k++) tot = __dadd_rn(tot, npart[k]);
-    const float mean = __double2float_rn(__ddiv_rn(tot, (double)K));
-    const float sc = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, fx.eps)));
-    int8_t *gq = static_cast<int8_t *>(fx.nxq);
-    for (int vw = warp; vw < nvw; vw += MV_WARPS) {
-        const int e = 256 * vw + 8 * lane;
-        float v[8], w[8];
-        mv_ld8(fx.nx + e, v);
-        if (fx.nw) {
-            mv_ld8(fx.nw + e, w);
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[j] = __fmul_rn(__fmul_rn(v[j], sc), w[j]);
-        } else {
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[j] = __fmul_rn(v[j], sc);
-        }
-        uint2 qh, ql;
-        float d;
-        mv_q8_redux(v, qh, ql, d);
-        *reinterpret_cast<uint2 *>(nb + e) = qh;
-        if (lane == 0) reinterpret_cast<float *>(nb + K)[vw] = d;
-        if (blockIdx.x == 0) {
-            reinterpret_cast<float4 *>(fx.ny + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
-            reinterpret_cast<float4 *>(fx.ny + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
-            *reinterpret_cast<uint2 *>(gq + e) = qh;
-            *reinterpret_cast<uint2 *>(gq + K + e) = ql;
-            if (lane == 0) reinterpret_cast<float *>(gq + 2 * K)[vw] = d;
-        }
-    }
-    __syncthreads();
-}
-
-/* The activations a product reads: the block's norm in shared memory, or x itself. */
-__device__ __forceinline__ XQ mv_xsrc(const XQ &x, const uint8_t *nb, int K, bool norm) {
-    if (!norm) return x;
-    const int8_t *h = reinterpret_cast<const int8_t *>(nb);
-    return XQ{h, h, reinterpret_cast<const float *>(nb + K)};
-}
-__device__ __forceinline__ const float *mv_xsrc(const float *x, const uint8_t *, int, bool) { return x; }
-
 /* Row `row` of the matrices of sg (numbered one after the other), and its output. */
 __device__ __forceinline__ const uint8_t *seg_row(const rl__cu_mv_segs &sg, int64_t row,
                                                   size_t row_bytes) {
@@ -740,8 +630,8 @@ constexpr int MV_KS_GROUPS = 4;
  * gated-activation kernel does (q8k_warp), and sets the counter back to 0. */
 template <class G, int R, bool GLU>
 __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_bytes, int64_t rows,
-                                        int gpw, int nch, int ks, const typename G::XA &x0,
-                                        const MvGlu &gl, const rl__cu_mv_fx &fx) {
+                                        int gpw, int nch, int ks, const typename G::XA &x,
+                                        const MvGlu &gl) {
     constexpr int S = mv_stages<G, R>(), IB = R * G::CB + MV_PAD;
     extern __shared__ __align__(16) uint8_t mv_smem_buf[];
     __shared__ float part[MV_WARPS][MV_KS_GROUPS][R];
@@ -753,8 +643,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     const int ng = (int)((nrw + R - 1) / R);
     const int npc = nch > wk ? (nch - wk + ks - 1) / ks : 0; /* chunks of a group: this warp's */
     const int n_items = ng * npc;
-    const bool norm = fx.nx != nullptr; /* block-wide: every warp takes part in mv_norm */
-    if (ks == 1 && n_items == 0 && !norm) return; /* the whole warp: no barrier follows */
+    if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
     int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
     /* row r of group g (the start of the row) */
     auto row_ptr = [&](int g, int r) -> const uint8_t * {
@@ -796,13 +685,6 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
 #pragma unroll
     for (int s = 0; s < S - 1; s++) issue(s);
     rlcu::pdl_enter(); /* the weights are on their way; x and y belong to other kernels */
-    const int K = nch * G::VPC;
-    uint8_t *nb = mv_smem_buf + MV_WARPS * (S * IB);
-    if (norm) {
-        mv_norm(fx, K, nb);
-        if (ks == 1 && n_items == 0) return;
-    }
-    const typename G::XA x = mv_xsrc(x0, nb, K, norm);
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
@@ -839,7 +721,6 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
                     if (lane == 0) part[warp][cg][r] = v;
                 } else if (lane == 0 && row < rows) {
                     *seg_out(sg, row) = v;
-                    if (fx.res) fx.res[row] = fx.res[row] + v;
                 }
                 acc[r] = 0.0f;
             }
@@ -854,18 +735,15 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     float v = 0.0f;
     for (int k = 0; k < ks; k++) v += part[warp + k][g][r];
     const int64_t row = r0 + (int64_t)g * R + r;
-    if (row < rows) {
-        *seg_out(sg, row) = v;
-        if (fx.res) fx.res[row] = fx.res[row] + v;
-    }
+    if (row < rows) *seg_out(sg, row) = v;
 }
 
 /* The streaming kernel (mv_body). */
 template <class G, int R, bool GLU = false>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     mv_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int gpw, int nch, int ks,
-              typename G::XA x, MvGlu gl, rl__cu_mv_fx fx) {
-    mv_body<G, R, GLU>(sg, row_bytes, rows, gpw, nch, ks, x, gl, fx);
+              typename G::XA x, MvGlu gl) {
+    mv_body<G, R, GLU>(sg, row_bytes, rows, gpw, nch, ks, x, gl);
 }
 
 /* ---- the balanced kernel (mv2) ----
@@ -1043,8 +921,7 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
 
 template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
     cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)(mv_smem<G, R>() + MV_NORM_MAX));
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mv_smem<G, R>());
     if (e == cudaSuccess)
         e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
                                                           mv_smem<G, R>());
@@ -1061,34 +938,9 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
 /* One wave of warps: row groups per slot (gpw) so that every slot is resident at once, and
  * ks warps per slot (1, 2, 4) while there are fewer than 16 warps per multiprocessor and each
  * warp keeps at least one chunk of a group. */
-/* Resident blocks of a kernel with the norm's bytes beside its rings (a few K: cached). */
-template <class G, int R, bool GLU> int mv_occ_norm(int64_t K) {
-    static int cache[MV_NORM_MAX / 256 + 1];
-    const int i = (int)(K / 256);
-    if (i <= 0 || i > (int)(MV_NORM_MAX / 256)) return 1;
-    if (!cache[i]) {
-        int occ = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
-                                                          mv_smem<G, R>() + mv_norm_bytes(K)) !=
-                cudaSuccess ||
-            occ < 1) {
-            cudaGetLastError();
-            occ = 1;
-        }
-        cache[i] = occ;
-    }
-    return cache[i];
-}
-
 template <class G, int R, bool GLU = false>
 cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_t row_bytes,
-                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{},
-                        const rl__cu_mv_fx &fx = rl__cu_mv_fx{}) {
-    size_t smem = mv_smem<G, R>();
-    if (fx.nx) {
-        smem += mv_norm_bytes(K);
-        occ = mv_occ_norm<G, R, GLU>(K);
-    }
+                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
     int ks = 1;
@@ -1102,57 +954,54 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
     }
     slots = (groups + gpw - 1) / gpw;
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
-    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, smem, s, sg, row_bytes, rows,
-                       (int)gpw, (int)nch, ks, x, gl, fx);
+    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, sg,
+                       row_bytes, rows, (int)gpw, (int)nch, ks, x, gl);
     return cudaGetLastError();
 }
 
 /* ti: the type's index (rows per item), oi: its kernel's row of g_mv_occ */
 template <class G>
 cudaError_t mv_launch(cudaStream_t s, int ti, int oi, const rl__cu_mv_segs &sg, size_t row_bytes,
-                      int64_t rows, int64_t K, typename G::XA x, const rl__cu_mv_fx &fx) {
+                      int64_t rows, int64_t K, typename G::XA x) {
     const int R = mv_rows_for(ti, rows, K);
-    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x, MvGlu{}, fx);
-    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x, MvGlu{}, fx);
-    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x, MvGlu{}, fx);
+    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x);
+    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x);
+    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x);
 }
 
 /* The gate/up product with the gated activation (GLU mode of mv_kernel), R 2 or 4. */
 template <class G>
 cudaError_t mv_glu_launch(cudaStream_t s, int ti, int gi, const rl__cu_mv_segs &sg,
-                          size_t row_bytes, int64_t K, typename G::XA x, const MvGlu &gl,
-                          const rl__cu_mv_fx &fx) {
+                          size_t row_bytes, int64_t K, typename G::XA x, const MvGlu &gl) {
     const int R = mv_rows_for(ti, 2 * gl.F, K);
-    if (R >= 4)
-        return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl, fx);
-    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl, fx);
+    if (R >= 4) return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl);
+    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl);
 }
 
 /* The streaming kernel of a type over the rows of sg (end[] set past nseg). */
 cudaError_t mv_run(cudaStream_t s, int type, const rl__cu_mv_segs &sg, size_t row_bytes,
-                   int64_t rows, int64_t K, const float *x, const void *xq,
-                   const rl__cu_mv_fx &fx) {
+                   int64_t rows, int64_t K, const float *x, const void *xq) {
     const int8_t *q = static_cast<const int8_t *>(xq);
     const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
     switch (type) {
     case RL_TYPE_Q4_K:
         if (g_mv_q8k && g_mv_q4k4 && g_mv_q4k5 && K % MQ4_K5::VPC == 0)
-            return mv_launch<MQ4_K5>(s, 0, MV_TYPES + 4, sg, row_bytes, rows, K, xa, fx);
+            return mv_launch<MQ4_K5>(s, 0, MV_TYPES + 4, sg, row_bytes, rows, K, xa);
         if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
-            return mv_launch<MQ4_K4>(s, 0, MV_TYPES + 2, sg, row_bytes, rows, K, xa, fx);
-        return g_mv_q8k ? mv_launch<MQ4_K1>(s, 0, MV_TYPES, sg, row_bytes, rows, K, xa, fx)
-                        : mv_launch<MQ4_K>(s, 0, 0, sg, row_bytes, rows, K, xa, fx);
+            return mv_launch<MQ4_K4>(s, 0, MV_TYPES + 2, sg, row_bytes, rows, K, xa);
+        return g_mv_q8k ? mv_launch<MQ4_K1>(s, 0, MV_TYPES, sg, row_bytes, rows, K, xa)
+                        : mv_launch<MQ4_K>(s, 0, 0, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q6_K:
         if (g_mv_q8k && g_mv_q6k2)
-            return mv_launch<MQ6_K2>(s, 1, MV_TYPES + 3, sg, row_bytes, rows, K, xa, fx);
-        return g_mv_q8k ? mv_launch<MQ6_K1>(s, 1, MV_TYPES + 1, sg, row_bytes, rows, K, xa, fx)
-                        : mv_launch<MQ6_K>(s, 1, 1, sg, row_bytes, rows, K, xa, fx);
+            return mv_launch<MQ6_K2>(s, 1, MV_TYPES + 3, sg, row_bytes, rows, K, xa);
+        return g_mv_q8k ? mv_launch<MQ6_K1>(s, 1, MV_TYPES + 1, sg, row_bytes, rows, K, xa)
+                        : mv_launch<MQ6_K>(s, 1, 1, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q8_0:
-        return mv_launch<MQ8_0>(s, 2, 2, sg, row_bytes, rows, K, xa, fx);
+        return mv_launch<MQ8_0>(s, 2, 2, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q4_0:
-        return mv_launch<MQ4_0>(s, 3, 3, sg, row_bytes, rows, K, xa, fx);
+        return mv_launch<MQ4_0>(s, 3, 3, sg, row_bytes, rows, K, xa);
     case RL_TYPE_F16:
-        return mv_launch<MF16>(s, 4, 4, sg, row_bytes, rows, K, x, fx);
+        return mv_launch<MF16>(s, 4, 4, sg, row_bytes, rows, K, x);
     default:
         return cudaErrorInvalidValue;
     }
@@ -1334,22 +1183,9 @@ extern "C" bool rl__cu_matvec_multi_ok(int type, const rl__cu_mv_segs *sg, int n
            K % vpc == 0 && K / vpc <= INT32_MAX / 2;
 }
 
-/* The streaming kernel takes the product (not mv2, the same rows per item as alone); the
- * norm only through the one-code decoders (MQ4_K1/4/5, MQ6_K1/2: the first codes and the
- * scales alone, all the block's shared memory holds). */
-extern "C" bool rl__cu_matvec_fx_ok(int type, int64_t rows, int64_t K, bool norm) {
-    const int ti = mv_index(type), vpc = mv_vpc(ti);
-    if (!g_mv_on || g_mv_sms <= 0 || ti < 0 || rows <= 0 || K <= 0 || K % vpc ||
-        K / vpc > INT32_MAX / 2 || mv2_ok(ti, rows, K) || mv_rows_for(ti, rows, K) <= 0)
-        return false;
-    if (!norm) return true;
-    return (type == RL_TYPE_Q4_K || type == RL_TYPE_Q6_K) && g_mv_q8k && K % 256 == 0 &&
-           mv_norm_bytes(K) <= MV_NORM_MAX;
-}
-
 extern "C" cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
                                            int nseg, size_t row_bytes, int64_t K, const float *x,
-                                           const void *xq, const rl__cu_mv_fx *fx) {
+                                           const void *xq) {
     rl__cu_mv_segs g = *sg;
     const int64_t rows = g.end[nseg - 1];
     for (int i = nseg; i < RL_CU_MV_SEGS; i++) {
@@ -1357,10 +1193,8 @@ extern "C" cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__c
         g.y[i] = g.y[nseg - 1];
         g.end[i] = rows;
     }
-    const rl__cu_mv_fx f = fx ? *fx : rl__cu_mv_fx{};
-    if (!f.res && !f.nx && mv2_ok(mv_index(type), rows, K))
-        return mv2_run(s, type, &g, row_bytes, rows, K, x, xq);
-    return mv_run(s, type, g, row_bytes, rows, K, x, xq, f);
+    if (mv2_ok(mv_index(type), rows, K)) return mv2_run(s, type, &g, row_bytes, rows, K, x, xq);
+    return mv_run(s, type, g, row_bytes, rows, K, x, xq);
 }
 
 /* The gate/up product with the gated activation and its quantization in the epilogue; the
@@ -1381,23 +1215,22 @@ extern "C" bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t 
 extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
                                          size_t row_bytes, int64_t F, int64_t K, const float *x,
                                          const void *xq, int act, float *out, void *out_xq,
-                                         int *cnt, const rl__cu_mv_fx *fx) {
-    const rl__cu_mv_fx f = fx ? *fx : rl__cu_mv_fx{};
+                                         int *cnt) {
     const int8_t *q = static_cast<const int8_t *>(xq);
     const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
     const MvGlu gl = {out, static_cast<int8_t *>(out_xq), cnt, F, act};
     switch (type) {
     case RL_TYPE_Q4_K:
         if (g_mv_q8k && g_mv_q4k4 && g_mv_q4k5 && K % MQ4_K5::VPC == 0)
-            return mv_glu_launch<MQ4_K5>(s, 0, 5, *sg, row_bytes, K, xa, gl, f);
+            return mv_glu_launch<MQ4_K5>(s, 0, 5, *sg, row_bytes, K, xa, gl);
         if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
-            return mv_glu_launch<MQ4_K4>(s, 0, 3, *sg, row_bytes, K, xa, gl, f);
-        return g_mv_q8k ? mv_glu_launch<MQ4_K1>(s, 0, 0, *sg, row_bytes, K, xa, gl, f)
-                        : mv_glu_launch<MQ4_K>(s, 0, 1, *sg, row_bytes, K, xa, gl, f);
+            return mv_glu_launch<MQ4_K4>(s, 0, 3, *sg, row_bytes, K, xa, gl);
+        return g_mv_q8k ? mv_glu_launch<MQ4_K1>(s, 0, 0, *sg, row_bytes, K, xa, gl)
+                        : mv_glu_launch<MQ4_K>(s, 0, 1, *sg, row_bytes, K, xa, gl);
     case RL_TYPE_Q8_0:
-        return mv_glu_launch<MQ8_0>(s, 2, 2, *sg, row_bytes, K, xa, gl, f);
+        return mv_glu_launch<MQ8_0>(s, 2, 2, *sg, row_bytes, K, xa, gl);
     case RL_TYPE_F16:
-        return mv_glu_launch<MF16>(s, 4, 4, *sg, row_bytes, K, x, gl, f);
+        return mv_glu_launch<MF16>(s, 4, 4, *sg, row_bytes, K, x, gl);
     default:
         return cudaErrorInvalidValue;
     }
@@ -1411,7 +1244,7 @@ extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, si
                                {y, y, y},
                                {rows, rows, rows}};
     if (mv2_ok(mv_index(type), rows, K)) return mv2_run(s, type, &sg, row_bytes, rows, K, x, xq);
-    return mv_run(s, type, sg, row_bytes, rows, K, x, xq, rl__cu_mv_fx{});
+    return mv_run(s, type, sg, row_bytes, rows, K, x, xq);
 }
 
 extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {

@@ -18,8 +18,6 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->fuse_on = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_MV_F16JOIN");
     q->f16_join = !(env && env[0] == '0');
-    env = getenv("RUVLLM_CUDA_NORM_FUSE");
-    q->norm_fuse = env && env[0] == '1';
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -214,9 +212,10 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         if (r->mv.glu_out)
             return rl__cu_matvec_glu(s, r->mv.type, &r->mv.sg, r->mv.row_bytes, r->mv.sg.end[0],
                                      r->mv.K, r->mv.x, r->mv.xq, r->mv.glu_act, r->mv.glu_out,
-                                     r->mv.glu_xq, q->glu_cnt, &r->mv.fx);
+                                     r->mv.glu_xq,
+                                     q->glu_cnt);
         return rl__cu_matvec_multi(s, r->mv.type, &r->mv.sg, r->mv.nseg, r->mv.row_bytes, r->mv.K,
-                                   r->mv.x, r->mv.xq, &r->mv.fx);
+                                   r->mv.x, r->mv.xq);
     case CU_OP_ROPE_KV: {
         rl__cu_rope_kv_args a = r->rkv.a;
         a.tab = (const float *)(A + r->rkv.tab_at);
@@ -398,112 +397,6 @@ static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g, cu_rec *rest, size_
     return true;
 }
 
-/* ---- RMSNorm joined to the products around it (RUVLLM_CUDA_NORM_FUSE=1; off by default) ----
- * A layer's norm (with the residual add before it: x += y; h = RMSNorm(x) * w, quantized for
- * the q8 products of h) was a launch of its own between the product that writes y and the
- * products that read h. After the pass above:
- * - a one-token q8 product of y into the streaming kernel followed by the norm of x += y:
- *   the product adds its rows into x itself (rl__cu_mv_fx.res: x[row] + y[row], the add's
- *   own arithmetic), and the norm's add is dropped;
- * - the norm (no add left) followed by a one-token q8 product of h (joined or not, gated
- *   activation or not) whose decoder can take it (rl__cu_matvec_fx_ok): every block of
- *   the product computes the norm and its q8 codes into shared memory after its weights are
- *   on their way (the norm needs the kernel before; the weights do not), block 0 writes h
- *   and its q8 workspace as the norm did (any later product of h reads those), and the
- *   norm's record goes.
- * Same bits as the separate launches (test_cuda_ops cuda_decode_fused, test_cuda_mv2
- * mv_fused_ffn). Off by default because it measured slower: H100, 2026-11-26, Q4_K_M synth
- * models, bench_cuda --pp 512 --tg 128 --reps 2, on vs off back to back: 8B tg 331.7 vs
- * 338.8 tok/s, no logits 366.7 vs 378.3, tg0 350.9 vs 361.5; 1B tg 1,011 / 957 vs 1,083, no
- * logits 1,264 / 1,220 vs 1,371. Likely causes, not yet measured apart: each block's norm
- * (two trips to L2, two barriers, the quantization) is longer than the S - 1 weight items
- * its warps have in flight, so the weight stream stalls behind it in every block rather than
- * once; and the norm's bytes beside the rings cost a resident block per multiprocessor for
- * the 4-row Q4_K kernels (by the occupancy arithmetic: 54.2 -> 58.3 KiB at K 4096, 4 -> 3
- * blocks), a less even wave. */
-
-/* Record p as a streaming product record (CU_OP_MATVEC_MULTI; a single q8 product becomes
- * one of one matrix); false when it is none. */
-static bool as_mv(cu_rec *p) {
-    if (p->op == CU_OP_MATVEC_MULTI) return p->mv.xq && !p->mv.x;
-    if (p->op != CU_OP_MATMUL || p->mm.blas || !p->mm.xq || !p->mm.xq_ready || p->mm.n != 1 ||
-        !p->mm.vec || p->mm.rows <= 0 || (uintptr_t)p->mm.w % 16 || p->mm.row_bytes % 16)
-        return false;
-    cu_rec m;
-    memset(&m, 0, sizeof m);
-    m.op = CU_OP_MATVEC_MULTI;
-    m.mv.type = p->mm.type;
-    m.mv.nseg = 1;
-    m.mv.row_bytes = p->mm.row_bytes;
-    m.mv.K = p->mm.K;
-    m.mv.xq = p->mm.xq;
-    for (int i = 0; i < RL_CU_MV_SEGS; i++) {
-        m.mv.sg.w[i] = p->mm.w;
-        m.mv.sg.y[i] = p->mm.y;
-        m.mv.sg.end[i] = p->mm.rows;
-    }
-    if (!rl__cu_matvec_multi_ok(m.mv.type, &m.mv.sg, 1, m.mv.row_bytes, m.mv.K)) return false;
-    *p = m;
-    return true;
-}
-
-static bool norm_plain(const cu_rec *n) {
-    return n->op == CU_OP_RMSNORM && n->ew.n == 1 && n->ew.xq && n->ew.dim > 0 &&
-           n->ew.dim % 256 == 0 && n->ew.dim <= 8192 && (uintptr_t)n->ew.a % 16 == 0 &&
-           (uintptr_t)n->ew.x % 16 == 0 && (uintptr_t)n->ew.b % 16 == 0;
-}
-
-/* p a product, n the record after it: the norm's residual add into p. */
-static void fuse_res(cu_rec *p, cu_rec *n) {
-    if (!norm_plain(n) || !n->ew.c || n->ew.a == n->ew.c) return;
-    const bool mm = p->op == CU_OP_MATMUL;
-    if (mm ? p->mm.y != n->ew.c || p->mm.rows != n->ew.dim || p->mm.x == n->ew.a
-           : p->op != CU_OP_MATVEC_MULTI || p->mv.nseg != 1 || p->mv.glu_out ||
-                 p->mv.sg.y[0] != n->ew.c || p->mv.sg.end[0] != n->ew.dim)
-        return;
-    cu_rec keep = *p;
-    if (!as_mv(p) || p->mv.fx.res ||
-        !rl__cu_matvec_fx_ok(p->mv.type, p->mv.sg.end[0], p->mv.K, false)) {
-        *p = keep;
-        return;
-    }
-    p->mv.fx.res = (float *)n->ew.a;
-    n->ew.c = NULL;
-}
-
-/* n a norm without an add, p the record after it: the norm into p (true: n goes). */
-static bool fuse_norm(const cu_rec *n, cu_rec *p) {
-    /* in place (block 0 writes the norm's output while other blocks read its input): not */
-    if (!norm_plain(n) || n->ew.c || n->ew.a == n->ew.x) return false;
-    const bool mm = p->op == CU_OP_MATMUL;
-    if (mm ? p->mm.xq != n->ew.xq || p->mm.x != n->ew.x || p->mm.K != n->ew.dim
-           : p->op != CU_OP_MATVEC_MULTI || p->mv.xq != n->ew.xq || p->mv.x ||
-                 p->mv.K != n->ew.dim || p->mv.fx.nx || p->mv.fx.res == n->ew.a)
-        return false;
-    cu_rec keep = *p;
-    if (!as_mv(p) || !rl__cu_matvec_fx_ok(p->mv.type, p->mv.sg.end[p->mv.nseg - 1], p->mv.K, true)) {
-        *p = keep;
-        return false;
-    }
-    p->mv.fx.nx = n->ew.a;
-    p->mv.fx.nw = n->ew.b;
-    p->mv.fx.eps = n->ew.f;
-    p->mv.fx.ny = n->ew.x;
-    p->mv.fx.nxq = n->ew.xq;
-    return true;
-}
-
-static void fuse_norms(cu_step *q) {
-    for (size_t i = 0; i + 1 < q->n_rec; i++) fuse_res(&q->rec[i], &q->rec[i + 1]);
-    size_t o = 0;
-    for (size_t i = 0; i < q->n_rec; i++) {
-        if (i + 1 < q->n_rec && fuse_norm(&q->rec[i], &q->rec[i + 1])) continue;
-        if (o != i) q->rec[o] = q->rec[i];
-        o++;
-    }
-    q->n_rec = o;
-}
-
 static void fuse(cu_step *q) {
     size_t o = 0;
     for (size_t i = 0; i < q->n_rec;) {
@@ -529,7 +422,6 @@ static void fuse(cu_step *q) {
         }
     }
     q->n_rec = o;
-    if (q->norm_fuse) fuse_norms(q);
 }
 
 /* FNV-1a over the records' 64-bit words (records are zero-padded, sizes multiples of 8). */

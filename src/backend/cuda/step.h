@@ -35,31 +35,12 @@ typedef struct rl__cu_mv_segs {
     float *y[RL_CU_MV_SEGS];
     int64_t end[RL_CU_MV_SEGS];
 } rl__cu_mv_segs;
-/* What a streaming product does besides the product (fuse pass, RUVLLM_CUDA_NORM_FUSE=1):
- * - res non-NULL (one matrix, not GLU): res[row] = res[row] + y[row] after y[row] is
- *   written (the residual add of the RMSNorm record after the product: x += y);
- * - nx non-NULL (the RMSNorm record before the product, joined into it): every block
- *   computes RMSNorm(nx[0..K)) * nw (nw NULL: none) and its q8 codes itself, in
- *   rmsnorm8_kernel's order of operations (ops_nofma.cu: the same bits), into shared
- *   memory, and reads its activations from there instead of xq; block 0 also writes the
- *   norm's outputs ny [K] and nxq (the q8 workspace) for any later reader. */
-typedef struct rl__cu_mv_fx {
-    float *res;
-    const float *nx, *nw;
-    float eps;
-    float *ny;
-    void *nxq;
-} rl__cu_mv_fx;
-/* Whether a one-token q8 product of this type and K can take fx (norm: with nx). */
-bool rl__cu_matvec_fx_ok(int type, int64_t rows, int64_t K, bool norm);
-
 /* One streaming product of one token over nseg matrices (their q8 activations xq; F16:
- * the float activations x); fx NULL or as above. */
+ * the float activations x). */
 bool rl__cu_matvec_multi_ok(int type, const rl__cu_mv_segs *sg, int nseg, size_t row_bytes,
                             int64_t K);
 cudaError_t rl__cu_matvec_multi(cudaStream_t s, int type, const rl__cu_mv_segs *sg, int nseg,
-                                size_t row_bytes, int64_t K, const float *x, const void *xq,
-                                const rl__cu_mv_fx *fx);
+                                size_t row_bytes, int64_t K, const float *x, const void *xq);
 
 /* The gate and up products of one token (w[0], w[1]: F rows each, into y[0], y[1]) with
  * the gated activation after them (act: rl_glu; out [F] = act(gate) * up, quantized into
@@ -73,8 +54,7 @@ bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t row_bytes, 
                           int64_t K);
 cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
                               size_t row_bytes, int64_t F, int64_t K, const float *x,
-                              const void *xq, int act, float *out, void *out_xq, int *cnt,
-                              const rl__cu_mv_fx *fx);
+                              const void *xq, int act, float *out, void *out_xq, int *cnt);
 
 /* RoPE of q (n_head heads, ld) and k (n_head_k heads, ld_k) at the same positions, then
  * k and v (n_embd_v values, ld_v) written to the F16 or F32 cache rows cells[t]: one launch
@@ -185,7 +165,6 @@ typedef struct cu_rec {
             float *glu_out;
             void *glu_xq;
             int glu_act;
-            rl__cu_mv_fx fx; /* fuse pass: the residual add after, the RMSNorm before */
         } mv;
         struct { /* rope_kv: tab and cells NULL, at tab_at and cells_at */
             rl__cu_rope_kv_args a;
@@ -233,7 +212,6 @@ typedef struct cu_step {
     bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
     bool fuse_on;                            /* RUVLLM_CUDA_FUSE=0: no fuse pass (step.c) */
     bool f16_join;                           /* RUVLLM_CUDA_MV_F16JOIN=0: F16 not joined */
-    bool norm_fuse;                          /* RUVLLM_CUDA_NORM_FUSE=1: RMSNorm joined */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
