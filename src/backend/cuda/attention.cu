@@ -57,6 +57,7 @@
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
+#include "mma.cuh"
 #include "qtypes.cuh"
 #include "step.h"
 
@@ -420,9 +421,11 @@ __global__ void __launch_bounds__(CQ_THREADS) attn_combine_q8_kernel(rl__cu_attn
 constexpr int VEC_MAXW = 8;
 constexpr int CHUNK = 32;
 
-__device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
+using rlcu::ldsm_x4;
+using rlcu::ldsm_x4_t;
+using rlcu::mma16816;
+using rlcu::smem_u32;
+
 __device__ __forceinline__ void cp16(void *dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_u32(dst)), "l"(src)
                  : "memory");
@@ -1018,23 +1021,6 @@ __device__ __forceinline__ void cp_wait_n(int n) {
         asm volatile("cp.async.wait_group 2;\n" ::: "memory");
     else
         asm volatile("cp.async.wait_group 3;\n" ::: "memory");
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_u32(p)));
-}
-/* c += a (16x16, row) * b (16x8, col), f16 in, f32 accumulate. */
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 /* The 8x8 b16 matrix whose fragment a is (lane: row lane / 4, columns 2 (lane % 4) + 0, 1),
  * transposed, as a fragment of the same layout. */
