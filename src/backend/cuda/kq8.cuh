@@ -44,6 +44,17 @@ __device__ __forceinline__ float dot4(uint32_t v, float4 a, float off, float acc
 /* Q4_K (ggml-common.h block_q4_K): lane t of 8 takes qs bytes 16t..16t+15: low nibbles
  * are values 64j + 16h + 0..15 (sub-block 2j), high nibbles 32 further (sub-block 2j+1),
  * j = t/2, h = t%2. y = sum d*sc*q*x - dmin*m*x over both sub-blocks. */
+/* Q6_K's 6-bit codes (0..63), a byte each: v[k] holds values l + 32k .. l + 32k + 3 of a
+ * 128-value half, from its words at ql[l] (a: low nibbles l.., high nibbles l + 64..),
+ * ql[32 + l] (b: l + 32.., l + 96..) and qh[l] (hb: two top bits of l, l + 32, l + 64 and
+ * l + 96 in that order from the lowest). */
+__device__ __forceinline__ void q6k_codes(uint32_t a, uint32_t b, uint32_t hb, uint32_t v[4]) {
+    v[0] = (a & 0x0f0f0f0fu) | (hb << 4 & 0x30303030u);
+    v[1] = (b & 0x0f0f0f0fu) | (hb << 2 & 0x30303030u);
+    v[2] = (a >> 4 & 0x0f0f0f0fu) | (hb & 0x30303030u);
+    v[3] = (b >> 4 & 0x0f0f0f0fu) | (hb >> 2 & 0x30303030u);
+}
+
 struct GQ4_K {
     static constexpr int BYTES = RL_CU_Q4_K_BYTES;
     static constexpr bool ALIGN16 = true; /* 16-byte loads of qs */
@@ -184,10 +195,8 @@ struct GQ6_K {
         int gh[4] = {0, 0, 0, 0}, gl[4] = {0, 0, 0, 0};
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
-                                   (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
-                                   (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
-                                   (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
+            uint32_t v[4];
+            q6k_codes(a[i], b[i], hb[i], v);
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 const int c = (int)__vsub4(v[k], 0x20202020u);

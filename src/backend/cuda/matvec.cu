@@ -428,10 +428,8 @@ struct MQ6_K2 {
             int g[4] = {xv.c[h][0], xv.c[h][1], xv.c[h][2], xv.c[h][3]};
 #pragma unroll
             for (int i = 0; i < 2; i++) {
-                const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
-                                       (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
-                                       (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
-                                       (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
+                uint32_t v[4];
+                q6k_codes(a[i], b[i], hb[i], v);
 #pragma unroll
                 for (int k = 0; k < 4; k++)
                     g[k] = __dp4a((int)v[k], (int)(i ? xv.v[h][k].y : xv.v[h][k].x), g[k]);
