@@ -7,13 +7,33 @@
 int rl_test_failures;
 int rl_test_checks;
 int rl_test_skipped;
+int rl_test_unselected;
 const char *rl_test_current = "?";
 
+
+int rl_test_selected(const char *name) {
+    const char *only = getenv("RUVLLM_TEST_ONLY");
+    if (!only || !*only) return 1;
+    const size_t n = strlen(name);
+    for (const char *p = only; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0 && len == n && strncmp(p, name, n) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
 int rl_test_finish(void) {
-    fprintf(stderr, "%d checks, %d failures, %d skipped\n", rl_test_checks, rl_test_failures,
-            rl_test_skipped);
+    if (rl_test_unselected)
+        fprintf(stderr, "%d checks, %d failures, %d skipped, %d not selected\n", rl_test_checks,
+                rl_test_failures, rl_test_skipped, rl_test_unselected);
+    else
+        fprintf(stderr, "%d checks, %d failures, %d skipped\n", rl_test_checks,
+                rl_test_failures, rl_test_skipped);
     if (rl_test_failures) return 1;
-    if (rl_test_skipped && rl_test_checks == 0) return 77;
+    if ((rl_test_skipped || rl_test_unselected) && rl_test_checks == 0) return 77;
     return 0;
 }
 

@@ -17,12 +17,20 @@
 extern int rl_test_failures;
 extern int rl_test_checks;
 extern int rl_test_skipped;
+extern int rl_test_unselected;
 extern const char *rl_test_current;
 
 #define TEST(name) static void name(void)
+/* RUVLLM_TEST_ONLY="a,b" runs only the tests of those names (e.g. one slow test under a
+ * sanitizer); the others print "--" and are counted as not selected. */
 #define RUN(name)                                                                          \
     do {                                                                                   \
         rl_test_current = #name;                                                           \
+        if (!rl_test_selected(#name)) {                                                    \
+            fprintf(stderr, "--   %s (not selected)\n", #name);                            \
+            rl_test_unselected++;                                                          \
+            break;                                                                         \
+        }                                                                                  \
         int f0_ = rl_test_failures;                                                        \
         name();                                                                            \
         fprintf(stderr, "%s %s\n", rl_test_failures == f0_ ? "ok  " : "FAIL", #name);     \
@@ -71,7 +79,12 @@ extern const char *rl_test_current;
  * sum when ref is all zeros); INFINITY when a holds a NaN or an infinity. */
 double rl_test_nmse(const float *a, const float *ref, size_t n);
 
-/* Exit code for main: 1 on failure, 77 when skipped and nothing was checked, else 0. */
+/* Whether RUN runs the test `name`: always without RUVLLM_TEST_ONLY (or with it empty),
+ * else when one item of the variable's comma-separated list is exactly `name`. */
+int rl_test_selected(const char *name);
+
+/* Exit code for main: 1 on failure, 77 when skipped (or none selected) and nothing was
+ * checked, else 0. */
 int rl_test_finish(void);
 
 /* Path under RUVLLM_TESTDATA (default ../shared): returns a static buffer per call slot. */
