@@ -1,4 +1,4 @@
-/* matvec.cu's Q4_K and Q6_K decoders of session 7 (MQ4_K5, MQ6_K2: the defaults) against
+/* matvec.cu's Q4_K and Q6_K newer decoders (MQ4_K5, MQ6_K2: the defaults) against
  * the ones they replaced (RUVLLM_CUDA_MV_Q4K5=0: MQ4_K4, RUVLLM_CUDA_MV_Q6K2=0: MQ6_K1),
  * which stay for A/B.
  *

@@ -1324,7 +1324,7 @@ static void decode_fused_case(const char *mv2, const char *mv_r) {
     matvec_setting(NULL);
 }
 
-/* The small kernels' paths of session 7 -- RMSNorm's one-barrier sum and redux
+/* The small kernels' newer paths -- RMSNorm's one-barrier sum and redux
  * quantization (RUVLLM_CUDA_NORM_FAST), rope_kv2 (RUVLLM_CUDA_ROPEKV2), glu4
  * (RUVLLM_CUDA_GLU4), the argmax split over blocks (RUVLLM_CUDA_ARGMAX_SPLIT), by default
  * and with the next kernel launched before their wait (RUVLLM_CUDA_EARLY=7) -- give the

@@ -579,7 +579,7 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 }
 
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
-/* Switches of the session-7 small-kernel paths, each on by default (=0: the path before,
+/* Switches of the newer small-kernel paths, each on by default (=0: the path before,
  * for A/B): rmsnorm8_kernel<true> (RUVLLM_CUDA_NORM_FAST), rope_kv2_kernel
  * (RUVLLM_CUDA_ROPEKV2), glu4_kernel (RUVLLM_CUDA_GLU4). RUVLLM_CUDA_EARLY=mask lets the
  * next kernel launch before the wait of rmsnorm8 (1), rope_kv2 (2), glu4 (4): off by
