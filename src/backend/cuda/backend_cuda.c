@@ -133,7 +133,7 @@ typedef struct cu_backend {
     uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
     size_t pin_cap;   /* CU_PIN_MAX */
     int32_t *am_ids;  /* argmax_to_host's device ids [am_n], then its zeroed workspace
-                         (rl__cu_argmax_ws_bytes(am_n), 8-byte aligned) */
+                         (rl__cu_argmax_ws_bytes(am_n), at am_ws_at(am_n)) */
     int64_t am_n;
     size_t am_cap;
     rl__cu_sample_ws *samp; /* sample_to_host's workspace (sample.cu), made at first use */
@@ -319,6 +319,11 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
 
 static bool grow_ws(cu_backend *c, void **p, size_t *cap, size_t need);
 
+/* Where the pick's workspace starts in a buffer of n ids (16-byte aligned). */
+static size_t am_ws_at(int64_t n) {
+    return ((size_t)n * sizeof(int32_t) + 15) & ~(size_t)15;
+}
+
 /* The pick joins the queue (so a decode step's graph holds it too); then only n int32
  * ids come back, through to_host's pinned buffer. The ids buffer (with the pick's
  * workspace after it, zeroed when made) grows only when a pass has more outputs than any
@@ -330,9 +335,8 @@ static void cu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t
     void *p = c->am_ids;
     size_t cap = c->am_cap;
     const int64_t am_n = RL_MAX(n, 64);
-    const size_t ws_at = ((size_t)am_n * sizeof(int32_t) + 15) & ~(size_t)15;
     if (n > c->am_n) {
-        const bool ok = grow_ws(c, &p, &cap, ws_at + rl__cu_argmax_ws_bytes(am_n));
+        const bool ok = grow_ws(c, &p, &cap, am_ws_at(am_n) + rl__cu_argmax_ws_bytes(am_n));
         c->am_ids = p; /* NULL after a failed growth: the old buffer is gone */
         c->am_cap = cap;
         c->am_n = ok ? am_n : 0;
@@ -348,7 +352,7 @@ static void cu_argmax_to_host(rl_backend *be, const float *x, int64_t n, int64_t
     r->ew.n = n;
     r->ew.dim = dim;
     r->ew.x = (float *)c->am_ids; /* int32 ids: the record's output pointer */
-    r->ew.xq = (uint8_t *)c->am_ids + (((size_t)c->am_n * sizeof(int32_t) + 15) & ~(size_t)15);
+    r->ew.xq = (uint8_t *)c->am_ids + am_ws_at(c->am_n);
     cu_to_host(be, ids, c->am_ids, (size_t)n * sizeof(int32_t));
 }
 
