@@ -90,11 +90,17 @@ static void crash_report(int sig) {
     raise(sig);
 }
 
-__attribute__((constructor)) static void crash_report_init(void) {
-    const char *e = getenv("RUVLLM_TEST_BACKTRACE");
-    if (!e || strcmp(e, "1") != 0) return;
+void rl_test_crash_report_arm(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *e = getenv("RUVLLM_TEST_BACKTRACE");
+        on = e && strcmp(e, "1") == 0;
+    }
+    if (!on) return;
     signal(SIGSEGV, crash_report);
     signal(SIGBUS, crash_report);
     signal(SIGFPE, crash_report);
     signal(SIGABRT, crash_report);
 }
+
+__attribute__((constructor)) static void crash_report_init(void) { rl_test_crash_report_arm(); }

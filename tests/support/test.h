@@ -19,6 +19,10 @@ extern int rl_test_checks;
 extern int rl_test_skipped;
 extern int rl_test_unselected;
 extern const char *rl_test_current;
+/* With RUVLLM_TEST_BACKTRACE=1: (re)install the crash report (test.c) for SIGSEGV, SIGBUS,
+ * SIGFPE and SIGABRT. RUN calls it before each test, so the report wins over handlers a
+ * library installed since (a CUDA tool's, say); otherwise it does nothing. */
+void rl_test_crash_report_arm(void);
 
 #define TEST(name) static void name(void)
 /* RUVLLM_TEST_ONLY="a,b" runs only the tests of those names (e.g. one slow test under a
@@ -26,6 +30,7 @@ extern const char *rl_test_current;
 #define RUN(name)                                                                          \
     do {                                                                                   \
         rl_test_current = #name;                                                           \
+        rl_test_crash_report_arm();                                                        \
         if (!rl_test_selected(#name)) {                                                    \
             fprintf(stderr, "--   %s (not selected)\n", #name);                            \
             rl_test_unselected++;                                                          \
