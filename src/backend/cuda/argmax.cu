@@ -3,12 +3,14 @@
  * row, so that a decode step that only needs the next token sends back one int32 per
  * row instead of n_vocab floats (issue 7).
  *
- * One block per row. Each thread walks its strided share of the row in increasing index
- * order, keeping the first maximum (strict >); the block then reduces (value, index)
- * pairs through warp shuffles and shared memory, preferring the larger value and, on a
- * tie, the lower index. So the result is the lowest index of the row's maximum, the same
- * as a left-to-right scan with strict > starting from -inf (the context's host path); NaN
- * never wins, and a row with no value above -inf gives 0.
+ * Rows of up to 4096 values (or without the split's workspace): one block per row;
+ * longer rows in chunks over many blocks (argmax_split_kernel). Each thread walks its
+ * strided share of the row in increasing index order, keeping the first maximum (strict
+ * >); the block then reduces (value, index) pairs through warp shuffles and shared memory,
+ * preferring the larger value and, on a tie, the lower index. So the result is the lowest
+ * index of the row's maximum, the same as a left-to-right scan with strict > starting from
+ * -inf (the context's host path); NaN never wins, and a row with no value above -inf
+ * gives 0.
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -16,7 +18,6 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 namespace {
 
@@ -130,8 +131,6 @@ __global__ void argmax_split_kernel(const float *__restrict__ x, int dim, bool v
     cnt[r] = 0;
 }
 
-bool g_split = true; /* RUVLLM_CUDA_ARGMAX_SPLIT=0: argmax_kernel for every row */
-
 } // namespace
 
 extern "C" size_t rl__cu_argmax_ws_bytes(int64_t n) {
@@ -142,7 +141,7 @@ extern "C" cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, 
                                      int32_t *ids, void *ws) {
     if (n <= 0) return cudaSuccess;
     if (dim <= 0 || dim > INT_MAX || n > INT_MAX) return cudaErrorInvalidValue;
-    if (ws && g_split && dim > AMS_CHUNK && dim <= (1 << 30) && n <= 65535) {
+    if (ws && dim > AMS_CHUNK && dim <= (1 << 30) && n <= 65535) {
         unsigned long long *best = static_cast<unsigned long long *>(ws);
         unsigned *cnt = reinterpret_cast<unsigned *>(best + n);
         const bool vec = dim % 4 == 0 && (uintptr_t)x % 16 == 0;
@@ -153,9 +152,4 @@ extern "C" cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, 
     }
     (void)rlcu::launch(argmax_kernel, (unsigned)n, AM_THREADS, 0, s, x, dim, ids);
     return cudaGetLastError();
-}
-
-extern "C" void rl__cu_argmax_init(void) {
-    const char *v = getenv("RUVLLM_CUDA_ARGMAX_SPLIT");
-    g_split = !(v && v[0] == '0');
 }

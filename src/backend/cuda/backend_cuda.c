@@ -129,6 +129,8 @@ typedef struct cu_backend {
                          off), their workspace q8x too */
     int64_t mmq_max;  /* most tokens they take (RUVLLM_CUDA_MMQ_MAX, default CU_MMQ_MAX_N;
                          more: cuBLAS) */
+    bool mmq_xq;      /* an RMSNorm or gated activation before such a product writes its
+                         quantized activations (RUVLLM_CUDA_MMQ_XQ=0: the product does) */
     bool pin_on;      /* to_host through a pinned buffer (RUVLLM_CUDA_PINNED=0: straight) */
     uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
     size_t pin_cap;   /* CU_PIN_MAX */
@@ -527,6 +529,15 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
             /* x comes from the op just before: it writes the quantization too (one launch
              * fewer); rows of dim values, dense (glu's output; rmsnorm's rows) */
             p->ew.xq = c->q8x;
+            q8_ready = true;
+        } else if (mq && c->mmq_xq && p->ew.x == x && p->ew.n == n && p->ew.dim == w->ne[0] &&
+                   ((p->op == CU_OP_RMSNORM &&
+                     rl__cu_rmsnorm_mmq_ok(n, p->ew.dim, p->ew.a, p->ew.x, p->ew.c, p->ew.b)) ||
+                    (p->op == CU_OP_GLU && rl__cu_glu_mmq_ok(p->ew.a, p->ew.ld, p->ew.b, p->ew.ld2,
+                                                             n, p->ew.dim, p->ew.x)))) {
+            /* the same for mmq.cu's layout and rounding (batched decoding: the norms before
+             * q/k/v and gate/up, the activation before down) */
+            p->ew.xq = rl__cu_xq_mmq(c->q8x, rl__cu_mmq_xmode((int)w->type));
             q8_ready = true;
         }
     }
@@ -1060,6 +1071,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->mmq_on = !(mmq && mmq[0] == '0');
     const char *mmq_max = getenv("RUVLLM_CUDA_MMQ_MAX");
     c->mmq_max = mmq_max && atoll(mmq_max) > 0 ? atoll(mmq_max) : CU_MMQ_MAX_N;
+    const char *mmq_xq = getenv("RUVLLM_CUDA_MMQ_XQ");
+    c->mmq_xq = !(mmq_xq && mmq_xq[0] == '0');
     const char *pin = getenv("RUVLLM_CUDA_PINNED");
     c->pin_on = !(pin && pin[0] == '0');
     const size_t cnt_bytes = RL_CU_ATTN_CNT * sizeof(unsigned int);

@@ -138,9 +138,23 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
                              float *y, void *wsw, size_t wsw_bytes, void *wsx);
 
 /* ---- element-wise (ops_nofma.cu) ---- */
-/* xq non-NULL (dim % 256 == 0): the output also quantized into the q8 path's workspace
- * layout (rl__cu_matmul_q8) for the product that reads it next. add non-NULL: x += add
- * first ([n][dim], x then written). */
+/* The quantized output of rl__cu_rmsnorm and rl__cu_glu (their xq argument) goes in the
+ * layout its low bits name: none set, the q8 decode path's workspace (rl__cu_matmul_q8);
+ * set by rl__cu_xq_mmq, mmq.cu's workspace (mmq_layout.cuh) for a product of n >=
+ * RL_CU_MMQ_MIN_N tokens with that rl__cu_mmq_xmode, which then runs with xq_ready (its
+ * quantization launch saved). Workspaces are device allocations (256-byte aligned): the two
+ * low bits are free. */
+#define RL_CU_XQ_TAG 3u
+static inline void *rl__cu_xq_mmq(void *ws, int xmode) {
+    return (void *)((uintptr_t)ws | (uintptr_t)(xmode == 1 ? 2 : 1));
+}
+/* Whether rl__cu_rmsnorm / rl__cu_glu with these arguments can write mmq.cu's layout. */
+bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *y,
+                           const float *add, const float *w);
+bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, int64_t ld_u, int64_t n,
+                       int64_t dim, const float *out);
+/* xq non-NULL (dim % 256 == 0): the output also quantized for the product that reads it
+ * next (layout as above). add non-NULL: x += add first ([n][dim], x then written). */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                            const float *w, float *y, void *xq, const float *add);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache); n rows
@@ -181,10 +195,8 @@ void rl__cu_pdl_plain_next(void);
 /* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
  * wins; 0 when no value is above -inf). ws: NULL, or rl__cu_argmax_ws_bytes(n) bytes of
  * device memory, zeroed before the first use and left zeroed by every launch: long rows
- * are then split over many blocks (RUVLLM_CUDA_ARGMAX_SPLIT=0: never, read at
- * rl__cu_argmax_init). */
+ * longer than 4096 values are then split over many blocks. */
 size_t rl__cu_argmax_ws_bytes(int64_t n);
-void rl__cu_argmax_init(void);
 cudaError_t rl__cu_argmax(cudaStream_t s, const float *x, int64_t n, int64_t dim, int32_t *ids,
                           void *ws);
 

@@ -8,6 +8,7 @@
  */
 #include "qtypes.cuh"
 #include "launch.cuh"
+#include "mmq_layout.cuh"
 #include "step.h"
 
 using namespace rlcu;
@@ -139,17 +140,23 @@ __device__ __forceinline__ void q8k_warp_redux(const float v[8], uint2 *qh, uint
     if (lane == 0) *d = dd;
 }
 
+/* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output: the q8 decode
+ * layout (XQ_Q8), or mmq.cu's workspace with its per-32 (XQ_MMQ32) or per-256 (XQ_MMQ256)
+ * rounding: the tag in the low bits of the xq argument (rl__cu_xq_mmq, cuda_impl.h). */
+enum { XQ_Q8 = 0, XQ_MMQ32 = 1, XQ_MMQ256 = 2 };
+
 /* rmsnorm_kernel for rows of dim % 256 == 0, dim <= 8192: a thread per 8 consecutive
  * values, kept in registers from the load to the quantization (a warp holds one q8 block
  * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
  * are no kernel's output). Fewer dependent trips to memory than rmsnorm_kernel's re-reads.
- * FAST: one barrier instead of two (every warp adds the warps' partial sums itself, all
- * in the same order, so every warp gets the same bits) and q8k_warp_redux. early: the next
+ * One barrier: every warp adds the warps' partial sums itself, all in the same order, so
+ * every warp gets the same bits. q8 layout by q8k_warp_redux. early: the next
  * kernel may launch before this one's wait (launch.cuh: it still waits for this one to
- * finish; a product after it starts streaming its weights sooner). */
-template <bool FAST>
+ * finish; a product after it starts streaming its weights sooner). xl (xq non-NULL): the
+ * layout of xq; for mmq.cu's the grid has 8 ntl blocks, those past the n rows writing the
+ * padding tokens' zero codes and scales, so that the product skips its own quantization. */
 __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
-                                float *y, int8_t *xq, int64_t n, bool early) {
+                                float *y, int8_t *xq, int64_t n, bool early, int xl, int ntl) {
     __shared__ double part[32];
     const int64_t e = (int64_t)blockIdx.x * dim + 8 * threadIdx.x;
     float wv[8];
@@ -161,6 +168,15 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     if (early) rlcu::pdl_launch_dependents();
     rlcu::pdl_wait();
     if (!early) rlcu::pdl_launch_dependents();
+    uint32_t *mq = reinterpret_cast<uint32_t *>(xq);
+    float2 *msc =
+        xl != XQ_Q8 ? reinterpret_cast<float2 *>(xq + mmq_codes_bytes(dim, ntl)) : nullptr;
+    const int64_t kb = threadIdx.x >> 2; /* the thread's block of 32 */
+    if ((int64_t)blockIdx.x >= n) { /* a padding token of mmq.cu's last tile */
+        mmq_put8(mq, msc, kb, ntl, blockIdx.x, (int)(threadIdx.x & 3), make_uint2(0, 0), 0.0f,
+                 0.0f);
+        return;
+    }
     float v[8];
     {
         const float4 a = reinterpret_cast<const float4 *>(x + e)[0];
@@ -184,20 +200,8 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (lane == 0) part[warp] = ss;
     __syncthreads();
-    double tot;
-    if (FAST) {
-        tot = 0.0;
-        for (int k = 0; k < (int)(blockDim.x >> 5); k++) tot += part[k];
-    } else {
-        if (warp == 0) {
-            double t = lane < (int)(blockDim.x >> 5) ? part[lane] : 0.0;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-            if (lane == 0) part[0] = t;
-        }
-        __syncthreads();
-        tot = part[0];
-    }
+    double tot = 0.0;
+    for (int k = 0; k < (int)(blockDim.x >> 5); k++) tot += part[k];
     const float mean = (float)(tot / (double)dim);
     const float sc = 1.0f / sqrtf(mean + eps);
 #pragma unroll
@@ -205,12 +209,14 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     reinterpret_cast<float4 *>(y + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
     reinterpret_cast<float4 *>(y + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
     if (!xq) return;
-    if (FAST)
+    if (xl != XQ_Q8) {
+        float d, sum;
+        const uint2 c = xl == XQ_MMQ256 ? mmq_quant256(v, &d, &sum) : mmq_quant32(v, &d, &sum);
+        mmq_put8(mq, msc, kb, ntl, blockIdx.x, (int)(threadIdx.x & 3), c, d, sum);
+    } else {
         q8k_warp_redux(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
                        reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
-    else
-        q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
-                 reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
+    }
 }
 
 /* ---- RoPE: one thread per rotated pair, angles from the host's table ----
@@ -261,6 +267,7 @@ __device__ __forceinline__ void kv_put1(void *tab, size_t row_bytes, int32_t cel
         reinterpret_cast<float *>(row)[e] = a;
 }
 
+/* 64-bit indices: passes of n * per >= 2^31 pairs, past rope_kv2_kernel's range. */
 template <bool F16> __global__ void rope_kv_kernel(rl__cu_rope_kv_args a) {
     rlcu::pdl_enter();
     const int half = a.n_rot / 2, hp = a.head_dim / 2;
@@ -403,6 +410,7 @@ __global__ void fill_kernel(float *x, int64_t n, float v) {
  * writes it (qtypes.cuh, shared with matvec.cu's gate/up product). */
 __device__ __forceinline__ float glu1(int act, float x, float up) { return rlcu::glu_value(act, x, up); }
 
+/* Any strides and alignment (glu4_kernel's conditions unmet). */
 __global__ void glu_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
                            int64_t n, int64_t dim, float *out) {
     rlcu::pdl_enter();
@@ -448,6 +456,39 @@ __global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float
     }
     q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
              reinterpret_cast<float *>(xq + 2 * n * dim) + b);
+}
+
+/* glu4_kernel's values (glu1 of the same inputs) with the output also quantized into
+ * mmq.cu's workspace (n >= RL_CU_MMQ_MIN_N tokens, dim % 256 == 0; MODE: XQ_MMQ32 or
+ * XQ_MMQ256), so that the product after it (the FFN's down) skips its quantization: a warp
+ * per 256 outputs of a token, 8 consecutive ones a lane (two float4 of gate and of up);
+ * warps of tokens n .. 8 ntl - 1 write the padding's zero codes and scales. */
+template <int MODE>
+__global__ void glu_mmq_kernel(int act, const float *g, int ld_g, const float *u, int ld_u, int n,
+                               int dim, float *out, uint32_t *q, float2 *sc, int ntl) {
+    const int wi = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
+    const int nb = dim / 256;
+    const int tok = wi / nb, b = wi - tok * nb;
+    if (tok >= 8 * ntl) return; /* whole warps */
+    const int i = 256 * b + 8 * lane, m = lane & 3;
+    const int64_t kb = 8 * (int64_t)b + (lane >> 2);
+    rlcu::pdl_enter();
+    if (tok >= n) {
+        mmq_put8(q, sc, kb, ntl, tok, m, make_uint2(0, 0), 0.0f, 0.0f);
+        return;
+    }
+    const float4 *gp = reinterpret_cast<const float4 *>(g + (int64_t)tok * ld_g + i);
+    const float4 *up = reinterpret_cast<const float4 *>(u + (int64_t)tok * ld_u + i);
+    const float4 g0 = gp[0], g1 = gp[1], u0 = up[0], u1 = up[1];
+    float v[8] = {glu1(act, g0.x, u0.x), glu1(act, g0.y, u0.y), glu1(act, g0.z, u0.z),
+                  glu1(act, g0.w, u0.w), glu1(act, g1.x, u1.x), glu1(act, g1.y, u1.y),
+                  glu1(act, g1.z, u1.z), glu1(act, g1.w, u1.w)};
+    float4 *op = reinterpret_cast<float4 *>(out + (int64_t)tok * dim + i);
+    op[0] = make_float4(v[0], v[1], v[2], v[3]);
+    op[1] = make_float4(v[4], v[5], v[6], v[7]);
+    float d, sum;
+    const uint2 c = MODE == XQ_MMQ256 ? mmq_quant256(v, &d, &sum) : mmq_quant32(v, &d, &sum);
+    mmq_put8(q, sc, kb, ntl, tok, m, c, d, sum);
 }
 
 __global__ void get_rows_f32_kernel(const float *src, const int32_t *ids, int64_t dim, float *dst) {
@@ -579,25 +620,43 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 }
 
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
-/* Switches of the newer small-kernel paths, each on by default (=0: the path before,
- * for A/B): rmsnorm8_kernel<true> (RUVLLM_CUDA_NORM_FAST), rope_kv2_kernel
- * (RUVLLM_CUDA_ROPEKV2), glu4_kernel (RUVLLM_CUDA_GLU4). RUVLLM_CUDA_EARLY=mask lets the
- * next kernel launch before the wait of rmsnorm8 (1), rope_kv2 (2), glu4 (4): off by
- * default (all three on measured 2-4% slower at one token of the 1B shape, H100). */
-static bool g_norm_fast = true, g_ropekv2 = true, g_glu4 = true;
+/* RUVLLM_CUDA_EARLY=mask lets the next kernel launch before the wait of rmsnorm8 (1),
+ * rope_kv2 (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
+ * the 1B shape, H100). */
 static int g_early = 0;
 enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
+
+/* The layout named by the low bits of an xq argument, and xq without them. */
+static int xq_layout(void **xq) {
+    const uintptr_t p = (uintptr_t)*xq;
+    *xq = (void *)(p & ~(uintptr_t)RL_CU_XQ_TAG);
+    return (int)(p & RL_CU_XQ_TAG);
+}
+
+static bool norm8_ok(int64_t dim, const float *x, const float *y, const float *add,
+                     const float *w) {
+    return dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
+           (!add || (uintptr_t)add % 16 == 0) && (!w || (uintptr_t)w % 16 == 0) && g_norm8;
+}
+
+extern "C" bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *y,
+                                      const float *add, const float *w) {
+    return n >= RL_CU_MMQ_MIN_N && n < 0x7fffff00 && norm8_ok(dim, x, y, add, w);
+}
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
                                       const float *add) {
     if (n <= 0) return cudaSuccess;
+    const int xl = xq ? xq_layout(&xq) : XQ_Q8;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
-    if (dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
-        (!add || (uintptr_t)add % 16 == 0) && (!w || (uintptr_t)w % 16 == 0) && g_norm8) {
-        (void)rlcu::launch(g_norm_fast ? rmsnorm8_kernel<true> : rmsnorm8_kernel<false>,
-                           (unsigned)n, (unsigned)(dim / 8), 0, s, const_cast<float *>(x), add, dim,
-                           eps, w, y, static_cast<int8_t *>(xq), n, (g_early & EARLY_NORM) != 0);
+    if (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) return cudaErrorInvalidValue;
+    if (norm8_ok(dim, x, y, add, w)) {
+        const int ntl = xl != XQ_Q8 ? mmq_ntl(n) : 0;
+        (void)rlcu::launch(rmsnorm8_kernel,
+                           (unsigned)(xl != XQ_Q8 ? 8 * ntl : n), (unsigned)(dim / 8), 0, s,
+                           const_cast<float *>(x), add, dim, eps, w, y, static_cast<int8_t *>(xq),
+                           n, (g_early & EARLY_NORM) != 0, xl, ntl);
         return cudaGetLastError();
     }
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
@@ -627,7 +686,7 @@ extern "C" cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args 
     const int64_t per = (int64_t)a->n_head * (a->n_rot / 2) + (int64_t)a->n_head_k * (a->head_dim / 2) +
                         a->n_embd_v / 2;
     if (a->n * per <= 0) return cudaSuccess;
-    if (g_ropekv2 && a->n * per < 0x7fffff00) {
+    if (a->n * per < 0x7fffff00) {
         const int total = (int)(a->n * per);
         const unsigned blocks = (unsigned)((total + EW_THREADS - 1) / EW_THREADS);
         if (a->kv_type == RL_TYPE_F16)
@@ -676,10 +735,32 @@ extern "C" cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v)
     return cudaGetLastError();
 }
 
+extern "C" bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, int64_t ld_u,
+                                  int64_t n, int64_t dim, const float *out) {
+    return n >= RL_CU_MMQ_MIN_N && dim % 256 == 0 && ld_g % 4 == 0 && ld_u % 4 == 0 &&
+           (uintptr_t)g % 16 == 0 && (uintptr_t)u % 16 == 0 && (uintptr_t)out % 16 == 0 &&
+           (n + 7) / 8 * 8 * dim < 0x7fffff00 &&
+           (n - 1) * (ld_g > ld_u ? ld_g : ld_u) + dim < 0x7fffff00;
+}
+
 extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g,
                                   const float *u, int64_t ld_u, int64_t n, int64_t dim, float *out,
                                   void *xq) {
     if (n * dim <= 0) return cudaSuccess;
+    const int xl = xq ? xq_layout(&xq) : XQ_Q8;
+    if (xl != XQ_Q8) {
+        if (!rl__cu_glu_mmq_ok(g, ld_g, u, ld_u, n, dim, out)) return cudaErrorInvalidValue;
+        const int ntl = mmq_ntl(n);
+        const int64_t threads = (int64_t)8 * ntl * dim / 8; /* a warp per 256 outputs */
+        const unsigned blocks = (unsigned)((threads + EW_THREADS - 1) / EW_THREADS);
+        uint32_t *q = static_cast<uint32_t *>(xq);
+        float2 *sc =
+            reinterpret_cast<float2 *>(static_cast<uint8_t *>(xq) + mmq_codes_bytes(dim, ntl));
+        (void)rlcu::launch(xl == XQ_MMQ256 ? glu_mmq_kernel<XQ_MMQ256> : glu_mmq_kernel<XQ_MMQ32>,
+                           blocks, EW_THREADS, 0, s, act, g, (int)ld_g, u, (int)ld_u, (int)n,
+                           (int)dim, out, q, sc, ntl);
+        return cudaGetLastError();
+    }
     if (xq) {
         if (dim % 256) return cudaErrorInvalidValue;
         const int64_t threads = n * dim / 8; /* a warp per 256 outputs */
@@ -687,7 +768,7 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
             act, g, ld_g, u, ld_u, n, dim, out, static_cast<int8_t *>(xq));
         return cudaGetLastError();
     }
-    if (g_glu4 && dim % 4 == 0 && ld_g % 4 == 0 && ld_u % 4 == 0 && (uintptr_t)g % 16 == 0 &&
+    if (dim % 4 == 0 && ld_g % 4 == 0 && ld_u % 4 == 0 && (uintptr_t)g % 16 == 0 &&
         (uintptr_t)u % 16 == 0 && (uintptr_t)out % 16 == 0 && n * dim < 0x7fffff00 &&
         (n - 1) * (ld_g > ld_u ? ld_g : ld_u) + dim < 0x7fffff00) {
         const int n4 = (int)(n * dim / 4);
@@ -756,15 +837,8 @@ extern "C" cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_byte
 extern "C" cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max) {
     const char *nv = getenv("RUVLLM_CUDA_NORM8");
     g_norm8 = !(nv && nv[0] == '0');
-    const char *names[3] = {"RUVLLM_CUDA_NORM_FAST", "RUVLLM_CUDA_ROPEKV2", "RUVLLM_CUDA_GLU4"};
-    bool *flags[3] = {&g_norm_fast, &g_ropekv2, &g_glu4};
-    for (int i = 0; i < 3; i++) {
-        const char *v = getenv(names[i]);
-        *flags[i] = !(v && v[0] == '0');
-    }
     const char *ev = getenv("RUVLLM_CUDA_EARLY");
     g_early = ev ? (int)strtol(ev, NULL, 10) & 7 : 0;
-    rl__cu_argmax_init();
     cudaError_t e = rl_cu_set_iq4(iq4_values);
     if (e == cudaSuccess) e = rlcu::pdl_init();
     if (e == cudaSuccess) e = rl__cu_init_matmul(iq4_values);
