@@ -28,7 +28,7 @@
 
 #include <stdio.h>
 
-#define RL_BACKEND_OPS_VERSION 6
+#define RL_BACKEND_OPS_VERSION 7
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -240,6 +240,15 @@ typedef struct rl_backend_ops {
     rl_status (*sample_to_host)(rl_backend *be, float *x, int64_t n, int64_t dim,
                                 const rl_sample_row *rows, const int32_t *pen,
                                 int32_t *ids, int32_t *n_kept);
+
+    /* ---- version 7: host memory that results come back into (NULL: to_host copies into
+     * any host memory as it is) ---- */
+    /* Prepare [p, p + bytes) of the caller's host memory for to_host copies into it (the
+     * CUDA backend page-locks it, so the copy engine writes it directly instead of through
+     * a bounce buffer). RL_ERR_NOMEM when that fails. host_unregister(be, p) before the
+     * memory is freed or the backend destroyed. */
+    rl_status (*host_register)(rl_backend *be, void *p, size_t bytes);
+    void (*host_unregister)(rl_backend *be, void *p);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

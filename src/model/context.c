@@ -57,6 +57,7 @@ struct rl_context {
 
     /* results of the last rl_decode */
     float *logits;          /* [n_outputs_max][n_vocab] host */
+    bool logits_registered; /* its first rows are the backend's (host_register) */
     int32_t *out_batch_idx; /* [n_outputs_max] batch index of each logits row, ascending */
     int32_t n_outputs;
     bool argmax_only;       /* rl_context_set_argmax_only */
@@ -119,6 +120,7 @@ RL_API void rl_context_free(rl_context *ctx) {
     rl__free(ctx->list_len);
     rl__free(ctx->seq_last);
     rl__free(ctx->seq_prev);
+    if (ctx->logits_registered) be->ops->host_unregister(be, ctx->logits);
     rl__aligned_free(ctx->logits);
     rl__free(ctx->out_batch_idx);
     rl__free(ctx->out_argmax);
@@ -283,6 +285,19 @@ RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p
         !ctx->logits || !ctx->out_batch_idx || !ctx->out_argmax)
         goto nomem;
     for (size_t c = 0; c < n_cells; c++) ctx->cell_pos[c] = -1;
+    if (ctx->be->ops->host_register) {
+        /* the rows a decode step of up to 64 sequences fills come back with no bounce copy */
+        const size_t rb = RL_MIN(lb, (size_t)RL_MIN(p.n_outputs_max, 64) * (size_t)hp->n_vocab *
+                                         sizeof(float));
+        st = ctx->be->ops->host_register(ctx->be, ctx->logits, rb);
+        if (st != RL_OK) {
+            rl__fmt(err, es, "cannot prepare the logits buffer (%zu bytes) for the %s backend: %s",
+                    rb, ctx->be->ops->name, rl_status_str(st));
+            rl_context_free(ctx);
+            return st;
+        }
+        ctx->logits_registered = true;
+    }
 
     st = size_arena(ctx);
     if (st != RL_OK) {

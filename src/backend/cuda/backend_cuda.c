@@ -90,6 +90,7 @@ _Static_assert(sizeof(block_iq4_xs) == RL_CU_IQ4_XS_BYTES &&
 #define CU_MMQ_MAX_N 128
 #define CU_TC_W_MAX ((size_t)128 << 20)   /* decoded-weight workspace (16-bit) at most */
 #define CU_PIN_MAX ((size_t)8 << 20)      /* to_host's pinned bounce buffer at most */
+#define CU_REG_MAX 4                      /* host_register ranges an instance holds */
 
 typedef struct cu_range {
     uintptr_t host;
@@ -134,6 +135,9 @@ typedef struct cu_backend {
     bool pin_on;      /* to_host through a pinned buffer (RUVLLM_CUDA_PINNED=0: straight) */
     uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
     size_t pin_cap;   /* CU_PIN_MAX */
+    void *reg[CU_REG_MAX]; /* host ranges page-locked by host_register: to_host copies */
+    size_t reg_bytes[CU_REG_MAX]; /* into them directly */
+    int n_reg;
     int32_t *am_ids;  /* argmax_to_host's device ids [am_n], then its zeroed workspace
                          (rl__cu_argmax_ws_bytes(am_n), at am_ws_at(am_n)) */
     int64_t am_n;
@@ -287,10 +291,25 @@ static void cu_free(rl_backend *be, void *p) {
  * host memcpy out of it is cheap. The buffer grows to the largest copy asked for (up to
  * CU_PIN_MAX; larger copies go through it in pieces), so after the first decode step no
  * allocation is made. If page-locked memory cannot be had, the copy goes straight. */
+static bool registered(const cu_backend *c, const void *p, size_t bytes) {
+    for (int i = 0; i < c->n_reg; i++)
+        if ((uintptr_t)p >= (uintptr_t)c->reg[i] &&
+            (uintptr_t)p - (uintptr_t)c->reg[i] <= c->reg_bytes[i] &&
+            bytes <= c->reg_bytes[i] - ((uintptr_t)p - (uintptr_t)c->reg[i]))
+            return true;
+    return false;
+}
+
 static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
     flush(c);
+    if (registered(c, dst, bytes)) { /* page-locked (host_register): no bounce */
+        fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
+             "copy to host");
+        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        return;
+    }
     const size_t want = RL_MIN(bytes, CU_PIN_MAX);
     if (c->pin_on && c->pin_cap < want) {
         if (c->pin) cudaFreeHost(c->pin);
@@ -316,6 +335,41 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
              "copy to host");
         fail(c, cudaStreamSynchronize(c->stream), "synchronize");
         if (c->err == RL_OK) memcpy((uint8_t *)dst + off, c->pin, n);
+    }
+}
+
+/* The context's logits rows (the results every decode step copies back): page-locked in
+ * place, so to_host needs neither the bounce buffer nor the host copy out of it (a 0.5 MB
+ * row of a 128k vocabulary: tens of microseconds a step). */
+static rl_status cu_host_register(rl_backend *be, void *p, size_t bytes) {
+    cu_backend *c = CU(be);
+    if (!p || !bytes) return RL_ERR_INVALID_ARG;
+    if (c->n_reg == CU_REG_MAX) return RL_ERR_NOMEM;
+    use_device(c);
+    if (c->err != RL_OK) return c->err;
+    const cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return e == cudaErrorMemoryAllocation ? RL_ERR_NOMEM : RL_ERR_INTERNAL;
+    }
+    c->reg[c->n_reg] = p;
+    c->reg_bytes[c->n_reg] = bytes;
+    c->n_reg++;
+    return RL_OK;
+}
+
+static void cu_host_unregister(rl_backend *be, void *p) {
+    cu_backend *c = CU(be);
+    for (int i = 0; i < c->n_reg; i++) {
+        if (c->reg[i] != p) continue;
+        use_device(c);
+        cudaStreamSynchronize(c->stream); /* no copy into it is left in flight */
+        cudaHostUnregister(p);
+        cudaGetLastError();
+        c->n_reg--;
+        c->reg[i] = c->reg[c->n_reg];
+        c->reg_bytes[i] = c->reg_bytes[c->n_reg];
+        return;
     }
 }
 
@@ -994,6 +1048,7 @@ static void cu_destroy(rl_backend *be) {
     cudaFree(c->am_ids);
     rl__cu_sample_free(c->samp);
     if (c->pin) cudaFreeHost(c->pin);
+    for (int i = 0; i < c->n_reg; i++) cudaHostUnregister(c->reg[i]); /* left registered */
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
     rl__free(c->pbuf);
@@ -1034,6 +1089,8 @@ static const rl_backend_ops k_cuda_ops = {
     .sync = cu_sync,
     .argmax_to_host = cu_argmax_to_host,
     .sample_to_host = cu_sample_to_host,
+    .host_register = cu_host_register,
+    .host_unregister = cu_host_unregister,
 };
 
 /* An instance on s (taking a reference): its stream and attention workspace. */
