@@ -135,6 +135,7 @@ typedef struct cu_backend {
     bool pin_on;      /* to_host through a pinned buffer (RUVLLM_CUDA_PINNED=0: straight) */
     uint8_t *pin;     /* that buffer (cudaMallocHost), grown to the largest copy, at most */
     size_t pin_cap;   /* CU_PIN_MAX */
+    bool reg_on; /* host_register page-locks (RUVLLM_CUDA_HOSTREG=0: it does nothing, A/B) */
     void *reg[CU_REG_MAX]; /* host ranges page-locked by host_register: to_host copies */
     size_t reg_bytes[CU_REG_MAX]; /* into them directly */
     int n_reg;
@@ -344,6 +345,7 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
 static rl_status cu_host_register(rl_backend *be, void *p, size_t bytes) {
     cu_backend *c = CU(be);
     if (!p || !bytes) return RL_ERR_INVALID_ARG;
+    if (!c->reg_on) return RL_OK; /* to_host goes through the bounce buffer */
     if (c->n_reg == CU_REG_MAX) return RL_ERR_NOMEM;
     use_device(c);
     if (c->err != RL_OK) return c->err;
@@ -1132,6 +1134,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->mmq_xq = !(mmq_xq && mmq_xq[0] == '0');
     const char *pin = getenv("RUVLLM_CUDA_PINNED");
     c->pin_on = !(pin && pin[0] == '0');
+    const char *reg = getenv("RUVLLM_CUDA_HOSTREG");
+    c->reg_on = !(reg && reg[0] == '0');
     const size_t cnt_bytes = RL_CU_ATTN_CNT * sizeof(unsigned int);
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) c->ws = NULL;
     if (cudaMalloc((void **)&c->attn_cnt, cnt_bytes) != cudaSuccess) c->attn_cnt = NULL;
