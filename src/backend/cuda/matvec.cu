@@ -48,6 +48,17 @@ __device__ __forceinline__ void cp16(uint32_t dst, const void *src) {
  * --kernels) the small products gain most: Q4_K 1024x4096 2.83 -> 2.55 us, 2048x2048
  * 2.84 -> 2.58 us (2 rows per item), the large ones 0-3%. */
 __constant__ int c_mv_ef = 1;
+/* GLU mode counts a warp's gated values once, after its last item (1), instead of after
+ * every group of rows (0: a fence and an atomic round trip in the middle of the weight
+ * stream, 2 to 4 times a warp at the 8B shapes). Same values, same quantization: the same
+ * bits. H100, 2026-11-26, RMSNorm + gate/up + SwiGLU + down through the backend's queue
+ * (test_cuda_mv8 RUVLLM_MV8_BENCH=1, us a layer, 0 -> 1, two runs each): 8B Q4_K/Q6_K 54.2,
+ * 55.2 -> 50.7, 50.7; 8B Q8_0 76.1, 77.1 -> 78.7, 78.0; 1B Q4_K/Q6_K 23.5, 24.1 -> 22.7,
+ * 23.4; F16 (no counting) unchanged. Whole models (bench_cuda --pp 512 --tg 128, tg0 tok/s,
+ * same binary, one call): 8B Q4_K_M 371.2, 373.7 -> 389.6 (tg 347.3, 350.5 -> 364.2); 8B
+ * Q8_0 265.6 -> 265.2; 1B Q4_K_M 1,312 / 1,315 -> 1,306 and, in another call, 1,317 ->
+ * 1,322 (noise). RUVLLM_CUDA_MV_GLUEND=0 gives the per-group counting back. */
+__constant__ int c_mv_glu_end = 1;
 __device__ __forceinline__ uint64_t mv_policy() {
     uint64_t p;
     if (c_mv_ef)
@@ -217,53 +228,6 @@ struct MQ4_K1 {
     }
 };
 
-/* Q4_K with one code per activation, 4 lanes per super-block: 8 super-blocks a chunk; lane
- * = 4 s + j takes super-block s, sub-blocks 2j and 2j + 1 (qs bytes 32j .. 32j + 31: low
- * nibbles are values 64j .. 64j + 31, high ones the next 32), so one pair of 6-bit scales
- * and mins a lane instead of one per 32 values (MQ4_K1's lanes take 16 bytes each): about a
- * third fewer instructions per weight byte for the same arithmetic. K a multiple of 2048. */
-struct MQ4_K4 {
-    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q4_K_BYTES;
-    using XA = XQ;
-    struct X {
-        int4 lo[2], hi[2];
-        float d, s0, s1;
-    };
-    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
-        const int64_t e = e0 + 256 * (lane >> 2) + 64 * (lane & 3);
-        X v;
-#pragma unroll
-        for (int k = 0; k < 2; k++) {
-            v.lo[k] = *reinterpret_cast<const int4 *>(x.h + e + 16 * k);
-            v.hi[k] = *reinterpret_cast<const int4 *>(x.h + e + 32 + 16 * k);
-        }
-        v.d = x.d[(e0 >> 8) + (lane >> 2)];
-        v.s0 = (float)(GQ4_K::sum16(v.lo[0]) + GQ4_K::sum16(v.lo[1]));
-        v.s1 = (float)(GQ4_K::sum16(v.hi[0]) + GQ4_K::sum16(v.hi[1]));
-        return v;
-    }
-    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
-        const int s = lane >> 2, j = lane & 3;
-        const uint8_t *b = st + RL_CU_Q4_K_BYTES * s;
-        const uint4 hd = *reinterpret_cast<const uint4 *>(b);
-        const uint4 q0 = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 32 * j);
-        const uint4 q1 = *reinterpret_cast<const uint4 *>(b + RL_CU_Q4_K_QS + 32 * j + 16);
-        const uint32_t sc = j < 2 ? hd.y & 0x3f3f3f3fu
-                                  : (hd.w & 0x0f0f0f0fu) | ((hd.y >> 6) & 0x03030303u) << 4;
-        const uint32_t mn = j < 2 ? hd.z & 0x3f3f3f3fu
-                                  : ((hd.w >> 4) & 0x0f0f0f0fu) | ((hd.z >> 6) & 0x03030303u) << 4;
-        const int sh = 16 * (j & 1);
-        const float d = __half2float(__ushort_as_half((unsigned short)(hd.x & 0xffffu)));
-        const float dmin = __half2float(__ushort_as_half((unsigned short)(hd.x >> 16)));
-        const float lo = (float)(GQ4_K::dot16<0>(q0, xv.lo[0]) + GQ4_K::dot16<0>(q1, xv.lo[1]));
-        const float hi = (float)(GQ4_K::dot16<4>(q0, xv.hi[0]) + GQ4_K::dot16<4>(q1, xv.hi[1]));
-        const float a = d * ((float)((sc >> sh) & 0xffu) * lo) - dmin * ((float)((mn >> sh) & 0xffu) * xv.s0);
-        const float c = d * ((float)((sc >> (sh + 8)) & 0xffu) * hi) -
-                        dmin * ((float)((mn >> (sh + 8)) & 0xffu) * xv.s1);
-        return xv.d * (a + c);
-    }
-};
-
 /* dp4a of unsigned bytes a with signed bytes b (PTX ISA, "dp4a": .u32 .s32 operands) */
 __device__ __forceinline__ int dp4a_us(uint32_t a, int b, int c) {
     int d;
@@ -271,14 +235,17 @@ __device__ __forceinline__ int dp4a_us(uint32_t a, int b, int c) {
     return d;
 }
 
-/* Q4_K as MQ4_K4 (4 lanes a super-block, the same bytes and activations) with fewer
- * instructions: the high nibbles are taken in place (q & 0xf0f0f0f0, unsigned bytes 16 q
- * into a dp4a with signed activations: 16 times the sum, shifted back exactly) instead of
- * shifted down first, and the scales and mins multiply integer sums (|sum| < 2^23, so the
- * one conversion to float is exact): two float products a row instead of eight.
- * H100, 2026-11-26 (bench_cuda --kernels, us, MQ4_K4 -> MQ4_K5, two runs each): 4096x14336
- * 13.73 -> 13.34, 14336x4096 14.35 -> 14.2, 4096x4096 5.15 -> 5.04, 2048x8192 5.28 -> 5.14;
- * the 1024- and 2048-row ones unchanged. RUVLLM_CUDA_MV_Q4K5=0: MQ4_K4. */
+/* Q4_K with one code per activation, 4 lanes per super-block: 8 super-blocks a chunk; lane
+ * = 4 s + j takes super-block s, sub-blocks 2j and 2j + 1 (qs bytes 32j .. 32j + 31: low
+ * nibbles are values 64j .. 64j + 31, high ones the next 32), so one pair of 6-bit scales
+ * and mins a lane instead of one per 32 values (MQ4_K1's lanes take 16 bytes each). K a
+ * multiple of 2048. The high nibbles are taken in place (q & 0xf0f0f0f0, unsigned bytes
+ * 16 q into a dp4a with signed activations: 16 times the sum, shifted back exactly) instead
+ * of shifted down first, and the scales and mins multiply integer sums (|sum| < 2^23, so
+ * the one conversion to float is exact): two float products a row instead of eight.
+ * H100, 2026-11-26 (bench_cuda --kernels, us, against the same lanes with shifted nibbles
+ * and float scales, two runs each): 4096x14336 13.73 -> 13.34, 14336x4096 14.35 -> 14.2,
+ * 4096x4096 5.15 -> 5.04, 2048x8192 5.28 -> 5.14; the 1024- and 2048-row ones unchanged. */
 struct MQ4_K5 {
     static constexpr int VPC = 2048, CB = 8 * RL_CU_Q4_K_BYTES;
     using XA = XQ;
@@ -328,69 +295,17 @@ struct MQ4_K5 {
     }
 };
 
-/* Q6_K with one code per activation: MQ6_K's lanes, GQ6_K::dot8 without the residual. */
-struct MQ6_K1 {
-    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
-    using XA = XQ;
-    struct X {
-        uint2 v[2][4];
-        float d;
-    };
-    __device__ static X xload(int lane, int64_t e0, const XQ &x) {
-        const int64_t e = e0 + 256 * (lane >> 2) + 8 * (lane & 3);
-        X v;
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                v.v[h][k] = *reinterpret_cast<const uint2 *>(x.h + e + 128 * h + 32 * k);
-        v.d = x.d[(e0 >> 8) + (lane >> 2)];
-        return v;
-    }
-    __device__ static float dot(const uint8_t *st, int lane, const X &xv) {
-        const int s = lane >> 2, u = lane & 3, l = 8 * u;
-        const int o = RL_CU_Q6_K_BYTES * s;
-        const float d = lds_h(st, o + RL_CU_Q6_K_D);
-        float acc = 0.0f;
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            uint32_t a[2], b[2], hb[2], sv[2];
-            lds_words<2>(st, o + 64 * h + l, a);
-            lds_words<2>(st, o + 64 * h + 32 + l, b);
-            lds_words<2>(st, o + RL_CU_Q6_K_QH + 32 * h + l, hb);
-            lds_words<2>(st, o + RL_CU_Q6_K_SCALES + 8 * h, sv);
-            int g[4] = {0, 0, 0, 0};
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const uint32_t v[4] = {(a[i] & 0x0f0f0f0fu) | (hb[i] << 4 & 0x30303030u),
-                                       (b[i] & 0x0f0f0f0fu) | (hb[i] << 2 & 0x30303030u),
-                                       (a[i] >> 4 & 0x0f0f0f0fu) | (hb[i] & 0x30303030u),
-                                       (b[i] >> 4 & 0x0f0f0f0fu) | (hb[i] >> 2 & 0x30303030u)};
-#pragma unroll
-                for (int k = 0; k < 4; k++)
-                    g[k] = __dp4a((int)__vsub4(v[k], 0x20202020u),
-                                  (int)(i ? xv.v[h][k].y : xv.v[h][k].x), g[k]);
-            }
-            /* scales 8h + u/2 + 2k, k = 0..3: bytes u/2 + 2k of the 8 read (as MQ6_K) */
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                acc += d * (float)(int8_t)((k < 2 ? sv[0] : sv[1]) >> (8 * ((u >> 1) + 2 * (k & 1)))) *
-                       (float)g[k];
-        }
-        return xv.d * acc;
-    }
-};
-
-/* Q6_K with one code per activation, MQ6_K1's lanes with fewer instructions: the codes
- * q - 32 are not formed byte by byte (__vsub4, several instructions a word on this
- * hardware) but the dp4a sums of the unsigned codes q (0..63: positive as signed bytes)
- * start from -32 times the sum of the activations they meet (per 8 values, computed once a
- * chunk in xload and used for every row of an item); the 16 groups of a lane are scaled
- * and added as integers (|sum| < 2^26), one float multiply a row. Exact integer sums, so
- * the result is the CPU's to rounding of the last multiply. H100, 2026-11-26 (bench_cuda
- * --kernels, us, MQ6_K1 -> MQ6_K2, two runs each): 4096x14336 (R 4) 21.5 -> 19.3, the
+/* Q6_K with one code per activation, MQ6_K's lanes (lane = 4 s + u: super-block s, both
+ * halves of 128 values at u): the codes q - 32 are not formed byte by byte (__vsub4,
+ * several instructions a word on this hardware) but the dp4a sums of the unsigned codes q
+ * (0..63: positive as signed bytes) start from -32 times the sum of the activations they
+ * meet (per 8 values, computed once a chunk in xload and used for every row of an item);
+ * the 16 groups of a lane are scaled and added as integers (|sum| < 2^26), one float
+ * multiply a row. Exact integer sums, so the result is the CPU's to rounding of the last
+ * multiply. H100, 2026-11-26 (bench_cuda --kernels, us, against the same lanes with
+ * __vsub4 codes and float scales, two runs each): 4096x14336 (R 4) 21.5 -> 19.3, the
  * 128256x4096 head 169.7 -> 165.6, 2048x8192 (R 2) 7.69 -> 7.32, 1024x4096 (R 2) 3.02 ->
- * 3.05, the 1B head 128256x2048 83.6 -> 85.5. RUVLLM_CUDA_MV_Q6K2=0: MQ6_K1. */
+ * 3.05, the 1B head 128256x2048 83.6 -> 85.5. */
 struct MQ6_K2 {
     static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
     using XA = XQ;
@@ -576,12 +491,11 @@ __device__ __forceinline__ float *seg_out(const rl__cu_mv_segs &sg, int64_t row)
     return (s2 ? sg.y[2] : s1 ? sg.y[1] : sg.y[0]) + (row - (s2 ? sg.end[1] : s1 ? sg.end[0] : 0));
 }
 
-/* A group's R / 2 gated values from its R sums v (gate then up; every lane holds them):
- * written by lanes 0 .. R/2 - 1, counted, and the block of 256 quantized by the warp that
- * completes it (MvGlu above). */
+/* A group's R / 2 gated values from its R sums v (gate then up; every lane holds them),
+ * written by lanes 0 .. R/2 - 1; returns how many (the last group may be short). */
 template <int R>
-__device__ __forceinline__ void mv_glu_out(const MvGlu &gl, const rl__cu_mv_segs &sg, int64_t pb,
-                                           const float (&v)[R], int lane) {
+__device__ __forceinline__ int mv_glu_store(const MvGlu &gl, const rl__cu_mv_segs &sg, int64_t pb,
+                                            const float (&v)[R], int lane) {
     float g = v[0], u = v[R / 2];
 #pragma unroll
     for (int j = 1; j < R / 2; j++)
@@ -592,20 +506,31 @@ __device__ __forceinline__ void mv_glu_out(const MvGlu &gl, const rl__cu_mv_segs
         sg.y[1][pb + lane] = u;
         gl.out[pb + lane] = rlcu::glu_value(gl.act, g, u);
     }
-    if (!gl.xq) return; /* F16: the product after reads float activations */
+    return nv;
+}
+
+/* The warp's gated values [p0, p1) written: counted per block of 256 (after a fence), and
+ * each block this completes quantized by this warp (MvGlu above). */
+__device__ __forceinline__ void mv_glu_count(const MvGlu &gl, int64_t p0, int64_t p1, int lane) {
+    if (!gl.xq || p1 <= p0) return; /* F16: the product after reads float activations */
     __threadfence();
     __syncwarp();
-    int last = 0;
-    if (lane == 0) last = atomicAdd(&gl.cnt[pb >> 8], nv) + nv == 256;
-    if (!__shfl_sync(0xffffffffu, last, 0)) return;
-    __threadfence();
-    const int64_t e = (pb & ~(int64_t)255) + 8 * lane;
-    const float4 a0 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e));
-    const float4 a1 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e) + 1);
-    const float w8[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-    rlcu::q8k_warp(w8, reinterpret_cast<uint2 *>(gl.xq + e), reinterpret_cast<uint2 *>(gl.xq + gl.F + e),
-                   reinterpret_cast<float *>(gl.xq + 2 * gl.F) + (pb >> 8));
-    if (lane == 0) gl.cnt[pb >> 8] = 0;
+    for (int64_t b = p0 >> 8; b <= (p1 - 1) >> 8; b++) {
+        const int64_t lo = b << 8 > p0 ? b << 8 : p0, hi = (b + 1) << 8 < p1 ? (b + 1) << 8 : p1;
+        const int nv = (int)(hi - lo);
+        int last = 0;
+        if (lane == 0) last = atomicAdd(&gl.cnt[b], nv) + nv == 256;
+        if (!__shfl_sync(0xffffffffu, last, 0)) continue;
+        __threadfence();
+        const int64_t e = (b << 8) + 8 * lane;
+        const float4 a0 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e));
+        const float4 a1 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e) + 1);
+        const float w8[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        rlcu::q8k_warp(w8, reinterpret_cast<uint2 *>(gl.xq + e),
+                       reinterpret_cast<uint2 *>(gl.xq + gl.F + e),
+                       reinterpret_cast<float *>(gl.xq + 2 * gl.F) + b);
+        if (lane == 0) gl.cnt[b] = 0;
+    }
 }
 
 /* Rows of y = W x in items of R rows x one chunk. The block's warps form MV_WARPS / ks
@@ -622,10 +547,11 @@ constexpr int MV_KS_GROUPS = 4;
 /* GLU (rl__cu_matvec_glu): the rows are gate and up taken in turn, R / 2 of each per group
  * (the same R / 2 rows of both: virtual row v is gate or up row (v - v % R) / 2 + v % (R / 2)),
  * rows = 2 F, ks = 1. A group's sums give R / 2 values of act(gate) * up (also gate and up
- * themselves, as the separate ops leave them); the warp that writes the last of a block's
- * 256 values (a counter per block, after a fence: CUDA C++ Programming Guide, "Memory
- * Fence Functions") quantizes the block for the q8 product that reads it next, as the
- * gated-activation kernel does (q8k_warp), and sets the counter back to 0. */
+ * themselves, as the separate ops leave them). After its last item a warp counts the values
+ * it wrote into each block of 256 they fall in (a counter per block, after a fence: CUDA C++
+ * Programming Guide, "Memory Fence Functions"); the warp whose count completes a block
+ * quantizes it for the q8 product that reads it next, as the gated-activation kernel does
+ * (q8k_warp), and sets the counter back to 0. */
 template <class G, int R, bool GLU>
 __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_bytes, int64_t rows,
                                         int gpw, int nch, int ks, const typename G::XA &x,
@@ -687,6 +613,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
     int cg = 0, cc = 0;
+    int64_t glu_end = r0 / 2; /* GLU: the end of the values this warp has written */
     for (int i = 0; i < n_items; i++) {
         issue((i + S - 1) % S);
         const typename G::X xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
@@ -705,7 +632,13 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
                 for (int o = 16; o > 0; o >>= 1) v[r] += __shfl_xor_sync(0xffffffffu, v[r], o);
                 acc[r] = 0.0f;
             }
-            mv_glu_out<R>(gl, sg, (r0 + (int64_t)cg * R) / 2, v, lane);
+            const int64_t pb = (r0 + (int64_t)cg * R) / 2;
+            const int nv = mv_glu_store<R>(gl, sg, pb, v, lane);
+            if (c_mv_glu_end) {
+                glu_end = pb + nv;
+            } else {
+                mv_glu_count(gl, pb, pb + nv, lane);
+            }
             cc = 0;
             cg++;
         } else if (!GLU && ++cc == npc) {
@@ -726,6 +659,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             cg++;
         }
     }
+    if (GLU && c_mv_glu_end) mv_glu_count(gl, r0 / 2, glu_end, lane);
     if (GLU || ks == 1) return;
     __syncthreads();
     const int g = lane / R, r = lane % R;
@@ -879,17 +813,14 @@ __global__ void __launch_bounds__(MV2_WMAX * 32, 1)
  * wave of warps. */
 constexpr int MV_TYPES = 5;
 static int g_mv_sms = 0;
-static int g_mv_occ[MV_TYPES + 5][3]; /* + the one-code kernels: MQ4_K1, MQ6_K1, MQ4_K4, MQ6_K2,
-                                         MQ4_K5 */
+static int g_mv_occ[MV_TYPES + 3][3]; /* + the one-code kernels: MQ4_K1, MQ6_K2, MQ4_K5 */
 static int g_mv_rows[MV_TYPES] = {-1, -1, -1, -1, -1}; /* -1: mv_rows_for's choice */
 static bool g_mv_on = true;
-static bool g_mv_q8k = true;   /* Q4_K, Q6_K with one code per activation (MQ4_K1, MQ6_K1) */
-static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K4), K % 2048 == 0 */
-static bool g_mv_q4k5 = true;  /* ... and through MQ4_K5 (RUVLLM_CUDA_MV_Q4K5=0: MQ4_K4) */
-static bool g_mv_q6k2 = true;  /* ... Q6_K through MQ6_K2 (RUVLLM_CUDA_MV_Q6K2=0: MQ6_K1) */
+static bool g_mv_q8k = true;   /* Q4_K, Q6_K with one code per activation (MQ4_K1, MQ6_K2) */
+static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K5), K % 2048 == 0 */
 static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
-static int g_mv_glu_occ[6][2]; /* MQ4_K1, MQ4_K, MQ8_0, MQ4_K4, MF16, MQ4_K5 at R 2, 4 */
+static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -983,16 +914,12 @@ cudaError_t mv_run(cudaStream_t s, int type, const rl__cu_mv_segs &sg, size_t ro
     const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
     switch (type) {
     case RL_TYPE_Q4_K:
-        if (g_mv_q8k && g_mv_q4k4 && g_mv_q4k5 && K % MQ4_K5::VPC == 0)
-            return mv_launch<MQ4_K5>(s, 0, MV_TYPES + 4, sg, row_bytes, rows, K, xa);
-        if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
-            return mv_launch<MQ4_K4>(s, 0, MV_TYPES + 2, sg, row_bytes, rows, K, xa);
+        if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K5::VPC == 0)
+            return mv_launch<MQ4_K5>(s, 0, MV_TYPES + 2, sg, row_bytes, rows, K, xa);
         return g_mv_q8k ? mv_launch<MQ4_K1>(s, 0, MV_TYPES, sg, row_bytes, rows, K, xa)
                         : mv_launch<MQ4_K>(s, 0, 0, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q6_K:
-        if (g_mv_q8k && g_mv_q6k2)
-            return mv_launch<MQ6_K2>(s, 1, MV_TYPES + 3, sg, row_bytes, rows, K, xa);
-        return g_mv_q8k ? mv_launch<MQ6_K1>(s, 1, MV_TYPES + 1, sg, row_bytes, rows, K, xa)
+        return g_mv_q8k ? mv_launch<MQ6_K2>(s, 1, MV_TYPES + 1, sg, row_bytes, rows, K, xa)
                         : mv_launch<MQ6_K>(s, 1, 1, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q8_0:
         return mv_launch<MQ8_0>(s, 2, 2, sg, row_bytes, rows, K, xa);
@@ -1133,7 +1060,7 @@ cudaError_t mv2_run(cudaStream_t s, int type, const rl__cu_mv_segs *sg, size_t r
         return g_mv_q8k ? mv2_launch<MQ4_K1>(s, 0, sg, row_bytes, rows, K, xa)
                         : mv2_launch<MQ4_K>(s, 0, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q6_K:
-        return g_mv_q8k ? mv2_launch<MQ6_K1>(s, 1, sg, row_bytes, rows, K, xa)
+        return g_mv_q8k ? mv2_launch<MQ6_K2>(s, 1, sg, row_bytes, rows, K, xa)
                         : mv2_launch<MQ6_K>(s, 1, sg, row_bytes, rows, K, xa);
     case RL_TYPE_Q8_0:
         return mv2_launch<MQ8_0>(s, 2, sg, row_bytes, rows, K, xa);
@@ -1219,16 +1146,14 @@ extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_
     const MvGlu gl = {out, static_cast<int8_t *>(out_xq), cnt, F, act};
     switch (type) {
     case RL_TYPE_Q4_K:
-        if (g_mv_q8k && g_mv_q4k4 && g_mv_q4k5 && K % MQ4_K5::VPC == 0)
-            return mv_glu_launch<MQ4_K5>(s, 0, 5, *sg, row_bytes, K, xa, gl);
-        if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K4::VPC == 0)
-            return mv_glu_launch<MQ4_K4>(s, 0, 3, *sg, row_bytes, K, xa, gl);
+        if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K5::VPC == 0)
+            return mv_glu_launch<MQ4_K5>(s, 0, 4, *sg, row_bytes, K, xa, gl);
         return g_mv_q8k ? mv_glu_launch<MQ4_K1>(s, 0, 0, *sg, row_bytes, K, xa, gl)
                         : mv_glu_launch<MQ4_K>(s, 0, 1, *sg, row_bytes, K, xa, gl);
     case RL_TYPE_Q8_0:
         return mv_glu_launch<MQ8_0>(s, 2, 2, *sg, row_bytes, K, xa, gl);
     case RL_TYPE_F16:
-        return mv_glu_launch<MF16>(s, 4, 4, *sg, row_bytes, K, x, gl);
+        return mv_glu_launch<MF16>(s, 4, 3, *sg, row_bytes, K, x, gl);
     default:
         return cudaErrorInvalidValue;
     }
@@ -1257,17 +1182,14 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * read the residual codes too; RUVLLM_CUDA_MV_MULTI=0: no joined products without mv2;
  * RUVLLM_CUDA_MV_GLU=0: no gated activation in the gate/up product;
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
- * RUVLLM_CUDA_MV_Q6K2=0: Q6_K through MQ6_K1; RUVLLM_CUDA_MV_Q4K5=0: Q4_K through MQ4_K4. */
+ * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
+ * of rows (c_mv_glu_end). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
     const char *gu = getenv("RUVLLM_CUDA_MV_GLU"), *k4 = getenv("RUVLLM_CUDA_MV_Q4K4");
     g_mv_glu = !(gu && gu[0] == '0');
     g_mv_q4k4 = !(k4 && k4[0] == '0');
-    const char *q6 = getenv("RUVLLM_CUDA_MV_Q6K2");
-    g_mv_q6k2 = !(q6 && q6[0] == '0');
-    const char *q5 = getenv("RUVLLM_CUDA_MV_Q4K5");
-    g_mv_q4k5 = !(q5 && q5[0] == '0');
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
@@ -1301,30 +1223,29 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *ef = getenv("RUVLLM_CUDA_MV_EF");
     const int efv = !(ef && ef[0] == '0');
     if (err == cudaSuccess) err = cudaMemcpyToSymbol(c_mv_ef, &efv, sizeof efv);
+    const char *ge = getenv("RUVLLM_CUDA_MV_GLUEND");
+    const int gev = !(ge && ge[0] == '0');
+    if (err == cudaSuccess) err = cudaMemcpyToSymbol(c_mv_glu_end, &gev, sizeof gev);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_K>(g_mv_occ[0]);
     if (err == cudaSuccess) err = mv_prep_all<MQ6_K>(g_mv_occ[1]);
     if (err == cudaSuccess) err = mv_prep_all<MQ8_0>(g_mv_occ[2]);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_0>(g_mv_occ[3]);
     if (err == cudaSuccess) err = mv_prep_all<MF16>(g_mv_occ[4]);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_K1>(g_mv_occ[MV_TYPES]);
-    if (err == cudaSuccess) err = mv_prep_all<MQ6_K1>(g_mv_occ[MV_TYPES + 1]);
-    if (err == cudaSuccess) err = mv_prep_all<MQ4_K4>(g_mv_occ[MV_TYPES + 2]);
-    if (err == cudaSuccess) err = mv_prep_all<MQ6_K2>(g_mv_occ[MV_TYPES + 3]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K4, 2, true>(&g_mv_glu_occ[3][0]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K4, 4, true>(&g_mv_glu_occ[3][1]);
-    if (err == cudaSuccess) err = mv_prep_all<MQ4_K5>(g_mv_occ[MV_TYPES + 4]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K5, 2, true>(&g_mv_glu_occ[5][0]);
-    if (err == cudaSuccess) err = mv_prep<MQ4_K5, 4, true>(&g_mv_glu_occ[5][1]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ6_K2>(g_mv_occ[MV_TYPES + 1]);
+    if (err == cudaSuccess) err = mv_prep_all<MQ4_K5>(g_mv_occ[MV_TYPES + 2]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K5, 2, true>(&g_mv_glu_occ[4][0]);
+    if (err == cudaSuccess) err = mv_prep<MQ4_K5, 4, true>(&g_mv_glu_occ[4][1]);
     if (err == cudaSuccess) err = mv2_prep_all<MQ4_K1>();
-    if (err == cudaSuccess) err = mv2_prep_all<MQ6_K1>();
+    if (err == cudaSuccess) err = mv2_prep_all<MQ6_K2>();
     if (err == cudaSuccess) err = mv_prep<MQ4_K1, 2, true>(&g_mv_glu_occ[0][0]);
     if (err == cudaSuccess) err = mv_prep<MQ4_K1, 4, true>(&g_mv_glu_occ[0][1]);
     if (err == cudaSuccess) err = mv_prep<MQ4_K, 2, true>(&g_mv_glu_occ[1][0]);
     if (err == cudaSuccess) err = mv_prep<MQ4_K, 4, true>(&g_mv_glu_occ[1][1]);
     if (err == cudaSuccess) err = mv_prep<MQ8_0, 2, true>(&g_mv_glu_occ[2][0]);
     if (err == cudaSuccess) err = mv_prep<MQ8_0, 4, true>(&g_mv_glu_occ[2][1]);
-    if (err == cudaSuccess) err = mv_prep<MF16, 2, true>(&g_mv_glu_occ[4][0]);
-    if (err == cudaSuccess) err = mv_prep<MF16, 4, true>(&g_mv_glu_occ[4][1]);
+    if (err == cudaSuccess) err = mv_prep<MF16, 2, true>(&g_mv_glu_occ[3][0]);
+    if (err == cudaSuccess) err = mv_prep<MF16, 4, true>(&g_mv_glu_occ[3][1]);
     if (err == cudaSuccess) err = mv2_prep_all<MQ4_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ6_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ8_0>();
