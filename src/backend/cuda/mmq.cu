@@ -10,7 +10,7 @@
  * block of 32 values of a token, d = max|v| / 127, codes round(v / d) (Q8_0's rounding,
  * which llama.cpp's CPU uses for Q4_0 / Q8_0 dots), and the sum of the 32 quantized values
  * d * sum(codes) (for the weight types with a per-block minimum, Q4_K); the activations
- * of Q4_K / Q6_K products as Q8_K instead (one scale per 256: mmq_quant8k_kernel, the
+ * of Q4_K / Q6_K products as Q8_K instead (one scale per 256: mmq_quant_kernel<1>, the
  * rounding of llama.cpp's CPU k-quant dots; RUVLLM_CUDA_MMQ_Q8K=0 rounds them per 32, which
  * moved the Q4_K_M goldens past their tolerance once prompts went through this file). A
  * 32-value block then contributes
@@ -80,6 +80,7 @@
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
+#include "mmq_layout.cuh"
 #include "qtypes.cuh"
 
 #include <cstdlib>
@@ -337,50 +338,22 @@ struct MQ6_K {
 
 /* ---- activations ---- */
 
-/* x [n][K] -> the layout above; a thread per 4 values, 8 threads per block of 32 (aligned
- * groups of 8 lanes), tokens n .. 8 ntl - 1 as zeros. The sum stored is that of the
+/* x [n][K] -> the layout above (mmq_layout.cuh writes it): a warp per 256 values of a
+ * token, lane l holding values 8l..8l+7, tokens n .. 8 ntl - 1 as zeros. MODE 0 rounds
+ * per 32 values (Q8_0's rounding, mmq_quant32); the sum stored is that of the
  * quantized values (d times the sum of the codes): the minimum term then pairs with the
  * same activations as the integer products, so the two parts' large halves cancel as they
- * do in float (with the float sum Q4_K's error was 5x the other types'). */
+ * do in float (with the float sum Q4_K's error was 5x the other types'). MODE 1 rounds
+ * the activations of k-quant products as llama.cpp's CPU dot products of Q4_K / Q6_K
+ * round them (Q8_K: one scale per 256 values, rl__quant_q8_K, mmq_quant256; the default;
+ * RUVLLM_CUDA_MMQ_Q8K=0 turns it off); each block of 32 gets the 256's scale and the sum
+ * of its own codes. Then the integer sums are the CPU's and only the float order of the
+ * scale products differs (as for Q8_0 / Q4_0 with the per-32 rounding, which is Q8_0's).
+ * The RMSNorm and gated-activation kernels write the same layout for the products after
+ * them (ops_nofma.cu), which then skip these launches. */
+template <int MODE>
 __global__ void mmq_quant_kernel(const float *__restrict__ x, int64_t n, int64_t K, int ntl,
-                                 uint32_t *__restrict__ q, float2 *__restrict__ sc) {
-    rlcu::pdl_enter();
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const int64_t wpr = K / 4; /* words per token */
-    const int64_t tok = i / wpr, wr = i % wpr;
-    if (tok >= (int64_t)ntl * 8) return; /* whole groups of 8 leave together */
-    const int64_t kb = wr >> 3;
-    const int w = (int)(wr & 7);
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    if (tok < n) v = reinterpret_cast<const float4 *>(x + tok * K)[wr];
-    float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o, 8));
-    const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int c0 = __float2int_rn(v.x * id), c1 = __float2int_rn(v.y * id);
-    const int c2 = __float2int_rn(v.z * id), c3 = __float2int_rn(v.w * id);
-    int csum = (c0 + c1) + (c2 + c3);
-#pragma unroll
-    for (int o = 4; o > 0; o >>= 1) csum += __shfl_xor_sync(0xffffffffu, csum, o, 8);
-    const float sum = d * (float)csum;
-    const uint32_t word = (uint32_t)(c0 & 0xff) | (uint32_t)(c1 & 0xff) << 8 |
-                          (uint32_t)(c2 & 0xff) << 16 | (uint32_t)(c3 & 0xff) << 24;
-    const int64_t tile = kb * ntl + tok / 8;
-    const int g = (int)(tok & 7);
-    /* word w: values 4w..4w+3 -> lane 4g + (w & 3), first (w < 4) or second word */
-    q[(tile * 32 + 4 * g + (w & 3)) * 2 + (w >> 2)] = word;
-    if (w == 0) sc[tile * 8 + g] = make_float2(d, sum);
-}
-
-/* The same layout with the activations of k-quant products rounded as llama.cpp's CPU
- * dot products of Q4_K / Q6_K round them (Q8_K: one scale per 256 values, rl__quant_q8_K;
- * the default; RUVLLM_CUDA_MMQ_Q8K=0 turns it off): a warp per 256 values of a token, lane l
- * holding values 8l..8l+7 (q8k_warp's codes, its residual unused); each block of 32 gets
- * the 256's scale and the sum of its own codes. Then the integer sums are the CPU's and
- * only the float order of the scale products differs (as for Q8_0 / Q4_0 with the per-32
- * rounding, which is Q8_0's). */
-__global__ void mmq_quant8k_kernel(const float *__restrict__ x, int64_t n, int64_t K, int ntl,
-                                   uint32_t *__restrict__ q, float2 *__restrict__ sc) {
+                                     uint32_t *__restrict__ q, float2 *__restrict__ sc) {
     rlcu::pdl_enter();
     const int64_t wi = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; /* warp */
     const int lane = threadIdx.x & 31;
@@ -393,23 +366,9 @@ __global__ void mmq_quant8k_kernel(const float *__restrict__ x, int64_t n, int64
         const float4 a = xp[0], b = xp[1];
         v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     }
-    uint2 codes, resid;
-    float d = 0.0f;
-    q8k_warp(v, &codes, &resid, &d);
-    d = __shfl_sync(0xffffffffu, d, 0);
-    int csum = 0;
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-        csum += (int)(int8_t)(codes.x >> (8 * i)) + (int)(int8_t)(codes.y >> (8 * i));
-    csum += __shfl_xor_sync(0xffffffffu, csum, 1);
-    csum += __shfl_xor_sync(0xffffffffu, csum, 2);
-    const int64_t kb = b256 * 8 + (lane >> 2); /* this lane's block of 32 */
-    const int64_t tile = kb * ntl + tok / 8;
-    const int g = (int)(tok & 7), m = lane & 3;
-    /* values 8m..8m+7 of the block: words 2m, 2m+1 -> lane 4g + (w & 3), word w >> 2 */
-    q[(tile * 32 + 4 * g + ((2 * m) & 3)) * 2 + (m >> 1)] = codes.x;
-    q[(tile * 32 + 4 * g + ((2 * m + 1) & 3)) * 2 + (m >> 1)] = codes.y;
-    if (m == 0) sc[tile * 8 + g] = make_float2(d, d * (float)csum);
+    float d, sum;
+    const uint2 c = MODE == 1 ? rlcu::mmq_quant256(v, &d, &sum) : rlcu::mmq_quant32(v, &d, &sum);
+    rlcu::mmq_put8(q, sc, b256 * 8 + (lane >> 2), ntl, tok, lane & 3, c, d, sum);
 }
 
 /* ---- the product ---- */
@@ -1580,10 +1539,8 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
 }
 
 /* workspace: codes, scales, partial sums (each 256-byte aligned) */
-size_t codes_bytes(int64_t K, int ntl) { return ((size_t)ntl * 8 * (size_t)K + 255) / 256 * 256; }
-size_t scales_bytes(int64_t K, int ntl) {
-    return ((size_t)(K / 32) * (size_t)ntl * 8 * sizeof(float2) + 255) / 256 * 256;
-}
+size_t codes_bytes(int64_t K, int ntl) { return rlcu::mmq_codes_bytes(K, ntl); }
+size_t scales_bytes(int64_t K, int ntl) { return rlcu::mmq_scales_bytes(K, ntl); }
 
 template <class WT, int MT, int NT>
 cudaError_t launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
@@ -1804,14 +1761,11 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
     float *part = reinterpret_cast<float *>(base + codes_bytes(K, p.ntl) + scales_bytes(K, p.ntl));
-    if (!xq_ready && rl__cu_mmq_xmode(type) == 1) {
+    if (!xq_ready) {
         const int64_t threads = (int64_t)p.ntl * 8 * (K / 256) * 32;
-        (void)rlcu::launch(mmq_quant8k_kernel, (unsigned)((threads + 255) / 256), 256, 0, s, x, n,
-                           K, p.ntl, q, sc);
-    } else if (!xq_ready) {
-        const int64_t threads = (int64_t)p.ntl * 8 * (K / 4);
-        (void)rlcu::launch(mmq_quant_kernel, (unsigned)((threads + 255) / 256), 256, 0, s, x, n, K,
-                           p.ntl, q, sc);
+        (void)rlcu::launch(rl__cu_mmq_xmode(type) == 1 ? mmq_quant_kernel<1>
+                                                       : mmq_quant_kernel<0>,
+                           (unsigned)((threads + 255) / 256), 256, 0, s, x, n, K, p.ntl, q, sc);
     }
     const uint2 *xq = reinterpret_cast<const uint2 *>(q);
     const float4 *xs = reinterpret_cast<const float4 *>(sc);

@@ -20,7 +20,7 @@
  * - per 256 (mode 1, Q4_K / Q6_K weights): Q8_K's codes and scale (rl__quant_q8_K:
  *   iscale = -127 / the signed value of largest magnitude, codes min(127, rne(iscale v)),
  *   d = 1 / iscale), each block of 32 with the 256's d and the sum of its own codes.
- * Both give the bits mmq.cu's mmq_quant_kernel / mmq_quant8k_kernel write for the same x.
+ * mmq.cu's own quantization kernel (mmq_quant_kernel) writes through these functions too.
  */
 #ifndef RL_BACKEND_CUDA_MMQ_LAYOUT_CUH
 #define RL_BACKEND_CUDA_MMQ_LAYOUT_CUH
