@@ -11,4 +11,12 @@
  * message, e.g. a build without CUDA or no device) in why, for SKIP. */
 bool rl_test_have_gpu(char *why, size_t n);
 
+/* The CUDA backend on device 0 in *gpu and the CPU reference on 2 threads in *cpu (tests
+ * that compare the two); false, with both NULL and the reason in why for SKIP, when no CUDA
+ * backend can be made. graphs_off: the backend made with RUVLLM_CUDA_GRAPHS=0 (a test that
+ * changes kernel settings between passes of one list, which a replayed graph would keep). */
+struct rl_backend;
+bool rl_test_gpu_pair(struct rl_backend **gpu, struct rl_backend **cpu, bool graphs_off,
+                      char *why, size_t n);
+
 #endif /* RL_TEST_GPU_H */

@@ -16,6 +16,7 @@
  * replayed as a graph, both backends back to back, twice. Without a CUDA device the
  * program is skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "rng.h"
 #include "test.h"
 
@@ -313,13 +314,7 @@ TEST(mmq_xq_timing) {
 }
 
 int main(void) {
-    char err[256] = "";
-    if (rl__backend_cuda_create(0, &gpu, err, sizeof err) != RL_OK) {
-        gpu = NULL;
-        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
-    } else {
-        CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
-    }
+    rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mmq_xq_layers);
     RUN(mmq_xq_timing);
     if (gpu) rl__backend_free(gpu);

@@ -15,6 +15,7 @@
  * again. RUVLLM_MMQ8_QUICK=1 runs fewer shapes (for compute-sanitizer). Without a CUDA device
  * the program reports itself skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "rng.h"
 #include "test.h"
 
@@ -167,16 +168,8 @@ TEST(cuda_mmq_srow) {
 }
 
 int main(void) {
-    char err[256] = "";
-    setenv("RUVLLM_CUDA_GRAPHS", "0", 1); /* read when the backend is made */
-    rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
-    unsetenv("RUVLLM_CUDA_GRAPHS");
-    if (st != RL_OK) {
-        gpu = NULL;
-        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
-    } else {
-        CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
-    }
+    /* graphs off: the test switches kernels between passes of the same list */
+    rl_test_gpu_pair(&gpu, &cpu, true, g_skip, sizeof g_skip);
     RUN(cuda_mmq_srow);
     rl__backend_free(gpu);
     rl__backend_free(cpu);

@@ -13,6 +13,7 @@
  * kernel does what the separate products and the gated activation do), products within
  * 5e-4 of the CPU on the GPU's own inputs. Without a CUDA device the program is skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "rng.h"
 #include "test.h"
 
@@ -192,13 +193,7 @@ TEST(mv_fused_ffn) {
 }
 
 int main(void) {
-    char err[256] = "";
-    if (rl__backend_cuda_create(0, &gpu, err, sizeof err) != RL_OK) {
-        gpu = NULL;
-        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
-    } else {
-        CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
-    }
+    rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mv_decoders);
     RUN(mv_fused_ffn);
     if (gpu) rl__backend_free(gpu);

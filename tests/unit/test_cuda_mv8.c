@@ -16,6 +16,7 @@
  * test come from the environment of the process. Without a CUDA device the program is
  * skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "rng.h"
 #include "test.h"
 
@@ -317,13 +318,7 @@ TEST(mv8_time) {
 }
 
 int main(void) {
-    char err[256] = "";
-    if (rl__backend_cuda_create(0, &gpu, err, sizeof err) != RL_OK) {
-        gpu = NULL;
-        snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
-    } else {
-        CHECK(rl__backend_cpu_create(2, &cpu) == RL_OK);
-    }
+    rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mv8_ffn);
     RUN(mv8_time);
     if (gpu) rl__backend_free(gpu);
