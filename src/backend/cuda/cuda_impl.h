@@ -168,6 +168,8 @@ cudaError_t rl__cu_add(cudaStream_t s, float *x, const float *y, int64_t n);
 cudaError_t rl__cu_scale(cudaStream_t s, float *x, int64_t n, float v);
 cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c);
 cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v);
+/* dst = src (device memory, bytes), as a kernel in the launch chain (ops_nofma.cu). */
+cudaError_t rl__cu_copy(cudaStream_t s, void *dst, const void *src, size_t bytes);
 /* act: 0 SiLU, 1 GELU (tanh); xq as rl__cu_rmsnorm's */
 cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g, const float *u,
                        int64_t ld_u, int64_t n, int64_t dim, float *out, void *xq);

@@ -406,6 +406,16 @@ __global__ void fill_kernel(float *x, int64_t n, float v) {
     GRID_STRIDE(i, n) x[i] = v;
 }
 
+/* dst = src, bytes of device memory: 16 bytes a thread where both are 16-byte aligned,
+ * the rest (or all, unaligned) a byte a thread. */
+__global__ void copy_kernel(uint8_t *dst, const uint8_t *src, size_t bytes, bool vec) {
+    rlcu::pdl_enter();
+    const size_t n16 = vec ? bytes / 16 : 0;
+    GRID_STRIDE(i, (int64_t)n16)
+    reinterpret_cast<uint4 *>(dst)[i] = reinterpret_cast<const uint4 *>(src)[i];
+    GRID_STRIDE(i, (int64_t)(bytes - 16 * n16)) dst[16 * n16 + i] = src[16 * n16 + i];
+}
+
 /* SiLU x / (1 + e^-x); GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) as the CPU
  * writes it (qtypes.cuh, shared with matvec.cu's gate/up product). */
 __device__ __forceinline__ float glu1(int act, float x, float up) { return rlcu::glu_value(act, x, up); }
@@ -726,6 +736,21 @@ extern "C" cudaError_t rl__cu_scale(cudaStream_t s, float *x, int64_t n, float v
 extern "C" cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c) {
     if (n <= 0) return cudaSuccess;
     (void)rlcu::launch(softcap_kernel, ew_blocks(n), EW_THREADS, 0, s, x, n, c);
+    return cudaGetLastError();
+}
+
+/* A kernel rather than cudaMemcpyAsync: inside a queued list (step.h) the copy joins the
+ * chain of programmatic launches (a memcpy node in a captured graph breaks it: the kernel
+ * after it cannot start early), and compute-sanitizer 13.0 crashed inside cuGraphLaunch on
+ * the graphs of test_cuda_ops whose lists held such memcpy nodes (a SIGSEGV in its own
+ * library, under memcheck and racecheck); with this kernel the same tests run to the end
+ * under both. RUVLLM_CUDA_COPY_NODE=1 (step.c) brings the memcpy back. */
+extern "C" cudaError_t rl__cu_copy(cudaStream_t s, void *dst, const void *src, size_t bytes) {
+    if (!bytes) return cudaSuccess;
+    const bool vec = (uintptr_t)dst % 16 == 0 && (uintptr_t)src % 16 == 0;
+    const int64_t items = vec ? (int64_t)(bytes / 16) : (int64_t)bytes;
+    (void)rlcu::launch(copy_kernel, ew_blocks(items > 0 ? items : 1), EW_THREADS, 0, s,
+                       static_cast<uint8_t *>(dst), static_cast<const uint8_t *>(src), bytes, vec);
     return cudaGetLastError();
 }
 

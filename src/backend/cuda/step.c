@@ -16,6 +16,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->graphs_on = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_FUSE");
     q->fuse_on = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_COPY_NODE");
+    q->copy_node = env && env[0] == '1';
     env = getenv("RUVLLM_CUDA_MV_F16JOIN");
     q->f16_join = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
@@ -223,8 +225,10 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_rope_kv(s, &a);
     }
     case CU_OP_COPY:
-        return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes, cudaMemcpyDeviceToDevice,
-                               s);
+        if (q->copy_node)
+            return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes,
+                                   cudaMemcpyDeviceToDevice, s);
+        return rl__cu_copy(s, r->copy.dst, A + r->copy.at, r->copy.bytes);
     case CU_OP_ARGMAX:
         return rl__cu_argmax(s, r->ew.a, r->ew.n, r->ew.dim, (int32_t *)r->ew.x, r->ew.xq);
     }
