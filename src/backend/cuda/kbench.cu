@@ -127,9 +127,6 @@ enum mm_path {
     MM_WAVES,   /* the tiled kernel (float step) with the K split by whole waves */
     MM_NEW,     /* the tiled kernel with all three: integer step, 128-row tiles, waves */
     MM_STREAM_I, /* the streaming kernel with the integer step, every token count */
-    MM_SROW2,   /* mmq_srow_kernel, 32-row blocks (64 where Q6_K's stages do not fit), every
-                 * shape up to 64 tokens */
-    MM_SROW4,   /* the same, 64-row blocks */
     MM_DEFAULT, /* the routing of the build (RUVLLM_CUDA_MMQ_* unset) */
     MM_CUBLAS,
     MM_N
@@ -137,8 +134,7 @@ enum mm_path {
 const char *const mm_names[MM_N] = {"mmq_tile",     "mmq_warp",           "mmq_staged",
                                     "mmq_tile_q32", "mmq_tile_blockstep", "mmq_stream",
                                     "mmq_i32",      "mmq_waves",          "mmq_new",
-                                    "mmq_stream_i", "mmq_srow2",          "mmq_srow4",
-                                    "mmq_default",  "bf16_cublas"};
+                                    "mmq_stream_i", "mmq_default",        "bf16_cublas"};
 
 struct mm_ctx {
     void *blas, *ws, *wsw, *wsx;
@@ -149,12 +145,11 @@ struct mm_ctx {
  * environment's again). The integer step, wide tiles and wave split are environment
  * switches that rl__cu_mmq_config reads again: set here for the path, then restored. */
 void mm_config(mm_path path) {
-    enum { NK = 6 };
+    enum { NK = 3 };
     static bool saved = false;
     static char env[NK][16];
-    static const char *const names[NK] = {"RUVLLM_CUDA_MMQ_INT",   "RUVLLM_CUDA_MMQ_WIDE",
-                                          "RUVLLM_CUDA_MMQ_WAVES", "RUVLLM_CUDA_MMQ_SRG",
-                                          "RUVLLM_CUDA_MMQ_SMAX",  "RUVLLM_CUDA_MMQ_SROWS"};
+    static const char *const names[NK] = {"RUVLLM_CUDA_MMQ_INT", "RUVLLM_CUDA_MMQ_WIDE",
+                                          "RUVLLM_CUDA_MMQ_WAVES"};
     if (!saved) {
         for (int i = 0; i < NK; i++) {
             const char *v = getenv(names[i]);
@@ -162,10 +157,9 @@ void mm_config(mm_path path) {
         }
         saved = true;
     }
-    /* INT, WIDE, WAVES, SRG, SMAX, SROWS for the path (-1: the environment's); the old tiled
-     * and streaming kernels with all off; mmq_srow_kernel only on its paths and as the
-     * environment routes (mmq_default) */
-    int knob[NK] = {-1, -1, -1, 0, -1, -1};
+    /* INT, WIDE, WAVES for the path (-1: the environment's); the old tiled and streaming
+     * kernels with all off */
+    int knob[NK] = {-1, -1, -1};
     if (path == MM_TILE || path == MM_STREAM || path == MM_WARP || path == MM_STAGED ||
         path == MM_Q32 || path == MM_BLOCKSTEP)
         knob[0] = knob[1] = knob[2] = 0;
@@ -175,11 +169,6 @@ void mm_config(mm_path path) {
         knob[0] = 0, knob[1] = 0, knob[2] = 1;
     else if (path == MM_NEW || path == MM_STREAM_I)
         knob[0] = knob[1] = knob[2] = 1;
-    else if (path == MM_SROW2 || path == MM_SROW4) {
-        knob[0] = knob[1] = knob[2] = 1;
-        knob[3] = path == MM_SROW2 ? 2 : 4, knob[4] = 64, knob[5] = 0;
-    } else if (path == MM_DEFAULT || path == MM_N)
-        knob[3] = -1;
     for (int i = 0; i < NK; i++) {
         char v[16];
         snprintf(v, sizeof v, "%d", knob[i]);
@@ -193,7 +182,7 @@ void mm_config(mm_path path) {
     else if (path == MM_STAGED) rl__cu_mmq_config(0, 1, 1, 1, 0);
     else if (path == MM_Q32) rl__cu_mmq_config(1, 0, 0, 1, 0);
     else if (path == MM_BLOCKSTEP) rl__cu_mmq_config(1, 0, 1, 0, 0);
-    else if (path == MM_STREAM || path == MM_STREAM_I || path == MM_SROW2 || path == MM_SROW4)
+    else if (path == MM_STREAM || path == MM_STREAM_I)
         rl__cu_mmq_config(1, 0, 1, 1, 1 << 20);
     else rl__cu_mmq_config(-1, -1, -1, -1, -1);
 }
@@ -272,8 +261,7 @@ double nmse_of(const float *a, const float *b, size_t n) {
  * k-quant activations per 32 values; mmq_tile and mmq_stream with the integer step, the
  * 128-row tiles and the wave split off, mmq_i32 / mmq_waves with one of them, mmq_new
  * with all, mmq_stream_i the streaming kernel with the integer step at every size,
- * mmq_srow2 / mmq_srow4 mmq_srow_kernel at every size up to 64 tokens, mmq_default as the
- * build and the environment route; RUVLLM_KBENCH_PATHS picks some,
+ * mmq_default as the build and the environment route; RUVLLM_KBENCH_PATHS picks some,
  * RUVLLM_KBENCH_NS the token counts) and the path they replace (weights decoded to BF16 + cuBLAS, the decode
  * included), one JSON line each: microseconds, TFLOP/s (2 n rows K), GB/s of weights (and
  * as a fraction of the copy bandwidth), and the nmse of the output against the per-warp
@@ -362,14 +350,13 @@ int bench_mmq(cudaStream_t s, double copy_bw, FILE *out) {
             const size_t ny = (size_t)n * (size_t)sh.rows;
             bool ref_ok = false;
             /* the reference (per-warp kernel) first */
-            static const mm_path order[] = {MM_WARP,   MM_TILE,      MM_STREAM,  MM_I32,
-                                            MM_WAVES,  MM_NEW,       MM_STREAM_I, MM_SROW2,
-                                            MM_SROW4,  MM_DEFAULT,   MM_BLOCKSTEP,
-                                            MM_Q32,    MM_STAGED,    MM_CUBLAS};
+            static const mm_path order[] = {MM_WARP,  MM_TILE,     MM_STREAM,  MM_I32,
+                                            MM_WAVES, MM_NEW,      MM_STREAM_I, MM_DEFAULT,
+                                            MM_BLOCKSTEP, MM_Q32,  MM_STAGED,  MM_CUBLAS};
             for (mm_path path : order) {
                 if (only && !listed(only, mm_names[path]) && path != MM_WARP) continue;
-                if ((path == MM_Q32 || path == MM_BLOCKSTEP || path == MM_I32 || path == MM_SROW2 ||
-                     path == MM_SROW4 || path == MM_STREAM_I) &&
+                if ((path == MM_Q32 || path == MM_BLOCKSTEP || path == MM_I32 ||
+                     path == MM_STREAM_I) &&
                     sh.type != RL_TYPE_Q4_K && sh.type != RL_TYPE_Q6_K)
                     continue;
                 if (path == MM_STAGED && n > 32) continue;               /* measured slower */

@@ -46,9 +46,6 @@
  *   that an L1 prefetch of the next step's activations, slower; 3 blocks an SM at 80
  *   registers or 4 warps a block, 5-10% faster on 14336 x 4096 and the output head, slower
  *   on K = 14336.
- * - mmq_srow_kernel (off by default, RUVLLM_CUDA_MMQ_SRG=4): the streaming kernel with 32 or
- *   64 rows a block whose warps share each step's activations through shared memory (k-quants
- *   at 5-16 tokens on matrices of 12288+ rows; see there for what it gains and what not).
  * - mmq_kernel (RUVLLM_CUDA_MMQ_TILE=0): each warp decodes its own rows straight from
  *   global memory (mmq_staged_kernel, RUVLLM_CUDA_MMQ_STAGED=1, the same through shared
  *   memory); the kernel benchmark's reference.
@@ -1176,173 +1173,6 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     }
 }
 
-/* ---- the streaming kernel with shared activations (k-quants, integer step; off by
- * default: RUVLLM_CUDA_MMQ_SRG=4 for 5-16 tokens on matrices of 12288+ rows) ----
- * mmq_stream_kernel's blocks each read all the activations of their steps for 16 rows, from
- * L2 at the point of use. Here a block of SW_WARPS warps holds RG tiles of 16 rows (32 or 64
- * rows) and KW = SW_WARPS / RG warps divide K, warp (rg, kw) taking tile rg and steps kw,
- * kw + KW, ...; the RG warps of one kw need the same activations at the same steps, so they
- * copy them together (cp.async, each warp a share) into a ring of stages their own, beside
- * each warp's ring of weight rows, and wait for each other on a named barrier (PTX ISA
- * "bar.sync" with a thread count). So each block reads the activations once for RG tiles,
- * and they arrive stages ahead, as the weights do. The arithmetic is step_product_i's on the
- * same fragments; the sums of a tile's KW warps are added in warp order (float order
- * differs from mmq_stream_kernel's: nmse ~1e-14 between the two).
- * H100 (bench_cuda --kernels, us, mmq_stream_kernel -> this with RG 4): Q4_K 14336 x 4096
- * at 8 tokens 22.9 -> 19.7, 16: 25.3 -> 24.1; the Q6_K head 128256 x 4096 at 8: 213.5 ->
- * 212.3, 16: 244.5 -> 231.6; 1B shapes Q4_K 8192 x 2048 at 8: 9.1 -> 10.0 (RG 2: 8.7), the
- * head 128256 x 2048 at 8: 125.4 -> 111.0, 16: 139.3 -> 122.2; slower on 4096 rows (Q4_K
- * 4096 x 4096 at 8: 8.1 -> 10.0) and on the Q6_K K = 14336 products. 8B Q4_K_M batched
- * (ruvllm bench --parallel 8,32,64 -p 512 -n 128, same machine, one run each): 8 sequences
- * 1,927 -> 2,074 tok/s with it on; 32 and 64 sequences do not take it.
- * Measured and not kept (sharing the activations was meant for 32-64 tokens, where each
- * block of mmq_stream_kernel reads ~3.5 times its weight bytes in activations from L2):
- * at 32 tokens it is no faster (Q4_K 14336 x 4096: 34.4 us streaming, RG 2 37.3, RG 4 32.6;
- * 4096 x 14336: 33.7, 34.9, 31.8; Q6_K 4096 x 14336: 40.0, 74.6, 41.8), at 48 and 64 the
- * tiled kernel stays ahead (14336 x 4096 at 64: 52.8 against 62.5); the K splits of a row
- * group as one thread-block cluster adding its blocks' sums through distributed shared
- * memory instead of partial sums and mmq_reduce_kernel (4096 x 4096 at 32 tokens: 26.2 us
- * against 15.9: the clusters' placement left a second wave); Q4_K's minimum term from the
- * blocks' activation sums (two mmas a step instead of one a block: the same integers)
- * 5-18% slower in both kernels (14336 x 4096 at 32: 34.4 -> 40.5 streaming, at 64: 52.8 ->
- * 60.4 tiled). */
-
-template <class WT, int NT, int RG> struct srow_cfg {
-    static constexpr int KW = SW_WARPS / RG;                /* warps sharing a tile's K */
-    static constexpr int CH = (WT::STEP_BYTES + 30) / 16;   /* 16-byte chunks a row needs */
-    static constexpr int WS = (CH | 1) * 16;                /* odd units: rows in other banks */
-    static constexpr int WSTAGE = 16 * WS;                  /* a warp's 16 rows of one step */
-    static constexpr int XC = 8 * NT * 256;                 /* codes of a step [8][NT][256] */
-    static constexpr int XSTAGE = XC + NT * 64;             /* + block 0's scales [NT][8 float2] */
-    static constexpr int PER = SW_WARPS * WSTAGE + KW * XSTAGE;
-    static constexpr int RED = SW_WARPS * NT * 4 * 32 * 4; /* the warps' sums, after the rings */
-    /* two blocks an SM (128 registers a thread), as many stages (up to 4) as fit */
-    static constexpr int FIT = (SMEM_SM / 2 - 1024 - RED) / PER;
-    static constexpr bool OK = FIT >= 2;
-    static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
-    static constexpr int RING = STAGES * PER;
-    static constexpr int SMEM = RING + RED;
-    static_assert(OK || RG == 2, "mmq srow: shared memory"); /* RG 2 falls back to 4 */
-    static_assert(!OK || 2 * SMEM <= SMEM_SM - 2048, "mmq srow: shared memory");
-};
-
-__device__ __forceinline__ void bar_named(int id, int count) {
-    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(count) : "memory");
-}
-
-/* The activations of step st (tiles j0 .. j0 + nj - 1; the integer step reads block 0's
- * scales alone) into a stage, the chunks shared by the RG warps of one kw (index q of
- * RG * 32 threads). */
-template <class C>
-__device__ __forceinline__ void srow_copy_x(uint8_t *dst, const uint8_t *__restrict__ xq,
-                                            const uint8_t *__restrict__ xs, int ntl, int j0,
-                                            int nj, int st, int q, int nth) {
-    constexpr int NT = C::XC / (8 * 256);
-    for (int i = q; i < 8 * NT * 16; i += nth) {
-        const int sb = i / (NT * 16), j = (i / 16) % NT, c = i % 16;
-        if (j < nj)
-            cp_async16(dst + (sb * NT + j) * 256 + 16 * c,
-                       xq + (((size_t)st * 8 + sb) * (size_t)ntl + (size_t)(j0 + j)) * 256 + 16 * c, 16);
-    }
-    for (int i = q; i < NT * 4; i += nth) {
-        const int j = i / 4, c = i % 4;
-        if (j < nj)
-            cp_async16(dst + C::XC + j * 64 + 16 * c,
-                       xs + ((size_t)st * 8 * (size_t)ntl + (size_t)(j0 + j)) * 64 + 16 * c, 16);
-    }
-}
-
-/* grid (rows / (16 RG), token tiles / NT, K splits); SW_WARPS warps a block. */
-template <class WT, int NT, int RG>
-__global__ void __launch_bounds__(SW_WARPS * 32, 2)
-    mmq_srow_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
-                    const uint8_t *__restrict__ xq, const uint8_t *__restrict__ xs, int ntl,
-                    int64_t n, float *__restrict__ y, int sps, int nsteps) {
-    using C = srow_cfg<WT, NT, RG>;
-    constexpr int KW = C::KW;
-    extern __shared__ __align__(16) uint8_t mmq_sm[];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int kw = warp % KW, rg = warp / KW;
-    const int g = lane >> 2, t = lane & 3;
-    const int64_t r0 = (int64_t)blockIdx.x * 16 * RG + 16 * rg; /* this warp's tile */
-    const int j0 = blockIdx.y * NT;
-    const int nj = ntl - j0 < NT ? ntl - j0 : NT;
-    const int s0 = blockIdx.z * sps;
-    const int s1 = s0 + sps < nsteps ? s0 + sps : nsteps;
-    /* this warp's steps: s0 + kw + KW k, k < m (the same m for the RG warps of a kw) */
-    const int m = s1 - s0 > kw ? (s1 - s0 - kw + KW - 1) / KW : 0;
-    uint8_t *wring = mmq_sm + warp * C::STAGES * C::WSTAGE;
-    uint8_t *xring = mmq_sm + SW_WARPS * C::STAGES * C::WSTAGE + kw * C::STAGES * C::XSTAGE;
-    const int q = rg * 32 + lane; /* this thread's place among the kw's RG * 32 */
-    /* the first stages' weights before the wait for the kernel before, their activations
-     * after; one commit group per stage */
-#pragma unroll
-    for (int k = 0; k < C::STAGES - 1; k++)
-        if (k < m) stream_copy<WT, C>(wring + k * C::WSTAGE, w, row_bytes, rows, r0, s0 + kw + KW * k, lane);
-    rlcu::pdl_enter();
-#pragma unroll
-    for (int k = 0; k < C::STAGES - 1; k++) {
-        if (k < m) srow_copy_x<C>(xring + k * C::XSTAGE, xq, xs, ntl, j0, nj, s0 + kw + KW * k, q, RG * 32);
-        cp_async_commit();
-    }
-    const uint8_t *rp[2];
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int64_t r = r0 + 8 * h + g;
-        rp[h] = w + (size_t)(r < rows ? r : rows - 1) * row_bytes;
-    }
-    float acc[1][NT][4];
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc[0][j][e] = 0.0f;
-    for (int k = 0; k < m; k++) {
-        cp_async_wait<C::STAGES - 2>();
-        /* step k is in for the kw's RG warps; all of them are done with step k - 1's stage */
-        bar_named(1 + kw, RG * 32);
-        const int nx = k + C::STAGES - 1;
-        if (nx < m) {
-            const int sx = s0 + kw + KW * nx;
-            stream_copy<WT, C>(wring + (nx % C::STAGES) * C::WSTAGE, w, row_bytes, rows, r0, sx, lane);
-            srow_copy_x<C>(xring + (nx % C::STAGES) * C::XSTAGE, xq, xs, ntl, j0, nj, sx, q, RG * 32);
-        }
-        cp_async_commit();
-        const int st = s0 + kw + KW * k;
-        const uint8_t *wst = wring + (k % C::STAGES) * C::WSTAGE;
-        const uint8_t *xst = xring + (k % C::STAGES) * C::XSTAGE;
-        typename WT::Row row[1][2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int off = (int)((uintptr_t)(rp[h] + (size_t)st * WT::STEP_BYTES) & 15);
-            WT::load(wst + (8 * h + g) * C::WS + off, t, row[0][h]);
-        }
-        step_product_i<WT, 1, NT>(row, reinterpret_cast<const uint2 *>(xst),
-                                  reinterpret_cast<const float4 *>(xst + C::XC), NT, nj, lane, t, acc);
-    }
-    cp_async_wait<0>();
-    /* the warps' sums in a space of their own after the rings (no store of them meets a
-     * read of a stage, whatever the warps' order) */
-    float *red = reinterpret_cast<float *>(mmq_sm + C::RING);
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) red[((warp * NT + j) * 4 + e) * 32 + lane] = acc[0][j][e];
-    __syncthreads();
-    float *out = y + (size_t)blockIdx.z * (size_t)n * (size_t)rows;
-    const int64_t rb = (int64_t)blockIdx.x * 16 * RG;
-    for (int i = threadIdx.x; i < RG * NT * 4 * 32; i += SW_WARPS * 32) {
-        const int tr = i / (NT * 4 * 32), rest = i % (NT * 4 * 32);
-        const float *rr = red + tr * KW * NT * 4 * 32 + rest;
-        float v = rr[0];
-#pragma unroll
-        for (int wi = 1; wi < KW; wi++) v += rr[wi * NT * 4 * 32];
-        const int ln = rest & 31, je = rest >> 5, j = je >> 2, e = je & 3;
-        const int64_t r = rb + 16 * tr + 8 * (e >> 1) + (ln >> 2);
-        const int64_t tok = (int64_t)(j0 + j) * 8 + 2 * (ln & 3) + (e & 1);
-        if (j < nj && r < rows && tok < n) out[(size_t)tok * rows + r] = v;
-    }
-}
-
 /* y[i] = the sum over z of part[z][i], z in order. */
 __global__ void mmq_reduce_kernel(const float *__restrict__ part, int64_t total, int S,
                                   float *__restrict__ y) {
@@ -1367,7 +1197,6 @@ int g_mmq_stream = -1; /* most tokens of the streaming kernel (RUVLLM_CUDA_MMQ_S
 int g_mmq_int = -1;    /* the integer step for k-quants (RUVLLM_CUDA_MMQ_INT=0: off) */
 int g_mmq_wide = -1;   /* 128-row tiles with it (RUVLLM_CUDA_MMQ_WIDE=0: off) */
 int g_mmq_waves = -1;  /* K split by whole waves (RUVLLM_CUDA_MMQ_WAVES=0: while blocks < SMs) */
-int g_mmq_srg = -1;    /* row tiles a block of mmq_srow_kernel (RUVLLM_CUDA_MMQ_SRG; 0: off) */
 
 /* The streaming kernel up to this many tokens by default; from 17 tokens not for matrices
  * of this many rows (H100, the output head 128256 x 4096 Q6_K at 32 tokens: tiled 324 us,
@@ -1377,13 +1206,6 @@ constexpr int64_t STREAM_TALL = 65536;
 /* Matrices of at most this many rows take it up to 64 tokens (two blocks of 32 tokens a row
  * group; H100, 1024 x 4096 at 64 tokens: Q4_K 9.3 us against 11.4 tiled, Q6_K 9.8 / 12.9). */
 constexpr int64_t STREAM_SHORT = 1024;
-/* mmq_srow_kernel (k-quants with the integer step): its row tiles a block (RUVLLM_CUDA_MMQ_SRG:
- * 2 or 4; 0 off), up to SROW_MAX_N tokens (RUVLLM_CUDA_MMQ_SMAX, at most 64) on matrices of
- * at least SROW_MIN_ROWS rows (RUVLLM_CUDA_MMQ_SROWS). */
-constexpr int SROW_RG = 0;
-constexpr int SROW_MAX_N = 16;
-constexpr int64_t SROW_MIN_ROWS = 12288; /* the 8B's 14336, not the 1B's 8192 (slower there) */
-int g_mmq_smax = -1, g_mmq_srows = -1;
 
 /* The tiled kernel from this many tokens by default: all that mmq.cu takes (on an H100 it
  * beat mmq_kernel at 8 tokens by 1.1-1.6x; RUVLLM_CUDA_MMQ_TILE=0 keeps mmq_kernel). */
@@ -1405,12 +1227,10 @@ enum mmq_kind {
     KIND_W1_4,  /* <1, 4, 8, 1, 2>: 128 x 32, two blocks an SM */
     KIND_W1_8,  /* <1, 8, 8, 1, 1>: 128 x 64, a block an SM */
     KIND_STREAM, /* mmq_stream_kernel: 16 rows x 8 NT tokens a block, K over its warps */
-    KIND_SROW,   /* mmq_srow_kernel: 16 RG rows x 8 NT tokens a block, K over 8 / RG warps */
 };
 
 struct mmq_plan {
     int kind, ntl, NT, MT, S, sps, nsteps;
-    int RG; /* mmq_srow_kernel's row tiles a block */
     bool kq8; /* the tiled kernel's Q8_K step (set by rl__cu_mmq from the activations) */
     bool ik;  /* its integer step (k-quant weights, Q8_K activations, RUVLLM_CUDA_MMQ_INT) */
     dim3 grid;
@@ -1442,9 +1262,6 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
             g_mmq_sms = 132;
         cudaGetLastError();
     }
-    if (g_mmq_srg < 0) g_mmq_srg = env_int("RUVLLM_CUDA_MMQ_SRG", SROW_RG);
-    if (g_mmq_smax < 0) g_mmq_smax = env_int("RUVLLM_CUDA_MMQ_SMAX", SROW_MAX_N);
-    if (g_mmq_srows < 0) g_mmq_srows = env_int("RUVLLM_CUDA_MMQ_SROWS", (int)SROW_MIN_ROWS);
     if (g_mmq_tile < 0) g_mmq_tile = env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
     if (g_mmq_stream < 0) g_mmq_stream = env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
     if (g_mmq_wide < 0) g_mmq_wide = env_int("RUVLLM_CUDA_MMQ_WIDE", 1) != 0;
@@ -1454,22 +1271,11 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
     p.ntl = (int)((n + 7) / 8);
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
-    p.RG = 1;
     int64_t bx, by, fill;
     const bool stream =
         (n <= g_mmq_stream && (n <= 16 || rows < STREAM_TALL || g_mmq_stream > STREAM_MAX_N)) ||
         (g_mmq_stream == STREAM_MAX_N && n <= 64 && rows <= STREAM_SHORT);
-    const bool srow = ik && (g_mmq_srg == 2 || g_mmq_srg == 4) && n <= g_mmq_smax && n <= 64 &&
-                      rows >= g_mmq_srows && g_mmq_stream > 0;
-    if (srow) {
-        /* grid (row groups of 16 RG, token groups of 8 NT) */
-        p.kind = KIND_SROW;
-        p.MT = 1;
-        p.RG = g_mmq_srg;
-        p.NT = p.ntl <= 1 ? 1 : p.ntl <= 2 ? 2 : 4;
-        bx = (rows + 16 * p.RG - 1) / (16 * p.RG), by = (p.ntl + p.NT - 1) / p.NT;
-        fill = g_mmq_sms;
-    } else if (stream) {
+    if (stream) {
         /* grid (row groups of 16, token groups of 8 NT): each block streams its rows once
          * for up to 32 tokens (more: the rows again per group, mostly from L2) */
         p.kind = KIND_STREAM;
@@ -1505,11 +1311,8 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
         fill = 2 * g_mmq_sms;
     }
     int S = 1;
-    /* steps a split keeps */
-    const int min_sps = p.kind == KIND_STREAM ? 2 * SW_WARPS
-                        : p.kind == KIND_SROW ? 2 * (SW_WARPS / p.RG)
-                                              : 4;
-    if (g_mmq_waves && p.kind != KIND_STREAM && p.kind != KIND_WARP && p.kind != KIND_SROW) {
+    const int min_sps = p.kind == KIND_STREAM ? 2 * SW_WARPS : 4; /* steps a split keeps */
+    if (g_mmq_waves && p.kind != KIND_STREAM && p.kind != KIND_WARP) {
         /* the split of fewest (waves x (steps a block + 2)), the smaller on ties: a split
          * that only turns one part-filled wave into two (14336 rows of 64-row tiles at 64
          * tokens: 224 blocks for 264 places) costs the partial sums and their pass for
@@ -1629,38 +1432,6 @@ cudaError_t launch_stream(cudaStream_t s, const mmq_plan &p, const uint8_t *w, s
     return launch_stream_as<WT, NT, XM_BLOCK>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
-template <class WT, int NT, int RG>
-cudaError_t launch_srow_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
-                           int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
-    using C = srow_cfg<WT, NT, RG>;
-    static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
-    if (!raised) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_srow_kernel<WT, NT, RG>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
-        if (e != cudaSuccess) return e;
-        e = cudaFuncSetAttribute(mmq_srow_kernel<WT, NT, RG>,
-                                 cudaFuncAttributePreferredSharedMemoryCarveout, 100);
-        if (e != cudaSuccess) return e;
-        raised = true;
-    }
-    return rlcu::launch(mmq_srow_kernel<WT, NT, RG>, p.grid, SW_WARPS * 32, (size_t)C::SMEM, s, w,
-                        row_bytes, rows, reinterpret_cast<const uint8_t *>(xq),
-                        reinterpret_cast<const uint8_t *>(xs), p.ntl, n, y, p.sps, p.nsteps);
-}
-
-/* RG 2 where its stages fit two blocks an SM (Q4_K at 32 tokens), else 4. */
-template <class WT, int NT>
-cudaError_t launch_srow(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
-                        int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
-    if constexpr (srow_cfg<WT, NT, 2>::OK) {
-        if (p.RG == 2) return launch_srow_as<WT, NT, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    }
-    mmq_plan p4 = p; /* 64-row blocks: the grid's x again (the K split holds for any x) */
-    p4.RG = 4;
-    p4.grid.x = (unsigned)((rows + 63) / 64);
-    return launch_srow_as<WT, NT, 4>(s, p4, w, row_bytes, rows, xq, xs, n, y);
-}
-
 template <class WT>
 cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                         int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
@@ -1671,13 +1442,6 @@ cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
     case KIND_T2_8W: return launch_tile<WT, 2, 8, 4, 2, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
     case KIND_W1_4: return launch_tile<WT, 1, 4, 8, 1, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
     case KIND_W1_8: return launch_tile<WT, 1, 8, 8, 1, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
-    case KIND_SROW:
-        if constexpr (WT::HALVES || WT::MIN) {
-            if (p.NT == 1) return launch_srow<WT, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
-            if (p.NT == 2) return launch_srow<WT, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
-            return launch_srow<WT, 4>(s, p, w, row_bytes, rows, xq, xs, n, y);
-        }
-        return cudaErrorInvalidValue;
     case KIND_STREAM:
         if (p.NT == 1) return launch_stream<WT, 1>(s, p, w, row_bytes, rows, xq, xs, n, y);
         if (p.NT == 2) return launch_stream<WT, 2>(s, p, w, row_bytes, rows, xq, xs, n, y);
@@ -1704,12 +1468,8 @@ static bool int_step(int type) {
     return g_mmq_int && g_mmq_kstep && rl__cu_mmq_xmode(type) == 1;
 }
 
-/* (RUVLLM_CUDA_MMQ_INT, _WIDE, _WAVES, _SRG, _SMAX and _SROWS are read again at each call:
- * kbench and test_cuda_mmq8 set them.) */
+/* (RUVLLM_CUDA_MMQ_INT, _WIDE and _WAVES are read again at each call: kbench sets them.) */
 extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep, int stream) {
-    g_mmq_srg = env_int("RUVLLM_CUDA_MMQ_SRG", SROW_RG);
-    g_mmq_smax = env_int("RUVLLM_CUDA_MMQ_SMAX", SROW_MAX_N);
-    g_mmq_srows = env_int("RUVLLM_CUDA_MMQ_SROWS", (int)SROW_MIN_ROWS);
     g_mmq_int = env_int("RUVLLM_CUDA_MMQ_INT", 1) != 0;
     g_mmq_wide = env_int("RUVLLM_CUDA_MMQ_WIDE", 1) != 0;
     g_mmq_waves = env_int("RUVLLM_CUDA_MMQ_WAVES", 1) != 0;
