@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
+#include "qtypes.cuh"
+
 namespace rlcu {
 
 /* Tiles of 8 tokens for n tokens. */
@@ -93,25 +95,14 @@ __device__ __forceinline__ uint2 mmq_quant32(const float v[8], float *d, float *
     return c;
 }
 
-/* Per-256 rounding (mode 1): Q8_K over the warp's 256 values (lane l: values 8l..8l+7).
- * The largest magnitude by one redux.sync over the magnitudes' bits (non-negative floats
- * order as their bits do), the lowest lane holding it by a ballot (the earlier value wins
- * ties, as in rl__quant_q8_K) and its signed value by one shuffle. Every lane gets d and
- * its block's sum. */
+/* Per-256 rounding (mode 1): Q8_K over the warp's 256 values (lane l: values 8l..8l+7),
+ * the scale from q8k_vmax (qtypes.cuh: q8k_warp's first part, the same bits). Every lane
+ * gets d and its block's sum. */
 __device__ __forceinline__ uint2 mmq_quant256(const float v[8], float *d, float *sum) {
-    float amax = 0.0f, vmax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (fabsf(v[j]) > amax) {
-            amax = fabsf(v[j]);
-            vmax = v[j];
-        }
-    const unsigned mb = __reduce_max_sync(0xffffffffu, __float_as_uint(amax));
-    const int src = __ffs(__ballot_sync(0xffffffffu, __float_as_uint(amax) == mb)) - 1;
-    vmax = __shfl_sync(0xffffffffu, vmax, src);
+    const float vmax = q8k_vmax(v);
     uint32_t h[2] = {0, 0};
     float dd = 0.0f;
-    if (__uint_as_float(mb) > 0.0f) {
+    if (vmax != 0.0f) {
         const float iscale = __fdiv_rn(-127.0f, vmax);
 #pragma unroll
         for (int j = 0; j < 8; j++) {

@@ -104,42 +104,6 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
     }
 }
 
-/* q8k_warp (qtypes.cuh) with the same output, its largest-magnitude search done by one
- * redux.sync (the magnitudes' bits order as the floats do: non-negative, never NaN), a
- * ballot for the lowest lane that holds it (q8k_warp's tie rule) and one shuffle for its
- * signed value, instead of five rounds of three shuffles. */
-__device__ __forceinline__ void q8k_warp_redux(const float v[8], uint2 *qh, uint2 *ql, float *d) {
-    const int lane = (int)(threadIdx.x & 31);
-    float amax = 0.0f, vmax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < 8; j++)
-        if (fabsf(v[j]) > amax) {
-            amax = fabsf(v[j]);
-            vmax = v[j];
-        }
-    const unsigned mb = __reduce_max_sync(0xffffffffu, __float_as_uint(amax));
-    const int src = __ffs(__ballot_sync(0xffffffffu, __float_as_uint(amax) == mb)) - 1;
-    vmax = __shfl_sync(0xffffffffu, vmax, src);
-    amax = __uint_as_float(mb);
-    uint32_t h[2] = {0, 0}, l[2] = {0, 0};
-    float dd = 0.0f;
-    if (amax > 0.0f) {
-        const float iscale = __fdiv_rn(-127.0f, vmax);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const float f = __fmul_rn(iscale, v[j]);
-            const int c = min(127, __float2int_rn(f));
-            const int r = max(-127, min(127, __float2int_rn(__fmul_rn(__fsub_rn(f, (float)c), Q8_LO))));
-            h[j >> 2] |= (uint32_t)(c & 0xff) << (8 * (j & 3));
-            l[j >> 2] |= (uint32_t)(r & 0xff) << (8 * (j & 3));
-        }
-        dd = __fdiv_rn(1.0f, iscale);
-    }
-    *qh = make_uint2(h[0], h[1]);
-    *ql = make_uint2(l[0], l[1]);
-    if (lane == 0) *d = dd;
-}
-
 /* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output: the q8 decode
  * layout (XQ_Q8), or mmq.cu's workspace with its per-32 (XQ_MMQ32) or per-256 (XQ_MMQ256)
  * rounding: the tag in the low bits of the xq argument (rl__cu_xq_mmq, cuda_impl.h). */
@@ -150,7 +114,7 @@ enum { XQ_Q8 = 0, XQ_MMQ32 = 1, XQ_MMQ256 = 2 };
  * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
  * are no kernel's output). Fewer dependent trips to memory than rmsnorm_kernel's re-reads.
  * One barrier: every warp adds the warps' partial sums itself, all in the same order, so
- * every warp gets the same bits. q8 layout by q8k_warp_redux. early: the next
+ * every warp gets the same bits. q8 layout by q8k_warp. early: the next
  * kernel may launch before this one's wait (launch.cuh: it still waits for this one to
  * finish; a product after it starts streaming its weights sooner). xl (xq non-NULL): the
  * layout of xq; for mmq.cu's the grid has 8 ntl blocks, those past the n rows writing the
@@ -214,7 +178,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
         const uint2 c = xl == XQ_MMQ256 ? mmq_quant256(v, &d, &sum) : mmq_quant32(v, &d, &sum);
         mmq_put8(mq, msc, kb, ntl, blockIdx.x, (int)(threadIdx.x & 3), c, d, sum);
     } else {
-        q8k_warp_redux(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
+        q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
                        reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
     }
 }

@@ -59,8 +59,13 @@ __device__ __forceinline__ int byte8(uint2 v, int i) {
  * d = 0 and zero codes. qh, ql: this lane's 8 bytes of each; lane 0 writes *d. All 32
  * lanes must take part. */
 constexpr float Q8_LO = 254.0f;
-__device__ __forceinline__ void q8k_warp(const float v[8], uint2 *qh, uint2 *ql, float *d) {
-    const int lane = (int)(threadIdx.x & 31);
+
+/* The signed value of largest magnitude among the warp's 256 values (lane l holding v[0..7]
+ * = values 8l..8l+7), the first of them on ties (rl__quant_q8_K's rule): the lane's own by
+ * a scan, the warp's largest magnitude by one redux.sync over the magnitudes' bits
+ * (non-negative floats, never NaN here, order as their bits do), the lowest lane holding it
+ * by a ballot and its signed value by one shuffle. 0 when all are 0. All lanes get it. */
+__device__ __forceinline__ float q8k_vmax(const float v[8]) {
     float amax = 0.0f, vmax = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; j++)
@@ -68,21 +73,17 @@ __device__ __forceinline__ void q8k_warp(const float v[8], uint2 *qh, uint2 *ql,
             amax = fabsf(v[j]);
             vmax = v[j];
         }
-    int at = lane; /* earlier values first on ties */
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float am = __shfl_xor_sync(0xffffffffu, amax, o);
-        const float mx = __shfl_xor_sync(0xffffffffu, vmax, o);
-        const int ao = __shfl_xor_sync(0xffffffffu, at, o);
-        if (am > amax || (am == amax && ao < at)) {
-            amax = am;
-            vmax = mx;
-            at = ao;
-        }
-    }
+    const unsigned mb = __reduce_max_sync(0xffffffffu, __float_as_uint(amax));
+    const int src = __ffs(__ballot_sync(0xffffffffu, __float_as_uint(amax) == mb)) - 1;
+    return __shfl_sync(0xffffffffu, vmax, src);
+}
+
+__device__ __forceinline__ void q8k_warp(const float v[8], uint2 *qh, uint2 *ql, float *d) {
+    const int lane = (int)(threadIdx.x & 31);
+    const float vmax = q8k_vmax(v);
     uint32_t h[2] = {0, 0}, l[2] = {0, 0};
     float dd = 0.0f;
-    if (amax > 0.0f) {
+    if (vmax != 0.0f) {
         const float iscale = __fdiv_rn(-127.0f, vmax);
 #pragma unroll
         for (int j = 0; j < 8; j++) {
