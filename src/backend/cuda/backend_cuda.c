@@ -593,7 +593,8 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
                                                              n, p->ew.dim, p->ew.x)))) {
             /* the same for mmq.cu's layout and rounding (batched decoding: the norms before
              * q/k/v and gate/up, the activation before down) */
-            p->ew.xq = rl__cu_xq_mmq(c->q8x, rl__cu_mmq_xmode((int)w->type));
+            p->ew.xq = c->q8x;
+            p->ew.xq_mode = rl__cu_xq_mmq_mode(rl__cu_mmq_xmode((int)w->type));
             q8_ready = true;
         }
     }

@@ -138,15 +138,14 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
                              float *y, void *wsw, size_t wsw_bytes, void *wsx);
 
 /* ---- element-wise (ops_nofma.cu) ---- */
-/* The quantized output of rl__cu_rmsnorm and rl__cu_glu (their xq argument) goes in the
- * layout its low bits name: none set, the q8 decode path's workspace (rl__cu_matmul_q8);
- * set by rl__cu_xq_mmq, mmq.cu's workspace (mmq_layout.cuh) for a product of n >=
- * RL_CU_MMQ_MIN_N tokens with that rl__cu_mmq_xmode, which then runs with xq_ready (its
- * quantization launch saved). Workspaces are device allocations (256-byte aligned): the two
- * low bits are free. */
-#define RL_CU_XQ_TAG 3u
-static inline void *rl__cu_xq_mmq(void *ws, int xmode) {
-    return (void *)((uintptr_t)ws | (uintptr_t)(xmode == 1 ? 2 : 1));
+/* Where rl__cu_rmsnorm and rl__cu_glu write their quantized output (xq, xq_mode): the q8
+ * decode path's workspace (RL_CU_XQ_Q8, rl__cu_matmul_q8), or mmq.cu's workspace
+ * (mmq_layout.cuh) for a product of n >= RL_CU_MMQ_MIN_N tokens, rounded per 32 values
+ * (RL_CU_XQ_MMQ32) or per 256 (RL_CU_XQ_MMQ256) as that product's rl__cu_mmq_xmode says
+ * (rl__cu_xq_mmq_mode); the product then runs with xq_ready (its quantization launch saved). */
+enum { RL_CU_XQ_Q8 = 0, RL_CU_XQ_MMQ32 = 1, RL_CU_XQ_MMQ256 = 2 };
+static inline int rl__cu_xq_mmq_mode(int xmode) {
+    return xmode == 1 ? RL_CU_XQ_MMQ256 : RL_CU_XQ_MMQ32;
 }
 /* Whether rl__cu_rmsnorm / rl__cu_glu with these arguments can write mmq.cu's layout. */
 bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *y,
@@ -154,9 +153,10 @@ bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *
 bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, int64_t ld_u, int64_t n,
                        int64_t dim, const float *out);
 /* xq non-NULL (dim % 256 == 0): the output also quantized for the product that reads it
- * next (layout as above). add non-NULL: x += add first ([n][dim], x then written). */
+ * next (in the layout xq_mode names, above). add non-NULL: x += add first ([n][dim], x
+ * then written). */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
-                           const float *w, float *y, void *xq, const float *add);
+                           const float *w, float *y, void *xq, int xq_mode, const float *add);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache); n rows
  * of n_head heads of x, and (x2 non-NULL) of n_head2 heads of x2 at the same positions. */
 cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_head, float *x2, int64_t ld2,
@@ -170,9 +170,9 @@ cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c);
 cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v);
 /* dst = src (device memory, bytes), as a kernel in the launch chain (ops_nofma.cu). */
 cudaError_t rl__cu_copy(cudaStream_t s, void *dst, const void *src, size_t bytes);
-/* act: 0 SiLU, 1 GELU (tanh); xq as rl__cu_rmsnorm's */
+/* act: 0 SiLU, 1 GELU (tanh); xq, xq_mode as rl__cu_rmsnorm's */
 cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g, const float *u,
-                       int64_t ld_u, int64_t n, int64_t dim, float *out, void *xq);
+                       int64_t ld_u, int64_t n, int64_t dim, float *out, void *xq, int xq_mode);
 cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, const int32_t *ids, int64_t n,
                                 int64_t dim, float *dst);
 cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t dim, const int32_t *ids,

@@ -104,10 +104,8 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
     }
 }
 
-/* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output: the q8 decode
- * layout (XQ_Q8), or mmq.cu's workspace with its per-32 (XQ_MMQ32) or per-256 (XQ_MMQ256)
- * rounding: the tag in the low bits of the xq argument (rl__cu_xq_mmq, cuda_impl.h). */
-enum { XQ_Q8 = 0, XQ_MMQ32 = 1, XQ_MMQ256 = 2 };
+/* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output (cuda_impl.h). */
+enum { XQ_Q8 = RL_CU_XQ_Q8, XQ_MMQ32 = RL_CU_XQ_MMQ32, XQ_MMQ256 = RL_CU_XQ_MMQ256 };
 
 /* rmsnorm_kernel for rows of dim % 256 == 0, dim <= 8192: a thread per 8 consecutive
  * values, kept in registers from the load to the quantization (a warp holds one q8 block
@@ -600,13 +598,6 @@ static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row
 static int g_early = 0;
 enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
 
-/* The layout named by the low bits of an xq argument, and xq without them. */
-static int xq_layout(void **xq) {
-    const uintptr_t p = (uintptr_t)*xq;
-    *xq = (void *)(p & ~(uintptr_t)RL_CU_XQ_TAG);
-    return (int)(p & RL_CU_XQ_TAG);
-}
-
 static bool norm8_ok(int64_t dim, const float *x, const float *y, const float *add,
                      const float *w) {
     return dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
@@ -620,9 +611,9 @@ extern "C" bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, co
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
-                                      const float *add) {
+                                      int xq_mode, const float *add) {
     if (n <= 0) return cudaSuccess;
-    const int xl = xq ? xq_layout(&xq) : XQ_Q8;
+    const int xl = xq ? xq_mode : XQ_Q8;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
     if (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) return cudaErrorInvalidValue;
     if (norm8_ok(dim, x, y, add, w)) {
@@ -734,9 +725,9 @@ extern "C" bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, 
 
 extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g,
                                   const float *u, int64_t ld_u, int64_t n, int64_t dim, float *out,
-                                  void *xq) {
+                                  void *xq, int xq_mode) {
     if (n * dim <= 0) return cudaSuccess;
-    const int xl = xq ? xq_layout(&xq) : XQ_Q8;
+    const int xl = xq ? xq_mode : XQ_Q8;
     if (xl != XQ_Q8) {
         if (!rl__cu_glu_mmq_ok(g, ld_g, u, ld_u, n, dim, out)) return cudaErrorInvalidValue;
         const int ntl = mmq_ntl(n);

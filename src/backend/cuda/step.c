@@ -172,7 +172,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
                                (const int32_t *)(A + r->mm.ids_at), r->mm.n, r->mm.y);
     case CU_OP_RMSNORM:
         return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq,
-                              r->ew.c);
+                              r->ew.xq_mode, r->ew.c);
     case CU_OP_ROPE:
         return rl__cu_rope(s, r->ew.x, r->ew.ld, r->ew.i0, r->ew.x2, r->ew.ld2, r->ew.i3, r->ew.n,
                            r->ew.i1, r->ew.i2, r->ew.flag, (const float *)(A + r->ew.at0));
@@ -188,7 +188,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_fill(s, r->ew.x, r->ew.n, r->ew.f);
     case CU_OP_GLU:
         return rl__cu_glu(s, r->ew.i0, r->ew.a, r->ew.ld, r->ew.b, r->ew.ld2, r->ew.n, r->ew.dim,
-                          r->ew.x, r->ew.xq);
+                          r->ew.x, r->ew.xq, r->ew.xq_mode);
     case CU_OP_GET_ROWS_F32:
         return rl__cu_get_rows_f32(s, r->ew.a, (const int32_t *)(A + r->ew.at0), r->ew.n, r->ew.dim,
                                    r->ew.x);
@@ -364,6 +364,7 @@ static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g, cu_rec *rest, size_
     const int64_t F = f->mv.sg.end[0];
     const bool fl = f->mv.x != NULL;
     if (g->op != CU_OP_GLU || f->mv.nseg != 2 || f->mv.sg.end[1] != 2 * F || g->ew.n != 1 ||
+        g->ew.xq_mode != RL_CU_XQ_Q8 ||
         g->ew.dim != F || g->ew.a != f->mv.sg.y[0] || g->ew.b != f->mv.sg.y[1] ||
         (fl ? g->ew.xq != NULL : !g->ew.xq || n < 1 || !reads_glu_q8(&rest[0], g)) ||
         (g->ew.i0 != 0 && g->ew.i0 != 1) || (size_t)F > (size_t)RL_CU_GLU_BLOCKS * 256 ||

@@ -140,6 +140,7 @@ typedef struct cu_rec {
             size_t at0, at1;
             void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next;
                          argmax: its zeroed workspace (argmax.cu) */
+            int xq_mode; /* rmsnorm, glu: xq's layout (RL_CU_XQ_*, cuda_impl.h) */
         } ew;
         struct { /* kv_write (cells_at), kv_copy (src_at, dst_at) */
             int type;
