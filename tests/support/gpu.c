@@ -1,6 +1,8 @@
 #include "gpu.h"
 
 #include "backend/backend.h"
+#include "rng.h"
+#include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,4 +35,41 @@ bool rl_test_gpu_pair(rl_backend **gpu, rl_backend **cpu, bool graphs_off, char 
         return false;
     }
     return true;
+}
+
+float *rl_test_dev_get(rl_backend *be, const float *d, size_t n) {
+    float *h = malloc((n ? n : 1) * sizeof(float));
+    if (h && n) be->ops->to_host(be, h, d, n * sizeof(float));
+    CHECK(h != NULL && be->ops->sync(be) == RL_OK);
+    return h;
+}
+
+void rl_test_env_set(const char *name, const char *v) {
+    if (v)
+        setenv(name, v, 1);
+    else
+        unsetenv(name);
+}
+
+void *rl_test_dev_bytes(rl_backend *g, const void *h, size_t b) {
+    void *d = g->ops->alloc(g, b);
+    CHECK(d != NULL);
+    if (d) g->ops->from_host(g, d, h, b);
+    return d;
+}
+
+rl_weight rl_test_dev_weight(rl_backend *g, rl_type t, int64_t K, int64_t rows, uint64_t *rng) {
+    size_t rb = 0;
+    CHECK(rl_type_row_bytes(t, K, &rb) == RL_OK);
+    void *data = calloc((size_t)rows, rb);
+    CHECK(data != NULL);
+    if (data && rng) {
+        float *src = rl_test_gauss_vec(rng, (size_t)(K * rows));
+        CHECK(src && rl_quantize(t, src, data, rows, K, NULL) == RL_OK);
+        free(src);
+    }
+    rl_weight w = {.name = "w", .type = t, .ne = {K, rows, 1, 1}, .row_bytes = rb};
+    w.data = data ? rl_test_dev_bytes(g, data, rb * (size_t)rows) : NULL;
+    free(data);
+    return w;
 }

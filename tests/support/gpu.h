@@ -1,11 +1,15 @@
 /*
- * gpu.h - what the GPU tests share: whether a CUDA device is there to test on.
+ * gpu.h - what the GPU tests share: whether a CUDA device is there to test on, the backends
+ * they compare, and moving test data to and from device memory.
  */
 #ifndef RL_TEST_GPU_H
 #define RL_TEST_GPU_H
 
+#include "backend/backend.h"
+
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* True when a CUDA device can be used; else false with the reason (the backend's error
  * message, e.g. a build without CUDA or no device) in why, for SKIP. */
@@ -18,5 +22,21 @@ bool rl_test_have_gpu(char *why, size_t n);
 struct rl_backend;
 bool rl_test_gpu_pair(struct rl_backend **gpu, struct rl_backend **cpu, bool graphs_off,
                       char *why, size_t n);
+
+/* n floats of device memory d copied back through be (malloc'd); the backend's sync must
+ * succeed (a CHECK). */
+float *rl_test_dev_get(struct rl_backend *be, const float *d, size_t n);
+
+/* b bytes of host memory h in a new device buffer of g (NULL, and a failed CHECK, when the
+ * allocation fails). */
+void *rl_test_dev_bytes(struct rl_backend *g, const void *h, size_t b);
+
+/* A rows x K weight of type t in device memory of g (named "w"): quantized from standard
+ * normal values of *rng, or all-zero blocks when rng is NULL (timing). */
+rl_weight rl_test_dev_weight(struct rl_backend *g, rl_type t, int64_t K, int64_t rows,
+                             uint64_t *rng);
+
+/* setenv(name, v), or unsetenv(name) when v is NULL (settings a backend reads when made). */
+void rl_test_env_set(const char *name, const char *v);
 
 #endif /* RL_TEST_GPU_H */

@@ -18,6 +18,7 @@
  * pass off (RUVLLM_CUDA_FUSE=0); =2 times only (RUVLLM_ATTN8_BENCH_ONLY: the shapes whose
  * name holds it). Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "rng.h"
 #include "test.h"
 
@@ -32,58 +33,20 @@ static uint64_t rnd(void) { return rl_test_rand64(&g_rng); }
 static int32_t rnd_in(int32_t lo, int32_t hi) {
     return lo + (int32_t)(rnd() % (uint64_t)(hi - lo + 1));
 }
-static float gauss(void) {
-    float u1 = (float)rl_test_rand_unit(&g_rng) + 1e-12f, u2 = (float)rl_test_rand_unit(&g_rng);
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
-}
-static float *rand_vec(size_t n) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = gauss();
-    return x;
-}
-
-static void env_set(const char *name, const char *v) {
-    if (v)
-        setenv(name, v, 1);
-    else
-        unsetenv(name);
-}
+static float *rand_vec(size_t n) { return rl_test_gauss_vec(&g_rng, n); }
 
 /* A CUDA backend made under NAME=VALUE (NULL: none); settings are read when it is made. */
 static rl_backend *gpu_make(const char *name, const char *value) {
-    if (name) env_set(name, value);
+    if (name) rl_test_env_set(name, value);
     rl_backend *b = NULL;
     char err[256] = "";
     rl_status st = rl__backend_cuda_create(0, &b, err, sizeof err);
-    if (name) env_set(name, NULL);
+    if (name) rl_test_env_set(name, NULL);
     if (st != RL_OK) {
         snprintf(g_skip, sizeof g_skip, "no CUDA backend: %.200s", err);
         return NULL;
     }
     return b;
-}
-
-static void *dev_bytes(rl_backend *g, const void *h, size_t b) {
-    void *d = g->ops->alloc(g, b);
-    CHECK(d != NULL);
-    if (d) g->ops->from_host(g, d, h, b);
-    return d;
-}
-
-/* A Q4_K weight of rows x K on g (device memory): random values, or zeros (timing). */
-static rl_weight q4k_weight(rl_backend *g, int64_t K, int64_t rows, bool zero) {
-    size_t rb = 0;
-    rl_type_row_bytes(RL_TYPE_Q4_K, K, &rb);
-    void *data = calloc((size_t)rows, rb);
-    if (!zero) {
-        float *src = rand_vec((size_t)(K * rows));
-        CHECK(rl_quantize(RL_TYPE_Q4_K, src, data, rows, K, NULL) == RL_OK);
-        free(src);
-    }
-    rl_weight w = {.name = "wo", .type = RL_TYPE_Q4_K, .ne = {K, rows, 1, 1}, .row_bytes = rb};
-    w.data = dev_bytes(g, data, rb * (size_t)rows);
-    free(data);
-    return w;
 }
 
 static rl_rope_params rope_params(int32_t n_rot, rl_rope_mode mode) {
@@ -207,8 +170,8 @@ static void run_gpu(rl_backend *g, const tok_case *c, bool product, tok_out r[PA
     const size_t kb = (size_t)c->n_cells * c->kc.k_row_bytes,
                  vb = (size_t)c->n_cells * c->kc.v_row_bytes;
     rl_kv_layer kv = c->kc;
-    kv.k = dev_bytes(g, c->kc.k, kb);
-    kv.v = dev_bytes(g, c->kc.v, vb);
+    kv.k = rl_test_dev_bytes(g, c->kc.k, kb);
+    kv.v = rl_test_dev_bytes(g, c->kc.v, vb);
     float *q = g->ops->alloc(g, (size_t)nq * sizeof(float));
     float *k = g->ops->alloc(g, (size_t)nk * sizeof(float));
     float *v = g->ops->alloc(g, (size_t)nk * sizeof(float));
@@ -218,7 +181,7 @@ static void run_gpu(rl_backend *g, const tok_case *c, bool product, tok_out r[PA
     for (int64_t i = 0; i < nq; i++) nan[i] = NAN;
     g_rng = 0x5151aa77ull + (uint64_t)c->hd; /* the same weight on every backend */
     rl_weight w = {0};
-    if (product) w = q4k_weight(g, nq, ROWS, false);
+    if (product) w = rl_test_dev_weight(g, RL_TYPE_Q4_K, nq, ROWS, &g_rng);
     for (int p = 0; p < PASSES; p++) {
         g->ops->from_host(g, q, c->q, (size_t)nq * sizeof(float));
         g->ops->from_host(g, k, c->k, (size_t)nk * sizeof(float));
@@ -374,15 +337,15 @@ static double bench_layer(rl_backend *g, const tok_case *c) {
     rl_kv_layer kv[BL];
     for (int l = 0; l < BL; l++) {
         kv[l] = c->kc;
-        kv[l].k = dev_bytes(g, c->kc.k, kb);
-        kv[l].v = dev_bytes(g, c->kc.v, vb);
+        kv[l].k = rl_test_dev_bytes(g, c->kc.k, kb);
+        kv[l].v = rl_test_dev_bytes(g, c->kc.v, vb);
     }
-    float *q = dev_bytes(g, c->q, (size_t)nq * sizeof(float));
-    float *k = dev_bytes(g, c->k, (size_t)nk * sizeof(float));
-    float *v = dev_bytes(g, c->v, (size_t)nk * sizeof(float));
+    float *q = rl_test_dev_bytes(g, c->q, (size_t)nq * sizeof(float));
+    float *k = rl_test_dev_bytes(g, c->k, (size_t)nk * sizeof(float));
+    float *v = rl_test_dev_bytes(g, c->v, (size_t)nk * sizeof(float));
     float *out = g->ops->alloc(g, (size_t)nq * sizeof(float));
     float *y = g->ops->alloc(g, ROWS * sizeof(float));
-    rl_weight w = q4k_weight(g, nq, ROWS, false);
+    rl_weight w = rl_test_dev_weight(g, RL_TYPE_Q4_K, nq, ROWS, &g_rng);
     g->ops->sync(g);
     double t[BREPS];
     for (int rep = -3; rep < BREPS; rep++) { /* three lists first: eager, capture, replay */

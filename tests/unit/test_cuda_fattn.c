@@ -35,6 +35,7 @@
  * rings (bench_pipe) alone.
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "rng.h"
 #include "test.h"
 
@@ -46,22 +47,7 @@ static char g_skip[320];
 static uint64_t g_rng = 0x5eed0f1a77e11ull;
 static uint64_t rnd(void) { return rl_test_rand64(&g_rng); }
 static int32_t rnd_in(int32_t lo, int32_t hi) { return lo + (int32_t)(rnd() % (uint64_t)(hi - lo + 1)); }
-static float gauss(void) {
-    float u1 = (float)rl_test_rand_unit(&g_rng) + 1e-12f, u2 = (float)rl_test_rand_unit(&g_rng);
-    return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
-}
-static float *rand_vec(size_t n) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = gauss();
-    return x;
-}
-
-static void env_set(const char *name, const char *v) {
-    if (v)
-        setenv(name, v, 1);
-    else
-        unsetenv(name);
-}
+static float *rand_vec(size_t n) { return rl_test_gauss_vec(&g_rng, n); }
 
 /* Each NAME=VALUE of a space-separated list set (set) or unset (!set); NULL: none. */
 static void env_list(const char *list, bool set) {
@@ -73,7 +59,7 @@ static void env_list(const char *list, bool set) {
         char name[64], val[64];
         snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
         snprintf(val, sizeof val, "%.*s", (int)(end - eq - 1), eq + 1);
-        env_set(name, set ? val : NULL);
+        rl_test_env_set(name, set ? val : NULL);
         p = end;
     }
 }
@@ -81,9 +67,9 @@ static void env_list(const char *list, bool set) {
 /* A backend with RUVLLM_CUDA_FATTN, RUVLLM_CUDA_FATTN_SPARSE and RUVLLM_CUDA_ATTN_TILED_MAX
  * set as given (NULL: unset); the settings are read when a backend is made. */
 static rl_backend *gpu_make(const char *fattn, const char *sparse, const char *tiled_max) {
-    env_set("RUVLLM_CUDA_FATTN", fattn);
-    env_set("RUVLLM_CUDA_FATTN_SPARSE", sparse);
-    env_set("RUVLLM_CUDA_ATTN_TILED_MAX", tiled_max);
+    rl_test_env_set("RUVLLM_CUDA_FATTN", fattn);
+    rl_test_env_set("RUVLLM_CUDA_FATTN_SPARSE", sparse);
+    rl_test_env_set("RUVLLM_CUDA_ATTN_TILED_MAX", tiled_max);
     rl_backend *b = NULL;
     char err[256] = "";
     if (rl__backend_cuda_create(0, &b, err, sizeof err) != RL_OK) {
@@ -235,24 +221,17 @@ typedef struct dev_call {
     float *q, *out;
 } dev_call;
 
-static void *dev_bytes(rl_backend *g, const void *h, size_t b) {
-    void *d = g->ops->alloc(g, b);
-    CHECK(d != NULL);
-    if (d) g->ops->from_host(g, d, h, b);
-    return d;
-}
-
 static void dev_make(rl_backend *g, const call *c, dev_call *d) {
     d->kg = c->kc;
-    d->kg.k = dev_bytes(g, c->kc.k, (size_t)c->n_cells * c->kc.k_row_bytes);
-    d->kg.v = dev_bytes(g, c->kc.v, (size_t)c->n_cells * c->kc.v_row_bytes);
-    d->q = dev_bytes(g, c->q, (size_t)(c->n_tok * c->q_ld) * sizeof(float));
+    d->kg.k = rl_test_dev_bytes(g, c->kc.k, (size_t)c->n_cells * c->kc.k_row_bytes);
+    d->kg.v = rl_test_dev_bytes(g, c->kc.v, (size_t)c->n_cells * c->kc.v_row_bytes);
+    d->q = rl_test_dev_bytes(g, c->q, (size_t)(c->n_tok * c->q_ld) * sizeof(float));
     /* NaN where the op writes, 0 in the row padding (the reference's) */
     const size_t n = (size_t)(c->n_tok * c->out_ld);
     float *init = malloc(n * sizeof(float));
     for (size_t i = 0; i < n; i++)
         init[i] = (int64_t)(i % (size_t)c->out_ld) < (int64_t)c->n_head * c->hd ? NAN : 0.0f;
-    d->out = dev_bytes(g, init, n * sizeof(float));
+    d->out = rl_test_dev_bytes(g, init, n * sizeof(float));
     free(init);
 }
 
@@ -445,11 +424,11 @@ TEST(attn_vec) {
             }
             if (!hit) continue;
         }
-        env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0");
+        rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0");
         env_list(sets[i][1], true);
         rl_backend *g = gpu_make(NULL, NULL, NULL);
         env_list(sets[i][1], false);
-        env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+        rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
         CHECK(g != NULL);
         if (g) vec_cases(g, sets[i][0]);
         rl__backend_free(g);
@@ -530,25 +509,25 @@ TEST(attn_one_launch) {
             {"0", NULL, "0", NULL, NULL, NULL},  {NULL, NULL, "0", NULL, "0", NULL},
             {NULL, NULL, "0", NULL, NULL, "64"}, {NULL, NULL, "0", NULL, NULL, "0"}};
         for (int m = 0; m < NM; m++) {
-            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", pc ? "32" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_MERGE", ms[m][0]);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", ms[m][1]);
-            env_set("RUVLLM_CUDA_ATTN_MMA", ms[m][2]);
-            env_set("RUVLLM_CUDA_ATTN_MMA_MIN", ms[m][3]);
-            env_set("RUVLLM_CUDA_ATTN_VEC_LAT", ms[m][4]);
-            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE1", ms[m][5]);
-            env_set("RUVLLM_CUDA_ATTN_VEC_PF", ms[m][5] ? "8" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* MERGE=0 would keep short spans off vec */
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", pc ? "32" : NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MERGE", ms[m][0]);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_HPB", ms[m][1]);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MMA", ms[m][2]);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MMA_MIN", ms[m][3]);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_LAT", ms[m][4]);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_PIECE1", ms[m][5]);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_PF", ms[m][5] ? "8" : NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", "0"); /* MERGE=0 would keep short spans off vec */
             rl_backend *g = gpu_make(NULL, NULL, NULL);
-            env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
-            env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
-            env_set("RUVLLM_CUDA_ATTN_MMA_MIN", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_LAT", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_PIECE1", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_PF", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_PIECE", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MMA_MIN", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_LAT", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_PIECE1", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_PF", NULL);
             CHECK(g != NULL);
             for (size_t i = 0; i < NC; i++) {
                 o[m][i] = calloc((size_t)(c[i].n_tok * c[i].out_ld), sizeof(float));
@@ -597,22 +576,6 @@ TEST(attn_one_launch) {
 }
 
 /* ---- attention whose output a q8 product reads (step.c's fuse pass) ---- */
-
-/* A Q4_K weight of rows x K on g from random values (device memory). */
-static rl_weight q4k_weight(rl_backend *g, int64_t K, int64_t rows, bool zero) {
-    size_t rb = 0;
-    rl_type_row_bytes(RL_TYPE_Q4_K, K, &rb);
-    void *data = calloc((size_t)rows, rb);
-    if (!zero) {
-        float *src = rand_vec((size_t)(K * rows));
-        CHECK(rl_quantize(RL_TYPE_Q4_K, src, data, rows, K, NULL) == RL_OK);
-        free(src);
-    }
-    rl_weight w = {.name = "wo", .type = RL_TYPE_Q4_K, .ne = {K, rows, 1, 1}, .row_bytes = rb};
-    w.data = dev_bytes(g, data, rb * (size_t)rows);
-    free(data);
-    return w;
-}
 
 /* One call then the product of its output with w (y [n_tok][rows]) on g: y and the
  * attention output to the host. */
@@ -667,24 +630,24 @@ static void q8_fused_cases(const char *one) {
         float *o[5], *y[5];
         for (int f = 0; f < 5; f++) { /* unfused, fused, fused with the combine kernel, fused
                                          and unfused with VEC_HPB=0 */
-            env_set("RUVLLM_CUDA_FUSE", f && f != 4 ? NULL : "0");
+            rl_test_env_set("RUVLLM_CUDA_FUSE", f && f != 4 ? NULL : "0");
             /* MERGE=0 alone would send single tokens under 2048 cells to the tiled kernel */
-            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", f == 2 && !one ? "0" : one);
-            env_set("RUVLLM_CUDA_ATTN_MERGE", f == 2 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", f >= 3 ? "0" : NULL);
-            env_set("RUVLLM_CUDA_ATTN_MMA", f >= 3 ? "0" : NULL); /* the CUDA-core arithmetic */
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", f == 2 && !one ? "0" : one);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MERGE", f == 2 ? "0" : NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_HPB", f >= 3 ? "0" : NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MMA", f >= 3 ? "0" : NULL); /* the CUDA-core arithmetic */
             rl_backend *g = gpu_make(NULL, NULL, NULL);
-            env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
-            env_set("RUVLLM_CUDA_FUSE", NULL);
-            env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
-            env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MMA", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_HPB", NULL);
+            rl_test_env_set("RUVLLM_CUDA_FUSE", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_VEC_1TOK", NULL);
+            rl_test_env_set("RUVLLM_CUDA_ATTN_MERGE", NULL);
             o[f] = calloc((size_t)no, sizeof(float));
             y[f] = calloc((size_t)(c.n_tok * rows), sizeof(float));
             CHECK(g != NULL);
             if (!g) continue;
             g_rng = 0x9e3779b97f4a7c15ull + i; /* the same weight on both */
-            rl_weight w = q4k_weight(g, out_ld_fix, rows, false);
+            rl_weight w = rl_test_dev_weight(g, RL_TYPE_Q4_K, out_ld_fix, rows, &g_rng);
             attn_then_product(g, &c, &w, o[f], y[f]);
             g->ops->free(g, (void *)w.data);
             rl__backend_free(g);
@@ -805,7 +768,7 @@ static rl_backend *bench_make(const bench_set *b) {
 static double time_pair(rl_backend *g, const call *c) {
     dev_call d;
     dev_make(g, c, &d);
-    rl_weight w = q4k_weight(g, (int64_t)c->n_head * c->hd, 256, true);
+    rl_weight w = rl_test_dev_weight(g, RL_TYPE_Q4_K, (int64_t)c->n_head * c->hd, 256, NULL);
     float *yd = g->ops->alloc(g, (size_t)c->n_tok * 256 * sizeof(float));
     rl_attn_args a = call_args(c, d.q, d.out);
     double best = 1e30;
@@ -1009,8 +972,8 @@ int main(void) {
     if (g_forced && b && b[0] == '3') bench_pipe();
     rl__backend_free(g_forced);
     rl__backend_free(cpu);
-    env_set("RUVLLM_CUDA_FATTN", NULL);
-    env_set("RUVLLM_CUDA_FATTN_SPARSE", NULL);
-    env_set("RUVLLM_CUDA_ATTN_TILED_MAX", NULL);
+    rl_test_env_set("RUVLLM_CUDA_FATTN", NULL);
+    rl_test_env_set("RUVLLM_CUDA_FATTN_SPARSE", NULL);
+    rl_test_env_set("RUVLLM_CUDA_ATTN_TILED_MAX", NULL);
     return rl_test_finish();
 }

@@ -26,11 +26,7 @@ static rl_backend *cpu, *gpu;
 static char g_skip[320];
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
-static float *rand_vec(size_t n) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = 2.0f * (float)rl_test_rand_unit(&g_rng) - 1.0f;
-    return x;
-}
+static float *rand_vec(size_t n) { return rl_test_unif_vec(&g_rng, n); }
 
 typedef struct tw {
     rl_weight w;  /* host data (the CPU's) */
@@ -75,13 +71,6 @@ static bool weight_make(rl_type t, int64_t K, int64_t rows, bool raw, tw *q) {
 static void weight_free(tw *q) {
     gpu->ops->free(gpu, (void *)q->wd.data);
     free((void *)q->w.data);
-}
-
-static float *dev_get(rl_backend *be, const float *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    be->ops->to_host(be, h, d, n * sizeof(float));
-    CHECK(be->ops->sync(be) == RL_OK);
-    return h;
 }
 
 /* The tensors of one layer part; sizes in floats for n tokens of width D and FFN width F. */
@@ -190,7 +179,7 @@ TEST(mmq_xq_layers) {
                 for (int b = 0; b < 2; b++)
                     for (int j = 0; j < L_N; j++)
                         res[b][j] =
-                            dev_get(b ? off : gpu, p[b][j], (size_t)tensor_len(j, n, D, F, w));
+                            rl_test_dev_get(b ? off : gpu, p[b][j], (size_t)tensor_len(j, n, D, F, w));
                 for (int j = 0; j < L_N; j++) {
                     const size_t len = (size_t)tensor_len(j, n, D, F, w);
                     if (memcmp(res[0][j], res[1][j], len * sizeof(float))) bad++;

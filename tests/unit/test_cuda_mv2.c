@@ -21,11 +21,7 @@ static rl_backend *cpu, *gpu;
 static char g_skip[320];
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
 
-static float *rand_vec(size_t n) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = 2.0f * (float)rl_test_rand_unit(&g_rng) - 1.0f;
-    return x;
-}
+static float *rand_vec(size_t n) { return rl_test_unif_vec(&g_rng, n); }
 
 typedef struct mv_weight {
     rl_weight w;  /* host data (the CPU's) */
@@ -52,13 +48,6 @@ static bool weight_make(rl_type t, int64_t K, int64_t rows, mv_weight *q) {
 static void weight_free(mv_weight *q) {
     gpu->ops->free(gpu, (void *)q->wd.data);
     free((void *)q->w.data);
-}
-
-static float *dev_get(rl_backend *be, const float *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    be->ops->to_host(be, h, d, n * sizeof(float));
-    CHECK(be->ops->sync(be) == RL_OK);
-    return h;
 }
 
 /* The process's matvec rows per item (read when a backend is made) from the environment. */
@@ -104,7 +93,7 @@ TEST(mv_decoders) {
                     mv_env(rpi[p]);
                     gpu->ops->fill(gpu, yd, rows, NAN);
                     CHECK(gpu->ops->matmul(gpu, &q.wd, xd, 1, yd) == RL_OK);
-                    float *y = dev_get(gpu, yd, (size_t)rows);
+                    float *y = rl_test_dev_get(gpu, yd, (size_t)rows);
                     num_cpu += sq_sum(y, yc, (size_t)rows, &den_cpu);
                     free(y);
                 }
@@ -165,7 +154,7 @@ TEST(mv_fused_ffn) {
     ffn(gpu, p[0], w, nwd, x, D, F);
     ffn(off, p[1], w, nwd, x, D, F);
     for (int i = 0; i < 2; i++)
-        for (int j = 0; j < FF_N; j++) res[i][j] = dev_get(i ? off : gpu, p[i][j], (size_t)n[j]);
+        for (int j = 0; j < FF_N; j++) res[i][j] = rl_test_dev_get(i ? off : gpu, p[i][j], (size_t)n[j]);
     for (int j = 0; j < FF_N; j++)
         CHECKF(!memcmp(res[0][j], res[1][j], (size_t)n[j] * sizeof(float)),
                "fused ffn: %s differs from the unfused ops", names[j]);

@@ -26,11 +26,7 @@ static rl_backend *cpu, *gpu;
 static char g_skip[320];
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 
-static float *rand_vec(size_t n) {
-    float *x = malloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = 2.0f * (float)rl_test_rand_unit(&g_rng) - 1.0f;
-    return x;
-}
+static float *rand_vec(size_t n) { return rl_test_unif_vec(&g_rng, n); }
 
 /* A weight quantized on the host and nc device copies of it. */
 typedef struct mv_weight {
@@ -94,13 +90,6 @@ static void weight_free(mv_weight *q) {
     free((void *)q->w.data);
 }
 
-static float *dev_get(rl_backend *be, const float *d, size_t n) {
-    float *h = malloc(n * sizeof(float));
-    be->ops->to_host(be, h, d, n * sizeof(float));
-    CHECK(be->ops->sync(be) == RL_OK);
-    return h;
-}
-
 /* The process's matvec settings (read when a backend is made) from the environment. */
 static void mv_env(const char *glu_end, const char *rows) {
     static const char *names[2] = {"RUVLLM_CUDA_MV_GLUEND", "RUVLLM_CUDA_MV_R"};
@@ -161,7 +150,7 @@ static void ffn_check(rl_backend *off, rl_type tgu, rl_type tdown, int64_t D, in
             ffn_ops(be, p[v], w, 0, nwd, D, F, true);
             CHECK(be->ops->sync(be) == RL_OK);
         }
-        for (int j = 0; j < FF_N; j++) res[v][j] = dev_get(be, p[v][j], (size_t)n[j]);
+        for (int j = 0; j < FF_N; j++) res[v][j] = rl_test_dev_get(be, p[v][j], (size_t)n[j]);
         if (v >= 2) mv_env(NULL, NULL);
     }
     for (int v = 1; v < NV; v++)
