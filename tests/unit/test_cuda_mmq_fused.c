@@ -11,7 +11,7 @@
  * captured, replayed graphs), outputs poisoned before each; the products within 5e-4 of
  * the CPU on the GPU's own inputs.
  *
- * Timing (RUVLLM_FUSE8_BENCH=1): Llama 3 8B shapes (4096 / 14336; Q4_K q, k, gate, up;
+ * Timing (RUVLLM_MMQ_FUSED_BENCH=1): Llama 3 8B shapes (4096 / 14336; Q4_K q, k, gate, up;
  * Q6_K v and down; no attention or o), 32 and 64 tokens, a list of 20 such layer parts
  * replayed as a graph, both backends back to back, twice. Without a CUDA device the
  * program is skipped. */
@@ -257,8 +257,8 @@ static double time_layers(rl_backend *be, float *const *p, const tw *w, const fl
 
 TEST(mmq_xq_timing) {
     if (!gpu) SKIP("%s", g_skip);
-    const char *bench = getenv("RUVLLM_FUSE8_BENCH");
-    if (!bench || bench[0] != '1') SKIP("timing: RUVLLM_FUSE8_BENCH=1");
+    const char *bench = getenv("RUVLLM_MMQ_FUSED_BENCH");
+    if (!bench || bench[0] != '1') SKIP("timing: RUVLLM_MMQ_FUSED_BENCH=1");
     rl_backend *off = fork_unfused();
     if (!off) return;
     const int64_t D = 4096, F = 14336;

@@ -10,12 +10,12 @@
  * many pieces, merged in the kernel or by the combine kernel, RUVLLM_CUDA_ATTN_MERGE=0; up
  * to 8 query heads a block, RUVLLM_CUDA_ATTN_VEC_HPB=0), with and without the product.
  * Outputs start as NaN, so every value must be written.
- * RUVLLM_ATTN8_BENCH=1 also times that part of a decode step per layer (rope, K/V write,
+ * RUVLLM_DECODE_ATTN_BENCH=1 also times that part of a decode step per layer (rope, K/V write,
  * attention, a 256-row Q4_K product of its output) over 32 layers of their own caches (the
  * KV of 32 layers rotates through L2), 4 steps a queued list replayed as a graph (wall clock
  * around each list's sync, median of 7 x 10 lists), for the 8B (32/8 heads of 128) and 1B
  * (32/8 of 64) shapes over 16 to 4096 cells, under the default settings and with the fuse
- * pass off (RUVLLM_CUDA_FUSE=0); =2 times only (RUVLLM_ATTN8_BENCH_ONLY: the shapes whose
+ * pass off (RUVLLM_CUDA_FUSE=0); =2 times only (RUVLLM_DECODE_ATTN_BENCH_ONLY: the shapes whose
  * name holds it). Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "gpu.h"
@@ -316,10 +316,10 @@ TEST(attn_decode_part) {
         if (i % 4 == 1) check_case(&c, cs[i].product, "RUVLLM_CUDA_ATTN_VEC_HPB", "0", what);
         case_free(&c);
     }
-    fprintf(stderr, "attn8: %d cases, worst nmse vs the CPU %.3g\n", g_cases, g_worst);
+    fprintf(stderr, "decode_attn: %d cases, worst nmse vs the CPU %.3g\n", g_cases, g_worst);
 }
 
-/* ---- timing (RUVLLM_ATTN8_BENCH) ---- */
+/* ---- timing (RUVLLM_DECODE_ATTN_BENCH) ---- */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -405,7 +405,7 @@ static void bench(void) {
     };
     enum { NC = sizeof cols / sizeof cols[0] };
     static double us[NC][NS];
-    const char *only = getenv("RUVLLM_ATTN8_BENCH_ONLY");
+    const char *only = getenv("RUVLLM_DECODE_ATTN_BENCH_ONLY");
     for (size_t i = 0; i < NS; i++) {
         if (only && !strstr(shapes[i].name, only)) continue;
         tok_case c;
@@ -443,7 +443,7 @@ int main(void) {
     rl_backend *g = gpu_make(NULL, NULL);
     g_gpu = g != NULL;
     rl__backend_free(g);
-    const char *b = getenv("RUVLLM_ATTN8_BENCH");
+    const char *b = getenv("RUVLLM_DECODE_ATTN_BENCH");
     if (!(b && b[0] == '2')) RUN(attn_decode_part);
     if (g_gpu && b && (b[0] == '1' || b[0] == '2')) bench();
     rl__backend_free(cpu);
