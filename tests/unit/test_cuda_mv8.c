@@ -6,16 +6,13 @@
  * throughout; the same bits with the gated values counted per group of rows
  * (RUVLLM_CUDA_MV_GLUEND=0) and with 2 rows per item for Q4_K (RUVLLM_CUDA_MV_R=2: the
  * gate/up product sums each row over its chunks in the same order whatever the rows per
- * item); the products within 5e-4 of the CPU on the GPU's own inputs. F16 at the 8B shapes
- * (mv8_f16): the FFN, q/k/v and a product of 32768+ rows within 1e-9 of the CPU with the large
- * F16 products' path (RUVLLM_CUDA_MV_F16BIG) off, at its default and taking that product.
+ * item); the products within 5e-4 of the CPU on the GPU's own inputs.
  *
  * Timing (RUVLLM_MV8_BENCH=1, test mv8_time): microseconds per layer part through the
  * backend's queue (so the decode step's fusion, graphs and programmatic launch apply), over
  * enough copies of the weights that they do not fit in L2: "ffn" = RMSNorm, gate/up +
  * SwiGLU, down; "gu" = RMSNorm, gate/up + SwiGLU; "attnp" = RMSNorm, q, k, v (joined), o;
- * at the 8B and 1B shapes for Q4_K_M (Q4_K, Q6_K down), Q8_0 and F16, and for F16 the
- * 128256 x 4096 output head alone ("head", 2 copies). The settings under
+ * at the 8B and 1B shapes for Q4_K_M (Q4_K, Q6_K down), Q8_0 and F16. The settings under
  * test come from the environment of the process. Without a CUDA device the program is
  * skipped. */
 #include "backend/backend.h"
@@ -201,103 +198,6 @@ TEST(mv8_ffn) {
     rl__backend_free(off);
 }
 
-/* Settings of matvec.cu's large F16 products (RUVLLM_CUDA_MV_F16BIG) under check: the
- * default (512 MiB: the test's products stay below it), none (matmul.cu takes the 32768+-row
- * product) and 128 MiB (the 32768+-row product takes the large products' path, the others
- * stay below it). */
-enum { F16_NV = 3 };
-static const char *const f16_vname[F16_NV] = {"default", "F16BIG=0", "F16BIG=128"};
-/* v < 0: the value was (the process's environment) */
-static void f16_env(int v, const char *was) {
-    rl_test_env_set("RUVLLM_CUDA_MV_F16BIG", v < 0 ? was : v == 1 ? "0" : v == 2 ? "128" : NULL);
-    rl_backend *b = NULL;
-    char err[256];
-    CHECK(rl__backend_cuda_create(0, &b, err, sizeof err) == RL_OK);
-    if (b) rl__backend_free(b);
-}
-
-/* F16 products of one token at the 8B shapes: the FFN (RMSNorm, gate/up + SwiGLU, down),
- * q/k/v joined and a 36000 x 4096 product (past the 32768 rows at which the streaming kernel
- * goes to matmul.cu unless it is large enough for matvec.cu's large-product path), first under
- * the settings of the process's environment, then under each of f16_vname's: within 1e-9
- * (nmse) of the CPU on the GPU's own inputs, every row written (the outputs start as NaN),
- * and the FFN and q/k/v the same bits under every setting. Each setting writes buffers of
- * its own (kept to the end), so that its list is captured anew, not a replay of another's
- * graph. RUVLLM_MV8_FFN=small (for the slower sanitizer tools): the 1B shapes and a
- * 34000 x 2048 product. */
-TEST(mv8_f16) {
-    if (!gpu) SKIP("%s", g_skip);
-    const char *only = getenv("RUVLLM_MV8_FFN");
-    const bool small = only && !strcmp(only, "small");
-    const int64_t D = small ? 2048 : 4096, F = small ? 8192 : 14336, KV = small ? 512 : 1024;
-    const int64_t H = small ? 34000 : 36000;
-    const int64_t wk[7] = {D, D, F, D, D, D, D}, wr[7] = {F, F, D, D, KV, KV, H};
-    mv_weight w[7];
-    bool ok = true;
-    for (int i = 0; i < 7; i++) ok = ok && weight_make(RL_TYPE_F16, wk[i], wr[i], 1, &w[i]);
-    CHECK(ok);
-    if (!ok) return;
-    enum { O_Q = FF_N, O_K, O_V, O_H, O_N };
-    const int64_t n[O_N] = {D, D, F, F, F, D, D, KV, KV, H};
-    static const char *const oname[O_N] = {"x", "h", "gate", "up", "glu", "down", "q", "k", "v",
-                                           "head"};
-    float *x = rand_vec((size_t)D), *nw = rand_vec((size_t)D);
-    float *nwd = gpu->ops->alloc(gpu, (size_t)D * sizeof(float));
-    gpu->ops->from_host(gpu, nwd, nw, (size_t)D * sizeof(float));
-    float *res[F16_NV + 1][O_N], *p[F16_NV + 1][O_N];
-    char *was = getenv("RUVLLM_CUDA_MV_F16BIG") ? strdup(getenv("RUVLLM_CUDA_MV_F16BIG")) : NULL;
-    for (int v = 0; v <= F16_NV; v++) {
-        if (v > 0) f16_env(v - 1, was); /* v 0: the environment the process was started with */
-        float **const pv = p[v];
-        for (int j = 0; j < O_N; j++) {
-            pv[j] = gpu->ops->alloc(gpu, (size_t)n[j] * sizeof(float));
-            gpu->ops->fill(gpu, pv[j], n[j], NAN);
-        }
-        gpu->ops->from_host(gpu, pv[FF_X], x, (size_t)D * sizeof(float));
-        for (int pass = 0; pass < 2; pass++) { /* the second pass replays the first's graph */
-            ffn_ops(gpu, pv, w, 0, nwd, D, F, true);
-            const rl_weight *qkv[3] = {&w[3].wd[0], &w[4].wd[0], &w[5].wd[0]};
-            float *const y[3] = {pv[O_Q], pv[O_K], pv[O_V]};
-            if (gpu->ops->matmul_multi) {
-                CHECK(gpu->ops->matmul_multi(gpu, qkv, 3, pv[FF_H], 1, y) == RL_OK);
-            } else {
-                for (int i = 0; i < 3; i++) CHECK(gpu->ops->matmul(gpu, qkv[i], pv[FF_H], 1, y[i]) == RL_OK);
-            }
-            CHECK(gpu->ops->matmul(gpu, &w[6].wd[0], pv[FF_H], 1, pv[O_H]) == RL_OK);
-            CHECK(gpu->ops->sync(gpu) == RL_OK);
-        }
-        for (int j = 0; j < O_N; j++) res[v][j] = rl_test_dev_get(gpu, pv[j], (size_t)n[j]);
-    }
-    f16_env(-1, was);
-    free(was);
-    const int pin[7] = {FF_H, FF_H, FF_A, FF_H, FF_H, FF_H, FF_H};
-    const int pout[7] = {FF_G, FF_U, FF_Y, O_Q, O_K, O_V, O_H};
-    for (int v = 0; v <= F16_NV; v++) {
-        const char *vn = v ? f16_vname[v - 1] : "environment";
-        for (int i = 0; i < 7; i++) {
-            const int64_t rows = n[pout[i]];
-            float *yc = malloc((size_t)rows * sizeof(float));
-            CHECK(cpu->ops->matmul(cpu, &w[i].w, res[v][pin[i]], 1, yc) == RL_OK);
-            const double e = rl_test_nmse(res[v][pout[i]], yc, (size_t)rows);
-            if (v == 0) fprintf(stderr, "  f16 %s: %s nmse vs cpu %.3g\n", vn, oname[pout[i]], e);
-            CHECKF(e <= 1e-9, "f16 %s: %s nmse vs cpu %.3g", vn, oname[pout[i]], e);
-            free(yc);
-        }
-        for (int j = 0; j < O_H; j++)
-            CHECKF(!memcmp(res[v][j], res[1][j], (size_t)n[j] * sizeof(float)),
-                   "f16: %s under %s differs from the default", oname[j], vn);
-    }
-    for (int v = 0; v <= F16_NV; v++)
-        for (int j = 0; j < O_N; j++) {
-            free(res[v][j]);
-            gpu->ops->free(gpu, p[v][j]);
-        }
-    gpu->ops->free(gpu, nwd);
-    free(x);
-    free(nw);
-    for (int i = 0; i < 7; i++) weight_free(&w[i]);
-}
-
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -334,38 +234,6 @@ static double time_part(int part, float *const *p, const mv_weight *w, const flo
         if (round >= 2 && t < best) best = t; /* the first two: capture and warm-up */
     }
     return best;
-}
-
-/* The output head (rows x D, type t) alone: microseconds per product through the queue,
- * best of 5 lists over 2 copies of the weight (each larger than L2). */
-static void time_head(const char *name, rl_type t, int64_t D, int64_t rows) {
-    size_t rb;
-    if (rl_type_row_bytes(t, D, &rb) != RL_OK) return;
-    mv_weight w;
-    memset(&w, 0, sizeof w);
-    const bool ok = weight_fill(t, D, rows, 2, &w);
-    CHECK(ok);
-    float *xd = gpu->ops->alloc(gpu, (size_t)D * sizeof(float));
-    float *y = gpu->ops->alloc(gpu, (size_t)rows * sizeof(float));
-    float *x = rand_vec((size_t)D);
-    gpu->ops->from_host(gpu, xd, x, (size_t)D * sizeof(float));
-    double best = 1e30;
-    for (int round = 0; ok && round < 7; round++) {
-        const double t0 = now();
-        for (int r = 0; r < 4; r++)
-            for (int c = 0; c < 2; c++) CHECK(gpu->ops->matmul(gpu, &w.wd[c], xd, 1, y) == RL_OK);
-        CHECK(gpu->ops->sync(gpu) == RL_OK);
-        const double tt = (now() - t0) / 8;
-        if (round >= 2 && tt < best) best = tt;
-    }
-    if (ok)
-        printf("mv8_time %-10s head %lldx%lld %7.2f us (%4.0f GB/s)\n", name, (long long)rows,
-               (long long)D, 1e6 * best, (double)(rb * (size_t)rows) / best / 1e9);
-    fflush(stdout);
-    gpu->ops->free(gpu, xd);
-    gpu->ops->free(gpu, y);
-    free(x);
-    weight_free(&w);
 }
 
 /* One model shape and type set: the three parts' times. */
@@ -435,14 +303,12 @@ TEST(mv8_time) {
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
         if (only && !strstr(only, sh[i].name)) continue;
         time_shape(sh[i].name, sh[i].gu, sh[i].down, sh[i].attn, sh[i].D, sh[i].F, sh[i].KV);
-        if (sh[i].gu == RL_TYPE_F16) time_head(sh[i].name, RL_TYPE_F16, sh[i].D, 128256);
     }
 }
 
 int main(void) {
     rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mv8_ffn);
-    RUN(mv8_f16);
     RUN(mv8_time);
     if (gpu) rl__backend_free(gpu);
     if (cpu) rl__backend_free(cpu);

@@ -27,7 +27,6 @@
 #include "step.h"
 
 #include <cstdlib>
-#include <type_traits>
 
 using namespace rlcu;
 
@@ -460,25 +459,10 @@ struct MF16 {
     }
 };
 
-/* F16 rows of the largest products (the output head, mv_f16big): a ring of 4 stages of
- * 4 rows (32 KiB of weights per warp, one block per multiprocessor). */
-struct MF16B : MF16 {
-    static constexpr int RING = 32768;
-};
-
-/* A type's ring size in bytes per warp: its RING where it names one, else 9216. */
-template <class G, class = void> struct mv_ring {
-    static constexpr int bytes = 9216;
-};
-template <class G> struct mv_ring<G, std::void_t<decltype(G::RING)>> {
-    static constexpr int bytes = G::RING;
-};
-
 /* Stages of the ring: about 9 KiB of weights per warp (3 to 8 items: S - 1 in flight), so
  * that warps with small items keep as many bytes coming as warps with large ones. */
 template <class G, int R> __host__ __device__ constexpr int mv_stages() {
-    constexpr int n = mv_ring<G>::bytes / (R * G::CB);
-    return n < 3 ? 3 : n > 8 ? 8 : n;
+    return 9216 / (R * G::CB) < 3 ? 3 : 9216 / (R * G::CB) > 8 ? 8 : 9216 / (R * G::CB);
 }
 template <class G, int R> __host__ __device__ constexpr size_t mv_smem() {
     return (size_t)MV_WARPS * (size_t)mv_stages<G, R>() * (R * G::CB + MV_PAD);
@@ -570,23 +554,16 @@ constexpr int MV_KS_GROUPS = 4;
  * (q8k_warp), and sets the counter back to 0. */
 template <class G, int R, bool GLU>
 __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_bytes, int64_t rows,
-                                        int gpw, int nch, int ks, int nslot,
-                                        const typename G::XA &x, const MvGlu &gl) {
+                                        int gpw, int nch, int ks, const typename G::XA &x,
+                                        const MvGlu &gl) {
     constexpr int S = mv_stages<G, R>(), IB = R * G::CB + MV_PAD;
     extern __shared__ __align__(16) uint8_t mv_smem_buf[];
     __shared__ float part[MV_WARPS][MV_KS_GROUPS][R];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wk = warp % ks;
     uint8_t *ring = mv_smem_buf + warp * (S * IB);
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
-    /* slot q: groups q gpw .. q gpw + gpw - 1; with nslot > 0 (balanced), groups
-       q G / nslot .. (q + 1) G / nslot - 1 of G, so that every slot of the wave holds
-       gpw or gpw - 1 groups and every multiprocessor about the same bytes */
-    const int64_t slot = (int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks;
-    const int64_t ngr = (rows + R - 1) / R;
-    const int64_t g0 = nslot > 0 ? slot * ngr / nslot : slot * gpw;
-    const int64_t gn = nslot > 0 ? (slot < nslot ? (slot + 1) * ngr / nslot - g0 : 0) : gpw;
-    const int64_t r0 = g0 * R;
-    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < gn * R ? rows - r0 : gn * R;
+    const int64_t r0 = ((int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks) * gpw * R;
+    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
     const int ng = (int)((nrw + R - 1) / R);
     const int npc = nch > wk ? (nch - wk + ks - 1) / ks : 0; /* chunks of a group: this warp's */
     const int n_items = ng * npc;
@@ -697,8 +674,8 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
 template <class G, int R, bool GLU = false>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     mv_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int gpw, int nch, int ks,
-              int nslot, typename G::XA x, MvGlu gl) {
-    mv_body<G, R, GLU>(sg, row_bytes, rows, gpw, nch, ks, nslot, x, gl);
+              typename G::XA x, MvGlu gl) {
+    mv_body<G, R, GLU>(sg, row_bytes, rows, gpw, nch, ks, x, gl);
 }
 
 /* ---- the balanced kernel (mv2) ----
@@ -836,8 +813,7 @@ __global__ void __launch_bounds__(MV2_WMAX * 32, 1)
  * wave of warps. */
 constexpr int MV_TYPES = 5;
 static int g_mv_sms = 0;
-static int g_mv_occ[MV_TYPES + 4][3]; /* + the one-code kernels: MQ4_K1, MQ6_K2, MQ4_K5;
-                                        + the large F16 products' MF16B */
+static int g_mv_occ[MV_TYPES + 3][3]; /* + the one-code kernels: MQ4_K1, MQ6_K2, MQ4_K5 */
 static int g_mv_rows[MV_TYPES] = {-1, -1, -1, -1, -1}; /* -1: mv_rows_for's choice */
 static bool g_mv_on = true;
 static bool g_mv_q8k = true;   /* Q4_K, Q6_K with one code per activation (MQ4_K1, MQ6_K2) */
@@ -845,17 +821,6 @@ static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K5), 
 static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
-/* F16 products (single or joined, not gate/up) of at least this many MiB of weights -- the
- * output head -- take MF16B with their row groups spread evenly over the whole wave (mv_body's
- * nslot) instead of matmul.cu's row-group kernel (rows >= 32768) or MF16. H100, 2026-11-26,
- * the 8B head 128256x4096 alone through the queue (test_cuda_mv8 RUVLLM_MV8_BENCH=1, 2
- * copies past L2, us, same binary and call): matmul.cu 368.8 / 371.3, MF16 (3 stages, whole
- * row groups per warp) 363.4, spread 337.3, spread with MF16B 319.3 (a plain 16-byte read
- * kernel over 4 GB read 3.13 TB/s in that call). For the products of a layer neither helped
- * (8B F16 FFN 129.6 / 130.5 us: spread 131.1, MF16B-like rings of 4 or 6 stages 135.4 /
- * 137.5; q/k/v + o 34.1 / 34.2: spread 36.0, deeper rings 40.1 / 42.5), so they keep MF16.
- * RUVLLM_CUDA_MV_F16BIG=MiB moves the threshold (0: off, the head back to matmul.cu). */
-static int g_mv_f16big = 512;
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -863,12 +828,7 @@ static int g_mv_f16big = 512;
  * not): Q8_0 and Q4_0 1.4-2.2x the row-group kernels at every shape; Q6_K and Q4_K
  * 1.0-1.35x except for the 1024-row K and V products of Q4_K (3.0 vs 3.7 us: too few warps
  * here), F16 up to 1.1x except the 128k-row output head (the row-group kernel reads at the
- * copy bandwidth there; the 8B head of 1 GiB now takes MF16B, see g_mv_f16big). */
-/* Whether an F16 product of rows x K takes the large products' path (g_mv_f16big). */
-bool mv_f16big(int64_t rows, int64_t K) {
-    return g_mv_f16big > 0 && (double)rows * (double)K * 2.0 >= (double)g_mv_f16big * 1048576.0;
-}
-
+ * copy bandwidth there). */
 int mv_rows_for(int ti, int64_t rows, int64_t K) {
     if (g_mv_rows[ti] >= 0) return g_mv_rows[ti];
     switch (ti) {
@@ -884,7 +844,7 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
     case 3: /* Q4_0 */
         return rows >= 8192 ? 1 : 2;
     default: /* F16 */
-        return rows >= 32768 && !mv_f16big(rows, K) ? 0 : 4;
+        return rows >= 32768 ? 0 : 4;
     }
 }
 
@@ -909,8 +869,7 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
  * warp keeps at least one chunk of a group. */
 template <class G, int R, bool GLU = false>
 cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_t row_bytes,
-                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{},
-                        bool bal = false) {
+                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
     int ks = 1;
@@ -923,15 +882,9 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
         ks = 1;
     }
     slots = (groups + gpw - 1) / gpw;
-    int nslot = 0;
-    if (bal) { /* every slot of the wave (at most one group each when groups are few) */
-        const int64_t wave = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * (MV_WARPS / ks);
-        slots = groups < wave ? groups : wave;
-        nslot = (int)slots;
-    }
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
     (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, sg,
-                       row_bytes, rows, (int)gpw, (int)nch, ks, nslot, x, gl);
+                       row_bytes, rows, (int)gpw, (int)nch, ks, x, gl);
     return cudaGetLastError();
 }
 
@@ -973,9 +926,6 @@ cudaError_t mv_run(cudaStream_t s, int type, const rl__cu_mv_segs &sg, size_t ro
     case RL_TYPE_Q4_0:
         return mv_launch<MQ4_0>(s, 3, 3, sg, row_bytes, rows, K, xa);
     case RL_TYPE_F16:
-        if (mv_f16big(rows, K) && g_mv_rows[4] < 0)
-            return mv_launch_r<MF16B, 4>(s, g_mv_occ[MV_TYPES + 3][2], sg, row_bytes, rows, K, x,
-                                         MvGlu{}, true);
         return mv_launch<MF16>(s, 4, 4, sg, row_bytes, rows, K, x);
     default:
         return cudaErrorInvalidValue;
@@ -1233,8 +1183,7 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_GLU=0: no gated activation in the gate/up product;
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
- * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_F16BIG=MiB: the size from which F16 products take
- * MF16B spread over the wave (default 512; 0: none, the output head to matmul.cu). */
+ * of rows (c_mv_glu_end). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
@@ -1274,8 +1223,6 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *ef = getenv("RUVLLM_CUDA_MV_EF");
     const int efv = !(ef && ef[0] == '0');
     if (err == cudaSuccess) err = cudaMemcpyToSymbol(c_mv_ef, &efv, sizeof efv);
-    const char *fb = getenv("RUVLLM_CUDA_MV_F16BIG");
-    g_mv_f16big = fb && *fb ? atoi(fb) : 512;
     const char *ge = getenv("RUVLLM_CUDA_MV_GLUEND");
     const int gev = !(ge && ge[0] == '0');
     if (err == cudaSuccess) err = cudaMemcpyToSymbol(c_mv_glu_end, &gev, sizeof gev);
@@ -1299,7 +1246,6 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     if (err == cudaSuccess) err = mv_prep<MQ8_0, 4, true>(&g_mv_glu_occ[2][1]);
     if (err == cudaSuccess) err = mv_prep<MF16, 2, true>(&g_mv_glu_occ[3][0]);
     if (err == cudaSuccess) err = mv_prep<MF16, 4, true>(&g_mv_glu_occ[3][1]);
-    if (err == cudaSuccess) err = mv_prep<MF16B, 4>(&g_mv_occ[MV_TYPES + 3][2]);
     if (err == cudaSuccess) err = mv2_prep_all<MQ4_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ6_K>();
     if (err == cudaSuccess) err = mv2_prep_all<MQ8_0>();
