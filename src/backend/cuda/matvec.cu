@@ -52,9 +52,9 @@ __constant__ int c_mv_ef = 1;
  * every group of rows (0: a fence and an atomic round trip in the middle of the weight
  * stream, 2 to 4 times a warp at the 8B shapes). Same values, same quantization: the same
  * bits. H100, 2026-11-26, RMSNorm + gate/up + SwiGLU + down through the backend's queue
- * (test_cuda_mv8 RUVLLM_MV8_BENCH=1, us a layer, 0 -> 1, two runs each): 8B Q4_K/Q6_K 54.2,
- * 55.2 -> 50.7, 50.7; 8B Q8_0 76.1, 77.1 -> 78.7, 78.0; 1B Q4_K/Q6_K 23.5, 24.1 -> 22.7,
- * 23.4; F16 (no counting) unchanged. Whole models (bench_cuda --pp 512 --tg 128, tg0 tok/s,
+ * (test_cuda_decode_ffn RUVLLM_DECODE_FFN_BENCH=1, us a layer, 0 -> 1, two runs each): 8B
+ * Q4_K/Q6_K 54.2, 55.2 -> 50.7, 50.7; 8B Q8_0 76.1, 77.1 -> 78.7, 78.0; 1B Q4_K/Q6_K 23.5,
+ * 24.1 -> 22.7, 23.4; F16 (no counting) unchanged. Whole models (bench_cuda --pp 512 --tg 128, tg0 tok/s,
  * same binary, one call): 8B Q4_K_M 371.2, 373.7 -> 389.6 (tg 347.3, 350.5 -> 364.2); 8B
  * Q8_0 265.6 -> 265.2; 1B Q4_K_M 1,312 / 1,315 -> 1,306 and, in another call, 1,317 ->
  * 1,322 (noise). RUVLLM_CUDA_MV_GLUEND=0 gives the per-group counting back. */

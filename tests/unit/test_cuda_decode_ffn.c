@@ -8,7 +8,7 @@
  * gate/up product sums each row over its chunks in the same order whatever the rows per
  * item); the products within 5e-4 of the CPU on the GPU's own inputs.
  *
- * Timing (RUVLLM_MV8_BENCH=1, test mv8_time): microseconds per layer part through the
+ * Timing (RUVLLM_DECODE_FFN_BENCH=1, test decode_ffn_time): microseconds per layer part through the
  * backend's queue (so the decode step's fusion, graphs and programmatic launch apply), over
  * enough copies of the weights that they do not fit in L2: "ffn" = RMSNorm, gate/up +
  * SwiGLU, down; "gu" = RMSNorm, gate/up + SwiGLU; "attnp" = RMSNorm, q, k, v (joined), o;
@@ -180,7 +180,7 @@ static void ffn_check(rl_backend *off, rl_type tgu, rl_type tdown, int64_t D, in
     for (int i = 0; i < 3; i++) weight_free(&w[i]);
 }
 
-TEST(mv8_ffn) {
+TEST(decode_ffn) {
     if (!gpu) SKIP("%s", g_skip);
     setenv("RUVLLM_CUDA_FUSE", "0", 1);
     rl_backend *off = NULL;
@@ -188,8 +188,8 @@ TEST(mv8_ffn) {
     unsetenv("RUVLLM_CUDA_FUSE");
     CHECK(st == RL_OK);
     if (st != RL_OK) return;
-    /* RUVLLM_MV8_FFN=small: the 1B shape alone (for the slower sanitizer tools) */
-    const char *only = getenv("RUVLLM_MV8_FFN");
+    /* RUVLLM_DECODE_FFN_FFN=small: the 1B shape alone (for the slower sanitizer tools) */
+    const char *only = getenv("RUVLLM_DECODE_FFN_FFN");
     if (!only || strcmp(only, "small") != 0) {
         ffn_check(off, RL_TYPE_Q4_K, RL_TYPE_Q6_K, 4096, 14336);
         ffn_check(off, RL_TYPE_Q8_0, RL_TYPE_Q8_0, 4096, 14336);
@@ -270,7 +270,7 @@ static void time_shape(const char *name, rl_type tgu, rl_type tdown, rl_type tat
         const double tf = time_part(PART_FFN, p, w, nwd, D, F);
         const double tg = time_part(PART_GU, p, w, nwd, D, F);
         const double ta = time_part(PART_ATTN, p, a, nwd, D, F);
-        printf("mv8_time %-10s ffn %7.2f us (%4.0f GB/s)  gu %7.2f us (%4.0f "
+        printf("decode_ffn_time %-10s ffn %7.2f us (%4.0f GB/s)  gu %7.2f us (%4.0f "
                "GB/s)  attnp %6.2f us (%4.0f GB/s)  copies %d/%d\n",
                name, 1e6 * tf, (double)ffn_bytes / tf / 1e9,
                1e6 * tg, (double)(2 * rb_gu * (size_t)F) / tg / 1e9, 1e6 * ta,
@@ -285,11 +285,11 @@ static void time_shape(const char *name, rl_type tgu, rl_type tdown, rl_type tat
     for (int i = 0; i < 4; i++) weight_free(&a[i]);
 }
 
-TEST(mv8_time) {
+TEST(decode_ffn_time) {
     if (!gpu) SKIP("%s", g_skip);
-    const char *b = getenv("RUVLLM_MV8_BENCH");
-    if (!b || b[0] != '1') SKIP("RUVLLM_MV8_BENCH=1 times the layer parts");
-    const char *only = getenv("RUVLLM_MV8_SHAPES"); /* e.g. "8b-q4km,1b-q4km" */
+    const char *b = getenv("RUVLLM_DECODE_FFN_BENCH");
+    if (!b || b[0] != '1') SKIP("RUVLLM_DECODE_FFN_BENCH=1 times the layer parts");
+    const char *only = getenv("RUVLLM_DECODE_FFN_SHAPES"); /* e.g. "8b-q4km,1b-q4km" */
     struct {
         const char *name;
         rl_type gu, down, attn;
@@ -308,8 +308,8 @@ TEST(mv8_time) {
 
 int main(void) {
     rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
-    RUN(mv8_ffn);
-    RUN(mv8_time);
+    RUN(decode_ffn);
+    RUN(decode_ffn_time);
     if (gpu) rl__backend_free(gpu);
     if (cpu) rl__backend_free(cpu);
     return rl_test_finish();
