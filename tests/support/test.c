@@ -11,11 +11,10 @@ int rl_test_unselected;
 const char *rl_test_current = "?";
 
 
-int rl_test_selected(const char *name) {
-    const char *only = getenv("RUVLLM_TEST_ONLY");
-    if (!only || !*only) return 1;
+int rl_test_in_list(const char *list, const char *name) {
+    if (!list || !*list) return 1;
     const size_t n = strlen(name);
-    for (const char *p = only; *p;) {
+    for (const char *p = list; *p;) {
         const char *e = strchr(p, ',');
         const size_t len = e ? (size_t)(e - p) : strlen(p);
         if (len > 0 && len == n && strncmp(p, name, n) == 0) return 1;
@@ -24,6 +23,8 @@ int rl_test_selected(const char *name) {
     }
     return 0;
 }
+
+int rl_test_selected(const char *name) { return rl_test_in_list(getenv("RUVLLM_TEST_ONLY"), name); }
 
 int rl_test_finish(void) {
     if (rl_test_unselected)

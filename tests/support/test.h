@@ -84,8 +84,10 @@ void rl_test_crash_report_arm(void);
  * sum when ref is all zeros); INFINITY when a holds a NaN or an infinity. */
 double rl_test_nmse(const float *a, const float *ref, size_t n);
 
-/* Whether RUN runs the test `name`: always without RUVLLM_TEST_ONLY (or with it empty),
- * else when one item of the variable's comma-separated list is exactly `name`. */
+/* Whether `name` is one item of the comma-separated list (whole items; empty items name
+ * nothing); always when the list is NULL or empty. */
+int rl_test_in_list(const char *list, const char *name);
+/* Whether RUN runs the test `name`: rl_test_in_list(getenv("RUVLLM_TEST_ONLY"), name). */
 int rl_test_selected(const char *name);
 
 /* Exit code for main: 1 on failure, 77 when skipped (or none selected) and nothing was

@@ -22,7 +22,8 @@
  * the tiled kernel where the single sequence takes the matrix-vector one, a float32
  * reordering), within 2e-3 with F16 (a reordered value can round to the other neighbour
  * in the cache, 2^-11 relative); and a context with an F16 KV cache (the default) follows
- * stories260K's greedy text. Without a CUDA device the program is skipped. */
+ * stories260K's greedy text. RUVLLM_TEST_GOLDENS=a,b checks only those goldens (a slow
+ * sanitizer run, one golden a process). Without a CUDA device the program is skipped. */
 #include "backend/backend.h"
 #include "golden.h"
 #include "gpu.h"
@@ -55,7 +56,9 @@ TEST(cuda_goldens) {
     char why[300];
     if (!rl_test_have_gpu(why, sizeof why)) SKIP("%s", why);
     int ran = 0;
+    const char *only = getenv("RUVLLM_TEST_GOLDENS"); /* e.g. one golden a process */
     for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
+        if (!rl_test_in_list(only, k_cases[i].golden)) continue;
         rl_golden_opts o = {.tol = k_cases[i].tol,
                             .greedy = k_cases[i].greedy,
                             .kv_type = RL_TYPE_F32,

@@ -18,6 +18,11 @@ TEST(selection) {
     CHECK(rl_test_selected("beta"));
     unsetenv("RUVLLM_TEST_ONLY");
     CHECK(rl_test_selected("beta"));
+    /* the list matcher itself (tests' own selections, e.g. RUVLLM_TEST_GOLDENS) */
+    CHECK(rl_test_in_list(NULL, "x") && rl_test_in_list("", "x"));
+    CHECK(rl_test_in_list("llama3-F32,gemma2-F32", "gemma2-F32"));
+    CHECK(!rl_test_in_list("llama3-F32,gemma2-F32", "llama3"));
+    CHECK(!rl_test_in_list("llama3-F32,", "llama3-F32x"));
 }
 
 static int ran_b;
