@@ -229,64 +229,14 @@ __device__ __forceinline__ void kv_put1(void *tab, size_t row_bytes, int32_t cel
         reinterpret_cast<float *>(row)[e] = a;
 }
 
-/* 64-bit indices: passes of n * per >= 2^31 pairs, past rope_kv2_kernel's range. */
-template <bool F16> __global__ void rope_kv_kernel(rl__cu_rope_kv_args a) {
-    rlcu::pdl_enter();
-    const int half = a.n_rot / 2, hp = a.head_dim / 2;
-    const int64_t pq = (int64_t)a.n_head * half, pk = (int64_t)a.n_head_k * hp, pv = a.n_embd_v / 2;
-    const int64_t per = pq + pk + pv;
-    GRID_STRIDE(idx, a.n * per) {
-        const int64_t r = idx / per;
-        int64_t j = idx % per;
-        const int32_t cell = a.cells[r];
-        if (j >= pq + pk) { /* v */
-            j -= pq + pk;
-            const float *vp = a.v + r * a.ld_v + 2 * j;
-            kv_put2<F16>(a.vtab, a.v_row_bytes, cell, 2 * j, vp[0], vp[1]);
-            continue;
-        }
-        const bool is_q = j < pq;
-        if (!is_q) j -= pq;
-        const int per_head = is_q ? half : hp;
-        const int hh = (int)(j / per_head), i = (int)(j % per_head);
-        float *xp = is_q ? a.q + r * a.ld + (int64_t)hh * a.head_dim
-                         : a.k + r * a.ld_k + (int64_t)hh * a.head_dim;
-        int i0, i1;
-        float y0, y1;
-        if (i < half) {
-            const float cs = a.tab[r * a.n_rot + 2 * i], sn = a.tab[r * a.n_rot + 2 * i + 1];
-            i0 = a.neox ? i : 2 * i;
-            i1 = a.neox ? i + half : 2 * i + 1;
-            const float x0 = xp[i0], x1 = xp[i1];
-            y0 = x0 * cs - x1 * sn;
-            y1 = x0 * sn + x1 * cs;
-            xp[i0] = y0;
-            xp[i1] = y1;
-        } else { /* k's tail past n_rot: as it is */
-            i0 = 2 * i;
-            i1 = i0 + 1;
-            y0 = xp[i0];
-            y1 = xp[i1];
-        }
-        if (!is_q) {
-            const int64_t e0 = (int64_t)hh * a.head_dim;
-            if (i1 == i0 + 1) {
-                kv_put2<F16>(a.ktab, a.k_row_bytes, cell, e0 + i0, y0, y1);
-            } else {
-                kv_put1<F16>(a.ktab, a.k_row_bytes, cell, e0 + i0, y0);
-                kv_put1<F16>(a.ktab, a.k_row_bytes, cell, e0 + i1, y1);
-            }
-        }
-    }
-}
-
-/* rope_kv_kernel with 32-bit index arithmetic (n * per < 2^31; the 64-bit divisions were
- * most of its instructions), and the thread's cache cell and rotation angles read before
- * the wait: they are in the step's arena, uploaded before the list's first kernel (which
- * launches without the PDL attribute, so every kernel of the list runs after the upload),
- * not written by any kernel. The same values in the same arithmetic as rope_kv_kernel. */
+/* RoPE of q and k and the cache write of k and v (rl__cu_rope_kv), a thread per rotated pair
+ * (q, k), per unrotated pair of k's tail, or per pair of v; 32-bit index arithmetic (n *
+ * per < 2^31, rl__cu_rope_kv_ok: 64-bit divisions were most of the instructions), and the
+ * thread's cache cell and rotation angles read before the wait: they are in the step's
+ * arena, uploaded before the list's first kernel (which launches without the PDL attribute,
+ * so every kernel of the list runs after the upload), not written by any kernel. */
 template <bool F16>
-__global__ void rope_kv2_kernel(rl__cu_rope_kv_args a, int per, int total, bool early) {
+__global__ void rope_kv_kernel(rl__cu_rope_kv_args a, int per, int total, bool early) {
     const int idx = (int)(blockIdx.x * blockDim.x + threadIdx.x);
     if (idx >= total) return;
     const int half = a.n_rot / 2, hp = a.head_dim / 2;
@@ -593,7 +543,7 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
 /* RUVLLM_CUDA_EARLY=mask lets the next kernel launch before the wait of rmsnorm8 (1),
- * rope_kv2 (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
+ * rope_kv (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
  * the 1B shape, H100). */
 static int g_early = 0;
 enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
@@ -640,32 +590,25 @@ extern "C" cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_h
     return cudaGetLastError();
 }
 
-extern "C" bool rl__cu_rope_kv_ok(int kv_type, int head_dim, int n_rot) {
-    return (kv_type == RL_TYPE_F16 || kv_type == RL_TYPE_F32) && head_dim > 0 && head_dim % 2 == 0 &&
-           n_rot > 0 && n_rot % 2 == 0 && n_rot <= head_dim;
+extern "C" bool rl__cu_rope_kv_ok(const rl__cu_rope_kv_args *a) {
+    const int64_t per = (int64_t)a->n_head * (a->n_rot / 2) +
+                        (int64_t)a->n_head_k * (a->head_dim / 2) + a->n_embd_v / 2;
+    return (a->kv_type == RL_TYPE_F16 || a->kv_type == RL_TYPE_F32) && a->head_dim > 0 &&
+           a->head_dim % 2 == 0 && a->n_rot > 0 && a->n_rot % 2 == 0 &&
+           a->n_rot <= a->head_dim && a->n_embd_v % 2 == 0 && a->n_head >= 0 &&
+           a->n_head_k >= 0 && a->n_embd_v >= 0 && a->n >= 0 && per < 0x7fffff00 &&
+           a->n * per < 0x7fffff00;
 }
 
 extern "C" cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a) {
-    if (!rl__cu_rope_kv_ok(a->kv_type, a->head_dim, a->n_rot) || a->n_embd_v % 2)
-        return cudaErrorInvalidValue;
-    const int64_t per = (int64_t)a->n_head * (a->n_rot / 2) + (int64_t)a->n_head_k * (a->head_dim / 2) +
-                        a->n_embd_v / 2;
-    if (a->n * per <= 0) return cudaSuccess;
-    if (a->n * per < 0x7fffff00) {
-        const int total = (int)(a->n * per);
-        const unsigned blocks = (unsigned)((total + EW_THREADS - 1) / EW_THREADS);
-        if (a->kv_type == RL_TYPE_F16)
-            (void)rlcu::launch(rope_kv2_kernel<true>, blocks, EW_THREADS, 0, s, *a, (int)per, total,
-                               (g_early & EARLY_ROPE) != 0);
-        else
-            (void)rlcu::launch(rope_kv2_kernel<false>, blocks, EW_THREADS, 0, s, *a, (int)per, total,
-                               (g_early & EARLY_ROPE) != 0);
-        return cudaGetLastError();
-    }
-    if (a->kv_type == RL_TYPE_F16)
-        (void)rlcu::launch(rope_kv_kernel<true>, ew_blocks(a->n * per), EW_THREADS, 0, s, *a);
-    else
-        (void)rlcu::launch(rope_kv_kernel<false>, ew_blocks(a->n * per), EW_THREADS, 0, s, *a);
+    if (!rl__cu_rope_kv_ok(a)) return cudaErrorInvalidValue;
+    const int per = a->n_head * (a->n_rot / 2) + a->n_head_k * (a->head_dim / 2) +
+                    (int)(a->n_embd_v / 2);
+    const int total = (int)(a->n * per);
+    if (total <= 0) return cudaSuccess;
+    const unsigned blocks = (unsigned)((total + EW_THREADS - 1) / EW_THREADS);
+    (void)rlcu::launch(a->kv_type == RL_TYPE_F16 ? rope_kv_kernel<true> : rope_kv_kernel<false>,
+                       blocks, EW_THREADS, 0, s, *a, per, total, (g_early & EARLY_ROPE) != 0);
     return cudaGetLastError();
 }
 

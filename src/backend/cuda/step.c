@@ -304,8 +304,7 @@ static size_t fuse_mv(const cu_rec *r, size_t n, bool f16, cu_rec *out) {
 static bool fuse_rope_kv(const cu_rec *a, const cu_rec *b, cu_rec *out) {
     if (a->op != CU_OP_ROPE || b->op != CU_OP_KV_WRITE || !a->ew.x2 || !b->kv.v.tab ||
         b->kv.src != a->ew.x2 || b->kv.n != a->ew.n || b->kv.ld != a->ew.ld2 ||
-        b->kv.ne != (int64_t)a->ew.i3 * a->ew.i1 || b->kv.v.ne % 2 ||
-        !rl__cu_rope_kv_ok(b->kv.type, a->ew.i1, a->ew.i2))
+        b->kv.ne != (int64_t)a->ew.i3 * a->ew.i1)
         return false;
     memset(out, 0, sizeof *out);
     out->op = CU_OP_ROPE_KV;
@@ -330,7 +329,7 @@ static bool fuse_rope_kv(const cu_rec *a, const cu_rec *b, cu_rec *out) {
     o->n_embd_v = b->kv.v.ne;
     out->rkv.tab_at = a->ew.at0;
     out->rkv.cells_at = b->kv.at0;
-    return true;
+    return rl__cu_rope_kv_ok(o); /* else the two records run as they are */
 }
 
 static void fuse_attn_q8(cu_rec *a, cu_rec *b) {

@@ -73,7 +73,9 @@ typedef struct rl__cu_rope_kv {
     int64_t ld_v, n_embd_v;
     const int32_t *cells;
 } rl__cu_rope_kv_args;
-bool rl__cu_rope_kv_ok(int kv_type, int head_dim, int n_rot);
+/* Whether one launch takes a (F16 or F32 cache, even head_dim and n_rot <= head_dim, even
+ * n_embd_v, fewer than 2^31 pairs of values). */
+bool rl__cu_rope_kv_ok(const rl__cu_rope_kv_args *a);
 cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
 
 /* rl__cu_attention whose output (dense rows of n_head * head_dim_v values) is also
