@@ -1324,15 +1324,13 @@ static void decode_fused_case(const char *mv2, const char *mv_r) {
     matvec_setting(NULL);
 }
 
-/* The small kernels' newer paths -- RMSNorm's one-barrier sum and redux
- * quantization (RUVLLM_CUDA_NORM_FAST), rope_kv2 (RUVLLM_CUDA_ROPEKV2), glu4
- * (RUVLLM_CUDA_GLU4), the argmax split over blocks (RUVLLM_CUDA_ARGMAX_SPLIT), by default
- * and with the next kernel launched before their wait (RUVLLM_CUDA_EARLY=7) -- give the
- * bits of the paths before them (switches 0, read when a backend is made): a residual add + RMSNorm feeding a
- * Q4_K product of one token (its q8 codes from the norm), RoPE of q and k joined with the
- * F16 cache write, a gated activation of 8 rows, the argmax of 3 rows of 128256 (a planted
- * tie: the lower index). Three passes each, so the last two replay a captured graph (the
- * split argmax resets its counters for the replay). */
+/* The small kernels (a residual add + RMSNorm feeding a Q4_K product of one token, its q8
+ * codes from the norm; RoPE of q and k joined with the F16 cache write; a gated activation
+ * of 8 rows; the argmax of 3 rows of 128256, split over blocks, with a planted tie: the
+ * lower index, and a NaN that never wins) by default and with the next kernel launched
+ * before their wait (RUVLLM_CUDA_EARLY=7, read when a backend is made): the same bits.
+ * Three passes each, so the last two replay a captured graph (the split argmax resets its
+ * counters for the replay). */
 enum { SP_X, SP_H, SP_Y, SP_Q, SP_K, SP_V, SP_GU, SP_O, SP_L, SP_N };
 static const size_t sp_len[SP_N] = {2048, 2048, 512, 1024, 256, 256, 8 * 2048, 8 * 1024, 3 * 128256};
 
@@ -1365,30 +1363,21 @@ static void small_pass(rl_backend *be, const qweight *w, float *const *hin, cons
 
 TEST(cuda_small_paths) {
     if (!gpu) SKIP("%s", g_skip);
-    static const char *sw[] = {"RUVLLM_CUDA_NORM_FAST", "RUVLLM_CUDA_ROPEKV2", "RUVLLM_CUDA_GLU4",
-                               "RUVLLM_CUDA_EARLY", "RUVLLM_CUDA_ARGMAX_SPLIT"};
-    const int nsw = (int)(sizeof sw / sizeof sw[0]);
     qweight w;
     if (!make_weight(RL_TYPE_Q4_K, 2048, 512, &w)) return;
-    float *hin[SP_N], *res[3][SP_N] = {{NULL}};
+    float *hin[SP_N], *res[2][SP_N] = {{NULL}};
     for (int i = 0; i < SP_N; i++) hin[i] = rand_vec(sp_len[i], i == SP_L ? 4.0f : 1.0f);
     hin[SP_L][1000] = hin[SP_L][2000] = 99.0f;             /* row 0: the lower index */
     hin[SP_L][128256 + 128255] = 99.0f;                    /* row 1: the last value */
     hin[SP_L][2 * 128256 + 4096] = NAN;                    /* row 2: NaN never wins */
     hin[SP_L][2 * 128256 + 4097] = 98.0f;
     float *nw = rand_vec(2048, 1.0f), *nwd = gpu_vec(nw, 2048);
-    uint8_t *kvh[3] = {NULL};
-    int32_t ids[3][3];
+    uint8_t *kvh[2] = {NULL};
+    int32_t ids[2][3];
     int made = 0;
-    static const char *what[3] = {"old", "new", "new, early"};
-    for (int v = 0; v < 3; v++) {
-        for (int i = 0; i < nsw; i++) {
-            if (v == 0)
-                setenv(sw[i], "0", 1);
-            else
-                unsetenv(sw[i]);
-        }
-        if (v == 2) setenv("RUVLLM_CUDA_EARLY", "7", 1);
+    static const char *what[2] = {"default", "early"};
+    for (int v = 0; v < 2; v++) {
+        if (v == 1) setenv("RUVLLM_CUDA_EARLY", "7", 1);
         rl_backend *be = NULL;
         char err[256];
         CHECK(rl__backend_cuda_create(0, &be, err, sizeof err) == RL_OK);
@@ -1415,17 +1404,17 @@ TEST(cuda_small_paths) {
         be->ops->free(be, kv.k);
         be->ops->free(be, kv.v);
         rl__backend_free(be);
-        if (v == 2) unsetenv("RUVLLM_CUDA_EARLY");
+        if (v == 1) unsetenv("RUVLLM_CUDA_EARLY");
     }
     static const char *names[SP_N] = {"residual sum", "rmsnorm", "q8 product", "rope q",
                                       "rope k", "v", "gate/up", "glu", "logits"};
     for (int v = 1; v < made; v++) {
         for (int i = 0; i < SP_N; i++)
             CHECKF(memcmp(res[0][i], res[v][i], sp_len[i] * sizeof(float)) == 0,
-                   "small paths (%s): %s differs from the old path (max abs %.3g)", what[v],
+                   "small paths (%s): %s differs from the default (max abs %.3g)", what[v],
                    names[i], max_abs(res[0][i], res[v][i], sp_len[i]));
         CHECKF(memcmp(kvh[0] + 8 * 512, kvh[v] + 8 * 512, 16 * 512) == 0,
-               "small paths (%s): the F16 cache rows differ from the old path", what[v]);
+               "small paths (%s): the F16 cache rows differ from the default", what[v]);
     }
     for (int v = 0; v < made; v++) {
         for (int i = 0; i < SP_N; i++) free(res[v][i]);
