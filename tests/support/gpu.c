@@ -73,3 +73,11 @@ rl_weight rl_test_dev_weight(rl_backend *g, rl_type t, int64_t K, int64_t rows, 
     free(data);
     return w;
 }
+
+void rl_test_cuda_setting(const char *name, const char *value) {
+    rl_test_env_set(name, value);
+    rl_backend *b = NULL;
+    char err[256];
+    CHECK(rl__backend_cuda_create(0, &b, err, sizeof err) == RL_OK);
+    rl__backend_free(b);
+}

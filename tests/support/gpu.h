@@ -39,4 +39,8 @@ rl_weight rl_test_dev_weight(struct rl_backend *g, rl_type t, int64_t K, int64_t
 /* setenv(name, v), or unsetenv(name) when v is NULL (settings a backend reads when made). */
 void rl_test_env_set(const char *name, const char *v);
 
+/* name=value (NULL: unset) for the settings the CUDA code reads once per process when a
+ * backend is made: set, then a backend made and freed so the process takes it now. */
+void rl_test_cuda_setting(const char *name, const char *value);
+
 #endif /* RL_TEST_GPU_H */

@@ -50,18 +50,6 @@ static void weight_free(mv_weight *q) {
     free((void *)q->w.data);
 }
 
-/* The process's matvec rows per item (read when a backend is made) from the environment. */
-static void mv_env(const char *rows) {
-    if (rows)
-        setenv("RUVLLM_CUDA_MV_R", rows, 1);
-    else
-        unsetenv("RUVLLM_CUDA_MV_R");
-    rl_backend *b = NULL;
-    char err[256];
-    CHECK(rl__backend_cuda_create(0, &b, err, sizeof err) == RL_OK);
-    rl__backend_free(b);
-}
-
 static double sq_sum(const float *a, const float *b, size_t n, double *den) {
     double num = 0;
     for (size_t i = 0; i < n; i++) {
@@ -90,7 +78,7 @@ TEST(mv_decoders) {
                 float *yd = gpu->ops->alloc(gpu, (size_t)rows * sizeof(float));
                 gpu->ops->from_host(gpu, xd, x, (size_t)K * sizeof(float));
                 for (int p = 0; p < 4; p++) {
-                    mv_env(rpi[p]);
+                    rl_test_cuda_setting("RUVLLM_CUDA_MV_R", rpi[p]);
                     gpu->ops->fill(gpu, yd, rows, NAN);
                     CHECK(gpu->ops->matmul(gpu, &q.wd, xd, 1, yd) == RL_OK);
                     float *y = rl_test_dev_get(gpu, yd, (size_t)rows);
@@ -108,7 +96,7 @@ TEST(mv_decoders) {
         fprintf(stderr, "  %s: nmse vs cpu %.3g\n", rl_type_name(types[ti]), e_cpu);
         CHECKF(e_cpu <= 5e-4, "%s: vs cpu nmse %.3g", rl_type_name(types[ti]), e_cpu);
     }
-    mv_env(NULL);
+    rl_test_cuda_setting("RUVLLM_CUDA_MV_R", NULL);
 }
 
 /* x -> RMSNorm -> gate, up -> SwiGLU -> down on backend be; outputs h, gate, up, a, down */

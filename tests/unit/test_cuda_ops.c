@@ -26,6 +26,7 @@
  * can cancel to near zero).
  * Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
+#include "gpu.h"
 #include "test.h"
 #include "rng.h"
 
@@ -279,16 +280,7 @@ static void matvec_cases(const char *rows_per_item);
 
 /* The kernel's settings are the process's (read when a backend is made): each rows-per-item
  * setting (RUVLLM_CUDA_MV_R) in turn, then the default again. */
-static void matvec_setting(const char *r) {
-    if (r)
-        setenv("RUVLLM_CUDA_MV_R", r, 1);
-    else
-        unsetenv("RUVLLM_CUDA_MV_R");
-    rl_backend *b = NULL;
-    char err[256];
-    CHECK(rl__backend_cuda_create(0, &b, err, sizeof err) == RL_OK);
-    rl__backend_free(b);
-}
+static void matvec_setting(const char *r) { rl_test_cuda_setting("RUVLLM_CUDA_MV_R", r); }
 
 TEST(cuda_matvec) {
     if (!gpu) SKIP("%s", g_skip);
