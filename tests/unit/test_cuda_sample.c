@@ -17,7 +17,9 @@
  *     tokens are the most likely ones (key order);
  *   - a row of -inf only gives -1 where the CPU reports that no token can be chosen.
  * Also the timing of one call at vocab 128256 for 1 / 8 / 32 / 64 rows against copying the
- * logits and sampling them on the host (printed, not checked). Skipped without a device. */
+ * logits and sampling them on the host (printed, not checked). RUVLLM_TEST_SAMPLE_PART=i/n
+ * runs the i-th of n parts of the cases (one process a part under a sanitizer). Skipped
+ * without a device. */
 #include "backend/backend.h"
 #include "rng.h"
 #include "sampler/sampler.h"
@@ -263,19 +265,30 @@ TEST(sample_vs_cpu) {
     if (!be) return;
     static const int32_t vocabs[] = {32000, 128256};
     static const int32_t row_counts[] = {1, 5, 64, 3};
+    /* RUVLLM_TEST_SAMPLE_PART=i/n: only the cases ci with ci % n == i (a slow sanitizer run
+     * takes the cases in n processes); each case draws from its own seed, so a case gets
+     * the same inputs in a part as in the whole run */
+    int part = 0, parts = 1;
+    const char *pe = getenv("RUVLLM_TEST_SAMPLE_PART");
+    if (pe && (sscanf(pe, "%d/%d", &part, &parts) != 2 || parts < 1 || part < 0 || part >= parts)) {
+        CHECKF(false, "RUVLLM_TEST_SAMPLE_PART=%s: want i/n with 0 <= i < n", pe);
+        return;
+    }
     totals tt = {0};
     int ci = 0;
     for (size_t v = 0; v < 2; v++)
         for (int dist = 0; dist < D_COUNT; dist++)
             for (size_t c = 0; c < sizeof k_cfgs / sizeof k_cfgs[0]; c++, ci++) {
+                if (ci % parts != part) continue;
                 int32_t rows = row_counts[ci % 4];
                 if (vocabs[v] > 100000 && rows == 64 && dist == D_FLAT) rows = 16;
+                g_rng = 0x5a3c9e1d2b4f6071ull ^ (0x9e3779b97f4a7c15ull * (uint64_t)(ci + 1));
                 run_case(be, vocabs[v], rows, dist, &k_cfgs[c], &tt);
             }
     fprintf(stderr,
             "  %ld draws: %ld equal, %ld within 1e-5 of a boundary; %ld kept sets checked\n",
             tt.draws, tt.equal, tt.boundary, tt.kept_checked);
-    CHECK(tt.draws > 1000);
+    CHECK(tt.draws > 1000 / parts);
     CHECKF(tt.boundary * 100 <= tt.draws, "%ld boundary cases in %ld", tt.boundary, tt.draws);
     rl__backend_free(be);
 }
