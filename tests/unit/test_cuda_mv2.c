@@ -1,11 +1,12 @@
-/* matvec.cu's Q4_K and Q6_K decoders of one code per activation (MQ4_K5, MQ6_K2) against
- * the CPU backend.
+/* matvec.cu's decoders (Q4_K and Q6_K of one code per activation: MQ4_K5, MQ6_K2; Q8_0,
+ * Q4_0, F16) against the CPU backend.
  *
  * Products: single-token products of K 2048, 4096 and 14336 (the 4-lanes-a-super-block
  * kernel needs K % 2048 == 0) over 1, 5, 1024 and 4097 rows, at the kernel's own rows per
  * item and at 1, 2 and 4: against the CPU backend (which rounds activations the same way
  * and sums the same integer products) within the q8 path's bound, 5e-4, and every row
- * written (the output is filled with NaN first).
+ * written (the output is filled with NaN first). Run it under the streaming kernel's switches
+ * (RUVLLM_CUDA_MV_BULK, RUVLLM_CUDA_MV_DYN) to check those paths at these shapes.
  *
  * Fused FFN: RMSNorm, gate and up, SwiGLU, down (Q4_K gate/up of K 2048: the joined
  * gate/up product with SwiGLU in its epilogue through MQ4_K5; Q6_K down of K 2048 through
@@ -62,10 +63,11 @@ static double sq_sum(const float *a, const float *b, size_t n, double *den) {
 
 TEST(mv_decoders) {
     if (!gpu) SKIP("%s", g_skip);
-    static const rl_type types[2] = {RL_TYPE_Q4_K, RL_TYPE_Q6_K};
+    static const rl_type types[5] = {RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q8_0, RL_TYPE_Q4_0,
+                                     RL_TYPE_F16};
     static const int64_t Ks[3] = {2048, 4096, 14336}, rowss[4] = {1, 5, 1024, 4097};
     static const char *const rpi[4] = {NULL, "1,1,1,1,1", "2,2,2,2,2", "4,4,4,4,4"};
-    for (int ti = 0; ti < 2; ti++) {
+    for (int ti = 0; ti < 5; ti++) {
         double num_cpu = 0, den_cpu = 0;
         for (int ki = 0; ki < 3; ki++) {
             for (int ri = 0; ri < 4; ri++) {

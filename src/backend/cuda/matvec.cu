@@ -77,6 +77,65 @@ template <int N> __device__ __forceinline__ void cp_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
+/* RUVLLM_CUDA_MV_BULK=a,b,c,d,e (per type as RUVLLM_CUDA_MV_R; bit TI of c_mv_bulk; default
+ * 0,0,1,0,0: Q8_0 only): each row piece of an item is one bulk copy (cp.async.bulk, the copy
+ * engine), issued by lane 0, and each stage of a warp's ring completes on an mbarrier of its
+ * own (PTX ISA, "cp.async.bulk", "mbarrier"), instead of R x CB / 16 16-byte cp.async pieces
+ * spread over the lanes: no copy instructions in the load/store unit (Nsight Compute, 8B
+ * Q8_0: the warps' MIO-throttle stalls 3.0 -> 0.0 per issue). H100, 2026-11-26, bench_cuda
+ * --pp 512 --tg 128, tg0 tok/s, same binary, two calls: 8B Q8_0 266.5, 266.9 -> 275.4 and
+ * 265.9, 267.7 -> 273.9 (all types on); the down product 2-4 us a layer faster, the 128k-row
+ * head 208 -> 204 us, gate/up unchanged. 1B Q4_K_M 1,342, 1,316 -> 1,320 and 1,334, 1,382
+ * -> 1,332 (noise); 8B Q4_K_M and F16 layer parts (test_cuda_decode_ffn timing) within 1%:
+ * so only Q8_0 by default. */
+__constant__ int c_mv_bulk = 0;
+/* RUVLLM_CUDA_MV_DYN=a,b,c,d,e (mv_launch_r; off by default): a warp takes its first row group
+ * by its place in the grid and every further one from a counter (atomicAdd), so that the
+ * multiprocessors that stream faster take more groups. A launch has a pair of counters
+ * [groups taken, warps done], set back to 0 by its last warp; launches take the pairs in turn,
+ * so a launch and the one after it (programmatic launch: both may run at once) never share
+ * one; two streams running these products at once could (not done here). Tried for the
+ * uneven placement of the 8B Q8_0 gate/up (448 blocks of 4 warps where 528 fit: Nsight
+ * Compute, cycles a multiprocessor was active min / avg / max 69.8k / 90.0k / 107.6k,
+ * 59.3 us): with it 91.0k / 97.8k / 107.5k, 58.0 us: the multiprocessors even, the product
+ * no faster, so the placement does not bound it (the memory system does: each SM busy
+ * longer with more groups). tg0 8B Q8_0 267.2 vs 265.9, 267.7 off; Q4_K_M layer 51 -> 58 us
+ * (the gated values counted per group: c_mv_glu_end does not apply). Kept for that study. */
+constexpr int MV_DYN_SLOTS = 256;
+__device__ unsigned int g_mv_dctr[MV_DYN_SLOTS][2];
+/* lane 0 of a warp that takes no more groups: counted; the launch's last warp clears the pair */
+__device__ __forceinline__ void mv_dyn_done(unsigned int *dctr) {
+    __threadfence();
+    if (atomicAdd(&dctr[1], 1u) == gridDim.x * (blockDim.x >> 5) - 1) {
+        dctr[0] = 0;
+        dctr[1] = 0;
+    }
+}
+constexpr int MV_BARS = 8;                                        /* stages at most */
+constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rings */
+__device__ __forceinline__ void mv_bar_init(uint32_t bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void mv_bar_expect(uint32_t bar, uint32_t tx) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(tx)
+                 : "memory");
+}
+__device__ __forceinline__ void mv_bar_wait(uint32_t bar, uint32_t ph) {
+    asm volatile("{\n.reg .pred P1;\nMV_WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                 "@P1 bra MV_DONE;\nbra MV_WAIT;\nMV_DONE:\n}\n" ::"r"(bar),
+                 "r"(ph)
+                 : "memory");
+}
+/* bytes (a multiple of 16) global -> shared, counted on bar, with the L2 policy pol */
+__device__ __forceinline__ void mv_bulk(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar,
+                                        uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
+                 "[%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar), "l"(pol)
+                 : "memory");
+}
+
 __device__ __forceinline__ uint32_t lds32(const uint8_t *s, int o) {
     return *reinterpret_cast<const uint32_t *>(s + o);
 }
@@ -101,7 +160,8 @@ struct XQ {
     const float *d;
 };
 
-/* Each type: VPC values (CB bytes, a multiple of 16) per chunk of a row; X, this lane's
+/* Each type: TI, the index of its type (mv_index: per-type switches); VPC values (CB bytes,
+ * a multiple of 16) per chunk of a row; X, this lane's
  * activations for a chunk whose first value is e0 (xload: read once, used for the R rows
  * of an item); dot(st, lane, xv): this lane's part of one row's chunk at st. */
 
@@ -111,7 +171,7 @@ struct XQ {
  * of 4..7: low nibbles of bytes 8..11 and the top 2 bits of bytes 0..3 (mins: high
  * nibbles of 8..11, top bits of 4..7) -- ggml-common.h's packing, taken 4 at a time. */
 struct MQ4_K {
-    static constexpr int VPC = 1024, CB = 4 * RL_CU_Q4_K_BYTES;
+    static constexpr int TI = 0, VPC = 1024, CB = 4 * RL_CU_Q4_K_BYTES;
     using XA = XQ;
     using X = GQ4_K::X;
     __device__ static X xload(int lane, int64_t e0, const XQ &x) {
@@ -142,7 +202,7 @@ struct MQ4_K {
 /* Q6_K: 8 super-blocks of 210 bytes (2-byte aligned in the stage); lane = 4 s + u takes
  * super-block s as kq8.cuh's lanes u and 4 + u (both halves of 128 values). */
 struct MQ6_K {
-    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
+    static constexpr int TI = 1, VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
     using XA = XQ;
     struct X {
         GQ6_K::X h[2];
@@ -191,7 +251,7 @@ struct MQ6_K {
  * the copy bandwidth where F16 and Q8_0 rows reach 0.9), so this is its default;
  * RUVLLM_CUDA_MV_Q8K=0 keeps the residual codes (products as exact as float ones). */
 struct MQ4_K1 {
-    static constexpr int VPC = 1024, CB = 4 * RL_CU_Q4_K_BYTES;
+    static constexpr int TI = 0, VPC = 1024, CB = 4 * RL_CU_Q4_K_BYTES;
     using XA = XQ;
     struct X {
         int4 lo, hi;
@@ -247,7 +307,7 @@ __device__ __forceinline__ int dp4a_us(uint32_t a, int b, int c) {
  * and float scales, two runs each): 4096x14336 13.73 -> 13.34, 14336x4096 14.35 -> 14.2,
  * 4096x4096 5.15 -> 5.04, 2048x8192 5.28 -> 5.14; the 1024- and 2048-row ones unchanged. */
 struct MQ4_K5 {
-    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q4_K_BYTES;
+    static constexpr int TI = 0, VPC = 2048, CB = 8 * RL_CU_Q4_K_BYTES;
     using XA = XQ;
     struct X {
         int4 lo[2], hi[2];
@@ -307,7 +367,7 @@ struct MQ4_K5 {
  * 128256x4096 head 169.7 -> 165.6, 2048x8192 (R 2) 7.69 -> 7.32, 1024x4096 (R 2) 3.02 ->
  * 3.05, the 1B head 128256x2048 83.6 -> 85.5. */
 struct MQ6_K2 {
-    static constexpr int VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
+    static constexpr int TI = 1, VPC = 2048, CB = 8 * RL_CU_Q6_K_BYTES;
     using XA = XQ;
     struct X {
         uint2 v[2][4];
@@ -391,7 +451,7 @@ __device__ __forceinline__ float dot32_q8(const int *c, const X32 &x) {
 
 /* Q8_0: 32 blocks of 34 bytes; lane i takes block i (its d, then 32 signed codes). */
 struct MQ8_0 {
-    static constexpr int VPC = 1024, CB = 32 * RL_CU_Q8_0_BYTES;
+    static constexpr int TI = 2, VPC = 1024, CB = 32 * RL_CU_Q8_0_BYTES;
     using XA = XQ;
     using X = X32;
     __device__ static X xload(int lane, int64_t e0, const XQ &x) { return xload32(x, e0 + 32 * lane); }
@@ -406,7 +466,7 @@ struct MQ8_0 {
 /* Q4_0: 32 blocks of 18 bytes; lane i takes block i: byte j holds values j (low nibble)
  * and j + 16 (high), each a code + 8. */
 struct MQ4_0 {
-    static constexpr int VPC = 1024, CB = 32 * RL_CU_Q4_0_BYTES;
+    static constexpr int TI = 3, VPC = 1024, CB = 32 * RL_CU_Q4_0_BYTES;
     using XA = XQ;
     using X = X32;
     __device__ static X xload(int lane, int64_t e0, const XQ &x) { return xload32(x, e0 + 32 * lane); }
@@ -427,7 +487,7 @@ struct MQ4_0 {
 /* F16: 1024 values; lane i takes the 16-byte pieces i + 32 k (so each read of the warp is
  * 512 contiguous bytes, without bank conflicts), float activations. */
 struct MF16 {
-    static constexpr int VPC = 1024, CB = 2048;
+    static constexpr int TI = 4, VPC = 1024, CB = 2048;
     using XA = const float *;
     struct X {
         float4 a[8];
@@ -562,28 +622,51 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wk = warp % ks;
     uint8_t *ring = mv_smem_buf + warp * (S * IB);
     const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
-    const int64_t r0 = ((int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks) * gpw * R;
-    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
-    const int ng = (int)((nrw + R - 1) / R);
+    const bool bulk = (c_mv_bulk >> G::TI) & 1; /* the stage barriers follow the rings */
+    const uint32_t bar = (uint32_t)__cvta_generic_to_shared(mv_smem_buf) + MV_WARPS * S * IB +
+                         warp * MV_BARS * 8;
+    const int64_t sq = (int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks, ngr = (rows + R - 1) / R;
+    const int64_t nsl = (int64_t)gridDim.x * (MV_WARPS / ks);
+    /* gpw < 0 (ks == 1): groups from the counters g_mv_dctr[-gpw - 1] after the first, sq */
+    const bool dyn = gpw < 0;
+    unsigned int *dctr = g_mv_dctr[dyn ? (-gpw - 1) % MV_DYN_SLOTS : 0];
+    const int64_t gb0 = dyn ? sq : sq * gpw, gb1 = dyn ? sq + 1 : gb0 + gpw;
+    int64_t r0 = gb0 * R; /* dyn: set per group so that r0 + cg R is the group's first row */
+    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (gb1 - gb0) * R ? rows - r0 : (gb1 - gb0) * R;
+    int ng = (int)((nrw + R - 1) / R);
     const int npc = nch > wk ? (nch - wk + ks - 1) / ks : 0; /* chunks of a group: this warp's */
-    const int n_items = ng * npc;
-    if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
+    int n_items = ng * npc;
+    if (ks == 1 && n_items == 0) { /* the whole warp: no block-wide barrier follows */
+        if (dyn && lane == 0) mv_dyn_done(dctr);
+        return;
+    }
+    if (bulk) {
+        if (lane < S) mv_bar_init(bar + 8 * lane);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        __syncwarp();
+    }
     int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
-    /* row r of group g (the start of the row) */
-    auto row_ptr = [&](int g, int r) -> const uint8_t * {
+    /* dyn: the group being copied, the groups of the warp's even and odd ordinals (the copies
+     * run at most one group ahead: S - 1 <= npc), lane 0's next answer of the counter */
+    int pid = (int)gb0, gq0 = (int)gb0, gq1 = 0;
+    unsigned int nxt = 0;
+    if (dyn && lane == 0) nxt = atomicAdd(&dctr[0], 1u);
+    /* row r of the group whose first row is gs (the start of the row) */
+    auto row_ptr = [&](int64_t gs, int r) -> const uint8_t * {
         if constexpr (GLU) {
-            const int64_t p = (r0 + (int64_t)g * R) / 2 + r % (R / 2);
+            const int64_t p = gs / 2 + r % (R / 2);
             return (r < R / 2 ? sg.w[0] : sg.w[1]) + (size_t)(p < gl.F ? p : gl.F - 1) * row_bytes;
         } else {
-            const int64_t row = r0 + (int64_t)g * R + r;
+            const int64_t row = gs + r;
             return seg_row(sg, row < rows ? row : rows - 1, row_bytes);
         }
     };
     /* this lane's first 16-byte piece of each row of group ig, at chunk 0 of the warp */
     const uint8_t *src[R];
     auto rows_of = [&]() {
+        const int64_t gs = dyn ? (int64_t)pid * R : r0 + (int64_t)ig * R;
 #pragma unroll
-        for (int r = 0; r < R; r++) src[r] = row_ptr(ig, r) + (size_t)wk * G::CB + 16 * lane;
+        for (int r = 0; r < R; r++) src[r] = row_ptr(gs, r) + (size_t)wk * G::CB + 16 * lane;
     };
     rows_of();
     const uint64_t pol = mv_policy();
@@ -591,20 +674,39 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
         if (ig < ng) {
             const uint32_t dst = ring_s + stage * IB + 16 * lane;
             const size_t co = (size_t)ic * ks * G::CB;
+            if (bulk) { /* lane 0: dst and src[r] are the pieces' starts */
+                if (lane == 0) {
+                    mv_bar_expect(bar + 8 * stage, R * G::CB);
 #pragma unroll
-            for (int r = 0; r < R; r++) {
+                    for (int r = 0; r < R; r++)
+                        mv_bulk(dst + r * G::CB, src[r] + co, G::CB, bar + 8 * stage, pol);
+                }
+            } else {
 #pragma unroll
-                for (int k = 0; k < (G::CB / 16 + 31) / 32; k++)
-                    if (G::CB % 512 == 0 || lane + 32 * k < G::CB / 16)
-                        cp16h(dst + r * G::CB + 512 * k, src[r] + co + 512 * k, pol);
+                for (int r = 0; r < R; r++) {
+#pragma unroll
+                    for (int k = 0; k < (G::CB / 16 + 31) / 32; k++)
+                        if (G::CB % 512 == 0 || lane + 32 * k < G::CB / 16)
+                            cp16h(dst + r * G::CB + 512 * k, src[r] + co + 512 * k, pol);
+                }
             }
             if (++ic == npc) {
                 ic = 0;
                 ig++;
+                if (dyn) {
+                    const int64_t id = nsl + (int64_t)__shfl_sync(0xffffffffu, nxt, 0);
+                    if (id < ngr) {
+                        pid = (int)id;
+                        (ig & 1 ? gq1 : gq0) = (int)id;
+                        ng++;
+                        n_items += npc;
+                        if (lane == 0) nxt = atomicAdd(&dctr[0], 1u);
+                    }
+                }
                 if (ig < ng) rows_of();
             }
         }
-        cp_commit();
+        if (!bulk) cp_commit();
     };
 #pragma unroll
     for (int s = 0; s < S - 1; s++) issue(s);
@@ -613,11 +715,15 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
     int cg = 0, cc = 0;
-    int64_t glu_end = r0 / 2; /* GLU: the end of the values this warp has written */
+    int64_t glu_end = dyn ? INT64_MIN / 2 : r0 / 2; /* GLU: the end of the values written */
     for (int i = 0; i < n_items; i++) {
+        if (dyn && cc == 0) r0 = (int64_t)((cg & 1 ? gq1 : gq0) - cg) * R;
         issue((i + S - 1) % S);
         const typename G::X xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
-        cp_wait<S - 1>();
+        if (bulk)
+            mv_bar_wait(bar + 8 * (i % S), (uint32_t)(i / S) & 1u);
+        else
+            cp_wait<S - 1>();
         __syncwarp();
         const uint8_t *st = ring + (i % S) * IB;
 #pragma unroll
@@ -634,7 +740,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             }
             const int64_t pb = (r0 + (int64_t)cg * R) / 2;
             const int nv = mv_glu_store<R>(gl, sg, pb, v, lane);
-            if (c_mv_glu_end) {
+            if (c_mv_glu_end && !dyn) { /* dyn: counted per group, the groups are apart */
                 glu_end = pb + nv;
             } else {
                 mv_glu_count(gl, pb, pb + nv, lane);
@@ -659,6 +765,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             cg++;
         }
     }
+    if (dyn && lane == 0) mv_dyn_done(dctr);
     if (GLU && c_mv_glu_end) mv_glu_count(gl, r0 / 2, glu_end, lane);
     if (GLU || ks == 1) return;
     __syncthreads();
@@ -821,6 +928,9 @@ static bool g_mv_q4k4 = true;  /* ... Q4_K with 4 lanes a super-block (MQ4_K5), 
 static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV_MULTI=0: not) */
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
+static int g_mv_bulk = 0;      /* bulk copies, bit ti (c_mv_bulk; RUVLLM_CUDA_MV_BULK) */
+static bool g_mv_dyn[MV_TYPES] = {false, false, false, false, false}; /* RUVLLM_CUDA_MV_DYN */
+static unsigned int g_mv_dyn_seq = 0; /* the counter pair of the next launch with dyn */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -849,11 +959,11 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
 }
 
 template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
-    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mv_smem<G, R>());
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)(mv_smem<G, R>() + MV_BAR_BYTES));
     if (e == cudaSuccess)
         e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
-                                                          mv_smem<G, R>());
+                                                          mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0));
     return e;
 }
 
@@ -869,7 +979,8 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
  * warp keeps at least one chunk of a group. */
 template <class G, int R, bool GLU = false>
 cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_t row_bytes,
-                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
+                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{},
+                        bool dyn = false) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
     int ks = 1;
@@ -882,9 +993,16 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
         ks = 1;
     }
     slots = (groups + gpw - 1) / gpw;
+    const int64_t wave1 = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * MV_WARPS;
+    if (dyn && ks == 1 && nch >= mv_stages<G, R>() - 1 && groups > wave1) {
+        /* every warp of one wave; gpw < 0 names the launch's counters (mv_body) */
+        slots = wave1;
+        gpw = -1 - (int64_t)(g_mv_dyn_seq++ % MV_DYN_SLOTS);
+    }
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
-    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, mv_smem<G, R>(), s, sg,
-                       row_bytes, rows, (int)gpw, (int)nch, ks, x, gl);
+    const size_t smem = mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
+    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, smem, s, sg, row_bytes, rows,
+                       (int)gpw, (int)nch, ks, x, gl);
     return cudaGetLastError();
 }
 
@@ -893,9 +1011,10 @@ template <class G>
 cudaError_t mv_launch(cudaStream_t s, int ti, int oi, const rl__cu_mv_segs &sg, size_t row_bytes,
                       int64_t rows, int64_t K, typename G::XA x) {
     const int R = mv_rows_for(ti, rows, K);
-    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x);
-    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x);
-    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x);
+    const bool d = g_mv_dyn[ti];
+    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x, {}, d);
+    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x, {}, d);
+    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x, {}, d);
 }
 
 /* The gate/up product with the gated activation (GLU mode of mv_kernel), R 2 or 4. */
@@ -903,8 +1022,10 @@ template <class G>
 cudaError_t mv_glu_launch(cudaStream_t s, int ti, int gi, const rl__cu_mv_segs &sg,
                           size_t row_bytes, int64_t K, typename G::XA x, const MvGlu &gl) {
     const int R = mv_rows_for(ti, 2 * gl.F, K);
-    if (R >= 4) return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl);
-    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl);
+    const bool d = g_mv_dyn[ti];
+    if (R >= 4)
+        return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl, d);
+    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl, d);
 }
 
 /* The streaming kernel of a type over the rows of sg (end[] set past nseg). */
@@ -1183,7 +1304,9 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_GLU=0: no gated activation in the gate/up product;
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
- * of rows (c_mv_glu_end). */
+ * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_BULK=a,b,c,d,e (1: on, per type as
+ * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk);
+ * RUVLLM_CUDA_MV_DYN=a,b,c,d,e (the same; default off): row groups from a counter (g_mv_dctr). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
@@ -1193,6 +1316,17 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
+    const char *dy = getenv("RUVLLM_CUDA_MV_DYN"), *bk = getenv("RUVLLM_CUDA_MV_BULK");
+    if (!bk) bk = "0,0,1,0,0"; /* c_mv_bulk: Q8_0 */
+    g_mv_bulk = 0;
+    for (int i = 0; i < MV_TYPES; i++) { /* a,b,c,d,e: 1 on, else off; a shorter list: off */
+        g_mv_dyn[i] = dy && *dy && *dy != ',' && *dy != '0';
+        while (dy && *dy && *dy != ',') dy++;
+        if (dy && *dy == ',') dy++;
+        if (bk && *bk && *bk != ',' && *bk != '0') g_mv_bulk |= 1 << i;
+        while (bk && *bk && *bk != ',') bk++;
+        if (bk && *bk == ',') bk++;
+    }
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {
         char *end;
@@ -1226,6 +1360,7 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *ge = getenv("RUVLLM_CUDA_MV_GLUEND");
     const int gev = !(ge && ge[0] == '0');
     if (err == cudaSuccess) err = cudaMemcpyToSymbol(c_mv_glu_end, &gev, sizeof gev);
+    if (err == cudaSuccess) err = cudaMemcpyToSymbol(c_mv_bulk, &g_mv_bulk, sizeof g_mv_bulk);
     if (err == cudaSuccess) err = mv_prep_all<MQ4_K>(g_mv_occ[0]);
     if (err == cudaSuccess) err = mv_prep_all<MQ6_K>(g_mv_occ[1]);
     if (err == cudaSuccess) err = mv_prep_all<MQ8_0>(g_mv_occ[2]);
