@@ -89,28 +89,6 @@ template <int N> __device__ __forceinline__ void cp_wait() {
  * -> 1,332 (noise); 8B Q4_K_M and F16 layer parts (test_cuda_decode_ffn timing) within 1%:
  * so only Q8_0 by default. */
 __constant__ int c_mv_bulk = 0;
-/* RUVLLM_CUDA_MV_DYN=a,b,c,d,e (mv_launch_r; off by default): a warp takes its first row group
- * by its place in the grid and every further one from a counter (atomicAdd), so that the
- * multiprocessors that stream faster take more groups. A launch has a pair of counters
- * [groups taken, warps done], set back to 0 by its last warp; launches take the pairs in turn,
- * so a launch and the one after it (programmatic launch: both may run at once) never share
- * one; two streams running these products at once could (not done here). Tried for the
- * uneven placement of the 8B Q8_0 gate/up (448 blocks of 4 warps where 528 fit: Nsight
- * Compute, cycles a multiprocessor was active min / avg / max 69.8k / 90.0k / 107.6k,
- * 59.3 us): with it 91.0k / 97.8k / 107.5k, 58.0 us: the multiprocessors even, the product
- * no faster, so the placement does not bound it (the memory system does: each SM busy
- * longer with more groups). tg0 8B Q8_0 267.2 vs 265.9, 267.7 off; Q4_K_M layer 51 -> 58 us
- * (the gated values counted per group: c_mv_glu_end does not apply). Kept for that study. */
-constexpr int MV_DYN_SLOTS = 256;
-__device__ unsigned int g_mv_dctr[MV_DYN_SLOTS][2];
-/* lane 0 of a warp that takes no more groups: counted; the launch's last warp clears the pair */
-__device__ __forceinline__ void mv_dyn_done(unsigned int *dctr) {
-    __threadfence();
-    if (atomicAdd(&dctr[1], 1u) == gridDim.x * (blockDim.x >> 5) - 1) {
-        dctr[0] = 0;
-        dctr[1] = 0;
-    }
-}
 constexpr int MV_BARS = 8;                                        /* stages at most */
 constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rings */
 __device__ __forceinline__ void mv_bar_init(uint32_t bar) {
@@ -625,48 +603,33 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     const bool bulk = (c_mv_bulk >> G::TI) & 1; /* the stage barriers follow the rings */
     const uint32_t bar = (uint32_t)__cvta_generic_to_shared(mv_smem_buf) + MV_WARPS * S * IB +
                          warp * MV_BARS * 8;
-    const int64_t sq = (int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks, ngr = (rows + R - 1) / R;
-    const int64_t nsl = (int64_t)gridDim.x * (MV_WARPS / ks);
-    /* gpw < 0 (ks == 1): groups from the counters g_mv_dctr[-gpw - 1] after the first, sq */
-    const bool dyn = gpw < 0;
-    unsigned int *dctr = g_mv_dctr[dyn ? (-gpw - 1) % MV_DYN_SLOTS : 0];
-    const int64_t gb0 = dyn ? sq : sq * gpw, gb1 = dyn ? sq + 1 : gb0 + gpw;
-    int64_t r0 = gb0 * R; /* dyn: set per group so that r0 + cg R is the group's first row */
-    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (gb1 - gb0) * R ? rows - r0 : (gb1 - gb0) * R;
-    int ng = (int)((nrw + R - 1) / R);
+    const int64_t r0 = ((int64_t)blockIdx.x * (MV_WARPS / ks) + warp / ks) * gpw * R;
+    const int64_t nrw = r0 >= rows ? 0 : rows - r0 < (int64_t)gpw * R ? rows - r0 : (int64_t)gpw * R;
+    const int ng = (int)((nrw + R - 1) / R);
     const int npc = nch > wk ? (nch - wk + ks - 1) / ks : 0; /* chunks of a group: this warp's */
-    int n_items = ng * npc;
-    if (ks == 1 && n_items == 0) { /* the whole warp: no block-wide barrier follows */
-        if (dyn && lane == 0) mv_dyn_done(dctr);
-        return;
-    }
+    const int n_items = ng * npc;
+    if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
     if (bulk) {
         if (lane < S) mv_bar_init(bar + 8 * lane);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         __syncwarp();
     }
     int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
-    /* dyn: the group being copied, the groups of the warp's even and odd ordinals (the copies
-     * run at most one group ahead: S - 1 <= npc), lane 0's next answer of the counter */
-    int pid = (int)gb0, gq0 = (int)gb0, gq1 = 0;
-    unsigned int nxt = 0;
-    if (dyn && lane == 0) nxt = atomicAdd(&dctr[0], 1u);
-    /* row r of the group whose first row is gs (the start of the row) */
-    auto row_ptr = [&](int64_t gs, int r) -> const uint8_t * {
+    /* row r of group g (the start of the row) */
+    auto row_ptr = [&](int g, int r) -> const uint8_t * {
         if constexpr (GLU) {
-            const int64_t p = gs / 2 + r % (R / 2);
+            const int64_t p = (r0 + (int64_t)g * R) / 2 + r % (R / 2);
             return (r < R / 2 ? sg.w[0] : sg.w[1]) + (size_t)(p < gl.F ? p : gl.F - 1) * row_bytes;
         } else {
-            const int64_t row = gs + r;
+            const int64_t row = r0 + (int64_t)g * R + r;
             return seg_row(sg, row < rows ? row : rows - 1, row_bytes);
         }
     };
     /* this lane's first 16-byte piece of each row of group ig, at chunk 0 of the warp */
     const uint8_t *src[R];
     auto rows_of = [&]() {
-        const int64_t gs = dyn ? (int64_t)pid * R : r0 + (int64_t)ig * R;
 #pragma unroll
-        for (int r = 0; r < R; r++) src[r] = row_ptr(gs, r) + (size_t)wk * G::CB + 16 * lane;
+        for (int r = 0; r < R; r++) src[r] = row_ptr(ig, r) + (size_t)wk * G::CB + 16 * lane;
     };
     rows_of();
     const uint64_t pol = mv_policy();
@@ -693,16 +656,6 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             if (++ic == npc) {
                 ic = 0;
                 ig++;
-                if (dyn) {
-                    const int64_t id = nsl + (int64_t)__shfl_sync(0xffffffffu, nxt, 0);
-                    if (id < ngr) {
-                        pid = (int)id;
-                        (ig & 1 ? gq1 : gq0) = (int)id;
-                        ng++;
-                        n_items += npc;
-                        if (lane == 0) nxt = atomicAdd(&dctr[0], 1u);
-                    }
-                }
                 if (ig < ng) rows_of();
             }
         }
@@ -715,9 +668,8 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
     int cg = 0, cc = 0;
-    int64_t glu_end = dyn ? INT64_MIN / 2 : r0 / 2; /* GLU: the end of the values written */
+    int64_t glu_end = r0 / 2; /* GLU: the end of the values this warp has written */
     for (int i = 0; i < n_items; i++) {
-        if (dyn && cc == 0) r0 = (int64_t)((cg & 1 ? gq1 : gq0) - cg) * R;
         issue((i + S - 1) % S);
         const typename G::X xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
         if (bulk)
@@ -740,7 +692,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             }
             const int64_t pb = (r0 + (int64_t)cg * R) / 2;
             const int nv = mv_glu_store<R>(gl, sg, pb, v, lane);
-            if (c_mv_glu_end && !dyn) { /* dyn: counted per group, the groups are apart */
+            if (c_mv_glu_end) {
                 glu_end = pb + nv;
             } else {
                 mv_glu_count(gl, pb, pb + nv, lane);
@@ -765,7 +717,6 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             cg++;
         }
     }
-    if (dyn && lane == 0) mv_dyn_done(dctr);
     if (GLU && c_mv_glu_end) mv_glu_count(gl, r0 / 2, glu_end, lane);
     if (GLU || ks == 1) return;
     __syncthreads();
@@ -929,8 +880,6 @@ static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
 static int g_mv_bulk = 0;      /* bulk copies, bit ti (c_mv_bulk; RUVLLM_CUDA_MV_BULK) */
-static bool g_mv_dyn[MV_TYPES] = {false, false, false, false, false}; /* RUVLLM_CUDA_MV_DYN */
-static unsigned int g_mv_dyn_seq = 0; /* the counter pair of the next launch with dyn */
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -976,11 +925,15 @@ template <class G> cudaError_t mv_prep_all(int *occ) {
 
 /* One wave of warps: row groups per slot (gpw) so that every slot is resident at once, and
  * ks warps per slot (1, 2, 4) while there are fewer than 16 warps per multiprocessor and each
- * warp keeps at least one chunk of a group. */
+ * warp keeps at least one chunk of a group. Tried and not kept (H100, 2026-11-26, Nsight
+ * Compute, 8B Q8_0 gate/up: 448 blocks where 528 fit, cycles an SM was active min / avg / max
+ * 69.8k / 90.0k / 107.6k): warps taking further row groups from a counter evened the SMs
+ * (91.0k / 97.8k / 107.5k) yet the product took 58.0 us against 59.3 and the 8B Q4_K_M FFN
+ * layer 58 against 51: placement does not bound it; nor did 2176-byte Q8_0 pieces (tg0 262.8
+ * against 266-268) or an even static split of the groups over a whole wave. */
 template <class G, int R, bool GLU = false>
 cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_t row_bytes,
-                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{},
-                        bool dyn = false) {
+                        int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
     int ks = 1;
@@ -993,12 +946,6 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
         ks = 1;
     }
     slots = (groups + gpw - 1) / gpw;
-    const int64_t wave1 = (int64_t)g_mv_sms * (occ > 0 ? occ : 1) * MV_WARPS;
-    if (dyn && ks == 1 && nch >= mv_stages<G, R>() - 1 && groups > wave1) {
-        /* every warp of one wave; gpw < 0 names the launch's counters (mv_body) */
-        slots = wave1;
-        gpw = -1 - (int64_t)(g_mv_dyn_seq++ % MV_DYN_SLOTS);
-    }
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
     const size_t smem = mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
     (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, smem, s, sg, row_bytes, rows,
@@ -1011,10 +958,9 @@ template <class G>
 cudaError_t mv_launch(cudaStream_t s, int ti, int oi, const rl__cu_mv_segs &sg, size_t row_bytes,
                       int64_t rows, int64_t K, typename G::XA x) {
     const int R = mv_rows_for(ti, rows, K);
-    const bool d = g_mv_dyn[ti];
-    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x, {}, d);
-    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x, {}, d);
-    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x, {}, d);
+    if (R >= 4) return mv_launch_r<G, 4>(s, g_mv_occ[oi][2], sg, row_bytes, rows, K, x);
+    if (R == 2) return mv_launch_r<G, 2>(s, g_mv_occ[oi][1], sg, row_bytes, rows, K, x);
+    return mv_launch_r<G, 1>(s, g_mv_occ[oi][0], sg, row_bytes, rows, K, x);
 }
 
 /* The gate/up product with the gated activation (GLU mode of mv_kernel), R 2 or 4. */
@@ -1022,10 +968,8 @@ template <class G>
 cudaError_t mv_glu_launch(cudaStream_t s, int ti, int gi, const rl__cu_mv_segs &sg,
                           size_t row_bytes, int64_t K, typename G::XA x, const MvGlu &gl) {
     const int R = mv_rows_for(ti, 2 * gl.F, K);
-    const bool d = g_mv_dyn[ti];
-    if (R >= 4)
-        return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl, d);
-    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl, d);
+    if (R >= 4) return mv_launch_r<G, 4, true>(s, g_mv_glu_occ[gi][1], sg, row_bytes, 2 * gl.F, K, x, gl);
+    return mv_launch_r<G, 2, true>(s, g_mv_glu_occ[gi][0], sg, row_bytes, 2 * gl.F, K, x, gl);
 }
 
 /* The streaming kernel of a type over the rows of sg (end[] set past nseg). */
@@ -1305,8 +1249,7 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
  * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_BULK=a,b,c,d,e (1: on, per type as
- * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk);
- * RUVLLM_CUDA_MV_DYN=a,b,c,d,e (the same; default off): row groups from a counter (g_mv_dctr). */
+ * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
@@ -1316,16 +1259,13 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
-    const char *dy = getenv("RUVLLM_CUDA_MV_DYN"), *bk = getenv("RUVLLM_CUDA_MV_BULK");
+    const char *bk = getenv("RUVLLM_CUDA_MV_BULK");
     if (!bk) bk = "0,0,1,0,0"; /* c_mv_bulk: Q8_0 */
     g_mv_bulk = 0;
     for (int i = 0; i < MV_TYPES; i++) { /* a,b,c,d,e: 1 on, else off; a shorter list: off */
-        g_mv_dyn[i] = dy && *dy && *dy != ',' && *dy != '0';
-        while (dy && *dy && *dy != ',') dy++;
-        if (dy && *dy == ',') dy++;
-        if (bk && *bk && *bk != ',' && *bk != '0') g_mv_bulk |= 1 << i;
-        while (bk && *bk && *bk != ',') bk++;
-        if (bk && *bk == ',') bk++;
+        if (*bk && *bk != ',' && *bk != '0') g_mv_bulk |= 1 << i;
+        while (*bk && *bk != ',') bk++;
+        if (*bk == ',') bk++;
     }
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {
