@@ -590,7 +590,7 @@ constexpr int MV_KS_GROUPS = 4;
  * Programming Guide, "Memory Fence Functions"); the warp whose count completes a block
  * quantizes it for the q8 product that reads it next, as the gated-activation kernel does
  * (q8k_warp), and sets the counter back to 0. */
-template <class G, int R, bool GLU>
+template <class G, int R, bool GLU, bool XP>
 __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_bytes, int64_t rows,
                                         int gpw, int nch, int ks, const typename G::XA &x,
                                         const MvGlu &gl) {
@@ -669,9 +669,18 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
     int cg = 0, cc = 0;
     int64_t glu_end = r0 / 2; /* GLU: the end of the values this warp has written */
+    typename G::X xn; /* XP: the next item's activations, loaded an item ahead */
+    if (XP && n_items > 0) xn = G::xload(lane, (int64_t)wk * G::VPC, x);
     for (int i = 0; i < n_items; i++) {
         issue((i + S - 1) % S);
-        const typename G::X xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
+        typename G::X xv;
+        if constexpr (XP) {
+            xv = xn;
+            const int cn = cc + 1 == npc ? 0 : cc + 1; /* npc 1: every item the same chunk */
+            if (npc > 1 && i + 1 < n_items) xn = G::xload(lane, (int64_t)(wk + cn * ks) * G::VPC, x);
+        } else {
+            xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
+        }
         if (bulk)
             mv_bar_wait(bar + 8 * (i % S), (uint32_t)(i / S) & 1u);
         else
@@ -728,12 +737,12 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     if (row < rows) *seg_out(sg, row) = v;
 }
 
-/* The streaming kernel (mv_body). */
-template <class G, int R, bool GLU = false>
+/* The streaming kernel (mv_body); XP: activations loaded an item ahead (g_mv_xpf). */
+template <class G, int R, bool GLU = false, bool XP = false>
 __global__ void __launch_bounds__(MV_WARPS * 32)
     mv_kernel(rl__cu_mv_segs sg, size_t row_bytes, int64_t rows, int gpw, int nch, int ks,
               typename G::XA x, MvGlu gl) {
-    mv_body<G, R, GLU>(sg, row_bytes, rows, gpw, nch, ks, x, gl);
+    mv_body<G, R, GLU, XP>(sg, row_bytes, rows, gpw, nch, ks, x, gl);
 }
 
 /* ---- the balanced kernel (mv2) ----
@@ -880,6 +889,12 @@ static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
 static int g_mv_bulk = 0;      /* bulk copies, bit ti (c_mv_bulk; RUVLLM_CUDA_MV_BULK) */
+/* RUVLLM_CUDA_MV_XPF=a,b,c,d,e (per type as RUVLLM_CUDA_MV_BULK; default off): the streaming
+ * kernel loads the next item's activations while it waits for the current item's weights
+ * (mv_kernel's XP variant), so their L1 / L2 round trip leaves the item's chain: Nsight
+ * Compute had 8B Q8_0's gate/up warps stalled on global loads (long scoreboard) 4.5 cycles
+ * an issue, and those loads are the activations' (the weights come by cp.async). */
+static int g_mv_xpf = 0;
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
  * products alone on an H100 (bench_cuda --kernels, 2026-11-26, with programmatic launch:
@@ -916,6 +931,34 @@ template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
     return e;
 }
 
+/* A per-type switch list a,b,c,d,e (1: on, anything else off; a shorter list: the rest off)
+ * as a mask, bit ti for the type of index ti. */
+static int mv_type_mask(const char *v) {
+    int m = 0;
+    for (int i = 0; i < MV_TYPES; i++) {
+        if (*v && *v != ',' && *v != '0') m |= 1 << i;
+        while (*v && *v != ',') v++;
+        if (*v == ',') v++;
+    }
+    return m;
+}
+
+/* The resident blocks per multiprocessor of mv_kernel's XP variant (its registers differ),
+ * found at its first launch. */
+template <class G, int R, bool GLU> int mv_occ_xp() {
+    static const int occ = [] {
+        int o = 0;
+        const size_t sm = mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
+        if (cudaFuncSetAttribute(mv_kernel<G, R, GLU, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)(mv_smem<G, R>() + MV_BAR_BYTES)) != cudaSuccess ||
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&o, mv_kernel<G, R, GLU, true>, MV_WARPS * 32,
+                                                          sm) != cudaSuccess)
+            o = 0;
+        return o;
+    }();
+    return occ;
+}
+
 template <class G> cudaError_t mv_prep_all(int *occ) {
     cudaError_t e = mv_prep<G, 1>(&occ[0]);
     if (e == cudaSuccess) e = mv_prep<G, 2>(&occ[1]);
@@ -936,6 +979,8 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
                         int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
+    const bool xp = (g_mv_xpf >> G::TI) & 1;
+    if (xp) occ = mv_occ_xp<G, R, GLU>();
     int ks = 1;
     while (!GLU && ks < MV_WARPS && groups * ks < target && nch >= 2 * ks) ks *= 2;
     int64_t gpw, slots;
@@ -948,8 +993,12 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
     slots = (groups + gpw - 1) / gpw;
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
     const size_t smem = mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
-    (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, smem, s, sg, row_bytes, rows,
-                       (int)gpw, (int)nch, ks, x, gl);
+    if (xp)
+        (void)rlcu::launch(mv_kernel<G, R, GLU, true>, grid, MV_WARPS * 32, smem, s, sg, row_bytes,
+                           rows, (int)gpw, (int)nch, ks, x, gl);
+    else
+        (void)rlcu::launch(mv_kernel<G, R, GLU>, grid, MV_WARPS * 32, smem, s, sg, row_bytes, rows,
+                           (int)gpw, (int)nch, ks, x, gl);
     return cudaGetLastError();
 }
 
@@ -1249,7 +1298,8 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
  * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_BULK=a,b,c,d,e (1: on, per type as
- * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk). */
+ * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk);
+ * RUVLLM_CUDA_MV_XPF=a,b,c,d,e (the same; default off): activations an item ahead (g_mv_xpf). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
@@ -1259,14 +1309,9 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_on = !(e && e[0] == '0');
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
-    const char *bk = getenv("RUVLLM_CUDA_MV_BULK");
-    if (!bk) bk = "0,0,1,0,0"; /* c_mv_bulk: Q8_0 */
-    g_mv_bulk = 0;
-    for (int i = 0; i < MV_TYPES; i++) { /* a,b,c,d,e: 1 on, else off; a shorter list: off */
-        if (*bk && *bk != ',' && *bk != '0') g_mv_bulk |= 1 << i;
-        while (*bk && *bk != ',') bk++;
-        if (*bk == ',') bk++;
-    }
+    const char *bk = getenv("RUVLLM_CUDA_MV_BULK"), *xf = getenv("RUVLLM_CUDA_MV_XPF");
+    g_mv_bulk = mv_type_mask(bk ? bk : "0,0,1,0,0"); /* c_mv_bulk: Q8_0 */
+    g_mv_xpf = mv_type_mask(xf ? xf : "0");
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {
         char *end;
