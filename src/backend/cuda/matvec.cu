@@ -889,11 +889,15 @@ static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
 static int g_mv_bulk = 0;      /* bulk copies, bit ti (c_mv_bulk; RUVLLM_CUDA_MV_BULK) */
-/* RUVLLM_CUDA_MV_XPF=a,b,c,d,e (per type as RUVLLM_CUDA_MV_BULK; default off): the streaming
- * kernel loads the next item's activations while it waits for the current item's weights
- * (mv_kernel's XP variant), so their L1 / L2 round trip leaves the item's chain: Nsight
- * Compute had 8B Q8_0's gate/up warps stalled on global loads (long scoreboard) 4.5 cycles
- * an issue, and those loads are the activations' (the weights come by cp.async). */
+/* RUVLLM_CUDA_MV_XPF=a,b,c,d,e (per type as RUVLLM_CUDA_MV_BULK; default 0,0,1,0,1: Q8_0 and
+ * F16): the streaming kernel loads the next item's activations while it waits for the
+ * current item's weights (mv_kernel's XP variant), so their L1 / L2 round trip leaves the
+ * item's chain: Nsight Compute had 8B Q8_0's gate/up warps stalled on global loads (long
+ * scoreboard) 4.5 cycles an issue, and those loads are the activations' (the weights come by
+ * cp.async). H100, 2026-11-26, bench_cuda --pp 512 --tg 128 --reps 2, tg0 tok/s, one call,
+ * alternated: 8B Q8_0 278.2, 274.5 -> 282.3, 278.9 (Q8_0 on); 8B F16 169.2, 170.3 -> 175.3,
+ * 175.4 (F16 on; bulk copies for F16 instead: 174.0); Q4_K and Q6_K (8B Q4_K_M 385.8, 392.5
+ * -> 391.7, 393.4; 1B 1,338, 1,371 -> 1,240, 1,370): no gain, off. */
 static int g_mv_xpf = 0;
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
@@ -1299,7 +1303,8 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
  * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_BULK=a,b,c,d,e (1: on, per type as
  * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk);
- * RUVLLM_CUDA_MV_XPF=a,b,c,d,e (the same; default off): activations an item ahead (g_mv_xpf). */
+ * RUVLLM_CUDA_MV_XPF=a,b,c,d,e (the same; default 0,0,1,0,1): activations an item ahead
+ * (g_mv_xpf). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
     const char *q8k = getenv("RUVLLM_CUDA_MV_Q8K"), *mm = getenv("RUVLLM_CUDA_MV_MULTI");
@@ -1311,7 +1316,7 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_multi = !(mm && mm[0] == '0');
     const char *bk = getenv("RUVLLM_CUDA_MV_BULK"), *xf = getenv("RUVLLM_CUDA_MV_XPF");
     g_mv_bulk = mv_type_mask(bk ? bk : "0,0,1,0,0"); /* c_mv_bulk: Q8_0 */
-    g_mv_xpf = mv_type_mask(xf ? xf : "0");
+    g_mv_xpf = mv_type_mask(xf ? xf : "0,0,1,0,1"); /* Q8_0, F16 */
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {
         char *end;
