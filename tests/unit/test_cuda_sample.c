@@ -265,9 +265,10 @@ TEST(sample_vs_cpu) {
     if (!be) return;
     static const int32_t vocabs[] = {32000, 128256};
     static const int32_t row_counts[] = {1, 5, 64, 3};
-    /* RUVLLM_TEST_SAMPLE_PART=i/n: only the cases ci with ci % n == i (a slow sanitizer run
-     * takes the cases in n processes); each case draws from its own seed, so a case gets
-     * the same inputs in a part as in the whole run */
+    /* RUVLLM_TEST_SAMPLE_PART=i/n: only the cases ci with (ci / 4) % n == i, so that every
+     * part has cases of each row count (a slow sanitizer run takes the cases in n processes);
+     * each case draws from its own seed, so a case gets the same inputs in a part as in the
+     * whole run */
     int part = 0, parts = 1;
     const char *pe = getenv("RUVLLM_TEST_SAMPLE_PART");
     if (pe && (sscanf(pe, "%d/%d", &part, &parts) != 2 || parts < 1 || part < 0 || part >= parts)) {
@@ -279,7 +280,7 @@ TEST(sample_vs_cpu) {
     for (size_t v = 0; v < 2; v++)
         for (int dist = 0; dist < D_COUNT; dist++)
             for (size_t c = 0; c < sizeof k_cfgs / sizeof k_cfgs[0]; c++, ci++) {
-                if (ci % parts != part) continue;
+                if ((ci / 4) % parts != part) continue;
                 int32_t rows = row_counts[ci % 4];
                 if (vocabs[v] > 100000 && rows == 64 && dist == D_FLAT) rows = 16;
                 g_rng = 0x5a3c9e1d2b4f6071ull ^ (0x9e3779b97f4a7c15ull * (uint64_t)(ci + 1));
