@@ -57,6 +57,7 @@
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
+#include "mbar.cuh"
 #include "mma.cuh"
 #include "qtypes.cuh"
 #include "step.h"
@@ -997,22 +998,9 @@ __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint32_t by
                  "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
 }
-__device__ __forceinline__ void mbar_init(uint32_t bar) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
-}
-/* this thread's arrival, and tx more bytes the current phase waits for */
-__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t tx) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(tx)
-                 : "memory");
-}
-/* until the phase of parity ph is complete */
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t ph) {
-    asm volatile("{\n.reg .pred P1;\nLAB_WAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
-                 "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
-                 "r"(ph)
-                 : "memory");
-}
+using rlcu::mbar_expect; /* mbar.cuh */
+using rlcu::mbar_init;
+using rlcu::mbar_wait;
 /* every group but the newest n complete (n 1 to 3) */
 __device__ __forceinline__ void cp_wait_n(int n) {
     if (n <= 1)

@@ -23,6 +23,7 @@
  */
 #include "kq8.cuh"
 #include "launch.cuh"
+#include "mbar.cuh"
 #include "qtypes.cuh"
 #include "step.h"
 
@@ -91,20 +92,6 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 __constant__ int c_mv_bulk = 0;
 constexpr int MV_BARS = 8;                                        /* stages at most */
 constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rings */
-__device__ __forceinline__ void mv_bar_init(uint32_t bar) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void mv_bar_expect(uint32_t bar, uint32_t tx) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(tx)
-                 : "memory");
-}
-__device__ __forceinline__ void mv_bar_wait(uint32_t bar, uint32_t ph) {
-    asm volatile("{\n.reg .pred P1;\nMV_WAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
-                 "@P1 bra MV_DONE;\nbra MV_WAIT;\nMV_DONE:\n}\n" ::"r"(bar),
-                 "r"(ph)
-                 : "memory");
-}
 /* bytes (a multiple of 16) global -> shared, counted on bar, with the L2 policy pol */
 __device__ __forceinline__ void mv_bulk(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar,
                                         uint64_t pol) {
@@ -610,7 +597,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     const int n_items = ng * npc;
     if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
     if (bulk) {
-        if (lane < S) mv_bar_init(bar + 8 * lane);
+        if (lane < S) mbar_init(bar + 8 * lane);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
         __syncwarp();
     }
@@ -639,7 +626,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             const size_t co = (size_t)ic * ks * G::CB;
             if (bulk) { /* lane 0: dst and src[r] are the pieces' starts */
                 if (lane == 0) {
-                    mv_bar_expect(bar + 8 * stage, R * G::CB);
+                    mbar_expect(bar + 8 * stage, R * G::CB);
 #pragma unroll
                     for (int r = 0; r < R; r++)
                         mv_bulk(dst + r * G::CB, src[r] + co, G::CB, bar + 8 * stage, pol);
@@ -682,7 +669,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
             xv = G::xload(lane, (int64_t)(wk + cc * ks) * G::VPC, x);
         }
         if (bulk)
-            mv_bar_wait(bar + 8 * (i % S), (uint32_t)(i / S) & 1u);
+            mbar_wait(bar + 8 * (i % S), (uint32_t)(i / S) & 1u);
         else
             cp_wait<S - 1>();
         __syncwarp();

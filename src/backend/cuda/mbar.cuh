@@ -1,0 +1,36 @@
+/*
+ * mbar.cuh - shared-memory barriers that count bytes (PTX ISA, "mbarrier"): a stage of a
+ * copy ring that the copy engine fills (cp.async.bulk ... mbarrier::complete_tx) completes
+ * on its barrier once its bytes have landed, and the warps that read it wait on the
+ * barrier's phase. Each barrier here has one arriving thread, the one that issues the
+ * stage's copies.
+ */
+#ifndef RL_BACKEND_CUDA_MBAR_CUH
+#define RL_BACKEND_CUDA_MBAR_CUH
+
+#include <cstdint>
+
+namespace rlcu {
+
+/* bar (a shared-memory address, 8-byte aligned) for one arrival a phase; before its first use
+ * by the copy engine the initializing threads also run fence.mbarrier_init */
+__device__ __forceinline__ void mbar_init(uint32_t bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+}
+/* this thread's arrival, and tx more bytes the current phase waits for */
+__device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t tx) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(tx)
+                 : "memory");
+}
+/* until the phase of parity ph is complete */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t ph) {
+    asm volatile("{\n.reg .pred P1;\nLAB_WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                 "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
+                 "r"(ph)
+                 : "memory");
+}
+
+} // namespace rlcu
+
+#endif /* RL_BACKEND_CUDA_MBAR_CUH */
