@@ -913,12 +913,18 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
     }
 }
 
+/* A launch's shared memory: the rings, and with bulk copies for G the stage barriers after them
+ * (the kernels' limit is raised to include the barriers either way, mv_prep). */
+template <class G, int R> size_t mv_launch_smem() {
+    return mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
+}
+
 template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
     cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)(mv_smem<G, R>() + MV_BAR_BYTES));
     if (e == cudaSuccess)
         e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
-                                                          mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0));
+                                                          mv_launch_smem<G, R>());
     return e;
 }
 
@@ -939,11 +945,10 @@ static int mv_type_mask(const char *v) {
 template <class G, int R, bool GLU> int mv_occ_xp() {
     static const int occ = [] {
         int o = 0;
-        const size_t sm = mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
         if (cudaFuncSetAttribute(mv_kernel<G, R, GLU, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  (int)(mv_smem<G, R>() + MV_BAR_BYTES)) != cudaSuccess ||
             cudaOccupancyMaxActiveBlocksPerMultiprocessor(&o, mv_kernel<G, R, GLU, true>, MV_WARPS * 32,
-                                                          sm) != cudaSuccess)
+                                                          mv_launch_smem<G, R>()) != cudaSuccess)
             o = 0;
         return o;
     }();
@@ -983,7 +988,7 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
     }
     slots = (groups + gpw - 1) / gpw;
     const unsigned grid = (unsigned)((slots + MV_WARPS / ks - 1) / (MV_WARPS / ks));
-    const size_t smem = mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
+    const size_t smem = mv_launch_smem<G, R>();
     if (xp)
         (void)rlcu::launch(mv_kernel<G, R, GLU, true>, grid, MV_WARPS * 32, smem, s, sg, row_bytes,
                            rows, (int)gpw, (int)nch, ks, x, gl);
