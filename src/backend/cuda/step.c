@@ -20,12 +20,15 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->copy_node = env && env[0] == '1';
     env = getenv("RUVLLM_CUDA_MV_F16JOIN");
     q->f16_join = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_STEP_QUEUED");
+    q->queued_on = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
 static void graph_drop(cu_graph *g) {
     if (g->exec) cudaGraphExecDestroy(g->exec);
     rl__free(g->rec);
+    rl__free(g->queued);
     memset(g, 0, sizeof *g);
 }
 
@@ -38,6 +41,7 @@ void rl__cu_step_free(cu_step *q) {
     cudaFree(q->glu_cnt);
     cudaFree(q->glu_xq);
     rl__free(q->rec);
+    rl__free(q->queued);
     memset(q, 0, sizeof *q);
 }
 
@@ -451,10 +455,10 @@ static cu_graph *graph_find(cu_step *q, uint64_t h) {
     return NULL;
 }
 
-/* Capture the queued records into a graph, keep it (evicting the least recently used)
- * and launch it. Any failure leaves nothing behind and returns the error; the caller
+/* Capture the queued records into a graph, keep it (evicting the least recently used;
+ * *made: its slot) and launch it. Any failure leaves nothing behind and returns the error; the caller
  * then runs the records eagerly, which reports a real launch error where it happens. */
-static cudaError_t capture(cu_step *q, uint64_t h) {
+static cudaError_t capture(cu_step *q, uint64_t h, cu_graph **made) {
     cudaGraph_t gr = NULL;
     cudaGraphExec_t ex = NULL;
     const char *what;
@@ -486,6 +490,7 @@ static cudaError_t capture(cu_step *q, uint64_t h) {
     graph_drop(g);
     *g = (cu_graph){
         .hash = h, .last_use = ++q->tick, .rec = copy, .n = q->n_rec, .arena = q->ad, .exec = ex};
+    *made = g;
     return cudaGraphLaunch(ex, q->stream);
 }
 
@@ -493,6 +498,48 @@ static bool seen_before(cu_step *q, uint64_t h) {
     for (int i = 0; i < CU_STEP_SEEN; i++)
         if (q->seen[i] == h) return true;
     return false;
+}
+
+/* The list as queued (before the fuse pass) into q->queued; n_queued 0 when it could not
+ * be kept (no memory: then no graph remembers it). */
+static void keep_queued(cu_step *q) {
+    q->n_queued = 0;
+    if (!q->queued_on || !q->graphs_on) return;
+    if (q->cap_queued < q->n_rec) {
+        cu_rec *r = rl__realloc(q->queued, q->n_rec * sizeof *r);
+        if (!r) return;
+        q->queued = r;
+        q->cap_queued = q->n_rec;
+    }
+    memcpy(q->queued, q->rec, q->n_rec * sizeof *q->rec);
+    q->n_queued = q->n_rec;
+}
+
+/* g now also stands for the list kept by keep_queued (the buffers trade places). */
+static void remember_queued(cu_step *q, cu_graph *g) {
+    if (!q->n_queued) return;
+    cu_rec *r = g->queued;
+    const size_t cap = g->cap_queued;
+    g->queued = q->queued;
+    g->cap_queued = q->cap_queued;
+    g->n_queued = q->n_queued;
+    q->queued = r;
+    q->cap_queued = cap;
+    q->n_queued = 0;
+}
+
+/* The kept graph made or found for a list equal to the one queued now, compared as
+ * queued (before the fuse pass): one comparison instead of the fuse pass, the hash over
+ * every record and the comparison with the graph's records. NULL when there is none. */
+static cu_graph *graph_of_queued(cu_step *q) {
+    if (!q->queued_on || !q->graphs_on) return NULL;
+    for (int i = 0; i < CU_STEP_GRAPHS; i++) {
+        cu_graph *g = &q->graph[i];
+        if (g->exec && g->arena == q->ad && g->n_queued == q->n_rec &&
+            !memcmp(g->queued, q->rec, q->n_rec * sizeof *q->rec))
+            return g;
+    }
+    return NULL;
 }
 
 cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
@@ -523,9 +570,15 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         q->a_busy = true;
         if (e != cudaSuccess) goto done;
     }
-    if (q->fuse_on) fuse(q);
-    const uint64_t h = rec_hash(q->rec, q->n_rec, q->ad);
-    cu_graph *g = q->graphs_on ? graph_find(q, h) : NULL;
+    cu_graph *g = graph_of_queued(q);
+    uint64_t h = g ? g->hash : 0;
+    if (!g) {
+        keep_queued(q);
+        if (q->fuse_on) fuse(q);
+        h = rec_hash(q->rec, q->n_rec, q->ad);
+        g = q->graphs_on ? graph_find(q, h) : NULL;
+        if (g) remember_queued(q, g);
+    }
     if (g) {
         *what = "graph launch";
         g->last_use = ++q->tick;
@@ -534,8 +587,10 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         goto done;
     }
     if (q->graphs_on && seen_before(q, h)) {
-        if (capture(q, h) == cudaSuccess) {
+        cu_graph *made = NULL;
+        if (capture(q, h, &made) == cudaSuccess) {
             q->n_captured++;
+            remember_queued(q, made);
             goto done;
         }
         cudaGetLastError(); /* a failed capture is not sticky: run the list eagerly */

@@ -11,7 +11,11 @@
  * the last few distinct record lists it ran twice as instantiated CUDA graphs: a list seen
  * again is one arena copy and one graph launch, with no per-kernel launch cost and no
  * re-capture (CUDA programming guide, "CUDA Graphs"). Lists seen once run eagerly, so a
- * prefill of a new length never pays for a capture.
+ * prefill of a new length never pays for a capture. A list equal to one that a kept graph
+ * was made or found for, as it was queued (before the fuse pass), goes straight to that
+ * graph after one comparison: the fuse pass and the hash over every record took 12-20 us of host time
+ * a 1B decode step and ~34 us an 8B one (H100 machine, RUVLLM_CUDA_STEP_QUEUED=0 for the
+ * full path), time in which the device has nothing queued; with it 4-7 us.
  *
  * Everything here runs on the instance's thread and stream; one instance per context.
  */
@@ -180,7 +184,7 @@ typedef struct cu_rec {
     };
 } cu_rec;
 
-#define CU_STEP_GRAPHS 8 /* instantiated graphs kept per instance */
+#define CU_STEP_GRAPHS 16 /* instantiated graphs kept per instance (a forward: 2, cu_add) */
 #define CU_STEP_SEEN 16  /* hashes of recent lists that ran eagerly */
 #define CU_STEP_MEMO 8   /* host arrays remembered by content within one list */
 
@@ -188,6 +192,8 @@ typedef struct cu_graph {
     uint64_t hash, last_use;
     cu_rec *rec;
     size_t n;
+    cu_rec *queued; /* the list it stands for as queued (before the fuse pass), or NULL */
+    size_t n_queued, cap_queued;
     const uint8_t *arena; /* the device arena the graph's kernels read */
     cudaGraphExec_t exec;
 } cu_graph;
@@ -220,6 +226,9 @@ typedef struct cu_step {
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
+    cu_rec *queued; /* the list being flushed as it was queued (before the fuse pass) */
+    size_t n_queued, cap_queued;
+    bool queued_on; /* RUVLLM_CUDA_STEP_QUEUED=0: every list through the fuse pass and hash */
 } cu_step;
 
 /* Set up q on stream s (no device memory yet). */
