@@ -79,8 +79,10 @@
 #include "launch.cuh"
 #include "mmq_layout.cuh"
 #include "qtypes.cuh"
+#include "step.h"
 
 #include <cstdlib>
+#include <type_traits>
 
 namespace {
 
@@ -1094,18 +1096,19 @@ __device__ __forceinline__ void stream_step(const typename WT::Row (&row)[2],
     }
 }
 
-/* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. XM: the tiled
- * kernel's step kinds (XM_BLOCK, XM_KSTEP: stream_step; XM_INT: step_product_i). */
+/* A block of the streaming kernel: row group bx (rows 16 bx ..) of w, token tiles
+ * blockIdx.y, K split blockIdx.z; mmq_sm: its dynamic shared memory. */
 template <class WT, int NT, int XM>
-__global__ void __launch_bounds__(SW_WARPS * 32, 2)
-    mmq_stream_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
-                      const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
-                      int64_t n, float *__restrict__ y, int sps, int nsteps) {
+__device__ __forceinline__ void stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w,
+                                             size_t row_bytes, int64_t rows,
+                                             const uint2 *__restrict__ xq,
+                                             const float4 *__restrict__ xs, int ntl, int64_t n,
+                                             float *__restrict__ y, int sps, int nsteps,
+                                             int64_t bx) {
     using C = stream_cfg<WT, NT>;
-    extern __shared__ __align__(16) uint8_t mmq_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int64_t r0 = (int64_t)blockIdx.x * 16;
+    const int64_t r0 = bx * 16;
     const int j0 = blockIdx.y * NT;
     const int nj = ntl - j0 < NT ? ntl - j0 : NT;
     const int s0 = blockIdx.z * sps;
@@ -1171,6 +1174,61 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
         const int64_t tok = (int64_t)(j0 + j) * 8 + 2 * (ln & 3) + (e & 1);
         if (j < nj && r < rows && tok < n) out[(size_t)tok * rows + r] = v;
     }
+}
+
+/* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. XM: the tiled
+ * kernel's step kinds (XM_BLOCK, XM_KSTEP: stream_step; XM_INT: step_product_i). */
+template <class WT, int NT, int XM>
+__global__ void __launch_bounds__(SW_WARPS * 32, 2)
+    mmq_stream_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
+                      const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
+                      int64_t n, float *__restrict__ y, int sps, int nsteps) {
+    extern __shared__ __align__(16) uint8_t mmq_sm[];
+    stream_block<WT, NT, XM>(mmq_sm, w, row_bytes, rows, xq, xs, ntl, n, y, sps, nsteps,
+                             blockIdx.x);
+}
+
+/* Products of one input joined (RUVLLM_CUDA_MMQ_JOIN, step.c's fuse pass): up to
+ * MMQ_JSEGS matrices, each its own row groups of the grid's x (segment i: blocks bend[i-1]
+ * .. bend[i] - 1), no K split; a segment with wt1 set decodes WT1, the others WT0 (q and
+ * k in Q4_K with v in Q6_K, as Q4_K_M has them). Each block computes what it would in
+ * the matrix's own launch (bit for bit where that launch did not split K either). */
+constexpr int MMQ_JSEGS = RL_CU_MMQ_JSEGS;
+struct mmq_jsegs {
+    const uint8_t *w[MMQ_JSEGS];
+    float *y[MMQ_JSEGS];
+    int64_t rows[MMQ_JSEGS];
+    size_t row_bytes[MMQ_JSEGS];
+    int bend[MMQ_JSEGS];
+    int wt1[MMQ_JSEGS];
+};
+
+template <class WT0, class WT1, int NT> struct jcfg {
+    static constexpr int S0 = stream_cfg<WT0, NT>::SMEM, S1 = stream_cfg<WT1, NT>::SMEM;
+    static constexpr int SMEM = S0 > S1 ? S0 : S1;
+};
+
+template <class WT0, class WT1, int NT, int XM>
+__global__ void __launch_bounds__(SW_WARPS * 32, 2)
+    mmq_stream_join_kernel(mmq_jsegs sg, const uint2 *__restrict__ xq,
+                           const float4 *__restrict__ xs, int ntl, int64_t n, int nsteps) {
+    extern __shared__ __align__(16) uint8_t mmq_sm[];
+    const int b = blockIdx.x;
+    const int i = b < sg.bend[0] ? 0 : b < sg.bend[1] ? 1 : 2;
+    const int b0 = i == 0 ? 0 : i == 1 ? sg.bend[0] : sg.bend[1];
+    const uint8_t *w = i == 0 ? sg.w[0] : i == 1 ? sg.w[1] : sg.w[2];
+    float *y = i == 0 ? sg.y[0] : i == 1 ? sg.y[1] : sg.y[2];
+    const int64_t rows = i == 0 ? sg.rows[0] : i == 1 ? sg.rows[1] : sg.rows[2];
+    const size_t rb = i == 0 ? sg.row_bytes[0] : i == 1 ? sg.row_bytes[1] : sg.row_bytes[2];
+    const int t1 = i == 0 ? sg.wt1[0] : i == 1 ? sg.wt1[1] : sg.wt1[2];
+    if constexpr (!std::is_same<WT0, WT1>::value) {
+        if (t1) {
+            stream_block<WT1, NT, XM>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps, b - b0);
+            return;
+        }
+    }
+    (void)t1;
+    stream_block<WT0, NT, XM>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps, b - b0);
 }
 
 /* y[i] = the sum over z of part[z][i], z in order. */
@@ -1454,6 +1512,32 @@ cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
     return launch_mmq<WT, 1, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
+template <class WT0, class WT1, int NT, int XM>
+cudaError_t launch_join_as(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg,
+                           const uint2 *xq, const float4 *xs, int64_t n) {
+    using J = jcfg<WT0, WT1, NT>;
+    static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
+    if (!raised) {
+        cudaError_t e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, J::SMEM);
+        if (e != cudaSuccess) return e;
+        e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM>,
+                                 cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+        if (e != cudaSuccess) return e;
+        raised = true;
+    }
+    return rlcu::launch(mmq_stream_join_kernel<WT0, WT1, NT, XM>, p.grid, SW_WARPS * 32,
+                        (size_t)J::SMEM, s, sg, xq, xs, p.ntl, n, p.nsteps);
+}
+
+template <class WT0, class WT1, int XM>
+cudaError_t launch_join(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
+                        const float4 *xs, int64_t n) {
+    if (p.NT == 1) return launch_join_as<WT0, WT1, 1, XM>(s, p, sg, xq, xs, n);
+    if (p.NT == 2) return launch_join_as<WT0, WT1, 2, XM>(s, p, sg, xq, xs, n);
+    return launch_join_as<WT0, WT1, 4, XM>(s, p, sg, xq, xs, n);
+}
+
 } // namespace
 
 extern "C" int rl__cu_mmq_xmode(int type) {
@@ -1555,5 +1639,81 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
         (void)rlcu::launch(mmq_reduce_kernel, (unsigned)(b < 4096 ? b : 4096), 256, 0, s, part, total,
                            p.S, y);
     }
+    return cudaGetLastError();
+}
+
+/* The joined launch's kernel family: 0 Q4_K only, 1 Q4_K / Q6_K mixed (or Q6_K only), 2
+ * Q4_0, 3 Q8_0 (both types of a product pair: the integer step; the others: per block);
+ * -1: not joined. */
+static int join_family(const rl__cu_mmq_seg *sg, int nseg) {
+    bool k4 = true, kq = true, q40 = true, q80 = true;
+    for (int i = 0; i < nseg; i++) {
+        k4 = k4 && sg[i].type == RL_TYPE_Q4_K;
+        kq = kq && (sg[i].type == RL_TYPE_Q4_K || sg[i].type == RL_TYPE_Q6_K);
+        q40 = q40 && sg[i].type == RL_TYPE_Q4_0;
+        q80 = q80 && sg[i].type == RL_TYPE_Q8_0;
+    }
+    if (kq && !int_step(RL_TYPE_Q4_K)) return -1;
+    return k4 ? 0 : kq ? 1 : q40 ? 2 : q80 ? 3 : -1;
+}
+
+extern "C" bool rl__cu_mmq_join_ok(const rl__cu_mmq_seg *sg, int nseg, int64_t K, int64_t n) {
+    if (nseg < 2 || nseg > MMQ_JSEGS || K <= 0 || K % 256 || n < RL_CU_MMQ_MIN_N) return false;
+    const int fam = join_family(sg, nseg);
+    if (fam < 0) return false;
+    int64_t blocks = 0;
+    for (int i = 0; i < nseg; i++) {
+        if (sg[i].rows <= 0 || !rl__cu_mmq_ok(sg[i].type, sg[i].w, sg[i].row_bytes, K))
+            return false;
+        /* each would take the streaming kernel alone */
+        const mmq_plan p = make_plan(sg[i].rows, K, n, fam <= 1);
+        if (p.kind != KIND_STREAM) return false;
+        blocks += p.grid.x;
+    }
+    return blocks < (1 << 30);
+}
+
+extern "C" cudaError_t rl__cu_mmq_join(cudaStream_t s, const rl__cu_mmq_seg *sg, int nseg,
+                                       int64_t K, const float *x, int64_t n, void *ws,
+                                       bool xq_ready) {
+    if (!rl__cu_mmq_join_ok(sg, nseg, K, n) || (uintptr_t)x % 16) return cudaErrorInvalidValue;
+    const int fam = join_family(sg, nseg);
+    mmq_plan p = make_plan(sg[0].rows, K, n, fam <= 1);
+    mmq_jsegs j = {};
+    int64_t bx = 0;
+    for (int i = 0; i < MMQ_JSEGS; i++) {
+        const rl__cu_mmq_seg &g = sg[i < nseg ? i : nseg - 1];
+        if (i < nseg) bx += (g.rows + 15) / 16;
+        j.w[i] = static_cast<const uint8_t *>(g.w);
+        j.y[i] = g.y;
+        j.rows[i] = g.rows;
+        j.row_bytes[i] = g.row_bytes;
+        j.bend[i] = (int)bx;
+        j.wt1[i] = g.type == RL_TYPE_Q6_K;
+    }
+    p.S = 1;
+    p.sps = p.nsteps;
+    p.grid.x = (unsigned)bx;
+    p.grid.z = 1;
+    if (p.grid.y > 65535) return cudaErrorInvalidValue;
+    uint8_t *base = static_cast<uint8_t *>(ws);
+    uint32_t *q = reinterpret_cast<uint32_t *>(base);
+    float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
+    const int xmode = rl__cu_mmq_xmode(sg[0].type);
+    if (!xq_ready) {
+        const int64_t threads = (int64_t)p.ntl * 8 * (K / 256) * 32;
+        (void)rlcu::launch(xmode == 1 ? mmq_quant_kernel<1> : mmq_quant_kernel<0>,
+                           (unsigned)((threads + 255) / 256), 256, 0, s, x, n, K, p.ntl, q, sc);
+    }
+    const uint2 *xq = reinterpret_cast<const uint2 *>(q);
+    const float4 *xs = reinterpret_cast<const float4 *>(sc);
+    cudaError_t e;
+    switch (fam) {
+    case 0: e = launch_join<MQ4_K, MQ4_K, XM_INT>(s, p, j, xq, xs, n); break;
+    case 1: e = launch_join<MQ4_K, MQ6_K, XM_INT>(s, p, j, xq, xs, n); break;
+    case 2: e = launch_join<MQ4_0, MQ4_0, XM_BLOCK>(s, p, j, xq, xs, n); break;
+    default: e = launch_join<MQ8_0, MQ8_0, XM_BLOCK>(s, p, j, xq, xs, n); break;
+    }
+    if (e != cudaSuccess) return e;
     return cudaGetLastError();
 }

@@ -22,6 +22,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->f16_join = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_STEP_QUEUED");
     q->queued_on = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_MMQ_JOIN");
+    q->mmq_join = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -153,6 +155,8 @@ static const char *op_name(cu_op op) {
         return "matvec_multi";
     case CU_OP_ROPE_KV:
         return "rope_kv";
+    case CU_OP_MMQ_JOIN:
+        return "mmq_join";
     }
     return "?";
 }
@@ -228,6 +232,9 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         a.cells = (const int32_t *)(A + r->rkv.cells_at);
         return rl__cu_rope_kv(s, &a);
     }
+    case CU_OP_MMQ_JOIN:
+        return rl__cu_mmq_join(s, r->mq.sg, r->mq.nseg, r->mq.K, r->mq.x, r->mq.n, r->mq.ws,
+                               r->mq.xq_ready);
     case CU_OP_COPY:
         if (q->copy_node)
             return cudaMemcpyAsync(r->copy.dst, A + r->copy.at, r->copy.bytes,
@@ -262,7 +269,10 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  *   its quantization in the kernel's epilogue; RUVLLM_CUDA_MV_GLU=0 turns it off, matvec.cu);
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
- *   kernel quantizes the output, so the product does not (attention.cu).
+ *   kernel quantizes the output, so the product does not (attention.cu);
+ * - consecutive products of one input of 5+ tokens (q, k, v; gate, up) that mmq.cu would
+ *   each run on its streaming kernel: one launch over all their rows (rl__cu_mmq_join;
+ *   RUVLLM_CUDA_MMQ_JOIN=0: not), and no K split with its partial-sum pass for k and v.
  * Each kernel computes what the records did, in the same arithmetic. RUVLLM_CUDA_FUSE=0
  * turns the pass off (bisecting). */
 static bool mv_joinable(const cu_rec *a, const cu_rec *b, bool f16_join_on) {
@@ -303,6 +313,41 @@ static size_t fuse_mv(const cu_rec *r, size_t n, bool f16, cu_rec *out) {
     if (!rl__cu_matvec_multi_ok(out->mv.type, &out->mv.sg, (int)m, out->mv.row_bytes, out->mv.K))
         return 0;
     return m;
+}
+
+/* Whether b, a product after a, reads a's input as mmq.cu's product of many tokens (the
+ * same activations, workspace, tokens and K) from the quantization before it. */
+static bool mq_joinable(const cu_rec *a, const cu_rec *b) {
+    return a->op == CU_OP_MATMUL && b->op == CU_OP_MATMUL && !a->mm.blas && !b->mm.blas &&
+           a->mm.xq && b->mm.xq == a->mm.xq && b->mm.xq_ready && a->mm.n >= RL_CU_MMQ_MIN_N &&
+           b->mm.n == a->mm.n && b->mm.x == a->mm.x && b->mm.K == a->mm.K;
+}
+
+/* Records i.. (up to RL_CU_MMQ_JSEGS) joined into *out as one mmq.cu launch; the number of
+ * records taken (0: none). */
+static size_t fuse_mmq(const cu_rec *r, size_t n, cu_rec *out) {
+    size_t m = 1;
+    while (m < RL_CU_MMQ_JSEGS && m < n && mq_joinable(&r[0], &r[m])) m++;
+    for (; m >= 2; m--) {
+        memset(out, 0, sizeof *out);
+        out->op = CU_OP_MMQ_JOIN;
+        out->mq.nseg = (int)m;
+        out->mq.K = r[0].mm.K;
+        out->mq.n = r[0].mm.n;
+        out->mq.x = r[0].mm.x;
+        out->mq.ws = r[0].mm.xq;
+        out->mq.xq_ready = r[0].mm.xq_ready;
+        for (size_t i = 0; i < m; i++) {
+            rl__cu_mmq_seg *g = &out->mq.sg[i];
+            g->type = r[i].mm.type;
+            g->w = r[i].mm.w;
+            g->row_bytes = r[i].mm.row_bytes;
+            g->rows = r[i].mm.rows;
+            g->y = r[i].mm.y;
+        }
+        if (rl__cu_mmq_join_ok(out->mq.sg, (int)m, out->mq.K, out->mq.n)) return m;
+    }
+    return 0;
 }
 
 static bool fuse_rope_kv(const cu_rec *a, const cu_rec *b, cu_rec *out) {
@@ -416,6 +461,7 @@ static void fuse(cu_step *q) {
                 used = fuse_mv(r, q->n_rec - i, q->f16_join, &f);
                 if (used == 2 && i + 2 < q->n_rec && fuse_glu(q, &f, r + 2, r + 3, q->n_rec - i - 3))
                     used = 3;
+                if (!used && q->mmq_join) used = fuse_mmq(r, q->n_rec - i, &f);
             } else if (fuse_rope_kv(r, r + 1, &f)) {
                 used = 2;
             }

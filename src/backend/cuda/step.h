@@ -87,6 +87,24 @@ cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
 bool rl__cu_attention_q8_ok(const rl__cu_attn *a);
 cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq);
 
+/* Products of one input (the same x of n >= RL_CU_MMQ_MIN_N tokens, the same K; q, k, v or
+ * gate, up) that mmq.cu would each run on its streaming kernel, as one launch of it over
+ * all their rows (mmq.cu; step.c's fuse pass, RUVLLM_CUDA_MMQ_JOIN=0: not): types all
+ * Q4_0, all Q8_0, or Q4_K / Q6_K mixed; ws: mmq.cu's workspace, x quantized into it first
+ * unless xq_ready. Up to RL_CU_MMQ_JSEGS products, no K split (a product that split K
+ * alone sums its partial sums in another order: within rounding, not bit for bit). */
+#define RL_CU_MMQ_JSEGS 3
+typedef struct rl__cu_mmq_seg {
+    int type;
+    const void *w;
+    size_t row_bytes;
+    int64_t rows;
+    float *y;
+} rl__cu_mmq_seg;
+bool rl__cu_mmq_join_ok(const rl__cu_mmq_seg *sg, int nseg, int64_t K, int64_t n);
+cudaError_t rl__cu_mmq_join(cudaStream_t s, const rl__cu_mmq_seg *sg, int nseg, int64_t K,
+                            const float *x, int64_t n, void *ws, bool xq_ready);
+
 #ifdef __cplusplus
 }
 #endif
@@ -111,6 +129,7 @@ typedef enum cu_op {
     CU_OP_ARGMAX,
     CU_OP_MATVEC_MULTI, /* made by the fuse pass (step.c) from consecutive ops */
     CU_OP_ROPE_KV,
+    CU_OP_MMQ_JOIN, /* fuse pass: products of one input on mmq.cu's streaming kernel */
 } cu_op;
 
 /* One queued launch. Arena offsets are named *_at; all other pointers are device memory.
@@ -173,6 +192,14 @@ typedef struct cu_rec {
             void *glu_xq;
             int glu_act;
         } mv;
+        struct { /* mmq_join (rl__cu_mmq_join's arguments) */
+            rl__cu_mmq_seg sg[RL_CU_MMQ_JSEGS];
+            int nseg;
+            int64_t K, n;
+            const float *x;
+            void *ws;
+            bool xq_ready;
+        } mq;
         struct { /* rope_kv: tab and cells NULL, at tab_at and cells_at */
             rl__cu_rope_kv_args a;
             size_t tab_at, cells_at;
@@ -221,6 +248,7 @@ typedef struct cu_step {
     bool graphs_on;                          /* RUVLLM_CUDA_GRAPHS=0 turns graphs off (bisecting) */
     bool fuse_on;                            /* RUVLLM_CUDA_FUSE=0: no fuse pass (step.c) */
     bool f16_join;                           /* RUVLLM_CUDA_MV_F16JOIN=0: F16 not joined */
+    bool mmq_join; /* RUVLLM_CUDA_MMQ_JOIN=0: products of many tokens not joined (step.c) */
     bool copy_node; /* RUVLLM_CUDA_COPY_NODE=1: copies as cudaMemcpyAsync, not rl__cu_copy */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
