@@ -1,0 +1,384 @@
+/* Products of one input joined into one launch of mmq.cu's streaming kernel (step.c's fuse
+ * pass, RUVLLM_CUDA_MMQ_JOIN): q, k and v after their RMSNorm, gate and up after theirs, at
+ * 5 to 64 tokens (every product that mmq.cu would run on the streaming kernel alone; at 64
+ * tokens q goes to the tiled kernel and only k and v join).
+ *
+ * mmq_join_layers: a layer's products (add + RMSNorm -> q, k, v; add + RMSNorm -> gate, up;
+ * SwiGLU -> down) with the weight types of Q4_K_M (Q4_K q, k, gate, up; Q6_K v, down), all
+ * Q6_K, all Q4_0 and all Q8_0, K = 1024 (no product splits K alone, so joined and separate
+ * launches compute the same sums in the same order), k and v of 264 rows (not a multiple of
+ * the kernel's 16-row groups: the segment boundary falls inside a group), at 5, 8, 13, 32,
+ * 33 and 64 tokens, on the default backend and on a fork with RUVLLM_CUDA_MMQ_JOIN=0: the
+ * same bits in every output, three passes each (eager, captured, replayed graphs), outputs
+ * poisoned before each; the products within 5e-4 (nmse) of the CPU on the GPU's own inputs.
+ *
+ * mmq_join_split: the Llama 3 8B attention shapes (K 4096; q 4096 rows Q4_K, k and v 1024
+ * rows Q4_K / Q6_K, weights random blocks; gate and up of 1024 rows) at 8 and 32 tokens,
+ * where k, v, gate and up alone split K over two blocks and add the partial sums in a
+ * second pass: joined (no split) within 1e-10 (nmse) of the separate launches (down, which
+ * reads a quantization of their SwiGLU, within 1e-6), q the same bits, all within 5e-4 of
+ * the CPU.
+ *
+ * Timing (RUVLLM_BFUSE_BENCH=1): Llama 3 8B layer products (norm -> q, k, v; norm -> gate,
+ * up -> SwiGLU -> down, Q4_K_M's types) at 8, 32 and 64 tokens, a list of 20 such layer
+ * parts replayed as a graph, joined and separate back to back, twice (=2: one layer part
+ * each way and no timing, for a profiler). Without a CUDA device the program is skipped. */
+#include "backend/backend.h"
+#include "gpu.h"
+#include "rng.h"
+#include "test.h"
+
+#include <time.h>
+
+static rl_backend *cpu, *gpu;
+static char g_skip[320];
+static uint64_t g_rng = 0x2545f4914f6cdd1dull;
+
+typedef struct tw {
+    rl_weight w;  /* host data (the CPU's) */
+    rl_weight wd; /* device copy */
+} tw;
+
+/* rows x K weights of type t: quantized from random floats, or (raw) random blocks with
+ * small scales (Q4_K, Q6_K), for shapes too large to quantize quickly on the host. */
+static bool weight_make(rl_type t, int64_t K, int64_t rows, bool raw, tw *q) {
+    size_t rb;
+    if (rl_type_row_bytes(t, K, &rb) != RL_OK) return false;
+    const size_t bytes = rb * (size_t)rows;
+    uint8_t *data = malloc(bytes);
+    if (raw) {
+        for (size_t i = 0; i < bytes; i++) data[i] = (uint8_t)(rl_test_rand64(&g_rng) >> 56);
+        const size_t bb = t == RL_TYPE_Q4_K ? 144 : 210; /* block bytes */
+        const uint16_t h = 0x1400;                       /* 2^-10 as fp16 */
+        for (size_t b = 0; b + bb <= bytes; b += bb) {
+            if (t == RL_TYPE_Q4_K) {
+                memcpy(data + b, &h, 2);
+                memcpy(data + b + 2, &h, 2);
+            } else {
+                memcpy(data + b + 208, &h, 2);
+            }
+        }
+    } else {
+        float *src = rl_test_unif_vec(&g_rng, (size_t)(K * rows));
+        CHECK(rl_quantize(t, src, data, rows, K, NULL) == RL_OK);
+        free(src);
+    }
+    q->w =
+        (rl_weight){.name = "w", .type = t, .ne = {K, rows, 1, 1}, .row_bytes = rb, .data = data};
+    q->wd = q->w;
+    void *d = gpu->ops->alloc(gpu, bytes);
+    CHECK(d != NULL);
+    if (!d) {
+        free(data);
+        return false;
+    }
+    gpu->ops->from_host(gpu, d, data, bytes);
+    q->wd.data = d;
+    return true;
+}
+
+static void weight_free(tw *q) {
+    gpu->ops->free(gpu, (void *)q->wd.data);
+    free((void *)q->w.data);
+}
+
+/* The tensors of one layer part (n tokens, width D, FFN width F) and its weights. */
+enum { L_X, L_R1, L_R2, L_H1, L_H2, L_Q, L_K, L_V, L_G, L_U, L_A, L_Y, L_N };
+enum { W_Q, W_K, W_V, W_G, W_U, W_D, W_N };
+
+static int64_t tensor_len(int i, int64_t n, int64_t D, int64_t F, const tw *w) {
+    switch (i) {
+    case L_Q:
+    case L_K:
+    case L_V:
+        return n * w[W_Q + (i - L_Q)].w.ne[1];
+    case L_G:
+    case L_U:
+    case L_A:
+        return n * F;
+    case L_Y:
+        return n * w[W_D].w.ne[1];
+    default:
+        return n * D;
+    }
+}
+
+/* x += r1; h1 = norm(x) -> q, k, v; x += r2; h2 = norm(x) -> gate, up; a = glu(g, u) -> y.
+ * ffn false: the attention part only. Nothing waits between. */
+static void layer(rl_backend *be, float *const *p, const tw *w, const float *nw, int64_t n,
+                  int64_t D, int64_t F, bool ffn) {
+    be->ops->add(be, p[L_X], p[L_R1], n * D);
+    be->ops->rmsnorm(be, p[L_X], n, D, 1e-5f, nw, p[L_H1]);
+    CHECK(be->ops->matmul(be, &w[W_Q].wd, p[L_H1], n, p[L_Q]) == RL_OK);
+    CHECK(be->ops->matmul(be, &w[W_K].wd, p[L_H1], n, p[L_K]) == RL_OK);
+    CHECK(be->ops->matmul(be, &w[W_V].wd, p[L_H1], n, p[L_V]) == RL_OK);
+    if (!ffn) return;
+    be->ops->add(be, p[L_X], p[L_R2], n * D);
+    be->ops->rmsnorm(be, p[L_X], n, D, 1e-5f, nw + D, p[L_H2]);
+    CHECK(be->ops->matmul(be, &w[W_G].wd, p[L_H2], n, p[L_G]) == RL_OK);
+    CHECK(be->ops->matmul(be, &w[W_U].wd, p[L_H2], n, p[L_U]) == RL_OK);
+    be->ops->glu(be, RL_GLU_SILU, p[L_G], F, p[L_U], F, n, F, p[L_A]);
+    CHECK(be->ops->matmul(be, &w[W_D].wd, p[L_A], n, p[L_Y]) == RL_OK);
+}
+
+/* A backend like gpu with the products launched one by one. */
+static rl_backend *fork_separate(void) {
+    rl_test_env_set("RUVLLM_CUDA_MMQ_JOIN", "0");
+    rl_backend *off = NULL;
+    const rl_status st = gpu->ops->fork(gpu, &off);
+    rl_test_env_set("RUVLLM_CUDA_MMQ_JOIN", NULL);
+    CHECK(st == RL_OK);
+    return st == RL_OK ? off : NULL;
+}
+
+typedef struct layer_set {
+    int64_t D, F, rows[W_N];
+    rl_type types[W_N];
+    bool raw;
+} layer_set;
+
+static bool set_make(const layer_set *s, tw *w) {
+    for (int i = 0; i < W_N; i++)
+        if (!weight_make(s->types[i], i == W_D ? s->F : s->D, s->rows[i], s->raw, &w[i])) {
+            for (int j = 0; j < i; j++) weight_free(&w[j]);
+            return false;
+        }
+    return true;
+}
+
+/* The layer on gpu and on off (separate launches) at n tokens, three passes. exact: every
+ * output the same bits; else the inputs and q the same bits, the rest within 1e-10 (down
+ * 1e-6). The
+ * products of the last pass against the CPU. Returns whether all outputs matched bit for
+ * bit. */
+static bool compare_layer(rl_backend *off, const layer_set *s, const tw *w, const float *nwd,
+                          int64_t n, bool exact) {
+    const int64_t D = s->D, F = s->F;
+    float *in[3];
+    for (int i = 0; i < 3; i++) in[i] = rl_test_unif_vec(&g_rng, (size_t)(n * D));
+    float *p[2][L_N];
+    for (int b = 0; b < 2; b++)
+        for (int j = 0; j < L_N; j++)
+            p[b][j] = gpu->ops->alloc(gpu, (size_t)tensor_len(j, n, D, F, w) * sizeof(float));
+    bool same = true;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int b = 0; b < 2; b++) {
+            rl_backend *be = b ? off : gpu;
+            for (int j = 0; j < L_N; j++) be->ops->fill(be, p[b][j], tensor_len(j, n, D, F, w), NAN);
+            for (int i = 0; i < 3; i++)
+                be->ops->from_host(be, p[b][L_X + i], in[i], (size_t)(n * D) * sizeof(float));
+            layer(be, p[b], w, nwd, n, D, F, true);
+            CHECK(be->ops->sync(be) == RL_OK);
+        }
+        float *res[2][L_N];
+        for (int b = 0; b < 2; b++)
+            for (int j = 0; j < L_N; j++)
+                res[b][j] = rl_test_dev_get(b ? off : gpu, p[b][j], (size_t)tensor_len(j, n, D, F, w));
+        for (int j = 0; j < L_N; j++) {
+            const size_t len = (size_t)tensor_len(j, n, D, F, w);
+            const bool eq = !memcmp(res[0][j], res[1][j], len * sizeof(float));
+            same = same && eq;
+            if (exact || j <= L_Q) {
+                CHECKF(eq, "%s/%s n %lld pass %d: tensor %d differs from the separate launches",
+                       rl_type_name(s->types[W_Q]), rl_type_name(s->types[W_V]), (long long)n,
+                       pass, j);
+            } else {
+                /* down reads a quantization of a, where a last-bit difference may move a
+                 * code by one */
+                const double e = rl_test_nmse(res[0][j], res[1][j], len);
+                CHECKF(e <= (j == L_Y ? 1e-6 : 1e-10), "%s/%s n %lld pass %d: tensor %d nmse %.3g vs separate",
+                       rl_type_name(s->types[W_Q]), rl_type_name(s->types[W_V]), (long long)n,
+                       pass, j, e);
+            }
+            if (j >= L_Q) { /* every output written */
+                size_t e = 0;
+                while (e < len && isfinite(res[0][j][e])) e++;
+                CHECKF(e == len, "n %lld: tensor %d [%zu] not finite", (long long)n, j, e);
+            }
+        }
+        if (pass == 2) {
+            /* the products against the CPU on the GPU's own inputs */
+            const int pin[6] = {L_H1, L_H1, L_H1, L_H2, L_H2, L_A};
+            const int pout[6] = {L_Q, L_K, L_V, L_G, L_U, L_Y};
+            for (int i = 0; i < 6; i++) {
+                const int64_t r = w[i].w.ne[1];
+                float *yc = malloc((size_t)(n * r) * sizeof(float));
+                CHECK(cpu->ops->matmul(cpu, &w[i].w, res[0][pin[i]], n, yc) == RL_OK);
+                const double e = rl_test_nmse(res[0][pout[i]], yc, (size_t)(n * r));
+                CHECKF(e <= 5e-4, "%s/%s n %lld: product %d nmse vs cpu %.3g",
+                       rl_type_name(s->types[W_Q]), rl_type_name(s->types[W_V]), (long long)n, i, e);
+                free(yc);
+            }
+        }
+        for (int b = 0; b < 2; b++)
+            for (int j = 0; j < L_N; j++) free(res[b][j]);
+    }
+    for (int b = 0; b < 2; b++)
+        for (int j = 0; j < L_N; j++) gpu->ops->free(gpu, p[b][j]);
+    for (int i = 0; i < 3; i++) free(in[i]);
+    return same;
+}
+
+static float *norm_weights(int64_t D) {
+    float *nw = rl_test_unif_vec(&g_rng, (size_t)(2 * D));
+    float *nwd = gpu->ops->alloc(gpu, (size_t)(2 * D) * sizeof(float));
+    gpu->ops->from_host(gpu, nwd, nw, (size_t)(2 * D) * sizeof(float));
+    free(nw);
+    return nwd;
+}
+
+TEST(mmq_join_layers) {
+    if (!gpu) SKIP("%s", g_skip);
+    rl_backend *off = fork_separate();
+    if (!off) return;
+    /* q, k, v, gate, up, down */
+    static const rl_type sets[4][W_N] = {
+        {RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K},
+        {RL_TYPE_Q6_K, RL_TYPE_Q6_K, RL_TYPE_Q6_K, RL_TYPE_Q6_K, RL_TYPE_Q6_K, RL_TYPE_Q6_K},
+        {RL_TYPE_Q4_0, RL_TYPE_Q4_0, RL_TYPE_Q4_0, RL_TYPE_Q4_0, RL_TYPE_Q4_0, RL_TYPE_Q4_0},
+        {RL_TYPE_Q8_0, RL_TYPE_Q8_0, RL_TYPE_Q8_0, RL_TYPE_Q8_0, RL_TYPE_Q8_0, RL_TYPE_Q8_0},
+    };
+    static const int64_t ns[6] = {5, 8, 13, 32, 33, 64};
+    /* RUVLLM_BFUSE_SET=i: set i alone (a sanitizer's run, one process a set) */
+    const char *only = getenv("RUVLLM_BFUSE_SET");
+    for (int si = 0; si < 4; si++) {
+        if (only && only[0] && atoi(only) != si) continue;
+        layer_set s = {.D = 1024, .F = 1536, .rows = {2048, 264, 264, 1536, 1536, 1024}};
+        memcpy(s.types, sets[si], sizeof s.types);
+        tw w[W_N];
+        const bool ok = set_make(&s, w);
+        CHECK(ok);
+        if (!ok) break;
+        float *nwd = norm_weights(s.D);
+        for (int ni = 0; ni < 6; ni++) {
+            const bool same = compare_layer(off, &s, w, nwd, ns[ni], true);
+            fprintf(stderr, "  %s/%s, %lld tokens: %s\n", rl_type_name(s.types[W_Q]),
+                    rl_type_name(s.types[W_V]), (long long)ns[ni], same ? "same bits" : "DIFFERS");
+        }
+        gpu->ops->free(gpu, nwd);
+        for (int i = 0; i < W_N; i++) weight_free(&w[i]);
+    }
+    rl__backend_free(off);
+}
+
+TEST(mmq_join_split) {
+    if (!gpu) SKIP("%s", g_skip);
+    rl_backend *off = fork_separate();
+    if (!off) return;
+    const layer_set s = {.D = 4096,
+                         .F = 1024,
+                         .rows = {4096, 1024, 1024, 1024, 1024, 256},
+                         .types = {RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q4_K,
+                                   RL_TYPE_Q4_K, RL_TYPE_Q6_K},
+                         .raw = true};
+    tw w[W_N];
+    const bool ok = set_make(&s, w);
+    CHECK(ok);
+    if (ok) {
+        float *nwd = norm_weights(s.D);
+        static const int64_t ns[2] = {8, 32};
+        for (int ni = 0; ni < 2; ni++) {
+            const bool same = compare_layer(off, &s, w, nwd, ns[ni], false);
+            fprintf(stderr, "  8B attention shapes, %lld tokens: %s\n", (long long)ns[ni],
+                    same ? "same bits" : "k/v within rounding");
+        }
+        gpu->ops->free(gpu, nwd);
+        for (int i = 0; i < W_N; i++) weight_free(&w[i]);
+    }
+    rl__backend_free(off);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Microseconds a layer part (20 in one list, the list's graph replayed, median of 7). */
+static double time_layers(rl_backend *be, float *const *p, const tw *w, const float *nw, int64_t n,
+                          int64_t D, int64_t F) {
+    enum { PER = 20, RUNS = 10 };
+    double t[RUNS];
+    for (int r = 0; r < RUNS; r++) {
+        const double t0 = now_s();
+        for (int i = 0; i < PER; i++) layer(be, p, w, nw, n, D, F, true);
+        CHECK(be->ops->sync(be) == RL_OK);
+        t[r] = (now_s() - t0) * 1e6 / PER;
+    }
+    /* the first three: eager, captured, first replay */
+    for (int i = 3; i < RUNS; i++)
+        for (int j = i + 1; j < RUNS; j++)
+            if (t[j] < t[i]) {
+                const double v = t[i];
+                t[i] = t[j];
+                t[j] = v;
+            }
+    return t[3 + (RUNS - 3) / 2];
+}
+
+TEST(mmq_join_timing) {
+    if (!gpu) SKIP("%s", g_skip);
+    const char *bench = getenv("RUVLLM_BFUSE_BENCH");
+    if (!bench || (bench[0] != '1' && bench[0] != '2')) SKIP("timing: RUVLLM_BFUSE_BENCH=1");
+    rl_backend *off = fork_separate();
+    if (!off) return;
+    const layer_set s = {.D = 4096,
+                         .F = 14336,
+                         .rows = {4096, 1024, 1024, 14336, 14336, 4096},
+                         .types = {RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q4_K,
+                                   RL_TYPE_Q4_K, RL_TYPE_Q6_K},
+                         .raw = true};
+    tw w[W_N];
+    const bool ok = set_make(&s, w);
+    CHECK(ok);
+    if (!ok) {
+        rl__backend_free(off);
+        return;
+    }
+    float *nwd = norm_weights(s.D);
+    static const int64_t ns[3] = {8, 32, 64};
+    for (int ni = 0; ni < 3; ni++) {
+        const int64_t n = ns[ni];
+        float *p[L_N];
+        for (int j = 0; j < L_N; j++) {
+            const int64_t len = tensor_len(j, n, s.D, s.F, w);
+            p[j] = gpu->ops->alloc(gpu, (size_t)len * sizeof(float));
+            float *h = rl_test_unif_vec(&g_rng, (size_t)len);
+            for (int64_t e = 0; e < len; e++) h[e] *= 0.01f; /* the residual stays small */
+            gpu->ops->from_host(gpu, p[j], h, (size_t)len * sizeof(float));
+            free(h);
+        }
+        if (bench[0] == '2') { /* one layer part each way (a profiler's run) */
+            for (int b = 0; b < 2; b++) {
+                rl_backend *be = b ? off : gpu;
+                layer(be, p, w, nwd, n, s.D, s.F, true);
+                CHECK(be->ops->sync(be) == RL_OK);
+            }
+            for (int j = 0; j < L_N; j++) gpu->ops->free(gpu, p[j]);
+            continue;
+        }
+        double t[2][2];
+        for (int rep = 0; rep < 2; rep++)
+            for (int b = 0; b < 2; b++)
+                t[rep][b] = time_layers(b ? off : gpu, p, w, nwd, n, s.D, s.F);
+        fprintf(stderr,
+                "  timing %lld tokens (8B layer products): us a layer part, joined %.1f, %.1f; "
+                "separate %.1f, %.1f\n",
+                (long long)n, t[0][0], t[1][0], t[0][1], t[1][1]);
+        CHECK(t[0][0] > 0 && t[0][1] > 0);
+        for (int j = 0; j < L_N; j++) gpu->ops->free(gpu, p[j]);
+    }
+    gpu->ops->free(gpu, nwd);
+    for (int i = 0; i < W_N; i++) weight_free(&w[i]);
+    rl__backend_free(off);
+}
+
+int main(void) {
+    rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
+    RUN(mmq_join_layers);
+    RUN(mmq_join_split);
+    RUN(mmq_join_timing);
+    if (gpu) rl__backend_free(gpu);
+    if (cpu) rl__backend_free(cpu);
+    return rl_test_finish();
+}
