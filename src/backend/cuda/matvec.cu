@@ -79,7 +79,7 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 }
 
 /* RUVLLM_CUDA_MV_BULK=a,b,c,d,e (per type as RUVLLM_CUDA_MV_R; bit TI of c_mv_bulk; default
- * 0,0,1,0,0: Q8_0 only): each row piece of an item is one bulk copy (cp.async.bulk, the copy
+ * 1,1,1,0,0: Q4_K, Q6_K, Q8_0): each row piece of an item is one bulk copy (cp.async.bulk, the copy
  * engine), issued by lane 0, and each stage of a warp's ring completes on an mbarrier of its
  * own (PTX ISA, "cp.async.bulk", "mbarrier"), instead of R x CB / 16 16-byte cp.async pieces
  * spread over the lanes: no copy instructions in the load/store unit (Nsight Compute, 8B
@@ -88,7 +88,10 @@ template <int N> __device__ __forceinline__ void cp_wait() {
  * 265.9, 267.7 -> 273.9 (all types on); the down product 2-4 us a layer faster, the 128k-row
  * head 208 -> 204 us, gate/up unchanged. 1B Q4_K_M 1,342, 1,316 -> 1,320 and 1,334, 1,382
  * -> 1,332 (noise); 8B Q4_K_M and F16 layer parts (test_cuda_decode_ffn timing) within 1%:
- * so only Q8_0 by default. */
+ * so only Q8_0 by default then. Later, with activations an item ahead (below) for Q4_K and
+ * Q6_K too (one call, alternated, three times): 8B Q4_K_M tg0 395.7, 394.0, 391.0 -> 401.8,
+ * 399.3, 400.1 (bulk and XPF for every type against the defaults then): so Q4_K, Q6_K and
+ * Q8_0 by default (1,1,1,0,0). */
 __constant__ int c_mv_bulk = 0;
 constexpr int MV_BARS = 8;                                        /* stages at most */
 constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rings */
@@ -876,15 +879,16 @@ static bool g_mv_multi = true; /* matvec_multi through mv_kernel (RUVLLM_CUDA_MV
 static bool g_mv_glu = true;   /* gate/up + gated activation (RUVLLM_CUDA_MV_GLU=0: off) */
 static int g_mv_glu_occ[5][2]; /* MQ4_K1, MQ4_K, MQ8_0, MF16, MQ4_K5 at R 2, 4 */
 static int g_mv_bulk = 0;      /* bulk copies, bit ti (c_mv_bulk; RUVLLM_CUDA_MV_BULK) */
-/* RUVLLM_CUDA_MV_XPF=a,b,c,d,e (per type as RUVLLM_CUDA_MV_BULK; default 0,0,1,0,1: Q8_0 and
- * F16): the streaming kernel loads the next item's activations while it waits for the
+/* RUVLLM_CUDA_MV_XPF=a,b,c,d,e (per type as RUVLLM_CUDA_MV_BULK; default 1,1,1,0,1: all but
+ * Q4_0): the streaming kernel loads the next item's activations while it waits for the
  * current item's weights (mv_kernel's XP variant), so their L1 / L2 round trip leaves the
  * item's chain: Nsight Compute had 8B Q8_0's gate/up warps stalled on global loads (long
  * scoreboard) 4.5 cycles an issue, and those loads are the activations' (the weights come by
  * cp.async). H100, 2026-11-26, bench_cuda --pp 512 --tg 128 --reps 2, tg0 tok/s, one call,
  * alternated: 8B Q8_0 278.2, 274.5 -> 282.3, 278.9 (Q8_0 on); 8B F16 169.2, 170.3 -> 175.3,
  * 175.4 (F16 on; bulk copies for F16 instead: 174.0); Q4_K and Q6_K (8B Q4_K_M 385.8, 392.5
- * -> 391.7, 393.4; 1B 1,338, 1,371 -> 1,240, 1,370): no gain, off. */
+ * -> 391.7, 393.4; 1B 1,338, 1,371 -> 1,240, 1,370): no gain alone; with bulk copies
+ * (see c_mv_bulk) they gain 1.5%, so on (default 1,1,1,0,1). */
 static int g_mv_xpf = 0;
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
@@ -1294,8 +1298,8 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
  * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_BULK=a,b,c,d,e (1: on, per type as
- * RUVLLM_CUDA_MV_R; default 0,0,1,0,0; =0 all off): bulk copies (c_mv_bulk);
- * RUVLLM_CUDA_MV_XPF=a,b,c,d,e (the same; default 0,0,1,0,1): activations an item ahead
+ * RUVLLM_CUDA_MV_R; default 1,1,1,0,0; =0 all off): bulk copies (c_mv_bulk);
+ * RUVLLM_CUDA_MV_XPF=a,b,c,d,e (the same; default 1,1,1,0,1): activations an item ahead
  * (g_mv_xpf). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
     const char *e = getenv("RUVLLM_CUDA_MV"), *r = getenv("RUVLLM_CUDA_MV_R");
@@ -1307,8 +1311,8 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
     const char *bk = getenv("RUVLLM_CUDA_MV_BULK"), *xf = getenv("RUVLLM_CUDA_MV_XPF");
-    g_mv_bulk = mv_type_mask(bk ? bk : "0,0,1,0,0"); /* c_mv_bulk: Q8_0 */
-    g_mv_xpf = mv_type_mask(xf ? xf : "0,0,1,0,1"); /* Q8_0, F16 */
+    g_mv_bulk = mv_type_mask(bk ? bk : "1,1,1,0,0"); /* c_mv_bulk: Q4_K, Q6_K, Q8_0 */
+    g_mv_xpf = mv_type_mask(xf ? xf : "1,1,1,0,1"); /* all but Q4_0 */
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {
         char *end;
