@@ -36,6 +36,25 @@ void *rl_test_dev_bytes(struct rl_backend *g, const void *h, size_t b);
 rl_weight rl_test_dev_weight(struct rl_backend *g, rl_type t, int64_t K, int64_t rows,
                              uint64_t *rng);
 
+/* A weight in host memory (w, what the CPU backend reads) and its copy in device memory
+ * (wd): both named "w". */
+typedef struct rl_test_hw {
+    rl_weight w, wd;
+} rl_test_hw;
+
+/* rows x K weights of type t in *q: quantized from uniform random values of *rng, or (raw)
+ * random bytes of *rng with every block's scales set to 2^-10 (Q4_K and Q6_K only), for
+ * shapes too large to quantize quickly on the host. false, with a failed CHECK and nothing
+ * left allocated, when it cannot be made. rl_test_hw_free(g, q) frees both copies. */
+bool rl_test_hw_make(struct rl_backend *g, uint64_t *rng, rl_type t, int64_t K, int64_t rows,
+                     bool raw, rl_test_hw *q);
+void rl_test_hw_free(struct rl_backend *g, rl_test_hw *q);
+
+/* The time of part(arg), which queues work on be, in microseconds: 10 rounds of 20 calls
+ * each followed by be's sync, the median of the rounds after the first three (eager,
+ * captured, first replay of the list's graph). */
+double rl_test_replay_us(struct rl_backend *be, void (*part)(void *arg), void *arg);
+
 /* setenv(name, v), or unsetenv(name) when v is NULL (settings a backend reads when made). */
 void rl_test_env_set(const char *name, const char *v);
 

@@ -28,59 +28,18 @@
 #include "rng.h"
 #include "test.h"
 
-#include <time.h>
 
 static rl_backend *cpu, *gpu;
 static char g_skip[320];
 static uint64_t g_rng = 0x2545f4914f6cdd1dull;
 
-typedef struct tw {
-    rl_weight w;  /* host data (the CPU's) */
-    rl_weight wd; /* device copy */
-} tw;
+typedef rl_test_hw tw;
 
-/* rows x K weights of type t: quantized from random floats, or (raw) random blocks with
- * small scales (Q4_K, Q6_K), for shapes too large to quantize quickly on the host. */
 static bool weight_make(rl_type t, int64_t K, int64_t rows, bool raw, tw *q) {
-    size_t rb;
-    if (rl_type_row_bytes(t, K, &rb) != RL_OK) return false;
-    const size_t bytes = rb * (size_t)rows;
-    uint8_t *data = malloc(bytes);
-    if (raw) {
-        for (size_t i = 0; i < bytes; i++) data[i] = (uint8_t)(rl_test_rand64(&g_rng) >> 56);
-        const size_t bb = t == RL_TYPE_Q4_K ? 144 : 210; /* block bytes */
-        const uint16_t h = 0x1400;                       /* 2^-10 as fp16 */
-        for (size_t b = 0; b + bb <= bytes; b += bb) {
-            if (t == RL_TYPE_Q4_K) {
-                memcpy(data + b, &h, 2);
-                memcpy(data + b + 2, &h, 2);
-            } else {
-                memcpy(data + b + 208, &h, 2);
-            }
-        }
-    } else {
-        float *src = rl_test_unif_vec(&g_rng, (size_t)(K * rows));
-        CHECK(rl_quantize(t, src, data, rows, K, NULL) == RL_OK);
-        free(src);
-    }
-    q->w =
-        (rl_weight){.name = "w", .type = t, .ne = {K, rows, 1, 1}, .row_bytes = rb, .data = data};
-    q->wd = q->w;
-    void *d = gpu->ops->alloc(gpu, bytes);
-    CHECK(d != NULL);
-    if (!d) {
-        free(data);
-        return false;
-    }
-    gpu->ops->from_host(gpu, d, data, bytes);
-    q->wd.data = d;
-    return true;
+    return rl_test_hw_make(gpu, &g_rng, t, K, rows, raw, q);
 }
 
-static void weight_free(tw *q) {
-    gpu->ops->free(gpu, (void *)q->wd.data);
-    free((void *)q->w.data);
-}
+static void weight_free(tw *q) { rl_test_hw_free(gpu, q); }
 
 /* The tensors of one layer part (n tokens, width D, FFN width F) and its weights. */
 enum { L_X, L_R1, L_R2, L_H1, L_H2, L_Q, L_K, L_V, L_G, L_U, L_A, L_Y, L_N };
@@ -288,32 +247,25 @@ TEST(mmq_join_split) {
     rl__backend_free(off);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* One layer part queued on be (rl_test_replay_us's part). */
+typedef struct layer_args {
+    rl_backend *be;
+    float *const *p;
+    const tw *w;
+    const float *nw;
+    int64_t n, D, F;
+} layer_args;
+
+static void layer_part(void *arg) {
+    const layer_args *a = arg;
+    layer(a->be, a->p, a->w, a->nw, a->n, a->D, a->F, true);
 }
 
 /* Microseconds a layer part (20 in one list, the list's graph replayed, median of 7). */
 static double time_layers(rl_backend *be, float *const *p, const tw *w, const float *nw, int64_t n,
                           int64_t D, int64_t F) {
-    enum { PER = 20, RUNS = 10 };
-    double t[RUNS];
-    for (int r = 0; r < RUNS; r++) {
-        const double t0 = now_s();
-        for (int i = 0; i < PER; i++) layer(be, p, w, nw, n, D, F, true);
-        CHECK(be->ops->sync(be) == RL_OK);
-        t[r] = (now_s() - t0) * 1e6 / PER;
-    }
-    /* the first three: eager, captured, first replay */
-    for (int i = 3; i < RUNS; i++)
-        for (int j = i + 1; j < RUNS; j++)
-            if (t[j] < t[i]) {
-                const double v = t[i];
-                t[i] = t[j];
-                t[j] = v;
-            }
-    return t[3 + (RUNS - 3) / 2];
+    layer_args a = {be, p, w, nw, n, D, F};
+    return rl_test_replay_us(be, layer_part, &a);
 }
 
 TEST(mmq_join_timing) {
