@@ -32,6 +32,9 @@ const char *rl_test_zoo_model(const char *file) {
     char *dst = out[slot++ & 7];
     char dir[3000];
     snprintf(dir, sizeof dir, "%s/testdata-fixed", bdir);
+    /* the build directory itself too (a test run by hand with RUVLLM_BUILD_DIR set to a new
+     * folder would otherwise find no zoo model at all) */
+    if (mkdir(bdir, 0755) != 0 && errno != EEXIST) return NULL;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return NULL;
     snprintf(dst, 4096, "%s/%.900s", dir, file);
     if (opens(dst)) return dst;
