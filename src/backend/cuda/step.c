@@ -502,8 +502,9 @@ static cu_graph *graph_find(cu_step *q, uint64_t h) {
 }
 
 /* Capture the queued records into a graph, keep it (evicting the least recently used;
- * *made: its slot) and launch it. Any failure leaves nothing behind and returns the error; the caller
- * then runs the records eagerly, which reports a real launch error where it happens. */
+ * *made: its slot) and launch it. Any failure leaves nothing behind and returns the error;
+ * the caller then runs the records eagerly, which reports a real launch error where it
+ * happens. */
 static cudaError_t capture(cu_step *q, uint64_t h, cu_graph **made) {
     cudaGraph_t gr = NULL;
     cudaGraphExec_t ex = NULL;
