@@ -767,8 +767,9 @@ static void ew1(rl_backend *be, cu_op op, float *x, const float *a, int64_t n, f
  * queues a step (a record an op, ~0.1 us each: 22 us a 1B decode step, 40 us an 8B one on
  * an H100 machine's host) and flushes it. So at the second residual add of a list (the end
  * of the first layer) what is queued is flushed (its own graph), and the device runs that
- * layer while the host queues the rest. The cut falls between two records no op or fuse
- * rule joins (a product before, the add that the RMSNorm after it takes in after). */
+ * layer while the host queues the rest. The cut falls between a product and the residual
+ * add after it, two records that no op or fuse rule joins (the add joins the RMSNorm after
+ * it, which is queued in the second part too). */
 static void cu_add(rl_backend *be, float *x, const float *y, int64_t n) {
     cu_backend *c = CU(be);
     if (c->split_on && ++c->n_add == 2 && c->q.n_rec > 0 && c->err == RL_OK) {

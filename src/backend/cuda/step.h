@@ -13,9 +13,9 @@
  * re-capture (CUDA programming guide, "CUDA Graphs"). Lists seen once run eagerly, so a
  * prefill of a new length never pays for a capture. A list equal to one that a kept graph
  * was made or found for, as it was queued (before the fuse pass), goes straight to that
- * graph after one comparison: the fuse pass and the hash over every record took 12-20 us of host time
- * a 1B decode step and ~34 us an 8B one (H100 machine, RUVLLM_CUDA_STEP_QUEUED=0 for the
- * full path), time in which the device has nothing queued; with it 4-7 us.
+ * graph after one comparison: the fuse pass and the hash over every record took 12-20 us
+ * of host time a 1B decode step and ~34 us an 8B one (H100 machine; RUVLLM_CUDA_STEP_QUEUED=0
+ * for the full path), time in which the device has nothing queued; with it 4-7 us.
  *
  * Everything here runs on the instance's thread and stream; one instance per context.
  */
