@@ -993,10 +993,14 @@ __device__ __forceinline__ void cp16z(void *dst, const void *src, int bytes, boo
 /* bytes global -> shared by the copy engine, counted on the mbarrier bar (PTX ISA
  * "cp.async.bulk"; dst, src and bytes multiples of 16) */
 __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint32_t bytes, uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], "
                  "%2, [%3];\n" ::"r"(smem_u32(dst)),
                  "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
+#endif
 }
 using rlcu::mbar_expect; /* mbar.cuh */
 using rlcu::mbar_init;
@@ -1063,7 +1067,7 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
     uint32_t ph = 0;
     if (bulk) {
         if (lane < nst) mbar_init(bar0 + 8u * (uint32_t)lane);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        rlcu::fence_mbar_init();
         __syncwarp();
     }
 
@@ -1101,7 +1105,7 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
         if (bulk) { /* lane r: row r's K and V rows, or zeros past the piece */
             const uint32_t bar = bar0 + 8u * (uint32_t)st;
             /* the ldmatrix reads of this stage's last chunk before the copy engine's writes */
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            rlcu::fence_proxy_async();
             if (lane == 0) mbar_expect(bar, (uint32_t)nv * 2u * D * (uint32_t)sizeof(__half));
             __syncwarp();
             if (lane < nv) {
@@ -1575,7 +1579,7 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
     g_mma_nst = ms && atoi(ms) >= 2 && atoi(ms) <= MMA_MAXST ? atoi(ms) : MMA_NST;
     g_mma_l2 = ml ? ml[0] != '0' : MMA_L2;
     const char *mb = getenv("RUVLLM_CUDA_ATTN_MMA_BULK");
-    g_mma_bulk = mb ? mb[0] != '0' : MMA_BULK;
+    g_mma_bulk = (mb ? mb[0] != '0' : MMA_BULK) && rlcu::g_sm90; /* bulk copies: sm_90 on */
     if (mp && mp[0] == '0') { /* the kernel and its plan as they were */
         g_mma_nst = 2;
         g_mma_l2 = 0;

@@ -30,6 +30,9 @@
 namespace rlcu {
 
 inline bool g_pdl = false; /* launches carry the attribute (pdl_init) */
+/* The device runs sm_90's instructions (pdl_init): the bulk copies and byte-counting barriers
+ * of mbar.cuh's users are taken only then (the sm_80 build traps in them). */
+inline bool g_sm90 = false;
 /* The next launch of this thread goes without the attribute (rl__cu_pdl_plain_next): the
  * first kernel of a queued list has no kernel before it to overlap, and a graph whose
  * first (or only) kernel node carried it crashed compute-sanitizer inside cuGraphLaunch. */
@@ -51,13 +54,14 @@ __device__ __forceinline__ void pdl_enter() {
     pdl_launch_dependents();
 }
 
-/* PDL for the current device, unless RUVLLM_CUDA_PDL=0. */
+/* PDL for the current device, unless RUVLLM_CUDA_PDL=0; g_sm90. */
 inline cudaError_t pdl_init() {
     int dev = 0, major = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
     const char *v = getenv("RUVLLM_CUDA_PDL");
-    g_pdl = e == cudaSuccess && major >= 9 && !(v && v[0] == '0');
+    g_sm90 = e == cudaSuccess && major >= 9;
+    g_pdl = g_sm90 && !(v && v[0] == '0');
     return e;
 }
 

@@ -98,10 +98,14 @@ constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rin
 /* bytes (a multiple of 16) global -> shared, counted on bar, with the L2 policy pol */
 __device__ __forceinline__ void mv_bulk(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar,
                                         uint64_t pol) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
                  "[%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
                  "l"(src), "r"(bytes), "r"(bar), "l"(pol)
                  : "memory");
+#endif
 }
 
 __device__ __forceinline__ uint32_t lds32(const uint8_t *s, int o) {
@@ -601,7 +605,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     if (ks == 1 && n_items == 0) return; /* the whole warp: no block-wide barrier follows */
     if (bulk) {
         if (lane < S) mbar_init(bar + 8 * lane);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+        rlcu::fence_mbar_init();
         __syncwarp();
     }
     int ig = 0, ic = 0; /* next item to copy: group, chunk (of this warp's) */
@@ -1312,6 +1316,7 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_multi = !(mm && mm[0] == '0');
     const char *bk = getenv("RUVLLM_CUDA_MV_BULK"), *xf = getenv("RUVLLM_CUDA_MV_XPF");
     g_mv_bulk = mv_type_mask(bk ? bk : "1,1,1,0,0"); /* c_mv_bulk: Q4_K, Q6_K, Q8_0 */
+    if (!rlcu::g_sm90) g_mv_bulk = 0;                 /* no bulk copies before sm_90 */
     g_mv_xpf = mv_type_mask(xf ? xf : "1,1,1,0,1"); /* all but Q4_0 */
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
     for (int i = 0; r && *r && i < MV_TYPES; i++) {

@@ -4,6 +4,10 @@
  * on its barrier once its bytes have landed, and the warps that read it wait on the
  * barrier's phase. Each barrier here has one arriving thread, the one that issues the
  * stage's copies.
+ *
+ * The transaction counts and the phase wait exist from sm_90 on (PTX ISA); the release build
+ * also compiles for sm_80, where the host never takes the paths that use them (rlcu_sm90,
+ * launch.cuh) and a kernel that reached one would trap instead.
  */
 #ifndef RL_BACKEND_CUDA_MBAR_CUH
 #define RL_BACKEND_CUDA_MBAR_CUH
@@ -19,16 +23,42 @@ __device__ __forceinline__ void mbar_init(uint32_t bar) {
 }
 /* this thread's arrival, and tx more bytes the current phase waits for */
 __device__ __forceinline__ void mbar_expect(uint32_t bar, uint32_t tx) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(tx)
                  : "memory");
+#endif
 }
 /* until the phase of parity ph is complete */
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t ph) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
     asm volatile("{\n.reg .pred P1;\nLAB_WAIT:\n"
                  "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
                  "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
                  "r"(ph)
                  : "memory");
+#endif
+}
+
+/* fence.mbarrier_init (before the copy engine's first use of barriers this thread made),
+ * fence.proxy.async (shared memory read by this thread's loads before the copy engine writes
+ * it again): sm_90 instructions, as above. */
+__device__ __forceinline__ void fence_mbar_init() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
 }
 
 } // namespace rlcu
