@@ -371,10 +371,13 @@ await test('slow and vanishing clients', async () => {
   const s = await client.chat.completions.create({ model: MODEL, messages: chatMsgs('x'), max_tokens: 900, ignore_eos: true, stream: true }, { signal: ac.signal });
   let n = 0;
   try { for await (const _ of s) { if (++n === 2) ac.abort(); } } catch { /* aborted */ }
-  // non-streaming client that goes away while waiting (socket closed)
+  // non-streaming client that goes away while waiting (socket closed) -- once the server has
+  // taken its request in (its prompt counted), not after a fixed time: on a loaded machine the
+  // server may not have read the request yet, on a fast one it may have finished it
   const body = JSON.stringify({ prompt: 'Once', max_tokens: 900, ignore_eos: true });
+  const p0 = (await metrics(srv.base)).ruvllm_prompt_tokens_total;
   const sock = await rawSocket(srv.port, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${API_KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-  await sleep(100);
+  for (let i = 0; i < 300 && (await metrics(srv.base)).ruvllm_prompt_tokens_total === p0; i++) await sleep(5);
   sock.destroy();
   let m1;
   for (let i = 0; i < 40; i++) {
