@@ -927,12 +927,21 @@ template <class G, int R> size_t mv_launch_smem() {
     return mv_smem<G, R>() + (g_mv_bulk >> G::TI & 1 ? MV_BAR_BYTES : 0);
 }
 
+/* The dynamic shared-memory limit of both variants of mv_kernel<G, R, GLU>, and in *occ the
+ * resident blocks per multiprocessor of the one launches take (XP's registers differ; set-up
+ * runs again when the settings change). */
 template <class G, int R, bool GLU = false> cudaError_t mv_prep(int *occ) {
-    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)(mv_smem<G, R>() + MV_BAR_BYTES));
+    const int lim = (int)(mv_smem<G, R>() + MV_BAR_BYTES);
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel<G, R, GLU, false>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, lim);
     if (e == cudaSuccess)
-        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(occ, mv_kernel<G, R, GLU>, MV_WARPS * 32,
-                                                          mv_launch_smem<G, R>());
+        e = cudaFuncSetAttribute(mv_kernel<G, R, GLU, true>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, lim);
+    const bool xp = (g_mv_xpf >> G::TI) & 1;
+    if (e == cudaSuccess)
+        e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            occ, xp ? mv_kernel<G, R, GLU, true> : mv_kernel<G, R, GLU, false>, MV_WARPS * 32,
+            mv_launch_smem<G, R>());
     return e;
 }
 
@@ -946,21 +955,6 @@ static int mv_type_mask(const char *v) {
         if (*v == ',') v++;
     }
     return m;
-}
-
-/* The resident blocks per multiprocessor of mv_kernel's XP variant (its registers differ),
- * found at its first launch. */
-template <class G, int R, bool GLU> int mv_occ_xp() {
-    static const int occ = [] {
-        int o = 0;
-        if (cudaFuncSetAttribute(mv_kernel<G, R, GLU, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                 (int)(mv_smem<G, R>() + MV_BAR_BYTES)) != cudaSuccess ||
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&o, mv_kernel<G, R, GLU, true>, MV_WARPS * 32,
-                                                          mv_launch_smem<G, R>()) != cudaSuccess)
-            o = 0;
-        return o;
-    }();
-    return occ;
 }
 
 template <class G> cudaError_t mv_prep_all(int *occ) {
@@ -983,8 +977,7 @@ cudaError_t mv_launch_r(cudaStream_t s, int occ, const rl__cu_mv_segs &sg, size_
                         int64_t rows, int64_t K, typename G::XA x, const MvGlu &gl = MvGlu{}) {
     const int64_t groups = (rows + R - 1) / R, nch = K / G::VPC;
     const int64_t target = (int64_t)g_mv_sms * 16;
-    const bool xp = (g_mv_xpf >> G::TI) & 1;
-    if (xp) occ = mv_occ_xp<G, R, GLU>();
+    const bool xp = (g_mv_xpf >> G::TI) & 1; /* occ is that variant's (mv_prep) */
     int ks = 1;
     while (!GLU && ks < MV_WARPS && groups * ks < target && nch >= 2 * ks) ks *= 2;
     int64_t gpw, slots;
