@@ -990,19 +990,8 @@ __device__ __forceinline__ void cp16z(void *dst, const void *src, int bytes, boo
                      "l"(src), "r"(bytes)
                      : "memory");
 }
-/* bytes global -> shared by the copy engine, counted on the mbarrier bar (PTX ISA
- * "cp.async.bulk"; dst, src and bytes multiples of 16) */
-__device__ __forceinline__ void bulk_g2s(void *dst, const void *src, uint32_t bytes, uint32_t bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-    __trap();
-#else
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], "
-                 "%2, [%3];\n" ::"r"(smem_u32(dst)),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-#endif
-}
-using rlcu::mbar_expect; /* mbar.cuh */
+using rlcu::bulk_g2s; /* mbar.cuh */
+using rlcu::mbar_expect;
 using rlcu::mbar_init;
 using rlcu::mbar_wait;
 /* every group but the newest n complete (n 1 to 3) */
@@ -1109,8 +1098,10 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
             if (lane == 0) mbar_expect(bar, (uint32_t)nv * 2u * D * (uint32_t)sizeof(__half));
             __syncwarp();
             if (lane < nv) {
-                bulk_g2s(kd + lane * LD, kt + (size_t)cid * a.k_row_bytes, D * sizeof(__half), bar);
-                bulk_g2s(vd + lane * LD, vt + (size_t)cid * a.v_row_bytes, D * sizeof(__half), bar);
+                bulk_g2s(smem_u32(kd + lane * LD), kt + (size_t)cid * a.k_row_bytes,
+                         D * sizeof(__half), bar);
+                bulk_g2s(smem_u32(vd + lane * LD), vt + (size_t)cid * a.v_row_bytes,
+                         D * sizeof(__half), bar);
             } else {
                 const uint4 z = make_uint4(0u, 0u, 0u, 0u);
 #pragma unroll

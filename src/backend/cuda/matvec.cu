@@ -95,18 +95,6 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 __constant__ int c_mv_bulk = 0;
 constexpr int MV_BARS = 8;                                        /* stages at most */
 constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rings */
-/* bytes (a multiple of 16) global -> shared, counted on bar, with the L2 policy pol */
-__device__ __forceinline__ void mv_bulk(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar,
-                                        uint64_t pol) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-    __trap();
-#else
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
-                 "[%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar), "l"(pol)
-                 : "memory");
-#endif
-}
 
 __device__ __forceinline__ uint32_t lds32(const uint8_t *s, int o) {
     return *reinterpret_cast<const uint32_t *>(s + o);
@@ -636,7 +624,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
                     mbar_expect(bar + 8 * stage, R * G::CB);
 #pragma unroll
                     for (int r = 0; r < R; r++)
-                        mv_bulk(dst + r * G::CB, src[r] + co, G::CB, bar + 8 * stage, pol);
+                        bulk_g2s(dst + r * G::CB, src[r] + co, G::CB, bar + 8 * stage, pol);
                 }
             } else {
 #pragma unroll

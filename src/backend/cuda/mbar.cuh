@@ -1,6 +1,6 @@
 /*
- * mbar.cuh - shared-memory barriers that count bytes (PTX ISA, "mbarrier"): a stage of a
- * copy ring that the copy engine fills (cp.async.bulk ... mbarrier::complete_tx) completes
+ * mbar.cuh - shared-memory barriers that count bytes (PTX ISA, "mbarrier") and the bulk copies
+ * that fill them: a stage of a copy ring that the copy engine fills (bulk_g2s) completes
  * on its barrier once its bytes have landed, and the warps that read it wait on the
  * barrier's phase. Each barrier here has one arriving thread, the one that issues the
  * stage's copies.
@@ -39,6 +39,31 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t ph) {
                  "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
                  "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(bar),
                  "r"(ph)
+                 : "memory");
+#endif
+}
+
+/* bytes (a multiple of 16) global -> shared at dst (a 16-byte aligned shared address) by the
+ * copy engine, counted on bar (PTX ISA, "cp.async.bulk"); with pol, that L2 cache policy
+ * (createpolicy) for the lines read. */
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], "
+                 "%2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar,
+                                         uint64_t pol) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint "
+                 "[%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar), "l"(pol)
                  : "memory");
 #endif
 }
