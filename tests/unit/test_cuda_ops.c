@@ -1024,8 +1024,13 @@ TEST(cuda_mmq) {
     static const rl_type types[] = {RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q8_0, RL_TYPE_Q4_0};
     enum { NT = sizeof types / sizeof types[0] };
     /* rows not multiples of the kernels' 64 / 128; 256 x 1029 at 1500 tokens takes the
-     * 128 x 128 tiles (enough of them for an H100), the others the 64-row ones */
-    static const int64_t shapes[][2] = {{256, 67}, {2048, 301}, {512, 1029}, {256, 1029}};
+     * 128 x 128 tiles (enough of them for an H100), the others the 64-row ones; 2048 x 1029
+     * at 33 to 64 tokens the 128-row tiles with K split over 4 blocks, and 256 x 66000 at 20
+     * tokens the 128 x 32 tiles of tall matrices (the output head's), both with the weights
+     * by bulk copies (RUVLLM_CUDA_MMQ_BULK; Q6_K's rows are 16-byte aligned only at K 2048,
+     * the others take cp.async) */
+    static const int64_t shapes[][2] = {{256, 67},   {2048, 301},  {512, 1029},
+                                        {256, 1029}, {2048, 1029}, {256, 66000}};
     /* 5 to 32 (33 and 64 too on the 67 and 301 rows): the streaming kernel (8, 16 or 32
      * tokens a block; 20, 27 and 33 ragged) */
     static const int64_t ns[] = {5, 8, 9, 12, 16, 20, 27, 32, 33, 64, 100, 130, 512, 600, 1500};

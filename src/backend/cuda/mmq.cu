@@ -49,6 +49,13 @@
  * - mmq_kernel (RUVLLM_CUDA_MMQ_TILE=0): each warp decodes its own rows straight from
  *   global memory (mmq_staged_kernel, RUVLLM_CUDA_MMQ_STAGED=1, the same through shared
  *   memory); the kernel benchmark's reference.
+ * Weights by bulk copies (RUVLLM_CUDA_MMQ_BULK, default on where the rows are 16-byte
+ * aligned; =0: cp.async): the streaming kernel's warps and the 128-row tiles of the integer
+ * step fill their stages with one cp.async.bulk per row (the tiles also one per block of
+ * activation codes and one for the scales), completing on a byte-counting barrier a stage
+ * (mbar.cuh), instead of a cp.async of 16 bytes per thread with its index arithmetic (a
+ * fifth of the streaming kernel's instructions a step); the stages' layout and the
+ * arithmetic are the same, so are the results.
  * Few blocks (batched decode): the K range is also split over blocks (grid.z), each
  * writing partial sums that mmq_reduce_kernel adds in a fixed order (results do not
  * depend on scheduling).
@@ -77,6 +84,7 @@
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
+#include "mbar.cuh"
 #include "mmq_layout.cuh"
 #include "qtypes.cuh"
 #include "step.h"
@@ -860,7 +868,8 @@ template <class WT, int MT, int NT, int WM, int WN, int BPS> struct tile_cfg {
     static constexpr int BUDGET = SMEM_SM / PER_SM - 1024;
     static constexpr int FIT = BUDGET / STAGE;
     static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
-    static constexpr int SMEM = STAGES * STAGE;
+    /* the stages, then (bulk copies) a barrier for each */
+    static constexpr int SMEM = STAGES * STAGE + 8 * STAGES;
     static_assert(SMEM <= 227 * 1024, "mmq tile: shared memory");
 };
 
@@ -899,7 +908,40 @@ __device__ __forceinline__ void tile_load_x(uint8_t *sm, const uint8_t *__restri
     }
 }
 
-template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM>
+/* A stage of the tiled kernel by the copy engine (MMQ_BULK; blocks of at least ROWS + 9
+ * threads, the integer step's activations: block 0's scales alone), counted on the stage's
+ * barrier bar: thread r < ROWS copies row r0 + r's step st (the last row past the matrix) as
+ * one bulk copy of the 16-byte units that hold it (16-byte aligned rows: one offset modulo 16
+ * for every row, as in stream_copy_bulk), thread ROWS + sb block sb's codes of the nin token
+ * tiles j0.. (consecutive in memory), thread ROWS + 8 their scales; thread 0 arrives with the
+ * stage's bytes. W: the weights, X: the activations (after pdl_enter). Tiles past nin are
+ * not copied: the kernel zeroes them once. */
+template <class WT, class C, bool W, bool X>
+__device__ __forceinline__ void
+tile_issue_bulk(uint32_t dst, uint32_t bar, const uint8_t *__restrict__ w, size_t row_bytes,
+                int64_t rows, int64_t r0, const uint8_t *__restrict__ xq,
+                const uint8_t *__restrict__ xs, int ntl, int j0, int nin, int st) {
+    const uint8_t *src = w + (size_t)st * WT::STEP_BYTES;
+    const uint32_t off = (uint32_t)((uintptr_t)src & 15);
+    const uint32_t span = (off + WT::STEP_BYTES + 15) & ~15u;
+    const int t = threadIdx.x;
+    if (W && t == 0) mbar_expect(bar, C::ROWS * span + (uint32_t)nin * (8 * 256 + 64));
+    if (W && t < C::ROWS) {
+        const int64_t row = r0 + t < rows ? r0 + t : rows - 1;
+        bulk_g2s(dst + t * C::WS, src - off + (size_t)row * row_bytes, span, bar);
+    }
+    if (X && t >= C::ROWS && t < C::ROWS + 8) {
+        const int sb = t - C::ROWS;
+        const size_t tile = ((size_t)st * 8 + sb) * (size_t)ntl + (size_t)j0;
+        bulk_g2s(dst + C::W_BYTES + sb * C::TILES * 256, xq + tile * 256, (uint32_t)nin * 256, bar);
+    }
+    if (X && t == C::ROWS + 8) {
+        const size_t tile = (size_t)st * 8 * (size_t)ntl + (size_t)j0;
+        bulk_g2s(dst + C::W_BYTES + C::C_BYTES, xs + tile * 64, (uint32_t)nin * 64, bar);
+    }
+}
+
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM, bool BULK>
 __global__ void __launch_bounds__(32 * WM * WN, BPS)
     mmq_tile_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                     const uint8_t *__restrict__ xq, const uint8_t *__restrict__ xs, int ntl,
@@ -913,16 +955,54 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
     const int j0 = blockIdx.x * C::TILES;
     const int s0 = blockIdx.z * sps;
     const int steps = (s0 + sps < nsteps ? s0 + sps : nsteps) - s0;
+    /* BULK: the stages' shared address, their barriers, the token tiles in the input */
+    const uint32_t sm_s = (uint32_t)__cvta_generic_to_shared(mmq_sm);
+    const uint32_t bar = sm_s + C::STAGES * C::STAGE;
+    const int nin = ntl - j0 < C::TILES ? ntl - j0 : C::TILES;
+    if constexpr (BULK) {
+        static_assert(XM == XM_INT && C::THREADS >= C::ROWS + 9, "mmq tile: bulk copies");
+        if (threadIdx.x < C::STAGES) mbar_init(bar + 8 * threadIdx.x);
+        fence_mbar_init();
+        /* the tiles past the input: zero codes and scales in every stage, never copied */
+        for (int i = threadIdx.x; i < C::STAGES * 8 * (C::TILES - nin) * 16; i += C::THREADS) {
+            const int k = i / (8 * (C::TILES - nin) * 16), r = i % (8 * (C::TILES - nin) * 16);
+            const int sb = r / ((C::TILES - nin) * 16), j = nin + (r / 16) % (C::TILES - nin),
+                      c = r % 16;
+            uint8_t *stg = mmq_sm + k * C::STAGE;
+            *reinterpret_cast<uint4 *>(stg + C::W_BYTES + (sb * C::TILES + j) * 256 + 16 * c) =
+                make_uint4(0, 0, 0, 0);
+            if (sb == 0 && c < 4)
+                *reinterpret_cast<uint4 *>(stg + C::W_BYTES + C::C_BYTES + j * 64 + 16 * c) =
+                    make_uint4(0, 0, 0, 0);
+        }
+        __syncthreads();
+    }
+    (void)sm_s;
+    (void)bar;
+    (void)nin;
     /* the first stages' weights before the wait for the kernel before (they are not
      * written by it), their activations after; one commit group per stage */
 #pragma unroll
     for (int k = 0; k < C::STAGES - 1; k++)
-        if (k < steps) tile_load_w<WT, C>(mmq_sm + k * C::STAGE, w, row_bytes, rows, r0, s0 + k);
+        if (k < steps) {
+            if constexpr (BULK)
+                tile_issue_bulk<WT, C, true, false>(sm_s + k * C::STAGE, bar + 8 * k, w, row_bytes,
+                                                    rows, r0, xq, xs, ntl, j0, nin, s0 + k);
+            else
+                tile_load_w<WT, C>(mmq_sm + k * C::STAGE, w, row_bytes, rows, r0, s0 + k);
+        }
     rlcu::pdl_enter();
 #pragma unroll
     for (int k = 0; k < C::STAGES - 1; k++) {
-        if (k < steps) tile_load_x<C, XM != XM_INT>(mmq_sm + k * C::STAGE, xq, xs, ntl, j0, s0 + k);
-        cp_async_commit();
+        if constexpr (BULK) {
+            if (k < steps)
+                tile_issue_bulk<WT, C, false, true>(sm_s + k * C::STAGE, bar + 8 * k, w, row_bytes,
+                                                    rows, r0, xq, xs, ntl, j0, nin, s0 + k);
+        } else {
+            if (k < steps)
+                tile_load_x<C, XM != XM_INT>(mmq_sm + k * C::STAGE, xq, xs, ntl, j0, s0 + k);
+            cp_async_commit();
+        }
     }
     float acc[MT][NT][4];
 #pragma unroll
@@ -940,15 +1020,25 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
             rp[i][h] = w + (size_t)(r < rows ? r : rows - 1) * row_bytes;
         }
     for (int it = 0; it < steps; it++) {
-        cp_async_wait<C::STAGES - 2>();
+        if constexpr (BULK)
+            mbar_wait(bar + 8 * (it % C::STAGES), (uint32_t)(it / C::STAGES) & 1u);
+        else
+            cp_async_wait<C::STAGES - 2>();
         __syncthreads(); /* step it is in; every warp is done with step it - 1's stage */
         const int nx = it + C::STAGES - 1;
-        if (nx < steps) {
-            uint8_t *dst = mmq_sm + (nx % C::STAGES) * C::STAGE;
-            tile_load_w<WT, C>(dst, w, row_bytes, rows, r0, s0 + nx);
-            tile_load_x<C, XM != XM_INT>(dst, xq, xs, ntl, j0, s0 + nx);
+        if constexpr (BULK) {
+            if (nx < steps)
+                tile_issue_bulk<WT, C, true, true>(sm_s + (nx % C::STAGES) * C::STAGE,
+                                                   bar + 8 * (nx % C::STAGES), w, row_bytes, rows,
+                                                   r0, xq, xs, ntl, j0, nin, s0 + nx);
+        } else {
+            if (nx < steps) {
+                uint8_t *dst = mmq_sm + (nx % C::STAGES) * C::STAGE;
+                tile_load_w<WT, C>(dst, w, row_bytes, rows, r0, s0 + nx);
+                tile_load_x<C, XM != XM_INT>(dst, xq, xs, ntl, j0, s0 + nx);
+            }
+            cp_async_commit();
         }
-        cp_async_commit();
         const uint8_t *stg = mmq_sm + (it % C::STAGES) * C::STAGE;
         const int st = s0 + it;
         typename WT::Row row[MT][2];
@@ -969,7 +1059,7 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
         else
             step_product<WT, MT, NT>(row, bq, bs, C::TILES, lane, t, NT, acc);
     }
-    cp_async_wait<0>();
+    if constexpr (!BULK) cp_async_wait<0>(); /* BULK: every copy issued was waited for */
     float *out = y + (size_t)blockIdx.z * (size_t)n * (size_t)rows;
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -1006,7 +1096,12 @@ template <class WT, int NT> struct stream_cfg {
     static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
     static constexpr int RED = SW_WARPS * NT * 4 * 32 * 4; /* the warps' sums */
     static constexpr int RING = SW_WARPS * STAGES * STAGE;
-    static constexpr int SMEM = RING > RED ? RING : RED;
+    /* the bulk copies' stage barriers (8 bytes each, a warp's STAGES in a row) after the
+     * rings; the sums, written over the rings at the end, stay clear of them */
+    static constexpr int BAR = RING;
+    static constexpr int RING_BARS = RING + SW_WARPS * STAGES * 8;
+    static constexpr int SMEM = RING_BARS > RED ? RING_BARS : RED;
+    static_assert(RED <= RING, "mmq stream: the sums overlap the barriers");
     static_assert(2 * SMEM <= SMEM_SM - 2048, "mmq stream: shared memory");
 };
 
@@ -1022,6 +1117,28 @@ __device__ __forceinline__ void stream_copy(uint8_t *dst, const uint8_t *__restr
         const int off = (int)((uintptr_t)src & 15);
         const int left = off + WT::STEP_BYTES - 16 * c;
         if (left > 0) cp_async16(dst + r * C::WS + 16 * c, src - off + 16 * c, left < 16 ? left : 16);
+    }
+}
+
+/* The same by the copy engine (MMQ_BULK): lane r < 16 copies row r0 + r's step st (rows past
+ * the matrix: its last) as one bulk copy of the 16-byte units that hold it, to the place
+ * stream_copy gives it, counted on the stage's barrier bar; lane 0 also arrives on bar with
+ * the stage's bytes. Needs 16-byte aligned rows (w and row_bytes), so that every row's step
+ * has the same offset modulo 16 and the units read end within the row (rl__cu_mmq). A copy
+ * that completes before lane 0's arrival leaves the barrier's byte count below zero for a
+ * while, which the barrier allows (PTX ISA, "mbarrier": tx-count's range); the phase
+ * completes only once lane 0 has arrived. */
+template <class WT, class C>
+__device__ __forceinline__ void stream_copy_bulk(uint32_t dst, const uint8_t *__restrict__ w,
+                                                 size_t row_bytes, int64_t rows, int64_t r0, int st,
+                                                 int lane, uint32_t bar) {
+    const uint8_t *src = w + (size_t)st * WT::STEP_BYTES; /* row 0's step: every row's offset */
+    const uint32_t off = (uint32_t)((uintptr_t)src & 15);
+    const uint32_t span = (off + WT::STEP_BYTES + 15) & ~15u;
+    if (lane == 0) mbar_expect(bar, 16 * span);
+    if (lane < 16) {
+        const int64_t row = r0 + lane < rows ? r0 + lane : rows - 1;
+        bulk_g2s(dst + lane * C::WS, src - off + (size_t)row * row_bytes, span, bar);
     }
 }
 
@@ -1098,13 +1215,11 @@ __device__ __forceinline__ void stream_step(const typename WT::Row (&row)[2],
 
 /* A block of the streaming kernel: row group bx (rows 16 bx ..) of w, token tiles
  * blockIdx.y, K split blockIdx.z; mmq_sm: its dynamic shared memory. */
-template <class WT, int NT, int XM>
-__device__ __forceinline__ void stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w,
-                                             size_t row_bytes, int64_t rows,
-                                             const uint2 *__restrict__ xq,
-                                             const float4 *__restrict__ xs, int ntl, int64_t n,
-                                             float *__restrict__ y, int sps, int nsteps,
-                                             int64_t bx) {
+template <class WT, int NT, int XM, bool BULK>
+__device__ __forceinline__ void
+stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
+             const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl, int64_t n,
+             float *__restrict__ y, int sps, int nsteps, int64_t bx) {
     using C = stream_cfg<WT, NT>;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -1116,10 +1231,28 @@ __device__ __forceinline__ void stream_block(uint8_t *mmq_sm, const uint8_t *__r
     /* this warp's steps: s0 + warp + SW_WARPS k, k < m */
     const int m = s1 - s0 > warp ? (s1 - s0 - warp + SW_WARPS - 1) / SW_WARPS : 0;
     uint8_t *ring = mmq_sm + warp * C::STAGES * C::STAGE;
+    /* BULK: the ring's shared address and its stage barriers */
+    const uint32_t ring_s = (uint32_t)__cvta_generic_to_shared(ring);
+    const uint32_t bar = (uint32_t)__cvta_generic_to_shared(mmq_sm) + C::BAR + warp * C::STAGES * 8;
+    if constexpr (BULK) {
+        if (lane < C::STAGES) mbar_init(bar + 8 * lane);
+        fence_mbar_init();
+        __syncwarp();
+    }
+    (void)ring_s;
+    (void)bar;
 #pragma unroll
     for (int k = 0; k < C::STAGES - 1; k++) {
-        if (k < m) stream_copy<WT, C>(ring + k * C::STAGE, w, row_bytes, rows, r0, s0 + warp + SW_WARPS * k, lane);
-        cp_async_commit();
+        if constexpr (BULK) {
+            if (k < m)
+                stream_copy_bulk<WT, C>(ring_s + k * C::STAGE, w, row_bytes, rows, r0,
+                                        s0 + warp + SW_WARPS * k, lane, bar + 8 * k);
+        } else {
+            if (k < m)
+                stream_copy<WT, C>(ring + k * C::STAGE, w, row_bytes, rows, r0,
+                                   s0 + warp + SW_WARPS * k, lane);
+            cp_async_commit();
+        }
     }
     rlcu::pdl_enter();
     const uint8_t *rp[2];
@@ -1134,13 +1267,23 @@ __device__ __forceinline__ void stream_block(uint8_t *mmq_sm, const uint8_t *__r
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[0][j][e] = 0.0f;
     for (int k = 0; k < m; k++) {
-        cp_async_wait<C::STAGES - 2>();
+        if constexpr (BULK)
+            mbar_wait(bar + 8 * (k % C::STAGES), (uint32_t)(k / C::STAGES) & 1u);
+        else
+            cp_async_wait<C::STAGES - 2>();
         __syncwarp(); /* step k is in for every lane; all are done with step k - 1's stage */
         const int nx = k + C::STAGES - 1;
-        if (nx < m)
-            stream_copy<WT, C>(ring + (nx % C::STAGES) * C::STAGE, w, row_bytes, rows, r0,
-                               s0 + warp + SW_WARPS * nx, lane);
-        cp_async_commit();
+        if constexpr (BULK) {
+            if (nx < m)
+                stream_copy_bulk<WT, C>(ring_s + (nx % C::STAGES) * C::STAGE, w, row_bytes, rows,
+                                        r0, s0 + warp + SW_WARPS * nx, lane,
+                                        bar + 8 * (nx % C::STAGES));
+        } else {
+            if (nx < m)
+                stream_copy<WT, C>(ring + (nx % C::STAGES) * C::STAGE, w, row_bytes, rows, r0,
+                                   s0 + warp + SW_WARPS * nx, lane);
+            cp_async_commit();
+        }
         const int st = s0 + warp + SW_WARPS * k;
         const uint8_t *stg = ring + (k % C::STAGES) * C::STAGE;
         typename WT::Row row[1][2];
@@ -1156,7 +1299,7 @@ __device__ __forceinline__ void stream_block(uint8_t *mmq_sm, const uint8_t *__r
             stream_step<WT, NT, XM == XM_KSTEP>(row[0], xq + tb * 32, xs + tb * 4, ntl, nj, lane, t,
                                                 acc[0]);
     }
-    cp_async_wait<0>();
+    if constexpr (!BULK) cp_async_wait<0>(); /* BULK: every copy issued was waited for */
     __syncthreads(); /* every warp done with its ring: the space holds the sums now */
     float *red = reinterpret_cast<float *>(mmq_sm);
 #pragma unroll
@@ -1178,14 +1321,14 @@ __device__ __forceinline__ void stream_block(uint8_t *mmq_sm, const uint8_t *__r
 
 /* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. XM: the tiled
  * kernel's step kinds (XM_BLOCK, XM_KSTEP: stream_step; XM_INT: step_product_i). */
-template <class WT, int NT, int XM>
+template <class WT, int NT, int XM, bool BULK>
 __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     mmq_stream_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                       const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
                       int64_t n, float *__restrict__ y, int sps, int nsteps) {
     extern __shared__ __align__(16) uint8_t mmq_sm[];
-    stream_block<WT, NT, XM>(mmq_sm, w, row_bytes, rows, xq, xs, ntl, n, y, sps, nsteps,
-                             blockIdx.x);
+    stream_block<WT, NT, XM, BULK>(mmq_sm, w, row_bytes, rows, xq, xs, ntl, n, y, sps, nsteps,
+                                   blockIdx.x);
 }
 
 /* Products of one input joined (RUVLLM_CUDA_MMQ_JOIN, step.c's fuse pass): up to
@@ -1208,7 +1351,7 @@ template <class WT0, class WT1, int NT> struct jcfg {
     static constexpr int SMEM = S0 > S1 ? S0 : S1;
 };
 
-template <class WT0, class WT1, int NT, int XM>
+template <class WT0, class WT1, int NT, int XM, bool BULK>
 __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     mmq_stream_join_kernel(mmq_jsegs sg, const uint2 *__restrict__ xq,
                            const float4 *__restrict__ xs, int ntl, int64_t n, int nsteps) {
@@ -1223,12 +1366,13 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     const int t1 = i == 0 ? sg.wt1[0] : i == 1 ? sg.wt1[1] : sg.wt1[2];
     if constexpr (!std::is_same<WT0, WT1>::value) {
         if (t1) {
-            stream_block<WT1, NT, XM>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps, b - b0);
+            stream_block<WT1, NT, XM, BULK>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps,
+                                            b - b0);
             return;
         }
     }
     (void)t1;
-    stream_block<WT0, NT, XM>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps, b - b0);
+    stream_block<WT0, NT, XM, BULK>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps, b - b0);
 }
 
 /* y[i] = the sum over z of part[z][i], z in order. */
@@ -1255,6 +1399,7 @@ int g_mmq_stream = -1; /* most tokens of the streaming kernel (RUVLLM_CUDA_MMQ_S
 int g_mmq_int = -1;    /* the integer step for k-quants (RUVLLM_CUDA_MMQ_INT=0: off) */
 int g_mmq_wide = -1;   /* 128-row tiles with it (RUVLLM_CUDA_MMQ_WIDE=0: off) */
 int g_mmq_waves = -1;  /* K split by whole waves (RUVLLM_CUDA_MMQ_WAVES=0: while blocks < SMs) */
+int g_mmq_bulk = -1;   /* bulk copies of the weights (RUVLLM_CUDA_MMQ_BULK=0: cp.async) */
 
 /* The streaming kernel up to this many tokens by default; from 17 tokens not for matrices
  * of this many rows (H100, the output head 128256 x 4096 Q6_K at 32 tokens: tiled 324 us,
@@ -1291,6 +1436,7 @@ struct mmq_plan {
     int kind, ntl, NT, MT, S, sps, nsteps;
     bool kq8; /* the tiled kernel's Q8_K step (set by rl__cu_mmq from the activations) */
     bool ik;  /* its integer step (k-quant weights, Q8_K activations, RUVLLM_CUDA_MMQ_INT) */
+    bool bulk; /* the weights by bulk copies (set by rl__cu_mmq / _join: mmq_bulk_ok) */
     dim3 grid;
 };
 
@@ -1329,6 +1475,7 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
     p.ntl = (int)((n + 7) / 8);
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
+    p.bulk = false;
     int64_t bx, by, fill;
     const bool stream =
         (n <= g_mmq_stream && (n <= 16 || rows < STREAM_TALL || g_mmq_stream > STREAM_MAX_N)) ||
@@ -1424,20 +1571,34 @@ cudaError_t launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size
                         xq, xs, p.ntl, n, y, p.sps, p.nsteps);
 }
 
-template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM>
-cudaError_t launch_tile_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM, bool BULK>
+cudaError_t launch_tile_bk(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                            int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     using C = tile_cfg<WT, MT, NT, WM, WN, BPS>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        const cudaError_t e = cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM>,
-                                                   cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+        const cudaError_t e =
+            cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM, BULK>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM>, p.grid, C::THREADS, (size_t)C::SMEM,
-                        s, w, row_bytes, rows, reinterpret_cast<const uint8_t *>(xq),
+    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM, BULK>, p.grid, C::THREADS,
+                        (size_t)C::SMEM, s, w, row_bytes, rows,
+                        reinterpret_cast<const uint8_t *>(xq),
                         reinterpret_cast<const uint8_t *>(xs), p.ntl, n, y, p.sps, p.nsteps);
+}
+
+/* Bulk copies (p.bulk) for the 128-row tiles of the integer step (the batched-decode shapes). */
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM>
+cudaError_t launch_tile_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                           int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    if constexpr (XM == XM_INT && WM == 8)
+        if (p.bulk)
+            return launch_tile_bk<WT, MT, NT, WM, WN, BPS, XM, true>(s, p, w, row_bytes, rows, xq,
+                                                                     xs, n, y);
+    return launch_tile_bk<WT, MT, NT, WM, WN, BPS, XM, false>(s, p, w, row_bytes, rows, xq, xs, n,
+                                                              y);
 }
 
 /* The Q8_K step (step_product_k) where the activations are Q8_K and its extra sums fit
@@ -1461,23 +1622,30 @@ cudaError_t launch_tile(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
         return launch_tile_as<WT, MT, NT, WM, WN, BPS, XM_BLOCK>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
-template <class WT, int NT, int XM>
-cudaError_t launch_stream_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+template <class WT, int NT, int XM, bool BULK>
+cudaError_t launch_stream_bk(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                              int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     using C = stream_cfg<WT, NT>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM>,
+        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM, BULK>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         /* as much shared memory as the SM has: two or three blocks an SM */
-        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM>,
+        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM, BULK>,
                                  cudaFuncAttributePreferredSharedMemoryCarveout, 100);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_stream_kernel<WT, NT, XM>, p.grid, SW_WARPS * 32, (size_t)C::SMEM, s,
-                        w, row_bytes, rows, xq, xs, p.ntl, n, y, p.sps, p.nsteps);
+    return rlcu::launch(mmq_stream_kernel<WT, NT, XM, BULK>, p.grid, SW_WARPS * 32, (size_t)C::SMEM,
+                        s, w, row_bytes, rows, xq, xs, p.ntl, n, y, p.sps, p.nsteps);
+}
+
+template <class WT, int NT, int XM>
+cudaError_t launch_stream_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
+                             int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    if (p.bulk) return launch_stream_bk<WT, NT, XM, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
+    return launch_stream_bk<WT, NT, XM, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
 template <class WT, int NT>
@@ -1512,30 +1680,37 @@ cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
     return launch_mmq<WT, 1, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
-template <class WT0, class WT1, int NT, int XM>
-cudaError_t launch_join_as(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg,
-                           const uint2 *xq, const float4 *xs, int64_t n) {
+template <class WT0, class WT1, int NT, int XM, bool BULK>
+cudaError_t launch_join_as(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
+                           const float4 *xs, int64_t n) {
     using J = jcfg<WT0, WT1, NT>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM>,
+        cudaError_t e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, J::SMEM);
         if (e != cudaSuccess) return e;
-        e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM>,
+        e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK>,
                                  cudaFuncAttributePreferredSharedMemoryCarveout, 100);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_stream_join_kernel<WT0, WT1, NT, XM>, p.grid, SW_WARPS * 32,
+    return rlcu::launch(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK>, p.grid, SW_WARPS * 32,
                         (size_t)J::SMEM, s, sg, xq, xs, p.ntl, n, p.nsteps);
+}
+
+template <class WT0, class WT1, int XM, bool BULK>
+cudaError_t launch_join_bk(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
+                           const float4 *xs, int64_t n) {
+    if (p.NT == 1) return launch_join_as<WT0, WT1, 1, XM, BULK>(s, p, sg, xq, xs, n);
+    if (p.NT == 2) return launch_join_as<WT0, WT1, 2, XM, BULK>(s, p, sg, xq, xs, n);
+    return launch_join_as<WT0, WT1, 4, XM, BULK>(s, p, sg, xq, xs, n);
 }
 
 template <class WT0, class WT1, int XM>
 cudaError_t launch_join(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
                         const float4 *xs, int64_t n) {
-    if (p.NT == 1) return launch_join_as<WT0, WT1, 1, XM>(s, p, sg, xq, xs, n);
-    if (p.NT == 2) return launch_join_as<WT0, WT1, 2, XM>(s, p, sg, xq, xs, n);
-    return launch_join_as<WT0, WT1, 4, XM>(s, p, sg, xq, xs, n);
+    if (p.bulk) return launch_join_bk<WT0, WT1, XM, true>(s, p, sg, xq, xs, n);
+    return launch_join_bk<WT0, WT1, XM, false>(s, p, sg, xq, xs, n);
 }
 
 } // namespace
@@ -1552,11 +1727,20 @@ static bool int_step(int type) {
     return g_mmq_int && g_mmq_kstep && rl__cu_mmq_xmode(type) == 1;
 }
 
-/* (RUVLLM_CUDA_MMQ_INT, _WIDE and _WAVES are read again at each call: kbench sets them.) */
+/* Whether the weights w (rows of row_bytes) can come by bulk copies: 16-byte aligned rows
+ * (every step of every row then starts at one offset modulo 16 and the 16-byte units that
+ * hold it lie within the row), a device with the copy engine, RUVLLM_CUDA_MMQ_BULK not 0. */
+static bool mmq_bulk_ok(const void *w, size_t row_bytes) {
+    if (g_mmq_bulk < 0) g_mmq_bulk = env_int("RUVLLM_CUDA_MMQ_BULK", 1) != 0;
+    return g_mmq_bulk && rlcu::g_sm90 && (uintptr_t)w % 16 == 0 && row_bytes % 16 == 0;
+}
+
+/* (RUVLLM_CUDA_MMQ_INT, _WIDE, _WAVES and _BULK are read again at each call: kbench sets them.) */
 extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep, int stream) {
     g_mmq_int = env_int("RUVLLM_CUDA_MMQ_INT", 1) != 0;
     g_mmq_wide = env_int("RUVLLM_CUDA_MMQ_WIDE", 1) != 0;
     g_mmq_waves = env_int("RUVLLM_CUDA_MMQ_WAVES", 1) != 0;
+    g_mmq_bulk = env_int("RUVLLM_CUDA_MMQ_BULK", 1) != 0;
     g_mmq_stream = stream >= 0 ? stream : env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
     g_mmq_kstep = kstep >= 0 ? kstep == 1 : env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
     g_mmq_tile = tile_min >= 0 ? tile_min : env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
@@ -1601,6 +1785,7 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
     if (g_mmq_staged < 0) g_mmq_staged = env_int("RUVLLM_CUDA_MMQ_STAGED", 0) == 1;
     if (g_mmq_kstep < 0) g_mmq_kstep = env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
     p.kq8 = g_mmq_kstep && rl__cu_mmq_xmode(type) == 1;
+    p.bulk = mmq_bulk_ok(w, row_bytes);
     uint8_t *base = static_cast<uint8_t *>(ws);
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
@@ -1681,9 +1866,11 @@ extern "C" cudaError_t rl__cu_mmq_join(cudaStream_t s, const rl__cu_mmq_seg *sg,
     mmq_plan p = make_plan(sg[0].rows, K, n, fam <= 1);
     mmq_jsegs j = {};
     int64_t bx = 0;
+    p.bulk = true;
     for (int i = 0; i < MMQ_JSEGS; i++) {
         const rl__cu_mmq_seg &g = sg[i < nseg ? i : nseg - 1];
         if (i < nseg) bx += (g.rows + 15) / 16;
+        p.bulk = p.bulk && mmq_bulk_ok(g.w, g.row_bytes);
         j.w[i] = static_cast<const uint8_t *>(g.w);
         j.y[i] = g.y;
         j.rows[i] = g.rows;
