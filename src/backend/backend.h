@@ -112,6 +112,10 @@ typedef struct rl_attn_args {
     const int32_t *span;         /* [n_tok][2]: token t sees cells[span[2t] .. span[2t+1]) */
     float scale;                 /* usually 1/sqrt(head_dim_k) */
     float softcap;               /* 0: none */
+    uint64_t cells_key;          /* 0, or a key that promises: every call with it until the
+                                    backend's next sync has these n_tok, cells and span
+                                    contents (one forward pass's layers), so a backend may
+                                    take them from the first such call */
 } rl_attn_args;
 
 /* One row's chain for sample_to_host: the CPU sampler's (src/sampler/chain.c) restricted to

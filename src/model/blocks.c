@@ -182,6 +182,8 @@ float *rl__blk_attn(rl__fwd *f, int il, const float *h) {
             .span = L->swa ? f->span_swa : f->span_full,
             .scale = hp->kq_scale != 0.0f ? hp->kq_scale : 1.0f / sqrtf((float)hp->head_dim_k),
             .softcap = hp->attn_softcap,
+            /* the pass's cells and spans: the same in every layer of one kind */
+            .cells_key = f->pass_key ? 2 * f->pass_key + (L->swa ? 1 : 0) : 0,
         };
         ops->attention(f->be, &f->kv[il], &a);
     }

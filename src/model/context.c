@@ -21,6 +21,7 @@
 #include "sampler/sampler.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -502,6 +503,12 @@ static int32_t argmax_row(const float *x, int32_t n) {
     return b;
 }
 
+/* A key no other pass of the process has (rl__fwd pass_key): 1, 2, ... */
+static uint64_t next_pass_key(void) {
+    static _Atomic uint64_t last;
+    return atomic_fetch_add(&last, 1) + 1;
+}
+
 rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logits) {
     const rl_model *m = ctx->m;
     if (pass->n_tok < 1 || pass->n_tok > ctx->p.n_batch || pass->n_out < 0 ||
@@ -526,6 +533,7 @@ rl_status rl__context_forward(rl_context *ctx, const rl__pass *pass, float *logi
         .out_ids = pass->out_ids,
         .rope = ctx->rope,
         .host = &ctx->host_arena,
+        .pass_key = next_pass_key(),
     };
     f.logits = rl__fwd_alloc(&f, (int64_t)pass->n_out * m->hp.n_vocab);
     rl_status st = m->arch->forward(&f);

@@ -285,6 +285,7 @@ struct rl__fwd {
     float *logits;               /* [n_out][n_vocab] backend memory: the result */
     const rl_rope_params *rope;  /* [n_layer]: each layer's resolved RoPE */
     rl__arena *host;             /* host scratch (MoE routing), sized by the same dry run */
+    uint64_t pass_key;           /* unique to this pass: its attention calls' cells keys */
     rl_status status;            /* first error of an op */
 };
 
