@@ -432,12 +432,14 @@ static bool wants_logits(const rl_batch *b, int32_t i) {
     return b->logits ? b->logits[i] != 0 : i == b->n_tokens - 1;
 }
 
-/* Check the whole batch against the cache before anything changes. */
+/* Check the whole batch against the cache before anything changes. On success seq_prev
+ * holds each sequence's last position before the batch (seq_last is scratch here). */
 static rl_status validate(rl_context *ctx, const rl_batch *b) {
     const int32_t n = b->n_tokens, n_vocab = ctx->m->hp.n_vocab;
     if (n <= 0) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch: n_tokens = %d, expected >= 1", n);
     if (!b->token) return ctx_fail(ctx, RL_ERR_INVALID_ARG, "batch: token is NULL");
-    seq_pos_max_all(ctx, ctx->seq_last);
+    seq_pos_max_all(ctx, ctx->seq_prev);
+    memcpy(ctx->seq_last, ctx->seq_prev, (size_t)ctx->p.n_seq_max * sizeof(int32_t));
     int32_t n_out = 0;
     for (int32_t i = 0; i < n; i++) {
         rl_token tok = b->token[i];
@@ -600,8 +602,8 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
 
     const rl_model *m = ctx->m;
     const int32_t n_vocab = m->hp.n_vocab;
-    seq_pos_max_all(ctx, ctx->seq_last);
-    memcpy(ctx->seq_prev, ctx->seq_last, (size_t)ctx->p.n_seq_max * sizeof(int32_t));
+    /* validate's scan of the cache (one pass over every cell: 41k at 64 sequences) */
+    memcpy(ctx->seq_last, ctx->seq_prev, (size_t)ctx->p.n_seq_max * sizeof(int32_t));
     int32_t n_out_total = 0;
     for (int32_t b0 = 0; b0 < b->n_tokens; b0 += ctx->p.n_batch) {
         const int32_t n = RL_MIN(ctx->p.n_batch, b->n_tokens - b0);
