@@ -109,6 +109,15 @@ typedef struct cu_store {
     size_t n, cap;
 } cu_store;
 
+/* An attention call's cells and spans in the arena (attn_stage): where, and what the launch
+ * plan needs of them; key and n_tok: the call's (rl_attn_args). */
+typedef struct attn_staged {
+    uint64_t key;
+    int32_t n_tok, maxlen, dense;
+    int64_t umax;
+    size_t at;
+} attn_staged;
+
 typedef struct cu_backend {
     cu_store *store;
     cudaStream_t stream;
@@ -150,10 +159,7 @@ typedef struct cu_backend {
      * the layers after it with that key take it as it is (cu_attention). ak_on:
      * RUVLLM_CUDA_ATTN_KEY=0 stages every layer's (the comparison with the list's memo). */
     bool ak_on, ak_valid;
-    uint64_t ak_key;
-    int32_t ak_ntok, ak_maxlen, ak_dense;
-    int64_t ak_umax;
-    size_t ak_at;
+    attn_staged ak;
     rl_status err;
 } cu_backend;
 
@@ -932,8 +938,7 @@ static int32_t attn_dense(const rl_attn_args *a, int64_t *umax) {
     return read <= 4 * seen;
 }
 
-static bool attn_stage(cu_backend *c, const rl_attn_args *a, size_t *at_out, int32_t *maxlen_out,
-                       int32_t *dense_out, int64_t *umax_out);
+static bool attn_stage(cu_backend *c, const rl_attn_args *a, attn_staged *st);
 
 /* The spans relative to the part of the cell list they touch, then that part, go to the
  * arena (attn_stage: once a pass, through its cells key, or found by content in the list's
@@ -958,17 +963,11 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
         }
         return;
     }
-    size_t at;
-    int32_t maxlen = 0, dense;
-    int64_t umax;
-    const size_t ns = 2 * (size_t)a->n_tok;
-    if (c->ak_on && a->cells_key && c->ak_valid && c->ak_key == a->cells_key &&
-        c->ak_ntok == a->n_tok) { /* an earlier layer of this pass staged them */
-        at = c->ak_at;
-        maxlen = c->ak_maxlen;
-        dense = c->ak_dense;
-        umax = c->ak_umax;
-    } else if (!attn_stage(c, a, &at, &maxlen, &dense, &umax)) {
+    attn_staged st;
+    if (c->ak_on && a->cells_key && c->ak_valid && c->ak.key == a->cells_key &&
+        c->ak.n_tok == a->n_tok) { /* an earlier layer of this pass staged them */
+        st = c->ak;
+    } else if (!attn_stage(c, a, &st)) {
         return;
     }
 
@@ -993,18 +992,17 @@ static void cu_attention(rl_backend *be, const rl_kv_layer *kv, const rl_attn_ar
     ca->softcap = a->softcap;
     ca->ws = c->ws;
     ca->cnt = c->attn_cnt;
-    ca->dense = dense;
-    rl__cu_attn_plan(ca, maxlen, umax, c->store->n_sm, CU_WS_BYTES); /* the pieces */
-    r->attn.span_at = at;
-    r->attn.cells_at = at + ns * sizeof(int32_t);
+    ca->dense = st.dense;
+    rl__cu_attn_plan(ca, st.maxlen, st.umax, c->store->n_sm, CU_WS_BYTES); /* the pieces */
+    r->attn.span_at = st.at;
+    r->attn.cells_at = st.at + 2 * (size_t)a->n_tok * sizeof(int32_t);
 }
 
 /* The spans of a (relative to the part of the cell list they touch), then that part, into
- * the arena at *at (or where the list's memo has them); the longest span, whether the
+ * the arena at st->at (or where the list's memo has them); the longest span, whether the
  * tokens share their cells (attn_dense) and its longest block union. With a cells key the
- * result is kept for the pass's later layers (ak_*). false when out of memory. */
-static bool attn_stage(cu_backend *c, const rl_attn_args *a, size_t *at_out, int32_t *maxlen_out,
-                       int32_t *dense_out, int64_t *umax_out) {
+ * result is kept for the pass's later layers (ak). false when out of memory. */
+static bool attn_stage(cu_backend *c, const rl_attn_args *a, attn_staged *st) {
     int32_t lo = INT32_MAX, hi = 0, maxlen = 0;
     for (int32_t t = 0; t < a->n_tok; t++) {
         const int32_t b = a->span[2 * t], e = a->span[2 * t + 1];
@@ -1036,17 +1034,10 @@ static bool attn_stage(cu_backend *c, const rl_attn_args *a, size_t *at_out, int
     if (nc) memcpy(pl + ns, a->cells + lo, nc * sizeof(int32_t));
     size_t at;
     if (!memo_stage(c, kb, pl, pb, cap, &at)) return false;
-    *at_out = at;
-    *maxlen_out = maxlen;
-    *dense_out = dense;
-    *umax_out = umax;
+    *st = (attn_staged){.key = a->cells_key, .n_tok = a->n_tok, .maxlen = maxlen, .dense = dense,
+                        .umax = umax, .at = at};
+    c->ak = *st;
     c->ak_valid = a->cells_key != 0;
-    c->ak_key = a->cells_key;
-    c->ak_ntok = a->n_tok;
-    c->ak_at = at;
-    c->ak_maxlen = maxlen;
-    c->ak_dense = dense;
-    c->ak_umax = umax;
     return true;
 }
 
