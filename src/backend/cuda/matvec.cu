@@ -79,7 +79,7 @@ template <int N> __device__ __forceinline__ void cp_wait() {
 }
 
 /* RUVLLM_CUDA_MV_BULK=a,b,c,d,e (per type as RUVLLM_CUDA_MV_R; bit TI of c_mv_bulk; default
- * 1,1,1,0,0: Q4_K, Q6_K, Q8_0): each row piece of an item is one bulk copy (cp.async.bulk, the copy
+ * 1,1,1,0,1: all but Q4_0): each row piece of an item is one bulk copy (cp.async.bulk, the copy
  * engine), issued by lane 0, and each stage of a warp's ring completes on an mbarrier of its
  * own (PTX ISA, "cp.async.bulk", "mbarrier"), instead of R x CB / 16 16-byte cp.async pieces
  * spread over the lanes: no copy instructions in the load/store unit (Nsight Compute, 8B
@@ -91,7 +91,11 @@ template <int N> __device__ __forceinline__ void cp_wait() {
  * so only Q8_0 by default then. Later, with activations an item ahead (below) for Q4_K and
  * Q6_K too (one call, alternated, three times): 8B Q4_K_M tg0 395.7, 394.0, 391.0 -> 401.8,
  * 399.3, 400.1 (bulk and XPF for every type against the defaults then): so Q4_K, Q6_K and
- * Q8_0 by default (1,1,1,0,0). */
+ * Q8_0 by default (1,1,1,0,0). F16 too since (2026-11-27, one call, alternated twice: 8B F16
+ * tg0 175.1, 176.2 -> 177.7, 177.5; in an earlier call +0.7% and -0.4%): 1,1,1,0,1. A cap on
+ * the blocks a multiprocessor takes (room beside them for the next kernel's) made every
+ * type slower (8B F16 at one block 166 vs 176, Q8_0 at two 269 vs 285, 1B Q4_K_M at one
+ * 1,238 vs 1,387): these products want every warp that fits. */
 __constant__ int c_mv_bulk = 0;
 constexpr int MV_BARS = 8;                                        /* stages at most */
 constexpr size_t MV_BAR_BYTES = (size_t)MV_WARPS * MV_BARS * 8; /* after the rings */
@@ -900,8 +904,10 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
         return rows <= 1024 ? 0 : (rows >= 8192 && K <= 2048) || (rows <= 2048 && K >= 8192) ? 4 : 2;
     case 1: /* Q6_K */
         return rows >= 2048 ? 4 : 2;
-    case 2: /* Q8_0 */
-        return rows >= 8192 || K >= 8192 ? 4 : 2;
+    case 2: /* Q8_0: 4 at every shape (H100, 2026-11-27, bench_cuda tg0, one call, alternated
+               twice: 8B Q8_0 285.2, 284.1 -> 289.4, 289.2 against 2 rows for the q/k/v and
+               output products) */
+        return 4;
     case 3: /* Q4_0 */
         return rows >= 8192 ? 1 : 2;
     default: /* F16 */
@@ -1283,7 +1289,7 @@ extern "C" void rl__cu_matvec_config(bool on, int type, int rows_per_item) {
  * RUVLLM_CUDA_MV_Q4K4=0: Q4_K through MQ4_K1 (8 lanes a super-block) at every K;
  * RUVLLM_CUDA_MV_GLUEND=0: the gate/up product counts its gated values after every group
  * of rows (c_mv_glu_end); RUVLLM_CUDA_MV_BULK=a,b,c,d,e (1: on, per type as
- * RUVLLM_CUDA_MV_R; default 1,1,1,0,0; =0 all off): bulk copies (c_mv_bulk);
+ * RUVLLM_CUDA_MV_R; default 1,1,1,0,1; =0 all off): bulk copies (c_mv_bulk);
  * RUVLLM_CUDA_MV_XPF=a,b,c,d,e (the same; default 1,1,1,0,1): activations an item ahead
  * (g_mv_xpf). */
 extern "C" cudaError_t rl__cu_init_matvec(void) {
@@ -1296,7 +1302,7 @@ extern "C" cudaError_t rl__cu_init_matvec(void) {
     g_mv_q8k = !(q8k && q8k[0] == '0');
     g_mv_multi = !(mm && mm[0] == '0');
     const char *bk = getenv("RUVLLM_CUDA_MV_BULK"), *xf = getenv("RUVLLM_CUDA_MV_XPF");
-    g_mv_bulk = mv_type_mask(bk ? bk : "1,1,1,0,0"); /* c_mv_bulk: Q4_K, Q6_K, Q8_0 */
+    g_mv_bulk = mv_type_mask(bk ? bk : "1,1,1,0,1"); /* c_mv_bulk: all but Q4_0 */
     if (!rlcu::g_sm90) g_mv_bulk = 0;                 /* no bulk copies before sm_90 */
     g_mv_xpf = mv_type_mask(xf ? xf : "1,1,1,0,1"); /* all but Q4_0 */
     for (int i = 0; i < MV_TYPES; i++) g_mv_rows[i] = -1;
