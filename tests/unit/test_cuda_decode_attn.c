@@ -5,18 +5,22 @@
  * attention: the whole K and V caches bit for bit (the new row's rotation and F16 rounding
  * are the CPU's), the output within nmse 1e-7 (float attention), over three passes from the
  * same inputs (run eagerly, captured, replayed as a graph) that must give the same bits.
- * Head sizes 64, 128 and 256, GQA 1 to 4, normal and neox rotation, partial rotation (n_rot <
+ * Head sizes 64, 128 and 256, GQA 1 to 8, normal and neox rotation, partial rotation (n_rot <
  * head size), spans of 1 to 4096 cells with the token's cell anywhere in the list (one or
  * many pieces, merged in the kernel or by the combine kernel, RUVLLM_CUDA_ATTN_MERGE=0; up
- * to 8 query heads a block, RUVLLM_CUDA_ATTN_VEC_HPB=0), with and without the product.
+ * to 8 query heads a block, RUVLLM_CUDA_ATTN_VEC_HPB=0; spans of up to 256 cells on the
+ * short kernel with the RoPE and cache write joined to it, without the join,
+ * RUVLLM_CUDA_ATTN_ROPE=0, and on the kernels before it, RUVLLM_CUDA_ATTN_SHORT=0), with and
+ * without the product.
  * Outputs start as NaN, so every value must be written.
  * RUVLLM_DECODE_ATTN_BENCH=1 also times that part of a decode step per layer (rope, K/V write,
  * attention, a 256-row Q4_K product of its output) over 32 layers of their own caches (the
  * KV of 32 layers rotates through L2), 4 steps a queued list replayed as a graph (wall clock
  * around each list's sync, median of 7 x 10 lists), for the 8B (32/8 heads of 128) and 1B
- * (32/8 of 64) shapes over 16 to 4096 cells, under the default settings and with the fuse
- * pass off (RUVLLM_CUDA_FUSE=0); =2 times only (RUVLLM_DECODE_ATTN_BENCH_ONLY: the shapes whose
- * name holds it). Without a CUDA device the program reports itself skipped. */
+ * (32/8 of 64) shapes over 16 to 4096 cells, under the default settings, with the short
+ * kernel off (RUVLLM_CUDA_ATTN_SHORT=0), its joined RoPE off (RUVLLM_CUDA_ATTN_ROPE=0) and
+ * the fuse pass off (RUVLLM_CUDA_FUSE=0); =2 times only (RUVLLM_DECODE_ATTN_BENCH_ONLY: the
+ * shapes whose name holds it). Without a CUDA device the program reports itself skipped. */
 #include "backend/backend.h"
 #include "gpu.h"
 #include "rng.h"
@@ -301,6 +305,16 @@ TEST(attn_decode_part) {
         {8, 8, 128, 128, RL_ROPE_NORMAL, 300, false, false},
         {12, 4, 64, 32, RL_ROPE_NEOX, 200, true, true},
         {16, 4, 128, 128, RL_ROPE_NEOX, 1500, true, true},
+        /* the short kernel's spans (up to 256 cells), GQA 4 and 8, heads of 64 and 128 */
+        {32, 8, 64, 64, RL_ROPE_NORMAL, 1, true, true},
+        {32, 8, 64, 64, RL_ROPE_NORMAL, 64, false, true},
+        {32, 8, 64, 64, RL_ROPE_NEOX, 128, true, true},
+        {32, 8, 64, 64, RL_ROPE_NORMAL, 256, false, true},
+        {32, 8, 64, 64, RL_ROPE_NORMAL, 257, true, true},
+        {32, 4, 128, 128, RL_ROPE_NORMAL, 200, false, true},
+        {16, 2, 64, 64, RL_ROPE_NEOX, 129, true, true},
+        {32, 8, 128, 96, RL_ROPE_NEOX, 77, false, true},
+        {32, 8, 128, 128, RL_ROPE_NORMAL, 256, true, false},
     };
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
         tok_case c;
@@ -314,6 +328,11 @@ TEST(attn_decode_part) {
         /* pieces merged by the combine kernel; up to 8 query heads a block */
         if (i % 3 == 0) check_case(&c, cs[i].product, "RUVLLM_CUDA_ATTN_MERGE", "0", what);
         if (i % 4 == 1) check_case(&c, cs[i].product, "RUVLLM_CUDA_ATTN_VEC_HPB", "0", what);
+        /* the short kernel without the joined RoPE and cache write; the kernels before it */
+        if (cs[i].n_list <= 300 && i % 2 == 0)
+            check_case(&c, cs[i].product, "RUVLLM_CUDA_ATTN_ROPE", "0", what);
+        if (cs[i].n_list <= 300 && i % 2 == 1)
+            check_case(&c, cs[i].product, "RUVLLM_CUDA_ATTN_SHORT", "0", what);
         case_free(&c);
     }
     fprintf(stderr, "decode_attn: %d cases, worst nmse vs the CPU %.3g\n", g_cases, g_worst);
@@ -389,19 +408,26 @@ static void bench(void) {
         int32_t cells;
     } shapes[] = {
         {"8B 1 x 16", 32, 8, 128, RL_ROPE_NORMAL, 16},
+        {"8B 1 x 64", 32, 8, 128, RL_ROPE_NORMAL, 64},
         {"8B 1 x 128", 32, 8, 128, RL_ROPE_NORMAL, 128},
+        {"8B 1 x 256", 32, 8, 128, RL_ROPE_NORMAL, 256},
         {"8B 1 x 640", 32, 8, 128, RL_ROPE_NORMAL, 640},
         {"8B 1 x 4096", 32, 8, 128, RL_ROPE_NORMAL, 4096},
         {"1B 1 x 16", 32, 8, 64, RL_ROPE_NORMAL, 16},
+        {"1B 1 x 64", 32, 8, 64, RL_ROPE_NORMAL, 64},
         {"1B 1 x 128", 32, 8, 64, RL_ROPE_NORMAL, 128},
+        {"1B 1 x 256", 32, 8, 64, RL_ROPE_NORMAL, 256},
         {"1B 1 x 640", 32, 8, 64, RL_ROPE_NORMAL, 640},
         {"1B 1 x 4096", 32, 8, 64, RL_ROPE_NORMAL, 4096},
     };
     enum { NS = sizeof shapes / sizeof shapes[0] };
     static const bench_col cols[] = {
         {"default", NULL},
+        {"short kernel off", "RUVLLM_CUDA_ATTN_SHORT=0"},
+        {"its RoPE join off", "RUVLLM_CUDA_ATTN_ROPE=0"},
         {"fuse pass off", "RUVLLM_CUDA_FUSE=0"},
         {"default again", NULL},
+        {"short off again", "RUVLLM_CUDA_ATTN_SHORT=0"},
     };
     enum { NC = sizeof cols / sizeof cols[0] };
     static double us[NC][NS];

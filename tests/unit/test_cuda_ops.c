@@ -916,6 +916,20 @@ TEST(cuda_attention) {
         {"gqa4 f16 decode 3000", RL_TYPE_F16, 32, 8, 128, 128, 3000, 2, 0.0f, true},
         {"gqa2 f16 hd256", RL_TYPE_F16, 4, 2, 256, 256, 90, 40, 0.0f, false},
         {"gqa2 f32 hd80 long", RL_TYPE_F32, 8, 4, 80, 80, 1000, 1, 0.0f, true},
+        /* single tokens over short spans (the short kernel up to 256 cells, F16 heads of 64
+         * and 128; past it, and Q8_0, the other kernels) */
+        {"1tok gqa4 f16 hd64 x1", RL_TYPE_F16, 32, 8, 64, 64, 1, 1, 0.0f, true},
+        {"1tok gqa4 f16 hd64 x64", RL_TYPE_F16, 32, 8, 64, 64, 64, 1, 0.0f, true},
+        {"1tok gqa4 f16 hd64 x100", RL_TYPE_F16, 32, 8, 64, 64, 100, 1, 0.0f, true},
+        {"1tok gqa4 f16 hd128 x129", RL_TYPE_F16, 32, 8, 128, 128, 129, 1, 0.0f, true},
+        {"1tok gqa8 f16 hd128 x256", RL_TYPE_F16, 16, 2, 128, 128, 256, 1, 0.0f, true},
+        {"1tok gqa8 f16 hd64 x200 cap", RL_TYPE_F16, 16, 2, 64, 64, 200, 1, 30.0f, true},
+        {"1tok gqa3 f16 hd64 x77", RL_TYPE_F16, 12, 4, 64, 64, 77, 1, 0.0f, true},
+        {"1tok gqa2 f16 hd64 x40", RL_TYPE_F16, 4, 2, 64, 64, 40, 1, 0.0f, true},
+        {"1tok mha f16 hd128 x33", RL_TYPE_F16, 8, 8, 128, 128, 33, 1, 0.0f, true},
+        {"1tok gqa4 f16 hd128 x300", RL_TYPE_F16, 32, 8, 128, 128, 300, 1, 0.0f, true},
+        {"1tok gqa4 q8_0 hd64 x100", RL_TYPE_Q8_0, 32, 8, 64, 64, 100, 1, 0.0f, true},
+        {"1tok gqa8 q8_0 hd128 x250", RL_TYPE_Q8_0, 16, 2, 128, 128, 250, 1, 0.0f, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) check_attention(&cases[i]);
 }

@@ -28,9 +28,18 @@
  * with several, the last block of each (token, KV head, head group) to finish merges the
  * pieces (a counter per such block) as the combine kernel would, so that is one launch too.
  *
+ * Decode of a single token over a short span (up to 256 cells; F16 caches, heads of 64 or
+ * 128, the short kernel below): one block of 256 threads per KV head holds the whole span
+ * in shared memory, so the call is a few short phases between barriers instead of a
+ * warp's chain of chunks; the fuse pass may give it the RoPE and cache write of the token
+ * too (one launch instead of two, the span's older rows copied before the PDL wait).
+ *
  * Dispatch (rl__cu_attn_plan decides, at record time, then rl__cu_attention follows):
- * prefill of F16 caches (many tokens sharing their cells, the host's `dense`) goes to the
- * tensor-core kernel (fattn.cu); up to VEC_MAX_TOK tokens that do not share cells (batched
+ * single tokens over spans of up to g_short cells (the power of two above the longest) go
+ * to the short kernel (RUVLLM_CUDA_ATTN_SHORT=0: off, =64 / 128 / 256: its longest span;
+ * RUVLLM_CUDA_ATTN_ROPE=0: no RoPE joined to it); prefill of F16 caches (many tokens
+ * sharing their cells, the host's `dense`) goes to the tensor-core kernel (fattn.cu); up to
+ * VEC_MAX_TOK tokens that do not share cells (batched
  * decode, each token its own sequence), few-token calls and single tokens go to the vec
  * kernel where it applies (with RUVLLM_CUDA_ATTN_MERGE=0 single tokens over short spans stay
  * on the TILED kernel and its combine: VEC_1TOK), more
@@ -1269,6 +1278,303 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
     vec_finish<D, Q8>(a, t, split, head0, nh, HC, red, mw, lw, LN2, xq, cnt, vsm, false);
 }
 
+/* ---- decode of one token over a short span (the "short" kernel) ----
+ * At the spans of a chat's first few hundred tokens a decode step's attention is a chain of
+ * latencies, not of bytes (1B shape at 128 cells: 256 KB of K/V rows in all, 8 blocks of the
+ * vec kernel each walking its chunks in a serial chain, then the warps' merge). Here one
+ * block of 256 threads serves one (token, KV head) with every query head of its GQA group
+ * and the whole span in shared memory: the K and V rows of all its cells arrive together
+ * (cp.async), then three short phases, each spread over the whole block, between barriers:
+ * the scores S[h][c] = q_h . k_c (four lanes a cell, a quarter of the head each, their sums
+ * joined by halving shuffles), the softmax of each head (a warp a head, exp(s - max) and
+ * the sum), and O[h] = sum_c p[h][c] v_c / l_h (a thread per pair of value dimensions and
+ * slice of the cells, the slices joined by halving shuffles); with Q8 the block's outputs
+ * are also quantized in q8 blocks of 256 (attn_combine_q8_kernel's layout) for the product
+ * after it. The arithmetic is float throughout; the sums' order is the block's own.
+ * ROPE (the fuse pass's rope_kv joined to this launch, rl__cu_attn's rope_*): the block also
+ * rotates its query heads and its KV head's k (bit for bit as rope_kv_kernel: each product
+ * rounded on its own) and writes k and v to the token's cache row; every other row of the
+ * span is then one only this launch writes (a step writes a layer's cache in its rope_kv
+ * alone), so those rows are copied before the PDL wait, while the kernel before still runs,
+ * and the rows of the token's own cell are filled from the block's fresh values. Without
+ * ROPE the kernel before writes the token's row, so every copy waits.
+ * Shared memory: K rows [cap][D + 32] and V rows [cap][D + 64 / RS] (f16; the paddings make
+ * each phase's reads free of bank conflicts), scores [NH][cap], queries, the output and
+ * 1 / l [NH][D], [NH][D], [NH], the rotation [D], cell ids and the token's rows [cap] each. */
+constexpr int SHORT_THREADS = 256;
+constexpr int SHORT_MAX = 256; /* the longest span bucket the kernel takes */
+constexpr int SHORT_LPC = 4;   /* lanes a cell's scores */
+
+template <int D> struct short_shape {
+    static constexpr int RS = SHORT_THREADS / (D / 2); /* cell slices of the p v sums */
+    static constexpr int KLD = D + 32;                 /* halves a K row: rows 16 banks apart */
+    static constexpr int VLD = D + 64 / RS; /* halves a V row: rows 32 / RS banks apart */
+};
+
+/* Shared bytes of a short block: heads NH, room for cap cells. */
+size_t short_smem(int D, int cap) {
+    const int RS = SHORT_THREADS / (D / 2), KLD = D + 32, VLD = D + 64 / RS, NH = HC;
+    return (size_t)cap * (KLD + VLD) * sizeof(__half) +
+           sizeof(float) * ((size_t)NH * cap + 2 * (size_t)NH * D + NH + D) +
+           sizeof(int) * (2 * (size_t)cap + 4);
+}
+
+/* The sums of C values over the N lanes (N a power of two up to 32) that differ in the
+ * lane bits below N, by halving: at each step a lane keeps half of its values (the upper
+ * half where its lane bit is set) and adds its partner's values of that half, C - 1
+ * shuffles where C >= N instead of C log2(N); past one value, plain butterfly steps. After
+ * it, with C >= N lane l holds values (l % N) (C / N) + k in v[k], k < C / N; with C < N,
+ * value (l % N) / (N / C) in v[0]. */
+template <int C, int N> __device__ __forceinline__ void halving_sums(float (&v)[C], int lane) {
+    int c = C;
+#pragma unroll
+    for (int o = N / 2; o > 0; o >>= 1) {
+        if (c > 1) {
+            const bool up = (lane & o) != 0;
+#pragma unroll
+            for (int i = 0; i < C / 2; i++) {
+                if (i < c / 2) {
+                    const float give = up ? v[i] : v[i + c / 2];
+                    const float keep = up ? v[i + c / 2] : v[i];
+                    v[i] = keep + __shfl_xor_sync(0xffffffffu, give, o);
+                }
+            }
+            c >>= 1;
+        } else {
+            v[0] += __shfl_xor_sync(0xffffffffu, v[0], o);
+        }
+    }
+}
+
+template <int D, int NH, bool Q8, bool ROPE>
+__global__ void __launch_bounds__(SHORT_THREADS) short_kernel(rl__cu_attn a, int8_t *xq) {
+    using S = short_shape<D>;
+    constexpr int NT = SHORT_THREADS, LPC = SHORT_LPC, KLD = S::KLD, VLD = S::VLD, RS = S::RS;
+    constexpr int CH = D / 8;      /* 16-byte pieces a row */
+    constexpr int PPL = CH / LPC;  /* of them a score lane's */
+    constexpr int RPP = NT / LPC;  /* cells a pass of the scores */
+    constexpr int DP = D / 2;      /* pairs of value dimensions */
+    extern __shared__ __align__(16) unsigned char ssm[];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = (int)(blockIdx.x % a.n_head_kv);
+    const int64_t t = blockIdx.x / a.n_head_kv;
+    const int G = a.n_head / a.n_head_kv, head0 = g * G, cap = a.split_len;
+    __half *ks = reinterpret_cast<__half *>(ssm);       /* [cap][KLD] */
+    __half *vs = ks + (size_t)cap * KLD;                /* [cap][VLD] */
+    float *sc = reinterpret_cast<float *>(vs + (size_t)cap * VLD); /* [NH][cap] scores, then p */
+    float *qs = sc + (size_t)NH * cap;                  /* [NH][D] */
+    float *ob = qs + NH * D;                            /* [NH][D] the output (Q8) */
+    float *linv = ob + NH * D;                          /* [NH] 1 / l */
+    float *tabs = linv + NH;                            /* [D] ROPE: cos, sin pairs */
+    int *cid = reinterpret_cast<int *>(tabs + D);       /* [cap] the span's cells */
+    int *nrow = cid + cap;                              /* [cap] ROPE: rows of the token's cell */
+    int *nnew = nrow + cap;                             /* their count */
+
+    /* before the wait: the span, its cell ids, the rotation (the step's arena, written by
+     * no kernel) and with ROPE the rows of every other cell */
+    const int32_t b = a.span[2 * t], e = a.span[2 * t + 1];
+    const int L = e > b ? min(e - b, cap) : 0;
+    const uint8_t *kt = static_cast<const uint8_t *>(a.k) + (size_t)g * D * sizeof(__half);
+    const uint8_t *vt = static_cast<const uint8_t *>(a.v) + (size_t)g * D * sizeof(__half);
+    int newcell = -1;
+    if constexpr (ROPE) {
+        newcell = a.rope_cell[t];
+        for (int i = tid; i < a.rope_n_rot; i += NT) tabs[i] = a.rope_tab[t * a.rope_n_rot + i];
+        if (tid == 0) *nnew = 0;
+    }
+    for (int r = tid; r < L; r += NT) cid[r] = a.cells[b + r];
+    __syncthreads();
+    auto copies = [&](bool skip_new) {
+#pragma unroll 4
+        for (int i = tid; i < L * CH; i += NT) {
+            const int r = i / CH, p = i % CH;
+            const int cell = cid[r];
+            if (skip_new && cell == newcell) continue;
+            cp16(ks + (size_t)r * KLD + 8 * p, kt + (size_t)cell * a.k_row_bytes + 16 * p);
+            cp16(vs + (size_t)r * VLD + 8 * p, vt + (size_t)cell * a.v_row_bytes + 16 * p);
+        }
+        cp_commit();
+    };
+    if constexpr (ROPE) {
+        copies(true);
+        for (int r = tid; r < L; r += NT)
+            if (cid[r] == newcell) nrow[atomicAdd(nnew, 1)] = r;
+    }
+    rlcu::pdl_enter();
+
+    const float *qg = a.q + t * a.q_ld + (int64_t)head0 * D;
+    if constexpr (ROPE) {
+        /* a thread per pair: the G heads' q pairs, then k's, then v's (rope_kv_kernel's) */
+        __syncthreads(); /* nrow, nnew */
+        const int half = a.rope_n_rot / 2, nq = G * DP, nn = *nnew;
+        float *kg = const_cast<float *>(a.rope_k) + t * a.rope_ld_k + (int64_t)g * D;
+        const float *vg = a.rope_v + t * a.rope_ld_v + (int64_t)g * D;
+        __half *krow = reinterpret_cast<__half *>(const_cast<void *>(a.k)) +
+                       ((size_t)newcell * a.k_row_bytes) / sizeof(__half) + (size_t)g * D;
+        __half *vrow = reinterpret_cast<__half *>(const_cast<void *>(a.v)) +
+                       ((size_t)newcell * a.v_row_bytes) / sizeof(__half) + (size_t)g * D;
+        for (int j = tid; j < nq + 2 * DP; j += NT) {
+            if (j < nq + DP) {
+                const bool isq = j < nq;
+                const int jj = isq ? j : j - nq, h = jj / DP, i = jj % DP;
+                const bool rot = i < half;
+                int i0 = 2 * i, i1 = 2 * i + 1;
+                float cs = 0.0f, sn = 0.0f;
+                if (rot) {
+                    cs = tabs[2 * i];
+                    sn = tabs[2 * i + 1];
+                    i0 = a.rope_neox ? i : 2 * i;
+                    i1 = a.rope_neox ? i + half : 2 * i + 1;
+                }
+                float *xp = isq ? const_cast<float *>(qg) + (int64_t)h * D : kg;
+                const float x0 = xp[i0], x1 = xp[i1];
+                float y0 = x0, y1 = x1;
+                if (rot) {
+                    y0 = __fsub_rn(__fmul_rn(x0, cs), __fmul_rn(x1, sn));
+                    y1 = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
+                    xp[i0] = y0;
+                    xp[i1] = y1;
+                }
+                if (isq) {
+                    qs[h * D + i0] = y0;
+                    qs[h * D + i1] = y1;
+                } else {
+                    const __half h0 = __float2half_rn(y0), h1 = __float2half_rn(y1);
+                    krow[i0] = h0;
+                    krow[i1] = h1;
+                    for (int n = 0; n < nn; n++) {
+                        ks[(size_t)nrow[n] * KLD + i0] = h0;
+                        ks[(size_t)nrow[n] * KLD + i1] = h1;
+                    }
+                }
+            } else {
+                const int i = j - nq - DP;
+                const __half2 hv = __floats2half2_rn(vg[2 * i], vg[2 * i + 1]);
+                *reinterpret_cast<__half2 *>(vrow + 2 * i) = hv;
+                for (int n = 0; n < nn; n++)
+                    *reinterpret_cast<__half2 *>(vs + (size_t)nrow[n] * VLD + 2 * i) = hv;
+            }
+        }
+    } else {
+        copies(false);
+        for (int i = tid; i < G * D; i += NT) qs[i] = qg[i];
+    }
+    for (int i = G * D + tid; i < NH * D; i += NT) qs[i] = 0.0f; /* heads past G: zero scores */
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+    __syncthreads();
+
+    /* scores: four lanes a cell, lane sub the 16-byte pieces sub, sub + 4, ... of the row
+     * (a quarter-warp's reads: two rows' 64 contiguous bytes, 16 banks apart) */
+    const int sub = lane % LPC;
+    for (int r0 = 0; r0 < L; r0 += RPP) {
+        const int r = r0 + tid / LPC;
+        const __half *kr = ks + (size_t)min(r, L - 1) * KLD;
+        float sv[NH];
+#pragma unroll
+        for (int h = 0; h < NH; h++) sv[h] = 0.0f;
+#pragma unroll
+        for (int j = 0; j < PPL; j++) {
+            const int p = j * LPC + sub;
+            float kv[8];
+            hload<8>(kr + 8 * p, kv);
+#pragma unroll
+            for (int h = 0; h < NH; h++) {
+                const float4 x0 = *reinterpret_cast<const float4 *>(qs + h * D + 8 * p);
+                const float4 x1 = *reinterpret_cast<const float4 *>(qs + h * D + 8 * p + 4);
+                sv[h] += x0.x * kv[0] + x0.y * kv[1] + x0.z * kv[2] + x0.w * kv[3] +
+                         x1.x * kv[4] + x1.y * kv[5] + x1.z * kv[6] + x1.w * kv[7];
+            }
+        }
+        halving_sums<NH, LPC>(sv, lane);
+        if (r < L) {
+            /* KEEP heads a lane, or a head every SPREAD lanes */
+            constexpr int KEEP = NH >= LPC ? NH / LPC : 1, SPREAD = NH >= LPC ? 1 : LPC / NH;
+#pragma unroll
+            for (int k = 0; k < KEEP; k++) {
+                const int h = sub / SPREAD * KEEP + k;
+                if (sub % SPREAD == 0) {
+                    float x = sv[k] * a.scale;
+                    if (a.softcap > 0.0f) x = tanhf(x / a.softcap) * a.softcap;
+                    sc[(size_t)h * cap + r] = x;
+                }
+            }
+        }
+    }
+    __syncthreads();
+
+    /* softmax: a warp a head, a lane every 32nd cell; p replaces the score */
+    for (int h = warp; h < G; h += NT / 32) {
+        float x[SHORT_MAX / 32];
+        float m = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < SHORT_MAX / 32; j++) {
+            const int r = lane + 32 * j;
+            x[j] = r < L ? sc[(size_t)h * cap + r] : -INFINITY;
+            m = fmaxf(m, x[j]);
+        }
+        m = warp_max(m);
+        float l = 0.0f;
+#pragma unroll
+        for (int j = 0; j < SHORT_MAX / 32; j++) {
+            const int r = lane + 32 * j;
+            if (r < L) {
+                const float p = expf(x[j] - m);
+                sc[(size_t)h * cap + r] = p;
+                l += p;
+            }
+        }
+        l = warp_sum(l);
+        if (lane == 0) linv[h] = l > 0.0f ? 1.0f / l : 0.0f;
+    }
+    __syncthreads();
+
+    /* O = P V: thread (pair dp, slice rs) sums cells rs, rs + RS, ... of both dimensions for
+     * every head, then the RS slices (lane bits below RS) are joined by halving */
+    const int rs = tid % RS, dp = tid / RS;
+    float o[2 * NH];
+#pragma unroll
+    for (int i = 0; i < 2 * NH; i++) o[i] = 0.0f;
+#pragma unroll 4
+    for (int r = rs; r < L; r += RS) {
+        const float2 v =
+            __half22float2(*reinterpret_cast<const __half2 *>(vs + (size_t)r * VLD + 2 * dp));
+#pragma unroll
+        for (int h = 0; h < NH; h++) {
+            const float p = sc[(size_t)h * cap + r];
+            o[2 * h] += p * v.x;
+            o[2 * h + 1] += p * v.y;
+        }
+    }
+    halving_sums<2 * NH, RS>(o, lane);
+    {
+        constexpr int KEEP = 2 * NH >= RS ? 2 * NH / RS : 1,
+                      SPREAD = 2 * NH >= RS ? 1 : RS / (2 * NH);
+#pragma unroll
+        for (int k = 0; k < KEEP; k++) {
+            const int idx = rs / SPREAD * KEEP + k;
+            const int h = idx / 2, d = 2 * dp + idx % 2;
+            if (rs % SPREAD == 0 && h < G) {
+                const float val = o[k] * linv[h];
+                a.out[t * a.out_ld + (int64_t)(head0 + h) * D + d] = val;
+                if constexpr (Q8) ob[h * D + d] = val;
+            }
+        }
+    }
+    if constexpr (Q8) { /* G * D is a multiple of 256 here */
+        __syncthreads();
+        const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
+        for (int qb = warp; qb < G * D / 256; qb += NT / 32) {
+            float v8[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v8[j] = ob[qb * 256 + 8 * lane + j];
+            const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+            rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                           reinterpret_cast<uint2 *>(xq + n * K + el),
+                           reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+        }
+    }
+}
+
 /* Dynamic shared memory of the attention kernel (tiled or not). */
 size_t attn_smem(int head_dim_k, int head_dim_v, bool tiled) {
     const size_t rows = HC + (tiled ? TILE : 0);
@@ -1350,6 +1656,70 @@ bool plan_vec(const rl__cu_attn *a, int64_t maxlen_b) {
 }
 
 bool use_vec(const rl__cu_attn *a) { return a->vec && vec_ok(a); }
+
+/* The short kernel (short_kernel): single tokens over spans of up to g_short cells (the
+ * plan's power of two; RUVLLM_CUDA_ATTN_SHORT=0: off, =64, 128 or 256: its longest span),
+ * F16 caches with heads of 64 or 128, GQA groups of up to HC heads; g_short_rope: the fuse
+ * pass may join the rope_kv launch before it (RUVLLM_CUDA_ATTN_ROPE=0: not). H100, us a
+ * layer of RoPE, K/V write, attention and a 256-row Q4_K product of its output (graph
+ * replays, test_cuda_decode_attn's timing), short kernel / without its RoPE join / off:
+ * 1B shape, one token over 16, 64, 128, 256 cells 6.0 / 7.0 / 10.4, 6.1 / 7.2 / 10.7, 6.8 /
+ * 8.1 / 10.8, 8.2 / 9.5 / 11.5; 8B shape 6.6 / 6.7 / 10.2, 6.5 / 7.8 / 10.6, 7.8 / 8.8 /
+ * 10.6, 11.0 / 12.2 / 11.8; 640 and 4096 cells unchanged (other kernels). */
+int g_short = SHORT_MAX, g_short_rope = 1;
+size_t g_smem_max = 0; /* the opt-in shared memory a block may have (rl__cu_init_attention) */
+
+bool short_ok(const rl__cu_attn *a) {
+    const int d = a->head_dim_k;
+    return g_short > 0 && a->type == RL_TYPE_F16 && a->head_dim_v == d && (d == 64 || d == 128) &&
+           a->n_head_kv > 0 && a->n_head % a->n_head_kv == 0 && a->n_head / a->n_head_kv <= HC &&
+           a->k_row_bytes % 16 == 0 && a->v_row_bytes % 16 == 0 && (uintptr_t)a->k % 16 == 0 &&
+           (uintptr_t)a->v % 16 == 0;
+}
+
+bool use_short(const rl__cu_attn *a) {
+    return a->shortk && short_ok(a) && a->n_split == 1 && a->split_len >= 64 &&
+           a->split_len <= SHORT_MAX && a->split_len % 64 == 0;
+}
+
+/* Whether the short kernel's blocks write the q8 quantization: a block's G heads are whole
+ * q8 blocks of 256 values. */
+bool short_q8(const rl__cu_attn *a) {
+    return (a->n_head / a->n_head_kv * a->head_dim_v) % 256 == 0;
+}
+
+/* The short kernel; xq: its output also quantized there (short_q8), or NULL. */
+cudaError_t short_main(cudaStream_t s, const rl__cu_attn *a, int8_t *xq) {
+    const int64_t nblk = (int64_t)a->n_tok * a->n_head_kv;
+    if (nblk > 0x7fffffff || !use_short(a) || (xq && !short_q8(a))) return cudaErrorInvalidValue;
+    const bool rope = a->rope_k != NULL;
+    if (rope && (a->n_tok != 1 || a->rope_n_rot <= 0 || a->rope_n_rot % 2 ||
+                 a->rope_n_rot > a->head_dim_k || !a->rope_v || !a->rope_tab || !a->rope_cell))
+        return cudaErrorInvalidValue;
+    const int G = a->n_head / a->n_head_kv, D = a->head_dim_k;
+    const size_t smem = short_smem(D, a->split_len);
+    const unsigned grid = (unsigned)nblk;
+#define RL_SHORT_GO(d, nh)                                                                         \
+    return xq ? (rope ? rlcu::launch(short_kernel<d, nh, true, true>, grid, SHORT_THREADS, smem,   \
+                                     s, *a, xq)                                                    \
+                      : rlcu::launch(short_kernel<d, nh, true, false>, grid, SHORT_THREADS, smem,  \
+                                     s, *a, xq))                                                   \
+              : (rope ? rlcu::launch(short_kernel<d, nh, false, true>, grid, SHORT_THREADS, smem,  \
+                                     s, *a, xq)                                                    \
+                      : rlcu::launch(short_kernel<d, nh, false, false>, grid, SHORT_THREADS, smem, \
+                                     s, *a, xq))
+#define RL_SHORT_NH(d)                                                                             \
+    if (G <= 1) RL_SHORT_GO(d, 1);                                                                 \
+    if (G <= 2) RL_SHORT_GO(d, 2);                                                                 \
+    if (G <= 4) RL_SHORT_GO(d, 4);                                                                 \
+    RL_SHORT_GO(d, 8)
+    if (D == 64) {
+        RL_SHORT_NH(64);
+    }
+    RL_SHORT_NH(128);
+#undef RL_SHORT_NH
+#undef RL_SHORT_GO
+}
 
 /* The tensor-core variant (mma_dec_kernel): RUVLLM_CUDA_ATTN_MMA=0 keeps every call on the
  * CUDA-core vec kernel; RUVLLM_CUDA_ATTN_MMA_MIN: the fewest tokens it takes;
@@ -1634,6 +2004,28 @@ extern "C" cudaError_t rl__cu_init_attention(size_t smem_max) {
                         d == 64 ? mma_smem<64>(nw, nst) : mma_smem<128>(nw, nst));
                 g_mma_bps[di][wi][nst - 2] = n > 0 ? n : 1;
             }
+    const char *so = getenv("RUVLLM_CUDA_ATTN_SHORT"), *sr = getenv("RUVLLM_CUDA_ATTN_ROPE");
+    g_short = !so ? SHORT_MAX : so[0] == '0' ? 0 : (int)pow2_at_least(atoi(so), 64);
+    if (g_short > SHORT_MAX) g_short = SHORT_MAX;
+    g_short_rope = !(sr && sr[0] == '0');
+    g_smem_max = smem_max;
+    if (short_smem(128, SHORT_MAX) > smem_max) g_short = 0; /* the other kernels only */
+#define RL_SHORT_K(d, nh)                                                                          \
+    (const void *)short_kernel<d, nh, false, false>,                                               \
+        (const void *)short_kernel<d, nh, true, false>,                                            \
+        (const void *)short_kernel<d, nh, false, true>, (const void *)short_kernel<d, nh, true, true>
+    const void *sk64[] = {RL_SHORT_K(64, 1), RL_SHORT_K(64, 2), RL_SHORT_K(64, 4),
+                          RL_SHORT_K(64, 8)};
+    const void *sk128[] = {RL_SHORT_K(128, 1), RL_SHORT_K(128, 2), RL_SHORT_K(128, 4),
+                           RL_SHORT_K(128, 8)};
+#undef RL_SHORT_K
+    for (size_t i = 0; i < sizeof sk64 / sizeof sk64[0] && e == cudaSuccess && g_short; i++) {
+        e = cudaFuncSetAttribute(sk64[i], cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)short_smem(64, SHORT_MAX));
+        if (e == cudaSuccess)
+            e = cudaFuncSetAttribute(sk128[i], cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)short_smem(128, SHORT_MAX));
+    }
     if (e == cudaSuccess) e = rl__cu_fattn_init();
     return e;
 }
@@ -1664,6 +2056,7 @@ static cudaError_t attn_main(cudaStream_t s, const rl__cu_attn *a) {
 
 extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     if (a->n_tok <= 0) return cudaSuccess;
+    if (a->rope_k || use_short(a)) return short_main(s, a, NULL);
     if (use_fattn(a)) {
         cudaError_t e = rl__cu_fattn(s, a);
         if (e != cudaSuccess || a->fa_split <= 1) return e;
@@ -1680,18 +2073,25 @@ extern "C" cudaError_t rl__cu_attention(cudaStream_t s, const rl__cu_attn *a) {
     return cudaGetLastError();
 }
 
+extern "C" bool rl__cu_attention_rope_ok(const rl__cu_attn *a) {
+    return g_short_rope && use_short(a) && a->n_tok == 1 && a->rope_k && a->rope_v &&
+           a->rope_n_rot > 0 && a->rope_n_rot % 2 == 0 && a->rope_n_rot <= a->head_dim_k;
+}
+
 extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
     const int hdv = a->head_dim_v;
     if (a->n_tok <= 0 || !(hdv == 64 || hdv == 128 || hdv == 256) ||
         ((int64_t)a->n_head * hdv) % CQ_THREADS != 0 ||
         (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS > 0x7fffffff)
         return false;
+    if (use_short(a)) return short_q8(a);
     return a->n_split > 1 || (use_vec(a) && vec_q8_heads(a));
 }
 
 extern "C" cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq) {
     if (a->n_tok <= 0) return cudaSuccess;
     if (!rl__cu_attention_q8_ok(a)) return cudaErrorInvalidValue;
+    if (a->rope_k || use_short(a)) return short_main(s, a, static_cast<int8_t *>(xq));
     const bool vec = use_vec(a);
     if (vec && vec_q8_heads(a)) { /* one launch: one piece, or the pieces merged in it */
         unsigned int *cnt = a->n_split == 1 ? NULL : merge_cnt(a);
@@ -1716,6 +2116,17 @@ extern "C" void rl__cu_attn_plan(rl__cu_attn *a, int32_t maxlen, int64_t umax, i
                                  size_t ws_bytes) {
     const int64_t maxlen_b = pow2_at_least(maxlen, 64);
     const int n_gqa = a->n_head / a->n_head_kv;
+    a->shortk = 0;
+    if (a->n_tok == 1 && short_ok(a) && maxlen_b <= g_short && !use_fattn(a) &&
+        short_smem(a->head_dim_k, (int)maxlen_b) <= g_smem_max) {
+        /* one block per KV head, the span whole (short_kernel) */
+        a->shortk = 1;
+        a->vec = 0;
+        a->n_split = 1;
+        a->split_len = (int32_t)maxlen_b;
+        a->fa_split = 1;
+        return;
+    }
     a->vec = plan_vec(a, maxlen_b) ? HC : 0; /* the vec kernel's query heads a block */
     const int64_t target = 2 * (int64_t)n_sm;
     const size_t per_split =

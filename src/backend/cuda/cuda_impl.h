@@ -239,6 +239,18 @@ typedef struct rl__cu_attn {
                          this many query heads a block (0: another kernel) */
     unsigned int *cnt; /* RL_CU_ATTN_CNT counters, zero (and left zero): the vec kernel's
                           merge of its pieces in one launch; NULL: the combine kernel's */
+    int32_t shortk;    /* the plan's choice: attention.cu's short-span kernel takes it (one
+                          token, spans of at most split_len cells) */
+    /* The short kernel's own RoPE of q and k and cache write of the token's k and v, in place
+     * of a rope_kv launch before it (step.c's fuse pass; rope_k NULL: none): k and v of the
+     * token at rope_k, rope_v (strides rope_ld_k, rope_ld_v; n_head_kv heads of head_dim_k),
+     * q at q, rotated by the rope_n_rot (cos, sin) values at rope_tab (rope_neox: the NeoX
+     * pairing) and written to cache row rope_cell[0]. */
+    const float *rope_k, *rope_v;
+    int64_t rope_ld_k, rope_ld_v;
+    const float *rope_tab;     /* device, [n_tok][rope_n_rot] */
+    const int32_t *rope_cell;  /* device, [n_tok] */
+    int32_t rope_n_rot, rope_neox;
 } rl__cu_attn;
 /* Counters of the vec kernel's one-launch merge, one per (token, KV head, head group). */
 #define RL_CU_ATTN_CNT 1024

@@ -216,6 +216,10 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         rl__cu_attn a = r->attn.a;
         a.cells = (const int32_t *)(A + r->attn.cells_at);
         a.span = (const int32_t *)(A + r->attn.span_at);
+        if (a.rope_k) {
+            a.rope_tab = (const float *)(A + r->attn.rope_tab_at);
+            a.rope_cell = (const int32_t *)(A + r->attn.rope_cells_at);
+        }
         return r->attn.xq ? rl__cu_attention_q8(s, &a, r->attn.xq) : rl__cu_attention(s, &a);
     }
     case CU_OP_MATVEC_MULTI:
@@ -270,6 +274,9 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
  *   kernel quantizes the output, so the product does not (attention.cu);
+ * - that RoPE and cache write of one token followed by its attention on the short kernel:
+ *   one launch, which rotates and writes the token's row itself and copies the span's other
+ *   rows while the kernel before it still runs (attention.cu; RUVLLM_CUDA_ATTN_ROPE=0: not);
  * - consecutive products of one input of 5+ tokens (q, k, v; gate, up) that mmq.cu would
  *   each run on its streaming kernel: one launch over all their rows (rl__cu_mmq_join;
  *   RUVLLM_CUDA_MMQ_JOIN=0: not), and no K split with its partial-sum pass for k and v.
@@ -381,6 +388,32 @@ static bool fuse_rope_kv(const cu_rec *a, const cu_rec *b, cu_rec *out) {
     return rl__cu_rope_kv_ok(o); /* else the two records run as they are */
 }
 
+/* The rope_kv record f (one token) joined into the attention record at after it, when its
+ * plan took the short kernel: the same q, heads, cache tables and rows. */
+static bool fuse_rope_attn(const cu_rec *f, cu_rec *at) {
+    const rl__cu_rope_kv_args *r = &f->rkv.a;
+    const rl__cu_attn *a = &at->attn.a;
+    if (at->op != CU_OP_ATTENTION || a->rope_k || r->n != 1 || a->n_tok != 1 || r->q != a->q ||
+        r->ld != a->q_ld || r->n_head != a->n_head || r->n_head_k != a->n_head_kv ||
+        r->head_dim != a->head_dim_k || r->head_dim != a->head_dim_v ||
+        r->n_embd_v != (int64_t)a->n_head_kv * a->head_dim_v || r->kv_type != a->type ||
+        r->ktab != a->k || r->vtab != a->v || r->k_row_bytes != a->k_row_bytes ||
+        r->v_row_bytes != a->v_row_bytes)
+        return false;
+    rl__cu_attn t = *a;
+    t.rope_k = r->k;
+    t.rope_v = r->v;
+    t.rope_ld_k = r->ld_k;
+    t.rope_ld_v = r->ld_v;
+    t.rope_n_rot = r->n_rot;
+    t.rope_neox = r->neox;
+    if (!rl__cu_attention_rope_ok(&t)) return false;
+    at->attn.a = t;
+    at->attn.rope_tab_at = f->rkv.tab_at;
+    at->attn.rope_cells_at = f->rkv.cells_at;
+    return true;
+}
+
 static void fuse_attn_q8(cu_rec *a, cu_rec *b) {
     const rl__cu_attn *t = &a->attn.a;
     /* 1 to 4 tokens: the q8 decode kernels' activation layout (more tokens go to mmq.cu,
@@ -464,6 +497,13 @@ static void fuse(cu_step *q) {
                 if (!used && q->mmq_join) used = fuse_mmq(r, q->n_rec - i, &f);
             } else if (fuse_rope_kv(r, r + 1, &f)) {
                 used = 2;
+                if (i + 2 < q->n_rec) { /* and the attention after it */
+                    if (i + 3 < q->n_rec) fuse_attn_q8(r + 2, r + 3);
+                    if (fuse_rope_attn(&f, r + 2)) {
+                        f = r[2];
+                        used = 3;
+                    }
+                }
             }
         }
         if (used) {

@@ -86,6 +86,10 @@ cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
  * quantized into xq for the q8 product that reads it next (split attention only). */
 bool rl__cu_attention_q8_ok(const rl__cu_attn *a);
 cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq);
+/* Whether a (its rope_* fields set) may do the rope_kv launch's work itself: a single token
+ * on the short kernel (RUVLLM_CUDA_ATTN_ROPE=0: never). rl__cu_attention and
+ * rl__cu_attention_q8 then rotate q and k in place and write the token's cache row first. */
+bool rl__cu_attention_rope_ok(const rl__cu_attn *a);
 
 /* Products of one input (the same x of n >= RL_CU_MMQ_MIN_N tokens, the same K; q, k, v or
  * gate, up) that mmq.cu would each run on its streaming kernel, as one launch of it over
@@ -177,9 +181,11 @@ typedef struct cu_rec {
             rl__cu_kv_side v; /* kv_write: the V side (v.tab NULL: none) */
         } kv;
         struct {
-            rl__cu_attn a; /* cells and span NULL: they are at cells_at, span_at */
+            rl__cu_attn a; /* cells and span NULL: they are at cells_at, span_at; rope_tab
+                              and rope_cell NULL: at rope_tab_at, rope_cells_at */
             size_t cells_at, span_at;
             void *xq; /* fuse pass: the output also quantized here */
+            size_t rope_tab_at, rope_cells_at; /* fuse pass: the rope_kv record joined */
         } attn;
         struct { /* matvec_multi; glu_out set: rl__cu_matvec_glu (gate, up; act glu_act) */
             int type, nseg;
