@@ -1042,9 +1042,11 @@ TEST(cuda_mmq) {
      * at 33 to 64 tokens the 128-row tiles with K split over 4 blocks, and 256 x 66000 at 20
      * tokens the 128 x 32 tiles of tall matrices (the output head's), both with the weights
      * by bulk copies (RUVLLM_CUDA_MMQ_BULK; Q6_K's rows are 16-byte aligned only at K 2048,
-     * the others take cp.async) */
+     * the others take cp.async); 14336 x 67 at up to 32 tokens the streaming kernel with K
+     * split in 2 (4 steps a warp: the lean kernels' ring of 4 stages, RUVLLM_CUDA_MMQ_LEAN) */
     static const int64_t shapes[][2] = {{256, 67},   {2048, 301},  {512, 1029},
-                                        {256, 1029}, {2048, 1029}, {256, 66000}};
+                                        {256, 1029}, {2048, 1029}, {256, 66000},
+                                        {14336, 67}};
     /* 5 to 32 (33 and 64 too on the 67 and 301 rows): the streaming kernel (8, 16 or 32
      * tokens a block; 20, 27 and 33 ragged) */
     static const int64_t ns[] = {5, 8, 9, 12, 16, 20, 27, 32, 33, 64, 100, 130, 512, 600, 1500};

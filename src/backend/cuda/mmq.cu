@@ -81,6 +81,15 @@
  * 64: 61.5 -> 52.2; Q4_K 4096x14336 37.0 -> 33.5, 55.8 -> 49.6; Q4_K 4096x4096 13.6 -> 12.8,
  * 22.4 -> 18.7; Q6_K 4096x14336 43.6 -> 39.9, 68.2 -> 55.9; the Q6_K head 128256x4096 at 64
  * 537 -> 452.
+ *
+ * Lean integer step (RUVLLM_CUDA_MMQ_LEAN, _RING, _LEAN_TILE, each =0 for the kernels
+ * before them; step_lean_q4k): the streaming kernels of an input of whole token tiles
+ * (8 / 16 / 32 tokens) read the activations at fixed offsets, take Q4_K's scales unpacked
+ * once a row and its high nibbles unshifted, and, where a warp has at most 2 steps (K 4096),
+ * keep a ring of 2 stages in less shared memory (carveout: the rest is L1). H100: the step
+ * loop of the joined gate/up kernel at 32 tokens 746 -> 609 SASS instructions; test_cuda_bfuse
+ * layer parts (joined) 8 tokens 83.1-84.2 -> 75.7-76.6 us, 32: 123.1-125.5 -> 112.7-114.0,
+ * 64 (the 128-row tiles' lean step) 165.6-167.8 -> 163.7-163.8.
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -145,6 +154,16 @@ __device__ __forceinline__ void mma_k16_z(int c[4], uint32_t a0, uint32_t a1, ui
         "{%7,%7,%7,%7};"
         : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
         : "r"(a0), "r"(a1), "r"(b0), "r"(0));
+}
+
+/* c = A B with A unsigned (u8: codes up to 255) and B signed, zero start (the lean Q4_K
+ * step: the high nibbles as they sit in the byte, 16 times the code). */
+__device__ __forceinline__ void mma_k32_uz(int c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                           uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%10,%10,%10,%10};"
+        : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
 }
 
 /* Four unsigned codes per word (each < 128) minus 8 / minus 32, as signed bytes: no
@@ -831,6 +850,87 @@ __device__ __forceinline__ void step_product_i(const typename WT::Row (&row)[MT]
     }
 }
 
+/* The integer step of a Q4_K row pair (row[0]: row g, row[1]: g + 8) in fewer instructions
+ * (the lean streaming kernels, RUVLLM_CUDA_MMQ_LEAN, and 128-row tiles, _LEAN_TILE): the
+ * same sums as step_product_i, so the same results bit for bit, for a warp that takes all
+ * of its block's NT token tiles (the activation tiles of block sb at bq [(sb NT + j) 32 +
+ * lane], fixed offsets from one address a step). Per row, the eight 6-bit scales and minimums are
+ * unpacked once, a byte each, into four words (get_scale_min_k4's arithmetic on four at
+ * a time); a block's minimum replicated into the four bytes of its mma operand is one
+ * byte permute (PRMT) instead of a multiply. The odd blocks' codes (the high nibbles) go
+ * to the mma unshifted as unsigned bytes, 16 times the code, and the even blocks' scales
+ * are taken times 16, so the step sum is 16 times step_product_i's (|16 sum| < 2^29) and
+ * the weight scale d / 16 (exact) gives back the same float. */
+template <int NT>
+__device__ __forceinline__ void step_lean_q4k(const MQ4_K::Row (&row)[2],
+                                              const uint2 *__restrict__ bq,
+                                              const float4 *__restrict__ bs, int lane, int t,
+                                              float (&acc)[NT][4]) {
+    uint32_t s16[2][2], sc[2][2], mn[2][2]; /* [row][blocks 0..3 / 4..7] */
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const uint32_t y = row[h].h.y, z = row[h].h.z, w = row[h].h.w;
+        sc[h][0] = y & 0x3f3f3f3fu;
+        mn[h][0] = z & 0x3f3f3f3fu;
+        sc[h][1] = (w & 0x0f0f0f0fu) | ((y >> 2) & 0x30303030u);
+        mn[h][1] = ((w >> 4) & 0x0f0f0f0fu) | ((z >> 2) & 0x30303030u);
+        /* the even blocks' scales times 16, one per 16-bit half (blocks 0 and 2, 4 and 6) */
+        s16[h][0] = (sc[h][0] & 0x00ff00ffu) << 4;
+        s16[h][1] = (sc[h][1] & 0x00ff00ffu) << 4;
+    }
+    int si[NT][4], mi[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            si[j][e] = 0;
+            mi[j][e] = I2F_BIAS;
+        }
+#pragma unroll
+    for (int sb = 0; sb < 8; sb++) {
+        const int half = sb >> 2, k = sb & 3;
+        const uint32_t nib = (sb & 1) ? 0xf0f0f0f0u : 0x0f0f0f0fu;
+        uint32_t lo[2], hi[2], am[2];
+        int s[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            lo[h] = row[h].q[sb >> 1][0] & nib;
+            hi[h] = row[h].q[sb >> 1][1] & nib;
+            if (sb & 1)
+                s[h] = (int)__byte_perm(sc[h][half], 0, 0x4440 + k);
+            else
+                s[h] = (int)((k == 0 ? s16[h][half] & 0xffffu : s16[h][half] >> 16));
+            am[h] = __byte_perm(mn[h][half], 0, 0x1111 * k);
+        }
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            const uint2 b = bq[(sb * NT + j) * 32 + lane];
+            int c[4];
+            mma_k32_uz(c, lo[0], lo[1], hi[0], hi[1], b.x, b.y);
+#pragma unroll
+            for (int e = 0; e < 4; e++) si[j][e] += s[e >> 1] * c[e];
+            mma_k32_c(mi[j], am[0], am[1], am[0], am[1], b.x, b.y);
+        }
+    }
+    float dw[2], dm[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        dw[h] = half_bits(row[h].h.x) * 0.0625f;
+        dm[h] = half_bits(row[h].h.x >> 16);
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        const float4 xv = bs[j * 4 + t]; /* block 0's scales: the step's */
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int h = e >> 1;
+            float v = dw[h] * (float)si[j][e];
+            v = fmaf(-dm[h], i2f_small(mi[j][e]), v);
+            acc[j][e] = fmaf((e & 1) ? xv.z : xv.x, v, acc[j][e]);
+        }
+    }
+}
+
 /* The tiled kernel's arithmetic a step: per block in float (XM_BLOCK, step_product), with
  * a float step sum (XM_KSTEP, step_product_k) or in integers (XM_INT, step_product_i); the
  * last two need Q8_K activations (k-quant weights). */
@@ -941,12 +1041,13 @@ tile_issue_bulk(uint32_t dst, uint32_t bar, const uint8_t *__restrict__ w, size_
     }
 }
 
-template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM, bool BULK>
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM, bool BULK, bool LEAN = false>
 __global__ void __launch_bounds__(32 * WM * WN, BPS)
     mmq_tile_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                     const uint8_t *__restrict__ xq, const uint8_t *__restrict__ xs, int ntl,
                     int64_t n, float *__restrict__ y, int sps, int nsteps) {
     using C = tile_cfg<WT, MT, NT, WM, WN, BPS>;
+    static_assert(!LEAN || (XM == XM_INT && MT == 1 && WN == 1 && WT::MIN), "mmq tile: lean step");
     extern __shared__ __align__(16) uint8_t mmq_sm[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = warp % WM, wn = warp / WM;
@@ -1052,7 +1153,9 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
             }
         const uint2 *bq = reinterpret_cast<const uint2 *>(stg + C::W_BYTES + wn * NT * 256);
         const float4 *bs = reinterpret_cast<const float4 *>(stg + C::W_BYTES + C::C_BYTES + wn * NT * 64);
-        if constexpr (XM == XM_INT)
+        if constexpr (LEAN)
+            step_lean_q4k<NT>(row[0], bq, bs, lane, t, acc[0]); /* C::TILES == NT */
+        else if constexpr (XM == XM_INT)
             step_product_i<WT, MT, NT>(row, bq, bs, C::TILES, NT, lane, t, acc);
         else if constexpr (XM == XM_KSTEP)
             step_product_k<WT, MT, NT>(row, bq, bs, C::TILES, lane, t, acc);
@@ -1087,13 +1190,15 @@ __global__ void __launch_bounds__(32 * WM * WN, BPS)
 
 constexpr int SW_WARPS = 8;
 
-template <class WT, int NT> struct stream_cfg {
+template <class WT, int NT, int CAP = 4> struct stream_cfg {
     static constexpr int CH = (WT::STEP_BYTES + 30) / 16; /* 16-byte chunks a row needs */
     static constexpr int WS = (CH | 1) * 16;               /* odd units: rows in other banks */
     static constexpr int STAGE = 16 * WS;                  /* a warp's 16 rows of one step */
-    /* two blocks an SM (128 registers a thread), as many stages (up to 4) as fit */
+    /* two blocks an SM (128 registers a thread), as many stages (up to 4, and up to CAP:
+     * the lean kernels of few steps a warp) as fit */
     static constexpr int FIT = (SMEM_SM / 2 - 1024) / (SW_WARPS * STAGE);
-    static constexpr int STAGES = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
+    static constexpr int FIT4 = FIT > 4 ? 4 : FIT < 2 ? 2 : FIT;
+    static constexpr int STAGES = FIT4 < CAP ? FIT4 : CAP;
     static constexpr int RED = SW_WARPS * NT * 4 * 32 * 4; /* the warps' sums */
     static constexpr int RING = SW_WARPS * STAGES * STAGE;
     /* the bulk copies' stage barriers (8 bytes each, a warp's STAGES in a row) after the
@@ -1214,13 +1319,20 @@ __device__ __forceinline__ void stream_step(const typename WT::Row (&row)[2],
 }
 
 /* A block of the streaming kernel: row group bx (rows 16 bx ..) of w, token tiles
- * blockIdx.y, K split blockIdx.z; mmq_sm: its dynamic shared memory. */
-template <class WT, int NT, int XM, bool BULK>
+ * blockIdx.y, K split blockIdx.z; mmq_sm: its dynamic shared memory. LEAN (the integer
+ * step by bulk copies, for an input of exactly NT token tiles: ntl == NT, one block of
+ * tokens): the activations at fixed offsets, the Q4_K step of step_lean_q4k, and every
+ * stage of the ring filled before the first wait (a warp's first STAGES steps in flight,
+ * not STAGES - 1: with CAP 2, both steps of a warp of K 4096); CAP: at most that many
+ * stages (less shared memory, so more of the SM's memory is L1, where the activations
+ * that all blocks read stay). */
+template <class WT, int NT, int XM, bool BULK, bool LEAN = false, int CAP = 4>
 __device__ __forceinline__ void
 stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
              const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl, int64_t n,
              float *__restrict__ y, int sps, int nsteps, int64_t bx) {
-    using C = stream_cfg<WT, NT>;
+    using C = stream_cfg<WT, NT, CAP>;
+    static_assert(!LEAN || (XM == XM_INT && BULK), "mmq stream: lean kernels");
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int64_t r0 = bx * 16;
@@ -1242,7 +1354,7 @@ stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w, size_t row_bytes, i
     (void)ring_s;
     (void)bar;
 #pragma unroll
-    for (int k = 0; k < C::STAGES - 1; k++) {
+    for (int k = 0; k < C::STAGES - (LEAN ? 0 : 1); k++) {
         if constexpr (BULK) {
             if (k < m)
                 stream_copy_bulk<WT, C>(ring_s + k * C::STAGE, w, row_bytes, rows, r0,
@@ -1274,7 +1386,8 @@ stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w, size_t row_bytes, i
         __syncwarp(); /* step k is in for every lane; all are done with step k - 1's stage */
         const int nx = k + C::STAGES - 1;
         if constexpr (BULK) {
-            if (nx < m)
+            /* LEAN: steps up to STAGES - 1 went in before the loop */
+            if (nx < m && (!LEAN || k > 0))
                 stream_copy_bulk<WT, C>(ring_s + (nx % C::STAGES) * C::STAGE, w, row_bytes, rows,
                                         r0, s0 + warp + SW_WARPS * nx, lane,
                                         bar + 8 * (nx % C::STAGES));
@@ -1292,12 +1405,21 @@ stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w, size_t row_bytes, i
             const int off = (int)((uintptr_t)(rp[h] + (size_t)st * WT::STEP_BYTES) & 15);
             WT::load(stg + (8 * h + g) * C::WS + off, t, row[0][h]);
         }
-        const size_t tb = (size_t)st * 8 * (size_t)ntl + (size_t)j0;
-        if constexpr (XM == XM_INT)
-            step_product_i<WT, 1, NT>(row, xq + tb * 32, xs + tb * 4, ntl, nj, lane, t, acc);
-        else
-            stream_step<WT, NT, XM == XM_KSTEP>(row[0], xq + tb * 32, xs + tb * 4, ntl, nj, lane, t,
-                                                acc[0]);
+        if constexpr (LEAN) {
+            /* ntl == NT, j0 == 0: the step's tiles at fixed offsets */
+            const size_t tl = (size_t)st * 8 * NT;
+            if constexpr (WT::MIN)
+                step_lean_q4k<NT>(row[0], xq + tl * 32, xs + tl * 4, lane, t, acc[0]);
+            else
+                step_product_i<WT, 1, NT>(row, xq + tl * 32, xs + tl * 4, NT, NT, lane, t, acc);
+        } else {
+            const size_t tb = (size_t)st * 8 * (size_t)ntl + (size_t)j0;
+            if constexpr (XM == XM_INT)
+                step_product_i<WT, 1, NT>(row, xq + tb * 32, xs + tb * 4, ntl, nj, lane, t, acc);
+            else
+                stream_step<WT, NT, XM == XM_KSTEP>(row[0], xq + tb * 32, xs + tb * 4, ntl, nj,
+                                                    lane, t, acc[0]);
+        }
     }
     if constexpr (!BULK) cp_async_wait<0>(); /* BULK: every copy issued was waited for */
     __syncthreads(); /* every warp done with its ring: the space holds the sums now */
@@ -1321,14 +1443,14 @@ stream_block(uint8_t *mmq_sm, const uint8_t *__restrict__ w, size_t row_bytes, i
 
 /* grid (rows / 16, token tiles / NT, K splits); SW_WARPS warps a block. XM: the tiled
  * kernel's step kinds (XM_BLOCK, XM_KSTEP: stream_step; XM_INT: step_product_i). */
-template <class WT, int NT, int XM, bool BULK>
+template <class WT, int NT, int XM, bool BULK, bool LEAN = false, int CAP = 4>
 __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     mmq_stream_kernel(const uint8_t *__restrict__ w, size_t row_bytes, int64_t rows,
                       const uint2 *__restrict__ xq, const float4 *__restrict__ xs, int ntl,
                       int64_t n, float *__restrict__ y, int sps, int nsteps) {
     extern __shared__ __align__(16) uint8_t mmq_sm[];
-    stream_block<WT, NT, XM, BULK>(mmq_sm, w, row_bytes, rows, xq, xs, ntl, n, y, sps, nsteps,
-                                   blockIdx.x);
+    stream_block<WT, NT, XM, BULK, LEAN, CAP>(mmq_sm, w, row_bytes, rows, xq, xs, ntl, n, y, sps,
+                                              nsteps, blockIdx.x);
 }
 
 /* Products of one input joined (RUVLLM_CUDA_MMQ_JOIN, step.c's fuse pass): up to
@@ -1346,12 +1468,12 @@ struct mmq_jsegs {
     int wt1[MMQ_JSEGS];
 };
 
-template <class WT0, class WT1, int NT> struct jcfg {
-    static constexpr int S0 = stream_cfg<WT0, NT>::SMEM, S1 = stream_cfg<WT1, NT>::SMEM;
+template <class WT0, class WT1, int NT, int CAP = 4> struct jcfg {
+    static constexpr int S0 = stream_cfg<WT0, NT, CAP>::SMEM, S1 = stream_cfg<WT1, NT, CAP>::SMEM;
     static constexpr int SMEM = S0 > S1 ? S0 : S1;
 };
 
-template <class WT0, class WT1, int NT, int XM, bool BULK>
+template <class WT0, class WT1, int NT, int XM, bool BULK, bool LEAN = false, int CAP = 4>
 __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     mmq_stream_join_kernel(mmq_jsegs sg, const uint2 *__restrict__ xq,
                            const float4 *__restrict__ xs, int ntl, int64_t n, int nsteps) {
@@ -1366,13 +1488,14 @@ __global__ void __launch_bounds__(SW_WARPS * 32, 2)
     const int t1 = i == 0 ? sg.wt1[0] : i == 1 ? sg.wt1[1] : sg.wt1[2];
     if constexpr (!std::is_same<WT0, WT1>::value) {
         if (t1) {
-            stream_block<WT1, NT, XM, BULK>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps,
-                                            b - b0);
+            stream_block<WT1, NT, XM, BULK, LEAN, CAP>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y,
+                                                       nsteps, nsteps, b - b0);
             return;
         }
     }
     (void)t1;
-    stream_block<WT0, NT, XM, BULK>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps, nsteps, b - b0);
+    stream_block<WT0, NT, XM, BULK, LEAN, CAP>(mmq_sm, w, rb, rows, xq, xs, ntl, n, y, nsteps,
+                                               nsteps, b - b0);
 }
 
 /* y[i] = the sum over z of part[z][i], z in order. */
@@ -1400,6 +1523,9 @@ int g_mmq_int = -1;    /* the integer step for k-quants (RUVLLM_CUDA_MMQ_INT=0: 
 int g_mmq_wide = -1;   /* 128-row tiles with it (RUVLLM_CUDA_MMQ_WIDE=0: off) */
 int g_mmq_waves = -1;  /* K split by whole waves (RUVLLM_CUDA_MMQ_WAVES=0: while blocks < SMs) */
 int g_mmq_bulk = -1;   /* bulk copies of the weights (RUVLLM_CUDA_MMQ_BULK=0: cp.async) */
+int g_mmq_lean = -1;   /* the lean streaming kernels (RUVLLM_CUDA_MMQ_LEAN=0: off) */
+int g_mmq_ring = -1;   /* their 2-stage rings (2 steps a warp; RUVLLM_CUDA_MMQ_RING=0: 4) */
+int g_mmq_leant = -1;  /* the lean step in the 128-row tiles (RUVLLM_CUDA_MMQ_LEAN_TILE=0: off) */
 
 /* The streaming kernel up to this many tokens by default; from 17 tokens not for matrices
  * of this many rows (H100, the output head 128256 x 4096 Q6_K at 32 tokens: tiled 324 us,
@@ -1437,6 +1563,9 @@ struct mmq_plan {
     bool kq8; /* the tiled kernel's Q8_K step (set by rl__cu_mmq from the activations) */
     bool ik;  /* its integer step (k-quant weights, Q8_K activations, RUVLLM_CUDA_MMQ_INT) */
     bool bulk; /* the weights by bulk copies (set by rl__cu_mmq / _join: mmq_bulk_ok) */
+    bool lean; /* the lean streaming kernels (set by rl__cu_mmq / _join: lean_plan) */
+    int cap;   /* their stages at most (2 or 4) */
+    bool leant; /* the lean step in the 128-row tiles (rl__cu_mmq: lean_plan) */
     dim3 grid;
 };
 
@@ -1476,6 +1605,9 @@ mmq_plan make_plan(int64_t rows, int64_t K, int64_t n, bool ik) {
     p.nsteps = (int)(K / 256);
     p.kq8 = false;
     p.bulk = false;
+    p.lean = false;
+    p.cap = 4;
+    p.leant = false;
     int64_t bx, by, fill;
     const bool stream =
         (n <= g_mmq_stream && (n <= 16 || rows < STREAM_TALL || g_mmq_stream > STREAM_MAX_N)) ||
@@ -1571,20 +1703,20 @@ cudaError_t launch_mmq(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size
                         xq, xs, p.ntl, n, y, p.sps, p.nsteps);
 }
 
-template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM, bool BULK>
+template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM, bool BULK, bool LEAN = false>
 cudaError_t launch_tile_bk(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                            int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     using C = tile_cfg<WT, MT, NT, WM, WN, BPS>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
         const cudaError_t e =
-            cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM, BULK>,
+            cudaFuncSetAttribute(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM, BULK, LEAN>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM, BULK>, p.grid, C::THREADS,
-                        (size_t)C::SMEM, s, w, row_bytes, rows,
+    return rlcu::launch(mmq_tile_kernel<WT, MT, NT, WM, WN, BPS, XM, BULK, LEAN>, p.grid,
+                        C::THREADS, (size_t)C::SMEM, s, w, row_bytes, rows,
                         reinterpret_cast<const uint8_t *>(xq),
                         reinterpret_cast<const uint8_t *>(xs), p.ntl, n, y, p.sps, p.nsteps);
 }
@@ -1594,9 +1726,14 @@ template <class WT, int MT, int NT, int WM, int WN, int BPS, int XM>
 cudaError_t launch_tile_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                            int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
     if constexpr (XM == XM_INT && WM == 8)
-        if (p.bulk)
+        if (p.bulk) {
+            if constexpr (MT == 1 && WN == 1 && WT::MIN)
+                if (p.leant)
+                    return launch_tile_bk<WT, MT, NT, WM, WN, BPS, XM, true, true>(
+                        s, p, w, row_bytes, rows, xq, xs, n, y);
             return launch_tile_bk<WT, MT, NT, WM, WN, BPS, XM, true>(s, p, w, row_bytes, rows, xq,
                                                                      xs, n, y);
+        }
     return launch_tile_bk<WT, MT, NT, WM, WN, BPS, XM, false>(s, p, w, row_bytes, rows, xq, xs, n,
                                                               y);
 }
@@ -1622,28 +1759,49 @@ cudaError_t launch_tile(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
         return launch_tile_as<WT, MT, NT, WM, WN, BPS, XM_BLOCK>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
-template <class WT, int NT, int XM, bool BULK>
+/* The shared-memory carveout (percent of the SM's) of a streaming kernel of smem bytes a
+ * block: all of it for the kernels of up to 4 stages (two or three blocks an SM), and for
+ * the lean ones of at most 2 (CAP) the least that holds two blocks (the driver takes the
+ * next size it has), the rest of the SM's memory staying L1 for the activations. */
+int stream_carveout(int smem, int cap) {
+    if (cap >= 4) return 100;
+    const int pc = (100 * 2 * (smem + 1024) + SMEM_SM - 1) / SMEM_SM;
+    return pc > 100 ? 100 : pc;
+}
+
+template <class WT, int NT, int XM, bool BULK, bool LEAN = false, int CAP = 4>
 cudaError_t launch_stream_bk(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                              int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
-    using C = stream_cfg<WT, NT>;
+    using C = stream_cfg<WT, NT, CAP>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM, BULK>,
+        cudaError_t e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM, BULK, LEAN, CAP>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
         if (e != cudaSuccess) return e;
         /* as much shared memory as the SM has: two or three blocks an SM */
-        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM, BULK>,
-                                 cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+        e = cudaFuncSetAttribute(mmq_stream_kernel<WT, NT, XM, BULK, LEAN, CAP>,
+                                 cudaFuncAttributePreferredSharedMemoryCarveout,
+                                 stream_carveout(C::SMEM, CAP));
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_stream_kernel<WT, NT, XM, BULK>, p.grid, SW_WARPS * 32, (size_t)C::SMEM,
-                        s, w, row_bytes, rows, xq, xs, p.ntl, n, y, p.sps, p.nsteps);
+    return rlcu::launch(mmq_stream_kernel<WT, NT, XM, BULK, LEAN, CAP>, p.grid, SW_WARPS * 32,
+                        (size_t)C::SMEM, s, w, row_bytes, rows, xq, xs, p.ntl, n, y, p.sps,
+                        p.nsteps);
 }
 
 template <class WT, int NT, int XM>
 cudaError_t launch_stream_as(cudaStream_t s, const mmq_plan &p, const uint8_t *w, size_t row_bytes,
                              int64_t rows, const uint2 *xq, const float4 *xs, int64_t n, float *y) {
+    if constexpr (XM == XM_INT) {
+        if (p.bulk && p.lean) {
+            if (p.cap == 2)
+                return launch_stream_bk<WT, NT, XM, true, true, 2>(s, p, w, row_bytes, rows, xq, xs,
+                                                                   n, y);
+            return launch_stream_bk<WT, NT, XM, true, true, 4>(s, p, w, row_bytes, rows, xq, xs,
+                                                               n, y);
+        }
+    }
     if (p.bulk) return launch_stream_bk<WT, NT, XM, true>(s, p, w, row_bytes, rows, xq, xs, n, y);
     return launch_stream_bk<WT, NT, XM, false>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
@@ -1680,35 +1838,43 @@ cudaError_t launch_type(cudaStream_t s, const mmq_plan &p, const uint8_t *w, siz
     return launch_mmq<WT, 1, 8>(s, p, w, row_bytes, rows, xq, xs, n, y);
 }
 
-template <class WT0, class WT1, int NT, int XM, bool BULK>
+template <class WT0, class WT1, int NT, int XM, bool BULK, bool LEAN = false, int CAP = 4>
 cudaError_t launch_join_as(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
                            const float4 *xs, int64_t n) {
-    using J = jcfg<WT0, WT1, NT>;
+    using J = jcfg<WT0, WT1, NT, CAP>;
     static bool raised = false; /* the dynamic shared-memory limit, once per kernel */
     if (!raised) {
-        cudaError_t e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, J::SMEM);
+        cudaError_t e =
+            cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK, LEAN, CAP>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, J::SMEM);
         if (e != cudaSuccess) return e;
-        e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK>,
-                                 cudaFuncAttributePreferredSharedMemoryCarveout, 100);
+        e = cudaFuncSetAttribute(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK, LEAN, CAP>,
+                                 cudaFuncAttributePreferredSharedMemoryCarveout,
+                                 stream_carveout(J::SMEM, CAP));
         if (e != cudaSuccess) return e;
         raised = true;
     }
-    return rlcu::launch(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK>, p.grid, SW_WARPS * 32,
-                        (size_t)J::SMEM, s, sg, xq, xs, p.ntl, n, p.nsteps);
+    return rlcu::launch(mmq_stream_join_kernel<WT0, WT1, NT, XM, BULK, LEAN, CAP>, p.grid,
+                        SW_WARPS * 32, (size_t)J::SMEM, s, sg, xq, xs, p.ntl, n, p.nsteps);
 }
 
-template <class WT0, class WT1, int XM, bool BULK>
+template <class WT0, class WT1, int XM, bool BULK, bool LEAN = false, int CAP = 4>
 cudaError_t launch_join_bk(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
                            const float4 *xs, int64_t n) {
-    if (p.NT == 1) return launch_join_as<WT0, WT1, 1, XM, BULK>(s, p, sg, xq, xs, n);
-    if (p.NT == 2) return launch_join_as<WT0, WT1, 2, XM, BULK>(s, p, sg, xq, xs, n);
-    return launch_join_as<WT0, WT1, 4, XM, BULK>(s, p, sg, xq, xs, n);
+    if (p.NT == 1) return launch_join_as<WT0, WT1, 1, XM, BULK, LEAN, CAP>(s, p, sg, xq, xs, n);
+    if (p.NT == 2) return launch_join_as<WT0, WT1, 2, XM, BULK, LEAN, CAP>(s, p, sg, xq, xs, n);
+    return launch_join_as<WT0, WT1, 4, XM, BULK, LEAN, CAP>(s, p, sg, xq, xs, n);
 }
 
 template <class WT0, class WT1, int XM>
 cudaError_t launch_join(cudaStream_t s, const mmq_plan &p, const mmq_jsegs &sg, const uint2 *xq,
                         const float4 *xs, int64_t n) {
+    if constexpr (XM == XM_INT) {
+        if (p.bulk && p.lean) {
+            if (p.cap == 2) return launch_join_bk<WT0, WT1, XM, true, true, 2>(s, p, sg, xq, xs, n);
+            return launch_join_bk<WT0, WT1, XM, true, true, 4>(s, p, sg, xq, xs, n);
+        }
+    }
     if (p.bulk) return launch_join_bk<WT0, WT1, XM, true>(s, p, sg, xq, xs, n);
     return launch_join_bk<WT0, WT1, XM, false>(s, p, sg, xq, xs, n);
 }
@@ -1735,12 +1901,31 @@ static bool mmq_bulk_ok(const void *w, size_t row_bytes) {
     return g_mmq_bulk && rlcu::g_sm90 && (uintptr_t)w % 16 == 0 && row_bytes % 16 == 0;
 }
 
-/* (RUVLLM_CUDA_MMQ_INT, _WIDE, _WAVES and _BULK are read again at each call: kbench sets them.) */
+/* Whether a streaming plan p (bulk copies, the integer step) takes the lean kernels: the
+ * input one block of tokens (ntl == NT), RUVLLM_CUDA_MMQ_LEAN not 0; then their ring of 2
+ * stages where no warp has more than 2 steps, RUVLLM_CUDA_MMQ_RING not 0. The 128-row
+ * tiles by bulk copies (Q4_K: launch_tile_as) take the lean step unless
+ * RUVLLM_CUDA_MMQ_LEAN_TILE=0. */
+static void lean_plan(mmq_plan &p) {
+    if (g_mmq_lean < 0) g_mmq_lean = env_int("RUVLLM_CUDA_MMQ_LEAN", 1) != 0;
+    if (g_mmq_ring < 0) g_mmq_ring = env_int("RUVLLM_CUDA_MMQ_RING", 1) != 0;
+    if (g_mmq_leant < 0) g_mmq_leant = env_int("RUVLLM_CUDA_MMQ_LEAN_TILE", 1) != 0;
+    p.leant = g_mmq_leant && p.ik && p.bulk && (p.kind == KIND_W1_4 || p.kind == KIND_W1_8);
+    p.lean = g_mmq_lean && p.kind == KIND_STREAM && p.ik && p.bulk && p.ntl == p.NT &&
+             p.grid.y == 1;
+    p.cap = p.lean && g_mmq_ring && (p.sps + SW_WARPS - 1) / SW_WARPS <= 2 ? 2 : 4;
+}
+
+/* (RUVLLM_CUDA_MMQ_INT, _WIDE, _WAVES, _BULK, _LEAN, _RING and _LEAN_TILE are read again at
+ * each call: kbench sets them.) */
 extern "C" void rl__cu_mmq_config(int tile_min, int staged, int q8k, int kstep, int stream) {
     g_mmq_int = env_int("RUVLLM_CUDA_MMQ_INT", 1) != 0;
     g_mmq_wide = env_int("RUVLLM_CUDA_MMQ_WIDE", 1) != 0;
     g_mmq_waves = env_int("RUVLLM_CUDA_MMQ_WAVES", 1) != 0;
     g_mmq_bulk = env_int("RUVLLM_CUDA_MMQ_BULK", 1) != 0;
+    g_mmq_lean = env_int("RUVLLM_CUDA_MMQ_LEAN", 1) != 0;
+    g_mmq_ring = env_int("RUVLLM_CUDA_MMQ_RING", 1) != 0;
+    g_mmq_leant = env_int("RUVLLM_CUDA_MMQ_LEAN_TILE", 1) != 0;
     g_mmq_stream = stream >= 0 ? stream : env_int("RUVLLM_CUDA_MMQ_STREAM", STREAM_MAX_N);
     g_mmq_kstep = kstep >= 0 ? kstep == 1 : env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
     g_mmq_tile = tile_min >= 0 ? tile_min : env_int("RUVLLM_CUDA_MMQ_TILE", TILE_MIN_N);
@@ -1786,6 +1971,7 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
     if (g_mmq_kstep < 0) g_mmq_kstep = env_int("RUVLLM_CUDA_MMQ_KSTEP", 1) != 0;
     p.kq8 = g_mmq_kstep && rl__cu_mmq_xmode(type) == 1;
     p.bulk = mmq_bulk_ok(w, row_bytes);
+    lean_plan(p);
     uint8_t *base = static_cast<uint8_t *>(ws);
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
@@ -1883,6 +2069,7 @@ extern "C" cudaError_t rl__cu_mmq_join(cudaStream_t s, const rl__cu_mmq_seg *sg,
     p.grid.x = (unsigned)bx;
     p.grid.z = 1;
     if (p.grid.y > 65535) return cudaErrorInvalidValue;
+    lean_plan(p);
     uint8_t *base = static_cast<uint8_t *>(ws);
     uint32_t *q = reinterpret_cast<uint32_t *>(base);
     float2 *sc = reinterpret_cast<float2 *>(base + codes_bytes(K, p.ntl));
