@@ -55,6 +55,15 @@ struct rl_context {
     int32_t *list_base, *list_len;                         /* [n_seq_max] */
     int32_t *seq_last;                                     /* [n_seq_max] */
     int32_t *seq_prev;                                     /* [n_seq_max] */
+    /* Each sequence's cells in position order, kept as rl_decode takes cells (its
+     * positions only grow), so that a step neither scans the cell table for the
+     * sequences' last positions nor for their lists. seq_cells[s * n_cells ..] holds
+     * seq_len[s] cells. lists_ok false (a removal or copy changed them in the middle):
+     * rebuilt by one scan at the next rl_decode. lists_scan (RUVLLM_KV_LISTS=0): rebuilt
+     * every call, as a scan of the table each step did before. */
+    int32_t *seq_cells; /* [n_seq_max][n_cells] */
+    int32_t *seq_len;   /* [n_seq_max] */
+    bool lists_ok, lists_scan;
 
     /* results of the last rl_decode */
     float *logits;          /* [n_outputs_max][n_vocab] host */
@@ -121,6 +130,8 @@ RL_API void rl_context_free(rl_context *ctx) {
     rl__free(ctx->list_len);
     rl__free(ctx->seq_last);
     rl__free(ctx->seq_prev);
+    rl__free(ctx->seq_cells);
+    rl__free(ctx->seq_len);
     if (ctx->logits_registered) be->ops->host_unregister(be, ctx->logits);
     rl__aligned_free(ctx->logits);
     rl__free(ctx->out_batch_idx);
@@ -276,6 +287,12 @@ RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p
     ctx->list_len = rl__malloc(ns * sizeof(int32_t));
     ctx->seq_last = rl__malloc(ns * sizeof(int32_t));
     ctx->seq_prev = rl__malloc(ns * sizeof(int32_t));
+    size_t sl = nbytes(nbytes(ns, n_cells), sizeof(int32_t));
+    ctx->seq_cells = sl ? rl__malloc(sl) : NULL;
+    ctx->seq_len = rl__calloc(ns, sizeof(int32_t));
+    ctx->lists_ok = true; /* every list empty */
+    const char *lists_env = getenv("RUVLLM_KV_LISTS");
+    ctx->lists_scan = lists_env && lists_env[0] == '0';
     size_t lb = nbytes(nbytes((size_t)p.n_outputs_max, (size_t)hp->n_vocab), sizeof(float));
     ctx->logits = lb ? rl__aligned_alloc(64, lb) : NULL;
     ctx->out_batch_idx = rl__malloc((size_t)p.n_outputs_max * sizeof(int32_t));
@@ -283,7 +300,7 @@ RL_API rl_status rl_context_create(const rl_model *m, const rl_context_params *p
     if (!ctx->cell_pos || !ctx->cell_seq || !ctx->ub_tok || !ctx->ub_pos || !ctx->ub_seq ||
         !ctx->ub_cells || !ctx->ub_out || !ctx->span_full || !ctx->span_swa ||
         !ctx->attn_cells || !ctx->list_base || !ctx->list_len || !ctx->seq_last || !ctx->seq_prev ||
-        !ctx->logits || !ctx->out_batch_idx || !ctx->out_argmax)
+        !ctx->seq_cells || !ctx->seq_len || !ctx->logits || !ctx->out_batch_idx || !ctx->out_argmax)
         goto nomem;
     for (size_t c = 0; c < n_cells; c++) ctx->cell_pos[c] = -1;
     if (ctx->be->ops->host_register) {
@@ -327,18 +344,47 @@ RL_API rl_batch rl_batch_get(const rl_token *tokens, int32_t n) {
 
 /* ---- the cell table --------------------------------------------------------------- */
 
-/* seq_last[s] = the largest position sequence s holds, -1 when none. */
-static void seq_pos_max_all(const rl_context *ctx, int32_t *seq_last) {
-    for (int32_t s = 0; s < ctx->p.n_seq_max; s++) seq_last[s] = -1;
-    for (int32_t c = 0; c < ctx->n_cells; c++) {
+static int cmp_cell_pos(const void *a, const void *b, void *arg) {
+    const int32_t *pos = arg;
+    int32_t pa = pos[*(const int32_t *)a], pb = pos[*(const int32_t *)b];
+    return (pa > pb) - (pa < pb);
+}
+
+/* Every sequence's list from one scan of the cell table (in cell order, then sorted by
+ * position where that order is not it). */
+static void rebuild_lists(rl_context *ctx) {
+    const int32_t ns = ctx->p.n_seq_max, n_cells = ctx->n_cells;
+    for (int32_t s = 0; s < ns; s++) ctx->seq_len[s] = 0;
+    for (int32_t c = 0; c < n_cells; c++) {
         if (ctx->cell_pos[c] < 0) continue;
         for (uint64_t bits = ctx->cell_seq[c]; bits; bits &= bits - 1) {
-            int s = __builtin_ctzll(bits);
-            seq_last[s] = RL_MAX(seq_last[s], ctx->cell_pos[c]);
+            const int s = __builtin_ctzll(bits);
+            if (s < ns) ctx->seq_cells[(size_t)s * n_cells + ctx->seq_len[s]++] = c;
         }
+    }
+    for (int32_t s = 0; s < ns; s++) {
+        int32_t *list = ctx->seq_cells + (size_t)s * n_cells;
+        bool sorted = true;
+        for (int32_t j = 1; j < ctx->seq_len[s] && sorted; j++)
+            sorted = ctx->cell_pos[list[j - 1]] < ctx->cell_pos[list[j]];
+        if (!sorted)
+            qsort_r(list, (size_t)ctx->seq_len[s], sizeof *list, cmp_cell_pos, ctx->cell_pos);
+    }
+    ctx->lists_ok = true;
+}
+
+/* seq_last[s] = the largest position sequence s holds, -1 when none: the position of the
+ * last cell of its list. */
+static void seq_pos_max_all(rl_context *ctx, int32_t *seq_last) {
+    if (!ctx->lists_ok || ctx->lists_scan) rebuild_lists(ctx);
+    for (int32_t s = 0; s < ctx->p.n_seq_max; s++) {
+        const int32_t len = ctx->seq_len[s];
+        seq_last[s] = len ? ctx->cell_pos[ctx->seq_cells[(size_t)s * ctx->n_cells + len - 1]] : -1;
     }
 }
 
+/* A free cell for (pos, seq), appended to seq's list: pos is after every position the
+ * sequence holds (validate), so the list stays in position order. */
 static int32_t take_cell(rl_context *ctx, int32_t pos, int32_t seq) {
     while (ctx->cell_pos[ctx->head] >= 0) ctx->head = (ctx->head + 1) % ctx->n_cells;
     int32_t c = ctx->head;
@@ -346,13 +392,8 @@ static int32_t take_cell(rl_context *ctx, int32_t pos, int32_t seq) {
     ctx->cell_seq[c] = (uint64_t)1 << seq;
     ctx->n_used++;
     ctx->head = (c + 1) % ctx->n_cells;
+    ctx->seq_cells[(size_t)seq * ctx->n_cells + ctx->seq_len[seq]++] = c;
     return c;
-}
-
-static int cmp_cell_pos(const void *a, const void *b, void *arg) {
-    const int32_t *pos = arg;
-    int32_t pa = pos[*(const int32_t *)a], pb = pos[*(const int32_t *)b];
-    return (pa > pb) - (pa < pb);
 }
 
 /* First index j of list[0..n) (sorted by position) with cell_pos[list[j]] > p. */
@@ -367,54 +408,31 @@ static int32_t upper_bound(const int32_t *list, int32_t n, const int32_t *cell_p
 }
 
 /* The cell list of every sequence in the micro-batch, in position order, and each
- * token's spans of its list. The lists lie back to back in attn_cells (a backend copies
- * the part of the list its spans touch: gaps between lists would be copied too, which at
- * 64 sequences made the list 64 x n_cells long). */
+ * token's spans of its list. The lists lie back to back in attn_cells, in the order the
+ * tokens first name their sequences (a backend copies the part of the list its spans
+ * touch: gaps between lists would be copied too, which at 64 sequences made the list 64 x
+ * n_cells long). They are copies of the sequences' kept lists (seq_cells), which
+ * validate brought up to date. */
 static void build_spans(rl_context *ctx, int32_t n) {
     const int32_t ns = ctx->p.n_seq_max, n_cells = ctx->n_cells;
     for (int32_t s = 0; s < ns; s++) ctx->list_len[s] = -1;
-    int32_t n_lists = 0;
-    for (int32_t t = 0; t < n; t++) {
-        int32_t s = ctx->ub_seq[t];
-        if (ctx->list_len[s] < 0) {
-            ctx->list_len[s] = 0;
-            ctx->list_base[s] = n_lists++ * n_cells;
-        }
-    }
-    for (int32_t c = 0; c < n_cells; c++) {
-        if (ctx->cell_pos[c] < 0) continue;
-        for (uint64_t bits = ctx->cell_seq[c]; bits; bits &= bits - 1) {
-            int s = __builtin_ctzll(bits);
-            if (s < ns && ctx->list_len[s] >= 0)
-                ctx->attn_cells[ctx->list_base[s] + ctx->list_len[s]++] = c;
-        }
-    }
-    /* Close the gaps: the k-th list (its sequence first seen at the k-th new sequence of the
-     * tokens) moves down from k * n_cells to the end of the lists before it, which is at
-     * most k * n_cells, so a moved list's base never equals a later k * n_cells. */
-    for (int32_t t = 0, k = 0, at = 0; t < n && k < n_lists; t++) {
+    for (int32_t t = 0, at = 0; t < n; t++) {
         const int32_t s = ctx->ub_seq[t];
-        if (ctx->list_base[s] != k * n_cells) continue; /* moved already */
-        memmove(ctx->attn_cells + at, ctx->attn_cells + ctx->list_base[s],
-                (size_t)ctx->list_len[s] * sizeof(int32_t));
+        if (ctx->list_len[s] >= 0) continue;
+        ctx->list_len[s] = ctx->seq_len[s];
         ctx->list_base[s] = at;
-        at += ctx->list_len[s];
-        k++;
-    }
-    for (int32_t s = 0; s < ns; s++) {
-        if (ctx->list_len[s] <= 1) continue;
-        int32_t *list = ctx->attn_cells + ctx->list_base[s];
-        bool sorted = true;
-        for (int32_t j = 1; j < ctx->list_len[s] && sorted; j++)
-            sorted = ctx->cell_pos[list[j - 1]] < ctx->cell_pos[list[j]];
-        if (!sorted)
-            qsort_r(list, (size_t)ctx->list_len[s], sizeof *list, cmp_cell_pos, ctx->cell_pos);
+        memcpy(ctx->attn_cells + at, ctx->seq_cells + (size_t)s * n_cells,
+               (size_t)ctx->seq_len[s] * sizeof(int32_t));
+        at += ctx->seq_len[s];
     }
     const int32_t n_swa = ctx->m->hp.n_swa;
     for (int32_t t = 0; t < n; t++) {
         int32_t s = ctx->ub_seq[t], base = ctx->list_base[s], len = ctx->list_len[s];
         const int32_t *list = ctx->attn_cells + base;
-        int32_t hi = upper_bound(list, len, ctx->cell_pos, ctx->ub_pos[t]);
+        /* a step's token is its sequence's last position: the whole list */
+        int32_t hi = len > 0 && ctx->cell_pos[list[len - 1]] <= ctx->ub_pos[t]
+                         ? len
+                         : upper_bound(list, len, ctx->cell_pos, ctx->ub_pos[t]);
         ctx->span_full[2 * t] = base;
         ctx->span_full[2 * t + 1] = base + hi;
         if (ctx->has_swa) {
@@ -602,7 +620,7 @@ RL_API rl_status rl_decode(rl_context *ctx, const rl_batch *b) {
 
     const rl_model *m = ctx->m;
     const int32_t n_vocab = m->hp.n_vocab;
-    /* validate's scan of the cache (one pass over every cell: 41k at 64 sequences) */
+    /* the sequences' last positions as validate took them from their lists */
     memcpy(ctx->seq_last, ctx->seq_prev, (size_t)ctx->p.n_seq_max * sizeof(int32_t));
     int32_t n_out_total = 0;
     for (int32_t b0 = 0; b0 < b->n_tokens; b0 += ctx->p.n_batch) {
@@ -729,6 +747,8 @@ RL_API void rl_kv_clear(rl_context *ctx) {
     ctx->n_used = 0;
     ctx->head = 0;
     ctx->n_outputs = 0;
+    for (int32_t s = 0; s < ctx->p.n_seq_max; s++) ctx->seq_len[s] = 0;
+    ctx->lists_ok = true;
 }
 
 RL_API rl_status rl_kv_seq_remove(rl_context *ctx, int32_t seq, int32_t p0, int32_t p1) {
@@ -736,6 +756,7 @@ RL_API rl_status rl_kv_seq_remove(rl_context *ctx, int32_t seq, int32_t p0, int3
     if (seq >= ctx->p.n_seq_max)
         return ctx_fail(ctx, RL_ERR_INVALID_ARG, "seq_id %d is out of range (n_seq_max %d)", seq,
                         ctx->p.n_seq_max);
+    ctx->lists_ok = false;
     for (int32_t c = 0; c < ctx->n_cells; c++) {
         if (ctx->cell_pos[c] < 0 || !in_range(ctx->cell_pos[c], p0, p1)) continue;
         if (seq < 0) ctx->cell_seq[c] = 0;
@@ -754,6 +775,7 @@ RL_API rl_status rl_kv_seq_copy(rl_context *ctx, int32_t src, int32_t dst, int32
                         ctx->p.n_seq_max);
     if (src == dst) return RL_OK;
     rl_kv_seq_remove(ctx, dst, p0, p1);
+    ctx->lists_ok = false;
     const uint64_t sb = (uint64_t)1 << src, db = (uint64_t)1 << dst;
     for (int32_t c = 0; c < ctx->n_cells; c++)
         if (ctx->cell_pos[c] >= 0 && (ctx->cell_seq[c] & sb) && in_range(ctx->cell_pos[c], p0, p1))

@@ -700,12 +700,75 @@ TEST(external_placement) {
     rl_model_free(m);
 }
 
+/* The sequences' cell lists that rl_decode keeps (appended as it places tokens, rebuilt
+ * after a removal or copy) give the logits of lists scanned from the cell table every call
+ * (RUVLLM_KV_LISTS=0), bit for bit, over random batches of several sequences mixed with
+ * removals (tails and middles), copies and clears. */
+TEST(kept_lists_equal_scan) {
+    rl_model *m = load("models/stories260K.gguf");
+    if (!m) SKIP("no stories260K");
+    const int nv = rl_model_n_vocab(m), ns = 4;
+    setenv("RUVLLM_KV_LISTS", "0", 1);
+    rl_context *scan = make_ctx(m, 96, 16, ns, 16, RL_TYPE_F32, 1);
+    unsetenv("RUVLLM_KV_LISTS");
+    rl_context *kept = make_ctx(m, 96, 16, ns, 16, RL_TYPE_F32, 1);
+    uint32_t rng = 12345;
+#define NEXT() (rng = rng * 1664525u + 1013904223u, rng >> 8)
+    for (int it = 0; it < 60 && scan && kept; it++) {
+        const uint32_t op = NEXT() % 10;
+        if (op == 0) {
+            const int s = (int)(NEXT() % ns), p0 = (int)(NEXT() % 24);
+            const int p1 = NEXT() % 2 ? -1 : p0 + 1 + (int)(NEXT() % 4);
+            CHECK(rl_kv_seq_remove(scan, s, p0, p1) == RL_OK);
+            CHECK(rl_kv_seq_remove(kept, s, p0, p1) == RL_OK);
+        } else if (op == 1) {
+            const int a = (int)(NEXT() % ns), b = (int)(NEXT() % ns);
+            CHECK(rl_kv_seq_copy(scan, a, b, -1, -1) == RL_OK);
+            CHECK(rl_kv_seq_copy(kept, a, b, -1, -1) == RL_OK);
+        } else if (op == 2 && rl_kv_n_used(kept) > 60) {
+            rl_kv_clear(scan);
+            rl_kv_clear(kept);
+        } else {
+            rl_token tok[16];
+            int32_t seq[16];
+            int8_t lg[16];
+            int n = 0;
+            for (int s = 0; s < ns; s++) {
+                if (NEXT() % 3 == 0) continue;
+                const int k = 1 + (int)(NEXT() % 3);
+                for (int j = 0; j < k && n < 16; j++, n++) {
+                    tok[n] = (rl_token)(NEXT() % (uint32_t)nv);
+                    seq[n] = s;
+                    lg[n] = 1;
+                }
+            }
+            if (n == 0 || rl_kv_n_used(kept) + n > 96) continue;
+            rl_batch b = {.n_tokens = n, .token = tok, .seq_id = seq, .logits = lg};
+            CHECK(rl_decode(scan, &b) == RL_OK);
+            CHECK(rl_decode(kept, &b) == RL_OK);
+            for (int i = 0; i < n; i++) {
+                const float *a = rl_get_logits(scan, i), *c = rl_get_logits(kept, i);
+                CHECK(a && c);
+                if (a && c) CHECKF(max_diff(a, c, nv) == 0, "step %d token %d", it, i);
+            }
+        }
+        for (int s = 0; s < ns; s++)
+            CHECK_EQ_INT(rl_kv_seq_pos_max(kept, s), rl_kv_seq_pos_max(scan, s));
+        CHECK_EQ_INT(rl_kv_n_used(kept), rl_kv_n_used(scan));
+    }
+#undef NEXT
+    rl_context_free(scan);
+    rl_context_free(kept);
+    rl_model_free(m);
+}
+
 int main(void) {
     RUN(external_placement);
     RUN(sliding_window);
     RUN(batch_vs_sequential);
     RUN(two_sequences);
     RUN(sequence_ops);
+    RUN(kept_lists_equal_scan);
     RUN(errors_leave_cache_unchanged);
     RUN(no_allocation_in_decode);
     RUN(kv_cache_types);
