@@ -118,6 +118,27 @@ typedef struct attn_staged {
     size_t at;
 } attn_staged;
 
+/* The key of a RoPE table: the parameters (freq_factors by address: model memory that
+ * does not change) and the positions. */
+typedef struct rope_key {
+    uint32_t tag;
+    int32_t n_rot, mode, n_ctx_orig;
+    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
+    uintptr_t freq_factors;
+    int64_t n;
+} rope_key;
+
+/* Rows of RoPE tables already made for one set of parameters (key, n 0), by position:
+ * slot pos % CU_ROPE_ROWS holds row[slot] of position at[slot] (-1: none). */
+#define CU_ROPE_ROWS 2048
+#define CU_ROPE_SETS 2
+typedef struct rope_rows {
+    rope_key key;
+    int32_t *at;
+    float *row; /* [CU_ROPE_ROWS][key.n_rot] */
+    uint64_t last_use;
+} rope_rows;
+
 typedef struct cu_backend {
     cu_store *store;
     cudaStream_t stream;
@@ -160,6 +181,9 @@ typedef struct cu_backend {
      * RUVLLM_CUDA_ATTN_KEY=0 stages every layer's (the comparison with the list's memo). */
     bool ak_on, ak_valid;
     attn_staged ak;
+    bool rows_on; /* RoPE rows kept by position (cu_rope; RUVLLM_CUDA_ROPE_ROWS=0: no) */
+    rope_rows rows[CU_ROPE_SETS];
+    uint64_t rows_tick;
     rl_status err;
 } cu_backend;
 
@@ -691,15 +715,62 @@ static void cu_rmsnorm(rl_backend *be, const float *x, int64_t n, int64_t dim, f
     r->ew.x = y;
 }
 
-/* The key of a RoPE table: the parameters (freq_factors by address: model memory that
- * does not change) and the positions. */
-typedef struct rope_key {
-    uint32_t tag;
-    int32_t n_rot, mode, n_ctx_orig;
-    float freq_base, freq_scale, ext_factor, attn_factor, beta_fast, beta_slow;
-    uintptr_t freq_factors;
-    int64_t n;
-} rope_key;
+/* The rows kept for the parameters of key (n 0), made (or taken over from the set used
+ * least lately) at first use; NULL when out of memory (the rows are then made each time). */
+static rope_rows *rope_rows_of(cu_backend *c, const rope_key *key) {
+    rope_rows *r = &c->rows[0];
+    for (int i = 0; i < CU_ROPE_SETS; i++) {
+        rope_rows *ri = &c->rows[i];
+        if (ri->at && !memcmp(&ri->key, key, sizeof *key)) {
+            ri->last_use = ++c->rows_tick;
+            return ri;
+        }
+        if (ri->last_use < r->last_use) r = ri;
+    }
+    if (!r->at || r->key.n_rot < key->n_rot) {
+        rl__free(r->at);
+        rl__free(r->row);
+        r->at = rl__malloc(CU_ROPE_ROWS * sizeof *r->at);
+        r->row = rl__malloc((size_t)CU_ROPE_ROWS * (size_t)key->n_rot * sizeof *r->row);
+        if (!r->at || !r->row) {
+            rl__free(r->at);
+            rl__free(r->row);
+            memset(r, 0, sizeof *r);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < CU_ROPE_ROWS; i++) r->at[i] = -1;
+    r->key = *key;
+    r->last_use = ++c->rows_tick;
+    return r;
+}
+
+/* Why rows are kept: a table row is n_rot / 2 cosines and sines of large angles (~1 us a
+ * row for Llama 3's 128 dims on the host), and a batched decode step of 64 sequences
+ * needed 64 rows each step before its first launch. Sequences whose positions meet
+ * (sequences of one prompt, sequences that reach a position another reached) take the row
+ * already made. */
+static void rope_table(cu_backend *c, const rope_key *k, const rl_rope_params *p,
+                       const int32_t *pos, int64_t n, float *t) {
+    rope_key rk = *k;
+    rk.n = 0;
+    rope_rows *r = c->rows_on ? rope_rows_of(c, &rk) : NULL;
+    const size_t rb = (size_t)p->n_rot * sizeof(float);
+    for (int64_t i = 0; i < n; i++) {
+        float *ti = t + i * p->n_rot;
+        if (!r || pos[i] < 0) {
+            rl__rope_cache(p, pos[i], ti);
+            continue;
+        }
+        const int32_t slot = pos[i] % CU_ROPE_ROWS;
+        float *row = r->row + (size_t)slot * (size_t)p->n_rot;
+        if (r->at[slot] != pos[i]) {
+            rl__rope_cache(p, pos[i], row);
+            r->at[slot] = pos[i];
+        }
+        memcpy(ti, row, rb);
+    }
+}
 
 static void cu_rope(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_head,
                     int32_t head_dim, const int32_t *pos, const rl_rope_params *p) {
@@ -730,7 +801,7 @@ static void cu_rope(rl_backend *be, float *x, int64_t n, int64_t ld, int32_t n_h
     size_t at;
     if (!rl__cu_step_memo_find(&c->q, c->kbuf, kb, &at)) {
         float *t = (float *)c->pbuf;
-        for (int64_t i = 0; i < n; i++) rl__rope_cache(p, pos[i], t + i * p->n_rot);
+        rope_table(c, &k, p, pos, n, t);
         if (!memo_stage(c, kb, t, tb, tb, &at)) return;
     }
     /* q then k at the same positions (every attention block): one launch for both */
@@ -1113,6 +1184,10 @@ static void cu_destroy(rl_backend *be) {
     if (c->stream) cudaStreamDestroy(c->stream);
     rl__free(c->kbuf);
     rl__free(c->pbuf);
+    for (int i = 0; i < CU_ROPE_SETS; i++) {
+        rl__free(c->rows[i].at);
+        rl__free(c->rows[i].row);
+    }
     store_unref(c->store);
     rl__free(c);
     rl__free(be);
@@ -1199,6 +1274,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->split_on = !(split && split[0] == '0');
     const char *ak = getenv("RUVLLM_CUDA_ATTN_KEY");
     c->ak_on = !(ak && ak[0] == '0');
+    const char *rows = getenv("RUVLLM_CUDA_ROPE_ROWS");
+    c->rows_on = !(rows && rows[0] == '0');
     const size_t cnt_bytes = RL_CU_ATTN_CNT * sizeof(unsigned int);
     if (cudaMalloc((void **)&c->ws, CU_WS_BYTES) != cudaSuccess) c->ws = NULL;
     if (cudaMalloc((void **)&c->attn_cnt, cnt_bytes) != cudaSuccess) c->attn_cnt = NULL;
