@@ -522,6 +522,25 @@ constexpr int MERGE_MAX_SPLIT = 64; /* the most pieces merged in the kernel */
  * pre: where every thread's outputs are one round of the loop below (at most 8 pieces, at
  * most 4 outputs a thread), their pieces' values are loaded together with the weights'
  * m and l, one L2 round trip before the barrier instead of two (the same sums). */
+/* The attention outputs vals [nq] of query heads head0, head0 + 1, ... of token t (nq a
+ * multiple of 256) quantized into xq for the q8 product that reads them next (q8k_warp over
+ * the token's n_head * D values, matmul.cu's layout): warp w of nw takes the blocks of 256
+ * w, w + nw, ... */
+__device__ __forceinline__ void attn_out_q8(const rl__cu_attn &a, int D, int64_t t, int head0,
+                                            const float *vals, int nq, int warp, int nw, int lane,
+                                            int8_t *xq) {
+    const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
+    for (int qb = warp; qb < nq / 256; qb += nw) {
+        float v8[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
+        const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+        rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                       reinterpret_cast<uint2 *>(xq + n * K + el),
+                       reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+    }
+}
+
 template <int D, bool Q8>
 __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int head0, int nh,
                                           float *sm, int8_t *xq, bool pre) {
@@ -612,16 +631,7 @@ __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int h
     }
     if constexpr (Q8) { /* nh * D is a multiple of 256 here */
         __syncthreads();
-        const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
-        for (int qb = warp; qb < n_out / 256; qb += nw) {
-            float v8[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
-            const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-            rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                           reinterpret_cast<uint2 *>(xq + n * K + el),
-                           reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
-        }
+        attn_out_q8(a, D, t, head0, vals, n_out, warp, nw, lane, xq);
     }
 }
 
@@ -661,16 +671,7 @@ __device__ __forceinline__ void vec_finish(const rl__cu_attn &a, int64_t t, int 
     if (a.n_split == 1) {
         if constexpr (Q8) {
             __syncthreads();
-            const int64_t K = (int64_t)a.n_head * D, nb = K / 256, eb = (int64_t)head0 * D;
-            for (int qb = warp; qb < nh * D / 256; qb += nw) {
-                float v8[8];
-#pragma unroll
-                for (int j = 0; j < 8; j++) v8[j] = red[qb * 256 + 8 * lane + j];
-                const int64_t n = a.n_tok, el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-                rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                               reinterpret_cast<uint2 *>(xq + n * K + el),
-                               reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
-            }
+            attn_out_q8(a, D, t, head0, red, nh * D, warp, nw, lane, xq);
         }
         return;
     }
@@ -1562,16 +1563,7 @@ __global__ void __launch_bounds__(SHORT_THREADS) short_kernel(rl__cu_attn a, int
     }
     if constexpr (Q8) { /* G * D is a multiple of 256 here */
         __syncthreads();
-        const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
-        for (int qb = warp; qb < G * D / 256; qb += NT / 32) {
-            float v8[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++) v8[j] = ob[qb * 256 + 8 * lane + j];
-            const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-            rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                           reinterpret_cast<uint2 *>(xq + n * K + el),
-                           reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
-        }
+        attn_out_q8(a, D, t, head0, ob, G * D, warp, NT / 32, lane, xq);
     }
 }
 
