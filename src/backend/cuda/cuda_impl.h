@@ -194,6 +194,10 @@ cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const in
 /* ---- greedy picking (argmax.cu) ---- */
 /* The calling thread's next kernel launch goes without the PDL attribute (launch.cuh). */
 void rl__cu_pdl_plain_next(void);
+/* The next RMSNorm launched on this thread (its q8 / rows-of-256 kernel) lets the kernel
+ * after it launch before its own wait (ops_nofma.cu's early; launch.cuh's second
+ * allowance): used before one-token F16 products (step.c). */
+void rl__cu_norm_early_next(void);
 /* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
  * wins; 0 when no value is above -inf). ws: NULL, or rl__cu_argmax_ws_bytes(n) bytes of
  * device memory, zeroed before the first use and left zeroed by every launch: long rows

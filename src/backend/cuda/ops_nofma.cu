@@ -544,15 +544,21 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
 /* RUVLLM_CUDA_EARLY=mask lets the next kernel launch before the wait of rmsnorm8 (1),
  * rope_kv (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
- * the 1B shape, H100). */
+ * the 1B shape, H100), except the norms that step.c's run_all names (before one-token F16
+ * products: rl__cu_norm_early_next). */
 static int g_early = 0;
 enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
+/* The next rl__cu_rmsnorm call of this thread lets the kernel after its launch start early
+ * (rl__cu_norm_early_next; the call clears it, whatever it launches). */
+static thread_local bool g_norm_early_next = false;
 
 static bool norm8_ok(int64_t dim, const float *x, const float *y, const float *add,
                      const float *w) {
     return dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
            (!add || (uintptr_t)add % 16 == 0) && (!w || (uintptr_t)w % 16 == 0) && g_norm8;
 }
+
+extern "C" void rl__cu_norm_early_next(void) { g_norm_early_next = true; }
 
 extern "C" bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *y,
                                       const float *add, const float *w) {
@@ -562,6 +568,8 @@ extern "C" bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, co
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
                                       int xq_mode, const float *add) {
+    const bool early = (g_early & EARLY_NORM) != 0 || g_norm_early_next;
+    g_norm_early_next = false; /* for this call only, whatever it launches */
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
@@ -571,7 +579,7 @@ extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n,
         (void)rlcu::launch(rmsnorm8_kernel,
                            (unsigned)(xl != XQ_Q8 ? 8 * ntl : n), (unsigned)(dim / 8), 0, s,
                            const_cast<float *>(x), add, dim, eps, w, y, static_cast<int8_t *>(xq),
-                           n, (g_early & EARLY_NORM) != 0, xl, ntl);
+                           n, early, xl, ntl);
         return cudaGetLastError();
     }
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;

@@ -24,6 +24,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->queued_on = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_MMQ_JOIN");
     q->mmq_join = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_EARLY_F16");
+    q->f16_early = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -250,10 +252,27 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     return cudaErrorInvalidValue;
 }
 
+/* Whether r is a product of one token over F16 weights (the fused q/k/v or gate/up one, or
+ * a matmul of one row of activations). */
+static bool f16_vec1(const cu_rec *r) {
+    if (r->op == CU_OP_MATVEC_MULTI) return r->mv.type == RL_TYPE_F16;
+    return r->op == CU_OP_MATMUL && !r->mm.blas && r->mm.type == RL_TYPE_F16 && r->mm.vec &&
+           r->mm.n == 1;
+}
+
+/* An RMSNorm right before a one-token F16 product lets that product launch before the
+ * norm's own wait (q->f16_early), so its blocks take the multiprocessors that the product
+ * before the norm leaves and start copying their weights while it ends. H100, 2026-11-27,
+ * bench_cuda --pp 512 --tg 128, alternated in one call (RUVLLM_CUDA_EARLY=1: every norm):
+ * 8B F16 tg0 180.1, 180.3 -> 182.4, 183.3 (tg 168.6, 168.4 -> 171.5, 172.3); 8B Q8_0 299.2,
+ * 299.3 -> 297.3, 300.1 and 1B Q4_K_M 1,524, 1,525 -> 1,451, 1,466: so F16 products only. */
 static cudaError_t run_all(cu_step *q, const char **what) {
     cudaError_t e = cudaSuccess;
     rl__cu_pdl_plain_next(); /* no kernel of this list runs before its first one */
     for (size_t i = 0; i < q->n_rec && e == cudaSuccess; i++) {
+        if (q->f16_early && q->rec[i].op == CU_OP_RMSNORM && i + 1 < q->n_rec &&
+            f16_vec1(&q->rec[i + 1]))
+            rl__cu_norm_early_next();
         e = run_rec(q, &q->rec[i]);
         if (e != cudaSuccess) *what = op_name(q->rec[i].op);
     }

@@ -256,6 +256,7 @@ typedef struct cu_step {
     bool f16_join;                           /* RUVLLM_CUDA_MV_F16JOIN=0: F16 not joined */
     bool mmq_join; /* RUVLLM_CUDA_MMQ_JOIN=0: products of many tokens not joined (step.c) */
     bool copy_node; /* RUVLLM_CUDA_COPY_NODE=1: copies as cudaMemcpyAsync, not rl__cu_copy */
+    bool f16_early; /* RUVLLM_CUDA_EARLY_F16=0: no early launch after norms (run_all, step.c) */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
