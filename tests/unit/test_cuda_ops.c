@@ -1338,18 +1338,22 @@ static void decode_fused_case(const char *mv2, const char *mv_r) {
 }
 
 /* The small kernels (a residual add + RMSNorm feeding a Q4_K product of one token, its q8
- * codes from the norm; RoPE of q and k joined with the F16 cache write; a gated activation
- * of 8 rows; the argmax of 3 rows of 128256, split over blocks, with a planted tie: the
- * lower index, and a NaN that never wins) by default and with the next kernel launched
- * before their wait (RUVLLM_CUDA_EARLY=7, read when a backend is made): the same bits.
+ * codes from the norm; an RMSNorm feeding an F16 product of one token, which the step lets
+ * launch before the norm's wait by default; RoPE of q and k joined with the F16 cache
+ * write; a gated activation of 8 rows; the argmax of 3 rows of 128256, split over blocks,
+ * with a planted tie: the lower index, and a NaN that never wins) by default, with the
+ * next kernel launched before their wait (RUVLLM_CUDA_EARLY=7, read when a backend is made)
+ * and without the F16 product's early launch (RUVLLM_CUDA_EARLY_F16=0): the same bits.
  * Three passes each, so the last two replay a captured graph (the split argmax resets its
  * counters for the replay). */
-enum { SP_X, SP_H, SP_Y, SP_Q, SP_K, SP_V, SP_GU, SP_O, SP_L, SP_N };
-static const size_t sp_len[SP_N] = {2048, 2048, 512, 1024, 256, 256, 8 * 2048, 8 * 1024, 3 * 128256};
+enum { SP_X, SP_H, SP_Y, SP_Q, SP_K, SP_V, SP_GU, SP_O, SP_L, SP_H2, SP_F, SP_N };
+static const size_t sp_len[SP_N] = {2048, 2048,       512,        1024, 256, 256,
+                                    8 * 2048, 8 * 1024, 3 * 128256, 2048, 512};
 
 /* One pass on be over its buffers d (SP_N of them, then the residual), the cache kv. */
-static void small_pass(rl_backend *be, const qweight *w, float *const *hin, const float *nwd,
-                       float **d, rl_kv_layer *kvp, float **out, uint8_t *kvh, int32_t *ids) {
+static void small_pass(rl_backend *be, const qweight *w, const qweight *wf, float *const *hin,
+                       const float *nwd, float **d, rl_kv_layer *kvp, float **out, uint8_t *kvh,
+                       int32_t *ids) {
     rl_kv_layer kv = *kvp;
     float *r = d[SP_N];
     for (int i = 0; i < SP_N; i++) be->ops->from_host(be, d[i], hin[i], sp_len[i] * sizeof(float));
@@ -1363,6 +1367,8 @@ static void small_pass(rl_backend *be, const qweight *w, float *const *hin, cons
     be->ops->add(be, d[SP_X], r, 2048);
     be->ops->rmsnorm(be, d[SP_X], 1, 2048, 1e-5f, nwd, d[SP_H]);
     CHECK(be->ops->matmul(be, &w->wd, d[SP_H], 1, d[SP_Y]) == RL_OK);
+    be->ops->rmsnorm(be, d[SP_X], 1, 2048, 1e-5f, nwd, d[SP_H2]);
+    CHECK(be->ops->matmul(be, &wf->wd, d[SP_H2], 1, d[SP_F]) == RL_OK);
     be->ops->rope(be, d[SP_Q], 1, 1024, 8, 128, &pos, &rp);
     be->ops->rope(be, d[SP_K], 1, 256, 2, 128, &pos, &rp);
     be->ops->kv_write(be, &kv, d[SP_K], 256, d[SP_V], 256, 1, &cell);
@@ -1376,21 +1382,26 @@ static void small_pass(rl_backend *be, const qweight *w, float *const *hin, cons
 
 TEST(cuda_small_paths) {
     if (!gpu) SKIP("%s", g_skip);
-    qweight w;
+    qweight w, wf;
     if (!make_weight(RL_TYPE_Q4_K, 2048, 512, &w)) return;
-    float *hin[SP_N], *res[2][SP_N] = {{NULL}};
+    if (!make_weight(RL_TYPE_F16, 2048, 512, &wf)) {
+        free_weight(&w);
+        return;
+    }
+    float *hin[SP_N], *res[3][SP_N] = {{NULL}};
     for (int i = 0; i < SP_N; i++) hin[i] = rand_vec(sp_len[i], i == SP_L ? 4.0f : 1.0f);
     hin[SP_L][1000] = hin[SP_L][2000] = 99.0f;             /* row 0: the lower index */
     hin[SP_L][128256 + 128255] = 99.0f;                    /* row 1: the last value */
     hin[SP_L][2 * 128256 + 4096] = NAN;                    /* row 2: NaN never wins */
     hin[SP_L][2 * 128256 + 4097] = 98.0f;
     float *nw = rand_vec(2048, 1.0f), *nwd = gpu_vec(nw, 2048);
-    uint8_t *kvh[2] = {NULL};
-    int32_t ids[2][3];
+    uint8_t *kvh[3] = {NULL};
+    int32_t ids[3][3];
     int made = 0;
-    static const char *what[2] = {"default", "early"};
-    for (int v = 0; v < 2; v++) {
+    static const char *what[3] = {"default", "early", "no early F16 product"};
+    for (int v = 0; v < 3; v++) {
         if (v == 1) setenv("RUVLLM_CUDA_EARLY", "7", 1);
+        if (v == 2) setenv("RUVLLM_CUDA_EARLY_F16", "0", 1);
         rl_backend *be = NULL;
         char err[256];
         CHECK(rl__backend_cuda_create(0, &be, err, sizeof err) == RL_OK);
@@ -1408,7 +1419,7 @@ TEST(cuda_small_paths) {
         for (int pass = 0; pass < 3; pass++) {
             ids[v][0] = ids[v][1] = ids[v][2] = -1;
             memset(kvh[v] + 8 * 512, 0, 16 * 512);
-            small_pass(be, &w, hin, nwd, d, &kv, res[v], kvh[v], ids[v]);
+            small_pass(be, &w, &wf, hin, nwd, d, &kv, res[v], kvh[v], ids[v]);
             CHECKF(ids[v][0] == 1000 && ids[v][1] == 128255 && ids[v][2] == 4097,
                    "small paths %s pass %d: argmax %d %d %d", what[v], pass, ids[v][0],
                    ids[v][1], ids[v][2]);
@@ -1418,9 +1429,11 @@ TEST(cuda_small_paths) {
         be->ops->free(be, kv.v);
         rl__backend_free(be);
         if (v == 1) unsetenv("RUVLLM_CUDA_EARLY");
+        if (v == 2) unsetenv("RUVLLM_CUDA_EARLY_F16");
     }
     static const char *names[SP_N] = {"residual sum", "rmsnorm", "q8 product", "rope q",
-                                      "rope k", "v", "gate/up", "glu", "logits"};
+                                      "rope k",       "v",       "gate/up",    "glu",
+                                      "logits",       "rmsnorm 2", "f16 product"};
     for (int v = 1; v < made; v++) {
         for (int i = 0; i < SP_N; i++)
             CHECKF(memcmp(res[0][i], res[v][i], sp_len[i] * sizeof(float)) == 0,
@@ -1437,6 +1450,7 @@ TEST(cuda_small_paths) {
     free(nw);
     gpu->ops->free(gpu, nwd);
     free_weight(&w);
+    free_weight(&wf);
 }
 
 int main(void) {
