@@ -351,6 +351,25 @@ __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
     }
 }
 
+/* The attention outputs vals [nq] of query heads head0, head0 + 1, ... of token t (nq a
+ * multiple of 256) quantized into xq for the q8 product that reads them next (q8k_warp over
+ * the token's n_head * D values, matmul.cu's layout): warp w of nw takes the blocks of 256
+ * w, w + nw, ... */
+__device__ __forceinline__ void attn_out_q8(const rl__cu_attn &a, int D, int64_t t, int head0,
+                                            const float *vals, int nq, int warp, int nw, int lane,
+                                            int8_t *xq) {
+    const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
+    for (int qb = warp; qb < nq / 256; qb += nw) {
+        float v8[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
+        const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
+        rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
+                       reinterpret_cast<uint2 *>(xq + n * K + el),
+                       reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+    }
+}
+
 /* attn_combine_kernel for 256 / head_dim_v heads at once (a block per token and 256
  * output values, head_dim_v threads per head: for 128 the same order of sums as
  * attn_combine_kernel), then the 256 outputs quantized as one q8 block (qtypes.cuh's
@@ -401,12 +420,7 @@ __global__ void __launch_bounds__(CQ_THREADS) attn_combine_q8_kernel(rl__cu_attn
     vals[threadIdx.x] = v;
     __syncthreads();
     if (warp != 0) return;
-    float v8[8];
-#pragma unroll
-    for (int j = 0; j < 8; j++) v8[j] = vals[8 * lane + j];
-    const int64_t n = a.n_tok, e = t * K + (int64_t)gb * CQ_THREADS + 8 * lane;
-    rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * K + e),
-             reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + gb);
+    attn_out_q8(a, hdv, t, gb * (CQ_THREADS / hdv), vals, CQ_THREADS, 0, 1, lane, xq);
 }
 
 /* ---- decode: a few query tokens, each over its own span (the "vec" kernel) ----
@@ -522,25 +536,6 @@ constexpr int MERGE_MAX_SPLIT = 64; /* the most pieces merged in the kernel */
  * pre: where every thread's outputs are one round of the loop below (at most 8 pieces, at
  * most 4 outputs a thread), their pieces' values are loaded together with the weights'
  * m and l, one L2 round trip before the barrier instead of two (the same sums). */
-/* The attention outputs vals [nq] of query heads head0, head0 + 1, ... of token t (nq a
- * multiple of 256) quantized into xq for the q8 product that reads them next (q8k_warp over
- * the token's n_head * D values, matmul.cu's layout): warp w of nw takes the blocks of 256
- * w, w + nw, ... */
-__device__ __forceinline__ void attn_out_q8(const rl__cu_attn &a, int D, int64_t t, int head0,
-                                            const float *vals, int nq, int warp, int nw, int lane,
-                                            int8_t *xq) {
-    const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
-    for (int qb = warp; qb < nq / 256; qb += nw) {
-        float v8[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
-        const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-        rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                       reinterpret_cast<uint2 *>(xq + n * K + el),
-                       reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
-    }
-}
-
 template <int D, bool Q8>
 __device__ __forceinline__ void vec_merge(const rl__cu_attn &a, int64_t t, int head0, int nh,
                                           float *sm, int8_t *xq, bool pre) {
