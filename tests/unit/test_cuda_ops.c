@@ -1453,6 +1453,65 @@ TEST(cuda_small_paths) {
     free_weight(&wf);
 }
 
+/* The output head's row of logits copied into page-locked host memory (to_host right after
+ * a one-token product of 16384+ rows): in parts with their copies joined (the default) and
+ * in one launch copied after it (RUVLLM_CUDA_HEAD_PARTS=0), each against the CPU's product
+ * over three passes (the list before the head a graph from the second), and the two within
+ * rounding of each other (a part may split its rows over the warps otherwise). */
+TEST(cuda_head_copy) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const rl_type ht[] = {RL_TYPE_Q6_K, RL_TYPE_Q8_0, RL_TYPE_F16};
+    const int64_t K = 2048, rows = 20000; /* not a whole number of the parts' row groups */
+    for (size_t t = 0; t < sizeof ht / sizeof *ht; t++) {
+        qweight w;
+        if (!make_weight(ht[t], K, rows, &w)) return;
+        float *x = rand_vec((size_t)K, 1.0f), *ref = malloc((size_t)rows * sizeof(float));
+        for (int64_t r = 0; r < rows; r++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++) s += (double)w.deq[r * K + k] * (double)x[k];
+            ref[r] = (float)s;
+        }
+        float *out[2] = {NULL, NULL};
+        for (int v = 0; v < 2; v++) {
+            if (v == 1) setenv("RUVLLM_CUDA_HEAD_PARTS", "0", 1);
+            rl_backend *be = NULL;
+            char err[256];
+            CHECK(rl__backend_cuda_create(0, &be, err, sizeof err) == RL_OK);
+            out[v] = malloc((size_t)rows * sizeof(float));
+            if (be && out[v]) {
+                CHECK(be->ops->host_register(be, out[v], (size_t)rows * sizeof(float)) == RL_OK);
+                float *xd = be->ops->alloc(be, (size_t)K * sizeof(float));
+                float *yd = be->ops->alloc(be, (size_t)rows * sizeof(float));
+                for (int pass = 0; pass < 3; pass++) {
+                    memset(out[v], 0xff, (size_t)rows * sizeof(float)); /* NaN */
+                    be->ops->from_host(be, xd, x, (size_t)K * sizeof(float));
+                    CHECK(be->ops->matmul(be, &w.wd, xd, 1, yd) == RL_OK);
+                    be->ops->to_host(be, out[v], yd, (size_t)rows * sizeof(float));
+                    CHECK(be->ops->sync(be) == RL_OK);
+                    const double e = rl_test_nmse(out[v], ref, (size_t)rows);
+                    CHECKF(e <= 5e-4, "head copy %s (%s) pass %d: nmse %.3g against the CPU",
+                           rl_type_name(ht[t]), v ? "one launch" : "parts", pass, e);
+                }
+                be->ops->host_unregister(be, out[v]);
+                be->ops->free(be, xd);
+                be->ops->free(be, yd);
+            }
+            rl__backend_free(be);
+            if (v == 1) unsetenv("RUVLLM_CUDA_HEAD_PARTS");
+        }
+        if (out[0] && out[1]) {
+            const double e = rl_test_nmse(out[0], out[1], (size_t)rows);
+            CHECKF(e <= 1e-10, "head copy %s: parts against one launch nmse %.3g",
+                   rl_type_name(ht[t]), e);
+        }
+        free(out[0]);
+        free(out[1]);
+        free(x);
+        free(ref);
+        free_weight(&w);
+    }
+}
+
 int main(void) {
     char err[256] = "";
     rl_status st = rl__backend_cuda_create(0, &gpu, err, sizeof err);
@@ -1477,6 +1536,7 @@ int main(void) {
     RUN(cuda_decode_fused);
     RUN(cuda_mmq);
     RUN(cuda_small_paths);
+    RUN(cuda_head_copy);
     rl__backend_free(gpu);
     rl__backend_free(cpu);
     return rl_test_finish();

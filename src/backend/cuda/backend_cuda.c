@@ -346,6 +346,17 @@ static bool registered(const cu_backend *c, const void *p, size_t bytes) {
 static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
+    if (registered(c, dst, bytes)) { /* the output head's row: its copy joined to it */
+        cudaError_t e;
+        const char *what;
+        use_device(c);
+        if (rl__cu_step_flush_head(&c->q, dst, src, bytes, &e, &what)) {
+            fail(c, e, what);
+            c->n_add = 0;
+            c->ak_valid = false;
+            return;
+        }
+    }
     flush(c);
     if (registered(c, dst, bytes)) { /* page-locked (host_register): no bounce */
         fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),

@@ -26,6 +26,9 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->mmq_join = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_EARLY_F16");
     q->f16_early = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_HEAD_PARTS");
+    q->head_parts = env ? atoi(env) : CU_HEAD_PARTS;
+    if (q->head_parts > CU_HEAD_PARTS_MAX) q->head_parts = CU_HEAD_PARTS_MAX;
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -40,6 +43,9 @@ void rl__cu_step_free(cu_step *q) {
     for (int i = 0; i < CU_STEP_GRAPHS; i++) graph_drop(&q->graph[i]);
     for (int i = 0; i < CU_STEP_MEMO; i++) rl__free(q->memo[i].key);
     if (q->a_ev) cudaEventDestroy(q->a_ev);
+    for (int i = 0; i < CU_HEAD_PARTS_MAX; i++)
+        if (q->head_ev[i]) cudaEventDestroy(q->head_ev[i]);
+    if (q->head_cs) cudaStreamDestroy(q->head_cs);
     if (q->ah) cudaFreeHost(q->ah);
     cudaFree(q->ad);
     cudaFree(q->glu_cnt);
@@ -710,4 +716,76 @@ done:
     q->a_used = 0;
     for (int i = 0; i < CU_STEP_MEMO; i++) q->memo[i].valid = false;
     return e;
+}
+
+/* ---- the output head joined to its copy (rl__cu_step_flush_head) ----
+ * A decode step ends with the output head (128k rows for Llama 3) and the copy of its row
+ * of logits to the host (0.5 MB), which waited for the whole product: on an H100 15-20 us
+ * of a 1B model's ~660 us step in which the device had nothing to do. H100, 2026-11-27, one
+ * call alternated (bench_cuda --pp 512 --tg 128, parts 0 / 3 / 2 / 4, twice): 1B Q4_K_M tg0
+ * 1,518.5, 1,520.4 / 1,520.4, 1,531.9 / 1,520.8, 1,528.6 / 1,526.6, 1,530.4; tg (greedy pick on
+ * the host) 1,128.5, 1,134.3 / 1,158.4, 1,154.9 / 1,103.5, 1,108.7 / 1,156.9, 1,127.2; 8B Q8_0
+ * tg0 299.1, 299.1 / 298.8, 299.7 (0 / 3): the copy was less of the gap than its size said. */
+
+/* Rows of the output head at least (a smaller last product is copied after it). */
+#define HEAD_MIN_ROWS 16384
+
+static cudaError_t head_setup(cu_step *q) {
+    if (q->head_ready) return cudaSuccess;
+    cudaError_t e = q->head_cs ? cudaSuccess
+                               : cudaStreamCreateWithFlags(&q->head_cs, cudaStreamNonBlocking);
+    for (int i = 0; i < CU_HEAD_PARTS_MAX && e == cudaSuccess; i++)
+        if (!q->head_ev[i]) e = cudaEventCreateWithFlags(&q->head_ev[i], cudaEventDisableTiming);
+    q->head_ready = e == cudaSuccess;
+    return e;
+}
+
+/* Rows of part k of np over rows: the last an eighth (whole 64-row groups), the others
+ * the rest in equal whole groups, the one before the last taking what is left. */
+static int64_t head_part_rows(int64_t rows, int np, int k, int64_t done) {
+    const int64_t last = RL_MAX((rows / 8) & ~(int64_t)63, 64);
+    if (k == np - 1) return rows - done;
+    if (k == np - 2) return rows - last - done;
+    return ((rows - last) / (np - 1)) & ~(int64_t)63;
+}
+
+bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes, cudaError_t *err,
+                            const char **what) {
+    *err = cudaSuccess;
+    if (q->head_parts < 2 || !q->n_rec) return false;
+    const cu_rec *h = &q->rec[q->n_rec - 1];
+    if (h->op != CU_OP_MATMUL || h->mm.blas || h->mm.n != 1 || h->mm.y != src ||
+        (size_t)h->mm.rows * sizeof(float) != bytes || h->mm.rows < HEAD_MIN_ROWS)
+        return false;
+    if (head_setup(q) != cudaSuccess) {
+        cudaGetLastError(); /* not sticky: the caller copies as before */
+        return false;
+    }
+    const cu_rec head = *h;
+    q->n_rec--;
+    cudaError_t e = rl__cu_step_flush(q, what);
+    const int np = q->head_parts;
+    int64_t r0 = 0;
+    for (int k = 0; k < np && e == cudaSuccess; k++) {
+        const int64_t nr = head_part_rows(head.mm.rows, np, k, r0);
+        cu_rec r = head;
+        r.mm.w = (const uint8_t *)head.mm.w + (size_t)r0 * head.mm.row_bytes;
+        r.mm.rows = nr;
+        r.mm.y = head.mm.y + r0;
+        if (k > 0 && r.mm.xq) r.mm.xq_ready = true; /* the first part quantized x */
+        if (k == 0) rl__cu_pdl_plain_next();       /* after a graph, not a kernel */
+        *what = "output head";
+        e = run_rec(q, &r);
+        if (e == cudaSuccess) e = cudaEventRecord(q->head_ev[k], q->stream);
+        if (e == cudaSuccess) e = cudaStreamWaitEvent(q->head_cs, q->head_ev[k], 0);
+        *what = "copy to host";
+        if (e == cudaSuccess)
+            e = cudaMemcpyAsync((float *)dst + r0, r.mm.y, (size_t)nr * sizeof(float),
+                                cudaMemcpyDeviceToHost, q->head_cs);
+        r0 += nr;
+    }
+    *what = "synchronize";
+    if (e == cudaSuccess) e = cudaStreamSynchronize(q->head_cs);
+    *err = e;
+    return true;
 }

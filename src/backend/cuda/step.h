@@ -220,6 +220,8 @@ typedef struct cu_rec {
 #define CU_STEP_GRAPHS 16 /* instantiated graphs kept per instance (a forward: 2, cu_add) */
 #define CU_STEP_SEEN 16  /* hashes of recent lists that ran eagerly */
 #define CU_STEP_MEMO 8   /* host arrays remembered by content within one list */
+#define CU_HEAD_PARTS_MAX 8 /* launches an output head with its copy is cut into at most */
+#define CU_HEAD_PARTS 3     /* and by default (RUVLLM_CUDA_HEAD_PARTS; 0 or 1: one, copied after) */
 
 typedef struct cu_graph {
     uint64_t hash, last_use;
@@ -257,6 +259,13 @@ typedef struct cu_step {
     bool mmq_join; /* RUVLLM_CUDA_MMQ_JOIN=0: products of many tokens not joined (step.c) */
     bool copy_node; /* RUVLLM_CUDA_COPY_NODE=1: copies as cudaMemcpyAsync, not rl__cu_copy */
     bool f16_early; /* RUVLLM_CUDA_EARLY_F16=0: no early launch after norms (run_all, step.c) */
+    /* The output head joined to its copy to the host (rl__cu_step_flush_head): its parts
+     * (RUVLLM_CUDA_HEAD_PARTS, 0 or 1: off), the copy stream and an event a part, made at
+     * the first use (head_ready). */
+    int head_parts;
+    bool head_ready;
+    cudaStream_t head_cs;
+    cudaEvent_t head_ev[CU_HEAD_PARTS_MAX];
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
@@ -281,5 +290,15 @@ void rl__cu_step_memo_put(cu_step *q, const void *key, size_t key_bytes, size_t 
 /* Run the queued records (upload, then replay, capture or eager launches) and empty the
  * queue; does not wait. *what names the step that failed. */
 cudaError_t rl__cu_step_flush(cu_step *q, const char **what);
+/* Flush the queue and copy src (bytes of device memory) to dst (page-locked host memory), with
+ * the copy joined to the list's last record when that record wrote src: a product of one
+ * token (the output head, whose row of logits the model copies back every step). Then the
+ * rest of the list runs first (flush), the product in q->head_parts launches over parts of its
+ * rows, and each part's copy goes on its own stream while the parts after it compute: only
+ * the last part's copy (the smallest, an eighth of the rows) is left after the product. Waits
+ * for the copy. Returns false, doing nothing, when it does not apply (parts off, another last
+ * record, another range); then the caller flushes and copies. */
+bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes, cudaError_t *err,
+                            const char **what);
 
 #endif /* RL_BACKEND_CUDA_STEP_H */
