@@ -299,16 +299,16 @@ static inline void k4_get_scale_min(const uint8_t *q, int j, int *sc, int *m) {
  * with weights sqrt(mean x^2) + |x|, then the 6-bit rounding against the largest. */
 static void k4_ref_scales(const float *x, int nmax, float rmin, int nstep, uint8_t *L,
                           uint8_t scales_out[12], rl_fp16 *d, rl_fp16 *dmin) {
-    uint8_t Laux[32];
-    float w[32], mins[QK_K / 32], scales[QK_K / 32];
+    float w[QK_K], mins[QK_K / 32], scales[QK_K / 32];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < QK_K / 32; j++) {
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = rl__make_qkx2_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux, rmin,
-                                         0.1f, nstep, false);
+        for (int l = 0; l < 32; l++) w[32 * j + l] = av_x + fabsf(x[32 * j + l]);
+    }
+    rl__make_qkx_quants_lanes(8, 32, nmax, x, w, L, scales, mins, rmin, 0.1f, nstep, false, false);
+    for (int j = 0; j < QK_K / 32; j++) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -327,19 +327,19 @@ static void k4_ref_scales(const float *x, int nmax, float rmin, int nstep, uint8
  * values, Q4_K stores them as they come (they never exceed 63 for sane input). */
 static void k4_imatrix_scales(const float *x, const float *qw, int nmax, bool clamp63,
                               uint8_t *L, uint8_t scales_out[12], rl_fp16 *d, rl_fp16 *dmin) {
-    uint8_t Laux[32], Ls[QK_K / 32], Lm[QK_K / 32];
-    float w[32], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
+    uint8_t Ls[QK_K / 32], Lm[QK_K / 32];
+    float w[QK_K], sw[QK_K / 32], mins[QK_K / 32], scales[QK_K / 32];
     const float sigma2 = 2 * sblock_sumsq(x) / QK_K;
     for (int j = 0; j < QK_K / 32; j++) {
+        float *wj = w + 32 * j;
         for (int l = 0; l < 32; l++) {
-            w[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            wj[l] = qw[32 * j + l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
         }
         float s = 0;
-        for (int l = 0; l < 32; l++) s += w[l];
+        for (int l = 0; l < 32; l++) s += wj[l];
         sw[j] = s;
-        scales[j] = rl__make_qkx3_quants(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], Laux,
-                                         -0.9f, 0.05f, 36, false);
     }
+    rl__make_qkx_quants_lanes(8, 32, nmax, x, w, L, scales, mins, -0.9f, 0.05f, 36, false, true);
     const float d_block = rl__make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = rl__make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
     for (int j = 0; j < QK_K / 32; j++) {
@@ -488,10 +488,9 @@ static void q6_K_block(const float *x, block_q6_K *y, const float *qw) {
     int8_t L[QK_K];
     float scales[QK_K / 16];
     float max_scale = 0, max_abs_scale = 0;
+    rl__make_qx_quants_lanes(QK_K / 16, 16, 32, x, qw, L, scales);
     for (int ib = 0; ib < QK_K / 16; ib++) {
-        const float scale =
-            rl__make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw ? qw + 16 * ib : NULL);
-        scales[ib] = scale;
+        const float scale = scales[ib];
         if (fabsf(scale) > max_abs_scale) {
             max_abs_scale = fabsf(scale);
             max_scale = scale;

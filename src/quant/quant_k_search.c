@@ -223,6 +223,32 @@ float rl__make_qkx3_quants(int n, int nmax, const float *x, const float *weights
                            true);
 }
 
+static bool lanes_avx2(void) { return rl_cpu_isa_active() >= RL_CPU_ISA_AVX2; }
+
+void rl__make_qkx_quants_lanes(int n_groups, int n, int nmax, const float *x,
+                               const float *weights, uint8_t *L, float *scales, float *the_mins,
+                               float rmin, float rdelta, int nstep, bool use_mad, bool v3) {
+    if (lanes_avx2()) {
+        rl__make_qkx_quants_lanes_avx2(n_groups, n, nmax, x, weights, L, scales, the_mins,
+                                       rmin, rdelta, nstep, use_mad, v3);
+        return;
+    }
+    uint8_t Laux[32];
+    for (int j = 0; j < n_groups; j++)
+        scales[j] = make_qkx_quants(n, nmax, x + n * j, weights + n * j, L + n * j,
+                                    &the_mins[j], Laux, rmin, rdelta, nstep, use_mad, v3);
+}
+
+void rl__make_qx_quants_lanes(int n_groups, int n, int nmax, const float *x, const float *qw,
+                              int8_t *L, float *scales) {
+    if (lanes_avx2()) {
+        rl__make_qx_quants_lanes_avx2(n_groups, n, nmax, x, qw, L, scales);
+        return;
+    }
+    for (int j = 0; j < n_groups; j++)
+        scales[j] = rl__make_qx_quants(n, nmax, x + n * j, L + n * j, 1, qw ? qw + n * j : NULL);
+}
+
 float rl__make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights) {
     float max = 0;
     for (int i = 0; i < n; i++) max = RL_MAX(max, x[i]);

@@ -62,4 +62,26 @@ float rl__make_qkx3_quants(int n, int nmax, const float *x, const float *weights
  * super-block), weighted by quant_weights: a scale sweep, then element-wise refinement. */
 float rl__make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *quant_weights);
 
+/* Up to RL_SEARCH_LANES searches side by side, group j < n_groups being x[n*j .. n*j+n)
+ * (weights likewise), n <= 32: the same levels (L[n*j ..]), scales and minimums, bit for
+ * bit, as n_groups calls of the scalar search, on the CPU path in use (rl_cpu_isa_active:
+ * AVX2 runs them in vector lanes, quant_k_search_avx2.c). The sub-blocks of one or two
+ * super-blocks are such groups. rl__make_qkx_quants_lanes is rl__make_qkx3_quants when
+ * v3, else rl__make_qkx2_quants (weights not NULL); rl__make_qx_quants_lanes is
+ * rl__make_qx_quants with rmse_type 1. */
+#define RL_SEARCH_LANES 16
+void rl__make_qkx_quants_lanes(int n_groups, int n, int nmax, const float *x,
+                               const float *weights, uint8_t *L, float *scales, float *the_mins,
+                               float rmin, float rdelta, int nstep, bool use_mad, bool v3);
+void rl__make_qx_quants_lanes(int n_groups, int n, int nmax, const float *x, const float *qw,
+                              int8_t *L, float *scales);
+
+/* The AVX2 bodies of the two (callers go through the dispatching functions above). */
+void rl__make_qkx_quants_lanes_avx2(int n_groups, int n, int nmax, const float *x,
+                                    const float *weights, uint8_t *L, float *scales,
+                                    float *the_mins, float rmin, float rdelta, int nstep,
+                                    bool use_mad, bool v3);
+void rl__make_qx_quants_lanes_avx2(int n_groups, int n, int nmax, const float *x,
+                                   const float *qw, int8_t *L, float *scales);
+
 #endif /* RL_QUANT_K_SEARCH_H */

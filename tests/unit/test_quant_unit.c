@@ -4,6 +4,7 @@
  * that an importance matrix lowers the error it weighs. The byte equality with
  * llama.cpp on real data is test_quant_zoo's job. */
 #include "quant/quant.h"
+#include "quant/quant_k_search.h"
 #include "test.h"
 
 #include <math.h>
@@ -370,6 +371,81 @@ TEST(gaussian_rmse_bounds) {
     free(y);
 }
 
+/* Group g of a test case: Gaussian values, scaled by a factor that spans tiny to large,
+ * with some groups all zero, all one value, all negative, or a single spike. */
+static void search_group(float *x, int n, int g) {
+    const float scale = powf(10.0f, (float)(g % 7) - 3.0f);
+    for (int i = 0; i < n; i++) x[i] = scale * gauss();
+    switch (g % 9) {
+    case 1: for (int i = 0; i < n; i++) x[i] = 0; break;
+    case 2: for (int i = 0; i < n; i++) x[i] = -0.5f; break;
+    case 3: for (int i = 0; i < n; i++) x[i] = -fabsf(x[i]); break;
+    case 4: for (int i = 0; i < n; i++) x[i] = i == n / 3 ? 2.0f : 0; break;
+    case 5: for (int i = 0; i < n; i++) x[i] = fabsf(x[i]); break;
+    }
+}
+
+/* The side-by-side searches (rl__make_*_lanes) give the scalar searches' bits on every
+ * CPU path, for each group count up to RL_SEARCH_LANES and the parameters the k-quants
+ * and legacy types call them with. */
+TEST(search_lanes_match_scalar) {
+    enum { NG = RL_SEARCH_LANES, NMAX_N = 32 };
+    static const struct { int n, nmax, nstep; float rmin, rdelta; bool mad, v3, weighted; }
+        qkx[] = {
+            {32, 15, 20, -1.0f, 0.1f, false, false, true},  /* Q4_K */
+            {32, 31, 15, -0.5f, 0.1f, false, false, true},  /* Q5_K */
+            {32, 15, 36, -0.9f, 0.05f, false, true, true},  /* Q4_K imatrix */
+            {16, 3, 15, -0.5f, 0.1f, true, false, true},    /* Q2_K */
+            {16, 3, 0, -0.5f, 0.1f, true, true, false},     /* no steps, x^2 weights */
+        };
+    float x[NG * NMAX_N], w[NG * NMAX_N], sc[NG], mn[NG], sc_ref[NG], mn_ref[NG];
+    uint8_t L[NG * NMAX_N], L_ref[NG * NMAX_N], Laux[NMAX_N];
+    int8_t Ls[NG * NMAX_N], Ls_ref[NG * NMAX_N];
+    const rl_cpu_isa isa0 = rl_cpu_isa_active();
+    for (int isa = 0; isa < RL_CPU_ISA_COUNT; isa++) {
+        if (rl_cpu_isa_set((rl_cpu_isa)isa) != RL_OK) continue;
+        for (int rep = 0; rep < 40; rep++) {
+            for (size_t c = 0; c < RL_ARRAY_LEN(qkx); c++) {
+                const int n = qkx[c].n, ng = 1 + (rep * 5 + (int)c) % NG;
+                for (int g = 0; g < ng; g++) search_group(x + n * g, n, rep + g);
+                for (int i = 0; i < n * ng; i++) w[i] = 0.25f + fabsf(gauss());
+                const float *wp = qkx[c].weighted ? w : NULL;
+                rl__make_qkx_quants_lanes(ng, n, qkx[c].nmax, x, wp ? wp : w, L, sc, mn,
+                                          qkx[c].rmin, qkx[c].rdelta, qkx[c].nstep,
+                                          qkx[c].mad, qkx[c].v3);
+                for (int g = 0; g < ng; g++) {
+                    float (*f)(int, int, const float *, const float *, uint8_t *, float *,
+                               uint8_t *, float, float, int, bool) =
+                        qkx[c].v3 ? rl__make_qkx3_quants : rl__make_qkx2_quants;
+                    sc_ref[g] = f(n, qkx[c].nmax, x + n * g, (wp ? wp : w) + n * g,
+                                  L_ref + n * g, &mn_ref[g], Laux, qkx[c].rmin, qkx[c].rdelta,
+                                  qkx[c].nstep, qkx[c].mad);
+                }
+                CHECKF(!memcmp(sc, sc_ref, sizeof(float) * (size_t)ng) &&
+                       !memcmp(mn, mn_ref, sizeof(float) * (size_t)ng) &&
+                       !memcmp(L, L_ref, (size_t)(n * ng)),
+                       "%s: qkx case %zu, %d groups, rep %d differs", rl_cpu_isa_name(isa), c,
+                       ng, rep);
+            }
+            for (int qwk = 0; qwk < 2; qwk++) {
+                const int n = 16, ng = 1 + (rep * 3 + qwk) % NG;
+                for (int g = 0; g < ng; g++) search_group(x + n * g, n, rep + 2 * g);
+                for (int i = 0; i < n * ng; i++) w[i] = 0.25f + fabsf(gauss());
+                const float *qw = qwk ? w : NULL;
+                rl__make_qx_quants_lanes(ng, n, 32, x, qw, Ls, sc);
+                for (int g = 0; g < ng; g++)
+                    sc_ref[g] = rl__make_qx_quants(n, 32, x + n * g, Ls_ref + n * g, 1,
+                                                   qw ? qw + n * g : NULL);
+                CHECKF(!memcmp(sc, sc_ref, sizeof(float) * (size_t)ng) &&
+                       !memcmp(Ls, Ls_ref, (size_t)(n * ng)),
+                       "%s: qx (imatrix %d), %d groups, rep %d differs", rl_cpu_isa_name(isa),
+                       qwk, ng, rep);
+            }
+        }
+    }
+    rl_cpu_isa_set(isa0);
+}
+
 int main(void) {
     RUN(exact_small_blocks);
     RUN(activation_block_sums);
@@ -381,5 +457,6 @@ int main(void) {
     RUN(imatrix_requirement);
     RUN(imatrix_lowers_weighted_error);
     RUN(gaussian_rmse_bounds);
+    RUN(search_lanes_match_scalar);
     return rl_test_finish();
 }
