@@ -26,8 +26,8 @@ static inline f8 to_f(i8 v) { return __builtin_convertvector(v, f8); }
 static inline f8 level(f8 v, int32_t lo, int32_t hi) {
     f8 t = v + splat(12582912.0f);
     i8 l = ((i8)t & splati(0x007fffff)) - splati(0x00400000);
-    __m256i c = _mm256_min_epi32(_mm256_max_epi32((__m256i)l, (__m256i)splati(lo)),
-                                 (__m256i)splati(hi));
+    __m256i c =
+        _mm256_min_epi32(_mm256_max_epi32((__m256i)l, (__m256i)splati(lo)), (__m256i)splati(hi));
     return to_f((i8)c);
 }
 
@@ -44,9 +44,9 @@ static void transpose_in(const float *x, int n, int n_groups, f8 *out) {
 /* The searches keep, per lane, the inverse scale and minimum that gave the best levels
  * so far, not the levels: they are recomputed from those two once at the end, by the same
  * operations, which gives the same levels. */
-static void qkx_x8(int n_groups, int n, int nmax, const float *x, const float *weights,
-                   uint8_t *L, float *scales, float *the_mins, float rmin, float rdelta,
-                   int nstep, bool use_mad, bool v3) {
+static void qkx_x8(int n_groups, int n, int nmax, const float *x, const float *weights, uint8_t *L,
+                   float *scales, float *the_mins, float rmin, float rdelta, int nstep,
+                   bool use_mad, bool v3) {
     f8 xt[32], wt[32], lf[32];
     transpose_in(x, n, n_groups, xt);
     transpose_in(weights, n, n_groups, wt);
@@ -112,9 +112,11 @@ static void qx_x8(int n_groups, int n, int nmax, const float *x, const float *qw
                   float *scales) {
     f8 xt[32], wt[32], wx[32];
     transpose_in(x, n, n_groups, xt);
-    if (qw) transpose_in(qw, n, n_groups, wt);
-    else
+    if (qw) {
+        transpose_in(qw, n, n_groups, wt);
+    } else {
         for (int i = 0; i < n; i++) wt[i] = xt[i] * xt[i];
+    }
     for (int i = 0; i < n; i++) wx[i] = wt[i] * xt[i]; /* the scalar w * x[i] * l */
 
     f8 max = splat(0), amax = splat(0);
@@ -163,12 +165,12 @@ void rl__make_qkx_quants_lanes_avx2(int n_groups, int n, int nmax, const float *
                                     float *the_mins, float rmin, float rdelta, int nstep,
                                     bool use_mad, bool v3) {
     for (int j = 0; j < n_groups; j += 8)
-        qkx_x8(RL_MIN(8, n_groups - j), n, nmax, x + n * j, weights + n * j, L + n * j,
-               scales + j, the_mins + j, rmin, rdelta, nstep, use_mad, v3);
+        qkx_x8(RL_MIN(8, n_groups - j), n, nmax, x + n * j, weights + n * j, L + n * j, scales + j,
+               the_mins + j, rmin, rdelta, nstep, use_mad, v3);
 }
 
-void rl__make_qx_quants_lanes_avx2(int n_groups, int n, int nmax, const float *x,
-                                   const float *qw, int8_t *L, float *scales) {
+void rl__make_qx_quants_lanes_avx2(int n_groups, int n, int nmax, const float *x, const float *qw,
+                                   int8_t *L, float *scales) {
     for (int j = 0; j < n_groups; j += 8)
         qx_x8(RL_MIN(8, n_groups - j), n, nmax, x + n * j, qw ? qw + n * j : NULL, L + n * j,
               scales + j);
