@@ -19,6 +19,16 @@
  * reads a quantization of their SwiGLU, within 1e-6), q the same bits, all within 5e-4 of
  * the CPU.
  *
+ * mmq_fold: the products of many tokens that split K over blocks, whose partial sums the
+ * kernel reading the output adds itself (step.c's fuse pass, RUVLLM_CUDA_FOLD): a layer of
+ * the Llama 3 8B attention shapes at 64 tokens (q and o 4096 x 4096 Q4_K and down 4096 rows
+ * Q6_K, each split at 64 tokens; k and v joined) -- norm -> q, k, v -> RoPE of q and k + cache
+ * write (q's sums added there) -> o of the rotated q -> add + norm (o's sums added there) ->
+ * gate, up -> SwiGLU -> down -> add + norm (down's) -> a product of that norm -- on the
+ * default backend and on a fork with RUVLLM_CUDA_FOLD=0: the same bits in every tensor and
+ * in both cache tables, three passes (eager, captured, replayed), outputs poisoned before
+ * each; o, down and the last product within 5e-4 (nmse) of the CPU on the GPU's own inputs.
+ *
  * Timing (RUVLLM_BFUSE_BENCH=1): Llama 3 8B layer products (norm -> q, k, v; norm -> gate,
  * up -> SwiGLU -> down, Q4_K_M's types) at 8, 32 and 64 tokens, a list of 20 such layer
  * parts replayed as a graph, joined and separate back to back, twice (=2: one layer part
@@ -325,10 +335,132 @@ TEST(mmq_join_timing) {
     rl__backend_free(off);
 }
 
+/* mmq_fold's layer: its tensors ([n][width]) and weights */
+enum { FD_X, FD_H, FD_Q, FD_K, FD_V, FD_O, FD_H2, FD_G, FD_U, FD_A, FD_Z, FD_H3, FD_Y, FD_N };
+enum { FW_Q, FW_K, FW_V, FW_O, FW_G, FW_U, FW_D, FW_N };
+
+static void fold_layer(rl_backend *be, float *const *p, const tw *w, const float *nw,
+                       const rl_kv_layer *kv, const int32_t *pos, const int32_t *cells,
+                       const rl_rope_params *rp, int64_t n, int64_t D, int64_t F) {
+    const rl_backend_ops *o = be->ops;
+    o->rmsnorm(be, p[FD_X], n, D, 1e-5f, nw, p[FD_H]);
+    CHECK(o->matmul(be, &w[FW_Q].wd, p[FD_H], n, p[FD_Q]) == RL_OK);
+    CHECK(o->matmul(be, &w[FW_K].wd, p[FD_H], n, p[FD_K]) == RL_OK);
+    CHECK(o->matmul(be, &w[FW_V].wd, p[FD_H], n, p[FD_V]) == RL_OK);
+    o->rope(be, p[FD_Q], n, D, 32, 128, pos, rp);
+    o->rope(be, p[FD_K], n, 1024, 8, 128, pos, rp);
+    o->kv_write(be, kv, p[FD_K], 1024, p[FD_V], 1024, n, cells);
+    CHECK(o->matmul(be, &w[FW_O].wd, p[FD_Q], n, p[FD_O]) == RL_OK);
+    o->add(be, p[FD_X], p[FD_O], n * D);
+    o->rmsnorm(be, p[FD_X], n, D, 1e-5f, nw + D, p[FD_H2]);
+    CHECK(o->matmul(be, &w[FW_G].wd, p[FD_H2], n, p[FD_G]) == RL_OK);
+    CHECK(o->matmul(be, &w[FW_U].wd, p[FD_H2], n, p[FD_U]) == RL_OK);
+    o->glu(be, RL_GLU_SILU, p[FD_G], F, p[FD_U], F, n, F, p[FD_A]);
+    CHECK(o->matmul(be, &w[FW_D].wd, p[FD_A], n, p[FD_Z]) == RL_OK);
+    o->add(be, p[FD_X], p[FD_Z], n * D);
+    o->rmsnorm(be, p[FD_X], n, D, 1e-5f, nw, p[FD_H3]);
+    CHECK(o->matmul(be, &w[FW_Q].wd, p[FD_H3], n, p[FD_Y]) == RL_OK);
+}
+
+TEST(mmq_fold) {
+    if (!gpu) SKIP("%s", g_skip);
+    rl_test_env_set("RUVLLM_CUDA_FOLD", "0");
+    rl_backend *off = NULL;
+    const rl_status st = gpu->ops->fork(gpu, &off);
+    rl_test_env_set("RUVLLM_CUDA_FOLD", NULL);
+    CHECK(st == RL_OK);
+    if (st != RL_OK) return;
+    const int64_t n = 64, D = 4096, F = 1024;
+    /* q, k, v, o, gate, up (K = D), down (K = F) */
+    static const int64_t rows[FW_N] = {4096, 1024, 1024, 4096, 1024, 1024, 4096};
+    static const rl_type types[FW_N] = {RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q4_K,
+                                        RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K};
+    tw w[FW_N];
+    int made = 0;
+    while (made < FW_N &&
+           weight_make(types[made], made == FW_D ? F : D, rows[made], true, &w[made]))
+        made++;
+    CHECK(made == FW_N);
+    const int64_t width[FD_N] = {D, D, D, 1024, 1024, D, D, F, F, F, D, D, D};
+    const rl_rope_params rp = {.n_rot = 128, .mode = RL_ROPE_NORMAL, .n_ctx_orig = 8192,
+                               .freq_base = 500000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f,
+                               .beta_fast = 32.0f, .beta_slow = 1.0f};
+    int32_t pos[64], cells[64];
+    for (int t = 0; t < 64; t++) pos[t] = 300 + 7 * t, cells[t] = (t * 37) % 64;
+    rl_kv_layer kv[2];
+    float *p[2][FD_N];
+    float *xin = rl_test_unif_vec(&g_rng, (size_t)(n * D));
+    float *nwd = made == FW_N ? norm_weights(D) : NULL;
+    for (int b = 0; b < 2 && made == FW_N; b++) {
+        kv[b] = (rl_kv_layer){.type = RL_TYPE_F16, .n_embd_k = 1024, .n_embd_v = 1024,
+                              .k_row_bytes = 2048, .v_row_bytes = 2048};
+        kv[b].k = gpu->ops->alloc(gpu, 64 * 2048);
+        kv[b].v = gpu->ops->alloc(gpu, 64 * 2048);
+        for (int j = 0; j < FD_N; j++)
+            p[b][j] = gpu->ops->alloc(gpu, (size_t)(n * width[j]) * sizeof(float));
+    }
+    for (int pass = 0; pass < 3 && made == FW_N; pass++) {
+        for (int b = 0; b < 2; b++) {
+            rl_backend *be = b ? off : gpu;
+            for (int j = 0; j < FD_N; j++) be->ops->fill(be, p[b][j], n * width[j], NAN);
+            be->ops->fill(be, kv[b].k, 64 * 2048 / 4, NAN);
+            be->ops->fill(be, kv[b].v, 64 * 2048 / 4, NAN);
+            be->ops->from_host(be, p[b][FD_X], xin, (size_t)(n * D) * sizeof(float));
+            fold_layer(be, p[b], w, nwd, &kv[b], pos, cells, &rp, n, D, F);
+            CHECK(be->ops->sync(be) == RL_OK);
+        }
+        float *res[2][FD_N];
+        for (int b = 0; b < 2; b++)
+            for (int j = 0; j < FD_N; j++)
+                res[b][j] = rl_test_dev_get(b ? off : gpu, p[b][j], (size_t)(n * width[j]));
+        for (int j = 0; j < FD_N; j++) {
+            const size_t len = (size_t)(n * width[j]);
+            CHECKF(!memcmp(res[0][j], res[1][j], len * sizeof(float)),
+                   "fold pass %d: tensor %d differs from the partial-sum pass", pass, j);
+            size_t e = 0;
+            while (e < len && isfinite(res[0][j][e])) e++;
+            CHECKF(e == len, "fold pass %d: tensor %d [%zu] not finite", pass, j, e);
+        }
+        for (int side = 0; side < 2; side++) {
+            float *c[2];
+            for (int b = 0; b < 2; b++)
+                c[b] = rl_test_dev_get(b ? off : gpu, side ? kv[b].v : kv[b].k, 64 * 2048 / 4);
+            CHECKF(!memcmp(c[0], c[1], 64 * 2048), "fold pass %d: %s cache differs", pass,
+                   side ? "V" : "K");
+            for (int b = 0; b < 2; b++) free(c[b]);
+        }
+        if (pass == 2) { /* o, down and the last product against the CPU */
+            const int pin[3] = {FD_Q, FD_A, FD_H3}, pout[3] = {FD_O, FD_Z, FD_Y};
+            const int wi[3] = {FW_O, FW_D, FW_Q};
+            for (int i = 0; i < 3; i++) {
+                const int64_t r = w[wi[i]].w.ne[1];
+                float *yc = malloc((size_t)(n * r) * sizeof(float));
+                CHECK(cpu->ops->matmul(cpu, &w[wi[i]].w, res[0][pin[i]], n, yc) == RL_OK);
+                const double e = rl_test_nmse(res[0][pout[i]], yc, (size_t)(n * r));
+                CHECKF(e <= 5e-4, "fold: product %d nmse vs cpu %.3g", i, e);
+                fprintf(stderr, "  fold, 64 tokens: product %d nmse vs cpu %.3g\n", i, e);
+                free(yc);
+            }
+        }
+        for (int b = 0; b < 2; b++)
+            for (int j = 0; j < FD_N; j++) free(res[b][j]);
+    }
+    for (int b = 0; b < 2 && made == FW_N; b++) {
+        for (int j = 0; j < FD_N; j++) gpu->ops->free(gpu, p[b][j]);
+        gpu->ops->free(gpu, kv[b].k);
+        gpu->ops->free(gpu, kv[b].v);
+    }
+    if (nwd) gpu->ops->free(gpu, nwd);
+    free(xin);
+    for (int i = 0; i < made; i++) weight_free(&w[i]);
+    rl__backend_free(off);
+}
+
 int main(void) {
     rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mmq_join_layers);
     RUN(mmq_join_split);
+    RUN(mmq_fold);
     RUN(mmq_join_timing);
     if (gpu) rl__backend_free(gpu);
     if (cpu) rl__backend_free(cpu);

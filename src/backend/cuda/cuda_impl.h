@@ -89,8 +89,18 @@ cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row
 #define RL_CU_MMQ_MIN_N 5 /* fewest tokens it takes (1 to 4: the q8 decode kernels) */
 bool rl__cu_mmq_ok(int type, const void *w, size_t row_bytes, int64_t K);
 size_t rl__cu_mmq_bytes(int64_t rows, int64_t K, int64_t n);
+/* keep_part: where the plan splits K over S > 1 blocks, the partial sums stay in ws
+ * (rl__cu_mmq_split) and y is not written: the kernel after the product adds them (in the
+ * order of mmq.cu's own pass, z = 0 .. S - 1, so to the same bits). */
 cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes, int64_t rows,
-                       int64_t K, const float *x, int64_t n, float *y, void *ws, bool xq_ready);
+                       int64_t K, const float *x, int64_t n, float *y, void *ws, bool xq_ready,
+                       bool keep_part);
+/* The number of partial sums S of rl__cu_mmq's product of n tokens (1: K not split) and,
+ * for S > 1, where they lie in its workspace ws: part[z][n][rows], z < S (else NULL). */
+int rl__cu_mmq_split(int type, int64_t rows, int64_t K, int64_t n, void *ws, float **part);
+/* Bytes at the start of mmq.cu's workspace that the quantized activations of n tokens of K
+ * values take (the partial sums of a product of that K follow them). */
+size_t rl__cu_mmq_xq_bytes(int64_t K, int64_t n);
 /* mmq.cu's variants, for the kernel benchmark (each < 0: as the environment says): the
  * fewest tokens of the tiled kernel (RUVLLM_CUDA_MMQ_TILE, default 5; 0: never, the
  * per-warp kernel instead), that kernel staged (RUVLLM_CUDA_MMQ_STAGED=1), k-quant
@@ -157,6 +167,15 @@ bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, int64_t ld_
  * then written). */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                            const float *w, float *y, void *xq, int xq_mode, const float *add);
+/* rl__cu_rmsnorm with add the output of an mmq.cu product run with keep_part: its nz
+ * partial sums part[z][n][dim] are added in order z = 0 .. nz - 1 (mmq.cu's pass), written to
+ * add (the product's output, as that pass would have) and added to x. Only where
+ * rl__cu_rmsnorm_part_ok. */
+bool rl__cu_rmsnorm_part_ok(int64_t n, int64_t dim, const float *x, const float *y,
+                            const float *add, const float *w, const float *part);
+cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
+                                const float *w, float *y, void *xq, int xq_mode, float *add,
+                                const float *part, int nz);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache); n rows
  * of n_head heads of x, and (x2 non-NULL) of n_head2 heads of x2 at the same positions. */
 cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_head, float *x2, int64_t ld2,

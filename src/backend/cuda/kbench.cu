@@ -190,7 +190,7 @@ void mm_config(mm_path path) {
 cudaError_t mm_product(cudaStream_t s, const shape &sh, const uint8_t *w, size_t row_bytes,
                        const float *x, int64_t n, float *y, mm_path path, const mm_ctx &c) {
     if (path != MM_CUBLAS)
-        return rl__cu_mmq(s, sh.type, w, row_bytes, sh.rows, sh.K, x, n, y, c.ws, false);
+        return rl__cu_mmq(s, sh.type, w, row_bytes, sh.rows, sh.K, x, n, y, c.ws, false, false);
     return rl__cu_matmul_tc(s, c.blas, sh.type, true, w, row_bytes, sh.rows, sh.K, x, n, y, c.wsw,
                             c.wsw_bytes, c.wsx);
 }

@@ -526,7 +526,7 @@ extern "C" cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w,
                                         int64_t rows, int64_t K, const float *x, int64_t n,
                                         float *y, void *xq, bool xq_ready) {
     if (rows <= 0 || n <= 0) return cudaSuccess;
-    if (n >= RL_CU_MMQ_MIN_N) return rl__cu_mmq(s, type, w, row_bytes, rows, K, x, n, y, xq, xq_ready);
+    if (n >= RL_CU_MMQ_MIN_N) return rl__cu_mmq(s, type, w, row_bytes, rows, K, x, n, y, xq, xq_ready, false);
     int8_t *q = static_cast<int8_t *>(xq);
     float *d = reinterpret_cast<float *>(q + 2 * n * K);
     if (!xq_ready) {

@@ -1960,9 +1960,25 @@ extern "C" size_t rl__cu_mmq_bytes(int64_t rows, int64_t K, int64_t n) {
     return b;
 }
 
+extern "C" int rl__cu_mmq_split(int type, int64_t rows, int64_t K, int64_t n, void *ws,
+                                float **part) {
+    *part = nullptr;
+    if (rows <= 0 || n <= 0 || K <= 0 || K % 256) return 1;
+    const mmq_plan p = make_plan(rows, K, n, int_step(type));
+    if (p.S > 1)
+        *part = reinterpret_cast<float *>(static_cast<uint8_t *>(ws) + codes_bytes(K, p.ntl) +
+                                          scales_bytes(K, p.ntl));
+    return p.S;
+}
+
+extern "C" size_t rl__cu_mmq_xq_bytes(int64_t K, int64_t n) {
+    const int ntl = (int)((n + 7) / 8);
+    return codes_bytes(K, ntl) + scales_bytes(K, ntl);
+}
+
 extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_t row_bytes,
                                   int64_t rows, int64_t K, const float *x, int64_t n, float *y,
-                                  void *ws, bool xq_ready) {
+                                  void *ws, bool xq_ready, bool keep_part) {
     if (rows <= 0 || n <= 0) return cudaSuccess;
     if (K % 256 || (uintptr_t)x % 16) return cudaErrorInvalidValue;
     mmq_plan p = make_plan(rows, K, n, int_step(type));
@@ -2004,7 +2020,7 @@ extern "C" cudaError_t rl__cu_mmq(cudaStream_t s, int type, const void *w, size_
         return cudaErrorInvalidValue;
     }
     if (e != cudaSuccess) return e;
-    if (p.S > 1) {
+    if (p.S > 1 && !keep_part) {
         const int64_t total = n * rows;
         const int64_t b = (total + 255) / 256;
         (void)rlcu::launch(mmq_reduce_kernel, (unsigned)(b < 4096 ? b : 4096), 256, 0, s, part, total,

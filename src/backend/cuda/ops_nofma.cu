@@ -116,10 +116,15 @@ enum { XQ_Q8 = RL_CU_XQ_Q8, XQ_MMQ32 = RL_CU_XQ_MMQ32, XQ_MMQ256 = RL_CU_XQ_MMQ2
  * kernel may launch before this one's wait (launch.cuh: it still waits for this one to
  * finish; a product after it starts streaming its weights sooner). xl (xq non-NULL): the
  * layout of xq; for mmq.cu's the grid has 8 ntl blocks, those past the n rows writing the
- * padding tokens' zero codes and scales, so that the product skips its own quantization. */
+ * padding tokens' zero codes and scales, so that the product skips its own quantization.
+ * part non-NULL (add NULL): the residual is the output of an mmq.cu product that left its
+ * nz partial sums part[z][n][dim]; they are added here in mmq_reduce_kernel's order (z = 0
+ * first, then each next one), the sum written to psum (that product's output) and added to
+ * x, so that x, y and xq get the bits of the reduce pass + this kernel with add = psum. */
 __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
-                                float *y, int8_t *xq, int64_t n, bool early, int xl, int ntl) {
-    __shared__ double part[32];
+                                float *y, int8_t *xq, int64_t n, bool early, int xl, int ntl,
+                                const float *__restrict__ part, int nz, float *psum) {
+    __shared__ double wsum[32];
     const int64_t e = (int64_t)blockIdx.x * dim + 8 * threadIdx.x;
     float wv[8];
     if (w) {
@@ -153,6 +158,28 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
         for (int j = 0; j < 8; j++) v[j] = v[j] + av[j];
         reinterpret_cast<float4 *>(x + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
         reinterpret_cast<float4 *>(x + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else if (part) {
+        const size_t total = (size_t)n * (size_t)dim;
+        float av[8];
+        {
+            const float4 a = reinterpret_cast<const float4 *>(part + e)[0];
+            const float4 b = reinterpret_cast<const float4 *>(part + e)[1];
+            av[0] = a.x, av[1] = a.y, av[2] = a.z, av[3] = a.w;
+            av[4] = b.x, av[5] = b.y, av[6] = b.z, av[7] = b.w;
+        }
+#pragma unroll 4
+        for (int z = 1; z < nz; z++) {
+            const float4 a = reinterpret_cast<const float4 *>(part + (size_t)z * total + e)[0];
+            const float4 b = reinterpret_cast<const float4 *>(part + (size_t)z * total + e)[1];
+            av[0] += a.x, av[1] += a.y, av[2] += a.z, av[3] += a.w;
+            av[4] += b.x, av[5] += b.y, av[6] += b.z, av[7] += b.w;
+        }
+        reinterpret_cast<float4 *>(psum + e)[0] = make_float4(av[0], av[1], av[2], av[3]);
+        reinterpret_cast<float4 *>(psum + e)[1] = make_float4(av[4], av[5], av[6], av[7]);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = v[j] + av[j];
+        reinterpret_cast<float4 *>(x + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
+        reinterpret_cast<float4 *>(x + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
     }
     double ss = 0;
 #pragma unroll
@@ -160,10 +187,10 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (lane == 0) part[warp] = ss;
+    if (lane == 0) wsum[warp] = ss;
     __syncthreads();
     double tot = 0.0;
-    for (int k = 0; k < (int)(blockDim.x >> 5); k++) tot += part[k];
+    for (int k = 0; k < (int)(blockDim.x >> 5); k++) tot += wsum[k];
     const float mean = (float)(tot / (double)dim);
     const float sc = 1.0f / sqrtf(mean + eps);
 #pragma unroll
@@ -271,7 +298,18 @@ __global__ void rope_kv_kernel(rl__cu_rope_kv_args a, int per, int total, bool e
     if (early) rlcu::pdl_launch_dependents();
     rlcu::pdl_wait();
     if (!early) rlcu::pdl_launch_dependents();
-    const float x0 = xp[i0], x1 = xp[i1];
+    float x0, x1;
+    if (is_q && a.q_part) { /* mmq_reduce_kernel's sums: z = 0 first, then each next one */
+        const size_t total = (size_t)a.n * (size_t)a.ld;
+        const float *pp = a.q_part + (xp - a.q);
+        x0 = pp[i0], x1 = pp[i1];
+        for (int z = 1; z < a.q_nz; z++) {
+            x0 += pp[(size_t)z * total + i0];
+            x1 += pp[(size_t)z * total + i1];
+        }
+    } else {
+        x0 = xp[i0], x1 = xp[i1];
+    }
     float y0 = x0, y1 = x1;
     if (rot) {
         y0 = x0 * cs - x1 * sn;
@@ -565,23 +603,53 @@ extern "C" bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, co
     return n >= RL_CU_MMQ_MIN_N && n < 0x7fffff00 && norm8_ok(dim, x, y, add, w);
 }
 
+extern "C" bool rl__cu_rmsnorm_part_ok(int64_t n, int64_t dim, const float *x, const float *y,
+                                       const float *add, const float *w, const float *part) {
+    return n > 0 && n < 0x7fffff00 && add && part && (uintptr_t)part % 16 == 0 &&
+           norm8_ok(dim, x, y, add, w);
+}
+
+/* Whether the next kernel may launch before this call's norm waits; clears the request
+ * (rl__cu_norm_early_next: for one call only, whatever it launches). */
+static bool norm_early(void) {
+    const bool early = (g_early & EARLY_NORM) != 0 || g_norm_early_next;
+    g_norm_early_next = false;
+    return early;
+}
+
+/* rmsnorm8_kernel's launch (norm8_ok). */
+static cudaError_t norm8_launch(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
+                                const float *w, float *y, void *xq, int xl, const float *add,
+                                const float *part, int nz, float *psum, bool early) {
+    const int ntl = xl != XQ_Q8 ? mmq_ntl(n) : 0;
+    (void)rlcu::launch(rmsnorm8_kernel, (unsigned)(xl != XQ_Q8 ? 8 * ntl : n),
+                       (unsigned)(dim / 8), 0, s, const_cast<float *>(x), add, dim, eps, w, y,
+                       static_cast<int8_t *>(xq), n, early, xl, ntl, part, nz, psum);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64_t n, int64_t dim,
+                                           float eps, const float *w, float *y, void *xq,
+                                           int xq_mode, float *add, const float *part, int nz) {
+    const bool early = norm_early();
+    if (n <= 0) return cudaSuccess;
+    const int xl = xq ? xq_mode : XQ_Q8;
+    if (nz < 1 || !rl__cu_rmsnorm_part_ok(n, dim, x, y, add, w, part) || (xq && dim % 256) ||
+        (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)))
+        return cudaErrorInvalidValue;
+    return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, NULL, part, nz, add, early);
+}
+
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
                                       int xq_mode, const float *add) {
-    const bool early = (g_early & EARLY_NORM) != 0 || g_norm_early_next;
-    g_norm_early_next = false; /* for this call only, whatever it launches */
+    const bool early = norm_early();
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
     if (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) return cudaErrorInvalidValue;
-    if (norm8_ok(dim, x, y, add, w)) {
-        const int ntl = xl != XQ_Q8 ? mmq_ntl(n) : 0;
-        (void)rlcu::launch(rmsnorm8_kernel,
-                           (unsigned)(xl != XQ_Q8 ? 8 * ntl : n), (unsigned)(dim / 8), 0, s,
-                           const_cast<float *>(x), add, dim, eps, w, y, static_cast<int8_t *>(xq),
-                           n, early, xl, ntl);
-        return cudaGetLastError();
-    }
+    if (norm8_ok(dim, x, y, add, w))
+        return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, add, NULL, 0, NULL, early);
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
     (void)rlcu::launch(rmsnorm_kernel, (unsigned)n, threads, 0, s, const_cast<float *>(x), add,
                        dim, eps, w, y, static_cast<int8_t *>(xq), n);
@@ -605,7 +673,9 @@ extern "C" bool rl__cu_rope_kv_ok(const rl__cu_rope_kv_args *a) {
            a->head_dim % 2 == 0 && a->n_rot > 0 && a->n_rot % 2 == 0 &&
            a->n_rot <= a->head_dim && a->n_embd_v % 2 == 0 && a->n_head >= 0 &&
            a->n_head_k >= 0 && a->n_embd_v >= 0 && a->n >= 0 && per < 0x7fffff00 &&
-           a->n * per < 0x7fffff00;
+           a->n * per < 0x7fffff00 &&
+           (!a->q_part || (a->q_nz >= 1 && a->n_rot == a->head_dim &&
+                           a->ld == (int64_t)a->n_head * a->head_dim));
 }
 
 extern "C" cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a) {

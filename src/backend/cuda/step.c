@@ -29,6 +29,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     env = getenv("RUVLLM_CUDA_HEAD_PARTS");
     q->head_parts = env ? atoi(env) : CU_HEAD_PARTS;
     if (q->head_parts > CU_HEAD_PARTS_MAX) q->head_parts = CU_HEAD_PARTS_MAX;
+    env = getenv("RUVLLM_CUDA_FOLD");
+    q->fold_on = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -178,6 +180,9 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
             return rl__cu_matmul_tc(s, r->mm.blas, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes,
                                     r->mm.rows, r->mm.K, r->mm.x, r->mm.n, r->mm.y, r->mm.wsw,
                                     r->mm.wsw_bytes, r->mm.wsx);
+        if (r->mm.keep_part)
+            return rl__cu_mmq(s, r->mm.type, r->mm.w, r->mm.row_bytes, r->mm.rows, r->mm.K,
+                              r->mm.x, r->mm.n, r->mm.y, r->mm.xq, r->mm.xq_ready, true);
         if (r->mm.xq)
             return rl__cu_matmul_q8(s, r->mm.type, r->mm.w, r->mm.row_bytes, r->mm.rows, r->mm.K,
                                     r->mm.x, r->mm.n, r->mm.y, r->mm.xq, r->mm.xq_ready);
@@ -187,6 +192,10 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_get_rows(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.K,
                                (const int32_t *)(A + r->mm.ids_at), r->mm.n, r->mm.y);
     case CU_OP_RMSNORM:
+        if (r->ew.part)
+            return rl__cu_rmsnorm_part(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x,
+                                       r->ew.xq, r->ew.xq_mode, (float *)r->ew.c, r->ew.part,
+                                       r->ew.nz);
         return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq,
                               r->ew.xq_mode, r->ew.c);
     case CU_OP_ROPE:
@@ -304,7 +313,9 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  *   rows while the kernel before it still runs (attention.cu; RUVLLM_CUDA_ATTN_ROPE=0: not);
  * - consecutive products of one input of 5+ tokens (q, k, v; gate, up) that mmq.cu would
  *   each run on its streaming kernel: one launch over all their rows (rl__cu_mmq_join;
- *   RUVLLM_CUDA_MMQ_JOIN=0: not), and no K split with its partial-sum pass for k and v.
+ *   RUVLLM_CUDA_MMQ_JOIN=0: not), and no K split with its partial-sum pass for k and v;
+ * - then a product of many tokens that splits K and the RMSNorm or RoPE that reads its
+ *   output: that kernel adds the partial sums (fold_parts; RUVLLM_CUDA_FOLD=0: not).
  * Each kernel computes what the records did, in the same arithmetic. RUVLLM_CUDA_FUSE=0
  * turns the pass off (bisecting). */
 static bool mv_joinable(const cu_rec *a, const cu_rec *b, bool f16_join_on) {
@@ -543,6 +554,82 @@ static void fuse(cu_step *q) {
     q->n_rec = o;
 }
 
+/* Whether bytes [a, a + ab) lie clear of [p, p + pb). */
+static bool clear_of(const void *a, size_t ab, const void *p, size_t pb) {
+    const uint8_t *x = a, *y = p;
+    return x + ab <= y || y + pb <= x;
+}
+
+/* Whether the RMSNorm record nr can add the nz partial sums at part of the product m
+ * before it (its residual input is m's output). */
+static bool fold_norm_ok(const cu_rec *m, const cu_rec *nr, const float *part, size_t pb) {
+    if (nr->op != CU_OP_RMSNORM || nr->ew.c != m->mm.y || nr->ew.part || nr->ew.n != m->mm.n ||
+        nr->ew.dim != m->mm.rows || nr->ew.a == m->mm.y || nr->ew.x == m->mm.y ||
+        !rl__cu_rmsnorm_part_ok(nr->ew.n, nr->ew.dim, nr->ew.a, nr->ew.x, nr->ew.c, nr->ew.b, part))
+        return false;
+    if (!nr->ew.xq) return true;
+    /* the norm's quantized rows must lie clear of the partial sums */
+    const size_t qb = nr->ew.xq_mode == RL_CU_XQ_Q8
+                          ? (size_t)(2 * nr->ew.n * nr->ew.dim) +
+                                (size_t)(nr->ew.n * nr->ew.dim / 256) * sizeof(float)
+                          : rl__cu_mmq_xq_bytes(nr->ew.dim, nr->ew.n);
+    return clear_of(nr->ew.xq, qb, part, pb);
+}
+
+/* Whether the rope_kv record f can add the partial sums of the product m (q) itself. */
+static bool fold_rope_ok(const cu_rec *m, const cu_rec *f, const float *part, int nz) {
+    if (f->op != CU_OP_ROPE_KV || f->rkv.a.q != m->mm.y || f->rkv.a.q_part) return false;
+    rl__cu_rope_kv_args a = f->rkv.a;
+    a.q_part = part;
+    a.q_nz = nz;
+    return a.n == m->mm.n && a.ld == m->mm.rows && a.k != m->mm.y && a.v != m->mm.y &&
+           a.q != m->mm.x && rl__cu_rope_kv_ok(&a);
+}
+
+/* Whether the joined products j, between m and the record that reads m's output, leave m's
+ * output and partial sums alone (they split no K: rl__cu_mmq_join). */
+static bool fold_across_ok(const cu_rec *m, const cu_rec *j, const float *part, size_t pb) {
+    if (j->op != CU_OP_MMQ_JOIN || j->mq.x == m->mm.y) return false;
+    for (int i = 0; i < j->mq.nseg; i++)
+        if (j->mq.sg[i].y == m->mm.y) return false;
+    return j->mq.xq_ready || clear_of(j->mq.ws, rl__cu_mmq_xq_bytes(j->mq.K, j->mq.n), part, pb);
+}
+
+/* A product of many tokens on mmq.cu that splits K, and the kernel that reads its output
+ * next: the residual add + RMSNorm right after it (every layer's o and down products at
+ * batched decoding), or RoPE + cache write of q (the q product; k and v joined between, on
+ * the streaming kernel). That kernel adds the partial sums itself, in mmq.cu's order (the
+ * same bits; the norm also writes the product's output), so the product's partial-sum
+ * pass, a launch that reads them all once and writes the output for the next to read
+ * again, is left out. Not where a write between or the norm's own quantized output would
+ * overwrite them. RUVLLM_CUDA_FOLD=0: not. */
+static void fold_parts(cu_step *q) {
+    for (size_t i = 0; i + 1 < q->n_rec; i++) {
+        cu_rec *m = &q->rec[i];
+        if (m->op != CU_OP_MATMUL || m->mm.blas || !m->mm.xq || m->mm.n < RL_CU_MMQ_MIN_N ||
+            m->mm.x == m->mm.y || m->mm.keep_part)
+            continue;
+        float *part = NULL;
+        const int nz = rl__cu_mmq_split(m->mm.type, m->mm.rows, m->mm.K, m->mm.n, m->mm.xq, &part);
+        if (nz < 2 || !part) continue;
+        const size_t pb = (size_t)nz * (size_t)(m->mm.n * m->mm.rows) * sizeof(float);
+        cu_rec *nr = &q->rec[i + 1];
+        if (fold_norm_ok(m, nr, part, pb)) {
+            m->mm.keep_part = true;
+            nr->ew.part = part;
+            nr->ew.nz = nz;
+            continue;
+        }
+        cu_rec *f = nr;
+        if (i + 2 < q->n_rec && fold_across_ok(m, nr, part, pb)) f = &q->rec[i + 2];
+        if (fold_rope_ok(m, f, part, nz)) {
+            m->mm.keep_part = true;
+            f->rkv.a.q_part = part;
+            f->rkv.a.q_nz = nz;
+        }
+    }
+}
+
 /* FNV-1a over the records' 64-bit words (records are zero-padded, sizes multiples of 8). */
 static uint64_t rec_hash(const cu_rec *r, size_t n, const void *arena) {
     _Static_assert(sizeof(cu_rec) % 8 == 0, "cu_rec is a whole number of words");
@@ -687,6 +774,7 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
     if (!g) {
         keep_queued(q);
         if (q->fuse_on) fuse(q);
+        if (q->fuse_on && q->fold_on) fold_parts(q);
         h = rec_hash(q->rec, q->n_rec, q->ad);
         g = q->graphs_on ? graph_find(q, h) : NULL;
         if (g) remember_queued(q, g);

@@ -76,9 +76,14 @@ typedef struct rl__cu_rope_kv {
     const float *v;
     int64_t ld_v, n_embd_v;
     const int32_t *cells;
+    /* non-NULL: q is the output of an mmq.cu product that left its q_nz partial sums
+     * q_part[z][n][ld] (rl__cu_mmq's keep_part; ld = n_head * head_dim = n_rot * n_head:
+     * every value of q rotated, so written); they are added here in mmq.cu's order */
+    const float *q_part;
+    int q_nz;
 } rl__cu_rope_kv_args;
 /* Whether one launch takes a (F16 or F32 cache, even head_dim and n_rot <= head_dim, even
- * n_embd_v, fewer than 2^31 pairs of values). */
+ * n_embd_v, fewer than 2^31 pairs of values; q_part: as its comment says). */
 bool rl__cu_rope_kv_ok(const rl__cu_rope_kv_args *a);
 cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
 
@@ -155,6 +160,8 @@ typedef struct cu_rec {
             size_t wsw_bytes;
             void *xq;      /* blas NULL, xq set: the q8 path with this activation workspace */
             bool xq_ready; /* xq already holds x (the product before quantized it) */
+            bool keep_part; /* fuse pass: mmq.cu leaves a K split's partial sums in xq's
+                               workspace for the RMSNorm after it (rl__cu_mmq) */
         } mm;
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
@@ -170,6 +177,9 @@ typedef struct cu_rec {
             void *xq; /* rmsnorm, glu: the output also quantized for the q8 product next;
                          argmax: its zeroed workspace (argmax.cu) */
             int xq_mode; /* rmsnorm, glu: xq's layout (RL_CU_XQ_*, cuda_impl.h) */
+            const float *part; /* rmsnorm, fuse pass: c is the output of the product before,
+                                  which left its nz partial sums here (rl__cu_rmsnorm_part) */
+            int nz;
         } ew;
         struct { /* kv_write (cells_at), kv_copy (src_at, dst_at) */
             int type;
@@ -266,6 +276,7 @@ typedef struct cu_step {
     bool head_ready;
     cudaStream_t head_cs;
     cudaEvent_t head_ev[CU_HEAD_PARTS_MAX];
+    bool fold_on;   /* RUVLLM_CUDA_FOLD=0: K-split partial sums not added by the norm after */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
