@@ -567,12 +567,12 @@ TEST(cuda_rmsnorm) {
 /* A residual add followed by a norm of its sum runs as one launch (backend_cuda.c joins
  * them): the sum and the norm as the CPU's add and rmsnorm give them, bit for bit, also
  * when the norm writes in place and when its output feeds a q8 product (the quantization
- * fused too). */
+ * fused too); at 3 tokens and at 64 (rows of 4096 then split over clusters of blocks). */
 TEST(cuda_add_rmsnorm) {
     if (!gpu) SKIP("%s", g_skip);
-    static const int64_t dims[] = {64, 4096};
-    for (size_t di = 0; di < 2; di++) {
-        const int64_t dim = dims[di], n = 3;
+    static const int64_t dims[] = {64, 4096, 64, 4096};
+    for (size_t di = 0; di < 4; di++) {
+        const int64_t dim = dims[di], n = di < 2 ? 3 : 64;
         const size_t ne = (size_t)(n * dim);
         float *x = rand_vec(ne, 3.0f), *r = rand_vec(ne, 1.0f), *w = rand_vec((size_t)dim, 1.0f);
         float *yc = malloc(ne * sizeof(float)), *xc = malloc(ne * sizeof(float));
@@ -591,7 +591,8 @@ TEST(cuda_add_rmsnorm) {
                 free(xg);
             }
             check_ew(in_place ? "add + rmsnorm (in place)" : "add + rmsnorm", yg, yc, ne);
-            CHECKF(max_abs(yg, yc, ne) == 0, "add + rmsnorm dim=%lld: not bit-exact", (long long)dim);
+            CHECKF(max_abs(yg, yc, ne) == 0, "add + rmsnorm dim=%lld n=%lld: not bit-exact",
+                   (long long)dim, (long long)n);
             gpu_sync();
             free(yg);
             gpu->ops->free(gpu, xd);

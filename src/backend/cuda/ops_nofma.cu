@@ -107,6 +107,28 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
 /* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output (cuda_impl.h). */
 enum { XQ_Q8 = RL_CU_XQ_Q8, XQ_MMQ32 = RL_CU_XQ_MMQ32, XQ_MMQ256 = RL_CU_XQ_MMQ256 };
 
+/* Shared memory of the blocks of a cluster (PTX ISA, "mapa", "st.shared::cluster",
+ * "barrier.cluster"; sm_90): v stored at the place of *local in the shared memory of the
+ * cluster's block rank, and the barrier of all the cluster's threads after which those
+ * stores are seen. Callers run them only on sm_90 (never reached before). */
+__device__ __forceinline__ void cluster_put_f64(double *local, unsigned rank, double v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(local);
+    uint32_t r;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(rank));
+    asm volatile("st.shared::cluster.f64 [%0], %1;" ::"r"(r), "d"(v) : "memory");
+#else
+    (void)local, (void)rank, (void)v;
+#endif
+}
+
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
+                     : "memory");
+#endif
+}
+
 /* rmsnorm_kernel for rows of dim % 256 == 0, dim <= 8192: a thread per 8 consecutive
  * values, kept in registers from the load to the quantization (a warp holds one q8 block
  * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
@@ -120,16 +142,25 @@ enum { XQ_Q8 = RL_CU_XQ_Q8, XQ_MMQ32 = RL_CU_XQ_MMQ32, XQ_MMQ256 = RL_CU_XQ_MMQ2
  * part non-NULL (add NULL): the residual is the output of an mmq.cu product that left its
  * nz partial sums part[z][n][dim]; they are added here in mmq_reduce_kernel's order (z = 0
  * first, then each next one), the sum written to psum (that product's output) and added to
- * x, so that x, y and xq get the bits of the reduce pass + this kernel with add = psum. */
+ * x, so that x, y and xq get the bits of the reduce pass + this kernel with add = psum.
+ * cl > 1 (sm_90, launched in clusters of cl blocks along x): a row's threads are the cl
+ * blocks of one cluster (block r: threads r * blockDim.x ..), for rows too few to fill the
+ * multiprocessors (batched decoding: 64 rows, 64 blocks of 512 threads on 132 SMs); each
+ * block writes its warps' sums into every block's shared memory at the warps' places in the
+ * row, and after one cluster barrier every warp adds the row's sums in the same order as
+ * one block would: the same bits. */
 __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
                                 float *y, int8_t *xq, int64_t n, bool early, int xl, int ntl,
-                                const float *__restrict__ part, int nz, float *psum) {
+                                const float *__restrict__ part, int nz, float *psum, int cl) {
     __shared__ double wsum[32];
-    const int64_t e = (int64_t)blockIdx.x * dim + 8 * threadIdx.x;
+    const int rank = (int)(blockIdx.x % (unsigned)cl);
+    const int gt = rank * (int)blockDim.x + (int)threadIdx.x; /* the thread in its row */
+    const int64_t tok = (int64_t)(blockIdx.x / (unsigned)cl);
+    const int64_t e = tok * dim + 8 * gt;
     float wv[8];
     if (w) {
-        const float4 a = reinterpret_cast<const float4 *>(w + 8 * threadIdx.x)[0];
-        const float4 b = reinterpret_cast<const float4 *>(w + 8 * threadIdx.x)[1];
+        const float4 a = reinterpret_cast<const float4 *>(w + 8 * gt)[0];
+        const float4 b = reinterpret_cast<const float4 *>(w + 8 * gt)[1];
         wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
     }
     if (early) rlcu::pdl_launch_dependents();
@@ -138,10 +169,9 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     uint32_t *mq = reinterpret_cast<uint32_t *>(xq);
     float2 *msc =
         xl != XQ_Q8 ? reinterpret_cast<float2 *>(xq + mmq_codes_bytes(dim, ntl)) : nullptr;
-    const int64_t kb = threadIdx.x >> 2; /* the thread's block of 32 */
-    if ((int64_t)blockIdx.x >= n) { /* a padding token of mmq.cu's last tile */
-        mmq_put8(mq, msc, kb, ntl, blockIdx.x, (int)(threadIdx.x & 3), make_uint2(0, 0), 0.0f,
-                 0.0f);
+    const int64_t kb = gt >> 2; /* the thread's block of 32 */
+    if (tok >= n) { /* a padding token of mmq.cu's last tile (its whole cluster returns) */
+        mmq_put8(mq, msc, kb, ntl, tok, gt & 3, make_uint2(0, 0), 0.0f, 0.0f);
         return;
     }
     float v[8];
@@ -187,10 +217,16 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    if (lane == 0) wsum[warp] = ss;
-    __syncthreads();
+    const int nw = (int)(blockDim.x >> 5);
+    if (cl > 1) {
+        if (lane < cl) cluster_put_f64(&wsum[rank * nw + warp], (unsigned)lane, ss);
+        cluster_sync();
+    } else {
+        if (lane == 0) wsum[warp] = ss;
+        __syncthreads();
+    }
     double tot = 0.0;
-    for (int k = 0; k < (int)(blockDim.x >> 5); k++) tot += wsum[k];
+    for (int k = 0; k < nw * cl; k++) tot += wsum[k];
     const float mean = (float)(tot / (double)dim);
     const float sc = 1.0f / sqrtf(mean + eps);
 #pragma unroll
@@ -201,7 +237,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     if (xl != XQ_Q8) {
         float d, sum;
         const uint2 c = xl == XQ_MMQ256 ? mmq_quant256(v, &d, &sum) : mmq_quant32(v, &d, &sum);
-        mmq_put8(mq, msc, kb, ntl, blockIdx.x, (int)(threadIdx.x & 3), c, d, sum);
+        mmq_put8(mq, msc, kb, ntl, tok, gt & 3, c, d, sum);
     } else {
         q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
                        reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
@@ -580,6 +616,10 @@ extern "C" cudaError_t rl__cu_get_rows(cudaStream_t s, int type, bool vec, const
 }
 
 static bool g_norm8 = true; /* RUVLLM_CUDA_NORM8=0: rmsnorm_kernel for every row */
+/* The most blocks a row of rmsnorm8_kernel (clusters, norm8_cluster): RUVLLM_CUDA_NORM_CL
+ * (2 or 4, the default; 0 or 1: a block a row always); the device's SMs */
+static int g_norm_cl = 4;
+static int g_sms = 132;
 /* RUVLLM_CUDA_EARLY=mask lets the next kernel launch before the wait of rmsnorm8 (1),
  * rope_kv (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
  * the 1B shape, H100), except the norms that step.c's run_all names (before one-token F16
@@ -617,14 +657,30 @@ static bool norm_early(void) {
     return early;
 }
 
+/* Blocks a row of rmsnorm8_kernel over `rows` rows of dim values: 4 or 2 (a cluster) where
+ * a block a row would leave most SMs idle, from NORM_CL_MIN_N tokens (where mmq.cu's tiled
+ * products follow), whole warps a block; else 1. H100, 8B Q4_K_M, ruvllm bench --parallel
+ * 8,32,64, alternated in one call: 64 sequences 7,728 / 7,762 tok/s -> 7,819 / 7,783 (2: 7,788);
+ * at 32 (all tokens on the streaming products) 6,057 / 6,032 -> 6,037 / 5,972, so not there. */
+constexpr int64_t NORM_CL_MIN_N = 33;
+
+static int norm8_cluster(int64_t n, int64_t rows, int64_t dim) {
+    if (g_norm_cl < 2 || !rlcu::g_sm90 || n < NORM_CL_MIN_N) return 1;
+    for (int cl = g_norm_cl >= 4 ? 4 : 2; cl > 1; cl /= 2)
+        if (rows * cl <= 2 * (int64_t)g_sms && (dim / 8) % (32 * cl) == 0) return cl;
+    return 1;
+}
+
 /* rmsnorm8_kernel's launch (norm8_ok). */
 static cudaError_t norm8_launch(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                                 const float *w, float *y, void *xq, int xl, const float *add,
                                 const float *part, int nz, float *psum, bool early) {
     const int ntl = xl != XQ_Q8 ? mmq_ntl(n) : 0;
-    (void)rlcu::launch(rmsnorm8_kernel, (unsigned)(xl != XQ_Q8 ? 8 * ntl : n),
-                       (unsigned)(dim / 8), 0, s, const_cast<float *>(x), add, dim, eps, w, y,
-                       static_cast<int8_t *>(xq), n, early, xl, ntl, part, nz, psum);
+    const int64_t rows = xl != XQ_Q8 ? 8 * ntl : n;
+    const int cl = norm8_cluster(n, rows, dim);
+    (void)rlcu::launch_cluster(rmsnorm8_kernel, (unsigned)(rows * cl), (unsigned)(dim / 8 / cl),
+                               (unsigned)cl, 0, s, const_cast<float *>(x), add, dim, eps, w, y,
+                               static_cast<int8_t *>(xq), n, early, xl, ntl, part, nz, psum, cl);
     return cudaGetLastError();
 }
 
@@ -838,6 +894,15 @@ extern "C" cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_byte
 extern "C" cudaError_t rl__cu_init(const int8_t iq4_values[16], size_t smem_max) {
     const char *nv = getenv("RUVLLM_CUDA_NORM8");
     g_norm8 = !(nv && nv[0] == '0');
+    const char *cv = getenv("RUVLLM_CUDA_NORM_CL");
+    g_norm_cl = cv && cv[0] >= '0' && cv[0] <= '9' ? atoi(cv) : 4;
+    {
+        int dev = 0, v = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && v > 0)
+            g_sms = v;
+        cudaGetLastError();
+    }
     const char *ev = getenv("RUVLLM_CUDA_EARLY");
     g_early = ev ? (int)strtol(ev, NULL, 10) & 7 : 0;
     cudaError_t e = rl_cu_set_iq4(iq4_values);
