@@ -122,6 +122,20 @@ __device__ __forceinline__ void cluster_put_f64(double *local, unsigned rank, do
 #endif
 }
 
+/* The two halves of a cluster barrier: a block may write another's shared memory only once
+ * that block runs (CUDA C++ Programming Guide, "Distributed Shared Memory"), so every thread
+ * arrives when it starts and waits before its first remote store. */
+__device__ __forceinline__ void cluster_arrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ void cluster_sync() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::
@@ -174,6 +188,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
         mmq_put8(mq, msc, kb, ntl, tok, gt & 3, make_uint2(0, 0), 0.0f, 0.0f);
         return;
     }
+    if (cl > 1) cluster_arrive(); /* this block runs: the others may write its wsum */
     float v[8];
     {
         const float4 a = reinterpret_cast<const float4 *>(x + e)[0];
@@ -219,6 +234,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int nw = (int)(blockDim.x >> 5);
     if (cl > 1) {
+        cluster_wait(); /* every block of the cluster runs */
         if (lane < cl) cluster_put_f64(&wsum[rank * nw + warp], (unsigned)lane, ss);
         cluster_sync();
     } else {
