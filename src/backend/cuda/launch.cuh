@@ -65,45 +65,41 @@ inline cudaError_t pdl_init() {
     return e;
 }
 
-/* kernel<<<grid, block, smem, s>>>(args...), with the PDL attribute when it is on. */
-template <typename... KArgs, typename... Args>
-cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
-                   Args &&...args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = g_pdl && !g_pdl_plain ? 1 : 0;
-    g_pdl_plain = false;
-    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
-}
-
-/* launch() in clusters of cl blocks along x (sm_90; grid.x a multiple of cl; cl 1: launch()). */
+/* kernel<<<grid, block, smem, s>>>(args...) in clusters of cl blocks along x (sm_90; grid.x a
+ * multiple of cl; cl <= 1: no clusters), with the PDL attribute when it is on. */
 template <typename... KArgs, typename... Args>
 cudaError_t launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, unsigned cl,
                            size_t smem, cudaStream_t s, Args &&...args) {
-    if (cl <= 1) return launch(kernel, grid, block, smem, s, std::forward<Args>(args)...);
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s;
     cudaLaunchAttribute at[2];
-    at[0].id = cudaLaunchAttributeClusterDimension;
-    at[0].val.clusterDim.x = cl;
-    at[0].val.clusterDim.y = 1;
-    at[0].val.clusterDim.z = 1;
-    at[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[1].val.programmaticStreamSerializationAllowed = 1;
+    unsigned na = 0;
+    if (cl > 1) {
+        at[na].id = cudaLaunchAttributeClusterDimension;
+        at[na].val.clusterDim.x = cl;
+        at[na].val.clusterDim.y = 1;
+        at[na].val.clusterDim.z = 1;
+        na++;
+    }
+    if (g_pdl && !g_pdl_plain) {
+        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[na].val.programmaticStreamSerializationAllowed = 1;
+        na++;
+    }
     cfg.attrs = at;
-    cfg.numAttrs = g_pdl && !g_pdl_plain ? 2 : 1;
+    cfg.numAttrs = na;
     g_pdl_plain = false;
     return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
+
+/* kernel<<<grid, block, smem, s>>>(args...), with the PDL attribute when it is on. */
+template <typename... KArgs, typename... Args>
+cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   Args &&...args) {
+    return launch_cluster(kernel, grid, block, 1u, smem, s, std::forward<Args>(args)...);
 }
 
 } // namespace rlcu
