@@ -346,7 +346,8 @@ static bool registered(const cu_backend *c, const void *p, size_t bytes) {
 static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
-    if (registered(c, dst, bytes)) { /* the output head's row: its copy joined to it */
+    const bool reg = registered(c, dst, bytes);
+    if (reg) { /* the output head's row: its copy joined to it */
         cudaError_t e;
         const char *what;
         use_device(c);
@@ -358,7 +359,7 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
         }
     }
     flush(c);
-    if (registered(c, dst, bytes)) { /* page-locked (host_register): no bounce */
+    if (reg) { /* page-locked (host_register): no bounce */
         fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
              "copy to host");
         fail(c, cudaStreamSynchronize(c->stream), "synchronize");

@@ -143,6 +143,16 @@ __device__ __forceinline__ void cluster_sync() {
 #endif
 }
 
+/* 8 consecutive floats of 16-byte aligned memory into / out of registers. */
+__device__ __forceinline__ void ld8(const float *p, float o[8]) {
+    const float4 a = reinterpret_cast<const float4 *>(p)[0], b = reinterpret_cast<const float4 *>(p)[1];
+    o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+}
+__device__ __forceinline__ void st8(float *p, const float v[8]) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+
 /* rmsnorm_kernel for rows of dim % 256 == 0, dim <= 8192: a thread per 8 consecutive
  * values, kept in registers from the load to the quantization (a warp holds one q8 block
  * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
@@ -172,11 +182,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     const int64_t tok = (int64_t)(blockIdx.x / (unsigned)cl);
     const int64_t e = tok * dim + 8 * gt;
     float wv[8];
-    if (w) {
-        const float4 a = reinterpret_cast<const float4 *>(w + 8 * gt)[0];
-        const float4 b = reinterpret_cast<const float4 *>(w + 8 * gt)[1];
-        wv[0] = a.x, wv[1] = a.y, wv[2] = a.z, wv[3] = a.w, wv[4] = b.x, wv[5] = b.y, wv[6] = b.z, wv[7] = b.w;
-    }
+    if (w) ld8(w + 8 * gt, wv);
     if (early) rlcu::pdl_launch_dependents();
     rlcu::pdl_wait();
     if (!early) rlcu::pdl_launch_dependents();
@@ -190,41 +196,26 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     }
     if (cl > 1) cluster_arrive(); /* this block runs: the others may write its wsum */
     float v[8];
-    {
-        const float4 a = reinterpret_cast<const float4 *>(x + e)[0];
-        const float4 b = reinterpret_cast<const float4 *>(x + e)[1];
-        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-    }
-    if (add) {
-        const float4 a = reinterpret_cast<const float4 *>(add + e)[0];
-        const float4 b = reinterpret_cast<const float4 *>(add + e)[1];
-        const float av[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[j] = v[j] + av[j];
-        reinterpret_cast<float4 *>(x + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
-        reinterpret_cast<float4 *>(x + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
-    } else if (part) {
-        const size_t total = (size_t)n * (size_t)dim;
+    ld8(x + e, v);
+    if (add || part) { /* the residual: add, or the sum of the product's partial sums */
         float av[8];
-        {
-            const float4 a = reinterpret_cast<const float4 *>(part + e)[0];
-            const float4 b = reinterpret_cast<const float4 *>(part + e)[1];
-            av[0] = a.x, av[1] = a.y, av[2] = a.z, av[3] = a.w;
-            av[4] = b.x, av[5] = b.y, av[6] = b.z, av[7] = b.w;
-        }
+        if (add) {
+            ld8(add + e, av);
+        } else {
+            const size_t total = (size_t)n * (size_t)dim;
+            ld8(part + e, av);
 #pragma unroll 4
-        for (int z = 1; z < nz; z++) {
-            const float4 a = reinterpret_cast<const float4 *>(part + (size_t)z * total + e)[0];
-            const float4 b = reinterpret_cast<const float4 *>(part + (size_t)z * total + e)[1];
-            av[0] += a.x, av[1] += a.y, av[2] += a.z, av[3] += a.w;
-            av[4] += b.x, av[5] += b.y, av[6] += b.z, av[7] += b.w;
+            for (int z = 1; z < nz; z++) {
+                float pz[8];
+                ld8(part + (size_t)z * total + e, pz);
+#pragma unroll
+                for (int j = 0; j < 8; j++) av[j] += pz[j];
+            }
+            st8(psum + e, av);
         }
-        reinterpret_cast<float4 *>(psum + e)[0] = make_float4(av[0], av[1], av[2], av[3]);
-        reinterpret_cast<float4 *>(psum + e)[1] = make_float4(av[4], av[5], av[6], av[7]);
 #pragma unroll
         for (int j = 0; j < 8; j++) v[j] = v[j] + av[j];
-        reinterpret_cast<float4 *>(x + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
-        reinterpret_cast<float4 *>(x + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
+        st8(x + e, v);
     }
     double ss = 0;
 #pragma unroll
@@ -247,8 +238,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     const float sc = 1.0f / sqrtf(mean + eps);
 #pragma unroll
     for (int j = 0; j < 8; j++) v[j] = w ? (v[j] * sc) * wv[j] : v[j] * sc;
-    reinterpret_cast<float4 *>(y + e)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4 *>(y + e)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    st8(y + e, v);
     if (!xq) return;
     if (xl != XQ_Q8) {
         float d, sum;
