@@ -867,7 +867,11 @@ static void ew1(rl_backend *be, cu_op op, float *x, const float *a, int64_t n, f
  * of the first layer) what is queued is flushed (its own graph), and the device runs that
  * layer while the host queues the rest. The cut falls between a product and the residual
  * add after it, two records that no op or fuse rule joins (the add joins the RMSNorm after
- * it, which is queued in the second part too). */
+ * it, which is queued in the second part too). Measured and left out (H100, 8B Q4_K_M,
+ * ruvllm bench --parallel 8,32,64, alternated twice): a pass of 16+ tokens also cut before
+ * its first attention, so that its cells are staged while the device runs the first
+ * products: 8 / 32 / 64 sequences 2,309, 2,400 / 5,806, 5,970 / 7,641, 7,681 tok/s against
+ * 2,379, 2,396 / 5,915, 6,017 / 7,806, 7,710 without. */
 static void cu_add(rl_backend *be, float *x, const float *y, int64_t n) {
     cu_backend *c = CU(be);
     if (c->split_on && ++c->n_add == 2 && c->q.n_rec > 0 && c->err == RL_OK) {
@@ -1101,22 +1105,34 @@ static bool attn_stage(cu_backend *c, const rl_attn_args *a, attn_staged *st) {
     const size_t nc = (size_t)(hi - lo), ns = 2 * (size_t)a->n_tok, hb = sizeof tag + sizeof(int32_t);
     const size_t pb = (ns + nc) * sizeof(int32_t), kb = hb + pb;
     const size_t cap = (ns + (size_t)pow2_at_least((int64_t)nc, 64)) * sizeof(int32_t);
-    if (!grow_host(&c->kbuf, &c->kcap, kb)) {
-        nomem(c);
-        return false;
+    /* spans, then cells: with a cells key (staged once a pass) written into the arena
+     * itself, without the memo's copies of the list (64 sequences of 576 cells: 147 KB);
+     * else built in kbuf behind the memo's key header */
+    int32_t *pl;
+    size_t at = 0;
+    if (a->cells_key && c->ak_on) {
+        if (!rl__cu_step_put(&c->q, NULL, pb, cap, &at)) {
+            nomem(c);
+            return false;
+        }
+        pl = (int32_t *)rl__cu_step_host(&c->q, at);
+    } else {
+        if (!grow_host(&c->kbuf, &c->kcap, kb)) {
+            nomem(c);
+            return false;
+        }
+        int32_t n_cells = (int32_t)nc;
+        memcpy(c->kbuf, &tag, sizeof tag);
+        memcpy(c->kbuf + sizeof tag, &n_cells, sizeof n_cells);
+        pl = (int32_t *)(c->kbuf + hb);
     }
-    int32_t n_cells = (int32_t)nc;
-    memcpy(c->kbuf, &tag, sizeof tag);
-    memcpy(c->kbuf + sizeof tag, &n_cells, sizeof n_cells);
-    int32_t *pl = (int32_t *)(c->kbuf + hb); /* spans, then cells */
     for (int32_t t = 0; t < a->n_tok; t++) {
         const int32_t b = a->span[2 * t], e = a->span[2 * t + 1];
         pl[2 * (size_t)t] = e > b ? b - lo : 0;
         pl[2 * (size_t)t + 1] = e > b ? e - lo : 0;
     }
     if (nc) memcpy(pl + ns, a->cells + lo, nc * sizeof(int32_t));
-    size_t at;
-    if (!memo_stage(c, kb, pl, pb, cap, &at)) return false;
+    if (!(a->cells_key && c->ak_on) && !memo_stage(c, kb, pl, pb, cap, &at)) return false;
     *st = (attn_staged){.key = a->cells_key, .n_tok = a->n_tok, .maxlen = maxlen, .dense = dense,
                         .umax = umax, .at = at};
     c->ak = *st;

@@ -90,11 +90,13 @@ bool rl__cu_step_put(cu_step *q, const void *host, size_t bytes, size_t cap, siz
         q->ah = h;
         q->a_hcap = n;
     }
-    if (bytes) memcpy(q->ah + off, host, bytes);
+    if (bytes && host) memcpy(q->ah + off, host, bytes);
     q->a_used = off + cap;
     *at = off;
     return true;
 }
+
+uint8_t *rl__cu_step_host(cu_step *q, size_t at) { return q->ah + at; }
 
 bool rl__cu_step_memo_find(cu_step *q, const void *key, size_t kb, size_t *at) {
     for (int i = 0; i < CU_STEP_MEMO; i++) {

@@ -293,8 +293,12 @@ void rl__cu_step_free(cu_step *q);
 /* A zeroed record of op appended to the queue; NULL when out of memory. */
 cu_rec *rl__cu_step_push(cu_step *q, cu_op op);
 /* bytes of host memory copied into the arena (room for cap >= bytes reserved, 16-byte
- * aligned); its offset in *at. false when out of memory. */
+ * aligned); its offset in *at. host NULL: the room only, which the caller fills through
+ * rl__cu_step_host before the next put (a put may move the arena). false when out of
+ * memory. */
 bool rl__cu_step_put(cu_step *q, const void *host, size_t bytes, size_t cap, size_t *at);
+/* The arena's host bytes at offset at (rl__cu_step_put). */
+uint8_t *rl__cu_step_host(cu_step *q, size_t at);
 /* The arena offset of the payload remembered under key in this list, or false. */
 bool rl__cu_step_memo_find(cu_step *q, const void *key, size_t key_bytes, size_t *at);
 void rl__cu_step_memo_put(cu_step *q, const void *key, size_t key_bytes, size_t at);
