@@ -9,8 +9,10 @@
  * cuBLAS path (bench_mmq; RUVLLM_KBENCH_PATHS to time only some).
  *
  * Method: random weight bytes (finite F16 values), enough copies of the matrix that they
- * do not fit in L2 (at least 384 MiB in all), one graph of 32 products cycling over the
- * copies (so launch gaps are those of a replayed decode step), the best of 5 replays.
+ * do not fit in L2 (at least 384 MiB in all; RUVLLM_KBENCH_COPIES=N: N copies, 1: a small
+ * matrix stays in L2, which tells the kernel's own rate from the memory's), one graph of 32
+ * products cycling over the copies (so launch gaps are those of a replayed decode step), the
+ * best of 5 replays.
  */
 #include "cuda_impl.h"
 #include "launch.cuh"
@@ -20,6 +22,8 @@
 #include <cstring>
 
 namespace {
+
+int g_copies = 0; /* RUVLLM_KBENCH_COPIES (rl__cu_kbench reads it), 0: as many as the method says */
 
 __global__ void fill_kernel(uint32_t *p, size_t n, uint32_t seed, bool f16) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -323,6 +327,7 @@ int bench_mmq(cudaStream_t s, double copy_bw, FILE *out) {
         const size_t want = (size_t)384 << 20;
         int copies = (int)((want + bytes - 1) / bytes);
         copies = copies < 2 ? 2 : copies > 64 ? 64 : copies;
+        if (g_copies > 0) copies = g_copies;
         uint8_t *w = NULL;
         float *x = NULL, *y = NULL;
         bool ok = true;
@@ -440,6 +445,9 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
     if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) return 1;
     int rc = 0;
     const char *which = getenv("RUVLLM_KBENCH");
+    const char *cp = getenv("RUVLLM_KBENCH_COPIES");
+    g_copies = cp ? atoi(cp) : 0;
+    if (g_copies < 0 || g_copies > 64) g_copies = 0;
     const bool decode = !which || strcmp(which, "mmq") != 0;
     if (!which || strcmp(which, "decode") != 0) rc = bench_mmq(s, copy_bw, out);
     for (const shape &sh : shapes) {
@@ -449,6 +457,7 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
         const size_t want = (size_t)384 << 20;
         int copies = (int)((want + bytes - 1) / bytes);
         copies = copies < 2 ? 2 : copies > 64 ? 64 : copies;
+        if (g_copies > 0) copies = g_copies;
         uint8_t *w = NULL;
         float *x = NULL, *y = NULL;
         void *xq = NULL;

@@ -161,7 +161,9 @@ typedef struct cu_rec {
             void *xq;      /* blas NULL, xq set: the q8 path with this activation workspace */
             bool xq_ready; /* xq already holds x (the product before quantized it) */
             bool keep_part; /* fuse pass: mmq.cu leaves a K split's partial sums in xq's
-                               workspace for the RMSNorm after it (rl__cu_mmq) */
+                               workspace for the kernel that reads the output next, which
+                               adds them: the RMSNorm after it, or the RoPE + cache write
+                               of q (fold_parts, rl__cu_mmq) */
         } mm;
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
