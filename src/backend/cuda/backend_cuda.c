@@ -1108,9 +1108,10 @@ static bool attn_stage(cu_backend *c, const rl_attn_args *a, attn_staged *st) {
     /* spans, then cells: with a cells key (staged once a pass) written into the arena
      * itself, without the memo's copies of the list (64 sequences of 576 cells: 147 KB);
      * else built in kbuf behind the memo's key header */
+    const bool direct = a->cells_key && c->ak_on;
     int32_t *pl;
     size_t at = 0;
-    if (a->cells_key && c->ak_on) {
+    if (direct) {
         if (!rl__cu_step_put(&c->q, NULL, pb, cap, &at)) {
             nomem(c);
             return false;
@@ -1132,7 +1133,7 @@ static bool attn_stage(cu_backend *c, const rl_attn_args *a, attn_staged *st) {
         pl[2 * (size_t)t + 1] = e > b ? e - lo : 0;
     }
     if (nc) memcpy(pl + ns, a->cells + lo, nc * sizeof(int32_t));
-    if (!(a->cells_key && c->ak_on) && !memo_stage(c, kb, pl, pb, cap, &at)) return false;
+    if (!direct && !memo_stage(c, kb, pl, pb, cap, &at)) return false;
     *st = (attn_staged){.key = a->cells_key, .n_tok = a->n_tok, .maxlen = maxlen, .dense = dense,
                         .umax = umax, .at = at};
     c->ak = *st;
