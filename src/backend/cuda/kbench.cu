@@ -23,7 +23,16 @@
 
 namespace {
 
-int g_copies = 0; /* RUVLLM_KBENCH_COPIES (rl__cu_kbench reads it), 0: as many as the method says */
+int g_copies = 0; /* RUVLLM_KBENCH_COPIES (rl__cuda_bench_matvec reads it), 0: copies_of decides */
+
+/* Copies of a matrix of `bytes` to cycle over: at least 384 MiB in all (2 to 64 copies), or
+ * g_copies. */
+int copies_of(size_t bytes) {
+    if (g_copies > 0) return g_copies;
+    const size_t want = (size_t)384 << 20;
+    const int c = (int)((want + bytes - 1) / bytes);
+    return c < 2 ? 2 : c > 64 ? 64 : c;
+}
 
 __global__ void fill_kernel(uint32_t *p, size_t n, uint32_t seed, bool f16) {
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
@@ -324,10 +333,7 @@ int bench_mmq(cudaStream_t s, double copy_bw, FILE *out) {
     for (const shape &sh : shapes) {
         const size_t row_bytes = (size_t)(sh.K / sh.block_vals) * sh.block_bytes;
         const size_t bytes = row_bytes * (size_t)sh.rows;
-        const size_t want = (size_t)384 << 20;
-        int copies = (int)((want + bytes - 1) / bytes);
-        copies = copies < 2 ? 2 : copies > 64 ? 64 : copies;
-        if (g_copies > 0) copies = g_copies;
+        const int copies = copies_of(bytes);
         uint8_t *w = NULL;
         float *x = NULL, *y = NULL;
         bool ok = true;
@@ -454,10 +460,7 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
         if (!decode) break;
         const size_t row_bytes = (size_t)(sh.K / sh.block_vals) * sh.block_bytes;
         const size_t bytes = row_bytes * (size_t)sh.rows;
-        const size_t want = (size_t)384 << 20;
-        int copies = (int)((want + bytes - 1) / bytes);
-        copies = copies < 2 ? 2 : copies > 64 ? 64 : copies;
-        if (g_copies > 0) copies = g_copies;
+        const int copies = copies_of(bytes);
         uint8_t *w = NULL;
         float *x = NULL, *y = NULL;
         void *xq = NULL;
