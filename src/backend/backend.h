@@ -319,5 +319,9 @@ int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out);
 /* How the op lists of a CUDA backend instance ran so far (src/backend/cuda/step.h):
  * eagerly, captured into a graph, replayed as one. false for any other backend. */
 bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int64_t *replayed);
+/* How many attention calls of 5+ tokens the CUDA instance's fuse pass has had write their
+ * output's quantization for the mmq.cu product after them so far (src/backend/cuda/step.c,
+ * fuse_attn_q8); -1 for any other backend. */
+int64_t rl__cuda_attn_mmq_count(rl_backend *be);
 
 #endif /* RL_BACKEND_H */

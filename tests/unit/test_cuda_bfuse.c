@@ -29,6 +29,15 @@
  * in both cache tables, three passes (eager, captured, replayed), outputs poisoned before
  * each; o, down and the last product within 5e-4 (nmse) of the CPU on the GPU's own inputs.
  *
+ * mmq_attn_q8: attention of 5 to 64 tokens (each over its own span of the cache, Llama 3 8B
+ * heads: 32 of 128 over 8 KV heads) followed by a product of its output on mmq.cu (o, Q4_K:
+ * activations rounded per 256; Q8_0: per 32), where the attention writes that product's
+ * quantized activations itself (step.c's fuse pass, RUVLLM_CUDA_ATTN_MMQ): the attention
+ * output and the product the same bits as on a fork with RUVLLM_CUDA_ATTN_MMQ=0 (the
+ * product's own quantization launch), three passes (eager, captured, replayed), outputs
+ * poisoned before each; the fuse pass counted the joins on the default backend and none on
+ * the fork; the product within 5e-4 (nmse) of the CPU on the GPU's attention output.
+ *
  * Timing (RUVLLM_BFUSE_BENCH=1): Llama 3 8B layer products (norm -> q, k, v; norm -> gate,
  * up -> SwiGLU -> down, Q4_K_M's types) at 8, 32 and 64 tokens, a list of 20 such layer
  * parts replayed as a graph, joined and separate back to back, twice (=2: one layer part
@@ -456,11 +465,125 @@ TEST(mmq_fold) {
     rl__backend_free(off);
 }
 
+/* mmq_attn_q8's part: attention of n tokens, then the product w of its output into y. */
+static void attn_o(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args *a, const tw *w,
+                   float *y) {
+    be->ops->attention(be, kv, a);
+    CHECK(be->ops->matmul(be, &w->wd, a->out, a->n_tok, y) == RL_OK);
+}
+
+TEST(mmq_attn_q8) {
+    if (!gpu) SKIP("%s", g_skip);
+    rl_test_env_set("RUVLLM_CUDA_ATTN_MMQ", "0");
+    rl_backend *off = NULL;
+    const rl_status st = gpu->ops->fork(gpu, &off);
+    rl_test_env_set("RUVLLM_CUDA_ATTN_MMQ", NULL);
+    CHECK(st == RL_OK);
+    if (st != RL_OK) return;
+    enum { NH = 32, NKV = 8, HD = 128, D = NH * HD, E = NKV * HD, CELLS = 4096 };
+    /* the cache: every cell's K and V rows from random values, on both backends */
+    rl_kv_layer kv[2];
+    float *kvf = rl_test_gauss_vec(&g_rng, (size_t)CELLS * E);
+    int32_t *all = malloc(CELLS * sizeof(int32_t));
+    for (int i = 0; i < CELLS; i++) all[i] = i;
+    for (int b = 0; b < 2; b++) {
+        rl_backend *be = b ? off : gpu;
+        kv[b] = (rl_kv_layer){.type = RL_TYPE_F16, .n_embd_k = E, .n_embd_v = E,
+                              .k_row_bytes = 2 * E, .v_row_bytes = 2 * E};
+        kv[b].k = be->ops->alloc(be, (size_t)CELLS * 2 * E);
+        kv[b].v = be->ops->alloc(be, (size_t)CELLS * 2 * E);
+        float *kd = be->ops->alloc(be, (size_t)CELLS * E * sizeof(float));
+        be->ops->from_host(be, kd, kvf, (size_t)CELLS * E * sizeof(float));
+        be->ops->kv_write(be, &kv[b], kd, E, kd, E, CELLS, all);
+        CHECK(be->ops->sync(be) == RL_OK);
+        be->ops->free(be, kd);
+    }
+    static const int ns[] = {5, 13, 40, 64};
+    static const rl_type ot[] = {RL_TYPE_Q4_K, RL_TYPE_Q8_0};
+    for (size_t ti = 0; ti < sizeof ot / sizeof ot[0]; ti++) {
+        tw w;
+        if (!weight_make(ot[ti], D, D, ot[ti] == RL_TYPE_Q4_K, &w)) continue;
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
+            const int n = ns[ni];
+            /* token t: its own sequence, cells [b_t, b_t + len_t) of a list of all spans */
+            int32_t *cells = malloc(CELLS * sizeof(int32_t)), span[128];
+            int nc = 0;
+            for (int t = 0; t < n; t++) {
+                const int len = 24 + (t * 97) % 380;
+                span[2 * t] = nc;
+                for (int i = 0; i < len && nc < CELLS; i++) cells[nc++] = (t * 613 + 5 * i) % CELLS;
+                span[2 * t + 1] = nc;
+            }
+            float *q = rl_test_gauss_vec(&g_rng, (size_t)n * D);
+            float *pd[2][3]; /* q, out, y */
+            const int64_t ni0 = rl__cuda_attn_mmq_count(gpu);
+            float *res[3][2][2];
+            for (int pass = 0; pass < 3; pass++) {
+                for (int b = 0; b < 2; b++) {
+                    rl_backend *be = b ? off : gpu;
+                    if (pass == 0) {
+                        for (int j = 0; j < 3; j++)
+                            pd[b][j] = be->ops->alloc(be, (size_t)n * D * sizeof(float));
+                        be->ops->from_host(be, pd[b][0], q, (size_t)n * D * sizeof(float));
+                    }
+                    be->ops->fill(be, pd[b][1], (int64_t)n * D, NAN);
+                    be->ops->fill(be, pd[b][2], (int64_t)n * D, NAN);
+                    const rl_attn_args a = {.n_tok = n, .n_head = NH, .n_head_kv = NKV,
+                                            .head_dim_k = HD, .head_dim_v = HD, .q = pd[b][0],
+                                            .q_ld = D, .out = pd[b][1], .out_ld = D,
+                                            .cells = cells, .span = span,
+                                            .scale = 0.08838834764831845f};
+                    attn_o(be, &kv[b], &a, &w, pd[b][2]);
+                    CHECK(be->ops->sync(be) == RL_OK);
+                    for (int j = 0; j < 2; j++)
+                        res[pass][b][j] = rl_test_dev_get(be, pd[b][1 + j], (size_t)n * D);
+                }
+                for (int j = 0; j < 2; j++) {
+                    CHECKF(!memcmp(res[pass][0][j], res[pass][1][j], (size_t)n * D * sizeof(float)),
+                           "%s o, %d tokens, pass %d: %s differs from the product's own "
+                           "quantization", rl_type_name(ot[ti]), n, pass, j ? "o" : "attention");
+                    size_t e = 0;
+                    while (e < (size_t)n * D && isfinite(res[pass][0][j][e])) e++;
+                    CHECKF(e == (size_t)n * D, "%d tokens: [%zu] not finite", n, e);
+                }
+            }
+            const int64_t joined = rl__cuda_attn_mmq_count(gpu) - ni0;
+            CHECKF(joined >= 2, "%s o, %d tokens: %lld attention calls wrote mmq's q8",
+                   rl_type_name(ot[ti]), n, (long long)joined);
+            CHECK(rl__cuda_attn_mmq_count(off) == 0);
+            float *yc = malloc((size_t)n * D * sizeof(float));
+            CHECK(cpu->ops->matmul(cpu, &w.w, res[2][0][0], n, yc) == RL_OK);
+            const double e = rl_test_nmse(res[2][0][1], yc, (size_t)n * D);
+            fprintf(stderr, "  attention -> %s o, %d tokens: nmse vs cpu %.3g (%lld joined)\n",
+                    rl_type_name(ot[ti]), n, e, (long long)joined);
+            CHECKF(e <= 5e-4, "%s o, %d tokens: nmse vs cpu %.3g", rl_type_name(ot[ti]), n, e);
+            free(yc);
+            for (int pass = 0; pass < 3; pass++)
+                for (int b = 0; b < 2; b++)
+                    for (int j = 0; j < 2; j++) free(res[pass][b][j]);
+            for (int b = 0; b < 2; b++)
+                for (int j = 0; j < 3; j++) (b ? off : gpu)->ops->free(b ? off : gpu, pd[b][j]);
+            free(q);
+            free(cells);
+        }
+        weight_free(&w);
+    }
+    for (int b = 0; b < 2; b++) {
+        rl_backend *be = b ? off : gpu;
+        be->ops->free(be, kv[b].k);
+        be->ops->free(be, kv[b].v);
+    }
+    free(kvf);
+    free(all);
+    rl__backend_free(off);
+}
+
 int main(void) {
     rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mmq_join_layers);
     RUN(mmq_join_split);
     RUN(mmq_fold);
+    RUN(mmq_attn_q8);
     RUN(mmq_join_timing);
     if (gpu) rl__backend_free(gpu);
     if (cpu) rl__backend_free(cpu);

@@ -68,6 +68,7 @@
 #include "launch.cuh"
 #include "mbar.cuh"
 #include "mma.cuh"
+#include "mmq_layout.cuh"
 #include "qtypes.cuh"
 #include "step.h"
 
@@ -353,12 +354,33 @@ __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
 
 /* The attention outputs vals [nq] of query heads head0, head0 + 1, ... of token t (nq a
  * multiple of 256) quantized into xq for the q8 product that reads them next (q8k_warp over
- * the token's n_head * D values, matmul.cu's layout): warp w of nw takes the blocks of 256
- * w, w + nw, ... */
+ * the token's n_head * D values, matmul.cu's layout; with a.xq_mode an mmq.cu layout, the
+ * rounding of mmq.cu's own quantization kernel, mmq_layout.cuh, lane l holding values
+ * 8l..8l+7 of a block of 256 as there, so the same bits; the blocks of token t also write
+ * the zero codes and scales of padding token n + t of the last tile, if any): warp w of nw
+ * takes the blocks of 256 w, w + nw, ... */
 __device__ __forceinline__ void attn_out_q8(const rl__cu_attn &a, int D, int64_t t, int head0,
                                             const float *vals, int nq, int warp, int nw, int lane,
                                             int8_t *xq) {
     const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
+    if (a.xq_mode != RL_CU_XQ_Q8) {
+        const int ntl = rlcu::mmq_ntl(n);
+        uint32_t *mq = reinterpret_cast<uint32_t *>(xq);
+        float2 *msc = reinterpret_cast<float2 *>(xq + rlcu::mmq_codes_bytes(K, ntl));
+        const bool pad = t < 8 * (int64_t)ntl - n;
+        for (int qb = warp; qb < nq / 256; qb += nw) {
+            float v8[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
+            float d, sum;
+            const uint2 c = a.xq_mode == RL_CU_XQ_MMQ256 ? rlcu::mmq_quant256(v8, &d, &sum)
+                                                         : rlcu::mmq_quant32(v8, &d, &sum);
+            const int64_t kb = (eb + (int64_t)qb * 256) / 32 + lane / 4;
+            rlcu::mmq_put8(mq, msc, kb, ntl, t, lane & 3, c, d, sum);
+            if (pad) rlcu::mmq_put8(mq, msc, kb, ntl, n + t, lane & 3, make_uint2(0, 0), 0.0f, 0.0f);
+        }
+        return;
+    }
     for (int qb = warp; qb < nq / 256; qb += nw) {
         float v8[8];
 #pragma unroll
@@ -2068,6 +2090,7 @@ extern "C" bool rl__cu_attention_rope_ok(const rl__cu_attn *a) {
 extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
     const int hdv = a->head_dim_v;
     if (a->n_tok <= 0 || !(hdv == 64 || hdv == 128 || hdv == 256) ||
+        (a->xq_mode != RL_CU_XQ_Q8 && a->n_tok < RL_CU_MMQ_MIN_N) || use_fattn(a) ||
         ((int64_t)a->n_head * hdv) % CQ_THREADS != 0 ||
         (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS > 0x7fffffff)
         return false;

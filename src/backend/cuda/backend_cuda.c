@@ -1331,6 +1331,11 @@ bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int
     return true;
 }
 
+int64_t rl__cuda_attn_mmq_count(rl_backend *be) {
+    if (!be || be->ops != &k_cuda_ops) return -1;
+    return CU(be)->q.n_attn_mmq;
+}
+
 int rl__cuda_device_count(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {

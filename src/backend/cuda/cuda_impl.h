@@ -274,6 +274,10 @@ typedef struct rl__cu_attn {
     const float *rope_tab;     /* device, [n_tok][rope_n_rot] */
     const int32_t *rope_cell;  /* device, [n_tok] */
     int32_t rope_n_rot, rope_neox;
+    /* The layout of the q8 output rl__cu_attention_q8 writes (RL_CU_XQ_*): the decode
+     * products' (1 to 4 tokens), or mmq.cu's for the product of n_tok >= RL_CU_MMQ_MIN_N
+     * tokens that reads it (with the padding tokens of its last tile zero). */
+    int32_t xq_mode;
 } rl__cu_attn;
 /* Counters of the vec kernel's one-launch merge, one per (token, KV head, head group). */
 #define RL_CU_ATTN_CNT 1024

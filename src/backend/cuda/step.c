@@ -31,6 +31,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     if (q->head_parts > CU_HEAD_PARTS_MAX) q->head_parts = CU_HEAD_PARTS_MAX;
     env = getenv("RUVLLM_CUDA_FOLD");
     q->fold_on = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_ATTN_MMQ");
+    q->attn_mmq = !(env && env[0] == '0');
     return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
 }
 
@@ -309,7 +311,8 @@ static cudaError_t run_all(cu_step *q, const char **what) {
  *   its quantization in the kernel's epilogue; RUVLLM_CUDA_MV_GLU=0 turns it off, matvec.cu);
  * - RoPE of q and k followed by the K/V cache write of that k: one launch (ops_nofma.cu);
  * - split attention of 1 to 4 tokens followed by a q8 product of its output: the combine
- *   kernel quantizes the output, so the product does not (attention.cu);
+ *   kernel quantizes the output, so the product does not (attention.cu); likewise for 5+
+ *   tokens and a product on mmq.cu, in its workspace's layout (RUVLLM_CUDA_ATTN_MMQ=0: not);
  * - that RoPE and cache write of one token followed by its attention on the short kernel:
  *   one launch, which rotates and writes the token's row itself and copies the span's other
  *   rows while the kernel before it still runs (attention.cu; RUVLLM_CUDA_ATTN_ROPE=0: not);
@@ -452,17 +455,27 @@ static bool fuse_rope_attn(const cu_rec *f, cu_rec *at) {
     return true;
 }
 
-static void fuse_attn_q8(cu_rec *a, cu_rec *b) {
-    const rl__cu_attn *t = &a->attn.a;
-    /* 1 to 4 tokens: the q8 decode kernels' activation layout (more tokens go to mmq.cu,
-     * whose workspace has its own) */
+static void fuse_attn_q8(cu_step *q, cu_rec *a, cu_rec *b) {
+    rl__cu_attn *t = &a->attn.a;
+    /* 1 to 4 tokens: the q8 decode kernels' activation layout; more: mmq.cu's (the product
+     * of a record with xq and RL_CU_MMQ_MIN_N+ tokens runs there, rl__cu_matmul_q8), in
+     * the rounding its type takes */
     if (a->op != CU_OP_ATTENTION || b->op != CU_OP_MATMUL || a->attn.xq || !b->mm.xq ||
-        b->mm.xq_ready || b->mm.blas || b->mm.x != t->out || b->mm.n != t->n_tok || t->n_tok > 4 ||
-        b->mm.K != (int64_t)t->n_head * t->head_dim_v || t->out_ld != b->mm.K ||
-        !rl__cu_attention_q8_ok(t))
+        b->mm.xq_ready || b->mm.blas || b->mm.x != t->out || b->mm.n != t->n_tok ||
+        b->mm.K != (int64_t)t->n_head * t->head_dim_v || t->out_ld != b->mm.K)
         return;
+    const int mode = t->n_tok < RL_CU_MMQ_MIN_N
+                         ? RL_CU_XQ_Q8
+                         : rl__cu_xq_mmq_mode(rl__cu_mmq_xmode(b->mm.type));
+    if (t->n_tok > 4 && !q->attn_mmq) return;
+    t->xq_mode = mode;
+    if (!rl__cu_attention_q8_ok(t)) {
+        t->xq_mode = RL_CU_XQ_Q8;
+        return;
+    }
     a->attn.xq = b->mm.xq;
     b->mm.xq_ready = true;
+    if (mode != RL_CU_XQ_Q8) q->n_attn_mmq++;
 }
 
 /* Whether record d is a one-token q8 product of the gated activation g's output that
@@ -527,7 +540,7 @@ static void fuse(cu_step *q) {
         cu_rec *r = &q->rec[i], f;
         size_t used = 0;
         if (i + 1 < q->n_rec) {
-            fuse_attn_q8(r, r + 1);
+            fuse_attn_q8(q, r, r + 1);
             if (r->op == CU_OP_MATMUL) {
                 used = fuse_mv(r, q->n_rec - i, q->f16_join, &f);
                 if (used == 2 && i + 2 < q->n_rec && fuse_glu(q, &f, r + 2, r + 3, q->n_rec - i - 3))
@@ -536,7 +549,7 @@ static void fuse(cu_step *q) {
             } else if (fuse_rope_kv(r, r + 1, &f)) {
                 used = 2;
                 if (i + 2 < q->n_rec) { /* and the attention after it */
-                    if (i + 3 < q->n_rec) fuse_attn_q8(r + 2, r + 3);
+                    if (i + 3 < q->n_rec) fuse_attn_q8(q, r + 2, r + 3);
                     if (fuse_rope_attn(&f, r + 2)) {
                         f = r[2];
                         used = 3;

@@ -88,7 +88,8 @@ bool rl__cu_rope_kv_ok(const rl__cu_rope_kv_args *a);
 cudaError_t rl__cu_rope_kv(cudaStream_t s, const rl__cu_rope_kv_args *a);
 
 /* rl__cu_attention whose output (dense rows of n_head * head_dim_v values) is also
- * quantized into xq for the q8 product that reads it next (split attention only). */
+ * quantized into xq for the q8 product that reads it next, in the layout a->xq_mode names
+ * (the decode kernels', or mmq.cu's for 5+ tokens; not the tensor-core kernel's calls). */
 bool rl__cu_attention_q8_ok(const rl__cu_attn *a);
 cudaError_t rl__cu_attention_q8(cudaStream_t s, const rl__cu_attn *a, void *xq);
 /* Whether a (its rope_* fields set) may do the rope_kv launch's work itself: a single token
@@ -279,10 +280,13 @@ typedef struct cu_step {
     cudaStream_t head_cs;
     cudaEvent_t head_ev[CU_HEAD_PARTS_MAX];
     bool fold_on;   /* RUVLLM_CUDA_FOLD=0: K-split partial sums not added by the norm after */
+    bool attn_mmq;  /* RUVLLM_CUDA_ATTN_MMQ=0: attention of 5+ tokens leaves the quantization
+                       of its output to the mmq.cu product after it (fuse_attn_q8) */
     int *glu_cnt;                            /* RL_CU_GLU_BLOCKS zeroed counters (fuse pass) */
     void *glu_xq;                            /* RL_CU_GLU_XQ_BYTES: the joined gated
                                                 activation's q8 output (fuse pass) */
     int64_t n_eager, n_captured, n_replayed; /* lists run each way */
+    int64_t n_attn_mmq; /* attention calls given mmq.cu's q8 output by the fuse pass */
     cu_rec *queued; /* the list being flushed as it was queued (before the fuse pass) */
     size_t n_queued, cap_queued;
     bool queued_on; /* RUVLLM_CUDA_STEP_QUEUED=0: every list through the fuse pass and hash */

@@ -30,6 +30,11 @@ bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int
     return false;
 }
 
+int64_t rl__cuda_attn_mmq_count(rl_backend *be) {
+    (void)be;
+    return -1;
+}
+
 double rl__cuda_copy_bandwidth(int device) {
     (void)device;
     return 0;
