@@ -1339,20 +1339,22 @@ static void decode_fused_case(const char *mv2, const char *mv_r) {
 }
 
 /* The small kernels (a residual add + RMSNorm feeding a Q4_K product of one token, its q8
- * codes from the norm; an RMSNorm feeding an F16 product of one token, which the step lets
- * launch before the norm's wait by default; RoPE of q and k joined with the F16 cache
- * write; a gated activation of 8 rows; the argmax of 3 rows of 128256, split over blocks,
- * with a planted tie: the lower index, and a NaN that never wins) by default, with the
- * next kernel launched before their wait (RUVLLM_CUDA_EARLY=7, read when a backend is made)
- * and without the F16 product's early launch (RUVLLM_CUDA_EARLY_F16=0): the same bits.
+ * codes from the norm; RMSNorms feeding an F16 and a Q8_0 product of one token, which the
+ * step lets launch before the norm's wait by default; RoPE of q and k joined with the F16
+ * cache write; a gated activation of 8 rows; the argmax of 3 rows of 128256, split over
+ * blocks, with a planted tie: the lower index, and a NaN that never wins) by default, with
+ * the next kernel launched before their wait (RUVLLM_CUDA_EARLY=7, read when a backend is
+ * made) and without the F16 and Q8_0 products' early launch (RUVLLM_CUDA_EARLY_F16=0,
+ * RUVLLM_CUDA_EARLY_Q8_0=0): the same bits.
  * Three passes each, so the last two replay a captured graph (the split argmax resets its
  * counters for the replay). */
-enum { SP_X, SP_H, SP_Y, SP_Q, SP_K, SP_V, SP_GU, SP_O, SP_L, SP_H2, SP_F, SP_N };
-static const size_t sp_len[SP_N] = {2048, 2048,       512,        1024, 256, 256,
-                                    8 * 2048, 8 * 1024, 3 * 128256, 2048, 512};
+enum { SP_X, SP_H, SP_Y, SP_Q, SP_K, SP_V, SP_GU, SP_O, SP_L, SP_H2, SP_F, SP_H3, SP_E, SP_N };
+static const size_t sp_len[SP_N] = {2048, 2048,       512,        1024, 256, 256,  8 * 2048,
+                                    8 * 1024, 3 * 128256, 2048, 512, 2048, 512};
 
 /* One pass on be over its buffers d (SP_N of them, then the residual), the cache kv. */
-static void small_pass(rl_backend *be, const qweight *w, const qweight *wf, float *const *hin,
+static void small_pass(rl_backend *be, const qweight *w, const qweight *wf, const qweight *w8,
+                       float *const *hin,
                        const float *nwd, float **d, rl_kv_layer *kvp, float **out, uint8_t *kvh,
                        int32_t *ids) {
     rl_kv_layer kv = *kvp;
@@ -1370,6 +1372,8 @@ static void small_pass(rl_backend *be, const qweight *w, const qweight *wf, floa
     CHECK(be->ops->matmul(be, &w->wd, d[SP_H], 1, d[SP_Y]) == RL_OK);
     be->ops->rmsnorm(be, d[SP_X], 1, 2048, 1e-5f, nwd, d[SP_H2]);
     CHECK(be->ops->matmul(be, &wf->wd, d[SP_H2], 1, d[SP_F]) == RL_OK);
+    be->ops->rmsnorm(be, d[SP_X], 1, 2048, 1e-5f, nwd, d[SP_H3]);
+    CHECK(be->ops->matmul(be, &w8->wd, d[SP_H3], 1, d[SP_E]) == RL_OK);
     be->ops->rope(be, d[SP_Q], 1, 1024, 8, 128, &pos, &rp);
     be->ops->rope(be, d[SP_K], 1, 256, 2, 128, &pos, &rp);
     be->ops->kv_write(be, &kv, d[SP_K], 256, d[SP_V], 256, 1, &cell);
@@ -1383,10 +1387,15 @@ static void small_pass(rl_backend *be, const qweight *w, const qweight *wf, floa
 
 TEST(cuda_small_paths) {
     if (!gpu) SKIP("%s", g_skip);
-    qweight w, wf;
+    qweight w, wf, w8;
     if (!make_weight(RL_TYPE_Q4_K, 2048, 512, &w)) return;
     if (!make_weight(RL_TYPE_F16, 2048, 512, &wf)) {
         free_weight(&w);
+        return;
+    }
+    if (!make_weight(RL_TYPE_Q8_0, 2048, 512, &w8)) {
+        free_weight(&w);
+        free_weight(&wf);
         return;
     }
     float *hin[SP_N], *res[3][SP_N] = {{NULL}};
@@ -1399,10 +1408,11 @@ TEST(cuda_small_paths) {
     uint8_t *kvh[3] = {NULL};
     int32_t ids[3][3];
     int made = 0;
-    static const char *what[3] = {"default", "early", "no early F16 product"};
+    static const char *what[3] = {"default", "early", "no early F16 or Q8_0 product"};
     for (int v = 0; v < 3; v++) {
         if (v == 1) setenv("RUVLLM_CUDA_EARLY", "7", 1);
         if (v == 2) setenv("RUVLLM_CUDA_EARLY_F16", "0", 1);
+        if (v == 2) setenv("RUVLLM_CUDA_EARLY_Q8_0", "0", 1);
         rl_backend *be = NULL;
         char err[256];
         CHECK(rl__backend_cuda_create(0, &be, err, sizeof err) == RL_OK);
@@ -1420,7 +1430,7 @@ TEST(cuda_small_paths) {
         for (int pass = 0; pass < 3; pass++) {
             ids[v][0] = ids[v][1] = ids[v][2] = -1;
             memset(kvh[v] + 8 * 512, 0, 16 * 512);
-            small_pass(be, &w, &wf, hin, nwd, d, &kv, res[v], kvh[v], ids[v]);
+            small_pass(be, &w, &wf, &w8, hin, nwd, d, &kv, res[v], kvh[v], ids[v]);
             CHECKF(ids[v][0] == 1000 && ids[v][1] == 128255 && ids[v][2] == 4097,
                    "small paths %s pass %d: argmax %d %d %d", what[v], pass, ids[v][0],
                    ids[v][1], ids[v][2]);
@@ -1431,10 +1441,12 @@ TEST(cuda_small_paths) {
         rl__backend_free(be);
         if (v == 1) unsetenv("RUVLLM_CUDA_EARLY");
         if (v == 2) unsetenv("RUVLLM_CUDA_EARLY_F16");
+        if (v == 2) unsetenv("RUVLLM_CUDA_EARLY_Q8_0");
     }
     static const char *names[SP_N] = {"residual sum", "rmsnorm", "q8 product", "rope q",
                                       "rope k",       "v",       "gate/up",    "glu",
-                                      "logits",       "rmsnorm 2", "f16 product"};
+                                      "logits",       "rmsnorm 2", "f16 product",
+                                      "rmsnorm 3",    "q8_0 product"};
     for (int v = 1; v < made; v++) {
         for (int i = 0; i < SP_N; i++)
             CHECKF(memcmp(res[0][i], res[v][i], sp_len[i] * sizeof(float)) == 0,
@@ -1452,6 +1464,7 @@ TEST(cuda_small_paths) {
     gpu->ops->free(gpu, nwd);
     free_weight(&w);
     free_weight(&wf);
+    free_weight(&w8);
 }
 
 /* The output head's row of logits copied into page-locked host memory (to_host right after

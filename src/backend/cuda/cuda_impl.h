@@ -215,7 +215,7 @@ cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const in
 void rl__cu_pdl_plain_next(void);
 /* The next RMSNorm launched on this thread (its q8 / rows-of-256 kernel) lets the kernel
  * after it launch before its own wait (ops_nofma.cu's early; launch.cuh's second
- * allowance): used before one-token F16 products (step.c). */
+ * allowance): used before one-token F16 and Q8_0 products (step.c). */
 void rl__cu_norm_early_next(void);
 /* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
  * wins; 0 when no value is above -inf). ws: NULL, or rl__cu_argmax_ws_bytes(n) bytes of

@@ -636,7 +636,7 @@ static int g_sms = 132;
 /* RUVLLM_CUDA_EARLY=mask lets the next kernel launch before the wait of rmsnorm8 (1),
  * rope_kv (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
  * the 1B shape, H100), except the norms that step.c's run_all names (before one-token F16
- * products: rl__cu_norm_early_next). */
+ * and Q8_0 products: rl__cu_norm_early_next). */
 static int g_early = 0;
 enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
 /* The next rl__cu_rmsnorm call of this thread lets the kernel after its launch start early

@@ -26,6 +26,8 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->mmq_join = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_EARLY_F16");
     q->f16_early = !(env && env[0] == '0');
+    env = getenv("RUVLLM_CUDA_EARLY_Q8_0");
+    q->q8_early = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_HEAD_PARTS");
     q->head_parts = env ? atoi(env) : CU_HEAD_PARTS;
     if (q->head_parts > CU_HEAD_PARTS_MAX) q->head_parts = CU_HEAD_PARTS_MAX;
@@ -271,26 +273,29 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     return cudaErrorInvalidValue;
 }
 
-/* Whether r is a product of one token over F16 weights (the fused q/k/v or gate/up one, or
- * a matmul of one row of activations). */
-static bool f16_vec1(const cu_rec *r) {
-    if (r->op == CU_OP_MATVEC_MULTI) return r->mv.type == RL_TYPE_F16;
-    return r->op == CU_OP_MATMUL && !r->mm.blas && r->mm.type == RL_TYPE_F16 && r->mm.vec &&
-           r->mm.n == 1;
+/* Whether r is a product of one token over weights of type t (the fused q/k/v or gate/up
+ * one, or a matmul of one row of activations). */
+static bool vec1_of(const cu_rec *r, int t) {
+    if (r->op == CU_OP_MATVEC_MULTI) return r->mv.type == t;
+    return r->op == CU_OP_MATMUL && !r->mm.blas && r->mm.type == t && r->mm.vec && r->mm.n == 1;
 }
 
-/* An RMSNorm right before a one-token F16 product lets that product launch before the
- * norm's own wait (q->f16_early), so its blocks take the multiprocessors that the product
- * before the norm leaves and start copying their weights while it ends. H100, 2026-11-27,
- * bench_cuda --pp 512 --tg 128, alternated in one call (RUVLLM_CUDA_EARLY=1: every norm):
- * 8B F16 tg0 180.1, 180.3 -> 182.4, 183.3 (tg 168.6, 168.4 -> 171.5, 172.3); 8B Q8_0 299.2,
- * 299.3 -> 297.3, 300.1 and 1B Q4_K_M 1,524, 1,525 -> 1,451, 1,466: so F16 products only. */
+/* An RMSNorm right before a one-token F16 or Q8_0 product lets that product launch before
+ * the norm's own wait (q->f16_early, q->q8_early), so its blocks take the multiprocessors
+ * that the product before the norm leaves and start copying their weights while it ends.
+ * H100, 2026-11-27, bench_cuda --pp 512 --tg 128, alternated in one call
+ * (RUVLLM_CUDA_EARLY=1: every norm): 8B F16 tg0 180.1, 180.3 -> 182.4, 183.3 (tg 168.6,
+ * 168.4 -> 171.5, 172.3); 8B Q8_0 299.2, 299.3 -> 297.3, 300.1 and 1B Q4_K_M 1,524, 1,525
+ * -> 1,451, 1,466: so F16 products only then. Since the norm adds its warps' sums by a tree
+ * of shuffles (ops_nofma.cu), 8B Q8_0 (bench_cuda --pp 16 --tg 128, one call, twice):
+ * 300.3, 300.4 -> 302.0, 301.5: Q8_0 products too. */
 static cudaError_t run_all(cu_step *q, const char **what) {
     cudaError_t e = cudaSuccess;
     rl__cu_pdl_plain_next(); /* no kernel of this list runs before its first one */
     for (size_t i = 0; i < q->n_rec && e == cudaSuccess; i++) {
-        if (q->f16_early && q->rec[i].op == CU_OP_RMSNORM && i + 1 < q->n_rec &&
-            f16_vec1(&q->rec[i + 1]))
+        if (q->rec[i].op == CU_OP_RMSNORM && i + 1 < q->n_rec &&
+            ((q->f16_early && vec1_of(&q->rec[i + 1], RL_TYPE_F16)) ||
+             (q->q8_early && vec1_of(&q->rec[i + 1], RL_TYPE_Q8_0))))
             rl__cu_norm_early_next();
         e = run_rec(q, &q->rec[i]);
         if (e != cudaSuccess) *what = op_name(q->rec[i].op);

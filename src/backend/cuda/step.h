@@ -272,6 +272,7 @@ typedef struct cu_step {
     bool mmq_join; /* RUVLLM_CUDA_MMQ_JOIN=0: products of many tokens not joined (step.c) */
     bool copy_node; /* RUVLLM_CUDA_COPY_NODE=1: copies as cudaMemcpyAsync, not rl__cu_copy */
     bool f16_early; /* RUVLLM_CUDA_EARLY_F16=0: no early launch after norms (run_all, step.c) */
+    bool q8_early;  /* RUVLLM_CUDA_EARLY_Q8_0=0: nor before Q8_0 products */
     /* The output head joined to its copy to the host (rl__cu_step_flush_head): its parts
      * (RUVLLM_CUDA_HEAD_PARTS, 0 or 1: off), the copy stream and an event a part, made at
      * the first use (head_ready). */
