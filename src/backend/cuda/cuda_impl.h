@@ -164,9 +164,12 @@ bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, int64_t ld_
                        int64_t dim, const float *out);
 /* xq non-NULL (dim % 256 == 0): the output also quantized for the product that reads it
  * next (in the layout xq_mode names, above). add non-NULL: x += add first ([n][dim], x
- * then written). */
+ * then written). early: the kernel launched after this one may start before this one's
+ * wait (the q8 / rows-of-256 kernel; launch.cuh's second allowance), so that a product
+ * after it starts copying its weights sooner. */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
-                           const float *w, float *y, void *xq, int xq_mode, const float *add);
+                           const float *w, float *y, void *xq, int xq_mode, const float *add,
+                           bool early);
 /* rl__cu_rmsnorm with add the output of an mmq.cu product run with keep_part: its nz
  * partial sums part[z][n][dim] are added in order z = 0 .. nz - 1 (mmq.cu's pass), written to
  * add (the product's output, as that pass would have) and added to x. Only where
@@ -175,7 +178,7 @@ bool rl__cu_rmsnorm_part_ok(int64_t n, int64_t dim, const float *x, const float 
                             const float *add, const float *w, const float *part);
 cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                                 const float *w, float *y, void *xq, int xq_mode, float *add,
-                                const float *part, int nz);
+                                const float *part, int nz, bool early);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache); n rows
  * of n_head heads of x, and (x2 non-NULL) of n_head2 heads of x2 at the same positions. */
 cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_head, float *x2, int64_t ld2,
@@ -213,10 +216,6 @@ cudaError_t rl__cu_kv_copy(cudaStream_t s, void *tab, size_t row_bytes, const in
 /* ---- greedy picking (argmax.cu) ---- */
 /* The calling thread's next kernel launch goes without the PDL attribute (launch.cuh). */
 void rl__cu_pdl_plain_next(void);
-/* The next RMSNorm launched on this thread (its q8 / rows-of-256 kernel) lets the kernel
- * after it launch before its own wait (ops_nofma.cu's early; launch.cuh's second
- * allowance): used before one-token F16 and Q8_0 products (step.c). */
-void rl__cu_norm_early_next(void);
 /* ids[t] (device) = the lowest index of the maximum of row t of x [n][dim] (NaN never
  * wins; 0 when no value is above -inf). ws: NULL, or rl__cu_argmax_ws_bytes(n) bytes of
  * device memory, zeroed before the first use and left zeroed by every launch: long rows

@@ -635,21 +635,16 @@ static int g_norm_cl = 4;
 static int g_sms = 132;
 /* RUVLLM_CUDA_EARLY=mask lets the next kernel launch before the wait of rmsnorm8 (1),
  * rope_kv (2), glu4 (4): off by default (all three on measured 2-4% slower at one token of
- * the 1B shape, H100), except the norms that step.c's run_all names (before one-token F16
- * and Q8_0 products: rl__cu_norm_early_next). */
+ * the 1B shape, H100), except the norms whose calls ask for it (early: step.c's records of
+ * norms before one-token F16 and Q8_0 products). */
 static int g_early = 0;
 enum { EARLY_NORM = 1, EARLY_ROPE = 2, EARLY_GLU = 4 };
-/* The next rl__cu_rmsnorm call of this thread lets the kernel after its launch start early
- * (rl__cu_norm_early_next; the call clears it, whatever it launches). */
-static thread_local bool g_norm_early_next = false;
 
 static bool norm8_ok(int64_t dim, const float *x, const float *y, const float *add,
                      const float *w) {
     return dim % 256 == 0 && dim <= 8192 && (uintptr_t)x % 16 == 0 && (uintptr_t)y % 16 == 0 &&
            (!add || (uintptr_t)add % 16 == 0) && (!w || (uintptr_t)w % 16 == 0) && g_norm8;
 }
-
-extern "C" void rl__cu_norm_early_next(void) { g_norm_early_next = true; }
 
 extern "C" bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *y,
                                       const float *add, const float *w) {
@@ -662,13 +657,9 @@ extern "C" bool rl__cu_rmsnorm_part_ok(int64_t n, int64_t dim, const float *x, c
            norm8_ok(dim, x, y, add, w);
 }
 
-/* Whether the next kernel may launch before this call's norm waits; clears the request
- * (rl__cu_norm_early_next: for one call only, whatever it launches). */
-static bool norm_early(void) {
-    const bool early = (g_early & EARLY_NORM) != 0 || g_norm_early_next;
-    g_norm_early_next = false;
-    return early;
-}
+/* Whether the next kernel may launch before this call's norm waits (asked: the caller's
+ * early). */
+static bool norm_early(bool asked) { return (g_early & EARLY_NORM) != 0 || asked; }
 
 /* Blocks a row of rmsnorm8_kernel over `rows` rows of dim values: 4 or 2 (a cluster) where
  * a block a row would leave most SMs idle, from NORM_CL_MIN_N tokens (where mmq.cu's tiled
@@ -699,8 +690,9 @@ static cudaError_t norm8_launch(cudaStream_t s, const float *x, int64_t n, int64
 
 extern "C" cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                            float eps, const float *w, float *y, void *xq,
-                                           int xq_mode, float *add, const float *part, int nz) {
-    const bool early = norm_early();
+                                           int xq_mode, float *add, const float *part, int nz,
+                                           bool early_asked) {
+    const bool early = norm_early(early_asked);
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (nz < 1 || !rl__cu_rmsnorm_part_ok(n, dim, x, y, add, w, part) || (xq && dim % 256) ||
@@ -711,8 +703,8 @@ extern "C" cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
-                                      int xq_mode, const float *add) {
-    const bool early = norm_early();
+                                      int xq_mode, const float *add, bool early_asked) {
+    const bool early = norm_early(early_asked);
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;

@@ -201,9 +201,9 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         if (r->ew.part)
             return rl__cu_rmsnorm_part(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x,
                                        r->ew.xq, r->ew.xq_mode, (float *)r->ew.c, r->ew.part,
-                                       r->ew.nz);
+                                       r->ew.nz, r->ew.flag);
         return rl__cu_rmsnorm(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x, r->ew.xq,
-                              r->ew.xq_mode, r->ew.c);
+                              r->ew.xq_mode, r->ew.c, r->ew.flag);
     case CU_OP_ROPE:
         return rl__cu_rope(s, r->ew.x, r->ew.ld, r->ew.i0, r->ew.x2, r->ew.ld2, r->ew.i3, r->ew.n,
                            r->ew.i1, r->ew.i2, r->ew.flag, (const float *)(A + r->ew.at0));
@@ -281,22 +281,26 @@ static bool vec1_of(const cu_rec *r, int t) {
 }
 
 /* An RMSNorm right before a one-token F16 or Q8_0 product lets that product launch before
- * the norm's own wait (q->f16_early, q->q8_early), so its blocks take the multiprocessors
- * that the product before the norm leaves and start copying their weights while it ends.
+ * the norm's own wait (q->f16_early, q->q8_early; the norm record's flag, set by mark_early
+ * before a list is hashed), so its blocks take the multiprocessors that the product before
+ * the norm leaves and start copying their weights while it ends.
  * H100, 2026-11-27, bench_cuda --pp 512 --tg 128, alternated in one call
  * (RUVLLM_CUDA_EARLY=1: every norm): 8B F16 tg0 180.1, 180.3 -> 182.4, 183.3 (tg 168.6,
  * 168.4 -> 171.5, 172.3); 8B Q8_0 299.2, 299.3 -> 297.3, 300.1 and 1B Q4_K_M 1,524, 1,525
  * -> 1,451, 1,466: so F16 products only then. Since the norm adds its warps' sums by a tree
  * of shuffles (ops_nofma.cu), 8B Q8_0 (bench_cuda --pp 16 --tg 128, one call, twice):
  * 300.3, 300.4 -> 302.0, 301.5: Q8_0 products too. */
+static void mark_early(cu_step *q) {
+    for (size_t i = 0; i + 1 < q->n_rec; i++)
+        if (q->rec[i].op == CU_OP_RMSNORM)
+            q->rec[i].ew.flag = (q->f16_early && vec1_of(&q->rec[i + 1], RL_TYPE_F16)) ||
+                                (q->q8_early && vec1_of(&q->rec[i + 1], RL_TYPE_Q8_0));
+}
+
 static cudaError_t run_all(cu_step *q, const char **what) {
     cudaError_t e = cudaSuccess;
     rl__cu_pdl_plain_next(); /* no kernel of this list runs before its first one */
     for (size_t i = 0; i < q->n_rec && e == cudaSuccess; i++) {
-        if (q->rec[i].op == CU_OP_RMSNORM && i + 1 < q->n_rec &&
-            ((q->f16_early && vec1_of(&q->rec[i + 1], RL_TYPE_F16)) ||
-             (q->q8_early && vec1_of(&q->rec[i + 1], RL_TYPE_Q8_0))))
-            rl__cu_norm_early_next();
         e = run_rec(q, &q->rec[i]);
         if (e != cudaSuccess) *what = op_name(q->rec[i].op);
     }
@@ -795,6 +799,7 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         keep_queued(q);
         if (q->fuse_on) fuse(q);
         if (q->fuse_on && q->fold_on) fold_parts(q);
+        mark_early(q);
         h = rec_hash(q->rec, q->n_rec, q->ad);
         g = q->graphs_on ? graph_find(q, h) : NULL;
         if (g) remember_queued(q, g);

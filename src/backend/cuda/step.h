@@ -168,7 +168,7 @@ typedef struct cu_rec {
         } mm;
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
-            bool flag;
+            bool flag; /* rope: NeoX pairs; rmsnorm: early (mark_early, step.c) */
             float f;
             int64_t n, dim, ld, ld2;
             float *x;
