@@ -99,12 +99,13 @@ static void layer(rl_backend *be, float *const *p, const tw *w, const float *nw,
     CHECK(be->ops->matmul(be, &w[W_D].wd, p[L_A], n, p[L_Y]) == RL_OK);
 }
 
-/* A backend like gpu with the products launched one by one. */
-static rl_backend *fork_separate(void) {
-    rl_test_env_set("RUVLLM_CUDA_MMQ_JOIN", "0");
+/* A backend like gpu with the switch name off (name=0: settings are read when a backend is
+ * made); NULL, with a failed CHECK, when it cannot be made. */
+static rl_backend *fork_off(const char *name) {
+    rl_test_env_set(name, "0");
     rl_backend *off = NULL;
     const rl_status st = gpu->ops->fork(gpu, &off);
-    rl_test_env_set("RUVLLM_CUDA_MMQ_JOIN", NULL);
+    rl_test_env_set(name, NULL);
     CHECK(st == RL_OK);
     return st == RL_OK ? off : NULL;
 }
@@ -207,7 +208,7 @@ static float *norm_weights(int64_t D) {
 
 TEST(mmq_join_layers) {
     if (!gpu) SKIP("%s", g_skip);
-    rl_backend *off = fork_separate();
+    rl_backend *off = fork_off("RUVLLM_CUDA_MMQ_JOIN"); /* products one by one */
     if (!off) return;
     /* q, k, v, gate, up, down */
     static const rl_type sets[4][W_N] = {
@@ -241,7 +242,7 @@ TEST(mmq_join_layers) {
 
 TEST(mmq_join_split) {
     if (!gpu) SKIP("%s", g_skip);
-    rl_backend *off = fork_separate();
+    rl_backend *off = fork_off("RUVLLM_CUDA_MMQ_JOIN"); /* products one by one */
     if (!off) return;
     const layer_set s = {.D = 4096,
                          .F = 1024,
@@ -291,7 +292,7 @@ TEST(mmq_join_timing) {
     if (!gpu) SKIP("%s", g_skip);
     const char *bench = getenv("RUVLLM_BFUSE_BENCH");
     if (!bench || (bench[0] != '1' && bench[0] != '2')) SKIP("timing: RUVLLM_BFUSE_BENCH=1");
-    rl_backend *off = fork_separate();
+    rl_backend *off = fork_off("RUVLLM_CUDA_MMQ_JOIN"); /* products one by one */
     if (!off) return;
     const layer_set s = {.D = 4096,
                          .F = 14336,
@@ -373,12 +374,8 @@ static void fold_layer(rl_backend *be, float *const *p, const tw *w, const float
 
 TEST(mmq_fold) {
     if (!gpu) SKIP("%s", g_skip);
-    rl_test_env_set("RUVLLM_CUDA_FOLD", "0");
-    rl_backend *off = NULL;
-    const rl_status st = gpu->ops->fork(gpu, &off);
-    rl_test_env_set("RUVLLM_CUDA_FOLD", NULL);
-    CHECK(st == RL_OK);
-    if (st != RL_OK) return;
+    rl_backend *off = fork_off("RUVLLM_CUDA_FOLD");
+    if (!off) return;
     const int64_t n = 64, D = 4096, F = 1024;
     /* q, k, v, o, gate, up (K = D), down (K = F) */
     static const int64_t rows[FW_N] = {4096, 1024, 1024, 4096, 1024, 1024, 4096};
@@ -474,12 +471,8 @@ static void attn_o(rl_backend *be, const rl_kv_layer *kv, const rl_attn_args *a,
 
 TEST(mmq_attn_q8) {
     if (!gpu) SKIP("%s", g_skip);
-    rl_test_env_set("RUVLLM_CUDA_ATTN_MMQ", "0");
-    rl_backend *off = NULL;
-    const rl_status st = gpu->ops->fork(gpu, &off);
-    rl_test_env_set("RUVLLM_CUDA_ATTN_MMQ", NULL);
-    CHECK(st == RL_OK);
-    if (st != RL_OK) return;
+    rl_backend *off = fork_off("RUVLLM_CUDA_ATTN_MMQ");
+    if (!off) return;
     enum { NH = 32, NKV = 8, HD = 128, D = NH * HD, E = NKV * HD, CELLS = 4096 };
     /* the cache: every cell's K and V rows from random values, on both backends */
     rl_kv_layer kv[2];

@@ -473,18 +473,15 @@ static void fuse_attn_q8(cu_step *q, cu_rec *a, cu_rec *b) {
         b->mm.xq_ready || b->mm.blas || b->mm.x != t->out || b->mm.n != t->n_tok ||
         b->mm.K != (int64_t)t->n_head * t->head_dim_v || t->out_ld != b->mm.K)
         return;
-    const int mode = t->n_tok < RL_CU_MMQ_MIN_N
-                         ? RL_CU_XQ_Q8
-                         : rl__cu_xq_mmq_mode(rl__cu_mmq_xmode(b->mm.type));
-    if (t->n_tok > 4 && !q->attn_mmq) return;
-    t->xq_mode = mode;
-    if (!rl__cu_attention_q8_ok(t)) {
-        t->xq_mode = RL_CU_XQ_Q8;
-        return;
-    }
+    const bool mmq = t->n_tok >= RL_CU_MMQ_MIN_N;
+    if (mmq && !q->attn_mmq) return;
+    rl__cu_attn c = *t;
+    c.xq_mode = mmq ? rl__cu_xq_mmq_mode(rl__cu_mmq_xmode(b->mm.type)) : RL_CU_XQ_Q8;
+    if (!rl__cu_attention_q8_ok(&c)) return;
+    *t = c;
     a->attn.xq = b->mm.xq;
     b->mm.xq_ready = true;
-    if (mode != RL_CU_XQ_Q8) q->n_attn_mmq++;
+    if (mmq) q->n_attn_mmq++;
 }
 
 /* Whether record d is a one-token q8 product of the gated activation g's output that
