@@ -28,7 +28,7 @@
 
 #include <stdio.h>
 
-#define RL_BACKEND_OPS_VERSION 7
+#define RL_BACKEND_OPS_VERSION 8
 
 /* A weight matrix: rows of ne[0] elements of type `type`, ne[1] rows per matrix, ne[2]
  * matrices (MoE experts; 1 otherwise). data is NULL for an absent optional tensor. */
@@ -253,6 +253,12 @@ typedef struct rl_backend_ops {
      * memory is freed or the backend destroyed. */
     rl_status (*host_register)(rl_backend *be, void *p, size_t bytes);
     void (*host_unregister)(rl_backend *be, void *p);
+
+    /* ---- version 8: scratch the model is done with (NULL: nothing to do) ---- */
+    /* [p, p + bytes) of backend memory will not be read again before it is written (the
+     * model's scratch tensors, released): a backend whose queued ops store into it for no
+     * later reader may leave those stores out. */
+    void (*discard)(rl_backend *be, const void *p, size_t bytes);
 } rl_backend_ops;
 
 /* A backend instance. impl is the backend's own state (the CPU thread pool). */

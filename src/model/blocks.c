@@ -55,6 +55,13 @@ void *rl__fwd_host_alloc(rl__fwd *f, size_t bytes) {
     return p;
 }
 
+void rl__fwd_release(rl__fwd *f, size_t mark) {
+    rl__arena *a = f->arena;
+    if (!f->dry && a->used > mark && f->be->ops->discard)
+        f->be->ops->discard(f->be, a->base + mark, a->used - mark);
+    a->used = mark;
+}
+
 static void set_status(rl__fwd *f, rl_status st) {
     if (st != RL_OK && f->status == RL_OK) f->status = st;
 }

@@ -293,7 +293,9 @@ struct rl__fwd {
  * sized so that it fits (a dry run returns a placeholder). */
 float *rl__fwd_alloc(rl__fwd *f, int64_t n);
 static inline size_t rl__fwd_mark(const rl__fwd *f) { return f->arena->used; }
-static inline void rl__fwd_release(rl__fwd *f, size_t mark) { f->arena->used = mark; }
+/* Release the buffers allocated since mark: their contents are not read again (the
+ * backend's discard). */
+void rl__fwd_release(rl__fwd *f, size_t mark);
 /* bytes of host memory from f->host (64-byte aligned), released with the host arena's
  * own mark (f->host->used). In a dry run: a placeholder that must not be touched. */
 void *rl__fwd_host_alloc(rl__fwd *f, size_t bytes);

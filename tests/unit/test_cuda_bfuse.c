@@ -29,6 +29,14 @@
  * in both cache tables, three passes (eager, captured, replayed), outputs poisoned before
  * each; o, down and the last product within 5e-4 (nmse) of the CPU on the GPU's own inputs.
  *
+ * dead_stores: mmq_fold's layer, then its scratch tensors released (the backend's discard,
+ * as the model releases a layer's) with nothing reading them in between: the RMSNorms'
+ * outputs, the o and down outputs (whose sums the norms after them write) and the gated
+ * activation are left unwritten (still poison) on the default backend; with
+ * RUVLLM_CUDA_DEAD=0 every tensor is written; a third run that reads two of them before the
+ * release gets those two written. Every other tensor and both caches the same bits in all
+ * three runs, three passes each (eager, captured, replayed); one list a layer (SPLIT=0).
+ *
  * mmq_attn_q8: attention of 5 to 64 tokens (each over its own span of the cache, Llama 3 8B
  * heads: 32 of 128 over 8 KV heads) followed by a product of its output on mmq.cu (o, Q4_K:
  * activations rounded per 256; Q8_0: per 32), where the attention writes that product's
@@ -372,76 +380,117 @@ static void fold_layer(rl_backend *be, float *const *p, const tw *w, const float
     CHECK(o->matmul(be, &w[FW_Q].wd, p[FD_H3], n, p[FD_Y]) == RL_OK);
 }
 
+/* mmq_fold's bed: the weights, inputs, caches and tensors of nb runs of fold_layer at 64
+ * tokens of the Llama 3 8B attention shapes, FFN width F. */
+typedef struct fold_bed {
+    int64_t n, D, F, width[FD_N];
+    tw w[FW_N];
+    int made;
+    rl_rope_params rp;
+    int32_t pos[64], cells[64];
+    rl_kv_layer kv[3];
+    float *p[3][FD_N];
+    float *xin, *nwd;
+    int nb;
+} fold_bed;
+
+static bool fold_bed_make(fold_bed *t, int nb, int64_t F) {
+    memset(t, 0, sizeof *t);
+    t->n = 64, t->D = 4096, t->F = F, t->nb = nb;
+    const int64_t D = t->D, n = t->n;
+    /* q, k, v, o, gate, up (K = D), down (K = F) */
+    const int64_t rows[FW_N] = {4096, 1024, 1024, 4096, F, F, 4096};
+    static const rl_type types[FW_N] = {RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q4_K,
+                                        RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K};
+    while (t->made < FW_N && weight_make(types[t->made], t->made == FW_D ? F : D,
+                                         rows[t->made], true, &t->w[t->made]))
+        t->made++;
+    CHECK(t->made == FW_N);
+    const int64_t width[FD_N] = {D, D, D, 1024, 1024, D, D, F, F, F, D, D, D};
+    memcpy(t->width, width, sizeof width);
+    t->rp = (rl_rope_params){.n_rot = 128, .mode = RL_ROPE_NORMAL, .n_ctx_orig = 8192,
+                             .freq_base = 500000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f,
+                             .beta_fast = 32.0f, .beta_slow = 1.0f};
+    for (int i = 0; i < 64; i++) t->pos[i] = 300 + 7 * i, t->cells[i] = (i * 37) % 64;
+    if (t->made != FW_N) return false;
+    t->xin = rl_test_unif_vec(&g_rng, (size_t)(n * D));
+    t->nwd = norm_weights(D);
+    for (int b = 0; b < nb; b++) {
+        t->kv[b] = (rl_kv_layer){.type = RL_TYPE_F16, .n_embd_k = 1024, .n_embd_v = 1024,
+                                 .k_row_bytes = 2048, .v_row_bytes = 2048};
+        t->kv[b].k = gpu->ops->alloc(gpu, 64 * 2048);
+        t->kv[b].v = gpu->ops->alloc(gpu, 64 * 2048);
+        for (int j = 0; j < FD_N; j++)
+            t->p[b][j] = gpu->ops->alloc(gpu, (size_t)(n * t->width[j]) * sizeof(float));
+    }
+    return true;
+}
+
+static void fold_bed_free(fold_bed *t) {
+    for (int b = 0; b < t->nb && t->made == FW_N; b++) {
+        for (int j = 0; j < FD_N; j++) gpu->ops->free(gpu, t->p[b][j]);
+        gpu->ops->free(gpu, t->kv[b].k);
+        gpu->ops->free(gpu, t->kv[b].v);
+    }
+    if (t->nwd) gpu->ops->free(gpu, t->nwd);
+    free(t->xin);
+    for (int i = 0; i < t->made; i++) weight_free(&t->w[i]);
+}
+
+/* Run b of the bed on be: every tensor and both caches poisoned (NaN), x uploaded, the
+ * layer queued; the caller adds ops and syncs. */
+static void fold_bed_queue(fold_bed *t, int b, rl_backend *be) {
+    const int64_t n = t->n;
+    for (int j = 0; j < FD_N; j++) be->ops->fill(be, t->p[b][j], n * t->width[j], NAN);
+    be->ops->fill(be, t->kv[b].k, 64 * 2048 / 4, NAN);
+    be->ops->fill(be, t->kv[b].v, 64 * 2048 / 4, NAN);
+    be->ops->from_host(be, t->p[b][FD_X], t->xin, (size_t)(n * t->D) * sizeof(float));
+    fold_layer(be, t->p[b], t->w, t->nwd, &t->kv[b], t->pos, t->cells, &t->rp, n, t->D, t->F);
+}
+
+/* Tensor j of run b, or cache side (FD_N: K, FD_N + 1: V), to the host (count in *len). */
+static float *fold_bed_get(const fold_bed *t, int b, rl_backend *be, int j, size_t *len) {
+    if (j >= FD_N) {
+        *len = 64 * 2048 / 4;
+        return rl_test_dev_get(be, j == FD_N ? t->kv[b].k : t->kv[b].v, *len);
+    }
+    *len = (size_t)(t->n * t->width[j]);
+    return rl_test_dev_get(be, t->p[b][j], *len);
+}
+
 TEST(mmq_fold) {
     if (!gpu) SKIP("%s", g_skip);
     rl_backend *off = fork_off("RUVLLM_CUDA_FOLD");
     if (!off) return;
-    const int64_t n = 64, D = 4096, F = 1024;
-    /* q, k, v, o, gate, up (K = D), down (K = F) */
-    static const int64_t rows[FW_N] = {4096, 1024, 1024, 4096, 1024, 1024, 4096};
-    static const rl_type types[FW_N] = {RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q4_K,
-                                        RL_TYPE_Q4_K, RL_TYPE_Q4_K, RL_TYPE_Q6_K};
-    tw w[FW_N];
-    int made = 0;
-    while (made < FW_N &&
-           weight_make(types[made], made == FW_D ? F : D, rows[made], true, &w[made]))
-        made++;
-    CHECK(made == FW_N);
-    const int64_t width[FD_N] = {D, D, D, 1024, 1024, D, D, F, F, F, D, D, D};
-    const rl_rope_params rp = {.n_rot = 128, .mode = RL_ROPE_NORMAL, .n_ctx_orig = 8192,
-                               .freq_base = 500000.0f, .freq_scale = 1.0f, .attn_factor = 1.0f,
-                               .beta_fast = 32.0f, .beta_slow = 1.0f};
-    int32_t pos[64], cells[64];
-    for (int t = 0; t < 64; t++) pos[t] = 300 + 7 * t, cells[t] = (t * 37) % 64;
-    rl_kv_layer kv[2];
-    float *p[2][FD_N];
-    float *xin = rl_test_unif_vec(&g_rng, (size_t)(n * D));
-    float *nwd = made == FW_N ? norm_weights(D) : NULL;
-    for (int b = 0; b < 2 && made == FW_N; b++) {
-        kv[b] = (rl_kv_layer){.type = RL_TYPE_F16, .n_embd_k = 1024, .n_embd_v = 1024,
-                              .k_row_bytes = 2048, .v_row_bytes = 2048};
-        kv[b].k = gpu->ops->alloc(gpu, 64 * 2048);
-        kv[b].v = gpu->ops->alloc(gpu, 64 * 2048);
-        for (int j = 0; j < FD_N; j++)
-            p[b][j] = gpu->ops->alloc(gpu, (size_t)(n * width[j]) * sizeof(float));
-    }
-    for (int pass = 0; pass < 3 && made == FW_N; pass++) {
+    fold_bed t;
+    const bool ok = fold_bed_make(&t, 2, 1024);
+    const int64_t n = t.n;
+    for (int pass = 0; pass < 3 && ok; pass++) {
         for (int b = 0; b < 2; b++) {
             rl_backend *be = b ? off : gpu;
-            for (int j = 0; j < FD_N; j++) be->ops->fill(be, p[b][j], n * width[j], NAN);
-            be->ops->fill(be, kv[b].k, 64 * 2048 / 4, NAN);
-            be->ops->fill(be, kv[b].v, 64 * 2048 / 4, NAN);
-            be->ops->from_host(be, p[b][FD_X], xin, (size_t)(n * D) * sizeof(float));
-            fold_layer(be, p[b], w, nwd, &kv[b], pos, cells, &rp, n, D, F);
+            fold_bed_queue(&t, b, be);
             CHECK(be->ops->sync(be) == RL_OK);
         }
-        float *res[2][FD_N];
+        float *res[2][FD_N + 2];
+        size_t len[FD_N + 2];
         for (int b = 0; b < 2; b++)
-            for (int j = 0; j < FD_N; j++)
-                res[b][j] = rl_test_dev_get(b ? off : gpu, p[b][j], (size_t)(n * width[j]));
-        for (int j = 0; j < FD_N; j++) {
-            const size_t len = (size_t)(n * width[j]);
-            CHECKF(!memcmp(res[0][j], res[1][j], len * sizeof(float)),
-                   "fold pass %d: tensor %d differs from the partial-sum pass", pass, j);
+            for (int j = 0; j < FD_N + 2; j++) res[b][j] = fold_bed_get(&t, b, b ? off : gpu, j, &len[j]);
+        for (int j = 0; j < FD_N + 2; j++) {
+            CHECKF(!memcmp(res[0][j], res[1][j], len[j] * sizeof(float)),
+                   "fold pass %d: tensor %d (caches %d, %d) differs from the partial-sum pass",
+                   pass, j, FD_N, FD_N + 1);
+            if (j >= FD_N) continue;
             size_t e = 0;
-            while (e < len && isfinite(res[0][j][e])) e++;
-            CHECKF(e == len, "fold pass %d: tensor %d [%zu] not finite", pass, j, e);
-        }
-        for (int side = 0; side < 2; side++) {
-            float *c[2];
-            for (int b = 0; b < 2; b++)
-                c[b] = rl_test_dev_get(b ? off : gpu, side ? kv[b].v : kv[b].k, 64 * 2048 / 4);
-            CHECKF(!memcmp(c[0], c[1], 64 * 2048), "fold pass %d: %s cache differs", pass,
-                   side ? "V" : "K");
-            for (int b = 0; b < 2; b++) free(c[b]);
+            while (e < len[j] && isfinite(res[0][j][e])) e++;
+            CHECKF(e == len[j], "fold pass %d: tensor %d [%zu] not finite", pass, j, e);
         }
         if (pass == 2) { /* o, down and the last product against the CPU */
             const int pin[3] = {FD_Q, FD_A, FD_H3}, pout[3] = {FD_O, FD_Z, FD_Y};
             const int wi[3] = {FW_O, FW_D, FW_Q};
             for (int i = 0; i < 3; i++) {
-                const int64_t r = w[wi[i]].w.ne[1];
+                const int64_t r = t.w[wi[i]].w.ne[1];
                 float *yc = malloc((size_t)(n * r) * sizeof(float));
-                CHECK(cpu->ops->matmul(cpu, &w[wi[i]].w, res[0][pin[i]], n, yc) == RL_OK);
+                CHECK(cpu->ops->matmul(cpu, &t.w[wi[i]].w, res[0][pin[i]], n, yc) == RL_OK);
                 const double e = rl_test_nmse(res[0][pout[i]], yc, (size_t)(n * r));
                 CHECKF(e <= 5e-4, "fold: product %d nmse vs cpu %.3g", i, e);
                 fprintf(stderr, "  fold, 64 tokens: product %d nmse vs cpu %.3g\n", i, e);
@@ -449,16 +498,87 @@ TEST(mmq_fold) {
             }
         }
         for (int b = 0; b < 2; b++)
-            for (int j = 0; j < FD_N; j++) free(res[b][j]);
+            for (int j = 0; j < FD_N + 2; j++) free(res[b][j]);
     }
-    for (int b = 0; b < 2 && made == FW_N; b++) {
-        for (int j = 0; j < FD_N; j++) gpu->ops->free(gpu, p[b][j]);
-        gpu->ops->free(gpu, kv[b].k);
-        gpu->ops->free(gpu, kv[b].v);
+    fold_bed_free(&t);
+    rl__backend_free(off);
+}
+
+/* dead_stores' releases: the layer's scratch, as the model releases it after a layer */
+static void fold_discard(rl_backend *be, float *const *p, const int64_t *width, int64_t n) {
+    static const int scratch[] = {FD_H, FD_Q, FD_K, FD_V, FD_O, FD_H2, FD_G, FD_U, FD_A, FD_Z, FD_H3};
+    for (size_t i = 0; i < sizeof scratch / sizeof scratch[0]; i++)
+        be->ops->discard(be, p[scratch[i]], (size_t)(n * width[scratch[i]]) * sizeof(float));
+}
+
+TEST(dead_stores) {
+    if (!gpu) SKIP("%s", g_skip);
+    if (!gpu->ops->discard) {
+        CHECK(gpu->ops->discard != NULL);
+        return;
     }
-    if (nwd) gpu->ops->free(gpu, nwd);
-    free(xin);
-    for (int i = 0; i < made; i++) weight_free(&w[i]);
+    /* one list for the whole layer on both (the second add of a pass otherwise cuts it,
+       and a cut ends every watch: step.c) */
+    rl_test_env_set("RUVLLM_CUDA_SPLIT", "0");
+    rl_backend *on = NULL;
+    CHECK(gpu->ops->fork(gpu, &on) == RL_OK);
+    rl_backend *off = fork_off("RUVLLM_CUDA_DEAD");
+    rl_test_env_set("RUVLLM_CUDA_SPLIT", NULL);
+    if (!on || !off) {
+        if (on) rl__backend_free(on);
+        if (off) rl__backend_free(off);
+        return;
+    }
+    /* F = 4096: down's partial sums lie past the quantization the norm after it writes
+       for the last product (K 4096), so the norm adds them (step.c's fold_norm_ok) */
+    fold_bed t;
+    const bool ok = fold_bed_make(&t, 3, 4096);
+    const int64_t n = t.n;
+    /* left out on the default backend: the norms' outputs (read by their products as the
+       quantization), the o and down outputs (their sums written by the norms after them:
+       both split K at 64 tokens), the gated activation (read by down as the quantization) */
+    bool dead[FD_N] = {false};
+    dead[FD_H] = dead[FD_O] = dead[FD_H2] = dead[FD_A] = dead[FD_Z] = dead[FD_H3] = true;
+    for (int pass = 0; pass < 3 && ok; pass++) {
+        for (int b = 0; b < 3; b++) {
+            rl_backend *be = b == 1 ? off : on;
+            fold_bed_queue(&t, b, be);
+            if (b == 2) { /* run 2 reads two of them before the release: they are stored */
+                be->ops->scale(be, t.p[b][FD_H2], n * t.D, 1.0f);
+                be->ops->scale(be, t.p[b][FD_Z], n * t.D, 1.0f);
+            }
+            fold_discard(be, t.p[b], t.width, n);
+            CHECK(be->ops->sync(be) == RL_OK);
+        }
+        float *res[3][FD_N + 2];
+        size_t len[FD_N + 2];
+        for (int b = 0; b < 3; b++)
+            for (int j = 0; j < FD_N + 2; j++)
+                res[b][j] = fold_bed_get(&t, b, b == 1 ? off : on, j, &len[j]);
+        for (int j = 0; j < FD_N + 2; j++) {
+            for (int b = 0; b < 3; b += 2) {
+                const bool left = j < FD_N && dead[j] && !(b == 2 && (j == FD_H2 || j == FD_Z));
+                size_t fin = 0;
+                for (size_t e = 0; e < len[j]; e++) fin += isfinite(res[b][j][e]) != 0;
+                if (left) {
+                    CHECKF(fin == 0, "dead pass %d run %d: tensor %d stored (%zu finite)", pass,
+                           b, j, fin);
+                } else {
+                    CHECKF(!memcmp(res[b][j], res[1][j], len[j] * sizeof(float)),
+                           "dead pass %d run %d: tensor %d differs from every store made", pass,
+                           b, j);
+                }
+            }
+            size_t e = 0;
+            while (j < FD_N && e < len[j] && isfinite(res[1][j][e])) e++;
+            CHECKF(j >= FD_N || e == len[j], "dead pass %d: tensor %d [%zu] not stored with the "
+                   "switch off", pass, j, e);
+        }
+        for (int b = 0; b < 3; b++)
+            for (int j = 0; j < FD_N + 2; j++) free(res[b][j]);
+    }
+    fold_bed_free(&t);
+    rl__backend_free(on);
     rl__backend_free(off);
 }
 
@@ -576,6 +696,7 @@ int main(void) {
     RUN(mmq_join_layers);
     RUN(mmq_join_split);
     RUN(mmq_fold);
+    RUN(dead_stores);
     RUN(mmq_attn_q8);
     RUN(mmq_join_timing);
     if (gpu) rl__backend_free(gpu);

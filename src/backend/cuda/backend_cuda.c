@@ -725,6 +725,11 @@ static void cu_rmsnorm(rl_backend *be, const float *x, int64_t n, int64_t dim, f
     r->ew.f = eps;
     r->ew.b = w ? dev_ptr(c->store, w) : NULL;
     r->ew.x = y;
+    if (n >= RL_CU_MMQ_MIN_N) { /* the stores rl__cu_step_discard may leave out */
+        const size_t i = (size_t)(r - c->q.rec), bytes = (size_t)(n * dim) * sizeof(float);
+        rl__cu_step_watch(&c->q, i, y, bytes, CU_DEAD_Y);
+        if (res) rl__cu_step_watch(&c->q, i, res, bytes, CU_DEAD_SUM);
+    }
 }
 
 /* The rows kept for the parameters of key (n 0), made (or taken over from the set used
@@ -907,6 +912,16 @@ static void cu_glu(rl_backend *be, rl_glu_act act, const float *gate, int64_t ld
     r->ew.n = n;
     r->ew.dim = dim;
     r->ew.x = out;
+    /* many tokens: the product after reads the quantization (cu_matmul), maybe only that */
+    cu_step *q = &CU(be)->q;
+    if (n >= RL_CU_MMQ_MIN_N)
+        rl__cu_step_watch(q, q->n_rec - 1, out, (size_t)(n * dim) * sizeof(float), CU_DEAD_Y);
+}
+
+/* The stores of the queued ops into [p, p + bytes) that nothing reads are left out
+ * (rl__cu_step_discard). */
+static void cu_discard(rl_backend *be, const void *p, size_t bytes) {
+    rl__cu_step_discard(&CU(be)->q, p, bytes);
 }
 
 static void cu_get_rows_f32(rl_backend *be, const float *src, const int32_t *ids, int64_t n,
@@ -1256,6 +1271,7 @@ static const rl_backend_ops k_cuda_ops = {
     .sample_to_host = cu_sample_to_host,
     .host_register = cu_host_register,
     .host_unregister = cu_host_unregister,
+    .discard = cu_discard,
 };
 
 /* An instance on s (taking a reference): its stream and attention workspace. */

@@ -157,6 +157,10 @@ enum { RL_CU_XQ_Q8 = 0, RL_CU_XQ_MMQ32 = 1, RL_CU_XQ_MMQ256 = 2 };
 static inline int rl__cu_xq_mmq_mode(int xmode) {
     return xmode == 1 ? RL_CU_XQ_MMQ256 : RL_CU_XQ_MMQ32;
 }
+/* Stores a caller may leave out (skip) where nothing reads them, only beside mmq.cu's layout
+ * (the products after read that): the RMSNorm's (and the gated activation's) float output,
+ * and the sum rl__cu_rmsnorm_part writes into add. */
+enum { RL_CU_SKIP_Y = 1, RL_CU_SKIP_SUM = 2 };
 /* Whether rl__cu_rmsnorm / rl__cu_glu with these arguments can write mmq.cu's layout. */
 bool rl__cu_rmsnorm_mmq_ok(int64_t n, int64_t dim, const float *x, const float *y,
                            const float *add, const float *w);
@@ -169,7 +173,7 @@ bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, int64_t ld_
  * after it starts copying its weights sooner. */
 cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                            const float *w, float *y, void *xq, int xq_mode, const float *add,
-                           bool early);
+                           bool early, unsigned skip);
 /* rl__cu_rmsnorm with add the output of an mmq.cu product run with keep_part: its nz
  * partial sums part[z][n][dim] are added in order z = 0 .. nz - 1 (mmq.cu's pass), written to
  * add (the product's output, as that pass would have) and added to x. Only where
@@ -178,7 +182,7 @@ bool rl__cu_rmsnorm_part_ok(int64_t n, int64_t dim, const float *x, const float 
                             const float *add, const float *w, const float *part);
 cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                                 const float *w, float *y, void *xq, int xq_mode, float *add,
-                                const float *part, int nz, bool early);
+                                const float *part, int nz, bool early, unsigned skip);
 /* tab[n][n_rot]: cos, sin pairs of each row's position (the CPU's rl__rope_cache); n rows
  * of n_head heads of x, and (x2 non-NULL) of n_head2 heads of x2 at the same positions. */
 cudaError_t rl__cu_rope(cudaStream_t s, float *x, int64_t ld, int n_head, float *x2, int64_t ld2,
@@ -192,9 +196,10 @@ cudaError_t rl__cu_softcap(cudaStream_t s, float *x, int64_t n, float c);
 cudaError_t rl__cu_fill(cudaStream_t s, float *x, int64_t n, float v);
 /* dst = src (device memory, bytes), as a kernel in the launch chain (ops_nofma.cu). */
 cudaError_t rl__cu_copy(cudaStream_t s, void *dst, const void *src, size_t bytes);
-/* act: 0 SiLU, 1 GELU (tanh); xq, xq_mode as rl__cu_rmsnorm's */
+/* act: 0 SiLU, 1 GELU (tanh); xq, xq_mode, skip (RL_CU_SKIP_Y) as rl__cu_rmsnorm's */
 cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g, const float *u,
-                       int64_t ld_u, int64_t n, int64_t dim, float *out, void *xq, int xq_mode);
+                       int64_t ld_u, int64_t n, int64_t dim, float *out, void *xq, int xq_mode,
+                       unsigned skip);
 cudaError_t rl__cu_get_rows_f32(cudaStream_t s, const float *src, const int32_t *ids, int64_t n,
                                 int64_t dim, float *dst);
 cudaError_t rl__cu_add_rows_scaled(cudaStream_t s, float *x, int64_t dim, const int32_t *ids,

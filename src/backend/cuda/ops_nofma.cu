@@ -172,10 +172,11 @@ __device__ __forceinline__ void st8(float *p, const float v[8]) {
  * multiprocessors (batched decoding: 64 rows, 64 blocks of 512 threads on 132 SMs); each
  * block writes its warps' sums into every block's shared memory at the warps' places in the
  * row, and after one cluster barrier every warp adds the row's sums in the same order as
- * one block would: the same bits. */
+ * one block would: the same bits. skip (RL_CU_SKIP_*): y, psum not written. */
 __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
                                 float *y, int8_t *xq, int64_t n, bool early, int xl, int ntl,
-                                const float *__restrict__ part, int nz, float *psum, int cl) {
+                                const float *__restrict__ part, int nz, float *psum, int cl,
+                                unsigned skip) {
     __shared__ double wsum[32];
     const int rank = (int)(blockIdx.x % (unsigned)cl);
     const int gt = rank * (int)blockDim.x + (int)threadIdx.x; /* the thread in its row */
@@ -211,7 +212,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
 #pragma unroll
                 for (int j = 0; j < 8; j++) av[j] += pz[j];
             }
-            st8(psum + e, av);
+            if (!(skip & RL_CU_SKIP_SUM)) st8(psum + e, av);
         }
 #pragma unroll
         for (int j = 0; j < 8; j++) v[j] = v[j] + av[j];
@@ -245,7 +246,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     const float sc = 1.0f / sqrtf(mean + eps);
 #pragma unroll
     for (int j = 0; j < 8; j++) v[j] = w ? (v[j] * sc) * wv[j] : v[j] * sc;
-    st8(y + e, v);
+    if (!(skip & RL_CU_SKIP_Y)) st8(y + e, v);
     if (!xq) return;
     if (xl != XQ_Q8) {
         float d, sum;
@@ -474,7 +475,8 @@ __global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float
  * warps of tokens n .. 8 ntl - 1 write the padding's zero codes and scales. */
 template <int MODE>
 __global__ void glu_mmq_kernel(int act, const float *g, int ld_g, const float *u, int ld_u, int n,
-                               int dim, float *out, uint32_t *q, float2 *sc, int ntl) {
+                               int dim, float *out, uint32_t *q, float2 *sc, int ntl,
+                               bool skip_out) {
     const int wi = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
     const int nb = dim / 256;
     const int tok = wi / nb, b = wi - tok * nb;
@@ -492,9 +494,11 @@ __global__ void glu_mmq_kernel(int act, const float *g, int ld_g, const float *u
     float v[8] = {glu1(act, g0.x, u0.x), glu1(act, g0.y, u0.y), glu1(act, g0.z, u0.z),
                   glu1(act, g0.w, u0.w), glu1(act, g1.x, u1.x), glu1(act, g1.y, u1.y),
                   glu1(act, g1.z, u1.z), glu1(act, g1.w, u1.w)};
-    float4 *op = reinterpret_cast<float4 *>(out + (int64_t)tok * dim + i);
-    op[0] = make_float4(v[0], v[1], v[2], v[3]);
-    op[1] = make_float4(v[4], v[5], v[6], v[7]);
+    if (!skip_out) {
+        float4 *op = reinterpret_cast<float4 *>(out + (int64_t)tok * dim + i);
+        op[0] = make_float4(v[0], v[1], v[2], v[3]);
+        op[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
     float d, sum;
     const uint2 c = MODE == XQ_MMQ256 ? mmq_quant256(v, &d, &sum) : mmq_quant32(v, &d, &sum);
     mmq_put8(q, sc, kb, ntl, tok, m, c, d, sum);
@@ -678,39 +682,43 @@ static int norm8_cluster(int64_t n, int64_t rows, int64_t dim) {
 /* rmsnorm8_kernel's launch (norm8_ok). */
 static cudaError_t norm8_launch(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                                 const float *w, float *y, void *xq, int xl, const float *add,
-                                const float *part, int nz, float *psum, bool early) {
+                                const float *part, int nz, float *psum, bool early, unsigned skip) {
     const int ntl = xl != XQ_Q8 ? mmq_ntl(n) : 0;
     const int64_t rows = xl != XQ_Q8 ? 8 * ntl : n;
     const int cl = norm8_cluster(n, rows, dim);
     (void)rlcu::launch_cluster(rmsnorm8_kernel, (unsigned)(rows * cl), (unsigned)(dim / 8 / cl),
                                (unsigned)cl, 0, s, const_cast<float *>(x), add, dim, eps, w, y,
-                               static_cast<int8_t *>(xq), n, early, xl, ntl, part, nz, psum, cl);
+                               static_cast<int8_t *>(xq), n, early, xl, ntl, part, nz, psum, cl,
+                               skip);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                            float eps, const float *w, float *y, void *xq,
                                            int xq_mode, float *add, const float *part, int nz,
-                                           bool early_asked) {
+                                           bool early_asked, unsigned skip) {
     const bool early = norm_early(early_asked);
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (nz < 1 || !rl__cu_rmsnorm_part_ok(n, dim, x, y, add, w, part) || (xq && dim % 256) ||
-        (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)))
+        (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) ||
+        (skip & ~(unsigned)(RL_CU_SKIP_Y | RL_CU_SKIP_SUM)) || (skip && xl == XQ_Q8))
         return cudaErrorInvalidValue;
-    return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, NULL, part, nz, add, early);
+    return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, NULL, part, nz, add, early, skip);
 }
 
 extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n, int64_t dim,
                                       float eps, const float *w, float *y, void *xq,
-                                      int xq_mode, const float *add, bool early_asked) {
+                                      int xq_mode, const float *add, bool early_asked,
+                                      unsigned skip) {
     const bool early = norm_early(early_asked);
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
     if (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) return cudaErrorInvalidValue;
+    if (skip && (skip != RL_CU_SKIP_Y || xl == XQ_Q8)) return cudaErrorInvalidValue;
     if (norm8_ok(dim, x, y, add, w))
-        return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, add, NULL, 0, NULL, early);
+        return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, add, NULL, 0, NULL, early, skip);
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
     (void)rlcu::launch(rmsnorm_kernel, (unsigned)n, threads, 0, s, const_cast<float *>(x), add,
                        dim, eps, w, y, static_cast<int8_t *>(xq), n);
@@ -807,9 +815,10 @@ extern "C" bool rl__cu_glu_mmq_ok(const float *g, int64_t ld_g, const float *u, 
 
 extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64_t ld_g,
                                   const float *u, int64_t ld_u, int64_t n, int64_t dim, float *out,
-                                  void *xq, int xq_mode) {
+                                  void *xq, int xq_mode, unsigned skip) {
     if (n * dim <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
+    if (skip && (skip != RL_CU_SKIP_Y || xl == XQ_Q8)) return cudaErrorInvalidValue;
     if (xl != XQ_Q8) {
         if (!rl__cu_glu_mmq_ok(g, ld_g, u, ld_u, n, dim, out)) return cudaErrorInvalidValue;
         const int ntl = mmq_ntl(n);
@@ -820,7 +829,7 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
             reinterpret_cast<float2 *>(static_cast<uint8_t *>(xq) + mmq_codes_bytes(dim, ntl));
         (void)rlcu::launch(xl == XQ_MMQ256 ? glu_mmq_kernel<XQ_MMQ256> : glu_mmq_kernel<XQ_MMQ32>,
                            blocks, EW_THREADS, 0, s, act, g, (int)ld_g, u, (int)ld_u, (int)n,
-                           (int)dim, out, q, sc, ntl);
+                           (int)dim, out, q, sc, ntl, skip != 0);
         return cudaGetLastError();
     }
     if (xq) {

@@ -169,6 +169,7 @@ typedef struct cu_rec {
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
             bool flag; /* rope: NeoX pairs; rmsnorm: early (mark_early, step.c) */
+            uint8_t dead; /* rmsnorm, glu: stores left out (CU_DEAD_*: rl__cu_step_discard) */
             float f;
             int64_t n, dim, ld, ld2;
             float *x;
@@ -229,6 +230,19 @@ typedef struct cu_rec {
         } copy;
     };
 } cu_rec;
+
+/* Stores of a record that nothing reads (rl__cu_step_discard), left out where the record
+ * runs on mmq.cu's layout: an RMSNorm's output y (ew.x) when the products after it read its
+ * quantization; the sum it writes into the product output it adds (ew.c, with the partial
+ * sums of a fold); a gated activation's output (ew.x) beside its quantization. */
+enum { CU_DEAD_Y = RL_CU_SKIP_Y, CU_DEAD_SUM = RL_CU_SKIP_SUM };
+#define CU_DEAD_MAX 8 /* stores watched at once */
+typedef struct cu_dead {
+    size_t rec;      /* the record's index in the queue */
+    const uint8_t *p; /* the bytes it stores */
+    size_t bytes;
+    uint8_t bit;     /* CU_DEAD_* */
+} cu_dead;
 
 #define CU_STEP_GRAPHS 16 /* instantiated graphs kept per instance (a forward: 2, cu_add) */
 #define CU_STEP_SEEN 16  /* hashes of recent lists that ran eagerly */
@@ -291,6 +305,12 @@ typedef struct cu_step {
     cu_rec *queued; /* the list being flushed as it was queued (before the fuse pass) */
     size_t n_queued, cap_queued;
     bool queued_on; /* RUVLLM_CUDA_STEP_QUEUED=0: every list through the fuse pass and hash */
+    /* stores of the queued records that no record after them has touched yet
+       (rl__cu_step_watch); the records before dead_seen were checked against them */
+    cu_dead dead[CU_DEAD_MAX];
+    int n_dead;
+    size_t dead_seen;
+    bool dead_on; /* RUVLLM_CUDA_DEAD=0: every store made */
 } cu_step;
 
 /* Set up q on stream s (no device memory yet). */
@@ -299,6 +319,18 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s);
 void rl__cu_step_free(cu_step *q);
 /* A zeroed record of op appended to the queue; NULL when out of memory. */
 cu_rec *rl__cu_step_push(cu_step *q, cu_op op);
+/* Watch the store of record rec (queued last) into [p, p + bytes) for rl__cu_step_discard
+ * (bit: CU_DEAD_*); oldest watch dropped when CU_DEAD_MAX are held. */
+void rl__cu_step_watch(cu_step *q, size_t rec, const void *p, size_t bytes, uint8_t bit);
+/* [p, p + bytes) is not read again before it is written (rl_backend_ops.discard): each
+ * watched store inside it that no record queued after it reads is marked left out in its
+ * record (ew.dead). A record after the store "reads" it when any of its words points into
+ * the stored bytes, except a product of many tokens that reads the quantization of that
+ * input (mmq.cu, xq ready) and a norm or product that overwrites all of them without
+ * reading them (the store is then dead at once). Conservative: a pointer that only covers
+ * the bytes from below is not seen, so stores are only watched where every op takes the
+ * buffer by its start (the forward's own allocations). */
+void rl__cu_step_discard(cu_step *q, const void *p, size_t bytes);
 /* bytes of host memory copied into the arena (room for cap >= bytes reserved, 16-byte
  * aligned); its offset in *at. host NULL: the room only, which the caller fills through
  * rl__cu_step_host before the next put (a put may move the arena). false when out of
