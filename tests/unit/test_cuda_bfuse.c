@@ -24,7 +24,10 @@
  * the Llama 3 8B attention shapes at 64 tokens (q and o 4096 x 4096 Q4_K and down 4096 rows
  * Q6_K, each split at 64 tokens; k and v joined) -- norm -> q, k, v -> RoPE of q and k + cache
  * write (q's sums added there) -> o of the rotated q -> add + norm (o's sums added there) ->
- * gate, up -> SwiGLU -> down -> add + norm (down's) -> a product of that norm -- on the
+ * gate, up -> SwiGLU -> down -> add + norm -> a product of that norm (down's sums go through
+ * their own pass here: the pass's second add starts a new list, backend_cuda.c's cu_add, and
+ * at K 1024 its partial sums lie where the norm quantizes for the product after it;
+ * dead_stores folds them) -- on the
  * default backend and on a fork with RUVLLM_CUDA_FOLD=0: the same bits in every tensor and
  * in both cache tables, three passes (eager, captured, replayed), outputs poisoned before
  * each; o, down and the last product within 5e-4 (nmse) of the CPU on the GPU's own inputs.
