@@ -177,10 +177,10 @@ void rl__cu_step_watch(cu_step *q, size_t rec, const void *p, size_t bytes, uint
 void rl__cu_step_discard(cu_step *q, const void *p, size_t bytes) {
     if (!q->n_dead) return;
     dead_check(q);
-    const uint8_t *lo = p;
     for (int i = 0; i < q->n_dead;) {
         const cu_dead *d = &q->dead[i];
-        if (d->p >= lo && (size_t)(d->p - lo) <= bytes && d->bytes <= bytes - (size_t)(d->p - lo)) {
+        const uintptr_t off = (uintptr_t)d->p - (uintptr_t)p; /* wraps when d->p < p */
+        if (off <= bytes && d->bytes <= bytes - off) {
             q->rec[d->rec].ew.dead |= d->bit;
             dead_drop(q, i);
         } else {
