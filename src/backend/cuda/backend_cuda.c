@@ -725,10 +725,10 @@ static void cu_rmsnorm(rl_backend *be, const float *x, int64_t n, int64_t dim, f
     r->ew.f = eps;
     r->ew.b = w ? dev_ptr(c->store, w) : NULL;
     r->ew.x = y;
-    if (n >= RL_CU_MMQ_MIN_N) { /* the stores rl__cu_step_discard may leave out */
-        const size_t i = (size_t)(r - c->q.rec), bytes = (size_t)(n * dim) * sizeof(float);
-        rl__cu_step_watch(&c->q, i, y, bytes, CU_DEAD_Y);
-        if (res) rl__cu_step_watch(&c->q, i, res, bytes, CU_DEAD_SUM);
+    if (n >= RL_CU_MMQ_MIN_N) { /* the stores rl__cu_step_discard may leave out (r is last) */
+        const size_t bytes = (size_t)(n * dim) * sizeof(float);
+        rl__cu_step_watch(&c->q, y, bytes, CU_DEAD_Y);
+        if (res) rl__cu_step_watch(&c->q, res, bytes, CU_DEAD_SUM);
     }
 }
 
@@ -913,9 +913,8 @@ static void cu_glu(rl_backend *be, rl_glu_act act, const float *gate, int64_t ld
     r->ew.dim = dim;
     r->ew.x = out;
     /* many tokens: the product after reads the quantization (cu_matmul), maybe only that */
-    cu_step *q = &CU(be)->q;
     if (n >= RL_CU_MMQ_MIN_N)
-        rl__cu_step_watch(q, q->n_rec - 1, out, (size_t)(n * dim) * sizeof(float), CU_DEAD_Y);
+        rl__cu_step_watch(&CU(be)->q, out, (size_t)(n * dim) * sizeof(float), CU_DEAD_Y);
 }
 
 /* The stores of the queued ops into [p, p + bytes) that nothing reads are left out

@@ -90,34 +90,12 @@ cu_rec *rl__cu_step_push(cu_step *q, cu_op op) {
  * -p 512 -n 128, alternated twice in one call: 2,475, 2,454 / 6,159, 6,133 / 7,915, 7,906
  * tok/s against 2,465, 2,464 / 6,116, 6,112 / 7,790, 7,765 with the switch off. */
 
-/* The bytes of r's own member of the union (the words that may hold its pointers). */
-static size_t rec_member_bytes(const cu_rec *r) {
-    switch (r->op) {
-    case CU_OP_MATMUL:
-    case CU_OP_GET_ROWS:
-        return sizeof r->mm;
-    case CU_OP_KV_WRITE:
-    case CU_OP_KV_COPY:
-        return sizeof r->kv;
-    case CU_OP_ATTENTION:
-        return sizeof r->attn;
-    case CU_OP_MATVEC_MULTI:
-        return sizeof r->mv;
-    case CU_OP_MMQ_JOIN:
-        return sizeof r->mq;
-    case CU_OP_ROPE_KV:
-        return sizeof r->rkv;
-    case CU_OP_COPY:
-        return sizeof r->copy;
-    default:
-        return sizeof r->ew;
-    }
-}
-
-/* What record r does to the watched bytes [p, p + bytes): 0 nothing, 1 reads them (or
- * may: a word of its member points into them), 2 overwrites all of them without reading
- * them (a norm's output, a product's output it writes whole). A product of many tokens on
- * mmq.cu with its quantization ready reads that, not its x (rl__cu_mmq). */
+/* What record r (as queued: the fuse pass has not joined anything yet) does to the watched
+ * bytes [p, p + bytes): 0 nothing, 1 reads them (or may: a word of it points into them;
+ * records are zeroed before they are filled, so the words past its member are zero), 2
+ * overwrites all of them without reading them (a norm's output, a product's output it
+ * writes whole). A product of many tokens on mmq.cu with its quantization ready reads
+ * that, not its x (rl__cu_mmq). */
 static int rec_use(const cu_rec *r, const uint8_t *p, size_t bytes) {
     const void *unread = NULL, *whole = NULL; /* words of r that do not read the bytes */
     if (r->op == CU_OP_MATMUL) {
@@ -126,14 +104,12 @@ static int rec_use(const cu_rec *r, const uint8_t *p, size_t bytes) {
         if ((const uint8_t *)r->mm.y == p && !r->mm.keep_part &&
             (size_t)(r->mm.n * r->mm.rows) * sizeof(float) >= bytes)
             whole = &r->mm.y;
-    } else if (r->op == CU_OP_MMQ_JOIN) {
-        if (r->mq.xq_ready) unread = &r->mq.x;
     } else if (r->op == CU_OP_RMSNORM) {
         if ((const uint8_t *)r->ew.x == p && (size_t)(r->ew.n * r->ew.dim) * sizeof(float) >= bytes)
             whole = &r->ew.x;
     }
     const uint8_t *m = (const uint8_t *)&r->mm;
-    const size_t n = rec_member_bytes(r) / sizeof(uintptr_t);
+    const size_t n = (sizeof *r - (size_t)(m - (const uint8_t *)r)) / sizeof(uintptr_t);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *a = m + i * sizeof(uintptr_t);
         uintptr_t w;
@@ -166,12 +142,11 @@ static void dead_check(cu_step *q) {
     }
 }
 
-void rl__cu_step_watch(cu_step *q, size_t rec, const void *p, size_t bytes, uint8_t bit) {
-    if (!q->dead_on || rec >= q->n_rec || !p || !bytes) return;
-    dead_check(q); /* the records before rec, against the stores already watched */
+void rl__cu_step_watch(cu_step *q, const void *p, size_t bytes, uint8_t bit) {
+    if (!q->dead_on || !q->n_rec || !p || !bytes) return;
+    dead_check(q); /* every record so far (the watched one too), against the older watches */
     if (q->n_dead == CU_DEAD_MAX) dead_drop(q, 0);
-    q->dead[q->n_dead++] = (cu_dead){.rec = rec, .p = p, .bytes = bytes, .bit = bit};
-    if (q->dead_seen > rec) q->dead_seen = rec + 1;
+    q->dead[q->n_dead++] = (cu_dead){.rec = q->n_rec - 1, .p = p, .bytes = bytes, .bit = bit};
 }
 
 void rl__cu_step_discard(cu_step *q, const void *p, size_t bytes) {

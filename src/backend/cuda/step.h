@@ -319,9 +319,9 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s);
 void rl__cu_step_free(cu_step *q);
 /* A zeroed record of op appended to the queue; NULL when out of memory. */
 cu_rec *rl__cu_step_push(cu_step *q, cu_op op);
-/* Watch the store of record rec (queued last) into [p, p + bytes) for rl__cu_step_discard
+/* Watch the store of the record queued last into [p, p + bytes) for rl__cu_step_discard
  * (bit: CU_DEAD_*); oldest watch dropped when CU_DEAD_MAX are held. */
-void rl__cu_step_watch(cu_step *q, size_t rec, const void *p, size_t bytes, uint8_t bit);
+void rl__cu_step_watch(cu_step *q, const void *p, size_t bytes, uint8_t bit);
 /* [p, p + bytes) is not read again before it is written (rl_backend_ops.discard): each
  * watched store inside it that no record queued after it reads is marked left out in its
  * record (ew.dead). A record after the store "reads" it when any of its words points into
