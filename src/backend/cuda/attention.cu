@@ -1318,7 +1318,14 @@ __global__ void __launch_bounds__(MMA_MAXW * 32)
  * ROPE the kernel before writes the token's row, so every copy waits.
  * Shared memory: K rows [cap][D + 32] and V rows [cap][D + 64 / RS] (f16; the paddings make
  * each phase's reads free of bank conflicts), scores [NH][cap], queries, the output and
- * 1 / l [NH][D], [NH][D], [NH], the rotation [D], cell ids and the token's rows [cap] each. */
+ * 1 / l [NH][D], [NH][D], [NH], the rotation [D], cell ids and the token's rows [cap] each.
+ * Measured and left out (H100, 2026-11-27, one call): 512 threads a block (the RoPE pass in
+ * one round, the scores of up to 128 cells in one pass, half the cells a thread in P V; V rows
+ * padded to 16 bytes): bench_cuda tg0 8B Q8_0 298.5, 299.1 against 299.5, 299.1; 8B Q4_K_M
+ * 428.5, 428.9 against 424.6, 426.3; 1B 1,485, 1,501 against 1,488, 1,517; the attention part
+ * of a layer (test_cuda_decode_attn's timing) 7.3-7.5 against 7.1-7.2 us at 64 cells and 8.1-8.3
+ * against 8.5-8.8 at 128 (8B), 6.3 against 6.0-6.1 and 6.6 against 6.7-6.9 (1B). 1024 threads:
+ * slower everywhere (295.5, 296.9; 414.7, 415.0; 1,446, 1,455). */
 constexpr int SHORT_THREADS = 256;
 constexpr int SHORT_MAX = 256; /* the longest span bucket the kernel takes */
 constexpr int SHORT_LPC = 4;   /* lanes a cell's scores */

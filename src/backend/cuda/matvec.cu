@@ -647,6 +647,12 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
         }
         if (!bulk) cp_commit();
     };
+    /* Measured and left out (H100, 2026-11-27, bench_cuda tg0, one call, alternated twice):
+     * the product after the attention (o) also prefetching its items past the ring into L2
+     * here (cp.async.bulk.prefetch.L2, lane 0 of each warp), while the attention runs: 8B
+     * Q8_0 301.9, 301.2 against 301.1, 301.8; with the q/k/v product after the RMSNorm as
+     * well 299.0, 298.7; 8B Q4_K_M 425.4, 426.0 against 429.6, 427.1; 1B 1,518, 1,516 against
+     * 1,527, 1,518. */
 #pragma unroll
     for (int s = 0; s < S - 1; s++) issue(s);
     rlcu::pdl_enter(); /* the weights are on their way; x and y belong to other kernels */
