@@ -878,8 +878,8 @@ static void ew1(rl_backend *be, cu_op op, float *x, const float *a, int64_t n, f
  * products: 8 / 32 / 64 sequences 2,309, 2,400 / 5,806, 5,970 / 7,641, 7,681 tok/s against
  * 2,379, 2,396 / 5,915, 6,017 / 7,806, 7,710 without. A single-token step's host side
  * (two H100 machines, 2026-11-27, timestamps in the queue, bench_cuda's tg0 steps, 8B
- * Q8_0): 5-9 us from the sync of the step before to the first record, ~4 us to queue the
- * first layer, 7-20 us to flush it (arena upload ~3 us, graph launch ~3 us), 20-33 us to
+ * Q8_0): 5-9 us from the sync of the step before to the first record, 3-4 us to queue the
+ * first layer, 7-20 us to flush it (arena upload ~3 us, graph launch ~3 us), 23-36 us to
  * queue the other 31 layers and 11-15 us to flush them; by these times the device waits
  * some 20-50 us of a ~3,300 us step. Other cuts (tg0, one call, alternated three times):
  * also after the second layer (adds 2 and 4), or one cut after the second or third layer:
