@@ -266,6 +266,12 @@ static const char *op_name(cu_op op) {
     return "?";
 }
 
+/* The stores of an RMSNorm or gated-activation record to leave out (RL_CU_SKIP_*): those
+ * rl__cu_step_discard marked, where the record writes mmq.cu's layout (beside it only). */
+static unsigned dead_skip(const cu_rec *r) {
+    return r->ew.xq && r->ew.xq_mode != RL_CU_XQ_Q8 ? r->ew.dead : 0;
+}
+
 static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
     cudaStream_t s = q->stream;
     const uint8_t *A = q->ad;
@@ -287,8 +293,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_get_rows(s, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes, r->mm.K,
                                (const int32_t *)(A + r->mm.ids_at), r->mm.n, r->mm.y);
     case CU_OP_RMSNORM: {
-        /* the stores nothing reads (rl__cu_step_discard), beside mmq.cu's layout */
-        const unsigned skip = r->ew.xq && r->ew.xq_mode != RL_CU_XQ_Q8 ? r->ew.dead : 0;
+        const unsigned skip = dead_skip(r);
         if (r->ew.part)
             return rl__cu_rmsnorm_part(s, r->ew.a, r->ew.n, r->ew.dim, r->ew.f, r->ew.b, r->ew.x,
                                        r->ew.xq, r->ew.xq_mode, (float *)r->ew.c, r->ew.part,
@@ -311,8 +316,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         return rl__cu_fill(s, r->ew.x, r->ew.n, r->ew.f);
     case CU_OP_GLU:
         return rl__cu_glu(s, r->ew.i0, r->ew.a, r->ew.ld, r->ew.b, r->ew.ld2, r->ew.n, r->ew.dim,
-                          r->ew.x, r->ew.xq, r->ew.xq_mode,
-                          r->ew.xq && r->ew.xq_mode != RL_CU_XQ_Q8 ? r->ew.dead & RL_CU_SKIP_Y : 0);
+                          r->ew.x, r->ew.xq, r->ew.xq_mode, dead_skip(r) & RL_CU_SKIP_Y);
     case CU_OP_GET_ROWS_F32:
         return rl__cu_get_rows_f32(s, r->ew.a, (const int32_t *)(A + r->ew.at0), r->ew.n, r->ew.dim,
                                    r->ew.x);
