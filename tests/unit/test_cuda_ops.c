@@ -140,16 +140,17 @@ static bool is_q8_product(rl_type t, int64_t K, int64_t n) {
            !getenv_off("RUVLLM_CUDA_MV");
 }
 
-/* Whether a product takes the CPU's own arithmetic (matvec.cu, RUVLLM_CUDA_MV_Q8K, on by
- * default): one-token Q4_K and Q6_K products whose K is a whole number of the streaming
- * kernel's chunks (1024, 2048 values) multiply the Q8_K codes alone, as the CPU does. They
- * equal the CPU's products up to the order of float sums (1e-6 for each, where a product
- * of one row can cancel) and differ from float64 by the rounding of the activations to
- * int8 (5e-4, the issue's bound for quantized products). */
-static bool is_q8k_product(rl_type t, int64_t K, int64_t n) {
-    if (getenv_off("RUVLLM_CUDA_Q8") || getenv_off("RUVLLM_CUDA_MV") ||
-        getenv_off("RUVLLM_CUDA_MV_Q8K") || n != 1)
-        return false;
+/* Whether a product takes the CPU's own arithmetic (matvec.cu): one-token Q4_K and Q6_K
+ * products whose K is a whole number of the streaming kernel's chunks (1024, 2048 values)
+ * multiply the Q8_K codes alone, as the CPU does (RUVLLM_CUDA_MV_Q8K, on by default); one-token
+ * Q8_0 and Q4_0 products on that kernel (K a multiple of 1024) read the CPU's Q8_0
+ * activations. They equal the CPU's products up to the order of float sums (1e-6 for each,
+ * where a product of one row can cancel) and differ from float64 by the rounding of the
+ * activations to int8 (5e-4, the issue's bound for quantized products). */
+static bool is_cpu_sum_product(rl_type t, int64_t K, int64_t n) {
+    if (getenv_off("RUVLLM_CUDA_Q8") || getenv_off("RUVLLM_CUDA_MV") || n != 1) return false;
+    if ((t == RL_TYPE_Q8_0 || t == RL_TYPE_Q4_0) && K % 1024 == 0) return true;
+    if (getenv_off("RUVLLM_CUDA_MV_Q8K")) return false;
     return (t == RL_TYPE_Q4_K && K % 1024 == 0) || (t == RL_TYPE_Q6_K && K % 2048 == 0);
 }
 
@@ -186,7 +187,7 @@ static void check_matmul(const qweight *q, int64_t n, err_acc *vs_cpu, double *w
     gpu_sync();
     const double er = rl_test_nmse(yg, yr, (size_t)(n * rows));
     acc_add(vs_cpu, yg, yc, (size_t)(n * rows));
-    const bool q8k = is_q8k_product(q->w.type, K, n);
+    const bool q8k = is_cpu_sum_product(q->w.type, K, n);
     const bool is_q8 = is_q8_product(q->w.type, K, n) && !q8k;
     if (q8k) {
         const double ec = rl_test_nmse(yg, yc, (size_t)(n * rows));
@@ -326,7 +327,7 @@ static void matvec_cases(const char *rows_per_item) {
             for (int64_t r = 0; r < rows; r++) unwritten += !isfinite(yg[r]);
             const double er = rl_test_nmse(yg, yr, (size_t)rows), ec = rl_test_nmse(yg, yc, (size_t)rows);
             /* per product: a few rows can cancel to near zero (as check_matmul's q8 bound) */
-            const bool q8k = is_q8k_product(t, K, 1);
+            const bool q8k = is_cpu_sum_product(t, K, 1);
             const double bound = t == RL_TYPE_F16 ? 1e-9 : 1e-4;
             acc_add(&all, yg, yr, (size_t)rows);
             acc_add(&all_cpu, yg, yc, (size_t)rows);
@@ -349,7 +350,9 @@ static void matvec_cases(const char *rows_per_item) {
         }
         const double ea = all.den > 0 ? all.num / all.den : all.num;
         const double eac = all_cpu.den > 0 ? all_cpu.num / all_cpu.den : all_cpu.num;
-        CHECKF(ea <= (t == RL_TYPE_F16 ? 1e-9 : is_q8k_product(t, shapes[0][0], 1) ? 5e-4 : 1e-8),
+        CHECKF(ea <= (t == RL_TYPE_F16                               ? 1e-9
+                      : is_cpu_sum_product(t, shapes[0][0], 1) ? 5e-4
+                                                                : 1e-8),
                "matvec %s %s: nmse vs float64 %.3g over all",
                rows_per_item, rl_type_name(t), ea);
         CHECKF(eac <= 5e-4, "matvec %s %s: nmse vs cpu %.3g over all", rows_per_item,
@@ -418,7 +421,8 @@ static void q8_fused_case(int64_t K, int64_t rows) {
         static const char *what[3] = {"rmsnorm -> Q4_K", "rmsnorm -> Q4_K -> Q6_K", "glu -> Q6_K"};
         for (int i = 0; i < 3; i++) {
             const double e = rl_test_nmse(yg[i], yc[i], (size_t)(n * rows));
-            const double bnd = is_q8k_product(i ? RL_TYPE_Q6_K : RL_TYPE_Q4_K, K, n) ? 5e-4 : 1e-8;
+            const double bnd =
+                is_cpu_sum_product(i ? RL_TYPE_Q6_K : RL_TYPE_Q4_K, K, n) ? 5e-4 : 1e-8;
             CHECKF(e <= bnd, "q8 fused n=%lld %s: nmse vs float64 %.3g", (long long)n, what[i], e);
             fprintf(stderr, "  q8 fused K=%lld n=%lld %-24s nmse vs float64 %.3g\n", (long long)K,
                     (long long)n, what[i], e);

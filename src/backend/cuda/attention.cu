@@ -353,17 +353,17 @@ __global__ void __launch_bounds__(THREADS) attn_combine_kernel(rl__cu_attn a) {
 }
 
 /* The attention outputs vals [nq] of query heads head0, head0 + 1, ... of token t (nq a
- * multiple of 256) quantized into xq for the q8 product that reads them next (q8k_warp over
- * the token's n_head * D values, matmul.cu's layout; with a.xq_mode an mmq.cu layout, the
- * rounding of mmq.cu's own quantization kernel, mmq_layout.cuh, lane l holding values
+ * multiple of 256) quantized into xq for the q8 product that reads them next (q8ws_warp over
+ * the token's n_head * D values, in the q8 workspace layout a.xq_mode names; with an mmq.cu
+ * layout, the rounding of mmq.cu's own quantization kernel, mmq_layout.cuh, lane l holding values
  * 8l..8l+7 of a block of 256 as there, so the same bits; the blocks of token t also write
  * the zero codes and scales of padding token n + t of the last tile, if any): warp w of nw
  * takes the blocks of 256 w, w + nw, ... */
 __device__ __forceinline__ void attn_out_q8(const rl__cu_attn &a, int D, int64_t t, int head0,
                                             const float *vals, int nq, int warp, int nw, int lane,
                                             int8_t *xq) {
-    const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, nb = K / 256, eb = (int64_t)head0 * D;
-    if (a.xq_mode != RL_CU_XQ_Q8) {
+    const int64_t K = (int64_t)a.n_head * D, n = a.n_tok, eb = (int64_t)head0 * D;
+    if (rl__cu_xq_mmq(a.xq_mode)) {
         const int ntl = rlcu::mmq_ntl(n);
         uint32_t *mq = reinterpret_cast<uint32_t *>(xq);
         float2 *msc = reinterpret_cast<float2 *>(xq + rlcu::mmq_codes_bytes(K, ntl));
@@ -385,10 +385,7 @@ __device__ __forceinline__ void attn_out_q8(const rl__cu_attn &a, int D, int64_t
         float v8[8];
 #pragma unroll
         for (int j = 0; j < 8; j++) v8[j] = vals[qb * 256 + 8 * lane + j];
-        const int64_t el = t * K + eb + (int64_t)qb * 256 + 8 * lane;
-        rlcu::q8k_warp(v8, reinterpret_cast<uint2 *>(xq + el),
-                       reinterpret_cast<uint2 *>(xq + n * K + el),
-                       reinterpret_cast<float *>(xq + 2 * n * K) + t * nb + eb / 256 + qb);
+        rlcu::q8ws_warp(a.xq_mode, v8, xq, n * K, t * K + eb + (int64_t)qb * 256 + 8 * lane);
     }
 }
 
@@ -2097,7 +2094,9 @@ extern "C" bool rl__cu_attention_rope_ok(const rl__cu_attn *a) {
 extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
     const int hdv = a->head_dim_v;
     if (a->n_tok <= 0 || !(hdv == 64 || hdv == 128 || hdv == 256) ||
-        (a->xq_mode != RL_CU_XQ_Q8 && a->n_tok < RL_CU_MMQ_MIN_N) || use_fattn(a) ||
+        (a->xq_mode != RL_CU_XQ_Q8 && a->xq_mode != RL_CU_XQ_Q8_32 &&
+         !rl__cu_xq_mmq(a->xq_mode)) ||
+        (rl__cu_xq_mmq(a->xq_mode) && a->n_tok < RL_CU_MMQ_MIN_N) || use_fattn(a) ||
         ((int64_t)a->n_head * hdv) % CQ_THREADS != 0 ||
         (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS > 0x7fffffff)
         return false;

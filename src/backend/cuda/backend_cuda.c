@@ -620,7 +620,8 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
     const size_t mq = mmq_bytes(c, w, wd, n);
     const bool tc = !mq && tc_ready(c, w, vec, n);
     /* the q8 path (or mmq.cu's for many tokens); consecutive products of one input (q, k,
-     * v; gate, up) share its quantization: the record before is a q8 product of the same x */
+     * v; gate, up) share its quantization: the record before is a q8 product of the same x
+     * whose type reads the same layout (rl__cu_q8_layout; mmq.cu's: rl__cu_mmq_xmode) */
     size_t q8 = mq                 ? mq
                 : tc || !c->q8_on ? 0
                                   : rl__cu_q8_bytes((int)w->type, vec, wd, w->row_bytes, w->ne[0], n);
@@ -633,12 +634,15 @@ static rl_status cu_matmul(rl_backend *be, const rl_weight *w, const float *x, i
         cu_rec *p = &c->q.rec[c->q.n_rec - 1];
         if (p->op == CU_OP_MATMUL) {
             q8_ready = p->mm.xq == c->q8x && p->mm.x == x && p->mm.n == n && p->mm.K == w->ne[0] &&
-                       (!mq || rl__cu_mmq_xmode(p->mm.type) == rl__cu_mmq_xmode((int)w->type));
+                       (mq ? rl__cu_mmq_xmode(p->mm.type) == rl__cu_mmq_xmode((int)w->type)
+                           : rl__cu_q8_layout(p->mm.type) == rl__cu_q8_layout((int)w->type));
         } else if (!mq && (p->op == CU_OP_RMSNORM || p->op == CU_OP_GLU) && p->ew.x == x &&
                    p->ew.n == n && p->ew.dim == w->ne[0]) {
             /* x comes from the op just before: it writes the quantization too (one launch
-             * fewer); rows of dim values, dense (glu's output; rmsnorm's rows) */
+             * fewer, in this product's layout); rows of dim values, dense (glu's output;
+             * rmsnorm's rows) */
             p->ew.xq = c->q8x;
+            p->ew.xq_mode = rl__cu_q8_layout((int)w->type);
             q8_ready = true;
         } else if (mq && c->mmq_xq && p->ew.x == x && p->ew.n == n && p->ew.dim == w->ne[0] &&
                    ((p->op == CU_OP_RMSNORM &&

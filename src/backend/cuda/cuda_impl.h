@@ -77,11 +77,16 @@ cudaError_t rl__cu_matmul(cudaStream_t s, int type, bool vec, const void *w, siz
 /* The q8 path (int8 activations, dp4a) of a decode product: the workspace bytes it needs
  * for n tokens (quantized x and block scales), or 0 when it does not take this product. */
 size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_bytes, int64_t K, int64_t n);
-/* y = x W^T through the q8 path: x quantized into xq first unless xq_ready (xq already
- * holds this x, quantized by the product before on the stream). */
+/* y = x W^T through the q8 path: x quantized into xq first (in the layout of `type`,
+ * rl__cu_q8_layout) unless xq_ready (xq already holds this x, quantized by the op before on
+ * the stream). */
 cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row_bytes,
                              int64_t rows, int64_t K, const float *x, int64_t n, float *y, void *xq,
                              bool xq_ready);
+/* The q8 workspace (layout xq_mode: RL_CU_XQ_Q8 or RL_CU_XQ_Q8_32, below) of x [n][K],
+ * K % 256 == 0. */
+cudaError_t rl__cu_quant_q8(cudaStream_t s, const float *x, int64_t n, int64_t K, void *xq,
+                            int xq_mode);
 /* Products of many tokens on the int8 tensor cores (mmq.cu): whether it takes W (Q4_0,
  * Q8_0, Q4_K, Q6_K; K % 256 == 0; RUVLLM_CUDA_MMQ=0 turns it off), the workspace bytes of
  * a product of n tokens (quantized x, scales, partial sums), and y = x W^T (x quantized
@@ -149,13 +154,33 @@ cudaError_t rl__cu_matmul_tc(cudaStream_t s, void *blas, int type, bool vec, con
 
 /* ---- element-wise (ops_nofma.cu) ---- */
 /* Where rl__cu_rmsnorm and rl__cu_glu write their quantized output (xq, xq_mode): the q8
- * decode path's workspace (RL_CU_XQ_Q8, rl__cu_matmul_q8), or mmq.cu's workspace
- * (mmq_layout.cuh) for a product of n >= RL_CU_MMQ_MIN_N tokens, rounded per 32 values
- * (RL_CU_XQ_MMQ32) or per 256 (RL_CU_XQ_MMQ256) as that product's rl__cu_mmq_xmode says
- * (rl__cu_xq_mmq_mode); the product then runs with xq_ready (its quantization launch saved). */
-enum { RL_CU_XQ_Q8 = 0, RL_CU_XQ_MMQ32 = 1, RL_CU_XQ_MMQ256 = 2 };
+ * decode path's workspace (rl__cu_matmul_q8) in the layout its product's type reads
+ * (rl__cu_q8_layout), or mmq.cu's workspace (mmq_layout.cuh) for a product of n >=
+ * RL_CU_MMQ_MIN_N tokens, rounded per 32 values (RL_CU_XQ_MMQ32) or per 256
+ * (RL_CU_XQ_MMQ256) as that product's rl__cu_mmq_xmode says (rl__cu_xq_mmq_mode); the
+ * product then runs with xq_ready (its quantization launch saved). The q8 workspace of n
+ * rows of K values (K % 256 == 0), at xq:
+ * - RL_CU_XQ_Q8 (Q4_K, Q6_K): codes [n][K], residual codes [n][K], a float scale per 256
+ *   [n][K / 256] (qtypes.cuh's q8k_warp);
+ * - RL_CU_XQ_Q8_32 (Q8_0, Q4_0): codes [n][K], a float scale per 32 [n][K / 32]: the CPU's
+ *   Q8_0 activations (qtypes.cuh's q8_0_codes). */
+enum { RL_CU_XQ_Q8 = 0, RL_CU_XQ_MMQ32 = 1, RL_CU_XQ_MMQ256 = 2, RL_CU_XQ_Q8_32 = 3 };
 static inline int rl__cu_xq_mmq_mode(int xmode) {
     return xmode == 1 ? RL_CU_XQ_MMQ256 : RL_CU_XQ_MMQ32;
+}
+/* Inline helpers of this header that kernels call too. */
+#ifdef __CUDACC__
+#define RL_CU_HOST_DEVICE __host__ __device__
+#else
+#define RL_CU_HOST_DEVICE
+#endif
+/* Whether xq_mode names one of mmq.cu's layouts (else the q8 workspace's). */
+static inline RL_CU_HOST_DEVICE bool rl__cu_xq_mmq(int xq_mode) {
+    return xq_mode == RL_CU_XQ_MMQ32 || xq_mode == RL_CU_XQ_MMQ256;
+}
+/* The q8 workspace layout a decode product of `type` reads (above). */
+static inline RL_CU_HOST_DEVICE int rl__cu_q8_layout(int type) {
+    return type == RL_TYPE_Q8_0 || type == RL_TYPE_Q4_0 ? RL_CU_XQ_Q8_32 : RL_CU_XQ_Q8;
 }
 /* Stores a caller may leave out (skip) where nothing reads them, only beside mmq.cu's layout
  * (the products after read that): the RMSNorm's (and the gated activation's) float output,

@@ -474,8 +474,9 @@ extern "C" int rl__cuda_bench_matvec(int device, double copy_bw, FILE *out) {
                                          0x1234u + (uint32_t)sh.rows, sh.type == RL_TYPE_F16);
         fill_x_kernel<<<64, 256, 0, s>>>(x, sh.K, 0x77u);
         CK(cudaGetLastError());
-        /* the q8 workspace of x, as the op before a q8 product leaves it */
-        CK(rl__cu_matmul_q8(s, RL_TYPE_Q4_K, w, row_bytes, 1, sh.K, x, 1, y, xq, false));
+        /* the q8 workspace of x in the layout of the shape's type, as the op before a q8
+           product leaves it */
+        CK(rl__cu_quant_q8(s, x, 1, sh.K, xq, rl__cu_q8_layout(sh.type)));
         CK(cudaStreamSynchronize(s));
         static const int variants[] = {0, 1, 2, 4}; /* rows per item; 0: matmul.cu's */
         for (int v = 0; v < 4; v++) {

@@ -185,18 +185,17 @@ cudaError_t gemv_k(cudaStream_t s, const uint8_t *w, size_t row_bytes, int64_t r
  * scale products differs; the weight codes then meet them in __dp4a (4 int8 products and
  * a sum per instruction) instead of float conversions and FMAs. */
 
-/* The q8 workspace (codes xq [n][K], residual codes xq + n K [n][K], scales xd [n][K / 256])
- * from x [n][K] (K % 256 == 0): q8k_warp over each block of 256 values. */
+/* The q8 workspace of x [n][K] (K % 256 == 0) in layout xl (cuda_impl.h; n8 = n K / 8):
+ * q8ws_warp over each block of 256 values. */
 __global__ void quant_q8_kernel(const float *__restrict__ x, int64_t n8, int8_t *__restrict__ xq,
-                                float *__restrict__ xd) {
+                                int xl) {
     rlcu::pdl_enter();
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n8) return; /* n8 % 32 == 0: whole warps leave */
     const float4 a = reinterpret_cast<const float4 *>(x)[2 * i];
     const float4 b = reinterpret_cast<const float4 *>(x)[2 * i + 1];
     const float v[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-    q8k_warp(v, reinterpret_cast<uint2 *>(xq) + i, reinterpret_cast<uint2 *>(xq + 8 * n8) + i,
-             xd + (i >> 5));
+    q8ws_warp(xl, v, xq, 8 * n8, 8 * i);
 }
 
 /* gemv_k_kernel with the activations as int8 blocks (codes xq [n][K], residual codes at
@@ -522,6 +521,17 @@ extern "C" size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_
     return (size_t)(2 * n * K) + (size_t)(n * K / 256) * sizeof(float);
 }
 
+extern "C" cudaError_t rl__cu_quant_q8(cudaStream_t s, const float *x, int64_t n, int64_t K,
+                                       void *xq, int xq_mode) {
+    if (n <= 0) return cudaSuccess;
+    if (K % 256 || (xq_mode != RL_CU_XQ_Q8 && xq_mode != RL_CU_XQ_Q8_32))
+        return cudaErrorInvalidValue;
+    const int64_t n8 = n * K / 8;
+    (void)rlcu::launch(quant_q8_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, x, n8,
+                       static_cast<int8_t *>(xq), xq_mode);
+    return cudaGetLastError();
+}
+
 extern "C" cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w, size_t row_bytes,
                                         int64_t rows, int64_t K, const float *x, int64_t n,
                                         float *y, void *xq, bool xq_ready) {
@@ -530,8 +540,8 @@ extern "C" cudaError_t rl__cu_matmul_q8(cudaStream_t s, int type, const void *w,
     int8_t *q = static_cast<int8_t *>(xq);
     float *d = reinterpret_cast<float *>(q + 2 * n * K);
     if (!xq_ready) {
-        const int64_t n8 = n * K / 8;
-        (void)rlcu::launch(quant_q8_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, x, n8, q, d);
+        const cudaError_t e = rl__cu_quant_q8(s, x, n, K, xq, rl__cu_q8_layout(type));
+        if (e != cudaSuccess) return e;
     }
     if (n == 1 && rl__cu_matvec_ok(type, w, row_bytes, rows, K))
         return rl__cu_matvec(s, type, w, row_bytes, rows, K, x, xq, y);

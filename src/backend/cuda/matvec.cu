@@ -16,10 +16,10 @@
  * warps; the rows are divided evenly over one wave of warps (as many as the device keeps
  * resident), so every weight byte is read once and no warp waits for a second wave.
  *
- * Activations: Q4_K, Q6_K, Q8_0 and Q4_0 read the q8 workspace (matmul.cu: int8 codes of
- * 256-value blocks plus int8 residual codes, so the products are about as exact as float
- * ones) with dp4a; F16 reads float activations. Everything a chunk's lanes read of x comes
- * through L1 (x is small and every warp reads it).
+ * Activations: Q4_K, Q6_K, Q8_0 and Q4_0 read the q8 workspace (cuda_impl.h) with dp4a:
+ * Q4_K and Q6_K int8 codes of 256-value blocks (plus residual codes, read or not: MV_Q8K
+ * below), Q8_0 and Q4_0 a code a value and a scale per 32; F16 reads float activations.
+ * Everything a chunk's lanes read of x comes through L1 (x is small and every warp reads it).
  */
 #include "kq8.cuh"
 #include "launch.cuh"
@@ -118,11 +118,19 @@ template <int N> __device__ __forceinline__ void lds_words(const uint8_t *s, int
     for (int i = 0; i < N; i++) out[i] = __funnelshift_r(w[i], w[i + 1], sh);
 }
 
-/* The q8 workspace of one token (matmul.cu): codes, residual codes, a scale per 256. */
+/* The q8 workspace of one token (cuda_impl.h): codes, residual codes and a scale per 256
+ * (RL_CU_XQ_Q8); or codes and a scale per 32 (RL_CU_XQ_Q8_32: l unused). */
 struct XQ {
     const int8_t *h, *l;
     const float *d;
 };
+/* The workspace xq of K values in the layout a product of `type` reads. */
+XQ xq_of(int type, const void *xq, int64_t K) {
+    const int8_t *q = static_cast<const int8_t *>(xq);
+    if (rl__cu_q8_layout(type) == RL_CU_XQ_Q8_32)
+        return {q, nullptr, reinterpret_cast<const float *>(q + K)};
+    return {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+}
 
 /* Each type: TI, the index of its type (mv_index: per-type switches); VPC values (CB bytes,
  * a multiple of 16) per chunk of a row; X, this lane's
@@ -384,33 +392,33 @@ struct MQ6_K2 {
     }
 };
 
-/* The activations of a 32-value block: codes, residual codes (as words) and the scale. */
+/* The activations of a 32-value block (RL_CU_XQ_Q8_32): codes (as words) and the scale. */
 struct X32 {
-    int h[8], l[8];
+    int h[8];
     float d;
 };
 __device__ __forceinline__ X32 xload32(const XQ &x, int64_t e) {
     X32 v;
     const int4 h0 = *reinterpret_cast<const int4 *>(x.h + e), h1 = *reinterpret_cast<const int4 *>(x.h + e + 16);
-    const int4 l0 = *reinterpret_cast<const int4 *>(x.l + e), l1 = *reinterpret_cast<const int4 *>(x.l + e + 16);
     v.h[0] = h0.x, v.h[1] = h0.y, v.h[2] = h0.z, v.h[3] = h0.w;
     v.h[4] = h1.x, v.h[5] = h1.y, v.h[6] = h1.z, v.h[7] = h1.w;
-    v.l[0] = l0.x, v.l[1] = l0.y, v.l[2] = l0.z, v.l[3] = l0.w;
-    v.l[4] = l1.x, v.l[5] = l1.y, v.l[6] = l1.z, v.l[7] = l1.w;
-    v.d = x.d[e >> 8];
+    v.d = x.d[e >> 5];
     return v;
 }
 
-/* int8 products of a 32-value block's codes c (8 words) with its activations, as codes
- * h + l / Q8_LO, times the activations' scale */
+/* int8 products of a 32-value block's codes c (8 words) with its activations, times the
+ * activations' scale: the CPU's Q8_0 x Q8_0 integer sum (one dp4a per 4 values, 32 bytes of
+ * codes a lane). Against the two codes per activation and a scale per 256 these products
+ * read before (as exact as float activations, two dp4a per 4 values; H100, 2026-11-28,
+ * bench_cuda --pp 16 --tg 128, one call alternated three times): 8B Q8_0 tg0 302.5, 303.7,
+ * 303.5 against 299.7, 301.0, 299.4, without the output head 324.0, 324.1, 320.3 against
+ * 318.0, 318.0, 317.9; test_cuda_ops: nmse against the CPU's products 1e-14 (was 3e-8),
+ * against float64 3e-5 (was below 1e-8). */
 __device__ __forceinline__ float dot32_q8(const int *c, const X32 &x) {
-    int sh = 0, sl = 0;
+    int sh = 0;
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        sh = __dp4a(c[i], x.h[i], sh);
-        sl = __dp4a(c[i], x.l[i], sl);
-    }
-    return x.d * ((float)sh + (float)sl * (1.0f / Q8_LO));
+    for (int i = 0; i < 8; i++) sh = __dp4a(c[i], x.h[i], sh);
+    return x.d * (float)sh;
 }
 
 /* Q8_0: 32 blocks of 34 bytes; lane i takes block i (its d, then 32 signed codes). */
@@ -501,6 +509,7 @@ struct MvGlu {
     int *cnt;    /* [F / 256]: values of each block of 256 written so far; 0 between launches */
     int64_t F;   /* rows of gate and of up; F % 256 == 0 */
     int act;     /* rl_glu: 0 SiLU, 1 GELU */
+    int xl;      /* xq's layout (RL_CU_XQ_Q8 or RL_CU_XQ_Q8_32: the product after's type) */
 };
 
 /* Row `row` of the matrices of sg (numbered one after the other), and its output. */
@@ -550,9 +559,7 @@ __device__ __forceinline__ void mv_glu_count(const MvGlu &gl, int64_t p0, int64_
         const float4 a0 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e));
         const float4 a1 = __ldcg(reinterpret_cast<const float4 *>(gl.out + e) + 1);
         const float w8[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        rlcu::q8k_warp(w8, reinterpret_cast<uint2 *>(gl.xq + e),
-                       reinterpret_cast<uint2 *>(gl.xq + gl.F + e),
-                       reinterpret_cast<float *>(gl.xq + 2 * gl.F) + b);
+        rlcu::q8ws_warp(gl.xl, w8, gl.xq, gl.F, e);
         if (lane == 0) gl.cnt[b] = 0;
     }
 }
@@ -1021,8 +1028,7 @@ cudaError_t mv_glu_launch(cudaStream_t s, int ti, int gi, const rl__cu_mv_segs &
 /* The streaming kernel of a type over the rows of sg (end[] set past nseg). */
 cudaError_t mv_run(cudaStream_t s, int type, const rl__cu_mv_segs &sg, size_t row_bytes,
                    int64_t rows, int64_t K, const float *x, const void *xq) {
-    const int8_t *q = static_cast<const int8_t *>(xq);
-    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+    const XQ xa = xq_of(type, xq, K);
     switch (type) {
     case RL_TYPE_Q4_K:
         if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K5::VPC == 0)
@@ -1164,8 +1170,7 @@ bool mv2_ok(int ti, int64_t rows, int64_t K) {
 
 cudaError_t mv2_run(cudaStream_t s, int type, const rl__cu_mv_segs *sg, size_t row_bytes,
                     int64_t rows, int64_t K, const float *x, const void *xq) {
-    const int8_t *q = static_cast<const int8_t *>(xq);
-    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
+    const XQ xa = xq_of(type, xq, K);
     switch (type) {
     case RL_TYPE_Q4_K:
         return g_mv_q8k ? mv2_launch<MQ4_K1>(s, 0, sg, row_bytes, rows, K, xa)
@@ -1251,10 +1256,9 @@ extern "C" bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t 
 extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
                                          size_t row_bytes, int64_t F, int64_t K, const float *x,
                                          const void *xq, int act, float *out, void *out_xq,
-                                         int *cnt) {
-    const int8_t *q = static_cast<const int8_t *>(xq);
-    const XQ xa = {q, q + K, reinterpret_cast<const float *>(q + 2 * K)};
-    const MvGlu gl = {out, static_cast<int8_t *>(out_xq), cnt, F, act};
+                                         int out_xq_mode, int *cnt) {
+    const XQ xa = xq_of(type, xq, K);
+    const MvGlu gl = {out, static_cast<int8_t *>(out_xq), cnt, F, act, out_xq_mode};
     switch (type) {
     case RL_TYPE_Q4_K:
         if (g_mv_q8k && g_mv_q4k4 && K % MQ4_K5::VPC == 0)

@@ -53,11 +53,11 @@ cudaError_t get_rows_launch(cudaStream_t s, const void *w, size_t row_bytes, int
 
 /* ---- RMSNorm: sum of squares in double, scale in float, then the weight ---- */
 /* xq non-NULL (dim % 256 == 0): the rows of y also quantized for the q8 path of the
- * product that reads them next, in the layout of rl__cu_matmul_q8's workspace. add
+ * product that reads them next, in rl__cu_matmul_q8's workspace (layout xl). add
  * non-NULL: x += add first (the residual add before a norm, one launch instead of two;
  * each thread reads back only the values it wrote). */
 __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float eps, const float *w,
-                               float *y, int8_t *xq, int64_t n) {
+                               float *y, int8_t *xq, int64_t n, int xl) {
     rlcu::pdl_enter();
     __shared__ double part[32];
     float *xr = x + (int64_t)blockIdx.x * dim;
@@ -93,19 +93,20 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
         for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = xr[i] * sc;
     if (!xq) return;
     __syncthreads(); /* the row of y, written by the whole block, is read back below */
-    float *xd = reinterpret_cast<float *>(xq + 2 * n * dim);
     for (int64_t b = warp; b < dim / 256; b += blockDim.x >> 5) {
         const float4 *p = reinterpret_cast<const float4 *>(yr + 256 * b + 8 * lane);
         const float4 a0 = p[0], a1 = p[1];
         const float v[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
-        const int64_t e = (int64_t)blockIdx.x * dim + 256 * b + 8 * lane;
-        q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
-                 xd + (int64_t)blockIdx.x * (dim / 256) + b);
+        q8ws_warp(xl, v, xq, n * dim, (int64_t)blockIdx.x * dim + 256 * b + 8 * lane);
     }
 }
 
 /* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output (cuda_impl.h). */
 enum { XQ_Q8 = RL_CU_XQ_Q8, XQ_MMQ32 = RL_CU_XQ_MMQ32, XQ_MMQ256 = RL_CU_XQ_MMQ256 };
+/* xq_mode names a layout (cuda_impl.h) */
+static bool xl_ok(int xl) {
+    return xl == RL_CU_XQ_Q8 || xl == RL_CU_XQ_Q8_32 || rl__cu_xq_mmq(xl);
+}
 
 /* Shared memory of the blocks of a cluster (PTX ISA, "mapa", "st.shared::cluster",
  * "barrier.cluster"; sm_90): v stored at the place of *local in the shared memory of the
@@ -158,7 +159,7 @@ __device__ __forceinline__ void st8(float *p, const float v[8]) {
  * of 256: q8k_warp straight from them), the norm weight read before the wait (weights
  * are no kernel's output). Fewer dependent trips to memory than rmsnorm_kernel's re-reads.
  * One barrier: every warp adds the warps' partial sums itself, all in the same order, so
- * every warp gets the same bits. q8 layout by q8k_warp. early: the next
+ * every warp gets the same bits. q8 layouts by q8ws_warp. early: the next
  * kernel may launch before this one's wait (launch.cuh: it still waits for this one to
  * finish; a product after it starts streaming its weights sooner). xl (xq non-NULL): the
  * layout of xq; for mmq.cu's the grid has 8 ntl blocks, those past the n rows writing the
@@ -189,7 +190,7 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     if (!early) rlcu::pdl_launch_dependents();
     uint32_t *mq = reinterpret_cast<uint32_t *>(xq);
     float2 *msc =
-        xl != XQ_Q8 ? reinterpret_cast<float2 *>(xq + mmq_codes_bytes(dim, ntl)) : nullptr;
+        rl__cu_xq_mmq(xl) ? reinterpret_cast<float2 *>(xq + mmq_codes_bytes(dim, ntl)) : nullptr;
     const int64_t kb = gt >> 2; /* the thread's block of 32 */
     if (tok >= n) { /* a padding token of mmq.cu's last tile (its whole cluster returns) */
         mmq_put8(mq, msc, kb, ntl, tok, gt & 3, make_uint2(0, 0), 0.0f, 0.0f);
@@ -248,13 +249,12 @@ __global__ void rmsnorm8_kernel(float *x, const float *add, int64_t dim, float e
     for (int j = 0; j < 8; j++) v[j] = w ? (v[j] * sc) * wv[j] : v[j] * sc;
     if (!(skip & RL_CU_SKIP_Y)) st8(y + e, v);
     if (!xq) return;
-    if (xl != XQ_Q8) {
+    if (rl__cu_xq_mmq(xl)) {
         float d, sum;
         const uint2 c = xl == XQ_MMQ256 ? mmq_quant256(v, &d, &sum) : mmq_quant32(v, &d, &sum);
         mmq_put8(mq, msc, kb, ntl, tok, gt & 3, c, d, sum);
     } else {
-        q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
-                       reinterpret_cast<float *>(xq + 2 * n * dim) + e / 256);
+        q8ws_warp(xl, v, xq, n * dim, e);
     }
 }
 
@@ -448,10 +448,10 @@ __global__ void glu4_kernel(int act, const float *g, int ld_g, const float *u, i
                                                      glu1(act, a.z, b.z), glu1(act, a.w, b.w));
 }
 
-/* glu_kernel with the output also quantized for the q8 path (dim % 256 == 0): a warp per
- * block of 256 outputs, 8 consecutive ones per lane. */
+/* glu_kernel with the output also quantized for the q8 path (dim % 256 == 0; layout xl): a
+ * warp per block of 256 outputs, 8 consecutive ones per lane. */
 __global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float *u, int64_t ld_u,
-                              int64_t n, int64_t dim, float *out, int8_t *xq) {
+                              int64_t n, int64_t dim, float *out, int8_t *xq, int xl) {
     rlcu::pdl_enter();
     const int64_t nb = n * dim / 256;
     const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -464,8 +464,7 @@ __global__ void glu_q8_kernel(int act, const float *g, int64_t ld_g, const float
         v[j] = glu1(act, g[t * ld_g + i + j], u[t * ld_u + i + j]);
         out[e + j] = v[j];
     }
-    q8k_warp(v, reinterpret_cast<uint2 *>(xq + e), reinterpret_cast<uint2 *>(xq + n * dim + e),
-             reinterpret_cast<float *>(xq + 2 * n * dim) + b);
+    q8ws_warp(xl, v, xq, n * dim, e);
 }
 
 /* glu4_kernel's values (glu1 of the same inputs) with the output also quantized into
@@ -683,8 +682,8 @@ static int norm8_cluster(int64_t n, int64_t rows, int64_t dim) {
 static cudaError_t norm8_launch(cudaStream_t s, const float *x, int64_t n, int64_t dim, float eps,
                                 const float *w, float *y, void *xq, int xl, const float *add,
                                 const float *part, int nz, float *psum, bool early, unsigned skip) {
-    const int ntl = xl != XQ_Q8 ? mmq_ntl(n) : 0;
-    const int64_t rows = xl != XQ_Q8 ? 8 * ntl : n;
+    const int ntl = rl__cu_xq_mmq(xl) ? mmq_ntl(n) : 0;
+    const int64_t rows = rl__cu_xq_mmq(xl) ? 8 * ntl : n;
     const int cl = norm8_cluster(n, rows, dim);
     (void)rlcu::launch_cluster(rmsnorm8_kernel, (unsigned)(rows * cl), (unsigned)(dim / 8 / cl),
                                (unsigned)cl, 0, s, const_cast<float *>(x), add, dim, eps, w, y,
@@ -701,8 +700,8 @@ extern "C" cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (nz < 1 || !rl__cu_rmsnorm_part_ok(n, dim, x, y, add, w, part) || (xq && dim % 256) ||
-        (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) ||
-        (skip & ~(unsigned)(RL_CU_SKIP_Y | RL_CU_SKIP_SUM)) || (skip && xl == XQ_Q8))
+        !xl_ok(xl) || (rl__cu_xq_mmq(xl) && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) ||
+        (skip & ~(unsigned)(RL_CU_SKIP_Y | RL_CU_SKIP_SUM)) || (skip && !rl__cu_xq_mmq(xl)))
         return cudaErrorInvalidValue;
     return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, NULL, part, nz, add, early, skip);
 }
@@ -714,14 +713,15 @@ extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n,
     const bool early = norm_early(early_asked);
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
-    if (n > 0x7fffffff || (xq && dim % 256)) return cudaErrorInvalidValue;
-    if (xl != XQ_Q8 && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) return cudaErrorInvalidValue;
-    if (skip && (skip != RL_CU_SKIP_Y || xl == XQ_Q8)) return cudaErrorInvalidValue;
+    if (n > 0x7fffffff || (xq && dim % 256) || !xl_ok(xl)) return cudaErrorInvalidValue;
+    if (rl__cu_xq_mmq(xl) && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w))
+        return cudaErrorInvalidValue;
+    if (skip && (skip != RL_CU_SKIP_Y || !rl__cu_xq_mmq(xl))) return cudaErrorInvalidValue;
     if (norm8_ok(dim, x, y, add, w))
         return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, add, NULL, 0, NULL, early, skip);
     const int threads = dim >= 1024 ? 1024 : dim >= 256 ? 256 : 64;
     (void)rlcu::launch(rmsnorm_kernel, (unsigned)n, threads, 0, s, const_cast<float *>(x), add,
-                       dim, eps, w, y, static_cast<int8_t *>(xq), n);
+                       dim, eps, w, y, static_cast<int8_t *>(xq), n, xl);
     return cudaGetLastError();
 }
 
@@ -818,8 +818,9 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
                                   void *xq, int xq_mode, unsigned skip) {
     if (n * dim <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
-    if (skip && (skip != RL_CU_SKIP_Y || xl == XQ_Q8)) return cudaErrorInvalidValue;
-    if (xl != XQ_Q8) {
+    if (!xl_ok(xl) || (skip && (skip != RL_CU_SKIP_Y || !rl__cu_xq_mmq(xl))))
+        return cudaErrorInvalidValue;
+    if (rl__cu_xq_mmq(xl)) {
         if (!rl__cu_glu_mmq_ok(g, ld_g, u, ld_u, n, dim, out)) return cudaErrorInvalidValue;
         const int ntl = mmq_ntl(n);
         const int64_t threads = (int64_t)8 * ntl * dim / 8; /* a warp per 256 outputs */
@@ -836,7 +837,7 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
         if (dim % 256) return cudaErrorInvalidValue;
         const int64_t threads = n * dim / 8; /* a warp per 256 outputs */
         (void)rlcu::launch(glu_q8_kernel, (unsigned)((threads + EW_THREADS - 1) / EW_THREADS), EW_THREADS, 0, s, 
-            act, g, ld_g, u, ld_u, n, dim, out, static_cast<int8_t *>(xq));
+            act, g, ld_g, u, ld_u, n, dim, out, static_cast<int8_t *>(xq), xl);
         return cudaGetLastError();
     }
     if (dim % 4 == 0 && ld_g % 4 == 0 && ld_u % 4 == 0 && (uintptr_t)g % 16 == 0 &&

@@ -100,6 +100,41 @@ __device__ __forceinline__ void q8k_warp(const float v[8], uint2 *qh, uint2 *ql,
     if (lane == 0) *d = dd;
 }
 
+/* The CPU's Q8_0 activations (rl__quant_q8_0, ggml's block_q8_0) of the lane's 8 values v
+ * (values 8m..8m+7 of a block of 32, m = lane % 4: aligned groups of 4 lanes per block; the
+ * whole warp calls it): d = amax / 127, codes round-half-away(v * (1 / d)) (0 where d is 0),
+ * and the scale the CPU multiplies with, d stored as fp16 and read back (*d). So a product
+ * over them has the CPU's integer sums and scales; only the order of its float sums differs. */
+__device__ __forceinline__ uint2 q8_0_codes(const float v[8], float *d) {
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(v[j]));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float dd = __fdiv_rn(amax, 127.0f), id = dd != 0.0f ? __fdiv_rn(1.0f, dd) : 0.0f;
+    uint32_t h[2] = {0, 0};
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+        h[j >> 2] |= (uint32_t)((int)roundf(__fmul_rn(v[j], id)) & 0xff) << (8 * (j & 3));
+    *d = __half2float(__float2half_rn(dd));
+    return make_uint2(h[0], h[1]);
+}
+
+/* One block of 256 values of the q8 workspace (cuda_impl.h) of n rows of K values (nk = n K)
+ * in layout xl (RL_CU_XQ_Q8 or RL_CU_XQ_Q8_32): lane l holds v, values el .. el + 7 of the
+ * workspace's n K (el = the block's first value + 8 l). All 32 lanes take part. */
+__device__ __forceinline__ void q8ws_warp(int xl, const float v[8], int8_t *xq, int64_t nk,
+                                          int64_t el) {
+    if (xl == RL_CU_XQ_Q8_32) {
+        float d;
+        *reinterpret_cast<uint2 *>(xq + el) = q8_0_codes(v, &d);
+        if ((threadIdx.x & 3) == 0) reinterpret_cast<float *>(xq + nk)[el >> 5] = d;
+    } else {
+        q8k_warp(v, reinterpret_cast<uint2 *>(xq + el), reinterpret_cast<uint2 *>(xq + nk + el),
+                 reinterpret_cast<float *>(xq + 2 * nk) + (el >> 8));
+    }
+}
+
 /* The gated activation of one value as the CPU writes it: SiLU x / (1 + e^-x) times up
  * (act 0), GELU 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) times up (act 1), each
  * operation rounded on its own (explicit intrinsics: the same bits in a file compiled with

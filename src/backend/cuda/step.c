@@ -269,7 +269,7 @@ static const char *op_name(cu_op op) {
 /* The stores of an RMSNorm or gated-activation record to leave out (RL_CU_SKIP_*): those
  * rl__cu_step_discard marked, where the record writes mmq.cu's layout (beside it only). */
 static unsigned dead_skip(const cu_rec *r) {
-    return r->ew.xq && r->ew.xq_mode != RL_CU_XQ_Q8 ? r->ew.dead : 0;
+    return r->ew.xq && rl__cu_xq_mmq(r->ew.xq_mode) ? r->ew.dead : 0;
 }
 
 static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
@@ -346,8 +346,7 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
         if (r->mv.glu_out)
             return rl__cu_matvec_glu(s, r->mv.type, &r->mv.sg, r->mv.row_bytes, r->mv.sg.end[0],
                                      r->mv.K, r->mv.x, r->mv.xq, r->mv.glu_act, r->mv.glu_out,
-                                     r->mv.glu_xq,
-                                     q->glu_cnt);
+                                     r->mv.glu_xq, r->mv.glu_xq_mode, q->glu_cnt);
         return rl__cu_matvec_multi(s, r->mv.type, &r->mv.sg, r->mv.nseg, r->mv.row_bytes, r->mv.K,
                                    r->mv.x, r->mv.xq);
     case CU_OP_ROPE_KV: {
@@ -563,9 +562,9 @@ static bool fuse_rope_attn(const cu_rec *f, cu_rec *at) {
 
 static void fuse_attn_q8(cu_step *q, cu_rec *a, cu_rec *b) {
     rl__cu_attn *t = &a->attn.a;
-    /* 1 to 4 tokens: the q8 decode kernels' activation layout; more: mmq.cu's (the product
-     * of a record with xq and RL_CU_MMQ_MIN_N+ tokens runs there, rl__cu_matmul_q8), in
-     * the rounding its type takes */
+    /* 1 to 4 tokens: the q8 decode kernels' activation layout (its type's); more: mmq.cu's
+     * (the product of a record with xq and RL_CU_MMQ_MIN_N+ tokens runs there,
+     * rl__cu_matmul_q8), in the rounding its type takes */
     if (a->op != CU_OP_ATTENTION || b->op != CU_OP_MATMUL || a->attn.xq || !b->mm.xq ||
         b->mm.xq_ready || b->mm.blas || b->mm.x != t->out || b->mm.n != t->n_tok ||
         b->mm.K != (int64_t)t->n_head * t->head_dim_v || t->out_ld != b->mm.K)
@@ -573,7 +572,8 @@ static void fuse_attn_q8(cu_step *q, cu_rec *a, cu_rec *b) {
     const bool mmq = t->n_tok >= RL_CU_MMQ_MIN_N;
     if (mmq && !q->attn_mmq) return;
     rl__cu_attn c = *t;
-    c.xq_mode = mmq ? rl__cu_xq_mmq_mode(rl__cu_mmq_xmode(b->mm.type)) : RL_CU_XQ_Q8;
+    c.xq_mode = mmq ? rl__cu_xq_mmq_mode(rl__cu_mmq_xmode(b->mm.type))
+                    : rl__cu_q8_layout(b->mm.type);
     if (!rl__cu_attention_q8_ok(&c)) return;
     *t = c;
     a->attn.xq = b->mm.xq;
@@ -599,7 +599,7 @@ static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g, cu_rec *rest, size_
     const int64_t F = f->mv.sg.end[0];
     const bool fl = f->mv.x != NULL;
     if (g->op != CU_OP_GLU || f->mv.nseg != 2 || f->mv.sg.end[1] != 2 * F || g->ew.n != 1 ||
-        g->ew.xq_mode != RL_CU_XQ_Q8 ||
+        rl__cu_xq_mmq(g->ew.xq_mode) ||
         g->ew.dim != F || g->ew.a != f->mv.sg.y[0] || g->ew.b != f->mv.sg.y[1] ||
         (fl ? g->ew.xq != NULL : !g->ew.xq || n < 1 || !reads_glu_q8(&rest[0], g)) ||
         (g->ew.i0 != 0 && g->ew.i0 != 1) || (size_t)F > (size_t)RL_CU_GLU_BLOCKS * 256 ||
@@ -632,6 +632,7 @@ static bool fuse_glu(cu_step *q, cu_rec *f, const cu_rec *g, cu_rec *rest, size_
     }
     f->mv.glu_out = g->ew.x;
     f->mv.glu_xq = q->glu_xq;
+    f->mv.glu_xq_mode = g->ew.xq_mode;
     f->mv.glu_act = g->ew.i0;
     for (size_t j = 0; j < n && reads_glu_q8(&rest[j], g); j++) rest[j].mm.xq = q->glu_xq;
     return true;
@@ -687,10 +688,10 @@ static bool fold_norm_ok(const cu_rec *m, const cu_rec *nr, const float *part, s
         return false;
     if (!nr->ew.xq) return true;
     /* the norm's quantized rows must lie clear of the partial sums */
-    const size_t qb = nr->ew.xq_mode == RL_CU_XQ_Q8
-                          ? (size_t)(2 * nr->ew.n * nr->ew.dim) +
-                                (size_t)(nr->ew.n * nr->ew.dim / 256) * sizeof(float)
-                          : rl__cu_mmq_xq_bytes(nr->ew.dim, nr->ew.n);
+    const size_t qb = rl__cu_xq_mmq(nr->ew.xq_mode)
+                          ? rl__cu_mmq_xq_bytes(nr->ew.dim, nr->ew.n)
+                          : (size_t)(2 * nr->ew.n * nr->ew.dim) +
+                                (size_t)(nr->ew.n * nr->ew.dim / 256) * sizeof(float);
     return clear_of(nr->ew.xq, qb, part, pb);
 }
 

@@ -58,7 +58,8 @@ bool rl__cu_matvec_glu_ok(int type, const rl__cu_mv_segs *sg, size_t row_bytes, 
                           int64_t K);
 cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_mv_segs *sg,
                               size_t row_bytes, int64_t F, int64_t K, const float *x,
-                              const void *xq, int act, float *out, void *out_xq, int *cnt);
+                              const void *xq, int act, float *out, void *out_xq, int out_xq_mode,
+                              int *cnt);
 
 /* RoPE of q (n_head heads, ld) and k (n_head_k heads, ld_k) at the same positions, then
  * k and v (n_embd_v values, ld_v) written to the F16 or F32 cache rows cells[t]: one launch
@@ -211,6 +212,7 @@ typedef struct cu_rec {
             float *glu_out;
             void *glu_xq;
             int glu_act;
+            int glu_xq_mode; /* glu_xq's layout (RL_CU_XQ_Q8 or _Q8_32) */
         } mv;
         struct { /* mmq_join (rl__cu_mmq_join's arguments) */
             rl__cu_mmq_seg sg[RL_CU_MMQ_JSEGS];
