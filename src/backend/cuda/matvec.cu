@@ -897,7 +897,9 @@ static int g_mv_bulk = 0;      /* bulk copies, bit ti (c_mv_bulk; RUVLLM_CUDA_MV
  * alternated: 8B Q8_0 278.2, 274.5 -> 282.3, 278.9 (Q8_0 on); 8B F16 169.2, 170.3 -> 175.3,
  * 175.4 (F16 on; bulk copies for F16 instead: 174.0); Q4_K and Q6_K (8B Q4_K_M 385.8, 392.5
  * -> 391.7, 393.4; 1B 1,338, 1,371 -> 1,240, 1,370): no gain alone; with bulk copies
- * (see c_mv_bulk) they gain 1.5%, so on (default 1,1,1,0,1). */
+ * (see c_mv_bulk) they gain 1.5%, so on (default 1,1,1,0,1). With Q8_0's one-code
+ * activations (2026-11-28, alternated in one call) Q8_0 off: 8B Q8_0 tg0 303.7, 303.0
+ * against 304.1, 303.6 (on stays). */
 static int g_mv_xpf = 0;
 
 /* Rows per item for a product of type index ti (0: leave it to matmul.cu), from the
@@ -919,7 +921,10 @@ int mv_rows_for(int ti, int64_t rows, int64_t K) {
         return rows >= 2048 ? 4 : 2;
     case 2: /* Q8_0: 4 at every shape (H100, 2026-11-27, bench_cuda tg0, one call, alternated
                twice: 8B Q8_0 285.2, 284.1 -> 289.4, 289.2 against 2 rows for the q/k/v and
-               output products) */
+               output products). With the one-code activations (2026-11-28, bench_cuda --pp
+               16 --tg 128, 8B Q8_0 tg0, each alternated in one call): 2 rows at every
+               product 288.7, 287.9 and 1 row 279.8, 279.3 against 304.1, 303.6; 8 rows (a
+               build with that kernel) 303.5, 303.8, 303.4 against 304.4, 304.4, 304.3 */
         return 4;
     case 3: /* Q4_0 */
         return rows >= 8192 ? 1 : 2;
