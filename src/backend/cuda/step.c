@@ -385,7 +385,10 @@ static bool vec1_of(const cu_rec *r, int t) {
  * 168.4 -> 171.5, 172.3); 8B Q8_0 299.2, 299.3 -> 297.3, 300.1 and 1B Q4_K_M 1,524, 1,525
  * -> 1,451, 1,466: so F16 products only then. Since the norm adds its warps' sums by a tree
  * of shuffles (ops_nofma.cu), 8B Q8_0 (bench_cuda --pp 16 --tg 128, one call, twice):
- * 300.3, 300.4 -> 302.0, 301.5: Q8_0 products too. */
+ * 300.3, 300.4 -> 302.0, 301.5: Q8_0 products too. Before Q4_K products (2026-11-28,
+ * bench_cuda --pp 16 --tg 128, tg0, alternated twice in one call; a switch not kept): 1B
+ * Q4_K_M before the gate/up product 1,486, 1,465, before q/k/v 1,495, 1,498, both 1,443,
+ * 1,465 against 1,526, 1,527; 8B Q4_K_M 427.4 (gate/up), 426.9 (both) against 425.9. */
 static void mark_early(cu_step *q) {
     for (size_t i = 0; i + 1 < q->n_rec; i++)
         if (q->rec[i].op == CU_OP_RMSNORM)
