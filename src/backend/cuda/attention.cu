@@ -2094,8 +2094,7 @@ extern "C" bool rl__cu_attention_rope_ok(const rl__cu_attn *a) {
 extern "C" bool rl__cu_attention_q8_ok(const rl__cu_attn *a) {
     const int hdv = a->head_dim_v;
     if (a->n_tok <= 0 || !(hdv == 64 || hdv == 128 || hdv == 256) ||
-        (a->xq_mode != RL_CU_XQ_Q8 && a->xq_mode != RL_CU_XQ_Q8_32 &&
-         !rl__cu_xq_mmq(a->xq_mode)) ||
+        !rl__cu_xq_mode_ok(a->xq_mode) ||
         (rl__cu_xq_mmq(a->xq_mode) && a->n_tok < RL_CU_MMQ_MIN_N) || use_fattn(a) ||
         ((int64_t)a->n_head * hdv) % CQ_THREADS != 0 ||
         (int64_t)a->n_tok * a->n_head * hdv / CQ_THREADS > 0x7fffffff)

@@ -178,6 +178,10 @@ static inline int rl__cu_xq_mmq_mode(int xmode) {
 static inline RL_CU_HOST_DEVICE bool rl__cu_xq_mmq(int xq_mode) {
     return xq_mode == RL_CU_XQ_MMQ32 || xq_mode == RL_CU_XQ_MMQ256;
 }
+/* Whether xq_mode names a layout (above). */
+static inline RL_CU_HOST_DEVICE bool rl__cu_xq_mode_ok(int xq_mode) {
+    return xq_mode == RL_CU_XQ_Q8 || xq_mode == RL_CU_XQ_Q8_32 || rl__cu_xq_mmq(xq_mode);
+}
 /* The q8 workspace layout a decode product of `type` reads (above). */
 static inline RL_CU_HOST_DEVICE int rl__cu_q8_layout(int type) {
     return type == RL_TYPE_Q8_0 || type == RL_TYPE_Q4_0 ? RL_CU_XQ_Q8_32 : RL_CU_XQ_Q8;

@@ -103,10 +103,6 @@ __global__ void rmsnorm_kernel(float *x, const float *add, int64_t dim, float ep
 
 /* Where rmsnorm8_kernel and glu_mmq_kernel write the quantized output (cuda_impl.h). */
 enum { XQ_Q8 = RL_CU_XQ_Q8, XQ_MMQ32 = RL_CU_XQ_MMQ32, XQ_MMQ256 = RL_CU_XQ_MMQ256 };
-/* xq_mode names a layout (cuda_impl.h) */
-static bool xl_ok(int xl) {
-    return xl == RL_CU_XQ_Q8 || xl == RL_CU_XQ_Q8_32 || rl__cu_xq_mmq(xl);
-}
 
 /* Shared memory of the blocks of a cluster (PTX ISA, "mapa", "st.shared::cluster",
  * "barrier.cluster"; sm_90): v stored at the place of *local in the shared memory of the
@@ -700,7 +696,8 @@ extern "C" cudaError_t rl__cu_rmsnorm_part(cudaStream_t s, const float *x, int64
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
     if (nz < 1 || !rl__cu_rmsnorm_part_ok(n, dim, x, y, add, w, part) || (xq && dim % 256) ||
-        !xl_ok(xl) || (rl__cu_xq_mmq(xl) && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) ||
+        !rl__cu_xq_mode_ok(xl) ||
+        (rl__cu_xq_mmq(xl) && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w)) ||
         (skip & ~(unsigned)(RL_CU_SKIP_Y | RL_CU_SKIP_SUM)) || (skip && !rl__cu_xq_mmq(xl)))
         return cudaErrorInvalidValue;
     return norm8_launch(s, x, n, dim, eps, w, y, xq, xl, NULL, part, nz, add, early, skip);
@@ -713,7 +710,7 @@ extern "C" cudaError_t rl__cu_rmsnorm(cudaStream_t s, const float *x, int64_t n,
     const bool early = norm_early(early_asked);
     if (n <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
-    if (n > 0x7fffffff || (xq && dim % 256) || !xl_ok(xl)) return cudaErrorInvalidValue;
+    if (n > 0x7fffffff || (xq && dim % 256) || !rl__cu_xq_mode_ok(xl)) return cudaErrorInvalidValue;
     if (rl__cu_xq_mmq(xl) && !rl__cu_rmsnorm_mmq_ok(n, dim, x, y, add, w))
         return cudaErrorInvalidValue;
     if (skip && (skip != RL_CU_SKIP_Y || !rl__cu_xq_mmq(xl))) return cudaErrorInvalidValue;
@@ -818,7 +815,7 @@ extern "C" cudaError_t rl__cu_glu(cudaStream_t s, int act, const float *g, int64
                                   void *xq, int xq_mode, unsigned skip) {
     if (n * dim <= 0) return cudaSuccess;
     const int xl = xq ? xq_mode : XQ_Q8;
-    if (!xl_ok(xl) || (skip && (skip != RL_CU_SKIP_Y || !rl__cu_xq_mmq(xl))))
+    if (!rl__cu_xq_mode_ok(xl) || (skip && (skip != RL_CU_SKIP_Y || !rl__cu_xq_mmq(xl))))
         return cudaErrorInvalidValue;
     if (rl__cu_xq_mmq(xl)) {
         if (!rl__cu_glu_mmq_ok(g, ld_g, u, ld_u, n, dim, out)) return cudaErrorInvalidValue;
