@@ -329,5 +329,9 @@ bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int
  * output's quantization for the mmq.cu product after them so far (src/backend/cuda/step.c,
  * fuse_attn_q8); -1 for any other backend. */
 int64_t rl__cuda_attn_mmq_count(rl_backend *be);
+/* How many to_host calls of the CUDA instance had the product that made src store straight
+ * into the registered host row (src/backend/cuda/backend_cuda.c, head_to_host); -1 for any
+ * other backend. */
+int64_t rl__cuda_head_host_count(rl_backend *be);
 
 #endif /* RL_BACKEND_H */

@@ -12,7 +12,11 @@
  * gate/up product with SwiGLU in its epilogue through MQ4_K5; Q6_K down of K 2048 through
  * MQ6_K2) against a fork with RUVLLM_CUDA_FUSE=0: the same bits everywhere (the joined
  * kernel does what the separate products and the gated activation do), products within
- * 5e-4 of the CPU on the GPU's own inputs. Without a CUDA device the program is skipped. */
+ * 5e-4 of the CPU on the GPU's own inputs.
+ *
+ * Products copied into registered host memory (mv_head_to_host): stored there by the
+ * streaming kernel, the same bits as its device output. Without a CUDA device the program
+ * is skipped. */
 #include "backend/backend.h"
 #include "gpu.h"
 #include "rng.h"
@@ -101,6 +105,63 @@ TEST(mv_decoders) {
     rl_test_cuda_setting("RUVLLM_CUDA_MV_R", NULL);
 }
 
+/* A product whose output is copied into registered host memory right after it (the output
+ * head and its logits row): the streaming kernel stores its rows there itself
+ * (head_to_host). The host row must hold exactly the device output, which must still be
+ * written, at row counts that end inside a line of 32 and at K that splits a row's chunks
+ * over several warps; the products the streaming kernel takes must go that way. */
+TEST(mv_head_to_host) {
+    if (!gpu) SKIP("%s", g_skip);
+    static const rl_type types[5] = {RL_TYPE_Q4_K, RL_TYPE_Q6_K, RL_TYPE_Q8_0, RL_TYPE_Q4_0,
+                                     RL_TYPE_F16};
+    static const int64_t Ks[2] = {2048, 14336}, rowss[5] = {5, 33, 1000, 4097, 40001};
+    const int64_t before = rl__cuda_head_host_count(gpu);
+    CHECK(before >= 0);
+    int64_t big = 0;
+    for (int ti = 0; ti < 5; ti++) {
+        for (int ki = 0; ki < 2; ki++) {
+            for (int ri = 0; ri < 5; ri++) {
+                const int64_t K = Ks[ki], rows = rowss[ri];
+                if (K * rows > ((int64_t)64 << 20)) continue;
+                mv_weight q;
+                if (!weight_make(types[ti], K, rows, &q)) continue;
+                const size_t yb = (size_t)rows * sizeof(float);
+                float *x = rand_vec((size_t)K), *yc = malloc(yb), *yh = malloc(yb);
+                CHECK(gpu->ops->host_register(gpu, yh, yb) == RL_OK);
+                for (int64_t i = 0; i < rows; i++) yh[i] = NAN;
+                CHECK(cpu->ops->matmul(cpu, &q.w, x, 1, yc) == RL_OK);
+                float *xd = gpu->ops->alloc(gpu, (size_t)K * sizeof(float));
+                float *yd = gpu->ops->alloc(gpu, yb);
+                gpu->ops->from_host(gpu, xd, x, (size_t)K * sizeof(float));
+                gpu->ops->fill(gpu, yd, rows, NAN);
+                CHECK(gpu->ops->matmul(gpu, &q.wd, xd, 1, yd) == RL_OK);
+                gpu->ops->to_host(gpu, yh, yd, yb);
+                CHECK(gpu->ops->sync(gpu) == RL_OK);
+                float *y = rl_test_dev_get(gpu, yd, (size_t)rows);
+                CHECKF(!memcmp(y, yh, yb), "%s K %lld rows %lld: host row differs from the output",
+                       rl_type_name(types[ti]), (long long)K, (long long)rows);
+                const double e = rl_test_nmse(yh, yc, (size_t)rows);
+                CHECKF(e <= 5e-4, "%s K %lld rows %lld: nmse vs cpu %.3g", rl_type_name(types[ti]),
+                       (long long)K, (long long)rows, e);
+                if (rows >= 1000) big++;
+                free(y);
+                gpu->ops->host_unregister(gpu, yh);
+                gpu->ops->free(gpu, xd);
+                gpu->ops->free(gpu, yd);
+                free(x);
+                free(yc);
+                free(yh);
+                weight_free(&q);
+            }
+        }
+    }
+    const int64_t got = rl__cuda_head_host_count(gpu) - before;
+    fprintf(stderr, "  head to host: %lld products stored into the host row (%lld of 1000+ rows)\n",
+            (long long)got, (long long)big);
+    CHECKF(got >= big, "only %lld products stored into the host row, %lld expected at least",
+           (long long)got, (long long)big);
+}
+
 /* x -> RMSNorm -> gate, up -> SwiGLU -> down on backend be; outputs h, gate, up, a, down */
 enum { FF_X, FF_H, FF_G, FF_U, FF_A, FF_Y, FF_N };
 
@@ -175,6 +236,7 @@ int main(void) {
     rl_test_gpu_pair(&gpu, &cpu, false, g_skip, sizeof g_skip);
     RUN(mv_decoders);
     RUN(mv_fused_ffn);
+    RUN(mv_head_to_host);
     if (gpu) rl__backend_free(gpu);
     if (cpu) rl__backend_free(cpu);
     return rl_test_finish();

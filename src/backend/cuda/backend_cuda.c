@@ -168,7 +168,11 @@ typedef struct cu_backend {
     bool reg_on; /* host_register page-locks (RUVLLM_CUDA_HOSTREG=0: it does nothing, A/B) */
     void *reg[CU_REG_MAX]; /* host ranges page-locked by host_register: to_host copies */
     size_t reg_bytes[CU_REG_MAX]; /* into them directly */
+    uint8_t *reg_dev[CU_REG_MAX]; /* their device addresses (mapped), or NULL */
     int n_reg;
+    bool head_host; /* the output head stores into its mapped logits row (head_to_host;
+                       RUVLLM_CUDA_HEAD_HOST=0: copied after it) */
+    int64_t n_head_host; /* to_host calls done that way */
     int32_t *am_ids;  /* argmax_to_host's device ids [am_n], then its zeroed workspace
                          (rl__cu_argmax_ws_bytes(am_n), at am_ws_at(am_n)) */
     int64_t am_n;
@@ -220,6 +224,13 @@ static void flush(cu_backend *c) {
     fail(c, rl__cu_step_flush(&c->q, &what), what);
     c->n_add = 0;
     c->ak_valid = false; /* the arena it points into is gone */
+}
+
+/* Wait for the stream; after it the queue's arena starts over (rl__cu_step_idle). */
+static void sync_stream(cu_backend *c) {
+    const cudaError_t e = cudaStreamSynchronize(c->stream);
+    fail(c, e, "synchronize");
+    if (e == cudaSuccess) rl__cu_step_idle(&c->q);
 }
 
 /* A record of op for the queue, or NULL (out of memory, recorded as the op's error). */
@@ -322,7 +333,7 @@ static void cu_free(rl_backend *be, void *p) {
     if (!p) return;
     cu_backend *c = CU(be);
     flush(c);
-    fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+    sync_stream(c);
     fail(c, cudaFree(p), "free");
 }
 
@@ -334,23 +345,51 @@ static void cu_free(rl_backend *be, void *p) {
  * host memcpy out of it is cheap. The buffer grows to the largest copy asked for (up to
  * CU_PIN_MAX; larger copies go through it in pieces), so after the first decode step no
  * allocation is made. If page-locked memory cannot be had, the copy goes straight. */
-static bool registered(const cu_backend *c, const void *p, size_t bytes) {
+static int registered_at(const cu_backend *c, const void *p, size_t bytes) {
     for (int i = 0; i < c->n_reg; i++)
         if ((uintptr_t)p >= (uintptr_t)c->reg[i] &&
             (uintptr_t)p - (uintptr_t)c->reg[i] <= c->reg_bytes[i] &&
             bytes <= c->reg_bytes[i] - ((uintptr_t)p - (uintptr_t)c->reg[i]))
-            return true;
-    return false;
+            return i;
+    return -1;
+}
+
+/* The output head's row straight into the logits (its page-locked host row, mapped): when
+ * the last queued record is a one-token product on the streaming kernel that writes all of
+ * src, it also stores each line of its rows into dst as it goes (rl__cu_matvec_host), and
+ * to_host is the flush and one wait; src is written as before. The head is then one launch
+ * inside the step's graph; before, the row waited for the product and then crossed the bus,
+ * the head cut in three launches so that the copies overlap (rl__cu_step_flush_head, still
+ * the way for products the streaming kernel does not take). H100, 2026-11-28, bench_cuda
+ * tg0 alternated three times in one call: 1B Q4_K_M (its head 215 MB of Q6_K) 1,531.8,
+ * 1,533.2, 1,526.9 tok/s against 1,512.4, 1,512.4, 1,502.8 with RUVLLM_CUDA_HEAD_HOST=0;
+ * 8B Q8_0 300.2, 302.8 against 300.9, 301.5. */
+static bool head_to_host(cu_backend *c, int ri, void *dst, const void *src, size_t bytes) {
+    if (!c->head_host || !c->reg_dev[ri] || !c->q.n_rec || (uintptr_t)dst % sizeof(float))
+        return false;
+    cu_rec *h = &c->q.rec[c->q.n_rec - 1];
+    if (h->op != CU_OP_MATMUL || h->mm.blas || h->mm.keep_part || h->mm.n != 1 || !h->mm.vec ||
+        h->mm.y != src || (size_t)h->mm.rows * sizeof(float) != bytes ||
+        !rl__cu_matvec_ok(h->mm.type, h->mm.w, h->mm.row_bytes, h->mm.rows, h->mm.K) ||
+        (h->mm.xq ? !rl__cu_matvec_q8_type(h->mm.type) : h->mm.type != RL_TYPE_F16))
+        return false;
+    h->mm.yh = (float *)(c->reg_dev[ri] + ((const uint8_t *)dst - (const uint8_t *)c->reg[ri]));
+    flush(c);
+    sync_stream(c);
+    c->n_head_host++;
+    return true;
 }
 
 static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes) {
     cu_backend *c = CU(be);
     if (!bytes) return;
-    const bool reg = registered(c, dst, bytes);
-    if (reg) { /* the output head's row: its copy joined to it */
+    const int ri = registered_at(c, dst, bytes);
+    const bool reg = ri >= 0;
+    if (reg) { /* the output head's row: stored into it, or its copy joined to it */
         cudaError_t e;
         const char *what;
         use_device(c);
+        if (head_to_host(c, ri, dst, src, bytes)) return;
         if (rl__cu_step_flush_head(&c->q, dst, src, bytes, &e, &what)) {
             fail(c, e, what);
             c->n_add = 0;
@@ -362,7 +401,7 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
     if (reg) { /* page-locked (host_register): no bounce */
         fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
              "copy to host");
-        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        sync_stream(c);
         return;
     }
     const size_t want = RL_MIN(bytes, CU_PIN_MAX);
@@ -380,7 +419,7 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
     if (!c->pin_on || c->pin_cap < want) {
         fail(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream),
              "copy to host");
-        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        sync_stream(c);
         return;
     }
     for (size_t off = 0; off < bytes && c->err == RL_OK; off += c->pin_cap) {
@@ -388,7 +427,7 @@ static void cu_to_host(rl_backend *be, void *dst, const void *src, size_t bytes)
         fail(c, cudaMemcpyAsync(c->pin, (const uint8_t *)src + off, n, cudaMemcpyDeviceToHost,
                                 c->stream),
              "copy to host");
-        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        sync_stream(c);
         if (c->err == RL_OK) memcpy((uint8_t *)dst + off, c->pin, n);
     }
 }
@@ -403,13 +442,22 @@ static rl_status cu_host_register(rl_backend *be, void *p, size_t bytes) {
     if (c->n_reg == CU_REG_MAX) return RL_ERR_NOMEM;
     use_device(c);
     if (c->err != RL_OK) return c->err;
-    const cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+    /* mapped, so that a kernel may store into it (head_to_host) */
+    cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterMapped);
+    void *d = NULL;
+    if (e == cudaSuccess && cudaHostGetDevicePointer(&d, p, 0) != cudaSuccess) d = NULL;
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+    }
     if (e != cudaSuccess) {
         cudaGetLastError();
         return e == cudaErrorMemoryAllocation ? RL_ERR_NOMEM : RL_ERR_INTERNAL;
     }
+    cudaGetLastError(); /* a failed device address is not sticky: copies as before */
     c->reg[c->n_reg] = p;
     c->reg_bytes[c->n_reg] = bytes;
+    c->reg_dev[c->n_reg] = d;
     c->n_reg++;
     return RL_OK;
 }
@@ -425,6 +473,7 @@ static void cu_host_unregister(rl_backend *be, void *p) {
         c->n_reg--;
         c->reg[i] = c->reg[c->n_reg];
         c->reg_bytes[i] = c->reg_bytes[c->n_reg];
+        c->reg_dev[i] = c->reg_dev[c->n_reg];
         return;
     }
 }
@@ -526,7 +575,7 @@ static bool grow_ws(cu_backend *c, void **p, size_t *cap, size_t need) {
     if (need <= *cap) return true;
     if (*p) {
         flush(c);
-        fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+        sync_stream(c);
         cudaFree(*p);
         *p = NULL;
         *cap = 0;
@@ -1170,7 +1219,7 @@ static bool attn_stage(cu_backend *c, const rl_attn_args *a, attn_staged *st) {
 static rl_status cu_sync(rl_backend *be) {
     cu_backend *c = CU(be);
     flush(c);
-    fail(c, cudaStreamSynchronize(c->stream), "synchronize");
+    sync_stream(c);
     rl_status st = c->err;
     c->err = RL_OK;
     return st;
@@ -1314,6 +1363,8 @@ static rl_status instance_new(cu_store *s, rl_backend **out) {
     c->q_ok = true;
     const char *tc = getenv("RUVLLM_CUDA_TC");
     c->tc_on = !(tc && tc[0] == '0');
+    const char *hh = getenv("RUVLLM_CUDA_HEAD_HOST");
+    c->head_host = !(hh && hh[0] == '0');
     const char *q8 = getenv("RUVLLM_CUDA_Q8");
     c->q8_on = !(q8 && q8[0] == '0');
     const char *mmq = getenv("RUVLLM_CUDA_MMQ");
@@ -1361,6 +1412,11 @@ bool rl__cuda_graph_stats(rl_backend *be, int64_t *eager, int64_t *captured, int
 int64_t rl__cuda_attn_mmq_count(rl_backend *be) {
     if (!be || be->ops != &k_cuda_ops) return -1;
     return CU(be)->q.n_attn_mmq;
+}
+
+int64_t rl__cuda_head_host_count(rl_backend *be) {
+    if (!be || be->ops != &k_cuda_ops) return -1;
+    return CU(be)->n_head_host;
 }
 
 int rl__cuda_device_count(void) {

@@ -124,6 +124,12 @@ bool rl__cu_matvec_ok(int type, const void *w, size_t row_bytes, int64_t rows, i
 bool rl__cu_matvec_q8_type(int type);
 cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes, int64_t rows,
                           int64_t K, const float *x, const void *xq, float *y);
+/* rl__cu_matvec that also stores y into yh (NULL: not), the device address of mapped
+ * page-locked host memory: each warp stores whole lines of rows, so the results go over
+ * the bus as the product streams and no copy follows it. */
+cudaError_t rl__cu_matvec_host(cudaStream_t s, int type, const void *w, size_t row_bytes,
+                               int64_t rows, int64_t K, const float *x, const void *xq, float *y,
+                               float *yh);
 /* The kernel benchmark's variants: the streaming product on or off, and the rows per
  * item it takes for `type` (1, 2, 4; 0: that type to matmul.cu; < 0: the default). */
 void rl__cu_matvec_config(bool on, int type, int rows_per_item);

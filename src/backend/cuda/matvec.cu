@@ -668,6 +668,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     for (int r = 0; r < R; r++) acc[r] = 0.0f;
     int cg = 0, cc = 0;
     int64_t glu_end = r0 / 2; /* GLU: the end of the values this warp has written */
+    float hv = 0.0f; /* sg.yh: lane j holds the warp's row 32 k + j until 32 are in */
     typename G::X xn; /* XP: the next item's activations, loaded an item ahead */
     if (XP && n_items > 0) xn = G::xload(lane, (int64_t)wk * G::VPC, x);
     for (int i = 0; i < n_items; i++) {
@@ -719,6 +720,12 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
                 } else if (lane == 0 && row < rows) {
                     *seg_out(sg, row) = v;
                 }
+                if (ks == 1 && sg.yh) { /* whole lines to host memory, not 4-byte stores */
+                    const int j = cg * R + r;
+                    if (lane == (j & 31)) hv = v;
+                    if (j < nrw && ((j & 31) == 31 || j == nrw - 1) && lane <= (j & 31))
+                        sg.yh[r0 + (j & ~31) + lane] = hv;
+                }
                 acc[r] = 0.0f;
             }
             cc = 0;
@@ -734,6 +741,7 @@ __device__ __forceinline__ void mv_body(const rl__cu_mv_segs &sg, size_t row_byt
     for (int k = 0; k < ks; k++) v += part[warp + k][g][r];
     const int64_t row = r0 + (int64_t)g * R + r;
     if (row < rows) *seg_out(sg, row) = v;
+    if (row < rows && sg.yh) sg.yh[row] = v; /* lanes in row order: whole lines */
 }
 
 /* The streaming kernel (mv_body); XP: activations loaded an item ahead (g_mv_xpf). */
@@ -870,6 +878,7 @@ __global__ void __launch_bounds__(MV2_WMAX * 32, 1)
         const int64_t row = rb0 + j;
         const bool s1 = row >= sg.end[0], s2 = row >= sg.end[1];
         (s2 ? sg.y[2] : s1 ? sg.y[1] : sg.y[0])[row - (s2 ? sg.end[1] : s1 ? sg.end[0] : 0)] = acc;
+        if (sg.yh) sg.yh[row] = acc;
     }
 }
 
@@ -1282,10 +1291,17 @@ extern "C" cudaError_t rl__cu_matvec_glu(cudaStream_t s, int type, const rl__cu_
 extern "C" cudaError_t rl__cu_matvec(cudaStream_t s, int type, const void *w, size_t row_bytes,
                                      int64_t rows, int64_t K, const float *x, const void *xq,
                                      float *y) {
+    return rl__cu_matvec_host(s, type, w, row_bytes, rows, K, x, xq, y, NULL);
+}
+
+extern "C" cudaError_t rl__cu_matvec_host(cudaStream_t s, int type, const void *w,
+                                          size_t row_bytes, int64_t rows, int64_t K,
+                                          const float *x, const void *xq, float *y, float *yh) {
     const rl__cu_mv_segs sg = {{static_cast<const uint8_t *>(w), static_cast<const uint8_t *>(w),
                                 static_cast<const uint8_t *>(w)},
                                {y, y, y},
-                               {rows, rows, rows}};
+                               {rows, rows, rows},
+                               yh};
     if (mv2_ok(mv_index(type), rows, K)) return mv2_run(s, type, &sg, row_bytes, rows, K, x, xq);
     return mv_run(s, type, sg, row_bytes, rows, K, x, xq);
 }

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "step_trace.h"
+
 cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     memset(q, 0, sizeof *q);
     q->stream = s;
@@ -37,7 +39,12 @@ cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s) {
     q->attn_mmq = !(env && env[0] == '0');
     env = getenv("RUVLLM_CUDA_DEAD");
     q->dead_on = !(env && env[0] == '0');
-    return cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
+    env = getenv("RUVLLM_CUDA_STEP_ARENA");
+    q->step_arena = !(env && env[0] == '0');
+    cudaError_t e = cudaEventCreateWithFlags(&q->a_ev, cudaEventDisableTiming);
+    if (e == cudaSuccess && q->step_arena)
+        e = cudaStreamCreateWithFlags(&q->up_cs, cudaStreamNonBlocking);
+    return e;
 }
 
 static void graph_drop(cu_graph *g) {
@@ -48,12 +55,14 @@ static void graph_drop(cu_graph *g) {
 }
 
 void rl__cu_step_free(cu_step *q) {
+    TR_PRINT();
     for (int i = 0; i < CU_STEP_GRAPHS; i++) graph_drop(&q->graph[i]);
     for (int i = 0; i < CU_STEP_MEMO; i++) rl__free(q->memo[i].key);
     if (q->a_ev) cudaEventDestroy(q->a_ev);
     for (int i = 0; i < CU_HEAD_PARTS_MAX; i++)
         if (q->head_ev[i]) cudaEventDestroy(q->head_ev[i]);
     if (q->head_cs) cudaStreamDestroy(q->head_cs);
+    if (q->up_cs) cudaStreamDestroy(q->up_cs);
     if (q->ah) cudaFreeHost(q->ah);
     cudaFree(q->ad);
     cudaFree(q->glu_cnt);
@@ -74,6 +83,7 @@ cu_rec *rl__cu_step_push(cu_step *q, cu_op op) {
         q->rec = r;
         q->cap_rec = cap;
     }
+    if (!q->n_rec) TR_FIRST(q);
     cu_rec *r = &q->rec[q->n_rec++];
     memset(r, 0, sizeof *r);
     r->op = op;
@@ -165,13 +175,14 @@ void rl__cu_step_discard(cu_step *q, const void *p, size_t bytes) {
 }
 
 bool rl__cu_step_put(cu_step *q, const void *host, size_t bytes, size_t cap, size_t *at) {
-    if (q->a_busy) { /* the last upload may still read the host arena */
+    const size_t off = (q->a_used + 15) & ~(size_t)15;
+    if (cap < bytes || off + cap < off) return false;
+    const bool grow = off + cap > q->a_hcap;
+    if (q->a_busy && (grow || off < q->a_sent)) { /* an upload may still read these bytes */
         cudaEventSynchronize(q->a_ev);
         q->a_busy = false;
     }
-    const size_t off = (q->a_used + 15) & ~(size_t)15;
-    if (cap < bytes || off + cap < off) return false;
-    if (off + cap > q->a_hcap) {
+    if (grow) {
         size_t n = RL_MAX(off + cap, RL_MAX(2 * q->a_hcap, (size_t)64 << 10));
         uint8_t *h = NULL;
         if (cudaMallocHost((void **)&h, n) != cudaSuccess) {
@@ -281,6 +292,15 @@ static cudaError_t run_rec(cu_step *q, const cu_rec *r) {
             return rl__cu_matmul_tc(s, r->mm.blas, r->mm.type, r->mm.vec, r->mm.w, r->mm.row_bytes,
                                     r->mm.rows, r->mm.K, r->mm.x, r->mm.n, r->mm.y, r->mm.wsw,
                                     r->mm.wsw_bytes, r->mm.wsx);
+        if (r->mm.yh) {
+            if (r->mm.xq && !r->mm.xq_ready) {
+                const cudaError_t e = rl__cu_quant_q8(s, r->mm.x, 1, r->mm.K, r->mm.xq,
+                                                      rl__cu_q8_layout(r->mm.type));
+                if (e != cudaSuccess) return e;
+            }
+            return rl__cu_matvec_host(s, r->mm.type, r->mm.w, r->mm.row_bytes, r->mm.rows,
+                                      r->mm.K, r->mm.x, r->mm.xq, r->mm.y, r->mm.yh);
+        }
         if (r->mm.keep_part)
             return rl__cu_mmq(s, r->mm.type, r->mm.w, r->mm.row_bytes, r->mm.rows, r->mm.K,
                               r->mm.x, r->mm.n, r->mm.y, r->mm.xq, r->mm.xq_ready, true);
@@ -437,7 +457,7 @@ static bool mv_joinable(const cu_rec *a, const cu_rec *b, bool f16_join_on) {
     const bool f16 = !a->mm.xq && a->mm.type == RL_TYPE_F16 && a->mm.vec && b->mm.vec &&
                      f16_join_on;
     return a->op == CU_OP_MATMUL && b->op == CU_OP_MATMUL && !a->mm.blas && !b->mm.blas &&
-           b->mm.xq == a->mm.xq && (q8 || f16) &&
+           !a->mm.yh && !b->mm.yh && b->mm.xq == a->mm.xq && (q8 || f16) &&
            a->mm.n == 1 && b->mm.n == 1 && a->mm.x == b->mm.x && a->mm.type == b->mm.type &&
            a->mm.K == b->mm.K && a->mm.row_bytes == b->mm.row_bytes && a->mm.rows > 0 &&
            b->mm.rows > 0;
@@ -884,13 +904,21 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         }
         q->a_dcap = q->a_hcap;
     }
-    if (q->a_used) {
+    TR_MARK(q, "flush", true);
+    if (q->a_used > q->a_base) {
         *what = "arena upload";
-        e = cudaMemcpyAsync(q->ad, q->ah, q->a_used, cudaMemcpyHostToDevice, q->stream);
-        if (e == cudaSuccess) e = cudaEventRecord(q->a_ev, q->stream);
+        const size_t b0 = q->a_base;
+        /* a later part of a step: its bytes go up beside the parts before, off the stream */
+        const bool side = b0 > 0 && q->up_cs;
+        cudaStream_t us = side ? q->up_cs : q->stream;
+        e = cudaMemcpyAsync(q->ad + b0, q->ah + b0, q->a_used - b0, cudaMemcpyHostToDevice, us);
+        if (e == cudaSuccess) e = cudaEventRecord(q->a_ev, us);
+        if (e == cudaSuccess && side) e = cudaStreamWaitEvent(q->stream, q->a_ev, 0);
         q->a_busy = true;
+        q->a_sent = q->a_used;
         if (e != cudaSuccess) goto done;
     }
+    TR_MARK(q, "uploaded", true);
     cu_graph *g = graph_of_queued(q);
     uint64_t h = g ? g->hash : 0;
     if (!g) {
@@ -906,6 +934,7 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
         *what = "graph launch";
         g->last_use = ++q->tick;
         e = cudaGraphLaunch(g->exec, q->stream);
+        TR_MARK(q, "graph end", true);
         q->n_replayed++;
         goto done;
     }
@@ -926,9 +955,19 @@ done:
     q->n_rec = 0;
     q->n_dead = 0;
     q->dead_seen = 0;
-    q->a_used = 0;
+    if (q->step_arena && e == cudaSuccess)
+        q->a_base = q->a_used; /* kept until rl__cu_step_idle */
+    else
+        q->a_used = q->a_base = 0;
     for (int i = 0; i < CU_STEP_MEMO; i++) q->memo[i].valid = false;
     return e;
+}
+
+void rl__cu_step_idle(cu_step *q) {
+    if (q->n_rec) return; /* records queued still read the arena */
+    TR_END(q);
+    q->a_used = q->a_base = q->a_sent = 0;
+    q->a_busy = false;
 }
 
 /* ---- the output head joined to its copy (rl__cu_step_flush_head) ----
@@ -978,6 +1017,7 @@ bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes
     q->n_rec--;
     cudaError_t e = rl__cu_step_flush(q, what);
     const int np = q->head_parts;
+    TR_MARK(q, "head", true);
     int64_t r0 = 0;
     for (int k = 0; k < np && e == cudaSuccess; k++) {
         const int64_t nr = head_part_rows(head.mm.rows, np, k, r0);
@@ -997,8 +1037,10 @@ bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes
                                 cudaMemcpyDeviceToHost, q->head_cs);
         r0 += nr;
     }
+    TR_MARK(q, "head end", true);
     *what = "synchronize";
     if (e == cudaSuccess) e = cudaStreamSynchronize(q->head_cs);
+    if (e == cudaSuccess) rl__cu_step_idle(q); /* the stream's last work was the head's */
     *err = e;
     return true;
 }

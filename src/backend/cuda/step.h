@@ -17,6 +17,16 @@
  * of host time a 1B decode step and ~34 us an 8B one (H100 machine; RUVLLM_CUDA_STEP_QUEUED=0
  * for the full path), time in which the device has nothing queued; with it 4-7 us.
  *
+ * A step flushed in parts (backend_cuda.c's cu_add: the first layer runs while the host
+ * queues the rest) keeps one arena until the host next waits for the stream
+ * (rl__cu_step_idle): each part's bytes follow the last part's, so a later part's upload
+ * overwrites nothing a running part reads and goes up on a stream of its own, which the
+ * part's first kernel waits for; in the stream it sat between the two parts (the device
+ * idle for the copy) and the host waited for the previous upload before staging the next.
+ * H100, 2026-11-28, bench_cuda tg0 alternated three times in one call: 1B Q4_K_M 1,533.8,
+ * 1,528.2, 1,532.2 tok/s against 1,526.0, 1,518.7, 1,518.6 with RUVLLM_CUDA_STEP_ARENA=0
+ * (each flush starts the arena over); 8B Q8_0 303.8, 303.9 against 303.6, 303.4.
+ *
  * Everything here runs on the instance's thread and stream; one instance per context.
  */
 #ifndef RL_BACKEND_CUDA_STEP_H
@@ -38,6 +48,7 @@ typedef struct rl__cu_mv_segs {
     const uint8_t *w[RL_CU_MV_SEGS];
     float *y[RL_CU_MV_SEGS];
     int64_t end[RL_CU_MV_SEGS];
+    float *yh; /* non-NULL: rows [0, end[last]) also stored here (rl__cu_matvec_host) */
 } rl__cu_mv_segs;
 /* One streaming product of one token over nseg matrices (their q8 activations xq; F16:
  * the float activations x). */
@@ -166,6 +177,9 @@ typedef struct cu_rec {
                                workspace for the kernel that reads the output next, which
                                adds them: the RMSNorm after it, or the RoPE + cache write
                                of q (fold_parts, rl__cu_mmq) */
+            float *yh; /* a one-token streaming product whose y is also stored into mapped
+                          host memory here (rl__cu_matvec_host; the backend's to_host of
+                          the output head); never joined with another */
         } mm;
         struct { /* the element-wise ops; fields as each launcher names them */
             int i0, i1, i2;
@@ -274,8 +288,13 @@ typedef struct cu_step {
     size_t n_rec, cap_rec;
     uint8_t *ah, *ad; /* arena: pinned host, device twin */
     size_t a_used, a_hcap, a_dcap;
+    size_t a_base; /* step_arena: where this part's bytes begin (those before: earlier
+                      parts of the step, uploaded; reset by rl__cu_step_idle) */
+    size_t a_sent; /* bytes below which an upload may still be reading ah (a_busy) */
     cudaEvent_t a_ev; /* after the last arena upload, which reads ah */
     bool a_busy;
+    bool step_arena;     /* RUVLLM_CUDA_STEP_ARENA=0: every flush starts the arena over */
+    cudaStream_t up_cs;  /* step_arena: uploads of a step's later parts */
     cu_memo_slot memo[CU_STEP_MEMO];
     int memo_next;
     cu_graph graph[CU_STEP_GRAPHS];
@@ -319,6 +338,9 @@ typedef struct cu_step {
 cudaError_t rl__cu_step_init(cu_step *q, cudaStream_t s);
 /* Free everything; queued records are dropped. The stream must be idle. */
 void rl__cu_step_free(cu_step *q);
+/* The stream (and the instance's other streams) ran everything queued before: the next
+ * list's arena starts over. Call after each host synchronization. */
+void rl__cu_step_idle(cu_step *q);
 /* A zeroed record of op appended to the queue; NULL when out of memory. */
 cu_rec *rl__cu_step_push(cu_step *q, cu_op op);
 /* Watch the store of the record queued last into [p, p + bytes) for rl__cu_step_discard

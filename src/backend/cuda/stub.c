@@ -35,6 +35,11 @@ int64_t rl__cuda_attn_mmq_count(rl_backend *be) {
     return -1;
 }
 
+int64_t rl__cuda_head_host_count(rl_backend *be) {
+    (void)be;
+    return -1;
+}
+
 double rl__cuda_copy_bandwidth(int device) {
     (void)device;
     return 0;
