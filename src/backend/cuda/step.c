@@ -55,7 +55,7 @@ static void graph_drop(cu_graph *g) {
 }
 
 void rl__cu_step_free(cu_step *q) {
-    TR_PRINT();
+    TR_PRINT(q);
     for (int i = 0; i < CU_STEP_GRAPHS; i++) graph_drop(&q->graph[i]);
     for (int i = 0; i < CU_STEP_MEMO; i++) rl__free(q->memo[i].key);
     if (q->a_ev) cudaEventDestroy(q->a_ev);
@@ -887,6 +887,7 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what) {
     cudaError_t e = cudaSuccess;
     *what = "queue";
     if (!q->n_rec) goto done;
+    q->idle = false;
     if (q->a_used > q->a_dcap) {
         /* a larger device arena: graphs that read the old one go with it */
         *what = "arena";
@@ -963,11 +964,17 @@ done:
     return e;
 }
 
+void rl__cu_step_mark(cu_step *q, const char *name) {
+    (void)q, (void)name;
+    TR_MARK(q, name, false);
+}
+
 void rl__cu_step_idle(cu_step *q) {
     if (q->n_rec) return; /* records queued still read the arena */
     TR_END(q);
     q->a_used = q->a_base = q->a_sent = 0;
     q->a_busy = false;
+    q->idle = true;
 }
 
 /* ---- the output head joined to its copy (rl__cu_step_flush_head) ----
@@ -1017,6 +1024,7 @@ bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes
     q->n_rec--;
     cudaError_t e = rl__cu_step_flush(q, what);
     const int np = q->head_parts;
+    q->idle = false;
     TR_MARK(q, "head", true);
     int64_t r0 = 0;
     for (int k = 0; k < np && e == cudaSuccess; k++) {

@@ -287,6 +287,8 @@ typedef struct cu_step {
     cu_rec *rec;
     size_t n_rec, cap_rec;
     uint8_t *ah, *ad; /* arena: pinned host, device twin */
+    bool idle;    /* nothing was queued on the stream since rl__cu_step_idle (the backend
+                     clears it when it queues work of its own) */
     size_t a_used, a_hcap, a_dcap;
     size_t a_base; /* step_arena: where this part's bytes begin (those before: earlier
                       parts of the step, uploaded; reset by rl__cu_step_idle) */
@@ -341,6 +343,8 @@ void rl__cu_step_free(cu_step *q);
 /* The stream (and the instance's other streams) ran everything queued before: the next
  * list's arena starts over. Call after each host synchronization. */
 void rl__cu_step_idle(cu_step *q);
+/* A point of the step for step_trace.h's timeline (nothing outside a -DRL_CU_TRACE build). */
+void rl__cu_step_mark(cu_step *q, const char *name);
 /* A zeroed record of op appended to the queue; NULL when out of memory. */
 cu_rec *rl__cu_step_push(cu_step *q, cu_op op);
 /* Watch the store of the record queued last into [p, p + bytes) for rl__cu_step_discard
