@@ -978,6 +978,8 @@ void rl__cu_step_idle(cu_step *q) {
 }
 
 /* ---- the output head joined to its copy (rl__cu_step_flush_head) ----
+ * (Where the streaming kernel takes the head and the logits row is mapped, the backend's
+ * to_host has the head store the row itself instead: backend_cuda.c, head_to_host.)
  * A decode step ends with the output head (128k rows for Llama 3) and the copy of its row
  * of logits to the host (0.5 MB), which waited for the whole product: on an H100 15-20 us
  * of a 1B model's ~660 us step in which the device had nothing to do. H100, 2026-11-27, one
