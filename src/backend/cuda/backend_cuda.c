@@ -365,11 +365,8 @@ static int registered_at(const cu_backend *c, const void *p, size_t bytes) {
  * 1,533.2, 1,526.9 tok/s against 1,512.4, 1,512.4, 1,502.8 with RUVLLM_CUDA_HEAD_HOST=0;
  * 8B Q8_0 300.2, 302.8 against 300.9, 301.5. */
 static bool head_to_host(cu_backend *c, int ri, void *dst, const void *src, size_t bytes) {
-    if (!c->head_host || !c->reg_dev[ri] || !c->q.n_rec || (uintptr_t)dst % sizeof(float))
-        return false;
-    cu_rec *h = &c->q.rec[c->q.n_rec - 1];
-    if (h->op != CU_OP_MATMUL || h->mm.blas || h->mm.keep_part || h->mm.n != 1 || !h->mm.vec ||
-        h->mm.y != src || (size_t)h->mm.rows * sizeof(float) != bytes ||
+    cu_rec *h = rl__cu_step_head(&c->q, src, bytes);
+    if (!c->head_host || !c->reg_dev[ri] || (uintptr_t)dst % sizeof(float) || !h || !h->mm.vec ||
         !rl__cu_matvec_ok(h->mm.type, h->mm.w, h->mm.row_bytes, h->mm.rows, h->mm.K) ||
         (h->mm.xq ? !rl__cu_matvec_q8_type(h->mm.type) : h->mm.type != RL_TYPE_F16))
         return false;

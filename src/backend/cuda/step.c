@@ -988,6 +988,14 @@ void rl__cu_step_idle(cu_step *q) {
  * the host) 1,128.5, 1,134.3 / 1,158.4, 1,154.9 / 1,103.5, 1,108.7 / 1,156.9, 1,127.2; 8B Q8_0
  * tg0 299.1, 299.1 / 298.8, 299.7 (0 / 3): the copy was less of the gap than its size said. */
 
+cu_rec *rl__cu_step_head(cu_step *q, const void *src, size_t bytes) {
+    cu_rec *h = q->n_rec ? &q->rec[q->n_rec - 1] : NULL;
+    return h && h->op == CU_OP_MATMUL && !h->mm.blas && !h->mm.keep_part && h->mm.n == 1 &&
+                   h->mm.y == src && (size_t)h->mm.rows * sizeof(float) == bytes
+               ? h
+               : NULL;
+}
+
 /* Rows of the output head at least (a smaller last product is copied after it). */
 #define HEAD_MIN_ROWS 16384
 
@@ -1013,11 +1021,8 @@ static int64_t head_part_rows(int64_t rows, int np, int k, int64_t done) {
 bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes, cudaError_t *err,
                             const char **what) {
     *err = cudaSuccess;
-    if (q->head_parts < 2 || !q->n_rec) return false;
-    const cu_rec *h = &q->rec[q->n_rec - 1];
-    if (h->op != CU_OP_MATMUL || h->mm.blas || h->mm.n != 1 || h->mm.y != src ||
-        (size_t)h->mm.rows * sizeof(float) != bytes || h->mm.rows < HEAD_MIN_ROWS)
-        return false;
+    const cu_rec *h = rl__cu_step_head(q, src, bytes);
+    if (q->head_parts < 2 || !h || h->mm.rows < HEAD_MIN_ROWS) return false;
     if (head_setup(q) != cudaSuccess) {
         cudaGetLastError(); /* not sticky: the caller copies as before */
         return false;

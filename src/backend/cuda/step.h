@@ -382,5 +382,8 @@ cudaError_t rl__cu_step_flush(cu_step *q, const char **what);
  * record, another range); then the caller flushes and copies. */
 bool rl__cu_step_flush_head(cu_step *q, void *dst, const void *src, size_t bytes, cudaError_t *err,
                             const char **what);
+/* The last queued record when it is a one-token product off the tensor cores whose output
+ * is all of src (bytes: its rows of floats), the output head a to_host copies; else NULL. */
+cu_rec *rl__cu_step_head(cu_step *q, const void *src, size_t bytes);
 
 #endif /* RL_BACKEND_CUDA_STEP_H */
