@@ -170,7 +170,7 @@ if [ -n "${SERVE:-}" ]; then
         >"$out/serve.log" 2>&1 &
     spid=$!
     for _ in $(seq 1 120); do
-        grep -q "listening" "$out/serve.log" 2>/dev/null && break
+        grep -q "serve: ready" "$out/serve.log" 2>/dev/null && break # model loaded (it listens first)
         kill -0 $spid 2>/dev/null || break
         sleep 1
     done
