@@ -1223,13 +1223,8 @@ static rl_status cu_sync(rl_backend *be) {
     /* after to_host's wait (a decode step) nothing is left to wait for: the wait on an idle
      * stream took 2.6 us of the host's time between two 1B decode steps (step_trace.h, H100,
      * 2026-11-28), 0.1 us without it */
-    if (c->q.n_rec || !c->q.idle) {
-        flush(c);
-        sync_stream(c);
-    } else {
-        c->n_add = 0; /* as flush leaves them */
-        c->ak_valid = false;
-    }
+    flush(c); /* records queued: the stream is no longer idle */
+    if (!c->q.idle) sync_stream(c);
     rl__cu_step_mark(&c->q, "sync out");
     rl_status st = c->err;
     c->err = RL_OK;

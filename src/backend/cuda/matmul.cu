@@ -524,7 +524,7 @@ extern "C" size_t rl__cu_q8_bytes(int type, bool vec, const void *w, size_t row_
 extern "C" cudaError_t rl__cu_quant_q8(cudaStream_t s, const float *x, int64_t n, int64_t K,
                                        void *xq, int xq_mode) {
     if (n <= 0) return cudaSuccess;
-    if (K % 256 || !rl__cu_xq_mode_ok(xq_mode) || rl__cu_xq_mmq(xq_mode))
+    if (K % 256 || (xq_mode != RL_CU_XQ_Q8 && xq_mode != RL_CU_XQ_Q8_32))
         return cudaErrorInvalidValue;
     const int64_t n8 = n * K / 8;
     (void)rlcu::launch(quant_q8_kernel, (unsigned)((n8 + 255) / 256), 256, 0, s, x, n8,
